@@ -1,0 +1,169 @@
+import { readFileSync } from "node:fs";
+import { Value } from "typebox/value";
+import type { TemplateSet } from "../core/types.js";
+import { type AppConfig, type ConfigInput, ConfigSchema, ENVIRONMENT_KEYS } from "./schema.js";
+
+export interface Config {
+  mode: "dev" | "production";
+  host: string;
+  port: number;
+  dataDir: string;
+  /** newest first; empty means "generate one" (dev mode only) */
+  secrets: string[];
+  trustProxy: string[];
+  redisUrl: string | undefined;
+  databaseUrl: string | undefined;
+  smtpUrl: string | undefined;
+  emailFrom: string | undefined;
+  defaultCountry: string;
+  logLevel: string;
+  sqliteSynchronous: "NORMAL" | "FULL";
+  apps: AppConfig[];
+  templates: TemplateSet;
+}
+
+/** Every problem found, each naming its key; thrown so the caller prints them all and exits. */
+export class ConfigError extends Error {
+  constructor(readonly issues: string[]) {
+    super(`invalid configuration:\n${issues.map((issue) => `  - ${issue}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+const LIST_KEYS = new Set<string>(["secret", "trustProxy"]);
+const NUMBER_KEYS = new Set<string>(["port"]);
+
+/**
+ * Reads the configuration: the JSON file named by VERIFYD_CONFIG (its `"${NAME}"` strings read
+ * environment variable NAME), then the VERIFYD_* variables, which win.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const issues: string[] = [];
+  const input: Record<string, unknown> = {};
+  const file = env.VERIFYD_CONFIG;
+  if (file) {
+    try {
+      const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
+      if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+        issues.push(`VERIFYD_CONFIG (${file}): must hold a JSON object`);
+      } else {
+        Object.assign(input, substituteEnvironment(parsed, env, issues, ""));
+      }
+    } catch (error) {
+      issues.push(`VERIFYD_CONFIG (${file}): ${(error as Error).message}`);
+    }
+  }
+  for (const [name, key] of Object.entries(ENVIRONMENT_KEYS)) {
+    const raw = env[name];
+    if (raw === undefined || raw === "") continue;
+    if (LIST_KEYS.has(key))
+      input[key] = raw
+        .split(",")
+        .map((part) => part.trim())
+        .filter(Boolean);
+    else if (NUMBER_KEYS.has(key)) input[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
+    else input[key] = raw;
+  }
+  for (const error of Value.Errors(ConfigSchema, input)) {
+    if (error.keyword === "boolean" || error.keyword === "anyOf") continue;
+    issues.push(describe(error.instancePath, error.message, error.params));
+  }
+  if (issues.length > 0) throw new ConfigError(dedupe(issues));
+
+  const config = toConfig(input as ConfigInput);
+  issues.push(...crossFieldIssues(config));
+  if (issues.length > 0) throw new ConfigError(issues);
+  return config;
+}
+
+function toConfig(input: ConfigInput): Config {
+  return {
+    mode: input.mode ?? "dev",
+    host: input.host ?? "127.0.0.1",
+    port: input.port ?? 8080,
+    dataDir: input.dataDir ?? "./data",
+    secrets: input.secret ?? [],
+    trustProxy: input.trustProxy ?? [],
+    redisUrl: input.redisUrl,
+    databaseUrl: input.databaseUrl,
+    smtpUrl: input.smtpUrl,
+    emailFrom: input.emailFrom,
+    defaultCountry: input.defaultCountry ?? "CN",
+    logLevel: input.logLevel ?? "info",
+    sqliteSynchronous: input.sqliteSynchronous ?? "NORMAL",
+    apps: input.apps ?? [],
+    templates: (input.templates ?? {}) as TemplateSet,
+  };
+}
+
+function crossFieldIssues(config: Config): string[] {
+  const issues: string[] = [];
+  if (config.mode === "production" && config.secrets.length === 0) {
+    issues.push("VERIFYD_SECRET (secret): required in production mode");
+  }
+  if (Boolean(config.redisUrl) !== Boolean(config.databaseUrl)) {
+    issues.push("VERIFYD_REDIS_URL and VERIFYD_DATABASE_URL: cluster mode needs both, embedded mode neither");
+  }
+  if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
+    issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
+  }
+  const ids = new Set<string>();
+  const clientIds = new Set<string>();
+  config.apps.forEach((app, index) => {
+    if (ids.has(app.id)) issues.push(`apps/${index}/id: app "${app.id}" is declared twice`);
+    ids.add(app.id);
+    const clientId = app.clientId ?? app.id;
+    if (clientIds.has(clientId)) issues.push(`apps/${index}/clientId: client id "${clientId}" is used twice`);
+    clientIds.add(clientId);
+    if (app.id === "default" && app.clientId !== undefined && app.clientId !== "default") {
+      issues.push(`apps/${index}/clientId: the app "default" always has client id "default"`);
+    }
+  });
+  return issues;
+}
+
+const KEY_TO_ENVIRONMENT = Object.fromEntries(
+  Object.entries(ENVIRONMENT_KEYS).map(([name, key]) => [key, name]),
+);
+
+function describe(instancePath: string, message: string, params: unknown): string {
+  const path = instancePath.replace(/^\//, "") || "(root)";
+  const top = path.split("/")[0] ?? "";
+  const environment = KEY_TO_ENVIRONMENT[top];
+  const name = environment ? `${environment} (${path})` : path;
+  const extra = (params as { additionalProperties?: string[] }).additionalProperties;
+  const detail = extra ? `unknown key(s) ${extra.join(", ")}` : message;
+  return `${name}: ${detail}`;
+}
+
+function dedupe(issues: string[]): string[] {
+  return [...new Set(issues)];
+}
+
+/** Replaces every `"${NAME}"` string of the file by environment variable NAME. */
+function substituteEnvironment(
+  value: unknown,
+  env: NodeJS.ProcessEnv,
+  issues: string[],
+  path: string,
+): unknown {
+  if (typeof value === "string") {
+    const match = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value);
+    if (!match) return value;
+    const name = match[1] as string;
+    const resolved = env[name];
+    if (resolved === undefined) issues.push(`${path || "(root)"}: environment variable ${name} is not set`);
+    return resolved ?? "";
+  }
+  if (Array.isArray(value))
+    return value.map((item, index) => substituteEnvironment(item, env, issues, `${path}/${index}`));
+  if (typeof value === "object" && value !== null) {
+    return Object.fromEntries(
+      Object.entries(value).map(([key, item]) => [
+        key,
+        substituteEnvironment(item, env, issues, path ? `${path}/${key}` : key),
+      ]),
+    );
+  }
+  return value;
+}

@@ -1,0 +1,194 @@
+import Type, { type Static } from "typebox";
+import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
+import { PURPOSES } from "../core/types.js";
+
+const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
+  Type.Enum(values, { description });
+
+const RateRuleSchema = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000, description: "how many in the window" }),
+    windowSeconds: Type.Integer({
+      minimum: 1,
+      maximum: 31 * 86_400,
+      description: "window length in seconds",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+const TemplateSchema = Type.Object(
+  {
+    subject: Type.String({
+      maxLength: 500,
+      description: "email subject; {code} {minutes} {app} are filled in",
+    }),
+    text: Type.String({
+      minLength: 1,
+      maxLength: 5000,
+      description: "message body with {code}, {minutes}, {app}",
+    }),
+  },
+  { additionalProperties: false },
+);
+
+/** templates[purpose or "default"][locale] */
+const TemplateSetSchema = Type.Record(
+  Type.String({ pattern: `^(default|${PURPOSES.join("|")})$` }),
+  Type.Record(Type.String({ pattern: "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$" }), TemplateSchema),
+  { description: "per purpose (or `default`) and locale: {subject, text}" },
+);
+
+export const PolicySchema = Type.Object(
+  {
+    codeLength: Type.Optional(
+      Type.Integer({
+        minimum: CODE_LENGTH_MIN,
+        maximum: CODE_LENGTH_MAX,
+        description: "digits per code (default 6)",
+      }),
+    ),
+    codeTtlSeconds: Type.Optional(
+      Type.Integer({ minimum: 30, maximum: 86_400, description: "code validity in seconds (default 600)" }),
+    ),
+    maxAttempts: Type.Optional(
+      Type.Integer({ minimum: 1, maximum: 20, description: "wrong checks that kill a code (default 5)" }),
+    ),
+    tokenTtlSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 30,
+        maximum: 86_400,
+        description: "verification token validity (default 600)",
+      }),
+    ),
+    perRecipient: Type.Optional(
+      Type.Array(RateRuleSchema, {
+        maxItems: 10,
+        description: "sends per recipient (default 1/60s, 5/600s, 20/day)",
+      }),
+    ),
+    perIp: Type.Optional(
+      Type.Array(RateRuleSchema, { maxItems: 10, description: "sends per client IP (default 10/h)" }),
+    ),
+    perApp: Type.Optional(
+      Type.Array(RateRuleSchema, { maxItems: 10, description: "sends per app (default none)" }),
+    ),
+    failedChecksPerRecipient: Type.Optional(RateRuleSchema),
+  },
+  { additionalProperties: false },
+);
+
+export const AppConfigSchema = Type.Object(
+  {
+    id: Type.String({
+      pattern: "^[a-z0-9][a-z0-9_-]{0,62}$",
+      description: "app id (lower case, digits, - and _)",
+    }),
+    clientId: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 128, description: "public client id (default: id)" }),
+    ),
+    name: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 100, description: "shown in messages as {app}" }),
+    ),
+    disabled: Type.Optional(Type.Boolean()),
+    apiKeys: Type.Optional(
+      Type.Array(Type.String({ minLength: 16, maxLength: 256 }), {
+        description:
+          'API keys accepted for this app (use "${NAME}" to read them from the environment); stored hashed',
+      }),
+    ),
+    corsOrigins: Type.Optional(
+      Type.Array(Type.String({ maxLength: 300 }), { description: "browser origins allowed" }),
+    ),
+    policy: Type.Optional(PolicySchema),
+    templates: Type.Optional(TemplateSetSchema),
+    defaultLocale: Type.Optional(Type.String({ maxLength: 35 })),
+    testRecipients: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            to: Type.String({ minLength: 3, maxLength: 254 }),
+            code: Type.String({ pattern: "^[0-9]{4,10}$" }),
+          },
+          { additionalProperties: false },
+        ),
+        { description: "recipients with a fixed code, never delivered (app review, e2e tests)" },
+      ),
+    ),
+    fresnsSecret: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 256, description: "Fresns signing secret" }),
+    ),
+    loginOrRegister: Type.Optional(
+      Type.Boolean({ description: "Fresns useType 2 may target a new account" }),
+    ),
+    revealAccountExistence: Type.Optional(
+      Type.Boolean({ description: "CloudBase is_user disclosure (default true)" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigSchema = Type.Object(
+  {
+    mode: Type.Optional(literals(["dev", "production"] as const, "dev or production (default dev)")),
+    host: Type.Optional(Type.String({ minLength: 1, description: "listen address (default 127.0.0.1)" })),
+    port: Type.Optional(
+      Type.Integer({ minimum: 0, maximum: 65_535, description: "listen port (default 8080)" }),
+    ),
+    dataDir: Type.Optional(
+      Type.String({ minLength: 1, description: "embedded database and dev secret (default ./data)" }),
+    ),
+    secret: Type.Optional(
+      Type.Array(Type.String({ minLength: 16 }), {
+        minItems: 1,
+        description: "HMAC secrets, newest first; required in production (each at least 16 characters)",
+      }),
+    ),
+    trustProxy: Type.Optional(
+      Type.Array(Type.String({ minLength: 1 }), { description: "proxies whose X-Forwarded-For is believed" }),
+    ),
+    redisUrl: Type.Optional(Type.String({ pattern: "^rediss?://", description: "cluster mode: Redis URL" })),
+    databaseUrl: Type.Optional(
+      Type.String({ pattern: "^postgres(ql)?://", description: "cluster mode: PostgreSQL URL" }),
+    ),
+    smtpUrl: Type.Optional(
+      Type.String({ pattern: "^smtps?://", description: "smtp://user:pass@host:port or smtps://" }),
+    ),
+    emailFrom: Type.Optional(Type.String({ minLength: 3, description: "From address of emails" })),
+    defaultCountry: Type.Optional(
+      Type.String({ pattern: "^[A-Z]{2}$", description: "region of national numbers (default CN)" }),
+    ),
+    logLevel: Type.Optional(
+      literals(
+        ["fatal", "error", "warn", "info", "debug", "trace", "silent"] as const,
+        "pino level (default info)",
+      ),
+    ),
+    sqliteSynchronous: Type.Optional(
+      literals(["NORMAL", "FULL"] as const, "NORMAL survives a crash; FULL also power loss (default NORMAL)"),
+    ),
+    apps: Type.Optional(Type.Array(AppConfigSchema, { description: "apps created or updated at startup" })),
+    templates: Type.Optional(TemplateSetSchema),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigInput = Static<typeof ConfigSchema>;
+export type AppConfig = Static<typeof AppConfigSchema>;
+
+/** Every environment variable and the config key it sets (the file uses the same names in camelCase). */
+export const ENVIRONMENT_KEYS = {
+  VERIFYD_MODE: "mode",
+  VERIFYD_HOST: "host",
+  VERIFYD_PORT: "port",
+  VERIFYD_DATA_DIR: "dataDir",
+  VERIFYD_SECRET: "secret",
+  VERIFYD_TRUST_PROXY: "trustProxy",
+  VERIFYD_REDIS_URL: "redisUrl",
+  VERIFYD_DATABASE_URL: "databaseUrl",
+  VERIFYD_SMTP_URL: "smtpUrl",
+  VERIFYD_EMAIL_FROM: "emailFrom",
+  VERIFYD_DEFAULT_COUNTRY: "defaultCountry",
+  VERIFYD_LOG_LEVEL: "logLevel",
+  VERIFYD_SQLITE_SYNCHRONOUS: "sqliteSynchronous",
+} as const satisfies Record<string, keyof ConfigInput>;

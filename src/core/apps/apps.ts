@@ -1,0 +1,90 @@
+import { OtpError } from "../errors.js";
+import { newSecretToken, sha256Hex } from "../ids.js";
+import { DEFAULT_POLICY } from "../policy.js";
+import type { AppStore, Clock } from "../ports.js";
+import type { App } from "../types.js";
+
+export const DEFAULT_APP_ID = "default";
+
+/** A new app with every default; callers override what they configure. */
+export function newApp(fields: Partial<App> & { id: string }): App {
+  return {
+    clientId: fields.id,
+    name: fields.id,
+    disabled: false,
+    apiKeyHashes: [],
+    corsOrigins: [],
+    policy: DEFAULT_POLICY,
+    templates: {},
+    defaultLocale: "en",
+    testRecipients: [],
+    loginOrRegister: false,
+    revealAccountExistence: true,
+    ...fields,
+  };
+}
+
+/** Mints an API key; only its hash is stored, the key itself is shown once. */
+export function mintApiKey(): { apiKey: string; apiKeyHash: string } {
+  const apiKey = newSecretToken("vk");
+  return { apiKey, apiKeyHash: sha256Hex(apiKey) };
+}
+
+// Apps change rarely and are read on every request; a short cache keeps the store off the request
+// path while letting a change made by the CLI (another process) take effect within seconds.
+const APP_CACHE_TTL_MS = 5_000;
+
+interface CacheEntry {
+  app: App | null;
+  loadedAtMs: number;
+}
+
+/** Resolves the app of a request (by id, client id or API key) through a short-lived cache. */
+export class AppDirectory {
+  private readonly cache = new Map<string, CacheEntry>();
+
+  constructor(
+    private readonly store: AppStore,
+    private readonly clock: Clock,
+  ) {}
+
+  byId(id: string): Promise<App | null> {
+    return this.cached(`id:${id}`, () => this.store.get(id));
+  }
+
+  byClientId(clientId: string): Promise<App | null> {
+    return this.cached(`client:${clientId}`, () => this.store.getByClientId(clientId));
+  }
+
+  byApiKey(apiKey: string): Promise<App | null> {
+    return this.cached(`key:${sha256Hex(apiKey)}`, (key) => this.store.getByApiKeyHash(key.slice(4)));
+  }
+
+  /** The app named by a client id, enabled, or the OtpError a face renders. */
+  async requireByClientId(clientId: string): Promise<App> {
+    const app = await this.byClientId(clientId);
+    if (!app) throw new OtpError("APP_NOT_FOUND", { details: { field: "client_id" } });
+    if (app.disabled) throw new OtpError("APP_DISABLED");
+    return app;
+  }
+
+  async save(app: App): Promise<void> {
+    await this.store.save(app);
+    this.cache.clear();
+  }
+
+  list(): Promise<App[]> {
+    return this.store.list();
+  }
+
+  private async cached(key: string, load: (key: string) => Promise<App | null>): Promise<App | null> {
+    const now = this.clock.nowMs();
+    const hit = this.cache.get(key);
+    if (hit && now - hit.loadedAtMs < APP_CACHE_TTL_MS) return hit.app;
+    const app = await load(key);
+    // Unknown keys are cached too, but the map is bounded so a flood of random keys cannot grow it.
+    if (this.cache.size > 10_000) this.cache.clear();
+    this.cache.set(key, { app, loadedAtMs: now });
+    return app;
+  }
+}

@@ -1,0 +1,22 @@
+import type { App } from "./types.js";
+import { type CheckCodeInput, checkCode } from "./verification/check-code.js";
+import type { EngineDeps } from "./verification/engine-deps.js";
+import { cancelVerification, getVerification } from "./verification/manage-verification.js";
+import { type RedeemTokenInput, redeemToken } from "./verification/redeem-token.js";
+import { type SendCodeInput, sendCode } from "./verification/send-code.js";
+
+/** The verification use cases bound to their dependencies: the one object every API face calls. */
+export function createEngine(deps: EngineDeps) {
+  return {
+    deps,
+    apps: deps.apps,
+    accounts: deps.accounts,
+    sendCode: (input: SendCodeInput) => sendCode(deps, input),
+    checkCode: (input: CheckCodeInput) => checkCode(deps, input),
+    getVerification: (app: App, id: string) => getVerification(deps, app, id),
+    cancelVerification: (app: App, id: string) => cancelVerification(deps, app, id),
+    redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),
+  };
+}
+
+export type Engine = ReturnType<typeof createEngine>;

@@ -1,0 +1,139 @@
+import type { MessageTemplate, Purpose, TemplateSet } from "../types.js";
+
+type BuiltIn = Record<Purpose | "default", MessageTemplate>;
+
+const EN: BuiltIn = {
+  default: {
+    subject: "Your {app} verification code",
+    text: "Your {app} verification code is {code}. It expires in {minutes} minutes.",
+  },
+  sign_up: {
+    subject: "Confirm your {app} sign-up",
+    text: "Your {app} sign-up code is {code}. It expires in {minutes} minutes.",
+  },
+  sign_in: {
+    subject: "Your {app} sign-in code",
+    text: "Your {app} sign-in code is {code}. It expires in {minutes} minutes. If you did not try to sign in, ignore this message.",
+  },
+  reset_password: {
+    subject: "Reset your {app} password",
+    text: "Your {app} password reset code is {code}. It expires in {minutes} minutes. If you did not ask for it, ignore this message.",
+  },
+  reset_payment_password: {
+    subject: "Reset your {app} payment password",
+    text: "Your {app} payment password reset code is {code}. It expires in {minutes} minutes.",
+  },
+  bind_contact: {
+    subject: "Confirm your {app} contact",
+    text: "Your {app} code to add this contact is {code}. It expires in {minutes} minutes.",
+  },
+  change_contact: {
+    subject: "Confirm your new {app} contact",
+    text: "Your {app} code to change your contact is {code}. It expires in {minutes} minutes.",
+  },
+  change_password: {
+    subject: "Confirm your {app} password change",
+    text: "Your {app} code to change your password is {code}. It expires in {minutes} minutes.",
+  },
+  delete_account: {
+    subject: "Confirm deleting your {app} account",
+    text: "Your {app} code to delete your account is {code}. It expires in {minutes} minutes. If you did not ask for it, secure your account.",
+  },
+  reverify: {
+    subject: "Confirm it is you",
+    text: "Your {app} security code is {code}. It expires in {minutes} minutes.",
+  },
+  generic: {
+    subject: "Your {app} verification code",
+    text: "Your {app} verification code is {code}. It expires in {minutes} minutes.",
+  },
+};
+
+const ZH_HANS: BuiltIn = {
+  default: { subject: "{app} 验证码", text: "您的{app}验证码是 {code}，{minutes} 分钟内有效。" },
+  sign_up: { subject: "{app} 注册验证码", text: "您的{app}注册验证码是 {code}，{minutes} 分钟内有效。" },
+  sign_in: {
+    subject: "{app} 登录验证码",
+    text: "您的{app}登录验证码是 {code}，{minutes} 分钟内有效。如非本人操作，请忽略本消息。",
+  },
+  reset_password: {
+    subject: "{app} 重置密码",
+    text: "您的{app}重置密码验证码是 {code}，{minutes} 分钟内有效。如非本人操作，请忽略本消息。",
+  },
+  reset_payment_password: {
+    subject: "{app} 重置支付密码",
+    text: "您的{app}重置支付密码验证码是 {code}，{minutes} 分钟内有效。",
+  },
+  bind_contact: { subject: "{app} 绑定验证码", text: "您的{app}绑定验证码是 {code}，{minutes} 分钟内有效。" },
+  change_contact: {
+    subject: "{app} 换绑验证码",
+    text: "您的{app}换绑验证码是 {code}，{minutes} 分钟内有效。",
+  },
+  change_password: {
+    subject: "{app} 修改密码",
+    text: "您的{app}修改密码验证码是 {code}，{minutes} 分钟内有效。",
+  },
+  delete_account: {
+    subject: "{app} 注销账号",
+    text: "您的{app}注销账号验证码是 {code}，{minutes} 分钟内有效。如非本人操作，请立即修改密码。",
+  },
+  reverify: { subject: "{app} 身份验证", text: "您的{app}身份验证码是 {code}，{minutes} 分钟内有效。" },
+  generic: { subject: "{app} 验证码", text: "您的{app}验证码是 {code}，{minutes} 分钟内有效。" },
+};
+
+const BUILT_IN: Record<string, BuiltIn> = { en: EN, "zh-Hans": ZH_HANS };
+
+/** The locales shipped with verifyd; apps may add more through their templates. */
+export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
+
+/**
+ * Maps a requested locale to one that has templates: exact match, then the language family
+ * ("zh-CN", "zh" -> "zh-Hans"; "en-US" -> "en"), then the app's default.
+ */
+export function resolveLocale(
+  requested: string | undefined,
+  appTemplates: TemplateSet,
+  fallback: string,
+): string {
+  if (!requested) return fallback;
+  const known = new Set([
+    ...BUILT_IN_LOCALES,
+    ...Object.values(appTemplates).flatMap((byLocale) => Object.keys(byLocale ?? {})),
+  ]);
+  if (known.has(requested)) return requested;
+  const lower = requested.toLowerCase();
+  if (lower.startsWith("zh")) {
+    const traditional = /hant|tw|hk|mo/.test(lower);
+    if (traditional && known.has("zh-Hant")) return "zh-Hant";
+    return "zh-Hans";
+  }
+  const language = lower.split(/[-_]/)[0] ?? "";
+  for (const locale of known) if (locale.toLowerCase() === language) return locale;
+  return fallback;
+}
+
+/** The app's template for (purpose, locale), else its default, else the built-in one. */
+export function findTemplate(
+  templates: TemplateSet,
+  purpose: Purpose,
+  locale: string,
+): MessageTemplate | null {
+  return (
+    templates[purpose]?.[locale] ??
+    templates.default?.[locale] ??
+    BUILT_IN[locale]?.[purpose] ??
+    BUILT_IN[locale]?.default ??
+    null
+  );
+}
+
+export interface TemplateValues {
+  code: string;
+  minutes: number;
+  app: string;
+}
+
+/** Fills `{code}`, `{minutes}` and `{app}`; unknown placeholders are left as written. */
+export function fillTemplate(text: string, values: TemplateValues): string {
+  return text.replace(/\{(code|minutes|app)\}/g, (_, name: keyof TemplateValues) => String(values[name]));
+}

@@ -1,0 +1,243 @@
+/**
+ * The ports core needs from the outside world. Adapters in storage/, delivery/ and captcha/
+ * implement them; main.ts picks the implementations. Every method that changes state documents
+ * what it does atomically, because the guarantees (single use, attempt cap, rate limits) rest on it.
+ */
+import type {
+  Account,
+  App,
+  Channel,
+  CodeRecord,
+  DeliveryRecord,
+  OutboxMessage,
+  Purpose,
+  TokenRecord,
+} from "./types.js";
+
+export interface Clock {
+  nowMs(): number;
+}
+
+export interface Logger {
+  debug(object: object, message?: string): void;
+  info(object: object, message?: string): void;
+  warn(object: object, message?: string): void;
+  error(object: object, message?: string): void;
+}
+
+/** A counter checked and counted by `VerificationStore.issue`. Keys are app-relative. */
+export interface CounterCheck {
+  /** app-relative key, e.g. `r:email:a@example.com:60` */
+  key: string;
+  limit: number;
+  windowSeconds: number;
+  /** the rule's public name, reported when it refuses */
+  rule: string;
+}
+
+/** The failed-checks rule of a recipient: `limit` wrong checks per `windowSeconds`, across codes. */
+export interface FailureBudget {
+  limit: number;
+  windowSeconds: number;
+}
+
+export interface IssueRequest {
+  appId: string;
+  /** all checked first; counted only if all pass (a refusal consumes no budget) */
+  counters: CounterCheck[];
+  /** (channel, to, purpose): at most one pending code per slot; a new one supersedes the old */
+  slotKey: string;
+  code: CodeRecord;
+  /** null for test recipients, which are never delivered */
+  outbox: OutboxMessage | null;
+  idempotency?: { key: string; fingerprint: string };
+}
+
+export type IssueOutcome =
+  | { kind: "issued"; resendAfterSeconds: number }
+  | { kind: "refused"; rule: string; retryAfterSeconds: number }
+  | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string };
+
+export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string };
+
+export type AttemptRefusal =
+  | "expired"
+  | "superseded"
+  | "canceled"
+  | "approved"
+  | "max_attempts"
+  | "failure_budget";
+
+export type AttemptOutcome =
+  | { kind: "not_found" }
+  | { kind: "refused"; record: CodeRecord; reason: AttemptRefusal; retryAfterSeconds?: number }
+  /** the attempt is counted; `record.attempts` already includes it */
+  | { kind: "counted"; record: CodeRecord };
+
+/**
+ * Hot verification state plus the send's durable outbox row (the seam DESIGN.md describes:
+ * embedded does all of `issue` in one SQLite transaction; cluster does Redis then PostgreSQL and
+ * withdraws the code if the commit fails).
+ */
+export interface VerificationStore {
+  /**
+   * Atomically: replay an idempotent request if its key is known; else check every counter and
+   * refuse if any would pass its limit (counting nothing); else count them all, mark the slot's
+   * pending code superseded, save the code and enqueue the outbox row. Resolves only after the
+   * outbox row is durable. `resendAfterSeconds` is how long until the same request may succeed.
+   */
+  issue(request: IssueRequest, nowMs: number): Promise<IssueOutcome>;
+
+  /**
+   * Counts one attempt *before* the caller compares the code, in one atomic step: refuses when the
+   * code is not pending, expired or out of attempts, or the recipient's failed-check budget is
+   * spent; otherwise increments the code's attempts and the recipient's failure counter (refunded
+   * by `approve` / `refundFailure` when the code turns out right). Incrementing first means
+   * concurrent guesses can never exceed the cap. The failure counter's key is
+   * `failedChecksKey(record.channel, record.to)` (core/verification/keys.ts).
+   */
+  consumeAttempt(ref: CodeRef, failureBudget: FailureBudget, nowMs: number): Promise<AttemptOutcome>;
+
+  /**
+   * Marks a pending code approved and saves its token, refunding the failure count of this
+   * attempt. Succeeds for exactly one caller even under concurrent checks.
+   */
+  approve(appId: string, id: string, token: TokenRecord, failureKey: string, nowMs: number): Promise<boolean>;
+
+  /** Takes back one failure count (a correct peek). */
+  refundFailure(appId: string, failureKey: string, nowMs: number): Promise<void>;
+
+  get(appId: string, id: string): Promise<CodeRecord | null>;
+
+  /** Marks a pending code canceled; returns the record as it stands afterwards, or null if unknown. */
+  cancel(appId: string, id: string, nowMs: number): Promise<CodeRecord | null>;
+
+  findToken(appId: string, tokenHash: string, nowMs: number): Promise<TokenRecord | null>;
+
+  /** Deletes the token; true for exactly one caller (single use). */
+  consumeToken(appId: string, tokenHash: string, nowMs: number): Promise<boolean>;
+
+  deliveries(appId: string, verificationId: string): Promise<DeliveryRecord[]>;
+}
+
+/** The durable outbox the delivery worker drains. */
+export interface OutboxStore {
+  /**
+   * Claims up to `limit` due messages for `leaseMs`; a message is claimed by one worker at a time
+   * (even across processes), and a crashed worker's claim lapses when its lease ends.
+   */
+  claim(limit: number, leaseMs: number, nowMs: number): Promise<OutboxMessage[]>;
+  /** Delivered to a provider: erases the sealed code and records the delivery. */
+  markSent(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
+  /** Failed for now: records the failed try and schedules the next one. */
+  markRetry(message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number): Promise<void>;
+  /** Gave up (permanent error or past its deadline): erases the sealed code and records why. */
+  markFailed(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
+  /** Updates a delivery's status from a receipt (SMPP deliver_sm, provider callbacks). */
+  recordReceipt(provider: string, providerMessageId: string, delivery: DeliveryRecord): Promise<boolean>;
+}
+
+export interface CounterState {
+  count: number;
+  resetAtMs: number;
+}
+
+/**
+ * Plain windowed counters for rules outside the send (login lockouts, abuse signals). A window
+ * starts at its first hit (the TTL is applied only on creation, like better-auth `increment`).
+ */
+export interface CounterStore {
+  /** Adds one atomically and returns the new state. */
+  hit(appId: string, key: string, windowSeconds: number, nowMs: number): Promise<CounterState>;
+  peek(appId: string, key: string, nowMs: number): Promise<CounterState>;
+  reset(appId: string, key: string): Promise<void>;
+}
+
+export interface AppStore {
+  get(id: string): Promise<App | null>;
+  getByClientId(clientId: string): Promise<App | null>;
+  getByApiKeyHash(apiKeyHash: string): Promise<App | null>;
+  list(): Promise<App[]>;
+  /** Creates or replaces the app with this id. */
+  save(app: App): Promise<void>;
+}
+
+export interface Session {
+  tokenHash: string;
+  appId: string;
+  accountId: string;
+  expiresAtMs: number;
+}
+
+/** Accounts and their login sessions, for the account rules and the dialects' sign-up/sign-in. */
+export interface AccountDirectory {
+  findByContact(appId: string, channel: Channel, address: string): Promise<Account | null>;
+  findById(appId: string, id: string): Promise<Account | null>;
+  findByUsername(appId: string, username: string): Promise<Account | null>;
+  /** Fails with ACCOUNT_EXISTS when the email, phone or username is taken in this app. */
+  create(account: Account): Promise<Account>;
+  /** Fails with ACCOUNT_EXISTS when a new email, phone or username is taken in this app. */
+  update(account: Account): Promise<Account>;
+  createSession(session: Session): Promise<void>;
+  findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
+  deleteSession(appId: string, tokenHash: string): Promise<void>;
+}
+
+export interface DevInboxMessage {
+  id: string;
+  appId: string;
+  channel: Channel;
+  to: string;
+  subject: string;
+  text: string;
+  code: string;
+  createdAtMs: number;
+}
+
+/** Dev mode's inbox: the one place a plaintext code may rest (DESIGN.md). */
+export interface DevInbox {
+  add(message: DevInboxMessage): Promise<void>;
+  /** newest first */
+  list(to: string, limit: number): Promise<DevInboxMessage[]>;
+}
+
+/** A message rendered from its template, ready for a provider. */
+export interface RenderedMessage {
+  /** the outbox message id; providers that support idempotency keys receive it */
+  messageId: string;
+  appId: string;
+  verificationId: string;
+  channel: Channel;
+  to: string;
+  country?: string;
+  purpose: Purpose;
+  locale: string;
+  subject: string;
+  text: string;
+  html?: string;
+  /** plaintext code: only the dev sender may keep or print it */
+  code: string;
+}
+
+export interface SendReceipt {
+  providerMessageId?: string;
+}
+
+/** A provider's refusal; `permanent` ones (invalid number, blocked recipient) are never retried. */
+export class SendFailure extends Error {
+  readonly permanent: boolean;
+  constructor(message: string, options: { permanent?: boolean; cause?: unknown } = {}) {
+    super(message, { cause: options.cause });
+    this.name = "SendFailure";
+    this.permanent = options.permanent ?? false;
+  }
+}
+
+/** One delivery provider of one channel. Like kratos `courier/channel.go` (`ID()`, `Dispatch()`). */
+export interface MessageSender {
+  readonly id: string;
+  readonly channel: Channel;
+  /** Resolves when the provider accepted the message; throws `SendFailure` otherwise. */
+  send(message: RenderedMessage): Promise<SendReceipt>;
+  close?(): Promise<void>;
+}

@@ -1,0 +1,50 @@
+import { type CountryCode, parsePhoneNumberFromString } from "libphonenumber-js/max";
+import { invalidField } from "./errors.js";
+import type { Channel, Recipient } from "./types.js";
+
+const MAX_EMAIL_LENGTH = 254;
+// Deliberately simple: one @, a non-empty local part without spaces, a dotted domain. Full RFC 5322
+// parsing accepts addresses no mail provider delivers to; this refuses the typos users make.
+const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@[^\s@"(),:;<>[\\\]]+\.[^\s@"(),:;<>[\\\]]{2,}$/;
+const COUNTRY_PATTERN = /^[A-Z]{2}$/;
+
+/**
+ * Normalises an email (domain lower-cased) or a phone number (E.164). A phone may be given as
+ * E.164, as "+<cc> <number>", or national with `country` (ISO 3166 alpha-2) or the default region.
+ * Throws VALIDATION_FAILED naming `field` when the input is not a deliverable address.
+ */
+export function parseRecipient(
+  channel: Channel,
+  input: string,
+  options: { country?: string | undefined; defaultCountry: string; field?: string },
+): Recipient {
+  const field = options.field ?? "to";
+  const value = input.trim();
+  if (channel === "email") {
+    if (value.length > MAX_EMAIL_LENGTH || !EMAIL_PATTERN.test(value)) {
+      throw invalidField(field, `${field} is not a valid email address`);
+    }
+    const at = value.lastIndexOf("@");
+    return { channel, address: `${value.slice(0, at)}@${value.slice(at + 1).toLowerCase()}` };
+  }
+  const country = (options.country ?? options.defaultCountry).toUpperCase();
+  if (!COUNTRY_PATTERN.test(country))
+    throw invalidField("country", "country must be an ISO 3166 alpha-2 code");
+  if (value.length > 32 || !/^[+\d\s().-]+$/.test(value)) {
+    throw invalidField(field, `${field} is not a valid phone number`);
+  }
+  const phone = parsePhoneNumberFromString(value, country as CountryCode);
+  if (!phone?.isValid()) throw invalidField(field, `${field} is not a valid phone number`);
+  return { channel, address: phone.number, ...(phone.country ? { country: phone.country } : {}) };
+}
+
+/** Masks a recipient for answers and logs: `j***@example.com`, `+86*******00`. */
+export function maskAddress(channel: Channel, address: string): string {
+  if (channel === "email") {
+    const at = address.lastIndexOf("@");
+    return `${address.slice(0, Math.min(1, at))}***${address.slice(at)}`;
+  }
+  if (address.length <= 6) return "*".repeat(address.length);
+  // keep the leading +country digits (up to 3) and the last two, as STYLE.md §7 asks
+  return `${address.slice(0, 3)}${"*".repeat(address.length - 5)}${address.slice(-2)}`;
+}

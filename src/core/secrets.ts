@@ -1,0 +1,88 @@
+import {
+  createCipheriv,
+  createDecipheriv,
+  createHmac,
+  hkdfSync,
+  randomBytes,
+  randomInt,
+  timingSafeEqual,
+} from "node:crypto";
+
+/**
+ * Server secrets, newest first. Codes are hashed under the newest; checks compare against every
+ * secret so a rotation does not kill the codes already issued (kratos `hmacValueWithSecret` loop).
+ */
+export class CodeSecrets {
+  private readonly hmacKeys: Buffer[];
+  private readonly sealKeys: Buffer[];
+
+  constructor(secrets: readonly string[]) {
+    if (secrets.length === 0) throw new Error("at least one secret is required");
+    this.hmacKeys = secrets.map((secret) => deriveKey(secret, "verifyd code hmac"));
+    this.sealKeys = secrets.map((secret) => deriveKey(secret, "verifyd outbox seal"));
+  }
+
+  /** HMAC-SHA256 of the code, bound to its verification id so equal codes never share a hash. */
+  hashCode(verificationId: string, code: string): string {
+    return hmac(this.hmacKeys[0]!, verificationId, code).toString("hex");
+  }
+
+  /** Constant-time comparison against the stored hash under every secret. */
+  codeMatches(verificationId: string, code: string, storedHashHex: string): boolean {
+    const stored = Buffer.from(storedHashHex, "hex");
+    let matched = false;
+    // Every key is tried even after a match so the time taken does not depend on which key matched.
+    for (const key of this.hmacKeys) {
+      const candidate = hmac(key, verificationId, code);
+      if (candidate.length === stored.length && timingSafeEqual(candidate, stored)) matched = true;
+    }
+    return matched;
+  }
+
+  /** AES-256-GCM seal of an outbox payload (the code must travel to the worker, never in plaintext). */
+  seal(plaintext: string): string {
+    const iv = randomBytes(12);
+    const cipher = createCipheriv("aes-256-gcm", this.sealKeys[0]!, iv);
+    const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+    return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
+  }
+
+  /** Opens a sealed payload under any configured secret; null when none opens it. */
+  open(sealed: string): string | null {
+    const raw = Buffer.from(sealed, "base64");
+    if (raw.length < 28) return null;
+    const iv = raw.subarray(0, 12);
+    const tag = raw.subarray(12, 28);
+    const body = raw.subarray(28);
+    for (const key of this.sealKeys) {
+      try {
+        const decipher = createDecipheriv("aes-256-gcm", key, iv);
+        decipher.setAuthTag(tag);
+        return Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8");
+      } catch {
+        // not sealed under this key; try the next (older) one
+      }
+    }
+    return null;
+  }
+
+  /** A key for other keyed hashes (captcha answers, JWT signing) derived from the newest secret. */
+  deriveKey(purpose: string): Buffer {
+    return hmac(this.hmacKeys[0]!, "derive", purpose);
+  }
+}
+
+function deriveKey(secret: string, info: string): Buffer {
+  return Buffer.from(hkdfSync("sha256", secret, "verifyd", info, 32));
+}
+
+function hmac(key: Buffer, id: string, value: string): Buffer {
+  return createHmac("sha256", key).update(id).update("\0").update(value).digest();
+}
+
+/** A CSPRNG numeric code; leading zeros allowed, so every code of the length is equally likely. */
+export function generateNumericCode(length: number): string {
+  return randomInt(0, 10 ** length)
+    .toString()
+    .padStart(length, "0");
+}

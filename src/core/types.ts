@@ -1,0 +1,175 @@
+/** Domain vocabulary shared by every use case, port and API face. */
+
+export const CHANNELS = ["email", "sms"] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+/** What a code is for: it picks the template, and a code or token of one purpose never serves another. */
+export const PURPOSES = [
+  "sign_up",
+  "sign_in",
+  "reset_password",
+  "reset_payment_password",
+  "bind_contact",
+  "change_contact",
+  "change_password",
+  "delete_account",
+  "reverify",
+  "generic",
+] as const;
+export type Purpose = (typeof PURPOSES)[number];
+
+/** The precondition on the recipient, independent of the purpose. */
+export const ACCOUNT_RULES = [
+  "any",
+  "must_exist",
+  "must_not_exist",
+  "logged_in_contact_blank",
+  "own_contact",
+] as const;
+export type AccountRule = (typeof ACCOUNT_RULES)[number];
+
+export const VERIFICATION_STATUSES = [
+  "pending",
+  "approved",
+  "canceled",
+  "expired",
+  "max_attempts_reached",
+  "superseded",
+] as const;
+export type VerificationStatus = (typeof VERIFICATION_STATUSES)[number];
+
+/** The statuses a store keeps; `expired` and `max_attempts_reached` are derived from time and attempts. */
+export type StoredStatus = "pending" | "approved" | "canceled" | "superseded";
+
+/** A normalised address: lower-cased email domain, or E.164 phone number. */
+export interface Recipient {
+  channel: Channel;
+  address: string;
+  /** ISO 3166 alpha-2 region of a phone number; absent for email */
+  country?: string;
+}
+
+/** One "at most `limit` per `windowSeconds`" rule. */
+export interface RateRule {
+  limit: number;
+  windowSeconds: number;
+}
+
+/** Per-app policy; every value has a default in `policy.ts`. */
+export interface Policy {
+  codeLength: number;
+  codeTtlSeconds: number;
+  maxAttempts: number;
+  tokenTtlSeconds: number;
+  perRecipient: RateRule[];
+  perIp: RateRule[];
+  /** whole-app send budget; none by default */
+  perApp: RateRule[];
+  failedChecksPerRecipient: RateRule;
+}
+
+export interface MessageTemplate {
+  /** email subject; unused for SMS */
+  subject: string;
+  /** body with `{code}`, `{minutes}` and `{app}` placeholders */
+  text: string;
+}
+
+/** templates[purpose][locale] = template; missing entries fall back to the built-in ones. */
+export type TemplateSet = Partial<Record<Purpose | "default", Record<string, MessageTemplate>>>;
+
+export interface TestRecipient {
+  /** email or phone number as configured; normalised when matched */
+  to: string;
+  code: string;
+}
+
+/** A tenant: its own policy, templates, credentials and browser origins. */
+export interface App {
+  id: string;
+  clientId: string;
+  name: string;
+  disabled: boolean;
+  /** sha256 hex of each API key; the keys themselves are shown once and never stored */
+  apiKeyHashes: string[];
+  corsOrigins: string[];
+  policy: Policy;
+  templates: TemplateSet;
+  defaultLocale: string;
+  testRecipients: TestRecipient[];
+  /** Fresns request-signing secret; signatures are demanded only when set */
+  fresnsSecret?: string;
+  /** Fresns `site_login_or_register`: useType 2 may target a new account */
+  loginOrRegister: boolean;
+  /** CloudBase `is_user` disclosure; an app may switch it off */
+  revealAccountExistence: boolean;
+}
+
+export interface CodeRecord {
+  id: string;
+  appId: string;
+  channel: Channel;
+  /** normalised recipient address */
+  to: string;
+  purpose: Purpose;
+  /** purposes the approval token may be redeemed for */
+  tokenPurposes: Purpose[];
+  /** HMAC-SHA256 of the code under the newest secret at issue time (hex) */
+  codeHash: string;
+  status: StoredStatus;
+  attempts: number;
+  maxAttempts: number;
+  createdAtMs: number;
+  expiresAtMs: number;
+  locale: string;
+  accountId?: string;
+}
+
+export interface TokenRecord {
+  /** sha256 hex of the token; the token itself is returned once */
+  tokenHash: string;
+  appId: string;
+  verificationId: string;
+  channel: Channel;
+  to: string;
+  purposes: Purpose[];
+  expiresAtMs: number;
+}
+
+export type DeliveryStatus = "queued" | "sent" | "delivered" | "failed";
+
+export interface DeliveryRecord {
+  provider: string;
+  status: DeliveryStatus;
+  atMs: number;
+  error?: string;
+  providerMessageId?: string;
+}
+
+/** The message the outbox worker renders and hands to a sender. */
+export interface OutboxMessage {
+  id: string;
+  appId: string;
+  verificationId: string;
+  channel: Channel;
+  to: string;
+  purpose: Purpose;
+  locale: string;
+  /** AES-256-GCM sealed code; erased once delivered */
+  sealedCode: string;
+  createdAtMs: number;
+  /** a code past its validity is not sent */
+  deliverBeforeMs: number;
+  attempts: number;
+}
+
+export interface Account {
+  id: string;
+  appId: string;
+  email?: string;
+  phone?: string;
+  username?: string;
+  passwordHash?: string;
+  profile: Record<string, string>;
+  createdAtMs: number;
+}

@@ -1,0 +1,121 @@
+import { OtpError } from "../errors.js";
+import { newSecretToken, sha256Hex } from "../ids.js";
+import type { AttemptRefusal, CodeRef } from "../ports.js";
+import { parseRecipient } from "../recipients.js";
+import type { App, Channel, CodeRecord, Purpose } from "../types.js";
+import type { EngineDeps } from "./engine-deps.js";
+import { failedChecksKey, slotKey } from "./keys.js";
+
+/** Which code a check is about: a verification id (native, CloudBase) or the recipient's pending code. */
+export type CheckTarget =
+  | { id: string }
+  | { channel: Channel; to: string; country?: string | undefined; purpose: Purpose; toField?: string };
+
+export interface CheckCodeInput {
+  app: App;
+  target: CheckTarget;
+  code: string;
+  /**
+   * `consume` approves and issues a token; `peek` counts the attempt and compares but leaves the
+   * code pending for the next call (Fresns `verify-identity`).
+   */
+  mode?: "consume" | "peek";
+  /** which input field the code came from, so errors name the caller's field */
+  codeField?: string;
+}
+
+export interface CheckCodeResult {
+  record: CodeRecord;
+  /** present when mode is `consume` */
+  token?: string;
+  tokenExpiresInSeconds?: number;
+}
+
+const REFUSAL_ERRORS: Record<AttemptRefusal, OtpError["code"]> = {
+  expired: "CODE_EXPIRED",
+  superseded: "CODE_SUPERSEDED",
+  canceled: "CODE_CANCELED",
+  approved: "CODE_ALREADY_USED",
+  max_attempts: "TOO_MANY_ATTEMPTS",
+  failure_budget: "TOO_MANY_ATTEMPTS",
+};
+
+/**
+ * Checks a code. The attempt is counted atomically *before* comparing (kratos
+ * `persister_code.go`), so concurrent guesses cannot exceed the cap; the comparison is constant
+ * time; approval succeeds for exactly one caller.
+ */
+export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promise<CheckCodeResult> {
+  const { app } = input;
+  const codeField = input.codeField ?? "code";
+  // A code that cannot be right (wrong length or alphabet) is a client error, not a guess: it is
+  // refused without spending an attempt.
+  if (!/^\d+$/.test(input.code) || input.code.length !== app.policy.codeLength) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message: `${codeField} must be ${app.policy.codeLength} digits`,
+      details: { field: codeField },
+    });
+  }
+  const ref = resolveRef(deps, app, input.target);
+  const now = deps.clock.nowMs();
+  const outcome = await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
+
+  if (outcome.kind === "not_found") {
+    // By recipient, "no pending code" must look exactly like a wrong code, or it would tell an
+    // attacker which recipients have one.
+    throw "id" in ref
+      ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
+      : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
+  }
+  if (outcome.kind === "refused") {
+    throw new OtpError(REFUSAL_ERRORS[outcome.reason], {
+      details: {
+        ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+        ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
+      },
+    });
+  }
+
+  const { record } = outcome;
+  const failureKey = failedChecksKey(record.channel, record.to);
+  if (!deps.secrets.codeMatches(record.id, input.code, record.codeHash)) {
+    throw new OtpError("CODE_INVALID", {
+      details: { field: codeField, attemptsRemaining: Math.max(0, record.maxAttempts - record.attempts) },
+    });
+  }
+  if (input.mode === "peek") {
+    await deps.store.refundFailure(app.id, failureKey, now);
+    return { record };
+  }
+
+  const token = newSecretToken("vt");
+  const tokenTtlSeconds = app.policy.tokenTtlSeconds;
+  const approved = await deps.store.approve(
+    app.id,
+    record.id,
+    {
+      tokenHash: sha256Hex(token),
+      appId: app.id,
+      verificationId: record.id,
+      channel: record.channel,
+      to: record.to,
+      purposes: record.tokenPurposes,
+      expiresAtMs: now + tokenTtlSeconds * 1000,
+    },
+    failureKey,
+    now,
+  );
+  // Another concurrent check with the same right code won the approval: single use.
+  if (!approved) throw new OtpError("CODE_ALREADY_USED");
+  return { record: { ...record, status: "approved" }, token, tokenExpiresInSeconds: tokenTtlSeconds };
+}
+
+function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
+  if ("id" in target) return { appId: app.id, id: target.id };
+  const recipient = parseRecipient(target.channel, target.to, {
+    country: target.country,
+    defaultCountry: deps.defaultCountry,
+    field: target.toField ?? "to",
+  });
+  return { appId: app.id, slotKey: slotKey(target.channel, recipient.address, target.purpose) };
+}

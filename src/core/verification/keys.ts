@@ -1,0 +1,26 @@
+import type { Channel, Purpose } from "../types.js";
+
+/**
+ * App-relative keys of the hot state. Stores prefix them with the app (Redis puts it in a `{app}`
+ * hash tag so one operation's keys share a cluster slot).
+ */
+export function slotKey(channel: Channel, address: string, purpose: Purpose): string {
+  return `${channel}:${address}:${purpose}`;
+}
+
+export function recipientCounterKey(channel: Channel, address: string, windowSeconds: number): string {
+  return `r:${channel}:${address}:${windowSeconds}`;
+}
+
+export function ipCounterKey(ip: string, windowSeconds: number): string {
+  return `ip:${ip}:${windowSeconds}`;
+}
+
+export function appCounterKey(windowSeconds: number): string {
+  return `app:${windowSeconds}`;
+}
+
+/** Failed checks per recipient across codes, so resending does not reset the guessing budget. */
+export function failedChecksKey(channel: Channel, address: string): string {
+  return `f:${channel}:${address}`;
+}

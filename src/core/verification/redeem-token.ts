@@ -1,0 +1,34 @@
+import { OtpError } from "../errors.js";
+import { sha256Hex } from "../ids.js";
+import type { App, Channel, Purpose, TokenRecord } from "../types.js";
+import type { EngineDeps } from "./engine-deps.js";
+
+export interface RedeemTokenInput {
+  app: App;
+  token: string;
+  /** the redeeming step's purposes; the token must have been issued for one of them */
+  purposes?: Purpose[] | undefined;
+  /** when the redeeming step names a recipient, it must be the verified one */
+  recipient?: { channel: Channel; address: string } | undefined;
+  tokenField?: string;
+}
+
+/**
+ * Redeems a verification token once: sign-up, sign-in and backends learn what was verified. A
+ * token that does not fit (other app, purpose or recipient) is refused without being spent, so a
+ * client's mistake does not burn the user's verification.
+ */
+export async function redeemToken(deps: EngineDeps, input: RedeemTokenInput): Promise<TokenRecord> {
+  const { app } = input;
+  const invalid = () => new OtpError("TOKEN_INVALID", { details: { field: input.tokenField ?? "token" } });
+  const tokenHash = sha256Hex(input.token);
+  const now = deps.clock.nowMs();
+  const token = await deps.store.findToken(app.id, tokenHash, now);
+  if (!token) throw invalid();
+  const purposes = input.purposes;
+  if (purposes && !purposes.some((purpose) => token.purposes.includes(purpose))) throw invalid();
+  const recipient = input.recipient;
+  if (recipient && (recipient.channel !== token.channel || recipient.address !== token.to)) throw invalid();
+  if (!(await deps.store.consumeToken(app.id, tokenHash, now))) throw invalid();
+  return token;
+}

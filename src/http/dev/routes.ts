@@ -1,0 +1,48 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance } from "fastify";
+import Type from "typebox";
+import { OtpError } from "../../core/errors.js";
+import type { DevInbox } from "../../core/ports.js";
+import { parseRecipient } from "../../core/recipients.js";
+import { renderProblem } from "../native/routes.js";
+
+export interface DevApiOptions {
+  inbox: DevInbox;
+  defaultCountry: string;
+}
+
+const InboxQuery = Type.Object({ to: Type.String({ minLength: 1, maxLength: 254 }) });
+const INBOX_LIMIT = 50;
+
+/** Dev API (dev mode only; not registered in production, so its routes answer 404 there). */
+export async function devApi(fastify: FastifyInstance, options: DevApiOptions): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+
+  app.get("/v1/dev/inbox", { schema: { querystring: InboxQuery } }, async (request) => {
+    const raw = request.query.to;
+    // An unencoded "+" in a query string arrives as a space; read it as the "+" the caller meant.
+    const to = raw.startsWith(" ") ? `+${raw.slice(1)}` : raw;
+    const channel = to.includes("@") ? "email" : "sms";
+    let address: string;
+    try {
+      address = parseRecipient(channel, to, { defaultCountry: options.defaultCountry }).address;
+    } catch (error) {
+      if (error instanceof OtpError)
+        throw new OtpError("VALIDATION_FAILED", { message: error.message, details: { field: "to" } });
+      throw error;
+    }
+    const messages = await options.inbox.list(address, INBOX_LIMIT);
+    return {
+      messages: messages.map((message) => ({
+        id: message.id,
+        channel: message.channel,
+        to: message.to,
+        subject: message.subject,
+        text: message.text,
+        code: message.code,
+        created_at: new Date(message.createdAtMs).toISOString(),
+      })),
+    };
+  });
+}

@@ -1,0 +1,241 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { DEFAULT_APP_ID } from "../../core/apps/apps.js";
+import type { Engine } from "../../core/engine.js";
+import { OtpError } from "../../core/errors.js";
+import { maskAddress } from "../../core/recipients.js";
+import type { AccountRule, App, Purpose } from "../../core/types.js";
+import { secondsUntil, statusOf } from "../../core/verification/status.js";
+import { logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
+import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
+import {
+  CancelReply,
+  CheckBody,
+  CheckReply,
+  IdParams,
+  Problem,
+  RedeemBody,
+  RedeemReply,
+  SendBody,
+  SendReply,
+  VerificationReply,
+} from "./schemas.js";
+
+export interface NativeApiOptions {
+  engine: Engine;
+  /** dev mode accepts unauthenticated calls for the app `default` */
+  devMode: boolean;
+}
+
+interface Caller {
+  app: App;
+  /** true when an API key named the app: only then are `client_ip` and `device_id` believed */
+  byApiKey: boolean;
+}
+
+const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+const problemResponses = {
+  400: Problem,
+  401: Problem,
+  404: Problem,
+  409: Problem,
+  410: Problem,
+  422: Problem,
+  428: Problem,
+  429: Problem,
+  503: Problem,
+};
+
+/** The native API (DESIGN.md "Native API"): thin handlers, one core call each. */
+export async function nativeApi(fastify: FastifyInstance, options: NativeApiOptions): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { engine, devMode } = options;
+
+  async function callerOf(request: FastifyRequest): Promise<Caller> {
+    const header = request.headers.authorization;
+    if (header === undefined) {
+      if (!devMode)
+        throw new OtpError("UNAUTHENTICATED", { message: "Authorization: Bearer <api key> is required" });
+      const fallback = await engine.apps.byId(DEFAULT_APP_ID);
+      if (!fallback) throw new OtpError("APP_NOT_FOUND");
+      return { app: fallback, byApiKey: false };
+    }
+    const match = /^Bearer\s+(\S{1,256})$/i.exec(header);
+    const found = match ? await engine.apps.byApiKey(match[1] as string) : null;
+    if (!found) throw new OtpError("UNAUTHENTICATED", { message: "The API key is not valid" });
+    if (found.disabled) throw new OtpError("APP_DISABLED");
+    return { app: found, byApiKey: true };
+  }
+
+  app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+
+  app.post(
+    "/v1/verifications",
+    { schema: { body: SendBody, response: { 201: SendReply, ...problemResponses } } },
+    async (request, reply) => {
+      const caller = await callerOf(request);
+      const body = request.body;
+      const idempotencyKey = request.headers["idempotency-key"];
+      if (
+        idempotencyKey !== undefined &&
+        (typeof idempotencyKey !== "string" || !IDEMPOTENCY_KEY_PATTERN.test(idempotencyKey))
+      ) {
+        throw new OtpError("VALIDATION_FAILED", {
+          message: "Idempotency-Key must be 1-255 printable ASCII characters",
+          details: { field: "Idempotency-Key" },
+        });
+      }
+      const result = await engine.sendCode({
+        app: caller.app,
+        channel: body.channel,
+        to: body.to,
+        country: body.country,
+        purpose: body.purpose as Purpose,
+        rule: accountRuleOf(body),
+        locale: body.locale ?? acceptLanguage(request),
+        accountId: body.account_id,
+        clientIp: caller.byApiKey && body.client_ip ? body.client_ip : request.ip,
+        idempotencyKey,
+      });
+      reply.code(201);
+      return {
+        id: result.record.id,
+        channel: result.record.channel,
+        to: result.maskedTo,
+        purpose: result.record.purpose,
+        status: "pending" as const,
+        expires_in: result.expiresInSeconds,
+        resend_after: result.resendAfterSeconds,
+      };
+    },
+  );
+
+  app.post(
+    "/v1/verifications/check",
+    { schema: { body: CheckBody, response: { 200: CheckReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const result = await engine.checkCode({
+        app: tenant,
+        target: { id: request.body.id },
+        code: request.body.code,
+      });
+      return {
+        id: result.record.id,
+        status: "approved" as const,
+        token: result.token as string,
+        token_expires_in: result.tokenExpiresInSeconds as number,
+      };
+    },
+  );
+
+  app.get(
+    "/v1/verifications/:id",
+    { schema: { params: IdParams, response: { 200: VerificationReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const view = await engine.getVerification(tenant, request.params.id);
+      const now = engine.deps.clock.nowMs();
+      const { record } = view;
+      return {
+        id: record.id,
+        channel: record.channel,
+        to: maskAddress(record.channel, record.to),
+        purpose: record.purpose,
+        status: statusOf(record, now),
+        attempts_remaining: view.attemptsRemaining,
+        expires_in: secondsUntil(record.expiresAtMs, now),
+        deliveries: view.deliveries.map((delivery) => ({
+          provider: delivery.provider,
+          status: delivery.status,
+          at: new Date(delivery.atMs).toISOString(),
+          ...(delivery.error ? { error: delivery.error } : {}),
+        })),
+      };
+    },
+  );
+
+  app.post(
+    "/v1/verifications/:id/cancel",
+    { schema: { params: IdParams, response: { 200: CancelReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const record = await engine.cancelVerification(tenant, request.params.id);
+      return { id: record.id, status: "canceled" as const };
+    },
+  );
+
+  app.post(
+    "/v1/tokens/redeem",
+    { schema: { body: RedeemBody, response: { 200: RedeemReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const token = await engine.redeemToken({
+        app: tenant,
+        token: request.body.token,
+        purposes: request.body.purposes as Purpose[] | undefined,
+      });
+      const purpose =
+        request.body.purposes?.find((wanted) => token.purposes.includes(wanted as Purpose)) ??
+        token.purposes[0];
+      return { channel: token.channel, to: token.to, purpose: purpose as string, app: tenant.id };
+    },
+  );
+}
+
+/** DESIGN.md: `target` picks must_exist / must_not_exist; no `to` means the account's own contact. */
+function accountRuleOf(body: {
+  to?: string;
+  purpose: string;
+  target?: string;
+  account_id?: string;
+}): AccountRule {
+  if (body.to === undefined) return "own_contact";
+  if (body.account_id !== undefined && body.purpose === "bind_contact") return "logged_in_contact_blank";
+  if (body.target === "user") return "must_exist";
+  if (body.target === "not_user") return "must_not_exist";
+  return "any";
+}
+
+function acceptLanguage(request: FastifyRequest): string | undefined {
+  const header = request.headers["accept-language"];
+  if (typeof header !== "string") return undefined;
+  const first = header.split(",")[0]?.split(";")[0]?.trim();
+  return first && /^[A-Za-z0-9-]{2,35}$/.test(first) ? first : undefined;
+}
+
+/** RFC 9457 problem+json in the native shape; unknown errors become a 500 with the request id. */
+export function renderProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const otpError = toOtpError(error);
+  if (!otpError) {
+    const requestId = logUnexpected(request, error);
+    return reply
+      .code(500)
+      .type("application/problem+json")
+      .send({
+        type: "urn:verifyd:error:internal",
+        title: statusTitle(500),
+        status: 500,
+        code: "INTERNAL",
+        detail: "An unexpected error occurred; quote the request id when reporting it",
+        request_id: requestId,
+      });
+  }
+  const status = NATIVE_ERROR_STATUS[otpError.code];
+  if (status >= 500) request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
+  setRetryAfter(reply, otpError);
+  const { details } = otpError;
+  return reply
+    .code(status)
+    .type("application/problem+json")
+    .send({
+      type: `urn:verifyd:error:${otpError.code.toLowerCase().replaceAll("_", "-")}`,
+      title: statusTitle(status),
+      status,
+      code: otpError.code,
+      detail: otpError.message,
+      ...(details.field ? { field: details.field } : {}),
+      ...(details.attemptsRemaining !== undefined ? { attempts_remaining: details.attemptsRemaining } : {}),
+      ...(details.retryAfterSeconds !== undefined ? { retry_after: details.retryAfterSeconds } : {}),
+    });
+}

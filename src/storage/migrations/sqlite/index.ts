@@ -1,0 +1,141 @@
+/**
+ * Versioned SQLite migrations, applied in order inside one transaction each. Never edit a
+ * released migration; add the next version.
+ */
+export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "initial",
+    sql: `
+CREATE TABLE apps (
+  id TEXT PRIMARY KEY,
+  client_id TEXT NOT NULL UNIQUE,
+  data TEXT NOT NULL
+);
+CREATE TABLE app_keys (
+  key_hash TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE codes (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  slot TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  token_purposes TEXT NOT NULL,
+  code_hash TEXT NOT NULL,
+  status TEXT NOT NULL,
+  attempts INTEGER NOT NULL,
+  max_attempts INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  locale TEXT NOT NULL,
+  account_id TEXT
+);
+CREATE INDEX codes_pending_slot ON codes (app_id, slot) WHERE status = 'pending';
+CREATE INDEX codes_expires_at ON codes (expires_at);
+
+CREATE TABLE counters (
+  app_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  count INTEGER NOT NULL,
+  reset_at INTEGER NOT NULL,
+  PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+CREATE INDEX counters_reset_at ON counters (reset_at);
+
+CREATE TABLE tokens (
+  token_hash TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  verification_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  purposes TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX tokens_expires_at ON tokens (expires_at);
+
+CREATE TABLE idempotency (
+  app_id TEXT NOT NULL,
+  key TEXT NOT NULL,
+  verification_id TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  resend_after INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (app_id, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expires_at ON idempotency (expires_at);
+
+CREATE TABLE outbox (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  verification_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  purpose TEXT NOT NULL,
+  locale TEXT NOT NULL,
+  sealed_code TEXT,
+  created_at INTEGER NOT NULL,
+  deliver_before INTEGER NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  next_attempt_at INTEGER NOT NULL,
+  claimed_until INTEGER,
+  status TEXT NOT NULL DEFAULT 'queued'
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX outbox_finished ON outbox (created_at) WHERE status <> 'queued';
+
+CREATE TABLE deliveries (
+  id INTEGER PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  verification_id TEXT NOT NULL,
+  message_id TEXT NOT NULL,
+  provider TEXT NOT NULL,
+  status TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  error TEXT,
+  provider_message_id TEXT
+);
+CREATE INDEX deliveries_verification ON deliveries (verification_id);
+CREATE INDEX deliveries_provider_message ON deliveries (provider, provider_message_id) WHERE provider_message_id IS NOT NULL;
+CREATE INDEX deliveries_at ON deliveries (at);
+
+CREATE TABLE accounts (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  email TEXT,
+  phone TEXT,
+  username TEXT,
+  password_hash TEXT,
+  profile TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX accounts_email ON accounts (app_id, email) WHERE email IS NOT NULL;
+CREATE UNIQUE INDEX accounts_phone ON accounts (app_id, phone) WHERE phone IS NOT NULL;
+CREATE UNIQUE INDEX accounts_username ON accounts (app_id, username) WHERE username IS NOT NULL;
+
+CREATE TABLE sessions (
+  token_hash TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  account_id TEXT NOT NULL,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE dev_inbox (
+  id TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  subject TEXT NOT NULL,
+  text TEXT NOT NULL,
+  code TEXT NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX dev_inbox_recipient ON dev_inbox (recipient, created_at);
+CREATE INDEX dev_inbox_created_at ON dev_inbox (created_at);
+`,
+  },
+];

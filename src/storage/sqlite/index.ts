@@ -1,0 +1,59 @@
+import { join } from "node:path";
+import type {
+  AccountDirectory,
+  AppStore,
+  CounterStore,
+  DevInbox,
+  OutboxStore,
+  VerificationStore,
+} from "../../core/ports.js";
+import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
+import { createSqliteAppStore } from "./sqlite-app-store.js";
+import { createSqliteCounterStore } from "./sqlite-counter-store.js";
+import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
+import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
+import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
+import { createSqlitePurger } from "./sqlite-purger.js";
+import { createSqliteVerificationStore } from "./sqlite-verification-store.js";
+
+/** Every port of the embedded mode, over one SQLite file. */
+export interface SqliteBackend {
+  db: SqliteDatabase;
+  verifications: VerificationStore;
+  outbox: OutboxStore;
+  apps: AppStore;
+  accounts: AccountDirectory;
+  counters: CounterStore;
+  devInbox: DevInbox;
+  /** deletes a batch of expired rows; returns how many */
+  purge: (nowMs: number) => number;
+  ready: () => Promise<boolean>;
+  close: () => void;
+}
+
+export const SQLITE_FILE_NAME = "verifyd.db";
+
+export function sqlitePath(dataDir: string): string {
+  return join(dataDir, SQLITE_FILE_NAME);
+}
+
+export function createSqliteBackend(options: {
+  path: string;
+  synchronous?: "NORMAL" | "FULL";
+  migrate?: boolean;
+}): SqliteBackend {
+  const db = openSqliteDatabase(options);
+  const ping = db.prepare("SELECT 1");
+  return {
+    db,
+    verifications: createSqliteVerificationStore(db),
+    outbox: createSqliteOutboxStore(db),
+    apps: createSqliteAppStore(db),
+    accounts: createSqliteAccountDirectory(db),
+    counters: createSqliteCounterStore(db),
+    devInbox: createSqliteDevInbox(db),
+    purge: createSqlitePurger(db),
+    ready: async () => ping.get() !== undefined,
+    close: () => db.close(),
+  };
+}

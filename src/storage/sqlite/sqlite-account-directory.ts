@@ -1,0 +1,110 @@
+import { OtpError } from "../../core/errors.js";
+import type { AccountDirectory } from "../../core/ports.js";
+import type { Account, Channel } from "../../core/types.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
+
+interface AccountRow {
+  id: string;
+  app_id: string;
+  email: string | null;
+  phone: string | null;
+  username: string | null;
+  password_hash: string | null;
+  profile: string;
+  created_at: number;
+}
+
+function rowToAccount(row: AccountRow | undefined): Account | null {
+  if (!row) return null;
+  return {
+    id: row.id,
+    appId: row.app_id,
+    ...(row.email ? { email: row.email } : {}),
+    ...(row.phone ? { phone: row.phone } : {}),
+    ...(row.username ? { username: row.username } : {}),
+    ...(row.password_hash ? { passwordHash: row.password_hash } : {}),
+    profile: JSON.parse(row.profile) as Record<string, string>,
+    createdAtMs: row.created_at,
+  };
+}
+
+function isUniqueViolation(error: unknown): boolean {
+  return (error as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
+}
+
+/** The built-in account directory: accounts and sessions in the embedded database. */
+export function createSqliteAccountDirectory(db: SqliteDatabase): AccountDirectory {
+  const statements = {
+    byEmail: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND email = ?"),
+    byPhone: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND phone = ?"),
+    byId: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND id = ?"),
+    byUsername: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND username = ?"),
+    insert: db.prepare(`
+      INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at)
+      VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs)`),
+    update: db.prepare(`
+      UPDATE accounts SET email = @email, phone = @phone, username = @username, password_hash = @passwordHash,
+        profile = @profile WHERE app_id = @appId AND id = @id`),
+    insertSession: db.prepare(
+      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES (?, ?, ?, ?)",
+    ),
+    findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
+    deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
+  };
+  const params = (account: Account) => ({
+    id: account.id,
+    appId: account.appId,
+    email: account.email ?? null,
+    phone: account.phone ?? null,
+    username: account.username ?? null,
+    passwordHash: account.passwordHash ?? null,
+    profile: JSON.stringify(account.profile),
+    createdAtMs: account.createdAtMs,
+  });
+  const write = (run: () => unknown, account: Account): Account => {
+    try {
+      run();
+      return account;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new OtpError("ACCOUNT_EXISTS", { cause: error });
+      throw error;
+    }
+  };
+  return {
+    async findByContact(appId, channel: Channel, address) {
+      const statement = channel === "email" ? statements.byEmail : statements.byPhone;
+      return rowToAccount(statement.get(appId, address) as AccountRow | undefined);
+    },
+    async findById(appId, id) {
+      return rowToAccount(statements.byId.get(appId, id) as AccountRow | undefined);
+    },
+    async findByUsername(appId, username) {
+      return rowToAccount(statements.byUsername.get(appId, username) as AccountRow | undefined);
+    },
+    async create(account) {
+      return write(() => statements.insert.run(params(account)), account);
+    },
+    async update(account) {
+      return write(() => statements.update.run(params(account)), account);
+    },
+    async createSession(session) {
+      statements.insertSession.run(session.tokenHash, session.appId, session.accountId, session.expiresAtMs);
+    },
+    async findSession(appId, tokenHash, nowMs) {
+      const row = statements.findSession.get(tokenHash, appId, nowMs) as
+        | { token_hash: string; app_id: string; account_id: string; expires_at: number }
+        | undefined;
+      return row
+        ? {
+            tokenHash: row.token_hash,
+            appId: row.app_id,
+            accountId: row.account_id,
+            expiresAtMs: row.expires_at,
+          }
+        : null;
+    },
+    async deleteSession(appId, tokenHash) {
+      statements.deleteSession.run(tokenHash, appId);
+    },
+  };
+}

@@ -1,0 +1,55 @@
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import Database from "better-sqlite3";
+import { SQLITE_MIGRATIONS } from "../migrations/sqlite/index.js";
+
+export type SqliteDatabase = Database.Database;
+
+export interface SqliteOptions {
+  /** file path, or ":memory:" for tests that need no file */
+  path: string;
+  /**
+   * `NORMAL` (default) survives a process crash (SIGKILL) in WAL mode; `FULL` also survives power
+   * loss, at the cost of an fsync per commit (DESIGN.md "Durable").
+   */
+  synchronous?: "NORMAL" | "FULL";
+  /** apply pending migrations on open (the server does; `verifyd migrate` does it explicitly) */
+  migrate?: boolean;
+}
+
+// Another process (the CLI) may hold the write lock for a moment; wait instead of failing.
+const BUSY_TIMEOUT_MS = 5_000;
+
+/** Opens the embedded database in WAL mode and brings its schema up to date. */
+export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
+  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+  const db = new Database(options.path);
+  db.pragma("journal_mode = WAL");
+  db.pragma(`synchronous = ${options.synchronous ?? "NORMAL"}`);
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  if (options.migrate ?? true) migrateSqlite(db);
+  return db;
+}
+
+/** Applies the migrations not yet recorded; returns the versions applied. */
+export function migrateSqlite(db: SqliteDatabase): number[] {
+  db.exec(
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+  );
+  const isApplied = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?");
+  const done: number[] = [];
+  for (const migration of SQLITE_MIGRATIONS) {
+    // Checked inside the write transaction: another process (the CLI) may be migrating too.
+    db.transaction(() => {
+      if (isApplied.get(migration.version)) return;
+      db.exec(migration.sql);
+      db.prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)").run(
+        migration.version,
+        migration.name,
+        Date.now(),
+      );
+      done.push(migration.version);
+    }).immediate();
+  }
+  return done;
+}

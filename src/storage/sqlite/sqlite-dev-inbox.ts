@@ -1,0 +1,42 @@
+import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
+import type { Channel } from "../../core/types.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
+
+/** The dev inbox (dev mode only): the one place a plaintext code rests, by design. */
+export function createSqliteDevInbox(db: SqliteDatabase): DevInbox {
+  const insert = db.prepare(`
+    INSERT INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
+    VALUES (@id, @appId, @channel, @to, @subject, @text, @code, @createdAtMs)`);
+  const list = db.prepare(
+    "SELECT * FROM dev_inbox WHERE recipient = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+  );
+  return {
+    async add(message) {
+      insert.run(message);
+    },
+    async list(to, limit) {
+      const rows = list.all(to, limit) as {
+        id: string;
+        app_id: string;
+        channel: Channel;
+        recipient: string;
+        subject: string;
+        text: string;
+        code: string;
+        created_at: number;
+      }[];
+      return rows.map(
+        (row): DevInboxMessage => ({
+          id: row.id,
+          appId: row.app_id,
+          channel: row.channel,
+          to: row.recipient,
+          subject: row.subject,
+          text: row.text,
+          code: row.code,
+          createdAtMs: row.created_at,
+        }),
+      );
+    },
+  };
+}

@@ -1,0 +1,112 @@
+import type { OutboxStore } from "../../core/ports.js";
+import type { Channel, DeliveryRecord, OutboxMessage, Purpose } from "../../core/types.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
+
+interface OutboxRow {
+  id: string;
+  app_id: string;
+  verification_id: string;
+  channel: Channel;
+  recipient: string;
+  purpose: Purpose;
+  locale: string;
+  sealed_code: string | null;
+  created_at: number;
+  deliver_before: number;
+  attempts: number;
+}
+
+/** The embedded outbox: claims are leases, so a crashed worker's messages come back when they lapse. */
+export function createSqliteOutboxStore(db: SqliteDatabase): OutboxStore {
+  const statements = {
+    claim: db.prepare(`
+      UPDATE outbox SET claimed_until = @leaseUntil, attempts = attempts + 1
+      WHERE id IN (
+        SELECT id FROM outbox
+        WHERE status = 'queued' AND next_attempt_at <= @now AND (claimed_until IS NULL OR claimed_until <= @now)
+        ORDER BY next_attempt_at LIMIT @limit)
+      RETURNING id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
+        deliver_before, attempts`),
+    finish: db.prepare(
+      "UPDATE outbox SET status = ?, sealed_code = NULL, claimed_until = NULL WHERE id = ? AND status = 'queued'",
+    ),
+    retry: db.prepare(
+      "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ? AND status = 'queued'",
+    ),
+    insertDelivery: db.prepare(`
+      INSERT INTO deliveries (app_id, verification_id, message_id, provider, status, at, error, provider_message_id)
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+    receipt: db.prepare(
+      "UPDATE deliveries SET status = ?, at = ?, error = ? WHERE provider = ? AND provider_message_id = ?",
+    ),
+  };
+
+  const record = (message: OutboxMessage, delivery: DeliveryRecord) =>
+    statements.insertDelivery.run(
+      message.appId,
+      message.verificationId,
+      message.id,
+      delivery.provider,
+      delivery.status,
+      delivery.atMs,
+      delivery.error ?? null,
+      delivery.providerMessageId ?? null,
+    );
+
+  const finish = db.transaction(
+    (status: "sent" | "failed", message: OutboxMessage, delivery: DeliveryRecord) => {
+      statements.finish.run(status, message.id);
+      record(message, delivery);
+    },
+  );
+  const retry = db.transaction(
+    (message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number) => {
+      statements.retry.run(nextAttemptAtMs, message.id);
+      record(message, delivery);
+    },
+  );
+
+  return {
+    async claim(limit, leaseMs, nowMs) {
+      const rows = statements.claim.all({ leaseUntil: nowMs + leaseMs, now: nowMs, limit }) as OutboxRow[];
+      return rows.flatMap((row) =>
+        row.sealed_code === null
+          ? []
+          : [
+              {
+                id: row.id,
+                appId: row.app_id,
+                verificationId: row.verification_id,
+                channel: row.channel,
+                to: row.recipient,
+                purpose: row.purpose,
+                locale: row.locale,
+                sealedCode: row.sealed_code,
+                createdAtMs: row.created_at,
+                deliverBeforeMs: row.deliver_before,
+                attempts: row.attempts,
+              },
+            ],
+      );
+    },
+    async markSent(message, delivery) {
+      finish.immediate("sent", message, delivery);
+    },
+    async markFailed(message, delivery) {
+      finish.immediate("failed", message, delivery);
+    },
+    async markRetry(message, delivery, nextAttemptAtMs) {
+      retry.immediate(message, delivery, nextAttemptAtMs);
+    },
+    async recordReceipt(provider, providerMessageId, delivery) {
+      const result = statements.receipt.run(
+        delivery.status,
+        delivery.atMs,
+        delivery.error ?? null,
+        provider,
+        providerMessageId,
+      );
+      return result.changes > 0;
+    },
+  };
+}

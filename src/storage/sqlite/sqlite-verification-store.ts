@@ -1,0 +1,290 @@
+import type {
+  AttemptOutcome,
+  CodeRef,
+  CounterCheck,
+  FailureBudget,
+  IssueOutcome,
+  IssueRequest,
+  VerificationStore,
+} from "../../core/ports.js";
+import type {
+  Channel,
+  CodeRecord,
+  DeliveryRecord,
+  Purpose,
+  StoredStatus,
+  TokenRecord,
+} from "../../core/types.js";
+import { failedChecksKey } from "../../core/verification/keys.js";
+import { COUNTER_HIT_SQL } from "./sqlite-counter-store.js";
+import type { SqliteDatabase } from "./sqlite-database.js";
+
+// A replayed Idempotency-Key returns the first answer for this long (DESIGN.md).
+const IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000;
+
+interface CodeRow {
+  id: string;
+  app_id: string;
+  channel: Channel;
+  recipient: string;
+  purpose: Purpose;
+  token_purposes: string;
+  code_hash: string;
+  status: StoredStatus;
+  attempts: number;
+  max_attempts: number;
+  created_at: number;
+  expires_at: number;
+  locale: string;
+  account_id: string | null;
+}
+
+interface CounterRow {
+  count: number;
+  reset_at: number;
+}
+
+export function rowToCode(row: CodeRow): CodeRecord {
+  return {
+    id: row.id,
+    appId: row.app_id,
+    channel: row.channel,
+    to: row.recipient,
+    purpose: row.purpose,
+    tokenPurposes: row.token_purposes.split(",") as Purpose[],
+    codeHash: row.code_hash,
+    status: row.status,
+    attempts: row.attempts,
+    maxAttempts: row.max_attempts,
+    createdAtMs: row.created_at,
+    expiresAtMs: row.expires_at,
+    locale: row.locale,
+    ...(row.account_id ? { accountId: row.account_id } : {}),
+  };
+}
+
+/**
+ * The embedded VerificationStore. better-sqlite3 is synchronous and runs on the one event-loop
+ * thread, so each method's transaction is atomic with respect to every other request by
+ * construction; `BEGIN IMMEDIATE` guards against other processes (the CLI) on the same file.
+ */
+export function createSqliteVerificationStore(db: SqliteDatabase): VerificationStore {
+  const statements = {
+    idempotencyGet: db.prepare(
+      "SELECT verification_id, fingerprint, resend_after FROM idempotency WHERE app_id = ? AND key = ? AND expires_at > ?",
+    ),
+    idempotencyPut: db.prepare(
+      "INSERT OR REPLACE INTO idempotency (app_id, key, verification_id, fingerprint, resend_after, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
+    ),
+    counterGet: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ?"),
+    counterHit: db.prepare(COUNTER_HIT_SQL),
+    counterRefund: db.prepare(
+      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at > ?",
+    ),
+    supersede: db.prepare(
+      "UPDATE codes SET status = 'superseded' WHERE app_id = ? AND slot = ? AND status = 'pending'",
+    ),
+    insertCode: db.prepare(`
+      INSERT INTO codes (id, app_id, slot, channel, recipient, purpose, token_purposes, code_hash, status, attempts,
+        max_attempts, created_at, expires_at, locale, account_id)
+      VALUES (@id, @appId, @slot, @channel, @to, @purpose, @tokenPurposes, @codeHash, 'pending', 0,
+        @maxAttempts, @createdAtMs, @expiresAtMs, @locale, @accountId)`),
+    insertOutbox: db.prepare(`
+      INSERT INTO outbox (id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
+        deliver_before, attempts, next_attempt_at)
+      VALUES (@id, @appId, @verificationId, @channel, @to, @purpose, @locale, @sealedCode, @createdAtMs,
+        @deliverBeforeMs, 0, @createdAtMs)`),
+    codeById: db.prepare("SELECT * FROM codes WHERE app_id = ? AND id = ?"),
+    codeBySlot: db.prepare(
+      "SELECT * FROM codes WHERE app_id = ? AND slot = ? AND status = 'pending' ORDER BY created_at DESC LIMIT 1",
+    ),
+    countAttempt: db.prepare("UPDATE codes SET attempts = attempts + 1 WHERE id = ?"),
+    approve: db.prepare(
+      "UPDATE codes SET status = 'approved' WHERE app_id = ? AND id = ? AND status = 'pending'",
+    ),
+    cancel: db.prepare(
+      "UPDATE codes SET status = 'canceled' WHERE app_id = ? AND id = ? AND status = 'pending'",
+    ),
+    insertToken: db.prepare(`
+      INSERT INTO tokens (token_hash, app_id, verification_id, channel, recipient, purposes, expires_at)
+      VALUES (@tokenHash, @appId, @verificationId, @channel, @to, @purposes, @expiresAtMs)`),
+    findToken: db.prepare("SELECT * FROM tokens WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
+    consumeToken: db.prepare("DELETE FROM tokens WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
+    deliveries: db.prepare(
+      "SELECT provider, status, at, error, provider_message_id FROM deliveries WHERE app_id = ? AND verification_id = ? ORDER BY at, id",
+    ),
+  };
+
+  const currentCount = (appId: string, key: string, now: number): CounterRow | null => {
+    const row = statements.counterGet.get(appId, key) as CounterRow | undefined;
+    return row && row.reset_at > now ? row : null;
+  };
+
+  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
+    statements.counterHit.get({
+      app: appId,
+      key: counter.key,
+      now,
+      windowMs: counter.windowSeconds * 1000,
+    }) as CounterRow;
+
+  const issue = db.transaction((request: IssueRequest, now: number): IssueOutcome => {
+    const { appId } = request;
+    if (request.idempotency) {
+      const seen = statements.idempotencyGet.get(appId, request.idempotency.key, now) as
+        | { verification_id: string; fingerprint: string; resend_after: number }
+        | undefined;
+      const first = seen && (statements.codeById.get(appId, seen.verification_id) as CodeRow | undefined);
+      if (seen && first) {
+        return {
+          kind: "replayed",
+          record: rowToCode(first),
+          resendAfterSeconds: seen.resend_after,
+          fingerprint: seen.fingerprint,
+        };
+      }
+    }
+    // Check every rule before counting any, so a refused request consumes no budget.
+    let refusal: { rule: string; retryAfterSeconds: number } | null = null;
+    for (const counter of request.counters) {
+      const row = currentCount(appId, counter.key, now);
+      if (row && row.count + 1 > counter.limit) {
+        const retryAfterSeconds = Math.max(1, Math.ceil((row.reset_at - now) / 1000));
+        if (!refusal || retryAfterSeconds > refusal.retryAfterSeconds)
+          refusal = { rule: counter.rule, retryAfterSeconds };
+      }
+    }
+    if (refusal) return { kind: "refused", ...refusal };
+
+    let resendAfterMs = 0;
+    for (const counter of request.counters) {
+      const row = hit(appId, counter, now);
+      if (row.count >= counter.limit) resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
+    }
+    const { code } = request;
+    statements.supersede.run(appId, request.slotKey);
+    statements.insertCode.run({
+      ...code,
+      slot: request.slotKey,
+      tokenPurposes: code.tokenPurposes.join(","),
+      accountId: code.accountId ?? null,
+    });
+    if (request.outbox) statements.insertOutbox.run(request.outbox);
+    const resendAfterSeconds = Math.ceil(resendAfterMs / 1000);
+    if (request.idempotency) {
+      const { key, fingerprint } = request.idempotency;
+      statements.idempotencyPut.run(
+        appId,
+        key,
+        code.id,
+        fingerprint,
+        resendAfterSeconds,
+        now + IDEMPOTENCY_TTL_MS,
+      );
+    }
+    return { kind: "issued", resendAfterSeconds };
+  });
+
+  const consumeAttempt = db.transaction(
+    (ref: CodeRef, budget: FailureBudget, now: number): AttemptOutcome => {
+      const row = (
+        "id" in ref
+          ? statements.codeById.get(ref.appId, ref.id)
+          : statements.codeBySlot.get(ref.appId, ref.slotKey)
+      ) as CodeRow | undefined;
+      if (!row) return { kind: "not_found" };
+      const record = rowToCode(row);
+      if (record.status !== "pending") return { kind: "refused", record, reason: record.status };
+      if (now >= record.expiresAtMs) return { kind: "refused", record, reason: "expired" };
+      if (record.attempts >= record.maxAttempts) return { kind: "refused", record, reason: "max_attempts" };
+      const failureKey = failedChecksKey(record.channel, record.to);
+      const failures = currentCount(ref.appId, failureKey, now);
+      if (failures && failures.count >= budget.limit) {
+        return {
+          kind: "refused",
+          record,
+          reason: "failure_budget",
+          retryAfterSeconds: Math.max(1, Math.ceil((failures.reset_at - now) / 1000)),
+        };
+      }
+      statements.countAttempt.run(record.id);
+      hit(ref.appId, { key: failureKey, ...budget }, now);
+      return { kind: "counted", record: { ...record, attempts: record.attempts + 1 } };
+    },
+  );
+
+  const approve = db.transaction(
+    (appId: string, id: string, token: TokenRecord, failureKey: string, now: number): boolean => {
+      if (statements.approve.run(appId, id).changes !== 1) return false;
+      statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
+      statements.counterRefund.run(appId, failureKey, now);
+      return true;
+    },
+  );
+
+  return {
+    async issue(request, nowMs) {
+      return issue.immediate(request, nowMs);
+    },
+    async consumeAttempt(ref, budget, nowMs) {
+      return consumeAttempt.immediate(ref, budget, nowMs);
+    },
+    async approve(appId, id, token, failureKey, nowMs) {
+      return approve.immediate(appId, id, token, failureKey, nowMs);
+    },
+    async refundFailure(appId, failureKey, nowMs) {
+      statements.counterRefund.run(appId, failureKey, nowMs);
+    },
+    async get(appId, id) {
+      const row = statements.codeById.get(appId, id) as CodeRow | undefined;
+      return row ? rowToCode(row) : null;
+    },
+    async cancel(appId, id) {
+      statements.cancel.run(appId, id);
+      const row = statements.codeById.get(appId, id) as CodeRow | undefined;
+      return row ? rowToCode(row) : null;
+    },
+    async findToken(appId, tokenHash, nowMs) {
+      const row = statements.findToken.get(tokenHash, appId, nowMs) as
+        | {
+            token_hash: string;
+            app_id: string;
+            verification_id: string;
+            channel: Channel;
+            recipient: string;
+            purposes: string;
+            expires_at: number;
+          }
+        | undefined;
+      if (!row) return null;
+      return {
+        tokenHash: row.token_hash,
+        appId: row.app_id,
+        verificationId: row.verification_id,
+        channel: row.channel,
+        to: row.recipient,
+        purposes: row.purposes.split(",") as Purpose[],
+        expiresAtMs: row.expires_at,
+      };
+    },
+    async consumeToken(appId, tokenHash, nowMs) {
+      return statements.consumeToken.run(tokenHash, appId, nowMs).changes === 1;
+    },
+    async deliveries(appId, verificationId) {
+      const rows = statements.deliveries.all(appId, verificationId) as {
+        provider: string;
+        status: DeliveryRecord["status"];
+        at: number;
+        error: string | null;
+        provider_message_id: string | null;
+      }[];
+      return rows.map((row) => ({
+        provider: row.provider,
+        status: row.status,
+        atMs: row.at,
+        ...(row.error ? { error: row.error } : {}),
+        ...(row.provider_message_id ? { providerMessageId: row.provider_message_id } : {}),
+      }));
+    },
+  };
+}
