@@ -1,3 +1,4 @@
+import { createAccountService } from "./accounts/account-service.js";
 import type { App } from "./types.js";
 import { type CheckCodeInput, checkCode } from "./verification/check-code.js";
 import type { EngineDeps } from "./verification/engine-deps.js";
@@ -10,7 +11,7 @@ export function createEngine(deps: EngineDeps) {
   return {
     deps,
     apps: deps.apps,
-    accounts: deps.accounts,
+    accounts: createAccountService({ accounts: deps.accounts, counters: deps.counters, clock: deps.clock }),
     sendCode: (input: SendCodeInput) => sendCode(deps, input),
     checkCode: (input: CheckCodeInput) => checkCode(deps, input),
     getVerification: (app: App, id: string) => getVerification(deps, app, id),

@@ -1,0 +1,134 @@
+import { OtpError } from "../errors.js";
+import { newId, newSecretToken, sha256Hex } from "../ids.js";
+import type { AccountDirectory, Clock, CounterStore } from "../ports.js";
+import type { Account, App, Channel } from "../types.js";
+import { hashPassword, verifyPassword } from "./passwords.js";
+
+/** Failed password logins per account and window before it locks (Fresns: 5 per hour). */
+export const LOGIN_FAILURE_LIMIT = 5;
+export const LOGIN_FAILURE_WINDOW_SECONDS = 3600;
+
+export interface AccountServiceDeps {
+  accounts: AccountDirectory;
+  counters: CounterStore;
+  clock: Clock;
+}
+
+export interface NewAccountInput {
+  app: App;
+  email?: string | undefined;
+  phone?: string | undefined;
+  username?: string | undefined;
+  /** plaintext; stored as an scrypt hash */
+  password?: string | undefined;
+  profile?: Record<string, string>;
+}
+
+export interface IssuedSession {
+  token: string;
+  expiresAtMs: number;
+}
+
+/**
+ * Accounts and sessions for the faces that sign people up and in (Fresns, CloudBase, IDaaS).
+ * Which verification a step requires is the face's contract; it redeems the token first
+ * (`Engine.redeemToken`) and then calls these.
+ */
+export function createAccountService(deps: AccountServiceDeps) {
+  const { accounts, counters, clock } = deps;
+  const lockKey = (accountId: string) => `login-failures:${accountId}`;
+
+  return {
+    findByContact: (app: App, channel: Channel, address: string) =>
+      accounts.findByContact(app.id, channel, address),
+    findById: (app: App, id: string) => accounts.findById(app.id, id),
+    findByUsername: (app: App, username: string) => accounts.findByUsername(app.id, username),
+
+    /** Creates an account; ACCOUNT_EXISTS when its email, phone or username is taken. */
+    async create(input: NewAccountInput): Promise<Account> {
+      const account: Account = {
+        id: newId("acc"),
+        appId: input.app.id,
+        ...(input.email ? { email: input.email } : {}),
+        ...(input.phone ? { phone: input.phone } : {}),
+        ...(input.username ? { username: input.username } : {}),
+        ...(input.password ? { passwordHash: await hashPassword(input.password) } : {}),
+        profile: input.profile ?? {},
+        createdAtMs: clock.nowMs(),
+      };
+      return accounts.create(account);
+    },
+
+    /** Saves changed fields; a new password is hashed. ACCOUNT_EXISTS when a new contact is taken. */
+    async update(
+      account: Account,
+      changes: Partial<Pick<Account, "email" | "phone" | "username" | "profile">> & { password?: string },
+    ): Promise<Account> {
+      const { password, ...fields } = changes;
+      const next: Account = { ...account, ...fields };
+      if (password !== undefined) next.passwordHash = await hashPassword(password);
+      return accounts.update(next);
+    },
+
+    /**
+     * Checks a password with a lockout: after LOGIN_FAILURE_LIMIT failures in the window the
+     * account refuses even the right password until the window ends (ACCOUNT_LOCKED).
+     */
+    async verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
+      const now = clock.nowMs();
+      const failures = await counters.peek(app.id, lockKey(account.id), now);
+      if (failures.count >= LOGIN_FAILURE_LIMIT) {
+        throw new OtpError("ACCOUNT_LOCKED", {
+          details: { retryAfterSeconds: Math.max(1, Math.ceil((failures.resetAtMs - now) / 1000)) },
+        });
+      }
+      const ok = account.passwordHash !== undefined && (await verifyPassword(password, account.passwordHash));
+      if (!ok) {
+        await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
+        throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+      }
+      await counters.reset(app.id, lockKey(account.id));
+    },
+
+    /** Counts a failed code login towards the same lockout as passwords. */
+    async recordLoginFailure(app: App, account: Account): Promise<void> {
+      await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, clock.nowMs());
+    },
+
+    async isLocked(app: App, account: Account): Promise<number | null> {
+      const now = clock.nowMs();
+      const failures = await counters.peek(app.id, lockKey(account.id), now);
+      return failures.count >= LOGIN_FAILURE_LIMIT
+        ? Math.max(1, Math.ceil((failures.resetAtMs - now) / 1000))
+        : null;
+    },
+
+    /** A new opaque session token (stored hashed). */
+    async createSession(
+      app: App,
+      account: Account,
+      ttlSeconds: number,
+      prefix = "sess",
+    ): Promise<IssuedSession> {
+      const token = newSecretToken(prefix);
+      const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
+      await accounts.createSession({
+        tokenHash: sha256Hex(token),
+        appId: app.id,
+        accountId: account.id,
+        expiresAtMs,
+      });
+      return { token, expiresAtMs };
+    },
+
+    /** The account a live session token belongs to, or null. */
+    async resolveSession(app: App, token: string): Promise<Account | null> {
+      const session = await accounts.findSession(app.id, sha256Hex(token), clock.nowMs());
+      return session ? accounts.findById(app.id, session.accountId) : null;
+    },
+
+    revokeSession: (app: App, token: string) => accounts.deleteSession(app.id, sha256Hex(token)),
+  };
+}
+
+export type AccountService = ReturnType<typeof createAccountService>;
