@@ -24,6 +24,8 @@ export interface RunningServer {
   engine: Engine;
   worker: OutboxWorker;
   backend: SqliteBackend;
+  /** starts the outbox worker and the purger */
+  startBackground(): void;
   /** drains requests, then the outbox round in flight, then closes the store */
   close(): Promise<void>;
 }
@@ -44,7 +46,10 @@ export function resolveSecrets(config: Config, logger: RootLogger): string[] {
 }
 
 /** Opens the store the configuration selects and applies the configured apps. */
-export async function openStore(config: Config): Promise<{ backend: SqliteBackend; apps: AppDirectory }> {
+export async function openStore(
+  config: Config,
+  clock: Clock = systemClock,
+): Promise<{ backend: SqliteBackend; apps: AppDirectory }> {
   if (config.redisUrl || config.databaseUrl) {
     throw new Error(
       "cluster mode (VERIFYD_REDIS_URL + VERIFYD_DATABASE_URL) is not available in this build yet",
@@ -54,24 +59,34 @@ export async function openStore(config: Config): Promise<{ backend: SqliteBacken
     path: sqlitePath(config.dataDir),
     synchronous: config.sqliteSynchronous,
   });
-  const apps = new AppDirectory(backend.apps, systemClock);
+  const apps = new AppDirectory(backend.apps, clock);
   await syncConfiguredApps(apps, config.apps, config.templates);
   return { backend, apps };
 }
 
-/** The composition root's body: adapters -> engine -> worker -> HTTP app, listening. */
-export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
+export interface AssembleOptions {
+  config: Config;
+  logger: RootLogger;
+  /** tests pass a fixed clock */
+  clock?: Clock;
+  /** providers per channel; default: the dev sender in dev mode, none otherwise */
+  senders?: Partial<Record<Channel, MessageSender[]>>;
+}
+
+/** Builds every part without listening: adapters -> engine -> worker -> HTTP app. Tests use it as is. */
+export async function assembleServer(options: AssembleOptions): Promise<RunningServer> {
+  const { config, logger } = options;
+  const clock = options.clock ?? systemClock;
   const devMode = config.mode === "dev";
   const secrets = new CodeSecrets(resolveSecrets(config, logger));
-  const { backend, apps } = await openStore(config);
+  const { backend, apps } = await openStore(config, clock);
 
   const senders = new Map<Channel, MessageSender[]>();
-  if (devMode) {
-    for (const channel of ["email", "sms"] as const) {
-      senders.set(channel, [createDevSender({ channel, inbox: backend.devInbox, logger, logCodes: true })]);
-    }
-  }
   for (const channel of ["email", "sms"] as const) {
+    const configured = options.senders?.[channel];
+    if (configured) senders.set(channel, configured);
+    else if (devMode)
+      senders.set(channel, [createDevSender({ channel, inbox: backend.devInbox, logger, logCodes: true })]);
     if (!senders.get(channel)?.length)
       logger.warn({ channel }, "no provider configured: this channel is disabled");
   }
@@ -80,7 +95,7 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     outbox: backend.outbox,
     apps,
     secrets,
-    clock: systemClock,
+    clock,
     logger,
     route: (message) => senders.get(message.channel) ?? [],
   });
@@ -90,7 +105,7 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     apps,
     accounts: backend.accounts,
     secrets,
-    clock: systemClock,
+    clock,
     logger,
     defaultCountry: config.defaultCountry,
     channelEnabled: (channel) => (senders.get(channel)?.length ?? 0) > 0,
@@ -106,36 +121,45 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     ready: backend.ready,
   });
 
-  await fastify.listen({ host: config.host, port: config.port });
-  worker.start();
-  if (devMode && !isLoopback(config.host)) {
-    logger.warn(
-      { host: config.host },
-      "dev mode is listening beyond loopback: anyone who can reach it can read codes",
-    );
-  }
-  const purgeTimer = setInterval(() => {
-    try {
-      backend.purge(Date.now());
-    } catch (error) {
-      logger.error({ err: error }, "purge failed");
-    }
-  }, PURGE_INTERVAL_MS);
-  purgeTimer.unref();
-
+  let purgeTimer: NodeJS.Timeout | null = null;
   return {
     fastify,
     engine,
     worker,
     backend,
+    startBackground() {
+      worker.start();
+      purgeTimer = setInterval(() => {
+        try {
+          backend.purge(clock.nowMs());
+        } catch (error) {
+          logger.error({ err: error }, "purge failed");
+        }
+      }, PURGE_INTERVAL_MS);
+      purgeTimer.unref();
+    },
     async close() {
-      clearInterval(purgeTimer);
+      if (purgeTimer) clearInterval(purgeTimer);
       await fastify.close();
       await worker.stop();
       for (const list of senders.values()) for (const sender of list) await sender.close?.();
       backend.close();
     },
   };
+}
+
+/** The composition root's body: assemble, listen, start the outbox worker and the purger. */
+export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
+  const server = await assembleServer({ config, logger });
+  await server.fastify.listen({ host: config.host, port: config.port });
+  server.startBackground();
+  if (config.mode === "dev" && !isLoopback(config.host)) {
+    logger.warn(
+      { host: config.host },
+      "dev mode is listening beyond loopback: anyone who can reach it can read codes",
+    );
+  }
+  return server;
 }
 
 function isLoopback(host: string): boolean {

@@ -1,0 +1,17 @@
+import type { ExternalCaptchaVerifier, ExternalCaptchaVerifierOptions } from "./external-verifier.js";
+import { createSiteverifyVerifier } from "./siteverify-verifier.js";
+
+/** hCaptcha's documented endpoint (https://docs.hcaptcha.com/#verify-the-user-response-server-side). */
+export const HCAPTCHA_VERIFY_URL = "https://api.hcaptcha.com/siteverify";
+
+/** Options of {@link createHcaptchaVerifier}. */
+export type HcaptchaVerifierOptions = ExternalCaptchaVerifierOptions;
+
+/**
+ * Verifies hCaptcha tokens: `success` must be true. Enterprise risk scores are not judged (their
+ * scale is inverted and plan-specific); fails closed on anything else (see
+ * {@link ExternalCaptchaVerifier.verify}).
+ */
+export function createHcaptchaVerifier(options: HcaptchaVerifierOptions): ExternalCaptchaVerifier {
+  return createSiteverifyVerifier("hcaptcha", HCAPTCHA_VERIFY_URL, options, () => ({ ok: true }));
+}

@@ -1,0 +1,75 @@
+import { randomInt } from "node:crypto";
+import svgCaptcha from "svg-captcha";
+
+/**
+ * Characters an image answer is drawn from: upper-case letters and digits minus the ones people
+ * confuse in a distorted font (0/O, 1/I/L). Answers are compared upper-case, so lower-case `l`
+ * never appears either.
+ */
+export const IMAGE_ANSWER_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+
+/** Smallest and largest answer length; 4 is the default (about 20 bits with this 31-character alphabet; the core limits tries). */
+export const IMAGE_ANSWER_MIN_LENGTH = 4;
+export const IMAGE_ANSWER_MAX_LENGTH = 6;
+
+const IMAGE_WIDTH_PX = 150;
+const IMAGE_HEIGHT_PX = 50;
+const IMAGE_NOISE_LINES = 3;
+
+/** svg-captcha's default export renders a given text; its bundled typings only declare `create`. */
+type RenderSvgCaptcha = (
+  text: string,
+  options: { width: number; height: number; noise: number; color: boolean },
+) => string;
+
+function isRenderer(value: unknown): value is RenderSvgCaptcha {
+  return typeof value === "function";
+}
+
+/** A freshly drawn image challenge: the core stores `answer` (hashed), the client gets the image. */
+export interface ImageChallenge {
+  answer: string;
+  /** `data:image/svg+xml;base64,...`, ready for an `<img src>` */
+  imageDataUri: string;
+}
+
+/**
+ * Draws a text captcha with svg-captcha, rendered server-side. The answer is picked with
+ * `crypto.randomInt` rather than svg-captcha's own `create`, whose picks use `Math.random` (its
+ * state can be recovered from enough outputs); svg-captcha only lays out the glyphs and noise.
+ * The glyphs are paths, never `<text>`, so the answer cannot be read from the SVG source.
+ *
+ * @throws RangeError when `length` is not an integer from 4 to 6 (a configuration mistake).
+ */
+export function createImageChallenge(options: { length?: number } = {}): ImageChallenge {
+  const length = options.length ?? IMAGE_ANSWER_MIN_LENGTH;
+  if (!Number.isInteger(length) || length < IMAGE_ANSWER_MIN_LENGTH || length > IMAGE_ANSWER_MAX_LENGTH) {
+    throw new RangeError(
+      `image captcha length must be an integer from ${IMAGE_ANSWER_MIN_LENGTH} to ${IMAGE_ANSWER_MAX_LENGTH}, got ${length}`,
+    );
+  }
+  let answer = "";
+  for (let index = 0; index < length; index += 1) {
+    answer += IMAGE_ANSWER_ALPHABET[randomInt(IMAGE_ANSWER_ALPHABET.length)];
+  }
+  const render: unknown = svgCaptcha;
+  if (!isRenderer(render)) {
+    throw new TypeError("svg-captcha's default export is not a render function");
+  }
+  const svg = render(answer, {
+    // Wider per extra character so 5–6 glyphs do not overlap into illegibility.
+    width: IMAGE_WIDTH_PX + (length - IMAGE_ANSWER_MIN_LENGTH) * 30,
+    height: IMAGE_HEIGHT_PX,
+    noise: IMAGE_NOISE_LINES,
+    color: true,
+  });
+  return { answer, imageDataUri: `data:image/svg+xml;base64,${Buffer.from(svg, "utf8").toString("base64")}` };
+}
+
+/**
+ * Canonical form of a typed image answer (trimmed, upper-case), so `" ab3k "` matches `AB3K`.
+ * Apply it both when storing the answer's hash and when checking a guess.
+ */
+export function normalizeImageAnswer(input: string): string {
+  return input.trim().toUpperCase();
+}
