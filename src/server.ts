@@ -2,9 +2,12 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import type { Config } from "./config/load.js";
+import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory } from "./core/apps/apps.js";
+import { createCaptchaService } from "./core/captcha/captcha-service.js";
 import { createOutboxWorker, type OutboxWorker } from "./core/delivery/outbox-worker.js";
 import { createEngine, type Engine } from "./core/engine.js";
 import type { Clock, MessageSender } from "./core/ports.js";
@@ -49,6 +52,7 @@ export function resolveSecrets(config: Config, logger: RootLogger): string[] {
 export async function openStore(
   config: Config,
   clock: Clock = systemClock,
+  logger?: RootLogger,
 ): Promise<{ backend: SqliteBackend; apps: AppDirectory }> {
   if (config.redisUrl || config.databaseUrl) {
     throw new Error(
@@ -79,7 +83,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   const clock = options.clock ?? systemClock;
   const devMode = config.mode === "dev";
   const secrets = new CodeSecrets(resolveSecrets(config, logger));
-  const { backend, apps } = await openStore(config, clock);
+  const { backend, apps } = await openStore(config, clock, logger);
 
   const senders = new Map<Channel, MessageSender[]>();
   for (const channel of ["email", "sms"] as const) {
@@ -99,6 +103,13 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     logger,
     route: (message) => senders.get(message.channel) ?? [],
   });
+  const captcha = createCaptchaService({
+    store: backend.captcha,
+    generator: createCaptchaGenerator(),
+    secrets,
+    clock,
+    devMode,
+  });
   const engine = createEngine({
     store: backend.verifications,
     counters: backend.counters,
@@ -110,6 +121,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     defaultCountry: config.defaultCountry,
     channelEnabled: (channel) => (senders.get(channel)?.length ?? 0) > 0,
     onQueued: () => worker.wake(),
+    captcha,
+    sendLog: backend.sendLog,
+    watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
   });
   const fastify = await buildHttpApp({
     engine,

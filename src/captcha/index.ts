@@ -2,6 +2,7 @@
  * Captcha adapters for the composition root: challenge generators the core stores and judges
  * (image text, AJ-Captcha-style slider) and verifiers for third-party widgets.
  */
+export { createCaptchaGenerator } from "./captcha-generator.js";
 export {
   CAPTCHA_VERIFY_TIMEOUT_MS,
   type ExternalCaptchaResult,

@@ -1,6 +1,6 @@
 import { type AppDirectory, DEFAULT_APP_ID, newApp } from "../core/apps/apps.js";
 import { sha256Hex } from "../core/ids.js";
-import { resolvePolicy } from "../core/policy.js";
+import { resolveAbusePolicy, resolvePolicy } from "../core/policy.js";
 import type { App, TemplateSet } from "../core/types.js";
 import type { AppConfig } from "./schema.js";
 
@@ -36,6 +36,7 @@ function applyAppConfig(app: App, config: AppConfig, globalTemplates: TemplateSe
     apiKeyHashes: [...new Set([...app.apiKeyHashes, ...(config.apiKeys ?? []).map(sha256Hex)])],
     ...(config.corsOrigins !== undefined ? { corsOrigins: config.corsOrigins } : {}),
     ...(config.policy !== undefined ? { policy: resolvePolicy(config.policy) } : {}),
+    ...(config.abuse !== undefined ? { abuse: resolveAbusePolicy(config.abuse) } : {}),
     templates,
     ...(config.defaultLocale !== undefined ? { defaultLocale: config.defaultLocale } : {}),
     ...(config.testRecipients !== undefined ? { testRecipients: config.testRecipients } : {}),

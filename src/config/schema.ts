@@ -78,6 +78,77 @@ export const PolicySchema = Type.Object(
   { additionalProperties: false },
 );
 
+const CaptchaModeSchema = literals(
+  ["never", "risk", "always"] as const,
+  "never, risk (escalate by risk rules) or always",
+);
+const CountryListSchema = Type.Array(Type.String({ pattern: "^([A-Z]{2}|\\*)$" }), { maxItems: 300 });
+
+export const AbuseSchema = Type.Object(
+  {
+    captcha: Type.Optional(
+      Type.Object(
+        {
+          native: Type.Optional(CaptchaModeSchema),
+          fresns: Type.Optional(CaptchaModeSchema),
+          cloudbase: Type.Optional(CaptchaModeSchema),
+          idaas: Type.Optional(CaptchaModeSchema),
+        },
+        {
+          additionalProperties: false,
+          description: "captcha mode per API face (default risk; IDaaS always)",
+        },
+      ),
+    ),
+    risk: Type.Optional(
+      Type.Object(
+        {
+          perIp: Type.Optional(RateRuleSchema),
+          perSubnet: Type.Optional(RateRuleSchema),
+          perDevice: Type.Optional(RateRuleSchema),
+        },
+        {
+          additionalProperties: false,
+          description:
+            "sends before a captcha is required (default 3 per IP, 10 per subnet, 3 per device in 600 s)",
+        },
+      ),
+    ),
+    pumping: Type.Optional(
+      Type.Object(
+        {
+          allowCountries: Type.Optional(CountryListSchema),
+          denyCountries: Type.Optional(CountryListSchema),
+          perCountry: Type.Optional(Type.Array(RateRuleSchema, { maxItems: 10 })),
+          perPrefix: Type.Optional(Type.Array(RateRuleSchema, { maxItems: 10 })),
+          prefixDigits: Type.Optional(Type.Integer({ minimum: 0, maximum: 8 })),
+          dailyBudget: Type.Optional(
+            Type.Integer({ minimum: 0, description: "SMS per app per day; 0 = none" }),
+          ),
+          safeList: Type.Optional(
+            Type.Array(Type.String({ pattern: "^\\+\\d{1,15}$" }), { maxItems: 10_000 }),
+          ),
+          shadow: Type.Optional(Type.Boolean({ description: "record what would be blocked, block nothing" })),
+          anomaly: Type.Optional(
+            Type.Object(
+              {
+                enabled: Type.Optional(Type.Boolean()),
+                minHourlySends: Type.Optional(Type.Integer({ minimum: 1 })),
+                spikeFactor: Type.Optional(Type.Number({ minimum: 1 })),
+                maxVerifiedRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
+                blockSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 30 * 86_400 })),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        { additionalProperties: false, description: "SMS-pumping guard" },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const AppConfigSchema = Type.Object(
   {
     id: Type.String({
@@ -101,6 +172,7 @@ export const AppConfigSchema = Type.Object(
       Type.Array(Type.String({ maxLength: 300 }), { description: "browser origins allowed" }),
     ),
     policy: Type.Optional(PolicySchema),
+    abuse: Type.Optional(AbuseSchema),
     templates: Type.Optional(TemplateSetSchema),
     defaultLocale: Type.Optional(Type.String({ maxLength: 35 })),
     testRecipients: Type.Optional(

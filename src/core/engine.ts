@@ -17,6 +17,8 @@ export function createEngine(deps: EngineDeps) {
     getVerification: (app: App, id: string) => getVerification(deps, app, id),
     cancelVerification: (app: App, id: string) => cancelVerification(deps, app, id),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),
+    captcha: deps.captcha,
+    sendLog: deps.sendLog,
   };
 }
 

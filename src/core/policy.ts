@@ -1,4 +1,4 @@
-import type { Policy, RateRule } from "./types.js";
+import type { AbusePolicy, Policy, RateRule } from "./types.js";
 
 /** DESIGN.md "Core rules" defaults; every app may override any of them. */
 export const DEFAULT_POLICY: Policy = {
@@ -27,4 +27,62 @@ export function resolvePolicy(overrides: Partial<Policy> | undefined): Policy {
 /** Human-readable rule name, used in refusals and the send log ("recipient:1/60s"). */
 export function ruleName(scope: string, rule: RateRule): string {
   return `${scope}:${rule.limit}/${rule.windowSeconds}s`;
+}
+
+/**
+ * Abuse defence defaults: a captcha from the 4th send in 10 minutes per IP (IDaaS always, its API
+ * demands one), and an SMS guard that allows only a list of large, low-fraud markets; apps widen it.
+ */
+export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
+  captcha: { native: "risk", fresns: "risk", cloudbase: "risk", idaas: "always" },
+  risk: {
+    perIp: { limit: 3, windowSeconds: 600 },
+    perSubnet: { limit: 10, windowSeconds: 600 },
+    perDevice: { limit: 3, windowSeconds: 600 },
+  },
+  pumping: {
+    allowCountries: ["CN", "HK", "MO", "TW", "SG", "JP", "KR", "US", "CA", "GB", "DE", "FR", "AU", "NZ"],
+    denyCountries: [],
+    perCountry: [
+      { limit: 1_000, windowSeconds: 3600 },
+      { limit: 10_000, windowSeconds: 86_400 },
+    ],
+    perPrefix: [
+      { limit: 50, windowSeconds: 3600 },
+      { limit: 300, windowSeconds: 86_400 },
+    ],
+    prefixDigits: 3,
+    dailyBudget: 0,
+    safeList: [],
+    shadow: false,
+    anomaly: {
+      enabled: true,
+      minHourlySends: 20,
+      spikeFactor: 5,
+      maxVerifiedRatio: 0.2,
+      blockSeconds: 6 * 3600,
+    },
+  },
+};
+
+/** Merges an app's abuse overrides (one level deep per section) onto the defaults. */
+export function resolveAbusePolicy(overrides: DeepPartialAbuse | undefined): AbusePolicy {
+  const base = DEFAULT_ABUSE_POLICY;
+  return {
+    captcha: { ...base.captcha, ...overrides?.captcha },
+    risk: { ...base.risk, ...overrides?.risk },
+    pumping: {
+      ...base.pumping,
+      ...overrides?.pumping,
+      anomaly: { ...base.pumping.anomaly, ...overrides?.pumping?.anomaly },
+    },
+  };
+}
+
+export interface DeepPartialAbuse {
+  captcha?: Partial<AbusePolicy["captcha"]>;
+  risk?: Partial<AbusePolicy["risk"]>;
+  pumping?: Partial<Omit<AbusePolicy["pumping"], "anomaly">> & {
+    anomaly?: Partial<AbusePolicy["pumping"]["anomaly"]>;
+  };
 }

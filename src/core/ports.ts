@@ -25,6 +25,15 @@ export interface Logger {
   error(object: object, message?: string): void;
 }
 
+/** What a counter's refusal means to the caller. */
+export type CounterKind =
+  /** a rate rule: RATE_LIMITED / RESEND_TOO_SOON */
+  | "limit"
+  /** a risk rule: CAPTCHA_REQUIRED (a solved captcha waives it) */
+  | "captcha"
+  /** the SMS-pumping guard: PUMPING_DENIED */
+  | "deny";
+
 /** A counter checked and counted by `VerificationStore.issue`. Keys are app-relative. */
 export interface CounterCheck {
   /** app-relative key, e.g. `r:email:a@example.com:60` */
@@ -33,6 +42,12 @@ export interface CounterCheck {
   windowSeconds: number;
   /** the rule's public name, reported when it refuses */
   rule: string;
+  /** default "limit" */
+  kind?: CounterKind;
+  /** 0 = only checked, never counted (a block flag: refuses while its count exceeds `limit`); default 1 */
+  increment?: 0 | 1;
+  /** counted, never refuses; reported in `shadowed` when it would have (shadow mode, waived rules) */
+  shadow?: boolean;
 }
 
 /** The failed-checks rule of a recipient: `limit` wrong checks per `windowSeconds`, across codes. */
@@ -54,8 +69,9 @@ export interface IssueRequest {
 }
 
 export type IssueOutcome =
-  | { kind: "issued"; resendAfterSeconds: number }
-  | { kind: "refused"; rule: string; retryAfterSeconds: number }
+  /** `shadowed`: rules marked `shadow` that would have refused */
+  | { kind: "issued"; resendAfterSeconds: number; shadowed: string[] }
+  | { kind: "refused"; rule: string; refusal: CounterKind; retryAfterSeconds: number }
   | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string };
 
 export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string };
@@ -240,4 +256,110 @@ export interface MessageSender {
   /** Resolves when the provider accepted the message; throws `SendFailure` otherwise. */
   send(message: RenderedMessage): Promise<SendReceipt>;
   close?(): Promise<void>;
+}
+
+export type CaptchaKind = "image" | "slider";
+
+/** A challenge as stored: the answer only as a keyed hash (plaintext `devAnswer` in dev mode only). */
+export interface StoredChallenge {
+  token: string;
+  appId: string;
+  kind: CaptchaKind;
+  answerHash: string;
+  /** a per-challenge key the client encrypts its answer with (AJ-Captcha's `secretKey`); not secret */
+  clientKey?: string;
+  /** answer tries left, after the one being taken */
+  triesLeft: number;
+  expiresAtMs: number;
+  devAnswer?: string;
+}
+
+export interface CaptchaPass {
+  tokenHash: string;
+  appId: string;
+  /** the recipient the captcha was solved for; a pass bound to one recipient serves no other */
+  boundTo?: string;
+  expiresAtMs: number;
+}
+
+/** Captcha challenges and pass tokens; both are single use. */
+export interface CaptchaStore {
+  saveChallenge(challenge: StoredChallenge): Promise<void>;
+  /**
+   * Takes one answer try *before* the answer is compared (like code attempts): returns the
+   * challenge with `triesLeft` already decremented, or null when it is unknown, expired or out of
+   * tries. The try is spent even if the caller then finds the answer right.
+   */
+  takeTry(appId: string, token: string, nowMs: number): Promise<StoredChallenge | null>;
+  /** Deletes a solved challenge; true for exactly one caller. */
+  consumeChallenge(appId: string, token: string): Promise<boolean>;
+  /** dev API only: the challenge even if spent, for its `devAnswer` */
+  peekChallenge(token: string, nowMs: number): Promise<StoredChallenge | null>;
+  savePass(pass: CaptchaPass): Promise<void>;
+  /** Deletes and returns a live pass; a pass is returned to exactly one caller. */
+  consumePass(appId: string, tokenHash: string, nowMs: number): Promise<CaptchaPass | null>;
+}
+
+export interface ImageChallengeData {
+  answer: string;
+  imageDataUri: string;
+}
+
+export interface SliderChallengeData {
+  x: number;
+  y: number;
+  backgroundPngBase64: string;
+  piecePngBase64: string;
+  width: number;
+  height: number;
+}
+
+/** Renders challenges and reads slider answers (src/captcha implements it). */
+export interface CaptchaGenerator {
+  image(): ImageChallengeData;
+  slider(): SliderChallengeData;
+  normalizeImageAnswer(input: string): string;
+  /** a slider answer as "237", {"x":237,...} JSON, or AJ-Captcha AES-encrypted JSON; null if malformed */
+  parseSliderX(input: string, clientKey: string | null): number | null;
+  /** a fresh per-challenge client key */
+  clientKey(): string;
+  readonly sliderTolerancePx: number;
+}
+
+export type SendDecision = "accepted" | "rate_limited" | "captcha_required" | "denied" | "captcha_failed";
+
+/** One send decision, for abuse analysis and the admin console (masked recipient, never a code). */
+export interface SendLogEntry {
+  atMs: number;
+  appId: string;
+  face: string;
+  channel: Channel;
+  /** masked */
+  to: string;
+  country?: string;
+  ip?: string;
+  deviceId?: string;
+  purpose: Purpose;
+  decision: SendDecision;
+  /** the rule or reason behind the decision */
+  reason?: string;
+  /** rules that would have refused in shadow mode */
+  shadowed?: string[];
+  verificationId?: string;
+}
+
+/**
+ * The send log. `record` never blocks nor fails the request: adapters buffer and write in
+ * batches (DESIGN.md: the send log may be written asynchronously).
+ */
+export interface SendLog {
+  record(entry: SendLogEntry): void;
+  query(filter: {
+    appId: string;
+    sinceMs?: number;
+    decision?: SendDecision;
+    limit: number;
+  }): Promise<SendLogEntry[]>;
+  /** writes what is buffered */
+  flush(): Promise<void>;
 }

@@ -35,7 +35,12 @@ export function parseRecipient(
   }
   const phone = parsePhoneNumberFromString(value, country as CountryCode);
   if (!phone?.isValid()) throw invalidField(field, `${field} is not a valid phone number`);
-  return { channel, address: phone.number, ...(phone.country ? { country: phone.country } : {}) };
+  return {
+    channel,
+    address: phone.number,
+    callingCode: phone.countryCallingCode,
+    ...(phone.country ? { country: phone.country } : {}),
+  };
 }
 
 /** Masks a recipient for answers and logs: `j***@example.com`, `+86*******00`. */
@@ -47,4 +52,19 @@ export function maskAddress(channel: Channel, address: string): string {
   if (address.length <= 6) return "*".repeat(address.length);
   // keep the leading +country digits (up to 3) and the last two, as STYLE.md §7 asks
   return `${address.slice(0, 3)}${"*".repeat(address.length - 5)}${address.slice(-2)}`;
+}
+
+/** A recipient of either channel: an "@" makes it an email, anything else a phone number. */
+export function parseAnyRecipient(
+  input: string,
+  options: { country?: string | undefined; defaultCountry: string; field?: string },
+): Recipient {
+  return parseRecipient(input.includes("@") ? "email" : "sms", input, options);
+}
+
+/** "+" + country calling code + the first `digits` national digits of an E.164 number. */
+export function phonePrefix(e164: string, digits: number): string | undefined {
+  const phone = parsePhoneNumberFromString(e164);
+  if (!phone) return undefined;
+  return e164.slice(0, 1 + phone.countryCallingCode.length + digits);
 }

@@ -47,6 +47,8 @@ export interface Recipient {
   address: string;
   /** ISO 3166 alpha-2 region of a phone number; absent for email */
   country?: string;
+  /** the phone number's country calling code ("86"); absent for email */
+  callingCode?: string;
 }
 
 /** One "at most `limit` per `windowSeconds`" rule. */
@@ -84,6 +86,55 @@ export interface TestRecipient {
   code: string;
 }
 
+/** The API faces verifyd speaks; captcha policy is per (app, face). */
+export const FACES = ["native", "fresns", "cloudbase", "idaas"] as const;
+export type Face = (typeof FACES)[number];
+
+/** never: no captcha; risk: required once risk rules trip; always: every send needs a pass token. */
+export type CaptchaMode = "never" | "risk" | "always";
+
+/** The risk rules that escalate to a captcha (sends in a window per client IP, subnet, device). */
+export interface RiskRules {
+  perIp: RateRule;
+  /** /24 for IPv4, /64 for IPv6 */
+  perSubnet: RateRule;
+  perDevice: RateRule;
+}
+
+/** The SMS-pumping guard (DESIGN.md: SMS budgets come with the abuse defence). */
+export interface PumpingPolicy {
+  /** ISO 3166 alpha-2 regions SMS may go to; ["*"] allows every region not denied */
+  allowCountries: string[];
+  denyCountries: string[];
+  perCountry: RateRule[];
+  /** per number prefix: the country code plus `prefixDigits` national digits */
+  perPrefix: RateRule[];
+  prefixDigits: number;
+  /** whole-app SMS per day; 0 = no global budget */
+  dailyBudget: number;
+  /** E.164 numbers or "+prefixes" exempt from the guard */
+  safeList: string[];
+  /** record what would have been blocked, block nothing */
+  shadow: boolean;
+  /** automatic prefix block on a send spike with collapsing verification */
+  anomaly: {
+    enabled: boolean;
+    /** sends in the last hour below this never trigger */
+    minHourlySends: number;
+    /** hourly sends must exceed this multiple of the prefix's usual hourly rate */
+    spikeFactor: number;
+    /** and fewer than this share of them verified */
+    maxVerifiedRatio: number;
+    blockSeconds: number;
+  };
+}
+
+export interface AbusePolicy {
+  captcha: Record<Face, CaptchaMode>;
+  risk: RiskRules;
+  pumping: PumpingPolicy;
+}
+
 /** A tenant: its own policy, templates, credentials and browser origins. */
 export interface App {
   id: string;
@@ -94,6 +145,7 @@ export interface App {
   apiKeyHashes: string[];
   corsOrigins: string[];
   policy: Policy;
+  abuse: AbusePolicy;
   templates: TemplateSet;
   defaultLocale: string;
   testRecipients: TestRecipient[];

@@ -78,7 +78,12 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
 
   await fastify.register(nativeApi, { engine, devMode });
-  if (devMode)
-    await fastify.register(devApi, { inbox: options.devInbox, defaultCountry: options.defaultCountry });
+  if (devMode) {
+    await fastify.register(devApi, {
+      inbox: options.devInbox,
+      captcha: engine.captcha,
+      defaultCountry: options.defaultCountry,
+    });
+  }
   return fastify;
 }

@@ -1,6 +1,6 @@
 import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
-import { DEFAULT_POLICY } from "../policy.js";
+import { DEFAULT_ABUSE_POLICY, DEFAULT_POLICY, resolveAbusePolicy, resolvePolicy } from "../policy.js";
 import type { AppStore, Clock } from "../ports.js";
 import type { App } from "../types.js";
 
@@ -15,12 +15,23 @@ export function newApp(fields: Partial<App> & { id: string }): App {
     apiKeyHashes: [],
     corsOrigins: [],
     policy: DEFAULT_POLICY,
+    abuse: DEFAULT_ABUSE_POLICY,
     templates: {},
     defaultLocale: "en",
     testRecipients: [],
     loginOrRegister: false,
     revealAccountExistence: true,
     ...fields,
+  };
+}
+
+/** Fills fields an app stored by an older version lacks, so every reader sees a whole App. */
+export function normalizeApp(stored: App): App {
+  return {
+    ...newApp({ id: stored.id }),
+    ...stored,
+    policy: resolvePolicy(stored.policy),
+    abuse: resolveAbusePolicy(stored.abuse),
   };
 }
 
@@ -81,7 +92,8 @@ export class AppDirectory {
     const now = this.clock.nowMs();
     const hit = this.cache.get(key);
     if (hit && now - hit.loadedAtMs < APP_CACHE_TTL_MS) return hit.app;
-    const app = await load(key);
+    const loaded = await load(key);
+    const app = loaded && normalizeApp(loaded);
     // Unknown keys are cached too, but the map is bounded so a flood of random keys cannot grow it.
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { app, loadedAtMs: now });

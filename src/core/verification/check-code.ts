@@ -1,7 +1,8 @@
+import { prefixVerifiedKey } from "../abuse/abuse-rules.js";
 import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import type { AttemptRefusal, CodeRef } from "../ports.js";
-import { parseRecipient } from "../recipients.js";
+import { parseRecipient, phonePrefix } from "../recipients.js";
 import type { App, Channel, CodeRecord, Purpose } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { failedChecksKey, slotKey } from "./keys.js";
@@ -107,6 +108,11 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   );
   // Another concurrent check with the same right code won the approval: single use.
   if (!approved) throw new OtpError("CODE_ALREADY_USED");
+  if (record.channel === "sms") {
+    // Verified SMS are the pumping detector's proof that a prefix's traffic is real.
+    const prefix = phonePrefix(record.to, app.abuse.pumping.prefixDigits);
+    if (prefix) await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
+  }
   return { record: { ...record, status: "approved" }, token, tokenExpiresInSeconds: tokenTtlSeconds };
 }
 

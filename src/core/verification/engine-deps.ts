@@ -1,7 +1,8 @@
 import type { AppDirectory } from "../apps/apps.js";
-import type { AccountDirectory, Clock, CounterStore, Logger, VerificationStore } from "../ports.js";
+import type { CaptchaService } from "../captcha/captcha-service.js";
+import type { AccountDirectory, Clock, CounterStore, Logger, SendLog, VerificationStore } from "../ports.js";
 import type { CodeSecrets } from "../secrets.js";
-import type { Channel } from "../types.js";
+import type { App, Channel } from "../types.js";
 
 /** What the verification use cases need; main.ts builds it once. */
 export interface EngineDeps {
@@ -16,6 +17,10 @@ export interface EngineDeps {
   defaultCountry: string;
   /** whether a channel has a provider (production disables a channel without one) */
   channelEnabled: (channel: Channel) => boolean;
+  captcha: CaptchaService;
+  sendLog: SendLog;
+  /** asks the pumping detector to look at a prefix that just got an SMS (off the request path) */
+  watchPrefix: (app: App, prefix: string) => void;
   /** called after a send is committed so the outbox worker delivers it without waiting for its poll */
   onQueued: () => void;
 }

@@ -1,12 +1,20 @@
+import {
+  countryRefusal,
+  isSafeListed,
+  numberPrefix,
+  pumpingCounters,
+  pumpingDenied,
+  riskCounters,
+} from "../abuse/abuse-rules.js";
 import { applyAccountRule } from "../accounts/account-rules.js";
 import { OtpError } from "../errors.js";
 import { newId, sha256Hex } from "../ids.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
-import type { CounterCheck, IssueRequest } from "../ports.js";
-import { maskAddress, parseRecipient } from "../recipients.js";
+import type { CounterCheck, IssueRequest, SendDecision, SendLogEntry } from "../ports.js";
+import { maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
 import { generateNumericCode } from "../secrets.js";
-import type { AccountRule, App, Channel, CodeRecord, Purpose, Recipient } from "../types.js";
+import type { AccountRule, App, Channel, CodeRecord, Face, Purpose, Recipient } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { appCounterKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
 
@@ -25,6 +33,12 @@ export interface SendCodeInput {
   /** the logged-in account, for the logged-in rules */
   accountId?: string | undefined;
   clientIp?: string | undefined;
+  /** device fingerprint, where the face provides one */
+  deviceId?: string | undefined;
+  /** the API face asking: picks the app's captcha mode (default native) */
+  face?: Face;
+  /** a captcha pass token the caller presents (spent on use) */
+  captchaToken?: string | undefined;
   idempotencyKey?: string | undefined;
   /** which input field `to` came from, so errors name the caller's field */
   toField?: string;
@@ -43,11 +57,13 @@ export interface SendCodeResult {
 }
 
 /**
- * Issues a code: account rule -> rate rules + code + outbox row in one atomic store operation.
- * No provider is called here; the outbox worker delivers once the row is durable (DESIGN.md).
+ * Issues a code: account rule -> abuse defence (SMS-pumping guard, captcha) -> rate rules + code +
+ * outbox row in one atomic store operation. No provider is called here; the outbox worker delivers
+ * once the row is durable (DESIGN.md). Every decision goes to the send log.
  */
 export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCodeResult> {
   const { app, channel, purpose } = input;
+  const face = input.face ?? "native";
   if (app.disabled) throw new OtpError("APP_DISABLED");
   if (!deps.channelEnabled(channel)) {
     throw new OtpError("CHANNEL_DISABLED", {
@@ -55,23 +71,27 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       details: { field: "channel" },
     });
   }
-  const parsed =
-    input.to === undefined
-      ? undefined
-      : parseRecipient(channel, input.to, {
-          country: input.country,
-          defaultCountry: deps.defaultCountry,
-          field: input.toField ?? "to",
-        });
+  const parseOptions = {
+    country: input.country,
+    defaultCountry: deps.defaultCountry,
+    field: input.toField ?? "to",
+  };
+  const parsed = input.to === undefined ? undefined : parseRecipient(channel, input.to, parseOptions);
   // The account rule runs before the rate rules so its refusal is the answer a client sees first
   // (Fresns's order); it counts nothing.
-  const { recipient, accountExists } = await applyAccountRule(deps.accounts, {
+  const ruled = await applyAccountRule(deps.accounts, {
     appId: app.id,
     rule: input.rule,
     channel,
     recipient: parsed,
     accountId: input.accountId,
   });
+  // An account's own phone is stored as E.164 only; parse it again for its country.
+  const recipient =
+    channel === "sms" && ruled.recipient.country === undefined
+      ? parseRecipient(channel, ruled.recipient.address, parseOptions)
+      : ruled.recipient;
+  const { accountExists } = ruled;
 
   const locale = resolveLocale(input.locale, app.templates, app.defaultLocale);
   if (!findTemplate(app.templates, purpose, locale)) {
@@ -81,8 +101,64 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   }
 
   const now = deps.clock.nowMs();
+  const log = (decision: SendDecision, extra: Partial<SendLogEntry> = {}) =>
+    deps.sendLog.record({
+      atMs: now,
+      appId: app.id,
+      face,
+      channel,
+      to: maskAddress(channel, recipient.address),
+      ...(recipient.country ? { country: recipient.country } : {}),
+      ...(input.clientIp ? { ip: input.clientIp } : {}),
+      ...(input.deviceId ? { deviceId: input.deviceId } : {}),
+      purpose,
+      decision,
+      ...extra,
+    });
+
   const policy = app.policy;
   const testCode = fixedTestCode(app, recipient, deps.defaultCountry);
+  const counters: CounterCheck[] = [];
+  const shadowNotes: string[] = [];
+  let pumpingPrefix: string | undefined;
+  // Test recipients (app-store review, end-to-end tests) are never delivered, so they skip every
+  // limit and defence.
+  if (testCode === null) {
+    const pumping = app.abuse.pumping;
+    if (channel === "sms" && !isSafeListed(pumping, recipient.address)) {
+      const refusal = countryRefusal(pumping, recipient);
+      if (refusal && !pumping.shadow) {
+        log("denied", { reason: refusal });
+        throw pumpingDenied(refusal);
+      }
+      if (refusal) shadowNotes.push(refusal);
+      pumpingPrefix =
+        recipient.callingCode === undefined
+          ? phonePrefix(recipient.address, pumping.prefixDigits)
+          : numberPrefix(recipient.address, recipient.callingCode.length, pumping.prefixDigits);
+      if (pumpingPrefix) counters.push(...pumpingCounters(pumping, recipient, pumpingPrefix));
+    }
+    const captchaMode = app.abuse.captcha[face];
+    let captchaSolved = false;
+    if (input.captchaToken !== undefined && captchaMode !== "never") {
+      try {
+        await deps.captcha.redeemPass(app, input.captchaToken, recipient.address);
+      } catch (error) {
+        log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
+        throw error;
+      }
+      captchaSolved = true;
+    }
+    if (captchaMode === "always" && !captchaSolved) {
+      log("captcha_required", { reason: "captcha_always" });
+      throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
+    }
+    if (captchaMode === "risk") {
+      counters.push(...riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, captchaSolved));
+    }
+    counters.push(...rateCounters(app, recipient, input.clientIp));
+  }
+
   const code = testCode ?? generateNumericCode(policy.codeLength);
   const id = newId("vf");
   const record: CodeRecord = {
@@ -103,8 +179,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   };
   const request: IssueRequest = {
     appId: app.id,
-    // Test recipients (app-store review, end-to-end tests) are never delivered nor rate-limited.
-    counters: testCode === null ? countersFor(app, recipient, input.clientIp) : [],
+    counters,
     slotKey: slotKey(channel, recipient.address, purpose),
     code: record,
     outbox:
@@ -130,9 +205,18 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
 
   const outcome = await deps.store.issue(request, now);
   if (outcome.kind === "refused") {
-    const byRecipient = outcome.rule.startsWith("recipient:");
-    throw new OtpError(byRecipient ? "RESEND_TOO_SOON" : "RATE_LIMITED", {
-      details: { retryAfterSeconds: outcome.retryAfterSeconds, rule: outcome.rule },
+    const details = { retryAfterSeconds: outcome.retryAfterSeconds, rule: outcome.rule };
+    if (outcome.refusal === "deny") {
+      log("denied", { reason: outcome.rule });
+      throw new OtpError("PUMPING_DENIED", { details });
+    }
+    if (outcome.refusal === "captcha") {
+      log("captcha_required", { reason: outcome.rule });
+      throw new OtpError("CAPTCHA_REQUIRED", { details });
+    }
+    log("rate_limited", { reason: outcome.rule });
+    throw new OtpError(outcome.rule.startsWith("recipient:") ? "RESEND_TOO_SOON" : "RATE_LIMITED", {
+      details,
     });
   }
   if (outcome.kind === "replayed") {
@@ -144,7 +228,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     }
     return result(outcome.record, recipient, outcome.resendAfterSeconds, accountExists, true);
   }
+  const shadowed = [...shadowNotes, ...outcome.shadowed];
+  log("accepted", { verificationId: id, ...(shadowed.length > 0 ? { shadowed } : {}) });
   if (request.outbox) deps.onQueued();
+  if (pumpingPrefix) deps.watchPrefix(app, pumpingPrefix);
   return result(record, recipient, outcome.resendAfterSeconds, accountExists, false);
 }
 
@@ -167,7 +254,7 @@ function result(
 }
 
 /** Every rate rule of one send; the store checks them all before counting any. */
-function countersFor(app: App, recipient: Recipient, clientIp: string | undefined): CounterCheck[] {
+function rateCounters(app: App, recipient: Recipient, clientIp: string | undefined): CounterCheck[] {
   const { policy } = app;
   const counters: CounterCheck[] = policy.perRecipient.map((rule) => ({
     key: recipientCounterKey(recipient.channel, recipient.address, rule.windowSeconds),

@@ -1,6 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import Type from "typebox";
+import type { CaptchaService } from "../../core/captcha/captcha-service.js";
 import { OtpError } from "../../core/errors.js";
 import type { DevInbox } from "../../core/ports.js";
 import { parseRecipient } from "../../core/recipients.js";
@@ -8,6 +9,7 @@ import { renderProblem } from "../native/routes.js";
 
 export interface DevApiOptions {
   inbox: DevInbox;
+  captcha: CaptchaService;
   defaultCountry: string;
 }
 
@@ -45,4 +47,18 @@ export async function devApi(fastify: FastifyInstance, options: DevApiOptions): 
       })),
     };
   });
+
+  app.get(
+    "/v1/dev/captcha/:token",
+    { schema: { params: Type.Object({ token: Type.String({ minLength: 1, maxLength: 128 }) }) } },
+    async (request) => {
+      const answer = await options.captcha.devAnswer(request.params.token);
+      if (answer === null)
+        throw new OtpError("CAPTCHA_FAILED", {
+          message: "Unknown or expired captcha",
+          details: { field: "token" },
+        });
+      return { answer };
+    },
+  );
 }

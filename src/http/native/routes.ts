@@ -3,13 +3,17 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DEFAULT_APP_ID } from "../../core/apps/apps.js";
 import type { Engine } from "../../core/engine.js";
 import { OtpError } from "../../core/errors.js";
-import { maskAddress } from "../../core/recipients.js";
+import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
 import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
 import {
   CancelReply,
+  CaptchaBody,
+  CaptchaReply,
+  CaptchaVerifyBody,
+  CaptchaVerifyReply,
   CheckBody,
   CheckReply,
   IdParams,
@@ -95,6 +99,9 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
         locale: body.locale ?? acceptLanguage(request),
         accountId: body.account_id,
         clientIp: caller.byApiKey && body.client_ip ? body.client_ip : request.ip,
+        deviceId: caller.byApiKey ? body.device_id : undefined,
+        face: "native",
+        captchaToken: headerValue(request, "x-captcha-token"),
         idempotencyKey,
       });
       reply.code(201);
@@ -107,6 +114,53 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
         expires_in: result.expiresInSeconds,
         resend_after: result.resendAfterSeconds,
       };
+    },
+  );
+
+  app.post(
+    "/v1/captcha",
+    { schema: { body: CaptchaBody, response: { 200: CaptchaReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const challenge = await engine.captcha.createChallenge(tenant, request.body.type);
+      if (challenge.kind === "image") {
+        return {
+          token: challenge.token,
+          type: "image" as const,
+          expires_in: challenge.expiresInSeconds,
+          image: challenge.imageDataUri,
+        };
+      }
+      return {
+        token: challenge.token,
+        type: "slider" as const,
+        expires_in: challenge.expiresInSeconds,
+        background: `data:image/png;base64,${challenge.backgroundPngBase64}`,
+        piece: `data:image/png;base64,${challenge.piecePngBase64}`,
+        width: challenge.width,
+        height: challenge.height,
+        y: challenge.y,
+      };
+    },
+  );
+
+  app.post(
+    "/v1/captcha/verify",
+    { schema: { body: CaptchaVerifyBody, response: { 200: CaptchaVerifyReply, ...problemResponses } } },
+    async (request) => {
+      const { app: tenant } = await callerOf(request);
+      const { token, answer, to } = request.body;
+      const bindTo =
+        to === undefined
+          ? undefined
+          : parseAnyRecipient(to, { defaultCountry: engine.deps.defaultCountry, field: "to" }).address;
+      const pass = await engine.captcha.solve(
+        tenant,
+        token,
+        typeof answer === "number" ? String(answer) : answer,
+        bindTo,
+      );
+      return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
     },
   );
 
@@ -195,6 +249,11 @@ function accountRuleOf(body: {
   if (body.target === "user") return "must_exist";
   if (body.target === "not_user") return "must_not_exist";
   return "any";
+}
+
+function headerValue(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === "string" ? value : undefined;
 }
 
 function acceptLanguage(request: FastifyRequest): string | undefined {

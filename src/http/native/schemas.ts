@@ -102,3 +102,40 @@ export const Problem = Type.Object({
   retry_after: Type.Optional(Type.Integer()),
   request_id: Type.Optional(Type.String()),
 });
+
+export const CaptchaBody = Type.Object(
+  { type: literalUnion(["image", "slider"]) },
+  { additionalProperties: false },
+);
+
+export const CaptchaReply = Type.Object({
+  token: Type.String(),
+  type: literalUnion(["image", "slider"]),
+  expires_in: Type.Integer(),
+  image: Type.Optional(Type.String({ description: "image challenge: data URI" })),
+  background: Type.Optional(Type.String({ description: "slider: background PNG data URI" })),
+  piece: Type.Optional(
+    Type.String({ description: "slider: piece PNG data URI (as tall as the background)" }),
+  ),
+  width: Type.Optional(Type.Integer()),
+  height: Type.Optional(Type.Integer()),
+  y: Type.Optional(Type.Integer()),
+});
+
+export const CaptchaVerifyBody = Type.Object(
+  {
+    token: Type.String({ minLength: 1, maxLength: 128 }),
+    answer: Type.Union(
+      [Type.String({ minLength: 1, maxLength: 2048 }), Type.Number({ minimum: 0, maximum: 10_000 })],
+      {
+        description: "image: the characters; slider: the x offset",
+      },
+    ),
+    to: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 254, description: "bind the pass to this recipient" }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const CaptchaVerifyReply = Type.Object({ captcha_token: Type.String(), expires_in: Type.Integer() });

@@ -2,18 +2,23 @@ import { join } from "node:path";
 import type {
   AccountDirectory,
   AppStore,
+  CaptchaStore,
   CounterStore,
   DevInbox,
+  Logger,
   OutboxStore,
+  SendLog,
   VerificationStore,
 } from "../../core/ports.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
+import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
 import { createSqliteCounterStore } from "./sqlite-counter-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
 import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
 import { createSqlitePurger } from "./sqlite-purger.js";
+import { createSqliteSendLog } from "./sqlite-send-log.js";
 import { createSqliteVerificationStore } from "./sqlite-verification-store.js";
 
 /** Every port of the embedded mode, over one SQLite file. */
@@ -25,11 +30,15 @@ export interface SqliteBackend {
   accounts: AccountDirectory;
   counters: CounterStore;
   devInbox: DevInbox;
+  captcha: CaptchaStore;
+  sendLog: SendLog;
   /** deletes a batch of expired rows; returns how many */
   purge: (nowMs: number) => number;
   ready: () => Promise<boolean>;
   close: () => void;
 }
+
+const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export const SQLITE_FILE_NAME = "verifyd.db";
 
@@ -41,9 +50,11 @@ export function createSqliteBackend(options: {
   path: string;
   synchronous?: "NORMAL" | "FULL";
   migrate?: boolean;
+  logger?: Logger;
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
+  const sendLog = createSqliteSendLog(db, options.logger ?? silentLogger);
   return {
     db,
     verifications: createSqliteVerificationStore(db),
@@ -52,8 +63,13 @@ export function createSqliteBackend(options: {
     accounts: createSqliteAccountDirectory(db),
     counters: createSqliteCounterStore(db),
     devInbox: createSqliteDevInbox(db),
+    captcha: createSqliteCaptchaStore(db),
+    sendLog,
     purge: createSqlitePurger(db),
     ready: async () => ping.get() !== undefined,
-    close: () => db.close(),
+    close: () => {
+      sendLog.close();
+      db.close();
+    },
   };
 }

@@ -27,6 +27,9 @@ export function createSqlitePurger(db: SqliteDatabase): (nowMs: number) => numbe
     { statement: withoutRowid("tokens", "token_hash", "expires_at"), graceMs: 0 },
     { statement: withoutRowid("idempotency", "app_id, key", "expires_at"), graceMs: 0 },
     { statement: withoutRowid("sessions", "token_hash", "expires_at"), graceMs: 0 },
+    { statement: withoutRowid("captcha_challenges", "token", "expires_at"), graceMs: 0 },
+    { statement: withoutRowid("captcha_passes", "token_hash", "expires_at"), graceMs: 0 },
+    { statement: old("send_log", "at"), graceMs: 30 * KEEP_AFTER_EXPIRY_MS },
   ];
   return (nowMs) => {
     let removed = 0;

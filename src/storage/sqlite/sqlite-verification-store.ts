@@ -2,11 +2,13 @@ import type {
   AttemptOutcome,
   CodeRef,
   CounterCheck,
+  CounterKind,
   FailureBudget,
   IssueOutcome,
   IssueRequest,
   VerificationStore,
 } from "../../core/ports.js";
+import { outranks } from "../../core/rate-limit/refusals.js";
 import type {
   Channel,
   CodeRecord,
@@ -145,21 +147,31 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
       }
     }
     // Check every rule before counting any, so a refused request consumes no budget.
-    let refusal: { rule: string; retryAfterSeconds: number } | null = null;
+    let refusal: { rule: string; refusal: CounterKind; retryAfterSeconds: number } | null = null;
+    const shadowed: string[] = [];
     for (const counter of request.counters) {
       const row = currentCount(appId, counter.key, now);
-      if (row && row.count + 1 > counter.limit) {
-        const retryAfterSeconds = Math.max(1, Math.ceil((row.reset_at - now) / 1000));
-        if (!refusal || retryAfterSeconds > refusal.retryAfterSeconds)
-          refusal = { rule: counter.rule, retryAfterSeconds };
+      if (!row || row.count + (counter.increment ?? 1) <= counter.limit) continue;
+      if (counter.shadow) {
+        shadowed.push(counter.rule);
+        continue;
       }
+      const candidate = {
+        rule: counter.rule,
+        refusal: counter.kind ?? "limit",
+        retryAfterSeconds: Math.max(1, Math.ceil((row.reset_at - now) / 1000)),
+      };
+      if (!refusal || outranks(candidate, refusal)) refusal = candidate;
     }
     if (refusal) return { kind: "refused", ...refusal };
 
     let resendAfterMs = 0;
     for (const counter of request.counters) {
+      if (counter.increment === 0) continue;
       const row = hit(appId, counter, now);
-      if (row.count >= counter.limit) resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
+      const refusesNext = !counter.shadow && (counter.kind ?? "limit") === "limit";
+      if (refusesNext && row.count >= counter.limit)
+        resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
     }
     const { code } = request;
     statements.supersede.run(appId, request.slotKey);
@@ -182,7 +194,7 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
         now + IDEMPOTENCY_TTL_MS,
       );
     }
-    return { kind: "issued", resendAfterSeconds };
+    return { kind: "issued", resendAfterSeconds, shadowed };
   });
 
   const consumeAttempt = db.transaction(

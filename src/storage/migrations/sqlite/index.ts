@@ -138,4 +138,48 @@ CREATE INDEX dev_inbox_recipient ON dev_inbox (recipient, created_at);
 CREATE INDEX dev_inbox_created_at ON dev_inbox (created_at);
 `,
   },
+  {
+    version: 2,
+    name: "captcha and send log",
+    sql: `
+CREATE TABLE captcha_challenges (
+  token TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  answer_hash TEXT NOT NULL,
+  client_key TEXT,
+  tries_left INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL,
+  dev_answer TEXT
+) WITHOUT ROWID;
+CREATE INDEX captcha_challenges_expires_at ON captcha_challenges (expires_at);
+
+CREATE TABLE captcha_passes (
+  token_hash TEXT PRIMARY KEY,
+  app_id TEXT NOT NULL,
+  bound_to TEXT,
+  expires_at INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX captcha_passes_expires_at ON captcha_passes (expires_at);
+
+CREATE TABLE send_log (
+  id INTEGER PRIMARY KEY,
+  at INTEGER NOT NULL,
+  app_id TEXT NOT NULL,
+  face TEXT NOT NULL,
+  channel TEXT NOT NULL,
+  recipient TEXT NOT NULL,
+  country TEXT,
+  ip TEXT,
+  device_id TEXT,
+  purpose TEXT NOT NULL,
+  decision TEXT NOT NULL,
+  reason TEXT,
+  shadowed TEXT,
+  verification_id TEXT
+);
+CREATE INDEX send_log_app_at ON send_log (app_id, at);
+CREATE INDEX send_log_at ON send_log (at);
+`,
+  },
 ];

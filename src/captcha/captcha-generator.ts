@@ -1,0 +1,21 @@
+import type { CaptchaGenerator } from "../core/ports.js";
+import { createImageChallenge, normalizeImageAnswer } from "./image/image-challenge.js";
+import { createSecretKey, parsePointJson } from "./slider/aj-captcha-point.js";
+import { createSliderChallenge, SLIDER_TOLERANCE_PX } from "./slider/slider-challenge.js";
+
+/** The built-in challenge renderer: svg-captcha images and procedurally drawn jigsaw sliders. */
+export function createCaptchaGenerator(): CaptchaGenerator {
+  return {
+    image: () => createImageChallenge(),
+    slider: () => createSliderChallenge(),
+    normalizeImageAnswer,
+    parseSliderX(input, clientKey) {
+      const trimmed = input.trim();
+      // The native API takes the bare offset; IDaaS sends AJ-Captcha point JSON, plain or encrypted.
+      if (/^\d{1,4}(\.\d{1,6})?$/.test(trimmed)) return Number(trimmed);
+      return parsePointJson(trimmed, clientKey)?.x ?? null;
+    },
+    clientKey: createSecretKey,
+    sliderTolerancePx: SLIDER_TOLERANCE_PX,
+  };
+}

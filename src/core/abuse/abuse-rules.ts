@@ -1,0 +1,169 @@
+import { isIPv4, isIPv6 } from "node:net";
+import { OtpError } from "../errors.js";
+import { ruleName } from "../policy.js";
+import type { CounterCheck, CounterStore } from "../ports.js";
+import type { App, PumpingPolicy, Recipient } from "../types.js";
+
+/** Who is asking: the signals every abuse rule may use. */
+export interface ClientContext {
+  ip?: string | undefined;
+  /** device fingerprint header, where a face provides one */
+  deviceId?: string | undefined;
+}
+
+/** The /24 (IPv4) or /64 (IPv6) network of an address: bots rotate addresses within one. */
+export function subnetOf(ip: string): string | undefined {
+  if (isIPv4(ip)) return `${ip.split(".").slice(0, 3).join(".")}.0/24`;
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  if (mapped?.[1]) return subnetOf(mapped[1]);
+  if (!isIPv6(ip)) return undefined;
+  return `${expandIPv6(ip).slice(0, 4).join(":")}::/64`;
+}
+
+function expandIPv6(ip: string): string[] {
+  const [head = "", tail = ""] = ip.split("::");
+  const left = head ? head.split(":") : [];
+  const right = tail ? tail.split(":") : [];
+  const missing = ip.includes("::") ? 8 - left.length - right.length : 0;
+  return [...left, ...Array<string>(missing).fill("0"), ...right].map((group) =>
+    group.toLowerCase().replace(/^0+(?=.)/, ""),
+  );
+}
+
+/** The number prefix the pumping guard budgets: "+" + country code + the first national digits. */
+export function numberPrefix(e164: string, countryCallingCodeLength: number, prefixDigits: number): string {
+  return e164.slice(0, 1 + countryCallingCodeLength + prefixDigits);
+}
+
+/**
+ * Risk rules: sends per IP, subnet and device in a window. Tripping one asks for a captcha (kind
+ * "captcha"); with a solved captcha they are still counted but only as signals (`shadow`).
+ */
+export function riskCounters(app: App, client: ClientContext, captchaSolved: boolean): CounterCheck[] {
+  const { risk } = app.abuse;
+  const counters: CounterCheck[] = [];
+  const add = (scope: string, subject: string, rule: { limit: number; windowSeconds: number }) =>
+    counters.push({
+      key: `risk:${scope}:${subject}:${rule.windowSeconds}`,
+      ...rule,
+      rule: ruleName(`risk_${scope}`, rule),
+      kind: "captcha",
+      ...(captchaSolved ? { shadow: true } : {}),
+    });
+  if (client.ip) {
+    add("ip", client.ip, risk.perIp);
+    const subnet = subnetOf(client.ip);
+    if (subnet) add("subnet", subnet, risk.perSubnet);
+  }
+  if (client.deviceId) add("device", client.deviceId, risk.perDevice);
+  return counters;
+}
+
+/** Key of a prefix's automatic block (set by the anomaly detector, checked on every SMS send). */
+export function prefixBlockKey(prefix: string): string {
+  return `pump:block:${prefix}`;
+}
+
+/** Key of a prefix's verified (approved) codes in the last hour: the detector's conversion signal. */
+export function prefixVerifiedKey(prefix: string): string {
+  return `pump:ok:${prefix}:3600`;
+}
+
+function prefixSentKey(prefix: string, windowSeconds: number): string {
+  return `pump:pfx:${prefix}:${windowSeconds}`;
+}
+
+export function isSafeListed(policy: PumpingPolicy, e164: string): boolean {
+  return policy.safeList.some(
+    (entry) => e164 === entry || (entry.length < e164.length && e164.startsWith(entry)),
+  );
+}
+
+/**
+ * The SMS-pumping guard's verdict on a destination region; null when allowed. Shadow mode turns a
+ * refusal into a note (the caller records it and sends anyway).
+ */
+export function countryRefusal(policy: PumpingPolicy, recipient: Recipient): string | null {
+  const country = recipient.country ?? "unknown";
+  if (policy.denyCountries.includes(country)) return `country_denied:${country}`;
+  const allowed = policy.allowCountries.includes("*") || policy.allowCountries.includes(country);
+  return allowed ? null : `country_not_allowed:${country}`;
+}
+
+/** Budgets per country, per number prefix and per app-day, plus the automatic prefix block. */
+export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, prefix: string): CounterCheck[] {
+  const shadow = policy.shadow ? { shadow: true } : {};
+  const country = recipient.country ?? "unknown";
+  const counters: CounterCheck[] = [
+    ...policy.perCountry.map((rule) => ({
+      key: `pump:cc:${country}:${rule.windowSeconds}`,
+      ...rule,
+      rule: ruleName(`sms_country_${country}`, rule),
+      kind: "deny" as const,
+      ...shadow,
+    })),
+    ...policy.perPrefix.map((rule) => ({
+      key: prefixSentKey(prefix, rule.windowSeconds),
+      ...rule,
+      rule: ruleName(`sms_prefix_${prefix}`, rule),
+      kind: "deny" as const,
+      ...shadow,
+    })),
+    // A check-only flag: refuses while the detector's block stands, counts nothing.
+    {
+      key: prefixBlockKey(prefix),
+      limit: 0,
+      windowSeconds: 1,
+      increment: 0,
+      rule: `sms_prefix_blocked:${prefix}`,
+      kind: "deny",
+      ...shadow,
+    },
+  ];
+  if (policy.dailyBudget > 0) {
+    const rule = { limit: policy.dailyBudget, windowSeconds: 86_400 };
+    counters.push({
+      key: "pump:all:86400",
+      ...rule,
+      rule: ruleName("sms_daily_budget", rule),
+      kind: "deny",
+      ...shadow,
+    });
+  }
+  return counters;
+}
+
+/**
+ * Blocks a prefix whose sends jump far above its usual rate while few of them get verified: the
+ * signature of SMS pumping (the numbers' owners profit from the SMS, nobody reads the code).
+ * Runs off the request path. Returns true when it set a block.
+ */
+export async function detectPumpingAnomaly(
+  counters: CounterStore,
+  app: App,
+  prefix: string,
+  nowMs: number,
+): Promise<boolean> {
+  const { anomaly, perPrefix } = app.abuse.pumping;
+  const hourly = perPrefix.find((rule) => rule.windowSeconds === 3600);
+  const daily = perPrefix.find((rule) => rule.windowSeconds === 86_400);
+  if (!anomaly.enabled || !hourly || !daily) return false;
+  const [lastHour, lastDay, verified] = await Promise.all([
+    counters.peek(app.id, prefixSentKey(prefix, 3600), nowMs),
+    counters.peek(app.id, prefixSentKey(prefix, 86_400), nowMs),
+    counters.peek(app.id, prefixVerifiedKey(prefix), nowMs),
+  ]);
+  if (lastHour.count < anomaly.minHourlySends) return false;
+  // The usual hourly rate: the day's sends outside this hour, spread over the other 23 hours.
+  const usualHourly = Math.max(1, (lastDay.count - lastHour.count) / 23);
+  const spiking = lastHour.count > anomaly.spikeFactor * usualHourly;
+  const verifiedRatio = verified.count / lastHour.count;
+  if (!spiking || verifiedRatio >= anomaly.maxVerifiedRatio) return false;
+  await counters.hit(app.id, prefixBlockKey(prefix), anomaly.blockSeconds, nowMs);
+  return true;
+}
+
+/** The denial a shadow-less guard answers with. */
+export function pumpingDenied(reason: string): OtpError {
+  return new OtpError("PUMPING_DENIED", { details: { rule: reason } });
+}
