@@ -1,5 +1,5 @@
+import type { CaptchaService } from "../abuse/captcha-service.js";
 import type { AppDirectory } from "../apps/apps.js";
-import type { CaptchaService } from "../captcha/captcha-service.js";
 import type { AccountDirectory, Clock, CounterStore, Logger, SendLog, VerificationStore } from "../ports.js";
 import type { CodeSecrets } from "../secrets.js";
 import type { App, Channel } from "../types.js";

@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance } from "fastify";
 import Type from "typebox";
-import type { CaptchaService } from "../../core/captcha/captcha-service.js";
+import type { CaptchaService } from "../../core/abuse/captcha-service.js";
 import { OtpError } from "../../core/errors.js";
 import type { DevInbox } from "../../core/ports.js";
 import { parseRecipient } from "../../core/recipients.js";
