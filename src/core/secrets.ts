@@ -70,6 +70,16 @@ export class CodeSecrets {
   deriveKey(purpose: string): Buffer {
     return hmac(this.hmacKeys[0]!, "derive", purpose);
   }
+
+  /** The key for `purpose` under every secret, newest first (for things verified after rotation). */
+  allDerivedKeys(purpose: string): Buffer[] {
+    return this.hmacKeys.map((key) => hmac(key, "derive", purpose));
+  }
+
+  /** A short public id per secret (not the secret), newest first: JWT `kid`s. */
+  get keyIds(): string[] {
+    return this.hmacKeys.map((key) => hmac(key, "kid", "").toString("hex").slice(0, 8));
+  }
 }
 
 function deriveKey(secret: string, info: string): Buffer {
