@@ -1,5 +1,5 @@
-import type { Channel } from "../../core/types.js";
 import type { DevInbox, Logger, MessageSender } from "../../core/ports.js";
+import type { Channel } from "../../core/types.js";
 
 export interface DevSenderOptions {
   channel: Channel;
@@ -27,7 +27,10 @@ export function createDevSender(options: DevSenderOptions): MessageSender {
         createdAtMs: Date.now(),
       });
       if (logCodes) {
-        logger.info({ channel: message.channel, to: message.to, code: message.code }, "dev sender: code delivered to the dev inbox");
+        logger.info(
+          { channel: message.channel, to: message.to, code: message.code },
+          "dev sender: code delivered to the dev inbox",
+        );
       }
       return { providerMessageId: message.messageId };
     },

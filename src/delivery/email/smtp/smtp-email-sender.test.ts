@@ -1,0 +1,143 @@
+import type { AddressInfo } from "node:net";
+import { createServer } from "node:net";
+import { simpleParser } from "mailparser";
+import { afterEach, describe, expect, it } from "vitest";
+import { renderedMessage } from "../../../../test/servers/rendered-message.js";
+import { sendFailure } from "../../../../test/servers/send-failure.js";
+import { type SmtpRecorder, startSmtpRecorder } from "../../../../test/servers/smtp-recorder.js";
+import type { MessageSender } from "../../../core/ports.js";
+import { createSmtpEmailSender } from "./smtp-email-sender.js";
+
+const email = (overrides = {}) =>
+  renderedMessage({
+    channel: "email",
+    to: "ada@example.com",
+    subject: "Your sign-in code",
+    text: "Your code is 042917.\nIt expires in 10 minutes. <Do not share it>",
+    ...overrides,
+  });
+
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+describe("createSmtpEmailSender", () => {
+  let recorder: SmtpRecorder | undefined;
+  let sender: MessageSender | undefined;
+
+  afterEach(async () => {
+    await sender?.close?.();
+    await recorder?.close();
+    sender = undefined;
+    recorder = undefined;
+  });
+
+  it("delivers text and escaped HTML with From, Reply-To and a Message-ID derived from the message id", async () => {
+    recorder = await startSmtpRecorder({ auth: { user: "mailer@acme.example", pass: "s3cret:/@" } });
+    sender = createSmtpEmailSender({
+      url: recorder.url,
+      from: '"Acme" <no-reply@acme.example>',
+      replyTo: "support@acme.example",
+    });
+
+    const receipt = await sender.send(email());
+
+    expect(recorder.messages).toHaveLength(1);
+    const [recorded] = recorder.messages;
+    expect(recorded?.user).toBe("mailer@acme.example");
+    expect(recorded?.from).toBe("no-reply@acme.example");
+    expect(recorded?.to).toEqual(["ada@example.com"]);
+    const parsed = await simpleParser(recorded?.raw ?? Buffer.alloc(0));
+    expect(/code is (\d{6})/.exec(parsed.text ?? "")?.[1]).toBe("042917");
+    expect(parsed.html).toContain("&lt;Do not share it&gt;");
+    expect(parsed.html).not.toContain("<Do not share it>");
+    expect(parsed.from?.value[0]).toMatchObject({ name: "Acme", address: "no-reply@acme.example" });
+    expect(parsed.replyTo?.value[0]?.address).toBe("support@acme.example");
+    expect(parsed.subject).toBe("Your sign-in code");
+    expect(parsed.messageId).toBe("<msg_01HZX3T9Q8P7RY3V2W1K0M9N8B@acme.example>");
+    expect(receipt.providerMessageId).toBe(parsed.messageId);
+  });
+
+  it("sends the template's own HTML when the message has one", async () => {
+    recorder = await startSmtpRecorder();
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    await sender.send(email({ html: "<p>Code: <b>042917</b></p>" }));
+
+    const parsed = await simpleParser(recorder.messages[0]?.raw ?? Buffer.alloc(0));
+    expect(parsed.html).toContain("<p>Code: <b>042917</b></p>");
+  });
+
+  it("reuses one pooled connection for consecutive sends", async () => {
+    recorder = await startSmtpRecorder();
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    await sender.send(email({ messageId: "m1" }));
+    await sender.send(email({ messageId: "m2" }));
+    await sender.send(email({ messageId: "m3" }));
+
+    expect(recorder.messages).toHaveLength(3);
+    expect(recorder.connections()).toBe(1);
+  });
+
+  it("speaks TLS from the first byte for smtps:// urls", async () => {
+    recorder = await startSmtpRecorder({ secure: true });
+    sender = createSmtpEmailSender({
+      url: recorder.url,
+      from: "no-reply@acme.example",
+      // smtp-server's bundled certificate is self-signed
+      tls: { rejectUnauthorized: false },
+    });
+
+    await sender.send(email());
+
+    expect(recorder.url.startsWith("smtps://")).toBe(true);
+    expect(recorder.messages).toHaveLength(1);
+  });
+
+  it("fails permanently when the relay refuses the recipient with 550", async () => {
+    recorder = await startSmtpRecorder({ rejectRecipients: ["gone@example.com"] });
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    const failure = await sendFailure(sender.send(email({ to: "gone@example.com" })));
+
+    expect(failure.permanent).toBe(true);
+    expect(failure.message).toContain("550");
+    expect(recorder.messages).toHaveLength(0);
+  });
+
+  it("fails transiently when the relay is down", async () => {
+    sender = createSmtpEmailSender({
+      url: `smtp://127.0.0.1:${await closedPort()}`,
+      from: "no-reply@acme.example",
+    });
+
+    const failure = await sendFailure(sender.send(email()));
+
+    expect(failure.permanent).toBe(false);
+  });
+
+  it("fails transiently when the relay drops the connection", async () => {
+    recorder = await startSmtpRecorder({ dropConnections: true });
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    const failure = await sendFailure(sender.send(email()));
+
+    expect(failure.permanent).toBe(false);
+  });
+
+  it("fails transiently when the login is refused", async () => {
+    recorder = await startSmtpRecorder({ auth: { user: "mailer", pass: "right" } });
+    const wrong = recorder.url.replace("mailer:right@", "mailer:wrong@");
+    sender = createSmtpEmailSender({ url: wrong, from: "no-reply@acme.example" });
+
+    const failure = await sendFailure(sender.send(email()));
+
+    expect(failure.permanent).toBe(false);
+    expect(recorder.messages).toHaveLength(0);
+  });
+});

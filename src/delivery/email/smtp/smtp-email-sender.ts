@@ -1,0 +1,133 @@
+import nodemailer from "nodemailer";
+import {
+  type MessageSender,
+  type RenderedMessage,
+  SendFailure,
+  type SendReceipt,
+} from "../../../core/ports.js";
+
+// Most relays connect in milliseconds; 10 s rides out a slow handshake but stops a send from
+// hanging on a black-holed host, so the outbox worker can retry or fail over.
+const SMTP_CONNECTION_TIMEOUT_MS = 10_000;
+// A relay that accepts the socket but never greets is broken or overloaded; give up like on connect.
+const SMTP_GREETING_TIMEOUT_MS = 10_000;
+// Inactivity limit per command; 30 s leaves room for a relay that scans the message body after DATA.
+const SMTP_SOCKET_TIMEOUT_MS = 30_000;
+// A handful of reused connections absorbs bursts without looking like a flood to the relay.
+const SMTP_MAX_CONNECTIONS = 5;
+// One requeue covers a pooled connection the relay closed while idle; beyond that the outbox
+// worker owns retries (with its own backoff and failover), so the pool must not retry for it.
+const SMTP_MAX_REQUEUES = 1;
+
+export interface SmtpEmailOptions {
+  /**
+   * `smtp://user:pass@host:port` (STARTTLS when the relay offers it; add `?requireTLS=true` to
+   * insist) or `smtps://…` (TLS from the first byte). Credentials are percent-encoded.
+   */
+  url: string;
+  /** the From header and envelope sender, e.g. `"Acme" <no-reply@acme.example>` */
+  from: string;
+  replyTo?: string;
+  /** reuse connections across sends (default true) */
+  pool?: boolean;
+  /** TLS settings for relays with a private CA or a self-signed certificate */
+  tls?: { rejectUnauthorized?: boolean; ca?: string };
+  /** provider id in delivery records (default "smtp") */
+  id?: string;
+}
+
+/**
+ * An email sender speaking SMTP through nodemailer. The Message-ID is derived from the outbox
+ * message id, so a retried send is recognisable as the same message in the relay's logs and the
+ * recipient's mailbox. Only a 5xx answer to RCPT TO (the relay refusing this recipient) is a
+ * permanent failure; everything else may succeed later or through another provider.
+ */
+export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender {
+  const id = options.id ?? "smtp";
+  const transporter = nodemailer.createTransport({
+    ...connectionFromUrl(options.url),
+    pool: options.pool ?? true,
+    maxConnections: SMTP_MAX_CONNECTIONS,
+    maxRequeues: SMTP_MAX_REQUEUES,
+    connectionTimeout: SMTP_CONNECTION_TIMEOUT_MS,
+    greetingTimeout: SMTP_GREETING_TIMEOUT_MS,
+    socketTimeout: SMTP_SOCKET_TIMEOUT_MS,
+    ...(options.tls ? { tls: options.tls } : {}),
+  });
+  const messageIdDomain = domainOf(options.from);
+
+  return {
+    id,
+    channel: "email",
+    async send(message: RenderedMessage): Promise<SendReceipt> {
+      const messageId = `<${message.messageId}@${messageIdDomain}>`;
+      try {
+        await transporter.sendMail({
+          from: options.from,
+          ...(options.replyTo ? { replyTo: options.replyTo } : {}),
+          to: message.to,
+          subject: message.subject,
+          text: message.text,
+          html: message.html ?? textToHtml(message.text),
+          messageId,
+        });
+      } catch (error) {
+        throw new SendFailure(`${id}: ${error instanceof Error ? error.message : String(error)}`, {
+          permanent: isRecipientRefusal(error),
+          cause: error,
+        });
+      }
+      return { providerMessageId: messageId };
+    },
+    async close(): Promise<void> {
+      transporter.close();
+    },
+  };
+}
+
+function connectionFromUrl(url: string) {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "smtp:" && parsed.protocol !== "smtps:") {
+    throw new Error(`SMTP url must start with smtp:// or smtps://, got ${parsed.protocol}//`);
+  }
+  const secure = parsed.protocol === "smtps:";
+  const user = decodeURIComponent(parsed.username);
+  return {
+    host: parsed.hostname,
+    port: parsed.port ? Number(parsed.port) : secure ? 465 : 587,
+    secure,
+    requireTLS: parsed.searchParams.get("requireTLS") === "true",
+    ...(user ? { auth: { user, pass: decodeURIComponent(parsed.password) } } : {}),
+  };
+}
+
+/** nodemailer marks a recipient refusal with the command it answered and the SMTP reply code. */
+function isRecipientRefusal(error: unknown): boolean {
+  if (typeof error !== "object" || error === null) return false;
+  const { command, responseCode } = error as { command?: unknown; responseCode?: unknown };
+  // 503 is "bad sequence of commands": our session's fault, not the recipient's.
+  return (
+    command === "RCPT TO" &&
+    typeof responseCode === "number" &&
+    responseCode >= 500 &&
+    responseCode < 600 &&
+    responseCode !== 503
+  );
+}
+
+function domainOf(from: string): string {
+  const address = /<([^>]+)>/.exec(from)?.[1] ?? from;
+  const at = address.lastIndexOf("@");
+  return at >= 0 ? address.slice(at + 1).trim() : "verifyd.invalid";
+}
+
+function textToHtml(text: string): string {
+  const escaped = text
+    .replaceAll("&", "&amp;")
+    .replaceAll("<", "&lt;")
+    .replaceAll(">", "&gt;")
+    .replaceAll('"', "&quot;")
+    .replaceAll("'", "&#39;")
+    .replaceAll("\n", "<br>\n");
+  return `<!doctype html>\n<html><body style="font-family: sans-serif">${escaped}</body></html>\n`;
+}

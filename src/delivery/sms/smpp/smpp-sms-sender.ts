@@ -1,0 +1,380 @@
+import smpp from "smpp";
+import {
+  type Logger,
+  type MessageSender,
+  type RenderedMessage,
+  SendFailure,
+  type SendReceipt,
+} from "../../../core/ports.js";
+import { parseDeliveryReceipt, type SmppReceipt } from "./smpp-delivery-receipt.js";
+import { segmentText } from "./smpp-segments.js";
+
+export type { SmppReceipt } from "./smpp-delivery-receipt.js";
+
+// SMSCs answer submit_sm and enquire_link within milliseconds; 10 s without a response means the
+// link is dead or the SMSC is stuck, and the send must fail (transiently) rather than hang.
+const SMPP_RESPONSE_TIMEOUT_MS = 10_000;
+// Covers TCP connect, TLS and bind_transceiver_resp; a black-holed host would otherwise leave the
+// sender "connecting" for the OS's connect timeout (minutes).
+const SMPP_BIND_TIMEOUT_MS = 10_000;
+// Most SMSCs drop sessions idle for 60 s or more; 30 s keeps the link alive and notices a dead one.
+const SMPP_ENQUIRE_LINK_INTERVAL_SECONDS = 30;
+// Backoff after a dropped link or refused bind: quick first retry, capped so a long outage costs
+// one attempt a minute instead of hammering the SMSC (which may lock the account after many binds).
+const SMPP_RECONNECT_DELAY_MS = 1_000;
+const SMPP_MAX_RECONNECT_DELAY_MS = 60_000;
+// unbind is a courtesy on shutdown; do not let an unresponsive SMSC delay it.
+const SMPP_UNBIND_TIMEOUT_MS = 2_000;
+
+const INTERFACE_VERSION_3_4 = 0x34;
+const TON_INTERNATIONAL = 1;
+const TON_ALPHANUMERIC = 5;
+const NPI_ISDN = 1;
+const NPI_UNKNOWN = 0;
+const ESM_CLASS_UDH_INDICATOR = 0x40;
+const ESM_CLASS_MESSAGE_TYPE_MASK = 0x3c;
+const ESM_CLASS_DELIVERY_RECEIPT = 0x04;
+
+/**
+ * Refusals of the destination itself (ESME_RINVDSTADR, ESME_RINVDSTTON, ESME_RINVDSTNPI); no retry
+ * and no other route fixes them. Throttling, queue-full and system errors stay transient.
+ */
+const PERMANENT_STATUSES = new Set([0x0b, 0x50, 0x51]);
+const STATUS_NAMES = new Map(Object.entries(smpp.errors).map(([name, value]) => [value, name]));
+
+export interface SmppSmsOptions {
+  /** `smpp://host:port`, or `ssmpp://host:port` for TLS */
+  url: string;
+  systemId: string;
+  password: string;
+  systemType?: string;
+  /** the sender: alphanumeric ("Acme"), a short code, or an international number ("+4915…") */
+  sourceAddr: string;
+  /** override the TON/NPI derived from `sourceAddr` when the SMSC expects other values */
+  sourceAddrTon?: number;
+  sourceAddrNpi?: number;
+  /** how texts longer than one SMS travel: concatenated parts with a UDH (default) or one message_payload */
+  longMessages?: "udh" | "payload";
+  enquireLinkIntervalSeconds?: number;
+  /** first reconnect delay, doubled after each failure up to `maxReconnectDelayMs` */
+  reconnectDelayMs?: number;
+  maxReconnectDelayMs?: number;
+  /** how long a submit or bind may wait for the SMSC's response */
+  responseTimeoutMs?: number;
+  /** final delivery outcomes reported by the SMSC (deliver_sm receipts) */
+  onReceipt?: (receipt: SmppReceipt) => void | Promise<void>;
+  /** told about link trouble (refused binds, dropped connections) and failing receipt handlers */
+  logger?: Logger;
+  /** provider id in delivery records (default "smpp") */
+  id?: string;
+}
+
+interface PendingRequest {
+  session: smpp.Session;
+  fail: (failure: SendFailure) => void;
+}
+
+/**
+ * An SMS sender speaking SMPP 3.4 to an SMSC over one bound transceiver session. It connects on
+ * creation, keeps the link alive with enquire_link, and reconnects with backoff when the link drops
+ * or the bind is refused; sends made while no session is bound fail transiently at once (or after
+ * the bind timeout while a connection attempt is under way), so they never hang. Delivery receipts
+ * (deliver_sm) are acknowledged and reported through `onReceipt`. `close()` unbinds.
+ */
+export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
+  const id = options.id ?? "smpp";
+  const target = parseSmppUrl(options.url);
+  const responseTimeoutMs = options.responseTimeoutMs ?? SMPP_RESPONSE_TIMEOUT_MS;
+  const enquireLinkMs = (options.enquireLinkIntervalSeconds ?? SMPP_ENQUIRE_LINK_INTERVAL_SECONDS) * 1000;
+  const source = sourceAddress(options);
+  if (!(enquireLinkMs > 0)) throw new Error("SMPP enquireLinkIntervalSeconds must be a positive number");
+
+  let session: smpp.Session | undefined;
+  let bound = false;
+  let closed = false;
+  let lastProblem = "not connected yet";
+  let failedAttempts = 0;
+  let reconnectTimer: NodeJS.Timeout | undefined;
+  let enquireTimer: NodeJS.Timeout | undefined;
+  let concatenationReference = 0;
+  const pending = new Set<PendingRequest>();
+  const bindWaiters = new Set<{
+    resolve: (session: smpp.Session) => void;
+    reject: (failure: SendFailure) => void;
+  }>();
+
+  const transient = (problem: string) => new SendFailure(`${id}: ${problem}`);
+
+  /** Sends one request PDU; settles with its response, or a transient failure on timeout or a dropped link. */
+  function request(current: smpp.Session, pdu: smpp.PDU, timeoutMs: number): Promise<smpp.PDU> {
+    return new Promise((resolve, reject) => {
+      const entry: PendingRequest = {
+        session: current,
+        fail: (failure) => {
+          clearTimeout(timer);
+          pending.delete(entry);
+          reject(failure);
+        },
+      };
+      const timer = setTimeout(
+        () => entry.fail(transient(`no ${pdu.command}_resp within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
+      pending.add(entry);
+      const written = current.send(pdu, (response) => {
+        clearTimeout(timer);
+        pending.delete(entry);
+        resolve(response);
+      });
+      if (!written) entry.fail(transient("the SMPP connection is not writable"));
+    });
+  }
+
+  function connect(): void {
+    reconnectTimer = undefined;
+    if (closed) return;
+    const current = smpp.connect({ host: target.host, port: target.port, tls: target.tls });
+    session = current;
+    const bindTimer = setTimeout(() => {
+      lastProblem = `not bound within ${SMPP_BIND_TIMEOUT_MS} ms`;
+      current.destroy();
+    }, SMPP_BIND_TIMEOUT_MS);
+
+    current.on(target.tls ? "secureConnect" : "connect", () => {
+      const bind = new smpp.PDU("bind_transceiver", {
+        system_id: options.systemId,
+        password: options.password,
+        system_type: options.systemType ?? "",
+        interface_version: INTERFACE_VERSION_3_4,
+      });
+      request(current, bind, responseTimeoutMs).then(
+        (response) => {
+          clearTimeout(bindTimer);
+          if (response.command_status !== 0) {
+            lastProblem = `bind refused (${statusName(response.command_status)})`;
+            options.logger?.warn({ provider: id, status: response.command_status }, "SMPP bind refused");
+            current.destroy();
+            return;
+          }
+          onBound(current);
+        },
+        () => current.destroy(),
+      );
+    });
+    // Every socket error is followed by "close", which does the reconnecting; without this
+    // listener the EventEmitter would throw the error and crash the process.
+    current.on("error", (error: Error) => {
+      lastProblem = error.message;
+      // A PDU that fails to parse leaves the byte stream unusable (and `smpp` stops reading), so
+      // drop the link and reconnect; after a socket error this is a no-op.
+      current.destroy();
+    });
+    current.on("close", () => {
+      clearTimeout(bindTimer);
+      onClosed(current);
+    });
+    current.on("enquire_link", (pdu: smpp.PDU) => current.send(pdu.response()));
+    current.on("deliver_sm", (pdu: smpp.PDU) => onDeliverSm(current, pdu));
+    current.on("unbind", (pdu: smpp.PDU) => {
+      lastProblem = "the SMSC unbound the session";
+      bound = false;
+      current.send(pdu.response(), undefined, () => current.close());
+    });
+  }
+
+  function onBound(current: smpp.Session): void {
+    bound = true;
+    failedAttempts = 0;
+    lastProblem = "";
+    enquireTimer = setInterval(() => {
+      request(current, new smpp.PDU("enquire_link"), responseTimeoutMs).catch(() => {
+        // An unanswered enquire_link is how a half-open link shows itself; drop it and reconnect.
+        lastProblem = "enquire_link unanswered";
+        current.destroy();
+      });
+    }, enquireLinkMs);
+    for (const waiter of bindWaiters) waiter.resolve(current);
+    bindWaiters.clear();
+  }
+
+  function onClosed(current: smpp.Session): void {
+    if (session !== current) return;
+    session = undefined;
+    bound = false;
+    clearInterval(enquireTimer);
+    enquireTimer = undefined;
+    const problem = lastProblem || "the SMPP connection closed";
+    for (const entry of pending) if (entry.session === current) entry.fail(transient(problem));
+    for (const waiter of bindWaiters) waiter.reject(transient(problem));
+    bindWaiters.clear();
+    if (closed) return;
+    const delay = Math.min(
+      (options.reconnectDelayMs ?? SMPP_RECONNECT_DELAY_MS) * 2 ** failedAttempts,
+      options.maxReconnectDelayMs ?? SMPP_MAX_RECONNECT_DELAY_MS,
+    );
+    failedAttempts += 1;
+    // Jitter keeps several verifyd processes from reconnecting to a recovering SMSC in lockstep.
+    reconnectTimer = setTimeout(connect, delay * (0.8 + Math.random() * 0.4));
+  }
+
+  function onDeliverSm(current: smpp.Session, pdu: smpp.PDU): void {
+    // Acknowledge first, whatever it holds: an SMSC redelivers an unacknowledged deliver_sm.
+    current.send(pdu.response());
+    const esmClass = typeof pdu.esm_class === "number" ? pdu.esm_class : 0;
+    if ((esmClass & ESM_CLASS_MESSAGE_TYPE_MASK) !== ESM_CLASS_DELIVERY_RECEIPT) return;
+    const receipt = parseDeliveryReceipt({
+      text: receiptText(pdu),
+      ...(typeof pdu.receipted_message_id === "string"
+        ? { receiptedMessageId: pdu.receipted_message_id }
+        : {}),
+      ...(typeof pdu.message_state === "number" ? { messageState: pdu.message_state } : {}),
+    });
+    if (!receipt || !options.onReceipt) return;
+    const report = (error: unknown) =>
+      options.logger?.error({ provider: id, err: error }, "SMPP receipt handler failed");
+    try {
+      Promise.resolve(options.onReceipt(receipt)).catch(report);
+    } catch (error) {
+      report(error);
+    }
+  }
+
+  /** The bound session, waiting for a connection attempt under way but never for a backoff. */
+  function boundSession(): Promise<smpp.Session> {
+    if (closed) return Promise.reject(transient("the sender is closed"));
+    if (bound && session) return Promise.resolve(session);
+    if (!session) return Promise.reject(transient(`not bound to the SMSC (${lastProblem})`));
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        resolve: (current: smpp.Session) => {
+          clearTimeout(timer);
+          resolve(current);
+        },
+        reject: (failure: SendFailure) => {
+          clearTimeout(timer);
+          reject(failure);
+        },
+      };
+      const timer = setTimeout(() => {
+        bindWaiters.delete(waiter);
+        reject(transient(`not bound to the SMSC within ${SMPP_BIND_TIMEOUT_MS} ms`));
+      }, SMPP_BIND_TIMEOUT_MS);
+      bindWaiters.add(waiter);
+    });
+  }
+
+  async function submit(message: RenderedMessage): Promise<SendReceipt> {
+    const current = await boundSession();
+    concatenationReference = (concatenationReference + 1) & 0xff;
+    const segments = segmentText(message.text, options.longMessages ?? "udh", concatenationReference);
+    const destination = destinationAddress(message.to);
+    let firstMessageId: string | undefined;
+    for (const segment of segments) {
+      const pdu = new smpp.PDU("submit_sm", {
+        source_addr_ton: source.ton,
+        source_addr_npi: source.npi,
+        source_addr: source.address,
+        dest_addr_ton: destination.ton,
+        dest_addr_npi: destination.npi,
+        destination_addr: destination.address,
+        esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
+        registered_delivery: 1,
+        data_coding: segment.dataCoding,
+        short_message: segment.shortMessage,
+        ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
+      });
+      const response = await request(current, pdu, responseTimeoutMs);
+      if (response.command_status !== 0) {
+        throw new SendFailure(`${id}: submit_sm refused (${statusName(response.command_status)})`, {
+          permanent: PERMANENT_STATUSES.has(response.command_status),
+        });
+      }
+      // Receipts name one message id; for a concatenated text that of the first part stands for all.
+      if (
+        firstMessageId === undefined &&
+        typeof response.message_id === "string" &&
+        response.message_id !== ""
+      ) {
+        firstMessageId = response.message_id;
+      }
+    }
+    return firstMessageId === undefined ? {} : { providerMessageId: firstMessageId };
+  }
+
+  connect();
+
+  return {
+    id,
+    channel: "sms",
+    async send(message: RenderedMessage): Promise<SendReceipt> {
+      try {
+        return await submit(message);
+      } catch (error) {
+        if (error instanceof SendFailure) throw error;
+        throw new SendFailure(`${id}: ${error instanceof Error ? error.message : String(error)}`, {
+          cause: error,
+        });
+      }
+    },
+    async close(): Promise<void> {
+      closed = true;
+      clearTimeout(reconnectTimer);
+      clearInterval(enquireTimer);
+      const current = session;
+      if (!current) return;
+      if (bound)
+        await request(current, new smpp.PDU("unbind"), SMPP_UNBIND_TIMEOUT_MS).catch(() => undefined);
+      if (current.socket.destroyed) {
+        onClosed(current);
+        return;
+      }
+      await new Promise<void>((resolve) => {
+        // "close" also runs onClosed, which fails what is still pending and stops here (closed).
+        current.once("close", () => resolve());
+        current.destroy();
+      });
+    },
+  };
+}
+
+function parseSmppUrl(url: string): { host: string; port: number; tls: boolean } {
+  const parsed = new URL(url);
+  if (parsed.protocol !== "smpp:" && parsed.protocol !== "ssmpp:") {
+    throw new Error(`SMPP url must start with smpp:// or ssmpp://, got ${parsed.protocol}//`);
+  }
+  const tls = parsed.protocol === "ssmpp:";
+  return { host: parsed.hostname, port: parsed.port ? Number(parsed.port) : tls ? 3550 : 2775, tls };
+}
+
+function sourceAddress(options: SmppSmsOptions): { address: string; ton: number; npi: number } {
+  const { sourceAddr } = options;
+  const international = /^\+\d+$/.test(sourceAddr);
+  const alphanumeric = /[A-Za-z]/.test(sourceAddr);
+  const ton = alphanumeric ? TON_ALPHANUMERIC : international ? TON_INTERNATIONAL : 0;
+  const npi = alphanumeric ? NPI_UNKNOWN : NPI_ISDN;
+  return {
+    address: international ? sourceAddr.slice(1) : sourceAddr,
+    ton: options.sourceAddrTon ?? ton,
+    npi: options.sourceAddrNpi ?? npi,
+  };
+}
+
+/** E.164 numbers go out as international/ISDN without the plus, as SMSCs expect. */
+function destinationAddress(to: string): { address: string; ton: number; npi: number } {
+  return to.startsWith("+")
+    ? { address: to.slice(1), ton: TON_INTERNATIONAL, npi: NPI_ISDN }
+    : { address: to, ton: 0, npi: NPI_ISDN };
+}
+
+function receiptText(pdu: smpp.PDU): string {
+  for (const field of [pdu.short_message, pdu.message_payload]) {
+    const message = typeof field === "object" && field !== null && "message" in field ? field.message : field;
+    if (typeof message === "string" && message !== "") return message;
+    if (Buffer.isBuffer(message) && message.length > 0) return message.toString("latin1");
+  }
+  return "";
+}
+
+function statusName(status: number): string {
+  return STATUS_NAMES.get(status) ?? `0x${status.toString(16).padStart(8, "0")}`;
+}
