@@ -68,7 +68,12 @@ export class OtpError extends Error {
     code: OtpErrorCode,
     options: { message?: string; details?: OtpErrorDetails; internal?: string; cause?: unknown } = {},
   ) {
+    // These are expected outcomes (a wrong code, a refusal), thrown on hot paths under attack;
+    // a stack trace would cost more than the rest of the refusal and tell nothing.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(options.message ?? OTP_ERROR_CODES[code], { cause: options.cause });
+    Error.stackTraceLimit = limit;
     this.name = "OtpError";
     this.code = code;
     this.details = options.details ?? {};

@@ -3,10 +3,10 @@ import {
   createDecipheriv,
   createHmac,
   hkdfSync,
-  randomBytes,
   randomInt,
   timingSafeEqual,
 } from "node:crypto";
+import { randomBytesFromPool } from "./ids.js";
 
 /**
  * Server secrets, newest first. Codes are hashed under the newest; checks compare against every
@@ -41,7 +41,7 @@ export class CodeSecrets {
 
   /** AES-256-GCM seal of an outbox payload (the code must travel to the worker, never in plaintext). */
   seal(plaintext: string): string {
-    const iv = randomBytes(12);
+    const iv = randomBytesFromPool(12);
     const cipher = createCipheriv("aes-256-gcm", this.sealKeys[0]!, iv);
     const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
     return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");

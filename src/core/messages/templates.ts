@@ -86,6 +86,21 @@ const BUILT_IN: Record<string, BuiltIn> = { en: EN, "zh-Hans": ZH_HANS };
 /** The locales shipped with verifyd; apps may add more through their templates. */
 export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
 
+const localesByTemplates = new WeakMap<TemplateSet, Set<string>>();
+
+/** Every locale with templates for an app, computed once per templates object. */
+function knownLocales(appTemplates: TemplateSet): Set<string> {
+  let known = localesByTemplates.get(appTemplates);
+  if (!known) {
+    known = new Set([
+      ...BUILT_IN_LOCALES,
+      ...Object.values(appTemplates).flatMap((byLocale) => Object.keys(byLocale ?? {})),
+    ]);
+    localesByTemplates.set(appTemplates, known);
+  }
+  return known;
+}
+
 /**
  * Maps a requested locale to one that has templates: exact match, then the language family
  * ("zh-CN", "zh" -> "zh-Hans"; "en-US" -> "en"), then the app's default.

@@ -10,6 +10,8 @@ import type {
   SendLog,
   VerificationStore,
 } from "../../core/ports.js";
+import type { Backend } from "../backend.js";
+import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
@@ -21,8 +23,8 @@ import { createSqlitePurger } from "./sqlite-purger.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
 import { createSqliteVerificationStore } from "./sqlite-verification-store.js";
 
-/** Every port of the embedded mode, over one SQLite file. */
-export interface SqliteBackend {
+/** Every port of the embedded mode, over one SQLite file (plus the file, for `verifyd migrate`). */
+export interface SqliteBackend extends Backend {
   db: SqliteDatabase;
   verifications: VerificationStore;
   outbox: OutboxStore;
@@ -55,14 +57,15 @@ export function createSqliteBackend(options: {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
   const sendLog = createSqliteSendLog(db, options.logger ?? silentLogger);
+  const group = createGroupCommit(db);
   return {
     db,
-    verifications: createSqliteVerificationStore(db),
-    outbox: createSqliteOutboxStore(db),
+    verifications: createSqliteVerificationStore(db, group),
+    outbox: createSqliteOutboxStore(db, group),
     apps: createSqliteAppStore(db),
     accounts: createSqliteAccountDirectory(db),
     counters: createSqliteCounterStore(db),
-    devInbox: createSqliteDevInbox(db),
+    devInbox: createSqliteDevInbox(db, group),
     captcha: createSqliteCaptchaStore(db),
     sendLog,
     purge: createSqlitePurger(db),
@@ -72,4 +75,13 @@ export function createSqliteBackend(options: {
       db.close();
     },
   };
+}
+
+/**
+ * The SQLite backend behind a running server, for what only the embedded mode has (the file, for
+ * `verifyd migrate` and tests that read it); throws in cluster mode.
+ */
+export function sqliteBackendOf(backend: Backend): SqliteBackend {
+  if (!("db" in backend)) throw new Error("not the embedded (SQLite) backend");
+  return backend as SqliteBackend;
 }

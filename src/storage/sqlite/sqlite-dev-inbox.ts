@@ -1,9 +1,10 @@
 import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
 import type { Channel } from "../../core/types.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 /** The dev inbox (dev mode only): the one place a plaintext code rests, by design. */
-export function createSqliteDevInbox(db: SqliteDatabase): DevInbox {
+export function createSqliteDevInbox(db: SqliteDatabase, group: GroupCommit): DevInbox {
   const insert = db.prepare(`
     INSERT INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
     VALUES (@id, @appId, @channel, @to, @subject, @text, @code, @createdAtMs)`);
@@ -12,7 +13,8 @@ export function createSqliteDevInbox(db: SqliteDatabase): DevInbox {
   );
   return {
     async add(message) {
-      insert.run(message);
+      // Shares the delivery round's commit instead of one commit per message.
+      await group.run(() => insert.run(message));
     },
     async list(to, limit) {
       const rows = list.all(to, limit) as {

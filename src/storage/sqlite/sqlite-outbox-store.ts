@@ -1,5 +1,6 @@
 import type { OutboxStore } from "../../core/ports.js";
 import type { Channel, DeliveryRecord, OutboxMessage, Purpose } from "../../core/types.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface OutboxRow {
@@ -17,7 +18,7 @@ interface OutboxRow {
 }
 
 /** The embedded outbox: claims are leases, so a crashed worker's messages come back when they lapse. */
-export function createSqliteOutboxStore(db: SqliteDatabase): OutboxStore {
+export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit): OutboxStore {
   const statements = {
     claim: db.prepare(`
       UPDATE outbox SET claimed_until = @leaseUntil, attempts = attempts + 1
@@ -89,14 +90,15 @@ export function createSqliteOutboxStore(db: SqliteDatabase): OutboxStore {
             ],
       );
     },
+    // A round's outcomes share one commit through the group committer.
     async markSent(message, delivery) {
-      finish.immediate("sent", message, delivery);
+      await group.run(() => finish("sent", message, delivery));
     },
     async markFailed(message, delivery) {
-      finish.immediate("failed", message, delivery);
+      await group.run(() => finish("failed", message, delivery));
     },
     async markRetry(message, delivery, nextAttemptAtMs) {
-      retry.immediate(message, delivery, nextAttemptAtMs);
+      await group.run(() => retry(message, delivery, nextAttemptAtMs));
     },
     async recordReceipt(provider, providerMessageId, delivery) {
       const result = statements.receipt.run(

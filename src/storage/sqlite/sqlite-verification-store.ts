@@ -18,6 +18,7 @@ import type {
   TokenRecord,
 } from "../../core/types.js";
 import { failedChecksKey } from "../../core/verification/keys.js";
+import type { GroupCommit } from "./group-commit.js";
 import { COUNTER_HIT_SQL } from "./sqlite-counter-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -67,10 +68,11 @@ export function rowToCode(row: CodeRow): CodeRecord {
 
 /**
  * The embedded VerificationStore. better-sqlite3 is synchronous and runs on the one event-loop
- * thread, so each method's transaction is atomic with respect to every other request by
- * construction; `BEGIN IMMEDIATE` guards against other processes (the CLI) on the same file.
+ * thread, so each method's statements run without any other request coming between them; the
+ * group commit makes each request's writes all-or-nothing and answers it only once committed;
+ * `BEGIN IMMEDIATE` guards against other processes (the CLI) on the same file.
  */
-export function createSqliteVerificationStore(db: SqliteDatabase): VerificationStore {
+export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCommit): VerificationStore {
   const statements = {
     idempotencyGet: db.prepare(
       "SELECT verification_id, fingerprint, resend_after FROM idempotency WHERE app_id = ? AND key = ? AND expires_at > ?",
@@ -104,8 +106,9 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
     approve: db.prepare(
       "UPDATE codes SET status = 'approved' WHERE app_id = ? AND id = ? AND status = 'pending'",
     ),
+    // Only a live code is canceled: an expired or exhausted one keeps the status that explains it.
     cancel: db.prepare(
-      "UPDATE codes SET status = 'canceled' WHERE app_id = ? AND id = ? AND status = 'pending'",
+      "UPDATE codes SET status = 'canceled' WHERE app_id = ? AND id = ? AND status = 'pending' AND expires_at > ? AND attempts < max_attempts",
     ),
     insertToken: db.prepare(`
       INSERT INTO tokens (token_hash, app_id, verification_id, channel, recipient, purposes, expires_at)
@@ -122,6 +125,27 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
     return row && row.reset_at > now ? row : null;
   };
 
+  // All of a send's counters are read with one statement (one per key count, prepared once): a
+  // statement per counter cost more than the rest of a refusal.
+  const countersByKeys = new Map<number, ReturnType<typeof db.prepare>>();
+  const currentCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
+    const current = new Map<string, CounterRow>();
+    if (counters.length === 0) return current;
+    let statement = countersByKeys.get(counters.length);
+    if (!statement) {
+      const placeholders = counters.map(() => "?").join(", ");
+      statement = db.prepare(
+        `SELECT key, count, reset_at FROM counters WHERE app_id = ? AND key IN (${placeholders}) AND reset_at > ?`,
+      );
+      countersByKeys.set(counters.length, statement);
+    }
+    const rows = statement.all([appId, ...counters.map((counter) => counter.key), now]) as (CounterRow & {
+      key: string;
+    })[];
+    for (const row of rows) current.set(row.key, row);
+    return current;
+  };
+
   const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
     statements.counterHit.get({
       app: appId,
@@ -130,7 +154,11 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
       windowMs: counter.windowSeconds * 1000,
     }) as CounterRow;
 
-  const issue = db.transaction((request: IssueRequest, now: number): IssueOutcome => {
+  /**
+   * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is
+   * counted, so a refused request consumes no budget); null when the send may go ahead.
+   */
+  const checkIssue = (request: IssueRequest, now: number, shadowed: string[]): IssueOutcome | null => {
     const { appId } = request;
     if (request.idempotency) {
       const seen = statements.idempotencyGet.get(appId, request.idempotency.key, now) as
@@ -146,11 +174,10 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
         };
       }
     }
-    // Check every rule before counting any, so a refused request consumes no budget.
     let refusal: { rule: string; refusal: CounterKind; retryAfterSeconds: number } | null = null;
-    const shadowed: string[] = [];
+    const current = currentCounts(appId, request.counters, now);
     for (const counter of request.counters) {
-      const row = currentCount(appId, counter.key, now);
+      const row = current.get(counter.key);
       if (!row || row.count + (counter.increment ?? 1) <= counter.limit) continue;
       if (counter.shadow) {
         shadowed.push(counter.rule);
@@ -163,8 +190,12 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
       };
       if (!refusal || outranks(candidate, refusal)) refusal = candidate;
     }
-    if (refusal) return { kind: "refused", ...refusal };
+    return refusal ? { kind: "refused", ...refusal } : null;
+  };
 
+  /** The write half of `issue`: counters, supersede, code, outbox row, idempotency, one commit. */
+  const commitIssue = (request: IssueRequest, now: number, shadowed: string[]): IssueOutcome => {
+    const { appId } = request;
     let resendAfterMs = 0;
     for (const counter of request.counters) {
       if (counter.increment === 0) continue;
@@ -195,7 +226,7 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
       );
     }
     return { kind: "issued", resendAfterSeconds, shadowed };
-  });
+  };
 
   const consumeAttempt = db.transaction(
     (ref: CodeRef, budget: FailureBudget, now: number): AttemptOutcome => {
@@ -225,24 +256,37 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
     },
   );
 
-  const approve = db.transaction(
-    (appId: string, id: string, token: TokenRecord, failureKey: string, now: number): boolean => {
-      if (statements.approve.run(appId, id).changes !== 1) return false;
-      statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
-      statements.counterRefund.run(appId, failureKey, now);
-      return true;
-    },
-  );
+  const approve = (
+    appId: string,
+    id: string,
+    token: TokenRecord,
+    failureKey: string,
+    now: number,
+  ): boolean => {
+    if (statements.approve.run(appId, id).changes !== 1) return false;
+    statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
+    statements.counterRefund.run(appId, failureKey, now);
+    return true;
+  };
 
   return {
     async issue(request, nowMs) {
-      return issue.immediate(request, nowMs);
+      // A refusal is answered at once and never takes the write lock (the cheap path under
+      // attack). A send that may go ahead is checked again inside the group transaction, where
+      // the check and its writes run in one synchronous step: requests queued before it in the
+      // same group (50 parallel sends to one recipient) are seen, so exactly one is accepted.
+      const early = checkIssue(request, nowMs, []);
+      if (early) return early;
+      return group.run(() => {
+        const shadowed: string[] = [];
+        return checkIssue(request, nowMs, shadowed) ?? commitIssue(request, nowMs, shadowed);
+      });
     },
     async consumeAttempt(ref, budget, nowMs) {
-      return consumeAttempt.immediate(ref, budget, nowMs);
+      return group.run(() => consumeAttempt(ref, budget, nowMs));
     },
     async approve(appId, id, token, failureKey, nowMs) {
-      return approve.immediate(appId, id, token, failureKey, nowMs);
+      return group.run(() => approve(appId, id, token, failureKey, nowMs));
     },
     async refundFailure(appId, failureKey, nowMs) {
       statements.counterRefund.run(appId, failureKey, nowMs);
@@ -251,8 +295,8 @@ export function createSqliteVerificationStore(db: SqliteDatabase): VerificationS
       const row = statements.codeById.get(appId, id) as CodeRow | undefined;
       return row ? rowToCode(row) : null;
     },
-    async cancel(appId, id) {
-      statements.cancel.run(appId, id);
+    async cancel(appId, id, nowMs) {
+      statements.cancel.run(appId, id, nowMs);
       const row = statements.codeById.get(appId, id) as CodeRow | undefined;
       return row ? rowToCode(row) : null;
     },

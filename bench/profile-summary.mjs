@@ -1,0 +1,18 @@
+// Prints the hottest functions (self time) of a V8 .cpuprofile: node bench/profile-summary.mjs FILE [N]
+import { readFileSync } from "node:fs";
+
+const profile = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const limit = Number(process.argv[3] ?? 30);
+const nodes = new Map(profile.nodes.map((node) => [node.id, node]));
+const selfTime = new Map();
+let total = 0;
+profile.samples.forEach((id, index) => {
+  const delta = profile.timeDeltas[index] ?? 0;
+  total += delta;
+  const { functionName, url, lineNumber } = nodes.get(id).callFrame;
+  const key = `${functionName || "(anonymous)"} ${url.split("/").slice(-2).join("/")}:${lineNumber + 1}`;
+  selfTime.set(key, (selfTime.get(key) ?? 0) + delta);
+});
+for (const [key, time] of [...selfTime].sort((a, b) => b[1] - a[1]).slice(0, limit)) {
+  console.log(`${((time / total) * 100).toFixed(1).padStart(5)}%  ${key}`);
+}
