@@ -44,7 +44,6 @@ CREATE TABLE counters (
   reset_at INTEGER NOT NULL,
   PRIMARY KEY (app_id, key)
 ) WITHOUT ROWID;
-CREATE INDEX counters_reset_at ON counters (reset_at);
 
 CREATE TABLE tokens (
   token_hash TEXT PRIMARY KEY,
