@@ -4,7 +4,11 @@ import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Engine } from "../core/engine.js";
 import type { DevInbox } from "../core/ports.js";
+import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
 import { devApi } from "./dev/routes.js";
+import { cloudbaseDialect } from "./dialects/cloudbase/routes.js";
+import { fresnsDialect } from "./dialects/fresns/routes.js";
+import { idaasDialect } from "./dialects/idaas/routes.js";
 import { nativeApi } from "./native/routes.js";
 
 export interface HttpAppOptions {
@@ -15,8 +19,12 @@ export interface HttpAppOptions {
   defaultCountry: string;
   /** proxies whose X-Forwarded-For is believed (VERIFYD_TRUST_PROXY) */
   trustProxy: string[];
+  /** email domains the Fresns face refuses as disposable (34110) */
+  disposableEmailDomains: readonly string[];
   /** true when every backend answers (`/readyz`) */
   ready: () => Promise<boolean>;
+  /** providers' delivery status callbacks (`POST /v1/callbacks/{provider}`) */
+  callbacks?: DeliveryCallbacksOptions;
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -32,6 +40,9 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // Outcomes are logged by the use cases; two lines per request would cost more than the request.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // Long enough for every id and token of every face, so an absurd one is refused by its
+    // schema in the caller's error shape rather than by the router with a bare 414.
+    routerOptions: { maxParamLength: 512 },
     trustProxy: options.trustProxy.length > 0 ? options.trustProxy : false,
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
@@ -52,7 +63,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
         (error: unknown) => callback(error as Error, false),
       );
     },
-    allowedHeaders: ["authorization", "content-type", "idempotency-key", "x-captcha-token", "x-request-id"],
+    // Each face has its own request headers (X-Fresns-*, x-device-id, X-device-fingerprint, …);
+    // the origin is what is checked, so a preflight's requested headers are reflected.
     exposedHeaders: ["retry-after", "x-request-id"],
     maxAge: 600,
   });
@@ -78,6 +90,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
 
   await fastify.register(nativeApi, { engine, devMode });
+  await fastify.register(fresnsDialect, { engine, disposableEmailDomains: options.disposableEmailDomains });
+  await fastify.register(cloudbaseDialect, { engine });
+  await fastify.register(idaasDialect, { engine, trustProxy: options.trustProxy });
+  if (options.callbacks) await fastify.register(deliveryCallbacks, options.callbacks);
   if (devMode) {
     await fastify.register(devApi, {
       inbox: options.devInbox,

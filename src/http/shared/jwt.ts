@@ -1,4 +1,5 @@
 import { errors, jwtVerify, SignJWT } from "jose";
+import type { Clock } from "../../core/ports.js";
 import type { CodeSecrets } from "../../core/secrets.js";
 
 /**
@@ -6,7 +7,7 @@ import type { CodeSecrets } from "../../core/secrets.js";
  * derived from each configured secret, newest first, so rotating VERIFYD_SECRET rotates the key:
  * tokens signed under the previous secret verify until it is removed. `kid` names the key.
  */
-export function createJwtKeys(secrets: CodeSecrets) {
+export function createJwtKeys(secrets: CodeSecrets, clock: Clock = { nowMs: () => Date.now() }) {
   const keys = secrets
     .allDerivedKeys("jwt signing")
     .map((key, index) => ({ key, kid: `k${secrets.keyIds[index]}` }));
@@ -17,14 +18,17 @@ export function createJwtKeys(secrets: CodeSecrets) {
       claims: Record<string, unknown>,
       options: { subject: string; audience: string; issuer: string; ttlSeconds: number },
     ): Promise<string> {
-      return new SignJWT(claims)
-        .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: newest.kid })
-        .setSubject(options.subject)
-        .setAudience(options.audience)
-        .setIssuer(options.issuer)
-        .setIssuedAt()
-        .setExpirationTime(`${options.ttlSeconds}s`)
-        .sign(newest.key);
+      return (
+        new SignJWT(claims)
+          .setProtectedHeader({ alg: "HS256", typ: "JWT", kid: newest.kid })
+          .setSubject(options.subject)
+          .setAudience(options.audience)
+          .setIssuer(options.issuer)
+          // Times come from the engine's clock, so tests with a fixed clock can expire tokens.
+          .setIssuedAt(Math.floor(clock.nowMs() / 1000))
+          .setExpirationTime(Math.floor(clock.nowMs() / 1000) + options.ttlSeconds)
+          .sign(newest.key)
+      );
     },
 
     /** The verified claims, or null when the token is malformed, expired or signed by no known key. */
@@ -36,6 +40,7 @@ export function createJwtKeys(secrets: CodeSecrets) {
         try {
           const { payload } = await jwtVerify(token, key, {
             algorithms: ["HS256"],
+            currentDate: new Date(clock.nowMs()),
             issuer: options.issuer,
             ...(options.audience ? { audience: options.audience } : {}),
           });

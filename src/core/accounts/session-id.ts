@@ -1,0 +1,31 @@
+import { sha256Hex } from "../ids.js";
+import type { AccountDirectory, Clock } from "../ports.js";
+import type { Account, App } from "../types.js";
+
+/**
+ * A session's public id: the SHA-256 of its token, which is what the store keys it by. It names a
+ * session without granting it (the token cannot be derived from it), so a face can bind a
+ * short-lived signed access token to its long-lived session and end both at sign-out.
+ */
+export function sessionIdOf(token: string): string {
+  return sha256Hex(token);
+}
+
+/** The account of the live session with this id, or null when it is unknown, expired or revoked. */
+export async function accountOfSession(
+  deps: { accounts: AccountDirectory; clock: Clock },
+  app: App,
+  sessionId: string,
+): Promise<Account | null> {
+  const session = await deps.accounts.findSession(app.id, sessionId, deps.clock.nowMs());
+  return session ? deps.accounts.findById(app.id, session.accountId) : null;
+}
+
+/** Ends the session with this id; ending an unknown one is not an error (sign-out is idempotent). */
+export function revokeSessionById(
+  deps: { accounts: AccountDirectory },
+  app: App,
+  sessionId: string,
+): Promise<void> {
+  return deps.accounts.deleteSession(app.id, sessionId);
+}

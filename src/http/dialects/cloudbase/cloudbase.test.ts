@@ -1,0 +1,723 @@
+import { readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Fastify, { type LightMyRequestResponse } from "fastify";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestServer, type TestServer, type TestServerOptions } from "../../../../test/harness.js";
+import { OTP_ERROR_CODES, type OtpErrorCode } from "../../../core/errors.js";
+import { CLOUDBASE_ERRORS, CLOUDBASE_FIELD_ERRORS, renderCloudbaseError } from "./error-map.js";
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const JWT_PATTERN = /^[\w-]+\.[\w-]+\.[\w-]+$/;
+
+let t: TestServer;
+afterEach(async () => {
+  await t?.close();
+});
+
+async function start(options: TestServerOptions = {}): Promise<TestServer> {
+  t = await createTestServer(options);
+  return t;
+}
+
+type Headers = Record<string, string>;
+
+function post(url: string, payload?: unknown, headers: Headers = {}, remoteAddress?: string) {
+  return t.fastify.inject({
+    method: "POST",
+    url,
+    ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
+    headers,
+    ...(remoteAddress ? { remoteAddress } : {}),
+  });
+}
+
+function get(url: string, headers: Headers = {}) {
+  return t.fastify.inject({ method: "GET", url, headers });
+}
+
+const bearer = (accessToken: string): Headers => ({ authorization: `Bearer ${accessToken}` });
+
+/** Volatile values are checked for shape, then replaced, so the golden file holds the exact rest. */
+function masked(body: Record<string, unknown>): Record<string, unknown> {
+  const shapes: Record<string, [RegExp, string]> = {
+    verification_id: [/^vf_[\w-]{22}$/, "<verification_id>"],
+    verification_token: [/^vt_[\w-]{32}$/, "<verification_token>"],
+    access_token: [JWT_PATTERN, "<access_token>"],
+    refresh_token: [/^rt_[\w-]{32}$/, "<refresh_token>"],
+    sub: [/^acc_[\w-]{22}$/, "<sub>"],
+    token: [/^cc_[\w-]{32}$/, "<captcha_challenge_token>"],
+    captcha_token: [/^cp_[\w-]{32}$/, "<captcha_token>"],
+    data: [/^data:image\/svg\+xml;base64,[A-Za-z0-9+/]+=*$/, "data:image/svg+xml;base64,<image>"],
+  };
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(body)) {
+    const shape = shapes[key];
+    if (shape) {
+      expect(value, key).toMatch(shape[0]);
+      out[key] = shape[1];
+    } else {
+      out[key] = value;
+    }
+  }
+  return out;
+}
+
+/** Compares the (masked) JSON body with `__golden__/<name>.golden.json` (written by `vitest -u`). */
+async function golden(name: string, response: LightMyRequestResponse): Promise<void> {
+  expect(response.headers["content-type"]).toMatch(/^application\/json/);
+  const text = `${JSON.stringify(masked(response.json()), null, 2)}\n`;
+  await expect(text).toMatchFileSnapshot(join(HERE, "__golden__", `${name}.golden.json`));
+}
+
+function expectError(response: LightMyRequestResponse, status: number, error: string, errorCode: number) {
+  expect(response.statusCode, response.body).toBe(status);
+  expect(response.json()).toMatchObject({ error, error_code: errorCode });
+  expect(Object.keys(response.json()).sort()).toEqual(["error", "error_code", "error_description"]);
+}
+
+async function send(payload: Record<string, unknown>, headers: Headers = {}, remoteAddress?: string) {
+  return post("/auth/v1/verification", payload, headers, remoteAddress);
+}
+
+/** The code last delivered to `to` (an email or an E.164 number). */
+async function codeFor(to: string): Promise<string> {
+  await t.deliverAll();
+  const code = (to.startsWith("+") ? t.sms : t.email).lastCodeFor(to);
+  expect(code, `a code delivered to ${to}`).toMatch(/^\d{6}$/);
+  return code as string;
+}
+
+/** send -> deliver -> verify; the verification token. */
+async function verified(payload: Record<string, unknown>, to: string, query = ""): Promise<string> {
+  const sent = await post(`/auth/v1/verification${query}`, payload);
+  expect(sent.statusCode, sent.body).toBe(200);
+  const checked = await post(`/auth/v1/verification/verify${query}`, {
+    verification_id: sent.json().verification_id,
+    verification_code: await codeFor(to),
+  });
+  expect(checked.statusCode, checked.body).toBe(200);
+  return checked.json().verification_token;
+}
+
+interface Creds {
+  access_token: string;
+  refresh_token: string;
+  sub: string;
+}
+
+async function signUp(email: string, extra: Record<string, unknown> = {}): Promise<Creds> {
+  const token = await verified({ email, target: "ANY" }, email);
+  const response = await post("/auth/v1/signup", { email, verification_token: token, ...extra });
+  expect(response.statusCode, response.body).toBe(200);
+  return response.json();
+}
+
+describe("CloudBase 200: the journeys", () => {
+  it("signs a new email up: send ANY -> verify -> sign-up -> user/me", async () => {
+    await start();
+    const sent = await send({ email: "ann@example.com", target: "ANY" });
+    expect(sent.statusCode).toBe(200);
+    expect(sent.json()).toMatchObject({ expires_in: 600, is_user: false });
+    await golden("send-any-new-user", sent);
+
+    const checked = await post("/auth/v1/verification/verify", {
+      verification_id: sent.json().verification_id,
+      verification_code: await codeFor("ann@example.com"),
+    });
+    expect(checked.statusCode).toBe(200);
+    await golden("verify", checked);
+
+    const signedUp = await post("/auth/v1/signup", {
+      email: "ann@example.com",
+      verification_token: checked.json().verification_token,
+      username: "ann_2026",
+      password: "correct horse",
+      name: "Ann",
+      gender: "FEMALE",
+      locale: "en",
+    });
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
+    await golden("signup", signedUp);
+    // The access token is an HS256 JWT for this account and client; it carries no refresh token.
+    const { access_token: accessToken, refresh_token: refreshToken, sub } = signedUp.json();
+    const [header, payload] = (accessToken as string)
+      .split(".")
+      .map((part) => Buffer.from(part, "base64url"));
+    expect(JSON.parse(String(header))).toMatchObject({ alg: "HS256", typ: "JWT" });
+    const claims = JSON.parse(String(payload));
+    expect(claims).toMatchObject({ sub, aud: "default", iss: "verifyd", scope: "user" });
+    expect(claims.exp - claims.iat).toBe(7200);
+    expect(String(payload)).not.toContain(refreshToken);
+
+    const me = await get("/auth/v1/user/me", bearer(signedUp.json().access_token));
+    expect(me.statusCode).toBe(200);
+    expect(me.json().sub).toBe(signedUp.json().sub);
+    await golden("user-me", me);
+  });
+
+  it("signs an existing user in with a USER code", async () => {
+    await start();
+    const { sub } = await signUp("bob@example.com");
+    t.clock.advanceSeconds(60);
+    const sent = await send({ email: "bob@example.com", target: "USER" });
+    expect(sent.statusCode).toBe(200);
+    expect(sent.json().is_user).toBe(true);
+    await golden("send-user-existing", sent);
+    const checked = await post("/auth/v1/verification/verify", {
+      verification_id: sent.json().verification_id,
+      verification_code: await codeFor("bob@example.com"),
+    });
+    const signedIn = await post("/auth/v1/signin", { verification_token: checked.json().verification_token });
+    expect(signedIn.statusCode, signedIn.body).toBe(200);
+    expect(signedIn.json().sub).toBe(sub);
+    await golden("signin", signedIn);
+    const me = await get("/auth/v1/user/me", bearer(signedIn.json().access_token));
+    expect(me.json()).toMatchObject({ sub, email: "bob@example.com", email_verified: true });
+  });
+
+  it("tells an existing account apart in is_user of an ANY send", async () => {
+    await start();
+    await signUp("cat@example.com");
+    t.clock.advanceSeconds(60);
+    const sent = await send({ email: "cat@example.com" });
+    expect(sent.json().is_user).toBe(true);
+  });
+
+  it("sends CUR_USER codes to the caller's own contact, whatever masked value is given", async () => {
+    await start();
+    const creds = await signUp("dan@example.com");
+    t.clock.advanceSeconds(60);
+    const sent = await send(
+      { email: "d***@example.com", target: "CUR_USER", usage: "PASSWORD_RESET" },
+      bearer(creds.access_token),
+    );
+    expect(sent.statusCode, sent.body).toBe(200);
+    expect(sent.json().is_user).toBe(true);
+    await t.deliverAll();
+    expect(t.email.messages.map((message) => message.to)).toEqual(["dan@example.com", "dan@example.com"]);
+    const checked = await post("/auth/v1/verification/verify", {
+      verification_id: sent.json().verification_id,
+      verification_code: await codeFor("dan@example.com"),
+    });
+    expect(checked.statusCode).toBe(200);
+  });
+
+  it("signs up and in by phone, and shows the number in CloudBase's form", async () => {
+    await start();
+    const token = await verified({ phone_number: "+86 13800138000", target: "ANY" }, "+8613800138000");
+    const signedUp = await post("/auth/v1/signup", {
+      phone_number: "+86 13800138000",
+      verification_token: token,
+    });
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
+    const me = await get("/auth/v1/user/me", bearer(signedUp.json().access_token));
+    expect(me.json()).toMatchObject({ phone_number: "+86 13800138000", phone_number_verified: true });
+    expect(me.json().email).toBeUndefined();
+  });
+
+  it("signs in with username and password, or email and password", async () => {
+    await start();
+    const { sub } = await signUp("eve@example.com", { username: "eve_1", password: "s3cret-pass" });
+    const byUsername = await post("/auth/v1/signin", { username: "eve_1", password: "s3cret-pass" });
+    expect(byUsername.statusCode, byUsername.body).toBe(200);
+    expect(byUsername.json().sub).toBe(sub);
+    const byEmail = await post("/auth/v1/signin", { username: "eve@example.com", password: "s3cret-pass" });
+    expect(byEmail.json().sub).toBe(sub);
+  });
+
+  it("refreshes a session (rotating the refresh token) and signs out", async () => {
+    await start();
+    const first = await signUp("fay@example.com");
+    const refreshed = await post("/auth/v1/token", {
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    expect(refreshed.statusCode, refreshed.body).toBe(200);
+    expect(refreshed.json().sub).toBe(first.sub);
+    expect(refreshed.json().refresh_token).not.toBe(first.refresh_token);
+    await golden("token-refresh", refreshed);
+
+    const reused = await post("/auth/v1/token", {
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    expectError(reused, 400, "invalid_grant", 4015);
+    await golden("error-invalid-grant-refresh", reused);
+    // The refresh ended the old session, and with it the access tokens issued for it.
+    expectError(await get("/auth/v1/user/me", bearer(first.access_token)), 401, "unauthenticated", 4010);
+
+    const current = refreshed.json() as Creds;
+    expect((await get("/auth/v1/user/me", bearer(current.access_token))).statusCode).toBe(200);
+    const signedOut = await post("/auth/v1/user/signout", undefined, bearer(current.access_token));
+    expect(signedOut.statusCode).toBe(200);
+    await golden("signout", signedOut);
+
+    const after = await get("/auth/v1/user/me", bearer(current.access_token));
+    expectError(after, 401, "unauthenticated", 4010);
+    await golden("error-unauthenticated-signed-out", after);
+    const refreshAfter = await post("/auth/v1/token", {
+      grant_type: "refresh_token",
+      refresh_token: current.refresh_token,
+    });
+    expectError(refreshAfter, 400, "invalid_grant", 4015);
+  });
+
+  it("accepts the SDK's signOut call: POST /auth/v1/revoke with the access token", async () => {
+    await start();
+    const creds = await signUp("gus@example.com");
+    const revoked = await post("/auth/v1/revoke", { token: creds.access_token });
+    expect(revoked.statusCode).toBe(200);
+    expectError(await get("/auth/v1/user/me", bearer(creds.access_token)), 401, "unauthenticated", 4010);
+    // Revoking an unknown token is not an error (RFC 7009).
+    expect((await post("/auth/v1/revoke", { token: "rt_unknown" })).statusCode).toBe(200);
+  });
+
+  it("lets a token from a send without usage sign up; a REGISTER token is refused at sign-in unspent", async () => {
+    await start();
+    const token = await verified({ email: "hal@example.com", usage: "REGISTER" }, "hal@example.com");
+    expectError(await post("/auth/v1/signin", { verification_token: token }), 400, "invalid_grant", 4015);
+    const signedUp = await post("/auth/v1/signup", { email: "hal@example.com", verification_token: token });
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
+  });
+
+  it("omits is_user when the app switches the disclosure off; sign-up then sign-in still works", async () => {
+    await start({ apps: [{ id: "quiet", revealAccountExistence: false }] });
+    const q = "?client_id=quiet";
+    const first = await verified({ email: "ida@example.com" }, "ida@example.com", q);
+    expect(
+      (await post(`/auth/v1/signup${q}`, { email: "ida@example.com", verification_token: first })).statusCode,
+    ).toBe(200);
+    t.clock.advanceSeconds(60);
+    const sent = await send({ email: "ida@example.com" }, { "x-client-id": "quiet" });
+    expect(sent.statusCode).toBe(200);
+    expect(Object.keys(sent.json()).sort()).toEqual(["expires_in", "verification_id"]);
+    await golden("send-quiet-app", sent);
+
+    const checked = await post(`/auth/v1/verification/verify${q}`, {
+      verification_id: sent.json().verification_id,
+      verification_code: await codeFor("ida@example.com"),
+    });
+    const token = checked.json().verification_token;
+    // Without is_user the client tries sign-up first: refused before the token is spent...
+    const signUpAgain = await post(`/auth/v1/signup${q}`, {
+      email: "ida@example.com",
+      verification_token: token,
+    });
+    expectError(signUpAgain, 409, "already_exists", 4009);
+    await golden("error-already-exists-signup", signUpAgain);
+    // ...so the same token signs in.
+    expect((await post(`/auth/v1/signin${q}`, { verification_token: token })).statusCode).toBe(200);
+  });
+
+  it("keeps each app's users apart and takes the app of a credentialed call from its token", async () => {
+    await start({ apps: [{ id: "shop" }] });
+    const q = "?client_id=shop";
+    const token = await verified({ email: "jo@example.com" }, "jo@example.com", q);
+    const creds = (
+      await post(`/auth/v1/signup${q}`, { email: "jo@example.com", verification_token: token })
+    ).json();
+    // The SDK sends no client_id with credentials: the access token's audience names the app.
+    const me = await get("/auth/v1/user/me", bearer(creds.access_token));
+    expect(me.statusCode).toBe(200);
+    // A client_id that disagrees with the token is refused.
+    expectError(
+      await get("/auth/v1/user/me?client_id=default", bearer(creds.access_token)),
+      401,
+      "unauthenticated",
+      4010,
+    );
+    // The default app has no such user.
+    t.clock.advanceSeconds(60);
+    expectError(await send({ email: "jo@example.com", target: "USER" }), 404, "user_not_found", 4004);
+  });
+
+  it("echoes x-request-id and accepts x-device-id", async () => {
+    await start();
+    const sent = await send(
+      { email: "kim@example.com" },
+      { "x-request-id": "req-123", "x-device-id": "8f2c1c1e-5f5b-4c53-9d4e-3a3a3a3a3a3a" },
+    );
+    expect(sent.statusCode).toBe(200);
+    expect(sent.headers["x-request-id"]).toBe("req-123");
+    const failed = await send({}, { "x-request-id": "req-456" });
+    expect(failed.headers["x-request-id"]).toBe("req-456");
+    const generated = await send({ email: "lee@example.com" });
+    expect(generated.headers["x-request-id"]).toEqual(expect.any(String));
+  });
+});
+
+describe("CloudBase captcha flow", () => {
+  it("asks for a captcha from the 4th send per IP; the solved pass lets one send through, once", async () => {
+    await start();
+    for (const name of ["a", "b", "c"]) {
+      expect((await send({ email: `${name}@example.com` })).statusCode).toBe(200);
+    }
+    const refused = await send({ email: "d@example.com" });
+    expectError(refused, 428, "captcha_required", 4028);
+    await golden("error-captcha-required", refused);
+
+    const challenge = await post("/auth/v1/captcha/data", undefined, { "content-type": "application/json" });
+    expect(challenge.statusCode, challenge.body).toBe(200);
+    await golden("captcha-data", challenge);
+    const { answer } = (await get(`/v1/dev/captcha/${challenge.json().token}`)).json();
+    expect(answer).toMatch(/^[A-Za-z0-9]{4,6}$/);
+
+    const solved = await post("/auth/v1/captcha/data/verify", { token: challenge.json().token, key: answer });
+    expect(solved.statusCode, solved.body).toBe(200);
+    await golden("captcha-verify", solved);
+    const passToken = solved.json().captcha_token;
+
+    const passed = await send({ email: "d@example.com" }, { "x-captcha-token": passToken });
+    expect(passed.statusCode, passed.body).toBe(200);
+
+    const replayed = await send({ email: "e@example.com" }, { "x-captcha-token": passToken });
+    expectError(replayed, 400, "captcha_invalid", 4027);
+    await golden("error-captcha-invalid", replayed);
+
+    // The older SDK passes the pass token as ?captcha_token=.
+    const second = (await post("/auth/v1/captcha/data", {})).json();
+    const answer2 = (await get(`/v1/dev/captcha/${second.token}`)).json().answer;
+    const pass2 = (await post("/auth/v1/captcha/data/verify", { token: second.token, key: answer2 })).json();
+    const byQuery = await post(
+      `/auth/v1/verification?captcha_token=${encodeURIComponent(pass2.captcha_token)}`,
+      {
+        email: "f@example.com",
+      },
+    );
+    expect(byQuery.statusCode, byQuery.body).toBe(200);
+  });
+
+  it("refuses a wrong captcha key with captcha_invalid", async () => {
+    await start();
+    const challenge = (await post("/auth/v1/captcha/data")).json();
+    const wrong = await post("/auth/v1/captcha/data/verify", { token: challenge.token, key: "0000000" });
+    expectError(wrong, 400, "captcha_invalid", 4027);
+  });
+});
+
+describe("CloudBase 429: send limits", () => {
+  it("allows one send per target per 60 s and says how long to wait", async () => {
+    await start();
+    expect((await send({ email: "ann@example.com" })).statusCode).toBe(200);
+    const again = await send({ email: "ann@example.com" });
+    expectError(again, 429, "rate_limit_exceeded", 4029);
+    expect(again.json().error_description).toBe(
+      "Verification code send frequency too high, please try again in 60 seconds",
+    );
+    expect(again.headers["retry-after"]).toBe("60");
+    await golden("error-rate-limit-target", again);
+    t.clock.advanceSeconds(60);
+    expect((await send({ email: "ann@example.com" })).statusCode).toBe(200);
+  });
+
+  it("allows 10 sends per hour per IP", async () => {
+    await start({ apps: [{ id: "default", abuse: { captcha: { cloudbase: "never" } } }] });
+    for (let index = 0; index < 10; index++) {
+      const sent = await send({ email: `user${index}@example.com` }, {}, "203.0.113.7");
+      expect(sent.statusCode, sent.body).toBe(200);
+    }
+    const eleventh = await send({ email: "user10@example.com" }, {}, "203.0.113.7");
+    expectError(eleventh, 429, "rate_limit_exceeded", 4029);
+    expect(eleventh.json().error_description).toMatch(/please try again in \d+ seconds$/);
+    await golden("error-rate-limit-ip", eleventh);
+    // Another address is not affected.
+    expect((await send({ email: "user10@example.com" }, {}, "203.0.113.8")).statusCode).toBe(200);
+  });
+
+  it("kills a code after 5 wrong guesses", async () => {
+    await start();
+    const sent = (await send({ email: "ann@example.com" })).json();
+    const code = await codeFor("ann@example.com");
+    const wrong = code === "000000" ? "111111" : "000000";
+    for (let index = 0; index < 5; index++) {
+      await post("/auth/v1/verification/verify", {
+        verification_id: sent.verification_id,
+        verification_code: wrong,
+      });
+    }
+    const sixth = await post("/auth/v1/verification/verify", {
+      verification_id: sent.verification_id,
+      verification_code: code,
+    });
+    expectError(sixth, 429, "resource_exhausted", 4025);
+    await golden("error-too-many-attempts", sixth);
+  });
+});
+
+describe("CloudBase 400: bad input never answers 5xx", () => {
+  it("refuses both phone_number and email", async () => {
+    await start();
+    const response = await send({ phone_number: "+86 13800138000", email: "ann@example.com" });
+    expectError(response, 400, "invalid_argument", 4000);
+    await golden("error-both-contacts", response);
+  });
+
+  it("refuses neither phone_number nor email", async () => {
+    await start();
+    const response = await send({ target: "ANY" });
+    expectError(response, 400, "invalid_argument", 4000);
+    await golden("error-no-contact", response);
+  });
+
+  it("refuses a phone number without + with the seed's invalid_phone_number", async () => {
+    await start();
+    const response = await send({ phone_number: "13800138000", target: "ANY" });
+    expectError(response, 400, "invalid_phone_number", 4001);
+    await golden("error-invalid-phone-number", response);
+    expectError(await send({ phone_number: "+86 1380013" }), 400, "invalid_phone_number", 4001);
+    expectError(await send({ phone_number: "+86 abc" }), 400, "invalid_phone_number", 4001);
+  });
+
+  it("refuses an unknown target or usage", async () => {
+    await start();
+    const target = await send({ email: "ann@example.com", target: "EVERYONE" });
+    expectError(target, 400, "invalid_argument", 4000);
+    await golden("error-unknown-target", target);
+    expectError(await send({ email: "ann@example.com", usage: "LOGIN" }), 400, "invalid_argument", 4000);
+    expectError(
+      await send({ phone_number: "+86 13800138000", usage: "EMAIL_ADDRESS_CHANGE" }),
+      400,
+      "invalid_argument",
+      4000,
+    );
+  });
+
+  it("refuses malformed JSON, a bad email and a bad x-device-id", async () => {
+    await start();
+    const malformed = await t.fastify.inject({
+      method: "POST",
+      url: "/auth/v1/verification",
+      payload: "{not json",
+      headers: { "content-type": "application/json" },
+    });
+    expectError(malformed, 400, "invalid_argument", 4000);
+    expectError(await send({ email: "not-an-email" }), 400, "invalid_argument", 4000);
+    expectError(
+      await send({ email: "ann@example.com" }, { "x-device-id": "x".repeat(200) }),
+      400,
+      "invalid_argument",
+      4000,
+    );
+  });
+
+  it("answers a wrong code with invalid_verification_code and the attempts left", async () => {
+    await start();
+    const sent = (await send({ email: "ann@example.com" })).json();
+    const code = await codeFor("ann@example.com");
+    const response = await post("/auth/v1/verification/verify", {
+      verification_id: sent.verification_id,
+      verification_code: code === "000000" ? "111111" : "000000",
+    });
+    expectError(response, 400, "invalid_verification_code", 4002);
+    await golden("error-invalid-verification-code", response);
+    expectError(
+      await post("/auth/v1/verification/verify", {
+        verification_id: sent.verification_id,
+        verification_code: "12",
+      }),
+      400,
+      "invalid_verification_code",
+      4002,
+    );
+  });
+
+  it("refuses an expired code and a used one", async () => {
+    await start();
+    const sent = (await send({ email: "ann@example.com" })).json();
+    const code = await codeFor("ann@example.com");
+    t.clock.advanceSeconds(601);
+    const expired = await post("/auth/v1/verification/verify", {
+      verification_id: sent.verification_id,
+      verification_code: code,
+    });
+    expectError(expired, 400, "invalid_verification_code", 4005);
+    await golden("error-code-expired", expired);
+
+    const fresh = (await send({ email: "ann@example.com" })).json();
+    const freshCode = await codeFor("ann@example.com");
+    const payload = { verification_id: fresh.verification_id, verification_code: freshCode };
+    expect((await post("/auth/v1/verification/verify", payload)).statusCode).toBe(200);
+    expectError(await post("/auth/v1/verification/verify", payload), 400, "invalid_verification_code", 4008);
+  });
+
+  it("refuses a verification_id from another app", async () => {
+    await start({ apps: [{ id: "other" }] });
+    const sent = (await send({ email: "ann@example.com" })).json();
+    const code = await codeFor("ann@example.com");
+    const response = await post("/auth/v1/verification/verify?client_id=other", {
+      verification_id: sent.verification_id,
+      verification_code: code,
+    });
+    expectError(response, 404, "not_found", 4016);
+    await golden("error-verification-not-found", response);
+  });
+
+  it("refuses a verification_token used twice", async () => {
+    await start();
+    const token = await verified({ email: "ann@example.com" }, "ann@example.com");
+    expect(
+      (await post("/auth/v1/signup", { email: "ann@example.com", verification_token: token })).statusCode,
+    ).toBe(200);
+    const twice = await post("/auth/v1/signin", { verification_token: token });
+    expectError(twice, 400, "invalid_grant", 4015);
+    await golden("error-invalid-grant-token", twice);
+  });
+
+  it("refuses a verification_token for another recipient without spending it", async () => {
+    await start();
+    const token = await verified({ email: "ann@example.com" }, "ann@example.com");
+    const wrong = await post("/auth/v1/signup", { email: "bob@example.com", verification_token: token });
+    expectError(wrong, 400, "invalid_grant", 4015);
+    const right = await post("/auth/v1/signup", { email: "ann@example.com", verification_token: token });
+    expect(right.statusCode).toBe(200);
+  });
+
+  it("refuses an expired verification_token", async () => {
+    await start();
+    const token = await verified({ email: "ann@example.com" }, "ann@example.com");
+    t.clock.advanceSeconds(601);
+    expectError(
+      await post("/auth/v1/signup", { email: "ann@example.com", verification_token: token }),
+      400,
+      "invalid_grant",
+      4015,
+    );
+  });
+
+  it("refuses sign-up without a verification_token and sign-in without credentials", async () => {
+    await start();
+    expectError(
+      await post("/auth/v1/signup", { email: "ann@example.com", password: "secret-pass" }),
+      400,
+      "invalid_argument",
+      4000,
+    );
+    expectError(await post("/auth/v1/signin", {}), 400, "invalid_argument", 4000);
+    expectError(await post("/auth/v1/token", { grant_type: "password" }), 400, "invalid_argument", 4000);
+  });
+
+  it("answers a wrong password or an unknown username alike", async () => {
+    await start();
+    await signUp("ann@example.com", { username: "ann_1", password: "right-pass" });
+    const wrong = await post("/auth/v1/signin", { username: "ann_1", password: "wrong-pass" });
+    expectError(wrong, 400, "invalid_password", 4003);
+    await golden("error-invalid-password", wrong);
+    const unknown = await post("/auth/v1/signin", { username: "nobody", password: "wrong-pass" });
+    expect(unknown.json()).toEqual(wrong.json());
+  });
+});
+
+describe("CloudBase 401, 404, 409", () => {
+  it("requires a valid access token for user/me and CUR_USER", async () => {
+    await start();
+    const missing = await get("/auth/v1/user/me");
+    expectError(missing, 401, "unauthenticated", 4010);
+    await golden("error-unauthenticated", missing);
+    expectError(await get("/auth/v1/user/me", bearer("not.a.jwt")), 401, "unauthenticated", 4010);
+    expectError(await send({ email: "ann@example.com", target: "CUR_USER" }), 401, "unauthenticated", 4010);
+  });
+
+  it("refuses CUR_USER for a channel the account has no contact of", async () => {
+    await start();
+    const creds = await signUp("ann@example.com");
+    const response = await send(
+      { phone_number: "+86 138****8000", target: "CUR_USER" },
+      bearer(creds.access_token),
+    );
+    expectError(response, 400, "failed_precondition", 4012);
+  });
+
+  it("answers USER for a missing account with the seed's user_not_found", async () => {
+    await start();
+    const response = await send({ email: "ghost@example.com", target: "USER" });
+    expectError(response, 404, "user_not_found", 4004);
+    expect(response.json().error_description).toBe("User does not exist");
+    await golden("error-user-not-found", response);
+  });
+
+  it("answers sign-in with a token of a contact without an account with user_not_found", async () => {
+    await start();
+    const token = await verified({ email: "new@example.com" }, "new@example.com");
+    expectError(await post("/auth/v1/signin", { verification_token: token }), 404, "user_not_found", 4004);
+  });
+
+  it("refuses NOT_USER for an existing account", async () => {
+    await start();
+    await signUp("ann@example.com");
+    t.clock.advanceSeconds(60);
+    const response = await send({ email: "ann@example.com", target: "NOT_USER" });
+    expectError(response, 409, "already_exists", 4009);
+    await golden("error-already-exists", response);
+  });
+
+  it("answers an unknown client_id and an unknown endpoint in the CloudBase shape", async () => {
+    await start();
+    const client = await send({ email: "ann@example.com" }, { "x-client-id": "nope" });
+    expectError(client, 404, "not_found", 4017);
+    await golden("error-unknown-client", client);
+    const endpoint = await post("/auth/v1/nothing-here", {});
+    expectError(endpoint, 404, "not_found", 4040);
+    await golden("error-unknown-endpoint", endpoint);
+  });
+});
+
+describe("CloudBase error map", () => {
+  it("keeps the seed's four pairs exactly", () => {
+    expect(CLOUDBASE_ERRORS.CAPTCHA_REQUIRED).toMatchObject({ error: "captcha_required", errorCode: 4028 });
+    expect(CLOUDBASE_FIELD_ERRORS.phone_number).toMatchObject({
+      error: "invalid_phone_number",
+      errorCode: 4001,
+    });
+    expect(CLOUDBASE_ERRORS.ACCOUNT_NOT_FOUND).toMatchObject({ error: "user_not_found", errorCode: 4004 });
+    expect(CLOUDBASE_ERRORS.RATE_LIMITED).toMatchObject({ error: "rate_limit_exceeded", errorCode: 4029 });
+    expect(CLOUDBASE_ERRORS.RESEND_TOO_SOON).toMatchObject({ error: "rate_limit_exceeded", errorCode: 4029 });
+  });
+
+  it("gives every core code a 4xxx error_code, an HTTP status >= 400, and one error per error_code", () => {
+    const nameOfCode = new Map<number, string>();
+    for (const wire of [...Object.values(CLOUDBASE_ERRORS), ...Object.values(CLOUDBASE_FIELD_ERRORS)]) {
+      expect(wire.errorCode).toBeGreaterThanOrEqual(4000);
+      expect(wire.errorCode).toBeLessThan(5000);
+      expect(wire.status).toBeGreaterThanOrEqual(400);
+      expect(nameOfCode.get(wire.errorCode) ?? wire.error).toBe(wire.error);
+      nameOfCode.set(wire.errorCode, wire.error);
+    }
+  });
+
+  it("answers a bug with internal 4050 and the request id, never the bug's text", async () => {
+    const bare = Fastify({ logger: false });
+    bare.setErrorHandler((error, request, reply) => renderCloudbaseError(error, request, reply));
+    bare.get("/boom", async () => {
+      throw new Error("secret internals");
+    });
+    const response = await bare.inject({ method: "GET", url: "/boom", headers: { "x-request-id": "r-1" } });
+    expectError(response, 500, "internal", 4050);
+    expect(response.json().error_description).not.toContain("secret");
+    await bare.close();
+  });
+
+  it("is published in ERRORS.md, row for row", () => {
+    // Table rows as their first four cells, whatever the column padding.
+    const rows = new Set(
+      readFileSync(join(HERE, "ERRORS.md"), "utf8")
+        .split("\n")
+        .filter((line) => line.startsWith("|"))
+        .map((line) =>
+          line
+            .split("|")
+            .slice(1, 5)
+            .map((cell) => cell.trim())
+            .join(" | "),
+        ),
+    );
+    const row = (key: string, wire: { error: string; errorCode: number; status: number }) =>
+      `\`${key}\` | \`${wire.error}\` | ${wire.errorCode} | ${wire.status}`;
+    for (const code of Object.keys(OTP_ERROR_CODES) as OtpErrorCode[]) {
+      expect(rows).toContain(row(code, CLOUDBASE_ERRORS[code]));
+    }
+    for (const [field, wire] of Object.entries(CLOUDBASE_FIELD_ERRORS)) {
+      expect(rows).toContain(row(field, wire));
+    }
+  });
+});

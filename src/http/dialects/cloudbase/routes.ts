@@ -1,0 +1,471 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
+import type { Engine } from "../../../core/engine.js";
+import { invalidField, OtpError } from "../../../core/errors.js";
+import { parseRecipient } from "../../../core/recipients.js";
+import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
+import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError } from "./error-map.js";
+import {
+  CaptchaDataReply,
+  CaptchaVerifyBody,
+  CaptchaVerifyReply,
+  ClientQuery,
+  Credentials,
+  EmptyReply,
+  errorResponses,
+  RevokeBody,
+  SendBody,
+  SendReply,
+  SignInBody,
+  SignUpBody,
+  type Target,
+  TokenBody,
+  type Usage,
+  UserReply,
+  VerifyBody,
+  VerifyReply,
+} from "./schemas.js";
+import { createSessionTokens, type SignedInCaller } from "./session-tokens.js";
+
+export interface CloudbaseDialectOptions {
+  engine: Engine;
+}
+
+/** DESIGN.md "Purposes and account rules", CloudBase rows. */
+const RULE_OF_TARGET: Record<Target, AccountRule> = {
+  ANY: "any",
+  USER: "must_exist",
+  NOT_USER: "must_not_exist",
+  CUR_USER: "own_contact",
+};
+const PURPOSE_OF_USAGE: Record<Usage, Purpose> = {
+  REGISTER: "sign_up",
+  SIGN_IN: "sign_in",
+  PASSWORD_RESET: "reset_password",
+  EMAIL_ADDRESS_CHANGE: "change_contact",
+  PHONE_NUMBER_CHANGE: "change_contact",
+};
+// A send without `usage` is CloudBase's log-in-or-register flow: its token redeems at either step.
+const NO_USAGE_PURPOSE: Purpose = "sign_in";
+const NO_USAGE_TOKEN_PURPOSES: Purpose[] = ["sign_in", "sign_up"];
+
+const DEVICE_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+const BEARER_PATTERN = /^Bearer\s+(\S{1,4096})$/i;
+
+interface Contact {
+  channel: Channel;
+  raw: string;
+  field: "phone_number" | "email";
+}
+
+/**
+ * The Tencent CloudBase auth v1 face (COMPANION-APIS.md section 2): send, verify, sign-up, sign-in,
+ * tokens, the signed-in user and the image captcha. Thin handlers: parse with the schema, one core
+ * call (sign-up and sign-in compose a token redemption with the account service, as
+ * `AccountService` asks), render with the CloudBase error map.
+ */
+export async function cloudbaseDialect(
+  fastify: FastifyInstance,
+  options: CloudbaseDialectOptions,
+): Promise<void> {
+  // Registered under its prefix so unknown /auth/v1 paths answer in the CloudBase shape too.
+  await fastify.register(cloudbaseRoutes, { ...options, prefix: "/auth/v1" });
+}
+
+async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDialectOptions): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { engine } = options;
+  const tokens = createSessionTokens(engine);
+  const parseOptions = (field: string) => ({ defaultCountry: engine.deps.defaultCountry, field });
+
+  app.setErrorHandler((error, request, reply) => renderCloudbaseError(error, request, reply));
+  app.setNotFoundHandler((request, reply) => {
+    const { status, body } = CLOUDBASE_ROUTE_NOT_FOUND;
+    reply.header("x-request-id", String(request.id));
+    return reply.code(status).send(body);
+  });
+  // CloudBase answers with the request id its clients send (or one it made up) for tracing.
+  app.addHook("onSend", async (request, reply) => {
+    reply.header("x-request-id", String(request.id));
+  });
+  // The captcha and sign-out calls are documented with an empty body; clients still send
+  // `Content-Type: application/json` with it, which Fastify would refuse.
+  const jsonParser = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const text = typeof body === "string" ? body : body.toString("utf8");
+    if (text.trim() === "") {
+      done(null, {});
+      return;
+    }
+    jsonParser(request, text, done);
+  });
+
+  /** `client_id` from the query, an x-client-id / client_id header, or the body, in that order. */
+  function clientIdOf(request: FastifyRequest, bodyClientId?: string): string | undefined {
+    const query = request.query as { client_id?: string } | undefined;
+    return (
+      query?.client_id ??
+      headerValue(request, "x-client-id") ??
+      headerValue(request, "client_id") ??
+      bodyClientId
+    );
+  }
+
+  function bearerOf(request: FastifyRequest): string | undefined {
+    const header = request.headers.authorization;
+    if (header === undefined) return undefined;
+    const match = BEARER_PATTERN.exec(header);
+    if (!match)
+      throw new OtpError("UNAUTHENTICATED", { message: "Authorization must be Bearer <access_token>" });
+    return match[1] as string;
+  }
+
+  async function signedIn(request: FastifyRequest, bodyClientId?: string): Promise<SignedInCaller> {
+    const accessToken = bearerOf(request);
+    if (accessToken === undefined) {
+      throw new OtpError("UNAUTHENTICATED", { message: "Authorization: Bearer <access_token> is required" });
+    }
+    return tokens.authenticate(accessToken, clientIdOf(request, bodyClientId));
+  }
+
+  /**
+   * The app of an anonymous call. A logged-in SDK sends even anonymous-looking calls (a send)
+   * with its credentials and no `client_id`; then the access token names the app.
+   */
+  async function appOf(request: FastifyRequest, bodyClientId?: string): Promise<App> {
+    const clientId = clientIdOf(request, bodyClientId);
+    const accessToken = clientId === undefined ? bearerOf(request) : undefined;
+    if (accessToken !== undefined) return (await tokens.authenticate(accessToken, undefined)).app;
+    return tokens.appNamed(clientId);
+  }
+
+  app.post(
+    "/verification",
+    { schema: { body: SendBody, querystring: ClientQuery, response: { 200: SendReply, ...errorResponses } } },
+    async (request) => {
+      const body = request.body;
+      const target = body.target ?? "ANY";
+      const contact = contactOf(body);
+      if (body.usage === "EMAIL_ADDRESS_CHANGE" && contact.channel !== "email") {
+        throw invalidField("usage", "EMAIL_ADDRESS_CHANGE codes go to an email");
+      }
+      if (body.usage === "PHONE_NUMBER_CHANGE" && contact.channel !== "sms") {
+        throw invalidField("usage", "PHONE_NUMBER_CHANGE codes go to a phone_number");
+      }
+      // CUR_USER sends to the caller's own contact: the given value only picks the channel (the SDK
+      // may pass the masked value it shows), so it is not parsed.
+      const caller = target === "CUR_USER" ? await signedIn(request, body.client_id) : undefined;
+      if (!caller) requireCountryPrefix(contact);
+      const tenant = caller?.app ?? (await appOf(request, body.client_id));
+      const result = await engine.sendCode({
+        app: tenant,
+        channel: contact.channel,
+        to: caller ? undefined : contact.raw,
+        toField: contact.field,
+        purpose: body.usage ? PURPOSE_OF_USAGE[body.usage] : NO_USAGE_PURPOSE,
+        rule: RULE_OF_TARGET[target],
+        ...(body.usage ? {} : { tokenPurposes: NO_USAGE_TOKEN_PURPOSES }),
+        locale: body.locale,
+        accountId: caller?.account.id,
+        clientIp: request.ip,
+        deviceId: deviceIdOf(request),
+        face: "cloudbase",
+        captchaToken: headerValue(request, "x-captcha-token") ?? request.query.captcha_token,
+      });
+      if (!tenant.revealAccountExistence) {
+        // Omitted rather than false: CloudBase clients read "absent" as "go to sign-up", and a
+        // sign-up for an existing account answers already_exists without spending the token.
+        return { verification_id: result.record.id, expires_in: result.expiresInSeconds };
+      }
+      // ANY does not look the account up; the answer promises is_user, so it is looked up here.
+      const isUser =
+        result.accountExists ??
+        (await engine.accounts.findByContact(tenant, contact.channel, result.recipient.address)) !== null;
+      return { verification_id: result.record.id, expires_in: result.expiresInSeconds, is_user: isUser };
+    },
+  );
+
+  app.post(
+    "/verification/verify",
+    {
+      schema: {
+        body: VerifyBody,
+        querystring: ClientQuery,
+        response: { 200: VerifyReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenant = await appOf(request, request.body.client_id);
+      const result = await engine.checkCode({
+        app: tenant,
+        target: { id: request.body.verification_id },
+        code: request.body.verification_code,
+        codeField: "verification_code",
+      });
+      return {
+        verification_token: result.token as string,
+        expires_in: result.tokenExpiresInSeconds as number,
+      };
+    },
+  );
+
+  app.post(
+    "/signup",
+    {
+      schema: {
+        body: SignUpBody,
+        querystring: ClientQuery,
+        response: { 200: Credentials, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const tenant = await appOf(request, body.client_id);
+      const contact = contactOf(body);
+      requireCountryPrefix(contact);
+      const recipient = parseRecipient(contact.channel, contact.raw, parseOptions(contact.field));
+      // Checked before the token is spent, so a refused sign-up keeps the user's verification
+      // (CloudBase clients that cannot see is_user try sign-up first, then sign-in).
+      if (await engine.accounts.findByContact(tenant, contact.channel, recipient.address)) {
+        throw new OtpError("ACCOUNT_EXISTS", {
+          message: `A user with this ${contact.field} already exists; sign in instead`,
+          details: { field: contact.field },
+        });
+      }
+      if (body.username !== undefined && (await engine.accounts.findByUsername(tenant, body.username))) {
+        throw new OtpError("ACCOUNT_EXISTS", {
+          message: "This username is taken",
+          details: { field: "username" },
+        });
+      }
+      await engine.redeemToken({
+        app: tenant,
+        token: body.verification_token,
+        purposes: ["sign_up"],
+        recipient: { channel: contact.channel, address: recipient.address },
+        tokenField: "verification_token",
+      });
+      const profile: Record<string, string> = {};
+      for (const key of ["name", "gender", "picture", "locale"] as const) {
+        const value = body[key];
+        if (value !== undefined) profile[key] = value;
+      }
+      const account = await engine.accounts.create({
+        app: tenant,
+        ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
+        username: body.username,
+        password: body.password,
+        profile,
+      });
+      return tokens.issue(tenant, account);
+    },
+  );
+
+  // A decoy hash, so an unknown username costs the same scrypt time as a wrong password and the
+  // answer's timing does not tell which usernames exist.
+  let decoyHash: Promise<string> | undefined;
+  const decoy = () => {
+    decoyHash ??= hashPassword("verifyd decoy password");
+    return decoyHash;
+  };
+
+  app.post(
+    "/signin",
+    {
+      schema: {
+        body: SignInBody,
+        querystring: ClientQuery,
+        response: { 200: Credentials, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const body = request.body;
+      const tenant = await appOf(request, body.client_id);
+      if (body.verification_token !== undefined) {
+        if (body.username !== undefined || body.password !== undefined) {
+          throw invalidField(
+            "verification_token",
+            "Pass verification_token, or username and password, not both",
+          );
+        }
+        const token = await engine.redeemToken({
+          app: tenant,
+          token: body.verification_token,
+          purposes: ["sign_in"],
+          tokenField: "verification_token",
+        });
+        const account = await engine.accounts.findByContact(tenant, token.channel, token.to);
+        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+        return tokens.issue(tenant, account);
+      }
+      if (body.username === undefined) {
+        throw invalidField("username", "Pass verification_token, or username and password");
+      }
+      if (body.password === undefined) throw invalidField("password", "password is required");
+      const account = await loginAccount(tenant, body.username);
+      if (!account) {
+        await verifyPassword(body.password, await decoy());
+        throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+      }
+      await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
+      return tokens.issue(tenant, account);
+    },
+  );
+
+  /** A username; an "@" makes it an email and a leading "+" a phone number (never a username). */
+  async function loginAccount(tenant: App, username: string): Promise<Account | null> {
+    if (username.includes("@") || username.startsWith("+")) {
+      const recipient = parseRecipient(
+        username.includes("@") ? "email" : "sms",
+        username,
+        parseOptions("username"),
+      );
+      return engine.accounts.findByContact(tenant, recipient.channel, recipient.address);
+    }
+    return engine.accounts.findByUsername(tenant, username);
+  }
+
+  app.post(
+    "/token",
+    {
+      schema: {
+        body: TokenBody,
+        querystring: ClientQuery,
+        response: { 200: Credentials, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenant = await tokens.appNamed(clientIdOf(request, request.body.client_id));
+      return tokens.refresh(tenant, request.body.refresh_token);
+    },
+  );
+
+  app.get(
+    "/user/me",
+    { schema: { querystring: ClientQuery, response: { 200: UserReply, ...errorResponses } } },
+    async (request) => {
+      const caller = await signedIn(request);
+      return userView(caller.account);
+    },
+  );
+
+  app.post(
+    "/user/signout",
+    { schema: { querystring: ClientQuery, response: { 200: EmptyReply, ...errorResponses } } },
+    async (request) => {
+      await tokens.signOut(await signedIn(request));
+      return {};
+    },
+  );
+
+  app.post(
+    "/revoke",
+    {
+      schema: {
+        body: RevokeBody,
+        querystring: ClientQuery,
+        response: { 200: EmptyReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      await tokens.revoke(request.body.token, clientIdOf(request, request.body.client_id));
+      return {};
+    },
+  );
+
+  app.post(
+    "/captcha/data",
+    { schema: { querystring: ClientQuery, response: { 200: CaptchaDataReply, ...errorResponses } } },
+    async (request) => {
+      const challenge = await engine.captcha.createChallenge(await appOf(request), "image", request.ip);
+      if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
+      return {
+        data: challenge.imageDataUri,
+        type: "image" as const,
+        token: challenge.token,
+        expires_in: challenge.expiresInSeconds,
+      };
+    },
+  );
+
+  app.post(
+    "/captcha/data/verify",
+    {
+      schema: {
+        body: CaptchaVerifyBody,
+        querystring: ClientQuery,
+        response: { 200: CaptchaVerifyReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const tenant = await appOf(request, request.body.client_id);
+      const pass = await engine.captcha.solve(
+        tenant,
+        request.body.token,
+        request.body.key,
+        undefined,
+        request.ip,
+      );
+      return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
+    },
+  );
+
+  function userView(account: Account) {
+    const { profile } = account;
+    return {
+      sub: account.id,
+      ...(account.username ? { username: account.username } : {}),
+      ...(profile.name ? { name: profile.name } : {}),
+      ...(profile.picture ? { picture: profile.picture } : {}),
+      ...(profile.gender ? { gender: profile.gender } : {}),
+      ...(profile.locale ? { locale: profile.locale } : {}),
+      // Contacts are set only from a redeemed verification token, so they are verified.
+      ...(account.email ? { email: account.email, email_verified: true } : {}),
+      ...(account.phone ? { phone_number: cloudbasePhone(account.phone), phone_number_verified: true } : {}),
+      created_at: new Date(account.createdAtMs).toISOString(),
+    };
+  }
+
+  /** E.164 -> CloudBase's "+<country code> <number>". */
+  function cloudbasePhone(e164: string): string {
+    try {
+      const { callingCode } = parseRecipient("sms", e164, parseOptions("phone_number"));
+      return callingCode ? `+${callingCode} ${e164.slice(1 + callingCode.length)}` : e164;
+    } catch {
+      return e164;
+    }
+  }
+}
+
+/** `phone_number` xor `email`, as the seed demands. */
+function contactOf(body: { phone_number?: string | undefined; email?: string | undefined }): Contact {
+  const { phone_number: phone, email } = body;
+  if (phone !== undefined && email !== undefined) {
+    throw invalidField("body", "Pass phone_number or email, not both");
+  }
+  if (phone !== undefined) return { channel: "sms", raw: phone, field: "phone_number" };
+  if (email !== undefined) return { channel: "email", raw: email, field: "email" };
+  throw invalidField("body", "Pass phone_number or email");
+}
+
+/** CloudBase numbers are international: "+86 13800138000". A national number is refused. */
+function requireCountryPrefix(contact: Contact): void {
+  if (contact.channel === "sms" && !contact.raw.trimStart().startsWith("+")) {
+    throw invalidField("phone_number", "phone_number needs a +<country code> prefix");
+  }
+}
+
+function deviceIdOf(request: FastifyRequest): string | undefined {
+  const value = headerValue(request, "x-device-id");
+  if (value !== undefined && !DEVICE_ID_PATTERN.test(value)) {
+    throw invalidField("x-device-id", "x-device-id must be 1-128 printable ASCII characters");
+  }
+  return value;
+}
+
+function headerValue(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  return typeof value === "string" && value !== "" ? value : undefined;
+}

@@ -1,0 +1,136 @@
+import { accountOfSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
+import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
+import type { Engine } from "../../../core/engine.js";
+import { OtpError } from "../../../core/errors.js";
+import type { Account, App } from "../../../core/types.js";
+import { createJwtKeys } from "../../shared/jwt.js";
+
+/** `iss` of every access token verifyd signs. */
+export const TOKEN_ISSUER = "verifyd";
+// CloudBase's documented lifetimes: access tokens 7200 s, refresh tokens 31 days.
+export const ACCESS_TOKEN_TTL_SECONDS = 7200;
+export const REFRESH_TOKEN_TTL_SECONDS = 31 * 86_400;
+/** the scope of a signed-in (not anonymous) CloudBase user */
+export const USER_SCOPE = "user";
+
+export interface CloudbaseCredentials {
+  token_type: "Bearer";
+  access_token: string;
+  refresh_token: string;
+  expires_in: number;
+  scope: string;
+  sub: string;
+  groups: string[];
+}
+
+/** A caller proven by a live access token. */
+export interface SignedInCaller {
+  app: App;
+  account: Account;
+  /** the session the access token is bound to (its refresh token's session) */
+  sessionId: string;
+}
+
+/**
+ * CloudBase sessions: an opaque refresh token (an account-service session, stored hashed) and a
+ * short-lived HS256 access token bound to it by the session id (`sid`). Signing out or refreshing
+ * ends the session, and with it every access token issued for it, as CloudBase's sign-out promises
+ * ("marks the access_token as invalid").
+ */
+export function createSessionTokens(engine: Engine) {
+  const jwt = createJwtKeys(engine.deps.secrets, engine.deps.clock);
+  const { accounts } = engine;
+  const unauthenticated = (message: string) => new OtpError("UNAUTHENTICATED", { message });
+
+  /** The app a request names (`client_id`), else the app `default`. */
+  async function appNamed(clientId: string | undefined): Promise<App> {
+    if (clientId !== undefined) return engine.apps.requireByClientId(clientId);
+    const fallback = await engine.apps.byId(DEFAULT_APP_ID);
+    if (!fallback) throw new OtpError("APP_NOT_FOUND", { internal: "the default app is missing" });
+    if (fallback.disabled) throw new OtpError("APP_DISABLED");
+    return fallback;
+  }
+
+  async function verifyAccessToken(token: string): Promise<{ aud: string; sub: string; sid: string } | null> {
+    const claims = await jwt.verify(token, { issuer: TOKEN_ISSUER });
+    if (!claims) return null;
+    const { aud, sub, sid } = claims;
+    if (typeof aud !== "string" || typeof sub !== "string" || typeof sid !== "string") return null;
+    return { aud, sub, sid };
+  }
+
+  return {
+    appNamed,
+
+    async issue(app: App, account: Account): Promise<CloudbaseCredentials> {
+      const session = await accounts.createSession(app, account, REFRESH_TOKEN_TTL_SECONDS, "rt");
+      const accessToken = await jwt.sign(
+        { scope: USER_SCOPE, sid: sessionIdOf(session.token) },
+        {
+          subject: account.id,
+          audience: app.clientId,
+          issuer: TOKEN_ISSUER,
+          ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+        },
+      );
+      return {
+        token_type: "Bearer",
+        access_token: accessToken,
+        refresh_token: session.token,
+        expires_in: ACCESS_TOKEN_TTL_SECONDS,
+        scope: USER_SCOPE,
+        sub: account.id,
+        groups: [],
+      };
+    },
+
+    /**
+     * The signed-in caller of a bearer access token. Calls made with credentials carry no
+     * `client_id` (the SDK adds it only to anonymous calls), so the token's audience names the app;
+     * a `client_id` that is given must agree with it.
+     */
+    async authenticate(accessToken: string, clientId: string | undefined): Promise<SignedInCaller> {
+      const claims = await verifyAccessToken(accessToken);
+      if (!claims) throw unauthenticated("The access token is invalid or expired");
+      const app = await appNamed(clientId ?? claims.aud);
+      if (app.clientId !== claims.aud) throw unauthenticated("The access token was issued to another client");
+      const account = await accountOfSession(engine.deps, app, claims.sid);
+      if (!account || account.id !== claims.sub)
+        throw unauthenticated("The session has ended; sign in again");
+      return { app, account, sessionId: claims.sid };
+    },
+
+    /** Exchanges a refresh token for new credentials; the old refresh token ends (rotation). */
+    async refresh(app: App, refreshToken: string): Promise<CloudbaseCredentials> {
+      const account = await accounts.resolveSession(app, refreshToken);
+      if (!account) {
+        throw new OtpError("TOKEN_INVALID", {
+          message: "The refresh token is invalid, expired or revoked",
+          details: { field: "refresh_token" },
+        });
+      }
+      // Rotation: a refresh token works once, so a stolen one is useless after its owner's next
+      // refresh (and the thief's use logs the owner out, which shows).
+      await accounts.revokeSession(app, refreshToken);
+      return this.issue(app, account);
+    },
+
+    signOut: (caller: SignedInCaller) => revokeSessionById(engine.deps, caller.app, caller.sessionId),
+
+    /**
+     * RFC 7009-style revocation (`/auth/v1/revoke`, what the SDK's signOut calls): an access token
+     * ends its session, anything else is tried as a refresh token. Unknown tokens are not an error.
+     */
+    async revoke(token: string, clientId: string | undefined): Promise<void> {
+      const claims = await verifyAccessToken(token);
+      if (claims) {
+        const app = await appNamed(clientId ?? claims.aud);
+        if (app.clientId === claims.aud) await revokeSessionById(engine.deps, app, claims.sid);
+        return;
+      }
+      await accounts.revokeSession(await appNamed(clientId), token);
+    },
+  };
+}
+
+export type SessionTokens = ReturnType<typeof createSessionTokens>;

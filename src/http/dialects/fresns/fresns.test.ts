@@ -1,0 +1,1265 @@
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+import Fastify, { type LightMyRequestResponse } from "fastify";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestServer, type TestServer, type TestServerOptions } from "../../../../test/harness.js";
+import type { Account } from "../../../core/types.js";
+import { uidOf } from "./account-view.js";
+import { FRESNS_CODE_MESSAGES, type FresnsCode } from "./code-messages.js";
+import { FRESNS_ERROR_CODES } from "./error-map.js";
+import { fresnsDialect } from "./routes.js";
+import { fresnsSignature } from "./signature.js";
+
+const GOLDEN_DIR = join(dirname(fileURLToPath(import.meta.url)), "__golden__");
+const SEND = "/api/v2/common/send-verify-code";
+const SEND_V1 = "/fresns-api/v1/common/send-verify-code";
+const LANGS = ["en", "zh-Hans"] as const;
+type Lang = (typeof LANGS)[number];
+type Headers = Record<string, string>;
+
+let t: TestServer;
+afterEach(async () => {
+  await t?.close();
+});
+
+async function start(options: TestServerOptions = {}): Promise<TestServer> {
+  t = await createTestServer(options);
+  return t;
+}
+
+let ipCounter = 0;
+/** Each request from its own client IP and /24 unless told, so the per-IP and risk rules stay out of the way. */
+function call(
+  method: "GET" | "POST" | "PUT",
+  url: string,
+  payload?: unknown,
+  headers: Headers = {},
+  ip?: string,
+) {
+  ipCounter += 1;
+  return t.fastify.inject({
+    method,
+    url,
+    headers,
+    remoteAddress: ip ?? `10.${(ipCounter >> 8) & 255}.${ipCounter & 255}.7`,
+    ...(payload === undefined ? {} : { payload: payload as string }),
+  });
+}
+
+const send = (payload: unknown, headers: Headers = {}, ip?: string) =>
+  call("POST", SEND, payload, headers, ip);
+const lang = (tag: Lang): Headers => ({ "x-fresns-client-lang-tag": tag });
+const b64 = (text: string) => Buffer.from(text, "utf8").toString("base64");
+
+function expectOk(response: LightMyRequestResponse, data: unknown = null): void {
+  expect(response.statusCode).toBe(200);
+  expect(response.json()).toEqual({ code: 0, message: "ok", data });
+}
+
+/** HTTP 200 with the Fresns code and its table message in `language`. */
+function expectFresns(response: LightMyRequestResponse, code: FresnsCode, language: Lang = "en"): void {
+  expect(response.statusCode).toBe(200);
+  expect(response.json()).toEqual({ code, message: FRESNS_CODE_MESSAGES[code][language], data: null });
+}
+
+/** Exact wire bodies (kratos `.snapshots/`); `UPDATE_GOLDEN=1` rewrites them. */
+function expectGolden(name: string, body: string): void {
+  const file = join(GOLDEN_DIR, `${name}.golden.json`);
+  if (process.env.UPDATE_GOLDEN) writeFileSync(file, `${body}\n`);
+  expect(`${body}\n`).toBe(readFileSync(file, "utf8"));
+}
+
+async function makeAccount(fields: { email?: string; phone?: string; password?: string }): Promise<Account> {
+  const app = await t.engine.apps.byId("default");
+  return t.engine.accounts.create({ app: app!, ...fields });
+}
+
+async function sessionHeaders(account: Account, appId = "default"): Promise<Headers> {
+  const app = await t.engine.apps.byId(appId);
+  const session = await t.engine.accounts.createSession(app!, account, 3600);
+  return { "x-fresns-aid": account.id, "x-fresns-aid-token": session.token };
+}
+
+/** Sends a code through the API and returns it as delivered. */
+async function codeFor(payload: Record<string, unknown>, to: string, headers: Headers = {}): Promise<string> {
+  expectOk(await send(payload, headers));
+  await t.deliverAll();
+  const channelSender = payload.type === "sms" ? t.sms : t.email;
+  const code = channelSender.lastCodeFor(to);
+  expect(code).toMatch(/^\d{6}$/);
+  return code as string;
+}
+
+describe("send-verify-code: success", () => {
+  it("answers the documented body on both paths and queues the message", async () => {
+    await start();
+    const v2 = await send({ type: "email", useType: 5, templateId: 1, account: "ann@example.com" });
+    expectOk(v2);
+    expectGolden("send-ok", v2.body);
+    const v1 = await call("POST", SEND_V1, {
+      type: "email",
+      useType: 5,
+      templateId: 1,
+      account: "bob@example.com",
+    });
+    expect(v1.body).toBe(v2.body);
+    await t.deliverAll();
+    expect(t.email.messages.map((message) => message.to)).toEqual(["ann@example.com", "bob@example.com"]);
+  });
+
+  it("builds +<countryCode><account> for SMS and delivers to the E.164 number", async () => {
+    await start();
+    expectOk(await send({ type: "sms", useType: 5, templateId: 1, account: "13800138000", countryCode: 86 }));
+    // Laravel reads numeric strings as integers, and Fresns clients send both
+    expectOk(
+      await send({ type: "sms", useType: "5", templateId: "1", account: 2025550123, countryCode: "1" }),
+    );
+    await t.deliverAll();
+    expect(t.sms.messages.map((message) => message.to)).toEqual(["+8613800138000", "+12025550123"]);
+  });
+
+  it("maps each templateId to its purpose (DESIGN.md table)", async () => {
+    await start();
+    const purposes = [
+      "generic",
+      "sign_up",
+      "change_contact",
+      "bind_contact",
+      "reset_password",
+      "reset_payment_password",
+      "sign_in",
+      "delete_account",
+    ];
+    for (const [index] of purposes.entries()) {
+      expectOk(
+        await send({ type: "email", useType: 5, templateId: index + 1, account: `u${index}@example.com` }),
+      );
+    }
+    await t.deliverAll();
+    expect(t.email.messages.map((message) => message.purpose)).toEqual(purposes);
+  });
+
+  it("renders the template in the language of X-Fresns-Client-Lang-Tag", async () => {
+    await start({
+      apps: [
+        {
+          id: "default",
+          name: "Forum",
+          templates: { sign_up: { "zh-Hant": { subject: "{app} 註冊驗證碼", text: "驗證碼 {code}" } } },
+        },
+      ],
+    });
+    expectOk(
+      await send({ type: "email", useType: 1, templateId: 2, account: "a@example.com" }, lang("zh-Hans")),
+    );
+    expectOk(
+      await send(
+        { type: "email", useType: 1, templateId: 2, account: "b@example.com" },
+        {
+          "x-fresns-client-lang-tag": "zh-Hant",
+        },
+      ),
+    );
+    expectOk(await send({ type: "email", useType: 1, templateId: 2, account: "c@example.com" }));
+    await t.deliverAll();
+    const [hans, hant, english] = t.email.messages;
+    expect(hans).toMatchObject({ locale: "zh-Hans", subject: "Forum 注册验证码" });
+    expect(hant).toMatchObject({ locale: "zh-Hant", subject: "Forum 註冊驗證碼" });
+    expect(english).toMatchObject({ locale: "en", subject: "Confirm your Forum sign-up" });
+  });
+
+  it("selects the verifyd app by X-Fresns-App-Id", async () => {
+    await start({ apps: [{ id: "forum", clientId: "yh1OJ7WL", name: "Forum" }] });
+    expectOk(
+      await send(
+        { type: "email", useType: 5, templateId: 1, account: "a@example.com" },
+        { "x-fresns-app-id": "yh1OJ7WL" },
+      ),
+    );
+    await t.deliverAll();
+    expect(t.email.messages[0]).toMatchObject({ appId: "forum", subject: "Your Forum verification code" });
+  });
+});
+
+describe("send-verify-code: useType account rules", () => {
+  for (const language of LANGS) {
+    describe(`in ${language}`, () => {
+      it("useType 1 sends to a new account and refuses an existing email (34205) or phone (34206)", async () => {
+        await start();
+        await makeAccount({ email: "taken@example.com", phone: "+8613800138000" });
+        expectOk(
+          await send(
+            { type: "email", useType: 1, templateId: 2, account: "new@example.com" },
+            lang(language),
+          ),
+        );
+        expectFresns(
+          await send(
+            { type: "email", useType: 1, templateId: 2, account: "taken@example.com" },
+            lang(language),
+          ),
+          34205,
+          language,
+        );
+        expectFresns(
+          await send(
+            { type: "sms", useType: 1, templateId: 2, account: "13800138000", countryCode: 86 },
+            lang(language),
+          ),
+          34206,
+          language,
+        );
+      });
+
+      it("useType 2 sends to an existing account and refuses an unknown one (34301)", async () => {
+        await start();
+        await makeAccount({ email: "known@example.com" });
+        expectOk(
+          await send(
+            { type: "email", useType: 2, templateId: 7, account: "known@example.com" },
+            lang(language),
+          ),
+        );
+        expectFresns(
+          await send(
+            { type: "email", useType: 2, templateId: 7, account: "nobody@example.com" },
+            lang(language),
+          ),
+          34301,
+          language,
+        );
+      });
+
+      it("useType 3 needs a login (31501) and a blank contact (34401 email, 34402 phone)", async () => {
+        await start();
+        const blank = await makeAccount({});
+        const full = await makeAccount({ email: "full@example.com", phone: "+8613800138001" });
+        const bind = { useType: 3, templateId: 4 };
+        const anonymous = await send({ type: "email", ...bind, account: "x@example.com" }, lang(language));
+        expectFresns(anonymous, 31501, language);
+        if (language === "en") expectGolden("login-required", anonymous.body);
+        expectOk(
+          await send(
+            { type: "email", ...bind, account: "x@example.com" },
+            {
+              ...lang(language),
+              ...(await sessionHeaders(blank)),
+            },
+          ),
+        );
+        const fullHeaders = { ...lang(language), ...(await sessionHeaders(full)) };
+        expectFresns(
+          await send({ type: "email", ...bind, account: "y@example.com" }, fullHeaders),
+          34401,
+          language,
+        );
+        expectFresns(
+          await send({ type: "sms", ...bind, account: "13800138009", countryCode: 86 }, fullHeaders),
+          34402,
+          language,
+        );
+      });
+
+      it("useType 3 refuses a contact another account owns (34205)", async () => {
+        await start();
+        await makeAccount({ email: "owner@example.com" });
+        const blank = await makeAccount({});
+        expectFresns(
+          await send(
+            { type: "email", useType: 3, templateId: 4, account: "owner@example.com" },
+            {
+              ...lang(language),
+              ...(await sessionHeaders(blank)),
+            },
+          ),
+          34205,
+          language,
+        );
+      });
+
+      it("useType 4 needs a login (31501), sends to the own contact, and refuses a missing one (34303)", async () => {
+        await start();
+        const account = await makeAccount({ email: "own@example.com" });
+        expectFresns(
+          await send({ type: "email", useType: 4, templateId: 4 }, lang(language)),
+          31501,
+          language,
+        );
+        const headers = { ...lang(language), ...(await sessionHeaders(account)) };
+        // an account given with useType 4 is ignored, as Fresns ignores it
+        expectOk(
+          await send({ type: "email", useType: 4, templateId: 4, account: "else@example.com" }, headers),
+        );
+        expectFresns(await send({ type: "sms", useType: 4, templateId: 4 }, headers), 34303, language);
+        await t.deliverAll();
+        expect(t.email.messages.map((message) => [message.to, message.purpose])).toEqual([
+          ["own@example.com", "bind_contact"],
+        ]);
+      });
+
+      it("useType 5 sends whether or not the account exists", async () => {
+        await start();
+        await makeAccount({ email: "known@example.com" });
+        expectOk(
+          await send(
+            { type: "email", useType: 5, templateId: 1, account: "known@example.com" },
+            lang(language),
+          ),
+        );
+        expectOk(
+          await send(
+            { type: "email", useType: 5, templateId: 1, account: "new@example.com" },
+            lang(language),
+          ),
+        );
+      });
+    });
+  }
+
+  it("useType 2 admits a new account when the app has loginOrRegister", async () => {
+    await start({ apps: [{ id: "default", loginOrRegister: true }] });
+    expectOk(await send({ type: "email", useType: 2, templateId: 7, account: "nobody@example.com" }));
+  });
+});
+
+describe("send-verify-code: the documented limit (1 per minute, 5 per 10 minutes)", () => {
+  for (const language of LANGS) {
+    it(`refuses the second send within a minute and the sixth within ten minutes with 33201 (${language})`, async () => {
+      await start();
+      const body = { type: "email", useType: 5, templateId: 1, account: "ann@example.com" };
+      const sendAndDeliver = async () => {
+        expectOk(await send(body, lang(language)));
+        await t.deliverAll();
+      };
+      await sendAndDeliver();
+      const soon = await send(body, lang(language));
+      expectFresns(soon, 33201, language);
+      expect(Number(soon.headers["retry-after"])).toBe(60);
+      // other templates share the recipient's budget, as Fresns counts by account only
+      expectFresns(await send({ ...body, templateId: 7 }, lang(language)), 33201, language);
+      for (let sent = 2; sent <= 5; sent += 1) {
+        t.clock.advanceSeconds(60);
+        await sendAndDeliver();
+      }
+      t.clock.advanceSeconds(60);
+      const sixth = await send(body, lang(language));
+      expectFresns(sixth, 33201, language);
+      if (language === "zh-Hans") expectGolden("send-too-often-zh-Hans", sixth.body);
+      t.clock.advanceSeconds(600);
+      await sendAndDeliver();
+      // refused sends are never delivered
+      expect(t.email.messages).toHaveLength(6);
+    });
+  }
+});
+
+describe("headers", () => {
+  for (const language of LANGS) {
+    it(`answers an unknown or disabled X-Fresns-App-Id with 31301 (${language})`, async () => {
+      await start({ apps: [{ id: "off", disabled: true }] });
+      const body = { type: "email", useType: 5, templateId: 1, account: "a@example.com" };
+      const unknown = await send(body, { ...lang(language), "x-fresns-app-id": "nope" });
+      expectFresns(unknown, 31301, language);
+      if (language === "en") expectGolden("app-unknown", unknown.body);
+      expectFresns(await send(body, { ...lang(language), "x-fresns-app-id": "off" }), 31301, language);
+    });
+
+    it(`refuses a bare Aid (31503), an unknown Aid (31502) and a forged token (31505) (${language})`, async () => {
+      await start();
+      const account = await makeAccount({ email: "a@example.com" });
+      const other = await makeAccount({ email: "b@example.com" });
+      const body = { type: "email", useType: 4, templateId: 4 };
+      expectFresns(await send(body, { ...lang(language), "x-fresns-aid": account.id }), 31503, language);
+      expectFresns(
+        await send(body, { ...lang(language), "x-fresns-aid": "acc_nope", "x-fresns-aid-token": "x" }),
+        31502,
+        language,
+      );
+      expectFresns(
+        await send(body, {
+          ...lang(language),
+          "x-fresns-aid": account.id,
+          "x-fresns-aid-token": "sess_forged",
+        }),
+        31505,
+        language,
+      );
+      // a live token of another account does not log in this one
+      const othersToken = (await sessionHeaders(other))["x-fresns-aid-token"] as string;
+      expectFresns(
+        await send(body, {
+          ...lang(language),
+          "x-fresns-aid": account.id,
+          "x-fresns-aid-token": othersToken,
+        }),
+        31505,
+        language,
+      );
+    });
+
+    it(`refuses an expired login token with 31504 (${language})`, async () => {
+      await start();
+      const account = await makeAccount({ email: "a@example.com" });
+      const headers = { ...lang(language), ...(await sessionHeaders(account)) };
+      t.clock.advanceSeconds(3601);
+      expectFresns(await send({ type: "email", useType: 4, templateId: 4 }, headers), 31504, language);
+    });
+
+    it(`verifies Uid + Uid-Token: 31501 without an Aid, 31602 wrong uid, 31603 bad token (${language})`, async () => {
+      await start();
+      const account = await makeAccount({ email: "a@example.com" });
+      const headers = { ...lang(language), ...(await sessionHeaders(account)) };
+      const body = { type: "email", useType: 4, templateId: 4 };
+      const uid = String(uidOf(account.id));
+      expectFresns(await send(body, { ...lang(language), "x-fresns-uid": uid }), 31501, language);
+      expectFresns(await send(body, { ...headers, "x-fresns-uid": "12345" }), 31602, language);
+      expectFresns(await send(body, { ...headers, "x-fresns-uid": uid }), 31603, language);
+      expectFresns(
+        await send(body, { ...headers, "x-fresns-uid": uid, "x-fresns-uid-token": "forged" }),
+        31603,
+        language,
+      );
+      expectOk(
+        await send(body, {
+          ...headers,
+          "x-fresns-uid": uid,
+          "x-fresns-uid-token": headers["x-fresns-aid-token"] as string,
+        }),
+      );
+    });
+  }
+
+  it("answers in zh-Hant, in English for other tags, and in the app's default language without a tag", async () => {
+    await start({ apps: [{ id: "cn", clientId: "cn", defaultLocale: "zh-Hans" }] });
+    const body = { type: "email", useType: 2, templateId: 7, account: "nobody@example.com" };
+    expect((await send(body, { "x-fresns-client-lang-tag": "zh-Hant" })).json().message).toBe("該賬號不存在");
+    expect((await send(body, { "x-fresns-client-lang-tag": "zh-TW" })).json().message).toBe("該賬號不存在");
+    expect((await send(body, { "x-fresns-client-lang-tag": "zh-CN" })).json().message).toBe("该账号不存在");
+    expect((await send(body, { "x-fresns-client-lang-tag": "ja" })).json().message).toBe("Account not exist");
+    expect((await send(body, { "x-fresns-app-id": "cn" })).json().message).toBe("该账号不存在");
+  });
+});
+
+describe("request signatures (COMPANION-APIS.md 1.4)", () => {
+  // The example of the Fresns docs, `api/headers.md` "Signature generation rules".
+  const DOCS = {
+    secret: "qUiEaDNQh2IpvGHOKlTMx7ujn8t1CZWX",
+    headers: {
+      "X-Fresns-App-Id": "yh1OJ7WL",
+      "X-Fresns-Client-Platform-Id": 2,
+      "X-Fresns-Client-Version": "2.0.0",
+      "X-Fresns-Aid": "wIfu6jaF",
+      "X-Fresns-Aid-Token": "uoX1hk6SHUgB2MFGJwNx38dem9DA7Vsz",
+      "X-Fresns-Uid": 782622,
+      "X-Fresns-Uid-Token": "PqBpwPLJgfd1sH0X5JffYFGxTSc8RW7c",
+      "X-Fresns-Signature-Timestamp": 1674161913192,
+    },
+    signature: "2174eaeab76fb6a3790ed4f7ebb2edfb",
+  };
+  const docsApp = { id: "docs", clientId: "yh1OJ7WL", fresnsSecret: DOCS.secret };
+  const wireHeaders = (signature: string): Headers => ({
+    ...Object.fromEntries(Object.entries(DOCS.headers).map(([name, value]) => [name, String(value)])),
+    "X-Fresns-Signature": signature,
+  });
+  const body = { type: "email", useType: 5, templateId: 1, account: "a@example.com" };
+
+  it("computes the docs example signature", () => {
+    expect(fresnsSignature(DOCS.headers, DOCS.secret)).toBe(DOCS.signature);
+  });
+
+  it("leaves empty headers out and url-encodes values as PHP's http_build_query does", () => {
+    const withEmpty = fresnsSignature({ ...DOCS.headers, "X-Fresns-Uid-Token": "" }, DOCS.secret);
+    const without = fresnsSignature(
+      Object.fromEntries(Object.entries(DOCS.headers).filter(([name]) => name !== "X-Fresns-Uid-Token")),
+      DOCS.secret,
+    );
+    expect(withEmpty).toBe(without);
+    // "1.0 beta~" -> 1.0+beta%7E, not encodeURIComponent's 1.0%20beta~
+    const encoded = fresnsSignature({ "X-Fresns-Client-Version": "1.0 beta~" }, "s");
+    expect(encoded).not.toBe(fresnsSignature({ "X-Fresns-Client-Version": "1.0%20beta~" }, "s"));
+  });
+
+  it("accepts the docs example request: the signature passes and the unknown Aid is what is refused", async () => {
+    await start({ apps: [docsApp] });
+    t.clock.set(DOCS.headers["X-Fresns-Signature-Timestamp"]);
+    expectFresns(await send(body, wireHeaders(DOCS.signature)), 31502);
+  });
+
+  it("refuses a signature off by one character with 31302", async () => {
+    await start({ apps: [docsApp] });
+    t.clock.set(DOCS.headers["X-Fresns-Signature-Timestamp"]);
+    const forged = `${DOCS.signature.slice(0, -1)}e`;
+    const response = await send(body, wireHeaders(forged));
+    expectFresns(response, 31302);
+    expectGolden("signature-invalid", response.body);
+    expectFresns(await send(body, { ...wireHeaders(forged), ...lang("zh-Hans") }), 31302, "zh-Hans");
+  });
+
+  it("refuses a timestamp more than 600 s away with 31303, in both directions", async () => {
+    await start({ apps: [docsApp] });
+    t.clock.set(DOCS.headers["X-Fresns-Signature-Timestamp"] + 601_000);
+    expectFresns(await send(body, wireHeaders(DOCS.signature)), 31303);
+    t.clock.set(DOCS.headers["X-Fresns-Signature-Timestamp"] - 601_000);
+    expectFresns(await send(body, { ...wireHeaders(DOCS.signature), ...lang("zh-Hans") }), 31303, "zh-Hans");
+    t.clock.set(DOCS.headers["X-Fresns-Signature-Timestamp"] + 599_000);
+    expectFresns(await send(body, wireHeaders(DOCS.signature)), 31502);
+  });
+
+  it("accepts a 10-digit (seconds) timestamp and a request without login headers", async () => {
+    await start({ apps: [docsApp] });
+    const seconds = Math.floor(t.clock.nowMs() / 1000);
+    const signed = {
+      "X-Fresns-App-Id": "yh1OJ7WL",
+      "X-Fresns-Client-Platform-Id": "4",
+      "X-Fresns-Signature-Timestamp": String(seconds),
+    };
+    expectOk(await send(body, { ...signed, "X-Fresns-Signature": fresnsSignature(signed, DOCS.secret) }));
+  });
+
+  it("names the missing or malformed signature headers (30000) when the app demands signatures", async () => {
+    await start({ apps: [docsApp] });
+    const appOnly = { "x-fresns-app-id": "yh1OJ7WL" };
+    expect((await send(body, appOnly)).json()).toEqual({
+      code: 30000,
+      message: "The X-Fresns-Signature-Timestamp field is required.",
+      data: null,
+    });
+    expect((await send(body, { ...appOnly, "x-fresns-signature-timestamp": "12345" })).json().message).toBe(
+      "The X-Fresns-Signature-Timestamp must be between 10 and 13 digits.",
+    );
+    const now = String(t.clock.nowMs());
+    expect(
+      (await send(body, { ...appOnly, "x-fresns-signature-timestamp": now, ...lang("zh-Hans") })).json(),
+    ).toEqual({ code: 30000, message: "X-Fresns-Signature 不能为空。", data: null });
+  });
+
+  it("ignores signature headers for an app without a secret", async () => {
+    await start();
+    expectOk(await send(body, { "x-fresns-signature": "junk", "x-fresns-signature-timestamp": "1" }));
+  });
+});
+
+describe("other send errors", () => {
+  for (const language of LANGS) {
+    it(`answers a channel without a provider with 32100 (${language})`, async () => {
+      await start({ devSender: true, env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "s".repeat(32) } });
+      expectFresns(
+        await send(
+          { type: "sms", useType: 5, templateId: 1, account: "13800138000", countryCode: 86 },
+          lang(language),
+        ),
+        32100,
+        language,
+      );
+    });
+
+    it(`answers a country code that is not a calling code with 34103 (${language})`, async () => {
+      await start();
+      expectFresns(
+        await send(
+          { type: "sms", useType: 5, templateId: 1, account: "13800138000", countryCode: 999 },
+          lang(language),
+        ),
+        34103,
+        language,
+      );
+    });
+
+    it(`answers numbers and emails the core cannot use with 34102 / 34101 (${language})`, async () => {
+      await start();
+      expectFresns(
+        await send(
+          { type: "sms", useType: 5, templateId: 1, account: "123", countryCode: 86 },
+          lang(language),
+        ),
+        34102,
+        language,
+      );
+      expectFresns(
+        await send({ type: "email", useType: 5, templateId: 1, account: "a@b.c" }, lang(language)),
+        34101,
+        language,
+      );
+    });
+
+    it(`answers a configured disposable email domain with 34110 (${language})`, async () => {
+      await start();
+      const fastify = Fastify();
+      await fastify.register(fresnsDialect, { engine: t.engine, disposableEmailDomains: ["Mailinator.com"] });
+      const post = (account: string) =>
+        fastify.inject({
+          method: "POST",
+          url: SEND,
+          headers: lang(language),
+          payload: { type: "email", useType: 5, templateId: 1, account },
+        });
+      expectFresns(await post("a@mailinator.com"), 34110, language);
+      expectFresns(await post("a@eu.mailinator.com"), 34110, language);
+      expectOk(await post("a@notmailinator.com"));
+      await fastify.close();
+    });
+  }
+});
+
+describe("send-verify-code: abuse defence", () => {
+  for (const language of LANGS) {
+    it(`answers a captcha decision with 33201, as Fresns clients have no captcha step (${language})`, async () => {
+      await start({ apps: [{ id: "default", abuse: { captcha: { fresns: "always" } } }] });
+      expectFresns(
+        await send({ type: "email", useType: 5, templateId: 1, account: "a@example.com" }, lang(language)),
+        33201,
+        language,
+      );
+    });
+  }
+
+  it("escalates by risk per client IP in the default mode (the 4th send in 10 minutes is 33201)", async () => {
+    await start();
+    for (let index = 1; index <= 3; index += 1) {
+      expectOk(
+        await send(
+          { type: "email", useType: 5, templateId: 1, account: `u${index}@example.com` },
+          {},
+          "192.0.2.9",
+        ),
+      );
+    }
+    expectFresns(
+      await send({ type: "email", useType: 5, templateId: 1, account: "u4@example.com" }, {}, "192.0.2.9"),
+      33201,
+    );
+  });
+});
+
+describe("send-verify-code: a missing template", () => {
+  // en only: zh-Hans always has the built-in templates, so only a locale without any can miss one.
+  it("answers 33200 when neither the app nor verifyd has a template in the locale", async () => {
+    await start({ apps: [{ id: "default", defaultLocale: "fr" }] });
+    expectFresns(await send({ type: "email", useType: 5, templateId: 1, account: "a@example.com" }), 33200);
+  });
+});
+
+describe("send-verify-code: parameter errors name the field (Laravel style)", () => {
+  const cases: [string, unknown, Record<Lang, string>, FresnsCode?][] = [
+    ["nothing", {}, { en: "The type field is required.", "zh-Hans": "type 不能为空。" }],
+    [
+      "useType missing",
+      { type: "email" },
+      { en: "The use type field is required.", "zh-Hans": "useType 不能为空。" },
+    ],
+    [
+      "useType not an integer",
+      { type: "email", useType: "one" },
+      { en: "The use type must be an integer.", "zh-Hans": "useType 必须是整数。" },
+    ],
+    [
+      "useType out of range",
+      { type: "email", useType: 6 },
+      { en: "The selected use type is invalid.", "zh-Hans": "所选的 useType 无效。" },
+    ],
+    [
+      "type unknown",
+      { type: "fax", useType: 1, templateId: 1 },
+      { en: "The selected type is invalid.", "zh-Hans": "所选的 type 无效。" },
+    ],
+    [
+      "type not a string",
+      { type: 1, useType: 1, templateId: 1 },
+      { en: "The type must be a string.", "zh-Hans": "type 必须是一个字符串。" },
+    ],
+    [
+      "templateId out of range",
+      { type: "email", useType: 1, templateId: 9 },
+      { en: "The template id must be between 1 and 8.", "zh-Hans": "templateId 必须介于 1 - 8 之间。" },
+    ],
+    [
+      "account missing for useType 2",
+      { type: "email", useType: 2, templateId: 7 },
+      {
+        en: "The account field is required when use type is 2.",
+        "zh-Hans": "当 useType 为 2 时 account 不能为空。",
+      },
+    ],
+    [
+      "an email where a phone number belongs",
+      { type: "sms", useType: 5, templateId: 1, account: "a@example.com", countryCode: 86 },
+      { en: "The account must be an integer.", "zh-Hans": "account 必须是整数。" },
+    ],
+    [
+      "a phone number where an email belongs",
+      { type: "email", useType: 5, templateId: 1, account: "13800138000" },
+      { en: "The account must be a valid email address.", "zh-Hans": "account 不是一个合法的邮箱。" },
+    ],
+    [
+      "countryCode missing for SMS (30001)",
+      { type: "sms", useType: 5, templateId: 1, account: "13800138000" },
+      {
+        en: "The country code field is required when type is sms.",
+        "zh-Hans": "当 type 为 sms 时 countryCode 不能为空。",
+      },
+      30001,
+    ],
+    [
+      "an absurdly long account",
+      { type: "email", useType: 5, templateId: 1, account: `${"a".repeat(200)}@example.com` },
+      {
+        en: "The account must not be greater than 128 characters.",
+        "zh-Hans": "account 不能大于 128 个字符。",
+      },
+    ],
+  ];
+  for (const language of LANGS) {
+    for (const [name, body, messages, code] of cases) {
+      it(`${name} (${language})`, async () => {
+        await start();
+        const response = await send(body, lang(language));
+        expect(response.statusCode).toBe(200);
+        expect(response.json()).toEqual({ code: code ?? 30000, message: messages[language], data: null });
+        if (name === "useType missing") expectGolden(`send-parameter-error-${language}`, response.body);
+      });
+    }
+  }
+});
+
+describe("bad input never gets a 5xx", () => {
+  const routes: ["POST" | "PUT", string][] = [
+    ["POST", SEND],
+    ["POST", SEND_V1],
+    ["POST", "/api/v2/account/register"],
+    ["POST", "/api/v2/account/login"],
+    ["PUT", "/api/v2/account/reset-password"],
+    ["POST", "/api/v2/account/verify-identity"],
+    ["PUT", "/api/v2/account/edit"],
+  ];
+  const bodies: [string, string, string][] = [
+    ["malformed JSON", '{"type": "email",', "application/json"],
+    ["a JSON array", "[1,2,3]", "application/json"],
+    ["a JSON string", '"email"', "application/json"],
+    ["JSON null", "null", "application/json"],
+    ["an empty body", "", "application/json"],
+    ["nested objects", '{"type":{"a":1},"useType":[1],"account":{"$ne":null}}', "application/json"],
+    ["prototype keys", '{"__proto__":{"type":"email"},"constructor":{"prototype":{}}}', "application/json"],
+    [
+      "huge numbers",
+      '{"type":"email","useType":1e400,"templateId":-1e308,"countryCode":1e20}',
+      "application/json",
+    ],
+    ["wrong types", '{"type":true,"useType":1.5,"templateId":"8.0","account":false}', "application/json"],
+    ["a 20 KiB body", JSON.stringify({ type: "x".repeat(20_000) }), "application/json"],
+    ["a 10 KiB field", JSON.stringify({ type: "email", account: "a".repeat(10_000) }), "application/json"],
+    ["an unknown content type", "type=email", "application/xml"],
+    ["a form post", "type=email&useType=abc", "application/x-www-form-urlencoded"],
+    ["invalid UTF-8", "\u00ff\u00fe{", "application/json; charset=latin1"],
+  ];
+
+  it("answers every malformed body on every route with HTTP 200 and a 3xxxx code", async () => {
+    await start();
+    const account = await makeAccount({ email: "me@example.com" });
+    const headers = await sessionHeaders(account);
+    for (const [method, url] of routes) {
+      for (const [name, payload, contentType] of bodies) {
+        const response = await call(method, url, payload, { ...headers, "content-type": contentType });
+        expect(response.statusCode, `${method} ${url} with ${name}: ${response.body}`).toBe(200);
+        const answer = response.json();
+        expect(answer.data, name).toBeNull();
+        expect(answer.code, `${url} ${name}`).toBeGreaterThanOrEqual(30000);
+        expect(answer.code, `${url} ${name}`).toBeLessThan(40000);
+        expect(answer.message.length, name).toBeGreaterThan(0);
+      }
+    }
+  });
+
+  it("answers absurd headers without a 5xx", async () => {
+    await start();
+    const body = { type: "email", useType: 4, templateId: 4 };
+    const absurd: Headers[] = [
+      { "x-fresns-aid": "a".repeat(5000), "x-fresns-aid-token": "t" },
+      { "x-fresns-aid": "acc_x", "x-fresns-aid-token": "t".repeat(5000) },
+      { "x-fresns-app-id": "x".repeat(5000) },
+      { "x-fresns-uid": "9".repeat(400) },
+      { "x-fresns-client-lang-tag": "z".repeat(5000) },
+      { "x-fresns-client-timezone": "+99:99" },
+    ];
+    for (const headers of absurd) {
+      const response = await send(body, headers);
+      expect(response.statusCode).toBe(200);
+      expect(response.json().code).toBeGreaterThanOrEqual(30000);
+    }
+  });
+});
+
+describe("journeys", () => {
+  it("register -> login -> useType 4 -> verify-identity -> edit email -> login with a code -> reset-password", async () => {
+    await start();
+    // register with a code (useType 1, templateId 2)
+    const signUpCode = await codeFor(
+      { type: "email", useType: 1, templateId: 2, account: "ann@example.com" },
+      "ann@example.com",
+    );
+    const registered = await call(
+      "POST",
+      "/api/v2/account/register",
+      {
+        type: "email",
+        account: "ann@example.com",
+        verifyCode: signUpCode,
+        password: b64("Secret-123"),
+        nickname: "Ann",
+      },
+      { "x-fresns-client-timezone": "+8" },
+    );
+    expect(registered.statusCode).toBe(200);
+    const data = registered.json().data;
+    const aid: string = data.sessionToken.aid;
+    expect(data.detail.aid).toBe(aid);
+    expectGolden(
+      "register-ok",
+      registered.body
+        .replaceAll(aid, "<aid>")
+        .replace(data.sessionToken.token, "<token>")
+        .replace(String(uidOf(aid)), "123456789"),
+    );
+    // the sign-up code is spent
+    expectFresns(
+      await call("POST", "/api/v2/account/register", {
+        type: "email",
+        account: "ann2@example.com",
+        verifyCode: signUpCode,
+        password: b64("x"),
+        nickname: "A",
+      }),
+      33203,
+    );
+
+    // login with the password
+    const login = await call("POST", "/api/v2/account/login", {
+      type: "email",
+      account: "ann@example.com",
+      password: b64("Secret-123"),
+    });
+    expect(login.json().code).toBe(0);
+    const session = {
+      "x-fresns-aid": aid,
+      "x-fresns-aid-token": login.json().data.sessionToken.token as string,
+    };
+
+    // useType 4 with the session headers: the code goes to the account's own email (a minute on,
+    // as the sign-up code went to the same address)
+    t.clock.advanceSeconds(60);
+    const identityCode = await codeFor(
+      { type: "email", useType: 4, templateId: 4 },
+      "ann@example.com",
+      session,
+    );
+
+    // verify-identity checks the code without consuming it
+    expectOk(
+      await call(
+        "POST",
+        "/api/v2/account/verify-identity",
+        { type: "email", verifyCode: identityCode },
+        session,
+      ),
+    );
+
+    // edit: change the email with the current-contact code and the new-contact code (templateId 3)
+    const newCode = await codeFor(
+      { type: "email", useType: 1, templateId: 3, account: "ann.new@example.com" },
+      "ann.new@example.com",
+      session,
+    );
+    expectOk(
+      await call(
+        "PUT",
+        "/api/v2/account/edit",
+        {
+          codeType: "email",
+          verifyCode: identityCode,
+          newEmail: "ann.new@example.com",
+          newVerifyCode: newCode,
+        },
+        session,
+      ),
+    );
+    const detail = await call("GET", "/api/v2/account/detail", undefined, session);
+    expect(detail.json().data.detail).toMatchObject({ aid, email: "ann****@example.com", hasPassword: true });
+    // the edit consumed the identity code: verify-identity no longer accepts it
+    expectFresns(
+      await call(
+        "POST",
+        "/api/v2/account/verify-identity",
+        { type: "email", verifyCode: identityCode },
+        session,
+      ),
+      33203,
+    );
+
+    // login with a code (useType 2, templateId 7) at the new address
+    t.clock.advanceSeconds(60);
+    const loginCode = await codeFor(
+      { type: "email", useType: 2, templateId: 7, account: "ann.new@example.com" },
+      "ann.new@example.com",
+    );
+    const codeLogin = await call("POST", "/api/v2/account/login", {
+      type: "email",
+      account: "ann.new@example.com",
+      verifyCode: loginCode,
+    });
+    expect(codeLogin.json().data.sessionToken.aid).toBe(aid);
+    expect(
+      (
+        await call("POST", "/api/v2/account/login", {
+          type: "email",
+          account: "ann@example.com",
+          password: b64("Secret-123"),
+        })
+      ).json().code,
+    ).toBe(31502);
+
+    // reset-password (useType 2, templateId 5)
+    t.clock.advanceSeconds(60);
+    const resetCode = await codeFor(
+      { type: "email", useType: 2, templateId: 5, account: "ann.new@example.com" },
+      "ann.new@example.com",
+    );
+    expectOk(
+      await call("PUT", "/api/v2/account/reset-password", {
+        type: "email",
+        account: "ann.new@example.com",
+        verifyCode: resetCode,
+        newPassword: b64("New-pass-456"),
+      }),
+    );
+    expectFresns(
+      await call("POST", "/api/v2/account/login", {
+        type: "email",
+        account: "ann.new@example.com",
+        password: b64("Secret-123"),
+      }),
+      34304,
+    );
+    expect(
+      (
+        await call("POST", "/api/v2/account/login", {
+          type: "email",
+          account: "ann.new@example.com",
+          password: b64("New-pass-456"),
+        })
+      ).json().code,
+    ).toBe(0);
+  });
+
+  it("registers and logs in by phone (type phone + countryCode) and shows the phone masked", async () => {
+    await start();
+    const code = await codeFor(
+      { type: "sms", useType: 1, templateId: 2, account: "13800138000", countryCode: 86 },
+      "+8613800138000",
+    );
+    const registered = await call("POST", "/api/v2/account/register", {
+      type: "phone",
+      account: "13800138000",
+      countryCode: 86,
+      verifyCode: code,
+      password: b64("pw"),
+      nickname: "Li",
+    });
+    expect(registered.json().data.detail).toMatchObject({
+      countryCode: 86,
+      purePhone: "13*******00",
+      phone: "86*********00",
+      email: null,
+    });
+    t.clock.advanceSeconds(60);
+    const loginCode = await codeFor(
+      { type: "sms", useType: 2, templateId: 7, account: "13800138000", countryCode: 86 },
+      "+8613800138000",
+    );
+    const login = await call("POST", "/api/v2/account/login", {
+      type: "phone",
+      account: "13800138000",
+      countryCode: 86,
+      verifyCode: loginCode,
+    });
+    expect(login.json().data.sessionToken.aid).toBe(registered.json().data.sessionToken.aid);
+  });
+
+  it("with loginOrRegister, a login code for an unknown account creates it", async () => {
+    await start({ apps: [{ id: "default", loginOrRegister: true }] });
+    const code = await codeFor(
+      { type: "email", useType: 2, templateId: 7, account: "new@example.com" },
+      "new@example.com",
+    );
+    const login = await call("POST", "/api/v2/account/login", {
+      type: "email",
+      account: "new@example.com",
+      verifyCode: code,
+    });
+    expect(login.json().code).toBe(0);
+    expect(login.json().data.detail).toMatchObject({ email: "n***@example.com", hasPassword: false });
+  });
+
+  it("send -> reset-password, and reset-password for an unknown account (34301)", async () => {
+    await start();
+    await makeAccount({ email: "ann@example.com", password: "old" });
+    const code = await codeFor(
+      { type: "email", useType: 2, templateId: 5, account: "ann@example.com" },
+      "ann@example.com",
+    );
+    const reset = { type: "email", account: "ann@example.com", verifyCode: code, newPassword: b64("fresh") };
+    expectOk(await call("PUT", "/api/v2/account/reset-password", reset));
+    // single use
+    expectFresns(await call("PUT", "/api/v2/account/reset-password", reset), 33203);
+    // a reset_password code for an address nobody owns (useType 5): checked, then nobody to reset
+    const orphan = await codeFor(
+      { type: "email", useType: 5, templateId: 5, account: "ghost@example.com" },
+      "ghost@example.com",
+    );
+    expectFresns(
+      await call("PUT", "/api/v2/account/reset-password", {
+        ...reset,
+        account: "ghost@example.com",
+        verifyCode: orphan,
+      }),
+      34301,
+    );
+  });
+});
+
+describe("account endpoints: refusals", () => {
+  for (const language of LANGS) {
+    it(`register refuses a wrong code (33203), a taken account (34204) and a password not in base64 (34105) (${language})`, async () => {
+      await start();
+      await makeAccount({ email: "taken@example.com" });
+      const headers = lang(language);
+      const base = { type: "email", account: "ann@example.com", password: b64("pw"), nickname: "Ann" };
+      await codeFor(
+        { type: "email", useType: 1, templateId: 2, account: "ann@example.com" },
+        "ann@example.com",
+      );
+      const wrong = await call(
+        "POST",
+        "/api/v2/account/register",
+        { ...base, verifyCode: "000000" },
+        headers,
+      );
+      expectFresns(wrong, 33203, language);
+      if (language === "en") expectGolden("code-wrong", wrong.body);
+      expectFresns(
+        await call(
+          "POST",
+          "/api/v2/account/register",
+          { ...base, account: "taken@example.com", verifyCode: "123456" },
+          headers,
+        ),
+        34204,
+        language,
+      );
+      expectFresns(
+        await call(
+          "POST",
+          "/api/v2/account/register",
+          { ...base, password: "not base64!", verifyCode: "123456" },
+          headers,
+        ),
+        34105,
+        language,
+      );
+    });
+
+    it(`login refuses an unknown account (31502), a wrong password (34304), and locks after 5 failures (34306) (${language})`, async () => {
+      await start();
+      await makeAccount({ email: "ann@example.com", password: "right" });
+      const headers = lang(language);
+      const login = (payload: Record<string, unknown>) =>
+        call(
+          "POST",
+          "/api/v2/account/login",
+          { type: "email", account: "ann@example.com", ...payload },
+          headers,
+        );
+      expectFresns(
+        await call(
+          "POST",
+          "/api/v2/account/login",
+          { type: "email", account: "nobody@example.com", password: b64("x") },
+          headers,
+        ),
+        31502,
+        language,
+      );
+      for (let failure = 1; failure <= 4; failure += 1)
+        expectFresns(await login({ password: b64("wrong") }), 34304, language);
+      // a wrong login code counts towards the same lock
+      expectFresns(await login({ verifyCode: "000000" }), 33203, language);
+      expectFresns(await login({ password: b64("right") }), 34306, language);
+      expectFresns(await login({ verifyCode: "123456" }), 34306, language);
+      t.clock.advanceSeconds(3600);
+      expect((await login({ password: b64("right") })).json().code).toBe(0);
+    });
+
+    it(`verify-identity needs a login (31501), refuses a wrong code (33203) and counts every attempt (${language})`, async () => {
+      await start();
+      const account = await makeAccount({ email: "ann@example.com" });
+      const headers = lang(language);
+      expectFresns(
+        await call(
+          "POST",
+          "/api/v2/account/verify-identity",
+          { type: "email", verifyCode: "123456" },
+          headers,
+        ),
+        31501,
+        language,
+      );
+      const session = { ...headers, ...(await sessionHeaders(account)) };
+      const code = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
+      const verify = (verifyCode: string) =>
+        call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
+      // peeking twice: the code stays for the call that consumes it
+      expectOk(await verify(code));
+      expectOk(await verify(code));
+      // no phone, so no code can have been sent there
+      expectFresns(
+        await call("POST", "/api/v2/account/verify-identity", { type: "sms", verifyCode: code }, session),
+        33203,
+        language,
+      );
+      const wrong = code === "000000" ? "111111" : "000000";
+      for (let attempt = 1; attempt <= 3; attempt += 1) expectFresns(await verify(wrong), 33203, language);
+      // 2 right peeks + 3 wrong = 5 attempts: the code is dead even for the right value
+      expectFresns(await verify(code), 33203, language);
+    });
+
+    it(`edit: 30001 empty, 31501 without login, 33202, 34205, 34111, 34304, 34501 (${language})`, async () => {
+      await start();
+      const headers = lang(language);
+      await makeAccount({ email: "other@example.com" });
+      const account = await makeAccount({ email: "ann@example.com", password: "right" });
+      const session = { ...headers, ...(await sessionHeaders(account)) };
+      const edit = (payload: unknown, extra: Headers = session) =>
+        call("PUT", "/api/v2/account/edit", payload, extra);
+      expectFresns(
+        await edit({ newEmail: "x@example.com", newVerifyCode: "123456" }, headers),
+        31501,
+        language,
+      );
+      expectFresns(await edit({}), 30001, language);
+      expectFresns(await edit({ newEmail: "x@example.com", newVerifyCode: "123456" }), 33202, language);
+      expectFresns(
+        await edit({
+          codeType: "email",
+          verifyCode: "123456",
+          newEmail: "other@example.com",
+          newVerifyCode: "123456",
+        }),
+        34205,
+        language,
+      );
+      expectFresns(await edit({ newPassword: b64("next") }), 34111, language);
+      expectFresns(await edit({ newPassword: b64("next"), currentPassword: b64("wrong") }), 34304, language);
+      expectFresns(
+        await edit({ newWalletPassword: b64("next"), currentWalletPassword: b64("x") }),
+        34501,
+        language,
+      );
+      expect((await edit({ newPassword: b64("next"), currentPassword: b64("right") })).json().code).toBe(0);
+    });
+  }
+
+  it("edit: sets a first phone with the new-contact code only (useType 3, templateId 4)", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const code = await codeFor(
+      { type: "sms", useType: 3, templateId: 4, account: "13800138000", countryCode: 86 },
+      "+8613800138000",
+      session,
+    );
+    expectOk(
+      await call(
+        "PUT",
+        "/api/v2/account/edit",
+        { newPhone: "13800138000", newCountryCode: 86, newVerifyCode: code },
+        session,
+      ),
+    );
+    expect(
+      (await call("GET", "/api/v2/account/detail", undefined, session)).json().data.detail,
+    ).toMatchObject({
+      countryCode: 86,
+      purePhone: "13*******00",
+    });
+    // the phone now belongs to the account: useType 1 refuses it
+    expectFresns(
+      await send({ type: "sms", useType: 1, templateId: 2, account: "13800138000", countryCode: 86 }),
+      34206,
+    );
+  });
+
+  it("edit: a wrong new-contact code leaves the current-contact code usable", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const current = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    const next = await codeFor(
+      { type: "email", useType: 1, templateId: 3, account: "new@example.com" },
+      "new@example.com",
+    );
+    const wrongNext = next === "000000" ? "111111" : "000000";
+    const change = { codeType: "email", verifyCode: current, newEmail: "new@example.com" };
+    expectFresns(
+      await call("PUT", "/api/v2/account/edit", { ...change, newVerifyCode: wrongNext }, session),
+      33203,
+    );
+    expectOk(await call("PUT", "/api/v2/account/edit", { ...change, newVerifyCode: next }, session));
+  });
+
+  it("edit: changes the password with a code sent to the own contact (templateId 5)", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com", password: "old" });
+    const session = await sessionHeaders(account);
+    const code = await codeFor({ type: "email", useType: 4, templateId: 5 }, "ann@example.com", session);
+    expectOk(
+      await call(
+        "PUT",
+        "/api/v2/account/edit",
+        { codeType: "email", verifyCode: code, newPassword: b64("new") },
+        session,
+      ),
+    );
+    expect(
+      (
+        await call("POST", "/api/v2/account/login", {
+          type: "email",
+          account: "ann@example.com",
+          password: b64("new"),
+        })
+      ).json().code,
+    ).toBe(0);
+  });
+
+  it("detail needs a login (31501) and shows the account info structure", async () => {
+    await start();
+    expectFresns(await call("GET", "/api/v2/account/detail"), 31501);
+    const account = await makeAccount({ email: "ann@example.com" });
+    const detail = await call("GET", "/api/v2/account/detail", undefined, await sessionHeaders(account));
+    expectGolden(
+      "detail-ok",
+      detail.body.replaceAll(account.id, "<aid>").replace(String(uidOf(account.id)), "123456789"),
+    );
+  });
+});
+
+describe("error map", () => {
+  it("maps every core code to a Fresns code that has messages in all three languages", () => {
+    for (const rule of Object.values(FRESNS_ERROR_CODES)) {
+      for (const code of typeof rule === "number" ? [rule] : [rule.email, rule.sms]) {
+        const messages = FRESNS_CODE_MESSAGES[code];
+        expect(messages.en.length).toBeGreaterThan(0);
+        expect(messages["zh-Hans"].length).toBeGreaterThan(0);
+        expect(messages["zh-Hant"].length).toBeGreaterThan(0);
+      }
+    }
+  });
+});

@@ -1,0 +1,676 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
+import { contactOf } from "../../../core/accounts/account-rules.js";
+import { lookupSession, type SessionLookup } from "../../../core/accounts/session-lookup.js";
+import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
+import type { Engine } from "../../../core/engine.js";
+import { isOtpError, OtpError } from "../../../core/errors.js";
+import { parseRecipient } from "../../../core/recipients.js";
+import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
+import type { CheckTarget } from "../../../core/verification/check-code.js";
+import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
+import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
+import {
+  documentBody,
+  EditBody,
+  FresnsHeaders,
+  invalidInput,
+  LoginBody,
+  RegisterBody,
+  ResetPasswordBody,
+  SendVerifyCodeBody,
+  VerifyIdentityBody,
+  validateBody,
+} from "./schemas.js";
+import { fresnsSignature, SIGNED_HEADERS, signatureMatches, timestampFresh } from "./signature.js";
+
+/** "1 per minute and 5 per 10 minutes per account" (COMPANION-APIS.md 1.1, the documented figures). */
+const FRESNS_SEND_LIMITS = [
+  { limit: 1, windowSeconds: 60 },
+  { limit: 5, windowSeconds: 600 },
+];
+
+export interface FresnsDialectOptions {
+  engine: Engine;
+  /**
+   * Email domains answered with 34110 (subdomains included). Fresns asks a web service; verifyd
+   * makes no outbound call on the request path, so it reads a configured list. Default: none.
+   */
+  disposableEmailDomains?: readonly string[];
+}
+
+/** What the hooks learn about a request before its handler runs. */
+interface FresnsContext {
+  lang: FresnsLang;
+  /** X-Fresns-Client-Lang-Tag when well formed: the locale of the message template */
+  locale: string | undefined;
+  timezone: string | undefined;
+  app?: App;
+  /** the account of verified X-Fresns-Aid + X-Fresns-Aid-Token headers */
+  account?: Account;
+  /** the channel the request is about, for codes Fresns has per channel (34205 / 34206) */
+  channel?: Channel;
+}
+
+/** DESIGN.md "Purposes and account rules": Fresns templateId 1–8. */
+const PURPOSE_BY_TEMPLATE: Record<number, Purpose> = {
+  1: "generic",
+  2: "sign_up",
+  3: "change_contact",
+  4: "bind_contact",
+  5: "reset_password",
+  6: "reset_payment_password",
+  7: "sign_in",
+  8: "delete_account",
+};
+
+/**
+ * verify-identity checks a code of any template (Fresns filters by none), most likely first: the
+ * identity checks before edit (4, 5, 6) and delete (8).
+ */
+const IDENTITY_PURPOSES: Purpose[] = [
+  "bind_contact",
+  "reset_password",
+  "reset_payment_password",
+  "delete_account",
+  "generic",
+  "change_contact",
+  "sign_in",
+  "sign_up",
+];
+
+// Fresns tokens may be permanent; verifyd's sessions always end. 30 days is what a "remember me"
+// login usually lasts.
+const SESSION_TTL_SECONDS = 30 * 86_400;
+const MAX_CLIENT_ID_LENGTH = 128;
+const MAX_AID_LENGTH = 64;
+const MAX_TOKEN_LENGTH = 256;
+const LOCALE_PATTERN = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/;
+const BASE64_PATTERN = /^[A-Za-z0-9+/]+={0,2}$/;
+const PHONE_DIGITS_PATTERN = /^\d{1,20}$/;
+// The shape Laravel's `email` rule accepts; the core's parser then decides deliverability (34101).
+const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
+const MAX_PASSWORD_CHARACTERS = 256;
+const CALLING_CODES = new Set(getCountries().map((country) => getCountryCallingCode(country) as string));
+
+const SIGNED_HEADER_KEYS = SIGNED_HEADERS.map((name) => [name, name.toLowerCase()] as const);
+const PREFIXES = ["/api/v2", "/fresns-api/v1"] as const;
+const SendDoc = documentBody(SendVerifyCodeBody);
+const RegisterDoc = documentBody(RegisterBody);
+const LoginDoc = documentBody(LoginBody);
+const ResetPasswordDoc = documentBody(ResetPasswordBody);
+const VerifyIdentityDoc = documentBody(VerifyIdentityBody);
+const EditDoc = documentBody(EditBody);
+
+const contexts = new WeakMap<FastifyRequest, FresnsContext>();
+
+/**
+ * The Fresns-compatible face (COMPANION-APIS.md section 1): send-verify-code and the account
+ * endpoints that consume its codes. Everything answers HTTP 200 with `{code, message, data}`.
+ */
+export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDialectOptions): Promise<void> {
+  const { engine } = options;
+  const disposable = new Set((options.disposableEmailDomains ?? []).map((domain) => domain.toLowerCase()));
+
+  // The route schemas document the wire for /docs; the bodies are validated by `validateBody`,
+  // which follows Laravel's order, messages and numeric strings as Fresns clients expect.
+  fastify.setValidatorCompiler(() => () => true);
+  fastify.removeContentTypeParser("application/json");
+  fastify.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    const text = String(body);
+    if (text.trim() === "") return done(null, {});
+    try {
+      done(null, JSON.parse(text));
+    } catch {
+      done(invalidInput(contextOf(request).lang, "json", "body"), undefined);
+    }
+  });
+  // Laravel reads form posts as well as JSON; some Fresns clients post forms.
+  fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_r, body, done) =>
+    done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+  );
+  fastify.setErrorHandler((error, request, reply) => renderFresnsError(error, request, reply));
+
+  fastify.addHook("onRequest", async (request) => {
+    const langTag = header(request, "x-fresns-client-lang-tag");
+    const context: FresnsContext = {
+      lang: langOf(langTag) ?? "en",
+      locale: langTag && LOCALE_PATTERN.test(langTag) ? langTag : undefined,
+      timezone: header(request, "x-fresns-client-timezone"),
+    };
+    contexts.set(request, context);
+    const clientId = header(request, "x-fresns-app-id") ?? DEFAULT_APP_ID;
+    // Client ids are at most 128 characters (config schema); a longer one is not looked up (or cached).
+    if (clientId.length > MAX_CLIENT_ID_LENGTH) throw new OtpError("APP_NOT_FOUND");
+    const app = await engine.apps.requireByClientId(clientId);
+    context.app = app;
+    if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";
+    if (app.fresnsSecret) verifySignature(request, app.fresnsSecret, engine.deps.clock.nowMs(), context.lang);
+    const account = await sessionAccount(request, app);
+    if (account) context.account = account;
+  });
+
+  /** The account the Aid headers prove, if any; any Aid or Uid header present must be right. */
+  async function sessionAccount(request: FastifyRequest, app: App): Promise<Account | undefined> {
+    const aid = header(request, "x-fresns-aid");
+    const uid = header(request, "x-fresns-uid");
+    if (aid === undefined) {
+      // A user is always a user of a logged-in account.
+      if (uid !== undefined) throw new FresnsRefusal(31501);
+      return undefined;
+    }
+    // A bare Aid is not a login: the original trusted it when signatures were off, a hole not copied.
+    const aidToken = header(request, "x-fresns-aid-token");
+    if (aidToken === undefined) throw new FresnsRefusal(31503);
+    const account = aid.length <= MAX_AID_LENGTH ? await engine.accounts.findById(app, aid) : null;
+    if (!account) throw new FresnsRefusal(31502);
+    await requireSessionOf(app, account, aidToken, 31505);
+    if (uid !== undefined) {
+      if (!/^\d{1,12}$/.test(uid) || Number(uid) !== uidOf(account.id)) throw new FresnsRefusal(31602);
+      const uidToken = header(request, "x-fresns-uid-token");
+      if (uidToken === undefined) throw new FresnsRefusal(31603);
+      await requireSessionOf(app, account, uidToken, 31603);
+    }
+    return account;
+  }
+
+  async function requireSessionOf(
+    app: App,
+    account: Account,
+    token: string,
+    invalidCode: 31505 | 31603,
+  ): Promise<void> {
+    const session: SessionLookup =
+      token.length <= MAX_TOKEN_LENGTH ? await lookupSession(engine.deps, app, token) : { kind: "unknown" };
+    if (session.kind === "expired" && session.accountId === account.id) throw new FresnsRefusal(31504);
+    if (session.kind !== "live" || session.account.id !== account.id) throw new FresnsRefusal(invalidCode);
+  }
+
+  /** An email account, normalised as the core stores it; `field` names the body field at fault. */
+  function emailOf(context: FresnsContext, value: string, field: string): string {
+    context.channel = "email";
+    if (!EMAIL_PATTERN.test(value)) throw invalidInput(context.lang, "email", field);
+    // The domain and each parent domain are looked up, so the list may be long without cost.
+    const labels = value
+      .slice(value.lastIndexOf("@") + 1)
+      .toLowerCase()
+      .split(".");
+    for (let start = 0; start < labels.length - 1; start += 1) {
+      if (disposable.has(labels.slice(start).join("."))) throw new FresnsRefusal(34110);
+    }
+    return parseRecipient("email", value, { defaultCountry: engine.deps.defaultCountry, field }).address;
+  }
+
+  /**
+   * A phone account given as calling code + number (Fresns stores `<cc><number>`), as the E.164
+   * number the core stores. `requiredWhen` words the 30001 for a missing calling code.
+   */
+  function phoneOf(
+    context: FresnsContext,
+    value: string,
+    countryCode: number | undefined,
+    fields: { number: string; countryCode: string; requiredWhen: [string, string] },
+  ): string {
+    const { lang } = context;
+    context.channel = "sms";
+    // Fresns answers a missing calling code with 30001 (its controller), not its DTO's 30000.
+    if (countryCode === undefined) {
+      const [other, otherValue] = fields.requiredWhen;
+      throw invalidInput(lang, "required_if", fields.countryCode, { other, value: otherValue }, 30001);
+    }
+    if (!PHONE_DIGITS_PATTERN.test(value)) throw invalidInput(lang, "integer", fields.number);
+    if (!CALLING_CODES.has(String(countryCode))) throw new FresnsRefusal(34103);
+    return parseRecipient("sms", `+${countryCode}${value}`, {
+      defaultCountry: engine.deps.defaultCountry,
+      field: fields.number,
+    }).address;
+  }
+
+  /** The `type` + `account` + `countryCode` of register, login and reset-password. */
+  function accountOf(
+    context: FresnsContext,
+    body: { type: string | undefined; account: string | undefined; countryCode: number | undefined },
+  ): { channel: Channel; address: string } {
+    const account = body.account as string;
+    return body.type === "phone"
+      ? {
+          channel: "sms",
+          address: phoneOf(context, account, body.countryCode, {
+            number: "account",
+            countryCode: "countryCode",
+            requiredWhen: ["type", "phone"],
+          }),
+        }
+      : { channel: "email", address: emailOf(context, account, "account") };
+  }
+
+  /** The target of a code sent to the logged-in account's own contact (`codeType` + `verifyCode`). */
+  function ownCodeTarget(account: Account, codeType: string | undefined, purpose: Purpose): CheckTarget {
+    const channel: Channel = codeType === "sms" ? "sms" : "email";
+    const own = contactOf(account, channel);
+    // No contact of that channel means no code can have been sent to it.
+    if (!own) throw new OtpError("CODE_INVALID", { details: { field: "verifyCode" } });
+    return { channel, to: own, purpose };
+  }
+
+  for (const url of PREFIXES.map((prefix) => `${prefix}/common/send-verify-code`)) {
+    fastify.post(
+      url,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Send a verification code",
+          headers: FresnsHeaders,
+          body: SendDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const body = validateBody(SendVerifyCodeBody, request.body, context.lang);
+        const channel: Channel = body.type === "sms" ? "sms" : "email";
+        context.channel = channel;
+        const useType = body.useType as number;
+        const app = context.app as App;
+        const account = body.account as string;
+        const to =
+          useType === 4
+            ? undefined
+            : channel === "email"
+              ? emailOf(context, account, "account")
+              : phoneOf(context, account, body.countryCode, {
+                  number: "account",
+                  countryCode: "countryCode",
+                  requiredWhen: ["type", "sms"],
+                });
+        await engine.sendCode({
+          app,
+          channel,
+          to,
+          purpose: PURPOSE_BY_TEMPLATE[body.templateId as number] as Purpose,
+          rule: ruleOf(useType, app),
+          locale: context.locale,
+          accountId: context.account?.id,
+          clientIp: request.ip,
+          // Fresns has no captcha step: a captcha decision comes back as CAPTCHA_REQUIRED -> 33201.
+          face: "fresns",
+          // The limit Fresns documents, kept even when an app loosens its own recipient rules.
+          contractRules: FRESNS_SEND_LIMITS,
+          toField: "account",
+        });
+        return ok(null);
+      },
+    );
+  }
+
+  for (const prefix of PREFIXES) {
+    fastify.post(
+      `${prefix}/account/register`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Register with a code",
+          headers: FresnsHeaders,
+          body: RegisterDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        const body = validateBody(RegisterBody, request.body, context.lang);
+        const { channel, address } = accountOf(context, body);
+        const password = decodePassword(body.password as string, 34105);
+        // Checked before the code is spent, so this refusal does not burn the code.
+        if (await engine.accounts.findByContact(app, channel, address)) throw new FresnsRefusal(34204);
+        await engine.checkCode({
+          app,
+          target: { channel, to: address, purpose: "sign_up", toField: "account" },
+          code: body.verifyCode as string,
+          codeField: "verifyCode",
+        });
+        const account = await engine.accounts.create({
+          app,
+          ...(channel === "email" ? { email: address } : { phone: address }),
+          password,
+          profile: { nickname: body.nickname as string },
+        });
+        return ok(await signedIn(context, app, account));
+      },
+    );
+
+    fastify.post(
+      `${prefix}/account/login`,
+      { schema: { tags: ["fresns"], summary: "Log in", headers: FresnsHeaders, body: LoginDoc } },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        const body = validateBody(LoginBody, request.body, context.lang);
+        const { channel, address } = accountOf(context, body);
+        const signInCode = {
+          app,
+          target: { channel, to: address, purpose: "sign_in" as const, toField: "account" },
+          code: body.verifyCode as string,
+          codeField: "verifyCode",
+        };
+        let account = await engine.accounts.findByContact(app, channel, address);
+        if (!account) {
+          // Fresns "login or register": a right login code for an unknown account creates it.
+          if (body.verifyCode === undefined || !app.loginOrRegister) throw new FresnsRefusal(31502);
+          await engine.checkCode(signInCode);
+          account = await engine.accounts.create({
+            app,
+            ...(channel === "email" ? { email: address } : { phone: address }),
+          });
+        } else if (body.password !== undefined) {
+          await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
+        } else {
+          const lockedForSeconds = await engine.accounts.isLocked(app, account);
+          if (lockedForSeconds !== null) {
+            throw new OtpError("ACCOUNT_LOCKED", { details: { retryAfterSeconds: lockedForSeconds } });
+          }
+          try {
+            await engine.checkCode(signInCode);
+          } catch (error) {
+            // A wrong login code counts towards the same 5-per-hour lock as a wrong password.
+            if (isOtpError(error) && fresnsCodeOf(error, channel) === 33203) {
+              await engine.accounts.recordLoginFailure(app, account);
+            }
+            throw error;
+          }
+        }
+        return ok(await signedIn(context, app, account));
+      },
+    );
+
+    fastify.put(
+      `${prefix}/account/reset-password`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Reset the password with a code",
+          headers: FresnsHeaders,
+          body: ResetPasswordDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        const body = validateBody(ResetPasswordBody, request.body, context.lang);
+        const { channel, address } = accountOf(context, body);
+        const password = decodePassword(body.newPassword as string, 34105);
+        await engine.checkCode({
+          app,
+          target: { channel, to: address, purpose: "reset_password", toField: "account" },
+          code: body.verifyCode as string,
+          codeField: "verifyCode",
+        });
+        const account = await engine.accounts.findByContact(app, channel, address);
+        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+        await engine.accounts.update(account, { password });
+        return ok(null);
+      },
+    );
+
+    fastify.post(
+      `${prefix}/account/verify-identity`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Check a code sent to the account's own contact without consuming it",
+          headers: FresnsHeaders,
+          body: VerifyIdentityDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        const account = requireLogin(context);
+        const body = validateBody(VerifyIdentityBody, request.body, context.lang);
+        context.channel = body.type === "sms" ? "sms" : "email";
+        let failure: unknown;
+        for (const purpose of IDENTITY_PURPOSES) {
+          try {
+            // `peek` counts the attempt but leaves the code for the edit or delete that follows.
+            await engine.checkCode({
+              app,
+              target: ownCodeTarget(account, body.type, purpose),
+              code: body.verifyCode as string,
+              mode: "peek",
+              codeField: "verifyCode",
+            });
+            return ok(null);
+          } catch (error) {
+            if (!isOtpError(error) || fresnsCodeOf(error, context.channel) !== 33203) throw error;
+            failure ??= error;
+          }
+        }
+        throw failure;
+      },
+    );
+
+    fastify.put(
+      `${prefix}/account/edit`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Set or change the email, phone or password",
+          headers: FresnsHeaders,
+          body: EditDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        let account = requireLogin(context);
+        const body = validateBody(EditBody, request.body, context.lang);
+        const edits = [
+          body.newEmail,
+          body.newPhone,
+          body.newPassword,
+          body.newWalletPassword,
+          body.updateLastLoginTime,
+          body.disconnectPlatformId,
+        ];
+        if (edits.every((value) => value === undefined)) throw new FresnsRefusal(30001);
+        // verifyd keeps no wallet: refused before any other change is made.
+        if (body.newWalletPassword !== undefined) throw new FresnsRefusal(34501);
+
+        const contacts: [Channel, string | undefined][] = [
+          ["email", body.newEmail],
+          ["sms", body.newPhone],
+        ];
+        for (const [channel, next] of contacts) {
+          if (next === undefined) continue;
+          const address =
+            channel === "email"
+              ? emailOf(context, next, "newEmail")
+              : phoneOf(context, next, body.newCountryCode, {
+                  number: "newPhone",
+                  countryCode: "newCountryCode",
+                  requiredWhen: ["newPhone", next],
+                });
+          const current = contactOf(account, channel);
+          if (current && body.verifyCode === undefined) throw new FresnsRefusal(33202);
+          if (await engine.accounts.findByContact(app, channel, address))
+            throw new OtpError("ACCOUNT_EXISTS");
+          const currentCode = current
+            ? {
+                app,
+                target: ownCodeTarget(account, body.codeType, "bind_contact"),
+                code: body.verifyCode as string,
+                codeField: "verifyCode",
+              }
+            : undefined;
+          // The current contact's code is checked first and consumed last, so a typo in the new
+          // contact's code does not burn it.
+          if (currentCode) await engine.checkCode({ ...currentCode, mode: "peek" });
+          await engine.checkCode({
+            app,
+            // Fresns: templateId 3 to change a contact, 4 to set the first one.
+            target: { channel, to: address, purpose: current ? "change_contact" : "bind_contact" },
+            code: body.newVerifyCode as string,
+            codeField: "newVerifyCode",
+          });
+          if (currentCode) await engine.checkCode(currentCode);
+          account = await engine.accounts.update(
+            account,
+            channel === "email" ? { email: address } : { phone: address },
+          );
+        }
+
+        if (body.newPassword !== undefined) {
+          if (body.currentPassword === undefined && body.verifyCode === undefined)
+            throw new FresnsRefusal(34111);
+          const password = decodePassword(body.newPassword, 34105);
+          if (body.currentPassword !== undefined) {
+            await engine.accounts.verifyPasswordLogin(
+              app,
+              account,
+              decodePassword(body.currentPassword, 34304),
+            );
+          } else {
+            await engine.checkCode({
+              app,
+              target: ownCodeTarget(account, body.codeType, "reset_password"),
+              code: body.verifyCode as string,
+              codeField: "verifyCode",
+            });
+          }
+          account = await engine.accounts.update(account, { password });
+        }
+        return ok(null);
+      },
+    );
+
+    fastify.get(
+      `${prefix}/account/detail`,
+      { schema: { tags: ["fresns"], summary: "The logged-in account", headers: FresnsHeaders } },
+      async (request) => {
+        const context = contextOf(request);
+        return ok(accountDataView(requireLogin(context), context.timezone));
+      },
+    );
+  }
+
+  async function signedIn(context: FresnsContext, app: App, account: Account) {
+    const session = await engine.accounts.createSession(app, account, SESSION_TTL_SECONDS);
+    return {
+      sessionToken: sessionTokenView(account, session, engine.deps.clock.nowMs(), context.timezone),
+      ...accountDataView(account, context.timezone),
+    };
+  }
+}
+
+function ok<Data>(data: Data): { code: 0; message: "ok"; data: Data } {
+  return { code: 0, message: "ok", data };
+}
+
+function contextOf(request: FastifyRequest): FresnsContext {
+  let context = contexts.get(request);
+  if (!context) {
+    context = {
+      lang: langOf(header(request, "x-fresns-client-lang-tag")) ?? "en",
+      locale: undefined,
+      timezone: undefined,
+    };
+    contexts.set(request, context);
+  }
+  return context;
+}
+
+function requireLogin(context: FresnsContext): Account {
+  if (!context.account) throw new OtpError("LOGIN_REQUIRED");
+  return context.account;
+}
+
+/** DESIGN.md: useType 1–5 -> account rule; 2 admits new accounts when the app allows login-or-register. */
+function ruleOf(useType: number, app: App): AccountRule {
+  switch (useType) {
+    case 1:
+      return "must_not_exist";
+    case 2:
+      return app.loginOrRegister ? "any" : "must_exist";
+    case 3:
+      return "logged_in_contact_blank";
+    case 4:
+      return "own_contact";
+    default:
+      return "any";
+  }
+}
+
+/**
+ * Fresns sends passwords base64-encoded and decodes them strictly (`base64_decode($p, true)`); a
+ * value that is not base64, or decodes to nothing usable, is refused with `code` (34105 where a
+ * new password is set, 34304 where one is checked).
+ */
+function decodePassword(value: string, code: 34105 | 34304): string {
+  const compact = value.trim();
+  if (!BASE64_PATTERN.test(compact)) throw new FresnsRefusal(code);
+  const password = Buffer.from(compact, "base64").toString("utf8");
+  if (password.length === 0 || password.length > MAX_PASSWORD_CHARACTERS || password.includes("\uFFFD")) {
+    throw new FresnsRefusal(code);
+  }
+  return password;
+}
+
+function header(request: FastifyRequest, name: string): string | undefined {
+  const value = request.headers[name];
+  const first = Array.isArray(value) ? value[0] : value;
+  return first === undefined || first.trim() === "" ? undefined : first.trim();
+}
+
+/** The language of Fresns messages for a tag: en, zh-Hans or zh-Hant; undefined for no tag. */
+function langOf(tag: string | undefined): FresnsLang | undefined {
+  if (!tag) return undefined;
+  const lower = tag.toLowerCase();
+  if (!lower.startsWith("zh")) return "en";
+  return /hant|-tw|-hk|-mo/.test(lower) ? "zh-Hant" : "zh-Hans";
+}
+
+/** Verifies `X-Fresns-Signature` (COMPANION-APIS.md 1.4): timestamp skew first, then the md5. */
+function verifySignature(request: FastifyRequest, secret: string, nowMs: number, lang: FresnsLang): void {
+  const timestampHeader = "X-Fresns-Signature-Timestamp";
+  const timestamp = header(request, "x-fresns-signature-timestamp");
+  if (timestamp === undefined) throw invalidInput(lang, "required", timestampHeader);
+  if (!/^\d{10,13}$/.test(timestamp)) {
+    throw invalidInput(lang, "digits_between", timestampHeader, { min: 10, max: 13 });
+  }
+  const signature = header(request, "x-fresns-signature");
+  if (signature === undefined) throw invalidInput(lang, "required", "X-Fresns-Signature");
+  if (!timestampFresh(timestamp, nowMs)) throw new FresnsRefusal(31303);
+  const signed: Partial<Record<(typeof SIGNED_HEADERS)[number], string>> = {};
+  for (const [name, lowerCase] of SIGNED_HEADER_KEYS) {
+    const value = header(request, lowerCase);
+    if (value !== undefined) signed[name] = value;
+  }
+  if (!signatureMatches(signature, fresnsSignature(signed, secret))) throw new OtpError("SIGNATURE_INVALID");
+}
+
+/** The one renderer: HTTP 200 `{code, message, data: null}`; a bug is a 500 with the request id. */
+function renderFresnsError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const context = contextOf(request);
+  if (error instanceof FresnsRefusal) {
+    return reply.code(200).send({ code: error.code, message: error.messageIn(context.lang), data: null });
+  }
+  const otpError = toOtpError(error);
+  if (!otpError) {
+    const requestId = logUnexpected(request, error);
+    return reply.code(500).send({ code: 500, message: "Unknown Error", data: { requestId } });
+  }
+  if (otpError.code === "STORE_UNAVAILABLE" || otpError.code === "DELIVERY_FAILED") {
+    request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
+  }
+  setRetryAfter(reply, otpError);
+  const code = fresnsCodeOf(otpError, context.channel);
+  // A 30000 from outside the Laravel-style validator (body too large, wrong content type) has no
+  // Laravel sentence; the core's English text names the field, the Chinese table message gets it.
+  const field = otpError.details.field;
+  const message =
+    code !== 30000
+      ? fresnsMessage(code, context.lang)
+      : context.lang === "en"
+        ? otpError.message
+        : `${fresnsMessage(code, context.lang)}: ${field ?? "body"}`;
+  return reply.code(200).send({ code, message, data: null });
+}

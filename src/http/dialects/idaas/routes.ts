@@ -1,0 +1,367 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { Engine } from "../../../core/engine.js";
+import { OtpError } from "../../../core/errors.js";
+import { parseAnyRecipient } from "../../../core/recipients.js";
+import type { Account, App, Channel } from "../../../core/types.js";
+import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { createJwtKeys } from "../../shared/jwt.js";
+import { headerText, languageOf, readDeviceHeaders, trustedPeers } from "./device-headers.js";
+import {
+  IDAAS_ERRORS,
+  type IdaasErrorName,
+  IdaasRefusal,
+  type IdaasWireError,
+  idaasErrorOf,
+  idaasMessage,
+} from "./error-map.js";
+import {
+  CaptchaReply,
+  CaptchaVerifyBody,
+  CaptchaVerifyReply,
+  EmailLoginBody,
+  EmailRegisterBody,
+  EmailSendBody,
+  ErrorReply,
+  PROFILE_FIELDS,
+  SCENARIOS,
+  SessionReply,
+  SmsLoginBody,
+  SmsRegisterBody,
+  SmsSendBody,
+} from "./schemas.js";
+
+export interface IdaasDialectOptions {
+  engine: Engine;
+  /** VERIFYD_TRUST_PROXY: only a peer in this list may state the device's address (X-device-ip) */
+  trustProxy: string[];
+}
+
+/** The IDaaS login page's example `expire` (5 days); the session lives that long. */
+export const SESSION_TTL_SECONDS = 432_000;
+// The id_token asserts who logged in, at login; it is not the bearer credential (session_token is).
+const ID_TOKEN_TTL_SECONDS = 3600;
+const ID_TOKEN_ISSUER = "verifyd";
+// AJ-Captcha's separator between the pass token and the echoed point (COMPANION-APIS.md 3.2).
+const PASS_SEPARATOR = "---";
+const MAX_CLIENT_ID_CHARS = 128;
+
+/** Who is calling, from the headers every /api/v2/sdk route requires. */
+interface Caller {
+  app: App;
+  deviceId: string;
+  clientIp: string;
+}
+
+const errorResponses = { 400: ErrorReply, 500: ErrorReply };
+
+/**
+ * The Bamboocloud IDaaS CIAM dialect (COMPANION-APIS.md §3): slider captcha, e-mail and SMS code
+ * sending, code login and registration under /api/v2/sdk. Handlers are thin: the onRequest hook
+ * checks the device headers and resolves the app; each handler parses its body, makes its core
+ * call and renders. Errors are HTTP 400 `{error_code, error_msg}` in English or Chinese by `X-L`.
+ */
+export async function idaasDialect(fastify: FastifyInstance, options: IdaasDialectOptions): Promise<void> {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { engine } = options;
+  const trusted = trustedPeers(options.trustProxy);
+  // Derived once: deriving keys per request would put key derivation on the login path.
+  const jwt = createJwtKeys(engine.deps.secrets, engine.deps.clock);
+  const callers = new WeakMap<FastifyRequest, Caller>();
+
+  app.setErrorHandler((error, request, reply) => renderIdaasError(error, request, reply));
+
+  // onRequest, not preValidation: IDaaS checks the device and client headers before it reads the
+  // body, so a request wrong in both answers PARAM.0001-0003 first.
+  app.addHook("onRequest", async (request) => {
+    const device = readDeviceHeaders(request, trusted);
+    if (!device) throw new IdaasRefusal("DEVICE_INCOMPLETE");
+    const clientId = headerText(request, "x-client-id");
+    if (clientId === undefined) throw new IdaasRefusal("CLIENT_ID_EMPTY");
+    if (clientId.length > MAX_CLIENT_ID_CHARS) throw new IdaasRefusal("APP_NOT_REGISTERED");
+    const tenant = await engine.apps.requireByClientId(clientId);
+    callers.set(request, { app: tenant, deviceId: device.fingerprint, clientIp: device.clientIp });
+  });
+
+  const callerOf = (request: FastifyRequest): Caller => {
+    const caller = callers.get(request);
+    // The onRequest hook sets it for every route of this plugin; reaching here without is a bug.
+    if (!caller) throw new Error("IDaaS caller not resolved");
+    return caller;
+  };
+
+  async function issueSession(tenant: App, account: Account) {
+    const session = await engine.accounts.createSession(tenant, account, SESSION_TTL_SECONDS);
+    const idToken = await jwt.sign(
+      {
+        ...(account.email ? { email: account.email } : {}),
+        ...(account.phone ? { phone_number: account.phone } : {}),
+      },
+      {
+        subject: account.id,
+        audience: tenant.clientId,
+        issuer: ID_TOKEN_ISSUER,
+        ttlSeconds: ID_TOKEN_TTL_SECONDS,
+      },
+    );
+    return {
+      session_token: session.token,
+      expire: SESSION_TTL_SECONDS,
+      status: "SUCCESS" as const,
+      id_token: idToken,
+    };
+  }
+
+  app.get(
+    "/api/v2/sdk/captcha",
+    { schema: { tags: ["IDaaS"], response: { 200: CaptchaReply, ...errorResponses } } },
+    async (request) => {
+      const caller = callerOf(request);
+      const challenge = await engine.captcha.createChallenge(caller.app, "slider", caller.clientIp);
+      if (challenge.kind !== "slider") throw new Error("a slider challenge was asked for");
+      return {
+        captchaId: null,
+        projectCode: null,
+        captchaOriginalPath: null,
+        captchaFontType: null,
+        captchaFontSize: null,
+        secretKey: challenge.clientKey,
+        originalImageBase64: challenge.backgroundPngBase64,
+        point: null,
+        jigsawImageBase64: challenge.piecePngBase64,
+        wordList: null,
+        pointList: null,
+        pointJson: null,
+        token: challenge.token,
+        result: false as const,
+        captchaVerification: null,
+      };
+    },
+  );
+
+  app.post(
+    "/api/v2/sdk/captcha/verify",
+    {
+      schema: {
+        tags: ["IDaaS"],
+        body: CaptchaVerifyBody,
+        response: { 200: CaptchaVerifyReply, ...errorResponses },
+      },
+    },
+    async (request) => {
+      const { app: tenant } = callerOf(request);
+      const body = request.body;
+      const sender = required(body.sender, "SENDER_EMPTY");
+      // A missing answer or challenge is a failed verification to IDaaS, like a wrong one.
+      const token = required(body.token, "CAPTCHA_FAILED");
+      const pointJson = required(body.point_json, "CAPTCHA_FAILED");
+      // The sender is read before the answer is judged, so a typo in it costs no captcha try.
+      const bindTo = parseAnyRecipient(sender, {
+        defaultCountry: engine.deps.defaultCountry,
+        field: "sender",
+      }).address;
+      const pass = await engine.captcha.solve(tenant, token, pointJson, bindTo, callerOf(request).clientIp);
+      return { captcha_token: `${pass.passToken}${PASS_SEPARATOR}${pointJson}` };
+    },
+  );
+
+  async function send(request: FastifyRequest, channel: Channel, to: string | undefined, body: SendFields) {
+    const caller = callerOf(request);
+    const field = channel === "email" ? "email" : "mobile";
+    // The seed's order: recipient, scene, pass token, then what their values mean.
+    const recipient = required(to, "MOBILE_EMPTY");
+    const type = required(body.type, "SCENE_EMPTY");
+    const captchaToken = required(body.captcha_token, "PASS_TOKEN_EMPTY");
+    const scenario = SCENARIOS[channel].get(type);
+    if (!scenario) throw new IdaasRefusal("SCENE_UNKNOWN");
+    const passToken = passTokenOf(captchaToken);
+    const accountId =
+      scenario.rule === "logged_in_contact_blank" ? await loggedInAccountId(request, caller.app) : undefined;
+    await engine.sendCode({
+      app: caller.app,
+      channel,
+      to: recipient,
+      purpose: scenario.purpose,
+      rule: scenario.rule,
+      locale: headerText(request, "x-l"),
+      accountId,
+      clientIp: caller.clientIp,
+      deviceId: caller.deviceId,
+      face: "idaas",
+      captchaToken: passToken,
+      toField: field,
+    });
+  }
+
+  /**
+   * BIND_* sends to a logged-in account that lacks the contact. IDaaS's send API names no account,
+   * so the session this face issued is accepted as `Authorization: Bearer <session_token>`.
+   */
+  async function loggedInAccountId(request: FastifyRequest, tenant: App): Promise<string | undefined> {
+    const match = /^Bearer\s+(\S{1,256})$/i.exec(headerText(request, "authorization") ?? "");
+    if (!match) return undefined;
+    const account = await engine.accounts.resolveSession(tenant, match[1] as string);
+    return account?.id;
+  }
+
+  const sendSchema = <Body>(body: Body) => ({ tags: ["IDaaS"], body, response: errorResponses });
+
+  app.post("/api/v2/sdk/email/send", { schema: sendSchema(EmailSendBody) }, async (request, reply) => {
+    await send(request, "email", request.body.email, request.body);
+    // IDaaS answers a queued code with 200 and no body at all (so no 200 schema to type it by).
+    return (reply as FastifyReply).code(200).send();
+  });
+
+  app.post("/api/v2/sdk/sms/send", { schema: sendSchema(SmsSendBody) }, async (request, reply) => {
+    await send(request, "sms", request.body.mobile, request.body);
+    return (reply as FastifyReply).code(200).send();
+  });
+
+  async function signIn(request: FastifyRequest, channel: Channel, to: string | undefined, code?: string) {
+    const { app: tenant } = callerOf(request);
+    const field = channel === "email" ? "email" : "mobile";
+    const recipient = required(to, channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
+    const verifyCode = required(code, "CODE_EMPTY");
+    const checked = await engine.checkCode({
+      app: tenant,
+      target: { channel, to: recipient, purpose: "sign_in", toField: field },
+      code: verifyCode,
+      codeField: "verify_code",
+    });
+    // LOGIN_* sends only to an existing account; this finds none only if it was removed since.
+    const account = await engine.accounts.findByContact(tenant, channel, checked.record.to);
+    if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+    return issueSession(tenant, account);
+  }
+
+  const sessionSchema = <Body>(body: Body) => ({
+    tags: ["IDaaS"],
+    body,
+    response: { 200: SessionReply, ...errorResponses },
+  });
+
+  app.post("/api/v2/sdk/login/email-verify-code", { schema: sessionSchema(EmailLoginBody) }, (request) =>
+    signIn(request, "email", request.body.email, request.body.verify_code),
+  );
+
+  app.post("/api/v2/sdk/login/sms-verify-code", { schema: sessionSchema(SmsLoginBody) }, (request) =>
+    signIn(request, "sms", request.body.mobile, request.body.verify_code),
+  );
+
+  async function register(request: FastifyRequest, channel: Channel, body: RegisterFields) {
+    const { app: tenant } = callerOf(request);
+    const field = channel === "email" ? "email" : "mobile";
+    const recipient = required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
+    const verifyCode = required(body.verify_code, "CODE_EMPTY");
+    const checked = await engine.checkCode({
+      app: tenant,
+      target: { channel, to: recipient, purpose: "sign_up", toField: field },
+      code: verifyCode,
+      codeField: "verify_code",
+    });
+    const account = await engine.accounts.create({
+      app: tenant,
+      ...(channel === "email" ? { email: checked.record.to } : { phone: checked.record.to }),
+      username: nonEmpty(body.user_name),
+      password: nonEmpty(body.pwd),
+      profile: profileOf(channel, body),
+    });
+    return issueSession(tenant, account);
+  }
+
+  app.post(
+    "/api/v2/sdk/register/email-verify-code",
+    { schema: sessionSchema(EmailRegisterBody) },
+    (request) => register(request, "email", request.body),
+  );
+
+  app.post("/api/v2/sdk/register/sms-verify-code", { schema: sessionSchema(SmsRegisterBody) }, (request) =>
+    register(request, "sms", request.body),
+  );
+}
+
+interface SendFields {
+  type?: string | undefined;
+  captcha_token?: string | undefined;
+}
+
+type RegisterFields = Partial<Record<"email" | "mobile" | "verify_code" | "pwd" | "user_name", string>> &
+  Partial<Record<(typeof PROFILE_FIELDS)[number], string>> & {
+    extension?: Record<string, string | number | boolean | null> | undefined;
+  };
+
+/** A field IDaaS requires: absent or blank answers that field's own error. */
+function required(value: string | undefined, missing: IdaasErrorName): string {
+  if (value === undefined || value.trim().length === 0) throw new IdaasRefusal(missing);
+  return value;
+}
+
+function nonEmpty(value: string | undefined): string | undefined {
+  return value === undefined || value.length === 0 ? undefined : value;
+}
+
+/**
+ * The pass token of `<pass token>---<point_json>`. The split is at the LAST separator: a pass
+ * token is base64url and may itself contain "---", while a point (JSON or base64) never does.
+ * The echoed point is not checked again: the pass token alone proves the captcha was solved.
+ */
+function passTokenOf(captchaToken: string): string {
+  const at = captchaToken.lastIndexOf(PASS_SEPARATOR);
+  if (at <= 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+  return captchaToken.slice(0, at);
+}
+
+/**
+ * The registration's profile fields, as given. The other contact (a mobile in an e-mail
+ * registration, or the reverse) is unverified, so it is kept as profile data only: made a login
+ * contact, it would let anyone claim someone else's number before its owner signs up.
+ */
+function profileOf(channel: Channel, body: RegisterFields): Record<string, string> {
+  const profile: Record<string, string> = {};
+  for (const field of PROFILE_FIELDS) {
+    const value = nonEmpty(body[field]);
+    if (value !== undefined) profile[field] = value;
+  }
+  const other = nonEmpty(channel === "email" ? body.mobile : body.email);
+  if (other !== undefined) profile[channel === "email" ? "unverified_mobile" : "unverified_email"] = other;
+  if (body.extension && Object.keys(body.extension).length > 0) {
+    profile.extension = JSON.stringify(body.extension);
+  }
+  return profile;
+}
+
+/**
+ * The one renderer: wire refusals as they are, core errors through the total map, Fastify's own
+ * refusals (schema, JSON, size, content type) as parameter errors, anything else as IDaaS's
+ * "system busy" with the request id in the log.
+ */
+export function renderIdaasError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  const lang = languageOf(request);
+  let wire: IdaasWireError;
+  if (error instanceof IdaasRefusal) {
+    wire = error.wire;
+  } else if (
+    typeof error === "object" &&
+    error !== null &&
+    (error as FastifyError).validation !== undefined
+  ) {
+    // A schema refusal (wrong type, too long): the field exists but its value cannot be one.
+    wire = IDAAS_ERRORS.PARAM_INVALID;
+  } else {
+    const otpError = toOtpError(error);
+    if (!otpError) {
+      logUnexpected(request, error);
+      wire = IDAAS_ERRORS.SYSTEM_BUSY;
+    } else {
+      wire = idaasErrorOf(otpError);
+      if (wire.status >= 500)
+        request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
+      setRetryAfter(reply, otpError);
+      return reply.code(wire.status).send({
+        error_code: wire.code,
+        error_msg: idaasMessage(wire, lang, otpError.details.retryAfterSeconds),
+      });
+    }
+  }
+  return reply.code(wire.status).send({ error_code: wire.code, error_msg: idaasMessage(wire, lang) });
+}
