@@ -12,7 +12,9 @@ export function createCaptchaGenerator(): CaptchaGenerator {
     parseSliderX(input, clientKey) {
       const trimmed = input.trim();
       // The native API takes the bare offset; IDaaS sends AJ-Captcha point JSON, plain or encrypted.
-      if (/^\d{1,4}(\.\d{1,6})?$/.test(trimmed)) return Number(trimmed);
+      // A drag scaled to the background is a float of full precision ("237.28571428571428"); the
+      // answer's length is already bounded by the caller.
+      if (/^\d{1,4}(\.\d+)?$/.test(trimmed)) return Number(trimmed);
       return parsePointJson(trimmed, clientKey)?.x ?? null;
     },
     clientKey: createSecretKey,

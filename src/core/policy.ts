@@ -69,6 +69,7 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
 export function resolveAbusePolicy(overrides: DeepPartialAbuse | undefined): AbusePolicy {
   const base = DEFAULT_ABUSE_POLICY;
   return {
+    ...(overrides?.external ? { external: overrides.external } : {}),
     captcha: { ...base.captcha, ...overrides?.captcha },
     risk: { ...base.risk, ...overrides?.risk },
     pumping: {
@@ -80,6 +81,7 @@ export function resolveAbusePolicy(overrides: DeepPartialAbuse | undefined): Abu
 }
 
 export interface DeepPartialAbuse {
+  external?: AbusePolicy["external"];
   captcha?: Partial<AbusePolicy["captcha"]>;
   risk?: Partial<AbusePolicy["risk"]>;
   pumping?: Partial<Omit<AbusePolicy["pumping"], "anomaly">> & {

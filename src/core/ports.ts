@@ -326,6 +326,12 @@ export interface CaptchaGenerator {
   readonly sliderTolerancePx: number;
 }
 
+/** A third-party captcha widget's server-side check (Turnstile, hCaptcha, reCAPTCHA); never throws. */
+export interface ExternalCaptchaVerifier {
+  readonly id: string;
+  verify(token: string, remoteIp?: string): Promise<{ ok: boolean; reason?: string }>;
+}
+
 export type SendDecision = "accepted" | "rate_limited" | "captcha_required" | "denied" | "captcha_failed";
 
 /** One send decision, for abuse analysis and the admin console (masked recipient, never a code). */

@@ -129,8 +129,20 @@ export interface PumpingPolicy {
   };
 }
 
+/** A third-party captcha widget whose tokens an app's clients may present instead of a pass token. */
+export interface ExternalCaptchaConfig {
+  provider: "turnstile" | "hcaptcha" | "recaptcha";
+  secret: string;
+  /** the vendor's siteverify URL by default */
+  verifyUrl?: string;
+  /** reCAPTCHA v3 */
+  minScore?: number;
+  expectedAction?: string;
+}
+
 export interface AbusePolicy {
   captcha: Record<Face, CaptchaMode>;
+  external?: ExternalCaptchaConfig;
   risk: RiskRules;
   pumping: PumpingPolicy;
 }
@@ -155,6 +167,15 @@ export interface App {
   loginOrRegister: boolean;
   /** CloudBase `is_user` disclosure; an app may switch it off */
   revealAccountExistence: boolean;
+  sms: SmsSettings;
+}
+
+/** How an app's SMS text ends. */
+export interface SmsSettings {
+  /** add a "do not share this code" line */
+  warning: boolean;
+  /** end with the WebOTP line `@domain #code`, so browsers on that domain offer to autofill the code */
+  webOtpDomain?: string;
 }
 
 export interface CodeRecord {

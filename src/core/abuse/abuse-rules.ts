@@ -73,6 +73,9 @@ function prefixSentKey(prefix: string, windowSeconds: number): string {
   return `pump:pfx:${prefix}:${windowSeconds}`;
 }
 
+// The anomaly detector compares a prefix's sends in the last hour with its sends in the day.
+const DETECTOR_WINDOWS_SECONDS = [3600, 86_400] as const;
+
 export function isSafeListed(policy: PumpingPolicy, e164: string): boolean {
   return policy.safeList.some(
     (entry) => e164 === entry || (entry.length < e164.length && e164.startsWith(entry)),
@@ -120,6 +123,21 @@ export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, pre
       ...shadow,
     },
   ];
+  // The detector needs the prefix's hourly and daily sends even when no budget has that window:
+  // those are counted without ever refusing (a shadow counter no send can reach).
+  if (policy.anomaly.enabled) {
+    for (const windowSeconds of DETECTOR_WINDOWS_SECONDS) {
+      if (policy.perPrefix.some((rule) => rule.windowSeconds === windowSeconds)) continue;
+      counters.push({
+        key: prefixSentKey(prefix, windowSeconds),
+        limit: Number.MAX_SAFE_INTEGER,
+        windowSeconds,
+        rule: `sms_prefix_sends:${prefix}:${windowSeconds}s`,
+        kind: "deny",
+        shadow: true,
+      });
+    }
+  }
   if (policy.dailyBudget > 0) {
     const rule = { limit: policy.dailyBudget, windowSeconds: 86_400 };
     counters.push({
@@ -144,10 +162,8 @@ export async function detectPumpingAnomaly(
   prefix: string,
   nowMs: number,
 ): Promise<boolean> {
-  const { anomaly, perPrefix } = app.abuse.pumping;
-  const hourly = perPrefix.find((rule) => rule.windowSeconds === 3600);
-  const daily = perPrefix.find((rule) => rule.windowSeconds === 86_400);
-  if (!anomaly.enabled || !hourly || !daily) return false;
+  const { anomaly } = app.abuse.pumping;
+  if (!anomaly.enabled) return false;
   const [lastHour, lastDay, verified] = await Promise.all([
     counters.peek(app.id, prefixSentKey(prefix, 3600), nowMs),
     counters.peek(app.id, prefixSentKey(prefix, 86_400), nowMs),

@@ -1,7 +1,14 @@
 import { createHmac, timingSafeEqual } from "node:crypto";
 import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
-import type { CaptchaGenerator, CaptchaKind, CaptchaStore, Clock } from "../ports.js";
+import type {
+  CaptchaGenerator,
+  CaptchaKind,
+  CaptchaStore,
+  Clock,
+  CounterStore,
+  ExternalCaptchaVerifier,
+} from "../ports.js";
 import type { CodeSecrets } from "../secrets.js";
 import type { App } from "../types.js";
 
@@ -9,14 +16,36 @@ import type { App } from "../types.js";
 export const CHALLENGE_TTL_SECONDS = 300;
 export const CHALLENGE_TRIES = 3;
 export const PASS_TTL_SECONDS = 600;
+// Our pass tokens; any other token presented is a third-party widget's, if the app has one.
+const PASS_TOKEN_PREFIX = "cp_";
 // Answers beyond this size are refused unread: no real answer is longer.
 const MAX_ANSWER_CHARS = 2048;
+
+/**
+ * Why a pass token was refused, in `details.rule` of its CAPTCHA_FAILED: IDaaS answers a pass that
+ * is no longer live (unknown, expired, spent) and one solved for another recipient with different
+ * codes. A detail rather than two registry codes, so the other faces' wire codes stay as they are.
+ */
+export const CAPTCHA_PASS_REFUSALS = {
+  notLive: "captcha_pass_not_live",
+  otherRecipient: "captcha_pass_other_recipient",
+} as const;
+
+/**
+ * Per client IP and 10 minutes: challenges drawn (each costs CPU to render) and wrong answers (a
+ * blind guesser solves a slider about once in eight challenges, so its guesses must be scarce).
+ */
+export const CHALLENGES_PER_IP = { limit: 30, windowSeconds: 600 };
+export const WRONG_ANSWERS_PER_IP = { limit: 10, windowSeconds: 600 };
 
 export interface CaptchaServiceDeps {
   store: CaptchaStore;
   generator: CaptchaGenerator;
   secrets: CodeSecrets;
   clock: Clock;
+  counters: CounterStore;
+  /** the app's third-party widget verifier (Turnstile, hCaptcha, reCAPTCHA), if it has one */
+  externalVerifierFor: (app: App) => ExternalCaptchaVerifier | null;
   /** keeps each answer in clear for `GET /v1/dev/captcha/{token}` (dev mode only) */
   devMode: boolean;
 }
@@ -49,10 +78,42 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
   const key = deps.secrets.deriveKey("captcha answers");
   const answerHash = (token: string, answer: string) =>
     createHmac("sha256", key).update(token).update("\0").update(answer).digest("hex");
-  const failed = (message?: string) => new OtpError("CAPTCHA_FAILED", message ? { message } : {});
+  const failed = (message?: string, rule?: string) =>
+    new OtpError("CAPTCHA_FAILED", {
+      ...(message ? { message } : {}),
+      ...(rule ? { details: { rule } } : {}),
+    });
+
+  const wrongAnswersKey = (ip: string) => `captcha:wrong:${ip}:${WRONG_ANSWERS_PER_IP.windowSeconds}`;
+
+  /** Refuses an IP that drew too many challenges or answered wrong too often. */
+  async function admit(app: App, clientIp: string | undefined): Promise<void> {
+    if (!clientIp) return;
+    const now = clock.nowMs();
+    const wrong = await deps.counters.peek(app.id, wrongAnswersKey(clientIp), now);
+    const drawn = await deps.counters.hit(
+      app.id,
+      `captcha:new:${clientIp}:${CHALLENGES_PER_IP.windowSeconds}`,
+      CHALLENGES_PER_IP.windowSeconds,
+      now,
+    );
+    const refusedUntil = Math.max(
+      wrong.count >= WRONG_ANSWERS_PER_IP.limit ? wrong.resetAtMs : 0,
+      drawn.count > CHALLENGES_PER_IP.limit ? drawn.resetAtMs : 0,
+    );
+    if (refusedUntil > 0) {
+      throw new OtpError("RATE_LIMITED", {
+        details: {
+          retryAfterSeconds: Math.max(1, Math.ceil((refusedUntil - now) / 1000)),
+          rule: "captcha_per_ip",
+        },
+      });
+    }
+  }
 
   return {
-    async createChallenge(app: App, kind: CaptchaKind): Promise<Challenge> {
+    async createChallenge(app: App, kind: CaptchaKind, clientIp?: string): Promise<Challenge> {
+      await admit(app, clientIp);
       const token = newSecretToken("cc");
       const expiresAtMs = clock.nowMs() + CHALLENGE_TTL_SECONDS * 1000;
       const base = { token, appId: app.id, kind, triesLeft: CHALLENGE_TRIES, expiresAtMs };
@@ -92,7 +153,13 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
      * AJ-Captcha encrypted) pass within the generator's tolerance. A right answer spends the
      * challenge and returns a pass token, bound to `bindTo` when given.
      */
-    async solve(app: App, token: string, rawAnswer: string, bindTo?: string): Promise<CaptchaPassResult> {
+    async solve(
+      app: App,
+      token: string,
+      rawAnswer: string,
+      bindTo?: string,
+      clientIp?: string,
+    ): Promise<CaptchaPassResult> {
       if (rawAnswer.length === 0 || rawAnswer.length > MAX_ANSWER_CHARS) throw failed();
       const now = clock.nowMs();
       const challenge = await store.takeTry(app.id, token, now);
@@ -115,9 +182,20 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
           }
         }
       }
-      if (!right) throw failed();
+      if (!right) {
+        // A wrong answer is an abuse signal: enough of them and this IP gets no new challenges.
+        if (clientIp) {
+          await deps.counters.hit(
+            app.id,
+            wrongAnswersKey(clientIp),
+            WRONG_ANSWERS_PER_IP.windowSeconds,
+            clock.nowMs(),
+          );
+        }
+        throw failed();
+      }
       if (!(await store.consumeChallenge(app.id, token))) throw failed();
-      const passToken = newSecretToken("cp");
+      const passToken = newSecretToken(PASS_TOKEN_PREFIX.slice(0, -1));
       await store.savePass({
         tokenHash: sha256Hex(passToken),
         appId: app.id,
@@ -131,12 +209,27 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
      * Spends a pass token for a send to `recipient`. A pass is spent even when it is bound to
      * another recipient (fail closed: a leaked pass cannot be retried against other numbers).
      */
-    async redeemPass(app: App, passToken: string, recipient: string): Promise<void> {
-      if (passToken.length === 0 || passToken.length > 256) throw failed();
+    async redeemPass(app: App, passToken: string, recipient: string, clientIp?: string): Promise<void> {
+      const notLive = "The captcha token is invalid, expired or already used";
+      const external = passToken.startsWith(PASS_TOKEN_PREFIX) ? null : deps.externalVerifierFor(app);
+      if (external) {
+        // A widget token of the app's third-party captcha: its vendor judges it and enforces
+        // single use. This is the one outbound call allowed on the request path (DESIGN.md); the
+        // verifier fails closed on timeout.
+        const verdict = await external.verify(passToken, clientIp);
+        if (!verdict.ok) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
+        return;
+      }
+      if (passToken.length === 0 || passToken.length > 256) {
+        throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
+      }
       const pass = await store.consumePass(app.id, sha256Hex(passToken), clock.nowMs());
-      if (!pass) throw failed("The captcha token is invalid, expired or already used");
+      if (!pass) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
       if (pass.boundTo !== undefined && pass.boundTo !== recipient) {
-        throw failed("The captcha token was solved for another recipient");
+        throw failed(
+          "The captcha token was solved for another recipient",
+          CAPTCHA_PASS_REFUSALS.otherRecipient,
+        );
       }
     },
 

@@ -21,6 +21,7 @@ export function newApp(fields: Partial<App> & { id: string }): App {
     testRecipients: [],
     loginOrRegister: false,
     revealAccountExistence: true,
+    sms: { warning: false },
     ...fields,
   };
 }

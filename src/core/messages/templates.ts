@@ -111,10 +111,7 @@ export function resolveLocale(
   fallback: string,
 ): string {
   if (!requested) return fallback;
-  const known = new Set([
-    ...BUILT_IN_LOCALES,
-    ...Object.values(appTemplates).flatMap((byLocale) => Object.keys(byLocale ?? {})),
-  ]);
+  const known = knownLocales(appTemplates);
   if (known.has(requested)) return requested;
   const lower = requested.toLowerCase();
   if (lower.startsWith("zh")) {
@@ -148,7 +145,19 @@ export interface TemplateValues {
   app: string;
 }
 
-/** Fills `{code}`, `{minutes}` and `{app}`; unknown placeholders are left as written. */
+// Fresns templates name the same values `{time}` (minutes) and `{sitename}` / `{name}` (the app).
+const PLACEHOLDERS: Record<string, keyof TemplateValues> = {
+  code: "code",
+  minutes: "minutes",
+  time: "minutes",
+  app: "app",
+  sitename: "app",
+  name: "app",
+};
+
+/** Fills `{code}`, `{minutes}` and `{app}` (and Fresns's aliases); unknown placeholders stay as written. */
 export function fillTemplate(text: string, values: TemplateValues): string {
-  return text.replace(/\{(code|minutes|app)\}/g, (_, name: keyof TemplateValues) => String(values[name]));
+  return text.replace(/\{(code|minutes|time|app|sitename|name)\}/g, (_, name: string) =>
+    String(values[PLACEHOLDERS[name] as keyof TemplateValues]),
+  );
 }

@@ -9,14 +9,18 @@ import {
 import { applyAccountRule } from "../accounts/account-rules.js";
 import { OtpError } from "../errors.js";
 import { newId, sha256Hex } from "../ids.js";
+import { countryLocale } from "../messages/country-locale.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, IssueRequest, SendDecision, SendLogEntry } from "../ports.js";
 import { maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
 import { generateNumericCode } from "../secrets.js";
-import type { AccountRule, App, Channel, CodeRecord, Face, Purpose, Recipient } from "../types.js";
+import type { AccountRule, App, Channel, CodeRecord, Face, Purpose, RateRule, Recipient } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { appCounterKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
+
+/** A retried send (same Idempotency-Key) gets the first answer for 24 h (DESIGN.md). */
+const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
 
 export interface SendCodeInput {
   app: App;
@@ -37,6 +41,11 @@ export interface SendCodeInput {
   deviceId?: string | undefined;
   /** the API face asking: picks the app's captcha mode (default native) */
   face?: Face;
+  /**
+   * Recipient limits a face's published contract promises on top of the app's own rules (Fresns:
+   * 1 per minute, 5 per 10 minutes), counted under their own keys.
+   */
+  contractRules?: RateRule[] | undefined;
   /** a captcha pass token the caller presents (spent on use) */
   captchaToken?: string | undefined;
   idempotencyKey?: string | undefined;
@@ -93,7 +102,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       : ruled.recipient;
   const { accountExists } = ruled;
 
-  const locale = resolveLocale(input.locale, app.templates, app.defaultLocale);
+  // Explicit locale or the face's language header (both arrive as `locale`), then the phone
+  // number's region (+86 -> zh-Hans), then the app default.
+  const fallbackLocale = countryLocale(recipient.country, app.templates) ?? app.defaultLocale;
+  const locale = resolveLocale(input.locale, app.templates, fallbackLocale);
   if (!findTemplate(app.templates, purpose, locale)) {
     throw new OtpError("TEMPLATE_MISSING", {
       internal: `no template for ${purpose}/${locale} in app ${app.id}`,
@@ -118,6 +130,13 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
 
   const policy = app.policy;
   const testCode = fixedTestCode(app, recipient, deps.defaultCountry);
+  // Marks a pass spent by a send that went through under an Idempotency-Key, for as long as the
+  // store keeps that send's answer.
+  const passReplayKey =
+    input.captchaToken !== undefined && input.idempotencyKey !== undefined
+      ? `captcha:replay:${sha256Hex(`${input.idempotencyKey}\0${input.captchaToken}`)}`
+      : undefined;
+  let captchaSolved = false;
   const counters: CounterCheck[] = [];
   const shadowNotes: string[] = [];
   let pumpingPrefix: string | undefined;
@@ -139,13 +158,18 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       if (pumpingPrefix) counters.push(...pumpingCounters(pumping, recipient, pumpingPrefix));
     }
     const captchaMode = app.abuse.captcha[face];
-    let captchaSolved = false;
     if (input.captchaToken !== undefined && captchaMode !== "never") {
       try {
-        await deps.captcha.redeemPass(app, input.captchaToken, recipient.address);
+        await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
       } catch (error) {
-        log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
-        throw error;
+        // A retry of a send that went through presents the pass its first attempt spent: it goes
+        // on to the store, which replays the first answer.
+        const retried =
+          passReplayKey !== undefined && (await deps.counters.peek(app.id, passReplayKey, now)).count > 0;
+        if (!retried) {
+          log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
+          throw error;
+        }
       }
       captchaSolved = true;
     }
@@ -157,6 +181,13 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       counters.push(...riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, captchaSolved));
     }
     counters.push(...rateCounters(app, recipient, input.clientIp));
+    for (const rule of input.contractRules ?? []) {
+      counters.push({
+        key: `${face}:${recipientCounterKey(channel, recipient.address, rule.windowSeconds)}`,
+        ...rule,
+        rule: ruleName("recipient", rule),
+      });
+    }
   }
 
   const code = testCode ?? generateNumericCode(policy.codeLength);
@@ -227,6 +258,9 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       });
     }
     return result(outcome.record, recipient, outcome.resendAfterSeconds, accountExists, true);
+  }
+  if (captchaSolved && passReplayKey !== undefined) {
+    await deps.counters.hit(app.id, passReplayKey, IDEMPOTENCY_TTL_SECONDS, now);
   }
   const shadowed = [...shadowNotes, ...outcome.shadowed];
   log("accepted", { verificationId: id, ...(shadowed.length > 0 ? { shadowed } : {}) });

@@ -122,7 +122,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
     { schema: { body: CaptchaBody, response: { 200: CaptchaReply, ...problemResponses } } },
     async (request) => {
       const { app: tenant } = await callerOf(request);
-      const challenge = await engine.captcha.createChallenge(tenant, request.body.type);
+      const challenge = await engine.captcha.createChallenge(tenant, request.body.type, request.ip);
       if (challenge.kind === "image") {
         return {
           token: challenge.token,
@@ -159,6 +159,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
         token,
         typeof answer === "number" ? String(answer) : answer,
         bindTo,
+        request.ip,
       );
       return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
     },

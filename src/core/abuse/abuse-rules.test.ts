@@ -1,0 +1,368 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FixedClock } from "../../../test/fakes/fixed-clock.js";
+import { createSqliteBackend, type SqliteBackend } from "../../storage/sqlite/index.js";
+import { newApp } from "../apps/apps.js";
+import { DEFAULT_ABUSE_POLICY, resolveAbusePolicy } from "../policy.js";
+import type { CounterCheck } from "../ports.js";
+import { parseRecipient } from "../recipients.js";
+import type { AbusePolicy, App, PumpingPolicy, Recipient } from "../types.js";
+import {
+  countryRefusal,
+  detectPumpingAnomaly,
+  isSafeListed,
+  numberPrefix,
+  prefixBlockKey,
+  prefixVerifiedKey,
+  pumpingCounters,
+  pumpingDenied,
+  riskCounters,
+  subnetOf,
+} from "./abuse-rules.js";
+
+const pumping = (overrides: Partial<PumpingPolicy> = {}): PumpingPolicy => ({
+  ...DEFAULT_ABUSE_POLICY.pumping,
+  ...overrides,
+});
+
+const sms = (address: string): Recipient => parseRecipient("sms", address, { defaultCountry: "CN" });
+
+describe("subnetOf", () => {
+  it.each([
+    ["203.0.113.7", "203.0.113.0/24"],
+    ["203.0.113.255", "203.0.113.0/24"],
+    ["::ffff:203.0.113.7", "203.0.113.0/24"],
+    ["::FFFF:10.1.2.3", "10.1.2.0/24"],
+    ["2001:db8:1:2::a", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002:ffff:0:0:b", "2001:db8:1:2::/64"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
+    ["fe80::1:2:3:4", "fe80:0:0:0::/64"],
+    ["fe80::1%eth0", "fe80:0:0:0::/64"],
+  ])("%s is in %s", (ip, subnet) => {
+    expect(subnetOf(ip)).toBe(subnet);
+  });
+
+  it.each(["", "not an ip", "300.1.1.1", "1.2.3", "2001:db8::g"])("has no subnet for %j", (ip) => {
+    expect(subnetOf(ip)).toBeUndefined();
+  });
+});
+
+describe("riskCounters", () => {
+  const app = newApp({ id: "shop" });
+
+  it("counts the IP, its subnet and the device, each asking for a captcha", () => {
+    expect(riskCounters(app, { ip: "203.0.113.7", deviceId: "d-1" }, false)).toEqual([
+      {
+        key: "risk:ip:203.0.113.7:600",
+        limit: 3,
+        windowSeconds: 600,
+        rule: "risk_ip:3/600s",
+        kind: "captcha",
+      },
+      {
+        key: "risk:subnet:203.0.113.0/24:600",
+        limit: 10,
+        windowSeconds: 600,
+        rule: "risk_subnet:10/600s",
+        kind: "captcha",
+      },
+      {
+        key: "risk:device:d-1:600",
+        limit: 3,
+        windowSeconds: 600,
+        rule: "risk_device:3/600s",
+        kind: "captcha",
+      },
+    ]);
+  });
+
+  it("keeps counting with a solved captcha, but only as signals (shadow)", () => {
+    const counters = riskCounters(app, { ip: "2001:db8::1", deviceId: "d-1" }, true);
+    expect(counters).toHaveLength(3);
+    expect(counters.every((counter) => counter.shadow === true && counter.kind === "captcha")).toBe(true);
+  });
+
+  it("has nothing to count without an IP or device, and no subnet for a malformed IP", () => {
+    expect(riskCounters(app, {}, false)).toEqual([]);
+    expect(riskCounters(app, { ip: "unknown" }, false).map((counter) => counter.key)).toEqual([
+      "risk:ip:unknown:600",
+    ]);
+  });
+
+  it("uses the app's configured rules", () => {
+    const custom = newApp({
+      id: "shop",
+      abuse: resolveAbusePolicy({ risk: { perIp: { limit: 5, windowSeconds: 60 } } }),
+    });
+    expect(riskCounters(custom, { ip: "203.0.113.7" }, false)[0]).toMatchObject({
+      key: "risk:ip:203.0.113.7:60",
+      limit: 5,
+      rule: "risk_ip:5/60s",
+    });
+  });
+});
+
+describe("numberPrefix, isSafeListed", () => {
+  it("takes the country code and the first national digits", () => {
+    expect(numberPrefix("+447400123456", 2, 3)).toBe("+44740");
+    expect(numberPrefix("+8613800138000", 2, 3)).toBe("+86138");
+    expect(numberPrefix("+12015550123", 1, 0)).toBe("+1");
+  });
+
+  it("matches exact numbers and +prefixes, nothing else", () => {
+    const policy = pumping({ safeList: ["+447400", "+8613800138000"] });
+    expect(isSafeListed(policy, "+447400123456")).toBe(true);
+    expect(isSafeListed(policy, "+8613800138000")).toBe(true);
+    expect(isSafeListed(policy, "+8613800138001")).toBe(false);
+    expect(isSafeListed(policy, "+447800123456")).toBe(false);
+    // an entry longer than the number is no prefix of it
+    expect(isSafeListed(pumping({ safeList: ["+86138001380001"] }), "+8613800138000")).toBe(false);
+    expect(isSafeListed(pumping(), "+447400123456")).toBe(false);
+  });
+});
+
+describe("countryRefusal", () => {
+  it("allows the default markets and refuses the rest", () => {
+    expect(countryRefusal(pumping(), sms("+8613800138000"))).toBeNull();
+    expect(countryRefusal(pumping(), sms("+447400123456"))).toBeNull();
+    expect(countryRefusal(pumping(), sms("+2348031234567"))).toBe("country_not_allowed:NG");
+    expect(countryRefusal(pumping(), sms("+447911123456"))).toBe("country_not_allowed:GG");
+  });
+
+  it("lets the deny list win over a wildcard allow list", () => {
+    const policy = pumping({ allowCountries: ["*"], denyCountries: ["NG"] });
+    expect(countryRefusal(policy, sms("+2348031234567"))).toBe("country_denied:NG");
+    expect(countryRefusal(policy, sms("+37061234567"))).toBeNull();
+    expect(countryRefusal(pumping({ denyCountries: ["CN"] }), sms("+8613800138000"))).toBe(
+      "country_denied:CN",
+    );
+  });
+
+  it("treats a number of no region (international networks) as 'unknown'", () => {
+    const satellite = sms("+881612345678");
+    expect(satellite.country).toBeUndefined();
+    expect(countryRefusal(pumping(), satellite)).toBe("country_not_allowed:unknown");
+    expect(countryRefusal(pumping({ allowCountries: ["*"] }), satellite)).toBeNull();
+  });
+});
+
+describe("pumpingCounters", () => {
+  const uk = sms("+447400123456");
+
+  it("budgets the country and the prefix, and checks the prefix's block without counting it", () => {
+    const counters = pumpingCounters(pumping(), uk, "+44740");
+    expect(counters).toEqual<CounterCheck[]>([
+      {
+        key: "pump:cc:GB:3600",
+        limit: 1000,
+        windowSeconds: 3600,
+        rule: "sms_country_GB:1000/3600s",
+        kind: "deny",
+      },
+      {
+        key: "pump:cc:GB:86400",
+        limit: 10_000,
+        windowSeconds: 86_400,
+        rule: "sms_country_GB:10000/86400s",
+        kind: "deny",
+      },
+      {
+        key: "pump:pfx:+44740:3600",
+        limit: 50,
+        windowSeconds: 3600,
+        rule: "sms_prefix_+44740:50/3600s",
+        kind: "deny",
+      },
+      {
+        key: "pump:pfx:+44740:86400",
+        limit: 300,
+        windowSeconds: 86_400,
+        rule: "sms_prefix_+44740:300/86400s",
+        kind: "deny",
+      },
+      {
+        key: prefixBlockKey("+44740"),
+        limit: 0,
+        windowSeconds: 1,
+        increment: 0,
+        rule: "sms_prefix_blocked:+44740",
+        kind: "deny",
+      },
+    ]);
+  });
+
+  it("adds the global daily budget when one is set", () => {
+    const counters = pumpingCounters(pumping({ dailyBudget: 500 }), uk, "+44740");
+    expect(counters.at(-1)).toEqual({
+      key: "pump:all:86400",
+      limit: 500,
+      windowSeconds: 86_400,
+      rule: "sms_daily_budget:500/86400s",
+      kind: "deny",
+    });
+  });
+
+  it("marks every counter shadow in shadow mode", () => {
+    const counters = pumpingCounters(pumping({ shadow: true, dailyBudget: 1 }), uk, "+44740");
+    expect(counters.length).toBeGreaterThan(0);
+    expect(counters.every((counter) => counter.shadow === true)).toBe(true);
+  });
+
+  it("counts the detector's hourly and daily sends when no budget has those windows, never refusing", () => {
+    const counters = pumpingCounters(
+      pumping({ perPrefix: [{ limit: 5, windowSeconds: 3600 }] }),
+      uk,
+      "+44740",
+    );
+    const prefixCounters = counters.filter((counter) => counter.key.startsWith("pump:pfx:"));
+    expect(prefixCounters).toEqual([
+      {
+        key: "pump:pfx:+44740:3600",
+        limit: 5,
+        windowSeconds: 3600,
+        rule: "sms_prefix_+44740:5/3600s",
+        kind: "deny",
+      },
+      {
+        key: "pump:pfx:+44740:86400",
+        limit: Number.MAX_SAFE_INTEGER,
+        windowSeconds: 86_400,
+        rule: "sms_prefix_sends:+44740:86400s",
+        kind: "deny",
+        shadow: true,
+      },
+    ]);
+    const off = pumping({
+      perPrefix: [],
+      anomaly: { ...DEFAULT_ABUSE_POLICY.pumping.anomaly, enabled: false },
+    });
+    expect(pumpingCounters(off, uk, "+44740").some((counter) => counter.key.startsWith("pump:pfx:"))).toBe(
+      false,
+    );
+  });
+
+  it("budgets a region-less number under 'unknown'", () => {
+    const [first] = pumpingCounters(pumping(), sms("+881612345678"), "+881612");
+    expect(first?.key).toBe("pump:cc:unknown:3600");
+  });
+
+  it("names the rule a denial carries", () => {
+    const error = pumpingDenied("country_denied:NG");
+    expect(error.code).toBe("PUMPING_DENIED");
+    expect(error.details.rule).toBe("country_denied:NG");
+  });
+});
+
+describe("detectPumpingAnomaly", () => {
+  const PREFIX = "+44740";
+  const HOUR = 3600;
+  let backend: SqliteBackend;
+  let clock: FixedClock;
+  beforeEach(() => {
+    backend = createSqliteBackend({ path: ":memory:" });
+    clock = new FixedClock();
+  });
+  afterEach(() => backend.close());
+
+  function appWith(
+    overrides: Partial<PumpingPolicy> = {},
+    anomaly: Partial<PumpingPolicy["anomaly"]> = {},
+  ): App {
+    const abuse: AbusePolicy = {
+      ...DEFAULT_ABUSE_POLICY,
+      pumping: pumping({ ...overrides, anomaly: { ...DEFAULT_ABUSE_POLICY.pumping.anomaly, ...anomaly } }),
+    };
+    return newApp({ id: "shop", abuse });
+  }
+
+  /** `n` SMS to the prefix now, counted the way the send's prefix counters count them. */
+  async function sent(app: App, n: number): Promise<void> {
+    const counters = pumpingCounters(app.abuse.pumping, sms("+447400123456"), PREFIX).filter(
+      (counter) => counter.key.startsWith("pump:pfx:") && counter.increment !== 0,
+    );
+    for (let i = 0; i < n; i++) {
+      for (const counter of counters) {
+        await backend.counters.hit(app.id, counter.key, counter.windowSeconds, clock.nowMs());
+      }
+    }
+  }
+
+  async function verified(app: App, n: number): Promise<void> {
+    for (let i = 0; i < n; i++)
+      await backend.counters.hit(app.id, prefixVerifiedKey(PREFIX), HOUR, clock.nowMs());
+  }
+
+  async function blockState(app: App) {
+    return backend.counters.peek(app.id, prefixBlockKey(PREFIX), clock.nowMs());
+  }
+
+  it("blocks a cold prefix that suddenly gets many unverified SMS, for blockSeconds", async () => {
+    const app = appWith();
+    await sent(app, 20);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
+    expect(await blockState(app)).toEqual({ count: 1, resetAtMs: clock.nowMs() + 6 * HOUR * 1000 });
+    // the block flag refuses every further send to the prefix (limit 0, never counted)
+    const flag = pumpingCounters(app.abuse.pumping, sms("+447400123456"), PREFIX).find(
+      (counter) => counter.key === prefixBlockKey(PREFIX),
+    );
+    expect(flag).toMatchObject({ limit: 0, increment: 0, kind: "deny" });
+  });
+
+  it("leaves a prefix alone below minHourlySends", async () => {
+    const app = appWith();
+    await sent(app, 19);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    expect((await blockState(app)).count).toBe(0);
+  });
+
+  it("leaves a spiking prefix alone while its codes get verified", async () => {
+    const app = appWith();
+    await sent(app, 50);
+    await verified(app, 10); // 20 % is the limit: not below it
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    await sent(app, 1); // 10 of 51 is below 20 %
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
+  });
+
+  it("measures the spike against the prefix's usual hourly rate", async () => {
+    const app = appWith();
+    await sent(app, 230); // the day's first hours: about 10 an hour over 23 hours
+    clock.advanceSeconds(20 * HOUR);
+    await sent(app, 50); // this hour: 50, not more than 5 x 10
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    await sent(app, 1); // 51 > 5 x 230/23
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
+  });
+
+  it("honours the configured thresholds", async () => {
+    const app = appWith({}, { minHourlySends: 5, spikeFactor: 2, maxVerifiedRatio: 0.5, blockSeconds: 60 });
+    await sent(app, 5);
+    await verified(app, 2);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
+    expect((await blockState(app)).resetAtMs).toBe(clock.nowMs() + 60_000);
+  });
+
+  it("does nothing when switched off", async () => {
+    const app = appWith({}, { enabled: false });
+    await sent(app, 100);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    expect((await blockState(app)).count).toBe(0);
+  });
+
+  it("keeps one app's prefixes apart from another's", async () => {
+    const app = appWith();
+    await sent(app, 30);
+    const quiet = { ...app, id: "quiet" };
+    expect(await detectPumpingAnomaly(backend.counters, quiet, PREFIX, clock.nowMs())).toBe(false);
+  });
+
+  it.each([
+    ["by the hour only", [{ limit: 1000, windowSeconds: 3600 }]],
+    ["by the day only", [{ limit: 1000, windowSeconds: 86_400 }]],
+    ["not at all", []],
+  ])("still watches a prefix when the app budgets prefixes %s (@see issue 3)", async (_name, perPrefix) => {
+    const app = appWith({ perPrefix });
+    await sent(app, 20);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
+  });
+});

@@ -1,0 +1,305 @@
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { FixedClock } from "../../../test/fakes/fixed-clock.js";
+import { otpError } from "../../../test/fakes/otp-error.js";
+import { createSqliteBackend, type SqliteBackend } from "../../storage/sqlite/index.js";
+import { newApp } from "../apps/apps.js";
+import type { CaptchaGenerator } from "../ports.js";
+import { CodeSecrets } from "../secrets.js";
+import {
+  type CaptchaService,
+  CHALLENGE_TRIES,
+  CHALLENGE_TTL_SECONDS,
+  createCaptchaService,
+  PASS_TTL_SECONDS,
+} from "./captcha-service.js";
+
+const SECRET = "captcha-secret-0123456789abcdef";
+const IMAGE_ANSWER = "AB3K";
+const SLIDER_X = 120;
+const TOLERANCE = 5;
+
+/**
+ * A generator typed by the port with fixed answers, so every case is exact. It reads answers the
+ * way the built-in one does (image: trimmed, upper-case; slider: a bare offset) — src/captcha tests
+ * the real renderers and AJ-Captcha parsing.
+ */
+function fixedGenerator(): CaptchaGenerator {
+  return {
+    image: () => ({ answer: IMAGE_ANSWER, imageDataUri: "data:image/svg+xml;base64,PHN2Zy8+" }),
+    slider: () => ({
+      x: SLIDER_X,
+      y: 40,
+      backgroundPngBase64: "YmFja2dyb3VuZA==",
+      piecePngBase64: "cGllY2U=",
+      width: 310,
+      height: 155,
+    }),
+    normalizeImageAnswer: (input) => input.trim().toUpperCase(),
+    parseSliderX: (input) => (/^\d{1,4}(\.\d+)?$/.test(input.trim()) ? Number(input.trim()) : null),
+    clientKey: () => "K".repeat(16),
+    sliderTolerancePx: TOLERANCE,
+  };
+}
+
+const shop = newApp({ id: "shop" });
+const other = newApp({ id: "other" });
+
+let backend: SqliteBackend;
+let clock: FixedClock;
+let captcha: CaptchaService;
+
+function service(options: { devMode?: boolean; secret?: string } = {}): CaptchaService {
+  return createCaptchaService({
+    store: backend.captcha,
+    generator: fixedGenerator(),
+    secrets: new CodeSecrets([options.secret ?? SECRET]),
+    clock,
+    devMode: options.devMode ?? true,
+    counters: backend.counters,
+    externalVerifierFor: () => null,
+  });
+}
+
+beforeEach(() => {
+  backend = createSqliteBackend({ path: ":memory:" });
+  clock = new FixedClock();
+  captcha = service();
+});
+afterEach(() => backend.close());
+
+async function failure(call: Promise<unknown>): Promise<string> {
+  const error = await otpError(call);
+  expect(error.code).toBe("CAPTCHA_FAILED");
+  return error.message;
+}
+
+describe("createChallenge", () => {
+  it("image: an unguessable token, 300 s, the picture and never the answer", async () => {
+    const challenge = await captcha.createChallenge(shop, "image");
+    expect(challenge).toEqual({
+      kind: "image",
+      token: expect.stringMatching(/^cc_[A-Za-z0-9_-]{22,}$/),
+      expiresInSeconds: CHALLENGE_TTL_SECONDS,
+      imageDataUri: "data:image/svg+xml;base64,PHN2Zy8+",
+    });
+    expect(CHALLENGE_TTL_SECONDS).toBe(300);
+    expect(JSON.stringify(challenge)).not.toContain(IMAGE_ANSWER);
+  });
+
+  it("slider: the images, the piece's row and the client key, never x", async () => {
+    const challenge = await captcha.createChallenge(shop, "slider");
+    expect(challenge).toEqual({
+      kind: "slider",
+      token: expect.stringMatching(/^cc_/),
+      expiresInSeconds: 300,
+      backgroundPngBase64: "YmFja2dyb3VuZA==",
+      piecePngBase64: "cGllY2U=",
+      width: 310,
+      height: 155,
+      y: 40,
+      clientKey: "K".repeat(16),
+    });
+  });
+
+  it("mints a different token every time", async () => {
+    const tokens = new Set<string>();
+    for (let n = 0; n < 50; n++) tokens.add((await captcha.createChallenge(shop, "image")).token);
+    expect(tokens.size).toBe(50);
+  });
+
+  it("stores the answer only as a keyed hash outside dev mode", async () => {
+    const production = service({ devMode: false });
+    const { token } = await production.createChallenge(shop, "image");
+    const stored = await backend.captcha.peekChallenge(token, clock.nowMs());
+    expect(stored?.answerHash).toMatch(/^[0-9a-f]{64}$/);
+    expect(stored?.devAnswer).toBeUndefined();
+    expect(JSON.stringify(stored)).not.toContain(IMAGE_ANSWER);
+    expect(await production.devAnswer(token)).toBeNull();
+    // keyed: the same answer under another server secret does not match the stored hash
+    await failure(service({ secret: "another-secret-0123456789abcdef" }).solve(shop, token, IMAGE_ANSWER));
+  });
+
+  it("dev mode keeps the answer for the dev API", async () => {
+    const image = await captcha.createChallenge(shop, "image");
+    const slider = await captcha.createChallenge(shop, "slider");
+    expect(await captcha.devAnswer(image.token)).toBe(IMAGE_ANSWER);
+    expect(await captcha.devAnswer(slider.token)).toEqual({ x: SLIDER_X });
+    expect(await captcha.devAnswer("cc_unknown")).toBeNull();
+    clock.advanceSeconds(300);
+    expect(await captcha.devAnswer(image.token)).toBeNull();
+  });
+});
+
+describe("solve: image", () => {
+  it.each(["AB3K", "ab3k", "aB3k", "  Ab3K\t"])("accepts %j (case-insensitive, trimmed)", async (answer) => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    const pass = await captcha.solve(shop, token, answer);
+    expect(pass).toEqual({
+      passToken: expect.stringMatching(/^cp_[A-Za-z0-9_-]{22,}$/),
+      expiresInSeconds: 600,
+    });
+    expect(PASS_TTL_SECONDS).toBe(600);
+  });
+
+  it.each(["AB3", "AB3KX", "A B3K", "AB8K", "120"])("refuses %j", async (answer) => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    await failure(captcha.solve(shop, token, answer));
+  });
+});
+
+describe("solve: slider", () => {
+  it.each([
+    String(SLIDER_X),
+    String(SLIDER_X - TOLERANCE),
+    String(SLIDER_X + TOLERANCE),
+    `${SLIDER_X + TOLERANCE}.4`,
+    `${SLIDER_X - TOLERANCE - 1}.5`,
+  ])("accepts x = %s (within %i px)", async (answer) => {
+    const { token } = await captcha.createChallenge(shop, "slider");
+    expect((await captcha.solve(shop, token, answer)).passToken).toMatch(/^cp_/);
+  });
+
+  it.each([
+    String(SLIDER_X - TOLERANCE - 1),
+    String(SLIDER_X + TOLERANCE + 1),
+    `${SLIDER_X + TOLERANCE}.5`,
+    "0",
+    "9999",
+    "AB3K",
+    '{"x":120}',
+  ])("refuses x = %s", async (answer) => {
+    const { token } = await captcha.createChallenge(shop, "slider");
+    await failure(captcha.solve(shop, token, answer));
+  });
+});
+
+describe("solve: tries, expiry, single use", () => {
+  it(`allows ${CHALLENGE_TRIES} tries; the right answer on the last one passes`, async () => {
+    expect(CHALLENGE_TRIES).toBe(3);
+    const { token } = await captcha.createChallenge(shop, "image");
+    await failure(captcha.solve(shop, token, "XXXX"));
+    await failure(captcha.solve(shop, token, "YYYY"));
+    expect((await captcha.solve(shop, token, IMAGE_ANSWER)).passToken).toMatch(/^cp_/);
+  });
+
+  it("kills the challenge after 3 wrong tries: the right answer fails afterwards", async () => {
+    const { token } = await captcha.createChallenge(shop, "slider");
+    for (let n = 0; n < 3; n++) await failure(captcha.solve(shop, token, "1"));
+    expect(await failure(captcha.solve(shop, token, String(SLIDER_X)))).toMatch(/out of tries/);
+  });
+
+  it("counts a malformed slider answer as a try", async () => {
+    const { token } = await captcha.createChallenge(shop, "slider");
+    for (let n = 0; n < 3; n++) await failure(captcha.solve(shop, token, "not a number"));
+    await failure(captcha.solve(shop, token, String(SLIDER_X)));
+  });
+
+  it("refuses an empty or oversized answer without spending a try", async () => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    for (let n = 0; n < 5; n++) {
+      await failure(captcha.solve(shop, token, ""));
+      await failure(captcha.solve(shop, token, "A".repeat(2049)));
+      await failure(captcha.solve(shop, token, "A".repeat(1_000_000)));
+    }
+    expect((await captcha.solve(shop, token, IMAGE_ANSWER)).passToken).toMatch(/^cp_/);
+  });
+
+  it("expires a challenge after 300 s", async () => {
+    const early = await captcha.createChallenge(shop, "image");
+    const late = await captcha.createChallenge(shop, "image");
+    clock.advanceSeconds(299);
+    await captcha.solve(shop, early.token, IMAGE_ANSWER);
+    clock.advanceSeconds(1);
+    expect(await failure(captcha.solve(shop, late.token, IMAGE_ANSWER))).toMatch(/expired/);
+  });
+
+  it("spends a solved challenge: the same answer again fails", async () => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    await captcha.solve(shop, token, IMAGE_ANSWER);
+    await failure(captcha.solve(shop, token, IMAGE_ANSWER));
+  });
+
+  it("gives exactly one pass to 20 concurrent right answers", async () => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, () => captcha.solve(shop, token, IMAGE_ANSWER)),
+    );
+    expect(outcomes.filter((outcome) => outcome.status === "fulfilled")).toHaveLength(1);
+  });
+
+  it("refuses unknown tokens", async () => {
+    await failure(captcha.solve(shop, "cc_unknown", IMAGE_ANSWER));
+    await failure(captcha.solve(shop, "", IMAGE_ANSWER));
+  });
+
+  it("refuses another app's challenge and leaves the owner's tries alone", async () => {
+    const { token } = await captcha.createChallenge(shop, "image");
+    for (let n = 0; n < 5; n++) await failure(captcha.solve(other, token, IMAGE_ANSWER));
+    expect((await captcha.solve(shop, token, IMAGE_ANSWER)).passToken).toMatch(/^cp_/);
+  });
+});
+
+describe("redeemPass", () => {
+  async function pass(bindTo?: string): Promise<string> {
+    const { token } = await captcha.createChallenge(shop, "image");
+    return (await captcha.solve(shop, token, IMAGE_ANSWER, bindTo)).passToken;
+  }
+
+  it("lets an unbound pass serve one send to anyone, once", async () => {
+    const token = await pass();
+    await captcha.redeemPass(shop, token, "+8613800138000");
+    expect(await failure(captcha.redeemPass(shop, token, "+8613800138000"))).toMatch(/already used/);
+  });
+
+  it("refuses a pass bound to A for B, and spends it so it cannot be retried", async () => {
+    const token = await pass("ann@example.com");
+    expect(await failure(captcha.redeemPass(shop, token, "bob@example.com"))).toMatch(/another recipient/);
+    await failure(captcha.redeemPass(shop, token, "ann@example.com"));
+    await captcha.redeemPass(shop, await pass("ann@example.com"), "ann@example.com");
+  });
+
+  it("refuses a pass of another app and leaves it to its app", async () => {
+    const token = await pass();
+    await failure(captcha.redeemPass(other, token, "ann@example.com"));
+    await captcha.redeemPass(shop, token, "ann@example.com");
+  });
+
+  it("expires a pass after 600 s", async () => {
+    const early = await pass();
+    const late = await pass();
+    clock.advanceSeconds(599);
+    await captcha.redeemPass(shop, early, "ann@example.com");
+    clock.advanceSeconds(1);
+    await failure(captcha.redeemPass(shop, late, "ann@example.com"));
+  });
+
+  it.each([
+    ["empty", ""],
+    ["257 characters", `cp_${"a".repeat(254)}`],
+    ["a challenge token", "cc_whatever"],
+  ])("refuses a pass token that is %s", async (_name, token) => {
+    await failure(captcha.redeemPass(shop, token, "ann@example.com"));
+  });
+
+  it("redeems a pass for exactly one of 20 concurrent sends", async () => {
+    const token = await pass();
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, () => captcha.redeemPass(shop, token, "ann@example.com")),
+    );
+    expect(outcomes.filter((outcome) => outcome.status === "fulfilled")).toHaveLength(1);
+  });
+
+  it("stores only the pass token's hash", async () => {
+    const token = await pass("ann@example.com");
+    const rows = backend.db.prepare("SELECT * FROM captcha_passes").all();
+    expect(JSON.stringify(rows)).not.toContain(token);
+    expect(rows).toEqual([
+      {
+        token_hash: expect.stringMatching(/^[0-9a-f]{64}$/),
+        app_id: "shop",
+        bound_to: "ann@example.com",
+        expires_at: clock.nowMs() + 600_000,
+      },
+    ]);
+  });
+});

@@ -1,0 +1,58 @@
+import type { TemplateSet } from "../types.js";
+import { resolveLocale } from "./templates.js";
+
+// The language most people in a region read their SMS in. Regions where several languages are
+// common (BE, CH, SG, …) are left out: a wrong guess is worse than the app's default.
+const LANGUAGE_BY_REGION: Record<string, string> = {
+  CN: "zh-Hans",
+  TW: "zh-Hant",
+  HK: "zh-Hant",
+  MO: "zh-Hant",
+  US: "en",
+  GB: "en",
+  AU: "en",
+  NZ: "en",
+  IE: "en",
+  JP: "ja",
+  KR: "ko",
+  DE: "de",
+  AT: "de",
+  FR: "fr",
+  ES: "es",
+  MX: "es",
+  AR: "es",
+  CO: "es",
+  CL: "es",
+  PE: "es",
+  BR: "pt",
+  PT: "pt",
+  IT: "it",
+  RU: "ru",
+  NL: "nl",
+  PL: "pl",
+  TR: "tr",
+  VN: "vi",
+  TH: "th",
+  ID: "id",
+  UA: "uk",
+  SE: "sv",
+  DK: "da",
+  FI: "fi",
+  NO: "nb",
+  CZ: "cs",
+  GR: "el",
+  IL: "he",
+  HU: "hu",
+  RO: "ro",
+};
+
+/**
+ * The locale a phone number's region suggests (+86 -> zh-Hans), if the app or verifyd has
+ * templates in that language; undefined otherwise, so the caller falls back to the app default.
+ */
+export function countryLocale(region: string | undefined, templates: TemplateSet): string | undefined {
+  const language = region === undefined ? undefined : LANGUAGE_BY_REGION[region];
+  if (language === undefined) return undefined;
+  // resolveLocale returns the fallback ("") when no template family matches the language.
+  return resolveLocale(language, templates, "") || undefined;
+}

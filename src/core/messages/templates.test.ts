@@ -1,0 +1,108 @@
+import { describe, expect, it } from "vitest";
+import { PURPOSES } from "../types.js";
+import { BUILT_IN_LOCALES, fillTemplate, findTemplate, resolveLocale } from "./templates.js";
+
+const values = { code: "042917", minutes: 10, app: "Shop" };
+
+describe("built-in templates", () => {
+  it("ship English and Simplified Chinese", () => {
+    expect(BUILT_IN_LOCALES).toEqual(expect.arrayContaining(["en", "zh-Hans"]));
+  });
+
+  it.each(PURPOSES.flatMap((purpose) => BUILT_IN_LOCALES.map((locale) => [purpose, locale] as const)))(
+    "%s in %s carries the code and the validity, and leaves no placeholder unfilled",
+    (purpose, locale) => {
+      const template = findTemplate({}, purpose, locale);
+      expect(template).not.toBeNull();
+      const text = fillTemplate(template?.text ?? "", values);
+      const subject = fillTemplate(template?.subject ?? "", values);
+      expect(text).toContain("042917");
+      expect(text).toContain("10");
+      expect(`${subject} ${text}`).not.toMatch(/\{(code|minutes|app)\}/);
+    },
+  );
+
+  it("word the sign-in code in each language", () => {
+    expect(fillTemplate(findTemplate({}, "sign_in", "en")?.text ?? "", values)).toMatch(
+      /^Your Shop sign-in code is 042917\. It expires in 10 minutes\./,
+    );
+    expect(fillTemplate(findTemplate({}, "sign_in", "zh-Hans")?.text ?? "", values)).toMatch(
+      /^您的Shop登录验证码是 042917，10 分钟内有效。/,
+    );
+  });
+});
+
+describe("fillTemplate", () => {
+  it("fills every occurrence of {code}, {minutes} and {app}", () => {
+    expect(fillTemplate("{app}: {code} {code} ({minutes} min)", values)).toBe("Shop: 042917 042917 (10 min)");
+  });
+
+  it("leaves unknown placeholders as written", () => {
+    expect(fillTemplate("{user}, {code}", values)).toBe("{user}, 042917");
+  });
+
+  it("fills the Fresns aliases {sitename}, {name} and {time}", () => {
+    expect(fillTemplate("{sitename}/{name}: {code} ({time} min)", values)).toBe(
+      `${values.app}/${values.app}: 042917 (${values.minutes} min)`,
+    );
+  });
+
+  it("keeps a code's leading zeros", () => {
+    expect(fillTemplate("{code}", { ...values, code: "000123" })).toBe("000123");
+  });
+
+  it("does not interpret replacement patterns in the app name", () => {
+    expect(fillTemplate("{app}", { ...values, app: "$& $1 Shop" })).toBe("$& $1 Shop");
+  });
+});
+
+describe("findTemplate", () => {
+  const custom = {
+    sign_in: { en: { subject: "Sign in to {app}", text: "Code {code}" } },
+    default: { fr: { subject: "Code {app}", text: "Votre code est {code}" } },
+  };
+
+  it("prefers the app's own template for the purpose and locale", () => {
+    expect(findTemplate(custom, "sign_in", "en")?.text).toBe("Code {code}");
+  });
+
+  it("falls back to the app's default for the locale, then to the built-in one", () => {
+    expect(findTemplate(custom, "sign_up", "fr")?.text).toBe("Votre code est {code}");
+    expect(findTemplate(custom, "sign_up", "en")?.text).toContain("sign-up code");
+  });
+
+  it("returns null for a locale nobody has templates for", () => {
+    expect(findTemplate({}, "sign_in", "fr")).toBeNull();
+  });
+});
+
+describe("resolveLocale", () => {
+  it.each([
+    [undefined, "en"],
+    ["en", "en"],
+    ["en-US", "en"],
+    ["EN-gb", "en"],
+    ["zh-Hans", "zh-Hans"],
+    ["zh-CN", "zh-Hans"],
+    ["zh", "zh-Hans"],
+    ["zh-TW", "zh-Hans"],
+    ["fr-FR", "en"],
+  ])("maps %j to %j", (requested, expected) => {
+    expect(resolveLocale(requested, {}, "en")).toBe(expected);
+  });
+
+  it("maps traditional Chinese to zh-Hant when the app has it", () => {
+    const templates = { default: { "zh-Hant": { subject: "{app}", text: "{code}" } } };
+    expect(resolveLocale("zh-TW", templates, "en")).toBe("zh-Hant");
+    expect(resolveLocale("zh-Hant-HK", templates, "en")).toBe("zh-Hant");
+  });
+
+  it("knows the locales an app added", () => {
+    const templates = { default: { fr: { subject: "{app}", text: "{code}" } } };
+    expect(resolveLocale("fr-CA", templates, "en")).toBe("fr");
+  });
+
+  it("falls back to the app's default locale", () => {
+    expect(resolveLocale("de", {}, "zh-Hans")).toBe("zh-Hans");
+  });
+});

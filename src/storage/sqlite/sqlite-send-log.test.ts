@@ -1,0 +1,149 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { Logger, SendLogEntry } from "../../core/ports.js";
+import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
+import { createSqliteSendLog } from "./sqlite-send-log.js";
+
+const NOW = Date.UTC(2026, 0, 1, 12, 0, 0);
+
+function recordingLogger() {
+  const lines: { level: string; object: object; message?: string | undefined }[] = [];
+  const at =
+    (level: string) =>
+    (object: object, message?: string): void => {
+      lines.push({ level, object, message });
+    };
+  const logger: Logger = { debug: at("debug"), info: at("info"), warn: at("warn"), error: at("error") };
+  return { logger, lines };
+}
+
+function entry(overrides: Partial<SendLogEntry> = {}): SendLogEntry {
+  return {
+    atMs: NOW,
+    appId: "shop",
+    face: "native",
+    channel: "sms",
+    to: "+86*******00",
+    purpose: "sign_in",
+    decision: "accepted",
+    ...overrides,
+  };
+}
+
+let db: SqliteDatabase;
+let log: ReturnType<typeof createSqliteSendLog>;
+let lines: ReturnType<typeof recordingLogger>["lines"];
+
+function rowsWritten(): number {
+  return (db.prepare("SELECT count(*) AS n FROM send_log").get() as { n: number }).n;
+}
+
+beforeEach(() => {
+  db = openSqliteDatabase({ path: ":memory:" });
+  const recorder = recordingLogger();
+  lines = recorder.lines;
+  log = createSqliteSendLog(db, recorder.logger);
+});
+afterEach(() => {
+  log.close();
+  db.close();
+  vi.useRealTimers();
+});
+
+describe("record and query", () => {
+  it("buffers on record (nothing written on the request path) and writes on query", async () => {
+    log.record(entry());
+    expect(rowsWritten()).toBe(0);
+    expect(await log.query({ appId: "shop", limit: 10 })).toEqual([entry()]);
+    expect(rowsWritten()).toBe(1);
+  });
+
+  it("keeps every field of a decision, the shadowed rules as a list", async () => {
+    const full = entry({
+      country: "GB",
+      ip: "203.0.113.7",
+      deviceId: "device-1",
+      reason: "sms_prefix_+44740:5/3600s",
+      shadowed: ["country_not_allowed:NG", "sms_daily_budget:4/86400s"],
+      verificationId: "vf_123",
+    });
+    log.record(full);
+    await log.flush();
+    expect(await log.query({ appId: "shop", limit: 10 })).toEqual([full]);
+  });
+
+  it("returns the newest first, for one app, filtered by decision and time, up to the limit", async () => {
+    log.record(entry({ atMs: NOW, decision: "accepted", verificationId: "vf_1" }));
+    log.record(entry({ atMs: NOW + 1000, decision: "captcha_required", reason: "risk_ip:3/600s" }));
+    log.record(entry({ atMs: NOW + 2000, decision: "denied", reason: "country_denied:NG" }));
+    log.record(entry({ atMs: NOW + 2000, decision: "rate_limited", reason: "recipient:1/60s" }));
+    log.record(entry({ atMs: NOW + 3000, decision: "captcha_failed", appId: "other" }));
+
+    const all = await log.query({ appId: "shop", limit: 10 });
+    expect(all.map((each) => each.decision)).toEqual([
+      "rate_limited",
+      "denied",
+      "captcha_required",
+      "accepted",
+    ]);
+    expect(
+      (await log.query({ appId: "shop", decision: "denied", limit: 10 })).map((each) => each.reason),
+    ).toEqual(["country_denied:NG"]);
+    expect(await log.query({ appId: "shop", sinceMs: NOW + 1000, limit: 10 })).toHaveLength(3);
+    expect(await log.query({ appId: "shop", limit: 2 })).toHaveLength(2);
+    expect((await log.query({ appId: "other", limit: 10 })).map((each) => each.decision)).toEqual([
+      "captcha_failed",
+    ]);
+  });
+});
+
+describe("batching", () => {
+  it("writes on its timer, once a second", async () => {
+    vi.useFakeTimers();
+    const timed = createSqliteSendLog(db, recordingLogger().logger);
+    timed.record(entry());
+    vi.advanceTimersByTime(999);
+    expect(rowsWritten()).toBe(0);
+    vi.advanceTimersByTime(1);
+    expect(rowsWritten()).toBe(1);
+    timed.close();
+  });
+
+  it("writes a full batch of 500 on the next turn of the event loop", async () => {
+    for (let n = 0; n < 500; n++) log.record(entry({ atMs: NOW + n }));
+    expect(rowsWritten()).toBe(0);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(rowsWritten()).toBe(500);
+  });
+
+  it("drops the oldest entries past 50,000 unwritten ones, and says how many", async () => {
+    for (let n = 0; n <= 50_000; n++) log.record(entry({ atMs: NOW + n }));
+    await log.flush();
+    expect(rowsWritten()).toBe(50_000);
+    const [oldest] = db.prepare("SELECT min(at) AS at FROM send_log").all() as { at: number }[];
+    expect(oldest?.at).toBe(NOW + 1);
+    expect(lines).toEqual([
+      {
+        level: "warn",
+        object: { dropped: 1 },
+        message: "send log buffer overflowed; oldest entries dropped",
+      },
+    ]);
+  });
+
+  it("logs a failed write instead of failing anyone", async () => {
+    log.record(entry({ atMs: { not: "a number" } as unknown as number }));
+    await expect(log.flush()).resolves.toBeUndefined();
+    expect(lines).toEqual([
+      { level: "error", object: { err: expect.any(Error), entries: 1 }, message: "send log write failed" },
+    ]);
+    // the log keeps working afterwards
+    log.record(entry());
+    expect(await log.query({ appId: "shop", limit: 10 })).toHaveLength(1);
+  });
+
+  it("writes what is buffered on close", () => {
+    log.record(entry());
+    log.close();
+    expect(rowsWritten()).toBe(1);
+  });
+});
