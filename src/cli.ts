@@ -3,8 +3,9 @@ import { type Config, ConfigError, loadConfig } from "./config/load.js";
 import { mintApiKey, newApp } from "./core/apps/apps.js";
 import { createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
-import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
-import { migrateSqlite } from "./storage/sqlite/sqlite-database.js";
+import { migratePostgresDatabase } from "./storage/postgres/postgres-migrator.js";
+import { sqlitePath } from "./storage/sqlite/index.js";
+import { migrateSqlite, openSqliteDatabase } from "./storage/sqlite/sqlite-database.js";
 
 const USAGE = `usage: verifyd [serve]
        verifyd migrate
@@ -67,11 +68,18 @@ async function serve(config: Config): Promise<undefined> {
 }
 
 async function migrate(config: Config): Promise<number> {
-  const backend = createSqliteBackend({ path: sqlitePath(config.dataDir), migrate: false });
+  if (config.redisUrl && config.databaseUrl) {
+    // Cluster mode: the durable schema is PostgreSQL's; Redis keys need no migration (they expire).
+    const applied = await migratePostgresDatabase(config.databaseUrl, config.databaseSchema);
+    console.log(JSON.stringify({ applied }));
+    return 0;
+  }
+  // The database alone, not the stores: they prepare statements on tables this command creates.
+  const db = openSqliteDatabase({ path: sqlitePath(config.dataDir), migrate: false });
   try {
-    console.log(JSON.stringify({ applied: migrateSqlite(backend.db) }));
+    console.log(JSON.stringify({ applied: migrateSqlite(db) }));
   } finally {
-    backend.close();
+    db.close();
   }
   return 0;
 }
@@ -121,7 +129,7 @@ async function apps(config: Config, args: string[]): Promise<number> {
     console.error(USAGE);
     return 2;
   } finally {
-    backend.close();
+    await backend.close();
   }
 }
 

@@ -5,8 +5,11 @@ import type { FastifyInstance } from "fastify";
 import { loadConfig } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
 import type { Engine } from "../src/core/engine.js";
+import type { MessageSender } from "../src/core/ports.js";
+import type { Channel } from "../src/core/types.js";
 import { createLogger } from "../src/observability/logger.js";
 import { assembleServer, type RunningServer } from "../src/server.js";
+import { type SqliteBackend, sqliteBackendOf } from "../src/storage/sqlite/index.js";
 import { FixedClock } from "./fakes/fixed-clock.js";
 import { RecordingSender } from "./fakes/recording-sender.js";
 
@@ -22,10 +25,13 @@ export interface TestServerOptions {
   /** use the real dev sender (dev inbox) instead of recording senders */
   devSender?: boolean;
   clock?: FixedClock;
+  /** providers per channel instead of the recording senders (an empty list disables a channel) */
+  senders?: Partial<Record<Channel, MessageSender[]>>;
 }
 
 export interface TestServer {
-  server: RunningServer;
+  /** the harness always runs the embedded mode, so its backend is SQLite's (tests may read the file) */
+  server: RunningServer & { backend: SqliteBackend };
   fastify: FastifyInstance;
   engine: Engine;
   clock: FixedClock;
@@ -69,11 +75,11 @@ export async function createTestServer(options: TestServerOptions = {}): Promise
     config,
     logger,
     clock,
-    ...(options.devSender ? {} : { senders: { email: [email], sms: [sms] } }),
+    ...(options.devSender ? {} : { senders: { email: [email], sms: [sms], ...options.senders } }),
   });
   await server.fastify.ready();
   return {
-    server,
+    server: Object.assign(server, { backend: sqliteBackendOf(server.backend) }),
     fastify: server.fastify,
     engine: server.engine,
     clock,

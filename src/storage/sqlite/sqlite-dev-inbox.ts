@@ -5,8 +5,10 @@ import type { SqliteDatabase } from "./sqlite-database.js";
 
 /** The dev inbox (dev mode only): the one place a plaintext code rests, by design. */
 export function createSqliteDevInbox(db: SqliteDatabase, group: GroupCommit): DevInbox {
+  // The id is the outbox message id: a redelivery (at least once, after a crash) is a no-op, the
+  // way a provider honouring idempotency keys treats it, instead of a failure retried for ever.
   const insert = db.prepare(`
-    INSERT INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
+    INSERT OR IGNORE INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
     VALUES (@id, @appId, @channel, @to, @subject, @text, @code, @createdAtMs)`);
   const list = db.prepare(
     "SELECT * FROM dev_inbox WHERE recipient = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",

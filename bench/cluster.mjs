@@ -1,0 +1,240 @@
+// The cluster scenarios of `npm run bench`: one verifyd in cluster mode on the local Redis +
+// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with autocannon: the
+// /healthz baseline, sends to unique recipients, then checks of the codes those sends delivered,
+// each as a ratio to the baseline. It also counts the Redis round trips of a send by watching
+// MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
+// bench/cluster.mjs`; BENCH_REDIS_URL / BENCH_DATABASE_URL override the local services.
+import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import { mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+import { Redis } from "ioredis";
+import pg from "pg";
+
+const root = fileURLToPath(new URL("..", import.meta.url));
+const DURATION_SECONDS = Number(process.env.BENCH_DURATION ?? 8);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const REDIS_URL =
+  process.env.BENCH_REDIS_URL ?? process.env.VERIFYD_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
+const DATABASE_URL =
+  process.env.BENCH_DATABASE_URL ??
+  process.env.VERIFYD_TEST_DATABASE_URL ??
+  "postgres://postgres@127.0.0.1:5432/test";
+// Sends watched on MONITOR to count round trips; sequential, so each one's commands are its own.
+const ROUND_TRIP_SAMPLE = 20;
+const MAX_CHECKS = 30_000;
+
+const run_id = randomBytes(4).toString("hex");
+const dataDir = mkdtempSync(join(tmpdir(), "verifyd-bench-cluster-"));
+const schema = `vdbench_${run_id}`;
+const prefix = `vdbench:${run_id}:`;
+
+async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** A distinct client address per request, each in its own /24 so subnet rules stay quiet too. */
+function clientAddress(i) {
+  return `${11 + ((i >> 16) % 200)}.${(i >> 8) & 255}.${i & 255}.1`;
+}
+
+async function startServer(port) {
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ") ?? [];
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, process.env.BENCH_MAIN ?? join(root, "dist", "main.js")],
+    {
+      env: {
+        ...process.env,
+        VERIFYD_DATA_DIR: dataDir,
+        VERIFYD_PORT: String(port),
+        VERIFYD_TRUST_PROXY: "127.0.0.1",
+        VERIFYD_LOG_LEVEL: "warn",
+        VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
+        VERIFYD_REDIS_URL: REDIS_URL,
+        VERIFYD_DATABASE_URL: DATABASE_URL,
+        VERIFYD_DATABASE_SCHEMA: schema,
+        VERIFYD_REDIS_PREFIX: prefix,
+        VERIFYD_DATABASE_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? "10",
+      },
+      stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"],
+    },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(`${base}/readyz`)).ok) return { child, base };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("server did not start");
+}
+
+function run(name, options, expectedStatus) {
+  return new Promise((resolve, reject) => {
+    const statuses = new Map();
+    const instance = autocannon(
+      { connections: CONNECTIONS, duration: DURATION_SECONDS, ...options },
+      (error, result) => {
+        if (error) return reject(error);
+        const unexpected = [...statuses]
+          .filter(([status]) => status !== expectedStatus)
+          .reduce((n, [, c]) => n + c, 0);
+        resolve({
+          name,
+          requestsPerSecond: result.requests.average,
+          p50: result.latency.p50,
+          p99: result.latency.p99,
+          total: result.requests.total,
+          unexpected: unexpected + result.errors + result.timeouts,
+          statuses: Object.fromEntries(statuses),
+        });
+      },
+    );
+    instance.on("response", (_client, statusCode) =>
+      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1),
+    );
+  });
+}
+
+function send(i, to) {
+  return {
+    method: "POST",
+    path: "/v1/verifications",
+    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
+    body: JSON.stringify({ channel: "email", to, purpose: "sign_in" }),
+  };
+}
+
+/** Round trips per send: top-level commands naming our prefix, seen on MONITOR (Lua's own calls are tagged "lua"). */
+async function redisRoundTripsPerSend(base) {
+  // monitor() opens a second connection in monitor mode; both are closed below.
+  const source = new Redis(REDIS_URL);
+  const monitor = await source.monitor();
+  let commands = 0;
+  monitor.on("monitor", (_time, args, source) => {
+    if (!source.includes("lua") && args.some((arg) => String(arg).startsWith(prefix))) commands += 1;
+  });
+  for (let i = 0; i < ROUND_TRIP_SAMPLE; i++) {
+    const { method, path, headers, body } = send(5_000_000 + i, `rtt-${i}@example.com`);
+    const reply = await fetch(`${base}${path}`, { method, headers, body });
+    if (reply.status !== 201) throw new Error(`round-trip sample: send answered ${reply.status}`);
+  }
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  monitor.disconnect();
+  source.disconnect();
+  return commands / ROUND_TRIP_SAMPLE;
+}
+
+async function main() {
+  const port = await freePort();
+  const server = await startServer(port);
+  const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
+  const results = [];
+  let roundTrips;
+  try {
+    roundTrips = await redisRoundTripsPerSend(server.base);
+    results.push(await run("baseline GET /healthz", { url: `${server.base}/healthz` }, 200));
+    console.error(`done: ${results.at(-1).name}`);
+
+    let i = 0;
+    results.push(
+      await run(
+        "cluster send (unique recipients)",
+        {
+          url: server.base,
+          requests: [
+            { setupRequest: (request) => ({ ...request, ...send(++i, `bench-${run_id}-${i}@example.com`) }) },
+          ],
+        },
+        201,
+      ),
+    );
+    console.error(`done: ${results.at(-1).name}`);
+
+    // The codes the sends delivered, read from the dev inbox (dev mode keeps them there).
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    const { rows: pairs } = await pool.query(
+      `SELECT o.verification_id AS id, d.code AS code FROM ${schema}.dev_inbox d
+       JOIN ${schema}.outbox o ON o.id = d.id WHERE d.recipient LIKE 'bench-%' LIMIT ${MAX_CHECKS}`,
+    );
+    let j = 0;
+    if (pairs.length === 0) console.error("no delivered codes to check: the check scenario is skipped");
+    else
+      results.push(
+        await run(
+          `cluster check (right code, ${pairs.length} codes)`,
+          {
+            url: server.base,
+            amount: pairs.length,
+            requests: [
+              {
+                setupRequest: (request) => {
+                  const pair = pairs[j++ % pairs.length];
+                  return {
+                    ...request,
+                    method: "POST",
+                    path: "/v1/verifications/check",
+                    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(j) },
+                    body: JSON.stringify(pair),
+                  };
+                },
+              },
+            ],
+          },
+          200,
+        ),
+      );
+    console.error(`done: ${results.at(-1).name}`);
+  } finally {
+    if (server.child.exitCode === null && server.child.signalCode === null) {
+      const exited = new Promise((resolve) => server.child.once("exit", resolve));
+      server.child.kill("SIGTERM");
+      await exited;
+    }
+    rmSync(dataDir, { recursive: true, force: true });
+    await pool.query(`DROP SCHEMA IF EXISTS ${schema} CASCADE`).catch(() => {});
+    await pool.end();
+    const redis = new Redis(REDIS_URL);
+    let cursor = "0";
+    do {
+      const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 5000);
+      cursor = next;
+      if (keys.length > 0) await redis.unlink(...keys);
+    } while (cursor !== "0");
+    redis.disconnect();
+  }
+
+  const baseline = results[0].requestsPerSecond;
+  console.log(
+    `\nverifyd cluster bench: ${CONNECTIONS} connections, ${DURATION_SECONDS} s per scenario, node ${process.version}`,
+  );
+  console.log("| scenario | req/s | p50 ms | p99 ms | unexpected answers | ratio to baseline |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const r of results) {
+    const flag = r.unexpected > 0 ? ` (NOT A RESULT: ${JSON.stringify(r.statuses)})` : "";
+    console.log(
+      `| ${r.name} | ${Math.round(r.requestsPerSecond)} | ${r.p50} | ${r.p99} | ${r.unexpected}${flag} | ${(r.requestsPerSecond / baseline).toFixed(2)}x |`,
+    );
+  }
+  console.log(
+    `\nRedis round trips per send: ${roundTrips.toFixed(2)} (goal 1; MONITOR over ${ROUND_TRIP_SAMPLE} sends)`,
+  );
+  if (results.some((r) => r.unexpected > 0)) process.exitCode = 1;
+}
+
+await main();

@@ -1,0 +1,32 @@
+import type {
+  AccountDirectory,
+  AppStore,
+  CaptchaStore,
+  CounterStore,
+  DevInbox,
+  OutboxStore,
+  SendLog,
+  VerificationStore,
+} from "../core/ports.js";
+
+/**
+ * Every port the server needs from its storage, whichever mode provides them: embedded (one
+ * SQLite file, storage/sqlite) or cluster (Redis + PostgreSQL, storage/cluster). The composition
+ * root depends on this shape only.
+ */
+export interface Backend {
+  verifications: VerificationStore;
+  outbox: OutboxStore;
+  apps: AppStore;
+  accounts: AccountDirectory;
+  counters: CounterStore;
+  devInbox: DevInbox;
+  captcha: CaptchaStore;
+  sendLog: SendLog;
+  /** deletes a batch of expired rows; returns how many (synchronous in SQLite, so callers await) */
+  purge: (nowMs: number) => number | Promise<number>;
+  /** true when every backend answers (`/readyz`); never throws */
+  ready: () => Promise<boolean>;
+  /** flushes buffered writes and closes connections */
+  close: () => void | Promise<void>;
+}

@@ -1,0 +1,132 @@
+import type { Redis } from "ioredis";
+import type { Logger } from "../../core/ports.js";
+import type { Backend } from "../backend.js";
+import { createPostgresAccountDirectory } from "../postgres/postgres-account-directory.js";
+import { createPostgresAppStore } from "../postgres/postgres-app-store.js";
+import { createPostgresDevInbox } from "../postgres/postgres-dev-inbox.js";
+import { migratePostgres } from "../postgres/postgres-migrator.js";
+import { createPostgresDeliveryList, createPostgresOutboxStore } from "../postgres/postgres-outbox-store.js";
+import { createPostgresOutboxWriter } from "../postgres/postgres-outbox-writer.js";
+import { createPostgresPool } from "../postgres/postgres-pool.js";
+import { createPostgresPurger } from "../postgres/postgres-purger.js";
+import { createPostgresSendLog } from "../postgres/postgres-send-log.js";
+import { createRedisCaptchaStore } from "../redis/redis-captcha-store.js";
+import { connectRedis } from "../redis/redis-client.js";
+import { createRedisCounterStore } from "../redis/redis-counter-store.js";
+import { RedisKeys } from "../redis/redis-keys.js";
+import { createRedisVerificationStore } from "../redis/redis-verification-store.js";
+import { createClusterVerificationStore } from "./cluster-verification-store.js";
+import { failClosed, unavailable } from "./store-unavailable.js";
+
+export const DEFAULT_REDIS_PREFIX = "vd:";
+export const DEFAULT_DATABASE_POOL_SIZE = 10;
+
+export interface ClusterBackendOptions {
+  redisUrl: string;
+  databaseUrl: string;
+  /** PostgreSQL connections per process */
+  poolSize?: number;
+  /** prefix of every Redis key (several deployments, or test runs, can share one Redis) */
+  redisPrefix?: string;
+  /** PostgreSQL schema to work in, created on migration; default: the server's search_path */
+  databaseSchema?: string | undefined;
+  /** apply pending PostgreSQL migrations before returning (default true) */
+  migrate?: boolean;
+  logger?: Logger;
+}
+
+/** The cluster backend; its purge and close are asynchronous. */
+export interface ClusterBackend extends Backend {
+  purge: (nowMs: number) => Promise<number>;
+  close: () => Promise<void>;
+}
+
+const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * Every port of the cluster mode: hot state (codes, counters, tokens, idempotency, captcha) in
+ * Redis, durable state (apps, accounts, sessions, outbox, deliveries, dev inbox, send log) in
+ * PostgreSQL. Any backend failure surfaces as OtpError STORE_UNAVAILABLE (wrapped here, once);
+ * the clients reconnect by themselves. Migrates PostgreSQL first unless told not to, and
+ * rejects if either backend is unreachable at startup.
+ */
+export async function createClusterBackend(options: ClusterBackendOptions): Promise<ClusterBackend> {
+  const logger = options.logger ?? silentLogger;
+  const poolSize = options.poolSize ?? DEFAULT_DATABASE_POOL_SIZE;
+  // Two pools share the configured size. The request path's (sends' outbox rows, apps, accounts,
+  // reads) commits synchronously: a 2xx means durable. The background pool (the outbox worker's
+  // claims and settlements, the dev inbox, the send log, the purge) commits without waiting for
+  // the WAL flush: losing its last few hundred ms in a database crash only means a message is
+  // claimed or delivered again (at least once, as a worker crash already allows), and it keeps the
+  // worker's commits from queueing fsyncs in front of the sends'.
+  const backgroundSize = Math.max(1, Math.floor(poolSize / 4));
+  const pool = createPostgresPool({
+    url: options.databaseUrl,
+    poolSize: Math.max(1, poolSize - backgroundSize),
+    schema: options.databaseSchema,
+    logger,
+  });
+  const backgroundPool = createPostgresPool({
+    url: options.databaseUrl,
+    poolSize: backgroundSize,
+    schema: options.databaseSchema,
+    asyncCommit: true,
+    logger,
+  });
+  let redis: Redis;
+  try {
+    if (options.migrate ?? true) {
+      const applied = await migratePostgres(pool, options.databaseSchema);
+      if (applied.length > 0) logger.info({ applied }, "postgres migrated");
+    }
+    redis = await connectRedis({ url: options.redisUrl, logger });
+  } catch (error) {
+    await Promise.all([pool.end().catch(() => {}), backgroundPool.end().catch(() => {})]);
+    throw error;
+  }
+
+  const keys = new RedisKeys(options.redisPrefix ?? DEFAULT_REDIS_PREFIX);
+  const outbox = createPostgresOutboxStore(backgroundPool);
+  // Half the request pool may be committing outbox batches; the rest serves reads and accounts.
+  const writer = createPostgresOutboxWriter(pool, {
+    maxConcurrentCommits: Math.max(1, Math.floor((poolSize - backgroundSize) / 2)),
+  });
+  const sendLog = createPostgresSendLog(backgroundPool, logger);
+  const purge = createPostgresPurger(backgroundPool);
+  const verifications = createClusterVerificationStore({
+    hot: createRedisVerificationStore(redis, keys),
+    outbox: writer,
+    deliveries: createPostgresDeliveryList(pool),
+    logger,
+  });
+
+  return {
+    verifications: failClosed("cluster", verifications),
+    outbox: failClosed("postgres", outbox),
+    apps: failClosed("postgres", createPostgresAppStore(pool)),
+    accounts: failClosed("postgres", createPostgresAccountDirectory(pool)),
+    counters: failClosed("redis", createRedisCounterStore(redis, keys)),
+    devInbox: failClosed("postgres", createPostgresDevInbox(backgroundPool)),
+    captcha: failClosed("redis", createRedisCaptchaStore(redis, keys)),
+    sendLog: failClosed("postgres", sendLog),
+    purge: (nowMs) =>
+      purge(nowMs).catch((error: unknown) => {
+        throw unavailable("postgres", error);
+      }),
+    async ready() {
+      const pings = await Promise.allSettled([
+        redis.ping(),
+        pool.query("SELECT 1"),
+        backgroundPool.query("SELECT 1"),
+      ]);
+      return pings.every((ping) => ping.status === "fulfilled");
+    },
+    async close() {
+      // Rows already handed to the writer are committed (or failed) before the pool goes.
+      await writer.drain();
+      await sendLog.close();
+      await redis.quit().catch(() => redis.disconnect());
+      await Promise.all([pool.end(), backgroundPool.end()]);
+    },
+  };
+}

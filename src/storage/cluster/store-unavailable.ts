@@ -1,0 +1,40 @@
+import { OtpError } from "../../core/errors.js";
+
+/**
+ * The one place where backend failures become OtpError STORE_UNAVAILABLE, so every API face
+ * answers its own 503 while Redis or PostgreSQL is unreachable. OtpErrors an adapter throws on
+ * purpose (ACCOUNT_EXISTS) pass through untouched. Fail closed: nothing is retried or guessed here.
+ */
+export function unavailable(backend: string, error: unknown): OtpError {
+  if (error instanceof OtpError) return error;
+  const reason = error instanceof Error ? error.message : String(error);
+  return new OtpError("STORE_UNAVAILABLE", { internal: `${backend}: ${reason}`, cause: error });
+}
+
+/**
+ * Wraps every method of a port so that a rejection (or a synchronous throw) from the backend
+ * surfaces as STORE_UNAVAILABLE. Non-function members are copied as they are.
+ */
+export function failClosed<Port extends object>(backend: string, port: Port): Port {
+  const wrapped: Record<string, unknown> = {};
+  for (const [name, member] of Object.entries(port)) {
+    if (typeof member !== "function") {
+      wrapped[name] = member;
+      continue;
+    }
+    const method = member as (...args: unknown[]) => unknown;
+    wrapped[name] = (...args: unknown[]) => {
+      try {
+        const result = method.apply(port, args);
+        return result instanceof Promise
+          ? result.catch((error: unknown) => {
+              throw unavailable(backend, error);
+            })
+          : result;
+      } catch (error) {
+        throw unavailable(backend, error);
+      }
+    };
+  }
+  return wrapped as Port;
+}

@@ -1,0 +1,109 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { OtpError } from "../../core/errors.js";
+import type { AccountDirectory } from "../../core/ports.js";
+import type { Account } from "../../core/types.js";
+import { baseTime, hexHash, uniqueId } from "./fixtures.contract.js";
+
+export interface AccountDirectoryFixture {
+  accounts: AccountDirectory;
+  close(): Promise<void>;
+}
+
+function account(appId: string, fields: Partial<Account> = {}): Account {
+  return { id: uniqueId("acct"), appId, profile: {}, createdAtMs: baseTime(), ...fields };
+}
+
+async function errorCode(promise: Promise<unknown>): Promise<string> {
+  try {
+    await promise;
+    return "resolved";
+  } catch (error) {
+    return error instanceof OtpError ? error.code : String(error);
+  }
+}
+
+/** The AccountDirectory contract: unique contacts and usernames per app; sessions that expire. */
+export function accountDirectoryContract(name: string, open: () => Promise<AccountDirectoryFixture>): void {
+  describe(`AccountDirectory contract: ${name}`, () => {
+    let fixture: AccountDirectoryFixture;
+    let accounts: AccountDirectory;
+    beforeAll(async () => {
+      fixture = await open();
+      accounts = fixture.accounts;
+    });
+    afterAll(async () => {
+      await fixture?.close();
+    });
+
+    it("finds an account by email, phone, username and id", async () => {
+      const appId = uniqueId("app");
+      const created = account(appId, {
+        email: "ann@example.com",
+        phone: "+15551234567",
+        username: "ann",
+        passwordHash: "scrypt$x",
+        profile: { nickname: "Ann" },
+      });
+      expect(await accounts.create(created)).toEqual(created);
+      expect(await accounts.findByContact(appId, "email", "ann@example.com")).toEqual(created);
+      expect(await accounts.findByContact(appId, "sms", "+15551234567")).toEqual(created);
+      expect(await accounts.findByUsername(appId, "ann")).toEqual(created);
+      expect(await accounts.findById(appId, created.id)).toEqual(created);
+      expect(await accounts.findById(uniqueId("app"), created.id)).toBeNull();
+      expect(await accounts.findByContact(appId, "email", "bob@example.com")).toBeNull();
+    });
+
+    it("refuses a taken email, phone or username in the same app with ACCOUNT_EXISTS", async () => {
+      const appId = uniqueId("app");
+      await accounts.create(
+        account(appId, { email: "ann@example.com", phone: "+15551234567", username: "ann" }),
+      );
+      expect(await errorCode(accounts.create(account(appId, { email: "ann@example.com" })))).toBe(
+        "ACCOUNT_EXISTS",
+      );
+      expect(await errorCode(accounts.create(account(appId, { phone: "+15551234567" })))).toBe(
+        "ACCOUNT_EXISTS",
+      );
+      expect(await errorCode(accounts.create(account(appId, { username: "ann" })))).toBe("ACCOUNT_EXISTS");
+      // Another app is another namespace; accounts without contacts never collide.
+      expect(await errorCode(accounts.create(account(uniqueId("app"), { email: "ann@example.com" })))).toBe(
+        "resolved",
+      );
+      expect(await errorCode(accounts.create(account(appId)))).toBe("resolved");
+      expect(await errorCode(accounts.create(account(appId)))).toBe("resolved");
+    });
+
+    it("updates an account and refuses a contact another account has", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com" }));
+      const bob = await accounts.create(account(appId, { email: "bob@example.com" }));
+      const moved = { ...ann, email: "ann@new.example", phone: "+15550000000", profile: { a: "1" } };
+      expect(await accounts.update(moved)).toEqual(moved);
+      expect(await accounts.findById(appId, ann.id)).toEqual(moved);
+      expect(await errorCode(accounts.update({ ...bob, email: "ann@new.example" }))).toBe("ACCOUNT_EXISTS");
+    });
+
+    it("lets exactly one of 10 concurrent sign-ups with one email through", async () => {
+      const appId = uniqueId("app");
+      const codes = await Promise.all(
+        Array.from({ length: 10 }, () =>
+          errorCode(accounts.create(account(appId, { email: "race@example.com" }))),
+        ),
+      );
+      expect(codes.filter((code) => code === "resolved")).toHaveLength(1);
+      expect(codes.filter((code) => code === "ACCOUNT_EXISTS")).toHaveLength(9);
+    });
+
+    it("finds a session until it expires, and not after it is deleted", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const session = { tokenHash: hexHash(), appId, accountId: uniqueId("acct"), expiresAtMs: now + 60_000 };
+      await accounts.createSession(session);
+      expect(await accounts.findSession(appId, session.tokenHash, now)).toEqual(session);
+      expect(await accounts.findSession(uniqueId("app"), session.tokenHash, now)).toBeNull();
+      expect(await accounts.findSession(appId, session.tokenHash, now + 60_000)).toBeNull();
+      await accounts.deleteSession(appId, session.tokenHash);
+      expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
+    });
+  });
+}

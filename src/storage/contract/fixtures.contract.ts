@@ -1,0 +1,95 @@
+import { randomBytes } from "node:crypto";
+import type { CounterCheck, IssueRequest } from "../../core/ports.js";
+import type { CodeRecord, OutboxMessage, TokenRecord } from "../../core/types.js";
+import { slotKey } from "../../core/verification/keys.js";
+
+/**
+ * Builders shared by the contract suites: valid records with unique ids, overridable per case.
+ * (Named `.contract.ts`, like the suites, so the build leaves it out of dist.)
+ */
+export function uniqueId(prefix: string): string {
+  return `${prefix}_${randomBytes(12).toString("base64url")}`;
+}
+
+export function hexHash(): string {
+  return randomBytes(32).toString("hex");
+}
+
+export function codeRecord(appId: string, nowMs: number, fields: Partial<CodeRecord> = {}): CodeRecord {
+  return {
+    id: uniqueId("vf"),
+    appId,
+    channel: "email",
+    to: "ann@example.com",
+    purpose: "sign_in",
+    tokenPurposes: ["sign_in"],
+    codeHash: hexHash(),
+    status: "pending",
+    attempts: 0,
+    maxAttempts: 5,
+    createdAtMs: nowMs,
+    expiresAtMs: nowMs + 600_000,
+    locale: "en",
+    ...fields,
+  };
+}
+
+export function outboxFor(record: CodeRecord, fields: Partial<OutboxMessage> = {}): OutboxMessage {
+  return {
+    id: uniqueId("msg"),
+    appId: record.appId,
+    verificationId: record.id,
+    channel: record.channel,
+    to: record.to,
+    purpose: record.purpose,
+    locale: record.locale,
+    sealedCode: randomBytes(40).toString("base64"),
+    createdAtMs: record.createdAtMs,
+    deliverBeforeMs: record.expiresAtMs,
+    attempts: 0,
+    ...fields,
+  };
+}
+
+/** An issue request for `record` with a queued message (or none for a test recipient). */
+export function issueRequest(
+  record: CodeRecord,
+  counters: CounterCheck[] = [],
+  options: { outbox?: boolean; idempotency?: { key: string; fingerprint: string } } = {},
+): IssueRequest {
+  return {
+    appId: record.appId,
+    counters,
+    slotKey: slotKey(record.channel, record.to, record.purpose),
+    code: record,
+    outbox: options.outbox === false ? null : outboxFor(record),
+    ...(options.idempotency ? { idempotency: options.idempotency } : {}),
+  };
+}
+
+export function counter(
+  key: string,
+  limit: number,
+  windowSeconds: number,
+  fields: Partial<CounterCheck> = {},
+): CounterCheck {
+  return { key, limit, windowSeconds, rule: `${key}:${limit}/${windowSeconds}s`, ...fields };
+}
+
+export function tokenFor(record: CodeRecord, nowMs: number, fields: Partial<TokenRecord> = {}): TokenRecord {
+  return {
+    tokenHash: hexHash(),
+    appId: record.appId,
+    verificationId: record.id,
+    channel: record.channel,
+    to: record.to,
+    purposes: record.tokenPurposes,
+    expiresAtMs: nowMs + 600_000,
+    ...fields,
+  };
+}
+
+/** A time base per test, in whole seconds, so windows and TTLs are easy to reason about. */
+export function baseTime(): number {
+  return Math.floor(Date.now() / 1000) * 1000;
+}

@@ -1,0 +1,127 @@
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import type { OutboxStore } from "../../core/ports.js";
+import type { DeliveryRecord, OutboxMessage } from "../../core/types.js";
+import { baseTime, codeRecord, outboxFor, uniqueId } from "./fixtures.contract.js";
+
+export interface OutboxStoreFixture {
+  outbox: OutboxStore;
+  /** queues a message the way a send does (the backend's own insert path) */
+  enqueue(message: OutboxMessage): Promise<void>;
+  deliveries(appId: string, verificationId: string): Promise<DeliveryRecord[]>;
+  /** the sealed code as stored, to prove it is erased */
+  sealedCodeOf(messageId: string): Promise<string | null>;
+  close(): Promise<void>;
+}
+
+const LEASE_MS = 30_000;
+const ALL = 10_000;
+
+/** The OutboxStore contract: leased claims, one claimer per message, erasure once finished. */
+export function outboxStoreContract(name: string, open: () => Promise<OutboxStoreFixture>): void {
+  describe(`OutboxStore contract: ${name}`, () => {
+    let fixture: OutboxStoreFixture;
+    let outbox: OutboxStore;
+    let now: number;
+    beforeAll(async () => {
+      fixture = await open();
+      outbox = fixture.outbox;
+    });
+    afterAll(async () => {
+      await fixture?.close();
+    });
+    // Each case starts with nothing due: what earlier cases left queued is claimed for a day.
+    beforeEach(async () => {
+      now = baseTime();
+      while ((await outbox.claim(ALL, 86_400_000, now + 3_600_000)).length > 0) {
+        // drained
+      }
+    });
+
+    const message = (at: number, fields: Partial<OutboxMessage> = {}) =>
+      outboxFor(codeRecord(uniqueId("app"), at), fields);
+    const ids = (messages: OutboxMessage[]) => messages.map((item) => item.id).sort();
+
+    it("claims a due message once per lease and again when the lease lapses", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      expect(await outbox.claim(ALL, LEASE_MS, now - 1)).toEqual([]);
+      expect(await outbox.claim(ALL, LEASE_MS, now)).toEqual([{ ...queued, attempts: 1 }]);
+      expect(await outbox.claim(ALL, LEASE_MS, now + LEASE_MS - 1)).toEqual([]);
+      // The worker that claimed it died: its lease lapses and another worker gets the message.
+      expect(await outbox.claim(ALL, LEASE_MS, now + LEASE_MS)).toEqual([{ ...queued, attempts: 2 }]);
+    });
+
+    it("never gives one message to two concurrent claimers", async () => {
+      const queued = Array.from({ length: 40 }, () => message(now));
+      for (const item of queued) await fixture.enqueue(item);
+      const claims = await Promise.all([1, 2, 3, 4].map(() => outbox.claim(15, LEASE_MS, now)));
+      const claimed = claims.flat();
+      expect(new Set(claimed.map((item) => item.id)).size).toBe(claimed.length);
+      expect(ids(claimed)).toEqual(ids(queued));
+    });
+
+    it("erases the sealed code once sent, records the delivery and never claims it again", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      expect(await fixture.sealedCodeOf(queued.id)).toBe(queued.sealedCode);
+      await outbox.markSent(claimed, {
+        provider: "smtp",
+        status: "sent",
+        atMs: now + 5,
+        providerMessageId: "id-1",
+      });
+      expect(await fixture.sealedCodeOf(queued.id)).toBeNull();
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider: "smtp", status: "sent", atMs: now + 5, providerMessageId: "id-1" },
+      ]);
+      expect(await outbox.claim(ALL, LEASE_MS, now + 10 * LEASE_MS)).toEqual([]);
+    });
+
+    it("schedules a retry, keeping the sealed code", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      await outbox.markRetry(
+        claimed,
+        { provider: "smtp", status: "failed", atMs: now, error: "timeout" },
+        now + 5000,
+      );
+      expect(await outbox.claim(ALL, LEASE_MS, now + 4999)).toEqual([]);
+      expect(await outbox.claim(ALL, LEASE_MS, now + 5000)).toEqual([{ ...queued, attempts: 2 }]);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider: "smtp", status: "failed", atMs: now, error: "timeout" },
+      ]);
+    });
+
+    it("gives up on a failed message: erased and never claimed again", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      await outbox.markFailed(claimed, { provider: "none", status: "failed", atMs: now, error: "expired" });
+      expect(await fixture.sealedCodeOf(queued.id)).toBeNull();
+      expect(await outbox.claim(ALL, LEASE_MS, now + 10 * LEASE_MS)).toEqual([]);
+    });
+
+    it("updates a delivery from a provider's receipt", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      const provider = uniqueId("smpp");
+      await outbox.markSent(claimed, { provider, status: "sent", atMs: now, providerMessageId: "m-9" });
+      expect(
+        await outbox.recordReceipt(provider, "m-9", { provider, status: "delivered", atMs: now + 100 }),
+      ).toBe(true);
+      expect(
+        await outbox.recordReceipt(provider, "unknown", { provider, status: "delivered", atMs: now }),
+      ).toBe(false);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider, status: "delivered", atMs: now + 100, providerMessageId: "m-9" },
+      ]);
+    });
+  });
+}

@@ -1,0 +1,66 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { SendLog, SendLogEntry } from "../../core/ports.js";
+import { baseTime, uniqueId } from "./fixtures.contract.js";
+
+export interface SendLogFixture {
+  sendLog: SendLog;
+  close(): Promise<void>;
+}
+
+/** The SendLog contract: recorded decisions come back per app, newest first, filtered. */
+export function sendLogContract(name: string, open: () => Promise<SendLogFixture>): void {
+  describe(`SendLog contract: ${name}`, () => {
+    let fixture: SendLogFixture;
+    beforeAll(async () => {
+      fixture = await open();
+    });
+    afterAll(async () => {
+      await fixture?.close();
+    });
+
+    const entry = (appId: string, atMs: number, fields: Partial<SendLogEntry> = {}): SendLogEntry => ({
+      atMs,
+      appId,
+      face: "native",
+      channel: "sms",
+      to: "+86*******00",
+      purpose: "sign_in",
+      decision: "accepted",
+      ...fields,
+    });
+
+    it("returns every field of what was recorded, newest first, once flushed", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const full = entry(appId, now + 2, {
+        country: "CN",
+        ip: "203.0.113.9",
+        deviceId: "device-1",
+        decision: "rate_limited",
+        reason: "recipient:1/60s",
+        shadowed: ["prefix:100/3600s", "country:1000/86400s"],
+        verificationId: "vf_1",
+      });
+      fixture.sendLog.record(entry(appId, now));
+      fixture.sendLog.record(full);
+      fixture.sendLog.record(entry(uniqueId("app"), now + 5));
+      await fixture.sendLog.flush();
+      expect(await fixture.sendLog.query({ appId, limit: 10 })).toEqual([full, entry(appId, now)]);
+    });
+
+    it("filters by time and decision and stops at the limit", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      for (let index = 0; index < 5; index += 1) {
+        fixture.sendLog.record(
+          entry(appId, now + index, { decision: index % 2 === 0 ? "accepted" : "denied" }),
+        );
+      }
+      const since = await fixture.sendLog.query({ appId, sinceMs: now + 3, limit: 10 });
+      expect(since.map((item) => item.atMs)).toEqual([now + 4, now + 3]);
+      const denied = await fixture.sendLog.query({ appId, decision: "denied", limit: 10 });
+      expect(denied.map((item) => item.atMs)).toEqual([now + 3, now + 1]);
+      expect(await fixture.sendLog.query({ appId, limit: 2 })).toHaveLength(2);
+    });
+  });
+}

@@ -1,0 +1,450 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { CounterStore, FailureBudget, OutboxStore, VerificationStore } from "../../core/ports.js";
+import type { OutboxMessage } from "../../core/types.js";
+import { failedChecksKey, slotKey } from "../../core/verification/keys.js";
+import { baseTime, codeRecord, counter, issueRequest, tokenFor, uniqueId } from "./fixtures.contract.js";
+
+export interface VerificationStoreFixture {
+  store: VerificationStore;
+  /** the same backend's counters, to observe what `issue` and `consumeAttempt` counted */
+  counters: CounterStore;
+  /** the same backend's outbox, to observe the row `issue` queued */
+  outbox: OutboxStore;
+  close(): Promise<void>;
+}
+
+const BUDGET: FailureBudget = { limit: 20, windowSeconds: 86_400 };
+const CLAIM_ALL = 10_000;
+const DAY_MS = 86_400_000;
+
+/**
+ * The VerificationStore contract (core/ports.ts): every backend must pass it unchanged. Each case
+ * uses its own app id, so cases never see each other's state in a shared fixture.
+ */
+export function verificationStoreContract(name: string, open: () => Promise<VerificationStoreFixture>): void {
+  describe(`VerificationStore contract: ${name}`, () => {
+    let fixture: VerificationStoreFixture;
+    let store: VerificationStore;
+    beforeAll(async () => {
+      fixture = await open();
+      store = fixture.store;
+    });
+    afterAll(async () => {
+      await fixture?.close();
+    });
+
+    /** claims everything due and returns the messages of this verification */
+    const queued = async (verificationId: string, nowMs: number): Promise<OutboxMessage[]> => {
+      const claimed = await fixture.outbox.claim(CLAIM_ALL, DAY_MS, nowMs);
+      return claimed.filter((message) => message.verificationId === verificationId);
+    };
+
+    describe("issue", () => {
+      it("saves the code as given and queues its message durably", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, { tokenPurposes: ["sign_in", "sign_up"] });
+        const request = issueRequest(record, [counter("r:60", 1, 60), counter("r:600", 5, 600)]);
+        expect(await store.issue(request, now)).toEqual({
+          kind: "issued",
+          resendAfterSeconds: 60,
+          shadowed: [],
+        });
+        expect(await store.get(record.appId, record.id)).toEqual(record);
+        expect(await queued(record.id, now)).toEqual([{ ...request.outbox, attempts: 1 }]);
+      });
+
+      it("round-trips every field, including an account id and a non-ASCII recipient", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, {
+          channel: "sms",
+          to: "+8613812345678",
+          purpose: "change_contact",
+          accountId: "acct|with:odd chars",
+          locale: "zh-Hans-CN",
+          maxAttempts: 3,
+        });
+        await store.issue(issueRequest(record), now);
+        expect(await store.get(record.appId, record.id)).toEqual(record);
+        const email = codeRecord(uniqueId("app"), now, { to: "zoë|ü:1@bücher.example" });
+        await store.issue(issueRequest(email), now);
+        expect(await store.get(email.appId, email.id)).toEqual(email);
+      });
+
+      it("refuses a send over any limit without counting any rule", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const rules = [counter("r:60", 1, 60), counter("r:600", 5, 600)];
+        await store.issue(issueRequest(codeRecord(appId, now), rules), now);
+        const second = codeRecord(appId, now + 1000);
+        expect(await store.issue(issueRequest(second, rules), now + 1000)).toEqual({
+          kind: "refused",
+          rule: "r:60:1/60s",
+          refusal: "limit",
+          retryAfterSeconds: 59,
+        });
+        expect(await store.get(appId, second.id)).toBeNull();
+        // The 5/600 rule passed, yet counted nothing: a refused request consumes no budget.
+        expect((await fixture.counters.peek(appId, "r:600", now + 1000)).count).toBe(1);
+        expect(await queued(second.id, now + 1000)).toEqual([]);
+
+        const third = codeRecord(appId, now + 61_000);
+        expect(await store.issue(issueRequest(third, rules), now + 61_000)).toMatchObject({ kind: "issued" });
+        expect(await fixture.counters.peek(appId, "r:600", now + 61_000)).toEqual({
+          count: 2,
+          resetAtMs: now + 600_000,
+        });
+      });
+
+      it("names the outranking refusal: a denial over a limit over a captcha, then the longest wait", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const rules = [
+          counter("captcha", 1, 7200, { kind: "captcha" }),
+          counter("short", 1, 60),
+          counter("long", 1, 3600),
+        ];
+        await store.issue(issueRequest(codeRecord(appId, now), rules), now);
+        expect(await store.issue(issueRequest(codeRecord(appId, now), rules), now)).toEqual({
+          kind: "refused",
+          rule: "long:1/3600s",
+          refusal: "limit",
+          retryAfterSeconds: 3600,
+        });
+        const denied = [...rules, counter("deny", 1, 30, { kind: "deny" })];
+        await fixture.counters.hit(appId, "deny", 30, now);
+        expect(await store.issue(issueRequest(codeRecord(appId, now), denied), now)).toMatchObject({
+          rule: "deny:1/30s",
+          refusal: "deny",
+          retryAfterSeconds: 30,
+        });
+      });
+
+      it("counts shadow rules without refusing and checks block flags without counting", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const shadow = counter("shadow", 1, 600, { shadow: true });
+        await store.issue(issueRequest(codeRecord(appId, now), [shadow]), now);
+        expect(await store.issue(issueRequest(codeRecord(appId, now), [shadow]), now)).toEqual({
+          kind: "issued",
+          resendAfterSeconds: 0,
+          shadowed: ["shadow:1/600s"],
+        });
+        expect((await fixture.counters.peek(appId, "shadow", now)).count).toBe(2);
+
+        await fixture.counters.hit(appId, "block", 600, now);
+        await fixture.counters.hit(appId, "block", 600, now);
+        const blockAt = (limit: number) => counter("block", limit, 600, { increment: 0, kind: "deny" });
+        expect(await store.issue(issueRequest(codeRecord(appId, now), [blockAt(1)]), now)).toMatchObject({
+          kind: "refused",
+          refusal: "deny",
+        });
+        expect(await store.issue(issueRequest(codeRecord(appId, now), [blockAt(2)]), now)).toMatchObject({
+          kind: "issued",
+          resendAfterSeconds: 0,
+        });
+        expect((await fixture.counters.peek(appId, "block", now)).count).toBe(2);
+      });
+
+      it("supersedes the slot's pending code", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const first = codeRecord(appId, now);
+        const second = codeRecord(appId, now + 5000);
+        await store.issue(issueRequest(first), now);
+        await store.issue(issueRequest(second), now + 5000);
+        expect((await store.get(appId, first.id))?.status).toBe("superseded");
+        expect((await store.get(appId, second.id))?.status).toBe("pending");
+        const bySlot = await store.consumeAttempt(
+          { appId, slotKey: slotKey("email", second.to, "sign_in") },
+          BUDGET,
+          now + 6000,
+        );
+        expect(bySlot).toMatchObject({ kind: "counted", record: { id: second.id } });
+        // Another purpose is another slot.
+        const other = codeRecord(appId, now, { purpose: "sign_up", tokenPurposes: ["sign_up"] });
+        await store.issue(issueRequest(other), now + 7000);
+        expect((await store.get(appId, second.id))?.status).toBe("pending");
+      });
+
+      it("replays an idempotent request with its first answer, counting nothing", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const rules = [counter("r:60", 1, 60), counter("r:600", 5, 600)];
+        const idempotency = { key: "retry-1", fingerprint: "f".repeat(64) };
+        const first = codeRecord(appId, now);
+        await store.issue(issueRequest(first, rules, { idempotency }), now);
+        const retry = codeRecord(appId, now + 2000);
+        expect(await store.issue(issueRequest(retry, rules, { idempotency }), now + 2000)).toEqual({
+          kind: "replayed",
+          record: first,
+          resendAfterSeconds: 60,
+          fingerprint: idempotency.fingerprint,
+        });
+        // The fingerprint is the first request's: core tells a reused key from a retry.
+        const otherRequest = { key: "retry-1", fingerprint: "0".repeat(64) };
+        expect(
+          await store.issue(issueRequest(codeRecord(appId, now), rules, { idempotency: otherRequest }), now),
+        ).toMatchObject({
+          kind: "replayed",
+          fingerprint: idempotency.fingerprint,
+        });
+        expect(await store.get(appId, retry.id)).toBeNull();
+        expect((await fixture.counters.peek(appId, "r:600", now + 2000)).count).toBe(1);
+        expect(await queued(retry.id, now + 2000)).toEqual([]);
+      });
+
+      it("keeps a test recipient's code but queues no message for it", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        expect(await store.issue(issueRequest(record, [], { outbox: false }), now)).toMatchObject({
+          kind: "issued",
+        });
+        expect(await store.get(record.appId, record.id)).toEqual(record);
+        expect(await queued(record.id, now)).toEqual([]);
+      });
+    });
+
+    describe("consumeAttempt", () => {
+      it("counts the attempt and the recipient's failure before the caller compares", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        expect(await store.consumeAttempt({ appId: record.appId, id: record.id }, BUDGET, now)).toEqual({
+          kind: "counted",
+          record: { ...record, attempts: 1 },
+        });
+        expect((await store.get(record.appId, record.id))?.attempts).toBe(1);
+        const failures = await fixture.counters.peek(record.appId, failedChecksKey("email", record.to), now);
+        expect(failures).toEqual({ count: 1, resetAtMs: now + BUDGET.windowSeconds * 1000 });
+      });
+
+      it("refuses once the attempts are spent, even before comparing", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, { maxAttempts: 2 });
+        await store.issue(issueRequest(record), now);
+        const ref = { appId: record.appId, id: record.id };
+        await store.consumeAttempt(ref, BUDGET, now);
+        await store.consumeAttempt(ref, BUDGET, now);
+        expect(await store.consumeAttempt(ref, BUDGET, now)).toEqual({
+          kind: "refused",
+          record: { ...record, attempts: 2 },
+          reason: "max_attempts",
+        });
+      });
+
+      it("refuses an expired code without counting", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        expect(
+          await store.consumeAttempt({ appId: record.appId, id: record.id }, BUDGET, record.expiresAtMs),
+        ).toEqual({
+          kind: "refused",
+          record,
+          reason: "expired",
+        });
+      });
+
+      it("refuses codes that are no longer pending, and finds none by recipient", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const approved = codeRecord(appId, now, { to: "a@example.com" });
+        const canceled = codeRecord(appId, now, { to: "c@example.com" });
+        const superseded = codeRecord(appId, now, { to: "s@example.com" });
+        for (const record of [approved, canceled, superseded]) await store.issue(issueRequest(record), now);
+        await store.approve(
+          appId,
+          approved.id,
+          tokenFor(approved, now),
+          failedChecksKey("email", approved.to),
+          now,
+        );
+        await store.cancel(appId, canceled.id, now);
+        await store.issue(issueRequest(codeRecord(appId, now, { to: "s@example.com" })), now);
+        const reasons = [];
+        for (const record of [approved, canceled, superseded]) {
+          const outcome = await store.consumeAttempt({ appId, id: record.id }, BUDGET, now);
+          reasons.push(outcome.kind === "refused" ? outcome.reason : outcome.kind);
+        }
+        expect(reasons).toEqual(["approved", "canceled", "superseded"]);
+        for (const to of ["a@example.com", "c@example.com"]) {
+          expect(
+            await store.consumeAttempt({ appId, slotKey: slotKey("email", to, "sign_in") }, BUDGET, now),
+          ).toEqual({
+            kind: "not_found",
+          });
+        }
+      });
+
+      it("finds nothing for an unknown id, slot or app", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        const outcomes = await Promise.all([
+          store.consumeAttempt({ appId: record.appId, id: uniqueId("vf") }, BUDGET, now),
+          store.consumeAttempt(
+            { appId: record.appId, slotKey: slotKey("email", "x@example.com", "sign_in") },
+            BUDGET,
+            now,
+          ),
+          store.consumeAttempt({ appId: uniqueId("app"), id: record.id }, BUDGET, now),
+        ]);
+        expect(outcomes).toEqual([{ kind: "not_found" }, { kind: "not_found" }, { kind: "not_found" }]);
+        expect(await store.get(uniqueId("app"), record.id)).toBeNull();
+      });
+
+      it("refuses when the recipient's failed-check budget is spent, across codes", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const budget = { limit: 2, windowSeconds: 3600 };
+        const first = codeRecord(appId, now);
+        await store.issue(issueRequest(first), now);
+        await store.consumeAttempt({ appId, id: first.id }, budget, now);
+        await store.consumeAttempt({ appId, id: first.id }, budget, now);
+        // A new code for the same recipient does not reset the budget.
+        const second = codeRecord(appId, now + 10_000);
+        await store.issue(issueRequest(second), now + 10_000);
+        expect(await store.consumeAttempt({ appId, id: second.id }, budget, now + 10_000)).toEqual({
+          kind: "refused",
+          record: second,
+          reason: "failure_budget",
+          retryAfterSeconds: 3590,
+        });
+      });
+
+      it("counts exactly maxAttempts of 20 concurrent attempts", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, { maxAttempts: 5 });
+        await store.issue(issueRequest(record), now);
+        const outcomes = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.consumeAttempt({ appId: record.appId, id: record.id }, BUDGET, now),
+          ),
+        );
+        expect(outcomes.filter((outcome) => outcome.kind === "counted")).toHaveLength(5);
+        expect(
+          outcomes.filter((outcome) => outcome.kind === "refused" && outcome.reason === "max_attempts"),
+        ).toHaveLength(15);
+        expect((await store.get(record.appId, record.id))?.attempts).toBe(5);
+      });
+    });
+
+    describe("approve", () => {
+      it("approves once, saves the token and refunds the attempt's failure", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        const failureKey = failedChecksKey("email", record.to);
+        await store.issue(issueRequest(record), now);
+        await store.consumeAttempt({ appId: record.appId, id: record.id }, BUDGET, now);
+        const token = tokenFor(record, now, { purposes: ["sign_in", "sign_up"] });
+        expect(await store.approve(record.appId, record.id, token, failureKey, now)).toBe(true);
+        expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(0);
+        expect(await store.get(record.appId, record.id)).toMatchObject({ status: "approved", attempts: 1 });
+        expect(await store.findToken(record.appId, token.tokenHash, now)).toEqual(token);
+        expect(await store.approve(record.appId, record.id, tokenFor(record, now), failureKey, now)).toBe(
+          false,
+        );
+      });
+
+      it("lets exactly one of 20 concurrent approvals win", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () =>
+            store.approve(
+              record.appId,
+              record.id,
+              tokenFor(record, now),
+              failedChecksKey("email", record.to),
+              now,
+            ),
+          ),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+      });
+
+      it("refunds a failure count on request, never below zero", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const key = failedChecksKey("email", "ann@example.com");
+        await fixture.counters.hit(appId, key, 3600, now);
+        await store.refundFailure(appId, key, now);
+        await store.refundFailure(appId, key, now);
+        expect((await fixture.counters.peek(appId, key, now)).count).toBe(0);
+      });
+    });
+
+    describe("tokens", () => {
+      it("finds a live token and redeems it exactly once", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        const token = tokenFor(record, now);
+        await store.approve(record.appId, record.id, token, failedChecksKey("email", record.to), now);
+        expect(await store.findToken(uniqueId("app"), token.tokenHash, now)).toBeNull();
+        expect(await store.findToken(record.appId, token.tokenHash, token.expiresAtMs)).toBeNull();
+        const results = await Promise.all(
+          Array.from({ length: 20 }, () => store.consumeToken(record.appId, token.tokenHash, now)),
+        );
+        expect(results.filter(Boolean)).toHaveLength(1);
+        expect(await store.findToken(record.appId, token.tokenHash, now)).toBeNull();
+      });
+
+      it("does not redeem an expired token", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        const token = tokenFor(record, now, { expiresAtMs: now + 1000 });
+        await store.approve(record.appId, record.id, token, failedChecksKey("email", record.to), now);
+        expect(await store.consumeToken(record.appId, token.tokenHash, now + 1000)).toBe(false);
+      });
+    });
+
+    describe("cancel", () => {
+      it("cancels a pending code and leaves any other as it is", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const pending = codeRecord(appId, now);
+        await store.issue(issueRequest(pending), now);
+        expect(await store.cancel(appId, pending.id, now)).toEqual({ ...pending, status: "canceled" });
+        const approved = codeRecord(appId, now, { to: "b@example.com" });
+        await store.issue(issueRequest(approved), now);
+        await store.approve(
+          appId,
+          approved.id,
+          tokenFor(approved, now),
+          failedChecksKey("email", approved.to),
+          now,
+        );
+        expect(await store.cancel(appId, approved.id, now)).toEqual({ ...approved, status: "approved" });
+        expect(await store.cancel(appId, uniqueId("vf"), now)).toBeNull();
+      });
+    });
+
+    describe("deliveries", () => {
+      it("lists the delivery attempts the outbox recorded, oldest first", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        await store.issue(issueRequest(record), now);
+        const [message] = await queued(record.id, now);
+        if (!message) throw new Error("no message queued");
+        await fixture.outbox.markRetry(
+          message,
+          { provider: "a", status: "failed", atMs: now + 1, error: "down" },
+          now + 2,
+        );
+        await fixture.outbox.markSent(message, {
+          provider: "b",
+          status: "sent",
+          atMs: now + 3,
+          providerMessageId: "p-1",
+        });
+        expect(await store.deliveries(record.appId, record.id)).toEqual([
+          { provider: "a", status: "failed", atMs: now + 1, error: "down" },
+          { provider: "b", status: "sent", atMs: now + 3, providerMessageId: "p-1" },
+        ]);
+      });
+    });
+  });
+}

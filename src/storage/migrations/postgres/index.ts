@@ -1,0 +1,117 @@
+/**
+ * Versioned PostgreSQL migrations of the cluster mode's durable state, applied in order (all
+ * pending ones in one transaction, under an advisory lock, so processes starting together migrate
+ * once). Never edit a released migration; add the next version.
+ *
+ * The tables mirror the SQLite migrations' durable tables, column for column, with timestamps as
+ * bigint milliseconds. The hot tables of SQLite (codes, counters, tokens, idempotency, captcha
+ * challenges and passes) have no counterpart: in cluster mode that state lives in Redis.
+ */
+export const POSTGRES_MIGRATIONS: { version: number; name: string; sql: string }[] = [
+  {
+    version: 1,
+    name: "initial",
+    sql: `
+CREATE TABLE apps (
+  id text PRIMARY KEY,
+  client_id text NOT NULL UNIQUE,
+  data jsonb NOT NULL
+);
+CREATE TABLE app_keys (
+  key_hash text PRIMARY KEY,
+  app_id text NOT NULL
+);
+CREATE INDEX app_keys_app ON app_keys (app_id);
+
+CREATE TABLE outbox (
+  id text PRIMARY KEY,
+  app_id text NOT NULL,
+  verification_id text NOT NULL,
+  channel text NOT NULL,
+  recipient text NOT NULL,
+  purpose text NOT NULL,
+  locale text NOT NULL,
+  sealed_code text,
+  created_at bigint NOT NULL,
+  deliver_before bigint NOT NULL,
+  attempts integer NOT NULL DEFAULT 0,
+  next_attempt_at bigint NOT NULL,
+  claimed_until bigint,
+  status text NOT NULL DEFAULT 'queued'
+);
+CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE status = 'queued';
+CREATE INDEX outbox_finished ON outbox (created_at) WHERE status <> 'queued';
+
+CREATE TABLE deliveries (
+  id bigserial PRIMARY KEY,
+  app_id text NOT NULL,
+  verification_id text NOT NULL,
+  message_id text NOT NULL,
+  provider text NOT NULL,
+  status text NOT NULL,
+  at bigint NOT NULL,
+  error text,
+  provider_message_id text
+);
+CREATE INDEX deliveries_verification ON deliveries (verification_id);
+CREATE INDEX deliveries_provider_message ON deliveries (provider, provider_message_id)
+  WHERE provider_message_id IS NOT NULL;
+CREATE INDEX deliveries_at ON deliveries (at);
+
+CREATE TABLE accounts (
+  id text PRIMARY KEY,
+  app_id text NOT NULL,
+  email text,
+  phone text,
+  username text,
+  password_hash text,
+  profile jsonb NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE UNIQUE INDEX accounts_email ON accounts (app_id, email) WHERE email IS NOT NULL;
+CREATE UNIQUE INDEX accounts_phone ON accounts (app_id, phone) WHERE phone IS NOT NULL;
+CREATE UNIQUE INDEX accounts_username ON accounts (app_id, username) WHERE username IS NOT NULL;
+
+CREATE TABLE sessions (
+  token_hash text PRIMARY KEY,
+  app_id text NOT NULL,
+  account_id text NOT NULL,
+  expires_at bigint NOT NULL
+);
+CREATE INDEX sessions_expires_at ON sessions (expires_at);
+
+CREATE TABLE dev_inbox (
+  seq bigserial PRIMARY KEY,
+  id text NOT NULL UNIQUE,
+  app_id text NOT NULL,
+  channel text NOT NULL,
+  recipient text NOT NULL,
+  subject text NOT NULL,
+  text text NOT NULL,
+  code text NOT NULL,
+  created_at bigint NOT NULL
+);
+CREATE INDEX dev_inbox_recipient ON dev_inbox (recipient, created_at);
+CREATE INDEX dev_inbox_created_at ON dev_inbox (created_at);
+
+CREATE TABLE send_log (
+  id bigserial PRIMARY KEY,
+  at bigint NOT NULL,
+  app_id text NOT NULL,
+  face text NOT NULL,
+  channel text NOT NULL,
+  recipient text NOT NULL,
+  country text,
+  ip text,
+  device_id text,
+  purpose text NOT NULL,
+  decision text NOT NULL,
+  reason text,
+  shadowed text,
+  verification_id text
+);
+CREATE INDEX send_log_app_at ON send_log (app_id, at);
+CREATE INDEX send_log_at ON send_log (at);
+`,
+  },
+];

@@ -1,0 +1,107 @@
+import type pg from "pg";
+import { OtpError } from "../../core/errors.js";
+import type { AccountDirectory, Session } from "../../core/ports.js";
+import type { Account } from "../../core/types.js";
+import { isUniqueViolation } from "./postgres-pool.js";
+
+interface AccountRow {
+  id: string;
+  app_id: string;
+  email: string | null;
+  phone: string | null;
+  username: string | null;
+  password_hash: string | null;
+  profile: Record<string, string>;
+  created_at: number;
+}
+
+const STATEMENTS = {
+  byEmail: "SELECT * FROM accounts WHERE app_id = $1 AND email = $2",
+  byPhone: "SELECT * FROM accounts WHERE app_id = $1 AND phone = $2",
+  byId: "SELECT * FROM accounts WHERE app_id = $1 AND id = $2",
+  byUsername: "SELECT * FROM accounts WHERE app_id = $1 AND username = $2",
+  insert: `
+    INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+  update: `
+    UPDATE accounts SET email = $3, phone = $4, username = $5, password_hash = $6, profile = $7
+    WHERE id = $1 AND app_id = $2`,
+  insertSession: "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
+  findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
+  deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
+};
+
+function rowToAccount(row: AccountRow | undefined): Account | null {
+  if (!row) return null;
+  return {
+    id: row.id,
+    appId: row.app_id,
+    ...(row.email ? { email: row.email } : {}),
+    ...(row.phone ? { phone: row.phone } : {}),
+    ...(row.username ? { username: row.username } : {}),
+    ...(row.password_hash ? { passwordHash: row.password_hash } : {}),
+    profile: row.profile,
+    createdAtMs: row.created_at,
+  };
+}
+
+/**
+ * Accounts and sessions in PostgreSQL. Uniqueness of email, phone and username per app is the
+ * database's (partial unique indexes), so two processes creating the same account race safely:
+ * the loser gets ACCOUNT_EXISTS.
+ */
+export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory {
+  const run = <Row extends pg.QueryResultRow>(name: keyof typeof STATEMENTS, values: unknown[]) =>
+    pool.query<Row>({ name: `vd_accounts_${name}`, text: STATEMENTS[name], values });
+  const find = async (name: keyof typeof STATEMENTS, values: unknown[]) =>
+    rowToAccount((await run<AccountRow>(name, values)).rows[0]);
+  const params = (account: Account) => [
+    account.id,
+    account.appId,
+    account.email ?? null,
+    account.phone ?? null,
+    account.username ?? null,
+    account.passwordHash ?? null,
+    JSON.stringify(account.profile),
+  ];
+  const write = async (apply: () => Promise<unknown>, account: Account): Promise<Account> => {
+    try {
+      await apply();
+      return account;
+    } catch (error) {
+      if (isUniqueViolation(error)) throw new OtpError("ACCOUNT_EXISTS", { cause: error });
+      throw error;
+    }
+  };
+  return {
+    findByContact: (appId, channel, address) =>
+      find(channel === "email" ? "byEmail" : "byPhone", [appId, address]),
+    findById: (appId, id) => find("byId", [appId, id]),
+    findByUsername: (appId, username) => find("byUsername", [appId, username]),
+    create: (account) => write(() => run("insert", [...params(account), account.createdAtMs]), account),
+    update: (account) => write(() => run("update", params(account)), account),
+    async createSession(session) {
+      await run("insertSession", [session.tokenHash, session.appId, session.accountId, session.expiresAtMs]);
+    },
+    async findSession(appId, tokenHash, nowMs): Promise<Session | null> {
+      const { rows } = await run<{
+        token_hash: string;
+        app_id: string;
+        account_id: string;
+        expires_at: number;
+      }>("findSession", [tokenHash, appId, nowMs]);
+      const row = rows[0];
+      return row
+        ? {
+            tokenHash: row.token_hash,
+            appId: row.app_id,
+            accountId: row.account_id,
+            expiresAtMs: row.expires_at,
+          }
+        : null;
+    },
+    async deleteSession(appId, tokenHash) {
+      await run("deleteSession", [tokenHash, appId]);
+    },
+  };
+}

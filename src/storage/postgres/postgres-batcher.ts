@@ -1,0 +1,96 @@
+/**
+ * Group commit (DESIGN.md "Durable"): items handed in together (in the same turn of the event
+ * loop, or while earlier batches are being written) are written by one statement, one commit, one
+ * fsync; each caller is resolved only after that commit, or rejected if it failed. An idle batcher
+ * writes a lone item at once, so batching adds no delay at low load and saves commits at high load.
+ */
+export interface Batcher<Item> {
+  /** Resolves once the item's batch is committed; rejects if that batch failed. */
+  add(item: Item): Promise<void>;
+  /** Resolves when everything handed in so far is committed or failed. */
+  drain(): Promise<void>;
+}
+
+interface Pending<Item> {
+  item: Item;
+  resolve: () => void;
+  reject: (error: unknown) => void;
+}
+
+export interface BatcherOptions {
+  /** batches written at the same time (each holds one pool connection) */
+  maxConcurrent: number;
+  /** past this many items a batch is split: a huge statement holds its connection too long */
+  maxItems: number;
+}
+
+/**
+ * Batches `add` calls into `write(items)` calls. A failed write fails every item in it: callers
+ * of the request path then answer 503, so one statement must only fail for reasons that concern
+ * the whole batch (connection, timeout), never for one item's data.
+ */
+export function createBatcher<Item>(
+  write: (items: Item[]) => Promise<unknown>,
+  options: BatcherOptions,
+): Batcher<Item> {
+  let queue: Pending<Item>[] = [];
+  let inFlight = 0;
+  let scheduled = false;
+  let idle: (() => void)[] = [];
+
+  const settle = (batch: Pending<Item>[], error: unknown, failed: boolean) => {
+    for (const pending of batch) {
+      if (failed) pending.reject(error);
+      else pending.resolve();
+    }
+    inFlight -= 1;
+    if (queue.length > 0) schedule();
+    else if (inFlight === 0) {
+      for (const resolve of idle) resolve();
+      idle = [];
+    }
+  };
+
+  const flush = () => {
+    scheduled = false;
+    while (queue.length > 0 && inFlight < options.maxConcurrent) {
+      const batch = queue.slice(0, options.maxItems);
+      queue = queue.slice(batch.length);
+      inFlight += 1;
+      write(batch.map((pending) => pending.item)).then(
+        () => settle(batch, undefined, false),
+        (error: unknown) => settle(batch, error, true),
+      );
+    }
+  };
+
+  // setImmediate runs after the current I/O phase: every caller whose previous step (a Redis
+  // reply, an HTTP body) arrived in this turn of the event loop joins the same batch.
+  const schedule = () => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(flush);
+  };
+
+  return {
+    add(item) {
+      return new Promise<void>((resolve, reject) => {
+        queue.push({ item, resolve, reject });
+        schedule();
+      });
+    },
+    drain() {
+      if (queue.length === 0 && inFlight === 0) return Promise.resolve();
+      return new Promise<void>((resolve) => idle.push(resolve));
+    },
+  };
+}
+
+/** Turns rows into one array per column, for `INSERT … SELECT … FROM unnest($1::t[], …)`. */
+export function columnsOf<Row extends unknown[]>(rows: Row[], width: number): unknown[][] {
+  const columns: unknown[][] = Array.from({ length: width }, () => []);
+  for (const row of rows) {
+    for (let index = 0; index < width; index += 1) columns[index]?.push(row[index]);
+  }
+  return columns;
+}

@@ -1,0 +1,70 @@
+import type pg from "pg";
+import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
+import type { Channel } from "../../core/types.js";
+import { columnsOf, createBatcher } from "./postgres-batcher.js";
+
+// Batched like the outbox (the dev sender writes one message per delivery, and a worker round
+// delivers many at once); ORDER BY keeps seq in the order the messages were added. The id is the
+// outbox message id: a redelivery (at least once, after a crash) is a no-op, like SQLite's.
+const INSERT = `
+  INSERT INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
+  SELECT id, app_id, channel, recipient, subject, text, code, created_at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::bigint[])
+    WITH ORDINALITY AS t(id, app_id, channel, recipient, subject, text, code, created_at, position)
+  ORDER BY position
+  ON CONFLICT (id) DO NOTHING`;
+const MAX_BATCH = 500;
+// seq breaks ties in insertion order, like SQLite's rowid.
+const LIST = "SELECT * FROM dev_inbox WHERE recipient = $1 ORDER BY created_at DESC, seq DESC LIMIT $2";
+
+/** The dev inbox (dev mode only) in PostgreSQL, shared by every process of a cluster. */
+export function createPostgresDevInbox(pool: pg.Pool): DevInbox {
+  const batcher = createBatcher<DevInboxMessage>(
+    (messages) =>
+      pool.query({
+        name: "vd_dev_inbox_add",
+        text: INSERT,
+        values: columnsOf(
+          messages.map((message) => [
+            message.id,
+            message.appId,
+            message.channel,
+            message.to,
+            message.subject,
+            message.text,
+            message.code,
+            message.createdAtMs,
+          ]),
+          8,
+        ),
+      }),
+    { maxConcurrent: 2, maxItems: MAX_BATCH },
+  );
+  return {
+    add: (message) => batcher.add(message),
+    async list(to, limit) {
+      const { rows } = await pool.query<{
+        id: string;
+        app_id: string;
+        channel: Channel;
+        recipient: string;
+        subject: string;
+        text: string;
+        code: string;
+        created_at: number;
+      }>({ name: "vd_dev_inbox_list", text: LIST, values: [to, limit] });
+      return rows.map(
+        (row): DevInboxMessage => ({
+          id: row.id,
+          appId: row.app_id,
+          channel: row.channel,
+          to: row.recipient,
+          subject: row.subject,
+          text: row.text,
+          code: row.code,
+          createdAtMs: row.created_at,
+        }),
+      );
+    },
+  };
+}

@@ -1,0 +1,168 @@
+import type pg from "pg";
+import type { OutboxStore } from "../../core/ports.js";
+import type { Channel, DeliveryRecord, OutboxMessage, Purpose } from "../../core/types.js";
+import { columnsOf, createBatcher } from "./postgres-batcher.js";
+
+interface OutboxRow {
+  id: string;
+  app_id: string;
+  verification_id: string;
+  channel: Channel;
+  recipient: string;
+  purpose: Purpose;
+  locale: string;
+  sealed_code: string | null;
+  created_at: number;
+  deliver_before: number;
+  attempts: number;
+}
+
+const DELIVERY_COLUMNS =
+  "app_id, verification_id, message_id, provider, status, at, error, provider_message_id";
+// Settles are batched like the send path's inserts: a worker round settles up to its claim size.
+const MAX_SETTLE_BATCH = 500;
+const SETTLE_CONCURRENCY = 2;
+
+interface Settlement {
+  message: OutboxMessage;
+  outcome: "sent" | "failed" | "retry";
+  nextAttemptAtMs: number | null;
+  delivery: DeliveryRecord;
+}
+
+const STATEMENTS = {
+  // SKIP LOCKED: concurrent claimers (other processes) skip the rows one is claiming instead of
+  // waiting for it, and a row whose claim committed meanwhile is re-checked and left out, so no two
+  // workers ever get the same message. The lease makes a crashed worker's claim lapse.
+  claim: `
+    UPDATE outbox o SET claimed_until = $1, attempts = o.attempts + 1
+    FROM (
+      SELECT id FROM outbox
+      WHERE status = 'queued' AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)
+      ORDER BY next_attempt_at LIMIT $3
+      FOR UPDATE SKIP LOCKED
+    ) due
+    WHERE o.id = due.id
+    RETURNING o.id, o.app_id, o.verification_id, o.channel, o.recipient, o.purpose, o.locale, o.sealed_code,
+      o.created_at, o.deliver_before, o.attempts`,
+  // Settling (sent, failed or retry later) and recording the delivery attempt, for a whole batch
+  // of messages: one statement, one commit. Each message is settled once per claim, so no outbox
+  // row appears twice in a batch.
+  settle: `
+    WITH input AS (
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
+        AS t(message_id, outcome, next_attempt_at, app_id, verification_id, provider, status, at, error,
+          provider_message_id, position)
+    ), settled AS (
+      UPDATE outbox o SET
+        status = CASE WHEN i.outcome = 'retry' THEN o.status ELSE i.outcome END,
+        sealed_code = CASE WHEN i.outcome = 'retry' THEN o.sealed_code END,
+        next_attempt_at = CASE WHEN i.outcome = 'retry' THEN i.next_attempt_at ELSE o.next_attempt_at END,
+        claimed_until = NULL
+      FROM input i WHERE o.id = i.message_id AND o.status = 'queued'
+    )
+    INSERT INTO deliveries (${DELIVERY_COLUMNS})
+    SELECT app_id, verification_id, message_id, provider, status, at, error, provider_message_id
+    FROM input ORDER BY position`,
+  receipt:
+    "UPDATE deliveries SET status = $1, at = $2, error = $3 WHERE provider = $4 AND provider_message_id = $5",
+};
+
+const LIST_DELIVERIES = `
+  SELECT provider, status, at, error, provider_message_id FROM deliveries
+  WHERE app_id = $1 AND verification_id = $2 ORDER BY at, id`;
+
+/** The delivery attempts of one verification, oldest first (VerificationStore.deliveries). */
+export function createPostgresDeliveryList(
+  pool: pg.Pool,
+): (appId: string, verificationId: string) => Promise<DeliveryRecord[]> {
+  return async (appId, verificationId) => {
+    const { rows } = await pool.query<{
+      provider: string;
+      status: DeliveryRecord["status"];
+      at: number;
+      error: string | null;
+      provider_message_id: string | null;
+    }>({ name: "vd_deliveries_list", text: LIST_DELIVERIES, values: [appId, verificationId] });
+    return rows.map((row) => ({
+      provider: row.provider,
+      status: row.status,
+      atMs: row.at,
+      ...(row.error ? { error: row.error } : {}),
+      ...(row.provider_message_id ? { providerMessageId: row.provider_message_id } : {}),
+    }));
+  };
+}
+
+/**
+ * The durable outbox in PostgreSQL: claims are leases taken with `FOR UPDATE SKIP LOCKED`;
+ * settling a message and recording its delivery attempt is group-committed per round.
+ */
+export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
+  const run = <Row extends pg.QueryResultRow>(name: keyof typeof STATEMENTS, values: unknown[]) =>
+    pool.query<Row>({ name: `vd_outbox_${name}`, text: STATEMENTS[name], values });
+  // The worker settles the messages of a round concurrently; they share commits.
+  const settlements = createBatcher<Settlement>(
+    (batch) =>
+      run(
+        "settle",
+        columnsOf(
+          batch.map(({ message, outcome, nextAttemptAtMs, delivery }) => [
+            message.id,
+            outcome,
+            nextAttemptAtMs,
+            message.appId,
+            message.verificationId,
+            delivery.provider,
+            delivery.status,
+            delivery.atMs,
+            delivery.error ?? null,
+            delivery.providerMessageId ?? null,
+          ]),
+          10,
+        ),
+      ),
+    { maxConcurrent: SETTLE_CONCURRENCY, maxItems: MAX_SETTLE_BATCH },
+  );
+  return {
+    async claim(limit, leaseMs, nowMs) {
+      const { rows } = await run<OutboxRow>("claim", [nowMs + leaseMs, nowMs, limit]);
+      return rows.flatMap((row) =>
+        row.sealed_code === null
+          ? []
+          : [
+              {
+                id: row.id,
+                appId: row.app_id,
+                verificationId: row.verification_id,
+                channel: row.channel,
+                to: row.recipient,
+                purpose: row.purpose,
+                locale: row.locale,
+                sealedCode: row.sealed_code,
+                createdAtMs: row.created_at,
+                deliverBeforeMs: row.deliver_before,
+                attempts: row.attempts,
+              },
+            ],
+      );
+    },
+    markSent: (message, delivery) =>
+      settlements.add({ message, outcome: "sent", nextAttemptAtMs: null, delivery }),
+    markFailed: (message, delivery) =>
+      settlements.add({ message, outcome: "failed", nextAttemptAtMs: null, delivery }),
+    markRetry: (message, delivery, nextAttemptAtMs) =>
+      settlements.add({ message, outcome: "retry", nextAttemptAtMs, delivery }),
+    async recordReceipt(provider, providerMessageId, record) {
+      const result = await run("receipt", [
+        record.status,
+        record.atMs,
+        record.error ?? null,
+        provider,
+        providerMessageId,
+      ]);
+      return (result.rowCount ?? 0) > 0;
+    },
+  };
+}

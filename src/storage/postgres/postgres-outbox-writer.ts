@@ -1,0 +1,60 @@
+import type pg from "pg";
+import type { OutboxMessage } from "../../core/types.js";
+import { columnsOf, createBatcher } from "./postgres-batcher.js";
+
+// One statement inserts any number of rows: each column travels as an array and unnest() turns
+// them back into rows, so the statement text (and its prepared plan) never changes with the size.
+const INSERT_BATCH = `
+  INSERT INTO outbox (id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
+    deliver_before, attempts, next_attempt_at)
+  SELECT id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
+    deliver_before, 0, created_at
+  FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+    $9::bigint[], $10::bigint[])
+    AS t(id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at, deliver_before)`;
+
+// A bigger batch holds its connection for longer than the fsyncs it saves.
+const MAX_BATCH_ROWS = 500;
+
+/** Queues outbox rows durably; the request path of a send waits on it. */
+export interface OutboxWriter {
+  /** Resolves once the row is committed (durable), never before; rejects if its commit failed. */
+  enqueue(message: OutboxMessage): Promise<void>;
+  /** Resolves when every row handed in so far is committed or failed. */
+  drain(): Promise<void>;
+}
+
+/**
+ * The send path's outbox insert, group-committed (postgres-batcher.ts): concurrent sends share
+ * one multi-row INSERT and its commit, and each send is answered only after that commit. Rows
+ * have random ids, so a batch fails only as a whole (connection, timeout), never for one row.
+ */
+export function createPostgresOutboxWriter(
+  pool: pg.Pool,
+  options: { maxConcurrentCommits: number },
+): OutboxWriter {
+  const batcher = createBatcher<OutboxMessage>(
+    (messages) =>
+      pool.query({
+        name: "vd_outbox_enqueue",
+        text: INSERT_BATCH,
+        values: columnsOf(
+          messages.map((message) => [
+            message.id,
+            message.appId,
+            message.verificationId,
+            message.channel,
+            message.to,
+            message.purpose,
+            message.locale,
+            message.sealedCode,
+            message.createdAtMs,
+            message.deliverBeforeMs,
+          ]),
+          10,
+        ),
+      }),
+    { maxConcurrent: options.maxConcurrentCommits, maxItems: MAX_BATCH_ROWS },
+  );
+  return { enqueue: (message) => batcher.add(message), drain: () => batcher.drain() };
+}

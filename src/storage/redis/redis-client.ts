@@ -1,0 +1,56 @@
+import { Redis } from "ioredis";
+import type { Logger } from "../../core/ports.js";
+
+// A Lua call takes microseconds; a reply later than this means Redis (or the path to it) is gone.
+// Failing the command then answers the caller 503 at once instead of letting requests pile up.
+export const REDIS_COMMAND_TIMEOUT_MS = 1_000;
+// Connecting is allowed a little longer than a command: a TLS handshake to a managed Redis.
+export const REDIS_CONNECT_TIMEOUT_MS = 2_000;
+// Reconnect backoff: 50 ms, 100 ms, ... capped at 2 s, so a returning Redis is found within seconds.
+const RECONNECT_STEP_MS = 50;
+const RECONNECT_MAX_DELAY_MS = 2_000;
+
+export interface RedisClientOptions {
+  url: string;
+  logger: Logger;
+}
+
+/**
+ * A Redis client that fails fast instead of queueing: while Redis is unreachable every command
+ * rejects at once (the caller answers 503, fail closed), and the client reconnects with backoff in
+ * the background so service resumes by itself. Resolves once the first connection is ready.
+ */
+export async function connectRedis(options: RedisClientOptions): Promise<Redis> {
+  const redis = new Redis(options.url, {
+    lazyConnect: true,
+    // No offline queue: a command issued while disconnected fails now, it is not replayed later
+    // when its caller has long given up.
+    enableOfflineQueue: false,
+    // Never resend a command whose connection died: a Lua script may already have run, and running
+    // `issue` twice would count a send twice.
+    autoResendUnfulfilledCommands: false,
+    maxRetriesPerRequest: 0,
+    commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
+    retryStrategy: (times) => Math.min(times * RECONNECT_STEP_MS, RECONNECT_MAX_DELAY_MS),
+  });
+  let down = false;
+  // Without a listener an `error` event would crash the process; log each outage once.
+  redis.on("error", (error: Error) => {
+    if (down) return;
+    down = true;
+    options.logger.warn({ err: error.message }, "redis unreachable; reconnecting with backoff");
+  });
+  redis.on("ready", () => {
+    if (!down) return;
+    down = false;
+    options.logger.info({}, "redis reachable again");
+  });
+  try {
+    await redis.connect();
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
+  return redis;
+}
