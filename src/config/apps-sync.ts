@@ -14,10 +14,17 @@ export async function syncConfiguredApps(
   globalTemplates: TemplateSet,
 ): Promise<void> {
   const declared = new Map(configured.map((app) => [app.id, app]));
-  if (!declared.has(DEFAULT_APP_ID) && !(await apps.byId(DEFAULT_APP_ID))) {
-    await apps.save(
-      newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: "verifyd", templates: globalTemplates }),
-    );
+  if (!declared.has(DEFAULT_APP_ID)) {
+    const existing = await apps.byId(DEFAULT_APP_ID);
+    // Undeclared, the app `default` has no templates of its own: it takes the file's global ones
+    // as they are at this start, not as they were when it was first created.
+    if (!existing) {
+      await apps.save(
+        newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: "verifyd", templates: globalTemplates }),
+      );
+    } else if (JSON.stringify(existing.templates) !== JSON.stringify(globalTemplates)) {
+      await apps.save({ ...existing, templates: globalTemplates });
+    }
   }
   for (const config of configured) {
     const existing = (await apps.byId(config.id)) ?? newApp({ id: config.id });
@@ -45,6 +52,7 @@ function applyAppConfig(app: App, config: AppConfig, globalTemplates: TemplateSe
     ...(config.revealAccountExistence !== undefined
       ? { revealAccountExistence: config.revealAccountExistence }
       : {}),
+    ...(config.sms !== undefined ? { sms: { warning: config.sms.warning ?? false, ...config.sms } } : {}),
   };
 }
 

@@ -54,3 +54,485 @@ describe("native API: send -> deliver -> check -> redeem", () => {
     expect(twice.statusCode).toBe(404);
   });
 });
+
+// ---------------------------------------------------------------------------------------------
+// The native API by route and status (unkey's `{200,400,401}_test.go` layout). Bad input has its
+// own table in bad-input.test.ts.
+
+const SEND = "/v1/verifications";
+const CHECK = "/v1/verifications/check";
+const ANN = "ann@example.com";
+// Tests that send more than three codes from one address switch off the captcha escalation (abuse
+// defence, tested beside it) so the rule under test answers.
+const NO_CAPTCHA = { apps: [{ id: "default", abuse: { captcha: { native: "never" as const } } }] };
+
+async function sendCode(payload: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
+  return t.fastify.inject({
+    method: "POST",
+    url: SEND,
+    payload: { channel: "email", to: ANN, purpose: "sign_in", ...payload },
+    headers,
+  });
+}
+
+/** Sends and delivers a code; returns the verification id and the code the recipient got. */
+async function issued(payload: Record<string, unknown> = {}): Promise<{ id: string; code: string }> {
+  const reply = await sendCode(payload);
+  expect(reply.statusCode).toBe(201);
+  await t.deliverAll();
+  const to = reply.json().channel === "sms" ? "+8613800138000" : ((payload.to as string | undefined) ?? ANN);
+  const code = t.email.lastCodeFor(to) ?? t.sms.lastCodeFor(to);
+  return { id: reply.json().id, code: code as string };
+}
+
+async function check(id: string, code: string) {
+  return t.fastify.inject({ method: "POST", url: CHECK, payload: { id, code } });
+}
+
+function wrongCode(code: string): string {
+  return code === "000000" ? "000001" : "000000";
+}
+
+describe("POST /v1/verifications", () => {
+  describe("201", () => {
+    it("answers an SMS send with the masked E.164 number", async () => {
+      t = await createTestServer();
+      const reply = await sendCode({ channel: "sms", to: "+86 138 0013 8000" });
+      expect(reply.statusCode).toBe(201);
+      expect(reply.json()).toEqual({
+        id: expect.stringMatching(/^vf_/),
+        channel: "sms",
+        to: "+86*********00",
+        purpose: "sign_in",
+        status: "pending",
+        expires_in: 600,
+        resend_after: 60,
+      });
+    });
+
+    it("reads a national number in the given country", async () => {
+      t = await createTestServer();
+      const reply = await sendCode({ channel: "sms", to: "13800138000", country: "CN" });
+      expect(reply.statusCode).toBe(201);
+      await t.deliverAll();
+      expect(t.sms.messages[0]?.to).toBe("+8613800138000");
+    });
+
+    it("picks the template language from Accept-Language when no locale is given", async () => {
+      t = await createTestServer();
+      await sendCode({}, { "accept-language": "zh-CN,zh;q=0.9,en;q=0.8" });
+      await sendCode({ to: "bob@example.com", locale: "en" }, { "accept-language": "zh-CN" });
+      await t.deliverAll();
+      expect(t.email.messages.find((message) => message.to === ANN)?.locale).toBe("zh-Hans");
+      expect(t.email.messages.find((message) => message.to === "bob@example.com")?.locale).toBe("en");
+    });
+
+    it("replays the first answer for a repeated Idempotency-Key and sends one message", async () => {
+      t = await createTestServer();
+      const headers = { "idempotency-key": "signup-7f3a" };
+      const first = await sendCode({}, headers);
+      t.clock.advanceSeconds(5);
+      const again = await sendCode({}, headers);
+      expect(again.statusCode).toBe(201);
+      expect(again.json()).toEqual(first.json());
+      await t.deliverAll();
+      expect(t.email.messages).toHaveLength(1);
+    });
+
+    it("sends to the logged-in account's own contact when `to` is absent", async () => {
+      t = await createTestServer();
+      const app = await t.engine.apps.byId("default");
+      const account = await t.engine.accounts.create({ app: app!, email: ANN });
+      const reply = await sendCode({ to: undefined, account_id: account.id, purpose: "reverify" });
+      expect(reply.statusCode).toBe(201);
+      expect(reply.json().to).toBe("a***@example.com");
+    });
+  });
+
+  describe("409", () => {
+    it("answers target user for an unknown recipient with ACCOUNT_NOT_FOUND", async () => {
+      t = await createTestServer();
+      const reply = await sendCode({ target: "user" });
+      expect(reply.statusCode).toBe(409);
+      expect(reply.json()).toMatchObject({ status: 409, code: "ACCOUNT_NOT_FOUND" });
+    });
+
+    it("answers target not_user for a known recipient with ACCOUNT_EXISTS", async () => {
+      t = await createTestServer();
+      const app = await t.engine.apps.byId("default");
+      await t.engine.accounts.create({ app: app!, email: ANN });
+      expect((await sendCode({ target: "not_user" })).json().code).toBe("ACCOUNT_EXISTS");
+      expect((await sendCode({ target: "user" })).statusCode).toBe(201);
+    });
+
+    it("refuses to bind a contact to an account that already has one with CONTACT_ALREADY_SET", async () => {
+      t = await createTestServer();
+      const app = await t.engine.apps.byId("default");
+      const account = await t.engine.accounts.create({ app: app!, email: "old@example.com" });
+      const reply = await sendCode({ purpose: "bind_contact", account_id: account.id });
+      expect(reply.statusCode).toBe(409);
+      expect(reply.json().code).toBe("CONTACT_ALREADY_SET");
+    });
+  });
+
+  describe("429", () => {
+    it("refuses a resend inside 60 s with RESEND_TOO_SOON, Retry-After and retry_after agreeing", async () => {
+      t = await createTestServer();
+      await sendCode();
+      t.clock.advanceSeconds(25);
+      const reply = await sendCode();
+      expect(reply.statusCode).toBe(429);
+      expect(reply.headers["content-type"]).toMatch(/^application\/problem\+json/);
+      expect(reply.headers["retry-after"]).toBe("35");
+      expect(reply.json()).toMatchObject({ code: "RESEND_TOO_SOON", retry_after: 35 });
+    });
+
+    it("limits sends per client IP when an API-key caller passes client_ip", async () => {
+      const key = "vk_test_backend_0123456789abcdef";
+      t = await createTestServer({
+        env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+        apps: [{ id: "shop", apiKeys: [key], abuse: { captcha: { native: "never" } } }],
+      });
+      const headers = { authorization: `Bearer ${key}` };
+      for (let i = 0; i < 10; i++) {
+        const reply = await sendCode({ to: `user${i}@example.com`, client_ip: "203.0.113.9" }, headers);
+        expect(reply.statusCode).toBe(201);
+      }
+      const refused = await sendCode({ to: "late@example.com", client_ip: "203.0.113.9" }, headers);
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json().code).toBe("RATE_LIMITED");
+      expect(refused.headers["retry-after"]).toBe("3600");
+      // another end user of the same backend is not affected
+      expect(
+        (await sendCode({ to: "late@example.com", client_ip: "203.0.113.10" }, headers)).statusCode,
+      ).toBe(201);
+    });
+
+    it("ignores client_ip from an unauthenticated caller and counts the socket's address", async () => {
+      t = await createTestServer(NO_CAPTCHA);
+      for (let i = 0; i < 10; i++) {
+        const reply = await sendCode({ to: `user${i}@example.com`, client_ip: `198.51.100.${i}` });
+        expect(reply.statusCode).toBe(201);
+      }
+      const refused = await sendCode({ to: "late@example.com", client_ip: "198.51.100.99" });
+      expect(refused.statusCode).toBe(429);
+      expect(refused.json().code).toBe("RATE_LIMITED");
+    });
+
+    it("believes X-Forwarded-For only from a proxy VERIFYD_TRUST_PROXY names", async () => {
+      t = await createTestServer({
+        env: { VERIFYD_TRUST_PROXY: "127.0.0.1" },
+        apps: [{ id: "default", abuse: { captcha: { native: "never" } } }],
+      });
+      for (let i = 0; i < 10; i++) {
+        const headers = { "x-forwarded-for": "203.0.113.50" };
+        expect((await sendCode({ to: `user${i}@example.com` }, headers)).statusCode).toBe(201);
+      }
+      expect(
+        (await sendCode({ to: "a@example.com" }, { "x-forwarded-for": "203.0.113.50" })).statusCode,
+      ).toBe(429);
+      expect(
+        (await sendCode({ to: "b@example.com" }, { "x-forwarded-for": "203.0.113.51" })).statusCode,
+      ).toBe(201);
+    });
+  });
+});
+
+describe("POST /v1/verifications/check", () => {
+  describe("200", () => {
+    it("approves the right code with a token valid for 600 s", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      const reply = await check(id, code);
+      expect(reply.statusCode).toBe(200);
+      expect(reply.json()).toEqual({
+        id,
+        status: "approved",
+        token: expect.stringMatching(/^vt_[A-Za-z0-9_-]{32}$/),
+        token_expires_in: 600,
+      });
+    });
+  });
+
+  describe("410", () => {
+    it("answers a code checked at 600 s with CODE_EXPIRED", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      t.clock.advanceSeconds(600);
+      const reply = await check(id, code);
+      expect(reply.statusCode).toBe(410);
+      expect(reply.json().code).toBe("CODE_EXPIRED");
+    });
+
+    it("answers a superseded code with CODE_SUPERSEDED", async () => {
+      t = await createTestServer();
+      const first = await issued();
+      t.clock.advanceSeconds(60);
+      const second = await issued();
+      expect((await check(first.id, first.code)).json()).toMatchObject({
+        status: 410,
+        code: "CODE_SUPERSEDED",
+      });
+      expect((await check(second.id, second.code)).statusCode).toBe(200);
+    });
+
+    it("answers a canceled code with CODE_CANCELED", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+      expect((await check(id, code)).json()).toMatchObject({ status: 410, code: "CODE_CANCELED" });
+    });
+  });
+
+  describe("422", () => {
+    it("answers a wrong code with CODE_INVALID and attempts_remaining counting down", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      const remaining: number[] = [];
+      for (let i = 0; i < 5; i++) {
+        const reply = await check(id, wrongCode(code));
+        expect(reply.statusCode).toBe(422);
+        expect(reply.json()).toMatchObject({ code: "CODE_INVALID", field: "code" });
+        remaining.push(reply.json().attempts_remaining);
+      }
+      expect(remaining).toEqual([4, 3, 2, 1, 0]);
+    });
+  });
+
+  describe("429", () => {
+    it("rejects the sixth check even when correct with TOO_MANY_ATTEMPTS", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      for (let i = 0; i < 5; i++) await check(id, wrongCode(code));
+      const reply = await check(id, code);
+      expect(reply.statusCode).toBe(429);
+      expect(reply.json()).toMatchObject({ code: "TOO_MANY_ATTEMPTS", attempts_remaining: 0 });
+    });
+
+    it("refuses checks once the recipient's failed-check budget is spent, with Retry-After", async () => {
+      t = await createTestServer(NO_CAPTCHA);
+      for (let round = 0; round < 4; round++) {
+        const { id, code } = await issued();
+        for (let i = 0; i < 5; i++) await check(id, wrongCode(code));
+        t.clock.advanceSeconds(60);
+      }
+      const { id, code } = await issued();
+      const reply = await check(id, code);
+      expect(reply.statusCode).toBe(429);
+      expect(reply.json()).toMatchObject({ code: "TOO_MANY_ATTEMPTS", retry_after: 86_400 - 240 });
+      expect(reply.headers["retry-after"]).toBe(String(86_400 - 240));
+    });
+  });
+});
+
+describe("GET /v1/verifications/{id}", () => {
+  describe("200", () => {
+    it("shows status, attempts left, seconds left and each delivery", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      t.clock.advanceSeconds(100);
+      await check(id, wrongCode(code));
+      const reply = await t.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` });
+      expect(reply.statusCode).toBe(200);
+      expect(reply.json()).toEqual({
+        id,
+        channel: "email",
+        to: "a***@example.com",
+        purpose: "sign_in",
+        status: "pending",
+        attempts_remaining: 4,
+        expires_in: 500,
+        deliveries: [{ provider: "recording-email", status: "sent", at: "2026-01-01T12:00:00.000Z" }],
+      });
+    });
+
+    it("reports every status value over a verification's life", async () => {
+      t = await createTestServer(NO_CAPTCHA);
+      const status = async (id: string) =>
+        (await t.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` })).json().status;
+      const a = await issued({ to: "a@example.com" });
+      expect(await status(a.id)).toBe("pending");
+      await check(a.id, a.code);
+      expect(await status(a.id)).toBe("approved");
+      const b = await issued({ to: "b@example.com" });
+      await t.fastify.inject({ method: "POST", url: `/v1/verifications/${b.id}/cancel` });
+      expect(await status(b.id)).toBe("canceled");
+      const c = await issued({ to: "c@example.com" });
+      for (let i = 0; i < 5; i++) await check(c.id, wrongCode(c.code));
+      expect(await status(c.id)).toBe("max_attempts_reached");
+      const d = await issued({ to: "d@example.com" });
+      t.clock.advanceSeconds(60);
+      await issued({ to: "d@example.com" });
+      expect(await status(d.id)).toBe("superseded");
+      t.clock.advanceSeconds(600);
+      const e = (await t.server.backend.db
+        .prepare("SELECT id FROM codes WHERE recipient = 'd@example.com' AND status = 'pending'")
+        .get()) as { id: string };
+      expect(await status(e.id)).toBe("expired");
+    });
+  });
+});
+
+describe("POST /v1/verifications/{id}/cancel", () => {
+  describe("200", () => {
+    it("cancels a pending verification, and again", async () => {
+      t = await createTestServer();
+      const { id } = await issued();
+      for (let i = 0; i < 2; i++) {
+        const reply = await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+        expect(reply.statusCode).toBe(200);
+        expect(reply.json()).toEqual({ id, status: "canceled" });
+      }
+    });
+  });
+
+  describe("410", () => {
+    it("refuses to cancel an approved verification with CODE_ALREADY_USED", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      await check(id, code);
+      const reply = await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+      expect(reply.statusCode).toBe(410);
+      expect(reply.json().code).toBe("CODE_ALREADY_USED");
+    });
+
+    // Regression: the store used to cancel an expired code, hiding why it ended. @see issue 2
+    it("refuses to cancel an expired verification with CODE_EXPIRED", async () => {
+      t = await createTestServer();
+      const { id } = await issued();
+      t.clock.advanceSeconds(600);
+      const reply = await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+      expect(reply.statusCode).toBe(410);
+      expect(reply.json().code).toBe("CODE_EXPIRED");
+    });
+  });
+});
+
+describe("POST /v1/tokens/redeem", () => {
+  describe("200", () => {
+    it("names the purpose the caller asked for among the token's", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued({ purpose: "reset_password" });
+      const { token } = (await check(id, code)).json();
+      const reply = await t.fastify.inject({
+        method: "POST",
+        url: "/v1/tokens/redeem",
+        payload: { token, purposes: ["sign_in", "reset_password"] },
+      });
+      expect(reply.statusCode).toBe(200);
+      expect(reply.json()).toEqual({ channel: "email", to: ANN, purpose: "reset_password", app: "default" });
+    });
+  });
+
+  describe("404", () => {
+    it("refuses a token for another purpose without spending it", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      const { token } = (await check(id, code)).json();
+      const wrong = await t.fastify.inject({
+        method: "POST",
+        url: "/v1/tokens/redeem",
+        payload: { token, purposes: ["sign_up"] },
+      });
+      expect(wrong.statusCode).toBe(404);
+      expect(wrong.json()).toMatchObject({ code: "TOKEN_INVALID", field: "token" });
+      const right = await t.fastify.inject({ method: "POST", url: "/v1/tokens/redeem", payload: { token } });
+      expect(right.statusCode).toBe(200);
+    });
+
+    it("refuses a token 600 s after approval", async () => {
+      t = await createTestServer();
+      const { id, code } = await issued();
+      const { token } = (await check(id, code)).json();
+      t.clock.advanceSeconds(600);
+      const reply = await t.fastify.inject({ method: "POST", url: "/v1/tokens/redeem", payload: { token } });
+      expect(reply.statusCode).toBe(404);
+    });
+  });
+});
+
+describe("apps are tenants", () => {
+  it("keeps one app's verifications and tokens invisible to another", async () => {
+    const keys = { a: "vk_test_app_a_0123456789abcdef", b: "vk_test_app_b_0123456789abcdef" };
+    t = await createTestServer({
+      env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+      apps: [
+        { id: "a", apiKeys: [keys.a] },
+        { id: "b", apiKeys: [keys.b] },
+      ],
+    });
+    const as = (app: "a" | "b") => ({ authorization: `Bearer ${keys[app]}` });
+    const sent = await sendCode({}, as("a"));
+    expect(sent.statusCode).toBe(201);
+    const { id } = sent.json();
+    await t.deliverAll();
+    const code = t.email.lastCodeFor(ANN) as string;
+    const get = await t.fastify.inject({ method: "GET", url: `/v1/verifications/${id}`, headers: as("b") });
+    expect(get.statusCode).toBe(404);
+    const foreign = await t.fastify.inject({
+      method: "POST",
+      url: CHECK,
+      payload: { id, code },
+      headers: as("b"),
+    });
+    expect(foreign.statusCode).toBe(404);
+    // b's own send to the same recipient is not held back by a's resend window
+    expect((await sendCode({}, as("b"))).statusCode).toBe(201);
+    const approved = await t.fastify.inject({
+      method: "POST",
+      url: CHECK,
+      payload: { id, code },
+      headers: as("a"),
+    });
+    expect(approved.statusCode).toBe(200);
+    const { token } = approved.json();
+    const redeemB = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/tokens/redeem",
+      payload: { token },
+      headers: as("b"),
+    });
+    expect(redeemB.statusCode).toBe(404);
+    const redeemA = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/tokens/redeem",
+      payload: { token },
+      headers: as("a"),
+    });
+    expect(redeemA.json().app).toBe("a");
+  });
+});
+
+describe("CORS", () => {
+  const preflight = (origin: string) =>
+    t.fastify.inject({
+      method: "OPTIONS",
+      url: SEND,
+      headers: {
+        origin,
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type",
+      },
+    });
+
+  it("answers preflights for an app's configured origins only in production", async () => {
+    t = await createTestServer({
+      env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+      apps: [
+        { id: "shop", apiKeys: ["vk_test_shop_0123456789abcdef"], corsOrigins: ["https://shop.example"] },
+      ],
+    });
+    const allowed = await preflight("https://shop.example");
+    expect(allowed.statusCode).toBe(204);
+    expect(allowed.headers["access-control-allow-origin"]).toBe("https://shop.example");
+    expect(String(allowed.headers["access-control-allow-headers"])).toMatch(/content-type/i);
+    const foreign = await preflight("https://evil.example");
+    expect(foreign.headers["access-control-allow-origin"]).toBeUndefined();
+  });
+
+  it("answers preflights from any origin in dev mode", async () => {
+    t = await createTestServer();
+    const reply = await preflight("http://localhost:5173");
+    expect(reply.headers["access-control-allow-origin"]).toBe("http://localhost:5173");
+  });
+});

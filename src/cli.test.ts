@@ -1,0 +1,195 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it, vi } from "vitest";
+import { BIN, getJson, killAll, MAIN, run, startServer } from "../test/e2e/verifyd-process.js";
+import { runCli } from "./cli.js";
+
+/**
+ * The real `verifyd` command (bin/verifyd.js -> dist/main.js) in child processes. Each test uses
+ * its own data dir and port, so they run concurrently (a process start costs about a second).
+ */
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "verifyd-cli-"));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(async () => {
+  await killAll();
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+describe.concurrent("invalid configuration", () => {
+  it.for([
+    ["VERIFYD_PORT=abc", { VERIFYD_PORT: "abc" }, /VERIFYD_PORT \(port\): /],
+    [
+      "production without a secret",
+      { VERIFYD_MODE: "production" },
+      /VERIFYD_SECRET \(secret\): required in production mode/,
+    ],
+  ] as const)(
+    "exits non-zero before listening with %s, naming the key",
+    async ([, env, message], { expect }) => {
+      const exit = await run(MAIN, [], { VERIFYD_DATA_DIR: tempDir(), ...env });
+      expect(exit.code).toBe(1);
+      expect(exit.stderr).toMatch(/^invalid configuration:/);
+      expect(exit.stderr).toMatch(message);
+      expect(exit.stdout).not.toMatch(/listening/);
+    },
+  );
+
+  it("names an unknown key of the config file", async ({ expect }) => {
+    const dir = tempDir();
+    const file = join(dir, "verifyd.json");
+    writeFileSync(
+      file,
+      JSON.stringify({ port: 8080, colour: "blue", apps: [{ id: "shop", policy: { codeLenght: 6 } }] }),
+    );
+    const exit = await run(MAIN, [], { VERIFYD_DATA_DIR: dir, VERIFYD_CONFIG: file });
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toMatch(/colour/);
+    expect(exit.stderr).toMatch(/apps\/0\/policy.*codeLenght/);
+  });
+
+  it("refuses the CLI commands too", async ({ expect }) => {
+    const exit = await run(BIN, ["apps", "list"], { VERIFYD_DATA_DIR: tempDir(), VERIFYD_PORT: "abc" });
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toMatch(/VERIFYD_PORT/);
+  });
+});
+
+describe.concurrent("verifyd migrate", () => {
+  // Regression: on a fresh data dir `migrate` crashed preparing statements on tables it had yet
+  // to create. @see issue 2
+  it("prints the versions it applied, and none the second time", async ({ expect }) => {
+    const env = { VERIFYD_DATA_DIR: tempDir() };
+    const first = await run(BIN, ["migrate"], env);
+    expect(first.code).toBe(0);
+    const applied = JSON.parse(first.stdout).applied as number[];
+    expect(applied[0]).toBe(1);
+    expect(applied).toEqual([...applied].sort((a, b) => a - b));
+    const second = await run(BIN, ["migrate"], env);
+    expect(second.code).toBe(0);
+    expect(JSON.parse(second.stdout)).toEqual({ applied: [] });
+  });
+});
+
+describe.concurrent("verifyd apps", () => {
+  it("creates an app whose key authenticates the native API in production, lists it, and disables it", async ({
+    expect,
+  }) => {
+    const env = {
+      VERIFYD_DATA_DIR: tempDir(),
+      VERIFYD_MODE: "production",
+      VERIFYD_SECRET: "cli-test-secret-0123456789",
+    };
+    const created = await run(BIN, ["apps", "create", "--name", "Shop"], env);
+    expect(created.code).toBe(0);
+    const app = JSON.parse(created.stdout);
+    expect(app).toEqual({
+      id: "shop",
+      client_id: "shop",
+      api_key: expect.stringMatching(/^vk_[A-Za-z0-9_-]{32}$/),
+    });
+
+    // A second app of the same name gets its own id.
+    const twin = JSON.parse((await run(BIN, ["apps", "create", "--name", "Shop"], env)).stdout);
+    expect(twin.id).toBe("shop-2");
+    expect(twin.api_key).not.toBe(app.api_key);
+
+    const listed = JSON.parse((await run(BIN, ["apps", "list"], env)).stdout) as {
+      id: string;
+      disabled: boolean;
+    }[];
+    expect(listed).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ id: "default", client_id: "default", disabled: false }),
+        expect.objectContaining({ id: "shop", client_id: "shop", name: "Shop", disabled: false }),
+        expect.objectContaining({ id: "shop-2", disabled: false }),
+      ]),
+    );
+
+    const probe = (server: { url: string }, headers: Record<string, string> = {}) =>
+      getJson(`${server.url}/v1/verifications/vf_AAAAAAAAAAAAAAAAAAAAAA`, headers);
+    const bearer = { authorization: `Bearer ${app.api_key}` };
+    let server = await startServer(env);
+    expect((await probe(server)).status).toBe(401);
+    expect((await probe(server, { authorization: "Bearer vk_unknown" })).status).toBe(401);
+    expect(await probe(server, bearer)).toMatchObject({
+      status: 404,
+      body: { code: "VERIFICATION_NOT_FOUND" },
+    });
+    // SIGTERM drains and exits cleanly
+    expect((await server.stop("SIGTERM")).code).toBe(0);
+
+    const disabled = await run(BIN, ["apps", "disable", "shop"], env);
+    expect(disabled.code).toBe(0);
+    expect(JSON.parse(disabled.stdout)).toEqual({ id: "shop", disabled: true });
+    const after = JSON.parse((await run(BIN, ["apps", "list"], env)).stdout) as {
+      id: string;
+      disabled: boolean;
+    }[];
+    expect(after.find((each) => each.id === "shop")?.disabled).toBe(true);
+
+    server = await startServer(env);
+    expect(await probe(server, bearer)).toMatchObject({ status: 403, body: { code: "APP_DISABLED" } });
+    // the other app is untouched
+    expect((await probe(server, { authorization: `Bearer ${twin.api_key}` })).status).toBe(404);
+    await server.stop("SIGTERM");
+  });
+
+  it("stores the API key hashed, never as issued", async ({ expect }) => {
+    const dir = tempDir();
+    const created = JSON.parse(
+      (await run(BIN, ["apps", "create", "--name", "Blog"], { VERIFYD_DATA_DIR: dir })).stdout,
+    );
+    const { readFileSync, readdirSync } = await import("node:fs");
+    for (const name of readdirSync(dir).filter((file) => file.startsWith("verifyd.db"))) {
+      expect(readFileSync(join(dir, name)).includes(Buffer.from(created.api_key))).toBe(false);
+    }
+  });
+});
+
+/** Refusals need no process of their own: runCli in this process, its output captured. */
+describe("runCli refusals", () => {
+  async function cli(args: string[]): Promise<{ code: number | undefined; out: string; err: string }> {
+    const out: string[] = [];
+    const err: string[] = [];
+    const log = vi
+      .spyOn(console, "log")
+      .mockImplementation((...parts: unknown[]) => void out.push(parts.join(" ")));
+    const error = vi
+      .spyOn(console, "error")
+      .mockImplementation((...parts: unknown[]) => void err.push(parts.join(" ")));
+    const previous = process.env.VERIFYD_DATA_DIR;
+    process.env.VERIFYD_DATA_DIR = tempDir();
+    try {
+      return { code: await runCli(args), out: out.join("\n"), err: err.join("\n") };
+    } finally {
+      log.mockRestore();
+      error.mockRestore();
+      if (previous === undefined) delete process.env.VERIFYD_DATA_DIR;
+      else process.env.VERIFYD_DATA_DIR = previous;
+    }
+  }
+
+  it.each([
+    [["apps", "create"], 2, /--name NAME is required/],
+    [["apps", "create", "--name", "  "], 2, /--name NAME is required/],
+    [["apps", "disable", "nope"], 1, /no app "nope"/],
+    [["apps", "frobnicate"], 2, /usage: verifyd/],
+    [["launch"], 2, /unknown command "launch"/],
+  ])("refuses `verifyd %j` with exit code %i", async (args, code, message) => {
+    const result = await cli(args);
+    expect(result.code).toBe(code);
+    expect(result.err).toMatch(message);
+  });
+
+  it("prints its usage for help", async () => {
+    const result = await cli(["help"]);
+    expect(result.code).toBe(0);
+    expect(result.out).toMatch(/verifyd apps create --name NAME/);
+  });
+});

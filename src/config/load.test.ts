@@ -1,0 +1,246 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./load.js";
+
+const dir = mkdtempSync(join(tmpdir(), "verifyd-config-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${files++}.json`);
+  writeFileSync(path, typeof content === "string" ? content : JSON.stringify(content));
+  return path;
+}
+
+function issues(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).issues;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+describe("loadConfig: defaults", () => {
+  it("starts in dev mode on 127.0.0.1:8080 with ./data and no secret", () => {
+    expect(loadConfig({})).toMatchObject({
+      mode: "dev",
+      host: "127.0.0.1",
+      port: 8080,
+      dataDir: "./data",
+      secrets: [],
+      trustProxy: [],
+      defaultCountry: "CN",
+      logLevel: "info",
+      sqliteSynchronous: "NORMAL",
+      apps: [],
+    });
+  });
+});
+
+describe("loadConfig: environment", () => {
+  it("reads every VERIFYD_* variable", () => {
+    const config = loadConfig({
+      VERIFYD_MODE: "production",
+      VERIFYD_HOST: "0.0.0.0",
+      VERIFYD_PORT: "9090",
+      VERIFYD_DATA_DIR: "/var/lib/verifyd",
+      VERIFYD_SECRET: "newest-secret-0123456789, older-secret-0123456789",
+      VERIFYD_TRUST_PROXY: "10.0.0.1,10.0.0.0/8",
+      VERIFYD_SMTP_URL: "smtp://user:pass@mail.example.com:587",
+      VERIFYD_EMAIL_FROM: "codes@example.com",
+      VERIFYD_DEFAULT_COUNTRY: "US",
+      VERIFYD_LOG_LEVEL: "warn",
+      VERIFYD_SQLITE_SYNCHRONOUS: "FULL",
+    });
+    expect(config).toMatchObject({
+      mode: "production",
+      host: "0.0.0.0",
+      port: 9090,
+      dataDir: "/var/lib/verifyd",
+      secrets: ["newest-secret-0123456789", "older-secret-0123456789"],
+      trustProxy: ["10.0.0.1", "10.0.0.0/8"],
+      smtpUrl: "smtp://user:pass@mail.example.com:587",
+      emailFrom: "codes@example.com",
+      defaultCountry: "US",
+      logLevel: "warn",
+      sqliteSynchronous: "FULL",
+    });
+  });
+
+  it("ignores empty variables", () => {
+    expect(loadConfig({ VERIFYD_PORT: "", VERIFYD_MODE: "" })).toMatchObject({ port: 8080, mode: "dev" });
+  });
+
+  it.each([
+    ["VERIFYD_PORT", "abc"],
+    ["VERIFYD_PORT", "70000"],
+    ["VERIFYD_PORT", "-1"],
+    ["VERIFYD_PORT", "80.5"],
+    ["VERIFYD_MODE", "staging"],
+    ["VERIFYD_LOG_LEVEL", "loud"],
+    ["VERIFYD_DEFAULT_COUNTRY", "cn"],
+    ["VERIFYD_SECRET", "short"],
+    ["VERIFYD_REDIS_URL", "http://localhost:6379"],
+    ["VERIFYD_SMTP_URL", "mail.example.com"],
+    ["VERIFYD_SQLITE_SYNCHRONOUS", "OFF"],
+  ])("refuses %s=%s naming the variable", (name, value) => {
+    const found = issues({ [name]: value });
+    expect(found.some((issue) => issue.startsWith(name))).toBe(true);
+  });
+
+  it("refuses production mode without a secret, naming VERIFYD_SECRET", () => {
+    expect(issues({ VERIFYD_MODE: "production" })).toEqual([
+      expect.stringMatching(/^VERIFYD_SECRET.*required in production/),
+    ]);
+  });
+
+  it("refuses half a cluster configuration and half an SMTP one", () => {
+    expect(issues({ VERIFYD_REDIS_URL: "redis://localhost:6379" })).toEqual([
+      expect.stringContaining("VERIFYD_DATABASE_URL"),
+    ]);
+    expect(issues({ VERIFYD_SMTP_URL: "smtp://localhost:25" })).toEqual([
+      expect.stringContaining("VERIFYD_EMAIL_FROM"),
+    ]);
+  });
+
+  it("reports every problem at once", () => {
+    expect(issues({ VERIFYD_PORT: "abc", VERIFYD_MODE: "staging" })).toHaveLength(2);
+  });
+
+  it("prints the problems in its message", () => {
+    expect(() => loadConfig({ VERIFYD_PORT: "abc" })).toThrow(/invalid configuration:\n {2}- VERIFYD_PORT/);
+  });
+});
+
+describe("loadConfig: the config file", () => {
+  it("reads the camelCase keys, apps and templates", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        port: 7000,
+        dataDir: "/srv/verifyd",
+        secret: ["file-secret-0123456789"],
+        apps: [{ id: "shop", name: "Shop", policy: { codeLength: 8 } }],
+        templates: { sign_in: { en: { subject: "Hi {app}", text: "{code}" } } },
+      }),
+    });
+    expect(config).toMatchObject({
+      port: 7000,
+      dataDir: "/srv/verifyd",
+      secrets: ["file-secret-0123456789"],
+      apps: [{ id: "shop", name: "Shop", policy: { codeLength: 8 } }],
+      templates: { sign_in: { en: { subject: "Hi {app}", text: "{code}" } } },
+    });
+  });
+
+  it("lets the environment win over the file", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({ port: 7000, host: "0.0.0.0" }),
+      VERIFYD_PORT: "7001",
+    });
+    expect(config).toMatchObject({ port: 7001, host: "0.0.0.0" });
+  });
+
+  it('reads "${NAME}" strings from the environment', () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", apiKeys: ["${SHOP_KEY}"] }] }),
+      SHOP_KEY: "vk_from_the_environment_0123",
+    });
+    expect(config.apps[0]?.apiKeys).toEqual(["vk_from_the_environment_0123"]);
+  });
+
+  it("names the place of a ${NAME} whose variable is not set", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", apiKeys: ["${MISSING_KEY}"] }] }),
+    });
+    expect(found).toEqual(
+      expect.arrayContaining([expect.stringMatching(/apps\/0\/apiKeys\/0.*MISSING_KEY/)]),
+    );
+  });
+
+  it("refuses an unknown key, naming it", () => {
+    expect(issues({ VERIFYD_CONFIG: configFile({ prot: 8080 }) })).toEqual([expect.stringContaining("prot")]);
+  });
+
+  it("refuses an unknown key inside an app, naming its path", () => {
+    const found = issues({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", nmae: "Shop" }] }) });
+    expect(found.join("\n")).toMatch(/apps\/0.*nmae/);
+  });
+
+  it.each([
+    [{ apps: [{ id: "shop", policy: { codeLength: 3 } }] }, "apps/0/policy/codeLength"],
+    [{ apps: [{ id: "shop", policy: { codeLength: 11 } }] }, "apps/0/policy/codeLength"],
+    [{ apps: [{ id: "Shop!" }] }, "apps/0/id"],
+    [
+      { apps: [{ id: "shop", testRecipients: [{ to: "a@b.co", code: "12ab" }] }] },
+      "apps/0/testRecipients/0/code",
+    ],
+    [{ port: "8080" }, "port"],
+  ])("refuses %j naming %s", (content, path) => {
+    expect(issues({ VERIFYD_CONFIG: configFile(content) }).join("\n")).toContain(path);
+  });
+
+  it("refuses an app declared twice and a client id used twice", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "shop" },
+          { id: "shop" },
+          { id: "blog", clientId: "web" },
+          { id: "wiki", clientId: "web" },
+        ],
+      }),
+    });
+    expect(found).toEqual(
+      expect.arrayContaining([
+        expect.stringContaining("apps/1/id"),
+        expect.stringContaining("apps/3/clientId"),
+      ]),
+    );
+  });
+
+  it("refuses a file that is not JSON or not an object, naming VERIFYD_CONFIG", () => {
+    expect(issues({ VERIFYD_CONFIG: configFile("{ port: 1") })).toEqual([
+      expect.stringMatching(/^VERIFYD_CONFIG/),
+    ]);
+    expect(issues({ VERIFYD_CONFIG: configFile("[]") })).toEqual([
+      expect.stringMatching(/^VERIFYD_CONFIG.*object/),
+    ]);
+    expect(issues({ VERIFYD_CONFIG: join(dir, "missing.json") })).toEqual([
+      expect.stringMatching(/^VERIFYD_CONFIG/),
+    ]);
+  });
+});
+
+describe("loadConfig: templates", () => {
+  // Regression: templates under an unknown purpose or a malformed locale were silently ignored.
+  // @see issue 2
+  it("refuses a template for a purpose that does not exist, naming it", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({ templates: { login: { en: { subject: "s", text: "t" } } } }),
+    });
+    expect(found.join("\n")).toMatch(/templates.*login/);
+  });
+
+  it("refuses a template under a malformed locale, naming it", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [{ id: "shop", templates: { sign_in: { "en US": { subject: "s", text: "t" } } } }],
+      }),
+    });
+    expect(found.join("\n")).toMatch(/apps\/0\/templates\/sign_in.*en US/);
+  });
+
+  it("accepts templates for every purpose and default", () => {
+    const template = { subject: "{app}", text: "{code}" };
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        templates: { default: { fr: template }, sign_in: { "zh-Hans": template } },
+      }),
+    });
+    expect(config.templates).toEqual({ default: { fr: template }, sign_in: { "zh-Hans": template } });
+  });
+});

@@ -1,0 +1,134 @@
+import { describe, expect, it } from "vitest";
+import { OtpError } from "./errors.js";
+import { maskAddress, parseRecipient } from "./recipients.js";
+
+const CN = { defaultCountry: "CN" };
+
+function refusal(run: () => unknown): OtpError {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(OtpError);
+    return error as OtpError;
+  }
+  throw new Error("expected the input to be refused");
+}
+
+describe("parseRecipient: email", () => {
+  it("lower-cases the domain and keeps the local part as written", () => {
+    expect(parseRecipient("email", "Ann.Lee+tag@Example.COM", CN)).toMatchObject({
+      channel: "email",
+      address: "Ann.Lee+tag@example.com",
+    });
+  });
+
+  it("trims surrounding whitespace", () => {
+    expect(parseRecipient("email", "  ann@example.com\t", CN).address).toBe("ann@example.com");
+  });
+
+  it.each([
+    ["no at sign", "ann.example.com"],
+    ["no local part", "@example.com"],
+    ["no domain", "ann@"],
+    ["a domain without a dot", "ann@localhost"],
+    ["a one-letter top-level domain", "ann@example.c"],
+    ["two at signs", "ann@b@example.com"],
+    ["a space inside", "ann lee@example.com"],
+    ["angle brackets", "<ann@example.com>"],
+    ["a display name", '"Ann" ann@example.com'],
+    ["an empty string", ""],
+    ["more than 254 characters", `${"a".repeat(250)}@example.com`],
+  ])("refuses %s with VALIDATION_FAILED naming the field", (_, input) => {
+    const error = refusal(() => parseRecipient("email", input, CN));
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details.field).toBe("to");
+    expect(error.message).toBe("to is not a valid email address");
+  });
+
+  it("names the caller's field", () => {
+    const error = refusal(() => parseRecipient("email", "nope", { ...CN, field: "account" }));
+    expect(error.details.field).toBe("account");
+    expect(error.message).toContain("account");
+  });
+});
+
+describe("parseRecipient: phone", () => {
+  it.each([
+    ["+<cc> <number>", "+86 13800138000", {}],
+    ["E.164", "+8613800138000", {}],
+    ["a national number with its country", "13800138000", { country: "CN" }],
+    ["a national number with a lower-case country", "13800138000", { country: "cn" }],
+    ["a national number in the default region", "13800138000", {}],
+    ["a grouped number", "+86 138-0013-8000", {}],
+    ["a number in parentheses", "(+86) 138 0013 8000", {}],
+  ])("normalises %s to E.164", (_, input, extra) => {
+    expect(parseRecipient("sms", input, { ...CN, ...extra })).toMatchObject({
+      channel: "sms",
+      address: "+8613800138000",
+      country: "CN",
+    });
+  });
+
+  it("reads a national number in the given country, not the default one", () => {
+    expect(parseRecipient("sms", "020 7183 8750", { ...CN, country: "GB" })).toMatchObject({
+      address: "+442071838750",
+      country: "GB",
+    });
+    expect(parseRecipient("sms", "(415) 555-0132", { defaultCountry: "US" }).address).toBe("+14155550132");
+  });
+
+  it("lets a number with its own country code win over the country given", () => {
+    expect(parseRecipient("sms", "+44 20 7183 8750", { ...CN, country: "US" }).address).toBe("+442071838750");
+  });
+
+  it.each([
+    ["too short", "12345"],
+    ["too long", "+86 138001380001234"],
+    ["not a number of that country", "+86 12345678901"],
+    ["letters", "138oo138ooo"],
+    ["an email on the sms channel", "ann@example.com"],
+    ["an empty string", ""],
+    ["a very long string", "1".repeat(40)],
+  ])("refuses a number that is %s with VALIDATION_FAILED naming the field", (_, input) => {
+    const error = refusal(() => parseRecipient("sms", input, CN));
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details.field).toBe("to");
+    expect(error.message).toBe("to is not a valid phone number");
+  });
+
+  it.each(["C", "CHN", "1A", "c1"])("refuses the country %j naming country", (country) => {
+    const error = refusal(() => parseRecipient("sms", "13800138000", { ...CN, country }));
+    expect(error.code).toBe("VALIDATION_FAILED");
+    expect(error.details.field).toBe("country");
+  });
+
+  it("refuses a national number in a region that does not exist", () => {
+    const error = refusal(() => parseRecipient("sms", "13800138000", { ...CN, country: "ZZ" }));
+    expect(error.details.field).toBe("to");
+  });
+});
+
+describe("maskAddress", () => {
+  it("keeps an email's first character and domain", () => {
+    expect(maskAddress("email", "ann@example.com")).toBe("a***@example.com");
+    expect(maskAddress("email", "A@example.com")).toBe("A***@example.com");
+  });
+
+  it("keeps a phone number's leading +country digits and its last two", () => {
+    expect(maskAddress("sms", "+8613800138000")).toBe("+86*********00");
+    expect(maskAddress("sms", "+442071838750")).toBe("+44********50");
+  });
+
+  it("hides a very short number entirely", () => {
+    expect(maskAddress("sms", "+12345")).toBe("******");
+  });
+
+  it("never shows the whole address", () => {
+    for (const address of ["+8613800138000", "+14155550132", "+4915112345678"]) {
+      const masked = maskAddress("sms", address);
+      expect(masked).toHaveLength(address.length);
+      expect(masked).not.toBe(address);
+      expect(masked.replaceAll("*", "").length).toBeLessThanOrEqual(5);
+    }
+  });
+});

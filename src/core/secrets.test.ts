@@ -1,0 +1,119 @@
+import { describe, expect, it } from "vitest";
+import { CodeSecrets, generateNumericCode } from "./secrets.js";
+
+const A = "secret-a-0123456789abcdef";
+const B = "secret-b-0123456789abcdef";
+
+describe("generateNumericCode", () => {
+  it.each([4, 5, 6, 7, 8, 9, 10])("draws %i ASCII digits", (length) => {
+    for (let i = 0; i < 200; i++)
+      expect(generateNumericCode(length)).toMatch(new RegExp(`^[0-9]{${length}}$`));
+  });
+
+  it("draws leading zeros as often as any other first digit", () => {
+    // 20,000 draws: each first digit is expected 2,000 times (sd ≈ 42). A band of ±400 (over 9 sd)
+    // never fails by chance, yet catches a generator that never or rarely starts with 0.
+    const firstDigits = new Array<number>(10).fill(0);
+    for (let i = 0; i < 20_000; i++) {
+      const digit = Number(generateNumericCode(6)[0]);
+      firstDigits[digit] = (firstDigits[digit] ?? 0) + 1;
+    }
+    for (const count of firstDigits) {
+      expect(count).toBeGreaterThan(1_600);
+      expect(count).toBeLessThan(2_400);
+    }
+  });
+
+  it("spreads every position evenly over the ten digits", () => {
+    const counts = Array.from({ length: 4 }, () => new Array<number>(10).fill(0));
+    for (let i = 0; i < 20_000; i++) {
+      const code = generateNumericCode(4);
+      for (let position = 0; position < 4; position++) {
+        const row = counts[position] as number[];
+        const digit = Number(code[position]);
+        row[digit] = (row[digit] ?? 0) + 1;
+      }
+    }
+    for (const row of counts) for (const count of row) expect(Math.abs(count - 2_000)).toBeLessThan(400);
+  });
+
+  it("rarely repeats a 6-digit code", () => {
+    const seen = new Set<string>();
+    for (let i = 0; i < 1_000; i++) seen.add(generateNumericCode(6));
+    // birthday bound: about 0.5 expected collisions among 1,000 draws of 10^6
+    expect(seen.size).toBeGreaterThan(990);
+  });
+});
+
+describe("CodeSecrets: hashing", () => {
+  it("matches the code it hashed and no other", () => {
+    const secrets = new CodeSecrets([A]);
+    const hash = secrets.hashCode("vf_1", "042917");
+    expect(hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(secrets.codeMatches("vf_1", "042917", hash)).toBe(true);
+    expect(secrets.codeMatches("vf_1", "042918", hash)).toBe(false);
+    expect(secrets.codeMatches("vf_1", "42917", hash)).toBe(false);
+  });
+
+  it("binds the hash to the verification id, so equal codes never share a hash", () => {
+    const secrets = new CodeSecrets([A]);
+    const hash = secrets.hashCode("vf_1", "042917");
+    expect(secrets.hashCode("vf_2", "042917")).not.toBe(hash);
+    expect(secrets.codeMatches("vf_2", "042917", hash)).toBe(false);
+  });
+
+  it("is keyed: another secret gives another hash", () => {
+    expect(new CodeSecrets([A]).hashCode("vf_1", "042917")).not.toBe(
+      new CodeSecrets([B]).hashCode("vf_1", "042917"),
+    );
+  });
+
+  it("hashes under the newest secret and still matches hashes made under older ones", () => {
+    const old = new CodeSecrets([A]).hashCode("vf_1", "042917");
+    const rotated = new CodeSecrets([B, A]);
+    expect(rotated.codeMatches("vf_1", "042917", old)).toBe(true);
+    expect(rotated.hashCode("vf_1", "042917")).toBe(new CodeSecrets([B]).hashCode("vf_1", "042917"));
+    expect(new CodeSecrets([B]).codeMatches("vf_1", "042917", old)).toBe(false);
+  });
+
+  it("treats a malformed stored hash as no match instead of throwing", () => {
+    const secrets = new CodeSecrets([A]);
+    expect(secrets.codeMatches("vf_1", "042917", "")).toBe(false);
+    expect(secrets.codeMatches("vf_1", "042917", "zz")).toBe(false);
+    expect(secrets.codeMatches("vf_1", "042917", "ab".repeat(16))).toBe(false);
+  });
+
+  it("refuses to start without a secret", () => {
+    expect(() => new CodeSecrets([])).toThrow();
+  });
+});
+
+describe("CodeSecrets: sealing outbox payloads", () => {
+  it("opens what it sealed, and the sealed form does not contain the code", () => {
+    const secrets = new CodeSecrets([A]);
+    const sealed = secrets.seal("0429178888");
+    expect(sealed).not.toContain("0429178888");
+    expect(Buffer.from(sealed, "base64").toString("latin1")).not.toContain("0429178888");
+    expect(secrets.open(sealed)).toBe("0429178888");
+  });
+
+  it("seals the same code differently each time (random IV)", () => {
+    const secrets = new CodeSecrets([A]);
+    expect(secrets.seal("042917")).not.toBe(secrets.seal("042917"));
+  });
+
+  it("opens a payload sealed under an older secret after a rotation", () => {
+    const sealed = new CodeSecrets([A]).seal("042917");
+    expect(new CodeSecrets([B, A]).open(sealed)).toBe("042917");
+    expect(new CodeSecrets([B]).open(sealed)).toBeNull();
+  });
+
+  it("refuses a tampered or truncated payload", () => {
+    const secrets = new CodeSecrets([A]);
+    const raw = Buffer.from(secrets.seal("042917"), "base64");
+    raw[raw.length - 1] = (raw[raw.length - 1] ?? 0) ^ 1;
+    expect(secrets.open(raw.toString("base64"))).toBeNull();
+    expect(secrets.open(raw.subarray(0, 20).toString("base64"))).toBeNull();
+    expect(secrets.open("")).toBeNull();
+  });
+});
