@@ -3,20 +3,31 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
+import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import type { Config } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory } from "./core/apps/apps.js";
-import { createOutboxWorker, type OutboxWorker } from "./core/delivery/outbox-worker.js";
+import { createCircuitBreakers } from "./core/delivery/circuit-breaker.js";
+import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
+import {
+  createOutboxWorker,
+  DEFAULT_BREAKER_COOL_DOWN_MS,
+  DEFAULT_BREAKER_FAILURES,
+  type OutboxWorker,
+} from "./core/delivery/outbox-worker.js";
 import { createEngine, type Engine } from "./core/engine.js";
 import type { Clock, MessageSender } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
 import type { Channel } from "./core/types.js";
 import { createDevSender } from "./delivery/dev/dev-sender.js";
+import { createProviderRegistry } from "./delivery/provider-registry.js";
 import { buildHttpApp } from "./http/app.js";
 import type { RootLogger } from "./observability/logger.js";
-import { createSqliteBackend, type SqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
+import type { Backend } from "./storage/backend.js";
+import { createClusterBackend } from "./storage/cluster/index.js";
+import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
 // Purging often in small batches keeps each pause short; a minute keeps the file bounded.
@@ -26,7 +37,7 @@ export interface RunningServer {
   fastify: FastifyInstance;
   engine: Engine;
   worker: OutboxWorker;
-  backend: SqliteBackend;
+  backend: Backend;
   /** starts the outbox worker and the purger */
   startBackground(): void;
   /** drains requests, then the outbox round in flight, then closes the store */
@@ -53,19 +64,35 @@ export async function openStore(
   config: Config,
   clock: Clock = systemClock,
   logger?: RootLogger,
-): Promise<{ backend: SqliteBackend; apps: AppDirectory }> {
-  if (config.redisUrl || config.databaseUrl) {
-    throw new Error(
-      "cluster mode (VERIFYD_REDIS_URL + VERIFYD_DATABASE_URL) is not available in this build yet",
-    );
+): Promise<{ backend: Backend; apps: AppDirectory }> {
+  const backend: Backend =
+    config.redisUrl && config.databaseUrl
+      ? await createClusterBackend({
+          redisUrl: config.redisUrl,
+          databaseUrl: config.databaseUrl,
+          poolSize: config.databasePoolSize,
+          redisPrefix: config.redisPrefix,
+          databaseSchema: config.databaseSchema,
+          migrate: config.migrateOnStart,
+          ...(logger ? { logger } : {}),
+        })
+      : openSqlite(config, logger);
+  const apps = new AppDirectory(backend.apps, clock, config.templates);
+  try {
+    await syncConfiguredApps(apps, config.apps);
+  } catch (error) {
+    await backend.close();
+    throw error;
   }
-  const backend = createSqliteBackend({
+  return { backend, apps };
+}
+
+function openSqlite(config: Config, logger: RootLogger | undefined): Backend {
+  return createSqliteBackend({
     path: sqlitePath(config.dataDir),
     synchronous: config.sqliteSynchronous,
+    ...(logger ? { logger } : {}),
   });
-  const apps = new AppDirectory(backend.apps, clock);
-  await syncConfiguredApps(apps, config.apps, config.templates);
-  return { backend, apps };
 }
 
 export interface AssembleOptions {
@@ -85,23 +112,42 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   const secrets = new CodeSecrets(resolveSecrets(config, logger));
   const { backend, apps } = await openStore(config, clock, logger);
 
-  const senders = new Map<Channel, MessageSender[]>();
+  // Receipts (SMPP deliver_sm, status callbacks) update the delivery records of the outbox.
+  const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
+  const providers = createProviderRegistry({
+    providers: config.providers,
+    routing: config.routing,
+    logger,
+    onReceipt: (receipt) => void receipts.record(receipt),
+    ...(options.senders ? { overrides: options.senders } : {}),
+    // Dev mode delivers a channel without a real provider to the dev inbox.
+    ...(devMode
+      ? {
+          fallback: (channel: Channel) =>
+            createDevSender({ channel, inbox: backend.devInbox, logger, logCodes: true, clock }),
+        }
+      : {}),
+  });
   for (const channel of ["email", "sms"] as const) {
-    const configured = options.senders?.[channel];
-    if (configured) senders.set(channel, configured);
-    else if (devMode)
-      senders.set(channel, [createDevSender({ channel, inbox: backend.devInbox, logger, logCodes: true })]);
-    if (!senders.get(channel)?.length)
+    if (!providers.channelEnabled(channel))
       logger.warn({ channel }, "no provider configured: this channel is disabled");
   }
 
+  const { breaker, leaseSeconds, triesPerProvider } = config.delivery;
   const worker = createOutboxWorker({
     outbox: backend.outbox,
     apps,
     secrets,
     clock,
     logger,
-    route: (message) => senders.get(message.channel) ?? [],
+    route: providers.route,
+    ...(triesPerProvider !== undefined ? { triesPerProvider } : {}),
+    ...(leaseSeconds !== undefined ? { leaseMs: leaseSeconds * 1000 } : {}),
+    breakers: createCircuitBreakers({
+      clock,
+      failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
+      coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
+    }),
   });
   const captcha = createCaptchaService({
     store: backend.captcha,
@@ -109,6 +155,8 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     secrets,
     clock,
     devMode,
+    counters: backend.counters,
+    externalVerifierFor: externalVerifiersByApp(),
   });
   const engine = createEngine({
     store: backend.verifications,
@@ -119,7 +167,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     clock,
     logger,
     defaultCountry: config.defaultCountry,
-    channelEnabled: (channel) => (senders.get(channel)?.length ?? 0) > 0,
+    channelEnabled: providers.channelEnabled,
     onQueued: () => worker.wake(),
     captcha,
     sendLog: backend.sendLog,
@@ -132,7 +180,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     devInbox: backend.devInbox,
     defaultCountry: config.defaultCountry,
     trustProxy: config.trustProxy,
+    disposableEmailDomains: config.disposableEmailDomains,
     ready: backend.ready,
+    callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
   });
 
   let purgeTimer: NodeJS.Timeout | null = null;
@@ -144,11 +194,10 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     startBackground() {
       worker.start();
       purgeTimer = setInterval(() => {
-        try {
-          backend.purge(clock.nowMs());
-        } catch (error) {
-          logger.error({ err: error }, "purge failed");
-        }
+        // SQLite purges synchronously, the cluster asynchronously: one path catches both.
+        Promise.resolve()
+          .then(() => backend.purge(clock.nowMs()))
+          .catch((error: unknown) => logger.error({ err: error }, "purge failed"));
       }, PURGE_INTERVAL_MS);
       purgeTimer.unref();
     },
@@ -156,8 +205,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       if (purgeTimer) clearInterval(purgeTimer);
       await fastify.close();
       await worker.stop();
-      for (const list of senders.values()) for (const sender of list) await sender.close?.();
-      backend.close();
+      await providers.close();
+      receipts.close();
+      await backend.close();
     },
   };
 }

@@ -6,34 +6,22 @@ import type { AppConfig } from "./schema.js";
 
 /**
  * Creates or updates the apps the config file declares (the file wins for the keys it sets) and
- * makes sure the app `default` exists. Global templates apply to every app under its own.
+ * makes sure the app `default` exists. The global templates are not copied into apps: the
+ * AppDirectory lays them under each app's own when it reads one, so a change to them reaches every
+ * app, CLI-created ones included.
  */
-export async function syncConfiguredApps(
-  apps: AppDirectory,
-  configured: AppConfig[],
-  globalTemplates: TemplateSet,
-): Promise<void> {
+export async function syncConfiguredApps(apps: AppDirectory, configured: AppConfig[]): Promise<void> {
   const declared = new Map(configured.map((app) => [app.id, app]));
-  if (!declared.has(DEFAULT_APP_ID)) {
-    const existing = await apps.byId(DEFAULT_APP_ID);
-    // Undeclared, the app `default` has no templates of its own: it takes the file's global ones
-    // as they are at this start, not as they were when it was first created.
-    if (!existing) {
-      await apps.save(
-        newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: "verifyd", templates: globalTemplates }),
-      );
-    } else if (JSON.stringify(existing.templates) !== JSON.stringify(globalTemplates)) {
-      await apps.save({ ...existing, templates: globalTemplates });
-    }
+  if (!declared.has(DEFAULT_APP_ID) && !(await apps.stored(DEFAULT_APP_ID))) {
+    await apps.save(newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: "verifyd" }));
   }
   for (const config of configured) {
-    const existing = (await apps.byId(config.id)) ?? newApp({ id: config.id });
-    await apps.save(applyAppConfig(existing, config, globalTemplates));
+    const existing = (await apps.stored(config.id)) ?? newApp({ id: config.id });
+    await apps.save(applyAppConfig(existing, config));
   }
 }
 
-function applyAppConfig(app: App, config: AppConfig, globalTemplates: TemplateSet): App {
-  const templates = mergeTemplates(globalTemplates, (config.templates ?? {}) as TemplateSet);
+function applyAppConfig(app: App, config: AppConfig): App {
   return {
     ...app,
     clientId: config.clientId ?? (config.id === DEFAULT_APP_ID ? DEFAULT_APP_ID : app.clientId),
@@ -44,7 +32,7 @@ function applyAppConfig(app: App, config: AppConfig, globalTemplates: TemplateSe
     ...(config.corsOrigins !== undefined ? { corsOrigins: config.corsOrigins } : {}),
     ...(config.policy !== undefined ? { policy: resolvePolicy(config.policy) } : {}),
     ...(config.abuse !== undefined ? { abuse: resolveAbusePolicy(config.abuse) } : {}),
-    templates,
+    ...(config.templates !== undefined ? { templates: config.templates as TemplateSet } : {}),
     ...(config.defaultLocale !== undefined ? { defaultLocale: config.defaultLocale } : {}),
     ...(config.testRecipients !== undefined ? { testRecipients: config.testRecipients } : {}),
     ...(config.fresnsSecret !== undefined ? { fresnsSecret: config.fresnsSecret } : {}),
@@ -54,15 +42,4 @@ function applyAppConfig(app: App, config: AppConfig, globalTemplates: TemplateSe
       : {}),
     ...(config.sms !== undefined ? { sms: { warning: config.sms.warning ?? false, ...config.sms } } : {}),
   };
-}
-
-function mergeTemplates(base: TemplateSet, overrides: TemplateSet): TemplateSet {
-  const merged: TemplateSet = { ...base };
-  for (const [purpose, byLocale] of Object.entries(overrides) as [
-    keyof TemplateSet,
-    TemplateSet[keyof TemplateSet],
-  ][]) {
-    merged[purpose] = { ...(base[purpose] ?? {}), ...(byLocale ?? {}) };
-  }
-  return merged;
 }

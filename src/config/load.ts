@@ -1,6 +1,13 @@
 import { readFileSync } from "node:fs";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
+import {
+  type DeliveryConfig,
+  type ProviderConfig,
+  type ProviderEntry,
+  providerIssues,
+  type RoutingConfig,
+} from "./provider-schema.js";
 import { type AppConfig, type ConfigInput, ConfigSchema, ENVIRONMENT_KEYS } from "./schema.js";
 
 export interface Config {
@@ -18,8 +25,22 @@ export interface Config {
   defaultCountry: string;
   logLevel: string;
   sqliteSynchronous: "NORMAL" | "FULL";
+  /** cluster mode: PostgreSQL connections per process */
+  databasePoolSize: number;
+  /** cluster mode: PostgreSQL schema; undefined = the server's search_path */
+  databaseSchema: string | undefined;
+  /** cluster mode: prefix of every Redis key */
+  redisPrefix: string;
+  /** cluster mode: migrate PostgreSQL at startup */
+  migrateOnStart: boolean;
   apps: AppConfig[];
   templates: TemplateSet;
+  disposableEmailDomains: string[];
+  /** delivery providers; VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM add (or replace) the one with id "smtp" */
+  providers: ProviderConfig[];
+  /** ordered provider ids per `[app/]channel[:COUNTRY]` */
+  routing: RoutingConfig;
+  delivery: DeliveryConfig;
 }
 
 /** Every problem found, each naming its key; thrown so the caller prints them all and exits. */
@@ -31,7 +52,8 @@ export class ConfigError extends Error {
 }
 
 const LIST_KEYS = new Set<string>(["secret", "trustProxy"]);
-const NUMBER_KEYS = new Set<string>(["port"]);
+const NUMBER_KEYS = new Set<string>(["port", "databasePoolSize"]);
+const BOOLEAN_KEYS = new Set<string>(["migrateOnStart"]);
 
 /**
  * Reads the configuration: the JSON file named by VERIFYD_CONFIG (its `"${NAME}"` strings read
@@ -62,6 +84,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         .map((part) => part.trim())
         .filter(Boolean);
     else if (NUMBER_KEYS.has(key)) input[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
+    else if (BOOLEAN_KEYS.has(key))
+      input[key] = raw === "true" || raw === "1" ? true : raw === "false" || raw === "0" ? false : raw;
     else input[key] = raw;
   }
   for (const error of Value.Errors(ConfigSchema, input)) {
@@ -91,9 +115,29 @@ function toConfig(input: ConfigInput): Config {
     defaultCountry: input.defaultCountry ?? "CN",
     logLevel: input.logLevel ?? "info",
     sqliteSynchronous: input.sqliteSynchronous ?? "NORMAL",
+    databasePoolSize: input.databasePoolSize ?? 10,
+    databaseSchema: input.databaseSchema,
+    redisPrefix: input.redisPrefix ?? "vd:",
+    migrateOnStart: input.migrateOnStart ?? true,
     apps: input.apps ?? [],
     templates: (input.templates ?? {}) as TemplateSet,
+    disposableEmailDomains: input.disposableEmailDomains ?? [],
+    providers: withEnvironmentSmtp(input),
+    routing: input.routing ?? {},
+    delivery: input.delivery ?? {},
   };
+}
+
+/**
+ * DESIGN.md: VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM alone switch email to SMTP. They become the
+ * provider "smtp" (replacing a file entry of that id, since the environment wins).
+ */
+function withEnvironmentSmtp(input: ConfigInput): ProviderConfig[] {
+  // Entries are checked per type by `providerIssues` before anything reads them as a ProviderConfig.
+  const declared = (input.providers ?? []) as ProviderEntry[] as ProviderConfig[];
+  if (!input.smtpUrl || !input.emailFrom) return declared;
+  const smtp: ProviderConfig = { id: "smtp", type: "smtp", url: input.smtpUrl, from: input.emailFrom };
+  return [smtp, ...declared.filter((provider) => provider.id !== "smtp")];
 }
 
 function crossFieldIssues(config: Config): string[] {
@@ -107,6 +151,7 @@ function crossFieldIssues(config: Config): string[] {
   if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
+  issues.push(...providerIssues(config.providers, config.routing));
   const ids = new Set<string>();
   const clientIds = new Set<string>();
   config.apps.forEach((app, index) => {

@@ -1,6 +1,7 @@
 import Type, { type Static } from "typebox";
 import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
 import { PURPOSES } from "../core/types.js";
+import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
 
 const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
   Type.Enum(values, { description });
@@ -33,10 +34,13 @@ const TemplateSchema = Type.Object(
 );
 
 /** templates[purpose or "default"][locale] */
+// A key outside the patterns (a misspelt purpose, a malformed locale) is refused, not ignored.
 const TemplateSetSchema = Type.Record(
   Type.String({ pattern: `^(default|${PURPOSES.join("|")})$` }),
-  Type.Record(Type.String({ pattern: "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$" }), TemplateSchema),
-  { description: "per purpose (or `default`) and locale: {subject, text}" },
+  Type.Record(Type.String({ pattern: "^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8})*$" }), TemplateSchema, {
+    additionalProperties: false,
+  }),
+  { additionalProperties: false, description: "per purpose (or `default`) and locale: {subject, text}" },
 );
 
 export const PolicySchema = Type.Object(
@@ -86,6 +90,29 @@ const CountryListSchema = Type.Array(Type.String({ pattern: "^([A-Z]{2}|\\*)$" }
 
 export const AbuseSchema = Type.Object(
   {
+    external: Type.Optional(
+      Type.Object(
+        {
+          provider: literals(["turnstile", "hcaptcha", "recaptcha"] as const, "the widget's vendor"),
+          secret: Type.String({
+            minLength: 1,
+            maxLength: 512,
+            description: 'siteverify secret (use "${NAME}")',
+          }),
+          verifyUrl: Type.Optional(
+            Type.String({ pattern: "^https?://", description: "siteverify URL (the vendor's by default)" }),
+          ),
+          minScore: Type.Optional(
+            Type.Number({ minimum: 0, maximum: 1, description: "reCAPTCHA v3 minimum score" }),
+          ),
+          expectedAction: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+        },
+        {
+          additionalProperties: false,
+          description: "a third-party captcha whose widget tokens are accepted as X-Captcha-Token",
+        },
+      ),
+    ),
     captcha: Type.Optional(
       Type.Object(
         {
@@ -196,6 +223,23 @@ export const AppConfigSchema = Type.Object(
     revealAccountExistence: Type.Optional(
       Type.Boolean({ description: "CloudBase is_user disclosure (default true)" }),
     ),
+    sms: Type.Optional(
+      Type.Object(
+        {
+          warning: Type.Optional(
+            Type.Boolean({ description: 'add a "do not share this code" line to SMS (default false)' }),
+          ),
+          webOtpDomain: Type.Optional(
+            Type.String({
+              pattern: "^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\\.)+[a-z]{2,63}$",
+              description:
+                "end SMS with the WebOTP line `@domain #code` so browsers on this domain autofill it",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "SMS text options" },
+      ),
+    ),
   },
   { additionalProperties: false },
 );
@@ -236,11 +280,55 @@ export const ConfigSchema = Type.Object(
         "pino level (default info)",
       ),
     ),
+    databasePoolSize: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 1000,
+        description: "cluster mode: PostgreSQL connections per process (default 10)",
+      }),
+    ),
+    databaseSchema: Type.Optional(
+      Type.String({
+        pattern: "^[a-z_][a-z0-9_]{0,62}$",
+        description:
+          "cluster mode: PostgreSQL schema to use, created by migrations (default: the search_path)",
+      }),
+    ),
+    redisPrefix: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        pattern: "^[^{}]*$",
+        description:
+          "cluster mode: prefix of every Redis key, so deployments can share a Redis (default vd:)",
+      }),
+    ),
+    migrateOnStart: Type.Optional(
+      Type.Boolean({
+        description:
+          "cluster mode: apply PostgreSQL migrations at startup (default true; else run `verifyd migrate`)",
+      }),
+    ),
     sqliteSynchronous: Type.Optional(
       literals(["NORMAL", "FULL"] as const, "NORMAL survives a crash; FULL also power loss (default NORMAL)"),
     ),
     apps: Type.Optional(Type.Array(AppConfigSchema, { description: "apps created or updated at startup" })),
     templates: Type.Optional(TemplateSetSchema),
+    disposableEmailDomains: Type.Optional(
+      Type.Array(Type.String({ minLength: 3, maxLength: 253 }), {
+        maxItems: 100_000,
+        description: "email domains refused as disposable (Fresns answers 34110)",
+      }),
+    ),
+    providers: Type.Optional(
+      Type.Array(ProviderEntrySchema, {
+        maxItems: 100,
+        description:
+          'delivery providers (smtp, twilio, tencent, alibaba, webhook, smpp); secrets as "${NAME}"',
+      }),
+    ),
+    routing: Type.Optional(RoutingSchema),
+    delivery: Type.Optional(DeliverySchema),
   },
   { additionalProperties: false },
 );
@@ -263,4 +351,8 @@ export const ENVIRONMENT_KEYS = {
   VERIFYD_DEFAULT_COUNTRY: "defaultCountry",
   VERIFYD_LOG_LEVEL: "logLevel",
   VERIFYD_SQLITE_SYNCHRONOUS: "sqliteSynchronous",
+  VERIFYD_DATABASE_POOL_SIZE: "databasePoolSize",
+  VERIFYD_DATABASE_SCHEMA: "databaseSchema",
+  VERIFYD_REDIS_PREFIX: "redisPrefix",
+  VERIFYD_MIGRATE_ON_START: "migrateOnStart",
 } as const satisfies Record<string, keyof ConfigInput>;

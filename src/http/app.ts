@@ -82,6 +82,21 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
   await fastify.register(swaggerUi, { routePrefix: "/docs" });
 
+  // An unknown route is the caller's mistake: answered as problem+json like every native error
+  // (the dialects answer their own prefixes in their own shapes).
+  fastify.setNotFoundHandler((request, reply) =>
+    reply
+      .code(404)
+      .type("application/problem+json")
+      .send({
+        type: "urn:verifyd:error:route-not-found",
+        title: "Not Found",
+        status: 404,
+        code: "ROUTE_NOT_FOUND",
+        detail: `No route ${request.method} ${request.url.split("?")[0]}`,
+      }),
+  );
+
   fastify.get("/healthz", async () => ({ status: "ok" }));
   fastify.get("/readyz", async (_request, reply) => {
     const ready = await options.ready().catch(() => false);

@@ -2,7 +2,7 @@ import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import { DEFAULT_ABUSE_POLICY, DEFAULT_POLICY, resolveAbusePolicy, resolvePolicy } from "../policy.js";
 import type { AppStore, Clock } from "../ports.js";
-import type { App } from "../types.js";
+import type { App, TemplateSet } from "../types.js";
 
 export const DEFAULT_APP_ID = "default";
 
@@ -26,14 +26,30 @@ export function newApp(fields: Partial<App> & { id: string }): App {
   };
 }
 
-/** Fills fields an app stored by an older version lacks, so every reader sees a whole App. */
-export function normalizeApp(stored: App): App {
+/**
+ * Fills fields an app stored by an older version lacks, so every reader sees a whole App, and lays
+ * the deployment's global templates under the app's own (the app's win, per purpose and locale).
+ */
+export function normalizeApp(stored: App, globalTemplates: TemplateSet = {}): App {
   return {
     ...newApp({ id: stored.id }),
     ...stored,
     policy: resolvePolicy(stored.policy),
     abuse: resolveAbusePolicy(stored.abuse),
+    templates: mergeTemplates(globalTemplates, stored.templates ?? {}),
   };
+}
+
+/** `base` with `overrides` laid over it, per purpose and locale. */
+export function mergeTemplates(base: TemplateSet, overrides: TemplateSet): TemplateSet {
+  const merged: TemplateSet = { ...base };
+  for (const [purpose, byLocale] of Object.entries(overrides) as [
+    keyof TemplateSet,
+    TemplateSet[keyof TemplateSet],
+  ][]) {
+    merged[purpose] = { ...(base[purpose] ?? {}), ...(byLocale ?? {}) };
+  }
+  return merged;
 }
 
 /** Mints an API key; only its hash is stored, the key itself is shown once. */
@@ -58,6 +74,8 @@ export class AppDirectory {
   constructor(
     private readonly store: AppStore,
     private readonly clock: Clock,
+    /** the config file's `templates`: every app's fallback, CLI-created apps included */
+    private readonly globalTemplates: TemplateSet = {},
   ) {}
 
   byId(id: string): Promise<App | null> {
@@ -80,6 +98,12 @@ export class AppDirectory {
     return app;
   }
 
+  /** The app as stored, without the global templates laid under it (for writers). */
+  async stored(id: string): Promise<App | null> {
+    const app = await this.store.get(id);
+    return app && normalizeApp(app);
+  }
+
   async save(app: App): Promise<void> {
     await this.store.save(app);
     this.cache.clear();
@@ -94,7 +118,7 @@ export class AppDirectory {
     const hit = this.cache.get(key);
     if (hit && now - hit.loadedAtMs < APP_CACHE_TTL_MS) return hit.app;
     const loaded = await load(key);
-    const app = loaded && normalizeApp(loaded);
+    const app = loaded && normalizeApp(loaded, this.globalTemplates);
     // Unknown keys are cached too, but the map is bounded so a flood of random keys cannot grow it.
     if (this.cache.size > 10_000) this.cache.clear();
     this.cache.set(key, { app, loadedAtMs: now });

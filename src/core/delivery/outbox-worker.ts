@@ -1,13 +1,16 @@
 import type { AppDirectory } from "../apps/apps.js";
+import { smsCost } from "../messages/sms-encoding.js";
+import { composeSmsText } from "../messages/sms-text.js";
 import { fillTemplate, findTemplate } from "../messages/templates.js";
-import type { Clock, Logger, MessageSender, OutboxStore, RenderedMessage } from "../ports.js";
+import type { Clock, Logger, MessageSender, OutboxStore, RenderedMessage, SendReceipt } from "../ports.js";
 import { SendFailure } from "../ports.js";
 import { maskAddress } from "../recipients.js";
 import type { CodeSecrets } from "../secrets.js";
-import type { App, OutboxMessage } from "../types.js";
+import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
+import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
+import type { SenderRouter } from "./sender-router.js";
 
-/** Picks the ordered providers for a message (issue routing: per app, channel, country). */
-export type SenderRouter = (message: OutboxMessage, app: App) => MessageSender[];
+export type { SenderRouter } from "./sender-router.js";
 
 export interface OutboxWorkerOptions {
   outbox: OutboxStore;
@@ -16,39 +19,85 @@ export interface OutboxWorkerOptions {
   clock: Clock;
   logger: Logger;
   route: SenderRouter;
-  /** messages claimed per round; batching keeps the store's per-message cost low */
+  /** messages claimed at once; batching keeps the store's per-message cost low */
   batchSize?: number;
   /** how often to look for due messages when nobody wakes the worker */
   pollIntervalMs?: number;
+  /** tries of one provider (each after a backoff) before failing over to the next (default 2) */
+  triesPerProvider?: number;
+  /** how long a claim hides a message from other workers (default 30 s) */
+  leaseMs?: number;
+  /** circuit breakers per provider; pass one instance to every worker of a process */
+  breakers?: CircuitBreakers;
 }
 
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
 // its claim when the lease lapses and another delivers it (at-least-once, never lost).
-const CLAIM_LEASE_MS = 30_000;
+const DEFAULT_LEASE_MS = 30_000;
+// The longest one provider call may take. Senders bound their own I/O (10 s for HTTP APIs), but a
+// call must also end well inside the lease, or another worker could claim and send the message
+// while this one is still waiting: the smaller of this and half the lease applies.
+const PROVIDER_TRY_TIMEOUT_MS = 20_000;
 const FIRST_RETRY_DELAY_MS = 1_000;
 const MAX_RETRY_DELAY_MS = 60_000;
+const DEFAULT_TRIES_PER_PROVIDER = 2;
+// Five failures in a row is a provider in trouble, not bad luck; thirty seconds later one probe
+// finds out whether it is back.
+export const DEFAULT_BREAKER_FAILURES = 5;
+export const DEFAULT_BREAKER_COOL_DOWN_MS = 30_000;
 
 export interface OutboxWorker {
-  /** Delivers what is due now; resolves when the round is done. Returns how many were claimed. */
+  /** Claims one batch and delivers it; resolves when it is done. Returns how many were claimed. */
   runOnce(): Promise<number>;
-  /** Asks for a round as soon as possible (a send was just committed). */
+  /** Asks for a claim as soon as possible (a send was just committed). */
   wake(): void;
+  /** Starts the background pipeline: claims whenever a batch fits among the deliveries in flight. */
   start(): void;
-  /** Stops polling and waits for the round in flight, so shutdown never cuts a delivery in half. */
+  /** Stops claiming and waits for the deliveries in flight, so shutdown never cuts one in half. */
   stop(): Promise<void>;
 }
 
-/** Drains the durable outbox: render, hand to the first provider that accepts, retry with backoff. */
+/** Where a message stands in its delivery plan, and the provider to try now. */
+interface Choice {
+  sender: MessageSender;
+  /** the provider's position in the route */
+  index: number;
+  probe: boolean;
+}
+
+/**
+ * Drains the durable outbox. Each claim makes one try, so every try is a durable step: the plan of
+ * a message is its route with each provider repeated `triesPerProvider` times, and the claim count
+ * (`attempts`) says which step is due. A transient failure retries the same provider after an
+ * exponential backoff with jitter, moves on to the next provider at once when that one's tries are
+ * spent, and starts over from the first after a backoff when the whole route failed. Providers whose
+ * circuit is open are skipped. A permanent refusal, or a next try that would come after the code
+ * expired, ends the message as failed (the dead letter). Every try is recorded as a delivery.
+ */
 export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const { outbox, apps, secrets, clock, logger, route } = options;
   const batchSize = options.batchSize ?? 100;
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
+  const triesPerProvider = options.triesPerProvider ?? DEFAULT_TRIES_PER_PROVIDER;
+  const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
+  const tryTimeoutMs = Math.min(PROVIDER_TRY_TIMEOUT_MS, Math.floor(leaseMs / 2));
+  const breakers =
+    options.breakers ??
+    createCircuitBreakers({
+      clock,
+      failureThreshold: DEFAULT_BREAKER_FAILURES,
+      coolDownMs: DEFAULT_BREAKER_COOL_DOWN_MS,
+    });
+  // Two batches in flight: one being delivered while the next is claimed and started.
+  const maxInFlight = batchSize * 2;
   let running = false;
   let timer: NodeJS.Timeout | null = null;
-  let inFlight: Promise<number> | null = null;
+  let claiming = false;
+  let backlog = false;
   let wakeRequested = false;
+  const active = new Set<Promise<void>>();
 
-  async function deliver(message: OutboxMessage): Promise<void> {
+  async function deliver(message: OutboxMessage, leaseUntilMs: number): Promise<void> {
     const now = clock.nowMs();
     const app = await apps.byId(message.appId);
     const code = secrets.open(message.sealedCode);
@@ -63,100 +112,245 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       logger.warn({ messageId: message.id, error }, "message dropped");
       return;
     }
-    const rendered = render(message, app, code);
-    let lastError = "no provider for this channel";
-    let permanent = false;
-    let provider = "none";
-    for (const sender of route(message, app)) {
-      provider = sender.id;
-      try {
-        const receipt = await sender.send(rendered);
-        await outbox.markSent(message, {
-          provider: sender.id,
-          status: "sent",
-          atMs: clock.nowMs(),
-          ...(receipt.providerMessageId ? { providerMessageId: receipt.providerMessageId } : {}),
-        });
-        logger.info({ messageId: message.id, provider: sender.id, channel: message.channel }, "message sent");
-        return;
-      } catch (error) {
-        lastError = error instanceof Error ? error.message : String(error);
-        permanent = error instanceof SendFailure && error.permanent;
-        logger.warn(
-          {
-            messageId: message.id,
-            provider: sender.id,
-            to: maskAddress(message.channel, message.to),
-            err: lastError,
-          },
-          "provider failed",
-        );
-        // A permanent refusal (invalid number) would be refused by every provider alike.
-        if (permanent) break;
-      }
+    const senders = route(message, app);
+    if (senders.length === 0) {
+      await retryOrFail(
+        message,
+        failedTry("none", "no provider for this channel"),
+        retryDelayMs(message.attempts),
+      );
+      return;
     }
-    const failure = { provider, status: "failed" as const, atMs: clock.nowMs(), error: lastError };
-    const nextAttemptAtMs = clock.nowMs() + retryDelayMs(message.attempts);
-    if (permanent || nextAttemptAtMs >= message.deliverBeforeMs) {
+    if (now + tryTimeoutMs > leaseUntilMs) {
+      // The claim could lapse mid-send and another worker deliver it too; hand it back instead.
+      await outbox.markRetry(message, failedTry("none", "claim too old to send safely; handed back"), now);
+      wakeRequested = true;
+      return;
+    }
+    const rendered = render(message, app, code);
+    const step = (message.attempts - 1) % (senders.length * triesPerProvider);
+    // From here on a probe permit may be held: every path below reports the try's outcome.
+    const choice = choose(senders, step, true);
+    if (!choice) {
+      // Every provider is paused: wait for the first probe rather than burn a try on nothing.
+      const reopensAtMs = Math.min(...senders.map((sender) => breakers.retryAtMs(sender.id)));
+      await retryOrFail(
+        message,
+        failedTry("none", "every provider is paused after repeated failures (circuit open)"),
+        Math.max(reopensAtMs - now, FIRST_RETRY_DELAY_MS),
+      );
+      return;
+    }
+    const { sender } = choice;
+    let receipt: SendReceipt;
+    try {
+      receipt = await sendWithTimeout(sender, rendered);
+    } catch (error) {
+      const text = error instanceof Error ? error.message : String(error);
+      const permanent = error instanceof SendFailure && error.permanent;
+      // A permanent refusal is about the recipient, and proves the provider answers.
+      if (permanent) breakers.succeeded(sender.id);
+      else breakers.failed(sender.id);
+      logger.warn(
+        {
+          messageId: message.id,
+          provider: sender.id,
+          to: maskAddress(message.channel, message.to),
+          permanent,
+          ...(choice.probe ? { probe: true } : {}),
+          err: text,
+        },
+        "provider failed",
+      );
+      const failure = failedTry(sender.id, text);
+      // A permanent refusal (invalid number) would be refused by every provider alike.
+      if (permanent) {
+        await outbox.markFailed(message, failure);
+        return;
+      }
+      await retryOrFail(message, failure, nextDelayMs(message, senders, step, choice));
+      return;
+    }
+    breakers.succeeded(sender.id);
+    if (clock.nowMs() > leaseUntilMs) {
+      logger.warn(
+        { messageId: message.id, provider: sender.id },
+        "the claim lapsed during the send: another worker may deliver this message too",
+      );
+    }
+    await outbox.markSent(message, {
+      provider: sender.id,
+      status: "sent",
+      atMs: clock.nowMs(),
+      // Providers without an id of their own (a webhook answering 204) are matched by ours in receipts.
+      providerMessageId: receipt.providerMessageId ?? message.id,
+    });
+    logger.info(
+      {
+        messageId: message.id,
+        provider: sender.id,
+        channel: message.channel,
+        attempts: message.attempts,
+        ...(choice.probe ? { probe: true } : {}),
+        ...(message.channel === "sms" ? smsCost(rendered.text) : {}),
+      },
+      "message sent",
+    );
+  }
+
+  /** The provider for `step` (the route repeated per try), skipping open circuits, in route order. */
+  function choose(senders: MessageSender[], step: number, takePermit: boolean): Choice | null {
+    const planned = Math.floor(step / triesPerProvider);
+    for (let offset = 0; offset < senders.length; offset++) {
+      const index = (planned + offset) % senders.length;
+      const sender = senders[index] as MessageSender;
+      if (!takePermit) {
+        if (breakers.state(sender.id) !== "open") return { sender, index, probe: false };
+        continue;
+      }
+      const permit = breakers.permit(sender.id);
+      if (permit !== "skip") return { sender, index, probe: permit === "probe" };
+    }
+    return null;
+  }
+
+  /**
+   * After a transient failure at `step`: back off before the same provider's next try or before a
+   * new pass over the route; fail over to a different provider at once.
+   */
+  function nextDelayMs(
+    message: OutboxMessage,
+    senders: MessageSender[],
+    step: number,
+    tried: Choice,
+  ): number {
+    const planLength = senders.length * triesPerProvider;
+    const nextStep = step + 1;
+    if (nextStep % planLength === 0) return retryDelayMs(message.attempts);
+    const next = choose(senders, nextStep, false);
+    if (next === null || next.index === tried.index) return retryDelayMs(message.attempts);
+    return 0;
+  }
+
+  async function retryOrFail(
+    message: OutboxMessage,
+    failure: DeliveryRecord,
+    delayMs: number,
+  ): Promise<void> {
+    const nextAttemptAtMs = clock.nowMs() + delayMs;
+    if (nextAttemptAtMs >= message.deliverBeforeMs) {
       await outbox.markFailed(message, failure);
-    } else {
-      await outbox.markRetry(message, failure, nextAttemptAtMs);
+      logger.warn(
+        { messageId: message.id, err: failure.error },
+        "message undeliverable before its code expires",
+      );
+      return;
+    }
+    await outbox.markRetry(message, failure, nextAttemptAtMs);
+    // A failover is due at once: run another round instead of waiting for the poll.
+    if (delayMs === 0) wakeRequested = true;
+  }
+
+  function failedTry(provider: string, error: string): DeliveryRecord {
+    return { provider, status: "failed", atMs: clock.nowMs(), error };
+  }
+
+  async function sendWithTimeout(sender: MessageSender, message: RenderedMessage): Promise<SendReceipt> {
+    let timeout: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timeout = setTimeout(
+        () => reject(new SendFailure(`${sender.id}: no answer within ${tryTimeoutMs} ms`)),
+        tryTimeoutMs,
+      );
+    });
+    try {
+      return await Promise.race([sender.send(message), expired]);
+    } finally {
+      clearTimeout(timeout);
     }
   }
 
+  function deliverSafely(message: OutboxMessage, leaseUntilMs: number): Promise<void> {
+    return deliver(message, leaseUntilMs).catch((error: unknown) => {
+      // The claim lapses and the message is tried again; nothing is lost.
+      logger.error({ messageId: message.id, err: error }, "delivery crashed");
+    });
+  }
+
+  /** One claim, delivered to the end (runOnce: tests and tools drive the worker by hand). */
   async function round(): Promise<number> {
-    const messages = await outbox.claim(batchSize, CLAIM_LEASE_MS, clock.nowMs());
-    await Promise.all(
-      messages.map((message) =>
-        deliver(message).catch((error: unknown) => {
-          // The claim lapses and the message is tried again; nothing is lost.
-          logger.error({ messageId: message.id, err: error }, "delivery crashed");
-        }),
-      ),
-    );
+    const claimedAtMs = clock.nowMs();
+    const messages = await outbox.claim(batchSize, leaseMs, claimedAtMs);
+    const leaseUntilMs = claimedAtMs + leaseMs;
+    await Promise.all(messages.map((message) => deliverSafely(message, leaseUntilMs)));
     return messages.length;
   }
 
-  async function loop(): Promise<void> {
+  function schedule(delayMs: number): void {
+    if (!running || claiming) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(pump, delayMs);
+  }
+
+  /**
+   * The background loop is a pipeline, not rounds: it claims a new batch as soon as there is room
+   * for one among the deliveries in flight, so a message committed while a slow provider holds
+   * earlier ones is claimed at once instead of after the slowest message of a round. Claims stay
+   * whole batches, because each claim is a write transaction of its own.
+   */
+  async function pump(): Promise<void> {
     timer = null;
-    if (!running) return;
+    if (!running || claiming) return;
+    if (maxInFlight - active.size < batchSize) {
+      // full: the next delivery to finish calls again
+      backlog = true;
+      return;
+    }
+    claiming = true;
+    wakeRequested = false;
     let claimed = 0;
     try {
-      wakeRequested = false;
-      inFlight = round();
-      claimed = await inFlight;
+      const claimedAtMs = clock.nowMs();
+      const messages = await outbox.claim(batchSize, leaseMs, claimedAtMs);
+      claimed = messages.length;
+      for (const message of messages) {
+        const delivery: Promise<void> = deliverSafely(message, claimedAtMs + leaseMs).finally(() => {
+          active.delete(delivery);
+          if (backlog || wakeRequested) schedule(0);
+        });
+        active.add(delivery);
+      }
     } catch (error) {
-      logger.error({ err: error }, "outbox round failed");
+      logger.error({ err: error }, "outbox claim failed");
     } finally {
-      inFlight = null;
+      claiming = false;
     }
-    if (!running) return;
     // A full batch means more is waiting: go again at once instead of after the poll interval.
-    const again = claimed >= batchSize || wakeRequested;
-    timer = setTimeout(loop, again ? 0 : pollIntervalMs);
+    backlog = claimed >= batchSize;
+    schedule(backlog || wakeRequested ? 0 : pollIntervalMs);
   }
 
   return {
     runOnce: round,
     wake() {
       if (!running) return;
-      if (inFlight) {
-        wakeRequested = true;
-        return;
-      }
-      if (timer) clearTimeout(timer);
-      timer = setTimeout(loop, 0);
+      wakeRequested = true;
+      schedule(0);
     },
     start() {
       if (running) return;
       running = true;
-      timer = setTimeout(loop, 0);
+      schedule(0);
     },
     async stop() {
       running = false;
       if (timer) clearTimeout(timer);
       timer = null;
-      await inFlight;
+      // Deliveries in flight finish and record their outcome; none is cut in half.
+      while (claiming || active.size > 0) {
+        await Promise.all(active);
+        if (claiming) await new Promise((resolve) => setImmediate(resolve));
+      }
     },
   };
 
@@ -169,6 +363,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       minutes: Math.max(1, Math.round((message.deliverBeforeMs - message.createdAtMs) / 60_000)),
       app: app.name,
     };
+    const text = fillTemplate(template.text, values);
     return {
       messageId: message.id,
       appId: app.id,
@@ -178,7 +373,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       purpose: message.purpose,
       locale: message.locale,
       subject: fillTemplate(template.subject, values),
-      text: fillTemplate(template.text, values),
+      text: message.channel === "sms" && app.sms ? composeSmsText(text, code, message.locale, app.sms) : text,
       code,
     };
   }

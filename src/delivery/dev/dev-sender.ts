@@ -1,4 +1,4 @@
-import type { DevInbox, Logger, MessageSender } from "../../core/ports.js";
+import type { Clock, DevInbox, Logger, MessageSender } from "../../core/ports.js";
 import type { Channel } from "../../core/types.js";
 
 export interface DevSenderOptions {
@@ -7,6 +7,7 @@ export interface DevSenderOptions {
   logger: Logger;
   /** print the code in the log line (dev mode only; DESIGN.md's one exception besides the inbox) */
   logCodes: boolean;
+  clock: Clock;
 }
 
 /** Delivers into the dev inbox (`GET /v1/dev/inbox`) instead of a real provider. */
@@ -24,7 +25,7 @@ export function createDevSender(options: DevSenderOptions): MessageSender {
         subject: message.subject,
         text: message.text,
         code: message.code,
-        createdAtMs: Date.now(),
+        createdAtMs: options.clock.nowMs(),
       });
       if (logCodes) {
         logger.info(

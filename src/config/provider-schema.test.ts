@@ -1,0 +1,229 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { ConfigError, loadConfig } from "./load.js";
+
+const dir = mkdtempSync(join(tmpdir(), "verifyd-providers-"));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+let files = 0;
+function configFile(content: unknown): string {
+  const path = join(dir, `config-${files++}.json`);
+  writeFileSync(path, JSON.stringify(content));
+  return path;
+}
+
+function issues(env: Record<string, string>): string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).issues;
+  }
+  throw new Error("expected the configuration to be refused");
+}
+
+const twilio = {
+  id: "twilio",
+  type: "twilio",
+  accountSid: `AC${"a1".repeat(16)}`,
+  authToken: "${TWILIO_AUTH_TOKEN}",
+  from: "+14155550199",
+  statusCallbackUrl: "https://verifyd.example.com/v1/callbacks/twilio",
+};
+const tencent = {
+  id: "tencent",
+  type: "tencent",
+  secretId: "AKID0123",
+  secretKey: "${TENCENT_SECRET_KEY}",
+  smsSdkAppId: "1400006666",
+  signName: "腾讯云",
+  templateId: "1110",
+};
+const mail = {
+  id: "mail",
+  type: "smtp",
+  url: "smtps://relay.example.com",
+  from: "Acme <no-reply@acme.example>",
+};
+
+describe("loadConfig: providers and routing", () => {
+  it("reads providers with secrets from the environment, and routes per channel, country and app", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        providers: [mail, twilio, tencent],
+        routing: { sms: ["twilio"], "sms:CN": ["tencent", "twilio"], "acme/email": ["mail"] },
+        delivery: {
+          triesPerProvider: 3,
+          leaseSeconds: 20,
+          breaker: { failureThreshold: 4, coolDownSeconds: 60 },
+        },
+      }),
+      TWILIO_AUTH_TOKEN: "token-from-env",
+      TENCENT_SECRET_KEY: "key-from-env",
+    });
+    expect(config.providers).toEqual([
+      mail,
+      { ...twilio, authToken: "token-from-env" },
+      { ...tencent, secretKey: "key-from-env" },
+    ]);
+    expect(config.routing).toEqual({
+      sms: ["twilio"],
+      "sms:CN": ["tencent", "twilio"],
+      "acme/email": ["mail"],
+    });
+    expect(config.delivery).toEqual({
+      triesPerProvider: 3,
+      leaseSeconds: 20,
+      breaker: { failureThreshold: 4, coolDownSeconds: 60 },
+    });
+  });
+
+  it("turns VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM alone into the SMTP provider of email", () => {
+    const config = loadConfig({
+      VERIFYD_SMTP_URL: "smtp://user:pass@mail.example.com:587",
+      VERIFYD_EMAIL_FROM: "codes@example.com",
+    });
+    expect(config.providers).toEqual([
+      { id: "smtp", type: "smtp", url: "smtp://user:pass@mail.example.com:587", from: "codes@example.com" },
+    ]);
+    expect(loadConfig({}).providers).toEqual([]);
+  });
+
+  it("lets the environment's SMTP replace a file provider with the id smtp", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({ providers: [{ ...mail, id: "smtp" }, twilio] }),
+      TWILIO_AUTH_TOKEN: "t",
+      VERIFYD_SMTP_URL: "smtp://mail.example.com:25",
+      VERIFYD_EMAIL_FROM: "codes@example.com",
+    });
+    expect(
+      config.providers.map((provider) => [provider.id, "url" in provider ? provider.url : undefined]),
+    ).toEqual([
+      ["smtp", "smtp://mail.example.com:25"],
+      ["twilio", undefined],
+    ]);
+  });
+
+  it("names the route key and position of an unknown provider", () => {
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({ providers: [mail], routing: { email: ["mail"], "sms:CN": ["tencnt"] } }),
+      }),
+    ).toEqual(['routing/sms:CN/0: unknown provider "tencnt" (declared: mail)']);
+  });
+
+  it("refuses a route to a provider of the other channel", () => {
+    expect(issues({ VERIFYD_CONFIG: configFile({ providers: [mail], routing: { sms: ["mail"] } }) })).toEqual(
+      ['routing/sms/0: provider "mail" delivers email, not sms'],
+    );
+  });
+
+  it("refuses a malformed route key", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({ providers: [mail], routing: { "email:CN": ["mail"] } }),
+    });
+    expect(found.join("\n")).toMatch(/routing.*email:CN/);
+  });
+
+  it("checks each provider against its own type, naming the key", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          { id: "mail", type: "smtp", url: "http://relay.example.com", from: "a@b.c" },
+          { ...tencent, secretKey: "k", templateId: "not-a-number", region: undefined },
+          { id: "hook", type: "webhook", url: "https://gw.example.com", secret: "short" },
+          {
+            id: "sms",
+            type: "smpp",
+            url: "smpp://smsc.example.com:2775",
+            systemId: "acme",
+            password: "p",
+            sourceAddr: "Acme",
+            bogus: 1,
+          },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^providers\/0\/url: /),
+      expect.stringMatching(/^providers\/1\/templateId: /),
+      expect.stringMatching(/^providers\/2\/secret: /),
+      "providers/3: unknown key(s) bogus for type smpp",
+    ]);
+  });
+
+  it("refuses an unknown provider type, duplicate ids and Twilio credentials that do not go together", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          { id: "x", type: "carrier-pigeon" },
+          mail,
+          { ...mail },
+          {
+            id: "t1",
+            type: "twilio",
+            accountSid: twilio.accountSid,
+            from: "+1",
+            apiKeySid: `SK${"b".repeat(32)}`,
+          },
+          {
+            id: "t2",
+            type: "twilio",
+            accountSid: twilio.accountSid,
+            authToken: "t",
+            from: "+1",
+            messagingServiceSid: `MG${"c".repeat(32)}`,
+          },
+        ],
+      }),
+    });
+    expect(found).toEqual(expect.arrayContaining([expect.stringMatching(/^providers\/0\/type: /)]));
+    const more = issues({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          mail,
+          { ...mail },
+          {
+            id: "t1",
+            type: "twilio",
+            accountSid: twilio.accountSid,
+            from: "+1",
+            apiKeySid: `SK${"b".repeat(32)}`,
+          },
+          {
+            id: "t2",
+            type: "twilio",
+            accountSid: twilio.accountSid,
+            authToken: "t",
+            from: "+1",
+            messagingServiceSid: `MG${"c".repeat(32)}`,
+          },
+          {
+            id: "t3",
+            type: "twilio",
+            accountSid: twilio.accountSid,
+            apiKeySid: `SK${"b".repeat(32)}`,
+            apiKeySecret: "s",
+            from: "+1",
+            statusCallbackUrl: "https://x.example/cb",
+          },
+        ],
+      }),
+    });
+    expect(more).toEqual([
+      'providers/1/id: provider "mail" is declared twice',
+      "providers/2/apiKeySecret: apiKeySid and apiKeySecret go together",
+      "providers/3/from: set exactly one of from and messagingServiceSid",
+      "providers/4/authToken: required to verify the signature of status callbacks (statusCallbackUrl is set)",
+    ]);
+  });
+
+  it("refuses SMS settings of an app it cannot use", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", sms: { webOtpDomain: "https://shop.example" } }] }),
+    });
+    expect(found.join("\n")).toMatch(/apps\/0\/sms\/webOtpDomain/);
+  });
+});

@@ -1,0 +1,372 @@
+import Type, { type Static, type TSchema } from "typebox";
+import { Value } from "typebox/value";
+
+/**
+ * The `providers`, `routing` and `delivery` sections of the config file. Each provider type has its
+ * own schema; `ConfigSchema` only checks the shared `{id, type}` head, and `providerIssues` checks
+ * the rest per type, because a union's errors would list every other type's mismatches too.
+ */
+
+export const PROVIDER_TYPES = ["smtp", "twilio", "tencent", "alibaba", "webhook", "smpp"] as const;
+export type ProviderType = (typeof PROVIDER_TYPES)[number];
+
+// Provider ids appear in delivery records and in callback URLs (`/v1/callbacks/{id}`).
+const PROVIDER_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+const ProviderId = Type.String({
+  pattern: PROVIDER_ID_PATTERN,
+  description:
+    "provider id: lower case, digits, - and _; names it in routing, delivery records and callbacks",
+});
+const Secret = (description: string) => Type.String({ minLength: 1, maxLength: 1024, description });
+const TimeoutMs = Type.Optional(
+  Type.Integer({ minimum: 100, maximum: 60_000, description: "per-request timeout in ms (default 10000)" }),
+);
+const BaseUrl = Type.Optional(
+  Type.String({ pattern: "^https?://", description: "API base URL (tests point it at a loopback stub)" }),
+);
+const TemplateValueSchema = Type.Enum(["code", "minutes"], {
+  description: "what fills a vendor template variable: the code or its validity in minutes",
+});
+const ValidityMinutes = Type.Optional(
+  Type.Integer({ minimum: 1, maximum: 1440, description: "validity announced in the template (default 10)" }),
+);
+
+/** The head every provider entry shares; the rest is checked per type by `providerIssues`. */
+export const ProviderEntrySchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Enum([...PROVIDER_TYPES], { description: PROVIDER_TYPES.join(", ") }),
+  },
+  { description: "one delivery provider; the other keys depend on `type`" },
+);
+
+export const SmtpProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("smtp"),
+    url: Type.String({
+      pattern: "^smtps?://",
+      description: "smtp://user:pass@host:port (STARTTLS when offered; ?requireTLS=true insists) or smtps://",
+    }),
+    from: Type.String({
+      minLength: 3,
+      maxLength: 320,
+      description: 'From header, e.g. "Acme" <no-reply@acme.example>',
+    }),
+    replyTo: Type.Optional(Type.String({ minLength: 3, maxLength: 320, description: "Reply-To header" })),
+    pool: Type.Optional(Type.Boolean({ description: "reuse connections (default true)" })),
+    tls: Type.Optional(
+      Type.Object(
+        {
+          rejectUnauthorized: Type.Optional(
+            Type.Boolean({ description: "verify the relay's certificate (default true)" }),
+          ),
+          ca: Type.Optional(Type.String({ description: "PEM of a private CA" })),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "email over SMTP (nodemailer, pooled)" },
+);
+
+export const TwilioProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("twilio"),
+    accountSid: Type.String({ pattern: "^AC[0-9A-Za-z]{1,64}$", description: "account SID (AC…)" }),
+    authToken: Type.Optional(
+      Secret(
+        "auth token: authenticates sends unless an API key is set, and always verifies status callbacks",
+      ),
+    ),
+    apiKeySid: Type.Optional(
+      Type.String({ pattern: "^SK[0-9A-Za-z]{1,64}$", description: "API key SID (SK…)" }),
+    ),
+    apiKeySecret: Type.Optional(Secret("API key secret")),
+    from: Type.Optional(
+      Type.String({ minLength: 1, maxLength: 64, description: "sender number or alphanumeric id" }),
+    ),
+    messagingServiceSid: Type.Optional(
+      Type.String({
+        pattern: "^MG[0-9A-Za-z]{1,64}$",
+        description: "Messaging Service SID (MG…), instead of from",
+      }),
+    ),
+    statusCallbackUrl: Type.Optional(
+      Type.String({
+        pattern: "^https?://",
+        description: "public URL of POST /v1/callbacks/{id}; Twilio posts status changes there, signed",
+      }),
+    ),
+    baseUrl: BaseUrl,
+    timeoutMs: TimeoutMs,
+  },
+  { additionalProperties: false, description: "Twilio Messages API" },
+);
+
+export const TencentProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("tencent"),
+    secretId: Secret("API SecretId"),
+    secretKey: Secret("API SecretKey"),
+    smsSdkAppId: Type.String({ pattern: "^\\d{1,20}$", description: "SMS SdkAppId, e.g. 1400006666" }),
+    signName: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: "approved signature" })),
+    templateId: Type.String({ pattern: "^\\d{1,20}$", description: "approved template id" }),
+    templateParams: Type.Optional(
+      Type.Array(TemplateValueSchema, {
+        maxItems: 5,
+        description: "fills {1}, {2}, … (default code, minutes)",
+      }),
+    ),
+    validityMinutes: ValidityMinutes,
+    region: Type.Optional(
+      Type.String({ pattern: "^[a-z]+-[a-z]+$", description: "API region (default ap-guangzhou)" }),
+    ),
+    baseUrl: BaseUrl,
+    timeoutMs: TimeoutMs,
+  },
+  { additionalProperties: false, description: "Tencent Cloud SMS SendSms (TC3-HMAC-SHA256)" },
+);
+
+export const AlibabaProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("alibaba"),
+    accessKeyId: Secret("AccessKey id"),
+    accessKeySecret: Secret("AccessKey secret"),
+    signName: Type.String({ minLength: 1, maxLength: 64, description: "approved signature" }),
+    templateCode: Type.String({
+      pattern: "^SMS_\\d+$",
+      description: "approved template, e.g. SMS_154950909",
+    }),
+    templateParams: Type.Optional(
+      Type.Record(Type.String({ pattern: "^[A-Za-z0-9_]{1,64}$" }), TemplateValueSchema, {
+        additionalProperties: false,
+        description: "template variable -> code or minutes (default {code: code})",
+      }),
+    ),
+    validityMinutes: ValidityMinutes,
+    baseUrl: BaseUrl,
+    timeoutMs: TimeoutMs,
+  },
+  { additionalProperties: false, description: "Alibaba Cloud Dysmsapi SendSms (RPC signature)" },
+);
+
+export const WebhookProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("webhook"),
+    url: Type.String({ pattern: "^https?://", description: "where each message is POSTed as signed JSON" }),
+    secret: Type.String({
+      minLength: 16,
+      maxLength: 1024,
+      description: "HMAC-SHA256 key of X-Verifyd-Signature, both ways (sends and status callbacks)",
+    }),
+    channel: Type.Optional(Type.Enum(["email", "sms"], { description: "channel it delivers (default sms)" })),
+    timeoutMs: TimeoutMs,
+  },
+  { additionalProperties: false, description: "generic HTTP webhook (your own gateway)" },
+);
+
+export const SmppProviderSchema = Type.Object(
+  {
+    id: ProviderId,
+    type: Type.Literal("smpp"),
+    url: Type.String({
+      pattern: "^s?smpp://",
+      description: "smpp://host:port, or ssmpp://host:port for TLS",
+    }),
+    systemId: Type.String({ minLength: 1, maxLength: 15, description: "bind system_id" }),
+    password: Type.String({ maxLength: 8, description: "bind password (SMPP allows 8 characters)" }),
+    systemType: Type.Optional(Type.String({ maxLength: 12 })),
+    sourceAddr: Type.String({
+      minLength: 1,
+      maxLength: 20,
+      description: "sender: alphanumeric, short code or +number",
+    }),
+    sourceAddrTon: Type.Optional(Type.Integer({ minimum: 0, maximum: 6 })),
+    sourceAddrNpi: Type.Optional(Type.Integer({ minimum: 0, maximum: 18 })),
+    longMessages: Type.Optional(
+      Type.Enum(["udh", "payload"], {
+        description: "long texts as UDH parts (default) or one message_payload",
+      }),
+    ),
+    enquireLinkIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 3600 })),
+    reconnectDelayMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 })),
+    maxReconnectDelayMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 })),
+    responseTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+  },
+  {
+    additionalProperties: false,
+    description: "SMPP 3.4 transceiver (delivery receipts update delivery status)",
+  },
+);
+
+export type SmtpProviderConfig = Static<typeof SmtpProviderSchema>;
+export type TwilioProviderConfig = Static<typeof TwilioProviderSchema>;
+export type TencentProviderConfig = Static<typeof TencentProviderSchema>;
+export type AlibabaProviderConfig = Static<typeof AlibabaProviderSchema>;
+export type WebhookProviderConfig = Static<typeof WebhookProviderSchema>;
+export type SmppProviderConfig = Static<typeof SmppProviderSchema>;
+export type ProviderConfig =
+  | SmtpProviderConfig
+  | TwilioProviderConfig
+  | TencentProviderConfig
+  | AlibabaProviderConfig
+  | WebhookProviderConfig
+  | SmppProviderConfig;
+
+const SCHEMA_BY_TYPE: Record<ProviderType, TSchema> = {
+  smtp: SmtpProviderSchema,
+  twilio: TwilioProviderSchema,
+  tencent: TencentProviderSchema,
+  alibaba: AlibabaProviderSchema,
+  webhook: WebhookProviderSchema,
+  smpp: SmppProviderSchema,
+};
+
+/**
+ * `routing` keys: `email`, `sms`, `sms:CN` (destination country), and the same under an app:
+ * `acme/email`, `acme/sms:CN`. The most specific key wins.
+ */
+export const ROUTE_KEY_PATTERN = "^([a-z0-9][a-z0-9_-]{0,62}/)?(email|sms|sms:[A-Z]{2})$";
+
+export const RoutingSchema = Type.Record(
+  Type.String({ pattern: ROUTE_KEY_PATTERN }),
+  Type.Array(Type.String({ pattern: PROVIDER_ID_PATTERN }), { minItems: 1, maxItems: 10, uniqueItems: true }),
+  {
+    additionalProperties: false,
+    description:
+      "ordered provider ids per `[app/]channel[:COUNTRY]` (e.g. sms, sms:CN, acme/email); a channel without an entry uses all its providers in declaration order",
+  },
+);
+
+export const DeliverySchema = Type.Object(
+  {
+    triesPerProvider: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 10,
+        description: "tries of one provider (with backoff) before failing over to the next (default 2)",
+      }),
+    ),
+    leaseSeconds: Type.Optional(
+      Type.Integer({
+        minimum: 2,
+        maximum: 600,
+        description: "how long a claimed message stays invisible to other workers (default 30)",
+      }),
+    ),
+    breaker: Type.Optional(
+      Type.Object(
+        {
+          failureThreshold: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 1000,
+              description: "consecutive failures that open it (default 5)",
+            }),
+          ),
+          coolDownSeconds: Type.Optional(
+            Type.Integer({
+              minimum: 1,
+              maximum: 3600,
+              description: "open time before one probe (default 30)",
+            }),
+          ),
+        },
+        { additionalProperties: false, description: "circuit breaker per provider" },
+      ),
+    ),
+  },
+  { additionalProperties: false, description: "outbox worker tuning" },
+);
+
+export type ProviderEntry = Static<typeof ProviderEntrySchema>;
+export type RoutingConfig = Static<typeof RoutingSchema>;
+export type DeliveryConfig = Static<typeof DeliverySchema>;
+
+/** The channel a provider delivers. */
+export function providerChannel(provider: ProviderConfig): "email" | "sms" {
+  if (provider.type === "smtp") return "email";
+  if (provider.type === "webhook") return provider.channel ?? "sms";
+  return "sms";
+}
+
+/**
+ * Checks each provider against its type's schema and the cross-references: unique ids, credentials
+ * that go together, routes naming declared providers of the right channel. Returns one issue per
+ * problem, each naming its key (`providers/1/authToken`, `routing/sms:CN/0`).
+ */
+export function providerIssues(providers: ProviderEntry[], routing: RoutingConfig): string[] {
+  const issues: string[] = [];
+  const byId = new Map<string, ProviderConfig>();
+  providers.forEach((entry, index) => {
+    const at = `providers/${index}`;
+    const schema = SCHEMA_BY_TYPE[entry.type as ProviderType];
+    if (!schema) return; // the head schema already reported the unknown type
+    const before = issues.length;
+    for (const error of Value.Errors(schema, entry)) {
+      if (error.keyword === "boolean") continue;
+      const extra = (error.params as { additionalProperties?: string[] }).additionalProperties;
+      const path = `${at}${error.instancePath}`;
+      issues.push(
+        `${path}: ${extra ? `unknown key(s) ${extra.join(", ")} for type ${entry.type}` : error.message}`,
+      );
+    }
+    if (byId.has(entry.id)) issues.push(`${at}/id: provider "${entry.id}" is declared twice`);
+    if (issues.length > before) return;
+    const provider = entry as ProviderConfig;
+    issues.push(...crossKeyIssues(provider, at));
+    byId.set(entry.id, provider);
+  });
+  for (const [key, ids] of Object.entries(routing)) {
+    const channel = key.includes("email") ? "email" : "sms";
+    ids.forEach((id, index) => {
+      const provider = byId.get(id);
+      if (!provider) {
+        const known = [...byId.keys()].join(", ") || "none";
+        issues.push(`routing/${key}/${index}: unknown provider "${id}" (declared: ${known})`);
+      } else if (providerChannel(provider) !== channel) {
+        issues.push(
+          `routing/${key}/${index}: provider "${id}" delivers ${providerChannel(provider)}, not ${channel}`,
+        );
+      }
+    });
+  }
+  return issues;
+}
+
+function crossKeyIssues(provider: ProviderConfig, at: string): string[] {
+  const issues: string[] = [];
+  if (provider.type === "twilio") {
+    const apiKey = provider.apiKeySid !== undefined || provider.apiKeySecret !== undefined;
+    if (apiKey && (provider.apiKeySid === undefined || provider.apiKeySecret === undefined)) {
+      issues.push(`${at}/apiKeySecret: apiKeySid and apiKeySecret go together`);
+    }
+    if (!apiKey && provider.authToken === undefined) {
+      issues.push(`${at}/authToken: set authToken, or apiKeySid and apiKeySecret`);
+    }
+    if ((provider.from === undefined) === (provider.messagingServiceSid === undefined)) {
+      issues.push(`${at}/from: set exactly one of from and messagingServiceSid`);
+    }
+    if (provider.statusCallbackUrl !== undefined && provider.authToken === undefined) {
+      issues.push(
+        `${at}/authToken: required to verify the signature of status callbacks (statusCallbackUrl is set)`,
+      );
+    }
+  }
+  if (provider.type === "smpp") {
+    const { reconnectDelayMs, maxReconnectDelayMs } = provider;
+    if (
+      reconnectDelayMs !== undefined &&
+      maxReconnectDelayMs !== undefined &&
+      maxReconnectDelayMs < reconnectDelayMs
+    ) {
+      issues.push(`${at}/maxReconnectDelayMs: must not be below reconnectDelayMs`);
+    }
+  }
+  return issues;
+}

@@ -1,0 +1,57 @@
+import { describe, expect, it } from "vitest";
+import { FixedClock } from "../../../test/fakes/fixed-clock.js";
+import { createCircuitBreakers } from "./circuit-breaker.js";
+
+function breakers() {
+  const clock = new FixedClock();
+  return { clock, breakers: createCircuitBreakers({ clock, failureThreshold: 3, coolDownMs: 30_000 }) };
+}
+
+describe("circuit breakers", () => {
+  it("stay closed below the threshold and forget failures after a success", () => {
+    const { breakers: b } = breakers();
+    b.failed("a");
+    b.failed("a");
+    b.succeeded("a");
+    b.failed("a");
+    b.failed("a");
+    expect(b.permit("a")).toBe("use");
+    expect(b.state("a")).toBe("closed");
+  });
+
+  it("open after the threshold of consecutive failures and skip the provider during the cool-down", () => {
+    const { clock, breakers: b } = breakers();
+    for (let i = 0; i < 3; i++) b.failed("a");
+    expect(b.state("a")).toBe("open");
+    expect(b.permit("a")).toBe("skip");
+    expect(b.retryAtMs("a")).toBe(clock.nowMs() + 30_000);
+    clock.advanceSeconds(29);
+    expect(b.permit("a")).toBe("skip");
+    // other providers are unaffected
+    expect(b.permit("b")).toBe("use");
+  });
+
+  it("let exactly one probe through after the cool-down, and close when it succeeds", () => {
+    const { clock, breakers: b } = breakers();
+    for (let i = 0; i < 3; i++) b.failed("a");
+    clock.advanceSeconds(30);
+    expect(b.state("a")).toBe("half_open");
+    expect(b.permit("a")).toBe("probe");
+    expect(b.permit("a")).toBe("skip");
+    b.succeeded("a");
+    expect(b.state("a")).toBe("closed");
+    expect(b.permit("a")).toBe("use");
+  });
+
+  it("reopen for another cool-down when the probe fails", () => {
+    const { clock, breakers: b } = breakers();
+    for (let i = 0; i < 3; i++) b.failed("a");
+    clock.advanceSeconds(30);
+    expect(b.permit("a")).toBe("probe");
+    b.failed("a");
+    expect(b.state("a")).toBe("open");
+    expect(b.permit("a")).toBe("skip");
+    clock.advanceSeconds(30);
+    expect(b.permit("a")).toBe("probe");
+  });
+});

@@ -1,0 +1,94 @@
+import type { Clock } from "../ports.js";
+
+export interface CircuitBreakerOptions {
+  clock: Clock;
+  /** consecutive transient failures that open a provider's circuit */
+  failureThreshold: number;
+  /** how long an open circuit skips its provider before letting one probe through */
+  coolDownMs: number;
+}
+
+/** What a caller may do with a provider right now. */
+export type CircuitPermit =
+  /** closed: use it */
+  | "use"
+  /** half-open: this caller carries the one probe; report its outcome */
+  | "probe"
+  /** open, or another caller's probe is in flight: skip it */
+  | "skip";
+
+export type CircuitState = "closed" | "open" | "half_open";
+
+interface Circuit {
+  consecutiveFailures: number;
+  /** while open: when a probe may go through */
+  openUntilMs: number | null;
+  probing: boolean;
+}
+
+export interface CircuitBreakers {
+  /** Asks to use a provider. A "probe" permit must be followed by `succeeded` or `failed`. */
+  permit(provider: string): CircuitPermit;
+  succeeded(provider: string): void;
+  /** a transient failure or timeout; permanent refusals are the recipient's fault, not the provider's */
+  failed(provider: string): void;
+  /** when a skipped provider may be probed again (now if it is not open) */
+  retryAtMs(provider: string): number;
+  state(provider: string): CircuitState;
+}
+
+/**
+ * One circuit breaker per provider, shared by every worker of a process: after `failureThreshold`
+ * consecutive failures a provider is skipped for `coolDownMs`, so messages go to the next provider
+ * at once instead of waiting on one that keeps failing; then one probe decides whether it closes
+ * again (success) or stays open for another cool-down (failure). Time comes from the clock port,
+ * so tests drive it with a fixed clock.
+ */
+export function createCircuitBreakers(options: CircuitBreakerOptions): CircuitBreakers {
+  const { clock, failureThreshold, coolDownMs } = options;
+  const circuits = new Map<string, Circuit>();
+
+  const circuitOf = (provider: string): Circuit => {
+    let circuit = circuits.get(provider);
+    if (!circuit) {
+      circuit = { consecutiveFailures: 0, openUntilMs: null, probing: false };
+      circuits.set(provider, circuit);
+    }
+    return circuit;
+  };
+
+  return {
+    permit(provider) {
+      const circuit = circuitOf(provider);
+      if (circuit.openUntilMs === null) return "use";
+      // One probe at a time: a provider that is still down should cost one failed try, not a batch.
+      if (circuit.probing || clock.nowMs() < circuit.openUntilMs) return "skip";
+      circuit.probing = true;
+      return "probe";
+    },
+    succeeded(provider) {
+      const circuit = circuitOf(provider);
+      circuit.consecutiveFailures = 0;
+      circuit.openUntilMs = null;
+      circuit.probing = false;
+    },
+    failed(provider) {
+      const circuit = circuitOf(provider);
+      circuit.consecutiveFailures += 1;
+      // A failed probe reopens at once; a closed circuit opens at the threshold.
+      if (circuit.probing || circuit.consecutiveFailures >= failureThreshold) {
+        circuit.openUntilMs = clock.nowMs() + coolDownMs;
+      }
+      circuit.probing = false;
+    },
+    retryAtMs(provider) {
+      const circuit = circuitOf(provider);
+      return circuit.openUntilMs ?? clock.nowMs();
+    },
+    state(provider) {
+      const circuit = circuitOf(provider);
+      if (circuit.openUntilMs === null) return "closed";
+      return clock.nowMs() < circuit.openUntilMs || circuit.probing ? "open" : "half_open";
+    },
+  };
+}

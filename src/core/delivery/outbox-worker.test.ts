@@ -1,0 +1,179 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import type { Channel, Purpose } from "../types.js";
+import { retryDelayMs } from "./outbox-worker.js";
+
+let t: TestEngine;
+afterEach(() => t?.close());
+
+async function send(
+  options: { channel?: Channel; to?: string; purpose?: Purpose; locale?: string } = {},
+): Promise<string> {
+  const channel = options.channel ?? "email";
+  const sent = await t.engine.sendCode({
+    app: await t.app(),
+    channel,
+    to: options.to ?? (channel === "email" ? "ann@example.com" : "+8613800138000"),
+    purpose: options.purpose ?? "sign_in",
+    rule: "any",
+    locale: options.locale,
+  });
+  return sent.record.id;
+}
+
+function outbox(): { status: string; sealed_code: string | null; attempts: number }[] {
+  return t.backend.db.prepare("SELECT status, sealed_code, attempts FROM outbox").all() as never;
+}
+
+describe("outbox worker: rendering", () => {
+  it("renders the English template with the code, the validity and the app name", async () => {
+    t = await createTestEngine();
+    const id = await send();
+    await t.deliverAll();
+    const [message] = t.email.messages;
+    expect(message).toMatchObject({
+      verificationId: id,
+      channel: "email",
+      to: "ann@example.com",
+      purpose: "sign_in",
+      locale: "en",
+      subject: "Your Shop sign-in code",
+    });
+    expect(message?.code).toMatch(/^\d{6}$/);
+    expect(message?.text).toBe(
+      `Your Shop sign-in code is ${message?.code}. It expires in 10 minutes. If you did not try to sign in, ignore this message.`,
+    );
+  });
+
+  it("renders the Simplified Chinese template for a zh locale", async () => {
+    t = await createTestEngine();
+    await send({ channel: "sms", locale: "zh-CN", purpose: "sign_up" });
+    await t.deliverAll();
+    const [message] = t.sms.messages;
+    expect(message?.locale).toBe("zh-Hans");
+    expect(message?.text).toBe(`您的Shop注册验证码是 ${message?.code}，10 分钟内有效。`);
+  });
+
+  it("uses the app's own templates and validity", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    await t.updateApp({
+      name: "Acme",
+      policy: { ...app.policy, codeTtlSeconds: 300, codeLength: 8 },
+      templates: {
+        reset_password: { en: { subject: "{app} reset", text: "{code} ({minutes} min) for {app}" } },
+      },
+    });
+    await send({ purpose: "reset_password" });
+    await t.deliverAll();
+    const [message] = t.email.messages;
+    expect(message?.subject).toBe("Acme reset");
+    expect(message?.text).toBe(`${message?.code} (5 min) for Acme`);
+    expect(message?.code).toMatch(/^\d{8}$/);
+  });
+
+  it("uses the app's default locale when the request names none", async () => {
+    t = await createTestEngine({ app: { defaultLocale: "zh-Hans" } });
+    await send();
+    await t.deliverAll();
+    expect(t.email.messages[0]?.subject).toBe("Shop 登录验证码");
+  });
+});
+
+describe("outbox worker: delivery", () => {
+  it("erases the sealed code once a message is sent and records the delivery", async () => {
+    t = await createTestEngine();
+    const id = await send();
+    expect(outbox()).toMatchObject([{ status: "queued", sealed_code: expect.any(String) }]);
+    await t.deliverAll();
+    expect(outbox()).toMatchObject([{ status: "sent", sealed_code: null }]);
+    const view = await t.engine.getVerification(await t.app(), id);
+    expect(view.deliveries).toEqual([
+      { provider: "recording-email", status: "sent", atMs: t.clock.nowMs(), providerMessageId: "rec-1" },
+    ]);
+  });
+
+  it("delivers each message once however often the worker runs", async () => {
+    t = await createTestEngine();
+    await send();
+    await send({ to: "bob@example.com" });
+    await t.deliverAll();
+    await t.deliverAll();
+    expect(await t.worker.runOnce()).toBe(0);
+    expect(t.email.messages.map((message) => message.to).sort()).toEqual([
+      "ann@example.com",
+      "bob@example.com",
+    ]);
+  });
+
+  it("retries a transient provider failure later and records each try", async () => {
+    t = await createTestEngine();
+    t.email.failures = 1;
+    const id = await send();
+    expect(await t.worker.runOnce()).toBe(1);
+    expect(t.email.messages).toHaveLength(0);
+    expect(outbox()).toMatchObject([{ status: "queued", sealed_code: expect.any(String) }]);
+    // not due again until the backoff has passed
+    expect(await t.worker.runOnce()).toBe(0);
+    t.clock.advanceSeconds(2);
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(1);
+    const view = await t.engine.getVerification(await t.app(), id);
+    expect(view.deliveries.map((delivery) => delivery.status)).toEqual(["failed", "sent"]);
+    expect(view.deliveries[0]?.error).toBe("recording sender told to fail");
+  });
+
+  it("gives up at once on a permanent failure and erases the sealed code", async () => {
+    t = await createTestEngine();
+    t.sms.failures = 1;
+    t.sms.permanent = true;
+    const id = await send({ channel: "sms" });
+    await t.deliverAll();
+    t.clock.advanceSeconds(120);
+    await t.deliverAll();
+    expect(t.sms.messages).toHaveLength(0);
+    expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null, attempts: 1 }]);
+    const view = await t.engine.getVerification(await t.app(), id);
+    expect(view.deliveries).toMatchObject([{ status: "failed" }]);
+  });
+
+  it("never sends a code that expired while it waited", async () => {
+    t = await createTestEngine();
+    const id = await send();
+    t.clock.advanceSeconds(600);
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(0);
+    expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null }]);
+    const view = await t.engine.getVerification(await t.app(), id);
+    expect(view.deliveries).toMatchObject([
+      { provider: "none", status: "failed", error: "expired before delivery" },
+    ]);
+  });
+
+  it("stops retrying when the next try would come after the code expired", async () => {
+    t = await createTestEngine();
+    t.email.failures = 1_000;
+    await send();
+    for (let elapsed = 0; elapsed < 700; elapsed += 5) {
+      await t.deliverAll();
+      t.clock.advanceSeconds(5);
+    }
+    expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null }]);
+  });
+});
+
+describe("retryDelayMs", () => {
+  it("backs off exponentially with jitter, capped at a minute", () => {
+    for (let i = 0; i < 100; i++) {
+      const first = retryDelayMs(1);
+      expect(first).toBeGreaterThanOrEqual(500);
+      expect(first).toBeLessThanOrEqual(1_000);
+      const fourth = retryDelayMs(4);
+      expect(fourth).toBeGreaterThanOrEqual(4_000);
+      expect(fourth).toBeLessThanOrEqual(8_000);
+      const late = retryDelayMs(30);
+      expect(late).toBeGreaterThanOrEqual(30_000);
+      expect(late).toBeLessThanOrEqual(60_000);
+    }
+  });
+});

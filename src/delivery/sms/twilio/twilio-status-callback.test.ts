@@ -1,0 +1,93 @@
+import twilio from "twilio";
+import { describe, expect, it } from "vitest";
+import {
+  createTwilioStatusCallback,
+  twilioSignature,
+  verifyTwilioSignature,
+} from "./twilio-status-callback.js";
+
+const AUTH_TOKEN = "twilio-auth-token-0123456789";
+const URL_ = "https://verifyd.example.com/v1/callbacks/twilio";
+const params = {
+  MessageSid: `SM${"d4".repeat(16)}`,
+  MessageStatus: "delivered",
+  To: "+14155550100",
+  From: "+14155550199",
+  Body: "Your code is 042917 & more = fun + 1",
+  ApiVersion: "2010-04-01",
+};
+
+describe("Twilio request signatures, checked against the official SDK", () => {
+  it("computes the signature twilio.getExpectedTwilioSignature computes", () => {
+    expect(twilioSignature(AUTH_TOKEN, URL_, new URLSearchParams(params))).toBe(
+      twilio.getExpectedTwilioSignature(AUTH_TOKEN, URL_, params),
+    );
+  });
+
+  it("agrees with twilio.validateRequest on genuine and forged requests", () => {
+    const genuine = twilio.getExpectedTwilioSignature(AUTH_TOKEN, URL_, params);
+    const cases: [string, string, Record<string, string>][] = [
+      [genuine, URL_, params],
+      [genuine, "https://verifyd.example.com:443/v1/callbacks/twilio", params],
+      [genuine, URL_, { ...params, MessageStatus: "failed" }],
+      [genuine, "https://verifyd.example.com/v1/callbacks/other", params],
+      [twilio.getExpectedTwilioSignature("other-token", URL_, params), URL_, params],
+      ["", URL_, params],
+      [`${genuine.slice(0, -2)}AA`, URL_, params],
+    ];
+    for (const [signature, url, body] of cases) {
+      expect(verifyTwilioSignature(AUTH_TOKEN, signature, url, new URLSearchParams(body))).toBe(
+        twilio.validateRequest(AUTH_TOKEN, signature, url, body),
+      );
+    }
+  });
+});
+
+describe("createTwilioStatusCallback", () => {
+  const handler = createTwilioStatusCallback({
+    provider: "twilio",
+    authToken: AUTH_TOKEN,
+    statusCallbackUrl: URL_,
+  });
+  const request = (body: Record<string, string>, signature?: string) => ({
+    // the URL as the proxy handed it to us differs; the configured URL is what Twilio signed
+    url: "http://127.0.0.1:8080/v1/callbacks/twilio",
+    headers: signature === undefined ? {} : { "x-twilio-signature": signature },
+    rawBody: new URLSearchParams(body).toString(),
+    nowMs: 0,
+  });
+  const signed = (body: Record<string, string>) =>
+    request(body, twilio.getExpectedTwilioSignature(AUTH_TOKEN, URL_, body));
+
+  it("turns final states into receipts and ignores the ones on the way", () => {
+    expect(handler.handle(signed(params))).toEqual({
+      kind: "receipts",
+      receipts: [{ provider: "twilio", providerMessageId: params.MessageSid, status: "delivered" }],
+    });
+    expect(handler.handle(signed({ ...params, MessageStatus: "failed", ErrorCode: "30008" }))).toEqual({
+      kind: "receipts",
+      receipts: [
+        {
+          provider: "twilio",
+          providerMessageId: params.MessageSid,
+          status: "failed",
+          error: "failed error 30008",
+        },
+      ],
+    });
+    expect(handler.handle(signed({ ...params, MessageStatus: "sending" }))).toEqual({
+      kind: "receipts",
+      receipts: [],
+    });
+  });
+
+  it("believes nothing without a valid signature", () => {
+    expect(handler.handle(request(params)).kind).toBe("unauthenticated");
+    expect(handler.handle(request(params, "bm90IGEgc2lnbmF0dXJl")).kind).toBe("unauthenticated");
+  });
+
+  it("answers invalid to a signed request without a message sid", () => {
+    const { MessageSid: _sid, ...rest } = params;
+    expect(handler.handle(signed(rest)).kind).toBe("invalid");
+  });
+});

@@ -1,0 +1,62 @@
+import type { FastifyInstance } from "fastify";
+import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery/delivery-receipts.js";
+import { OtpError } from "../../core/errors.js";
+import type { Clock } from "../../core/ports.js";
+import { renderProblem } from "../native/routes.js";
+
+export interface DeliveryCallbacksOptions {
+  /** one per provider that posts status callbacks, by provider id */
+  handlers: StatusCallbackHandler[];
+  recorder: ReceiptRecorder;
+  clock: Clock;
+}
+
+const PROVIDER_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/**
+ * `POST /v1/callbacks/{provider}`: delivery status reports from providers (Twilio's StatusCallback,
+ * the generic webhook's). Each handler verifies its provider's signature over the raw body before
+ * anything in it is believed; a missing or wrong signature, or a provider without callbacks, is a
+ * 401 problem+json. Receipts update the verification's delivery records.
+ */
+export async function deliveryCallbacks(
+  fastify: FastifyInstance,
+  options: DeliveryCallbacksOptions,
+): Promise<void> {
+  const handlers = new Map(options.handlers.map((handler) => [handler.provider, handler]));
+
+  // Signatures cover the bytes as sent, so this plugin reads every body as a string, JSON included.
+  fastify.removeAllContentTypeParsers();
+  fastify.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
+  fastify.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+
+  fastify.post<{ Params: { provider: string } }>(
+    "/v1/callbacks/:provider",
+    { schema: { hide: true } },
+    async (request, reply) => {
+      const { provider } = request.params;
+      const handler = PROVIDER_PATTERN.test(provider) ? handlers.get(provider) : undefined;
+      // Unknown providers get the same answer as bad signatures: nothing here can be verified.
+      if (!handler)
+        throw new OtpError("SIGNATURE_INVALID", {
+          message: "No status callbacks are accepted for this provider",
+        });
+      const outcome = handler.handle({
+        url: `${request.protocol}://${request.host}${request.url}`,
+        headers: request.headers,
+        rawBody: typeof request.body === "string" ? request.body : "",
+        nowMs: options.clock.nowMs(),
+      });
+      if (outcome.kind === "unauthenticated") {
+        request.log.warn({ provider, reason: outcome.reason }, "status callback refused");
+        throw new OtpError("SIGNATURE_INVALID", { message: outcome.reason });
+      }
+      if (outcome.kind === "invalid") {
+        throw new OtpError("VALIDATION_FAILED", { message: outcome.reason, details: { field: "body" } });
+      }
+      // The provider needs a quick 2xx, not our store's retries for a receipt that raced its send.
+      for (const receipt of outcome.receipts) void options.recorder.record(receipt);
+      return reply.code(200).send({ received: outcome.receipts.length });
+    },
+  );
+}

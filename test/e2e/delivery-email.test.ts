@@ -1,0 +1,123 @@
+import { simpleParser } from "mailparser";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestServer, type TestServer } from "../harness.js";
+import { type SmtpRecorder, startSmtpRecorder } from "../servers/smtp-recorder.js";
+
+/**
+ * Issue 7: VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM alone switch email to SMTP. The whole path is
+ * real: config loading, the outbox worker, nodemailer's pool, and an SMTP server on loopback
+ * (smtp-server) whose received message is parsed with mailparser.
+ */
+
+const FROM = '"Shop" <codes@shop.example>';
+const API_KEY = "vk_delivery_email_test_key_0123456789";
+
+let t: TestServer | undefined;
+let smtp: SmtpRecorder | undefined;
+afterEach(async () => {
+  await t?.close();
+  await smtp?.close();
+  t = undefined;
+  smtp = undefined;
+});
+
+async function start(
+  env: Record<string, string> = {},
+  recorder: Parameters<typeof startSmtpRecorder>[0] = {},
+) {
+  smtp = await startSmtpRecorder({ auth: { user: "relay", pass: "s3cret pass" }, ...recorder });
+  t = await createTestServer({
+    // no recording senders: the configuration alone decides where email goes
+    devSender: true,
+    env: { VERIFYD_SMTP_URL: smtp.url, VERIFYD_EMAIL_FROM: FROM, ...env },
+    apps: [{ id: "default", name: "Shop", apiKeys: [API_KEY], abuse: { captcha: { native: "never" } } }],
+  });
+  return { server: t, recorder: smtp };
+}
+
+async function send(
+  server: TestServer,
+  payload: Record<string, unknown>,
+  headers: Record<string, string> = {},
+) {
+  return server.fastify.inject({
+    method: "POST",
+    url: "/v1/verifications",
+    headers: { authorization: `Bearer ${API_KEY}`, ...headers },
+    payload,
+  });
+}
+
+describe("email over SMTP, end to end", () => {
+  it("delivers the code to a real SMTP server, where it reads back and approves", async () => {
+    const { server, recorder } = await start();
+    const sent = await send(server, { channel: "email", to: "ann@example.com", purpose: "sign_in" });
+    expect(sent.statusCode).toBe(201);
+    const { id } = sent.json();
+    // a 2xx means queued, never sent: no SMTP session was opened on the request path
+    expect(recorder.messages).toHaveLength(0);
+
+    await server.deliverAll();
+    expect(recorder.messages).toHaveLength(1);
+    const [mail] = recorder.messages;
+    expect(mail).toMatchObject({ from: "codes@shop.example", to: ["ann@example.com"], user: "relay" });
+
+    const parsed = await simpleParser(mail?.raw ?? Buffer.alloc(0));
+    expect(parsed.subject).toBe("Your Shop sign-in code");
+    expect(parsed.from?.text).toBe('"Shop" <codes@shop.example>');
+    expect(parsed.messageId).toMatch(/^<msg_[^@]+@shop\.example>$/);
+    const code = /\b(\d{6})\b/.exec(parsed.text ?? "")?.[1];
+    expect(code).toBeDefined();
+    // the HTML part carries the same code
+    expect(String(parsed.html)).toContain(code);
+
+    const view = await server.fastify.inject({
+      method: "GET",
+      url: `/v1/verifications/${id}`,
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(view.json().deliveries).toEqual([{ provider: "smtp", status: "sent", at: expect.any(String) }]);
+
+    const checked = await server.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications/check",
+      headers: { authorization: `Bearer ${API_KEY}` },
+      payload: { id, code },
+    });
+    expect(checked.statusCode).toBe(200);
+    expect(checked.json().status).toBe("approved");
+  });
+
+  it("marks a recipient the relay refuses (550 at RCPT) failed at once, without retrying", async () => {
+    const { server, recorder } = await start({}, { rejectRecipients: ["nobody@example.com"] });
+    const sent = await send(server, { channel: "email", to: "nobody@example.com", purpose: "sign_in" });
+    await server.deliverAll();
+    server.clock.advanceSeconds(120);
+    await server.deliverAll();
+    expect(recorder.messages).toHaveLength(0);
+    const view = await server.fastify.inject({
+      method: "GET",
+      url: `/v1/verifications/${sent.json().id}`,
+      headers: { authorization: `Bearer ${API_KEY}` },
+    });
+    expect(view.json().deliveries).toEqual([
+      { provider: "smtp", status: "failed", at: expect.any(String), error: expect.stringMatching(/550/) },
+    ]);
+  });
+
+  it("in production, sends email over SMTP and refuses the channel that has no provider", async () => {
+    const { server, recorder } = await start({
+      VERIFYD_MODE: "production",
+      VERIFYD_SECRET: "production-secret-0123456789",
+    });
+    const sms = await send(server, { channel: "sms", to: "+8613800138000", purpose: "sign_in" });
+    expect(sms.statusCode).toBe(403);
+    expect(sms.headers["content-type"]).toContain("application/problem+json");
+    expect(sms.json().code).toBe("CHANNEL_DISABLED");
+
+    const email = await send(server, { channel: "email", to: "bob@example.com", purpose: "sign_up" });
+    expect(email.statusCode).toBe(201);
+    await server.deliverAll();
+    expect(recorder.messages.map((mail) => mail.to)).toEqual([["bob@example.com"]]);
+  });
+});
