@@ -15,7 +15,17 @@ import { ruleName } from "../policy.js";
 import type { CounterCheck, IssueRequest, SendDecision, SendLogEntry } from "../ports.js";
 import { maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
 import { generateNumericCode } from "../secrets.js";
-import type { AccountRule, App, Channel, CodeRecord, Face, Purpose, RateRule, Recipient } from "../types.js";
+import type {
+  AccountRule,
+  App,
+  Channel,
+  CodeRecord,
+  Face,
+  OutboxMessage,
+  Purpose,
+  RateRule,
+  Recipient,
+} from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { appCounterKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
 
@@ -190,30 +200,30 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     }
   }
 
-  const code = testCode ?? generateNumericCode(policy.codeLength);
-  const id = newId("vf");
-  const record: CodeRecord = {
-    id,
-    appId: app.id,
-    channel,
-    to: recipient.address,
-    purpose,
-    tokenPurposes: input.tokenPurposes ?? [purpose],
-    codeHash: deps.secrets.hashCode(id, code),
-    status: "pending",
-    attempts: 0,
-    maxAttempts: policy.maxAttempts,
-    createdAtMs: now,
-    expiresAtMs: now + policy.codeTtlSeconds * 1000,
-    locale,
-    ...(input.accountId ? { accountId: input.accountId } : {}),
-  };
-  const request: IssueRequest = {
-    appId: app.id,
-    counters,
-    slotKey: slotKey(channel, recipient.address, purpose),
-    code: record,
-    outbox:
+  // The code, its hash and its sealed copy are made only when a store asks for them: the
+  // embedded store refuses over-limit requests first, so a refusal under attack costs no crypto.
+  let prepared: { record: CodeRecord; outbox: OutboxMessage | null } | undefined;
+  const prepare = () => {
+    if (prepared) return prepared;
+    const code = testCode ?? generateNumericCode(policy.codeLength);
+    const id = newId("vf");
+    const record: CodeRecord = {
+      id,
+      appId: app.id,
+      channel,
+      to: recipient.address,
+      purpose,
+      tokenPurposes: input.tokenPurposes ?? [purpose],
+      codeHash: deps.secrets.hashCode(id, code),
+      status: "pending",
+      attempts: 0,
+      maxAttempts: policy.maxAttempts,
+      createdAtMs: now,
+      expiresAtMs: now + policy.codeTtlSeconds * 1000,
+      locale,
+      ...(input.accountId ? { accountId: input.accountId } : {}),
+    };
+    const outbox: OutboxMessage | null =
       testCode === null
         ? {
             id: newId("msg"),
@@ -228,7 +238,20 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
             deliverBeforeMs: record.expiresAtMs,
             attempts: 0,
           }
-        : null,
+        : null;
+    prepared = { record, outbox };
+    return prepared;
+  };
+  const request: IssueRequest = {
+    appId: app.id,
+    counters,
+    slotKey: slotKey(channel, recipient.address, purpose),
+    get code() {
+      return prepare().record;
+    },
+    get outbox() {
+      return prepare().outbox;
+    },
     ...(input.idempotencyKey
       ? { idempotency: { key: input.idempotencyKey, fingerprint: fingerprint(channel, recipient, purpose) } }
       : {}),
@@ -263,8 +286,9 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     await deps.counters.hit(app.id, passReplayKey, IDEMPOTENCY_TTL_SECONDS, now);
   }
   const shadowed = [...shadowNotes, ...outcome.shadowed];
-  log("accepted", { verificationId: id, ...(shadowed.length > 0 ? { shadowed } : {}) });
-  if (request.outbox) deps.onQueued();
+  const { record, outbox } = prepare();
+  log("accepted", { verificationId: record.id, ...(shadowed.length > 0 ? { shadowed } : {}) });
+  if (outbox) deps.onQueued();
   if (pumpingPrefix) deps.watchPrefix(app, pumpingPrefix);
   return result(record, recipient, outcome.resendAfterSeconds, accountExists, false);
 }

@@ -146,6 +146,42 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     return current;
   };
 
+  // The issue counters as last committed, so the early refusal check (the path an attack takes)
+  // reads memory, not SQLite. Only this process writes these counters (embedded mode), and
+  // entries are set only after a commit, so the cache can lag the database but never lead it: a
+  // stale entry can only let a request through to the checked-again group transaction, never
+  // refuse one wrongly. Misses are read from the database; the size is bounded.
+  const committed = new Map<string, CounterRow>();
+  const COMMITTED_COUNTERS_MAX = 100_000;
+  const remember = (appId: string, key: string, row: CounterRow) => {
+    const cacheKey = `${appId}\0${key}`;
+    committed.delete(cacheKey);
+    if (committed.size >= COMMITTED_COUNTERS_MAX) {
+      const oldest = committed.keys().next().value;
+      if (oldest !== undefined) committed.delete(oldest);
+    }
+    committed.set(cacheKey, row);
+  };
+  const ABSENT: CounterRow = { count: 0, reset_at: 0 };
+  const committedCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
+    const current = new Map<string, CounterRow>();
+    const missing: CounterCheck[] = [];
+    for (const counter of counters) {
+      const row = committed.get(`${appId}\0${counter.key}`);
+      if (row === undefined) missing.push(counter);
+      else if (row.reset_at > now) current.set(counter.key, row);
+    }
+    if (missing.length > 0) {
+      const read = currentCounts(appId, missing, now);
+      for (const counter of missing) {
+        const row = read.get(counter.key);
+        remember(appId, counter.key, row ?? ABSENT);
+        if (row) current.set(counter.key, row);
+      }
+    }
+    return current;
+  };
+
   const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
     statements.counterHit.get({
       app: appId,
@@ -158,7 +194,12 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
    * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is
    * counted, so a refused request consumes no budget); null when the send may go ahead.
    */
-  const checkIssue = (request: IssueRequest, now: number, shadowed: string[]): IssueOutcome | null => {
+  const checkIssue = (
+    request: IssueRequest,
+    now: number,
+    shadowed: string[],
+    counts: typeof currentCounts,
+  ): IssueOutcome | null => {
     const { appId } = request;
     if (request.idempotency) {
       const seen = statements.idempotencyGet.get(appId, request.idempotency.key, now) as
@@ -175,7 +216,7 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
       }
     }
     let refusal: { rule: string; refusal: CounterKind; retryAfterSeconds: number } | null = null;
-    const current = currentCounts(appId, request.counters, now);
+    const current = counts(appId, request.counters, now);
     for (const counter of request.counters) {
       const row = current.get(counter.key);
       if (!row || row.count + (counter.increment ?? 1) <= counter.limit) continue;
@@ -194,12 +235,18 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
   };
 
   /** The write half of `issue`: counters, supersede, code, outbox row, idempotency, one commit. */
-  const commitIssue = (request: IssueRequest, now: number, shadowed: string[]): IssueOutcome => {
+  const commitIssue = (
+    request: IssueRequest,
+    now: number,
+    shadowed: string[],
+    hits: [string, CounterRow][],
+  ): IssueOutcome => {
     const { appId } = request;
     let resendAfterMs = 0;
     for (const counter of request.counters) {
       if (counter.increment === 0) continue;
       const row = hit(appId, counter, now);
+      hits.push([counter.key, row]);
       const refusesNext = !counter.shadow && (counter.kind ?? "limit") === "limit";
       if (refusesNext && row.count >= counter.limit)
         resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
@@ -275,12 +322,23 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
       // attack). A send that may go ahead is checked again inside the group transaction, where
       // the check and its writes run in one synchronous step: requests queued before it in the
       // same group (50 parallel sends to one recipient) are seen, so exactly one is accepted.
-      const early = checkIssue(request, nowMs, []);
+      const early = checkIssue(request, nowMs, [], committedCounts);
       if (early) return early;
-      return group.run(() => {
+      const seen: [string, CounterRow][] = [];
+      const readAndNote: typeof currentCounts = (appId, counters, now) => {
+        const current = currentCounts(appId, counters, now);
+        for (const counter of counters) seen.push([counter.key, current.get(counter.key) ?? ABSENT]);
+        return current;
+      };
+      const outcome = await group.run(() => {
         const shadowed: string[] = [];
-        return checkIssue(request, nowMs, shadowed) ?? commitIssue(request, nowMs, shadowed);
+        return (
+          checkIssue(request, nowMs, shadowed, readAndNote) ?? commitIssue(request, nowMs, shadowed, seen)
+        );
       });
+      // Committed: the early check may now see these counts (the later entry of a key wins).
+      for (const [key, row] of seen) remember(request.appId, key, row);
+      return outcome;
     },
     async consumeAttempt(ref, budget, nowMs) {
       return group.run(() => consumeAttempt(ref, budget, nowMs));
