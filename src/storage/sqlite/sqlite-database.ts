@@ -17,6 +17,8 @@ export interface SqliteOptions {
   migrate?: boolean;
 }
 
+const PAGE_CACHE_KIB = 64 * 1024;
+const MMAP_BYTES = 256 * 1024 * 1024;
 // Another process (the CLI) may hold the write lock for a moment; wait instead of failing.
 const BUSY_TIMEOUT_MS = 5_000;
 
@@ -27,6 +29,10 @@ export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
   db.pragma("journal_mode = WAL");
   db.pragma(`synchronous = ${options.synchronous ?? "NORMAL"}`);
   db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+  // Counters, codes and the outbox are read on every request; SQLite's default 2 MiB page cache
+  // overflows after a few hundred thousand sends, and every read then costs a system call.
+  db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
+  db.pragma(`mmap_size = ${MMAP_BYTES}`);
   if (options.migrate ?? true) migrateSqlite(db);
   return db;
 }

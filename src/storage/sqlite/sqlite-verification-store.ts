@@ -151,23 +151,25 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
   // entries are set only after a commit, so the cache can lag the database but never lead it: a
   // stale entry can only let a request through to the checked-again group transaction, never
   // refuse one wrongly. Misses are read from the database; the size is bounded.
-  const committed = new Map<string, CounterRow>();
-  const COMMITTED_COUNTERS_MAX = 100_000;
+  // Two generations bound the memory without per-entry bookkeeping: when the young one is full it
+  // becomes the old one and the previous old one is dropped (dropped keys are read again on a miss).
+  const COMMITTED_GENERATION_MAX = 50_000;
+  let young = new Map<string, CounterRow>();
+  let old = new Map<string, CounterRow>();
+  const recall = (cacheKey: string) => young.get(cacheKey) ?? old.get(cacheKey);
   const remember = (appId: string, key: string, row: CounterRow) => {
-    const cacheKey = `${appId}\0${key}`;
-    committed.delete(cacheKey);
-    if (committed.size >= COMMITTED_COUNTERS_MAX) {
-      const oldest = committed.keys().next().value;
-      if (oldest !== undefined) committed.delete(oldest);
+    if (young.size >= COMMITTED_GENERATION_MAX) {
+      old = young;
+      young = new Map();
     }
-    committed.set(cacheKey, row);
+    young.set(`${appId}\0${key}`, row);
   };
   const ABSENT: CounterRow = { count: 0, reset_at: 0 };
   const committedCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
     const current = new Map<string, CounterRow>();
     const missing: CounterCheck[] = [];
     for (const counter of counters) {
-      const row = committed.get(`${appId}\0${counter.key}`);
+      const row = recall(`${appId}\0${counter.key}`);
       if (row === undefined) missing.push(counter);
       else if (row.reset_at > now) current.set(counter.key, row);
     }
