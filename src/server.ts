@@ -193,6 +193,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     backend,
     startBackground() {
       worker.start();
+      backend.startMaintenance?.((message) => logger.error({ err: message }, "background checkpoint failed"));
       purgeTimer = setInterval(() => {
         // SQLite purges synchronously, the cluster asynchronously: one path catches both.
         Promise.resolve()

@@ -27,6 +27,8 @@ export interface Backend {
   purge: (nowMs: number) => number | Promise<number>;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
+  /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
+  startMaintenance?: (onError: (message: string) => void) => void;
   /** flushes buffered writes and closes connections */
   close: () => void | Promise<void>;
 }

@@ -15,6 +15,7 @@ import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
+import { startSqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { createSqliteCounterStore } from "./sqlite-counter-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
@@ -58,6 +59,7 @@ export function createSqliteBackend(options: {
   const ping = db.prepare("SELECT 1");
   const sendLog = createSqliteSendLog(db, options.logger ?? silentLogger);
   const group = createGroupCommit(db);
+  let checkpointer: ReturnType<typeof startSqliteCheckpointer> | null = null;
   return {
     db,
     verifications: createSqliteVerificationStore(db, group),
@@ -70,8 +72,15 @@ export function createSqliteBackend(options: {
     sendLog,
     purge: createSqlitePurger(db),
     ready: async () => ping.get() !== undefined,
-    close: () => {
+    startMaintenance(onError) {
+      if (checkpointer || options.path === ":memory:") return;
+      // From here on a worker thread checkpoints; the request thread never does.
+      db.pragma("wal_autocheckpoint = 0");
+      checkpointer = startSqliteCheckpointer(options.path, onError);
+    },
+    close: async () => {
       sendLog.close();
+      await checkpointer?.stop();
       db.close();
     },
   };
