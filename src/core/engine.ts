@@ -1,3 +1,4 @@
+import { precheckSendRisk, type RiskPrecheckInput } from "./abuse/risk-precheck.js";
 import { createAccountService } from "./accounts/account-service.js";
 import type { App } from "./types.js";
 import { type CheckCodeInput, checkCode } from "./verification/check-code.js";
@@ -17,6 +18,7 @@ export function createEngine(deps: EngineDeps) {
     getVerification: (app: App, id: string) => getVerification(deps, app, id),
     cancelVerification: (app: App, id: string) => cancelVerification(deps, app, id),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),
+    precheckSendRisk: (input: RiskPrecheckInput) => precheckSendRisk(deps, input),
     captcha: deps.captcha,
     sendLog: deps.sendLog,
   };

@@ -134,6 +134,13 @@ export interface VerificationStore {
   consumeToken(appId: string, tokenHash: string, nowMs: number): Promise<boolean>;
 
   deliveries(appId: string, verificationId: string): Promise<DeliveryRecord[]>;
+
+  /**
+   * A counter's value as of a recent commit, from memory, or null when the store does not know it
+   * without a read. May lag behind (lower), never run ahead: a refusal decided on it is always one
+   * the full check would make too. Optional: a store without a cheap answer leaves it out.
+   */
+  committedCount?(appId: string, key: string, nowMs: number): CounterState | null;
 }
 
 /** The durable outbox the delivery worker drains. */
@@ -339,13 +346,14 @@ export interface SendLogEntry {
   atMs: number;
   appId: string;
   face: string;
-  channel: Channel;
-  /** masked */
-  to: string;
+  /** absent for a refusal decided before the body was read (a captcha demanded of a risky IP) */
+  channel?: Channel;
+  /** masked; absent as `channel` */
+  to?: string;
   country?: string;
   ip?: string;
   deviceId?: string;
-  purpose: Purpose;
+  purpose?: Purpose;
   decision: SendDecision;
   /** the rule or reason behind the decision */
   reason?: string;

@@ -167,16 +167,24 @@ describe("captcha escalation per client IP (unauthenticated dev mode)", () => {
   });
 });
 
-describe("what a captcha cannot fix is answered first", () => {
-  it("a resend too soon is a 429, not a 428, even over the IP's risk budget", async () => {
+describe("what a captcha cannot fix", () => {
+  // A client already over its risk budget is asked for a captcha before its request is even read
+  // (the cheap refusal under attack); what the request itself would be refused for comes once it
+  // presents a pass, and ranks above the captcha there.
+  it("a resend too soon: 428 before the body is read, then 429 with a pass", async () => {
     t = await open();
     for (let n = 1; n <= 3; n++) await send({ to: recipient(n) });
-    expectProblem(await send({ to: recipient(3) }), 429, "RESEND_TOO_SOON");
+    expectProblem(await send({ to: recipient(3) }), 428, "CAPTCHA_REQUIRED");
+    expectProblem(
+      await send({ to: recipient(3), captchaToken: await solveCaptcha() }),
+      429,
+      "RESEND_TOO_SOON",
+    );
   });
 
-  it("a pumping denial is a 403, not a 428", async () => {
+  it("a pumping denial outranks the captcha when the IP is not yet over its budget", async () => {
     t = await open({
-      apps: [{ id: "default", abuse: { pumping: { perPrefix: [{ limit: 3, windowSeconds: 3600 }] } } }],
+      apps: [{ id: "default", abuse: { pumping: { perPrefix: [{ limit: 2, windowSeconds: 3600 }] } } }],
     });
     const sms = (n: number) =>
       t.fastify.inject({
@@ -184,8 +192,9 @@ describe("what a captcha cannot fix is answered first", () => {
         url: "/v1/verifications",
         payload: { channel: "sms", to: `+86138001380${String(n).padStart(2, "0")}`, purpose: "sign_in" },
       });
-    for (let n = 1; n <= 3; n++) expect((await sms(n)).statusCode).toBe(201);
-    expectProblem(await sms(4), 403, "PUMPING_DENIED");
+    for (let n = 1; n <= 2; n++) expect((await sms(n)).statusCode).toBe(201);
+    // the third send both trips the IP's risk rule and passes the prefix budget: the denial wins
+    expectProblem(await sms(3), 403, "PUMPING_DENIED");
   });
 
   it("one pass raced by 20 concurrent sends lets exactly one through", async () => {

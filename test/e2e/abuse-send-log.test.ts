@@ -82,11 +82,12 @@ describe("send log", () => {
         verificationId: sms.body.id as string,
       },
       expect.objectContaining({ decision: "accepted", to: "c***@example.com" }),
+      // Over its risk budget, the bot is refused before its request is read: no channel, recipient
+      // or purpose to record.
       {
-        ...base,
         atMs: at + 1000,
-        channel: "email",
-        to: "d***@example.com",
+        appId: "default",
+        face: "native",
         ip: "198.51.100.7",
         decision: "captcha_required",
         reason: "risk_ip:3/600s",

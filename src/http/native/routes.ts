@@ -75,7 +75,23 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/verifications",
-    { schema: { body: SendBody, response: { 201: SendReply, ...problemResponses } } },
+    {
+      schema: { body: SendBody, response: { 201: SendReply, ...problemResponses } },
+      // A client the risk rules already ask for a captcha is answered before its body is read:
+      // the cheapest refusal for the request a bot repeats. Backends (API-key callers) speak for
+      // many users through `client_ip` in the body, so only direct callers are pre-checked.
+      onRequest: async (request) => {
+        const caller = await callerOf(request);
+        if (caller.byApiKey) return;
+        const refusal = engine.precheckSendRisk({
+          app: caller.app,
+          face: "native",
+          clientIp: request.ip,
+          captchaToken: headerValue(request, "x-captcha-token"),
+        });
+        if (refusal) throw refusal;
+      },
+    },
     async (request, reply) => {
       const caller = await callerOf(request);
       const body = request.body;

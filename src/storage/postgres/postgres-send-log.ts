@@ -36,12 +36,12 @@ interface SendLogRow {
   at: number;
   app_id: string;
   face: string;
-  channel: SendLogEntry["channel"];
-  recipient: string;
+  channel: SendLogEntry["channel"] | null;
+  recipient: string | null;
   country: string | null;
   ip: string | null;
   device_id: string | null;
-  purpose: SendLogEntry["purpose"];
+  purpose: SendLogEntry["purpose"] | null;
   decision: SendDecision;
   reason: string | null;
   shadowed: string | null;
@@ -61,12 +61,12 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
         entry.atMs,
         entry.appId,
         entry.face,
-        entry.channel,
-        entry.to,
+        entry.channel ?? null,
+        entry.to ?? null,
         entry.country ?? null,
         entry.ip ?? null,
         entry.deviceId ?? null,
-        entry.purpose,
+        entry.purpose ?? null,
         entry.decision,
         entry.reason ?? null,
         entry.shadowed ? entry.shadowed.join(",") : null,
@@ -119,9 +119,9 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
         atMs: row.at,
         appId: row.app_id,
         face: row.face,
-        channel: row.channel,
-        to: row.recipient,
-        purpose: row.purpose,
+        ...(row.channel ? { channel: row.channel } : {}),
+        ...(row.recipient ? { to: row.recipient } : {}),
+        ...(row.purpose ? { purpose: row.purpose } : {}),
         decision: row.decision,
         ...(row.country ? { country: row.country } : {}),
         ...(row.ip ? { ip: row.ip } : {}),

@@ -20,6 +20,9 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
   const writeAll = db.transaction((entries: SendLogEntry[]) => {
     for (const entry of entries) {
       insert.run({
+        channel: null,
+        to: null,
+        purpose: null,
         country: null,
         ip: null,
         deviceId: null,
@@ -67,12 +70,12 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
         at: number;
         app_id: string;
         face: string;
-        channel: SendLogEntry["channel"];
-        recipient: string;
+        channel: SendLogEntry["channel"] | null;
+        recipient: string | null;
         country: string | null;
         ip: string | null;
         device_id: string | null;
-        purpose: SendLogEntry["purpose"];
+        purpose: SendLogEntry["purpose"] | null;
         decision: SendDecision;
         reason: string | null;
         shadowed: string | null;
@@ -82,9 +85,9 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
         atMs: row.at,
         appId: row.app_id,
         face: row.face,
-        channel: row.channel,
-        to: row.recipient,
-        purpose: row.purpose,
+        ...(row.channel ? { channel: row.channel } : {}),
+        ...(row.recipient ? { to: row.recipient } : {}),
+        ...(row.purpose ? { purpose: row.purpose } : {}),
         decision: row.decision,
         ...(row.country ? { country: row.country } : {}),
         ...(row.ip ? { ip: row.ip } : {}),

@@ -386,6 +386,13 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     async consumeToken(appId, tokenHash, nowMs) {
       return statements.consumeToken.run(tokenHash, appId, nowMs).changes === 1;
     },
+    committedCount(appId, key, nowMs) {
+      const row = recall(`${appId}\0${key}`);
+      if (row === undefined) return null;
+      return row.reset_at > nowMs
+        ? { count: row.count, resetAtMs: row.reset_at }
+        : { count: 0, resetAtMs: 0 };
+    },
     async deliveries(appId, verificationId) {
       const rows = statements.deliveries.all(appId, verificationId) as {
         provider: string;
