@@ -342,7 +342,14 @@ describe("GET /v1/verifications/{id}", () => {
         status: "pending",
         attempts_remaining: 4,
         expires_in: 500,
-        deliveries: [{ provider: "recording-email", status: "sent", at: "2026-01-01T12:00:00.000Z" }],
+        deliveries: [
+          {
+            provider: "recording-email",
+            status: "sent",
+            at: "2026-01-01T12:00:00.000Z",
+            provider_message_id: "rec-1",
+          },
+        ],
       });
     });
 

@@ -221,6 +221,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
           status: delivery.status,
           at: new Date(delivery.atMs).toISOString(),
           ...(delivery.error ? { error: delivery.error } : {}),
+          ...(delivery.providerMessageId ? { provider_message_id: delivery.providerMessageId } : {}),
         })),
       };
     },

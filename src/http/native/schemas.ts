@@ -70,6 +70,7 @@ export const VerificationReply = Type.Object({
       status: Type.String(),
       at: Type.String(),
       error: Type.Optional(Type.String()),
+      provider_message_id: Type.Optional(Type.String()),
     }),
   ),
 });
