@@ -4,20 +4,14 @@
 // each as a ratio to the baseline. It also counts the Redis round trips of a send by watching
 // MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
 // bench/cluster.mjs`; BENCH_REDIS_URL / BENCH_DATABASE_URL override the local services.
-import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { clientAddress, printTable, run, sendRequest, startVerifyd } from "./lib.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
-const DURATION_SECONDS = Number(process.env.BENCH_DURATION ?? 8);
-const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const REDIS_URL =
   process.env.BENCH_REDIS_URL ?? process.env.VERIFYD_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
 const DATABASE_URL =
@@ -33,92 +27,7 @@ const dataDir = mkdtempSync(join(tmpdir(), "verifyd-bench-cluster-"));
 const schema = `vdbench_${run_id}`;
 const prefix = `vdbench:${run_id}:`;
 
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-    server.on("error", reject);
-  });
-}
-
-/** A distinct client address per request, each in its own /24 so subnet rules stay quiet too. */
-function clientAddress(i) {
-  return `${11 + ((i >> 16) % 200)}.${(i >> 8) & 255}.${i & 255}.1`;
-}
-
-async function startServer(port) {
-  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ") ?? [];
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, process.env.BENCH_MAIN ?? join(root, "dist", "main.js")],
-    {
-      env: {
-        ...process.env,
-        VERIFYD_DATA_DIR: dataDir,
-        VERIFYD_PORT: String(port),
-        VERIFYD_TRUST_PROXY: "127.0.0.1",
-        VERIFYD_LOG_LEVEL: "warn",
-        VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
-        VERIFYD_REDIS_URL: REDIS_URL,
-        VERIFYD_DATABASE_URL: DATABASE_URL,
-        VERIFYD_DATABASE_SCHEMA: schema,
-        VERIFYD_REDIS_PREFIX: prefix,
-        VERIFYD_DATABASE_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? "10",
-      },
-      stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"],
-    },
-  );
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 150; i++) {
-    try {
-      if ((await fetch(`${base}/readyz`)).ok) return { child, base };
-    } catch {
-      // not listening yet
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  child.kill("SIGKILL");
-  throw new Error("server did not start");
-}
-
-function run(name, options, expectedStatus) {
-  return new Promise((resolve, reject) => {
-    const statuses = new Map();
-    const instance = autocannon(
-      { connections: CONNECTIONS, duration: DURATION_SECONDS, ...options },
-      (error, result) => {
-        if (error) return reject(error);
-        const unexpected = [...statuses]
-          .filter(([status]) => status !== expectedStatus)
-          .reduce((n, [, c]) => n + c, 0);
-        resolve({
-          name,
-          requestsPerSecond: result.requests.average,
-          p50: result.latency.p50,
-          p99: result.latency.p99,
-          total: result.requests.total,
-          unexpected: unexpected + result.errors + result.timeouts,
-          statuses: Object.fromEntries(statuses),
-        });
-      },
-    );
-    instance.on("response", (_client, statusCode) =>
-      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1),
-    );
-  });
-}
-
-function send(i, to) {
-  return {
-    method: "POST",
-    path: "/v1/verifications",
-    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
-    body: JSON.stringify({ channel: "email", to, purpose: "sign_in" }),
-  };
-}
+const send = (i, to) => sendRequest(i, { channel: "email", to, purpose: "sign_in" });
 
 /** Round trips per send: top-level commands naming our prefix, seen on MONITOR (Lua's own calls are tagged "lua"). */
 async function redisRoundTripsPerSend(base) {
@@ -141,8 +50,17 @@ async function redisRoundTripsPerSend(base) {
 }
 
 async function main() {
-  const port = await freePort();
-  const server = await startServer(port);
+  const server = await startVerifyd(
+    {
+      VERIFYD_DATA_DIR: dataDir,
+      VERIFYD_REDIS_URL: REDIS_URL,
+      VERIFYD_DATABASE_URL: DATABASE_URL,
+      VERIFYD_DATABASE_SCHEMA: schema,
+      VERIFYD_REDIS_PREFIX: prefix,
+      VERIFYD_DATABASE_POOL_SIZE: process.env.BENCH_POOL_SIZE ?? "10",
+    },
+    "/readyz",
+  );
   const pool = new pg.Pool({ connectionString: DATABASE_URL, max: 2 });
   const results = [];
   let roundTrips;
@@ -219,22 +137,10 @@ async function main() {
     redis.disconnect();
   }
 
-  const baseline = results[0].requestsPerSecond;
-  console.log(
-    `\nverifyd cluster bench: ${CONNECTIONS} connections, ${DURATION_SECONDS} s per scenario, node ${process.version}`,
-  );
-  console.log("| scenario | req/s | p50 ms | p99 ms | unexpected answers | ratio to baseline |");
-  console.log("|---|---:|---:|---:|---:|---:|");
-  for (const r of results) {
-    const flag = r.unexpected > 0 ? ` (NOT A RESULT: ${JSON.stringify(r.statuses)})` : "";
-    console.log(
-      `| ${r.name} | ${Math.round(r.requestsPerSecond)} | ${r.p50} | ${r.p99} | ${r.unexpected}${flag} | ${(r.requestsPerSecond / baseline).toFixed(2)}x |`,
-    );
-  }
+  printTable("verifyd cluster bench", results);
   console.log(
     `\nRedis round trips per send: ${roundTrips.toFixed(2)} (goal 1; MONITOR over ${ROUND_TRIP_SAMPLE} sends)`,
   );
-  if (results.some((r) => r.unexpected > 0)) process.exitCode = 1;
 }
 
 await main();

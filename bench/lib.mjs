@@ -1,0 +1,113 @@
+// What the bench scripts share: a free port, a verifyd process, an autocannon scenario, the table.
+import { spawn } from "node:child_process";
+import { createServer } from "node:net";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
+
+export const root = fileURLToPath(new URL("..", import.meta.url));
+export const DURATION_SECONDS = Number(process.env.BENCH_DURATION ?? 10);
+export const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on("error", reject);
+  });
+}
+
+/** A distinct client address per request, each in its own /24 so subnet rules stay quiet too. */
+export function clientAddress(i) {
+  return `${11 + ((i >> 16) % 200)}.${(i >> 8) & 255}.${i & 255}.1`;
+}
+
+/** Starts `dist/main.js` with `env` on a free port; resolves once `readyPath` answers. */
+export async function startVerifyd(env, readyPath = "/healthz") {
+  const port = await freePort();
+  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
+  const child = spawn(
+    process.execPath,
+    [...nodeArgs, process.env.BENCH_MAIN ?? join(root, "dist", "main.js")],
+    {
+      env: {
+        ...process.env,
+        VERIFYD_PORT: String(port),
+        VERIFYD_TRUST_PROXY: "127.0.0.1",
+        VERIFYD_LOG_LEVEL: "warn",
+        VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
+        ...env,
+      },
+      stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"],
+    },
+  );
+  const base = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 150; i++) {
+    try {
+      if ((await fetch(`${base}${readyPath}`)).ok) return { child, base };
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  child.kill("SIGKILL");
+  throw new Error("server did not start");
+}
+
+/** One autocannon scenario; answers other than `expectedStatus` are counted as unexpected. */
+export function run(name, options, expectedStatus) {
+  return new Promise((resolve, reject) => {
+    const statuses = new Map();
+    const instance = autocannon(
+      { connections: CONNECTIONS, duration: DURATION_SECONDS, ...options },
+      (error, result) => {
+        if (error) return reject(error);
+        const unexpected = [...statuses]
+          .filter(([status]) => status !== expectedStatus)
+          .reduce((n, [, c]) => n + c, 0);
+        resolve({
+          name,
+          requestsPerSecond: result.requests.average,
+          p50: result.latency.p50,
+          p99: result.latency.p99,
+          total: result.requests.total,
+          unexpected: unexpected + result.errors + result.timeouts,
+          statuses: Object.fromEntries(statuses),
+        });
+      },
+    );
+    instance.on("response", (_client, statusCode) =>
+      statuses.set(statusCode, (statuses.get(statusCode) ?? 0) + 1),
+    );
+  });
+}
+
+/** A send request body and headers, from a distinct client address per `i`. */
+export function sendRequest(i, body) {
+  return {
+    method: "POST",
+    path: "/v1/verifications",
+    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
+    body: JSON.stringify(body),
+  };
+}
+
+/** Prints the results as a table of ratios to the first (the baseline); flags unexpected answers. */
+export function printTable(title, results) {
+  const baseline = results[0].requestsPerSecond;
+  console.log(
+    `\n${title}: ${CONNECTIONS} connections, ${DURATION_SECONDS} s per scenario, node ${process.version}`,
+  );
+  console.log("| scenario | req/s | p50 ms | p99 ms | unexpected answers | ratio to baseline |");
+  console.log("|---|---:|---:|---:|---:|---:|");
+  for (const r of results) {
+    const flag = r.unexpected > 0 ? ` (NOT A RESULT: ${JSON.stringify(r.statuses)})` : "";
+    console.log(
+      `| ${r.name} | ${Math.round(r.requestsPerSecond)} | ${r.p50} | ${r.p99} | ${r.unexpected}${flag} | ${(r.requestsPerSecond / baseline).toFixed(2)}x |`,
+    );
+  }
+  if (results.some((r) => r.unexpected > 0)) process.exitCode = 1;
+}
