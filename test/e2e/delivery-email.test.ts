@@ -76,7 +76,10 @@ describe("email over SMTP, end to end", () => {
       url: `/v1/verifications/${id}`,
       headers: { authorization: `Bearer ${API_KEY}` },
     });
-    expect(view.json().deliveries).toEqual([{ provider: "smtp", status: "sent", at: expect.any(String) }]);
+    // the provider's message id is the Message-ID the relay received
+    expect(view.json().deliveries).toEqual([
+      { provider: "smtp", status: "sent", at: expect.any(String), provider_message_id: parsed.messageId },
+    ]);
 
     const checked = await server.fastify.inject({
       method: "POST",
