@@ -9,7 +9,9 @@ import { decodeCode, encodeCode } from "./redis-code-codec.js";
 import { RedisKeys } from "./redis-keys.js";
 import { createRedisVerificationStore, type RedisVerificationStore } from "./redis-verification-store.js";
 
-// DESIGN goal: at most 200 bytes of Redis memory per live code (the code key itself).
+// Issue goal: at most 200 bytes of Redis memory per live code. The code key alone meets it; its
+// slot pointer (recipient + purpose -> newest code) adds ~120-136 bytes more, printed by the test
+// below and reported in bench/RESULTS.md: the whole is not yet within the goal.
 const CODE_BYTES_GOAL = 200;
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -124,7 +126,7 @@ if (!redisProbe.ok) {
       expect((await Promise.all(written.map((key) => redis.pttl(key)))).every((ttl) => ttl > 0)).toBe(true);
     });
 
-    it(`keeps a live code within ${CODE_BYTES_GOAL} bytes of Redis memory`, async () => {
+    it(`keeps a code's own key within ${CODE_BYTES_GOAL} bytes and reports its slot pointer beside it`, async () => {
       // Measured with production-shaped keys (default prefix, app "default", a 20-character email,
       // a Chinese mobile number), under random recipients so parallel runs cannot collide; the
       // keys are deleted afterwards.
