@@ -120,6 +120,20 @@ export interface VerificationStore {
    */
   approve(appId: string, id: string, token: TokenRecord, failureKey: string, nowMs: number): Promise<boolean>;
 
+  /**
+   * Optional one-step check for a store that can call back synchronously inside its atomic step:
+   * counts the attempt exactly as `consumeAttempt` does, then asks `judge` (which compares the
+   * code in constant time); when it returns a token the code is approved, the token saved and the
+   * failure count refunded, all in that same step. `approved` outcomes carry the approved record.
+   * Saves the second round of `approve` (one transaction per check instead of two).
+   */
+  attemptAndApprove?(
+    ref: CodeRef,
+    failureBudget: FailureBudget,
+    nowMs: number,
+    judge: (record: CodeRecord) => TokenRecord | null,
+  ): Promise<AttemptOutcome | { kind: "approved"; record: CodeRecord }>;
+
   /** Takes back one failure count (a correct peek). */
   refundFailure(appId: string, failureKey: string, nowMs: number): Promise<void>;
 

@@ -3,7 +3,7 @@ import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import type { AttemptRefusal, CodeRef } from "../ports.js";
 import { parseRecipient, phonePrefix } from "../recipients.js";
-import type { App, Channel, CodeRecord, Purpose } from "../types.js";
+import type { App, Channel, CodeRecord, Purpose, TokenRecord } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { failedChecksKey, slotKey } from "./keys.js";
 
@@ -59,7 +59,25 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   }
   const ref = resolveRef(deps, app, input.target);
   const now = deps.clock.nowMs();
-  const outcome = await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
+  const tokenTtlSeconds = app.policy.tokenTtlSeconds;
+  const tokenFor = (record: CodeRecord, token: string): TokenRecord => ({
+    tokenHash: sha256Hex(token),
+    appId: app.id,
+    verificationId: record.id,
+    channel: record.channel,
+    to: record.to,
+    purposes: record.tokenPurposes,
+    expiresAtMs: now + tokenTtlSeconds * 1000,
+  });
+  const consumeInOneStep = input.mode !== "peek" ? deps.store.attemptAndApprove?.bind(deps.store) : undefined;
+  let oneStepToken: string | undefined;
+  const outcome = consumeInOneStep
+    ? await consumeInOneStep(ref, app.policy.failedChecksPerRecipient, now, (record) => {
+        if (!deps.secrets.codeMatches(record.id, input.code, record.codeHash)) return null;
+        oneStepToken = newSecretToken("vt");
+        return tokenFor(record, oneStepToken);
+      })
+    : await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
 
   if (outcome.kind === "not_found") {
     // By recipient, "no pending code" must look exactly like a wrong code, or it would tell an
@@ -77,9 +95,14 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
     });
   }
 
+  if (outcome.kind === "approved") {
+    await noteVerifiedSms(deps, app, outcome.record, now);
+    return { record: outcome.record, token: oneStepToken as string, tokenExpiresInSeconds: tokenTtlSeconds };
+  }
   const { record } = outcome;
   const failureKey = failedChecksKey(record.channel, record.to);
-  if (!deps.secrets.codeMatches(record.id, input.code, record.codeHash)) {
+  // A one-step store has already judged this attempt: counted and not approved means wrong.
+  if (consumeInOneStep || !deps.secrets.codeMatches(record.id, input.code, record.codeHash)) {
     throw new OtpError("CODE_INVALID", {
       details: { field: codeField, attemptsRemaining: Math.max(0, record.maxAttempts - record.attempts) },
     });
@@ -90,30 +113,19 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   }
 
   const token = newSecretToken("vt");
-  const tokenTtlSeconds = app.policy.tokenTtlSeconds;
-  const approved = await deps.store.approve(
-    app.id,
-    record.id,
-    {
-      tokenHash: sha256Hex(token),
-      appId: app.id,
-      verificationId: record.id,
-      channel: record.channel,
-      to: record.to,
-      purposes: record.tokenPurposes,
-      expiresAtMs: now + tokenTtlSeconds * 1000,
-    },
-    failureKey,
-    now,
-  );
+  const approved = await deps.store.approve(app.id, record.id, tokenFor(record, token), failureKey, now);
   // Another concurrent check with the same right code won the approval: single use.
   if (!approved) throw new OtpError("CODE_ALREADY_USED");
-  if (record.channel === "sms") {
-    // Verified SMS are the pumping detector's proof that a prefix's traffic is real.
-    const prefix = phonePrefix(record.to, app.abuse.pumping.prefixDigits);
-    if (prefix) await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
-  }
-  return { record: { ...record, status: "approved" }, token, tokenExpiresInSeconds: tokenTtlSeconds };
+  const approvedRecord: CodeRecord = { ...record, status: "approved" };
+  await noteVerifiedSms(deps, app, approvedRecord, now);
+  return { record: approvedRecord, token, tokenExpiresInSeconds: tokenTtlSeconds };
+}
+
+/** Verified SMS are the pumping detector's proof that a prefix's traffic is real. */
+async function noteVerifiedSms(deps: EngineDeps, app: App, record: CodeRecord, now: number): Promise<void> {
+  if (record.channel !== "sms") return;
+  const prefix = phonePrefix(record.to, app.abuse.pumping.prefixDigits);
+  if (prefix) await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
 }
 
 function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {

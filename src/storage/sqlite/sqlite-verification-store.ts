@@ -345,6 +345,19 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     async consumeAttempt(ref, budget, nowMs) {
       return group.run(() => consumeAttempt(ref, budget, nowMs));
     },
+    async attemptAndApprove(ref, budget, nowMs, judge) {
+      // Counting, judging and approving run in one synchronous step of one group transaction, so
+      // the attempt is counted before the comparison and the approval can happen only once.
+      return group.run(() => {
+        const outcome = consumeAttempt(ref, budget, nowMs);
+        if (outcome.kind !== "counted") return outcome;
+        const token = judge(outcome.record);
+        if (!token) return outcome;
+        const failureKey = failedChecksKey(outcome.record.channel, outcome.record.to);
+        if (!approve(ref.appId, outcome.record.id, token, failureKey, nowMs)) return outcome;
+        return { kind: "approved" as const, record: { ...outcome.record, status: "approved" as const } };
+      });
+    },
     async approve(appId, id, token, failureKey, nowMs) {
       return group.run(() => approve(appId, id, token, failureKey, nowMs));
     },
