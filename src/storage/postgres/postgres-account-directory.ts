@@ -2,6 +2,7 @@ import type pg from "pg";
 import { OtpError } from "../../core/errors.js";
 import type { AccountDirectory, Session } from "../../core/ports.js";
 import type { Account } from "../../core/types.js";
+import { type SessionRow, sessionFromRow } from "../rows.js";
 import { isUniqueViolation } from "./postgres-pool.js";
 
 interface AccountRow {
@@ -84,21 +85,8 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       await run("insertSession", [session.tokenHash, session.appId, session.accountId, session.expiresAtMs]);
     },
     async findSession(appId, tokenHash, nowMs): Promise<Session | null> {
-      const { rows } = await run<{
-        token_hash: string;
-        app_id: string;
-        account_id: string;
-        expires_at: number;
-      }>("findSession", [tokenHash, appId, nowMs]);
-      const row = rows[0];
-      return row
-        ? {
-            tokenHash: row.token_hash,
-            appId: row.app_id,
-            accountId: row.account_id,
-            expiresAtMs: row.expires_at,
-          }
-        : null;
+      const { rows } = await run<SessionRow>("findSession", [tokenHash, appId, nowMs]);
+      return sessionFromRow(rows[0]);
     },
     async deleteSession(appId, tokenHash) {
       await run("deleteSession", [tokenHash, appId]);

@@ -1,21 +1,8 @@
 import type pg from "pg";
 import type { OutboxStore } from "../../core/ports.js";
-import type { Channel, DeliveryRecord, OutboxMessage, Purpose } from "../../core/types.js";
+import type { DeliveryRecord, OutboxMessage } from "../../core/types.js";
+import { type OutboxRow, outboxMessagesFromRows } from "../rows.js";
 import { columnsOf, createBatcher } from "./postgres-batcher.js";
-
-interface OutboxRow {
-  id: string;
-  app_id: string;
-  verification_id: string;
-  channel: Channel;
-  recipient: string;
-  purpose: Purpose;
-  locale: string;
-  sealed_code: string | null;
-  created_at: number;
-  deliver_before: number;
-  attempts: number;
-}
 
 const DELIVERY_COLUMNS =
   "app_id, verification_id, message_id, provider, status, at, error, provider_message_id";
@@ -128,25 +115,7 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
   return {
     async claim(limit, leaseMs, nowMs) {
       const { rows } = await run<OutboxRow>("claim", [nowMs + leaseMs, nowMs, limit]);
-      return rows.flatMap((row) =>
-        row.sealed_code === null
-          ? []
-          : [
-              {
-                id: row.id,
-                appId: row.app_id,
-                verificationId: row.verification_id,
-                channel: row.channel,
-                to: row.recipient,
-                purpose: row.purpose,
-                locale: row.locale,
-                sealedCode: row.sealed_code,
-                createdAtMs: row.created_at,
-                deliverBeforeMs: row.deliver_before,
-                attempts: row.attempts,
-              },
-            ],
-      );
+      return outboxMessagesFromRows(rows);
     },
     markSent: (message, delivery) =>
       settlements.add({ message, outcome: "sent", nextAttemptAtMs: null, delivery }),

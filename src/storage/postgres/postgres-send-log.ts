@@ -1,5 +1,6 @@
 import type pg from "pg";
-import type { Logger, SendDecision, SendLog, SendLogEntry } from "../../core/ports.js";
+import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
+import { type SendLogRow, sendLogEntryFromRow } from "../rows.js";
 
 // Entries are written in batches, off the request path: refusals under attack stay cheap.
 const FLUSH_INTERVAL_MS = 1_000;
@@ -31,22 +32,6 @@ const INSERT = `
 const SELECT = `
   SELECT * FROM send_log WHERE app_id = $1 AND at >= $2 AND ($3::text IS NULL OR decision = $3)
   ORDER BY at DESC, id DESC LIMIT $4`;
-
-interface SendLogRow {
-  at: number;
-  app_id: string;
-  face: string;
-  channel: SendLogEntry["channel"] | null;
-  recipient: string | null;
-  country: string | null;
-  ip: string | null;
-  device_id: string | null;
-  purpose: SendLogEntry["purpose"] | null;
-  decision: SendDecision;
-  reason: string | null;
-  shadowed: string | null;
-  verification_id: string | null;
-}
 
 /** The send log in PostgreSQL: `record` buffers; a timer (or a full batch) writes one INSERT. */
 export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & { close(): Promise<void> } {
@@ -115,21 +100,7 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
         text: SELECT,
         values: [filter.appId, filter.sinceMs ?? 0, filter.decision ?? null, filter.limit],
       });
-      return rows.map((row) => ({
-        atMs: row.at,
-        appId: row.app_id,
-        face: row.face,
-        ...(row.channel ? { channel: row.channel } : {}),
-        ...(row.recipient ? { to: row.recipient } : {}),
-        ...(row.purpose ? { purpose: row.purpose } : {}),
-        decision: row.decision,
-        ...(row.country ? { country: row.country } : {}),
-        ...(row.ip ? { ip: row.ip } : {}),
-        ...(row.device_id ? { deviceId: row.device_id } : {}),
-        ...(row.reason ? { reason: row.reason } : {}),
-        ...(row.shadowed ? { shadowed: row.shadowed.split(",") } : {}),
-        ...(row.verification_id ? { verificationId: row.verification_id } : {}),
-      }));
+      return rows.map(sendLogEntryFromRow);
     },
     flush,
     async close() {

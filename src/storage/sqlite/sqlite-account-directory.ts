@@ -1,6 +1,7 @@
 import { OtpError } from "../../core/errors.js";
 import type { AccountDirectory } from "../../core/ports.js";
 import type { Account, Channel } from "../../core/types.js";
+import { type SessionRow, sessionFromRow } from "../rows.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface AccountRow {
@@ -91,17 +92,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase): AccountDirecto
       statements.insertSession.run(session.tokenHash, session.appId, session.accountId, session.expiresAtMs);
     },
     async findSession(appId, tokenHash, nowMs) {
-      const row = statements.findSession.get(tokenHash, appId, nowMs) as
-        | { token_hash: string; app_id: string; account_id: string; expires_at: number }
-        | undefined;
-      return row
-        ? {
-            tokenHash: row.token_hash,
-            appId: row.app_id,
-            accountId: row.account_id,
-            expiresAtMs: row.expires_at,
-          }
-        : null;
+      return sessionFromRow(statements.findSession.get(tokenHash, appId, nowMs) as SessionRow | undefined);
     },
     async deleteSession(appId, tokenHash) {
       statements.deleteSession.run(tokenHash, appId);

@@ -1,21 +1,8 @@
 import type { OutboxStore } from "../../core/ports.js";
-import type { Channel, DeliveryRecord, OutboxMessage, Purpose } from "../../core/types.js";
+import type { DeliveryRecord, OutboxMessage } from "../../core/types.js";
+import { type OutboxRow, outboxMessagesFromRows } from "../rows.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
-
-interface OutboxRow {
-  id: string;
-  app_id: string;
-  verification_id: string;
-  channel: Channel;
-  recipient: string;
-  purpose: Purpose;
-  locale: string;
-  sealed_code: string | null;
-  created_at: number;
-  deliver_before: number;
-  attempts: number;
-}
 
 /** The embedded outbox: claims are leases, so a crashed worker's messages come back when they lapse. */
 export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit): OutboxStore {
@@ -70,25 +57,7 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
   return {
     async claim(limit, leaseMs, nowMs) {
       const rows = statements.claim.all({ leaseUntil: nowMs + leaseMs, now: nowMs, limit }) as OutboxRow[];
-      return rows.flatMap((row) =>
-        row.sealed_code === null
-          ? []
-          : [
-              {
-                id: row.id,
-                appId: row.app_id,
-                verificationId: row.verification_id,
-                channel: row.channel,
-                to: row.recipient,
-                purpose: row.purpose,
-                locale: row.locale,
-                sealedCode: row.sealed_code,
-                createdAtMs: row.created_at,
-                deliverBeforeMs: row.deliver_before,
-                attempts: row.attempts,
-              },
-            ],
-      );
+      return outboxMessagesFromRows(rows);
     },
     // A round's outcomes share one commit through the group committer.
     async markSent(message, delivery) {

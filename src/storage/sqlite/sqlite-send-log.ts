@@ -1,4 +1,5 @@
-import type { Logger, SendDecision, SendLog, SendLogEntry } from "../../core/ports.js";
+import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
+import { type SendLogRow, sendLogEntryFromRow } from "../rows.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // Entries are written in batches, off the request path: refusals under attack stay cheap.
@@ -66,36 +67,8 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
         since: filter.sinceMs ?? 0,
         decision: filter.decision ?? null,
         limit: filter.limit,
-      }) as {
-        at: number;
-        app_id: string;
-        face: string;
-        channel: SendLogEntry["channel"] | null;
-        recipient: string | null;
-        country: string | null;
-        ip: string | null;
-        device_id: string | null;
-        purpose: SendLogEntry["purpose"] | null;
-        decision: SendDecision;
-        reason: string | null;
-        shadowed: string | null;
-        verification_id: string | null;
-      }[];
-      return rows.map((row) => ({
-        atMs: row.at,
-        appId: row.app_id,
-        face: row.face,
-        ...(row.channel ? { channel: row.channel } : {}),
-        ...(row.recipient ? { to: row.recipient } : {}),
-        ...(row.purpose ? { purpose: row.purpose } : {}),
-        decision: row.decision,
-        ...(row.country ? { country: row.country } : {}),
-        ...(row.ip ? { ip: row.ip } : {}),
-        ...(row.device_id ? { deviceId: row.device_id } : {}),
-        ...(row.reason ? { reason: row.reason } : {}),
-        ...(row.shadowed ? { shadowed: row.shadowed.split(",") } : {}),
-        ...(row.verification_id ? { verificationId: row.verification_id } : {}),
-      }));
+      }) as SendLogRow[];
+      return rows.map(sendLogEntryFromRow);
     },
     async flush() {
       flush();

@@ -1,0 +1,90 @@
+/**
+ * Row shapes the SQL backends share (SQLite and PostgreSQL use the same column names) and their
+ * mapping to core records, written once.
+ */
+import type { SendDecision, SendLogEntry, Session } from "../core/ports.js";
+import type { Channel, OutboxMessage, Purpose } from "../core/types.js";
+
+export interface SendLogRow {
+  at: number;
+  app_id: string;
+  face: string;
+  channel: Channel | null;
+  recipient: string | null;
+  country: string | null;
+  ip: string | null;
+  device_id: string | null;
+  purpose: Purpose | null;
+  decision: SendDecision;
+  reason: string | null;
+  shadowed: string | null;
+  verification_id: string | null;
+}
+
+export function sendLogEntryFromRow(row: SendLogRow): SendLogEntry {
+  return {
+    atMs: row.at,
+    appId: row.app_id,
+    face: row.face,
+    ...(row.channel ? { channel: row.channel } : {}),
+    ...(row.recipient ? { to: row.recipient } : {}),
+    ...(row.purpose ? { purpose: row.purpose } : {}),
+    decision: row.decision,
+    ...(row.country ? { country: row.country } : {}),
+    ...(row.ip ? { ip: row.ip } : {}),
+    ...(row.device_id ? { deviceId: row.device_id } : {}),
+    ...(row.reason ? { reason: row.reason } : {}),
+    ...(row.shadowed ? { shadowed: row.shadowed.split(",") } : {}),
+    ...(row.verification_id ? { verificationId: row.verification_id } : {}),
+  };
+}
+
+export interface OutboxRow {
+  id: string;
+  app_id: string;
+  verification_id: string;
+  channel: Channel;
+  recipient: string;
+  purpose: Purpose;
+  locale: string;
+  sealed_code: string | null;
+  created_at: number;
+  deliver_before: number;
+  attempts: number;
+}
+
+/** Claimed rows as messages; a row whose sealed code is already erased has nothing to deliver. */
+export function outboxMessagesFromRows(rows: readonly OutboxRow[]): OutboxMessage[] {
+  return rows.flatMap((row) =>
+    row.sealed_code === null
+      ? []
+      : [
+          {
+            id: row.id,
+            appId: row.app_id,
+            verificationId: row.verification_id,
+            channel: row.channel,
+            to: row.recipient,
+            purpose: row.purpose,
+            locale: row.locale,
+            sealedCode: row.sealed_code,
+            createdAtMs: row.created_at,
+            deliverBeforeMs: row.deliver_before,
+            attempts: row.attempts,
+          },
+        ],
+  );
+}
+
+export interface SessionRow {
+  token_hash: string;
+  app_id: string;
+  account_id: string;
+  expires_at: number;
+}
+
+export function sessionFromRow(row: SessionRow | undefined): Session | null {
+  return row
+    ? { tokenHash: row.token_hash, appId: row.app_id, accountId: row.account_id, expiresAtMs: row.expires_at }
+    : null;
+}
