@@ -55,7 +55,17 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { engine, devMode } = options;
 
+  // The send route resolves its caller in onRequest; its handler reuses that answer.
+  const resolved = new WeakMap<FastifyRequest, Caller>();
   async function callerOf(request: FastifyRequest): Promise<Caller> {
+    const known = resolved.get(request);
+    if (known) return known;
+    const caller = await resolveCaller(request);
+    resolved.set(request, caller);
+    return caller;
+  }
+
+  async function resolveCaller(request: FastifyRequest): Promise<Caller> {
     const header = request.headers.authorization;
     if (header === undefined) {
       if (!devMode)
