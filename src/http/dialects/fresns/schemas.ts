@@ -74,8 +74,8 @@ export const SendVerifyCodeBody = {
   },
 } as const satisfies BodySpec;
 
-/** `AccountRegisterDTO` */
-export const RegisterBody = {
+/** The account an account endpoint is about: its DTOs open with these three fields, in this order. */
+const ACCOUNT_FIELDS = {
   type: { type: "string", required: true, in: ["email", "phone"], description: "email or phone" },
   account: {
     type: "scalar",
@@ -88,6 +88,11 @@ export const RegisterBody = {
     required: { if: { field: "type", values: ["phone"] } },
     description: "country calling code (phone)",
   },
+} as const satisfies BodySpec;
+
+/** `AccountRegisterDTO` */
+export const RegisterBody = {
+  ...ACCOUNT_FIELDS,
   verifyCode: {
     type: "string",
     required: true,
@@ -106,18 +111,7 @@ export const RegisterBody = {
 
 /** `AccountLoginDTO` */
 export const LoginBody = {
-  type: { type: "string", required: true, in: ["email", "phone"], description: "email or phone" },
-  account: {
-    type: "scalar",
-    required: true,
-    maxLength: ACCOUNT_MAX_LENGTH,
-    description: "email or phone number",
-  },
-  countryCode: {
-    type: "integer",
-    required: { if: { field: "type", values: ["phone"] } },
-    description: "country calling code (phone)",
-  },
+  ...ACCOUNT_FIELDS,
   password: {
     type: "string",
     required: { without: ["verifyCode"] },
@@ -135,18 +129,7 @@ export const LoginBody = {
 
 /** `AccountResetPasswordDTO` */
 export const ResetPasswordBody = {
-  type: { type: "string", required: true, in: ["email", "phone"], description: "email or phone" },
-  account: {
-    type: "scalar",
-    required: true,
-    maxLength: ACCOUNT_MAX_LENGTH,
-    description: "email or phone number",
-  },
-  countryCode: {
-    type: "integer",
-    required: { if: { field: "type", values: ["phone"] } },
-    description: "country calling code (phone)",
-  },
+  ...ACCOUNT_FIELDS,
   verifyCode: {
     type: "string",
     required: true,
