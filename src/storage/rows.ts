@@ -2,7 +2,7 @@
  * Row shapes the SQL backends share (SQLite and PostgreSQL use the same column names) and their
  * mapping to core records, written once.
  */
-import type { SendDecision, SendLogEntry, Session } from "../core/ports.js";
+import type { DevInboxMessage, SendDecision, SendLogEntry, Session } from "../core/ports.js";
 import type { Channel, OutboxMessage, Purpose } from "../core/types.js";
 
 export interface SendLogRow {
@@ -87,4 +87,28 @@ export function sessionFromRow(row: SessionRow | undefined): Session | null {
   return row
     ? { tokenHash: row.token_hash, appId: row.app_id, accountId: row.account_id, expiresAtMs: row.expires_at }
     : null;
+}
+
+export interface DevInboxRow {
+  id: string;
+  app_id: string;
+  channel: Channel;
+  recipient: string;
+  subject: string;
+  text: string;
+  code: string;
+  created_at: number;
+}
+
+export function devInboxMessageFromRow(row: DevInboxRow): DevInboxMessage {
+  return {
+    id: row.id,
+    appId: row.app_id,
+    channel: row.channel,
+    to: row.recipient,
+    subject: row.subject,
+    text: row.text,
+    code: row.code,
+    createdAtMs: row.created_at,
+  };
 }

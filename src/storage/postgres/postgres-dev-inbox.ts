@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
-import type { Channel } from "../../core/types.js";
+import { type DevInboxRow, devInboxMessageFromRow } from "../rows.js";
 import { columnsOf, createBatcher } from "./postgres-batcher.js";
 
 // Batched like the outbox (the dev sender writes one message per delivery, and a worker round
@@ -43,28 +43,12 @@ export function createPostgresDevInbox(pool: pg.Pool): DevInbox {
   return {
     add: (message) => batcher.add(message),
     async list(to, limit) {
-      const { rows } = await pool.query<{
-        id: string;
-        app_id: string;
-        channel: Channel;
-        recipient: string;
-        subject: string;
-        text: string;
-        code: string;
-        created_at: number;
-      }>({ name: "vd_dev_inbox_list", text: LIST, values: [to, limit] });
-      return rows.map(
-        (row): DevInboxMessage => ({
-          id: row.id,
-          appId: row.app_id,
-          channel: row.channel,
-          to: row.recipient,
-          subject: row.subject,
-          text: row.text,
-          code: row.code,
-          createdAtMs: row.created_at,
-        }),
-      );
+      const { rows } = await pool.query<DevInboxRow>({
+        name: "vd_dev_inbox_list",
+        text: LIST,
+        values: [to, limit],
+      });
+      return rows.map(devInboxMessageFromRow);
     },
   };
 }

@@ -1,5 +1,5 @@
-import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
-import type { Channel } from "../../core/types.js";
+import type { DevInbox } from "../../core/ports.js";
+import { type DevInboxRow, devInboxMessageFromRow } from "../rows.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -19,28 +19,8 @@ export function createSqliteDevInbox(db: SqliteDatabase, group: GroupCommit): De
       await group.run(() => insert.run(message));
     },
     async list(to, limit) {
-      const rows = list.all(to, limit) as {
-        id: string;
-        app_id: string;
-        channel: Channel;
-        recipient: string;
-        subject: string;
-        text: string;
-        code: string;
-        created_at: number;
-      }[];
-      return rows.map(
-        (row): DevInboxMessage => ({
-          id: row.id,
-          appId: row.app_id,
-          channel: row.channel,
-          to: row.recipient,
-          subject: row.subject,
-          text: row.text,
-          code: row.code,
-          createdAtMs: row.created_at,
-        }),
-      );
+      const rows = list.all(to, limit) as DevInboxRow[];
+      return rows.map(devInboxMessageFromRow);
     },
   };
 }
