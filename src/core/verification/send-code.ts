@@ -330,16 +330,27 @@ function rateCounters(app: App, recipient: Recipient, clientIp: string | undefin
   return counters;
 }
 
+// Test recipients are parsed once per app object (apps are cached and replaced when they change),
+// not on every send.
+const testCodesByApp = new WeakMap<App, Map<string, string>>();
+
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
-  for (const test of app.testRecipients) {
-    try {
-      const parsed = parseRecipient(recipient.channel, test.to, { defaultCountry });
-      if (parsed.address === recipient.address) return test.code;
-    } catch {
-      // a test recipient of the other channel does not parse as this one; it cannot match
+  if (app.testRecipients.length === 0) return null;
+  let codes = testCodesByApp.get(app);
+  if (!codes) {
+    codes = new Map();
+    for (const test of app.testRecipients) {
+      for (const channel of ["email", "sms"] as const) {
+        try {
+          codes.set(`${channel}\0${parseRecipient(channel, test.to, { defaultCountry }).address}`, test.code);
+        } catch {
+          // a test recipient of the other channel does not parse as this one; it cannot match
+        }
+      }
     }
+    testCodesByApp.set(app, codes);
   }
-  return null;
+  return codes.get(`${recipient.channel}\0${recipient.address}`) ?? null;
 }
 
 function fingerprint(channel: Channel, recipient: Recipient, purpose: Purpose): string {
