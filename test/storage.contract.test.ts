@@ -80,7 +80,7 @@ outboxStoreContract("sqlite", async () => {
         expiresAtMs: message.deliverBeforeMs,
       });
       await backend.verifications.issue(
-        { appId: message.appId, counters: [], slotKey: message.id, code, outbox: message },
+        { appId: message.appId, counters: [], slotKey: message.id, slotTags: [], code, outbox: message },
         message.createdAtMs,
       );
     },

@@ -28,6 +28,42 @@ export function newId(prefix: string): string {
   return `${prefix}_${randomBytesFromPool(16).toString("base64url")}`;
 }
 
+export const VERIFICATION_ID_PREFIX = "vf_";
+/** Bytes of a verification id's slot tag: 72 bits, 12 base64url characters (see `newVerificationId`). */
+export const SLOT_TAG_BYTES = 9;
+/** Random bytes of a verification id after its slot tag: 96 bits, 16 base64url characters. */
+export const VERIFICATION_RANDOM_BYTES = 12;
+// base64url: 4 characters per 3 bytes; both lengths are multiples of 3, so there is no padding.
+export const SLOT_TAG_CHARS = (SLOT_TAG_BYTES / 3) * 4;
+export const VERIFICATION_RANDOM_CHARS = (VERIFICATION_RANDOM_BYTES / 3) * 4;
+const VERIFICATION_ID = new RegExp(
+  `^${VERIFICATION_ID_PREFIX}([\\w-]{${SLOT_TAG_CHARS}})([\\w-]{${VERIFICATION_RANDOM_CHARS}})$`,
+);
+
+/**
+ * A verification id: `vf_<slot tag><random>`. The slot tag (`CodeSecrets.slotTags`) names the
+ * code's (app, recipient, purpose) slot under a keyed hash, so a store that keeps a slot's code
+ * under the slot (Redis: one key per live code) finds it by id too; the 96 random bits after it
+ * keep the id unguessable even to whoever knows the tag (an earlier id of the same slot shows it).
+ * Stores that index ids directly (SQLite, PostgreSQL) ignore the structure.
+ */
+export function newVerificationId(slotTag: string): string {
+  return formatVerificationId(slotTag, randomBytesFromPool(VERIFICATION_RANDOM_BYTES));
+}
+
+/** The id `newVerificationId` would mint for this tag and these random bytes. */
+export function formatVerificationId(slotTag: string, random: Buffer): string {
+  return `${VERIFICATION_ID_PREFIX}${slotTag}${random.toString("base64url")}`;
+}
+
+/** The parts of a verification id, or null when it is not shaped like one (it cannot exist). */
+export function parseVerificationId(id: string): { slotTag: string; random: Buffer } | null {
+  const parts = VERIFICATION_ID.exec(id);
+  if (!parts) return null;
+  // Whole groups of 4 base64url characters: every such id maps to one random value and back.
+  return { slotTag: parts[1] ?? "", random: Buffer.from(parts[2] ?? "", "base64url") };
+}
+
 /** A bearer secret (verification token, session, API key): 192 random bits. */
 export function newSecretToken(prefix: string): string {
   return `${prefix}_${randomBytesFromPool(24).toString("base64url")}`;

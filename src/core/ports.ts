@@ -62,6 +62,11 @@ export interface IssueRequest {
   counters: CounterCheck[];
   /** (channel, to, purpose): at most one pending code per slot; a new one supersedes the old */
   slotKey: string;
+  /**
+   * The slot's tags under every secret, newest first (`CodeSecrets.slotTags`); `code.id` carries
+   * the first. A store keyed by tag (Redis) supersedes the slot's pending code under any of them.
+   */
+  slotTags: string[];
   code: CodeRecord;
   /** null for test recipients, which are never delivered */
   outbox: OutboxMessage | null;
@@ -74,7 +79,8 @@ export type IssueOutcome =
   | { kind: "refused"; rule: string; refusal: CounterKind; retryAfterSeconds: number }
   | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string };
 
-export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string };
+/** A code by its verification id, or a slot's pending code by its key and tags (as in IssueRequest). */
+export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string; slotTags: string[] };
 
 export type AttemptRefusal =
   | "expired"
@@ -374,6 +380,11 @@ export interface SendLogEntry {
   /** rules that would have refused in shadow mode */
   shadowed?: string[];
   verificationId?: string;
+  /**
+   * How many identical decisions this entry stands for, absent meaning one: adapters merge a
+   * client's repeated pre-body refusals within one write batch (see storage/send-log-buffer.ts).
+   */
+  count?: number;
 }
 
 /**

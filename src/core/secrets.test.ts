@@ -1,4 +1,6 @@
+import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { newVerificationId, parseVerificationId, VERIFICATION_ID_PREFIX } from "./ids.js";
 import { CodeSecrets, generateNumericCode } from "./secrets.js";
 
 const A = "secret-a-0123456789abcdef";
@@ -85,6 +87,66 @@ describe("CodeSecrets: hashing", () => {
 
   it("refuses to start without a secret", () => {
     expect(() => new CodeSecrets([])).toThrow();
+  });
+});
+
+describe("CodeSecrets: slot tags", () => {
+  const SLOT = "sms:+8613812345678:sign_in";
+
+  it("tags a slot the same way every time, and each app and slot differently", () => {
+    const secrets = new CodeSecrets([A]);
+    const [tag] = secrets.slotTags("default", SLOT);
+    expect(tag).toMatch(/^[\w-]{12}$/);
+    expect(secrets.slotTags("default", SLOT)).toEqual([tag]);
+    expect(new CodeSecrets([A]).slotTags("default", SLOT)).toEqual([tag]);
+    expect(secrets.slotTags("shop", SLOT)).not.toEqual([tag]);
+    expect(secrets.slotTags("default", "sms:+8613812345679:sign_in")).not.toEqual([tag]);
+    expect(secrets.slotTags("default", "sms:+8613812345678:sign_up")).not.toEqual([tag]);
+  });
+
+  it("is keyed: without the secret a tag cannot be recomputed from the phone number", () => {
+    const [tag] = new CodeSecrets([A]).slotTags("default", SLOT);
+    expect(new CodeSecrets([B]).slotTags("default", SLOT)).not.toEqual([tag]);
+    // not a plain hash of what it tags
+    for (const input of [SLOT, `default\0${SLOT}`, "+8613812345678"]) {
+      const plain = createHash("sha256").update(input).digest().subarray(0, 9).toString("base64url");
+      expect(plain).not.toBe(tag);
+    }
+  });
+
+  it("gives the tag under every secret, newest first, so codes from before a rotation are found", () => {
+    const [old] = new CodeSecrets([A]).slotTags("default", SLOT);
+    const [fresh] = new CodeSecrets([B]).slotTags("default", SLOT);
+    expect(new CodeSecrets([B, A]).slotTags("default", SLOT)).toEqual([fresh, old]);
+  });
+
+  it("mints verification ids that carry the tag before 96 random bits", () => {
+    const [tag = ""] = new CodeSecrets([A]).slotTags("default", SLOT);
+    const ids = Array.from({ length: 1_000 }, () => newVerificationId(tag));
+    expect(new Set(ids).size).toBe(1_000);
+    for (const id of ids.slice(0, 10)) {
+      expect(id).toMatch(/^vf_[\w-]{28}$/);
+      expect(id.startsWith(`${VERIFICATION_ID_PREFIX}${tag}`)).toBe(true);
+      const parts = parseVerificationId(id);
+      expect(parts?.slotTag).toBe(tag);
+      expect(parts?.random).toHaveLength(12);
+    }
+  });
+
+  it("parses only ids of that shape", () => {
+    for (const id of [
+      "",
+      "vf_1",
+      "vf_AAAAAAAAAAAAAAAAAAAAAA",
+      `vf_${"A".repeat(29)}`,
+      `vx_${"A".repeat(28)}`,
+    ]) {
+      expect(parseVerificationId(id)).toBeNull();
+    }
+    expect(parseVerificationId(`vf_${"A".repeat(28)}`)).toEqual({
+      slotTag: "A".repeat(12),
+      random: Buffer.alloc(12),
+    });
   });
 });
 

@@ -6,7 +6,7 @@ import {
   randomInt,
   timingSafeEqual,
 } from "node:crypto";
-import { randomBytesFromPool } from "./ids.js";
+import { randomBytesFromPool, SLOT_TAG_BYTES } from "./ids.js";
 
 /**
  * Server secrets, newest first. Codes are hashed under the newest; checks compare against every
@@ -15,11 +15,26 @@ import { randomBytesFromPool } from "./ids.js";
 export class CodeSecrets {
   private readonly hmacKeys: Buffer[];
   private readonly sealKeys: Buffer[];
+  private readonly slotTagKeys: Buffer[];
 
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) throw new Error("at least one secret is required");
     this.hmacKeys = secrets.map((secret) => deriveKey(secret, "verifyd code hmac"));
     this.sealKeys = secrets.map((secret) => deriveKey(secret, "verifyd outbox seal"));
+    this.slotTagKeys = secrets.map((secret) => deriveKey(secret, "verifyd slot tag"));
+  }
+
+  /**
+   * The tag of an (app, slot) under every secret, newest first: the first goes into the slot's
+   * verification ids (`newVerificationId`); a store keyed by tag looks under all of them, so a code
+   * issued before a rotation is still found and superseded after it. Keyed, never a plain hash:
+   * ids are handed to clients, and a plain hash of a phone number is brute-forced in seconds.
+   * 72 bits: two live slots of one app share a tag with odds of about 2^-72 per pair.
+   */
+  slotTags(appId: string, slotKey: string): string[] {
+    return this.slotTagKeys.map((key) =>
+      hmac(key, appId, slotKey).subarray(0, SLOT_TAG_BYTES).toString("base64url"),
+    );
   }
 
   /** HMAC-SHA256 of the code, bound to its verification id so equal codes never share a hash. */

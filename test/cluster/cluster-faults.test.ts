@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { CodeSecrets } from "../../src/core/secrets.js";
+import { slotKey } from "../../src/core/verification/keys.js";
 import { startTcpProxy, type TcpProxy } from "../servers/tcp-proxy.js";
 import {
   backendMissing,
@@ -41,6 +43,7 @@ if (!redis.ok || !postgres.ok) {
   describe("cluster: backend faults", () => {
     const schema = uniqueName("faults");
     const prefix = `${uniqueName("faults")}:`;
+    const secret = randomBytes(24).toString("base64url");
     let redisProxy: TcpProxy;
     let postgresProxy: TcpProxy;
     let server: ServerProcess;
@@ -58,7 +61,7 @@ if (!redis.ok || !postgres.ok) {
         VERIFYD_DATABASE_URL: through(postgres.url, postgresProxy),
         VERIFYD_DATABASE_SCHEMA: schema,
         VERIFYD_REDIS_PREFIX: prefix,
-        VERIFYD_SECRET: randomBytes(24).toString("base64url"),
+        VERIFYD_SECRET: secret,
         VERIFYD_TRUST_PROXY: "127.0.0.1",
         // Errors are expected here; keep the output for a failure message only.
         VERIFYD_LOG_LEVEL: "error",
@@ -109,10 +112,21 @@ if (!redis.ok || !postgres.ok) {
       expectUnavailable(await send("pg-cut@example.com", "10.200.2.1"));
       expect(server.alive(), server.output()).toBe(true);
       // Proof the send reached Redis and was undone: its counters exist, refunded to zero, and
-      // no code or slot pointer is left for the recipient.
+      // no code is left under the recipient's slot (keyed by its tag), nor any displaced code.
       const app = `${prefix}{default}:`;
       expect(await inspect.get(`${app}n:r:email:pg-cut@example.com:60`)).toMatch(/^0:\d+$/);
-      expect(await inspect.exists(`${app}s:email:pg-cut@example.com:sign_in`)).toBe(0);
+      const [tag] = new CodeSecrets([secret]).slotTags(
+        "default",
+        slotKey("email", "pg-cut@example.com", "sign_in"),
+      );
+      expect(await inspect.exists(`${app}s:${tag}`)).toBe(0);
+      expect(await inspect.keys(`${app}c:*`)).toEqual([]);
+      // The send before the cut left its code, under its own slot's tag: the check above looks there.
+      const [warm] = new CodeSecrets([secret]).slotTags(
+        "default",
+        slotKey("email", "pg-warm@example.com", "sign_in"),
+      );
+      expect(await inspect.exists(`${app}s:${warm}`)).toBe(1);
 
       postgresProxy.restore();
       expect(await eventually(ready, RECOVERY_MS)).toBe(true);

@@ -135,5 +135,6 @@ function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
     defaultCountry: deps.defaultCountry,
     field: target.toField ?? "to",
   });
-  return { appId: app.id, slotKey: slotKey(target.channel, recipient.address, target.purpose) };
+  const key = slotKey(target.channel, recipient.address, target.purpose);
+  return { appId: app.id, slotKey: key, slotTags: deps.secrets.slotTags(app.id, key) };
 }

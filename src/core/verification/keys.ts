@@ -8,6 +8,17 @@ export function slotKey(channel: Channel, address: string, purpose: Purpose): st
   return `${channel}:${address}:${purpose}`;
 }
 
+/** The parts of a `slotKey`: a channel and a purpose never hold ':', an address may. */
+export function parseSlotKey(key: string): { channel: Channel; address: string; purpose: Purpose } {
+  const first = key.indexOf(":");
+  const last = key.lastIndexOf(":");
+  return {
+    channel: key.slice(0, first) as Channel,
+    address: key.slice(first + 1, last),
+    purpose: key.slice(last + 1) as Purpose,
+  };
+}
+
 export function recipientCounterKey(channel: Channel, address: string, windowSeconds: number): string {
   return `r:${channel}:${address}:${windowSeconds}`;
 }

@@ -1,9 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
-import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { createTestEngine, SECRET_A, SECRET_B, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { parseVerificationId } from "../ids.js";
 import { DEFAULT_ABUSE_POLICY, DEFAULT_POLICY } from "../policy.js";
+import { CodeSecrets } from "../secrets.js";
 import type { AccountRule, Channel, Purpose } from "../types.js";
-import { ipCounterKey, recipientCounterKey } from "./keys.js";
+import { ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
 import type { SendCodeInput } from "./send-code.js";
 
 let t: TestEngine;
@@ -58,7 +60,7 @@ describe("sendCode: the answer", () => {
       attempts: 0,
       maxAttempts: 5,
     });
-    expect(result.record.id).toMatch(/^vf_[A-Za-z0-9_-]{22}$/);
+    expect(result.record.id).toMatch(/^vf_[A-Za-z0-9_-]{28}$/);
     expect(result.maskedTo).toBe("A***@example.com");
     expect(result.expiresInSeconds).toBe(600);
     expect(result.resendAfterSeconds).toBe(60);
@@ -73,6 +75,26 @@ describe("sendCode: the answer", () => {
     const code = t.lastCode(ANN);
     expect(result.record.codeHash).toMatch(/^[0-9a-f]{64}$/);
     expect(result.record.codeHash).not.toContain(code);
+  });
+
+  it("tags the verification id with its slot under the newest secret", async () => {
+    // Stores that keep a slot's code under the slot's tag (Redis) find a code by id through it.
+    t = await createTestEngine({ secrets: [SECRET_A] });
+    const tagOf = (id: string) => parseVerificationId(id)?.slotTag;
+    const slotTags = (secrets: string[], purpose: Purpose = "sign_in") =>
+      new CodeSecrets(secrets).slotTags("default", slotKey("email", "ann@example.com", purpose));
+    expect(tagOf((await send()).record.id)).toBe(slotTags([SECRET_A])[0]);
+    const rotated = await t.withSecrets([SECRET_B, SECRET_A]);
+    rotated.clock.advanceSeconds(60);
+    const sent = await rotated.engine.sendCode({
+      app: await rotated.app(),
+      channel: "email",
+      to: ANN,
+      purpose: "sign_up",
+      rule: "any",
+    });
+    expect(tagOf(sent.record.id)).toBe(slotTags([SECRET_B], "sign_up")[0]);
+    expect(tagOf(sent.record.id)).not.toBe(slotTags([SECRET_A], "sign_up")[0]);
   });
 
   it("refuses a send on a channel without a provider with CHANNEL_DISABLED naming channel", async () => {

@@ -8,7 +8,7 @@ import {
 } from "../abuse/abuse-rules.js";
 import { applyAccountRule } from "../accounts/account-rules.js";
 import { OtpError } from "../errors.js";
-import { newId, sha256Hex } from "../ids.js";
+import { newId, newVerificationId, sha256Hex } from "../ids.js";
 import { countryLocale } from "../messages/country-locale.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
@@ -202,11 +202,20 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
 
   // The code, its hash and its sealed copy are made only when a store asks for them: the
   // embedded store refuses over-limit requests first, so a refusal under attack costs no crypto.
+  // The slot's tags are a keyed hash each: made lazily too, for the same reason.
+  const slot = slotKey(channel, recipient.address, purpose);
+  let tags: string[] | undefined;
+  const slotTags = () => {
+    tags ??= deps.secrets.slotTags(app.id, slot);
+    return tags;
+  };
   let prepared: { record: CodeRecord; outbox: OutboxMessage | null } | undefined;
   const prepare = () => {
     if (prepared) return prepared;
     const code = testCode ?? generateNumericCode(policy.codeLength);
-    const id = newId("vf");
+    // Tagged with the slot under the newest secret, so a store can find the code by id where it
+    // keeps the slot's code.
+    const id = newVerificationId(slotTags()[0]!);
     const record: CodeRecord = {
       id,
       appId: app.id,
@@ -245,7 +254,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   const request: IssueRequest = {
     appId: app.id,
     counters,
-    slotKey: slotKey(channel, recipient.address, purpose),
+    slotKey: slot,
+    get slotTags() {
+      return slotTags();
+    },
     get code() {
       return prepare().record;
     },

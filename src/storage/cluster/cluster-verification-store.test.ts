@@ -4,8 +4,7 @@ import { backendMissing, deleteRedisPrefix, probeRedis, uniqueName } from "../..
 import { OtpError } from "../../core/errors.js";
 import type { VerificationStore } from "../../core/ports.js";
 import type { OutboxMessage } from "../../core/types.js";
-import { slotKey } from "../../core/verification/keys.js";
-import { baseTime, codeRecord, counter, issueRequest } from "../contract/fixtures.contract.js";
+import { baseTime, codeRecord, counter, issueRequest, slotRef } from "../contract/fixtures.contract.js";
 import { connectRedis } from "../redis/redis-client.js";
 import { createRedisCounterStore } from "../redis/redis-counter-store.js";
 import { RedisKeys } from "../redis/redis-keys.js";
@@ -113,7 +112,7 @@ if (!redisProbe.ok) {
       expect((await counters.peek("app2", "r:600", now)).count).toBe(1);
       expect(
         await store.consumeAttempt(
-          { appId: "app2", slotKey: slotKey("email", failed.to, "sign_in") },
+          slotRef("app2", "email", failed.to, "sign_in"),
           { limit: 20, windowSeconds: 60 },
           now,
         ),

@@ -15,8 +15,8 @@ export interface ClusterVerificationStoreDeps {
  * The cluster VerificationStore: the seam DESIGN.md "The request path budget" describes. `issue`
  * runs the rate rules + code in one Redis round trip, then commits the outbox row in PostgreSQL
  * and only then resolves, so a 2xx means the message is durably queued. If the commit fails the
- * code is withdrawn (code, slot pointer and idempotency entry deleted, counters refunded) and the
- * caller gets STORE_UNAVAILABLE. Everything else is Redis alone, except the delivery records.
+ * code is withdrawn (code and idempotency entry deleted, counters refunded) and the caller gets
+ * STORE_UNAVAILABLE. Everything else is Redis alone, except the delivery records.
  */
 export function createClusterVerificationStore(deps: ClusterVerificationStoreDeps): VerificationStore {
   const { hot, outbox, logger } = deps;

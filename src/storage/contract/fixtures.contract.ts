@@ -1,6 +1,8 @@
 import { randomBytes } from "node:crypto";
-import type { CounterCheck, IssueRequest } from "../../core/ports.js";
-import type { CodeRecord, OutboxMessage, TokenRecord } from "../../core/types.js";
+import { newVerificationId } from "../../core/ids.js";
+import type { CodeRef, CounterCheck, IssueRequest } from "../../core/ports.js";
+import { CodeSecrets } from "../../core/secrets.js";
+import type { Channel, CodeRecord, OutboxMessage, Purpose, TokenRecord } from "../../core/types.js";
 import { slotKey } from "../../core/verification/keys.js";
 
 /**
@@ -15,9 +17,21 @@ export function hexHash(): string {
   return randomBytes(32).toString("hex");
 }
 
-export function codeRecord(appId: string, nowMs: number, fields: Partial<CodeRecord> = {}): CodeRecord {
-  return {
-    id: uniqueId("vf"),
+/** The secret the suites' verification ids and slot tags are made under, as core makes them. */
+export const CONTRACT_SECRETS = new CodeSecrets(["contract-suite-secret-not-for-production"]);
+
+/**
+ * A pending code; unless `fields` name an id, its id is minted as core mints it (tagged with its
+ * slot under the newest of `secrets`).
+ */
+export function codeRecord(
+  appId: string,
+  nowMs: number,
+  fields: Partial<CodeRecord> = {},
+  secrets: CodeSecrets = CONTRACT_SECRETS,
+): CodeRecord {
+  const record: CodeRecord = {
+    id: "",
     appId,
     channel: "email",
     to: "ann@example.com",
@@ -32,6 +46,21 @@ export function codeRecord(appId: string, nowMs: number, fields: Partial<CodeRec
     locale: "en",
     ...fields,
   };
+  if (fields.id !== undefined) return record;
+  const [tag = ""] = secrets.slotTags(appId, slotKey(record.channel, record.to, record.purpose));
+  return { ...record, id: newVerificationId(tag) };
+}
+
+/** A check by recipient: the slot's pending code, by its key and its tags under `secrets`. */
+export function slotRef(
+  appId: string,
+  channel: Channel,
+  to: string,
+  purpose: Purpose,
+  secrets: CodeSecrets = CONTRACT_SECRETS,
+): Extract<CodeRef, { slotKey: string }> {
+  const key = slotKey(channel, to, purpose);
+  return { appId, slotKey: key, slotTags: secrets.slotTags(appId, key) };
 }
 
 export function outboxFor(record: CodeRecord, fields: Partial<OutboxMessage> = {}): OutboxMessage {
@@ -55,12 +84,19 @@ export function outboxFor(record: CodeRecord, fields: Partial<OutboxMessage> = {
 export function issueRequest(
   record: CodeRecord,
   counters: CounterCheck[] = [],
-  options: { outbox?: boolean; idempotency?: { key: string; fingerprint: string } } = {},
+  options: {
+    outbox?: boolean;
+    idempotency?: { key: string; fingerprint: string };
+    /** the secrets the slot's tags are made under (default CONTRACT_SECRETS) */
+    secrets?: CodeSecrets;
+  } = {},
 ): IssueRequest {
+  const slot = slotRef(record.appId, record.channel, record.to, record.purpose, options.secrets);
   return {
     appId: record.appId,
     counters,
-    slotKey: slotKey(record.channel, record.to, record.purpose),
+    slotKey: slot.slotKey,
+    slotTags: slot.slotTags,
     code: record,
     outbox: options.outbox === false ? null : outboxFor(record),
     ...(options.idempotency ? { idempotency: options.idempotency } : {}),

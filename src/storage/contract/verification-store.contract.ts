@@ -1,8 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { CounterStore, FailureBudget, OutboxStore, VerificationStore } from "../../core/ports.js";
+import { CodeSecrets } from "../../core/secrets.js";
 import type { OutboxMessage } from "../../core/types.js";
-import { failedChecksKey, slotKey } from "../../core/verification/keys.js";
-import { baseTime, codeRecord, counter, issueRequest, tokenFor, uniqueId } from "./fixtures.contract.js";
+import { failedChecksKey } from "../../core/verification/keys.js";
+import {
+  baseTime,
+  codeRecord,
+  counter,
+  issueRequest,
+  slotRef,
+  tokenFor,
+  uniqueId,
+} from "./fixtures.contract.js";
 
 export interface VerificationStoreFixture {
   store: VerificationStore;
@@ -155,7 +164,7 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         expect((await store.get(appId, first.id))?.status).toBe("superseded");
         expect((await store.get(appId, second.id))?.status).toBe("pending");
         const bySlot = await store.consumeAttempt(
-          { appId, slotKey: slotKey("email", second.to, "sign_in") },
+          slotRef(appId, "email", second.to, "sign_in"),
           BUDGET,
           now + 6000,
         );
@@ -164,6 +173,88 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         const other = codeRecord(appId, now, { purpose: "sign_up", tokenPurposes: ["sign_up"] });
         await store.issue(issueRequest(other), now + 7000);
         expect((await store.get(appId, second.id))?.status).toBe("pending");
+      });
+
+      it("still answers for a superseded code by its id, and leaves it superseded", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const first = codeRecord(appId, now);
+        const second = codeRecord(appId, now + 5000);
+        await store.issue(issueRequest(first), now);
+        await store.issue(issueRequest(second), now + 5000);
+        const superseded = { ...first, status: "superseded" };
+        expect(await store.get(appId, first.id)).toEqual(superseded);
+        expect(await store.consumeAttempt({ appId, id: first.id }, BUDGET, now + 6000)).toEqual({
+          kind: "refused",
+          record: superseded,
+          reason: "superseded",
+        });
+        expect(await store.cancel(appId, first.id, now + 6000)).toEqual(superseded);
+        expect(
+          await store.approve(appId, first.id, tokenFor(first, now), failedChecksKey("email", first.to), now),
+        ).toBe(false);
+        expect(await store.get(appId, first.id)).toEqual(superseded);
+        // ...and the newer code is untouched by all of that.
+        expect(await store.get(appId, second.id)).toEqual(second);
+        // A third code supersedes the second; the first keeps its answer.
+        const third = codeRecord(appId, now + 7000);
+        await store.issue(issueRequest(third), now + 7000);
+        expect(await store.get(appId, first.id)).toEqual(superseded);
+        expect(await store.get(appId, second.id)).toEqual({ ...second, status: "superseded" });
+        expect(
+          await store.consumeAttempt(slotRef(appId, "email", third.to, "sign_in"), BUDGET, now + 8000),
+        ).toEqual({ kind: "counted", record: { ...third, attempts: 1 } });
+      });
+
+      it("keeps an approved or canceled code's status after a newer code for its slot", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const approved = codeRecord(appId, now, { to: "a@example.com" });
+        const canceled = codeRecord(appId, now, { to: "c@example.com" });
+        for (const record of [approved, canceled]) await store.issue(issueRequest(record), now);
+        const token = tokenFor(approved, now);
+        await store.approve(appId, approved.id, token, failedChecksKey("email", approved.to), now);
+        await store.cancel(appId, canceled.id, now);
+        for (const to of ["a@example.com", "c@example.com"]) {
+          await store.issue(issueRequest(codeRecord(appId, now + 1000, { to })), now + 1000);
+        }
+        expect(await store.get(appId, approved.id)).toEqual({ ...approved, status: "approved" });
+        expect(await store.get(appId, canceled.id)).toEqual({ ...canceled, status: "canceled" });
+        expect(await store.consumeAttempt({ appId, id: approved.id }, BUDGET, now + 2000)).toMatchObject({
+          kind: "refused",
+          reason: "approved",
+        });
+        expect(await store.cancel(appId, canceled.id, now + 2000)).toMatchObject({ status: "canceled" });
+        expect(await store.findToken(appId, token.tokenHash, now + 2000)).toEqual(token);
+      });
+
+      it("supersedes and finds a code issued before a secret rotation", async () => {
+        // Slot tags (and so the ids of a slot) change when the newest secret does; the slot's code
+        // issued under the old secret must still be superseded by the next one and found by
+        // recipient until then.
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const before = new CodeSecrets(["contract-secret-before-rotation"]);
+        const after = new CodeSecrets(["contract-secret-after-rotation", "contract-secret-before-rotation"]);
+        const old = codeRecord(appId, now, {}, before);
+        await store.issue(issueRequest(old, [], { secrets: before }), now);
+        const byRecipient = slotRef(appId, "email", old.to, "sign_in", after);
+        expect(await store.consumeAttempt(byRecipient, BUDGET, now + 1000)).toEqual({
+          kind: "counted",
+          record: { ...old, attempts: 1 },
+        });
+        const resent = codeRecord(appId, now + 2000, {}, after);
+        expect(resent.id.slice(0, 15)).not.toBe(old.id.slice(0, 15));
+        await store.issue(issueRequest(resent, [], { secrets: after }), now + 2000);
+        expect(await store.get(appId, old.id)).toMatchObject({ status: "superseded", attempts: 1 });
+        expect(await store.consumeAttempt({ appId, id: old.id }, BUDGET, now + 3000)).toMatchObject({
+          kind: "refused",
+          reason: "superseded",
+        });
+        expect(await store.consumeAttempt(byRecipient, BUDGET, now + 3000)).toEqual({
+          kind: "counted",
+          record: { ...resent, attempts: 1 },
+        });
       });
 
       it("replays an idempotent request with its first answer, counting nothing", async () => {
@@ -191,6 +282,23 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         expect(await store.get(appId, retry.id)).toBeNull();
         expect((await fixture.counters.peek(appId, "r:600", now + 2000)).count).toBe(1);
         expect(await queued(retry.id, now + 2000)).toEqual([]);
+      });
+
+      it("replays with the first code even after a newer one superseded it", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const idempotency = { key: "retry-2", fingerprint: "e".repeat(64) };
+        const first = codeRecord(appId, now);
+        await store.issue(issueRequest(first, [], { idempotency }), now);
+        await store.issue(issueRequest(codeRecord(appId, now + 1000)), now + 1000);
+        expect(
+          await store.issue(issueRequest(codeRecord(appId, now + 2000), [], { idempotency }), now + 2000),
+        ).toEqual({
+          kind: "replayed",
+          record: { ...first, status: "superseded" },
+          resendAfterSeconds: 0,
+          fingerprint: idempotency.fingerprint,
+        });
       });
 
       it("keeps a test recipient's code but queues no message for it", async () => {
@@ -268,9 +376,7 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         }
         expect(reasons).toEqual(["approved", "canceled", "superseded"]);
         for (const to of ["a@example.com", "c@example.com"]) {
-          expect(
-            await store.consumeAttempt({ appId, slotKey: slotKey("email", to, "sign_in") }, BUDGET, now),
-          ).toEqual({
+          expect(await store.consumeAttempt(slotRef(appId, "email", to, "sign_in"), BUDGET, now)).toEqual({
             kind: "not_found",
           });
         }
@@ -280,16 +386,27 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         const now = baseTime();
         const record = codeRecord(uniqueId("app"), now);
         await store.issue(issueRequest(record), now);
-        const outcomes = await Promise.all([
-          store.consumeAttempt({ appId: record.appId, id: uniqueId("vf") }, BUDGET, now),
-          store.consumeAttempt(
-            { appId: record.appId, slotKey: slotKey("email", "x@example.com", "sign_in") },
-            BUDGET,
+        // An id minted for the same slot but never issued shares the live code's tag, not its code.
+        const neverIssued = codeRecord(record.appId, now).id;
+        expect(await store.get(record.appId, neverIssued)).toBeNull();
+        expect(await store.cancel(record.appId, neverIssued, now)).toBeNull();
+        expect(
+          await store.approve(
+            record.appId,
+            neverIssued,
+            tokenFor(record, now),
+            failedChecksKey("email", record.to),
             now,
           ),
+        ).toBe(false);
+        const outcomes = await Promise.all([
+          store.consumeAttempt({ appId: record.appId, id: uniqueId("vf") }, BUDGET, now),
+          store.consumeAttempt({ appId: record.appId, id: neverIssued }, BUDGET, now),
+          store.consumeAttempt(slotRef(record.appId, "email", "x@example.com", "sign_in"), BUDGET, now),
           store.consumeAttempt({ appId: uniqueId("app"), id: record.id }, BUDGET, now),
         ]);
-        expect(outcomes).toEqual([{ kind: "not_found" }, { kind: "not_found" }, { kind: "not_found" }]);
+        expect(outcomes).toEqual(Array.from({ length: 4 }, () => ({ kind: "not_found" })));
+        expect(await store.get(record.appId, record.id)).toEqual(record);
         expect(await store.get(uniqueId("app"), record.id)).toBeNull();
       });
 

@@ -1,15 +1,26 @@
 /**
  * Key layout of the Redis hot state. Every key of one app starts with `<prefix>{<appId>}:`, so all
  * keys one operation touches share the `{appId}` hash tag and live in one Redis Cluster slot (the
- * Lua scripts also derive keys from that tag: a superseded code from its slot pointer, the failure
- * counter from a code's recipient).
+ * Lua scripts also derive keys from that tag: a displaced code's from its id, the failure counter
+ * from a code's recipient).
  *
- *   c:<verification id>   the code (packed, see redis-code-codec.ts); TTL: expiry + grace
- *   s:<slot key>          id of the slot's newest code; same TTL as that code
+ *   s:<slot tag>          the slot's newest code (packed, see redis-code-codec.ts); TTL: expiry + grace
+ *   c:<verification id>   a code a newer one of its slot displaced (superseded, or approved/canceled
+ *                         before); TTL: what its slot key had left
  *   n:<counter key>       windowed counter "count:resetAtMs"; TTL: its window
  *   t:<token hash>        verification token; TTL: its validity
  *   i:<idempotency key>   "expiresAtMs:resendAfterSeconds:id:fingerprint"; TTL: 24 h
  *   p:<pass token hash>   captcha pass token; TTL: its validity
+ *
+ * A live code is one key (issue #8: <= 200 bytes per live code): it lives under its slot, named by
+ * the slot's tag (a keyed hash of app + recipient + purpose, `CodeSecrets.slotTags`), and its
+ * verification id `vf_<slot tag><random>` carries that tag, so a lookup by id reads `s:<tag>` and
+ * takes the code there if its stored random part matches the id's, else `c:<id>`. A new code for
+ * the slot moves the one it displaces to `c:<its id>` (superseded if it was pending), so only
+ * codes that are no longer live cost a second key. After a secret rotation the slot also has tags
+ * under the older secrets: codes issued before it stay under those, where `issue` supersedes and
+ * a check by recipient finds them. Two slots sharing a tag (odds about 2^-72 per pair) would only
+ * supersede each other's codes: a check by recipient also compares the code's recipient and purpose.
  *
  * Captcha challenges are looked up by token alone (the dev API has no app), and every challenge
  * operation touches that one key, so they live outside the app tag: `<prefix>cc:<token>`.
@@ -22,12 +33,14 @@ export class RedisKeys {
     return `${this.prefix}{${appId}}:`;
   }
 
+  /** the key of a code a newer one of its slot displaced */
   code(appId: string, id: string): string {
     return `${this.app(appId)}c:${id}`;
   }
 
-  slot(appId: string, slotKey: string): string {
-    return `${this.app(appId)}s:${slotKey}`;
+  /** the key of the slot's newest code: its tag under one secret (`CodeSecrets.slotTags`) */
+  slot(appId: string, slotTag: string): string {
+    return `${this.app(appId)}s:${slotTag}`;
   }
 
   counter(appId: string, key: string): string {

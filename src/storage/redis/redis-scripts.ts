@@ -1,4 +1,10 @@
 import type { Redis } from "ioredis";
+import {
+  SLOT_TAG_CHARS,
+  VERIFICATION_ID_PREFIX,
+  VERIFICATION_RANDOM_BYTES,
+  VERIFICATION_RANDOM_CHARS,
+} from "../../core/ids.js";
 
 /**
  * The Lua scripts of the Redis hot state. Each core operation is one script, so it is one round
@@ -39,34 +45,78 @@ const CODE_HEADER = `
 local HEADER = '^(%a)(%d+),(%d+),(%w+),(%a)(%d+):()'
 `;
 
+// Where codes live (redis-keys.ts): the slot's newest under s:<slot tag>, a displaced one under
+// c:<id>. A packed code ends with the raw random bytes of its id (redis-code-codec.ts), which tell
+// the slot's code from another id of the same slot. Ids are `vf_<tag><random, base64url>`
+// (core/ids.ts).
+const CODES = `
+local RANDOM_BYTES = ${VERIFICATION_RANDOM_BYTES}
+local RANDOM_CHARS = ${VERIFICATION_RANDOM_CHARS}
+local ID_CHARS = ${VERIFICATION_ID_PREFIX.length + SLOT_TAG_CHARS + VERIFICATION_RANDOM_CHARS}
+local TAG_FROM = ${VERIFICATION_ID_PREFIX.length + 1}
+local TAG_TO = ${VERIFICATION_ID_PREFIX.length + SLOT_TAG_CHARS}
+local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+-- base64url of a string whose length is a multiple of 3 (an id's random bytes)
+local function base64url(s)
+  local out = {}
+  for i = 1, #s, 3 do
+    local a, b, c = string.byte(s, i, i + 2)
+    local n = a * 65536 + b * 256 + c
+    for shift = 18, 0, -6 do
+      local d = math.floor(n / 2 ^ shift) % 64
+      out[#out + 1] = string.sub(B64, d + 1, d + 1)
+    end
+  end
+  return table.concat(out)
+end
+-- A code by id from its two possible keys: the slot's, if the code there is this one; else its own.
+local function code_at(slot_key, own_key, random)
+  local v = redis.call('GET', slot_key)
+  if v and string.sub(v, -RANDOM_BYTES) == random then return slot_key, v end
+  return own_key, redis.call('GET', own_key)
+end
+-- The same from an id alone (an idempotency entry names only the id); nil for an id of another shape.
+local function code_by_id(app, id)
+  if #id ~= ID_CHARS then return nil end
+  local slot_key = app .. 's:' .. string.sub(id, TAG_FROM, TAG_TO)
+  local v = redis.call('GET', slot_key)
+  if v and base64url(string.sub(v, -RANDOM_BYTES)) == string.sub(id, -RANDOM_CHARS) then return v end
+  return redis.call('GET', app .. 'c:' .. id)
+end
+`;
+
 /**
- * issue. KEYS: code, slot, idempotency, counters... ARGV: now, packed code, code TTL ms, app tag,
- * id, fingerprint ('' = no idempotency), idempotency TTL ms, then per counter: limit, window ms,
- * increment (0|1), flags ('s' shadow, 'l' a limit that sets resend-after).
+ * issue. KEYS: the slot's key under each of its tags (newest secret first), idempotency, counters...
+ * ARGV: now, packed code, code TTL ms, app tag, id, fingerprint ('' = no idempotency), idempotency
+ * TTL ms, number of slot keys, then per counter: limit, window ms, increment (0|1), flags ('s'
+ * shadow, 'l' a limit that sets resend-after).
  * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'refused', {index, ms left}...}
  * | {'issued', resendAfterMs, {shadowed index...}}.
  */
-const ISSUE = `${COUNTERS}
+const ISSUE = `${COUNTERS}${CODES}
 local now = tonumber(ARGV[1])
-local tag = ARGV[4]
+local app = ARGV[4]
+local id = ARGV[5]
 local fingerprint = ARGV[6]
+local slots = tonumber(ARGV[8])
+local idempotency = KEYS[slots + 1]
 if fingerprint ~= '' then
-  local seen = redis.call('GET', KEYS[3])
+  local seen = redis.call('GET', idempotency)
   if seen then
-    local expires, resend, id, first_fingerprint = string.match(seen, '^(%d+):(%d+):([^:]*):(.*)$')
+    local expires, resend, first_id, first_fingerprint = string.match(seen, '^(%d+):(%d+):([^:]*):(.*)$')
     if tonumber(expires) > now then
-      local first = redis.call('GET', tag .. 'c:' .. id)
+      local first = code_by_id(app, first_id)
       -- Like SQLite: a key whose code is gone no longer replays; the request is issued afresh.
-      if first then return {'replayed', id, first, tonumber(resend), first_fingerprint} end
+      if first then return {'replayed', first_id, first, tonumber(resend), first_fingerprint} end
     end
   end
 end
-local counters = #KEYS - 3
+local counters = #KEYS - slots - 1
 -- Check every rule before counting any, so a refused request consumes no budget.
 local refusals, shadowed = {}, {}
 for i = 1, counters do
-  local a = 8 + (i - 1) * 4
-  local c, r = read_counter(KEYS[3 + i], now)
+  local a = 9 + (i - 1) * 4
+  local c, r = read_counter(KEYS[slots + 1 + i], now)
   if r ~= 0 and c + tonumber(ARGV[a + 2]) > tonumber(ARGV[a]) then
     if string.find(ARGV[a + 3], 's', 1, true) then
       shadowed[#shadowed + 1] = i
@@ -78,109 +128,134 @@ end
 if #refusals > 0 then return {'refused', refusals} end
 local resend_ms = 0
 for i = 1, counters do
-  local a = 8 + (i - 1) * 4
+  local a = 9 + (i - 1) * 4
   if ARGV[a + 2] ~= '0' then
-    local c, r = hit_counter(KEYS[3 + i], tonumber(ARGV[a + 1]), now)
+    local c, r = hit_counter(KEYS[slots + 1 + i], tonumber(ARGV[a + 1]), now)
     if string.find(ARGV[a + 3], 'l', 1, true) and c >= tonumber(ARGV[a]) and r - now > resend_ms then
       resend_ms = r - now
     end
   end
 end
--- At most one pending code per slot: the pointer names it, and it becomes superseded.
-local previous = redis.call('GET', KEYS[2])
-if previous then
-  local previous_key = tag .. 'c:' .. previous
-  local v = redis.call('GET', previous_key)
-  if v and string.sub(v, 1, 1) == 'p' then
-    redis.call('SET', previous_key, 's' .. string.sub(v, 2), 'KEEPTTL')
+-- At most one pending code per slot. The slot's key passes to the new code; the code it held moves
+-- to its own key with what its TTL had left, superseded if it was pending, so its id still answers.
+-- Its id has the new one's tag (the same key), so only its random part differs.
+local held = redis.call('GET', KEYS[1])
+if held then
+  local ttl = redis.call('PTTL', KEYS[1])
+  if string.sub(held, 1, 1) == 'p' then held = 's' .. string.sub(held, 2) end
+  if ttl > 0 then
+    local held_id = string.sub(id, 1, -RANDOM_CHARS - 1) .. base64url(string.sub(held, -RANDOM_BYTES))
+    redis.call('SET', app .. 'c:' .. held_id, held, 'PX', ttl)
   end
 end
+-- Under an older secret's tag (issued before a rotation) a pending code is superseded in place.
+for i = 2, slots do
+  local v = redis.call('GET', KEYS[i])
+  if v and string.sub(v, 1, 1) == 'p' then redis.call('SET', KEYS[i], 's' .. string.sub(v, 2), 'KEEPTTL') end
+end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-redis.call('SET', KEYS[2], ARGV[5], 'PX', ARGV[3])
 if fingerprint ~= '' then
   local ttl = tonumber(ARGV[7])
-  redis.call('SET', KEYS[3],
-    string.format('%d:%d:', now + ttl, math.ceil(resend_ms / 1000)) .. ARGV[5] .. ':' .. fingerprint, 'PX', ttl)
+  redis.call('SET', idempotency,
+    string.format('%d:%d:', now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint, 'PX', ttl)
 end
 return {'issued', resend_ms, shadowed}
 `;
 
 /**
- * withdraw: undoes an `issue` whose outbox commit failed. KEYS: code, slot, idempotency, counters...
- * ARGV: now, id, then per counter its increment (0|1). The superseded code is not restored (the
- * caller gets a 503 and sends again).
+ * withdraw: undoes an `issue` whose outbox commit failed. KEYS: the code's slot key, its own key,
+ * idempotency, counters... ARGV: now, id, the id's random bytes, then per counter its increment
+ * (0|1). The superseded code is not restored (the caller gets a 503 and sends again).
  */
-const WITHDRAW = `${COUNTERS}
+const WITHDRAW = `${COUNTERS}${CODES}
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
-redis.call('DEL', KEYS[1])
-if redis.call('GET', KEYS[2]) == id then redis.call('DEL', KEYS[2]) end
+local key = code_at(KEYS[1], KEYS[2], ARGV[3])
+redis.call('DEL', key)
 local seen = redis.call('GET', KEYS[3])
 if seen and string.match(seen, '^%d+:%d+:([^:]*):') == id then redis.call('DEL', KEYS[3]) end
 for i = 1, #KEYS - 3 do
-  if ARGV[2 + i] == '1' then refund_counter(KEYS[3 + i], now) end
+  if ARGV[3 + i] == '1' then refund_counter(KEYS[3 + i], now) end
 end
 return 1
 `;
 
 /**
- * consumeAttempt. KEYS: the code key, or the slot key when ARGV[2] is '1'. ARGV: now, by slot,
- * app tag, failure budget limit, failure budget window ms.
- * Returns {'not_found'} | {'refused', reason, code, id, ms left?} | {'counted', code, id}.
+ * consumeAttempt. By id (ARGV[2] '0'): KEYS: the id's slot key, its own key; ARGV[6]: the id's
+ * random bytes. By slot (ARGV[2] '1'): KEYS: the slot's key under each of its tags, newest secret
+ * first; ARGV[6]: the slot's signature (redis-code-codec.ts). ARGV: now, by slot, app tag, failure
+ * budget limit, failure budget window ms, then that.
+ * Returns {'not_found'} | {'refused', reason, code, slot key index, ms left?}
+ * | {'counted', code, slot key index} (the index of the key the code was under; 0 by id).
  */
-const CONSUME_ATTEMPT = `${COUNTERS}${CODE_HEADER}
+const CONSUME_ATTEMPT = `${COUNTERS}${CODE_HEADER}${CODES}
 local now = tonumber(ARGV[1])
 local by_slot = ARGV[2] == '1'
 local tag = ARGV[3]
-local key, id = KEYS[1], ''
+local key, v, found = nil, nil, 0
+local status, attempts, max_attempts, expires, channel, to_bytes, to_start
 if by_slot then
-  id = redis.call('GET', KEYS[1])
-  if not id then return {'not_found'} end
-  key = tag .. 'c:' .. id
+  -- By recipient only a pending code counts, as in SQLite (its query selects status 'pending'). Its
+  -- slot signature must match too: a tag shared with another slot never hands out that slot's code.
+  for i = 1, #KEYS do
+    local candidate = redis.call('GET', KEYS[i])
+    if candidate and string.sub(candidate, 1, 1) == 'p' then
+      status, attempts, max_attempts, expires, channel, to_bytes, to_start = string.match(candidate, HEADER)
+      local signature_from = to_start - #to_bytes - 2
+      if string.sub(candidate, signature_from, signature_from + #ARGV[6] - 1) == ARGV[6] then
+        key, v, found = KEYS[i], candidate, i
+        break
+      end
+    end
+  end
+  if not v then return {'not_found'} end
+else
+  key, v = code_at(KEYS[1], KEYS[2], ARGV[6])
+  if not v then return {'not_found'} end
+  status, attempts, max_attempts, expires, channel, to_bytes, to_start = string.match(v, HEADER)
+  if status ~= 'p' then return {'refused', status, v, found} end
 end
-local v = redis.call('GET', key)
-if not v then return {'not_found'} end
-local status, attempts, max_attempts, expires, channel, to_bytes, to_start = string.match(v, HEADER)
-if status ~= 'p' then
-  -- By recipient only the pending code counts, as in SQLite (its query selects status 'pending').
-  if by_slot then return {'not_found'} end
-  return {'refused', status, v, id}
-end
-if now >= tonumber(expires, 36) then return {'refused', 'expired', v, id} end
+if now >= tonumber(expires, 36) then return {'refused', 'expired', v, found} end
 local attempts_digits = #attempts
 attempts = tonumber(attempts)
-if attempts >= tonumber(max_attempts) then return {'refused', 'max_attempts', v, id} end
+if attempts >= tonumber(max_attempts) then return {'refused', 'max_attempts', v, found} end
 -- failedChecksKey(channel, to) of core/verification/keys.ts: "f:<channel>:<address>".
 local to = string.sub(v, to_start, to_start + tonumber(to_bytes) - 1)
 local failure_key = tag .. 'n:f:' .. (channel == 'e' and 'email' or 'sms') .. ':' .. to
 local failures, reset_at = read_counter(failure_key, now)
 if reset_at ~= 0 and failures >= tonumber(ARGV[4]) then
-  return {'refused', 'failure_budget', v, id, reset_at - now}
+  return {'refused', 'failure_budget', v, found, reset_at - now}
 end
 -- Count the attempt before the caller compares: concurrent guesses can never pass the cap.
 local counted = status .. (attempts + 1) .. string.sub(v, 2 + attempts_digits)
 redis.call('SET', key, counted, 'KEEPTTL')
 hit_counter(failure_key, tonumber(ARGV[5]), now)
-return {'counted', counted, id}
+return {'counted', counted, found}
 `;
 
-/** approve. KEYS: code, token, failure counter. ARGV: now, token value, token TTL ms. Returns 1 once. */
-const APPROVE = `${COUNTERS}
-local v = redis.call('GET', KEYS[1])
+/**
+ * approve. KEYS: the id's slot key, its own key, token, failure counter. ARGV: now, token value,
+ * token TTL ms, the id's random bytes. Returns 1 once.
+ */
+const APPROVE = `${COUNTERS}${CODES}
+local key, v = code_at(KEYS[1], KEYS[2], ARGV[4])
 if not v or string.sub(v, 1, 1) ~= 'p' then return 0 end
-redis.call('SET', KEYS[1], 'a' .. string.sub(v, 2), 'KEEPTTL')
-redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
-refund_counter(KEYS[3], tonumber(ARGV[1]))
+redis.call('SET', key, 'a' .. string.sub(v, 2), 'KEEPTTL')
+redis.call('SET', KEYS[3], ARGV[2], 'PX', ARGV[3])
+refund_counter(KEYS[4], tonumber(ARGV[1]))
 return 1
 `;
 
-/** cancel. KEYS: code. Returns the code as it stands afterwards, or nil. */
-const CANCEL = `
-local v = redis.call('GET', KEYS[1])
+/**
+ * cancel. KEYS: the id's slot key, its own key. ARGV: the id's random bytes. Returns the code as it
+ * stands afterwards, or nil.
+ */
+const CANCEL = `${CODES}
+local key, v = code_at(KEYS[1], KEYS[2], ARGV[1])
 if not v then return false end
 if string.sub(v, 1, 1) == 'p' then
   v = 'c' .. string.sub(v, 2)
-  redis.call('SET', KEYS[1], v, 'KEEPTTL')
+  redis.call('SET', key, v, 'KEEPTTL')
 end
 return v
 `;

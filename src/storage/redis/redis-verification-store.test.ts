@@ -2,16 +2,22 @@ import { randomBytes } from "node:crypto";
 import type { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendMissing, deleteRedisPrefix, probeRedis, uniqueName } from "../../../test/cluster/backends.js";
-import { failedChecksKey, slotKey } from "../../core/verification/keys.js";
-import { baseTime, codeRecord, counter, issueRequest, tokenFor } from "../contract/fixtures.contract.js";
+import { parseVerificationId } from "../../core/ids.js";
+import { failedChecksKey } from "../../core/verification/keys.js";
+import {
+  baseTime,
+  codeRecord,
+  counter,
+  issueRequest,
+  slotRef,
+  tokenFor,
+} from "../contract/fixtures.contract.js";
 import { connectRedis } from "./redis-client.js";
 import { decodeCode, encodeCode } from "./redis-code-codec.js";
 import { RedisKeys } from "./redis-keys.js";
 import { createRedisVerificationStore, type RedisVerificationStore } from "./redis-verification-store.js";
 
-// Issue goal: at most 200 bytes of Redis memory per live code. The code key alone meets it; its
-// slot pointer (recipient + purpose -> newest code) adds ~120-136 bytes more, printed by the test
-// below and reported in bench/RESULTS.md: the whole is not yet within the goal.
+// Issue #8: at most 200 bytes of Redis memory per live code, every key it occupies counted.
 const CODE_BYTES_GOAL = 200;
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
@@ -91,11 +97,7 @@ if (!redisProbe.ok) {
           store.consumeAttempt({ appId: "app1", id: record.id }, budget, now),
         ),
         consumeBySlot: await roundTrips(() =>
-          store.consumeAttempt(
-            { appId: "app1", slotKey: slotKey("email", record.to, "sign_in") },
-            budget,
-            now,
-          ),
+          store.consumeAttempt(slotRef("app1", "email", record.to, "sign_in"), budget, now),
         ),
         approve: await roundTrips(() => store.approve("app1", record.id, token, failureKey, now)),
         get: await roundTrips(() => store.get("app1", record.id)),
@@ -119,19 +121,74 @@ if (!redisProbe.ok) {
       );
       await store.consumeAttempt({ appId: "app2", id: record.id }, { limit: 20, windowSeconds: 86_400 }, now);
       await store.approve("app2", record.id, tokenFor(record, now), failedChecksKey("email", record.to), now);
+      // A new code for the slot moves the approved one to its own key: that key has a TTL too.
+      await store.issue(issueRequest(codeRecord("app2", now + 1000)), now + 1000);
       const written = await redis.keys(`${prefix}{app2}:*`);
-      expect(written.length).toBeGreaterThanOrEqual(6);
+      // the slot's code, the displaced code, counter, idempotency entry, token, failure counter
+      expect(written).toHaveLength(6);
       for (const key of written)
         expect({ key, ttl: await redis.pttl(key) }).toMatchObject({ ttl: expect.any(Number) });
       expect((await Promise.all(written.map((key) => redis.pttl(key)))).every((ttl) => ttl > 0)).toBe(true);
     });
 
-    it(`keeps a code's own key within ${CODE_BYTES_GOAL} bytes and reports its slot pointer beside it`, async () => {
+    it("moves a displaced code to the key its id names, whatever characters the id holds", async () => {
+      // The issue script spells the displaced code's id in base64url itself (Lua); every one of
+      // the 64 characters must come out as Node spells it, or the id would lose its code.
+      const now = baseTime();
+      const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+      for (let offset = 0; offset < alphabet.length; offset += 16) {
+        const sample = codeRecord("app3", now);
+        const tag = parseVerificationId(sample.id)?.slotTag ?? "";
+        const first = { ...sample, id: `vf_${tag}${alphabet.slice(offset, offset + 16)}` };
+        await store.issue(issueRequest(first), now);
+        await store.issue(issueRequest(codeRecord("app3", now)), now);
+        expect(await redis.exists(keys.code("app3", first.id))).toBe(1);
+        expect(await store.get("app3", first.id)).toEqual({ ...first, status: "superseded" });
+      }
+    });
+
+    it("never hands a check by recipient the code of another slot that shares its tag", async () => {
+      // Tags are 72 bits, so two live slots of an app sharing one is a ~2^-72 accident. Should it
+      // happen, a check by recipient still takes only a code issued to that recipient and purpose.
+      const now = baseTime();
+      const budget = { limit: 20, windowSeconds: 86_400 };
+      await store.issue(issueRequest(codeRecord("app4", now, { to: "bob@example.com" })), now);
+      const bob = slotRef("app4", "email", "bob@example.com", "sign_in");
+      for (const [channel, to, purpose] of [
+        ["email", "eve@example.com", "sign_in"],
+        ["email", "bob@example.co", "sign_in"],
+        ["email", "bob@example.com", "sign_up"],
+        ["sms", "bob@example.com", "sign_in"],
+      ] as const) {
+        const sharingTag = { ...slotRef("app4", channel, to, purpose), slotTags: bob.slotTags };
+        expect(await store.consumeAttempt(sharingTag, budget, now)).toEqual({ kind: "not_found" });
+      }
+      expect(await store.consumeAttempt(bob, budget, now)).toMatchObject({ kind: "counted" });
+    });
+
+    it(`keeps everything a live code occupies within ${CODE_BYTES_GOAL} bytes`, async () => {
       // Measured with production-shaped keys (default prefix, app "default", a 20-character email,
-      // a Chinese mobile number), under random recipients so parallel runs cannot collide; the
-      // keys are deleted afterwards.
+      // a Chinese mobile number), under random recipients so parallel runs cannot collide. The
+      // footprint is every key the send added under the app, so a key the layout forgot to
+      // mention would count too; the keys are deleted afterwards.
       const production = new RedisKeys("vd:");
       const live = createRedisVerificationStore(redis, production);
+      const appKeys = async () => {
+        const found = new Set<string>();
+        let cursor = "0";
+        do {
+          const [next, batch] = await redis.scan(
+            cursor,
+            "MATCH",
+            `${production.app("default")}*`,
+            "COUNT",
+            1000,
+          );
+          for (const key of batch) found.add(key);
+          cursor = next;
+        } while (cursor !== "0");
+        return found;
+      };
       const now = baseTime();
       const random = randomBytes(4).toString("hex");
       const sizes: Record<string, number> = {};
@@ -141,17 +198,23 @@ if (!redisProbe.ok) {
         ["sms", `+86138${Number.parseInt(random, 16).toString().padStart(10, "0").slice(-8)}`],
       ] as const) {
         const record = codeRecord("default", now, { channel, to });
+        const before = await appKeys();
         await live.issue(issueRequest(record), now);
-        const codeKey = production.code("default", record.id);
-        const slot = production.slot("default", slotKey(channel, to, "sign_in"));
-        written.push(codeKey, slot);
-        sizes[`${channel} code`] = Number(await redis.call("MEMORY", "USAGE", codeKey));
-        sizes[`${channel} slot pointer`] = Number(await redis.call("MEMORY", "USAGE", slot));
+        const added = [...(await appKeys())].filter((key) => !before.has(key));
+        written.push(...added);
+        // One key, under the slot's tag (the id's), not under the recipient or the id.
+        expect(added).toEqual([production.slot("default", parseVerificationId(record.id)?.slotTag ?? "")]);
+        let bytes = 0;
+        for (const key of added) bytes += Number(await redis.call("MEMORY", "USAGE", key));
+        sizes[channel] = bytes;
+        expect(await live.get("default", record.id)).toEqual(record);
       }
       await redis.del(...written);
-      console.info(`redis memory per live code (bytes, MEMORY USAGE): ${JSON.stringify(sizes)}`);
-      expect(sizes["email code"]).toBeLessThanOrEqual(CODE_BYTES_GOAL);
-      expect(sizes["sms code"]).toBeLessThanOrEqual(CODE_BYTES_GOAL);
+      console.info(
+        `redis memory per live code (bytes, MEMORY USAGE, all its keys): ${JSON.stringify(sizes)}`,
+      );
+      expect(sizes["email"]).toBeLessThanOrEqual(CODE_BYTES_GOAL);
+      expect(sizes["sms"]).toBeLessThanOrEqual(CODE_BYTES_GOAL);
     });
   });
 }

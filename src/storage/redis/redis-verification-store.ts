@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { parseVerificationId } from "../../core/ids.js";
 import type {
   AttemptOutcome,
   AttemptRefusal,
@@ -9,7 +10,8 @@ import type {
 } from "../../core/ports.js";
 import { outranks } from "../../core/rate-limit/refusals.js";
 import type { Channel, Purpose, TokenRecord } from "../../core/types.js";
-import { decodeCode, encodeCode } from "./redis-code-codec.js";
+import { parseSlotKey } from "../../core/verification/keys.js";
+import { decodeCode, encodeCode, idOfCode, slotSignature } from "./redis-code-codec.js";
 import { type RedisKeys, ttlMs } from "./redis-keys.js";
 import { replyArray, replyBuffer, replyNumber, replyText } from "./redis-replies.js";
 import { withScripts } from "./redis-scripts.js";
@@ -37,8 +39,8 @@ const REFUSAL_BY_STATUS: Record<string, AttemptRefusal> = {
  */
 export interface RedisVerificationStore extends Omit<VerificationStore, "deliveries"> {
   /**
-   * Atomically deletes the issued code, its slot pointer and its idempotency entry (if they still
-   * name it) and refunds the counters `issue` counted. The superseded code is not restored.
+   * Atomically deletes the issued code and its idempotency entry (if it still names it) and
+   * refunds the counters `issue` counted. The superseded code is not restored.
    */
   withdraw(request: IssueRequest, nowMs: number): Promise<void>;
 }
@@ -50,16 +52,25 @@ export interface RedisVerificationStore extends Omit<VerificationStore, "deliver
 export function createRedisVerificationStore(client: Redis, keys: RedisKeys): RedisVerificationStore {
   const redis = withScripts(client);
 
-  const issueKeys = (request: IssueRequest): string[] => [
-    keys.code(request.appId, request.code.id),
-    keys.slot(request.appId, request.slotKey),
-    keys.idempotency(request.appId, request.idempotency?.key ?? ""),
-    ...request.counters.map((counter) => keys.counter(request.appId, counter.key)),
-  ];
+  const counterKeys = (request: IssueRequest): string[] =>
+    request.counters.map((counter) => keys.counter(request.appId, counter.key));
+  const idempotencyKey = (request: IssueRequest): string =>
+    keys.idempotency(request.appId, request.idempotency?.key ?? "");
+  // The two keys a code can be under (redis-keys.ts) and the random bytes that tell which; null for
+  // a string that is not a verification id, which no code can have.
+  const codeKeys = (appId: string, id: string) => {
+    const parts = parseVerificationId(id);
+    return (
+      parts && { slot: keys.slot(appId, parts.slotTag), own: keys.code(appId, id), random: parts.random }
+    );
+  };
 
   return {
     async issue(request, nowMs): Promise<IssueOutcome> {
-      const { appId, code, counters } = request;
+      const { appId, code, counters, slotTags } = request;
+      // The code goes under the tag its id carries; the other tags only supersede.
+      const tag = parseVerificationId(code.id)?.slotTag;
+      if (tag !== slotTags[0]) throw new Error(`verification id ${code.id} does not carry the slot's tag`);
       const argv: (string | number | Buffer)[] = [
         nowMs,
         encodeCode(code),
@@ -69,13 +80,18 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         // a fingerprint is a sha256 hex, never empty, so '' can mean "no idempotency key"
         request.idempotency?.fingerprint ?? "",
         IDEMPOTENCY_TTL_MS,
+        slotTags.length,
       ];
       for (const counter of counters) {
         const kind = counter.kind ?? "limit";
         const flags = `${counter.shadow ? "s" : ""}${!counter.shadow && kind === "limit" ? "l" : ""}`;
         argv.push(counter.limit, counter.windowSeconds * 1000, counter.increment ?? 1, flags || "-");
       }
-      const issueKeyList = issueKeys(request);
+      const issueKeyList = [
+        ...slotTags.map((slotTag) => keys.slot(appId, slotTag)),
+        idempotencyKey(request),
+        ...counterKeys(request),
+      ];
       const reply = replyArray(await redis.vdIssueBuffer(issueKeyList.length, ...issueKeyList, ...argv));
       const kind = replyText(reply[0]);
       if (kind === "replayed") {
@@ -113,40 +129,58 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
     },
 
     async withdraw(request, nowMs) {
-      const withdrawKeys = issueKeys(request);
+      const code = codeKeys(request.appId, request.code.id);
+      if (!code) return;
+      const withdrawKeys = [code.slot, code.own, idempotencyKey(request), ...counterKeys(request)];
       await redis.vdWithdraw(
         withdrawKeys.length,
         ...withdrawKeys,
         nowMs,
         request.code.id,
+        code.random,
         ...request.counters.map((counter) => (counter.increment === 0 ? 0 : 1)),
       );
     },
 
     async consumeAttempt(ref, budget, nowMs): Promise<AttemptOutcome> {
-      const bySlot = "slotKey" in ref;
-      const key = bySlot ? keys.slot(ref.appId, ref.slotKey) : keys.code(ref.appId, ref.id);
+      let lookup: { keys: string[]; match: string | Buffer; idOf: (index: number, value: Buffer) => string };
+      if ("slotKey" in ref) {
+        const { channel, address, purpose } = parseSlotKey(ref.slotKey);
+        lookup = {
+          keys: ref.slotTags.map((slotTag) => keys.slot(ref.appId, slotTag)),
+          match: slotSignature(channel, address, purpose),
+          idOf: (index, value) => idOfCode(ref.slotTags[index - 1] ?? "", value),
+        };
+      } else {
+        const code = codeKeys(ref.appId, ref.id);
+        if (!code) return { kind: "not_found" };
+        lookup = { keys: [code.slot, code.own], match: code.random, idOf: () => ref.id };
+      }
       const reply = replyArray(
         await redis.vdConsumeAttemptBuffer(
-          1,
-          key,
+          lookup.keys.length,
+          ...lookup.keys,
           nowMs,
-          bySlot ? 1 : 0,
+          "slotKey" in ref ? 1 : 0,
           keys.app(ref.appId),
           budget.limit,
           budget.windowSeconds * 1000,
+          lookup.match,
         ),
       );
       const kind = replyText(reply[0]);
       if (kind === "not_found") return { kind: "not_found" };
       if (kind === "counted") {
-        const id = bySlot ? replyText(reply[2]) : ref.id;
-        return { kind: "counted", record: decodeCode(ref.appId, id, replyBuffer(reply[1])) };
+        const value = replyBuffer(reply[1]);
+        return {
+          kind: "counted",
+          record: decodeCode(ref.appId, lookup.idOf(replyNumber(reply[2]), value), value),
+        };
       }
-      const id = bySlot ? replyText(reply[3]) : ref.id;
       const reason = REFUSAL_BY_STATUS[replyText(reply[1])];
       if (!reason) throw new Error(`unexpected refusal ${replyText(reply[1])}`);
-      const record = decodeCode(ref.appId, id, replyBuffer(reply[2]));
+      const value = replyBuffer(reply[2]);
+      const record = decodeCode(ref.appId, lookup.idOf(replyNumber(reply[3]), value), value);
       return reply[4] === undefined
         ? { kind: "refused", record, reason }
         : {
@@ -158,14 +192,18 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
     },
 
     async approve(appId, id, token, failureKey, nowMs) {
+      const code = codeKeys(appId, id);
+      if (!code) return false;
       const approved = await redis.vdApprove(
-        3,
-        keys.code(appId, id),
+        4,
+        code.slot,
+        code.own,
         keys.token(appId, token.tokenHash),
         keys.counter(appId, failureKey),
         nowMs,
         encodeToken(token),
         ttlMs(token.expiresAtMs, nowMs),
+        code.random,
       );
       return replyNumber(approved) === 1;
     },
@@ -175,12 +213,18 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
     },
 
     async get(appId, id) {
-      const value = await redis.getBuffer(keys.code(appId, id));
+      const code = codeKeys(appId, id);
+      if (!code) return null;
+      // Both keys in one MGET (they share the app's hash tag): the slot's code if it is this one.
+      const [underSlot, own] = await redis.mgetBuffer(code.slot, code.own);
+      const value = underSlot && isCode(underSlot, code.random) ? underSlot : own;
       return value ? decodeCode(appId, id, value) : null;
     },
 
     async cancel(appId, id) {
-      const value = await redis.vdCancelBuffer(1, keys.code(appId, id));
+      const code = codeKeys(appId, id);
+      if (!code) return null;
+      const value = await redis.vdCancelBuffer(2, code.slot, code.own, code.random);
       return value ? decodeCode(appId, id, replyBuffer(value)) : null;
     },
 
@@ -197,6 +241,11 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       return value !== null && decodeToken(appId, tokenHash, value).expiresAtMs > nowMs;
     },
   };
+}
+
+/** Whether a packed code is the one whose id ends in these random bytes. */
+function isCode(value: Buffer, random: Buffer): boolean {
+  return value.subarray(value.length - random.length).equals(random);
 }
 
 // "<expiresAtMs>|<channel>|<purposes>|<verification id>|<to>": `to` last, so it needs no escaping.
