@@ -31,8 +31,12 @@ export function newId(prefix: string): string {
 export const VERIFICATION_ID_PREFIX = "vf_";
 /** Bytes of a verification id's slot tag: 72 bits, 12 base64url characters (see `newVerificationId`). */
 export const SLOT_TAG_BYTES = 9;
-/** Random bytes of a verification id after its slot tag: 96 bits, 16 base64url characters. */
-export const VERIFICATION_RANDOM_BYTES = 12;
+/**
+ * Random bytes of a verification id after its slot tag: 144 bits, 24 base64url characters. The tag
+ * is not secret from whoever saw an earlier id of the slot, so the random part alone must meet
+ * DESIGN.md's ">= 128 bits" (144 is the next multiple of 3 bytes, which base64url needs unpadded).
+ */
+export const VERIFICATION_RANDOM_BYTES = 18;
 // base64url: 4 characters per 3 bytes; both lengths are multiples of 3, so there is no padding.
 export const SLOT_TAG_CHARS = (SLOT_TAG_BYTES / 3) * 4;
 export const VERIFICATION_RANDOM_CHARS = (VERIFICATION_RANDOM_BYTES / 3) * 4;
@@ -43,7 +47,7 @@ const VERIFICATION_ID = new RegExp(
 /**
  * A verification id: `vf_<slot tag><random>`. The slot tag (`CodeSecrets.slotTags`) names the
  * code's (app, recipient, purpose) slot under a keyed hash, so a store that keeps a slot's code
- * under the slot (Redis: one key per live code) finds it by id too; the 96 random bits after it
+ * under the slot (Redis: one key per live code) finds it by id too; the 144 random bits after it
  * keep the id unguessable even to whoever knows the tag (an earlier id of the same slot shows it).
  * Stores that index ids directly (SQLite, PostgreSQL) ignore the structure.
  */

@@ -120,16 +120,16 @@ describe("CodeSecrets: slot tags", () => {
     expect(new CodeSecrets([B, A]).slotTags("default", SLOT)).toEqual([fresh, old]);
   });
 
-  it("mints verification ids that carry the tag before 96 random bits", () => {
+  it("mints verification ids that carry the tag before 144 random bits", () => {
     const [tag = ""] = new CodeSecrets([A]).slotTags("default", SLOT);
     const ids = Array.from({ length: 1_000 }, () => newVerificationId(tag));
     expect(new Set(ids).size).toBe(1_000);
     for (const id of ids.slice(0, 10)) {
-      expect(id).toMatch(/^vf_[\w-]{28}$/);
+      expect(id).toMatch(/^vf_[\w-]{36}$/);
       expect(id.startsWith(`${VERIFICATION_ID_PREFIX}${tag}`)).toBe(true);
       const parts = parseVerificationId(id);
       expect(parts?.slotTag).toBe(tag);
-      expect(parts?.random).toHaveLength(12);
+      expect(parts?.random).toHaveLength(18);
     }
   });
 
@@ -138,14 +138,14 @@ describe("CodeSecrets: slot tags", () => {
       "",
       "vf_1",
       "vf_AAAAAAAAAAAAAAAAAAAAAA",
-      `vf_${"A".repeat(29)}`,
-      `vx_${"A".repeat(28)}`,
+      `vf_${"A".repeat(37)}`,
+      `vx_${"A".repeat(36)}`,
     ]) {
       expect(parseVerificationId(id)).toBeNull();
     }
-    expect(parseVerificationId(`vf_${"A".repeat(28)}`)).toEqual({
+    expect(parseVerificationId(`vf_${"A".repeat(36)}`)).toEqual({
       slotTag: "A".repeat(12),
-      random: Buffer.alloc(12),
+      random: Buffer.alloc(18),
     });
   });
 });
