@@ -19,6 +19,45 @@ export interface SendLogRow {
   reason: string | null;
   shadowed: string | null;
   verification_id: string | null;
+  decision_count: number;
+}
+
+/** The send_log columns an entry fills, in the order of `sendLogRowValues`. */
+export const SEND_LOG_COLUMNS = [
+  "at",
+  "app_id",
+  "face",
+  "channel",
+  "recipient",
+  "country",
+  "ip",
+  "device_id",
+  "purpose",
+  "decision",
+  "reason",
+  "shadowed",
+  "verification_id",
+  "decision_count",
+] as const;
+
+/** An entry as the values of `SEND_LOG_COLUMNS`, for both SQL backends. */
+export function sendLogRowValues(entry: SendLogEntry): (string | number | null)[] {
+  return [
+    entry.atMs,
+    entry.appId,
+    entry.face,
+    entry.channel ?? null,
+    entry.to ?? null,
+    entry.country ?? null,
+    entry.ip ?? null,
+    entry.deviceId ?? null,
+    entry.purpose ?? null,
+    entry.decision,
+    entry.reason ?? null,
+    entry.shadowed ? entry.shadowed.join(",") : null,
+    entry.verificationId ?? null,
+    entry.count ?? 1,
+  ];
 }
 
 export function sendLogEntryFromRow(row: SendLogRow): SendLogEntry {
@@ -36,6 +75,7 @@ export function sendLogEntryFromRow(row: SendLogRow): SendLogEntry {
     ...(row.reason ? { reason: row.reason } : {}),
     ...(row.shadowed ? { shadowed: row.shadowed.split(",") } : {}),
     ...(row.verification_id ? { verificationId: row.verification_id } : {}),
+    ...(row.decision_count > 1 ? { count: row.decision_count } : {}),
   };
 }
 

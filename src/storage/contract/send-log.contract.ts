@@ -62,5 +62,30 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       expect(denied.map((item) => item.atMs)).toEqual([now + 3, now + 1]);
       expect(await fixture.sendLog.query({ appId, limit: 2 })).toHaveLength(2);
     });
+
+    it("keeps a client's repeated pre-body refusals of one batch as one entry with their count", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const refusal = (atMs: number, ip: string): SendLogEntry => ({
+        atMs,
+        appId,
+        face: "native",
+        ip,
+        decision: "captcha_required",
+        reason: "risk_ip:3/600s",
+      });
+      for (let index = 0; index < 1_000; index += 1)
+        fixture.sendLog.record(refusal(now + index, "198.51.100.7"));
+      fixture.sendLog.record(refusal(now + 5, "198.51.100.8"));
+      // Decisions about a recipient are never merged, however alike.
+      fixture.sendLog.record(entry(appId, now + 6, { decision: "rate_limited", reason: "recipient:1/60s" }));
+      fixture.sendLog.record(entry(appId, now + 6, { decision: "rate_limited", reason: "recipient:1/60s" }));
+      await fixture.sendLog.flush();
+      const logged = await fixture.sendLog.query({ appId, limit: 10 });
+      expect(logged).toHaveLength(4);
+      expect(logged).toContainEqual({ ...refusal(now, "198.51.100.7"), count: 1_000 });
+      expect(logged).toContainEqual(refusal(now + 5, "198.51.100.8"));
+      expect(logged.filter((item) => item.decision === "rate_limited")).toHaveLength(2);
+    });
   });
 }

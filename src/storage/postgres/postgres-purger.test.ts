@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { backendMissing, dropSchema, probePostgres, uniqueName } from "../../../test/cluster/backends.js";
+import { POSTGRES_MIGRATIONS } from "../migrations/postgres/index.js";
 import { migratePostgres } from "./postgres-migrator.js";
 import { createPostgresPool } from "./postgres-pool.js";
 import { createPostgresPurger } from "./postgres-purger.js";
@@ -26,7 +27,7 @@ if (!probe.ok) {
 
     it("migrates once even when several processes start together", async () => {
       const runs = await Promise.all([1, 2, 3].map(() => migratePostgres(pool, schema)));
-      expect(runs.flat()).toEqual([1]);
+      expect(runs.flat()).toEqual(POSTGRES_MIGRATIONS.map((migration) => migration.version));
       expect(await migratePostgres(pool, schema)).toEqual([]);
     });
 

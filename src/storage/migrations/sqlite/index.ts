@@ -181,4 +181,11 @@ CREATE INDEX send_log_app_at ON send_log (app_id, at);
 CREATE INDEX send_log_at ON send_log (at);
 `,
   },
+  {
+    version: 3,
+    name: "send log rows count merged repeats",
+    sql: `
+ALTER TABLE send_log ADD COLUMN decision_count INTEGER NOT NULL DEFAULT 1;
+`,
+  },
 ];

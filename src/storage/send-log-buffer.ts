@@ -1,0 +1,69 @@
+import type { SendLogEntry } from "../core/ports.js";
+
+// Entries are written in batches, off the request path: refusals under attack stay cheap.
+export const SEND_LOG_FLUSH_INTERVAL_MS = 1_000;
+const FLUSH_BATCH_ENTRIES = 500;
+// Under a flood (or while the database is down) the buffer is capped; the oldest entries are
+// dropped and counted rather than growing the heap without bound.
+const MAX_BUFFERED_ENTRIES = 50_000;
+
+/**
+ * The send log's write buffer, shared by the SQLite and PostgreSQL adapters.
+ *
+ * A refusal decided before the body was read (a captcha demanded of a risky client) knows only the
+ * app, the face, the client and the rule, and it is exactly what a bot repeats thousands of times
+ * a second. Such repeats within one batch become one row carrying their `count`: a flood costs a
+ * counter increment instead of a row each, and the log stays small, while every decision is still
+ * accounted for. Entries that name a recipient or a verification are never merged.
+ */
+export class SendLogBuffer {
+  private entries: SendLogEntry[] = [];
+  private readonly repeatable = new Map<string, SendLogEntry>();
+  private dropped = 0;
+
+  /** Buffers an entry; true when it fills the batch, which should then be written soon. */
+  record(entry: SendLogEntry): boolean {
+    const key = repeatKey(entry);
+    if (key !== undefined) {
+      const earlier = this.repeatable.get(key);
+      if (earlier) {
+        earlier.count = (earlier.count ?? 1) + (entry.count ?? 1);
+        return false;
+      }
+      entry = { ...entry };
+      this.repeatable.set(key, entry);
+    }
+    if (this.entries.length >= MAX_BUFFERED_ENTRIES) {
+      const oldest = this.entries.shift();
+      if (oldest) this.repeatable.delete(repeatKey(oldest) ?? "");
+      this.dropped += 1;
+    }
+    this.entries.push(entry);
+    return this.entries.length === FLUSH_BATCH_ENTRIES;
+  }
+
+  /** Takes what is buffered (oldest first) and how many entries overflowed since the last take. */
+  take(): { entries: SendLogEntry[]; dropped: number } {
+    const taken = { entries: this.entries, dropped: this.dropped };
+    this.entries = [];
+    this.repeatable.clear();
+    this.dropped = 0;
+    return taken;
+  }
+}
+
+/** Entries that may merge share this key; undefined for an entry about one recipient or code. */
+function repeatKey(entry: SendLogEntry): string | undefined {
+  if (
+    entry.channel !== undefined ||
+    entry.to !== undefined ||
+    entry.purpose !== undefined ||
+    entry.verificationId !== undefined ||
+    entry.deviceId !== undefined ||
+    entry.country !== undefined ||
+    entry.shadowed !== undefined
+  ) {
+    return undefined;
+  }
+  return `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason ?? ""}\n${entry.ip ?? ""}`;
+}
