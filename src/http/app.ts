@@ -10,6 +10,7 @@ import { cloudbaseDialect } from "./dialects/cloudbase/routes.js";
 import { fresnsDialect } from "./dialects/fresns/routes.js";
 import { idaasDialect } from "./dialects/idaas/routes.js";
 import { nativeApi } from "./native/routes.js";
+import { trustedPeers } from "./shared/trusted-peers.js";
 
 export interface HttpAppOptions {
   engine: Engine;
@@ -35,6 +36,7 @@ const CORS_CACHE_MS = 5_000;
 /** Builds the HTTP app: hooks, CORS, OpenAPI at /docs, health, and one plugin per API face. */
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const { engine, devMode } = options;
+  const proxies = trustedPeers(options.trustProxy);
   const fastify = Fastify({
     loggerInstance: options.logger,
     // Outcomes are logged by the use cases; two lines per request would cost more than the request.
@@ -43,7 +45,9 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // Long enough for every id and token of every face, so an absurd one is refused by its
     // schema in the caller's error shape rather than by the router with a bare 414.
     routerOptions: { maxParamLength: 512 },
-    trustProxy: options.trustProxy.length > 0 ? options.trustProxy : false,
+    // A matcher that remembers its answers: Fastify's own parses the socket address on every
+    // request that reads `request.ip`.
+    trustProxy: options.trustProxy.length > 0 ? (address: string) => proxies.has(address) : false,
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

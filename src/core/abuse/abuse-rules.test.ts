@@ -42,7 +42,16 @@ describe("subnetOf", () => {
     expect(subnetOf(ip)).toBe(subnet);
   });
 
-  it.each(["", "not an ip", "300.1.1.1", "1.2.3", "2001:db8::g"])("has no subnet for %j", (ip) => {
+  it.each([
+    "",
+    "not an ip",
+    "300.1.1.1",
+    "1.2.3",
+    "01.2.3.4",
+    "1.2.3.256",
+    "::ffff:1.2.3.999",
+    "2001:db8::g",
+  ])("has no subnet for %j", (ip) => {
     expect(subnetOf(ip)).toBeUndefined();
   });
 });

@@ -1,5 +1,6 @@
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
 import type { FastifyRequest } from "fastify";
+import type { TrustedPeers } from "../../shared/trusted-peers.js";
 import type { IdaasLang } from "./error-map.js";
 
 // Longer than any real user agent or fingerprint; a longer value is junk, not device information.
@@ -42,41 +43,4 @@ export function readDeviceHeaders(request: FastifyRequest, trusted: TrustedPeers
 /** `X-L`: Chinese for any `zh…` value, English otherwise (and when absent). */
 export function languageOf(request: FastifyRequest): IdaasLang {
   return headerText(request, "x-l")?.toLowerCase().startsWith("zh") ? "zh" : "en";
-}
-
-export interface TrustedPeers {
-  has(address: string): boolean;
-}
-
-// The names proxy-addr (Fastify's trustProxy) accepts besides addresses and CIDRs.
-const NAMED_RANGES: Record<string, string[]> = {
-  loopback: ["127.0.0.0/8", "::1/128"],
-  linklocal: ["169.254.0.0/16", "fe80::/10"],
-  uniquelocal: ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"],
-};
-
-/**
- * The VERIFYD_TRUST_PROXY list (addresses, CIDRs, proxy-addr's range names) as a matcher; IPv4
- * entries also match their IPv4-mapped IPv6 form. Entries it cannot read match nothing.
- */
-export function trustedPeers(entries: readonly string[]): TrustedPeers {
-  const list = new BlockList();
-  let empty = true;
-  for (const entry of entries.flatMap((value) => NAMED_RANGES[value.trim()] ?? [value.trim()])) {
-    const [address = "", prefixText] = entry.split("/");
-    const family = isIP(address);
-    if (family === 0) continue;
-    const type = family === 4 ? "ipv4" : "ipv6";
-    const prefix = prefixText === undefined ? (family === 4 ? 32 : 128) : Number(prefixText);
-    if (!Number.isInteger(prefix) || prefix < 0 || prefix > (family === 4 ? 32 : 128)) continue;
-    list.addSubnet(address, prefix, type);
-    empty = false;
-  }
-  return {
-    has(address) {
-      if (empty) return false;
-      const family = isIP(address);
-      return family !== 0 && list.check(address, family === 4 ? "ipv4" : "ipv6");
-    },
-  };
 }

@@ -6,7 +6,8 @@ import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
-import { headerText, languageOf, readDeviceHeaders, trustedPeers } from "./device-headers.js";
+import { trustedPeers } from "../../shared/trusted-peers.js";
+import { headerText, languageOf, readDeviceHeaders } from "./device-headers.js";
 import {
   IDAAS_ERRORS,
   type IdaasErrorName,
