@@ -128,10 +128,11 @@ export interface VerificationStore {
 
   /**
    * Optional one-step check for a store that can call back synchronously inside its atomic step:
-   * counts the attempt exactly as `consumeAttempt` does, then asks `judge` (which compares the
-   * code in constant time); when it returns a token the code is approved, the token saved and the
-   * failure count refunded, all in that same step. `approved` outcomes carry the approved record.
-   * Saves the second round of `approve` (one transaction per check instead of two).
+   * refuses as `consumeAttempt` does, then asks `judge` (which compares the code in constant time)
+   * with the attempt counted; when it returns a token the code is approved and the token saved,
+   * otherwise the attempt and a failure are counted, all in that same step, so nothing observes
+   * the code between the count and the judgement (a right code never raises the failure count).
+   * `approved` outcomes carry the approved record. One transaction per check instead of two.
    */
   attemptAndApprove?(
     ref: CodeRef,

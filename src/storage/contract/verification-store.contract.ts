@@ -492,6 +492,35 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
       });
     });
 
+    // Optional port method: stores without a synchronous atomic step leave it out.
+    describe("attemptAndApprove", () => {
+      it("approves a right code with its attempt counted and no failure; counts a wrong one as a failure", async (context) => {
+        const attemptAndApprove = store.attemptAndApprove?.bind(store);
+        if (!attemptAndApprove) return context.skip();
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now);
+        const failureKey = failedChecksKey("email", record.to);
+        await store.issue(issueRequest(record), now);
+        const ref = { appId: record.appId, id: record.id };
+        const wrong = await attemptAndApprove(ref, BUDGET, now, () => null);
+        expect(wrong).toEqual({ kind: "counted", record: { ...record, attempts: 1 } });
+        expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(1);
+        const token = tokenFor(record, now);
+        const right = await attemptAndApprove(ref, BUDGET, now, (counted) => {
+          expect(counted.attempts).toBe(2);
+          return token;
+        });
+        expect(right).toEqual({ kind: "approved", record: { ...record, attempts: 2, status: "approved" } });
+        expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(1);
+        expect(await store.get(record.appId, record.id)).toMatchObject({ status: "approved", attempts: 2 });
+        expect(await store.findToken(record.appId, token.tokenHash, now)).toEqual(token);
+        expect(await attemptAndApprove(ref, BUDGET, now, () => tokenFor(record, now))).toMatchObject({
+          kind: "refused",
+          reason: "approved",
+        });
+      });
+    });
+
     describe("tokens", () => {
       it("finds a live token and redeems it exactly once", async () => {
         const now = baseTime();

@@ -106,6 +106,9 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     approve: db.prepare(
       "UPDATE codes SET status = 'approved' WHERE app_id = ? AND id = ? AND status = 'pending'",
     ),
+    approveAttempt: db.prepare(
+      "UPDATE codes SET status = 'approved', attempts = attempts + 1 WHERE app_id = ? AND id = ? AND status = 'pending'",
+    ),
     // Only a live code is canceled: an expired or exhausted one keeps the status that explains it.
     cancel: db.prepare(
       "UPDATE codes SET status = 'canceled' WHERE app_id = ? AND id = ? AND status = 'pending' AND expires_at > ? AND attempts < max_attempts",
@@ -277,31 +280,55 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     return { kind: "issued", resendAfterSeconds, shadowed };
   };
 
+  /** The read half of an attempt: the code, if it may be tried now, and its failure counter's key. */
+  const openAttempt = (
+    ref: CodeRef,
+    budget: FailureBudget,
+    now: number,
+  ):
+    | Exclude<AttemptOutcome, { kind: "counted" }>
+    | { kind: "open"; record: CodeRecord; failureKey: string } => {
+    const row = (
+      "id" in ref
+        ? statements.codeById.get(ref.appId, ref.id)
+        : statements.codeBySlot.get(ref.appId, ref.slotKey)
+    ) as CodeRow | undefined;
+    if (!row) return { kind: "not_found" };
+    const record = rowToCode(row);
+    if (record.status !== "pending") return { kind: "refused", record, reason: record.status };
+    if (now >= record.expiresAtMs) return { kind: "refused", record, reason: "expired" };
+    if (record.attempts >= record.maxAttempts) return { kind: "refused", record, reason: "max_attempts" };
+    const failureKey = failedChecksKey(record.channel, record.to);
+    const failures = currentCount(ref.appId, failureKey, now);
+    if (failures && failures.count >= budget.limit) {
+      return {
+        kind: "refused",
+        record,
+        reason: "failure_budget",
+        retryAfterSeconds: Math.max(1, Math.ceil((failures.reset_at - now) / 1000)),
+      };
+    }
+    return { kind: "open", record, failureKey };
+  };
+
+  /** Counts a (possibly wrong) attempt: on the code and on the recipient's failure budget. */
+  const countFailure = (
+    appId: string,
+    id: string,
+    failureKey: string,
+    budget: FailureBudget,
+    now: number,
+  ) => {
+    statements.countAttempt.run(id);
+    hit(appId, { key: failureKey, ...budget }, now);
+  };
+
   const consumeAttempt = db.transaction(
     (ref: CodeRef, budget: FailureBudget, now: number): AttemptOutcome => {
-      const row = (
-        "id" in ref
-          ? statements.codeById.get(ref.appId, ref.id)
-          : statements.codeBySlot.get(ref.appId, ref.slotKey)
-      ) as CodeRow | undefined;
-      if (!row) return { kind: "not_found" };
-      const record = rowToCode(row);
-      if (record.status !== "pending") return { kind: "refused", record, reason: record.status };
-      if (now >= record.expiresAtMs) return { kind: "refused", record, reason: "expired" };
-      if (record.attempts >= record.maxAttempts) return { kind: "refused", record, reason: "max_attempts" };
-      const failureKey = failedChecksKey(record.channel, record.to);
-      const failures = currentCount(ref.appId, failureKey, now);
-      if (failures && failures.count >= budget.limit) {
-        return {
-          kind: "refused",
-          record,
-          reason: "failure_budget",
-          retryAfterSeconds: Math.max(1, Math.ceil((failures.reset_at - now) / 1000)),
-        };
-      }
-      statements.countAttempt.run(record.id);
-      hit(ref.appId, { key: failureKey, ...budget }, now);
-      return { kind: "counted", record: { ...record, attempts: record.attempts + 1 } };
+      const open = openAttempt(ref, budget, now);
+      if (open.kind !== "open") return open;
+      countFailure(ref.appId, open.record.id, open.failureKey, budget, now);
+      return { kind: "counted", record: { ...open.record, attempts: open.record.attempts + 1 } };
     },
   );
 
@@ -348,14 +375,21 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     async attemptAndApprove(ref, budget, nowMs, judge) {
       // Counting, judging and approving run in one synchronous step of one group transaction, so
       // the attempt is counted before the comparison and the approval can happen only once.
+      // The attempt and the judgement share one commit, so nothing sees the code between them: a
+      // right code is counted as an attempt together with its approval, and a wrong one as a
+      // failure; the failure counter is never raised and refunded for a right code (two writes
+      // of a random-keyed row saved per approval).
       return group.run(() => {
-        const outcome = consumeAttempt(ref, budget, nowMs);
-        if (outcome.kind !== "counted") return outcome;
-        const token = judge(outcome.record);
-        if (!token) return outcome;
-        const failureKey = failedChecksKey(outcome.record.channel, outcome.record.to);
-        if (!approve(ref.appId, outcome.record.id, token, failureKey, nowMs)) return outcome;
-        return { kind: "approved" as const, record: { ...outcome.record, status: "approved" as const } };
+        const open = openAttempt(ref, budget, nowMs);
+        if (open.kind !== "open") return open;
+        const counted = { ...open.record, attempts: open.record.attempts + 1 };
+        const token = judge(counted);
+        if (token && statements.approveAttempt.run(ref.appId, counted.id).changes === 1) {
+          statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
+          return { kind: "approved" as const, record: { ...counted, status: "approved" as const } };
+        }
+        countFailure(ref.appId, counted.id, open.failureKey, budget, nowMs);
+        return { kind: "counted" as const, record: counted };
       });
     },
     async approve(appId, id, token, failureKey, nowMs) {
