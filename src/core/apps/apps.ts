@@ -98,6 +98,11 @@ export class AppDirectory {
     return this.peek(`id:${id}`);
   }
 
+  /** `byClientId` without waiting, when the answer is cached (undefined otherwise). */
+  peekByClientId(clientId: string): App | null | undefined {
+    return this.peek(`client:${clientId}`);
+  }
+
   /** `byApiKey` without waiting, when the answer is cached (undefined otherwise). */
   peekByApiKey(apiKey: string): App | null | undefined {
     return this.peek(apiKeyCacheKey(apiKey));

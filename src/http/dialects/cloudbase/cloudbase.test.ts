@@ -348,6 +348,44 @@ describe("CloudBase 200: the journeys", () => {
 });
 
 describe("CloudBase captcha flow", () => {
+  it("answers a client over its captcha threshold before reading the body, when client_id names the app", async () => {
+    await start();
+    const q = "?client_id=default";
+    const from = "203.0.113.50";
+    for (const name of ["a", "b", "c"]) {
+      expect(
+        (await post(`/auth/v1/verification${q}`, { email: `${name}@example.com` }, {}, from)).statusCode,
+      ).toBe(200);
+    }
+    // The body is not even read: a malformed one gets the same captcha refusal as a good one.
+    const refused = await post(
+      `/auth/v1/verification${q}`,
+      "{not json",
+      { "content-type": "application/json" },
+      from,
+    );
+    expectError(refused, 428, "captcha_required", 4028);
+    expect(refused.headers["retry-after"]).toEqual(expect.stringMatching(/^\d+$/));
+    // A pass token goes on to the full send, which judges it (a bogus one is refused there).
+    const judged = await post(
+      `/auth/v1/verification${q}&captcha_token=cp_bogus`,
+      { email: "d@example.com" },
+      {},
+      from,
+    );
+    expectError(judged, 400, "captcha_invalid", 4027);
+    // Another client of the same app is not affected.
+    expect(
+      (await post(`/auth/v1/verification${q}`, { email: "e@example.com" }, {}, "198.51.100.60")).statusCode,
+    ).toBe(200);
+    const logged = await t.engine.sendLog.query({
+      appId: "default",
+      decision: "captcha_required",
+      limit: 10,
+    });
+    expect(logged).toContainEqual(expect.objectContaining({ face: "cloudbase", ip: from }));
+  });
+
   it("asks for a captcha from the 4th send per IP; the solved pass lets one send through, once", async () => {
     await start();
     for (const name of ["a", "b", "c"]) {

@@ -143,7 +143,34 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   app.post(
     "/verification",
-    { schema: { body: SendBody, querystring: ClientQuery, response: { 200: SendReply, ...errorResponses } } },
+    {
+      schema: { body: SendBody, querystring: ClientQuery, response: { 200: SendReply, ...errorResponses } },
+      // A client the risk rules already ask for a captcha is answered before its body is read, as
+      // on the native API: this face is called by browsers directly, so it is where a flood lands.
+      // Only when the app is known without the body (client_id in the query or a header, cached)
+      // and the caller is anonymous; everything else is decided by the handler.
+      onRequest: (request, _reply, done) => {
+        const clientId = clientIdOf(request);
+        const tenant =
+          clientId === undefined || request.headers.authorization !== undefined
+            ? undefined
+            : engine.apps.peekByClientId(clientId);
+        if (!tenant) return done();
+        const query = request.query as { captcha_token?: string } | undefined;
+        let refusal: Error | null;
+        try {
+          refusal = engine.precheckSendRisk({
+            app: tenant,
+            face: "cloudbase",
+            clientIp: request.ip,
+            captchaToken: headerValue(request, "x-captcha-token") ?? query?.captcha_token,
+          });
+        } catch (error) {
+          return done(error as Error);
+        }
+        done(refusal ?? undefined);
+      },
+    },
     async (request) => {
       const body = request.body;
       const target = body.target ?? "ANY";
