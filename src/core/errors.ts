@@ -72,7 +72,11 @@ export class OtpError extends Error {
     // a stack trace would cost more than the rest of the refusal and tell nothing.
     const limit = Error.stackTraceLimit;
     Error.stackTraceLimit = 0;
-    super(options.message ?? OTP_ERROR_CODES[code], { cause: options.cause });
+    // Without a cause, no options object: an own `cause: undefined` would cost a property per error.
+    super(
+      options.message ?? OTP_ERROR_CODES[code],
+      options.cause === undefined ? undefined : { cause: options.cause },
+    );
     Error.stackTraceLimit = limit;
     this.name = "OtpError";
     this.code = code;

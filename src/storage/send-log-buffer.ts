@@ -19,23 +19,33 @@ const MAX_BUFFERED_ENTRIES = 50_000;
 export class SendLogBuffer {
   private entries: SendLogEntry[] = [];
   private readonly repeatable = new Map<string, SendLogEntry>();
+  private lastMerged: SendLogEntry | undefined;
   private dropped = 0;
 
   /** Buffers an entry; true when it fills the batch, which should then be written soon. */
   record(entry: SendLogEntry): boolean {
+    // A flood repeats the entry just merged: compared field by field, it needs no key built.
+    const last = this.lastMerged;
+    if (last !== undefined && sameRepeat(last, entry)) {
+      last.count = (last.count ?? 1) + (entry.count ?? 1);
+      return false;
+    }
     const key = repeatKey(entry);
     if (key !== undefined) {
       const earlier = this.repeatable.get(key);
       if (earlier) {
         earlier.count = (earlier.count ?? 1) + (entry.count ?? 1);
+        this.lastMerged = earlier;
         return false;
       }
       entry = { ...entry };
       this.repeatable.set(key, entry);
+      this.lastMerged = entry;
     }
     if (this.entries.length >= MAX_BUFFERED_ENTRIES) {
       const oldest = this.entries.shift();
       if (oldest) this.repeatable.delete(repeatKey(oldest) ?? "");
+      if (oldest === this.lastMerged) this.lastMerged = undefined;
       this.dropped += 1;
     }
     this.entries.push(entry);
@@ -47,23 +57,39 @@ export class SendLogBuffer {
     const taken = { entries: this.entries, dropped: this.dropped };
     this.entries = [];
     this.repeatable.clear();
+    this.lastMerged = undefined;
     this.dropped = 0;
     return taken;
   }
 }
 
+/** True when `entry` may merge into `merged` (a buffered entry that had a repeat key). */
+function sameRepeat(merged: SendLogEntry, entry: SendLogEntry): boolean {
+  return (
+    entry.ip === merged.ip &&
+    entry.reason === merged.reason &&
+    entry.decision === merged.decision &&
+    entry.appId === merged.appId &&
+    entry.face === merged.face &&
+    isRepeatable(entry)
+  );
+}
+
 /** Entries that may merge share this key; undefined for an entry about one recipient or code. */
 function repeatKey(entry: SendLogEntry): string | undefined {
-  if (
-    entry.channel !== undefined ||
-    entry.to !== undefined ||
-    entry.purpose !== undefined ||
-    entry.verificationId !== undefined ||
-    entry.deviceId !== undefined ||
-    entry.country !== undefined ||
-    entry.shadowed !== undefined
-  ) {
-    return undefined;
-  }
+  if (!isRepeatable(entry)) return undefined;
   return `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason ?? ""}\n${entry.ip ?? ""}`;
+}
+
+/** A decision that names no recipient, verification, device or country: only who asked and why. */
+function isRepeatable(entry: SendLogEntry): boolean {
+  return (
+    entry.channel === undefined &&
+    entry.to === undefined &&
+    entry.purpose === undefined &&
+    entry.verificationId === undefined &&
+    entry.deviceId === undefined &&
+    entry.country === undefined &&
+    entry.shadowed === undefined
+  );
 }

@@ -95,14 +95,17 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       // refusal is decided without a promise round, which showed in the flood's profile.
       onRequest: (request, _reply, done) => {
         const precheck = (caller: Caller) => {
-          resolved.set(request, caller);
-          if (caller.byApiKey) return null;
-          return engine.precheckSendRisk({
-            app: caller.app,
-            face: "native",
-            clientIp: request.ip,
-            captchaToken: headerValue(request, "x-captcha-token"),
-          });
+          const refusal = caller.byApiKey
+            ? null
+            : engine.precheckSendRisk({
+                app: caller.app,
+                face: "native",
+                clientIp: request.ip,
+                captchaToken: headerValue(request, "x-captcha-token"),
+              });
+          // Only a request that goes on to its handler needs its caller remembered.
+          if (!refusal) resolved.set(request, caller);
+          return refusal;
         };
         let caller: Caller | Promise<Caller>;
         let refusal: Error | null = null;

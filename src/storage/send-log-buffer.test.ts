@@ -1,0 +1,47 @@
+import { describe, expect, it } from "vitest";
+import type { SendLogEntry } from "../core/ports.js";
+import { SendLogBuffer } from "./send-log-buffer.js";
+
+const refusal = (ip: string, atMs = 1): SendLogEntry => ({
+  atMs,
+  appId: "app",
+  face: "native",
+  ip,
+  decision: "captcha_required",
+  reason: "risk_ip:3/600s",
+});
+
+describe("SendLogBuffer", () => {
+  it("merges each client's repeated refusals, interleaved or not, into its first entry", () => {
+    const buffer = new SendLogBuffer();
+    for (const ip of ["a", "a", "b", "a", "b", "b", "c"]) buffer.record(refusal(ip));
+    buffer.record({ ...refusal("a"), reason: "risk_subnet:10/600s" });
+    expect(buffer.take().entries.map((entry) => [entry.ip, entry.reason, entry.count ?? 1])).toEqual([
+      ["a", "risk_ip:3/600s", 3],
+      ["b", "risk_ip:3/600s", 3],
+      ["c", "risk_ip:3/600s", 1],
+      ["a", "risk_subnet:10/600s", 1],
+    ]);
+  });
+
+  it("never merges decisions about a recipient, and starts afresh after a take", () => {
+    const buffer = new SendLogBuffer();
+    const about = { ...refusal("a"), channel: "email" as const, to: "a***@example.com" };
+    buffer.record(about);
+    buffer.record(about);
+    buffer.record(refusal("a"));
+    expect(buffer.take().entries).toHaveLength(3);
+    buffer.record(refusal("a"));
+    expect(buffer.take().entries).toEqual([refusal("a")]);
+  });
+
+  it("asks for a write once per full batch, and never mutates the caller's entry", () => {
+    const buffer = new SendLogBuffer();
+    const first = refusal("x");
+    buffer.record(first);
+    buffer.record(refusal("x"));
+    expect(first.count).toBeUndefined();
+    const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
+    expect(full.filter(Boolean)).toHaveLength(1);
+  });
+});
