@@ -136,5 +136,14 @@ function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
     field: target.toField ?? "to",
   });
   const key = slotKey(target.channel, recipient.address, target.purpose);
-  return { appId: app.id, slotKey: key, slotTags: deps.secrets.slotTags(app.id, key) };
+  // The tags are a keyed hash per secret, used only by stores keyed by tag (Redis): made on demand.
+  let tags: string[] | undefined;
+  return {
+    appId: app.id,
+    slotKey: key,
+    get slotTags() {
+      tags ??= deps.secrets.slotTags(app.id, key);
+      return tags;
+    },
+  };
 }
