@@ -6,7 +6,7 @@ import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
-import { trustedPeers } from "../../shared/trusted-peers.js";
+import type { TrustedPeers } from "../../shared/trusted-peers.js";
 import { headerText, languageOf, readDeviceHeaders } from "./device-headers.js";
 import {
   IDAAS_ERRORS,
@@ -34,8 +34,8 @@ import {
 
 export interface IdaasDialectOptions {
   engine: Engine;
-  /** VERIFYD_TRUST_PROXY: only a peer in this list may state the device's address (X-device-ip) */
-  trustProxy: string[];
+  /** VERIFYD_TRUST_PROXY as a matcher: only such a peer may state the device's address (X-device-ip) */
+  trustedProxies: TrustedPeers;
 }
 
 /** The IDaaS login page's example `expire` (5 days); the session lives that long. */
@@ -65,7 +65,7 @@ const errorResponses = { 400: ErrorReply, 500: ErrorReply };
 export async function idaasDialect(fastify: FastifyInstance, options: IdaasDialectOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { engine } = options;
-  const trusted = trustedPeers(options.trustProxy);
+  const trusted = options.trustedProxies;
   // Derived once: deriving keys per request would put key derivation on the login path.
   const jwt = createJwtKeys(engine.deps.secrets, engine.deps.clock);
   const callers = new WeakMap<FastifyRequest, Caller>();
