@@ -75,7 +75,9 @@ export function parsePointJson(input: string, secretKey: string | null): SliderP
   if (secretKey === null) {
     return null;
   }
-  const plain = decrypt(trimmed, secretKey);
+  // Spaces are not trimmed from a ciphertext: one at either end is a '+' that form or query
+  // decoding turned into ' ' (see decrypt).
+  const plain = decrypt(input.replace(/^[\t\r\n]+|[\t\r\n]+$/g, ""), secretKey);
   return plain === null ? null : toPoint(parseJson(plain));
 }
 
