@@ -8,7 +8,7 @@ import {
 } from "../abuse/abuse-rules.js";
 import { applyAccountRule } from "../accounts/account-rules.js";
 import { OtpError } from "../errors.js";
-import { newId, newVerificationId, sha256Hex } from "../ids.js";
+import { newTimeOrderedId, newVerificationId, sha256Hex } from "../ids.js";
 import { countryLocale } from "../messages/country-locale.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
@@ -235,7 +235,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     const outbox: OutboxMessage | null =
       testCode === null
         ? {
-            id: newId("msg"),
+            id: newTimeOrderedId("msg", now),
             appId: app.id,
             verificationId: id,
             channel,
