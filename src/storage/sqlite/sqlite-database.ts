@@ -33,6 +33,8 @@ export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
   // overflows after a few hundred thousand sends, and every read then costs a system call.
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   db.pragma(`mmap_size = ${MMAP_BYTES}`);
+  // Savepoints and sorts spill to temporary storage; keep it in memory, not in a temp file.
+  db.pragma("temp_store = MEMORY");
   if (options.migrate ?? true) migrateSqlite(db);
   return db;
 }

@@ -41,18 +41,15 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
       delivery.providerMessageId ?? null,
     );
 
-  const finish = db.transaction(
-    (status: "sent" | "failed", message: OutboxMessage, delivery: DeliveryRecord) => {
-      statements.finish.run(status, message.id);
-      record(message, delivery);
-    },
-  );
-  const retry = db.transaction(
-    (message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number) => {
-      statements.retry.run(nextAttemptAtMs, message.id);
-      record(message, delivery);
-    },
-  );
+  // Both run inside a group transaction (`group.run`), which makes each all-or-nothing.
+  const finish = (status: "sent" | "failed", message: OutboxMessage, delivery: DeliveryRecord) => {
+    statements.finish.run(status, message.id);
+    record(message, delivery);
+  };
+  const retry = (message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number) => {
+    statements.retry.run(nextAttemptAtMs, message.id);
+    record(message, delivery);
+  };
 
   return {
     async claim(limit, leaseMs, nowMs) {

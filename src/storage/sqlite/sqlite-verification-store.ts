@@ -323,14 +323,13 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     hit(appId, { key: failureKey, ...budget }, now);
   };
 
-  const consumeAttempt = db.transaction(
-    (ref: CodeRef, budget: FailureBudget, now: number): AttemptOutcome => {
-      const open = openAttempt(ref, budget, now);
-      if (open.kind !== "open") return open;
-      countFailure(ref.appId, open.record.id, open.failureKey, budget, now);
-      return { kind: "counted", record: { ...open.record, attempts: open.record.attempts + 1 } };
-    },
-  );
+  // Runs inside a group transaction (`group.run`), as every write of this store does.
+  const consumeAttempt = (ref: CodeRef, budget: FailureBudget, now: number): AttemptOutcome => {
+    const open = openAttempt(ref, budget, now);
+    if (open.kind !== "open") return open;
+    countFailure(ref.appId, open.record.id, open.failureKey, budget, now);
+    return { kind: "counted", record: { ...open.record, attempts: open.record.attempts + 1 } };
+  };
 
   const approve = (
     appId: string,
@@ -360,6 +359,7 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
         return current;
       };
       const outcome = await group.run(() => {
+        seen.length = 0; // a group may run its work twice (see createGroupCommit)
         const shadowed: string[] = [];
         return (
           checkIssue(request, nowMs, shadowed, readAndNote) ?? commitIssue(request, nowMs, shadowed, seen)
