@@ -11,6 +11,7 @@ import type {
   VerificationStore,
 } from "../../core/ports.js";
 import type { Backend } from "../backend.js";
+import { createCounterKeyFilter } from "./counter-key-filter.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
@@ -59,14 +60,16 @@ export function createSqliteBackend(options: {
   const ping = db.prepare("SELECT 1");
   const sendLog = createSqliteSendLog(db, options.logger ?? silentLogger);
   const group = createGroupCommit(db);
+  // Shared by both stores that write counters, so it sees every counter row.
+  const counterKeys = createCounterKeyFilter(db);
   let checkpointer: ReturnType<typeof startSqliteCheckpointer> | null = null;
   return {
     db,
-    verifications: createSqliteVerificationStore(db, group),
+    verifications: createSqliteVerificationStore(db, group, counterKeys),
     outbox: createSqliteOutboxStore(db, group),
     apps: createSqliteAppStore(db),
     accounts: createSqliteAccountDirectory(db),
-    counters: createSqliteCounterStore(db),
+    counters: createSqliteCounterStore(db, counterKeys),
     devInbox: createSqliteDevInbox(db, group),
     captcha: createSqliteCaptchaStore(db),
     sendLog,

@@ -1,4 +1,5 @@
 import type { CounterState, CounterStore } from "../../core/ports.js";
+import type { CounterKeyFilter } from "./counter-key-filter.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 /** Adds one to a windowed counter; a window starts at its first hit, an elapsed one restarts at 1. */
@@ -10,7 +11,7 @@ export const COUNTER_HIT_SQL = `
   RETURNING count, reset_at`;
 
 /** Windowed counters: `INSERT … ON CONFLICT DO UPDATE … RETURNING`, one statement, atomic. */
-export function createSqliteCounterStore(db: SqliteDatabase): CounterStore {
+export function createSqliteCounterStore(db: SqliteDatabase, keys: CounterKeyFilter): CounterStore {
   const statements = {
     hit: db.prepare(COUNTER_HIT_SQL),
     get: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ? AND reset_at > ?"),
@@ -20,11 +21,15 @@ export function createSqliteCounterStore(db: SqliteDatabase): CounterStore {
     row ? { count: row.count, resetAtMs: row.reset_at } : { count: 0, resetAtMs: 0 };
   return {
     async hit(appId, key, windowSeconds, nowMs) {
-      return toState(
-        statements.hit.get({ app: appId, key, now: nowMs, windowMs: windowSeconds * 1000 }) as never,
-      );
+      const row = statements.hit.get({ app: appId, key, now: nowMs, windowMs: windowSeconds * 1000 }) as {
+        count: number;
+        reset_at: number;
+      };
+      keys.add(appId, key, row.reset_at);
+      return toState(row);
     },
     async peek(appId, key, nowMs) {
+      if (!keys.mayExist(appId, key, nowMs)) return toState(undefined);
       return toState(statements.get.get(appId, key, nowMs) as never);
     },
     async reset(appId, key) {

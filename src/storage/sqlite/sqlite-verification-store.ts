@@ -18,6 +18,7 @@ import type {
   TokenRecord,
 } from "../../core/types.js";
 import { failedChecksKey } from "../../core/verification/keys.js";
+import type { CounterKeyFilter } from "./counter-key-filter.js";
 import type { GroupCommit } from "./group-commit.js";
 import { COUNTER_HIT_SQL } from "./sqlite-counter-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
@@ -72,7 +73,11 @@ export function rowToCode(row: CodeRow): CodeRecord {
  * group commit makes each request's writes all-or-nothing and answers it only once committed;
  * `BEGIN IMMEDIATE` guards against other processes (the CLI) on the same file.
  */
-export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCommit): VerificationStore {
+export function createSqliteVerificationStore(
+  db: SqliteDatabase,
+  group: GroupCommit,
+  keys: CounterKeyFilter,
+): VerificationStore {
   const statements = {
     idempotencyGet: db.prepare(
       "SELECT verification_id, fingerprint, resend_after FROM idempotency WHERE app_id = ? AND key = ? AND expires_at > ?",
@@ -124,6 +129,7 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
   };
 
   const currentCount = (appId: string, key: string, now: number): CounterRow | null => {
+    if (!keys.mayExist(appId, key, now)) return null;
     const row = statements.counterGet.get(appId, key) as CounterRow | undefined;
     return row && row.reset_at > now ? row : null;
   };
@@ -131,8 +137,10 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
   // All of a send's counters are read with one statement (one per key count, prepared once): a
   // statement per counter cost more than the rest of a refusal.
   const countersByKeys = new Map<number, ReturnType<typeof db.prepare>>();
-  const currentCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
+  const currentCounts = (appId: string, candidates: readonly CounterCheck[], now: number) => {
     const current = new Map<string, CounterRow>();
+    // Counters never written need no read (a new recipient, a new client address).
+    const counters = candidates.filter((counter) => keys.mayExist(appId, counter.key, now));
     if (counters.length === 0) return current;
     let statement = countersByKeys.get(counters.length);
     if (!statement) {
@@ -173,8 +181,10 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     const missing: CounterCheck[] = [];
     for (const counter of counters) {
       const row = recall(`${appId}\0${counter.key}`);
-      if (row === undefined) missing.push(counter);
-      else if (row.reset_at > now) current.set(counter.key, row);
+      if (row === undefined) {
+        // a counter never written is zero: nothing to read or to remember
+        if (keys.mayExist(appId, counter.key, now)) missing.push(counter);
+      } else if (row.reset_at > now) current.set(counter.key, row);
     }
     if (missing.length > 0) {
       const read = currentCounts(appId, missing, now);
@@ -187,13 +197,16 @@ export function createSqliteVerificationStore(db: SqliteDatabase, group: GroupCo
     return current;
   };
 
-  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
-    statements.counterHit.get({
+  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) => {
+    const row = statements.counterHit.get({
       app: appId,
       key: counter.key,
       now,
       windowMs: counter.windowSeconds * 1000,
     }) as CounterRow;
+    keys.add(appId, counter.key, row.reset_at);
+    return row;
+  };
 
   /**
    * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is

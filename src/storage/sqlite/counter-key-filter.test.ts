@@ -1,0 +1,85 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { createCounterKeyFilter } from "./counter-key-filter.js";
+import { createSqliteBackend } from "./index.js";
+import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
+
+describe("counter key filter", () => {
+  let db: SqliteDatabase;
+  beforeEach(() => {
+    db = openSqliteDatabase({ path: ":memory:" });
+  });
+  afterEach(() => db.close());
+
+  it("never calls a written key absent, and calls almost every other key absent", () => {
+    const filter = createCounterKeyFilter(db);
+    for (let i = 0; i < 100_000; i++) filter.add("default", `ip:10.0.${i}:3600`, 5_000);
+    let forgotten = 0;
+    for (let i = 0; i < 100_000; i++) if (!filter.mayExist("default", `ip:10.0.${i}:3600`, 0)) forgotten++;
+    expect(forgotten).toBe(0);
+    let falsePositives = 0;
+    for (let i = 0; i < 100_000; i++)
+      if (filter.mayExist("default", `ip:10.1.${i}:3600`, 0)) falsePositives++;
+    expect(falsePositives).toBeLessThan(100); // < 0.1%
+    // the app is part of the key
+    expect(filter.mayExist("other", "ip:10.0.1:3600", 0)).toBe(false);
+  });
+
+  it("knows the rows already in the file when it starts", () => {
+    db.prepare(
+      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', 'r:email:a@x.io:60', 1, 9)",
+    ).run();
+    const filter = createCounterKeyFilter(db);
+    expect(filter.mayExist("default", "r:email:a@x.io:60", 0)).toBe(true);
+    expect(filter.mayExist("default", "r:email:b@x.io:60", 0)).toBe(false);
+  });
+
+  it("forgets a generation only once every reset_at written to it has passed", () => {
+    const filter = createCounterKeyFilter(db, { keysPerGeneration: 2 });
+    filter.add("default", "old-1", 1_000);
+    filter.add("default", "old-2", 5_000); // the first generation lives until 5 000
+    filter.add("default", "new-1", 9_000); // a second generation
+    expect(filter.mayExist("default", "old-1", 4_999)).toBe(true);
+    expect(filter.mayExist("default", "new-1", 4_999)).toBe(true);
+    expect(filter.mayExist("default", "old-1", 5_000)).toBe(false);
+    expect(filter.mayExist("default", "old-2", 5_000)).toBe(false);
+    // the newest generation is kept whatever its age: it takes the next writes
+    expect(filter.mayExist("default", "new-1", 10_000)).toBe(true);
+  });
+
+  it("keeps a key written again in a newer generation after the older one is dropped", () => {
+    const filter = createCounterKeyFilter(db, { keysPerGeneration: 1 });
+    filter.add("default", "k", 1_000);
+    filter.add("default", "other", 1_000); // second generation
+    filter.add("default", "k", 20_000); // written again: a new window, third generation
+    expect(filter.mayExist("default", "k", 1_000)).toBe(true);
+  });
+});
+
+describe("SQLite counters with the key filter", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "verifyd-counter-keys-"));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("still counts a counter written before a restart", async () => {
+    const path = join(dir, "verifyd.db");
+    const first = createSqliteBackend({ path });
+    await first.counters.hit("default", "risk:ip:10.0.0.1:600", 600, 1_000);
+    await first.counters.hit("default", "risk:ip:10.0.0.1:600", 600, 1_000);
+    await first.close();
+    const second = createSqliteBackend({ path });
+    expect(await second.counters.peek("default", "risk:ip:10.0.0.1:600", 2_000)).toEqual({
+      count: 2,
+      resetAtMs: 601_000,
+    });
+    expect(await second.counters.peek("default", "risk:ip:10.0.0.2:600", 2_000)).toEqual({
+      count: 0,
+      resetAtMs: 0,
+    });
+    await second.close();
+  });
+});

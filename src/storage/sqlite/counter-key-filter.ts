@@ -1,0 +1,115 @@
+import type { SqliteDatabase } from "./sqlite-database.js";
+
+// 2^24 bits (2 MiB) and 4 probes per generation: ~0.2% false "may exist" at a million keys.
+const BITS_LOG2 = 24;
+const PROBES = 4;
+const KEYS_PER_GENERATION = 1_000_000;
+// At most this many generations (6 MiB); past it the newest one takes every key and its false
+// positives grow, which costs reads, never correctness.
+const MAX_GENERATIONS = 3;
+
+interface Generation {
+  bits: Uint32Array;
+  keys: number;
+  /** the latest `reset_at` of a key added here: past it, every row this generation knows is dead */
+  lastResetAtMs: number;
+}
+
+/**
+ * Which counter rows may exist: a Bloom filter over `(app, key)`, fed by every statement that
+ * writes a counter, so that a counter it has never seen is known to be zero without a read. Most
+ * counters a request reads are new (a new recipient, a client address never seen), and reading
+ * them was the larger part of refusing a flood from many addresses.
+ *
+ * It may say "may exist" for a key without a row (a rolled-back write, a purged row: one wasted
+ * read) but never "absent" for a live one. Keys are forgotten a generation at a time: a generation
+ * is dropped once every `reset_at` written to it has passed, because a row written again since
+ * is in a newer generation with its new `reset_at`. Only this process writes counters (the CLI
+ * does not), so nothing else can add a row behind its back.
+ */
+export function createCounterKeyFilter(
+  db: SqliteDatabase,
+  { keysPerGeneration = KEYS_PER_GENERATION }: { keysPerGeneration?: number } = {},
+) {
+  const newGeneration = (): Generation => ({
+    bits: new Uint32Array(2 ** (BITS_LOG2 - 5)),
+    keys: 0,
+    lastResetAtMs: 0,
+  });
+  let generations: Generation[] = [newGeneration()];
+
+  const add = (appId: string, key: string, resetAtMs: number) => {
+    let current = generations[generations.length - 1] as Generation;
+    if (current.keys >= keysPerGeneration && generations.length < MAX_GENERATIONS) {
+      current = newGeneration();
+      generations.push(current);
+    }
+    hashKey(appId, key);
+    for (let i = 0; i < PROBES; i++) {
+      const bit = (h1 + Math.imul(i, h2)) >>> (32 - BITS_LOG2);
+      current.bits[bit >>> 5] = (current.bits[bit >>> 5] as number) | (1 << (bit & 31));
+    }
+    current.keys += 1;
+    if (resetAtMs > current.lastResetAtMs) current.lastResetAtMs = resetAtMs;
+  };
+
+  // Rows already in the file when the process starts.
+  for (const row of db.prepare("SELECT app_id, key, reset_at FROM counters").iterate()) {
+    const { app_id, key, reset_at } = row as { app_id: string; key: string; reset_at: number };
+    add(app_id, key, reset_at);
+  }
+
+  return {
+    /** Records a counter write (call it with the row's `reset_at` after every write). */
+    add,
+    /** False only when no row of this counter can exist. */
+    mayExist(appId: string, key: string, nowMs: number): boolean {
+      if (generations.length > 1 && (generations[0] as Generation).lastResetAtMs <= nowMs) {
+        generations = generations.filter((g, i) => i === generations.length - 1 || g.lastResetAtMs > nowMs);
+      }
+      hashKey(appId, key);
+      for (const generation of generations) {
+        let all = true;
+        for (let i = 0; i < PROBES && all; i++) {
+          const bit = (h1 + Math.imul(i, h2)) >>> (32 - BITS_LOG2);
+          all = ((generation.bits[bit >>> 5] as number) & (1 << (bit & 31))) !== 0;
+        }
+        if (all) return true;
+      }
+      return false;
+    },
+  };
+}
+
+export type CounterKeyFilter = ReturnType<typeof createCounterKeyFilter>;
+
+// Two 32-bit hashes of `app \0 key` in one pass (FNV-1a with two multipliers, each finished
+// with murmur3's mixer; double hashing derives the probes), left in module variables so that
+// hashing allocates nothing.
+let h1 = 0;
+let h2 = 0;
+function hashKey(appId: string, key: string): void {
+  let a = 0x811c9dc5;
+  let b = 0x050c5d1f;
+  for (let i = 0; i < appId.length; i++) {
+    a = Math.imul(a ^ appId.charCodeAt(i), 0x01000193);
+    b = Math.imul(b ^ appId.charCodeAt(i), 0x5bd1e995);
+  }
+  a = Math.imul(a, 0x01000193); // the separator (a zero code unit)
+  b = Math.imul(b, 0x5bd1e995);
+  for (let i = 0; i < key.length; i++) {
+    a = Math.imul(a ^ key.charCodeAt(i), 0x01000193);
+    b = Math.imul(b ^ key.charCodeAt(i), 0x5bd1e995);
+  }
+  h1 = finish(a);
+  // odd, so the probes of one key never coincide
+  h2 = (finish(b) | 1) >>> 0;
+}
+
+function finish(hash: number): number {
+  let h = hash ^ (hash >>> 16);
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
