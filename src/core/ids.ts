@@ -28,6 +28,13 @@ export function newId(prefix: string): string {
   return `${prefix}_${randomBytesFromPool(16).toString("base64url")}`;
 }
 
+// Milliseconds since the epoch in 9 base36 digits (enough until the year 5188): a fixed width
+// keeps text order and time order the same.
+const TIME_PART_CHARS = 9;
+function timePart(nowMs: number): string {
+  return nowMs.toString(36).padStart(TIME_PART_CHARS, "0");
+}
+
 /**
  * An id that sorts by the time it was minted: `<prefix>_<ms since epoch, 9 base36 digits><128
  * random bits>`. Ids a store indexes in insertion order (outbox messages, and the dev inbox and
@@ -36,8 +43,7 @@ export function newId(prefix: string): string {
  * which its caller knows anyway; the random part keeps it unguessable.
  */
 export function newTimeOrderedId(prefix: string, nowMs: number): string {
-  // 9 base36 digits hold every millisecond until the year 5188: a fixed width keeps the order.
-  return `${prefix}_${nowMs.toString(36).padStart(9, "0")}${randomBytesFromPool(16).toString("base64url")}`;
+  return `${prefix}_${timePart(nowMs)}${randomBytesFromPool(16).toString("base64url")}`;
 }
 
 export const VERIFICATION_ID_PREFIX = "vf_";
@@ -83,6 +89,29 @@ export function parseVerificationId(id: string): { slotTag: string; random: Buff
 /** A bearer secret (verification token, session, API key): 192 random bits. */
 export function newSecretToken(prefix: string): string {
   return `${prefix}_${randomBytesFromPool(24).toString("base64url")}`;
+}
+
+// 192 random bits in base64url
+const SECRET_CHARS = 32;
+
+/**
+ * A bearer secret that sorts by the time it was minted: `<prefix>_<time><192 random bits>`, for
+ * secrets minted on a hot path (verification tokens, one per approved check). Stores key it by
+ * `timeOrderedSecretKey`, so a day's inserts share index pages instead of each taking a random one.
+ */
+export function newTimeOrderedSecret(prefix: string, nowMs: number): string {
+  return `${prefix}_${timePart(nowMs)}${randomBytesFromPool(24).toString("base64url")}`;
+}
+
+/**
+ * What a store keys a `newTimeOrderedSecret` by: its time part in clear, then the SHA-256 of the
+ * whole secret (the time is no secret; the random part never rests in clear). Any other string
+ * (a secret minted before this format, a forgery) is keyed by its SHA-256 alone.
+ */
+export function timeOrderedSecretKey(secret: string): string {
+  const start = secret.indexOf("_") + 1;
+  const timed = start > 0 && secret.length === start + TIME_PART_CHARS + SECRET_CHARS;
+  return timed ? `${secret.slice(start, start + TIME_PART_CHARS)}${sha256Hex(secret)}` : sha256Hex(secret);
 }
 
 /** Bearer secrets are stored only as their SHA-256; they are random, so no salt or HMAC is needed. */

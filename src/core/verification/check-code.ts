@@ -1,6 +1,6 @@
 import { prefixVerifiedKey } from "../abuse/abuse-rules.js";
 import { OtpError } from "../errors.js";
-import { newSecretToken, sha256Hex } from "../ids.js";
+import { newTimeOrderedSecret, timeOrderedSecretKey } from "../ids.js";
 import type { AttemptRefusal, CodeRef } from "../ports.js";
 import { parseRecipient, phonePrefix } from "../recipients.js";
 import type { App, Channel, CodeRecord, Purpose, TokenRecord } from "../types.js";
@@ -61,7 +61,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const now = deps.clock.nowMs();
   const tokenTtlSeconds = app.policy.tokenTtlSeconds;
   const tokenFor = (record: CodeRecord, token: string): TokenRecord => ({
-    tokenHash: sha256Hex(token),
+    tokenHash: timeOrderedSecretKey(token),
     appId: app.id,
     verificationId: record.id,
     channel: record.channel,
@@ -74,7 +74,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const outcome = consumeInOneStep
     ? await consumeInOneStep(ref, app.policy.failedChecksPerRecipient, now, (record) => {
         if (!deps.secrets.codeMatches(record.id, input.code, record.codeHash)) return null;
-        oneStepToken = newSecretToken("vt");
+        oneStepToken = newTimeOrderedSecret("vt", now);
         return tokenFor(record, oneStepToken);
       })
     : await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
@@ -112,7 +112,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
     return { record };
   }
 
-  const token = newSecretToken("vt");
+  const token = newTimeOrderedSecret("vt", now);
   const approved = await deps.store.approve(app.id, record.id, tokenFor(record, token), failureKey, now);
   // Another concurrent check with the same right code won the approval: single use.
   if (!approved) throw new OtpError("CODE_ALREADY_USED");

@@ -1,5 +1,5 @@
 import { OtpError } from "../errors.js";
-import { sha256Hex } from "../ids.js";
+import { timeOrderedSecretKey } from "../ids.js";
 import type { App, Channel, Purpose, TokenRecord } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
 
@@ -21,7 +21,7 @@ export interface RedeemTokenInput {
 export async function redeemToken(deps: EngineDeps, input: RedeemTokenInput): Promise<TokenRecord> {
   const { app } = input;
   const invalid = () => new OtpError("TOKEN_INVALID", { details: { field: input.tokenField ?? "token" } });
-  const tokenHash = sha256Hex(input.token);
+  const tokenHash = timeOrderedSecretKey(input.token);
   const now = deps.clock.nowMs();
   const token = await deps.store.findToken(app.id, tokenHash, now);
   if (!token) throw invalid();

@@ -248,7 +248,7 @@ describe("POST /v1/verifications/check", () => {
       expect(reply.json()).toEqual({
         id,
         status: "approved",
-        token: expect.stringMatching(/^vt_[A-Za-z0-9_-]{32}$/),
+        token: expect.stringMatching(/^vt_[0-9a-z]{9}[\w-]{32}$/),
         token_expires_in: 600,
       });
     });

@@ -42,7 +42,7 @@ const bearer = (accessToken: string): Headers => ({ authorization: `Bearer ${acc
 function masked(body: Record<string, unknown>): Record<string, unknown> {
   const shapes: Record<string, [RegExp, string]> = {
     verification_id: [/^vf_[\w-]{36}$/, "<verification_id>"],
-    verification_token: [/^vt_[\w-]{32}$/, "<verification_token>"],
+    verification_token: [/^vt_[0-9a-z]{9}[\w-]{32}$/, "<verification_token>"],
     access_token: [JWT_PATTERN, "<access_token>"],
     refresh_token: [/^rt_[\w-]{32}$/, "<refresh_token>"],
     sub: [/^acc_[\w-]{22}$/, "<sub>"],
