@@ -92,6 +92,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const maxInFlight = batchSize * 2;
   let running = false;
   let timer: NodeJS.Timeout | null = null;
+  // The pending timer fires at once: a burst of sends, each waking the worker, sets it only once.
+  let timerImmediate = false;
   let claiming = false;
   let backlog = false;
   let wakeRequested = false;
@@ -287,8 +289,9 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   }
 
   function schedule(delayMs: number): void {
-    if (!running || claiming) return;
+    if (!running || claiming || (timer && timerImmediate)) return;
     if (timer) clearTimeout(timer);
+    timerImmediate = delayMs === 0;
     timer = setTimeout(pump, delayMs);
   }
 
@@ -300,6 +303,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    */
   async function pump(): Promise<void> {
     timer = null;
+    timerImmediate = false;
     if (!running || claiming) return;
     if (maxInFlight - active.size < batchSize) {
       // full: the next delivery to finish calls again

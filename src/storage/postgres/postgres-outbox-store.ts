@@ -20,9 +20,10 @@ interface Settlement {
 const STATEMENTS = {
   // SKIP LOCKED: concurrent claimers (other processes) skip the rows one is claiming instead of
   // waiting for it, and a row whose claim committed meanwhile is re-checked and left out, so no two
-  // workers ever get the same message. The lease makes a crashed worker's claim lapse.
+  // workers ever get the same message. The lease makes a crashed worker's claim lapse: a claim
+  // moves the due time to the lease's end, so the scan for due rows skips those in flight.
   claim: `
-    UPDATE outbox o SET claimed_until = $1, attempts = o.attempts + 1
+    UPDATE outbox o SET claimed_until = $1, next_attempt_at = $1, attempts = o.attempts + 1
     FROM (
       SELECT id FROM outbox
       WHERE status = 'queued' AND next_attempt_at <= $2 AND (claimed_until IS NULL OR claimed_until <= $2)

@@ -7,8 +7,11 @@ import type { SqliteDatabase } from "./sqlite-database.js";
 /** The embedded outbox: claims are leases, so a crashed worker's messages come back when they lapse. */
 export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit): OutboxStore {
   const statements = {
+    // A claim moves the message's due time to the end of its lease, so the scan for due messages
+    // never walks past the ones in flight (it used to test each one's claimed_until), and a lapsed
+    // lease makes the message due again. claimed_until stays as the record of the lease.
     claim: db.prepare(`
-      UPDATE outbox SET claimed_until = @leaseUntil, attempts = attempts + 1
+      UPDATE outbox SET claimed_until = @leaseUntil, next_attempt_at = @leaseUntil, attempts = attempts + 1
       WHERE id IN (
         SELECT id FROM outbox
         WHERE status = 'queued' AND next_attempt_at <= @now AND (claimed_until IS NULL OR claimed_until <= @now)
@@ -53,7 +56,10 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
 
   return {
     async claim(limit, leaseMs, nowMs) {
-      const rows = statements.claim.all({ leaseUntil: nowMs + leaseMs, now: nowMs, limit }) as OutboxRow[];
+      // In the group transaction: a claim shares its commit with the sends of the same turn.
+      const rows = (await group.run(() =>
+        statements.claim.all({ leaseUntil: nowMs + leaseMs, now: nowMs, limit }),
+      )) as OutboxRow[];
       return outboxMessagesFromRows(rows);
     },
     // A round's outcomes share one commit through the group committer.
