@@ -368,7 +368,12 @@ export function createSqliteVerificationStore(
       const seen: [string, CounterRow][] = [];
       const readAndNote: typeof currentCounts = (appId, counters, now) => {
         const current = currentCounts(appId, counters, now);
-        for (const counter of counters) seen.push([counter.key, current.get(counter.key) ?? ABSENT]);
+        for (const counter of counters) {
+          const row = current.get(counter.key);
+          // An absent counter needs an entry only to replace one the cache holds.
+          if (row) seen.push([counter.key, row]);
+          else if (recall(`${appId}\0${counter.key}`) !== undefined) seen.push([counter.key, ABSENT]);
+        }
         return current;
       };
       const outcome = await group.run(() => {
