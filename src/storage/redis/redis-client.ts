@@ -30,6 +30,9 @@ export async function connectRedis(options: RedisClientOptions): Promise<Redis> 
     // `issue` twice would count a send twice.
     autoResendUnfulfilledCommands: false,
     maxRetriesPerRequest: 0,
+    // The commands of one event-loop turn (the sends of one burst) leave in one socket write and
+    // Redis reads them in one go: a write system call per command was an eighth of a send's CPU.
+    enableAutoPipelining: true,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
     connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
     retryStrategy: (times) => Math.min(times * RECONNECT_STEP_MS, RECONNECT_MAX_DELAY_MS),
