@@ -47,6 +47,8 @@ export function newTimeOrderedId(prefix: string, nowMs: number): string {
 }
 
 export const VERIFICATION_ID_PREFIX = "vf_";
+/** Characters of the time part every time-ordered id starts with (9 base36 digits of ms). */
+export const ID_TIME_CHARS = TIME_PART_CHARS;
 /** Bytes of a verification id's slot tag: 72 bits, 12 base64url characters (see `newVerificationId`). */
 export const SLOT_TAG_BYTES = 9;
 /**
@@ -58,32 +60,45 @@ export const VERIFICATION_RANDOM_BYTES = 18;
 // base64url: 4 characters per 3 bytes; both lengths are multiples of 3, so there is no padding.
 export const SLOT_TAG_CHARS = (SLOT_TAG_BYTES / 3) * 4;
 export const VERIFICATION_RANDOM_CHARS = (VERIFICATION_RANDOM_BYTES / 3) * 4;
+/** Bytes of an id's stamp (`parseVerificationId`): its time characters, then its random bytes. */
+export const VERIFICATION_STAMP_BYTES = ID_TIME_CHARS + VERIFICATION_RANDOM_BYTES;
 const VERIFICATION_ID = new RegExp(
-  `^${VERIFICATION_ID_PREFIX}([\\w-]{${SLOT_TAG_CHARS}})([\\w-]{${VERIFICATION_RANDOM_CHARS}})$`,
+  `^${VERIFICATION_ID_PREFIX}([0-9a-z]{${ID_TIME_CHARS}})([\\w-]{${SLOT_TAG_CHARS}})([\\w-]{${VERIFICATION_RANDOM_CHARS}})$`,
 );
 
 /**
- * A verification id: `vf_<slot tag><random>`. The slot tag (`CodeSecrets.slotTags`) names the
- * code's (app, recipient, purpose) slot under a keyed hash, so a store that keeps a slot's code
- * under the slot (Redis: one key per live code) finds it by id too; the 144 random bits after it
- * keep the id unguessable even to whoever knows the tag (an earlier id of the same slot shows it).
- * Stores that index ids directly (SQLite, PostgreSQL) ignore the structure.
+ * A verification id: `vf_<time><slot tag><random>`.
+ * - The time (`newTimeOrderedId`'s) comes first so that stores indexing ids (SQLite, PostgreSQL)
+ *   insert each at the right edge of the index, not on a random page.
+ * - The slot tag (`CodeSecrets.slotTags`) names the code's (app, recipient, purpose) slot under a
+ *   keyed hash, so a store that keeps a slot's code under the slot (Redis: one key per live code)
+ *   finds it by id too.
+ * - The 144 random bits keep the id unguessable even to whoever knows the tag (an earlier id of
+ *   the same slot shows it) and the time.
  */
-export function newVerificationId(slotTag: string): string {
-  return formatVerificationId(slotTag, randomBytesFromPool(VERIFICATION_RANDOM_BYTES));
+export function newVerificationId(slotTag: string, nowMs: number): string {
+  return `${VERIFICATION_ID_PREFIX}${timePart(nowMs)}${slotTag}${randomBytesFromPool(VERIFICATION_RANDOM_BYTES).toString("base64url")}`;
 }
 
-/** The id `newVerificationId` would mint for this tag and these random bytes. */
-export function formatVerificationId(slotTag: string, random: Buffer): string {
-  return `${VERIFICATION_ID_PREFIX}${slotTag}${random.toString("base64url")}`;
+/** The id whose tag and stamp these are (the inverse of `parseVerificationId`). */
+export function formatVerificationId(slotTag: string, stamp: Buffer): string {
+  const time = stamp.toString("latin1", 0, ID_TIME_CHARS);
+  return `${VERIFICATION_ID_PREFIX}${time}${slotTag}${stamp.toString("base64url", ID_TIME_CHARS)}`;
 }
 
-/** The parts of a verification id, or null when it is not shaped like one (it cannot exist). */
-export function parseVerificationId(id: string): { slotTag: string; random: Buffer } | null {
+/**
+ * The parts of a verification id, or null when it is not shaped like one (it cannot exist): its
+ * slot tag, and its stamp (everything else: the time characters, then the raw random bytes), which
+ * tells it from every other id of its slot.
+ */
+export function parseVerificationId(id: string): { slotTag: string; stamp: Buffer } | null {
   const parts = VERIFICATION_ID.exec(id);
   if (!parts) return null;
   // Whole groups of 4 base64url characters: every such id maps to one random value and back.
-  return { slotTag: parts[1] ?? "", random: Buffer.from(parts[2] ?? "", "base64url") };
+  const stamp = Buffer.allocUnsafe(VERIFICATION_STAMP_BYTES);
+  stamp.write(parts[1] ?? "", 0, "latin1");
+  stamp.write(parts[3] ?? "", ID_TIME_CHARS, "base64url");
+  return { slotTag: parts[2] ?? "", stamp };
 }
 
 /** A bearer secret (verification token, session, API key): 192 random bits. */

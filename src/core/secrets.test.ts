@@ -1,6 +1,11 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { newVerificationId, parseVerificationId, VERIFICATION_ID_PREFIX } from "./ids.js";
+import {
+  formatVerificationId,
+  newVerificationId,
+  parseVerificationId,
+  VERIFICATION_ID_PREFIX,
+} from "./ids.js";
 import { CodeSecrets, generateNumericCode } from "./secrets.js";
 
 const A = "secret-a-0123456789abcdef";
@@ -120,32 +125,40 @@ describe("CodeSecrets: slot tags", () => {
     expect(new CodeSecrets([B, A]).slotTags("default", SLOT)).toEqual([fresh, old]);
   });
 
-  it("mints verification ids that carry the tag before 144 random bits", () => {
+  it("mints verification ids that carry the time, then the tag, then 144 random bits", () => {
     const [tag = ""] = new CodeSecrets([A]).slotTags("default", SLOT);
-    const ids = Array.from({ length: 1_000 }, () => newVerificationId(tag));
+    const now = 1_700_000_000_000;
+    const ids = Array.from({ length: 1_000 }, () => newVerificationId(tag, now));
     expect(new Set(ids).size).toBe(1_000);
     for (const id of ids.slice(0, 10)) {
-      expect(id).toMatch(/^vf_[\w-]{36}$/);
-      expect(id.startsWith(`${VERIFICATION_ID_PREFIX}${tag}`)).toBe(true);
+      expect(id).toMatch(/^vf_[0-9a-z]{9}[\w-]{36}$/);
+      expect(id.startsWith(`${VERIFICATION_ID_PREFIX}${now.toString(36).padStart(9, "0")}${tag}`)).toBe(true);
       const parts = parseVerificationId(id);
       expect(parts?.slotTag).toBe(tag);
-      expect(parts?.random).toHaveLength(18);
+      expect(parts?.stamp).toHaveLength(27);
+      expect(formatVerificationId(tag, parts?.stamp ?? Buffer.alloc(0))).toBe(id);
     }
+    // later ids sort after earlier ones, whatever their slot
+    const [other = ""] = new CodeSecrets([B]).slotTags("default", SLOT);
+    expect(newVerificationId(other, now) < newVerificationId(tag, now + 1)).toBe(true);
   });
 
   it("parses only ids of that shape", () => {
+    const time = "0000000ab";
     for (const id of [
       "",
       "vf_1",
       "vf_AAAAAAAAAAAAAAAAAAAAAA",
-      `vf_${"A".repeat(37)}`,
-      `vx_${"A".repeat(36)}`,
+      `vf_${"A".repeat(36)}`, // the shape before ids carried their time
+      `vf_${time}${"A".repeat(37)}`,
+      `vf_${"A".repeat(9)}${"A".repeat(36)}`, // the time is base36, lower case
+      `vx_${time}${"A".repeat(36)}`,
     ]) {
       expect(parseVerificationId(id)).toBeNull();
     }
-    expect(parseVerificationId(`vf_${"A".repeat(36)}`)).toEqual({
+    expect(parseVerificationId(`vf_${time}${"A".repeat(36)}`)).toEqual({
       slotTag: "A".repeat(12),
-      random: Buffer.alloc(18),
+      stamp: Buffer.concat([Buffer.from(time, "latin1"), Buffer.alloc(18)]),
     });
   });
 });

@@ -60,7 +60,7 @@ describe("sendCode: the answer", () => {
       attempts: 0,
       maxAttempts: 5,
     });
-    expect(result.record.id).toMatch(/^vf_[A-Za-z0-9_-]{36}$/);
+    expect(result.record.id).toMatch(/^vf_[0-9a-z]{9}[A-Za-z0-9_-]{36}$/);
     expect(result.maskedTo).toBe("A***@example.com");
     expect(result.expiresInSeconds).toBe(600);
     expect(result.resendAfterSeconds).toBe(60);

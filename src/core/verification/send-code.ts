@@ -215,7 +215,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     const code = testCode ?? generateNumericCode(policy.codeLength);
     // Tagged with the slot under the newest secret, so a store can find the code by id where it
     // keeps the slot's code.
-    const id = newVerificationId(slotTags()[0]!);
+    const id = newVerificationId(slotTags()[0]!, now);
     const record: CodeRecord = {
       id,
       appId: app.id,

@@ -48,7 +48,7 @@ export function codeRecord(
   };
   if (fields.id !== undefined) return record;
   const [tag = ""] = secrets.slotTags(appId, slotKey(record.channel, record.to, record.purpose));
-  return { ...record, id: newVerificationId(tag) };
+  return { ...record, id: newVerificationId(tag, record.createdAtMs) };
 }
 
 /** A check by recipient: the slot's pending code, by its key and its tags under `secrets`. */

@@ -1,20 +1,20 @@
-import { formatVerificationId, parseVerificationId, VERIFICATION_RANDOM_BYTES } from "../../core/ids.js";
+import { formatVerificationId, parseVerificationId, VERIFICATION_STAMP_BYTES } from "../../core/ids.js";
 import type { Channel, CodeRecord, Purpose, StoredStatus } from "../../core/types.js";
 
 /**
  * A code packed into one compact Redis string (issue #8: <= 200 bytes of Redis memory per live
- * code, key included). Layout, UTF-8 text, then the raw 32-byte HMAC and the raw 12 random bytes
- * of the verification id:
+ * code, key included). Layout, UTF-8 text, then the raw 32-byte HMAC and the verification id's
+ * stamp (its 9 time characters and 18 raw random bytes, `parseVerificationId`):
  *
  *   <status><attempts>,<maxAttempts>,<expiresAt base36>,<channel><bytes of to>:<to>
  *   <purpose><token purposes, none = the purpose>|<expiresAt - createdAt, base36>|<locale>|<accountId>
- *   <hash><id random>
+ *   <hash><id stamp>
  *
  * The header up to `<to>` is what the Lua scripts read and rewrite (status, attempts, expiry, the
  * recipient for the failure counter); they keep the rest byte for byte. `to` is length-prefixed and
  * accountId is the last text field, so neither needs escaping. Left out because the key gives it:
  * the app (its `{app}` hash tag) and the id's slot tag (the key is `s:<tag>`, or `c:<id>`); the
- * random bytes stay because they tell the slot's newest code from an older id of the same slot.
+ * stamp stays because it tells the slot's newest code from an older id of the same slot.
  * Purposes are one letter each, timestamps base36 (8 characters instead of 13) and the HMAC raw
  * instead of hex: all only to stay small.
  */
@@ -42,8 +42,8 @@ const PURPOSE_TO_CHAR: Record<Purpose, string> = {
 };
 const CHAR_TO_PURPOSE = invert(PURPOSE_TO_CHAR);
 const HASH_BYTES = 32;
-/** Raw bytes after the text: the HMAC, then the id's random part (the Lua scripts read the latter). */
-export const CODE_TAIL_BYTES = HASH_BYTES + VERIFICATION_RANDOM_BYTES;
+/** Raw bytes after the text: the HMAC, then the id's stamp (the Lua scripts read the latter). */
+export const CODE_TAIL_BYTES = HASH_BYTES + VERIFICATION_STAMP_BYTES;
 const HEADER = /^([pacs])(\d+),(\d+),([0-9a-z]+),([es])(\d+):/;
 
 /** Packs a code; its `appId` and the slot tag of its `id` are in its key, not its value. */
@@ -62,7 +62,7 @@ export function encodeCode(record: CodeRecord): Buffer {
     `${record.expiresAtMs.toString(36)},${slotSignature(record.channel, record.to, record.purpose)}` +
     `${tokenPurposes}|${(record.expiresAtMs - record.createdAtMs).toString(36)}|` +
     `${record.locale}|${record.accountId ?? ""}`;
-  return Buffer.concat([Buffer.from(text, "utf8"), Buffer.from(record.codeHash, "hex"), id.random]);
+  return Buffer.concat([Buffer.from(text, "utf8"), Buffer.from(record.codeHash, "hex"), id.stamp]);
 }
 
 /**
@@ -74,9 +74,9 @@ export function slotSignature(channel: Channel, to: string, purpose: Purpose): s
   return `${CHANNEL_TO_CHAR[channel]}${Buffer.byteLength(to)}:${to}${PURPOSE_TO_CHAR[purpose]}`;
 }
 
-/** The id of a code found under its slot's key: the slot's tag and the random bytes it stores. */
+/** The id of a code found under its slot's key: the slot's tag and the stamp it stores. */
 export function idOfCode(slotTag: string, value: Buffer): string {
-  return formatVerificationId(slotTag, value.subarray(value.length - VERIFICATION_RANDOM_BYTES));
+  return formatVerificationId(slotTag, value.subarray(value.length - VERIFICATION_STAMP_BYTES));
 }
 
 /** Unpacks what `encodeCode` wrote (possibly with status and attempts rewritten by a script). */

@@ -1,9 +1,11 @@
 import type { Redis } from "ioredis";
 import {
+  ID_TIME_CHARS,
   SLOT_TAG_CHARS,
   VERIFICATION_ID_PREFIX,
   VERIFICATION_RANDOM_BYTES,
   VERIFICATION_RANDOM_CHARS,
+  VERIFICATION_STAMP_BYTES,
 } from "../../core/ids.js";
 
 /**
@@ -46,15 +48,19 @@ local HEADER = '^(%a)(%d+),(%d+),(%w+),(%a)(%d+):()'
 `;
 
 // Where codes live (redis-keys.ts): the slot's newest under s:<slot tag>, a displaced one under
-// c:<id>. A packed code ends with the raw random bytes of its id (redis-code-codec.ts), which tell
-// the slot's code from another id of the same slot. Ids are `vf_<tag><random, base64url>`
-// (core/ids.ts).
+// c:<id>. A packed code ends with its id's stamp (redis-code-codec.ts): the id's time characters
+// and raw random bytes, which tell the slot's code from another id of the same slot. Ids are
+// `vf_<time><tag><random, base64url>` (core/ids.ts).
 const CODES = `
+local STAMP_BYTES = ${VERIFICATION_STAMP_BYTES}
 local RANDOM_BYTES = ${VERIFICATION_RANDOM_BYTES}
 local RANDOM_CHARS = ${VERIFICATION_RANDOM_CHARS}
-local ID_CHARS = ${VERIFICATION_ID_PREFIX.length + SLOT_TAG_CHARS + VERIFICATION_RANDOM_CHARS}
-local TAG_FROM = ${VERIFICATION_ID_PREFIX.length + 1}
-local TAG_TO = ${VERIFICATION_ID_PREFIX.length + SLOT_TAG_CHARS}
+local ID_CHARS = ${VERIFICATION_ID_PREFIX.length + ID_TIME_CHARS + SLOT_TAG_CHARS + VERIFICATION_RANDOM_CHARS}
+local PREFIX = '${VERIFICATION_ID_PREFIX}'
+local TIME_FROM = ${VERIFICATION_ID_PREFIX.length + 1}
+local TIME_TO = ${VERIFICATION_ID_PREFIX.length + ID_TIME_CHARS}
+local TAG_FROM = ${VERIFICATION_ID_PREFIX.length + ID_TIME_CHARS + 1}
+local TAG_TO = ${VERIFICATION_ID_PREFIX.length + ID_TIME_CHARS + SLOT_TAG_CHARS}
 local B64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
 -- base64url of a string whose length is a multiple of 3 (an id's random bytes)
 local function base64url(s)
@@ -70,9 +76,9 @@ local function base64url(s)
   return table.concat(out)
 end
 -- A code by id from its two possible keys: the slot's, if the code there is this one; else its own.
-local function code_at(slot_key, own_key, random)
+local function code_at(slot_key, own_key, stamp)
   local v = redis.call('GET', slot_key)
-  if v and string.sub(v, -RANDOM_BYTES) == random then return slot_key, v end
+  if v and string.sub(v, -STAMP_BYTES) == stamp then return slot_key, v end
   return own_key, redis.call('GET', own_key)
 end
 -- The same from an id alone (an idempotency entry names only the id); nil for an id of another shape.
@@ -80,7 +86,10 @@ local function code_by_id(app, id)
   if #id ~= ID_CHARS then return nil end
   local slot_key = app .. 's:' .. string.sub(id, TAG_FROM, TAG_TO)
   local v = redis.call('GET', slot_key)
-  if v and base64url(string.sub(v, -RANDOM_BYTES)) == string.sub(id, -RANDOM_CHARS) then return v end
+  if v and string.sub(v, -STAMP_BYTES, -RANDOM_BYTES - 1) == string.sub(id, TIME_FROM, TIME_TO)
+    and base64url(string.sub(v, -RANDOM_BYTES)) == string.sub(id, -RANDOM_CHARS) then
+    return v
+  end
   return redis.call('GET', app .. 'c:' .. id)
 end
 `;
@@ -138,13 +147,14 @@ for i = 1, counters do
 end
 -- At most one pending code per slot. The slot's key passes to the new code; the code it held moves
 -- to its own key with what its TTL had left, superseded if it was pending, so its id still answers.
--- Its id has the new one's tag (the same key), so only its random part differs.
+-- Its id has the new one's tag (the same key); its time and random part are in its stamp.
 local held = redis.call('GET', KEYS[1])
 if held then
   local ttl = redis.call('PTTL', KEYS[1])
   if string.sub(held, 1, 1) == 'p' then held = 's' .. string.sub(held, 2) end
   if ttl > 0 then
-    local held_id = string.sub(id, 1, -RANDOM_CHARS - 1) .. base64url(string.sub(held, -RANDOM_BYTES))
+    local held_id = PREFIX .. string.sub(held, -STAMP_BYTES, -RANDOM_BYTES - 1) .. string.sub(id, TAG_FROM, TAG_TO)
+      .. base64url(string.sub(held, -RANDOM_BYTES))
     redis.call('SET', app .. 'c:' .. held_id, held, 'PX', ttl)
   end
 end
@@ -164,7 +174,7 @@ return {'issued', resend_ms, shadowed}
 
 /**
  * withdraw: undoes an `issue` whose outbox commit failed. KEYS: the code's slot key, its own key,
- * idempotency, counters... ARGV: now, id, the id's random bytes, then per counter its increment
+ * idempotency, counters... ARGV: now, id, the id's stamp, then per counter its increment
  * (0|1). The superseded code is not restored (the caller gets a 503 and sends again).
  */
 const WITHDRAW = `${COUNTERS}${CODES}
@@ -182,7 +192,7 @@ return 1
 
 /**
  * consumeAttempt. By id (ARGV[2] '0'): KEYS: the id's slot key, its own key; ARGV[6]: the id's
- * random bytes. By slot (ARGV[2] '1'): KEYS: the slot's key under each of its tags, newest secret
+ * stamp. By slot (ARGV[2] '1'): KEYS: the slot's key under each of its tags, newest secret
  * first; ARGV[6]: the slot's signature (redis-code-codec.ts). ARGV: now, by slot, app tag, failure
  * budget limit, failure budget window ms, then that.
  * Returns {'not_found'} | {'refused', reason, code, slot key index, ms left?}
@@ -235,7 +245,7 @@ return {'counted', counted, found}
 
 /**
  * approve. KEYS: the id's slot key, its own key, token, failure counter. ARGV: now, token value,
- * token TTL ms, the id's random bytes. Returns 1 once.
+ * token TTL ms, the id's stamp. Returns 1 once.
  */
 const APPROVE = `${COUNTERS}${CODES}
 local key, v = code_at(KEYS[1], KEYS[2], ARGV[4])
@@ -247,7 +257,7 @@ return 1
 `;
 
 /**
- * cancel. KEYS: the id's slot key, its own key. ARGV: the id's random bytes. Returns the code as it
+ * cancel. KEYS: the id's slot key, its own key. ARGV: the id's stamp. Returns the code as it
  * stands afterwards, or nil.
  */
 const CANCEL = `${CODES}

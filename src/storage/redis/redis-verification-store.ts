@@ -56,13 +56,11 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
     request.counters.map((counter) => keys.counter(request.appId, counter.key));
   const idempotencyKey = (request: IssueRequest): string =>
     keys.idempotency(request.appId, request.idempotency?.key ?? "");
-  // The two keys a code can be under (redis-keys.ts) and the random bytes that tell which; null for
+  // The two keys a code can be under (redis-keys.ts) and the id's stamp that tells which; null for
   // a string that is not a verification id, which no code can have.
   const codeKeys = (appId: string, id: string) => {
     const parts = parseVerificationId(id);
-    return (
-      parts && { slot: keys.slot(appId, parts.slotTag), own: keys.code(appId, id), random: parts.random }
-    );
+    return parts && { slot: keys.slot(appId, parts.slotTag), own: keys.code(appId, id), stamp: parts.stamp };
   };
 
   return {
@@ -137,7 +135,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         ...withdrawKeys,
         nowMs,
         request.code.id,
-        code.random,
+        code.stamp,
         ...request.counters.map((counter) => (counter.increment === 0 ? 0 : 1)),
       );
     },
@@ -154,7 +152,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       } else {
         const code = codeKeys(ref.appId, ref.id);
         if (!code) return { kind: "not_found" };
-        lookup = { keys: [code.slot, code.own], match: code.random, idOf: () => ref.id };
+        lookup = { keys: [code.slot, code.own], match: code.stamp, idOf: () => ref.id };
       }
       const reply = replyArray(
         await redis.vdConsumeAttemptBuffer(
@@ -203,7 +201,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         nowMs,
         encodeToken(token),
         ttlMs(token.expiresAtMs, nowMs),
-        code.random,
+        code.stamp,
       );
       return replyNumber(approved) === 1;
     },
@@ -217,14 +215,14 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       if (!code) return null;
       // Both keys in one MGET (they share the app's hash tag): the slot's code if it is this one.
       const [underSlot, own] = await redis.mgetBuffer(code.slot, code.own);
-      const value = underSlot && isCode(underSlot, code.random) ? underSlot : own;
+      const value = underSlot && isCode(underSlot, code.stamp) ? underSlot : own;
       return value ? decodeCode(appId, id, value) : null;
     },
 
     async cancel(appId, id) {
       const code = codeKeys(appId, id);
       if (!code) return null;
-      const value = await redis.vdCancelBuffer(2, code.slot, code.own, code.random);
+      const value = await redis.vdCancelBuffer(2, code.slot, code.own, code.stamp);
       return value ? decodeCode(appId, id, replyBuffer(value)) : null;
     },
 
@@ -243,9 +241,9 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
   };
 }
 
-/** Whether a packed code is the one whose id ends in these random bytes. */
-function isCode(value: Buffer, random: Buffer): boolean {
-  return value.subarray(value.length - random.length).equals(random);
+/** Whether a packed code is the one whose id has this stamp. */
+function isCode(value: Buffer, stamp: Buffer): boolean {
+  return value.subarray(value.length - stamp.length).equals(stamp);
 }
 
 // "<expiresAtMs>|<channel>|<purposes>|<verification id>|<to>": `to` last, so it needs no escaping.

@@ -41,7 +41,7 @@ const bearer = (accessToken: string): Headers => ({ authorization: `Bearer ${acc
 /** Volatile values are checked for shape, then replaced, so the golden file holds the exact rest. */
 function masked(body: Record<string, unknown>): Record<string, unknown> {
   const shapes: Record<string, [RegExp, string]> = {
-    verification_id: [/^vf_[\w-]{36}$/, "<verification_id>"],
+    verification_id: [/^vf_[0-9a-z]{9}[\w-]{36}$/, "<verification_id>"],
     verification_token: [/^vt_[0-9a-z]{9}[\w-]{32}$/, "<verification_token>"],
     access_token: [JWT_PATTERN, "<access_token>"],
     refresh_token: [/^rt_[\w-]{32}$/, "<refresh_token>"],
