@@ -140,7 +140,10 @@ if (!redisProbe.ok) {
         const sample = codeRecord("app3", now);
         const tag = parseVerificationId(sample.id)?.slotTag ?? "";
         const time = sample.id.slice(3, 12);
-        const first = { ...sample, id: `vf_${time}${tag}${(alphabet + alphabet).slice(offset, offset + 24)}` };
+        const first = {
+          ...sample,
+          id: `vf_${time}${tag}${(alphabet + alphabet).slice(offset, offset + 24)}`,
+        };
         await store.issue(issueRequest(first), now);
         await store.issue(issueRequest(codeRecord("app3", now)), now);
         expect(await redis.exists(keys.code("app3", first.id))).toBe(1);

@@ -36,6 +36,19 @@ describe("counter key filter", () => {
     expect(filter.mayExist("default", "r:email:b@x.io:60", 0)).toBe(false);
   });
 
+  it("reads a large file's rows between requests, calling every key possible until it is done", async () => {
+    const insert = db.prepare(
+      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, 9)",
+    );
+    for (let i = 0; i < 25; i++) insert.run(`k${String(i).padStart(2, "0")}`);
+    const filter = createCounterKeyFilter(db, { sliceRows: 10, slicesAtStart: 1 });
+    expect(filter.mayExist("default", "never-written", 0)).toBe(true);
+    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+    expect(filter.mayExist("default", "never-written", 0)).toBe(false);
+    for (let i = 0; i < 25; i++)
+      expect(filter.mayExist("default", `k${String(i).padStart(2, "0")}`, 0)).toBe(true);
+  });
+
   it("forgets a generation only once every reset_at written to it has passed", () => {
     const filter = createCounterKeyFilter(db, { keysPerGeneration: 2 });
     filter.add("default", "old-1", 1_000);

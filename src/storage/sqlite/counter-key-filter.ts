@@ -7,6 +7,9 @@ const KEYS_PER_GENERATION = 1_000_000;
 // At most this many generations (6 MiB); past it the newest one takes every key and its false
 // positives grow, which costs reads, never correctness.
 const MAX_GENERATIONS = 3;
+// Rows read per slice at start (~10 ms), and how many slices before the server may start.
+const LOAD_SLICE_ROWS = 10_000;
+const LOAD_SLICES_AT_START = 20;
 
 interface Generation {
   bits: Uint32Array;
@@ -29,7 +32,11 @@ interface Generation {
  */
 export function createCounterKeyFilter(
   db: SqliteDatabase,
-  { keysPerGeneration = KEYS_PER_GENERATION }: { keysPerGeneration?: number } = {},
+  {
+    keysPerGeneration = KEYS_PER_GENERATION,
+    sliceRows = LOAD_SLICE_ROWS,
+    slicesAtStart = LOAD_SLICES_AT_START,
+  }: { keysPerGeneration?: number; sliceRows?: number; slicesAtStart?: number } = {},
 ) {
   const newGeneration = (): Generation => ({
     bits: new Uint32Array(2 ** (BITS_LOG2 - 5)),
@@ -53,17 +60,51 @@ export function createCounterKeyFilter(
     if (resetAtMs > current.lastResetAtMs) current.lastResetAtMs = resetAtMs;
   };
 
-  // Rows already in the file when the process starts.
-  for (const row of db.prepare("SELECT app_id, key, reset_at FROM counters").iterate()) {
-    const { app_id, key, reset_at } = row as { app_id: string; key: string; reset_at: number };
-    add(app_id, key, reset_at);
-  }
+  // The rows already in the file, read in key order a slice at a time (about a second per two
+  // million rows): the first slices before the server starts, the rest between requests, so a
+  // large file holds up neither. Until the last slice is in, every key "may exist" and is read
+  // from the file, as without a filter; writes meanwhile are added as always.
+  let loaded = false;
+  let loader: NodeJS.Immediate | null = null;
+  const firstSlice = db
+    .prepare("SELECT app_id, key, reset_at FROM counters ORDER BY app_id, key LIMIT ?")
+    .raw();
+  const nextSlice = db
+    .prepare(
+      "SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT ?",
+    )
+    .raw();
+  let after: [string, string] | null = null;
+  const loadSlice = (): boolean => {
+    const rows = (after ? nextSlice.all(after[0], after[1], sliceRows) : firstSlice.all(sliceRows)) as [
+      string,
+      string,
+      number,
+    ][];
+    for (const [appId, key, resetAtMs] of rows) add(appId, key, resetAtMs);
+    const last = rows[rows.length - 1];
+    if (!last || rows.length < sliceRows) return true;
+    after = [last[0], last[1]];
+    return false;
+  };
+  const loadInBackground = () => {
+    loader = null;
+    try {
+      if (loadSlice()) loaded = true;
+      else loader = setImmediate(loadInBackground);
+    } catch {
+      // The file was closed (shutdown) or failed: stay unloaded, which only costs reads.
+    }
+  };
+  for (let slice = 0; slice < slicesAtStart && !loaded; slice++) loaded = loadSlice();
+  if (!loaded) loader = setImmediate(loadInBackground);
 
   return {
     /** Records a counter write (call it with the row's `reset_at` after every write). */
     add,
     /** False only when no row of this counter can exist. */
     mayExist(appId: string, key: string, nowMs: number): boolean {
+      if (!loaded) return true;
       if (generations.length > 1 && (generations[0] as Generation).lastResetAtMs <= nowMs) {
         generations = generations.filter((g, i) => i === generations.length - 1 || g.lastResetAtMs > nowMs);
       }
@@ -77,6 +118,11 @@ export function createCounterKeyFilter(
         if (all) return true;
       }
       return false;
+    },
+    /** Stops reading the file's rows (before the file is closed). */
+    stop() {
+      if (loader) clearImmediate(loader);
+      loader = null;
     },
   };
 }

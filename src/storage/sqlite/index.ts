@@ -83,6 +83,7 @@ export function createSqliteBackend(options: {
     },
     close: async () => {
       sendLog.close();
+      counterKeys.stop();
       await checkpointer?.stop();
       db.close();
     },
