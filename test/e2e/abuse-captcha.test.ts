@@ -182,6 +182,16 @@ describe("what a captcha cannot fix", () => {
     );
   });
 
+  it("gives back a pass that a rate rule refused, so it still buys one send", async () => {
+    t = await open();
+    for (let n = 1; n <= 3; n++) await send({ to: recipient(n) });
+    const pass = await solveCaptcha();
+    expectProblem(await send({ to: recipient(3), captchaToken: pass }), 429, "RESEND_TOO_SOON");
+    // no code was issued for it, so the person who solved it need not solve another
+    expect((await send({ to: recipient(4), captchaToken: pass })).statusCode).toBe(201);
+    expectProblem(await send({ to: recipient(5), captchaToken: pass }), 400, "CAPTCHA_FAILED");
+  });
+
   it("a pumping denial outranks the captcha when the IP is not yet over its budget", async () => {
     t = await open({
       apps: [{ id: "default", abuse: { pumping: { perPrefix: [{ limit: 2, windowSeconds: 3600 }] } } }],

@@ -251,6 +251,17 @@ describe("redeemPass", () => {
     expect(await failure(captcha.redeemPass(shop, token, "+8613800138000"))).toMatch(/already used/);
   });
 
+  it("gives a redeemed pass back, bound and expiring as it was, for one more redemption", async () => {
+    const token = await pass("ann@example.com");
+    const giveBack = await captcha.redeemPass(shop, token, "ann@example.com");
+    await giveBack();
+    expect(await failure(captcha.redeemPass(shop, token, "bob@example.com"))).toMatch(/another recipient/);
+    const again = await pass();
+    await (await captcha.redeemPass(shop, again, "ann@example.com"))();
+    clock.advanceSeconds(600);
+    expect(await failure(captcha.redeemPass(shop, again, "ann@example.com"))).toMatch(/expired/);
+  });
+
   it("refuses a pass bound to A for B, and spends it so it cannot be retried", async () => {
     const token = await pass("ann@example.com");
     expect(await failure(captcha.redeemPass(shop, token, "bob@example.com"))).toMatch(/another recipient/);

@@ -208,8 +208,16 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     /**
      * Spends a pass token for a send to `recipient`. A pass is spent even when it is bound to
      * another recipient (fail closed: a leaked pass cannot be retried against other numbers).
+     * Resolves to a function that gives the pass back, for a send then refused without a code
+     * being issued (a rate limit), so a person who solved a captcha need not solve another after
+     * waiting; a third-party widget's token is spent at its vendor and cannot be given back.
      */
-    async redeemPass(app: App, passToken: string, recipient: string, clientIp?: string): Promise<void> {
+    async redeemPass(
+      app: App,
+      passToken: string,
+      recipient: string,
+      clientIp?: string,
+    ): Promise<() => Promise<void>> {
       const notLive = "The captcha token is invalid, expired or already used";
       const external = passToken.startsWith(PASS_TOKEN_PREFIX) ? null : deps.externalVerifierFor(app);
       if (external) {
@@ -218,7 +226,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         // verifier fails closed on timeout.
         const verdict = await external.verify(passToken, clientIp);
         if (!verdict.ok) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
-        return;
+        return async () => {};
       }
       if (passToken.length === 0 || passToken.length > 256) {
         throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
@@ -231,6 +239,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
           CAPTCHA_PASS_REFUSALS.otherRecipient,
         );
       }
+      return () => store.savePass(pass);
     },
 
     /** Dev API: the answer of a challenge, `"AB3K"` or `{x: 237}`; null when unknown. */

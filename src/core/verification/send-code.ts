@@ -147,6 +147,13 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       ? `captcha:replay:${sha256Hex(`${input.idempotencyKey}\0${input.captchaToken}`)}`
       : undefined;
   let captchaSolved = false;
+  // Gives the redeemed pass back when no code is issued after all (see CaptchaService.redeemPass).
+  let returnPass = async () => {};
+  const givePassBack = () =>
+    returnPass().catch((error: unknown) => {
+      // The caller still gets the answer it earned; the pass is lost, as before this was possible.
+      deps.logger.warn({ err: error }, "could not give a captcha pass back after a refused send");
+    });
   const counters: CounterCheck[] = [];
   const shadowNotes: string[] = [];
   let pumpingPrefix: string | undefined;
@@ -170,7 +177,12 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     const captchaMode = app.abuse.captcha[face];
     if (input.captchaToken !== undefined && captchaMode !== "never") {
       try {
-        await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
+        returnPass = await deps.captcha.redeemPass(
+          app,
+          input.captchaToken,
+          recipient.address,
+          input.clientIp,
+        );
       } catch (error) {
         // A retry of a send that went through presents the pass its first attempt spent: it goes
         // on to the store, which replays the first answer.
@@ -269,8 +281,15 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       : {}),
   };
 
-  const outcome = await deps.store.issue(request, now);
+  let outcome: Awaited<ReturnType<typeof deps.store.issue>>;
+  try {
+    outcome = await deps.store.issue(request, now);
+  } catch (error) {
+    await givePassBack();
+    throw error;
+  }
   if (outcome.kind === "refused") {
+    await givePassBack();
     const details = { retryAfterSeconds: outcome.retryAfterSeconds, rule: outcome.rule };
     if (outcome.refusal === "deny") {
       log("denied", { reason: outcome.rule });
