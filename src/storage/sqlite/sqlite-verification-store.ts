@@ -20,7 +20,7 @@ import type {
 import { failedChecksKey } from "../../core/verification/keys.js";
 import type { CounterKeyFilter } from "./counter-key-filter.js";
 import type { GroupCommit } from "./group-commit.js";
-import { COUNTER_HIT_SQL } from "./sqlite-counter-store.js";
+import { prepareCounterHit } from "./sqlite-counter-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // A replayed Idempotency-Key returns the first answer for this long (DESIGN.md).
@@ -86,23 +86,21 @@ export function createSqliteVerificationStore(
       "INSERT OR REPLACE INTO idempotency (app_id, key, verification_id, fingerprint, resend_after, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     counterGet: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ?"),
-    counterHit: db.prepare(COUNTER_HIT_SQL),
     counterRefund: db.prepare(
       "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at > ?",
     ),
     supersede: db.prepare(
       "UPDATE codes SET status = 'superseded' WHERE app_id = ? AND slot = ? AND status = 'pending'",
     ),
+    // Positional parameters, like every statement of a send (see prepareCounterHit).
     insertCode: db.prepare(`
       INSERT INTO codes (id, app_id, slot, channel, recipient, purpose, token_purposes, code_hash, status, attempts,
         max_attempts, created_at, expires_at, locale, account_id)
-      VALUES (@id, @appId, @slot, @channel, @to, @purpose, @tokenPurposes, @codeHash, 'pending', 0,
-        @maxAttempts, @createdAtMs, @expiresAtMs, @locale, @accountId)`),
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?, ?, ?)`),
     insertOutbox: db.prepare(`
       INSERT INTO outbox (id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
         deliver_before, attempts, next_attempt_at)
-      VALUES (@id, @appId, @verificationId, @channel, @to, @purpose, @locale, @sealedCode, @createdAtMs,
-        @deliverBeforeMs, 0, @createdAtMs)`),
+      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)`),
     codeById: db.prepare("SELECT * FROM codes WHERE app_id = ? AND id = ?"),
     codeBySlot: db.prepare(
       "SELECT * FROM codes WHERE app_id = ? AND slot = ? AND status = 'pending' ORDER BY created_at DESC LIMIT 1",
@@ -197,16 +195,9 @@ export function createSqliteVerificationStore(
     return current;
   };
 
-  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) => {
-    const row = statements.counterHit.get({
-      app: appId,
-      key: counter.key,
-      now,
-      windowMs: counter.windowSeconds * 1000,
-    }) as CounterRow;
-    keys.add(appId, counter.key, row.reset_at);
-    return row;
-  };
+  const counterHit = prepareCounterHit(db, keys);
+  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
+    counterHit(appId, counter.key, counter.windowSeconds * 1000, now);
 
   /**
    * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is
@@ -271,13 +262,37 @@ export function createSqliteVerificationStore(
     }
     const { code } = request;
     statements.supersede.run(appId, request.slotKey);
-    statements.insertCode.run({
-      ...code,
-      slot: request.slotKey,
-      tokenPurposes: code.tokenPurposes.join(","),
-      accountId: code.accountId ?? null,
-    });
-    if (request.outbox) statements.insertOutbox.run(request.outbox);
+    statements.insertCode.run(
+      code.id,
+      code.appId,
+      request.slotKey,
+      code.channel,
+      code.to,
+      code.purpose,
+      code.tokenPurposes.join(","),
+      code.codeHash,
+      code.maxAttempts,
+      code.createdAtMs,
+      code.expiresAtMs,
+      code.locale,
+      code.accountId ?? null,
+    );
+    const { outbox } = request;
+    if (outbox) {
+      statements.insertOutbox.run(
+        outbox.id,
+        outbox.appId,
+        outbox.verificationId,
+        outbox.channel,
+        outbox.to,
+        outbox.purpose,
+        outbox.locale,
+        outbox.sealedCode,
+        outbox.createdAtMs,
+        outbox.deliverBeforeMs,
+        outbox.createdAtMs,
+      );
+    }
     const resendAfterSeconds = Math.ceil(resendAfterMs / 1000);
     if (request.idempotency) {
       const { key, fingerprint } = request.idempotency;
