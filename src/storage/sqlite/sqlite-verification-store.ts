@@ -118,7 +118,7 @@ export function createSqliteVerificationStore(
     ),
     insertToken: db.prepare(`
       INSERT INTO tokens (token_hash, app_id, verification_id, channel, recipient, purposes, expires_at)
-      VALUES (@tokenHash, @appId, @verificationId, @channel, @to, @purposes, @expiresAtMs)`),
+      VALUES (?, ?, ?, ?, ?, ?, ?)`),
     findToken: db.prepare("SELECT * FROM tokens WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     consumeToken: db.prepare("DELETE FROM tokens WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deliveries: db.prepare(
@@ -359,6 +359,17 @@ export function createSqliteVerificationStore(
     return { kind: "counted", record: { ...open.record, attempts: open.record.attempts + 1 } };
   };
 
+  const insertToken = (token: TokenRecord) =>
+    statements.insertToken.run(
+      token.tokenHash,
+      token.appId,
+      token.verificationId,
+      token.channel,
+      token.to,
+      token.purposes.join(","),
+      token.expiresAtMs,
+    );
+
   const approve = (
     appId: string,
     id: string,
@@ -367,7 +378,7 @@ export function createSqliteVerificationStore(
     now: number,
   ): boolean => {
     if (statements.approve.run(appId, id).changes !== 1) return false;
-    statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
+    insertToken(token);
     statements.counterRefund.run(appId, failureKey, now);
     return true;
   };
@@ -418,7 +429,7 @@ export function createSqliteVerificationStore(
         const counted = { ...open.record, attempts: open.record.attempts + 1 };
         const token = judge(counted);
         if (token && statements.approveAttempt.run(ref.appId, counted.id).changes === 1) {
-          statements.insertToken.run({ ...token, purposes: token.purposes.join(",") });
+          insertToken(token);
           return { kind: "approved" as const, record: { ...counted, status: "approved" as const } };
         }
         countFailure(ref.appId, counted.id, open.failureKey, budget, nowMs);
