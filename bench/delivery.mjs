@@ -272,7 +272,8 @@ async function main() {
       baselineRate = Math.max(baselineRate, await baseline(sink, MESSAGES, String(round)));
       drainRate = Math.max(drainRate, await drain(verifyd, sink, MESSAGES, round));
     }
-    const steadyRate = Math.min(1_000, Math.floor(drainRate * 0.8));
+    // BENCH_STEADY_RATE fixes the offered rate, to compare two builds at the same load.
+    const steadyRate = Number(process.env.BENCH_STEADY_RATE ?? Math.min(1_000, Math.floor(drainRate * 0.8)));
     const steady = await latency(verifyd, sink, steadyRate, LATENCY_SECONDS);
 
     const ratio = drainRate / baselineRate;
