@@ -142,7 +142,7 @@ describe("captcha escalation per client IP (unauthenticated dev mode)", () => {
       expect(await counter(recipientCounterKey("email", recipient(n), 600))).toBe(0);
     }
     expect(await counter(ipCounterKey(ip, 3600))).toBe(3);
-    expect(await counter(`risk:ip:${ip}:600`)).toBe(3);
+    expect(await counter(`ip:${ip}:risk:600`)).toBe(3);
     // so, once solved, a refused recipient gets its first send as if nothing had happened
     const sent = await send({ to: recipient(4), captchaToken: await solveCaptcha() });
     expect(sent.statusCode).toBe(201);

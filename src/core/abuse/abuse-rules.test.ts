@@ -62,21 +62,21 @@ describe("riskCounters", () => {
   it("counts the IP, its subnet and the device, each asking for a captcha", () => {
     expect(riskCounters(app, { ip: "203.0.113.7", deviceId: "d-1" }, false)).toEqual([
       {
-        key: "risk:ip:203.0.113.7:600",
+        key: "ip:203.0.113.7:risk:600",
         limit: 3,
         windowSeconds: 600,
         rule: "risk_ip:3/600s",
         kind: "captcha",
       },
       {
-        key: "risk:subnet:203.0.113.0/24:600",
+        key: "subnet:203.0.113.0/24:risk:600",
         limit: 10,
         windowSeconds: 600,
         rule: "risk_subnet:10/600s",
         kind: "captcha",
       },
       {
-        key: "risk:device:d-1:600",
+        key: "device:d-1:risk:600",
         limit: 3,
         windowSeconds: 600,
         rule: "risk_device:3/600s",
@@ -94,7 +94,7 @@ describe("riskCounters", () => {
   it("has nothing to count without an IP or device, and no subnet for a malformed IP", () => {
     expect(riskCounters(app, {}, false)).toEqual([]);
     expect(riskCounters(app, { ip: "unknown" }, false).map((counter) => counter.key)).toEqual([
-      "risk:ip:unknown:600",
+      "ip:unknown:risk:600",
     ]);
   });
 
@@ -104,7 +104,7 @@ describe("riskCounters", () => {
       abuse: resolveAbusePolicy({ risk: { perIp: { limit: 5, windowSeconds: 60 } } }),
     });
     expect(riskCounters(custom, { ip: "203.0.113.7" }, false)[0]).toMatchObject({
-      key: "risk:ip:203.0.113.7:60",
+      key: "ip:203.0.113.7:risk:60",
       limit: 5,
       rule: "risk_ip:5/60s",
     });

@@ -3,6 +3,7 @@ import { OtpError } from "../errors.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, CounterStore } from "../ports.js";
 import type { App, PumpingPolicy, Recipient } from "../types.js";
+import { riskCounterKey } from "../verification/keys.js";
 
 /** Who is asking: the signals every abuse rule may use. */
 export interface ClientContext {
@@ -48,9 +49,13 @@ export function numberPrefix(e164: string, countryCallingCodeLength: number, pre
 export function riskCounters(app: App, client: ClientContext, captchaSolved: boolean): CounterCheck[] {
   const { risk } = app.abuse;
   const counters: CounterCheck[] = [];
-  const add = (scope: string, subject: string, rule: { limit: number; windowSeconds: number }) => {
+  const add = (
+    scope: "ip" | "subnet" | "device",
+    subject: string,
+    rule: { limit: number; windowSeconds: number },
+  ) => {
     const counter: CounterCheck = {
-      key: `risk:${scope}:${subject}:${rule.windowSeconds}`,
+      key: riskCounterKey(scope, subject, rule.windowSeconds),
       limit: rule.limit,
       windowSeconds: rule.windowSeconds,
       rule: ruleName(`risk_${scope}`, rule),

@@ -81,15 +81,15 @@ describe("SQLite counters with the key filter", () => {
   it("still counts a counter written before a restart", async () => {
     const path = join(dir, "verifyd.db");
     const first = createSqliteBackend({ path });
-    await first.counters.hit("default", "risk:ip:10.0.0.1:600", 600, 1_000);
-    await first.counters.hit("default", "risk:ip:10.0.0.1:600", 600, 1_000);
+    await first.counters.hit("default", "ip:10.0.0.1:risk:600", 600, 1_000);
+    await first.counters.hit("default", "ip:10.0.0.1:risk:600", 600, 1_000);
     await first.close();
     const second = createSqliteBackend({ path });
-    expect(await second.counters.peek("default", "risk:ip:10.0.0.1:600", 2_000)).toEqual({
+    expect(await second.counters.peek("default", "ip:10.0.0.1:risk:600", 2_000)).toEqual({
       count: 2,
       resetAtMs: 601_000,
     });
-    expect(await second.counters.peek("default", "risk:ip:10.0.0.2:600", 2_000)).toEqual({
+    expect(await second.counters.peek("default", "ip:10.0.0.2:risk:600", 2_000)).toEqual({
       count: 0,
       resetAtMs: 0,
     });
