@@ -86,13 +86,27 @@ export function run(name, options, expectedStatus) {
 }
 
 /** A send request body and headers, from a distinct client address per `i`. */
-export function sendRequest(i, body) {
+export function sendRequest(i, body, address = clientAddress(i)) {
   return {
     method: "POST",
     path: "/v1/verifications",
-    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
+    headers: { "content-type": "application/json", "x-forwarded-for": address },
     body: JSON.stringify(body),
   };
+}
+
+/**
+ * A scattered but never repeated 32-bit value for each i (multiplying by an odd constant is a
+ * bijection mod 2^32): recipients and addresses in no particular order, as real traffic has them.
+ */
+export function scattered(i) {
+  return Math.imul(i, 0x9e3779b1) >>> 0;
+}
+
+/** A distinct client address per i, in no particular order (`scattered`); never 0.x or 224+. */
+export function scatteredAddress(i) {
+  const h = scattered(i);
+  return `${1 + ((h >>> 24) % 223)}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`;
 }
 
 /** Prints the results as a table of ratios to the first (the baseline); flags unexpected answers. */
