@@ -359,6 +359,25 @@ describe("pass tokens: binding, replay, app", () => {
     expectProblem(await retry("attempt-1"), 400, "CAPTCHA_FAILED");
   });
 
+  it("gives back a fresh pass presented with a retry that replays the first answer", async () => {
+    t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
+    const sendWith = (pass: string, key: string, to: string) =>
+      t.fastify.inject({
+        method: "POST",
+        url: "/v1/verifications",
+        headers: { "x-captcha-token": pass, "idempotency-key": key },
+        payload: { channel: "email", to, purpose: "sign_in" },
+      });
+    const first = await sendWith(await solveCaptcha(), "attempt-1", recipient(1));
+    expect(first.statusCode).toBe(201);
+    const fresh = await solveCaptcha();
+    const replayed = await sendWith(fresh, "attempt-1", recipient(1));
+    expect(replayed.json()).toEqual(first.json());
+    // the replay issued nothing, so the fresh pass still buys one send
+    expect((await sendWith(fresh, "attempt-2", recipient(2))).statusCode).toBe(201);
+    expectProblem(await sendWith(fresh, "attempt-3", recipient(3)), 400, "CAPTCHA_FAILED");
+  });
+
   it("refuses a pass after 600 s", async () => {
     t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
     const pass = await solveCaptcha();

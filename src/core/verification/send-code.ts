@@ -305,6 +305,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     });
   }
   if (outcome.kind === "replayed") {
+    await givePassBack(); // the first send's answer again: this pass issued nothing
     if (outcome.fingerprint !== request.idempotency?.fingerprint) {
       throw new OtpError("VALIDATION_FAILED", {
         message: "Idempotency-Key was already used for a different request",
