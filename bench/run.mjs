@@ -18,56 +18,43 @@ import {
 
 const only = process.env.BENCH_ONLY?.split(",");
 
+/** Accepted sends, each to the recipient (and from the client address) `nth(i)` names. */
+function sends(base, name, nth) {
+  let i = 0;
+  return run(
+    name,
+    {
+      url: base,
+      requests: [
+        {
+          setupRequest: (request) => {
+            i += 1;
+            const { to, address } = nth(i);
+            return { ...request, ...sendRequest(i, { channel: "email", to, purpose: "sign_in" }, address) };
+          },
+        },
+      ],
+    },
+    201,
+  );
+}
+
 const scenarios = {
   async baseline({ base }) {
     return run("baseline GET /healthz", { url: `${base}/healthz` }, 200);
   },
 
   async send({ base }) {
-    let i = 0;
-    return run(
-      "send (unique recipients)",
-      {
-        url: base,
-        requests: [
-          {
-            setupRequest: (request) => {
-              i += 1;
-              return {
-                ...request,
-                ...sendRequest(i, { channel: "email", to: `bench-${i}@example.com`, purpose: "sign_in" }),
-              };
-            },
-          },
-        ],
-      },
-      201,
-    );
+    return sends(base, "send (unique recipients)", (i) => ({ to: `bench-${i}@example.com` }));
   },
 
   async sendScattered({ base }) {
     // Real traffic's recipients and client addresses come in no order: each send's counters and
     // code land on random pages of their indexes, where the scenario above mostly appends.
-    let i = 0;
-    return run(
-      "send (recipients and addresses in random order)",
-      {
-        url: base,
-        requests: [
-          {
-            setupRequest: (request) => {
-              i += 1;
-              const to = `${scattered(i).toString(36)}.${i}@example.com`;
-              return {
-                ...request,
-                ...sendRequest(i, { channel: "email", to, purpose: "sign_in" }, scatteredAddress(i)),
-              };
-            },
-          },
-        ],
-      },
-      201,
-    );
+    return sends(base, "send (recipients and addresses in random order)", (i) => ({
+      to: `${scattered(i).toString(36)}.${i}@example.com`,
+      address: scatteredAddress(i),
+    }));
   },
 
   async check({ base, dataDir }) {
