@@ -11,15 +11,14 @@
 //     sink answering `250` for that message.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
+import { freePort, root } from "./lib.mjs";
 
-const root = fileURLToPath(new URL("..", import.meta.url));
 const MESSAGES = Number(process.env.BENCH_MESSAGES ?? 5_000);
 const LATENCY_SECONDS = Number(process.env.BENCH_LATENCY_SECONDS ?? 5);
 const SEND_CONCURRENCY = Number(process.env.BENCH_CONNECTIONS ?? 64);
@@ -66,17 +65,6 @@ async function startSink() {
     },
     close: () => new Promise((resolve) => server.close(resolve)),
   };
-}
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address();
-      probe.close(() => resolve(port));
-    });
-    probe.on("error", reject);
-  });
 }
 
 async function waitFor(predicate, timeoutMs, what) {
