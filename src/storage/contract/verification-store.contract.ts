@@ -48,6 +48,16 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
       return claimed.filter((message) => message.verificationId === verificationId);
     };
 
+    /** two codes issued to one slot 5 s apart: the second supersedes the first */
+    const issueTwiceToOneSlot = async (now: number) => {
+      const appId = uniqueId("app");
+      const first = codeRecord(appId, now);
+      const second = codeRecord(appId, now + 5000);
+      await store.issue(issueRequest(first), now);
+      await store.issue(issueRequest(second), now + 5000);
+      return { appId, first, second };
+    };
+
     describe("issue", () => {
       it("saves the code as given and queues its message durably", async () => {
         const now = baseTime();
@@ -156,11 +166,7 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
 
       it("supersedes the slot's pending code", async () => {
         const now = baseTime();
-        const appId = uniqueId("app");
-        const first = codeRecord(appId, now);
-        const second = codeRecord(appId, now + 5000);
-        await store.issue(issueRequest(first), now);
-        await store.issue(issueRequest(second), now + 5000);
+        const { appId, first, second } = await issueTwiceToOneSlot(now);
         expect((await store.get(appId, first.id))?.status).toBe("superseded");
         expect((await store.get(appId, second.id))?.status).toBe("pending");
         const bySlot = await store.consumeAttempt(
@@ -177,11 +183,7 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
 
       it("still answers for a superseded code by its id, and leaves it superseded", async () => {
         const now = baseTime();
-        const appId = uniqueId("app");
-        const first = codeRecord(appId, now);
-        const second = codeRecord(appId, now + 5000);
-        await store.issue(issueRequest(first), now);
-        await store.issue(issueRequest(second), now + 5000);
+        const { appId, first, second } = await issueTwiceToOneSlot(now);
         const superseded = { ...first, status: "superseded" };
         expect(await store.get(appId, first.id)).toEqual(superseded);
         expect(await store.consumeAttempt({ appId, id: first.id }, BUDGET, now + 6000)).toEqual({
