@@ -72,6 +72,12 @@ export function backendMissing(suite: string, reason: string): void {
   });
 }
 
+/** Why the first of these probes failed ("" when none did). */
+export function missingReason(...probes: Probe[]): string {
+  for (const probe of probes) if (!probe.ok) return probe.reason;
+  return "";
+}
+
 /** A name no other test run (or parallel test file) uses: schema names and key prefixes. */
 export function uniqueName(label: string): string {
   return `vdtest_${label}_${process.pid}_${randomBytes(4).toString("hex")}`;

@@ -8,6 +8,7 @@ import {
   backendMissing,
   deleteRedisPrefix,
   dropSchema,
+  missingReason,
   probePostgres,
   probeRedis,
   uniqueName,
@@ -38,7 +39,7 @@ function endpoint(url: string, defaultPort: number): { host: string; port: numbe
 }
 
 if (!redis.ok || !postgres.ok) {
-  backendMissing("cluster: backend faults", redis.ok ? (postgres.ok ? "" : postgres.reason) : redis.reason);
+  backendMissing("cluster: backend faults", missingReason(redis, postgres));
 } else {
   describe("cluster: backend faults", () => {
     const schema = uniqueName("faults");

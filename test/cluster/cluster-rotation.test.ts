@@ -7,6 +7,7 @@ import {
   backendMissing,
   deleteRedisPrefix,
   dropSchema,
+  missingReason,
   probePostgres,
   probeRedis,
   uniqueName,
@@ -21,7 +22,7 @@ import { distinctIp, eventually, request, type ServerProcess, startServerProcess
 const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
 
 if (!redis.ok || !postgres.ok) {
-  backendMissing("cluster: secret rotation", redis.ok ? (postgres.ok ? "" : postgres.reason) : redis.reason);
+  backendMissing("cluster: secret rotation", missingReason(redis, postgres));
 } else {
   describe("cluster: secret rotation", () => {
     const schema = uniqueName("rotation");

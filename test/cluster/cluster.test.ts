@@ -4,6 +4,7 @@ import {
   backendMissing,
   deleteRedisPrefix,
   dropSchema,
+  missingReason,
   probePostgres,
   probeRedis,
   uniqueName,
@@ -32,10 +33,7 @@ const tally = (replies: HttpReply[]) =>
   }, {});
 
 if (!redis.ok || !postgres.ok) {
-  backendMissing(
-    "cluster: two processes, one Redis + PostgreSQL",
-    redis.ok ? (postgres.ok ? "" : postgres.reason) : redis.reason,
-  );
+  backendMissing("cluster: two processes, one Redis + PostgreSQL", missingReason(redis, postgres));
 } else {
   describe("cluster: two processes, one Redis + PostgreSQL", () => {
     const schema = uniqueName("cluster");
