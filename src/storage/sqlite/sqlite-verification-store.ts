@@ -135,10 +135,8 @@ export function createSqliteVerificationStore(
   // All of a send's counters are read with one statement (one per key count, prepared once): a
   // statement per counter cost more than the rest of a refusal.
   const countersByKeys = new Map<number, ReturnType<typeof db.prepare>>();
-  const currentCounts = (appId: string, candidates: readonly CounterCheck[], now: number) => {
+  const readCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
     const current = new Map<string, CounterRow>();
-    // Counters never written need no read (a new recipient, a new client address).
-    const counters = candidates.filter((counter) => keys.mayExist(appId, counter.key, now));
     if (counters.length === 0) return current;
     let statement = countersByKeys.get(counters.length);
     if (!statement) {
@@ -154,6 +152,13 @@ export function createSqliteVerificationStore(
     for (const row of rows) current.set(row.key, row);
     return current;
   };
+  // Counters never written need no read (a new recipient, a new client address).
+  const currentCounts = (appId: string, counters: readonly CounterCheck[], now: number) =>
+    readCounts(
+      appId,
+      counters.filter((counter) => keys.mayExist(appId, counter.key, now)),
+      now,
+    );
 
   // The issue counters as last committed, so the early refusal check (the path an attack takes)
   // reads memory, not SQLite. Only this process writes these counters (embedded mode), and
@@ -185,7 +190,7 @@ export function createSqliteVerificationStore(
       } else if (row.reset_at > now) current.set(counter.key, row);
     }
     if (missing.length > 0) {
-      const read = currentCounts(appId, missing, now);
+      const read = readCounts(appId, missing, now); // already filtered
       for (const counter of missing) {
         const row = read.get(counter.key);
         remember(appId, counter.key, row ?? ABSENT);
