@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createGroupCommit } from "./group-commit.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
@@ -69,5 +72,55 @@ describe("group commit", () => {
       ),
     );
     expect(runs).toBe(2);
+  });
+});
+
+describe("group commit when another connection holds the write lock", () => {
+  let dir: string;
+  let db: SqliteDatabase;
+  let other: SqliteDatabase;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), "verifyd-group-lock-"));
+    db = openSqliteDatabase({ path: join(dir, "db.sqlite"), migrate: false });
+    db.exec("CREATE TABLE t (k TEXT PRIMARY KEY)");
+    other = openSqliteDatabase({ path: join(dir, "db.sqlite"), migrate: false });
+  });
+  afterEach(() => {
+    if (other.inTransaction) other.exec("ROLLBACK");
+    other.close();
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("waits for the lock without blocking the event loop, then commits", async () => {
+    other.exec("BEGIN IMMEDIATE");
+    const group = createGroupCommit(db);
+    const written = group.run(() => db.prepare("INSERT INTO t (k) VALUES ('a')").run().changes);
+    // SQLite's busy handler would sleep right here, holding up every timer and request
+    const ticks: number[] = [];
+    const ticker = setInterval(() => ticks.push(Date.now()), 5);
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(ticks.length).toBeGreaterThanOrEqual(5);
+    other.exec("COMMIT");
+    await expect(written).resolves.toBe(1);
+    clearInterval(ticker);
+    expect(db.prepare("SELECT k FROM t").all()).toEqual([{ k: "a" }]);
+  });
+
+  it("fails with SQLite's busy error once the connection's busy timeout has passed", async () => {
+    db.pragma("busy_timeout = 50");
+    other.exec("BEGIN IMMEDIATE");
+    const group = createGroupCommit(db);
+    const started = Date.now();
+    await expect(group.run(() => db.prepare("INSERT INTO t (k) VALUES ('a')").run())).rejects.toMatchObject({
+      code: "SQLITE_BUSY",
+    });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(50);
+    other.exec("ROLLBACK");
+    // the group carries on once the lock is free
+    await expect(group.run(() => db.prepare("INSERT INTO t (k) VALUES ('b')").run().changes)).resolves.toBe(
+      1,
+    );
+    expect(db.pragma("busy_timeout", { simple: true })).toBe(50);
   });
 });

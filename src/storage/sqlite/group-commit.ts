@@ -1,5 +1,8 @@
 import type { SqliteDatabase } from "./sqlite-database.js";
 
+// How soon a batch that found the write lock taken tries again.
+const LOCK_RETRY_MS = 1;
+
 interface Pending {
   work: () => unknown;
   resolve: (value: unknown) => void;
@@ -17,10 +20,18 @@ interface Pending {
  * send's store time); only if some work throws is that attempt rolled back whole and the batch run
  * again with a savepoint per request. Work is synchronous SQLite statements, so running it again
  * after a rollback sees exactly the state it saw the first time.
+ *
+ * The group never waits for the write lock inside SQLite: its busy handler sleeps on the event
+ * loop, stalling every request, while another connection (the checkpointer restarting the WAL,
+ * the CLI) holds the lock. The group's BEGIN only tries; if the lock is taken the batch is tried
+ * again a millisecond later while requests go on arriving, and fails with SQLite's busy error only
+ * after the connection's busy timeout.
  */
 export function createGroupCommit(db: SqliteDatabase) {
   let queue: Pending[] = [];
   let scheduled = false;
+  const busyTimeoutMs = db.pragma("busy_timeout", { simple: true }) as number;
+  let lockWaitStartedAt: number | null = null;
 
   const runTogether = db.transaction((batch: Pending[]) => batch.map((item) => item.work()));
   // better-sqlite3 runs a transaction function nested in another as a savepoint.
@@ -35,31 +46,81 @@ export function createGroupCommit(db: SqliteDatabase) {
     }),
   );
 
+  // SQLite's error from the last try that found the lock taken: what a batch fails with in the end.
+  let lockedError: unknown;
+
+  /** Runs `transaction` if the write lock is free at once; "busy" if another connection holds it. */
+  const withoutWaiting = <T>(transaction: () => T): T | "busy" => {
+    // `db.pragma` each time: SQLite applies this pragma when the statement is prepared, so a
+    // prepared one re-run would not set it again.
+    db.pragma("busy_timeout = 0");
+    try {
+      return transaction();
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "SQLITE_BUSY") throw error;
+      lockedError = error;
+      return "busy";
+    } finally {
+      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+    }
+  };
+
+  const schedule = (delayMs: number) => {
+    if (scheduled) return;
+    scheduled = true;
+    if (delayMs === 0) setImmediate(flush);
+    else setTimeout(flush, delayMs);
+  };
+
+  /** Puts a batch that found the lock taken back in front of the queue, or fails it past the timeout. */
+  const waitForLock = (batch: Pending[]) => {
+    const now = Date.now();
+    lockWaitStartedAt ??= now;
+    if (now - lockWaitStartedAt < busyTimeoutMs) {
+      queue = batch.concat(queue);
+      schedule(LOCK_RETRY_MS);
+      return;
+    }
+    lockWaitStartedAt = null;
+    for (const item of batch) item.reject(lockedError);
+    if (queue.length > 0) schedule(0);
+  };
+
   const flush = () => {
     scheduled = false;
     const batch = queue;
     queue = [];
-    let values: unknown[];
+    let values: unknown[] | "busy";
     try {
-      values = runTogether.immediate(batch);
+      values = withoutWaiting(() => runTogether.immediate(batch));
     } catch {
       flushIsolated(batch);
       return;
     }
+    if (values === "busy") {
+      waitForLock(batch);
+      return;
+    }
+    lockWaitStartedAt = null;
     values.forEach((value, index) => {
       (batch[index] as Pending).resolve(value);
     });
   };
 
   const flushIsolated = (batch: Pending[]) => {
-    let results: ReturnType<typeof runIsolated>;
+    let results: ReturnType<typeof runIsolated> | "busy";
     try {
-      results = runIsolated.immediate(batch);
+      results = withoutWaiting(() => runIsolated.immediate(batch));
     } catch (error) {
       // The commit itself failed (disk full, I/O error): nothing of the batch was written.
       for (const item of batch) item.reject(error);
       return;
     }
+    if (results === "busy") {
+      waitForLock(batch);
+      return;
+    }
+    lockWaitStartedAt = null;
     results.forEach((result, index) => {
       const item = batch[index] as Pending;
       if (result.ok) item.resolve(result.value);
@@ -75,10 +136,7 @@ export function createGroupCommit(db: SqliteDatabase) {
     run<T>(work: () => T): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
+        schedule(0);
       });
     },
   };
