@@ -1,8 +1,11 @@
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { createGroupCommit } from "./group-commit.js";
 import { createSqliteBackend, type SqliteBackend } from "./index.js";
+import { startSqliteCheckpointer } from "./sqlite-checkpointer.js";
+import { openSqliteDatabase } from "./sqlite-database.js";
 
 let backend: SqliteBackend | undefined;
 let dir: string | undefined;
@@ -27,6 +30,52 @@ describe("background checkpoints", () => {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
     expect(statSync(path).size).toBeGreaterThan(sizeBefore);
+    expect(errors).toEqual([]);
+  });
+});
+
+describe("the WAL under sustained writes", () => {
+  it("starts over from its beginning again and again, never waiting for a pause in the writes", async () => {
+    dir = mkdtempSync(join(tmpdir(), "verifyd-checkpoint-"));
+    const path = join(dir, "verifyd.db");
+    const db = openSqliteDatabase({ path, migrate: false });
+    db.pragma("wal_autocheckpoint = 0");
+    db.exec("CREATE TABLE t (k INTEGER PRIMARY KEY, v BLOB NOT NULL)");
+    const insert = db.prepare("INSERT INTO t (k, v) VALUES (?, randomblob(100))");
+    db.transaction(() => {
+      for (let k = 0; k < 20_000; k++) insert.run(k);
+    })();
+    const group = createGroupCommit(db);
+    const update = db.prepare("UPDATE t SET v = randomblob(100) WHERE k = ?");
+    const errors: string[] = [];
+    const checkpointer = startSqliteCheckpointer(path, (message) => errors.push(message), {
+      restartAfterPages: 64,
+    });
+    // The WAL header's first salt changes each time the WAL starts over.
+    const salts = new Set<number>();
+    const header = Buffer.alloc(32);
+    const readSalt = () => {
+      const fd = openSync(`${path}-wal`, "r");
+      try {
+        if (readSync(fd, header, 0, 32, 0) === 32) salts.add(header.readUInt32BE(16));
+      } finally {
+        closeSync(fd);
+      }
+    };
+    // A commit every couple of milliseconds, as a loaded server makes them, for a second and a half.
+    const until = Date.now() + 1_500;
+    while (Date.now() < until) {
+      await group.run(() => {
+        for (let i = 0; i < 10; i++) update.run(Math.floor(Math.random() * 20_000));
+      });
+      readSalt();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    await checkpointer.stop();
+    db.close();
+    // A checkpoint every half second and no restarts of its own (the previous checkpointer)
+    // starts the WAL over at most a couple of times here, by luck.
+    expect(salts.size).toBeGreaterThanOrEqual(5);
     expect(errors).toEqual([]);
   });
 });

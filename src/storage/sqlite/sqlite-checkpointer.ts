@@ -3,30 +3,55 @@ import { Worker } from "node:worker_threads";
 
 // A checkpoint copies the WAL into the database file and syncs it: milliseconds of blocking I/O
 // that, done by SQLite's automatic checkpoint, would stall every request on the event loop. A
-// worker thread with its own connection does it instead, at this pace.
-const CHECKPOINT_INTERVAL_MS = 500;
-// Past this size the worker asks for a full TRUNCATE checkpoint so the WAL cannot grow for ever
-// (a PASSIVE one never waits for readers and can fall behind under sustained load).
-const WAL_RESTART_PAGES = 16_384;
+// worker thread with its own connection does it instead.
+//
+// It must keep the WAL short without ever making the writer wait long. PASSIVE checkpoints never
+// take the write lock, but the WAL only starts over from its beginning once a checkpoint has
+// copied every frame before the next commit, which under sustained writes never happens: the WAL
+// grew until a TRUNCATE checkpoint, which holds the write lock while it copies, syncs and waits
+// (50-100 ms stalls every second or two with random-order sends). So: PASSIVE again at once while
+// frames are left; once one has caught up, a RESTART, which then has little or nothing left to
+// copy, holds the write lock briefly and makes the next commit start the WAL over. The
+// connection never waits for a lock (busy_timeout 0): a checkpoint that would is retried later.
+const CATCH_UP_PAUSE_MS = 1;
+const IDLE_PAUSE_MS = 200;
+// 16 MiB of WAL: restarting more often would sync the database file more often for little gain.
+const RESTART_AFTER_PAGES = 4_096;
+// If the WAL grows past this anyway (a reader holding an old snapshot), a TRUNCATE that succeeds
+// shrinks the file too.
+const TRUNCATE_AFTER_PAGES = 65_536;
 
-const WORKER_SOURCE = `
+export interface CheckpointerOptions {
+  restartAfterPages?: number;
+}
+
+const workerSource = (restartAfterPages: number) => `
 const { parentPort, workerData } = require("node:worker_threads");
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
-db.pragma("busy_timeout = 5000");
-const passive = () => db.pragma("wal_checkpoint(PASSIVE)")[0];
-const timer = setInterval(() => {
+db.pragma("busy_timeout = 0");
+const checkpoint = (mode) => db.pragma("wal_checkpoint(" + mode + ")")[0];
+let timer = null;
+let lastLog = 0;
+const run = () => {
+  let pause = ${IDLE_PAUSE_MS};
   try {
-    const result = passive();
-    if (result && result.log > ${WAL_RESTART_PAGES}) db.pragma("wal_checkpoint(TRUNCATE)");
+    const { log, checkpointed } = checkpoint("PASSIVE");
+    if (log > ${TRUNCATE_AFTER_PAGES}) checkpoint("TRUNCATE");
+    else if (log === checkpointed && log > ${restartAfterPages}) checkpoint("RESTART");
+    // frames left, or new ones since the last round: the writer is busy, keep up with it
+    if (checkpointed < log || log !== lastLog) pause = ${CATCH_UP_PAUSE_MS};
+    lastLog = log;
   } catch (error) {
     parentPort.postMessage({ error: String(error) });
   }
-}, ${CHECKPOINT_INTERVAL_MS});
+  timer = setTimeout(run, pause);
+};
+timer = setTimeout(run, ${IDLE_PAUSE_MS});
 parentPort.on("message", (message) => {
   if (message !== "stop") return;
-  clearInterval(timer);
-  try { passive(); } finally { db.close(); parentPort.postMessage("stopped"); }
+  clearTimeout(timer);
+  try { checkpoint("PASSIVE"); } finally { db.close(); parentPort.postMessage("stopped"); }
 });
 `;
 
@@ -34,9 +59,16 @@ parentPort.on("message", (message) => {
  * Checkpoints the WAL of the database at `path` from a worker thread. The caller turns SQLite's
  * automatic checkpoint off on its own connection. `stop` does a last checkpoint and waits for it.
  */
-export function startSqliteCheckpointer(path: string, onError: (message: string) => void) {
+export function startSqliteCheckpointer(
+  path: string,
+  onError: (message: string) => void,
+  options: CheckpointerOptions = {},
+) {
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
-  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { path, driver } });
+  const worker = new Worker(workerSource(options.restartAfterPages ?? RESTART_AFTER_PAGES), {
+    eval: true,
+    workerData: { path, driver },
+  });
   worker.on("message", (message: unknown) => {
     if (typeof message === "object" && message !== null && "error" in message) onError(String(message.error));
   });
