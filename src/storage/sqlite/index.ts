@@ -58,8 +58,8 @@ export function createSqliteBackend(options: {
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
-  const sendLog = createSqliteSendLog(db, options.logger ?? silentLogger);
   const group = createGroupCommit(db);
+  const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
   // Shared by both stores that write counters, so it sees every counter row.
   const counterKeys = createCounterKeyFilter(db);
   let checkpointer: ReturnType<typeof startSqliteCheckpointer> | null = null;
@@ -82,7 +82,7 @@ export function createSqliteBackend(options: {
       checkpointer = startSqliteCheckpointer(options.path, onError);
     },
     close: async () => {
-      sendLog.close();
+      await sendLog.close();
       counterKeys.stop();
       await checkpointer?.stop();
       db.close();

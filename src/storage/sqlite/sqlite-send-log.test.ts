@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger, SendLogEntry } from "../../core/ports.js";
+import { createGroupCommit } from "./group-commit.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
 
@@ -41,10 +42,10 @@ beforeEach(() => {
   db = openSqliteDatabase({ path: ":memory:" });
   const recorder = recordingLogger();
   lines = recorder.lines;
-  log = createSqliteSendLog(db, recorder.logger);
+  log = createSqliteSendLog(db, createGroupCommit(db), recorder.logger);
 });
-afterEach(() => {
-  log.close();
+afterEach(async () => {
+  await log.close();
   db.close();
   vi.useRealTimers();
 });
@@ -98,19 +99,25 @@ describe("record and query", () => {
 
 describe("batching", () => {
   it("writes on its timer, once a second", async () => {
-    vi.useFakeTimers();
-    const timed = createSqliteSendLog(db, recordingLogger().logger);
+    // only the timer is faked: the group commit writes on the next real turn of the event loop
+    vi.useFakeTimers({ toFake: ["setInterval", "clearInterval"] });
+    const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+    const timed = createSqliteSendLog(db, createGroupCommit(db), recordingLogger().logger);
     timed.record(entry());
     vi.advanceTimersByTime(999);
+    await nextTurn();
     expect(rowsWritten()).toBe(0);
     vi.advanceTimersByTime(1);
+    await nextTurn();
     expect(rowsWritten()).toBe(1);
-    timed.close();
+    await timed.close();
   });
 
-  it("writes a full batch of 500 on the next turn of the event loop", async () => {
+  it("writes a full batch of 500 soon, without waiting for the timer", async () => {
     for (let n = 0; n < 500; n++) log.record(entry({ atMs: NOW + n }));
     expect(rowsWritten()).toBe(0);
+    // one turn to take the batch, one for the group commit that writes it
+    await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
     expect(rowsWritten()).toBe(500);
   });
@@ -141,9 +148,9 @@ describe("batching", () => {
     expect(await log.query({ appId: "shop", limit: 10 })).toHaveLength(1);
   });
 
-  it("writes what is buffered on close", () => {
+  it("writes what is buffered on close", async () => {
     log.record(entry());
-    log.close();
+    await log.close();
     expect(rowsWritten()).toBe(1);
   });
 });

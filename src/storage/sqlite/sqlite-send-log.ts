@@ -1,10 +1,19 @@
 import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
 import { SEND_LOG_COLUMNS, type SendLogRow, sendLogEntryFromRow, sendLogRowValues } from "../rows.js";
 import { SEND_LOG_FLUSH_INTERVAL_MS, SendLogBuffer } from "../send-log-buffer.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
-/** The send log over SQLite: `record` buffers, a timer (or a full batch) writes one transaction. */
-export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog & { close(): void } {
+/**
+ * The send log over SQLite: `record` buffers; a timer (or a full batch) writes the buffer in the
+ * group commit, so it shares the requests' commit and, like them, never sleeps on the event loop
+ * waiting for the write lock.
+ */
+export function createSqliteSendLog(
+  db: SqliteDatabase,
+  group: GroupCommit,
+  logger: Logger,
+): SendLog & { close(): Promise<void> } {
   // Positional parameters: binding named ones per row showed in a flood's profile.
   const insert = db.prepare(`
     INSERT INTO send_log (${SEND_LOG_COLUMNS.join(", ")})
@@ -13,16 +22,16 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
     SELECT * FROM send_log WHERE app_id = @appId AND at >= @since AND (@decision IS NULL OR decision = @decision)
     ORDER BY at DESC, id DESC LIMIT @limit`);
   const buffer = new SendLogBuffer();
-  const writeAll = db.transaction((entries: SendLogEntry[]) => {
+  const writeAll = (entries: SendLogEntry[]) => {
     for (const entry of entries) {
       insert.run(...sendLogRowValues(entry));
     }
-  });
-  const flush = () => {
+  };
+  const flush = async () => {
     const { entries, dropped } = buffer.take();
     if (entries.length > 0) {
       try {
-        writeAll(entries);
+        await group.run(() => writeAll(entries));
       } catch (error) {
         logger.error({ err: error, entries: entries.length }, "send log write failed");
       }
@@ -31,15 +40,17 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
       logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
     }
   };
-  const timer = setInterval(flush, SEND_LOG_FLUSH_INTERVAL_MS);
+  const timer = setInterval(() => void flush(), SEND_LOG_FLUSH_INTERVAL_MS);
   timer.unref();
 
   return {
     record(entry) {
-      if (buffer.record(entry)) setImmediate(flush);
+      // On the next turn: the records of this one join the batch; the buffer, not the group's
+      // queue, is what caps memory under a flood.
+      if (buffer.record(entry)) setImmediate(() => void flush());
     },
     async query(filter) {
-      flush();
+      await flush();
       const rows = select.all({
         appId: filter.appId,
         since: filter.sinceMs ?? 0,
@@ -48,12 +59,10 @@ export function createSqliteSendLog(db: SqliteDatabase, logger: Logger): SendLog
       }) as SendLogRow[];
       return rows.map(sendLogEntryFromRow);
     },
-    async flush() {
-      flush();
-    },
-    close() {
+    flush,
+    async close() {
       clearInterval(timer);
-      flush();
+      await flush();
     },
   };
 }
