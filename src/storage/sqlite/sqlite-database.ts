@@ -19,6 +19,7 @@ export interface SqliteOptions {
 
 const PAGE_CACHE_KIB = 64 * 1024;
 const MMAP_BYTES = 256 * 1024 * 1024;
+const WAL_SIZE_LIMIT_BYTES = 64 * 1024 * 1024;
 // Another process (the CLI) may hold the write lock for a moment; wait instead of failing.
 const BUSY_TIMEOUT_MS = 5_000;
 
@@ -33,6 +34,9 @@ export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
   // overflows after a few hundred thousand sends, and every read then costs a system call.
   db.pragma(`cache_size = -${PAGE_CACHE_KIB}`);
   db.pragma(`mmap_size = ${MMAP_BYTES}`);
+  // The checkpointer keeps the WAL near 16 MiB, but a burst of writes can outrun it; when the WAL
+  // next starts over, a file grown past this is cut back to it.
+  db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
   // Savepoints and sorts spill to temporary storage; keep it in memory, not in a temp file.
   db.pragma("temp_store = MEMORY");
   if (options.migrate ?? true) migrateSqlite(db);
