@@ -195,10 +195,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       worker.start();
       backend.startMaintenance?.((message) => logger.error({ err: message }, "background checkpoint failed"));
       purgeTimer = setInterval(() => {
-        // SQLite purges synchronously, the cluster asynchronously: one path catches both.
-        Promise.resolve()
-          .then(() => backend.purge(clock.nowMs()))
-          .catch((error: unknown) => logger.error({ err: error }, "purge failed"));
+        backend.purge(clock.nowMs()).catch((error: unknown) => logger.error({ err: error }, "purge failed"));
       }, PURGE_INTERVAL_MS);
       purgeTimer.unref();
     },

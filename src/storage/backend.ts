@@ -23,8 +23,8 @@ export interface Backend {
   devInbox: DevInbox;
   captcha: CaptchaStore;
   sendLog: SendLog;
-  /** deletes a batch of expired rows; returns how many (synchronous in SQLite, so callers await) */
-  purge: (nowMs: number) => number | Promise<number>;
+  /** deletes a batch of expired rows; resolves to how many */
+  purge: (nowMs: number) => Promise<number>;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */

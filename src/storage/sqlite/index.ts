@@ -37,7 +37,7 @@ export interface SqliteBackend extends Backend {
   captcha: CaptchaStore;
   sendLog: SendLog;
   /** deletes a batch of expired rows; returns how many */
-  purge: (nowMs: number) => number;
+  purge: (nowMs: number) => Promise<number>;
   ready: () => Promise<boolean>;
   close: () => void;
 }
@@ -73,7 +73,7 @@ export function createSqliteBackend(options: {
     devInbox: createSqliteDevInbox(db, group),
     captcha: createSqliteCaptchaStore(db),
     sendLog,
-    purge: createSqlitePurger(db),
+    purge: createSqlitePurger(db, group),
     ready: async () => ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;

@@ -13,7 +13,7 @@ describe("purger", () => {
     const now = 1_000_000_000;
     for (let i = 0; i < 5_000; i++) await backend.counters.hit("default", `k${i}`, i % 2 ? 10 : 100_000, now);
     // 5,000 counters in slices of 2,000: three purges cover them all.
-    for (let run = 0; run < 3; run++) backend.purge(now + 20_000);
+    for (let run = 0; run < 3; run++) await backend.purge(now + 20_000);
     expect(count("counters")).toBe(2_500);
     expect((await backend.counters.peek("default", "k2", now + 20_000)).count).toBe(1);
   });
@@ -25,7 +25,7 @@ describe("purger", () => {
     );
     insert.run("old", 1_000);
     insert.run("live", 10_000);
-    backend.purge(5_000);
+    await backend.purge(5_000);
     expect(backend.db.prepare("SELECT token_hash FROM tokens").all()).toEqual([{ token_hash: "live" }]);
   });
 });

@@ -1,3 +1,4 @@
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // Rows outlive their expiry by a day so `GET /v1/verifications/{id}` still explains what happened.
@@ -6,11 +7,15 @@ const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 const PURGE_BATCH_ROWS = 2_000;
 
 /**
- * Deletes expired rows in small batches so the file stays bounded under sustained load. Returns
- * how many rows went; call it repeatedly to catch up (a full sweep of the counters takes as many
- * calls as there are slices of them).
+ * Deletes expired rows in small batches so the file stays bounded under sustained load. Resolves
+ * to how many rows went; call it repeatedly to catch up (a full sweep of the counters takes as
+ * many calls as there are slices of them). A purge is one work of the group commit: it shares the
+ * requests' commit and, like them, never sleeps on the event loop waiting for the write lock.
  */
-export function createSqlitePurger(db: SqliteDatabase): (nowMs: number) => number {
+export function createSqlitePurger(
+  db: SqliteDatabase,
+  group: GroupCommit,
+): (nowMs: number) => Promise<number> {
   const old = (table: string, column: string, where = "") =>
     db.prepare(
       `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
@@ -40,22 +45,27 @@ export function createSqlitePurger(db: SqliteDatabase): (nowMs: number) => numbe
     "DELETE FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
   );
   const deleteCounterTail = db.prepare("DELETE FROM counters WHERE (app_id, key) > (?, ?) AND reset_at < ?");
-  let cursor: { app_id: string; key: string } = { app_id: "", key: "" };
-  const sweepCounters = (nowMs: number): number => {
-    const end = counterSliceEnd.get(cursor.app_id, cursor.key) as { app_id: string; key: string } | undefined;
-    if (!end) {
-      const removed = deleteCounterTail.run(cursor.app_id, cursor.key, nowMs).changes;
-      cursor = { app_id: "", key: "" };
-      return removed;
-    }
-    const removed = deleteCounterSlice.run(cursor.app_id, cursor.key, end.app_id, end.key, nowMs).changes;
-    cursor = end;
-    return removed;
+  type Cursor = { app_id: string; key: string };
+  const START: Cursor = { app_id: "", key: "" };
+  // Where the next slice starts. A work of the group commit may run twice, so a sweep returns the
+  // next cursor and it is kept only once the purge has committed.
+  let cursor = START;
+  const sweepCounters = (from: Cursor, nowMs: number): { removed: number; next: Cursor } => {
+    const end = counterSliceEnd.get(from.app_id, from.key) as Cursor | undefined;
+    if (!end) return { removed: deleteCounterTail.run(from.app_id, from.key, nowMs).changes, next: START };
+    const removed = deleteCounterSlice.run(from.app_id, from.key, end.app_id, end.key, nowMs).changes;
+    return { removed, next: end };
+  };
+  const purgeOnce = (from: Cursor, nowMs: number) => {
+    const sweep = sweepCounters(from, nowMs);
+    let removed = sweep.removed;
+    for (const { statement, graceMs } of steps) removed += statement.run(nowMs - graceMs).changes;
+    return { removed, next: sweep.next };
   };
 
-  return (nowMs) => {
-    let removed = sweepCounters(nowMs);
-    for (const { statement, graceMs } of steps) removed += statement.run(nowMs - graceMs).changes;
+  return async (nowMs) => {
+    const { removed, next } = await group.run(() => purgeOnce(cursor, nowMs));
+    cursor = next;
     return removed;
   };
 }
