@@ -2,6 +2,7 @@ import { OtpError } from "../../core/errors.js";
 import type { AccountDirectory } from "../../core/ports.js";
 import type { Account, Channel } from "../../core/types.js";
 import { type SessionRow, sessionFromRow } from "../rows.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface AccountRow {
@@ -34,7 +35,7 @@ function isUniqueViolation(error: unknown): boolean {
 }
 
 /** The built-in account directory: accounts and sessions in the embedded database. */
-export function createSqliteAccountDirectory(db: SqliteDatabase): AccountDirectory {
+export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCommit): AccountDirectory {
   const statements = {
     byEmail: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND email = ?"),
     byPhone: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND phone = ?"),
@@ -62,9 +63,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase): AccountDirecto
     profile: JSON.stringify(account.profile),
     createdAtMs: account.createdAtMs,
   });
-  const write = (run: () => unknown, account: Account): Account => {
+  const write = async (run: () => unknown, account: Account): Promise<Account> => {
     try {
-      run();
+      await group.run(run);
       return account;
     } catch (error) {
       if (isUniqueViolation(error)) throw new OtpError("ACCOUNT_EXISTS", { cause: error });
@@ -89,13 +90,20 @@ export function createSqliteAccountDirectory(db: SqliteDatabase): AccountDirecto
       return write(() => statements.update.run(params(account)), account);
     },
     async createSession(session) {
-      statements.insertSession.run(session.tokenHash, session.appId, session.accountId, session.expiresAtMs);
+      await group.run(() =>
+        statements.insertSession.run(
+          session.tokenHash,
+          session.appId,
+          session.accountId,
+          session.expiresAtMs,
+        ),
+      );
     },
     async findSession(appId, tokenHash, nowMs) {
       return sessionFromRow(statements.findSession.get(tokenHash, appId, nowMs) as SessionRow | undefined);
     },
     async deleteSession(appId, tokenHash) {
-      statements.deleteSession.run(tokenHash, appId);
+      await group.run(() => statements.deleteSession.run(tokenHash, appId));
     },
   };
 }

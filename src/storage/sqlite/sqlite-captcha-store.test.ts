@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { CaptchaStore, StoredChallenge } from "../../core/ports.js";
+import { createGroupCommit } from "./group-commit.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 
@@ -9,7 +10,7 @@ let db: SqliteDatabase;
 let store: CaptchaStore;
 beforeEach(() => {
   db = openSqliteDatabase({ path: ":memory:" });
-  store = createSqliteCaptchaStore(db);
+  store = createSqliteCaptchaStore(db, createGroupCommit(db));
 });
 afterEach(() => db.close());
 

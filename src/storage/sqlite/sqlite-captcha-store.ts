@@ -1,4 +1,5 @@
 import type { CaptchaKind, CaptchaStore, StoredChallenge } from "../../core/ports.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 interface ChallengeRow {
@@ -25,8 +26,12 @@ function rowToChallenge(row: ChallengeRow): StoredChallenge {
   };
 }
 
-/** Captcha challenges and pass tokens in the embedded database. */
-export function createSqliteCaptchaStore(db: SqliteDatabase): CaptchaStore {
+/**
+ * Captcha challenges and pass tokens in the embedded database. Writes go through the group commit
+ * (see createGroupCommit): a flood of challenges shares commits, and no write sleeps on the event
+ * loop while another connection holds the write lock.
+ */
+export function createSqliteCaptchaStore(db: SqliteDatabase, group: GroupCommit): CaptchaStore {
   const statements = {
     insert: db.prepare(`
       INSERT INTO captcha_challenges (token, app_id, kind, answer_hash, client_key, tries_left, expires_at, dev_answer)
@@ -48,28 +53,32 @@ export function createSqliteCaptchaStore(db: SqliteDatabase): CaptchaStore {
   };
   return {
     async saveChallenge(challenge) {
-      statements.insert.run({
-        ...challenge,
-        clientKey: challenge.clientKey ?? null,
-        devAnswer: challenge.devAnswer ?? null,
-      });
+      await group.run(() =>
+        statements.insert.run({
+          ...challenge,
+          clientKey: challenge.clientKey ?? null,
+          devAnswer: challenge.devAnswer ?? null,
+        }),
+      );
     },
     async takeTry(appId, token, nowMs) {
-      const row = statements.takeTry.get(token, appId, nowMs) as ChallengeRow | undefined;
+      const row = (await group.run(() => statements.takeTry.get(token, appId, nowMs))) as
+        | ChallengeRow
+        | undefined;
       return row ? rowToChallenge(row) : null;
     },
     async consumeChallenge(appId, token) {
-      return statements.consume.run(token, appId).changes === 1;
+      return (await group.run(() => statements.consume.run(token, appId).changes)) === 1;
     },
     async peekChallenge(token, nowMs) {
       const row = statements.peek.get(token, nowMs) as ChallengeRow | undefined;
       return row ? rowToChallenge(row) : null;
     },
     async savePass(pass) {
-      statements.insertPass.run({ ...pass, boundTo: pass.boundTo ?? null });
+      await group.run(() => statements.insertPass.run({ ...pass, boundTo: pass.boundTo ?? null }));
     },
     async consumePass(appId, tokenHash, nowMs) {
-      const row = statements.consumePass.get(tokenHash, appId, nowMs) as
+      const row = (await group.run(() => statements.consumePass.get(tokenHash, appId, nowMs))) as
         | { token_hash: string; app_id: string; bound_to: string | null; expires_at: number }
         | undefined;
       if (!row) return null;

@@ -1,5 +1,6 @@
 import type { CounterState, CounterStore } from "../../core/ports.js";
 import type { CounterKeyFilter } from "./counter-key-filter.js";
+import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 /**
@@ -22,8 +23,15 @@ export function prepareCounterHit(db: SqliteDatabase, keys: CounterKeyFilter) {
   };
 }
 
-/** Windowed counters: `INSERT … ON CONFLICT DO UPDATE … RETURNING`, one statement, atomic. */
-export function createSqliteCounterStore(db: SqliteDatabase, keys: CounterKeyFilter): CounterStore {
+/**
+ * Windowed counters: `INSERT … ON CONFLICT DO UPDATE … RETURNING`, one statement, atomic, run in
+ * the group commit like every write of the embedded store.
+ */
+export function createSqliteCounterStore(
+  db: SqliteDatabase,
+  group: GroupCommit,
+  keys: CounterKeyFilter,
+): CounterStore {
   const hit = prepareCounterHit(db, keys);
   const statements = {
     get: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ? AND reset_at > ?"),
@@ -33,14 +41,14 @@ export function createSqliteCounterStore(db: SqliteDatabase, keys: CounterKeyFil
     row ? { count: row.count, resetAtMs: row.reset_at } : { count: 0, resetAtMs: 0 };
   return {
     async hit(appId, key, windowSeconds, nowMs) {
-      return toState(hit(appId, key, windowSeconds * 1000, nowMs));
+      return toState(await group.run(() => hit(appId, key, windowSeconds * 1000, nowMs)));
     },
     async peek(appId, key, nowMs) {
       if (!keys.mayExist(appId, key, nowMs)) return toState(undefined);
       return toState(statements.get.get(appId, key, nowMs) as never);
     },
     async reset(appId, key) {
-      statements.reset.run(appId, key);
+      await group.run(() => statements.reset.run(appId, key));
     },
   };
 }

@@ -445,15 +445,17 @@ export function createSqliteVerificationStore(
       return group.run(() => approve(appId, id, token, failureKey, nowMs));
     },
     async refundFailure(appId, failureKey, nowMs) {
-      statements.counterRefund.run(appId, failureKey, nowMs);
+      await group.run(() => statements.counterRefund.run(appId, failureKey, nowMs));
     },
     async get(appId, id) {
       const row = statements.codeById.get(appId, id) as CodeRow | undefined;
       return row ? rowToCode(row) : null;
     },
     async cancel(appId, id, nowMs) {
-      statements.cancel.run(appId, id, nowMs);
-      const row = statements.codeById.get(appId, id) as CodeRow | undefined;
+      const row = (await group.run(() => {
+        statements.cancel.run(appId, id, nowMs);
+        return statements.codeById.get(appId, id);
+      })) as CodeRow | undefined;
       return row ? rowToCode(row) : null;
     },
     async findToken(appId, tokenHash, nowMs) {
@@ -480,7 +482,7 @@ export function createSqliteVerificationStore(
       };
     },
     async consumeToken(appId, tokenHash, nowMs) {
-      return statements.consumeToken.run(tokenHash, appId, nowMs).changes === 1;
+      return (await group.run(() => statements.consumeToken.run(tokenHash, appId, nowMs).changes)) === 1;
     },
     committedCount(appId, key, nowMs) {
       const row = recall(`${appId}\0${key}`);
