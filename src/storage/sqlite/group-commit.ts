@@ -51,9 +51,9 @@ export function createGroupCommit(db: SqliteDatabase) {
 
   /** Runs `transaction` if the write lock is free at once; "busy" if another connection holds it. */
   const withoutWaiting = <T>(transaction: () => T): T | "busy" => {
-    // `db.pragma` each time: SQLite applies this pragma when the statement is prepared, so a
-    // prepared one re-run would not set it again.
-    db.pragma("busy_timeout = 0");
+    // SQLite applies this pragma when its statement is prepared, so a prepared one re-run would
+    // not set it again; `exec` (~0.5 µs) prepares and runs it each time.
+    db.exec("PRAGMA busy_timeout = 0");
     try {
       return transaction();
     } catch (error) {
@@ -61,7 +61,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       lockedError = error;
       return "busy";
     } finally {
-      db.pragma(`busy_timeout = ${busyTimeoutMs}`);
+      db.exec(`PRAGMA busy_timeout = ${busyTimeoutMs}`);
     }
   };
 
@@ -86,6 +86,16 @@ export function createGroupCommit(db: SqliteDatabase) {
     if (queue.length > 0) schedule(0);
   };
 
+  /** True when the batch's transaction ran; a batch that found the lock taken waits for it. */
+  const ran = <T>(batch: Pending[], outcome: T | "busy"): outcome is T => {
+    if (outcome === "busy") {
+      waitForLock(batch);
+      return false;
+    }
+    lockWaitStartedAt = null;
+    return true;
+  };
+
   const flush = () => {
     scheduled = false;
     const batch = queue;
@@ -97,11 +107,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       flushIsolated(batch);
       return;
     }
-    if (values === "busy") {
-      waitForLock(batch);
-      return;
-    }
-    lockWaitStartedAt = null;
+    if (!ran(batch, values)) return;
     values.forEach((value, index) => {
       (batch[index] as Pending).resolve(value);
     });
@@ -116,11 +122,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       for (const item of batch) item.reject(error);
       return;
     }
-    if (results === "busy") {
-      waitForLock(batch);
-      return;
-    }
-    lockWaitStartedAt = null;
+    if (!ran(batch, results)) return;
     results.forEach((result, index) => {
       const item = batch[index] as Pending;
       if (result.ok) item.resolve(result.value);
