@@ -20,20 +20,27 @@ import {
 
 // Shared helpers, prepended to every script that needs them.
 const COUNTERS = `
-local function read_counter(key, now)
-  local v = redis.call('GET', key)
+-- A counter's stored value (false when absent) as count and reset time; 0, 0 once elapsed.
+local function parse_counter(v, now)
   if not v then return 0, 0 end
   local c, r = string.match(v, '^(%d+):(%d+)$')
   r = tonumber(r)
   if r <= now then return 0, 0 end
   return tonumber(c), r
 end
+local function read_counter(key, now)
+  return parse_counter(redis.call('GET', key), now)
+end
 -- A window starts at its first hit; an elapsed one restarts at 1 (COUNTER_HIT_SQL's semantics).
-local function hit_counter(key, window_ms, now)
-  local c, r = read_counter(key, now)
+-- c, r: the counter as just read.
+local function count_hit(key, c, r, window_ms, now)
   if r == 0 then c, r = 1, now + window_ms else c = c + 1 end
   redis.call('SET', key, string.format('%d:%d', c, r), 'PX', math.max(1, r - now))
   return c, r
+end
+local function hit_counter(key, window_ms, now)
+  local c, r = read_counter(key, now)
+  return count_hit(key, c, r, window_ms, now)
 end
 local function refund_counter(key, now)
   local c, r = read_counter(key, now)
@@ -121,11 +128,17 @@ if fingerprint ~= '' then
   end
 end
 local counters = #KEYS - slots - 1
+-- Every counter in one command (they share the app's hash tag), read once for the check and the hit.
+local counter_keys = {}
+for i = 1, counters do counter_keys[i] = KEYS[slots + 1 + i] end
+local values = counters > 0 and redis.call('MGET', unpack(counter_keys)) or {}
+local counts, resets = {}, {}
 -- Check every rule before counting any, so a refused request consumes no budget.
 local refusals, shadowed = {}, {}
 for i = 1, counters do
   local a = 9 + (i - 1) * 4
-  local c, r = read_counter(KEYS[slots + 1 + i], now)
+  local c, r = parse_counter(values[i], now)
+  counts[i], resets[i] = c, r
   if r ~= 0 and c + tonumber(ARGV[a + 2]) > tonumber(ARGV[a]) then
     if string.find(ARGV[a + 3], 's', 1, true) then
       shadowed[#shadowed + 1] = i
@@ -139,7 +152,7 @@ local resend_ms = 0
 for i = 1, counters do
   local a = 9 + (i - 1) * 4
   if ARGV[a + 2] ~= '0' then
-    local c, r = hit_counter(KEYS[slots + 1 + i], tonumber(ARGV[a + 1]), now)
+    local c, r = count_hit(counter_keys[i], counts[i], resets[i], tonumber(ARGV[a + 1]), now)
     if string.find(ARGV[a + 3], 'l', 1, true) and c >= tonumber(ARGV[a]) and r - now > resend_ms then
       resend_ms = r - now
     end
@@ -239,7 +252,7 @@ end
 -- Count the attempt before the caller compares: concurrent guesses can never pass the cap.
 local counted = status .. (attempts + 1) .. string.sub(v, 2 + attempts_digits)
 redis.call('SET', key, counted, 'KEEPTTL')
-hit_counter(failure_key, tonumber(ARGV[5]), now)
+count_hit(failure_key, failures, reset_at, tonumber(ARGV[5]), now)
 return {'counted', counted, found}
 `;
 
