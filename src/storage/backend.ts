@@ -30,5 +30,5 @@ export interface Backend {
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
   startMaintenance?: (onError: (message: string) => void) => void;
   /** flushes buffered writes and closes connections */
-  close: () => void | Promise<void>;
+  close: () => Promise<void>;
 }

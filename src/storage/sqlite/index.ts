@@ -36,10 +36,10 @@ export interface SqliteBackend extends Backend {
   devInbox: DevInbox;
   captcha: CaptchaStore;
   sendLog: SendLog;
-  /** deletes a batch of expired rows; returns how many */
+  /** deletes a batch of expired rows; resolves to how many */
   purge: (nowMs: number) => Promise<number>;
   ready: () => Promise<boolean>;
-  close: () => void;
+  close: () => Promise<void>;
 }
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
