@@ -31,7 +31,7 @@ end
 local function read_counter(key, now)
   return parse_counter(redis.call('GET', key), now)
 end
--- A window starts at its first hit; an elapsed one restarts at 1 (COUNTER_HIT_SQL's semantics).
+-- A window starts at its first hit; an elapsed one restarts at 1 (prepareCounterHit's, sqlite-counter-store.ts).
 -- c, r: the counter as just read.
 local function count_hit(key, c, r, window_ms, now)
   if r == 0 then c, r = 1, now + window_ms else c = c + 1 end
