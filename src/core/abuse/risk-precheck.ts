@@ -1,7 +1,10 @@
 import { OtpError } from "../errors.js";
-import type { App, Face } from "../types.js";
+import { ruleName } from "../policy.js";
+import type { VerificationStore } from "../ports.js";
+import type { App, Face, RateRule } from "../types.js";
 import type { EngineDeps } from "../verification/engine-deps.js";
-import { riskCounters } from "./abuse-rules.js";
+import { riskCounterKey } from "../verification/keys.js";
+import { subnetOf } from "./abuse-rules.js";
 
 export interface RiskPrecheckInput {
   app: App;
@@ -18,34 +21,47 @@ export interface RiskPrecheckInput {
  * only answers that refusal for a fraction of the cost. Returns null to go on with the send.
  */
 export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): OtpError | null {
-  const { app, face } = input;
+  const { app, face, clientIp } = input;
   const mode = app.abuse.captcha[face];
   if (input.captchaToken !== undefined || mode === "never" || app.disabled) return null;
   const now = deps.clock.nowMs();
   let refusal: OtpError | null = null;
   if (mode === "always") {
     refusal = new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
-  } else {
-    const committedCount = deps.store.committedCount?.bind(deps.store);
-    if (!committedCount) return null;
-    for (const counter of riskCounters(app, { ip: input.clientIp }, false)) {
-      const state = committedCount(app.id, counter.key, now);
-      if (state && state.count + 1 > counter.limit) {
-        const retryAfterSeconds = Math.max(1, Math.ceil((state.resetAtMs - now) / 1000));
-        refusal = new OtpError("CAPTCHA_REQUIRED", { details: { rule: counter.rule, retryAfterSeconds } });
-        break;
-      }
-    }
+  } else if (clientIp !== undefined) {
+    // The IP's counter first and its subnet's only if that passes: a flood from one address is
+    // refused after one lookup. The keys and rule names are those `riskCounters` gives the send.
+    const { risk } = app.abuse;
+    refusal = overRisk(deps.store, app.id, "ip", clientIp, risk.perIp, now);
+    const subnet = refusal ? undefined : subnetOf(clientIp);
+    if (subnet !== undefined) refusal = overRisk(deps.store, app.id, "subnet", subnet, risk.perSubnet, now);
   }
   if (refusal) {
     deps.sendLog.record({
       atMs: now,
       appId: app.id,
       face,
-      ...(input.clientIp ? { ip: input.clientIp } : {}),
+      ip: clientIp,
       decision: "captcha_required",
       reason: refusal.details.rule ?? "captcha",
     });
   }
   return refusal;
+}
+
+/** The refusal when one more send would pass the rule's limit, by the committed count. */
+function overRisk(
+  store: VerificationStore,
+  appId: string,
+  scope: "ip" | "subnet",
+  subject: string,
+  rule: RateRule,
+  now: number,
+): OtpError | null {
+  const state = store.committedCount?.(appId, riskCounterKey(scope, subject, rule.windowSeconds), now);
+  if (!state || state.count + 1 <= rule.limit) return null;
+  const retryAfterSeconds = Math.max(1, Math.ceil((state.resetAtMs - now) / 1000));
+  return new OtpError("CAPTCHA_REQUIRED", {
+    details: { rule: ruleName(`risk_${scope}`, rule), retryAfterSeconds },
+  });
 }
