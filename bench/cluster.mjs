@@ -1,8 +1,8 @@
 // The cluster scenarios of `npm run bench`: one verifyd in cluster mode on the local Redis +
-// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with autocannon: the
-// /healthz baseline, sends to unique recipients, then checks of the codes those sends delivered,
-// each as a ratio to the baseline. It also counts the Redis round trips of a send by watching
-// MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
+// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with autocannon: sends to
+// unique recipients, then checks of the codes those sends delivered, each in slices beside slices
+// of the /healthz baseline (see `paired` in lib.mjs) and reported as a ratio to them. It also
+// counts the Redis round trips of a send by watching MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
 // bench/cluster.mjs`; BENCH_REDIS_URL / BENCH_DATABASE_URL override the local services.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { clientAddress, printTable, run, sendRequest, startVerifyd } from "./lib.mjs";
+import { baselineOf, checksOf, paired, printTable, sendRequest, startVerifyd } from "./lib.mjs";
 
 const REDIS_URL =
   process.env.BENCH_REDIS_URL ?? process.env.VERIFYD_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -66,21 +66,19 @@ async function main() {
   let roundTrips;
   try {
     roundTrips = await redisRoundTripsPerSend(server.base);
-    results.push(await run("baseline GET /healthz", { url: `${server.base}/healthz` }, 200));
-    console.error(`done: ${results.at(-1).name}`);
-
+    const baseline = {
+      name: "baseline GET /healthz",
+      options: { url: `${server.base}/healthz` },
+      expectedStatus: 200,
+    };
     let i = 0;
+    const sendNext = (request) => ({ ...request, ...send(++i, `bench-${run_id}-${i}@example.com`) });
     results.push(
-      await run(
-        "cluster send (unique recipients)",
-        {
-          url: server.base,
-          requests: [
-            { setupRequest: (request) => ({ ...request, ...send(++i, `bench-${run_id}-${i}@example.com`) }) },
-          ],
-        },
-        201,
-      ),
+      await paired(baseline, {
+        name: "cluster send (unique recipients)",
+        options: { url: server.base, requests: [{ setupRequest: sendNext }] },
+        expectedStatus: 201,
+      }),
     );
     console.error(`done: ${results.at(-1).name}`);
 
@@ -90,34 +88,19 @@ async function main() {
       `SELECT o.verification_id AS id, d.code AS code FROM ${schema}.dev_inbox d
        JOIN ${schema}.outbox o ON o.id = d.id WHERE d.recipient LIKE 'bench-%' LIMIT ${MAX_CHECKS}`,
     );
-    let j = 0;
     if (pairs.length === 0) console.error("no delivered codes to check: the check scenario is skipped");
-    else
+    else {
       results.push(
-        await run(
-          `cluster check (right code, ${pairs.length} codes)`,
-          {
-            url: server.base,
-            amount: pairs.length,
-            requests: [
-              {
-                setupRequest: (request) => {
-                  const pair = pairs[j++ % pairs.length];
-                  return {
-                    ...request,
-                    method: "POST",
-                    path: "/v1/verifications/check",
-                    headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(j) },
-                    body: JSON.stringify(pair),
-                  };
-                },
-              },
-            ],
-          },
-          200,
-        ),
+        await paired(baseline, {
+          name: `cluster check (right code, ${pairs.length} codes)`,
+          amount: pairs.length,
+          options: { url: server.base, requests: [{ setupRequest: checksOf(pairs) }] },
+          expectedStatus: 200,
+        }),
       );
-    console.error(`done: ${results.at(-1).name}`);
+      console.error(`done: ${results.at(-1).name}`);
+    }
+    results.unshift(baselineOf(baseline.name, results));
   } finally {
     if (server.child.exitCode === null && server.child.signalCode === null) {
       const exited = new Promise((resolve) => server.child.once("exit", resolve));

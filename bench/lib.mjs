@@ -27,23 +27,24 @@ export function clientAddress(i) {
 
 /** Starts `dist/main.js` with `env` on a free port; resolves once `readyPath` answers. */
 export async function startVerifyd(env, readyPath = "/healthz") {
+  return startServer(process.env.BENCH_MAIN ?? join(root, "dist", "main.js"), env, readyPath);
+}
+
+/** Starts the node `script` with `env` and VERIFYD_PORT set to a free port; resolves once `readyPath` answers. */
+export async function startServer(script, env, readyPath = "/healthz") {
   const port = await freePort();
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const child = spawn(
-    process.execPath,
-    [...nodeArgs, process.env.BENCH_MAIN ?? join(root, "dist", "main.js")],
-    {
-      env: {
-        ...process.env,
-        VERIFYD_PORT: String(port),
-        VERIFYD_TRUST_PROXY: "127.0.0.1",
-        VERIFYD_LOG_LEVEL: "warn",
-        VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
-        ...env,
-      },
-      stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"],
+  const child = spawn(process.execPath, [...nodeArgs, script], {
+    env: {
+      ...process.env,
+      VERIFYD_PORT: String(port),
+      VERIFYD_TRUST_PROXY: "127.0.0.1",
+      VERIFYD_LOG_LEVEL: "warn",
+      VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
+      ...env,
     },
-  );
+    stdio: ["ignore", process.env.BENCH_SERVER_LOG ? "inherit" : "ignore", "inherit"],
+  });
   const base = `http://127.0.0.1:${port}`;
   for (let i = 0; i < 150; i++) {
     try {
@@ -70,7 +71,8 @@ export function run(name, options, expectedStatus) {
           .reduce((n, [, c]) => n + c, 0);
         resolve({
           name,
-          requestsPerSecond: result.requests.average,
+          requestsPerSecond: result.requests.total / result.duration,
+          seconds: result.duration,
           p50: result.latency.p50,
           p99: result.latency.p99,
           total: result.requests.total,
@@ -96,6 +98,24 @@ export function sendRequest(i, body, address = clientAddress(i)) {
 }
 
 /**
+ * A setupRequest that checks each `{ id, code }` pair in turn, from a distinct client address per
+ * check; it goes on across the slices of a paired scenario.
+ */
+export function checksOf(pairs) {
+  let i = 0;
+  return (request) => {
+    const pair = pairs[i++ % pairs.length];
+    return {
+      ...request,
+      method: "POST",
+      path: "/v1/verifications/check",
+      headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
+      body: JSON.stringify(pair),
+    };
+  };
+}
+
+/**
  * A scattered but never repeated 32-bit value for each i (multiplying by an odd constant is a
  * bijection mod 2^32): recipients and addresses in no particular order, as real traffic has them.
  */
@@ -109,18 +129,92 @@ export function scatteredAddress(i) {
   return `${1 + ((h >>> 24) % 223)}.${(h >>> 16) & 255}.${(h >>> 8) & 255}.${h & 255}`;
 }
 
-/** Prints the results as a table of ratios to the first (the baseline); flags unexpected answers. */
+// A scenario runs in this many slices, each right after a slice of the baseline (see `paired`).
+export const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+
+/**
+ * Runs `scenario` in ROUNDS slices, each right after a slice of `baseline`, and reports it against
+ * those baseline slices. This shared machine's speed drifts within seconds (the same build's
+ * /healthz measured 21k and 38k req/s a minute apart), so a baseline measured minutes before a
+ * scenario says little about it; slices taken side by side share the machine's mood.
+ * A scenario is `{ name, options, expectedStatus, amount? }`; its options (and the state their
+ * setupRequest closes over) serve every slice, so a counter of unique recipients runs on.
+ * `amount`, when given, is the scenario's total number of requests, split across the slices.
+ */
+export async function paired(baseline, scenario) {
+  const baselineSlices = [];
+  const scenarioSlices = [];
+  const seconds = DURATION_SECONDS / ROUNDS;
+  for (let round = 0; round < ROUNDS; round++) {
+    baselineSlices.push(
+      await run(baseline.name, { ...baseline.options, duration: seconds }, baseline.expectedStatus),
+    );
+    const slice =
+      scenario.amount === undefined
+        ? { duration: seconds }
+        : { amount: share(scenario.amount, round + 1) - share(scenario.amount, round) };
+    scenarioSlices.push(await run(scenario.name, { ...scenario.options, ...slice }, scenario.expectedStatus));
+  }
+  const beside = combine(baseline.name, baselineSlices);
+  const result = combine(scenario.name, scenarioSlices);
+  return { ...result, baselineBeside: beside.requestsPerSecond, baselineSlices };
+}
+
+/** The requests of `amount` that the first `rounds` slices make between them. */
+function share(amount, rounds) {
+  return Math.floor((amount * rounds) / ROUNDS);
+}
+
+/** One result from slices: req/s over their whole time, the median p50, the worst p99. */
+function combine(name, slices) {
+  const total = slices.reduce((n, slice) => n + slice.total, 0);
+  const seconds = slices.reduce((n, slice) => n + slice.seconds, 0);
+  const statuses = {};
+  for (const slice of slices)
+    for (const [status, count] of Object.entries(slice.statuses))
+      statuses[status] = (statuses[status] ?? 0) + count;
+  const p50s = slices.map((slice) => slice.p50).sort((a, b) => a - b);
+  return {
+    name,
+    requestsPerSecond: total / seconds,
+    seconds,
+    p50: p50s[Math.floor(p50s.length / 2)],
+    p99: Math.max(...slices.map((slice) => slice.p99)),
+    total,
+    unexpected: slices.reduce((n, slice) => n + slice.unexpected, 0),
+    statuses,
+  };
+}
+
+/** All the baseline slices of paired results as one baseline row. */
+export function baselineOf(name, results) {
+  return {
+    ...combine(
+      name,
+      results.flatMap((result) => result.baselineSlices),
+    ),
+    baselineBeside: undefined,
+  };
+}
+
+/**
+ * Prints the results as a table of ratios: a paired result's to the baseline slices beside it,
+ * any other's to the first row (the baseline); flags unexpected answers.
+ */
 export function printTable(title, results) {
   const baseline = results[0].requestsPerSecond;
   console.log(
-    `\n${title}: ${CONNECTIONS} connections, ${DURATION_SECONDS} s per scenario, node ${process.version}`,
+    `\n${title}: ${CONNECTIONS} connections, ${DURATION_SECONDS} s per scenario in ${ROUNDS} slices each beside a baseline slice, node ${process.version}`,
   );
-  console.log("| scenario | req/s | p50 ms | p99 ms | unexpected answers | ratio to baseline |");
-  console.log("|---|---:|---:|---:|---:|---:|");
+  console.log(
+    "| scenario | req/s | p50 ms | p99 ms | unexpected answers | baseline beside it, req/s | ratio to baseline |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|");
   for (const r of results) {
     const flag = r.unexpected > 0 ? ` (NOT A RESULT: ${JSON.stringify(r.statuses)})` : "";
+    const against = r.baselineBeside ?? baseline;
     console.log(
-      `| ${r.name} | ${Math.round(r.requestsPerSecond)} | ${r.p50} | ${r.p99} | ${r.unexpected}${flag} | ${(r.requestsPerSecond / baseline).toFixed(2)}x |`,
+      `| ${r.name} | ${Math.round(r.requestsPerSecond)} | ${r.p50} | ${r.p99} | ${r.unexpected}${flag} | ${r.baselineBeside === undefined ? "" : Math.round(against)} | ${(r.requestsPerSecond / against).toFixed(2)}x |`,
     );
   }
   if (results.some((r) => r.unexpected > 0)) process.exitCode = 1;

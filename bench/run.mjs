@@ -1,15 +1,17 @@
 // `npm run bench`: starts verifyd on the embedded default and loads it with autocannon, one
-// scenario after another in the same run, each reported as a ratio to the /healthz baseline.
-// Load comes from distinct client addresses through the trusted-proxy header, so the per-IP rules
-// do not turn the run into refusals; a scenario with unexpected answers is flagged, not a result.
+// scenario after another in the same run, each in slices beside slices of the /healthz baseline
+// (see `paired` in lib.mjs) and reported as a ratio to them. Load comes from distinct client
+// addresses through the trusted-proxy header, so the per-IP rules do not turn the run into
+// refusals; a scenario with unexpected answers is flagged, not a result.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import {
-  clientAddress,
+  baselineOf,
+  checksOf,
+  paired,
   printTable,
-  run,
   scattered,
   scatteredAddress,
   sendRequest,
@@ -21,34 +23,20 @@ const only = process.env.BENCH_ONLY?.split(",");
 /** Accepted sends, each to the recipient (and from the client address) `nth(i)` names. */
 function sends(base, name, nth) {
   let i = 0;
-  return run(
-    name,
-    {
-      url: base,
-      requests: [
-        {
-          setupRequest: (request) => {
-            i += 1;
-            const { to, address } = nth(i);
-            return { ...request, ...sendRequest(i, { channel: "email", to, purpose: "sign_in" }, address) };
-          },
-        },
-      ],
-    },
-    201,
-  );
+  const setupRequest = (request) => {
+    i += 1;
+    const { to, address } = nth(i);
+    return { ...request, ...sendRequest(i, { channel: "email", to, purpose: "sign_in" }, address) };
+  };
+  return { name, options: { url: base, requests: [{ setupRequest }] }, expectedStatus: 201 };
 }
 
 const scenarios = {
-  async baseline({ base }) {
-    return run("baseline GET /healthz", { url: `${base}/healthz` }, 200);
-  },
-
-  async send({ base }) {
+  send({ base }) {
     return sends(base, "send (unique recipients)", (i) => ({ to: `bench-${i}@example.com` }));
   },
 
-  async sendScattered({ base }) {
+  sendScattered({ base }) {
     // Real traffic's recipients and client addresses come in no order: each send's counters and
     // code land on random pages of their indexes, where the scenario above mostly appends.
     return sends(base, "send (recipients and addresses in random order)", (i) => ({
@@ -69,29 +57,13 @@ const scenarios = {
       .all();
     db.close();
     if (pairs.length === 0) throw new Error("no delivered codes to check: run the send scenario first");
-    let i = 0;
-    return run(
-      `check (right code, ${pairs.length} codes)`,
-      {
-        url: base,
-        amount: pairs.length,
-        requests: [
-          {
-            setupRequest: (request) => {
-              const pair = pairs[i++ % pairs.length];
-              return {
-                ...request,
-                method: "POST",
-                path: "/v1/verifications/check",
-                headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(i) },
-                body: JSON.stringify(pair),
-              };
-            },
-          },
-        ],
-      },
-      200,
-    );
+    return {
+      name: `check (right code, ${pairs.length} codes)`,
+      // each code is checked once: the slices share them out
+      amount: pairs.length,
+      options: { url: base, requests: [{ setupRequest: checksOf(pairs) }] },
+      expectedStatus: 200,
+    };
   },
 
   async refused({ base }) {
@@ -102,28 +74,16 @@ const scenarios = {
       body: JSON.stringify({ channel: "email", to: "refused@example.com", purpose: "sign_in" }),
     });
     let i = 0;
-    return run(
-      "refused sends (429 resend too soon)",
-      {
-        url: base,
-        requests: [
-          {
-            setupRequest: (request) => {
-              i += 1;
-              return {
-                ...request,
-                ...sendRequest(1_000_000 + i, {
-                  channel: "email",
-                  to: "refused@example.com",
-                  purpose: "sign_in",
-                }),
-              };
-            },
-          },
-        ],
-      },
-      429,
-    );
+    const setupRequest = (request) => {
+      i += 1;
+      const body = { channel: "email", to: "refused@example.com", purpose: "sign_in" };
+      return { ...request, ...sendRequest(1_000_000 + i, body) };
+    };
+    return {
+      name: "refused sends (429 resend too soon)",
+      options: { url: base, requests: [{ setupRequest }] },
+      expectedStatus: 429,
+    };
   },
 
   async captcha({ base }) {
@@ -136,37 +96,33 @@ const scenarios = {
       });
     }
     let i = 0;
-    return run(
-      "captcha-required refusals (428)",
-      {
-        url: base,
-        requests: [
-          {
-            setupRequest: (request) => {
-              i += 1;
-              return {
-                ...request,
-                ...sendRequest(i, { channel: "email", to: `bot-${i}@example.com`, purpose: "sign_in" }),
-                // one client for every request: past the risk threshold each is a captcha refusal
-                headers: { "content-type": "application/json", "x-forwarded-for": "13.0.0.1" },
-              };
-            },
-          },
-        ],
-      },
-      428,
-    );
+    const setupRequest = (request) => {
+      i += 1;
+      const body = { channel: "email", to: `bot-${i}@example.com`, purpose: "sign_in" };
+      // one client for every request: past the risk threshold each is a captcha refusal
+      return { ...request, ...sendRequest(i, body, "13.0.0.1") };
+    };
+    return {
+      name: "captcha-required refusals (428)",
+      options: { url: base, requests: [{ setupRequest }] },
+      expectedStatus: 428,
+    };
   },
 };
 
 async function main() {
   const dataDir = mkdtempSync(join(tmpdir(), "verifyd-bench-"));
   const server = await startVerifyd({ VERIFYD_DATA_DIR: dataDir });
+  const baseline = {
+    name: "baseline GET /healthz",
+    options: { url: `${server.base}/healthz` },
+    expectedStatus: 200,
+  };
   const results = [];
   try {
     for (const [key, scenario] of Object.entries(scenarios)) {
-      if (only && key !== "baseline" && !only.includes(key)) continue;
-      const result = await scenario({ ...server, dataDir });
+      if (only && !only.includes(key)) continue;
+      const result = await paired(baseline, await scenario({ ...server, dataDir }));
       results.push(result);
       console.error(`done: ${result.name}`);
     }
@@ -174,7 +130,7 @@ async function main() {
     server.child.kill("SIGTERM");
     rmSync(dataDir, { recursive: true, force: true });
   }
-  printTable("verifyd bench", results);
+  printTable("verifyd bench", [baselineOf(baseline.name, results), ...results]);
 }
 
 await main();
