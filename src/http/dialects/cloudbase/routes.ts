@@ -149,7 +149,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       // on the native API: this face is called by browsers directly, so it is where a flood lands.
       // Only when the app is known without the body (client_id in the query or a header, cached)
       // and the caller is anonymous; everything else is decided by the handler.
-      onRequest: (request, _reply, done) => {
+      onRequest: (request, reply, done) => {
         const clientId = clientIdOf(request);
         const tenant =
           clientId === undefined || request.headers.authorization !== undefined
@@ -166,9 +166,12 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
             captchaToken: headerValue(request, "x-captcha-token") ?? query?.captcha_token,
           });
         } catch (error) {
-          return done(error as Error);
+          refusal = error as Error;
         }
-        done(refusal ?? undefined);
+        // Answered here, not passed to `done`: Fastify's error path costs ~4 µs more a refusal
+        // (see the native face's `renderProblem`).
+        if (refusal) return void renderCloudbaseError(refusal, request, reply);
+        done();
       },
     },
     async (request) => {
