@@ -336,9 +336,10 @@ function acceptLanguage(request: FastifyRequest): string | undefined {
 /**
  * RFC 9457 problem+json in the native shape; unknown errors become a 500 with the request id.
  * Handlers (wrapped in `onRoute`) and the send's pre-body check call it themselves rather than
- * pass errors to Fastify: its error path (handleError, the onError hooks, the error handler's own
- * send) cost ~4 µs more per refusal than a plain reply, measured with the server pinned to one
- * core. The error handler still answers what fails before a handler runs (schema, JSON, size).
+ * pass errors to Fastify, whose error path (handleError, the onError hooks, then the error
+ * handler's own send) is work a flood of refusals does not need; what that saves was within the
+ * noise of a pinned benchmark (bench/RESULTS.md). The error handler still answers what fails
+ * before a handler runs (schema, JSON, size).
  */
 export function renderProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const otpError = toOtpError(error);

@@ -168,8 +168,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         } catch (error) {
           refusal = error as Error;
         }
-        // Answered here, not passed to `done`: Fastify's error path costs ~4 µs more a refusal
-        // (see the native face's `renderProblem`).
+        // Answered here, not passed to `done`, so a flood skips Fastify's error path (see the
+        // native face's `renderProblem`).
         if (refusal) return void renderCloudbaseError(refusal, request, reply);
         done();
       },
