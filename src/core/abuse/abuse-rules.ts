@@ -2,7 +2,7 @@ import { isIPv6 } from "node:net";
 import { OtpError } from "../errors.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, CounterStore } from "../ports.js";
-import type { App, PumpingPolicy, Recipient } from "../types.js";
+import type { App, PumpingPolicy, RateRule, Recipient } from "../types.js";
 import { riskCounterKey } from "../verification/keys.js";
 
 /** Who is asking: the signals every abuse rule may use. */
@@ -58,7 +58,7 @@ export function riskCounters(app: App, client: ClientContext, captchaSolved: boo
       key: riskCounterKey(scope, subject, rule.windowSeconds),
       limit: rule.limit,
       windowSeconds: rule.windowSeconds,
-      rule: ruleName(`risk_${scope}`, rule),
+      rule: riskRuleName(scope, rule),
       kind: "captcha",
     };
     if (captchaSolved) counter.shadow = true;
@@ -71,6 +71,11 @@ export function riskCounters(app: App, client: ClientContext, captchaSolved: boo
   }
   if (client.deviceId) add("device", client.deviceId, risk.perDevice);
   return counters;
+}
+
+/** The public name of a risk rule, as a refusal reports it (the send's and the pre-body check's). */
+export function riskRuleName(scope: "ip" | "subnet" | "device", rule: RateRule): string {
+  return ruleName(`risk_${scope}`, rule);
 }
 
 /** Key of a prefix's automatic block (set by the anomaly detector, checked on every SMS send). */

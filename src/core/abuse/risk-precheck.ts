@@ -1,10 +1,9 @@
 import { OtpError } from "../errors.js";
-import { ruleName } from "../policy.js";
 import type { VerificationStore } from "../ports.js";
 import type { App, Face, RateRule } from "../types.js";
 import type { EngineDeps } from "../verification/engine-deps.js";
 import { riskCounterKey } from "../verification/keys.js";
-import { subnetOf } from "./abuse-rules.js";
+import { riskRuleName, subnetOf } from "./abuse-rules.js";
 
 export interface RiskPrecheckInput {
   app: App;
@@ -62,6 +61,6 @@ function overRisk(
   if (!state || state.count + 1 <= rule.limit) return null;
   const retryAfterSeconds = Math.max(1, Math.ceil((state.resetAtMs - now) / 1000));
   return new OtpError("CAPTCHA_REQUIRED", {
-    details: { rule: ruleName(`risk_${scope}`, rule), retryAfterSeconds },
+    details: { rule: riskRuleName(scope, rule), retryAfterSeconds },
   });
 }
