@@ -59,7 +59,7 @@ export async function startServer(script, env, readyPath = "/healthz") {
 }
 
 /** One autocannon scenario; answers other than `expectedStatus` are counted as unexpected. */
-export function run(name, options, expectedStatus) {
+function run(name, options, expectedStatus) {
   return new Promise((resolve, reject) => {
     const statuses = new Map();
     const instance = autocannon(
@@ -188,13 +188,10 @@ function combine(name, slices) {
 
 /** All the baseline slices of paired results as one baseline row. */
 export function baselineOf(name, results) {
-  return {
-    ...combine(
-      name,
-      results.flatMap((result) => result.baselineSlices),
-    ),
-    baselineBeside: undefined,
-  };
+  return combine(
+    name,
+    results.flatMap((result) => result.baselineSlices),
+  );
 }
 
 /**
