@@ -1,7 +1,9 @@
-// The floor of the HTTP stack alone: bare Fastify, no plugins, no store, no logger. `bench/floor.mjs`
-// loads it the way `bench/run.mjs` loads verifyd, so the ratios say how close to a POST with a
-// body any refusal can come on this machine, whatever verifyd does behind it.
+// The floor of the HTTP stack alone: bare Fastify, no plugins, no store, no logger; only its replies
+// are written the way verifyd writes its own (together at the end of each event-loop turn).
+// `bench/floor.mjs` loads it the way `bench/run.mjs` loads verifyd, so the ratios say how close to
+// a POST with a body any refusal can come on this machine, whatever verifyd does behind it.
 import Fastify from "fastify";
+import { writeRepliesTogether } from "../dist/http/shared/replies-together.js";
 
 const problem = {
   type: "urn:verifyd:error:resend-too-soon",
@@ -22,6 +24,7 @@ const body = {
 };
 
 const fastify = Fastify({ logger: false });
+writeRepliesTogether(fastify);
 fastify.get("/healthz", async () => ({ status: "ok" }));
 // Refused after its body is read, parsed and validated: the shape of a rate-limit refusal.
 fastify.post("/refuse-after-body", { schema: { body } }, async (_request, reply) => {

@@ -10,6 +10,7 @@ import { cloudbaseDialect } from "./dialects/cloudbase/routes.js";
 import { fresnsDialect } from "./dialects/fresns/routes.js";
 import { idaasDialect } from "./dialects/idaas/routes.js";
 import { nativeApi } from "./native/routes.js";
+import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
 
 export interface HttpAppOptions {
@@ -52,6 +53,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     return503OnClosing: true,
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
+
+  writeRepliesTogether(fastify);
 
   let origins: { set: Set<string>; atMs: number } = { set: new Set(), atMs: 0 };
   await fastify.register(cors, {

@@ -91,8 +91,8 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       try {
         return await handler.call(this, request, reply);
       } catch (error) {
-        renderProblem(error, request, reply);
-        return undefined;
+        // Returned, so Fastify knows the reply is answered before it is written.
+        return renderProblem(error, request, reply);
       }
     };
   });
