@@ -8,12 +8,13 @@ type WriteReply = (error: null, payload: unknown) => void;
  *
  * Why: writing a reply wakes the client waiting for it. Where the client shares the machine (a load
  * generator, a reverse proxy on loopback), that wake-up is paid by the writer, inside its `writev`,
- * and on this project's VMs it cost more than a refusal's own work: 27 µs of a 429's ~100 µs of
+ * and on this project's VMs it cost more than deciding a refusal does: 29 µs of a 429's ~100 µs of
  * server CPU. Written as they are made, N replies read in one turn wake the client N times; held
  * to the turn's check phase (`setImmediate`, right after the poll phase that read the requests),
  * the first write wakes it and the others find it awake. Under a flood of refusals the server's
  * CPU per 429 fell from ~100 to ~58 µs (bench/RESULTS.md). A reply waits at most for the rest of
- * its turn: one request alone in a turn waits for nothing else.
+ * its turn, or, when a `setImmediate` callback made it (the group commit's answers), for the next
+ * turn's poll phase too; one request alone in a turn waits for nothing else.
  *
  * Registered on the root instance before any route, so every reply of every face goes this way.
  */
