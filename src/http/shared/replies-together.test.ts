@@ -1,5 +1,5 @@
 import { connect } from "node:net";
-import Fastify, { type FastifyInstance } from "fastify";
+import Fastify, { type FastifyInstance, type FastifyReply } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { writeRepliesTogether } from "./replies-together.js";
 
@@ -19,7 +19,7 @@ async function serve(routes: (fastify: FastifyInstance) => void): Promise<number
   return address.port;
 }
 
-/** Sends `requests` in one TCP write (so the server reads them in one turn) and reads until `until`. */
+/** Sends `requests` in one TCP write and reads until `until` holds. */
 function pipelined(port: number, requests: string[], until: (received: string) => boolean): Promise<string> {
   return new Promise((resolve, reject) => {
     const socket = connect(port, "127.0.0.1", () => socket.write(requests.join("")));
@@ -55,14 +55,27 @@ describe("writeRepliesTogether", () => {
     expect(written).toEqual([false, true]);
   });
 
-  it("writes the replies of one turn in the order they were made", async () => {
-    const port = await serve((fastify) => {
-      fastify.get("/:n", (request) => `reply ${(request.params as { n: string }).n};`);
+  it("writes the replies made in one turn together, after the last of them", async () => {
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
     });
-    const received = await pipelined(port, [get("/1"), get("/2"), get("/3")], (text) =>
-      text.includes("reply 3;"),
+    const made: FastifyReply[] = [];
+    let firstWrittenWhenSecondMade: boolean | undefined;
+    const port = await serve((fastify) =>
+      fastify.get("/:n", async (request, reply) => {
+        made.push(reply);
+        if (made.length === 2) release();
+        // Both handlers go on in the same turn, once the second request has arrived.
+        await gate;
+        reply.send(`reply ${(request.params as { n: string }).n}`);
+        if (reply === made[1]) firstWrittenWhenSecondMade = made[0]?.raw.writableEnded;
+        return reply;
+      }),
     );
-    expect(received.match(/reply \d;/g)).toEqual(["reply 1;", "reply 2;", "reply 3;"]);
+    const answers = await Promise.all([1, 2].map((n) => fetch(`http://127.0.0.1:${port}/${n}`)));
+    expect(await Promise.all(answers.map((answer) => answer.text()))).toEqual(["reply 1", "reply 2"]);
+    expect(firstWrittenWhenSecondMade).toBe(false);
   });
 
   it("still writes the others when one held reply cannot be written", async () => {
