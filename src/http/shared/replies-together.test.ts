@@ -94,4 +94,16 @@ describe("writeRepliesTogether", () => {
     expect(received).not.toContain("second;");
     expect((await fetch(`http://127.0.0.1:${port}/ok`)).status).toBe(200);
   });
+
+  it("goes on serving when a held reply's client has gone before it was written", async () => {
+    const port = await serve((fastify) => {
+      fastify.get("/gone", (request, reply) => {
+        request.raw.socket.destroy();
+        return reply.send("too late");
+      });
+      fastify.get("/ok", () => "ok");
+    });
+    await expect(fetch(`http://127.0.0.1:${port}/gone`)).rejects.toThrow();
+    expect(await (await fetch(`http://127.0.0.1:${port}/ok`)).text()).toBe("ok");
+  });
 });
