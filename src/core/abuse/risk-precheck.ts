@@ -27,9 +27,11 @@ export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): Ot
   let refusal: OtpError | null = null;
   if (mode === "always") {
     refusal = new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
-  } else if (clientIp !== undefined) {
-    // The IP's counter first and its subnet's only if that passes: a flood from one address is
-    // refused after one lookup. The keys and rule names are those `riskCounters` gives the send.
+  } else if (clientIp !== undefined && deps.store.committedCount) {
+    // Only a store that keeps committed counts in memory can answer before the body (embedded);
+    // others leave the decision to the send. The IP's counter first and its subnet's only if that
+    // passes: a flood from one address is refused after one lookup. The keys and rule names are
+    // those `riskCounters` gives the send.
     const { risk } = app.abuse;
     refusal = overRisk(deps.store, app.id, "ip", clientIp, risk.perIp, now);
     const subnet = refusal ? undefined : subnetOf(clientIp);
