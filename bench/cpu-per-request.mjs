@@ -10,12 +10,12 @@
 // current build (`cp -r dist /tmp/ab/before`); its parent gets a node_modules link to this checkout's
 // and a package.json, so that it runs as it does here. CPU_ROUNDS (3) and CPU_SECONDS (6) set the
 // length; profile a build by putting `--cpu-prof` in BENCH_NODE_ARGS.
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
-import { freePort, root } from "./lib.mjs";
+import { root, startServer } from "./lib.mjs";
 
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3);
 const SECONDS = Number(process.env.CPU_SECONDS ?? 6);
@@ -72,33 +72,6 @@ function runnable(build) {
   return join(dir, "main.js");
 }
 
-async function startPinned(main, dataDir) {
-  const port = await freePort();
-  const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const child = spawn("taskset", ["-c", "0", process.execPath, ...nodeArgs, main], {
-    env: {
-      ...process.env,
-      VERIFYD_PORT: String(port),
-      VERIFYD_DATA_DIR: dataDir,
-      VERIFYD_TRUST_PROXY: "127.0.0.1",
-      VERIFYD_LOG_LEVEL: "warn",
-      VERIFYD_SECRET: "bench-secret-bench-secret-bench-secret",
-    },
-    stdio: ["ignore", "ignore", "inherit"],
-  });
-  const base = `http://127.0.0.1:${port}`;
-  for (let i = 0; i < 150; i++) {
-    const up = await fetch(`${base}/healthz`).then(
-      (response) => response.ok,
-      () => false, // not listening yet
-    );
-    if (up) return { child, base };
-    await new Promise((done) => setTimeout(done, 100));
-  }
-  child.kill("SIGKILL");
-  throw new Error(`${main} did not start`);
-}
-
 const send = (base, to, from) =>
   fetch(`${base}/v1/verifications`, {
     method: "POST",
@@ -135,7 +108,7 @@ function load(pid, base, script, seconds) {
 
 async function measure(main) {
   const dataDir = mkdtempSync(join(work, "data-"));
-  const { child, base } = await startPinned(main, dataDir);
+  const { child, base } = await startServer(main, { VERIFYD_DATA_DIR: dataDir }, "/healthz", { cpu: 0 });
   try {
     // Past the risk threshold for 13.0.0.1 (captcha), and a first send to the refused recipient.
     for (let n = 0; n < 3; n++) await send(base, `warm-${n}@example.com`, "13.0.0.1");

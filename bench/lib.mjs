@@ -30,11 +30,16 @@ export async function startVerifyd(env, readyPath = "/healthz") {
   return startServer(process.env.BENCH_MAIN ?? join(root, "dist", "main.js"), env, readyPath);
 }
 
-/** Starts the node `script` with `env` and VERIFYD_PORT set to a free port; resolves once `readyPath` answers. */
-export async function startServer(script, env, readyPath = "/healthz") {
+/**
+ * Starts the node `script` with `env` and VERIFYD_PORT set to a free port; resolves once `readyPath`
+ * answers. With `cpu`, the process runs pinned to that CPU (`taskset`).
+ */
+export async function startServer(script, env, readyPath = "/healthz", { cpu } = {}) {
   const port = await freePort();
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, script], {
+  const command = [process.execPath, ...nodeArgs, script];
+  if (cpu !== undefined) command.unshift("taskset", "-c", String(cpu));
+  const child = spawn(command[0], command.slice(1), {
     env: {
       ...process.env,
       VERIFYD_PORT: String(port),
