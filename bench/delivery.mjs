@@ -1,7 +1,8 @@
-// `node bench/delivery.mjs` (after `npm run build`): how fast verifyd drains its outbox to SMTP,
-// measured against a loopback SMTP sink (smtp-server) in this process, and compared in the same
-// run with a bare pooled nodemailer loop against the same sink (the ceiling for one process
-// talking to that relay with the same pool size).
+// `node bench/delivery.mjs` (after `npm run build`; BENCH_MAIN names another build's main.js to
+// compare it): how fast verifyd drains its outbox to SMTP, measured against a loopback SMTP sink
+// (smtp-server) in this process, and compared in the same run with a bare pooled nodemailer loop
+// against the same sink (the ceiling for one process talking to that relay with the same pool
+// size).
 //
 //  1. baseline: nodemailer, pool of 5 connections, N messages queued at once, from a child
 //     process (the same topology as verifyd's) -> messages/s.
@@ -139,7 +140,8 @@ async function startVerifyd(smtpPort) {
   );
   const port = await freePort();
   const nodeArgs = process.env.BENCH_NODE_ARGS?.split(" ").filter(Boolean) ?? [];
-  const child = spawn(process.execPath, [...nodeArgs, join(root, "dist", "main.js")], {
+  const main = process.env.BENCH_MAIN ?? join(root, "dist", "main.js");
+  const child = spawn(process.execPath, [...nodeArgs, main], {
     env: {
       ...process.env,
       VERIFYD_DATA_DIR: dataDir,

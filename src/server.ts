@@ -9,20 +9,14 @@ import type { Config } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory } from "./core/apps/apps.js";
-import { createCircuitBreakers } from "./core/delivery/circuit-breaker.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
-import {
-  createOutboxWorker,
-  DEFAULT_BREAKER_COOL_DOWN_MS,
-  DEFAULT_BREAKER_FAILURES,
-  type OutboxWorker,
-} from "./core/delivery/outbox-worker.js";
+import type { OutboxWorker } from "./core/delivery/outbox-worker.js";
 import { createEngine, type Engine } from "./core/engine.js";
 import type { Clock, MessageSender } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
 import type { Channel } from "./core/types.js";
-import { createDevSender } from "./delivery/dev/dev-sender.js";
-import { createProviderRegistry } from "./delivery/provider-registry.js";
+import { assembleDelivery, type Delivery } from "./delivery-root.js";
+import { startDeliveryThread } from "./delivery-thread.js";
 import { buildHttpApp } from "./http/app.js";
 import type { RootLogger } from "./observability/logger.js";
 import type { Backend } from "./storage/backend.js";
@@ -36,9 +30,11 @@ const PURGE_INTERVAL_MS = 60_000;
 export interface RunningServer {
   fastify: FastifyInstance;
   engine: Engine;
-  worker: OutboxWorker;
+  delivery: Delivery;
+  /** the outbox worker, for tests to drive; null when delivery runs in its own thread */
+  worker: OutboxWorker | null;
   backend: Backend;
-  /** starts the outbox worker and the purger */
+  /** starts delivery and the purger */
   startBackground(): void;
   /** drains requests, then the outbox round in flight, then closes the store */
   close(): Promise<void>;
@@ -102,53 +98,45 @@ export interface AssembleOptions {
   clock?: Clock;
   /** providers per channel; default: the dev sender in dev mode, none otherwise */
   senders?: Partial<Record<Channel, MessageSender[]>>;
+  /** deliver from a worker thread (embedded mode only; `senders` must be unset) */
+  deliveryThread?: boolean;
 }
 
-/** Builds every part without listening: adapters -> engine -> worker -> HTTP app. Tests use it as is. */
+/**
+ * Builds every part without listening: adapters -> engine -> delivery -> HTTP app. Tests use it as
+ * is, with the outbox worker on the calling thread.
+ */
 export async function assembleServer(options: AssembleOptions): Promise<RunningServer> {
   const { config, logger } = options;
   const clock = options.clock ?? systemClock;
   const devMode = config.mode === "dev";
-  const secrets = new CodeSecrets(resolveSecrets(config, logger));
+  const resolvedSecrets = resolveSecrets(config, logger);
+  const secrets = new CodeSecrets(resolvedSecrets);
   const { backend, apps } = await openStore(config, clock, logger);
 
-  // Receipts (SMPP deliver_sm, status callbacks) update the delivery records of the outbox.
+  // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
+  // delivery records.
   const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
-  const providers = createProviderRegistry({
-    providers: config.providers,
-    routing: config.routing,
-    logger,
-    onReceipt: (receipt) => void receipts.record(receipt),
-    ...(options.senders ? { overrides: options.senders } : {}),
-    // Dev mode delivers a channel without a real provider to the dev inbox.
-    ...(devMode
-      ? {
-          fallback: (channel: Channel) =>
-            createDevSender({ channel, inbox: backend.devInbox, logger, logCodes: true, clock }),
-        }
-      : {}),
-  });
+  const inProcess = options.deliveryThread
+    ? null
+    : assembleDelivery({
+        config,
+        logger,
+        clock,
+        secrets,
+        apps,
+        outbox: backend.outbox,
+        devInbox: backend.devInbox,
+        receipts,
+        ...(options.senders ? { senders: options.senders } : {}),
+      });
+  const delivery: Delivery = inProcess ?? startDeliveryThread({ config, secrets: resolvedSecrets, logger });
+  const { providers } = delivery;
   for (const channel of ["email", "sms"] as const) {
     if (!providers.channelEnabled(channel))
       logger.warn({ channel }, "no provider configured: this channel is disabled");
   }
 
-  const { breaker, leaseSeconds, triesPerProvider } = config.delivery;
-  const worker = createOutboxWorker({
-    outbox: backend.outbox,
-    apps,
-    secrets,
-    clock,
-    logger,
-    route: providers.route,
-    ...(triesPerProvider !== undefined ? { triesPerProvider } : {}),
-    ...(leaseSeconds !== undefined ? { leaseMs: leaseSeconds * 1000 } : {}),
-    breakers: createCircuitBreakers({
-      clock,
-      failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
-      coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
-    }),
-  });
   const captcha = createCaptchaService({
     store: backend.captcha,
     generator: createCaptchaGenerator(),
@@ -168,7 +156,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     logger,
     defaultCountry: config.defaultCountry,
     channelEnabled: providers.channelEnabled,
-    onQueued: () => worker.wake(),
+    onQueued: () => delivery.wake(),
     captcha,
     sendLog: backend.sendLog,
     watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
@@ -189,10 +177,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   return {
     fastify,
     engine,
-    worker,
+    delivery,
+    worker: inProcess?.worker ?? null,
     backend,
     startBackground() {
-      worker.start();
+      delivery.start();
       backend.startMaintenance?.((message) => logger.error({ err: message }, "background checkpoint failed"));
       purgeTimer = setInterval(() => {
         backend.purge(clock.nowMs()).catch((error: unknown) => logger.error({ err: error }, "purge failed"));
@@ -202,17 +191,20 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     async close() {
       if (purgeTimer) clearInterval(purgeTimer);
       await fastify.close();
-      await worker.stop();
-      await providers.close();
+      await delivery.stop();
       receipts.close();
       await backend.close();
     },
   };
 }
 
-/** The composition root's body: assemble, listen, start the outbox worker and the purger. */
+/**
+ * The composition root's body: assemble, listen, start delivery and the purger. The embedded mode
+ * delivers from a thread of its own (delivery-thread.ts); cluster mode scales by processes.
+ */
 export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
-  const server = await assembleServer({ config, logger });
+  const deliveryThread = !(config.redisUrl && config.databaseUrl);
+  const server = await assembleServer({ config, logger, deliveryThread });
   await server.fastify.listen({ host: config.host, port: config.port });
   server.startBackground();
   if (config.mode === "dev" && !isLoopback(config.host)) {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { loadConfig } from "../src/config/load.js";
 import type { AppConfig } from "../src/config/schema.js";
+import type { OutboxWorker } from "../src/core/delivery/outbox-worker.js";
 import type { Engine } from "../src/core/engine.js";
 import type { MessageSender } from "../src/core/ports.js";
 import type { Channel } from "../src/core/types.js";
@@ -30,8 +31,11 @@ export interface TestServerOptions {
 }
 
 export interface TestServer {
-  /** the harness always runs the embedded mode, so its backend is SQLite's (tests may read the file) */
-  server: RunningServer & { backend: SqliteBackend };
+  /**
+   * the harness always runs the embedded mode, so its backend is SQLite's (tests may read the
+   * file), with the outbox worker on the test's thread so that tests drive it
+   */
+  server: RunningServer & { backend: SqliteBackend; worker: OutboxWorker };
   fastify: FastifyInstance;
   engine: Engine;
   clock: FixedClock;
@@ -78,8 +82,10 @@ export async function createTestServer(options: TestServerOptions = {}): Promise
     ...(options.devSender ? {} : { senders: { email: [email], sms: [sms], ...options.senders } }),
   });
   await server.fastify.ready();
+  const { worker } = server;
+  if (!worker) throw new Error("the harness delivers on its own thread");
   return {
-    server: Object.assign(server, { backend: sqliteBackendOf(server.backend) }),
+    server: Object.assign(server, { backend: sqliteBackendOf(server.backend), worker }),
     fastify: server.fastify,
     engine: server.engine,
     clock,
@@ -87,7 +93,7 @@ export async function createTestServer(options: TestServerOptions = {}): Promise
     sms,
     dataDir,
     async deliverAll() {
-      while ((await server.worker.runOnce()) > 0) {
+      while ((await worker.runOnce()) > 0) {
         // keep draining: retries scheduled in the past are due at once under a fixed clock
       }
     },

@@ -94,6 +94,26 @@ export function createStatusCallback(provider: ProviderConfig): StatusCallbackHa
   return undefined;
 }
 
+/** What the request thread needs to know of the providers when another thread delivers. */
+export interface ProviderSurface {
+  /** a channel with no provider at all is disabled (DESIGN.md: production warns at startup) */
+  channelEnabled(channel: Channel): boolean;
+  callbacks: StatusCallbackHandler[];
+}
+
+/**
+ * The providers' surface without building a sender (an SMPP sender would bind a session of its
+ * own): channels served by a configured provider, or by the dev inbox when `devFallback`.
+ * Agrees with `createProviderRegistry` built from the same configuration without overrides.
+ */
+export function describeProviders(providers: ProviderConfig[], devFallback: boolean): ProviderSurface {
+  const served = new Set(providers.map(providerChannel));
+  return {
+    channelEnabled: (channel) => devFallback || served.has(channel),
+    callbacks: providers.flatMap((provider) => createStatusCallback(provider) ?? []),
+  };
+}
+
 export interface ProviderRegistryOptions extends ProviderDeps {
   providers: ProviderConfig[];
   routing: RoutingConfig;
@@ -103,11 +123,8 @@ export interface ProviderRegistryOptions extends ProviderDeps {
   fallback?: (channel: Channel) => MessageSender | undefined;
 }
 
-export interface ProviderRegistry {
+export interface ProviderRegistry extends ProviderSurface {
   route: SenderRouter;
-  /** a channel with no provider at all is disabled (DESIGN.md: production warns at startup) */
-  channelEnabled(channel: Channel): boolean;
-  callbacks: StatusCallbackHandler[];
   senders: MessageSender[];
   /** closes every sender (SMTP pools, SMPP sessions) */
   close(): Promise<void>;

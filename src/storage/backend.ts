@@ -32,3 +32,14 @@ export interface Backend {
   /** flushes buffered writes and closes connections */
   close: () => Promise<void>;
 }
+
+/**
+ * What the outbox worker needs from storage when it runs apart from the request thread (the
+ * embedded mode's delivery thread): its own connection to the same store.
+ */
+export interface DeliveryBackend {
+  outbox: OutboxStore;
+  devInbox: DevInbox;
+  apps: AppStore;
+  close: () => Promise<void>;
+}

@@ -10,7 +10,7 @@ import type {
   SendLog,
   VerificationStore,
 } from "../../core/ports.js";
-import type { Backend } from "../backend.js";
+import type { Backend, DeliveryBackend } from "../backend.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
@@ -85,6 +85,29 @@ export function createSqliteBackend(options: {
       await sendLog.close();
       counterKeys.stop();
       await checkpointer?.stop();
+      db.close();
+    },
+  };
+}
+
+/**
+ * A second connection to the file a server has opened (and migrated), for the delivery thread: the
+ * outbox, the dev inbox and the apps, with a group commit of its own. Its commits take turns with
+ * the server's for SQLite's one write lock; neither waits for it on its event loop.
+ */
+export function createSqliteDeliveryBackend(options: {
+  path: string;
+  synchronous?: "NORMAL" | "FULL";
+}): DeliveryBackend {
+  const db = openSqliteDatabase({ ...options, migrate: false });
+  // The server's checkpointer thread keeps the WAL short; a commit here must not checkpoint too.
+  db.pragma("wal_autocheckpoint = 0");
+  const group = createGroupCommit(db);
+  return {
+    outbox: createSqliteOutboxStore(db, group),
+    devInbox: createSqliteDevInbox(db, group),
+    apps: createSqliteAppStore(db),
+    close: async () => {
       db.close();
     },
   };

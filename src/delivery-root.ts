@@ -1,0 +1,95 @@
+import type { Config } from "./config/load.js";
+import type { AppDirectory } from "./core/apps/apps.js";
+import { createCircuitBreakers } from "./core/delivery/circuit-breaker.js";
+import type { ReceiptRecorder } from "./core/delivery/delivery-receipts.js";
+import {
+  createOutboxWorker,
+  DEFAULT_BREAKER_COOL_DOWN_MS,
+  DEFAULT_BREAKER_FAILURES,
+  type OutboxWorker,
+} from "./core/delivery/outbox-worker.js";
+import type { Clock, DevInbox, MessageSender, OutboxStore } from "./core/ports.js";
+import type { CodeSecrets } from "./core/secrets.js";
+import type { Channel } from "./core/types.js";
+import { createDevSender } from "./delivery/dev/dev-sender.js";
+import { createProviderRegistry, type ProviderSurface } from "./delivery/provider-registry.js";
+import type { RootLogger } from "./observability/logger.js";
+
+/** Delivery as the server sees it, wherever the outbox worker runs. */
+export interface Delivery {
+  /** what the HTTP side needs: the channels served, the status-callback readers */
+  providers: ProviderSurface;
+  /** starts draining the outbox */
+  start(): void;
+  /** a send was just committed: claim it soon */
+  wake(): void;
+  /** stops claiming, waits for the deliveries in flight, closes the providers */
+  stop(): Promise<void>;
+}
+
+/** Delivery by an outbox worker on the calling thread; tests drive `worker` by hand. */
+export interface InProcessDelivery extends Delivery {
+  worker: OutboxWorker;
+}
+
+export interface DeliveryRootOptions {
+  config: Config;
+  logger: RootLogger;
+  clock: Clock;
+  secrets: CodeSecrets;
+  apps: AppDirectory;
+  outbox: OutboxStore;
+  devInbox: DevInbox;
+  /** applies the receipts a provider reports over its own connection (SMPP deliver_sm) */
+  receipts: ReceiptRecorder;
+  /** providers per channel; default: the dev sender in dev mode, none otherwise */
+  senders?: Partial<Record<Channel, MessageSender[]>>;
+}
+
+/**
+ * The outbox worker and the providers it delivers through. The server builds it on its own thread
+ * (tests, cluster mode); the embedded mode's delivery thread builds it there (delivery-thread.ts).
+ */
+export function assembleDelivery(options: DeliveryRootOptions): InProcessDelivery {
+  const { config, logger, clock, receipts } = options;
+  const providers = createProviderRegistry({
+    providers: config.providers,
+    routing: config.routing,
+    logger,
+    onReceipt: (receipt) => void receipts.record(receipt),
+    ...(options.senders ? { overrides: options.senders } : {}),
+    // Dev mode delivers a channel without a real provider to the dev inbox.
+    ...(config.mode === "dev"
+      ? {
+          fallback: (channel: Channel) =>
+            createDevSender({ channel, inbox: options.devInbox, logger, logCodes: true, clock }),
+        }
+      : {}),
+  });
+  const { breaker, leaseSeconds, triesPerProvider } = config.delivery;
+  const worker = createOutboxWorker({
+    outbox: options.outbox,
+    apps: options.apps,
+    secrets: options.secrets,
+    clock,
+    logger,
+    route: providers.route,
+    ...(triesPerProvider !== undefined ? { triesPerProvider } : {}),
+    ...(leaseSeconds !== undefined ? { leaseMs: leaseSeconds * 1000 } : {}),
+    breakers: createCircuitBreakers({
+      clock,
+      failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
+      coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
+    }),
+  });
+  return {
+    providers,
+    worker,
+    start: () => worker.start(),
+    wake: () => worker.wake(),
+    async stop() {
+      await worker.stop();
+      await providers.close();
+    },
+  };
+}

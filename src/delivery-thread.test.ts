@@ -1,0 +1,137 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
+import { afterAll, describe, expect, it } from "vitest";
+import { FixedClock } from "../test/fakes/fixed-clock.js";
+import { createTestServer } from "../test/harness.js";
+import { loadConfig } from "./config/load.js";
+import { startDeliveryThread } from "./delivery-thread.js";
+import { createLogger } from "./observability/logger.js";
+
+// The thread runs compiled code (a worker thread cannot load TypeScript): the build the vitest
+// global setup makes, as the server runs it.
+const BUILT_THREAD = new URL("../dist/delivery-thread.js", import.meta.url);
+const SECRET = "delivery-thread-test-secret-0123456789";
+const logger = createLogger({ level: "silent", devCodes: false });
+
+const dirs: string[] = [];
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "verifyd-delivery-thread-"));
+  dirs.push(dir);
+  return dir;
+}
+afterAll(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+});
+
+async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined, what: string): Promise<T> {
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const value = await probe();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+describe("the delivery thread", () => {
+  it("delivers what the server committed, from its own connection, and stops after its deliveries", async () => {
+    const dataDir = tempDir();
+    // The thread reads the system clock, so the server's codes must be fresh by it.
+    const server = await createTestServer({
+      dataDir,
+      devSender: true,
+      clock: new FixedClock(Date.now()),
+      env: { VERIFYD_SECRET: SECRET },
+    });
+    const send = async (to: string) => {
+      const reply = await server.fastify.inject({
+        method: "POST",
+        url: "/v1/verifications",
+        payload: { channel: "email", to, purpose: "sign_in" },
+      });
+      expect(reply.statusCode).toBe(201);
+      return reply.json<{ id: string }>().id;
+    };
+    const inboxOf = async (to: string) => (await server.server.backend.devInbox.list(to, 10))[0];
+    try {
+      // queued before the thread exists: it claims what is due when it starts
+      const first = await send("before@example.com");
+      const thread = startDeliveryThread({
+        config: loadConfig({
+          VERIFYD_DATA_DIR: dataDir,
+          VERIFYD_SECRET: SECRET,
+          VERIFYD_LOG_LEVEL: "silent",
+        }),
+        secrets: [SECRET],
+        logger,
+        entry: BUILT_THREAD,
+      });
+      expect(thread.providers.channelEnabled("email")).toBe(true);
+      thread.start();
+      const delivered = await eventually(() => inboxOf("before@example.com"), "the first message");
+      expect(delivered.code).toMatch(/^\d{6}$/);
+
+      // committed while it runs: a wake has it claimed at once, not at the next poll
+      await send("after@example.com");
+      thread.wake();
+      await eventually(() => inboxOf("after@example.com"), "the second message");
+
+      await thread.stop();
+      const record = await server.fastify.inject({ url: `/v1/verifications/${first}?deliveries=true` });
+      expect(record.json()).toMatchObject({ deliveries: [{ provider: "dev", status: "sent" }] });
+    } finally {
+      await server.close();
+    }
+  });
+
+  describe("its handle", () => {
+    /** A stand-in thread that logs each start and the wakes it got, and dies on its first start. */
+    function standIn(dir: string): URL {
+      const file = join(dir, "stand-in.mjs");
+      writeFileSync(
+        file,
+        `import { appendFileSync, existsSync } from "node:fs";
+import { parentPort, workerData } from "node:worker_threads";
+const log = workerData.config.dataDir + "/events";
+const firstStart = !existsSync(log);
+appendFileSync(log, "start\\n");
+if (firstStart) throw new Error("a bug in the delivery thread");
+let wakes = 0;
+parentPort.on("message", (message) => {
+  if (message === "wake") wakes += 1;
+  if (message === "stop") {
+    appendFileSync(log, "wakes " + wakes + "\\n");
+    parentPort.postMessage("stopped");
+  }
+});
+`,
+      );
+      return pathToFileURL(file);
+    }
+
+    it("starts a thread that died again, tells it of many commits in one turn once, and stops it", async () => {
+      const dir = tempDir();
+      const events = join(dir, "events");
+      const thread = startDeliveryThread({
+        config: loadConfig({ VERIFYD_DATA_DIR: dir }),
+        secrets: [SECRET],
+        logger,
+        entry: standIn(dir),
+      });
+      thread.start();
+      const started = () => (existsSync(events) ? readFileSync(events, "utf8").split("start").length - 1 : 0);
+      await eventually(() => (started() >= 2 ? true : undefined), "a second start after the first died");
+
+      for (let i = 0; i < 50; i++) thread.wake();
+      await new Promise((resolve) => setImmediate(resolve));
+      for (let i = 0; i < 50; i++) thread.wake();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+
+      await thread.stop();
+      expect(readFileSync(events, "utf8")).toBe("start\nstart\nwakes 2\n");
+      expect(started()).toBe(2); // stopped for good: no start after stop
+    });
+  });
+});

@@ -1,0 +1,142 @@
+import { isMainThread, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
+import type { Config } from "./config/load.js";
+import { AppDirectory } from "./core/apps/apps.js";
+import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
+import type { Clock } from "./core/ports.js";
+import { CodeSecrets } from "./core/secrets.js";
+import { describeProviders } from "./delivery/provider-registry.js";
+import { assembleDelivery, type Delivery } from "./delivery-root.js";
+import { createLogger, type RootLogger } from "./observability/logger.js";
+import { createSqliteDeliveryBackend, sqlitePath } from "./storage/sqlite/index.js";
+
+// The embedded mode delivers from a worker thread of its own: rendering, the dev inbox's writes,
+// SMTP and the SMS vendors' signed HTTP calls then use the machine's other core instead of the
+// request thread's time. This module is both halves: `startDeliveryThread` on the server's side,
+// and, when loaded as that thread, the thread's own composition root (the end of this file).
+
+const THREAD_ROLE = "verifyd-delivery";
+// A thread that died (a bug, not a provider's failure: those are retried inside) is started again
+// after this pause; its claims lapse and the new one delivers them.
+const RESTART_DELAY_MS = 1_000;
+
+interface ThreadData {
+  role: typeof THREAD_ROLE;
+  config: Config;
+  /** the server's resolved HMAC secrets, newest first (dev mode may have generated one) */
+  secrets: string[];
+}
+
+type ToThread = "wake" | "stop";
+type FromThread = "stopped";
+
+export interface DeliveryThreadOptions {
+  config: Config;
+  secrets: string[];
+  logger: RootLogger;
+  /** the module run as the thread (tests substitute one); default: this module */
+  entry?: URL;
+}
+
+/**
+ * Delivery from a worker thread over its own connection to the embedded store. The server keeps
+ * what its HTTP side needs (the channels served, the status-callback readers) and tells the thread
+ * when sends were committed; the thread drains the outbox as the in-process worker would.
+ */
+export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
+  const { config, logger } = options;
+  const entry = options.entry ?? new URL(import.meta.url);
+  const data: ThreadData = { role: THREAD_ROLE, config, secrets: options.secrets };
+  let thread: Worker | null = null;
+  let running = false;
+  let wakeQueued = false;
+  let restartTimer: NodeJS.Timeout | undefined;
+
+  const post = (message: ToThread) => thread?.postMessage(message);
+  const spawn = () => {
+    const started = new Worker(entry, { workerData: data });
+    started.on("error", (error) => logger.error({ err: error }, "the delivery thread failed"));
+    started.on("exit", (exitCode) => {
+      if (thread !== started) return;
+      thread = null;
+      if (!running) return;
+      logger.error({ exitCode }, "the delivery thread stopped unexpectedly; starting it again");
+      restartTimer = setTimeout(spawn, RESTART_DELAY_MS);
+    });
+    thread = started;
+  };
+
+  return {
+    providers: describeProviders(config.providers, config.mode === "dev"),
+    start() {
+      if (running) return;
+      running = true;
+      spawn();
+    },
+    wake() {
+      if (wakeQueued || !thread) return;
+      // One message per turn of the event loop, however many sends the turn committed.
+      wakeQueued = true;
+      setImmediate(() => {
+        wakeQueued = false;
+        post("wake");
+      });
+    },
+    async stop() {
+      running = false;
+      clearTimeout(restartTimer);
+      const stopping = thread;
+      if (!stopping) return;
+      await new Promise<void>((resolve) => {
+        stopping.once("exit", () => resolve());
+        // The thread answers once its deliveries in flight are done and its store is closed.
+        stopping.once("message", (message: FromThread) => {
+          if (message === "stopped") void stopping.terminate();
+        });
+        post("stop");
+      });
+    },
+  };
+}
+
+/** The thread's composition root: its store connection, the providers, the outbox worker. */
+function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): void {
+  const clock: Clock = { nowMs: () => Date.now() };
+  const logger = createLogger({ level: config.logLevel, devCodes: config.mode === "dev" }).child({
+    thread: "delivery",
+  });
+  const backend = createSqliteDeliveryBackend({
+    path: sqlitePath(config.dataDir),
+    synchronous: config.sqliteSynchronous,
+  });
+  const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
+  const delivery = assembleDelivery({
+    config,
+    logger,
+    clock,
+    secrets: new CodeSecrets(secrets),
+    apps: new AppDirectory(backend.apps, clock, config.templates),
+    outbox: backend.outbox,
+    devInbox: backend.devInbox,
+    receipts,
+  });
+  const stop = async () => {
+    try {
+      await delivery.stop();
+      receipts.close();
+      await backend.close();
+    } catch (error) {
+      logger.error({ err: error }, "the delivery thread did not stop cleanly");
+    } finally {
+      logger.flush(() => port.postMessage("stopped" satisfies FromThread));
+    }
+  };
+  port.on("message", (message: ToThread) => {
+    if (message === "wake") delivery.wake();
+    else if (message === "stop") void stop();
+  });
+  delivery.start();
+}
+
+if (!isMainThread && parentPort && (workerData as Partial<ThreadData> | null)?.role === THREAD_ROLE) {
+  runDeliveryThread(parentPort, workerData as ThreadData);
+}
