@@ -4,7 +4,7 @@ import type { ProviderConfig } from "../config/provider-schema.js";
 import { newApp } from "../core/apps/apps.js";
 import type { MessageSender } from "../core/ports.js";
 import type { Channel, OutboxMessage } from "../core/types.js";
-import { createProviderRegistry, type ProviderRegistry } from "./provider-registry.js";
+import { createProviderRegistry, describeProviders, type ProviderRegistry } from "./provider-registry.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const accountSid = `AC${"a1".repeat(16)}`;
@@ -136,5 +136,23 @@ describe("createProviderRegistry", () => {
     expect(ids(route(message("sms", "+8613800138000"), newApp({ id: "shop" })))).toEqual(["recording-sms"]);
     // the overridden channel's providers were never built
     expect(ids(senders)).toEqual(["mail", "backup-mail", "recording-sms"]);
+  });
+});
+
+describe("describeProviders", () => {
+  it("agrees with the registry built from the same configuration, without building a sender", async () => {
+    const dev = (channel: Channel) => new RecordingSender(channel, "dev");
+    for (const chosen of [providers, providers.filter((provider) => provider.id === "gateway"), []]) {
+      for (const devFallback of [false, true]) {
+        const surface = describeProviders(chosen, devFallback);
+        const built = build({ providers: chosen, ...(devFallback ? { fallback: dev } : {}) });
+        for (const channel of ["email", "sms"] as const)
+          expect(surface.channelEnabled(channel)).toBe(built.channelEnabled(channel));
+        expect(surface.callbacks.map((callback) => callback.provider)).toEqual(
+          built.callbacks.map((callback) => callback.provider),
+        );
+        await built.close();
+      }
+    }
   });
 });
