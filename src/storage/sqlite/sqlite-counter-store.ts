@@ -16,10 +16,12 @@ export function prepareCounterHit(db: SqliteDatabase, keys: CounterKeyFilter) {
       count = CASE WHEN reset_at <= ? THEN 1 ELSE count + 1 END,
       reset_at = CASE WHEN reset_at <= ? THEN excluded.reset_at ELSE reset_at END
     RETURNING count, reset_at`);
+  // As an array: better-sqlite3 on Node 20 builds a row object one property at a time.
+  hit.raw();
   return (appId: string, key: string, windowMs: number, nowMs: number) => {
-    const row = hit.get(appId, key, nowMs + windowMs, nowMs, nowMs) as { count: number; reset_at: number };
-    keys.add(appId, key, row.reset_at);
-    return row;
+    const [count, resetAt] = hit.get(appId, key, nowMs + windowMs, nowMs, nowMs) as [number, number];
+    keys.add(appId, key, resetAt);
+    return { count, reset_at: resetAt };
   };
 }
 
