@@ -10,12 +10,15 @@
 //     the sink opens -> messages/s from the outbox to the sink's `250` answers to DATA.
 //  3. latency: sends offered at a steady rate -> p50/p99 from the client seeing `201` to the
 //     sink answering `250` for that message.
+//  4. flood: sends as fast as 50 connections go (autocannon) -> sends accepted per second, and
+//     messages the sink answered `250` meanwhile: whether delivery keeps up while requests flood.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
+import autocannon from "autocannon";
 import nodemailer from "nodemailer";
 import { SMTPServer } from "smtp-server";
 import { freePort, root } from "./lib.mjs";
@@ -243,6 +246,36 @@ async function latency(verifyd, sink, ratePerSecond, seconds) {
   };
 }
 
+const FLOOD_SECONDS = 5;
+
+/** Sends as fast as the load generator goes: accepted sends/s, and deliveries/s in the meantime. */
+async function flood(verifyd, sink) {
+  let i = 0;
+  const isFlood = (to) => to.startsWith("flood-");
+  const result = await autocannon({
+    url: verifyd.base,
+    connections: 50,
+    duration: FLOOD_SECONDS,
+    requests: [
+      {
+        setupRequest: (request) => ({
+          ...request,
+          method: "POST",
+          path: "/v1/verifications",
+          headers: { "content-type": "application/json", "x-forwarded-for": clientAddress(++i) },
+          body: JSON.stringify({ channel: "email", to: `flood-${i}@example.com`, purpose: "sign_in" }),
+        }),
+      },
+    ],
+  });
+  const delivered = [...sink.answeredAt.keys()].filter(isFlood).length;
+  return {
+    accepted: result["2xx"] / result.duration,
+    delivered: delivered / result.duration,
+    refused: result.non2xx,
+  };
+}
+
 async function main() {
   const sink = await startSink();
   const verifyd = await startVerifyd(sink.port);
@@ -265,6 +298,7 @@ async function main() {
     // BENCH_STEADY_RATE fixes the offered rate, to compare two builds at the same load.
     const steadyRate = Number(process.env.BENCH_STEADY_RATE ?? Math.min(1_000, Math.floor(drainRate * 0.8)));
     const steady = await latency(verifyd, sink, steadyRate, LATENCY_SECONDS);
+    const flooded = await flood(verifyd, sink);
 
     const ratio = drainRate / baselineRate;
     console.log(
@@ -278,6 +312,11 @@ async function main() {
     console.log(
       `| accept (201) -> SMTP 250 at ${steady.offered} msg/s offered (${steady.total} sends) | p50 ${steady.p50.toFixed(1)} ms, p99 ${steady.p99.toFixed(1)} ms, max ${steady.max.toFixed(1)} ms | p99 <= 1000 ms |`,
     );
+    console.log(
+      `| flood: sends from 50 connections for ${FLOOD_SECONDS} s | ${Math.round(flooded.accepted)} accepted/s, ${Math.round(flooded.delivered)} delivered/s meanwhile | |`,
+    );
+    if (flooded.refused > 0)
+      console.log(`(the flood had ${flooded.refused} answers other than 2xx: not a result)`);
     if (ratio < 0.8 || steady.p99 > 1_000) process.exitCode = 1;
   } finally {
     verifyd.child.kill("SIGTERM");
