@@ -7,12 +7,14 @@ import { CodeSecrets } from "./core/secrets.js";
 import { describeProviders } from "./delivery/provider-registry.js";
 import { assembleDelivery, type Delivery } from "./delivery-root.js";
 import { createLogger, type RootLogger } from "./observability/logger.js";
+import type { DeliveryBackend } from "./storage/backend.js";
+import { createClusterDeliveryBackend } from "./storage/cluster/index.js";
 import { createSqliteDeliveryBackend, sqlitePath } from "./storage/sqlite/index.js";
 
-// The embedded mode delivers from a worker thread of its own: rendering, the dev inbox's writes,
-// SMTP and the SMS vendors' signed HTTP calls then use the machine's other core instead of the
-// request thread's time. This module is both halves: `startDeliveryThread` on the server's side,
-// and, when loaded as that thread, the thread's own composition root (the end of this file).
+// The server delivers from a worker thread of its own: rendering, the dev inbox's writes, SMTP and
+// the SMS vendors' signed HTTP calls then use another core instead of the request thread's time.
+// This module is both halves: `startDeliveryThread` on the server's side, and, when loaded as
+// that thread, the thread's own composition root (the end of this file).
 
 const THREAD_ROLE = "verifyd-delivery";
 // A thread that died (a bug, not a provider's failure: those are retried inside) is started again
@@ -38,7 +40,7 @@ export interface DeliveryThreadOptions {
 }
 
 /**
- * Delivery from a worker thread over its own connection to the embedded store. The server keeps
+ * Delivery from a worker thread over its own connections to the store. The server keeps
  * what its HTTP side needs (the channels served, the status-callback readers) and tells the thread
  * when sends were committed; the thread drains the outbox as the in-process worker would.
  */
@@ -104,10 +106,7 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
   const logger = createLogger({ level: config.logLevel, devCodes: config.mode === "dev" }).child({
     thread: "delivery",
   });
-  const backend = createSqliteDeliveryBackend({
-    path: sqlitePath(config.dataDir),
-    synchronous: config.sqliteSynchronous,
-  });
+  const backend = openDeliveryBackend(config, logger);
   const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
   const delivery = assembleDelivery({
     config,
@@ -135,6 +134,22 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
     else if (message === "stop") void stop();
   });
   delivery.start();
+}
+
+/** The thread's own connections: a second one to the SQLite file, or a small PostgreSQL pool. */
+function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBackend {
+  if (config.redisUrl && config.databaseUrl) {
+    return createClusterDeliveryBackend({
+      databaseUrl: config.databaseUrl,
+      poolSize: config.databasePoolSize,
+      databaseSchema: config.databaseSchema,
+      logger,
+    });
+  }
+  return createSqliteDeliveryBackend({
+    path: sqlitePath(config.dataDir),
+    synchronous: config.sqliteSynchronous,
+  });
 }
 
 if (!isMainThread && parentPort && (workerData as Partial<ThreadData> | null)?.role === THREAD_ROLE) {

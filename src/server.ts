@@ -98,7 +98,7 @@ export interface AssembleOptions {
   clock?: Clock;
   /** providers per channel; default: the dev sender in dev mode, none otherwise */
   senders?: Partial<Record<Channel, MessageSender[]>>;
-  /** deliver from a worker thread (embedded mode only; `senders` must be unset) */
+  /** deliver from a worker thread (`senders` must then be unset: they cannot cross to it) */
   deliveryThread?: boolean;
 }
 
@@ -199,12 +199,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
 }
 
 /**
- * The composition root's body: assemble, listen, start delivery and the purger. The embedded mode
- * delivers from a thread of its own (delivery-thread.ts); cluster mode scales by processes.
+ * The composition root's body: assemble, listen, start delivery (in a thread of its own,
+ * delivery-thread.ts) and the purger.
  */
 export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
-  const deliveryThread = !(config.redisUrl && config.databaseUrl);
-  const server = await assembleServer({ config, logger, deliveryThread });
+  const server = await assembleServer({ config, logger, deliveryThread: true });
   await server.fastify.listen({ host: config.host, port: config.port });
   server.startBackground();
   if (config.mode === "dev" && !isLoopback(config.host)) {

@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "../../core/ports.js";
-import type { Backend } from "../backend.js";
+import type { Backend, DeliveryBackend } from "../backend.js";
 import { createPostgresAccountDirectory } from "../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../postgres/postgres-app-store.js";
 import { createPostgresDevInbox } from "../postgres/postgres-dev-inbox.js";
@@ -35,6 +35,43 @@ export interface ClusterBackendOptions {
   logger?: Logger;
 }
 
+/**
+ * How a process's PostgreSQL connections (VERIFYD_DATABASE_POOL_SIZE) are shared: a quarter for
+ * background work, split between the server's background pool (the send log, the purge, status
+ * receipts, the dev inbox's reads) and the delivery thread's; the rest for requests.
+ */
+export function poolShares(poolSize: number): { request: number; background: number; delivery: number } {
+  const quarter = Math.max(2, Math.floor(poolSize / 4));
+  const delivery = Math.floor(quarter / 2);
+  return { request: Math.max(1, poolSize - quarter), background: quarter - delivery, delivery };
+}
+
+/**
+ * The delivery thread's own connections to the cluster's PostgreSQL (the outbox, the dev inbox,
+ * the apps), committing without waiting for the WAL flush like the server's background pool.
+ * Connects on first use; a backend failure surfaces as STORE_UNAVAILABLE, as in the server.
+ */
+export function createClusterDeliveryBackend(options: {
+  databaseUrl: string;
+  poolSize?: number;
+  databaseSchema?: string | undefined;
+  logger?: Logger;
+}): DeliveryBackend {
+  const pool = createPostgresPool({
+    url: options.databaseUrl,
+    poolSize: poolShares(options.poolSize ?? DEFAULT_DATABASE_POOL_SIZE).delivery,
+    schema: options.databaseSchema,
+    asyncCommit: true,
+    logger: options.logger ?? silentLogger,
+  });
+  return {
+    outbox: failClosed("postgres", createPostgresOutboxStore(pool)),
+    devInbox: failClosed("postgres", createPostgresDevInbox(pool)),
+    apps: failClosed("postgres", createPostgresAppStore(pool)),
+    close: () => pool.end(),
+  };
+}
+
 /** The cluster backend; its purge and close are asynchronous. */
 export interface ClusterBackend extends Backend {
   purge: (nowMs: number) => Promise<number>;
@@ -53,16 +90,17 @@ const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 export async function createClusterBackend(options: ClusterBackendOptions): Promise<ClusterBackend> {
   const logger = options.logger ?? silentLogger;
   const poolSize = options.poolSize ?? DEFAULT_DATABASE_POOL_SIZE;
-  // Two pools share the configured size. The request path's (sends' outbox rows, apps, accounts,
-  // reads) commits synchronously: a 2xx means durable. The background pool (the outbox worker's
-  // claims and settlements, the dev inbox, the send log, the purge) commits without waiting for
-  // the WAL flush: losing its last few hundred ms in a database crash only means a message is
-  // claimed or delivered again (at least once, as a worker crash already allows), and it keeps the
-  // worker's commits from queueing fsyncs in front of the sends'.
-  const backgroundSize = Math.max(1, Math.floor(poolSize / 4));
+  // Two pools share the configured size (three with the delivery thread's, see poolShares). The
+  // request path's (sends' outbox rows, apps, accounts, reads) commits synchronously: a 2xx means
+  // durable. The background pool (the outbox worker's claims and settlements, the dev inbox, the
+  // send log, the purge) commits without waiting for the WAL flush: losing its last few hundred ms
+  // in a database crash only means a message is claimed or delivered again (at least once, as a
+  // worker crash already allows), and it keeps the worker's commits from queueing fsyncs in front
+  // of the sends'.
+  const { request: requestSize, background: backgroundSize } = poolShares(poolSize);
   const pool = createPostgresPool({
     url: options.databaseUrl,
-    poolSize: Math.max(1, poolSize - backgroundSize),
+    poolSize: requestSize,
     schema: options.databaseSchema,
     logger,
   });
@@ -89,7 +127,7 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
   const outbox = createPostgresOutboxStore(backgroundPool);
   // Half the request pool may be committing outbox batches; the rest serves reads and accounts.
   const writer = createPostgresOutboxWriter(pool, {
-    maxConcurrentCommits: Math.max(1, Math.floor((poolSize - backgroundSize) / 2)),
+    maxConcurrentCommits: Math.max(1, Math.floor(requestSize / 2)),
   });
   const sendLog = createPostgresSendLog(backgroundPool, logger);
   const purge = createPostgresPurger(backgroundPool);
