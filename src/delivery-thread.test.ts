@@ -8,6 +8,7 @@ import { createTestServer } from "../test/harness.js";
 import { loadConfig } from "./config/load.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { createLogger } from "./observability/logger.js";
+import { assembleServer } from "./server.js";
 
 // The thread runs compiled code (a worker thread cannot load TypeScript): the build the vitest
 // global setup makes, as the server runs it.
@@ -84,6 +85,13 @@ describe("the delivery thread", () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("is refused senders made on the server's thread, which could not cross to it", async () => {
+    const config = loadConfig({ VERIFYD_DATA_DIR: tempDir() });
+    await expect(
+      assembleServer({ config, logger, deliveryThread: true, senders: { email: [] } }),
+    ).rejects.toThrow(/delivery thread/);
   });
 
   describe("its handle", () => {

@@ -108,6 +108,8 @@ export interface AssembleOptions {
  */
 export async function assembleServer(options: AssembleOptions): Promise<RunningServer> {
   const { config, logger } = options;
+  if (options.deliveryThread && options.senders)
+    throw new Error("senders given in process cannot be used by the delivery thread");
   const clock = options.clock ?? systemClock;
   const devMode = config.mode === "dev";
   const resolvedSecrets = resolveSecrets(config, logger);
