@@ -47,8 +47,8 @@ export interface DeliveryRootOptions {
 }
 
 /**
- * The outbox worker and the providers it delivers through. The server builds it on its own thread
- * (tests, cluster mode); the embedded mode's delivery thread builds it there (delivery-thread.ts).
+ * The outbox worker and the providers it delivers through. The delivery thread builds it there
+ * (delivery-thread.ts); tests have the server build it on their own thread, to drive by hand.
  */
 export function assembleDelivery(options: DeliveryRootOptions): InProcessDelivery {
   const { config, logger, clock, receipts } = options;

@@ -35,7 +35,7 @@ export interface Backend {
 
 /**
  * What the outbox worker needs from storage when it runs apart from the request thread (the
- * embedded mode's delivery thread): its own connection to the same store.
+ * delivery thread): its own connections to the same store.
  */
 export interface DeliveryBackend {
   outbox: OutboxStore;
