@@ -1215,6 +1215,36 @@ describe("account endpoints: refusals", () => {
     expectOk(await call("PUT", "/api/v2/account/edit", { ...change, newVerifyCode: next }, session));
   });
 
+  it("edit: a refusal after the contact part changes nothing and spends no code", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const session = await sessionHeaders(account);
+    const current = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    const next = await codeFor(
+      { type: "email", useType: 1, templateId: 3, account: "new@example.com" },
+      "new@example.com",
+    );
+    const change = {
+      codeType: "email",
+      verifyCode: current,
+      newEmail: "new@example.com",
+      newVerifyCode: next,
+    };
+    const edit = (extra: Record<string, unknown>) =>
+      call("PUT", "/api/v2/account/edit", { ...change, ...extra }, session);
+    // Each refused after the email and its codes were judged right: before, the email was saved
+    // and both codes spent by then.
+    expectFresns(await edit({ newPassword: "not base64!", currentPassword: b64("right") }), 34105);
+    expectFresns(await edit({ newPassword: b64("next"), currentPassword: b64("wrong") }), 34304);
+    expectFresns(await edit({ newPhone: "13800138000", newCountryCode: 86 }), 33203);
+    const app = await t.engine.apps.byId("default");
+    const email = async () => (await t.engine.accounts.findById(app!, account.id))?.email;
+    expect(await email()).toBe("ann@example.com");
+    // Both codes are still good for the edit as asked.
+    expectOk(await edit({}));
+    expect(await email()).toBe("new@example.com");
+  });
+
   it("edit: changes the password with a code sent to the own contact (templateId 5)", async () => {
     await start();
     const account = await makeAccount({ email: "ann@example.com", password: "old" });

@@ -7,7 +7,7 @@ import type { Engine } from "../../../core/engine.js";
 import { isOtpError, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
-import type { CheckTarget } from "../../../core/verification/check-code.js";
+import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
@@ -475,6 +475,10 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         // verifyd keeps no wallet: refused before any other change is made.
         if (body.newWalletPassword !== undefined) throw new FresnsRefusal(34501);
 
+        // Everything that can refuse the edit is decided before a code is spent or a field is
+        // written, so a refused edit changes nothing: written as it went, a new email was saved
+        // and both its codes spent before a bad new password refused the rest.
+        const contactChanges: { change: Partial<Account>; codes: CheckCodeInput[] }[] = [];
         const contacts: [Channel, string | undefined][] = [
           ["email", body.newEmail],
           ["sms", body.newPhone],
@@ -493,35 +497,31 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           if (current && body.verifyCode === undefined) throw new FresnsRefusal(33202);
           if (await engine.accounts.findByContact(app, channel, address))
             throw new OtpError("ACCOUNT_EXISTS");
-          const currentCode = current
-            ? {
-                app,
-                target: ownCodeTarget(account, body.codeType, "bind_contact"),
-                code: body.verifyCode as string,
-                codeField: "verifyCode",
-              }
-            : undefined;
-          // The current contact's code is checked first and consumed last, so a typo in the new
-          // contact's code does not burn it.
-          if (currentCode) await engine.checkCode({ ...currentCode, mode: "peek" });
-          await engine.checkCode({
+          const newContactCode: CheckCodeInput = {
             app,
             // Fresns: templateId 3 to change a contact, 4 to set the first one.
             target: { channel, to: address, purpose: current ? "change_contact" : "bind_contact" },
             code: body.newVerifyCode as string,
             codeField: "newVerifyCode",
+          };
+          const currentContactCode: CheckCodeInput = {
+            app,
+            target: ownCodeTarget(account, body.codeType, "bind_contact"),
+            code: body.verifyCode as string,
+            codeField: "verifyCode",
+          };
+          contactChanges.push({
+            change: channel === "email" ? { email: address } : { phone: address },
+            codes: current ? [currentContactCode, newContactCode] : [newContactCode],
           });
-          if (currentCode) await engine.checkCode(currentCode);
-          account = await engine.accounts.update(
-            account,
-            channel === "email" ? { email: address } : { phone: address },
-          );
         }
 
+        let password: string | undefined;
+        let passwordCode: CheckCodeInput | undefined;
         if (body.newPassword !== undefined) {
           if (body.currentPassword === undefined && body.verifyCode === undefined)
             throw new FresnsRefusal(34111);
-          const password = decodePassword(body.newPassword, 34105);
+          password = decodePassword(body.newPassword, 34105);
           if (body.currentPassword !== undefined) {
             await engine.accounts.verifyPasswordLogin(
               app,
@@ -529,15 +529,25 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
               decodePassword(body.currentPassword, 34304),
             );
           } else {
-            await engine.checkCode({
+            passwordCode = {
               app,
               target: ownCodeTarget(account, body.codeType, "reset_password"),
               code: body.verifyCode as string,
               codeField: "verifyCode",
-            });
+            };
           }
-          account = await engine.accounts.update(account, { password });
         }
+
+        // Every code is compared (a comparison counts as an attempt) before any is spent, so a
+        // typo in one code burns none of the others.
+        const codes = [
+          ...contactChanges.flatMap(({ codes }) => codes),
+          ...(passwordCode ? [passwordCode] : []),
+        ];
+        for (const code of codes) await engine.checkCode({ ...code, mode: "peek" });
+        for (const code of codes) await engine.checkCode(code);
+        for (const { change } of contactChanges) account = await engine.accounts.update(account, change);
+        if (password !== undefined) account = await engine.accounts.update(account, { password });
         return ok(null);
       },
     );
