@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { OtpError } from "../errors.js";
 import { sha256Hex } from "../ids.js";
 import type { Purpose } from "../types.js";
 
@@ -47,6 +48,24 @@ describe("redeemToken", () => {
     const again = await otpError(redeem(token));
     expect(again.code).toBe("TOKEN_INVALID");
     expect(again.details.field).toBe("token");
+  });
+
+  it("leaves the token unspent when the step's own check refuses it", async () => {
+    t = await createTestEngine();
+    const token = await approvedToken();
+    const app = await t.app();
+    const refusal = await otpError(
+      t.engine.redeemToken({
+        app,
+        token,
+        beforeSpending: async (verified) => {
+          expect(verified.to).toBe("ann@example.com");
+          throw new OtpError("ACCOUNT_NOT_FOUND");
+        },
+      }),
+    );
+    expect(refusal.code).toBe("ACCOUNT_NOT_FOUND");
+    expect(await redeem(token)).toMatchObject({ to: "ann@example.com" });
   });
 
   it("redeems for exactly one of many concurrent callers", async () => {

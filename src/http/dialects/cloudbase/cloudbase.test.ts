@@ -674,10 +674,13 @@ describe("CloudBase 401, 404, 409", () => {
     await golden("error-user-not-found", response);
   });
 
-  it("answers sign-in with a token of a contact without an account with user_not_found", async () => {
+  it("answers sign-in with a token of a contact without an account with user_not_found, unspent", async () => {
     await start();
     const token = await verified({ email: "new@example.com" }, "new@example.com");
     expectError(await post("/auth/v1/signin", { verification_token: token }), 404, "user_not_found", 4004);
+    // A client that tries sign-in first still signs up with the same verification.
+    const signedUp = await post("/auth/v1/signup", { email: "new@example.com", verification_token: token });
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
   });
 
   it("refuses NOT_USER for an existing account", async () => {

@@ -4,7 +4,7 @@ import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.j
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
-import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
+import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError } from "./error-map.js";
 import {
   CaptchaDataReply,
@@ -320,15 +320,21 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
             "Pass verification_token, or username and password, not both",
           );
         }
+        const accountOf = async (verified: TokenRecord) => {
+          const account = await engine.accounts.findByContact(tenant, verified.channel, verified.to);
+          if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+          return account;
+        };
         const token = await engine.redeemToken({
           app: tenant,
           token: body.verification_token,
           purposes: ["sign_in"],
           tokenField: "verification_token",
+          // Looked up before the token is spent too: a client that tries sign-in before sign-up
+          // keeps the verification for the sign-up (as sign-up keeps it for sign-in).
+          beforeSpending: async (verified) => void (await accountOf(verified)),
         });
-        const account = await engine.accounts.findByContact(tenant, token.channel, token.to);
-        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
-        return tokens.issue(tenant, account);
+        return tokens.issue(tenant, await accountOf(token));
       }
       if (body.username === undefined) {
         throw invalidField("username", "Pass verification_token, or username and password");
