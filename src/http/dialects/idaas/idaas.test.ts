@@ -353,13 +353,19 @@ describe("journeys", () => {
       user_name: "sam",
     });
     expect(ann.statusCode).toBe(200);
-    // Same user name: the account service refuses it as an existing user.
+    // Same user name: refused as an existing user, before the code is spent.
     const bob = await post("/api/v2/sdk/register/email-verify-code", {
       email: BOB,
       verify_code: bobCode,
       user_name: "sam",
     });
     expectError(bob, "USER.1004");
+    const again = await post("/api/v2/sdk/register/email-verify-code", {
+      email: BOB,
+      verify_code: bobCode,
+      user_name: "bob",
+    });
+    expect(again.statusCode, again.body).toBe(200);
   });
 });
 
@@ -547,8 +553,15 @@ describe("codes at login and registration", () => {
     );
     const body = { email: ANN, verify_code: code };
     expect((await post("/api/v2/sdk/register/email-verify-code", body)).statusCode).toBe(200);
-    // By recipient, a spent code looks like no code at all: a wrong one (core's check-code).
-    expectError(await post("/api/v2/sdk/register/email-verify-code", body), "CAPTCHA.0007");
+    // The contact is taken now: registering it again is refused before the code is looked at.
+    expectError(await post("/api/v2/sdk/register/email-verify-code", body), "USER.1004");
+    // A login code approves once. By recipient, a spent code looks like no code at all: a wrong
+    // one (core's check-code).
+    t.clock.advanceSeconds(60);
+    expectOk(await sendCode("email", ANN, "LOGIN_EMS", await passFor(ANN)));
+    const login = { email: ANN, verify_code: await deliveredCode("email", ANN) };
+    expect((await post("/api/v2/sdk/login/email-verify-code", login)).statusCode).toBe(200);
+    expectError(await post("/api/v2/sdk/login/email-verify-code", login), "CAPTCHA.0007");
   });
 
   it("refuses an expired code", async () => {

@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
-import { parseAnyRecipient } from "../../../core/recipients.js";
+import { parseAnyRecipient, parseRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
@@ -254,6 +254,19 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
     const field = channel === "email" ? "email" : "mobile";
     const recipient = required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
     const verifyCode = required(body.verify_code, "CODE_EMPTY");
+    const username = nonEmpty(body.user_name);
+    // Checked before the code is spent, so that this refusal does not burn it (a contact taken
+    // since the code was sent, or a username another account holds).
+    const address = parseRecipient(channel, recipient, {
+      defaultCountry: engine.deps.defaultCountry,
+      field,
+    }).address;
+    if (
+      (await engine.accounts.findByContact(tenant, channel, address)) ||
+      (username !== undefined && (await engine.accounts.findByUsername(tenant, username)))
+    ) {
+      throw new OtpError("ACCOUNT_EXISTS");
+    }
     const checked = await engine.checkCode({
       app: tenant,
       target: { channel, to: recipient, purpose: "sign_up", toField: field },
@@ -263,7 +276,7 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
     const account = await engine.accounts.create({
       app: tenant,
       ...(channel === "email" ? { email: checked.record.to } : { phone: checked.record.to }),
-      username: nonEmpty(body.user_name),
+      username,
       password: nonEmpty(body.pwd),
       profile: profileOf(channel, body),
     });
