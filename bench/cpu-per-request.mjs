@@ -10,9 +10,14 @@
 // current build (`cp -r dist /tmp/ab/before`); its parent gets a node_modules link to this checkout's
 // and a package.json, so that it runs as it does here. CPU_ROUNDS (3) and CPU_SECONDS (6) set the
 // length; profile a build by putting `--cpu-prof` in BENCH_NODE_ARGS.
+//
+// `node bench/cpu-per-request.mjs budget [BUILD]` measures every scenario unpinned instead, as
+// `npm run bench` runs, and adds the CPU of the server's other threads and of the load generator:
+// the machine's cores divided by that total bound a scenario's rate however its work were spread,
+// so against the baseline's rate they give the highest ratio the scenario can reach on this machine.
 import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { root, startServer } from "./lib.mjs";
@@ -55,7 +60,7 @@ request = function()
   return post("/v1/verifications/check", '{"id":"' .. id .. '","code":"' .. code .. '"}')
 end`,
 };
-if (!scripts[scenario])
+if (!scripts[scenario] && scenario !== "budget")
   throw new Error(`unknown scenario ${scenario}: one of ${Object.keys(scripts).join(", ")}`);
 for (const [name, text] of Object.entries(scripts)) writeFileSync(join(work, `${name}.lua`), text);
 
@@ -79,43 +84,55 @@ const send = (base, to, from) =>
     body: JSON.stringify({ channel: "email", to, purpose: "sign_in" }),
   });
 
-/** Loads `script` for `seconds` with wrk pinned to CPU 1; the server's main-thread CPU per request. */
-function load(pid, base, script, seconds) {
-  const stat = () => readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8").split(") ")[1].split(" ");
-  const ticks = () => Number(stat()[11]) + Number(stat()[12]); // utime + stime
-  const before = ticks();
-  const output = execFileSync("taskset", [
+/**
+ * Loads `script` for `seconds` with wrk (pinned to CPU 1 unless `pinned` is false). Per request: the
+ * server's main-thread CPU, its CPU over all its threads (delivery, checkpointer, GC helpers,
+ * libuv's pool), and the load generator's own CPU, read from the shell that waited for it.
+ */
+function load(pid, base, script, seconds, { pinned = true } = {}) {
+  const stat = (path) => readFileSync(path, "utf8").split(") ")[1].split(" ");
+  const ticks = (path) => Number(stat(path)[11]) + Number(stat(path)[12]); // utime + stime
+  const mainThread = `/proc/${pid}/task/${pid}/stat`;
+  const wholeProcess = `/proc/${pid}/stat`;
+  const before = [ticks(mainThread), ticks(wholeProcess)];
+  const wrk = `wrk -t1 -c50 -d${seconds}s -s ${join(work, `${script}.lua`)} ${base}`;
+  // The shell's own stat, read after wrk exits, holds its waited-for children's CPU (cutime, cstime).
+  const output = execFileSync("bash", [
     "-c",
-    "1",
-    "wrk",
-    "-t1",
-    "-c50",
-    `-d${seconds}s`,
-    "-s",
-    join(work, `${script}.lua`),
-    base,
+    `${pinned ? "taskset -c 1 " : ""}${wrk}; echo; cat /proc/$$/stat`,
   ]).toString();
-  const used = ticks() - before;
+  const used = [ticks(mainThread) - before[0], ticks(wholeProcess) - before[1]];
+  const shell = output.trimEnd().split("\n").at(-1).split(") ")[1].split(" ");
+  const loadGenerator = Number(shell[13]) + Number(shell[14]);
   const requests = Number(/(\d+) requests in/.exec(output)?.[1] ?? 0);
   const refused = Number(/Non-2xx or 3xx responses: (\d+)/.exec(output)?.[1] ?? 0);
+  const perRequest = (ticks) => ((ticks / CLOCK_TICKS_PER_SECOND) * 1e6) / requests;
   return {
     perSecond: Number(/Requests\/sec:\s+([\d.]+)/.exec(output)?.[1] ?? 0),
-    microseconds: ((used / CLOCK_TICKS_PER_SECOND) * 1e6) / requests,
+    microseconds: perRequest(used[0]),
+    serverMicroseconds: perRequest(used[1]),
+    loadGeneratorMicroseconds: perRequest(loadGenerator),
     // the refusal scenarios expect nothing but refusals; the others nothing but success
     unexpected: script === "refused" || script === "captcha" ? requests - refused : refused,
   };
 }
 
-async function measure(main) {
+async function measure(main, scenario, { pinned = true } = {}) {
   const dataDir = mkdtempSync(join(work, "data-"));
-  const { child, base } = await startServer(main, { VERIFYD_DATA_DIR: dataDir }, "/healthz", { cpu: 0 });
+  const { child, base } = await startServer(
+    main,
+    { VERIFYD_DATA_DIR: dataDir },
+    "/healthz",
+    pinned ? { cpu: 0 } : {},
+  );
+  const loadFor = (script, seconds) => load(child.pid, base, script, seconds, { pinned });
   try {
     // Past the risk threshold for 13.0.0.1 (captcha), and a first send to the refused recipient.
     for (let n = 0; n < 3; n++) await send(base, `warm-${n}@example.com`, "13.0.0.1");
     await send(base, "refused@example.com", "12.0.0.1");
-    load(child.pid, base, "healthz", 2);
+    loadFor("healthz", 2);
     if (scenario === "check") {
-      load(child.pid, base, "send", SECONDS * 2);
+      loadFor("send", SECONDS * 2);
       await new Promise((done) => setTimeout(done, 3_000)); // delivered to the dev inbox
       const db = new Database(join(dataDir, "verifyd.db"), { readonly: true });
       const pairs = db
@@ -127,10 +144,10 @@ async function measure(main) {
       db.close();
       writeFileSync(join(work, "codes.txt"), pairs.map(({ id, code }) => `${id} ${code}\n`).join(""));
       // lets the server settle after the burst of sends (deliveries, WAL checkpoints) before measuring
-      load(child.pid, base, "healthz", 2);
+      loadFor("healthz", 2);
     }
     // A check scenario longer than its codes last would check used codes: keep it short.
-    return load(child.pid, base, scenario, scenario === "check" ? Math.ceil(SECONDS / 2) : SECONDS);
+    return loadFor(scenario, scenario === "check" ? Math.ceil(SECONDS / 2) : SECONDS);
   } finally {
     child.kill("SIGTERM");
     await new Promise((done) => child.once("exit", done));
@@ -138,12 +155,72 @@ async function measure(main) {
   }
 }
 
-const mains = (builds.length > 0 ? builds : [join(root, "dist")]).map(runnable);
-const results = new Map(mains.map((main) => [main, []]));
+const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+
+/**
+ * `budget`: what this machine allows each scenario at most, measured unpinned as `npm run bench`
+ * runs. Requests are served by one thread, so a scenario's rate is at most 1 / (that thread's CPU
+ * per request); and, however its work were spread over threads, at most cores / (the CPU per
+ * request of the whole machine: the server's threads and the load generator). Against the
+ * baseline's measured rate, each bound is the highest ratio the scenario can reach here.
+ */
+async function budget(main) {
+  const cores = availableParallelism();
+  const rows = [];
+  for (const name of ["healthz", "send", "check", "refused", "captcha"]) {
+    const runs = [];
+    for (let round = 0; round < ROUNDS; round++) runs.push(await measure(main, name, { pinned: false }));
+    const of = (key) => median(runs.map((run) => run[key]));
+    const machine = of("serverMicroseconds") + of("loadGeneratorMicroseconds");
+    const unexpected = runs.reduce((sum, run) => sum + run.unexpected, 0);
+    if (unexpected > 0) console.error(`${name}: ${unexpected} unexpected answers`);
+    rows.push({
+      name,
+      perSecond: of("perSecond"),
+      main: of("microseconds"),
+      server: of("serverMicroseconds"),
+      loadGenerator: of("loadGeneratorMicroseconds"),
+      machine,
+    });
+    console.error(`done: ${name}`);
+  }
+  const baseline = rows[0];
+  console.log(
+    `CPU budget: ${cores} cores, wrk -t1 -c50, medians of ${ROUNDS} fresh servers; µs of CPU per request`,
+  );
+  console.log(
+    "| scenario | req/s | ratio | request thread | server, all threads | load generator | machine | request-thread bound | machine bound |",
+  );
+  console.log("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+  // The bounds as ratios to the baseline's measured rate: one thread serves requests, so it can
+  // answer at most 1 / (its CPU per request) a second; the machine at most cores / (all CPU).
+  const bound = (microseconds, threads) =>
+    `${((threads * 1e6) / microseconds / baseline.perSecond).toFixed(2)}x`;
+  for (const row of rows) {
+    console.log(
+      `| ${row.name} | ${row.perSecond.toFixed(0)} | ${(row.perSecond / baseline.perSecond).toFixed(2)}x | ` +
+        `${row.main.toFixed(1)} | ${row.server.toFixed(1)} | ${row.loadGenerator.toFixed(1)} | ${row.machine.toFixed(1)} | ` +
+        `${bound(row.main, 1)} | ${bound(row.machine, cores)} |`,
+    );
+  }
+}
+
 try {
+  if (scenario === "budget") {
+    await budget(runnable(builds[0] ?? join(root, "dist")));
+  } else {
+    await compareBuilds();
+  }
+} finally {
+  rmSync(work, { recursive: true, force: true });
+}
+
+async function compareBuilds() {
+  const mains = (builds.length > 0 ? builds : [join(root, "dist")]).map(runnable);
+  const results = new Map(mains.map((main) => [main, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const main of mains) {
-      const result = await measure(main);
+      const result = await measure(main, scenario);
       results.get(main).push(result);
       console.log(
         `round ${round}  ${dirname(main)}  ${scenario}: ${result.perSecond.toFixed(0)} req/s, ` +
@@ -152,10 +229,9 @@ try {
       );
     }
   }
-} finally {
-  rmSync(work, { recursive: true, force: true });
-}
-for (const [main, runs] of results) {
-  const sorted = runs.map((run) => run.microseconds).sort((a, b) => a - b);
-  console.log(`median ${dirname(main)}: ${sorted[Math.floor(sorted.length / 2)].toFixed(1)} µs a request`);
+  for (const [main, runs] of results) {
+    console.log(
+      `median ${dirname(main)}: ${median(runs.map((run) => run.microseconds)).toFixed(1)} µs a request`,
+    );
+  }
 }
