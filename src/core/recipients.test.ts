@@ -38,6 +38,9 @@ describe("parseRecipient: email", () => {
     ["a display name", '"Ann" ann@example.com'],
     ["an empty string", ""],
     ["more than 254 characters", `${"a".repeat(250)}@example.com`],
+    ["a NUL character", "ann\u0000@example.com"],
+    ["an escape character", "ann@exam\u001bple.com"],
+    ["a DEL character", "ann\u007f@example.com"],
   ])("refuses %s with VALIDATION_FAILED naming the field", (_, input) => {
     const error = refusal(() => parseRecipient("email", input, CN));
     expect(error.code).toBe("VALIDATION_FAILED");
