@@ -113,6 +113,37 @@ if (!redis.ok || !postgres.ok) {
       expect(seen.body).toMatchObject({ status: "max_attempts_reached", attempts_remaining: 0 });
     });
 
+    it("refuses a NUL character in any field in each face's shape, never as a backend error", async () => {
+      // PostgreSQL can neither store nor compare a NUL: such a value used to reach it and come
+      // back as 503 (native, CloudBase) or 32301 (Fresns, "no response from the service provider").
+      const base = server(0).url;
+      const post = (path: string, body: unknown) => request(base, "POST", path, { body, ip: distinctIp() });
+      const native = await post("/v1/verifications", {
+        channel: "email",
+        to: "a\u0000b@example.com",
+        purpose: "sign_in",
+      });
+      expect(native.status).toBe(400);
+      expect(native.body).toMatchObject({ code: "VALIDATION_FAILED", field: "to" });
+      const cloudbaseSignIn = await post("/auth/v1/signin", {
+        username: "a\u0000b",
+        password: "s3cret-pass",
+      });
+      expect(cloudbaseSignIn.status).toBe(400);
+      expect(cloudbaseSignIn.body).toMatchObject({ error: "invalid_argument" });
+      const cloudbaseApp = await post("/auth/v1/verification?client_id=%00", { email: "nul@example.com" });
+      expect(cloudbaseApp.status).toBe(400);
+      expect(cloudbaseApp.body).toMatchObject({ error: "invalid_argument" });
+      const fresns = await post("/api/v2/account/login", {
+        type: "email",
+        account: "a\u0000b@example.com",
+        password: "eA==",
+      });
+      expect(fresns.body).toMatchObject({ code: 34101 });
+      const inbox = await request(base, "GET", "/v1/dev/inbox?to=a%00b@example.com");
+      expect(inbox.status).toBe(400);
+    });
+
     it("kept both processes up throughout", () => {
       for (const running of servers) expect(running.alive(), running.output()).toBe(true);
     });

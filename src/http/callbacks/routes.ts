@@ -3,6 +3,7 @@ import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery
 import { OtpError } from "../../core/errors.js";
 import type { Clock } from "../../core/ports.js";
 import { renderProblem } from "../native/routes.js";
+import { refuseNulCharacters } from "../shared/nul-characters.js";
 
 export interface DeliveryCallbacksOptions {
   /** one per provider that posts status callbacks, by provider id */
@@ -29,6 +30,7 @@ export async function deliveryCallbacks(
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
   fastify.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+  refuseNulCharacters(fastify);
 
   fastify.post<{ Params: { provider: string } }>(
     "/v1/callbacks/:provider",

@@ -9,6 +9,7 @@ import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { refuseNulCharacters } from "../../shared/nul-characters.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
@@ -131,6 +132,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     done(null, Object.fromEntries(new URLSearchParams(String(body)))),
   );
   fastify.setErrorHandler((error, request, reply) => renderFresnsError(error, request, reply));
+  refuseNulCharacters(fastify);
 
   fastify.addHook("onRequest", async (request) => {
     const langTag = header(request, "x-fresns-client-lang-tag");
