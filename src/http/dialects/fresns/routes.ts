@@ -463,7 +463,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       async (request) => {
         const context = contextOf(request);
         const app = context.app as App;
-        let account = requireLogin(context);
+        const account = requireLogin(context);
         const body = validateBody(EditBody, request.body, context.lang);
         const edits = [
           body.newEmail,
@@ -480,7 +480,8 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         // Everything that can refuse the edit is decided before a code is spent or a field is
         // written, so a refused edit changes nothing: written as it went, a new email was saved
         // and both its codes spent before a bad new password refused the rest.
-        const contactChanges: { change: Partial<Account>; codes: CheckCodeInput[] }[] = [];
+        const changes: { email?: string; phone?: string; password?: string } = {};
+        const codes: CheckCodeInput[] = [];
         const contacts: [Channel, string | undefined][] = [
           ["email", body.newEmail],
           ["sms", body.newPhone],
@@ -499,31 +500,28 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           if (current && body.verifyCode === undefined) throw new FresnsRefusal(33202);
           if (await engine.accounts.findByContact(app, channel, address))
             throw new OtpError("ACCOUNT_EXISTS");
-          const newContactCode: CheckCodeInput = {
+          if (current) {
+            codes.push({
+              app,
+              target: ownCodeTarget(account, body.codeType, "bind_contact"),
+              code: body.verifyCode as string,
+              codeField: "verifyCode",
+            });
+          }
+          codes.push({
             app,
             // Fresns: templateId 3 to change a contact, 4 to set the first one.
             target: { channel, to: address, purpose: current ? "change_contact" : "bind_contact" },
             code: body.newVerifyCode as string,
             codeField: "newVerifyCode",
-          };
-          const currentContactCode: CheckCodeInput = {
-            app,
-            target: ownCodeTarget(account, body.codeType, "bind_contact"),
-            code: body.verifyCode as string,
-            codeField: "verifyCode",
-          };
-          contactChanges.push({
-            change: channel === "email" ? { email: address } : { phone: address },
-            codes: current ? [currentContactCode, newContactCode] : [newContactCode],
           });
+          changes[channel === "email" ? "email" : "phone"] = address;
         }
 
-        let password: string | undefined;
-        let passwordCode: CheckCodeInput | undefined;
         if (body.newPassword !== undefined) {
           if (body.currentPassword === undefined && body.verifyCode === undefined)
             throw new FresnsRefusal(34111);
-          password = decodePassword(body.newPassword, 34105);
+          changes.password = decodePassword(body.newPassword, 34105);
           if (body.currentPassword !== undefined) {
             await engine.accounts.verifyPasswordLogin(
               app,
@@ -531,25 +529,20 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
               decodePassword(body.currentPassword, 34304),
             );
           } else {
-            passwordCode = {
+            codes.push({
               app,
               target: ownCodeTarget(account, body.codeType, "reset_password"),
               code: body.verifyCode as string,
               codeField: "verifyCode",
-            };
+            });
           }
         }
 
         // Every code is compared (a comparison counts as an attempt) before any is spent, so a
-        // typo in one code burns none of the others.
-        const codes = [
-          ...contactChanges.flatMap(({ codes }) => codes),
-          ...(passwordCode ? [passwordCode] : []),
-        ];
+        // typo in one code burns none of the others; then every change is saved in one write.
         for (const code of codes) await engine.checkCode({ ...code, mode: "peek" });
         for (const code of codes) await engine.checkCode(code);
-        for (const { change } of contactChanges) account = await engine.accounts.update(account, change);
-        if (password !== undefined) account = await engine.accounts.update(account, { password });
+        await engine.accounts.update(account, changes);
         return ok(null);
       },
     );
