@@ -334,7 +334,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
           tokenField: "verification_token",
           // Looked up before the token is spent too: a client that tries sign-in before sign-up
           // keeps the verification for the sign-up (as sign-up keeps it for sign-in).
-          beforeSpending: async (verified) => void (await accountOf(verified)),
+          beforeSpending: async (verified) => {
+            await accountOf(verified);
+          },
         });
         return tokens.issue(tenant, await accountOf(token));
       }
