@@ -3,13 +3,15 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Engine } from "../core/engine.js";
+import { invalidField } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
 import { devApi } from "./dev/routes.js";
-import { cloudbaseDialect } from "./dialects/cloudbase/routes.js";
+import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
+import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.js";
 import { fresnsDialect } from "./dialects/fresns/routes.js";
 import { idaasDialect } from "./dialects/idaas/routes.js";
-import { nativeApi } from "./native/routes.js";
+import { nativeApi, renderProblem } from "./native/routes.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
 
@@ -51,6 +53,20 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     trustProxy: options.trustProxy.length > 0 ? (address: string) => proxies.has(address) : false,
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
+    // What the router refuses before any face sees the request (a path that does not decode, a
+    // parameter past maxParamLength) is answered like an unknown route: in CloudBase's shape under
+    // its prefix, as native problem+json elsewhere.
+    frameworkErrors: (error, request, reply) => {
+      const refusal = invalidField(
+        "path",
+        error.code === "FST_ERR_MAX_PARAM_LENGTH"
+          ? "A segment of the request path is too long"
+          : "The request path is not a valid URL",
+      );
+      return request.url.startsWith(`${CLOUDBASE_PREFIX}/`)
+        ? renderCloudbaseError(refusal, request, reply)
+        : renderProblem(refusal, request, reply);
+    },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
 

@@ -243,6 +243,15 @@ const ROWS: Row[] = [
     detail: /Unknown verification/,
   },
   invalid("get: id too long", "GET", `/v1/verifications/${LONG_ID}`, undefined, "id"),
+  // refused by the router before any handler: answered like an unknown route, not in Fastify's shape
+  invalid("get: a path that does not decode", "GET", "/v1/verifications/%zz", undefined, "path"),
+  invalid(
+    "get: an id past the router's limit",
+    "GET",
+    `/v1/verifications/${"x".repeat(600)}`,
+    undefined,
+    "path",
+  ),
 
   // --- POST /v1/verifications/{id}/cancel
   {

@@ -484,6 +484,11 @@ describe("CloudBase 429: send limits", () => {
 });
 
 describe("CloudBase 400: bad input never answers 5xx", () => {
+  it("answers a path the router cannot decode in the CloudBase shape", async () => {
+    await start();
+    expectError(await get("/auth/v1/user/%zz"), 400, "invalid_argument", 4000);
+  });
+
   it("refuses both phone_number and email", async () => {
     await start();
     const response = await send({ phone_number: "+86 13800138000", email: "ann@example.com" });

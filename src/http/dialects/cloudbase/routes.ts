@@ -66,12 +66,15 @@ interface Contact {
  * call (sign-up and sign-in compose a token redemption with the account service, as
  * `AccountService` asks), render with the CloudBase error map.
  */
+/** Every CloudBase path starts with it; what the router refuses under it is answered in CloudBase's shape. */
+export const CLOUDBASE_PREFIX = "/auth/v1";
+
 export async function cloudbaseDialect(
   fastify: FastifyInstance,
   options: CloudbaseDialectOptions,
 ): Promise<void> {
   // Registered under its prefix so unknown /auth/v1 paths answer in the CloudBase shape too.
-  await fastify.register(cloudbaseRoutes, { ...options, prefix: "/auth/v1" });
+  await fastify.register(cloudbaseRoutes, { ...options, prefix: CLOUDBASE_PREFIX });
 }
 
 async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDialectOptions): Promise<void> {
