@@ -80,7 +80,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       if (now - origins.atMs < CORS_CACHE_MS) return callback(null, origins.set.has(origin));
       engine.apps.list().then(
         (apps) => {
-          origins = { set: new Set(apps.flatMap((app) => app.corsOrigins)), atMs: now };
+          const open = apps.filter((app) => !app.disabled);
+          origins = { set: new Set(open.flatMap((app) => app.corsOrigins)), atMs: now };
           callback(null, origins.set.has(origin));
         },
         (error: unknown) => callback(error as Error, false),

@@ -527,6 +527,7 @@ describe("CORS", () => {
       env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
       apps: [
         { id: "shop", apiKeys: ["vk_test_shop_0123456789abcdef"], corsOrigins: ["https://shop.example"] },
+        { id: "closed", disabled: true, corsOrigins: ["https://closed.example"] },
       ],
     });
     const allowed = await preflight("https://shop.example");
@@ -535,6 +536,9 @@ describe("CORS", () => {
     expect(String(allowed.headers["access-control-allow-headers"])).toMatch(/content-type/i);
     const foreign = await preflight("https://evil.example");
     expect(foreign.headers["access-control-allow-origin"]).toBeUndefined();
+    // a disabled app's pages may no longer call verifyd either
+    const closed = await preflight("https://closed.example");
+    expect(closed.headers["access-control-allow-origin"]).toBeUndefined();
   });
 
   it("answers preflights from any origin in dev mode", async () => {
