@@ -18,6 +18,11 @@ import { fresnsSignature, SIGNED_HEADERS, type SignedHeaderName } from "./dialec
  * past the fuzzer. Each route starts from a hand-made valid request (one that gets past
  * authentication and signatures into the handler) and is mutated by a seeded PRNG, so a failure
  * reproduces with the same `FUZZ_SEED`. All failures are collected and listed at the end.
+ *
+ * It runs twice, once per mode, since production changes what a request must carry: the native
+ * API wants the app's API key, CORS grants only the apps' origins, and the dev API is absent. The
+ * production pass adds mutations of the Authorization and Origin headers and a CORS preflight of
+ * every route, and checks that no origin outside the apps' lists is ever granted.
  */
 
 // --- capture of "unexpected error" logs ------------------------------------------------------------
@@ -40,21 +45,77 @@ vi.mock("./problem.js", async (importOriginal) => {
   };
 });
 
+// --- captcha answers, read where they are drawn ---------------------------------------------------
+
+// Seeds that pass a captcha need its answer. The dev API that tells it is absent in production and
+// the store keeps only a hash, so the generator's draws are recorded instead. Setup asks for one
+// challenge at a time, so the last one drawn is the one it just asked for.
+const drawn = vi.hoisted(() => ({ image: "", sliderX: 0 }));
+vi.mock("../captcha/captcha-generator.js", async (importOriginal) => {
+  const actual = await importOriginal<typeof import("../captcha/captcha-generator.js")>();
+  return {
+    ...actual,
+    createCaptchaGenerator() {
+      const generator = actual.createCaptchaGenerator();
+      return {
+        ...generator,
+        image() {
+          const image = generator.image();
+          drawn.image = image.answer;
+          return image;
+        },
+        slider() {
+          const slider = generator.slider();
+          drawn.sliderX = slider.x;
+          return slider;
+        },
+      };
+    },
+  };
+});
+
 // --- constants ---------------------------------------------------------------------------------------
 
-// FUZZ_SEED, FUZZ_CAP, FUZZ_COMBOS and FUZZ_DEEP widen a run by hand; the defaults keep it ~15 s.
+// FUZZ_SEED, FUZZ_CAP, FUZZ_COMBOS and FUZZ_DEEP widen a run by hand (a knob set applies to both
+// passes); the defaults keep the two passes ~25 s together.
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_611);
-/** mutations per route (the core set is always sent; the extended set is sampled up to this) */
-const CAP_PER_ROUTE = Number(process.env.FUZZ_CAP ?? 110);
-/** random multi-mutation requests per route, on top of the cap */
-const COMBOS_PER_ROUTE = Number(process.env.FUZZ_COMBOS ?? 16);
-/** random header/query/path mutations per route on top of the deep phase's per-field ones */
-const DEEP_PER_ROUTE = Number(process.env.FUZZ_DEEP ?? 6);
+const knob = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
+
+interface Pass {
+  mode: "dev" | "production";
+  /** mutations per route (the core set is always sent; the extended set is sampled up to this) */
+  cap: number;
+  /** random multi-mutation requests per route, on top of the cap */
+  combos: number;
+  /** random header/query/path mutations per route on top of the deep phase's per-field ones */
+  deep: number;
+}
+const PASSES: Pass[] = [
+  { mode: "dev", cap: knob("FUZZ_CAP", 110), combos: knob("FUZZ_COMBOS", 16), deep: knob("FUZZ_DEEP", 6) },
+  // Production's core set is what it judges differently (see `mutationsOf`), and every route gets
+  // its preflights whatever the cap; the rest is sampled.
+  {
+    mode: "production",
+    cap: knob("FUZZ_CAP", 70),
+    combos: knob("FUZZ_COMBOS", 8),
+    deep: knob("FUZZ_DEEP", 4),
+  },
+];
 const REQUEST_TIMEOUT_MS = 5_000;
 const MAX_LISTED_FAILURES = 30;
 
+const PRODUCTION_ENV = {
+  VERIFYD_MODE: "production",
+  VERIFYD_SECRET: "fuzz-production-secret-0123456789abcdef",
+};
 const API_KEY = "vk_fuzz_default_0123456789abcdef";
+const SIGNED_API_KEY = "vk_fuzz_signed_0123456789abcdef";
+const DISABLED_API_KEY = "vk_fuzz_disabled_0123456789abcdef";
 const SIGNED_CLIENT_ID = "fz-signed";
+const DISABLED_CLIENT_ID = "fz-disabled";
+/** the apps' CORS origins (one each); production grants no other */
+const ORIGINS = { default: "https://app.fuzz.example", signed: "https://signed.fuzz.example" };
+const ALLOWED_ORIGINS = new Set<string | undefined>(Object.values(ORIGINS));
 const FRESNS_SECRET = "fuzz-fresns-secret-0123456789ab";
 // The only peer whose X-Forwarded-For is believed; header mutations of XFF come from it.
 const PROXY_ADDRESS = "192.0.2.1";
@@ -83,15 +144,19 @@ function prng(seed: number): () => number {
     return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
   };
 }
-const random = prng(SEED);
-const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
-function sample<T>(items: readonly T[], count: number): T[] {
-  const pool = [...items];
-  for (let i = pool.length - 1; i > 0; i -= 1) {
-    const j = Math.floor(random() * (i + 1));
-    [pool[i], pool[j]] = [pool[j] as T, pool[i] as T];
+/** Each pass draws from its own generator, so running one pass alone (`-t`) draws the same requests. */
+function chooser(seed: number) {
+  const random = prng(seed);
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+  function sample<T>(items: readonly T[], count: number): T[] {
+    const pool = [...items];
+    for (let i = pool.length - 1; i > 0; i -= 1) {
+      const j = Math.floor(random() * (i + 1));
+      [pool[i], pool[j]] = [pool[j] as T, pool[i] as T];
+    }
+    return pool.slice(0, count);
   }
-  return pool.slice(0, count);
+  return { random, pick, sample };
 }
 
 // --- raw JSON values ----------------------------------------------------------------------------------
@@ -346,6 +411,74 @@ const HEADER_EXTRAS: Record<string, [string, string][]> = {
   ],
 };
 
+/** Extra values of the production pass, where the API key and the Origin decide. */
+const PRODUCTION_HEADER_EXTRAS: Record<string, [string, string][]> = {
+  authorization: [
+    ["the key without a scheme", API_KEY],
+    ["the key under scheme Token", `Token ${API_KEY}`],
+    ["the key as Basic credentials", `Basic ${Buffer.from(`${API_KEY}:`).toString("base64")}`],
+    ["tab after Bearer", `Bearer\t${API_KEY}`],
+    ["a wrong key", "Bearer vk_fuzz_wrong_0123456789abcdef"],
+    ["the key with its last character changed", `Bearer ${API_KEY.slice(0, -1)}0`],
+    ["another app's key", `Bearer ${SIGNED_API_KEY}`],
+    ["a disabled app's key", `Bearer ${DISABLED_API_KEY}`],
+  ],
+  origin: [
+    ["an allowed origin", ORIGINS.default],
+    ["another app's origin", ORIGINS.signed],
+    ["an origin no app allows", "https://evil.example"],
+    ["'null' (an opaque origin)", "null"],
+    ["allowed, upper-case", ORIGINS.default.toUpperCase()],
+    ["allowed with a trailing slash", `${ORIGINS.default}/`],
+    ["allowed with a path", `${ORIGINS.default}/page`],
+    ["allowed with its default port", `${ORIGINS.default}:443`],
+    ["allowed over http", ORIGINS.default.replace("https:", "http:")],
+    ["allowed host as a prefix", `${ORIGINS.default}.evil.example`],
+    ["allowed host as a suffix", ORIGINS.default.replace("https://", "https://evil")],
+    ["malformed", "not an origin"],
+    ["scheme only", "https://"],
+  ],
+  "x-fresns-app-id": [["a disabled app's client id", DISABLED_CLIENT_ID]],
+  "x-client-id": [["a disabled app's client id", DISABLED_CLIENT_ID]],
+  client_id: [["a disabled app's client id", DISABLED_CLIENT_ID]],
+};
+
+/**
+ * The CORS preflights of the production pass, sent to every route: a browser's OPTIONS with only
+ * Origin and the Access-Control-Request-* headers (null leaves one out). `asked` is the route's
+ * method and the headers its seed sends.
+ */
+function preflights(asked: { method: string; headers: string }): Mutation[] {
+  const cases: [string, string | null, string | null, string | null][] = [
+    ["an allowed origin", ORIGINS.default, asked.method, asked.headers],
+    ["another app's origin", ORIGINS.signed, asked.method, asked.headers],
+    ["an origin no app allows", "https://evil.example", asked.method, asked.headers],
+    ["origin 'null'", "null", asked.method, asked.headers],
+    ["a malformed origin", "not an origin", asked.method, asked.headers],
+    ["an allowed origin, upper-case", ORIGINS.default.toUpperCase(), asked.method, asked.headers],
+    ["two origins", `${ORIGINS.default}, https://evil.example`, asked.method, asked.headers],
+    ["no origin", null, asked.method, asked.headers],
+    ["no request method", ORIGINS.default, null, asked.headers],
+    ["request method junk", ORIGINS.default, "get, TRACE", asked.headers],
+    ["request headers of 8 KB", ORIGINS.default, asked.method, "x-h".repeat(2730)],
+    ["request headers latin-1 and __proto__", ORIGINS.default, asked.method, "__proto__, caf\u00e9"],
+  ];
+  return cases.map(([label, origin, method, headers]) => ({
+    label: `preflight: ${label}`,
+    target: "",
+    composable: false,
+    apply(req) {
+      req.method = "OPTIONS";
+      req.body = undefined;
+      req.payload = undefined;
+      req.headers = {};
+      if (origin !== null) req.headers.origin = origin;
+      if (method !== null) req.headers["access-control-request-method"] = method;
+      if (headers !== null) req.headers["access-control-request-headers"] = headers;
+    },
+  }));
+}
+
 const COMMON_HEADERS = ["authorization", "x-forwarded-for", "x-request-id", "accept-language", "user-agent"];
 const FACE_HEADERS: Record<Face, string[]> = {
   native: ["idempotency-key", "x-captcha-token"],
@@ -413,6 +546,30 @@ function faceOf(path: string): Face {
   return "infra";
 }
 
+/** Whether a refusal's body is in the shape its face answers in (see each face's error map). */
+function inCallersShape(face: Face, status: number, contentType: string, body: unknown): boolean {
+  const fields = (body ?? {}) as Record<string, unknown>;
+  const problem =
+    contentType.startsWith("application/problem+json") &&
+    typeof fields.code === "string" &&
+    fields.status === status;
+  switch (face) {
+    case "cloudbase":
+      return typeof fields.error === "string" && typeof fields.error_code === "number";
+    case "idaas":
+      return (
+        (typeof fields.error_code === "string" && typeof fields.error_msg === "string") ||
+        (status === 404 && problem)
+      );
+    case "fresns":
+      return (
+        (typeof fields.code === "number" && typeof fields.message === "string") || (status === 404 && problem)
+      );
+    default:
+      return problem;
+  }
+}
+
 function routeOf(method: string, path: string, operation: OpenApiOperation = {}): Route {
   const face = faceOf(path);
   const parameters = operation.parameters ?? [];
@@ -459,7 +616,9 @@ function servedRoutes(tree: string): { method: string; path: string }[] {
 
 // --- the fuzzing session -----------------------------------------------------------------------------
 
-describe("bad-input fuzzer over every route", () => {
+describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) => {
+  const production = pass.mode === "production";
+  const { random, pick, sample } = chooser(SEED);
   let t: TestServer;
   /** the delivery callbacks' own server: its SMS providers are the ones that post callbacks */
   let callbackServer: TestServer;
@@ -477,7 +636,7 @@ describe("bad-input fuzzer over every route", () => {
     devCaptchaToken: "",
     cbVerificationId: "",
     cbCaptchaToken: "",
-    idaasCaptchaToken: "",
+    idaasCaptcha: { token: "", wrongPoint: "" },
     fresnsEmail: { default: "fresns-default@example.com", signed: "fresns-signed@example.com" },
     fresnsSession: { default: { aid: "", token: "", uid: "" }, signed: { aid: "", token: "", uid: "" } },
     idaasEmail: "idaas-user@example.com",
@@ -498,18 +657,33 @@ describe("bad-input fuzzer over every route", () => {
 
   beforeAll(async () => {
     t = await createTestServer({
-      env: { VERIFYD_TRUST_PROXY: PROXY_ADDRESS },
+      env: { VERIFYD_TRUST_PROXY: PROXY_ADDRESS, ...(production ? PRODUCTION_ENV : {}) },
       apps: [
         // Deep-phase SMS go to +86139…, kept clear of the pumping guard's per-prefix budget, which
         // the first phase's many +86138… sends use up.
-        { id: "default", name: "Fuzz", apiKeys: [API_KEY], abuse: { pumping: { safeList: ["+86139"] } } },
-        { id: "signed", clientId: SIGNED_CLIENT_ID, fresnsSecret: FRESNS_SECRET },
+        {
+          id: "default",
+          name: "Fuzz",
+          apiKeys: [API_KEY],
+          corsOrigins: [ORIGINS.default],
+          abuse: { pumping: { safeList: ["+86139"] } },
+        },
+        {
+          id: "signed",
+          clientId: SIGNED_CLIENT_ID,
+          fresnsSecret: FRESNS_SECRET,
+          apiKeys: [SIGNED_API_KEY],
+          corsOrigins: [ORIGINS.signed],
+        },
+        // Named only by the production pass's mutations: its key and client id must be refused.
+        { id: "disabled", clientId: DISABLED_CLIENT_ID, disabled: true, apiKeys: [DISABLED_API_KEY] },
       ],
     });
     // Providers that post status callbacks, so /v1/callbacks/{provider} reaches their handlers.
     // This server never delivers, so nothing leaves the process.
     callbackServer = await createTestServer({
       devSender: true,
+      ...(production ? { env: PRODUCTION_ENV } : {}),
       configFile: {
         providers: [
           {
@@ -538,7 +712,11 @@ describe("bad-input fuzzer over every route", () => {
     live.nativeCaptcha = await nativeChallenge();
     live.devCaptchaToken = (await nativeChallenge()).token;
     live.cbCaptchaToken = (await cloudbaseChallenge()).token;
-    live.idaasCaptchaToken = (await idaasChallenge()).token;
+    // 50 px off the piece, beyond the slider's tolerance: a fixed guess would be right now and then.
+    live.idaasCaptcha = {
+      token: (await idaasChallenge()).token,
+      wrongPoint: `{"x":${(drawn.sliderX + 50).toFixed(1)},"y":5.0}`,
+    };
 
     // Logged-in accounts: Fresns (one per app, with a session), IDaaS and CloudBase.
     for (const which of ["default", "signed"] as const) {
@@ -580,18 +758,19 @@ describe("bad-input fuzzer over every route", () => {
     return checked.token as string;
   }
 
-  async function devAnswer(token: string): Promise<unknown> {
-    const reply = await t.fastify.inject({ method: "GET", url: `/v1/dev/captcha/${token}` });
-    return reply.json().answer;
-  }
+  /** What the native API wants of its caller: nothing in dev mode, the app's key in production. */
+  const nativeAuth: Record<string, string> = production ? { authorization: `Bearer ${API_KEY}` } : {};
 
-  /** An image challenge from a face's captcha route, and its answer (from the dev API). */
-  async function imageChallenge(url: string, payload: object): Promise<{ token: string; answer: string }> {
-    const reply = await t.fastify.inject({ method: "POST", url, payload, remoteAddress: setupIp() });
-    const token = reply.json().token as string;
-    return { token, answer: String(await devAnswer(token)) };
+  /** An image challenge from a face's captcha route, and its answer. */
+  async function imageChallenge(
+    url: string,
+    payload: object,
+    headers: Record<string, string> = {},
+  ): Promise<{ token: string; answer: string }> {
+    const reply = await t.fastify.inject({ method: "POST", url, payload, headers, remoteAddress: setupIp() });
+    return { token: reply.json().token as string, answer: drawn.image };
   }
-  const nativeChallenge = () => imageChallenge("/v1/captcha", { type: "image" });
+  const nativeChallenge = () => imageChallenge("/v1/captcha", { type: "image" }, nativeAuth);
   const cloudbaseChallenge = () => imageChallenge("/auth/v1/captcha/data", {});
 
   /** An IDaaS slider challenge and its answer as the widget sends it: `{"x":237.0,"y":5.0}`. */
@@ -602,9 +781,7 @@ describe("bad-input fuzzer over every route", () => {
       headers: IDAAS_DEVICE,
       remoteAddress: setupIp(),
     });
-    const token = reply.json().token as string;
-    const { x } = (await devAnswer(token)) as { x: number };
-    return { token, point: `{"x":${x.toFixed(1)},"y":5.0}` };
+    return { token: reply.json().token as string, point: `{"x":${drawn.sliderX.toFixed(1)},"y":5.0}` };
   }
 
   /** An IDaaS pass (`<pass token>---<point>`) bound to `sender`, as the send routes require. */
@@ -840,7 +1017,11 @@ describe("bad-input fuzzer over every route", () => {
         break;
       case "POST /api/v2/sdk/captcha/verify":
         Object.assign(req.headers, IDAAS_DEVICE);
-        req.body = { point_json: '{"x":100.0,"y":5.0}', token: live.idaasCaptchaToken, sender: email(n) };
+        req.body = {
+          point_json: live.idaasCaptcha.wrongPoint,
+          token: live.idaasCaptcha.token,
+          sender: email(n),
+        };
         break;
       case "POST /api/v2/sdk/email/send":
       case "POST /api/v2/sdk/sms/send": {
@@ -885,6 +1066,12 @@ describe("bad-input fuzzer over every route", () => {
         // /healthz, /readyz, /docs, captcha/data and sign-out need nothing beyond the face's headers.
         if (route.face === "idaas") Object.assign(req.headers, IDAAS_DEVICE);
         if (route.face === "fresns") fresnsHeaders(req, which, n);
+    }
+    if (production) {
+      // Only the native API picks its app by key; the dialects pick theirs as in dev mode.
+      if (route.face === "native") req.headers.authorization ??= `Bearer ${API_KEY}`;
+      // Every other request comes from a page of an allowed origin, the rest from a backend.
+      if (n % 2 === 0) req.headers.origin = n % 4 === 0 ? ORIGINS.default : ORIGINS.signed;
     }
     return req;
   }
@@ -1273,19 +1460,34 @@ describe("bad-input fuzzer over every route", () => {
       });
     }
 
-    const headerNames = [...new Set([...route.headerNames, ...Object.keys(sampleReq.headers)])];
+    const headerNames = [
+      ...new Set([
+        ...route.headerNames,
+        ...Object.keys(sampleReq.headers),
+        ...(production ? ["origin"] : []),
+      ]),
+    ];
+    // Production judges the API key and the Origin differently, and names a disabled app: those
+    // mutations are its core. The rest, dev mode's core, runs the same code in both modes, so
+    // production samples it.
+    const decisive: Mutation[] = [];
     for (const name of headerNames) {
+      const own = production && (name === "authorization" || name === "origin") ? decisive : core;
       for (const [label, make, isCore] of HEADER_VALUES)
-        (isCore ? core : extended).push(setHeader(name, label, make));
-      for (const [label, value] of HEADER_EXTRAS[name] ?? []) core.push(setHeader(name, label, () => value));
+        (isCore ? own : extended).push(setHeader(name, label, make));
+      for (const [label, value] of HEADER_EXTRAS[name] ?? []) own.push(setHeader(name, label, () => value));
+      for (const [label, value] of production ? (PRODUCTION_HEADER_EXTRAS[name] ?? []) : [])
+        decisive.push(setHeader(name, label, () => value));
     }
-    return { core, extended };
+    return production ? { core: decisive, extended: [...core, ...extended] } : { core, extended };
   }
 
   // --- sending -----------------------------------------------------------------------------------------
 
   /** Signatures are made over the mutated request, so it passes them and reaches the handler. */
   function finalize(req: Req, payload: string | Buffer | undefined): void {
+    // A preflight carries no credentials: the browser sends it before the request it asks about.
+    if (req.method === "OPTIONS") return;
     if (req.fresnsSigned) {
       if (!req.locked.has("x-fresns-signature-timestamp"))
         req.headers["x-fresns-signature-timestamp"] = String(t.clock.nowMs());
@@ -1440,6 +1642,31 @@ describe("bad-input fuzzer over every route", () => {
     if (mutation.length === 0 && !prepared)
       stat.seed = `${status}${route.face === "fresns" && req.method !== "HEAD" ? `/${String(fresnsCode)}` : ""}`;
     if (status >= 500) fail(status, reply.body, "5xx answer");
+    // A refusal comes in the caller's API shape: its face's own, or for an unknown path the native
+    // problem+json that answers unknown routes outside CloudBase's prefix. Preflights are the
+    // browser's protocol, not a call of the API: @fastify/cors answers a malformed one in text.
+    const face = faceOf(String(options.url).split("?")[0] ?? "");
+    if (status >= 400 && req.method !== "HEAD" && req.method !== "OPTIONS" && face !== "infra") {
+      if (parsed === undefined) fail(status, reply.body, `a ${status} without a JSON body`);
+      else if (!inCallersShape(face, status, contentType, parsed))
+        fail(status, reply.body, `a ${status} not in the ${face} face's shape`);
+    }
+    if (production) {
+      // A CORS grant lets another site's page read the answer: only ever to the requesting origin,
+      // and only if an app allows it.
+      const granted = reply.headers["access-control-allow-origin"];
+      const origin = req.headers.origin;
+      if (granted !== undefined && (granted !== origin || !ALLOWED_ORIGINS.has(origin)))
+        fail(
+          status,
+          reply.body,
+          `CORS allowed origin ${String(granted)} to a request from ${String(origin)}`,
+        );
+      // Absent, its paths are refused (404, or 400 for a path the router cannot decode); a preflight
+      // is answered for any path, so it shows nothing.
+      if (route.face === "dev" && req.method !== "OPTIONS" && status < 400)
+        fail(status, reply.body, "the dev API answered in production");
+    }
     for (const entry of unexpected.slice(logged))
       fail(status, reply.body, `logged "unexpected error": ${entry.error}`);
     if (refused(route, status, parsed)) {
@@ -1481,18 +1708,28 @@ describe("bad-input fuzzer over every route", () => {
       .map(({ method, path }) => `${method} ${path}`)
       .filter((route) => !known.has(route));
     expect(unfuzzed, "routes the app serves that the fuzzer does not know").toEqual([]);
+    const devRoutes = served.filter(({ path }) => faceOf(path) === "dev");
+    if (production) {
+      expect(devRoutes, "the dev API is not served in production").toEqual([]);
+      // Fuzzed all the same: whatever a request to them carries, it is refused.
+      routes.push(routeOf("GET", "/v1/dev/inbox"), routeOf("GET", "/v1/dev/captcha/:token"));
+    } else {
+      // Shows the filter finds them where they exist, so the production check above is not vacuous.
+      expect(devRoutes, "the dev API in dev mode").toHaveLength(2);
+    }
 
     // Phase 1: every route from its seed, one mutation at a time, then a few stacked at random.
     const mutations = new Map<Route, Mutation[]>();
     for (const route of routes) {
-      const { core, extended } = mutationsOf(route, await seed(route, 0));
+      const first = await seed(route, 0);
+      const { core, extended } = mutationsOf(route, first);
       mutations.set(route, [...core, ...extended]);
-      const chosen = [...core, ...sample(extended, Math.max(0, CAP_PER_ROUTE - core.length))];
+      const chosen = [...core, ...sample(extended, Math.max(0, pass.cap - core.length))];
       await fire(route, []);
       for (const mutation of chosen) await fire(route, [mutation]);
       // Requests wrong in several places at once catch handlers that assume one fault.
       const composable = [...core, ...extended].filter((mutation) => mutation.composable);
-      for (let i = 0; i < COMBOS_PER_ROUTE && composable.length > 1; i += 1) {
+      for (let i = 0; i < pass.combos && composable.length > 1; i += 1) {
         const count = 2 + Math.floor(random() * 3);
         await fire(
           route,
@@ -1501,6 +1738,13 @@ describe("bad-input fuzzer over every route", () => {
       }
       // HEAD is served for every GET by the same handler.
       if (route.method === "GET") await fire({ ...route, method: "HEAD" }, []);
+      if (production) {
+        const asked = {
+          method: route.method,
+          headers: ["content-type", ...Object.keys(first.headers)].join(", "),
+        };
+        for (const preflight of preflights(asked)) await fire({ ...route, method: "OPTIONS" }, [preflight]);
+      }
     }
 
     // Phase 2: real codes, tokens and passes, so hostile values reach the success paths. Per route:
@@ -1525,7 +1769,7 @@ describe("bad-input fuzzer over every route", () => {
             if (random.length > 0) plan.push([pick(random)]);
           }
           const others = all.filter((mutation) => open(mutation) && !mutation.target.startsWith("body."));
-          for (let i = 0; i < DEEP_PER_ROUTE && others.length > 0; i += 1) plan.push([pick(others)]);
+          for (let i = 0; i < pass.deep && others.length > 0; i += 1) plan.push([pick(others)]);
         }
         const entry = plan[step];
         if (entry === "same as previous" && previous?.body && deep.req.body) {
@@ -1554,7 +1798,7 @@ describe("bad-input fuzzer over every route", () => {
     // What each route got, for whoever tunes the generator (FUZZ_VERBOSE=1).
     if (process.env.FUZZ_VERBOSE) {
       console.info(
-        `fuzz seed ${SEED}: ${requestNumber} requests over ${stats.size} routes in ${elapsed} ms\n${table}`,
+        `fuzz seed ${SEED}, ${pass.mode} mode: ${requestNumber} requests over ${stats.size} routes in ${elapsed} ms\n${table}`,
       );
     }
 
@@ -1582,7 +1826,7 @@ describe("bad-input fuzzer over every route", () => {
       .join("\n\n");
     expect(
       failures.length,
-      `${failures.length} failures of ${kinds.size} kinds (FUZZ_SEED=${SEED}):\n${summary}\n\n${listed}`,
+      `${failures.length} failures of ${kinds.size} kinds (FUZZ_SEED=${SEED}, ${pass.mode} mode):\n${summary}\n\n${listed}`,
     ).toBe(0);
   }, 120_000);
 });
