@@ -113,7 +113,7 @@ if (!redis.ok || !postgres.ok) {
       expect(seen.body).toMatchObject({ status: "max_attempts_reached", attempts_remaining: 0 });
     });
 
-    it("refuses a NUL character in any field in each face's shape, never as a backend error", async () => {
+    it("refuses malformed text (NUL, lone surrogate) in each face's shape, never as a backend error", async () => {
       // PostgreSQL can neither store nor compare a NUL: such a value used to reach it and come
       // back as 503 (native, CloudBase) or 32301 (Fresns, "no response from the service provider").
       const base = server(0).url;
@@ -142,6 +142,14 @@ if (!redis.ok || !postgres.ok) {
       expect(fresns.body).toMatchObject({ code: 34101 });
       const inbox = await request(base, "GET", "/v1/dev/inbox?to=a%00b@example.com");
       expect(inbox.status).toBe(400);
+      // Half of a surrogate pair, which a jsonb profile cannot hold either.
+      const signUp = await post("/auth/v1/signup", {
+        email: "lone@example.com",
+        verification_token: "vt_unused",
+        name: "\ud800",
+      });
+      expect(signUp.status).toBe(400);
+      expect(signUp.body).toMatchObject({ error: "invalid_argument" });
     });
 
     it("kept both processes up throughout", () => {

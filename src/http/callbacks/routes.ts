@@ -3,7 +3,7 @@ import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery
 import { OtpError } from "../../core/errors.js";
 import type { Clock } from "../../core/ports.js";
 import { renderProblem } from "../native/routes.js";
-import { refuseNulCharacters } from "../shared/nul-characters.js";
+import { refuseMalformedText } from "../shared/malformed-text.js";
 
 export interface DeliveryCallbacksOptions {
   /** one per provider that posts status callbacks, by provider id */
@@ -30,7 +30,7 @@ export async function deliveryCallbacks(
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
   fastify.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
-  refuseNulCharacters(fastify);
+  refuseMalformedText(fastify);
 
   fastify.post<{ Params: { provider: string } }>(
     "/v1/callbacks/:provider",

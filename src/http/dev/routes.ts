@@ -6,7 +6,7 @@ import { OtpError } from "../../core/errors.js";
 import type { DevInbox } from "../../core/ports.js";
 import { parseRecipient } from "../../core/recipients.js";
 import { renderProblem } from "../native/routes.js";
-import { refuseNulCharacters } from "../shared/nul-characters.js";
+import { refuseMalformedText } from "../shared/malformed-text.js";
 
 export interface DevApiOptions {
   inbox: DevInbox;
@@ -21,7 +21,7 @@ const INBOX_LIMIT = 50;
 export async function devApi(fastify: FastifyInstance, options: DevApiOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
-  refuseNulCharacters(app);
+  refuseMalformedText(app);
 
   app.get("/v1/dev/inbox", { schema: { querystring: InboxQuery } }, async (request) => {
     const raw = request.query.to;

@@ -7,7 +7,7 @@ import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
 import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
-import { refuseNulCharacters } from "../shared/nul-characters.js";
+import { refuseMalformedText } from "../shared/malformed-text.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
 import {
   CancelReply,
@@ -84,7 +84,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
   }
 
   app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
-  refuseNulCharacters(app);
+  refuseMalformedText(app);
   // Every handler answers what it throws itself, so a refusal skips Fastify's error path (see
   // `renderProblem`); the error handler keeps what fails before a handler runs.
   app.addHook("onRoute", (route) => {

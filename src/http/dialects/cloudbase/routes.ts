@@ -5,7 +5,7 @@ import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
-import { refuseNulCharacters } from "../../shared/nul-characters.js";
+import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError } from "./error-map.js";
 import {
   CaptchaDataReply,
@@ -84,7 +84,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   const parseOptions = (field: string) => ({ defaultCountry: engine.deps.defaultCountry, field });
 
   app.setErrorHandler((error, request, reply) => renderCloudbaseError(error, request, reply));
-  refuseNulCharacters(app);
+  refuseMalformedText(app);
   app.setNotFoundHandler((request, reply) => {
     const { status, body } = CLOUDBASE_ROUTE_NOT_FOUND;
     reply.header("x-request-id", String(request.id));

@@ -9,7 +9,7 @@ import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
-import { refuseNulCharacters } from "../../shared/nul-characters.js";
+import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
@@ -132,7 +132,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     done(null, Object.fromEntries(new URLSearchParams(String(body)))),
   );
   fastify.setErrorHandler((error, request, reply) => renderFresnsError(error, request, reply));
-  refuseNulCharacters(fastify);
+  refuseMalformedText(fastify);
 
   fastify.addHook("onRequest", async (request) => {
     const langTag = header(request, "x-fresns-client-lang-tag");

@@ -6,7 +6,7 @@ import { parseAnyRecipient, parseRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
-import { refuseNulCharacters } from "../../shared/nul-characters.js";
+import { refuseMalformedText } from "../../shared/malformed-text.js";
 import type { TrustedPeers } from "../../shared/trusted-peers.js";
 import { headerText, languageOf, readDeviceHeaders } from "./device-headers.js";
 import {
@@ -72,7 +72,7 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
   const callers = new WeakMap<FastifyRequest, Caller>();
 
   app.setErrorHandler((error, request, reply) => renderIdaasError(error, request, reply));
-  refuseNulCharacters(app);
+  refuseMalformedText(app);
 
   // onRequest, not preValidation: IDaaS checks the device and client headers before it reads the
   // body, so a request wrong in both answers PARAM.0001-0003 first.
