@@ -1,6 +1,14 @@
 import type { FastifyRequest, InjectOptions, LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
-import { createTestServer, type TestServer } from "../../test/harness.js";
+import { backendMissing, missingReason, probePostgres, probeRedis } from "../../test/cluster/backends.js";
+import { redisKeyCounts } from "../../test/cluster/key-counts.js";
+import {
+  type ClusterBackends,
+  type ClusterTestServer,
+  createTestServer,
+  type TestServer,
+  type TestServerOptions,
+} from "../../test/harness.js";
 import type { Account, App, Channel, Purpose } from "../core/types.js";
 import { twilioSignature } from "../delivery/sms/twilio/twilio-status-callback.js";
 import { signWebhookPayload } from "../delivery/sms/webhook/webhook-signature.js";
@@ -19,10 +27,16 @@ import { fresnsSignature, SIGNED_HEADERS, type SignedHeaderName } from "./dialec
  * authentication and signatures into the handler) and is mutated by a seeded PRNG, so a failure
  * reproduces with the same `FUZZ_SEED`. All failures are collected and listed at the end.
  *
- * It runs twice, once per mode, since production changes what a request must carry: the native
+ * It runs once per mode, since production changes what a request must carry: the native
  * API wants the app's API key, CORS grants only the apps' origins, and the dev API is absent. The
  * production pass adds mutations of the Authorization and Origin headers and a CORS preflight of
  * every route, and checks that no origin outside the apps' lists is ever granted.
+ *
+ * A third pass sends dev mode's requests to a server in cluster mode (Redis and PostgreSQL), where
+ * values reach other stores with rules of their own (PostgreSQL refuses a NUL, for one); its
+ * half-write check reads those stores. It needs VERIFYD_TEST_REDIS_URL and VERIFYD_TEST_DATABASE_URL,
+ * like test/cluster/: skipped with the reason when they are unset, failed when
+ * VERIFYD_TEST_REQUIRE_BACKENDS=1 and they are not reachable.
  */
 
 // --- capture of "unexpected error" logs ------------------------------------------------------------
@@ -76,30 +90,76 @@ vi.mock("../captcha/captcha-generator.js", async (importOriginal) => {
 
 // --- constants ---------------------------------------------------------------------------------------
 
-// FUZZ_SEED, FUZZ_CAP, FUZZ_COMBOS and FUZZ_DEEP widen a run by hand (a knob set applies to both
-// passes); the defaults keep the two passes ~25 s together.
+// FUZZ_SEED, FUZZ_CAP, FUZZ_COMBOS and FUZZ_DEEP widen a run by hand (a knob set applies to every
+// pass); the defaults keep the embedded passes ~20 s together, and the cluster pass ~20 s.
 const SEED = Number(process.env.FUZZ_SEED ?? 20_260_611);
 const knob = (name: string, fallback: number) => Number(process.env[name] ?? fallback);
 
 interface Pass {
+  /** names the pass in the suite's title */
+  title: string;
   mode: "dev" | "production";
-  /** mutations per route (the core set is always sent; the extended set is sampled up to this) */
+  /** the cluster mode's backends; the embedded mode (SQLite) without */
+  cluster?: ClusterBackends;
+  /** mutations per route (the core set is sent whole; the extended set is sampled up to this) */
   cap: number;
+  /** the cap bounds the core set too: `cap` of it at most are sampled, like the extended set */
+  sampleCore?: boolean;
   /** random multi-mutation requests per route, on top of the cap */
   combos: number;
   /** random header/query/path mutations per route on top of the deep phase's per-field ones */
   deep: number;
 }
+
+/**
+ * The cluster pass's Redis database. Counting its keys reads every key of the database (Redis has
+ * no index by prefix), and the one the URL names is shared: with the other suites' keys and
+ * whatever else a developer's Redis holds (a benchmark's leftovers can make it 30 ms a count). Its
+ * own database keeps each count to the pass's keys; the prefix still keeps runs apart.
+ */
+const CLUSTER_REDIS_DATABASE = 15;
+
+function ownDatabase(redisUrl: string): string {
+  const url = new URL(redisUrl);
+  url.pathname = `/${CLUSTER_REDIS_DATABASE}`;
+  return url.toString();
+}
+
+const [redisProbe, postgresProbe] = await Promise.all([probeRedis(), probePostgres()]);
+const CLUSTER_TITLE = "dev mode, cluster backends";
 const PASSES: Pass[] = [
-  { mode: "dev", cap: knob("FUZZ_CAP", 110), combos: knob("FUZZ_COMBOS", 16), deep: knob("FUZZ_DEEP", 6) },
+  {
+    title: "dev mode",
+    mode: "dev",
+    cap: knob("FUZZ_CAP", 110),
+    combos: knob("FUZZ_COMBOS", 16),
+    deep: knob("FUZZ_DEEP", 6),
+  },
   // Production's core set is what it judges differently (see `mutationsOf`), and every route gets
   // its preflights whatever the cap; the rest is sampled.
   {
+    title: "production mode",
     mode: "production",
     cap: knob("FUZZ_CAP", 70),
     combos: knob("FUZZ_COMBOS", 8),
     deep: knob("FUZZ_DEEP", 4),
   },
+  // Dev mode's requests again, on the cluster stores. Each request costs round trips to Redis and
+  // PostgreSQL, and its half-write check reads both twice, so it sends a sample of dev mode's core
+  // set (hundreds of mutations on a route with many fields), a different one per seed.
+  ...(redisProbe.ok && postgresProbe.ok
+    ? [
+        {
+          title: CLUSTER_TITLE,
+          mode: "dev" as const,
+          cluster: { redisUrl: ownDatabase(redisProbe.url), databaseUrl: postgresProbe.url },
+          cap: knob("FUZZ_CAP", 70),
+          sampleCore: true,
+          combos: knob("FUZZ_COMBOS", 6),
+          deep: knob("FUZZ_DEEP", 3),
+        },
+      ]
+    : []),
 ];
 const REQUEST_TIMEOUT_MS = 5_000;
 const MAX_LISTED_FAILURES = 30;
@@ -128,8 +188,20 @@ const IDAAS_DEVICE: Record<string, string> = {
   "x-agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 13_3 like Mac OS X)",
   "x-client-id": "default",
 };
-/** rows a refused request must not add (counters, send logs and captcha rows may legitimately grow) */
-const RECORD_TABLES = ["codes", "outbox", "accounts", "tokens", "sessions", "idempotency"];
+/**
+ * Records a refused request must not add (counters, send logs and captcha records may legitimately
+ * grow): SQLite tables, and in cluster mode a PostgreSQL table of the same name, or Redis keys of
+ * these kinds (src/storage/redis/redis-keys.ts: a code lives under its slot's key, or displaced,
+ * under its own).
+ */
+const RECORDS: [name: string, clusterKeys: string[] | "postgres"][] = [
+  ["codes", ["s", "c"]],
+  ["outbox", "postgres"],
+  ["accounts", "postgres"],
+  ["tokens", ["t"]],
+  ["sessions", "postgres"],
+  ["idempotency", ["i"]],
+];
 
 // --- deterministic PRNG ------------------------------------------------------------------------------
 
@@ -616,12 +688,17 @@ function servedRoutes(tree: string): { method: string; path: string }[] {
 
 // --- the fuzzing session -----------------------------------------------------------------------------
 
-describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) => {
+type FuzzedServer = TestServer | ClusterTestServer;
+
+describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
   const production = pass.mode === "production";
   const { random, pick, sample } = chooser(SEED);
-  let t: TestServer;
+  const { cluster } = pass;
+  const serve = (options: TestServerOptions) =>
+    cluster ? createTestServer({ ...options, cluster }) : createTestServer(options);
+  let t: FuzzedServer;
   /** the delivery callbacks' own server: its SMS providers are the ones that post callbacks */
-  let callbackServer: TestServer;
+  let callbackServer: FuzzedServer;
   let requestNumber = 0;
   const failures: Failure[] = [];
   const stats = new Map<string, RouteStats>();
@@ -656,7 +733,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
   };
 
   beforeAll(async () => {
-    t = await createTestServer({
+    t = await serve({
       env: { VERIFYD_TRUST_PROXY: PROXY_ADDRESS, ...(production ? PRODUCTION_ENV : {}) },
       apps: [
         // Deep-phase SMS go to +86139…, kept clear of the pumping guard's per-prefix budget, which
@@ -681,7 +758,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
     });
     // Providers that post status callbacks, so /v1/callbacks/{provider} reaches their handlers.
     // This server never delivers, so nothing leaves the process.
-    callbackServer = await createTestServer({
+    callbackServer = await serve({
       devSender: true,
       ...(production ? { env: PRODUCTION_ENV } : {}),
       configFile: {
@@ -1539,13 +1616,32 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
     };
   }
 
-  /** Row counts a refusal must leave as they were: no new records, no code spent, no token redeemed. */
-  function snapshot(server: TestServer): Record<string, number> {
-    const { db } = server.server.backend;
-    const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+  /** Record counts a refusal must leave as they were: no new records, no code spent, no token redeemed. */
+  async function snapshot(server: FuzzedServer): Promise<Record<string, number>> {
     const counts: Record<string, number> = {};
-    for (const table of RECORD_TABLES) counts[table] = count(`SELECT count(*) AS n FROM ${table}`);
-    counts["codes approved"] = count("SELECT count(*) AS n FROM codes WHERE status = 'approved'");
+    if (!("stores" in server)) {
+      const { db } = server.server.backend;
+      const count = (sql: string) => (db.prepare(sql).get() as { n: number }).n;
+      for (const [table] of RECORDS) counts[table] = count(`SELECT count(*) AS n FROM ${table}`);
+      counts["codes approved"] = count("SELECT count(*) AS n FROM codes WHERE status = 'approved'");
+      return counts;
+    }
+    const { postgres, redis, redisPrefix } = server.stores;
+    const tables = RECORDS.filter(([, where]) => where === "postgres").map(([table]) => table);
+    const kinds = RECORDS.flatMap(([, where]) => (where === "postgres" ? [] : where));
+    const [rows, keys] = await Promise.all([
+      postgres.query<Record<string, number>>(
+        `SELECT ${tables.map((table) => `(SELECT count(*)::int FROM ${table}) AS ${table}`).join(", ")}`,
+      ),
+      redisKeyCounts(redis, redisPrefix, kinds),
+    ]);
+    for (const [name, where] of RECORDS)
+      counts[name] =
+        where === "postgres"
+          ? (rows.rows[0]?.[name] ?? 0)
+          : where.reduce((sum, kind) => sum + (keys[kind] ?? 0), 0);
+    // A check approves a code in place: its status letter (redis-code-codec.ts) turns to `a`.
+    counts["codes approved"] = keys["code:a"] ?? 0;
     return counts;
   }
 
@@ -1592,7 +1688,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
     stat.sent += 1;
 
     const server = route.face === "callbacks" ? callbackServer : t;
-    const before = snapshot(server);
+    const before = await snapshot(server);
     const logged = unexpected.length;
     const fail = (status: number | string, body: string, problem: string) =>
       failures.push({
@@ -1670,7 +1766,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
     for (const entry of unexpected.slice(logged))
       fail(status, reply.body, `logged "unexpected error": ${entry.error}`);
     if (refused(route, status, parsed)) {
-      const changes = halfWrites(before, snapshot(server));
+      const changes = halfWrites(before, await snapshot(server));
       if (changes.length > 0) fail(status, reply.body, `refused, yet ${changes.join(", ")} (half-written)`);
     }
   }
@@ -1724,7 +1820,8 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
       const first = await seed(route, 0);
       const { core, extended } = mutationsOf(route, first);
       mutations.set(route, [...core, ...extended]);
-      const chosen = [...core, ...sample(extended, Math.max(0, pass.cap - core.length))];
+      const kept = pass.sampleCore ? sample(core, pass.cap) : core;
+      const chosen = [...kept, ...sample(extended, Math.max(0, pass.cap - kept.length))];
       await fire(route, []);
       for (const mutation of chosen) await fire(route, [mutation]);
       // Requests wrong in several places at once catch handlers that assume one fault.
@@ -1798,7 +1895,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
     // What each route got, for whoever tunes the generator (FUZZ_VERBOSE=1).
     if (process.env.FUZZ_VERBOSE) {
       console.info(
-        `fuzz seed ${SEED}, ${pass.mode} mode: ${requestNumber} requests over ${stats.size} routes in ${elapsed} ms\n${table}`,
+        `fuzz seed ${SEED}, ${pass.title}: ${requestNumber} requests over ${stats.size} routes in ${elapsed} ms\n${table}`,
       );
     }
 
@@ -1826,10 +1923,16 @@ describe.each(PASSES)("bad-input fuzzer over every route ($mode mode)", (pass) =
       .join("\n\n");
     expect(
       failures.length,
-      `${failures.length} failures of ${kinds.size} kinds (FUZZ_SEED=${SEED}, ${pass.mode} mode):\n${summary}\n\n${listed}`,
+      `${failures.length} failures of ${kinds.size} kinds (FUZZ_SEED=${SEED}, ${pass.title}):\n${summary}\n\n${listed}`,
     ).toBe(0);
   }, 120_000);
 });
+
+if (!redisProbe.ok || !postgresProbe.ok)
+  backendMissing(
+    `bad-input fuzzer over every route (${CLUSTER_TITLE})`,
+    missingReason(redisProbe, postgresProbe),
+  );
 
 interface RouteStats {
   sent: number;
