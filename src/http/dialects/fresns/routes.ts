@@ -400,14 +400,15 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const body = validateBody(ResetPasswordBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
         const password = decodePassword(body.newPassword as string, 34105);
+        // Looked up before the code is spent (the send found it; it may have gone since).
+        const account = await engine.accounts.findByContact(app, channel, address);
+        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
         await engine.checkCode({
           app,
           target: { channel, to: address, purpose: "reset_password", toField: "account" },
           code: body.verifyCode as string,
           codeField: "verifyCode",
         });
-        const account = await engine.accounts.findByContact(app, channel, address);
-        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
         await engine.accounts.update(account, { password });
         return ok(null);
       },
