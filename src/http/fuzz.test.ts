@@ -126,7 +126,7 @@ function ownDatabase(redisUrl: string): string {
 }
 
 const [redisProbe, postgresProbe] = await Promise.all([probeRedis(), probePostgres()]);
-const CLUSTER_TITLE = "dev mode, cluster backends";
+const CLUSTER_TITLE = "cluster backends";
 const PASSES: Pass[] = [
   {
     title: "dev mode",
@@ -150,13 +150,23 @@ const PASSES: Pass[] = [
   ...(redisProbe.ok && postgresProbe.ok
     ? [
         {
-          title: CLUSTER_TITLE,
+          title: `dev mode, ${CLUSTER_TITLE}`,
           mode: "dev" as const,
           cluster: { redisUrl: ownDatabase(redisProbe.url), databaseUrl: postgresProbe.url },
           cap: knob("FUZZ_CAP", 70),
           sampleCore: true,
           combos: knob("FUZZ_COMBOS", 6),
           deep: knob("FUZZ_DEEP", 3),
+        },
+        // Production's API keys, client ids and origins are looked up in PostgreSQL here.
+        {
+          title: `production mode, ${CLUSTER_TITLE}`,
+          mode: "production" as const,
+          cluster: { redisUrl: ownDatabase(redisProbe.url), databaseUrl: postgresProbe.url },
+          cap: knob("FUZZ_CAP", 40),
+          sampleCore: true,
+          combos: knob("FUZZ_COMBOS", 4),
+          deep: knob("FUZZ_DEEP", 2),
         },
       ]
     : []),
@@ -1930,7 +1940,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
 
 if (!redisProbe.ok || !postgresProbe.ok)
   backendMissing(
-    `bad-input fuzzer over every route (${CLUSTER_TITLE})`,
+    `bad-input fuzzer over every route (dev and production mode, ${CLUSTER_TITLE})`,
     missingReason(redisProbe, postgresProbe),
   );
 
