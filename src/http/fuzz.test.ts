@@ -32,11 +32,11 @@ import { fresnsSignature, SIGNED_HEADERS, type SignedHeaderName } from "./dialec
  * production pass adds mutations of the Authorization and Origin headers and a CORS preflight of
  * every route, and checks that no origin outside the apps' lists is ever granted.
  *
- * A third pass sends dev mode's requests to a server in cluster mode (Redis and PostgreSQL), where
- * values reach other stores with rules of their own (PostgreSQL refuses a NUL, for one); its
- * half-write check reads those stores. It needs VERIFYD_TEST_REDIS_URL and VERIFYD_TEST_DATABASE_URL,
- * like test/cluster/: skipped with the reason when they are unset, failed when
- * VERIFYD_TEST_REQUIRE_BACKENDS=1 and they are not reachable.
+ * Two more passes send a sample of both modes' requests to a server in cluster mode (Redis and
+ * PostgreSQL), where values reach stores with rules of their own (PostgreSQL refuses a NUL, for
+ * one); their half-write check reads those stores. They need VERIFYD_TEST_REDIS_URL and
+ * VERIFYD_TEST_DATABASE_URL, like test/cluster/: skipped with the reason when they are unset,
+ * failed when VERIFYD_TEST_REQUIRE_BACKENDS=1 and they are not reachable.
  */
 
 // --- capture of "unexpected error" logs ------------------------------------------------------------
