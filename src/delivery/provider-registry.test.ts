@@ -137,6 +137,12 @@ describe("createProviderRegistry", () => {
     // the overridden channel's providers were never built
     expect(ids(senders)).toEqual(["mail", "backup-mail", "recording-sms"]);
   });
+
+  it("treats an override left undefined as no override, and still closes", async () => {
+    const { senders } = build({ overrides: { sms: undefined } });
+    expect(ids(senders)).toContain("tencent");
+    await registry?.close();
+  });
 });
 
 describe("describeProviders", () => {

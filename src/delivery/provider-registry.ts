@@ -175,7 +175,9 @@ export function createProviderRegistry(options: ProviderRegistryOptions): Provid
     if (!table.has(defaultKey) && byChannel[channel].length > 0) table.set(defaultKey, byChannel[channel]);
   }
 
-  const senders = [...byId.values(), ...fallbacks, ...Object.values(overrides).flat()];
+  // An override left undefined (`{ sms: undefined }`) is no override.
+  const overridden = Object.values(overrides).flatMap((list) => list ?? []);
+  const senders = [...byId.values(), ...fallbacks, ...overridden];
   return {
     route: createSenderRouter(table),
     channelEnabled: (channel) => (overrides[channel] ?? byChannel[channel]).length > 0,
