@@ -1,5 +1,5 @@
 // The cluster scenarios of `npm run bench`: one verifyd in cluster mode on the local Redis +
-// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with autocannon: sends to
+// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with wrk or autocannon (LOAD_GENERATOR in lib.mjs): sends to
 // unique recipients, then checks of the codes those sends delivered, each in slices beside slices
 // of the /healthz baseline (see `paired` in lib.mjs) and reported as a ratio to them. It also
 // counts the Redis round trips of a send by watching MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Redis } from "ioredis";
 import pg from "pg";
-import { baselineOf, checksOf, paired, printTable, sendRequest, startVerifyd } from "./lib.mjs";
+import { baselineOf, checkAt, paired, printTable, sendRequest, startVerifyd } from "./lib.mjs";
 
 const REDIS_URL =
   process.env.BENCH_REDIS_URL ?? process.env.VERIFYD_TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
@@ -68,15 +68,15 @@ async function main() {
     roundTrips = await redisRoundTripsPerSend(server.base);
     const baseline = {
       name: "baseline GET /healthz",
-      options: { url: `${server.base}/healthz` },
+      base: server.base,
+      request: { path: "/healthz" },
       expectedStatus: 200,
     };
-    let i = 0;
-    const sendNext = (request) => ({ ...request, ...send(++i, `bench-${run_id}-${i}@example.com`) });
     results.push(
       await paired(baseline, {
         name: "cluster send (unique recipients)",
-        options: { url: server.base, requests: [{ setupRequest: sendNext }] },
+        base: server.base,
+        requestAt: (i) => send(i, `bench-${run_id}-${i}@example.com`),
         expectedStatus: 201,
       }),
     );
@@ -94,7 +94,8 @@ async function main() {
         await paired(baseline, {
           name: `cluster check (right code, ${pairs.length} codes)`,
           amount: pairs.length,
-          options: { url: server.base, requests: [{ setupRequest: checksOf(pairs) }] },
+          base: server.base,
+          requestAt: checkAt(pairs),
           expectedStatus: 200,
         }),
       );

@@ -7,17 +7,14 @@ import { baselineOf, paired, printTable, root, sendRequest, startServer } from "
 const { child, base } = await startServer(join(root, "bench", "floor-server.mjs"), {});
 const baseline = {
   name: "bare Fastify: GET /healthz",
-  options: { url: `${base}/healthz` },
+  base,
+  request: { path: "/healthz" },
   expectedStatus: 200,
 };
 const refusal = (name, path, expectedStatus) => ({
   name,
-  options: {
-    url: base,
-    requests: [
-      { ...sendRequest(1, { channel: "email", to: "floor@example.com", purpose: "sign_in" }), path },
-    ],
-  },
+  base,
+  request: { ...sendRequest(1, { channel: "email", to: "floor@example.com", purpose: "sign_in" }), path },
   expectedStatus,
 });
 const results = [];

@@ -1,4 +1,4 @@
-// `npm run bench`: starts verifyd on the embedded default and loads it with autocannon, one
+// `npm run bench`: starts verifyd on the embedded default and loads it with wrk (or autocannon, see LOAD_GENERATOR in lib.mjs), one
 // scenario after another in the same run, each in slices beside slices of the /healthz baseline
 // (see `paired` in lib.mjs) and reported as a ratio to them. Load comes from distinct client
 // addresses through the trusted-proxy header, so the per-IP rules do not turn the run into
@@ -9,7 +9,7 @@ import { join } from "node:path";
 import Database from "better-sqlite3";
 import {
   baselineOf,
-  checksOf,
+  checkAt,
   paired,
   printTable,
   scattered,
@@ -22,13 +22,11 @@ const only = process.env.BENCH_ONLY?.split(",");
 
 /** Accepted sends, each to the recipient (and from the client address) `nth(i)` names. */
 function sends(base, name, nth) {
-  let i = 0;
-  const setupRequest = (request) => {
-    i += 1;
+  const requestAt = (i) => {
     const { to, address } = nth(i);
-    return { ...request, ...sendRequest(i, { channel: "email", to, purpose: "sign_in" }, address) };
+    return sendRequest(i, { channel: "email", to, purpose: "sign_in" }, address);
   };
-  return { name, options: { url: base, requests: [{ setupRequest }] }, expectedStatus: 201 };
+  return { name, base, requestAt, expectedStatus: 201 };
 }
 
 const scenarios = {
@@ -61,7 +59,8 @@ const scenarios = {
       name: `check (right code, ${pairs.length} codes)`,
       // each code is checked once: the slices share them out
       amount: pairs.length,
-      options: { url: base, requests: [{ setupRequest: checksOf(pairs) }] },
+      base,
+      requestAt: checkAt(pairs),
       expectedStatus: 200,
     };
   },
@@ -73,15 +72,11 @@ const scenarios = {
       headers: { "content-type": "application/json", "x-forwarded-for": "12.0.0.1" },
       body: JSON.stringify({ channel: "email", to: "refused@example.com", purpose: "sign_in" }),
     });
-    let i = 0;
-    const setupRequest = (request) => {
-      i += 1;
-      const body = { channel: "email", to: "refused@example.com", purpose: "sign_in" };
-      return { ...request, ...sendRequest(1_000_000 + i, body) };
-    };
+    const body = { channel: "email", to: "refused@example.com", purpose: "sign_in" };
     return {
       name: "refused sends (429 resend too soon)",
-      options: { url: base, requests: [{ setupRequest }] },
+      base,
+      requestAt: (i) => sendRequest(1_000_000 + i, body),
       expectedStatus: 429,
     };
   },
@@ -95,16 +90,13 @@ const scenarios = {
         body: JSON.stringify({ channel: "email", to: `warm-${n}@example.com`, purpose: "sign_in" }),
       });
     }
-    let i = 0;
-    const setupRequest = (request) => {
-      i += 1;
-      const body = { channel: "email", to: `bot-${i}@example.com`, purpose: "sign_in" };
-      // one client for every request: past the risk threshold each is a captcha refusal
-      return { ...request, ...sendRequest(i, body, "13.0.0.1") };
-    };
+    // one client for every request: past the risk threshold each is a captcha refusal
+    const requestAt = (i) =>
+      sendRequest(i, { channel: "email", to: `bot-${i}@example.com`, purpose: "sign_in" }, "13.0.0.1");
     return {
       name: "captcha-required refusals (428)",
-      options: { url: base, requests: [{ setupRequest }] },
+      base,
+      requestAt,
       expectedStatus: 428,
     };
   },
@@ -115,7 +107,8 @@ async function main() {
   const server = await startVerifyd({ VERIFYD_DATA_DIR: dataDir });
   const baseline = {
     name: "baseline GET /healthz",
-    options: { url: `${server.base}/healthz` },
+    base: server.base,
+    request: { path: "/healthz" },
     expectedStatus: 200,
   };
   const results = [];
