@@ -205,11 +205,12 @@ export function createSqliteVerificationStore(
     const current = new Map<string, CounterRow>();
     const missing: CounterCheck[] = [];
     for (const counter of counters) {
+      // A counter never written is zero, and the cache holds nothing live for it: asked first,
+      // the filter spares a new recipient's or address's keys their lookups in two large maps.
+      if (!keys.mayExist(appId, counter.key, now)) continue;
       const row = recall(`${appId}\0${counter.key}`);
-      if (row === undefined) {
-        // a counter never written is zero: nothing to read or to remember
-        if (keys.mayExist(appId, counter.key, now)) missing.push(counter);
-      } else if (row.reset_at > now) current.set(counter.key, row);
+      if (row === undefined) missing.push(counter);
+      else if (row.reset_at > now) current.set(counter.key, row);
     }
     if (missing.length > 0) {
       const read = readCounts(appId, missing, now); // already filtered
@@ -423,9 +424,11 @@ export function createSqliteVerificationStore(
         const current = currentCounts(appId, counters, now);
         for (const counter of counters) {
           const row = current.get(counter.key);
-          // An absent counter needs an entry only to replace one the cache holds.
+          // An absent counter needs an entry only to replace one the cache holds, and the cache
+          // holds nothing live for a key the filter has never seen.
           if (row) seen.push([counter.key, row]);
-          else if (recall(`${appId}\0${counter.key}`) !== undefined) seen.push([counter.key, ABSENT]);
+          else if (keys.mayExist(appId, counter.key, now) && recall(`${appId}\0${counter.key}`) !== undefined)
+            seen.push([counter.key, ABSENT]);
         }
         return current;
       };
