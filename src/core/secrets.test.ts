@@ -62,6 +62,14 @@ describe("CodeSecrets: hashing", () => {
     expect(secrets.codeMatches("vf_1", "42917", hash)).toBe(false);
   });
 
+  it("hashes as it always has: codes at rest in an existing store still verify", () => {
+    // HMAC-SHA256 of "vf_1\0042917" under the HKDF-derived code key of A, computed when the
+    // hashing changed shape (one update of the joined text instead of three): same bytes, same hash.
+    const hash = "e773cfe5e0a5a5611ed31a53a9ec552f95cbcd009cd0bbff0300de5d20e947af";
+    expect(new CodeSecrets([A]).hashCode("vf_1", "042917")).toBe(hash);
+    expect(new CodeSecrets([B, A]).codeMatches("vf_1", "042917", hash)).toBe(true);
+  });
+
   it("binds the hash to the verification id, so equal codes never share a hash", () => {
     const secrets = new CodeSecrets([A]);
     const hash = secrets.hashCode("vf_1", "042917");

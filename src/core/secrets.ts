@@ -102,7 +102,8 @@ function deriveKey(secret: string, info: string): Buffer {
 }
 
 function hmac(key: Buffer, id: string, value: string): Buffer {
-  return createHmac("sha256", key).update(id).update("\0").update(value).digest();
+  // One update of the joined text: the same bytes as three, and each call crosses into C++.
+  return createHmac("sha256", key).update(`${id}\0${value}`).digest();
 }
 
 /** A CSPRNG numeric code; leading zeros allowed, so every code of the length is equally likely. */
