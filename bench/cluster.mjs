@@ -1,8 +1,9 @@
 // The cluster scenarios of `npm run bench`: one verifyd in cluster mode on the local Redis +
-// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with wrk or autocannon (LOAD_GENERATOR in lib.mjs): sends to
-// unique recipients, then checks of the codes those sends delivered, each in slices beside slices
-// of the /healthz baseline (see `paired` in lib.mjs) and reported as a ratio to them. It also
-// counts the Redis round trips of a send by watching MONITOR during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
+// PostgreSQL (a fresh schema and key prefix, dropped afterwards), loaded with wrk or autocannon
+// (LOAD_GENERATOR in lib.mjs): sends to unique recipients, then checks of the codes those sends
+// delivered, each in slices beside slices of the /healthz baseline (see `paired` in lib.mjs) and
+// reported as a ratio to them. It also counts the Redis round trips of a send by watching MONITOR
+// during a sample of sends (goal: 1). Run: `node scripts/build-if-needed.mjs && node
 // bench/cluster.mjs`; BENCH_REDIS_URL / BENCH_DATABASE_URL override the local services.
 import { randomBytes } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";

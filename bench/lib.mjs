@@ -1,4 +1,5 @@
-// What the bench scripts share: a free port, a verifyd process, a load slice (wrk or autocannon), the table.
+// What the bench scripts share: a free port, a verifyd process, a load slice (wrk or autocannon),
+// the table.
 import { execFileSync, spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";

@@ -1,8 +1,8 @@
-// `npm run bench`: starts verifyd on the embedded default and loads it with wrk (or autocannon, see LOAD_GENERATOR in lib.mjs), one
-// scenario after another in the same run, each in slices beside slices of the /healthz baseline
-// (see `paired` in lib.mjs) and reported as a ratio to them. Load comes from distinct client
-// addresses through the trusted-proxy header, so the per-IP rules do not turn the run into
-// refusals; a scenario with unexpected answers is flagged, not a result.
+// `npm run bench`: starts verifyd on the embedded default and loads it with wrk (or autocannon, see
+// LOAD_GENERATOR in lib.mjs), one scenario after another in the same run, each in slices beside
+// slices of the /healthz baseline (see `paired` in lib.mjs) and reported as a ratio to them. Load
+// comes from distinct client addresses through the trusted-proxy header, so the per-IP rules do not
+// turn the run into refusals; a scenario with unexpected answers is flagged, not a result.
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
