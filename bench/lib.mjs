@@ -349,8 +349,11 @@ export async function paired(baseline, scenario) {
   await runSlice(baseline, { seconds: WARMUP_SECONDS, first: 1 });
   const warmCount =
     scenario.amount === undefined ? undefined : Math.min(2_000, Math.floor(scenario.amount / 20));
-  const warm = await runSlice(scenario, { seconds: WARMUP_SECONDS, first: 1, count: warmCount });
-  let first = 1 + (warmCount ?? warm.made);
+  let first = 1;
+  if (warmCount !== 0) {
+    const warm = await runSlice(scenario, { seconds: WARMUP_SECONDS, first, count: warmCount });
+    first += warmCount ?? warm.made;
+  }
   const amount = scenario.amount === undefined ? undefined : scenario.amount - warmCount;
   for (let round = 0; round < ROUNDS; round++) {
     baselineSlices.push(await runSlice(baseline, { seconds, first: 1 }));
