@@ -183,10 +183,11 @@ export function createSqliteVerificationStore(
     );
 
   // The issue counters as last committed, so the early refusal check (the path an attack takes)
-  // reads memory, not SQLite. Only this process writes these counters (embedded mode), and
-  // entries are set only after a commit, so the cache can lag the database but never lead it: a
-  // stale entry can only let a request through to the checked-again group transaction, never
-  // refuse one wrongly. Misses are read from the database; the size is bounded.
+  // reads memory, not SQLite: those a committed send hit (but not those it started) and those an
+  // early check read. Only this process writes these counters (embedded mode), and entries are set
+  // only after a commit, so the cache can lag the database but never lead it: a stale entry can
+  // only let a request through to the checked-again group transaction, never refuse one wrongly.
+  // Misses are read from the database; the size is bounded.
   // Two generations bound the memory without per-entry bookkeeping: when the young one is full it
   // becomes the old one and the previous old one is dropped (dropped keys are read again on a miss).
   const COMMITTED_GENERATION_MAX = 50_000;
@@ -282,8 +283,12 @@ export function createSqliteVerificationStore(
     let resendAfterMs = 0;
     for (const counter of request.counters) {
       if (counter.increment === 0) continue;
+      // A counter this send starts is not cached: most are never read again (a new recipient's,
+      // a new address's), and under random-order sends their entries were a quarter of what each
+      // scavenge had to copy. A later read misses, reads the row and caches it then.
+      const starts = !keys.mayExist(appId, counter.key, now);
       const row = hit(appId, counter, now);
-      hits.push([counter.key, row]);
+      if (!starts) hits.push([counter.key, row]);
       const refusesNext = !counter.shadow && (counter.kind ?? "limit") === "limit";
       if (refusesNext && row.count >= counter.limit)
         resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
