@@ -183,8 +183,8 @@ export function createSqliteVerificationStore(
     );
 
   // The issue counters as last committed, so the early refusal check (the path an attack takes)
-  // reads memory, not SQLite: those a committed send hit (but not those it started) and those an
-  // early check read. Only this process writes these counters (embedded mode), and entries are set
+  // reads memory, not SQLite: those a committed send hit (but not those it started at 1) and those
+  // an early check read. Only this process writes these counters (embedded mode), and entries are set
   // only after a commit, so the cache can lag the database but never lead it: a stale entry can
   // only let a request through to the checked-again group transaction, never refuse one wrongly.
   // Misses are read from the database; the size is bounded.
@@ -283,12 +283,11 @@ export function createSqliteVerificationStore(
     let resendAfterMs = 0;
     for (const counter of request.counters) {
       if (counter.increment === 0) continue;
-      // A counter this send starts is not cached: most are never read again (a new recipient's,
-      // a new address's), and under random-order sends their entries were a quarter of what each
-      // scavenge had to copy. A later read misses, reads the row and caches it then.
-      const starts = !keys.mayExist(appId, counter.key, now);
       const row = hit(appId, counter, now);
-      if (!starts) hits.push([counter.key, row]);
+      // A counter this send started (at 1) is not cached: most are never read again (a new
+      // recipient's, a new address's), and under random-order sends their entries were a quarter
+      // of what each scavenge had to copy. A later read misses, reads the row and caches it then.
+      if (row.count > 1) hits.push([counter.key, row]);
       const refusesNext = !counter.shadow && (counter.kind ?? "limit") === "limit";
       if (refusesNext && row.count >= counter.limit)
         resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
