@@ -425,14 +425,15 @@ export function createSqliteVerificationStore(
       if (early) return early;
       const seen: [string, CounterRow][] = [];
       const readAndNote: typeof currentCounts = (appId, counters, now) => {
-        const current = currentCounts(appId, counters, now);
-        for (const counter of counters) {
+        // The filter is asked once per counter: one it has never seen has no row, and the cache
+        // holds nothing live for it, so it needs neither a read nor an entry.
+        const maybe = counters.filter((counter) => keys.mayExist(appId, counter.key, now));
+        const current = readCounts(appId, maybe, now);
+        for (const counter of maybe) {
           const row = current.get(counter.key);
-          // An absent counter needs an entry only to replace one the cache holds, and the cache
-          // holds nothing live for a key the filter has never seen.
+          // An absent counter needs an entry only to replace one the cache holds.
           if (row) seen.push([counter.key, row]);
-          else if (keys.mayExist(appId, counter.key, now) && recall(`${appId}\0${counter.key}`) !== undefined)
-            seen.push([counter.key, ABSENT]);
+          else if (recall(`${appId}\0${counter.key}`) !== undefined) seen.push([counter.key, ABSENT]);
         }
         return current;
       };
