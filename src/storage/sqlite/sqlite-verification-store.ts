@@ -174,13 +174,12 @@ export function createSqliteVerificationStore(
     for (const row of rows) current.set(row.key, row);
     return current;
   };
-  // Counters never written need no read (a new recipient, a new client address).
-  const currentCounts = (appId: string, counters: readonly CounterCheck[], now: number) =>
-    readCounts(
-      appId,
-      counters.filter((counter) => keys.mayExist(appId, counter.key, now)),
-      now,
-    );
+  /** A send's counters as they stand: read (`readAndNote`) or remembered (`committedCounts`). */
+  type CountReader = (
+    appId: string,
+    counters: readonly CounterCheck[],
+    now: number,
+  ) => Map<string, CounterRow>;
 
   // The issue counters as last committed, so the early refusal check (the path an attack takes)
   // reads memory, not SQLite: those a committed send hit (but not those it started at 1) and those
@@ -236,7 +235,7 @@ export function createSqliteVerificationStore(
     request: IssueRequest,
     now: number,
     shadowed: string[],
-    counts: typeof currentCounts,
+    counts: CountReader,
   ): IssueOutcome | null => {
     const { appId } = request;
     if (request.idempotency) {
@@ -424,7 +423,7 @@ export function createSqliteVerificationStore(
       const early = checkIssue(request, nowMs, [], committedCounts);
       if (early) return early;
       const seen: [string, CounterRow][] = [];
-      const readAndNote: typeof currentCounts = (appId, counters, now) => {
+      const readAndNote: CountReader = (appId, counters, now) => {
         // The filter is asked once per counter: one it has never seen has no row, and the cache
         // holds nothing live for it, so it needs neither a read nor an entry.
         const maybe = counters.filter((counter) => keys.mayExist(appId, counter.key, now));
