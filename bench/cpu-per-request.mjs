@@ -9,7 +9,7 @@
 // A BUILD is a `dist` directory (default: this checkout's); copy one aside to compare it with the
 // current build (`cp -r dist /tmp/ab/before`); its parent gets a node_modules link to this checkout's
 // and a package.json, so that it runs as it does here. CPU_ROUNDS (3) and CPU_SECONDS (6) set the
-// length; profile a build by putting `--cpu-prof` in BENCH_NODE_ARGS.
+// length (CPU_PINNED=0: unpinned, as below); profile a build by putting `--cpu-prof` in BENCH_NODE_ARGS.
 //
 // `node bench/cpu-per-request.mjs budget [BUILD]` measures every scenario unpinned instead, as
 // `npm run bench` runs, and adds the CPU of the server's other threads and of the load generator:
@@ -23,6 +23,9 @@ import Database from "better-sqlite3";
 import { root, startServer } from "./lib.mjs";
 
 const ROUNDS = Number(process.env.CPU_ROUNDS ?? 3);
+// CPU_PINNED=0 compares builds unpinned, as `npm run bench` runs them: threads then share the
+// cores as they would in use, and the whole process's CPU a request is reported too.
+const PINNED = process.env.CPU_PINNED !== "0";
 const SECONDS = Number(process.env.CPU_SECONDS ?? 6);
 const [scenario = "refused", ...builds] = process.argv.slice(2);
 const CLOCK_TICKS_PER_SECOND = Number(execFileSync("getconf", ["CLK_TCK"]).toString());
@@ -220,18 +223,23 @@ async function compareBuilds() {
   const results = new Map(mains.map((main) => [main, []]));
   for (let round = 1; round <= ROUNDS; round++) {
     for (const main of mains) {
-      const result = await measure(main, scenario);
+      const result = await measure(main, scenario, { pinned: PINNED });
       results.get(main).push(result);
       console.log(
         `round ${round}  ${dirname(main)}  ${scenario}: ${result.perSecond.toFixed(0)} req/s, ` +
           `${result.microseconds.toFixed(1)} µs of server CPU a request` +
+          (PINNED ? "" : ` (${result.serverMicroseconds.toFixed(1)} µs over all its threads)`) +
           (result.unexpected > 0 ? `, ${result.unexpected} unexpected answers` : ""),
       );
     }
   }
   for (const [main, runs] of results) {
+    const of = (key) => median(runs.map((run) => run[key]));
     console.log(
-      `median ${dirname(main)}: ${median(runs.map((run) => run.microseconds)).toFixed(1)} µs a request`,
+      `median ${dirname(main)}: ${of("microseconds").toFixed(1)} µs a request` +
+        (PINNED
+          ? ""
+          : `, ${of("serverMicroseconds").toFixed(1)} over all threads, ${of("perSecond").toFixed(0)} req/s`),
     );
   }
 }
