@@ -188,4 +188,17 @@ CREATE INDEX send_log_at ON send_log (at);
 ALTER TABLE send_log ADD COLUMN decision_count INTEGER NOT NULL DEFAULT 1;
 `,
   },
+  {
+    version: 4,
+    name: "codes slot index covers every status",
+    // A partial index (pending codes only) lost its entry whenever a code left pending, so every
+    // approval dirtied a page of it at a random place (slots are keyed hashes); indexing every
+    // status leaves approvals to the code's own row. A slot holds few codes (rate limits bound its
+    // sends), so the status test on the slot's rows costs lookups nothing measurable. Ordered by
+    // time within the slot, the index gives a check by recipient its newest code without a sort.
+    sql: `
+DROP INDEX codes_pending_slot;
+CREATE INDEX codes_slot ON codes (app_id, slot, created_at);
+`,
+  },
 ];
