@@ -19,6 +19,8 @@ import type { RootLogger } from "./observability/logger.js";
 export interface Delivery {
   /** what the HTTP side needs: the channels served, the status-callback readers */
   providers: ProviderSurface;
+  /** true when delivery also purges the store's expired rows (the server need not) */
+  purges: boolean;
   /** starts draining the outbox */
   start(): void;
   /** a send was just committed: claim it soon */
@@ -84,6 +86,7 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
   });
   return {
     providers,
+    purges: false,
     worker,
     start: () => worker.start(),
     wake: () => worker.wake(),

@@ -2,6 +2,7 @@ import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
 import { FixedClock } from "../test/fakes/fixed-clock.js";
 import { createTestServer } from "../test/harness.js";
@@ -9,6 +10,7 @@ import { loadConfig } from "./config/load.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { createLogger } from "./observability/logger.js";
 import { assembleServer } from "./server.js";
+import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
 
 // The thread runs compiled code (a worker thread cannot load TypeScript): the build the vitest
 // global setup makes, as the server runs it.
@@ -92,6 +94,37 @@ describe("the delivery thread", () => {
     await expect(
       assembleServer({ config, logger, deliveryThread: true, senders: { email: [] } }),
     ).rejects.toThrow(/delivery thread/);
+  });
+
+  it("purges the file's expired rows from the thread, batch after batch until none are left", async () => {
+    const dataDir = tempDir();
+    const store = createSqliteBackend({ path: sqlitePath(dataDir) });
+    const insert = store.db.prepare(
+      "INSERT INTO tokens (token_hash, app_id, verification_id, channel, recipient, purposes, expires_at) VALUES (?, 'default', 'vf', 'email', 'a@b.co', 'sign_in', ?)",
+    );
+    const expired = 1_200; // more than one batch of the purge
+    store.db.transaction(() => {
+      for (let i = 0; i < expired; i++) insert.run(`expired-${i}`, Date.now() - 60_000);
+      insert.run("live", Date.now() + 3_600_000);
+    })();
+    await store.close();
+    const thread = startDeliveryThread({
+      config: loadConfig({ VERIFYD_DATA_DIR: dataDir, VERIFYD_SECRET: SECRET, VERIFYD_LOG_LEVEL: "silent" }),
+      secrets: [SECRET],
+      logger,
+      entry: BUILT_THREAD,
+    });
+    expect(thread.purges).toBe(true);
+    thread.start();
+    try {
+      const reader = new Database(sqlitePath(dataDir), { readonly: true });
+      const left = () => reader.prepare("SELECT token_hash FROM tokens").all();
+      await eventually(() => (left().length === 1 ? true : undefined), "the expired tokens purged");
+      expect(left()).toEqual([{ token_hash: "live" }]);
+      reader.close();
+    } finally {
+      await thread.stop();
+    }
   });
 
   describe("its handle", () => {

@@ -9,6 +9,7 @@ import { assembleDelivery, type Delivery } from "./delivery-root.js";
 import { createLogger, type RootLogger } from "./observability/logger.js";
 import type { DeliveryBackend } from "./storage/backend.js";
 import { createClusterDeliveryBackend } from "./storage/cluster/index.js";
+import { startPurgeLoop } from "./storage/purge-loop.js";
 import { createSqliteDeliveryBackend, sqlitePath } from "./storage/sqlite/index.js";
 
 // The server delivers from a worker thread of its own: rendering, the dev inbox's writes, SMTP and
@@ -69,6 +70,9 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
 
   return {
     providers: describeProviders(config.providers, config.mode === "dev"),
+    // The embedded store's delivery connection purges too (`openDeliveryBackend`), off the request
+    // thread; the cluster's purge is PostgreSQL's work and stays with the server.
+    purges: !isClusterMode(config),
     start() {
       if (running) return;
       running = true;
@@ -107,6 +111,13 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
     thread: "delivery",
   });
   const backend = openDeliveryBackend(config, logger);
+  const purging = backend.purge
+    ? startPurgeLoop({
+        purge: backend.purge,
+        clock,
+        onError: (error) => logger.error({ err: error }, "purge failed"),
+      })
+    : null;
   const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
   const delivery = assembleDelivery({
     config,
@@ -121,6 +132,7 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
   const stop = async () => {
     try {
       await delivery.stop();
+      await purging?.stop();
       receipts.close();
       await backend.close();
     } catch (error) {
@@ -138,7 +150,7 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
 
 /** The thread's own connections: a second one to the SQLite file, or a small PostgreSQL pool. */
 function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBackend {
-  if (config.redisUrl && config.databaseUrl) {
+  if (isClusterMode(config)) {
     return createClusterDeliveryBackend({
       databaseUrl: config.databaseUrl,
       poolSize: config.databasePoolSize,
@@ -150,6 +162,10 @@ function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBacken
     path: sqlitePath(config.dataDir),
     synchronous: config.sqliteSynchronous,
   });
+}
+
+function isClusterMode(config: Config): config is Config & { redisUrl: string; databaseUrl: string } {
+  return Boolean(config.redisUrl && config.databaseUrl);
 }
 
 if (!isMainThread && parentPort && (workerData as Partial<ThreadData> | null)?.role === THREAD_ROLE) {

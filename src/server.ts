@@ -21,11 +21,10 @@ import { buildHttpApp } from "./http/app.js";
 import type { RootLogger } from "./observability/logger.js";
 import type { Backend } from "./storage/backend.js";
 import { createClusterBackend } from "./storage/cluster/index.js";
+import { startPurgeLoop } from "./storage/purge-loop.js";
 import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
-// Purging often in small batches keeps each pause short; a minute keeps the file bounded.
-const PURGE_INTERVAL_MS = 60_000;
 
 export interface RunningServer {
   fastify: FastifyInstance;
@@ -175,7 +174,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
   });
 
-  let purgeTimer: NodeJS.Timeout | null = null;
+  let purging: { stop(): Promise<void> } | null = null;
   return {
     fastify,
     engine,
@@ -185,13 +184,16 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     startBackground() {
       delivery.start();
       backend.startMaintenance?.((message) => logger.error({ err: message }, "background checkpoint failed"));
-      purgeTimer = setInterval(() => {
-        backend.purge(clock.nowMs()).catch((error: unknown) => logger.error({ err: error }, "purge failed"));
-      }, PURGE_INTERVAL_MS);
-      purgeTimer.unref();
+      if (!delivery.purges) {
+        purging = startPurgeLoop({
+          purge: backend.purge,
+          clock,
+          onError: (error) => logger.error({ err: error }, "purge failed"),
+        });
+      }
     },
     async close() {
-      if (purgeTimer) clearInterval(purgeTimer);
+      await purging?.stop();
       await fastify.close();
       await delivery.stop();
       receipts.close();

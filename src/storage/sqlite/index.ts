@@ -107,6 +107,7 @@ export function createSqliteDeliveryBackend(options: {
     outbox: createSqliteOutboxStore(db, group),
     devInbox: createSqliteDevInbox(db, group),
     apps: createSqliteAppStore(db),
+    purge: createSqlitePurger(db, group),
     close: async () => {
       db.close();
     },

@@ -12,8 +12,8 @@ describe("purger", () => {
     backend = createSqliteBackend({ path: ":memory:" });
     const now = 1_000_000_000;
     for (let i = 0; i < 5_000; i++) await backend.counters.hit("default", `k${i}`, i % 2 ? 10 : 100_000, now);
-    // 5,000 counters in slices of 2,000: three purges cover them all.
-    for (let run = 0; run < 3; run++) await backend.purge(now + 20_000);
+    // 5,000 counters in slices of 500: ten purges cover them all.
+    for (let run = 0; run < 10; run++) await backend.purge(now + 20_000);
     expect(count("counters")).toBe(2_500);
     expect((await backend.counters.peek("default", "k2", now + 20_000)).count).toBe(1);
   });
