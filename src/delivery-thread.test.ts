@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { FixedClock } from "../test/fakes/fixed-clock.js";
 import { createTestServer } from "../test/harness.js";
 import { loadConfig } from "./config/load.js";
+import { newTimeOrderedSecret, timeOrderedSecretKey } from "./core/ids.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { createLogger } from "./observability/logger.js";
 import { assembleServer } from "./server.js";
@@ -103,9 +104,13 @@ describe("the delivery thread", () => {
       "INSERT INTO tokens (token_hash, app_id, verification_id, channel, recipient, purposes, expires_at) VALUES (?, 'default', 'vf', 'email', 'a@b.co', 'sign_in', ?)",
     );
     const expired = 1_200; // more than one batch of the purge
+    /** a token's key as core mints it: timed by its expiry */
+    const tokenKey = (expiresAtMs: number) => timeOrderedSecretKey(newTimeOrderedSecret("vt", expiresAtMs));
+    const live = tokenKey(Date.now() + 3_600_000);
     store.db.transaction(() => {
-      for (let i = 0; i < expired; i++) insert.run(`expired-${i}`, Date.now() - 60_000);
-      insert.run("live", Date.now() + 3_600_000);
+      for (let i = 0; i < expired; i++)
+        insert.run(tokenKey(Date.now() - 60_000 - i), Date.now() - 60_000 - i);
+      insert.run(live, Date.now() + 3_600_000);
     })();
     await store.close();
     const thread = startDeliveryThread({
@@ -120,7 +125,7 @@ describe("the delivery thread", () => {
       const reader = new Database(sqlitePath(dataDir), { readonly: true });
       const left = () => reader.prepare("SELECT token_hash FROM tokens").all();
       await eventually(() => (left().length === 1 ? true : undefined), "the expired tokens purged");
-      expect(left()).toEqual([{ token_hash: "live" }]);
+      expect(left()).toEqual([{ token_hash: live }]);
       reader.close();
     } finally {
       await thread.stop();

@@ -110,12 +110,18 @@ export function newSecretToken(prefix: string): string {
 const SECRET_CHARS = 32;
 
 /**
- * A bearer secret that sorts by the time it was minted: `<prefix>_<time><192 random bits>`, for
- * secrets minted on a hot path (verification tokens, one per approved check). Stores key it by
- * `timeOrderedSecretKey`, so a day's inserts share index pages instead of each taking a random one.
+ * A bearer secret that sorts by a time: `<prefix>_<time><192 random bits>`, for secrets minted on
+ * a hot path (verification tokens, one per approved check, timed by their expiry). Stores key it
+ * by `timeOrderedSecretKey`, so a day's inserts share index pages instead of each taking a random
+ * one, and the keys of secrets timed before a moment sort before `timeOrderedKeyBound` of it.
  */
-export function newTimeOrderedSecret(prefix: string, nowMs: number): string {
-  return `${prefix}_${timePart(nowMs)}${randomBytesFromPool(24).toString("base64url")}`;
+export function newTimeOrderedSecret(prefix: string, timeMs: number): string {
+  return `${prefix}_${timePart(timeMs)}${randomBytesFromPool(24).toString("base64url")}`;
+}
+
+/** Every `timeOrderedSecretKey` of a secret timed before `timeMs` sorts before this string. */
+export function timeOrderedKeyBound(timeMs: number): string {
+  return timePart(timeMs);
 }
 
 /**

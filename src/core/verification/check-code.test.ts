@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, SECRET_A, SECRET_B, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { timeOrderedKeyBound } from "../ids.js";
 import { DEFAULT_POLICY } from "../policy.js";
 import type { Purpose } from "../types.js";
 
@@ -33,6 +34,9 @@ describe("checkCode: expiry", () => {
     expect(result.record.status).toBe("approved");
     expect(result.token).toMatch(/^vt_/);
     expect(result.tokenExpiresInSeconds).toBe(600);
+    // timed by its expiry, so a store purges expired tokens by their key
+    const expiresAtMs = t.clock.nowMs() + 600_000;
+    expect(result.token?.slice(3, 3 + timeOrderedKeyBound(0).length)).toBe(timeOrderedKeyBound(expiresAtMs));
   });
 
   it("refuses a code checked 600 s after it was sent with CODE_EXPIRED", async () => {

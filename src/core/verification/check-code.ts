@@ -60,6 +60,10 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const ref = resolveRef(deps, app, input.target);
   const now = deps.clock.nowMs();
   const tokenTtlSeconds = app.policy.tokenTtlSeconds;
+  const tokenExpiresAtMs = now + tokenTtlSeconds * 1000;
+  // A token is timed by its expiry, so a store keyed by it holds expired tokens first and can
+  // purge them by key range, without an index of expiry to write on every approval.
+  const mintToken = () => newTimeOrderedSecret("vt", tokenExpiresAtMs);
   const tokenFor = (record: CodeRecord, token: string): TokenRecord => ({
     tokenHash: timeOrderedSecretKey(token),
     appId: app.id,
@@ -67,14 +71,14 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
     channel: record.channel,
     to: record.to,
     purposes: record.tokenPurposes,
-    expiresAtMs: now + tokenTtlSeconds * 1000,
+    expiresAtMs: tokenExpiresAtMs,
   });
   const consumeInOneStep = input.mode !== "peek" ? deps.store.attemptAndApprove?.bind(deps.store) : undefined;
   let oneStepToken: string | undefined;
   const outcome = consumeInOneStep
     ? await consumeInOneStep(ref, app.policy.failedChecksPerRecipient, now, (record) => {
         if (!deps.secrets.codeMatches(record.id, input.code, record.codeHash)) return null;
-        oneStepToken = newTimeOrderedSecret("vt", now);
+        oneStepToken = mintToken();
         return tokenFor(record, oneStepToken);
       })
     : await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
@@ -112,7 +116,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
     return { record };
   }
 
-  const token = newTimeOrderedSecret("vt", now);
+  const token = mintToken();
   const approved = await deps.store.approve(app.id, record.id, tokenFor(record, token), failureKey, now);
   // Another concurrent check with the same right code won the approval: single use.
   if (!approved) throw new OtpError("CODE_ALREADY_USED");

@@ -201,4 +201,16 @@ DROP INDEX codes_pending_slot;
 CREATE INDEX codes_slot ON codes (app_id, slot, created_at);
 `,
   },
+  {
+    version: 5,
+    name: "tokens purged by their key",
+    // Tokens are keyed by their expiry first (core/ids.ts `newTimeOrderedSecret`), so the purger
+    // deletes the expired ones by key range, and no index of expiry is written on every approval.
+    // Keys of the format before time-ordered tokens (a bare SHA-256) would fall outside that range:
+    // every such token expired weeks ago, and goes now.
+    sql: `
+DROP INDEX tokens_expires_at;
+DELETE FROM tokens WHERE length(token_hash) = 64;
+`,
+  },
 ];
