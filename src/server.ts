@@ -71,7 +71,7 @@ export async function openStore(
           migrate: config.migrateOnStart,
           ...(logger ? { logger } : {}),
         })
-      : openSqlite(config, logger);
+      : openSqlite(config, clock, logger);
   const apps = new AppDirectory(backend.apps, clock, config.templates);
   try {
     await syncConfiguredApps(apps, config.apps);
@@ -82,9 +82,10 @@ export async function openStore(
   return { backend, apps };
 }
 
-function openSqlite(config: Config, logger: RootLogger | undefined): Backend {
+function openSqlite(config: Config, clock: Clock, logger: RootLogger | undefined): Backend {
   return createSqliteBackend({
     path: sqlitePath(config.dataDir),
+    clock,
     synchronous: config.sqliteSynchronous,
     ...(logger ? { logger } : {}),
   });

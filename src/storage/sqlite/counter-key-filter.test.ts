@@ -31,22 +31,59 @@ describe("counter key filter", () => {
     db.prepare(
       "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', 'r:email:a@x.io:60', 1, 9)",
     ).run();
-    const filter = createCounterKeyFilter(db);
+    const filter = createCounterKeyFilter(db, { nowMs: () => 0 });
     expect(filter.mayExist("default", "r:email:a@x.io:60", 0)).toBe(true);
     expect(filter.mayExist("default", "r:email:b@x.io:60", 0)).toBe(false);
   });
 
-  it("reads a large file's rows between requests, calling every key possible until it is done", async () => {
+  it("reads a large file's rows a slice at a time between requests, calling every key possible until it is done", async () => {
     const insert = db.prepare(
-      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, 9)",
+      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, 90000)",
     );
     for (let i = 0; i < 25; i++) insert.run(`k${String(i).padStart(2, "0")}`);
-    const filter = createCounterKeyFilter(db, { sliceRows: 10, slicesAtStart: 1 });
+    const filter = createCounterKeyFilter(db, {
+      sliceRows: 10,
+      slicesAtStart: 1,
+      loadPauseMs: 1,
+      nowMs: () => 0,
+    });
     expect(filter.mayExist("default", "never-written", 0)).toBe(true);
-    for (let turn = 0; turn < 3; turn++) await new Promise((resolve) => setImmediate(resolve));
+    await new Promise((resolve) => setTimeout(resolve, 50));
     expect(filter.mayExist("default", "never-written", 0)).toBe(false);
     for (let i = 0; i < 25; i++)
       expect(filter.mayExist("default", `k${String(i).padStart(2, "0")}`, 0)).toBe(true);
+  });
+
+  it("passes over rows whose window ended before it started", () => {
+    const insert = db.prepare(
+      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, ?)",
+    );
+    const nowMs = 10 * 60_000;
+    // ended long ago, ended within the margin for a clock that steps back, still counting
+    insert.run("dead", nowMs - 120_000);
+    insert.run("just-ended", nowMs - 1_000);
+    insert.run("live", nowMs + 1_000);
+    const filter = createCounterKeyFilter(db, { sliceRows: 2, nowMs: () => nowMs });
+    expect(filter.mayExist("default", "dead", nowMs)).toBe(false);
+    expect(filter.mayExist("default", "just-ended", nowMs)).toBe(true);
+    expect(filter.mayExist("default", "live", nowMs)).toBe(true);
+  });
+
+  it("leaves a file with more live counters than it holds to be read, as without a filter", async () => {
+    const insert = db.prepare(
+      "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, 90000)",
+    );
+    // three generations of two keys hold six
+    for (let i = 0; i < 7; i++) insert.run(`k${i}`);
+    const filter = createCounterKeyFilter(db, {
+      keysPerGeneration: 2,
+      sliceRows: 3,
+      slicesAtStart: 1,
+      loadPauseMs: 1,
+      nowMs: () => 0,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(filter.mayExist("default", "never-written", 0)).toBe(true);
   });
 
   it("forgets a generation only once every reset_at written to it has passed", () => {
@@ -84,7 +121,8 @@ describe("SQLite counters with the key filter", () => {
     await first.counters.hit("default", "ip:10.0.0.1:risk:600", 600, 1_000);
     await first.counters.hit("default", "ip:10.0.0.1:risk:600", 600, 1_000);
     await first.close();
-    const second = createSqliteBackend({ path });
+    // The clock the counts were made by: at the system's, their window ended long ago.
+    const second = createSqliteBackend({ path, clock: { nowMs: () => 2_000 } });
     expect(await second.counters.peek("default", "ip:10.0.0.1:risk:600", 2_000)).toEqual({
       count: 2,
       resetAtMs: 601_000,

@@ -7,9 +7,16 @@ const KEYS_PER_GENERATION = 1_000_000;
 // At most this many generations (6 MiB); past it the newest one takes every key and its false
 // positives grow, which costs reads, never correctness.
 const MAX_GENERATIONS = 3;
-// Rows read per slice at start (~10 ms), and how many slices before the server may start.
-const LOAD_SLICE_ROWS = 10_000;
-const LOAD_SLICES_AT_START = 20;
+// Rows of the file looked at per slice: ~1 ms, so a request waits at most that long behind one.
+// The first slices run before the server starts; the rest a pause apart, so that loading a busy
+// file (two million live counters took the request thread ~3 s) takes a small share of the
+// thread for longer instead of all of it while requests wait.
+const LOAD_SLICE_ROWS = 1_000;
+const LOAD_SLICES_AT_START = 100;
+const LOAD_PAUSE_MS = 5;
+// A row whose window ended this long before the load is not loaded: no request can count it any
+// more, even if the clock steps back a little.
+const DEAD_ROW_MARGIN_MS = 60_000;
 
 interface Generation {
   bits: Uint32Array;
@@ -36,7 +43,16 @@ export function createCounterKeyFilter(
     keysPerGeneration = KEYS_PER_GENERATION,
     sliceRows = LOAD_SLICE_ROWS,
     slicesAtStart = LOAD_SLICES_AT_START,
-  }: { keysPerGeneration?: number; sliceRows?: number; slicesAtStart?: number } = {},
+    loadPauseMs = LOAD_PAUSE_MS,
+    nowMs = Date.now,
+  }: {
+    keysPerGeneration?: number;
+    sliceRows?: number;
+    slicesAtStart?: number;
+    loadPauseMs?: number;
+    /** the store's clock: rows whose window it has seen end are not loaded */
+    nowMs?: () => number;
+  } = {},
 ) {
   const newGeneration = (): Generation => ({
     bits: new Uint32Array(2 ** (BITS_LOG2 - 5)),
@@ -60,44 +76,59 @@ export function createCounterKeyFilter(
     if (resetAtMs > current.lastResetAtMs) current.lastResetAtMs = resetAtMs;
   };
 
-  // The rows already in the file, read in key order a slice at a time (about a second per two
-  // million rows): the first slices before the server starts, the rest between requests, so a
-  // large file holds up neither. Until the last slice is in, every key "may exist" and is read
-  // from the file, as without a filter; writes meanwhile are added as always.
+  // The rows already in the file, read in key order a slice at a time: the first slices before
+  // the server starts, the rest between requests, so a large file holds up neither. Until the last
+  // slice is in, every key "may exist" and is read from the file, as without a filter; writes
+  // meanwhile are added as always. Rows whose window has ended are passed over in SQLite (a purge
+  // that is behind leaves millions). A file with more live counters than the generations hold
+  // would only fill them with false "may exist": the load stops there, and counters are read from
+  // the file as without a filter.
   let loaded = false;
-  let loader: NodeJS.Immediate | null = null;
-  const firstSlice = db
-    .prepare("SELECT app_id, key, reset_at FROM counters ORDER BY app_id, key LIMIT ?")
-    .raw();
-  const nextSlice = db
+  let loader: NodeJS.Timeout | null = null;
+  const capacity = keysPerGeneration * MAX_GENERATIONS;
+  let loadedKeys = 0;
+  const sliceEnd = db
     .prepare(
-      "SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT ?",
+      "SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ?",
     )
     .raw();
-  let after: [string, string] | null = null;
-  const loadSlice = (): boolean => {
-    const rows = (after ? nextSlice.all(after[0], after[1], sliceRows) : firstSlice.all(sliceRows)) as [
-      string,
-      string,
-      number,
-    ][];
+  const liveUpTo = db
+    .prepare(
+      "SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at > ?",
+    )
+    .raw();
+  const liveFrom = db
+    .prepare("SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) AND reset_at > ?")
+    .raw();
+  let after: [string, string] = ["", ""];
+  /** Loads one slice; "done" once the file is read, "full" once it holds more than the filter can. */
+  const loadSlice = (): "more" | "done" | "full" => {
+    const since = nowMs() - DEAD_ROW_MARGIN_MS;
+    const end = sliceEnd.get(after[0], after[1], sliceRows - 1) as [string, string] | undefined;
+    const rows = (
+      end ? liveUpTo.all(after[0], after[1], end[0], end[1], since) : liveFrom.all(after[0], after[1], since)
+    ) as [string, string, number][];
     for (const [appId, key, resetAtMs] of rows) add(appId, key, resetAtMs);
-    const last = rows[rows.length - 1];
-    if (!last || rows.length < sliceRows) return true;
-    after = [last[0], last[1]];
-    return false;
+    loadedKeys += rows.length;
+    if (loadedKeys > capacity) return "full";
+    if (!end) return "done";
+    after = end;
+    return "more";
   };
   const loadInBackground = () => {
     loader = null;
     try {
-      if (loadSlice()) loaded = true;
-      else loader = setImmediate(loadInBackground);
+      const outcome = loadSlice();
+      if (outcome === "done") loaded = true;
+      else if (outcome === "more") loader = setTimeout(loadInBackground, loadPauseMs).unref();
     } catch {
       // The file was closed (shutdown) or failed: stay unloaded, which only costs reads.
     }
   };
-  for (let slice = 0; slice < slicesAtStart && !loaded; slice++) loaded = loadSlice();
-  if (!loaded) loader = setImmediate(loadInBackground);
+  let outcome: ReturnType<typeof loadSlice> = "more";
+  for (let slice = 0; slice < slicesAtStart && outcome === "more"; slice++) outcome = loadSlice();
+  if (outcome === "done") loaded = true;
+  else if (outcome === "more") loader = setTimeout(loadInBackground, loadPauseMs).unref();
 
   return {
     /** Records a counter write (call it with the row's `reset_at` after every write). */
@@ -121,7 +152,7 @@ export function createCounterKeyFilter(
     },
     /** Stops reading the file's rows (before the file is closed). */
     stop() {
-      if (loader) clearImmediate(loader);
+      if (loader) clearTimeout(loader);
       loader = null;
     },
   };

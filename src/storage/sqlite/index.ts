@@ -3,6 +3,7 @@ import type {
   AccountDirectory,
   AppStore,
   CaptchaStore,
+  Clock,
   CounterStore,
   DevInbox,
   Logger,
@@ -55,13 +56,20 @@ export function createSqliteBackend(options: {
   synchronous?: "NORMAL" | "FULL";
   migrate?: boolean;
   logger?: Logger;
+  /**
+   * the clock the core passes the stores' calls (default: the system's). The counter key filter
+   * passes over rows whose window this clock has seen end, so a caller with a clock of its own
+   * (tests) passes it when it reopens a file.
+   */
+  clock?: Clock;
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
   const group = createGroupCommit(db);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
   // Shared by both stores that write counters, so it sees every counter row.
-  const counterKeys = createCounterKeyFilter(db);
+  const clock = options.clock;
+  const counterKeys = createCounterKeyFilter(db, clock ? { nowMs: () => clock.nowMs() } : {});
   let checkpointer: ReturnType<typeof startSqliteCheckpointer> | null = null;
   return {
     db,
