@@ -23,8 +23,8 @@ export interface Backend {
   devInbox: DevInbox;
   captcha: CaptchaStore;
   sendLog: SendLog;
-  /** deletes a batch of expired rows per table; resolves to how many (see `startPurgeLoop`) */
-  purge: (nowMs: number) => Promise<number>;
+  /** deletes a batch of expired rows per table (see `startPurgeLoop`) */
+  purge: (nowMs: number) => Promise<PurgePass>;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
@@ -45,6 +45,18 @@ export interface DeliveryBackend {
    * The purge, when it is cheaper run here than on the request thread (SQLite: deleting is CPU on
    * whichever thread runs it). A backend without one is purged by the server.
    */
-  purge?: (nowMs: number) => Promise<number>;
+  purge?: (nowMs: number) => Promise<PurgePass>;
   close: () => Promise<void>;
+}
+
+/** What one purge pass did. */
+export interface PurgePass {
+  removed: number;
+  /** true when some table may have more to remove: a batch came back full, or a sweep is midway */
+  more: boolean;
+  /**
+   * ms spent deleting, not waiting for a lock or a connection: the loop paces itself by it, so a
+   * purge slowed by busy writers is not slowed further
+   */
+  workMs: number;
 }

@@ -1,24 +1,26 @@
 import { describe, expect, it } from "vitest";
 import { FixedClock } from "../../test/fakes/fixed-clock.js";
+import type { PurgePass } from "./backend.js";
 import { startPurgeLoop } from "./purge-loop.js";
 
 const settle = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-/** A purge that removes the next of `batches` on each pass (then nothing), recording each pass. */
-function scriptedPurge(batches: number[]) {
+/** A purge whose passes say there is more `morePasses` times, then not, recording each pass. */
+function scriptedPurge(morePasses: number) {
   const passes: number[] = [];
   return {
     passes,
     purge: async (nowMs: number) => {
       passes.push(nowMs);
-      return batches.shift() ?? 0;
+      const more = passes.length <= morePasses;
+      return { removed: more ? 500 : 120, more, workMs: 1 };
     },
   };
 }
 
 describe("the purge loop", () => {
-  it("passes again at once while passes find rows, then rests", async () => {
-    const { passes, purge } = scriptedPurge([500, 500, 120]);
+  it("passes again soon while passes say there is more, then rests", async () => {
+    const { passes, purge } = scriptedPurge(3);
     const loop = startPurgeLoop({
       purge,
       clock: new FixedClock(1_000),
@@ -27,9 +29,29 @@ describe("the purge loop", () => {
       catchUpPauseMs: 1,
     });
     await settle(200);
-    // three passes that removed rows, one that found nothing; the next waits out its rest
+    // three passes that left more, one that caught up; the next waits out its rest
     expect(passes).toEqual([1_000, 1_000, 1_000, 1_000]);
     await loop.stop();
+  });
+
+  it("pauses twice as long as a pass worked before the next, so catching up takes a third of the time", async () => {
+    const startedAt: number[] = [];
+    const loop = startPurgeLoop({
+      // passes that worked 20 ms each (and waited for nothing)
+      purge: async () => {
+        startedAt.push(performance.now());
+        return { removed: 500, more: true, workMs: 20 };
+      },
+      clock: new FixedClock(0),
+      onError: () => {},
+      catchUpPauseMs: 1,
+    });
+    await settle(400);
+    await loop.stop();
+    const gaps = startedAt.slice(1).map((at, i) => at - (startedAt[i] as number));
+    expect(gaps.length).toBeGreaterThanOrEqual(3);
+    // each pass starts 40 ms of pause after the last one ended
+    for (const gap of gaps) expect(gap).toBeGreaterThanOrEqual(39);
   });
 
   it("rests between passes that find nothing, and keeps going after a failed pass", async () => {
@@ -39,7 +61,7 @@ describe("the purge loop", () => {
       purge: async () => {
         calls += 1;
         if (calls === 1) throw new Error("database is locked");
-        return 0;
+        return { removed: 0, more: false, workMs: 0 };
       },
       clock: new FixedClock(0),
       onError: (error) => errors.push(error),
@@ -60,8 +82,8 @@ describe("the purge loop", () => {
     const loop = startPurgeLoop({
       purge: () => {
         calls += 1;
-        return new Promise<number>((resolve) => {
-          release = () => resolve(500);
+        return new Promise<PurgePass>((resolve) => {
+          release = () => resolve({ removed: 500, more: true, workMs: 1 });
         });
       },
       clock: new FixedClock(0),

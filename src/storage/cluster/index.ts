@@ -1,6 +1,6 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "../../core/ports.js";
-import type { Backend, DeliveryBackend } from "../backend.js";
+import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createPostgresAccountDirectory } from "../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../postgres/postgres-app-store.js";
 import { createPostgresDevInbox } from "../postgres/postgres-dev-inbox.js";
@@ -74,7 +74,7 @@ export function createClusterDeliveryBackend(options: {
 
 /** The cluster backend; its purge and close are asynchronous. */
 export interface ClusterBackend extends Backend {
-  purge: (nowMs: number) => Promise<number>;
+  purge: (nowMs: number) => Promise<PurgePass>;
   close: () => Promise<void>;
 }
 

@@ -47,10 +47,23 @@ if (!probe.ok) {
         [now - 1, now + DAY_MS],
       );
       const purge = createPostgresPurger(pool);
-      expect(await purge(now)).toBe(2);
+      expect(await purge(now)).toMatchObject({ removed: 2, more: false });
       const { rows } = await pool.query<{ id: string }>("SELECT id FROM outbox ORDER BY id");
       expect(rows.map((row) => row.id)).toEqual(["queued-old", "sent-new"]);
-      expect(await purge(now)).toBe(0);
+      expect(await purge(now)).toMatchObject({ removed: 0, more: false });
+    });
+
+    it("says there is more while a batch comes back full", async () => {
+      const now = Date.now();
+      await pool.query(
+        `INSERT INTO outbox (id, app_id, verification_id, channel, recipient, purpose, locale, created_at, deliver_before,
+           next_attempt_at, status)
+         SELECT 'bulk-' || n, 'a', 'v', 'email', 'x', 'sign_in', 'en', $1, $1, $1, 'sent' FROM generate_series(1, 2001) AS n`,
+        [now - 40 * DAY_MS],
+      );
+      const purge = createPostgresPurger(pool);
+      expect(await purge(now)).toMatchObject({ removed: 2_000, more: true });
+      expect(await purge(now)).toMatchObject({ removed: 1, more: false });
     });
   });
 }

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import type { PurgePass } from "../backend.js";
 
 // Rows outlive their expiry by a day so `GET /v1/verifications/{id}` still explains deliveries.
 const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
@@ -23,20 +24,26 @@ const STEPS: { name: string; text: string; graceMs: number }[] = [
 ];
 
 /**
- * Deletes expired durable rows in small batches; returns how many went. (Redis needs no purge:
- * every hot key carries its own TTL.)
+ * Deletes expired durable rows, a batch per table. (Redis needs no purge: every hot key carries
+ * its own TTL.)
  */
-export function createPostgresPurger(pool: pg.Pool): (nowMs: number) => Promise<number> {
+export function createPostgresPurger(pool: pg.Pool): (nowMs: number) => Promise<PurgePass> {
   return async (nowMs) => {
-    let removed = 0;
+    const pass = { removed: 0, more: false, workMs: 0 };
     for (const step of STEPS) {
+      const startedAt = performance.now();
       const result = await pool.query({
         name: `vd_purge_${step.name}`,
         text: step.text,
         values: [nowMs - step.graceMs],
       });
-      removed += result.rowCount ?? 0;
+      pass.workMs += performance.now() - startedAt;
+      const removed = result.rowCount ?? 0;
+      pass.removed += removed;
+      // A full batch may have left rows behind; a short one removed all there were (SKIP LOCKED
+      // may pass over rows another process is deleting, and that process reports them).
+      if (removed === PURGE_BATCH_ROWS) pass.more = true;
     }
-    return removed;
+    return pass;
   };
 }

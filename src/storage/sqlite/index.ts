@@ -11,7 +11,7 @@ import type {
   SendLog,
   VerificationStore,
 } from "../../core/ports.js";
-import type { Backend, DeliveryBackend } from "../backend.js";
+import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
@@ -37,8 +37,7 @@ export interface SqliteBackend extends Backend {
   devInbox: DevInbox;
   captcha: CaptchaStore;
   sendLog: SendLog;
-  /** deletes a batch of expired rows; resolves to how many */
-  purge: (nowMs: number) => Promise<number>;
+  purge: (nowMs: number) => Promise<PurgePass>;
   ready: () => Promise<boolean>;
   close: () => Promise<void>;
 }

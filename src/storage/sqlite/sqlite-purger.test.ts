@@ -8,15 +8,60 @@ afterEach(() => backend?.close());
 const count = (table: string) =>
   (backend.db.prepare(`SELECT count(*) AS n FROM ${table}`).get() as { n: number }).n;
 
+const NOW = 1_000_000_000;
+/** A new store holding `live` counters that last a day (`live-00000`, ...) and `expired` ones. */
+function storeWithCounters(live: number, expired: string[] = []) {
+  backend = createSqliteBackend({ path: ":memory:" });
+  const insert = backend.db.prepare(
+    "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', ?, 1, ?)",
+  );
+  backend.db.transaction(() => {
+    for (let i = 0; i < live; i++) insert.run(`live-${String(i).padStart(5, "0")}`, NOW + 86_400_000);
+    for (const key of expired) insert.run(key, NOW - 1);
+  })();
+  return insert;
+}
+
 describe("purger", () => {
-  it("sweeps expired counters slice by slice and keeps the live ones", async () => {
+  it("sweeps expired counters ten batches a pass, keeps the live ones, and says when it is through", async () => {
     backend = createSqliteBackend({ path: ":memory:" });
     const now = 1_000_000_000;
-    for (let i = 0; i < 5_000; i++) await backend.counters.hit("default", `k${i}`, i % 2 ? 10 : 100_000, now);
-    // 5,000 counters in slices of 500: ten purges cover them all.
-    for (let run = 0; run < 10; run++) await backend.purge(now + 20_000);
-    expect(count("counters")).toBe(2_500);
-    expect((await backend.counters.peek("default", "k2", now + 20_000)).count).toBe(1);
+    const key = (i: number) => `k${String(i).padStart(5, "0")}`;
+    for (let i = 0; i < 12_000; i++) await backend.counters.hit("default", key(i), i % 2 ? 10 : 100_000, now);
+    // 6,000 expired: a pass removes ten batches of 500 and stops midway
+    const first = await backend.purge(now + 20_000);
+    expect(first).toMatchObject({ removed: 5_000, more: true });
+    expect(first.workMs).toBeGreaterThan(0);
+    expect(await backend.purge(now + 20_000)).toMatchObject({ removed: 1_000, more: false });
+    expect(count("counters")).toBe(6_000);
+    expect((await backend.counters.peek("default", key(2), now + 20_000)).count).toBe(1);
+  });
+
+  it("walks a stretch of live counters a pass to reach the expired ones after them", async () => {
+    storeWithCounters(
+      12_000,
+      Array.from({ length: 10 }, (_, i) => `zz-expired-${i}`),
+    );
+    // with no time between passes, a pass walks its least: 5,000 keys, all live
+    expect(await backend.purge(NOW)).toMatchObject({ removed: 0, more: false });
+    expect(await backend.purge(NOW)).toMatchObject({ removed: 0, more: false });
+    // the third pass reaches the expired ones after them
+    expect(await backend.purge(NOW)).toMatchObject({ removed: 10, more: false });
+    expect(count("counters")).toBe(12_000);
+  });
+
+  it("walks the whole table about once in five minutes, however large", async () => {
+    const insert = storeWithCounters(40_000);
+    // the first cycle counts the table: passes with no time between them walk their least
+    for (let pass = 0; pass < 9; pass++) await backend.purge(NOW);
+    // an expired row at the far end of the table
+    insert.run("zz-expired", NOW + 1_000);
+    // passes a minute apart walk a fifth of the table each: halfway after three, there by six
+    const minutesLater = (minutes: number) => NOW + 2_000 + minutes * 60_000;
+    for (let minute = 1; minute <= 3; minute++) await backend.purge(minutesLater(minute));
+    expect(count("counters")).toBe(40_001);
+    for (let minute = 4; minute <= 6; minute++) await backend.purge(minutesLater(minute));
+    expect(count("counters")).toBe(40_000);
   });
 
   it("removes expired tokens by their key, more than a batch over several purges, and keeps live ones", async () => {
@@ -37,9 +82,9 @@ describe("purger", () => {
       insert.run(olderExpired, now - 100_000);
       insert.run(olderLive, now + 300_000);
     })();
-    await backend.purge(now);
+    expect(await backend.purge(now)).toMatchObject({ removed: 500, more: true });
     expect(count("tokens")).toBe(703 - 500);
-    await backend.purge(now);
+    expect(await backend.purge(now)).toMatchObject({ removed: 701 - 500, more: false });
     const left = backend.db.prepare("SELECT token_hash FROM tokens ORDER BY token_hash").all();
     expect(left).toEqual([{ token_hash: olderLive }, { token_hash: live }]);
   });

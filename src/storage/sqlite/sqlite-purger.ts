@@ -1,4 +1,5 @@
 import { timeOrderedKeyBound } from "../../core/ids.js";
+import type { PurgePass } from "../backend.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -7,18 +8,29 @@ const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 // Small batches keep each purge transaction short, so requests never wait long behind it: 500
 // expired codes take ~8 ms to delete (each leaves a page of the slot index at a random place).
 const PURGE_BATCH_ROWS = 500;
+// Counters are swept in key order, live ones too (see below), in slices of this many keys; one
+// transaction walks until it has removed a batch or walked its most.
+const COUNTER_SLICE_KEYS = 500;
+const COUNTER_WALK_KEYS = 5_000;
+// The sweep crosses the whole table about once in this time, so an expired counter waits about
+// that long at most, however large the live table (a day of per-recipient daily counters): the
+// waiting ones stay a few percent of it. Where expired rows are dense (catching up after a stop)
+// it goes on as fast as the purge loop allows.
+const SWEEP_CYCLE_MS = 5 * 60_000;
+// Transactions of the sweep in one pass at most; a pass that stops here says there is more.
+const COUNTER_TRANSACTIONS_PER_PASS = 10;
 
 /**
- * Deletes expired rows in small batches so the file stays bounded under sustained load. Resolves
- * to how many rows went; call it repeatedly to catch up (`startPurgeLoop` does; a full sweep of
- * the counters takes as many calls as there are slices of them). Each table's batch is one work
- * of the group commit, so no transaction holds the write lock for more than one batch, and like
- * every work it never sleeps on the event loop waiting for the lock.
+ * Deletes expired rows in small batches so the file stays bounded under sustained load. One call
+ * is one pass: a batch per table, and a stretch of the counters' sweep; call again while it says
+ * there is more (`startPurgeLoop` does). Each batch is one work of the group commit, so no
+ * transaction holds the write lock for more than one batch, and like every work it never sleeps
+ * on the event loop waiting for the lock.
  */
 export function createSqlitePurger(
   db: SqliteDatabase,
   group: GroupCommit,
-): (nowMs: number) => Promise<number> {
+): (nowMs: number) => Promise<PurgePass> {
   const old = (table: string, column: string, where = "") =>
     db.prepare(
       `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
@@ -39,9 +51,10 @@ export function createSqlitePurger(
     { statement: old("send_log", "at"), graceMs: 30 * KEEP_AFTER_EXPIRY_MS },
   ];
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
-  // swept instead in key order, one bounded slice per purge, resuming where the last one stopped.
+  // swept instead in key order, a stretch per pass, resuming where the last one stopped and
+  // starting over from the first key after the last.
   const counterSliceEnd = db.prepare(
-    `SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ${PURGE_BATCH_ROWS - 1}`,
+    `SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ${COUNTER_SLICE_KEYS - 1}`,
   );
   const deleteCounterSlice = db.prepare(
     "DELETE FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
@@ -52,12 +65,28 @@ export function createSqlitePurger(
   // Where the next slice starts. A work of the group commit may run twice, so a sweep returns the
   // next cursor and it is kept only once the purge has committed.
   let cursor = START;
-  const sweepCounters = (from: Cursor, nowMs: number): { removed: number; next: Cursor } => {
-    const end = counterSliceEnd.get(from.app_id, from.key) as Cursor | undefined;
-    if (!end) return { removed: deleteCounterTail.run(from.app_id, from.key, nowMs).changes, next: START };
-    const removed = deleteCounterSlice.run(from.app_id, from.key, end.app_id, end.key, nowMs).changes;
-    return { removed, next: end };
+  /** Slices from `from` on until a batch is removed, the walk is done, or the table ends. */
+  const sweepCounters = (from: Cursor, nowMs: number): { removed: number; walked: number; next: Cursor } => {
+    let removed = 0;
+    let walked = 0;
+    let at = from;
+    while (removed < PURGE_BATCH_ROWS && walked < COUNTER_WALK_KEYS) {
+      const end = counterSliceEnd.get(at.app_id, at.key) as Cursor | undefined;
+      if (!end) {
+        removed += deleteCounterTail.run(at.app_id, at.key, nowMs).changes;
+        return { removed, walked, next: START };
+      }
+      removed += deleteCounterSlice.run(at.app_id, at.key, end.app_id, end.key, nowMs).changes;
+      walked += COUNTER_SLICE_KEYS;
+      at = end;
+    }
+    return { removed, walked, next: at };
   };
+  // How many keys the table holds, as the sweep has counted them (the last whole cycle, or this
+  // one so far if larger); each pass walks its share of a cycle for the time since the last.
+  let tableKeys = 0;
+  let cycleKeys = 0;
+  let lastPassAtMs: number | null = null;
   // Tokens have no expiry index either (migration 5): keyed by their expiry first, the expired ones
   // sort before the bound of now. Tokens minted before that timed their key by approval instead,
   // so the expiry is checked too; such a token is passed over until it expires.
@@ -66,13 +95,46 @@ export function createSqlitePurger(
        SELECT token_hash FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT ${PURGE_BATCH_ROWS})`,
   );
   return async (nowMs) => {
-    const sweep = await group.run(() => sweepCounters(cursor, nowMs));
-    cursor = sweep.next;
-    let removed = sweep.removed;
-    removed += await group.run(() => deleteExpiredTokens.run(timeOrderedKeyBound(nowMs), nowMs).changes);
-    for (const { statement, graceMs } of steps) {
-      removed += await group.run(() => statement.run(nowMs - graceMs).changes);
+    const pass = { removed: 0, more: false, workMs: 0 };
+    const timed =
+      <T>(work: () => T) =>
+      (): T => {
+        const startedAt = performance.now();
+        try {
+          return work();
+        } finally {
+          pass.workMs += performance.now() - startedAt;
+        }
+      };
+    const batch = async (work: () => number) => {
+      const removed = await group.run(timed(work));
+      pass.removed += removed;
+      if (removed === PURGE_BATCH_ROWS) pass.more = true;
+    };
+    const sinceLastPassMs = lastPassAtMs === null ? 0 : nowMs - lastPassAtMs;
+    lastPassAtMs = nowMs;
+    let toWalk = Math.max(COUNTER_WALK_KEYS, (tableKeys * sinceLastPassMs) / SWEEP_CYCLE_MS);
+    for (let n = 0; ; n++) {
+      const sweep = await group.run(timed(() => sweepCounters(cursor, nowMs)));
+      cursor = sweep.next;
+      pass.removed += sweep.removed;
+      toWalk -= sweep.walked;
+      cycleKeys += sweep.walked;
+      tableKeys = Math.max(tableKeys, cycleKeys);
+      const dense = sweep.removed >= PURGE_BATCH_ROWS;
+      if (cursor === START) {
+        tableKeys = cycleKeys;
+        cycleKeys = 0;
+        if (!dense) break;
+      }
+      if (!dense && toWalk <= 0) break;
+      if (n + 1 === COUNTER_TRANSACTIONS_PER_PASS) {
+        pass.more = true;
+        break;
+      }
     }
-    return removed;
+    await batch(() => deleteExpiredTokens.run(timeOrderedKeyBound(nowMs), nowMs).changes);
+    for (const { statement, graceMs } of steps) await batch(() => statement.run(nowMs - graceMs).changes);
+    return pass;
   };
 }
