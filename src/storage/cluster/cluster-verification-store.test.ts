@@ -9,8 +9,8 @@ import { connectRedis } from "../redis/redis-client.js";
 import { createRedisCounterStore } from "../redis/redis-counter-store.js";
 import { RedisKeys } from "../redis/redis-keys.js";
 import { createRedisVerificationStore } from "../redis/redis-verification-store.js";
+import { failClosed } from "../store-unavailable.js";
 import { createClusterVerificationStore } from "./cluster-verification-store.js";
-import { failClosed } from "./store-unavailable.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
 

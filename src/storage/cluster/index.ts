@@ -15,8 +15,8 @@ import { connectRedis } from "../redis/redis-client.js";
 import { createRedisCounterStore } from "../redis/redis-counter-store.js";
 import { RedisKeys } from "../redis/redis-keys.js";
 import { createRedisVerificationStore } from "../redis/redis-verification-store.js";
+import { failClosed, unavailable } from "../store-unavailable.js";
 import { createClusterVerificationStore } from "./cluster-verification-store.js";
-import { failClosed, unavailable } from "./store-unavailable.js";
 
 export const DEFAULT_REDIS_PREFIX = "vd:";
 export const DEFAULT_DATABASE_POOL_SIZE = 10;

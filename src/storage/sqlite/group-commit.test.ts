@@ -107,13 +107,14 @@ describe("group commit when another connection holds the write lock", () => {
     expect(db.prepare("SELECT k FROM t").all()).toEqual([{ k: "a" }]);
   });
 
-  it("fails with SQLite's busy error once the connection's busy timeout has passed", async () => {
+  it("fails as an unavailable store once the connection's busy timeout has passed", async () => {
     db.pragma("busy_timeout = 50");
     other.exec("BEGIN IMMEDIATE");
     const group = createGroupCommit(db);
     const started = Date.now();
     await expect(group.run(() => db.prepare("INSERT INTO t (k) VALUES ('a')").run())).rejects.toMatchObject({
-      code: "SQLITE_BUSY",
+      code: "STORE_UNAVAILABLE",
+      cause: { code: "SQLITE_BUSY" },
     });
     expect(Date.now() - started).toBeGreaterThanOrEqual(50);
     other.exec("ROLLBACK");
@@ -122,5 +123,46 @@ describe("group commit when another connection holds the write lock", () => {
       1,
     );
     expect(db.pragma("busy_timeout", { simple: true })).toBe(50);
+  });
+
+  it("fails the works that find the disk full as an unavailable store, and commits again once there is room", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "verifyd-group-full-"));
+    const file = openSqliteDatabase({ path: join(dir, "full.db"), migrate: false });
+    try {
+      file.exec("CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+      const group = createGroupCommit(file);
+      const write = (k: string) => () =>
+        file.prepare("INSERT INTO t (k, v) VALUES (?, ?)").run(k, "x".repeat(3_000));
+      await group.run(write("before"));
+      // a file that may not grow: SQLite's answer is the one a full disk gives (SQLITE_FULL)
+      file.pragma(`max_page_count = ${file.pragma("page_count", { simple: true })}`);
+      // SQLite rolls the whole transaction back on a full disk: the update that needs no new page,
+      // queued after the insert that does, must neither run on its own nor be reported done
+      const update = () => file.prepare("UPDATE t SET v = ? WHERE k = 'before'").run("y".repeat(3_000));
+      const outcomes = await Promise.allSettled([
+        group.run(write("a")),
+        group.run(update),
+        group.run(write("c")),
+      ]);
+      for (const outcome of outcomes) {
+        expect(outcome).toMatchObject({
+          status: "rejected",
+          reason: { code: "STORE_UNAVAILABLE", cause: { code: "SQLITE_FULL" } },
+        });
+      }
+      // an error of the work's own is not the store's
+      await expect(group.run(write("before"))).rejects.toMatchObject({
+        code: "SQLITE_CONSTRAINT_PRIMARYKEY",
+      });
+      file.pragma("max_page_count = 1073741823");
+      await expect(group.run(write("after"))).resolves.toMatchObject({ changes: 1 });
+      expect(file.prepare("SELECT k, substr(v, 1, 1) AS v FROM t ORDER BY k").all()).toEqual([
+        { k: "after", v: "x" },
+        { k: "before", v: "x" },
+      ]);
+    } finally {
+      file.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

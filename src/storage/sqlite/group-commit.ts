@@ -1,7 +1,16 @@
+import { unavailable } from "../store-unavailable.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // How soon a batch that found the write lock taken tries again.
 const LOCK_RETRY_MS = 1;
+
+// SQLite's errors that say the file cannot be written now (the disk is full, an I/O error, the
+// lock held past the busy timeout, a read-only file): the store is unavailable, as a cluster's
+// unreachable backend is, and each request answers its face's 503 and may try again. Any other
+// error (a constraint, a bad statement) is a bug and stays what it is.
+const UNAVAILABLE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
+const asStoreFault = (error: unknown): unknown =>
+  UNAVAILABLE.test(String((error as { code?: unknown } | null)?.code)) ? unavailable("sqlite", error) : error;
 
 interface Pending {
   work: () => unknown;
@@ -41,6 +50,10 @@ export function createGroupCommit(db: SqliteDatabase) {
       try {
         return { ok: true as const, value: runOne(item.work) };
       } catch (error) {
+        // Some errors (a full disk, an I/O error) make SQLite roll back the whole transaction,
+        // not the statement: the works before this one were undone too, and the next would run
+        // in transactions of their own. The batch fails as a whole.
+        if (!db.inTransaction) throw error;
         return { ok: false as const, error };
       }
     }),
@@ -82,7 +95,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       return;
     }
     lockWaitStartedAt = null;
-    for (const item of batch) item.reject(lockedError);
+    for (const item of batch) item.reject(asStoreFault(lockedError));
     if (queue.length > 0) schedule(0);
   };
 
@@ -118,15 +131,16 @@ export function createGroupCommit(db: SqliteDatabase) {
     try {
       results = withoutWaiting(() => runIsolated.immediate(batch));
     } catch (error) {
-      // The commit itself failed (disk full, I/O error): nothing of the batch was written.
-      for (const item of batch) item.reject(error);
+      // The commit itself failed, or SQLite rolled the transaction back (disk full, I/O error):
+      // nothing of the batch was written.
+      for (const item of batch) item.reject(asStoreFault(error));
       return;
     }
     if (!ran(batch, results)) return;
     results.forEach((result, index) => {
       const item = batch[index] as Pending;
       if (result.ok) item.resolve(result.value);
-      else item.reject(result.error);
+      else item.reject(asStoreFault(result.error));
     });
   };
 

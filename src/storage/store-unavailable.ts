@@ -1,4 +1,4 @@
-import { OtpError } from "../../core/errors.js";
+import { OtpError } from "../core/errors.js";
 
 /**
  * The one place where backend failures become OtpError STORE_UNAVAILABLE, so every API face
