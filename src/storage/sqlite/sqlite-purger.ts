@@ -87,6 +87,30 @@ export function createSqlitePurger(
   let tableKeys = 0;
   let cycleKeys = 0;
   let lastPassAtMs: number | null = null;
+  /** A pass's stretch of the sweep, one transaction at a time; true if it stopped with more to do. */
+  const sweepStretch = async (
+    nowMs: number,
+    run: (work: () => ReturnType<typeof sweepCounters>) => Promise<ReturnType<typeof sweepCounters>>,
+  ): Promise<boolean> => {
+    const sinceLastPassMs = lastPassAtMs === null ? 0 : nowMs - lastPassAtMs;
+    lastPassAtMs = nowMs;
+    let toWalk = Math.max(COUNTER_WALK_KEYS, (tableKeys * sinceLastPassMs) / SWEEP_CYCLE_MS);
+    for (let n = 1; ; n++) {
+      const sweep = await run(() => sweepCounters(cursor, nowMs));
+      cursor = sweep.next;
+      toWalk -= sweep.walked;
+      cycleKeys += sweep.walked;
+      tableKeys = Math.max(tableKeys, cycleKeys);
+      const dense = sweep.removed >= PURGE_BATCH_ROWS;
+      if (cursor === START) {
+        tableKeys = cycleKeys;
+        cycleKeys = 0;
+        if (!dense) return false;
+      }
+      if (!dense && toWalk <= 0) return false;
+      if (n === COUNTER_TRANSACTIONS_PER_PASS) return true;
+    }
+  };
   // Tokens have no expiry index either (migration 5): keyed by their expiry first, the expired ones
   // sort before the bound of now. Tokens minted before that timed their key by approval instead,
   // so the expiry is checked too; such a token is passed over until it expires.
@@ -111,28 +135,11 @@ export function createSqlitePurger(
       pass.removed += removed;
       if (removed === PURGE_BATCH_ROWS) pass.more = true;
     };
-    const sinceLastPassMs = lastPassAtMs === null ? 0 : nowMs - lastPassAtMs;
-    lastPassAtMs = nowMs;
-    let toWalk = Math.max(COUNTER_WALK_KEYS, (tableKeys * sinceLastPassMs) / SWEEP_CYCLE_MS);
-    for (let n = 0; ; n++) {
-      const sweep = await group.run(timed(() => sweepCounters(cursor, nowMs)));
-      cursor = sweep.next;
+    pass.more = await sweepStretch(nowMs, async (work) => {
+      const sweep = await group.run(timed(work));
       pass.removed += sweep.removed;
-      toWalk -= sweep.walked;
-      cycleKeys += sweep.walked;
-      tableKeys = Math.max(tableKeys, cycleKeys);
-      const dense = sweep.removed >= PURGE_BATCH_ROWS;
-      if (cursor === START) {
-        tableKeys = cycleKeys;
-        cycleKeys = 0;
-        if (!dense) break;
-      }
-      if (!dense && toWalk <= 0) break;
-      if (n + 1 === COUNTER_TRANSACTIONS_PER_PASS) {
-        pass.more = true;
-        break;
-      }
-    }
+      return sweep;
+    });
     await batch(() => deleteExpiredTokens.run(timeOrderedKeyBound(nowMs), nowMs).changes);
     for (const { statement, graceMs } of steps) await batch(() => statement.run(nowMs - graceMs).changes);
     return pass;
