@@ -52,7 +52,7 @@ export interface DeliveryBackend {
 /** What one purge pass did. */
 export interface PurgePass {
   removed: number;
-  /** true when some table may have more to remove: a batch came back full, or a sweep is midway */
+  /** true when some table may have more to remove: a batch came back full, or a sweep ran out of its pass */
   more: boolean;
   /**
    * ms spent deleting, not waiting for a lock or a connection: the loop paces itself by it, so a

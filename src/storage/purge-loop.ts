@@ -2,15 +2,15 @@ import type { Clock } from "../core/ports.js";
 import type { PurgePass } from "./backend.js";
 
 // A store's purge removes a bounded batch per table, so one pass never holds a lock for long.
-// Sends go on all day, though, so a pass every minute would fall behind any rate above a batch a
-// minute: the loop runs passes one after another while they say there is more, and rests the
-// interval once one has caught up. Between passes it pauses twice as long as the pass worked (at
-// least a few ms), so a purge catching up after a long stop takes at most a third of its thread
-// and of the write lock: flat out, it cut the sends beside it by a fifth to a third
+// Sends go on all day, so the loop runs passes one after another while they say there is more,
+// and rests a second once one has caught up (rows that come due meanwhile are few).
+//
+// Between passes that say there is more it pauses twice as long as the pass worked (at least a
+// few ms), so a purge catching up after a long stop takes at most a third of its thread and of
+// the write lock: flat out, it cut the sends beside it by a fifth to a third
 // (bench/steady-state.mjs), and a third of it still removes rows faster than sends write them.
-// Its work, not its wall time: a pass waiting on sends' commits for the lock would otherwise
-// pause longer and fall behind exactly when sends are busiest.
-// Rows that come due during a rest wait for the next pass: short enough that they are few.
+// The pass's work, not its wall time: a pass waiting on sends' commits for the lock would
+// otherwise pause longer, and fall behind exactly when sends are busiest.
 const REST_MS = 1_000;
 const CATCH_UP_PAUSE_MS = 5;
 const PAUSE_PER_WORK_MS = 2;
