@@ -67,8 +67,8 @@ export function createSqliteBackend(options: {
   const group = createGroupCommit(db);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
   // Shared by both stores that write counters, so it sees every counter row.
-  const clock = options.clock;
-  const counterKeys = createCounterKeyFilter(db, clock ? { nowMs: () => clock.nowMs() } : {});
+  const clock = options.clock ?? { nowMs: () => Date.now() };
+  const counterKeys = createCounterKeyFilter(db, { nowMs: () => clock.nowMs() });
   let checkpointer: ReturnType<typeof startSqliteCheckpointer> | null = null;
   return {
     db,
