@@ -3,6 +3,8 @@ import type { PurgePass } from "../backend.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
+type Statement = ReturnType<SqliteDatabase["prepare"]>;
+
 // Rows outlive their expiry by a day so `GET /v1/verifications/{id}` still explains what happened.
 const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 // Small batches keep each purge transaction short, so requests never wait long behind it: 500
@@ -31,24 +33,32 @@ export function createSqlitePurger(
   db: SqliteDatabase,
   group: GroupCommit,
 ): (nowMs: number) => Promise<PurgePass> {
-  const old = (table: string, column: string, where = "") =>
-    db.prepare(
+  // Each step has a probe: a read, outside any transaction, that tells whether the step would
+  // remove anything. Most passes find nothing in most tables, and a transaction that deletes
+  // nothing still takes SQLite's one write lock, which the requests' commits then find taken.
+  type Step = { probe: Statement; statement: Statement; graceMs: number };
+  const old = (table: string, column: string, where = ""): Omit<Step, "graceMs"> => ({
+    probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? ${where} LIMIT 1`),
+    statement: db.prepare(
       `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
-    );
-  const withoutRowid = (table: string, keys: string, column: string) =>
-    db.prepare(
+    ),
+  });
+  const withoutRowid = (table: string, keys: string, column: string): Omit<Step, "graceMs"> => ({
+    probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? LIMIT 1`),
+    statement: db.prepare(
       `DELETE FROM ${table} WHERE (${keys}) IN (SELECT ${keys} FROM ${table} WHERE ${column} < ? LIMIT ${PURGE_BATCH_ROWS})`,
-    );
-  const steps: { statement: ReturnType<typeof db.prepare>; graceMs: number }[] = [
-    { statement: old("codes", "expires_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { statement: old("outbox", "created_at", "AND status <> 'queued'"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { statement: old("deliveries", "at"), graceMs: 7 * KEEP_AFTER_EXPIRY_MS },
-    { statement: old("dev_inbox", "created_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { statement: withoutRowid("idempotency", "app_id, key", "expires_at"), graceMs: 0 },
-    { statement: withoutRowid("sessions", "token_hash", "expires_at"), graceMs: 0 },
-    { statement: withoutRowid("captcha_challenges", "token", "expires_at"), graceMs: 0 },
-    { statement: withoutRowid("captcha_passes", "token_hash", "expires_at"), graceMs: 0 },
-    { statement: old("send_log", "at"), graceMs: 30 * KEEP_AFTER_EXPIRY_MS },
+    ),
+  });
+  const steps: Step[] = [
+    { ...old("codes", "expires_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
+    { ...old("outbox", "created_at", "AND status <> 'queued'"), graceMs: KEEP_AFTER_EXPIRY_MS },
+    { ...old("deliveries", "at"), graceMs: 7 * KEEP_AFTER_EXPIRY_MS },
+    { ...old("dev_inbox", "created_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
+    { ...withoutRowid("idempotency", "app_id, key", "expires_at"), graceMs: 0 },
+    { ...withoutRowid("sessions", "token_hash", "expires_at"), graceMs: 0 },
+    { ...withoutRowid("captcha_challenges", "token", "expires_at"), graceMs: 0 },
+    { ...withoutRowid("captcha_passes", "token_hash", "expires_at"), graceMs: 0 },
+    { ...old("send_log", "at"), graceMs: 30 * KEEP_AFTER_EXPIRY_MS },
   ];
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
   // swept instead in key order, a stretch per pass, resuming where the last one stopped and
@@ -56,52 +66,83 @@ export function createSqlitePurger(
   const counterSliceEnd = db.prepare(
     `SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ${COUNTER_SLICE_KEYS - 1}`,
   );
+  const expiredInSlice = db
+    .prepare(
+      "SELECT count(*) FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
+    )
+    .pluck();
+  const expiredInTail = db
+    .prepare("SELECT count(*) FROM counters WHERE (app_id, key) > (?, ?) AND reset_at < ?")
+    .pluck();
   const deleteCounterSlice = db.prepare(
     "DELETE FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
   );
   const deleteCounterTail = db.prepare("DELETE FROM counters WHERE (app_id, key) > (?, ?) AND reset_at < ?");
   type Cursor = { app_id: string; key: string };
   const START: Cursor = { app_id: "", key: "" };
-  // Where the next slice starts. A work of the group commit may run twice, so a sweep returns the
-  // next cursor and it is kept only once the purge has committed.
+  // Where the next slice starts; it moves on once a stretch's deletes have committed.
   let cursor = START;
-  /** Slices from `from` on until a batch is removed, the walk is done, or the table ends. */
-  const sweepCounters = (from: Cursor, nowMs: number): { removed: number; walked: number; next: Cursor } => {
-    let removed = 0;
+  type Stretch = { slices: [Cursor, Cursor | null][]; expired: number; walked: number; next: Cursor };
+  /**
+   * Walks slices from `from` on until a batch's worth are expired, the walk is done, or the table
+   * ends, reading only: the slices holding expired counters are deleted afterwards in one
+   * transaction, so the walk (most of the sweep's work) never holds the write lock. A slice is
+   * deleted by range with its expiry test again, so a counter written meanwhile stays.
+   */
+  const findExpiredCounters = (from: Cursor, nowMs: number): Stretch => {
+    const slices: Stretch["slices"] = [];
+    let expired = 0;
     let walked = 0;
     let at = from;
-    while (removed < PURGE_BATCH_ROWS && walked < COUNTER_WALK_KEYS) {
+    while (expired < PURGE_BATCH_ROWS && walked < COUNTER_WALK_KEYS) {
       const end = counterSliceEnd.get(at.app_id, at.key) as Cursor | undefined;
-      if (!end) {
-        removed += deleteCounterTail.run(at.app_id, at.key, nowMs).changes;
-        return { removed, walked, next: START };
-      }
-      removed += deleteCounterSlice.run(at.app_id, at.key, end.app_id, end.key, nowMs).changes;
+      const found = (
+        end
+          ? expiredInSlice.get(at.app_id, at.key, end.app_id, end.key, nowMs)
+          : expiredInTail.get(at.app_id, at.key, nowMs)
+      ) as number;
+      if (found > 0) slices.push([at, end ?? null]);
+      expired += found;
+      if (!end) return { slices, expired, walked, next: START };
       walked += COUNTER_SLICE_KEYS;
       at = end;
     }
-    return { removed, walked, next: at };
+    return { slices, expired, walked, next: at };
+  };
+  const deleteExpiredCounters = (slices: Stretch["slices"], nowMs: number) => {
+    let removed = 0;
+    for (const [from, end] of slices) {
+      removed += end
+        ? deleteCounterSlice.run(from.app_id, from.key, end.app_id, end.key, nowMs).changes
+        : deleteCounterTail.run(from.app_id, from.key, nowMs).changes;
+    }
+    return removed;
   };
   // How many keys the table holds, as the sweep has counted them (the last whole cycle, or this
   // one so far if larger); each pass walks its share of a cycle for the time since the last.
   let tableKeys = 0;
   let cycleKeys = 0;
   let lastPassAtMs: number | null = null;
-  /** A pass's stretch of the sweep, one transaction at a time; true if it stopped with more to do. */
-  const sweepStretch = async (
+  /**
+   * A pass's part of the sweep, a stretch at a time (`remove` deletes a stretch's slices of
+   * expired counters in one transaction); true if it stopped with more to do.
+   */
+  const sweepCounters = async (
     nowMs: number,
-    run: (work: () => ReturnType<typeof sweepCounters>) => Promise<ReturnType<typeof sweepCounters>>,
+    timed: <T>(work: () => T) => () => T,
+    remove: (slices: Stretch["slices"]) => Promise<void>,
   ): Promise<boolean> => {
     const sinceLastPassMs = lastPassAtMs === null ? 0 : nowMs - lastPassAtMs;
     lastPassAtMs = nowMs;
     let toWalk = Math.max(COUNTER_WALK_KEYS, (tableKeys * sinceLastPassMs) / SWEEP_CYCLE_MS);
     for (let n = 1; ; n++) {
-      const sweep = await run(() => sweepCounters(cursor, nowMs));
-      cursor = sweep.next;
-      toWalk -= sweep.walked;
-      cycleKeys += sweep.walked;
+      const stretch = timed(() => findExpiredCounters(cursor, nowMs))();
+      if (stretch.slices.length > 0) await remove(stretch.slices);
+      cursor = stretch.next;
+      toWalk -= stretch.walked;
+      cycleKeys += stretch.walked;
       tableKeys = Math.max(tableKeys, cycleKeys);
-      const dense = sweep.removed >= PURGE_BATCH_ROWS;
+      const dense = stretch.expired >= PURGE_BATCH_ROWS;
       if (cursor === START) {
         tableKeys = cycleKeys;
         cycleKeys = 0;
@@ -114,6 +155,7 @@ export function createSqlitePurger(
   // Tokens have no expiry index either (migration 5): keyed by their expiry first, the expired ones
   // sort before the bound of now. Tokens minted before that timed their key by approval instead,
   // so the expiry is checked too; such a token is passed over until it expires.
+  const anyExpiredToken = db.prepare("SELECT 1 FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT 1");
   const deleteExpiredTokens = db.prepare(
     `DELETE FROM tokens WHERE token_hash IN (
        SELECT token_hash FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT ${PURGE_BATCH_ROWS})`,
@@ -130,18 +172,26 @@ export function createSqlitePurger(
           pass.workMs += performance.now() - startedAt;
         }
       };
-    const batch = async (work: () => number) => {
+    const batch = async (due: () => unknown, work: () => number) => {
+      if (!timed(due)()) return;
       const removed = await group.run(timed(work));
       pass.removed += removed;
       if (removed === PURGE_BATCH_ROWS) pass.more = true;
     };
-    pass.more = await sweepStretch(nowMs, async (work) => {
-      const sweep = await group.run(timed(work));
-      pass.removed += sweep.removed;
-      return sweep;
+    pass.more = await sweepCounters(nowMs, timed, async (slices) => {
+      pass.removed += await group.run(timed(() => deleteExpiredCounters(slices, nowMs)));
     });
-    await batch(() => deleteExpiredTokens.run(timeOrderedKeyBound(nowMs), nowMs).changes);
-    for (const { statement, graceMs } of steps) await batch(() => statement.run(nowMs - graceMs).changes);
+    const tokenBound = timeOrderedKeyBound(nowMs);
+    await batch(
+      () => anyExpiredToken.get(tokenBound, nowMs),
+      () => deleteExpiredTokens.run(tokenBound, nowMs).changes,
+    );
+    for (const { probe, statement, graceMs } of steps) {
+      await batch(
+        () => probe.get(nowMs - graceMs),
+        () => statement.run(nowMs - graceMs).changes,
+      );
+    }
     return pass;
   };
 }
