@@ -10,8 +10,9 @@ const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
 // Small batches keep each purge transaction short, so requests never wait long behind it: 500
 // expired codes take ~8 ms to delete (each leaves a page of the slot index at a random place).
 const PURGE_BATCH_ROWS = 500;
-// Counters are swept in key order, live ones too (see below), in slices of this many keys; one
-// transaction walks until it has removed a batch or walked its most.
+// Counters are swept in key order, live ones too (see below), in slices of this many keys; a
+// stretch of the sweep reads on until it has found a batch of expired ones or walked its most,
+// then deletes what it found in one transaction.
 const COUNTER_SLICE_KEYS = 500;
 const COUNTER_WALK_KEYS = 5_000;
 // The sweep crosses the whole table about once in this time, so an expired counter waits about
@@ -19,7 +20,7 @@ const COUNTER_WALK_KEYS = 5_000;
 // waiting ones stay a few percent of it. Where expired rows are dense (catching up after a stop)
 // it goes on as fast as the purge loop allows.
 const SWEEP_CYCLE_MS = 5 * 60_000;
-// Transactions of the sweep in one pass at most; a pass that stops here says there is more.
+// Stretches of the sweep in one pass at most; a pass that stops here says there is more.
 const COUNTER_TRANSACTIONS_PER_PASS = 10;
 
 /**
