@@ -1,5 +1,5 @@
 import { parseArgs } from "node:util";
-import { type Config, ConfigError, loadConfig } from "./config/load.js";
+import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/load.js";
 import { mintApiKey, newApp } from "./core/apps/apps.js";
 import { createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
@@ -68,7 +68,7 @@ async function serve(config: Config): Promise<undefined> {
 }
 
 async function migrate(config: Config): Promise<number> {
-  if (config.redisUrl && config.databaseUrl) {
+  if (isClusterMode(config)) {
     // Cluster mode: the durable schema is PostgreSQL's; Redis keys need no migration (they expire).
     const applied = await migratePostgresDatabase(config.databaseUrl, config.databaseSchema);
     console.log(JSON.stringify({ applied }));

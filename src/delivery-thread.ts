@@ -1,5 +1,5 @@
 import { isMainThread, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
-import type { Config } from "./config/load.js";
+import { type Config, isClusterMode } from "./config/load.js";
 import { AppDirectory } from "./core/apps/apps.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
 import type { Clock } from "./core/ports.js";
@@ -162,10 +162,6 @@ function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBacken
     path: sqlitePath(config.dataDir),
     synchronous: config.sqliteSynchronous,
   });
-}
-
-function isClusterMode(config: Config): config is Config & { redisUrl: string; databaseUrl: string } {
-  return Boolean(config.redisUrl && config.databaseUrl);
 }
 
 if (!isMainThread && parentPort && (workerData as Partial<ThreadData> | null)?.role === THREAD_ROLE) {

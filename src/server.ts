@@ -5,7 +5,7 @@ import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
-import type { Config } from "./config/load.js";
+import { type Config, isClusterMode } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory } from "./core/apps/apps.js";
@@ -60,18 +60,17 @@ export async function openStore(
   clock: Clock = systemClock,
   logger?: RootLogger,
 ): Promise<{ backend: Backend; apps: AppDirectory }> {
-  const backend: Backend =
-    config.redisUrl && config.databaseUrl
-      ? await createClusterBackend({
-          redisUrl: config.redisUrl,
-          databaseUrl: config.databaseUrl,
-          poolSize: config.databasePoolSize,
-          redisPrefix: config.redisPrefix,
-          databaseSchema: config.databaseSchema,
-          migrate: config.migrateOnStart,
-          ...(logger ? { logger } : {}),
-        })
-      : openSqlite(config, clock, logger);
+  const backend: Backend = isClusterMode(config)
+    ? await createClusterBackend({
+        redisUrl: config.redisUrl,
+        databaseUrl: config.databaseUrl,
+        poolSize: config.databasePoolSize,
+        redisPrefix: config.redisPrefix,
+        databaseSchema: config.databaseSchema,
+        migrate: config.migrateOnStart,
+        ...(logger ? { logger } : {}),
+      })
+    : openSqlite(config, clock, logger);
   const apps = new AppDirectory(backend.apps, clock, config.templates);
   try {
     await syncConfiguredApps(apps, config.apps);

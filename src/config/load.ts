@@ -43,6 +43,11 @@ export interface Config {
   delivery: DeliveryConfig;
 }
 
+/** Cluster mode (DESIGN.md "Modes"): both Redis and PostgreSQL are configured. */
+export function isClusterMode(config: Config): config is Config & { redisUrl: string; databaseUrl: string } {
+  return Boolean(config.redisUrl && config.databaseUrl);
+}
+
 /** Every problem found, each naming its key; thrown so the caller prints them all and exits. */
 export class ConfigError extends Error {
   constructor(readonly issues: string[]) {
