@@ -171,6 +171,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     trustProxy: config.trustProxy,
     disposableEmailDomains: config.disposableEmailDomains,
     ready: backend.ready,
+    storeFault: backend.storeFault,
     callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
   });
 

@@ -3,7 +3,7 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Engine } from "../core/engine.js";
-import { invalidField } from "../core/errors.js";
+import { invalidField, type OtpError } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
 import { devApi } from "./dev/routes.js";
@@ -29,6 +29,11 @@ export interface HttpAppOptions {
   ready: () => Promise<boolean>;
   /** providers' delivery status callbacks (`POST /v1/callbacks/{provider}`) */
   callbacks?: DeliveryCallbacksOptions;
+  /**
+   * the backend's failures that reach a handler untranslated (`Backend.storeFault`): answered as
+   * STORE_UNAVAILABLE, a 503 in the face's shape, rather than as a bug
+   */
+  storeFault?: ((error: unknown) => OtpError | undefined) | undefined;
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -71,6 +76,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
 
   writeRepliesTogether(fastify);
+  fastify.decorate("storeFault", options.storeFault ?? (() => undefined));
 
   let origins: { set: Set<string>; atMs: number } = { set: new Set(), atMs: 0 };
   await fastify.register(cors, {

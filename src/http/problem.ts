@@ -1,12 +1,23 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { OtpError } from "../core/errors.js";
 
+declare module "fastify" {
+  interface FastifyInstance {
+    /**
+     * the backend's failures a request should see as STORE_UNAVAILABLE (`HttpAppOptions.storeFault`;
+     * absent on an instance not built by `buildHttpApp`)
+     */
+    storeFault?: (error: unknown) => OtpError | undefined;
+  }
+}
+
 /**
  * Turns whatever a handler threw into an OtpError: core errors pass through; Fastify's own
  * refusals (schema validation, malformed JSON, body too large, wrong content type) become
- * VALIDATION_FAILED / BODY_TOO_LARGE naming the field; anything else is a bug and returns null.
+ * VALIDATION_FAILED / BODY_TOO_LARGE naming the field; a failure of the store (an embedded file
+ * that cannot be read) becomes STORE_UNAVAILABLE; anything else is a bug and returns null.
  */
-export function toOtpError(error: unknown): OtpError | null {
+export function toOtpError(error: unknown, request: FastifyRequest): OtpError | null {
   if (error instanceof OtpError) return error;
   const fastifyError = error as FastifyError & { validation?: ValidationIssue[]; validationContext?: string };
   if (fastifyError.validation && fastifyError.validation.length > 0) {
@@ -33,7 +44,7 @@ export function toOtpError(error: unknown): OtpError | null {
           : "The body is not valid JSON";
     return new OtpError("VALIDATION_FAILED", { message, details: { field: "body" } });
   }
-  return null;
+  return request.server.storeFault?.(error) ?? null;
 }
 
 interface ValidationIssue {

@@ -1,3 +1,4 @@
+import type { OtpError } from "../core/errors.js";
 import type {
   AccountDirectory,
   AppStore,
@@ -25,6 +26,12 @@ export interface Backend {
   sendLog: SendLog;
   /** deletes a batch of expired rows per table (see `startPurgeLoop`) */
   purge: (nowMs: number) => Promise<PurgePass>;
+  /**
+   * STORE_UNAVAILABLE for an error a port let through that says the store cannot be used now
+   * (SQLite's reads run synchronously in the ports and throw its own errors); undefined for any
+   * other error. A backend whose ports translate every failure themselves has none.
+   */
+  storeFault?: (error: unknown) => OtpError | undefined;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */

@@ -344,7 +344,7 @@ function acceptLanguage(request: FastifyRequest): string | undefined {
  * before a handler runs (schema, JSON, size).
  */
 export function renderProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  const otpError = toOtpError(error);
+  const otpError = toOtpError(error, request);
   if (!otpError) {
     const requestId = logUnexpected(request, error);
     return reply

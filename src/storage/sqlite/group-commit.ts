@@ -1,16 +1,10 @@
-import { unavailable } from "../store-unavailable.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
+import { sqliteStoreFault } from "./sqlite-faults.js";
 
 // How soon a batch that found the write lock taken tries again.
 const LOCK_RETRY_MS = 1;
 
-// SQLite's errors that say the file cannot be written now (the disk is full, an I/O error, the
-// lock held past the busy timeout, a read-only file): the store is unavailable, as a cluster's
-// unreachable backend is, and each request answers its face's 503 and may try again. Any other
-// error (a constraint, a bad statement) is a bug and stays what it is.
-const UNAVAILABLE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|NOMEM|PROTOCOL)/;
-const asStoreFault = (error: unknown): unknown =>
-  UNAVAILABLE.test(String((error as { code?: unknown } | null)?.code)) ? unavailable("sqlite", error) : error;
+const asStoreFault = (error: unknown): unknown => sqliteStoreFault(error) ?? error;
 
 interface Pending {
   work: () => unknown;

@@ -21,6 +21,7 @@ import { startSqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { createSqliteCounterStore } from "./sqlite-counter-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
+import { sqliteStoreFault } from "./sqlite-faults.js";
 import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
 import { createSqlitePurger } from "./sqlite-purger.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
@@ -81,6 +82,7 @@ export function createSqliteBackend(options: {
     captcha: createSqliteCaptchaStore(db, group),
     sendLog,
     purge: createSqlitePurger(db, group),
+    storeFault: sqliteStoreFault,
     ready: async () => ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;

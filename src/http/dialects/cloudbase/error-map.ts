@@ -151,7 +151,7 @@ export function renderCloudbaseError(
   request: FastifyRequest,
   reply: FastifyReply,
 ): FastifyReply {
-  const otpError = toOtpError(error);
+  const otpError = toOtpError(error, request);
   if (!otpError) {
     const requestId = logUnexpected(request, error);
     return reply.code(CLOUDBASE_INTERNAL_ERROR.status).send({

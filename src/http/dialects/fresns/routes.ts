@@ -659,7 +659,7 @@ function renderFresnsError(error: unknown, request: FastifyRequest, reply: Fasti
   if (error instanceof FresnsRefusal) {
     return reply.code(200).send({ code: error.code, message: error.messageIn(context.lang), data: null });
   }
-  const otpError = toOtpError(error);
+  const otpError = toOtpError(error, request);
   if (!otpError) {
     const requestId = logUnexpected(request, error);
     return reply.code(500).send({ code: 500, message: "Unknown Error", data: { requestId } });

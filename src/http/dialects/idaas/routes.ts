@@ -364,7 +364,7 @@ export function renderIdaasError(error: unknown, request: FastifyRequest, reply:
     // A schema refusal (wrong type, too long): the field exists but its value cannot be one.
     wire = IDAAS_ERRORS.PARAM_INVALID;
   } else {
-    const otpError = toOtpError(error);
+    const otpError = toOtpError(error, request);
     if (!otpError) {
       logUnexpected(request, error);
       wire = IDAAS_ERRORS.SYSTEM_BUSY;
