@@ -157,9 +157,11 @@ parentPort.on("message", (message) => {
       return pathToFileURL(file);
     }
 
-    it("starts a thread that died again, tells it of many commits in one turn once, and stops it", async () => {
+    /** Starts the stand-in in a new data dir; `events` is its log. */
+    function startStandIn(options: { diesFirst: boolean }) {
       const dir = tempDir();
       const events = join(dir, "events");
+      if (!options.diesFirst) writeFileSync(events, "start\n"); // as if it had died once already
       const thread = startDeliveryThread({
         config: loadConfig({ VERIFYD_DATA_DIR: dir }),
         secrets: [SECRET],
@@ -167,6 +169,11 @@ parentPort.on("message", (message) => {
         entry: standIn(dir),
       });
       thread.start();
+      return { thread, events };
+    }
+
+    it("starts a thread that died again, tells it of many commits in one turn once, and stops it", async () => {
+      const { thread, events } = startStandIn({ diesFirst: true });
       const started = () => (existsSync(events) ? readFileSync(events, "utf8").split("start").length - 1 : 0);
       await eventually(() => (started() >= 2 ? true : undefined), "a second start after the first died");
 
@@ -178,6 +185,25 @@ parentPort.on("message", (message) => {
       await thread.stop();
       expect(readFileSync(events, "utf8")).toBe("start\nstart\nwakes 2\n");
       expect(started()).toBe(2); // stopped for good: no start after stop
+    });
+
+    it("tells it of commits in many turns close together once more, not once a turn", async () => {
+      const { thread, events } = startStandIn({ diesFirst: false });
+      await eventually(
+        () => (readFileSync(events, "utf8") === "start\nstart\n" ? true : undefined),
+        "a start",
+      );
+      // the first at once, then ten turns' wakes within a few milliseconds: one more message
+      for (let turn = 0; turn < 11; turn++) {
+        thread.wake();
+        await new Promise((resolve) => setImmediate(resolve));
+      }
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await thread.stop();
+      // 2, or 3 on a machine so loaded that the ten turns took longer than the spacing
+      const wakes = Number(/wakes (\d+)/.exec(readFileSync(events, "utf8"))?.[1]);
+      expect(wakes).toBeGreaterThanOrEqual(2);
+      expect(wakes).toBeLessThanOrEqual(3);
     });
   });
 });
