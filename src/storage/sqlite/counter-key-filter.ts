@@ -1,3 +1,4 @@
+import { BEFORE_FIRST_COUNTER, KEYS_AFTER, KEYS_IN_SLICE, prepareSliceEnd } from "./counter-slices.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // 2^24 bits (2 MiB) and 4 probes per generation: ~0.2% false "may exist" at a million keys.
@@ -87,27 +88,23 @@ export function createCounterKeyFilter(
   let loader: NodeJS.Timeout | null = null;
   const capacity = keysPerGeneration * MAX_GENERATIONS;
   let loadedKeys = 0;
-  const sliceEnd = db
-    .prepare(
-      "SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ?",
-    )
+  const sliceEnd = prepareSliceEnd(db);
+  const liveInSlice = db
+    .prepare(`SELECT app_id, key, reset_at FROM counters WHERE ${KEYS_IN_SLICE} AND reset_at > ?`)
     .raw();
-  const liveUpTo = db
-    .prepare(
-      "SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at > ?",
-    )
+  const liveAfter = db
+    .prepare(`SELECT app_id, key, reset_at FROM counters WHERE ${KEYS_AFTER} AND reset_at > ?`)
     .raw();
-  const liveFrom = db
-    .prepare("SELECT app_id, key, reset_at FROM counters WHERE (app_id, key) > (?, ?) AND reset_at > ?")
-    .raw();
-  let after: [string, string] = ["", ""];
+  let after = BEFORE_FIRST_COUNTER;
   /** Loads one slice; "done" once the file is read, "full" once it holds more than the filter can. */
   const loadSlice = (): "more" | "done" | "full" => {
     const since = nowMs() - DEAD_ROW_MARGIN_MS;
-    const end = sliceEnd.get(after[0], after[1], sliceRows - 1) as [string, string] | undefined;
-    const rows = (
-      end ? liveUpTo.all(after[0], after[1], end[0], end[1], since) : liveFrom.all(after[0], after[1], since)
-    ) as [string, string, number][];
+    const end = sliceEnd(after, sliceRows);
+    const rows = (end ? liveInSlice.all(...after, ...end, since) : liveAfter.all(...after, since)) as [
+      string,
+      string,
+      number,
+    ][];
     for (const [appId, key, resetAtMs] of rows) add(appId, key, resetAtMs);
     loadedKeys += rows.length;
     if (loadedKeys > capacity) return "full";

@@ -1,5 +1,12 @@
 import { timeOrderedKeyBound } from "../../core/ids.js";
 import type { PurgePass } from "../backend.js";
+import {
+  BEFORE_FIRST_COUNTER,
+  type CounterKey,
+  KEYS_AFTER,
+  KEYS_IN_SLICE,
+  prepareSliceEnd,
+} from "./counter-slices.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -64,47 +71,42 @@ export function createSqlitePurger(
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
   // swept instead in key order, a stretch per pass, resuming where the last one stopped and
   // starting over from the first key after the last.
-  const counterSliceEnd = db.prepare(
-    `SELECT app_id, key FROM counters WHERE (app_id, key) > (?, ?) ORDER BY app_id, key LIMIT 1 OFFSET ${COUNTER_SLICE_KEYS - 1}`,
-  );
+  const sliceEnd = prepareSliceEnd(db);
   const expiredInSlice = db
-    .prepare(
-      "SELECT count(*) FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
-    )
+    .prepare(`SELECT count(*) FROM counters WHERE ${KEYS_IN_SLICE} AND reset_at < ?`)
     .pluck();
-  const expiredInTail = db
-    .prepare("SELECT count(*) FROM counters WHERE (app_id, key) > (?, ?) AND reset_at < ?")
+  const expiredAfter = db
+    .prepare(`SELECT count(*) FROM counters WHERE ${KEYS_AFTER} AND reset_at < ?`)
     .pluck();
-  const deleteCounterSlice = db.prepare(
-    "DELETE FROM counters WHERE (app_id, key) > (?, ?) AND (app_id, key) <= (?, ?) AND reset_at < ?",
-  );
-  const deleteCounterTail = db.prepare("DELETE FROM counters WHERE (app_id, key) > (?, ?) AND reset_at < ?");
-  type Cursor = { app_id: string; key: string };
-  const START: Cursor = { app_id: "", key: "" };
+  const deleteInSlice = db.prepare(`DELETE FROM counters WHERE ${KEYS_IN_SLICE} AND reset_at < ?`);
+  const deleteAfter = db.prepare(`DELETE FROM counters WHERE ${KEYS_AFTER} AND reset_at < ?`);
   // Where the next slice starts; it moves on once a stretch's deletes have committed.
-  let cursor = START;
-  type Stretch = { slices: [Cursor, Cursor | null][]; expired: number; walked: number; next: Cursor };
+  let cursor = BEFORE_FIRST_COUNTER;
+  type Stretch = {
+    slices: [CounterKey, CounterKey | undefined][];
+    expired: number;
+    walked: number;
+    next: CounterKey;
+  };
   /**
    * Walks slices from `from` on until a batch's worth are expired, the walk is done, or the table
    * ends, reading only: the slices holding expired counters are deleted afterwards in one
    * transaction, so the walk (most of the sweep's work) never holds the write lock. A slice is
    * deleted by range with its expiry test again, so a counter written meanwhile stays.
    */
-  const findExpiredCounters = (from: Cursor, nowMs: number): Stretch => {
+  const findExpiredCounters = (from: CounterKey, nowMs: number): Stretch => {
     const slices: Stretch["slices"] = [];
     let expired = 0;
     let walked = 0;
     let at = from;
     while (expired < PURGE_BATCH_ROWS && walked < COUNTER_WALK_KEYS) {
-      const end = counterSliceEnd.get(at.app_id, at.key) as Cursor | undefined;
+      const end = sliceEnd(at, COUNTER_SLICE_KEYS);
       const found = (
-        end
-          ? expiredInSlice.get(at.app_id, at.key, end.app_id, end.key, nowMs)
-          : expiredInTail.get(at.app_id, at.key, nowMs)
+        end ? expiredInSlice.get(...at, ...end, nowMs) : expiredAfter.get(...at, nowMs)
       ) as number;
-      if (found > 0) slices.push([at, end ?? null]);
+      if (found > 0) slices.push([at, end]);
       expired += found;
-      if (!end) return { slices, expired, walked, next: START };
+      if (!end) return { slices, expired, walked, next: BEFORE_FIRST_COUNTER };
       walked += COUNTER_SLICE_KEYS;
       at = end;
     }
@@ -114,8 +116,8 @@ export function createSqlitePurger(
     let removed = 0;
     for (const [from, end] of slices) {
       removed += end
-        ? deleteCounterSlice.run(from.app_id, from.key, end.app_id, end.key, nowMs).changes
-        : deleteCounterTail.run(from.app_id, from.key, nowMs).changes;
+        ? deleteInSlice.run(...from, ...end, nowMs).changes
+        : deleteAfter.run(...from, nowMs).changes;
     }
     return removed;
   };
@@ -144,7 +146,7 @@ export function createSqlitePurger(
       cycleKeys += stretch.walked;
       tableKeys = Math.max(tableKeys, cycleKeys);
       const dense = stretch.expired >= PURGE_BATCH_ROWS;
-      if (cursor === START) {
+      if (cursor === BEFORE_FIRST_COUNTER) {
         tableKeys = cycleKeys;
         cycleKeys = 0;
         if (!dense) return false;
