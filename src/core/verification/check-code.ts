@@ -140,14 +140,25 @@ function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
     field: target.toField ?? "to",
   });
   const key = slotKey(target.channel, recipient.address, target.purpose);
-  // The tags are a keyed hash per secret, used only by stores keyed by tag (Redis): made on demand.
-  let tags: string[] | undefined;
-  return {
-    appId: app.id,
-    slotKey: key,
-    get slotTags() {
-      tags ??= deps.secrets.slotTags(app.id, key);
-      return tags;
-    },
-  };
+  return new SlotRef(app.id, key, () => deps.secrets.slotTags(app.id, key));
+}
+
+/**
+ * A code by its slot. The tags are a keyed hash per secret, used only by stores keyed by tag
+ * (Redis): made on demand, once. A class rather than a literal with a getter, for the reason
+ * `LazyIssueRequest` (send-code.ts) gives.
+ */
+class SlotRef {
+  private tags: string[] | undefined;
+
+  constructor(
+    readonly appId: string,
+    readonly slotKey: string,
+    private readonly makeTags: () => string[],
+  ) {}
+
+  get slotTags(): string[] {
+    this.tags ??= this.makeTags();
+    return this.tags;
+  }
 }
