@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { SendLogEntry } from "../core/ports.js";
-import { SendLogBuffer } from "./send-log-buffer.js";
+import { SEND_LOG_FLUSH_BATCH_ENTRIES, SendLogBuffer } from "./send-log-buffer.js";
 
 const refusal = (ip: string, atMs = 1): SendLogEntry => ({
   atMs,
@@ -43,5 +43,13 @@ describe("SendLogBuffer", () => {
     expect(first.count).toBeUndefined();
     const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
     expect(full.filter(Boolean)).toHaveLength(1);
+    // the merged pair is the batch's first entry
+    expect(full.indexOf(true) + 2).toBe(SEND_LOG_FLUSH_BATCH_ENTRIES);
+  });
+
+  it("waits for a larger batch where the adapter asks", () => {
+    const buffer = new SendLogBuffer(500);
+    const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
+    expect(full.indexOf(true) + 1).toBe(500);
   });
 });

@@ -15,7 +15,8 @@ const SELECT = `
 
 /** The send log in PostgreSQL: `record` buffers; a timer (or a full batch) writes one INSERT. */
 export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & { close(): Promise<void> } {
-  const buffer = new SendLogBuffer();
+  // Each batch is a round trip of its own here: fewer, larger ones.
+  const buffer = new SendLogBuffer(500);
   let writing: Promise<void> = Promise.resolve();
 
   const write = async (entries: SendLogEntry[]) => {

@@ -1,5 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger, SendLogEntry } from "../../core/ports.js";
+import { SEND_LOG_FLUSH_BATCH_ENTRIES } from "../send-log-buffer.js";
 import { createGroupCommit } from "./group-commit.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
@@ -113,13 +114,13 @@ describe("batching", () => {
     await timed.close();
   });
 
-  it("writes a full batch of 500 soon, without waiting for the timer", async () => {
-    for (let n = 0; n < 500; n++) log.record(entry({ atMs: NOW + n }));
+  it("writes a full batch soon, without waiting for the timer", async () => {
+    for (let n = 0; n < SEND_LOG_FLUSH_BATCH_ENTRIES; n++) log.record(entry({ atMs: NOW + n }));
     expect(rowsWritten()).toBe(0);
     // one turn to take the batch, one for the group commit that writes it
     await new Promise((resolve) => setImmediate(resolve));
     await new Promise((resolve) => setImmediate(resolve));
-    expect(rowsWritten()).toBe(500);
+    expect(rowsWritten()).toBe(SEND_LOG_FLUSH_BATCH_ENTRIES);
   });
 
   it("drops the oldest entries past 50,000 unwritten ones, and says how many", async () => {
