@@ -20,7 +20,7 @@ import type {
 import { failedChecksKey } from "../../core/verification/keys.js";
 import type { CounterKeyFilter } from "./counter-key-filter.js";
 import type { GroupCommit } from "./group-commit.js";
-import { prepareCounterHit } from "./sqlite-counter-store.js";
+import { type CounterRow, prepareCounterHit } from "./sqlite-counter-store.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
 // A replayed Idempotency-Key returns the first answer for this long (DESIGN.md).
@@ -47,11 +47,6 @@ type CodeColumns = [
   locale: string,
   accountId: string | null,
 ];
-
-interface CounterRow {
-  count: number;
-  reset_at: number;
-}
 
 function codeFromColumns([
   id,
@@ -223,9 +218,9 @@ export function createSqliteVerificationStore(
     return current;
   };
 
-  const counterHit = prepareCounterHit(db, keys);
-  const hit = (appId: string, counter: CounterCheck | (FailureBudget & { key: string }), now: number) =>
-    counterHit(appId, counter.key, counter.windowSeconds * 1000, now);
+  const counters = prepareCounterHit(db, keys);
+  const hit = (appId: string, counter: FailureBudget & { key: string }, now: number) =>
+    counters.hit(appId, counter.key, counter.windowSeconds * 1000, now);
 
   /**
    * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is
@@ -271,22 +266,29 @@ export function createSqliteVerificationStore(
     return refusal ? { kind: "refused", ...refusal } : null;
   };
 
-  /** The write half of `issue`: counters, supersede, code, outbox row, idempotency, one commit. */
+  /**
+   * The write half of `issue`: counters, supersede, code, outbox row, idempotency, one commit.
+   * `live`: the counters' rows as the check in the same transaction read them (a counter absent
+   * has no live row), which the hits then keep up to date.
+   */
   const commitIssue = (
     request: IssueRequest,
     now: number,
     shadowed: string[],
+    live: Map<string, CounterRow>,
     hits: [string, CounterRow][],
   ): IssueOutcome => {
     const { appId } = request;
     let resendAfterMs = 0;
     for (const counter of request.counters) {
       if (counter.increment === 0) continue;
-      const row = hit(appId, counter, now);
+      const { key } = counter;
+      const row = counters.hitAfterRead(appId, key, counter.windowSeconds * 1000, now, live.get(key));
+      live.set(key, row);
       // A counter this send started (at 1) is not cached: most are never read again (a new
       // recipient's, a new address's), and under random-order sends their entries were a quarter
       // of what each scavenge had to copy. A later read misses, reads the row and caches it then.
-      if (row.count > 1) hits.push([counter.key, row]);
+      if (row.count > 1) hits.push([key, row]);
       const refusesNext = !counter.shadow && (counter.kind ?? "limit") === "limit";
       if (refusesNext && row.count >= counter.limit)
         resendAfterMs = Math.max(resendAfterMs, row.reset_at - now);
@@ -423,11 +425,13 @@ export function createSqliteVerificationStore(
       const early = checkIssue(request, nowMs, [], committedCounts);
       if (early) return early;
       const seen: [string, CounterRow][] = [];
+      let live = new Map<string, CounterRow>();
       const readAndNote: CountReader = (appId, counters, now) => {
         // The filter is asked once per counter: one it has never seen has no row, and the cache
         // holds nothing live for it, so it needs neither a read nor an entry.
         const maybe = counters.filter((counter) => keys.mayExist(appId, counter.key, now));
         const current = readCounts(appId, maybe, now);
+        live = current;
         for (const counter of maybe) {
           const row = current.get(counter.key);
           // An absent counter needs an entry only to replace one the cache holds.
@@ -440,7 +444,8 @@ export function createSqliteVerificationStore(
         seen.length = 0; // a group may run its work twice (see createGroupCommit)
         const shadowed: string[] = [];
         return (
-          checkIssue(request, nowMs, shadowed, readAndNote) ?? commitIssue(request, nowMs, shadowed, seen)
+          checkIssue(request, nowMs, shadowed, readAndNote) ??
+          commitIssue(request, nowMs, shadowed, live, seen)
         );
       });
       // Committed: the early check may now see these counts (the later entry of a key wins).
