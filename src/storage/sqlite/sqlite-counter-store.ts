@@ -34,7 +34,8 @@ export function prepareCounterHit(db: SqliteDatabase, keys: CounterKeyFilter) {
     /**
      * Counts a hit on a counter the same transaction has just read (`live`: its row if its window
      * has not ended at `nowMs`, else undefined) and works the new state out as the statement does,
-     * instead of reading it back: RETURNING cost ~0.85 µs a counter, ~5 µs of a send.
+     * instead of reading it back: RETURNING cost ~0.85 µs a counter alone, and a send ~10% of its
+     * CPU (bench/RESULTS.md).
      */
     hitAfterRead(
       appId: string,
