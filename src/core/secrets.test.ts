@@ -117,6 +117,12 @@ describe("CodeSecrets: slot tags", () => {
     expect(secrets.slotTags("default", "sms:+8613812345678:sign_up")).not.toEqual([tag]);
   });
 
+  it("tags as it always has: ids of codes at rest keep pointing at their slot", () => {
+    // The first 9 bytes of HMAC-SHA256("default\0" + SLOT) under the HKDF-derived tag key of A,
+    // computed when tags were cut from the digest's bytes rather than from its base64url text.
+    expect(new CodeSecrets([A]).slotTags("default", SLOT)).toEqual(["BQi8xxLItl-z"]);
+  });
+
   it("is keyed: without the secret a tag cannot be recomputed from the phone number", () => {
     const [tag] = new CodeSecrets([A]).slotTags("default", SLOT);
     expect(new CodeSecrets([B]).slotTags("default", SLOT)).not.toEqual([tag]);
