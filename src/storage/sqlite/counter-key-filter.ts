@@ -112,20 +112,22 @@ export function createCounterKeyFilter(
     after = end;
     return "more";
   };
+  /** After a slice: loaded once the file is read, the next slice a pause later while there is more. */
+  const afterSlice = (outcome: ReturnType<typeof loadSlice>) => {
+    if (outcome === "done") loaded = true;
+    else if (outcome === "more") loader = setTimeout(loadInBackground, loadPauseMs).unref();
+  };
   const loadInBackground = () => {
     loader = null;
     try {
-      const outcome = loadSlice();
-      if (outcome === "done") loaded = true;
-      else if (outcome === "more") loader = setTimeout(loadInBackground, loadPauseMs).unref();
+      afterSlice(loadSlice());
     } catch {
       // The file was closed (shutdown) or failed: stay unloaded, which only costs reads.
     }
   };
   let outcome: ReturnType<typeof loadSlice> = "more";
   for (let slice = 0; slice < slicesAtStart && outcome === "more"; slice++) outcome = loadSlice();
-  if (outcome === "done") loaded = true;
-  else if (outcome === "more") loader = setTimeout(loadInBackground, loadPauseMs).unref();
+  afterSlice(outcome);
 
   return {
     /** Records a counter write (call it with the row's `reset_at` after every write). */
