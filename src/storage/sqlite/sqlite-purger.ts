@@ -45,28 +45,29 @@ export function createSqlitePurger(
   // remove anything. Most passes find nothing in most tables, and a transaction that deletes
   // nothing still takes SQLite's one write lock, which the requests' commits then find taken.
   type Step = { probe: Statement; statement: Statement; graceMs: number };
-  const old = (table: string, column: string, where = ""): Omit<Step, "graceMs"> => ({
+  /** Rows of `table` whose `column` is past; `keys` name a row (a table without rowid has its own). */
+  const step = (
+    table: string,
+    column: string,
+    graceMs: number,
+    { keys = "rowid", where = "" }: { keys?: string; where?: string } = {},
+  ): Step => ({
     probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? ${where} LIMIT 1`),
     statement: db.prepare(
-      `DELETE FROM ${table} WHERE rowid IN (SELECT rowid FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
+      `DELETE FROM ${table} WHERE (${keys}) IN (SELECT ${keys} FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
     ),
-  });
-  const withoutRowid = (table: string, keys: string, column: string): Omit<Step, "graceMs"> => ({
-    probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? LIMIT 1`),
-    statement: db.prepare(
-      `DELETE FROM ${table} WHERE (${keys}) IN (SELECT ${keys} FROM ${table} WHERE ${column} < ? LIMIT ${PURGE_BATCH_ROWS})`,
-    ),
+    graceMs,
   });
   const steps: Step[] = [
-    { ...old("codes", "expires_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { ...old("outbox", "created_at", "AND status <> 'queued'"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { ...old("deliveries", "at"), graceMs: 7 * KEEP_AFTER_EXPIRY_MS },
-    { ...old("dev_inbox", "created_at"), graceMs: KEEP_AFTER_EXPIRY_MS },
-    { ...withoutRowid("idempotency", "app_id, key", "expires_at"), graceMs: 0 },
-    { ...withoutRowid("sessions", "token_hash", "expires_at"), graceMs: 0 },
-    { ...withoutRowid("captcha_challenges", "token", "expires_at"), graceMs: 0 },
-    { ...withoutRowid("captcha_passes", "token_hash", "expires_at"), graceMs: 0 },
-    { ...old("send_log", "at"), graceMs: 30 * KEEP_AFTER_EXPIRY_MS },
+    step("codes", "expires_at", KEEP_AFTER_EXPIRY_MS),
+    step("outbox", "created_at", KEEP_AFTER_EXPIRY_MS, { where: "AND status <> 'queued'" }),
+    step("deliveries", "at", 7 * KEEP_AFTER_EXPIRY_MS),
+    step("dev_inbox", "created_at", KEEP_AFTER_EXPIRY_MS),
+    step("idempotency", "expires_at", 0, { keys: "app_id, key" }),
+    step("sessions", "expires_at", 0, { keys: "token_hash" }),
+    step("captcha_challenges", "expires_at", 0, { keys: "token" }),
+    step("captcha_passes", "expires_at", 0, { keys: "token_hash" }),
+    step("send_log", "at", 30 * KEEP_AFTER_EXPIRY_MS),
   ];
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
   // swept instead in key order, a stretch per pass, resuming where the last one stopped and
