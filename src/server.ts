@@ -172,6 +172,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     disposableEmailDomains: config.disposableEmailDomains,
     ready: backend.ready,
     storeFault: backend.storeFault,
+    onStoreAnswered: backend.onAnswered,
     callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
   });
 

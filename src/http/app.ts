@@ -34,6 +34,11 @@ export interface HttpAppOptions {
    * STORE_UNAVAILABLE, a 503 in the face's shape, rather than as a bug
    */
   storeFault?: ((error: unknown) => OtpError | undefined) | undefined;
+  /**
+   * subscribes to the moments the store has answered a group of requests at once
+   * (`Backend.onAnswered`): the replies those answers made are written then
+   */
+  onStoreAnswered?: ((listener: () => void) => void) | undefined;
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -75,7 +80,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
 
-  writeRepliesTogether(fastify);
+  options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));
 
   let origins: { set: Set<string>; atMs: number } = { set: new Set(), atMs: 0 };

@@ -32,6 +32,12 @@ export interface Backend {
    * other error. A backend whose ports translate every failure themselves has none.
    */
   storeFault?: (error: unknown) => OtpError | undefined;
+  /**
+   * Subscribes to the moments the store answers a group of requests at once (SQLite's group
+   * commit), once their callers have gone on with the answers: the HTTP layer then writes the
+   * replies they made. A backend whose answers arrive one by one, as I/O, has none.
+   */
+  onAnswered?: (listener: () => void) => void;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */

@@ -9,9 +9,11 @@ afterEach(async () => {
   server = undefined;
 });
 
+let writeHeldNow = () => {};
+
 async function serve(routes: (fastify: FastifyInstance) => void): Promise<number> {
   server = Fastify();
-  writeRepliesTogether(server);
+  writeHeldNow = writeRepliesTogether(server);
   routes(server);
   await server.listen({ host: "127.0.0.1", port: 0 });
   const address = server.server.address();
@@ -76,6 +78,25 @@ describe("writeRepliesTogether", () => {
     const answers = await Promise.all([1, 2].map((n) => fetch(`http://127.0.0.1:${port}/${n}`)));
     expect(await Promise.all(answers.map((answer) => answer.text()))).toEqual(["reply 1", "reply 2"]);
     expect(firstWrittenWhenSecondMade).toBe(false);
+  });
+
+  it("writes what it holds at once when the function it returns is called", async () => {
+    const written: boolean[] = [];
+    const port = await serve((fastify) =>
+      fastify.get("/", (_request, reply) => {
+        reply.send("made");
+        written.push(reply.raw.writableEnded);
+        writeHeldNow();
+        written.push(reply.raw.writableEnded);
+        return reply;
+      }),
+    );
+    const response = await fetch(`http://127.0.0.1:${port}/`);
+    expect(await response.text()).toBe("made");
+    expect(written).toEqual([false, true]);
+    // the turn's end then finds nothing left to write, and the next reply is held again
+    expect(await (await fetch(`http://127.0.0.1:${port}/`)).text()).toBe("made");
+    expect(written).toEqual([false, true, false, true]);
   });
 
   it("still writes the others when one held reply cannot be written", async () => {

@@ -60,6 +60,46 @@ describe("group commit", () => {
     expect(Object.fromEntries(runs)).toEqual({ a: 2, b: 2, c: 1 });
   });
 
+  it("tells its listener once a batch's callers have gone on with their answers, before the next turn", async () => {
+    const group = createGroupCommit(db);
+    const events: string[] = [];
+    group.onAnswered(() => events.push("answered"));
+    const caller = async (k: string, fail: boolean) => {
+      try {
+        await group.run(() => {
+          // an immediate queued while the batch runs: the turn after the one that answers
+          setImmediate(() => events.push(`next turn after ${k}`));
+          insert(k, 1);
+          if (fail) throw new Error("refused");
+        });
+        events.push(`${k} committed`);
+      } catch {
+        events.push(`${k} failed`);
+      }
+      // a handler goes on for a few steps with its answer before it replies
+      await Promise.resolve();
+      await Promise.resolve();
+      events.push(`${k} replied`);
+    };
+    await Promise.all([caller("a", false), caller("b", false)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events).toEqual([
+      "a committed",
+      "b committed",
+      "a replied",
+      "b replied",
+      "answered",
+      "next turn after a",
+      "next turn after b",
+    ]);
+
+    // A batch with a failure (run again with a savepoint per work) is announced the same way.
+    events.length = 0;
+    await Promise.all([caller("c", false), caller("d", true)]);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(events.slice(0, 5)).toEqual(["c committed", "d failed", "c replied", "d replied", "answered"]);
+  });
+
   it("runs a group without failures once", async () => {
     const group = createGroupCommit(db);
     let runs = 0;

@@ -29,12 +29,27 @@ interface Pending {
  * the CLI) holds the lock. The group's BEGIN only tries; if the lock is taken the batch is tried
  * again a millisecond later while requests go on arriving, and fails with SQLite's busy error only
  * after the connection's busy timeout.
+ *
+ * Its answers arrive together, in a `setImmediate` callback: a listener (`onAnswered`) hears when
+ * their callers have all gone on with them, so the replies they made can go out before the next
+ * turn reads more requests.
  */
 export function createGroupCommit(db: SqliteDatabase) {
   let queue: Pending[] = [];
   let scheduled = false;
   const busyTimeoutMs = db.pragma("busy_timeout", { simple: true }) as number;
   let lockWaitStartedAt: number | null = null;
+  let answered: (() => void) | undefined;
+
+  /**
+   * Calls the listener once the callers of the answers just given have run on with them: a
+   * microtask queued now runs after the answers' first continuations, and the tick it queues only
+   * once the microtask queue is empty, that is, after every continuation that follows from them.
+   */
+  const announceAnswers = () => {
+    const listener = answered;
+    if (listener) queueMicrotask(() => process.nextTick(listener));
+  };
 
   const runTogether = db.transaction((batch: Pending[]) => batch.map((item) => item.work()));
   // better-sqlite3 runs a transaction function nested in another as a savepoint.
@@ -90,6 +105,7 @@ export function createGroupCommit(db: SqliteDatabase) {
     }
     lockWaitStartedAt = null;
     for (const item of batch) item.reject(asStoreFault(lockedError));
+    announceAnswers();
     if (queue.length > 0) schedule(0);
   };
 
@@ -118,6 +134,7 @@ export function createGroupCommit(db: SqliteDatabase) {
     values.forEach((value, index) => {
       (batch[index] as Pending).resolve(value);
     });
+    announceAnswers();
   };
 
   const flushIsolated = (batch: Pending[]) => {
@@ -128,6 +145,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       // The commit itself failed, or SQLite rolled the transaction back (disk full, I/O error):
       // nothing of the batch was written.
       for (const item of batch) item.reject(asStoreFault(error));
+      announceAnswers();
       return;
     }
     if (!ran(batch, results)) return;
@@ -136,6 +154,7 @@ export function createGroupCommit(db: SqliteDatabase) {
       if (result.ok) item.resolve(result.value);
       else item.reject(asStoreFault(result.error));
     });
+    announceAnswers();
   };
 
   return {
@@ -148,6 +167,10 @@ export function createGroupCommit(db: SqliteDatabase) {
         queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
         schedule(0);
       });
+    },
+    /** `listener` (one; a later call replaces it) hears each time a batch's callers have their answers. */
+    onAnswered(listener: () => void) {
+      answered = listener;
     },
   };
 }

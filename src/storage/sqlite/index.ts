@@ -83,6 +83,7 @@ export function createSqliteBackend(options: {
     sendLog,
     purge: createSqlitePurger(db, group),
     storeFault: sqliteStoreFault,
+    onAnswered: group.onAnswered,
     ready: async () => ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;
