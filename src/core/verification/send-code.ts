@@ -104,6 +104,27 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     channel,
     recipient: parsed,
     accountId: input.accountId,
+  }).catch(async (error: unknown) => {
+    // A refusal that says whether an account exists is, where the face demands a solved captcha
+    // before any send (IDaaS), told only to a caller whose pass is good for this recipient: else
+    // anyone could look accounts up there, without a captcha and without limit. A pass serves one
+    // recipient, so it is given back, as after a rate limit's refusal: the person who mistook
+    // the scene need not solve another.
+    const tellsExistence =
+      error instanceof OtpError && (error.code === "ACCOUNT_EXISTS" || error.code === "ACCOUNT_NOT_FOUND");
+    if (
+      tellsExistence &&
+      parsed !== undefined &&
+      app.abuse.captcha[face] === "always" &&
+      fixedTestCode(app, parsed, deps.defaultCountry) === null
+    ) {
+      if (input.captchaToken === undefined) {
+        throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
+      }
+      const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, parsed.address, input.clientIp);
+      await giveBack();
+    }
+    throw error;
   });
   // An account's own phone is stored as E.164 only; parse it again for its country.
   const recipient =

@@ -340,6 +340,18 @@ describe("journeys", () => {
     expectGolden(knownZh, "send.USER.1004.zh");
   });
 
+  it("says whether an account exists only to a caller with a good pass for that sender", async () => {
+    t = await open();
+    expectError(await sendCode("email", ANN, "LOGIN_EMS", "x---y"), "CAPTCHA.0003");
+    expectError(await sendCode("email", ANN, "LOGIN_EMS", await passFor(BOB)), "CAPTCHA.0004");
+    expectError(await post("/api/v2/sdk/email/send", { email: ANN, type: "LOGIN_EMS" }), "PARAM.0008");
+    const pass = await passFor(ANN);
+    expectError(await sendCode("email", ANN, "LOGIN_EMS", pass), "USER.0001");
+    // Given back, as the test above shows; and on the SMS face alike.
+    expectError(await sendCode("sms", MOBILE, "LOGIN_SMS", "x---y"), "CAPTCHA.0003");
+    expectOk(await sendCode("email", ANN, "REGISTER_EMS", pass));
+  });
+
   it("refuses a second registration of a contact registered since the code was sent", async () => {
     t = await open();
     expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)));
