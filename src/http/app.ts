@@ -10,7 +10,7 @@ import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
 import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.js";
 import { fresnsDialect } from "./dialects/fresns/routes.js";
-import { idaasDialect } from "./dialects/idaas/routes.js";
+import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
@@ -64,8 +64,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
     // What the router refuses before any face sees the request (a path that does not decode, a
-    // parameter past maxParamLength) is answered like an unknown route: in CloudBase's shape under
-    // its prefix, as native problem+json elsewhere.
+    // parameter past maxParamLength) is answered like an unknown route: in CloudBase's and IDaaS's
+    // shapes under their prefixes, as native problem+json elsewhere.
     frameworkErrors: (error, request, reply) => {
       const refusal = invalidField(
         "path",
@@ -73,9 +73,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
           ? "A segment of the request path is too long"
           : "The request path is not a valid URL",
       );
-      return request.url.startsWith(`${CLOUDBASE_PREFIX}/`)
-        ? renderCloudbaseError(refusal, request, reply)
-        : renderProblem(refusal, request, reply);
+      if (request.url.startsWith(`${CLOUDBASE_PREFIX}/`))
+        return renderCloudbaseError(refusal, request, reply);
+      if (request.url.startsWith(`${IDAAS_PREFIX}/`)) return renderIdaasError(refusal, request, reply);
+      return renderProblem(refusal, request, reply);
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });

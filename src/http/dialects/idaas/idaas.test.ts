@@ -619,6 +619,21 @@ describe("codes at login and registration", () => {
 });
 
 describe("bad input: the exact IDaaS error, HTTP 400, never a 5xx", () => {
+  it("answers a path or method it does not serve in its own shape, after the device headers", async () => {
+    t = await open();
+    for (const [method, url] of [
+      ["POST", "/api/v2/sdk/captcha"],
+      ["GET", "/api/v2/sdk/email/send"],
+      ["POST", "/api/v2/sdk/captcha/"],
+      ["POST", "/api/v2/sdk/no-such-api"],
+    ] as const) {
+      expectError(await call(method, url, {}), "PARAM.1006", 404);
+      expectError(await call(method, url, {}, { headers: { "x-agent": undefined } }), "PARAM.0001");
+    }
+    // A path the router cannot decode is a parameter error, in the IDaaS shape too.
+    expectError(await call("POST", "/api/v2/sdk/%E0%A4%A", {}), "PARAM.1001");
+  });
+
   it("checks every device header, absent or blank, before anything else", async () => {
     t = await open();
     for (const name of ["x-operating-sys-version", "x-device-fingerprint", "x-agent"]) {

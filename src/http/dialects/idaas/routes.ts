@@ -64,6 +64,13 @@ const errorResponses = { 400: ErrorReply, 500: ErrorReply };
  * call and renders. Errors are HTTP 400 `{error_code, error_msg}` in English or Chinese by `X-L`.
  */
 export async function idaasDialect(fastify: FastifyInstance, options: IdaasDialectOptions): Promise<void> {
+  // Registered under its prefix so unknown /api/v2/sdk paths answer in the IDaaS shape too.
+  await fastify.register(idaasRoutes, { ...options, prefix: IDAAS_PREFIX });
+}
+
+export const IDAAS_PREFIX = "/api/v2/sdk";
+
+async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
   const { engine } = options;
   const trusted = options.trustedProxies;
@@ -72,6 +79,11 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
   const callers = new WeakMap<FastifyRequest, Caller>();
 
   app.setErrorHandler((error, request, reply) => renderIdaasError(error, request, reply));
+  // After the device and client headers (the hook below runs for unknown paths too), as IDaaS
+  // checks them first.
+  app.setNotFoundHandler((request, reply) =>
+    renderIdaasError(new IdaasRefusal("ROUTE_NOT_FOUND"), request, reply),
+  );
   refuseMalformedText(app);
 
   // onRequest, not preValidation: IDaaS checks the device and client headers before it reads the
@@ -116,7 +128,7 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
   }
 
   app.get(
-    "/api/v2/sdk/captcha",
+    "/captcha",
     { schema: { tags: ["IDaaS"], response: { 200: CaptchaReply, ...errorResponses } } },
     async (request) => {
       const caller = callerOf(request);
@@ -143,7 +155,7 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
   );
 
   app.post(
-    "/api/v2/sdk/captcha/verify",
+    "/captcha/verify",
     {
       schema: {
         tags: ["IDaaS"],
@@ -209,13 +221,13 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
 
   const sendSchema = <Body>(body: Body) => ({ tags: ["IDaaS"], body, response: errorResponses });
 
-  app.post("/api/v2/sdk/email/send", { schema: sendSchema(EmailSendBody) }, async (request, reply) => {
+  app.post("/email/send", { schema: sendSchema(EmailSendBody) }, async (request, reply) => {
     await send(request, "email", request.body.email, request.body);
     // IDaaS answers a queued code with 200 and no body at all (so no 200 schema to type it by).
     return (reply as FastifyReply).code(200).send();
   });
 
-  app.post("/api/v2/sdk/sms/send", { schema: sendSchema(SmsSendBody) }, async (request, reply) => {
+  app.post("/sms/send", { schema: sendSchema(SmsSendBody) }, async (request, reply) => {
     await send(request, "sms", request.body.mobile, request.body);
     return (reply as FastifyReply).code(200).send();
   });
@@ -243,11 +255,11 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
     response: { 200: SessionReply, ...errorResponses },
   });
 
-  app.post("/api/v2/sdk/login/email-verify-code", { schema: sessionSchema(EmailLoginBody) }, (request) =>
+  app.post("/login/email-verify-code", { schema: sessionSchema(EmailLoginBody) }, (request) =>
     signIn(request, "email", request.body.email, request.body.verify_code),
   );
 
-  app.post("/api/v2/sdk/login/sms-verify-code", { schema: sessionSchema(SmsLoginBody) }, (request) =>
+  app.post("/login/sms-verify-code", { schema: sessionSchema(SmsLoginBody) }, (request) =>
     signIn(request, "sms", request.body.mobile, request.body.verify_code),
   );
 
@@ -285,13 +297,11 @@ export async function idaasDialect(fastify: FastifyInstance, options: IdaasDiale
     return issueSession(tenant, account);
   }
 
-  app.post(
-    "/api/v2/sdk/register/email-verify-code",
-    { schema: sessionSchema(EmailRegisterBody) },
-    (request) => register(request, "email", request.body),
+  app.post("/register/email-verify-code", { schema: sessionSchema(EmailRegisterBody) }, (request) =>
+    register(request, "email", request.body),
   );
 
-  app.post("/api/v2/sdk/register/sms-verify-code", { schema: sessionSchema(SmsRegisterBody) }, (request) =>
+  app.post("/register/sms-verify-code", { schema: sessionSchema(SmsRegisterBody) }, (request) =>
     register(request, "sms", request.body),
   );
 }
