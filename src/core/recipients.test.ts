@@ -41,6 +41,8 @@ describe("parseRecipient: email", () => {
     ["a NUL character", "ann\u0000@example.com"],
     ["an escape character", "ann@exam\u001bple.com"],
     ["a DEL character", "ann\u007f@example.com"],
+    ["bytes that were not UTF-8 (U+FFFD)", "\ufffd\ufffd@example.com"],
+    ["a lone surrogate", "ann\ud800@example.com"],
   ])("refuses %s with VALIDATION_FAILED naming the field", (_, input) => {
     const error = refusal(() => parseRecipient("email", input, CN));
     expect(error.code).toBe("VALIDATION_FAILED");

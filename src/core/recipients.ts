@@ -6,8 +6,10 @@ const MAX_EMAIL_LENGTH = 254;
 // Deliberately simple: one @, a non-empty local part without spaces, a dotted domain. Full RFC 5322
 // parsing accepts addresses no mail provider delivers to; this refuses the typos users make.
 const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@[^\s@"(),:;<>[\\\]]+\.[^\s@"(),:;<>[\\\]]{2,}$/;
-// NUL, escapes, DEL: nothing a mailbox name holds, and PostgreSQL cannot even store a NUL.
-const CONTROL_CHARACTER = /\p{Cc}/u;
+// NUL, escapes, DEL: nothing a mailbox name holds, and PostgreSQL cannot even store a NUL. Nor
+// U+FFFD, what the body's bytes became where they were not UTF-8, or a lone surrogate: such an
+// address is garbled, and a code sent there would go to someone else or nowhere.
+const NOT_IN_A_MAILBOX = /[\p{Cc}\p{Cs}\uFFFD]/u;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;
 
 /**
@@ -23,7 +25,7 @@ export function parseRecipient(
   const field = options.field ?? "to";
   const value = input.trim();
   if (channel === "email") {
-    if (value.length > MAX_EMAIL_LENGTH || !EMAIL_PATTERN.test(value) || CONTROL_CHARACTER.test(value)) {
+    if (value.length > MAX_EMAIL_LENGTH || !EMAIL_PATTERN.test(value) || NOT_IN_A_MAILBOX.test(value)) {
       throw invalidField(field, `${field} is not a valid email address`);
     }
     const at = value.lastIndexOf("@");
