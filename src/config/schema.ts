@@ -218,7 +218,7 @@ export const AppConfigSchema = Type.Object(
       Type.String({ minLength: 1, maxLength: 256, description: "Fresns signing secret" }),
     ),
     loginOrRegister: Type.Optional(
-      Type.Boolean({ description: "Fresns useType 2 may target a new account" }),
+      Type.Boolean({ description: "a code login may create the account (Fresns useType 2, IDaaS LOGIN_*)" }),
     ),
     revealAccountExistence: Type.Optional(
       Type.Boolean({ description: "CloudBase is_user disclosure (default true)" }),

@@ -340,6 +340,23 @@ describe("journeys", () => {
     expectGolden(knownZh, "send.USER.1004.zh");
   });
 
+  it("registers on code login where the app says so (loginOrRegister)", async () => {
+    t = await open({ apps: [{ id: "default", loginOrRegister: true }] });
+    expectOk(await sendCode("email", ANN, "LOGIN_EMS", await passFor(ANN)));
+    const login = await post("/api/v2/sdk/login/email-verify-code", {
+      email: ANN,
+      verify_code: await deliveredCode("email", ANN),
+    });
+    expect(login.statusCode, login.body).toBe(200);
+    const tenant = (await t.engine.apps.byId("default"))!;
+    const account = await t.engine.accounts.resolveSession(tenant, login.json().session_token);
+    expect(account?.email).toBe(ANN);
+    // The account exists now: registering it again is refused, logging in again is not.
+    t.clock.advanceSeconds(60);
+    expectError(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)), "USER.1004");
+    expectOk(await sendCode("email", ANN, "LOGIN_EMS", await passFor(ANN)));
+  });
+
   it("says whether an account exists only to a caller with a good pass for that sender", async () => {
     t = await open();
     expectError(await sendCode("email", ANN, "LOGIN_EMS", "x---y"), "CAPTCHA.0003");

@@ -192,12 +192,15 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const passToken = passTokenOf(captchaToken);
     const accountId =
       scenario.rule === "logged_in_contact_blank" ? await loggedInAccountId(request, caller.app) : undefined;
+    // An app that registers on code login (IDaaS's enterprise setting; verifyd's `loginOrRegister`)
+    // sends a login code to an unknown contact too.
+    const rule = scenario.purpose === "sign_in" && caller.app.loginOrRegister ? "any" : scenario.rule;
     await engine.sendCode({
       app: caller.app,
       channel,
       to: recipient,
       purpose: scenario.purpose,
-      rule: scenario.rule,
+      rule,
       locale: headerText(request, "x-l"),
       accountId,
       clientIp: caller.clientIp,
@@ -243,9 +246,15 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       code: verifyCode,
       codeField: "verify_code",
     });
-    // LOGIN_* sends only to an existing account; this finds none only if it was removed since.
-    const account = await engine.accounts.findByContact(tenant, channel, checked.record.to);
-    if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+    const contact = checked.record.to;
+    let account = await engine.accounts.findByContact(tenant, channel, contact);
+    // LOGIN_* sends only to an existing account, unless the app registers on code login; else this
+    // finds none only if the account was removed since.
+    if (!account && !tenant.loginOrRegister) throw new OtpError("ACCOUNT_NOT_FOUND");
+    account ??= await engine.accounts.create({
+      app: tenant,
+      ...(channel === "email" ? { email: contact } : { phone: contact }),
+    });
     return issueSession(tenant, account);
   }
 
