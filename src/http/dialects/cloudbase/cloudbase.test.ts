@@ -37,6 +37,11 @@ function get(url: string, headers: Headers = {}) {
 }
 
 const bearer = (accessToken: string): Headers => ({ authorization: `Bearer ${accessToken}` });
+const basic = (clientId: string, secret: string): Headers => ({
+  authorization: `Basic ${Buffer.from(`${clientId}:${secret}`).toString("base64")}`,
+});
+/** What a server-side CloudBase client sends instead of a user's access token. */
+const PUBLISHABLE_KEY = "eyJhbGciOiJIUzI1NiJ9.publishable.key";
 
 /** Volatile values are checked for shape, then replaced, so the golden file holds the exact rest. */
 function masked(body: Record<string, unknown>): Record<string, unknown> {
@@ -332,6 +337,78 @@ describe("CloudBase 200: the journeys", () => {
     expectError(await send({ email: "jo@example.com", target: "USER" }), 404, "user_not_found", 4004);
   });
 
+  it("takes the app of an anonymous call from a Basic header or a verifyd access token, and ignores a publishable key", async () => {
+    await start({ apps: [{ id: "shop" }] });
+    const token = await verified({ email: "max@example.com" }, "max@example.com", "?client_id=shop");
+    const signedUp = await post(
+      "/auth/v1/signup",
+      { email: "max@example.com", verification_token: token, username: "max_1", password: "s3cret-pass" },
+      basic("shop", "server-secret"),
+    );
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
+    const { sub, access_token: accessToken } = signedUp.json();
+    // Basic's username is the client_id: the password sign-in finds the shop's user.
+    const byBasic = await post(
+      "/auth/v1/signin",
+      { username: "max_1", password: "s3cret-pass" },
+      basic("shop", "server-secret"),
+    );
+    expect(byBasic.statusCode, byBasic.body).toBe(200);
+    expect(byBasic.json().sub).toBe(sub);
+    // A publishable key is not an access token: it is ignored, and the call lands in `default`.
+    const byKey = await post(
+      "/auth/v1/signin",
+      { username: "max_1", password: "s3cret-pass" },
+      bearer(PUBLISHABLE_KEY),
+    );
+    expectError(byKey, 400, "invalid_password", 4003);
+    expect(
+      (
+        await post(
+          "/auth/v1/signin?client_id=shop",
+          { username: "max_1", password: "s3cret-pass" },
+          bearer(PUBLISHABLE_KEY),
+        )
+      ).statusCode,
+    ).toBe(200);
+    t.clock.advanceSeconds(60);
+    expect((await send({ email: "new@example.com" }, bearer(PUBLISHABLE_KEY))).statusCode).toBe(200);
+    expect((await post("/auth/v1/captcha/data", undefined, bearer(PUBLISHABLE_KEY))).statusCode).toBe(200);
+    // A verifyd access token still names its app on an anonymous call.
+    const sent = await send({ email: "max@example.com", target: "USER" }, bearer(accessToken));
+    expect(sent.statusCode, sent.body).toBe(200);
+    expect(sent.json().is_user).toBe(true);
+    // Once expired it is refused, as before, so that the SDK refreshes it; it is not taken for no
+    // token, which would serve the call as the default app's.
+    t.clock.advanceSeconds(7201);
+    expectError(await send({ email: "late@example.com" }, bearer(accessToken)), 401, "unauthenticated", 4010);
+  });
+
+  it("signs up with verification_code and the contact instead of a verification_token", async () => {
+    await start();
+    const sent = await send({ email: "ned@example.com", usage: "REGISTER" });
+    expect(sent.statusCode, sent.body).toBe(200);
+    const signedUp = await post("/auth/v1/signup", {
+      email: "ned@example.com",
+      verification_code: await codeFor("ned@example.com"),
+      username: "ned_1",
+      password: "s3cret-pass",
+    });
+    expect(signedUp.statusCode, signedUp.body).toBe(200);
+    const me = await get("/auth/v1/user/me", bearer(signedUp.json().access_token));
+    expect(me.json()).toMatchObject({ email: "ned@example.com", email_verified: true, username: "ned_1" });
+    // The code was spent by the sign-up.
+    expectError(
+      await post("/auth/v1/verification/verify", {
+        verification_id: sent.json().verification_id,
+        verification_code: await codeFor("ned@example.com"),
+      }),
+      400,
+      "invalid_verification_code",
+      4008,
+    );
+  });
+
   it("echoes x-request-id and accepts x-device-id", async () => {
     await start();
     const sent = await send(
@@ -461,6 +538,21 @@ describe("CloudBase 429: send limits", () => {
     await golden("error-rate-limit-ip", eleventh);
     // Another address is not affected.
     expect((await send({ email: "user10@example.com" }, {}, "203.0.113.8")).statusCode).toBe(200);
+  });
+
+  it("answers a captcha-fetch limit with generic wording, keeping the seed's wording for sends", async () => {
+    await start();
+    const from = "203.0.113.90";
+    for (let index = 0; index < 30; index++) {
+      const fetched = await post("/auth/v1/captcha/data", undefined, {}, from);
+      expect(fetched.statusCode, fetched.body).toBe(200);
+    }
+    const limited = await post("/auth/v1/captcha/data", undefined, {}, from);
+    expectError(limited, 429, "rate_limit_exceeded", 4029);
+    expect(limited.json().error_description).toBe(
+      `Too many requests, please try again in ${limited.headers["retry-after"]} seconds`,
+    );
+    expect(limited.headers["retry-after"]).toMatch(/^\d+$/);
   });
 
   it("kills a code after 5 wrong guesses", async () => {
@@ -640,6 +732,37 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
     expectError(await post("/auth/v1/token", { grant_type: "password" }), 400, "invalid_argument", 4000);
   });
 
+  it("refuses sign-up with both verification_token and verification_code, and with a wrong code", async () => {
+    await start();
+    await send({ email: "ann@example.com", usage: "REGISTER" });
+    const code = await codeFor("ann@example.com");
+    expectError(
+      await post("/auth/v1/signup", {
+        email: "ann@example.com",
+        verification_token: "vt_whatever",
+        verification_code: code,
+      }),
+      400,
+      "invalid_argument",
+      4000,
+    );
+    const wrong = await post("/auth/v1/signup", {
+      email: "ann@example.com",
+      verification_code: code === "000000" ? "111111" : "000000",
+    });
+    expectError(wrong, 400, "invalid_verification_code", 4002);
+    // A code for another contact is just a wrong code.
+    expectError(
+      await post("/auth/v1/signup", { email: "bob@example.com", verification_code: code }),
+      400,
+      "invalid_verification_code",
+      4002,
+    );
+    expect(
+      (await post("/auth/v1/signup", { email: "ann@example.com", verification_code: code })).statusCode,
+    ).toBe(200);
+  });
+
   it("answers a wrong password or an unknown username alike", async () => {
     await start();
     await signUp("ann@example.com", { username: "ann_1", password: "right-pass" });
@@ -659,6 +782,77 @@ describe("CloudBase 401, 404, 409", () => {
     await golden("error-unauthenticated", missing);
     expectError(await get("/auth/v1/user/me", bearer("not.a.jwt")), 401, "unauthenticated", 4010);
     expectError(await send({ email: "ann@example.com", target: "CUR_USER" }), 401, "unauthenticated", 4010);
+  });
+
+  it("still demands a verifyd access token where a signed-in user is needed", async () => {
+    await start();
+    await signUp("ann@example.com");
+    for (const headers of [bearer(PUBLISHABLE_KEY), basic("default", "server-secret")]) {
+      expectError(await get("/auth/v1/user/me", headers), 401, "unauthenticated", 4010);
+      expectError(await post("/auth/v1/user/signout", undefined, headers), 401, "unauthenticated", 4010);
+      expectError(
+        await send({ email: "a***@example.com", target: "CUR_USER" }, headers),
+        401,
+        "unauthenticated",
+        4010,
+      );
+    }
+  });
+
+  it("checks the verification_token before telling whether the contact or the username is taken", async () => {
+    await start({ apps: [{ id: "quiet", revealAccountExistence: false }] });
+    for (const q of ["", "?client_id=quiet"]) {
+      const token = await verified({ email: "ann@example.com" }, "ann@example.com", q);
+      const signedUp = await post(`/auth/v1/signup${q}`, {
+        email: "ann@example.com",
+        verification_token: token,
+        username: "ann_1",
+      });
+      expect(signedUp.statusCode, signedUp.body).toBe(200);
+      const takenContact = await post(`/auth/v1/signup${q}`, {
+        email: "ann@example.com",
+        verification_token: "x",
+      });
+      expectError(takenContact, 400, "invalid_grant", 4015);
+      const takenUsername = await post(`/auth/v1/signup${q}`, {
+        email: "zed@example.com",
+        verification_token: "x",
+        username: "ann_1",
+      });
+      expectError(takenUsername, 400, "invalid_grant", 4015);
+    }
+  });
+
+  it("refuses the loser of a username race with the username message and keeps its token", async () => {
+    await start();
+    const annToken = await verified({ email: "ann@example.com" }, "ann@example.com");
+    const bobToken = await verified({ email: "bob@example.com" }, "bob@example.com");
+    const both = await Promise.all([
+      post("/auth/v1/signup", {
+        email: "ann@example.com",
+        verification_token: annToken,
+        username: "same_name",
+        password: "s3cret-pass",
+      }),
+      post("/auth/v1/signup", {
+        email: "bob@example.com",
+        verification_token: bobToken,
+        username: "same_name",
+        password: "s3cret-pass",
+      }),
+    ]);
+    expect(both.map((response) => response.statusCode).sort()).toEqual([200, 409]);
+    const loser = both.find((response) => response.statusCode === 409) as LightMyRequestResponse;
+    expectError(loser, 409, "already_exists", 4009);
+    expect(loser.json().error_description).toBe("This username is taken");
+    const loserIsAnn = loser === both[0];
+    const retried = await post("/auth/v1/signup", {
+      email: loserIsAnn ? "ann@example.com" : "bob@example.com",
+      verification_token: loserIsAnn ? annToken : bobToken,
+      username: "other_name",
+      password: "s3cret-pass",
+    });
+    expect(retried.statusCode, retried.body).toBe(200);
   });
 
   it("refuses CUR_USER for a channel the account has no contact of", async () => {

@@ -8,8 +8,18 @@ export interface CloudbaseError {
   error: string;
   errorCode: number;
   /** the `error_description`; default: the core's client-safe message */
-  describe?: (error: OtpError) => string;
+  describe?: (error: OtpError, context: CloudbaseErrorContext) => string;
 }
+
+/** What the failing request was doing, where the wording depends on it. */
+export interface CloudbaseErrorContext {
+  /** a send (`POST /auth/v1/verification`), whose rate limits the seed words */
+  sendingCode: boolean;
+}
+
+/** The context of the send route's refusals. */
+export const SENDING_CODE: CloudbaseErrorContext = { sendingCode: true };
+const NOT_SENDING: CloudbaseErrorContext = { sendingCode: false };
 
 const tryAgainIn = (error: OtpError) => error.details.retryAfterSeconds ?? 60;
 
@@ -21,8 +31,11 @@ const RATE_LIMIT_EXCEEDED: CloudbaseError = {
   status: 429,
   error: "rate_limit_exceeded",
   errorCode: 4029,
-  describe: (error) =>
-    `Verification code send frequency too high, please try again in ${tryAgainIn(error)} seconds`,
+  // The seed's words name the send; a limit elsewhere (fetching captchas) must not claim a send.
+  describe: (error, context) =>
+    context.sendingCode
+      ? `Verification code send frequency too high, please try again in ${tryAgainIn(error)} seconds`
+      : `Too many requests, please try again in ${tryAgainIn(error)} seconds`,
 };
 
 /**
@@ -126,14 +139,17 @@ export interface CloudbaseErrorBody {
 }
 
 /** The wire error of a core error: the field-specific answer where one exists, else the code's. */
-export function cloudbaseErrorOf(error: OtpError): { status: number; body: CloudbaseErrorBody } {
+export function cloudbaseErrorOf(
+  error: OtpError,
+  context: CloudbaseErrorContext = NOT_SENDING,
+): { status: number; body: CloudbaseErrorBody } {
   const field = error.details.field;
   const byField =
     (error.code === "VALIDATION_FAILED" || error.code === "RECIPIENT_INVALID") && field !== undefined
       ? CLOUDBASE_FIELD_ERRORS[field]
       : undefined;
   const wire = byField ?? CLOUDBASE_ERRORS[error.code];
-  let description = wire.describe ? wire.describe(error) : error.message;
+  let description = wire.describe ? wire.describe(error, context) : error.message;
   const retryAfter = error.details.retryAfterSeconds;
   // A refusal always says how long to wait (DESIGN.md); entries with their own wording say it there.
   if (retryAfter !== undefined && !wire.describe) {
@@ -150,6 +166,7 @@ export function renderCloudbaseError(
   error: unknown,
   request: FastifyRequest,
   reply: FastifyReply,
+  context: CloudbaseErrorContext = NOT_SENDING,
 ): FastifyReply {
   const otpError = toOtpError(error, request);
   if (!otpError) {
@@ -160,7 +177,7 @@ export function renderCloudbaseError(
       error_description: `An unexpected error occurred; quote request id ${requestId} when reporting it`,
     });
   }
-  const { status, body } = cloudbaseErrorOf(otpError);
+  const { status, body } = cloudbaseErrorOf(otpError, context);
   if (status >= 500) request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
   setRetryAfter(reply, otpError);
   return reply.code(status).send(body);

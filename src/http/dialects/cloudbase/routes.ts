@@ -1,12 +1,13 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { NewAccountInput } from "../../../core/accounts/account-service.js";
 import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
 import type { Engine } from "../../../core/engine.js";
-import { invalidField, OtpError } from "../../../core/errors.js";
+import { invalidField, isOtpError, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
-import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError } from "./error-map.js";
+import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
 import {
   CaptchaDataReply,
   CaptchaVerifyBody,
@@ -53,6 +54,7 @@ const NO_USAGE_TOKEN_PURPOSES: Purpose[] = ["sign_in", "sign_up"];
 
 const DEVICE_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const BEARER_PATTERN = /^Bearer\s+(\S{1,4096})$/i;
+const BASIC_PATTERN = /^Basic\s+([A-Za-z0-9+/]{1,1024}={0,2})$/i;
 
 interface Contact {
   channel: Channel;
@@ -107,14 +109,18 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     jsonParser(request, text, done);
   });
 
-  /** `client_id` from the query, an x-client-id / client_id header, or the body, in that order. */
+  /**
+   * `client_id` from the query, an x-client-id / client_id header, the body, or the username of a
+   * Basic header, in that order.
+   */
   function clientIdOf(request: FastifyRequest, bodyClientId?: string): string | undefined {
     const query = request.query as { client_id?: string } | undefined;
     return (
       query?.client_id ??
       headerValue(request, "x-client-id") ??
       headerValue(request, "client_id") ??
-      bodyClientId
+      bodyClientId ??
+      basicClientIdOf(request)
     );
   }
 
@@ -137,19 +143,25 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   /**
    * The app of an anonymous call. A logged-in SDK sends even anonymous-looking calls (a send)
-   * with its credentials and no `client_id`; then the access token names the app.
+   * with its credentials and no `client_id`; then the access token names the app. Server-side
+   * clients authorize with a publishable key instead (COMPANION-APIS.md 2, common headers): a
+   * Bearer that is not a verifyd access token names nothing and is ignored, since no user is
+   * authorized here; the calls that need one go through `signedIn`, which refuses it.
    */
   async function appOf(request: FastifyRequest, bodyClientId?: string): Promise<App> {
     const clientId = clientIdOf(request, bodyClientId);
-    const accessToken = clientId === undefined ? bearerOf(request) : undefined;
-    if (accessToken !== undefined) return (await tokens.authenticate(accessToken, undefined)).app;
-    return tokens.appNamed(clientId);
+    if (clientId !== undefined) return tokens.appNamed(clientId);
+    const bearer = BEARER_PATTERN.exec(request.headers.authorization ?? "")?.[1];
+    const appOfToken = bearer === undefined ? null : await tokens.appOfAccessToken(bearer);
+    return appOfToken ?? tokens.appNamed(undefined);
   }
 
   app.post(
     "/verification",
     {
       schema: { body: SendBody, querystring: ClientQuery, response: { 200: SendReply, ...errorResponses } },
+      // Its rate limits are send refusals, worded as the seed words them.
+      errorHandler: (error, request, reply) => renderCloudbaseError(error, request, reply, SENDING_CODE),
       // A client the risk rules already ask for a captcha is answered before its body is read, as
       // on the native API: this face is called by browsers directly, so it is where a flood lands.
       // Only when the app is known without the body (client_id in the query or a header, cached)
@@ -175,7 +187,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         }
         // Answered here, not passed to `done`, so a flood skips Fastify's error path (see the
         // native face's `renderProblem`).
-        if (refusal) return void renderCloudbaseError(refusal, request, reply);
+        if (refusal) return void renderCloudbaseError(refusal, request, reply, SENDING_CODE);
         done();
       },
     },
@@ -261,42 +273,91 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       const contact = contactOf(body);
       requireCountryPrefix(contact);
       const recipient = parseRecipient(contact.channel, contact.raw, parseOptions(contact.field));
-      // Checked before the token is spent, so a refused sign-up keeps the user's verification
-      // (CloudBase clients that cannot see is_user try sign-up first, then sign-in).
-      if (await engine.accounts.findByContact(tenant, contact.channel, recipient.address)) {
-        throw new OtpError("ACCOUNT_EXISTS", {
-          message: `A user with this ${contact.field} already exists; sign in instead`,
-          details: { field: contact.field },
-        });
-      }
-      if (body.username !== undefined && (await engine.accounts.findByUsername(tenant, body.username))) {
-        throw new OtpError("ACCOUNT_EXISTS", {
-          message: "This username is taken",
-          details: { field: "username" },
-        });
-      }
-      await engine.redeemToken({
-        app: tenant,
-        token: body.verification_token,
-        purposes: ["sign_up"],
-        recipient: { channel: contact.channel, address: recipient.address },
-        tokenField: "verification_token",
-      });
+      const verificationToken = await signUpTokenOf(tenant, body, contact);
       const profile: Record<string, string> = {};
       for (const key of ["name", "gender", "picture", "locale"] as const) {
         const value = body[key];
         if (value !== undefined) profile[key] = value;
       }
-      const account = await engine.accounts.create({
+      let account: Account | undefined;
+      await engine.redeemToken({
         app: tenant,
-        ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
-        username: body.username,
-        password: body.password,
-        profile,
+        token: verificationToken,
+        purposes: ["sign_up"],
+        recipient: { channel: contact.channel, address: recipient.address },
+        tokenField: "verification_token",
+        // The account is made once the token is known good, so only who proved the contact learns
+        // whether it or the username is taken; and before the token is spent, so a refused
+        // sign-up keeps the verification (CloudBase clients that cannot see is_user try sign-up
+        // first, then sign-in; the loser of a race for a username retries with another one).
+        beforeSpending: async () => {
+          account = await createAccount(contact, {
+            app: tenant,
+            ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
+            username: body.username,
+            password: body.password,
+            profile,
+          });
+        },
       });
-      return tokens.issue(tenant, account);
+      return tokens.issue(tenant, account as Account);
     },
   );
+
+  /**
+   * The verification token a sign-up redeems: the one given, or the one a `verification_code`
+   * for the contact's sign-up code earns (COMPANION-APIS.md 2.4 accepts either).
+   */
+  async function signUpTokenOf(
+    tenant: App,
+    body: { verification_token?: string | undefined; verification_code?: string | undefined },
+    contact: Contact,
+  ): Promise<string> {
+    const { verification_token: token, verification_code: code } = body;
+    if (token !== undefined && code !== undefined) {
+      throw invalidField("body", "Pass verification_token or verification_code, not both");
+    }
+    if (token !== undefined) return token;
+    if (code === undefined) {
+      throw invalidField("verification_token", "Pass verification_token or verification_code");
+    }
+    const checked = await engine.checkCode({
+      app: tenant,
+      target: { channel: contact.channel, to: contact.raw, purpose: "sign_up", toField: contact.field },
+      code,
+      codeField: "verification_code",
+    });
+    return checked.token as string;
+  }
+
+  /** Creates the account, or says which of its contact and username is taken (ACCOUNT_EXISTS). */
+  async function createAccount(contact: Contact, input: NewAccountInput): Promise<Account> {
+    await refuseTaken(contact, input);
+    try {
+      return await engine.accounts.create(input);
+    } catch (error) {
+      // A concurrent sign-up took the contact or the username after the look-up; the store's
+      // uniqueness refused this one, so look again to say which.
+      if (isOtpError(error) && error.code === "ACCOUNT_EXISTS") await refuseTaken(contact, input);
+      throw error;
+    }
+  }
+
+  async function refuseTaken(contact: Contact, input: NewAccountInput): Promise<void> {
+    const address = (contact.channel === "email" ? input.email : input.phone) as string;
+    if (await engine.accounts.findByContact(input.app, contact.channel, address)) {
+      throw new OtpError("ACCOUNT_EXISTS", {
+        message: `A user with this ${contact.field} already exists; sign in instead`,
+        details: { field: contact.field },
+      });
+    }
+    if (input.username !== undefined && (await engine.accounts.findByUsername(input.app, input.username))) {
+      throw new OtpError("ACCOUNT_EXISTS", {
+        message: "This username is taken",
+        details: { field: "username" },
+      });
+    }
+  }
 
   // A decoy hash, so an unknown username costs the same scrypt time as a wrong password and the
   // answer's timing does not tell which usernames exist.
@@ -506,6 +567,20 @@ function deviceIdOf(request: FastifyRequest): string | undefined {
     throw invalidField("x-device-id", "x-device-id must be 1-128 printable ASCII characters");
   }
   return value;
+}
+
+/**
+ * The username of a `Basic client_id:client_secret` header, CloudBase's server-side credentials.
+ * The secret is not checked: it authorizes no user here, and the client_id it comes with is as
+ * public as the `client_id` query parameter it stands in for.
+ */
+function basicClientIdOf(request: FastifyRequest): string | undefined {
+  const match = BASIC_PATTERN.exec(request.headers.authorization ?? "");
+  if (!match) return undefined;
+  const credentials = Buffer.from(match[1] as string, "base64").toString("utf8");
+  const colon = credentials.indexOf(":");
+  // A client_id is 1-128 characters wherever else it is given (schemas.ts).
+  return colon > 0 && colon <= 128 ? credentials.slice(0, colon) : undefined;
 }
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {

@@ -66,7 +66,14 @@ const VerificationToken = Type.String({ minLength: 1, maxLength: 128 });
 export const SignUpBody = Type.Object({
   phone_number: Type.Optional(PhoneNumber),
   email: Type.Optional(Email),
-  verification_token: VerificationToken,
+  verification_token: Type.Optional(VerificationToken),
+  verification_code: Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 32,
+      description: "instead of verification_token: the code sent to the contact with usage REGISTER",
+    }),
+  ),
   username: Type.Optional(
     Type.String({
       pattern: "^[A-Za-z0-9_-]{5,24}$",

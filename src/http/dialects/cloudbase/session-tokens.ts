@@ -1,3 +1,4 @@
+import { decodeJwt } from "jose";
 import { accountOfSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
 import type { Engine } from "../../../core/engine.js";
@@ -100,6 +101,20 @@ export function createSessionTokens(engine: Engine) {
       return { app, account, sessionId: claims.sid };
     },
 
+    /**
+     * The app a verifyd access token was issued to, or null when the token is not one (a
+     * publishable key, say). Only for calls that authorize no user: the audience is authentic
+     * once the signature verifies, whether or not the session is still live. A token that says
+     * it is verifyd's but does not verify (expired, most often) is refused as before, so the SDK
+     * refreshes it, rather than taken for no token and its call served by the default app.
+     */
+    async appOfAccessToken(accessToken: string): Promise<App | null> {
+      const claims = await verifyAccessToken(accessToken);
+      if (claims) return appNamed(claims.aud);
+      if (claimsToBeOurs(accessToken)) throw unauthenticated("The access token is invalid or expired");
+      return null;
+    },
+
     /** Exchanges a refresh token for new credentials; the old refresh token ends (rotation). */
     async refresh(app: App, refreshToken: string): Promise<CloudbaseCredentials> {
       const account = await accounts.resolveSession(app, refreshToken);
@@ -134,3 +149,12 @@ export function createSessionTokens(engine: Engine) {
 }
 
 export type SessionTokens = ReturnType<typeof createSessionTokens>;
+
+/** True when `token` is a JWT whose (unverified) issuer is verifyd's. */
+function claimsToBeOurs(token: string): boolean {
+  try {
+    return decodeJwt(token).iss === TOKEN_ISSUER;
+  } catch {
+    return false; // not a JWT at all
+  }
+}
