@@ -1,7 +1,12 @@
 import { precheckSendRisk, type RiskPrecheckInput } from "./abuse/risk-precheck.js";
 import { createAccountService } from "./accounts/account-service.js";
 import type { App } from "./types.js";
-import { type CheckCodeInput, checkCode } from "./verification/check-code.js";
+import {
+  type CheckCodeInput,
+  checkCode,
+  type PeekAnyCodeInput,
+  peekAnyCode,
+} from "./verification/check-code.js";
 import type { EngineDeps } from "./verification/engine-deps.js";
 import { cancelVerification, getVerification } from "./verification/manage-verification.js";
 import { type RedeemTokenInput, redeemToken } from "./verification/redeem-token.js";
@@ -15,6 +20,7 @@ export function createEngine(deps: EngineDeps) {
     accounts: createAccountService({ accounts: deps.accounts, counters: deps.counters, clock: deps.clock }),
     sendCode: (input: SendCodeInput) => sendCode(deps, input),
     checkCode: (input: CheckCodeInput) => checkCode(deps, input),
+    peekAnyCode: (input: PeekAnyCodeInput) => peekAnyCode(deps, input),
     getVerification: (app: App, id: string) => getVerification(deps, app, id),
     cancelVerification: (app: App, id: string) => cancelVerification(deps, app, id),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),

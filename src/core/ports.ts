@@ -114,7 +114,7 @@ export interface VerificationStore {
    * Counts one attempt *before* the caller compares the code, in one atomic step: refuses when the
    * code is not pending, expired or out of attempts, or the recipient's failed-check budget is
    * spent; otherwise increments the code's attempts and the recipient's failure counter (refunded
-   * by `approve` / `refundFailure` when the code turns out right). Incrementing first means
+   * by `approve` / `refundAttempt` when the code turns out right). Incrementing first means
    * concurrent guesses can never exceed the cap. The failure counter's key is
    * `failedChecksKey(record.channel, record.to)` (core/verification/keys.ts).
    */
@@ -141,8 +141,13 @@ export interface VerificationStore {
     judge: (record: CodeRecord) => TokenRecord | null,
   ): Promise<AttemptOutcome | { kind: "approved"; record: CodeRecord }>;
 
-  /** Takes back one failure count (a correct peek). */
-  refundFailure(appId: string, failureKey: string, nowMs: number): Promise<void>;
+  /**
+   * Takes back, in one atomic step, one attempt of the code `id` (never below zero, whatever its
+   * status) and one count of the recipient's failure counter: for an attempt that turned out to
+   * reveal nothing and spend nothing (a right peek leaves its code pending). A code's attempts are
+   * then its wrong checks plus the checks still being judged, so the cap on wrong checks holds.
+   */
+  refundAttempt(appId: string, id: string, failureKey: string, nowMs: number): Promise<void>;
 
   get(appId: string, id: string): Promise<CodeRecord | null>;
 

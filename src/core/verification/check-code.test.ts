@@ -176,7 +176,7 @@ describe("checkCode: single use", () => {
 });
 
 describe("checkCode: peek", () => {
-  it("counts the attempt and leaves the code pending for the next call", async () => {
+  it("leaves the code pending for the next call, with the attempt of a right peek given back", async () => {
     t = await createTestEngine();
     const { id, code } = await sendTo();
     const peeked = await check(id, code, "peek");
@@ -184,8 +184,21 @@ describe("checkCode: peek", () => {
     expect(peeked.record.status).toBe("pending");
     const view = await t.engine.getVerification(await t.app(), id);
     expect(view.status).toBe("pending");
-    expect(view.attemptsRemaining).toBe(4);
+    expect(view.attemptsRemaining).toBe(5);
     expect((await check(id, code)).token).toMatch(/^vt_/);
+  });
+
+  it("never uses up a code with right peeks, and still kills it after 5 wrong checks", async () => {
+    t = await createTestEngine();
+    const { id, code } = await sendTo();
+    // Before, each right peek spent an attempt: 4 wrong + 1 right peek left the code dead.
+    for (let i = 0; i < 4; i++) await otpError(check(id, wrong(code), "peek"));
+    for (let i = 0; i < 6; i++) await check(id, code, "peek");
+    expect((await t.engine.getVerification(await t.app(), id)).attemptsRemaining).toBe(1);
+    const fifth = await otpError(check(id, wrong(code), "peek"));
+    expect(fifth.details.attemptsRemaining).toBe(0);
+    expect((await otpError(check(id, code, "peek"))).code).toBe("TOO_MANY_ATTEMPTS");
+    expect((await otpError(check(id, code))).code).toBe("TOO_MANY_ATTEMPTS");
   });
 
   it("refuses a wrong peek like a wrong check", async () => {
@@ -206,6 +219,41 @@ describe("checkCode: peek", () => {
     }
     const { id, code } = await sendTo();
     expect((await check(id, code)).record.status).toBe("approved");
+  });
+});
+
+describe("peekAnyCode", () => {
+  const slot = (purpose: Purpose) => ({ channel: "email" as const, to: ANN, purpose });
+  const peekAny = async (code: string) =>
+    t.engine.peekAnyCode({
+      app: await t.app(),
+      targets: [slot("bind_contact"), slot("delete_account")],
+      code,
+    });
+
+  it("charges nothing to the codes passed on the way to the right one", async () => {
+    t = await createTestEngine();
+    const bind = await sendTo(ANN, "bind_contact");
+    t.clock.advanceSeconds(60);
+    const del = await sendTo(ANN, "delete_account");
+    // Before, each call counted a wrong attempt on the bind code, which died after 5.
+    for (let i = 0; i < 6; i++) expect((await peekAny(del.code)).record.id).toBe(del.id);
+    for (const { id } of [bind, del]) {
+      expect((await t.engine.getVerification(await t.app(), id)).attemptsRemaining).toBe(5);
+    }
+    expect((await peekAny(bind.code)).record.id).toBe(bind.id);
+  });
+
+  it("counts a wrong value against every code it was compared with", async () => {
+    t = await createTestEngine();
+    const bind = await sendTo(ANN, "bind_contact");
+    t.clock.advanceSeconds(60);
+    const del = await sendTo(ANN, "delete_account");
+    let value = "000000";
+    while (value === bind.code || value === del.code) value = String(Number(value) + 1).padStart(6, "0");
+    for (let i = 0; i < 5; i++) expect((await otpError(peekAny(value))).code).toBe("CODE_INVALID");
+    expect((await otpError(peekAny(del.code))).code).toBe("TOO_MANY_ATTEMPTS");
+    expect((await t.engine.getVerification(await t.app(), bind.id)).status).toBe("max_attempts_reached");
   });
 });
 

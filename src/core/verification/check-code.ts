@@ -1,7 +1,7 @@
 import { prefixVerifiedKey } from "../abuse/abuse-rules.js";
 import { OtpError } from "../errors.js";
 import { newTimeOrderedSecret, timeOrderedSecretKey } from "../ids.js";
-import type { AttemptRefusal, CodeRef } from "../ports.js";
+import type { AttemptOutcome, AttemptRefusal, CodeRef } from "../ports.js";
 import { parseRecipient, phonePrefix } from "../recipients.js";
 import type { App, Channel, CodeRecord, Purpose, TokenRecord } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
@@ -17,8 +17,9 @@ export interface CheckCodeInput {
   target: CheckTarget;
   code: string;
   /**
-   * `consume` approves and issues a token; `peek` counts the attempt and compares but leaves the
-   * code pending for the next call (Fresns `verify-identity`).
+   * `consume` approves and issues a token; `peek` compares and leaves the code pending for the next
+   * call (Fresns `verify-identity`): its attempt is counted before the comparison like any other,
+   * and given back when the code is right, so a right peek never uses up the code's attempts.
    */
   mode?: "consume" | "peek";
   /** which input field the code came from, so errors name the caller's field */
@@ -49,16 +50,10 @@ const REFUSAL_ERRORS: Record<AttemptRefusal, OtpError["code"]> = {
 export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promise<CheckCodeResult> {
   const { app } = input;
   const codeField = input.codeField ?? "code";
-  // A code that cannot be right (wrong length or alphabet) is a client error, not a guess: it is
-  // refused without spending an attempt.
-  if (!/^\d+$/.test(input.code) || input.code.length !== app.policy.codeLength) {
-    throw new OtpError("VALIDATION_FAILED", {
-      message: `${codeField} must be ${app.policy.codeLength} digits`,
-      details: { field: codeField },
-    });
-  }
+  refuseMalformedCode(app, input.code, codeField);
   const ref = resolveRef(deps, app, input.target);
   const now = deps.clock.nowMs();
+  if (input.mode === "peek") return peekRefs(deps, app, [ref], input.code, codeField, now);
   const tokenTtlSeconds = app.policy.tokenTtlSeconds;
   const tokenExpiresAtMs = now + tokenTtlSeconds * 1000;
   // A token is timed by its expiry, so a store keyed by it holds expired tokens first and can
@@ -73,7 +68,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
     purposes: record.tokenPurposes,
     expiresAtMs: tokenExpiresAtMs,
   });
-  const consumeInOneStep = input.mode !== "peek" ? deps.store.attemptAndApprove?.bind(deps.store) : undefined;
+  const consumeInOneStep = deps.store.attemptAndApprove?.bind(deps.store);
   let oneStepToken: string | undefined;
   const outcome = consumeInOneStep
     ? await consumeInOneStep(ref, app.policy.failedChecksPerRecipient, now, (record) => {
@@ -83,21 +78,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
       })
     : await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
 
-  if (outcome.kind === "not_found") {
-    // By recipient, "no pending code" must look exactly like a wrong code, or it would tell an
-    // attacker which recipients have one.
-    throw "id" in ref
-      ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
-      : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
-  }
-  if (outcome.kind === "refused") {
-    throw new OtpError(REFUSAL_ERRORS[outcome.reason], {
-      details: {
-        ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
-        ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
-      },
-    });
-  }
+  if (outcome.kind === "not_found" || outcome.kind === "refused") throw refusalOf(outcome, ref, codeField);
 
   if (outcome.kind === "approved") {
     await noteVerifiedSms(deps, app, outcome.record, now);
@@ -107,13 +88,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const failureKey = failedChecksKey(record.channel, record.to);
   // A one-step store has already judged this attempt: counted and not approved means wrong.
   if (consumeInOneStep || !deps.secrets.codeMatches(record.id, input.code, record.codeHash)) {
-    throw new OtpError("CODE_INVALID", {
-      details: { field: codeField, attemptsRemaining: Math.max(0, record.maxAttempts - record.attempts) },
-    });
-  }
-  if (input.mode === "peek") {
-    await deps.store.refundFailure(app.id, failureKey, now);
-    return { record };
+    throw wrongCode(record, codeField);
   }
 
   const token = mintToken();
@@ -123,6 +98,104 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const approvedRecord: CodeRecord = { ...record, status: "approved" };
   await noteVerifiedSms(deps, app, approvedRecord, now);
   return { record: approvedRecord, token, tokenExpiresInSeconds: tokenTtlSeconds };
+}
+
+export interface PeekAnyCodeInput {
+  app: App;
+  /** the codes the value may be, most likely first */
+  targets: CheckTarget[];
+  code: string;
+  codeField?: string;
+}
+
+/**
+ * Peeks one value against the pending codes of several targets (Fresns `verify-identity`, which
+ * filters by no template): right when it is any of them, and then no code is charged anything. A
+ * code the value was compared with before the right one revealed nothing (the answer is the same
+ * whichever code matched), so its attempt is given back too: a right call never wears down the
+ * caller's other codes. A wrong call has told the caller that the value is none of them, so every
+ * code compared keeps its counted attempt: 5 wrong values still kill each code.
+ */
+export async function peekAnyCode(deps: EngineDeps, input: PeekAnyCodeInput): Promise<CheckCodeResult> {
+  const { app } = input;
+  const codeField = input.codeField ?? "code";
+  refuseMalformedCode(app, input.code, codeField);
+  const refs = input.targets.map((target) => resolveRef(deps, app, target));
+  return peekRefs(deps, app, refs, input.code, codeField, deps.clock.nowMs());
+}
+
+/**
+ * Peeks in order until a code matches. Each attempt is counted before its comparison, as every
+ * check's is, so concurrent peeks cannot pass a code's cap; a matching peek then gives back its own
+ * attempt and those of the codes it passed on the way (`peekAnyCode`), atomically per code. While
+ * a right peek is being judged its attempt is counted, which can only refuse a guess, never admit
+ * one: a code's attempts are its wrong checks plus the checks still in flight.
+ */
+async function peekRefs(
+  deps: EngineDeps,
+  app: App,
+  refs: CodeRef[],
+  code: string,
+  codeField: string,
+  now: number,
+): Promise<CheckCodeResult> {
+  const compared: CodeRecord[] = [];
+  let failure: OtpError | undefined;
+  for (const ref of refs) {
+    const outcome = await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
+    if (outcome.kind !== "counted") {
+      failure ??= refusalOf(outcome, ref, codeField);
+      continue;
+    }
+    const { record } = outcome;
+    if (!deps.secrets.codeMatches(record.id, code, record.codeHash)) {
+      compared.push(record);
+      failure ??= wrongCode(record, codeField);
+      continue;
+    }
+    for (const uncharged of [...compared, record]) {
+      const failureKey = failedChecksKey(uncharged.channel, uncharged.to);
+      await deps.store.refundAttempt(app.id, uncharged.id, failureKey, now);
+    }
+    return { record: { ...record, attempts: record.attempts - 1 } };
+  }
+  throw failure ?? new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
+}
+
+/** A code that cannot be right (wrong length or alphabet) is a client error, not a guess: it is refused without spending an attempt. */
+function refuseMalformedCode(app: App, code: string, codeField: string): void {
+  if (!/^\d+$/.test(code) || code.length !== app.policy.codeLength) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message: `${codeField} must be ${app.policy.codeLength} digits`,
+      details: { field: codeField },
+    });
+  }
+}
+
+function refusalOf(
+  outcome: Exclude<AttemptOutcome, { kind: "counted" }>,
+  ref: CodeRef,
+  codeField: string,
+): OtpError {
+  if (outcome.kind === "not_found") {
+    // By recipient, "no pending code" must look exactly like a wrong code, or it would tell an
+    // attacker which recipients have one.
+    return "id" in ref
+      ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
+      : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
+  }
+  return new OtpError(REFUSAL_ERRORS[outcome.reason], {
+    details: {
+      ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+      ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
+    },
+  });
+}
+
+function wrongCode(record: CodeRecord, codeField: string): OtpError {
+  return new OtpError("CODE_INVALID", {
+    details: { field: codeField, attemptsRemaining: Math.max(0, record.maxAttempts - record.attempts) },
+  });
 }
 
 /** Verified SMS are the pumping detector's proof that a prefix's traffic is real. */

@@ -482,15 +482,48 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         );
         expect(results.filter(Boolean)).toHaveLength(1);
       });
+    });
 
-      it("refunds a failure count on request, never below zero", async () => {
+    describe("refundAttempt", () => {
+      it("takes back an attempt and a failure count, never below zero, and revives an exhausted code", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, { maxAttempts: 2 });
+        const failureKey = failedChecksKey("email", record.to);
+        await store.issue(issueRequest(record), now);
+        const ref = { appId: record.appId, id: record.id };
+        await store.consumeAttempt(ref, BUDGET, now);
+        await store.consumeAttempt(ref, BUDGET, now);
+        expect(await store.consumeAttempt(ref, BUDGET, now)).toMatchObject({ reason: "max_attempts" });
+        await store.refundAttempt(record.appId, record.id, failureKey, now);
+        expect(await store.get(record.appId, record.id)).toEqual({ ...record, attempts: 1 });
+        expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(1);
+        // The attempt taken back may be tried again: the code is under its cap once more.
+        expect(await store.consumeAttempt(ref, BUDGET, now)).toEqual({
+          kind: "counted",
+          record: { ...record, attempts: 2 },
+        });
+        for (let i = 0; i < 3; i++) await store.refundAttempt(record.appId, record.id, failureKey, now);
+        expect(await store.get(record.appId, record.id)).toEqual({ ...record, attempts: 0 });
+        expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(0);
+      });
+
+      it("takes back an attempt of a code no longer under the slot's key, and ignores an unknown id", async () => {
         const now = baseTime();
         const appId = uniqueId("app");
-        const key = failedChecksKey("email", "ann@example.com");
-        await fixture.counters.hit(appId, key, 3600, now);
-        await store.refundFailure(appId, key, now);
-        await store.refundFailure(appId, key, now);
-        expect((await fixture.counters.peek(appId, key, now)).count).toBe(0);
+        const first = codeRecord(appId, now);
+        const second = codeRecord(appId, now + 5000);
+        const failureKey = failedChecksKey("email", first.to);
+        await store.issue(issueRequest(first), now);
+        await store.consumeAttempt({ appId, id: first.id }, BUDGET, now);
+        await store.issue(issueRequest(second), now + 5000);
+        await store.consumeAttempt({ appId, id: second.id }, BUDGET, now + 5000);
+        await store.refundAttempt(appId, first.id, failureKey, now + 5000);
+        expect(await store.get(appId, first.id)).toEqual({ ...first, status: "superseded", attempts: 0 });
+        expect(await store.get(appId, second.id)).toEqual({ ...second, attempts: 1 });
+        // An id minted for the slot but never issued names no code: only the failure comes back.
+        await store.refundAttempt(appId, codeRecord(appId, now).id, failureKey, now + 5000);
+        expect(await store.get(appId, second.id)).toEqual({ ...second, attempts: 1 });
+        expect((await fixture.counters.peek(appId, failureKey, now + 5000)).count).toBe(0);
       });
     });
 

@@ -283,9 +283,18 @@ end
 return v
 `;
 
-/** refund. KEYS: counter. ARGV: now. */
-const REFUND = `${COUNTERS}
-refund_counter(KEYS[1], tonumber(ARGV[1]))
+/**
+ * refundAttempt. KEYS: the id's slot key, its own key, failure counter. ARGV: now, the id's stamp.
+ * Takes one attempt back from the code (never below zero, whatever its status) and one failure.
+ */
+const REFUND_ATTEMPT = `${COUNTERS}${CODE_HEADER}${CODES}
+local key, v = code_at(KEYS[1], KEYS[2], ARGV[2])
+if v then
+  local status, attempts = string.match(v, HEADER)
+  local n = tonumber(attempts)
+  if n > 0 then redis.call('SET', key, status .. (n - 1) .. string.sub(v, 2 + #attempts), 'KEEPTTL') end
+end
+refund_counter(KEYS[3], tonumber(ARGV[1]))
 return 1
 `;
 
@@ -325,7 +334,7 @@ export interface VerifydScripts {
   vdConsumeAttemptBuffer: ScriptCall;
   vdApprove: ScriptCall;
   vdCancelBuffer: ScriptCall;
-  vdRefund: ScriptCall;
+  vdRefundAttempt: ScriptCall;
   vdHit: ScriptCall;
   vdTakeTry: ScriptCall;
   vdConsumeChallenge: ScriptCall;
@@ -337,7 +346,7 @@ const SCRIPTS: Record<string, string> = {
   vdConsumeAttempt: CONSUME_ATTEMPT,
   vdApprove: APPROVE,
   vdCancel: CANCEL,
-  vdRefund: REFUND,
+  vdRefundAttempt: REFUND_ATTEMPT,
   vdHit: HIT,
   vdTakeTry: TAKE_TRY,
   vdConsumeChallenge: CONSUME_CHALLENGE,

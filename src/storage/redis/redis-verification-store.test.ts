@@ -104,7 +104,7 @@ if (!redisProbe.ok) {
         findToken: await roundTrips(() => store.findToken("app1", token.tokenHash, now)),
         consumeToken: await roundTrips(() => store.consumeToken("app1", token.tokenHash, now)),
         cancel: await roundTrips(() => store.cancel("app1", record.id, now)),
-        refundFailure: await roundTrips(() => store.refundFailure("app1", failureKey, now)),
+        refundAttempt: await roundTrips(() => store.refundAttempt("app1", record.id, failureKey, now)),
         withdraw: await roundTrips(() => store.withdraw(request, now)),
       };
       expect(Object.values(trips)).toEqual(Object.values(trips).map(() => 1));

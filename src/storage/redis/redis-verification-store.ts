@@ -206,8 +206,10 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       return replyNumber(approved) === 1;
     },
 
-    async refundFailure(appId, failureKey, nowMs) {
-      await redis.vdRefund(1, keys.counter(appId, failureKey), nowMs);
+    async refundAttempt(appId, id, failureKey, nowMs) {
+      const code = codeKeys(appId, id);
+      if (!code) return;
+      await redis.vdRefundAttempt(3, code.slot, code.own, keys.counter(appId, failureKey), nowMs, code.stamp);
     },
 
     async get(appId, id) {

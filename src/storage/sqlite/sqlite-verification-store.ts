@@ -123,6 +123,9 @@ export function createSqliteVerificationStore(
       )
       .raw(),
     countAttempt: db.prepare("UPDATE codes SET attempts = attempts + 1 WHERE id = ?"),
+    refundAttempt: db.prepare(
+      "UPDATE codes SET attempts = attempts - 1 WHERE app_id = ? AND id = ? AND attempts > 0",
+    ),
     approve: db.prepare(
       "UPDATE codes SET status = 'approved' WHERE app_id = ? AND id = ? AND status = 'pending'",
     ),
@@ -478,8 +481,11 @@ export function createSqliteVerificationStore(
     async approve(appId, id, token, failureKey, nowMs) {
       return group.run(() => approve(appId, id, token, failureKey, nowMs));
     },
-    async refundFailure(appId, failureKey, nowMs) {
-      await group.run(() => statements.counterRefund.run(appId, failureKey, nowMs));
+    async refundAttempt(appId, id, failureKey, nowMs) {
+      await group.run(() => {
+        statements.refundAttempt.run(appId, id);
+        statements.counterRefund.run(appId, failureKey, nowMs);
+      });
     },
     async get(appId, id) {
       const row = statements.codeById.get(appId, id) as CodeColumns | undefined;
