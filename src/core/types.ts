@@ -245,4 +245,6 @@ export interface Account {
   passwordHash?: string;
   profile: Record<string, string>;
   createdAtMs: number;
+  /** when the owner asked for the account to be deleted (Fresns apply-delete); absent when never, or withdrawn */
+  deletionRequestedAtMs?: number;
 }

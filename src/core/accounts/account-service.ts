@@ -70,6 +70,19 @@ export function createAccountService(deps: AccountServiceDeps) {
       return accounts.update(next);
     },
 
+    /** Marks the account as waiting for deletion; a request already made keeps its time. */
+    async requestDeletion(account: Account): Promise<Account> {
+      if (account.deletionRequestedAtMs !== undefined) return account;
+      return accounts.update({ ...account, deletionRequestedAtMs: clock.nowMs() });
+    },
+
+    /** Withdraws a deletion request (Fresns recall-delete). */
+    async recallDeletion(account: Account): Promise<Account> {
+      if (account.deletionRequestedAtMs === undefined) return account;
+      const { deletionRequestedAtMs: _withdrawn, ...rest } = account;
+      return accounts.update(rest);
+    },
+
     /**
      * Checks a password with a lockout: after LOGIN_FAILURE_LIMIT failures in the window the
      * account refuses even the right password until the window ends (ACCOUNT_LOCKED).

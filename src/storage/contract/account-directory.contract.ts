@@ -83,6 +83,20 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await errorCode(accounts.update({ ...bob, email: "ann@new.example" }))).toBe("ACCOUNT_EXISTS");
     });
 
+    it("keeps a deletion request until an update leaves it out", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com" }));
+      expect((await accounts.findById(appId, ann.id))?.deletionRequestedAtMs).toBeUndefined();
+      const waiting = { ...ann, deletionRequestedAtMs: baseTime() };
+      expect(await accounts.update(waiting)).toEqual(waiting);
+      expect(await accounts.findById(appId, ann.id)).toEqual(waiting);
+      expect(await accounts.update(ann)).toEqual(ann);
+      expect(await accounts.findById(appId, ann.id)).toEqual(ann);
+      const createdWaiting = account(appId, { deletionRequestedAtMs: baseTime() });
+      await accounts.create(createdWaiting);
+      expect(await accounts.findById(appId, createdWaiting.id)).toEqual(createdWaiting);
+    });
+
     it("lets exactly one of 10 concurrent sign-ups with one email through", async () => {
       const appId = uniqueId("app");
       const codes = await Promise.all(

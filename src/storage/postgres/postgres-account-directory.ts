@@ -14,6 +14,7 @@ interface AccountRow {
   password_hash: string | null;
   profile: Record<string, string>;
   created_at: number;
+  deletion_requested_at: number | null;
 }
 
 const STATEMENTS = {
@@ -22,10 +23,12 @@ const STATEMENTS = {
   byId: "SELECT * FROM accounts WHERE app_id = $1 AND id = $2",
   byUsername: "SELECT * FROM accounts WHERE app_id = $1 AND username = $2",
   insert: `
-    INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+    INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, deletion_requested_at,
+      created_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
   update: `
-    UPDATE accounts SET email = $3, phone = $4, username = $5, password_hash = $6, profile = $7
+    UPDATE accounts SET email = $3, phone = $4, username = $5, password_hash = $6, profile = $7,
+      deletion_requested_at = $8
     WHERE id = $1 AND app_id = $2`,
   insertSession: "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
@@ -43,6 +46,7 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
     ...(row.password_hash ? { passwordHash: row.password_hash } : {}),
     profile: row.profile,
     createdAtMs: row.created_at,
+    ...(row.deletion_requested_at === null ? {} : { deletionRequestedAtMs: row.deletion_requested_at }),
   };
 }
 
@@ -64,6 +68,7 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     account.username ?? null,
     account.passwordHash ?? null,
     JSON.stringify(account.profile),
+    account.deletionRequestedAtMs ?? null,
   ];
   const write = async (apply: () => Promise<unknown>, account: Account): Promise<Account> => {
     try {

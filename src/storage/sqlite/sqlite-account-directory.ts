@@ -14,6 +14,7 @@ interface AccountRow {
   password_hash: string | null;
   profile: string;
   created_at: number;
+  deletion_requested_at: number | null;
 }
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -27,6 +28,7 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
     ...(row.password_hash ? { passwordHash: row.password_hash } : {}),
     profile: JSON.parse(row.profile) as Record<string, string>,
     createdAtMs: row.created_at,
+    ...(row.deletion_requested_at === null ? {} : { deletionRequestedAtMs: row.deletion_requested_at }),
   };
 }
 
@@ -42,11 +44,13 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     byId: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND id = ?"),
     byUsername: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND username = ?"),
     insert: db.prepare(`
-      INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at)
-      VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs)`),
+      INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at,
+        deletion_requested_at)
+      VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs,
+        @deletionRequestedAtMs)`),
     update: db.prepare(`
       UPDATE accounts SET email = @email, phone = @phone, username = @username, password_hash = @passwordHash,
-        profile = @profile WHERE app_id = @appId AND id = @id`),
+        profile = @profile, deletion_requested_at = @deletionRequestedAtMs WHERE app_id = @appId AND id = @id`),
     insertSession: db.prepare(
       "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES (?, ?, ?, ?)",
     ),
@@ -62,6 +66,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     passwordHash: account.passwordHash ?? null,
     profile: JSON.stringify(account.profile),
     createdAtMs: account.createdAtMs,
+    deletionRequestedAtMs: account.deletionRequestedAtMs ?? null,
   });
   const write = async (run: () => unknown, account: Account): Promise<Account> => {
     try {

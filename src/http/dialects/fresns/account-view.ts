@@ -87,7 +87,9 @@ export function accountDetailView(account: Account, timezone: string | undefined
     verifyDateTime: null,
     registerDateTime: fresnsDateTime(account.createdAtMs, timezone),
     status: true,
-    waitDelete: false,
+    waitDelete: account.deletionRequestedAtMs !== undefined,
+    // Fresns gives the date its scheduled deletion runs; verifyd schedules none (what a deletion
+    // request leads to is the operator's), so there is no date to give.
     waitDeleteDateTime: null,
     connects: [],
     users: [

@@ -31,7 +31,7 @@ async function start(options: TestServerOptions = {}): Promise<TestServer> {
 let ipCounter = 0;
 /** Each request from its own client IP and /24 unless told, so the per-IP and risk rules stay out of the way. */
 function call(
-  method: "GET" | "POST" | "PUT",
+  method: "GET" | "POST" | "PUT" | "DELETE",
   url: string,
   payload?: unknown,
   headers: Headers = {},
@@ -692,12 +692,11 @@ describe("send-verify-code: parameter errors name the field (Laravel style)", ()
       { en: "The account must be a valid email address.", "zh-Hans": "account 不是一个合法的邮箱。" },
     ],
     [
+      // Fresns's controller refuses this, not its DTO: the code's own message, no validator
+      // sentence (before, the message was "The country code field is required when type is sms.").
       "countryCode missing for SMS (30001)",
       { type: "sms", useType: 5, templateId: 1, account: "13800138000" },
-      {
-        en: "The country code field is required when type is sms.",
-        "zh-Hans": "当 type 为 sms 时 countryCode 不能为空。",
-      },
+      { en: "Parameter missing error", "zh-Hans": "参数缺失错误" },
       30001,
     ],
     [
@@ -1098,7 +1097,7 @@ describe("account endpoints: refusals", () => {
       expect((await login({ password: b64("right") })).json().code).toBe(0);
     });
 
-    it(`verify-identity needs a login (31501), refuses a wrong code (33203) and counts every attempt (${language})`, async () => {
+    it(`verify-identity needs a login (31501), refuses a wrong code (33203) and counts every wrong attempt (${language})`, async () => {
       await start();
       const account = await makeAccount({ email: "ann@example.com" });
       const headers = lang(language);
@@ -1127,7 +1126,11 @@ describe("account endpoints: refusals", () => {
       );
       const wrong = code === "000000" ? "111111" : "000000";
       for (let attempt = 1; attempt <= 3; attempt += 1) expectFresns(await verify(wrong), 33203, language);
-      // 2 right peeks + 3 wrong = 5 attempts: the code is dead even for the right value
+      // A right peek gives its attempt back (it does not consume the code, DESIGN.md), so only the
+      // 3 wrong ones count: before, 2 right peeks + 3 wrong killed the code here.
+      expectOk(await verify(code));
+      for (let attempt = 4; attempt <= 5; attempt += 1) expectFresns(await verify(wrong), 33203, language);
+      // 5 wrong attempts: the code is dead even for the right value
       expectFresns(await verify(code), 33203, language);
     });
 
@@ -1278,6 +1281,154 @@ describe("account endpoints: refusals", () => {
       "detail-ok",
       detail.body.replaceAll(account.id, "<aid>").replace(String(uidOf(account.id)), "123456789"),
     );
+  });
+});
+
+describe("send-verify-code: the login comes first (COMPANION-APIS.md 1.1 step 2)", () => {
+  for (const language of LANGS) {
+    it(`answers 31501 for useType 3 or 4 without a login before it reads the recipient (${language})`, async () => {
+      await start();
+      const bodies = [
+        // before: 30001 (no calling code), 34103 (unknown calling code), 30000 (not an email)
+        { type: "sms", useType: 3, templateId: 4, account: "13800138000" },
+        { type: "sms", useType: 3, templateId: 4, account: "13800138000", countryCode: 999 },
+        { type: "email", useType: 3, templateId: 4, account: "not-an-email" },
+        { type: "sms", useType: 4, templateId: 4, countryCode: 999 },
+      ];
+      for (const body of bodies) expectFresns(await send(body, lang(language)), 31501, language);
+    });
+  }
+});
+
+describe("account: verify-identity and the codes it peeks", () => {
+  const wrongOf = (code: string) => (code === "000000" ? "111111" : "000000");
+
+  it("a right verify-identity after wrong ones leaves the code for edit (templateId 5)", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com", password: "old" });
+    const session = await sessionHeaders(account);
+    const code = await codeFor({ type: "email", useType: 4, templateId: 5 }, "ann@example.com", session);
+    const verify = (verifyCode: string) =>
+      call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
+    for (let attempt = 1; attempt <= 3; attempt += 1) expectFresns(await verify(wrongOf(code)), 33203);
+    expectOk(await verify(code));
+    // Before: 33203, the right peek and edit's own peek had used up the last 2 attempts.
+    expectOk(
+      await call(
+        "PUT",
+        "/api/v2/account/edit",
+        { codeType: "email", verifyCode: code, newPassword: b64("new") },
+        session,
+      ),
+    );
+  });
+
+  it("a right verify-identity charges nothing to the account's codes of other templates", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const bind = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    t.clock.advanceSeconds(60);
+    const remove = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
+    const verify = (verifyCode: string) =>
+      call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
+    for (let round = 1; round <= 5; round += 1) expectOk(await verify(remove));
+    // Before: 33203, each call had counted a wrong attempt on the templateId 4 code on its way.
+    expectOk(await verify(bind));
+  });
+
+  it("a wrong verify-identity counts against each live code, so 5 kill every one", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const bind = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    t.clock.advanceSeconds(60);
+    const remove = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
+    let wrong = "000000";
+    while (wrong === bind || wrong === remove) wrong = String(Number(wrong) + 1).padStart(6, "0");
+    const verify = (verifyCode: string) =>
+      call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
+    for (let attempt = 1; attempt <= 5; attempt += 1) expectFresns(await verify(wrong), 33203);
+    expectFresns(await verify(bind), 33203);
+    expectFresns(await verify(remove), 33203);
+  });
+});
+
+describe("account: apply-delete, recall-delete, logout", () => {
+  const waitDelete = async (session: Headers) =>
+    (await call("GET", "/api/v2/account/detail", undefined, session)).json().data.detail.waitDelete;
+
+  for (const language of LANGS) {
+    it(`apply-delete refuses: 31501 without login, 34111 without password or code, 34304, 33203 (${language})`, async () => {
+      await start();
+      const headers = lang(language);
+      const account = await makeAccount({ email: "ann@example.com", password: "right" });
+      const session = { ...headers, ...(await sessionHeaders(account)) };
+      const apply = (payload: unknown, extra: Headers = session) =>
+        call("POST", "/api/v2/account/apply-delete", payload, extra);
+      expectFresns(await apply({ password: b64("right") }, headers), 31501, language);
+      expectFresns(await apply({}), 34111, language);
+      expectFresns(await apply({ password: b64("wrong") }), 34304, language);
+      // a code of another template is not a deletion code
+      const bind = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+      expectFresns(await apply({ codeType: "email", verifyCode: bind }), 33203, language);
+      // no phone, so no code can have been sent there
+      expectFresns(await apply({ codeType: "sms", verifyCode: bind }), 33203, language);
+      expect(await waitDelete(session)).toBe(false);
+    });
+  }
+
+  it("apply-delete with a templateId 8 code marks the account, once per code; recall-delete clears it", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const code = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
+    const apply = await call(
+      "POST",
+      "/fresns-api/v1/account/apply-delete",
+      { codeType: "email", verifyCode: code },
+      session,
+    );
+    expectOk(apply);
+    expect(await waitDelete(session)).toBe(true);
+    // the code is consumed
+    expectFresns(
+      await call("POST", "/api/v2/account/apply-delete", { codeType: "email", verifyCode: code }, session),
+      33203,
+    );
+    expectOk(await call("POST", "/api/v2/account/recall-delete", undefined, session));
+    expect(await waitDelete(session)).toBe(false);
+  });
+
+  it("apply-delete with the password marks the account", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const session = await sessionHeaders(account);
+    expectOk(await call("POST", "/api/v2/account/apply-delete", { password: b64("right") }, session));
+    expect(await waitDelete(session)).toBe(true);
+    expectFresns(await call("POST", "/fresns-api/v1/account/recall-delete", undefined, {}), 31501);
+  });
+
+  it("logout ends the session it was called with", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const other = await sessionHeaders(account);
+    expectFresns(await call("DELETE", "/api/v2/account/logout"), 31501);
+    expectOk(await call("DELETE", "/api/v2/account/logout", undefined, session));
+    expectFresns(await call("GET", "/api/v2/account/detail", undefined, session), 31505);
+    expect((await call("GET", "/api/v2/account/detail", undefined, other)).json().code).toBe(0);
+  });
+});
+
+describe("unknown paths", () => {
+  it("answer 404 in the Fresns envelope under both prefixes, whatever the headers", async () => {
+    await start();
+    for (const url of ["/api/v2/account/nothing", "/fresns-api/v1/common/nothing", "/api/v2"]) {
+      const response = await call("POST", url, {}, { "x-fresns-app-id": "no-such-app" });
+      expect(response.statusCode).toBe(404);
+      expect(response.json()).toEqual({ code: 404, message: "Not Found", data: null });
+    }
   });
 });
 

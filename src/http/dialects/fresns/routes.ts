@@ -13,6 +13,7 @@ import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
+  ApplyDeleteBody,
   documentBody,
   EditBody,
   FresnsHeaders,
@@ -103,6 +104,7 @@ const LoginDoc = documentBody(LoginBody);
 const ResetPasswordDoc = documentBody(ResetPasswordBody);
 const VerifyIdentityDoc = documentBody(VerifyIdentityBody);
 const EditDoc = documentBody(EditBody);
+const ApplyDeleteDoc = documentBody(ApplyDeleteBody);
 
 const contexts = new WeakMap<FastifyRequest, FresnsContext>();
 
@@ -142,6 +144,9 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       timezone: header(request, "x-fresns-client-timezone"),
     };
     contexts.set(request, context);
+    // An unknown path is answered before its headers are judged, as Laravel routes before it runs
+    // a route's middleware.
+    if (request.is404) return;
     const clientId = header(request, "x-fresns-app-id") ?? DEFAULT_APP_ID;
     // Client ids are at most 128 characters (config schema); a longer one is not looked up (or cached).
     if (clientId.length > MAX_CLIENT_ID_LENGTH) throw new OtpError("APP_NOT_FOUND");
@@ -206,21 +211,20 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
 
   /**
    * A phone account given as calling code + number (Fresns stores `<cc><number>`), as the E.164
-   * number the core stores. `requiredWhen` words the 30001 for a missing calling code.
+   * number the core stores.
    */
   function phoneOf(
     context: FresnsContext,
     value: string,
     countryCode: number | undefined,
-    fields: { number: string; countryCode: string; requiredWhen: [string, string] },
+    fields: { number: string },
   ): string {
     const { lang } = context;
     context.channel = "sms";
-    // Fresns answers a missing calling code with 30001 (its controller), not its DTO's 30000.
-    if (countryCode === undefined) {
-      const [other, otherValue] = fields.requiredWhen;
-      throw invalidInput(lang, "required_if", fields.countryCode, { other, value: otherValue }, 30001);
-    }
+    // Fresns answers a missing calling code from its controller (COMPANION-APIS.md 1.1 step 4),
+    // not its DTO: 30001 with the code's own message, not a validator sentence. The bodies of the
+    // other routes require their calling code in the rule table, so only a send gets here.
+    if (countryCode === undefined) throw new FresnsRefusal(30001);
     if (!PHONE_DIGITS_PATTERN.test(value)) throw invalidInput(lang, "integer", fields.number);
     if (!CALLING_CODES.has(String(countryCode))) throw new FresnsRefusal(34103);
     return parseRecipient("sms", `+${countryCode}${value}`, {
@@ -238,11 +242,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     return body.type === "phone"
       ? {
           channel: "sms",
-          address: phoneOf(context, account, body.countryCode, {
-            number: "account",
-            countryCode: "countryCode",
-            requiredWhen: ["type", "phone"],
-          }),
+          address: phoneOf(context, account, body.countryCode, { number: "account" }),
         }
       : { channel: "email", address: emailOf(context, account, "account") };
   }
@@ -273,6 +273,9 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const channel: Channel = body.type === "sms" ? "sms" : "email";
         context.channel = channel;
         const useType = body.useType as number;
+        // Fresns asks for the login before it reads the recipient (COMPANION-APIS.md 1.1 step 2);
+        // the core's account rule still decides what the login allows.
+        if (useType === 3 || useType === 4) requireLogin(context);
         const app = context.app as App;
         const account = body.account as string;
         const to =
@@ -280,11 +283,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
             ? undefined
             : channel === "email"
               ? emailOf(context, account, "account")
-              : phoneOf(context, account, body.countryCode, {
-                  number: "account",
-                  countryCode: "countryCode",
-                  requiredWhen: ["type", "sms"],
-                });
+              : phoneOf(context, account, body.countryCode, { number: "account" });
         await engine.sendCode({
           app,
           channel,
@@ -430,24 +429,16 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const account = requireLogin(context);
         const body = validateBody(VerifyIdentityBody, request.body, context.lang);
         context.channel = body.type === "sms" ? "sms" : "email";
-        let failure: unknown;
-        for (const purpose of IDENTITY_PURPOSES) {
-          try {
-            // `peek` counts the attempt but leaves the code for the edit or delete that follows.
-            await engine.checkCode({
-              app,
-              target: ownCodeTarget(account, body.type, purpose),
-              code: body.verifyCode as string,
-              mode: "peek",
-              codeField: "verifyCode",
-            });
-            return ok(null);
-          } catch (error) {
-            if (!isOtpError(error) || fresnsCodeOf(error, context.channel) !== 33203) throw error;
-            failure ??= error;
-          }
-        }
-        throw failure;
+        // A peek leaves the code for the edit or delete that follows. A right value costs no code
+        // an attempt, not even the codes of the other templates it was compared with on the way;
+        // a wrong one costs each live code one (it is none of them), as any wrong check does.
+        await engine.peekAnyCode({
+          app,
+          targets: IDENTITY_PURPOSES.map((purpose) => ownCodeTarget(account, body.type, purpose)),
+          code: body.verifyCode as string,
+          codeField: "verifyCode",
+        });
+        return ok(null);
       },
     );
 
@@ -492,11 +483,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           const address =
             channel === "email"
               ? emailOf(context, next, "newEmail")
-              : phoneOf(context, next, body.newCountryCode, {
-                  number: "newPhone",
-                  countryCode: "newCountryCode",
-                  requiredWhen: ["newPhone", next],
-                });
+              : phoneOf(context, next, body.newCountryCode, { number: "newPhone" });
           const current = contactOf(account, channel);
           if (current && body.verifyCode === undefined) throw new FresnsRefusal(33202);
           if (await engine.accounts.findByContact(app, channel, address))
@@ -555,6 +542,76 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const context = contextOf(request);
         return ok(accountDataView(requireLogin(context), context.timezone));
       },
+    );
+
+    fastify.post(
+      `${prefix}/account/apply-delete`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Ask for the account to be deleted, proven by its password or a code",
+          headers: FresnsHeaders,
+          body: ApplyDeleteDoc,
+        },
+      },
+      async (request) => {
+        const context = contextOf(request);
+        const app = context.app as App;
+        const account = requireLogin(context);
+        const body = validateBody(ApplyDeleteBody, request.body, context.lang);
+        if (body.password === undefined && body.verifyCode === undefined) throw new FresnsRefusal(34111);
+        if (body.password !== undefined) {
+          await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
+        } else {
+          context.channel = body.codeType === "sms" ? "sms" : "email";
+          // Fresns templateId 8, sent with useType 4 to the account's own contact.
+          await engine.checkCode({
+            app,
+            target: ownCodeTarget(account, body.codeType, "delete_account"),
+            code: body.verifyCode as string,
+            codeField: "verifyCode",
+          });
+        }
+        await engine.accounts.requestDeletion(account);
+        return ok(null);
+      },
+    );
+
+    fastify.post(
+      `${prefix}/account/recall-delete`,
+      { schema: { tags: ["fresns"], summary: "Withdraw a deletion request", headers: FresnsHeaders } },
+      async (request) => {
+        await engine.accounts.recallDeletion(requireLogin(contextOf(request)));
+        return ok(null);
+      },
+    );
+
+    fastify.delete(
+      `${prefix}/account/logout`,
+      { schema: { tags: ["fresns"], summary: "End this login session", headers: FresnsHeaders } },
+      async (request) => {
+        const context = contextOf(request);
+        requireLogin(context);
+        const app = context.app as App;
+        // The login proved these tokens are the account's live sessions (sessionAccount).
+        for (const name of ["x-fresns-aid-token", "x-fresns-uid-token"]) {
+          const token = header(request, name);
+          if (token !== undefined) await engine.accounts.revokeSession(app, token);
+        }
+        return ok(null);
+      },
+    );
+  }
+
+  // Unknown paths under the dialect's prefixes answer in its envelope, not the native problem+json.
+  for (const prefix of PREFIXES) {
+    await fastify.register(
+      async (scoped) => {
+        scoped.setNotFoundHandler((_request, reply) =>
+          reply.code(404).send({ code: 404, message: "Not Found", data: null }),
+        );
+      },
+      { prefix },
     );
   }
 

@@ -1,5 +1,5 @@
 import Type, { type TSchema } from "typebox";
-import { type FresnsCode, type FresnsLang, FresnsRefusal } from "./error-map.js";
+import { type FresnsLang, FresnsRefusal } from "./error-map.js";
 
 /**
  * The Fresns request bodies, as the Fresns v2.21.4 DTOs declare them (COMPANION-APIS.md 1.1, 1.5),
@@ -199,6 +199,25 @@ export const EditBody = {
   deviceToken: { type: "string", maxLength: TOKEN_MAX_LENGTH, description: "iOS or Android device token" },
 } as const satisfies BodySpec;
 
+/**
+ * `AccountApplyDeleteDTO`: a password or a code proves the request. Neither is Fresns's controller
+ * refusal 34111 ("Account password or verification code cannot be empty"), not a DTO rule.
+ */
+export const ApplyDeleteBody = {
+  password: { type: "string", maxLength: PASSWORD_MAX_LENGTH, description: "base64 of the password" },
+  codeType: {
+    type: "string",
+    required: { with: ["verifyCode"] },
+    in: ["email", "sms"],
+    description: "channel of verifyCode",
+  },
+  verifyCode: {
+    type: "string",
+    maxLength: CODE_MAX_LENGTH,
+    description: "code sent to the account's own contact (useType 4, templateId 8)",
+  },
+} as const satisfies BodySpec;
+
 // --- Laravel-style messages ------------------------------------------------------------------------
 
 type MessageKey =
@@ -289,15 +308,14 @@ export function validationMessage(
   return MESSAGES[lang][key].replace(/\{(\w+)\}/g, (whole, name: string) => names[name] ?? whole);
 }
 
-/** A refusal naming `field`; 30000 unless Fresns answers this case with another code (30001). */
+/** A 30000 refusal naming `field` in Laravel's wording. */
 export function invalidInput(
   lang: FresnsLang,
   key: MessageKey,
   field: string,
   values?: Record<string, string | number>,
-  code: FresnsCode = 30000,
 ): FresnsRefusal {
-  return new FresnsRefusal(code, validationMessage(lang, key, field, values));
+  return new FresnsRefusal(30000, validationMessage(lang, key, field, values));
 }
 
 // --- the validator ---------------------------------------------------------------------------------

@@ -121,4 +121,11 @@ CREATE INDEX send_log_at ON send_log (at);
 ALTER TABLE send_log ADD COLUMN decision_count INTEGER NOT NULL DEFAULT 1;
 `,
   },
+  {
+    version: 3,
+    name: "accounts remember a deletion request",
+    sql: `
+ALTER TABLE accounts ADD COLUMN deletion_requested_at bigint;
+`,
+  },
 ];

@@ -213,4 +213,11 @@ DROP INDEX tokens_expires_at;
 DELETE FROM tokens WHERE length(token_hash) = 64;
 `,
   },
+  {
+    version: 6,
+    name: "accounts remember a deletion request",
+    sql: `
+ALTER TABLE accounts ADD COLUMN deletion_requested_at INTEGER;
+`,
+  },
 ];
