@@ -395,6 +395,14 @@ describe("journeys", () => {
       user_name: "bob",
     });
     expect(again.statusCode, again.body).toBe(200);
+    // Without the right code nobody learns whether a contact or a user name is taken.
+    for (const body of [
+      { email: ANN, verify_code: "000000" },
+      { email: BOB, verify_code: "000000" },
+      { email: "nobody@example.com", verify_code: "000000", user_name: "sam" },
+    ]) {
+      expectError(await post("/api/v2/sdk/register/email-verify-code", body), "CAPTCHA.0007");
+    }
   });
 });
 
@@ -582,8 +590,9 @@ describe("codes at login and registration", () => {
     );
     const body = { email: ANN, verify_code: code };
     expect((await post("/api/v2/sdk/register/email-verify-code", body)).statusCode).toBe(200);
-    // The contact is taken now: registering it again is refused before the code is looked at.
-    expectError(await post("/api/v2/sdk/register/email-verify-code", body), "USER.1004");
+    // The code is spent: registering with it again is refused as a wrong code (the taken contact
+    // is told only to who holds a live code).
+    expectError(await post("/api/v2/sdk/register/email-verify-code", body), "CAPTCHA.0007");
     // A login code approves once. By recipient, a spent code looks like no code at all: a wrong
     // one (core's check-code).
     t.clock.advanceSeconds(60);

@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
-import { parseAnyRecipient, parseRecipient } from "../../../core/recipients.js";
+import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
@@ -278,24 +278,24 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const recipient = required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
     const verifyCode = required(body.verify_code, "CODE_EMPTY");
     const username = nonEmpty(body.user_name);
-    // Checked before the code is spent, so that this refusal does not burn it (a contact taken
-    // since the code was sent, or a username another account holds).
-    const address = parseRecipient(channel, recipient, {
-      defaultCountry: engine.deps.defaultCountry,
-      field,
-    }).address;
+    const signUpCode = {
+      app: tenant,
+      target: { channel, to: recipient, purpose: "sign_up" as const, toField: field },
+      code: verifyCode,
+      codeField: "verify_code",
+    };
+    // The code is proven first (a right peek costs it nothing), so that only who holds it learns
+    // whether the contact or the username is taken; and it is spent only after those checks, so
+    // that such a refusal (a contact registered since the code was sent, a username another
+    // account holds) does not burn it.
+    const { record } = await engine.checkCode({ ...signUpCode, mode: "peek" });
     if (
-      (await engine.accounts.findByContact(tenant, channel, address)) ||
+      (await engine.accounts.findByContact(tenant, channel, record.to)) ||
       (username !== undefined && (await engine.accounts.findByUsername(tenant, username)))
     ) {
       throw new OtpError("ACCOUNT_EXISTS");
     }
-    const checked = await engine.checkCode({
-      app: tenant,
-      target: { channel, to: recipient, purpose: "sign_up", toField: field },
-      code: verifyCode,
-      codeField: "verify_code",
-    });
+    const checked = await engine.checkCode(signUpCode);
     const account = await engine.accounts.create({
       app: tenant,
       ...(channel === "email" ? { email: checked.record.to } : { phone: checked.record.to }),
