@@ -503,6 +503,92 @@ describe("CloudBase captcha flow", () => {
     expect(byQuery.statusCode, byQuery.body).toBe(200);
   });
 
+  it("serves the 2022 SDK's captcha page flow: init, page, answer, redirect with the pass", async () => {
+    await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
+    for (const name of ["a", "b", "c"]) {
+      const sent = await post(
+        "/auth/v1/verification?client_id=shop",
+        { email: `${name}@example.com` },
+        {},
+        "198.51.100.7",
+      );
+      expect(sent.statusCode).toBe(200);
+    }
+    const back = "https://shop.example/captcha-done?from=sdk";
+    const init = await post("/auth/v1/captcha/init?client_id=shop", { redirect_uri: back, state: "s 1&2" });
+    expect(init.statusCode, init.body).toBe(200);
+    expect(init.json().expires_in).toBe(600);
+    const pageUrl = new URL(init.json().url);
+    expect(pageUrl.pathname).toBe("/auth/v1/captcha/page");
+
+    const page = await get(`${pageUrl.pathname}${pageUrl.search}`);
+    expect(page.statusCode, page.body).toBe(200);
+    expect(page.headers["content-type"]).toMatch(/^text\/html/);
+    expect(page.headers["content-security-policy"]).toContain("default-src 'none'");
+    const hidden = Object.fromEntries(
+      [...page.body.matchAll(/<input type="hidden" name="(\w+)" value="([^"]*)">/g)].map((match) => [
+        match[1],
+        (match[2] as string).replace(/&#(\d+);/g, (_, code) => String.fromCharCode(Number(code))),
+      ]),
+    );
+    expect(hidden).toMatchObject({ client_id: "shop", redirect_uri: back, state: "s 1&2" });
+    expect(page.body).toMatch(/<img src="data:image\//);
+    const { answer } = (await get(`/v1/dev/captcha/${hidden.token}`)).json();
+
+    const form = (fields: Record<string, string>) =>
+      t.fastify.inject({
+        method: "POST",
+        url: "/auth/v1/captcha/page",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        payload: new URLSearchParams(fields).toString(),
+      });
+    const wrong = await form({ ...hidden, key: "0000000" } as Record<string, string>);
+    expect(wrong.statusCode).toBe(303);
+    const refusedAt = new URL(wrong.headers.location as string);
+    expect(refusedAt.searchParams.get("error")).toBe("captcha_invalid");
+    expect(refusedAt.searchParams.get("state")).toBe("s 1&2");
+
+    const second = await get(`${pageUrl.pathname}${pageUrl.search}`);
+    const token = /name="token" value="([^"]+)"/.exec(second.body)?.[1] as string;
+    const key = (await get(`/v1/dev/captcha/${token}`)).json().answer;
+    const solved = await form({ ...hidden, token, key } as Record<string, string>);
+    expect(solved.statusCode, solved.body).toBe(303);
+    const landed = new URL(solved.headers.location as string);
+    expect(`${landed.origin}${landed.pathname}`).toBe("https://shop.example/captcha-done");
+    expect(landed.searchParams.get("from")).toBe("sdk");
+    expect(landed.searchParams.get("state")).toBe("s 1&2");
+    expect(landed.searchParams.get("expires_in")).toBe("600");
+    const pass = landed.searchParams.get("captcha_token") as string;
+    expect(answer).toMatch(/^[A-Za-z0-9]{4,6}$/);
+
+    // The pass lets the 4th send from that client through, as the SDK retries it (?captcha_token=).
+    const url = `/auth/v1/verification?client_id=shop&captcha_token=${encodeURIComponent(pass)}`;
+    expectError(
+      await post("/auth/v1/verification?client_id=shop", { email: "d@example.com" }, {}, "198.51.100.7"),
+      428,
+      "captcha_required",
+      4028,
+    );
+    expect((await post(url, { email: "d@example.com" }, {}, "198.51.100.7")).statusCode).toBe(200);
+  });
+
+  it("sends the captcha page's answer only to the app's own origins, never anywhere", async () => {
+    await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
+    for (const redirect of [
+      "https://evil.example/steal",
+      "https://shop.example.evil.example/",
+      "javascript:alert(1)",
+      "/relative/path",
+    ]) {
+      const init = await post("/auth/v1/captcha/init?client_id=shop", { redirect_uri: redirect });
+      expectError(init, 400, "invalid_argument", 4000);
+      const page = await get(
+        `/auth/v1/captcha/page?client_id=shop&redirect_uri=${encodeURIComponent(redirect)}`,
+      );
+      expectError(page, 400, "invalid_argument", 4000);
+    }
+  });
+
   it("refuses a wrong captcha key with captcha_invalid", async () => {
     await start();
     const challenge = (await post("/auth/v1/captcha/data")).json();

@@ -7,6 +7,7 @@ import { invalidField, isOtpError, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
+import { registerLegacyCaptchaFlow } from "./captcha-page.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
 import {
   CaptchaDataReply,
@@ -32,6 +33,8 @@ import { createSessionTokens, type SignedInCaller } from "./session-tokens.js";
 
 export interface CloudbaseDialectOptions {
   engine: Engine;
+  /** dev mode: the legacy captcha page may send its answer to any address (captcha-page.ts) */
+  devMode: boolean;
 }
 
 /** DESIGN.md "Purposes and account rules", CloudBase rows. */
@@ -108,6 +111,16 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     }
     jsonParser(request, text, done);
   });
+  // The legacy captcha page posts its form (captcha-page.ts); a repeated field keeps its first value.
+  app.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string" },
+    (_request, body, done) => {
+      const fields: Record<string, string> = Object.create(null);
+      for (const [name, value] of new URLSearchParams(String(body))) fields[name] ??= value;
+      done(null, fields);
+    },
+  );
 
   /**
    * `client_id` from the query, an x-client-id / client_id header, the body, or the username of a
@@ -478,6 +491,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       return {};
     },
   );
+
+  registerLegacyCaptchaFlow(app, { engine, devMode: options.devMode, appOf, prefix: CLOUDBASE_PREFIX });
 
   app.post(
     "/captcha/data",

@@ -149,6 +149,40 @@ export const CaptchaVerifyBody = Type.Object({
 
 export const CaptchaVerifyReply = Type.Object({ captcha_token: Type.String(), expires_in: Type.Integer() });
 
+const RedirectUri = Type.String({
+  minLength: 1,
+  maxLength: 2048,
+  description: "where the page sends the browser back, on one of the app's CORS origins",
+});
+const State = Type.String({ maxLength: 512, description: "echoed back to redirect_uri" });
+
+/** The 2022 SDK's `POST /auth/v1/captcha/init` (COMPANION-APIS.md 2.5). */
+export const CaptchaInitBody = Type.Object({
+  client_id: Type.Optional(ClientId),
+  redirect_uri: RedirectUri,
+  state: Type.Optional(State),
+});
+
+export const CaptchaInitReply = Type.Object({
+  url: Type.String({ description: "the challenge page to open" }),
+  expires_in: Type.Integer(),
+});
+
+export const CaptchaPageQuery = Type.Object({
+  client_id: Type.Optional(ClientId),
+  redirect_uri: RedirectUri,
+  state: Type.Optional(State),
+});
+
+/** The challenge page's form post. */
+export const CaptchaPageForm = Type.Object({
+  token: Type.String({ minLength: 1, maxLength: 128 }),
+  key: Type.String({ minLength: 1, maxLength: 64 }),
+  client_id: Type.Optional(ClientId),
+  redirect_uri: RedirectUri,
+  state: Type.Optional(State),
+});
+
 export const ErrorBody = Type.Object({
   error: Type.String(),
   error_code: Type.Integer(),

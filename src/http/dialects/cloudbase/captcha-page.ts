@@ -1,0 +1,168 @@
+import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { PASS_TTL_SECONDS } from "../../../core/abuse/captcha-service.js";
+import type { Engine } from "../../../core/engine.js";
+import { invalidField } from "../../../core/errors.js";
+import type { App } from "../../../core/types.js";
+import { toOtpError } from "../../problem.js";
+import { cloudbaseErrorOf } from "./error-map.js";
+import {
+  CaptchaInitBody,
+  CaptchaInitReply,
+  CaptchaPageForm,
+  CaptchaPageQuery,
+  errorResponses,
+} from "./schemas.js";
+
+export interface LegacyCaptchaOptions {
+  engine: Engine;
+  /** dev mode lets an app with no CORS origins send its pages' answers anywhere */
+  devMode: boolean;
+  /** the app of an anonymous call, as the dialect's other routes pick it */
+  appOf: (request: FastifyRequest, bodyClientId?: string) => Promise<App>;
+  /** the path these routes are served under (`/auth/v1`), for the page's absolute url */
+  prefix: string;
+}
+
+// The page the SDK opens: an image challenge and nothing else. Its form posts back here; it loads
+// nothing, so the policy allows only its inline style, its data: image and its own form target.
+const PAGE_SECURITY_POLICY =
+  "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+
+/**
+ * The 2022 CloudBase SDK's captcha flow (COMPANION-APIS.md 2.5, legacy `POST /auth/v1/captcha/init`):
+ * `init` answers the url of a page; the page shows an image challenge and posts the answer back;
+ * verifyd then sends the browser to the client's `redirect_uri` with `?captcha_token=&expires_in=`
+ * (or `?error=&error_description=`) and its `state`, the query the SDK reads. A pass earned so is
+ * the same as one from `/captcha/data/verify`, accepted as `x-captcha-token` or `?captcha_token=`.
+ *
+ * The redirect carries a credential, and a redirect anywhere would make verifyd an open redirector:
+ * `redirect_uri` must be on one of the app's CORS origins (any http(s) address in dev mode, for an
+ * app that lists none).
+ */
+export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: LegacyCaptchaOptions): void {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
+  const { engine, devMode, appOf, prefix } = options;
+
+  const redirectOf = (tenant: App, raw: string): URL => {
+    let url: URL;
+    try {
+      url = new URL(raw);
+    } catch {
+      throw invalidField("redirect_uri", "redirect_uri must be an absolute URL");
+    }
+    if (url.protocol !== "http:" && url.protocol !== "https:") {
+      throw invalidField("redirect_uri", "redirect_uri must be an http or https URL");
+    }
+    const allowed = tenant.corsOrigins.length === 0 ? devMode : tenant.corsOrigins.includes(url.origin);
+    if (!allowed) throw invalidField("redirect_uri", "redirect_uri must be on one of the app's CORS origins");
+    return url;
+  };
+
+  /** Sends the browser back to the client with `params` (and its `state`) added to its query. */
+  const redirectBack = (reply: FastifyReply, to: URL, params: Record<string, string>, state?: string) => {
+    for (const [name, value] of Object.entries(params)) to.searchParams.set(name, value);
+    if (state !== undefined) to.searchParams.set("state", state);
+    return reply.code(303).header("location", to.href).send();
+  };
+
+  /** A refusal once the redirect is known good goes back to the client, as the SDK expects it. */
+  const redirectRefusal = (
+    reply: FastifyReply,
+    request: FastifyRequest,
+    to: URL,
+    error: unknown,
+    state?: string,
+  ) => {
+    const refusal = toOtpError(error, request);
+    if (!refusal) throw error;
+    const { body } = cloudbaseErrorOf(refusal);
+    return redirectBack(reply, to, { error: body.error, error_description: body.error_description }, state);
+  };
+
+  app.post(
+    "/captcha/init",
+    { schema: { body: CaptchaInitBody, response: { 200: CaptchaInitReply, ...errorResponses } } },
+    async (request) => {
+      const { client_id: clientId, redirect_uri: redirectUri, state } = request.body;
+      const tenant = await appOf(request, clientId);
+      redirectOf(tenant, redirectUri);
+      const page = new URLSearchParams({ client_id: tenant.clientId, redirect_uri: redirectUri });
+      if (state !== undefined) page.set("state", state);
+      return {
+        url: `${request.protocol}://${request.host}${prefix}/captcha/page?${page}`,
+        // No pass is answered directly (a challenge is always shown); this is how long one lasts.
+        expires_in: PASS_TTL_SECONDS,
+      };
+    },
+  );
+
+  app.get("/captcha/page", { schema: { querystring: CaptchaPageQuery } }, async (request, reply) => {
+    const { client_id: clientId, redirect_uri: redirectUri, state } = request.query;
+    const tenant = await appOf(request, clientId);
+    const back = redirectOf(tenant, redirectUri);
+    let challenge: Awaited<ReturnType<Engine["captcha"]["createChallenge"]>>;
+    try {
+      challenge = await engine.captcha.createChallenge(tenant, "image", request.ip);
+    } catch (error) {
+      return redirectRefusal(reply, request, back, error, state);
+    }
+    if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
+    return reply
+      .header("content-security-policy", PAGE_SECURITY_POLICY)
+      .header("cache-control", "no-store")
+      .type("text/html; charset=utf-8")
+      .send(
+        challengePage({
+          image: challenge.imageDataUri,
+          fields: {
+            token: challenge.token,
+            client_id: tenant.clientId,
+            redirect_uri: redirectUri,
+            ...(state === undefined ? {} : { state }),
+          },
+        }),
+      );
+  });
+
+  app.post("/captcha/page", { schema: { body: CaptchaPageForm } }, async (request, reply) => {
+    const { client_id: clientId, redirect_uri: redirectUri, state, token, key } = request.body;
+    const tenant = await appOf(request, clientId);
+    const back = redirectOf(tenant, redirectUri);
+    try {
+      const pass = await engine.captcha.solve(tenant, token, key, undefined, request.ip);
+      return redirectBack(
+        reply,
+        back,
+        { captcha_token: pass.passToken, expires_in: String(pass.expiresInSeconds) },
+        state,
+      );
+    } catch (error) {
+      return redirectRefusal(reply, request, back, error, state);
+    }
+  });
+}
+
+/** The challenge page: the image, one text field, and the hidden fields the answer goes back with. */
+function challengePage(page: { image: string; fields: Record<string, string> }): string {
+  const hidden = Object.entries(page.fields)
+    .map(([name, value]) => `<input type="hidden" name="${name}" value="${escapeHtml(value)}">`)
+    .join("");
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Verification</title>
+<style>body{font-family:sans-serif;display:flex;justify-content:center;margin-top:15vh}form{display:grid;gap:12px}</style>
+</head><body>
+<form method="post" action="page">
+<img src="${escapeHtml(page.image)}" alt="Characters to type">
+<label>Type the characters in the image / 请输入图中字符 <input name="key" required maxlength="64" autocomplete="off" autofocus></label>
+${hidden}
+<button type="submit">OK / 确定</button>
+</form>
+</body></html>
+`;
+}
+
+function escapeHtml(text: string): string {
+  return text.replace(/[&<>"']/g, (character) => `&#${character.charCodeAt(0)};`);
+}
