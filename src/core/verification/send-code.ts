@@ -98,34 +98,20 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   const parsed = input.to === undefined ? undefined : parseRecipient(channel, input.to, parseOptions);
   // The account rule runs before the rate rules so its refusal is the answer a client sees first
   // (Fresns's order); it counts nothing.
-  const ruled = await applyAccountRule(deps.accounts, {
-    appId: app.id,
-    rule: input.rule,
-    channel,
-    recipient: parsed,
-    accountId: input.accountId,
-  }).catch(async (error: unknown) => {
-    // A refusal that says whether an account exists is, where the face demands a solved captcha
-    // before any send (IDaaS), told only to a caller whose pass is good for this recipient: else
-    // anyone could look accounts up there, without a captcha and without limit. A pass serves one
-    // recipient, so it is given back, as after a rate limit's refusal: the person who mistook
-    // the scene need not solve another.
-    const tellsExistence =
-      error instanceof OtpError && (error.code === "ACCOUNT_EXISTS" || error.code === "ACCOUNT_NOT_FOUND");
-    if (
-      tellsExistence &&
-      parsed !== undefined &&
-      app.abuse.captcha[face] === "always" &&
-      fixedTestCode(app, parsed, deps.defaultCountry) === null
-    ) {
-      if (input.captchaToken === undefined) {
-        throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
-      }
-      const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, parsed.address, input.clientIp);
-      await giveBack();
-    }
+  let ruled: Awaited<ReturnType<typeof applyAccountRule>>;
+  try {
+    ruled = await applyAccountRule(deps.accounts, {
+      appId: app.id,
+      rule: input.rule,
+      channel,
+      recipient: parsed,
+      accountId: input.accountId,
+    });
+  } catch (error) {
+    if (parsed !== undefined && isExistenceRefusal(error))
+      await requirePassToTellExistence(deps, input, parsed);
     throw error;
-  });
+  }
   // An account's own phone is stored as E.164 only; parse it again for its country.
   const recipient =
     channel === "sms" && ruled.recipient.country === undefined
@@ -410,6 +396,33 @@ function rateCounters(app: App, recipient: Recipient, clientIp: string | undefin
 // Test recipients are parsed once per app object (apps are cached and replaced when they change),
 // not on every send.
 const testCodesByApp = new WeakMap<App, Map<string, string>>();
+
+/** An account rule's refusal that says whether an account exists for the recipient. */
+function isExistenceRefusal(error: unknown): boolean {
+  return error instanceof OtpError && (error.code === "ACCOUNT_EXISTS" || error.code === "ACCOUNT_NOT_FOUND");
+}
+
+/**
+ * Where the face demands a solved captcha before any send (IDaaS), whether an account exists is
+ * told only to a caller whose pass is good for this recipient: else anyone could look accounts up
+ * there, without a captcha and without limit. Throws the captcha's refusal otherwise. A pass
+ * serves one recipient, so it is given back, as after a rate limit's refusal: the person who
+ * mistook the scene need not solve another.
+ */
+async function requirePassToTellExistence(
+  deps: EngineDeps,
+  input: SendCodeInput,
+  recipient: Recipient,
+): Promise<void> {
+  const { app } = input;
+  if (app.abuse.captcha[input.face ?? "native"] !== "always") return;
+  if (fixedTestCode(app, recipient, deps.defaultCountry) !== null) return;
+  if (input.captchaToken === undefined) {
+    throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
+  }
+  const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
+  await giveBack();
+}
 
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
   if (app.testRecipients.length === 0) return null;
