@@ -53,7 +53,7 @@ function masked(body: Record<string, unknown>): Record<string, unknown> {
     sub: [/^acc_[\w-]{22}$/, "<sub>"],
     token: [/^cc_[\w-]{32}$/, "<captcha_challenge_token>"],
     captcha_token: [/^cp_[\w-]{32}$/, "<captcha_token>"],
-    data: [/^data:image\/svg\+xml;base64,[A-Za-z0-9+/]+=*$/, "data:image/svg+xml;base64,<image>"],
+    data: [/^data:image\/gif;base64,[A-Za-z0-9+/]+=*$/, "data:image/gif;base64,<image>"],
   };
   const out: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(body)) {

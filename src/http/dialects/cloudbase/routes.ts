@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import { svgCaptchaToGifDataUri } from "../../../captcha/index.js";
 import type { NewAccountInput } from "../../../core/accounts/account-service.js";
 import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
 import type { Engine } from "../../../core/engine.js";
@@ -501,7 +502,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       const challenge = await engine.captcha.createChallenge(await appOf(request), "image", request.ip);
       if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
       return {
-        data: challenge.imageDataUri,
+        // CloudBase documents a GIF, and its native clients decode no SVG.
+        data: svgCaptchaToGifDataUri(challenge.imageDataUri),
         type: "image" as const,
         token: challenge.token,
         expires_in: challenge.expiresInSeconds,

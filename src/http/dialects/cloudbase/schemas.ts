@@ -135,7 +135,7 @@ export const UserReply = Type.Object({
 export const EmptyReply = Type.Object({});
 
 export const CaptchaDataReply = Type.Object({
-  data: Type.String({ description: "data:image/svg+xml;base64,..." }),
+  data: Type.String({ description: "data:image/gif;base64,..." }),
   type: Type.Literal("image"),
   token: Type.String(),
   expires_in: Type.Integer(),
