@@ -34,8 +34,29 @@ describe("apps from the config file", () => {
   it("always has the app default, with client id default", async () => {
     const t = await start();
     const app = await t.engine.apps.byId("default");
-    expect(app).toMatchObject({ id: "default", clientId: "default", disabled: false });
+    expect(app).toMatchObject({ id: "default", clientId: "default", name: "verifyd", disabled: false });
     expect(await t.engine.apps.byClientId("default")).toMatchObject({ id: "default" });
+  });
+
+  // Regression: declaring `default` without a name on a fresh store named it "default", so its
+  // messages read "Your default sign-in code" instead of "Your verifyd sign-in code".
+  it("keeps the name verifyd for the app default when the file declares it without one", async () => {
+    const t = await start({ apps: [{ id: "default", policy: { codeLength: 8 } }] });
+    const app = await t.engine.apps.byId("default");
+    expect(app).toMatchObject({ name: "verifyd", clientId: "default", policy: { codeLength: 8 } });
+    const sent = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications",
+      payload: { channel: "email", to: "ann@example.com", purpose: "sign_in" },
+    });
+    expect(sent.statusCode).toBe(201);
+    await t.deliverAll();
+    expect(t.email.messages.at(-1)?.subject).toBe("Your verifyd sign-in code");
+  });
+
+  it("names the app default as the file says", async () => {
+    const t = await start({ apps: [{ id: "default", name: "Shop" }] });
+    expect((await t.engine.apps.byId("default"))?.name).toBe("Shop");
   });
 
   it("creates a declared app with its settings", async () => {

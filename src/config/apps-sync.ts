@@ -4,6 +4,10 @@ import { resolveAbusePolicy, resolvePolicy } from "../core/policy.js";
 import type { App, TemplateSet } from "../core/types.js";
 import type { AppConfig } from "./schema.js";
 
+// What messages call the app `default` ({app}) unless the file names it; the app's id would read
+// "Your default sign-in code".
+const DEFAULT_APP_NAME = "verifyd";
+
 /**
  * Creates or updates the apps the config file declares (the file wins for the keys it sets) and
  * makes sure the app `default` exists. The global templates are not copied into apps: the
@@ -13,12 +17,19 @@ import type { AppConfig } from "./schema.js";
 export async function syncConfiguredApps(apps: AppDirectory, configured: AppConfig[]): Promise<void> {
   const declared = new Map(configured.map((app) => [app.id, app]));
   if (!declared.has(DEFAULT_APP_ID) && !(await apps.stored(DEFAULT_APP_ID))) {
-    await apps.save(newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: "verifyd" }));
+    await apps.save(newDefaultApp());
   }
   for (const config of configured) {
-    const existing = (await apps.stored(config.id)) ?? newApp({ id: config.id });
+    const existing =
+      (await apps.stored(config.id)) ??
+      (config.id === DEFAULT_APP_ID ? newDefaultApp() : newApp({ id: config.id }));
     await apps.save(applyAppConfig(existing, config));
   }
+}
+
+/** The app `default` as a fresh store gets it, whether or not the file declares it. */
+function newDefaultApp(): App {
+  return newApp({ id: DEFAULT_APP_ID, clientId: DEFAULT_APP_ID, name: DEFAULT_APP_NAME });
 }
 
 function applyAppConfig(app: App, config: AppConfig): App {

@@ -92,6 +92,30 @@ describe("loadConfig: environment", () => {
     expect(found.some((issue) => issue.startsWith(name))).toBe(true);
   });
 
+  // Regression: an unreadable entry was skipped, so with a typo every client seemed to come from the
+  // proxy's address and all shared one per-IP budget.
+  it.each(["10.0.0.0/33", "1.2.3.4/abc", "notanip", "10.0.0.0/"])(
+    "refuses VERIFYD_TRUST_PROXY with the entry %j, naming the variable and the entry",
+    (entry) => {
+      expect(issues({ VERIFYD_TRUST_PROXY: `10.0.0.1, ${entry}` })).toEqual([
+        `VERIFYD_TRUST_PROXY (trustProxy/1): "${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`,
+      ]);
+    },
+  );
+
+  it("accepts VERIFYD_TRUST_PROXY addresses, CIDRs and range names", () => {
+    const entries = [
+      "10.0.0.1",
+      "10.0.0.0/8",
+      "::1",
+      "2001:db8::/32",
+      "loopback",
+      "linklocal",
+      "uniquelocal",
+    ];
+    expect(loadConfig({ VERIFYD_TRUST_PROXY: entries.join(",") }).trustProxy).toEqual(entries);
+  });
+
   it("refuses production mode without a secret, naming VERIFYD_SECRET", () => {
     expect(issues({ VERIFYD_MODE: "production" })).toEqual([
       expect.stringMatching(/^VERIFYD_SECRET.*required in production/),
@@ -150,6 +174,36 @@ describe("loadConfig: the config file", () => {
       SHOP_KEY: "vk_from_the_environment_0123",
     });
     expect(config.apps[0]?.apiKeys).toEqual(["vk_from_the_environment_0123"]);
+  });
+
+  // Regression: secret and trustProxy had to be JSON arrays, so a "${NAME}" holding the list failed
+  // with "must be array" although the file takes the same settings as the environment.
+  it('takes secret and trustProxy as comma-separated strings, "${NAME}" included, split like the environment', () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({ secret: "${VAULT_SECRETS}", trustProxy: "10.0.0.1, loopback,," }),
+      VAULT_SECRETS: "newest-secret-0123456789, older-secret-0123456789",
+    });
+    expect(config.secrets).toEqual(["newest-secret-0123456789", "older-secret-0123456789"]);
+    expect(config.trustProxy).toEqual(["10.0.0.1", "loopback"]);
+  });
+
+  it("still takes secret and trustProxy as arrays", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        secret: ["file-secret-0123456789"],
+        trustProxy: ["10.0.0.1", "loopback"],
+      }),
+    });
+    expect(config).toMatchObject({
+      secrets: ["file-secret-0123456789"],
+      trustProxy: ["10.0.0.1", "loopback"],
+    });
+  });
+
+  it("refuses a bad trustProxy entry in the file, naming VERIFYD_TRUST_PROXY and the entry", () => {
+    expect(issues({ VERIFYD_CONFIG: configFile({ trustProxy: ["loopback", "10.0.0.0/33"] }) })).toEqual([
+      expect.stringMatching(/^VERIFYD_TRUST_PROXY \(trustProxy\/1\): "10\.0\.0\.0\/33"/),
+    ]);
   });
 
   it("names the place of a ${NAME} whose variable is not set", () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
+import { parseTrustProxyEntry } from "../http/shared/trusted-peers.js";
 import {
   type DeliveryConfig,
   type ProviderConfig,
@@ -74,7 +75,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
         issues.push(`VERIFYD_CONFIG (${file}): must hold a JSON object`);
       } else {
-        Object.assign(input, substituteEnvironment(parsed, env, issues, ""));
+        Object.assign(
+          input,
+          listsFromStrings(substituteEnvironment(parsed, env, issues, "") as Record<string, unknown>),
+        );
       }
     } catch (error) {
       issues.push(`VERIFYD_CONFIG (${file}): ${(error as Error).message}`);
@@ -83,11 +87,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   for (const [name, key] of Object.entries(ENVIRONMENT_KEYS)) {
     const raw = env[name];
     if (raw === undefined || raw === "") continue;
-    if (LIST_KEYS.has(key))
-      input[key] = raw
-        .split(",")
-        .map((part) => part.trim())
-        .filter(Boolean);
+    if (LIST_KEYS.has(key)) input[key] = splitList(raw);
     else if (NUMBER_KEYS.has(key)) input[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
     else if (BOOLEAN_KEYS.has(key))
       input[key] = raw === "true" || raw === "1" ? true : raw === "false" || raw === "0" ? false : raw;
@@ -103,6 +103,28 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   issues.push(...crossFieldIssues(config));
   if (issues.length > 0) throw new ConfigError(issues);
   return config;
+}
+
+/** A comma-separated list, as VERIFYD_SECRET and VERIFYD_TRUST_PROXY give it. */
+function splitList(raw: string): string[] {
+  return raw
+    .split(",")
+    .map((part) => part.trim())
+    .filter(Boolean);
+}
+
+/**
+ * The file takes the same settings as the environment, so a list key may also be one
+ * comma-separated string there: `"secret": "${VAULT_SECRETS}"` reads a variable holding the list.
+ * Split after `${NAME}` substitution, exactly as the environment variable is.
+ */
+function listsFromStrings(file: Record<string, unknown>): Record<string, unknown> {
+  const result = { ...file };
+  for (const key of LIST_KEYS) {
+    const value = result[key];
+    if (typeof value === "string") result[key] = splitList(value);
+  }
+  return result;
 }
 
 function toConfig(input: ConfigInput): Config {
@@ -156,6 +178,15 @@ function crossFieldIssues(config: Config): string[] {
   if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
+  config.trustProxy.forEach((entry, index) => {
+    // A typo here must not start: every client would seem to come from the proxy's address and
+    // share one per-IP budget.
+    if (!parseTrustProxyEntry(entry)) {
+      issues.push(
+        `VERIFYD_TRUST_PROXY (trustProxy/${index}): "${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`,
+      );
+    }
+  });
   issues.push(...providerIssues(config.providers, config.routing));
   const ids = new Set<string>();
   const clientIds = new Set<string>();

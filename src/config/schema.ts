@@ -257,11 +257,15 @@ export const ConfigSchema = Type.Object(
     secret: Type.Optional(
       Type.Array(Type.String({ minLength: 16 }), {
         minItems: 1,
-        description: "HMAC secrets, newest first; required in production (each at least 16 characters)",
+        description:
+          "HMAC secrets, newest first; required in production (each at least 16 characters); the file also takes one comma-separated string",
       }),
     ),
     trustProxy: Type.Optional(
-      Type.Array(Type.String({ minLength: 1 }), { description: "proxies whose X-Forwarded-For is believed" }),
+      Type.Array(Type.String({ minLength: 1 }), {
+        description:
+          "proxies whose X-Forwarded-For is believed: addresses, CIDRs, loopback, linklocal, uniquelocal; the file also takes one comma-separated string",
+      }),
     ),
     redisUrl: Type.Optional(Type.String({ pattern: "^rediss?://", description: "cluster mode: Redis URL" })),
     databaseUrl: Type.Optional(
