@@ -359,6 +359,34 @@ describe("pass tokens: binding, replay, app", () => {
     expectProblem(await retry("attempt-1"), 400, "CAPTCHA_FAILED");
   });
 
+  it("replays a send that crossed the risk threshold to its retry, rather than asking for a captcha", async () => {
+    t = await open();
+    for (let n = 1; n <= 2; n += 1) expect((await send({ to: recipient(n) })).statusCode).toBe(201);
+    const third = () =>
+      t.fastify.inject({
+        method: "POST",
+        url: "/v1/verifications",
+        headers: { "idempotency-key": "third-send" },
+        payload: { channel: "email", to: recipient(3), purpose: "sign_in" },
+      });
+    const first = await third();
+    expect(first.statusCode, first.body).toBe(201);
+    // The client is past the threshold now: a new send is asked for a captcha before its body is
+    // read, but the retry of the third gets its first answer.
+    expectProblem(await send({ to: recipient(4) }), 428, "CAPTCHA_REQUIRED");
+    const retried = await third();
+    expect(retried.statusCode, retried.body).toBe(201);
+    expect(retried.json()).toEqual(first.json());
+    // A new send under a new key is still refused, by the full path.
+    const fresh = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications",
+      headers: { "idempotency-key": "fourth-send" },
+      payload: { channel: "email", to: recipient(4), purpose: "sign_in" },
+    });
+    expectProblem(fresh, 428, "CAPTCHA_REQUIRED");
+  });
+
   it("gives back a fresh pass presented with a retry that replays the first answer", async () => {
     t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
     const sendWith = (pass: string, key: string, to: string) =>

@@ -78,7 +78,8 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
       })
     : await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
 
-  if (outcome.kind === "not_found" || outcome.kind === "refused") throw refusalOf(outcome, ref, codeField);
+  if (outcome.kind === "not_found" || outcome.kind === "refused")
+    throw refusalOf(app, outcome, ref, codeField);
 
   if (outcome.kind === "approved") {
     await noteVerifiedSms(deps, app, outcome.record, now);
@@ -144,7 +145,7 @@ async function peekRefs(
   for (const ref of refs) {
     const outcome = await deps.store.consumeAttempt(ref, app.policy.failedChecksPerRecipient, now);
     if (outcome.kind !== "counted") {
-      failure ??= refusalOf(outcome, ref, codeField);
+      failure ??= refusalOf(app, outcome, ref, codeField);
       continue;
     }
     const { record } = outcome;
@@ -173,6 +174,7 @@ function refuseMalformedCode(app: App, code: string, codeField: string): void {
 }
 
 function refusalOf(
+  app: App,
   outcome: Exclude<AttemptOutcome, { kind: "counted" }>,
   ref: CodeRef,
   codeField: string,
@@ -184,12 +186,25 @@ function refusalOf(
       ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
       : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
   }
+  // A code worn out by wrong guesses never succeeds again; what may is a new code, so the wait
+  // a 429 must carry (DESIGN.md) is the longest the resend rule can still hold one back.
+  const retryAfterSeconds =
+    outcome.reason === "max_attempts" ? resendWaitBoundSeconds(app) : outcome.retryAfterSeconds;
   return new OtpError(REFUSAL_ERRORS[outcome.reason], {
     details: {
-      ...(outcome.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: outcome.retryAfterSeconds }),
+      ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
     },
   });
+}
+
+/**
+ * At most how long until a recipient may be sent a new code once its last one was sent: the
+ * shortest per-recipient window, whose first send that code was at the latest (1 s without one).
+ */
+export function resendWaitBoundSeconds(app: App): number {
+  const windows = app.policy.perRecipient.map((rule) => rule.windowSeconds);
+  return Math.max(1, windows.length === 0 ? 1 : Math.min(...windows));
 }
 
 function wrongCode(record: CodeRecord, codeField: string): OtpError {

@@ -171,6 +171,9 @@ const ROWS: Row[] = [
   invalid("send: client_ip a number", "POST", SEND, { ...OK_SEND, client_ip: 2130706433 }, "client_ip"),
   invalid("send: client_ip too short", "POST", SEND, { ...OK_SEND, client_ip: "1" }, "client_ip"),
   invalid("send: client_ip too long", "POST", SEND, { ...OK_SEND, client_ip: "1".repeat(46) }, "client_ip"),
+  ...["999.999.999.999", "1.2.3.4:80", "1.2.3.4/24", "localhost", "ab"].map((address) =>
+    invalid(`send: client_ip ${address}`, "POST", SEND, { ...OK_SEND, client_ip: address }, "client_ip"),
+  ),
   // --- device_id
   invalid("send: device_id empty", "POST", SEND, { ...OK_SEND, device_id: "" }, "device_id"),
   invalid("send: device_id an object", "POST", SEND, { ...OK_SEND, device_id: {} }, "device_id"),

@@ -307,6 +307,12 @@ describe("POST /v1/verifications/check", () => {
       const reply = await check(id, code);
       expect(reply.statusCode).toBe(429);
       expect(reply.json()).toMatchObject({ code: "TOO_MANY_ATTEMPTS", attempts_remaining: 0 });
+      // A 429 says how long to wait: for a worn-out code, at most until a new one may be sent.
+      expect(reply.headers["retry-after"]).toBe("60");
+      expect(reply.json().retry_after).toBe(60);
+      const cancel = await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+      expect(cancel.statusCode).toBe(429);
+      expect(cancel.headers["retry-after"]).toBe("60");
     });
 
     it("refuses checks once the recipient's failed-check budget is spent, with Retry-After", async () => {
@@ -545,5 +551,18 @@ describe("CORS", () => {
     t = await createTestServer();
     const reply = await preflight("http://localhost:5173");
     expect(reply.headers["access-control-allow-origin"]).toBe("http://localhost:5173");
+  });
+
+  it("allows the methods the faces use: Fresns edits with PUT and logs out with DELETE", async () => {
+    t = await createTestServer();
+    for (const method of ["PUT", "DELETE"]) {
+      const reply = await t.fastify.inject({
+        method: "OPTIONS",
+        url: "/api/v2/account/edit",
+        headers: { origin: "http://localhost:5173", "access-control-request-method": method },
+      });
+      expect(reply.statusCode).toBe(204);
+      expect(String(reply.headers["access-control-allow-methods"]).split(/,\s*/)).toContain(method);
+    }
   });
 });

@@ -1,8 +1,9 @@
+import { isIP } from "node:net";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { DEFAULT_APP_ID } from "../../core/apps/apps.js";
 import type { Engine } from "../../core/engine.js";
-import { OtpError } from "../../core/errors.js";
+import { invalidField, OtpError } from "../../core/errors.js";
 import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
 import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
@@ -42,9 +43,11 @@ const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 const problemResponses = {
   400: Problem,
   401: Problem,
+  403: Problem,
   404: Problem,
   409: Problem,
   410: Problem,
+  413: Problem,
   422: Problem,
   428: Problem,
   429: Problem,
@@ -105,19 +108,22 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       schema: { body: SendBody, response: { 201: SendReply, ...problemResponses } },
       // A client the risk rules already ask for a captcha is answered before its body is read:
       // the cheapest refusal for the request a bot repeats. Backends (API-key callers) speak for
-      // many users through `client_ip` in the body, so only direct callers are pre-checked.
+      // many users through `client_ip` in the body, so only direct callers are pre-checked; and
+      // a send under an Idempotency-Key is not, since a retry of one that went through must get
+      // its first answer (the full path still refuses a new one).
       // A callback hook, not an async one: when the caller is known at once (its app cached), the
       // refusal is decided without a promise round, which showed in the flood's profile.
       onRequest: (request, reply, done) => {
         const precheck = (caller: Caller) => {
-          const refusal = caller.byApiKey
-            ? null
-            : engine.precheckSendRisk({
-                app: caller.app,
-                face: "native",
-                clientIp: request.ip,
-                captchaToken: headerValue(request, "x-captcha-token"),
-              });
+          const refusal =
+            caller.byApiKey || request.headers["idempotency-key"] !== undefined
+              ? null
+              : engine.precheckSendRisk({
+                  app: caller.app,
+                  face: "native",
+                  clientIp: request.ip,
+                  captchaToken: headerValue(request, "x-captcha-token"),
+                });
           // Only a request that goes on to its handler needs its caller remembered.
           if (!refusal) resolved.set(request, caller);
           return refusal;
@@ -147,6 +153,11 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
           message: "Idempotency-Key must be 1-255 printable ASCII characters",
           details: { field: "Idempotency-Key" },
         });
+      }
+      // Each string would be a per-IP budget of its own: a caller that sends a port or a range
+      // along would switch its users' per-IP rules off without a word.
+      if (body.client_ip !== undefined && isIP(body.client_ip) === 0) {
+        throw invalidField("client_ip", "client_ip must be an IPv4 or IPv6 address");
       }
       const result = await engine.sendCode({
         app: caller.app,
