@@ -104,6 +104,15 @@ describe("send-verify-code: success", () => {
       account: "bob@example.com",
     });
     expect(v1.body).toBe(v2.body);
+    // Every answer names the API, as Fresns's do (COMPANION-APIS.md 1.6); refusals too.
+    const refused = await send({ type: "email", useType: 5, templateId: 1, account: "not-an-email" });
+    for (const response of [v2, v1, refused]) {
+      expect(response.headers).toMatchObject({
+        "fresns-version": "2.21.4",
+        "fresns-api": "v2",
+        "fresns-author": "Jevan Tang",
+      });
+    }
     await t.deliverAll();
     expect(t.email.messages.map((message) => message.to)).toEqual(["ann@example.com", "bob@example.com"]);
   });

@@ -106,6 +106,9 @@ const VerifyIdentityDoc = documentBody(VerifyIdentityBody);
 const EditDoc = documentBody(EditBody);
 const ApplyDeleteDoc = documentBody(ApplyDeleteBody);
 
+/** The Fresns release this face follows (its code messages and DTOs). */
+const FRESNS_VERSION = "2.21.4";
+
 const contexts = new WeakMap<FastifyRequest, FresnsContext>();
 
 /**
@@ -135,6 +138,15 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   );
   fastify.setErrorHandler((error, request, reply) => renderFresnsError(error, request, reply));
   refuseMalformedText(fastify);
+  // Every Fresns answer names its API (COMPANION-APIS.md 1.6); the version is the one whose
+  // messages and DTOs this face follows.
+  fastify.addHook("onSend", (_request, reply, payload, done) => {
+    reply
+      .header("fresns-version", FRESNS_VERSION)
+      .header("fresns-api", "v2")
+      .header("fresns-author", "Jevan Tang");
+    done(null, payload);
+  });
 
   fastify.addHook("onRequest", async (request) => {
     const langTag = header(request, "x-fresns-client-lang-tag");
