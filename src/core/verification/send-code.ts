@@ -58,6 +58,12 @@ export interface SendCodeInput {
   contractRules?: RateRule[] | undefined;
   /** a captcha pass token the caller presents (spent on use) */
   captchaToken?: string | undefined;
+  /**
+   * Under risk-based captchas, a pass that cannot be redeemed counts only when a captcha is
+   * needed: for a face whose SDK sends the pass it cached with every call for the pass's lifetime
+   * (CloudBase), so that a spent one is not a refusal. Elsewhere it is refused, and recorded.
+   */
+  passMayBeStale?: boolean | undefined;
   idempotencyKey?: string | undefined;
   /** which input field `to` came from, so errors name the caller's field */
   toField?: string;
@@ -154,6 +160,8 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       ? `captcha:replay:${sha256Hex(`${input.idempotencyKey}\0${input.captchaToken}`)}`
       : undefined;
   let captchaSolved = false;
+  // A stale pass's refusal, answered only if the risk rules then ask for a captcha (passMayBeStale).
+  let stalePassRefusal: OtpError | undefined;
   // Gives the redeemed pass back when no code is issued after all (see CaptchaService.redeemPass).
   let returnPass = async () => {};
   const givePassBack = () =>
@@ -195,12 +203,14 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
         // on to the store, which replays the first answer.
         const retried =
           passReplayKey !== undefined && (await deps.counters.peek(app.id, passReplayKey, now)).count > 0;
-        if (!retried) {
+        if (!retried && input.passMayBeStale && captchaMode === "risk" && error instanceof OtpError) {
+          stalePassRefusal = error;
+        } else if (!retried) {
           log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
           throw error;
         }
       }
-      captchaSolved = true;
+      captchaSolved = stalePassRefusal === undefined;
     }
     if (captchaMode === "always" && !captchaSolved) {
       log("captcha_required", { reason: "captcha_always" });
@@ -291,6 +301,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     if (outcome.refusal === "deny") {
       log("denied", { reason: outcome.rule });
       throw new OtpError("PUMPING_DENIED", { details });
+    }
+    if (outcome.refusal === "captcha" && stalePassRefusal) {
+      log("captcha_failed", { reason: stalePassRefusal.message });
+      throw stalePassRefusal;
     }
     if (outcome.refusal === "captcha") {
       log("captcha_required", { reason: outcome.rule });

@@ -589,6 +589,33 @@ describe("CloudBase captcha flow", () => {
     }
   });
 
+  it("lets a cached, spent pass ride along where no captcha is needed, as the 2022 SDK sends it", async () => {
+    await start();
+    const challenge = (await post("/auth/v1/captcha/data")).json();
+    const { answer } = (await get(`/v1/dev/captcha/${challenge.token}`)).json();
+    const pass = (await post("/auth/v1/captcha/data/verify", { token: challenge.token, key: answer })).json();
+    const withPass = (email: string) =>
+      post(`/auth/v1/verification?captcha_token=${encodeURIComponent(pass.captcha_token)}`, { email });
+    // Spent by the first send; the next ones need no captcha, so the stale pass is no refusal.
+    for (const email of ["p@example.com", "q@example.com", "r@example.com"]) {
+      const sent = await withPass(email);
+      expect(sent.statusCode, sent.body).toBe(200);
+    }
+    // Once one is needed (the 4th send from this address), a spent pass is refused as invalid.
+    expectError(await withPass("s@example.com"), 400, "captcha_invalid", 4027);
+    expectError(await send({ email: "s@example.com" }), 428, "captcha_required", 4028);
+    // The native face, whose clients keep no pass, still refuses a spent one outright.
+    const native = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications",
+      headers: { "x-captcha-token": pass.captcha_token },
+      payload: { channel: "email", to: "n@example.com", purpose: "sign_in" },
+      remoteAddress: "198.51.100.99",
+    });
+    expect(native.statusCode, native.body).toBe(400);
+    expect(native.json().code).toBe("CAPTCHA_FAILED");
+  });
+
   it("refuses a wrong captcha key with captcha_invalid", async () => {
     await start();
     const challenge = (await post("/auth/v1/captcha/data")).json();
