@@ -446,6 +446,13 @@ describe("pass tokens", () => {
     const token = pass.slice(0, pass.lastIndexOf("---"));
     expectError(await sendCode("email", ANN, "REGISTER_EMS", token), "CAPTCHA.0004");
     expectError(await sendCode("email", ANN, "REGISTER_EMS", `---${plainPoint(1)}`), "CAPTCHA.0004");
+    // The point is part of the token, as AJ-Captcha holds it: another point does not pass, nor
+    // does the pass with its tag and point both stripped.
+    const head = pass.slice(0, pass.lastIndexOf("---"));
+    expectError(await sendCode("email", ANN, "REGISTER_EMS", `${head}---${plainPoint(1)}`), "CAPTCHA.0004");
+    expectError(await sendCode("email", ANN, "REGISTER_EMS", `${head}---garbage`), "CAPTCHA.0004");
+    const bare = head.slice(0, head.lastIndexOf("."));
+    expectError(await sendCode("email", ANN, "REGISTER_EMS", `${bare}---${plainPoint(1)}`), "CAPTCHA.0003");
     // The malformed tries spent nothing: the whole token still works.
     expectOk(await sendCode("email", ANN, "REGISTER_EMS", pass));
   });

@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../../../core/engine.js";
@@ -46,6 +47,10 @@ const ID_TOKEN_TTL_SECONDS = 3600;
 const ID_TOKEN_ISSUER = "verifyd";
 // AJ-Captcha's separator between the pass token and the echoed point (COMPANION-APIS.md 3.2).
 const PASS_SEPARATOR = "---";
+const POINT_TAG_CHARS = 16;
+// verifyd's own pass tokens start so (captcha-service.ts); one given without its point tag is not
+// live here, so it cannot be redeemed with the point stripped along with the tag.
+const VERIFYD_PASS_PREFIX = "cp_";
 const MAX_CLIENT_ID_CHARS = 128;
 
 /** Who is calling, from the headers every /api/v2/sdk route requires. */
@@ -77,6 +82,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   // Derived once: deriving keys per request would put key derivation on the login path.
   const jwt = createJwtKeys(engine.deps.secrets, engine.deps.clock);
   const callers = new WeakMap<FastifyRequest, Caller>();
+  const pointTags = createPointTags(engine.deps.secrets.allDerivedKeys("idaas captcha point tag"));
 
   app.setErrorHandler((error, request, reply) => renderIdaasError(error, request, reply));
   // After the device and client headers (the hook below runs for unknown paths too), as IDaaS
@@ -176,7 +182,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
         field: "sender",
       }).address;
       const pass = await engine.captcha.solve(tenant, token, pointJson, bindTo, callerOf(request).clientIp);
-      return { captcha_token: `${pass.passToken}${PASS_SEPARATOR}${pointJson}` };
+      return { captcha_token: pointTags.join(pass.passToken, pointJson) };
     },
   );
 
@@ -189,7 +195,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const captchaToken = required(body.captcha_token, "PASS_TOKEN_EMPTY");
     const scenario = SCENARIOS[channel].get(type);
     if (!scenario) throw new IdaasRefusal("SCENE_UNKNOWN");
-    const passToken = passTokenOf(captchaToken);
+    const passToken = pointTags.passOf(captchaToken);
     const accountId =
       scenario.rule === "logged_in_contact_blank" ? await loggedInAccountId(request, caller.app) : undefined;
     // An app that registers on code login (IDaaS's enterprise setting; verifyd's `loginOrRegister`)
@@ -336,17 +342,6 @@ function nonEmpty(value: string | undefined): string | undefined {
 }
 
 /**
- * The pass token of `<pass token>---<point_json>`. The split is at the LAST separator: a pass
- * token is base64url and may itself contain "---", while a point (JSON or base64) never does.
- * The echoed point is not checked again: the pass token alone proves the captcha was solved.
- */
-function passTokenOf(captchaToken: string): string {
-  const at = captchaToken.lastIndexOf(PASS_SEPARATOR);
-  if (at <= 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
-  return captchaToken.slice(0, at);
-}
-
-/**
  * The registration's profile fields, as given. The other contact (a mobile in an e-mail
  * registration, or the reverse) is unverified, so it is kept as profile data only: made a login
  * contact, it would let anyone claim someone else's number before its owner signs up.
@@ -399,4 +394,39 @@ export function renderIdaasError(error: unknown, request: FastifyRequest, reply:
     }
   }
   return reply.code(wire.status).send({ error_code: wire.code, error_msg: idaasMessage(wire, lang) });
+}
+
+/**
+ * IDaaS's pass token echoes the answer's point after the pass (`<pass>---<point_json>`), and
+ * AJ-Captcha honours the pair as one: the same pass with another point does not pass. A short keyed
+ * tag on the pass (`<pass>.<tag>---<point_json>`) binds the two without storing the point. Keys are
+ * newest first, so a tag made before a secret rotation still verifies.
+ */
+function createPointTags(keys: readonly Buffer[]) {
+  const tag = (key: Buffer, pass: string, point: string) =>
+    createHmac("sha256", key).update(`${pass}\0${point}`).digest("base64url").slice(0, POINT_TAG_CHARS);
+  return {
+    join: (pass: string, point: string) =>
+      `${pass}.${tag(keys[0] as Buffer, pass, point)}${PASS_SEPARATOR}${point}`,
+    /**
+     * The pass of a `captcha_token`. One issued here whose point was changed is a mismatch
+     * (CAPTCHA.0004); a verifyd pass stripped of its tag is not live (CAPTCHA.0003); any other
+     * token is handed on as it is, for the core to judge (a third-party widget's, or none).
+     */
+    passOf(captchaToken: string): string {
+      const at = captchaToken.lastIndexOf(PASS_SEPARATOR);
+      if (at <= 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      const head = captchaToken.slice(0, at);
+      const point = captchaToken.slice(at + PASS_SEPARATOR.length);
+      const dot = head.lastIndexOf(".");
+      if (dot <= 0) {
+        if (head.startsWith(VERIFYD_PASS_PREFIX)) throw new IdaasRefusal("PASS_TOKEN_INVALID");
+        return head;
+      }
+      const pass = head.slice(0, dot);
+      const given = head.slice(dot + 1);
+      if (!keys.some((key) => tag(key, pass, point) === given)) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      return pass;
+    },
+  };
 }
