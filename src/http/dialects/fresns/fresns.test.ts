@@ -1053,6 +1053,8 @@ describe("account endpoints: refusals", () => {
       );
       expectFresns(wrong, 33203, language);
       if (language === "en") expectGolden("code-wrong", wrong.body);
+      // Without its code nobody learns that an account exists: a taken account with a made-up
+      // code is a wrong code.
       expectFresns(
         await call(
           "POST",
@@ -1060,9 +1062,19 @@ describe("account endpoints: refusals", () => {
           { ...base, account: "taken@example.com", verifyCode: "123456" },
           headers,
         ),
-        34204,
+        33203,
         language,
       );
+      // With the right code for an account registered since it was sent: 34204, and the code is
+      // not spent by the refusal.
+      const lateCode = await codeFor(
+        { type: "email", useType: 1, templateId: 2, account: "late@example.com" },
+        "late@example.com",
+      );
+      await makeAccount({ email: "late@example.com" });
+      const late = { ...base, account: "late@example.com", verifyCode: lateCode };
+      expectFresns(await call("POST", "/api/v2/account/register", late, headers), 34204, language);
+      expectFresns(await call("POST", "/api/v2/account/register", late, headers), 34204, language);
       expectFresns(
         await call(
           "POST",

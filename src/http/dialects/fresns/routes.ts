@@ -333,14 +333,18 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const body = validateBody(RegisterBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
         const password = decodePassword(body.password as string, 34105);
-        // Checked before the code is spent, so this refusal does not burn the code.
-        if (await engine.accounts.findByContact(app, channel, address)) throw new FresnsRefusal(34204);
-        await engine.checkCode({
+        const signUpCode = {
           app,
-          target: { channel, to: address, purpose: "sign_up", toField: "account" },
+          target: { channel, to: address, purpose: "sign_up" as const, toField: "account" },
           code: body.verifyCode as string,
           codeField: "verifyCode",
-        });
+        };
+        // The code first, as Fresns checks it before it creates the account, so that only who
+        // holds one learns that the account exists; peeked (a right peek costs it nothing) and
+        // spent only after the look-up, so that this refusal does not burn it.
+        await engine.checkCode({ ...signUpCode, mode: "peek" });
+        if (await engine.accounts.findByContact(app, channel, address)) throw new FresnsRefusal(34204);
+        await engine.checkCode(signUpCode);
         const account = await engine.accounts.create({
           app,
           ...(channel === "email" ? { email: address } : { phone: address }),
