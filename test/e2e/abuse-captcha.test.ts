@@ -293,6 +293,22 @@ describe("captcha escalation per device (API-key caller passing device_id)", () 
 });
 
 describe("pass tokens: binding, replay, app", () => {
+  it('"always": one unbound pass tells whether one account exists, not one after another', async () => {
+    t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
+    const pass = await solveCaptcha();
+    const lookUp = (to: string, captchaToken?: string) =>
+      send({ to, ...(captchaToken === undefined ? {} : { captchaToken }), body: { target: "user" } });
+    expectProblem(await lookUp(recipient(1)), 428, "CAPTCHA_REQUIRED");
+    expectProblem(await lookUp(recipient(1), pass), 409, "ACCOUNT_NOT_FOUND");
+    // Given back bound to the recipient it asked about: no use for the next one...
+    expectProblem(await lookUp(recipient(2), pass), 400, "CAPTCHA_FAILED");
+    // ...and spent by that try (fail closed), though it would have served its own recipient.
+    expectProblem(await lookUp(recipient(1), pass), 400, "CAPTCHA_FAILED");
+    const fresh = await solveCaptcha();
+    expectProblem(await lookUp(recipient(1), fresh), 409, "ACCOUNT_NOT_FOUND");
+    expect((await send({ to: recipient(1), captchaToken: fresh })).statusCode).toBe(201);
+  });
+
   it("refuses a pass bound to recipient A for recipient B, and spends it (fail closed)", async () => {
     t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
     const pass = await solveCaptcha({ to: "Ann@Example.COM" });

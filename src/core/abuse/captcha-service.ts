@@ -217,7 +217,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       passToken: string,
       recipient: string,
       clientIp?: string,
-    ): Promise<() => Promise<void>> {
+    ): Promise<(bindToRecipient?: boolean) => Promise<void>> {
       const notLive = "The captcha token is invalid, expired or already used";
       const external = passToken.startsWith(PASS_TOKEN_PREFIX) ? null : deps.externalVerifierFor(app);
       if (external) {
@@ -239,7 +239,10 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
           CAPTCHA_PASS_REFUSALS.otherRecipient,
         );
       }
-      return () => store.savePass(pass);
+      // Given back bound to this recipient when asked (`bindToRecipient`): a pass that has told
+      // whether an account exists may not go on to ask about others.
+      return (bindToRecipient = false) =>
+        store.savePass(bindToRecipient && pass.boundTo === undefined ? { ...pass, boundTo: recipient } : pass);
     },
 
     /** Dev API: the answer of a challenge, `"AB3K"` or `{x: 237}`; null when unknown. */

@@ -419,9 +419,9 @@ function isExistenceRefusal(error: unknown): boolean {
 /**
  * Where the face demands a solved captcha before any send (IDaaS), whether an account exists is
  * told only to a caller whose pass is good for this recipient: else anyone could look accounts up
- * there, without a captcha and without limit. Throws the captcha's refusal otherwise. A pass
- * serves one recipient, so it is given back, as after a rate limit's refusal: the person who
- * mistook the scene need not solve another.
+ * there, without a captcha and without limit. Throws the captcha's refusal otherwise. The pass is
+ * given back, as after a rate limit's refusal, so the person who mistook the scene need not solve
+ * another; but bound to this recipient, so that one pass cannot ask about account after account.
  */
 async function requirePassToTellExistence(
   deps: EngineDeps,
@@ -435,7 +435,8 @@ async function requirePassToTellExistence(
     throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
   }
   const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
-  await giveBack();
+  // Bound to this recipient: one solved captcha may not look up one account after another.
+  await giveBack(true);
 }
 
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
