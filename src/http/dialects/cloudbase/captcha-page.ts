@@ -24,10 +24,11 @@ export interface LegacyCaptchaOptions {
   prefix: string;
 }
 
-// The page the SDK opens: an image challenge and nothing else. Its form posts back here; it loads
-// nothing, so the policy allows only its inline style, its data: image and its own form target.
-const PAGE_SECURITY_POLICY =
-  "default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'";
+// The page the SDK opens: an image challenge and nothing else. It loads nothing, so the policy
+// allows only its inline style and its data: image; its form posts back here, and the answer's
+// redirect goes on to the client's origin, which browsers check against form-action too.
+const pageSecurityPolicy = (redirectOrigin: string) =>
+  `default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self' ${redirectOrigin}; frame-ancestors 'none'`;
 
 /**
  * The 2022 CloudBase SDK's captcha flow (COMPANION-APIS.md 2.5, legacy `POST /auth/v1/captcha/init`):
@@ -109,7 +110,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     }
     if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
     return reply
-      .header("content-security-policy", PAGE_SECURITY_POLICY)
+      .header("content-security-policy", pageSecurityPolicy(back.origin))
       .header("cache-control", "no-store")
       .type("text/html; charset=utf-8")
       .send(
@@ -125,21 +126,38 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
       );
   });
 
-  app.post("/captcha/page", { schema: { body: CaptchaPageForm } }, async (request, reply) => {
-    const { client_id: clientId, redirect_uri: redirectUri, state, token, key } = request.body;
-    const tenant = await appOf(request, clientId);
-    const back = redirectOf(tenant, redirectUri);
-    try {
-      const pass = await engine.captcha.solve(tenant, token, key, undefined, request.ip);
-      return redirectBack(
-        reply,
-        back,
-        { captcha_token: pass.passToken, expires_in: String(pass.expiresInSeconds) },
-        state,
-      );
-    } catch (error) {
-      return redirectRefusal(reply, request, back, error, state);
-    }
+  // The page's form is the one body this face takes as a form, and only on its own route: a form
+  // is what any web page may post across origins without a preflight, so on the other routes it
+  // would let any site make its visitors' browsers send codes.
+  fastify.register(async (pageForm) => {
+    pageForm.addContentTypeParser(
+      "application/x-www-form-urlencoded",
+      { parseAs: "string" },
+      (_request, body, done) => {
+        // A repeated field keeps its first value; no prototype to pollute.
+        const fields: Record<string, string> = Object.create(null);
+        for (const [name, value] of new URLSearchParams(String(body))) fields[name] ??= value;
+        done(null, fields);
+      },
+    );
+    pageForm
+      .withTypeProvider<TypeBoxTypeProvider>()
+      .post("/captcha/page", { schema: { body: CaptchaPageForm } }, async (request, reply) => {
+        const { client_id: clientId, redirect_uri: redirectUri, state, token, key } = request.body;
+        const tenant = await appOf(request, clientId);
+        const back = redirectOf(tenant, redirectUri);
+        try {
+          const pass = await engine.captcha.solve(tenant, token, key, undefined, request.ip);
+          return redirectBack(
+            reply,
+            back,
+            { captcha_token: pass.passToken, expires_in: String(pass.expiresInSeconds) },
+            state,
+          );
+        } catch (error) {
+          return redirectRefusal(reply, request, back, error, state);
+        }
+      });
   });
 }
 

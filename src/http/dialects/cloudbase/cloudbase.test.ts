@@ -586,7 +586,38 @@ describe("CloudBase captcha flow", () => {
         `/auth/v1/captcha/page?client_id=shop&redirect_uri=${encodeURIComponent(redirect)}`,
       );
       expectError(page, 400, "invalid_argument", 4000);
+      // Nor is the answer's redirect built for it: the form's redirect_uri is checked again.
+      const answer = await t.fastify.inject({
+        method: "POST",
+        url: "/auth/v1/captcha/page",
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        payload: new URLSearchParams({
+          token: "cc_x",
+          key: "ABCD",
+          client_id: "shop",
+          redirect_uri: redirect,
+        }).toString(),
+      });
+      expectError(answer, 400, "invalid_argument", 4000);
+      expect(answer.headers.location).toBeUndefined();
     }
+  });
+
+  it("takes a form body on the captcha page's answer only: any site may post a form cross-origin", async () => {
+    await start();
+    const form = (url: string, fields: Record<string, string>) =>
+      t.fastify.inject({
+        method: "POST",
+        url,
+        headers: { "content-type": "application/x-www-form-urlencoded" },
+        payload: new URLSearchParams(fields).toString(),
+      });
+    const sent = await form("/auth/v1/verification", { email: "victim@example.com" });
+    expectError(sent, 400, "invalid_argument", 4000);
+    const signIn = await form("/auth/v1/signin", { username: "ann_01", password: "secret123" });
+    expectError(signIn, 400, "invalid_argument", 4000);
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(0);
   });
 
   it("lets a cached, spent pass ride along where no captcha is needed, as the 2022 SDK sends it", async () => {

@@ -112,16 +112,6 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     }
     jsonParser(request, text, done);
   });
-  // The legacy captcha page posts its form (captcha-page.ts); a repeated field keeps its first value.
-  app.addContentTypeParser(
-    "application/x-www-form-urlencoded",
-    { parseAs: "string" },
-    (_request, body, done) => {
-      const fields: Record<string, string> = Object.create(null);
-      for (const [name, value] of new URLSearchParams(String(body))) fields[name] ??= value;
-      done(null, fields);
-    },
-  );
 
   /**
    * `client_id` from the query, an x-client-id / client_id header, the body, or the username of a
