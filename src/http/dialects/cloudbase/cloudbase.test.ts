@@ -386,14 +386,22 @@ describe("CloudBase 200: the journeys", () => {
 
   it("signs up with verification_code and the contact instead of a verification_token", async () => {
     await start();
+    await signUp("taken@example.com", { username: "taken_1" });
     const sent = await send({ email: "ned@example.com", usage: "REGISTER" });
     expect(sent.statusCode, sent.body).toBe(200);
-    const signedUp = await post("/auth/v1/signup", {
-      email: "ned@example.com",
-      verification_code: await codeFor("ned@example.com"),
-      username: "ned_1",
-      password: "s3cret-pass",
-    });
+    const code = await codeFor("ned@example.com");
+    const byCode = { email: "ned@example.com", verification_code: code, password: "s3cret-pass" };
+    // A taken username is told only with the right code, and the refusal does not spend the code.
+    expectError(
+      await post("/auth/v1/signup", { ...byCode, verification_code: "000000", username: "taken_1" }),
+      400,
+      "invalid_verification_code",
+      4002,
+    );
+    const taken = await post("/auth/v1/signup", { ...byCode, username: "taken_1" });
+    expect(taken.statusCode, taken.body).toBe(409);
+    expect(taken.json().error_description).toBe("This username is taken");
+    const signedUp = await post("/auth/v1/signup", { ...byCode, username: "ned_1" });
     expect(signedUp.statusCode, signedUp.body).toBe(200);
     const me = await get("/auth/v1/user/me", bearer(signedUp.json().access_token));
     expect(me.json()).toMatchObject({ email: "ned@example.com", email_verified: true, username: "ned_1" });

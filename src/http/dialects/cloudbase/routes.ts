@@ -279,12 +279,19 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       const contact = contactOf(body);
       requireCountryPrefix(contact);
       const recipient = parseRecipient(contact.channel, contact.raw, parseOptions(contact.field));
-      const verificationToken = await signUpTokenOf(tenant, body, contact);
       const profile: Record<string, string> = {};
       for (const key of ["name", "gender", "picture", "locale"] as const) {
         const value = body[key];
         if (value !== undefined) profile[key] = value;
       }
+      const newAccount: NewAccountInput = {
+        app: tenant,
+        ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
+        username: body.username,
+        password: body.password,
+        profile,
+      };
+      const verificationToken = await signUpTokenOf(tenant, body, contact, newAccount);
       let account: Account | undefined;
       await engine.redeemToken({
         app: tenant,
@@ -297,13 +304,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         // sign-up keeps the verification (CloudBase clients that cannot see is_user try sign-up
         // first, then sign-in; the loser of a race for a username retries with another one).
         beforeSpending: async () => {
-          account = await createAccount(contact, {
-            app: tenant,
-            ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
-            username: body.username,
-            password: body.password,
-            profile,
-          });
+          account = await createAccount(contact, newAccount);
         },
       });
       return tokens.issue(tenant, account as Account);
@@ -318,6 +319,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     tenant: App,
     body: { verification_token?: string | undefined; verification_code?: string | undefined },
     contact: Contact,
+    newAccount: NewAccountInput,
   ): Promise<string> {
     const { verification_token: token, verification_code: code } = body;
     if (token !== undefined && code !== undefined) {
@@ -327,12 +329,22 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     if (code === undefined) {
       throw invalidField("verification_token", "Pass verification_token or verification_code");
     }
-    const checked = await engine.checkCode({
+    const signUpCode = {
       app: tenant,
-      target: { channel: contact.channel, to: contact.raw, purpose: "sign_up", toField: contact.field },
+      target: {
+        channel: contact.channel,
+        to: contact.raw,
+        purpose: "sign_up" as const,
+        toField: contact.field,
+      },
       code,
       codeField: "verification_code",
-    });
+    };
+    // As with a token: only who holds the code learns what is taken, and a refusal for it keeps
+    // the code. Peeked first (a right peek costs it nothing), spent once nothing is taken.
+    await engine.checkCode({ ...signUpCode, mode: "peek" });
+    await refuseTaken(contact, newAccount);
+    const checked = await engine.checkCode(signUpCode);
     return checked.token as string;
   }
 

@@ -1439,6 +1439,12 @@ describe("account: apply-delete, recall-delete, logout", () => {
     expectOk(await call("DELETE", "/api/v2/account/logout", undefined, session));
     expectFresns(await call("GET", "/api/v2/account/detail", undefined, session), 31505);
     expect((await call("GET", "/api/v2/account/detail", undefined, other)).json().code).toBe(0);
+    // A Uid token sent without its Uid was never checked: it is not this caller's to end.
+    const victim = await sessionHeaders(await makeAccount({ email: "bob@example.com" }));
+    const caller = await sessionHeaders(account);
+    const foreign = { ...caller, "x-fresns-uid-token": victim["x-fresns-aid-token"] as string };
+    expectOk(await call("DELETE", "/api/v2/account/logout", undefined, foreign));
+    expect((await call("GET", "/api/v2/account/detail", undefined, victim)).json().code).toBe(0);
   });
 });
 

@@ -609,8 +609,13 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const context = contextOf(request);
         requireLogin(context);
         const app = context.app as App;
-        // The login proved these tokens are the account's live sessions (sessionAccount).
-        for (const name of ["x-fresns-aid-token", "x-fresns-uid-token"]) {
+        // The login proved the Aid token, and the Uid token only where a Uid came with it
+        // (sessionAccount): a Uid token that was not checked is not this caller's to end.
+        const proven =
+          header(request, "x-fresns-uid") === undefined
+            ? ["x-fresns-aid-token"]
+            : ["x-fresns-aid-token", "x-fresns-uid-token"];
+        for (const name of proven) {
           const token = header(request, name);
           if (token !== undefined) await engine.accounts.revokeSession(app, token);
         }
