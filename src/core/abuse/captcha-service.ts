@@ -242,7 +242,9 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       // Given back bound to this recipient when asked (`bindToRecipient`): a pass that has told
       // whether an account exists may not go on to ask about others.
       return (bindToRecipient = false) =>
-        store.savePass(bindToRecipient && pass.boundTo === undefined ? { ...pass, boundTo: recipient } : pass);
+        store.savePass(
+          bindToRecipient && pass.boundTo === undefined ? { ...pass, boundTo: recipient } : pass,
+        );
     },
 
     /** Dev API: the answer of a challenge, `"AB3K"` or `{x: 237}`; null when unknown. */

@@ -1,6 +1,7 @@
 import { prefixVerifiedKey } from "../abuse/abuse-rules.js";
 import { OtpError } from "../errors.js";
 import { newTimeOrderedSecret, timeOrderedSecretKey } from "../ids.js";
+import { resendWaitSeconds } from "../policy.js";
 import type { AttemptOutcome, AttemptRefusal, CodeRef } from "../ports.js";
 import { parseRecipient, phonePrefix } from "../recipients.js";
 import type { App, Channel, CodeRecord, Purpose, TokenRecord } from "../types.js";
@@ -129,8 +130,10 @@ export async function peekAnyCode(deps: EngineDeps, input: PeekAnyCodeInput): Pr
  * Peeks in order until a code matches. Each attempt is counted before its comparison, as every
  * check's is, so concurrent peeks cannot pass a code's cap; a matching peek then gives back its own
  * attempt and those of the codes it passed on the way (`peekAnyCode`), atomically per code. While
- * a right peek is being judged its attempt is counted, which can only refuse a guess, never admit
- * one: a code's attempts are its wrong checks plus the checks still in flight.
+ * a right peek is being judged its attempt is counted: a code's attempts are its wrong checks plus
+ * the checks still in flight, so the cap can never admit a sixth guess. The price: a check that
+ * arrives while a right peek holds a code's last attempt is refused (TOO_MANY_ATTEMPTS) though
+ * the code will live on once the peek gives its attempt back.
  */
 async function peekRefs(
   deps: EngineDeps,
@@ -187,24 +190,15 @@ function refusalOf(
       : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
   }
   // A code worn out by wrong guesses never succeeds again; what may is a new code, so the wait
-  // a 429 must carry (DESIGN.md) is the longest the resend rule can still hold one back.
+  // a 429 must carry (DESIGN.md) is the one the resend rule sets after a send.
   const retryAfterSeconds =
-    outcome.reason === "max_attempts" ? resendWaitBoundSeconds(app) : outcome.retryAfterSeconds;
+    outcome.reason === "max_attempts" ? resendWaitSeconds(app.policy) : outcome.retryAfterSeconds;
   return new OtpError(REFUSAL_ERRORS[outcome.reason], {
     details: {
       ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
     },
   });
-}
-
-/**
- * At most how long until a recipient may be sent a new code once its last one was sent: the
- * shortest per-recipient window, whose first send that code was at the latest (1 s without one).
- */
-export function resendWaitBoundSeconds(app: App): number {
-  const windows = app.policy.perRecipient.map((rule) => rule.windowSeconds);
-  return Math.max(1, windows.length === 0 ? 1 : Math.min(...windows));
 }
 
 function wrongCode(record: CodeRecord, codeField: string): OtpError {

@@ -1,6 +1,6 @@
 import { OtpError } from "../errors.js";
+import { resendWaitSeconds } from "../policy.js";
 import type { App, CodeRecord, DeliveryRecord, VerificationStatus } from "../types.js";
-import { resendWaitBoundSeconds } from "./check-code.js";
 import type { EngineDeps } from "./engine-deps.js";
 import { statusOf } from "./status.js";
 
@@ -39,6 +39,7 @@ export async function cancelVerification(deps: EngineDeps, app: App, id: string)
     max_attempts_reached: "TOO_MANY_ATTEMPTS",
   } as const;
   // A 429 says how long to wait (DESIGN.md): for a worn-out code, until a new one may be sent.
-  const details = status === "max_attempts_reached" ? { retryAfterSeconds: resendWaitBoundSeconds(app) } : {};
+  const details =
+    status === "max_attempts_reached" ? { retryAfterSeconds: resendWaitSeconds(app.policy) } : {};
   throw new OtpError(refusal[status], { details });
 }

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { parseTrustProxyEntry, trustedPeers } from "./trusted-peers.js";
+import { parseTrustProxyEntry } from "../../config/trust-proxy.js";
+import { trustedPeers } from "./trusted-peers.js";
 
 describe("trustedPeers", () => {
   it("matches addresses, CIDRs, named ranges and IPv4-mapped forms, the same when asked again", () => {

@@ -1,6 +1,5 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { svgCaptchaToGifDataUri } from "../../../captcha/index.js";
 import type { NewAccountInput } from "../../../core/accounts/account-service.js";
 import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
 import type { Engine } from "../../../core/engine.js";
@@ -36,6 +35,8 @@ export interface CloudbaseDialectOptions {
   engine: Engine;
   /** dev mode: the legacy captcha page may send its answer to any address (captcha-page.ts) */
   devMode: boolean;
+  /** the image challenge's SVG data URI as the GIF data URI CloudBase documents */
+  imageAsGif: (svgDataUri: string) => string;
 }
 
 /** DESIGN.md "Purposes and account rules", CloudBase rows. */
@@ -507,7 +508,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
       return {
         // CloudBase documents a GIF, and its native clients decode no SVG.
-        data: svgCaptchaToGifDataUri(challenge.imageDataUri),
+        data: options.imageAsGif(challenge.imageDataUri),
         type: "image" as const,
         token: challenge.token,
         expires_in: challenge.expiresInSeconds,
