@@ -155,14 +155,17 @@ export const VerifyIdentityBody = {
   },
 } as const satisfies BodySpec;
 
+/** `codeType` of the DTOs that take a code sent to the account's own contact. */
+const CODE_TYPE = {
+  type: "string",
+  required: { with: ["verifyCode"] },
+  in: ["email", "sms"],
+  description: "channel of verifyCode",
+} as const;
+
 /** `AccountEditDTO` */
 export const EditBody = {
-  codeType: {
-    type: "string",
-    required: { with: ["verifyCode"] },
-    in: ["email", "sms"],
-    description: "channel of verifyCode",
-  },
+  codeType: CODE_TYPE,
   verifyCode: {
     type: "string",
     maxLength: CODE_MAX_LENGTH,
@@ -205,12 +208,7 @@ export const EditBody = {
  */
 export const ApplyDeleteBody = {
   password: { type: "string", maxLength: PASSWORD_MAX_LENGTH, description: "base64 of the password" },
-  codeType: {
-    type: "string",
-    required: { with: ["verifyCode"] },
-    in: ["email", "sms"],
-    description: "channel of verifyCode",
-  },
+  codeType: CODE_TYPE,
   verifyCode: {
     type: "string",
     maxLength: CODE_MAX_LENGTH,
