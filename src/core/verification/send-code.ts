@@ -203,11 +203,13 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
         // on to the store, which replays the first answer.
         const retried =
           passReplayKey !== undefined && (await deps.counters.peek(app.id, passReplayKey, now)).count > 0;
-        if (!retried && input.passMayBeStale && captchaMode === "risk" && error instanceof OtpError) {
+        if (!retried) {
+          const mayBeStale = input.passMayBeStale && captchaMode === "risk" && error instanceof OtpError;
+          if (!mayBeStale) {
+            log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
+            throw error;
+          }
           stalePassRefusal = error;
-        } else if (!retried) {
-          log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
-          throw error;
         }
       }
       captchaSolved = stalePassRefusal === undefined;
