@@ -103,10 +103,11 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
     // Each face has its own request headers (X-Fresns-*, x-device-id, X-device-fingerprint, …);
     // the origin is what is checked, so a preflight's requested headers are reflected.
-    exposedHeaders: ["retry-after", "x-request-id"],
+    // Strings, not arrays: the plugin joins an array on every response (the methods on every preflight).
+    exposedHeaders: "retry-after, x-request-id",
     // The plugin's default (GET, HEAD, POST) would keep browsers from Fresns's PUT edits and
     // DELETE logout.
-    methods: ["GET", "HEAD", "POST", "PUT", "DELETE"],
+    methods: "GET, HEAD, POST, PUT, DELETE",
     maxAge: 600,
   });
 
