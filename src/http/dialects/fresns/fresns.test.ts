@@ -1344,7 +1344,8 @@ describe("account: verify-identity and the codes it peeks", () => {
     );
   });
 
-  it("a right verify-identity charges nothing to the account's codes of other templates", async () => {
+  /** A logged-in account with two live codes (templateId 4 and 8), and verify-identity for it. */
+  async function twoLiveCodes() {
     await start();
     const account = await makeAccount({ email: "ann@example.com" });
     const session = await sessionHeaders(account);
@@ -1353,22 +1354,20 @@ describe("account: verify-identity and the codes it peeks", () => {
     const remove = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
     const verify = (verifyCode: string) =>
       call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
+    return { bind, remove, verify };
+  }
+
+  it("a right verify-identity charges nothing to the account's codes of other templates", async () => {
+    const { bind, remove, verify } = await twoLiveCodes();
     for (let round = 1; round <= 5; round += 1) expectOk(await verify(remove));
     // Before: 33203, each call had counted a wrong attempt on the templateId 4 code on its way.
     expectOk(await verify(bind));
   });
 
   it("a wrong verify-identity counts against each live code, so 5 kill every one", async () => {
-    await start();
-    const account = await makeAccount({ email: "ann@example.com" });
-    const session = await sessionHeaders(account);
-    const bind = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
-    t.clock.advanceSeconds(60);
-    const remove = await codeFor({ type: "email", useType: 4, templateId: 8 }, "ann@example.com", session);
+    const { bind, remove, verify } = await twoLiveCodes();
     let wrong = "000000";
     while (wrong === bind || wrong === remove) wrong = String(Number(wrong) + 1).padStart(6, "0");
-    const verify = (verifyCode: string) =>
-      call("POST", "/api/v2/account/verify-identity", { type: "email", verifyCode }, session);
     for (let attempt = 1; attempt <= 5; attempt += 1) expectFresns(await verify(wrong), 33203);
     expectFresns(await verify(bind), 33203);
     expectFresns(await verify(remove), 33203);

@@ -14,6 +14,7 @@ import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
   ApplyDeleteBody,
+  type BodySpec,
   documentBody,
   EditBody,
   FresnsHeaders,
@@ -440,10 +441,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         },
       },
       async (request) => {
-        const context = contextOf(request);
-        const app = context.app as App;
-        const account = requireLogin(context);
-        const body = validateBody(VerifyIdentityBody, request.body, context.lang);
+        const { context, app, account, body } = signedInCall(request, VerifyIdentityBody);
         context.channel = body.type === "sms" ? "sms" : "email";
         // A peek leaves the code for the edit or delete that follows. A right value costs no code
         // an attempt, not even the codes of the other templates it was compared with on the way;
@@ -469,10 +467,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         },
       },
       async (request) => {
-        const context = contextOf(request);
-        const app = context.app as App;
-        const account = requireLogin(context);
-        const body = validateBody(EditBody, request.body, context.lang);
+        const { context, app, account, body } = signedInCall(request, EditBody);
         const edits = [
           body.newEmail,
           body.newPhone,
@@ -571,10 +566,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         },
       },
       async (request) => {
-        const context = contextOf(request);
-        const app = context.app as App;
-        const account = requireLogin(context);
-        const body = validateBody(ApplyDeleteBody, request.body, context.lang);
+        const { context, app, account, body } = signedInCall(request, ApplyDeleteBody);
         if (body.password === undefined && body.verifyCode === undefined) throw new FresnsRefusal(34111);
         if (body.password !== undefined) {
           await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
@@ -660,6 +652,16 @@ function contextOf(request: FastifyRequest): FresnsContext {
     contexts.set(request, context);
   }
   return context;
+}
+
+/**
+ * What a route for the logged-in account starts with: its context, app and account (31501
+ * without a login, before the body is read, as Fresns's middleware runs first), and its body.
+ */
+function signedInCall<Spec extends BodySpec>(request: FastifyRequest, spec: Spec) {
+  const context = contextOf(request);
+  const account = requireLogin(context);
+  return { context, app: context.app as App, account, body: validateBody(spec, request.body, context.lang) };
 }
 
 function requireLogin(context: FresnsContext): Account {
