@@ -218,6 +218,15 @@ export interface Session {
   expiresAtMs: number;
 }
 
+/** The fields of an account an update may write; absent ones are left as stored, null clears. */
+export interface AccountChanges {
+  email?: string;
+  phone?: string;
+  username?: string;
+  passwordHash?: string;
+  deletionRequestedAtMs?: number | null;
+}
+
 /** Accounts and their login sessions, for the account rules and the dialects' sign-up/sign-in. */
 export interface AccountDirectory {
   findByContact(appId: string, channel: Channel, address: string): Promise<Account | null>;
@@ -225,8 +234,12 @@ export interface AccountDirectory {
   findByUsername(appId: string, username: string): Promise<Account | null>;
   /** Fails with ACCOUNT_EXISTS when the email, phone or username is taken in this app. */
   create(account: Account): Promise<Account>;
-  /** Fails with ACCOUNT_EXISTS when a new email, phone or username is taken in this app. */
-  update(account: Account): Promise<Account>;
+  /**
+   * Writes only the fields given, so that two edits of one account made from the same read both
+   * stand; returns the account as stored afterwards, or null when there is none. Fails with
+   * ACCOUNT_EXISTS when a new email, phone or username is taken in this app.
+   */
+  update(appId: string, id: string, changes: AccountChanges): Promise<Account | null>;
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;

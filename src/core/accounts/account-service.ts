@@ -1,6 +1,6 @@
 import { OtpError } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
-import type { AccountDirectory, Clock, CounterStore } from "../ports.js";
+import type { AccountChanges, AccountDirectory, Clock, CounterStore } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
 
@@ -37,6 +37,11 @@ export interface IssuedSession {
 export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock } = deps;
   const lockKey = (accountId: string) => `login-failures:${accountId}`;
+  const saved = async (account: Account, changes: AccountChanges): Promise<Account> => {
+    const stored = await accounts.update(account.appId, account.id, changes);
+    if (!stored) throw new OtpError("ACCOUNT_NOT_FOUND");
+    return stored;
+  };
 
   return {
     findByContact: (app: App, channel: Channel, address: string) =>
@@ -59,28 +64,32 @@ export function createAccountService(deps: AccountServiceDeps) {
       return accounts.create(account);
     },
 
-    /** Saves changed fields; a new password is hashed. ACCOUNT_EXISTS when a new contact is taken. */
+    /**
+     * Saves the fields given and only those (a new password hashed), so that edits made at once
+     * from one read all stand. ACCOUNT_EXISTS when a new contact is taken; ACCOUNT_NOT_FOUND when
+     * the account has gone.
+     */
     async update(
       account: Account,
-      changes: Partial<Pick<Account, "email" | "phone" | "username" | "profile">> & { password?: string },
+      changes: Pick<AccountChanges, "email" | "phone" | "username"> & { password?: string },
     ): Promise<Account> {
       const { password, ...fields } = changes;
-      const next: Account = { ...account, ...fields };
-      if (password !== undefined) next.passwordHash = await hashPassword(password);
-      return accounts.update(next);
+      return saved(account, {
+        ...fields,
+        ...(password === undefined ? {} : { passwordHash: await hashPassword(password) }),
+      });
     },
 
     /** Marks the account as waiting for deletion; a request already made keeps its time. */
     async requestDeletion(account: Account): Promise<Account> {
       if (account.deletionRequestedAtMs !== undefined) return account;
-      return accounts.update({ ...account, deletionRequestedAtMs: clock.nowMs() });
+      return saved(account, { deletionRequestedAtMs: clock.nowMs() });
     },
 
     /** Withdraws a deletion request (Fresns recall-delete). */
     async recallDeletion(account: Account): Promise<Account> {
       if (account.deletionRequestedAtMs === undefined) return account;
-      const { deletionRequestedAtMs: _withdrawn, ...rest } = account;
-      return accounts.update(rest);
+      return saved(account, { deletionRequestedAtMs: null });
     },
 
     /**

@@ -77,21 +77,47 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       const appId = uniqueId("app");
       const ann = await accounts.create(account(appId, { email: "ann@example.com" }));
       const bob = await accounts.create(account(appId, { email: "bob@example.com" }));
-      const moved = { ...ann, email: "ann@new.example", phone: "+15550000000", profile: { a: "1" } };
-      expect(await accounts.update(moved)).toEqual(moved);
+      const moved = { ...ann, email: "ann@new.example", phone: "+15550000000" };
+      const changes = { email: "ann@new.example", phone: "+15550000000" };
+      expect(await accounts.update(appId, ann.id, changes)).toEqual(moved);
       expect(await accounts.findById(appId, ann.id)).toEqual(moved);
-      expect(await errorCode(accounts.update({ ...bob, email: "ann@new.example" }))).toBe("ACCOUNT_EXISTS");
+      expect(await errorCode(accounts.update(appId, bob.id, { email: "ann@new.example" }))).toBe(
+        "ACCOUNT_EXISTS",
+      );
+      expect(await accounts.findById(appId, bob.id)).toEqual(bob);
+      expect(await accounts.update(appId, "acc_gone", { email: "gone@example.com" })).toBeNull();
+      expect(await accounts.update(uniqueId("app"), ann.id, { email: "x@example.com" })).toBeNull();
     });
 
-    it("keeps a deletion request until an update leaves it out", async () => {
+    it("writes only the fields given, so two edits from one read both stand", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(
+        account(appId, { email: "ann@example.com", username: "ann", passwordHash: "old-hash" }),
+      );
+      // Both made from the same read of ann: a password reset and a change of email.
+      await Promise.all([
+        accounts.update(appId, ann.id, { passwordHash: "new-hash" }),
+        accounts.update(appId, ann.id, { email: "ann@new.example" }),
+      ]);
+      const both = { ...ann, email: "ann@new.example", passwordHash: "new-hash" };
+      expect(await accounts.findById(appId, ann.id)).toEqual(both);
+      expect(await accounts.update(appId, ann.id, {})).toEqual(both);
+    });
+
+    it("keeps a deletion request until an update clears it", async () => {
       const appId = uniqueId("app");
       const ann = await accounts.create(account(appId, { email: "ann@example.com" }));
       expect((await accounts.findById(appId, ann.id))?.deletionRequestedAtMs).toBeUndefined();
       const waiting = { ...ann, deletionRequestedAtMs: baseTime() };
-      expect(await accounts.update(waiting)).toEqual(waiting);
-      expect(await accounts.findById(appId, ann.id)).toEqual(waiting);
-      expect(await accounts.update(ann)).toEqual(ann);
-      expect(await accounts.findById(appId, ann.id)).toEqual(ann);
+      expect(await accounts.update(appId, ann.id, { deletionRequestedAtMs: baseTime() })).toEqual(waiting);
+      expect(await accounts.update(appId, ann.id, { phone: "+15550000001" })).toEqual({
+        ...waiting,
+        phone: "+15550000001",
+      });
+      expect(await accounts.update(appId, ann.id, { deletionRequestedAtMs: null })).toEqual({
+        ...ann,
+        phone: "+15550000001",
+      });
       const createdWaiting = account(appId, { deletionRequestedAtMs: baseTime() });
       await accounts.create(createdWaiting);
       expect(await accounts.findById(appId, createdWaiting.id)).toEqual(createdWaiting);

@@ -1,6 +1,6 @@
 import type pg from "pg";
 import { OtpError } from "../../core/errors.js";
-import type { AccountDirectory, Session } from "../../core/ports.js";
+import type { AccountChanges, AccountDirectory, Session } from "../../core/ports.js";
 import type { Account } from "../../core/types.js";
 import { type SessionRow, sessionFromRow } from "../rows.js";
 import { isUniqueViolation } from "./postgres-pool.js";
@@ -26,10 +26,16 @@ const STATEMENTS = {
     INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, deletion_requested_at,
       created_at)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+  // Each column is written only when its flag is set: edits made from one read do not undo each other.
   update: `
-    UPDATE accounts SET email = $3, phone = $4, username = $5, password_hash = $6, profile = $7,
-      deletion_requested_at = $8
-    WHERE id = $1 AND app_id = $2`,
+    UPDATE accounts SET
+      email = CASE WHEN $3 THEN $4 ELSE email END,
+      phone = CASE WHEN $5 THEN $6 ELSE phone END,
+      username = CASE WHEN $7 THEN $8 ELSE username END,
+      password_hash = CASE WHEN $9 THEN $10 ELSE password_hash END,
+      deletion_requested_at = CASE WHEN $11 THEN $12::bigint ELSE deletion_requested_at END
+    WHERE id = $1 AND app_id = $2
+    RETURNING *`,
   insertSession: "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
@@ -48,6 +54,17 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
     createdAtMs: row.created_at,
     ...(row.deletion_requested_at === null ? {} : { deletionRequestedAtMs: row.deletion_requested_at }),
   };
+}
+
+/** An update's values ($3 to $12), each after a flag saying whether to write it. */
+function changeParams(changes: AccountChanges): unknown[] {
+  return [
+    changes.email,
+    changes.phone,
+    changes.username,
+    changes.passwordHash,
+    changes.deletionRequestedAtMs,
+  ].flatMap((value) => [value !== undefined, value ?? null]);
 }
 
 /**
@@ -70,10 +87,9 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     JSON.stringify(account.profile),
     account.deletionRequestedAtMs ?? null,
   ];
-  const write = async (apply: () => Promise<unknown>, account: Account): Promise<Account> => {
+  const write = async <T>(apply: () => Promise<T>): Promise<T> => {
     try {
-      await apply();
-      return account;
+      return await apply();
     } catch (error) {
       if (isUniqueViolation(error)) throw new OtpError("ACCOUNT_EXISTS", { cause: error });
       throw error;
@@ -84,8 +100,14 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       find(channel === "email" ? "byEmail" : "byPhone", [appId, address]),
     findById: (appId, id) => find("byId", [appId, id]),
     findByUsername: (appId, username) => find("byUsername", [appId, username]),
-    create: (account) => write(() => run("insert", [...params(account), account.createdAtMs]), account),
-    update: (account) => write(() => run("update", params(account)), account),
+    async create(account) {
+      await write(() => run("insert", [...params(account), account.createdAtMs]));
+      return account;
+    },
+    async update(appId, id, changes) {
+      const { rows } = await write(() => run<AccountRow>("update", [id, appId, ...changeParams(changes)]));
+      return rowToAccount(rows[0]);
+    },
     async createSession(session) {
       await run("insertSession", [session.tokenHash, session.appId, session.accountId, session.expiresAtMs]);
     },

@@ -1,5 +1,5 @@
 import { OtpError } from "../../core/errors.js";
-import type { AccountDirectory } from "../../core/ports.js";
+import type { AccountChanges, AccountDirectory } from "../../core/ports.js";
 import type { Account, Channel } from "../../core/types.js";
 import { type SessionRow, sessionFromRow } from "../rows.js";
 import type { GroupCommit } from "./group-commit.js";
@@ -32,6 +32,23 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
   };
 }
 
+/** An update's values, each with a flag (1/0: SQLite binds no booleans) saying whether to write it. */
+function changeParams(changes: AccountChanges) {
+  const given = (value: unknown) => (value === undefined ? 0 : 1);
+  return {
+    setEmail: given(changes.email),
+    email: changes.email ?? null,
+    setPhone: given(changes.phone),
+    phone: changes.phone ?? null,
+    setUsername: given(changes.username),
+    username: changes.username ?? null,
+    setPasswordHash: given(changes.passwordHash),
+    passwordHash: changes.passwordHash ?? null,
+    setDeletionRequestedAtMs: given(changes.deletionRequestedAtMs),
+    deletionRequestedAtMs: changes.deletionRequestedAtMs ?? null,
+  };
+}
+
 function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
 }
@@ -48,9 +65,16 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
         deletion_requested_at)
       VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs,
         @deletionRequestedAtMs)`),
+    // Each column is written only when its flag is set: edits made from one read do not undo each other.
     update: db.prepare(`
-      UPDATE accounts SET email = @email, phone = @phone, username = @username, password_hash = @passwordHash,
-        profile = @profile, deletion_requested_at = @deletionRequestedAtMs WHERE app_id = @appId AND id = @id`),
+      UPDATE accounts SET
+        email = IIF(@setEmail, @email, email),
+        phone = IIF(@setPhone, @phone, phone),
+        username = IIF(@setUsername, @username, username),
+        password_hash = IIF(@setPasswordHash, @passwordHash, password_hash),
+        deletion_requested_at = IIF(@setDeletionRequestedAtMs, @deletionRequestedAtMs, deletion_requested_at)
+      WHERE app_id = @appId AND id = @id
+      RETURNING *`),
     insertSession: db.prepare(
       "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES (?, ?, ?, ?)",
     ),
@@ -68,10 +92,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     createdAtMs: account.createdAtMs,
     deletionRequestedAtMs: account.deletionRequestedAtMs ?? null,
   });
-  const write = async (run: () => unknown, account: Account): Promise<Account> => {
+  const write = async <T>(run: () => T): Promise<T> => {
     try {
-      await group.run(run);
-      return account;
+      return await group.run(run);
     } catch (error) {
       if (isUniqueViolation(error)) throw new OtpError("ACCOUNT_EXISTS", { cause: error });
       throw error;
@@ -89,10 +112,12 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       return rowToAccount(statements.byUsername.get(appId, username) as AccountRow | undefined);
     },
     async create(account) {
-      return write(() => statements.insert.run(params(account)), account);
+      await write(() => statements.insert.run(params(account)));
+      return account;
     },
-    async update(account) {
-      return write(() => statements.update.run(params(account)), account);
+    async update(appId, id, changes) {
+      const flagged = { appId, id, ...changeParams(changes) };
+      return rowToAccount(await write(() => statements.update.get(flagged) as AccountRow | undefined));
     },
     async createSession(session) {
       await group.run(() =>

@@ -1429,6 +1429,28 @@ describe("account: apply-delete, recall-delete, logout", () => {
     expectFresns(await call("POST", "/fresns-api/v1/account/recall-delete", undefined, {}), 31501);
   });
 
+  it("apply-delete and a password edit made at once both stand", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const session = await sessionHeaders(account);
+    // Each request reads the account as its login proves it; written as whole rows, the edit
+    // (two password hashings, so it ends last) put back the account it had read, undeleted.
+    const [apply, edit] = await Promise.all([
+      call("POST", "/api/v2/account/apply-delete", { password: b64("right") }, session),
+      call(
+        "PUT",
+        "/api/v2/account/edit",
+        { currentPassword: b64("right"), newPassword: b64("new") },
+        session,
+      ),
+    ]);
+    expectOk(apply);
+    expectOk(edit);
+    expect(await waitDelete(session)).toBe(true);
+    const login = { type: "email", account: "ann@example.com", password: b64("new") };
+    expect((await call("POST", "/api/v2/account/login", login)).json().code).toBe(0);
+  });
+
   it("logout ends the session it was called with", async () => {
     await start();
     const account = await makeAccount({ email: "ann@example.com" });
