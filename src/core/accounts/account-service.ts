@@ -31,8 +31,8 @@ export interface IssuedSession {
 
 /**
  * Accounts and sessions for the faces that sign people up and in (Fresns, CloudBase, IDaaS).
- * Which verification a step requires is the face's contract; it redeems the token first
- * (`Engine.redeemToken`) and then calls these.
+ * Signing up and signing in with a code go through `sign-up.ts`, which proves the contact first;
+ * these are the account steps themselves.
  */
 export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock } = deps;

@@ -1,9 +1,9 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import type { NewAccountInput } from "../../../core/accounts/account-service.js";
 import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
+import type { ContactProof } from "../../../core/accounts/sign-up.js";
 import type { Engine } from "../../../core/engine.js";
-import { invalidField, isOtpError, OtpError } from "../../../core/errors.js";
+import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
@@ -285,97 +285,56 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         const value = body[key];
         if (value !== undefined) profile[key] = value;
       }
-      const newAccount: NewAccountInput = {
+      // CloudBase clients that cannot see is_user try sign-up first, then sign-in, and the loser of
+      // a race for a username retries with another one: a refused sign-up keeps its proof
+      // (engine.signUp).
+      const account = await engine.signUp({
         app: tenant,
-        ...(contact.channel === "email" ? { email: recipient.address } : { phone: recipient.address }),
+        proof: signUpProofOf(tenant, body, contact, recipient.address),
         username: body.username,
         password: body.password,
         profile,
-      };
-      const verificationToken = await signUpTokenOf(tenant, body, contact, newAccount);
-      let account: Account | undefined;
-      await engine.redeemToken({
-        app: tenant,
-        token: verificationToken,
-        purposes: ["sign_up"],
-        recipient: { channel: contact.channel, address: recipient.address },
-        tokenField: "verification_token",
-        // The account is made once the token is known good, so only who proved the contact learns
-        // whether it or the username is taken; and before the token is spent, so a refused
-        // sign-up keeps the verification (CloudBase clients that cannot see is_user try sign-up
-        // first, then sign-in; the loser of a race for a username retries with another one).
-        beforeSpending: async () => {
-          account = await createAccount(contact, newAccount);
-        },
+        fields: { contact: contact.field, username: "username" },
       });
-      return tokens.issue(tenant, account as Account);
+      return tokens.issue(tenant, account);
     },
   );
 
   /**
-   * The verification token a sign-up redeems: the one given, or the one a `verification_code`
-   * for the contact's sign-up code earns (COMPANION-APIS.md 2.4 accepts either).
+   * What proves the contact a sign-up names: a `verification_token`, or a `verification_code` of
+   * the contact's sign-up code (COMPANION-APIS.md 2.4 accepts either).
    */
-  async function signUpTokenOf(
+  function signUpProofOf(
     tenant: App,
     body: { verification_token?: string | undefined; verification_code?: string | undefined },
     contact: Contact,
-    newAccount: NewAccountInput,
-  ): Promise<string> {
+    address: string,
+  ): ContactProof {
     const { verification_token: token, verification_code: code } = body;
     if (token !== undefined && code !== undefined) {
       throw invalidField("body", "Pass verification_token or verification_code, not both");
     }
-    if (token !== undefined) return token;
+    if (token !== undefined) {
+      return {
+        token: {
+          app: tenant,
+          token,
+          purposes: ["sign_up"],
+          recipient: { channel: contact.channel, address },
+          tokenField: "verification_token",
+        },
+      };
+    }
     if (code === undefined) {
       throw invalidField("verification_token", "Pass verification_token or verification_code");
     }
-    const signUpCode = {
-      app: tenant,
-      target: {
-        channel: contact.channel,
-        to: contact.raw,
-        purpose: "sign_up" as const,
-        toField: contact.field,
-      },
-      code,
-      codeField: "verification_code",
+    const target = {
+      channel: contact.channel,
+      to: contact.raw,
+      purpose: "sign_up" as const,
+      toField: contact.field,
     };
-    // As with a token: only who holds the code learns what is taken, and a refusal for it keeps
-    // the code. Peeked first (a right peek costs it nothing), spent once nothing is taken.
-    await engine.checkCode({ ...signUpCode, mode: "peek" });
-    await refuseTaken(contact, newAccount);
-    const checked = await engine.checkCode(signUpCode);
-    return checked.token as string;
-  }
-
-  /** Creates the account, or says which of its contact and username is taken (ACCOUNT_EXISTS). */
-  async function createAccount(contact: Contact, input: NewAccountInput): Promise<Account> {
-    await refuseTaken(contact, input);
-    try {
-      return await engine.accounts.create(input);
-    } catch (error) {
-      // A concurrent sign-up took the contact or the username after the look-up; the store's
-      // uniqueness refused this one, so look again to say which.
-      if (isOtpError(error) && error.code === "ACCOUNT_EXISTS") await refuseTaken(contact, input);
-      throw error;
-    }
-  }
-
-  async function refuseTaken(contact: Contact, input: NewAccountInput): Promise<void> {
-    const address = (contact.channel === "email" ? input.email : input.phone) as string;
-    if (await engine.accounts.findByContact(input.app, contact.channel, address)) {
-      throw new OtpError("ACCOUNT_EXISTS", {
-        message: `A user with this ${contact.field} already exists; sign in instead`,
-        details: { field: contact.field },
-      });
-    }
-    if (input.username !== undefined && (await engine.accounts.findByUsername(input.app, input.username))) {
-      throw new OtpError("ACCOUNT_EXISTS", {
-        message: "This username is taken",
-        details: { field: "username" },
-      });
-    }
+    return { code: { app: tenant, target, code, codeField: "verification_code" } };
   }
 
   // A decoy hash, so an unknown username costs the same scrypt time as a wrong password and the

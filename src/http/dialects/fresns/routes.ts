@@ -334,24 +334,27 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const body = validateBody(RegisterBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
         const password = decodePassword(body.password as string, 34105);
-        const signUpCode = {
-          app,
-          target: { channel, to: address, purpose: "sign_up" as const, toField: "account" },
-          code: body.verifyCode as string,
-          codeField: "verifyCode",
-        };
-        // The code first, as Fresns checks it before it creates the account, so that only who
-        // holds one learns that the account exists; peeked (a right peek costs it nothing) and
-        // spent only after the look-up, so that this refusal does not burn it.
-        await engine.checkCode({ ...signUpCode, mode: "peek" });
-        if (await engine.accounts.findByContact(app, channel, address)) throw new FresnsRefusal(34204);
-        await engine.checkCode(signUpCode);
-        const account = await engine.accounts.create({
-          app,
-          ...(channel === "email" ? { email: address } : { phone: address }),
-          password,
-          profile: { nickname: body.nickname as string },
-        });
+        // Fresns checks the code before it creates the account, so only who holds one learns that
+        // the account exists (engine.signUp: a refusal keeps the code).
+        const account = await engine
+          .signUp({
+            app,
+            proof: {
+              code: {
+                app,
+                target: { channel, to: address, purpose: "sign_up", toField: "account" },
+                code: body.verifyCode as string,
+                codeField: "verifyCode",
+              },
+            },
+            password,
+            profile: { nickname: body.nickname as string },
+            fields: { contact: "account" },
+          })
+          .catch((error: unknown) => {
+            // Registration tells a taken account by its own code, not the edit's 34205/34206.
+            throw isOtpError(error) && error.code === "ACCOUNT_EXISTS" ? new FresnsRefusal(34204) : error;
+          });
         return ok(await signedIn(context, app, account));
       },
     );
@@ -374,11 +377,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         if (!account) {
           // Fresns "login or register": a right login code for an unknown account creates it.
           if (body.verifyCode === undefined || !app.loginOrRegister) throw new FresnsRefusal(31502);
-          await engine.checkCode(signInCode);
-          account = await engine.accounts.create({
-            app,
-            ...(channel === "email" ? { email: address } : { phone: address }),
-          });
+          account = await engine.signInWithCode(signInCode);
         } else if (body.password !== undefined) {
           await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
         } else {

@@ -2,7 +2,6 @@ import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { Engine } from "../../../core/engine.js";
-import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
@@ -246,20 +245,11 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const field = channel === "email" ? "email" : "mobile";
     const recipient = required(to, channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
     const verifyCode = required(code, "CODE_EMPTY");
-    const checked = await engine.checkCode({
+    const account = await engine.signInWithCode({
       app: tenant,
       target: { channel, to: recipient, purpose: "sign_in", toField: field },
       code: verifyCode,
       codeField: "verify_code",
-    });
-    const contact = checked.record.to;
-    let account = await engine.accounts.findByContact(tenant, channel, contact);
-    // LOGIN_* sends only to an existing account, unless the app registers on code login; else this
-    // finds none only if the account was removed since.
-    if (!account && !tenant.loginOrRegister) throw new OtpError("ACCOUNT_NOT_FOUND");
-    account ??= await engine.accounts.create({
-      app: tenant,
-      ...(channel === "email" ? { email: contact } : { phone: contact }),
     });
     return issueSession(tenant, account);
   }
@@ -284,30 +274,20 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const recipient = required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
     const verifyCode = required(body.verify_code, "CODE_EMPTY");
     const username = nonEmpty(body.user_name);
-    const signUpCode = {
+    const account = await engine.signUp({
       app: tenant,
-      target: { channel, to: recipient, purpose: "sign_up" as const, toField: field },
-      code: verifyCode,
-      codeField: "verify_code",
-    };
-    // The code is proven first (a right peek costs it nothing), so that only who holds it learns
-    // whether the contact or the username is taken; and it is spent only after those checks, so
-    // that such a refusal (a contact registered since the code was sent, a username another
-    // account holds) does not burn it.
-    const { record } = await engine.checkCode({ ...signUpCode, mode: "peek" });
-    if (
-      (await engine.accounts.findByContact(tenant, channel, record.to)) ||
-      (username !== undefined && (await engine.accounts.findByUsername(tenant, username)))
-    ) {
-      throw new OtpError("ACCOUNT_EXISTS");
-    }
-    const checked = await engine.checkCode(signUpCode);
-    const account = await engine.accounts.create({
-      app: tenant,
-      ...(channel === "email" ? { email: checked.record.to } : { phone: checked.record.to }),
+      proof: {
+        code: {
+          app: tenant,
+          target: { channel, to: recipient, purpose: "sign_up", toField: field },
+          code: verifyCode,
+          codeField: "verify_code",
+        },
+      },
       username,
       password: nonEmpty(body.pwd),
       profile: profileOf(channel, body),
+      fields: { contact: field, username: "user_name" },
     });
     return issueSession(tenant, account);
   }

@@ -1,0 +1,138 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { otpError } from "../../../test/fakes/otp-error.js";
+import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import type { CheckCodeInput } from "../verification/check-code.js";
+import type { ContactProof, SignUpInput } from "./sign-up.js";
+
+let t: TestEngine;
+afterEach(() => t?.close());
+
+/** Sends a code of `purpose` to `to` and returns the check a caller would make with it. */
+async function sentCode(to: string, purpose: "sign_up" | "sign_in", code?: string): Promise<CheckCodeInput> {
+  const app = await t.app();
+  await t.engine.sendCode({ app, channel: "email", to, purpose, rule: "any" });
+  await t.deliverAll();
+  return {
+    app,
+    target: { channel: "email", to, purpose, toField: "email" },
+    code: code ?? t.lastCode(to),
+    codeField: "code",
+  };
+}
+
+async function signUp(proof: ContactProof, fields: Partial<SignUpInput> = {}) {
+  return t.engine.signUp({
+    app: await t.app(),
+    proof,
+    password: "secret",
+    fields: { contact: "email", username: "user_name" },
+    ...fields,
+  });
+}
+
+describe("signUp", () => {
+  it("creates the account of a proven contact and spends the code", async () => {
+    t = await createTestEngine();
+    const code = await sentCode("ann@example.com", "sign_up");
+    const account = await signUp({ code }, { username: "ann", profile: { nickname: "Ann" } });
+    expect(account).toMatchObject({
+      email: "ann@example.com",
+      username: "ann",
+      profile: { nickname: "Ann" },
+    });
+    expect(account.passwordHash).toMatch(/^scrypt\$/);
+    // spent: the right code no longer checks
+    expect((await otpError(t.engine.checkCode(code))).code).toBe("CODE_INVALID");
+  });
+
+  it("refuses a wrong code before telling whether the contact is taken", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    await t.engine.accounts.create({ app, email: "ann@example.com" });
+    const code = await sentCode("ann@example.com", "sign_up");
+    const wrong = code.code === "000000" ? "111111" : "000000";
+    expect((await otpError(signUp({ code: { ...code, code: wrong } }))).code).toBe("CODE_INVALID");
+  });
+
+  it("names the taken contact or username, and keeps the code for a retry", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    await t.engine.accounts.create({ app, email: "bob@example.com", username: "bob" });
+    const code = await sentCode("ann@example.com", "sign_up");
+    const taken = await otpError(signUp({ code }, { username: "bob" }));
+    expect(taken).toMatchObject({ code: "ACCOUNT_EXISTS", message: "This username is taken" });
+    expect(taken.details.field).toBe("user_name");
+    expect(await signUp({ code }, { username: "ann" })).toMatchObject({ username: "ann" });
+
+    const late = await sentCode("carl@example.com", "sign_up");
+    await t.engine.accounts.create({ app, email: "carl@example.com" });
+    const registered = await otpError(signUp({ code: late }));
+    expect(registered.code).toBe("ACCOUNT_EXISTS");
+    expect(registered.details.field).toBe("email");
+    // the refusal kept the code: it still checks
+    expect((await t.engine.checkCode(late)).token).toBeDefined();
+  });
+
+  it("lets one of two sign-ups racing for a username through and keeps the loser's code", async () => {
+    t = await createTestEngine();
+    const ann = await sentCode("ann@example.com", "sign_up");
+    const bob = await sentCode("bob@example.com", "sign_up");
+    const outcomes = await Promise.allSettled([
+      signUp({ code: ann }, { username: "same" }),
+      signUp({ code: bob }, { username: "same" }),
+    ]);
+    const refused = outcomes.filter((outcome) => outcome.status === "rejected");
+    expect(refused).toHaveLength(1);
+    expect((refused[0] as PromiseRejectedResult).reason).toMatchObject({
+      code: "ACCOUNT_EXISTS",
+      details: { field: "user_name" },
+    });
+    const loser = outcomes[0]?.status === "rejected" ? ann : bob;
+    expect(await signUp({ code: loser }, { username: "other" })).toMatchObject({ username: "other" });
+  });
+
+  it("takes the token a sign-up code earned, spends it once, and keeps it on a refusal", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    await t.engine.accounts.create({ app, email: "bob@example.com", username: "bob" });
+    const { token } = await t.engine.checkCode(await sentCode("ann@example.com", "sign_up"));
+    const proof = {
+      token: {
+        app,
+        token: token as string,
+        purposes: ["sign_up" as const],
+        recipient: { channel: "email" as const, address: "ann@example.com" },
+        tokenField: "verification_token",
+      },
+    };
+    expect((await otpError(signUp(proof, { username: "bob" }))).code).toBe("ACCOUNT_EXISTS");
+    expect(await signUp(proof, { username: "ann" })).toMatchObject({ email: "ann@example.com" });
+    expect((await otpError(signUp(proof, { username: "ann2" }))).code).toBe("TOKEN_INVALID");
+  });
+});
+
+describe("signInWithCode", () => {
+  it("signs in the account the code proves, and refuses an account gone since", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com" });
+    expect(await t.engine.signInWithCode(await sentCode("ann@example.com", "sign_in"))).toEqual(ann);
+    const nobody = await sentCode("nobody@example.com", "sign_in");
+    expect((await otpError(t.engine.signInWithCode(nobody))).code).toBe("ACCOUNT_NOT_FOUND");
+  });
+
+  it("checks the code before it tells whether an account exists", async () => {
+    t = await createTestEngine();
+    const code = await sentCode("nobody@example.com", "sign_in");
+    const wrong = code.code === "000000" ? "111111" : "000000";
+    expect((await otpError(t.engine.signInWithCode({ ...code, code: wrong }))).code).toBe("CODE_INVALID");
+  });
+
+  it("creates the account where the app registers on code login, and signs it in next time", async () => {
+    t = await createTestEngine({ app: { loginOrRegister: true } });
+    const created = await t.engine.signInWithCode(await sentCode("new@example.com", "sign_in"));
+    expect(created).toMatchObject({ email: "new@example.com", profile: {} });
+    t.clock.advanceSeconds(61);
+    expect(await t.engine.signInWithCode(await sentCode("new@example.com", "sign_in"))).toEqual(created);
+  });
+});
