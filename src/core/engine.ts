@@ -1,6 +1,17 @@
 import { precheckSendRisk, type RiskPrecheckInput } from "./abuse/risk-precheck.js";
 import { createAccountService } from "./accounts/account-service.js";
-import { type SignUpDeps, type SignUpInput, signInWithCode, signUp } from "./accounts/sign-up.js";
+import {
+  type AccountStepDeps,
+  type ChangeContactInput,
+  changeContact,
+  type ResetPasswordInput,
+  type ReverifyInput,
+  resetPassword,
+  reverify,
+  type SignUpInput,
+  signInWithCode,
+  signUp,
+} from "./accounts/account-steps.js";
 import type { App } from "./types.js";
 import {
   type CheckCodeInput,
@@ -15,7 +26,7 @@ import { type SendCodeInput, sendCode } from "./verification/send-code.js";
 
 /** The verification use cases bound to their dependencies: the one object every API face calls. */
 export function createEngine(deps: EngineDeps) {
-  const signUpDeps: SignUpDeps = {
+  const stepDeps: AccountStepDeps = {
     accounts: createAccountService({ accounts: deps.accounts, counters: deps.counters, clock: deps.clock }),
     checkCode: (input: CheckCodeInput) => checkCode(deps, input),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),
@@ -23,15 +34,18 @@ export function createEngine(deps: EngineDeps) {
   return {
     deps,
     apps: deps.apps,
-    accounts: signUpDeps.accounts,
+    accounts: stepDeps.accounts,
     sendCode: (input: SendCodeInput) => sendCode(deps, input),
-    checkCode: signUpDeps.checkCode,
+    checkCode: stepDeps.checkCode,
     peekAnyCode: (input: PeekAnyCodeInput) => peekAnyCode(deps, input),
     getVerification: (app: App, id: string) => getVerification(deps, app, id),
     cancelVerification: (app: App, id: string) => cancelVerification(deps, app, id),
-    redeemToken: signUpDeps.redeemToken,
-    signUp: (input: SignUpInput) => signUp(signUpDeps, input),
-    signInWithCode: (code: CheckCodeInput) => signInWithCode(signUpDeps, code),
+    redeemToken: stepDeps.redeemToken,
+    signUp: (input: SignUpInput) => signUp(stepDeps, input),
+    signInWithCode: (code: CheckCodeInput) => signInWithCode(stepDeps, code),
+    resetPassword: (input: ResetPasswordInput) => resetPassword(stepDeps, input),
+    changeContact: (input: ChangeContactInput) => changeContact(stepDeps, input),
+    reverify: (input: ReverifyInput) => reverify(stepDeps, input),
     precheckSendRisk: (input: RiskPrecheckInput) => precheckSendRisk(deps, input),
     captcha: deps.captcha,
     sendLog: deps.sendLog,

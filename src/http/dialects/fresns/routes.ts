@@ -339,14 +339,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const account = await engine
           .signUp({
             app,
-            proof: {
-              code: {
-                app,
-                target: { channel, to: address, purpose: "sign_up", toField: "account" },
-                code: body.verifyCode as string,
-                codeField: "verifyCode",
-              },
-            },
+            proof: { code: accountCode(app, { channel, address }, "sign_up", body.verifyCode) },
             password,
             profile: { nickname: body.nickname as string },
             fields: { contact: "account" },
@@ -367,12 +360,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const app = context.app as App;
         const body = validateBody(LoginBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
-        const signInCode = {
-          app,
-          target: { channel, to: address, purpose: "sign_in" as const, toField: "account" },
-          code: body.verifyCode as string,
-          codeField: "verifyCode",
-        };
+        const signInCode = accountCode(app, { channel, address }, "sign_in", body.verifyCode);
         let account = await engine.accounts.findByContact(app, channel, address);
         if (!account) {
           // Fresns "login or register": a right login code for an unknown account creates it.
@@ -415,16 +403,13 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const body = validateBody(ResetPasswordBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
         const password = decodePassword(body.newPassword as string, 34105);
-        // Looked up before the code is spent (the send found it; it may have gone since).
-        const account = await engine.accounts.findByContact(app, channel, address);
-        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
-        await engine.checkCode({
+        // The code first, then the account (34301 when it went since the send): as Fresns orders
+        // them, and a refusal keeps the code (engine.resetPassword).
+        await engine.resetPassword({
           app,
-          target: { channel, to: address, purpose: "reset_password", toField: "account" },
-          code: body.verifyCode as string,
-          codeField: "verifyCode",
+          proof: { code: accountCode(app, { channel, address }, "reset_password", body.verifyCode) },
+          password,
         });
-        await engine.accounts.update(account, { password });
         return ok(null);
       },
     );
@@ -634,6 +619,21 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       ...accountDataView(account, context.timezone),
     };
   }
+}
+
+/** The check of the `verifyCode` sent to the `account` a sign-up, login or reset names. */
+function accountCode(
+  app: App,
+  account: { channel: Channel; address: string },
+  purpose: Purpose,
+  verifyCode: string | undefined,
+): CheckCodeInput {
+  return {
+    app,
+    target: { channel: account.channel, to: account.address, purpose, toField: "account" },
+    code: verifyCode as string,
+    codeField: "verifyCode",
+  };
 }
 
 function ok<Data>(data: Data): { code: 0; message: "ok"; data: Data } {

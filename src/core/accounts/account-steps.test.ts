@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
 import type { CheckCodeInput } from "../verification/check-code.js";
-import type { ContactProof, SignUpInput } from "./sign-up.js";
+import type { ContactProof, SignUpInput } from "./account-steps.js";
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -134,5 +134,74 @@ describe("signInWithCode", () => {
     expect(created).toMatchObject({ email: "new@example.com", profile: {} });
     t.clock.advanceSeconds(61);
     expect(await t.engine.signInWithCode(await sentCode("new@example.com", "sign_in"))).toEqual(created);
+  });
+});
+
+describe("resetPassword, changeContact, reverify", () => {
+  it("resets the password of the account a code proves; no account keeps the code", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    await t.engine.sendCode({
+      app,
+      channel: "email",
+      to: "ann@example.com",
+      purpose: "reset_password",
+      rule: "any",
+    });
+    await t.deliverAll();
+    const code: CheckCodeInput = {
+      app,
+      target: { channel: "email", to: "ann@example.com", purpose: "reset_password" },
+      code: t.lastCode("ann@example.com"),
+    };
+    expect((await otpError(t.engine.resetPassword({ app, proof: { code }, password: "new" }))).code).toBe(
+      "ACCOUNT_NOT_FOUND",
+    );
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    await t.engine.resetPassword({ app, proof: { code }, password: "new" });
+    const stored = await t.engine.accounts.findById(app, ann.id);
+    await t.engine.accounts.verifyPasswordLogin(app, stored!, "new");
+    expect((await otpError(t.engine.resetPassword({ app, proof: { code }, password: "again" }))).code).toBe(
+      "CODE_INVALID",
+    );
+  });
+
+  it("moves an account to a proven contact; one another account has is refused and the code kept", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com" });
+    const bob = await t.engine.accounts.create({ app, email: "bob@example.com" });
+    const code = await sentCode("bob@example.com", "sign_in");
+    const change = (account: typeof ann) =>
+      t.engine.changeContact({ app, account, proof: { code }, field: "email" });
+    const taken = await otpError(change(ann));
+    expect(taken).toMatchObject({ code: "ACCOUNT_EXISTS", details: { field: "email" } });
+    // kept: the code still serves the account that has the contact (a no-op move)
+    expect(await change(bob)).toEqual(bob);
+    expect((await t.engine.accounts.findById(app, ann.id))?.email).toBe("ann@example.com");
+  });
+
+  it("re-verifies by password, or by a token of the account's own contact only", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "right" });
+    await t.engine.reverify({ app, account: ann, proof: { password: "right" } });
+    expect(
+      (await otpError(t.engine.reverify({ app, account: ann, proof: { password: "wrong" } }))).code,
+    ).toBe("PASSWORD_INVALID");
+    const tokenOf = async (to: string) =>
+      (await t.engine.checkCode(await sentCode(to, "sign_in"))).token as string;
+    const foreign = await tokenOf("zed@example.com");
+    const refused = await otpError(
+      t.engine.reverify({ app, account: ann, proof: { token: { token: foreign } } }),
+    );
+    expect(refused).toMatchObject({ code: "TOKEN_INVALID", details: { field: "verification_token" } });
+    await t.engine.reverify({
+      app,
+      account: ann,
+      proof: { token: { token: await tokenOf("ann@example.com") } },
+    });
+    // the foreign token was kept for its own contact
+    expect((await t.engine.redeemToken({ app, token: foreign })).to).toBe("zed@example.com");
   });
 });
