@@ -106,8 +106,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // Strings, not arrays: the plugin joins an array on every response (the methods on every preflight).
     exposedHeaders: "retry-after, x-request-id",
     // The plugin's default (GET, HEAD, POST) would keep browsers from Fresns's PUT edits and
-    // DELETE logout.
-    methods: "GET, HEAD, POST, PUT, DELETE",
+    // DELETE logout, and from CloudBase's PATCH of a contact or password.
+    methods: "GET, HEAD, POST, PUT, PATCH, DELETE",
     maxAge: 600,
   });
 

@@ -1096,6 +1096,27 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
         req.body = { token: n % 2 === 0 ? credentials.access_token : credentials.refresh_token };
         break;
       }
+      case "POST /auth/v1/reset":
+        req.body = {
+          ...(n % 2 === 0 ? { email: email(n) } : { phone_number: `+86 ${mobile(n)}` }),
+          verification_token: `vt_${"c".repeat(41)}`,
+          new_password: "new password 1",
+        };
+        break;
+      case "POST /auth/v1/user/sudo":
+        req.headers.authorization = `Bearer ${(await cloudbaseCredentials()).access_token}`;
+        // A password costs an scrypt hash (~50 ms), so only every fifth request uses one.
+        req.body =
+          n % 5 === 0 ? { password: "wrong password" } : { verification_token: `vt_${"d".repeat(41)}` };
+        break;
+      case "PATCH /auth/v1/user/contact":
+        req.headers.authorization = `Bearer ${(await cloudbaseCredentials()).access_token}`;
+        req.body = { email: email(n), verification_token: `vt_${"e".repeat(41)}`, sudo_token: "a.b.c" };
+        break;
+      case "PATCH /auth/v1/user/password":
+        req.headers.authorization = `Bearer ${(await cloudbaseCredentials()).access_token}`;
+        req.body = { new_password: "new password 1", sudo_token: "a.b.c" };
+        break;
       case "POST /auth/v1/captcha/data/verify":
         req.body = { token: live.cbCaptchaToken, key: "abcd" };
         break;

@@ -553,9 +553,9 @@ describe("CORS", () => {
     expect(reply.headers["access-control-allow-origin"]).toBe("http://localhost:5173");
   });
 
-  it("allows the methods the faces use: Fresns edits with PUT and logs out with DELETE", async () => {
+  it("allows the methods the faces use: Fresns PUT and DELETE, CloudBase PATCH", async () => {
     t = await createTestServer();
-    for (const method of ["PUT", "DELETE"]) {
+    for (const method of ["PUT", "DELETE", "PATCH"]) {
       const reply = await t.fastify.inject({
         method: "OPTIONS",
         url: "/api/v2/account/edit",

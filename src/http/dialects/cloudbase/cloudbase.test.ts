@@ -32,6 +32,10 @@ function post(url: string, payload?: unknown, headers: Headers = {}, remoteAddre
   });
 }
 
+function patch(url: string, payload: Record<string, unknown>, headers: Headers = {}) {
+  return t.fastify.inject({ method: "PATCH", url, payload, headers });
+}
+
 function get(url: string, headers: Headers = {}) {
   return t.fastify.inject({ method: "GET", url, headers });
 }
@@ -94,8 +98,13 @@ async function codeFor(to: string): Promise<string> {
 }
 
 /** send -> deliver -> verify; the verification token. */
-async function verified(payload: Record<string, unknown>, to: string, query = ""): Promise<string> {
-  const sent = await post(`/auth/v1/verification${query}`, payload);
+async function verified(
+  payload: Record<string, unknown>,
+  to: string,
+  query = "",
+  remoteAddress?: string,
+): Promise<string> {
+  const sent = await post(`/auth/v1/verification${query}`, payload, {}, remoteAddress);
   expect(sent.statusCode, sent.body).toBe(200);
   const checked = await post(`/auth/v1/verification/verify${query}`, {
     verification_id: sent.json().verification_id,
@@ -429,6 +438,205 @@ describe("CloudBase 200: the journeys", () => {
     expect(failed.headers["x-request-id"]).toBe("req-456");
     const generated = await send({ email: "lee@example.com" });
     expect(generated.headers["x-request-id"]).toEqual(expect.any(String));
+  });
+});
+
+describe("CloudBase account changes: reset, sudo, contact, password (the SDK's models)", () => {
+  const signInWith = (username: string, password: string) => post("/auth/v1/signin", { username, password });
+
+  /** A CUR_USER code sent to the caller's own email, verified: what a sudo by code redeems. */
+  async function ownToken(creds: Creds, email: string): Promise<string> {
+    const sent = await send({ email: "masked", target: "CUR_USER" }, bearer(creds.access_token));
+    expect(sent.statusCode, sent.body).toBe(200);
+    const checked = await post("/auth/v1/verification/verify", {
+      verification_id: sent.json().verification_id,
+      verification_code: await codeFor(email),
+    });
+    return checked.json().verification_token;
+  }
+
+  async function sudo(creds: Creds, payload: Record<string, unknown>): Promise<string> {
+    const response = await post("/auth/v1/user/sudo", payload, bearer(creds.access_token));
+    expect(response.statusCode, response.body).toBe(200);
+    expect(response.json()).toEqual({ sudo_token: expect.stringMatching(JWT_PATTERN), expires_in: 600 });
+    return response.json().sudo_token;
+  }
+
+  it("resets a password with a PASSWORD_RESET token, once", async () => {
+    await start();
+    await signUp("ann@example.com", { password: "old-password" });
+    t.clock.advanceSeconds(60);
+    const token = await verified(
+      { email: "ann@example.com", target: "USER", usage: "PASSWORD_RESET" },
+      "ann@example.com",
+    );
+    const reset = { email: "ann@example.com", verification_token: token, new_password: "new-password" };
+    const answer = await post("/auth/v1/reset", reset);
+    expect(answer.statusCode, answer.body).toBe(200);
+    expect(answer.json()).toEqual({});
+    expect((await signInWith("ann@example.com", "new-password")).statusCode).toBe(200);
+    expectError(await signInWith("ann@example.com", "old-password"), 400, "invalid_password", 4003);
+    expectError(await post("/auth/v1/reset", reset), 400, "invalid_grant", 4015);
+  });
+
+  it("refuses a reset token of another purpose or contact, and keeps it", async () => {
+    await start();
+    await signUp("ann@example.com", { password: "old-password" });
+    t.clock.advanceSeconds(60);
+    // A sign-in token (no usage) does not reset a password.
+    const signInToken = await verified({ email: "ann@example.com", target: "USER" }, "ann@example.com");
+    const reset = { email: "ann@example.com", verification_token: signInToken, new_password: "new-password" };
+    expectError(await post("/auth/v1/reset", reset), 400, "invalid_grant", 4015);
+    expect((await post("/auth/v1/signin", { verification_token: signInToken })).statusCode).toBe(200);
+
+    t.clock.advanceSeconds(60);
+    const resetToken = await verified(
+      { email: "ann@example.com", target: "USER", usage: "PASSWORD_RESET" },
+      "ann@example.com",
+    );
+    const elsewhere = {
+      email: "bob@example.com",
+      verification_token: resetToken,
+      new_password: "new-password",
+    };
+    expectError(await post("/auth/v1/reset", elsewhere), 400, "invalid_grant", 4015);
+    const missing = await post("/auth/v1/reset", {
+      email: "ann@example.com",
+      verification_token: resetToken,
+    });
+    expectError(missing, 400, "invalid_argument", 4000);
+    expect(missing.json().error_description).toContain("new_password");
+    expect((await post("/auth/v1/reset", { ...elsewhere, email: "ann@example.com" })).statusCode).toBe(200);
+  });
+
+  it("answers user_not_found for a contact no account has, and keeps the token", async () => {
+    await start();
+    const token = await verified(
+      { email: "ghost@example.com", target: "ANY", usage: "PASSWORD_RESET" },
+      "ghost@example.com",
+    );
+    const reset = { email: "ghost@example.com", verification_token: token, new_password: "new-password" };
+    expectError(await post("/auth/v1/reset", reset), 404, "user_not_found", 4004);
+    const app = await t.engine.apps.byId("default");
+    await t.engine.accounts.create({ app: app!, email: "ghost@example.com" });
+    expect((await post("/auth/v1/reset", reset)).statusCode).toBe(200);
+  });
+
+  it("changes the password after a sudo by password; the sudo token is the caller's own", async () => {
+    await start();
+    const ann = await signUp("ann@example.com", { password: "old-password" });
+    const bob = await signUp("bob@example.com", { password: "bob-password" });
+    expectError(
+      await post("/auth/v1/user/sudo", { password: "wrong-password" }, bearer(ann.access_token)),
+      400,
+      "invalid_password",
+      4003,
+    );
+    expectError(await post("/auth/v1/user/sudo", { password: "old-password" }), 401, "unauthenticated", 4010);
+    expectError(
+      await post("/auth/v1/user/sudo", {}, bearer(ann.access_token)),
+      400,
+      "invalid_argument",
+      4000,
+    );
+    const sudoToken = await sudo(ann, { password: "old-password" });
+    // Another user's, another session's, or no sudo token changes nothing.
+    const bobs = await sudo(bob, { password: "bob-password" });
+    const change = (token: string, creds = ann) =>
+      patch(
+        "/auth/v1/user/password",
+        { new_password: "new-password", sudo_token: token },
+        bearer(creds.access_token),
+      );
+    expectError(await change(bobs), 400, "invalid_grant", 4015);
+    const again = (await signInWith("ann@example.com", "old-password")).json() as Creds;
+    expectError(await change(sudoToken, again), 400, "invalid_grant", 4015);
+    // A sudo token is no access token.
+    expectError(await get("/auth/v1/user/me", bearer(sudoToken)), 401, "unauthenticated", 4010);
+
+    const changed = await change(sudoToken);
+    expect(changed.statusCode, changed.body).toBe(200);
+    expect(changed.json()).toEqual({});
+    expect((await signInWith("ann@example.com", "new-password")).statusCode).toBe(200);
+    t.clock.advanceSeconds(601);
+    expectError(await change(sudoToken), 400, "invalid_grant", 4015);
+  });
+
+  it("sudoes with a token of the caller's own contact, not of another", async () => {
+    await start();
+    const ann = await signUp("ann@example.com");
+    t.clock.advanceSeconds(60);
+    await sudo(ann, { verification_token: await ownToken(ann, "ann@example.com") });
+    const foreign = await verified({ email: "zed@example.com", target: "ANY" }, "zed@example.com");
+    expectError(
+      await post("/auth/v1/user/sudo", { verification_token: foreign }, bearer(ann.access_token)),
+      400,
+      "invalid_grant",
+      4015,
+    );
+    // kept: zed can still sign up with it
+    expect(
+      (await post("/auth/v1/signup", { email: "zed@example.com", verification_token: foreign })).statusCode,
+    ).toBe(200);
+  });
+
+  it("binds a phone and changes the email with a change token and a sudo token", async () => {
+    await start();
+    const ann = await signUp("ann@example.com", { password: "ann-password" });
+    await signUp("bob@example.com");
+    const sudoToken = await sudo(ann, { password: "ann-password" });
+    // Each send from its own address, so the risk rule asks no captcha of this many sends.
+    let host = 0;
+    const verifiedFresh = (payload: Record<string, unknown>, to: string) => {
+      host += 1;
+      return verified(payload, to, "", `10.9.${host}.1`);
+    };
+    const bind = async (payload: Record<string, unknown>, to: string, usage: string) => {
+      const token = await verifiedFresh({ ...payload, usage }, to);
+      return patch(
+        "/auth/v1/user/contact",
+        { ...payload, verification_token: token, sudo_token: sudoToken },
+        bearer(ann.access_token),
+      );
+    };
+    const phone = await bind({ phone_number: "+86 13800138000" }, "+8613800138000", "PHONE_NUMBER_CHANGE");
+    expect(phone.statusCode, phone.body).toBe(200);
+    expect(phone.json()).toEqual({});
+    const email = await bind({ email: "ann@new.example" }, "ann@new.example", "EMAIL_ADDRESS_CHANGE");
+    expect(email.statusCode, email.body).toBe(200);
+    const me = await get("/auth/v1/user/me", bearer(ann.access_token));
+    expect(me.json()).toMatchObject({ email: "ann@new.example", phone_number: "+86 13800138000" });
+    expect((await signInWith("ann@new.example", "ann-password")).statusCode).toBe(200);
+
+    // Another account's email is refused; a sign-in token binds nothing.
+    t.clock.advanceSeconds(60);
+    const taken = await verifiedFresh(
+      { email: "bob@example.com", usage: "EMAIL_ADDRESS_CHANGE" },
+      "bob@example.com",
+    );
+    const takenBody = { email: "bob@example.com", verification_token: taken, sudo_token: sudoToken };
+    expectError(
+      await patch("/auth/v1/user/contact", takenBody, bearer(ann.access_token)),
+      409,
+      "already_exists",
+      4009,
+    );
+    t.clock.advanceSeconds(60);
+    const signInToken = await verifiedFresh({ email: "cat@example.com" }, "cat@example.com");
+    const wrongPurpose = { email: "cat@example.com", verification_token: signInToken, sudo_token: sudoToken };
+    expectError(
+      await patch("/auth/v1/user/contact", wrongPurpose, bearer(ann.access_token)),
+      400,
+      "invalid_grant",
+      4015,
+    );
+    const noSudo = { email: "cat@example.com", verification_token: signInToken };
+    expectError(
+      await patch("/auth/v1/user/contact", noSudo, bearer(ann.access_token)),
+      400,
+      "invalid_argument",
+      4000,
+    );
   });
 });
 

@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { ContactProof } from "../../../core/accounts/account-steps.js";
 import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
-import type { ContactProof } from "../../../core/accounts/sign-up.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
@@ -14,14 +14,19 @@ import {
   CaptchaVerifyBody,
   CaptchaVerifyReply,
   ClientQuery,
+  ContactBody,
   Credentials,
   EmptyReply,
   errorResponses,
+  ResetBody,
   RevokeBody,
   SendBody,
   SendReply,
+  SetPasswordBody,
   SignInBody,
   SignUpBody,
+  SudoBody,
+  SudoReply,
   type Target,
   TokenBody,
   type Usage,
@@ -67,11 +72,14 @@ interface Contact {
   field: "phone_number" | "email";
 }
 
+/** A contact as checked and normalised (E.164, a lower-cased domain). */
+type ProvenContact = Contact & { address: string };
+
 /**
  * The Tencent CloudBase auth v1 face (COMPANION-APIS.md section 2): send, verify, sign-up, sign-in,
- * tokens, the signed-in user and the image captcha. Thin handlers: parse with the schema, one core
- * call (sign-up and sign-in compose a token redemption with the account service, as
- * `AccountService` asks), render with the CloudBase error map.
+ * password reset, tokens, the signed-in user (sudo, contact, password) and the image captcha.
+ * Thin handlers: parse with the schema, one core call (the account steps of `account-steps.ts`),
+ * render with the CloudBase error map.
  */
 /** Every CloudBase path starts with it; what the router refuses under it is answered in CloudBase's shape. */
 export const CLOUDBASE_PREFIX = "/auth/v1";
@@ -89,6 +97,27 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   const { engine } = options;
   const tokens = createSessionTokens(engine);
   const parseOptions = (field: string) => ({ defaultCountry: engine.deps.defaultCountry, field });
+  /** A route's schema: its body, the `client_id` query every call may carry, its reply and errors. */
+  const bodySchema = <Body, Reply>(body: Body, reply: Reply) => ({
+    body,
+    querystring: ClientQuery,
+    response: { 200: reply, ...errorResponses },
+  });
+  /** A `verification_token` that must prove `contact`, for one of `purposes`. */
+  const tokenProof = (
+    tenant: App,
+    token: string,
+    purposes: Purpose[],
+    contact: ProvenContact,
+  ): ContactProof => ({
+    token: {
+      app: tenant,
+      token,
+      purposes,
+      recipient: { channel: contact.channel, address: contact.address },
+      tokenField: "verification_token",
+    },
+  });
 
   app.setErrorHandler((error, request, reply) => renderCloudbaseError(error, request, reply));
   refuseMalformedText(app);
@@ -161,10 +190,21 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return appOfToken ?? tokens.appNamed(undefined);
   }
 
+  /** The contact a body names, checked and normalised, for the token that must prove it. */
+  function provenContact(body: {
+    phone_number?: string | undefined;
+    email?: string | undefined;
+  }): ProvenContact {
+    const contact = contactOf(body);
+    requireCountryPrefix(contact);
+    const { address } = parseRecipient(contact.channel, contact.raw, parseOptions(contact.field));
+    return { ...contact, address };
+  }
+
   app.post(
     "/verification",
     {
-      schema: { body: SendBody, querystring: ClientQuery, response: { 200: SendReply, ...errorResponses } },
+      schema: bodySchema(SendBody, SendReply),
       // Its rate limits are send refusals, worded as the seed words them.
       errorHandler: (error, request, reply) => renderCloudbaseError(error, request, reply, SENDING_CODE),
       // A client the risk rules already ask for a captcha is answered before its body is read, as
@@ -241,64 +281,42 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     },
   );
 
-  app.post(
-    "/verification/verify",
-    {
-      schema: {
-        body: VerifyBody,
-        querystring: ClientQuery,
-        response: { 200: VerifyReply, ...errorResponses },
-      },
-    },
-    async (request) => {
-      const tenant = await appOf(request, request.body.client_id);
-      const result = await engine.checkCode({
-        app: tenant,
-        target: { id: request.body.verification_id },
-        code: request.body.verification_code,
-        codeField: "verification_code",
-      });
-      return {
-        verification_token: result.token as string,
-        expires_in: result.tokenExpiresInSeconds as number,
-      };
-    },
-  );
+  app.post("/verification/verify", { schema: bodySchema(VerifyBody, VerifyReply) }, async (request) => {
+    const tenant = await appOf(request, request.body.client_id);
+    const result = await engine.checkCode({
+      app: tenant,
+      target: { id: request.body.verification_id },
+      code: request.body.verification_code,
+      codeField: "verification_code",
+    });
+    return {
+      verification_token: result.token as string,
+      expires_in: result.tokenExpiresInSeconds as number,
+    };
+  });
 
-  app.post(
-    "/signup",
-    {
-      schema: {
-        body: SignUpBody,
-        querystring: ClientQuery,
-        response: { 200: Credentials, ...errorResponses },
-      },
-    },
-    async (request) => {
-      const body = request.body;
-      const tenant = await appOf(request, body.client_id);
-      const contact = contactOf(body);
-      requireCountryPrefix(contact);
-      const recipient = parseRecipient(contact.channel, contact.raw, parseOptions(contact.field));
-      const profile: Record<string, string> = {};
-      for (const key of ["name", "gender", "picture", "locale"] as const) {
-        const value = body[key];
-        if (value !== undefined) profile[key] = value;
-      }
-      // CloudBase clients that cannot see is_user try sign-up first, then sign-in, and the loser of
-      // a race for a username retries with another one: a refused sign-up keeps its proof
-      // (engine.signUp).
-      const account = await engine.signUp({
-        app: tenant,
-        proof: signUpProofOf(tenant, body, contact, recipient.address),
-        username: body.username,
-        password: body.password,
-        profile,
-        fields: { contact: contact.field, username: "username" },
-      });
-      return tokens.issue(tenant, account);
-    },
-  );
+  app.post("/signup", { schema: bodySchema(SignUpBody, Credentials) }, async (request) => {
+    const body = request.body;
+    const tenant = await appOf(request, body.client_id);
+    const contact = provenContact(body);
+    const profile: Record<string, string> = {};
+    for (const key of ["name", "gender", "picture", "locale"] as const) {
+      const value = body[key];
+      if (value !== undefined) profile[key] = value;
+    }
+    // CloudBase clients that cannot see is_user try sign-up first, then sign-in, and the loser of
+    // a race for a username retries with another one: a refused sign-up keeps its proof
+    // (engine.signUp).
+    const account = await engine.signUp({
+      app: tenant,
+      proof: signUpProofOf(tenant, body, contact),
+      username: body.username,
+      password: body.password,
+      profile,
+      fields: { contact: contact.field, username: "username" },
+    });
+    return tokens.issue(tenant, account);
+  });
 
   /**
    * What proves the contact a sign-up names: a `verification_token`, or a `verification_code` of
@@ -307,24 +325,13 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   function signUpProofOf(
     tenant: App,
     body: { verification_token?: string | undefined; verification_code?: string | undefined },
-    contact: Contact,
-    address: string,
+    contact: ProvenContact,
   ): ContactProof {
     const { verification_token: token, verification_code: code } = body;
     if (token !== undefined && code !== undefined) {
       throw invalidField("body", "Pass verification_token or verification_code, not both");
     }
-    if (token !== undefined) {
-      return {
-        token: {
-          app: tenant,
-          token,
-          purposes: ["sign_up"],
-          recipient: { channel: contact.channel, address },
-          tokenField: "verification_token",
-        },
-      };
-    }
+    if (token !== undefined) return tokenProof(tenant, token, ["sign_up"], contact);
     if (code === undefined) {
       throw invalidField("verification_token", "Pass verification_token or verification_code");
     }
@@ -345,56 +352,46 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return decoyHash;
   };
 
-  app.post(
-    "/signin",
-    {
-      schema: {
-        body: SignInBody,
-        querystring: ClientQuery,
-        response: { 200: Credentials, ...errorResponses },
-      },
-    },
-    async (request) => {
-      const body = request.body;
-      const tenant = await appOf(request, body.client_id);
-      if (body.verification_token !== undefined) {
-        if (body.username !== undefined || body.password !== undefined) {
-          throw invalidField(
-            "verification_token",
-            "Pass verification_token, or username and password, not both",
-          );
-        }
-        const accountOf = async (verified: TokenRecord) => {
-          const account = await engine.accounts.findByContact(tenant, verified.channel, verified.to);
-          if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
-          return account;
-        };
-        const token = await engine.redeemToken({
-          app: tenant,
-          token: body.verification_token,
-          purposes: ["sign_in"],
-          tokenField: "verification_token",
-          // Looked up before the token is spent too: a client that tries sign-in before sign-up
-          // keeps the verification for the sign-up (as sign-up keeps it for sign-in).
-          beforeSpending: async (verified) => {
-            await accountOf(verified);
-          },
-        });
-        return tokens.issue(tenant, await accountOf(token));
+  app.post("/signin", { schema: bodySchema(SignInBody, Credentials) }, async (request) => {
+    const body = request.body;
+    const tenant = await appOf(request, body.client_id);
+    if (body.verification_token !== undefined) {
+      if (body.username !== undefined || body.password !== undefined) {
+        throw invalidField(
+          "verification_token",
+          "Pass verification_token, or username and password, not both",
+        );
       }
-      if (body.username === undefined) {
-        throw invalidField("username", "Pass verification_token, or username and password");
-      }
-      if (body.password === undefined) throw invalidField("password", "password is required");
-      const account = await loginAccount(tenant, body.username);
-      if (!account) {
-        await verifyPassword(body.password, await decoy());
-        throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-      }
-      await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
-      return tokens.issue(tenant, account);
-    },
-  );
+      const accountOf = async (verified: TokenRecord) => {
+        const account = await engine.accounts.findByContact(tenant, verified.channel, verified.to);
+        if (!account) throw new OtpError("ACCOUNT_NOT_FOUND");
+        return account;
+      };
+      const token = await engine.redeemToken({
+        app: tenant,
+        token: body.verification_token,
+        purposes: ["sign_in"],
+        tokenField: "verification_token",
+        // Looked up before the token is spent too: a client that tries sign-in before sign-up
+        // keeps the verification for the sign-up (as sign-up keeps it for sign-in).
+        beforeSpending: async (verified) => {
+          await accountOf(verified);
+        },
+      });
+      return tokens.issue(tenant, await accountOf(token));
+    }
+    if (body.username === undefined) {
+      throw invalidField("username", "Pass verification_token, or username and password");
+    }
+    if (body.password === undefined) throw invalidField("password", "password is required");
+    const account = await loginAccount(tenant, body.username);
+    if (!account) {
+      await verifyPassword(body.password, await decoy());
+      throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+    }
+    await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
+    return tokens.issue(tenant, account);
+  });
 
   /** A username; an "@" makes it an email and a leading "+" a phone number (never a username). */
   async function loginAccount(tenant: App, username: string): Promise<Account | null> {
@@ -409,20 +406,10 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return engine.accounts.findByUsername(tenant, username);
   }
 
-  app.post(
-    "/token",
-    {
-      schema: {
-        body: TokenBody,
-        querystring: ClientQuery,
-        response: { 200: Credentials, ...errorResponses },
-      },
-    },
-    async (request) => {
-      const tenant = await tokens.appNamed(clientIdOf(request, request.body.client_id));
-      return tokens.refresh(tenant, request.body.refresh_token);
-    },
-  );
+  app.post("/token", { schema: bodySchema(TokenBody, Credentials) }, async (request) => {
+    const tenant = await tokens.appNamed(clientIdOf(request, request.body.client_id));
+    return tokens.refresh(tenant, request.body.refresh_token);
+  });
 
   app.get(
     "/user/me",
@@ -442,20 +429,59 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     },
   );
 
-  app.post(
-    "/revoke",
-    {
-      schema: {
-        body: RevokeBody,
-        querystring: ClientQuery,
-        response: { 200: EmptyReply, ...errorResponses },
-      },
-    },
-    async (request) => {
-      await tokens.revoke(request.body.token, clientIdOf(request, request.body.client_id));
-      return {};
-    },
-  );
+  app.post("/reset", { schema: bodySchema(ResetBody, EmptyReply) }, async (request) => {
+    const { body } = request;
+    const tenant = await appOf(request, body.client_id);
+    const contact = provenContact(body);
+    await engine.resetPassword({
+      app: tenant,
+      password: body.new_password,
+      proof: tokenProof(tenant, body.verification_token, ["reset_password"], contact),
+    });
+    return {};
+  });
+
+  app.post("/user/sudo", { schema: bodySchema(SudoBody, SudoReply) }, async (request) => {
+    const { password, verification_token: token, client_id: clientId } = request.body;
+    const caller = await signedIn(request, clientId);
+    if ((password === undefined) === (token === undefined)) {
+      throw invalidField("body", "Pass password or verification_token");
+    }
+    await engine.reverify({
+      app: caller.app,
+      account: caller.account,
+      proof: password !== undefined ? { password } : { token: { token: token as string } },
+    });
+    return tokens.issueSudo(caller);
+  });
+
+  app.patch("/user/contact", { schema: bodySchema(ContactBody, EmptyReply) }, async (request) => {
+    const { body } = request;
+    const caller = await signedIn(request, body.client_id);
+    await tokens.requireSudo(caller, body.sudo_token);
+    const contact = provenContact(body);
+    await engine.changeContact({
+      app: caller.app,
+      account: caller.account,
+      field: contact.field,
+      // EMAIL_ADDRESS_CHANGE / PHONE_NUMBER_CHANGE sends; bind_contact from the native API
+      proof: tokenProof(caller.app, body.verification_token, ["change_contact", "bind_contact"], contact),
+    });
+    return {};
+  });
+
+  app.patch("/user/password", { schema: bodySchema(SetPasswordBody, EmptyReply) }, async (request) => {
+    const { body } = request;
+    const caller = await signedIn(request, body.client_id);
+    await tokens.requireSudo(caller, body.sudo_token);
+    await engine.accounts.update(caller.account, { password: body.new_password });
+    return {};
+  });
+
+  app.post("/revoke", { schema: bodySchema(RevokeBody, EmptyReply) }, async (request) => {
+    await tokens.revoke(request.body.token, clientIdOf(request, request.body.client_id));
+    return {};
+  });
 
   registerLegacyCaptchaFlow(app, { engine, devMode: options.devMode, appOf, prefix: CLOUDBASE_PREFIX });
 
@@ -477,13 +503,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   app.post(
     "/captcha/data/verify",
-    {
-      schema: {
-        body: CaptchaVerifyBody,
-        querystring: ClientQuery,
-        response: { 200: CaptchaVerifyReply, ...errorResponses },
-      },
-    },
+    { schema: bodySchema(CaptchaVerifyBody, CaptchaVerifyReply) },
     async (request) => {
       const tenant = await appOf(request, request.body.client_id);
       const pass = await engine.captcha.solve(

@@ -62,6 +62,7 @@ export const VerifyBody = Type.Object({
 export const VerifyReply = Type.Object({ verification_token: Type.String(), expires_in: Type.Integer() });
 
 const VerificationToken = Type.String({ minLength: 1, maxLength: 128 });
+const Password = Type.String({ minLength: 6, maxLength: 64 });
 
 export const SignUpBody = Type.Object({
   phone_number: Type.Optional(PhoneNumber),
@@ -80,11 +81,47 @@ export const SignUpBody = Type.Object({
       description: "5-24 letters, digits, _ or -",
     }),
   ),
-  password: Type.Optional(Type.String({ minLength: 6, maxLength: 64 })),
+  password: Type.Optional(Password),
   name: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   gender: Type.Optional(Type.String({ minLength: 1, maxLength: 16 })),
   picture: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })),
   locale: Type.Optional(Locale),
+  client_id: Type.Optional(ClientId),
+});
+
+const SudoToken = Type.String({ minLength: 1, maxLength: 4096, description: "from /auth/v1/user/sudo" });
+
+/** The SDK's ResetPasswordRequest: a contact, the PASSWORD_RESET verification_token, the new password. */
+export const ResetBody = Type.Object({
+  phone_number: Type.Optional(PhoneNumber),
+  email: Type.Optional(Email),
+  verification_token: VerificationToken,
+  new_password: Password,
+  client_id: Type.Optional(ClientId),
+});
+
+/** The SDK's SudoRequest: the password, or a verification_token of the user's own contact. */
+export const SudoBody = Type.Object({
+  password: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  verification_token: Type.Optional(VerificationToken),
+  client_id: Type.Optional(ClientId),
+});
+
+export const SudoReply = Type.Object({ sudo_token: Type.String(), expires_in: Type.Integer() });
+
+/** The SDK's BindPhoneRequest / BindEmailRequest: the new contact and its verification_token. */
+export const ContactBody = Type.Object({
+  phone_number: Type.Optional(PhoneNumber),
+  email: Type.Optional(Email),
+  verification_token: VerificationToken,
+  sudo_token: SudoToken,
+  client_id: Type.Optional(ClientId),
+});
+
+/** The SDK's SetPasswordRequest. */
+export const SetPasswordBody = Type.Object({
+  new_password: Password,
+  sudo_token: SudoToken,
   client_id: Type.Optional(ClientId),
 });
 

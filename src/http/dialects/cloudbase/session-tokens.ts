@@ -13,6 +13,13 @@ export const ACCESS_TOKEN_TTL_SECONDS = 7200;
 export const REFRESH_TOKEN_TTL_SECONDS = 31 * 86_400;
 /** the scope of a signed-in (not anonymous) CloudBase user */
 export const USER_SCOPE = "user";
+/**
+ * `iss` of sudo tokens: another issuer than access tokens', so that neither is ever taken for
+ * the other.
+ */
+export const SUDO_TOKEN_ISSUER = "verifyd sudo";
+/** How long a re-verification lets a signed-in user change the password or a contact. */
+export const SUDO_TOKEN_TTL_SECONDS = 600;
 
 export interface CloudbaseCredentials {
   token_type: "Bearer";
@@ -128,6 +135,37 @@ export function createSessionTokens(engine: Engine) {
       // refresh (and the thief's use logs the owner out, which shows).
       await accounts.revokeSession(app, refreshToken);
       return this.issue(app, account);
+    },
+
+    /**
+     * A sudo token (`/auth/v1/user/sudo`) for a caller who just proved again who they are: an
+     * HS256 JWT bound to the caller's account and session, so it dies with the session.
+     */
+    async issueSudo(caller: SignedInCaller): Promise<{ sudo_token: string; expires_in: number }> {
+      const sudoToken = await jwt.sign(
+        { sid: caller.sessionId },
+        {
+          subject: caller.account.id,
+          audience: caller.app.clientId,
+          issuer: SUDO_TOKEN_ISSUER,
+          ttlSeconds: SUDO_TOKEN_TTL_SECONDS,
+        },
+      );
+      return { sudo_token: sudoToken, expires_in: SUDO_TOKEN_TTL_SECONDS };
+    },
+
+    /** Refuses a sudo token that is not this caller's, in this session, and live. */
+    async requireSudo(caller: SignedInCaller, sudoToken: string): Promise<void> {
+      const claims = await jwt.verify(sudoToken, {
+        issuer: SUDO_TOKEN_ISSUER,
+        audience: caller.app.clientId,
+      });
+      if (claims?.sub !== caller.account.id || claims.sid !== caller.sessionId) {
+        throw new OtpError("TOKEN_INVALID", {
+          message: "The sudo_token is invalid or expired; get one from /auth/v1/user/sudo",
+          details: { field: "sudo_token" },
+        });
+      }
     },
 
     signOut: (caller: SignedInCaller) => revokeSessionById(engine.deps, caller.app, caller.sessionId),
