@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { OtpError } from "./errors.js";
-import { maskAddress, parseRecipient } from "./recipients.js";
+import { mailboxOf, maskAddress, parseRecipient } from "./recipients.js";
+import { failedChecksKey, recipientCounterKey } from "./verification/keys.js";
 
 const CN = { defaultCountry: "CN" };
 
@@ -135,5 +136,30 @@ describe("maskAddress", () => {
       expect(masked).not.toBe(address);
       expect(masked.replaceAll("*", "").length).toBeLessThanOrEqual(5);
     }
+  });
+});
+
+describe("mailboxOf", () => {
+  it.each([
+    ["Ann@example.com", "ann@example.com"],
+    ["ann+shop@example.com", "ann@example.com"],
+    ["ANN+a+b@example.com", "ann@example.com"],
+    ["a.n.n@example.com", "a.n.n@example.com"],
+    ["A.n.N+x@gmail.com", "ann@gmail.com"],
+    ["a.n.n@googlemail.com", "ann@googlemail.com"],
+    ["+tag@example.com", "+tag@example.com"],
+  ])("counts %s as the mailbox %s", (address, mailbox) => {
+    expect(mailboxOf("email", address)).toBe(mailbox);
+  });
+
+  it("leaves phone numbers as they are", () => {
+    expect(mailboxOf("sms", "+8613800138000")).toBe("+8613800138000");
+  });
+
+  it("keys failed checks per mailbox, as the send counters are", () => {
+    expect(failedChecksKey("email", "Ann+1@example.com")).toBe(failedChecksKey("email", "ann@example.com"));
+    expect(recipientCounterKey("email", mailboxOf("email", "Ann+1@example.com"), 60)).toBe(
+      "r:email:ann@example.com:60",
+    );
   });
 });

@@ -47,6 +47,26 @@ export function parseRecipient(
   };
 }
 
+// Gmail delivers a.n.n@ to ann@; other providers keep the dots apart.
+const DOT_BLIND_DOMAINS = new Set(["gmail.com", "googlemail.com"]);
+
+/**
+ * The mailbox a normalised address reaches, which per-recipient limits count: mail providers
+ * deliver `Ann@`, `ann+1@` and (at Gmail) `a.n.n@` to one inbox, so limits counted per address
+ * would let a mail bomb through one variant at a time. The code still goes to the address as
+ * given. A phone number is its own mailbox.
+ */
+export function mailboxOf(channel: Channel, address: string): string {
+  if (channel !== "email") return address;
+  const at = address.lastIndexOf("@");
+  const domain = address.slice(at + 1);
+  let local = address.slice(0, at).toLowerCase();
+  const tag = local.indexOf("+");
+  if (tag > 0) local = local.slice(0, tag);
+  if (DOT_BLIND_DOMAINS.has(domain)) local = local.replaceAll(".", "");
+  return `${local}@${domain}`;
+}
+
 /** Masks a recipient for answers and logs: `j***@example.com`, `+86*******00`. */
 export function maskAddress(channel: Channel, address: string): string {
   if (channel === "email") {

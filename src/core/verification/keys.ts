@@ -1,3 +1,4 @@
+import { mailboxOf } from "../recipients.js";
 import type { Channel, Purpose } from "../types.js";
 
 /**
@@ -19,8 +20,9 @@ export function parseSlotKey(key: string): { channel: Channel; address: string; 
   };
 }
 
-export function recipientCounterKey(channel: Channel, address: string, windowSeconds: number): string {
-  return `r:${channel}:${address}:${windowSeconds}`;
+/** A per-recipient send counter: of a mailbox (`mailboxOf`), not of one spelling of it. */
+export function recipientCounterKey(channel: Channel, mailbox: string, windowSeconds: number): string {
+  return `r:${channel}:${mailbox}:${windowSeconds}`;
 }
 
 export function ipCounterKey(ip: string, windowSeconds: number): string {
@@ -45,7 +47,10 @@ export function appCounterKey(windowSeconds: number): string {
   return `app:${windowSeconds}`;
 }
 
-/** Failed checks per recipient across codes, so resending does not reset the guessing budget. */
+/**
+ * Failed checks per recipient across codes, so resending does not reset the guessing budget; per
+ * mailbox, so neither does sending to another spelling of it.
+ */
 export function failedChecksKey(channel: Channel, address: string): string {
-  return `f:${channel}:${address}`;
+  return `f:${channel}:${mailboxOf(channel, address)}`;
 }

@@ -209,6 +209,20 @@ describe("sendCode: per-recipient rules", () => {
     );
   });
 
+  it("counts every address of one mailbox against its budget, and delivers to the address given", async () => {
+    t = await createTestEngine();
+    await send({ to: "Ann.Lee+shop@example.com" });
+    for (const variant of ["ann.lee@example.com", "ANN.LEE+other@Example.com"]) {
+      expect((await refusal({ to: variant })).code).toBe("RESEND_TOO_SOON");
+    }
+    // Another mailbox: dots count outside Gmail, and a tag is not a mailbox of its own.
+    await send({ to: "annlee@example.com" });
+    await send({ to: "a.n.n@gmail.com" });
+    expect((await refusal({ to: "Ann+1@gmail.com" })).code).toBe("RESEND_TOO_SOON");
+    await t.deliverAll();
+    expect(t.email.lastCodeFor("Ann.Lee+shop@example.com")).toMatch(/^\d{6}$/);
+  });
+
   it("refuses a resend for another purpose of the same recipient inside 60 s", async () => {
     t = await createTestEngine();
     await send({ purpose: "sign_in" });

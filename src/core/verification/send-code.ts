@@ -13,7 +13,7 @@ import { countryLocale } from "../messages/country-locale.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, IssueRequest, SendDecision, SendLogEntry } from "../ports.js";
-import { maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
+import { mailboxOf, maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
 import { generateNumericCode } from "../secrets.js";
 import type {
   AccountRule,
@@ -221,10 +221,11 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     if (captchaMode === "risk") {
       counters.push(...riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, captchaSolved));
     }
-    counters.push(...rateCounters(app, recipient, input.clientIp));
+    const mailbox = mailboxOf(channel, recipient.address);
+    counters.push(...rateCounters(app, recipient.channel, mailbox, input.clientIp));
     for (const rule of input.contractRules ?? []) {
       counters.push({
-        key: `${face}:${recipientCounterKey(channel, recipient.address, rule.windowSeconds)}`,
+        key: `${face}:${recipientCounterKey(channel, mailbox, rule.windowSeconds)}`,
         ...rule,
         rule: ruleName("recipient", rule),
       });
@@ -391,10 +392,15 @@ class LazyIssueRequest implements IssueRequest {
 }
 
 /** Every rate rule of one send; the store checks them all before counting any. */
-function rateCounters(app: App, recipient: Recipient, clientIp: string | undefined): CounterCheck[] {
+function rateCounters(
+  app: App,
+  channel: Channel,
+  mailbox: string,
+  clientIp: string | undefined,
+): CounterCheck[] {
   const { policy } = app;
   const counters: CounterCheck[] = policy.perRecipient.map((rule) => ({
-    key: recipientCounterKey(recipient.channel, recipient.address, rule.windowSeconds),
+    key: recipientCounterKey(channel, mailbox, rule.windowSeconds),
     ...rule,
     rule: ruleName("recipient", rule),
   }));
