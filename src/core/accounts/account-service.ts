@@ -94,21 +94,20 @@ export function createAccountService(deps: AccountServiceDeps) {
 
     /**
      * Checks a password with a lockout: after LOGIN_FAILURE_LIMIT failures in the window the
-     * account refuses even the right password until the window ends (ACCOUNT_LOCKED).
+     * account refuses even the right password until the window ends (ACCOUNT_LOCKED). The attempt
+     * is counted before the hash is compared, as a code's is: guesses sent at once each take a
+     * place in the count, so no more than the limit are ever compared.
      */
     async verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
       const now = clock.nowMs();
-      const failures = await counters.peek(app.id, lockKey(account.id), now);
-      if (failures.count >= LOGIN_FAILURE_LIMIT) {
+      const attempts = await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
+      if (attempts.count > LOGIN_FAILURE_LIMIT) {
         throw new OtpError("ACCOUNT_LOCKED", {
-          details: { retryAfterSeconds: Math.max(1, Math.ceil((failures.resetAtMs - now) / 1000)) },
+          details: { retryAfterSeconds: Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)) },
         });
       }
       const ok = account.passwordHash !== undefined && (await verifyPassword(password, account.passwordHash));
-      if (!ok) {
-        await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
-        throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-      }
+      if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
       await counters.reset(app.id, lockKey(account.id));
     },
 

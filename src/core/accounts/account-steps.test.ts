@@ -205,3 +205,32 @@ describe("resetPassword, changeContact, reverify", () => {
     expect((await t.engine.redeemToken({ app, token: foreign })).to).toBe("zed@example.com");
   });
 });
+
+describe("the password lockout", () => {
+  it("compares no more than 5 guesses sent at once; the 6th and the right password are locked out", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "right" });
+    const outcomes = await Promise.all(
+      Array.from({ length: 12 }, () => otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"))),
+    );
+    const codes = outcomes.map((error) => error.code);
+    expect(codes.filter((code) => code === "PASSWORD_INVALID")).toHaveLength(5);
+    expect(codes.filter((code) => code === "ACCOUNT_LOCKED")).toHaveLength(7);
+    expect((await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "right"))).code).toBe(
+      "ACCOUNT_LOCKED",
+    );
+    t.clock.advanceSeconds(3600);
+    await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+  });
+
+  it("forgets earlier failures once the right password is given", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "right" });
+    for (let i = 0; i < 4; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
+    await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+    for (let i = 0; i < 4; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
+    await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+  });
+});
