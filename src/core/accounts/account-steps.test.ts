@@ -73,7 +73,7 @@ describe("signUp", () => {
     expect((await t.engine.checkCode(late)).token).toBeDefined();
   });
 
-  it("lets one of two sign-ups racing for a username through and keeps the loser's code", async () => {
+  it("lets one of two sign-ups racing for a username through, and names the username to the loser", async () => {
     t = await createTestEngine();
     const ann = await sentCode("ann@example.com", "sign_up");
     const bob = await sentCode("bob@example.com", "sign_up");
@@ -87,8 +87,26 @@ describe("signUp", () => {
       code: "ACCOUNT_EXISTS",
       details: { field: "user_name" },
     });
-    const loser = outcomes[0]?.status === "rejected" ? ann : bob;
-    expect(await signUp({ code: loser }, { username: "other" })).toMatchObject({ username: "other" });
+  });
+
+  it("writes no account when the code dies while the sign-up is under way", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    for (let round = 0; round < 5; round++) {
+      const to = `ann${round}@example.com`;
+      const code = await sentCode(to, "sign_up");
+      const wrong = code.code === "000000" ? "111111" : "000000";
+      // Someone else's five wrong guesses at the same recipient, a few ms into the sign-up: once
+      // its code is proven, while it works (a password hash takes ~50 ms).
+      const signingUp = signUp({ code });
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      await Promise.all(
+        Array.from({ length: 5 }, () => t.engine.checkCode({ ...code, code: wrong }).catch(() => {})),
+      );
+      const [outcome] = await Promise.allSettled([signingUp]);
+      const stored = await t.engine.accounts.findByContact(app, "email", to);
+      expect(stored !== null, `round ${round}: ${outcome.status}`).toBe(outcome.status === "fulfilled");
+    }
   });
 
   it("takes the token a sign-up code earned, spends it once, and keeps it on a refusal", async () => {

@@ -51,13 +51,23 @@ export interface ReverifyInput {
 
 /**
  * Creates the account of a proven contact; ACCOUNT_EXISTS, naming the field, when its contact or
- * username is taken. The account is made before the proof is spent (`proveThen`), so only who
- * holds a proof learns what is taken, and a refused sign-up keeps the proof: for a retry with
- * another username, or for signing in instead. The store's uniqueness keeps one proof from making
- * two accounts.
+ * username is taken. Only who holds a proof learns what is taken, and such a refusal keeps the
+ * proof, for a retry with another username or for signing in instead.
+ *
+ * A code is spent before the account is made: others' wrong guesses, a resend or its expiry may
+ * kill it meanwhile, and a sign-up refused then must have written nothing. A token dies only by
+ * its own redemption, so the account is made before it is spent: the loser of a race for a
+ * username keeps its token, and the store's uniqueness keeps one token from making two accounts.
  */
 export async function signUp(deps: AccountStepDeps, input: SignUpInput): Promise<Account> {
-  return proveThen(deps, input.proof, (channel, address) => createAccount(deps, input, channel, address));
+  const create = (contact: ProvenContact) => createAccount(deps, input, contact);
+  if ("token" in input.proof) return proveThen(deps, input.proof, create, async (account) => account);
+  return proveThen(
+    deps,
+    input.proof,
+    (contact) => refuseTaken(deps, input, contact),
+    (_, contact) => create(contact),
+  );
 }
 
 /**
@@ -66,28 +76,36 @@ export async function signUp(deps: AccountStepDeps, input: SignUpInput): Promise
  * is spent, so one proof never writes two passwords.
  */
 export async function resetPassword(deps: AccountStepDeps, input: ResetPasswordInput): Promise<Account> {
-  const account = await proveThen(deps, input.proof, async (channel, address) => {
-    const found = await deps.accounts.findByContact(input.app, channel, address);
-    if (!found) throw new OtpError("ACCOUNT_NOT_FOUND");
-    return found;
-  });
-  return deps.accounts.update(account, { password: input.password });
+  return proveThen(
+    deps,
+    input.proof,
+    async ({ channel, address }) => {
+      const found = await deps.accounts.findByContact(input.app, channel, address);
+      if (!found) throw new OtpError("ACCOUNT_NOT_FOUND");
+      return found;
+    },
+    (account) => deps.accounts.update(account, { password: input.password }),
+  );
 }
 
 /**
  * Moves a logged-in account to the contact a code or token proves (a first one, or a change).
- * ACCOUNT_EXISTS when another account has it, and the proof is kept; the contact is written
- * before the proof is spent, as the store's uniqueness keeps it to one account.
+ * ACCOUNT_EXISTS when another account has it, and the proof is kept; the contact is written once
+ * the proof is spent.
  */
 export async function changeContact(deps: AccountStepDeps, input: ChangeContactInput): Promise<Account> {
   const { app, account } = input;
-  return proveThen(deps, input.proof, async (channel, address) => {
-    const holder = await deps.accounts.findByContact(app, channel, address);
-    if (holder && holder.id !== account.id) {
-      throw new OtpError("ACCOUNT_EXISTS", { details: { field: input.field } });
-    }
-    return deps.accounts.update(account, contactField(channel, address));
-  });
+  return proveThen(
+    deps,
+    input.proof,
+    async ({ channel, address }) => {
+      const holder = await deps.accounts.findByContact(app, channel, address);
+      if (holder && holder.id !== account.id) {
+        throw new OtpError("ACCOUNT_EXISTS", { details: { field: input.field } });
+      }
+    },
+    (_, { channel, address }) => deps.accounts.update(account, contactField(channel, address)),
+  );
 }
 
 /**
@@ -118,67 +136,74 @@ export type ReverifyToken = Pick<RedeemTokenInput, "token" | "tokenField">;
 /** A code sent to a logged-in person's own contact is for signing in (CloudBase) or re-verifying. */
 const REVERIFY_TOKEN_PURPOSES: Purpose[] = ["sign_in", "reverify"];
 
+/** The contact a proof proves: its channel and normalised address. */
+type ProvenContact = { channel: Channel; address: string };
+
 /**
- * Checks a proof without spending it, runs `step` on the contact it proves, then spends it. A
- * refusal of the step keeps the proof; a code's right peek costs it nothing.
+ * Runs a step a proof allows: `check` (refusals that need no write) with the proof still unspent,
+ * so that its refusals keep it, and a code's right peek costs the code nothing; then the proof is
+ * spent; then `act` writes.
  */
-async function proveThen<T>(
+async function proveThen<Checked, Result>(
   deps: AccountStepDeps,
   proof: ContactProof,
-  step: (channel: Channel, address: string) => Promise<T>,
-): Promise<T> {
+  check: (contact: ProvenContact) => Promise<Checked>,
+  act: (checked: Checked, contact: ProvenContact) => Promise<Result>,
+): Promise<Result> {
   if ("code" in proof) {
     const { record } = await deps.checkCode({ ...proof.code, mode: "peek" });
-    const result = await step(record.channel, record.to);
+    const contact = { channel: record.channel, address: record.to };
+    const checked = await check(contact);
     await deps.checkCode({ ...proof.code, mode: "consume" });
-    return result;
+    return act(checked, contact);
   }
-  let result: { value: T } | undefined;
-  await deps.redeemToken({
+  let checked: { value: Checked } | undefined;
+  const token = await deps.redeemToken({
     ...proof.token,
     beforeSpending: async (verified) => {
-      result = { value: await step(verified.channel, verified.to) };
+      checked = { value: await check({ channel: verified.channel, address: verified.to }) };
     },
   });
-  return (result as { value: T }).value;
+  return act((checked as { value: Checked }).value, { channel: token.channel, address: token.to });
 }
 
+/** Refuses a sign-up whose contact or username another account has, naming the field. */
+async function refuseTaken(deps: AccountStepDeps, input: SignUpInput, contact: ProvenContact): Promise<void> {
+  const { app, username, fields } = input;
+  if (await deps.accounts.findByContact(app, contact.channel, contact.address)) {
+    throw new OtpError("ACCOUNT_EXISTS", {
+      message: `A user with this ${fields.contact} already exists; sign in instead`,
+      details: { field: fields.contact },
+    });
+  }
+  if (username !== undefined && (await deps.accounts.findByUsername(app, username))) {
+    throw new OtpError("ACCOUNT_EXISTS", {
+      message: "This username is taken",
+      details: { field: fields.username ?? "username" },
+    });
+  }
+}
+
+/** Creates the account; a taken contact or username is ACCOUNT_EXISTS naming the field. */
 async function createAccount(
   deps: AccountStepDeps,
   input: SignUpInput,
-  channel: Channel,
-  address: string,
+  contact: ProvenContact,
 ): Promise<Account> {
-  const { accounts } = deps;
-  const { app, username, fields } = input;
-  const refuseTaken = async () => {
-    if (await accounts.findByContact(app, channel, address)) {
-      throw new OtpError("ACCOUNT_EXISTS", {
-        message: `A user with this ${fields.contact} already exists; sign in instead`,
-        details: { field: fields.contact },
-      });
-    }
-    if (username !== undefined && (await accounts.findByUsername(app, username))) {
-      throw new OtpError("ACCOUNT_EXISTS", {
-        message: "This username is taken",
-        details: { field: fields.username ?? "username" },
-      });
-    }
-  };
   // Looked up first, as a taken one is told without hashing the password.
-  await refuseTaken();
+  await refuseTaken(deps, input, contact);
   try {
-    return await accounts.create({
-      app,
-      ...contactField(channel, address),
-      username,
+    return await deps.accounts.create({
+      app: input.app,
+      ...contactField(contact.channel, contact.address),
+      username: input.username,
       password: input.password,
       ...(input.profile ? { profile: input.profile } : {}),
     });
   } catch (error) {
     // A concurrent sign-up took the contact or the username after the look-up and the store's
     // uniqueness refused this one: look again to say which.
-    if (isOtpError(error) && error.code === "ACCOUNT_EXISTS") await refuseTaken();
+    if (isOtpError(error) && error.code === "ACCOUNT_EXISTS") await refuseTaken(deps, input, contact);
     throw error;
   }
 }
