@@ -65,8 +65,8 @@ export function createAccountService(deps: AccountServiceDeps) {
     },
 
     /**
-     * Saves the fields given and only those (a new password hashed), so that edits made at once
-     * from one read all stand. ACCOUNT_EXISTS when a new contact is taken; ACCOUNT_NOT_FOUND when
+     * Saves the fields given and only those (a new password hashed, and the login lockout lifted),
+     * so that edits made at once from one read all stand. ACCOUNT_EXISTS when a new contact is taken; ACCOUNT_NOT_FOUND when
      * the account has gone.
      */
     async update(
@@ -74,10 +74,13 @@ export function createAccountService(deps: AccountServiceDeps) {
       changes: Pick<AccountChanges, "email" | "phone" | "username"> & { password?: string },
     ): Promise<Account> {
       const { password, ...fields } = changes;
-      return saved(account, {
+      const stored = await saved(account, {
         ...fields,
         ...(password === undefined ? {} : { passwordHash: await hashPassword(password) }),
       });
+      // A new password ends a lockout: whoever set it proved more than a password would.
+      if (password !== undefined) await counters.reset(account.appId, lockKey(account.id));
+      return stored;
     },
 
     /** Marks the account as waiting for deletion; a request already made keeps its time. */

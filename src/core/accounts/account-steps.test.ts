@@ -184,6 +184,31 @@ describe("resetPassword, changeContact, reverify", () => {
     );
   });
 
+  it("lifts a login lockout: the reset proved more than a password", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    for (let i = 0; i < 5; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
+    expect((await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "old"))).code).toBe(
+      "ACCOUNT_LOCKED",
+    );
+    await t.engine.sendCode({
+      app,
+      channel: "email",
+      to: "ann@example.com",
+      purpose: "reset_password",
+      rule: "any",
+    });
+    await t.deliverAll();
+    const code: CheckCodeInput = {
+      app,
+      target: { channel: "email", to: "ann@example.com", purpose: "reset_password" },
+      code: t.lastCode("ann@example.com"),
+    };
+    const reset = await t.engine.resetPassword({ app, proof: { code }, password: "new" });
+    await t.engine.accounts.verifyPasswordLogin(app, reset, "new");
+  });
+
   it("moves an account to a proven contact; one another account has is refused and the code kept", async () => {
     t = await createTestEngine();
     const app = await t.app();
