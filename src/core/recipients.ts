@@ -47,8 +47,10 @@ export function parseRecipient(
   };
 }
 
-// Gmail delivers a.n.n@ to ann@; other providers keep the dots apart.
-const DOT_BLIND_DOMAINS = new Set(["gmail.com", "googlemail.com"]);
+// Gmail delivers a.n.n@ to ann@ (and ann@googlemail.com to ann@gmail.com); other providers keep
+// the dots apart.
+const GMAIL = "gmail.com";
+const GMAIL_DOMAINS = new Set([GMAIL, "googlemail.com"]);
 
 /**
  * The mailbox a normalised address reaches, which per-recipient limits count: mail providers
@@ -59,11 +61,14 @@ const DOT_BLIND_DOMAINS = new Set(["gmail.com", "googlemail.com"]);
 export function mailboxOf(channel: Channel, address: string): string {
   if (channel !== "email") return address;
   const at = address.lastIndexOf("@");
-  const domain = address.slice(at + 1);
+  let domain = address.slice(at + 1);
   let local = address.slice(0, at).toLowerCase();
   const tag = local.indexOf("+");
   if (tag > 0) local = local.slice(0, tag);
-  if (DOT_BLIND_DOMAINS.has(domain)) local = local.replaceAll(".", "");
+  if (GMAIL_DOMAINS.has(domain)) {
+    local = local.replaceAll(".", "");
+    domain = GMAIL;
+  }
   return `${local}@${domain}`;
 }
 
