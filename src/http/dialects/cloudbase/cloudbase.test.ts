@@ -580,6 +580,21 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     ).toBe(200);
   });
 
+  it("binds a phone as CloudBase documents it: sudo, a send without usage, verify, bind", async () => {
+    await start();
+    const ann = await signUp("ann@example.com", { password: "ann-password" });
+    const sudoToken = await sudo(ann, { password: "ann-password" });
+    const token = await verified({ phone_number: "+86 13800138000" }, "+8613800138000", "", "10.9.0.1");
+    const bound = await patch(
+      "/auth/v1/user/contact",
+      { phone_number: "+86 13800138000", verification_token: token, sudo_token: sudoToken },
+      bearer(ann.access_token),
+    );
+    expect(bound.statusCode, bound.body).toBe(200);
+    const me = await get("/auth/v1/user/me", bearer(ann.access_token));
+    expect(me.json()).toMatchObject({ email: "ann@example.com", phone_number: "+86 13800138000" });
+  });
+
   it("binds a phone and changes the email with a change token and a sudo token", async () => {
     await start();
     const ann = await signUp("ann@example.com", { password: "ann-password" });
@@ -622,7 +637,10 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
       4009,
     );
     t.clock.advanceSeconds(60);
-    const signInToken = await verifiedFresh({ email: "cat@example.com" }, "cat@example.com");
+    const signInToken = await verifiedFresh(
+      { email: "cat@example.com", usage: "SIGN_IN" },
+      "cat@example.com",
+    );
     const wrongPurpose = { email: "cat@example.com", verification_token: signInToken, sudo_token: sudoToken };
     expectError(
       await patch("/auth/v1/user/contact", wrongPurpose, bearer(ann.access_token)),

@@ -59,8 +59,10 @@ const PURPOSE_OF_USAGE: Record<Usage, Purpose> = {
   PHONE_NUMBER_CHANGE: "change_contact",
 };
 // A send without `usage` is CloudBase's log-in-or-register flow: its token redeems at either step.
+// CloudBase's documented "bind a phone or email" flow sends without `usage` too, so the token also
+// binds the contact it proves (`user/contact`, which demands a sudo token besides).
 const NO_USAGE_PURPOSE: Purpose = "sign_in";
-const NO_USAGE_TOKEN_PURPOSES: Purpose[] = ["sign_in", "sign_up"];
+const NO_USAGE_TOKEN_PURPOSES: Purpose[] = ["sign_in", "sign_up", "bind_contact"];
 
 const DEVICE_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const BEARER_PATTERN = /^Bearer\s+(\S{1,4096})$/i;
