@@ -470,7 +470,13 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
       { email: "ann@example.com", target: "USER", usage: "PASSWORD_RESET" },
       "ann@example.com",
     );
-    const reset = { email: "ann@example.com", verification_token: token, new_password: "new-password" };
+    // The SDK's ResetPasswordRequest type has both contacts: the one not used comes empty.
+    const reset = {
+      email: "ann@example.com",
+      phone_number: "",
+      verification_token: token,
+      new_password: "new-password",
+    };
     const answer = await post("/auth/v1/reset", reset);
     expect(answer.statusCode, answer.body).toBe(200);
     expect(answer.json()).toEqual({});
@@ -593,6 +599,14 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     expect(bound.statusCode, bound.body).toBe(200);
     const me = await get("/auth/v1/user/me", bearer(ann.access_token));
     expect(me.json()).toMatchObject({ email: "ann@example.com", phone_number: "+86 13800138000" });
+    // With a phone bound, the password alone no longer re-verifies (the SDK's SudoRequest).
+    const byPassword = await post(
+      "/auth/v1/user/sudo",
+      { password: "ann-password" },
+      bearer(ann.access_token),
+    );
+    expectError(byPassword, 400, "invalid_argument", 4000);
+    expect(byPassword.json().error_description).toContain("verification_token");
   });
 
   it("binds a phone and changes the email with a change token and a sudo token", async () => {

@@ -91,10 +91,13 @@ export const SignUpBody = Type.Object({
 
 const SudoToken = Type.String({ minLength: 1, maxLength: 4096, description: "from /auth/v1/user/sudo" });
 
-/** The SDK's ResetPasswordRequest: a contact, the PASSWORD_RESET verification_token, the new password. */
+/**
+ * The SDK's ResetPasswordRequest: a contact, the PASSWORD_RESET verification_token, the new
+ * password. Its type declares both contacts as strings, so an empty one is read as absent.
+ */
 export const ResetBody = Type.Object({
-  phone_number: Type.Optional(PhoneNumber),
-  email: Type.Optional(Email),
+  phone_number: Type.Optional(Type.String({ maxLength: 32, description: '"+<country code> <number>"' })),
+  email: Type.Optional(Type.String({ maxLength: 254 })),
   verification_token: VerificationToken,
   new_password: Password,
   client_id: Type.Optional(ClientId),
