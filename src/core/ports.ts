@@ -243,6 +243,8 @@ export interface AccountDirectory {
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;
+  /** Ends every session of the account but those whose token hashes are kept. */
+  endSessions(appId: string, accountId: string, keepTokenHashes: string[]): Promise<void>;
 }
 
 export interface DevInboxMessage {

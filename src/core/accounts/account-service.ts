@@ -65,21 +65,26 @@ export function createAccountService(deps: AccountServiceDeps) {
     },
 
     /**
-     * Saves the fields given and only those (a new password hashed, and the login lockout lifted),
-     * so that edits made at once from one read all stand. ACCOUNT_EXISTS when a new contact is taken; ACCOUNT_NOT_FOUND when
-     * the account has gone.
+     * Saves the fields given and only those, so that edits made at once from one read all stand.
+     * A new password is hashed, lifts the login lockout (whoever set it proved more than a
+     * password would) and ends the account's sessions but `keepSessions` (session ids: the
+     * caller's own), so a thief's logins end with it. ACCOUNT_EXISTS when a new contact is taken;
+     * ACCOUNT_NOT_FOUND when the account has gone.
      */
     async update(
       account: Account,
       changes: Pick<AccountChanges, "email" | "phone" | "username"> & { password?: string },
+      options: { keepSessions?: string[] } = {},
     ): Promise<Account> {
       const { password, ...fields } = changes;
       const stored = await saved(account, {
         ...fields,
         ...(password === undefined ? {} : { passwordHash: await hashPassword(password) }),
       });
-      // A new password ends a lockout: whoever set it proved more than a password would.
-      if (password !== undefined) await counters.reset(account.appId, lockKey(account.id));
+      if (password !== undefined) {
+        await counters.reset(account.appId, lockKey(account.id));
+        await accounts.endSessions(account.appId, account.id, options.keepSessions ?? []);
+      }
       return stored;
     },
 

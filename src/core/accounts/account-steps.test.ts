@@ -184,7 +184,7 @@ describe("resetPassword, changeContact, reverify", () => {
     );
   });
 
-  it("lifts a login lockout: the reset proved more than a password", async () => {
+  it("lifts a login lockout (the reset proved more than a password) and ends the sessions", async () => {
     t = await createTestEngine();
     const app = await t.app();
     const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
@@ -205,8 +205,11 @@ describe("resetPassword, changeContact, reverify", () => {
       target: { channel: "email", to: "ann@example.com", purpose: "reset_password" },
       code: t.lastCode("ann@example.com"),
     };
+    const thief = await t.engine.accounts.createSession(app, ann, 3600);
     const reset = await t.engine.resetPassword({ app, proof: { code }, password: "new" });
     await t.engine.accounts.verifyPasswordLogin(app, reset, "new");
+    // and ends every session of the account: a thief's logins end with the password
+    expect(await t.engine.accounts.resolveSession(app, thief.token)).toBeNull();
   });
 
   it("moves an account to a proven contact; one another account has is refused and the code kept", async () => {

@@ -145,5 +145,30 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       await accounts.deleteSession(appId, session.tokenHash);
       expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
     });
+
+    it("ends an account's sessions but those kept, and no one else's", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const accountId = uniqueId("acct");
+      const sessionOf = (app: string, account: string) => ({
+        tokenHash: hexHash(),
+        appId: app,
+        accountId: account,
+        expiresAtMs: now + 60_000,
+      });
+      const kept = sessionOf(appId, accountId);
+      const ended = [sessionOf(appId, accountId), sessionOf(appId, accountId)];
+      const others = [sessionOf(appId, uniqueId("acct")), sessionOf(uniqueId("app"), accountId)];
+      for (const session of [kept, ...ended, ...others]) await accounts.createSession(session);
+      await accounts.endSessions(appId, accountId, [kept.tokenHash]);
+      expect(await accounts.findSession(appId, kept.tokenHash, now)).toEqual(kept);
+      for (const session of ended)
+        expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
+      for (const session of others) {
+        expect(await accounts.findSession(session.appId, session.tokenHash, now)).toEqual(session);
+      }
+      await accounts.endSessions(appId, accountId, []);
+      expect(await accounts.findSession(appId, kept.tokenHash, now)).toBeNull();
+    });
   });
 }

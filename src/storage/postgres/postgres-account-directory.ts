@@ -39,6 +39,7 @@ const STATEMENTS = {
   insertSession: "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
+  endSessions: "DELETE FROM sessions WHERE app_id = $1 AND account_id = $2 AND NOT (token_hash = ANY($3))",
 };
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -117,6 +118,9 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     },
     async deleteSession(appId, tokenHash) {
       await run("deleteSession", [tokenHash, appId]);
+    },
+    async endSessions(appId, accountId, keepTokenHashes) {
+      await run("endSessions", [appId, accountId, keepTokenHashes]);
     },
   };
 }

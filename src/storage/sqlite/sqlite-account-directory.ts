@@ -80,6 +80,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
+    sessionsOf: db.prepare("SELECT token_hash FROM sessions WHERE app_id = ? AND account_id = ?").pluck(),
   };
   const params = (account: Account) => ({
     id: account.id,
@@ -134,6 +135,13 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     },
     async deleteSession(appId, tokenHash) {
       await group.run(() => statements.deleteSession.run(tokenHash, appId));
+    },
+    async endSessions(appId, accountId, keepTokenHashes) {
+      await group.run(() => {
+        for (const tokenHash of statements.sessionsOf.all(appId, accountId) as string[]) {
+          if (!keepTokenHashes.includes(tokenHash)) statements.deleteSession.run(tokenHash, appId);
+        }
+      });
     },
   };
 }

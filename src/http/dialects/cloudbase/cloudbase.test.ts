@@ -564,6 +564,11 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     expect(changed.statusCode, changed.body).toBe(200);
     expect(changed.json()).toEqual({});
     expect((await signInWith("ann@example.com", "new-password")).statusCode).toBe(200);
+    // The caller's session stays; the account's other one (signed in with the old password) ends.
+    expect((await get("/auth/v1/user/me", bearer(ann.access_token))).statusCode).toBe(200);
+    expectError(await get("/auth/v1/user/me", bearer(again.access_token)), 401, "unauthenticated", 4010);
+    const refresh = { grant_type: "refresh_token", refresh_token: again.refresh_token };
+    expectError(await post("/auth/v1/token", refresh), 400, "invalid_grant", 4015);
     t.clock.advanceSeconds(601);
     expectError(await change(sudoToken), 400, "invalid_grant", 4015);
   });

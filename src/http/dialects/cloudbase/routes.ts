@@ -484,7 +484,12 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     const { body } = request;
     const caller = await signedIn(request, body.client_id);
     await tokens.requireSudo(caller, body.sudo_token);
-    await engine.accounts.update(caller.account, { password: body.new_password });
+    // A new password ends the account's other sessions; the caller's stays.
+    await engine.accounts.update(
+      caller.account,
+      { password: body.new_password },
+      { keepSessions: [caller.sessionId] },
+    );
     return {};
   });
 

@@ -1273,6 +1273,7 @@ describe("account endpoints: refusals", () => {
     await start();
     const account = await makeAccount({ email: "ann@example.com", password: "old" });
     const session = await sessionHeaders(account);
+    const elsewhere = await sessionHeaders(account);
     const code = await codeFor({ type: "email", useType: 4, templateId: 5 }, "ann@example.com", session);
     expectOk(
       await call(
@@ -1282,6 +1283,9 @@ describe("account endpoints: refusals", () => {
         session,
       ),
     );
+    // The new password ends the account's other logins, not this one.
+    expect((await call("GET", "/api/v2/account/detail", undefined, session)).json().code).toBe(0);
+    expectFresns(await call("GET", "/api/v2/account/detail", undefined, elsewhere), 31505);
     expect(
       (
         await call("POST", "/api/v2/account/login", {

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
+import { sessionIdOf } from "../../../core/accounts/session-id.js";
 import { lookupSession, type SessionLookup } from "../../../core/accounts/session-lookup.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
 import type { Engine } from "../../../core/engine.js";
@@ -525,7 +526,9 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         // typo in one code burns none of the others; then every change is saved in one write.
         for (const code of codes) await engine.checkCode({ ...code, mode: "peek" });
         for (const code of codes) await engine.checkCode(code);
-        await engine.accounts.update(account, changes);
+        // A new password ends the account's other logins; this one stays.
+        const keepSessions = provenSessionTokens(request).map(sessionIdOf);
+        await engine.accounts.update(account, changes, { keepSessions });
         return ok(null);
       },
     );
@@ -585,16 +588,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const context = contextOf(request);
         requireLogin(context);
         const app = context.app as App;
-        // The login proved the Aid token, and the Uid token only where a Uid came with it
-        // (sessionAccount): a Uid token that was not checked is not this caller's to end.
-        const proven =
-          header(request, "x-fresns-uid") === undefined
-            ? ["x-fresns-aid-token"]
-            : ["x-fresns-aid-token", "x-fresns-uid-token"];
-        for (const name of proven) {
-          const token = header(request, name);
-          if (token !== undefined) await engine.accounts.revokeSession(app, token);
-        }
+        for (const token of provenSessionTokens(request)) await engine.accounts.revokeSession(app, token);
         return ok(null);
       },
     );
@@ -634,6 +628,21 @@ function accountCode(
     code: verifyCode as string,
     codeField: "verifyCode",
   };
+}
+
+/**
+ * The session tokens the login proved: the Aid token, and the Uid token only where a Uid came
+ * with it (`sessionAccount`); a Uid token that was not checked is not this caller's.
+ */
+function provenSessionTokens(request: FastifyRequest): string[] {
+  const names =
+    header(request, "x-fresns-uid") === undefined
+      ? ["x-fresns-aid-token"]
+      : ["x-fresns-aid-token", "x-fresns-uid-token"];
+  return names.flatMap((name): string[] => {
+    const token = header(request, name);
+    return token === undefined ? [] : [token];
+  });
 }
 
 function ok<Data>(data: Data): { code: 0; message: "ok"; data: Data } {

@@ -128,4 +128,12 @@ ALTER TABLE send_log ADD COLUMN decision_count INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE accounts ADD COLUMN deletion_requested_at bigint;
 `,
   },
+  {
+    version: 4,
+    name: "an account's sessions found by account",
+    // A new password ends the account's other sessions (AccountDirectory.endSessions).
+    sql: `
+CREATE INDEX sessions_account ON sessions (app_id, account_id);
+`,
+  },
 ];

@@ -220,4 +220,12 @@ DELETE FROM tokens WHERE length(token_hash) = 64;
 ALTER TABLE accounts ADD COLUMN deletion_requested_at INTEGER;
 `,
   },
+  {
+    version: 7,
+    name: "an account's sessions found by account",
+    // A new password ends the account's other sessions (AccountDirectory.endSessions).
+    sql: `
+CREATE INDEX sessions_account ON sessions (app_id, account_id);
+`,
+  },
 ];
