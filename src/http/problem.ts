@@ -91,3 +91,16 @@ export function setRetryAfter(reply: FastifyReply, error: OtpError): void {
   const seconds = error.details.retryAfterSeconds;
   if (seconds !== undefined) reply.header("retry-after", String(seconds));
 }
+
+/**
+ * An error handler that answers with `render` and returns nothing. Returned, the reply `render`
+ * sent would be a thenable to Fastify, which resolves it once the response has finished: an
+ * end-of-stream listener on every error answered.
+ */
+export function answerErrorsWith(
+  render: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply,
+): (error: unknown, request: FastifyRequest, reply: FastifyReply) => void {
+  return (error, request, reply) => {
+    render(error, request, reply);
+  };
+}

@@ -3,6 +3,7 @@ import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery
 import { OtpError } from "../../core/errors.js";
 import type { Clock } from "../../core/ports.js";
 import { renderProblem } from "../native/routes.js";
+import { answerErrorsWith } from "../problem.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 
 export interface DeliveryCallbacksOptions {
@@ -29,7 +30,7 @@ export async function deliveryCallbacks(
   // Signatures cover the bytes as sent, so this plugin reads every body as a string, JSON included.
   fastify.removeAllContentTypeParsers();
   fastify.addContentTypeParser("*", { parseAs: "string" }, (_request, body, done) => done(null, body));
-  fastify.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+  fastify.setErrorHandler(answerErrorsWith(renderProblem));
   refuseMalformedText(fastify);
 
   fastify.post<{ Params: { provider: string } }>(

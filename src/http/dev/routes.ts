@@ -6,6 +6,7 @@ import { OtpError } from "../../core/errors.js";
 import type { DevInbox } from "../../core/ports.js";
 import { parseRecipient } from "../../core/recipients.js";
 import { renderProblem } from "../native/routes.js";
+import { answerErrorsWith } from "../problem.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 
 export interface DevApiOptions {
@@ -20,7 +21,7 @@ const INBOX_LIMIT = 50;
 /** Dev API (dev mode only; not registered in production, so its routes answer 404 there). */
 export async function devApi(fastify: FastifyInstance, options: DevApiOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+  app.setErrorHandler(answerErrorsWith(renderProblem));
   refuseMalformedText(app);
 
   app.get("/v1/dev/inbox", { schema: { querystring: InboxQuery } }, async (request) => {

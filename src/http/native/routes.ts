@@ -7,7 +7,7 @@ import { invalidField, OtpError } from "../../core/errors.js";
 import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
 import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
-import { logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
+import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
 import {
@@ -86,7 +86,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
     return found === undefined ? engine.apps.byApiKey(apiKey).then(keyCaller) : keyCaller(found);
   }
 
-  app.setErrorHandler((error, request, reply) => renderProblem(error, request, reply));
+  app.setErrorHandler(answerErrorsWith(renderProblem));
   refuseMalformedText(app);
   // Every handler answers what it throws itself, so a refusal skips Fastify's error path (see
   // `renderProblem`); the error handler keeps what fails before a handler runs.
@@ -96,8 +96,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       try {
         return await handler.call(this, request, reply);
       } catch (error) {
-        // Returned, so Fastify knows the reply is answered before it is written.
-        return renderProblem(error, request, reply);
+        return problemOf(error, request, reply);
       }
     };
   });
@@ -355,40 +354,46 @@ function acceptLanguage(request: FastifyRequest): string | undefined {
  * before a handler runs (schema, JSON, size).
  */
 export function renderProblem(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  return reply.send(problemOf(error, request, reply));
+}
+
+/**
+ * The problem's body, with its status, type and `Retry-After` set on the reply. A handler returns
+ * it rather than sending it and returning the reply: an async handler's returned reply is a
+ * thenable, which Fastify resolves once the response has finished (end-of-stream listeners on
+ * every refusal); a returned body is sent as any answer is.
+ */
+function problemOf(error: unknown, request: FastifyRequest, reply: FastifyReply) {
   const otpError = toOtpError(error, request);
   if (!otpError) {
     const requestId = logUnexpected(request, error);
-    return reply
-      .code(500)
-      .type("application/problem+json")
-      .send({
-        type: "urn:verifyd:error:internal",
-        title: statusTitle(500),
-        status: 500,
-        code: "INTERNAL",
-        detail: "An unexpected error occurred; quote the request id when reporting it",
-        request_id: requestId,
-      });
+    reply.code(500).type("application/problem+json");
+    return {
+      type: "urn:verifyd:error:internal",
+      title: statusTitle(500),
+      status: 500,
+      code: "INTERNAL",
+      detail: "An unexpected error occurred; quote the request id when reporting it",
+      request_id: requestId,
+    };
   }
   const status = NATIVE_ERROR_STATUS[otpError.code];
   if (status >= 500) request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
   setRetryAfter(reply, otpError);
   const { details } = otpError;
+  reply.code(status).type("application/problem+json");
   // Optional members stay undefined rather than being spread in: the serializer leaves them out,
   // and a refusal under attack skips building throwaway objects.
-  return reply
-    .code(status)
-    .type("application/problem+json")
-    .send({
-      type: problemType(otpError.code),
-      title: statusTitle(status),
-      status,
-      code: otpError.code,
-      detail: otpError.message,
-      field: details.field || undefined,
-      attempts_remaining: details.attemptsRemaining,
-      retry_after: details.retryAfterSeconds,
-    });
+  return {
+    type: problemType(otpError.code),
+    title: statusTitle(status),
+    status,
+    code: otpError.code,
+    detail: otpError.message,
+    field: details.field || undefined,
+    attempts_remaining: details.attemptsRemaining,
+    retry_after: details.retryAfterSeconds,
+  };
 }
 
 const PROBLEM_TYPES = new Map<string, string>();

@@ -6,6 +6,7 @@ import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
+import { answerErrorsWith } from "../../problem.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { registerLegacyCaptchaFlow } from "./captcha-page.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
@@ -121,7 +122,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     },
   });
 
-  app.setErrorHandler((error, request, reply) => renderCloudbaseError(error, request, reply));
+  app.setErrorHandler(answerErrorsWith(renderCloudbaseError));
   refuseMalformedText(app);
   app.setNotFoundHandler((request, reply) => {
     const { status, body } = CLOUDBASE_ROUTE_NOT_FOUND;
@@ -208,7 +209,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     {
       schema: bodySchema(SendBody, SendReply),
       // Its rate limits are send refusals, worded as the seed words them.
-      errorHandler: (error, request, reply) => renderCloudbaseError(error, request, reply, SENDING_CODE),
+      errorHandler: answerErrorsWith((error, request, reply) =>
+        renderCloudbaseError(error, request, reply, SENDING_CODE),
+      ),
       // A client the risk rules already ask for a captcha is answered before its body is read, as
       // on the native API: this face is called by browsers directly, so it is where a flood lands.
       // Only when the app is known without the body (client_id in the query or a header, cached)

@@ -9,7 +9,7 @@ import { isOtpError, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
-import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
@@ -138,7 +138,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_r, body, done) =>
     done(null, Object.fromEntries(new URLSearchParams(String(body)))),
   );
-  fastify.setErrorHandler((error, request, reply) => renderFresnsError(error, request, reply));
+  fastify.setErrorHandler(answerErrorsWith(renderFresnsError));
   refuseMalformedText(fastify);
   // Every Fresns answer names its API (COMPANION-APIS.md 1.6); the version is the one whose
   // messages and DTOs this face follows.

@@ -4,7 +4,7 @@ import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from
 import type { Engine } from "../../../core/engine.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
-import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import type { TrustedPeers } from "../../shared/trusted-peers.js";
@@ -83,7 +83,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   const callers = new WeakMap<FastifyRequest, Caller>();
   const pointTags = createPointTags(engine.deps.secrets.allDerivedKeys("idaas captcha point tag"));
 
-  app.setErrorHandler((error, request, reply) => renderIdaasError(error, request, reply));
+  app.setErrorHandler(answerErrorsWith(renderIdaasError));
   // After the device and client headers (the hook below runs for unknown paths too), as IDaaS
   // checks them first.
   app.setNotFoundHandler((request, reply) =>
