@@ -216,6 +216,8 @@ export interface Session {
   appId: string;
   accountId: string;
   expiresAtMs: number;
+  /** the account's `credentialVersion` as the login that opened it read it */
+  credentialVersion: number;
 }
 
 /** The fields of an account an update may write; absent ones are left as stored, null clears. */
@@ -236,14 +238,18 @@ export interface AccountDirectory {
   create(account: Account): Promise<Account>;
   /**
    * Writes only the fields given, so that two edits of one account made from the same read both
-   * stand; returns the account as stored afterwards, or null when there is none. Fails with
-   * ACCOUNT_EXISTS when a new email, phone or username is taken in this app.
+   * stand; a new password hash moves `credentialVersion` on in the same write. Returns the account
+   * as stored afterwards, or null when there is none. Fails with ACCOUNT_EXISTS when a new email,
+   * phone or username is taken in this app.
    */
   update(appId: string, id: string, changes: AccountChanges): Promise<Account | null>;
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;
-  /** Ends every session of the account but those whose token hashes are kept. */
+  /**
+   * Ends every session of the account but those whose token hashes are kept, which move to the
+   * account's current `credentialVersion` (the caller's own, after its new password).
+   */
   endSessions(appId: string, accountId: string, keepTokenHashes: string[]): Promise<void>;
 }
 

@@ -247,4 +247,9 @@ export interface Account {
   createdAtMs: number;
   /** when the owner asked for the account to be deleted (Fresns apply-delete); absent when never, or withdrawn */
   deletionRequestedAtMs?: number;
+  /**
+   * Moves on with every new password. A session logs in only while it matches the account's, so
+   * a new password ends the sessions opened before it, even one a login in flight opens after it.
+   */
+  credentialVersion: number;
 }

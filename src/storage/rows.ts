@@ -121,11 +121,18 @@ export interface SessionRow {
   app_id: string;
   account_id: string;
   expires_at: number;
+  credential_version: number;
 }
 
 export function sessionFromRow(row: SessionRow | undefined): Session | null {
   return row
-    ? { tokenHash: row.token_hash, appId: row.app_id, accountId: row.account_id, expiresAtMs: row.expires_at }
+    ? {
+        tokenHash: row.token_hash,
+        appId: row.app_id,
+        accountId: row.account_id,
+        expiresAtMs: row.expires_at,
+        credentialVersion: row.credential_version,
+      }
     : null;
 }
 

@@ -3,6 +3,7 @@ import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
+import { accountLoggedInBy } from "./session-id.js";
 
 /** Failed password logins per account and window before it locks (Fresns: 5 per hour). */
 export const LOGIN_FAILURE_LIMIT = 5;
@@ -43,6 +44,26 @@ export function createAccountService(deps: AccountServiceDeps) {
     return stored;
   };
 
+  /**
+   * Runs a login attempt (a password's comparison, a code's check) under the lockout: after
+   * LOGIN_FAILURE_LIMIT failed attempts in the window the account refuses even the right
+   * credentials until the window ends (ACCOUNT_LOCKED). The attempt is counted before it runs,
+   * as a code's is: attempts sent at once each take a place in the count, so no more than the
+   * limit ever run. One that succeeds clears the count.
+   */
+  async function underLoginLockout<T>(app: App, account: Account, attempt: () => Promise<T>): Promise<T> {
+    const now = clock.nowMs();
+    const attempts = await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
+    if (attempts.count > LOGIN_FAILURE_LIMIT) {
+      throw new OtpError("ACCOUNT_LOCKED", {
+        details: { retryAfterSeconds: Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)) },
+      });
+    }
+    const result = await attempt();
+    await counters.reset(app.id, lockKey(account.id));
+    return result;
+  }
+
   return {
     findByContact: (app: App, channel: Channel, address: string) =>
       accounts.findByContact(app.id, channel, address),
@@ -60,6 +81,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         ...(input.password ? { passwordHash: await hashPassword(input.password) } : {}),
         profile: input.profile ?? {},
         createdAtMs: clock.nowMs(),
+        credentialVersion: 0,
       };
       return accounts.create(account);
     },
@@ -82,8 +104,10 @@ export function createAccountService(deps: AccountServiceDeps) {
         ...(password === undefined ? {} : { passwordHash: await hashPassword(password) }),
       });
       if (password !== undefined) {
-        await counters.reset(account.appId, lockKey(account.id));
+        // The write moved the credential version on, which already ended every session; this
+        // deletes them and keeps the caller's own alive.
         await accounts.endSessions(account.appId, account.id, options.keepSessions ?? []);
+        await counters.reset(account.appId, lockKey(account.id));
       }
       return stored;
     },
@@ -100,36 +124,15 @@ export function createAccountService(deps: AccountServiceDeps) {
       return saved(account, { deletionRequestedAtMs: null });
     },
 
-    /**
-     * Checks a password with a lockout: after LOGIN_FAILURE_LIMIT failures in the window the
-     * account refuses even the right password until the window ends (ACCOUNT_LOCKED). The attempt
-     * is counted before the hash is compared, as a code's is: guesses sent at once each take a
-     * place in the count, so no more than the limit are ever compared.
-     */
-    async verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
-      const now = clock.nowMs();
-      const attempts = await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
-      if (attempts.count > LOGIN_FAILURE_LIMIT) {
-        throw new OtpError("ACCOUNT_LOCKED", {
-          details: { retryAfterSeconds: Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)) },
-        });
-      }
-      const ok = account.passwordHash !== undefined && (await verifyPassword(password, account.passwordHash));
-      if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-      await counters.reset(app.id, lockKey(account.id));
-    },
+    underLoginLockout,
 
-    /** Counts a failed code login towards the same lockout as passwords. */
-    async recordLoginFailure(app: App, account: Account): Promise<void> {
-      await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, clock.nowMs());
-    },
-
-    async isLocked(app: App, account: Account): Promise<number | null> {
-      const now = clock.nowMs();
-      const failures = await counters.peek(app.id, lockKey(account.id), now);
-      return failures.count >= LOGIN_FAILURE_LIMIT
-        ? Math.max(1, Math.ceil((failures.resetAtMs - now) / 1000))
-        : null;
+    /** Checks a password under the login lockout. */
+    verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
+      return underLoginLockout(app, account, async () => {
+        const ok =
+          account.passwordHash !== undefined && (await verifyPassword(password, account.passwordHash));
+        if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+      });
     },
 
     /** A new opaque session token (stored hashed). */
@@ -141,11 +144,14 @@ export function createAccountService(deps: AccountServiceDeps) {
     ): Promise<IssuedSession> {
       const token = newSecretToken(prefix);
       const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
+      // Opened under the credentials `account` was read with: if a new password came since
+      // (a login in flight while it was set), the session is dead from the start.
       await accounts.createSession({
         tokenHash: sha256Hex(token),
         appId: app.id,
         accountId: account.id,
         expiresAtMs,
+        credentialVersion: account.credentialVersion,
       });
       return { token, expiresAtMs };
     },
@@ -153,7 +159,7 @@ export function createAccountService(deps: AccountServiceDeps) {
     /** The account a live session token belongs to, or null. */
     async resolveSession(app: App, token: string): Promise<Account | null> {
       const session = await accounts.findSession(app.id, sha256Hex(token), clock.nowMs());
-      return session ? accounts.findById(app.id, session.accountId) : null;
+      return session ? accountLoggedInBy(accounts, session) : null;
     },
 
     revokeSession: (app: App, token: string) => accounts.deleteSession(app.id, sha256Hex(token)),

@@ -3,6 +3,7 @@ import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
 import type { CheckCodeInput } from "../verification/check-code.js";
 import type { ContactProof, SignUpInput } from "./account-steps.js";
+import { sessionIdOf } from "./session-id.js";
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -278,5 +279,28 @@ describe("the password lockout", () => {
     await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
     for (let i = 0; i < 4; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
     await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+  });
+});
+
+describe("sessions and a new password", () => {
+  it("ends the sessions opened before it, even one a login in flight opens after it", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const read = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    const before = await t.engine.accounts.createSession(app, read, 3600);
+    const caller = await t.engine.accounts.createSession(app, read, 3600);
+    const changed = await t.engine.accounts.update(
+      read,
+      { password: "new" },
+      { keepSessions: [sessionIdOf(caller.token)] },
+    );
+    expect(changed.credentialVersion).toBe(read.credentialVersion + 1);
+    // A login that compared the old password (read before the change) opens its session after it.
+    const inFlight = await t.engine.accounts.createSession(app, read, 3600);
+    expect(await t.engine.accounts.resolveSession(app, before.token)).toBeNull();
+    expect(await t.engine.accounts.resolveSession(app, inFlight.token)).toBeNull();
+    expect((await t.engine.accounts.resolveSession(app, caller.token))?.id).toBe(read.id);
+    const fresh = await t.engine.accounts.createSession(app, changed, 3600);
+    expect((await t.engine.accounts.resolveSession(app, fresh.token))?.id).toBe(read.id);
   });
 });

@@ -1,5 +1,5 @@
 import { sha256Hex } from "../ids.js";
-import type { AccountDirectory, Clock } from "../ports.js";
+import type { AccountDirectory, Clock, Session } from "../ports.js";
 import type { Account, App } from "../types.js";
 
 /**
@@ -18,7 +18,19 @@ export async function accountOfSession(
   sessionId: string,
 ): Promise<Account | null> {
   const session = await deps.accounts.findSession(app.id, sessionId, deps.clock.nowMs());
-  return session ? deps.accounts.findById(app.id, session.accountId) : null;
+  return session ? accountLoggedInBy(deps.accounts, session) : null;
+}
+
+/**
+ * The account a found session logs in: null when the account has gone, or when its password has
+ * changed since the session was opened (`Account.credentialVersion`).
+ */
+export async function accountLoggedInBy(
+  accounts: AccountDirectory,
+  session: Session,
+): Promise<Account | null> {
+  const account = await accounts.findById(session.appId, session.accountId);
+  return account?.credentialVersion === session.credentialVersion ? account : null;
 }
 
 /** Ends the session with this id; ending an unknown one is not an error (sign-out is idempotent). */

@@ -1,6 +1,7 @@
 import { sha256Hex } from "../ids.js";
 import type { AccountDirectory, Clock } from "../ports.js";
 import type { Account, App } from "../types.js";
+import { accountLoggedInBy } from "./session-id.js";
 
 export type SessionLookup =
   | { kind: "live"; account: Account; expiresAtMs: number }
@@ -22,6 +23,6 @@ export async function lookupSession(
   const session = await deps.accounts.findSession(app.id, sha256Hex(token), 0);
   if (!session) return { kind: "unknown" };
   if (session.expiresAtMs <= deps.clock.nowMs()) return { kind: "expired", accountId: session.accountId };
-  const account = await deps.accounts.findById(app.id, session.accountId);
+  const account = await accountLoggedInBy(deps.accounts, session);
   return account ? { kind: "live", account, expiresAtMs: session.expiresAtMs } : { kind: "unknown" };
 }

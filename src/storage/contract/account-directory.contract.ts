@@ -10,7 +10,14 @@ export interface AccountDirectoryFixture {
 }
 
 function account(appId: string, fields: Partial<Account> = {}): Account {
-  return { id: uniqueId("acct"), appId, profile: {}, createdAtMs: baseTime(), ...fields };
+  return {
+    id: uniqueId("acct"),
+    appId,
+    profile: {},
+    createdAtMs: baseTime(),
+    credentialVersion: 0,
+    ...fields,
+  };
 }
 
 async function errorCode(promise: Promise<unknown>): Promise<string> {
@@ -99,7 +106,8 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
         accounts.update(appId, ann.id, { passwordHash: "new-hash" }),
         accounts.update(appId, ann.id, { email: "ann@new.example" }),
       ]);
-      const both = { ...ann, email: "ann@new.example", passwordHash: "new-hash" };
+      // The new password moved the credential version on, which ends the sessions opened before.
+      const both = { ...ann, email: "ann@new.example", passwordHash: "new-hash", credentialVersion: 1 };
       expect(await accounts.findById(appId, ann.id)).toEqual(both);
       expect(await accounts.update(appId, ann.id, {})).toEqual(both);
     });
@@ -137,7 +145,13 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
     it("finds a session until it expires, and not after it is deleted", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
-      const session = { tokenHash: hexHash(), appId, accountId: uniqueId("acct"), expiresAtMs: now + 60_000 };
+      const session = {
+        tokenHash: hexHash(),
+        appId,
+        accountId: uniqueId("acct"),
+        expiresAtMs: now + 60_000,
+        credentialVersion: 3,
+      };
       await accounts.createSession(session);
       expect(await accounts.findSession(appId, session.tokenHash, now)).toEqual(session);
       expect(await accounts.findSession(uniqueId("app"), session.tokenHash, now)).toBeNull();
@@ -146,29 +160,36 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
     });
 
-    it("ends an account's sessions but those kept, and no one else's", async () => {
+    it("ends an account's sessions but those kept, which move to its new credentials", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
-      const accountId = uniqueId("acct");
-      const sessionOf = (app: string, account: string) => ({
+      const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));
+      const sessionOf = (app: string, accountId: string) => ({
         tokenHash: hexHash(),
         appId: app,
-        accountId: account,
+        accountId,
         expiresAtMs: now + 60_000,
+        credentialVersion: 0,
       });
-      const kept = sessionOf(appId, accountId);
-      const ended = [sessionOf(appId, accountId), sessionOf(appId, accountId)];
-      const others = [sessionOf(appId, uniqueId("acct")), sessionOf(uniqueId("app"), accountId)];
+      const kept = sessionOf(appId, ann.id);
+      const ended = [sessionOf(appId, ann.id), sessionOf(appId, ann.id)];
+      const others = [sessionOf(appId, uniqueId("acct")), sessionOf(uniqueId("app"), ann.id)];
       for (const session of [kept, ...ended, ...others]) await accounts.createSession(session);
-      await accounts.endSessions(appId, accountId, [kept.tokenHash]);
-      expect(await accounts.findSession(appId, kept.tokenHash, now)).toEqual(kept);
+      expect((await accounts.update(appId, ann.id, { passwordHash: "new" }))?.credentialVersion).toBe(1);
+      await accounts.endSessions(appId, ann.id, [kept.tokenHash]);
+      expect(await accounts.findSession(appId, kept.tokenHash, now)).toEqual({
+        ...kept,
+        credentialVersion: 1,
+      });
       for (const session of ended)
         expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
       for (const session of others) {
         expect(await accounts.findSession(session.appId, session.tokenHash, now)).toEqual(session);
       }
-      await accounts.endSessions(appId, accountId, []);
+      await accounts.endSessions(appId, ann.id, []);
       expect(await accounts.findSession(appId, kept.tokenHash, now)).toBeNull();
+      // an account gone keeps nothing alive, and ending its sessions is no error
+      await accounts.endSessions(appId, uniqueId("acct"), [hexHash()]);
     });
   });
 }

@@ -15,6 +15,7 @@ interface AccountRow {
   profile: Record<string, string>;
   created_at: number;
   deletion_requested_at: number | null;
+  credential_version: number;
 }
 
 const STATEMENTS = {
@@ -24,8 +25,8 @@ const STATEMENTS = {
   byUsername: "SELECT * FROM accounts WHERE app_id = $1 AND username = $2",
   insert: `
     INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, deletion_requested_at,
-      created_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      created_at, credential_version)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
   // Each column is written only when its flag is set: edits made from one read do not undo each other.
   update: `
     UPDATE accounts SET
@@ -33,13 +34,20 @@ const STATEMENTS = {
       phone = CASE WHEN $5 THEN $6 ELSE phone END,
       username = CASE WHEN $7 THEN $8 ELSE username END,
       password_hash = CASE WHEN $9 THEN $10 ELSE password_hash END,
+      credential_version = credential_version + CASE WHEN $9 THEN 1 ELSE 0 END,
       deletion_requested_at = CASE WHEN $11 THEN $12::bigint ELSE deletion_requested_at END
     WHERE id = $1 AND app_id = $2
     RETURNING *`,
-  insertSession: "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES ($1, $2, $3, $4)",
+  insertSession: `
+    INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
+    VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
   endSessions: "DELETE FROM sessions WHERE app_id = $1 AND account_id = $2 AND NOT (token_hash = ANY($3))",
+  restampSessions: `
+    UPDATE sessions SET credential_version = accounts.credential_version FROM accounts
+    WHERE sessions.app_id = $1 AND sessions.token_hash = ANY($2)
+      AND accounts.app_id = sessions.app_id AND accounts.id = sessions.account_id`,
 };
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -54,6 +62,7 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
     profile: row.profile,
     createdAtMs: row.created_at,
     ...(row.deletion_requested_at === null ? {} : { deletionRequestedAtMs: row.deletion_requested_at }),
+    credentialVersion: row.credential_version,
   };
 }
 
@@ -102,7 +111,7 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     findById: (appId, id) => find("byId", [appId, id]),
     findByUsername: (appId, username) => find("byUsername", [appId, username]),
     async create(account) {
-      await write(() => run("insert", [...params(account), account.createdAtMs]));
+      await write(() => run("insert", [...params(account), account.createdAtMs, account.credentialVersion]));
       return account;
     },
     async update(appId, id, changes) {
@@ -110,7 +119,13 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       return rowToAccount(rows[0]);
     },
     async createSession(session) {
-      await run("insertSession", [session.tokenHash, session.appId, session.accountId, session.expiresAtMs]);
+      await run("insertSession", [
+        session.tokenHash,
+        session.appId,
+        session.accountId,
+        session.expiresAtMs,
+        session.credentialVersion,
+      ]);
     },
     async findSession(appId, tokenHash, nowMs): Promise<Session | null> {
       const { rows } = await run<SessionRow>("findSession", [tokenHash, appId, nowMs]);
@@ -121,6 +136,7 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     },
     async endSessions(appId, accountId, keepTokenHashes) {
       await run("endSessions", [appId, accountId, keepTokenHashes]);
+      await run("restampSessions", [appId, keepTokenHashes]);
     },
   };
 }

@@ -15,6 +15,7 @@ interface AccountRow {
   profile: string;
   created_at: number;
   deletion_requested_at: number | null;
+  credential_version: number;
 }
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -29,6 +30,7 @@ function rowToAccount(row: AccountRow | undefined): Account | null {
     profile: JSON.parse(row.profile) as Record<string, string>,
     createdAtMs: row.created_at,
     ...(row.deletion_requested_at === null ? {} : { deletionRequestedAtMs: row.deletion_requested_at }),
+    credentialVersion: row.credential_version,
   };
 }
 
@@ -62,9 +64,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     byUsername: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND username = ?"),
     insert: db.prepare(`
       INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at,
-        deletion_requested_at)
+        deletion_requested_at, credential_version)
       VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs,
-        @deletionRequestedAtMs)`),
+        @deletionRequestedAtMs, @credentialVersion)`),
     // Each column is written only when its flag is set: edits made from one read do not undo each other.
     update: db.prepare(`
       UPDATE accounts SET
@@ -72,15 +74,21 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
         phone = IIF(@setPhone, @phone, phone),
         username = IIF(@setUsername, @username, username),
         password_hash = IIF(@setPasswordHash, @passwordHash, password_hash),
+        credential_version = credential_version + @setPasswordHash,
         deletion_requested_at = IIF(@setDeletionRequestedAtMs, @deletionRequestedAtMs, deletion_requested_at)
       WHERE app_id = @appId AND id = @id
       RETURNING *`),
     insertSession: db.prepare(
-      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES (?, ?, ?, ?)",
+      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version) VALUES (?, ?, ?, ?, ?)",
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
     sessionsOf: db.prepare("SELECT token_hash FROM sessions WHERE app_id = ? AND account_id = ?").pluck(),
+    restampSession: db.prepare(`
+      UPDATE sessions SET credential_version = coalesce(
+        (SELECT credential_version FROM accounts WHERE app_id = sessions.app_id AND id = sessions.account_id),
+        credential_version)
+      WHERE token_hash = ? AND app_id = ?`),
   };
   const params = (account: Account) => ({
     id: account.id,
@@ -92,6 +100,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     profile: JSON.stringify(account.profile),
     createdAtMs: account.createdAtMs,
     deletionRequestedAtMs: account.deletionRequestedAtMs ?? null,
+    credentialVersion: account.credentialVersion,
   });
   const write = async <T>(run: () => T): Promise<T> => {
     try {
@@ -127,6 +136,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
           session.appId,
           session.accountId,
           session.expiresAtMs,
+          session.credentialVersion,
         ),
       );
     },
@@ -139,7 +149,8 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     async endSessions(appId, accountId, keepTokenHashes) {
       await group.run(() => {
         for (const tokenHash of statements.sessionsOf.all(appId, accountId) as string[]) {
-          if (!keepTokenHashes.includes(tokenHash)) statements.deleteSession.run(tokenHash, appId);
+          if (keepTokenHashes.includes(tokenHash)) statements.restampSession.run(tokenHash, appId);
+          else statements.deleteSession.run(tokenHash, appId);
         }
       });
     },

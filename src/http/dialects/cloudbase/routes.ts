@@ -309,9 +309,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       const value = body[key];
       if (value !== undefined) profile[key] = value;
     }
-    // CloudBase clients that cannot see is_user try sign-up first, then sign-in, and the loser of
-    // a race for a username retries with another one: a refused sign-up keeps its proof
-    // (engine.signUp).
+    // CloudBase clients that cannot see is_user try sign-up first, then sign-in: a sign-up refused
+    // for a taken contact or username keeps its proof, and a token's even when it lost a race for
+    // the username (engine.signUp).
     const account = await engine.signUp({
       app: tenant,
       proof: signUpProofOf(tenant, body, contact),
@@ -452,8 +452,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     if ((password === undefined) === (token === undefined)) {
       throw invalidField("body", "Pass password or verification_token");
     }
-    // CloudBase's rule (the SDK's SudoRequest): once a phone is bound, only a code sent to it
-    // re-verifies, so a leaked password alone cannot move the account's contacts.
+    // CloudBase's rule (the SDK's SudoRequest): once a phone is bound, only a verification token
+    // of the account's own contact re-verifies, so a leaked password alone does not open sudo. It
+    // is this face's rule: the Fresns face of the same app edits with the current password.
     if (password !== undefined && caller.account.phone !== undefined) {
       throw invalidField(
         "verification_token",

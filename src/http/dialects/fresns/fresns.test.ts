@@ -81,6 +81,16 @@ async function sessionHeaders(account: Account, appId = "default"): Promise<Head
   return { "x-fresns-aid": account.id, "x-fresns-aid-token": session.token };
 }
 
+/** A login as ann@example.com with `payload`'s credentials. */
+function annLogin(payload: Record<string, unknown>, headers: Headers) {
+  return call(
+    "POST",
+    "/api/v2/account/login",
+    { type: "email", account: "ann@example.com", ...payload },
+    headers,
+  );
+}
+
 /** Sends a code through the API and returns it as delivered. */
 async function codeFor(payload: Record<string, unknown>, to: string, headers: Headers = {}): Promise<string> {
   expectOk(await send(payload, headers));
@@ -1091,13 +1101,7 @@ describe("account endpoints: refusals", () => {
       await start();
       await makeAccount({ email: "ann@example.com", password: "right" });
       const headers = lang(language);
-      const login = (payload: Record<string, unknown>) =>
-        call(
-          "POST",
-          "/api/v2/account/login",
-          { type: "email", account: "ann@example.com", ...payload },
-          headers,
-        );
+      const login = (payload: Record<string, unknown>) => annLogin(payload, headers);
       expectFresns(
         await call(
           "POST",
@@ -1116,6 +1120,18 @@ describe("account endpoints: refusals", () => {
       expectFresns(await login({ verifyCode: "123456" }), 34306, language);
       t.clock.advanceSeconds(3600);
       expect((await login({ password: b64("right") })).json().code).toBe(0);
+    });
+
+    it(`login codes sent at once after 4 failures: one is checked, the rest are locked out (34306) (${language})`, async () => {
+      await start();
+      await makeAccount({ email: "ann@example.com", password: "right" });
+      const headers = lang(language);
+      const login = (payload: Record<string, unknown>) => annLogin(payload, headers);
+      for (let failure = 1; failure <= 4; failure += 1)
+        expectFresns(await login({ password: b64("wrong") }), 34304, language);
+      const answers = await Promise.all(Array.from({ length: 4 }, () => login({ verifyCode: "000000" })));
+      const codes = answers.map((answer) => answer.json().code).sort();
+      expect(codes).toEqual([33203, 34306, 34306, 34306]);
     });
 
     it(`verify-identity needs a login (31501), refuses a wrong code (33203) and counts every wrong attempt (${language})`, async () => {

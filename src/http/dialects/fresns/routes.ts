@@ -370,19 +370,8 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         } else if (body.password !== undefined) {
           await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
         } else {
-          const lockedForSeconds = await engine.accounts.isLocked(app, account);
-          if (lockedForSeconds !== null) {
-            throw new OtpError("ACCOUNT_LOCKED", { details: { retryAfterSeconds: lockedForSeconds } });
-          }
-          try {
-            await engine.checkCode(signInCode);
-          } catch (error) {
-            // A wrong login code counts towards the same 5-per-hour lock as a wrong password.
-            if (isOtpError(error) && fresnsCodeOf(error, channel) === 33203) {
-              await engine.accounts.recordLoginFailure(app, account);
-            }
-            throw error;
-          }
+          // A failed login code counts towards the same 5-per-hour lock as a wrong password.
+          await engine.accounts.underLoginLockout(app, account, () => engine.checkCode(signInCode));
         }
         return ok(await signedIn(context, app, account));
       },

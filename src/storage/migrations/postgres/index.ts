@@ -130,9 +130,11 @@ ALTER TABLE accounts ADD COLUMN deletion_requested_at bigint;
   },
   {
     version: 4,
-    name: "an account's sessions found by account",
-    // A new password ends the account's other sessions (AccountDirectory.endSessions).
+    name: "sessions end with the credentials they were opened under",
+    // As SQLite's migration 7: a new password moves the account's credential version on.
     sql: `
+ALTER TABLE accounts ADD COLUMN credential_version integer NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN credential_version integer NOT NULL DEFAULT 0;
 CREATE INDEX sessions_account ON sessions (app_id, account_id);
 `,
   },

@@ -222,9 +222,13 @@ ALTER TABLE accounts ADD COLUMN deletion_requested_at INTEGER;
   },
   {
     version: 7,
-    name: "an account's sessions found by account",
-    // A new password ends the account's other sessions (AccountDirectory.endSessions).
+    name: "sessions end with the credentials they were opened under",
+    // A new password ends the account's other sessions: it moves the account's credential version
+    // on, and a session opened under an older one no longer logs in (even one a login in flight
+    // opens after the change); AccountDirectory.endSessions deletes them by account.
     sql: `
+ALTER TABLE accounts ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sessions ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sessions_account ON sessions (app_id, account_id);
 `,
   },
