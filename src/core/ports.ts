@@ -238,19 +238,21 @@ export interface AccountDirectory {
   create(account: Account): Promise<Account>;
   /**
    * Writes only the fields given, so that two edits of one account made from the same read both
-   * stand; a new password hash moves `credentialVersion` on in the same write. Returns the account
-   * as stored afterwards, or null when there is none. Fails with ACCOUNT_EXISTS when a new email,
-   * phone or username is taken in this app.
+   * stand. A new password hash, in the same transaction, moves `credentialVersion` on and ends the
+   * account's sessions but `keepSessions` (token hashes), which move to the new version. With
+   * `ifCredentialVersion` it writes only while the account is at that version. Returns the account
+   * as stored afterwards, or null when there is none (or it is at another version). Fails with
+   * ACCOUNT_EXISTS when a new email, phone or username is taken in this app.
    */
-  update(appId: string, id: string, changes: AccountChanges): Promise<Account | null>;
+  update(
+    appId: string,
+    id: string,
+    changes: AccountChanges,
+    options?: { ifCredentialVersion?: number; keepSessions?: string[] },
+  ): Promise<Account | null>;
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;
-  /**
-   * Ends every session of the account but those whose token hashes are kept, which move to the
-   * account's current `credentialVersion` (the caller's own, after its new password).
-   */
-  endSessions(appId: string, accountId: string, keepTokenHashes: string[]): Promise<void>;
 }
 
 export interface DevInboxMessage {

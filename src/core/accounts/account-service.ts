@@ -38,10 +38,27 @@ export interface IssuedSession {
 export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock } = deps;
   const lockKey = (accountId: string) => `login-failures:${accountId}`;
-  const saved = async (account: Account, changes: AccountChanges): Promise<Account> => {
-    const stored = await accounts.update(account.appId, account.id, changes);
-    if (!stored) throw new OtpError("ACCOUNT_NOT_FOUND");
-    return stored;
+  /**
+   * Writes `changes` only while the account is at the credentials it was read with: a change the
+   * caller's session allowed must not land after a new password ended that session (a thief's
+   * edit in flight while the owner resets).
+   */
+  const saved = async (
+    account: Account,
+    changes: AccountChanges,
+    keepSessions?: string[],
+  ): Promise<Account> => {
+    const stored = await accounts.update(account.appId, account.id, changes, {
+      ifCredentialVersion: account.credentialVersion,
+      ...(keepSessions ? { keepSessions } : {}),
+    });
+    if (stored) return stored;
+    if (await accounts.findById(account.appId, account.id)) {
+      throw new OtpError("UNAUTHENTICATED", {
+        message: "The account's password changed meanwhile; sign in again",
+      });
+    }
+    throw new OtpError("ACCOUNT_NOT_FOUND");
   };
 
   /**
@@ -87,11 +104,12 @@ export function createAccountService(deps: AccountServiceDeps) {
     },
 
     /**
-     * Saves the fields given and only those, so that edits made at once from one read all stand.
-     * A new password is hashed, lifts the login lockout (whoever set it proved more than a
-     * password would) and ends the account's sessions but `keepSessions` (session ids: the
-     * caller's own), so a thief's logins end with it. ACCOUNT_EXISTS when a new contact is taken;
-     * ACCOUNT_NOT_FOUND when the account has gone.
+     * Saves the fields given and only those, so that edits made at once from one read all stand,
+     * and only while the account is at the credentials `account` was read with (UNAUTHENTICATED
+     * otherwise). A new password is hashed and, in the same write, ends the account's sessions
+     * but `keepSessions` (session ids: the caller's own), so a thief's logins end with it; it also
+     * lifts the login lockout, as whoever set it proved more than a password would.
+     * ACCOUNT_EXISTS when a new contact is taken; ACCOUNT_NOT_FOUND when the account has gone.
      */
     async update(
       account: Account,
@@ -99,16 +117,13 @@ export function createAccountService(deps: AccountServiceDeps) {
       options: { keepSessions?: string[] } = {},
     ): Promise<Account> {
       const { password, ...fields } = changes;
-      const stored = await saved(account, {
-        ...fields,
-        ...(password === undefined ? {} : { passwordHash: await hashPassword(password) }),
-      });
-      if (password !== undefined) {
-        // The write moved the credential version on, which already ended every session; this
-        // deletes them and keeps the caller's own alive.
-        await accounts.endSessions(account.appId, account.id, options.keepSessions ?? []);
-        await counters.reset(account.appId, lockKey(account.id));
-      }
+      if (password === undefined) return saved(account, fields);
+      const stored = await saved(
+        account,
+        { ...fields, passwordHash: await hashPassword(password) },
+        options.keepSessions ?? [],
+      );
+      await counters.reset(account.appId, lockKey(account.id));
       return stored;
     },
 

@@ -283,6 +283,20 @@ describe("the password lockout", () => {
 });
 
 describe("sessions and a new password", () => {
+  it("refuses a change that a session the new password ended allowed, and writes nothing", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    // Read by a thief's session just before the owner's reset lands.
+    const read = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    await t.engine.accounts.update(read, { password: "owner" });
+    for (const change of [{ password: "thief" }, { email: "thief@evil.example" }]) {
+      expect((await otpError(t.engine.accounts.update(read, change))).code).toBe("UNAUTHENTICATED");
+    }
+    const stored = await t.engine.accounts.findById(app, read.id);
+    expect(stored?.email).toBe("ann@example.com");
+    await t.engine.accounts.verifyPasswordLogin(app, stored!, "owner");
+  });
+
   it("ends the sessions opened before it, even one a login in flight opens after it", async () => {
     t = await createTestEngine();
     const app = await t.app();

@@ -160,7 +160,7 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
     });
 
-    it("ends an account's sessions but those kept, which move to its new credentials", async () => {
+    it("ends the account's sessions but the kept with a new password, in the same write", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
       const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));
@@ -175,8 +175,16 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       const ended = [sessionOf(appId, ann.id), sessionOf(appId, ann.id)];
       const others = [sessionOf(appId, uniqueId("acct")), sessionOf(uniqueId("app"), ann.id)];
       for (const session of [kept, ...ended, ...others]) await accounts.createSession(session);
-      expect((await accounts.update(appId, ann.id, { passwordHash: "new" }))?.credentialVersion).toBe(1);
-      await accounts.endSessions(appId, ann.id, [kept.tokenHash]);
+      // Other changes end nothing.
+      await accounts.update(appId, ann.id, { phone: "+15550000002" }, { keepSessions: [] });
+      expect(await accounts.findSession(appId, ended[0]!.tokenHash, now)).toEqual(ended[0]);
+      const changed = await accounts.update(
+        appId,
+        ann.id,
+        { passwordHash: "new" },
+        { keepSessions: [kept.tokenHash] },
+      );
+      expect(changed?.credentialVersion).toBe(1);
       expect(await accounts.findSession(appId, kept.tokenHash, now)).toEqual({
         ...kept,
         credentialVersion: 1,
@@ -186,10 +194,31 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       for (const session of others) {
         expect(await accounts.findSession(session.appId, session.tokenHash, now)).toEqual(session);
       }
-      await accounts.endSessions(appId, ann.id, []);
+      await accounts.update(appId, ann.id, { passwordHash: "newer" });
       expect(await accounts.findSession(appId, kept.tokenHash, now)).toBeNull();
-      // an account gone keeps nothing alive, and ending its sessions is no error
-      await accounts.endSessions(appId, uniqueId("acct"), [hexHash()]);
+    });
+
+    it("writes only while the account is at the credential version asked for", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));
+      const owner = await accounts.update(
+        appId,
+        ann.id,
+        { passwordHash: "owner" },
+        { ifCredentialVersion: 0 },
+      );
+      expect(owner?.credentialVersion).toBe(1);
+      // A change allowed by a session of version 0, landing after the owner's: refused, unwritten.
+      expect(
+        await accounts.update(appId, ann.id, { passwordHash: "thief" }, { ifCredentialVersion: 0 }),
+      ).toBeNull();
+      expect(
+        await accounts.update(appId, ann.id, { email: "thief@evil.example" }, { ifCredentialVersion: 0 }),
+      ).toBeNull();
+      expect(await accounts.findById(appId, ann.id)).toEqual(owner);
+      expect(
+        (await accounts.update(appId, ann.id, { phone: "+15550000003" }, { ifCredentialVersion: 1 }))?.phone,
+      ).toBe("+15550000003");
     });
   });
 }

@@ -28,26 +28,37 @@ const STATEMENTS = {
       created_at, credential_version)
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
   // Each column is written only when its flag is set: edits made from one read do not undo each other.
+  // A new password ($9) moves the credential version on and, in the same statement, ends the
+  // account's sessions but the kept ($14), which move to the new version. $13: the version the
+  // write requires, or null.
   update: `
-    UPDATE accounts SET
-      email = CASE WHEN $3 THEN $4 ELSE email END,
-      phone = CASE WHEN $5 THEN $6 ELSE phone END,
-      username = CASE WHEN $7 THEN $8 ELSE username END,
-      password_hash = CASE WHEN $9 THEN $10 ELSE password_hash END,
-      credential_version = credential_version + CASE WHEN $9 THEN 1 ELSE 0 END,
-      deletion_requested_at = CASE WHEN $11 THEN $12::bigint ELSE deletion_requested_at END
-    WHERE id = $1 AND app_id = $2
-    RETURNING *`,
+    WITH updated AS (
+      UPDATE accounts SET
+        email = CASE WHEN $3 THEN $4 ELSE email END,
+        phone = CASE WHEN $5 THEN $6 ELSE phone END,
+        username = CASE WHEN $7 THEN $8 ELSE username END,
+        password_hash = CASE WHEN $9 THEN $10 ELSE password_hash END,
+        credential_version = credential_version + CASE WHEN $9 THEN 1 ELSE 0 END,
+        deletion_requested_at = CASE WHEN $11 THEN $12::bigint ELSE deletion_requested_at END
+      WHERE id = $1 AND app_id = $2 AND ($13::integer IS NULL OR credential_version = $13)
+      RETURNING *
+    ),
+    ended AS (
+      DELETE FROM sessions USING updated
+      WHERE $9 AND sessions.app_id = updated.app_id AND sessions.account_id = updated.id
+        AND NOT (sessions.token_hash = ANY($14))
+    ),
+    kept AS (
+      UPDATE sessions SET credential_version = updated.credential_version FROM updated
+      WHERE $9 AND sessions.app_id = updated.app_id AND sessions.account_id = updated.id
+        AND sessions.token_hash = ANY($14)
+    )
+    SELECT * FROM updated`,
   insertSession: `
     INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
     VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
-  endSessions: "DELETE FROM sessions WHERE app_id = $1 AND account_id = $2 AND NOT (token_hash = ANY($3))",
-  restampSessions: `
-    UPDATE sessions SET credential_version = accounts.credential_version FROM accounts
-    WHERE sessions.app_id = $1 AND sessions.token_hash = ANY($2)
-      AND accounts.app_id = sessions.app_id AND accounts.id = sessions.account_id`,
 };
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -114,8 +125,15 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       await write(() => run("insert", [...params(account), account.createdAtMs, account.credentialVersion]));
       return account;
     },
-    async update(appId, id, changes) {
-      const { rows } = await write(() => run<AccountRow>("update", [id, appId, ...changeParams(changes)]));
+    async update(appId, id, changes, options = {}) {
+      const values = [
+        id,
+        appId,
+        ...changeParams(changes),
+        options.ifCredentialVersion ?? null,
+        options.keepSessions ?? [],
+      ];
+      const { rows } = await write(() => run<AccountRow>("update", values));
       return rowToAccount(rows[0]);
     },
     async createSession(session) {
@@ -133,10 +151,6 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     },
     async deleteSession(appId, tokenHash) {
       await run("deleteSession", [tokenHash, appId]);
-    },
-    async endSessions(appId, accountId, keepTokenHashes) {
-      await run("endSessions", [appId, accountId, keepTokenHashes]);
-      await run("restampSessions", [appId, keepTokenHashes]);
     },
   };
 }

@@ -76,7 +76,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
         password_hash = IIF(@setPasswordHash, @passwordHash, password_hash),
         credential_version = credential_version + @setPasswordHash,
         deletion_requested_at = IIF(@setDeletionRequestedAtMs, @deletionRequestedAtMs, deletion_requested_at)
-      WHERE app_id = @appId AND id = @id
+      WHERE app_id = @appId AND id = @id AND (@ifVersion IS NULL OR credential_version = @ifVersion)
       RETURNING *`),
     insertSession: db.prepare(
       "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version) VALUES (?, ?, ?, ?, ?)",
@@ -84,11 +84,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
     sessionsOf: db.prepare("SELECT token_hash FROM sessions WHERE app_id = ? AND account_id = ?").pluck(),
-    restampSession: db.prepare(`
-      UPDATE sessions SET credential_version = coalesce(
-        (SELECT credential_version FROM accounts WHERE app_id = sessions.app_id AND id = sessions.account_id),
-        credential_version)
-      WHERE token_hash = ? AND app_id = ?`),
+    restampSession: db.prepare(
+      "UPDATE sessions SET credential_version = ? WHERE token_hash = ? AND app_id = ?",
+    ),
   };
   const params = (account: Account) => ({
     id: account.id,
@@ -125,9 +123,22 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       await write(() => statements.insert.run(params(account)));
       return account;
     },
-    async update(appId, id, changes) {
-      const flagged = { appId, id, ...changeParams(changes) };
-      return rowToAccount(await write(() => statements.update.get(flagged) as AccountRow | undefined));
+    async update(appId, id, changes, options = {}) {
+      const flagged = { appId, id, ifVersion: options.ifCredentialVersion ?? null, ...changeParams(changes) };
+      const keep = options.keepSessions ?? [];
+      const row = await write(() => {
+        const updated = statements.update.get(flagged) as AccountRow | undefined;
+        // A new password ends the sessions opened before it in the same transaction, but the kept.
+        if (updated && changes.passwordHash !== undefined) {
+          for (const tokenHash of statements.sessionsOf.all(appId, id) as string[]) {
+            if (keep.includes(tokenHash))
+              statements.restampSession.run(updated.credential_version, tokenHash, appId);
+            else statements.deleteSession.run(tokenHash, appId);
+          }
+        }
+        return updated;
+      });
+      return rowToAccount(row);
     },
     async createSession(session) {
       await group.run(() =>
@@ -145,14 +156,6 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     },
     async deleteSession(appId, tokenHash) {
       await group.run(() => statements.deleteSession.run(tokenHash, appId));
-    },
-    async endSessions(appId, accountId, keepTokenHashes) {
-      await group.run(() => {
-        for (const tokenHash of statements.sessionsOf.all(appId, accountId) as string[]) {
-          if (keepTokenHashes.includes(tokenHash)) statements.restampSession.run(tokenHash, appId);
-          else statements.deleteSession.run(tokenHash, appId);
-        }
-      });
     },
   };
 }

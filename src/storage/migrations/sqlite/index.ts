@@ -225,7 +225,7 @@ ALTER TABLE accounts ADD COLUMN deletion_requested_at INTEGER;
     name: "sessions end with the credentials they were opened under",
     // A new password ends the account's other sessions: it moves the account's credential version
     // on, and a session opened under an older one no longer logs in (even one a login in flight
-    // opens after the change); AccountDirectory.endSessions deletes them by account.
+    // opens after the change); the same write deletes them, found by account.
     sql: `
 ALTER TABLE accounts ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sessions ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
