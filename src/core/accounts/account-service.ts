@@ -1,9 +1,25 @@
-import { OtpError } from "../errors.js";
+import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy } from "./session-id.js";
+
+/**
+ * What a login attempt that failed on its credentials throws: a wrong password, or a code that is
+ * wrong, spent, expired or gone. Any other failure (a backend's) is given back to the lockout.
+ */
+const CREDENTIAL_REFUSALS = new Set<OtpErrorCode>([
+  "PASSWORD_INVALID",
+  "CODE_INVALID",
+  "CODE_EXPIRED",
+  "CODE_SUPERSEDED",
+  "CODE_CANCELED",
+  "CODE_ALREADY_USED",
+  "TOO_MANY_ATTEMPTS",
+  "VERIFICATION_NOT_FOUND",
+  "TOKEN_INVALID",
+]);
 
 /** Failed password logins per account and window before it locks (Fresns: 5 per hour). */
 export const LOGIN_FAILURE_LIMIT = 5;
@@ -66,18 +82,27 @@ export function createAccountService(deps: AccountServiceDeps) {
    * LOGIN_FAILURE_LIMIT failed attempts in the window the account refuses even the right
    * credentials until the window ends (ACCOUNT_LOCKED). The attempt is counted before it runs,
    * as a code's is: attempts sent at once each take a place in the count, so no more than the
-   * limit ever run. One that succeeds clears the count.
+   * limit ever run. One that succeeds clears the count; one that fails other than on its
+   * credentials (a backend down) gives its place back.
    */
   async function underLoginLockout<T>(app: App, account: Account, attempt: () => Promise<T>): Promise<T> {
     const now = clock.nowMs();
-    const attempts = await counters.hit(app.id, lockKey(account.id), LOGIN_FAILURE_WINDOW_SECONDS, now);
+    const key = lockKey(account.id);
+    const attempts = await counters.hit(app.id, key, LOGIN_FAILURE_WINDOW_SECONDS, now);
     if (attempts.count > LOGIN_FAILURE_LIMIT) {
       throw new OtpError("ACCOUNT_LOCKED", {
         details: { retryAfterSeconds: Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)) },
       });
     }
-    const result = await attempt();
-    await counters.reset(app.id, lockKey(account.id));
+    let result: T;
+    try {
+      result = await attempt();
+    } catch (error) {
+      if (!(isOtpError(error) && CREDENTIAL_REFUSALS.has(error.code)))
+        await counters.refund(app.id, key, now);
+      throw error;
+    }
+    await counters.reset(app.id, key);
     return result;
   }
 

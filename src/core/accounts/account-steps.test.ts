@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { OtpError } from "../errors.js";
 import type { CheckCodeInput } from "../verification/check-code.js";
 import type { ContactProof, SignUpInput } from "./account-steps.js";
 import { sessionIdOf } from "./session-id.js";
@@ -269,6 +270,26 @@ describe("the password lockout", () => {
     );
     t.clock.advanceSeconds(3600);
     await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+  });
+
+  it("gives back the place of an attempt that failed other than on its credentials", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "right" });
+    const backendDown = async () => {
+      throw new OtpError("STORE_UNAVAILABLE");
+    };
+    for (let i = 0; i < 6; i++) {
+      const error = await otpError(t.engine.accounts.underLoginLockout(app, ann, backendDown));
+      expect(error.code).toBe("STORE_UNAVAILABLE");
+    }
+    const wrongCode = async () => {
+      throw new OtpError("CODE_INVALID");
+    };
+    for (let i = 0; i < 5; i++) await otpError(t.engine.accounts.underLoginLockout(app, ann, wrongCode));
+    expect((await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "right"))).code).toBe(
+      "ACCOUNT_LOCKED",
+    );
   });
 
   it("forgets earlier failures once the right password is given", async () => {

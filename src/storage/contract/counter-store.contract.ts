@@ -50,6 +50,26 @@ export function counterStoreContract(name: string, open: () => Promise<CounterSt
       await counters.reset(appId, "never-hit");
     });
 
+    it("gives a hit back to a live window, never below zero and never to an ended one", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      await counters.hit(appId, "k", 60, now);
+      await counters.hit(appId, "k", 60, now);
+      await counters.refund(appId, "k", now + 1000);
+      expect(await counters.peek(appId, "k", now + 1000)).toEqual({ count: 1, resetAtMs: now + 60_000 });
+      await counters.refund(appId, "k", now + 1000);
+      await counters.refund(appId, "k", now + 1000);
+      expect((await counters.peek(appId, "k", now + 1000)).count).toBe(0);
+      expect(await counters.hit(appId, "k", 60, now + 2000)).toEqual({ count: 1, resetAtMs: now + 60_000 });
+      await counters.refund(appId, "k", now + 60_000);
+      expect(await counters.hit(appId, "k", 60, now + 60_000)).toEqual({
+        count: 1,
+        resetAtMs: now + 120_000,
+      });
+      await counters.refund(appId, "never-hit", now);
+      expect((await counters.peek(appId, "never-hit", now)).count).toBe(0);
+    });
+
     it("keeps each app's counters apart", async () => {
       const now = baseTime();
       const [a, b] = [uniqueId("app"), uniqueId("app")];

@@ -304,6 +304,12 @@ local c, r = hit_counter(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]))
 return {c, r}
 `;
 
+/** refund. KEYS: counter. ARGV: now. Gives one back to a live window; nothing below zero. */
+const REFUND = `${COUNTERS}
+refund_counter(KEYS[1], tonumber(ARGV[1]))
+return 1
+`;
+
 /**
  * takeTry (captcha). KEYS: challenge. ARGV: now, app id. The try is taken in the same step that
  * reads the challenge, so concurrent answers cannot get more tries than it has.
@@ -336,6 +342,7 @@ export interface VerifydScripts {
   vdCancelBuffer: ScriptCall;
   vdRefundAttempt: ScriptCall;
   vdHit: ScriptCall;
+  vdRefund: ScriptCall;
   vdTakeTry: ScriptCall;
   vdConsumeChallenge: ScriptCall;
 }
@@ -348,6 +355,7 @@ const SCRIPTS: Record<string, string> = {
   vdCancel: CANCEL,
   vdRefundAttempt: REFUND_ATTEMPT,
   vdHit: HIT,
+  vdRefund: REFUND,
   vdTakeTry: TAKE_TRY,
   vdConsumeChallenge: CONSUME_CHALLENGE,
 };

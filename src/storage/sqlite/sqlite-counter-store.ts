@@ -67,6 +67,9 @@ export function createSqliteCounterStore(
   const statements = {
     get: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ? AND reset_at > ?"),
     reset: db.prepare("DELETE FROM counters WHERE app_id = ? AND key = ?"),
+    refund: db.prepare(
+      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at > ?",
+    ),
   };
   const toState = (row: CounterRow | undefined): CounterState =>
     row ? { count: row.count, resetAtMs: row.reset_at } : { count: 0, resetAtMs: 0 };
@@ -77,6 +80,9 @@ export function createSqliteCounterStore(
     async peek(appId, key, nowMs) {
       if (!keys.mayExist(appId, key, nowMs)) return toState(undefined);
       return toState(statements.get.get(appId, key, nowMs) as never);
+    },
+    async refund(appId, key, nowMs) {
+      await group.run(() => statements.refund.run(appId, key, nowMs));
     },
     async reset(appId, key) {
       await group.run(() => statements.reset.run(appId, key));
