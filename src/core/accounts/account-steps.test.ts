@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
 import { OtpError } from "../errors.js";
+import type { Purpose } from "../types.js";
 import type { CheckCodeInput } from "../verification/check-code.js";
 import type { ContactProof, SignUpInput } from "./account-steps.js";
 import { sessionIdOf } from "./session-id.js";
@@ -10,14 +11,14 @@ let t: TestEngine;
 afterEach(() => t?.close());
 
 /** Sends a code of `purpose` to `to` and returns the check a caller would make with it. */
-async function sentCode(to: string, purpose: "sign_up" | "sign_in", code?: string): Promise<CheckCodeInput> {
+async function sentCode(to: string, purpose: Purpose): Promise<CheckCodeInput> {
   const app = await t.app();
   await t.engine.sendCode({ app, channel: "email", to, purpose, rule: "any" });
   await t.deliverAll();
   return {
     app,
     target: { channel: "email", to, purpose, toField: "email" },
-    code: code ?? t.lastCode(to),
+    code: t.lastCode(to),
     codeField: "code",
   };
 }
@@ -161,19 +162,7 @@ describe("resetPassword, changeContact, reverify", () => {
   it("resets the password of the account a code proves; no account keeps the code", async () => {
     t = await createTestEngine();
     const app = await t.app();
-    await t.engine.sendCode({
-      app,
-      channel: "email",
-      to: "ann@example.com",
-      purpose: "reset_password",
-      rule: "any",
-    });
-    await t.deliverAll();
-    const code: CheckCodeInput = {
-      app,
-      target: { channel: "email", to: "ann@example.com", purpose: "reset_password" },
-      code: t.lastCode("ann@example.com"),
-    };
+    const code = await sentCode("ann@example.com", "reset_password");
     expect((await otpError(t.engine.resetPassword({ app, proof: { code }, password: "new" }))).code).toBe(
       "ACCOUNT_NOT_FOUND",
     );
@@ -194,19 +183,7 @@ describe("resetPassword, changeContact, reverify", () => {
     expect((await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "old"))).code).toBe(
       "ACCOUNT_LOCKED",
     );
-    await t.engine.sendCode({
-      app,
-      channel: "email",
-      to: "ann@example.com",
-      purpose: "reset_password",
-      rule: "any",
-    });
-    await t.deliverAll();
-    const code: CheckCodeInput = {
-      app,
-      target: { channel: "email", to: "ann@example.com", purpose: "reset_password" },
-      code: t.lastCode("ann@example.com"),
-    };
+    const code = await sentCode("ann@example.com", "reset_password");
     const thief = await t.engine.accounts.createSession(app, ann, 3600);
     const reset = await t.engine.resetPassword({ app, proof: { code }, password: "new" });
     await t.engine.accounts.verifyPasswordLogin(app, reset, "new");
