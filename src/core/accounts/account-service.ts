@@ -48,8 +48,8 @@ export interface IssuedSession {
 
 /**
  * Accounts and sessions for the faces that sign people up and in (Fresns, CloudBase, IDaaS).
- * Signing up and signing in with a code go through `sign-up.ts`, which proves the contact first;
- * these are the account steps themselves.
+ * Signing up and in, resetting a password and the like go through `account-steps.ts`, which proves
+ * the contact first; these are the account operations themselves.
  */
 export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock } = deps;
