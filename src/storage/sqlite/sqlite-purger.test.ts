@@ -125,6 +125,30 @@ describe("purger", () => {
     expect(left).toEqual([{ token_hash: olderLive }, { token_hash: live }]);
   });
 
+  it("removes the send log's rows past 30 days, oldest first, a batch at a time", async () => {
+    backend = createSqliteBackend({ path: ":memory:" });
+    const insert = backend.db.prepare(
+      "INSERT INTO send_log (at, app_id, face, decision) VALUES (?, 'default', 'native', 'accepted')",
+    );
+    const day = 86_400_000;
+    const now = 100 * day;
+    backend.db.transaction(() => {
+      for (let i = 0; i < 700; i++) insert.run(now - 40 * day + i);
+      for (let i = 0; i < 3; i++) insert.run(now - day + i);
+    })();
+    expect((await backend.purge(now)).more).toBe(true);
+    expect(count("send_log")).toBe(203);
+    await backend.purge(now);
+    expect(backend.db.prepare("SELECT at FROM send_log ORDER BY rowid").pluck().all()).toEqual([
+      now - day,
+      now - day + 1,
+      now - day + 2,
+    ]);
+    // nothing due: the probe reads one row and no batch runs
+    expect((await backend.purge(now)).removed).toBe(0);
+    expect(backend.db.prepare("SELECT name FROM sqlite_master WHERE name = 'send_log_at'").all()).toEqual([]);
+  });
+
   it("removes expired idempotency keys but not live ones", async () => {
     backend = createSqliteBackend({ path: ":memory:" });
     const insert = backend.db.prepare(

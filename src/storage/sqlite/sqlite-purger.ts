@@ -67,7 +67,16 @@ export function createSqlitePurger(
     step("sessions", "expires_at", 0, { keys: "token_hash" }),
     step("captcha_challenges", "expires_at", 0, { keys: "token" }),
     step("captcha_passes", "expires_at", 0, { keys: "token_hash" }),
-    step("send_log", "at", 30 * KEEP_AFTER_EXPIRY_MS),
+    // The send log is written in time order, so its oldest rows are its first by rowid: found that
+    // way they need no index of time, which every decision logged would write (~0.8 µs a row). A
+    // row a clock step put out of order waits for the rows before it.
+    {
+      probe: db.prepare("SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT 1) WHERE at < ?"),
+      statement: db.prepare(
+        `DELETE FROM send_log WHERE rowid IN (SELECT rowid FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) AND at < ?`,
+      ),
+      graceMs: 30 * KEEP_AFTER_EXPIRY_MS,
+    },
   ];
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
   // swept instead in key order, a stretch per pass, resuming where the last one stopped and

@@ -232,4 +232,13 @@ ALTER TABLE sessions ADD COLUMN credential_version INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX sessions_account ON sessions (app_id, account_id);
 `,
   },
+  {
+    version: 8,
+    name: "send log purged by rowid",
+    // The purger finds the send log's oldest rows by rowid (sqlite-purger.ts); the time index was
+    // written by every decision logged and read by nothing else.
+    sql: `
+DROP INDEX send_log_at;
+`,
+  },
 ];
