@@ -200,10 +200,11 @@ export interface CounterStore {
   hit(appId: string, key: string, windowSeconds: number, nowMs: number): Promise<CounterState>;
   peek(appId: string, key: string, nowMs: number): Promise<CounterState>;
   /**
-   * Gives one hit back to a live window (a hit that turned out not to count); never below zero.
-   * For counters outside a send: the send's own are given back by the store that counts them.
+   * Gives one hit back (a hit that turned out not to count) to the window it was counted in, the
+   * one ending at `resetAtMs`: not to a later one; never below zero. For counters outside a send:
+   * the send's own are given back by the store that counts them.
    */
-  refund(appId: string, key: string, nowMs: number): Promise<void>;
+  refund(appId: string, key: string, resetAtMs: number): Promise<void>;
   reset(appId: string, key: string): Promise<void>;
 }
 

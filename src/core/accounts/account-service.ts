@@ -99,7 +99,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       result = await attempt();
     } catch (error) {
       if (!(isOtpError(error) && CREDENTIAL_REFUSALS.has(error.code)))
-        await counters.refund(app.id, key, now);
+        await counters.refund(app.id, key, attempts.resetAtMs);
       throw error;
     }
     await counters.reset(app.id, key);
@@ -148,6 +148,19 @@ export function createAccountService(deps: AccountServiceDeps) {
         { ...fields, passwordHash: await hashPassword(password) },
         options.keepSessions ?? [],
       );
+      await counters.reset(account.appId, lockKey(account.id));
+      return stored;
+    },
+
+    /**
+     * Sets a new password that a code or token sent to the account's contact proved, not a
+     * session: it is written whatever sessions changed meanwhile (a thief's change in flight must
+     * not stop the owner's reset), ends every session and lifts the login lockout.
+     */
+    async resetPassword(account: Account, password: string): Promise<Account> {
+      const passwordHash = await hashPassword(password);
+      const stored = await accounts.update(account.appId, account.id, { passwordHash }, { keepSessions: [] });
+      if (!stored) throw new OtpError("ACCOUNT_NOT_FOUND");
       await counters.reset(account.appId, lockKey(account.id));
       return stored;
     },

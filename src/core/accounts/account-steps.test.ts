@@ -281,6 +281,23 @@ describe("the password lockout", () => {
 });
 
 describe("sessions and a new password", () => {
+  it("lets a reset proven by the contact land over a session's change made meanwhile", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const read = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    // A thief's session changes the password after the owner's reset read the account.
+    const thief = await t.engine.accounts.createSession(app, read, 3600);
+    const thiefs = await t.engine.accounts.update(
+      read,
+      { password: "thief" },
+      { keepSessions: [sessionIdOf(thief.token)] },
+    );
+    const reset = await t.engine.accounts.resetPassword(read, "owner");
+    expect(reset.credentialVersion).toBe(thiefs.credentialVersion + 1);
+    await t.engine.accounts.verifyPasswordLogin(app, reset, "owner");
+    expect(await t.engine.accounts.resolveSession(app, thief.token)).toBeNull();
+  });
+
   it("refuses a change that a session the new password ended allowed, and writes nothing", async () => {
     t = await createTestEngine();
     const app = await t.app();

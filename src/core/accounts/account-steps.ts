@@ -84,7 +84,7 @@ export async function resetPassword(deps: AccountStepDeps, input: ResetPasswordI
       if (!found) throw new OtpError("ACCOUNT_NOT_FOUND");
       return found;
     },
-    (account) => deps.accounts.update(account, { password: input.password }),
+    (account) => deps.accounts.resetPassword(account, input.password),
   );
 }
 

@@ -50,23 +50,23 @@ export function counterStoreContract(name: string, open: () => Promise<CounterSt
       await counters.reset(appId, "never-hit");
     });
 
-    it("gives a hit back to a live window, never below zero and never to an ended one", async () => {
+    it("gives a hit back to the window it was counted in, never below zero, never to a later one", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
+      const end = now + 60_000;
       await counters.hit(appId, "k", 60, now);
       await counters.hit(appId, "k", 60, now);
-      await counters.refund(appId, "k", now + 1000);
-      expect(await counters.peek(appId, "k", now + 1000)).toEqual({ count: 1, resetAtMs: now + 60_000 });
-      await counters.refund(appId, "k", now + 1000);
-      await counters.refund(appId, "k", now + 1000);
+      await counters.refund(appId, "k", end);
+      expect(await counters.peek(appId, "k", now + 1000)).toEqual({ count: 1, resetAtMs: end });
+      await counters.refund(appId, "k", end);
+      await counters.refund(appId, "k", end);
       expect((await counters.peek(appId, "k", now + 1000)).count).toBe(0);
-      expect(await counters.hit(appId, "k", 60, now + 2000)).toEqual({ count: 1, resetAtMs: now + 60_000 });
-      await counters.refund(appId, "k", now + 60_000);
-      expect(await counters.hit(appId, "k", 60, now + 60_000)).toEqual({
-        count: 1,
-        resetAtMs: now + 120_000,
-      });
-      await counters.refund(appId, "never-hit", now);
+      expect(await counters.hit(appId, "k", 60, now + 2000)).toEqual({ count: 1, resetAtMs: end });
+      // The window ended and another began: a late refund for the first takes nothing from it.
+      expect(await counters.hit(appId, "k", 60, end)).toEqual({ count: 1, resetAtMs: end + 60_000 });
+      await counters.refund(appId, "k", end);
+      expect((await counters.peek(appId, "k", end + 1000)).count).toBe(1);
+      await counters.refund(appId, "never-hit", end);
       expect((await counters.peek(appId, "never-hit", now)).count).toBe(0);
     });
 

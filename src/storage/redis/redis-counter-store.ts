@@ -24,8 +24,8 @@ export function createRedisCounterStore(client: Redis, keys: RedisKeys): Counter
       const [count, resetAtMs] = (value ?? "0:0").split(":").map(Number) as [number, number];
       return resetAtMs > nowMs ? { count, resetAtMs } : { count: 0, resetAtMs: 0 };
     },
-    async refund(appId, key, nowMs) {
-      await redis.vdRefund(1, keys.counter(appId, key), nowMs);
+    async refund(appId, key, resetAtMs) {
+      await redis.vdRefund(1, keys.counter(appId, key), resetAtMs);
     },
     async reset(appId, key) {
       await redis.del(keys.counter(appId, key));

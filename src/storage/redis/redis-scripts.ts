@@ -304,9 +304,16 @@ local c, r = hit_counter(KEYS[1], tonumber(ARGV[2]), tonumber(ARGV[1]))
 return {c, r}
 `;
 
-/** refund. KEYS: counter. ARGV: now. Gives one back to a live window; nothing below zero. */
-const REFUND = `${COUNTERS}
-refund_counter(KEYS[1], tonumber(ARGV[1]))
+/**
+ * refund. KEYS: counter. ARGV: the end of the window the hit was counted in. Gives one back to
+ * that window only; nothing below zero.
+ */
+const REFUND = `
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local c, r = string.match(v, '^(%d+):(%d+)$')
+if r ~= ARGV[1] or tonumber(c) < 1 then return 0 end
+redis.call('SET', KEYS[1], string.format('%d:%s', tonumber(c) - 1, r), 'KEEPTTL')
 return 1
 `;
 

@@ -68,7 +68,7 @@ export function createSqliteCounterStore(
     get: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ? AND reset_at > ?"),
     reset: db.prepare("DELETE FROM counters WHERE app_id = ? AND key = ?"),
     refund: db.prepare(
-      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at > ?",
+      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at = ?",
     ),
   };
   const toState = (row: CounterRow | undefined): CounterState =>
@@ -81,8 +81,8 @@ export function createSqliteCounterStore(
       if (!keys.mayExist(appId, key, nowMs)) return toState(undefined);
       return toState(statements.get.get(appId, key, nowMs) as never);
     },
-    async refund(appId, key, nowMs) {
-      await group.run(() => statements.refund.run(appId, key, nowMs));
+    async refund(appId, key, resetAtMs) {
+      await group.run(() => statements.refund.run(appId, key, resetAtMs));
     },
     async reset(appId, key) {
       await group.run(() => statements.reset.run(appId, key));

@@ -184,9 +184,11 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     // A bare Aid is not a login: the original trusted it when signatures were off, a hole not copied.
     const aidToken = header(request, "x-fresns-aid-token");
     if (aidToken === undefined) throw new FresnsRefusal(31503);
-    const account = aid.length <= MAX_AID_LENGTH ? await engine.accounts.findById(app, aid) : null;
-    if (!account) throw new FresnsRefusal(31502);
-    await requireSessionOf(app, account, aidToken, 31505);
+    const named = aid.length <= MAX_AID_LENGTH ? await engine.accounts.findById(app, aid) : null;
+    if (!named) throw new FresnsRefusal(31502);
+    // The account as the session check read it: a change this request makes is allowed at its
+    // credential version, not at that of the read before it.
+    const account = await requireSessionOf(app, named, aidToken, 31505);
     if (uid !== undefined) {
       if (!/^\d{1,12}$/.test(uid) || Number(uid) !== uidOf(account.id)) throw new FresnsRefusal(31602);
       const uidToken = header(request, "x-fresns-uid-token");
@@ -196,16 +198,18 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     return account;
   }
 
+  /** The account of a live session of `account`'s, as the session check read it. */
   async function requireSessionOf(
     app: App,
     account: Account,
     token: string,
     invalidCode: 31505 | 31603,
-  ): Promise<void> {
+  ): Promise<Account> {
     const session: SessionLookup =
       token.length <= MAX_TOKEN_LENGTH ? await lookupSession(engine.deps, app, token) : { kind: "unknown" };
     if (session.kind === "expired" && session.accountId === account.id) throw new FresnsRefusal(31504);
     if (session.kind !== "live" || session.account.id !== account.id) throw new FresnsRefusal(invalidCode);
+    return session.account;
   }
 
   /** An email account, normalised as the core stores it; `field` names the body field at fault. */
