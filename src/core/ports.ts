@@ -259,6 +259,8 @@ export interface AccountDirectory {
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;
+  /** Deletes a live session and returns it: for exactly one of concurrent callers (rotation). */
+  takeSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
 }
 
 export interface DevInboxMessage {

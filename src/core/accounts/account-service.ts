@@ -216,6 +216,16 @@ export function createAccountService(deps: AccountServiceDeps) {
     },
 
     revokeSession: (app: App, token: string) => accounts.deleteSession(app.id, sha256Hex(token)),
+
+    /**
+     * Ends a live session and returns its account, for exactly one of concurrent callers: a
+     * refresh token rotates once. Null when the session is unknown, expired, already taken, or
+     * older than the account's password.
+     */
+    async takeSession(app: App, token: string): Promise<Account | null> {
+      const session = await accounts.takeSession(app.id, sha256Hex(token), clock.nowMs());
+      return session ? accountLoggedInBy(accounts, session) : null;
+    },
   };
 }
 

@@ -160,6 +160,28 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
     });
 
+    it("hands a live session to exactly one of 10 concurrent takers, and an expired one to none", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const session = {
+        tokenHash: hexHash(),
+        appId,
+        accountId: uniqueId("acct"),
+        expiresAtMs: now + 60_000,
+        credentialVersion: 0,
+      };
+      await accounts.createSession(session);
+      const taken = await Promise.all(
+        Array.from({ length: 10 }, () => accounts.takeSession(appId, session.tokenHash, now)),
+      );
+      expect(taken.filter((each) => each !== null)).toEqual([session]);
+      expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
+      const expired = { ...session, tokenHash: hexHash() };
+      await accounts.createSession(expired);
+      expect(await accounts.takeSession(appId, expired.tokenHash, now + 60_000)).toBeNull();
+      expect(await accounts.takeSession(uniqueId("app"), expired.tokenHash, now)).toBeNull();
+    });
+
     it("ends the account's sessions but the kept with a new password, in the same write", async () => {
       const now = baseTime();
       const appId = uniqueId("app");

@@ -59,6 +59,7 @@ const STATEMENTS = {
     VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
+  takeSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3 RETURNING *",
 };
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -151,6 +152,10 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     },
     async deleteSession(appId, tokenHash) {
       await run("deleteSession", [tokenHash, appId]);
+    },
+    async takeSession(appId, tokenHash, nowMs) {
+      const { rows } = await run<SessionRow>("takeSession", [tokenHash, appId, nowMs]);
+      return sessionFromRow(rows[0]);
     },
   };
 }

@@ -83,6 +83,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
+    takeSession: db.prepare(
+      "DELETE FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ? RETURNING *",
+    ),
     sessionsOf: db.prepare("SELECT token_hash FROM sessions WHERE app_id = ? AND account_id = ?").pluck(),
     restampSession: db.prepare(
       "UPDATE sessions SET credential_version = ? WHERE token_hash = ? AND app_id = ?",
@@ -156,6 +159,12 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     },
     async deleteSession(appId, tokenHash) {
       await group.run(() => statements.deleteSession.run(tokenHash, appId));
+    },
+    async takeSession(appId, tokenHash, nowMs) {
+      const row = await group.run(
+        () => statements.takeSession.get(tokenHash, appId, nowMs) as SessionRow | undefined,
+      );
+      return sessionFromRow(row);
     },
   };
 }

@@ -240,6 +240,14 @@ describe("CloudBase 200: the journeys", () => {
     expect(byEmail.json().sub).toBe(sub);
   });
 
+  it("rotates a refresh token once, even for refreshes sent at once", async () => {
+    await start();
+    const first = await signUp("ann@example.com");
+    const refresh = { grant_type: "refresh_token", refresh_token: first.refresh_token };
+    const answers = await Promise.all(Array.from({ length: 5 }, () => post("/auth/v1/token", refresh)));
+    expect(answers.map((answer) => answer.statusCode).sort()).toEqual([200, 400, 400, 400, 400]);
+  });
+
   it("refreshes a session (rotating the refresh token) and signs out", async () => {
     await start();
     const first = await signUp("fay@example.com");

@@ -124,16 +124,16 @@ export function createSessionTokens(engine: Engine) {
 
     /** Exchanges a refresh token for new credentials; the old refresh token ends (rotation). */
     async refresh(app: App, refreshToken: string): Promise<CloudbaseCredentials> {
-      const account = await accounts.resolveSession(app, refreshToken);
+      // Rotation: a refresh token works once, even for requests sent at once (the session is
+      // taken in one step), so a stolen one is useless after its owner's next refresh (and the
+      // thief's use logs the owner out, which shows).
+      const account = await accounts.takeSession(app, refreshToken);
       if (!account) {
         throw new OtpError("TOKEN_INVALID", {
           message: "The refresh token is invalid, expired or revoked",
           details: { field: "refresh_token" },
         });
       }
-      // Rotation: a refresh token works once, so a stolen one is useless after its owner's next
-      // refresh (and the thief's use logs the owner out, which shows).
-      await accounts.revokeSession(app, refreshToken);
       return this.issue(app, account);
     },
 
