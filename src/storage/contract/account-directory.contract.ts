@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OtpError } from "../../core/errors.js";
-import type { AccountDirectory } from "../../core/ports.js";
+import type { AccountDirectory, Session } from "../../core/ports.js";
 import type { Account } from "../../core/types.js";
 import { baseTime, hexHash, uniqueId } from "./fixtures.contract.js";
 
@@ -18,6 +18,10 @@ function account(appId: string, fields: Partial<Account> = {}): Account {
     credentialVersion: 0,
     ...fields,
   };
+}
+
+function session(appId: string, accountId: string, expiresAtMs: number, credentialVersion = 0): Session {
+  return { tokenHash: hexHash(), appId, accountId, expiresAtMs, credentialVersion };
 }
 
 async function errorCode(promise: Promise<unknown>): Promise<string> {
@@ -145,38 +149,26 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
     it("finds a session until it expires, and not after it is deleted", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
-      const session = {
-        tokenHash: hexHash(),
-        appId,
-        accountId: uniqueId("acct"),
-        expiresAtMs: now + 60_000,
-        credentialVersion: 3,
-      };
-      await accounts.createSession(session);
-      expect(await accounts.findSession(appId, session.tokenHash, now)).toEqual(session);
-      expect(await accounts.findSession(uniqueId("app"), session.tokenHash, now)).toBeNull();
-      expect(await accounts.findSession(appId, session.tokenHash, now + 60_000)).toBeNull();
-      await accounts.deleteSession(appId, session.tokenHash);
-      expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
+      const live = session(appId, uniqueId("acct"), now + 60_000, 3);
+      await accounts.createSession(live);
+      expect(await accounts.findSession(appId, live.tokenHash, now)).toEqual(live);
+      expect(await accounts.findSession(uniqueId("app"), live.tokenHash, now)).toBeNull();
+      expect(await accounts.findSession(appId, live.tokenHash, now + 60_000)).toBeNull();
+      await accounts.deleteSession(appId, live.tokenHash);
+      expect(await accounts.findSession(appId, live.tokenHash, now)).toBeNull();
     });
 
     it("hands a live session to exactly one of 10 concurrent takers, and an expired one to none", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
-      const session = {
-        tokenHash: hexHash(),
-        appId,
-        accountId: uniqueId("acct"),
-        expiresAtMs: now + 60_000,
-        credentialVersion: 0,
-      };
-      await accounts.createSession(session);
+      const live = session(appId, uniqueId("acct"), now + 60_000);
+      await accounts.createSession(live);
       const taken = await Promise.all(
-        Array.from({ length: 10 }, () => accounts.takeSession(appId, session.tokenHash, now)),
+        Array.from({ length: 10 }, () => accounts.takeSession(appId, live.tokenHash, now)),
       );
-      expect(taken.filter((each) => each !== null)).toEqual([session]);
-      expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
-      const expired = { ...session, tokenHash: hexHash() };
+      expect(taken.filter((each) => each !== null)).toEqual([live]);
+      expect(await accounts.findSession(appId, live.tokenHash, now)).toBeNull();
+      const expired = { ...live, tokenHash: hexHash() };
       await accounts.createSession(expired);
       expect(await accounts.takeSession(appId, expired.tokenHash, now + 60_000)).toBeNull();
       expect(await accounts.takeSession(uniqueId("app"), expired.tokenHash, now)).toBeNull();
@@ -186,17 +178,11 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       const now = baseTime();
       const appId = uniqueId("app");
       const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));
-      const sessionOf = (app: string, accountId: string) => ({
-        tokenHash: hexHash(),
-        appId: app,
-        accountId,
-        expiresAtMs: now + 60_000,
-        credentialVersion: 0,
-      });
+      const sessionOf = (app: string, accountId: string) => session(app, accountId, now + 60_000);
       const kept = sessionOf(appId, ann.id);
       const ended = [sessionOf(appId, ann.id), sessionOf(appId, ann.id)];
       const others = [sessionOf(appId, uniqueId("acct")), sessionOf(uniqueId("app"), ann.id)];
-      for (const session of [kept, ...ended, ...others]) await accounts.createSession(session);
+      for (const each of [kept, ...ended, ...others]) await accounts.createSession(each);
       // Other changes end nothing.
       await accounts.update(appId, ann.id, { phone: "+15550000002" }, { keepSessions: [] });
       expect(await accounts.findSession(appId, ended[0]!.tokenHash, now)).toEqual(ended[0]);
@@ -211,10 +197,9 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
         ...kept,
         credentialVersion: 1,
       });
-      for (const session of ended)
-        expect(await accounts.findSession(appId, session.tokenHash, now)).toBeNull();
-      for (const session of others) {
-        expect(await accounts.findSession(session.appId, session.tokenHash, now)).toEqual(session);
+      for (const each of ended) expect(await accounts.findSession(appId, each.tokenHash, now)).toBeNull();
+      for (const each of others) {
+        expect(await accounts.findSession(each.appId, each.tokenHash, now)).toEqual(each);
       }
       await accounts.update(appId, ann.id, { passwordHash: "newer" });
       expect(await accounts.findSession(appId, kept.tokenHash, now)).toBeNull();
