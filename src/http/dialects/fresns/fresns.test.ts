@@ -81,6 +81,16 @@ async function sessionHeaders(account: Account, appId = "default"): Promise<Head
   return { "x-fresns-aid": account.id, "x-fresns-aid-token": session.token };
 }
 
+/** An edit setting the password "new", proven by an own-contact email `code`. */
+function editPasswordWithCode(code: string, session: Headers) {
+  return call(
+    "PUT",
+    "/api/v2/account/edit",
+    { codeType: "email", verifyCode: code, newPassword: b64("new") },
+    session,
+  );
+}
+
 /** A login as ann@example.com with `payload`'s credentials. */
 function annLogin(payload: Record<string, unknown>, headers: Headers) {
   return call(
@@ -1291,14 +1301,7 @@ describe("account endpoints: refusals", () => {
     const session = await sessionHeaders(account);
     const elsewhere = await sessionHeaders(account);
     const code = await codeFor({ type: "email", useType: 4, templateId: 5 }, "ann@example.com", session);
-    expectOk(
-      await call(
-        "PUT",
-        "/api/v2/account/edit",
-        { codeType: "email", verifyCode: code, newPassword: b64("new") },
-        session,
-      ),
-    );
+    expectOk(await editPasswordWithCode(code, session));
     // The new password ends the account's other logins, not this one.
     expect((await call("GET", "/api/v2/account/detail", undefined, session)).json().code).toBe(0);
     expectFresns(await call("GET", "/api/v2/account/detail", undefined, elsewhere), 31505);
@@ -1354,14 +1357,7 @@ describe("account: verify-identity and the codes it peeks", () => {
     for (let attempt = 1; attempt <= 3; attempt += 1) expectFresns(await verify(wrongOf(code)), 33203);
     expectOk(await verify(code));
     // Before: 33203, the right peek and edit's own peek had used up the last 2 attempts.
-    expectOk(
-      await call(
-        "PUT",
-        "/api/v2/account/edit",
-        { codeType: "email", verifyCode: code, newPassword: b64("new") },
-        session,
-      ),
-    );
+    expectOk(await editPasswordWithCode(code, session));
   });
 
   /** A logged-in account with two live codes (templateId 4 and 8), and verify-identity for it. */
