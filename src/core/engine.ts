@@ -27,7 +27,12 @@ import { type SendCodeInput, sendCode } from "./verification/send-code.js";
 /** The verification use cases bound to their dependencies: the one object every API face calls. */
 export function createEngine(deps: EngineDeps) {
   const stepDeps: AccountStepDeps = {
-    accounts: createAccountService({ accounts: deps.accounts, counters: deps.counters, clock: deps.clock }),
+    accounts: createAccountService({
+      accounts: deps.accounts,
+      counters: deps.counters,
+      clock: deps.clock,
+      logger: deps.logger,
+    }),
     checkCode: (input: CheckCodeInput) => checkCode(deps, input),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),
   };

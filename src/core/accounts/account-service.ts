@@ -1,6 +1,6 @@
 import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
-import type { AccountChanges, AccountDirectory, Clock, CounterStore } from "../ports.js";
+import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy } from "./session-id.js";
@@ -29,6 +29,7 @@ export interface AccountServiceDeps {
   accounts: AccountDirectory;
   counters: CounterStore;
   clock: Clock;
+  logger: Logger;
 }
 
 export interface NewAccountInput {
@@ -52,8 +53,21 @@ export interface IssuedSession {
  * the contact first; these are the account operations themselves.
  */
 export function createAccountService(deps: AccountServiceDeps) {
-  const { accounts, counters, clock } = deps;
+  const { accounts, counters, clock, logger } = deps;
   const lockKey = (accountId: string) => `login-failures:${accountId}`;
+  /**
+   * Clears the account's failed logins once a login succeeded or a new password was written. That
+   * already happened, so a backend failing here must not turn it into an error answer (a login
+   * refused after it passed, a password change reported failed though it stands): what is left
+   * uncleared is at most the limit's few failures, which end with their window.
+   */
+  const clearLoginFailures = async (appId: string, accountId: string): Promise<void> => {
+    try {
+      await counters.reset(appId, lockKey(accountId));
+    } catch (error) {
+      logger.warn({ err: error, appId, accountId }, "could not clear the account's failed logins");
+    }
+  };
   /**
    * Writes `changes` only while the account is at the credentials it was read with: a change the
    * caller's session allowed must not land after a new password ended that session (a thief's
@@ -102,7 +116,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         await counters.refund(app.id, key, attempts.resetAtMs);
       throw error;
     }
-    await counters.reset(app.id, key);
+    await clearLoginFailures(app.id, account.id);
     return result;
   }
 
@@ -148,7 +162,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         { ...fields, passwordHash: await hashPassword(password) },
         options.keepSessions ?? [],
       );
-      await counters.reset(account.appId, lockKey(account.id));
+      await clearLoginFailures(account.appId, account.id);
       return stored;
     },
 
@@ -161,7 +175,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       const passwordHash = await hashPassword(password);
       const stored = await accounts.update(account.appId, account.id, { passwordHash }, { keepSessions: [] });
       if (!stored) throw new OtpError("ACCOUNT_NOT_FOUND");
-      await counters.reset(account.appId, lockKey(account.id));
+      await clearLoginFailures(account.appId, account.id);
       return stored;
     },
 

@@ -269,6 +269,32 @@ describe("the password lockout", () => {
     );
   });
 
+  it("lets a login that passed stand, and a new password, when its failures cannot be cleared", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "right" });
+    for (let i = 0; i < 2; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
+    // The counter store fails as a backend does, after the password was compared or written.
+    const counters = t.engine.deps.counters;
+    const reset = counters.reset;
+    counters.reset = async () => {
+      throw new OtpError("STORE_UNAVAILABLE");
+    };
+    try {
+      await t.engine.accounts.verifyPasswordLogin(app, ann, "right");
+      const changed = await t.engine.accounts.update(ann, { password: "newer" });
+      expect(changed.credentialVersion).toBe(ann.credentialVersion + 1);
+      await t.engine.accounts.resetPassword(changed, "newest");
+    } finally {
+      counters.reset = reset;
+    }
+    // What was not cleared (2 wrong, 1 right) still counts: the 6th attempt in the window locks.
+    for (let i = 0; i < 3; i++) await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "wrong"));
+    expect((await otpError(t.engine.accounts.verifyPasswordLogin(app, ann, "newest"))).code).toBe(
+      "ACCOUNT_LOCKED",
+    );
+  });
+
   it("forgets earlier failures once the right password is given", async () => {
     t = await createTestEngine();
     const app = await t.app();
