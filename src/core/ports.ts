@@ -70,14 +70,27 @@ export interface IssueRequest {
   code: CodeRecord;
   /** null for test recipients, which are never delivered */
   outbox: OutboxMessage | null;
-  idempotency?: { key: string; fingerprint: string };
+  idempotency?: {
+    key: string;
+    fingerprint: string;
+    /**
+     * Only the first send's answer may be given (a retry presenting the captcha pass its first
+     * attempt spent): where there is none to replay, the store writes nothing and answers
+     * `not_replayed`, so a spent pass never buys a new code.
+     */
+    replayOnly?: boolean;
+  };
 }
 
 export type IssueOutcome =
   /** `shadowed`: rules marked `shadow` that would have refused */
   | { kind: "issued"; resendAfterSeconds: number; shadowed: string[] }
   | { kind: "refused"; rule: string; refusal: CounterKind; retryAfterSeconds: number }
-  | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string };
+  | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string }
+  /** `idempotency.replayOnly` and nothing to replay */
+  | { kind: "not_replayed" }
+  /** the first send under this Idempotency-Key is not committed yet (cluster mode): try again shortly */
+  | { kind: "in_progress" };
 
 /** A code by its verification id, or a slot's pending code by its key and tags (as in IssueRequest). */
 export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string; slotTags: string[] };

@@ -375,6 +375,25 @@ describe("pass tokens: binding, replay, app", () => {
     expectProblem(await retry("attempt-1"), 400, "CAPTCHA_FAILED");
   });
 
+  it("issues no new code for a spent pass whose first answer is gone", async () => {
+    t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "always" } } }] });
+    const pass = await solveCaptcha();
+    const retry = (to: string) =>
+      t.fastify.inject({
+        method: "POST",
+        url: "/v1/verifications",
+        headers: { "x-captcha-token": pass, "idempotency-key": "attempt-1" },
+        payload: { channel: "email", to, purpose: "sign_in" },
+      });
+    expect((await retry(recipient(1))).statusCode).toBe(201);
+    // The first code goes while its key and the pass's mark live on (a cluster's Redis keeps a
+    // code an hour past its expiry, the key a day): the retry would otherwise be a new send.
+    t.server.backend.db.prepare("DELETE FROM codes").run();
+    expectProblem(await retry(recipient(2)), 400, "CAPTCHA_FAILED");
+    expectProblem(await retry(recipient(1)), 400, "CAPTCHA_FAILED");
+    expect(t.server.backend.db.prepare("SELECT count(*) AS n FROM codes").get()).toEqual({ n: 0 });
+  });
+
   it("replays a send that crossed the risk threshold to its retry, rather than asking for a captcha", async () => {
     t = await open();
     for (let n = 1; n <= 2; n += 1) expect((await send({ to: recipient(n) })).statusCode).toBe(201);

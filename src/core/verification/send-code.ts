@@ -160,6 +160,9 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       ? `captcha:replay:${sha256Hex(`${input.idempotencyKey}\0${input.captchaToken}`)}`
       : undefined;
   let captchaSolved = false;
+  // Set when the pass was spent by this key's first attempt: then only that attempt's answer may
+  // be given again, never a new code (the refusal to give when there is none to replay).
+  let spentPassRefusal: OtpError | undefined;
   // A stale pass's refusal, answered only if the risk rules then ask for a captcha (passMayBeStale).
   let stalePassRefusal: OtpError | undefined;
   // Gives the redeemed pass back when no code is issued after all (see CaptchaService.redeemPass).
@@ -203,7 +206,8 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
         // on to the store, which replays the first answer.
         const retried =
           passReplayKey !== undefined && (await deps.counters.peek(app.id, passReplayKey, now)).count > 0;
-        if (!retried) {
+        if (retried) spentPassRefusal = error instanceof OtpError ? error : new OtpError("CAPTCHA_FAILED");
+        else {
           const mayBeStale = input.passMayBeStale && captchaMode === "risk" && error instanceof OtpError;
           if (!mayBeStale) {
             log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
@@ -288,6 +292,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     request.idempotency = {
       key: input.idempotencyKey,
       fingerprint: fingerprint(channel, recipient, purpose),
+      ...(spentPassRefusal ? { replayOnly: true } : {}),
     };
   }
 
@@ -316,6 +321,19 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     log("rate_limited", { reason: outcome.rule });
     throw new OtpError(outcome.rule.startsWith("recipient:") ? "RESEND_TOO_SOON" : "RATE_LIMITED", {
       details,
+    });
+  }
+  if (outcome.kind === "not_replayed") {
+    // The first send's answer is gone (its code outlived), and the spent pass cannot buy another.
+    const refusal = spentPassRefusal ?? new OtpError("CAPTCHA_FAILED");
+    log("captcha_failed", { reason: refusal.message });
+    throw refusal;
+  }
+  if (outcome.kind === "in_progress") {
+    await givePassBack();
+    throw new OtpError("STORE_UNAVAILABLE", {
+      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
+      details: { retryAfterSeconds: 1 },
     });
   }
   if (outcome.kind === "replayed") {

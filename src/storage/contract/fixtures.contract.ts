@@ -86,7 +86,7 @@ export function issueRequest(
   counters: CounterCheck[] = [],
   options: {
     outbox?: boolean;
-    idempotency?: { key: string; fingerprint: string };
+    idempotency?: { key: string; fingerprint: string; replayOnly?: boolean };
     /** the secrets the slot's tags are made under (default CONTRACT_SECRETS) */
     secrets?: CodeSecrets;
   } = {},

@@ -303,6 +303,29 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         });
       });
 
+      it("issues nothing for a replay-only request with no first answer to give", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const rules = [counter("r:60", 1, 60)];
+        const replayOnly = { key: "spent-pass", fingerprint: "a".repeat(64), replayOnly: true };
+        const record = codeRecord(appId, now);
+        expect(await store.issue(issueRequest(record, rules, { idempotency: replayOnly }), now)).toEqual({
+          kind: "not_replayed",
+        });
+        expect(await store.get(appId, record.id)).toBeNull();
+        expect((await fixture.counters.peek(appId, "r:60", now)).count).toBe(0);
+        expect(await queued(record.id, now)).toEqual([]);
+        // With a first answer under the key, it is replayed as for any retry.
+        const first = codeRecord(appId, now);
+        await store.issue(
+          issueRequest(first, rules, { idempotency: { key: "spent-pass", fingerprint: "a".repeat(64) } }),
+          now,
+        );
+        expect(
+          await store.issue(issueRequest(codeRecord(appId, now), rules, { idempotency: replayOnly }), now),
+        ).toMatchObject({ kind: "replayed", record: { id: first.id } });
+      });
+
       it("keeps a test recipient's code but queues no message for it", async () => {
         const now = baseTime();
         const record = codeRecord(uniqueId("app"), now);

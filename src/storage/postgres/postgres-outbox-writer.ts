@@ -1,4 +1,4 @@
-import type pg from "pg";
+import pg from "pg";
 import type { OutboxMessage } from "../../core/types.js";
 import { columnsOf, createBatcher } from "./postgres-batcher.js";
 
@@ -15,6 +15,20 @@ const INSERT_BATCH = `
 
 // A bigger batch holds its connection for longer than the fsyncs it saves.
 const MAX_BATCH_ROWS = 500;
+
+/**
+ * A batch whose statement never reached PostgreSQL (no connection could be had): nothing of it
+ * was committed. Any other failure may have come after the commit (a connection that broke or went
+ * silent before its answer), unless PostgreSQL itself answered with an error.
+ */
+export class OutboxRowsNotSent extends Error {
+  constructor(cause: unknown) {
+    super(`no connection for the outbox rows: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = "OutboxRowsNotSent";
+  }
+}
 
 /** Queues outbox rows durably; the request path of a send waits on it. */
 export interface OutboxWriter {
@@ -34,26 +48,41 @@ export function createPostgresOutboxWriter(
   options: { maxConcurrentCommits: number },
 ): OutboxWriter {
   const batcher = createBatcher<OutboxMessage>(
-    (messages) =>
-      pool.query({
-        name: "vd_outbox_enqueue",
-        text: INSERT_BATCH,
-        values: columnsOf(
-          messages.map((message) => [
-            message.id,
-            message.appId,
-            message.verificationId,
-            message.channel,
-            message.to,
-            message.purpose,
-            message.locale,
-            message.sealedCode,
-            message.createdAtMs,
-            message.deliverBeforeMs,
-          ]),
-          10,
-        ),
-      }),
+    async (messages) => {
+      // Connected first, apart from the statement, so a failure says which side of it it came from.
+      let client: pg.PoolClient;
+      try {
+        client = await pool.connect();
+      } catch (error) {
+        throw new OutboxRowsNotSent(error);
+      }
+      try {
+        await client.query({
+          name: "vd_outbox_enqueue",
+          text: INSERT_BATCH,
+          values: columnsOf(
+            messages.map((message) => [
+              message.id,
+              message.appId,
+              message.verificationId,
+              message.channel,
+              message.to,
+              message.purpose,
+              message.locale,
+              message.sealedCode,
+              message.createdAtMs,
+              message.deliverBeforeMs,
+            ]),
+            10,
+          ),
+        });
+        client.release();
+      } catch (error) {
+        // PostgreSQL's own refusal leaves the connection sound; any other failure does not.
+        client.release(!(error instanceof pg.DatabaseError));
+        throw error;
+      }
+    },
     { maxConcurrent: options.maxConcurrentCommits, maxItems: MAX_BATCH_ROWS },
   );
   return { enqueue: (message) => batcher.add(message), drain: () => batcher.drain() };

@@ -6,8 +6,10 @@ import type { Logger } from "../../core/ports.js";
 export const POSTGRES_CONNECT_TIMEOUT_MS = 2_000;
 // Every statement on the request path is a key lookup or a small insert; one running this long
 // means the database is stuck, and the caller is better served by a 503. The server cancels the
-// statement first (so it cannot commit after we gave up); the client's own timeout, a second
-// later, only catches a connection that went silent.
+// statement first; the client's own timeout, a second later, catches a connection that went
+// silent. A commit can still outlast both (PostgreSQL stops the statement's timer before it
+// commits), so the send path takes a silent connection for an unknown outcome, never for a
+// failure (cluster-verification-store.ts).
 export const POSTGRES_STATEMENT_TIMEOUT_MS = 5_000;
 const POSTGRES_CLIENT_TIMEOUT_MS = POSTGRES_STATEMENT_TIMEOUT_MS + 1_000;
 // Idle connections are closed after this, so a pool sized for a burst shrinks back.

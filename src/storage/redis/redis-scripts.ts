@@ -104,10 +104,17 @@ end
 /**
  * issue. KEYS: the slot's key under each of its tags (newest secret first), idempotency, counters...
  * ARGV: now, packed code, code TTL ms, app tag, id, fingerprint ('' = no idempotency), idempotency
- * TTL ms, number of slot keys, then per counter: limit, window ms, increment (0|1), flags ('s'
- * shadow, 'l' a limit that sets resend-after).
- * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'refused', {index, ms left}...}
- * | {'issued', resendAfterMs, {shadowed index...}}.
+ * TTL ms, number of slot keys, the idempotency entry's pending TTL ms ('0': durable at once),
+ * replay only ('1'|'0'), then per counter: limit, window ms, increment (0|1), flags ('s' shadow,
+ * 'l' a limit that sets resend-after).
+ * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} |
+ * {'not_replayed'} | {'refused', {index, ms left}...}
+ * | {'issued', resendAfterMs, {shadowed index...}, superseded pending code's id or ''}.
+ *
+ * An idempotency entry is "expires:resend:id:fingerprint:state". Its state is 'p' (pending) until
+ * the send's outbox row is committed elsewhere (PostgreSQL) and 'confirm' makes it 'd' (durable):
+ * only a durable send is replayed, as a 2xx must mean the message is queued. A pending entry lives
+ * only as long as a commit can take, so one whose send died (a crash, a lost withdraw) lapses.
  */
 const ISSUE = `${COUNTERS}${CODES}
 local now = tonumber(ARGV[1])
@@ -119,13 +126,16 @@ local idempotency = KEYS[slots + 1]
 if fingerprint ~= '' then
   local seen = redis.call('GET', idempotency)
   if seen then
-    local expires, resend, first_id, first_fingerprint = string.match(seen, '^(%d+):(%d+):([^:]*):(.*)$')
-    if tonumber(expires) > now then
+    local expires, resend, first_id, first_fingerprint, state =
+      string.match(seen, '^(%d+):(%d+):([^:]*):([^:]*):?(%a?)$')
+    if expires and tonumber(expires) > now then
+      if state == 'p' then return {'in_progress'} end
       local first = code_by_id(app, first_id)
       -- Like SQLite: a key whose code is gone no longer replays; the request is issued afresh.
       if first then return {'replayed', first_id, first, tonumber(resend), first_fingerprint} end
     end
   end
+  if ARGV[10] == '1' then return {'not_replayed'} end
 end
 local counters = #KEYS - slots - 1
 -- Every counter in one command (they share the app's hash tag), read once for the check and the hit.
@@ -136,7 +146,7 @@ local counts, resets = {}, {}
 -- Check every rule before counting any, so a refused request consumes no budget.
 local refusals, shadowed = {}, {}
 for i = 1, counters do
-  local a = 9 + (i - 1) * 4
+  local a = 11 + (i - 1) * 4
   local c, r = parse_counter(values[i], now)
   counts[i], resets[i] = c, r
   if r ~= 0 and c + tonumber(ARGV[a + 2]) > tonumber(ARGV[a]) then
@@ -150,7 +160,7 @@ end
 if #refusals > 0 then return {'refused', refusals} end
 local resend_ms = 0
 for i = 1, counters do
-  local a = 9 + (i - 1) * 4
+  local a = 11 + (i - 1) * 4
   if ARGV[a + 2] ~= '0' then
     local c, r = count_hit(counter_keys[i], counts[i], resets[i], tonumber(ARGV[a + 1]), now)
     if string.find(ARGV[a + 3], 'l', 1, true) and c >= tonumber(ARGV[a]) and r - now > resend_ms then
@@ -161,14 +171,18 @@ end
 -- At most one pending code per slot. The slot's key passes to the new code; the code it held moves
 -- to its own key with what its TTL had left, superseded if it was pending, so its id still answers.
 -- Its id has the new one's tag (the same key); its time and random part are in its stamp.
+-- A pending code superseded here is named in the answer, so a withdraw can hand the slot back to it.
 local held = redis.call('GET', KEYS[1])
+local superseded = ''
 if held then
   local ttl = redis.call('PTTL', KEYS[1])
-  if string.sub(held, 1, 1) == 'p' then held = 's' .. string.sub(held, 2) end
+  local was_pending = string.sub(held, 1, 1) == 'p'
+  if was_pending then held = 's' .. string.sub(held, 2) end
   if ttl > 0 then
     local held_id = PREFIX .. string.sub(held, -STAMP_BYTES, -RANDOM_BYTES - 1) .. string.sub(id, TAG_FROM, TAG_TO)
       .. base64url(string.sub(held, -RANDOM_BYTES))
     redis.call('SET', app .. 'c:' .. held_id, held, 'PX', ttl)
+    if was_pending then superseded = held_id end
   end
 end
 -- Under an older secret's tag (issued before a rotation) a pending code is superseded in place.
@@ -179,16 +193,35 @@ end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if fingerprint ~= '' then
   local ttl = tonumber(ARGV[7])
+  local pending_ttl = tonumber(ARGV[9])
   redis.call('SET', idempotency,
-    string.format('%d:%d:', now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint, 'PX', ttl)
+    string.format('%d:%d:', now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint
+      .. (pending_ttl > 0 and ':p' or ':d'),
+    'PX', pending_ttl > 0 and pending_ttl or ttl)
 end
-return {'issued', resend_ms, shadowed}
+return {'issued', resend_ms, shadowed, superseded}
+`;
+
+/**
+ * confirm: the send's outbox row is committed, so its idempotency entry may now replay it.
+ * KEYS: idempotency. ARGV: now, id. Returns 1 when the entry (still this send's) became durable.
+ */
+const CONFIRM = `
+local seen = redis.call('GET', KEYS[1])
+if not seen then return 0 end
+local expires, rest = string.match(seen, '^(%d+):(.*):p$')
+if not expires or string.match(seen, '^%d+:%d+:([^:]*):') ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], expires .. ':' .. rest .. ':d', 'PX', math.max(1, tonumber(expires) - tonumber(ARGV[1])))
+return 1
 `;
 
 /**
  * withdraw: undoes an `issue` whose outbox commit failed. KEYS: the code's slot key, its own key,
- * idempotency, counters... ARGV: now, id, the id's stamp, then per counter its increment
- * (0|1). The superseded code is not restored (the caller gets a 503 and sends again).
+ * idempotency, the own key of the pending code the issue superseded (any key of the app when
+ * none), counters... ARGV: now, id, the id's stamp, '1' when a code was superseded, then per
+ * counter its increment (0|1). The superseded code gets the slot back, pending again, unless
+ * another code has taken the slot since: a failed resend leaves the code already delivered valid,
+ * as a rolled-back SQLite transaction does.
  */
 const WITHDRAW = `${COUNTERS}${CODES}
 local now = tonumber(ARGV[1])
@@ -197,8 +230,16 @@ local key = code_at(KEYS[1], KEYS[2], ARGV[3])
 redis.call('DEL', key)
 local seen = redis.call('GET', KEYS[3])
 if seen and string.match(seen, '^%d+:%d+:([^:]*):') == id then redis.call('DEL', KEYS[3]) end
-for i = 1, #KEYS - 3 do
-  if ARGV[3 + i] == '1' then refund_counter(KEYS[3 + i], now) end
+if ARGV[4] == '1' and key == KEYS[1] then
+  local held = redis.call('GET', KEYS[4])
+  local ttl = redis.call('PTTL', KEYS[4])
+  if held and string.sub(held, 1, 1) == 's' and ttl > 0 then
+    redis.call('SET', KEYS[1], 'p' .. string.sub(held, 2), 'PX', ttl)
+    redis.call('DEL', KEYS[4])
+  end
+end
+for i = 1, #KEYS - 4 do
+  if ARGV[4 + i] == '1' then refund_counter(KEYS[4 + i], now) end
 end
 return 1
 `;
@@ -344,6 +385,7 @@ type ScriptCall = (numberOfKeys: number, ...args: Arg[]) => Promise<unknown>;
 export interface VerifydScripts {
   vdIssueBuffer: ScriptCall;
   vdWithdraw: ScriptCall;
+  vdConfirm: ScriptCall;
   vdConsumeAttemptBuffer: ScriptCall;
   vdApprove: ScriptCall;
   vdCancelBuffer: ScriptCall;
@@ -357,6 +399,7 @@ export interface VerifydScripts {
 const SCRIPTS: Record<string, string> = {
   vdIssue: ISSUE,
   vdWithdraw: WITHDRAW,
+  vdConfirm: CONFIRM,
   vdConsumeAttempt: CONSUME_ATTEMPT,
   vdApprove: APPROVE,
   vdCancel: CANCEL,

@@ -37,13 +37,35 @@ const REFUSAL_BY_STATUS: Record<string, AttemptRefusal> = {
  * records, which live in PostgreSQL (the cluster store composes both). `issue` here ignores
  * `request.outbox`; `withdraw` undoes an `issue` whose outbox row could not be committed.
  */
-export interface RedisVerificationStore extends Omit<VerificationStore, "deliveries"> {
+export interface RedisVerificationStore extends Omit<VerificationStore, "deliveries" | "issue"> {
   /**
-   * Atomically deletes the issued code and its idempotency entry (if it still names it) and
-   * refunds the counters `issue` counted. The superseded code is not restored.
+   * As VerificationStore.issue; with `outboxPending`, an idempotency entry it writes replays
+   * nothing (answers `in_progress`) until `confirm` says the outbox row is committed.
    */
-  withdraw(request: IssueRequest, nowMs: number): Promise<void>;
+  issue(
+    request: IssueRequest,
+    nowMs: number,
+    options?: { outboxPending: boolean },
+  ): Promise<RedisIssueOutcome>;
+  /** The send's outbox row is committed: its idempotency entry now replays it. */
+  confirm(request: IssueRequest, nowMs: number): Promise<void>;
+  /**
+   * Atomically deletes the issued code and its idempotency entry (if it still names it), refunds
+   * the counters `issue` counted, and gives the slot back to the pending code the issue
+   * superseded (`supersededId`), unless a newer code has taken it since.
+   */
+  withdraw(request: IssueRequest, nowMs: number, supersededId?: string): Promise<void>;
 }
+
+/** An issue's outcome; an issued one names the pending code it superseded, if any. */
+export type RedisIssueOutcome =
+  | Exclude<IssueOutcome, { kind: "issued" }>
+  | (Extract<IssueOutcome, { kind: "issued" }> & { supersededId?: string });
+
+// How long an idempotency entry waits for its send's outbox commit before it lapses: longer than
+// a commit may take (the pool's statement and query timeouts, postgres-pool.ts), so a live send's
+// entry never lapses first, yet a send that died leaves its key usable again soon.
+export const IDEMPOTENCY_PENDING_TTL_MS = 30_000;
 
 /**
  * The codes, counters, idempotency keys and tokens of the cluster mode in Redis. Every method is
@@ -64,7 +86,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
   };
 
   return {
-    async issue(request, nowMs): Promise<IssueOutcome> {
+    async issue(request, nowMs, options): Promise<RedisIssueOutcome> {
       const { appId, code, counters, slotTags } = request;
       // The code goes under the tag its id carries; the other tags only supersede.
       const tag = parseVerificationId(code.id)?.slotTag;
@@ -79,6 +101,8 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         request.idempotency?.fingerprint ?? "",
         IDEMPOTENCY_TTL_MS,
         slotTags.length,
+        options?.outboxPending ? IDEMPOTENCY_PENDING_TTL_MS : 0,
+        request.idempotency?.replayOnly ? 1 : 0,
       ];
       for (const counter of counters) {
         const kind = counter.kind ?? "limit";
@@ -92,6 +116,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       ];
       const reply = replyArray(await redis.vdIssueBuffer(issueKeyList.length, ...issueKeyList, ...argv));
       const kind = replyText(reply[0]);
+      if (kind === "in_progress" || kind === "not_replayed") return { kind };
       if (kind === "replayed") {
         const id = replyText(reply[1]);
         return {
@@ -119,23 +144,38 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         if (!refusal) throw new Error("issue script refused without a rule");
         return { kind: "refused", ...refusal };
       }
+      const supersededId = replyText(reply[3]);
       return {
         kind: "issued",
         resendAfterSeconds: Math.ceil(replyNumber(reply[1]) / 1000),
         shadowed: replyArray(reply[2]).map((index) => counters[replyNumber(index) - 1]?.rule ?? ""),
+        ...(supersededId ? { supersededId } : {}),
       };
     },
 
-    async withdraw(request, nowMs) {
+    async confirm(request, nowMs) {
+      if (!request.idempotency) return;
+      await redis.vdConfirm(1, idempotencyKey(request), nowMs, request.code.id);
+    },
+
+    async withdraw(request, nowMs, supersededId) {
       const code = codeKeys(request.appId, request.code.id);
       if (!code) return;
-      const withdrawKeys = [code.slot, code.own, idempotencyKey(request), ...counterKeys(request)];
+      const withdrawKeys = [
+        code.slot,
+        code.own,
+        idempotencyKey(request),
+        // any key of the app stands in when there is none (a script's keys are fixed in place)
+        keys.code(request.appId, supersededId ?? request.code.id),
+        ...counterKeys(request),
+      ];
       await redis.vdWithdraw(
         withdrawKeys.length,
         ...withdrawKeys,
         nowMs,
         request.code.id,
         code.stamp,
+        supersededId ? 1 : 0,
         ...request.counters.map((counter) => (counter.increment === 0 ? 0 : 1)),
       );
     },

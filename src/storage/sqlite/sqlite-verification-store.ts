@@ -249,6 +249,7 @@ export function createSqliteVerificationStore(
           fingerprint: seen.fingerprint,
         };
       }
+      if (request.idempotency.replayOnly) return { kind: "not_replayed" };
     }
     let refusal: { rule: string; refusal: CounterKind; retryAfterSeconds: number } | null = null;
     const current = counts(appId, request.counters, now);
