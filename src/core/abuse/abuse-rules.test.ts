@@ -7,6 +7,7 @@ import type { CounterCheck } from "../ports.js";
 import { parseRecipient } from "../recipients.js";
 import type { AbusePolicy, App, PumpingPolicy, Recipient } from "../types.js";
 import {
+  clientAddressOf,
   countryRefusal,
   detectPumpingAnomaly,
   isSafeListed,
@@ -53,6 +54,20 @@ describe("subnetOf", () => {
     "2001:db8::g",
   ])("has no subnet for %j", (ip) => {
     expect(subnetOf(ip)).toBeUndefined();
+  });
+});
+
+describe("clientAddressOf", () => {
+  it.each([
+    ["203.0.113.7", "203.0.113.7"],
+    ["::ffff:203.0.113.7", "203.0.113.7"],
+    ["::FFFF:10.1.2.3", "10.1.2.3"],
+    ["2001:db8:1:2::a", "2001:db8:1:2::/64"],
+    ["2001:0DB8:0001:0002:ffff:0:0:b", "2001:db8:1:2::/64"],
+    ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["not an ip", "not an ip"],
+  ])("counts %s as %s", (ip, client) => {
+    expect(clientAddressOf(ip)).toBe(client);
   });
 });
 

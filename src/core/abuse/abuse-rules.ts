@@ -15,16 +15,28 @@ export interface ClientContext {
 // The first three octets of a dotted-quad IPv4 address, each 0-255 (what node:net `isIPv4` accepts).
 const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
 const IPV4_NETWORK_24 = new RegExp(`^(${OCTET}\\.${OCTET}\\.${OCTET})\\.${OCTET}$`);
+const IPV4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
 /** The /24 (IPv4) or /64 (IPv6) network of an address: bots rotate addresses within one. */
 export function subnetOf(ip: string): string | undefined {
   // One regex for the common case: this runs on every send, and first on a flood's refusals.
   const network = IPV4_NETWORK_24.exec(ip)?.[1];
   if (network !== undefined) return `${network}.0/24`;
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(ip);
+  const mapped = IPV4_MAPPED.exec(ip);
   if (mapped?.[1]) return subnetOf(mapped[1]);
   if (!isIPv6(ip)) return undefined;
   return `${expandIPv6(ip).slice(0, 4).join(":")}::/64`;
+}
+
+/**
+ * The one client a per-IP budget counts: an IPv4 address as it is, an IPv6 address by its /64.
+ * An IPv6 subscriber is routed a whole /64 and may send from any address in it; an IPv4 /24 holds
+ * many unrelated clients, so that grouping is left to the subnet rules.
+ */
+export function clientAddressOf(ip: string): string {
+  const mapped = IPV4_MAPPED.exec(ip)?.[1];
+  if (mapped !== undefined) return mapped;
+  return isIPv6(ip) ? (subnetOf(ip) ?? ip) : ip;
 }
 
 function expandIPv6(ip: string): string[] {

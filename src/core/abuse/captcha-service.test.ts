@@ -11,6 +11,7 @@ import {
   CHALLENGE_TTL_SECONDS,
   createCaptchaService,
   PASS_TTL_SECONDS,
+  WRONG_ANSWERS_PER_IP,
 } from "./captcha-service.js";
 
 const SECRET = "captcha-secret-0123456789abcdef";
@@ -236,6 +237,93 @@ describe("solve: tries, expiry, single use", () => {
     const { token } = await captcha.createChallenge(shop, "image");
     for (let n = 0; n < 5; n++) await failure(captcha.solve(other, token, IMAGE_ANSWER));
     expect((await captcha.solve(shop, token, IMAGE_ANSWER)).passToken).toMatch(/^cp_/);
+  });
+});
+
+describe("per-client budgets", () => {
+  const IP = "203.0.113.7";
+
+  async function refusedClient(call: Promise<unknown>): Promise<void> {
+    const error = await otpError(call);
+    expect(error.code).toBe("RATE_LIMITED");
+    expect(error.details).toMatchObject({ rule: "captcha_per_ip", retryAfterSeconds: expect.any(Number) });
+  }
+
+  /** Spends the IP's whole budget of wrong answers, one challenge each. */
+  async function answerWrongUntilOverBudget(ip: (n: number) => string): Promise<void> {
+    expect(WRONG_ANSWERS_PER_IP.limit).toBe(10);
+    for (let n = 0; n < WRONG_ANSWERS_PER_IP.limit; n++) {
+      const { token } = await captcha.createChallenge(shop, "slider", ip(n));
+      await failure(captcha.solve(shop, token, "1", undefined, ip(n)));
+    }
+  }
+
+  it("refuses an answer to a challenge drawn earlier once the IP has 10 wrong answers, without spending its try", async () => {
+    const drawnEarly = await captcha.createChallenge(shop, "slider", IP);
+    await answerWrongUntilOverBudget(() => IP);
+    for (let n = 0; n < CHALLENGE_TRIES; n++) {
+      await refusedClient(captcha.solve(shop, drawnEarly.token, String(SLIDER_X), undefined, IP));
+    }
+    await refusedClient(captcha.createChallenge(shop, "slider", IP));
+    // Every try is left: the refusals never reached the challenge.
+    expect((await captcha.solve(shop, drawnEarly.token, String(SLIDER_X))).passToken).toMatch(/^cp_/);
+  });
+
+  it("judges answers again once the window of the wrong ones has passed", async () => {
+    await answerWrongUntilOverBudget(() => IP);
+    clock.advanceSeconds(WRONG_ANSWERS_PER_IP.windowSeconds);
+    const { token } = await captcha.createChallenge(shop, "slider", IP);
+    expect((await captcha.solve(shop, token, String(SLIDER_X), undefined, IP)).passToken).toMatch(/^cp_/);
+  });
+
+  it("judges at most 10 of 20 concurrent wrong answers from one IP", async () => {
+    const tokens: string[] = [];
+    for (let n = 0; n < 20; n++) tokens.push((await captcha.createChallenge(shop, "slider", IP)).token);
+    const outcomes = await Promise.allSettled(
+      tokens.map((token) => captcha.solve(shop, token, "1", undefined, IP)),
+    );
+    const codes = outcomes.map((outcome) =>
+      outcome.status === "rejected" ? (outcome.reason as { code: string }).code : "passed",
+    );
+    expect(codes.filter((code) => code === "CAPTCHA_FAILED")).toHaveLength(10);
+    expect(codes.filter((code) => code === "RATE_LIMITED")).toHaveLength(10);
+  });
+
+  it("counts neither a right answer nor an answer to an unknown challenge as wrong", async () => {
+    for (let n = 0; n < WRONG_ANSWERS_PER_IP.limit - 1; n++) {
+      const { token } = await captcha.createChallenge(shop, "slider", IP);
+      await failure(captcha.solve(shop, token, "1", undefined, IP));
+    }
+    const right = await captcha.createChallenge(shop, "slider", IP);
+    await captcha.solve(shop, right.token, String(SLIDER_X), undefined, IP);
+    for (let n = 0; n < 5; n++) await failure(captcha.solve(shop, "cc_unknown", "1", undefined, IP));
+    const tenth = await captcha.createChallenge(shop, "slider", IP);
+    await failure(captcha.solve(shop, tenth.token, "1", undefined, IP));
+    await refusedClient(captcha.solve(shop, tenth.token, String(SLIDER_X), undefined, IP));
+  });
+
+  it("counts every address of an IPv6 /64 as one client, for wrong answers and challenges", async () => {
+    await answerWrongUntilOverBudget((n) => `2001:db8:aa:bb::${n + 1}`);
+    const { token } = await captcha.createChallenge(shop, "slider", "2001:db8:aa:cc::1");
+    await refusedClient(captcha.solve(shop, token, String(SLIDER_X), undefined, "2001:db8:aa:bb:ffff::9"));
+    await refusedClient(captcha.createChallenge(shop, "slider", "2001:0db8:00aa:00bb::abcd"));
+    // The neighbouring /64 is another client.
+    expect(
+      (await captcha.solve(shop, token, String(SLIDER_X), undefined, "2001:db8:aa:cc::2")).passToken,
+    ).toMatch(/^cp_/);
+    clock.advanceSeconds(WRONG_ANSWERS_PER_IP.windowSeconds);
+    for (let n = 0; n < 30; n++) await captcha.createChallenge(shop, "image", `2001:db8:1:2::${n + 1}`);
+    await refusedClient(captcha.createChallenge(shop, "image", "2001:db8:1:2:3:4:5:6"));
+    await captcha.createChallenge(shop, "image", "2001:db8:1:3::1");
+  });
+
+  it("counts an IPv4 client by its address alone, however it is written", async () => {
+    await answerWrongUntilOverBudget(() => IP);
+    await refusedClient(captcha.createChallenge(shop, "slider", `::ffff:${IP}`));
+    const { token } = await captcha.createChallenge(shop, "slider", "203.0.113.8");
+    expect((await captcha.solve(shop, token, String(SLIDER_X), undefined, "203.0.113.8")).passToken).toMatch(
+      /^cp_/,
+    );
   });
 });
 

@@ -11,6 +11,7 @@ import type {
 } from "../ports.js";
 import type { CodeSecrets } from "../secrets.js";
 import type { App } from "../types.js";
+import { clientAddressOf } from "./abuse-rules.js";
 
 /** A challenge lives 300 s and allows a few tries; its pass token lives 600 s (issue 3). */
 export const CHALLENGE_TTL_SECONDS = 300;
@@ -32,8 +33,9 @@ export const CAPTCHA_PASS_REFUSALS = {
 } as const;
 
 /**
- * Per client IP and 10 minutes: challenges drawn (each costs CPU to render) and wrong answers (a
- * blind guesser solves a slider about once in eight challenges, so its guesses must be scarce).
+ * Per client IP (an IPv6 client by its /64) and 10 minutes: challenges drawn (each costs CPU to
+ * render) and wrong answers (a blind guesser solves a slider about once in eight challenges, so its
+ * guesses must be scarce).
  */
 export const CHALLENGES_PER_IP = { limit: 30, windowSeconds: 600 };
 export const WRONG_ANSWERS_PER_IP = { limit: 10, windowSeconds: 600 };
@@ -84,16 +86,24 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       ...(rule ? { details: { rule } } : {}),
     });
 
-  const wrongAnswersKey = (ip: string) => `captcha:wrong:${ip}:${WRONG_ANSWERS_PER_IP.windowSeconds}`;
+  const wrongAnswersKey = (client: string) => `captcha:wrong:${client}:${WRONG_ANSWERS_PER_IP.windowSeconds}`;
+  const refusedClient = (refusedUntilMs: number, now: number) =>
+    new OtpError("RATE_LIMITED", {
+      details: {
+        retryAfterSeconds: Math.max(1, Math.ceil((refusedUntilMs - now) / 1000)),
+        rule: "captcha_per_ip",
+      },
+    });
 
   /** Refuses an IP that drew too many challenges or answered wrong too often. */
   async function admit(app: App, clientIp: string | undefined): Promise<void> {
     if (!clientIp) return;
+    const client = clientAddressOf(clientIp);
     const now = clock.nowMs();
-    const wrong = await deps.counters.peek(app.id, wrongAnswersKey(clientIp), now);
+    const wrong = await deps.counters.peek(app.id, wrongAnswersKey(client), now);
     const drawn = await deps.counters.hit(
       app.id,
-      `captcha:new:${clientIp}:${CHALLENGES_PER_IP.windowSeconds}`,
+      `captcha:new:${client}:${CHALLENGES_PER_IP.windowSeconds}`,
       CHALLENGES_PER_IP.windowSeconds,
       now,
     );
@@ -101,14 +111,24 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       wrong.count >= WRONG_ANSWERS_PER_IP.limit ? wrong.resetAtMs : 0,
       drawn.count > CHALLENGES_PER_IP.limit ? drawn.resetAtMs : 0,
     );
-    if (refusedUntil > 0) {
-      throw new OtpError("RATE_LIMITED", {
-        details: {
-          retryAfterSeconds: Math.max(1, Math.ceil((refusedUntil - now) / 1000)),
-          rule: "captcha_per_ip",
-        },
-      });
-    }
+    if (refusedUntil > 0) throw refusedClient(refusedUntil, now);
+  }
+
+  /**
+   * Counts an answer as wrong before it is judged, and refuses it when that puts the IP over its
+   * budget; resolves to the function that gives the count back (for an answer that was not wrong).
+   * Counting first, not peeking, is what bounds the guesses: a peeked budget lets concurrent
+   * guesses all through, and one checked only when a challenge is drawn lets a client draw its
+   * challenges first and then spend every try of each.
+   */
+  async function takeAnswerBudget(app: App, clientIp: string | undefined): Promise<() => Promise<void>> {
+    if (!clientIp) return async () => {};
+    const key = wrongAnswersKey(clientAddressOf(clientIp));
+    const now = clock.nowMs();
+    const wrong = await deps.counters.hit(app.id, key, WRONG_ANSWERS_PER_IP.windowSeconds, now);
+    // A refused answer stays counted: it lands in the window already over budget, and extends none.
+    if (wrong.count > WRONG_ANSWERS_PER_IP.limit) throw refusedClient(wrong.resetAtMs, now);
+    return () => deps.counters.refund(app.id, key, wrong.resetAtMs);
   }
 
   return {
@@ -151,7 +171,8 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     /**
      * Judges an answer. Image answers are case-insensitive; slider answers (the x offset, plain or
      * AJ-Captcha encrypted) pass within the generator's tolerance. A right answer spends the
-     * challenge and returns a pass token, bound to `bindTo` when given.
+     * challenge and returns a pass token, bound to `bindTo` when given. A client over its budget
+     * of wrong answers is refused as `createChallenge` refuses it, whatever it answers.
      */
     async solve(
       app: App,
@@ -161,9 +182,15 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       clientIp?: string,
     ): Promise<CaptchaPassResult> {
       if (rawAnswer.length === 0 || rawAnswer.length > MAX_ANSWER_CHARS) throw failed();
+      // Before the challenge's try is taken: a refused answer costs the challenge nothing.
+      const notWrong = await takeAnswerBudget(app, clientIp);
       const now = clock.nowMs();
       const challenge = await store.takeTry(app.id, token, now);
-      if (!challenge) throw failed("The captcha is unknown, expired or out of tries; request a new one");
+      if (!challenge) {
+        // No challenge, no guess: a stale token is what a person sends after a long pause.
+        await notWrong();
+        throw failed("The captcha is unknown, expired or out of tries; request a new one");
+      }
       let right = false;
       if (challenge.kind === "image") {
         right = hashEquals(
@@ -182,18 +209,10 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
           }
         }
       }
-      if (!right) {
-        // A wrong answer is an abuse signal: enough of them and this IP gets no new challenges.
-        if (clientIp) {
-          await deps.counters.hit(
-            app.id,
-            wrongAnswersKey(clientIp),
-            WRONG_ANSWERS_PER_IP.windowSeconds,
-            clock.nowMs(),
-          );
-        }
-        throw failed();
-      }
+      // A wrong answer stays counted: enough of them and this IP gets no new challenges, nor any
+      // answer judged.
+      if (!right) throw failed();
+      await notWrong();
       if (!(await store.consumeChallenge(app.id, token))) throw failed();
       const passToken = newSecretToken(PASS_TOKEN_PREFIX.slice(0, -1));
       await store.savePass({
