@@ -120,6 +120,27 @@ describe("loadConfig: providers and routing", () => {
     );
   });
 
+  // Regression: an app id containing "email" made its SMS routes checked as email ones. @see issue 7
+  it("checks an app's route against the channel its key names, whatever the app id contains", () => {
+    const hook = {
+      id: "hook",
+      type: "webhook",
+      url: "https://gateway.example/sms",
+      secret: "whsec_0123456789",
+    };
+    const load = (routing: Record<string, string[]>) =>
+      loadConfig({ VERIFYD_CONFIG: configFile({ providers: [mail, hook], routing }) });
+    expect(load({ "email-team/sms": ["hook"], "sms-team/email": ["mail"] }).routing).toEqual({
+      "email-team/sms": ["hook"],
+      "sms-team/email": ["mail"],
+    });
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({ providers: [mail, hook], routing: { "email-team/sms": ["mail"] } }),
+      }),
+    ).toEqual(['routing/email-team/sms/0: provider "mail" delivers email, not sms']);
+  });
+
   it("refuses a malformed route key", () => {
     const found = issues({
       VERIFYD_CONFIG: configFile({ providers: [mail], routing: { "email:CN": ["mail"] } }),

@@ -1,5 +1,6 @@
 import Type, { type Static, type TSchema } from "typebox";
 import { Value } from "typebox/value";
+import { routeKeyChannel } from "../core/delivery/sender-router.js";
 
 /**
  * The `providers`, `routing` and `delivery` sections of the config file. Each provider type has its
@@ -323,13 +324,14 @@ export function providerIssues(providers: ProviderEntry[], routing: RoutingConfi
     byId.set(entry.id, provider);
   });
   for (const [key, ids] of Object.entries(routing)) {
-    const channel = key.includes("email") ? "email" : "sms";
+    // undefined for a malformed key, which the schema's key pattern reports on its own
+    const channel = routeKeyChannel(key);
     ids.forEach((id, index) => {
       const provider = byId.get(id);
       if (!provider) {
         const known = [...byId.keys()].join(", ") || "none";
         issues.push(`routing/${key}/${index}: unknown provider "${id}" (declared: ${known})`);
-      } else if (providerChannel(provider) !== channel) {
+      } else if (channel !== undefined && providerChannel(provider) !== channel) {
         issues.push(
           `routing/${key}/${index}: provider "${id}" delivers ${providerChannel(provider)}, not ${channel}`,
         );

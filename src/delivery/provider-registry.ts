@@ -1,6 +1,11 @@
 import { type ProviderConfig, providerChannel, type RoutingConfig } from "../config/provider-schema.js";
 import type { DeliveryReceipt, StatusCallbackHandler } from "../core/delivery/delivery-receipts.js";
-import { createSenderRouter, routeKey, type SenderRouter } from "../core/delivery/sender-router.js";
+import {
+  createSenderRouter,
+  routeKey,
+  routeKeyChannel,
+  type SenderRouter,
+} from "../core/delivery/sender-router.js";
 import type { Logger, MessageSender } from "../core/ports.js";
 import { CHANNELS, type Channel } from "../core/types.js";
 import { createSmtpEmailSender } from "./email/smtp/smtp-email-sender.js";
@@ -159,8 +164,7 @@ export function createProviderRegistry(options: ProviderRegistryOptions): Provid
   for (const channel of CHANNELS) {
     const override = overrides[channel];
     if (override) {
-      for (const key of [...table.keys()])
-        if (key.replace(/^.*\//, "").startsWith(channel)) table.delete(key);
+      for (const key of [...table.keys()]) if (routeKeyChannel(key) === channel) table.delete(key);
       table.set(routeKey(undefined, channel), override);
       continue;
     }

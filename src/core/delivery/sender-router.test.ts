@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { newApp } from "../apps/apps.js";
 import type { MessageSender } from "../ports.js";
 import type { Channel, OutboxMessage } from "../types.js";
-import { createSenderRouter, regionOf, routeKey } from "./sender-router.js";
+import { createSenderRouter, regionOf, routeKey, routeKeyChannel } from "./sender-router.js";
 
 const sender = (id: string, channel: Channel = "sms"): MessageSender => ({
   id,
@@ -73,5 +73,15 @@ describe("routeKey and regionOf", () => {
     expect(regionOf("+8613800138000")).toBe("CN");
     expect(regionOf("+14155550100")).toBe("US");
     expect(regionOf("+442071838750")).toBe("GB");
+  });
+});
+
+describe("routeKeyChannel", () => {
+  it("reads the channel from the key's last segment, not from the app id", () => {
+    expect(routeKeyChannel("email-team/sms")).toBe("sms");
+    expect(routeKeyChannel("sms-team/email")).toBe("email");
+    expect(routeKeyChannel("email-team/sms:CN")).toBe("sms");
+    expect(routeKeyChannel("email")).toBe("email");
+    expect(routeKeyChannel("acme/fax")).toBeUndefined();
   });
 });

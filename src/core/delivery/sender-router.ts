@@ -1,6 +1,6 @@
 import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { MessageSender } from "../ports.js";
-import type { App, Channel, OutboxMessage } from "../types.js";
+import { type App, CHANNELS, type Channel, type OutboxMessage } from "../types.js";
 
 /** Picks the ordered providers for a message (issue routing: per app, channel, country). */
 export type SenderRouter = (message: OutboxMessage, app: App) => MessageSender[];
@@ -14,6 +14,15 @@ export type RouteTable = ReadonlyMap<string, readonly MessageSender[]>;
 /** The route key of an app, channel and destination region (no region for email). */
 export function routeKey(appId: string | undefined, channel: Channel, region?: string): string {
   return `${appId === undefined ? "" : `${appId}/`}${channel}${region === undefined ? "" : `:${region}`}`;
+}
+
+/**
+ * The channel a route key routes: its last path segment without the country, so an app id that
+ * happens to contain a channel's name (`email-team/sms`) never decides it.
+ */
+export function routeKeyChannel(key: string): Channel | undefined {
+  const channel = key.slice(key.lastIndexOf("/") + 1).split(":")[0];
+  return CHANNELS.find((each) => each === channel);
 }
 
 /**
