@@ -123,5 +123,28 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
         { provider, status: "delivered", atMs: now + 100, providerMessageId: "m-9" },
       ]);
     });
+
+    // Regression: a "sent" parked and retried after "delivered" turned it back. @see issue 7
+    it("moves a delivery only forward: a late or repeated receipt never undoes a final status", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      const provider = uniqueId("gateway");
+      await outbox.markSent(claimed, { provider, status: "sent", atMs: now, providerMessageId: "g-1" });
+      const receipt = (status: DeliveryRecord["status"], atMs: number, error?: string) =>
+        outbox.recordReceipt(provider, "g-1", { provider, status, atMs, ...(error ? { error } : {}) });
+      // a repeated "sent" matches its delivery (nothing to retry) and changes nothing
+      expect(await receipt("sent", now + 50)).toBe(true);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider, status: "sent", atMs: now, providerMessageId: "g-1" },
+      ]);
+      expect(await receipt("delivered", now + 100)).toBe(true);
+      expect(await receipt("sent", now + 200)).toBe(true);
+      expect(await receipt("failed", now + 300, "late report")).toBe(true);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider, status: "delivered", atMs: now + 100, providerMessageId: "g-1" },
+      ]);
+    });
   });
 }

@@ -17,6 +17,9 @@ interface Settlement {
   delivery: DeliveryRecord;
 }
 
+// A delivery whose status a receipt leaves alone: final already, or the receipt says nothing new.
+const STAYS = "status IN ('delivered', 'failed') OR status = $1";
+
 const STATEMENTS = {
   // SKIP LOCKED: concurrent claimers (other processes) skip the rows one is claiming instead of
   // waiting for it, and a row whose claim committed meanwhile is re-checked and left out, so no two
@@ -53,8 +56,15 @@ const STATEMENTS = {
     INSERT INTO deliveries (${DELIVERY_COLUMNS})
     SELECT app_id, verification_id, message_id, provider, status, at, error, provider_message_id
     FROM input ORDER BY position`,
-  receipt:
-    "UPDATE deliveries SET status = $1, at = $2, error = $3 WHERE provider = $4 AND provider_message_id = $5",
+  // Receipts arrive out of order (one parked and retried, a gateway's "sent" after its
+  // "delivered"): a receipt only moves a delivery forward, and a final status stays. A receipt
+  // that changes nothing still matched its delivery (the row count), so it is not retried.
+  receipt: `
+    UPDATE deliveries SET
+      status = CASE WHEN ${STAYS} THEN status ELSE $1 END,
+      at = CASE WHEN ${STAYS} THEN at ELSE $2 END,
+      error = CASE WHEN ${STAYS} THEN error ELSE $3 END
+    WHERE provider = $4 AND provider_message_id = $5`,
 };
 
 const LIST_DELIVERIES = `

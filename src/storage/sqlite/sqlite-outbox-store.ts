@@ -4,6 +4,9 @@ import { type OutboxRow, outboxMessagesFromRows } from "../rows.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
+// A delivery whose status a receipt leaves alone: final already, or the receipt says nothing new.
+const STAYS = "status IN ('delivered', 'failed') OR status = @status";
+
 /** The embedded outbox: claims are leases, so a crashed worker's messages come back when they lapse. */
 export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit): OutboxStore {
   const statements = {
@@ -27,9 +30,15 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
     insertDelivery: db.prepare(`
       INSERT INTO deliveries (app_id, verification_id, message_id, provider, status, at, error, provider_message_id)
       VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-    receipt: db.prepare(
-      "UPDATE deliveries SET status = ?, at = ?, error = ? WHERE provider = ? AND provider_message_id = ?",
-    ),
+    // Receipts arrive out of order (one parked and retried, a gateway's "sent" after its
+    // "delivered"): a receipt only moves a delivery forward, and a final status stays. A receipt
+    // that changes nothing still matched its delivery (the row count), so it is not retried.
+    receipt: db.prepare(`
+      UPDATE deliveries SET
+        status = CASE WHEN ${STAYS} THEN status ELSE @status END,
+        at = CASE WHEN ${STAYS} THEN at ELSE @at END,
+        error = CASE WHEN ${STAYS} THEN error ELSE @error END
+      WHERE provider = @provider AND provider_message_id = @providerMessageId`),
   };
 
   const record = (message: OutboxMessage, delivery: DeliveryRecord) =>
@@ -73,13 +82,13 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
       await group.run(() => retry(message, delivery, nextAttemptAtMs));
     },
     async recordReceipt(provider, providerMessageId, delivery) {
-      const result = statements.receipt.run(
-        delivery.status,
-        delivery.atMs,
-        delivery.error ?? null,
+      const result = statements.receipt.run({
+        status: delivery.status,
+        at: delivery.atMs,
+        error: delivery.error ?? null,
         provider,
         providerMessageId,
-      );
+      });
       return result.changes > 0;
     },
   };
