@@ -10,7 +10,7 @@ const MAX_DEVICE_HEADER_CHARS = 512;
 export interface DeviceInfo {
   /** X-device-fingerprint: the device the abuse rules count */
   fingerprint: string;
-  /** X-device-ip when a trusted peer states it, otherwise the request's address */
+  /** X-device-ip when a trusted peer states it for itself, otherwise the request's address */
   clientIp: string;
 }
 
@@ -25,9 +25,11 @@ export function headerText(request: FastifyRequest, name: string): string | unde
 /**
  * Reads `X-operating-sys-version`, `X-device-fingerprint` and `X-agent` (all required) and
  * `X-device-ip`; null when the required ones are incomplete. `X-device-ip` is a claim the device
- * itself could make, so it is believed only from a peer named by VERIFYD_TRUST_PROXY (a gateway or
- * backend speaking for the device); from anyone else the client address is `request.ip` (the
- * socket's, or X-Forwarded-For's when a trusted proxy sent it).
+ * itself could make, so it is believed only from a peer named by VERIFYD_TRUST_PROXY that sent no
+ * `X-Forwarded-For` at all: a gateway or backend speaking for the device. A trusted peer that
+ * sends `X-Forwarded-For` is a proxy relaying the client, and proxies pass the client's own
+ * headers through untouched, so there the client address is `request.ip` (X-Forwarded-For's), as
+ * it is (the socket's) for any untrusted peer.
  */
 export function readDeviceHeaders(request: FastifyRequest, trusted: TrustedPeers): DeviceInfo | null {
   const required = ["x-operating-sys-version", "x-device-fingerprint", "x-agent"].map((name) =>
@@ -36,7 +38,12 @@ export function readDeviceHeaders(request: FastifyRequest, trusted: TrustedPeers
   if (required.some((value) => value === undefined || value.length > MAX_DEVICE_HEADER_CHARS)) return null;
   const stated = headerText(request, "x-device-ip");
   const peer = request.socket.remoteAddress;
-  const believed = stated !== undefined && isIP(stated) !== 0 && peer !== undefined && trusted.has(peer);
+  const believed =
+    stated !== undefined &&
+    isIP(stated) !== 0 &&
+    request.headers["x-forwarded-for"] === undefined &&
+    peer !== undefined &&
+    trusted.has(peer);
   return { fingerprint: required[1] as string, clientIp: believed ? stated : request.ip };
 }
 

@@ -45,6 +45,8 @@ interface CallOptions {
   /** header overrides; `undefined` removes a header */
   headers?: Record<string, string | undefined>;
   lang?: string;
+  /** the peer's address (inject's default is 127.0.0.1) */
+  remoteAddress?: string;
 }
 
 function call(method: "GET" | "POST", url: string, payload?: unknown, options: CallOptions = {}) {
@@ -58,6 +60,7 @@ function call(method: "GET" | "POST", url: string, payload?: unknown, options: C
     method,
     url,
     headers,
+    ...(options.remoteAddress ? { remoteAddress: options.remoteAddress } : {}),
     ...(payload === undefined ? {} : { payload: payload as Record<string, unknown> }),
   });
 }
@@ -839,25 +842,58 @@ describe("bad input: the exact IDaaS error, HTTP 400, never a 5xx", () => {
 });
 
 describe("device context", () => {
-  async function loggedSend(options: TestServerOptions, headers: Record<string, string>) {
-    t = await open(options);
-    expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN), { headers }));
+  const PROXY = "192.0.2.10";
+  const behindProxy: TestServerOptions = { env: { VERIFYD_TRUST_PROXY: PROXY } };
+
+  /** Sends to `to` through the open server; the send log's entry of it. */
+  async function loggedSend(call: CallOptions, to = ANN) {
+    expectOk(await sendCode("email", to, "REGISTER_EMS", await passFor(to), call));
     await t.engine.sendLog.flush();
     const [entry] = await t.engine.sendLog.query({ appId: "default", decision: "accepted", limit: 1 });
     return entry;
   }
 
-  it("believes X-device-ip from a trusted peer and counts the fingerprint as the device", async () => {
-    const entry = await loggedSend(
-      { env: { VERIFYD_TRUST_PROXY: "127.0.0.0/8" } },
-      { "x-device-ip": "203.0.113.7" },
-    );
+  it("believes X-device-ip from a trusted peer that sends no X-Forwarded-For, and counts the fingerprint as the device", async () => {
+    t = await open(behindProxy);
+    const entry = await loggedSend({ remoteAddress: PROXY, headers: { "x-device-ip": "203.0.113.7" } });
     expect(entry).toMatchObject({ face: "idaas", ip: "203.0.113.7", deviceId: "156aysdna213sc50" });
   });
 
+  it("ignores X-device-ip relayed by a trusted proxy: the client is the one X-Forwarded-For names", async () => {
+    t = await open(behindProxy);
+    const entry = await loggedSend({
+      remoteAddress: PROXY,
+      headers: { "x-forwarded-for": "198.51.100.4", "x-device-ip": "203.0.113.7" },
+    });
+    expect(entry?.ip).toBe("198.51.100.4");
+  });
+
   it("ignores X-device-ip from anyone else", async () => {
-    const entry = await loggedSend({}, { "x-device-ip": "203.0.113.7" });
-    expect(entry?.ip).toBe("127.0.0.1");
+    t = await open(behindProxy);
+    const entry = await loggedSend({
+      remoteAddress: "198.51.100.9",
+      headers: { "x-device-ip": "203.0.113.7" },
+    });
+    expect(entry?.ip).toBe("198.51.100.9");
+    const forwarded = await loggedSend(
+      {
+        remoteAddress: "198.51.100.10",
+        headers: { "x-forwarded-for": "198.51.100.4", "x-device-ip": "203.0.113.7" },
+      },
+      BOB,
+    );
+    expect(forwarded?.ip).toBe("198.51.100.10");
+  });
+
+  it("counts a relayed client's challenges by its forwarded address, whatever X-device-ip it states", async () => {
+    t = await open(behindProxy);
+    const draw = (n: number) =>
+      call("GET", "/api/v2/sdk/captcha", undefined, {
+        remoteAddress: PROXY,
+        headers: { "x-forwarded-for": "198.51.100.4", "x-device-ip": `10.0.0.${n}` },
+      });
+    for (let n = 1; n <= 30; n++) expect((await draw(n)).statusCode).toBe(200);
+    expectError(await draw(31), "CAPTCHA.1005");
   });
 });
 
