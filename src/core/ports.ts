@@ -409,7 +409,14 @@ export interface ExternalCaptchaVerifier {
   verify(token: string, remoteIp?: string): Promise<{ ok: boolean; reason?: string }>;
 }
 
-export type SendDecision = "accepted" | "rate_limited" | "captcha_required" | "denied" | "captcha_failed";
+export type SendDecision =
+  | "accepted"
+  | "rate_limited"
+  | "captcha_required"
+  | "denied"
+  | "captcha_failed"
+  /** refused by an account rule (no such account, or one exists): it told whether one exists */
+  | "account_refused";
 
 /** One send decision, for abuse analysis and the admin console (masked recipient, never a code). */
 export interface SendLogEntry {

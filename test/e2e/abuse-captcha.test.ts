@@ -452,6 +452,34 @@ describe("pass tokens: binding, replay, app", () => {
   });
 });
 
+describe("account look-ups", () => {
+  it("count on the client's risk rules and are logged, so a run of them meets the captcha (@see issue 3)", async () => {
+    t = await open();
+    const probe = (n: number, captchaToken?: string) =>
+      send({
+        to: recipient(n),
+        body: { target: "user" },
+        ...(captchaToken ? { captchaToken } : {}),
+      });
+    for (let n = 1; n <= 3; n++) expect((await probe(n)).json()).toMatchObject({ code: "ACCOUNT_NOT_FOUND" });
+    // The fourth look-up is the client's fourth try in 10 minutes, as a fourth send would be.
+    expectProblem(await probe(4), 428, "CAPTCHA_REQUIRED");
+    expect((await probe(4, await solveCaptcha({ to: recipient(4) }))).json()).toMatchObject({
+      code: "ACCOUNT_NOT_FOUND",
+    });
+    // A send from the same client meets the same captcha: the look-ups counted as tries.
+    expectProblem(await send({ to: recipient(5) }), 428, "CAPTCHA_REQUIRED");
+    const looked = await sendLog("default", "account_refused");
+    expect(looked).toHaveLength(4);
+    expect(looked[0]).toMatchObject({
+      ip: "127.0.0.1",
+      reason: "account_not_found",
+      to: "b***@example.com",
+    });
+    expect(await sendLog("default", "accepted")).toEqual([]);
+  });
+});
+
 describe("captcha mode per face", () => {
   it('"never": no 428 however busy the IP; the rate rules answer instead', async () => {
     t = await open({ apps: [{ id: "default", abuse: { captcha: { native: "never" } } }] });

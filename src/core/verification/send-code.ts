@@ -114,8 +114,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       accountId: input.accountId,
     });
   } catch (error) {
-    if (parsed !== undefined && isExistenceRefusal(error))
+    if (parsed !== undefined && isExistenceRefusal(error)) {
       await requirePassToTellExistence(deps, input, parsed);
+      await countExistenceProbe(deps, input, parsed, error);
+    }
     throw error;
   }
   // An account's own phone is stored as E.164 only; parse it again for its country.
@@ -438,7 +440,7 @@ function rateCounters(
 const testCodesByApp = new WeakMap<App, Map<string, string>>();
 
 /** An account rule's refusal that says whether an account exists for the recipient. */
-function isExistenceRefusal(error: unknown): boolean {
+function isExistenceRefusal(error: unknown): error is OtpError {
   return error instanceof OtpError && (error.code === "ACCOUNT_EXISTS" || error.code === "ACCOUNT_NOT_FOUND");
 }
 
@@ -463,6 +465,65 @@ async function requirePassToTellExistence(
   const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
   // Bound to this recipient: one solved captcha may not look up one account after another.
   await giveBack(true);
+}
+
+/**
+ * An account rule's refusal tells whether an account exists, so to the abuse rules it is a send
+ * attempt like any other: it is logged, and where the face escalates by risk it counts on the
+ * client's risk rules, so a client that looks up one address after another is asked for a captcha
+ * as one that sent to them would be (a pass good for this recipient gets the answer, bound to it
+ * as in `requirePassToTellExistence`). Throws the captcha's refusal, or returns for the caller to
+ * throw the account rule's.
+ */
+async function countExistenceProbe(
+  deps: EngineDeps,
+  input: SendCodeInput,
+  recipient: Recipient,
+  refusal: OtpError,
+): Promise<void> {
+  const { app } = input;
+  const face = input.face ?? "native";
+  if (fixedTestCode(app, recipient, deps.defaultCountry) !== null) return;
+  const now = deps.clock.nowMs();
+  const log = (decision: SendDecision, reason: string) =>
+    deps.sendLog.record({
+      atMs: now,
+      appId: app.id,
+      face,
+      channel: recipient.channel,
+      to: maskAddress(recipient.channel, recipient.address),
+      ...(input.clientIp ? { ip: input.clientIp } : {}),
+      ...(input.deviceId ? { deviceId: input.deviceId } : {}),
+      purpose: input.purpose,
+      decision,
+      reason,
+    });
+  if (app.abuse.captcha[face] === "risk") {
+    let tripped: { rule: string; retryAfterSeconds: number } | undefined;
+    for (const counter of riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, false)) {
+      const state = await deps.counters.hit(app.id, counter.key, counter.windowSeconds, now);
+      if (state.count > counter.limit && tripped === undefined) {
+        tripped = {
+          rule: counter.rule,
+          retryAfterSeconds: Math.max(1, Math.ceil((state.resetAtMs - now) / 1000)),
+        };
+      }
+    }
+    if (tripped) {
+      if (input.captchaToken === undefined) {
+        log("captcha_required", tripped.rule);
+        throw new OtpError("CAPTCHA_REQUIRED", { details: tripped });
+      }
+      const giveBack = await deps.captcha.redeemPass(
+        app,
+        input.captchaToken,
+        recipient.address,
+        input.clientIp,
+      );
+      await giveBack(true);
+    }
+  }
+  log("account_refused", refusal.code.toLowerCase());
 }
 
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
