@@ -1,4 +1,5 @@
 import type { Clock, Logger, OutboxStore } from "../ports.js";
+import { storableError, storableMessageId } from "./provider-text.js";
 
 /** A provider's word on a message it accepted earlier (SMPP deliver_sm, a status callback). */
 export interface DeliveryReceipt {
@@ -78,12 +79,17 @@ export function createReceiptRecorder(options: ReceiptRecorderOptions): ReceiptR
     async record(receipt) {
       for (let attempt = 0; ; attempt++) {
         try {
-          const matched = await outbox.recordReceipt(receipt.provider, receipt.providerMessageId, {
-            provider: receipt.provider,
-            status: receipt.status,
-            atMs: clock.nowMs(),
-            ...(receipt.error ? { error: receipt.error } : {}),
-          });
+          // Cleaned as the worker cleaned the id it recorded, so the two still match.
+          const matched = await outbox.recordReceipt(
+            receipt.provider,
+            storableMessageId(receipt.providerMessageId),
+            {
+              provider: receipt.provider,
+              status: receipt.status,
+              atMs: clock.nowMs(),
+              ...(receipt.error ? { error: storableError(receipt.error) } : {}),
+            },
+          );
           if (matched) {
             logger.info(
               {

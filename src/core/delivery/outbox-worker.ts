@@ -8,6 +8,7 @@ import { maskAddress } from "../recipients.js";
 import type { CodeSecrets } from "../secrets.js";
 import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
+import { storableError, storableMessageId } from "./provider-text.js";
 import type { SenderRouter } from "./sender-router.js";
 
 export type { SenderRouter } from "./sender-router.js";
@@ -185,7 +186,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       status: "sent",
       atMs: clock.nowMs(),
       // Providers without an id of their own (a webhook answering 204) are matched by ours in receipts.
-      providerMessageId: receipt.providerMessageId ?? message.id,
+      providerMessageId: storableMessageId(receipt.providerMessageId ?? message.id),
     });
     logger.info(
       {
@@ -254,7 +255,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   }
 
   function failedTry(provider: string, error: string): DeliveryRecord {
-    return { provider, status: "failed", atMs: clock.nowMs(), error };
+    // The text often quotes the provider's answer, whatever it held.
+    return { provider, status: "failed", atMs: clock.nowMs(), error: storableError(error) };
   }
 
   async function sendWithTimeout(sender: MessageSender, message: RenderedMessage): Promise<SendReceipt> {

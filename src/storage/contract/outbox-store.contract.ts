@@ -146,5 +146,34 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
         { provider, status: "delivered", atMs: now + 100, providerMessageId: "g-1" },
       ]);
     });
+
+    // Regression: a NUL in one provider answer failed a whole PostgreSQL settle batch, and every
+    // message in it stayed queued and was sent again. @see issue 7
+    it("settles the messages of a round even when the store refuses one record's value", async () => {
+      const queued = Array.from({ length: 5 }, () => message(now));
+      for (const item of queued) await fixture.enqueue(item);
+      const claimed = await outbox.claim(ALL, LEASE_MS, now);
+      expect(claimed).toHaveLength(5);
+      // settled in one turn, so a batching store writes them together
+      const outcomes = await Promise.allSettled(
+        claimed.map((item, index) =>
+          outbox.markSent(item, {
+            provider: "gateway",
+            status: "sent",
+            atMs: now,
+            providerMessageId: index === 2 ? "gw-\u0000-odd" : `gw-${index}`,
+          }),
+        ),
+      );
+      expect(outcomes.filter((outcome) => outcome.status === "fulfilled").length).toBeGreaterThanOrEqual(4);
+      const odd = claimed[2]?.id;
+      for (const item of queued.filter((each) => each.id !== odd)) {
+        expect(await fixture.sealedCodeOf(item.id)).toBeNull();
+        expect(await fixture.deliveries(item.appId, item.verificationId)).toHaveLength(1);
+      }
+      // none comes back to be sent again once its lease lapses, except perhaps the refused one
+      const again = await outbox.claim(ALL, LEASE_MS, now + 2 * LEASE_MS);
+      expect(again.filter((item) => item.id !== odd)).toEqual([]);
+    });
   });
 }

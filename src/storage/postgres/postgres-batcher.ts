@@ -22,12 +22,19 @@ export interface BatcherOptions {
   maxConcurrent: number;
   /** past this many items a batch is split: a huge statement holds its connection too long */
   maxItems: number;
+  /**
+   * Whether a batch's failure may come from one item's data (a value the database refuses):
+   * then its items are written again one at a time, so only the bad ones fail. Not for errors
+   * of the whole batch (connection, timeout), which would only repeat once per item.
+   */
+  retryAloneWhen?: (error: unknown) => boolean;
 }
 
 /**
  * Batches `add` calls into `write(items)` calls. A failed write fails every item in it: callers
  * of the request path then answer 503, so one statement must only fail for reasons that concern
- * the whole batch (connection, timeout), never for one item's data.
+ * the whole batch (connection, timeout), never for one item's data. Where an item's data could
+ * still fail it (values from outside), `retryAloneWhen` writes the items of such a batch alone.
  */
 export function createBatcher<Item>(
   write: (items: Item[]) => Promise<unknown>,
@@ -38,11 +45,24 @@ export function createBatcher<Item>(
   let scheduled = false;
   let idle: (() => void)[] = [];
 
-  const settle = (batch: Pending<Item>[], error: unknown, failed: boolean) => {
-    for (const pending of batch) {
-      if (failed) pending.reject(error);
-      else pending.resolve();
+  const writeBatch = async (batch: Pending<Item>[]) => {
+    try {
+      await write(batch.map((pending) => pending.item));
+      for (const pending of batch) pending.resolve();
+    } catch (error) {
+      if (batch.length > 1 && options.retryAloneWhen?.(error)) {
+        // One at a time in this batch's slot: the connections in use stay at maxConcurrent.
+        for (const pending of batch) {
+          await write([pending.item]).then(pending.resolve, pending.reject);
+        }
+      } else {
+        for (const pending of batch) pending.reject(error);
+      }
     }
+    finished();
+  };
+
+  const finished = () => {
     inFlight -= 1;
     if (queue.length > 0) schedule();
     else if (inFlight === 0) {
@@ -57,10 +77,7 @@ export function createBatcher<Item>(
       const batch = queue.slice(0, options.maxItems);
       queue = queue.slice(batch.length);
       inFlight += 1;
-      write(batch.map((pending) => pending.item)).then(
-        () => settle(batch, undefined, false),
-        (error: unknown) => settle(batch, error, true),
-      );
+      void writeBatch(batch);
     }
   };
 

@@ -121,7 +121,7 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
           10,
         ),
       ),
-    { maxConcurrent: SETTLE_CONCURRENCY, maxItems: MAX_SETTLE_BATCH },
+    { maxConcurrent: SETTLE_CONCURRENCY, maxItems: MAX_SETTLE_BATCH, retryAloneWhen: isRefusedValue },
   );
   return {
     async claim(limit, leaseMs, nowMs) {
@@ -145,4 +145,15 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
       return (result.rowCount ?? 0) > 0;
     },
   };
+}
+
+/**
+ * PostgreSQL refused a value rather than the statement or the connection: SQLSTATE classes 22
+ * (data exception, e.g. a NUL in text), 23 (integrity constraint) and 54 (program limit, e.g. an
+ * index row too large). Settlements carry provider-chosen strings, so a batch failing this way is
+ * retried item by item: one odd answer must never keep the rest of a round queued and re-sent.
+ */
+function isRefusedValue(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && /^(22|23|54)[0-9A-Z]{3}$/.test(code);
 }
