@@ -8,7 +8,9 @@ export interface FakeSmscOptions {
    * The final state reported in a deliver_sm receipt right after each accepted submit that asks
    * for one (`DELIVRD`, `UNDELIV`, …); null sends no receipts. Default `DELIVRD`.
    */
-  receiptStat?: string | null;
+  receiptStat?: string | null | ((submit: SubmittedMessage) => string | null);
+  /** how receipts travel: deliver_sm with the text format (default), or data_sm with TLVs only */
+  receiptVia?: "deliver_sm" | "data_sm";
   /** answer submit_sm for these destination addresses with this command_status */
   refuseDestinations?: Record<string, number>;
   /** leave submit_sm unanswered, like an SMSC that has stalled */
@@ -58,10 +60,15 @@ export interface FakeSmsc {
   texts(): string[];
   /** resolves once `count` binds have been accepted in total */
   waitForBinds(count: number): Promise<void>;
+  /** sends a request PDU over the latest session; resolves with the client's answer */
+  request(pdu: smpp.PDU): Promise<smpp.PDU>;
   /** cut every open session without unbind, like a network failure; keeps listening */
   dropSessions(): void;
   close(): Promise<void>;
 }
+
+// message_state TLV values of SMPP 3.4 section 5.2.28, for receipts sent as data_sm
+const MESSAGE_STATES: Record<string, number> = { DELIVRD: 2, EXPIRED: 3, DELETED: 4, UNDELIV: 5, REJECTD: 8 };
 
 /**
  * A loopback SMSC built on the same `smpp` package: it checks bind credentials, answers submit_sm
@@ -120,16 +127,28 @@ export async function startFakeSmsc(options: FakeSmscOptions): Promise<FakeSmsc>
         return;
       }
       const messageId = `fake-${nextId++}`;
-      submits.push({ messageId, systemId: boundAs, ...describeSubmit(pdu) });
+      const submit: SubmittedMessage = { messageId, systemId: boundAs, ...describeSubmit(pdu) };
+      submits.push(submit);
       session.send(pdu.response({ message_id: messageId }));
-      if (receiptStat !== null && (Number(pdu.registered_delivery) & 0x01) === 1) {
-        const receipt = new smpp.PDU("deliver_sm", {
+      const stat = typeof receiptStat === "function" ? receiptStat(submit) : receiptStat;
+      if (stat !== null && (Number(pdu.registered_delivery) & 0x01) === 1) {
+        const addresses = {
           source_addr: destination,
           destination_addr: String(pdu.source_addr),
           esm_class: 0x04,
-          data_coding: 0,
-          short_message: `id:${messageId} sub:001 dlvrd:${receiptStat === "DELIVRD" ? "001" : "000"} submit date:2401011200 done date:2401011201 stat:${receiptStat} err:${receiptStat === "DELIVRD" ? "000" : "001"} text:`,
-        });
+        };
+        const receipt =
+          options.receiptVia === "data_sm"
+            ? new smpp.PDU("data_sm", {
+                ...addresses,
+                receipted_message_id: messageId,
+                message_state: MESSAGE_STATES[stat] ?? 7,
+              })
+            : new smpp.PDU("deliver_sm", {
+                ...addresses,
+                data_coding: 0,
+                short_message: `id:${messageId} sub:001 dlvrd:${stat === "DELIVRD" ? "001" : "000"} submit date:2401011200 done date:2401011201 stat:${stat} err:${stat === "DELIVRD" ? "000" : "001"} text:`,
+              });
         session.send(receipt, (response) => {
           if (response.command_status === 0) acknowledgedReceipts.push(messageId);
         });
@@ -164,6 +183,11 @@ export async function startFakeSmsc(options: FakeSmscOptions): Promise<FakeSmsc>
       binds.filter((bind) => bind.accepted).length >= count
         ? Promise.resolve()
         : new Promise<void>((resolve) => bindWaiters.push({ count, resolve })),
+    request: (pdu) =>
+      new Promise((resolve, reject) => {
+        const session = server.sessions.at(-1);
+        if (!session?.send(pdu, resolve)) reject(new Error("no open session"));
+      }),
     dropSessions: () => {
       for (const session of [...server.sessions]) session.destroy();
     },

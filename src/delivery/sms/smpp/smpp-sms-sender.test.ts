@@ -1,3 +1,4 @@
+import smpp from "smpp";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { type FakeSmsc, type FakeSmscOptions, startFakeSmsc } from "../../../../test/servers/fake-smsc.js";
 import { renderedMessage } from "../../../../test/servers/rendered-message.js";
@@ -82,6 +83,37 @@ describe("createSmppSmsSender", () => {
     await vi.waitFor(() =>
       expect(receipts).toEqual([{ providerMessageId, status: "failed", error: "UNDELIV err:001" }]),
     );
+  });
+
+  // Regression: data_sm from the SMSC went unanswered and its receipt unread. @see issue 7
+  it("acknowledges a receipt sent as data_sm with data_sm_resp and reports it", async () => {
+    const fake = await smsc({ receiptVia: "data_sm", receiptStat: "UNDELIV" });
+    const receipts: SmppReceipt[] = [];
+
+    const { providerMessageId } = await sender(fake.url, {
+      onReceipt: (receipt) => void receipts.push(receipt),
+    }).send(message);
+
+    await vi.waitFor(() =>
+      expect(receipts).toEqual([{ providerMessageId, status: "failed", error: "UNDELIV" }]),
+    );
+    await vi.waitFor(() => expect(fake.acknowledgedReceipts).toEqual([providerMessageId]));
+  });
+
+  // SMPP 3.4 obliges an answer to every request; an unanswered one holds the SMSC's window.
+  it("answers a request it does not support with generic_nack and keeps the session", async () => {
+    const fake = await smsc();
+    const client = sender(fake.url);
+    await client.send(message);
+    const answers: smpp.PDU[] = [];
+
+    void fake
+      .request(new smpp.PDU("query_sm", { message_id: "fake-1", source_addr: "8613800138000" }))
+      .then((answer) => answers.push(answer));
+
+    await vi.waitFor(() => expect(answers).toHaveLength(1), { timeout: 1_000 });
+    expect(answers[0]).toMatchObject({ command: "generic_nack", command_status: smpp.errors.ESME_RINVCMDID });
+    await expect(client.send(message)).resolves.toHaveProperty("providerMessageId");
   });
 
   it("survives a receipt handler that throws", async () => {

@@ -79,7 +79,8 @@ interface PendingRequest {
  * creation, keeps the link alive with enquire_link, and reconnects with backoff when the link drops
  * or the bind is refused; sends made while no session is bound fail transiently at once (or after
  * the bind timeout while a connection attempt is under way), so they never hang. Delivery receipts
- * (deliver_sm) are acknowledged and reported through `onReceipt`. `close()` unbinds.
+ * (deliver_sm or data_sm) are acknowledged and reported through `onReceipt`; any other request of
+ * the SMSC is answered with generic_nack. `close()` unbinds.
  */
 export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
   const id = options.id ?? "smpp";
@@ -173,12 +174,37 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
       clearTimeout(bindTimer);
       onClosed(current);
     });
-    current.on("enquire_link", (pdu: smpp.PDU) => current.send(pdu.response()));
-    current.on("deliver_sm", (pdu: smpp.PDU) => onDeliverSm(current, pdu));
-    current.on("unbind", (pdu: smpp.PDU) => {
-      lastProblem = "the SMSC unbound the session";
-      bound = false;
-      current.send(pdu.response(), undefined, () => current.close());
+    current.on("pdu", (pdu: smpp.PDU) => {
+      // Responses settle our own requests (the library matches them by sequence number).
+      if (pdu.isResponse()) return;
+      switch (pdu.command) {
+        case "enquire_link":
+          current.send(pdu.response());
+          return;
+        // An SMSC may report delivery with either (SMPP 3.4 sections 4.6 and 4.7).
+        case "deliver_sm":
+        case "data_sm":
+          onSmscMessage(current, pdu);
+          return;
+        case "unbind":
+          lastProblem = "the SMSC unbound the session";
+          bound = false;
+          current.send(pdu.response(), undefined, () => current.close());
+          return;
+        // Neither has a response in SMPP 3.4.
+        case "alert_notification":
+        case "outbind":
+          return;
+        default:
+          // SMPP 3.4 obliges an answer to every request; one left unanswered holds the SMSC's
+          // window, and some SMSCs drop the session over it. generic_nack says "not supported".
+          current.send(
+            new smpp.PDU("generic_nack", {
+              sequence_number: pdu.sequence_number,
+              command_status: smpp.errors.ESME_RINVCMDID,
+            }),
+          );
+      }
     });
   }
 
@@ -217,8 +243,9 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
     reconnectTimer = setTimeout(connect, delay * (0.8 + Math.random() * 0.4));
   }
 
-  function onDeliverSm(current: smpp.Session, pdu: smpp.PDU): void {
-    // Acknowledge first, whatever it holds: an SMSC redelivers an unacknowledged deliver_sm.
+  /** A deliver_sm or data_sm from the SMSC: acknowledged, and read when it is a delivery receipt. */
+  function onSmscMessage(current: smpp.Session, pdu: smpp.PDU): void {
+    // Acknowledge first, whatever it holds: an SMSC redelivers an unacknowledged message.
     current.send(pdu.response());
     const esmClass = typeof pdu.esm_class === "number" ? pdu.esm_class : 0;
     if ((esmClass & ESM_CLASS_MESSAGE_TYPE_MASK) !== ESM_CLASS_DELIVERY_RECEIPT) return;
