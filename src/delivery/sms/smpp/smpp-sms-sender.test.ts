@@ -159,7 +159,27 @@ describe("createSmppSmsSender", () => {
     expect(fake.submits.map((submit) => submit.part?.sequence)).toEqual([1, 2]);
     expect(new Set(fake.submits.map((submit) => submit.part?.reference)).size).toBe(1);
     expect(fake.texts()).toEqual([long]);
-    expect(receipt.providerMessageId).toBe(fake.submits[0]?.messageId);
+    expect(receipt.providerMessageId).toBe(fake.submits[1]?.messageId);
+  });
+
+  // Regression: every part asked for a receipt and the first part's id stood for the text, so a
+  // text whose last part (the WebOTP line) was undeliverable was reported delivered. @see issue 7
+  it("asks for one receipt, on the last part, and reports the text by that part's fate", async () => {
+    const fake = await smsc({
+      receiptStat: (submit) => (submit.part?.sequence === 2 ? "UNDELIV" : "DELIVRD"),
+    });
+    const receipts: SmppReceipt[] = [];
+    const long = `Your verification code is 042917. ${"It expires in 10 minutes; never share it with anyone. ".repeat(3)}\n@shop.example #042917`;
+
+    const { providerMessageId } = await sender(fake.url, {
+      onReceipt: (receipt) => void receipts.push(receipt),
+    }).send({ ...message, text: long });
+
+    expect(fake.submits.map((submit) => submit.registeredDelivery)).toEqual([0, 1]);
+    expect(providerMessageId).toBe(fake.submits[1]?.messageId);
+    await vi.waitFor(() =>
+      expect(receipts).toEqual([{ providerMessageId, status: "failed", error: "UNDELIV err:001" }]),
+    );
   });
 
   it("splits a long UCS-2 text without breaking characters outside the BMP", async () => {

@@ -295,8 +295,15 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
     concatenationReference = (concatenationReference + 1) & 0xff;
     const segments = segmentText(message.text, options.longMessages ?? "udh", concatenationReference);
     const destination = destinationAddress(message.to);
-    let firstMessageId: string | undefined;
-    for (const segment of segments) {
+    let receiptMessageId: string | undefined;
+    for (const [index, segment] of segments.entries()) {
+      // One receipt per text, asked for on its last part: a delivery record holds one provider
+      // message id, and the last part carries the code's last line (the WebOTP "@domain #code").
+      // Receipts for every part would each name a different id, and the first part's DELIVRD
+      // would stand for a text whose end never arrived. Tracking every part instead would need
+      // state kept across receipts (and lost on a restart) for the rare case where parts of one
+      // text to one handset fare differently.
+      const last = index === segments.length - 1;
       const pdu = new smpp.PDU("submit_sm", {
         source_addr_ton: source.ton,
         source_addr_npi: source.npi,
@@ -305,7 +312,7 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
         dest_addr_npi: destination.npi,
         destination_addr: destination.address,
         esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
-        registered_delivery: 1,
+        registered_delivery: last ? 1 : 0,
         data_coding: segment.dataCoding,
         short_message: segment.shortMessage,
         ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
@@ -316,16 +323,11 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
           permanent: PERMANENT_STATUSES.has(response.command_status),
         });
       }
-      // Receipts name one message id; for a concatenated text that of the first part stands for all.
-      if (
-        firstMessageId === undefined &&
-        typeof response.message_id === "string" &&
-        response.message_id !== ""
-      ) {
-        firstMessageId = response.message_id;
+      if (last && typeof response.message_id === "string" && response.message_id !== "") {
+        receiptMessageId = response.message_id;
       }
     }
-    return firstMessageId === undefined ? {} : { providerMessageId: firstMessageId };
+    return receiptMessageId === undefined ? {} : { providerMessageId: receiptMessageId };
   }
 
   connect();
