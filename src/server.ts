@@ -4,7 +4,6 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
-import { svgCaptchaToGifDataUri } from "./captcha/image/gif-image.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import { type Config, isClusterMode } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
@@ -174,7 +173,6 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     ready: backend.ready,
     storeFault: backend.storeFault,
     onStoreAnswered: backend.onAnswered,
-    imageAsGif: svgCaptchaToGifDataUri,
     callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
   });
 

@@ -27,7 +27,6 @@ export {
   TURNSTILE_VERIFY_URL,
   type TurnstileVerifierOptions,
 } from "./external/turnstile.js";
-export { svgCaptchaToGifDataUri } from "./image/gif-image.js";
 export {
   createImageChallenge,
   IMAGE_ANSWER_ALPHABET,

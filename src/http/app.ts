@@ -39,8 +39,6 @@ export interface HttpAppOptions {
    * (`Backend.onAnswered`): the replies those answers made are written then
    */
   onStoreAnswered?: ((listener: () => void) => void) | undefined;
-  /** draws an image challenge's SVG data URI as a GIF one, for the face that documents a GIF */
-  imageAsGif: (svgDataUri: string) => string;
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -148,7 +146,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
 
   await fastify.register(nativeApi, { engine, devMode });
   await fastify.register(fresnsDialect, { engine, disposableEmailDomains: options.disposableEmailDomains });
-  await fastify.register(cloudbaseDialect, { engine, devMode, imageAsGif: options.imageAsGif });
+  await fastify.register(cloudbaseDialect, { engine, devMode });
   await fastify.register(idaasDialect, { engine, trustedProxies: proxies });
   if (options.callbacks) await fastify.register(deliveryCallbacks, options.callbacks);
   if (devMode) {

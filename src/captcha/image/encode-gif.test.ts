@@ -1,84 +1,45 @@
+import { randomInt } from "node:crypto";
 import { GifReader } from "omggif";
 import { describe, expect, it } from "vitest";
-import { svgCaptchaToGifDataUri } from "./gif-image.js";
-import { createImageChallenge } from "./image-challenge.js";
+import { encodeGif } from "./encode-gif.js";
+import type { IndexedImage } from "./rasterize-svg-captcha.js";
 
-const GIF_PREFIX = "data:image/gif;base64,";
-
-/** Decodes the data URI's GIF the way a client would, to RGBA pixels. */
-function decodeGif(imageDataUri: string) {
-  expect(imageDataUri.startsWith(GIF_PREFIX)).toBe(true);
-  const bytes = Buffer.from(imageDataUri.slice(GIF_PREFIX.length), "base64");
-  const reader = new GifReader(bytes);
-  expect(reader.numFrames()).toBe(1);
+/** Decodes the GIF the way a client would, to one 0xRRGGBB colour per pixel. */
+function decode(gif: Buffer): { width: number; height: number; frames: number; colors: number[] } {
+  const reader = new GifReader(gif);
   const rgba = new Uint8Array(reader.width * reader.height * 4);
   reader.decodeAndBlitFrameRGBA(0, rgba);
-  const isInk = (x: number, y: number): boolean => {
-    const offset = (y * reader.width + x) * 4;
-    return rgba[offset] !== 255 || rgba[offset + 1] !== 255 || rgba[offset + 2] !== 255;
-  };
-  return { bytes, width: reader.width, height: reader.height, isInk };
-}
-
-/** The share of pixels in the box that are not background. */
-function inkShare(
-  isInk: (x: number, y: number) => boolean,
-  box: { left: number; right: number; top: number; bottom: number },
-): number {
-  let ink = 0;
-  for (let y = box.top; y < box.bottom; y += 1) {
-    for (let x = box.left; x < box.right; x += 1) if (isInk(x, y)) ink += 1;
+  const colors: number[] = [];
+  for (let offset = 0; offset < rgba.length; offset += 4) {
+    colors.push((rgba[offset]! << 16) | (rgba[offset + 1]! << 8) | rgba[offset + 2]!);
   }
-  return ink / ((box.right - box.left) * (box.bottom - box.top));
+  return { width: reader.width, height: reader.height, frames: reader.numFrames(), colors };
 }
 
-const gifOf = (length = 4) => {
-  const { answer, imageDataUri } = createImageChallenge({ length });
-  return { answer, ...decodeGif(svgCaptchaToGifDataUri(imageDataUri)) };
-};
-
-describe("svgCaptchaToGifDataUri", () => {
-  it.each([
-    [4, 150],
-    [5, 180],
-    [6, 210],
-  ])("draws %i characters as a %i×50 GIF", (length, width) => {
-    const { bytes, ...image } = gifOf(length);
-    expect(bytes.subarray(0, 6).toString("latin1")).toBe("GIF89a");
-    expect(image).toMatchObject({ width, height: 50 });
+describe("encodeGif", () => {
+  it("writes one GIF89a frame that decodes to the same colours, pixel for pixel", () => {
+    const image: IndexedImage = {
+      width: 3,
+      height: 2,
+      palette: [0xffffff, 0xff0000, 0x00ff00, 0x0000ff],
+      pixels: [0, 1, 2, 3, 2, 1],
+    };
+    const gif = encodeGif(image);
+    expect(gif.subarray(0, 6).toString("latin1")).toBe("GIF89a");
+    expect(decode(gif)).toEqual({
+      width: 3,
+      height: 2,
+      frames: 1,
+      colors: [0xffffff, 0xff0000, 0x00ff00, 0x0000ff, 0x00ff00, 0xff0000],
+    });
   });
 
-  it("draws every glyph where svg-captcha lays it out, on a white background", () => {
-    for (const length of [4, 5, 6]) {
-      const { width, isInk } = gifOf(length);
-      // svg-captcha centres glyph i at (width - 2) / (length + 1) * i, vertically in the middle.
-      const spacing = (width - 2) / (length + 1);
-      const text = {
-        left: Math.round(spacing / 2),
-        right: Math.round(width - spacing / 2),
-        top: 10,
-        bottom: 40,
-      };
-      expect(inkShare(isInk, text)).toBeGreaterThan(0.15);
-      for (let glyph = 1; glyph <= length; glyph += 1) {
-        const centre = Math.round(spacing * glyph);
-        const box = { left: centre - 6, right: centre + 7, top: 10, bottom: 40 };
-        expect(inkShare(isInk, box), `glyph ${glyph} of ${length}`).toBeGreaterThan(0.08);
-      }
-      expect(
-        inkShare(isInk, { left: 0, right: width, top: 0, bottom: 50 }),
-        "mostly background",
-      ).toBeLessThan(0.5);
-    }
-  });
-
-  it("draws a different picture each time", () => {
-    expect(gifOf().bytes.equals(gifOf().bytes)).toBe(false);
-  });
-
-  it("refuses what is not the image challenge's SVG", () => {
-    expect(() => svgCaptchaToGifDataUri("data:image/png;base64,AAAA")).toThrow(/not an SVG/);
-    const sizeless = `data:image/svg+xml;base64,${Buffer.from("<svg><path d='M0 0Z'/></svg>").toString("base64")}`;
-    expect(() => svgCaptchaToGifDataUri(sizeless)).toThrow(/width and height/);
+  it("fits the worst case, 256 colours in random order, in the buffer it sizes up front", () => {
+    const width = 210;
+    const height = 50;
+    const palette = Array.from({ length: 256 }, (_, index) => index * 0x010101);
+    const pixels = Array.from({ length: width * height }, () => randomInt(256));
+    const decoded = decode(encodeGif({ width, height, palette, pixels }));
+    expect(decoded.colors).toEqual(pixels.map((index) => palette[index]));
   });
 });

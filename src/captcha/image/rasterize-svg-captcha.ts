@@ -49,8 +49,8 @@ interface Edge {
 }
 
 /**
- * Draws svg-captcha's output into palette-indexed pixels (no native dependencies), so the captcha can
- * be served as a GIF, which native mobile clients decode and SVG they do not. It reads exactly what
+ * Draws svg-captcha's output into palette-indexed pixels (no native dependencies), so the captcha
+ * leaves the server as a GIF, never as the SVG whose path commands give the answer away. It reads exactly what
  * svg-captcha emits — `<path>` elements in absolute M, L, Q, C and Z commands, filled glyphs with the
  * nonzero rule (SVG's default) and stroked noise curves — in document order, and throws on anything
  * else rather than draw a picture that silently lacks part of the challenge.

@@ -70,7 +70,7 @@ function expectProblem(response: LightMyRequestResponse, status: number, code: s
 }
 
 describe("200", () => {
-  it("POST /v1/captcha {type: image} returns an SVG data URI and never the answer", async () => {
+  it("POST /v1/captcha {type: image} returns a GIF data URI, never SVG source or the answer", async () => {
     const response = await t.fastify.inject({
       method: "POST",
       url: "/v1/captcha",
@@ -81,10 +81,13 @@ describe("200", () => {
     expect(Object.keys(body).sort()).toEqual(["expires_in", "image", "token", "type"]);
     expect(body).toMatchObject({ type: "image", expires_in: 300 });
     expect(body.token).toMatch(/^cc_[A-Za-z0-9_-]{22,}$/);
-    expect(body.image).toMatch(/^data:image\/svg\+xml;base64,/);
+    expect(body.image).toMatch(/^data:image\/gif;base64,[A-Za-z0-9+/]+=*$/);
+    const image = Buffer.from(body.image.split(",")[1], "base64");
+    expect(image.subarray(0, 6).toString("latin1")).toBe("GIF89a");
     const answer = await devAnswer(body.token);
     expect(answer).toMatch(/^[A-Z2-9]{4,6}$/);
-    expect(Buffer.from(body.image.split(",")[1], "base64").toString("utf8")).not.toContain(answer);
+    for (const giveaway of ["<svg", "<path", answer])
+      expect(image.toString("latin1")).not.toContain(giveaway);
   });
 
   it("POST /v1/captcha {type: slider} returns the two PNGs and the piece's row, not its x", async () => {

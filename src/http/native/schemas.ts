@@ -113,7 +113,7 @@ export const CaptchaReply = Type.Object({
   token: Type.String(),
   type: literalUnion(["image", "slider"]),
   expires_in: Type.Integer(),
-  image: Type.Optional(Type.String({ description: "image challenge: data URI" })),
+  image: Type.Optional(Type.String({ description: "image challenge: data:image/gif;base64,..." })),
   background: Type.Optional(Type.String({ description: "slider: background PNG data URI" })),
   piece: Type.Optional(
     Type.String({ description: "slider: piece PNG data URI (as tall as the background)" }),

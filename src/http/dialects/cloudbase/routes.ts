@@ -41,8 +41,6 @@ export interface CloudbaseDialectOptions {
   engine: Engine;
   /** dev mode: the legacy captcha page may send its answer to any address (captcha-page.ts) */
   devMode: boolean;
-  /** the image challenge's SVG data URI as the GIF data URI CloudBase documents */
-  imageAsGif: (svgDataUri: string) => string;
 }
 
 /** DESIGN.md "Purposes and account rules", CloudBase rows. */
@@ -511,8 +509,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       const challenge = await engine.captcha.createChallenge(await appOf(request), "image", request.ip);
       if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
       return {
-        // CloudBase documents a GIF, and its native clients decode no SVG.
-        data: options.imageAsGif(challenge.imageDataUri),
+        // A GIF data URI, the format CloudBase documents.
+        data: challenge.imageDataUri,
         type: "image" as const,
         token: challenge.token,
         expires_in: challenge.expiresInSeconds,
