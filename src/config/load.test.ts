@@ -233,6 +233,10 @@ describe("loadConfig: the config file", () => {
       "apps/0/testRecipients/0/code",
     ],
     [{ port: "8080" }, "port"],
+    [
+      { apps: [{ id: "shop", abuse: { pumping: { denyNumberTypes: ["PREMIUM"] } } }] },
+      "apps/0/abuse/pumping/denyNumberTypes/0",
+    ],
   ])("refuses %j naming %s", (content, path) => {
     expect(issues({ VERIFYD_CONFIG: configFile(content) }).join("\n")).toContain(path);
   });

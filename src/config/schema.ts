@@ -1,6 +1,6 @@
 import Type, { type Static } from "typebox";
 import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
-import { PURPOSES } from "../core/types.js";
+import { PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
 
 const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
@@ -146,6 +146,14 @@ export const AbuseSchema = Type.Object(
         {
           allowCountries: Type.Optional(CountryListSchema),
           denyCountries: Type.Optional(CountryListSchema),
+          denyNumberTypes: Type.Optional(
+            Type.Array(literals(PHONE_NUMBER_TYPES, "a kind of number, as libphonenumber names it"), {
+              maxItems: PHONE_NUMBER_TYPES.length,
+              uniqueItems: true,
+              description:
+                "kinds of number SMS is never sent to (default PREMIUM_RATE, SHARED_COST, PAGER, UAN, VOICEMAIL); a number of unknown kind is never refused",
+            }),
+          ),
           perCountry: Type.Optional(Type.Array(RateRuleSchema, { maxItems: 10 })),
           perPrefix: Type.Optional(Type.Array(RateRuleSchema, { maxItems: 10 })),
           prefixDigits: Type.Optional(Type.Integer({ minimum: 0, maximum: 8 })),

@@ -43,6 +43,7 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
   pumping: {
     allowCountries: ["CN", "HK", "MO", "TW", "SG", "JP", "KR", "US", "CA", "GB", "DE", "FR", "AU", "NZ"],
     denyCountries: [],
+    denyNumberTypes: ["PREMIUM_RATE", "SHARED_COST", "PAGER", "UAN", "VOICEMAIL"],
     perCountry: [
       { limit: 1_000, windowSeconds: 3600 },
       { limit: 10_000, windowSeconds: 86_400 },

@@ -60,6 +60,21 @@ describe("parseRecipient: email", () => {
 
 describe("parseRecipient: phone", () => {
   it.each([
+    ["+8613800138000", "MOBILE"],
+    ["+12025550123", "FIXED_LINE_OR_MOBILE"],
+    ["+441212345678", "FIXED_LINE"],
+    ["+19005550123", "PREMIUM_RATE"],
+    ["+33810123456", "SHARED_COST"],
+    ["+448001234567", "TOLL_FREE"],
+  ])("tells what kind of number %s is (%s)", (input, numberType) => {
+    expect(parseRecipient("sms", input, CN).numberType).toBe(numberType);
+  });
+
+  it("works out no kind for an email", () => {
+    expect(parseRecipient("email", "ann@example.com", CN)).not.toHaveProperty("numberType");
+  });
+
+  it.each([
     ["+<cc> <number>", "+86 13800138000", {}],
     ["E.164", "+8613800138000", {}],
     ["a national number with its country", "13800138000", { country: "CN" }],

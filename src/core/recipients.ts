@@ -38,12 +38,19 @@ export function parseRecipient(
     throw invalidField(field, `${field} is not a valid phone number`);
   }
   const phone = parsePhoneNumberFromString(value, country as CountryCode);
-  if (!phone?.isValid()) throw invalidField(field, `${field} is not a valid phone number`);
+  // The type costs nothing extra for a valid number: where the metadata has types (the /max set
+  // has them for every region), a number is valid exactly when it has one, and `isValid` works the
+  // type out to tell. Only a number without one is judged by `isValid` itself.
+  const numberType = phone?.getType();
+  if (!phone || (numberType === undefined && !phone.isValid())) {
+    throw invalidField(field, `${field} is not a valid phone number`);
+  }
   return {
     channel,
     address: phone.number,
     callingCode: phone.countryCallingCode,
     ...(phone.country ? { country: phone.country } : {}),
+    ...(numberType ? { numberType } : {}),
   };
 }
 

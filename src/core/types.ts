@@ -41,6 +41,25 @@ export type VerificationStatus = (typeof VERIFICATION_STATUSES)[number];
 /** The statuses a store keeps; `expired` and `max_attempts_reached` are derived from time and attempts. */
 export type StoredStatus = "pending" | "approved" | "canceled" | "superseded";
 
+/**
+ * What kind of line a phone number is, as libphonenumber's metadata classifies it (its
+ * `NumberType`); the SMS-pumping guard refuses some kinds.
+ */
+export const PHONE_NUMBER_TYPES = [
+  "FIXED_LINE",
+  "MOBILE",
+  "FIXED_LINE_OR_MOBILE",
+  "TOLL_FREE",
+  "PREMIUM_RATE",
+  "SHARED_COST",
+  "VOIP",
+  "PERSONAL_NUMBER",
+  "PAGER",
+  "UAN",
+  "VOICEMAIL",
+] as const;
+export type PhoneNumberType = (typeof PHONE_NUMBER_TYPES)[number];
+
 /** A normalised address: lower-cased email domain, or E.164 phone number. */
 export interface Recipient {
   channel: Channel;
@@ -49,6 +68,8 @@ export interface Recipient {
   country?: string;
   /** the phone number's country calling code ("86"); absent for email */
   callingCode?: string;
+  /** the phone number's kind of line; absent for email and where the metadata cannot tell */
+  numberType?: PhoneNumberType;
 }
 
 /** One "at most `limit` per `windowSeconds`" rule. */
@@ -106,6 +127,13 @@ export interface PumpingPolicy {
   /** ISO 3166 alpha-2 regions SMS may go to; ["*"] allows every region not denied */
   allowCountries: string[];
   denyCountries: string[];
+  /**
+   * Kinds of number SMS never goes to, wherever they are: non-geographic lines that may share
+   * the revenue of a message with their owner (premium rate, shared cost, UAN), the targets of
+   * SMS pumping, and lines where nobody reads a code (pagers, voicemail). A number of unknown kind
+   * is not refused.
+   */
+  denyNumberTypes: PhoneNumberType[];
   perCountry: RateRule[];
   /** per number prefix: the country code plus `prefixDigits` national digits */
   perPrefix: RateRule[];

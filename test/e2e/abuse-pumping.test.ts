@@ -193,6 +193,54 @@ describe("country allow and deny lists", () => {
   });
 });
 
+describe("kinds of number", () => {
+  /** Premium-rate lines in allowed markets (US, GB, FR): each SMS sent there pays its owner. */
+  const PREMIUM = ["+19005550123", "+449098790123", "+448712345678", "+33899123456"];
+
+  it("refuses premium-rate, shared-cost, pager and UAN numbers in allowed markets, as a disallowed country", async () => {
+    t = await open();
+    for (const number of [...PREMIUM, "+33810123456", "+447640123456", "+445512345678"]) {
+      expectDenied(await sendSms(number));
+    }
+    // fixed lines, toll-free, VoIP, mobiles and the US's fixed-or-mobile numbers get their SMS
+    for (const number of ["+441212345678", "+18005550123", "+33912345678", "+33612345678", "+12025550123"]) {
+      expect((await sendSms(number)).statusCode).toBe(201);
+    }
+    expect(outboxRows()).toBe(5);
+    const denials = (await sendLog("denied")).reverse();
+    expect(denials.map((entry) => [entry.country, entry.reason])).toEqual([
+      ["US", "number_type_denied:PREMIUM_RATE"],
+      ["GB", "number_type_denied:PREMIUM_RATE"],
+      ["GB", "number_type_denied:PREMIUM_RATE"],
+      ["FR", "number_type_denied:PREMIUM_RATE"],
+      ["FR", "number_type_denied:SHARED_COST"],
+      ["GB", "number_type_denied:PAGER"],
+      ["GB", "number_type_denied:UAN"],
+    ]);
+    expect(denials[0]).toMatchObject({ channel: "sms", decision: "denied" });
+  });
+
+  it("refuses the kinds an app lists instead of the default ones", async () => {
+    t = await open({ denyNumberTypes: ["VOIP"] });
+    expectDenied(await sendSms("+33912345678"));
+    expect((await sendSms(PREMIUM[0] as string)).statusCode).toBe(201);
+    expect((await sendLog("denied")).map((entry) => entry.reason)).toEqual(["number_type_denied:VOIP"]);
+  });
+
+  it("exempts safe-listed numbers, and only notes the kind in shadow mode", async () => {
+    t = await open({ safeList: [PREMIUM[0] as string] });
+    expect((await sendSms(PREMIUM[0] as string)).statusCode).toBe(201);
+    expectDenied(await sendSms(PREMIUM[1] as string));
+    await t.close();
+
+    t = await open({ shadow: true });
+    expect((await sendSms(PREMIUM[1] as string)).statusCode).toBe(201);
+    expect(await sendLog("denied")).toEqual([]);
+    const [accepted] = await sendLog("accepted");
+    expect(accepted?.shadowed).toEqual(["number_type_denied:PREMIUM_RATE"]);
+  });
+});
+
 describe("shadow mode", () => {
   it("records what it would have blocked and blocks nothing", async () => {
     t = await open({ shadow: true, perPrefix: [{ limit: 2, windowSeconds: 3600 }], dailyBudget: 4 });

@@ -8,7 +8,7 @@ import { parseRecipient } from "../recipients.js";
 import type { AbusePolicy, App, PumpingPolicy, Recipient } from "../types.js";
 import {
   clientAddressOf,
-  countryRefusal,
+  destinationRefusal,
   detectPumpingAnomaly,
   isSafeListed,
   numberPrefix,
@@ -145,19 +145,19 @@ describe("numberPrefix, isSafeListed", () => {
   });
 });
 
-describe("countryRefusal", () => {
+describe("destinationRefusal", () => {
   it("allows the default markets and refuses the rest", () => {
-    expect(countryRefusal(pumping(), sms("+8613800138000"))).toBeNull();
-    expect(countryRefusal(pumping(), sms("+447400123456"))).toBeNull();
-    expect(countryRefusal(pumping(), sms("+2348031234567"))).toBe("country_not_allowed:NG");
-    expect(countryRefusal(pumping(), sms("+447911123456"))).toBe("country_not_allowed:GG");
+    expect(destinationRefusal(pumping(), sms("+8613800138000"))).toBeNull();
+    expect(destinationRefusal(pumping(), sms("+447400123456"))).toBeNull();
+    expect(destinationRefusal(pumping(), sms("+2348031234567"))).toBe("country_not_allowed:NG");
+    expect(destinationRefusal(pumping(), sms("+447911123456"))).toBe("country_not_allowed:GG");
   });
 
   it("lets the deny list win over a wildcard allow list", () => {
     const policy = pumping({ allowCountries: ["*"], denyCountries: ["NG"] });
-    expect(countryRefusal(policy, sms("+2348031234567"))).toBe("country_denied:NG");
-    expect(countryRefusal(policy, sms("+37061234567"))).toBeNull();
-    expect(countryRefusal(pumping({ denyCountries: ["CN"] }), sms("+8613800138000"))).toBe(
+    expect(destinationRefusal(policy, sms("+2348031234567"))).toBe("country_denied:NG");
+    expect(destinationRefusal(policy, sms("+37061234567"))).toBeNull();
+    expect(destinationRefusal(pumping({ denyCountries: ["CN"] }), sms("+8613800138000"))).toBe(
       "country_denied:CN",
     );
   });
@@ -165,8 +165,62 @@ describe("countryRefusal", () => {
   it("treats a number of no region (international networks) as 'unknown'", () => {
     const satellite = sms("+881612345678");
     expect(satellite.country).toBeUndefined();
-    expect(countryRefusal(pumping(), satellite)).toBe("country_not_allowed:unknown");
-    expect(countryRefusal(pumping({ allowCountries: ["*"] }), satellite)).toBeNull();
+    expect(destinationRefusal(pumping(), satellite)).toBe("country_not_allowed:unknown");
+    expect(destinationRefusal(pumping({ allowCountries: ["*"] }), satellite)).toBeNull();
+  });
+
+  it.each([
+    ["+19005550123", "PREMIUM_RATE"],
+    ["+449098790123", "PREMIUM_RATE"],
+    ["+448712345678", "PREMIUM_RATE"],
+    ["+33899123456", "PREMIUM_RATE"],
+    ["+33810123456", "SHARED_COST"],
+    ["+447640123456", "PAGER"],
+    ["+445512345678", "UAN"],
+    ["+33806123456", "UAN"],
+  ])("refuses %s, a %s number in an allowed market, by default", (number, type) => {
+    expect(destinationRefusal(pumping(), sms(number))).toBe(`number_type_denied:${type}`);
+  });
+
+  it("refuses a voicemail number by default", () => {
+    const swissVoicemail = sms("+41860123456789");
+    expect(swissVoicemail.numberType).toBe("VOICEMAIL");
+    expect(destinationRefusal(pumping({ allowCountries: ["CH"] }), swissVoicemail)).toBe(
+      "number_type_denied:VOICEMAIL",
+    );
+  });
+
+  it.each([
+    ["+33123456789", "FIXED_LINE"],
+    ["+448001234567", "TOLL_FREE"],
+    ["+18005550123", "TOLL_FREE"],
+    ["+33912345678", "VOIP"],
+    ["+12025550123", "FIXED_LINE_OR_MOBILE"],
+    ["+8613800138000", "MOBILE"],
+    ["+447012345678", "PERSONAL_NUMBER"],
+  ])("allows %s, a %s number, by default", (number, type) => {
+    const recipient = sms(number);
+    expect(recipient.numberType).toBe(type);
+    expect(destinationRefusal(pumping(), recipient)).toBeNull();
+  });
+
+  it("allows a number whose kind is unknown", () => {
+    const { numberType: _unknown, ...untyped } = sms("+19005550123");
+    expect(destinationRefusal(pumping(), untyped)).toBeNull();
+  });
+
+  it("refuses the kinds an app lists instead of the default ones", () => {
+    const widened = pumping({ denyNumberTypes: ["PREMIUM_RATE", "VOIP", "TOLL_FREE"] });
+    expect(destinationRefusal(widened, sms("+33912345678"))).toBe("number_type_denied:VOIP");
+    expect(destinationRefusal(widened, sms("+18005550123"))).toBe("number_type_denied:TOLL_FREE");
+    expect(destinationRefusal(widened, sms("+33810123456"))).toBeNull();
+    expect(destinationRefusal(pumping({ denyNumberTypes: [] }), sms("+19005550123"))).toBeNull();
+  });
+
+  it("answers the region first", () => {
+    expect(destinationRefusal(pumping({ denyCountries: ["US"] }), sms("+19005550123"))).toBe(
+      "country_denied:US",
+    );
   });
 });
 

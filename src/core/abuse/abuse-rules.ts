@@ -114,14 +114,19 @@ export function isSafeListed(policy: PumpingPolicy, e164: string): boolean {
 }
 
 /**
- * The SMS-pumping guard's verdict on a destination region; null when allowed. Shadow mode turns a
- * refusal into a note (the caller records it and sends anyway).
+ * The SMS-pumping guard's verdict on a destination: its region, then its kind of number (a
+ * premium-rate line pays its owner in an allowed country too); null when allowed. Shadow mode
+ * turns a refusal into a note (the caller records it and sends anyway).
  */
-export function countryRefusal(policy: PumpingPolicy, recipient: Recipient): string | null {
+export function destinationRefusal(policy: PumpingPolicy, recipient: Recipient): string | null {
   const country = recipient.country ?? "unknown";
   if (policy.denyCountries.includes(country)) return `country_denied:${country}`;
   const allowed = policy.allowCountries.includes("*") || policy.allowCountries.includes(country);
-  return allowed ? null : `country_not_allowed:${country}`;
+  if (!allowed) return `country_not_allowed:${country}`;
+  const { numberType } = recipient;
+  return numberType && policy.denyNumberTypes.includes(numberType)
+    ? `number_type_denied:${numberType}`
+    : null;
 }
 
 /** Budgets per country, per number prefix and per app-day, plus the automatic prefix block. */

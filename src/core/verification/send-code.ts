@@ -1,5 +1,5 @@
 import {
-  countryRefusal,
+  destinationRefusal,
   isSafeListed,
   numberPrefix,
   pumpingCounters,
@@ -182,7 +182,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   if (testCode === null) {
     const pumping = app.abuse.pumping;
     if (channel === "sms" && !isSafeListed(pumping, recipient.address)) {
-      const refusal = countryRefusal(pumping, recipient);
+      const refusal = destinationRefusal(pumping, recipient);
       if (refusal && !pumping.shadow) {
         log("denied", { reason: refusal });
         throw pumpingDenied(refusal);
