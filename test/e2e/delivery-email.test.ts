@@ -24,13 +24,23 @@ afterEach(async () => {
 async function start(
   env: Record<string, string> = {},
   recorder: Parameters<typeof startSmtpRecorder>[0] = {},
+  configFile: Record<string, unknown> = {},
 ) {
   smtp = await startSmtpRecorder({ auth: { user: "relay", pass: "s3cret pass" }, ...recorder });
   t = await createTestServer({
     // no recording senders: the configuration alone decides where email goes
     devSender: true,
     env: { VERIFYD_SMTP_URL: smtp.url, VERIFYD_EMAIL_FROM: FROM, ...env },
-    apps: [{ id: "default", name: "Shop", apiKeys: [API_KEY], abuse: { captcha: { native: "never" } } }],
+    apps: [
+      {
+        id: "default",
+        name: "Shop",
+        apiKeys: [API_KEY],
+        policy: { perIp: [] },
+        abuse: { captcha: { native: "never" } },
+      },
+    ],
+    configFile,
   });
   return { server: t, recorder: smtp };
 }
@@ -122,5 +132,47 @@ describe("email over SMTP, end to end", () => {
     expect(email.statusCode).toBe(201);
     await server.deliverAll();
     expect(recorder.messages.map((mail) => mail.to)).toEqual([["bob@example.com"]]);
+  });
+
+  // Regression: a burst went to nodemailer's 5-connection pool whole; the messages waiting there
+  // passed the worker's try timeout, were retried and still went out (twice), and the timeouts
+  // opened the breaker of a healthy relay. @see issue 7
+  it("sends a burst larger than the pool once each, none timed out while waiting for a connection", async () => {
+    // a 2 s lease makes the worker's try timeout 1 s; five rounds of five at 250 ms pass it
+    const { server, recorder } = await start({}, { dataDelayMs: 250 }, { delivery: { leaseSeconds: 2 } });
+    const burst = 25;
+    const ids: string[] = [];
+    for (let index = 0; index < burst; index++) {
+      const sent = await send(server, {
+        channel: "email",
+        to: `user${index}@example.com`,
+        purpose: "sign_in",
+      });
+      expect(sent.statusCode).toBe(201);
+      ids.push(sent.json().id);
+    }
+
+    await server.deliverAll();
+    // whatever was marked for a retry is due now, and copies nodemailer still held have gone out
+    server.clock.advanceSeconds(60);
+    await server.deliverAll();
+    await new Promise((resolve) => setTimeout(resolve, 300));
+
+    const perRecipient = new Map<string, number>();
+    for (const mail of recorder.messages) {
+      const to = mail.to.join();
+      perRecipient.set(to, (perRecipient.get(to) ?? 0) + 1);
+    }
+    expect(perRecipient.size).toBe(burst);
+    expect(Math.max(...perRecipient.values())).toBe(1);
+    expect(recorder.mostInData).toBeLessThanOrEqual(5);
+    for (const id of ids) {
+      const view = await server.fastify.inject({
+        method: "GET",
+        url: `/v1/verifications/${id}`,
+        headers: { authorization: `Bearer ${API_KEY}` },
+      });
+      expect(view.json().deliveries.map((delivery: { status: string }) => delivery.status)).toEqual(["sent"]);
+    }
   });
 });

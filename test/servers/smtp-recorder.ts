@@ -21,10 +21,14 @@ export interface SmtpRecorderOptions {
   dropConnections?: boolean;
   /** implicit TLS (smtps) with smtp-server's bundled self-signed certificate */
   secure?: boolean;
+  /** hold the answer to DATA this long, like a remote relay over TLS or one scanning the body */
+  dataDelayMs?: number;
 }
 
 export interface SmtpRecorder {
   readonly port: number;
+  /** the most messages that were between DATA and its answer at once */
+  readonly mostInData: number;
   /** `smtp://user:pass@127.0.0.1:<port>` (or `smtps://`), credentials included when auth is set */
   readonly url: string;
   readonly messages: RecordedMail[];
@@ -40,6 +44,8 @@ export interface SmtpRecorder {
 export async function startSmtpRecorder(options: SmtpRecorderOptions = {}): Promise<SmtpRecorder> {
   const messages: RecordedMail[] = [];
   let connections = 0;
+  let inData = 0;
+  let mostInData = 0;
   const { auth, rejectRecipients = false } = options;
 
   const server = new SMTPServer({
@@ -85,7 +91,12 @@ export async function startSmtpRecorder(options: SmtpRecorderOptions = {}): Prom
           raw: Buffer.concat(chunks),
           ...(typeof session.user === "string" ? { user: session.user } : {}),
         });
-        callback();
+        inData += 1;
+        mostInData = Math.max(mostInData, inData);
+        setTimeout(() => {
+          inData -= 1;
+          callback();
+        }, options.dataDelayMs ?? 0);
       });
     },
   });
@@ -102,6 +113,9 @@ export async function startSmtpRecorder(options: SmtpRecorderOptions = {}): Prom
 
   return {
     port,
+    get mostInData() {
+      return mostInData;
+    },
     url: `${scheme}://${credentials}127.0.0.1:${port}`,
     messages,
     connections: () => connections,

@@ -31,6 +31,16 @@ describe("circuit breakers", () => {
     expect(b.permit("b")).toBe("use");
   });
 
+  it("give a probe permit returned unused to the next caller, still half open", () => {
+    const { clock, breakers: b } = breakers();
+    for (let i = 0; i < 3; i++) b.failed("a");
+    clock.advanceSeconds(30);
+    expect(b.permit("a")).toBe("probe");
+    b.released("a");
+    expect(b.state("a")).toBe("half_open");
+    expect(b.permit("a")).toBe("probe");
+  });
+
   it("let exactly one probe through after the cool-down, and close when it succeeds", () => {
     const { clock, breakers: b } = breakers();
     for (let i = 0; i < 3; i++) b.failed("a");

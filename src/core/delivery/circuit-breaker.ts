@@ -32,6 +32,8 @@ export interface CircuitBreakers {
   succeeded(provider: string): void;
   /** a transient failure or timeout; permanent refusals are the recipient's fault, not the provider's */
   failed(provider: string): void;
+  /** a permit given back unused (the message never reached the provider): the probe is free again */
+  released(provider: string): void;
   /** when a skipped provider may be probed again (now if it is not open) */
   retryAtMs(provider: string): number;
   state(provider: string): CircuitState;
@@ -80,6 +82,9 @@ export function createCircuitBreakers(options: CircuitBreakerOptions): CircuitBr
         circuit.openUntilMs = clock.nowMs() + coolDownMs;
       }
       circuit.probing = false;
+    },
+    released(provider) {
+      circuitOf(provider).probing = false;
     },
     retryAtMs(provider) {
       const circuit = circuitOf(provider);

@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { createTestServer } from "../../../test/harness.js";
+import { SendFailure } from "../ports.js";
 import type { Channel, Purpose } from "../types.js";
 import { retryDelayMs } from "./outbox-worker.js";
+import type { QueueingSender } from "./queueing-sender.js";
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -159,6 +163,54 @@ describe("outbox worker: delivery", () => {
       t.clock.advanceSeconds(5);
     }
     expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null }]);
+  });
+});
+
+describe("outbox worker: a sender with a queue of its own", () => {
+  // A message that waited in an SMTP pool until its claim was nearly over used to be sent anyway,
+  // after the worker had timed it out and blamed the relay. @see issue 7
+  it("withdraws a message whose claim got too old in the sender's queue, and never blames the provider", async () => {
+    const clock = new FixedClock();
+    let queuedSeconds = 25;
+    const delivered: string[] = [];
+    const queueing: QueueingSender = {
+      id: "pooled-email",
+      channel: "email",
+      queuesMessages: true,
+      async send(message, handOver) {
+        // the pool's connections were busy this long (of a 30 s lease)
+        clock.advanceSeconds(queuedSeconds);
+        if (handOver && !handOver()) throw new SendFailure("pooled-email: withdrawn");
+        delivered.push(message.to);
+        return { providerMessageId: `pooled-${delivered.length}` };
+      },
+    };
+    const server = await createTestServer({ clock, senders: { email: [queueing] } });
+    try {
+      const app = await server.engine.apps.byId("default");
+      if (!app) throw new Error("the app default is missing");
+      const sent = await server.engine.sendCode({
+        app,
+        channel: "email",
+        to: "ann@example.com",
+        purpose: "sign_in",
+        rule: "any",
+      });
+      // as many withdrawals as it takes to open a breaker (5 failures), and then some
+      for (let round = 0; round < 6; round++) expect(await server.server.worker.runOnce()).toBe(1);
+      expect(delivered).toEqual([]);
+      queuedSeconds = 1;
+      await server.deliverAll();
+      expect(delivered).toEqual(["ann@example.com"]);
+      const view = await server.engine.getVerification(app, sent.record.id);
+      expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status])).toEqual([
+        ...Array(6).fill(["none", "failed"]),
+        ["pooled-email", "sent"],
+      ]);
+      expect(view.deliveries[0]?.error).toMatch(/free connection/);
+    } finally {
+      await server.close();
+    }
   });
 });
 

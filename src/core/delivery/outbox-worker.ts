@@ -9,6 +9,7 @@ import type { CodeSecrets } from "../secrets.js";
 import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
 import { storableError, storableMessageId } from "./provider-text.js";
+import { isQueueingSender } from "./queueing-sender.js";
 import type { SenderRouter } from "./sender-router.js";
 
 export type { SenderRouter } from "./sender-router.js";
@@ -35,9 +36,12 @@ export interface OutboxWorkerOptions {
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
 // its claim when the lease lapses and another delivers it (at-least-once, never lost).
 const DEFAULT_LEASE_MS = 30_000;
-// The longest one provider call may take. Senders bound their own I/O (10 s for HTTP APIs), but a
-// call must also end well inside the lease, or another worker could claim and send the message
-// while this one is still waiting: the smaller of this and half the lease applies.
+// The longest one provider call may take. Senders bound their own I/O (10 s a call: HTTP APIs,
+// SMTP, SMPP), and this must not be shorter, or a try given up here still goes out and is tried
+// again (a duplicate). A call must also end well inside the lease, or another worker could claim
+// and send the message while this one is still waiting: the smaller of this and half the lease
+// applies, 15 s at the default lease (a lease under 20 s undercuts the senders' 10 s). A queueing
+// sender's wait for a free connection is not counted: the clock starts at its hand-over.
 const PROVIDER_TRY_TIMEOUT_MS = 20_000;
 const FIRST_RETRY_DELAY_MS = 1_000;
 const MAX_RETRY_DELAY_MS = 60_000;
@@ -146,9 +150,24 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
     const { sender } = choice;
     let receipt: SendReceipt;
+    let withdrawn = false;
     try {
-      receipt = await sendWithTimeout(sender, rendered);
+      receipt = await sendWithTimeout(sender, rendered, leaseUntilMs, () => {
+        withdrawn = true;
+      });
     } catch (error) {
+      if (withdrawn) {
+        // It waited in the sender's queue until the claim was too old to send safely, and was
+        // never handed to the provider: nothing to blame it for, nothing sent. Hand it back.
+        breakers.released(sender.id);
+        await outbox.markRetry(
+          message,
+          failedTry("none", "waited for a free connection until the claim was too old; handed back"),
+          clock.nowMs(),
+        );
+        wakeRequested = true;
+        return;
+      }
       const text = error instanceof Error ? error.message : String(error);
       const permanent = error instanceof SendFailure && error.permanent;
       // A permanent refusal is about the recipient, and proves the provider answers.
@@ -259,16 +278,42 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     return { provider, status: "failed", atMs: clock.nowMs(), error: storableError(error) };
   }
 
-  async function sendWithTimeout(sender: MessageSender, message: RenderedMessage): Promise<SendReceipt> {
+  /**
+   * One provider call, given up after `tryTimeoutMs`. For a queueing sender the clock starts, and
+   * the lease is checked again, when the message leaves the sender's queue: a message that would
+   * reach the provider too late for its claim is withdrawn there (`onWithdrawn`), never sent.
+   */
+  async function sendWithTimeout(
+    sender: MessageSender,
+    message: RenderedMessage,
+    leaseUntilMs: number,
+    onWithdrawn: () => void,
+  ): Promise<SendReceipt> {
     let timeout: NodeJS.Timeout | undefined;
+    let expire: (failure: SendFailure) => void = () => {};
     const expired = new Promise<never>((_, reject) => {
+      expire = reject;
+    });
+    const startClock = () => {
       timeout = setTimeout(
-        () => reject(new SendFailure(`${sender.id}: no answer within ${tryTimeoutMs} ms`)),
+        () => expire(new SendFailure(`${sender.id}: no answer within ${tryTimeoutMs} ms`)),
         tryTimeoutMs,
       );
-    });
+    };
     try {
-      return await Promise.race([sender.send(message), expired]);
+      if (!isQueueingSender(sender)) {
+        startClock();
+        return await Promise.race([sender.send(message), expired]);
+      }
+      const sending = sender.send(message, () => {
+        if (clock.nowMs() + tryTimeoutMs > leaseUntilMs) {
+          onWithdrawn();
+          return false;
+        }
+        startClock();
+        return true;
+      });
+      return await Promise.race([sending, expired]);
     } finally {
       clearTimeout(timeout);
     }

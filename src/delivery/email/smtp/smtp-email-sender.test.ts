@@ -84,6 +84,34 @@ describe("createSmtpEmailSender", () => {
     expect(recorder.connections()).toBe(1);
   });
 
+  // Regression: nodemailer was handed every message at once, and sent the ones waiting in its
+  // pool even after the caller had given up on them. @see issue 7
+  it("hands nodemailer one message per connection at a time, and never sends one withdrawn at its hand-over", async () => {
+    recorder = await startSmtpRecorder({ dataDelayMs: 100 });
+    const queueing = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+    sender = queueing;
+    const handedOver: string[] = [];
+
+    const sends = ["m0", "m1", "m2", "m3", "m4", "m5", "withdrawn"].map((messageId) =>
+      queueing.send(email({ messageId }), () => {
+        handedOver.push(messageId);
+        return messageId !== "withdrawn";
+      }),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    // the pool's five connections are busy: the rest wait in the sender, not in nodemailer
+    expect(handedOver).toEqual(["m0", "m1", "m2", "m3", "m4"]);
+
+    const outcomes = await Promise.allSettled(sends);
+    expect(outcomes.map((outcome) => outcome.status)).toEqual([...Array(6).fill("fulfilled"), "rejected"]);
+    expect(handedOver).toHaveLength(7);
+    expect(recorder.mostInData).toBeLessThanOrEqual(5);
+    const sent = await Promise.all(recorder.messages.map((mail) => simpleParser(mail.raw)));
+    expect(sent.map((mail) => mail.messageId).sort()).toEqual(
+      ["m0", "m1", "m2", "m3", "m4", "m5"].map((id) => `<${id}@acme.example>`),
+    );
+  });
+
   it("speaks TLS from the first byte for smtps:// urls", async () => {
     recorder = await startSmtpRecorder({ secure: true });
     sender = createSmtpEmailSender({

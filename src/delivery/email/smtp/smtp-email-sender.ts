@@ -1,19 +1,22 @@
 import nodemailer from "nodemailer";
-import {
-  type MessageSender,
-  type RenderedMessage,
-  SendFailure,
-  type SendReceipt,
-} from "../../../core/ports.js";
+import type { HandOver, QueueingSender } from "../../../core/delivery/queueing-sender.js";
+import { type RenderedMessage, SendFailure, type SendReceipt } from "../../../core/ports.js";
 
 // Most relays connect in milliseconds; 10 s rides out a slow handshake but stops a send from
 // hanging on a black-holed host, so the outbox worker can retry or fail over.
 const SMTP_CONNECTION_TIMEOUT_MS = 10_000;
 // A relay that accepts the socket but never greets is broken or overloaded; give up like on connect.
 const SMTP_GREETING_TIMEOUT_MS = 10_000;
-// Inactivity limit per command; 30 s leaves room for a relay that scans the message body after DATA.
-const SMTP_SOCKET_TIMEOUT_MS = 30_000;
-// A handful of reused connections absorbs bursts without looking like a flood to the relay.
+// Inactivity limit per command, as long as the whole send may take (below).
+const SMTP_SOCKET_TIMEOUT_MS = 10_000;
+// One message, from the hand-over to nodemailer to the relay's answer after DATA, room included
+// for a relay that scans the body. It must stay below the outbox worker's try timeout (15 s at
+// the default lease): a try the worker gives up on while nodemailer still sends it goes out twice.
+const SMTP_SEND_TIMEOUT_MS = 10_000;
+// A handful of reused connections absorbs bursts without looking like a flood to the relay. The
+// sender hands nodemailer no more messages than this at once: the rest wait in the sender, where
+// the time does not count as the relay's and a message can still be withdrawn (nodemailer's own
+// queue sends whatever it holds, even after its caller gave up).
 const SMTP_MAX_CONNECTIONS = 5;
 // One requeue covers a pooled connection the relay closed while idle; beyond that the outbox
 // worker owns retries (with its own backoff and failover), so the pool must not retry for it.
@@ -40,9 +43,11 @@ export interface SmtpEmailOptions {
  * An email sender speaking SMTP through nodemailer. The Message-ID is derived from the outbox
  * message id, so a retried send is recognisable as the same message in the relay's logs and the
  * recipient's mailbox. Only a 5xx answer to RCPT TO (the relay refusing this recipient) is a
- * permanent failure; everything else may succeed later or through another provider.
+ * permanent failure; everything else may succeed later or through another provider. Messages
+ * beyond the pool's connections wait in the sender (a QueueingSender), each timed from its
+ * hand-over to nodemailer.
  */
-export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender {
+export function createSmtpEmailSender(options: SmtpEmailOptions): QueueingSender {
   const id = options.id ?? "smtp";
   const transporter = nodemailer.createTransport({
     ...connectionFromUrl(options.url),
@@ -55,32 +60,74 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
     ...(options.tls ? { tls: options.tls } : {}),
   });
   const messageIdDomain = domainOf(options.from);
+  const slots = createSlots(SMTP_MAX_CONNECTIONS);
 
   return {
     id,
     channel: "email",
-    async send(message: RenderedMessage): Promise<SendReceipt> {
+    queuesMessages: true,
+    async send(message: RenderedMessage, handOver?: HandOver): Promise<SendReceipt> {
       const messageId = `<${message.messageId}@${messageIdDomain}>`;
+      await slots.take();
+      if (handOver && !handOver()) {
+        slots.give();
+        throw new SendFailure(`${id}: withdrawn while waiting for a free connection`);
+      }
+      const sending = transporter.sendMail({
+        from: options.from,
+        ...(options.replyTo ? { replyTo: options.replyTo } : {}),
+        to: message.to,
+        subject: message.subject,
+        text: message.text,
+        html: message.html ?? textToHtml(message.text),
+        messageId,
+      });
+      // The slot comes back when nodemailer is done with the message, not when our clock gives
+      // up on it: nodemailer must never hold more messages than it has connections.
+      sending.then(slots.give, slots.give);
+      let timeout: NodeJS.Timeout | undefined;
       try {
-        await transporter.sendMail({
-          from: options.from,
-          ...(options.replyTo ? { replyTo: options.replyTo } : {}),
-          to: message.to,
-          subject: message.subject,
-          text: message.text,
-          html: message.html ?? textToHtml(message.text),
-          messageId,
-        });
+        await Promise.race([
+          sending,
+          new Promise<never>((_, reject) => {
+            timeout = setTimeout(
+              () => reject(new Error(`no answer within ${SMTP_SEND_TIMEOUT_MS} ms`)),
+              SMTP_SEND_TIMEOUT_MS,
+            );
+          }),
+        ]);
       } catch (error) {
         throw new SendFailure(`${id}: ${error instanceof Error ? error.message : String(error)}`, {
           permanent: isRecipientRefusal(error),
           cause: error,
         });
+      } finally {
+        clearTimeout(timeout);
       }
       return { providerMessageId: messageId };
     },
     async close(): Promise<void> {
       transporter.close();
+    },
+  };
+}
+
+/** A counting semaphore: `take` waits for a free slot, first come first served. */
+function createSlots(count: number): { take(): Promise<void>; give(): void } {
+  let free = count;
+  const waiting: (() => void)[] = [];
+  return {
+    take() {
+      if (free > 0) {
+        free -= 1;
+        return Promise.resolve();
+      }
+      return new Promise<void>((resolve) => waiting.push(resolve));
+    },
+    give() {
+      const next = waiting.shift();
+      if (next) next();
+      else free += 1;
     },
   };
 }
