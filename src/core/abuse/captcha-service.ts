@@ -19,6 +19,8 @@ export const CHALLENGE_TRIES = 3;
 export const PASS_TTL_SECONDS = 600;
 // Our pass tokens; any other token presented is a third-party widget's, if the app has one.
 const PASS_TOKEN_PREFIX = "cp_";
+// What `newSecretToken` makes of it: the prefix and 24 random bytes in base64url.
+const PASS_TOKEN_SHAPE = /^cp_[A-Za-z0-9_-]{32}$/;
 // Answers beyond this size are refused unread: no real answer is longer.
 const MAX_ANSWER_CHARS = 2048;
 
@@ -247,9 +249,9 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         if (!verdict.ok) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
         return async () => {};
       }
-      if (passToken.length === 0 || passToken.length > 256) {
-        throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
-      }
+      // A token that is not of our shape was never ours: refused without a store call, so a flood
+      // of made-up tokens costs no more than one without a token.
+      if (!PASS_TOKEN_SHAPE.test(passToken)) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
       const pass = await store.consumePass(app.id, sha256Hex(passToken), clock.nowMs());
       if (!pass) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
       if (pass.boundTo !== undefined && pass.boundTo !== recipient) {
