@@ -39,12 +39,13 @@ export interface ImageChallenge {
  * Draws a text captcha as a GIF: svg-captcha lays out the glyphs and noise, and the SVG is
  * rasterized here and never leaves the server. svg-captcha draws each character as a path whose
  * sequence of commands is fixed per glyph (only the coordinates are jittered), so a script reads
- * the answer from an SVG's source by table look-up; pixels make it do optical recognition instead.
- * The answer is picked with `crypto.randomInt` rather than svg-captcha's own `create`, whose picks
- * use `Math.random` (its state can be recovered from enough outputs).
+ * the answer from an SVG's source by table look-up; from pixels, with every glyph turned by its own
+ * random angle (`rasterizeSvgCaptcha`), it needs character recognition instead. The answer is picked
+ * with `crypto.randomInt` rather than svg-captcha's own `create`, whose picks use `Math.random` (its
+ * state can be recovered from enough outputs).
  *
- * Costs ~0.7 ms (rasterizing and LZW-encoding most of it, against ~0.15 for the SVG alone); the
- * core's per-client challenge budgets bound how often an unauthenticated caller can ask for it.
+ * Costs ~0.75 ms (svg-captcha ~0.15, rasterizing ~0.5, GIF encoding the rest); the core's
+ * per-client challenge budgets bound how often an unauthenticated caller can ask for it.
  *
  * @throws RangeError when `length` is not an integer from 4 to 6 (a configuration mistake).
  */

@@ -1,3 +1,5 @@
+import { randomInt } from "node:crypto";
+
 /** A picture as GIF stores it: a palette and one palette index per pixel. */
 export interface IndexedImage {
   width: number;
@@ -28,6 +30,19 @@ const NOISE_STROKE_HALF_WIDTH_PX = 0.75;
 /** Curves are cut into straight pieces about this long; shorter pieces buy no visible smoothness at this size. */
 const CURVE_PIECE_LENGTH_PX = 2;
 
+/**
+ * Each glyph is turned by up to this many degrees either way. svg-captcha moves a glyph's points by
+ * at most 0.1 px, so unturned every copy of a character is nearly the same picture, and one template
+ * per character reads the answer; within ±25° letters still read upright (N stays N, Z stays Z).
+ */
+export const GLYPH_MAX_ROTATION_DEGREES = 25;
+
+/** Angles are drawn in tenths of a degree: 501 of them, too many to keep a template for each. */
+const ROTATION_STEPS_PER_DEGREE = 10;
+
+/** Turned glyphs are kept this far inside the image, so no stroke is cut at an edge. */
+const GLYPH_EDGE_MARGIN_PX = 1;
+
 /** How many coordinate pairs each supported path command takes (all absolute; relative ones are lower-case). */
 const POINTS_PER_COMMAND: Readonly<Record<string, number>> = { M: 1, L: 1, Q: 2, C: 3, Z: 0 };
 
@@ -48,17 +63,34 @@ interface Edge {
   winding: 1 | -1;
 }
 
+export interface RasterizeOptions {
+  /**
+   * The angle in degrees (clockwise, as y points down) the next glyph is turned by about the centre
+   * of its bounding box, asked once per glyph in document order. Defaults to a uniform draw within
+   * ±`GLYPH_MAX_ROTATION_DEGREES` from `crypto.randomInt`: angles from a predictable source (such
+   * as `Math.random`, whose state can be recovered) could be undone before matching templates.
+   */
+  glyphRotationDegrees?: () => number;
+}
+
 /**
  * Draws svg-captcha's output into palette-indexed pixels (no native dependencies), so the captcha
- * leaves the server as a GIF, never as the SVG whose path commands give the answer away. It reads exactly what
- * svg-captcha emits — `<path>` elements in absolute M, L, Q, C and Z commands, filled glyphs with the
- * nonzero rule (SVG's default) and stroked noise curves — in document order, and throws on anything
- * else rather than draw a picture that silently lacks part of the challenge.
+ * leaves the server as a GIF, never as the SVG whose path commands give the answer away. It reads
+ * exactly what svg-captcha emits — `<path>` elements in absolute M, L, Q, C and Z commands, filled
+ * glyphs with the nonzero rule (SVG's default) and stroked noise curves — in document order, and
+ * throws on anything else rather than draw a picture that silently lacks part of the challenge. Each
+ * glyph (a filled path) is turned by its own angle first; noise lines (stroked, `fill="none"`) are not.
  *
  * `width` and `height` are the size svg-captcha was asked for; its viewBox maps one unit to one pixel.
  * @throws Error on an element, path command or colour it does not support.
  */
-export function rasterizeSvgCaptcha(svg: string, width: number, height: number): IndexedImage {
+export function rasterizeSvgCaptcha(
+  svg: string,
+  width: number,
+  height: number,
+  options: RasterizeOptions = {},
+): IndexedImage {
+  const glyphRotationDegrees = options.glyphRotationDegrees ?? randomGlyphRotationDegrees;
   const palette = [BACKGROUND_COLOR];
   const pixels = new Array<number>(width * height).fill(0);
 
@@ -78,11 +110,12 @@ export function rasterizeSvgCaptcha(svg: string, width: number, height: number):
     const attributes = new Map(
       Array.from(attributeText.matchAll(/([\w-]+)="([^"]*)"/g), ([, name, value]) => [name, value]),
     );
-    const subpaths = flattenPathData(attributes.get("d") ?? "");
     // SVG defaults: fill black, no stroke; svg-captcha sets fill on glyphs and `fill="none" stroke` on noise.
     const fill = attributes.get("fill") ?? "#000000";
     const stroke = attributes.get("stroke") ?? "none";
+    let subpaths = flattenPathData(attributes.get("d") ?? "");
     if (fill !== "none") {
+      subpaths = rotateGlyph(subpaths, glyphRotationDegrees(), width, height);
       fillNonzero(subpaths, pixels, paletteIndexOf(fill), width, height);
     }
     if (stroke !== "none") {
@@ -93,6 +126,77 @@ export function rasterizeSvgCaptcha(svg: string, width: number, height: number):
 
   while (palette.length < 2 || (palette.length & (palette.length - 1)) !== 0) palette.push(BACKGROUND_COLOR);
   return { width, height, palette, pixels };
+}
+
+function randomGlyphRotationDegrees(): number {
+  const steps = GLYPH_MAX_ROTATION_DEGREES * ROTATION_STEPS_PER_DEGREE;
+  return randomInt(-steps, steps + 1) / ROTATION_STEPS_PER_DEGREE;
+}
+
+/**
+ * Turns a glyph about the centre of its bounding box, then moves it back inside the image where
+ * turning pushed it over an edge: svg-captcha sets glyphs ~4 px below the middle, and its widest (W)
+ * turned by 25° is ~46 px high in a 50 px image. A glyph is never moved further out than svg-captcha
+ * put it, so at 0° nothing moves. Flattened points turn as the curves would (Bézier curves are
+ * affine invariant), into new objects: a subpath's start point is shared with the subpath before.
+ */
+function rotateGlyph(subpaths: Point[][], degrees: number, width: number, height: number): Point[][] {
+  const before = boundsOf(subpaths);
+  if (before === null) return subpaths;
+  const centreX = (before.left + before.right) / 2;
+  const centreY = (before.top + before.bottom) / 2;
+  const radians = (degrees * Math.PI) / 180;
+  const cos = Math.cos(radians);
+  const sin = Math.sin(radians);
+  const turned = subpaths.map((points) =>
+    points.map(({ x, y }) => ({
+      x: centreX + (x - centreX) * cos - (y - centreY) * sin,
+      y: centreY + (x - centreX) * sin + (y - centreY) * cos,
+    })),
+  );
+  const after = boundsOf(turned)!;
+  const margin = GLYPH_EDGE_MARGIN_PX;
+  const shiftX = shiftInside(after.left, after.right, {
+    min: Math.min(margin, before.left),
+    max: Math.max(width - margin, before.right),
+  });
+  const shiftY = shiftInside(after.top, after.bottom, {
+    min: Math.min(margin, before.top),
+    max: Math.max(height - margin, before.bottom),
+  });
+  if (shiftX !== 0 || shiftY !== 0) {
+    for (const points of turned) {
+      for (const point of points) {
+        point.x += shiftX;
+        point.y += shiftY;
+      }
+    }
+  }
+  return turned;
+}
+
+function boundsOf(subpaths: Point[][]): { left: number; right: number; top: number; bottom: number } | null {
+  let left = Number.POSITIVE_INFINITY;
+  let right = Number.NEGATIVE_INFINITY;
+  let top = Number.POSITIVE_INFINITY;
+  let bottom = Number.NEGATIVE_INFINITY;
+  for (const points of subpaths) {
+    for (const { x, y } of points) {
+      left = Math.min(left, x);
+      right = Math.max(right, x);
+      top = Math.min(top, y);
+      bottom = Math.max(bottom, y);
+    }
+  }
+  return left <= right ? { left, right, top, bottom } : null;
+}
+
+/** How far to move the span `low..high` to lie within `bounds`; centred on them if it is too long. */
+function shiftInside(low: number, high: number, bounds: { min: number; max: number }): number {
+  if (high - low > bounds.max - bounds.min) return (bounds.min + bounds.max - low - high) / 2;
+  if (low < bounds.min) return bounds.min - low;
+  if (high > bounds.max) return bounds.max - high;
+  return 0;
 }
 
 function parseColor(color: string): number {
