@@ -330,10 +330,24 @@ export class SendFailure extends Error {
 export interface MessageSender {
   readonly id: string;
   readonly channel: Channel;
+  /**
+   * True for a sender that holds messages in a queue of its own until one of its few connections
+   * is free (an SMTP pool): it calls `handOver` as a message leaves that queue for the provider.
+   */
+  readonly queuesMessages?: true;
   /** Resolves when the provider accepted the message; throws `SendFailure` otherwise. */
-  send(message: RenderedMessage): Promise<SendReceipt>;
+  send(message: RenderedMessage, handOver?: HandOver): Promise<SendReceipt>;
   close?(): Promise<void>;
 }
+
+/**
+ * Called by a queueing sender as a message leaves its queue for the provider. Time spent in the
+ * queue is not the provider being slow, and a message its caller gave up on there must never go
+ * out later: so the caller starts the try's clock here, or answers false when the message may no
+ * longer be sent (the outbox worker: its claim would lapse before the try could end); the sender
+ * then drops it unsent and fails the send.
+ */
+export type HandOver = () => boolean;
 
 export type CaptchaKind = "image" | "slider";
 

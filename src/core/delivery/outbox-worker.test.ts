@@ -2,10 +2,9 @@ import { afterEach, describe, expect, it } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
 import { createTestServer } from "../../../test/harness.js";
-import { SendFailure } from "../ports.js";
+import { type MessageSender, SendFailure } from "../ports.js";
 import type { Channel, Purpose } from "../types.js";
 import { retryDelayMs } from "./outbox-worker.js";
-import type { QueueingSender } from "./queueing-sender.js";
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -173,7 +172,7 @@ describe("outbox worker: a sender with a queue of its own", () => {
     const clock = new FixedClock();
     let queuedSeconds = 25;
     const delivered: string[] = [];
-    const queueing: QueueingSender = {
+    const queueing: MessageSender = {
       id: "pooled-email",
       channel: "email",
       queuesMessages: true,

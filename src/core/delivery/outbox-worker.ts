@@ -9,7 +9,6 @@ import type { CodeSecrets } from "../secrets.js";
 import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
 import { storableError, storableMessageId } from "./provider-text.js";
-import { isQueueingSender } from "./queueing-sender.js";
 import type { SenderRouter } from "./sender-router.js";
 
 export type { SenderRouter } from "./sender-router.js";
@@ -301,7 +300,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       );
     };
     try {
-      if (!isQueueingSender(sender)) {
+      if (!sender.queuesMessages) {
         startClock();
         return await Promise.race([sender.send(message), expired]);
       }

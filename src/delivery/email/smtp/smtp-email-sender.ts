@@ -1,6 +1,11 @@
 import nodemailer from "nodemailer";
-import type { HandOver, QueueingSender } from "../../../core/delivery/queueing-sender.js";
-import { type RenderedMessage, SendFailure, type SendReceipt } from "../../../core/ports.js";
+import {
+  type HandOver,
+  type MessageSender,
+  type RenderedMessage,
+  SendFailure,
+  type SendReceipt,
+} from "../../../core/ports.js";
 
 // Most relays connect in milliseconds; 10 s rides out a slow handshake but stops a send from
 // hanging on a black-holed host, so the outbox worker can retry or fail over.
@@ -44,10 +49,10 @@ export interface SmtpEmailOptions {
  * message id, so a retried send is recognisable as the same message in the relay's logs and the
  * recipient's mailbox. Only a 5xx answer to RCPT TO (the relay refusing this recipient) is a
  * permanent failure; everything else may succeed later or through another provider. Messages
- * beyond the pool's connections wait in the sender (a QueueingSender), each timed from its
+ * beyond the pool's connections wait in the sender (`MessageSender.queuesMessages`), each timed from its
  * hand-over to nodemailer.
  */
-export function createSmtpEmailSender(options: SmtpEmailOptions): QueueingSender {
+export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender {
   const id = options.id ?? "smtp";
   const transporter = nodemailer.createTransport({
     ...connectionFromUrl(options.url),
