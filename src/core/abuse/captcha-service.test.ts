@@ -26,7 +26,7 @@ const TOLERANCE = 5;
  */
 function fixedGenerator(): CaptchaGenerator {
   return {
-    image: () => ({ answer: IMAGE_ANSWER, imageDataUri: "data:image/svg+xml;base64,PHN2Zy8+" }),
+    image: () => ({ answer: IMAGE_ANSWER, imageDataUri: "data:image/gif;base64,R0lGODlhAQABAAAAACw=" }),
     slider: () => ({
       x: SLIDER_X,
       y: 40,
@@ -81,7 +81,7 @@ describe("createChallenge", () => {
       kind: "image",
       token: expect.stringMatching(/^cc_[A-Za-z0-9_-]{22,}$/),
       expiresInSeconds: CHALLENGE_TTL_SECONDS,
-      imageDataUri: "data:image/svg+xml;base64,PHN2Zy8+",
+      imageDataUri: "data:image/gif;base64,R0lGODlhAQABAAAAACw=",
     });
     expect(CHALLENGE_TTL_SECONDS).toBe(300);
     expect(JSON.stringify(challenge)).not.toContain(IMAGE_ANSWER);
