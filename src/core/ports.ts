@@ -272,8 +272,19 @@ export interface AccountDirectory {
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   deleteSession(appId: string, tokenHash: string): Promise<void>;
-  /** Deletes a live session and returns it: for exactly one of concurrent callers (rotation). */
-  takeSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
+  /**
+   * Rotates a live session to a new token in place, for exactly one of concurrent callers, and
+   * returns it as it now is (the same account and credential version, the new token and expiry);
+   * null when it is unknown, expired or already rotated. The session remembers the token it was
+   * rotated from, so a new password that keeps the old token keeps it too (`update`'s
+   * `keepSessions`), whichever of the two came first.
+   */
+  rotateSession(
+    appId: string,
+    tokenHash: string,
+    next: { tokenHash: string; expiresAtMs: number },
+    nowMs: number,
+  ): Promise<Session | null>;
 }
 
 export interface DevInboxMessage {

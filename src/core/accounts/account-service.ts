@@ -232,13 +232,27 @@ export function createAccountService(deps: AccountServiceDeps) {
     revokeSession: (app: App, token: string) => accounts.deleteSession(app.id, sha256Hex(token)),
 
     /**
-     * Ends a live session and returns its account, for exactly one of concurrent callers: a
-     * refresh token rotates once. Null when the session is unknown, expired, already taken, or
-     * older than the account's password.
+     * Moves a live session to a new token (a refresh token's rotation), for exactly one of
+     * concurrent callers, and returns the token with the session's account. Null when the session
+     * is unknown, expired, already rotated, or older than the account's password. A new password
+     * that keeps the old token keeps the new one too (AccountDirectory.rotateSession).
      */
-    async takeSession(app: App, token: string): Promise<Account | null> {
-      const session = await accounts.takeSession(app.id, sha256Hex(token), clock.nowMs());
-      return session ? accountLoggedInBy(accounts, session) : null;
+    async rotateSession(
+      app: App,
+      token: string,
+      ttlSeconds: number,
+      prefix: string,
+    ): Promise<{ account: Account; session: IssuedSession } | null> {
+      const now = clock.nowMs();
+      const next = { token: newSecretToken(prefix), expiresAtMs: now + ttlSeconds * 1000 };
+      const rotated = await accounts.rotateSession(
+        app.id,
+        sha256Hex(token),
+        { tokenHash: sha256Hex(next.token), expiresAtMs: next.expiresAtMs },
+        now,
+      );
+      const account = rotated ? await accountLoggedInBy(accounts, rotated) : null;
+      return account ? { account, session: next } : null;
     },
   };
 }

@@ -158,20 +158,57 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, live.tokenHash, now)).toBeNull();
     });
 
-    it("hands a live session to exactly one of 10 concurrent takers, and an expired one to none", async () => {
+    it("rotates a live session to exactly one of 10 concurrent refreshes, and an expired one to none", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
-      const live = session(appId, uniqueId("acct"), now + 60_000);
+      const live = session(appId, uniqueId("acct"), now + 60_000, 3);
       await accounts.createSession(live);
-      const taken = await Promise.all(
-        Array.from({ length: 10 }, () => accounts.takeSession(appId, live.tokenHash, now)),
+      const nexts = Array.from({ length: 10 }, () => ({ tokenHash: hexHash(), expiresAtMs: now + 120_000 }));
+      const rotated = await Promise.all(
+        nexts.map((next) => accounts.rotateSession(appId, live.tokenHash, next, now)),
       );
-      expect(taken.filter((each) => each !== null)).toEqual([live]);
+      const winners = rotated.filter((each) => each !== null);
+      expect(winners).toHaveLength(1);
+      const [winner] = winners;
+      // The same session under its new token: account and credential version kept, expiry renewed.
+      expect(winner).toEqual({ ...live, tokenHash: winner?.tokenHash, expiresAtMs: now + 120_000 });
+      expect(nexts.map((next) => next.tokenHash)).toContain(winner?.tokenHash);
       expect(await accounts.findSession(appId, live.tokenHash, now)).toBeNull();
+      expect(await accounts.findSession(appId, winner?.tokenHash ?? "", now)).toEqual(winner);
       const expired = { ...live, tokenHash: hexHash() };
       await accounts.createSession(expired);
-      expect(await accounts.takeSession(appId, expired.tokenHash, now + 60_000)).toBeNull();
-      expect(await accounts.takeSession(uniqueId("app"), expired.tokenHash, now)).toBeNull();
+      const next = { tokenHash: hexHash(), expiresAtMs: now + 120_000 };
+      expect(await accounts.rotateSession(appId, expired.tokenHash, next, now + 60_000)).toBeNull();
+      expect(await accounts.rotateSession(uniqueId("app"), expired.tokenHash, next, now)).toBeNull();
+    });
+
+    it("keeps, under a new password, a kept session that a refresh rotated meanwhile", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));
+      const caller = session(appId, ann.id, now + 60_000);
+      const other = session(appId, ann.id, now + 60_000);
+      for (const each of [caller, other]) await accounts.createSession(each);
+      // The caller's SDK refreshes between the change's session check and its write.
+      const refreshed = await accounts.rotateSession(
+        appId,
+        caller.tokenHash,
+        { tokenHash: hexHash(), expiresAtMs: now + 120_000 },
+        now,
+      );
+      await accounts.update(appId, ann.id, { passwordHash: "new" }, { keepSessions: [caller.tokenHash] });
+      expect(await accounts.findSession(appId, refreshed?.tokenHash ?? "", now)).toMatchObject({
+        credentialVersion: 1,
+      });
+      expect(await accounts.findSession(appId, other.tokenHash, now)).toBeNull();
+      // The other order: the change first, then the refresh, which carries the new version on.
+      const again = await accounts.rotateSession(
+        appId,
+        refreshed?.tokenHash ?? "",
+        { tokenHash: hexHash(), expiresAtMs: now + 180_000 },
+        now,
+      );
+      expect(again).toMatchObject({ credentialVersion: 1, expiresAtMs: now + 180_000 });
     });
 
     it("ends the account's sessions but the kept with a new password, in the same write", async () => {

@@ -29,8 +29,10 @@ const STATEMENTS = {
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
   // Each column is written only when its flag is set: edits made from one read do not undo each other.
   // A new password ($9) moves the credential version on and, in the same statement, ends the
-  // account's sessions but the kept ($14), which move to the new version. $13: the version the
-  // write requires, or null.
+  // account's sessions but the kept ($14), which move to the new version: a kept token, or one a
+  // refresh rotated from a kept token (rotateSession). A refresh under way meets this statement
+  // on the session's row lock, and the rotated row is matched by `rotated_from` when it is
+  // re-read. $13: the version the write requires, or null.
   update: `
     WITH updated AS (
       UPDATE accounts SET
@@ -46,12 +48,12 @@ const STATEMENTS = {
     ended AS (
       DELETE FROM sessions USING updated
       WHERE $9 AND sessions.app_id = updated.app_id AND sessions.account_id = updated.id
-        AND NOT (sessions.token_hash = ANY($14))
+        AND NOT (sessions.token_hash = ANY($14) OR COALESCE(sessions.rotated_from = ANY($14), false))
     ),
     kept AS (
       UPDATE sessions SET credential_version = updated.credential_version FROM updated
       WHERE $9 AND sessions.app_id = updated.app_id AND sessions.account_id = updated.id
-        AND sessions.token_hash = ANY($14)
+        AND (sessions.token_hash = ANY($14) OR COALESCE(sessions.rotated_from = ANY($14), false))
     )
     SELECT * FROM updated`,
   insertSession: `
@@ -59,7 +61,11 @@ const STATEMENTS = {
     VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
-  takeSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3 RETURNING *",
+  // In place, so the session keeps its row (and its lock) across the rotation.
+  rotateSession: `
+    UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5
+    WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3
+    RETURNING *`,
 };
 
 function rowToAccount(row: AccountRow | undefined): Account | null {
@@ -153,8 +159,14 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     async deleteSession(appId, tokenHash) {
       await run("deleteSession", [tokenHash, appId]);
     },
-    async takeSession(appId, tokenHash, nowMs) {
-      const { rows } = await run<SessionRow>("takeSession", [tokenHash, appId, nowMs]);
+    async rotateSession(appId, tokenHash, next, nowMs) {
+      const { rows } = await run<SessionRow>("rotateSession", [
+        tokenHash,
+        appId,
+        nowMs,
+        next.tokenHash,
+        next.expiresAtMs,
+      ]);
       return sessionFromRow(rows[0]);
     },
   };

@@ -83,10 +83,13 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
-    takeSession: db.prepare(
-      "DELETE FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ? RETURNING *",
+    rotateSession: db.prepare(`
+      UPDATE sessions SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs
+      WHERE token_hash = @tokenHash AND app_id = @appId AND expires_at > @nowMs
+      RETURNING *`),
+    sessionsOf: db.prepare(
+      "SELECT token_hash, rotated_from FROM sessions WHERE app_id = ? AND account_id = ?",
     ),
-    sessionsOf: db.prepare("SELECT token_hash FROM sessions WHERE app_id = ? AND account_id = ?").pluck(),
     restampSession: db.prepare(
       "UPDATE sessions SET credential_version = ? WHERE token_hash = ? AND app_id = ?",
     ),
@@ -131,10 +134,15 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       const keep = options.keepSessions ?? [];
       const row = await write(() => {
         const updated = statements.update.get(flagged) as AccountRow | undefined;
-        // A new password ends the sessions opened before it in the same transaction, but the kept.
+        // A new password ends the sessions opened before it in the same transaction, but the kept
+        // (and a kept one's rotation, which a refresh may have made since the caller's read).
         if (updated && changes.passwordHash !== undefined) {
-          for (const tokenHash of statements.sessionsOf.all(appId, id) as string[]) {
-            if (keep.includes(tokenHash))
+          const sessions = statements.sessionsOf.all(appId, id) as {
+            token_hash: string;
+            rotated_from: string | null;
+          }[];
+          for (const { token_hash: tokenHash, rotated_from: rotatedFrom } of sessions) {
+            if (keep.includes(tokenHash) || (rotatedFrom !== null && keep.includes(rotatedFrom)))
               statements.restampSession.run(updated.credential_version, tokenHash, appId);
             else statements.deleteSession.run(tokenHash, appId);
           }
@@ -160,9 +168,16 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     async deleteSession(appId, tokenHash) {
       await group.run(() => statements.deleteSession.run(tokenHash, appId));
     },
-    async takeSession(appId, tokenHash, nowMs) {
+    async rotateSession(appId, tokenHash, next, nowMs) {
       const row = await group.run(
-        () => statements.takeSession.get(tokenHash, appId, nowMs) as SessionRow | undefined,
+        () =>
+          statements.rotateSession.get({
+            next: next.tokenHash,
+            expiresAtMs: next.expiresAtMs,
+            tokenHash,
+            appId,
+            nowMs,
+          }) as SessionRow | undefined,
       );
       return sessionFromRow(row);
     },

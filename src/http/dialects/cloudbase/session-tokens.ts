@@ -1,4 +1,5 @@
 import { decodeJwt } from "jose";
+import type { IssuedSession } from "../../../core/accounts/account-service.js";
 import { accountOfSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
 import type { Engine } from "../../../core/engine.js";
@@ -67,29 +68,41 @@ export function createSessionTokens(engine: Engine) {
     return { aud, sub, sid };
   }
 
+  /** The SDK's credentials for a session: its refresh token and an access token bound to it. */
+  async function credentialsFor(
+    app: App,
+    account: Account,
+    session: IssuedSession,
+  ): Promise<CloudbaseCredentials> {
+    const accessToken = await jwt.sign(
+      { scope: USER_SCOPE, sid: sessionIdOf(session.token) },
+      {
+        subject: account.id,
+        audience: app.clientId,
+        issuer: TOKEN_ISSUER,
+        ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
+      },
+    );
+    return {
+      token_type: "Bearer",
+      access_token: accessToken,
+      refresh_token: session.token,
+      expires_in: ACCESS_TOKEN_TTL_SECONDS,
+      scope: USER_SCOPE,
+      sub: account.id,
+      groups: [],
+    };
+  }
+
   return {
     appNamed,
 
     async issue(app: App, account: Account): Promise<CloudbaseCredentials> {
-      const session = await accounts.createSession(app, account, REFRESH_TOKEN_TTL_SECONDS, "rt");
-      const accessToken = await jwt.sign(
-        { scope: USER_SCOPE, sid: sessionIdOf(session.token) },
-        {
-          subject: account.id,
-          audience: app.clientId,
-          issuer: TOKEN_ISSUER,
-          ttlSeconds: ACCESS_TOKEN_TTL_SECONDS,
-        },
+      return credentialsFor(
+        app,
+        account,
+        await accounts.createSession(app, account, REFRESH_TOKEN_TTL_SECONDS, "rt"),
       );
-      return {
-        token_type: "Bearer",
-        access_token: accessToken,
-        refresh_token: session.token,
-        expires_in: ACCESS_TOKEN_TTL_SECONDS,
-        scope: USER_SCOPE,
-        sub: account.id,
-        groups: [],
-      };
     },
 
     /**
@@ -124,17 +137,17 @@ export function createSessionTokens(engine: Engine) {
 
     /** Exchanges a refresh token for new credentials; the old refresh token ends (rotation). */
     async refresh(app: App, refreshToken: string): Promise<CloudbaseCredentials> {
-      // Rotation: a refresh token works once, even for requests sent at once (the session is
-      // taken in one step), so a stolen one is useless after its owner's next refresh (and the
-      // thief's use logs the owner out, which shows).
-      const account = await accounts.takeSession(app, refreshToken);
-      if (!account) {
+      // Rotation: a refresh token works once, even for requests sent at once (the session moves
+      // to its new token in one step), so a stolen one is useless after its owner's next refresh
+      // (and the thief's use logs the owner out, which shows).
+      const rotated = await accounts.rotateSession(app, refreshToken, REFRESH_TOKEN_TTL_SECONDS, "rt");
+      if (!rotated) {
         throw new OtpError("TOKEN_INVALID", {
           message: "The refresh token is invalid, expired or revoked",
           details: { field: "refresh_token" },
         });
       }
-      return this.issue(app, account);
+      return credentialsFor(app, rotated.account, rotated.session);
     },
 
     /**

@@ -138,4 +138,13 @@ ALTER TABLE sessions ADD COLUMN credential_version integer NOT NULL DEFAULT 0;
 CREATE INDEX sessions_account ON sessions (app_id, account_id);
 `,
   },
+  {
+    version: 5,
+    name: "sessions remember the token they were rotated from",
+    // As SQLite's migration 9. Rotated in place, a session keeps its row: a new password's write
+    // and a refresh meet on that row's lock, in either order.
+    sql: `
+ALTER TABLE sessions ADD COLUMN rotated_from text;
+`,
+  },
 ];

@@ -241,4 +241,13 @@ CREATE INDEX sessions_account ON sessions (app_id, account_id);
 DROP INDEX send_log_at;
 `,
   },
+  {
+    version: 9,
+    name: "sessions remember the token they were rotated from",
+    // A refresh rotates a session in place (CloudBase); a new password that keeps the caller's
+    // session keeps it under its new token too, even when the refresh came in between.
+    sql: `
+ALTER TABLE sessions ADD COLUMN rotated_from TEXT;
+`,
+  },
 ];
