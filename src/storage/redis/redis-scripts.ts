@@ -111,10 +111,11 @@ end
  * {'not_replayed'} | {'refused', {index, ms left}...}
  * | {'issued', resendAfterMs, {shadowed index...}, superseded pending code's id or ''}.
  *
- * An idempotency entry is "expires:resend:id:fingerprint:state". Its state is 'p' (pending) until
- * the send's outbox row is committed elsewhere (PostgreSQL) and 'confirm' makes it 'd' (durable):
- * only a durable send is replayed, as a 2xx must mean the message is queued. A pending entry lives
- * only as long as a commit can take, so one whose send died (a crash, a lost withdraw) lapses.
+ * An idempotency entry is "expires:resend:id:fingerprint". Its `expires` is 0 while it is pending,
+ * until the send's outbox row is committed elsewhere (PostgreSQL) and 'confirm' sets it: only a
+ * committed send is replayed, as a 2xx must mean the message is queued. A pending entry lives only
+ * as long as a commit can take, so one whose send died (a crash, a lost withdraw) lapses. (A build
+ * before pending entries reads one as expired, and a committed one as it always did.)
  */
 const ISSUE = `${COUNTERS}${CODES}
 local now = tonumber(ARGV[1])
@@ -126,10 +127,9 @@ local idempotency = KEYS[slots + 1]
 if fingerprint ~= '' then
   local seen = redis.call('GET', idempotency)
   if seen then
-    local expires, resend, first_id, first_fingerprint, state =
-      string.match(seen, '^(%d+):(%d+):([^:]*):([^:]*):?(%a?)$')
+    local expires, resend, first_id, first_fingerprint = string.match(seen, '^(%d+):(%d+):([^:]*):(.*)$')
+    if expires == '0' then return {'in_progress'} end
     if expires and tonumber(expires) > now then
-      if state == 'p' then return {'in_progress'} end
       local first = code_by_id(app, first_id)
       -- Like SQLite: a key whose code is gone no longer replays; the request is issued afresh.
       if first then return {'replayed', first_id, first, tonumber(resend), first_fingerprint} end
@@ -195,8 +195,7 @@ if fingerprint ~= '' then
   local ttl = tonumber(ARGV[7])
   local pending_ttl = tonumber(ARGV[9])
   redis.call('SET', idempotency,
-    string.format('%d:%d:', now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint
-      .. (pending_ttl > 0 and ':p' or ':d'),
+    string.format('%d:%d:', pending_ttl > 0 and 0 or now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint,
     'PX', pending_ttl > 0 and pending_ttl or ttl)
 end
 return {'issued', resend_ms, shadowed, superseded}
@@ -204,14 +203,16 @@ return {'issued', resend_ms, shadowed, superseded}
 
 /**
  * confirm: the send's outbox row is committed, so its idempotency entry may now replay it.
- * KEYS: idempotency. ARGV: now, id. Returns 1 when the entry (still this send's) became durable.
+ * KEYS: idempotency. ARGV: now, id, idempotency TTL ms. Returns 1 when the entry (still this
+ * send's, and pending) was made to replay.
  */
 const CONFIRM = `
 local seen = redis.call('GET', KEYS[1])
 if not seen then return 0 end
-local expires, rest = string.match(seen, '^(%d+):(.*):p$')
-if not expires or string.match(seen, '^%d+:%d+:([^:]*):') ~= ARGV[2] then return 0 end
-redis.call('SET', KEYS[1], expires .. ':' .. rest .. ':d', 'PX', math.max(1, tonumber(expires) - tonumber(ARGV[1])))
+local rest, id = string.match(seen, '^0:(%d+:([^:]*):.*)$')
+if id ~= ARGV[2] then return 0 end
+local ttl = tonumber(ARGV[3])
+redis.call('SET', KEYS[1], string.format('%d:', tonumber(ARGV[1]) + ttl) .. rest, 'PX', ttl)
 return 1
 `;
 

@@ -155,7 +155,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
 
     async confirm(request, nowMs) {
       if (!request.idempotency) return;
-      await redis.vdConfirm(1, idempotencyKey(request), nowMs, request.code.id);
+      await redis.vdConfirm(1, idempotencyKey(request), nowMs, request.code.id, IDEMPOTENCY_TTL_MS);
     },
 
     async withdraw(request, nowMs, supersededId) {
