@@ -1,4 +1,4 @@
-import { precheckSendRisk, type RiskPrecheckInput } from "./abuse/risk-precheck.js";
+import { captchaWanted, precheckSendRisk, type RiskPrecheckInput } from "./abuse/risk-precheck.js";
 import { createAccountService } from "./accounts/account-service.js";
 import {
   type AccountStepDeps,
@@ -52,6 +52,7 @@ export function createEngine(deps: EngineDeps) {
     changeContact: (input: ChangeContactInput) => changeContact(stepDeps, input),
     reverify: (input: ReverifyInput) => reverify(stepDeps, input),
     precheckSendRisk: (input: RiskPrecheckInput) => precheckSendRisk(deps, input),
+    captchaWanted: (input: Parameters<typeof captchaWanted>[1]) => captchaWanted(deps, input),
     captcha: deps.captcha,
     sendLog: deps.sendLog,
   };

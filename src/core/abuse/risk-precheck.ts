@@ -3,7 +3,7 @@ import type { VerificationStore } from "../ports.js";
 import type { App, Face, RateRule } from "../types.js";
 import type { EngineDeps } from "../verification/engine-deps.js";
 import { riskCounterKey } from "../verification/keys.js";
-import { riskRuleName, subnetOf } from "./abuse-rules.js";
+import { riskCounters, riskRuleName, subnetOf } from "./abuse-rules.js";
 
 export interface RiskPrecheckInput {
   app: App;
@@ -65,4 +65,26 @@ function overRisk(
   return new OtpError("CAPTCHA_REQUIRED", {
     details: { rule: riskRuleName(scope, rule), retryAfterSeconds },
   });
+}
+
+/**
+ * Whether a send from this client would be asked for a captcha now, by the face's mode and, in
+ * risk mode, the client's risk counters as they stand (read from the store, in any mode): for a
+ * face that offers a pass before the send (CloudBase's 2022 `captcha/init`), so that it shows a
+ * challenge only to a client that would need one. A client that crosses its threshold after this
+ * is still asked at the send.
+ */
+export async function captchaWanted(
+  deps: EngineDeps,
+  input: { app: App; face: Face; clientIp: string | undefined; deviceId?: string | undefined },
+): Promise<boolean> {
+  const { app, face } = input;
+  const mode = app.abuse.captcha[face];
+  if (mode !== "risk") return mode === "always";
+  const now = deps.clock.nowMs();
+  for (const counter of riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, false)) {
+    const state = await deps.counters.peek(app.id, counter.key, now);
+    if (state.count + 1 > counter.limit) return true;
+  }
+  return false;
 }

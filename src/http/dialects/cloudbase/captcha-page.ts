@@ -14,12 +14,17 @@ import {
   errorResponses,
 } from "./schemas.js";
 
+/** What `captcha/init` answers for a client that needs no captcha: not a pass, only a placeholder. */
+export const NO_CAPTCHA_NEEDED = "none";
+
 export interface LegacyCaptchaOptions {
   engine: Engine;
   /** dev mode lets an app with no CORS origins send its pages' answers anywhere */
   devMode: boolean;
   /** the app of an anonymous call, as the dialect's other routes pick it */
   appOf: (request: FastifyRequest, bodyClientId?: string) => Promise<App>;
+  /** the caller's `x-device-id`, as the send reads it for its risk rules */
+  deviceIdOf: (request: FastifyRequest) => string | undefined;
   /** the path these routes are served under (`/auth/v1`), for the page's absolute url */
   prefix: string;
 }
@@ -43,7 +48,7 @@ const pageSecurityPolicy = (redirectOrigin: string) =>
  */
 export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: LegacyCaptchaOptions): void {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>();
-  const { engine, devMode, appOf, prefix } = options;
+  const { engine, devMode, appOf, deviceIdOf, prefix } = options;
 
   const redirectOf = (tenant: App, raw: string): URL => {
     let url: URL;
@@ -88,11 +93,21 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
       const { client_id: clientId, redirect_uri: redirectUri, state } = request.body;
       const tenant = await appOf(request, clientId);
       redirectOf(tenant, redirectUri);
+      // The SDK asks before every send. A client the send would not ask for a captcha gets no
+      // challenge: a token that stands for none, which grants nothing (a send that does need a
+      // captcha answers it captcha_invalid, and the SDK asks again, now for the page).
+      const wanted = await engine.captchaWanted({
+        app: tenant,
+        face: "cloudbase",
+        clientIp: request.ip,
+        deviceId: deviceIdOf(request),
+      });
+      if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: PASS_TTL_SECONDS };
       const page = new URLSearchParams({ client_id: tenant.clientId, redirect_uri: redirectUri });
       if (state !== undefined) page.set("state", state);
       return {
         url: `${request.protocol}://${request.host}${prefix}/captcha/page?${page}`,
-        // No pass is answered directly (a challenge is always shown); this is how long one lasts.
+        // How long the pass the page gives lasts.
         expires_in: PASS_TTL_SECONDS,
       };
     },

@@ -764,6 +764,30 @@ describe("CloudBase captcha flow", () => {
     expect(byQuery.statusCode, byQuery.body).toBe(200);
   });
 
+  it("shows the 2022 SDK's init no challenge until the client's sends would need one", async () => {
+    await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
+    const client = "198.51.100.8";
+    const init = () =>
+      post("/auth/v1/captcha/init?client_id=shop", { redirect_uri: "https://shop.example/back" }, {}, client);
+    const send = (name: string, captchaToken: string) =>
+      post(
+        `/auth/v1/verification?client_id=shop`,
+        { email: `${name}@example.com` },
+        { "x-captcha-token": captchaToken },
+        client,
+      );
+    const first = await init();
+    expect(first.statusCode, first.body).toBe(200);
+    expect(first.json()).toEqual({ captcha_token: "none", expires_in: 600 });
+    // The SDK sends what init gave it with each send; it grants nothing, and is not refused.
+    for (const name of ["a", "b", "c"]) expect((await send(name, "none")).statusCode).toBe(200);
+    const fourth = await send("d", "none");
+    expect(fourth.statusCode).toBe(400);
+    expect(fourth.json()).toMatchObject({ error: "captcha_invalid" });
+    // Asked again, init now has the SDK open the page.
+    expect(new URL((await init()).json().url).pathname).toBe("/auth/v1/captcha/page");
+  });
+
   it("serves the 2022 SDK's captcha page flow: init, page, answer, redirect with the pass", async () => {
     await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
     for (const name of ["a", "b", "c"]) {
@@ -776,9 +800,16 @@ describe("CloudBase captcha flow", () => {
       expect(sent.statusCode).toBe(200);
     }
     const back = "https://shop.example/captcha-done?from=sdk";
-    const init = await post("/auth/v1/captcha/init?client_id=shop", { redirect_uri: back, state: "s 1&2" });
+    // The client's fourth send would be asked for a captcha: init sends it to the page.
+    const init = await post(
+      "/auth/v1/captcha/init?client_id=shop",
+      { redirect_uri: back, state: "s 1&2" },
+      {},
+      "198.51.100.7",
+    );
     expect(init.statusCode, init.body).toBe(200);
     expect(init.json().expires_in).toBe(600);
+    expect(init.json().captcha_token).toBeUndefined();
     const pageUrl = new URL(init.json().url);
     expect(pageUrl.pathname).toBe("/auth/v1/captcha/page");
 

@@ -500,7 +500,13 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return {};
   });
 
-  registerLegacyCaptchaFlow(app, { engine, devMode: options.devMode, appOf, prefix: CLOUDBASE_PREFIX });
+  registerLegacyCaptchaFlow(app, {
+    engine,
+    devMode: options.devMode,
+    appOf,
+    deviceIdOf,
+    prefix: CLOUDBASE_PREFIX,
+  });
 
   app.post(
     "/captcha/data",

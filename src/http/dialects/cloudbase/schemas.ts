@@ -204,7 +204,10 @@ export const CaptchaInitBody = Type.Object({
 });
 
 export const CaptchaInitReply = Type.Object({
-  url: Type.String({ description: "the challenge page to open" }),
+  captcha_token: Type.Optional(
+    Type.String({ description: "given instead of `url` when no captcha is needed: send it as is" }),
+  ),
+  url: Type.Optional(Type.String({ description: "the challenge page to open" })),
   expires_in: Type.Integer(),
 });
 
