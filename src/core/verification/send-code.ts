@@ -155,8 +155,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
 
   const policy = app.policy;
   const testCode = fixedTestCode(app, recipient, deps.defaultCountry);
-  // Marks a pass spent by a send that went through under an Idempotency-Key, for as long as the
-  // store keeps that send's answer.
+  // Marks a pass spent by a send under an Idempotency-Key, for as long as the store keeps that
+  // send's answer: set once the pass is redeemed, before the store is asked, so a retry that comes
+  // while the first send is still being committed is a retry too (the store answers it in_progress
+  // or replays); taken back with the pass when the send issues nothing.
   const passReplayKey =
     input.captchaToken !== undefined && input.idempotencyKey !== undefined
       ? `captcha:replay:${sha256Hex(`${input.idempotencyKey}\0${input.captchaToken}`)}`
@@ -197,12 +199,20 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     const captchaMode = app.abuse.captcha[face];
     if (input.captchaToken !== undefined && captchaMode !== "never") {
       try {
-        returnPass = await deps.captcha.redeemPass(
+        const giveBack = await deps.captcha.redeemPass(
           app,
           input.captchaToken,
           recipient.address,
           input.clientIp,
         );
+        returnPass = giveBack;
+        if (passReplayKey !== undefined) {
+          const mark = await deps.counters.hit(app.id, passReplayKey, IDEMPOTENCY_TTL_SECONDS, now);
+          returnPass = async () => {
+            await deps.counters.refund(app.id, passReplayKey, mark.resetAtMs);
+            await giveBack();
+          };
+        }
       } catch (error) {
         // A retry of a send that went through presents the pass its first attempt spent: it goes
         // on to the store, which replays the first answer.
@@ -347,9 +357,6 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
       });
     }
     return result(outcome.record, recipient, outcome.resendAfterSeconds, accountExists, true);
-  }
-  if (captchaSolved && passReplayKey !== undefined) {
-    await deps.counters.hit(app.id, passReplayKey, IDEMPOTENCY_TTL_SECONDS, now);
   }
   const shadowed = [...shadowNotes, ...outcome.shadowed];
   const { record, outbox } = prepare();

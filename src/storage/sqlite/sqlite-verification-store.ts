@@ -234,6 +234,7 @@ export function createSqliteVerificationStore(
     now: number,
     shadowed: string[],
     counts: CountReader,
+    inTransaction: boolean,
   ): IssueOutcome | null => {
     const { appId } = request;
     if (request.idempotency) {
@@ -249,7 +250,9 @@ export function createSqliteVerificationStore(
           fingerprint: seen.fingerprint,
         };
       }
-      if (request.idempotency.replayOnly) return { kind: "not_replayed" };
+      // Only the group transaction may say there is nothing to replay: a first send queued ahead
+      // of it in the same group is seen there, not here.
+      if (request.idempotency.replayOnly) return inTransaction ? { kind: "not_replayed" } : null;
     }
     let refusal: { rule: string; refusal: CounterKind; retryAfterSeconds: number } | null = null;
     const current = counts(appId, request.counters, now);
@@ -426,7 +429,7 @@ export function createSqliteVerificationStore(
       // attack). A send that may go ahead is checked again inside the group transaction, where
       // the check and its writes run in one synchronous step: requests queued before it in the
       // same group (50 parallel sends to one recipient) are seen, so exactly one is accepted.
-      const early = checkIssue(request, nowMs, [], committedCounts);
+      const early = checkIssue(request, nowMs, [], committedCounts, false);
       if (early) return early;
       const seen: [string, CounterRow][] = [];
       let live = new Map<string, CounterRow>();
@@ -448,7 +451,7 @@ export function createSqliteVerificationStore(
         seen.length = 0; // a group may run its work twice (see createGroupCommit)
         const shadowed: string[] = [];
         return (
-          checkIssue(request, nowMs, shadowed, readAndNote) ??
+          checkIssue(request, nowMs, shadowed, readAndNote, true) ??
           commitIssue(request, nowMs, shadowed, live, seen)
         );
       });
