@@ -31,10 +31,13 @@ export function ruleName(scope: string, rule: RateRule): string {
 
 /**
  * Abuse defence defaults: a captcha from the 4th send in 10 minutes per IP (IDaaS always, its API
- * demands one), and an SMS guard that allows only a list of large, low-fraud markets; apps widen it.
+ * demands one; Fresns never, as its clients have no captcha step, so a captcha decision there is a
+ * refusal nobody can get past: everyone behind one address, a carrier's NAT, would be shut out for
+ * 10 minutes after three codes), and an SMS guard that allows only a list of large, low-fraud
+ * markets; apps widen it.
  */
 export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
-  captcha: { native: "risk", fresns: "risk", cloudbase: "risk", idaas: "always" },
+  captcha: { native: "risk", fresns: "never", cloudbase: "risk", idaas: "always" },
   risk: {
     perIp: { limit: 3, windowSeconds: 600 },
     perSubnet: { limit: 10, windowSeconds: 600 },
