@@ -9,7 +9,7 @@ import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/ro
 import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
 import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.js";
-import { fresnsDialect } from "./dialects/fresns/routes.js";
+import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresns/routes.js";
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
@@ -64,8 +64,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     requestIdHeader: "x-request-id",
     return503OnClosing: true,
     // What the router refuses before any face sees the request (a path that does not decode, a
-    // parameter past maxParamLength) is answered like an unknown route: in CloudBase's and IDaaS's
-    // shapes under their prefixes, as native problem+json elsewhere.
+    // parameter past maxParamLength) is answered like an unknown route: in CloudBase's, IDaaS's and
+    // Fresns's shapes under their prefixes, as native problem+json elsewhere.
     frameworkErrors: (error, request, reply) => {
       const refusal = invalidField(
         "path",
@@ -76,6 +76,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       if (request.url.startsWith(`${CLOUDBASE_PREFIX}/`))
         return renderCloudbaseError(refusal, request, reply);
       if (request.url.startsWith(`${IDAAS_PREFIX}/`)) return renderIdaasError(refusal, request, reply);
+      if (isFresnsPath(request.url)) return renderFresnsError(refusal, request, reply);
       return renderProblem(refusal, request, reply);
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },

@@ -1503,6 +1503,16 @@ describe("unknown paths", () => {
       expect(response.json()).toEqual({ code: 404, message: "Not Found", data: null });
     }
   });
+
+  it("answer a path that is no valid URL in the Fresns envelope, and IDaaS's in its own", async () => {
+    await start();
+    for (const url of ["/api/v2/common/send-verify-code%zz", "/fresns-api/v1/account/%c0"]) {
+      const response = await call("POST", url, {});
+      expect(response.json()).toMatchObject({ code: 30000, data: null });
+    }
+    const idaas = await call("POST", "/api/v2/sdk/email/%zz", {});
+    expect(idaas.json()).toHaveProperty("error_code");
+  });
 });
 
 describe("error map", () => {

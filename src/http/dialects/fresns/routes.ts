@@ -100,6 +100,11 @@ const CALLING_CODES = new Set(getCountries().map((country) => getCountryCallingC
 
 const SIGNED_HEADER_KEYS = SIGNED_HEADERS.map((name) => [name, name.toLowerCase()] as const);
 const PREFIXES = ["/api/v2", "/fresns-api/v1"] as const;
+
+/** True for a path the Fresns face answers (IDaaS's `/api/v2/sdk` shares the first prefix). */
+export function isFresnsPath(url: string): boolean {
+  return (url.startsWith("/api/v2/") && !url.startsWith("/api/v2/sdk/")) || url.startsWith("/fresns-api/v1/");
+}
 const SendDoc = documentBody(SendVerifyCodeBody);
 const RegisterDoc = documentBody(RegisterBody);
 const LoginDoc = documentBody(LoginBody);
@@ -735,7 +740,11 @@ function verifySignature(request: FastifyRequest, secret: string, nowMs: number,
 }
 
 /** The one renderer: HTTP 200 `{code, message, data: null}`; a bug is a 500 with the request id. */
-function renderFresnsError(error: unknown, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+export function renderFresnsError(
+  error: unknown,
+  request: FastifyRequest,
+  reply: FastifyReply,
+): FastifyReply {
   const context = contextOf(request);
   if (error instanceof FresnsRefusal) {
     return reply.code(200).send({ code: error.code, message: error.messageIn(context.lang), data: null });
