@@ -9,7 +9,8 @@
  *                         before); TTL: what its slot key had left
  *   n:<counter key>       windowed counter "count:resetAtMs"; TTL: its window
  *   t:<token hash>        verification token; TTL: its validity
- *   i:<idempotency key>   "expiresAtMs:resendAfterSeconds:id:fingerprint"; TTL: 24 h
+ *   i:<idempotency key>   "expiresAtMs:resendAfterSeconds:id:fingerprint"; TTL: 24 h; while the
+ *                         send's outbox row is not yet committed, expiresAtMs is 0 and TTL 30 s
  *   p:<pass token hash>   captcha pass token; TTL: its validity
  *
  * A live code is one key (issue #8: <= 200 bytes per live code): it lives under its slot, named by
