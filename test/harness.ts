@@ -14,7 +14,15 @@ import { createLogger } from "../src/observability/logger.js";
 import { assembleServer, type RunningServer } from "../src/server.js";
 import type { ClusterBackend } from "../src/storage/cluster/index.js";
 import { type SqliteBackend, sqliteBackendOf } from "../src/storage/sqlite/index.js";
-import { deleteRedisPrefix, dropSchema, uniqueName } from "./cluster/backends.js";
+import {
+  backendMissing,
+  deleteRedisPrefix,
+  dropSchema,
+  missingReason,
+  probePostgres,
+  probeRedis,
+  uniqueName,
+} from "./cluster/backends.js";
 import { FixedClock } from "./fakes/fixed-clock.js";
 import { RecordingSender } from "./fakes/recording-sender.js";
 
@@ -38,6 +46,24 @@ export interface TestServerOptions {
 export interface ClusterBackends {
   redisUrl: string;
   databaseUrl: string;
+}
+
+/**
+ * The modes a suite that must answer alike in both runs in: embedded always, and cluster when
+ * Redis and PostgreSQL are reachable (else the cluster half is reported skipped, naming why).
+ */
+export async function modesToTest(
+  suite: string,
+): Promise<Array<{ mode: string; cluster?: ClusterBackends }>> {
+  const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
+  if (!redis.ok || !postgres.ok) {
+    backendMissing(`${suite} (cluster)`, missingReason(redis, postgres));
+    return [{ mode: "embedded" }];
+  }
+  return [
+    { mode: "embedded" },
+    { mode: "cluster", cluster: { redisUrl: redis.url, databaseUrl: postgres.url } },
+  ];
 }
 
 /** What a test server offers whichever mode it runs. */

@@ -6,19 +6,9 @@
  */
 import type { LightMyRequestResponse as InjectResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
-import { backendMissing, missingReason, probePostgres, probeRedis } from "../cluster/backends.js";
-import {
-  type ClusterBackends,
-  type ClusterTestServer,
-  createTestServer,
-  type TestServer,
-} from "../harness.js";
+import { type ClusterTestServer, createTestServer, modesToTest, type TestServer } from "../harness.js";
 
-const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
-const MODES: Array<{ mode: string; cluster?: ClusterBackends }> = [{ mode: "embedded" }];
-if (redis.ok && postgres.ok)
-  MODES.push({ mode: "cluster", cluster: { redisUrl: redis.url, databaseUrl: postgres.url } });
-else backendMissing("captcha budgets per client (cluster)", missingReason(redis, postgres));
+const MODES = await modesToTest("captcha budgets per client");
 
 const IDAAS_DEVICE: Record<string, string> = {
   "x-operating-sys-version": "windows10.1.1",

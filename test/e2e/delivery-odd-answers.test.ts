@@ -1,11 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { backendMissing, missingReason, probePostgres, probeRedis } from "../cluster/backends.js";
-import {
-  type ClusterBackends,
-  type ClusterTestServer,
-  createTestServer,
-  type TestServer,
-} from "../harness.js";
+import { type ClusterTestServer, createTestServer, modesToTest, type TestServer } from "../harness.js";
 import { type SmsHttpStub, startSmsHttpStub } from "../servers/sms-http-stub.js";
 
 /**
@@ -15,11 +9,7 @@ import { type SmsHttpStub, startSmsHttpStub } from "../servers/sms-http-stub.js"
  * was sent again at each lease expiry (@see issue 7).
  */
 
-const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
-const MODES: Array<{ mode: string; cluster?: ClusterBackends }> = [{ mode: "embedded" }];
-if (redis.ok && postgres.ok)
-  MODES.push({ mode: "cluster", cluster: { redisUrl: redis.url, databaseUrl: postgres.url } });
-else backendMissing("odd provider answers (cluster)", missingReason(redis, postgres));
+const MODES = await modesToTest("odd provider answers");
 
 const API_KEY = "vk_odd_answers_key_0123456789";
 const ROUND = 5;
