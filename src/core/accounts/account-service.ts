@@ -245,13 +245,22 @@ export function createAccountService(deps: AccountServiceDeps) {
     ): Promise<{ account: Account; session: IssuedSession } | null> {
       const now = clock.nowMs();
       const next = { token: newSecretToken(prefix), expiresAtMs: now + ttlSeconds * 1000 };
+      const nextHash = sha256Hex(next.token);
       const rotated = await accounts.rotateSession(
         app.id,
         sha256Hex(token),
-        { tokenHash: sha256Hex(next.token), expiresAtMs: next.expiresAtMs },
+        { tokenHash: nextHash, expiresAtMs: next.expiresAtMs },
         now,
       );
-      const account = rotated ? await accountLoggedInBy(accounts, rotated) : null;
+      if (!rotated) return null;
+      let account = await accountLoggedInBy(accounts, rotated);
+      if (!account) {
+        // A new password that keeps this session may have landed between the rotation and the
+        // account's read: its write moved the session on to the new version, so ask the session
+        // again rather than refuse (which would strand it under a token nobody was given).
+        const again = await accounts.findSession(app.id, nextHash, now);
+        account = again ? await accountLoggedInBy(accounts, again) : null;
+      }
       return account ? { account, session: next } : null;
     },
   };

@@ -307,6 +307,28 @@ describe("the password lockout", () => {
 });
 
 describe("sessions and a new password", () => {
+  it("lets a refresh stand whose session a new password kept between its rotation and its check", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    const session = await t.engine.accounts.createSession(app, ann, 3600);
+    // The refresh and the caller's own password change arrive at once: the change lands after the
+    // refresh rotated the session and before the refresh read the account.
+    const [refreshed] = await Promise.all([
+      t.engine.accounts.rotateSession(app, session.token, 3600, "rt"),
+      t.engine.deps.accounts.update(
+        app.id,
+        ann.id,
+        { passwordHash: "new" },
+        { keepSessions: [sessionIdOf(session.token)] },
+      ),
+    ]);
+    expect(refreshed?.account.credentialVersion).toBe(1);
+    expect(await t.engine.accounts.resolveSession(app, refreshed?.session.token ?? "")).toMatchObject({
+      id: ann.id,
+    });
+  });
+
   it("lets a reset proven by the contact land over a session's change made meanwhile", async () => {
     t = await createTestEngine();
     const app = await t.app();
