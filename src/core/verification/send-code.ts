@@ -476,11 +476,13 @@ async function requirePassToTellExistence(
 
 /**
  * An account rule's refusal tells whether an account exists, so to the abuse rules it is a send
- * attempt like any other: it is logged, and where the face escalates by risk it counts on the
- * client's risk rules, so a client that looks up one address after another is asked for a captcha
- * as one that sent to them would be (a pass good for this recipient gets the answer, bound to it
- * as in `requirePassToTellExistence`). Throws the captcha's refusal, or returns for the caller to
- * throw the account rule's.
+ * attempt like any other: it is logged and counted on the client's risk rules, whatever the face's
+ * captcha mode, so a client that looks up one address after another is stopped as one that sent to
+ * them would be. Past the threshold a face that escalates by risk asks for a captcha (a pass good
+ * for this recipient gets the answer, bound to it as in `requirePassToTellExistence`); one that
+ * never asks refuses as rate-limited, as it has no captcha to offer (Fresns by default). Throws
+ * that refusal, or returns for the caller to throw the account rule's. ("always" faces are
+ * handled by `requirePassToTellExistence`.)
  */
 async function countExistenceProbe(
   deps: EngineDeps,
@@ -505,7 +507,8 @@ async function countExistenceProbe(
       decision,
       reason,
     });
-  if (app.abuse.captcha[face] === "risk") {
+  const mode = app.abuse.captcha[face];
+  if (mode !== "always") {
     let tripped: { rule: string; retryAfterSeconds: number } | undefined;
     for (const counter of riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, false)) {
       const state = await deps.counters.hit(app.id, counter.key, counter.windowSeconds, now);
@@ -515,6 +518,10 @@ async function countExistenceProbe(
           retryAfterSeconds: Math.max(1, Math.ceil((state.resetAtMs - now) / 1000)),
         };
       }
+    }
+    if (tripped && mode === "never") {
+      log("rate_limited", tripped.rule);
+      throw new OtpError("RATE_LIMITED", { details: tripped });
     }
     if (tripped) {
       if (input.captchaToken === undefined) {

@@ -655,6 +655,19 @@ describe("send-verify-code: abuse defence", () => {
     }
   };
 
+  it("stops a run of account look-ups from one address in the default mode, though it has no captcha", async () => {
+    await start();
+    const lookUp = (index: number) =>
+      send(
+        { type: "email", useType: 2, templateId: 7, account: `nobody${index}@example.com` },
+        {},
+        "192.0.2.10",
+      );
+    for (let index = 1; index <= 3; index += 1) expectFresns(await lookUp(index), 34301);
+    // From then on no answer tells an account that exists from one that does not.
+    for (let index = 4; index <= 6; index += 1) expectFresns(await lookUp(index), 33201);
+  });
+
   it("does not escalate by risk in the default mode: people behind one address are not shut out", async () => {
     await start();
     await sendsFromOneAddress(6);
