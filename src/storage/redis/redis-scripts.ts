@@ -127,8 +127,10 @@ local idempotency = KEYS[slots + 1]
 if fingerprint ~= '' then
   local seen = redis.call('GET', idempotency)
   if seen then
-    local expires, resend, first_id, first_fingerprint = string.match(seen, '^(%d+):(%d+):([^:]*):(.*)$')
-    if expires == '0' then return {'in_progress'} end
+    -- (':p' and ':d' after the fingerprint: what a few builds before the 0 expiry wrote)
+    local expires, resend, first_id, first_fingerprint, state =
+      string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
+    if expires == '0' or state == 'p' then return {'in_progress'} end
     if expires and tonumber(expires) > now then
       local first = code_by_id(app, first_id)
       -- Like SQLite: a key whose code is gone no longer replays; the request is issued afresh.

@@ -110,6 +110,35 @@ if (!redisProbe.ok) {
       expect(Object.values(trips)).toEqual(Object.values(trips).map(() => 1));
     });
 
+    it("reads the idempotency entries of the builds before it: committed ones replay, pending ones wait", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const fingerprint = "ab".repeat(32);
+      const first = codeRecord(appId, now);
+      await store.issue(issueRequest(first, [], { outbox: false }), now);
+      const entry = keys.idempotency(appId, "k");
+      const retry = () =>
+        store.issue(
+          issueRequest(codeRecord(appId, now), [], { idempotency: { key: "k", fingerprint } }),
+          now,
+        );
+      // As a build writes it today (committed) and as a few builds before wrote it with a state.
+      for (const committed of [
+        `${now + 60_000}:0:${first.id}:${fingerprint}`,
+        `${now + 60_000}:0:${first.id}:${fingerprint}:d`,
+      ]) {
+        await redis.set(entry, committed, "PX", 60_000);
+        expect(await retry()).toMatchObject({ kind: "replayed", fingerprint, record: { id: first.id } });
+      }
+      for (const pending of [
+        `0:0:${first.id}:${fingerprint}`,
+        `${now + 60_000}:0:${first.id}:${fingerprint}:p`,
+      ]) {
+        await redis.set(entry, pending, "PX", 60_000);
+        expect(await retry()).toEqual({ kind: "in_progress" });
+      }
+    });
+
     it("bounds every key it writes with a TTL", async () => {
       const now = baseTime();
       const record = codeRecord("app2", now);
