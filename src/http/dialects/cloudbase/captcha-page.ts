@@ -16,6 +16,10 @@ import {
 
 /** What `captcha/init` answers for a client that needs no captcha: not a pass, only a placeholder. */
 export const NO_CAPTCHA_NEEDED = "none";
+// The SDK keeps what init answers for `expires_in` - 10 s and does not ask again when a send is
+// refused captcha_invalid: a short life brings it back to init soon, where a client that has
+// crossed its threshold since gets the page.
+const NO_CAPTCHA_NEEDED_TTL_SECONDS = 11;
 
 export interface LegacyCaptchaOptions {
   engine: Engine;
@@ -102,7 +106,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
         clientIp: request.ip,
         deviceId: deviceIdOf(request),
       });
-      if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: PASS_TTL_SECONDS };
+      if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: NO_CAPTCHA_NEEDED_TTL_SECONDS };
       const page = new URLSearchParams({ client_id: tenant.clientId, redirect_uri: redirectUri });
       if (state !== undefined) page.set("state", state);
       return {

@@ -8,7 +8,7 @@ import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { answerErrorsWith } from "../../problem.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
-import { registerLegacyCaptchaFlow } from "./captcha-page.js";
+import { NO_CAPTCHA_NEEDED, registerLegacyCaptchaFlow } from "./captcha-page.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
 import {
   CaptchaDataReply,
@@ -221,14 +221,13 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
             ? undefined
             : engine.apps.peekByClientId(clientId);
         if (!tenant) return done();
-        const query = request.query as { captcha_token?: string } | undefined;
         let refusal: Error | null;
         try {
           refusal = engine.precheckSendRisk({
             app: tenant,
             face: "cloudbase",
             clientIp: request.ip,
-            captchaToken: headerValue(request, "x-captcha-token") ?? query?.captcha_token,
+            captchaToken: captchaTokenOf(request),
           });
         } catch (error) {
           refusal = error as Error;
@@ -267,7 +266,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         clientIp: request.ip,
         deviceId: deviceIdOf(request),
         face: "cloudbase",
-        captchaToken: headerValue(request, "x-captcha-token") ?? request.query.captcha_token,
+        captchaToken: captchaTokenOf(request),
         // The 2022 SDK sends the pass it cached with every call until it expires (COMPANION-APIS.md 2.5).
         passMayBeStale: true,
       });
@@ -585,6 +584,17 @@ function requireCountryPrefix(contact: Contact): void {
   if (contact.channel === "sms" && !contact.raw.trimStart().startsWith("+")) {
     throw invalidField("phone_number", "phone_number needs a +<country code> prefix");
   }
+}
+
+/**
+ * The pass a send presents, if any. What captcha/init answers a client that needs no captcha
+ * (`NO_CAPTCHA_NEEDED`) stands for none: never a pass to judge, nor a widget token to ask a
+ * vendor about.
+ */
+function captchaTokenOf(request: FastifyRequest): string | undefined {
+  const query = request.query as { captcha_token?: string } | undefined;
+  const token = headerValue(request, "x-captcha-token") ?? query?.captcha_token;
+  return token === NO_CAPTCHA_NEEDED ? undefined : token;
 }
 
 function deviceIdOf(request: FastifyRequest): string | undefined {
