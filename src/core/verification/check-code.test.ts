@@ -209,6 +209,22 @@ describe("checkCode: peek", () => {
     expect(error.details.attemptsRemaining).toBe(4);
   });
 
+  it("refuses sends to a recipient out of failed checks, whose codes could not be checked", async () => {
+    t = await createTestEngine({ app: { policy: { ...DEFAULT_POLICY, perRecipient: [] } } });
+    const { limit, windowSeconds } = (await t.app()).policy.failedChecksPerRecipient;
+    for (let failed = 0; failed < limit; ) {
+      const { id, code } = await sendTo();
+      for (let j = 0; j < 5 && failed < limit; j++, failed++) await otpError(check(id, wrong(code)));
+    }
+    const refused = await otpError(sendTo());
+    expect(refused.code).toBe("RATE_LIMITED");
+    expect(refused.details.rule).toBe(`recipient_failed_checks:${limit}/${windowSeconds}s`);
+    expect(refused.details.retryAfterSeconds).toBe(windowSeconds);
+    t.clock.advanceSeconds(windowSeconds);
+    const { id, code } = await sendTo();
+    expect((await check(id, code)).record.status).toBe("approved");
+  });
+
   it("does not charge a right peek to the recipient's failed-checks budget", async () => {
     t = await createTestEngine({ app: { policy: { ...DEFAULT_POLICY, perRecipient: [] } } });
     const budget = (await t.app()).policy.failedChecksPerRecipient.limit;
@@ -337,19 +353,25 @@ describe("checkCode: by recipient and purpose", () => {
 describe("checkCode: failed checks per recipient", () => {
   it("refuses even the right code after 20 wrong checks in a day across codes, and resending does not reset it", async () => {
     t = await createTestEngine();
+    // A code for another purpose, sent while the recipient still has failed checks to spend.
+    const other = await sendTo(ANN, "sign_up");
+    t.clock.advanceSeconds(60);
     // Four codes, each killed by five wrong guesses: 20 failures for this recipient today.
     for (let round = 0; round < 4; round++) {
       const { id, code } = await sendTo();
       for (let i = 0; i < 5; i++) expect((await otpError(check(id, wrong(code)))).code).toBe("CODE_INVALID");
       t.clock.advanceSeconds(60);
     }
-    const fresh = await sendTo();
-    const error = await otpError(check(fresh.id, fresh.code));
+    const error = await otpError(check(other.id, other.code));
     expect(error.code).toBe("TOO_MANY_ATTEMPTS");
     // The budget's day started at the first failure, 3 × 60 s before the last code was sent.
     expect(error.details.retryAfterSeconds).toBe(86_400 - 4 * 60);
-    // The refused check was not counted against the fresh code.
-    expect((await t.engine.getVerification(await t.app(), fresh.id)).attemptsRemaining).toBe(5);
+    // The refused check was not counted against the code.
+    expect((await t.engine.getVerification(await t.app(), other.id)).attemptsRemaining).toBe(5);
+    // Nor does a new code help: once the resend rules allow one, the send is refused until the
+    // budget's day ends.
+    t.clock.advanceSeconds(600);
+    expect((await otpError(sendTo())).code).toBe("RATE_LIMITED");
   });
 
   it("leaves other recipients unaffected", async () => {

@@ -27,7 +27,7 @@ import type {
   Recipient,
 } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
-import { appCounterKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
+import { appCounterKey, failedChecksKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
 
 /** A retried send (same Idempotency-Key) gets the first answer for 24 h (DESIGN.md). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -239,6 +239,17 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     }
     const mailbox = mailboxOf(channel, recipient.address);
     counters.push(...rateCounters(app, recipient.channel, mailbox, input.clientIp));
+    // A recipient out of failed checks can check no code until that window ends: a code sent now
+    // could not be used, so the send is refused rather than delivered (and paid for). Only read,
+    // never counted by a send.
+    const failures = policy.failedChecksPerRecipient;
+    counters.push({
+      key: failedChecksKey(channel, recipient.address),
+      limit: failures.limit - 1,
+      windowSeconds: failures.windowSeconds,
+      increment: 0,
+      rule: ruleName("recipient_failed_checks", failures),
+    });
     for (const rule of input.contractRules ?? []) {
       counters.push({
         key: `${face}:${recipientCounterKey(channel, mailbox, rule.windowSeconds)}`,

@@ -315,18 +315,24 @@ describe("POST /v1/verifications/check", () => {
       expect(cancel.headers["retry-after"]).toBe("60");
     });
 
-    it("refuses checks once the recipient's failed-check budget is spent, with Retry-After", async () => {
+    it("refuses checks, and sends, once the recipient's failed-check budget is spent, with Retry-After", async () => {
       t = await createTestServer(NO_CAPTCHA);
+      const earlier = await issued({ purpose: "sign_up" });
       for (let round = 0; round < 4; round++) {
+        t.clock.advanceSeconds(60);
         const { id, code } = await issued();
         for (let i = 0; i < 5; i++) await check(id, wrongCode(code));
-        t.clock.advanceSeconds(60);
       }
-      const { id, code } = await issued();
-      const reply = await check(id, code);
+      const reply = await check(earlier.id, earlier.code);
       expect(reply.statusCode).toBe(429);
-      expect(reply.json()).toMatchObject({ code: "TOO_MANY_ATTEMPTS", retry_after: 86_400 - 240 });
-      expect(reply.headers["retry-after"]).toBe(String(86_400 - 240));
+      // The budget's day started at the first failure, 3 × 60 s before the last.
+      expect(reply.json()).toMatchObject({ code: "TOO_MANY_ATTEMPTS", retry_after: 86_400 - 180 });
+      expect(reply.headers["retry-after"]).toBe(String(86_400 - 180));
+      // A code sent now could not be checked: the send is refused until the budget's day ends.
+      t.clock.advanceSeconds(600);
+      const send = await sendCode({});
+      expect(send.statusCode).toBe(429);
+      expect(send.json()).toMatchObject({ code: "RATE_LIMITED", retry_after: 86_400 - 780 });
     });
   });
 });
