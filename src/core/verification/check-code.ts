@@ -194,6 +194,10 @@ function refusalOf(
   const retryAfterSeconds =
     outcome.reason === "max_attempts" ? resendWaitSeconds(app.policy) : outcome.retryAfterSeconds;
   return new OtpError(REFUSAL_ERRORS[outcome.reason], {
+    // A new code does not help a recipient out of failed checks: it must wait (Retry-After).
+    ...(outcome.reason === "failure_budget"
+      ? { message: "Too many wrong codes for this recipient; try again later" }
+      : {}),
     details: {
       ...(retryAfterSeconds === undefined ? {} : { retryAfterSeconds }),
       ...(outcome.reason === "max_attempts" ? { attemptsRemaining: 0 } : {}),
