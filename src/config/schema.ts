@@ -123,7 +123,7 @@ export const AbuseSchema = Type.Object(
         },
         {
           additionalProperties: false,
-          description: "captcha mode per API face (default risk; IDaaS always)",
+          description: "captcha mode per API face (default risk; IDaaS always; Fresns never)",
         },
       ),
     ),
