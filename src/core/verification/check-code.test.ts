@@ -225,6 +225,22 @@ describe("checkCode: peek", () => {
     expect((await check(id, code)).record.status).toBe("approved");
   });
 
+  it("lets sends through once a right peek made while one was sent gave its failure back", async () => {
+    t = await createTestEngine({ app: { policy: { ...DEFAULT_POLICY, perRecipient: [] } } });
+    const { limit } = (await t.app()).policy.failedChecksPerRecipient;
+    for (let failed = 0; failed < limit - 1; ) {
+      const { id, code } = await sendTo();
+      for (let j = 0; j < 5 && failed < limit - 1; j++, failed++) await otpError(check(id, wrong(code)));
+    }
+    const { id, code } = await sendTo();
+    // The peek counts a failure first and gives it back when the code is right; a send reading
+    // the counter in between may be refused, but must not leave later sends refused.
+    await Promise.allSettled([check(id, code, "peek"), sendTo(ANN, "sign_up")]);
+    t.clock.advanceSeconds(120);
+    const next = await sendTo();
+    expect((await check(next.id, next.code)).record.status).toBe("approved");
+  });
+
   it("does not charge a right peek to the recipient's failed-checks budget", async () => {
     t = await createTestEngine({ app: { policy: { ...DEFAULT_POLICY, perRecipient: [] } } });
     const budget = (await t.app()).policy.failedChecksPerRecipient.limit;

@@ -199,6 +199,10 @@ export function createSqliteVerificationStore(
     young.set(`${appId}\0${key}`, row);
   };
   const ABSENT: CounterRow = { count: 0, reset_at: 0 };
+  // A counter a send only reads (increment 0) is written elsewhere, and may go down there (a right
+  // check gives back the failure it counted first): a cached count could then refuse wrongly, so
+  // such counters are always read from the file.
+  const cacheable = (counter: CounterCheck) => counter.increment !== 0;
   const committedCounts = (appId: string, counters: readonly CounterCheck[], now: number) => {
     const current = new Map<string, CounterRow>();
     const missing: CounterCheck[] = [];
@@ -206,7 +210,7 @@ export function createSqliteVerificationStore(
       // A counter never written is zero, and the cache holds nothing live for it: asked first,
       // the filter spares a new recipient's or address's keys their lookups in two large maps.
       if (!keys.mayExist(appId, counter.key, now)) continue;
-      const row = recall(`${appId}\0${counter.key}`);
+      const row = cacheable(counter) ? recall(`${appId}\0${counter.key}`) : undefined;
       if (row === undefined) missing.push(counter);
       else if (row.reset_at > now) current.set(counter.key, row);
     }
@@ -214,7 +218,7 @@ export function createSqliteVerificationStore(
       const read = readCounts(appId, missing, now); // already filtered
       for (const counter of missing) {
         const row = read.get(counter.key);
-        remember(appId, counter.key, row ?? ABSENT);
+        if (cacheable(counter)) remember(appId, counter.key, row ?? ABSENT);
         if (row) current.set(counter.key, row);
       }
     }
@@ -440,6 +444,7 @@ export function createSqliteVerificationStore(
         const current = readCounts(appId, maybe, now);
         live = current;
         for (const counter of maybe) {
+          if (!cacheable(counter)) continue;
           const row = current.get(counter.key);
           // An absent counter needs an entry only to replace one the cache holds.
           if (row) seen.push([counter.key, row]);
