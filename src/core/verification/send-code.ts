@@ -1,4 +1,5 @@
 import {
+  clientAddressOf,
   destinationRefusal,
   isSafeListed,
   numberPrefix,
@@ -485,15 +486,19 @@ async function requirePassToTellExistence(
   await giveBack(true);
 }
 
+// Look-ups a face that never asks for a captcha allows one client (an IPv6 one by its /64) in a
+// window: room for everyone behind one address (an office, a carrier's NAT) to mistype, too little
+// to walk a list of addresses. Counted apart from the risk rules, which are a send's.
+const LOOKUPS_PER_CLIENT = { limit: 20, windowSeconds: 600 };
+
 /**
- * An account rule's refusal tells whether an account exists, so to the abuse rules it is a send
- * attempt like any other: it is logged and counted on the client's risk rules, whatever the face's
- * captcha mode, so a client that looks up one address after another is stopped as one that sent to
- * them would be. Past the threshold a face that escalates by risk asks for a captcha (a pass good
- * for this recipient gets the answer, bound to it as in `requirePassToTellExistence`); one that
- * never asks refuses as rate-limited, as it has no captcha to offer (Fresns by default). Throws
- * that refusal, or returns for the caller to throw the account rule's. ("always" faces are
- * handled by `requirePassToTellExistence`.)
+ * An account rule's refusal tells whether an account exists, so the abuse rules see it: it is
+ * logged, and counted. Where the face escalates by risk it counts on the client's risk rules as a
+ * send would, and past the threshold a captcha is asked for (a pass good for this recipient gets
+ * the answer, bound to it as in `requirePassToTellExistence`). Where the face never asks for one
+ * (Fresns by default), it counts on a look-up rule of its own per client address, and past it the
+ * refusal is rate-limited. Throws that refusal, or returns for the caller to throw the account
+ * rule's. ("always" faces are handled by `requirePassToTellExistence`.)
  */
 async function countExistenceProbe(
   deps: EngineDeps,
@@ -519,9 +524,9 @@ async function countExistenceProbe(
       reason,
     });
   const mode = app.abuse.captcha[face];
-  if (mode !== "always") {
+  const trippedBy = async (rules: { key: string; limit: number; windowSeconds: number; rule: string }[]) => {
     let tripped: { rule: string; retryAfterSeconds: number } | undefined;
-    for (const counter of riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, false)) {
+    for (const counter of rules) {
       const state = await deps.counters.hit(app.id, counter.key, counter.windowSeconds, now);
       if (state.count > counter.limit && tripped === undefined) {
         tripped = {
@@ -530,10 +535,26 @@ async function countExistenceProbe(
         };
       }
     }
-    if (tripped && mode === "never") {
+    return tripped;
+  };
+  if (mode === "never" && input.clientIp !== undefined) {
+    const { windowSeconds } = LOOKUPS_PER_CLIENT;
+    const tripped = await trippedBy([
+      {
+        key: `lookups:${clientAddressOf(input.clientIp)}:${windowSeconds}`,
+        ...LOOKUPS_PER_CLIENT,
+        rule: ruleName("lookups_ip", LOOKUPS_PER_CLIENT),
+      },
+    ]);
+    if (tripped) {
       log("rate_limited", tripped.rule);
       throw new OtpError("RATE_LIMITED", { details: tripped });
     }
+  }
+  if (mode === "risk") {
+    const tripped = await trippedBy(
+      riskCounters(app, { ip: input.clientIp, deviceId: input.deviceId }, false),
+    );
     if (tripped) {
       if (input.captchaToken === undefined) {
         log("captcha_required", tripped.rule);
