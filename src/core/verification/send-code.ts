@@ -139,20 +139,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   }
 
   const now = deps.clock.nowMs();
-  const log = (decision: SendDecision, extra: Partial<SendLogEntry> = {}) =>
-    deps.sendLog.record({
-      atMs: now,
-      appId: app.id,
-      face,
-      channel,
-      to: maskAddress(channel, recipient.address),
-      ...(recipient.country ? { country: recipient.country } : {}),
-      ...(input.clientIp ? { ip: input.clientIp } : {}),
-      ...(input.deviceId ? { deviceId: input.deviceId } : {}),
-      purpose,
-      decision,
-      ...extra,
-    });
+  const log = decisionLog(deps, input, recipient, now);
 
   const policy = app.policy;
   const testCode = fixedTestCode(app, recipient, deps.defaultCountry);
@@ -481,9 +468,41 @@ async function requirePassToTellExistence(
   if (input.captchaToken === undefined) {
     throw new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
   }
-  const giveBack = await deps.captcha.redeemPass(app, input.captchaToken, recipient.address, input.clientIp);
-  // Bound to this recipient: one solved captcha may not look up one account after another.
+  await spendPassToTell(deps, input, recipient, input.captchaToken);
+}
+
+/**
+ * Spends the caller's pass for telling whether `recipient` has an account, and gives it back bound
+ * to this recipient: one solved captcha may not look up one account after another.
+ */
+async function spendPassToTell(
+  deps: EngineDeps,
+  input: SendCodeInput,
+  recipient: Recipient,
+  captchaToken: string,
+): Promise<void> {
+  const giveBack = await deps.captcha.redeemPass(input.app, captchaToken, recipient.address, input.clientIp);
   await giveBack(true);
+}
+
+/** The send log's writer for one send's decisions (the recipient masked, never a code). */
+function decisionLog(deps: EngineDeps, input: SendCodeInput, recipient: Recipient, now: number) {
+  const { app, purpose } = input;
+  const face = input.face ?? "native";
+  return (decision: SendDecision, extra: Partial<SendLogEntry> = {}) =>
+    deps.sendLog.record({
+      atMs: now,
+      appId: app.id,
+      face,
+      channel: recipient.channel,
+      to: maskAddress(recipient.channel, recipient.address),
+      ...(recipient.country ? { country: recipient.country } : {}),
+      ...(input.clientIp ? { ip: input.clientIp } : {}),
+      ...(input.deviceId ? { deviceId: input.deviceId } : {}),
+      purpose,
+      decision,
+      ...extra,
+    });
 }
 
 // Look-ups a face that never asks for a captcha allows one client (an IPv6 one by its /64) in a
@@ -510,19 +529,7 @@ async function countExistenceProbe(
   const face = input.face ?? "native";
   if (fixedTestCode(app, recipient, deps.defaultCountry) !== null) return;
   const now = deps.clock.nowMs();
-  const log = (decision: SendDecision, reason: string) =>
-    deps.sendLog.record({
-      atMs: now,
-      appId: app.id,
-      face,
-      channel: recipient.channel,
-      to: maskAddress(recipient.channel, recipient.address),
-      ...(input.clientIp ? { ip: input.clientIp } : {}),
-      ...(input.deviceId ? { deviceId: input.deviceId } : {}),
-      purpose: input.purpose,
-      decision,
-      reason,
-    });
+  const log = decisionLog(deps, input, recipient, now);
   const mode = app.abuse.captcha[face];
   const trippedBy = async (rules: { key: string; limit: number; windowSeconds: number; rule: string }[]) => {
     let tripped: { rule: string; retryAfterSeconds: number } | undefined;
@@ -547,7 +554,7 @@ async function countExistenceProbe(
       },
     ]);
     if (tripped) {
-      log("rate_limited", tripped.rule);
+      log("rate_limited", { reason: tripped.rule });
       throw new OtpError("RATE_LIMITED", { details: tripped });
     }
   }
@@ -557,19 +564,13 @@ async function countExistenceProbe(
     );
     if (tripped) {
       if (input.captchaToken === undefined) {
-        log("captcha_required", tripped.rule);
+        log("captcha_required", { reason: tripped.rule });
         throw new OtpError("CAPTCHA_REQUIRED", { details: tripped });
       }
-      const giveBack = await deps.captcha.redeemPass(
-        app,
-        input.captchaToken,
-        recipient.address,
-        input.clientIp,
-      );
-      await giveBack(true);
+      await spendPassToTell(deps, input, recipient, input.captchaToken);
     }
   }
-  log("account_refused", refusal.code.toLowerCase());
+  log("account_refused", { reason: refusal.code.toLowerCase() });
 }
 
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
