@@ -1,6 +1,5 @@
-import { isIP } from "node:net";
 import type { FastifyRequest } from "fastify";
-import type { TrustedPeers } from "../../shared/trusted-peers.js";
+import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
 import type { IdaasLang } from "./error-map.js";
 
 // Longer than any real user agent or fingerprint; a longer value is junk, not device information.
@@ -25,26 +24,15 @@ export function headerText(request: FastifyRequest, name: string): string | unde
 /**
  * Reads `X-operating-sys-version`, `X-device-fingerprint` and `X-agent` (all required) and
  * `X-device-ip`; null when the required ones are incomplete. `X-device-ip` is a claim the device
- * itself could make, so it is believed only from a peer named by VERIFYD_TRUST_PROXY that sent no
- * `X-Forwarded-For` at all: a gateway or backend speaking for the device. A trusted peer that
- * sends `X-Forwarded-For` is a proxy relaying the client, and proxies pass the client's own
- * headers through untouched, so there the client address is `request.ip` (X-Forwarded-For's), as
- * it is (the socket's) for any untrusted peer.
+ * itself could make, so it is believed only as `clientAddressSpokenFor` says.
  */
 export function readDeviceHeaders(request: FastifyRequest, trusted: TrustedPeers): DeviceInfo | null {
   const required = ["x-operating-sys-version", "x-device-fingerprint", "x-agent"].map((name) =>
     headerText(request, name),
   );
   if (required.some((value) => value === undefined || value.length > MAX_DEVICE_HEADER_CHARS)) return null;
-  const stated = headerText(request, "x-device-ip");
-  const peer = request.socket.remoteAddress;
-  const believed =
-    stated !== undefined &&
-    isIP(stated) !== 0 &&
-    request.headers["x-forwarded-for"] === undefined &&
-    peer !== undefined &&
-    trusted.has(peer);
-  return { fingerprint: required[1] as string, clientIp: believed ? stated : request.ip };
+  const clientIp = clientAddressSpokenFor(request, trusted, headerText(request, "x-device-ip"));
+  return { fingerprint: required[1] as string, clientIp };
 }
 
 /** `X-L`: Chinese for any `zh…` value, English otherwise (and when absent). */
