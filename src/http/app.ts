@@ -146,7 +146,11 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
 
   await fastify.register(nativeApi, { engine, devMode });
-  await fastify.register(fresnsDialect, { engine, disposableEmailDomains: options.disposableEmailDomains });
+  await fastify.register(fresnsDialect, {
+    engine,
+    disposableEmailDomains: options.disposableEmailDomains,
+    trustedProxies: proxies,
+  });
   await fastify.register(cloudbaseDialect, { engine, devMode });
   await fastify.register(idaasDialect, { engine, trustedProxies: proxies });
   if (options.callbacks) await fastify.register(deliveryCallbacks, options.callbacks);

@@ -5,6 +5,7 @@ import Fastify, { type LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer, type TestServerOptions } from "../../../../test/harness.js";
 import type { Account } from "../../../core/types.js";
+import { trustedPeers } from "../../shared/trusted-peers.js";
 import { uidOf } from "./account-view.js";
 import { FRESNS_CODE_MESSAGES, type FresnsCode } from "./code-messages.js";
 import { FRESNS_ERROR_CODES } from "./error-map.js";
@@ -615,7 +616,11 @@ describe("other send errors", () => {
     it(`answers a configured disposable email domain with 34110 (${language})`, async () => {
       await start();
       const fastify = Fastify();
-      await fastify.register(fresnsDialect, { engine: t.engine, disposableEmailDomains: ["Mailinator.com"] });
+      await fastify.register(fresnsDialect, {
+        engine: t.engine,
+        disposableEmailDomains: ["Mailinator.com"],
+        trustedProxies: trustedPeers([]),
+      });
       const post = (account: string) =>
         fastify.inject({
           method: "POST",
@@ -665,6 +670,26 @@ describe("send-verify-code: abuse defence", () => {
     for (let index = 21; index <= 23; index += 1) expectFresns(await lookUp(index), 33201);
     // Counted per address, not per network: the next address in its /24 is not refused.
     expectFresns(await lookUp(24, "192.0.2.11"), 34301);
+  });
+
+  it("counts the device's address that a trusted backend names in its device info, and no one else's", async () => {
+    await start({ env: { VERIFYD_TRUST_PROXY: "10.0.0.5" } });
+    const deviceInfo = (address: string) => ({
+      "x-fresns-client-device-info": b64(JSON.stringify({ networkIpv4: address })),
+    });
+    const lookUp = (index: number, headers: Headers, peer: string) =>
+      send(
+        { type: "email", useType: 2, templateId: 7, account: `nobody${index}@example.com` },
+        headers,
+        peer,
+      );
+    // A web front-end calling from its own server (trusted) for 25 people: each counted apart.
+    for (let index = 1; index <= 25; index += 1)
+      expectFresns(await lookUp(index, deviceInfo(`198.51.100.${index}`), "10.0.0.5"), 34301);
+    // An untrusted caller's device info is its own claim: it is counted by its socket's address.
+    for (let index = 1; index <= 20; index += 1)
+      expectFresns(await lookUp(index, deviceInfo(`203.0.113.${index}`), "192.0.2.77"), 34301);
+    expectFresns(await lookUp(21, deviceInfo("203.0.113.99"), "192.0.2.77"), 33201);
   });
 
   it("does not escalate by risk in the default mode: people behind one address are not shut out", async () => {

@@ -11,6 +11,7 @@ import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
+import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
 import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
@@ -42,6 +43,8 @@ export interface FresnsDialectOptions {
    * makes no outbound call on the request path, so it reads a configured list. Default: none.
    */
   disposableEmailDomains?: readonly string[];
+  /** VERIFYD_TRUST_PROXY: peers whose device info may name the client's address */
+  trustedProxies: TrustedPeers;
 }
 
 /** What the hooks learn about a request before its handler runs. */
@@ -315,7 +318,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           rule: ruleOf(useType, app),
           locale: context.locale,
           accountId: context.account?.id,
-          clientIp: request.ip,
+          clientIp: clientAddressSpokenFor(request, options.trustedProxies, deviceInfoAddress(request)),
           // Fresns has no captcha step: a captcha decision comes back as CAPTCHA_REQUIRED -> 33201.
           face: "fresns",
           // The limit Fresns documents, kept even when an app loosens its own recipient rules.
@@ -704,6 +707,27 @@ function decodePassword(value: string, code: 34105 | 34304): string {
     throw new FresnsRefusal(code);
   }
   return password;
+}
+
+// Longer than any real device info; a longer header is not read.
+const MAX_DEVICE_INFO_CHARS = 8_192;
+
+/**
+ * The address `X-Fresns-Client-Device-Info` names (base64 of JSON, `networkIpv4` or
+ * `networkIpv6`); undefined when absent or unreadable. Only a claim: see `clientAddressSpokenFor`.
+ */
+function deviceInfoAddress(request: FastifyRequest): string | undefined {
+  const value = header(request, "x-fresns-client-device-info");
+  if (value === undefined || value.length > MAX_DEVICE_INFO_CHARS) return undefined;
+  try {
+    const info: unknown = JSON.parse(Buffer.from(value, "base64").toString("utf8"));
+    if (typeof info !== "object" || info === null) return undefined;
+    const { networkIpv4, networkIpv6 } = info as { networkIpv4?: unknown; networkIpv6?: unknown };
+    if (typeof networkIpv4 === "string" && networkIpv4 !== "") return networkIpv4;
+    return typeof networkIpv6 === "string" && networkIpv6 !== "" ? networkIpv6 : undefined;
+  } catch {
+    return undefined; // not base64 JSON: no address named
+  }
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {
