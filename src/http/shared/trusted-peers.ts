@@ -39,10 +39,11 @@ export function trustedPeers(entries: readonly string[]): TrustedPeers {
 }
 
 /**
- * The client address a request stands for: `stated` (an address the caller names for the device it
- * speaks for: IDaaS's `X-device-ip`, Fresns's device info) when a peer named by VERIFYD_TRUST_PROXY
- * sent it with no `X-Forwarded-For` at all — a gateway or backend speaking for the device — and
- * otherwise `request.ip`. A trusted peer that sends `X-Forwarded-For` is a proxy relaying the
+ * The client address a request stands for: the one `stated` reads (an address the caller names for
+ * the device it speaks for: IDaaS's `X-device-ip`, Fresns's device info) when a peer named by
+ * VERIFYD_TRUST_PROXY sent it with no `X-Forwarded-For` at all — a gateway or backend speaking for
+ * the device — and otherwise `request.ip`. `stated` is called only then: from anyone else the
+ * statement is not even read. A trusted peer that sends `X-Forwarded-For` is a proxy relaying the
  * client, and proxies pass the client's own headers through untouched, so there the client is the
  * one X-Forwarded-For names; an untrusted peer is its socket's address. A device could state any
  * address, so nothing else makes the statement believed.
@@ -50,14 +51,12 @@ export function trustedPeers(entries: readonly string[]): TrustedPeers {
 export function clientAddressSpokenFor(
   request: FastifyRequest,
   trusted: TrustedPeers,
-  stated: string | undefined,
+  stated: () => string | undefined,
 ): string {
   const peer = request.socket.remoteAddress;
-  const believed =
-    stated !== undefined &&
-    isIP(stated) !== 0 &&
-    request.headers["x-forwarded-for"] === undefined &&
-    peer !== undefined &&
-    trusted.has(peer);
-  return believed ? stated : request.ip;
+  if (request.headers["x-forwarded-for"] !== undefined || peer === undefined || !trusted.has(peer)) {
+    return request.ip;
+  }
+  const address = stated();
+  return address !== undefined && isIP(address) !== 0 ? address : request.ip;
 }

@@ -692,6 +692,21 @@ describe("send-verify-code: abuse defence", () => {
     expectFresns(await lookUp(21, deviceInfo("203.0.113.99"), "192.0.2.77"), 33201);
   });
 
+  it("counts a trusted backend's own address when its device info names no IP address", async () => {
+    await start({ env: { VERIFYD_TRUST_PROXY: "10.0.0.6" } });
+    const headers = {
+      "x-fresns-client-device-info": b64(JSON.stringify({ networkIpv4: "unknown", networkIpv6: "" })),
+    };
+    const lookUp = (index: number) =>
+      send(
+        { type: "email", useType: 2, templateId: 7, account: `nobody${index}@example.com` },
+        headers,
+        "10.0.0.6",
+      );
+    for (let index = 1; index <= 20; index += 1) expectFresns(await lookUp(index), 34301);
+    expectFresns(await lookUp(21), 33201);
+  });
+
   it("does not escalate by risk in the default mode: people behind one address are not shut out", async () => {
     await start();
     await sendsFromOneAddress(6);

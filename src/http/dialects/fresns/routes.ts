@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
@@ -318,7 +319,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           rule: ruleOf(useType, app),
           locale: context.locale,
           accountId: context.account?.id,
-          clientIp: clientAddressSpokenFor(request, options.trustedProxies, deviceInfoAddress(request)),
+          clientIp: clientAddressSpokenFor(request, options.trustedProxies, () => deviceInfoAddress(request)),
           // Fresns has no captcha step: a captcha decision comes back as CAPTCHA_REQUIRED -> 33201.
           face: "fresns",
           // The limit Fresns documents, kept even when an app loosens its own recipient rules.
@@ -709,25 +710,28 @@ function decodePassword(value: string, code: 34105 | 34304): string {
   return password;
 }
 
-// Longer than any real device info; a longer header is not read.
-const MAX_DEVICE_INFO_CHARS = 8_192;
+// Real device info is a few hundred characters; a longer header is not read.
+const MAX_DEVICE_INFO_CHARS = 2_048;
 
 /**
- * The address `X-Fresns-Client-Device-Info` names (base64 of JSON, `networkIpv4` or
- * `networkIpv6`); undefined when absent or unreadable. Only a claim: see `clientAddressSpokenFor`.
+ * The address `X-Fresns-Client-Device-Info` names (base64 of JSON): its `networkIpv4`, else its
+ * `networkIpv6`, whichever is an IP address; undefined when there is none or the header is
+ * unreadable. Only a claim: see `clientAddressSpokenFor`, which asks for it only from a trusted peer.
  */
 function deviceInfoAddress(request: FastifyRequest): string | undefined {
   const value = header(request, "x-fresns-client-device-info");
   if (value === undefined || value.length > MAX_DEVICE_INFO_CHARS) return undefined;
+  let info: unknown;
   try {
-    const info: unknown = JSON.parse(Buffer.from(value, "base64").toString("utf8"));
-    if (typeof info !== "object" || info === null) return undefined;
-    const { networkIpv4, networkIpv6 } = info as { networkIpv4?: unknown; networkIpv6?: unknown };
-    if (typeof networkIpv4 === "string" && networkIpv4 !== "") return networkIpv4;
-    return typeof networkIpv6 === "string" && networkIpv6 !== "" ? networkIpv6 : undefined;
+    info = JSON.parse(Buffer.from(value, "base64").toString("utf8"));
   } catch {
     return undefined; // not base64 JSON: no address named
   }
+  if (typeof info !== "object" || info === null) return undefined;
+  const { networkIpv4, networkIpv6 } = info as { networkIpv4?: unknown; networkIpv6?: unknown };
+  return [networkIpv4, networkIpv6]
+    .map((address) => (typeof address === "string" ? address.trim() : ""))
+    .find((address) => isIP(address) !== 0);
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {

@@ -31,7 +31,7 @@ export function readDeviceHeaders(request: FastifyRequest, trusted: TrustedPeers
     headerText(request, name),
   );
   if (required.some((value) => value === undefined || value.length > MAX_DEVICE_HEADER_CHARS)) return null;
-  const clientIp = clientAddressSpokenFor(request, trusted, headerText(request, "x-device-ip"));
+  const clientIp = clientAddressSpokenFor(request, trusted, () => headerText(request, "x-device-ip"));
   return { fingerprint: required[1] as string, clientIp };
 }
 
