@@ -808,7 +808,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
     // Logged-in accounts: Fresns (one per app, with a session), IDaaS and CloudBase.
     for (const which of ["default", "signed"] as const) {
       const account = await t.engine.accounts.create({ app: apps[which], email: live.fresnsEmail[which] });
-      const session = await t.engine.accounts.createSession(apps[which], account, 86_400);
+      const session = await t.engine.accounts.createSession(apps[which], account, 86_400, "fresns");
       live.fresnsSession[which] = { aid: account.id, token: session.token, uid: String(uidOf(account.id)) };
     }
     await t.engine.accounts.create({ app: apps.default, email: live.idaasEmail, phone: "+8613900000000" });
@@ -1200,7 +1200,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
     const newAccount = async (contact: { email?: string; phone?: string }, target = apps.default) =>
       t.engine.accounts.create({ app: target, ...contact });
     const loggedIn = async (account: Account) => {
-      const session = await t.engine.accounts.createSession(app, account, 86_400);
+      const session = await t.engine.accounts.createSession(app, account, 86_400, "fresns");
       fresnsHeaders(req, which, n, { aid: account.id, token: session.token });
     };
     const FRESNS_KEEP = ["header.x-fresns-app-id", "header.x-fresns-aid", "header.x-fresns-aid-token"];

@@ -48,6 +48,30 @@ export interface IssuedSession {
 }
 
 /**
+ * Which face opened a session. Each face takes only its own: the faces guard an account
+ * differently (CloudBase asks for a sudo token before a new contact or password, Fresns and IDaaS
+ * do not), so a session that worked everywhere would get past the strictest face through the
+ * loosest. The kind is the token's prefix; the stored hash covers the whole token, so a prefix
+ * changed by hand names no session.
+ */
+export type SessionKind = "fresns" | "idaas" | "cloudbase";
+
+const SESSION_TOKEN_PREFIXES: Record<SessionKind, string> = {
+  // Fresns's is the prefix every face used before sessions had kinds: those left from then
+  // (IDaaS's, up to 5 days old) work on Fresns only, until they expire.
+  fresns: "sess",
+  idaas: "ids",
+  // CloudBase hands out its session as a refresh token
+  cloudbase: "rt",
+};
+
+/** Whether `token` is of a session `kind` opens (a cheap check before any lookup). */
+export function isSessionTokenOf(kind: SessionKind, token: string): boolean {
+  const prefix = SESSION_TOKEN_PREFIXES[kind];
+  return token.length > prefix.length && token.startsWith(prefix) && token[prefix.length] === "_";
+}
+
+/**
  * Accounts and sessions for the faces that sign people up and in (Fresns, CloudBase, IDaaS).
  * Signing up and in, resetting a password and the like go through `account-steps.ts`, which proves
  * the contact first; these are the account operations themselves.
@@ -202,14 +226,14 @@ export function createAccountService(deps: AccountServiceDeps) {
       });
     },
 
-    /** A new opaque session token (stored hashed). */
+    /** A new opaque session token of `kind` (stored hashed). */
     async createSession(
       app: App,
       account: Account,
       ttlSeconds: number,
-      prefix = "sess",
+      kind: SessionKind,
     ): Promise<IssuedSession> {
-      const token = newSecretToken(prefix);
+      const token = newSecretToken(SESSION_TOKEN_PREFIXES[kind]);
       const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
       // Opened under the credentials `account` was read with: if a new password came since
       // (a login in flight while it was set), the session is dead from the start.
@@ -223,13 +247,17 @@ export function createAccountService(deps: AccountServiceDeps) {
       return { token, expiresAtMs };
     },
 
-    /** The account a live session token belongs to, or null. */
-    async resolveSession(app: App, token: string): Promise<Account | null> {
+    /** The account a live session token of `kind` belongs to, or null. */
+    async resolveSession(app: App, token: string, kind: SessionKind): Promise<Account | null> {
+      if (!isSessionTokenOf(kind, token)) return null;
       const session = await accounts.findSession(app.id, sha256Hex(token), clock.nowMs());
       return session ? accountLoggedInBy(accounts, session) : null;
     },
 
-    revokeSession: (app: App, token: string) => accounts.deleteSession(app.id, sha256Hex(token)),
+    /** Ends a session of `kind`; a token of another kind is left alone. */
+    async revokeSession(app: App, token: string, kind: SessionKind): Promise<void> {
+      if (isSessionTokenOf(kind, token)) await accounts.deleteSession(app.id, sha256Hex(token));
+    },
 
     /**
      * Moves a live session to a new token (a refresh token's rotation), for exactly one of
@@ -241,10 +269,14 @@ export function createAccountService(deps: AccountServiceDeps) {
       app: App,
       token: string,
       ttlSeconds: number,
-      prefix: string,
+      kind: SessionKind,
     ): Promise<{ account: Account; session: IssuedSession } | null> {
+      if (!isSessionTokenOf(kind, token)) return null;
       const now = clock.nowMs();
-      const next = { token: newSecretToken(prefix), expiresAtMs: now + ttlSeconds * 1000 };
+      const next = {
+        token: newSecretToken(SESSION_TOKEN_PREFIXES[kind]),
+        expiresAtMs: now + ttlSeconds * 1000,
+      };
       const nextHash = sha256Hex(next.token);
       const rotated = await accounts.rotateSession(
         app.id,

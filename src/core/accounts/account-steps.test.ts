@@ -184,11 +184,11 @@ describe("resetPassword, changeContact, reverify", () => {
       "ACCOUNT_LOCKED",
     );
     const code = await sentCode("ann@example.com", "reset_password");
-    const thief = await t.engine.accounts.createSession(app, ann, 3600);
+    const thief = await t.engine.accounts.createSession(app, ann, 3600, "fresns");
     const reset = await t.engine.resetPassword({ app, proof: { code }, password: "new" });
     await t.engine.accounts.verifyPasswordLogin(app, reset, "new");
     // and ends every session of the account: a thief's logins end with the password
-    expect(await t.engine.accounts.resolveSession(app, thief.token)).toBeNull();
+    expect(await t.engine.accounts.resolveSession(app, thief.token, "fresns")).toBeNull();
   });
 
   it("moves an account to a proven contact; one another account has is refused and the code kept", async () => {
@@ -311,11 +311,11 @@ describe("sessions and a new password", () => {
     t = await createTestEngine();
     const app = await t.app();
     const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
-    const session = await t.engine.accounts.createSession(app, ann, 3600);
+    const session = await t.engine.accounts.createSession(app, ann, 3600, "cloudbase");
     // The refresh and the caller's own password change arrive at once: the change lands after the
     // refresh rotated the session and before the refresh read the account.
     const [refreshed] = await Promise.all([
-      t.engine.accounts.rotateSession(app, session.token, 3600, "rt"),
+      t.engine.accounts.rotateSession(app, session.token, 3600, "cloudbase"),
       t.engine.deps.accounts.update(
         app.id,
         ann.id,
@@ -324,7 +324,9 @@ describe("sessions and a new password", () => {
       ),
     ]);
     expect(refreshed?.account.credentialVersion).toBe(1);
-    expect(await t.engine.accounts.resolveSession(app, refreshed?.session.token ?? "")).toMatchObject({
+    expect(
+      await t.engine.accounts.resolveSession(app, refreshed?.session.token ?? "", "cloudbase"),
+    ).toMatchObject({
       id: ann.id,
     });
   });
@@ -334,7 +336,7 @@ describe("sessions and a new password", () => {
     const app = await t.app();
     const read = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
     // A thief's session changes the password after the owner's reset read the account.
-    const thief = await t.engine.accounts.createSession(app, read, 3600);
+    const thief = await t.engine.accounts.createSession(app, read, 3600, "fresns");
     const thiefs = await t.engine.accounts.update(
       read,
       { password: "thief" },
@@ -343,7 +345,7 @@ describe("sessions and a new password", () => {
     const reset = await t.engine.accounts.resetPassword(read, "owner");
     expect(reset.credentialVersion).toBe(thiefs.credentialVersion + 1);
     await t.engine.accounts.verifyPasswordLogin(app, reset, "owner");
-    expect(await t.engine.accounts.resolveSession(app, thief.token)).toBeNull();
+    expect(await t.engine.accounts.resolveSession(app, thief.token, "fresns")).toBeNull();
   });
 
   it("refuses a change that a session the new password ended allowed, and writes nothing", async () => {
@@ -364,8 +366,8 @@ describe("sessions and a new password", () => {
     t = await createTestEngine();
     const app = await t.app();
     const read = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
-    const before = await t.engine.accounts.createSession(app, read, 3600);
-    const caller = await t.engine.accounts.createSession(app, read, 3600);
+    const before = await t.engine.accounts.createSession(app, read, 3600, "fresns");
+    const caller = await t.engine.accounts.createSession(app, read, 3600, "fresns");
     const changed = await t.engine.accounts.update(
       read,
       { password: "new" },
@@ -373,11 +375,11 @@ describe("sessions and a new password", () => {
     );
     expect(changed.credentialVersion).toBe(read.credentialVersion + 1);
     // A login that compared the old password (read before the change) opens its session after it.
-    const inFlight = await t.engine.accounts.createSession(app, read, 3600);
-    expect(await t.engine.accounts.resolveSession(app, before.token)).toBeNull();
-    expect(await t.engine.accounts.resolveSession(app, inFlight.token)).toBeNull();
-    expect((await t.engine.accounts.resolveSession(app, caller.token))?.id).toBe(read.id);
-    const fresh = await t.engine.accounts.createSession(app, changed, 3600);
-    expect((await t.engine.accounts.resolveSession(app, fresh.token))?.id).toBe(read.id);
+    const inFlight = await t.engine.accounts.createSession(app, read, 3600, "fresns");
+    expect(await t.engine.accounts.resolveSession(app, before.token, "fresns")).toBeNull();
+    expect(await t.engine.accounts.resolveSession(app, inFlight.token, "fresns")).toBeNull();
+    expect((await t.engine.accounts.resolveSession(app, caller.token, "fresns"))?.id).toBe(read.id);
+    const fresh = await t.engine.accounts.createSession(app, changed, 3600, "fresns");
+    expect((await t.engine.accounts.resolveSession(app, fresh.token, "fresns"))?.id).toBe(read.id);
   });
 });

@@ -248,6 +248,24 @@ describe("CloudBase 200: the journeys", () => {
     expect(answers.map((answer) => answer.statusCode).sort()).toEqual([200, 400, 400, 400, 400]);
   });
 
+  it("refreshes only its own sessions: another face's session token is no refresh token", async () => {
+    await start();
+    const { sub } = await signUp("ida@example.com");
+    const app = (await t.engine.apps.byId("default"))!;
+    const account = (await t.engine.accounts.findById(app, sub))!;
+    for (const kind of ["fresns", "idaas"] as const) {
+      const foreign = await t.engine.accounts.createSession(app, account, 3600, kind);
+      const refresh = await post("/auth/v1/token", {
+        grant_type: "refresh_token",
+        refresh_token: foreign.token,
+      });
+      expectError(refresh, 400, "invalid_grant", 4015);
+      // and a revoke naming it leaves it alone
+      expect((await post("/auth/v1/revoke", { token: foreign.token })).statusCode).toBe(200);
+      expect(await t.engine.accounts.resolveSession(app, foreign.token, kind)).toMatchObject({ id: sub });
+    }
+  });
+
   it("refreshes a session (rotating the refresh token) and signs out", async () => {
     await start();
     const first = await signUp("fay@example.com");

@@ -101,7 +101,7 @@ export function createSessionTokens(engine: Engine) {
       return credentialsFor(
         app,
         account,
-        await accounts.createSession(app, account, REFRESH_TOKEN_TTL_SECONDS, "rt"),
+        await accounts.createSession(app, account, REFRESH_TOKEN_TTL_SECONDS, "cloudbase"),
       );
     },
 
@@ -140,7 +140,7 @@ export function createSessionTokens(engine: Engine) {
       // Rotation: a refresh token works once, even for requests sent at once (the session moves
       // to its new token in one step), so a stolen one is useless after its owner's next refresh
       // (and the thief's use logs the owner out, which shows).
-      const rotated = await accounts.rotateSession(app, refreshToken, REFRESH_TOKEN_TTL_SECONDS, "rt");
+      const rotated = await accounts.rotateSession(app, refreshToken, REFRESH_TOKEN_TTL_SECONDS, "cloudbase");
       if (!rotated) {
         throw new OtpError("TOKEN_INVALID", {
           message: "The refresh token is invalid, expired or revoked",
@@ -194,7 +194,7 @@ export function createSessionTokens(engine: Engine) {
         if (app.clientId === claims.aud) await revokeSessionById(engine.deps, app, claims.sid);
         return;
       }
-      await accounts.revokeSession(await appNamed(clientId), token);
+      await accounts.revokeSession(await appNamed(clientId), token, "cloudbase");
     },
   };
 }

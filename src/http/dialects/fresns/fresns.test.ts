@@ -78,7 +78,7 @@ async function makeAccount(fields: { email?: string; phone?: string; password?: 
 
 async function sessionHeaders(account: Account, appId = "default"): Promise<Headers> {
   const app = await t.engine.apps.byId(appId);
-  const session = await t.engine.accounts.createSession(app!, account, 3600);
+  const session = await t.engine.accounts.createSession(app!, account, 3600, "fresns");
   return { "x-fresns-aid": account.id, "x-fresns-aid-token": session.token };
 }
 
@@ -426,6 +426,20 @@ describe("headers", () => {
         31505,
         language,
       );
+      // nor does a session another face opened (CloudBase's asks for sudo where Fresns does not)
+      const app = (await t.engine.apps.byId("default"))!;
+      for (const kind of ["cloudbase", "idaas"] as const) {
+        const foreign = await t.engine.accounts.createSession(app, account, 3600, kind);
+        expectFresns(
+          await send(body, {
+            ...lang(language),
+            "x-fresns-aid": account.id,
+            "x-fresns-aid-token": foreign.token,
+          }),
+          31505,
+          language,
+        );
+      }
     });
 
     it(`refuses an expired login token with 31504 (${language})`, async () => {

@@ -215,7 +215,9 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     invalidCode: 31505 | 31603,
   ): Promise<Account> {
     const session: SessionLookup =
-      token.length <= MAX_TOKEN_LENGTH ? await lookupSession(engine.deps, app, token) : { kind: "unknown" };
+      token.length <= MAX_TOKEN_LENGTH
+        ? await lookupSession(engine.deps, app, token, "fresns")
+        : { kind: "unknown" };
     if (session.kind === "expired" && session.accountId === account.id) throw new FresnsRefusal(31504);
     if (session.kind !== "live" || session.account.id !== account.id) throw new FresnsRefusal(invalidCode);
     return session.account;
@@ -590,7 +592,8 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const context = contextOf(request);
         requireLogin(context);
         const app = context.app as App;
-        for (const token of provenSessionTokens(request)) await engine.accounts.revokeSession(app, token);
+        for (const token of provenSessionTokens(request))
+          await engine.accounts.revokeSession(app, token, "fresns");
         return ok(null);
       },
     );
@@ -609,7 +612,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   }
 
   async function signedIn(context: FresnsContext, app: App, account: Account) {
-    const session = await engine.accounts.createSession(app, account, SESSION_TTL_SECONDS);
+    const session = await engine.accounts.createSession(app, account, SESSION_TTL_SECONDS, "fresns");
     return {
       sessionToken: sessionTokenView(account, session, engine.deps.clock.nowMs(), context.timezone),
       ...accountDataView(account, context.timezone),

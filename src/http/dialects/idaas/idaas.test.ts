@@ -218,7 +218,9 @@ describe("journeys", () => {
     });
     // The mobile was never verified, so it is no login contact.
     expect(account.phone).toBeUndefined();
-    expect((await t.engine.accounts.resolveSession(tenant, session.session_token))?.id).toBe(account.id);
+    expect((await t.engine.accounts.resolveSession(tenant, session.session_token, "idaas"))?.id).toBe(
+      account.id,
+    );
     const claims = await createJwtKeys(t.engine.deps.secrets, t.clock).verify(session.id_token, {
       issuer: "verifyd",
       audience: "default",
@@ -352,7 +354,7 @@ describe("journeys", () => {
     });
     expect(login.statusCode, login.body).toBe(200);
     const tenant = (await t.engine.apps.byId("default"))!;
-    const account = await t.engine.accounts.resolveSession(tenant, login.json().session_token);
+    const account = await t.engine.accounts.resolveSession(tenant, login.json().session_token, "idaas");
     expect(account?.email).toBe(ANN);
     // The account exists now: registering it again is refused, logging in again is not.
     t.clock.advanceSeconds(60);

@@ -111,7 +111,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   };
 
   async function issueSession(tenant: App, account: Account) {
-    const session = await engine.accounts.createSession(tenant, account, SESSION_TTL_SECONDS);
+    const session = await engine.accounts.createSession(tenant, account, SESSION_TTL_SECONDS, "idaas");
     const idToken = await jwt.sign(
       {
         ...(account.email ? { email: account.email } : {}),
@@ -223,7 +223,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   async function loggedInAccountId(request: FastifyRequest, tenant: App): Promise<string | undefined> {
     const match = /^Bearer\s+(\S{1,256})$/i.exec(headerText(request, "authorization") ?? "");
     if (!match) return undefined;
-    const account = await engine.accounts.resolveSession(tenant, match[1] as string);
+    const account = await engine.accounts.resolveSession(tenant, match[1] as string, "idaas");
     return account?.id;
   }
 
