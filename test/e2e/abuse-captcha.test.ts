@@ -503,6 +503,20 @@ describe("captcha mode per face", () => {
     expect(refusal?.reason).toBe("captcha_always");
   });
 
+  it("never asks a test recipient's send for a captcha, in either mode, before its body or after", async () => {
+    const review = { to: "review@shop.example", code: "123456" };
+    for (const mode of ["risk", "always"] as const) {
+      t = await open({
+        apps: [{ id: "default", abuse: { captcha: { native: mode } }, testRecipients: [review] }],
+      });
+      // past the risk threshold from this address (in "always", from the first send)
+      for (let n = 1; n <= 3; n++) await send({ to: recipient(n) });
+      expect((await send({ to: review.to })).statusCode).toBe(201);
+      expectProblem(await send({ to: recipient(4) }), 428, "CAPTCHA_REQUIRED");
+      await t.close();
+    }
+  });
+
   it('"risk" is the native default, while another app\'s setting does not leak', async () => {
     t = await open({ apps: [{ ...SHOP, abuse: { captcha: { native: "always" } } }] });
     expect((await send({ to: recipient(1) })).statusCode).toBe(201);

@@ -18,11 +18,14 @@ export interface RiskPrecheckInput {
  * It uses only what the full send would (the app's captcha mode and the client's risk counters,
  * as last committed, from memory), so it never refuses a send the full path would accept; it
  * only answers that refusal for a fraction of the cost. Returns null to go on with the send.
+ * An app with test recipients is never pre-checked: their sends skip every defence, and which
+ * recipient a request names is known only from its body.
  */
 export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): OtpError | null {
   const { app, face, clientIp } = input;
   const mode = app.abuse.captcha[face];
-  if (input.captchaToken !== undefined || mode === "never" || app.disabled) return null;
+  if (input.captchaToken !== undefined || mode === "never" || app.disabled || app.testRecipients.length > 0)
+    return null;
   const now = deps.clock.nowMs();
   let refusal: OtpError | null = null;
   if (mode === "always") {
