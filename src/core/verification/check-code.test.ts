@@ -160,6 +160,30 @@ describe("checkCode: single use", () => {
     expect((await t.engine.getVerification(await t.app(), id)).status).toBe("approved");
   });
 
+  it("answers an approval whose SMS bookkeeping after it failed, and the token it minted works", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const to = "+8613800138000";
+    const sent = await t.engine.sendCode({ app, channel: "sms", to, purpose: "sign_in", rule: "any" });
+    await t.deliverAll();
+    // the verified-prefix counter is written after the approval committed
+    const { counters } = t.engine.deps;
+    const hit = counters.hit.bind(counters);
+    counters.hit = async (...args) => {
+      if (args[1].startsWith("pump:"))
+        throw Object.assign(new Error("disk I/O error"), { code: "SQLITE_IOERR" });
+      return hit(...args);
+    };
+    const approved = await t.engine.checkCode({
+      app,
+      target: { id: sent.record.id },
+      code: t.lastCode(to),
+      mode: "consume",
+    });
+    expect(approved.record.status).toBe("approved");
+    expect(await t.engine.redeemToken({ app, token: approved.token as string })).toMatchObject({ to });
+  });
+
   it("approves exactly one of many concurrent checks with the right code", async () => {
     t = await createTestEngine();
     const { id, code } = await sendTo();

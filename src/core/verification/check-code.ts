@@ -212,10 +212,20 @@ function wrongCode(record: CodeRecord, codeField: string): OtpError {
 }
 
 /** Verified SMS are the pumping detector's proof that a prefix's traffic is real. */
+/**
+ * Counts an approved SMS code for its number prefix (the pumping watch's evidence of real users).
+ * The approval is committed by then: a failure here is logged, never answered, for the caller
+ * would get a 503 for a code already spent and its token lost.
+ */
 async function noteVerifiedSms(deps: EngineDeps, app: App, record: CodeRecord, now: number): Promise<void> {
   if (record.channel !== "sms") return;
   const prefix = phonePrefix(record.to, app.abuse.pumping.prefixDigits);
-  if (prefix) await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
+  if (!prefix) return;
+  try {
+    await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
+  } catch (error) {
+    deps.logger.warn({ err: error, appId: app.id, prefix }, "could not count a verified SMS for its prefix");
+  }
 }
 
 function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
