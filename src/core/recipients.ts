@@ -1,4 +1,4 @@
-import { type CountryCode, parsePhoneNumberFromString } from "libphonenumber-js/max";
+import { type CountryCode, isSupportedCountry, parsePhoneNumberFromString } from "libphonenumber-js/max";
 import { invalidField } from "./errors.js";
 import type { Channel, Recipient } from "./types.js";
 
@@ -34,6 +34,9 @@ export function parseRecipient(
   const country = (options.country ?? options.defaultCountry).toUpperCase();
   if (!COUNTRY_PATTERN.test(country))
     throw invalidField("country", "country must be an ISO 3166 alpha-2 code");
+  // Else the number would be refused, naming `to` for a fault of `country`'s.
+  if (!isSupportedCountry(country))
+    throw invalidField("country", `country ${country} has no phone numbering plan`);
   if (value.length > 32 || !/^[+\d\s().-]+$/.test(value)) {
     throw invalidField(field, `${field} is not a valid phone number`);
   }
