@@ -520,6 +520,27 @@ describe("apps are tenants", () => {
     });
     expect(redeemA.json().app).toBe("a");
   });
+
+  it("refuses every call of a disabled default app's keyless callers (dev mode), not only its sends", async () => {
+    t = await createTestServer();
+    const sent = await sendCode();
+    await t.deliverAll();
+    const code = t.email.lastCodeFor(ANN) as string;
+    const stored = await t.engine.apps.stored("default");
+    await t.engine.apps.save({ ...stored!, disabled: true });
+    const { id } = sent.json();
+    const calls = [
+      sendCode({ to: "bob@example.com" }),
+      t.fastify.inject({ method: "POST", url: CHECK, payload: { id, code } }),
+      t.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` }),
+      t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` }),
+      t.fastify.inject({ method: "POST", url: "/v1/tokens/redeem", payload: { token: "vt_whatever" } }),
+    ];
+    for (const answer of await Promise.all(calls)) {
+      expect(answer.statusCode, answer.body).toBe(403);
+      expect(answer.json().code).toBe("APP_DISABLED");
+    }
+  });
 });
 
 describe("CORS", () => {

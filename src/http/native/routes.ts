@@ -310,6 +310,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
 function keylessCaller(app: App | null): Caller {
   if (!app) throw new OtpError("APP_NOT_FOUND");
+  if (app.disabled) throw new OtpError("APP_DISABLED");
   return { app, byApiKey: false };
 }
 
