@@ -92,6 +92,8 @@ export type IssueOutcome =
   /** the first send under this Idempotency-Key is not committed yet (cluster mode): try again shortly */
   | { kind: "in_progress" };
 
+export type ReplayOutcome = Extract<IssueOutcome, { kind: "replayed" | "in_progress" }>;
+
 /** A code by its verification id, or a slot's pending code by its key and tags (as in IssueRequest). */
 export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string; slotTags: string[] };
 
@@ -122,6 +124,12 @@ export interface VerificationStore {
    * outbox row is durable. `resendAfterSeconds` is how long until the same request may succeed.
    */
   issue(request: IssueRequest, nowMs: number): Promise<IssueOutcome>;
+  /**
+   * The answer an Idempotency-Key replays, as `issue` would give it; null when it names no send
+   * (or one whose code is gone). For a send refused before the store is asked: the retry of one
+   * that went through gets its first answer, though the account it was for exists now.
+   */
+  replay(appId: string, key: string, nowMs: number): Promise<ReplayOutcome | null>;
 
   /**
    * Counts one attempt *before* the caller compares the code, in one atomic step: refuses when the

@@ -13,7 +13,7 @@ import { newTimeOrderedId, newVerificationId, sha256Hex } from "../ids.js";
 import { countryLocale } from "../messages/country-locale.js";
 import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
-import type { CounterCheck, IssueRequest, SendDecision, SendLogEntry } from "../ports.js";
+import type { CounterCheck, IssueRequest, ReplayOutcome, SendDecision, SendLogEntry } from "../ports.js";
 import { mailboxOf, maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
 import { generateNumericCode } from "../secrets.js";
 import type {
@@ -87,7 +87,51 @@ export interface SendCodeResult {
  * outbox row in one atomic store operation. No provider is called here; the outbox worker delivers
  * once the row is durable (DESIGN.md). Every decision goes to the send log.
  */
-export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCodeResult> {
+export function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCodeResult> {
+  const { idempotencyKey } = input;
+  if (idempotencyKey === undefined) return issueCode(deps, input);
+  return issueCode(deps, input).catch(async (error: unknown) => {
+    // The retry of a send that went through gets the first answer for a day, though a rule
+    // checked before the store is asked would refuse it now: above all the account rule, once
+    // the account the code was for has been made. (A store that is down is not asked again.)
+    if (!(error instanceof OtpError) || error.code === "STORE_UNAVAILABLE") throw error;
+    const first = await deps.store.replay(input.app.id, idempotencyKey, deps.clock.nowMs());
+    if (first === null) throw error;
+    return replayedAnswer(deps, input, first);
+  });
+}
+
+/**
+ * The answer to a retry under an Idempotency-Key its first send's answer is stored for. `parsed`:
+ * the request's `to` as parsed already, if it has one.
+ */
+function replayedAnswer(
+  deps: EngineDeps,
+  input: SendCodeInput,
+  first: ReplayOutcome,
+  parsed = parsedTo(deps, input),
+): SendCodeResult {
+  if (first.kind === "in_progress") {
+    throw new OtpError("STORE_UNAVAILABLE", {
+      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
+      details: { retryAfterSeconds: 1 },
+    });
+  }
+  // (Builds before this one stored channel, recipient and purpose only: such an entry lives a day.)
+  const legacy = sha256Hex(`${input.channel}\0${parsed?.address ?? first.record.to}\0${input.purpose}`);
+  if (first.fingerprint !== requestFingerprint(input, parsed) && first.fingerprint !== legacy) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message: "Idempotency-Key was already used for a different request",
+      details: { field: "Idempotency-Key" },
+    });
+  }
+  const recipient = parseRecipient(first.record.channel, first.record.to, {
+    defaultCountry: deps.defaultCountry,
+  });
+  return result(first.record, recipient, first.resendAfterSeconds, undefined, true);
+}
+
+async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCodeResult> {
   const { app, channel, purpose } = input;
   const face = input.face ?? "native";
   if (app.disabled) throw new OtpError("APP_DISABLED");
@@ -302,7 +346,7 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
   if (input.idempotencyKey) {
     request.idempotency = {
       key: input.idempotencyKey,
-      fingerprint: fingerprint(channel, recipient, purpose),
+      fingerprint: requestFingerprint(input, parsed),
       ...(spentPassRefusal ? { replayOnly: true } : {}),
     };
   }
@@ -340,22 +384,10 @@ export async function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<
     log("captcha_failed", { reason: refusal.message });
     throw refusal;
   }
-  if (outcome.kind === "in_progress") {
-    await givePassBack();
-    throw new OtpError("STORE_UNAVAILABLE", {
-      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
-      details: { retryAfterSeconds: 1 },
-    });
-  }
-  if (outcome.kind === "replayed") {
+  if (outcome.kind === "in_progress" || outcome.kind === "replayed") {
     await givePassBack(); // the first send's answer again: this pass issued nothing
-    if (outcome.fingerprint !== request.idempotency?.fingerprint) {
-      throw new OtpError("VALIDATION_FAILED", {
-        message: "Idempotency-Key was already used for a different request",
-        details: { field: "Idempotency-Key" },
-      });
-    }
-    return result(outcome.record, recipient, outcome.resendAfterSeconds, accountExists, true);
+    const replayed = replayedAnswer(deps, input, outcome, parsed);
+    return { ...replayed, recipient, accountExists };
   }
   const shadowed = [...shadowNotes, ...outcome.shadowed];
   const { record, outbox } = prepare();
@@ -592,6 +624,29 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
   return codes.get(`${recipient.channel}\0${recipient.address}`) ?? null;
 }
 
-function fingerprint(channel: Channel, recipient: Recipient, purpose: Purpose): string {
-  return sha256Hex(`${channel}\0${recipient.address}\0${purpose}`);
+/**
+ * What makes two sends under one Idempotency-Key the same request: the fields that shape the code
+ * and its message (the client's address and device are context, not part of it). `to`: the
+ * request's `to`, parsed.
+ */
+function requestFingerprint(input: SendCodeInput, to: Recipient | undefined): string {
+  const fields = [
+    input.channel,
+    to?.address ?? "",
+    input.purpose,
+    input.rule,
+    input.accountId ?? "",
+    input.locale ?? "",
+    input.tokenPurposes?.join(",") ?? "",
+  ];
+  return sha256Hex(fields.join("\0"));
+}
+
+function parsedTo(deps: EngineDeps, input: SendCodeInput): Recipient | undefined {
+  if (input.to === undefined) return undefined;
+  return parseRecipient(input.channel, input.to, {
+    country: input.country,
+    defaultCountry: deps.defaultCountry,
+    field: input.toField ?? "to",
+  });
 }

@@ -139,6 +139,32 @@ describe("POST /v1/verifications", () => {
       expect(t.email.messages).toHaveLength(1);
     });
 
+    it("replays a sign-up send to its retry though the account exists by then", async () => {
+      t = await createTestServer();
+      const headers = { "idempotency-key": "signup-9c1d" };
+      const first = await sendCode({ purpose: "sign_up", target: "not_user" }, headers);
+      expect(first.statusCode).toBe(201);
+      const app = await t.engine.apps.byId("default");
+      await t.engine.accounts.create({ app: app!, email: ANN });
+      t.clock.advanceSeconds(5);
+      const again = await sendCode({ purpose: "sign_up", target: "not_user" }, headers);
+      expect(again.statusCode, again.body).toBe(201);
+      expect(again.json()).toEqual(first.json());
+      // a new send for that account is refused as before
+      expect((await sendCode({ purpose: "sign_up", target: "not_user" })).json().code).toBe("ACCOUNT_EXISTS");
+    });
+
+    it("refuses a reused Idempotency-Key whose request asks for another message", async () => {
+      t = await createTestServer();
+      const headers = { "idempotency-key": "signup-4b2e" };
+      expect((await sendCode({ locale: "en" }, headers)).statusCode).toBe(201);
+      for (const other of [{ locale: "zh-Hans" }, { purpose: "reverify" }, { target: "user" }]) {
+        const reused = await sendCode({ locale: "en", ...other }, headers);
+        expect(reused.statusCode, JSON.stringify(other)).toBe(400);
+        expect(reused.json()).toMatchObject({ code: "VALIDATION_FAILED", field: "Idempotency-Key" });
+      }
+    });
+
     it("sends to the logged-in account's own contact when `to` is absent", async () => {
       t = await createTestServer();
       const app = await t.engine.apps.byId("default");

@@ -78,6 +78,7 @@ export function createClusterVerificationStore(deps: ClusterVerificationStoreDep
     consumeAttempt: (ref, budget, nowMs) => hot.consumeAttempt(ref, budget, nowMs),
     approve: (appId, id, token, failureKey, nowMs) => hot.approve(appId, id, token, failureKey, nowMs),
     refundAttempt: (appId, id, failureKey, nowMs) => hot.refundAttempt(appId, id, failureKey, nowMs),
+    replay: (appId, key, nowMs) => hot.replay(appId, key, nowMs),
     get: (appId, id) => hot.get(appId, id),
     cancel: (appId, id, nowMs) => hot.cancel(appId, id, nowMs),
     findToken: (appId, tokenHash, nowMs) => hot.findToken(appId, tokenHash, nowMs),

@@ -303,6 +303,24 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         });
       });
 
+      it("tells the first answer an Idempotency-Key replays without issuing anything", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const idempotency = { key: "asked-1", fingerprint: "b".repeat(64) };
+        expect(await store.replay(appId, idempotency.key, now)).toBeNull();
+        const first = codeRecord(appId, now);
+        await store.issue(issueRequest(first, [counter("r:60", 1, 60)], { idempotency }), now);
+        expect(await store.replay(appId, idempotency.key, now + 2000)).toEqual({
+          kind: "replayed",
+          record: first,
+          resendAfterSeconds: 60,
+          fingerprint: idempotency.fingerprint,
+        });
+        // another app's key of the same name, and a key past its day, replay nothing
+        expect(await store.replay(uniqueId("app"), idempotency.key, now)).toBeNull();
+        expect(await store.replay(appId, idempotency.key, now + 24 * 3600 * 1000 + 1)).toBeNull();
+      });
+
       it("issues nothing for a replay-only request with no first answer to give", async () => {
         const now = baseTime();
         const appId = uniqueId("app");

@@ -101,6 +101,31 @@ local function code_by_id(app, id)
 end
 `;
 
+// What an idempotency entry replays (see ISSUE for its format).
+const REPLAYS = `
+-- {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} | nil when there is
+-- nothing to replay. Like SQLite: a key whose code is gone no longer replays.
+local function replay_of(idempotency, app, now)
+  local seen = redis.call('GET', idempotency)
+  if not seen then return nil end
+  -- (':p' and ':d' after the fingerprint: what a few builds before the 0 expiry wrote)
+  local expires, resend, first_id, first_fingerprint, state =
+    string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
+  if expires == '0' or state == 'p' then return {'in_progress'} end
+  if not expires or tonumber(expires) <= now then return nil end
+  local first = code_by_id(app, first_id)
+  if not first then return nil end
+  return {'replayed', first_id, first, tonumber(resend), first_fingerprint}
+end
+`;
+
+/**
+ * replay. KEYS: idempotency. ARGV: now, app tag. Returns what `replay_of` does, {'none'} for nil.
+ */
+const REPLAY = `${CODES}${REPLAYS}
+return replay_of(KEYS[1], ARGV[2], tonumber(ARGV[1])) or {'none'}
+`;
+
 /**
  * issue. KEYS: the slot's key under each of its tags (newest secret first), idempotency, counters...
  * ARGV: now, packed code, code TTL ms, app tag, id, fingerprint ('' = no idempotency), idempotency
@@ -117,7 +142,7 @@ end
  * as long as a commit can take, so one whose send died (a crash, a lost withdraw) lapses. (A build
  * before pending entries reads one as expired, and a committed one as it always did.)
  */
-const ISSUE = `${COUNTERS}${CODES}
+const ISSUE = `${COUNTERS}${CODES}${REPLAYS}
 local now = tonumber(ARGV[1])
 local app = ARGV[4]
 local id = ARGV[5]
@@ -125,18 +150,8 @@ local fingerprint = ARGV[6]
 local slots = tonumber(ARGV[8])
 local idempotency = KEYS[slots + 1]
 if fingerprint ~= '' then
-  local seen = redis.call('GET', idempotency)
-  if seen then
-    -- (':p' and ':d' after the fingerprint: what a few builds before the 0 expiry wrote)
-    local expires, resend, first_id, first_fingerprint, state =
-      string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
-    if expires == '0' or state == 'p' then return {'in_progress'} end
-    if expires and tonumber(expires) > now then
-      local first = code_by_id(app, first_id)
-      -- Like SQLite: a key whose code is gone no longer replays; the request is issued afresh.
-      if first then return {'replayed', first_id, first, tonumber(resend), first_fingerprint} end
-    end
-  end
+  local replayed = replay_of(idempotency, app, now)
+  if replayed then return replayed end
   if ARGV[10] == '1' then return {'not_replayed'} end
 end
 local counters = #KEYS - slots - 1
@@ -387,6 +402,7 @@ type ScriptCall = (numberOfKeys: number, ...args: Arg[]) => Promise<unknown>;
 /** The scripts as commands on the client; `*Buffer` variants return binary-safe replies. */
 export interface VerifydScripts {
   vdIssueBuffer: ScriptCall;
+  vdReplayBuffer: ScriptCall;
   vdWithdraw: ScriptCall;
   vdConfirm: ScriptCall;
   vdConsumeAttemptBuffer: ScriptCall;
@@ -401,6 +417,7 @@ export interface VerifydScripts {
 
 const SCRIPTS: Record<string, string> = {
   vdIssue: ISSUE,
+  vdReplay: REPLAY,
   vdWithdraw: WITHDRAW,
   vdConfirm: CONFIRM,
   vdConsumeAttempt: CONSUME_ATTEMPT,

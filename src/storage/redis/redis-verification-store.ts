@@ -6,6 +6,7 @@ import type {
   CounterKind,
   IssueOutcome,
   IssueRequest,
+  ReplayOutcome,
   VerificationStore,
 } from "../../core/ports.js";
 import { outranks } from "../../core/rate-limit/refusals.js";
@@ -55,6 +56,18 @@ export interface RedisVerificationStore extends Omit<VerificationStore, "deliver
    * superseded (`supersededId`), unless a newer code has taken it since.
    */
   withdraw(request: IssueRequest, nowMs: number, supersededId?: string): Promise<void>;
+}
+
+/** The replay script's reply ({'replayed', id, code, resend, fingerprint} or {'in_progress'}). */
+function replayFrom(appId: string, reply: unknown[]): ReplayOutcome {
+  if (replyText(reply[0]) === "in_progress") return { kind: "in_progress" };
+  const id = replyText(reply[1]);
+  return {
+    kind: "replayed",
+    record: decodeCode(appId, id, replyBuffer(reply[2])),
+    resendAfterSeconds: replyNumber(reply[3]),
+    fingerprint: replyText(reply[4]),
+  };
 }
 
 /** An issue's outcome; an issued one names the pending code it superseded, if any. */
@@ -116,16 +129,8 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       ];
       const reply = replyArray(await redis.vdIssueBuffer(issueKeyList.length, ...issueKeyList, ...argv));
       const kind = replyText(reply[0]);
-      if (kind === "in_progress" || kind === "not_replayed") return { kind };
-      if (kind === "replayed") {
-        const id = replyText(reply[1]);
-        return {
-          kind: "replayed",
-          record: decodeCode(appId, id, replyBuffer(reply[2])),
-          resendAfterSeconds: replyNumber(reply[3]),
-          fingerprint: replyText(reply[4]),
-        };
-      }
+      if (kind === "not_replayed") return { kind };
+      if (kind === "in_progress" || kind === "replayed") return replayFrom(appId, reply);
       if (kind === "refused") {
         // Lua reports every refusing rule; which one the caller sees is core's ranking, applied in
         // rule order exactly as the SQLite store does.
@@ -151,6 +156,13 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         shadowed: replyArray(reply[2]).map((index) => counters[replyNumber(index) - 1]?.rule ?? ""),
         ...(supersededId ? { supersededId } : {}),
       };
+    },
+
+    async replay(appId, key, nowMs) {
+      const reply = replyArray(
+        await redis.vdReplayBuffer(1, keys.idempotency(appId, key), nowMs, keys.app(appId)),
+      );
+      return replyText(reply[0]) === "none" ? null : replayFrom(appId, reply);
     },
 
     async confirm(request, nowMs) {

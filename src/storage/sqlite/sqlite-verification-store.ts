@@ -6,6 +6,7 @@ import type {
   FailureBudget,
   IssueOutcome,
   IssueRequest,
+  ReplayOutcome,
   VerificationStore,
 } from "../../core/ports.js";
 import { outranks } from "../../core/rate-limit/refusals.js";
@@ -229,6 +230,20 @@ export function createSqliteVerificationStore(
   const hit = (appId: string, counter: FailureBudget & { key: string }, now: number) =>
     counters.hit(appId, counter.key, counter.windowSeconds * 1000, now);
 
+  const replayOf = (appId: string, key: string, now: number): ReplayOutcome | null => {
+    const seen = statements.idempotencyGet.get(appId, key, now) as
+      | { verification_id: string; fingerprint: string; resend_after: number }
+      | undefined;
+    const first = seen && (statements.codeById.get(appId, seen.verification_id) as CodeColumns | undefined);
+    if (!seen || !first) return null;
+    return {
+      kind: "replayed",
+      record: codeFromColumns(first),
+      resendAfterSeconds: seen.resend_after,
+      fingerprint: seen.fingerprint,
+    };
+  };
+
   /**
    * The read half of `issue`: an idempotent replay, or a refusal (every rule checked before any is
    * counted, so a refused request consumes no budget); null when the send may go ahead.
@@ -242,18 +257,8 @@ export function createSqliteVerificationStore(
   ): IssueOutcome | null => {
     const { appId } = request;
     if (request.idempotency) {
-      const seen = statements.idempotencyGet.get(appId, request.idempotency.key, now) as
-        | { verification_id: string; fingerprint: string; resend_after: number }
-        | undefined;
-      const first = seen && (statements.codeById.get(appId, seen.verification_id) as CodeColumns | undefined);
-      if (seen && first) {
-        return {
-          kind: "replayed",
-          record: codeFromColumns(first),
-          resendAfterSeconds: seen.resend_after,
-          fingerprint: seen.fingerprint,
-        };
-      }
+      const replayed = replayOf(appId, request.idempotency.key, now);
+      if (replayed) return replayed;
       // Only the group transaction may say there is nothing to replay: a first send queued ahead
       // of it in the same group is seen there, not here.
       if (request.idempotency.replayOnly) return inTransaction ? { kind: "not_replayed" } : null;
@@ -428,6 +433,9 @@ export function createSqliteVerificationStore(
   };
 
   return {
+    // A send committed is seen at once: this process is the file's only writer.
+    replay: async (appId, key, nowMs) => replayOf(appId, key, nowMs),
+
     async issue(request, nowMs) {
       // A refusal is answered at once and never takes the write lock (the cheap path under
       // attack). A send that may go ahead is checked again inside the group transaction, where
