@@ -2,7 +2,7 @@ import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
-import { hashPassword, verifyPassword } from "./passwords.js";
+import { decoyCompare, hashPassword, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy } from "./session-id.js";
 
 /**
@@ -123,9 +123,17 @@ export function createAccountService(deps: AccountServiceDeps) {
    * limit ever run. One that succeeds clears the count; one that fails other than on its
    * credentials (a backend down) gives its place back.
    */
-  async function underLoginLockout<T>(app: App, account: Account, attempt: () => Promise<T>): Promise<T> {
+  function underLoginLockout<T>(app: App, account: Account, attempt: () => Promise<T>): Promise<T> {
+    return underLockout(app, lockKey(account.id), attempt, () => clearLoginFailures(app.id, account.id));
+  }
+
+  async function underLockout<T>(
+    app: App,
+    key: string,
+    attempt: () => Promise<T>,
+    onSuccess: () => Promise<void>,
+  ): Promise<T> {
     const now = clock.nowMs();
-    const key = lockKey(account.id);
     const attempts = await counters.hit(app.id, key, LOGIN_FAILURE_WINDOW_SECONDS, now);
     if (attempts.count > LOGIN_FAILURE_LIMIT) {
       throw new OtpError("ACCOUNT_LOCKED", {
@@ -140,7 +148,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         await counters.refund(app.id, key, attempts.resetAtMs);
       throw error;
     }
-    await clearLoginFailures(app.id, account.id);
+    await onSuccess();
     return result;
   }
 
@@ -217,13 +225,35 @@ export function createAccountService(deps: AccountServiceDeps) {
 
     underLoginLockout,
 
-    /** Checks a password under the login lockout. */
+    /**
+     * Checks a password under the login lockout. An account without one (made by a code) is
+     * compared with a decoy, so that its answer takes the time a wrong password's does.
+     */
     verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
       return underLoginLockout(app, account, async () => {
-        const ok =
-          account.passwordHash !== undefined && (await verifyPassword(password, account.passwordHash));
+        const { passwordHash } = account;
+        if (passwordHash === undefined) await decoyCompare(password);
+        const ok = passwordHash !== undefined && (await verifyPassword(password, passwordHash));
         if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
       });
+    },
+
+    /**
+     * A password login for a name no account has: refused as a wrong password is, in the same
+     * time, and locked out after as many tries as an account is, so that neither the answer nor
+     * its timing tells which usernames exist.
+     */
+    refuseUnknownLogin(app: App, username: string, password: string): Promise<never> {
+      const key = `login-failures:unknown:${sha256Hex(username.toLowerCase())}`;
+      return underLockout(
+        app,
+        key,
+        async (): Promise<never> => {
+          await decoyCompare(password);
+          throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+        },
+        async () => {},
+      );
     },
 
     /** A new opaque session token of `kind` (stored hashed). */

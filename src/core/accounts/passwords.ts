@@ -32,3 +32,15 @@ export async function verifyPassword(password: string, stored: string): Promise<
   });
   return timingSafeEqual(key, expected);
 }
+
+// A hash no password is known to match, made once, on first use.
+let decoyHash: Promise<string> | undefined;
+
+/**
+ * Compares `password` with a decoy hash: for a login that has no hash to compare with (no such
+ * account, or one without a password), so that its answer takes the time a wrong password's does.
+ */
+export async function decoyCompare(password: string): Promise<void> {
+  decoyHash ??= hashPassword(randomBytes(16).toString("base64url"));
+  await verifyPassword(password, await decoyHash);
+}

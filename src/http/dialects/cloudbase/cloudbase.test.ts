@@ -470,6 +470,35 @@ describe("CloudBase 200: the journeys", () => {
 describe("CloudBase account changes: reset, sudo, contact, password (the SDK's models)", () => {
   const signInWith = (username: string, password: string) => post("/auth/v1/signin", { username, password });
 
+  it("answers a password login alike whether the account exists, has a password or not", async () => {
+    await start();
+    const app = (await t.engine.apps.byId("default"))!;
+    await t.engine.accounts.create({ app, email: "pat@example.com", password: "right-password" });
+    await t.engine.accounts.create({ app, email: "cod@example.com" }); // made by a code: no password
+    const answers = async (username: string) => {
+      const seen: string[] = [];
+      for (let n = 0; n < 6; n++) {
+        const answer = await signInWith(username, "wrong-password");
+        seen.push(`${answer.statusCode} ${answer.json().error}`);
+      }
+      return seen;
+    };
+    const locked = [...Array(5).fill("400 invalid_password"), "429 resource_exhausted"];
+    for (const username of ["pat@example.com", "cod@example.com", "nobody@example.com", "nobody"]) {
+      expect(await answers(username), username).toEqual(locked);
+    }
+    // and a password-less account takes a password's time: it is compared with a decoy
+    const timed = async (username: string) => {
+      const started = performance.now();
+      await signInWith(username, "wrong-password");
+      return performance.now() - started;
+    };
+    t.clock.advanceSeconds(3601);
+    const withPassword = Math.min(await timed("pat@example.com"), await timed("pat@example.com"));
+    const without = Math.min(await timed("cod@example.com"), await timed("cod@example.com"));
+    expect(without).toBeGreaterThan(withPassword * 0.3);
+  });
+
   /** A CUR_USER code sent to the caller's own email, verified: what a sudo by code redeems. */
   async function ownToken(creds: Creds, email: string): Promise<string> {
     const sent = await send({ email: "masked", target: "CUR_USER" }, bearer(creds.access_token));

@@ -1,7 +1,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ContactProof } from "../../../core/accounts/account-steps.js";
-import { hashPassword, verifyPassword } from "../../../core/accounts/passwords.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
@@ -346,14 +345,6 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return { code: { app: tenant, target, code, codeField: "verification_code" } };
   }
 
-  // A decoy hash, so an unknown username costs the same scrypt time as a wrong password and the
-  // answer's timing does not tell which usernames exist.
-  let decoyHash: Promise<string> | undefined;
-  const decoy = () => {
-    decoyHash ??= hashPassword("verifyd decoy password");
-    return decoyHash;
-  };
-
   app.post("/signin", { schema: bodySchema(SignInBody, Credentials) }, async (request) => {
     const body = request.body;
     const tenant = await appOf(request, body.client_id);
@@ -387,10 +378,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     }
     if (body.password === undefined) throw invalidField("password", "password is required");
     const account = await loginAccount(tenant, body.username);
-    if (!account) {
-      await verifyPassword(body.password, await decoy());
-      throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-    }
+    if (!account) return engine.accounts.refuseUnknownLogin(tenant, body.username, body.password);
     await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
     return tokens.issue(tenant, account);
   });
