@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { newApp } from "../../core/apps/apps.js";
+import { OtpError } from "../../core/errors.js";
 import type { AppStore } from "../../core/ports.js";
 import { hexHash, uniqueId } from "./fixtures.contract.js";
 
@@ -8,7 +9,10 @@ export interface AppStoreFixture {
   close(): Promise<void>;
 }
 
-/** The AppStore contract: apps by id, client id and API key hash; a save replaces the app. */
+/**
+ * The AppStore contract: apps by id, client id and API key hash; a save replaces the app; an API
+ * key or client id serves one app.
+ */
 export function appStoreContract(name: string, open: () => Promise<AppStoreFixture>): void {
   describe(`AppStore contract: ${name}`, () => {
     let fixture: AppStoreFixture;
@@ -47,6 +51,59 @@ export function appStoreContract(name: string, open: () => Promise<AppStoreFixtu
       expect(await apps.get(app.id)).toEqual(changed);
       expect(await apps.getByApiKeyHash(oldKey)).toBeNull();
       expect(await apps.getByApiKeyHash(newKey)).toEqual(changed);
+    });
+
+    // Regression: a key saved for a second app silently moved to it, so the first app's document
+    // listed a key that no longer reached it. @see core review 3
+    it("refuses an API key hash another app holds, leaving both apps as they were", async () => {
+      const [shared, own] = [hexHash(), hexHash()];
+      const holder = newApp({ id: uniqueId("app"), apiKeyHashes: [shared] });
+      await apps.save(holder);
+      const other = newApp({ id: uniqueId("app"), apiKeyHashes: [own] });
+      await apps.save(other);
+      const refusal = await apps.save({ ...other, name: "Renamed", apiKeyHashes: [own, shared] }).then(
+        () => null,
+        (error: unknown) => error,
+      );
+      expect(refusal).toBeInstanceOf(OtpError);
+      expect(refusal).toMatchObject({ code: "VALIDATION_FAILED", details: { field: "apiKeys" } });
+      expect((refusal as Error).message).toContain(`app "${holder.id}"`);
+      expect(await apps.getByApiKeyHash(shared)).toEqual(holder);
+      // the refused save changed nothing, the other app's own key included
+      expect(await apps.get(other.id)).toEqual(other);
+      expect(await apps.getByApiKeyHash(own)).toEqual(other);
+    });
+
+    it("refuses a client id another app holds", async () => {
+      const holder = newApp({ id: uniqueId("app"), clientId: uniqueId("client") });
+      await apps.save(holder);
+      const other = newApp({ id: uniqueId("app"), clientId: holder.clientId });
+      await expect(apps.save(other)).rejects.toMatchObject({
+        code: "VALIDATION_FAILED",
+        details: { field: "clientId" },
+        message: expect.stringContaining(`app "${holder.id}"`),
+      });
+      expect(await apps.get(other.id)).toBeNull();
+      expect(await apps.getByClientId(holder.clientId)).toEqual(holder);
+    });
+
+    it("saves an app again with the keys it holds", async () => {
+      const key = hexHash();
+      const app = newApp({ id: uniqueId("app"), apiKeyHashes: [key, key] });
+      await apps.save(app);
+      await apps.save({ ...app, name: "Again" });
+      expect(await apps.getByApiKeyHash(key)).toMatchObject({ id: app.id, name: "Again" });
+    });
+
+    // Servers starting together each save the config file's apps: the same new key at once must
+    // not read as another app's.
+    it("saves one app with a new key from many callers at once", async () => {
+      for (let round = 0; round < 10; round++) {
+        const key = hexHash();
+        const app = newApp({ id: uniqueId("app"), apiKeyHashes: [key, hexHash()] });
+        await Promise.all(Array.from({ length: 10 }, () => apps.save(app)));
+        expect(await apps.getByApiKeyHash(key)).toEqual(app);
+      }
     });
 
     it("answers null for what does not exist, and lists in id order", async () => {

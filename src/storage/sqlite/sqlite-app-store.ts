@@ -1,3 +1,4 @@
+import { OtpError } from "../../core/errors.js";
 import type { AppStore } from "../../core/ports.js";
 import type { App } from "../../core/types.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
@@ -9,18 +10,31 @@ export function createSqliteAppStore(db: SqliteDatabase): AppStore {
     byClientId: db.prepare("SELECT data FROM apps WHERE client_id = ?"),
     byKey: db.prepare("SELECT a.data FROM app_keys k JOIN apps a ON a.id = k.app_id WHERE k.key_hash = ?"),
     list: db.prepare("SELECT data FROM apps ORDER BY id"),
+    clientIdHolder: db.prepare<[string, string], { id: string }>(
+      "SELECT id FROM apps WHERE client_id = ? AND id <> ?",
+    ),
+    keyHolder: db.prepare<[string], { app_id: string }>("SELECT app_id FROM app_keys WHERE key_hash = ?"),
     upsert: db.prepare(
       "INSERT INTO apps (id, client_id, data) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET client_id = excluded.client_id, data = excluded.data",
     ),
     deleteKeys: db.prepare("DELETE FROM app_keys WHERE app_id = ?"),
-    insertKey: db.prepare("INSERT OR REPLACE INTO app_keys (key_hash, app_id) VALUES (?, ?)"),
+    // After deleteKeys, a key that is still there is another app's: it is refused, never moved.
+    insertKey: db.prepare("INSERT INTO app_keys (key_hash, app_id) VALUES (?, ?) ON CONFLICT DO NOTHING"),
   };
   const parse = (row: unknown): App | null =>
     row ? (JSON.parse((row as { data: string }).data) as App) : null;
+  // Runs under an immediate transaction, so the checks and the writes see one state; a refusal
+  // rolls the whole save back.
   const save = db.transaction((app: App) => {
+    const holder = statements.clientIdHolder.get(app.clientId, app.id);
+    if (holder) throw clientIdTaken(app.clientId, holder.id);
     statements.upsert.run(app.id, app.clientId, JSON.stringify(app));
     statements.deleteKeys.run(app.id);
-    for (const hash of app.apiKeyHashes) statements.insertKey.run(hash, app.id);
+    for (const hash of new Set(app.apiKeyHashes)) {
+      if (statements.insertKey.run(hash, app.id).changes === 0) {
+        throw apiKeyTaken(hash, statements.keyHolder.get(hash)?.app_id ?? "?");
+      }
+    }
   });
   return {
     async get(id) {
@@ -39,4 +53,24 @@ export function createSqliteAppStore(db: SqliteDatabase): AppStore {
       save.immediate(app);
     },
   };
+}
+
+/**
+ * The refusal of a save whose client id another app has. An OtpError, so it passes a backend's
+ * fail-closed wrapper as it is; `field` names the app's field at fault for the caller's message.
+ * Shared with the PostgreSQL store, so both backends refuse in the same words.
+ */
+export function clientIdTaken(clientId: string, holder: string): OtpError {
+  return new OtpError("VALIDATION_FAILED", {
+    message: `client id "${clientId}" already belongs to app "${holder}"`,
+    details: { field: "clientId" },
+  });
+}
+
+/** The refusal of a save listing an API key another app has (named by a prefix of its hash). */
+export function apiKeyTaken(hash: string, holder: string): OtpError {
+  return new OtpError("VALIDATION_FAILED", {
+    message: `an API key (SHA-256 ${hash.slice(0, 12)}…) already belongs to app "${holder}"`,
+    details: { field: "apiKeys" },
+  });
 }

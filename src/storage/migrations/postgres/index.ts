@@ -147,4 +147,21 @@ CREATE INDEX sessions_account ON sessions (app_id, account_id);
 ALTER TABLE sessions ADD COLUMN rotated_from text;
 `,
   },
+  {
+    version: 6,
+    name: "apps list only the API keys that reach them",
+    // As SQLite's migration 10: a save used to move a key another app held (ON CONFLICT DO
+    // UPDATE) and now refuses it, so each app's document keeps only the keys app_keys gives it.
+    sql: `
+UPDATE apps SET data = jsonb_set(data, '{apiKeyHashes}', COALESCE((
+  SELECT jsonb_agg(listed.hash ORDER BY listed.position)
+  FROM jsonb_array_elements_text(apps.data -> 'apiKeyHashes') WITH ORDINALITY AS listed (hash, position)
+  WHERE EXISTS (SELECT 1 FROM app_keys WHERE key_hash = listed.hash AND app_id = apps.id)
+), '[]'::jsonb))
+WHERE EXISTS (
+  SELECT 1 FROM jsonb_array_elements_text(apps.data -> 'apiKeyHashes') AS listed (hash)
+  WHERE NOT EXISTS (SELECT 1 FROM app_keys WHERE key_hash = listed.hash AND app_id = apps.id)
+);
+`,
+  },
 ];

@@ -250,4 +250,22 @@ DROP INDEX send_log_at;
 ALTER TABLE sessions ADD COLUMN rotated_from TEXT;
 `,
   },
+  {
+    version: 10,
+    name: "apps list only the API keys that reach them",
+    // A save used to move a key another app held to the saved app (INSERT OR REPLACE), leaving
+    // the first app's document listing a key that no longer reached it. Saves now refuse such a
+    // key, so that app could never be saved again (not even disabled): its document keeps only the
+    // keys app_keys gives it, which are the ones that authenticated it all along.
+    sql: `
+UPDATE apps SET data = json_set(data, '$.apiKeyHashes', json((
+  SELECT json_group_array(listed.value) FROM json_each(apps.data, '$.apiKeyHashes') AS listed
+  WHERE EXISTS (SELECT 1 FROM app_keys WHERE key_hash = listed.value AND app_id = apps.id)
+)))
+WHERE EXISTS (
+  SELECT 1 FROM json_each(apps.data, '$.apiKeyHashes') AS listed
+  WHERE NOT EXISTS (SELECT 1 FROM app_keys WHERE key_hash = listed.value AND app_id = apps.id)
+);
+`,
+  },
 ];

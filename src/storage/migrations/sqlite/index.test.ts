@@ -1,0 +1,44 @@
+import Database from "better-sqlite3";
+import { describe, expect, it } from "vitest";
+import { newApp } from "../../../core/apps/apps.js";
+import { createSqliteAppStore } from "../../sqlite/sqlite-app-store.js";
+import { migrateSqlite } from "../../sqlite/sqlite-database.js";
+import { SQLITE_MIGRATIONS } from "./index.js";
+
+/** A database left by an earlier release: the migrations up to `version`, as that release applied them. */
+function databaseAt(version: number): Database.Database {
+  const db = new Database(":memory:");
+  db.exec(
+    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+  );
+  for (const migration of SQLITE_MIGRATIONS.filter((each) => each.version <= version)) {
+    db.exec(migration.sql);
+    db.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(migration.version, migration.name, 0);
+  }
+  return db;
+}
+
+describe("SQLite migration 10", () => {
+  // Regression: a key saved for a second app moved to it, and the first app's document kept
+  // listing it; with saves refusing such a key, that app could not be saved again. @see core review 3
+  it("keeps in each app's document only the API keys that reach it, so every app can be saved again", async () => {
+    const db = databaseAt(9);
+    // What the old INSERT OR REPLACE left: "shared" moved to beta; "dropped" left beta later.
+    const alpha = newApp({ id: "alpha", name: "Alpha", apiKeyHashes: ["own", "shared", "dropped"] });
+    const beta = newApp({ id: "beta", apiKeyHashes: ["shared"] });
+    const insertApp = db.prepare("INSERT INTO apps (id, client_id, data) VALUES (?, ?, ?)");
+    for (const app of [alpha, beta]) insertApp.run(app.id, app.clientId, JSON.stringify(app));
+    const insertKey = db.prepare("INSERT INTO app_keys (key_hash, app_id) VALUES (?, ?)");
+    insertKey.run("own", "alpha");
+    insertKey.run("shared", "beta");
+
+    expect(migrateSqlite(db)).toEqual([10]);
+
+    const apps = createSqliteAppStore(db);
+    expect(await apps.get("alpha")).toEqual({ ...alpha, apiKeyHashes: ["own"] });
+    expect(await apps.get("beta")).toEqual(beta);
+    await apps.save({ ...alpha, apiKeyHashes: ["own"], disabled: true });
+    expect(await apps.getByApiKeyHash("shared")).toEqual(beta);
+    db.close();
+  });
+});
