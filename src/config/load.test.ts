@@ -302,3 +302,126 @@ describe("loadConfig: templates", () => {
     expect(config.templates).toEqual({ default: { fr: template }, sign_in: { "zh-Hans": template } });
   });
 });
+
+describe("loadConfig: apps across fields", () => {
+  const template = { subject: "{app}", text: "{code} is your code" };
+
+  // Regression: one key declared for two apps was accepted, and whichever app was saved last took
+  // it. @see core review 3
+  it("refuses an API key declared for two apps, naming the second place and never the key", () => {
+    const key = "vk_shared_0123456789abcdef";
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "alpha", apiKeys: ["vk_alpha_0123456789abcdef", key] },
+          { id: "beta", apiKeys: [key] },
+        ],
+      }),
+    });
+    expect(found).toEqual([expect.stringMatching(/^apps\/1\/apiKeys\/0: .*apps\/0\/apiKeys\/1/)]);
+    expect(found.join("\n")).not.toContain(key);
+  });
+
+  it("accepts a key listed twice for one app", () => {
+    const key = "vk_twice_0123456789abcdef";
+    expect(
+      loadConfig({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", apiKeys: [key, key] }] }) }).apps,
+    ).toHaveLength(1);
+  });
+
+  // Regression: the app default exists whether the file declares it or not, so a second app with
+  // its client id made startup fail on a bare UNIQUE constraint. @see core review 12
+  it("refuses the client id default for another app", () => {
+    expect(issues({ VERIFYD_CONFIG: configFile({ apps: [{ id: "web", clientId: "default" }] }) })).toEqual([
+      expect.stringMatching(/^apps\/0\/clientId: client id "default"/),
+    ]);
+  });
+
+  // Regression: a fixed code of another length than the app's codes was accepted, and a check
+  // with it could never succeed. @see core review 6
+  it("refuses a test recipient's code that is not codeLength digits, naming it", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "default", testRecipients: [{ to: "review@shop.example", code: "1234" }] },
+          {
+            id: "shop",
+            policy: { codeLength: 8 },
+            testRecipients: [
+              { to: "review@shop.example", code: "12345678" },
+              { to: "+14155550100", code: "123456" },
+            ],
+          },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^apps\/0\/testRecipients\/0\/code: has 4 digits .* 6/),
+      expect.stringMatching(/^apps\/1\/testRecipients\/1\/code: has 6 digits .* 8/),
+    ]);
+  });
+
+  // @see core review 6
+  it("refuses a test recipient that is no email address or phone number, naming its to", () => {
+    const recipients = ["review@shop", "12345", "review@shop.example", "+14155550100", "13800138000"];
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [{ id: "shop", testRecipients: recipients.map((to) => ({ to, code: "123456" })) }],
+      }),
+    });
+    // a national number is read in VERIFYD_DEFAULT_COUNTRY (CN), as a send reads it
+    expect(found).toEqual([
+      expect.stringMatching(/^apps\/0\/testRecipients\/0\/to: "review@shop" is not a valid email address/),
+      expect.stringMatching(/^apps\/0\/testRecipients\/1\/to: "12345" is not a valid phone number/),
+    ]);
+  });
+
+  // Regression: a template without {code} was accepted, and its messages went out without the
+  // code. @see core review 7
+  it("refuses a template whose text has no {code}, in the file's templates and an app's", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        templates: { sign_in: { en: { subject: "{code}", text: "Welcome to {app}!" } } },
+        apps: [
+          { id: "shop", templates: { default: { en: template, fr: { subject: "s", text: "Bonjour" } } } },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^templates\/sign_in\/en\/text: has no \{code\}/),
+      expect.stringMatching(/^apps\/0\/templates\/default\/fr\/text: has no \{code\}/),
+    ]);
+  });
+
+  // Regression: a default locale without templates was accepted, and every send that fell back to
+  // it failed with TEMPLATE_MISSING. @see core review 7
+  it("refuses a default locale some purpose has no template in, naming the missing ones", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "default", defaultLocale: "fr" },
+          { id: "shop", defaultLocale: "de", templates: { sign_in: { de: template } } },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^apps\/0\/defaultLocale: no template in "fr", .*templates\.default\.fr/),
+      expect.stringMatching(/^apps\/1\/defaultLocale: no template in "de" for sign_up, reset_password, /),
+    ]);
+    expect(found[1]).not.toMatch(/sign_in/);
+  });
+
+  it("accepts a default locale with templates of the app, of the file or built in", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        templates: { default: { fr: template } },
+        apps: [
+          { id: "default", defaultLocale: "fr" },
+          { id: "shop", defaultLocale: "de", templates: { default: { de: template } } },
+          { id: "cn", defaultLocale: "zh-Hans" },
+        ],
+      }),
+    });
+    expect(config.apps.map((app) => app.defaultLocale)).toEqual(["fr", "de", "zh-Hans"]);
+  });
+});

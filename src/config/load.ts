@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
+import { appIssues } from "./app-issues.js";
 import {
   type DeliveryConfig,
   type ProviderConfig,
@@ -188,18 +189,7 @@ function crossFieldIssues(config: Config): string[] {
     }
   });
   issues.push(...providerIssues(config.providers, config.routing));
-  const ids = new Set<string>();
-  const clientIds = new Set<string>();
-  config.apps.forEach((app, index) => {
-    if (ids.has(app.id)) issues.push(`apps/${index}/id: app "${app.id}" is declared twice`);
-    ids.add(app.id);
-    const clientId = app.clientId ?? app.id;
-    if (clientIds.has(clientId)) issues.push(`apps/${index}/clientId: client id "${clientId}" is used twice`);
-    clientIds.add(clientId);
-    if (app.id === "default" && app.clientId !== undefined && app.clientId !== "default") {
-      issues.push(`apps/${index}/clientId: the app "default" always has client id "default"`);
-    }
-  });
+  issues.push(...appIssues(config.apps, config.templates, config.defaultCountry));
   return issues;
 }
 
