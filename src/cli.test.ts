@@ -4,6 +4,8 @@ import { join } from "node:path";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { BIN, getJson, killAll, MAIN, run, startServer } from "../test/e2e/verifyd-process.js";
 import { runCli } from "./cli.js";
+import { loadConfig } from "./config/load.js";
+import { openStore } from "./server.js";
 
 /**
  * The real `verifyd` command (bin/verifyd.js -> dist/main.js) in child processes. Each test uses
@@ -154,7 +156,10 @@ describe.concurrent("verifyd apps", () => {
 
 /** Refusals need no process of their own: runCli in this process, its output captured. */
 describe("runCli refusals", () => {
-  async function cli(args: string[]): Promise<{ code: number | undefined; out: string; err: string }> {
+  async function cli(
+    args: string[],
+    env: Record<string, string> = { VERIFYD_DATA_DIR: tempDir() },
+  ): Promise<{ code: number | undefined; out: string; err: string }> {
     const out: string[] = [];
     const err: string[] = [];
     const log = vi
@@ -163,16 +168,25 @@ describe("runCli refusals", () => {
     const error = vi
       .spyOn(console, "error")
       .mockImplementation((...parts: unknown[]) => void err.push(parts.join(" ")));
-    const previous = process.env.VERIFYD_DATA_DIR;
-    process.env.VERIFYD_DATA_DIR = tempDir();
+    const previous = Object.fromEntries(Object.keys(env).map((name) => [name, process.env[name]]));
+    Object.assign(process.env, env);
     try {
       return { code: await runCli(args), out: out.join("\n"), err: err.join("\n") };
     } finally {
       log.mockRestore();
       error.mockRestore();
-      if (previous === undefined) delete process.env.VERIFYD_DATA_DIR;
-      else process.env.VERIFYD_DATA_DIR = previous;
+      for (const [name, value] of Object.entries(previous)) {
+        if (value === undefined) delete process.env[name];
+        else process.env[name] = value;
+      }
     }
+  }
+
+  /** A data dir and a config file holding `file`, as the CLI's environment. */
+  function withConfig(file: Record<string, unknown>): Record<string, string> {
+    const dir = tempDir();
+    writeFileSync(join(dir, "verifyd.json"), JSON.stringify(file));
+    return { VERIFYD_DATA_DIR: dir, VERIFYD_CONFIG: join(dir, "verifyd.json") };
   }
 
   it.each([
@@ -185,6 +199,44 @@ describe("runCli refusals", () => {
     const result = await cli(args);
     expect(result.code).toBe(code);
     expect(result.err).toMatch(message);
+  });
+
+  // Regression: a config app holding a client id ("shop") made `apps create --name shop` crash
+  // on "UNIQUE constraint failed: apps.client_id". @see core review 12
+  it("creates an app under an id and client id no other app has", async () => {
+    const env = withConfig({ apps: [{ id: "web", clientId: "shop" }] });
+    const created = await cli(["apps", "create", "--name", "shop"], env);
+    expect(created).toMatchObject({ code: 0, err: "" });
+    expect(JSON.parse(created.out)).toMatchObject({ id: "shop-2", client_id: "shop-2" });
+  });
+
+  // Regression: a client id clash with a stored app ended in a bare UNIQUE constraint error.
+  // @see core review 12
+  it("refuses a config app whose client id a stored app has, naming the file's key", async () => {
+    const env = withConfig({});
+    expect((await cli(["apps", "create", "--name", "Blog"], env)).code).toBe(0);
+    writeFileSync(env.VERIFYD_CONFIG as string, JSON.stringify({ apps: [{ id: "web", clientId: "blog" }] }));
+    const listed = await cli(["apps", "list"], env);
+    expect(listed.code).toBe(1);
+    expect(listed.err).toMatch(
+      /^invalid configuration:\n {2}- apps\/0\/clientId: client id "blog" already belongs to app "blog"/,
+    );
+  });
+
+  // Regression: `apps disable` saved the app with the file's global templates laid under its own,
+  // so later edits of the global templates never reached it. @see core review 11
+  it("disables an app without storing the global templates in it", async () => {
+    const env = withConfig({ templates: { sign_in: { en: { subject: "S1", text: "OLD {code}" } } } });
+    expect((await cli(["apps", "create", "--name", "shop"], env)).code).toBe(0);
+    expect(await cli(["apps", "disable", "shop"], env)).toMatchObject({ code: 0, err: "" });
+    const { backend, apps } = await openStore(loadConfig(env));
+    try {
+      const stored = await apps.stored("shop");
+      expect(stored?.disabled).toBe(true);
+      expect(stored?.templates).toEqual({});
+    } finally {
+      await backend.close();
+    }
   });
 
   it("prints its usage for help", async () => {

@@ -1,6 +1,9 @@
 import { parseArgs } from "node:util";
+import { newMintedApp } from "./config/apps-sync.js";
 import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/load.js";
-import { mintApiKey, newApp } from "./core/apps/apps.js";
+import { type AppDirectory, mintApiKey } from "./core/apps/apps.js";
+import { OtpError } from "./core/errors.js";
+import type { App } from "./core/types.js";
 import { createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
 import { migratePostgresDatabase } from "./storage/postgres/postgres-migrator.js";
@@ -26,20 +29,29 @@ export async function runCli(args: string[]): Promise<number | undefined> {
     }
     throw error;
   }
-  switch (command) {
-    case "serve":
-      return serve(config);
-    case "migrate":
-      return migrate(config);
-    case "apps":
-      return apps(config, rest);
-    case "help":
-    case "--help":
-      console.log(USAGE);
-      return 0;
-    default:
-      console.error(`unknown command "${command}"\n${USAGE}`);
-      return 2;
+  try {
+    switch (command) {
+      case "serve":
+        return await serve(config);
+      case "migrate":
+        return await migrate(config);
+      case "apps":
+        return await apps(config, rest);
+      case "help":
+      case "--help":
+        console.log(USAGE);
+        return 0;
+      default:
+        console.error(`unknown command "${command}"\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    // What only the store can tell (the file's apps against those stored): named like the rest.
+    if (error instanceof ConfigError) {
+      console.error(error.message);
+      return 1;
+    }
+    throw error;
   }
 }
 
@@ -95,9 +107,19 @@ async function apps(config: Config, args: string[]): Promise<number> {
         console.error("apps create: --name NAME is required");
         return 2;
       }
-      const id = await freeId(slug(name), (candidate) => directory.byId(candidate));
+      // The id is the client id too: neither may be another app's (a config app may have set its
+      // client id to what this name gives).
+      const id = await freeId(
+        slug(name),
+        async (candidate) => (await directory.byId(candidate)) ?? (await directory.byClientId(candidate)),
+      );
       const { apiKey, apiKeyHash } = mintApiKey();
-      await directory.save(newApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] }));
+      const saved = await saveApp(
+        directory,
+        newMintedApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] }),
+        "apps create",
+      );
+      if (!saved) return 1;
       console.log(JSON.stringify({ id, client_id: id, api_key: apiKey }));
       return 0;
     }
@@ -117,12 +139,14 @@ async function apps(config: Config, args: string[]): Promise<number> {
     }
     if (subcommand === "disable") {
       const id = rest[0];
-      const app = id ? await directory.byId(id) : null;
+      // As stored: `byId` lays the global templates under the app's, and saving that would pin
+      // today's global templates into this app for good.
+      const app = id ? await directory.stored(id) : null;
       if (!app) {
         console.error(`apps disable: no app "${id ?? ""}"`);
         return 1;
       }
-      await directory.save({ ...app, disabled: true });
+      if (!(await saveApp(directory, { ...app, disabled: true }, "apps disable"))) return 1;
       console.log(JSON.stringify({ id: app.id, disabled: true }));
       return 0;
     }
@@ -130,6 +154,23 @@ async function apps(config: Config, args: string[]): Promise<number> {
     return 2;
   } finally {
     await backend.close();
+  }
+}
+
+/**
+ * Saves an app, printing the store's refusal (a client id or API key another app holds, after a
+ * race with another writer) as the command's error; false when refused.
+ */
+async function saveApp(directory: AppDirectory, app: App, command: string): Promise<boolean> {
+  try {
+    await directory.save(app);
+    return true;
+  } catch (error) {
+    if (error instanceof OtpError && error.code === "VALIDATION_FAILED") {
+      console.error(`${command}: ${error.message}`);
+      return false;
+    }
+    throw error;
   }
 }
 
