@@ -33,7 +33,9 @@ export const NATIVE_ERROR_STATUS: Record<OtpErrorCode, number> = {
   CAPTCHA_REQUIRED: 428,
   CAPTCHA_FAILED: 400,
   PUMPING_DENIED: 403,
-  TEMPLATE_MISSING: 422,
+  // The app has no template for the send's purpose and locale: a server-side configuration fault
+  // (DESIGN.md keeps 422 for a wrong code), which no retry by the client mends.
+  TEMPLATE_MISSING: 500,
   DELIVERY_FAILED: 503,
   STORE_UNAVAILABLE: 503,
 };
