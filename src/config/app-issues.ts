@@ -94,6 +94,9 @@ function templateIssues(templates: TemplateSet, at: string): string[] {
 function defaultLocaleIssue(locale: string, templates: TemplateSet): string | undefined {
   const missing = PURPOSES.filter((purpose) => !findTemplate(templates, purpose, locale));
   if (missing.length === 0) return undefined;
-  const which = missing.length === PURPOSES.length ? "" : ` for ${missing.join(", ")}`;
-  return `no template in "${locale}"${which}, so those sends would fail; add templates.default.${locale} (to the app or the file) or use a built-in locale (${BUILT_IN_LOCALES.join(", ")})`;
+  const which =
+    missing.length === PURPOSES.length
+      ? ", so every send in it would fail"
+      : ` for ${missing.join(", ")}, so those sends would fail`;
+  return `no template in "${locale}"${which}; add templates.default.${locale} (to the app or the file) or use a built-in locale (${BUILT_IN_LOCALES.join(", ")})`;
 }

@@ -405,7 +405,9 @@ describe("loadConfig: apps across fields", () => {
       }),
     });
     expect(found).toEqual([
-      expect.stringMatching(/^apps\/0\/defaultLocale: no template in "fr", .*templates\.default\.fr/),
+      expect.stringMatching(
+        /^apps\/0\/defaultLocale: no template in "fr", so every send in it would fail; add templates\.default\.fr/,
+      ),
       expect.stringMatching(/^apps\/1\/defaultLocale: no template in "de" for sign_up, reset_password, /),
     ]);
     expect(found[1]).not.toMatch(/sign_in/);
