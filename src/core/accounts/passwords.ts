@@ -8,7 +8,11 @@ const scryptAsync = promisify(scrypt) as (
   options: object,
 ) => Promise<Buffer>;
 
-// N=2^15, r=8, p=1: OWASP's scrypt minimum; about 50 ms here, done off the event loop by libuv.
+// N=2^15, r=8, p=1: a third of the work OWASP asks of scrypt (2^15 with p=3, or 2^17 with p=1).
+// Each hash takes 50-100 ms of one of libuv's four threads here, which logins share with DNS
+// lookups and file I/O: at p=3 a burst of logins on a small machine held up the rest for ~3x as
+// long. The lockout (5 tries an hour) bounds online guessing; each hash records its parameters,
+// so they can be raised without invalidating old ones.
 const SCRYPT_PARAMS = { N: 32_768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEY_LENGTH = 32;
 

@@ -82,12 +82,12 @@ async function sessionHeaders(account: Account, appId = "default"): Promise<Head
   return { "x-fresns-aid": account.id, "x-fresns-aid-token": session.token };
 }
 
-/** An edit setting the password "new", proven by an own-contact email `code`. */
+/** An edit setting the password "new-pass", proven by an own-contact email `code`. */
 function editPasswordWithCode(code: string, session: Headers) {
   return call(
     "PUT",
     "/api/v2/account/edit",
-    { codeType: "email", verifyCode: code, newPassword: b64("new") },
+    { codeType: "email", verifyCode: code, newPassword: b64("new-pass") },
     session,
   );
 }
@@ -929,7 +929,7 @@ describe("journeys", () => {
         type: "email",
         account: "ann2@example.com",
         verifyCode: signUpCode,
-        password: b64("x"),
+        password: b64("x-pass"),
         nickname: "A",
       }),
       33203,
@@ -1064,7 +1064,7 @@ describe("journeys", () => {
       account: "13800138000",
       countryCode: 86,
       verifyCode: code,
-      password: b64("pw"),
+      password: b64("pw-pass"),
       nickname: "Li",
     });
     expect(registered.json().data.detail).toMatchObject({
@@ -1109,7 +1109,12 @@ describe("journeys", () => {
       { type: "email", useType: 2, templateId: 5, account: "ann@example.com" },
       "ann@example.com",
     );
-    const reset = { type: "email", account: "ann@example.com", verifyCode: code, newPassword: b64("fresh") };
+    const reset = {
+      type: "email",
+      account: "ann@example.com",
+      verifyCode: code,
+      newPassword: b64("fresh-pass"),
+    };
     expectOk(await call("PUT", "/api/v2/account/reset-password", reset));
     // single use
     expectFresns(await call("PUT", "/api/v2/account/reset-password", reset), 33203);
@@ -1135,7 +1140,7 @@ describe("account endpoints: refusals", () => {
       await start();
       await makeAccount({ email: "taken@example.com" });
       const headers = lang(language);
-      const base = { type: "email", account: "ann@example.com", password: b64("pw"), nickname: "Ann" };
+      const base = { type: "email", account: "ann@example.com", password: b64("pw-pass"), nickname: "Ann" };
       await codeFor(
         { type: "email", useType: 1, templateId: 2, account: "ann@example.com" },
         "ann@example.com",
@@ -1184,36 +1189,36 @@ describe("account endpoints: refusals", () => {
 
     it(`login refuses an unknown account (31502), a wrong password (34304), and locks after 5 failures (34306) (${language})`, async () => {
       await start();
-      await makeAccount({ email: "ann@example.com", password: "right" });
+      await makeAccount({ email: "ann@example.com", password: "right-pass" });
       const headers = lang(language);
       const login = (payload: Record<string, unknown>) => annLogin(payload, headers);
       expectFresns(
         await call(
           "POST",
           "/api/v2/account/login",
-          { type: "email", account: "nobody@example.com", password: b64("x") },
+          { type: "email", account: "nobody@example.com", password: b64("x-pass") },
           headers,
         ),
         31502,
         language,
       );
       for (let failure = 1; failure <= 4; failure += 1)
-        expectFresns(await login({ password: b64("wrong") }), 34304, language);
+        expectFresns(await login({ password: b64("wrong-pass") }), 34304, language);
       // a wrong login code counts towards the same lock
       expectFresns(await login({ verifyCode: "000000" }), 33203, language);
-      expectFresns(await login({ password: b64("right") }), 34306, language);
+      expectFresns(await login({ password: b64("right-pass") }), 34306, language);
       expectFresns(await login({ verifyCode: "123456" }), 34306, language);
       t.clock.advanceSeconds(3600);
-      expect((await login({ password: b64("right") })).json().code).toBe(0);
+      expect((await login({ password: b64("right-pass") })).json().code).toBe(0);
     });
 
     it(`login codes sent at once after 4 failures: one is checked, the rest are locked out (34306) (${language})`, async () => {
       await start();
-      await makeAccount({ email: "ann@example.com", password: "right" });
+      await makeAccount({ email: "ann@example.com", password: "right-pass" });
       const headers = lang(language);
       const login = (payload: Record<string, unknown>) => annLogin(payload, headers);
       for (let failure = 1; failure <= 4; failure += 1)
-        expectFresns(await login({ password: b64("wrong") }), 34304, language);
+        expectFresns(await login({ password: b64("wrong-pass") }), 34304, language);
       const answers = await Promise.all(Array.from({ length: 4 }, () => login({ verifyCode: "000000" })));
       const codes = answers.map((answer) => answer.json().code).sort();
       expect(codes).toEqual([33203, 34306, 34306, 34306]);
@@ -1260,7 +1265,7 @@ describe("account endpoints: refusals", () => {
       await start();
       const headers = lang(language);
       await makeAccount({ email: "other@example.com" });
-      const account = await makeAccount({ email: "ann@example.com", password: "right" });
+      const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
       const session = { ...headers, ...(await sessionHeaders(account)) };
       const edit = (payload: unknown, extra: Headers = session) =>
         call("PUT", "/api/v2/account/edit", payload, extra);
@@ -1281,14 +1286,20 @@ describe("account endpoints: refusals", () => {
         34205,
         language,
       );
-      expectFresns(await edit({ newPassword: b64("next") }), 34111, language);
-      expectFresns(await edit({ newPassword: b64("next"), currentPassword: b64("wrong") }), 34304, language);
+      expectFresns(await edit({ newPassword: b64("next-pass") }), 34111, language);
       expectFresns(
-        await edit({ newWalletPassword: b64("next"), currentWalletPassword: b64("x") }),
+        await edit({ newPassword: b64("next-pass"), currentPassword: b64("wrong-pass") }),
+        34304,
+        language,
+      );
+      expectFresns(
+        await edit({ newWalletPassword: b64("next-pass"), currentWalletPassword: b64("x-pass") }),
         34501,
         language,
       );
-      expect((await edit({ newPassword: b64("next"), currentPassword: b64("right") })).json().code).toBe(0);
+      expect(
+        (await edit({ newPassword: b64("next-pass"), currentPassword: b64("right-pass") })).json().code,
+      ).toBe(0);
     });
   }
 
@@ -1342,7 +1353,7 @@ describe("account endpoints: refusals", () => {
 
   it("edit: a refusal after the contact part changes nothing and spends no code", async () => {
     await start();
-    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
     const session = await sessionHeaders(account);
     const current = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
     const next = await codeFor(
@@ -1359,8 +1370,8 @@ describe("account endpoints: refusals", () => {
       call("PUT", "/api/v2/account/edit", { ...change, ...extra }, session);
     // Each refused after the email and its codes were judged right: before, the email was saved
     // and both codes spent by then.
-    expectFresns(await edit({ newPassword: "not base64!", currentPassword: b64("right") }), 34105);
-    expectFresns(await edit({ newPassword: b64("next"), currentPassword: b64("wrong") }), 34304);
+    expectFresns(await edit({ newPassword: "not base64!", currentPassword: b64("right-pass") }), 34105);
+    expectFresns(await edit({ newPassword: b64("next-pass"), currentPassword: b64("wrong-pass") }), 34304);
     expectFresns(await edit({ newPhone: "13800138000", newCountryCode: 86 }), 33203);
     const app = await t.engine.apps.byId("default");
     const email = async () => (await t.engine.accounts.findById(app!, account.id))?.email;
@@ -1385,7 +1396,7 @@ describe("account endpoints: refusals", () => {
         await call("POST", "/api/v2/account/login", {
           type: "email",
           account: "ann@example.com",
-          password: b64("new"),
+          password: b64("new-pass"),
         })
       ).json().code,
     ).toBe(0);
@@ -1473,13 +1484,13 @@ describe("account: apply-delete, recall-delete, logout", () => {
     it(`apply-delete refuses: 31501 without login, 34111 without password or code, 34304, 33203 (${language})`, async () => {
       await start();
       const headers = lang(language);
-      const account = await makeAccount({ email: "ann@example.com", password: "right" });
+      const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
       const session = { ...headers, ...(await sessionHeaders(account)) };
       const apply = (payload: unknown, extra: Headers = session) =>
         call("POST", "/api/v2/account/apply-delete", payload, extra);
-      expectFresns(await apply({ password: b64("right") }, headers), 31501, language);
+      expectFresns(await apply({ password: b64("right-pass") }, headers), 31501, language);
       expectFresns(await apply({}), 34111, language);
-      expectFresns(await apply({ password: b64("wrong") }), 34304, language);
+      expectFresns(await apply({ password: b64("wrong-pass") }), 34304, language);
       // a code of another template is not a deletion code
       const bind = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
       expectFresns(await apply({ codeType: "email", verifyCode: bind }), 33203, language);
@@ -1513,32 +1524,32 @@ describe("account: apply-delete, recall-delete, logout", () => {
 
   it("apply-delete with the password marks the account", async () => {
     await start();
-    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
     const session = await sessionHeaders(account);
-    expectOk(await call("POST", "/api/v2/account/apply-delete", { password: b64("right") }, session));
+    expectOk(await call("POST", "/api/v2/account/apply-delete", { password: b64("right-pass") }, session));
     expect(await waitDelete(session)).toBe(true);
     expectFresns(await call("POST", "/fresns-api/v1/account/recall-delete", undefined, {}), 31501);
   });
 
   it("apply-delete and a password edit made at once both stand", async () => {
     await start();
-    const account = await makeAccount({ email: "ann@example.com", password: "right" });
+    const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
     const session = await sessionHeaders(account);
     // Each request reads the account as its login proves it; written as whole rows, the edit
     // (two password hashings, so it ends last) put back the account it had read, undeleted.
     const [apply, edit] = await Promise.all([
-      call("POST", "/api/v2/account/apply-delete", { password: b64("right") }, session),
+      call("POST", "/api/v2/account/apply-delete", { password: b64("right-pass") }, session),
       call(
         "PUT",
         "/api/v2/account/edit",
-        { currentPassword: b64("right"), newPassword: b64("new") },
+        { currentPassword: b64("right-pass"), newPassword: b64("new-pass") },
         session,
       ),
     ]);
     expectOk(apply);
     expectOk(edit);
     expect(await waitDelete(session)).toBe(true);
-    const login = { type: "email", account: "ann@example.com", password: b64("new") };
+    const login = { type: "email", account: "ann@example.com", password: b64("new-pass") };
     expect((await call("POST", "/api/v2/account/login", login)).json().code).toBe(0);
   });
 

@@ -100,6 +100,8 @@ const PHONE_DIGITS_PATTERN = /^\d{1,20}$/;
 // The shape Laravel's `email` rule accepts; the core's parser then decides deliverability (34101).
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
 const MAX_PASSWORD_CHARACTERS = 256;
+// CloudBase's schema refuses a password under 6 characters; Fresns's own default floor is the same.
+const MIN_NEW_PASSWORD_CHARACTERS = 6;
 const CALLING_CODES = new Set(getCountries().map((country) => getCountryCallingCode(country) as string));
 
 const SIGNED_HEADER_KEYS = SIGNED_HEADERS.map((name) => [name, name.toLowerCase()] as const);
@@ -701,13 +703,19 @@ function ruleOf(useType: number, app: App): AccountRule {
 /**
  * Fresns sends passwords base64-encoded and decodes them strictly (`base64_decode($p, true)`); a
  * value that is not base64, or decodes to nothing usable, is refused with `code` (34105 where a
- * new password is set, 34304 where one is checked).
+ * new password is set, 34304 where one is checked). A new password is also refused shorter than
+ * CloudBase's floor: the account signs in on every face with it.
  */
 function decodePassword(value: string, code: 34105 | 34304): string {
   const compact = value.trim();
   if (!BASE64_PATTERN.test(compact)) throw new FresnsRefusal(code);
   const password = Buffer.from(compact, "base64").toString("utf8");
-  if (password.length === 0 || password.length > MAX_PASSWORD_CHARACTERS || password.includes("\uFFFD")) {
+  const shortest = code === 34105 ? MIN_NEW_PASSWORD_CHARACTERS : 1;
+  if (
+    password.length < shortest ||
+    password.length > MAX_PASSWORD_CHARACTERS ||
+    password.includes("\uFFFD")
+  ) {
     throw new FresnsRefusal(code);
   }
   return password;
