@@ -738,9 +738,18 @@ describe("send-verify-code: abuse defence", () => {
 
 describe("send-verify-code: a missing template", () => {
   // en only: zh-Hans always has the built-in templates, so only a locale without any can miss one.
-  it("answers 33200 when neither the app nor verifyd has a template in the locale", async () => {
-    await start({ apps: [{ id: "default", defaultLocale: "fr" }] });
-    expectFresns(await send({ type: "email", useType: 5, templateId: 1, account: "a@example.com" }), 33200);
+  it("answers 33200 when neither the app nor verifyd has a template of the purpose in the locale", async () => {
+    // (a default locale without every template is refused when the config is read)
+    await start({
+      apps: [{ id: "default", templates: { sign_up: { fr: { subject: "{app}", text: "{code}" } } } }],
+    });
+    expectFresns(
+      await send(
+        { type: "email", useType: 5, templateId: 1, account: "a@example.com" },
+        { "x-fresns-client-lang-tag": "fr" },
+      ),
+      33200,
+    );
   });
 });
 
