@@ -4,7 +4,7 @@ import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createPostgresAccountDirectory } from "../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../postgres/postgres-app-store.js";
 import { createPostgresDevInbox } from "../postgres/postgres-dev-inbox.js";
-import { migratePostgres } from "../postgres/postgres-migrator.js";
+import { migratePostgres, requireMigratedPostgres } from "../postgres/postgres-migrator.js";
 import { createPostgresDeliveryList, createPostgresOutboxStore } from "../postgres/postgres-outbox-store.js";
 import { createPostgresOutboxWriter } from "../postgres/postgres-outbox-writer.js";
 import { createPostgresPool } from "../postgres/postgres-pool.js";
@@ -116,6 +116,8 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
     if (options.migrate ?? true) {
       const applied = await migratePostgres(pool, options.databaseSchema);
       if (applied.length > 0) logger.info({ applied }, "postgres migrated");
+    } else {
+      await requireMigratedPostgres(pool);
     }
     redis = await connectRedis({ url: options.redisUrl, logger });
   } catch (error) {

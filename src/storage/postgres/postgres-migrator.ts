@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { POSTGRES_MIGRATIONS } from "../migrations/postgres/index.js";
+import { requireServableSchema } from "../migrations/schema-version.js";
 import { createPostgresPool } from "./postgres-pool.js";
 
 // DDL on an empty schema is quick, but a migration may one day rewrite a big table.
@@ -28,6 +29,11 @@ export async function migratePostgres(pool: pg.Pool, schema?: string): Promise<n
       "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
     );
     const { rows } = await client.query<{ version: number }>("SELECT version FROM schema_migrations");
+    requireServableSchema(
+      rows.map((row) => row.version),
+      POSTGRES_MIGRATIONS,
+      { migrated: true },
+    );
     const applied = new Set(rows.map((row) => row.version));
     const done: number[] = [];
     for (const migration of POSTGRES_MIGRATIONS) {
@@ -49,6 +55,23 @@ export async function migratePostgres(pool: pg.Pool, schema?: string): Promise<n
     await client.query("RESET statement_timeout").catch(() => {});
     client.release();
   }
+}
+
+/**
+ * For a server told not to migrate: throws unless the schema is exactly at, or past none of, the
+ * versions this build knows (SchemaVersionMismatch).
+ */
+export async function requireMigratedPostgres(pool: pg.Pool): Promise<void> {
+  let versions: number[];
+  try {
+    const { rows } = await pool.query<{ version: number }>("SELECT version FROM schema_migrations");
+    versions = rows.map((row) => row.version);
+  } catch (error) {
+    // 42P01: no such table, a schema never migrated
+    if ((error as { code?: string }).code !== "42P01") throw error;
+    versions = [];
+  }
+  requireServableSchema(versions, POSTGRES_MIGRATIONS, { migrated: false });
 }
 
 /** `verifyd migrate` in cluster mode: one short-lived connection, then gone. */

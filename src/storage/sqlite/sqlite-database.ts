@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
+import { requireServableSchema } from "../migrations/schema-version.js";
 import { SQLITE_MIGRATIONS } from "../migrations/sqlite/index.js";
 
 export type SqliteDatabase = Database.Database;
@@ -48,6 +49,8 @@ export function migrateSqlite(db: SqliteDatabase): number[] {
   db.exec(
     "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
   );
+  const recorded = db.prepare("SELECT version FROM schema_migrations").pluck().all() as number[];
+  requireServableSchema(recorded, SQLITE_MIGRATIONS, { migrated: true });
   const isApplied = db.prepare("SELECT 1 FROM schema_migrations WHERE version = ?");
   const done: number[] = [];
   for (const migration of SQLITE_MIGRATIONS) {
