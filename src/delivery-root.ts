@@ -27,6 +27,8 @@ export interface Delivery {
   wake(): void;
   /** stops claiming, waits for the deliveries in flight, closes the providers */
   stop(): Promise<void>;
+  /** false while delivery is down after a failure (`/readyz` says so); it is restarted meanwhile */
+  healthy(): boolean;
 }
 
 /** Delivery by an outbox worker on the calling thread; tests drive `worker` by hand. */
@@ -89,6 +91,8 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
     purges: false,
     worker,
     start: () => worker.start(),
+    // The worker runs on this thread: it is up while the process is.
+    healthy: () => true,
     wake: () => worker.wake(),
     async stop() {
       await worker.stop();

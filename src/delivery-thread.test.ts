@@ -158,7 +158,7 @@ parentPort.on("message", (message) => {
     }
 
     /** Starts the stand-in in a new data dir; `events` is its log. */
-    function startStandIn(options: { diesFirst: boolean }) {
+    function startStandIn(options: { diesFirst: boolean; healthyAfterMs?: number }) {
       const dir = tempDir();
       const events = join(dir, "events");
       if (!options.diesFirst) writeFileSync(events, "start\n"); // as if it had died once already
@@ -167,6 +167,7 @@ parentPort.on("message", (message) => {
         secrets: [SECRET],
         logger,
         entry: standIn(dir),
+        ...(options.healthyAfterMs === undefined ? {} : { healthyAfterMs: options.healthyAfterMs }),
       });
       thread.start();
       return { thread, events };
@@ -185,6 +186,20 @@ parentPort.on("message", (message) => {
       await thread.stop();
       expect(readFileSync(events, "utf8")).toBe("start\nstart\nwakes 2\n");
       expect(started()).toBe(2); // stopped for good: no start after stop
+    });
+
+    it("reports delivery down from its failure until the restarted thread has run a while", async () => {
+      const { thread, events } = startStandIn({ diesFirst: true, healthyAfterMs: 300 });
+      expect(thread.healthy()).toBe(true); // started, not yet failed
+      await eventually(() => (thread.healthy() ? undefined : true), "the failure to show");
+      await eventually(
+        () => (readFileSync(events, "utf8") === "start\nstart\n" ? true : undefined),
+        "a restart",
+      );
+      expect(thread.healthy()).toBe(false);
+      await eventually(() => (thread.healthy() ? true : undefined), "delivery up again");
+      await thread.stop();
+      expect(thread.healthy()).toBe(true); // stopped on purpose
     });
 
     it("tells it of commits in many turns close together once more, not once a turn", async () => {

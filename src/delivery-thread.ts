@@ -21,6 +21,8 @@ const THREAD_ROLE = "verifyd-delivery";
 // A thread that died (a bug, not a provider's failure: those are retried inside) is started again
 // after this pause; its claims lapse and the new one delivers them.
 const RESTART_DELAY_MS = 1_000;
+// How long a restarted thread must run before `/readyz` counts delivery as up again.
+const HEALTHY_AFTER_MS = 5_000;
 // Under load the thread is woken at most this often, so that each claim takes the sends of many
 // turns at once: fewer, larger claims and outcome commits cost the thread ~10% less CPU a message
 // (measured at ~6k sends/s, bench/RESULTS.md). A send after a quiet spell is still woken for at once.
@@ -42,6 +44,8 @@ export interface DeliveryThreadOptions {
   logger: RootLogger;
   /** the module run as the thread (tests substitute one); default: this module */
   entry?: URL;
+  /** how long a restarted thread must run before it counts as up (default HEALTHY_AFTER_MS) */
+  healthyAfterMs?: number;
 }
 
 /**
@@ -52,12 +56,15 @@ export interface DeliveryThreadOptions {
 export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
   const { config, logger } = options;
   const entry = options.entry ?? new URL(import.meta.url);
+  const healthyAfterMs = options.healthyAfterMs ?? HEALTHY_AFTER_MS;
   const data: ThreadData = { role: THREAD_ROLE, config, secrets: options.secrets };
   let thread: Worker | null = null;
   let running = false;
   let wakeQueued = false;
   let lastWakeAtMs = Number.NEGATIVE_INFINITY;
   let restartTimer: NodeJS.Timeout | undefined;
+  // When the thread last started after failing; it counts as up once it has run a while since.
+  let restartedAtMs: number | undefined;
 
   const post = (message: ToThread) => thread?.postMessage(message);
   const spawn = () => {
@@ -68,7 +75,11 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
       thread = null;
       if (!running) return;
       logger.error({ exitCode }, "the delivery thread stopped unexpectedly; starting it again");
-      restartTimer = setTimeout(spawn, RESTART_DELAY_MS);
+      restartedAtMs = undefined;
+      restartTimer = setTimeout(() => {
+        restartedAtMs = performance.now();
+        spawn();
+      }, RESTART_DELAY_MS);
     });
     thread = started;
   };
@@ -96,6 +107,13 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
       const waitMs = lastWakeAtMs + WAKE_SPACING_MS - performance.now();
       if (waitMs > 0) setTimeout(fire, waitMs);
       else setImmediate(fire);
+    },
+    healthy() {
+      if (!running) return true;
+      if (thread === null) return false;
+      // A thread that fails as it starts (a provider it cannot set up) is restarted every second:
+      // it counts as up only once it has outlived a few restarts' time.
+      return restartedAtMs === undefined || performance.now() - restartedAtMs > healthyAfterMs;
     },
     async stop() {
       running = false;

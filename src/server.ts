@@ -170,7 +170,8 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     defaultCountry: config.defaultCountry,
     trustProxy: config.trustProxy,
     disposableEmailDomains: config.disposableEmailDomains,
-    ready: backend.ready,
+    // Sends are durable while delivery is down, but nothing goes out: say so to the operator.
+    ready: async () => delivery.healthy() && (await backend.ready()),
     storeFault: backend.storeFault,
     onStoreAnswered: backend.onAnswered,
     callbacks: { handlers: providers.callbacks, recorder: receipts, clock },

@@ -11,6 +11,8 @@ export const REDACTED_PATHS = [
   "token",
   "password",
   "apiKey",
+  // Node's URL errors carry the URL they could not parse, and a provider's holds its credentials.
+  "err.input",
 ];
 
 export type RootLogger = pino.Logger;
