@@ -4,11 +4,15 @@ import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/lo
 import { type AppDirectory, mintApiKey } from "./core/apps/apps.js";
 import { OtpError } from "./core/errors.js";
 import type { App } from "./core/types.js";
+import { REQUEST_TIMEOUT_MS } from "./http/app.js";
 import { createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
 import { migratePostgresDatabase } from "./storage/postgres/postgres-migrator.js";
 import { sqlitePath } from "./storage/sqlite/index.js";
 import { migrateSqlite, openSqliteDatabase } from "./storage/sqlite/sqlite-database.js";
+
+// Past the slowest request's timeout (and Node's check of it) and a delivery try's.
+const SHUTDOWN_DEADLINE_MS = 2 * REQUEST_TIMEOUT_MS;
 
 const USAGE = `usage: verifyd [serve]
        verifyd migrate
@@ -63,6 +67,12 @@ async function serve(config: Config): Promise<undefined> {
     if (closing) return;
     closing = true;
     logger.info({ signal }, "shutting down: draining requests and the outbox");
+    // Requests time out after REQUEST_TIMEOUT_MS and deliveries after their try's timeout; a
+    // shutdown still running well past both is stuck, and exits rather than linger unserving.
+    setTimeout(() => {
+      logger.error({ afterMs: SHUTDOWN_DEADLINE_MS }, "shutdown did not finish in time; exiting");
+      logger.flush(() => process.exit(1));
+    }, SHUTDOWN_DEADLINE_MS).unref();
     server.close().then(
       () => logger.flush(() => process.exit(0)),
       (error: unknown) => {

@@ -99,7 +99,12 @@ export interface AssembleOptions {
   senders?: Partial<Record<Channel, MessageSender[]>>;
   /** deliver from a worker thread (`senders` must then be unset: they cannot cross to it) */
   deliveryThread?: boolean;
+  /** how long `close` lets requests in flight finish before closing their sockets (DRAIN_MS) */
+  drainMs?: number;
 }
+
+// Long enough for any request that is being answered; a shorter wait would cut off replies.
+const DRAIN_MS = 10_000;
 
 /**
  * Builds every part without listening: adapters -> engine -> delivery -> HTTP app. Tests use it as
@@ -197,7 +202,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     },
     async close() {
       await purging?.stop();
-      await fastify.close();
+      // Requests in flight get this long to finish; then their sockets are closed. Node stops
+      // timing requests out once the server closes, so a client that stalled its body would
+      // otherwise hold the shutdown for ever.
+      const cutOff = setTimeout(() => fastify.server.closeAllConnections(), options.drainMs ?? DRAIN_MS);
+      await fastify.close().finally(() => clearTimeout(cutOff));
       await delivery.stop();
       receipts.close();
       await backend.close();

@@ -37,6 +37,8 @@ export interface TestServerOptions {
   dataDir?: string;
   /** use the real dev sender (dev inbox) instead of recording senders */
   devSender?: boolean;
+  /** how long closing lets requests in flight finish (AssembleOptions.drainMs) */
+  drainMs?: number;
   clock?: FixedClock;
   /** providers per channel instead of the recording senders (an empty list disables a channel) */
   senders?: Partial<Record<Channel, MessageSender[]>>;
@@ -196,6 +198,7 @@ async function startServer(
     logger,
     clock,
     ...(options.devSender ? {} : { senders: { email: [email], sms: [sms], ...options.senders } }),
+    ...(options.drainMs === undefined ? {} : { drainMs: options.drainMs }),
   });
   await server.fastify.ready();
   const { worker } = server;

@@ -27,6 +27,8 @@ export interface HttpAppOptions {
   disposableEmailDomains: readonly string[];
   /** true when every backend answers (`/readyz`) */
   ready: () => Promise<boolean>;
+  /** how long a request may take to arrive, headers and body (default REQUEST_TIMEOUT_MS) */
+  requestTimeoutMs?: number;
   /** providers' delivery status callbacks (`POST /v1/callbacks/{provider}`) */
   callbacks?: DeliveryCallbacksOptions;
   /**
@@ -43,6 +45,8 @@ export interface HttpAppOptions {
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
 const BODY_LIMIT_BYTES = 16 * 1024;
+// A request's headers and its (at most 16 KiB) body take well under this on any real link.
+export const REQUEST_TIMEOUT_MS = 30_000;
 // Origins change rarely; re-reading the apps on every preflight would put the store on that path.
 const CORS_CACHE_MS = 5_000;
 
@@ -55,6 +59,11 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // Outcomes are logged by the use cases; two lines per request would cost more than the request.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
+    // A client that sends its headers and then stalls its body is cut off (408) rather than
+    // holding its socket, and a shutdown waiting on it, for ever (Fastify's default: no limit).
+    requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
+    // How often Node looks for such requests (its default: 30 s, doubling the wait).
+    http: { connectionsCheckingInterval: Math.min(5_000, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) },
     // Long enough for every id and token of every face, so an absurd one is refused by its
     // schema in the caller's error shape rather than by the router with a bare 414.
     routerOptions: { maxParamLength: 512 },
