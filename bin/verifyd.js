@@ -1,17 +1,10 @@
 #!/usr/bin/env node
-// The `verifyd` command: builds dist/ on first use in a checkout, then runs the CLI.
-import { execFileSync } from "node:child_process";
+// The `verifyd` command: in a checkout, builds dist/ when it is missing or older than the sources
+// (as `npm start` does, so a pulled change is never run from a stale build), then runs the CLI.
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
-if (!existsSync(main)) {
-  execFileSync(
-    process.execPath,
-    [fileURLToPath(new URL("../scripts/build-if-needed.mjs", import.meta.url))],
-    {
-      stdio: ["ignore", "inherit", "inherit"],
-    },
-  );
+if (existsSync(fileURLToPath(new URL("../src", import.meta.url)))) {
+  await import("../scripts/build-if-needed.mjs");
 }
-await import(main);
+await import("../dist/main.js");
