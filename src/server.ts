@@ -22,6 +22,7 @@ import type { RootLogger } from "./observability/logger.js";
 import type { Backend } from "./storage/backend.js";
 import { createClusterBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
+import { lockDataDir } from "./storage/sqlite/data-dir-lock.js";
 import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
@@ -118,7 +119,12 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   const devMode = config.mode === "dev";
   const resolvedSecrets = resolveSecrets(config, logger);
   const secrets = new CodeSecrets(resolvedSecrets);
-  const { backend, apps } = await openStore(config, clock, logger);
+  // One server per data dir (see lockDataDir); the cluster's processes share their backends.
+  const dataDirLock = isClusterMode(config) ? null : lockDataDir(config.dataDir);
+  const { backend, apps } = await openStore(config, clock, logger).catch((error: unknown) => {
+    dataDirLock?.release();
+    throw error;
+  });
 
   // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
   // delivery records.
@@ -210,6 +216,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       await delivery.stop();
       receipts.close();
       await backend.close();
+      dataDirLock?.release();
     },
   };
 }

@@ -1,0 +1,54 @@
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestServer, type TestServer } from "../../../test/harness.js";
+import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
+
+const dirs: string[] = [];
+const servers: TestServer[] = [];
+afterEach(async () => {
+  for (const server of servers.splice(0)) await server.close();
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), "verifyd-lock-"));
+  dirs.push(dir);
+  return dir;
+}
+
+describe("one server per data dir", () => {
+  it("refuses a second server on a data dir one serves, and lets one start once it has closed", async () => {
+    const dataDir = tempDir();
+    const first = await createTestServer({ dataDir });
+    servers.push(first);
+    await expect(createTestServer({ dataDir })).rejects.toThrow(DataDirInUse);
+    await servers.pop()?.close();
+    servers.push(await createTestServer({ dataDir }));
+  });
+
+  it("is free again once the process holding it was killed", async () => {
+    const dataDir = tempDir();
+    // A process that takes the lock, says so, and waits to be killed.
+    const holder = spawn(
+      process.execPath,
+      [
+        "--input-type=module",
+        "-e",
+        `import Database from "better-sqlite3";
+const lock = new Database(${JSON.stringify(join(dataDir, "verifyd.lock"))}, { timeout: 0 });
+lock.pragma("locking_mode = EXCLUSIVE");
+lock.exec("BEGIN EXCLUSIVE");
+console.log("locked");
+setInterval(() => {}, 1000);`,
+      ],
+      { stdio: ["ignore", "pipe", "inherit"] },
+    );
+    await new Promise((resolve) => holder.stdout.once("data", resolve));
+    expect(() => lockDataDir(dataDir)).toThrow(DataDirInUse);
+    holder.kill("SIGKILL");
+    await new Promise((resolve) => holder.once("exit", resolve));
+    lockDataDir(dataDir).release();
+  });
+});

@@ -1,0 +1,39 @@
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import Database from "better-sqlite3";
+
+/** Another server holds the data dir (DataDirLock). */
+export class DataDirInUse extends Error {
+  constructor(dataDir: string) {
+    super(`the data dir ${dataDir} is in use by another verifyd server: one server serves a data dir`);
+    this.name = "DataDirInUse";
+  }
+}
+
+/**
+ * Holds `<data dir>/verifyd.lock` for as long as this server serves the dir. The embedded store
+ * counts on being the file's only writer (its counter key filter and committed-count cache read
+ * memory instead of the file), so a second server on the same dir would let each other's limits
+ * through. The lock is SQLite's own write lock on a file of its own, held by an open exclusive
+ * transaction: the operating system drops it when the process dies, so a crash leaves nothing
+ * to clean up. The CLI's short commands do not take it.
+ */
+export function lockDataDir(dataDir: string): { release(): void } {
+  mkdirSync(dataDir, { recursive: true });
+  const lock = new Database(join(dataDir, "verifyd.lock"), { timeout: 0 });
+  try {
+    lock.pragma("locking_mode = EXCLUSIVE");
+    lock.exec("BEGIN EXCLUSIVE");
+  } catch (error) {
+    lock.close();
+    if ((error as { code?: string }).code === "SQLITE_BUSY") throw new DataDirInUse(dataDir);
+    throw error;
+  }
+  return {
+    release() {
+      if (!lock.open) return;
+      lock.exec("ROLLBACK");
+      lock.close();
+    },
+  };
+}
