@@ -66,7 +66,10 @@ async function serve(config: Config): Promise<undefined> {
   const shutdown = (signal: string) => {
     if (closing) return;
     closing = true;
-    logger.info({ signal }, "shutting down: draining requests and the outbox");
+    logger.info(
+      { signal },
+      "shutting down: finishing the requests and deliveries in flight; queued messages go out at the next start",
+    );
     // Requests time out after REQUEST_TIMEOUT_MS and deliveries after their try's timeout; a
     // shutdown still running well past both is stuck, and exits rather than linger unserving.
     setTimeout(() => {
