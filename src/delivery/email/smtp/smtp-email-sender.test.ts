@@ -6,6 +6,7 @@ import { renderedMessage } from "../../../../test/servers/rendered-message.js";
 import { sendFailure } from "../../../../test/servers/send-failure.js";
 import { type SmtpRecorder, startSmtpRecorder } from "../../../../test/servers/smtp-recorder.js";
 import type { MessageSender } from "../../../core/ports.js";
+import { ProviderUrlError } from "../../provider-url.js";
 import { createSmtpEmailSender } from "./smtp-email-sender.js";
 
 const email = (overrides = {}) =>
@@ -61,6 +62,35 @@ describe("createSmtpEmailSender", () => {
     expect(parsed.messageId).toBe("<msg_01HZX3T9Q8P7RY3V2W1K0M9N8B@acme.example>");
     expect(receipt.providerMessageId).toBe(parsed.messageId);
   });
+
+  it("logs in with the decoded user and password of a URL that percent-encodes them", async () => {
+    recorder = await startSmtpRecorder({
+      auth: { user: "mailer@acme.example", pass: "Tr0ub4dor#3 50%off?/" },
+    });
+    expect(recorder.url).toContain(":Tr0ub4dor%233%2050%25off%3F%2F@");
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    await sender.send(email());
+
+    expect(recorder.messages.map((message) => message.user)).toEqual(["mailer@acme.example"]);
+  });
+
+  // @see .scratch/ops-review/bad-smtp-url-prod.mjs: Node's "Invalid URL" error carried the URL.
+  it.each(["smtp://mailer:Tr0ub4dor#3@smtp.example.com:587", "smtp://mailer:50%off@mail.example:587"])(
+    "refuses %s when created, with an error that does not carry it",
+    (url) => {
+      let thrown: unknown;
+      try {
+        createSmtpEmailSender({ url, from: "no-reply@acme.example" });
+      } catch (error) {
+        thrown = error;
+      }
+      expect(thrown).toBeInstanceOf(ProviderUrlError);
+      expect(JSON.stringify({ ...(thrown as object), message: (thrown as Error).message })).not.toMatch(
+        /Tr0ub4dor|50%off|mailer/,
+      );
+    },
+  );
 
   it("sends the template's own HTML when the message has one", async () => {
     recorder = await startSmtpRecorder();

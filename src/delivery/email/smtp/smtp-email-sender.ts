@@ -6,6 +6,7 @@ import {
   SendFailure,
   type SendReceipt,
 } from "../../../core/ports.js";
+import { parseSmtpUrl } from "./smtp-url.js";
 
 // Most relays connect in milliseconds; 10 s rides out a slow handshake but stops a send from
 // hanging on a black-holed host, so the outbox worker can retry or fail over.
@@ -55,7 +56,7 @@ export interface SmtpEmailOptions {
 export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender {
   const id = options.id ?? "smtp";
   const transporter = nodemailer.createTransport({
-    ...connectionFromUrl(options.url),
+    ...parseSmtpUrl(options.url),
     pool: options.pool ?? true,
     maxConnections: SMTP_MAX_CONNECTIONS,
     maxRequeues: SMTP_MAX_REQUEUES,
@@ -134,22 +135,6 @@ function createSlots(count: number): { take(): Promise<void>; give(): void } {
       if (next) next();
       else free += 1;
     },
-  };
-}
-
-function connectionFromUrl(url: string) {
-  const parsed = new URL(url);
-  if (parsed.protocol !== "smtp:" && parsed.protocol !== "smtps:") {
-    throw new Error(`SMTP url must start with smtp:// or smtps://, got ${parsed.protocol}//`);
-  }
-  const secure = parsed.protocol === "smtps:";
-  const user = decodeURIComponent(parsed.username);
-  return {
-    host: parsed.hostname,
-    port: parsed.port ? Number(parsed.port) : secure ? 465 : 587,
-    secure,
-    requireTLS: parsed.searchParams.get("requireTLS") === "true",
-    ...(user ? { auth: { user, pass: decodeURIComponent(parsed.password) } } : {}),
   };
 }
 

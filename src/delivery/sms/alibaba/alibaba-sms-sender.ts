@@ -5,6 +5,7 @@ import {
   SendFailure,
   type SendReceipt,
 } from "../../../core/ports.js";
+import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { DEFAULT_VALIDITY_MINUTES, type TemplateValue, templateValue } from "../template-values.js";
 
@@ -45,7 +46,7 @@ export interface AlibabaSmsOptions {
  */
 export function createAlibabaSmsSender(options: AlibabaSmsOptions): MessageSender {
   const id = options.id ?? "alibaba";
-  const url = new URL(options.baseUrl ?? ALIBABA_BASE_URL);
+  const url = parseHttpUrl(options.baseUrl ?? ALIBABA_BASE_URL);
   const templateParams = options.templateParams ?? { code: "code" };
   const validityMinutes = options.validityMinutes ?? DEFAULT_VALIDITY_MINUTES;
 

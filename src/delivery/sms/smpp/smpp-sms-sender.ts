@@ -8,6 +8,7 @@ import {
 } from "../../../core/ports.js";
 import { parseDeliveryReceipt, type SmppReceipt } from "./smpp-delivery-receipt.js";
 import { segmentText } from "./smpp-segments.js";
+import { parseSmppUrl } from "./smpp-url.js";
 
 export type { SmppReceipt } from "./smpp-delivery-receipt.js";
 
@@ -364,15 +365,6 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
       });
     },
   };
-}
-
-function parseSmppUrl(url: string): { host: string; port: number; tls: boolean } {
-  const parsed = new URL(url);
-  if (parsed.protocol !== "smpp:" && parsed.protocol !== "ssmpp:") {
-    throw new Error(`SMPP url must start with smpp:// or ssmpp://, got ${parsed.protocol}//`);
-  }
-  const tls = parsed.protocol === "ssmpp:";
-  return { host: parsed.hostname, port: parsed.port ? Number(parsed.port) : tls ? 3550 : 2775, tls };
 }
 
 function sourceAddress(options: SmppSmsOptions): { address: string; ton: number; npi: number } {

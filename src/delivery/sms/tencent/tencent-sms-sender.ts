@@ -5,6 +5,7 @@ import {
   SendFailure,
   type SendReceipt,
 } from "../../../core/ports.js";
+import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { DEFAULT_VALIDITY_MINUTES, type TemplateValue, templateValue } from "../template-values.js";
 
@@ -57,7 +58,7 @@ export interface TencentSmsOptions {
  */
 export function createTencentSmsSender(options: TencentSmsOptions): MessageSender {
   const id = options.id ?? "tencent";
-  const url = new URL(options.baseUrl ?? TENCENT_BASE_URL);
+  const url = parseHttpUrl(options.baseUrl ?? TENCENT_BASE_URL);
   const templateParams = options.templateParams ?? ["code", "minutes"];
   const validityMinutes = options.validityMinutes ?? DEFAULT_VALIDITY_MINUTES;
 

@@ -4,6 +4,7 @@ import {
   SendFailure,
   type SendReceipt,
 } from "../../../core/ports.js";
+import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 
 // Twilio answers the Messages API in well under a second; 10 s bounds a stuck connection and
@@ -47,7 +48,7 @@ export type TwilioSmsOptions = TwilioCredentials &
  */
 export function createTwilioSmsSender(options: TwilioSmsOptions): MessageSender {
   const id = options.id ?? "twilio";
-  const baseUrl = (options.baseUrl ?? TWILIO_BASE_URL).replace(/\/+$/, "");
+  const baseUrl = parseHttpUrl(options.baseUrl ?? TWILIO_BASE_URL).href.replace(/\/+$/, "");
   const url = `${baseUrl}/2010-04-01/Accounts/${encodeURIComponent(options.accountSid)}/Messages.json`;
   const [user, password] =
     options.apiKeySid !== undefined

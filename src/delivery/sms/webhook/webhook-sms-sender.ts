@@ -5,6 +5,7 @@ import {
   type SendReceipt,
 } from "../../../core/ports.js";
 import type { Channel } from "../../../core/types.js";
+import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { signWebhookPayload, WEBHOOK_SIGNATURE_HEADER } from "./webhook-signature.js";
 
@@ -35,6 +36,7 @@ export interface WebhookSmsOptions {
 export function createWebhookSmsSender(options: WebhookSmsOptions): MessageSender {
   const id = options.id ?? "webhook";
   const channel = options.channel ?? "sms";
+  const url = parseHttpUrl(options.url).href;
 
   return {
     id,
@@ -53,7 +55,7 @@ export function createWebhookSmsSender(options: WebhookSmsOptions): MessageSende
 
       const reply = await fetchJson(
         id,
-        options.url,
+        url,
         {
           method: "POST",
           headers: {
