@@ -101,7 +101,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
 
   const config = toConfig(input as ConfigInput);
-  issues.push(...crossFieldIssues(config));
+  issues.push(...crossFieldIssues(config, input as ConfigInput));
   if (issues.length > 0) throw new ConfigError(issues);
   return config;
 }
@@ -163,12 +163,17 @@ function toConfig(input: ConfigInput): Config {
 function withEnvironmentSmtp(input: ConfigInput): ProviderConfig[] {
   // Entries are checked per type by `providerIssues` before anything reads them as a ProviderConfig.
   const declared = (input.providers ?? []) as ProviderEntry[] as ProviderConfig[];
-  if (!input.smtpUrl || !input.emailFrom) return declared;
-  const smtp: ProviderConfig = { id: "smtp", type: "smtp", url: input.smtpUrl, from: input.emailFrom };
-  return [smtp, ...declared.filter((provider) => provider.id !== "smtp")];
+  const smtp = environmentSmtp(input);
+  if (!smtp) return declared;
+  return [smtp, ...declared.filter((provider) => provider.id !== smtp.id)];
 }
 
-function crossFieldIssues(config: Config): string[] {
+function environmentSmtp(input: ConfigInput): ProviderConfig | undefined {
+  if (!input.smtpUrl || !input.emailFrom) return undefined;
+  return { id: "smtp", type: "smtp", url: input.smtpUrl, from: input.emailFrom };
+}
+
+function crossFieldIssues(config: Config, input: ConfigInput): string[] {
   const issues: string[] = [];
   if (config.mode === "production" && config.secrets.length === 0) {
     issues.push("VERIFYD_SECRET (secret): required in production mode");
@@ -188,7 +193,11 @@ function crossFieldIssues(config: Config): string[] {
       );
     }
   });
-  issues.push(...providerIssues(config.providers, config.routing));
+  // The file's entries under their own indices; the environment's SMTP is not one of them.
+  const fromEnvironment = environmentSmtp(input);
+  issues.push(
+    ...providerIssues(input.providers ?? [], config.routing, fromEnvironment ? [fromEnvironment] : []),
+  );
   issues.push(...appIssues(config.apps, config.templates, config.defaultCountry));
   return issues;
 }

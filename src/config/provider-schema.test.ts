@@ -241,6 +241,21 @@ describe("loadConfig: providers and routing", () => {
     ]);
   });
 
+  // Regression: the environment's SMTP provider went first in the list checked, so a file
+  // provider's issue named the index after its own. The file's "smtp" entry, which the
+  // environment replaces, is not checked.
+  it("names a file provider by its index in the file when VERIFYD_SMTP_URL adds one", () => {
+    const providers = [{ ...mail, from: "x" }, twilio, { ...mail, id: "smtp", url: "smtp://h:99999" }];
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({ providers }),
+        VERIFYD_SMTP_URL: "smtp://mail.example.com:25",
+        VERIFYD_EMAIL_FROM: "codes@example.com",
+        TWILIO_AUTH_TOKEN: "t",
+      }),
+    ).toEqual([expect.stringMatching(/^providers\/0\/from: /)]);
+  });
+
   it("refuses SMS settings of an app it cannot use", () => {
     const found = issues({
       VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", sms: { webOtpDomain: "https://shop.example" } }] }),

@@ -299,12 +299,20 @@ export function providerChannel(provider: ProviderConfig): "email" | "sms" {
 /**
  * Checks each provider against its type's schema and the cross-references: unique ids, credentials
  * that go together, routes naming declared providers of the right channel. Returns one issue per
- * problem, each naming its key (`providers/1/authToken`, `routing/sms:CN/0`).
+ * problem, each naming its key (`providers/1/authToken`, `routing/sms:CN/0`). `fromEnvironment`
+ * are providers the environment adds, checked by the caller under their variables' names: routes
+ * may name them, and they replace a file entry of their id, which is then not checked.
  */
-export function providerIssues(providers: ProviderEntry[], routing: RoutingConfig): string[] {
+export function providerIssues(
+  providers: ProviderEntry[],
+  routing: RoutingConfig,
+  fromEnvironment: ProviderConfig[] = [],
+): string[] {
   const issues: string[] = [];
-  const byId = new Map<string, ProviderConfig>();
+  const byId = new Map<string, ProviderConfig>(fromEnvironment.map((provider) => [provider.id, provider]));
+  const replaced = new Set(byId.keys());
   providers.forEach((entry, index) => {
+    if (replaced.has(entry.id)) return;
     const at = `providers/${index}`;
     const schema = SCHEMA_BY_TYPE[entry.type as ProviderType];
     if (!schema) return; // the head schema already reported the unknown type
