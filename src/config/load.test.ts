@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
+import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
 import { ConfigError, loadConfig } from "./load.js";
 
 const dir = mkdtempSync(join(tmpdir(), "verifyd-config-"));
@@ -129,6 +130,39 @@ describe("loadConfig: environment", () => {
     expect(issues({ VERIFYD_SMTP_URL: "smtp://localhost:25" })).toEqual([
       expect.stringContaining("VERIFYD_EMAIL_FROM"),
     ]);
+  });
+
+  // @see .scratch/ops-review/bad-smtp-url-prod.mjs: these matched ^smtps?:// and crash-looped the
+  // delivery thread while sends kept answering 201.
+  it.each([
+    [
+      "smtp://mailer:Tr0ub4dor#3@smtp.example.com:587",
+      "a '%', '#', '?' or '/' in the user or password must be percent-encoded (%25, %23, %3F, %2F)",
+    ],
+    [
+      "smtp://mailer:50%off@mail.example:587",
+      "a '%', '#', '?' or '/' in the user or password must be percent-encoded (%25, %23, %3F, %2F)",
+    ],
+    ["smtp://h:99999", "the port must be 1-65535"],
+  ])("refuses VERIFYD_SMTP_URL %s, naming the key and never the URL", (url, reason) => {
+    const env = { VERIFYD_SMTP_URL: url, VERIFYD_EMAIL_FROM: "codes@example.com" };
+    expect(issues(env)).toEqual([`VERIFYD_SMTP_URL (smtpUrl): not a valid SMTP URL: ${reason}`]);
+    expect(() => loadConfig(env)).toThrow(ConfigError);
+    try {
+      loadConfig(env);
+    } catch (error) {
+      expect((error as Error).message).not.toMatch(/Tr0ub4dor|50%off|mailer|example\.com|99999/);
+    }
+  });
+
+  it("loads a VERIFYD_SMTP_URL whose credentials are percent-encoded; the sender reads them decoded", () => {
+    const url = "smtp://mailer%40acme.example:Tr0ub4dor%233%2050%25off@smtp.example.com:587";
+    const [provider] = loadConfig({
+      VERIFYD_SMTP_URL: url,
+      VERIFYD_EMAIL_FROM: "codes@example.com",
+    }).providers;
+    expect(provider).toMatchObject({ id: "smtp", type: "smtp", url });
+    expect(parseSmtpUrl(url).auth).toEqual({ user: "mailer@acme.example", pass: "Tr0ub4dor#3 50%off" });
   });
 
   it("reports every problem at once", () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
+import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
 import { appIssues } from "./app-issues.js";
 import {
   type DeliveryConfig,
@@ -8,6 +9,7 @@ import {
   type ProviderEntry,
   providerIssues,
   type RoutingConfig,
+  urlIssue,
 } from "./provider-schema.js";
 import { type AppConfig, type ConfigInput, ConfigSchema, ENVIRONMENT_KEYS } from "./schema.js";
 import { parseTrustProxyEntry } from "./trust-proxy.js";
@@ -184,6 +186,7 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
   if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
+  issues.push(...urlIssue("VERIFYD_SMTP_URL (smtpUrl)", config.smtpUrl, parseSmtpUrl));
   config.trustProxy.forEach((entry, index) => {
     // A typo here must not start: every client would seem to come from the proxy's address and
     // share one per-IP budget.
@@ -193,7 +196,7 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
       );
     }
   });
-  // The file's entries under their own indices; the environment's SMTP is not one of them.
+  // The file's entries under their own indices; the environment's SMTP is checked above by its name.
   const fromEnvironment = environmentSmtp(input);
   issues.push(
     ...providerIssues(input.providers ?? [], config.routing, fromEnvironment ? [fromEnvironment] : []),

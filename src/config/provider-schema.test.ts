@@ -241,6 +241,39 @@ describe("loadConfig: providers and routing", () => {
     ]);
   });
 
+  // @see .scratch/ops-review/bad-smtp-url-prod.mjs: a URL matching its type's prefix pattern was
+  // parsed only in the delivery thread, which then crash-looped.
+  it("reads every provider URL as its sender will, naming the key and never the URL", () => {
+    const smpp = { id: "smsc", type: "smpp", systemId: "acme", password: "p", sourceAddr: "Acme" };
+    const hook = { id: "hook", type: "webhook", secret: "whsec_0123456789" };
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          { ...mail, url: "smtp://mailer:Tr0ub4dor#3@smtp.example.com:587" },
+          { ...mail, id: "mail2", url: "smtps://mailer:50%off@mail.example" },
+          { ...smpp, url: "smpp://smsc.example.com:99999" },
+          { ...hook, url: "https://gateway:hunter2@gw.example/send" },
+          { ...twilio, baseUrl: "https://twilio-stub:70000" },
+          { ...tencent, baseUrl: "https://tencent stub/" },
+          { ...smpp, id: "smsc2", url: "ssmpp://smsc.example.com:3550" },
+        ],
+      }),
+      TWILIO_AUTH_TOKEN: "t",
+      TENCENT_SECRET_KEY: "k",
+    });
+    const encode =
+      "a '%', '#', '?' or '/' in the user or password must be percent-encoded (%25, %23, %3F, %2F)";
+    expect(found).toEqual([
+      `providers/0/url: not a valid SMTP URL: ${encode}`,
+      `providers/1/url: not a valid SMTP URL: ${encode}`,
+      "providers/2/url: not a valid SMPP URL: the port must be 1-65535",
+      "providers/3/url: not a valid HTTP URL: it must not carry a user or password (requests refuse a URL with credentials)",
+      "providers/4/baseUrl: not a valid HTTP URL: the port must be 1-65535",
+      "providers/5/baseUrl: not a valid HTTP URL: it does not parse as a URL",
+    ]);
+    expect(found.join("\n")).not.toMatch(/Tr0ub4dor|50%off|mailer|hunter2|gateway|stub|example/);
+  });
+
   // Regression: the environment's SMTP provider went first in the list checked, so a file
   // provider's issue named the index after its own. The file's "smtp" entry, which the
   // environment replaces, is not checked.

@@ -1,6 +1,9 @@
 import Type, { type Static, type TSchema } from "typebox";
 import { Value } from "typebox/value";
 import { routeKeyChannel } from "../core/delivery/sender-router.js";
+import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
+import { ProviderUrlError, parseHttpUrl } from "../delivery/provider-url.js";
+import { parseSmppUrl } from "../delivery/sms/smpp/smpp-url.js";
 
 /**
  * The `providers`, `routing` and `delivery` sections of the config file. Each provider type has its
@@ -47,7 +50,8 @@ export const SmtpProviderSchema = Type.Object(
     type: Type.Literal("smtp"),
     url: Type.String({
       pattern: "^smtps?://",
-      description: "smtp://user:pass@host:port (STARTTLS when offered; ?requireTLS=true insists) or smtps://",
+      description:
+        "smtp://user:pass@host:port (STARTTLS when offered; ?requireTLS=true insists) or smtps://, user and pass percent-encoded",
     }),
     from: Type.String({
       minLength: 3,
@@ -298,10 +302,11 @@ export function providerChannel(provider: ProviderConfig): "email" | "sms" {
 
 /**
  * Checks each provider against its type's schema and the cross-references: unique ids, credentials
- * that go together, routes naming declared providers of the right channel. Returns one issue per
- * problem, each naming its key (`providers/1/authToken`, `routing/sms:CN/0`). `fromEnvironment`
- * are providers the environment adds, checked by the caller under their variables' names: routes
- * may name them, and they replace a file entry of their id, which is then not checked.
+ * that go together, URLs its sender can use, routes naming declared providers of the right
+ * channel. Returns one issue per problem, each naming its key (`providers/1/authToken`,
+ * `routing/sms:CN/0`). `fromEnvironment` are providers the environment adds, checked by the
+ * caller under their variables' names: routes may name them, and they replace a file entry of
+ * their id, which is then not checked.
  */
 export function providerIssues(
   providers: ProviderEntry[],
@@ -328,7 +333,7 @@ export function providerIssues(
     if (byId.has(entry.id)) issues.push(`${at}/id: provider "${entry.id}" is declared twice`);
     if (issues.length > before) return;
     const provider = entry as ProviderConfig;
-    issues.push(...crossKeyIssues(provider, at));
+    issues.push(...crossKeyIssues(provider, at), ...urlIssues(provider, at));
     byId.set(entry.id, provider);
   });
   for (const [key, ids] of Object.entries(routing)) {
@@ -379,4 +384,39 @@ function crossKeyIssues(provider: ProviderConfig, at: string): string[] {
     }
   }
   return issues;
+}
+
+/**
+ * Each URL read exactly as its sender will read it: a URL the schema's prefix pattern lets through
+ * but the sender cannot parse would otherwise fail only in the delivery thread, after sends were
+ * accepted. The issue names the key and never the URL, which may hold a password.
+ */
+function urlIssues(provider: ProviderConfig, at: string): string[] {
+  switch (provider.type) {
+    case "smtp":
+      return urlIssue(`${at}/url`, provider.url, parseSmtpUrl);
+    case "smpp":
+      return urlIssue(`${at}/url`, provider.url, parseSmppUrl);
+    case "webhook":
+      return urlIssue(`${at}/url`, provider.url, parseHttpUrl);
+    case "twilio":
+    case "tencent":
+    case "alibaba":
+      return urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl);
+  }
+}
+
+/**
+ * The issue of a provider URL its sender's parser refuses, naming `key`, as a list of none or one.
+ * It tells what is wrong and never repeats the URL.
+ */
+export function urlIssue(key: string, url: string | undefined, parse: (url: string) => unknown): string[] {
+  if (url === undefined) return [];
+  try {
+    parse(url);
+    return [];
+  } catch (error) {
+    // Only the parser's own refusals are known to leave the URL out of their message.
+    return [`${key}: ${error instanceof ProviderUrlError ? error.message : "not a valid URL"}`];
+  }
 }

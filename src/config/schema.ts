@@ -280,7 +280,10 @@ export const ConfigSchema = Type.Object(
       Type.String({ pattern: "^postgres(ql)?://", description: "cluster mode: PostgreSQL URL" }),
     ),
     smtpUrl: Type.Optional(
-      Type.String({ pattern: "^smtps?://", description: "smtp://user:pass@host:port or smtps://" }),
+      Type.String({
+        pattern: "^smtps?://",
+        description: "smtp://user:pass@host:port or smtps://, user and pass percent-encoded",
+      }),
     ),
     emailFrom: Type.Optional(Type.String({ minLength: 3, description: "From address of emails" })),
     defaultCountry: Type.Optional(
