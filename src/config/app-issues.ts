@@ -9,8 +9,14 @@ import type { AppConfig } from "./schema.js";
  * The config file's apps and templates checked across fields, each issue naming its key: what the
  * schema lets through but the service could not work with (a key serving two apps, a test code
  * that can never be checked, a message without its code, a default locale without templates).
+ * `defaultCountry` is undefined when it is itself refused: test recipients' addresses are then
+ * checked once it is fixed, rather than each reported as the wrong country's.
  */
-export function appIssues(apps: AppConfig[], templates: TemplateSet, defaultCountry: string): string[] {
+export function appIssues(
+  apps: AppConfig[],
+  templates: TemplateSet,
+  defaultCountry: string | undefined,
+): string[] {
   const issues = templateIssues(templates, "templates");
   const ids = new Set<string>();
   const clientIds = new Set<string>();
@@ -50,7 +56,7 @@ export function appIssues(apps: AppConfig[], templates: TemplateSet, defaultCoun
 }
 
 /** A test recipient's code is compared with what the app's codes look like, and its `to` as a send's is. */
-function testRecipientIssues(app: AppConfig, at: string, defaultCountry: string): string[] {
+function testRecipientIssues(app: AppConfig, at: string, defaultCountry: string | undefined): string[] {
   const issues: string[] = [];
   const codeLength = app.policy?.codeLength ?? DEFAULT_POLICY.codeLength;
   (app.testRecipients ?? []).forEach((recipient, index) => {
@@ -60,12 +66,13 @@ function testRecipientIssues(app: AppConfig, at: string, defaultCountry: string)
         `${path}/code: has ${recipient.code.length} digits but the app's codes have ${codeLength} (policy.codeLength), so it could never be checked`,
       );
     }
+    const email = recipient.to.includes("@");
+    // Phone numbers are read in the default country, and none is read in a refused one.
+    if (!email && defaultCountry === undefined) return;
     try {
-      parseAnyRecipient(recipient.to, { defaultCountry });
+      parseAnyRecipient(recipient.to, { defaultCountry: defaultCountry ?? "" });
     } catch {
-      const kind = recipient.to.includes("@")
-        ? "email address"
-        : `phone number (E.164, or national in ${defaultCountry})`;
+      const kind = email ? "email address" : `phone number (E.164, or national in ${defaultCountry})`;
       issues.push(`${path}/to: "${recipient.to}" is not a valid ${kind}, so no send would ever match it`);
     }
   });

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isSupportedCountry } from "libphonenumber-js/max";
 import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
 import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
@@ -187,6 +188,14 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
   issues.push(...urlIssue("VERIFYD_SMTP_URL (smtpUrl)", config.smtpUrl, parseSmtpUrl));
+  // The schema's pattern lets through any two capitals; a region without numbering data would
+  // make every national number (and every test recipient's phone number) fail to parse.
+  const countryKnown = isSupportedCountry(config.defaultCountry);
+  if (!countryKnown) {
+    issues.push(
+      `VERIFYD_DEFAULT_COUNTRY (defaultCountry): "${config.defaultCountry}" is not a region with a phone numbering plan (ISO 3166-1 alpha-2, e.g. CN, US)`,
+    );
+  }
   config.trustProxy.forEach((entry, index) => {
     // A typo here must not start: every client would seem to come from the proxy's address and
     // share one per-IP budget.
@@ -201,7 +210,7 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
   issues.push(
     ...providerIssues(input.providers ?? [], config.routing, fromEnvironment ? [fromEnvironment] : []),
   );
-  issues.push(...appIssues(config.apps, config.templates, config.defaultCountry));
+  issues.push(...appIssues(config.apps, config.templates, countryKnown ? config.defaultCountry : undefined));
   return issues;
 }
 
