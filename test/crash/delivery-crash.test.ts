@@ -158,30 +158,24 @@ describe("delivery across SIGKILL", () => {
     );
   });
 
-  it(`two processes on one data dir deliver ${MESSAGES} messages with no duplicate`, async () => {
+  it("a second server on a data dir one serves exits at once, and the first delivers everything once", async () => {
+    // The embedded store counts on being its file's only writer (its limits' caches read memory),
+    // so a second server would let the first's limits through: it refuses to start instead.
     receiver = await startWebhookReceiver(2);
     const gateway = receiver;
     const { dir, env } = setup(gateway, "/a");
     const first = await startServer(env);
-    const second = await startServer({ ...environment(dir, gateway, "/b") });
-
-    const statuses = await sendAll([first, second]);
+    await expect(startServer({ ...environment(dir, gateway, "/b") })).rejects.toThrow(
+      "is in use by another verifyd server",
+    );
+    const statuses = await sendAll([first]);
     expect(statuses.filter((status) => status === 201)).toHaveLength(MESSAGES);
     await eventually(
       async () => (outboxCounts(dir).sent === MESSAGES ? true : undefined),
       20_000,
       "every message to be delivered",
-    ).catch((error: unknown) => {
-      throw new Error(
-        `${String(error)}\noutbox: ${JSON.stringify(outboxCounts(dir))}\nfirst: ${first.output().slice(-3000)}\nsecond: ${second.output().slice(-3000)}`,
-      );
-    });
-    console.info(
-      `two processes: ${gateway.received.size} distinct delivered, ${duplicates(gateway.received)} duplicates, split ${JSON.stringify(Object.fromEntries(gateway.byPath))}`,
     );
     expect(gateway.received.size).toBe(MESSAGES);
     expect(duplicates(gateway.received)).toBe(0);
-    expect(gateway.byPath.get("/a")).toBeGreaterThan(0);
-    expect(gateway.byPath.get("/b")).toBeGreaterThan(0);
   });
 });

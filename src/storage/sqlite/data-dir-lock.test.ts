@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../../../test/harness.js";
 import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
 
+const BUILT_LOCK = new URL("../../../dist/storage/sqlite/data-dir-lock.js", import.meta.url).href;
 const dirs: string[] = [];
 const servers: TestServer[] = [];
 afterEach(async () => {
@@ -19,13 +20,29 @@ function tempDir(): string {
 }
 
 describe("one server per data dir", () => {
-  it("refuses a second server on a data dir one serves, and lets one start once it has closed", async () => {
+  it("refuses a second process's server on a dir one serves, and lets one in once it has closed", async () => {
     const dataDir = tempDir();
     const first = await createTestServer({ dataDir });
     servers.push(first);
-    await expect(createTestServer({ dataDir })).rejects.toThrow(DataDirInUse);
-    await servers.pop()?.close();
+    // another process, as a second `verifyd` would take it (the built module: the vitest setup builds)
+    const takeIt = () =>
+      spawnSync(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { lockDataDir } from ${JSON.stringify(BUILT_LOCK)};
+try { lockDataDir(${JSON.stringify(dataDir)}); console.log("locked"); } catch (error) { console.log(error.message); }`,
+        ],
+        { encoding: "utf8" },
+      ).stdout.trim();
+    expect(takeIt()).toBe(
+      `the data dir ${dataDir} is in use by another verifyd server: one server serves a data dir`,
+    );
+    // a server within this process (tests restart one over a dir) shares it
     servers.push(await createTestServer({ dataDir }));
+    for (const server of servers.splice(0)) await server.close();
+    expect(takeIt()).toBe("locked");
   });
 
   it("is free again once the process holding it was killed", async () => {

@@ -1,5 +1,5 @@
 import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
 /** Another server holds the data dir (DataDirLock). */
@@ -10,6 +10,10 @@ export class DataDirInUse extends Error {
   }
 }
 
+// The locks this process holds, by data dir, with how many servers share each: servers within one
+// process (tests that restart one over a dir while the first is open) share the lock.
+const held = new Map<string, { holders: number; release(): void }>();
+
 /**
  * Holds `<data dir>/verifyd.lock` for as long as this server serves the dir. The embedded store
  * counts on being the file's only writer (its counter key filter and committed-count cache read
@@ -19,6 +23,28 @@ export class DataDirInUse extends Error {
  * to clean up. The CLI's short commands do not take it.
  */
 export function lockDataDir(dataDir: string): { release(): void } {
+  const key = resolve(dataDir);
+  let lock = held.get(key);
+  if (!lock) {
+    lock = { holders: 0, ...takeLock(dataDir) };
+    held.set(key, lock);
+  }
+  lock.holders += 1;
+  const shared = lock;
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      shared.holders -= 1;
+      if (shared.holders > 0) return;
+      held.delete(key);
+      shared.release();
+    },
+  };
+}
+
+function takeLock(dataDir: string): { release(): void } {
   mkdirSync(dataDir, { recursive: true });
   const lock = new Database(join(dataDir, "verifyd.lock"), { timeout: 0 });
   try {
