@@ -223,6 +223,60 @@ describe("runCli refusals", () => {
     );
   });
 
+  // Regression: `apps list` run from a shell without the service's VERIFYD_CONFIG took every key
+  // the file gave off the apps, and the running server refused them. @see fix review 1
+  it("takes no key the file gave off an app when run without the service's config file", async () => {
+    const env = withConfig({ apps: [{ id: "web", apiKeys: ["web-key-0123456789abcdef"] }] });
+    const keyHash = async (config: Record<string, string>) => {
+      const { backend, apps } = await openStore(loadConfig(config));
+      try {
+        return (await apps.stored("web"))?.apiKeyHashes.length;
+      } finally {
+        await backend.close();
+      }
+    };
+    expect(await keyHash(env)).toBe(1); // as the server's start left it
+    const shell = { VERIFYD_DATA_DIR: env.VERIFYD_DATA_DIR as string };
+    for (const args of [
+      ["apps", "list"],
+      ["apps", "create", "--name", "blog"],
+      ["apps", "disable", "blog"],
+    ]) {
+      expect((await cli(args, shell)).code).toBe(0);
+    }
+    const { backend, apps } = await openStore(loadConfig(shell), undefined, undefined, { serving: false });
+    try {
+      expect((await apps.stored("web"))?.apiKeyHashes).toHaveLength(1);
+    } finally {
+      await backend.close();
+    }
+  });
+
+  // A key `apps create` printed, or one an earlier version kept after the file dropped it, had no
+  // way out. @see fix review 5
+  it("revokes one key of an app, leaving its others", async () => {
+    const env = withConfig({ apps: [{ id: "web", apiKeys: ["web-key-0123456789abcdef"] }] });
+    const created = JSON.parse((await cli(["apps", "create", "--name", "blog"], env)).out);
+    expect(await cli(["apps", "revoke-key", "blog", "not-its-key"], env)).toMatchObject({
+      code: 1,
+      err: 'apps revoke-key: app "blog" has no such key',
+    });
+    const revoked = await cli(["apps", "revoke-key", "blog", created.api_key], env);
+    expect(revoked).toMatchObject({ code: 0, err: "" });
+    expect(JSON.parse(revoked.out)).toEqual({ id: "blog", revoked: true, keys_left: 0 });
+    expect((await cli(["apps", "revoke-key", "web", "web-key-0123456789abcdef"], env)).code).toBe(0);
+    // (read without the file, which would give web's key back at the next start: a key the file
+    // lists is revoked by taking it out of the file)
+    const shell = { VERIFYD_DATA_DIR: env.VERIFYD_DATA_DIR as string };
+    const { backend, apps } = await openStore(loadConfig(shell), undefined, undefined, { serving: false });
+    try {
+      expect(await apps.byApiKey(created.api_key)).toBeNull();
+      expect(await apps.byApiKey("web-key-0123456789abcdef")).toBeNull();
+    } finally {
+      await backend.close();
+    }
+  });
+
   // Regression: `apps disable` saved the app with the file's global templates laid under its own,
   // so later edits of the global templates never reached it. @see core review 11
   it("disables an app without storing the global templates in it", async () => {

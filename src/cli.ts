@@ -3,6 +3,7 @@ import { newMintedApp } from "./config/apps-sync.js";
 import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/load.js";
 import { type AppDirectory, mintApiKey } from "./core/apps/apps.js";
 import { OtpError } from "./core/errors.js";
+import { sha256Hex } from "./core/ids.js";
 import type { App } from "./core/types.js";
 import { REQUEST_TIMEOUT_MS } from "./http/app.js";
 import { createLogger } from "./observability/logger.js";
@@ -18,7 +19,8 @@ const USAGE = `usage: verifyd [serve]
        verifyd migrate
        verifyd apps create --name NAME
        verifyd apps list
-       verifyd apps disable ID`;
+       verifyd apps disable ID
+       verifyd apps revoke-key ID API_KEY`;
 
 /** Runs one CLI command; resolves to the exit code (undefined while a server keeps running). */
 export async function runCli(args: string[]): Promise<number | undefined> {
@@ -111,7 +113,7 @@ async function migrate(config: Config): Promise<number> {
 
 async function apps(config: Config, args: string[]): Promise<number> {
   const [subcommand, ...rest] = args;
-  const { backend, apps: directory } = await openStore(config);
+  const { backend, apps: directory } = await openStore(config, undefined, undefined, { serving: false });
   try {
     if (subcommand === "create") {
       const { values } = parseArgs({ args: rest, options: { name: { type: "string" } } });
@@ -161,6 +163,31 @@ async function apps(config: Config, args: string[]): Promise<number> {
       }
       if (!(await saveApp(directory, { ...app, disabled: true }, "apps disable"))) return 1;
       console.log(JSON.stringify({ id: app.id, disabled: true }));
+      return 0;
+    }
+    if (subcommand === "revoke-key") {
+      const [id, apiKey] = rest;
+      const app = id ? await directory.stored(id) : null;
+      if (!app) {
+        console.error(`apps revoke-key: no app "${id ?? ""}"`);
+        return 1;
+      }
+      const hash = sha256Hex(apiKey ?? "");
+      if (!app.apiKeyHashes.includes(hash)) {
+        console.error(`apps revoke-key: app "${app.id}" has no such key`);
+        return 1;
+      }
+      // The file's record of the keys it gave goes too, so a later start does not count it.
+      const synced = app as App & { fileApiKeyHashes?: string[] };
+      const revoked = {
+        ...synced,
+        apiKeyHashes: app.apiKeyHashes.filter((each) => each !== hash),
+        ...(synced.fileApiKeyHashes
+          ? { fileApiKeyHashes: synced.fileApiKeyHashes.filter((each) => each !== hash) }
+          : {}),
+      };
+      if (!(await saveApp(directory, revoked, "apps revoke-key"))) return 1;
+      console.log(JSON.stringify({ id: app.id, revoked: true, keys_left: revoked.apiKeyHashes.length }));
       return 0;
     }
     console.error(USAGE);

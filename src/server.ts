@@ -55,11 +55,16 @@ export function resolveSecrets(config: Config, logger: RootLogger): string[] {
   return [readFileSync(file, "utf8").trim()];
 }
 
-/** Opens the store the configuration selects and applies the configured apps. */
+/**
+ * Opens the store the configuration selects and applies the configured apps. Only a server
+ * (`serving`) takes off the keys its file no longer gives: the CLI's `apps` commands, run from a
+ * shell that may not have the service's VERIFYD_CONFIG, only add.
+ */
 export async function openStore(
   config: Config,
   clock: Clock = systemClock,
   logger?: RootLogger,
+  { serving = true }: { serving?: boolean } = {},
 ): Promise<{ backend: Backend; apps: AppDirectory }> {
   const backend: Backend = isClusterMode(config)
     ? await createClusterBackend({
@@ -74,7 +79,7 @@ export async function openStore(
     : openSqlite(config, clock, logger);
   const apps = new AppDirectory(backend.apps, clock, config.templates);
   try {
-    await syncConfiguredApps(apps, config.apps);
+    await syncConfiguredApps(apps, config.apps, { dropKeysLeftOut: serving });
   } catch (error) {
     await backend.close();
     throw error;

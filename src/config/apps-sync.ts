@@ -27,13 +27,18 @@ interface Change {
 }
 
 /**
- * Creates or updates the apps the config file declares (the file wins for the keys it sets) and
+ * Creates or updates the apps the config file declares (the file wins for the keys it sets; with
+ * `dropKeysLeftOut`, the server's sync, keys it gave before and no longer lists are taken off) and
  * makes sure the app `default` exists. The global templates are not copied into apps: the
  * AppDirectory lays them under each app's own when it reads one, so a change to them reaches every
  * app, CLI-created ones included. A client id or API key another app holds is a ConfigError naming
  * the file's key, unless that app gives it up in this same sync.
  */
-export async function syncConfiguredApps(apps: AppDirectory, configured: AppConfig[]): Promise<void> {
+export async function syncConfiguredApps(
+  apps: AppDirectory,
+  configured: AppConfig[],
+  { dropKeysLeftOut = true }: { dropKeysLeftOut?: boolean } = {},
+): Promise<void> {
   const declared = new Set(configured.map((app) => app.id));
   if (!declared.has(DEFAULT_APP_ID) && !(await apps.stored(DEFAULT_APP_ID))) {
     await apps.save(newDefaultApp());
@@ -50,15 +55,18 @@ export async function syncConfiguredApps(apps: AppDirectory, configured: AppConf
     const given = before ? fromFile(before) : new Set<string>();
     const minted = (before?.apiKeyHashes ?? []).filter((hash) => !given.has(hash));
     const base = before ?? (config.id === DEFAULT_APP_ID ? newDefaultApp() : newApp({ id: config.id }));
+    // Without dropKeysLeftOut (the CLI's sync) the file's keys are only added: the next server
+    // start, with the service's own file, decides which of them stay.
+    const fileGiven = dropKeysLeftOut ? file : [...new Set([...given, ...file])];
     const after: SyncedApp = {
       ...applyAppConfig(base, config),
-      apiKeyHashes: [...new Set([...minted, ...file])],
-      fileApiKeyHashes: file,
+      apiKeyHashes: [...new Set([...minted, ...fileGiven])],
+      fileApiKeyHashes: fileGiven,
     };
     changes.push({ index, before, after });
   }
   // An app the file no longer declares keeps its settings and minted keys, but not the file's keys.
-  for (const { id } of await apps.list()) {
+  for (const { id } of dropKeysLeftOut ? await apps.list() : []) {
     const before = declared.has(id) ? null : ((await apps.stored(id)) as SyncedApp | null);
     const given = before ? fromFile(before) : new Set<string>();
     if (!before || given.size === 0) continue;
