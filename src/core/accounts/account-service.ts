@@ -243,8 +243,9 @@ export function createAccountService(deps: AccountServiceDeps) {
      * time, and locked out after as many tries as an account is, so that neither the answer nor
      * its timing tells which usernames exist.
      */
-    refuseUnknownLogin(app: App, username: string, password: string): Promise<never> {
-      const key = `login-failures:unknown:${sha256Hex(username.toLowerCase())}`;
+    refuseUnknownLogin(app: App, name: string, password: string): Promise<never> {
+      // `name` as the face looked it up: each spelling that would find one account is one name.
+      const key = `login-failures:unknown:${sha256Hex(name)}`;
       return underLockout(
         app,
         key,

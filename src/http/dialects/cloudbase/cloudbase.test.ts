@@ -487,6 +487,17 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     for (const username of ["pat@example.com", "cod@example.com", "nobody@example.com", "nobody"]) {
       expect(await answers(username), username).toEqual(locked);
     }
+    // every spelling of a contact is one name, known or not: another one is locked out too
+    await t.engine.accounts.create({ app, phone: "+8613800138000", password: "right-password" });
+    for (const [spelled, respelled] of [
+      ["+8613800138000", "+86 138 0013 8000"],
+      ["+8613900139000", "+86 139 0013 9000"],
+      ["zed@EXAMPLE.com", " zed@example.com"],
+    ]) {
+      for (let n = 0; n < 5; n++) await signInWith(spelled as string, "wrong-password");
+      const again = await signInWith(respelled as string, "wrong-password");
+      expect(`${again.statusCode} ${again.json().error}`, respelled).toBe("429 resource_exhausted");
+    }
     // and a password-less account takes a password's time: it is compared with a decoy
     const timed = async (username: string) => {
       const started = performance.now();

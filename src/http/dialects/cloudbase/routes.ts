@@ -377,23 +377,31 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       throw invalidField("username", "Pass verification_token, or username and password");
     }
     if (body.password === undefined) throw invalidField("password", "password is required");
-    const account = await loginAccount(tenant, body.username);
-    if (!account) return engine.accounts.refuseUnknownLogin(tenant, body.username, body.password);
+    const { account, name } = await loginAccount(tenant, body.username);
+    if (!account) return engine.accounts.refuseUnknownLogin(tenant, name, body.password);
     await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
     return tokens.issue(tenant, account);
   });
 
   /** A username; an "@" makes it an email and a leading "+" a phone number (never a username). */
-  async function loginAccount(tenant: App, username: string): Promise<Account | null> {
+  /**
+   * The account a sign-in's `username` names, and the name as it was looked up (every spelling
+   * that finds one account gives one name: an unknown one is locked out by it, as an account is).
+   */
+  async function loginAccount(
+    tenant: App,
+    username: string,
+  ): Promise<{ account: Account | null; name: string }> {
     if (username.includes("@") || username.startsWith("+")) {
       const recipient = parseRecipient(
         username.includes("@") ? "email" : "sms",
         username,
         parseOptions("username"),
       );
-      return engine.accounts.findByContact(tenant, recipient.channel, recipient.address);
+      const account = await engine.accounts.findByContact(tenant, recipient.channel, recipient.address);
+      return { account, name: `${recipient.channel}:${recipient.address}` };
     }
-    return engine.accounts.findByUsername(tenant, username);
+    return { account: await engine.accounts.findByUsername(tenant, username), name: `username:${username}` };
   }
 
   app.post("/token", { schema: bodySchema(TokenBody, Credentials) }, async (request) => {

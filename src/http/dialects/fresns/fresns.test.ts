@@ -1380,6 +1380,8 @@ describe("account endpoints: refusals", () => {
     // Each refused after the email and its codes were judged right: before, the email was saved
     // and both codes spent by then.
     expectFresns(await edit({ newPassword: "not base64!", currentPassword: b64("right-pass") }), 34105);
+    // under 6 characters, however many UTF-16 units (three emoji are six)
+    expectFresns(await edit({ newPassword: b64("😀😀😀"), currentPassword: b64("right-pass") }), 34105);
     expectFresns(await edit({ newPassword: b64("next-pass"), currentPassword: b64("wrong-pass") }), 34304);
     expectFresns(await edit({ newPhone: "13800138000", newCountryCode: 86 }), 33203);
     const app = await t.engine.apps.byId("default");

@@ -712,7 +712,8 @@ function decodePassword(value: string, code: 34105 | 34304): string {
   const password = Buffer.from(compact, "base64").toString("utf8");
   const shortest = code === 34105 ? MIN_NEW_PASSWORD_CHARACTERS : 1;
   if (
-    password.length < shortest ||
+    // counted in characters, as CloudBase's schema counts them (an emoji is one, not two)
+    [...password].length < shortest ||
     password.length > MAX_PASSWORD_CHARACTERS ||
     password.includes("\uFFFD")
   ) {
