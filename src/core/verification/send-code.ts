@@ -117,8 +117,10 @@ function replayedAnswer(
       details: { retryAfterSeconds: 1 },
     });
   }
-  // (Builds before this one stored channel, recipient and purpose only: such an entry lives a day.)
-  const legacy = sha256Hex(`${input.channel}\0${parsed?.address ?? first.record.to}\0${input.purpose}`);
+  // Builds before this one stored channel, recipient and purpose only (such an entry lives a day).
+  // A send to an account's own contact names no recipient, so one of those is never taken as its
+  // match: another account's send under the same key would get the first one's answer.
+  const legacy = parsed && sha256Hex(`${input.channel}\0${parsed.address}\0${input.purpose}`);
   if (first.fingerprint !== requestFingerprint(input, parsed) && first.fingerprint !== legacy) {
     throw new OtpError("VALIDATION_FAILED", {
       message: "Idempotency-Key was already used for a different request",

@@ -1,5 +1,7 @@
+import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../../../test/harness.js";
+import { sqliteBackendOf } from "../../storage/sqlite/index.js";
 
 let t: TestServer;
 afterEach(async () => {
@@ -163,6 +165,24 @@ describe("POST /v1/verifications", () => {
         expect(reused.statusCode, JSON.stringify(other)).toBe(400);
         expect(reused.json()).toMatchObject({ code: "VALIDATION_FAILED", field: "Idempotency-Key" });
       }
+    });
+
+    it("never replays one account's own-contact send to another's under a key an older build stored", async () => {
+      t = await createTestServer();
+      const app = await t.engine.apps.byId("default");
+      const ann = await t.engine.accounts.create({ app: app!, email: ANN });
+      const bob = await t.engine.accounts.create({ app: app!, email: "bob@example.com" });
+      const headers = { "idempotency-key": "own-1" };
+      const own = (accountId: string) =>
+        sendCode({ to: undefined, account_id: accountId, purpose: "reverify" }, headers);
+      expect((await own(ann.id)).statusCode).toBe(201);
+      // as a build before the full fingerprint stored it: channel, recipient, purpose
+      const legacy = createHash("sha256").update(`email\0${ANN}\0reverify`).digest("hex");
+      sqliteBackendOf(t.server.backend).db.prepare("UPDATE idempotency SET fingerprint = ?").run(legacy);
+      const bobs = await own(bob.id);
+      expect(bobs.statusCode, bobs.body).toBe(400);
+      expect(bobs.json()).toMatchObject({ code: "VALIDATION_FAILED", field: "Idempotency-Key" });
+      // (Ann's own retry is refused alike: such an entry cannot tell her from Bob, for its day)
     });
 
     it("sends to the logged-in account's own contact when `to` is absent", async () => {
