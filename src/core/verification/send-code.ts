@@ -177,8 +177,13 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
   // Explicit locale or the face's language header (both arrive as `locale`), then the phone
   // number's region (+86 -> zh-Hans), then the app default.
   const fallbackLocale = countryLocale(recipient.country, app.templates) ?? app.defaultLocale;
-  const locale = resolveLocale(input.locale, app.templates, fallbackLocale);
-  if (!findTemplate(app.templates, purpose, locale)) {
+  // A locale the app has templates in for other purposes only falls back as an unknown one does.
+  const locale = [
+    resolveLocale(input.locale, app.templates, fallbackLocale),
+    fallbackLocale,
+    app.defaultLocale,
+  ].find((candidate) => findTemplate(app.templates, purpose, candidate) !== null);
+  if (locale === undefined) {
     throw new OtpError("TEMPLATE_MISSING", {
       internal: `no template for ${purpose}/${locale} in app ${app.id}`,
     });

@@ -129,6 +129,20 @@ describe("POST /v1/verifications", () => {
       expect(t.email.messages.find((message) => message.to === "bob@example.com")?.locale).toBe("en");
     });
 
+    it("falls back to the default locale for a purpose the asked one has no template of", async () => {
+      const fr = { sign_in: { fr: { subject: "Votre code", text: "Votre code : {code}" } } };
+      t = await createTestServer({ apps: [{ id: "default", templates: fr }] });
+      expect((await sendCode({}, { "accept-language": "fr-FR" })).statusCode).toBe(201);
+      const signUp = await sendCode(
+        { to: "bob@example.com", purpose: "sign_up" },
+        { "accept-language": "fr-FR" },
+      );
+      expect(signUp.statusCode, signUp.body).toBe(201);
+      await t.deliverAll();
+      expect(t.email.messages.find((message) => message.to === ANN)?.locale).toBe("fr");
+      expect(t.email.messages.find((message) => message.to === "bob@example.com")?.locale).toBe("en");
+    });
+
     it("replays the first answer for a repeated Idempotency-Key and sends one message", async () => {
       t = await createTestServer();
       const headers = { "idempotency-key": "signup-7f3a" };

@@ -739,17 +739,17 @@ describe("send-verify-code: abuse defence", () => {
 describe("send-verify-code: a missing template", () => {
   // en only: zh-Hans always has the built-in templates, so only a locale without any can miss one.
   it("answers 33200 when neither the app nor verifyd has a template of the purpose in the locale", async () => {
-    // (a default locale without every template is refused when the config is read)
+    // A locale with templates for other purposes falls back to the default; only an app stored
+    // with a default locale it has no templates in (the config file refuses one) has none at all.
     await start({
       apps: [{ id: "default", templates: { sign_up: { fr: { subject: "{app}", text: "{code}" } } } }],
     });
-    expectFresns(
-      await send(
-        { type: "email", useType: 5, templateId: 1, account: "a@example.com" },
-        { "x-fresns-client-lang-tag": "fr" },
-      ),
-      33200,
-    );
+    const lang = { "x-fresns-client-lang-tag": "fr" };
+    const generic = { type: "email", useType: 5, templateId: 1, account: "a@example.com" };
+    expect((await send(generic, lang)).json().code).toBe(0);
+    const stored = await t.engine.apps.stored("default");
+    await t.engine.apps.save({ ...stored!, defaultLocale: "fr" });
+    expectFresns(await send({ ...generic, account: "b@example.com" }, lang), 33200);
   });
 });
 
