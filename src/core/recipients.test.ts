@@ -127,6 +127,12 @@ describe("parseRecipient: phone", () => {
     const error = refusal(() => parseRecipient("sms", "13800138000", { ...CN, country }));
     expect(error.details.field).toBe("country");
   });
+
+  it("reads an international number whatever region comes with it", () => {
+    expect(parseRecipient("sms", "+86 138 0013 8000", { ...CN, country: "AQ" }).address).toBe(
+      "+8613800138000",
+    );
+  });
 });
 
 describe("maskAddress", () => {

@@ -34,8 +34,9 @@ export function parseRecipient(
   const country = (options.country ?? options.defaultCountry).toUpperCase();
   if (!COUNTRY_PATTERN.test(country))
     throw invalidField("country", "country must be an ISO 3166 alpha-2 code");
-  // Else the number would be refused, naming `to` for a fault of `country`'s.
-  if (!isSupportedCountry(country))
+  // A national number read in a region with no numbering plan would be refused naming `to` for a
+  // fault of `country`'s. (An international one does not need the region.)
+  if (!value.startsWith("+") && !isSupportedCountry(country))
     throw invalidField("country", `country ${country} has no phone numbering plan`);
   if (value.length > 32 || !/^[+\d\s().-]+$/.test(value)) {
     throw invalidField(field, `${field} is not a valid phone number`);
