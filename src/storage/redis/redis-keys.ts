@@ -11,6 +11,8 @@
  *   t:<token hash>        verification token; TTL: its validity
  *   i:<idempotency key>   "expiresAtMs:resendAfterSeconds:id:fingerprint"; TTL: 24 h; while the
  *                         send's outbox row is not yet committed, expiresAtMs is 0 and TTL 30 s
+ *   f:<idempotency key>   the code as that send issued it (packed): its answer once the code's own
+ *                         key is gone; TTL: 24 h
  *   p:<pass token hash>   captcha pass token; TTL: its validity
  *
  * A live code is one key (issue #8: <= 200 bytes per live code): it lives under its slot, named by

@@ -103,8 +103,15 @@ end
 
 // What an idempotency entry replays (see ISSUE for its format).
 const REPLAYS = `
+-- The key of the code as its keyed send issued it, kept as long as the entry (f:<key> beside
+-- i:<key>): a code's own key lives an hour past its expiry, the answer a day.
+local function first_answer_key(idempotency)
+  local at = string.find(idempotency, '}:i:', 1, true)
+  return string.sub(idempotency, 1, at) .. ':f:' .. string.sub(idempotency, at + 4)
+end
 -- {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} | nil when there is
--- nothing to replay. Like SQLite: a key whose code is gone no longer replays.
+-- nothing to replay: the code as it is now, or as it was issued once its own key is gone (as
+-- SQLite, which keeps codes a day).
 local function replay_of(idempotency, app, now)
   local seen = redis.call('GET', idempotency)
   if not seen then return nil end
@@ -113,7 +120,7 @@ local function replay_of(idempotency, app, now)
     string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
   if expires == '0' or state == 'p' then return {'in_progress'} end
   if not expires or tonumber(expires) <= now then return nil end
-  local first = code_by_id(app, first_id)
+  local first = code_by_id(app, first_id) or redis.call('GET', first_answer_key(idempotency))
   if not first then return nil end
   return {'replayed', first_id, first, tonumber(resend), first_fingerprint}
 end
@@ -214,6 +221,7 @@ if fingerprint ~= '' then
   redis.call('SET', idempotency,
     string.format('%d:%d:', pending_ttl > 0 and 0 or now + ttl, math.ceil(resend_ms / 1000)) .. id .. ':' .. fingerprint,
     'PX', pending_ttl > 0 and pending_ttl or ttl)
+  redis.call('SET', first_answer_key(idempotency), ARGV[2], 'PX', ttl)
 end
 return {'issued', resend_ms, shadowed, superseded}
 `;
@@ -241,13 +249,15 @@ return 1
  * another code has taken the slot since: a failed resend leaves the code already delivered valid,
  * as a rolled-back SQLite transaction does.
  */
-const WITHDRAW = `${COUNTERS}${CODES}
+const WITHDRAW = `${COUNTERS}${CODES}${REPLAYS}
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
 local key = code_at(KEYS[1], KEYS[2], ARGV[3])
 redis.call('DEL', key)
 local seen = redis.call('GET', KEYS[3])
-if seen and string.match(seen, '^%d+:%d+:([^:]*):') == id then redis.call('DEL', KEYS[3]) end
+if seen and string.match(seen, '^%d+:%d+:([^:]*):') == id then
+  redis.call('DEL', KEYS[3], first_answer_key(KEYS[3]))
+end
 if ARGV[4] == '1' and key == KEYS[1] then
   local held = redis.call('GET', KEYS[4])
   local ttl = redis.call('PTTL', KEYS[4])

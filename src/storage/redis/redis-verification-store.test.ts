@@ -139,6 +139,35 @@ if (!redisProbe.ok) {
       }
     });
 
+    it("replays a keyed send for the key's day, though its code's own key lapsed an hour past expiry", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const idempotency = { key: "day-long", fingerprint: "cd".repeat(32) };
+      const first = codeRecord(appId, now);
+      await store.issue(issueRequest(first, [], { idempotency }), now);
+      // what Redis does an hour past the code's expiry: its keys are gone, the entry is not
+      const codeKeys = await redis.keys(`${prefix}{${appId}}:[sc]:*`);
+      expect(codeKeys.length).toBeGreaterThan(0);
+      await redis.del(...codeKeys);
+      const later = now + 2 * 3600 * 1000;
+      expect(await store.replay(appId, idempotency.key, later)).toEqual({
+        kind: "replayed",
+        record: first,
+        resendAfterSeconds: 0,
+        fingerprint: idempotency.fingerprint,
+      });
+      expect(
+        await store.issue(issueRequest(codeRecord(appId, later), [], { idempotency }), later),
+      ).toMatchObject({ kind: "replayed", record: { id: first.id } });
+      // a withdrawn send leaves no answer behind
+      const withdrawn = codeRecord(appId, now);
+      const keyed = issueRequest(withdrawn, [], { idempotency: { ...idempotency, key: "withdrawn" } });
+      await store.issue(keyed, now);
+      await store.withdraw(keyed, now);
+      expect(await store.replay(appId, "withdrawn", now)).toBeNull();
+      expect(await redis.keys(`${prefix}{${appId}}:f:withdrawn`)).toEqual([]);
+    });
+
     it("bounds every key it writes with a TTL", async () => {
       const now = baseTime();
       const record = codeRecord("app2", now);
@@ -153,8 +182,9 @@ if (!redisProbe.ok) {
       // A new code for the slot moves the approved one to its own key: that key has a TTL too.
       await store.issue(issueRequest(codeRecord("app2", now + 1000)), now + 1000);
       const written = await redis.keys(`${prefix}{app2}:*`);
-      // the slot's code, the displaced code, counter, idempotency entry, token, failure counter
-      expect(written).toHaveLength(6);
+      // the slot's code, the displaced code, counter, idempotency entry and its first answer,
+      // token, failure counter
+      expect(written).toHaveLength(7);
       for (const key of written)
         expect({ key, ttl: await redis.pttl(key) }).toMatchObject({ ttl: expect.any(Number) });
       expect((await Promise.all(written.map((key) => redis.pttl(key)))).every((ttl) => ttl > 0)).toBe(true);
