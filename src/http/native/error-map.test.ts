@@ -16,18 +16,17 @@ describe("native error statuses", () => {
   });
 
   // Regression: a missing template answered 422, the wrong code's status, for what is the
-  // server's configuration fault. The config file refuses a default locale without templates, but
-  // a request may still name a locale the app has templates in for other purposes only.
-  // @see core review 7
+  // server's configuration fault. The config file refuses a default locale without templates, and
+  // a locale with templates for other purposes falls back to the default: only an app stored with
+  // such a default locale (by an older build) has none to send. @see core review 7
   it("answers a missing template as a 500 server error", async () => {
     t = await createTestServer({
       apps: [
-        {
-          id: "default",
-          templates: { sign_up: { fr: { subject: "{app}", text: "Votre code {code}" } } },
-        },
+        { id: "default", templates: { sign_up: { fr: { subject: "{app}", text: "Votre code {code}" } } } },
       ],
     });
+    const stored = await t.engine.apps.stored("default");
+    await t.engine.apps.save({ ...stored!, defaultLocale: "fr" });
     const sent = await t.fastify.inject({
       method: "POST",
       url: "/v1/verifications",
