@@ -252,6 +252,26 @@ describe("runCli refusals", () => {
     }
   });
 
+  // Regression: the CLI's add-only sync never took a key off the app the new file moves it from,
+  // so every `apps` command exited 1 until the server's start. @see final review 3
+  it("follows a key the file moves to another app", async () => {
+    const key = "moving-key-0123456789abcdef";
+    const env = withConfig({ apps: [{ id: "a", apiKeys: [key] }, { id: "b" }] });
+    const start = await openStore(loadConfig(env)); // the server's start with the first file
+    await start.backend.close();
+    writeFileSync(
+      env.VERIFYD_CONFIG as string,
+      JSON.stringify({ apps: [{ id: "a" }, { id: "b", apiKeys: [key] }] }),
+    );
+    expect(await cli(["apps", "list"], env)).toMatchObject({ code: 0, err: "" });
+    const { backend, apps } = await openStore(loadConfig(env), undefined, undefined, { serving: false });
+    try {
+      expect((await apps.byApiKey(key))?.id).toBe("b");
+    } finally {
+      await backend.close();
+    }
+  });
+
   // A key `apps create` printed, or one an earlier version kept after the file dropped it, had no
   // way out. @see fix review 5
   it("revokes one key of an app, leaving its others", async () => {
@@ -264,10 +284,14 @@ describe("runCli refusals", () => {
     const revoked = await cli(["apps", "revoke-key", "blog", created.api_key], env);
     expect(revoked).toMatchObject({ code: 0, err: "" });
     expect(JSON.parse(revoked.out)).toEqual({ id: "blog", revoked: true, keys_left: 0 });
-    expect((await cli(["apps", "revoke-key", "web", "web-key-0123456789abcdef"], env)).code).toBe(0);
-    // (read without the file, which would give web's key back at the next start: a key the file
-    // lists is revoked by taking it out of the file)
+    // a key the file lists is revoked by taking it out of the file: any sync would give it back
+    expect(await cli(["apps", "revoke-key", "web", "web-key-0123456789abcdef"], env)).toMatchObject({
+      code: 1,
+      err: "apps revoke-key: the config file gives this key (apps/0/apiKeys): take it out of the file and restart the server",
+    });
     const shell = { VERIFYD_DATA_DIR: env.VERIFYD_DATA_DIR as string };
+    // (a shell without the file may: the service's next start gives it back)
+    expect((await cli(["apps", "revoke-key", "web", "web-key-0123456789abcdef"], shell)).code).toBe(0);
     const { backend, apps } = await openStore(loadConfig(shell), undefined, undefined, { serving: false });
     try {
       expect(await apps.byApiKey(created.api_key)).toBeNull();

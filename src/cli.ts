@@ -173,6 +173,14 @@ async function apps(config: Config, args: string[]): Promise<number> {
         return 1;
       }
       const hash = sha256Hex(apiKey ?? "");
+      // Any `apps` command's sync would give it back at once, the server's start too.
+      const listedAt = config.apps.findIndex((each) => each.apiKeys?.includes(apiKey ?? "") ?? false);
+      if (listedAt >= 0) {
+        console.error(
+          `apps revoke-key: the config file gives this key (apps/${listedAt}/apiKeys): take it out of the file and restart the server`,
+        );
+        return 1;
+      }
       if (!app.apiKeyHashes.includes(hash)) {
         console.error(`apps revoke-key: app "${app.id}" has no such key`);
         return 1;

@@ -6,7 +6,7 @@ import { createTestServer, type TestServer } from "../../test/harness.js";
 import { mintApiKey, newApp } from "../core/apps/apps.js";
 import { sha256Hex } from "../core/ids.js";
 import type { App } from "../core/types.js";
-import { newMintedApp } from "./apps-sync.js";
+import { newMintedApp, syncConfiguredApps } from "./apps-sync.js";
 import { ConfigError } from "./load.js";
 
 /** Apps declared in the config file are created or updated at startup; the file wins for its keys. */
@@ -115,6 +115,22 @@ describe("apps from the config file", () => {
 
   // Regression: keys from the file were only ever added, so a key taken out of the file (to
   // revoke it) kept authenticating. @see core review 4
+  // Regression: the CLI's sync saved every declared app from what it had read, so one racing a
+  // server's start put back a key that start had just taken off. @see final review 2
+  it("writes no app a sync leaves as it is", async () => {
+    const t = await start({ apps: [{ id: "shop", apiKeys: ["shop-key-0123456789abcdef"] }] });
+    const saved: string[] = [];
+    const save = t.engine.apps.save.bind(t.engine.apps);
+    t.engine.apps.save = async (app) => {
+      saved.push(app.id);
+      return save(app);
+    };
+    const config = [{ id: "shop", apiKeys: ["shop-key-0123456789abcdef"] }];
+    await syncConfiguredApps(t.engine.apps, config, { dropKeysLeftOut: false });
+    await syncConfiguredApps(t.engine.apps, config);
+    expect(saved).toEqual([]);
+  });
+
   it("revokes a key taken out of the file at the next start, and keeps the keys the CLI minted", async () => {
     const [first, second] = ["vk_from_the_file_first_0001", "vk_from_the_file_second_002"];
     let t = await start({ apps: [{ id: "shop", apiKeys: [first] }] });

@@ -56,8 +56,12 @@ export async function syncConfiguredApps(
     const minted = (before?.apiKeyHashes ?? []).filter((hash) => !given.has(hash));
     const base = before ?? (config.id === DEFAULT_APP_ID ? newDefaultApp() : newApp({ id: config.id }));
     // Without dropKeysLeftOut (the CLI's sync) the file's keys are only added: the next server
-    // start, with the service's own file, decides which of them stay.
-    const fileGiven = dropKeysLeftOut ? file : [...new Set([...given, ...file])];
+    // start, with the service's own file, decides which of them stay. A key the file now gives
+    // another app moves, though: that is no removal, and the app taking it could not be saved.
+    const givenElsewhere = new Set(fileKeys.flatMap((keys, other) => (other === index ? [] : keys)));
+    const fileGiven = dropKeysLeftOut
+      ? file
+      : [...new Set([...[...given].filter((hash) => !givenElsewhere.has(hash)), ...file])];
     const after: SyncedApp = {
       ...applyAppConfig(base, config),
       apiKeyHashes: [...new Set([...minted, ...fileGiven])],
@@ -94,7 +98,9 @@ export async function syncConfiguredApps(
     for (const change of pending) {
       const holder = await apps.byClientId(change.after.clientId);
       if (holder && holder.id !== change.after.id) waiting.push({ change, holder: holder.id });
-      else await save(apps, change.after, change.index);
+      // An app the sync leaves as it is, is not written: a CLI command's sync racing a server's
+      // start would put back, from what it read before, a key that start had just taken off.
+      else if (!sameApp(change.before, change.after)) await save(apps, change.after, change.index);
     }
     if (waiting.length === pending.length) {
       throw new ConfigError(
@@ -142,6 +148,19 @@ async function clashIssues(
 }
 
 /** Saves an app; the store's refusal of a client id or key another app holds names the file's key. */
+function sameApp(before: SyncedApp | null, after: SyncedApp): boolean {
+  return before !== null && canonical(before) === canonical(after);
+}
+
+/** JSON with every object's keys sorted, so two equal apps read back in any key order compare equal. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_key, field: unknown) =>
+    field && typeof field === "object" && !Array.isArray(field)
+      ? Object.fromEntries(Object.entries(field).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+      : field,
+  );
+}
+
 async function save(apps: AppDirectory, app: SyncedApp, index: number | undefined): Promise<void> {
   try {
     await apps.save(app);
