@@ -105,4 +105,15 @@ describe("resolveLocale", () => {
   it("falls back to the app's default locale", () => {
     expect(resolveLocale("de", {}, "zh-Hans")).toBe("zh-Hans");
   });
+
+  // Regression: a locale with a template for one purpose took every purpose's message to the
+  // default locale, where the language family would have found one. @see final review 4
+  it("matches among the locales with a template of the purpose, when given one", () => {
+    const template = { subject: "{app}", text: "{code}" };
+    const templates = { default: { fr: template }, sign_in: { "fr-CA": template, "zh-Hant": template } };
+    expect(resolveLocale("fr-CA", templates, "en", "sign_in")).toBe("fr-CA");
+    expect(resolveLocale("fr-CA", templates, "en", "sign_up")).toBe("fr");
+    expect(resolveLocale("zh-TW", templates, "en", "sign_in")).toBe("zh-Hant");
+    expect(resolveLocale("zh-TW", templates, "en", "sign_up")).toBe("zh-Hans");
+  });
 });

@@ -86,32 +86,40 @@ const BUILT_IN: Record<string, BuiltIn> = { en: EN, "zh-Hans": ZH_HANS };
 /** The locales shipped with verifyd; apps may add more through their templates. */
 export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
 
-const localesByTemplates = new WeakMap<TemplateSet, Set<string>>();
+const localesByTemplates = new WeakMap<TemplateSet, Map<string, Set<string>>>();
 
-/** Every locale with templates for an app, computed once per templates object. */
-function knownLocales(appTemplates: TemplateSet): Set<string> {
-  let known = localesByTemplates.get(appTemplates);
+/**
+ * Every locale with templates for an app, or with one for `purpose` (the app's, its default
+ * template's, the built-in ones): computed once per templates object and purpose.
+ */
+function knownLocales(appTemplates: TemplateSet, purpose?: Purpose): Set<string> {
+  let byPurpose = localesByTemplates.get(appTemplates);
+  if (!byPurpose) {
+    byPurpose = new Map();
+    localesByTemplates.set(appTemplates, byPurpose);
+  }
+  let known = byPurpose.get(purpose ?? "");
   if (!known) {
-    known = new Set([
-      ...BUILT_IN_LOCALES,
-      ...Object.values(appTemplates).flatMap((byLocale) => Object.keys(byLocale ?? {})),
-    ]);
-    localesByTemplates.set(appTemplates, known);
+    const sets =
+      purpose === undefined ? Object.values(appTemplates) : [appTemplates[purpose], appTemplates.default];
+    known = new Set([...BUILT_IN_LOCALES, ...sets.flatMap((byLocale) => Object.keys(byLocale ?? {}))]);
+    byPurpose.set(purpose ?? "", known);
   }
   return known;
 }
 
 /**
- * Maps a requested locale to one that has templates: exact match, then the language family
- * ("zh-CN", "zh" -> "zh-Hans"; "en-US" -> "en"), then the app's default.
+ * Maps a requested locale to one that has templates (for `purpose`, if given): exact match, then
+ * the language family ("zh-CN", "zh" -> "zh-Hans"; "en-US" -> "en"), then the app's default.
  */
 export function resolveLocale(
   requested: string | undefined,
   appTemplates: TemplateSet,
   fallback: string,
+  purpose?: Purpose,
 ): string {
   if (!requested) return fallback;
-  const known = knownLocales(appTemplates);
+  const known = knownLocales(appTemplates, purpose);
   if (known.has(requested)) return requested;
   const lower = requested.toLowerCase();
   if (lower.startsWith("zh")) {

@@ -177,9 +177,10 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
   // Explicit locale or the face's language header (both arrive as `locale`), then the phone
   // number's region (+86 -> zh-Hans), then the app default.
   const fallbackLocale = countryLocale(recipient.country, app.templates) ?? app.defaultLocale;
-  // A locale the app has templates in for other purposes only falls back as an unknown one does.
+  // Resolved among the locales with a template of this purpose: one the app has templates in for
+  // other purposes only is matched by language or falls back, as an unknown one is.
   const locale = [
-    resolveLocale(input.locale, app.templates, fallbackLocale),
+    resolveLocale(input.locale, app.templates, fallbackLocale, purpose),
     fallbackLocale,
     app.defaultLocale,
   ].find((candidate) => findTemplate(app.templates, purpose, candidate) !== null);
