@@ -103,13 +103,15 @@ export function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
 
 /**
  * The answer to a retry under an Idempotency-Key its first send's answer is stored for. `parsed`:
- * the request's `to` as parsed already, if it has one.
+ * the request's `to` as parsed already, if it has one; `recipientAddress`: where this request
+ * sends, once known (an own-contact send's is the account's contact, known after its rule).
  */
 function replayedAnswer(
   deps: EngineDeps,
   input: SendCodeInput,
   first: ReplayOutcome,
   parsed = parsedTo(deps, input),
+  recipientAddress = parsed?.address,
 ): SendCodeResult {
   if (first.kind === "in_progress") {
     throw new OtpError("STORE_UNAVAILABLE", {
@@ -117,10 +119,11 @@ function replayedAnswer(
       details: { retryAfterSeconds: 1 },
     });
   }
-  // Builds before this one stored channel, recipient and purpose only (such an entry lives a day).
-  // A send to an account's own contact names no recipient, so one of those is never taken as its
-  // match: another account's send under the same key would get the first one's answer.
-  const legacy = parsed && sha256Hex(`${input.channel}\0${parsed.address}\0${input.purpose}`);
+  // Builds before this one stored channel, recipient and purpose only (such an entry lives a day):
+  // matched by where this request sends, never by where the first one did (an own-contact send
+  // refused before its account was read is not matched: it could be another account's).
+  const legacy =
+    recipientAddress !== undefined && sha256Hex(`${input.channel}\0${recipientAddress}\0${input.purpose}`);
   if (first.fingerprint !== requestFingerprint(input, parsed) && first.fingerprint !== legacy) {
     throw new OtpError("VALIDATION_FAILED", {
       message: "Idempotency-Key was already used for a different request",
@@ -394,7 +397,7 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
   }
   if (outcome.kind === "in_progress" || outcome.kind === "replayed") {
     await givePassBack(); // the first send's answer again: this pass issued nothing
-    const replayed = replayedAnswer(deps, input, outcome, parsed);
+    const replayed = replayedAnswer(deps, input, outcome, parsed, recipient.address);
     return { ...replayed, recipient, accountExists };
   }
   const shadowed = [...shadowNotes, ...outcome.shadowed];
