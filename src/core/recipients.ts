@@ -34,14 +34,15 @@ export function parseRecipient(
   const country = (options.country ?? options.defaultCountry).toUpperCase();
   if (!COUNTRY_PATTERN.test(country))
     throw invalidField("country", "country must be an ISO 3166 alpha-2 code");
-  // A national number read in a region with no numbering plan would be refused naming `to` for a
-  // fault of `country`'s. (An international one does not need the region.)
-  if (!value.startsWith("+") && !isSupportedCountry(country))
-    throw invalidField("country", `country ${country} has no phone numbering plan`);
   if (value.length > 32 || !/^[+\d\s().-]+$/.test(value)) {
     throw invalidField(field, `${field} is not a valid phone number`);
   }
-  const phone = parsePhoneNumberFromString(value, country as CountryCode);
+  // A region with no numbering plan reads no national number: that is `country`'s fault, not
+  // `to`'s. An international number ("+86 …", "(+86) …") needs no region.
+  const region = isSupportedCountry(country) ? (country as CountryCode) : undefined;
+  const phone = parsePhoneNumberFromString(value, region);
+  if (!phone && region === undefined)
+    throw invalidField("country", `country ${country} has no phone numbering plan`);
   // The type costs nothing extra for a valid number: where the metadata has types (the /max set
   // has them for every region), a number is valid exactly when it has one, and `isValid` works the
   // type out to tell. Only a number without one is judged by `isValid` itself.
