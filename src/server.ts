@@ -107,6 +107,11 @@ export interface AssembleOptions {
   deliveryThread?: boolean;
   /** how long `close` lets requests in flight finish before closing their sockets (DRAIN_MS) */
   drainMs?: number;
+  /**
+   * share the data dir with a server of this process that holds it (tests that restart a server
+   * over a dir while the first is open; the two then each believe they are its only writer)
+   */
+  shareDataDir?: boolean;
 }
 
 // Long enough for any request that is being answered; a shorter wait would cut off replies.
@@ -125,7 +130,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   const resolvedSecrets = resolveSecrets(config, logger);
   const secrets = new CodeSecrets(resolvedSecrets);
   // One server per data dir (see lockDataDir); the cluster's processes share their backends.
-  const dataDirLock = isClusterMode(config) ? null : lockDataDir(config.dataDir);
+  const dataDirLock = isClusterMode(config)
+    ? null
+    : lockDataDir(config.dataDir, { share: options.shareDataDir ?? false });
   const { backend, apps } = await openStore(config, clock, logger).catch((error: unknown) => {
     dataDirLock?.release();
     throw error;

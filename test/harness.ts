@@ -39,6 +39,8 @@ export interface TestServerOptions {
   devSender?: boolean;
   /** how long closing lets requests in flight finish (AssembleOptions.drainMs) */
   drainMs?: number;
+  /** open `dataDir` while another server of this process has it open (AssembleOptions.shareDataDir) */
+  shareDataDir?: boolean;
   clock?: FixedClock;
   /** providers per channel instead of the recording senders (an empty list disables a channel) */
   senders?: Partial<Record<Channel, MessageSender[]>>;
@@ -199,6 +201,7 @@ async function startServer(
     clock,
     ...(options.devSender ? {} : { senders: { email: [email], sms: [sms], ...options.senders } }),
     ...(options.drainMs === undefined ? {} : { drainMs: options.drainMs }),
+    ...(options.shareDataDir ? { shareDataDir: true } : {}),
   });
   await server.fastify.ready();
   const { worker } = server;

@@ -58,7 +58,7 @@ async function open(
   if (options.defaultCountry) env.VERIFYD_DEFAULT_COUNTRY = options.defaultCountry;
   const server = await createTestServer({
     env,
-    ...(shared ? shared : {}),
+    ...(shared ? { ...shared, shareDataDir: true } : {}),
     ...(options.disabledChannels
       ? { senders: Object.fromEntries(options.disabledChannels.map((channel) => [channel, []])) }
       : {}),

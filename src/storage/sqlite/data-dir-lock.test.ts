@@ -39,8 +39,9 @@ try { lockDataDir(${JSON.stringify(dataDir)}); console.log("locked"); } catch (e
     expect(takeIt()).toBe(
       `the data dir ${dataDir} is in use by another verifyd server: one server serves a data dir`,
     );
-    // a server within this process (tests restart one over a dir) shares it
-    servers.push(await createTestServer({ dataDir }));
+    // a second server within this process is refused too, unless it asks to share (tests do)
+    await expect(createTestServer({ dataDir })).rejects.toThrow(DataDirInUse);
+    servers.push(await createTestServer({ dataDir, shareDataDir: true }));
     for (const server of servers.splice(0)) await server.close();
     expect(takeIt()).toBe("locked");
   });

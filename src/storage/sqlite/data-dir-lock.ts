@@ -10,8 +10,8 @@ export class DataDirInUse extends Error {
   }
 }
 
-// The locks this process holds, by data dir, with how many servers share each: servers within one
-// process (tests that restart one over a dir while the first is open) share the lock.
+// The locks this process holds, by data dir, with how many servers share each: only servers that
+// ask to (tests that restart one over a dir while the first is open) share one.
 const held = new Map<string, { holders: number; release(): void }>();
 
 /**
@@ -22,9 +22,13 @@ const held = new Map<string, { holders: number; release(): void }>();
  * transaction: the operating system drops it when the process dies, so a crash leaves nothing
  * to clean up. The CLI's short commands do not take it.
  */
-export function lockDataDir(dataDir: string): { release(): void } {
+export function lockDataDir(
+  dataDir: string,
+  { share = false }: { share?: boolean } = {},
+): { release(): void } {
   const key = resolve(dataDir);
   let lock = held.get(key);
+  if (lock && !share) throw new DataDirInUse(dataDir);
   if (!lock) {
     lock = { holders: 0, ...takeLock(dataDir) };
     held.set(key, lock);
