@@ -89,14 +89,16 @@ local function code_at(slot_key, own_key, stamp)
   return own_key, redis.call('GET', own_key)
 end
 -- The same from an id alone (an idempotency entry names only the id); nil for an id of another shape.
+-- Whether the packed code v is the one id names (its stamp: the id's time and random parts).
+local function is_code_of(v, id)
+  return string.sub(v, -STAMP_BYTES, -RANDOM_BYTES - 1) == string.sub(id, TIME_FROM, TIME_TO)
+    and base64url(string.sub(v, -RANDOM_BYTES)) == string.sub(id, -RANDOM_CHARS)
+end
 local function code_by_id(app, id)
   if #id ~= ID_CHARS then return nil end
   local slot_key = app .. 's:' .. string.sub(id, TAG_FROM, TAG_TO)
   local v = redis.call('GET', slot_key)
-  if v and string.sub(v, -STAMP_BYTES, -RANDOM_BYTES - 1) == string.sub(id, TIME_FROM, TIME_TO)
-    and base64url(string.sub(v, -RANDOM_BYTES)) == string.sub(id, -RANDOM_CHARS) then
-    return v
-  end
+  if v and is_code_of(v, id) then return v end
   return redis.call('GET', app .. 'c:' .. id)
 end
 `;
@@ -120,7 +122,12 @@ local function replay_of(idempotency, app, now)
     string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
   if expires == '0' or state == 'p' then return {'in_progress'} end
   if not expires or tonumber(expires) <= now then return nil end
-  local first = code_by_id(app, first_id) or redis.call('GET', first_answer_key(idempotency))
+  local first = code_by_id(app, first_id)
+  if not first then
+    -- (only if it is this entry's: a build before f: keys may have reused the key since)
+    local kept = redis.call('GET', first_answer_key(idempotency))
+    if kept and #first_id == ID_CHARS and is_code_of(kept, first_id) then first = kept end
+  end
   if not first then return nil end
   return {'replayed', first_id, first, tonumber(resend), first_fingerprint}
 end

@@ -159,6 +159,9 @@ if (!redisProbe.ok) {
       expect(
         await store.issue(issueRequest(codeRecord(appId, later), [], { idempotency }), later),
       ).toMatchObject({ kind: "replayed", record: { id: first.id } });
+      // a kept code that is not the entry's (an older build reused the key) is no answer
+      await redis.set(`${prefix}{${appId}}:f:day-long`, encodeCode(codeRecord(appId, now)), "PX", 60_000);
+      expect(await store.replay(appId, idempotency.key, later)).toBeNull();
       // a withdrawn send leaves no answer behind
       const withdrawn = codeRecord(appId, now);
       const keyed = issueRequest(withdrawn, [], { idempotency: { ...idempotency, key: "withdrawn" } });
