@@ -254,15 +254,15 @@ describe("runCli refusals", () => {
 
   // Regression: the CLI's add-only sync never took a key off the app the new file moves it from,
   // so every `apps` command exited 1 until the server's start. @see final review 3
-  it("follows a key the file moves to another app", async () => {
+  it.each([
+    ["still declares", [{ id: "a" }, { id: "b", apiKeys: ["moving-key-0123456789abcdef"] }]],
+    ["no longer declares", [{ id: "b", apiKeys: ["moving-key-0123456789abcdef"] }]],
+  ])("follows a key the file moves to another app from one it %s", async (_, moved) => {
     const key = "moving-key-0123456789abcdef";
     const env = withConfig({ apps: [{ id: "a", apiKeys: [key] }, { id: "b" }] });
     const start = await openStore(loadConfig(env)); // the server's start with the first file
     await start.backend.close();
-    writeFileSync(
-      env.VERIFYD_CONFIG as string,
-      JSON.stringify({ apps: [{ id: "a" }, { id: "b", apiKeys: [key] }] }),
-    );
+    writeFileSync(env.VERIFYD_CONFIG as string, JSON.stringify({ apps: moved }));
     expect(await cli(["apps", "list"], env)).toMatchObject({ code: 0, err: "" });
     const { backend, apps } = await openStore(loadConfig(env), undefined, undefined, { serving: false });
     try {

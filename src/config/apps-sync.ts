@@ -69,13 +69,16 @@ export async function syncConfiguredApps(
     };
     changes.push({ index, before, after });
   }
-  // An app the file no longer declares keeps its settings and minted keys, but not the file's keys.
-  for (const { id } of dropKeysLeftOut ? await apps.list() : []) {
+  // An app the file no longer declares keeps its settings and minted keys, but not the file's keys
+  // (the CLI's sync: only those the file now gives a declared app, which move).
+  for (const { id } of await apps.list()) {
     const before = declared.has(id) ? null : ((await apps.stored(id)) as SyncedApp | null);
-    const given = before ? fromFile(before) : new Set<string>();
+    const fileGave = before ? fromFile(before) : new Set<string>();
+    const given = dropKeysLeftOut ? fileGave : new Set([...fileGave].filter((hash) => listed.has(hash)));
     if (!before || given.size === 0) continue;
     const after = { ...before, apiKeyHashes: before.apiKeyHashes.filter((hash) => !given.has(hash)) };
-    changes.push({ index: undefined, before, after: { ...after, fileApiKeyHashes: [] } });
+    const stillGiven = [...fileGave].filter((hash) => !given.has(hash));
+    changes.push({ index: undefined, before, after: { ...after, fileApiKeyHashes: stillGiven } });
   }
 
   const clashes = await clashIssues(apps, configured, changes, fromFile);
