@@ -132,6 +132,12 @@ describe("parseRecipient: phone", () => {
     for (const written of ["+86 138 0013 8000", "(+86) 138 0013 8000"]) {
       expect(parseRecipient("sms", written, { ...CN, country: "AQ" }).address).toBe("+8613800138000");
     }
+    // and a malformed one is the fault of `to`, not of the region it did not need
+    for (const written of ["+86 1", "+999 123", "(+86) 1"]) {
+      expect(refusal(() => parseRecipient("sms", written, { ...CN, country: "AQ" })).details.field).toBe(
+        "to",
+      );
+    }
   });
 });
 

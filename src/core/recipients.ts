@@ -41,7 +41,7 @@ export function parseRecipient(
   // `to`'s. An international number ("+86 …", "(+86) …") needs no region.
   const region = isSupportedCountry(country) ? (country as CountryCode) : undefined;
   const phone = parsePhoneNumberFromString(value, region);
-  if (!phone && region === undefined)
+  if (!phone && region === undefined && !value.includes("+"))
     throw invalidField("country", `country ${country} has no phone numbering plan`);
   // The type costs nothing extra for a valid number: where the metadata has types (the /max set
   // has them for every region), a number is valid exactly when it has one, and `isValid` works the
