@@ -1,4 +1,4 @@
-import type { TemplateSet } from "../types.js";
+import type { Purpose, TemplateSet } from "../types.js";
 import { resolveLocale } from "./templates.js";
 
 // The language most people in a region read their SMS in. Regions where several languages are
@@ -47,12 +47,17 @@ const LANGUAGE_BY_REGION: Record<string, string> = {
 };
 
 /**
- * The locale a phone number's region suggests (+86 -> zh-Hans), if the app or verifyd has
- * templates in that language; undefined otherwise, so the caller falls back to the app default.
+ * The locale a phone number's region suggests (+86 -> zh-Hans), if the app or verifyd has a
+ * template of `purpose` in that language; undefined otherwise, so the caller falls back to the
+ * app default.
  */
-export function countryLocale(region: string | undefined, templates: TemplateSet): string | undefined {
+export function countryLocale(
+  region: string | undefined,
+  templates: TemplateSet,
+  purpose: Purpose,
+): string | undefined {
   const language = region === undefined ? undefined : LANGUAGE_BY_REGION[region];
   if (language === undefined) return undefined;
   // resolveLocale returns the fallback ("") when no template family matches the language.
-  return resolveLocale(language, templates, "") || undefined;
+  return resolveLocale(language, templates, "", purpose) || undefined;
 }

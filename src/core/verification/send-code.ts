@@ -179,7 +179,7 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
 
   // Explicit locale or the face's language header (both arrive as `locale`), then the phone
   // number's region (+86 -> zh-Hans), then the app default.
-  const fallbackLocale = countryLocale(recipient.country, app.templates) ?? app.defaultLocale;
+  const fallbackLocale = countryLocale(recipient.country, app.templates, purpose) ?? app.defaultLocale;
   // Resolved among the locales with a template of this purpose: one the app has templates in for
   // other purposes only is matched by language or falls back, as an unknown one is.
   const locale = [
