@@ -137,100 +137,109 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     dataDirLock?.release();
     throw error;
   });
-
-  // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
-  // delivery records.
-  const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
-  const inProcess = options.deliveryThread
-    ? null
-    : assembleDelivery({
-        config,
-        logger,
-        clock,
-        secrets,
-        apps,
-        outbox: backend.outbox,
-        devInbox: backend.devInbox,
-        receipts,
-        ...(options.senders ? { senders: options.senders } : {}),
-      });
-  const delivery: Delivery = inProcess ?? startDeliveryThread({ config, secrets: resolvedSecrets, logger });
-  const { providers } = delivery;
-  for (const channel of ["email", "sms"] as const) {
-    if (!providers.channelEnabled(channel))
-      logger.warn({ channel }, "no provider configured: this channel is disabled");
-  }
-
-  const captcha = createCaptchaService({
-    store: backend.captcha,
-    generator: createCaptchaGenerator(),
-    secrets,
-    clock,
-    devMode,
-    counters: backend.counters,
-    externalVerifierFor: externalVerifiersByApp(),
-  });
-  const engine = createEngine({
-    store: backend.verifications,
-    counters: backend.counters,
-    apps,
-    accounts: backend.accounts,
-    secrets,
-    clock,
-    logger,
-    defaultCountry: config.defaultCountry,
-    channelEnabled: providers.channelEnabled,
-    onQueued: () => delivery.wake(),
-    captcha,
-    sendLog: backend.sendLog,
-    watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
-  });
-  const fastify = await buildHttpApp({
-    engine,
-    logger,
-    devMode,
-    devInbox: backend.devInbox,
-    defaultCountry: config.defaultCountry,
-    trustProxy: config.trustProxy,
-    disposableEmailDomains: config.disposableEmailDomains,
-    // Sends are durable while delivery is down, but nothing goes out: say so to the operator.
-    ready: async () => delivery.healthy() && (await backend.ready()),
-    storeFault: backend.storeFault,
-    onStoreAnswered: backend.onAnswered,
-    callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
-  });
-
-  let purging: { stop(): Promise<void> } | null = null;
-  return {
-    fastify,
-    engine,
-    delivery,
-    worker: inProcess?.worker ?? null,
-    backend,
-    startBackground() {
-      delivery.start();
-      backend.startMaintenance?.((message) => logger.error({ err: message }, "background checkpoint failed"));
-      if (!delivery.purges) {
-        purging = startPurgeLoop({
-          purge: backend.purge,
+  // Whatever fails from here on gives the store and the data dir back, so that this process can
+  // start a server on them again (a test, or a start retried after a busy port).
+  try {
+    // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
+    // delivery records.
+    const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
+    const inProcess = options.deliveryThread
+      ? null
+      : assembleDelivery({
+          config,
+          logger,
           clock,
-          onError: (error) => logger.error({ err: error }, "purge failed"),
+          secrets,
+          apps,
+          outbox: backend.outbox,
+          devInbox: backend.devInbox,
+          receipts,
+          ...(options.senders ? { senders: options.senders } : {}),
         });
-      }
-    },
-    async close() {
-      await purging?.stop();
-      // Requests in flight get this long to finish; then their sockets are closed. Node stops
-      // timing requests out once the server closes, so a client that stalled its body would
-      // otherwise hold the shutdown for ever.
-      const cutOff = setTimeout(() => fastify.server.closeAllConnections(), options.drainMs ?? DRAIN_MS);
-      await fastify.close().finally(() => clearTimeout(cutOff));
-      await delivery.stop();
-      receipts.close();
-      await backend.close();
-      dataDirLock?.release();
-    },
-  };
+    const delivery: Delivery = inProcess ?? startDeliveryThread({ config, secrets: resolvedSecrets, logger });
+    const { providers } = delivery;
+    for (const channel of ["email", "sms"] as const) {
+      if (!providers.channelEnabled(channel))
+        logger.warn({ channel }, "no provider configured: this channel is disabled");
+    }
+
+    const captcha = createCaptchaService({
+      store: backend.captcha,
+      generator: createCaptchaGenerator(),
+      secrets,
+      clock,
+      devMode,
+      counters: backend.counters,
+      externalVerifierFor: externalVerifiersByApp(),
+    });
+    const engine = createEngine({
+      store: backend.verifications,
+      counters: backend.counters,
+      apps,
+      accounts: backend.accounts,
+      secrets,
+      clock,
+      logger,
+      defaultCountry: config.defaultCountry,
+      channelEnabled: providers.channelEnabled,
+      onQueued: () => delivery.wake(),
+      captcha,
+      sendLog: backend.sendLog,
+      watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
+    });
+    const fastify = await buildHttpApp({
+      engine,
+      logger,
+      devMode,
+      devInbox: backend.devInbox,
+      defaultCountry: config.defaultCountry,
+      trustProxy: config.trustProxy,
+      disposableEmailDomains: config.disposableEmailDomains,
+      // Sends are durable while delivery is down, but nothing goes out: say so to the operator.
+      ready: async () => delivery.healthy() && (await backend.ready()),
+      storeFault: backend.storeFault,
+      onStoreAnswered: backend.onAnswered,
+      callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
+    });
+
+    let purging: { stop(): Promise<void> } | null = null;
+    return {
+      fastify,
+      engine,
+      delivery,
+      worker: inProcess?.worker ?? null,
+      backend,
+      startBackground() {
+        delivery.start();
+        backend.startMaintenance?.((message) =>
+          logger.error({ err: message }, "background checkpoint failed"),
+        );
+        if (!delivery.purges) {
+          purging = startPurgeLoop({
+            purge: backend.purge,
+            clock,
+            onError: (error) => logger.error({ err: error }, "purge failed"),
+          });
+        }
+      },
+      async close() {
+        await purging?.stop();
+        // Requests in flight get this long to finish; then their sockets are closed. Node stops
+        // timing requests out once the server closes, so a client that stalled its body would
+        // otherwise hold the shutdown for ever.
+        const cutOff = setTimeout(() => fastify.server.closeAllConnections(), options.drainMs ?? DRAIN_MS);
+        await fastify.close().finally(() => clearTimeout(cutOff));
+        await delivery.stop();
+        receipts.close();
+        await backend.close();
+        dataDirLock?.release();
+      },
+    };
+  } catch (error) {
+    await backend.close().catch(() => {});
+    dataDirLock?.release();
+    throw error;
+  }
 }
 
 /**
@@ -239,7 +248,12 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
  */
 export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
   const server = await assembleServer({ config, logger, deliveryThread: true });
-  await server.fastify.listen({ host: config.host, port: config.port });
+  try {
+    await server.fastify.listen({ host: config.host, port: config.port });
+  } catch (error) {
+    await server.close().catch(() => {});
+    throw error;
+  }
   server.startBackground();
   if (config.mode === "dev" && !isLoopback(config.host)) {
     logger.warn(

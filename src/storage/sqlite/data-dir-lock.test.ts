@@ -1,9 +1,13 @@
 import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
+import { type AddressInfo, createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../../../test/harness.js";
+import { loadConfig } from "../../config/load.js";
+import { createLogger } from "../../observability/logger.js";
+import { startServer } from "../../server.js";
 import { DataDirInUse, lockDataDir } from "./data-dir-lock.js";
 
 const BUILT_LOCK = new URL("../../../dist/storage/sqlite/data-dir-lock.js", import.meta.url).href;
@@ -44,6 +48,25 @@ try { lockDataDir(${JSON.stringify(dataDir)}); console.log("locked"); } catch (e
     servers.push(await createTestServer({ dataDir, shareDataDir: true }));
     for (const server of servers.splice(0)) await server.close();
     expect(takeIt()).toBe("locked");
+  });
+
+  it("is given back by a start that fails, so this process can start again", async () => {
+    const dataDir = tempDir();
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, "127.0.0.1", resolve));
+    const { port } = busy.address() as AddressInfo;
+    const config = loadConfig({
+      VERIFYD_DATA_DIR: dataDir,
+      VERIFYD_PORT: String(port),
+      VERIFYD_LOG_LEVEL: "silent",
+    });
+    const logger = createLogger({ level: "silent", devCodes: false });
+    try {
+      await expect(startServer(config, logger)).rejects.toThrow(/EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+    servers.push(await createTestServer({ dataDir }));
   });
 
   it("is free again once the process holding it was killed", async () => {
