@@ -132,6 +132,10 @@ describe("parseRecipient: phone", () => {
     for (const written of ["+86 138 0013 8000", "(+86) 138 0013 8000"]) {
       expect(parseRecipient("sms", written, { ...CN, country: "AQ" }).address).toBe("+8613800138000");
     }
+    // a national one with a stray "+" after it still needed the region
+    expect(refusal(() => parseRecipient("sms", "13800138000+", { ...CN, country: "AQ" })).details.field).toBe(
+      "country",
+    );
     // and a malformed one is the fault of `to`, not of the region it did not need
     for (const written of ["+86 1", "+999 123", "(+86) 1"]) {
       expect(refusal(() => parseRecipient("sms", written, { ...CN, country: "AQ" })).details.field).toBe(

@@ -38,10 +38,10 @@ export function parseRecipient(
     throw invalidField(field, `${field} is not a valid phone number`);
   }
   // A region with no numbering plan reads no national number: that is `country`'s fault, not
-  // `to`'s. An international number ("+86 …", "(+86) …") needs no region.
+  // `to`'s. An international number ("+86 …", "(+86) …": a "+" before any digit) needs none.
   const region = isSupportedCountry(country) ? (country as CountryCode) : undefined;
   const phone = parsePhoneNumberFromString(value, region);
-  if (!phone && region === undefined && !value.includes("+"))
+  if (!phone && region === undefined && !/^[^\d+]*\+/.test(value))
     throw invalidField("country", `country ${country} has no phone numbering plan`);
   // The type costs nothing extra for a valid number: where the metadata has types (the /max set
   // has them for every region), a number is valid exactly when it has one, and `isValid` works the
