@@ -139,10 +139,13 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   });
   // Whatever fails from here on gives the store and the data dir back, so that this process can
   // start a server on them again (a test, or a start retried after a busy port).
+  // (what is made before a failure is stopped with it: providers connect as they are made)
+  let made: { receipts?: { close(): void }; delivery?: Delivery } = {};
   try {
     // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
     // delivery records.
     const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
+    made = { receipts };
     const inProcess = options.deliveryThread
       ? null
       : assembleDelivery({
@@ -157,6 +160,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
           ...(options.senders ? { senders: options.senders } : {}),
         });
     const delivery: Delivery = inProcess ?? startDeliveryThread({ config, secrets: resolvedSecrets, logger });
+    made = { receipts, delivery };
     const { providers } = delivery;
     for (const channel of ["email", "sms"] as const) {
       if (!providers.channelEnabled(channel))
@@ -236,6 +240,8 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       },
     };
   } catch (error) {
+    await made.delivery?.stop().catch(() => {});
+    made.receipts?.close();
     await backend.close().catch(() => {});
     dataDirLock?.release();
     throw error;
