@@ -88,10 +88,20 @@ export async function syncConfiguredApps(
   // free whichever of the two is saved first.
   for (const { index, before, after } of changes) {
     if (!before) continue;
-    const kept = before.apiKeyHashes.filter((hash) => after.apiKeyHashes.includes(hash));
-    if (kept.length === before.apiKeyHashes.length) continue;
-    const givenKept = [...fromFile(before)].filter((hash) => kept.includes(hash));
-    await save(apps, { ...before, apiKeyHashes: kept, fileApiKeyHashes: givenKept }, index);
+    const leaving = new Set(before.apiKeyHashes.filter((hash) => !after.apiKeyHashes.includes(hash)));
+    if (leaving.size === 0) continue;
+    // Taken off the app as it is now, not as it was read: a server's start may have changed it
+    // since (a CLI command's sync racing it would put back a key that start took off).
+    const current = ((await apps.stored(before.id)) as SyncedApp | null) ?? before;
+    await save(
+      apps,
+      {
+        ...current,
+        apiKeyHashes: current.apiKeyHashes.filter((hash) => !leaving.has(hash)),
+        fileApiKeyHashes: [...fromFile(current)].filter((hash) => !leaving.has(hash)),
+      },
+      index,
+    );
   }
   // Then the declared apps, each once the client id it takes is free: one the file moves from
   // another declared app is released when that app is saved.
