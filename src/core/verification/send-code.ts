@@ -146,12 +146,8 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
       details: { field: "channel" },
     });
   }
-  const parseOptions = {
-    country: input.country,
-    defaultCountry: deps.defaultCountry,
-    field: input.toField ?? "to",
-  };
-  const parsed = input.to === undefined ? undefined : parseRecipient(channel, input.to, parseOptions);
+  const parseOptions = toParseOptions(deps, input);
+  const parsed = parsedTo(deps, input);
   // The account rule runs before the rate rules so its refusal is the answer a client sees first
   // (Fresns's order); it counts nothing.
   let ruled: Awaited<ReturnType<typeof applyAccountRule>>;
@@ -653,11 +649,13 @@ function requestFingerprint(input: SendCodeInput, to: Recipient | undefined): st
   return sha256Hex(fields.join("\0"));
 }
 
+/** How a send's `to` (and an account's own phone) is parsed: its country, else the default. */
+function toParseOptions(deps: EngineDeps, input: SendCodeInput) {
+  return { country: input.country, defaultCountry: deps.defaultCountry, field: input.toField ?? "to" };
+}
+
 function parsedTo(deps: EngineDeps, input: SendCodeInput): Recipient | undefined {
-  if (input.to === undefined) return undefined;
-  return parseRecipient(input.channel, input.to, {
-    country: input.country,
-    defaultCountry: deps.defaultCountry,
-    field: input.toField ?? "to",
-  });
+  return input.to === undefined
+    ? undefined
+    : parseRecipient(input.channel, input.to, toParseOptions(deps, input));
 }
