@@ -147,7 +147,7 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
     });
   }
   const parseOptions = toParseOptions(deps, input);
-  const parsed = parsedTo(deps, input);
+  const parsed = parsedTo(deps, input, parseOptions);
   // The account rule runs before the rate rules so its refusal is the answer a client sees first
   // (Fresns's order); it counts nothing.
   let ruled: Awaited<ReturnType<typeof applyAccountRule>>;
@@ -654,8 +654,10 @@ function toParseOptions(deps: EngineDeps, input: SendCodeInput) {
   return { country: input.country, defaultCountry: deps.defaultCountry, field: input.toField ?? "to" };
 }
 
-function parsedTo(deps: EngineDeps, input: SendCodeInput): Recipient | undefined {
-  return input.to === undefined
-    ? undefined
-    : parseRecipient(input.channel, input.to, toParseOptions(deps, input));
+function parsedTo(
+  deps: EngineDeps,
+  input: SendCodeInput,
+  options = toParseOptions(deps, input),
+): Recipient | undefined {
+  return input.to === undefined ? undefined : parseRecipient(input.channel, input.to, options);
 }
