@@ -93,6 +93,12 @@ describe("loadConfig: environment", () => {
     expect(found.some((issue) => issue.startsWith(name))).toBe(true);
   });
 
+  it("names the values a key allows", () => {
+    expect(issues({ VERIFYD_MODE: "prod" })).toEqual([
+      'VERIFYD_MODE (mode): must be equal to one of the allowed values: "dev", "production"',
+    ]);
+  });
+
   // Regression: an unreadable entry was skipped, so with a typo every client seemed to come from the
   // proxy's address and all shared one per-IP budget.
   it.each(["10.0.0.0/33", "1.2.3.4/abc", "notanip", "10.0.0.0/"])(

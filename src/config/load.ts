@@ -223,8 +223,15 @@ function describe(instancePath: string, message: string, params: unknown): strin
   const top = path.split("/")[0] ?? "";
   const environment = KEY_TO_ENVIRONMENT[top];
   const name = environment ? `${environment} (${path})` : path;
-  const extra = (params as { additionalProperties?: string[] }).additionalProperties;
-  const detail = extra ? `unknown key(s) ${extra.join(", ")}` : message;
+  const { additionalProperties: extra, allowedValues: allowed } = params as {
+    additionalProperties?: string[];
+    allowedValues?: unknown[];
+  };
+  const detail = extra
+    ? `unknown key(s) ${extra.join(", ")}`
+    : Array.isArray(allowed)
+      ? `${message}: ${allowed.map((value) => JSON.stringify(value)).join(", ")}`
+      : message;
   return `${name}: ${detail}`;
 }
 
