@@ -301,6 +301,14 @@ describe("runCli refusals", () => {
     }
   });
 
+  it("revokes a key read from stdin, out of the shell's history", async () => {
+    const env = withConfig({});
+    const created = JSON.parse((await cli(["apps", "create", "--name", "blog"], env)).out);
+    const revoked = await run(BIN, ["apps", "revoke-key", "blog", "-"], env, 15_000, `${created.api_key}\n`);
+    expect(revoked.code, revoked.stderr).toBe(0);
+    expect(JSON.parse(revoked.stdout)).toEqual({ id: "blog", revoked: true, keys_left: 0 });
+  });
+
   // Regression: `apps disable` saved the app with the file's global templates laid under its own,
   // so later edits of the global templates never reached it. @see core review 11
   it("disables an app without storing the global templates in it", async () => {

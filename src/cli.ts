@@ -20,7 +20,7 @@ const USAGE = `usage: verifyd [serve]
        verifyd apps create --name NAME
        verifyd apps list
        verifyd apps disable ID
-       verifyd apps revoke-key ID API_KEY`;
+       verifyd apps revoke-key ID API_KEY|-`;
 
 /** Runs one CLI command; resolves to the exit code (undefined while a server keeps running). */
 export async function runCli(args: string[]): Promise<number | undefined> {
@@ -166,7 +166,9 @@ async function apps(config: Config, args: string[]): Promise<number> {
       return 0;
     }
     if (subcommand === "revoke-key") {
-      const [id, apiKey] = rest;
+      // "-" reads the key from stdin, keeping it out of the shell's history and `ps`.
+      const [id, given] = rest;
+      const apiKey = given === "-" ? (await readAll(process.stdin)).trim() : given;
       const app = id ? await directory.stored(id) : null;
       if (!app) {
         console.error(`apps revoke-key: no app "${id ?? ""}"`);
@@ -238,4 +240,10 @@ async function freeId(base: string, exists: (id: string) => Promise<unknown>): P
     const candidate = `${base}-${suffix}`;
     if (!(await exists(candidate))) return candidate;
   }
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  let text = "";
+  for await (const chunk of stream) text += String(chunk);
+  return text;
 }

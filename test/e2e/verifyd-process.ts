@@ -48,9 +48,11 @@ export async function run(
   args: string[],
   env: Record<string, string>,
   timeoutMs = 15_000,
+  input?: string,
 ): Promise<Exit> {
   const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, env: cleanEnv(env), stdio: "pipe" });
   running.add(child);
+  if (input !== undefined) child.stdin?.end(input);
   return exited(child, timeoutMs);
 }
 
