@@ -1,15 +1,13 @@
 import Database from "better-sqlite3";
-import type pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { backendMissing, dropSchema, probePostgres, uniqueName } from "../../../test/cluster/backends.js";
+import { describe, expect, it } from "vitest";
+import { backendMissing, probePostgres } from "../../../test/cluster/backends.js";
+import { poolOnOwnSchema } from "../../../test/cluster/schema-pool.js";
 import { migratePostgres, requireMigratedPostgres } from "../postgres/postgres-migrator.js";
-import { createPostgresPool } from "../postgres/postgres-pool.js";
 import { migrateSqlite } from "../sqlite/sqlite-database.js";
 import { POSTGRES_MIGRATIONS } from "./postgres/index.js";
 import { SchemaVersionMismatch } from "./schema-version.js";
 import { SQLITE_MIGRATIONS } from "./sqlite/index.js";
 
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 const newestSqlite = Math.max(...SQLITE_MIGRATIONS.map((migration) => migration.version));
 const newestPostgres = Math.max(...POSTGRES_MIGRATIONS.map((migration) => migration.version));
 
@@ -32,32 +30,24 @@ if (!probe.ok) {
 } else {
   const url = probe.url;
   describe("schema versions on PostgreSQL", () => {
-    const schema = uniqueName("pgver");
-    let pool: pg.Pool;
-    beforeAll(async () => {
-      pool = createPostgresPool({ url, poolSize: 2, schema, logger: silent });
-    });
-    afterAll(async () => {
-      await pool.end();
-      await dropSchema(url, schema);
-    });
+    const { schema, pool } = poolOnOwnSchema(url, "pgver");
 
     it("a server told not to migrate refuses a schema never migrated, then one migrated only part way", async () => {
-      await expect(requireMigratedPostgres(pool)).rejects.toThrow("run `verifyd migrate`");
-      await migratePostgres(pool, schema);
-      await expect(requireMigratedPostgres(pool)).resolves.toBeUndefined();
-      await pool.query("DELETE FROM schema_migrations WHERE version = $1", [newestPostgres]);
-      await expect(requireMigratedPostgres(pool)).rejects.toThrow(`lacks migrations ${newestPostgres}`);
-      await pool.query("INSERT INTO schema_migrations VALUES ($1, 'restored', 0)", [newestPostgres]);
+      await expect(requireMigratedPostgres(pool())).rejects.toThrow("run `verifyd migrate`");
+      await migratePostgres(pool(), schema);
+      await expect(requireMigratedPostgres(pool())).resolves.toBeUndefined();
+      await pool().query("DELETE FROM schema_migrations WHERE version = $1", [newestPostgres]);
+      await expect(requireMigratedPostgres(pool())).rejects.toThrow(`lacks migrations ${newestPostgres}`);
+      await pool().query("INSERT INTO schema_migrations VALUES ($1, 'restored', 0)", [newestPostgres]);
     });
 
     it("a schema a newer build migrated is refused, migrating or not", async () => {
-      await migratePostgres(pool, schema);
-      await pool.query("INSERT INTO schema_migrations VALUES ($1, 'from a newer build', 0)", [
+      await migratePostgres(pool(), schema);
+      await pool().query("INSERT INTO schema_migrations VALUES ($1, 'from a newer build', 0)", [
         newestPostgres + 1,
       ]);
-      await expect(migratePostgres(pool, schema)).rejects.toThrow(SchemaVersionMismatch);
-      await expect(requireMigratedPostgres(pool)).rejects.toThrow(`version ${newestPostgres + 1}, newer`);
+      await expect(migratePostgres(pool(), schema)).rejects.toThrow(SchemaVersionMismatch);
+      await expect(requireMigratedPostgres(pool())).rejects.toThrow(`version ${newestPostgres + 1}, newer`);
     });
   });
 }

@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
+import { databaseAt } from "../../../test/fakes/sqlite-at-version.js";
 import { slotKey } from "../../core/verification/keys.js";
 import { codeRecord, issueRequest, slotRef } from "../contract/fixtures.contract.js";
 import { SQLITE_MIGRATIONS } from "../migrations/sqlite/index.js";
@@ -13,19 +14,6 @@ const dir = mkdtempSync(join(tmpdir(), "verifyd-sqlite-database-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const BUDGET = { limit: 20, windowSeconds: 86_400 };
-
-/** A file left by an earlier release: the migrations up to `version`, as that release applied them. */
-function databaseAt(version: number, path: string): Database.Database {
-  const db = new Database(path);
-  db.exec(
-    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-  );
-  for (const migration of SQLITE_MIGRATIONS.filter((each) => each.version <= version)) {
-    db.exec(migration.sql);
-    db.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(migration.version, migration.name, 0);
-  }
-  return db;
-}
 
 describe("SQLite migrations", () => {
   it("apply each version once, in order, and record them", () => {

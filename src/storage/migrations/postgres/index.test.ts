@@ -1,13 +1,10 @@
-import type pg from "pg";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { backendMissing, dropSchema, probePostgres, uniqueName } from "../../../../test/cluster/backends.js";
+import { describe, expect, it } from "vitest";
+import { backendMissing, probePostgres } from "../../../../test/cluster/backends.js";
+import { poolOnOwnSchema } from "../../../../test/cluster/schema-pool.js";
 import { newApp } from "../../../core/apps/apps.js";
 import { createPostgresAppStore } from "../../postgres/postgres-app-store.js";
 import { migratePostgres } from "../../postgres/postgres-migrator.js";
-import { createPostgresPool } from "../../postgres/postgres-pool.js";
 import { POSTGRES_MIGRATIONS } from "./index.js";
-
-const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 const probe = await probePostgres();
 if (!probe.ok) {
@@ -15,25 +12,17 @@ if (!probe.ok) {
 } else {
   const url = probe.url;
   describe("postgres migration 6", () => {
-    const schema = uniqueName("pgmig");
-    let pool: pg.Pool;
-    beforeAll(async () => {
-      pool = createPostgresPool({ url, poolSize: 2, schema, logger: silent });
-    });
-    afterAll(async () => {
-      await pool.end();
-      await dropSchema(url, schema);
-    });
+    const { schema, pool } = poolOnOwnSchema(url, "pgmig");
 
     /** The schema as an earlier release left it: the migrations up to `version`. */
     async function schemaAt(version: number): Promise<void> {
-      await pool.query(`CREATE SCHEMA ${schema}`);
-      await pool.query(
+      await pool().query(`CREATE SCHEMA ${schema}`);
+      await pool().query(
         "CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
       );
       for (const migration of POSTGRES_MIGRATIONS.filter((each) => each.version <= version)) {
-        await pool.query(migration.sql);
-        await pool.query("INSERT INTO schema_migrations VALUES ($1, $2, 0)", [
+        await pool().query(migration.sql);
+        await pool().query("INSERT INTO schema_migrations VALUES ($1, $2, 0)", [
           migration.version,
           migration.name,
         ]);
@@ -48,17 +37,19 @@ if (!probe.ok) {
       const alpha = newApp({ id: "alpha", name: "Alpha", apiKeyHashes: ["own", "shared", "dropped"] });
       const beta = newApp({ id: "beta", apiKeyHashes: ["shared"] });
       for (const app of [alpha, beta]) {
-        await pool.query("INSERT INTO apps (id, client_id, data) VALUES ($1, $2, $3)", [
+        await pool().query("INSERT INTO apps (id, client_id, data) VALUES ($1, $2, $3)", [
           app.id,
           app.clientId,
           JSON.stringify(app),
         ]);
       }
-      await pool.query("INSERT INTO app_keys (key_hash, app_id) VALUES ('own', 'alpha'), ('shared', 'beta')");
+      await pool().query(
+        "INSERT INTO app_keys (key_hash, app_id) VALUES ('own', 'alpha'), ('shared', 'beta')",
+      );
 
-      expect(await migratePostgres(pool, schema)).toEqual([6]);
+      expect(await migratePostgres(pool(), schema)).toEqual([6]);
 
-      const apps = createPostgresAppStore(pool);
+      const apps = createPostgresAppStore(pool());
       expect(await apps.get("alpha")).toEqual({ ...alpha, apiKeyHashes: ["own"] });
       expect(await apps.get("beta")).toEqual(beta);
       await apps.save({ ...alpha, apiKeyHashes: ["own"], disabled: true });

@@ -1,22 +1,8 @@
-import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
+import { databaseAt } from "../../../../test/fakes/sqlite-at-version.js";
 import { newApp } from "../../../core/apps/apps.js";
 import { createSqliteAppStore } from "../../sqlite/sqlite-app-store.js";
 import { migrateSqlite } from "../../sqlite/sqlite-database.js";
-import { SQLITE_MIGRATIONS } from "./index.js";
-
-/** A database left by an earlier release: the migrations up to `version`, as that release applied them. */
-function databaseAt(version: number): Database.Database {
-  const db = new Database(":memory:");
-  db.exec(
-    "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-  );
-  for (const migration of SQLITE_MIGRATIONS.filter((each) => each.version <= version)) {
-    db.exec(migration.sql);
-    db.prepare("INSERT INTO schema_migrations VALUES (?, ?, ?)").run(migration.version, migration.name, 0);
-  }
-  return db;
-}
 
 describe("SQLite migration 10", () => {
   // Regression: a key saved for a second app moved to it, and the first app's document kept
