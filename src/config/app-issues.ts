@@ -3,6 +3,8 @@ import { BUILT_IN_LOCALES, findTemplate } from "../core/messages/templates.js";
 import { DEFAULT_POLICY } from "../core/policy.js";
 import { parseAnyRecipient } from "../core/recipients.js";
 import { PURPOSES, type TemplateSet } from "../core/types.js";
+import { parseHttpUrl } from "../delivery/provider-url.js";
+import { urlIssue } from "./provider-schema.js";
 import type { AppConfig } from "./schema.js";
 
 /**
@@ -46,6 +48,9 @@ export function appIssues(
         issues.push(`${path}: the same key as ${first.path}; a key serves one app`);
     });
     issues.push(...testRecipientIssues(app, at, defaultCountry));
+    // The captcha verifier fetches it on the request path: a URL fetch cannot use fails every
+    // captcha-gated send of the app, so it is refused here.
+    issues.push(...urlIssue(`${at}/abuse/external/verifyUrl`, app.abuse?.external?.verifyUrl, parseHttpUrl));
     issues.push(...templateIssues(app.templates ?? {}, `${at}/templates`));
     if (app.defaultLocale !== undefined) {
       const issue = defaultLocaleIssue(app.defaultLocale, mergeTemplates(templates, app.templates ?? {}));

@@ -171,6 +171,52 @@ describe("loadConfig: environment", () => {
     expect(parseSmtpUrl(url).auth).toEqual({ user: "mailer@acme.example", pass: "Tr0ub4dor#3 50%off" });
   });
 
+  // Both drivers percent-decode the credentials of a WHATWG URL: a '#' or a lone '%' in a password
+  // threw from the driver ("Invalid URL", "URI malformed", no key named), and a Redis path that
+  // is no database number killed the started server with Redis's own refusal.
+  it.each([
+    [
+      "VERIFYD_REDIS_URL (redisUrl)",
+      "redis://:Tr0ub4dor#3@10.0.0.5:6379",
+      "not a valid Redis URL: a '%', '#'",
+    ],
+    ["VERIFYD_REDIS_URL (redisUrl)", "redis://:50%off@10.0.0.5:6379", "not a valid Redis URL: a '%', '#'"],
+    [
+      "VERIFYD_REDIS_URL (redisUrl)",
+      "redis://10.0.0.5:6379/cache",
+      "not a valid Redis URL: its path must be empty or a database number",
+    ],
+    [
+      "VERIFYD_DATABASE_URL (databaseUrl)",
+      "postgres://verifyd:Tr0ub4dor#3@10.0.0.5/verifyd",
+      "not a valid PostgreSQL URL: a '%', '#'",
+    ],
+    [
+      "VERIFYD_DATABASE_URL (databaseUrl)",
+      "postgres://verifyd:50%off@10.0.0.5/verifyd",
+      "not a valid PostgreSQL URL: a '%', '#'",
+    ],
+  ])("refuses %s %s, naming the key and never the URL", (key, url, reason) => {
+    const env = {
+      VERIFYD_REDIS_URL: "redis://10.0.0.5:6379/2",
+      VERIFYD_DATABASE_URL: "postgresql:///verifyd?host=/var/run/postgresql",
+      [key.startsWith("VERIFYD_REDIS") ? "VERIFYD_REDIS_URL" : "VERIFYD_DATABASE_URL"]: url,
+    };
+    const found = issues(env);
+    expect(found).toEqual([expect.stringContaining(`${key}: ${reason}`)]);
+    expect(found[0]).not.toMatch(/Tr0ub4dor|50%off|10\.0\.0\.5|cache/);
+  });
+
+  it("loads cluster URLs with encoded credentials, a database number, or a socket in place of a host", () => {
+    const env = {
+      VERIFYD_REDIS_URL: "rediss://default:Tr0ub4dor%233@10.0.0.5:6380/3",
+      VERIFYD_DATABASE_URL: "postgresql:///verifyd?host=/var/run/postgresql",
+    };
+    expect(loadConfig(env)).toMatchObject({ redisUrl: env.VERIFYD_REDIS_URL });
+    const hosted = "postgres://u:p%25@db.internal:5433/verifyd";
+    expect(loadConfig({ ...env, VERIFYD_DATABASE_URL: hosted })).toMatchObject({ databaseUrl: hosted });
+  });
+
   it("refuses a default country without a numbering plan, naming the key", () => {
     expect(issues({ VERIFYD_DEFAULT_COUNTRY: "ZZ" })).toEqual([
       'VERIFYD_DEFAULT_COUNTRY (defaultCountry): "ZZ" is not a region with a phone numbering plan (ISO 3166-1 alpha-2, e.g. CN, US)',
@@ -375,6 +421,31 @@ describe("loadConfig: apps across fields", () => {
     });
     expect(found).toEqual([expect.stringMatching(/^apps\/1\/apiKeys\/0: .*apps\/0\/apiKeys\/1/)]);
     expect(found.join("\n")).not.toContain(key);
+  });
+
+  // Regression: checked only when the first captcha-gated send fetched it, which then failed
+  // every such send of the app.
+  it("refuses an external captcha's verifyUrl that fetch cannot use, naming it and never the URL", () => {
+    const external = { provider: "turnstile", secret: "0x4AAAAAAA-secret" };
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          {
+            id: "shop",
+            abuse: { external: { ...external, verifyUrl: "https://u:hunter2@captcha.example/v" } },
+          },
+          { id: "blog", abuse: { external: { ...external, verifyUrl: "https://captcha.example:0/v" } } },
+          {
+            id: "wiki",
+            abuse: { external: { ...external, verifyUrl: "https://captcha.example/siteverify" } },
+          },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      "apps/0/abuse/external/verifyUrl: not a valid HTTP URL: it must not carry a user or password (requests refuse a URL with credentials)",
+      "apps/1/abuse/external/verifyUrl: not a valid HTTP URL: the port must be 1-65535",
+    ]);
   });
 
   it("accepts a key listed twice for one app", () => {

@@ -4,6 +4,7 @@ import { Value } from "typebox/value";
 import type { TemplateSet } from "../core/types.js";
 import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
 import { appIssues } from "./app-issues.js";
+import { parsePostgresUrl, parseRedisUrl } from "./backend-urls.js";
 import {
   type DeliveryConfig,
   type ProviderConfig,
@@ -188,6 +189,8 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
   issues.push(...urlIssue("VERIFYD_SMTP_URL (smtpUrl)", config.smtpUrl, parseSmtpUrl));
+  issues.push(...urlIssue("VERIFYD_REDIS_URL (redisUrl)", config.redisUrl, parseRedisUrl));
+  issues.push(...urlIssue("VERIFYD_DATABASE_URL (databaseUrl)", config.databaseUrl, parsePostgresUrl));
   // The schema's pattern lets through any two capitals; a region without numbering data would
   // make every national number (and every test recipient's phone number) fail to parse.
   const countryKnown = isSupportedCountry(config.defaultCountry);

@@ -256,6 +256,7 @@ describe("loadConfig: providers and routing", () => {
           { ...twilio, baseUrl: "https://twilio-stub:70000" },
           { ...tencent, baseUrl: "https://tencent stub/" },
           { ...smpp, id: "smsc2", url: "ssmpp://smsc.example.com:3550" },
+          { ...twilio, id: "twilio2", statusCallbackUrl: "https://verifyd.example.com:99999/v1/callbacks/t" },
         ],
       }),
       TWILIO_AUTH_TOKEN: "t",
@@ -270,6 +271,7 @@ describe("loadConfig: providers and routing", () => {
       "providers/3/url: not a valid HTTP URL: it must not carry a user or password (requests refuse a URL with credentials)",
       "providers/4/baseUrl: not a valid HTTP URL: the port must be 1-65535",
       "providers/5/baseUrl: not a valid HTTP URL: it does not parse as a URL",
+      "providers/7/statusCallbackUrl: not a valid HTTP URL: the port must be 1-65535",
     ]);
     expect(found.join("\n")).not.toMatch(/Tr0ub4dor|50%off|mailer|hunter2|gateway|stub|example/);
   });

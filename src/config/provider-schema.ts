@@ -2,7 +2,7 @@ import Type, { type Static, type TSchema } from "typebox";
 import { Value } from "typebox/value";
 import { routeKeyChannel } from "../core/delivery/sender-router.js";
 import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
-import { ProviderUrlError, parseHttpUrl } from "../delivery/provider-url.js";
+import { ProviderUrlError, parseHttpUrl, parseProviderUrl } from "../delivery/provider-url.js";
 import { parseSmppUrl } from "../delivery/sms/smpp/smpp-url.js";
 
 /**
@@ -400,6 +400,13 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
     case "webhook":
       return urlIssue(`${at}/url`, provider.url, parseHttpUrl);
     case "twilio":
+      return [
+        ...urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl),
+        // Twilio, not verifyd, calls it; it may carry the basic-auth credentials Twilio sends.
+        ...urlIssue(`${at}/statusCallbackUrl`, provider.statusCallbackUrl, (text) =>
+          parseProviderUrl(text, { kind: "HTTP", protocols: ["http:", "https:"], credentials: "ignore" }),
+        ),
+      ];
     case "tencent":
     case "alibaba":
       return urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl);

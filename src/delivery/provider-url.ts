@@ -22,6 +22,8 @@ export interface ProviderUrlRules {
    * with them), cannot send them (fetch refuses a URL with credentials), or never reads them.
    */
   credentials: "decode" | "refuse" | "ignore";
+  /** whether a URL without a host is refused (default); PostgreSQL's may name a socket instead */
+  host?: "required" | "optional";
 }
 
 export interface ProviderUrl {
@@ -57,7 +59,7 @@ export function parseProviderUrl(text: string, rules: ProviderUrlRules): Provide
   }
   if (cutShort(text, rules)) throw fail(ENCODE_CREDENTIALS);
   if (text.includes("#")) throw fail(FRAGMENT);
-  if (url.hostname === "") throw fail("it has no host");
+  if (url.hostname === "" && rules.host !== "optional") throw fail("it has no host");
   if (url.port === "0") throw fail(PORT_RANGE);
   if (rules.credentials === "ignore") return { url, username: "", password: "" };
   if (url.username !== "" || url.password !== "") {
