@@ -5,11 +5,15 @@ import type { Channel, Recipient } from "./types.js";
 const MAX_EMAIL_LENGTH = 254;
 // Deliberately simple: one @, a non-empty local part without spaces, a dotted domain. Full RFC 5322
 // parsing accepts addresses no mail provider delivers to; this refuses the typos users make.
-const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@[^\s@"(),:;<>[\\\]]+\.[^\s@"(),:;<>[\\\]]{2,}$/;
+// The domain is dot-separated labels, none empty; one trailing dot (the DNS root: `gmail.com.`
+// is `gmail.com`) is dropped before the pattern sees it.
+const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@(?:[^\s@"(),:;<>[\\\].]+\.)+[^\s@"(),:;<>[\\\].]{2,}$/;
 // NUL, escapes, DEL: nothing a mailbox name holds, and PostgreSQL cannot even store a NUL. Nor
 // U+FFFD, what the body's bytes became where they were not UTF-8, or a lone surrogate: such an
-// address is garbled, and a code sent there would go to someone else or nowhere.
-const NOT_IN_A_MAILBOX = /[\p{Cc}\p{Cs}\uFFFD]/u;
+// address is garbled, and a code sent there would go to someone else or nowhere. Nor invisible
+// format characters (zero-width space, soft hyphen, a right-to-left override): they make one
+// address look like another, in the masked `to` an answer echoes too.
+const NOT_IN_A_MAILBOX = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;
 
 /**
@@ -23,8 +27,9 @@ export function parseRecipient(
   options: { country?: string | undefined; defaultCountry: string; field?: string },
 ): Recipient {
   const field = options.field ?? "to";
-  const value = input.trim();
+  let value = input.trim();
   if (channel === "email") {
+    if (value.endsWith(".")) value = value.slice(0, -1);
     if (value.length > MAX_EMAIL_LENGTH || !EMAIL_PATTERN.test(value) || NOT_IN_A_MAILBOX.test(value)) {
       throw invalidField(field, `${field} is not a valid email address`);
     }
@@ -73,7 +78,7 @@ const GMAIL_DOMAINS = new Set([GMAIL, "googlemail.com"]);
 export function mailboxOf(channel: Channel, address: string): string {
   if (channel !== "email") return address;
   const at = address.lastIndexOf("@");
-  let domain = address.slice(at + 1);
+  let domain = asciiDomain(address.slice(at + 1));
   let local = address.slice(0, at).toLowerCase();
   const tag = local.indexOf("+");
   if (tag > 0) local = local.slice(0, tag);
@@ -82,6 +87,19 @@ export function mailboxOf(channel: Channel, address: string): string {
     domain = GMAIL;
   }
   return `${local}@${domain}`;
+}
+
+/**
+ * An internationalised domain as DNS reaches it (`bücher.de` is `xn--bcher-kva.de`), so that both
+ * spellings count as one mailbox. Only a non-ASCII domain pays for the conversion.
+ */
+function asciiDomain(domain: string): string {
+  if (/^[\x20-\x7e]*$/.test(domain)) return domain;
+  try {
+    return new URL(`http://${domain}`).hostname;
+  } catch {
+    return domain;
+  }
 }
 
 /** Masks a recipient for answers and logs: `j***@example.com`, `+86*******00`. */
