@@ -641,6 +641,23 @@ describe("CORS", () => {
     expect(reply.headers["access-control-allow-origin"]).toBe("http://localhost:5173");
   });
 
+  // Regression: answered 400 "Invalid Preflight Request" as text/plain, no face's error shape.
+  // @see .scratch/badinput F4
+  it("answers an OPTIONS that is no preflight on every face with 204 and the methods allowed", async () => {
+    t = await createTestServer();
+    for (const url of [
+      SEND,
+      "/api/v2/common/send-verify-code",
+      "/auth/v1/verification",
+      "/api/v2/sdk/email/send",
+    ]) {
+      const reply = await t.fastify.inject({ method: "OPTIONS", url });
+      expect(reply.statusCode, `${url}: ${reply.body}`).toBe(204);
+      expect(reply.body).toBe("");
+      expect(String(reply.headers["access-control-allow-methods"])).toContain("POST");
+    }
+  });
+
   it("allows the methods the faces use: Fresns PUT and DELETE, CloudBase PATCH", async () => {
     t = await createTestServer();
     for (const method of ["PUT", "DELETE", "PATCH"]) {
