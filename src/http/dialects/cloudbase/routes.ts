@@ -192,8 +192,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   /** The contact a body names, checked and normalised, for the token that must prove it. */
   function provenContact(body: {
-    phone_number?: string | undefined;
-    email?: string | undefined;
+    phone_number?: string | null | undefined;
+    email?: string | null | undefined;
   }): ProvenContact {
     const contact = contactOf(body);
     requireCountryPrefix(contact);
@@ -563,8 +563,11 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 }
 
 /** `phone_number` xor `email`, as the seed demands. */
-function contactOf(body: { phone_number?: string | undefined; email?: string | undefined }): Contact {
-  // An empty one is absent: the SDK's ResetPasswordRequest type declares both as strings.
+function contactOf(body: {
+  phone_number?: string | null | undefined;
+  email?: string | null | undefined;
+}): Contact {
+  // An empty or null one is absent: the SDK's ResetPasswordRequest type declares both as strings.
   const phone = body.phone_number || undefined;
   const email = body.email || undefined;
   if (phone !== undefined && email !== undefined) {

@@ -23,12 +23,13 @@ const ClientId = Type.String({
   maxLength: 128,
   description: "the app's client id (also accepted as query parameter or x-client-id header)",
 });
-const PhoneNumber = Type.String({
-  minLength: 1,
-  maxLength: 32,
-  description: '"+<country code> <number>", e.g. "+86 13800138000"',
-});
-const Email = Type.String({ minLength: 1, maxLength: 254 });
+// A body names one contact; the other may be left out, empty or null (a form bound to both
+// fields sends it so): each is read as absent (`contactOf`).
+const PhoneNumber = Type.Union([
+  Type.String({ maxLength: 32, description: '"+<country code> <number>", e.g. "+86 13800138000"' }),
+  Type.Null(),
+]);
+const Email = Type.Union([Type.String({ maxLength: 254 }), Type.Null()]);
 const Locale = Type.String({ minLength: 2, maxLength: 35, pattern: "^[A-Za-z0-9_-]+$" });
 
 export const ClientQuery = Type.Object({
@@ -96,8 +97,8 @@ const SudoToken = Type.String({ minLength: 1, maxLength: 4096, description: "fro
  * password. Its type declares both contacts as strings, so an empty one is read as absent.
  */
 export const ResetBody = Type.Object({
-  phone_number: Type.Optional(Type.String({ maxLength: 32, description: '"+<country code> <number>"' })),
-  email: Type.Optional(Type.String({ maxLength: 254 })),
+  phone_number: Type.Optional(PhoneNumber),
+  email: Type.Optional(Email),
   verification_token: VerificationToken,
   new_password: Password,
   client_id: Type.Optional(ClientId),
