@@ -642,6 +642,21 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         expect(await store.cancel(appId, approved.id, now)).toEqual({ ...approved, status: "approved" });
         expect(await store.cancel(appId, uniqueId("vf"), now)).toBeNull();
       });
+
+      // Regression: Redis canceled them, and from then on the code read "canceled" instead of why
+      // it ended (SQLite had been fixed alone). @see .scratch/parity finding 1
+      it("leaves an expired or exhausted code as it is, so its status still says why it ended", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const expired = codeRecord(appId, now, { expiresAtMs: now + 1000 });
+        await store.issue(issueRequest(expired), now);
+        expect(await store.cancel(appId, expired.id, now + 1000)).toEqual(expired);
+        const exhausted = codeRecord(appId, now, { to: "b@example.com", maxAttempts: 1 });
+        await store.issue(issueRequest(exhausted), now);
+        await store.consumeAttempt({ appId, id: exhausted.id }, BUDGET, now);
+        expect(await store.cancel(appId, exhausted.id, now)).toEqual({ ...exhausted, attempts: 1 });
+        expect(await store.get(appId, exhausted.id)).toEqual({ ...exhausted, attempts: 1 });
+      });
     });
 
     describe("deliveries", () => {

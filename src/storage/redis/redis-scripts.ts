@@ -346,13 +346,15 @@ return 1
 `;
 
 /**
- * cancel. KEYS: the id's slot key, its own key. ARGV: the id's stamp. Returns the code as it
- * stands afterwards, or nil.
+ * cancel. KEYS: the id's slot key, its own key. ARGV: the id's stamp, now. Returns the code as it
+ * stands afterwards, or nil. Only a live code is canceled, as in SQLite: an expired or exhausted
+ * one keeps the status that explains it.
  */
-const CANCEL = `${CODES}
+const CANCEL = `${CODE_HEADER}${CODES}
 local key, v = code_at(KEYS[1], KEYS[2], ARGV[1])
 if not v then return false end
-if string.sub(v, 1, 1) == 'p' then
+local status, attempts, max_attempts, expires = string.match(v, HEADER)
+if status == 'p' and tonumber(ARGV[2]) < tonumber(expires, 36) and tonumber(attempts) < tonumber(max_attempts) then
   v = 'c' .. string.sub(v, 2)
   redis.call('SET', key, v, 'KEEPTTL')
 end

@@ -273,10 +273,10 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       return value ? decodeCode(appId, id, value) : null;
     },
 
-    async cancel(appId, id) {
+    async cancel(appId, id, nowMs) {
       const code = codeKeys(appId, id);
       if (!code) return null;
-      const value = await redis.vdCancelBuffer(2, code.slot, code.own, code.stamp);
+      const value = await redis.vdCancelBuffer(2, code.slot, code.own, code.stamp, nowMs);
       return value ? decodeCode(appId, id, replyBuffer(value)) : null;
     },
 
