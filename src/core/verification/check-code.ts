@@ -95,8 +95,14 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
 
   const token = mintToken();
   const approved = await deps.store.approve(app.id, record.id, tokenFor(record, token), failureKey, now);
-  // Another concurrent check with the same right code won the approval: single use.
-  if (!approved) throw new OtpError("CODE_ALREADY_USED");
+  // Another concurrent check with the same right code won the approval: single use. This one
+  // was counted as a failure by `consumeAttempt`, and a right code is no failed check: given back,
+  // or a double-click at each sign-in would wear down the recipient's daily failure budget.
+  // Best-effort: the answer is the same either way.
+  if (!approved) {
+    await deps.store.refundAttempt(app.id, record.id, failureKey, now).catch(() => undefined);
+    throw new OtpError("CODE_ALREADY_USED");
+  }
   const approvedRecord: CodeRecord = { ...record, status: "approved" };
   await noteVerifiedSms(deps, app, approvedRecord, now);
   return { record: approvedRecord, token, tokenExpiresInSeconds: tokenTtlSeconds };
