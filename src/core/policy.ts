@@ -21,7 +21,27 @@ export const CODE_LENGTH_MAX = 10;
 
 /** Merges an app's overrides onto the defaults; the config schema has already bounded each value. */
 export function resolvePolicy(overrides: Partial<Policy> | undefined): Policy {
-  return { ...DEFAULT_POLICY, ...overrides };
+  const policy = { ...DEFAULT_POLICY, ...overrides };
+  return {
+    ...policy,
+    perRecipient: oneRulePerWindow(policy.perRecipient),
+    perIp: oneRulePerWindow(policy.perIp),
+    perApp: oneRulePerWindow(policy.perApp),
+  };
+}
+
+/**
+ * A scope's rules share a counter per window, so two rules of one window would be one counter
+ * counted twice by one store and once by another: only the stricter is kept, which is what the
+ * two together allow.
+ */
+function oneRulePerWindow(rules: RateRule[]): RateRule[] {
+  const byWindow = new Map<number, RateRule>();
+  for (const rule of rules) {
+    const kept = byWindow.get(rule.windowSeconds);
+    if (!kept || rule.limit < kept.limit) byWindow.set(rule.windowSeconds, rule);
+  }
+  return byWindow.size === rules.length ? rules : [...byWindow.values()];
 }
 
 /** Human-readable rule name, used in refusals and the send log ("recipient:1/60s"). */
