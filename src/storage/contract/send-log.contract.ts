@@ -48,6 +48,19 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       expect(await fixture.sendLog.query({ appId, limit: 10 })).toEqual([full, entry(appId, now)]);
     });
 
+    // Regression: PostgreSQL refused the NUL, and with it the whole batch of every app's entries.
+    // @see .scratch/parity finding 5
+    it("keeps a batch whose entry holds a NUL, that entry too", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      for (let index = 0; index < 4; index += 1) fixture.sendLog.record(entry(appId, now + index));
+      fixture.sendLog.record(entry(appId, now + 4, { deviceId: "dev\u0000ice" }));
+      await fixture.sendLog.flush();
+      const kept = await fixture.sendLog.query({ appId, limit: 10 });
+      expect(kept).toHaveLength(5);
+      expect(["dev\u0000ice", "dev\uFFFDice"]).toContain(kept[0]?.deviceId);
+    });
+
     it("filters by time and decision and stops at the limit", async () => {
       const now = baseTime();
       const appId = uniqueId("app");

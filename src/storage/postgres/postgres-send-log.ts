@@ -24,7 +24,9 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
     for (const entry of entries) {
       const row = sendLogRowValues(entry);
       row.forEach((value, index) => {
-        columns[index]?.push(value);
+        // PostgreSQL stores no NUL in text, and one would fail the whole batch, every app's
+        // entries with it: the HTTP faces refuse NUL, but an entry's text need not come from them.
+        columns[index]?.push(typeof value === "string" ? value.replaceAll("\0", "\uFFFD") : value);
       });
     }
     try {
