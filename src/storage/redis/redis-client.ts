@@ -51,9 +51,35 @@ export async function connectRedis(options: RedisClientOptions): Promise<Redis> 
   });
   try {
     await redis.connect();
+    await requireNoEviction(redis, options.logger);
   } catch (error) {
     redis.disconnect();
     throw error;
   }
   return redis;
+}
+
+/**
+ * Refuses a Redis that evicts keys when its memory is full. Every key verifyd writes has a TTL, so
+ * under `volatile-*` (managed services' usual default) as under `allkeys-*`, a flood of sends to
+ * other addresses would evict a recipient's rate counters, codes and pass tokens: limits let
+ * through, codes unknown. Redis without `maxmemory` never evicts, whatever the policy.
+ */
+export async function requireNoEviction(redis: Redis, logger: Logger): Promise<void> {
+  let info: string;
+  try {
+    info = await redis.info("memory");
+  } catch (error) {
+    // INFO can be renamed away on managed services: nothing to tell then, but say so.
+    logger.warn({ err: (error as Error).message }, "could not read Redis's eviction policy (INFO memory)");
+    return;
+  }
+  const field = (name: string) => new RegExp(`^${name}:(.*)$`, "m").exec(info)?.[1]?.trim();
+  const maxmemory = Number(field("maxmemory") ?? 0);
+  const policy = field("maxmemory_policy") ?? "noeviction";
+  if (maxmemory > 0 && policy !== "noeviction") {
+    throw new Error(
+      `Redis evicts keys when full (maxmemory-policy ${policy}, maxmemory ${maxmemory} bytes): it could evict rate counters and codes, letting limits through. Set maxmemory-policy noeviction (or maxmemory 0) for verifyd's Redis.`,
+    );
+  }
 }

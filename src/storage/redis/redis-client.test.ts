@@ -1,0 +1,72 @@
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { Redis } from "ioredis";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { backendMissing } from "../../../test/cluster/backends.js";
+import { freePort } from "../../../test/cluster/processes.js";
+import { createLogger } from "../../observability/logger.js";
+import { connectRedis } from "./redis-client.js";
+
+// maxmemory and its policy are server-wide settings: this suite starts a Redis of its own rather
+// than change the shared one under the other suites.
+const serverFound = spawnSync("redis-server", ["--version"]).status === 0;
+
+if (!serverFound) {
+  backendMissing(
+    "connectRedis: the eviction policy",
+    "no redis-server binary to start a Redis of the suite's own",
+  );
+} else {
+  describe("connectRedis: the eviction policy", () => {
+    let server: ChildProcess;
+    let url: string;
+    let admin: Redis;
+    const logger = createLogger({ level: "silent", devCodes: false });
+    beforeAll(async () => {
+      const port = await freePort();
+      url = `redis://127.0.0.1:${port}`;
+      server = spawn(
+        "redis-server",
+        ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+        { stdio: "ignore" },
+      );
+      // Retried until the server listens; commands wait in the offline queue meanwhile.
+      admin = new Redis(url, { retryStrategy: () => 50 });
+      admin.on("error", () => {});
+      await admin.ping();
+    });
+    afterAll(async () => {
+      admin?.disconnect();
+      server?.kill("SIGKILL");
+    });
+
+    const configure = async (maxmemory: string, policy: string) => {
+      await admin.config("SET", "maxmemory", maxmemory);
+      await admin.config("SET", "maxmemory-policy", policy);
+    };
+
+    // Regression: every key verifyd writes has a TTL, so a volatile-lru Redis that filled up
+    // evicted a recipient's counters under a flood and let its limits through.
+    // @see .scratch/storage redis-eviction.test.ts
+    it.each(["volatile-lru", "allkeys-lru", "volatile-ttl"])(
+      "refuses a Redis with maxmemory set that evicts by %s, naming the setting",
+      async (policy) => {
+        await configure("100mb", policy);
+        await expect(connectRedis({ url, logger })).rejects.toThrow(
+          new RegExp(`maxmemory-policy ${policy}.*Set maxmemory-policy noeviction`),
+        );
+      },
+    );
+
+    it("connects to a Redis that never evicts: noeviction, or no maxmemory", async () => {
+      for (const [maxmemory, policy] of [
+        ["100mb", "noeviction"],
+        ["0", "volatile-lru"],
+      ] as const) {
+        await configure(maxmemory, policy);
+        const redis = await connectRedis({ url, logger });
+        expect(await redis.ping()).toBe("PONG");
+        redis.disconnect();
+      }
+    });
+  });
+}
