@@ -23,7 +23,12 @@ export async function migratePostgres(pool: pg.Pool, schema?: string): Promise<n
   try {
     await client.query(`SET statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
     await client.query("BEGIN");
-    await client.query("SELECT pg_advisory_xact_lock(hashtext($1))", [`verifyd migrate ${schema ?? ""}`]);
+    // Another process's migration holds the lock as long as it runs: wait for it as long too, or
+    // this process fails to start while a long migration runs elsewhere (a rolling deploy).
+    await client.query({
+      ...slowQuery("SELECT pg_advisory_xact_lock(hashtext($1))"),
+      values: [`verifyd migrate ${schema ?? ""}`],
+    });
     if (schema) await client.query(`CREATE SCHEMA IF NOT EXISTS ${schema}`);
     await client.query(
       "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)",
