@@ -149,6 +149,23 @@ describe("purger", () => {
     expect(backend.db.prepare("SELECT name FROM sqlite_master WHERE name = 'send_log_at'").all()).toEqual([]);
   });
 
+  // Regression: the probe read the first row alone, and one row written while the clock was
+  // ahead kept every row behind it until its own time had passed. @see .scratch/storage purge.test.ts
+  it("goes on removing the send log's old rows behind one a clock step put a year ahead", async () => {
+    backend = createSqliteBackend({ path: ":memory:" });
+    const insert = backend.db.prepare(
+      "INSERT INTO send_log (at, app_id, face, decision) VALUES (?, 'default', 'native', 'refused')",
+    );
+    const day = 86_400_000;
+    const now = 400 * day;
+    backend.db.transaction(() => {
+      insert.run(now + 365 * day);
+      for (let i = 0; i < 1_000; i++) insert.run(now - 40 * day + i);
+    })();
+    for (let pass = 0; pass < 5; pass++) await backend.purge(now);
+    expect(backend.db.prepare("SELECT at FROM send_log").pluck().all()).toEqual([now + 365 * day]);
+  });
+
   it("removes expired idempotency keys but not live ones", async () => {
     backend = createSqliteBackend({ path: ":memory:" });
     const insert = backend.db.prepare(

@@ -69,9 +69,13 @@ export function createSqlitePurger(
     step("captcha_passes", "expires_at", 0, { keys: "token_hash" }),
     // The send log is written in time order, so its oldest rows are its first by rowid: found that
     // way they need no index of time, which every decision logged would write (~0.8 µs a row). A
-    // row a clock step put out of order waits for the rows before it.
+    // row a clock step put ahead stays until its own time has passed, and the rows behind it go:
+    // the probe looks at a batch's worth, not at the first row alone, which such a row would
+    // have held in place for as long as the clock had been ahead.
     {
-      probe: db.prepare("SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT 1) WHERE at < ?"),
+      probe: db.prepare(
+        `SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) WHERE at < ? LIMIT 1`,
+      ),
       statement: db.prepare(
         `DELETE FROM send_log WHERE rowid IN (SELECT rowid FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) AND at < ?`,
       ),
