@@ -261,7 +261,7 @@ export interface AccountDirectory {
   findByContact(appId: string, channel: Channel, address: string): Promise<Account | null>;
   findById(appId: string, id: string): Promise<Account | null>;
   findByUsername(appId: string, username: string): Promise<Account | null>;
-  /** Fails with ACCOUNT_EXISTS when the email, phone or username is taken in this app. */
+  /** Fails with ACCOUNT_EXISTS when the email (in any ASCII case), phone or username is taken in this app. */
   create(account: Account): Promise<Account>;
   /**
    * Writes only the fields given, so that two edits of one account made from the same read both

@@ -100,6 +100,49 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.update(uniqueId("app"), ann.id, { email: "x@example.com" })).toBeNull();
     });
 
+    // Regression: callers lower-case only an email's domain, and accounts were keyed by the exact
+    // spelling, so ann@example.com found no account beside Ann@example.com and could sign up a
+    // second one for the same mailbox. @see badinput F2
+    it("finds an account by its email in any ASCII case, and keeps the email as written", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "Ann@example.com" }));
+      expect(await accounts.findByContact(appId, "email", "ann@example.com")).toEqual(ann);
+      expect(await accounts.findByContact(appId, "email", "ANN@EXAMPLE.COM")).toEqual(ann);
+      expect(await accounts.findByContact(appId, "email", "Ann@example.com")).toEqual(ann);
+      // Only ASCII letters fold, the same in every backend.
+      const anne = await accounts.create(account(appId, { email: "ÄNNE@example.com" }));
+      expect(await accounts.findByContact(appId, "email", "änne@example.com")).toBeNull();
+      expect(await accounts.findByContact(appId, "email", "Änne@example.com")).toEqual(anne);
+      expect(await accounts.findByContact(uniqueId("app"), "email", "ann@example.com")).toBeNull();
+    });
+
+    it("refuses an email another account has in another case with ACCOUNT_EXISTS", async () => {
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "Ann@example.com" }));
+      const bob = await accounts.create(account(appId, { email: "bob@example.com" }));
+      expect(await errorCode(accounts.create(account(appId, { email: "aNN@example.com" })))).toBe(
+        "ACCOUNT_EXISTS",
+      );
+      expect(await errorCode(accounts.update(appId, bob.id, { email: "ANN@example.com" }))).toBe(
+        "ACCOUNT_EXISTS",
+      );
+      expect(await accounts.findById(appId, bob.id)).toEqual(bob);
+      expect(await errorCode(accounts.create(account(uniqueId("app"), { email: "aNN@example.com" })))).toBe(
+        "resolved",
+      );
+      // An account may change its own email's case, and is then found by either.
+      const renamed = { ...ann, email: "ann@example.com" };
+      expect(await accounts.update(appId, ann.id, { email: "ann@example.com" })).toEqual(renamed);
+      expect(await accounts.findByContact(appId, "email", "Ann@example.com")).toEqual(renamed);
+      // An email given up frees its mailbox for another account.
+      await accounts.update(appId, ann.id, { email: "ann@new.example" });
+      expect(await errorCode(accounts.update(appId, bob.id, { email: "ANN@example.com" }))).toBe("resolved");
+      expect(await accounts.findByContact(appId, "email", "ann@example.com")).toEqual({
+        ...bob,
+        email: "ANN@example.com",
+      });
+    });
+
     it("writes only the fields given, so two edits from one read both stand", async () => {
       const appId = uniqueId("app");
       const ann = await accounts.create(

@@ -19,14 +19,21 @@ interface AccountRow {
 }
 
 const STATEMENTS = {
-  byEmail: "SELECT * FROM accounts WHERE app_id = $1 AND email = $2",
+  // One account per mailbox whatever the ASCII case of its address (migration 7): found by the
+  // folded key, or by the exact spelling, which wins, for a second account an earlier version let
+  // in beside the first (it has no key). Each branch is served by its own unique index.
+  byEmail: `
+    SELECT * FROM accounts
+    WHERE app_id = $1 AND (email = $2 OR email_key = lower($2::text COLLATE "C"))
+    ORDER BY (email = $2) DESC
+    LIMIT 1`,
   byPhone: "SELECT * FROM accounts WHERE app_id = $1 AND phone = $2",
   byId: "SELECT * FROM accounts WHERE app_id = $1 AND id = $2",
   byUsername: "SELECT * FROM accounts WHERE app_id = $1 AND username = $2",
   insert: `
-    INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, deletion_requested_at,
-      created_at, credential_version)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
+    INSERT INTO accounts (id, app_id, email, email_key, phone, username, password_hash, profile,
+      deletion_requested_at, created_at, credential_version)
+    VALUES ($1, $2, $3, lower($3::text COLLATE "C"), $4, $5, $6, $7, $8, $9, $10)`,
   // Each column is written only when its flag is set: edits made from one read do not undo each other.
   // A new password ($9) moves the credential version on and, in the same statement, ends the
   // account's sessions but the kept ($14), which move to the new version: a kept token, or one a
@@ -37,6 +44,7 @@ const STATEMENTS = {
     WITH updated AS (
       UPDATE accounts SET
         email = CASE WHEN $3 THEN $4 ELSE email END,
+        email_key = CASE WHEN $3 THEN lower($4::text COLLATE "C") ELSE email_key END,
         phone = CASE WHEN $5 THEN $6 ELSE phone END,
         username = CASE WHEN $7 THEN $8 ELSE username END,
         password_hash = CASE WHEN $9 THEN $10 ELSE password_hash END,
@@ -96,9 +104,9 @@ function changeParams(changes: AccountChanges): unknown[] {
 }
 
 /**
- * Accounts and sessions in PostgreSQL. Uniqueness of email, phone and username per app is the
- * database's (partial unique indexes), so two processes creating the same account race safely:
- * the loser gets ACCOUNT_EXISTS.
+ * Accounts and sessions in PostgreSQL. Uniqueness of email (whatever its ASCII case), phone and
+ * username per app is the database's (partial unique indexes), so two processes creating the same
+ * account race safely: the loser gets ACCOUNT_EXISTS, whichever index refused it.
  */
 export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory {
   const run = <Row extends pg.QueryResultRow>(name: keyof typeof STATEMENTS, values: unknown[]) =>

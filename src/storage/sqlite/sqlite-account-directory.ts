@@ -58,19 +58,27 @@ function isUniqueViolation(error: unknown): boolean {
 /** The built-in account directory: accounts and sessions in the embedded database. */
 export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCommit): AccountDirectory {
   const statements = {
-    byEmail: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND email = ?"),
+    // One account per mailbox whatever the ASCII case of its address (migration 11): found by the
+    // folded key, or by the exact spelling, which wins, for a second account an earlier version
+    // let in beside the first (it has no key). Each branch is served by its own unique index.
+    byEmail: db.prepare(`
+      SELECT * FROM accounts
+      WHERE app_id = @appId AND (email = @email OR email_key = lower(@email))
+      ORDER BY email = @email DESC
+      LIMIT 1`),
     byPhone: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND phone = ?"),
     byId: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND id = ?"),
     byUsername: db.prepare("SELECT * FROM accounts WHERE app_id = ? AND username = ?"),
     insert: db.prepare(`
-      INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at,
-        deletion_requested_at, credential_version)
-      VALUES (@id, @appId, @email, @phone, @username, @passwordHash, @profile, @createdAtMs,
-        @deletionRequestedAtMs, @credentialVersion)`),
+      INSERT INTO accounts (id, app_id, email, email_key, phone, username, password_hash, profile,
+        created_at, deletion_requested_at, credential_version)
+      VALUES (@id, @appId, @email, lower(@email), @phone, @username, @passwordHash, @profile,
+        @createdAtMs, @deletionRequestedAtMs, @credentialVersion)`),
     // Each column is written only when its flag is set: edits made from one read do not undo each other.
     update: db.prepare(`
       UPDATE accounts SET
         email = IIF(@setEmail, @email, email),
+        email_key = IIF(@setEmail, lower(@email), email_key),
         phone = IIF(@setPhone, @phone, phone),
         username = IIF(@setUsername, @username, username),
         password_hash = IIF(@setPasswordHash, @passwordHash, password_hash),
@@ -116,8 +124,11 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
   };
   return {
     async findByContact(appId, channel: Channel, address) {
-      const statement = channel === "email" ? statements.byEmail : statements.byPhone;
-      return rowToAccount(statement.get(appId, address) as AccountRow | undefined);
+      const row =
+        channel === "email"
+          ? statements.byEmail.get({ appId, email: address })
+          : statements.byPhone.get(appId, address);
+      return rowToAccount(row as AccountRow | undefined);
     },
     async findById(appId, id) {
       return rowToAccount(statements.byId.get(appId, id) as AccountRow | undefined);

@@ -1,8 +1,17 @@
 import { describe, expect, it } from "vitest";
+import { otpError } from "../../../../test/fakes/otp-error.js";
 import { databaseAt } from "../../../../test/fakes/sqlite-at-version.js";
 import { newApp } from "../../../core/apps/apps.js";
+import type { Account } from "../../../core/types.js";
+import { createGroupCommit } from "../../sqlite/group-commit.js";
+import { createSqliteAccountDirectory } from "../../sqlite/sqlite-account-directory.js";
 import { createSqliteAppStore } from "../../sqlite/sqlite-app-store.js";
 import { migrateSqlite } from "../../sqlite/sqlite-database.js";
+import { SQLITE_MIGRATIONS } from "./index.js";
+
+/** The versions a database at `version` has still to apply: `version` + 1 and every one after. */
+const versionsAfter = (version: number) =>
+  SQLITE_MIGRATIONS.map((migration) => migration.version).filter((each) => each > version);
 
 describe("SQLite migration 10", () => {
   // Regression: a key saved for a second app moved to it, and the first app's document kept
@@ -18,13 +27,48 @@ describe("SQLite migration 10", () => {
     insertKey.run("own", "alpha");
     insertKey.run("shared", "beta");
 
-    expect(migrateSqlite(db)).toEqual([10]);
+    expect(migrateSqlite(db)).toEqual(versionsAfter(9));
 
     const apps = createSqliteAppStore(db);
     expect(await apps.get("alpha")).toEqual({ ...alpha, apiKeyHashes: ["own"] });
     expect(await apps.get("beta")).toEqual(beta);
     await apps.save({ ...alpha, apiKeyHashes: ["own"], disabled: true });
     expect(await apps.getByApiKeyHash("shared")).toEqual(beta);
+    db.close();
+  });
+});
+
+describe("SQLite migration 11", () => {
+  // Regression: accounts were keyed by the email's exact spelling, so one mailbox could have two
+  // accounts, and the unique index on the folded email must build over what that left. @see badinput F2
+  it("keys each mailbox to its oldest account, and keeps a younger one an earlier version let in", async () => {
+    const db = databaseAt(10);
+    const account = (id: string, appId: string, email: string, createdAtMs: number): Account => ({
+      id,
+      appId,
+      email,
+      profile: {},
+      createdAtMs,
+      credentialVersion: 0,
+    });
+    const older = account("acc_older", "alpha", "Ann@example.com", 1_000);
+    const younger = account("acc_younger", "alpha", "ann@example.com", 2_000);
+    const bob = account("acc_bob", "beta", "Bob@example.com", 1_000);
+    const insert = db.prepare(
+      "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES (?, ?, ?, '{}', ?)",
+    );
+    // The younger first: the oldest by creation time gets the key, not the first row written.
+    for (const each of [younger, older, bob]) insert.run(each.id, each.appId, each.email, each.createdAtMs);
+
+    expect(migrateSqlite(db)).toEqual(versionsAfter(10));
+
+    const accounts = createSqliteAccountDirectory(db, createGroupCommit(db));
+    expect(await accounts.findByContact("alpha", "email", "ANN@example.com")).toEqual(older);
+    expect(await accounts.findByContact("alpha", "email", "Ann@example.com")).toEqual(older);
+    expect(await accounts.findByContact("alpha", "email", "ann@example.com")).toEqual(younger);
+    expect(await accounts.findByContact("beta", "email", "bob@example.com")).toEqual(bob);
+    const third = account("acc_third", "alpha", "aNn@example.com", 3_000);
+    expect((await otpError(accounts.create(third))).code).toBe("ACCOUNT_EXISTS");
     db.close();
   });
 });

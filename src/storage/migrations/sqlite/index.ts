@@ -268,4 +268,26 @@ WHERE EXISTS (
 );
 `,
   },
+  {
+    version: 11,
+    name: "one account per mailbox, whatever the case of its address",
+    // Rate limits count Ann@example.com and ann@example.com as one mailbox; accounts were keyed by
+    // the exact spelling, so a look-up in another case found no account and a sign-up made a
+    // second one. email_key is the address with ASCII letters folded (SQLite's lower() folds only
+    // ASCII, as PostgreSQL's lower() under COLLATE "C" does), computed here in SQL, never in JS.
+    // Earlier versions let such second accounts in: only the oldest of each mailbox gets the key,
+    // or the unique index could not be built. A younger one keeps a NULL key and stays reachable
+    // by its exact spelling (sqlite-account-directory.ts `byEmail`).
+    sql: `
+ALTER TABLE accounts ADD COLUMN email_key TEXT;
+UPDATE accounts SET email_key = lower(email)
+WHERE id IN (
+  SELECT id FROM (
+    SELECT id, row_number() OVER (PARTITION BY app_id, lower(email) ORDER BY created_at, id) AS age
+    FROM accounts WHERE email IS NOT NULL
+  ) WHERE age = 1
+);
+CREATE UNIQUE INDEX accounts_email_key ON accounts (app_id, email_key) WHERE email_key IS NOT NULL;
+`,
+  },
 ];
