@@ -8,7 +8,7 @@ import {
   DEFAULT_BREAKER_FAILURES,
   type OutboxWorker,
 } from "./core/delivery/outbox-worker.js";
-import type { Clock, DevInbox, MessageSender, OutboxStore } from "./core/ports.js";
+import type { Clock, DevInbox, MessageSender, OutboxStore, VerificationStore } from "./core/ports.js";
 import type { CodeSecrets } from "./core/secrets.js";
 import type { Channel } from "./core/types.js";
 import { createDevSender } from "./delivery/dev/dev-sender.js";
@@ -46,6 +46,8 @@ export interface DeliveryRootOptions {
   devInbox: DevInbox;
   /** applies the receipts a provider reports over its own connection (SMPP deliver_sm) */
   receipts: ReceiptRecorder;
+  /** the codes the messages carry: a message whose code ended while queued is dropped */
+  codes?: Pick<VerificationStore, "get">;
   /** providers per channel; default: the dev sender in dev mode, none otherwise */
   senders?: Partial<Record<Channel, MessageSender[]>>;
 }
@@ -78,6 +80,7 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
     clock,
     logger,
     route: providers.route,
+    ...(options.codes ? { codes: options.codes } : {}),
     ...(triesPerProvider !== undefined ? { triesPerProvider } : {}),
     ...(leaseSeconds !== undefined ? { leaseMs: leaseSeconds * 1000 } : {}),
     breakers: createCircuitBreakers({

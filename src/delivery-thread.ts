@@ -156,6 +156,7 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
     outbox: backend.outbox,
     devInbox: backend.devInbox,
     receipts,
+    codes: backend.codes,
   });
   const stop = async () => {
     try {
@@ -181,6 +182,8 @@ function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBacken
   if (isClusterMode(config)) {
     return createClusterDeliveryBackend({
       databaseUrl: config.databaseUrl,
+      redisUrl: config.redisUrl,
+      redisPrefix: config.redisPrefix,
       poolSize: config.databasePoolSize,
       databaseSchema: config.databaseSchema,
       logger,

@@ -157,6 +157,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
           outbox: backend.outbox,
           devInbox: backend.devInbox,
           receipts,
+          codes: backend.verifications,
           ...(options.senders ? { senders: options.senders } : {}),
         });
     const delivery: Delivery = inProcess ?? startDeliveryThread({ config, secrets: resolvedSecrets, logger });

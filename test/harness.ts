@@ -98,7 +98,7 @@ export interface ClusterTestServer extends TestServerBase {
    * Clients of this server's own PostgreSQL schema (the connection's search_path) and Redis key
    * prefix, for tests to read what it stored; both are dropped on close.
    */
-  stores: { postgres: pg.Client; redis: Redis; redisPrefix: string };
+  stores: { postgres: pg.Client; redis: Redis; redisPrefix: string; schema: string };
 }
 
 /**
@@ -157,7 +157,7 @@ async function createClusterTestServer(
     ...base,
     // Both URLs set make `openStore` build the cluster backend.
     server: Object.assign(server, { backend: server.backend as ClusterBackend }),
-    stores: { postgres, redis, redisPrefix },
+    stores: { postgres, redis, redisPrefix, schema },
     async close() {
       await base.close();
       await release();

@@ -54,6 +54,8 @@ export interface DeliveryBackend {
   outbox: OutboxStore;
   devInbox: DevInbox;
   apps: AppStore;
+  /** reads the codes the messages carry, so that one ended while queued is not sent */
+  codes: Pick<VerificationStore, "get">;
   /**
    * The purge, when it is cheaper run here than on the request thread (SQLite: deleting is CPU on
    * whichever thread runs it). A backend without one is purged by the server.

@@ -2,7 +2,15 @@ import type { AppDirectory } from "../apps/apps.js";
 import { smsCost } from "../messages/sms-encoding.js";
 import { composeSmsText } from "../messages/sms-text.js";
 import { fillTemplate, findTemplate } from "../messages/templates.js";
-import type { Clock, Logger, MessageSender, OutboxStore, RenderedMessage, SendReceipt } from "../ports.js";
+import type {
+  Clock,
+  Logger,
+  MessageSender,
+  OutboxStore,
+  RenderedMessage,
+  SendReceipt,
+  VerificationStore,
+} from "../ports.js";
 import { SendFailure } from "../ports.js";
 import { maskAddress } from "../recipients.js";
 import type { CodeSecrets } from "../secrets.js";
@@ -30,6 +38,11 @@ export interface OutboxWorkerOptions {
   leaseMs?: number;
   /** circuit breakers per provider; pass one instance to every worker of a process */
   breakers?: CircuitBreakers;
+  /**
+   * The codes the messages carry, to drop a message whose code ended while it was queued
+   * (superseded by a resend, canceled, approved, out of attempts) rather than send a dead code.
+   */
+  codes?: Pick<VerificationStore, "get">;
 }
 
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
@@ -103,6 +116,15 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   let wakeRequested = false;
   const active = new Set<Promise<void>>();
 
+  /** Why the message's code can no longer be used, or undefined (also when the store cannot tell). */
+  async function endedCode(message: OutboxMessage): Promise<string | undefined> {
+    const record = await options.codes?.get(message.appId, message.verificationId).catch(() => null);
+    if (!record) return undefined;
+    if (record.status !== "pending") return `code ${record.status}`;
+    if (record.attempts >= record.maxAttempts) return "code out of attempts";
+    return undefined;
+  }
+
   async function deliver(message: OutboxMessage, leaseUntilMs: number): Promise<void> {
     const now = clock.nowMs();
     const app = await apps.byId(message.appId);
@@ -116,6 +138,14 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
           : "expired before delivery";
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error });
       logger.warn({ messageId: message.id, error }, "message dropped");
+      return;
+    }
+    const ended = await endedCode(message);
+    if (ended) {
+      // Its recipient has a newer code, or none to use: sending this one would only cost money
+      // (above all while a provider's outage piles up a resend's predecessors).
+      await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended });
+      logger.info({ messageId: message.id, error: ended }, "message dropped");
       return;
     }
     const senders = route(message, app);

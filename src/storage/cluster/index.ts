@@ -11,7 +11,7 @@ import { createPostgresPool } from "../postgres/postgres-pool.js";
 import { createPostgresPurger } from "../postgres/postgres-purger.js";
 import { createPostgresSendLog } from "../postgres/postgres-send-log.js";
 import { createRedisCaptchaStore } from "../redis/redis-captcha-store.js";
-import { connectRedis } from "../redis/redis-client.js";
+import { connectRedis, createRedisClient } from "../redis/redis-client.js";
 import { createRedisCounterStore } from "../redis/redis-counter-store.js";
 import { RedisKeys } from "../redis/redis-keys.js";
 import { createRedisVerificationStore } from "../redis/redis-verification-store.js";
@@ -53,22 +53,37 @@ export function poolShares(poolSize: number): { request: number; background: num
  */
 export function createClusterDeliveryBackend(options: {
   databaseUrl: string;
+  redisUrl: string;
+  redisPrefix?: string | undefined;
   poolSize?: number;
   databaseSchema?: string | undefined;
   logger?: Logger;
 }): DeliveryBackend {
+  const logger = options.logger ?? silentLogger;
   const pool = createPostgresPool({
     url: options.databaseUrl,
     poolSize: poolShares(options.poolSize ?? DEFAULT_DATABASE_POOL_SIZE).delivery,
     schema: options.databaseSchema,
     asyncCommit: true,
-    logger: options.logger ?? silentLogger,
+    logger,
   });
+  // Only to read the codes the messages carry; until it connects (and while Redis is away) the
+  // reads fail and messages are sent as they would be without it.
+  const redis = createRedisClient({ url: options.redisUrl, logger });
+  redis.connect().catch(() => {});
+  const codes = createRedisVerificationStore(
+    redis,
+    new RedisKeys(options.redisPrefix ?? DEFAULT_REDIS_PREFIX),
+  );
   return {
     outbox: failClosed("postgres", createPostgresOutboxStore(pool)),
     devInbox: failClosed("postgres", createPostgresDevInbox(pool)),
     apps: failClosed("postgres", createPostgresAppStore(pool)),
-    close: () => pool.end(),
+    codes: { get: (appId, id) => codes.get(appId, id) },
+    close: async () => {
+      redis.disconnect();
+      await pool.end();
+    },
   };
 }
 

@@ -21,6 +21,22 @@ export interface RedisClientOptions {
  * the background so service resumes by itself. Resolves once the first connection is ready.
  */
 export async function connectRedis(options: RedisClientOptions): Promise<Redis> {
+  const redis = createRedisClient(options);
+  try {
+    await redis.connect();
+    await requireNoEviction(redis, options.logger);
+  } catch (error) {
+    redis.disconnect();
+    throw error;
+  }
+  return redis;
+}
+
+/**
+ * The client `connectRedis` connects, not connected yet: for a reader that may start before Redis
+ * answers (the delivery thread), whose commands fail at once until it does.
+ */
+export function createRedisClient(options: RedisClientOptions): Redis {
   const redis = new Redis(options.url, {
     lazyConnect: true,
     // No offline queue: a command issued while disconnected fails now, it is not replayed later
@@ -49,13 +65,6 @@ export async function connectRedis(options: RedisClientOptions): Promise<Redis> 
     down = false;
     options.logger.info({}, "redis reachable again");
   });
-  try {
-    await redis.connect();
-    await requireNoEviction(redis, options.logger);
-  } catch (error) {
-    redis.disconnect();
-    throw error;
-  }
   return redis;
 }
 

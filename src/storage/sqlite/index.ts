@@ -25,7 +25,7 @@ import { sqliteStoreFault } from "./sqlite-faults.js";
 import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
 import { createSqlitePurger } from "./sqlite-purger.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
-import { createSqliteVerificationStore } from "./sqlite-verification-store.js";
+import { createSqliteCodeReader, createSqliteVerificationStore } from "./sqlite-verification-store.js";
 
 /** Every port of the embedded mode, over one SQLite file (plus the file, for `verifyd migrate`). */
 export interface SqliteBackend extends Backend {
@@ -117,6 +117,7 @@ export function createSqliteDeliveryBackend(options: {
     outbox: createSqliteOutboxStore(db, group),
     devInbox: createSqliteDevInbox(db, group),
     apps: createSqliteAppStore(db),
+    codes: createSqliteCodeReader(db),
     purge: createSqlitePurger(db, group),
     close: async () => {
       db.close();

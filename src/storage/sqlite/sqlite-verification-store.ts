@@ -504,10 +504,7 @@ export function createSqliteVerificationStore(
         statements.counterRefund.run(appId, failureKey, nowMs);
       });
     },
-    async get(appId, id) {
-      const row = statements.codeById.get(appId, id) as CodeColumns | undefined;
-      return row ? codeFromColumns(row) : null;
-    },
+    get: createSqliteCodeReader(db).get,
     async cancel(appId, id, nowMs) {
       const row = (await group.run(() => {
         statements.cancel.run(appId, id, nowMs);
@@ -563,6 +560,20 @@ export function createSqliteVerificationStore(
         ...(row.error ? { error: row.error } : {}),
         ...(row.provider_message_id ? { providerMessageId: row.provider_message_id } : {}),
       }));
+    },
+  };
+}
+
+/**
+ * Reads codes by id, without the store's writes: for a connection of its own (the delivery
+ * thread's, which drops a message whose code ended while it was queued).
+ */
+export function createSqliteCodeReader(db: SqliteDatabase): Pick<VerificationStore, "get"> {
+  const byId = db.prepare(`SELECT ${CODE_COLUMNS} FROM codes WHERE app_id = ? AND id = ?`).raw();
+  return {
+    async get(appId, id) {
+      const row = byId.get(appId, id) as CodeColumns | undefined;
+      return row ? codeFromColumns(row) : null;
     },
   };
 }

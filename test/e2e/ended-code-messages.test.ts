@@ -1,0 +1,111 @@
+/**
+ * A message still queued when its code ends (a resend superseded it, the caller canceled it) is
+ * not sent: its code could never be checked, and during a provider's outage a recipient's resends
+ * would otherwise all go out at once when it returns, each but the last dead on arrival. The drop
+ * is recorded as the message's delivery, so GET tells why nothing went out.
+ */
+import { afterEach, describe, expect, it } from "vitest";
+import type { DeliveryBackend } from "../../src/storage/backend.js";
+import { createClusterDeliveryBackend } from "../../src/storage/cluster/index.js";
+import { createSqliteDeliveryBackend, sqlitePath } from "../../src/storage/sqlite/index.js";
+import { backendMissing, missingReason, probePostgres, probeRedis } from "../cluster/backends.js";
+import { type ClusterTestServer, createTestServer, type TestServer } from "../harness.js";
+
+const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
+type Server = TestServer | ClusterTestServer;
+/** A way to run the server, and the backend its delivery thread would open beside it. */
+type Mode = [string, () => Promise<Server>, (server: Server) => DeliveryBackend];
+const modes: Mode[] = [
+  [
+    "embedded",
+    () => createTestServer(),
+    (server) => createSqliteDeliveryBackend({ path: sqlitePath(server.dataDir) }),
+  ],
+];
+if (redis.ok && postgres.ok) {
+  modes.push([
+    "cluster",
+    () => createTestServer({ cluster: { redisUrl: redis.url, databaseUrl: postgres.url } }),
+    (server) =>
+      createClusterDeliveryBackend({
+        databaseUrl: postgres.url,
+        redisUrl: redis.url,
+        redisPrefix: (server as ClusterTestServer).stores.redisPrefix,
+        databaseSchema: (server as ClusterTestServer).stores.schema,
+      }),
+  ]);
+} else {
+  backendMissing("messages of codes that ended while queued (cluster)", missingReason(redis, postgres));
+}
+
+describe.each(modes)("messages of codes that ended while queued (%s)", (_, open, threadBackend) => {
+  let t: Server | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  const send = async (server: Server, to: string) => {
+    const sent = await server.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications",
+      payload: { channel: "email", to, purpose: "sign_in" },
+    });
+    expect(sent.statusCode, sent.body).toBe(201);
+    return sent.json().id as string;
+  };
+  const deliveries = async (server: Server, id: string) =>
+    (await server.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` })).json().deliveries;
+
+  it("sends only the newest of a recipient's codes queued together", async () => {
+    t = await open();
+    const to = `resent-${Date.now()}@example.com`;
+    const first = await send(t, to);
+    t.clock.advanceSeconds(61);
+    const second = await send(t, to);
+    await t.deliverAll();
+    expect(t.email.messages.filter((message) => message.to === to)).toHaveLength(1);
+    expect(await deliveries(t, first)).toEqual([
+      expect.objectContaining({ provider: "none", status: "failed", error: "code superseded" }),
+    ]);
+    expect(await deliveries(t, second)).toEqual([expect.objectContaining({ status: "sent" })]);
+    const checked = await t.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications/check",
+      payload: { id: second, code: t.email.lastCodeFor(to) },
+    });
+    expect(checked.json().status).toBe("approved");
+  });
+
+  it("does not send a canceled code", async () => {
+    t = await open();
+    const to = `canceled-${Date.now()}@example.com`;
+    const id = await send(t, to);
+    const canceled = await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+    expect(canceled.json().status).toBe("canceled");
+    await t.deliverAll();
+    expect(t.email.messages.filter((message) => message.to === to)).toEqual([]);
+    expect(await deliveries(t, id)).toEqual([
+      expect.objectContaining({ provider: "none", status: "failed", error: "code canceled" }),
+    ]);
+  });
+
+  it("lets the delivery thread's own connection read the codes, as it does to drop them", async () => {
+    t = await open();
+    const id = await send(t, `thread-${Date.now()}@example.com`);
+    await t.fastify.inject({ method: "POST", url: `/v1/verifications/${id}/cancel` });
+    const backend = threadBackend(t);
+    try {
+      // Redis is connected lazily there: until it answers, codes read as unknown (sent anyway).
+      let record = null;
+      for (let tries = 0; tries < 50 && !record; tries++) {
+        record = await backend.codes.get("default", id).catch(() => null);
+        if (!record) await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+      expect(record).toMatchObject({ id, status: "canceled" });
+      expect(await backend.codes.get("default", "vf_unknown")).toBeNull();
+    } finally {
+      await backend.close();
+    }
+  });
+});
