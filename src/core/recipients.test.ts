@@ -29,6 +29,21 @@ describe("parseRecipient: email", () => {
     expect(parseRecipient("email", "ann@Gmail.com.", CN).address).toBe("ann@gmail.com");
   });
 
+  // Regression: IDNA reads these as dots, so `gmail.com。` was `gmail.com.` to the limits and to
+  // the mail server, another mailbox again. @see .scratch/diff17 finding 1
+  it.each(["\u3002", "\uFF0E", "\uFF61"])("reads the label separator %s as a dot", (dot) => {
+    expect(parseRecipient("email", `a.nn@gmail${dot}com${dot}`, CN).address).toBe("a.nn@gmail.com");
+  });
+
+  // Regression: refused as invisible characters, though such domains are valid (IDNA2008 CONTEXTJ).
+  // @see .scratch/diff17 finding 3
+  it("keeps a zero-width joiner or non-joiner in the domain, where Persian and Indic names need it", () => {
+    expect(
+      parseRecipient("email", "ali@\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir", CN).address,
+    ).toBe("ali@\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir");
+    expect(() => parseRecipient("email", "a\u200cnn@example.com", CN)).toThrow(OtpError);
+  });
+
   it("trims surrounding whitespace", () => {
     expect(parseRecipient("email", "  ann@example.com\t", CN).address).toBe("ann@example.com");
   });

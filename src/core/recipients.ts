@@ -6,14 +6,19 @@ const MAX_EMAIL_LENGTH = 254;
 // Deliberately simple: one @, a non-empty local part without spaces, a dotted domain. Full RFC 5322
 // parsing accepts addresses no mail provider delivers to; this refuses the typos users make.
 // The domain is dot-separated labels, none empty; one trailing dot (the DNS root: `gmail.com.`
-// is `gmail.com`) is dropped before the pattern sees it.
+// is `gmail.com`) is dropped before the pattern sees it, and IDNA's other label separators are
+// read as dots first (`gmail.com。` is `gmail.com` too).
 const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@(?:[^\s@"(),:;<>[\\\].]+\.)+[^\s@"(),:;<>[\\\].]{2,}$/;
 // NUL, escapes, DEL: nothing a mailbox name holds, and PostgreSQL cannot even store a NUL. Nor
 // U+FFFD, what the body's bytes became where they were not UTF-8, or a lone surrogate: such an
 // address is garbled, and a code sent there would go to someone else or nowhere. Nor invisible
 // format characters (zero-width space, soft hyphen, a right-to-left override): they make one
-// address look like another, in the masked `to` an answer echoes too.
-const NOT_IN_A_MAILBOX = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
+// address look like another, in the masked `to` an answer echoes too. A domain may hold the
+// zero-width (non-)joiner, which Persian and Indic names need (IDNA2008 allows them there).
+const NOT_IN_A_LOCAL_PART = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
+const NOT_IN_A_DOMAIN = /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}/u;
+// What IDNA reads as the dot between labels: the ideographic, fullwidth and halfwidth full stops.
+const LABEL_SEPARATORS = /[\u3002\uFF0E\uFF61]/g;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;
 
 /**
@@ -27,14 +32,23 @@ export function parseRecipient(
   options: { country?: string | undefined; defaultCountry: string; field?: string },
 ): Recipient {
   const field = options.field ?? "to";
-  let value = input.trim();
+  const value = input.trim();
   if (channel === "email") {
-    if (value.endsWith(".")) value = value.slice(0, -1);
-    if (value.length > MAX_EMAIL_LENGTH || !EMAIL_PATTERN.test(value) || NOT_IN_A_MAILBOX.test(value)) {
+    const at = value.lastIndexOf("@");
+    const local = value.slice(0, Math.max(at, 0));
+    let domain = value.slice(at + 1).replace(LABEL_SEPARATORS, ".");
+    if (domain.endsWith(".")) domain = domain.slice(0, -1);
+    const address = `${local}@${domain}`;
+    if (
+      at < 0 ||
+      address.length > MAX_EMAIL_LENGTH ||
+      !EMAIL_PATTERN.test(address) ||
+      NOT_IN_A_LOCAL_PART.test(local) ||
+      NOT_IN_A_DOMAIN.test(domain)
+    ) {
       throw invalidField(field, `${field} is not a valid email address`);
     }
-    const at = value.lastIndexOf("@");
-    return { channel, address: `${value.slice(0, at)}@${value.slice(at + 1).toLowerCase()}` };
+    return { channel, address: `${local}@${domain.toLowerCase()}` };
   }
   const country = (options.country ?? options.defaultCountry).toUpperCase();
   if (!COUNTRY_PATTERN.test(country))
@@ -96,7 +110,7 @@ export function mailboxOf(channel: Channel, address: string): string {
 function asciiDomain(domain: string): string {
   if (/^[\x20-\x7e]*$/.test(domain)) return domain;
   try {
-    return new URL(`http://${domain}`).hostname;
+    return new URL(`http://${domain}`).hostname.replace(/\.$/, "");
   } catch {
     return domain;
   }

@@ -229,15 +229,14 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   function emailOf(context: FresnsContext, value: string, field: string): string {
     context.channel = "email";
     if (!EMAIL_PATTERN.test(value)) throw invalidInput(context.lang, "email", field);
-    // The domain and each parent domain are looked up, so the list may be long without cost.
-    const labels = value
-      .slice(value.lastIndexOf("@") + 1)
-      .toLowerCase()
-      .split(".");
+    const { address } = parseRecipient("email", value, { defaultCountry: engine.deps.defaultCountry, field });
+    // The domain as the core normalised it (no root dot, lower case), and each parent domain, are
+    // looked up, so the list may be long without cost.
+    const labels = address.slice(address.lastIndexOf("@") + 1).split(".");
     for (let start = 0; start < labels.length - 1; start += 1) {
       if (disposable.has(labels.slice(start).join("."))) throw new FresnsRefusal(34110);
     }
-    return parseRecipient("email", value, { defaultCountry: engine.deps.defaultCountry, field }).address;
+    return address;
   }
 
   /**
