@@ -1,9 +1,10 @@
+import { parse } from "pg-connection-string";
 import { ProviderUrlError, parseProviderUrl } from "../delivery/provider-url.js";
 
-// Cluster mode's backend URLs, read at startup as their drivers will read them (both parse with
-// WHATWG `URL` and percent-decode the user and password), so that a URL the driver would fail on,
-// or read otherwise than meant, stops the start naming its key instead of crashing the server
-// later or printing the URL. The messages never repeat the URL: it carries a password.
+// Cluster mode's backend URLs, read at startup as their drivers will read them, so that a URL the
+// driver would fail on, or read otherwise than meant, stops the start naming its key instead of
+// crashing the server later or printing the URL. The messages never repeat the URL: it carries a
+// password.
 
 /** A Redis URL as ioredis reads it: `redis://` or `rediss://`, and a path that is a db number. */
 export function parseRedisUrl(text: string): URL {
@@ -20,12 +21,19 @@ export function parseRedisUrl(text: string): URL {
   return url;
 }
 
-/** A PostgreSQL URL as pg reads it; it may name no host (a socket given by `?host=`). */
-export function parsePostgresUrl(text: string): URL {
-  return parseProviderUrl(text, {
-    kind: "PostgreSQL",
-    protocols: ["postgres:", "postgresql:"],
-    credentials: "decode",
-    host: "optional",
-  }).url;
+/**
+ * A PostgreSQL URL as pg reads it: with pg's own parser, which takes what `URL` refuses (a `%`
+ * starting no escape, a host-less `user:pass@/db?host=/socket`), so a URL pg connects with is
+ * never refused here.
+ */
+export function parsePostgresUrl(text: string): void {
+  try {
+    parse(text);
+  } catch {
+    // Not rethrown and not kept as the cause: the parser's error carries the whole URL.
+    throw new ProviderUrlError(
+      "PostgreSQL",
+      "its driver cannot read it (a '#', '?' or '/' in the user or password must be percent-encoded, and the port must be 1-65535)",
+    );
+  }
 }

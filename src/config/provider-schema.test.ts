@@ -297,4 +297,18 @@ describe("loadConfig: providers and routing", () => {
     });
     expect(found.join("\n")).toMatch(/apps\/0\/sms\/webOtpDomain/);
   });
+
+  // Regression: refused as "a fragment, which no provider reads", though Twilio reads its
+  // connection overrides there. @see .scratch/diff17 finding 7
+  it("accepts a Twilio statusCallbackUrl with connection overrides in its fragment", () => {
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          { ...twilio, statusCallbackUrl: "https://verifyd.example.com/v1/callbacks/t#rc=3&ct=2000" },
+        ],
+      }),
+      TWILIO_AUTH_TOKEN: "t",
+    });
+    expect(config.providers[0]).toMatchObject({ statusCallbackUrl: expect.stringContaining("#rc=3") });
+  });
 });

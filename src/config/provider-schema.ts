@@ -402,9 +402,15 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
     case "twilio":
       return [
         ...urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl),
-        // Twilio, not verifyd, calls it; it may carry the basic-auth credentials Twilio sends.
+        // Twilio, not verifyd, calls it: it may carry the basic-auth credentials Twilio sends and
+        // the connection overrides Twilio reads from its fragment (`#rc=3&ct=2000`).
         ...urlIssue(`${at}/statusCallbackUrl`, provider.statusCallbackUrl, (text) =>
-          parseProviderUrl(text, { kind: "HTTP", protocols: ["http:", "https:"], credentials: "ignore" }),
+          parseProviderUrl(text, {
+            kind: "HTTP",
+            protocols: ["http:", "https:"],
+            credentials: "ignore",
+            fragment: "allow",
+          }),
         ),
       ];
     case "tencent":

@@ -22,8 +22,8 @@ export interface ProviderUrlRules {
    * with them), cannot send them (fetch refuses a URL with credentials), or never reads them.
    */
   credentials: "decode" | "refuse" | "ignore";
-  /** whether a URL without a host is refused (default); PostgreSQL's may name a socket instead */
-  host?: "required" | "optional";
+  /** a `#` fragment is refused (default): no sender reads one; a URL given to a vendor may carry one */
+  fragment?: "refuse" | "allow";
 }
 
 export interface ProviderUrl {
@@ -58,8 +58,8 @@ export function parseProviderUrl(text: string, rules: ProviderUrlRules): Provide
     throw fail(mustStartWith(rules));
   }
   if (cutShort(text, rules)) throw fail(ENCODE_CREDENTIALS);
-  if (text.includes("#")) throw fail(FRAGMENT);
-  if (url.hostname === "" && rules.host !== "optional") throw fail("it has no host");
+  if (text.includes("#") && rules.fragment !== "allow") throw fail(FRAGMENT);
+  if (url.hostname === "") throw fail("it has no host");
   if (url.port === "0") throw fail(PORT_RANGE);
   if (rules.credentials === "ignore") return { url, username: "", password: "" };
   if (url.username !== "" || url.password !== "") {
@@ -86,7 +86,7 @@ function whyUnparsable(text: string, rules: ProviderUrlRules): string {
     return mustStartWith(rules);
   }
   if (cutShort(text, rules)) return ENCODE_CREDENTIALS;
-  if (text.includes("#")) return FRAGMENT;
+  if (text.includes("#") && rules.fragment !== "allow") return FRAGMENT;
   const authority = authorityOf(text);
   const hostAndPort = authority.slice(authority.lastIndexOf("@") + 1);
   const port = /:([^:\]]*)$/.exec(hostAndPort)?.[1];

@@ -91,3 +91,29 @@ describe("createTwilioStatusCallback", () => {
     expect(handler.handle(signed(rest)).kind).toBe("invalid");
   });
 });
+
+// Twilio reads connection overrides from the configured URL's fragment (`#rc=3&ct=2000`); no
+// request carries it, and whether the signature covers it is not documented.
+describe("createTwilioStatusCallback with connection overrides in the URL", () => {
+  const withOverrides = `${URL_}#rc=3&ct=2000`;
+  const handler = createTwilioStatusCallback({
+    provider: "twilio",
+    authToken: AUTH_TOKEN,
+    statusCallbackUrl: withOverrides,
+  });
+  const request = (signature: string) => ({
+    url: "http://127.0.0.1:8080/v1/callbacks/twilio",
+    headers: { "x-twilio-signature": signature },
+    rawBody: new URLSearchParams(params).toString(),
+    nowMs: 0,
+  });
+
+  it("accepts a request signed over the URL with its fragment or without", () => {
+    for (const signedUrl of [withOverrides, URL_]) {
+      const signature = twilio.getExpectedTwilioSignature(AUTH_TOKEN, signedUrl, params);
+      expect(handler.handle(request(signature)).kind).toBe("receipts");
+    }
+    const forged = twilio.getExpectedTwilioSignature(AUTH_TOKEN, `${URL_}/other`, params);
+    expect(handler.handle(request(forged)).kind).toBe("unauthenticated");
+  });
+});

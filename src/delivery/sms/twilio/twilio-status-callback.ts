@@ -83,7 +83,10 @@ export function createTwilioStatusCallback(options: TwilioStatusCallbackOptions)
       }
       const params = new URLSearchParams(request.rawBody);
       const url = options.statusCallbackUrl ?? request.url;
-      if (!verifyTwilioSignature(options.authToken, header, url, params)) {
+      // A configured URL may end in Twilio's connection overrides (`#rc=3`), which no request
+      // carries: whether Twilio signs the URL with them is not documented, so both are accepted.
+      const signedUrls = url.includes("#") ? [url, url.slice(0, url.indexOf("#"))] : [url];
+      if (!signedUrls.some((signed) => verifyTwilioSignature(options.authToken, header, signed, params))) {
         return { kind: "unauthenticated", reason: "X-Twilio-Signature does not match" };
       }
       const sid = params.get("MessageSid") ?? params.get("SmsSid");
