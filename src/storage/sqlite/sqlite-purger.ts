@@ -44,7 +44,13 @@ export function createSqlitePurger(
   // Each step has a probe: a read, outside any transaction, that tells whether the step would
   // remove anything. Most passes find nothing in most tables, and a transaction that deletes
   // nothing still takes SQLite's one write lock, which the requests' commits then find taken.
-  type Step = { probe: Statement; statement: Statement; graceMs: number };
+  type Step = {
+    probe: Statement;
+    statement: Statement;
+    graceMs: number;
+    /** whether a batch that removed this many may have left more (default: a full batch) */
+    leftMore?: (removed: number) => boolean;
+  };
   /** Rows of `table` whose `column` is past; `keys` name a row (a table without rowid has its own). */
   const step = (
     table: string,
@@ -71,7 +77,8 @@ export function createSqlitePurger(
     // way they need no index of time, which every decision logged would write (~0.8 µs a row). A
     // row a clock step put ahead stays until its own time has passed, and the rows behind it go:
     // the probe looks at a batch's worth, not at the first row alone, which such a row would
-    // have held in place for as long as the clock had been ahead.
+    // have held in place for as long as the clock had been ahead. (A batch's worth of such rows
+    // still holds it: a clock ahead for that many decisions is a clock to fix.)
     {
       probe: db.prepare(
         `SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) WHERE at < ? LIMIT 1`,
@@ -80,6 +87,9 @@ export function createSqlitePurger(
         `DELETE FROM send_log WHERE rowid IN (SELECT rowid FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) AND at < ?`,
       ),
       graceMs: 30 * KEEP_AFTER_EXPIRY_MS,
+      // A batch beside rows a clock step put ahead removes fewer than it could, and more may be due
+      // behind them.
+      leftMore: (removed) => removed > 0,
     },
   ];
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
@@ -189,11 +199,12 @@ export function createSqlitePurger(
           pass.workMs += performance.now() - startedAt;
         }
       };
-    const batch = async (due: () => unknown, work: () => number) => {
+    const fullBatch = (removed: number): boolean => removed === PURGE_BATCH_ROWS;
+    const batch = async (due: () => unknown, work: () => number, leftMore = fullBatch) => {
       if (!timed(due)()) return;
       const removed = await group.run(timed(work));
       pass.removed += removed;
-      if (removed === PURGE_BATCH_ROWS) pass.more = true;
+      if (leftMore(removed)) pass.more = true;
     };
     pass.more = await sweepCounters(nowMs, timed, async (slices) => {
       pass.removed += await group.run(timed(() => deleteExpiredCounters(slices, nowMs)));
@@ -203,10 +214,11 @@ export function createSqlitePurger(
       () => anyExpiredToken.get(tokenBound, nowMs),
       () => deleteExpiredTokens.run(tokenBound, nowMs).changes,
     );
-    for (const { probe, statement, graceMs } of steps) {
+    for (const { probe, statement, graceMs, leftMore } of steps) {
       await batch(
         () => probe.get(nowMs - graceMs),
         () => statement.run(nowMs - graceMs).changes,
+        leftMore,
       );
     }
     return pass;
