@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createTestServer } from "../../test/harness.js";
-import { DEFAULT_POLICY, resolvePolicy } from "./policy.js";
+import { DEFAULT_POLICY, resolveAbusePolicy, resolvePolicy } from "./policy.js";
 
 describe("resolvePolicy", () => {
   it("lays an app's overrides over the defaults", () => {
@@ -25,6 +25,18 @@ describe("resolvePolicy", () => {
       { limit: 1, windowSeconds: 60 },
     ]);
     expect(policy.perIp).toEqual([{ limit: 10, windowSeconds: 3600 }]);
+  });
+
+  // Regression: the pumping rules' counters are keyed by window too, and were counted twice on
+  // SQLite and once on Redis. @see .scratch/diff17 finding 9
+  it("keeps the stricter of two pumping rules of one window, per country and per prefix", () => {
+    const twice = [
+      { limit: 4, windowSeconds: 600 },
+      { limit: 2, windowSeconds: 600 },
+    ];
+    const { pumping } = resolveAbusePolicy({ pumping: { perCountry: twice, perPrefix: twice } });
+    expect(pumping.perCountry).toEqual([{ limit: 2, windowSeconds: 600 }]);
+    expect(pumping.perPrefix).toEqual([{ limit: 2, windowSeconds: 600 }]);
   });
 
   // Regression: the two rules shared one counter, which SQLite counted twice a send (one send in

@@ -31,9 +31,9 @@ export function resolvePolicy(overrides: Partial<Policy> | undefined): Policy {
 }
 
 /**
- * A scope's rules share a counter per window, so two rules of one window would be one counter
- * counted twice by one store and once by another: only the stricter is kept, which is what the
- * two together allow.
+ * A scope's rules share a counter per window (a recipient's, an address's, a country's, a number
+ * prefix's), so two rules of one window would be one counter counted twice by one store and once
+ * by another: only the stricter is kept, which is what the two together allow.
  */
 function oneRulePerWindow(rules: RateRule[]): RateRule[] {
   const byWindow = new Map<number, RateRule>();
@@ -92,13 +92,16 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
 /** Merges an app's abuse overrides (one level deep per section) onto the defaults. */
 export function resolveAbusePolicy(overrides: DeepPartialAbuse | undefined): AbusePolicy {
   const base = DEFAULT_ABUSE_POLICY;
+  const pumping = { ...base.pumping, ...overrides?.pumping };
   return {
     ...(overrides?.external ? { external: overrides.external } : {}),
     captcha: { ...base.captcha, ...overrides?.captcha },
     risk: { ...base.risk, ...overrides?.risk },
     pumping: {
-      ...base.pumping,
-      ...overrides?.pumping,
+      ...pumping,
+      // counted per window, as the send's own rules are (`oneRulePerWindow`)
+      perCountry: oneRulePerWindow(pumping.perCountry),
+      perPrefix: oneRulePerWindow(pumping.perPrefix),
       anomaly: { ...base.pumping.anomaly, ...overrides?.pumping?.anomaly },
     },
   };
