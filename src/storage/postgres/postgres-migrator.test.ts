@@ -35,4 +35,28 @@ if (!probe.ok) {
       }
     }, 30_000);
   });
+
+  describe("migratePostgres: a commit slower than the request timeout", () => {
+    const { schema, pool } = poolOnOwnSchema(url, "pgmigcommit");
+
+    // Regression: the commit ran under the pool's 6 s request timeout, so a slow one (a
+    // synchronous standby replaying an index build) failed the start though the migration had
+    // committed. Here a deferred trigger makes the commit slow. @see .scratch/diff17 finding 10
+    it("reports the migration it committed instead of failing the start", async () => {
+      const admin = pool();
+      await admin.query(`CREATE SCHEMA ${schema}`);
+      await admin.query(
+        `CREATE TABLE ${schema}.schema_migrations (version integer PRIMARY KEY, name text NOT NULL, applied_at bigint NOT NULL)`,
+      );
+      await admin.query(`
+        CREATE FUNCTION ${schema}.slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN IF NEW.version = 1 THEN PERFORM pg_sleep(${(POSTGRES_STATEMENT_TIMEOUT_MS + 2_000) / 1000}); END IF; RETURN NULL; END $$`);
+      await admin.query(`
+        CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT ON ${schema}.schema_migrations
+        DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION ${schema}.slow_commit()`);
+      expect(await migratePostgres(admin, schema)).toEqual(
+        POSTGRES_MIGRATIONS.map((migration) => migration.version),
+      );
+    }, 30_000);
+  });
 }

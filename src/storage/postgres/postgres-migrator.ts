@@ -7,7 +7,8 @@ import { createPostgresPool } from "./postgres-pool.js";
 const MIGRATION_TIMEOUT_MS = 10 * 60_000;
 
 // pg reads a per-query `query_timeout` (its types omit it): the pool's short request-path timeout
-// must not cut a long migration.
+// must not cut a long migration, nor the commit of one (a commit that outlives the client's
+// timeout has still happened, and a start that gives up on it would fail for nothing).
 function slowQuery(text: string): pg.QueryConfig & { query_timeout: number } {
   return { text, query_timeout: MIGRATION_TIMEOUT_MS };
 }
@@ -51,13 +52,13 @@ export async function migratePostgres(pool: pg.Pool, schema?: string): Promise<n
       ]);
       done.push(migration.version);
     }
-    await client.query("COMMIT");
+    await client.query(slowQuery("COMMIT"));
     return done;
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => {});
+    await client.query(slowQuery("ROLLBACK")).catch(() => {});
     throw error;
   } finally {
-    await client.query("RESET statement_timeout").catch(() => {});
+    await client.query(slowQuery("RESET statement_timeout")).catch(() => {});
     client.release();
   }
 }
