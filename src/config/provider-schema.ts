@@ -408,7 +408,7 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
           parseProviderUrl(text, {
             kind: "HTTP",
             protocols: ["http:", "https:"],
-            credentials: "ignore",
+            credentials: "pass",
             fragment: "allow",
           }),
         ),

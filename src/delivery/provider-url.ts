@@ -19,9 +19,11 @@ export interface ProviderUrlRules {
   protocols: readonly string[];
   /**
    * What the sender does with a user and password in the URL: percent-decodes them (SMTP logs in
-   * with them), cannot send them (fetch refuses a URL with credentials), or never reads them.
+   * with them), cannot send them (fetch refuses a URL with credentials), never reads them, or
+   * passes the URL on whole for a vendor to call (which may use them, and whose path, query or
+   * fragment may hold an '@').
    */
-  credentials: "decode" | "refuse" | "ignore";
+  credentials: "decode" | "refuse" | "ignore" | "pass";
   /** a `#` fragment is refused (default): no sender reads one; a URL given to a vendor may carry one */
   fragment?: "refuse" | "allow";
 }
@@ -61,7 +63,8 @@ export function parseProviderUrl(text: string, rules: ProviderUrlRules): Provide
   if (text.includes("#") && rules.fragment !== "allow") throw fail(FRAGMENT);
   if (url.hostname === "") throw fail("it has no host");
   if (url.port === "0") throw fail(PORT_RANGE);
-  if (rules.credentials === "ignore") return { url, username: "", password: "" };
+  if (rules.credentials === "ignore" || rules.credentials === "pass")
+    return { url, username: "", password: "" };
   if (url.username !== "" || url.password !== "") {
     if (rules.credentials === "refuse") {
       throw fail("it must not carry a user or password (requests refuse a URL with credentials)");
@@ -104,7 +107,9 @@ function whyUnparsable(text: string, rules: ProviderUrlRules): string {
  * URL carries none, and may well have an '@' in its path or query.)
  */
 function cutShort(text: string, rules: ProviderUrlRules): boolean {
-  return rules.credentials !== "refuse" && afterAuthority(text).includes("@");
+  return (
+    (rules.credentials === "decode" || rules.credentials === "ignore") && afterAuthority(text).includes("@")
+  );
 }
 
 function mustStartWith(rules: ProviderUrlRules): string {
