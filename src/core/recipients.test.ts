@@ -42,6 +42,10 @@ describe("parseRecipient: email", () => {
       parseRecipient("email", "ali@\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir", CN).address,
     ).toBe("ali@\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.ir");
     expect(() => parseRecipient("email", "a\u200cnn@example.com", CN)).toThrow(OtpError);
+    // beside ASCII, or at either end of the domain, it only disguises (@see .scratch/diff17b 4)
+    for (const disguised of ["ann@gmail.com\u200d", "ann@\u200cgmail.com", "ann@gm\u200dail.com"]) {
+      expect(() => parseRecipient("email", disguised, CN), disguised).toThrow(OtpError);
+    }
   });
 
   it("trims surrounding whitespace", () => {

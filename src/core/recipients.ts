@@ -14,9 +14,11 @@ const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@(?:[^\s@"(),:;<>[\\\].]+\.)+[^\s@"(
 // address is garbled, and a code sent there would go to someone else or nowhere. Nor invisible
 // format characters (zero-width space, soft hyphen, a right-to-left override): they make one
 // address look like another, in the masked `to` an answer echoes too. A domain may hold the
-// zero-width (non-)joiner, which Persian and Indic names need (IDNA2008 allows them there).
+// zero-width (non-)joiner between two letters of a non-Latin script, which Persian and Indic
+// names need (IDNA2008 allows them there); beside an ASCII character it only disguises.
 const NOT_IN_A_LOCAL_PART = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
-const NOT_IN_A_DOMAIN = /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}/u;
+const NOT_IN_A_DOMAIN =
+  /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}|(?<!\P{ASCII})[\u200C\u200D]|[\u200C\u200D](?!\P{ASCII})/u;
 // What IDNA reads as the dot between labels: the ideographic, fullwidth and halfwidth full stops.
 const LABEL_SEPARATORS = /[\u3002\uFF0E\uFF61]/g;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;

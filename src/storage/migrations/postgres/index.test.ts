@@ -82,8 +82,9 @@ if (!probe.ok) {
       const bob = account("acc_bob", "beta", "Bob@example.com", 1_000);
       // stored with the domain's root dot, which earlier versions kept (@see .scratch/diff17 4)
       const dotted = account("acc_dotted", "beta", "carol@example.com.", 1_000);
+      const stopped = account("acc_stopped", "beta", "dave@example\u3002com", 1_000);
       // The younger first: the oldest by creation time gets the key, not the first row written.
-      for (const each of [younger, older, bob, dotted]) {
+      for (const each of [younger, older, bob, dotted, stopped]) {
         await pool().query(
           "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES ($1, $2, $3, '{}', $4)",
           [each.id, each.appId, each.email, each.createdAtMs],
@@ -98,6 +99,7 @@ if (!probe.ok) {
       expect(await accounts.findByContact("alpha", "email", "ann@example.com")).toEqual(younger);
       expect(await accounts.findByContact("beta", "email", "bob@example.com")).toEqual(bob);
       expect(await accounts.findByContact("beta", "email", "Carol@example.com")).toEqual(dotted);
+      expect(await accounts.findByContact("beta", "email", "dave@example.com")).toEqual(stopped);
       const third = account("acc_third", "alpha", "aNn@example.com", 3_000);
       expect((await otpError(accounts.create(third))).code).toBe("ACCOUNT_EXISTS");
     });
