@@ -169,6 +169,21 @@ describe("purger", () => {
     expect((await backend.purge(now)).more).toBe(false);
   });
 
+  // Regression: the first fix above said "more" after every batch that removed a row, so under
+  // steady traffic (a few rows aging out each pass) the loop ran a write transaction every 5 ms.
+  // @see .scratch/diff17b finding 2
+  it("says no more once a send-log batch has removed every row due", async () => {
+    backend = createSqliteBackend({ path: ":memory:" });
+    const insert = backend.db.prepare(
+      "INSERT INTO send_log (at, app_id, face, decision) VALUES (?, 'default', 'native', 'accepted')",
+    );
+    const day = 86_400_000;
+    const now = 400 * day;
+    for (let i = 0; i < 3; i++) insert.run(now - 31 * day + i);
+    for (let i = 0; i < 3; i++) insert.run(now - day + i);
+    expect(await backend.purge(now)).toMatchObject({ removed: 3, more: false });
+  });
+
   it("removes expired idempotency keys but not live ones", async () => {
     backend = createSqliteBackend({ path: ":memory:" });
     const insert = backend.db.prepare(

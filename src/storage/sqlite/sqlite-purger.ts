@@ -48,8 +48,8 @@ export function createSqlitePurger(
     probe: Statement;
     statement: Statement;
     graceMs: number;
-    /** whether a batch that removed this many may have left more (default: a full batch) */
-    leftMore?: (removed: number) => boolean;
+    /** whether a batch that removed this many rows past `cutoffMs` may have left more (default: a full batch) */
+    leftMore?: (removed: number, cutoffMs: number) => boolean;
   };
   /** Rows of `table` whose `column` is past; `keys` name a row (a table without rowid has its own). */
   const step = (
@@ -79,19 +79,25 @@ export function createSqlitePurger(
     // the probe looks at a batch's worth, not at the first row alone, which such a row would
     // have held in place for as long as the clock had been ahead. (A batch's worth of such rows
     // still holds it: a clock ahead for that many decisions is a clock to fix.)
-    {
-      probe: db.prepare(
-        `SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) WHERE at < ? LIMIT 1`,
-      ),
+    sendLogStep(),
+  ];
+  function sendLogStep(): Step {
+    const graceMs = 30 * KEEP_AFTER_EXPIRY_MS;
+    const probe = db.prepare(
+      `SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) WHERE at < ? LIMIT 1`,
+    );
+    return {
+      probe,
       statement: db.prepare(
         `DELETE FROM send_log WHERE rowid IN (SELECT rowid FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) AND at < ?`,
       ),
-      graceMs: 30 * KEEP_AFTER_EXPIRY_MS,
+      graceMs,
       // A batch beside rows a clock step put ahead removes fewer than it could, and more may be due
-      // behind them.
-      leftMore: (removed) => removed > 0,
-    },
-  ];
+      // behind them: the probe, asked again, tells (a batch that emptied the due rows under steady
+      // traffic is done, and the loop goes back to its pace).
+      leftMore: (removed, cutoffMs) => removed > 0 && probe.get(cutoffMs) !== undefined,
+    };
+  }
   // Counters have no expiry index: it cost ~20% of every counter write on the send path. They are
   // swept instead in key order, a stretch per pass, resuming where the last one stopped and
   // starting over from the first key after the last.
@@ -215,10 +221,11 @@ export function createSqlitePurger(
       () => deleteExpiredTokens.run(tokenBound, nowMs).changes,
     );
     for (const { probe, statement, graceMs, leftMore } of steps) {
+      const cutoffMs = nowMs - graceMs;
       await batch(
-        () => probe.get(nowMs - graceMs),
-        () => statement.run(nowMs - graceMs).changes,
-        leftMore,
+        () => probe.get(cutoffMs),
+        () => statement.run(cutoffMs).changes,
+        leftMore && ((removed) => leftMore(removed, cutoffMs)),
       );
     }
     return pass;
