@@ -2,12 +2,11 @@ import type pg from "pg";
 import { describe, expect, it } from "vitest";
 import { backendMissing, probePostgres } from "../../../../test/cluster/backends.js";
 import { poolOnOwnSchema } from "../../../../test/cluster/schema-pool.js";
-import { otpError } from "../../../../test/fakes/otp-error.js";
 import { newApp } from "../../../core/apps/apps.js";
-import type { Account } from "../../../core/types.js";
 import { createPostgresAccountDirectory } from "../../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../../postgres/postgres-app-store.js";
 import { migratePostgres } from "../../postgres/postgres-migrator.js";
+import { ACCOUNTS_BEFORE_MAILBOX_KEYS, expectAccountsKeyedByMailbox } from "../mailbox-keys.contract.js";
 import { POSTGRES_MIGRATIONS } from "./index.js";
 
 /** The schema as an earlier release left it: the migrations up to `version`. */
@@ -69,22 +68,7 @@ if (!probe.ok) {
     // accounts, and the unique index on the folded email must build over what that left. @see badinput F2
     it("keys each mailbox to its oldest account, and keeps a younger one an earlier version let in", async () => {
       await schemaAt(pool(), schema, 6);
-      const account = (id: string, appId: string, email: string, createdAtMs: number): Account => ({
-        id,
-        appId,
-        email,
-        profile: {},
-        createdAtMs,
-        credentialVersion: 0,
-      });
-      const older = account("acc_older", "alpha", "Ann@example.com", 1_000);
-      const younger = account("acc_younger", "alpha", "ann@example.com", 2_000);
-      const bob = account("acc_bob", "beta", "Bob@example.com", 1_000);
-      // stored with the domain's root dot, which earlier versions kept (@see .scratch/diff17 4)
-      const dotted = account("acc_dotted", "beta", "carol@example.com.", 1_000);
-      const stopped = account("acc_stopped", "beta", "dave@example\u3002com", 1_000);
-      // The younger first: the oldest by creation time gets the key, not the first row written.
-      for (const each of [younger, older, bob, dotted, stopped]) {
+      for (const each of ACCOUNTS_BEFORE_MAILBOX_KEYS) {
         await pool().query(
           "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES ($1, $2, $3, '{}', $4)",
           [each.id, each.appId, each.email, each.createdAtMs],
@@ -93,15 +77,7 @@ if (!probe.ok) {
 
       expect(await migratePostgres(pool(), schema)).toEqual(versionsAfter(6));
 
-      const accounts = createPostgresAccountDirectory(pool());
-      expect(await accounts.findByContact("alpha", "email", "ANN@example.com")).toEqual(older);
-      expect(await accounts.findByContact("alpha", "email", "Ann@example.com")).toEqual(older);
-      expect(await accounts.findByContact("alpha", "email", "ann@example.com")).toEqual(younger);
-      expect(await accounts.findByContact("beta", "email", "bob@example.com")).toEqual(bob);
-      expect(await accounts.findByContact("beta", "email", "Carol@example.com")).toEqual(dotted);
-      expect(await accounts.findByContact("beta", "email", "dave@example.com")).toEqual(stopped);
-      const third = account("acc_third", "alpha", "aNn@example.com", 3_000);
-      expect((await otpError(accounts.create(third))).code).toBe("ACCOUNT_EXISTS");
+      await expectAccountsKeyedByMailbox(createPostgresAccountDirectory(pool()));
     });
   });
 }

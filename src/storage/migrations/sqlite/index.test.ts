@@ -1,12 +1,11 @@
 import { describe, expect, it } from "vitest";
-import { otpError } from "../../../../test/fakes/otp-error.js";
 import { databaseAt } from "../../../../test/fakes/sqlite-at-version.js";
 import { newApp } from "../../../core/apps/apps.js";
-import type { Account } from "../../../core/types.js";
 import { createGroupCommit } from "../../sqlite/group-commit.js";
 import { createSqliteAccountDirectory } from "../../sqlite/sqlite-account-directory.js";
 import { createSqliteAppStore } from "../../sqlite/sqlite-app-store.js";
 import { migrateSqlite } from "../../sqlite/sqlite-database.js";
+import { ACCOUNTS_BEFORE_MAILBOX_KEYS, expectAccountsKeyedByMailbox } from "../mailbox-keys.contract.js";
 import { SQLITE_MIGRATIONS } from "./index.js";
 
 /** The versions a database at `version` has still to apply: `version` + 1 and every one after. */
@@ -43,38 +42,15 @@ describe("SQLite migration 11", () => {
   // accounts, and the unique index on the folded email must build over what that left. @see badinput F2
   it("keys each mailbox to its oldest account, and keeps a younger one an earlier version let in", async () => {
     const db = databaseAt(10);
-    const account = (id: string, appId: string, email: string, createdAtMs: number): Account => ({
-      id,
-      appId,
-      email,
-      profile: {},
-      createdAtMs,
-      credentialVersion: 0,
-    });
-    const older = account("acc_older", "alpha", "Ann@example.com", 1_000);
-    const younger = account("acc_younger", "alpha", "ann@example.com", 2_000);
-    const bob = account("acc_bob", "beta", "Bob@example.com", 1_000);
-    // stored with the domain's root dot, which earlier versions kept (@see .scratch/diff17 4)
-    const dotted = account("acc_dotted", "beta", "carol@example.com.", 1_000);
-    const stopped = account("acc_stopped", "beta", "dave@example\u3002com", 1_000);
     const insert = db.prepare(
       "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES (?, ?, ?, '{}', ?)",
     );
-    // The younger first: the oldest by creation time gets the key, not the first row written.
-    for (const each of [younger, older, bob, dotted, stopped])
+    for (const each of ACCOUNTS_BEFORE_MAILBOX_KEYS)
       insert.run(each.id, each.appId, each.email, each.createdAtMs);
 
     expect(migrateSqlite(db)).toEqual(versionsAfter(10));
 
-    const accounts = createSqliteAccountDirectory(db, createGroupCommit(db));
-    expect(await accounts.findByContact("alpha", "email", "ANN@example.com")).toEqual(older);
-    expect(await accounts.findByContact("alpha", "email", "Ann@example.com")).toEqual(older);
-    expect(await accounts.findByContact("alpha", "email", "ann@example.com")).toEqual(younger);
-    expect(await accounts.findByContact("beta", "email", "bob@example.com")).toEqual(bob);
-    expect(await accounts.findByContact("beta", "email", "Carol@example.com")).toEqual(dotted);
-    expect(await accounts.findByContact("beta", "email", "dave@example.com")).toEqual(stopped);
-    const third = account("acc_third", "alpha", "aNn@example.com", 3_000);
-    expect((await otpError(accounts.create(third))).code).toBe("ACCOUNT_EXISTS");
+    await expectAccountsKeyedByMailbox(createSqliteAccountDirectory(db, createGroupCommit(db)));
     db.close();
   });
 });
