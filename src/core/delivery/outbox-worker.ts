@@ -39,8 +39,8 @@ export interface OutboxWorkerOptions {
   /** circuit breakers per provider; pass one instance to every worker of a process */
   breakers?: CircuitBreakers;
   /**
-   * The codes the messages carry, to drop a message whose code ended while it was queued
-   * (superseded by a resend, canceled, approved, out of attempts) rather than send a dead code.
+   * The codes the messages carry, to drop a message whose code was canceled or used while it was
+   * queued rather than send a dead code.
    */
   codes?: Pick<VerificationStore, "get">;
 }
@@ -58,8 +58,6 @@ const PROVIDER_TRY_TIMEOUT_MS = 20_000;
 const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
-// Longer than a cluster send's outbox commit may take (PostgreSQL's client timeout, 6 s).
-const SUPERSEDE_SETTLED_MS = 10_000;
 const MAX_RETRY_DELAY_MS = 60_000;
 const DEFAULT_TRIES_PER_PROVIDER = 2;
 // Five failures in a row is a provider in trouble, not bad luck; thirty seconds later one probe
@@ -121,17 +119,17 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const active = new Set<Promise<void>>();
 
   /**
-   * Why the message's code can no longer be used, or undefined (also when the store cannot tell).
-   * A message on its first claim soon after it was queued, the usual case, is not looked up: its
-   * code can hardly have ended yet, and the read would cost more than the rest of a delivery to
-   * the dev inbox.
+   * Why the message's code has ended for good, or undefined (also when the store cannot tell). Only
+   * the ends nothing can undo count: a supersede can (a cluster resend whose outbox commit fails
+   * gives the code back), and so can running out of attempts (a right peek gives its attempt
+   * back). A message on its first claim soon after it was queued, the usual case, is not looked
+   * up: its code can hardly have ended yet, and the read would cost more than the rest of a
+   * delivery to the dev inbox.
    */
   async function endedCode(message: OutboxMessage, now: number): Promise<string | undefined> {
     if (message.attempts === 1 && now - message.createdAtMs < UNCHECKED_WHILE_FRESH_MS) return undefined;
     const record = await options.codes?.get(message.appId, message.verificationId).catch(() => null);
-    if (!record) return undefined;
-    if (record.status !== "pending") return `code ${record.status}`;
-    if (record.attempts >= record.maxAttempts) return "code out of attempts";
+    if (record?.status === "canceled" || record?.status === "approved") return `code ${record.status}`;
     return undefined;
   }
 
@@ -151,20 +149,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       return;
     }
     const ended = await endedCode(message, now);
-    if (ended === "code superseded" && message.attempts === 1) {
-      // In cluster mode a resend supersedes the code in Redis before its own outbox row commits,
-      // and gives the code back if that commit fails: seen first, a supersede is looked at again
-      // once such a commit has surely ended one way or the other.
-      await outbox.markRetry(
-        message,
-        { provider: "none", status: "failed", atMs: now, error: "code superseded: looked at again" },
-        now + SUPERSEDE_SETTLED_MS,
-      );
-      return;
-    }
     if (ended) {
-      // Its recipient has a newer code, or none to use: sending this one would only cost money
-      // (above all while a provider's outage piles up a resend's predecessors).
+      // Nobody can use its code any more: sending it would only cost money and confuse.
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended });
       logger.info({ messageId: message.id, error: ended }, "message dropped");
       return;
