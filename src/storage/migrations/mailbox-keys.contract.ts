@@ -22,9 +22,11 @@ const bob = account("acc_bob", "beta", "Bob@example.com", 1_000);
 // (@see .scratch/diff17 finding 4, .scratch/diff17b finding 3)
 const dotted = account("acc_dotted", "beta", "carol@example.com.", 1_000);
 const stopped = account("acc_stopped", "beta", "dave@example\u3002com", 1_000);
+// an ideographic full stop in the local part is no dot: another mailbox (@see .scratch/diff17c 3)
+const lina = account("acc_lina", "beta", "li\u3002na@example.com", 1_000);
 
 /** In the order to store them: the younger first, so the oldest by creation time gets the key, not the first row written. */
-export const ACCOUNTS_BEFORE_MAILBOX_KEYS = [younger, older, bob, dotted, stopped];
+export const ACCOUNTS_BEFORE_MAILBOX_KEYS = [younger, older, bob, dotted, stopped, lina];
 
 /** One account per mailbox, whatever the case; a younger one an earlier version let in is found by its exact spelling. */
 export async function expectAccountsKeyedByMailbox(accounts: AccountDirectory): Promise<void> {
@@ -34,6 +36,8 @@ export async function expectAccountsKeyedByMailbox(accounts: AccountDirectory): 
   expect(await accounts.findByContact("beta", "email", "bob@example.com")).toEqual(bob);
   expect(await accounts.findByContact("beta", "email", "Carol@example.com")).toEqual(dotted);
   expect(await accounts.findByContact("beta", "email", "dave@example.com")).toEqual(stopped);
+  expect(await accounts.findByContact("beta", "email", "li.na@example.com")).toBeNull();
+  expect(await accounts.findByContact("beta", "email", "li\u3002na@example.com")).toEqual(lina);
   const third = account("acc_third", "alpha", "aNn@example.com", 3_000);
   expect((await otpError(accounts.create(third))).code).toBe("ACCOUNT_EXISTS");
 }

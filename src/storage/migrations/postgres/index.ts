@@ -171,17 +171,24 @@ WHERE EXISTS (
     // lower() folds them (under COLLATE "C" PostgreSQL's lower() folds only ASCII too), so both
     // backends find the same accounts. The column's own collation is "C", the one lower() gives
     // it: a look-up compares under that collation, and an index can serve only its own.
-    // An address stored with its domain's root dot, or IDNA's other full stops (earlier versions kept
-    // them), is keyed as addresses are now normalised.
+    // An address stored with its domain's root dot, or IDNA's other full stops in its domain
+    // (earlier versions kept them), is keyed as addresses are now normalised; its local part is
+    // kept as it is.
     // Earlier versions let second accounts in beside the first of a mailbox: only the oldest gets
     // the key, or the unique index could not be built; a younger one keeps a NULL key and stays
     // reachable by its exact spelling (postgres-account-directory.ts `byEmail`).
     sql: `
 ALTER TABLE accounts ADD COLUMN email_key text COLLATE "C";
-UPDATE accounts SET email_key = lower(rtrim(translate(accounts.email, '。．｡', '...'), '.') COLLATE "C")
+UPDATE accounts SET email_key = lower(
+  (split_part(accounts.email, '@', 1) || '@' || rtrim(translate(split_part(accounts.email, '@', 2), '。．｡', '...'), '.'))
+  COLLATE "C"
+)
 FROM (
   SELECT id, row_number() OVER (
-    PARTITION BY app_id, lower(rtrim(translate(email, '。．｡', '...'), '.') COLLATE "C")
+    PARTITION BY app_id, lower(
+      (split_part(email, '@', 1) || '@' || rtrim(translate(split_part(email, '@', 2), '。．｡', '...'), '.'))
+      COLLATE "C"
+    )
     ORDER BY created_at, id COLLATE "C"
   ) AS age
   FROM accounts WHERE email IS NOT NULL

@@ -276,18 +276,25 @@ WHERE EXISTS (
     // second one. email_key is the address with ASCII letters folded (SQLite's lower() folds only
     // ASCII, as PostgreSQL's lower() under COLLATE "C" does), computed here in SQL, never in JS.
     // An address stored with its domain's root dot (`ann@example.com.`, which earlier versions
-    // kept; or IDNA's other full stops, `。．｡`) is keyed as addresses are now normalised, so it is
-    // found again.
+    // kept; or IDNA's other full stops, `。．｡`, in its domain) is keyed as addresses are now
+    // normalised, so it is found again; its local part is kept as it is (the addresses stored
+    // have one '@'; the part before it is never rewritten).
     // Earlier versions let such second accounts in: only the oldest of each mailbox gets the key,
     // or the unique index could not be built. A younger one keeps a NULL key and stays reachable
     // by its exact spelling (sqlite-account-directory.ts `byEmail`).
     sql: `
 ALTER TABLE accounts ADD COLUMN email_key TEXT;
-UPDATE accounts SET email_key = lower(rtrim(replace(replace(replace(email, '。', '.'), '．', '.'), '｡', '.'), '.'))
+UPDATE accounts SET email_key = lower(
+  substr(email, 1, instr(email, '@'))
+  || rtrim(replace(replace(replace(substr(email, instr(email, '@') + 1), '。', '.'), '．', '.'), '｡', '.'), '.')
+)
 WHERE id IN (
   SELECT id FROM (
     SELECT id, row_number() OVER (
-      PARTITION BY app_id, lower(rtrim(replace(replace(replace(email, '。', '.'), '．', '.'), '｡', '.'), '.'))
+      PARTITION BY app_id, lower(
+        substr(email, 1, instr(email, '@'))
+        || rtrim(replace(replace(replace(substr(email, instr(email, '@') + 1), '。', '.'), '．', '.'), '｡', '.'), '.')
+      )
       ORDER BY created_at, id
     ) AS age
     FROM accounts WHERE email IS NOT NULL
