@@ -14,11 +14,11 @@ const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@(?:[^\s@"(),:;<>[\\\].]+\.)+[^\s@"(
 // address is garbled, and a code sent there would go to someone else or nowhere. Nor invisible
 // format characters (zero-width space, soft hyphen, a right-to-left override): they make one
 // address look like another, in the masked `to` an answer echoes too. A domain may hold the
-// zero-width (non-)joiner between two letters of a non-Latin script, which Persian and Indic
-// names need (IDNA2008 allows them there); beside an ASCII character it only disguises.
+// zero-width (non-)joiner where IDNA2008 allows it (Persian names, Indic ones after a virama),
+// which the URL parser's own IDNA checks tell (`joinersAllowed`); anywhere else it only disguises.
 const NOT_IN_A_LOCAL_PART = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
-const NOT_IN_A_DOMAIN =
-  /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}|(?<!\P{ASCII})[\u200C\u200D]|[\u200C\u200D](?!\P{ASCII})/u;
+const NOT_IN_A_DOMAIN = /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}/u;
+const JOINERS = /[\u200C\u200D]/;
 // What IDNA reads as the dot between labels: the ideographic, fullwidth and halfwidth full stops.
 const LABEL_SEPARATORS = /[\u3002\uFF0E\uFF61]/g;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;
@@ -46,7 +46,8 @@ export function parseRecipient(
       address.length > MAX_EMAIL_LENGTH ||
       !EMAIL_PATTERN.test(address) ||
       NOT_IN_A_LOCAL_PART.test(local) ||
-      NOT_IN_A_DOMAIN.test(domain)
+      NOT_IN_A_DOMAIN.test(domain) ||
+      (JOINERS.test(domain) && !joinersAllowed(domain))
     ) {
       throw invalidField(field, `${field} is not a valid email address`);
     }
@@ -103,6 +104,19 @@ export function mailboxOf(channel: Channel, address: string): string {
     domain = GMAIL;
   }
   return `${local}@${domain}`;
+}
+
+/**
+ * Whether IDNA2008's context rules allow the domain's zero-width joiners (CheckJoiners, as the
+ * WHATWG URL parser applies them): a joiner after a virama, a non-joiner between joining letters.
+ */
+function joinersAllowed(domain: string): boolean {
+  try {
+    new URL(`http://${domain}`);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /**
