@@ -314,5 +314,16 @@ describe("loadConfig: providers and routing", () => {
       TWILIO_AUTH_TOKEN: "t",
     });
     expect(config.providers[0]).toMatchObject({ statusCallbackUrl: expect.stringContaining("#rc=3") });
+    // credentials cut short by an unencoded '/' are still told (@see .scratch/diff17c finding 5)
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({
+          providers: [
+            { ...twilio, statusCallbackUrl: "https://ops:pa/ss@verifyd.example.com/v1/callbacks/t" },
+          ],
+        }),
+        TWILIO_AUTH_TOKEN: "t",
+      }),
+    ).toEqual([expect.stringMatching(/^providers\/0\/statusCallbackUrl: .*must be percent-encoded/)]);
   });
 });

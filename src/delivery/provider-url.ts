@@ -104,12 +104,15 @@ function whyUnparsable(text: string, rules: ProviderUrlRules): string {
 /**
  * Where the URL may carry credentials, an '@' past the host is theirs: an unencoded '/', '?' or
  * '#' in them ended the authority early, and the rest reads as host, port, path or query. (An HTTP
- * URL carries none, and may well have an '@' in its path or query.)
+ * URL for fetch carries none, and may well have an '@' in its path or query.)
  */
 function cutShort(text: string, rules: ProviderUrlRules): boolean {
-  return (
-    (rules.credentials === "decode" || rules.credentials === "ignore") && afterAuthority(text).includes("@")
-  );
+  if (rules.credentials === "refuse") return false;
+  const rest = afterAuthority(text);
+  // A URL passed on whole may have an '@' in its query or fragment (a vendor's parameters); one in
+  // its path still tells credentials cut short there.
+  const end = rules.credentials === "pass" ? rest.search(/[?#]/) : -1;
+  return (end === -1 ? rest : rest.slice(0, end)).includes("@");
 }
 
 function mustStartWith(rules: ProviderUrlRules): string {
