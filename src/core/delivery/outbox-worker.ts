@@ -119,21 +119,38 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const active = new Set<Promise<void>>();
 
   /**
-   * Why the message's code has ended for good, or undefined (also when the store cannot tell). Only
-   * the ends nothing can undo count: a supersede can (a cluster resend whose outbox commit fails
-   * gives the code back), and so can running out of attempts (a right peek gives its attempt
-   * back). A message on its first claim soon after it was queued, the usual case, is not looked
-   * up: its code can hardly have ended yet, and the read would cost more than the rest of a
-   * delivery to the dev inbox.
+   * Why each message's code has ended for good (by message id), for the messages whose code may
+   * have: looked up for a whole claim before any of it is delivered, so the reads go out together
+   * and the messages are still handed over in the order claimed. Only the ends nothing can undo
+   * count: a supersede can be (a cluster resend whose outbox commit fails gives the code back), and
+   * so can running out of attempts (a right peek gives its attempt back). A message on its first
+   * claim soon after it was queued, the usual case, is not looked up: its code can hardly have
+   * ended yet, and the read would cost more than the rest of a delivery to the dev inbox. A code
+   * the store cannot read is taken as live.
    */
-  async function endedCode(message: OutboxMessage, now: number): Promise<string | undefined> {
-    if (message.attempts === 1 && now - message.createdAtMs < UNCHECKED_WHILE_FRESH_MS) return undefined;
-    const record = await options.codes?.get(message.appId, message.verificationId).catch(() => null);
-    if (record?.status === "canceled" || record?.status === "approved") return `code ${record.status}`;
-    return undefined;
+  async function endedCodes(messages: OutboxMessage[], now: number): Promise<Map<string, string>> {
+    const ended = new Map<string, string>();
+    const { codes } = options;
+    if (!codes) return ended;
+    const waited = messages.filter(
+      (message) => message.attempts > 1 || now - message.createdAtMs >= UNCHECKED_WHILE_FRESH_MS,
+    );
+    await Promise.all(
+      waited.map(async (message) => {
+        const record = await codes.get(message.appId, message.verificationId).catch(() => null);
+        if (record?.status === "canceled" || record?.status === "approved")
+          ended.set(message.id, `code ${record.status}`);
+      }),
+    );
+    return ended;
   }
 
-  async function deliver(message: OutboxMessage, leaseUntilMs: number): Promise<void> {
+  /** Delivers one claimed message; `ended` says why its code can no longer be used, if it cannot. */
+  async function deliver(
+    message: OutboxMessage,
+    leaseUntilMs: number,
+    ended: string | undefined,
+  ): Promise<void> {
     const now = clock.nowMs();
     const app = await apps.byId(message.appId);
     const code = secrets.open(message.sealedCode);
@@ -148,7 +165,6 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       logger.warn({ messageId: message.id, error }, "message dropped");
       return;
     }
-    const ended = await endedCode(message, now);
     if (ended) {
       // Nobody can use its code any more: sending it would only cost money and confuse.
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended });
@@ -355,8 +371,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
   }
 
-  function deliverSafely(message: OutboxMessage, leaseUntilMs: number): Promise<void> {
-    return deliver(message, leaseUntilMs).catch((error: unknown) => {
+  function deliverSafely(message: OutboxMessage, leaseUntilMs: number, ended?: string): Promise<void> {
+    return deliver(message, leaseUntilMs, ended).catch((error: unknown) => {
       // The claim lapses and the message is tried again; nothing is lost.
       logger.error({ messageId: message.id, err: error }, "delivery crashed");
     });
@@ -367,7 +383,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     const claimedAtMs = clock.nowMs();
     const messages = await outbox.claim(batchSize, leaseMs, claimedAtMs);
     const leaseUntilMs = claimedAtMs + leaseMs;
-    await Promise.all(messages.map((message) => deliverSafely(message, leaseUntilMs)));
+    const ended = await endedCodes(messages, claimedAtMs);
+    await Promise.all(messages.map((message) => deliverSafely(message, leaseUntilMs, ended.get(message.id))));
     return messages.length;
   }
 
@@ -400,8 +417,13 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       const claimedAtMs = clock.nowMs();
       const messages = await outbox.claim(batchSize, leaseMs, claimedAtMs);
       claimed = messages.length;
+      const ended = await endedCodes(messages, claimedAtMs);
       for (const message of messages) {
-        const delivery: Promise<void> = deliverSafely(message, claimedAtMs + leaseMs).finally(() => {
+        const delivery: Promise<void> = deliverSafely(
+          message,
+          claimedAtMs + leaseMs,
+          ended.get(message.id),
+        ).finally(() => {
           active.delete(delivery);
           if (backlog || wakeRequested) schedule(0);
         });
