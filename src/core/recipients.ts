@@ -19,6 +19,7 @@ const EMAIL_PATTERN = /^[^\s@"(),:;<>[\\\]]+@(?:[^\s@"(),:;<>[\\\].]+\.)+[^\s@"(
 const NOT_IN_A_LOCAL_PART = /[\p{Cc}\p{Cs}\p{Cf}\uFFFD]/u;
 const NOT_IN_A_DOMAIN = /[\p{Cc}\p{Cs}\uFFFD]|(?![\u200C\u200D])\p{Cf}/u;
 const JOINERS = /[\u200C\u200D]/;
+const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
 // What IDNA reads as the dot between labels: the ideographic, fullwidth and halfwidth full stops.
 const LABEL_SEPARATORS = /[\u3002\uFF0E\uFF61]/g;
 const COUNTRY_PATTERN = /^[A-Z]{2}$/;
@@ -38,16 +39,20 @@ export function parseRecipient(
   if (channel === "email") {
     const at = value.lastIndexOf("@");
     const local = value.slice(0, Math.max(at, 0));
-    let domain = value.slice(at + 1).replace(LABEL_SEPARATORS, ".");
+    let domain = value.slice(at + 1);
+    // Most addresses are ASCII: the checks for what only other characters can be are skipped.
+    const ascii = PRINTABLE_ASCII.test(value);
+    if (!ascii) domain = domain.replace(LABEL_SEPARATORS, ".");
     if (domain.endsWith(".")) domain = domain.slice(0, -1);
     const address = `${local}@${domain}`;
     if (
       at < 0 ||
       address.length > MAX_EMAIL_LENGTH ||
       !EMAIL_PATTERN.test(address) ||
-      NOT_IN_A_LOCAL_PART.test(local) ||
-      NOT_IN_A_DOMAIN.test(domain) ||
-      (JOINERS.test(domain) && !joinersAllowed(domain))
+      (!ascii &&
+        (NOT_IN_A_LOCAL_PART.test(local) ||
+          NOT_IN_A_DOMAIN.test(domain) ||
+          (JOINERS.test(domain) && !joinersAllowed(domain))))
     ) {
       throw invalidField(field, `${field} is not a valid email address`);
     }
@@ -124,7 +129,7 @@ function joinersAllowed(domain: string): boolean {
  * spellings count as one mailbox. Only a non-ASCII domain pays for the conversion.
  */
 function asciiDomain(domain: string): string {
-  if (/^[\x20-\x7e]*$/.test(domain)) return domain;
+  if (PRINTABLE_ASCII.test(domain)) return domain;
   try {
     return new URL(`http://${domain}`).hostname.replace(/\.$/, "");
   } catch {
