@@ -117,8 +117,10 @@ export function mailboxOf(channel: Channel, address: string): string {
  */
 function joinersAllowed(domain: string): boolean {
   try {
-    new URL(`http://${domain}`);
-    return true;
+    const url = new URL(`http://${domain}`);
+    // All of it must be the host: past a '/', '?' or '#' (or what IDNA maps to one) a joiner
+    // would sit in a path, query or fragment the IDNA checks never see.
+    return url.pathname === "/" && url.search === "" && url.hash === "" && url.username === "";
   } catch {
     return false;
   }
