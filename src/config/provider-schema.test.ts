@@ -320,10 +320,24 @@ describe("loadConfig: providers and routing", () => {
         VERIFYD_CONFIG: configFile({
           providers: [
             { ...twilio, statusCallbackUrl: "https://ops:pa/ss@verifyd.example.com/v1/callbacks/t" },
+            {
+              ...twilio,
+              id: "t2",
+              statusCallbackUrl: "https://ops:2024?x@verifyd.example.com/v1/callbacks/t",
+            },
+            {
+              ...twilio,
+              id: "t3",
+              statusCallbackUrl: "https://ops:pa#ss@verifyd.example.com/v1/callbacks/t",
+            },
           ],
         }),
         TWILIO_AUTH_TOKEN: "t",
       }),
-    ).toEqual([expect.stringMatching(/^providers\/0\/statusCallbackUrl: .*must be percent-encoded/)]);
+    ).toEqual([
+      expect.stringMatching(/^providers\/0\/statusCallbackUrl: .*must be percent-encoded/),
+      expect.stringMatching(/^providers\/1\/statusCallbackUrl: .*must be percent-encoded/),
+      expect.stringMatching(/^providers\/2\/statusCallbackUrl: .*must be percent-encoded/),
+    ]);
   });
 });

@@ -109,10 +109,17 @@ function whyUnparsable(text: string, rules: ProviderUrlRules): string {
 function cutShort(text: string, rules: ProviderUrlRules): boolean {
   if (rules.credentials === "refuse") return false;
   const rest = afterAuthority(text);
-  // A URL passed on whole may have an '@' in its query or fragment (a vendor's parameters); one in
-  // its path still tells credentials cut short there.
-  const end = rules.credentials === "pass" ? rest.search(/[?#]/) : -1;
-  return (end === -1 ? rest : rest.slice(0, end)).includes("@");
+  if (rules.credentials !== "pass") return rest.includes("@");
+  // A URL passed on whole may have an '@' in a parameter of its query or fragment (a vendor's
+  // `owner=ops@acme`); one in its path, or before a parameter's first '=' or '&', still tells
+  // credentials cut short by an unencoded '/', '?' or '#'.
+  const end = rest.search(/[?#]/);
+  if (end === -1) return rest.includes("@");
+  if (rest.slice(0, end).includes("@")) return true;
+  const parameters = rest.slice(end + 1);
+  const at = parameters.indexOf("@");
+  const separator = parameters.search(/[=&]/);
+  return at !== -1 && (separator === -1 || at < separator);
 }
 
 function mustStartWith(rules: ProviderUrlRules): string {
