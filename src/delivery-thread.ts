@@ -1,6 +1,7 @@
 import { isMainThread, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
 import { type Config, isClusterMode } from "./config/load.js";
 import { AppDirectory } from "./core/apps/apps.js";
+import { sealingAppStore } from "./core/apps/sealed-app-store.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
 import type { Clock } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
@@ -147,12 +148,13 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
       })
     : null;
   const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
+  const codeSecrets = new CodeSecrets(secrets);
   const delivery = assembleDelivery({
     config,
     logger,
     clock,
-    secrets: new CodeSecrets(secrets),
-    apps: new AppDirectory(backend.apps, clock, config.templates),
+    secrets: codeSecrets,
+    apps: new AppDirectory(sealingAppStore(backend.apps, codeSecrets), clock, config.templates),
     outbox: backend.outbox,
     devInbox: backend.devInbox,
     receipts,

@@ -4,11 +4,13 @@ import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
+import { settleAppSecrets } from "./config/app-secrets.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import { type Config, isClusterMode } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory } from "./core/apps/apps.js";
+import { sealingAppStore } from "./core/apps/sealed-app-store.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
 import type { OutboxWorker } from "./core/delivery/outbox-worker.js";
 import { createEngine, type Engine } from "./core/engine.js";
@@ -41,14 +43,14 @@ export interface RunningServer {
 }
 
 /** Resolves the HMAC secrets: configured ones, or in dev mode one generated and kept in the data dir. */
-export function resolveSecrets(config: Config, logger: RootLogger): string[] {
+export function resolveSecrets(config: Config, logger?: RootLogger): string[] {
   if (config.secrets.length > 0) return config.secrets;
   const file = join(config.dataDir, "dev-secret");
   if (!existsSync(file)) {
     mkdirSync(config.dataDir, { recursive: true });
     writeFileSync(file, randomBytes(32).toString("base64url"), { mode: 0o600 });
   }
-  logger.warn(
+  logger?.warn(
     { file },
     "dev mode: using a generated secret kept in the data dir; set VERIFYD_SECRET in production",
   );
@@ -56,15 +58,19 @@ export function resolveSecrets(config: Config, logger: RootLogger): string[] {
 }
 
 /**
- * Opens the store the configuration selects and applies the configured apps. Only a server
- * (`serving`) takes off the keys its file no longer gives: the CLI's `apps` commands, run from a
- * shell that may not have the service's VERIFYD_CONFIG, only add.
+ * Opens the store the configuration selects and applies the configured apps, their secrets sealed
+ * under `secrets` (see `settleAppSecrets`). Only a server (`serving`) takes off the keys its file
+ * no longer gives, or seals anew: the CLI's `apps` commands, run from a shell that may not have the
+ * service's VERIFYD_CONFIG, only add.
  */
 export async function openStore(
   config: Config,
   clock: Clock = systemClock,
   logger?: RootLogger,
-  { serving = true }: { serving?: boolean } = {},
+  {
+    serving = true,
+    secrets = new CodeSecrets(resolveSecrets(config, logger)),
+  }: { serving?: boolean; secrets?: CodeSecrets } = {},
 ): Promise<{ backend: Backend; apps: AppDirectory }> {
   const backend: Backend = isClusterMode(config)
     ? await createClusterBackend({
@@ -77,8 +83,15 @@ export async function openStore(
         ...(logger ? { logger } : {}),
       })
     : openSqlite(config, clock, logger);
-  const apps = new AppDirectory(backend.apps, clock, config.templates);
+  const sealed = sealingAppStore(backend.apps, secrets, (appId, paths) =>
+    logger?.error(
+      { appId, settings: paths },
+      "an app's secret settings do not open under VERIFYD_SECRET (another process sealed them under a secret this one lacks); they fail closed until this process has that secret",
+    ),
+  );
+  const apps = new AppDirectory(sealed, clock, config.templates);
   try {
+    await settleAppSecrets(backend.apps, secrets, config.apps, { serving });
     await syncConfiguredApps(apps, config.apps, { dropKeysLeftOut: serving });
   } catch (error) {
     await backend.close();
@@ -133,7 +146,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   const dataDirLock = isClusterMode(config)
     ? null
     : lockDataDir(config.dataDir, { share: options.shareDataDir ?? false });
-  const { backend, apps } = await openStore(config, clock, logger).catch((error: unknown) => {
+  const { backend, apps } = await openStore(config, clock, logger, { secrets }).catch((error: unknown) => {
     dataDirLock?.release();
     throw error;
   });

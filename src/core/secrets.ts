@@ -15,12 +15,14 @@ import { randomBytesFromPool, SLOT_TAG_CHARS } from "./ids.js";
 export class CodeSecrets {
   private readonly hmacKeys: Buffer[];
   private readonly sealKeys: Buffer[];
+  private readonly settingSealKeys: Buffer[];
   private readonly slotTagKeys: Buffer[];
 
   constructor(secrets: readonly string[]) {
     if (secrets.length === 0) throw new Error("at least one secret is required");
     this.hmacKeys = secrets.map((secret) => deriveKey(secret, "verifyd code hmac"));
     this.sealKeys = secrets.map((secret) => deriveKey(secret, "verifyd outbox seal"));
+    this.settingSealKeys = secrets.map((secret) => deriveKey(secret, "verifyd app setting seal"));
     this.slotTagKeys = secrets.map((secret) => deriveKey(secret, "verifyd slot tag"));
   }
 
@@ -58,29 +60,26 @@ export class CodeSecrets {
 
   /** AES-256-GCM seal of an outbox payload (the code must travel to the worker, never in plaintext). */
   seal(plaintext: string): string {
-    const iv = randomBytesFromPool(12);
-    const cipher = createCipheriv("aes-256-gcm", this.sealKeys[0]!, iv);
-    const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
-    return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
+    return sealWith(this.sealKeys[0]!, plaintext);
   }
 
   /** Opens a sealed payload under any configured secret; null when none opens it. */
   open(sealed: string): string | null {
-    const raw = Buffer.from(sealed, "base64");
-    if (raw.length < 28) return null;
-    const iv = raw.subarray(0, 12);
-    const tag = raw.subarray(12, 28);
-    const body = raw.subarray(28);
-    for (const key of this.sealKeys) {
-      try {
-        const decipher = createDecipheriv("aes-256-gcm", key, iv);
-        decipher.setAuthTag(tag);
-        return Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8");
-      } catch {
-        // not sealed under this key; try the next (older) one
-      }
-    }
-    return null;
+    return openWith(this.sealKeys, sealed)?.plaintext ?? null;
+  }
+
+  /** AES-256-GCM seal of an app's secret setting (its Fresns secret, say), under its own key. */
+  sealSetting(plaintext: string): string {
+    return sealWith(this.settingSealKeys[0]!, plaintext);
+  }
+
+  /**
+   * Opens a sealed setting under any configured secret: `newest` is false when an older secret
+   * opened it (it should be sealed anew before that secret is dropped); null when none opens it.
+   */
+  openSetting(sealed: string): { plaintext: string; newest: boolean } | null {
+    const opened = openWith(this.settingSealKeys, sealed);
+    return opened && { plaintext: opened.plaintext, newest: opened.keyIndex === 0 };
   }
 
   /** A key for other keyed hashes (captcha answers, JWT signing) derived from the newest secret. */
@@ -97,6 +96,35 @@ export class CodeSecrets {
   get keyIds(): string[] {
     return this.hmacKeys.map((key) => hmac(key, "kid", "").toString("hex").slice(0, 8));
   }
+}
+
+/** iv (12 bytes) | GCM tag (16) | ciphertext, in base64. */
+function sealWith(key: Buffer, plaintext: string): string {
+  const iv = randomBytesFromPool(12);
+  const cipher = createCipheriv("aes-256-gcm", key, iv);
+  const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
+  return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
+}
+
+function openWith(keys: readonly Buffer[], sealed: string): { plaintext: string; keyIndex: number } | null {
+  const raw = Buffer.from(sealed, "base64");
+  if (raw.length < 28) return null;
+  const iv = raw.subarray(0, 12);
+  const tag = raw.subarray(12, 28);
+  const body = raw.subarray(28);
+  for (const [keyIndex, key] of keys.entries()) {
+    try {
+      const decipher = createDecipheriv("aes-256-gcm", key, iv);
+      decipher.setAuthTag(tag);
+      return {
+        plaintext: Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8"),
+        keyIndex,
+      };
+    } catch {
+      // not sealed under this key; try the next (older) one
+    }
+  }
+  return null;
 }
 
 function deriveKey(secret: string, info: string): Buffer {
