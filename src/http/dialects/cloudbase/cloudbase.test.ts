@@ -230,6 +230,34 @@ describe("CloudBase 200: the journeys", () => {
     expect(me.json().email).toBeUndefined();
   });
 
+  it("signs in as the SDK's docs call it: signIn({username: phoneNumber, verification_token}), the token deciding", async () => {
+    await start();
+    const phone = "+86 13800138000";
+    const first = await verified({ phone_number: phone }, "+8613800138000");
+    const { sub } = (
+      await post("/auth/v1/signup", { phone_number: phone, verification_token: first })
+    ).json();
+    t.clock.advanceSeconds(61);
+    const again = await verified({ phone_number: phone }, "+8613800138000");
+    // The username and a leftover verification_code are ignored: the token names the contact.
+    const signedIn = await post("/auth/v1/signin", {
+      username: "+86 19900000000",
+      verification_code: "123456",
+      verification_token: again,
+    });
+    expect(signedIn.statusCode, signedIn.body).toBe(200);
+    expect(signedIn.json().sub).toBe(sub);
+    // A password beside a token is still refused: the caller would think it was checked.
+    t.clock.advanceSeconds(61);
+    const third = await verified({ phone_number: phone }, "+8613800138000");
+    expectError(
+      await post("/auth/v1/signin", { username: phone, password: "secret-pass", verification_token: third }),
+      400,
+      "invalid_argument",
+      4000,
+    );
+  });
+
   it("signs in with username and password, or email and password", async () => {
     await start();
     const { sub } = await signUp("eve@example.com", { username: "eve_1", password: "s3cret-pass" });

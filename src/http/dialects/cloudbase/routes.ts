@@ -349,11 +349,12 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     const body = request.body;
     const tenant = await appOf(request, body.client_id);
     if (body.verification_token !== undefined) {
-      if (body.username !== undefined || body.password !== undefined) {
-        throw invalidField(
-          "verification_token",
-          "Pass verification_token, or username and password, not both",
-        );
+      // The token decides. CloudBase's docs and @cloudbase/oauth call
+      // `signIn({username: phoneNumber, verification_token})`, so a `username` (or a leftover
+      // `verification_code`) beside it is ignored: the token already names the contact. Only a
+      // password is refused with it, as the caller would think it was checked.
+      if (body.password !== undefined) {
+        throw invalidField("verification_token", "Pass verification_token or password, not both");
       }
       const accountOf = async (verified: TokenRecord) => {
         const account = await engine.accounts.findByContact(tenant, verified.channel, verified.to);
