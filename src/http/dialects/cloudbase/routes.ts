@@ -321,7 +321,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   /**
    * What proves the contact a sign-up names: a `verification_token`, or a `verification_code` of
-   * the contact's sign-up code (COMPANION-APIS.md 2.4 accepts either).
+   * the contact's sign-up code (COMPANION-APIS.md 2.4 accepts either). With both, as CloudBase's
+   * docs call `signUp({phone_number, verification_code, verification_token, ...})`, the token
+   * decides: the code is the one /verification/verify already spent to earn it.
    */
   function signUpProofOf(
     tenant: App,
@@ -329,9 +331,6 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     contact: ProvenContact,
   ): ContactProof {
     const { verification_token: token, verification_code: code } = body;
-    if (token !== undefined && code !== undefined) {
-      throw invalidField("body", "Pass verification_token or verification_code, not both");
-    }
     if (token !== undefined) return tokenProof(tenant, token, ["sign_up"], contact);
     if (code === undefined) {
       throw invalidField("verification_token", "Pass verification_token or verification_code");

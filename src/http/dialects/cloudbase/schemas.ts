@@ -73,7 +73,8 @@ export const SignUpBody = Type.Object({
     Type.String({
       minLength: 1,
       maxLength: 32,
-      description: "instead of verification_token: the code sent to the contact with usage REGISTER",
+      description:
+        "instead of verification_token: the code sent to the contact with usage REGISTER (ignored beside a verification_token)",
     }),
   ),
   username: Type.Optional(
