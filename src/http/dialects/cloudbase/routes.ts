@@ -1,5 +1,5 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyBodyParser, FastifyInstance, FastifyRequest } from "fastify";
 import type { ContactProof } from "../../../core/accounts/account-steps.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
@@ -133,14 +133,32 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   // The captcha and sign-out calls are documented with an empty body; clients still send
   // `Content-Type: application/json` with it, which Fastify would refuse.
   const jsonParser = app.getDefaultJsonParser("error", "error");
-  app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+  const parseJson: FastifyBodyParser<string | Buffer> = (request, body, done) => {
     const text = typeof body === "string" ? body : body.toString("utf8");
     if (text.trim() === "") {
       done(null, {});
       return;
     }
     jsonParser(request, text, done);
+  };
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
+  // The SDK's default request posts `JSON.stringify(body)` through fetch with no Content-Type, which
+  // browsers label text/plain. Such a body is read as JSON only beside the SDK's x-request-id or
+  // x-device-id: either header makes a cross-site request wait for a CORS preflight, so the
+  // text/plain that any page may post cross-site without one (see the form parser in
+  // captcha-page.ts) is still never read as JSON. Bare, it stays a string, which every body schema
+  // refuses.
+  app.removeContentTypeParser("text/plain");
+  app.addContentTypeParser("text/plain", { parseAs: "string" }, (request, body, done) => {
+    if (
+      headerValue(request, "x-request-id") === undefined &&
+      headerValue(request, "x-device-id") === undefined
+    ) {
+      done(null, body);
+      return;
+    }
+    parseJson(request, body, done);
   });
 
   /**
