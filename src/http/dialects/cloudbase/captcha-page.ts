@@ -35,9 +35,11 @@ export interface LegacyCaptchaOptions {
 
 // The page the SDK opens: an image challenge and nothing else. It loads nothing, so the policy
 // allows only its inline style and its data: image; its form posts back here, and the answer's
-// redirect goes on to the client's origin, which browsers check against form-action too.
+// redirect goes on to the client's origin, which browsers check against form-action too. The 2022
+// SDK shows the page in an iframe on the app's own page, so that origin (the redirect's, already
+// one of the app's CORS origins) may frame it, and no other.
 const pageSecurityPolicy = (redirectOrigin: string) =>
-  `default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self' ${redirectOrigin}; frame-ancestors 'none'`;
+  `default-src 'none'; img-src data:; style-src 'unsafe-inline'; form-action 'self' ${redirectOrigin}; frame-ancestors ${redirectOrigin}`;
 
 /**
  * The 2022 CloudBase SDK's captcha flow (COMPANION-APIS.md 2.5, legacy `POST /auth/v1/captcha/init`):

@@ -986,6 +986,17 @@ describe("CloudBase captcha flow", () => {
     expect((await post(url, { email: "d@example.com" }, {}, "198.51.100.7")).statusCode).toBe(200);
   });
 
+  it("lets the app's own page frame the captcha page, as the 2022 SDK shows it in an iframe, and no other", async () => {
+    await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example", "https://admin.example"] }] });
+    const back = encodeURIComponent("https://shop.example/login?__captcha=on");
+    const page = await get(`/auth/v1/captcha/page?client_id=shop&redirect_uri=${back}`);
+    expect(page.statusCode, page.body).toBe(200);
+    expect(page.headers["content-security-policy"]).toBe(
+      "default-src 'none'; img-src data:; style-src 'unsafe-inline'; " +
+        "form-action 'self' https://shop.example; frame-ancestors https://shop.example",
+    );
+  });
+
   it("sends the captcha page's answer only to the app's own origins, never anywhere", async () => {
     await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
     for (const redirect of [
