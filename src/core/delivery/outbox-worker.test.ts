@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
-import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { createTestEngine, SECRET_A, type TestEngine } from "../../../test/fakes/test-engine.js";
 import { createTestServer } from "../../../test/harness.js";
-import { type MessageSender, SendFailure } from "../ports.js";
+import { type Logger, type MessageSender, type RenderedMessage, SendFailure } from "../ports.js";
+import { CodeSecrets } from "../secrets.js";
 import type { Channel, Purpose } from "../types.js";
-import { retryDelayMs } from "./outbox-worker.js";
+import { createOutboxWorker, retryDelayMs } from "./outbox-worker.js";
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -211,6 +212,91 @@ describe("outbox worker: a sender with a queue of its own", () => {
       await server.close();
     }
   });
+});
+
+describe("outbox worker: a provider's error text", () => {
+  // Providers quote the recipient (and may echo the message) in their refusals: the text reached
+  // production logs and `deliveries[].error` in full.
+  const refusals: Record<Channel, (message: RenderedMessage) => string[]> = {
+    email: (message) => [
+      "550 5.1.1 <Victim.Person@corp.example>: Recipient address rejected",
+      `552 message "${message.text}" to VICTIM.PERSON@CORP.EXAMPLE refused`,
+    ],
+    sms: (message) => [
+      "The 'To' number +12025550143 is not a valid phone number.",
+      `21211 invalid To 12025550143; body ${message.text}`,
+      "mobile 2025550143 unreachable",
+      "cannot reach +1 (202) 555-0143",
+    ],
+  };
+
+  for (const [channel, to, masked] of [
+    ["email", "Victim.Person@corp.example", "V***@corp.example"],
+    ["sms", "+12025550143", "+12*******43"],
+  ] as const) {
+    it(`keeps the ${channel} recipient and the code out of the log line and the delivery record`, async () => {
+      const lines: object[] = [];
+      const logger: Logger = {
+        debug() {},
+        info() {},
+        warn: (object) => lines.push(object),
+        error: (object) => lines.push(object),
+      };
+      let failures = 0;
+      let code = "";
+      const refusing: MessageSender = {
+        id: "refusing",
+        channel,
+        async send(message) {
+          code = message.code;
+          const texts = refusals[channel](message);
+          const text = texts[failures % texts.length] as string;
+          failures += 1;
+          throw new SendFailure(text, { permanent: failures > texts.length - 1 });
+        },
+      };
+      const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
+      try {
+        const app = await server.engine.apps.byId("default");
+        if (!app) throw new Error("the app default is missing");
+        const sent = await server.engine.sendCode({ app, channel, to, purpose: "sign_in", rule: "any" });
+        const worker = createOutboxWorker({
+          outbox: server.server.backend.outbox,
+          apps: server.engine.apps,
+          secrets: new CodeSecrets([SECRET_A]),
+          clock: server.clock,
+          logger,
+          route: () => [refusing],
+          triesPerProvider: 100,
+        });
+        const tries = refusals[channel]({ text: "" } as RenderedMessage).length;
+        for (let round = 0; round < tries; round++) {
+          expect(await worker.runOnce()).toBe(1);
+          server.clock.advanceSeconds(120);
+        }
+        const view = await server.engine.getVerification(app, sent.record.id);
+        const errors = view.deliveries.map((delivery) => delivery.error ?? "");
+        expect(errors).toHaveLength(tries);
+        const logged = lines.map((line) => JSON.stringify(line));
+        expect(logged).toHaveLength(errors.length);
+        expect(code).toMatch(/^\d{6}$/);
+        for (const text of [...errors, ...logged]) {
+          expect(text).toContain(masked);
+          expect(text.toLowerCase()).not.toContain("victim.person@");
+          expect(text.replace(/\D/g, "")).not.toContain("2025550143");
+          expect(text).not.toContain(code);
+        }
+        expect(errors[0]).toBe(
+          channel === "email"
+            ? "550 5.1.1 <V***@corp.example>: Recipient address rejected"
+            : "The 'To' number +12*******43 is not a valid phone number.",
+        );
+        expect(errors[1]).toContain("[code]");
+      } finally {
+        await server.close();
+      }
+    });
+  }
 });
 
 describe("retryDelayMs", () => {
