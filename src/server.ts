@@ -189,6 +189,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       devMode,
       counters: backend.counters,
       externalVerifierFor: externalVerifiersByApp(),
+      onVendorTrouble: (appId, vendor, reason) =>
+        logger.warn(
+          { appId, vendor, reason },
+          "the app's captcha vendor refused a token for a reason of its own (an outage or the app's settings); such refusals are told at most once a minute",
+        ),
     });
     const engine = createEngine({
       store: backend.verifications,

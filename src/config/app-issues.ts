@@ -51,6 +51,12 @@ export function appIssues(
     // The captcha verifier fetches it on the request path: a URL fetch cannot use fails every
     // captcha-gated send of the app, so it is refused here.
     issues.push(...urlIssue(`${at}/abuse/external/verifyUrl`, app.abuse?.external?.verifyUrl, parseHttpUrl));
+    const external = app.abuse?.external;
+    if (external?.sitekey !== undefined && external.provider !== "hcaptcha") {
+      issues.push(
+        `${at}/abuse/external/sitekey: hCaptcha's alone (${external.provider} binds a secret to one key)`,
+      );
+    }
     issues.push(...templateIssues(app.templates ?? {}, `${at}/templates`));
     if (app.defaultLocale !== undefined) {
       const issue = defaultLocaleIssue(app.defaultLocale, mergeTemplates(templates, app.templates ?? {}));

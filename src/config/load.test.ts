@@ -455,6 +455,26 @@ describe("loadConfig: apps across fields", () => {
     ]);
   });
 
+  it("takes an external captcha's hostnames, and a sitekey for hCaptcha alone", () => {
+    const apps = [
+      {
+        id: "shop",
+        abuse: {
+          external: {
+            provider: "hcaptcha",
+            secret: "0x-secret",
+            sitekey: "site-1",
+            expectedHostnames: ["shop.example"],
+          },
+        },
+      },
+      { id: "blog", abuse: { external: { provider: "turnstile", secret: "0x-secret", sitekey: "site-2" } } },
+    ];
+    expect(issues({ VERIFYD_CONFIG: configFile({ apps }) })).toEqual([
+      "apps/1/abuse/external/sitekey: hCaptcha's alone (turnstile binds a secret to one key)",
+    ]);
+  });
+
   it("accepts a key listed twice for one app", () => {
     const key = "vk_twice_0123456789abcdef";
     expect(

@@ -106,6 +106,20 @@ export const AbuseSchema = Type.Object(
             Type.Number({ minimum: 0, maximum: 1, description: "reCAPTCHA v3 minimum score" }),
           ),
           expectedAction: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+          expectedHostnames: Type.Optional(
+            Type.Array(Type.String({ minLength: 1, maxLength: 253 }), {
+              minItems: 1,
+              maxItems: 100,
+              description: "hostnames of the pages the widget is on; a token solved elsewhere is refused",
+            }),
+          ),
+          sitekey: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: 100,
+              description: "hCaptcha only: the widget's sitekey, so a token of another sitekey is refused",
+            }),
+          ),
         },
         {
           additionalProperties: false,

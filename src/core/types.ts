@@ -166,6 +166,10 @@ export interface ExternalCaptchaConfig {
   /** reCAPTCHA v3 */
   minScore?: number;
   expectedAction?: string;
+  /** the hostnames of the pages the widget is on; a token solved elsewhere is refused */
+  expectedHostnames?: string[];
+  /** hCaptcha: the widget's sitekey (one secret serves every sitekey of an account) */
+  sitekey?: string;
 }
 
 export interface AbusePolicy {

@@ -6,13 +6,17 @@ import { createTurnstileVerifier } from "./turnstile.js";
 
 /** Builds the verifier an app's `abuse.external` names (a small switch registry, no globals). */
 export function createExternalVerifier(config: ExternalCaptchaConfig): ExternalCaptchaVerifier {
-  const common = { secret: config.secret, ...(config.verifyUrl ? { verifyUrl: config.verifyUrl } : {}) };
+  const common = {
+    secret: config.secret,
+    ...(config.verifyUrl ? { verifyUrl: config.verifyUrl } : {}),
+    ...(config.expectedHostnames ? { expectedHostnames: config.expectedHostnames } : {}),
+  };
   const action = config.expectedAction ? { expectedAction: config.expectedAction } : {};
   switch (config.provider) {
     case "turnstile":
       return createTurnstileVerifier({ ...common, ...action });
     case "hcaptcha":
-      return createHcaptchaVerifier(common);
+      return createHcaptchaVerifier({ ...common, ...(config.sitekey ? { sitekey: config.sitekey } : {}) });
     case "recaptcha":
       return createRecaptchaVerifier({
         ...common,

@@ -51,4 +51,10 @@ export interface ExternalCaptchaVerifierOptions {
   verifyUrl?: string;
   /** defaults to {@link CAPTCHA_VERIFY_TIMEOUT_MS} */
   timeoutMs?: number;
+  /**
+   * The hostnames of the pages the widget may be solved on (the answer's `hostname`); unset, any.
+   * Without it, a token solved on any site that uses the same keys (an hCaptcha secret serves a
+   * whole account) passes.
+   */
+  expectedHostnames?: readonly string[];
 }

@@ -36,4 +36,30 @@ describe("createHcaptchaVerifier", () => {
       reason: "rejected:missing-input-response,sitekey-secret-mismatch",
     });
   });
+
+  // Regression: hCaptcha's secret serves every sitekey of an account, so a token solved for any of
+  // them passed. @see captcha review 7
+  it("posts the configured sitekey, so hCaptcha refuses another sitekey's token", async () => {
+    const verifier = createHcaptchaVerifier({ secret: "0x0000", verifyUrl: stub.url, sitekey: "site-1" });
+    stub.reply({ json: { success: false, "error-codes": ["sitekey-secret-mismatch"] } });
+    await expect(verifier.verify("token")).resolves.toMatchObject({ ok: false });
+    expect(stub.requests[0]?.form).toEqual({ sitekey: "site-1", secret: "0x0000", response: "token" });
+  });
+
+  // Regression: the answer's hostname was never read: a token solved on any page passed. @see captcha review 7
+  it("refuses a token solved on a page whose hostname is not one of the app's", async () => {
+    const verifier = createHcaptchaVerifier({
+      secret: "0x0000",
+      verifyUrl: stub.url,
+      expectedHostnames: ["shop.example", "WWW.Shop.example"],
+    });
+    stub.reply(
+      { json: { success: true, hostname: "evil.example" } },
+      { json: { success: true } },
+      { json: { success: true, hostname: "www.shop.example" } },
+    );
+    await expect(verifier.verify("token")).resolves.toEqual({ ok: false, reason: "hostname_mismatch" });
+    await expect(verifier.verify("token")).resolves.toEqual({ ok: false, reason: "hostname_mismatch" });
+    await expect(verifier.verify("token")).resolves.toEqual({ ok: true });
+  });
 });

@@ -5,7 +5,13 @@ import { createSiteverifyVerifier } from "./siteverify-verifier.js";
 export const HCAPTCHA_VERIFY_URL = "https://api.hcaptcha.com/siteverify";
 
 /** Options of {@link createHcaptchaVerifier}. */
-export type HcaptchaVerifierOptions = ExternalCaptchaVerifierOptions;
+export interface HcaptchaVerifierOptions extends ExternalCaptchaVerifierOptions {
+  /**
+   * The widget's sitekey, sent as `sitekey` so hCaptcha refuses a token solved for another sitekey
+   * of the same account (one secret serves them all).
+   */
+  sitekey?: string;
+}
 
 /**
  * Verifies hCaptcha tokens: `success` must be true. Enterprise risk scores are not judged (their
@@ -13,5 +19,12 @@ export type HcaptchaVerifierOptions = ExternalCaptchaVerifierOptions;
  * {@link ExternalCaptchaVerifier.verify}).
  */
 export function createHcaptchaVerifier(options: HcaptchaVerifierOptions): ExternalCaptchaVerifier {
-  return createSiteverifyVerifier("hcaptcha", HCAPTCHA_VERIFY_URL, options, () => ({ ok: true }));
+  const extraFields: Record<string, string> = options.sitekey ? { sitekey: options.sitekey } : {};
+  return createSiteverifyVerifier(
+    "hcaptcha",
+    HCAPTCHA_VERIFY_URL,
+    options,
+    () => ({ ok: true }),
+    extraFields,
+  );
 }

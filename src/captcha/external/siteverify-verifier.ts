@@ -32,6 +32,8 @@ export function createSiteverifyVerifier(
   defaultVerifyUrl: string,
   options: ExternalCaptchaVerifierOptions,
   judge: SiteverifyJudge,
+  /** vendor-specific fields posted with every verification (hCaptcha's `sitekey`) */
+  extraFields: Readonly<Record<string, string>> = {},
 ): ExternalCaptchaVerifier {
   const { secret } = options;
   if (typeof secret !== "string" || secret.length === 0) {
@@ -46,6 +48,10 @@ export function createSiteverifyVerifier(
     throw new RangeError(`${id}: timeoutMs must be an integer from 1 to ${MAX_TIMEOUT_MS}, got ${timeoutMs}`);
   }
 
+  const hostnames = options.expectedHostnames?.length
+    ? new Set(options.expectedHostnames.map((hostname) => hostname.toLowerCase()))
+    : null;
+
   async function verify(token: string, remoteIp?: string): Promise<ExternalCaptchaResult> {
     // Checked before any I/O: an empty or oversized token can never be valid, and must not cost a
     // vendor round trip (nor let a client make us post megabytes).
@@ -55,7 +61,7 @@ export function createSiteverifyVerifier(
     if (token.length > MAX_CAPTCHA_TOKEN_CHARS) {
       return { ok: false, reason: "token_too_long" };
     }
-    const form = new URLSearchParams({ secret, response: token });
+    const form = new URLSearchParams({ ...extraFields, secret, response: token });
     if (typeof remoteIp === "string" && remoteIp.length > 0 && remoteIp.length <= MAX_REMOTE_IP_CHARS) {
       form.set("remoteip", remoteIp);
     }
@@ -69,6 +75,9 @@ export function createSiteverifyVerifier(
     }
     if (answer["success"] !== true) {
       return { ok: false, reason: rejection(answer["error-codes"]) };
+    }
+    if (hostnames && !hostnames.has(String(answer["hostname"]).toLowerCase())) {
+      return { ok: false, reason: "hostname_mismatch" };
     }
     return judge(answer);
   }

@@ -1,6 +1,8 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { otpError } from "../../../test/fakes/otp-error.js";
+import { type CaptchaVerifyStub, startCaptchaVerifyStub } from "../../../test/servers/captcha-verify-stub.js";
+import { createTurnstileVerifier } from "../../captcha/external/turnstile.js";
 import { createSqliteBackend, type SqliteBackend } from "../../storage/sqlite/index.js";
 import { newApp } from "../apps/apps.js";
 import type { CaptchaGenerator } from "../ports.js";
@@ -400,5 +402,70 @@ describe("redeemPass", () => {
         expires_at: clock.nowMs() + 600_000,
       },
     ]);
+  });
+});
+
+describe("a third-party widget's tokens", () => {
+  let stub: CaptchaVerifyStub;
+  const told: string[] = [];
+  const withTurnstile = () =>
+    createCaptchaService({
+      store: backend.captcha,
+      generator: fixedGenerator(),
+      secrets: new CodeSecrets([SECRET]),
+      clock,
+      devMode: false,
+      counters: backend.counters,
+      externalVerifierFor: () => createTurnstileVerifier({ secret: "turnstile-secret", verifyUrl: stub.url }),
+      onVendorTrouble: (appId, vendor, reason) => told.push(`${appId} ${vendor} ${reason}`),
+    });
+  beforeEach(async () => {
+    stub = await startCaptchaVerifyStub();
+    told.length = 0;
+  });
+  afterEach(() => stub.close());
+
+  // Regression: every made-up token was posted to the vendor, one call per request without end,
+  // spending the operator's quota. @see captcha review 6
+  it("count as wrong answers until the vendor confirms them: a client gets its 10 calls, then none", async () => {
+    const service = withTurnstile();
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit; i++) {
+      stub.reply({ json: { success: false, "error-codes": ["invalid-input-response"] } });
+      await failure(service.redeemPass(shop, `made-up-${i}`, "ann@example.com", "203.0.113.9"));
+    }
+    const refused = await otpError(service.redeemPass(shop, "made-up-11", "ann@example.com", "203.0.113.9"));
+    expect(refused.code).toBe("RATE_LIMITED");
+    expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit);
+    // another client is judged as before
+    await service.redeemPass(shop, "real-token", "bob@example.com", "198.51.100.7");
+    expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit + 1);
+    expect(told).toEqual([]); // the client's bad tokens are no trouble of the vendor's
+  });
+
+  it("cost a client nothing once the vendor confirms them", async () => {
+    const service = withTurnstile();
+    for (let i = 0; i <= WRONG_ANSWERS_PER_IP.limit + 2; i++) {
+      await service.redeemPass(shop, `real-token-${i}`, "ann@example.com", "203.0.113.9");
+    }
+    expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit + 3);
+  });
+
+  // Regression: the vendor's reason was thrown away, so an outage and a bad token looked alike.
+  // @see captcha review 8
+  it("carry the vendor's own reason to the logs, and tell an outage at most once a minute", async () => {
+    const service = withTurnstile();
+    stub.reply(
+      { status: 503 },
+      { status: 503 },
+      { json: { success: false, "error-codes": ["invalid-input-secret"] } },
+    );
+    const first = await otpError(service.redeemPass(shop, "token-1", "ann@example.com", "203.0.113.9"));
+    expect(first).toMatchObject({ code: "CAPTCHA_FAILED", internal: "turnstile: http_status_503" });
+    expect(first.message).not.toContain("503");
+    await otpError(service.redeemPass(shop, "token-2", "ann@example.com", "203.0.113.9"));
+    expect(told).toEqual(["shop turnstile http_status_503"]);
+    clock.advanceSeconds(60);
+    await otpError(service.redeemPass(shop, "token-3", "ann@example.com", "203.0.113.9"));
+    expect(told).toEqual(["shop turnstile http_status_503", "shop turnstile rejected:invalid-input-secret"]);
   });
 });

@@ -52,7 +52,17 @@ export interface CaptchaServiceDeps {
   externalVerifierFor: (app: App) => ExternalCaptchaVerifier | null;
   /** keeps each answer in clear for `GET /v1/dev/captcha/{token}` (dev mode only) */
   devMode: boolean;
+  /**
+   * Told, at most once a minute per app, when a third-party vendor's refusal is the operator's to
+   * fix (an outage, a wrong secret) rather than the client's (a bad token).
+   */
+  onVendorTrouble?: (appId: string, vendor: string, reason: string) => void;
 }
+
+// The vendor refusals that say nothing about the client: its outage, or the app's own settings.
+const VENDOR_TROUBLE =
+  /^(timeout|network_error|internal_error|malformed_response|http_status_|rejected:.*(secret|sitekey))/;
+const VENDOR_TROUBLE_EVERY_MS = 60_000;
 
 export type Challenge =
   | { kind: "image"; token: string; expiresInSeconds: number; imageDataUri: string }
@@ -87,6 +97,16 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       ...(message ? { message } : {}),
       ...(rule ? { details: { rule } } : {}),
     });
+
+  const vendorTroubleToldAtMs = new Map<string, number>();
+  const tellVendorTrouble = (appId: string, vendor: string, reason: string) => {
+    if (!deps.onVendorTrouble || !VENDOR_TROUBLE.test(reason)) return;
+    const now = clock.nowMs();
+    if (now - (vendorTroubleToldAtMs.get(appId) ?? Number.NEGATIVE_INFINITY) < VENDOR_TROUBLE_EVERY_MS)
+      return;
+    vendorTroubleToldAtMs.set(appId, now);
+    deps.onVendorTrouble(appId, vendor, reason);
+  };
 
   const wrongAnswersKey = (client: string) => `captcha:wrong:${client}:${WRONG_ANSWERS_PER_IP.windowSeconds}`;
   const refusedClient = (refusedUntilMs: number, now: number) =>
@@ -244,9 +264,21 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       if (external) {
         // A widget token of the app's third-party captcha: its vendor judges it and enforces
         // single use. This is the one outbound call allowed on the request path (DESIGN.md); the
-        // verifier fails closed on timeout.
+        // verifier fails closed on timeout. Counted as a wrong answer until the vendor says
+        // otherwise, as our own challenges' answers are: a client posting made-up tokens gets
+        // its few calls to the vendor, not one per request (each spends the operator's quota).
+        const notWrong = await takeAnswerBudget(app, clientIp);
         const verdict = await external.verify(passToken, clientIp);
-        if (!verdict.ok) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
+        if (!verdict.ok) {
+          const reason = verdict.reason ?? "refused";
+          tellVendorTrouble(app.id, external.id, reason);
+          throw new OtpError("CAPTCHA_FAILED", {
+            message: notLive,
+            details: { rule: CAPTCHA_PASS_REFUSALS.notLive },
+            internal: `${external.id}: ${reason}`,
+          });
+        }
+        await notWrong();
         return async () => {};
       }
       // A token that is not of our shape was never ours: refused without a store call, so a flood

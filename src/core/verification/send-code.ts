@@ -261,7 +261,11 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
         else {
           const mayBeStale = input.passMayBeStale && captchaMode === "risk" && error instanceof OtpError;
           if (!mayBeStale) {
-            log("captcha_failed", { reason: error instanceof OtpError ? error.message : "captcha" });
+            // The vendor's own words when a third-party captcha refused (`internal`): the send log
+            // then tells a vendor outage from a bad token.
+            log("captcha_failed", {
+              reason: error instanceof OtpError ? (error.internal ?? error.message) : "captcha",
+            });
             throw error;
           }
           stalePassRefusal = error;

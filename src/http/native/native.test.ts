@@ -269,6 +269,35 @@ describe("POST /v1/verifications", () => {
       ).toBe(201);
     });
 
+    // Regression: the captcha routes counted the backend's own address, so one user's wrong answers
+    // (or 30 challenges among all users) refused every user of the backend for 10 minutes.
+    // @see captcha review 4
+    it("counts captcha challenges and answers per client_ip an API-key caller passes", async () => {
+      const key = "vk_test_backend_0123456789abcdef";
+      t = await createTestServer({
+        env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+        apps: [{ id: "shop", apiKeys: [key] }],
+      });
+      const headers = { authorization: `Bearer ${key}` };
+      const post = (url: string, payload: Record<string, unknown>) =>
+        t!.fastify.inject({ method: "POST", url, headers, payload });
+      let challenge = { token: "" };
+      for (let i = 0; i < 10; i++) {
+        // a challenge takes three tries
+        if (i % 3 === 0)
+          challenge = (await post("/v1/captcha", { type: "image", client_ip: "203.0.113.9" })).json();
+        const answer = { token: challenge.token, answer: "WRONG", client_ip: "203.0.113.9" };
+        expect((await post("/v1/captcha/verify", answer)).statusCode).toBe(400);
+      }
+      expect((await post("/v1/captcha", { type: "image", client_ip: "203.0.113.9" })).statusCode).toBe(429);
+      // the backend's other users are not refused for one user's guesses
+      expect((await post("/v1/captcha", { type: "image", client_ip: "203.0.113.10" })).statusCode).toBe(200);
+      expect((await post("/v1/captcha", { type: "image" })).statusCode).toBe(200);
+      const bad = await post("/v1/captcha", { type: "image", client_ip: "203.0.113.9:80" });
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().field ?? bad.json().detail).toMatch(/client_ip/);
+    });
+
     it("ignores client_ip from an unauthenticated caller and counts the socket's address", async () => {
       t = await createTestServer(NO_CAPTCHA);
       for (let i = 0; i < 10; i++) {

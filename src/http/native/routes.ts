@@ -153,11 +153,6 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
           details: { field: "Idempotency-Key" },
         });
       }
-      // Each string would be a per-IP budget of its own: a caller that sends a port or a range
-      // along would switch its users' per-IP rules off without a word.
-      if (body.client_ip !== undefined && isIP(body.client_ip) === 0) {
-        throw invalidField("client_ip", "client_ip must be an IPv4 or IPv6 address");
-      }
       const result = await engine.sendCode({
         app: caller.app,
         channel: body.channel,
@@ -167,7 +162,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
         rule: accountRuleOf(body),
         locale: body.locale ?? acceptLanguage(request),
         accountId: body.account_id,
-        clientIp: caller.byApiKey && body.client_ip ? body.client_ip : request.ip,
+        clientIp: clientIpOf(caller, body.client_ip, request.ip),
         deviceId: caller.byApiKey ? body.device_id : undefined,
         face: "native",
         captchaToken: headerValue(request, "x-captcha-token"),
@@ -190,8 +185,12 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
     "/v1/captcha",
     { schema: { body: CaptchaBody, response: { 200: CaptchaReply, ...problemResponses } } },
     async (request) => {
-      const { app: tenant } = await callerOf(request);
-      const challenge = await engine.captcha.createChallenge(tenant, request.body.type, request.ip);
+      const caller = await callerOf(request);
+      const challenge = await engine.captcha.createChallenge(
+        caller.app,
+        request.body.type,
+        clientIpOf(caller, request.body.client_ip, request.ip),
+      );
       if (challenge.kind === "image") {
         return {
           token: challenge.token,
@@ -217,18 +216,18 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
     "/v1/captcha/verify",
     { schema: { body: CaptchaVerifyBody, response: { 200: CaptchaVerifyReply, ...problemResponses } } },
     async (request) => {
-      const { app: tenant } = await callerOf(request);
+      const caller = await callerOf(request);
       const { token, answer, to } = request.body;
       const bindTo =
         to === undefined
           ? undefined
           : parseAnyRecipient(to, { defaultCountry: engine.deps.defaultCountry, field: "to" }).address;
       const pass = await engine.captcha.solve(
-        tenant,
+        caller.app,
         token,
         typeof answer === "number" ? String(answer) : answer,
         bindTo,
-        request.ip,
+        clientIpOf(caller, request.body.client_ip, request.ip),
       );
       return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
     },
@@ -321,6 +320,19 @@ function keyCaller(app: App | null): Caller {
 }
 
 /** DESIGN.md: `target` picks must_exist / must_not_exist; no `to` means the account's own contact. */
+/**
+ * The end user's address for the per-IP rules: the body's `client_ip` from a backend calling with
+ * an API key for many users, the peer's otherwise. Each string would be a per-IP budget of its
+ * own, so a caller that sends a port or a range along (switching its users' per-IP rules off
+ * without a word) is refused.
+ */
+function clientIpOf(caller: Caller, clientIp: string | undefined, peer: string): string {
+  if (clientIp !== undefined && isIP(clientIp) === 0) {
+    throw invalidField("client_ip", "client_ip must be an IPv4 or IPv6 address");
+  }
+  return caller.byApiKey && clientIp ? clientIp : peer;
+}
+
 function accountRuleOf(body: {
   to?: string;
   purpose: string;

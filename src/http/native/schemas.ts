@@ -5,6 +5,11 @@ import { CHANNELS, PURPOSES, VERIFICATION_STATUSES } from "../../core/types.js";
 const literalUnion = <const Values extends string[]>(values: readonly [...Values], description?: string) =>
   Type.Enum(values, description ? { description } : {});
 
+/** The end user's address, for the per-IP rules of a backend that calls for many users. */
+const ClientIpField = Type.Optional(
+  Type.String({ minLength: 2, maxLength: 45, description: "believed only from an API-key caller" }),
+);
+
 export const SendBody = Type.Object(
   {
     channel: literalUnion(CHANNELS, "email or sms"),
@@ -21,9 +26,7 @@ export const SendBody = Type.Object(
     country: Type.Optional(Type.String({ pattern: "^[A-Za-z]{2}$", description: "ISO 3166 alpha-2" })),
     target: Type.Optional(literalUnion(["any", "user", "not_user"], "account precondition (default any)")),
     account_id: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
-    client_ip: Type.Optional(
-      Type.String({ minLength: 2, maxLength: 45, description: "believed only from an API-key caller" }),
-    ),
+    client_ip: ClientIpField,
     device_id: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   },
   { additionalProperties: false },
@@ -105,7 +108,7 @@ export const Problem = Type.Object({
 });
 
 export const CaptchaBody = Type.Object(
-  { type: literalUnion(["image", "slider"]) },
+  { type: literalUnion(["image", "slider"]), client_ip: ClientIpField },
   { additionalProperties: false },
 );
 
@@ -135,6 +138,7 @@ export const CaptchaVerifyBody = Type.Object(
     to: Type.Optional(
       Type.String({ minLength: 1, maxLength: 254, description: "bind the pass to this recipient" }),
     ),
+    client_ip: ClientIpField,
   },
   { additionalProperties: false },
 );
