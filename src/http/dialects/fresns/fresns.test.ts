@@ -112,6 +112,44 @@ async function codeFor(payload: Record<string, unknown>, to: string, headers: He
   return code as string;
 }
 
+/** A minute on (the resend interval), a code of `templateId` for the existing account at `email`. */
+async function nextAccountCode(templateId: number, email = "ann@example.com"): Promise<string> {
+  t.clock.advanceSeconds(60);
+  return codeFor({ type: "email", useType: 2, templateId, account: email }, email);
+}
+
+/** reset-password of the email account `email` with `verifyCode`, to `password`. */
+function resetPassword(email: string, verifyCode: string, password: string) {
+  const body = { type: "email", account: email, verifyCode, newPassword: b64(password) };
+  return call("PUT", "/api/v2/account/reset-password", body);
+}
+
+/**
+ * verify-identity with the own-contact `code`, then an edit moving the account to
+ * ann.new@example.com with that code and a templateId 3 one; `pasted` dresses each value sent.
+ */
+async function verifyThenMoveToNewEmail(
+  session: Headers,
+  code: string,
+  pasted = (value: string) => value,
+): Promise<void> {
+  const verify = { type: pasted("email"), verifyCode: pasted(code) };
+  expectOk(await call("POST", "/api/v2/account/verify-identity", verify, session));
+  const newEmail = "ann.new@example.com";
+  const newCode = await codeFor(
+    { type: "email", useType: 1, templateId: 3, account: newEmail },
+    newEmail,
+    session,
+  );
+  const edit = {
+    codeType: pasted("email"),
+    verifyCode: pasted(code),
+    newEmail: pasted(newEmail),
+    newVerifyCode: pasted(newCode),
+  };
+  expectOk(await call("PUT", "/api/v2/account/edit", edit, session));
+}
+
 describe("send-verify-code: success", () => {
   it("answers the documented body on both paths and queues the message", async () => {
     await start();
@@ -967,35 +1005,8 @@ describe("journeys", () => {
       session,
     );
 
-    // verify-identity checks the code without consuming it
-    expectOk(
-      await call(
-        "POST",
-        "/api/v2/account/verify-identity",
-        { type: "email", verifyCode: identityCode },
-        session,
-      ),
-    );
-
-    // edit: change the email with the current-contact code and the new-contact code (templateId 3)
-    const newCode = await codeFor(
-      { type: "email", useType: 1, templateId: 3, account: "ann.new@example.com" },
-      "ann.new@example.com",
-      session,
-    );
-    expectOk(
-      await call(
-        "PUT",
-        "/api/v2/account/edit",
-        {
-          codeType: "email",
-          verifyCode: identityCode,
-          newEmail: "ann.new@example.com",
-          newVerifyCode: newCode,
-        },
-        session,
-      ),
-    );
+    // verify-identity checks the code without consuming it; edit then spends it with a new-contact code
+    await verifyThenMoveToNewEmail(session, identityCode);
     const detail = await call("GET", "/api/v2/account/detail", undefined, session);
     expect(detail.json().data.detail).toMatchObject({ aid, email: "ann****@example.com", hasPassword: true });
     // the edit consumed the identity code: verify-identity no longer accepts it
@@ -1010,11 +1021,7 @@ describe("journeys", () => {
     );
 
     // login with a code (useType 2, templateId 7) at the new address
-    t.clock.advanceSeconds(60);
-    const loginCode = await codeFor(
-      { type: "email", useType: 2, templateId: 7, account: "ann.new@example.com" },
-      "ann.new@example.com",
-    );
+    const loginCode = await nextAccountCode(7, "ann.new@example.com");
     const codeLogin = await call("POST", "/api/v2/account/login", {
       type: "email",
       account: "ann.new@example.com",
@@ -1032,19 +1039,8 @@ describe("journeys", () => {
     ).toBe(31502);
 
     // reset-password (useType 2, templateId 5)
-    t.clock.advanceSeconds(60);
-    const resetCode = await codeFor(
-      { type: "email", useType: 2, templateId: 5, account: "ann.new@example.com" },
-      "ann.new@example.com",
-    );
-    expectOk(
-      await call("PUT", "/api/v2/account/reset-password", {
-        type: "email",
-        account: "ann.new@example.com",
-        verifyCode: resetCode,
-        newPassword: b64("New-pass-456"),
-      }),
-    );
+    const resetCode = await nextAccountCode(5, "ann.new@example.com");
+    expectOk(await resetPassword("ann.new@example.com", resetCode, "New-pass-456"));
     expectFresns(
       await call("POST", "/api/v2/account/login", {
         type: "email",
@@ -1142,6 +1138,65 @@ describe("journeys", () => {
       }),
       34301,
     );
+  });
+});
+
+describe("bodies are read as Laravel's TrimStrings leaves them", () => {
+  it("accepts codes, addresses and choices pasted with spaces or line breaks around them", async () => {
+    await start();
+    const email = "ann@example.com";
+    const signUp = await codeFor({ type: "email", useType: 1, templateId: 2, account: email }, email);
+    const pasted = { type: "email ", account: ` ${email}`, verifyCode: `${signUp}\n`, nickname: " Ann " };
+    const registered = await call("POST", "/api/v2/account/register", {
+      ...pasted,
+      password: b64("Secret-123"),
+    });
+    expect(registered.json().code).toBe(0);
+    expect(registered.json().data.detail.users[0].nickname).toBe("Ann");
+
+    const signIn = await nextAccountCode(7);
+    expect((await annLogin({ verifyCode: `\t${signIn} ` }, {})).json().code).toBe(0);
+    const reset = await nextAccountCode(5);
+    expectOk(await resetPassword("ann@example.com", ` ${reset}\r\n`, "fresh-pass"));
+    // `password` is the one field Laravel leaves as sent; base64 decoding skips its spaces anyway
+    expect((await annLogin({ password: ` ${b64("fresh-pass")}\n` }, {})).json().code).toBe(0);
+  });
+
+  it("accepts them from a logged-in account: verify-identity, edit and apply-delete", async () => {
+    await start();
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const own = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    await verifyThenMoveToNewEmail(session, own, (value) => ` ${value}\n`);
+    t.clock.advanceSeconds(60);
+    const removal = await codeFor(
+      { type: "email", useType: 4, templateId: 8 },
+      "ann.new@example.com",
+      session,
+    );
+    const applied = await call(
+      "POST",
+      "/api/v2/account/apply-delete",
+      { codeType: "email\n", verifyCode: `${removal} ` },
+      session,
+    );
+    expect(applied.json().code).toBe(0);
+  });
+
+  it("reads a phone `type` with a space around it as phone, so its calling code is required", async () => {
+    await start();
+    const response = await call("POST", "/api/v2/account/register", {
+      type: "phone ",
+      account: "13800138000",
+      verifyCode: "123456",
+      password: b64("Secret-123"),
+      nickname: "Ann",
+    });
+    expect(response.json()).toEqual({
+      code: 30000,
+      message: "The country code field is required when type is phone.",
+      data: null,
+    });
   });
 });
 

@@ -318,9 +318,23 @@ export function invalidInput(
 
 // --- the validator ---------------------------------------------------------------------------------
 
+/**
+ * Fresns runs Laravel's global TrimStrings middleware before any DTO sees a body, so a code or
+ * address pasted with a space or line break around it is read without it. Laravel trims every
+ * string input but the names in its `$except` list; of Fresns's (`current_password`, `password`,
+ * `password_confirmation`) only `password` names a field here. Its surrounding whitespace is
+ * still ignored: PHP's strict `base64_decode` skips whitespace, as `decodePassword` does.
+ */
+const UNTRIMMED_FIELDS = new Set(["password"]);
+
+/** Laravel's trim: Unicode whitespace, the byte-order mark and the zero-width space at either end. */
+function trimmed(value: string): string {
+  return value.replace(/^[\s\u200B]+|[\s\u200B]+$/gu, "");
+}
+
 /** Laravel's ConvertEmptyStringsToNull: absent, null and blank strings are all "not given". */
 function given(value: unknown): boolean {
-  return !(value === undefined || value === null || (typeof value === "string" && value.trim() === ""));
+  return !(value === undefined || value === null || (typeof value === "string" && trimmed(value) === ""));
 }
 
 const INTEGER_PATTERN = /^[+-]?(0|[1-9]\d{0,15})$/;
@@ -341,7 +355,12 @@ export function validateBody<Spec extends BodySpec>(
     typeof input === "object" && input !== null && !Array.isArray(input)
       ? (input as Record<string, unknown>)
       : {};
-  const read = (field: string): unknown => (Object.hasOwn(source, field) ? source[field] : undefined);
+  // Every rule, `required_if`'s look at another field included, reads the body as TrimStrings left it.
+  const read = (field: string): unknown => {
+    if (!Object.hasOwn(source, field)) return undefined;
+    const value = source[field];
+    return typeof value === "string" && !UNTRIMMED_FIELDS.has(field) ? trimmed(value) : value;
+  };
   const output: Record<string, string | number | boolean | undefined> = {};
   for (const [field, rules] of Object.entries(spec)) {
     const raw = read(field);
