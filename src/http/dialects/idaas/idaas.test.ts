@@ -102,6 +102,12 @@ function sendCode(channel: Channel, to: string, type: string, captchaToken: stri
   return post(`/api/v2/sdk/${channel}/send`, { [field]: to, type, captcha_token: captchaToken }, options);
 }
 
+/** REGISTER_SMS for MOBILE, then its registration at `path` with `extra` fields: the answer. */
+async function registeredBySms(path: string, extra: Record<string, unknown> = {}) {
+  expectOk(await sendCode("sms", MOBILE, "REGISTER_SMS", await passFor(MOBILE)));
+  return post(path, { mobile: MOBILE, verify_code: await deliveredCode("sms", MOBILE_E164), ...extra });
+}
+
 async function deliveredCode(channel: Channel, address: string): Promise<string> {
   await t.deliverAll();
   const code = (channel === "email" ? t.email : t.sms).lastCodeFor(address);
@@ -272,6 +278,29 @@ describe("journeys", () => {
     expect(claims).toMatchObject({ sub: account.id, phone_number: MOBILE_E164 });
   });
 
+  it("serves the published SMS paths, mobile-verify-code, and keeps sms-verify-code as their alias", async () => {
+    t = await open();
+    const registered = await registeredBySms("/api/v2/sdk/register/mobile-verify-code", {
+      user_name: "mobile_user",
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+    const tenant = (await t.engine.apps.byId("default"))!;
+    const account = (await t.engine.accounts.findByContact(tenant, "sms", MOBILE_E164))!;
+    expect(account.username).toBe("mobile_user");
+    for (const path of ["/api/v2/sdk/login/mobile-verify-code", "/api/v2/sdk/login/sms-verify-code"]) {
+      t.clock.advanceSeconds(60);
+      expectOk(await sendCode("sms", MOBILE, "LOGIN_SMS", await passFor(MOBILE)));
+      const login = await post(path, {
+        mobile: MOBILE,
+        verify_code: await deliveredCode("sms", MOBILE_E164),
+      });
+      expect(login.statusCode, login.body).toBe(200);
+      expect(login.json().status).toBe("SUCCESS");
+    }
+    // The published path names its empty fields as the alias does.
+    expectError(await post("/api/v2/sdk/register/mobile-verify-code", { mobile: MOBILE }), "PARAM.1004");
+  });
+
   it("uses the app X-client-id names, as the id_token's audience", async () => {
     t = await open({ apps: [{ id: "shop", clientId: "nTo1eRIub60vPb54WeE6aojPwYwImtl4" }] });
     const headers = { "x-client-id": "nTo1eRIub60vPb54WeE6aojPwYwImtl4" };
@@ -302,11 +331,7 @@ describe("journeys", () => {
 
   it("binds an e-mail to the account logged in by SMS (BIND_EMAIL_EMS with its session)", async () => {
     t = await open();
-    expectOk(await sendCode("sms", MOBILE, "REGISTER_SMS", await passFor(MOBILE)));
-    const registered = await post("/api/v2/sdk/register/sms-verify-code", {
-      mobile: MOBILE,
-      verify_code: await deliveredCode("sms", MOBILE_E164),
-    });
+    const registered = await registeredBySms("/api/v2/sdk/register/sms-verify-code");
     const { session_token } = registered.json();
 
     expectError(await sendCode("email", ANN, "BIND_EMAIL_EMS", await passFor(ANN)), "USER.1005");

@@ -264,9 +264,13 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     signIn(request, "email", request.body.email, request.body.verify_code),
   );
 
-  app.post("/login/sms-verify-code", { schema: sessionSchema(SmsLoginBody) }, (request) =>
-    signIn(request, "sms", request.body.mobile, request.body.verify_code),
-  );
+  // Bamboocloud and Huawei OneAccess publish the SMS consumers as `mobile-verify-code`; verifyd first
+  // served them as `sms-verify-code` (the name COMPANION-APIS.md 3.5 guessed), kept as an alias.
+  for (const path of ["/login/mobile-verify-code", "/login/sms-verify-code"]) {
+    app.post(path, { schema: sessionSchema(SmsLoginBody) }, (request) =>
+      signIn(request, "sms", request.body.mobile, request.body.verify_code),
+    );
+  }
 
   async function register(request: FastifyRequest, channel: Channel, body: RegisterFields) {
     const { app: tenant } = callerOf(request);
@@ -296,9 +300,11 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     register(request, "email", request.body),
   );
 
-  app.post("/register/sms-verify-code", { schema: sessionSchema(SmsRegisterBody) }, (request) =>
-    register(request, "sms", request.body),
-  );
+  for (const path of ["/register/mobile-verify-code", "/register/sms-verify-code"]) {
+    app.post(path, { schema: sessionSchema(SmsRegisterBody) }, (request) =>
+      register(request, "sms", request.body),
+    );
+  }
 }
 
 interface SendFields {
