@@ -32,8 +32,8 @@ export function maskNumber(digits: string): string {
 }
 
 /**
- * Fresns `Y-m-d H:i:s` in the client's UTC offset (`X-Fresns-Client-Timezone`, e.g. "+8" or
- * "-5:30"); UTC when it names none.
+ * Fresns `Y-m-d H:i:s` in the client's UTC offset (`X-Fresns-Client-Timezone`, e.g. "+8",
+ * "-5:30" or "+5.5"); UTC when it names none.
  */
 export function fresnsDateTime(ms: number, timezone: string | undefined): string {
   const offsetMinutes = offsetOf(timezone);
@@ -41,10 +41,16 @@ export function fresnsDateTime(ms: number, timezone: string | undefined): string
   return `${shifted.slice(0, 10)} ${shifted.slice(11, 19)}`;
 }
 
+// Hours with minutes ("+5:30", "+0530"), or decimal hours ("+5.5", "-3.5", "+5.75"): the Fresns
+// clients send `-getTimezoneOffset() / 60` as a number with a "+" put before a positive one, so
+// a half hour comes as ".5" and UTC as a bare "0".
+const OFFSET_PATTERN = /^([+-]?)(\d{1,2})(?::?(\d{2})|\.(\d{1,6}))?$/;
+
 function offsetOf(timezone: string | undefined): number {
-  const match = timezone ? /^([+-])(\d{1,2})(?::?(\d{2}))?$/.exec(timezone.trim()) : null;
+  const match = timezone ? OFFSET_PATTERN.exec(timezone.trim()) : null;
   if (!match) return 0;
-  const minutes = Number(match[2]) * 60 + Number(match[3] ?? 0);
+  const fraction = match[4] === undefined ? 0 : Math.round(Number(`0.${match[4]}`) * 60);
+  const minutes = Number(match[2]) * 60 + Number(match[3] ?? 0) + fraction;
   if (minutes > 14 * 60) return 0;
   return match[1] === "-" ? -minutes : minutes;
 }

@@ -922,6 +922,32 @@ describe("bad input never gets a 5xx", () => {
     }
   });
 
+  it("shows dates in the client's UTC offset, in hours and minutes or in decimal hours", async () => {
+    await start();
+    const session = await sessionHeaders(await makeAccount({ email: "ann@example.com" }));
+    const registeredAt = async (timezone: string) => {
+      const headers = { ...session, "x-fresns-client-timezone": timezone };
+      return (await call("GET", "/api/v2/account/detail", undefined, headers)).json().data.detail
+        .registerDateTime;
+    };
+    const expected: Record<string, string> = {
+      "+8": "2026-01-01 20:00:00",
+      "-5:30": "2026-01-01 06:30:00",
+      "+0530": "2026-01-01 17:30:00",
+      // as the Fresns clients build it: -getTimezoneOffset() / 60
+      "+5.5": "2026-01-01 17:30:00",
+      "-3.5": "2026-01-01 08:30:00",
+      "+5.75": "2026-01-01 17:45:00",
+      "0": "2026-01-01 12:00:00",
+      // out of range, or not an offset: UTC
+      "+14.5": "2026-01-01 12:00:00",
+      "+5.": "2026-01-01 12:00:00",
+    };
+    for (const [timezone, dateTime] of Object.entries(expected)) {
+      expect(await registeredAt(timezone), timezone).toBe(dateTime);
+    }
+  });
+
   it("answers absurd headers without a 5xx", async () => {
     await start();
     const body = { type: "email", useType: 4, templateId: 4 };

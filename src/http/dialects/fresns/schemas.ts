@@ -477,7 +477,9 @@ export const FresnsHeaders = Type.Object({
   "x-fresns-client-lang-tag": Type.Optional(
     Type.String({ description: "en (default), zh-Hans or zh-Hant: language of messages and templates" }),
   ),
-  "x-fresns-client-timezone": Type.Optional(Type.String({ description: "UTC offset such as +8 or -5:30" })),
+  "x-fresns-client-timezone": Type.Optional(
+    Type.String({ description: "UTC offset such as +8, -5:30 or +5.5 (hours)" }),
+  ),
   "x-fresns-aid": Type.Optional(Type.String({ description: "account id (aid)" })),
   "x-fresns-aid-token": Type.Optional(Type.String({ description: "session token of the aid" })),
   "x-fresns-uid": Type.Optional(Type.String({ description: "user id of the aid's user" })),
