@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Engine } from "../core/engine.js";
 import { invalidField, type OtpError } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
+import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
 import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
@@ -71,6 +72,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // request that reads `request.ip`.
     trustProxy: options.trustProxy.length > 0 ? (address: string) => proxies.has(address) : false,
     requestIdHeader: "x-request-id",
+    // Ids unique across processes and restarts, where the caller sends none.
+    genReqId: createRequestIds(),
     return503OnClosing: true,
     // What the router refuses before any face sees the request (a path that does not decode, a
     // parameter past maxParamLength) is answered like an unknown route: in CloudBase's, IDaaS's and

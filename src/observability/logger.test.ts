@@ -1,7 +1,8 @@
+import { hostname } from "node:os";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { REDACTED_PATHS } from "./logger.js";
+import { createLogger, REDACTED_PATHS } from "./logger.js";
 
 /** The lines a logger with verifyd's redaction writes. */
 function capture(): { logger: pino.Logger; lines: string[] } {
@@ -34,5 +35,25 @@ describe("the log's redaction", () => {
     logger.info({ code: "042917", token: "vt_secret", password: "hunter2", apiKey: "vk_secret" }, "x");
     for (const secret of ["042917", "vt_secret", "hunter2", "vk_secret"])
       expect(lines.join("")).not.toContain(secret);
+  });
+});
+
+describe("the process logger", () => {
+  it("names the process and host on every line, beside the service", () => {
+    const lines: string[] = [];
+    const stream = new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const logger = createLogger({ level: "info", devCodes: false }, stream);
+    logger.info({ provider: "twilio" }, "x");
+    expect(JSON.parse(lines[0] ?? "{}")).toMatchObject({
+      service: "verifyd",
+      pid: process.pid,
+      hostname: hostname(),
+      provider: "twilio",
+    });
   });
 });

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { pino } from "pino";
 import type { Logger } from "../core/ports.js";
 
@@ -17,19 +18,26 @@ export const REDACTED_PATHS = [
 
 export type RootLogger = pino.Logger;
 
-/** The process logger: pino JSON to stdout, asynchronous so logging never blocks a request. */
-export function createLogger(options: { level: string; devCodes: boolean }): RootLogger {
+/**
+ * The process logger: pino JSON to stdout, asynchronous so logging never blocks a request (tests
+ * pass a `destination` of their own). Every line names the process that wrote it, so the lines of a
+ * cluster's processes, or of one host's restarts, can be told apart.
+ */
+export function createLogger(
+  options: { level: string; devCodes: boolean },
+  destination: pino.DestinationStream = pino.destination({ dest: 1, sync: false }),
+): RootLogger {
   return pino(
     {
       level: options.level,
-      base: { service: "verifyd" },
+      base: { service: "verifyd", pid: process.pid, hostname: hostname() },
       // In dev mode the dev sender prints codes on purpose; elsewhere `code` is always redacted.
       redact: {
         paths: options.devCodes ? REDACTED_PATHS.filter((path) => path !== "code") : REDACTED_PATHS,
         censor: "[redacted]",
       },
     },
-    pino.destination({ dest: 1, sync: false }),
+    destination,
   );
 }
 
