@@ -72,6 +72,22 @@ export function sessionTokenView(
   };
 }
 
+/**
+ * Fresns always gives an account its `wallet`, and its clients read it unguarded
+ * (`wallet.hasPassword`); verifyd keeps no wallet, so it is the wallet of a site that has the
+ * wallet switched off, with no currency and no amounts.
+ */
+const DISABLED_WALLET = {
+  status: false,
+  hasPassword: false,
+  currencyCode: null,
+  currencyName: null,
+  currencyUnit: null,
+  currencyPrecision: null,
+  balance: null,
+  freezeAmount: null,
+} as const;
+
 /** The Fresns "Account Info" common data structure (`getAccountInfo`), contacts masked as Fresns masks them. */
 export function accountDetailView(account: Account, timezone: string | undefined) {
   const phone = account.phone ? parsePhoneNumberFromString(account.phone) : undefined;
@@ -98,6 +114,7 @@ export function accountDetailView(account: Account, timezone: string | undefined
     // request leads to is the operator's), so there is no date to give.
     waitDeleteDateTime: null,
     connects: [],
+    wallet: DISABLED_WALLET,
     users: [
       {
         uid: uidOf(account.id),

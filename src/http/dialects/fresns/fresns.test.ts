@@ -1496,11 +1496,13 @@ describe("account endpoints: refusals", () => {
     ).toBe(0);
   });
 
-  it("detail needs a login (31501) and shows the account info structure", async () => {
+  it("detail needs a login (31501) and shows the account info structure, with a switched-off wallet", async () => {
     await start();
     expectFresns(await call("GET", "/api/v2/account/detail"), 31501);
     const account = await makeAccount({ email: "ann@example.com" });
     const detail = await call("GET", "/api/v2/account/detail", undefined, await sessionHeaders(account));
+    // Fresns clients read `wallet.hasPassword` unguarded; the golden file holds the whole wallet
+    expect(detail.json().data.detail.wallet).toMatchObject({ status: false, hasPassword: false });
     expectGolden(
       "detail-ok",
       detail.body.replaceAll(account.id, "<aid>").replace(String(uidOf(account.id)), "123456789"),
@@ -1571,6 +1573,8 @@ describe("account: verify-identity and the codes it peeks", () => {
 });
 
 describe("account: apply-delete, recall-delete, logout", () => {
+  /** apply-delete's documented data: verifyd schedules no deletion, so there is no date to give. */
+  const NO_DELETION_DATE = { day: null, dateTime: null };
   const waitDelete = async (session: Headers) =>
     (await call("GET", "/api/v2/account/detail", undefined, session)).json().data.detail.waitDelete;
 
@@ -1605,7 +1609,7 @@ describe("account: apply-delete, recall-delete, logout", () => {
       { codeType: "email", verifyCode: code },
       session,
     );
-    expectOk(apply);
+    expectOk(apply, NO_DELETION_DATE);
     expect(await waitDelete(session)).toBe(true);
     // the code is consumed
     expectFresns(
@@ -1616,11 +1620,17 @@ describe("account: apply-delete, recall-delete, logout", () => {
     expect(await waitDelete(session)).toBe(false);
   });
 
-  it("apply-delete with the password marks the account", async () => {
+  it("apply-delete with the password marks the account and answers Fresns's {day, dateTime}", async () => {
     await start();
     const account = await makeAccount({ email: "ann@example.com", password: "right-pass" });
     const session = await sessionHeaders(account);
-    expectOk(await call("POST", "/api/v2/account/apply-delete", { password: b64("right-pass") }, session));
+    const apply = await call(
+      "POST",
+      "/api/v2/account/apply-delete",
+      { password: b64("right-pass") },
+      session,
+    );
+    expectOk(apply, NO_DELETION_DATE);
     expect(await waitDelete(session)).toBe(true);
     expectFresns(await call("POST", "/fresns-api/v1/account/recall-delete", undefined, {}), 31501);
   });
@@ -1640,7 +1650,7 @@ describe("account: apply-delete, recall-delete, logout", () => {
         session,
       ),
     ]);
-    expectOk(apply);
+    expectOk(apply, NO_DELETION_DATE);
     expectOk(edit);
     expect(await waitDelete(session)).toBe(true);
     const login = { type: "email", account: "ann@example.com", password: b64("new-pass") };

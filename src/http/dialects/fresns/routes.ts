@@ -573,7 +573,11 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           });
         }
         await engine.accounts.requestDeletion(account);
-        return ok(null);
+        // Fresns answers its grace period (`delete_account_todo`, in days) and the date the deletion
+        // runs. verifyd runs no deletion of its own (what a request leads to is the operator's), so
+        // both are null, as account detail's `waitDeleteDateTime` is, rather than a 0 day that
+        // would read as a deletion now.
+        return ok({ day: null, dateTime: null });
       },
     );
 
