@@ -47,6 +47,7 @@ export const IDAAS_ERRORS = {
   CODE_EMPTY: wire("PARAM.1004", "Verification code cannot be empty", "验证码不能为空"),
   APP_DISABLED: wire("PARAM.1005", "The app is disabled", "应用已禁用"),
   ROUTE_NOT_FOUND: wire("PARAM.1006", "No such API", "接口不存在", 404),
+  PASSWORD_EMPTY: wire("PARAM.1007", "Password cannot be empty", "密码不能为空"),
   USER_NOT_FOUND: wire("USER.0001", "User not found", "用户未找到"),
   // Sic: the seed answers an empty `email` of email/send with this mobile message too; kept for
   // clients that match on it.

@@ -681,6 +681,102 @@ describe("codes at login and registration", () => {
   });
 });
 
+describe("passwords by code: pwd/update-by-email and pwd/update-by-mobile", () => {
+  const OLD_PASSWORD = "old password 1";
+  const NEW_PASSWORD = "new password 2";
+  const byEmail = "/api/v2/sdk/pwd/update-by-email";
+  const byMobile = "/api/v2/sdk/pwd/update-by-mobile";
+
+  /** The account's password is `password` (and no other). */
+  async function expectPassword(channel: Channel, address: string, password: string) {
+    const tenant = (await t.engine.apps.byId("default"))!;
+    const account = (await t.engine.accounts.findByContact(tenant, channel, address))!;
+    await expect(t.engine.accounts.verifyPasswordLogin(tenant, account, password)).resolves.toBeUndefined();
+  }
+
+  async function sessionLive(token: string): Promise<boolean> {
+    const tenant = (await t.engine.apps.byId("default"))!;
+    return (await t.engine.accounts.resolveSession(tenant, token, "idaas")) !== null;
+  }
+
+  /** A code of `type` for `to`, sent a minute after whatever was sent before. */
+  async function codeOf(channel: Channel, to: string, type: string): Promise<string> {
+    t.clock.advanceSeconds(60);
+    expectOk(await sendCode(channel, to, type, await passFor(to)));
+    return deliveredCode(channel, channel === "email" ? to : MOBILE_E164);
+  }
+
+  it("resets a forgotten password with a FORGET_PWD_EMS code, once, ending every session", async () => {
+    t = await open();
+    expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)));
+    const { session_token } = (
+      await post("/api/v2/sdk/register/email-verify-code", {
+        email: ANN,
+        verify_code: await deliveredCode("email", ANN),
+        pwd: OLD_PASSWORD,
+      })
+    ).json();
+    const code = await codeOf("email", ANN, "FORGET_PWD_EMS");
+    const reset = { email: ANN, verify_code: code, password: NEW_PASSWORD };
+    expectOk(await post(byEmail, reset));
+    await expectPassword("email", ANN, NEW_PASSWORD);
+    expect(await sessionLive(session_token)).toBe(false);
+    expectError(await post(byEmail, { ...reset, password: "third password" }), "CAPTCHA.0007");
+  });
+
+  it("resets a forgotten password with a FORGET_PWD_SMS code, as OneAccess publishes it", async () => {
+    t = await open();
+    const registered = await registeredBySms("/api/v2/sdk/register/mobile-verify-code", {
+      pwd: OLD_PASSWORD,
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+    const code = await codeOf("sms", MOBILE, "FORGET_PWD_SMS");
+    expectOk(await post(byMobile, { mobile: MOBILE, verify_code: code, password: NEW_PASSWORD }));
+    await expectPassword("sms", MOBILE_E164, NEW_PASSWORD);
+  });
+
+  it("changes a logged-in account's password with an UPDATE_PWD_SMS code to its own mobile, keeping its session", async () => {
+    t = await open();
+    const { session_token } = (await registeredBySms("/api/v2/sdk/register/mobile-verify-code")).json();
+    const code = await codeOf("sms", MOBILE, "UPDATE_PWD_SMS");
+    const headers = { authorization: `Bearer ${session_token}` };
+    expectOk(await post(byMobile, { verify_code: code, password: NEW_PASSWORD }, { headers }));
+    await expectPassword("sms", MOBILE_E164, NEW_PASSWORD);
+    expect(await sessionLive(session_token)).toBe(true);
+  });
+
+  it("names what is missing or wrong, and keeps the code for the right call", async () => {
+    t = await open();
+    const { session_token } = (await registeredBySms("/api/v2/sdk/register/mobile-verify-code")).json();
+    const signedIn = { headers: { authorization: `Bearer ${session_token}` } };
+    const code = await codeOf("sms", MOBILE, "FORGET_PWD_SMS");
+    const reset = { mobile: MOBILE, verify_code: code, password: NEW_PASSWORD };
+    // No contact and no session: the contact is missing.
+    expectError(await post(byEmail, { verify_code: code, password: NEW_PASSWORD }), "USER.0005");
+    expectError(await post(byMobile, { ...reset, mobile: " " }), "USER.0004");
+    expectError(await post(byMobile, { ...reset, verify_code: "" }), "PARAM.1004");
+    expectError(await post(byMobile, { ...reset, password: undefined }), "PARAM.1007");
+    expectError(await post(byMobile, { ...reset, password: "short" }), "PARAM.1001");
+    // A session that is not live, or an account without a contact of that channel.
+    const deadSession = { headers: { authorization: "Bearer sess_not-a-live-one" } };
+    expectError(
+      await post(byMobile, { verify_code: code, password: NEW_PASSWORD }, deadSession),
+      "USER.1005",
+    );
+    expectError(await post(byEmail, { verify_code: code, password: NEW_PASSWORD }, signedIn), "USER.1007");
+    // A FORGET_PWD code does not change a logged-in password, nor a login code reset one.
+    expectError(
+      await post(byMobile, { verify_code: code, password: NEW_PASSWORD }, signedIn),
+      "CAPTCHA.0007",
+    );
+    const login = await codeOf("sms", MOBILE, "LOGIN_SMS");
+    expectError(await post(byMobile, { ...reset, verify_code: login }), "CAPTCHA.0007");
+    // The FORGET_PWD_SMS code is still good.
+    expectOk(await post(byMobile, reset));
+    await expectPassword("sms", MOBILE_E164, NEW_PASSWORD);
+  });
+});
+
 describe("bad input: the exact IDaaS error, HTTP 400, never a 5xx", () => {
   it("answers a path or method it does not serve in its own shape, after the device headers", async () => {
     t = await open();

@@ -1,7 +1,9 @@
 import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { sessionIdOf } from "../../../core/accounts/session-id.js";
 import type { Engine } from "../../../core/engine.js";
+import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
@@ -22,9 +24,11 @@ import {
   CaptchaVerifyBody,
   CaptchaVerifyReply,
   EmailLoginBody,
+  EmailPasswordBody,
   EmailRegisterBody,
   EmailSendBody,
   ErrorReply,
+  MobilePasswordBody,
   PROFILE_FIELDS,
   SCENARIOS,
   SessionReply,
@@ -217,25 +221,34 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   }
 
   /**
-   * BIND_* sends to a logged-in account that lacks the contact. IDaaS's send API names no account,
-   * so the session this face issued is accepted as `Authorization: Bearer <session_token>`.
+   * BIND_* sends to a logged-in account that lacks the contact, and UPDATE_PWD_* codes change a
+   * logged-in account's password. IDaaS's calls name no account, so the session this face issued
+   * is accepted as `Authorization: Bearer <session_token>`.
    */
-  async function loggedInAccountId(request: FastifyRequest, tenant: App): Promise<string | undefined> {
+  async function loggedInSession(
+    request: FastifyRequest,
+    tenant: App,
+  ): Promise<{ account: Account; token: string } | undefined> {
     const match = /^Bearer\s+(\S{1,256})$/i.exec(headerText(request, "authorization") ?? "");
     if (!match) return undefined;
-    const account = await engine.accounts.resolveSession(tenant, match[1] as string, "idaas");
-    return account?.id;
+    const token = match[1] as string;
+    const account = await engine.accounts.resolveSession(tenant, token, "idaas");
+    return account ? { account, token } : undefined;
   }
 
-  const sendSchema = <Body>(body: Body) => ({ tags: ["IDaaS"], body, response: errorResponses });
+  async function loggedInAccountId(request: FastifyRequest, tenant: App): Promise<string | undefined> {
+    return (await loggedInSession(request, tenant))?.account.id;
+  }
 
-  app.post("/email/send", { schema: sendSchema(EmailSendBody) }, async (request, reply) => {
+  const emptyReplySchema = <Body>(body: Body) => ({ tags: ["IDaaS"], body, response: errorResponses });
+
+  app.post("/email/send", { schema: emptyReplySchema(EmailSendBody) }, async (request, reply) => {
     await send(request, "email", request.body.email, request.body);
     // IDaaS answers a queued code with 200 and no body at all (so no 200 schema to type it by).
     return (reply as FastifyReply).code(200).send();
   });
 
-  app.post("/sms/send", { schema: sendSchema(SmsSendBody) }, async (request, reply) => {
+  app.post("/sms/send", { schema: emptyReplySchema(SmsSendBody) }, async (request, reply) => {
     await send(request, "sms", request.body.mobile, request.body);
     return (reply as FastifyReply).code(200).send();
   });
@@ -305,7 +318,64 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       register(request, "sms", request.body),
     );
   }
+
+  /**
+   * Bamboocloud's and OneAccess's password calls by code. With the contact, a forgotten password:
+   * its FORGET_PWD_* code resets it and ends every session (engine.resetPassword). Without, a
+   * logged-in change (`Authorization: Bearer <session_token>`): the UPDATE_PWD_* code must have gone
+   * to the account's own contact, and the caller's session stays, as after any password change.
+   */
+  async function updatePassword(request: FastifyRequest, channel: Channel, body: PasswordFields) {
+    const { app: tenant } = callerOf(request);
+    const field = channel === "email" ? "email" : "mobile";
+    const loggedIn =
+      nonBlank(body[field]) === undefined && headerText(request, "authorization") !== undefined;
+    // The contact, the code, the password: each absent or blank one answers its own error.
+    const to = loggedIn
+      ? undefined
+      : required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
+    const code = required(body.verify_code, "CODE_EMPTY");
+    const password = required(body.password, "PASSWORD_EMPTY");
+    if (to !== undefined) {
+      const target = { channel, to, purpose: "reset_password" as const, toField: field };
+      await engine.resetPassword({
+        app: tenant,
+        proof: { code: { app: tenant, target, code, codeField: "verify_code" } },
+        password,
+      });
+      return;
+    }
+    const session = await loggedInSession(request, tenant);
+    if (!session) throw new OtpError("LOGIN_REQUIRED");
+    const own = channel === "email" ? session.account.email : session.account.phone;
+    if (own === undefined) throw new OtpError("CONTACT_MISSING", { details: { field } });
+    await engine.checkCode({
+      app: tenant,
+      target: { channel, to: own, purpose: "change_password", toField: field },
+      code,
+      codeField: "verify_code",
+    });
+    await engine.accounts.update(
+      session.account,
+      { password },
+      { keepSessions: [sessionIdOf(session.token)] },
+    );
+  }
+
+  // IDaaS answers a changed password with 200 and no body, as a queued code.
+  const passwordRoutes = [
+    ["/pwd/update-by-email", "email", EmailPasswordBody],
+    ["/pwd/update-by-mobile", "sms", MobilePasswordBody],
+  ] as const;
+  for (const [path, channel, body] of passwordRoutes) {
+    app.post(path, { schema: emptyReplySchema(body) }, async (request, reply) => {
+      await updatePassword(request, channel, request.body);
+      return (reply as FastifyReply).code(200).send();
+    });
+  }
 }
+
+type PasswordFields = Partial<Record<"email" | "mobile" | "verify_code" | "password", string>>;
 
 interface SendFields {
   type?: string | undefined;
@@ -321,6 +391,10 @@ type RegisterFields = Partial<Record<"email" | "mobile" | "verify_code" | "pwd" 
 function required(value: string | undefined, missing: IdaasErrorName): string {
   if (value === undefined || value.trim().length === 0) throw new IdaasRefusal(missing);
   return value;
+}
+
+function nonBlank(value: string | undefined): string | undefined {
+  return value === undefined || value.trim().length === 0 ? undefined : value;
 }
 
 function nonEmpty(value: string | undefined): string | undefined {

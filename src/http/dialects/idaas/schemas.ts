@@ -62,16 +62,13 @@ const profileSchema = Object.fromEntries(
   PROFILE_FIELDS.map((field) => [field, text(field === "head_img" ? 2048 : 256, field)]),
 ) as Record<(typeof PROFILE_FIELDS)[number], ReturnType<typeof text>>;
 
+/** 8-128 characters; empty reads as absent (no password at registration, PARAM.1007 at a reset). */
+const password = (description: string) =>
+  Type.Optional(Type.String({ maxLength: 128, pattern: "^(?:|[\\s\\S]{8,})$", description }));
+
 const registerFields = {
   verify_code: text(CODE_MAX, "the code"),
-  pwd: Type.Optional(
-    Type.String({
-      maxLength: 128,
-      // empty means "no password"; otherwise at least 8 characters
-      pattern: "^(?:|[\\s\\S]{8,})$",
-      description: "password (8-128 characters); optional",
-    }),
-  ),
+  pwd: password("password (8-128 characters); optional"),
   user_name: text(64, "user name; unique in the app"),
   ...profileSchema,
   extension: Type.Optional(
@@ -92,6 +89,25 @@ export const SmsRegisterBody = Type.Object({
   mobile: text(MOBILE_MAX, "the mobile the REGISTER_SMS code was sent to"),
   email: text(EMAIL_MAX, "kept in the profile as unverified_email; not a login contact"),
   ...registerFields,
+});
+
+// pwd/update-by-email and pwd/update-by-mobile: with the contact, a forgotten password's reset by
+// its FORGET_PWD_* code; without it, a logged-in account's change by an UPDATE_PWD_* code sent to
+// its own contact.
+const passwordFields = {
+  verify_code: text(
+    CODE_MAX,
+    "the FORGET_PWD_* code sent to the contact, or the UPDATE_PWD_* code sent to the logged-in account's own",
+  ),
+  password: password("the new password (8-128 characters)"),
+};
+export const EmailPasswordBody = Type.Object({
+  email: text(EMAIL_MAX, "the e-mail the FORGET_PWD_EMS code was sent to; absent for a logged-in change"),
+  ...passwordFields,
+});
+export const MobilePasswordBody = Type.Object({
+  mobile: text(MOBILE_MAX, "the mobile the FORGET_PWD_SMS code was sent to; absent for a logged-in change"),
+  ...passwordFields,
 });
 
 /** AJ-Captcha's `CaptchaVO`: every key present, the unused ones null (COMPANION-APIS.md 3.1). */
