@@ -71,8 +71,9 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // A matcher that remembers its answers: Fastify's own parses the socket address on every
     // request that reads `request.ip`.
     trustProxy: options.trustProxy.length > 0 ? (address: string) => proxies.has(address) : false,
-    requestIdHeader: "x-request-id",
-    // Ids unique across processes and restarts, where the caller sends none.
+    // The caller's x-request-id is read by genReqId, which takes only a short, plain one: Fastify
+    // would take any, and put all of it into every line its request logs.
+    requestIdHeader: false,
     genReqId: createRequestIds(),
     return503OnClosing: true,
     // What the router refuses before any face sees the request (a path that does not decode, a

@@ -28,7 +28,13 @@ describe("request ids", () => {
     expect(prefix(ids[2])).not.toBe(prefix(ids[0]));
   });
 
-  it("keeps the caller's own id", async () => {
+  it("keeps the caller's own id when it is at most 64 characters of [A-Za-z0-9._:-], and echoes it", async () => {
     expect(await echoedId(one, { "x-request-id": "trace-42.a:b" })).toBe("trace-42.a:b");
+    expect(await echoedId(one, { "x-request-id": "x".repeat(64) })).toBe("x".repeat(64));
+  });
+
+  it("makes its own in place of a long or odd one, and echoes that", async () => {
+    for (const odd of ["x".repeat(65), "R".repeat(16_000), "has space", "a/b", "semi;colon"])
+      expect(await echoedId(one, { "x-request-id": odd })).toMatch(/^[0-9a-f]{10}-[0-9a-z]+$/);
   });
 });

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from "fastify";
 import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery/delivery-receipts.js";
 import { OtpError } from "../../core/errors.js";
 import type { Clock } from "../../core/ports.js";
@@ -14,6 +14,18 @@ export interface DeliveryCallbacksOptions {
 }
 
 const PROVIDER_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+// A forged callback costs its sender one small request; a log line for each would let anyone
+// write the disk full from one client. Refusals are counted and told once a minute per provider.
+const REFUSAL_LOG_INTERVAL_MS = 60_000;
+
+interface Refusals {
+  /** refused since the last line */
+  count: number;
+  loggedAtMs: number;
+  reason: string;
+  /** the line due at the end of the minute, for refusals no later one has told */
+  timer: NodeJS.Timeout | undefined;
+}
 
 /**
  * `POST /v1/callbacks/{provider}`: delivery status reports from providers (Twilio's StatusCallback,
@@ -26,6 +38,44 @@ export async function deliveryCallbacks(
   options: DeliveryCallbacksOptions,
 ): Promise<void> {
   const handlers = new Map(options.handlers.map((handler) => [handler.provider, handler]));
+  // Keyed by the configured providers only: an unknown one is refused without a line.
+  const refusals = new Map<string, Refusals>();
+  const tell = (log: FastifyBaseLogger, provider: string, seen: Refusals, nowMs: number) => {
+    log.warn(
+      { provider, refused: seen.count, reason: seen.reason },
+      "status callbacks refused: missing or wrong signature",
+    );
+    seen.count = 0;
+    seen.loggedAtMs = nowMs;
+  };
+  const refused = (request: FastifyRequest, provider: string, reason: string) => {
+    const nowMs = options.clock.nowMs();
+    let seen = refusals.get(provider);
+    if (!seen) {
+      seen = { count: 0, loggedAtMs: Number.NEGATIVE_INFINITY, reason, timer: undefined };
+      refusals.set(provider, seen);
+    }
+    seen.count += 1;
+    seen.reason = reason;
+    if (nowMs - seen.loggedAtMs >= REFUSAL_LOG_INTERVAL_MS) {
+      clearTimeout(seen.timer);
+      seen.timer = undefined;
+      tell(request.log, provider, seen, nowMs);
+    } else if (!seen.timer) {
+      const told = seen;
+      told.timer = setTimeout(
+        () => {
+          told.timer = undefined;
+          if (told.count > 0) tell(fastify.log, provider, told, options.clock.nowMs());
+        },
+        told.loggedAtMs + REFUSAL_LOG_INTERVAL_MS - nowMs,
+      );
+      told.timer.unref();
+    }
+  };
+  fastify.addHook("onClose", async () => {
+    for (const seen of refusals.values()) clearTimeout(seen.timer);
+  });
 
   // Signatures cover the bytes as sent, so this plugin reads every body as a string, JSON included.
   fastify.removeAllContentTypeParsers();
@@ -51,7 +101,7 @@ export async function deliveryCallbacks(
         nowMs: options.clock.nowMs(),
       });
       if (outcome.kind === "unauthenticated") {
-        request.log.warn({ provider, reason: outcome.reason }, "status callback refused");
+        refused(request, provider, outcome.reason);
         throw new OtpError("SIGNATURE_INVALID", { message: outcome.reason });
       }
       if (outcome.kind === "invalid") {
