@@ -55,6 +55,16 @@ function offsetOf(timezone: string | undefined): number {
   return match[1] === "-" ? -minutes : minutes;
 }
 
+/** How long a session has left, as Fresns tells it beside a token. */
+function expiryView(session: IssuedSession, nowMs: number, timezone: string | undefined) {
+  const seconds = Math.round((session.expiresAtMs - nowMs) / 1000);
+  return {
+    expiredHours: Math.round(seconds / 3600),
+    expiredDays: Math.round(seconds / 86_400),
+    expiredDateTime: fresnsDateTime(session.expiresAtMs, timezone),
+  };
+}
+
 /** `data.sessionToken` of register and login. */
 export function sessionTokenView(
   account: Account,
@@ -62,13 +72,30 @@ export function sessionTokenView(
   nowMs: number,
   timezone: string | undefined,
 ) {
-  const seconds = Math.round((session.expiresAtMs - nowMs) / 1000);
+  return { aid: account.id, token: session.token, ...expiryView(session, nowMs, timezone) };
+}
+
+/** `data.sessionToken` of user/auth: the uid token of the account's one user. */
+export function userSessionTokenView(
+  account: Account,
+  session: IssuedSession,
+  nowMs: number,
+  timezone: string | undefined,
+) {
+  return { uid: uidOf(account.id), token: session.token, ...expiryView(session, nowMs, timezone) };
+}
+
+/**
+ * The account's one user, as Fresns's "User Info" gives it in account detail's `users` and in
+ * user/auth's `detail`: the fields verifyd has (no avatar, roles or stats), and no user password.
+ */
+export function userView(account: Account) {
   return {
-    aid: account.id,
-    token: session.token,
-    expiredHours: Math.round(seconds / 3600),
-    expiredDays: Math.round(seconds / 86_400),
-    expiredDateTime: fresnsDateTime(session.expiresAtMs, timezone),
+    uid: uidOf(account.id),
+    username: account.username ?? null,
+    nickname: account.profile.nickname ?? null,
+    hasPassword: false,
+    status: true,
   };
 }
 
@@ -115,15 +142,7 @@ export function accountDetailView(account: Account, timezone: string | undefined
     waitDeleteDateTime: null,
     connects: [],
     wallet: DISABLED_WALLET,
-    users: [
-      {
-        uid: uidOf(account.id),
-        username: null,
-        nickname: account.profile.nickname ?? null,
-        hasPassword: false,
-        status: true,
-      },
-    ],
+    users: [userView(account)],
   };
 }
 

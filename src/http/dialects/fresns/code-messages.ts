@@ -194,6 +194,11 @@ export const FRESNS_CODE_MESSAGES = {
     "zh-Hans": "账号钱包不存在或者已禁用",
     "zh-Hant": "賬號錢包不存在或者已禁用",
   },
+  35201: {
+    en: "Current user not exist or not belong to the current account",
+    "zh-Hans": "当前用户不存在或者不属于当前账号",
+    "zh-Hant": "當前用戶不存在或者不屬於當前賬號",
+  },
 } as const;
 
 export type FresnsCode = keyof typeof FRESNS_CODE_MESSAGES;

@@ -883,6 +883,7 @@ describe("bad input never gets a 5xx", () => {
     ["PUT", "/api/v2/account/reset-password"],
     ["POST", "/api/v2/account/verify-identity"],
     ["PUT", "/api/v2/account/edit"],
+    ["POST", "/api/v2/user/auth"],
   ];
   const bodies: [string, string, string][] = [
     ["malformed JSON", '{"type": "email",', "application/json"],
@@ -1672,6 +1673,71 @@ describe("account: apply-delete, recall-delete, logout", () => {
     const foreign = { ...caller, "x-fresns-uid-token": victim["x-fresns-aid-token"] as string };
     expectOk(await call("DELETE", "/api/v2/account/logout", undefined, foreign));
     expect((await call("GET", "/api/v2/account/detail", undefined, victim)).json().code).toBe(0);
+  });
+});
+
+describe("user/auth: the uid token the clients ask for after register or login", () => {
+  it("answers the account's own user, named by its uid, with the login's token as the uid token", async () => {
+    await start();
+    await makeAccount({ email: "ann@example.com", password: "right-pass" });
+    const login = (await annLogin({ password: b64("right-pass") }, {})).json().data;
+    const session = {
+      "x-fresns-aid": login.sessionToken.aid,
+      "x-fresns-aid-token": login.sessionToken.token,
+    };
+    // as the Fresns clients call it: account detail's users[0].uid, a number
+    const uid: number = login.detail.users[0].uid;
+    const auth = await call("POST", "/api/v2/user/auth", { uidOrUsername: uid }, session);
+    expectOk(auth, {
+      sessionToken: {
+        uid,
+        token: login.sessionToken.token,
+        expiredHours: 720,
+        expiredDays: 30,
+        expiredDateTime: "2026-01-31 12:00:00",
+      },
+      detail: { uid, username: null, nickname: null, hasPassword: false, status: true },
+    });
+    // the user's headers log the user in; the v1 path and a uid as a string answer the same
+    const user = { ...session, "x-fresns-uid": String(uid), "x-fresns-uid-token": login.sessionToken.token };
+    expect((await call("GET", "/api/v2/account/detail", undefined, user)).json().code).toBe(0);
+    const again = await call("POST", "/fresns-api/v1/user/auth", { uidOrUsername: String(uid) }, user);
+    expect(again.json()).toEqual(auth.json());
+  });
+
+  it("names the user by username too, and ignores a password the user does not have", async () => {
+    await start();
+    const app = await t.engine.apps.byId("default");
+    const account = await t.engine.accounts.create({ app: app!, email: "ann@example.com", username: "ann" });
+    const body = { uidOrUsername: "ann", password: b64("anything"), deviceToken: "device" };
+    const auth = await call("POST", "/api/v2/user/auth", body, await sessionHeaders(account));
+    expect(auth.json().data.sessionToken.uid).toBe(uidOf(account.id));
+    expect(auth.json().data.detail).toMatchObject({ uid: uidOf(account.id), username: "ann" });
+  });
+
+  it("refuses 31501 without a login, 30000 without uidOrUsername, 35201 for a user not the account's", async () => {
+    await start();
+    const ann = await makeAccount({ email: "ann@example.com" });
+    const app = await t.engine.apps.byId("default");
+    await t.engine.accounts.create({ app: app!, email: "bob@example.com", username: "bob" });
+    const session = await sessionHeaders(ann);
+    const auth = (body: unknown, headers: Headers = session) =>
+      call("POST", "/api/v2/user/auth", body, headers);
+    expectFresns(await auth({ uidOrUsername: uidOf(ann.id) }, {}), 31501);
+    expect((await auth({})).json()).toEqual({
+      code: 30000,
+      message: "The uid or username field is required.",
+      data: null,
+    });
+    // another uid, another account's username, a username nobody has: one answer
+    for (const uidOrUsername of [uidOf(ann.id) + 1, "bob", "nobody"]) {
+      expectFresns(await auth({ uidOrUsername }), 35201);
+    }
+    expectFresns(
+      await auth({ uidOrUsername: "nobody" }, { ...session, ...lang("zh-Hans") }),
+      35201,
+      "zh-Hans",
+    );
   });
 });
 

@@ -2,6 +2,7 @@ import { isIP } from "node:net";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
+import type { IssuedSession } from "../../../core/accounts/account-service.js";
 import { sessionIdOf } from "../../../core/accounts/session-id.js";
 import { lookupSession, type SessionLookup } from "../../../core/accounts/session-lookup.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
@@ -13,7 +14,7 @@ import type { CheckCodeInput, CheckTarget } from "../../../core/verification/che
 import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
-import { accountDataView, sessionTokenView, uidOf } from "./account-view.js";
+import { accountDataView, sessionTokenView, uidOf, userSessionTokenView, userView } from "./account-view.js";
 import { type FresnsLang, FresnsRefusal, fresnsCodeOf, fresnsMessage } from "./error-map.js";
 import {
   ApplyDeleteBody,
@@ -26,6 +27,7 @@ import {
   RegisterBody,
   ResetPasswordBody,
   SendVerifyCodeBody,
+  UserAuthBody,
   VerifyIdentityBody,
   validateBody,
 } from "./schemas.js";
@@ -57,6 +59,8 @@ interface FresnsContext {
   app?: App;
   /** the account of verified X-Fresns-Aid + X-Fresns-Aid-Token headers */
   account?: Account;
+  /** that login's session: the X-Fresns-Aid-Token and when it ends */
+  session?: IssuedSession;
   /** the channel the request is about, for codes Fresns has per channel (34205 / 34206) */
   channel?: Channel;
 }
@@ -118,6 +122,7 @@ const ResetPasswordDoc = documentBody(ResetPasswordBody);
 const VerifyIdentityDoc = documentBody(VerifyIdentityBody);
 const EditDoc = documentBody(EditBody);
 const ApplyDeleteDoc = documentBody(ApplyDeleteBody);
+const UserAuthDoc = documentBody(UserAuthBody);
 
 /** The Fresns release this face follows (its code messages and DTOs). */
 const FRESNS_VERSION = "2.21.4";
@@ -179,12 +184,18 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     context.app = app;
     if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";
     if (app.fresnsSecret) verifySignature(request, app.fresnsSecret, engine.deps.clock.nowMs(), context.lang);
-    const account = await sessionAccount(request, app);
-    if (account) context.account = account;
+    const login = await sessionLogin(request, app);
+    if (login) {
+      context.account = login.account;
+      context.session = login.session;
+    }
   });
 
-  /** The account the Aid headers prove, if any; any Aid or Uid header present must be right. */
-  async function sessionAccount(request: FastifyRequest, app: App): Promise<Account | undefined> {
+  /** The login the Aid headers prove, if any; any Aid or Uid header present must be right. */
+  async function sessionLogin(
+    request: FastifyRequest,
+    app: App,
+  ): Promise<{ account: Account; session: IssuedSession } | undefined> {
     const aid = header(request, "x-fresns-aid");
     const uid = header(request, "x-fresns-uid");
     if (aid === undefined) {
@@ -199,30 +210,30 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     if (!named) throw new FresnsRefusal(31502);
     // The account as the session check read it: a change this request makes is allowed at its
     // credential version, not at that of the read before it.
-    const account = await requireSessionOf(app, named, aidToken, 31505);
+    const { account, expiresAtMs } = await requireSessionOf(app, named, aidToken, 31505);
     if (uid !== undefined) {
       if (!/^\d{1,12}$/.test(uid) || Number(uid) !== uidOf(account.id)) throw new FresnsRefusal(31602);
       const uidToken = header(request, "x-fresns-uid-token");
       if (uidToken === undefined) throw new FresnsRefusal(31603);
       await requireSessionOf(app, account, uidToken, 31603);
     }
-    return account;
+    return { account, session: { token: aidToken, expiresAtMs } };
   }
 
-  /** The account of a live session of `account`'s, as the session check read it. */
+  /** A live session of `account`'s: the account as the session check read it, and when it ends. */
   async function requireSessionOf(
     app: App,
     account: Account,
     token: string,
     invalidCode: 31505 | 31603,
-  ): Promise<Account> {
+  ): Promise<{ account: Account; expiresAtMs: number }> {
     const session: SessionLookup =
       token.length <= MAX_TOKEN_LENGTH
         ? await lookupSession(engine.deps, app, token, "fresns")
         : { kind: "unknown" };
     if (session.kind === "expired" && session.accountId === account.id) throw new FresnsRefusal(31504);
     if (session.kind !== "live" || session.account.id !== account.id) throw new FresnsRefusal(invalidCode);
-    return session.account;
+    return session;
   }
 
   /** An email account, normalised as the core stores it; `field` names the body field at fault. */
@@ -602,6 +613,38 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         return ok(null);
       },
     );
+
+    // The call the Fresns clients make right after register or login, for the uid token of the
+    // account's user (COMPANION-APIS.md 1.4's X-Fresns-Uid + X-Fresns-Uid-Token).
+    fastify.post(
+      `${prefix}/user/auth`,
+      {
+        schema: {
+          tags: ["fresns"],
+          summary: "Log in as the account's user: its uid token",
+          headers: FresnsHeaders,
+          body: UserAuthDoc,
+        },
+      },
+      async (request) => {
+        const { context, account, body } = signedInCall(request, UserAuthBody);
+        const named = body.uidOrUsername as string;
+        // Fresns reads digits as a uid, anything else as a username. verifyd cannot tell whose a
+        // uid is (it is derived from the account id) and does not say whose a username is: any
+        // user but the caller's own is 35201, "not exist or not belong to the current account".
+        const own = /^\d+$/.test(named) ? Number(named) === uidOf(account.id) : named === account.username;
+        if (!own) throw new FresnsRefusal(35201);
+        // The user token is the login's own Aid token, not a new session: verifyd's account has
+        // one user and no user password, so a second token would prove nothing the first does
+        // not, and would be one more login for logout and a new password to end. The Uid headers
+        // check it as a session of the Aid's account (`sessionLogin`), and it ends with the login.
+        const session = context.session as IssuedSession;
+        return ok({
+          sessionToken: userSessionTokenView(account, session, engine.deps.clock.nowMs(), context.timezone),
+          detail: userView(account),
+        });
+      },
+    );
   }
 
   // Unknown paths under the dialect's prefixes answer in its envelope, not the native problem+json.
@@ -642,7 +685,7 @@ function accountCode(
 
 /**
  * The session tokens the login proved: the Aid token, and the Uid token only where a Uid came
- * with it (`sessionAccount`); a Uid token that was not checked is not this caller's.
+ * with it (`sessionLogin`); a Uid token that was not checked is not this caller's.
  */
 function provenSessionTokens(request: FastifyRequest): string[] {
   const names =

@@ -44,6 +44,7 @@ const ACCOUNT_MAX_LENGTH = 128;
 const CODE_MAX_LENGTH = 32;
 const PASSWORD_MAX_LENGTH = 1024;
 const TOKEN_MAX_LENGTH = 512;
+const USERNAME_MAX_LENGTH = 64;
 
 /** `CommonSendVerifyCodeDTO` */
 export const SendVerifyCodeBody = {
@@ -214,6 +215,25 @@ export const ApplyDeleteBody = {
     maxLength: CODE_MAX_LENGTH,
     description: "code sent to the account's own contact (useType 4, templateId 8)",
   },
+} as const satisfies BodySpec;
+
+/**
+ * `UserAuthDTO`. Fresns declares `uidOrUsername` a string; its own clients post the uid from
+ * account detail as it came, a number, so a number is read as its digits.
+ */
+export const UserAuthBody = {
+  uidOrUsername: {
+    type: "scalar",
+    required: true,
+    maxLength: USERNAME_MAX_LENGTH,
+    description: "uid or username of the account's user (account detail's users[0])",
+  },
+  password: {
+    type: "string",
+    maxLength: PASSWORD_MAX_LENGTH,
+    description: "base64 of the user's password; accepted, not needed (the user has none)",
+  },
+  deviceToken: { type: "string", maxLength: TOKEN_MAX_LENGTH, description: "iOS or Android device token" },
 } as const satisfies BodySpec;
 
 // --- Laravel-style messages ------------------------------------------------------------------------
