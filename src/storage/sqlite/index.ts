@@ -1,4 +1,5 @@
 import { join } from "node:path";
+import { OtpError } from "../../core/errors.js";
 import type {
   AccountDirectory,
   AppStore,
@@ -13,7 +14,7 @@ import type {
 } from "../../core/ports.js";
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
-import { createGroupCommit } from "./group-commit.js";
+import { createGroupCommit, type GroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
@@ -46,6 +47,11 @@ export interface SqliteBackend extends Backend {
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export const SQLITE_FILE_NAME = "verifyd.db";
+// After the file refused a write (a full disk, an I/O error, the lock held past the busy timeout),
+// `/readyz` says not ready this long: `SELECT 1` still answers while every write fails. A write
+// that gets through among failing ones does not end it early: on a full disk some commits still
+// fit (a WAL restarted from its start reuses its own space), and readiness would flap with them.
+const UNREADY_AFTER_FAULT_MS = 5_000;
 
 export function sqlitePath(dataDir: string): string {
   return join(dataDir, SQLITE_FILE_NAME);
@@ -62,10 +68,18 @@ export function createSqliteBackend(options: {
    * (tests) passes it when it reopens a file.
    */
   clock?: Clock;
+  /** how long `ready` answers false after the store's last fault (default UNREADY_AFTER_FAULT_MS) */
+  unreadyAfterFaultMs?: number;
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
-  const group = createGroupCommit(db);
+  const unreadyAfterFaultMs = options.unreadyAfterFaultMs ?? UNREADY_AFTER_FAULT_MS;
+  // Real time, not `clock`: readiness is about the file now, whatever clock the core is given.
+  let faultAtMs = Number.NEGATIVE_INFINITY;
+  const noteFault = (error: unknown) => {
+    if (error instanceof OtpError && error.code === "STORE_UNAVAILABLE") faultAtMs = Date.now();
+  };
+  const group = watchFaults(createGroupCommit(db), noteFault);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
   // Shared by both stores that write counters, so it sees every counter row.
   const clock = options.clock ?? { nowMs: () => Date.now() };
@@ -82,9 +96,13 @@ export function createSqliteBackend(options: {
     captcha: createSqliteCaptchaStore(db, group),
     sendLog,
     purge: createSqlitePurger(db, group),
-    storeFault: sqliteStoreFault,
+    storeFault(error) {
+      const fault = sqliteStoreFault(error);
+      noteFault(fault);
+      return fault;
+    },
     onAnswered: group.onAnswered,
-    ready: async () => ping.get() !== undefined,
+    ready: async () => Date.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;
       // From here on a worker thread checkpoints; the request thread never does.
@@ -97,6 +115,21 @@ export function createSqliteBackend(options: {
       await checkpointer?.stop();
       db.close();
     },
+  };
+}
+
+/**
+ * The group commit, with its failures shown to `onFailure` as well as to the caller. The caller
+ * gets the group's own promise, so its answer comes exactly when it would without the watch.
+ */
+function watchFaults(group: GroupCommit, onFailure: (error: unknown) => void): GroupCommit {
+  return {
+    run(work) {
+      const running = group.run(work);
+      running.catch(onFailure);
+      return running;
+    },
+    onAnswered: (listener) => group.onAnswered(listener),
   };
 }
 
