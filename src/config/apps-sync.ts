@@ -207,6 +207,7 @@ function applyAppConfig(app: App, config: AppConfig): App {
     clientId: config.clientId ?? (config.id === DEFAULT_APP_ID ? DEFAULT_APP_ID : app.clientId),
     ...(config.name !== undefined ? { name: config.name } : {}),
     ...(config.disabled !== undefined ? { disabled: config.disabled } : {}),
+    ...(config.faces !== undefined ? { faces: [...config.faces] } : {}),
     ...(config.corsOrigins !== undefined ? { corsOrigins: config.corsOrigins } : {}),
     ...(config.policy !== undefined ? { policy: resolvePolicy(config.policy) } : {}),
     ...(config.abuse !== undefined ? { abuse: resolveAbusePolicy(config.abuse) } : {}),

@@ -1,6 +1,6 @@
 import Type, { type Static } from "typebox";
 import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
-import { PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
+import { FACES, PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
 
 const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
@@ -211,6 +211,14 @@ export const AppConfigSchema = Type.Object(
       Type.String({ minLength: 1, maxLength: 100, description: "shown in messages as {app}" }),
     ),
     disabled: Type.Optional(Type.Boolean()),
+    faces: Type.Optional(
+      Type.Array(literals(FACES, "an API face"), {
+        minItems: 1,
+        uniqueItems: true,
+        description:
+          "the API faces that serve the app (default all four); list only those its clients use, so a face with a weaker captcha policy is no way round another's",
+      }),
+    ),
     apiKeys: Type.Optional(
       Type.Array(Type.String({ minLength: 16, maxLength: 256 }), {
         description:

@@ -185,6 +185,8 @@ export interface App {
   clientId: string;
   name: string;
   disabled: boolean;
+  /** the faces that serve it; on any other the app does not exist (APP_NOT_FOUND) */
+  faces: Face[];
   /** sha256 hex of each API key; the keys themselves are shown once and never stored */
   apiKeyHashes: string[];
   corsOrigins: string[];

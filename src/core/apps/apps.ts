@@ -2,7 +2,7 @@ import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import { DEFAULT_ABUSE_POLICY, DEFAULT_POLICY, resolveAbusePolicy, resolvePolicy } from "../policy.js";
 import type { AppStore, Clock } from "../ports.js";
-import type { App, TemplateSet } from "../types.js";
+import { type App, FACES, type Face, type TemplateSet } from "../types.js";
 
 export const DEFAULT_APP_ID = "default";
 
@@ -12,6 +12,7 @@ export function newApp(fields: Partial<App> & { id: string }): App {
     clientId: fields.id,
     name: fields.id,
     disabled: false,
+    faces: [...FACES],
     apiKeyHashes: [],
     corsOrigins: [],
     policy: DEFAULT_POLICY,
@@ -108,12 +109,9 @@ export class AppDirectory {
     return this.peek(apiKeyCacheKey(apiKey));
   }
 
-  /** The app named by a client id, enabled, or the OtpError a face renders. */
-  async requireByClientId(clientId: string): Promise<App> {
-    const app = await this.byClientId(clientId);
-    if (!app) throw new OtpError("APP_NOT_FOUND", { details: { field: "client_id" } });
-    if (app.disabled) throw new OtpError("APP_DISABLED");
-    return app;
+  /** The app named by a client id, enabled and served on `face`, or the OtpError the face renders. */
+  async requireByClientId(clientId: string, face?: Face): Promise<App> {
+    return requireServed(await this.byClientId(clientId), face, "client_id");
   }
 
   /** The app as stored, without the global templates laid under it (for writers). */
@@ -147,6 +145,18 @@ export class AppDirectory {
     this.cache.set(key, { app, loadedAtMs: now });
     return app;
   }
+}
+
+/**
+ * The app a request names, when it serves the request's face: an app its `faces` leave this face
+ * out of does not exist here (so a face with a weaker captcha policy is no way round another's).
+ */
+export function requireServed(app: App | null, face: Face | undefined, field?: string): App {
+  if (!app || (face !== undefined && !app.faces.includes(face))) {
+    throw new OtpError("APP_NOT_FOUND", field ? { details: { field } } : {});
+  }
+  if (app.disabled) throw new OtpError("APP_DISABLED");
+  return app;
 }
 
 function apiKeyCacheKey(apiKey: string): string {

@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { DEFAULT_APP_ID } from "../../core/apps/apps.js";
+import { DEFAULT_APP_ID, requireServed } from "../../core/apps/apps.js";
 import type { Engine } from "../../core/engine.js";
 import { invalidField, OtpError } from "../../core/errors.js";
 import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
@@ -308,18 +308,14 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 }
 
 function keylessCaller(app: App | null): Caller {
-  if (!app) throw new OtpError("APP_NOT_FOUND");
-  if (app.disabled) throw new OtpError("APP_DISABLED");
-  return { app, byApiKey: false };
+  return { app: requireServed(app, "native"), byApiKey: false };
 }
 
 function keyCaller(app: App | null): Caller {
   if (!app) throw new OtpError("UNAUTHENTICATED", { message: "The API key is not valid" });
-  if (app.disabled) throw new OtpError("APP_DISABLED");
-  return { app, byApiKey: true };
+  return { app: requireServed(app, "native"), byApiKey: true };
 }
 
-/** DESIGN.md: `target` picks must_exist / must_not_exist; no `to` means the account's own contact. */
 /**
  * The end user's address for the per-IP rules: the body's `client_ip` from a backend calling with
  * an API key for many users, the peer's otherwise. Each string would be a per-IP budget of its
@@ -333,6 +329,7 @@ function clientIpOf(caller: Caller, clientIp: string | undefined, peer: string):
   return caller.byApiKey && clientIp ? clientIp : peer;
 }
 
+/** DESIGN.md: `target` picks must_exist / must_not_exist; no `to` means the account's own contact. */
 function accountRuleOf(body: {
   to?: string;
   purpose: string;

@@ -237,7 +237,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
           clientId === undefined || request.headers.authorization !== undefined
             ? undefined
             : engine.apps.peekByClientId(clientId);
-        if (!tenant) return done();
+        // An app this face does not serve is refused as unknown by the handler.
+        if (!tenant?.faces.includes("cloudbase")) return done();
         let refusal: Error | null;
         try {
           refusal = engine.precheckSendRisk({

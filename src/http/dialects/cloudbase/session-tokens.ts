@@ -1,7 +1,7 @@
 import { decodeJwt } from "jose";
 import type { IssuedSession } from "../../../core/accounts/account-service.js";
 import { accountOfSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
-import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
+import { DEFAULT_APP_ID, requireServed } from "../../../core/apps/apps.js";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
 import type { Account, App } from "../../../core/types.js";
@@ -53,11 +53,8 @@ export function createSessionTokens(engine: Engine) {
 
   /** The app a request names (`client_id`), else the app `default`. */
   async function appNamed(clientId: string | undefined): Promise<App> {
-    if (clientId !== undefined) return engine.apps.requireByClientId(clientId);
-    const fallback = await engine.apps.byId(DEFAULT_APP_ID);
-    if (!fallback) throw new OtpError("APP_NOT_FOUND", { internal: "the default app is missing" });
-    if (fallback.disabled) throw new OtpError("APP_DISABLED");
-    return fallback;
+    if (clientId !== undefined) return engine.apps.requireByClientId(clientId, "cloudbase");
+    return requireServed(await engine.apps.byId(DEFAULT_APP_ID), "cloudbase");
   }
 
   async function verifyAccessToken(token: string): Promise<{ aud: string; sub: string; sid: string } | null> {

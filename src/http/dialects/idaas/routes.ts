@@ -103,7 +103,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const clientId = headerText(request, "x-client-id");
     if (clientId === undefined) throw new IdaasRefusal("CLIENT_ID_EMPTY");
     if (clientId.length > MAX_CLIENT_ID_CHARS) throw new IdaasRefusal("APP_NOT_REGISTERED");
-    const tenant = await engine.apps.requireByClientId(clientId);
+    const tenant = await engine.apps.requireByClientId(clientId, "idaas");
     callers.set(request, { app: tenant, deviceId: device.fingerprint, clientIp: device.clientIp });
   });
 
