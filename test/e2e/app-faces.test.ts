@@ -57,6 +57,22 @@ describe("an app served on some faces only", () => {
     expect(t.email.messages).toHaveLength(0);
   });
 
+  it("does not exist on Fresns, named by X-Fresns-App-Id or as the default app", async () => {
+    t = await corpOnIdaas();
+    for (const headers of [{ "x-fresns-app-id": "corp-client" }, {}]) {
+      const send = await t.fastify.inject({
+        method: "POST",
+        url: "/api/v2/common/send-verify-code",
+        headers,
+        payload: { type: "email", useType: 1, templateId: 2, account: "ann@example.com" },
+      });
+      expect(send.statusCode).toBe(200);
+      expect(send.json().code).toBe(31301);
+    }
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(0);
+  });
+
   it("does not exist on IDaaS when its faces leave IDaaS out", async () => {
     t = await corpOnIdaas();
     const captcha = await t.fastify.inject({

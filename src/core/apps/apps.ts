@@ -110,7 +110,7 @@ export class AppDirectory {
   }
 
   /** The app named by a client id, enabled and served on `face`, or the OtpError the face renders. */
-  async requireByClientId(clientId: string, face?: Face): Promise<App> {
+  async requireByClientId(clientId: string, face: Face): Promise<App> {
     return requireServed(await this.byClientId(clientId), face, "client_id");
   }
 
@@ -151,8 +151,8 @@ export class AppDirectory {
  * The app a request names, when it serves the request's face: an app its `faces` leave this face
  * out of does not exist here (so a face with a weaker captcha policy is no way round another's).
  */
-export function requireServed(app: App | null, face: Face | undefined, field?: string): App {
-  if (!app || (face !== undefined && !app.faces.includes(face))) {
+export function requireServed(app: App | null, face: Face, field?: string): App {
+  if (!app || !app.faces.includes(face)) {
     throw new OtpError("APP_NOT_FOUND", field ? { details: { field } } : {});
   }
   if (app.disabled) throw new OtpError("APP_DISABLED");

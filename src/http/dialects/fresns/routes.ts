@@ -180,7 +180,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     const clientId = header(request, "x-fresns-app-id") ?? DEFAULT_APP_ID;
     // Client ids are at most 128 characters (config schema); a longer one is not looked up (or cached).
     if (clientId.length > MAX_CLIENT_ID_LENGTH) throw new OtpError("APP_NOT_FOUND");
-    const app = await engine.apps.requireByClientId(clientId);
+    const app = await engine.apps.requireByClientId(clientId, "fresns");
     context.app = app;
     if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";
     if (app.fresnsSecret) verifySignature(request, app.fresnsSecret, engine.deps.clock.nowMs(), context.lang);
