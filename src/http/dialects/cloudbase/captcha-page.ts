@@ -2,7 +2,7 @@ import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { PASS_TTL_SECONDS } from "../../../core/abuse/captcha-service.js";
 import type { Engine } from "../../../core/engine.js";
-import { invalidField } from "../../../core/errors.js";
+import { invalidField, OtpError } from "../../../core/errors.js";
 import type { App } from "../../../core/types.js";
 import { toOtpError } from "../../problem.js";
 import { cloudbaseErrorOf } from "./error-map.js";
@@ -123,6 +123,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     const { client_id: clientId, redirect_uri: redirectUri, state } = request.query;
     const tenant = await appOf(request, clientId);
     const back = redirectOf(tenant, redirectUri);
+    refuseEmbeddedElsewhere(request, back.origin);
     let challenge: Awaited<ReturnType<Engine["captcha"]["createChallenge"]>>;
     try {
       challenge = await engine.captcha.createChallenge(tenant, "image", request.ip);
@@ -180,6 +181,32 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
         }
       });
   });
+}
+
+// What a browser loads the page as when it is opened as one: in a window or in a frame.
+const PAGE_DESTINATIONS = new Set(["document", "iframe", "frame"]);
+
+/**
+ * Refuses to draw a challenge for a load that is not the app's page opening this one. Each draw
+ * counts against the visitor's address, so any site could otherwise spend its visitors' budget
+ * (30 images in an `<img>` each, or a `fetch`) and leave them unable to get a captcha for 10
+ * minutes. A browser says what it loads the page as (`Sec-Fetch-Dest`) and, unless told not to,
+ * where from (`Referer`): the page opens from the origin it goes back to. A site that frames the
+ * page with no referrer is still let through; `frame-ancestors` then keeps it from showing.
+ */
+function refuseEmbeddedElsewhere(request: FastifyRequest, appOrigin: string): void {
+  const destination = request.headers["sec-fetch-dest"];
+  if (typeof destination === "string" && !PAGE_DESTINATIONS.has(destination)) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message: "The captcha page is drawn only when opened as a page",
+    });
+  }
+  const referer = request.headers.referer;
+  if (referer !== undefined && URL.parse(referer)?.origin !== appOrigin) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message: "The captcha page is drawn only when the app's own page opens it",
+    });
+  }
 }
 
 /** The challenge page: the image, one text field, and the hidden fields the answer goes back with. */

@@ -997,6 +997,30 @@ describe("CloudBase captcha flow", () => {
     );
   });
 
+  // Regression: any site could load the page in 30 <img> tags and spend its visitors' budget of
+  // challenges, leaving them no captcha for 10 minutes. @see captcha review 9
+  it("draws no challenge for the page loaded as an image or a fetch, or opened from another site", async () => {
+    await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
+    const url = `/auth/v1/captcha/page?client_id=shop&redirect_uri=${encodeURIComponent("https://shop.example/back")}`;
+    const load = (headers: Record<string, string>) => t.fastify.inject({ method: "GET", url, headers });
+    for (const headers of [
+      { "sec-fetch-dest": "image" },
+      { "sec-fetch-dest": "empty" },
+      { "sec-fetch-dest": "iframe", referer: "https://evil.example/page" },
+      { "sec-fetch-dest": "document", referer: "https://shop.example.evil.example/" },
+    ]) {
+      for (let i = 0; i < 31; i++) expectError(await load(headers), 400, "invalid_argument", 4000);
+    }
+    // the visitor's own page still gets its challenge
+    for (const headers of [
+      { "sec-fetch-dest": "iframe", referer: "https://shop.example/login" },
+      { "sec-fetch-dest": "document" },
+      {},
+    ]) {
+      expect((await load(headers)).statusCode).toBe(200);
+    }
+  });
+
   it("sends the captcha page's answer only to the app's own origins, never anywhere", async () => {
     await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
     for (const redirect of [
