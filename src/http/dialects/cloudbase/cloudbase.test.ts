@@ -1003,20 +1003,22 @@ describe("CloudBase captcha flow", () => {
     await start({ apps: [{ id: "shop", corsOrigins: ["https://shop.example"] }] });
     const url = `/auth/v1/captcha/page?client_id=shop&redirect_uri=${encodeURIComponent("https://shop.example/back")}`;
     const load = (headers: Record<string, string>) => t.fastify.inject({ method: "GET", url, headers });
-    for (const headers of [
+    const elsewhere: Record<string, string>[] = [
       { "sec-fetch-dest": "image" },
       { "sec-fetch-dest": "empty" },
       { "sec-fetch-dest": "iframe", referer: "https://evil.example/page" },
       { "sec-fetch-dest": "document", referer: "https://shop.example.evil.example/" },
-    ]) {
+    ];
+    for (const headers of elsewhere) {
       for (let i = 0; i < 31; i++) expectError(await load(headers), 400, "invalid_argument", 4000);
     }
     // the visitor's own page still gets its challenge
-    for (const headers of [
+    const ownPage: Record<string, string>[] = [
       { "sec-fetch-dest": "iframe", referer: "https://shop.example/login" },
       { "sec-fetch-dest": "document" },
       {},
-    ]) {
+    ];
+    for (const headers of ownPage) {
       expect((await load(headers)).statusCode).toBe(200);
     }
   });
