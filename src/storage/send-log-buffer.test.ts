@@ -52,4 +52,21 @@ describe("SendLogBuffer", () => {
     const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
     expect(full.indexOf(true) + 1).toBe(500);
   });
+
+  it("puts a failed write's entries back ahead of newer ones, dropping the oldest past its cap", () => {
+    const buffer = new SendLogBuffer();
+    const about = (n: number): SendLogEntry => ({ ...refusal("z", n), to: `r${n}` });
+    for (let n = 0; n < 3; n++) buffer.record(about(n));
+    const failed = buffer.take().entries;
+    for (let n = 3; n < 5; n++) buffer.record(about(n));
+    buffer.putBack(failed);
+    expect(buffer.take().entries.map((entry) => entry.atMs)).toEqual([0, 1, 2, 3, 4]);
+
+    for (let n = 0; n < 49_999; n++) buffer.record(about(100 + n));
+    buffer.putBack([about(10), about(11), about(12)]);
+    expect(buffer.size).toBe(50_000);
+    const { entries, dropped } = buffer.take();
+    expect(dropped).toBe(2);
+    expect(entries[0]?.atMs).toBe(12);
+  });
 });

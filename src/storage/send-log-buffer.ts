@@ -1,4 +1,4 @@
-import type { SendLogEntry } from "../core/ports.js";
+import type { Logger, SendLogEntry } from "../core/ports.js";
 
 // Entries are written in batches, off the request path: refusals under attack stay cheap.
 export const SEND_LOG_FLUSH_INTERVAL_MS = 1_000;
@@ -55,12 +55,32 @@ export class SendLogBuffer {
     }
     if (this.entries.length >= MAX_BUFFERED_ENTRIES) {
       const oldest = this.entries.shift();
-      if (oldest) this.repeatable.delete(repeatKey(oldest) ?? "");
+      const oldestKey = oldest ? repeatKey(oldest) : undefined;
+      // An entry put back after a failed write is not the one its key maps to now.
+      if (oldestKey !== undefined && this.repeatable.get(oldestKey) === oldest)
+        this.repeatable.delete(oldestKey);
       if (oldest === this.lastMerged) this.lastMerged = undefined;
       this.dropped += 1;
     }
     this.entries.push(entry);
     return this.entries.length === this.flushAt;
+  }
+
+  /**
+   * Puts back, ahead of what was buffered since, the entries a write took and could not write, so
+   * the next write tries them again in order. Past the cap the oldest are dropped and counted, as
+   * `record` drops them.
+   */
+  putBack(entries: SendLogEntry[]): void {
+    const room = MAX_BUFFERED_ENTRIES - this.entries.length;
+    const kept = entries.length <= room ? entries : entries.slice(entries.length - Math.max(room, 0));
+    this.dropped += entries.length - kept.length;
+    this.entries = kept.concat(this.entries);
+  }
+
+  /** How many entries wait to be written. */
+  get size(): number {
+    return this.entries.length;
   }
 
   /** Takes what is buffered (oldest first) and how many entries overflowed since the last take. */
@@ -103,4 +123,99 @@ function isRepeatable(entry: SendLogEntry): boolean {
     entry.country === undefined &&
     entry.shadowed === undefined
   );
+}
+
+export interface SendLogWriterOptions {
+  buffer: SendLogBuffer;
+  /** writes one batch; rejects when it could not */
+  write: (entries: SendLogEntry[]) => Promise<void>;
+  /**
+   * True when a failure is the store's (unreachable, full, locked) rather than the batch's: its
+   * entries are kept and tried again. A batch the store refuses for what it holds (a bug) is
+   * dropped and logged, or it would fail every write after it.
+   */
+  storeFailed: (error: unknown) => boolean;
+  logger: Logger;
+}
+
+export interface SendLogWriter {
+  /** Writes what is buffered; resolves when what was buffered at the call is written or kept. */
+  flush(): Promise<void>;
+  /** Stops the timer and writes what is left. */
+  close(): Promise<void>;
+}
+
+/**
+ * Drains a SendLogBuffer through `write`, on a timer and whenever asked, one batch at a time so
+ * batches land in order. While the store is failing, a batch goes back to the head of the buffer
+ * for the next tick (the buffer's cap bounds what an outage keeps), and the outage is logged once
+ * when it starts and once when writes resume, not on every tick.
+ */
+export function startSendLogWriter(options: SendLogWriterOptions): SendLogWriter {
+  const { buffer, write, storeFailed, logger } = options;
+  // The write running now, and the one queued behind it: a flush asked for meanwhile joins that.
+  let current: Promise<void> | null = null;
+  let next: Promise<void> | null = null;
+  let outage: { droppedEntries: number } | null = null;
+
+  const writeBuffered = async () => {
+    const { entries, dropped } = buffer.take();
+    if (entries.length > 0) {
+      try {
+        await write(entries);
+        if (outage) {
+          logger.info({ dropped: outage.droppedEntries + dropped }, "send log writes resumed");
+          outage = null;
+          return;
+        }
+      } catch (error) {
+        if (storeFailed(error)) {
+          buffer.putBack(entries);
+          if (!outage) {
+            outage = { droppedEntries: 0 };
+            logger.error(
+              { err: error, entries: entries.length },
+              "send log write failed; its entries are kept and tried again each second",
+            );
+          }
+        } else {
+          logger.error({ err: error, entries: entries.length }, "send log write failed");
+        }
+      }
+    }
+    if (dropped === 0) return;
+    if (outage) outage.droppedEntries += dropped;
+    else logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
+  };
+
+  // Started at once when nothing is running, so the batch joins this turn's group commit.
+  const run = (): Promise<void> => {
+    const done: Promise<void> = writeBuffered()
+      .catch((error: unknown) => logger.error({ err: error }, "send log write crashed"))
+      .then(() => {
+        if (current === done) current = null;
+      });
+    current = done;
+    return done;
+  };
+  const flush = (): Promise<void> => {
+    if (!current) return run();
+    next ??= current.then(() => {
+      next = null;
+      return run();
+    });
+    return next;
+  };
+  const timer = setInterval(() => void flush(), SEND_LOG_FLUSH_INTERVAL_MS);
+  timer.unref();
+
+  return {
+    flush,
+    async close() {
+      clearInterval(timer);
+      await flush();
+      if (buffer.size > 0)
+        logger.warn({ entries: buffer.size }, "send log closed with entries the store did not take");
+    },
+  };
 }

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
 import { SEND_LOG_COLUMNS, type SendLogRow, sendLogEntryFromRow, sendLogRowValues } from "../rows.js";
-import { SEND_LOG_FLUSH_INTERVAL_MS, SendLogBuffer } from "../send-log-buffer.js";
+import { SendLogBuffer, startSendLogWriter } from "../send-log-buffer.js";
 
 // at is a bigint, decision_count an integer, the rest text.
 const TYPES = ["bigint", ...Array.from({ length: SEND_LOG_COLUMNS.length - 2 }, () => "text"), "integer"];
@@ -17,7 +17,6 @@ const SELECT = `
 export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & { close(): Promise<void> } {
   // Each batch is a round trip of its own here: fewer, larger ones.
   const buffer = new SendLogBuffer(500);
-  let writing: Promise<void> = Promise.resolve();
 
   const write = async (entries: SendLogEntry[]) => {
     const columns: unknown[][] = SEND_LOG_COLUMNS.map(() => []);
@@ -29,26 +28,10 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
         columns[index]?.push(typeof value === "string" ? value.replaceAll("\0", "\uFFFD") : value);
       });
     }
-    try {
-      await pool.query({ name: "vd_send_log_insert", text: INSERT, values: columns });
-    } catch (error) {
-      logger.error({ err: error, entries: entries.length }, "send log write failed");
-    }
+    await pool.query({ name: "vd_send_log_insert", text: INSERT, values: columns });
   };
-
-  const flush = (): Promise<void> => {
-    const { entries, dropped } = buffer.take();
-    if (entries.length > 0) {
-      // Writes are chained so batches land in order and `flush()` waits for all of them.
-      writing = writing.then(() => write(entries));
-    }
-    if (dropped > 0) {
-      logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
-    }
-    return writing;
-  };
-  const timer = setInterval(flush, SEND_LOG_FLUSH_INTERVAL_MS);
-  timer.unref();
+  const writer = startSendLogWriter({ buffer, write, storeFailed: databaseFailed, logger });
+  const { flush } = writer;
 
   return {
     record(entry) {
@@ -64,9 +47,17 @@ export function createPostgresSendLog(pool: pg.Pool, logger: Logger): SendLog & 
       return rows.map(sendLogEntryFromRow);
     },
     flush,
-    async close() {
-      clearInterval(timer);
-      await flush();
-    },
+    close: writer.close,
   };
+}
+
+// SQLSTATE classes that blame the rows sent (22 data exception, 23 integrity constraint): such a
+// batch would fail every time. Anything else (no connection, a timeout, a server shutting down or
+// out of resources: class 08, 53, 57, or no SQLSTATE at all) is the database's: tried again.
+const REFUSED_FOR_ITS_ROWS = /^(22|23)/;
+
+/** True when a failed write is worth trying again with the same rows. */
+function databaseFailed(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return !(typeof code === "string" && REFUSED_FOR_ITS_ROWS.test(code));
 }

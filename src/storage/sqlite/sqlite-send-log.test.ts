@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import type { Logger, SendLogEntry } from "../../core/ports.js";
 import { SEND_LOG_FLUSH_BATCH_ENTRIES } from "../send-log-buffer.js";
@@ -153,5 +156,46 @@ describe("batching", () => {
     log.record(entry());
     await log.close();
     expect(rowsWritten()).toBe(1);
+  });
+});
+
+describe("while the file refuses writes", () => {
+  // A write that failed (a full disk here; PostgreSQL unreachable in cluster mode) lost its whole
+  // batch: nothing of it was there after recovery.
+  it("keeps every entry and writes it once the store is back, logging the outage once", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "verifyd-send-log-"));
+    const file = openSqliteDatabase({ path: join(dir, "verifyd.db") });
+    const recorder = recordingLogger();
+    const onFile = createSqliteSendLog(file, createGroupCommit(file), recorder.logger);
+    const count = () => (file.prepare("SELECT count(*) AS n FROM send_log").get() as { n: number }).n;
+    try {
+      // a file SQLite may not grow past: SQLITE_FULL, as on a full disk
+      file.pragma(`max_page_count = ${file.pragma("page_count", { simple: true })}`);
+      const many = (from: number) => {
+        for (let n = from; n < from + 2_000; n++)
+          onFile.record(entry({ atMs: NOW + n, verificationId: `vf_${n}` }));
+      };
+      many(0);
+      await onFile.flush();
+      many(2_000);
+      // the timer's next ticks find the store still failing
+      await onFile.flush();
+      await onFile.flush();
+      expect(count()).toBe(0);
+      expect(recorder.lines).toMatchObject([{ level: "error", object: { entries: 2_000 } }]);
+
+      file.pragma("max_page_count = 1073741823");
+      await onFile.flush();
+      expect(count()).toBe(4_000);
+      const written = file.prepare("SELECT at FROM send_log ORDER BY id").all() as { at: number }[];
+      expect(written.map((row) => row.at - NOW)).toEqual(Array.from({ length: 4_000 }, (_, n) => n));
+      expect(recorder.lines.slice(1)).toEqual([
+        { level: "info", object: { dropped: 0 }, message: "send log writes resumed" },
+      ]);
+    } finally {
+      await onFile.close();
+      file.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

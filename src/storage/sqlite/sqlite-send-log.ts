@@ -1,6 +1,7 @@
+import { OtpError } from "../../core/errors.js";
 import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
 import { SEND_LOG_COLUMNS, type SendLogRow, sendLogEntryFromRow, sendLogRowValues } from "../rows.js";
-import { SEND_LOG_FLUSH_INTERVAL_MS, SendLogBuffer } from "../send-log-buffer.js";
+import { SendLogBuffer, startSendLogWriter } from "../send-log-buffer.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -27,21 +28,14 @@ export function createSqliteSendLog(
       insert.run(...sendLogRowValues(entry));
     }
   };
-  const flush = async () => {
-    const { entries, dropped } = buffer.take();
-    if (entries.length > 0) {
-      try {
-        await group.run(() => writeAll(entries));
-      } catch (error) {
-        logger.error({ err: error, entries: entries.length }, "send log write failed");
-      }
-    }
-    if (dropped > 0) {
-      logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
-    }
-  };
-  const timer = setInterval(() => void flush(), SEND_LOG_FLUSH_INTERVAL_MS);
-  timer.unref();
+  const writer = startSendLogWriter({
+    buffer,
+    write: (entries) => group.run(() => writeAll(entries)),
+    // The group turns the file's failures (full, I/O, locked past the busy timeout) into these.
+    storeFailed: (error) => error instanceof OtpError && error.code === "STORE_UNAVAILABLE",
+    logger,
+  });
+  const { flush } = writer;
 
   return {
     record(entry) {
@@ -60,9 +54,6 @@ export function createSqliteSendLog(
       return rows.map(sendLogEntryFromRow);
     },
     flush,
-    async close() {
-      clearInterval(timer);
-      await flush();
-    },
+    close: writer.close,
   };
 }
