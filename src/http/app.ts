@@ -13,6 +13,7 @@ import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.
 import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresns/routes.js";
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
+import { documentRoute } from "./openapi.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
 
@@ -137,6 +138,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer" } } },
       security: [{ apiKey: [] }],
     },
+    transform: documentRoute,
   });
   await fastify.register(swaggerUi, { routePrefix: "/docs" });
 

@@ -73,4 +73,54 @@ describe("OpenAPI at /docs", () => {
     expect(Object.keys(send.responses)).toEqual(expect.arrayContaining(["201", "400", "401", "409", "429"]));
     expect(spec.components.securitySchemes).toMatchObject({ apiKey: { type: "http", scheme: "bearer" } });
   });
+
+  // Regression: one global security requirement marked every face and /healthz as needing the
+  // native API key; the IDaaS headers, the native send's headers and IDaaS send's 200 were missing,
+  // and the native refusals were documented as application/json. @see observe review 6
+  it("documents what a client needs that the route schemas leave out", async () => {
+    const spec = (await t.fastify.inject({ method: "GET", url: "/docs/json" })).json();
+    interface Operation {
+      security?: unknown[];
+      parameters: { in: string; name: string; required?: boolean }[];
+      responses: Record<string, { description?: string; content: Record<string, unknown> }>;
+    }
+    const paths = spec.paths as Record<string, Record<string, Operation>>;
+    const operation = (path: string, method: string) => paths[path]?.[method] as Operation;
+    for (const [path, method] of [
+      ["/healthz", "get"],
+      ["/api/v2/common/send-verify-code", "post"],
+      ["/auth/v1/verification", "post"],
+      ["/api/v2/sdk/email/send", "post"],
+    ] as const) {
+      expect(operation(path, method).security, path).toEqual([]);
+    }
+    expect(operation("/v1/verifications", "post").security).toBeUndefined(); // the global API key
+    const idaasHeaders = operation("/api/v2/sdk/email/send", "post")
+      .parameters.filter((parameter: { in: string }) => parameter.in === "header")
+      .map(
+        (parameter: { name: string; required?: boolean }) =>
+          `${parameter.name}${parameter.required ? "" : "?"}`,
+      );
+    expect(idaasHeaders).toEqual(
+      expect.arrayContaining([
+        "x-client-id",
+        "x-device-fingerprint",
+        "x-agent",
+        "x-operating-sys-version",
+        "x-l?",
+      ]),
+    );
+    expect(operation("/api/v2/sdk/email/send", "post").responses["200"]).toEqual({
+      description: "the code is queued: 200 with no body",
+    });
+    const send = operation("/v1/verifications", "post");
+    const sendHeaders = send.parameters
+      .filter((parameter) => parameter.in === "header")
+      .map((parameter) => parameter.name);
+    expect(sendHeaders).toEqual(expect.arrayContaining(["idempotency-key", "x-captcha-token"]));
+    const contentTypes = (status: string) => Object.keys(send.responses[status]?.content ?? {});
+    expect(contentTypes("429")).toEqual(["application/problem+json"]);
+    expect(contentTypes("500")).toEqual(["application/problem+json"]);
+    expect(contentTypes("201")).toEqual(["application/json"]);
+  });
 });

@@ -1,0 +1,78 @@
+import type { FastifySchema, RouteOptions } from "fastify";
+import Type from "typebox";
+
+/**
+ * What `/docs` says beyond the route schemas, which are written for validation: the headers a
+ * face reads by hand, the content type of the native refusals, and which routes take no API key.
+ * A swagger `transform`, so it shapes the document only; requests are judged as before.
+ */
+
+const IDAAS_HEADERS = Type.Object({
+  "x-client-id": Type.String({ description: "the app's client id" }),
+  "x-device-fingerprint": Type.String({ description: "the caller's device fingerprint" }),
+  "x-agent": Type.String({ description: "the caller's user agent" }),
+  "x-operating-sys-version": Type.String({ description: "the caller's operating system version" }),
+  "x-device-ip": Type.Optional(
+    Type.String({ description: "the end user's address, believed only from a trusted proxy" }),
+  ),
+  "x-l": Type.Optional(Type.String({ description: "language of the messages: zh or en" })),
+});
+
+const NATIVE_SEND_HEADERS = Type.Object({
+  "idempotency-key": Type.Optional(
+    Type.String({ description: "a retry under the same key gets the first answer (24 h)" }),
+  ),
+  "x-captcha-token": Type.Optional(
+    Type.String({
+      description: "a captcha pass (or a third-party widget's token) for a send that needs one",
+    }),
+  ),
+});
+
+const QUEUED_WITHOUT_BODY = { type: "null", description: "the code is queued: 200 with no body" };
+
+interface Transformed {
+  schema: FastifySchema;
+  url: string;
+}
+
+export function documentRoute({
+  schema,
+  url,
+  route,
+}: {
+  schema: FastifySchema;
+  url: string;
+  route: RouteOptions;
+}): Transformed {
+  const doc: FastifySchema & Record<string, unknown> = { ...schema };
+  const native = url.startsWith("/v1/") && !url.startsWith("/v1/dev/");
+  // The API key is the native API's alone; the faces of the published APIs take none.
+  if (!native) doc.security = [];
+  if (url.startsWith("/api/v2/sdk/")) doc.headers = IDAAS_HEADERS;
+  if (url === "/api/v2/sdk/email/send" || url === "/api/v2/sdk/sms/send") {
+    doc.response = { 200: QUEUED_WITHOUT_BODY, ...(schema.response as object) };
+  }
+  if (url === "/v1/verifications" && route.method === "POST") doc.headers = NATIVE_SEND_HEADERS;
+  if (native && schema.response) doc.response = problemResponses(schema.response as Record<string, unknown>);
+  return { schema: doc, url };
+}
+
+/** The native API's refusals as served: `application/problem+json`, a 500 among them. */
+function problemResponses(responses: Record<string, unknown>): Record<string, unknown> {
+  const documented: Record<string, unknown> = {};
+  let problem: unknown;
+  for (const [status, response] of Object.entries(responses)) {
+    if (Number(status) >= 400) {
+      problem = response;
+      documented[status] = { content: { "application/problem+json": { schema: response } } };
+    } else documented[status] = response;
+  }
+  if (problem && !documented["500"]) {
+    documented["500"] = {
+      description: "INTERNAL: a fault of the server's; the detail names the request id to report",
+      content: { "application/problem+json": { schema: problem } },
+    };
+  }
+  return documented;
+}
