@@ -745,6 +745,32 @@ describe("passwords by code: pwd/update-by-email and pwd/update-by-mobile", () =
     expect(await sessionLive(session_token)).toBe(true);
   });
 
+  // Bamboocloud's pages show `Bearer {id_token}` for a signed-in password change.
+  it("takes the id_token as the bearer while its session lives, and no other face takes it", async () => {
+    t = await open();
+    const { id_token } = (await registeredBySms("/api/v2/sdk/register/mobile-verify-code")).json();
+    const headers = { authorization: `Bearer ${id_token}` };
+    expectOk(
+      await post(
+        byMobile,
+        { verify_code: await codeOf("sms", MOBILE, "UPDATE_PWD_SMS"), password: NEW_PASSWORD },
+        { headers },
+      ),
+    );
+    await expectPassword("sms", MOBILE_E164, NEW_PASSWORD);
+    // CloudBase's access tokens are signed by the same keys: an IDaaS id_token is none of them.
+    const me = await t.fastify.inject({ method: "GET", url: "/auth/v1/user/me", headers });
+    expect(me.statusCode).toBe(401);
+    // A reset by a forgotten-password code ends every session, and the id_token with its own.
+    const forgot = await codeOf("sms", MOBILE, "FORGET_PWD_SMS");
+    expectOk(await post(byMobile, { mobile: MOBILE, verify_code: forgot, password: `${NEW_PASSWORD}2` }));
+    const again = await codeOf("sms", MOBILE, "UPDATE_PWD_SMS");
+    expectError(
+      await post(byMobile, { verify_code: again, password: NEW_PASSWORD }, { headers }),
+      "USER.1005",
+    );
+  });
+
   it("names what is missing or wrong, and keeps the code for the right call", async () => {
     t = await open();
     const { session_token } = (await registeredBySms("/api/v2/sdk/register/mobile-verify-code")).json();

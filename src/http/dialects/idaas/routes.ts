@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
-import { sessionIdOf } from "../../../core/accounts/session-id.js";
+import { accountOfSession, sessionIdOf } from "../../../core/accounts/session-id.js";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
@@ -45,8 +45,14 @@ export interface IdaasDialectOptions {
 
 /** The IDaaS login page's example `expire` (5 days); the session lives that long. */
 export const SESSION_TTL_SECONDS = 432_000;
-// The id_token asserts who logged in, at login; it is not the bearer credential (session_token is).
+// The id_token asserts who logged in, at login. Bamboocloud's pages also show it as the bearer of a
+// signed-in call, so it names its session (`idaas_sid`, a claim of this face's alone: CloudBase's
+// access tokens, signed by the same keys, name theirs as `sid`, and neither face takes the other's)
+// and works as a bearer while that session lives, as the session_token does.
 const ID_TOKEN_TTL_SECONDS = 3600;
+const ID_TOKEN_SESSION_CLAIM = "idaas_sid";
+// A session token is 40-odd characters; an id_token with its contact claims a few hundred.
+const MAX_BEARER_CHARS = 4096;
 const ID_TOKEN_ISSUER = "verifyd";
 // AJ-Captcha's separator between the pass token and the echoed point (COMPANION-APIS.md 3.2).
 const PASS_SEPARATOR = "---";
@@ -120,6 +126,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       {
         ...(account.email ? { email: account.email } : {}),
         ...(account.phone ? { phone_number: account.phone } : {}),
+        [ID_TOKEN_SESSION_CLAIM]: sessionIdOf(session.token),
       },
       {
         subject: account.id,
@@ -228,12 +235,18 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   async function loggedInSession(
     request: FastifyRequest,
     tenant: App,
-  ): Promise<{ account: Account; token: string } | undefined> {
-    const match = /^Bearer\s+(\S{1,256})$/i.exec(headerText(request, "authorization") ?? "");
-    if (!match) return undefined;
-    const token = match[1] as string;
-    const account = await engine.accounts.resolveSession(tenant, token, "idaas");
-    return account ? { account, token } : undefined;
+  ): Promise<{ account: Account; sessionId: string } | undefined> {
+    const bearer = /^Bearer\s+(\S+)$/i.exec(headerText(request, "authorization") ?? "")?.[1];
+    if (bearer === undefined || bearer.length > MAX_BEARER_CHARS) return undefined;
+    if (bearer.startsWith("eyJ")) {
+      const claims = await jwt.verify(bearer, { issuer: ID_TOKEN_ISSUER, audience: tenant.clientId });
+      const sessionId = claims?.[ID_TOKEN_SESSION_CLAIM];
+      if (typeof sessionId !== "string" || typeof claims?.sub !== "string") return undefined;
+      const account = await accountOfSession(engine.deps, tenant, sessionId);
+      return account?.id === claims.sub ? { account, sessionId } : undefined;
+    }
+    const account = await engine.accounts.resolveSession(tenant, bearer, "idaas");
+    return account ? { account, sessionId: sessionIdOf(bearer) } : undefined;
   }
 
   async function loggedInAccountId(request: FastifyRequest, tenant: App): Promise<string | undefined> {
@@ -355,11 +368,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       code,
       codeField: "verify_code",
     });
-    await engine.accounts.update(
-      session.account,
-      { password },
-      { keepSessions: [sessionIdOf(session.token)] },
-    );
+    await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
   }
 
   // IDaaS answers a changed password with 200 and no body, as a queued code.
