@@ -34,7 +34,17 @@ interface Pending {
  * their callers have all gone on with them, so the replies they made can go out before the next
  * turn reads more requests.
  */
-export function createGroupCommit(db: SqliteDatabase) {
+export function createGroupCommit(
+  db: SqliteDatabase,
+  /** told of each error that fails a write, as the callers get it (readiness watches for store faults) */
+  onFailure: (error: unknown) => void = () => {},
+) {
+  /** The error a write fails with: SQLite's store faults as STORE_UNAVAILABLE. */
+  const failure = (error: unknown): unknown => {
+    const fault = asStoreFault(error);
+    onFailure(fault);
+    return fault;
+  };
   let queue: Pending[] = [];
   let scheduled = false;
   const busyTimeoutMs = db.pragma("busy_timeout", { simple: true }) as number;
@@ -104,7 +114,8 @@ export function createGroupCommit(db: SqliteDatabase) {
       return;
     }
     lockWaitStartedAt = null;
-    for (const item of batch) item.reject(asStoreFault(lockedError));
+    const fault = failure(lockedError);
+    for (const item of batch) item.reject(fault);
     announceAnswers();
     if (queue.length > 0) schedule(0);
   };
@@ -144,7 +155,8 @@ export function createGroupCommit(db: SqliteDatabase) {
     } catch (error) {
       // The commit itself failed, or SQLite rolled the transaction back (disk full, I/O error):
       // nothing of the batch was written.
-      for (const item of batch) item.reject(asStoreFault(error));
+      const fault = failure(error);
+      for (const item of batch) item.reject(fault);
       announceAnswers();
       return;
     }
@@ -152,7 +164,7 @@ export function createGroupCommit(db: SqliteDatabase) {
     results.forEach((result, index) => {
       const item = batch[index] as Pending;
       if (result.ok) item.resolve(result.value);
-      else item.reject(asStoreFault(result.error));
+      else item.reject(failure(result.error));
     });
     announceAnswers();
   };

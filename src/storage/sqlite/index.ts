@@ -14,7 +14,7 @@ import type {
 } from "../../core/ports.js";
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
-import { createGroupCommit, type GroupCommit } from "./group-commit.js";
+import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
@@ -79,7 +79,7 @@ export function createSqliteBackend(options: {
   const noteFault = (error: unknown) => {
     if (error instanceof OtpError && error.code === "STORE_UNAVAILABLE") faultAtMs = Date.now();
   };
-  const group = watchFaults(createGroupCommit(db), noteFault);
+  const group = createGroupCommit(db, noteFault);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
   // Shared by both stores that write counters, so it sees every counter row.
   const clock = options.clock ?? { nowMs: () => Date.now() };
@@ -115,21 +115,6 @@ export function createSqliteBackend(options: {
       await checkpointer?.stop();
       db.close();
     },
-  };
-}
-
-/**
- * The group commit, with its failures shown to `onFailure` as well as to the caller. The caller
- * gets the group's own promise, so its answer comes exactly when it would without the watch.
- */
-function watchFaults(group: GroupCommit, onFailure: (error: unknown) => void): GroupCommit {
-  return {
-    run(work) {
-      const running = group.run(work);
-      running.catch(onFailure);
-      return running;
-    },
-    onAnswered: (listener) => group.onAnswered(listener),
   };
 }
 
