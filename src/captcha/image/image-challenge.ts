@@ -16,7 +16,8 @@ export const IMAGE_ANSWER_MAX_LENGTH = 6;
 
 const IMAGE_WIDTH_PX = 150;
 const IMAGE_HEIGHT_PX = 50;
-const IMAGE_NOISE_LINES = 3;
+/** Noise curves across the text, in the glyphs' ink: two keep the glyphs readable once they overlap. */
+const IMAGE_NOISE_LINES = 2;
 
 /** svg-captcha's default export renders a given text; its bundled typings only declare `create`. */
 type RenderSvgCaptcha = (
@@ -36,16 +37,19 @@ export interface ImageChallenge {
 }
 
 /**
- * Draws a text captcha as a GIF: svg-captcha lays out the glyphs and noise, and the SVG is
- * rasterized here and never leaves the server. svg-captcha draws each character as a path whose
- * sequence of commands is fixed per glyph (only the coordinates are jittered), so a script reads
- * the answer from an SVG's source by table look-up; from pixels, with every glyph turned by its own
- * random angle (`rasterizeSvgCaptcha`), it needs character recognition instead. The answer is picked
- * with `crypto.randomInt` rather than svg-captcha's own `create`, whose picks use `Math.random` (its
- * state can be recovered from enough outputs).
+ * Draws a text captcha as a GIF: svg-captcha outlines the glyphs (its public font) and the noise
+ * curves, and `rasterizeSvgCaptcha` draws them, never handing out the SVG, whose path commands give
+ * the answer away by table look-up. Nor may the pixels be read by matching pictures of the public
+ * font against the image, as svg-captcha's own layout allows (each glyph at a fixed centre, in its
+ * own colour): the rasterizer scales and turns every glyph on its own, sets them touching or
+ * overlapping at random places, draws glyphs and lines in one ink and warps the whole drawing. That
+ * stops template matching, not a recognizer trained on such images: this captcha slows scripts down,
+ * the core's per-client challenge budgets and try limits bound the rest. The answer is picked with
+ * `crypto.randomInt` rather than svg-captcha's own `create`, whose picks use `Math.random` (its state
+ * can be recovered from enough outputs).
  *
- * Costs ~0.75 ms (svg-captcha ~0.15, rasterizing ~0.5, GIF encoding the rest); the core's
- * per-client challenge budgets bound how often an unauthenticated caller can ask for it.
+ * Costs ~1 ms (svg-captcha ~0.15, rasterizing ~0.6, GIF encoding the rest); the core's per-client
+ * challenge budgets bound how often an unauthenticated caller can ask for it.
  *
  * @throws RangeError when `length` is not an integer from 4 to 6 (a configuration mistake).
  */
@@ -64,9 +68,10 @@ export function createImageChallenge(options: { length?: number } = {}): ImageCh
   if (!isRenderer(render)) {
     throw new TypeError("svg-captcha's default export is not a render function");
   }
-  // Wider per extra character so 5–6 glyphs do not overlap into illegibility.
+  // Wider per extra character so 5–6 glyphs are not shrunk to fit.
   const width = IMAGE_WIDTH_PX + (length - IMAGE_ANSWER_MIN_LENGTH) * 30;
-  const svg = render(answer, { width, height: IMAGE_HEIGHT_PX, noise: IMAGE_NOISE_LINES, color: true });
+  // Colours are the rasterizer's choice (one ink for everything), so svg-captcha's are left grey.
+  const svg = render(answer, { width, height: IMAGE_HEIGHT_PX, noise: IMAGE_NOISE_LINES, color: false });
   const gif = encodeGif(rasterizeSvgCaptcha(svg, width, IMAGE_HEIGHT_PX));
   return { answer, imageDataUri: `data:image/gif;base64,${gif.toString("base64")}` };
 }

@@ -10,16 +10,15 @@ export interface IndexedImage {
   pixels: number[];
 }
 
-/**
- * svg-captcha picks its colours for a white background (its `color(bgColor)` assumes lightness 1
- * when no background is given), so white keeps every glyph and noise line readable.
- */
+/** White under a dark ink: every image has these two palette entries and no others. */
 const BACKGROUND_COLOR = 0xffffff;
+/** The ink's palette index; the background's is 0. */
+const INK = 1;
 
 /**
- * Fills are sampled on a 4×4 grid per pixel, and a pixel takes a glyph's colour when at least 3 of
- * its 16 samples are inside. svg-captcha's font draws each letter as a thin double outline: at the
- * 50% a single centre sample amounts to (or 6 of 16) its thinnest strokes break up into dots.
+ * Fills are sampled on a 4×4 grid per pixel, and a pixel takes the ink when at least 3 of its 16
+ * samples are inside. svg-captcha's font draws each letter as a thin double outline: at the 50% a
+ * single centre sample amounts to (or 6 of 16) its thinnest strokes break up into dots.
  */
 const SAMPLES_PER_PIXEL_SIDE = 4;
 const FILL_MIN_SAMPLES_INSIDE = 3;
@@ -30,18 +29,52 @@ const NOISE_STROKE_HALF_WIDTH_PX = 0.75;
 /** Curves are cut into straight pieces about this long; shorter pieces buy no visible smoothness at this size. */
 const CURVE_PIECE_LENGTH_PX = 2;
 
-/**
- * Each glyph is turned by up to this many degrees either way. svg-captcha moves a glyph's points by
- * at most 0.1 px, so unturned every copy of a character is nearly the same picture, and one template
- * per character reads the answer; within ±25° letters still read upright (N stays N, Z stays Z).
- */
+/** Each glyph is turned by up to this many degrees either way; within ±25° letters still read upright (N stays N, Z stays Z). */
 export const GLYPH_MAX_ROTATION_DEGREES = 25;
 
-/** Angles are drawn in tenths of a degree: 501 of them, too many to keep a template for each. */
-const ROTATION_STEPS_PER_DEGREE = 10;
+/**
+ * Each glyph's width and height are scaled by their own factor from this range. svg-captcha draws
+ * every copy of a character at one size (it moves points by at most 0.1 px), which is what lets one
+ * template per character and angle read it.
+ */
+export const GLYPH_MIN_SCALE = 0.85;
+export const GLYPH_MAX_SCALE = 1.1;
 
-/** Turned glyphs are kept this far inside the image, so no stroke is cut at an edge. */
+/**
+ * Space between neighbouring glyphs' bounding boxes, from this range: more often negative than not,
+ * so glyphs touch or overlap and columns of background seldom cut the text into its characters. A
+ * turned glyph's box has empty corners, so −3 px of box rarely means more than a touch of strokes;
+ * more overlap than that made pairs such as "WN" unreadable.
+ */
+export const GLYPH_MIN_GAP_PX = -3;
+export const GLYPH_MAX_GAP_PX = 2;
+
+/** How far a glyph's centre may sit above or below the image's middle (less where it would leave the image). */
+export const GLYPH_MAX_SHIFT_Y_PX = 5;
+
+/** Glyphs are kept this far inside the image (plus the warp's reach), so no stroke is cut at an edge. */
 const GLYPH_EDGE_MARGIN_PX = 1;
+
+/**
+ * The warp's ranges: points slide sideways along a sine wave down the image and up or down along one
+ * across it. A few pixels over a wave longer than a glyph bends each character differently and moves
+ * its parts relative to each other, so no upright picture of it matches.
+ */
+const WARP_MIN_AMPLITUDE_X_PX = 1.5;
+const WARP_MAX_AMPLITUDE_X_PX = 3;
+const WARP_MIN_PERIOD_Y_PX = 35;
+const WARP_MAX_PERIOD_Y_PX = 70;
+const WARP_MIN_AMPLITUDE_Y_PX = 2;
+const WARP_MAX_AMPLITUDE_Y_PX = 4;
+const WARP_MIN_PERIOD_X_PX = 45;
+const WARP_MAX_PERIOD_X_PX = 100;
+
+/**
+ * Ink colours: one per image, shared by glyphs and noise lines, so a colour never tells a glyph from
+ * a line or one glyph from the next. Dark hues of any kind, readable on white.
+ */
+const INK_LIGHTNESS = 0.3;
+const INK_SATURATION = 0.7;
 
 /** How many coordinate pairs each supported path command takes (all absolute; relative ones are lower-case). */
 const POINTS_PER_COMMAND: Readonly<Record<string, number>> = { M: 1, L: 1, Q: 2, C: 3, Z: 0 };
@@ -49,6 +82,13 @@ const POINTS_PER_COMMAND: Readonly<Record<string, number>> = { M: 1, L: 1, Q: 2,
 interface Point {
   x: number;
   y: number;
+}
+
+interface Bounds {
+  left: number;
+  right: number;
+  top: number;
+  bottom: number;
 }
 
 /**
@@ -63,26 +103,64 @@ interface Edge {
   winding: 1 | -1;
 }
 
-export interface RasterizeOptions {
-  /**
-   * The angle in degrees (clockwise, as y points down) the next glyph is turned by about the centre
-   * of its bounding box, asked once per glyph in document order. Defaults to a uniform draw within
-   * ±`GLYPH_MAX_ROTATION_DEGREES` from `crypto.randomInt`: angles from a predictable source (such
-   * as `Math.random`, whose state can be recovered) could be undone before matching templates.
-   */
-  glyphRotationDegrees?: () => number;
+/** How one glyph is drawn, relative to the plain glyph svg-captcha outlines. */
+export interface GlyphPose {
+  /** Clockwise degrees (y points down, as in SVG's rotate()), about the centre of the glyph's box. */
+  rotationDegrees: number;
+  /** Width and height factors, applied before the turn. */
+  scaleX: number;
+  scaleY: number;
+  /** Space between this glyph's box and the one before it; negative overlaps. Unused for the first glyph. */
+  gapPx: number;
+  /** How far the glyph's centre sits below the image's middle (negative: above). */
+  shiftYPx: number;
 }
 
 /**
- * Draws svg-captcha's output into palette-indexed pixels (no native dependencies), so the captcha
- * leaves the server as a GIF, never as the SVG whose path commands give the answer away. It reads
- * exactly what svg-captcha emits — `<path>` elements in absolute M, L, Q, C and Z commands, filled
- * glyphs with the nonzero rule (SVG's default) and stroked noise curves — in document order, and
- * throws on anything else rather than draw a picture that silently lacks part of the challenge. Each
- * glyph (a filled path) is turned by its own angle first; noise lines (stroked, `fill="none"`) are not.
+ * A displacement of the whole drawing once laid out: every point (x, y) of an outline or noise curve
+ * moves to (x + amplitudeXPx·sin(2π·y/periodYPx + phaseX), y + amplitudeYPx·sin(2π·x/periodXPx + phaseY)).
+ * Moving the points (curves are already cut into 2 px pieces) rather than the finished pixels bends
+ * strokes smoothly: a pixel warp shifts them in whole-pixel steps, which tear a 1 px stroke into stairs.
+ */
+export interface SineWarp {
+  amplitudeXPx: number;
+  periodYPx: number;
+  phaseX: number;
+  amplitudeYPx: number;
+  periodXPx: number;
+  phaseY: number;
+}
+
+/**
+ * Every choice defaults to a fresh draw from `crypto.randomInt`: numbers from a predictable source
+ * (such as `Math.random`, whose state can be recovered) could be undone before matching templates.
+ * Tests pass fixed ones.
+ */
+export interface RasterizeOptions {
+  /** The pose of the glyph at each place, asked once per glyph from left to right. */
+  glyphPose?: (place: number) => GlyphPose;
+  /** Where the line of glyphs starts, as a share (0 to 1) of the width the glyphs leave free. */
+  lineStartShare?: number;
+  /** The drawing's displacement; `null` draws none. */
+  warp?: SineWarp | null;
+  /** The one colour every glyph and noise line is drawn in, as 0xRRGGBB. */
+  inkColor?: number;
+}
+
+/**
+ * Draws svg-captcha's output into two-colour pixels (no native dependencies), so the captcha leaves
+ * the server as a GIF, never as the SVG whose path commands give the answer away. It reads exactly
+ * what svg-captcha emits — `<path>` elements in absolute M, L, Q, C and Z commands, filled glyphs
+ * with the nonzero rule (SVG's default) and stroked noise curves — and throws on anything else
+ * rather than draw a picture that silently lacks part of the challenge.
+ *
+ * svg-captcha's picture alone is read by template matching: it centres glyph i at a fixed point and
+ * colours each glyph (and each line) on its own. So only its outlines are kept: every glyph is scaled
+ * and turned by its own pose, the glyphs are set left to right at random gaps (touching or overlapping)
+ * and heights from a random start, the whole drawing is warped, and everything is filled in one ink.
  *
  * `width` and `height` are the size svg-captcha was asked for; its viewBox maps one unit to one pixel.
- * @throws Error on an element, path command or colour it does not support.
+ * @throws Error on an element or path command it does not support.
  */
 export function rasterizeSvgCaptcha(
   svg: string,
@@ -90,20 +168,8 @@ export function rasterizeSvgCaptcha(
   height: number,
   options: RasterizeOptions = {},
 ): IndexedImage {
-  const glyphRotationDegrees = options.glyphRotationDegrees ?? randomGlyphRotationDegrees;
-  const palette = [BACKGROUND_COLOR];
-  const pixels = new Array<number>(width * height).fill(0);
-
-  const paletteIndexOf = (color: string): number => {
-    const rgb = parseColor(color);
-    let index = palette.indexOf(rgb);
-    if (index === -1) {
-      index = palette.push(rgb) - 1;
-      if (palette.length > 256) throw new Error("svg-captcha output uses more than 256 colours");
-    }
-    return index;
-  };
-
+  const glyphs: Point[][][] = [];
+  const lines: Point[][][] = [];
   for (const [, tagName, attributeText = ""] of svg.matchAll(/<(\w+)([^>]*)>/g)) {
     if (tagName === "svg") continue;
     if (tagName !== "path") throw new Error(`unsupported element <${tagName}> in svg-captcha output`);
@@ -111,71 +177,172 @@ export function rasterizeSvgCaptcha(
       Array.from(attributeText.matchAll(/([\w-]+)="([^"]*)"/g), ([, name, value]) => [name, value]),
     );
     // SVG defaults: fill black, no stroke; svg-captcha sets fill on glyphs and `fill="none" stroke` on noise.
-    const fill = attributes.get("fill") ?? "#000000";
-    const stroke = attributes.get("stroke") ?? "none";
-    let subpaths = flattenPathData(attributes.get("d") ?? "");
-    if (fill !== "none") {
-      subpaths = rotateGlyph(subpaths, glyphRotationDegrees(), width, height);
-      fillNonzero(subpaths, pixels, paletteIndexOf(fill), width, height);
-    }
-    if (stroke !== "none") {
-      const colorIndex = paletteIndexOf(stroke);
-      for (const points of subpaths) strokePolyline(points, pixels, colorIndex, width, height);
-    }
+    const subpaths = flattenPathData(attributes.get("d") ?? "");
+    if ((attributes.get("fill") ?? "#000000") !== "none") glyphs.push(subpaths);
+    if ((attributes.get("stroke") ?? "none") !== "none") lines.push(subpaths);
   }
 
-  while (palette.length < 2 || (palette.length & (palette.length - 1)) !== 0) palette.push(BACKGROUND_COLOR);
-  return { width, height, palette, pixels };
+  const warp = options.warp === undefined ? randomWarp() : options.warp;
+  const reachX = warp === null ? 0 : Math.abs(warp.amplitudeXPx);
+  const reachY = warp === null ? 0 : Math.abs(warp.amplitudeYPx);
+  const area: Bounds = {
+    left: GLYPH_EDGE_MARGIN_PX + reachX,
+    right: width - GLYPH_EDGE_MARGIN_PX - reachX,
+    top: GLYPH_EDGE_MARGIN_PX + reachY,
+    bottom: height - GLYPH_EDGE_MARGIN_PX - reachY,
+  };
+  const placed = layOutGlyphs(
+    glyphs,
+    options.glyphPose ?? randomGlyphPose,
+    options.lineStartShare ?? randomUnit(),
+    area,
+    height,
+  );
+
+  const pixels = new Array<number>(width * height).fill(0);
+  const warped = (subpaths: Point[][]): Point[][] =>
+    warp === null ? subpaths : warpSubpaths(subpaths, warp);
+  for (const subpaths of placed) fillNonzero(warped(subpaths), pixels, width, height);
+  for (const subpaths of lines) {
+    for (const points of warped(subpaths)) strokePolyline(points, pixels, width, height);
+  }
+  return {
+    width,
+    height,
+    palette: [BACKGROUND_COLOR, options.inkColor ?? randomInkColor()],
+    pixels,
+  };
 }
 
-function randomGlyphRotationDegrees(): number {
-  const steps = GLYPH_MAX_ROTATION_DEGREES * ROTATION_STEPS_PER_DEGREE;
-  return randomInt(-steps, steps + 1) / ROTATION_STEPS_PER_DEGREE;
+function randomUnit(): number {
+  return randomInt(2 ** 30) / 2 ** 30;
+}
+
+function randomBetween(min: number, max: number): number {
+  return min + (max - min) * randomUnit();
+}
+
+function randomGlyphPose(): GlyphPose {
+  return {
+    rotationDegrees: randomBetween(-GLYPH_MAX_ROTATION_DEGREES, GLYPH_MAX_ROTATION_DEGREES),
+    scaleX: randomBetween(GLYPH_MIN_SCALE, GLYPH_MAX_SCALE),
+    scaleY: randomBetween(GLYPH_MIN_SCALE, GLYPH_MAX_SCALE),
+    gapPx: randomBetween(GLYPH_MIN_GAP_PX, GLYPH_MAX_GAP_PX),
+    shiftYPx: randomBetween(-GLYPH_MAX_SHIFT_Y_PX, GLYPH_MAX_SHIFT_Y_PX),
+  };
+}
+
+function randomWarp(): SineWarp {
+  return {
+    amplitudeXPx: randomBetween(WARP_MIN_AMPLITUDE_X_PX, WARP_MAX_AMPLITUDE_X_PX),
+    periodYPx: randomBetween(WARP_MIN_PERIOD_Y_PX, WARP_MAX_PERIOD_Y_PX),
+    phaseX: randomBetween(0, 2 * Math.PI),
+    amplitudeYPx: randomBetween(WARP_MIN_AMPLITUDE_Y_PX, WARP_MAX_AMPLITUDE_Y_PX),
+    periodXPx: randomBetween(WARP_MIN_PERIOD_X_PX, WARP_MAX_PERIOD_X_PX),
+    phaseY: randomBetween(0, 2 * Math.PI),
+  };
+}
+
+function randomInkColor(): number {
+  const hue = randomUnit() * 6;
+  const chroma = (1 - Math.abs(2 * INK_LIGHTNESS - 1)) * INK_SATURATION;
+  const second = chroma * (1 - Math.abs((hue % 2) - 1));
+  const rgb = [
+    [chroma, second, 0],
+    [second, chroma, 0],
+    [0, chroma, second],
+    [0, second, chroma],
+    [second, 0, chroma],
+    [chroma, 0, second],
+  ][Math.floor(hue)]!;
+  const base = INK_LIGHTNESS - chroma / 2;
+  return rgb.reduce((color, channel) => (color << 8) | Math.round((channel + base) * 255), 0);
 }
 
 /**
- * Turns a glyph about the centre of its bounding box, then moves it back inside the image where
- * turning pushed it over an edge: svg-captcha sets glyphs ~4 px below the middle, and its widest (W)
- * turned by 25° is ~46 px high in a 50 px image. A glyph is never moved further out than svg-captcha
- * put it, so at 0° nothing moves. Flattened points turn as the curves would (Bézier curves are
- * affine invariant), into new objects: a subpath's start point is shared with the subpath before.
+ * Poses each glyph about the centre of its box, then sets the glyphs left to right in the order
+ * svg-captcha placed them (its document order is shuffled among the noise lines), each `gapPx` after
+ * the one before, the line starting `lineStartShare` of the way into the free width. Whatever would
+ * leave `area` is shrunk to fit: a glyph taller than it, a line wider than it. Flattened points move as
+ * the curves would (Bézier curves are affine invariant), into new objects: a subpath's start point is
+ * shared with the subpath before.
  */
-function rotateGlyph(subpaths: Point[][], degrees: number, width: number, height: number): Point[][] {
-  const before = boundsOf(subpaths);
-  if (before === null) return subpaths;
-  const centreX = (before.left + before.right) / 2;
-  const centreY = (before.top + before.bottom) / 2;
-  const radians = (degrees * Math.PI) / 180;
-  const cos = Math.cos(radians);
-  const sin = Math.sin(radians);
-  const turned = subpaths.map((points) =>
-    points.map(({ x, y }) => ({
-      x: centreX + (x - centreX) * cos - (y - centreY) * sin,
-      y: centreY + (x - centreX) * sin + (y - centreY) * cos,
-    })),
-  );
-  const after = boundsOf(turned)!;
-  const margin = GLYPH_EDGE_MARGIN_PX;
-  const shiftX = shiftInside(after.left, after.right, {
-    min: Math.min(margin, before.left),
-    max: Math.max(width - margin, before.right),
+function layOutGlyphs(
+  glyphs: Point[][][],
+  glyphPose: (place: number) => GlyphPose,
+  lineStartShare: number,
+  area: Bounds,
+  height: number,
+): Point[][][] {
+  const sorted = glyphs
+    .map((subpaths) => ({ subpaths, bounds: boundsOf(subpaths) }))
+    .filter((glyph): glyph is { subpaths: Point[][]; bounds: Bounds } => glyph.bounds !== null)
+    .sort((a, b) => a.bounds.left + a.bounds.right - b.bounds.left - b.bounds.right);
+  const posed = sorted.map(({ subpaths, bounds }, place) => {
+    const pose = glyphPose(place);
+    let shape = transformAboutCentre(subpaths, bounds, pose.rotationDegrees, pose.scaleX, pose.scaleY);
+    let box = boundsOf(shape)!;
+    const tooTall = (box.bottom - box.top) / (area.bottom - area.top);
+    if (tooTall > 1) {
+      shape = transformAboutCentre(shape, box, 0, 1 / tooTall, 1 / tooTall);
+      box = boundsOf(shape)!;
+    }
+    return { shape, box, pose };
   });
-  const shiftY = shiftInside(after.top, after.bottom, {
-    min: Math.min(margin, before.top),
-    max: Math.max(height - margin, before.bottom),
-  });
-  if (shiftX !== 0 || shiftY !== 0) {
-    for (const points of turned) {
+
+  let lineWidth = 0;
+  for (const [place, { box, pose }] of posed.entries()) {
+    lineWidth += box.right - box.left + (place === 0 ? 0 : pose.gapPx);
+  }
+  const fit = Math.min(1, (area.right - area.left) / lineWidth);
+  let left = area.left + (area.right - area.left - lineWidth * fit) * lineStartShare;
+  return posed.map(({ shape, box, pose }, place) => {
+    if (fit < 1) {
+      shape = transformAboutCentre(shape, box, 0, fit, fit);
+      box = boundsOf(shape)!;
+    }
+    if (place > 0) left += pose.gapPx * fit;
+    const halfHeight = (box.bottom - box.top) / 2;
+    const centreY = Math.min(
+      area.bottom - halfHeight,
+      Math.max(area.top + halfHeight, height / 2 + pose.shiftYPx),
+    );
+    const shiftX = left - box.left;
+    const shiftY = centreY - (box.top + box.bottom) / 2;
+    left += box.right - box.left;
+    for (const points of shape) {
       for (const point of points) {
         point.x += shiftX;
         point.y += shiftY;
       }
     }
-  }
-  return turned;
+    return shape;
+  });
 }
 
-function boundsOf(subpaths: Point[][]): { left: number; right: number; top: number; bottom: number } | null {
+/** Scales (first) and turns a glyph about the centre of `bounds`, into new points. */
+function transformAboutCentre(
+  subpaths: Point[][],
+  bounds: Bounds,
+  degrees: number,
+  scaleX: number,
+  scaleY: number,
+): Point[][] {
+  const centreX = (bounds.left + bounds.right) / 2;
+  const centreY = (bounds.top + bounds.bottom) / 2;
+  const radians = (degrees * Math.PI) / 180;
+  const cos = Math.cos(radians);
+  const sin = Math.sin(radians);
+  return subpaths.map((points) =>
+    points.map(({ x, y }) => {
+      const scaledX = (x - centreX) * scaleX;
+      const scaledY = (y - centreY) * scaleY;
+      return { x: centreX + scaledX * cos - scaledY * sin, y: centreY + scaledX * sin + scaledY * cos };
+    }),
+  );
+}
+
+function boundsOf(subpaths: Point[][]): Bounds | null {
   let left = Number.POSITIVE_INFINITY;
   let right = Number.NEGATIVE_INFINITY;
   let top = Number.POSITIVE_INFINITY;
@@ -191,18 +358,34 @@ function boundsOf(subpaths: Point[][]): { left: number; right: number; top: numb
   return left <= right ? { left, right, top, bottom } : null;
 }
 
-/** How far to move the span `low..high` to lie within `bounds`; centred on them if it is too long. */
-function shiftInside(low: number, high: number, bounds: { min: number; max: number }): number {
-  if (high - low > bounds.max - bounds.min) return (bounds.min + bounds.max - low - high) / 2;
-  if (low < bounds.min) return bounds.min - low;
-  if (high > bounds.max) return bounds.max - high;
-  return 0;
-}
-
-function parseColor(color: string): number {
-  const hex = /^#([0-9a-f]{6}|[0-9a-f]{3})$/i.exec(color)?.[1];
-  if (hex === undefined) throw new Error(`unsupported colour ${JSON.stringify(color)} in svg-captcha output`);
-  return Number.parseInt(hex.length === 3 ? hex.replace(/./g, "$&$&") : hex, 16);
+/**
+ * Moves every point by the warp, into new points. Straight pieces longer than a curve's are cut up
+ * first (svg-captcha's outlines have some), so they bend like the rest instead of staying straight
+ * between their moved ends.
+ */
+function warpSubpaths(subpaths: Point[][], warp: SineWarp): Point[][] {
+  const displace = (x: number, y: number): Point => ({
+    x: x + warp.amplitudeXPx * Math.sin((2 * Math.PI * y) / warp.periodYPx + warp.phaseX),
+    y: y + warp.amplitudeYPx * Math.sin((2 * Math.PI * x) / warp.periodXPx + warp.phaseY),
+  });
+  return subpaths.map((points) => {
+    const moved: Point[] = [];
+    let previous: Point | undefined;
+    for (const point of points) {
+      if (previous !== undefined) {
+        const pieces = Math.ceil(distance(previous, point) / CURVE_PIECE_LENGTH_PX);
+        for (let piece = 1; piece < pieces; piece += 1) {
+          const t = piece / pieces;
+          moved.push(
+            displace(previous.x + (point.x - previous.x) * t, previous.y + (point.y - previous.y) * t),
+          );
+        }
+      }
+      moved.push(displace(point.x, point.y));
+      previous = point;
+    }
+    return moved;
+  });
 }
 
 /** Path data as polylines, one per subpath, with every curve cut into straight pieces. */
@@ -334,13 +517,7 @@ function distance(a: Point, b: Point): number {
  * sorted by where they cross; samples after a crossing that leaves the winding number at zero and
  * before the one that brings it back are inside.
  */
-function fillNonzero(
-  subpaths: Point[][],
-  pixels: number[],
-  colorIndex: number,
-  width: number,
-  height: number,
-): void {
+function fillNonzero(subpaths: Point[][], pixels: number[], width: number, height: number): void {
   const samples = SAMPLES_PER_PIXEL_SIDE;
   // Edges by the sample row they start on, so each row picks up its new edges without sorting them all.
   const edgesStartingAt = new Map<number, Edge[]>();
@@ -406,7 +583,7 @@ function fillNonzero(
       if (row >= 0) {
         const pixelRowStart = ((row + 1) / samples - 1) * width;
         for (let x = leftPixel; x <= rightPixel; x += 1) {
-          if (rowCoverage[x]! >= FILL_MIN_SAMPLES_INSIDE) pixels[pixelRowStart + x] = colorIndex;
+          if (rowCoverage[x]! >= FILL_MIN_SAMPLES_INSIDE) pixels[pixelRowStart + x] = INK;
         }
       }
       rowCoverage.fill(0, leftPixel, rightPixel + 1);
@@ -442,13 +619,7 @@ function addSpanSamples(rowCoverage: Uint8Array, startX: number, endX: number): 
 }
 
 /** Paints every pixel whose centre lies within half the stroke width of the polyline. */
-function strokePolyline(
-  points: Point[],
-  pixels: number[],
-  colorIndex: number,
-  width: number,
-  height: number,
-): void {
+function strokePolyline(points: Point[], pixels: number[], width: number, height: number): void {
   const reach = NOISE_STROKE_HALF_WIDTH_PX;
   for (let index = 1; index < points.length; index += 1) {
     const from = points[index - 1]!;
@@ -468,7 +639,7 @@ function strokePolyline(
           lengthSquared === 0 ? 0 : Math.min(1, Math.max(0, (centreX * dx + centreY * dy) / lengthSquared));
         const offX = centreX - along * dx;
         const offY = centreY - along * dy;
-        if (offX * offX + offY * offY <= reach * reach) pixels[y * width + x] = colorIndex;
+        if (offX * offX + offY * offY <= reach * reach) pixels[y * width + x] = INK;
       }
     }
   }
