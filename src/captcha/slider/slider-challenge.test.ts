@@ -66,32 +66,58 @@ describe("createSliderChallenge", () => {
     expect(transparent).toBeGreaterThan(47 * 47 * 0.15);
   });
 
-  it("cuts the gap exactly at (x, y): the background there is the piece darkened", () => {
-    const { x, y, backgroundPngBase64, piecePngBase64 } = createSliderChallenge();
-    const background = decode(backgroundPngBase64);
-    const piece = decode(piecePngBase64);
-    const inside = interiorPixels(piece);
-    expect(inside.length).toBeGreaterThan(500);
-    for (const [column, row] of inside) {
-      for (let channel = 0; channel < 3; channel += 1) {
-        const original = piece.data[(row * piece.width + column) * 4 + channel]!;
-        const shaded = background.data[(row * background.width + x + column) * 4 + channel]!;
-        expect(Math.abs(shaded - original * 0.5)).toBeLessThanOrEqual(1);
-      }
+  it("shades the gap at (x, y) and a decoy of the same shape at the same height, apart from it", () => {
+    for (let run = 0; run < 10; run += 1) {
+      const { x, y, decoyX, backgroundPngBase64, piecePngBase64 } = createSliderChallenge();
+      expect(decoyX).not.toBeNull();
+      expect(Math.abs(x - decoyX!)).toBeGreaterThanOrEqual(47);
+      expect(decoyX).toBeGreaterThanOrEqual(94);
+      expect(decoyX).toBeLessThanOrEqual(310 - 47 - 2);
+      const background = decode(backgroundPngBase64);
+      const piece = decode(piecePngBase64);
+      const inside = interiorPixels(piece);
+      expect(inside.length).toBeGreaterThan(500);
+      const brightness = (png: PNG, offsetX: number) =>
+        inside.reduce((sum, [column, row]) => {
+          const index = (row * png.width + offsetX + column) * 4;
+          return sum + png.data[index]! + png.data[index + 1]! + png.data[index + 2]!;
+        }, 0) / inside.length;
+      // Both gaps are the same dark fill, well below the piece cut from the picture.
+      expect(brightness(background, x)).toBeLessThan(brightness(piece, 0) * 0.75);
+      expect(Math.abs(brightness(background, x) - brightness(background, decoyX!))).toBeLessThan(6);
+      expect(y).toBeGreaterThanOrEqual(2);
     }
-    expect(y).toBeGreaterThanOrEqual(0);
   });
 
-  it("textures the gap, so it is not findable as one colour", () => {
-    const { x, backgroundPngBase64, piecePngBase64 } = createSliderChallenge();
+  it("fills each gap with one colour under its own noise, so it holds nothing of the piece's picture", () => {
+    const { x, decoyX, backgroundPngBase64, piecePngBase64 } = createSliderChallenge();
     const background = decode(backgroundPngBase64);
-    const colours = new Set(
-      interiorPixels(decode(piecePngBase64)).map(([column, row]) => {
-        const index = (row * background.width + x + column) * 4;
-        return background.data.readUIntBE(index, 3);
-      }),
+    const inside = interiorPixels(decode(piecePngBase64));
+    const colours = (offsetX: number) =>
+      inside.map(([column, row]) =>
+        background.data.readUIntBE((row * background.width + offsetX + column) * 4, 3),
+      );
+    expect(new Set(colours(x)).size).toBeGreaterThan(100);
+    const decoyColours = colours(decoyX!);
+    expect(colours(x).filter((colour, index) => colour === decoyColours[index]).length).toBeLessThan(
+      inside.length / 20,
     );
-    expect(colours.size).toBeGreaterThan(10);
+  });
+
+  it("tosses a coin for which of the two places is the gap", () => {
+    let gapLeft = 0;
+    for (let run = 0; run < 100; run += 1) {
+      const { x, decoyX } = createSliderChallenge();
+      if (x < decoyX!) gapLeft += 1;
+    }
+    expect(gapLeft).toBeGreaterThan(30);
+    expect(gapLeft).toBeLessThan(70);
+  });
+
+  it("draws no decoy where the canvas has no room for two gaps apart", () => {
+    const { x, decoyX } = createSliderChallenge({ width: 188 });
+    expect(decoyX).toBeNull();
+    expect(x).toBeGreaterThanOrEqual(94);
   });
 
   it("places the gap at random, never near the left edge where the piece starts", () => {

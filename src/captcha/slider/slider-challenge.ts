@@ -1,4 +1,4 @@
-import { randomInt } from "node:crypto";
+import { randomFillSync, randomInt } from "node:crypto";
 import { PNG } from "pngjs";
 
 /**
@@ -23,8 +23,20 @@ const EDGE_MARGIN_PX = 2;
 const SAMPLES_PER_AXIS = 2;
 const FULL_COVERAGE = SAMPLES_PER_AXIS * SAMPLES_PER_AXIS;
 
-/** How dark the gap is drawn: multiplying keeps the texture, so the gap has no single colour. */
-const GAP_DARKEN_FACTOR = 0.5;
+/**
+ * Both gaps are filled with one colour, the background's mean times a factor drawn per challenge
+ * from this range, rather than with the background they cover darkened. A darkened texture is what
+ * the piece carries: matching the piece against the background (pixel for pixel, or by correlation,
+ * which ignores any darkening and noise) found the true gap over its decoy in 40 challenges of 40.
+ */
+const GAP_MIN_DARKEN_FACTOR = 0.35;
+const GAP_MAX_DARKEN_FACTOR = 0.6;
+/**
+ * Every channel of every pixel of the piece and of the gaps moves by its own random amount up to this
+ * many levels, so no pixel of one follows from the other's: the piece once carried the background's
+ * exact pixels and the gap exactly half of them, and a scan for bg = piece × 0.5 found every gap.
+ */
+const NOISE_LEVELS = 10;
 /** Background colour step (of 256 levels per channel): stepped colours compress far better than smooth ramps. */
 const COLOR_STEP_LEVELS = 4;
 /** Side of a grain cell, and how many colour steps a cell may shift up or down. */
@@ -33,7 +45,7 @@ const GRAIN_LEVELS = 2;
 /** Small, nearly opaque dots: sharp edges everywhere, so an edge detector finds more than the gap's outline. */
 const CONFETTI_DOTS = 40;
 
-/** White blended into edge pixels, on the piece (stronger) and around the gap. */
+/** White blended into edge pixels, on the piece (stronger) and into the gaps' rims. */
 const PIECE_OUTLINE_WHITE = 0.65;
 const GAP_OUTLINE_WHITE = 0.35;
 
@@ -45,6 +57,8 @@ const GAP_OUTLINE_WHITE = 0.35;
 export interface SliderChallenge {
   x: number;
   y: number;
+  /** Left edge of the decoy gap, at the same `y`; null when the canvas has no room for one. Never send it. */
+  decoyX: number | null;
   /** PNG (RGB) of `width`×`height`, with the gap shaded at (x, y) */
   backgroundPngBase64: string;
   /**
@@ -71,8 +85,17 @@ type Rgb = [number, number, number];
  * with a knob on top and right and a notch on the left) cut at a CSPRNG-chosen position, the gap
  * shaded in the background and the piece returned as a transparent full-height PNG.
  *
- * Only the position needs to be unpredictable, so it comes from `crypto.randomInt`; the cosmetic
- * randomness uses `Math.random` because it is per pixel and a CSPRNG call each would blow the budget.
+ * A second gap of the same shape, the decoy (AJ-Captcha's "interference"), is drawn at the same
+ * height elsewhere. Both gaps are one dark colour with its own noise, so nothing inside either says
+ * which one the piece came from: a person (or a script) tells them apart by whether the piece's
+ * picture carries on into the background around the gap. The piece has noise of its own, so none of
+ * its pixels equals, or is a fixed multiple of, a background pixel. A script that compares the piece's
+ * edge with the surroundings of both gaps still finds the answer: the slider slows scripts down, the
+ * core's per-client budgets and try limits bound the rest.
+ *
+ * What decides the answer (positions, the darkening, the noise) comes from `node:crypto`; the
+ * background's cosmetic randomness uses `Math.random` because it is per pixel and a CSPRNG call each
+ * would blow the budget.
  *
  * @throws RangeError on impossible sizes (a configuration mistake, not a request error).
  */
@@ -85,14 +108,21 @@ export function createSliderChallenge(options: SliderChallengeOptions = {}): Sli
   // Never near the left edge, where the piece starts: a tiny drag (or none) must not be an answer.
   const minX = Math.max(pieceSize * 2, Math.floor(width / 4));
   const maxX = width - pieceSize - EDGE_MARGIN_PX;
-  const x = randomInt(minX, maxX + 1);
+  const { x, decoyX } = pickGapPositions(minX, maxX, pieceSize);
   const y = randomInt(EDGE_MARGIN_PX, height - pieceSize - EDGE_MARGIN_PX + 1);
 
   const background = drawBackground(width, height);
   const coverage = pieceCoverage(pieceSize);
   const edge = edgePixels(coverage, pieceSize);
+  const darken =
+    GAP_MIN_DARKEN_FACTOR + ((GAP_MAX_DARKEN_FACTOR - GAP_MIN_DARKEN_FACTOR) * randomInt(1001)) / 1000;
+  const noise = new Uint8Array(pieceSize * pieceSize * 3 * (decoyX === null ? 2 : 3));
+  randomFillSync(noise);
+  let noiseIndex = 0;
+  const nextNoise = (): number => (noise[noiseIndex++]! % (2 * NOISE_LEVELS + 1)) - NOISE_LEVELS;
 
-  // pngjs allocates zeroed pixels: fully transparent wherever the loop below draws nothing.
+  // pngjs allocates zeroed pixels: fully transparent wherever the loop below draws nothing. The piece
+  // is cut before either gap is shaded, from the background as drawn.
   const piece = new PNG({ width: pieceSize, height });
   const pieceData = piece.data;
   const backgroundData = background.data;
@@ -103,22 +133,40 @@ export function createSliderChallenge(options: SliderChallengeOptions = {}): Sli
       if (cover === 0) continue;
       const source = ((y + v) * width + (x + u)) * 4;
       const target = ((y + v) * pieceSize + u) * 4;
-      const alpha = cover / FULL_COVERAGE;
-      const isEdge = edge[local] === 1;
       for (let channel = 0; channel < 3; channel += 1) {
         const original = backgroundData[source + channel]!;
-        pieceData[target + channel] = isEdge ? mix(original, 255, PIECE_OUTLINE_WHITE) : original;
-        const shaded = isEdge ? mix(original, 255, GAP_OUTLINE_WHITE) : original * GAP_DARKEN_FACTOR;
-        // Partial coverage blends the shading in, so the gap's outline is as soft as the piece's.
-        backgroundData[source + channel] = Math.round(mix(original, shaded, alpha));
+        const drawn = edge[local] === 1 ? mix(original, 255, PIECE_OUTLINE_WHITE) : original;
+        pieceData[target + channel] = clampByte(Math.round(drawn + nextNoise()));
       }
-      pieceData[target + 3] = Math.round(alpha * 255);
+      pieceData[target + 3] = Math.round((cover / FULL_COVERAGE) * 255);
+    }
+  }
+  const fill = meanColor(backgroundData).map((channel) => channel * darken);
+  const rim = fill.map((channel) => mix(channel, 255, GAP_OUTLINE_WHITE));
+  for (const gapX of decoyX === null ? [x] : [x, decoyX]) {
+    for (let v = 0; v < pieceSize; v += 1) {
+      for (let u = 0; u < pieceSize; u += 1) {
+        const local = v * pieceSize + u;
+        const cover = coverage[local]!;
+        if (cover === 0) continue;
+        const index = ((y + v) * width + (gapX + u)) * 4;
+        const alpha = cover / FULL_COVERAGE;
+        const shade = edge[local] === 1 ? rim : fill;
+        for (let channel = 0; channel < 3; channel += 1) {
+          const original = backgroundData[index + channel]!;
+          // Partial coverage blends the shading in, so the gap's outline is as soft as the piece's.
+          backgroundData[index + channel] = clampByte(
+            Math.round(mix(original, shade[channel]! + nextNoise(), alpha)),
+          );
+        }
+      }
     }
   }
 
   return {
     x,
     y,
+    decoyX,
     // RGB without alpha: a quarter smaller, and the background has no transparency to carry.
     backgroundPngBase64: encodePng(background, 2),
     piecePngBase64: encodePng(piece, 6),
@@ -140,6 +188,25 @@ export function sliderAnswerMatches(
     return false;
   }
   return Math.abs(answeredX - expectedX) <= tolerancePx;
+}
+
+/**
+ * Where the gap and the decoy go: two places drawn alike from minX…maxX that do not overlap, and a
+ * coin toss for which is the gap, so neither place tells which one is the answer. Without room for
+ * two apart (a canvas barely 4 piece widths wide) there is no decoy.
+ */
+function pickGapPositions(
+  minX: number,
+  maxX: number,
+  pieceSize: number,
+): { x: number; decoyX: number | null } {
+  if (maxX - minX < pieceSize) return { x: randomInt(minX, maxX + 1), decoyX: null };
+  for (;;) {
+    const first = randomInt(minX, maxX + 1);
+    const second = randomInt(minX, maxX + 1);
+    if (Math.abs(first - second) < pieceSize) continue;
+    return randomInt(2) === 0 ? { x: first, decoyX: second } : { x: second, decoyX: first };
+  }
 }
 
 function assertSizes(width: number, height: number, pieceSize: number): void {
@@ -360,6 +427,17 @@ function fillStripes(data: Buffer, width: number, height: number, color: Rgb, op
       if (position < thickness) blendPixel(data, (py * width + px) * 4, color, opacity);
     }
   }
+}
+
+function meanColor(data: Buffer): Rgb {
+  const sums: Rgb = [0, 0, 0];
+  for (let index = 0; index < data.length; index += 4) {
+    sums[0] += data[index]!;
+    sums[1] += data[index + 1]!;
+    sums[2] += data[index + 2]!;
+  }
+  const pixels = data.length / 4;
+  return [sums[0] / pixels, sums[1] / pixels, sums[2] / pixels];
 }
 
 function blendPixel(data: Buffer, index: number, color: Rgb, opacity: number): void {
