@@ -450,6 +450,26 @@ describe("a third-party widget's tokens", () => {
     expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit + 3);
   });
 
+  // Regression: a vendor outage or the app's wrong secret counted against every user who retried,
+  // and tokens refused while over budget stayed counted, locking out an address whose tokens were
+  // all good. @see fix review A 1
+  it("count nothing for the vendor's own trouble, nor for a good token sent beside too many others", async () => {
+    const service = withTurnstile();
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) stub.reply({ status: 503 });
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) {
+      await failure(service.redeemPass(shop, `token-${i}`, "ann@example.com", "203.0.113.9"));
+    }
+    // 20 good tokens at once: those past the budget's 10 in flight wait their turn, none stays counted
+    stub.reply(...Array.from({ length: 20 }, () => ({ json: { success: true }, delayMs: 100 })));
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 20 }, (_, i) =>
+        service.redeemPass(shop, `good-${i}`, "ann@example.com", "203.0.113.9"),
+      ),
+    );
+    expect(outcomes.filter((outcome) => outcome.status === "fulfilled").length).toBeGreaterThanOrEqual(10);
+    await service.redeemPass(shop, "good-after", "ann@example.com", "203.0.113.9");
+  });
+
   // Regression: the vendor's reason was thrown away, so an outage and a bad token looked alike.
   // @see captcha review 8
   it("carry the vendor's own reason to the logs, and tell an outage at most once a minute", async () => {

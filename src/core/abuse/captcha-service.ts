@@ -143,14 +143,24 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
    * guesses all through, and one checked only when a challenge is drawn lets a client draw its
    * challenges first and then spend every try of each.
    */
-  async function takeAnswerBudget(app: App, clientIp: string | undefined): Promise<() => Promise<void>> {
+  async function takeAnswerBudget(
+    app: App,
+    clientIp: string | undefined,
+    { refundRefusal = false }: { refundRefusal?: boolean } = {},
+  ): Promise<() => Promise<void>> {
     if (!clientIp) return async () => {};
     const key = wrongAnswersKey(clientAddressOf(clientIp));
     const now = clock.nowMs();
     const wrong = await deps.counters.hit(app.id, key, WRONG_ANSWERS_PER_IP.windowSeconds, now);
-    // A refused answer stays counted: it lands in the window already over budget, and extends none.
-    if (wrong.count > WRONG_ANSWERS_PER_IP.limit) throw refusedClient(wrong.resetAtMs, now);
-    return () => deps.counters.refund(app.id, key, wrong.resetAtMs);
+    const notWrong = () => deps.counters.refund(app.id, key, wrong.resetAtMs);
+    if (wrong.count > WRONG_ANSWERS_PER_IP.limit) {
+      // A refused answer of ours stays counted: it lands in the window already over budget, and
+      // extends none. A widget token refused so was never judged, and may have been a good one
+      // sent beside others (a page's retries): given back, so the count is of wrong ones only.
+      if (refundRefusal) await notWrong();
+      throw refusedClient(wrong.resetAtMs, now);
+    }
+    return notWrong;
   }
 
   return {
@@ -267,11 +277,15 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         // verifier fails closed on timeout. Counted as a wrong answer until the vendor says
         // otherwise, as our own challenges' answers are: a client posting made-up tokens gets
         // its few calls to the vendor, not one per request (each spends the operator's quota).
-        const notWrong = await takeAnswerBudget(app, clientIp);
+        const notWrong = await takeAnswerBudget(app, clientIp, { refundRefusal: true });
         const verdict = await external.verify(passToken, clientIp);
         if (!verdict.ok) {
           const reason = verdict.reason ?? "refused";
-          tellVendorTrouble(app.id, external.id, reason);
+          // The vendor's own trouble (an outage, the app's wrong secret) says nothing of the client.
+          if (VENDOR_TROUBLE.test(reason)) {
+            await notWrong();
+            tellVendorTrouble(app.id, external.id, reason);
+          }
           throw new OtpError("CAPTCHA_FAILED", {
             message: notLive,
             details: { rule: CAPTCHA_PASS_REFUSALS.notLive },
