@@ -166,6 +166,21 @@ describe("app secrets at rest (SQLite)", () => {
     );
     expect(storedDocument(dir)).toBe(before);
   });
+
+  // Regression: a CLI run with the next rotation's list (`new,old`) beside servers still on `old`
+  // sealed what it wrote under `new`, which the servers could not open. @see fix review A 3
+  it("make a CLI command run with the secrets in another order than the servers' refuse", async () => {
+    const { dir, env } = deployment([SHOP]);
+    await start(env([A]));
+    const before = storedDocument(dir);
+    const refusal = await start(env([B, A]), false).catch((error: unknown) => error);
+    expect(refusal).toBeInstanceOf(ConfigError);
+    expect((refusal as ConfigError).issues[0]).toMatch(
+      /app "shop": its fresnsSecret is sealed under a secret VERIFYD_SECRET lists after the first/,
+    );
+    expect(storedDocument(dir)).toBe(before);
+    expect((await start(env([A, B]), false))?.fresnsSecret).toBe(FRESNS_SECRET); // the servers' order
+  });
 });
 
 describe("an app read by a process without the secret that sealed it", () => {

@@ -11,8 +11,9 @@ import type { AppConfig } from "./schema.js";
  * applied. A server's start (`serving`) seals anew, under the list's first secret, what is in clear
  * (an earlier version's) or sealed under an older one, so that secret can later be dropped; a
  * setting no listed secret opens is taken from the file when the file gives it, and refused
- * otherwise. A CLI command only checks: run with another VERIFYD_SECRET, it would seal what it
- * writes under a secret the server cannot open, so it refuses rather than write.
+ * otherwise. A CLI command only checks: run with another VERIFYD_SECRET, or with the list's order
+ * changed ahead of the servers (`new,old` while they run on `old`), it would seal what it writes
+ * under a secret the servers cannot open, so it refuses rather than write.
  */
 export async function settleAppSecrets(
   store: AppStore,
@@ -24,11 +25,16 @@ export async function settleAppSecrets(
   const declared = new Map(configured.map((config) => [config.id, config]));
   const issues: string[] = [];
   for (const stored of await store.list()) {
-    const { app, unreadable, stale } = openAppSecrets(stored, secrets, "");
+    const { app, unreadable, underOlderSecret, stale } = openAppSecrets(stored, secrets, "");
     if (!serving) {
       for (const path of unreadable) {
         issues.push(
           `app "${app.id}": its ${path} does not open under VERIFYD_SECRET; run this command with the service's VERIFYD_SECRET`,
+        );
+      }
+      for (const path of underOlderSecret) {
+        issues.push(
+          `app "${app.id}": its ${path} is sealed under a secret VERIFYD_SECRET lists after the first; run this command with the service's VERIFYD_SECRET, in its order (a server's start seals under the first)`,
         );
       }
       continue;

@@ -14,6 +14,8 @@ export interface OpenedApp {
   app: App;
   /** paths of the settings no configured secret opens (e.g. `fresnsSecret`) */
   unreadable: string[];
+  /** paths of the settings a secret other than the first opened */
+  underOlderSecret: string[];
   /** some setting is in clear, or sealed under an older secret: it should be sealed anew */
   stale: boolean;
 }
@@ -58,10 +60,11 @@ export function sealAppSecrets(app: App, secrets: CodeSecrets): App {
  */
 export function openAppSecrets(app: App, secrets: CodeSecrets, unreadableValue: string): OpenedApp {
   const unreadable: string[] = [];
-  let stale = false;
+  const underOlderSecret: string[] = [];
+  let inClear = false;
   const opened = mapSecrets(app, (value, path) => {
     if (!value.startsWith(SEALED_PREFIX)) {
-      stale = true;
+      inClear = true;
       return value;
     }
     const setting = secrets.openSetting(value.slice(SEALED_PREFIX.length));
@@ -69,10 +72,10 @@ export function openAppSecrets(app: App, secrets: CodeSecrets, unreadableValue: 
       unreadable.push(path);
       return unreadableValue;
     }
-    if (!setting.newest) stale = true;
+    if (!setting.newest) underOlderSecret.push(path);
     return setting.plaintext;
   });
-  return { app: opened, unreadable, stale };
+  return { app: opened, unreadable, underOlderSecret, stale: inClear || underOlderSecret.length > 0 };
 }
 
 /**
