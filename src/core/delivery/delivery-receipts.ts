@@ -1,4 +1,5 @@
 import type { Clock, Logger, OutboxStore } from "../ports.js";
+import { withoutContacts } from "./contact-mask.js";
 import { storableError, storableMessageId } from "./provider-text.js";
 
 /** A provider's word on a message it accepted earlier (SMPP deliver_sm, a status callback). */
@@ -87,7 +88,8 @@ export function createReceiptRecorder(options: ReceiptRecorderOptions): ReceiptR
               provider: receipt.provider,
               status: receipt.status,
               atMs: clock.nowMs(),
-              ...(receipt.error ? { error: storableError(receipt.error) } : {}),
+              // The receipt names no recipient or code to look for: every contact-like run goes.
+              ...(receipt.error ? { error: storableError(withoutContacts(receipt.error)) } : {}),
             },
           );
           if (matched) {

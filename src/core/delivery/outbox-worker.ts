@@ -1,4 +1,3 @@
-import { parsePhoneNumberFromString } from "libphonenumber-js/max";
 import type { AppDirectory } from "../apps/apps.js";
 import { smsCost } from "../messages/sms-encoding.js";
 import { composeSmsText } from "../messages/sms-text.js";
@@ -17,6 +16,7 @@ import { maskAddress } from "../recipients.js";
 import type { CodeSecrets } from "../secrets.js";
 import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
+import { withoutRecipient } from "./contact-mask.js";
 import { storableError, storableMessageId } from "./provider-text.js";
 import type { SenderRouter } from "./sender-router.js";
 
@@ -221,7 +221,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         wakeRequested = true;
         return;
       }
-      const text = withoutRecipient(error instanceof Error ? error.message : String(error), message, code);
+      const text = withoutRecipient(
+        error instanceof Error ? error.message : String(error),
+        message.channel,
+        message.to,
+        code,
+      );
       const permanent = error instanceof SendFailure && error.permanent;
       // A permanent refusal is about the recipient, and proves the provider answers.
       if (permanent) breakers.succeeded(sender.id);
@@ -487,58 +492,6 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       code,
     };
   }
-}
-
-// Between the digits of a phone number as people and providers write it: "+1 (202) 555-0143".
-const PHONE_SEPARATORS = "[\\s().-]*";
-
-/**
- * A provider's error text fit for the log and the delivery record (which `GET /v1/verifications/{id}`
- * shows): providers quote the recipient ("550 5.1.1 <Ann.Lee@corp.example>: Recipient address
- * rejected", "The 'To' number +12025550143 is not a valid phone number") and may echo the message
- * with its code. The recipient becomes its masked form, as the log line shows it; the code becomes
- * `[code]`. An email address is matched in any case (and its domain in IDNA's ASCII form too); a
- * phone number as its national significant number, with or without the country code and "+", and
- * with the separators people write between digits. Only a failed try pays for this.
- */
-function withoutRecipient(text: string, message: OutboxMessage, code: string): string {
-  const masked = maskAddress(message.channel, message.to);
-  let clean = text;
-  for (const pattern of recipientPatterns(message)) clean = clean.replace(pattern, masked);
-  return code ? clean.replaceAll(code, "[code]") : clean;
-}
-
-function recipientPatterns(message: OutboxMessage): RegExp[] {
-  const address = message.to;
-  if (message.channel === "email") {
-    const patterns = [new RegExp(escapeRegExp(address), "gi")];
-    const at = address.lastIndexOf("@");
-    const domain = address.slice(at + 1);
-    // A relay may quote the domain as DNS knows it (xn--…) where the address has it in Unicode.
-    if (!/^[\x20-\x7e]*$/.test(domain)) {
-      try {
-        const ascii = new URL(`http://${domain}`).hostname;
-        patterns.push(new RegExp(escapeRegExp(`${address.slice(0, at)}@${ascii}`), "gi"));
-      } catch {
-        // not a domain the URL parser reads: only the address as stored is looked for
-      }
-    }
-    return patterns;
-  }
-  const phone = parsePhoneNumberFromString(address);
-  const digits = address.replace(/\D/g, "");
-  const national = phone?.nationalNumber ?? digits;
-  const callingCode = phone?.countryCallingCode ?? "";
-  const spaced = (run: string) => [...run].join(PHONE_SEPARATORS);
-  // The country code is optional, so the bare national number matches too; the longest form first.
-  const prefix = callingCode
-    ? `(?:\\+?${PHONE_SEPARATORS}${spaced(callingCode)}${PHONE_SEPARATORS})?`
-    : "\\+?";
-  return [new RegExp(`${prefix}${spaced(national)}`, "g")];
-}
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
 
 /** Exponential backoff with full jitter, so retries of many messages do not arrive in lockstep. */
