@@ -8,6 +8,13 @@ export const SEND_LOG_FLUSH_BATCH_ENTRIES = 100;
 // Under a flood (or while the database is down) the buffer is capped; the oldest entries are
 // dropped and counted rather than growing the heap without bound.
 const MAX_BUFFERED_ENTRIES = 50_000;
+// The most entries one write takes: after an outage the kept entries go back in writes of this
+// size, each one a statement a short store timeout lets finish, and (SQLite) a small part of the
+// group commit it shares with requests, so that a nearly full disk that takes the requests' writes
+// takes these too.
+export const SEND_LOG_MAX_WRITE_ENTRIES = 500;
+// While writes fail, how often the outage is told again, with what it holds and has dropped.
+const OUTAGE_REMINDER_MS = 60_000;
 
 /**
  * The send log's write buffer, shared by the SQLite and PostgreSQL adapters.
@@ -83,10 +90,14 @@ export class SendLogBuffer {
     return this.entries.length;
   }
 
-  /** Takes what is buffered (oldest first) and how many entries overflowed since the last take. */
-  take(): { entries: SendLogEntry[]; dropped: number } {
-    const taken = { entries: this.entries, dropped: this.dropped };
-    this.entries = [];
+  /**
+   * Takes the oldest `limit` entries buffered and how many entries overflowed since the last take.
+   * Entries left behind take no more repeats: a repeat after this starts an entry of its own.
+   */
+  take(limit = Number.POSITIVE_INFINITY): { entries: SendLogEntry[]; dropped: number } {
+    const all = this.entries.length <= limit;
+    const taken = { entries: all ? this.entries : this.entries.slice(0, limit), dropped: this.dropped };
+    this.entries = all ? [] : this.entries.slice(limit);
     this.repeatable.clear();
     this.lastMerged = undefined;
     this.dropped = 0;
@@ -153,58 +164,80 @@ export interface SendLogWriter {
  */
 export function startSendLogWriter(options: SendLogWriterOptions): SendLogWriter {
   const { buffer, write, storeFailed, logger } = options;
-  // The write running now, and the one queued behind it: a flush asked for meanwhile joins that.
-  let current: Promise<void> | null = null;
-  let next: Promise<void> | null = null;
-  let outage: { droppedEntries: number } | null = null;
+  // The last write asked for, until it ends; and the one waiting to start, which a flush joins.
+  let tail: Promise<void> | null = null;
+  let queued: Promise<void> | null = null;
+  let outage: { droppedEntries: number; toldAtMs: number } | null = null;
 
-  const writeBuffered = async () => {
-    const { entries, dropped } = buffer.take();
-    if (entries.length > 0) {
-      try {
-        await write(entries);
-        if (outage) {
-          logger.info({ dropped: outage.droppedEntries + dropped }, "send log writes resumed");
-          outage = null;
-          return;
-        }
-      } catch (error) {
-        if (storeFailed(error)) {
-          buffer.putBack(entries);
-          if (!outage) {
-            outage = { droppedEntries: 0 };
-            logger.error(
-              { err: error, entries: entries.length },
-              "send log write failed; its entries are kept and tried again each second",
-            );
-          }
-        } else {
-          logger.error({ err: error, entries: entries.length }, "send log write failed");
-        }
-      }
+  /** Writes one batch; false when it failed (the entries kept, or dropped if the batch is at fault). */
+  const writeBatch = async (): Promise<boolean> => {
+    const { entries, dropped } = buffer.take(SEND_LOG_MAX_WRITE_ENTRIES);
+    if (dropped > 0) {
+      if (outage) outage.droppedEntries += dropped;
+      else logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
     }
-    if (dropped === 0) return;
-    if (outage) outage.droppedEntries += dropped;
-    else logger.warn({ dropped }, "send log buffer overflowed; oldest entries dropped");
+    if (entries.length === 0) return true;
+    try {
+      await write(entries);
+    } catch (error) {
+      if (!storeFailed(error)) {
+        logger.error({ err: error, entries: entries.length }, "send log write failed");
+        return false;
+      }
+      buffer.putBack(entries);
+      const now = Date.now();
+      if (!outage) {
+        outage = { droppedEntries: 0, toldAtMs: now };
+        logger.error(
+          { err: error, entries: entries.length, kept: buffer.size },
+          "send log write failed; its entries are kept and tried again each second",
+        );
+      } else if (now - outage.toldAtMs >= OUTAGE_REMINDER_MS) {
+        outage.toldAtMs = now;
+        logger.error(
+          { err: error, kept: buffer.size, dropped: outage.droppedEntries },
+          "send log writes still failing; entries are kept",
+        );
+      }
+      return false;
+    }
+    if (outage) {
+      logger.info({ dropped: outage.droppedEntries }, "send log writes resumed");
+      outage = null;
+    }
+    return true;
   };
 
-  // Started at once when nothing is running, so the batch joins this turn's group commit.
-  const run = (): Promise<void> => {
-    const done: Promise<void> = writeBuffered()
-      .catch((error: unknown) => logger.error({ err: error }, "send log write crashed"))
-      .then(() => {
-        if (current === done) current = null;
-      });
-    current = done;
-    return done;
+  /** Writes what was buffered at the call, a batch at a time, until one fails. */
+  const writeBuffered = async () => {
+    let left = Math.max(buffer.size, 1);
+    while (left > 0) {
+      left -= SEND_LOG_MAX_WRITE_ENTRIES;
+      if (!(await writeBatch())) return;
+    }
   };
+
+  // One write at a time (two at once would put failed batches back out of order): a flush starts
+  // at once when none runs, so its batch joins this turn's group commit; else it waits for the last
+  // one asked, and a flush asked while one waits to start joins that one.
+  const writeNow = () =>
+    writeBuffered().catch((error: unknown) => logger.error({ err: error }, "send log write crashed"));
   const flush = (): Promise<void> => {
-    if (!current) return run();
-    next ??= current.then(() => {
-      next = null;
-      return run();
+    if (queued) return queued;
+    const before = tail;
+    const done: Promise<void> = (
+      before
+        ? before.then(() => {
+            queued = null;
+            return writeNow();
+          })
+        : writeNow()
+    ).then(() => {
+      if (tail === done) tail = null;
     });
-    return next;
+    tail = done;
+    if (before) queued = done;
+    return done;
   };
   const timer = setInterval(() => void flush(), SEND_LOG_FLUSH_INTERVAL_MS);
   timer.unref();
