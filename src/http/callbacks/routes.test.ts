@@ -85,6 +85,18 @@ describe("refused status callbacks in the log", () => {
     expect(bytes).toBeLessThan(3_000);
   });
 
+  // Regression: the minute's untold count was lost at shutdown, and a clock stepped back an hour
+  // put the next line an hour away. @see fix review C 7
+  it("tells what is untold at shutdown, and takes a clock stepped back as the minute gone by", async () => {
+    for (let i = 0; i < 5; i++) await forged("r");
+    clock.advanceSeconds(-3600);
+    await forged("r");
+    expect(refusalLines()).toMatchObject([{ refused: 1 }, { refused: 5 }]);
+    for (let i = 0; i < 3; i++) await forged("r");
+    await server.close();
+    expect(refusalLines()).toMatchObject([{ refused: 1 }, { refused: 5 }, { refused: 3 }]);
+  });
+
   it("takes a caller's request id only when it is short and plain, and answers with the one it took", async () => {
     await forged("trace-0af7651916cd43dd.8448eb211c80319c:01");
     expect(refusalLines()[0]?.reqId).toBe("trace-0af7651916cd43dd.8448eb211c80319c:01");

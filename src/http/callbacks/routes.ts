@@ -57,7 +57,8 @@ export async function deliveryCallbacks(
     }
     seen.count += 1;
     seen.reason = reason;
-    if (nowMs - seen.loggedAtMs >= REFUSAL_LOG_INTERVAL_MS) {
+    // A clock stepped back counts as the interval gone by, not as an hour to wait.
+    if (nowMs - seen.loggedAtMs >= REFUSAL_LOG_INTERVAL_MS || nowMs < seen.loggedAtMs) {
       clearTimeout(seen.timer);
       seen.timer = undefined;
       tell(request.log, provider, seen, nowMs);
@@ -68,13 +69,17 @@ export async function deliveryCallbacks(
           told.timer = undefined;
           if (told.count > 0) tell(fastify.log, provider, told, options.clock.nowMs());
         },
-        told.loggedAtMs + REFUSAL_LOG_INTERVAL_MS - nowMs,
+        Math.min(REFUSAL_LOG_INTERVAL_MS, told.loggedAtMs + REFUSAL_LOG_INTERVAL_MS - nowMs),
       );
       told.timer.unref();
     }
   };
+  // What the minute had not told yet is told at shutdown, not lost with its timer.
   fastify.addHook("onClose", async () => {
-    for (const seen of refusals.values()) clearTimeout(seen.timer);
+    for (const [provider, seen] of refusals) {
+      clearTimeout(seen.timer);
+      if (seen.count > 0) tell(fastify.log, provider, seen, options.clock.nowMs());
+    }
   });
 
   // Signatures cover the bytes as sent, so this plugin reads every body as a string, JSON included.
