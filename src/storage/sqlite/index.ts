@@ -74,10 +74,11 @@ export function createSqliteBackend(options: {
   const db = openSqliteDatabase(options);
   const ping = db.prepare("SELECT 1");
   const unreadyAfterFaultMs = options.unreadyAfterFaultMs ?? UNREADY_AFTER_FAULT_MS;
-  // Real time, not `clock`: readiness is about the file now, whatever clock the core is given.
+  // Real time, not `clock`: readiness is about the file now, whatever clock the core is given; and
+  // monotonic, so a wall clock stepped back does not keep the store unready until it catches up.
   let faultAtMs = Number.NEGATIVE_INFINITY;
   const noteFault = (error: unknown) => {
-    if (error instanceof OtpError && error.code === "STORE_UNAVAILABLE") faultAtMs = Date.now();
+    if (error instanceof OtpError && error.code === "STORE_UNAVAILABLE") faultAtMs = performance.now();
   };
   const group = createGroupCommit(db, noteFault);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
@@ -102,7 +103,7 @@ export function createSqliteBackend(options: {
       return fault;
     },
     onAnswered: group.onAnswered,
-    ready: async () => Date.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
+    ready: async () => performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;
       // From here on a worker thread checkpoints; the request thread never does.
