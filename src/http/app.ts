@@ -13,7 +13,7 @@ import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.
 import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresns/routes.js";
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
-import { documentRoute } from "./openapi.js";
+import { documentRoute, SECURITY_SCHEMES } from "./openapi.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
 
@@ -135,7 +135,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
         version: "0.1.0",
         description: "One-time verification codes by email and SMS",
       },
-      components: { securitySchemes: { apiKey: { type: "http", scheme: "bearer" } } },
+      components: { securitySchemes: SECURITY_SCHEMES },
       security: [{ apiKey: [] }],
     },
     transform: documentRoute,

@@ -29,7 +29,30 @@ const NATIVE_SEND_HEADERS = Type.Object({
   ),
 });
 
-const QUEUED_WITHOUT_BODY = { type: "null", description: "the code is queued: 200 with no body" };
+const EMPTY_200 = { type: "null", description: "done: 200 with no body" };
+// IDaaS answers these with 200 and no body at all.
+const EMPTY_REPLY_ROUTES = new Set([
+  "/api/v2/sdk/email/send",
+  "/api/v2/sdk/sms/send",
+  "/api/v2/sdk/pwd/update-by-email",
+  "/api/v2/sdk/pwd/update-by-mobile",
+]);
+
+/** The security schemes `/docs` names: the native API key, and the sessions the faces issue. */
+export const SECURITY_SCHEMES = {
+  apiKey: { type: "http", scheme: "bearer", description: "the native API's app API key" },
+  sessionBearer: {
+    type: "http",
+    scheme: "bearer",
+    description: "a signed-in call: CloudBase's access token, IDaaS's session_token or id_token",
+  },
+  fresnsAidToken: {
+    type: "apiKey",
+    in: "header",
+    name: "X-Fresns-Aid-Token",
+    description: "a signed-in Fresns call, with X-Fresns-Aid",
+  },
+} as const;
 
 interface Transformed {
   schema: FastifySchema;
@@ -47,15 +70,21 @@ export function documentRoute({
 }): Transformed {
   const doc: FastifySchema & Record<string, unknown> = { ...schema };
   const native = url.startsWith("/v1/") && !url.startsWith("/v1/dev/");
-  // The API key is the native API's alone; the faces of the published APIs take none.
-  if (!native) doc.security = [];
+  // The API key is the native API's alone (the global requirement). The published APIs' faces
+  // take none: anonymous calls, or a session of their own where a route needs a signed-in user.
+  if (!native) doc.security = sessionSecurity(url);
   if (url.startsWith("/api/v2/sdk/")) doc.headers = IDAAS_HEADERS;
-  if (url === "/api/v2/sdk/email/send" || url === "/api/v2/sdk/sms/send") {
-    doc.response = { 200: QUEUED_WITHOUT_BODY, ...(schema.response as object) };
-  }
+  if (EMPTY_REPLY_ROUTES.has(url)) doc.response = { 200: EMPTY_200, ...(schema.response as object) };
   if (url === "/v1/verifications" && route.method === "POST") doc.headers = NATIVE_SEND_HEADERS;
   if (native && schema.response) doc.response = problemResponses(schema.response as Record<string, unknown>);
   return { schema: doc, url };
+}
+
+/** None, or (`{}` makes it optional) the face's own session where it has one. */
+function sessionSecurity(url: string): Record<string, string[]>[] {
+  if (url.startsWith("/auth/v1/") || url.startsWith("/api/v2/sdk/")) return [{}, { sessionBearer: [] }];
+  if (url.startsWith("/api/v2/") || url.startsWith("/fresns-api/")) return [{}, { fresnsAidToken: [] }];
+  return [];
 }
 
 /** The native API's refusals as served: `application/problem+json`, a 500 among them. */

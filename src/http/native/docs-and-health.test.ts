@@ -86,14 +86,13 @@ describe("OpenAPI at /docs", () => {
     }
     const paths = spec.paths as Record<string, Record<string, Operation>>;
     const operation = (path: string, method: string) => paths[path]?.[method] as Operation;
-    for (const [path, method] of [
-      ["/healthz", "get"],
-      ["/api/v2/common/send-verify-code", "post"],
-      ["/auth/v1/verification", "post"],
-      ["/api/v2/sdk/email/send", "post"],
-    ] as const) {
-      expect(operation(path, method).security, path).toEqual([]);
-    }
+    expect(operation("/healthz", "get").security).toEqual([]);
+    expect(operation("/auth/v1/user/me", "get").security).toEqual([{}, { sessionBearer: [] }]);
+    expect(operation("/api/v2/sdk/pwd/update-by-mobile", "post").security).toEqual([
+      {},
+      { sessionBearer: [] },
+    ]);
+    expect(operation("/api/v2/account/detail", "get").security).toEqual([{}, { fresnsAidToken: [] }]);
     expect(operation("/v1/verifications", "post").security).toBeUndefined(); // the global API key
     const idaasHeaders = operation("/api/v2/sdk/email/send", "post")
       .parameters.filter((parameter: { in: string }) => parameter.in === "header")
@@ -110,9 +109,9 @@ describe("OpenAPI at /docs", () => {
         "x-l?",
       ]),
     );
-    expect(operation("/api/v2/sdk/email/send", "post").responses["200"]).toEqual({
-      description: "the code is queued: 200 with no body",
-    });
+    for (const path of ["/api/v2/sdk/email/send", "/api/v2/sdk/pwd/update-by-mobile"]) {
+      expect(operation(path, "post").responses["200"]).toEqual({ description: "done: 200 with no body" });
+    }
     const send = operation("/v1/verifications", "post");
     const sendHeaders = send.parameters
       .filter((parameter) => parameter.in === "header")
