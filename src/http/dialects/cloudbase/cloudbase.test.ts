@@ -1241,7 +1241,9 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
     );
   });
 
-  it("reads the SDK's text/plain JSON beside x-request-id or x-device-id, and refuses bare text/plain", async () => {
+  // Regression (fix review B 2): x-request-id opened it too, which front proxies add to every
+  // request, so any page's no-cors post became a send.
+  it("reads the SDK's text/plain JSON beside x-device-id, and refuses it otherwise", async () => {
     await start();
     let peer = 0;
     // Each from its own address, so that no call is asked for a captcha.
@@ -1261,22 +1263,26 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
     expect(withBoth.statusCode, withBoth.body).toBe(200);
     expect(withBoth.json().verification_id).toMatch(/^vf_/);
     expect((await plain(body("bob@example.com"), deviceId)).statusCode).toBe(200);
-    expect((await plain(body("cy@example.com"), requestId)).statusCode).toBe(200);
-    // Without either, any page could post it cross-site with no preflight: still refused.
+    // Without it, any page could post it cross-site with no preflight: still refused, even when a
+    // proxy adds x-request-id, or when the browser says it sent the request without CORS.
+    expectError(await plain(body("cy@example.com"), requestId), 400, "invalid_argument", 4000);
     expectError(await plain(body("dee@example.com")), 400, "invalid_argument", 4000);
+    for (const mode of ["no-cors", "navigate"]) {
+      const noCors = await plain(body("fay@example.com"), { ...deviceId, "sec-fetch-mode": mode });
+      expectError(noCors, 400, "invalid_argument", 4000);
+    }
     // Bad JSON is answered as under application/json.
-    const badPlain = await plain("{not json", requestId);
+    const badPlain = await plain("{not json", deviceId);
     const badJson = await post("/auth/v1/verification", "{not json", { "content-type": "application/json" });
     expectError(badPlain, 400, "invalid_argument", 4000);
     expect(badPlain.json()).toEqual(badJson.json());
     // The 16 KiB body limit holds.
     const padded = JSON.stringify({ email: "eve@example.com", pad: "x".repeat(16 * 1024) });
-    expectError(await plain(padded, requestId), 413, "invalid_argument", 4013);
+    expectError(await plain(padded, deviceId), 413, "invalid_argument", 4013);
     await t.deliverAll();
     expect(t.email.messages.map((message) => message.to).sort()).toEqual([
       "ann@example.com",
       "bob@example.com",
-      "cy@example.com",
     ]);
   });
 

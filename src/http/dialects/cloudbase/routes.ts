@@ -144,17 +144,17 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
   // The SDK's default request posts `JSON.stringify(body)` through fetch with no Content-Type, which
-  // browsers label text/plain. Such a body is read as JSON only beside the SDK's x-request-id or
-  // x-device-id: either header makes a cross-site request wait for a CORS preflight, so the
-  // text/plain that any page may post cross-site without one (see the form parser in
-  // captcha-page.ts) is still never read as JSON. Bare, it stays a string, which every body schema
-  // refuses.
+  // browsers label text/plain. Such a body is read as JSON only beside the SDK's x-device-id: the
+  // header makes a cross-site request wait for a CORS preflight, so the text/plain that any page
+  // may post cross-site without one (a no-cors fetch, a form with enctype text/plain: see the form
+  // parser in captcha-page.ts) is still never read as JSON. Not x-request-id, which the SDK sends
+  // too: front proxies add that one to every request. And never a request the browser says it
+  // sent without CORS (Sec-Fetch-Mode, which no page can set). Otherwise the body stays a string,
+  // which every body schema refuses.
   app.removeContentTypeParser("text/plain");
   app.addContentTypeParser("text/plain", { parseAs: "string" }, (request, body, done) => {
-    if (
-      headerValue(request, "x-request-id") === undefined &&
-      headerValue(request, "x-device-id") === undefined
-    ) {
+    const mode = headerValue(request, "sec-fetch-mode");
+    if (headerValue(request, "x-device-id") === undefined || mode === "no-cors" || mode === "navigate") {
       done(null, body);
       return;
     }
