@@ -10,7 +10,7 @@ import type { LightMyRequestResponse as InjectResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer, type TestServerOptions } from "../../../../test/harness.js";
 import { encryptPoint } from "../../../captcha/slider/aj-captcha-point.js";
-import type { Channel } from "../../../core/types.js";
+import type { App, Channel } from "../../../core/types.js";
 import { createJwtKeys } from "../../shared/jwt.js";
 import { IDAAS_ERRORS } from "./error-map.js";
 import { SESSION_TTL_SECONDS } from "./routes.js";
@@ -769,6 +769,24 @@ describe("passwords by code: pwd/update-by-email and pwd/update-by-mobile", () =
       await post(byMobile, { verify_code: again, password: NEW_PASSWORD }, { headers }),
       "USER.1005",
     );
+  });
+
+  // Regression: the change that lost the race answered "The app is not registered". @see fix review B 3
+  it("asks the loser of two changes at once by one session to log in again", async () => {
+    t = await open();
+    const app = (await t.engine.apps.byId("default")) as App;
+    const account = await t.engine.accounts.create({ app, email: ANN, phone: MOBILE_E164 });
+    const session = await t.engine.accounts.createSession(app, account, 3600, "idaas");
+    const headers = { authorization: `Bearer ${session.token}` };
+    const emailCode = await codeOf("email", ANN, "UPDATE_PWD_EMS");
+    const smsCode = await codeOf("sms", MOBILE, "UPDATE_PWD_SMS");
+    const answers = await Promise.all([
+      post(byEmail, { verify_code: emailCode, password: "password-email" }, { headers }),
+      post(byMobile, { verify_code: smsCode, password: "password-mobile" }, { headers }),
+    ]);
+    expect(answers.map((answer) => answer.statusCode).sort()).toEqual([200, 400]);
+    const loser = answers.find((answer) => answer.statusCode === 400);
+    expect(loser?.json().error_code).toBe("IDAAS.SDK.USER.1005");
   });
 
   it("names what is missing or wrong, and keeps the code for the right call", async () => {

@@ -368,7 +368,14 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       code,
       codeField: "verify_code",
     });
-    await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
+    try {
+      await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
+    } catch (error) {
+      // The session ended while its code was checked (another change of the password won the
+      // race): a login is asked for, as IDaaS asks it, not "the app is not registered".
+      if (error instanceof OtpError && error.code === "UNAUTHENTICATED") throw new OtpError("LOGIN_REQUIRED");
+      throw error;
+    }
   }
 
   // IDaaS answers a changed password with 200 and no body, as a queued code.
