@@ -1,13 +1,18 @@
 import type { CaptchaGenerator } from "../core/ports.js";
 import { createImageChallenge, normalizeImageAnswer } from "./image/image-challenge.js";
 import { createSecretKey, parsePointJson } from "./slider/aj-captcha-point.js";
+import { createSliderBackgrounds } from "./slider/slider-backgrounds.js";
 import { createSliderChallenge, SLIDER_TOLERANCE_PX } from "./slider/slider-challenge.js";
 
-/** The built-in challenge renderer: svg-captcha images and procedurally drawn jigsaw sliders. */
+/**
+ * The built-in challenge renderer: svg-captcha images and jigsaw sliders on procedural backgrounds,
+ * which it draws into a pool of its own at first use and varies per challenge.
+ */
 export function createCaptchaGenerator(): CaptchaGenerator {
+  const backgrounds = createSliderBackgrounds();
   return {
     image: () => createImageChallenge(),
-    slider: () => createSliderChallenge(),
+    slider: () => createSliderChallenge({ backgrounds }),
     normalizeImageAnswer,
     parseSliderX(input, clientKey) {
       const trimmed = input.trim();
