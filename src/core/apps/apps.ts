@@ -152,7 +152,7 @@ export class AppDirectory {
  * out of does not exist here (so a face with a weaker captcha policy is no way round another's).
  */
 export function requireServed(app: App | null, face: Face, field?: string): App {
-  if (!app || !app.faces.includes(face)) {
+  if (!app?.faces.includes(face)) {
     throw new OtpError("APP_NOT_FOUND", field ? { details: { field } } : {});
   }
   if (app.disabled) throw new OtpError("APP_DISABLED");
