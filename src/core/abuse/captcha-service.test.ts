@@ -470,6 +470,24 @@ describe("a third-party widget's tokens", () => {
     await service.redeemPass(shop, "good-after", "ann@example.com", "203.0.113.9");
   });
 
+  // Regression: hCaptcha's answer to a token solved on another sitekey was taken for the app's own
+  // trouble and given back, so such tokens reached the vendor without end. @see fix review 2 1
+  it("count a token solved on another site's sitekey as wrong", async () => {
+    const service = withTurnstile();
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 5; i++) {
+      stub.reply({ json: { success: false, "error-codes": ["sitekey-secret-mismatch"] } });
+    }
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit; i++) {
+      await failure(service.redeemPass(shop, `other-site-${i}`, "ann@example.com", "203.0.113.9"));
+    }
+    const refused = await otpError(
+      service.redeemPass(shop, "other-site-x", "ann@example.com", "203.0.113.9"),
+    );
+    expect(refused.code).toBe("RATE_LIMITED");
+    expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit);
+    expect(told).toEqual([]);
+  });
+
   // Regression: the vendor's reason was thrown away, so an outage and a bad token looked alike.
   // @see captcha review 8
   it("carry the vendor's own reason to the logs, and tell an outage at most once a minute", async () => {

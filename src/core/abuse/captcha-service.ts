@@ -59,9 +59,10 @@ export interface CaptchaServiceDeps {
   onVendorTrouble?: (appId: string, vendor: string, reason: string) => void;
 }
 
-// The vendor refusals that say nothing about the client: its outage, or the app's own settings.
+// The vendor refusals that say nothing about the client: its outage, or the app's own secret. Not
+// `sitekey-secret-mismatch`: that is what a token solved on another site's sitekey gets.
 const VENDOR_TROUBLE =
-  /^(timeout|network_error|internal_error|malformed_response|http_status_|rejected:.*(secret|sitekey))/;
+  /^(?:timeout|network_error|internal_error|malformed_response|http_status_\d+|rejected:(?:(?:missing|invalid)-input-secret,?)+)$/;
 const VENDOR_TROUBLE_EVERY_MS = 60_000;
 
 export type Challenge =
