@@ -10,9 +10,12 @@ export const SEND_LOG_FLUSH_BATCH_ENTRIES = 100;
 const MAX_BUFFERED_ENTRIES = 50_000;
 // The most entries one write takes: after an outage the kept entries go back in writes of this
 // size, each one a statement a short store timeout lets finish, and (SQLite) a small part of the
-// group commit it shares with requests, so that a nearly full disk that takes the requests' writes
-// takes these too.
-export const SEND_LOG_MAX_WRITE_ENTRIES = 500;
+// group commit it shares with requests; and far more than a second's flood of entries that name
+// recipients, so that a slow store (100 ms a write) still keeps up with 20,000 a second.
+export const SEND_LOG_MAX_WRITE_ENTRIES = 2_000;
+// At the cap, the oldest tenth goes at once: one splice per so many entries, where dropping one
+// at a time moved the whole array on every entry recorded (36-51 µs each, on the request path).
+const DROPPED_AT_ONCE = MAX_BUFFERED_ENTRIES / 10;
 // While writes fail, how often the outage is told again, with what it holds and has dropped.
 const OUTAGE_REMINDER_MS = 60_000;
 
@@ -61,13 +64,14 @@ export class SendLogBuffer {
       this.lastMerged = entry;
     }
     if (this.entries.length >= MAX_BUFFERED_ENTRIES) {
-      const oldest = this.entries.shift();
-      const oldestKey = oldest ? repeatKey(oldest) : undefined;
-      // An entry put back after a failed write is not the one its key maps to now.
-      if (oldestKey !== undefined && this.repeatable.get(oldestKey) === oldest)
-        this.repeatable.delete(oldestKey);
-      if (oldest === this.lastMerged) this.lastMerged = undefined;
-      this.dropped += 1;
+      for (const oldest of this.entries.splice(0, DROPPED_AT_ONCE)) {
+        const oldestKey = repeatKey(oldest);
+        // An entry put back after a failed write is not the one its key maps to now.
+        if (oldestKey !== undefined && this.repeatable.get(oldestKey) === oldest)
+          this.repeatable.delete(oldestKey);
+        if (oldest === this.lastMerged) this.lastMerged = undefined;
+      }
+      this.dropped += DROPPED_AT_ONCE;
     }
     this.entries.push(entry);
     return this.entries.length === this.flushAt;
@@ -185,7 +189,8 @@ export function startSendLogWriter(options: SendLogWriterOptions): SendLogWriter
         return false;
       }
       buffer.putBack(entries);
-      const now = Date.now();
+      // Monotonic: a wall clock stepped back would silence the reminder until it caught up.
+      const now = performance.now();
       if (!outage) {
         outage = { droppedEntries: 0, toldAtMs: now };
         logger.error(
