@@ -47,8 +47,21 @@ describe("withoutRecipient", () => {
     expect(sms(text)).toBe("Your code is [code]");
   });
 
-  it("keeps what is no contact: error codes, times, other numbers", () => {
+  it("keeps what is no contact: error codes, times, other numbers, an '=40' that makes no address", () => {
     expect(sms("error 30003 at 12:04, retry in 60 s")).toBe("error 30003 at 12:04, retry in 60 s");
+    expect(sms("throttled (max=40), retry=40s")).toBe("throttled (max=40), retry=40s");
+  });
+
+  // @see fix review 2 (4, 5)
+  it("masks every copy of the code, and an address given folded as the provider quotes it", () => {
+    expect(sms("Your code is 702736 702736")).toBe("Your code is [code] [code]");
+    const fullWidth = withoutRecipient(
+      "550 <ann.lee@corp.example> unknown",
+      "email",
+      "ａｎｎ.lee@corp.example",
+      "",
+    );
+    expect(fullWidth).toBe("550 <ａ***@corp.example> unknown");
   });
 
   it("stays linear on hostile text, and keeps what the record keeps", () => {
@@ -67,5 +80,10 @@ describe("withoutContacts (a status callback's error, recipient unknown)", () =>
       'handset [number] rejected "Your code is [code]" (error 30008)',
     );
     expect(withoutContacts("mailbox Ann.Lee@corp.example full")).toBe("mailbox A***@corp.example full");
+    // @see fix review 2 (3)
+    for (const kept of ["error code 30007", "HTTP 400 21211", "ErrorCode=4001002", "rate=40/min"]) {
+      expect(withoutContacts(kept)).toBe(kept);
+    }
+    expect(withoutContacts("to 13800138000 failed")).toBe("to [number] failed");
   });
 });

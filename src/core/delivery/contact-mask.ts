@@ -19,8 +19,13 @@ import { MAX_PROVIDER_ERROR_CHARS } from "./provider-text.js";
  */
 export function withoutRecipient(text: string, channel: Channel, to: string, code: string): string {
   let clean = readable(text);
-  if (channel === "email") clean = withoutEmail(clean, to);
-  else {
+  if (channel === "email") {
+    // The address as the text now reads it too: one given with full-width letters or an escape
+    // ("ａｎｎ@", "ann%41@") is quoted back folded.
+    const folded = readable(to);
+    clean = withoutEmail(clean, to);
+    if (folded !== to) clean = withoutEmail(clean, folded, maskAddress("email", to));
+  } else {
     const national = parsePhoneNumberFromString(to)?.nationalNumber ?? to.replace(/\D/g, "");
     clean = maskDigitRuns(clean, national, 3, () => maskAddress("sms", to), true);
   }
@@ -29,14 +34,15 @@ export function withoutRecipient(text: string, channel: Channel, to: string, cod
 
 /**
  * A status callback's error text, where the recipient and the code are not known: every email
- * address, every run of seven or more digits (a phone number's length) and digits that follow the
- * word "code" are masked. A provider's error code ("error 30003") stays.
+ * address, every phone number (a "+" and seven digits or more, or ten digits or more) and digits
+ * that follow the word "code" (but not "error code") are masked. A provider's error code ("error
+ * 30003", "HTTP 400 21211", "ErrorCode=4001002") stays.
  */
 export function withoutContacts(text: string): string {
   return readable(text)
-    .replace(/[^\s<>"'(),;:@]{1,64}@[^\s<>"'(),;:@]{1,253}/g, (address) => maskAddress("email", address))
-    .replace(/\+?\d(?:[^\d\n]{0,3}\d){6,}/g, "[number]")
-    .replace(/(code\D{0,12}?)\d(?:\D?\d){3,9}/gi, "$1[code]");
+    .replace(/[^\s<>"'(),;:@=]{1,64}@[^\s<>"'(),;:@]{1,253}/g, (address) => maskAddress("email", address))
+    .replace(/\+\d(?:[^\d\n]{0,3}\d){6,}|\d(?:[^\d\n]{0,3}\d){9,}/g, "[number]")
+    .replace(/(?<!error\W{0,3})(code\D{0,12}?)\d(?:\D?\d){3,9}/gi, "$1[code]");
 }
 
 /** Cut, percent-escapes decoded and compatibility forms folded. */
@@ -51,19 +57,19 @@ function readable(text: string): string {
           return escaped;
         }
       })
-      // Quoted-printable's "@" and "." (a relay quoting a message body): only these two, as "=41"
-      // in plain text ("retry=30") is no escape.
-      .replace(/=40/g, "@")
-      .replace(/=2E/g, ".")
+      // Quoted-printable's "@" and "." (a relay quoting a message body), only where they make an
+      // address: "=40" in plain text ("retry=40s", "max=40") is no escape.
+      .replace(/[\w.+-]{1,64}=40[\w-]{1,63}(?:(?:\.|=2E)[\w-]{1,63})+/g, (address) =>
+        address.replace("=40", "@").replaceAll("=2E", "."),
+      )
       .normalize("NFKC")
   );
 }
 
-function withoutEmail(text: string, address: string): string {
+function withoutEmail(text: string, address: string, masked = maskAddress("email", address)): string {
   const at = address.lastIndexOf("@");
   const local = address.slice(0, at);
   const domain = address.slice(at + 1);
-  const masked = maskAddress("email", address);
   let clean = text;
   const spellings = new Set([domain, domainToASCII(domain), domainToUnicode(domain)].filter(Boolean));
   for (const spelling of spellings) {
@@ -94,13 +100,18 @@ function maskDigitRuns(
   let digits = "";
   let positions: number[] = [];
   const flush = () => {
-    const found = digits.indexOf(target);
-    if (found >= 0) {
+    // Every copy in the run ("955377 955377"), or the run once when it goes whole.
+    for (
+      let found = digits.indexOf(target);
+      found >= 0;
+      found = digits.indexOf(target, found + target.length)
+    ) {
       let start = positions[wholeRun ? 0 : found] as number;
       const end = (positions[wholeRun ? positions.length - 1 : found + target.length - 1] as number) + 1;
       if (wholeRun && text[start - 1] === "+") start -= 1;
       out += text.slice(copiedTo, start) + replacement();
       copiedTo = end;
+      if (wholeRun) break;
     }
     digits = "";
     positions = [];
