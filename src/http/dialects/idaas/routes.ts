@@ -371,10 +371,14 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     try {
       await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
     } catch (error) {
-      // The session ended while its code was checked (another change of the password won the
-      // race): a login is asked for, as IDaaS asks it, not "the app is not registered".
-      if (error instanceof OtpError && error.code === "UNAUTHENTICATED") throw new OtpError("LOGIN_REQUIRED");
-      throw error;
+      if (!(error instanceof OtpError && error.code === "UNAUTHENTICATED")) throw error;
+      // The account changed while the code was checked (another change of the password won the
+      // race). If this session lives on (a change by this same session keeps it), this change
+      // follows that one, as two made one after the other would; else a login is asked for, as
+      // IDaaS asks it, not "the app is not registered".
+      const again = await loggedInSession(request, tenant);
+      if (!again) throw new OtpError("LOGIN_REQUIRED");
+      await engine.accounts.update(again.account, { password }, { keepSessions: [again.sessionId] });
     }
   }
 
