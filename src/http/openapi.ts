@@ -80,11 +80,21 @@ export function documentRoute({
   return { schema: doc, url };
 }
 
-/** None, or (`{}` makes it optional) the face's own session where it has one. */
+// The routes of the published APIs that answer only a signed-in user (the others take one where
+// a send or a change concerns the caller's own account, and none otherwise).
+const SIGNED_IN_ONLY =
+  /^(?:\/auth\/v1\/user\/(?:me|signout|sudo|contact|password)|\/(?:api\/v2|fresns-api\/v1)\/(?:account\/(?:verify-identity|edit|detail|apply-delete|recall-delete|logout)|user\/auth))$/;
+
+/** The face's own session: required, optional (`{}` allows none), or none at all. */
 function sessionSecurity(url: string): Record<string, string[]>[] {
-  if (url.startsWith("/auth/v1/") || url.startsWith("/api/v2/sdk/")) return [{}, { sessionBearer: [] }];
-  if (url.startsWith("/api/v2/") || url.startsWith("/fresns-api/")) return [{}, { fresnsAidToken: [] }];
-  return [];
+  const session: Record<string, string[]> | undefined =
+    url.startsWith("/auth/v1/") || url.startsWith("/api/v2/sdk/")
+      ? { sessionBearer: [] }
+      : url.startsWith("/api/v2/") || url.startsWith("/fresns-api/")
+        ? { fresnsAidToken: [] }
+        : undefined;
+  if (!session) return [];
+  return SIGNED_IN_ONLY.test(url) ? [session] : [{}, session];
 }
 
 /** The native API's refusals as served: `application/problem+json`, a 500 among them. */

@@ -87,12 +87,15 @@ describe("OpenAPI at /docs", () => {
     const paths = spec.paths as Record<string, Record<string, Operation>>;
     const operation = (path: string, method: string) => paths[path]?.[method] as Operation;
     expect(operation("/healthz", "get").security).toEqual([]);
-    expect(operation("/auth/v1/user/me", "get").security).toEqual([{}, { sessionBearer: [] }]);
+    // @see fix review 2 (7): a route only a signed-in user may call does not say "or none"
+    expect(operation("/auth/v1/user/me", "get").security).toEqual([{ sessionBearer: [] }]);
+    expect(operation("/auth/v1/verification", "post").security).toEqual([{}, { sessionBearer: [] }]);
     expect(operation("/api/v2/sdk/pwd/update-by-mobile", "post").security).toEqual([
       {},
       { sessionBearer: [] },
     ]);
-    expect(operation("/api/v2/account/detail", "get").security).toEqual([{}, { fresnsAidToken: [] }]);
+    expect(operation("/api/v2/account/detail", "get").security).toEqual([{ fresnsAidToken: [] }]);
+    expect(operation("/api/v2/account/login", "post").security).toEqual([{}, { fresnsAidToken: [] }]);
     expect(operation("/v1/verifications", "post").security).toBeUndefined(); // the global API key
     const idaasHeaders = operation("/api/v2/sdk/email/send", "post")
       .parameters.filter((parameter: { in: string }) => parameter.in === "header")
