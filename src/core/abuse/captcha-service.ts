@@ -16,6 +16,11 @@ import { clientAddressOf } from "./abuse-rules.js";
 /** A challenge lives 300 s and allows a few tries; its pass token lives 600 s (issue 3). */
 export const CHALLENGE_TTL_SECONDS = 300;
 export const CHALLENGE_TRIES = 3;
+/**
+ * A slider takes one answer, as AJ-Captcha's `check` deletes its token before comparing: it shows a
+ * decoy gap beside the real one, and a second try would let a script answer both.
+ */
+export const SLIDER_TRIES = 1;
 export const PASS_TTL_SECONDS = 600;
 // Our pass tokens; any other token presented is a third-party widget's, if the app has one.
 const PASS_TOKEN_PREFIX = "cp_";
@@ -169,7 +174,8 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       await admit(app, clientIp);
       const token = newSecretToken("cc");
       const expiresAtMs = clock.nowMs() + CHALLENGE_TTL_SECONDS * 1000;
-      const base = { token, appId: app.id, kind, triesLeft: CHALLENGE_TRIES, expiresAtMs };
+      const triesLeft = kind === "slider" ? SLIDER_TRIES : CHALLENGE_TRIES;
+      const base = { token, appId: app.id, kind, triesLeft, expiresAtMs };
       if (kind === "image") {
         const image = generator.image();
         const answer = generator.normalizeImageAnswer(image.answer);
