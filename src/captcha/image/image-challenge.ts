@@ -5,12 +5,12 @@ import { rasterizeSvgCaptcha } from "./rasterize-svg-captcha.js";
 
 /**
  * Characters an image answer is drawn from: upper-case letters and digits minus the ones people
- * confuse in a distorted font (0/O, 1/I/L). Answers are compared upper-case, so lower-case `l`
- * never appears either.
+ * confuse in a distorted font (0/O, 1/I/L, 2/Z, 5/S, 8/B/3, and J, which this font draws like an
+ * I). Answers are compared upper-case, so lower-case `l` never appears either.
  */
-export const IMAGE_ANSWER_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+export const IMAGE_ANSWER_ALPHABET = "ACDEFGHKMNPQRTUVWXY4679";
 
-/** Smallest and largest answer length; 4 is the default (about 20 bits with this 31-character alphabet; the core limits tries). */
+/** Smallest and largest answer length; 4 is the default (about 18 bits with this 23-character alphabet; the core limits tries). */
 export const IMAGE_ANSWER_MIN_LENGTH = 4;
 export const IMAGE_ANSWER_MAX_LENGTH = 6;
 

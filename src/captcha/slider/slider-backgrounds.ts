@@ -3,9 +3,9 @@ import { randomInt } from "node:crypto";
 /** How many pictures a pool keeps per canvas size, each drawn the first time it is picked. */
 const DEFAULT_POOL_SIZE = 8;
 /**
- * Every this many challenges of a size, the picture picked is drawn afresh first: a picture serves
- * about pool size × this many challenges, so a catalogue of the pool goes stale, and drawing (~6 ms)
- * costs ~0.1 ms a challenge.
+ * Every this many challenges of a size, the picture picked is drawn afresh first, so drawing (~6 ms)
+ * costs ~0.1 ms a challenge. It does not keep a script from learning the pool: a redrawn picture is
+ * learned again from its first sighting (see below).
  */
 const DEFAULT_REDRAW_EVERY = 64;
 /** Pictures are drawn this much larger than the canvas, and each challenge shows a window of one. */
@@ -63,8 +63,10 @@ export interface SliderBackgroundsOptions {
  * with requests). Drawing one costs ~6 ms, half of a challenge's old cost: here each is drawn the
  * first time it is picked and then reused, and every challenge gets its own window of it, flipped
  * or not either way, with its channels reordered and scaled. That keeps one picture from looking
- * like the last; it does not keep a script that collects many challenges from telling the pool's
- * pictures apart, which gains it nothing the slider's piece does not already give away.
+ * like the last, and nothing more: a script that collects a dozen challenges aligns each new one
+ * with the pictures it has seen and learns what lies under both gaps, so it tells the real one
+ * from the decoy (as it already does by the piece's edges). The built-in slider slows scripts; it
+ * is not what stops them (README).
  */
 export function createSliderBackgrounds(options: SliderBackgroundsOptions = {}): SliderBackgrounds {
   const poolSize = options.poolSize ?? DEFAULT_POOL_SIZE;
