@@ -455,7 +455,10 @@ describe("a third-party widget's tokens", () => {
   // all good. @see fix review A 1
   it("count nothing for the vendor's own trouble, nor for a good token sent beside too many others", async () => {
     const service = withTurnstile();
-    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) stub.reply({ status: 503 });
+    // an HTTP 503, then Turnstile's own `internal-error` (@see fix review 3 1)
+    for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) {
+      stub.reply(i % 2 ? { status: 503 } : { json: { success: false, "error-codes": ["internal-error"] } });
+    }
     for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) {
       await failure(service.redeemPass(shop, `token-${i}`, "ann@example.com", "203.0.113.9"));
     }

@@ -64,10 +64,11 @@ export interface CaptchaServiceDeps {
   onVendorTrouble?: (appId: string, vendor: string, reason: string) => void;
 }
 
-// The vendor refusals that say nothing about the client: its outage, or the app's own secret. Not
-// `sitekey-secret-mismatch`: that is what a token solved on another site's sitekey gets.
+// The vendor refusals that say nothing about the client: its outage (Turnstile's `internal-error`
+// too), or the app's own secret. Not `sitekey-secret-mismatch`: that is what a token solved on
+// another site's sitekey gets.
 const VENDOR_TROUBLE =
-  /^(?:timeout|network_error|internal_error|malformed_response|http_status_\d+|rejected:(?:(?:missing|invalid)-input-secret,?)+)$/;
+  /^(?:timeout|network_error|internal_error|malformed_response|http_status_\d+|rejected:(?:(?:missing-input-secret|invalid-input-secret|internal-error),?)+)$/;
 const VENDOR_TROUBLE_EVERY_MS = 60_000;
 
 export type Challenge =
