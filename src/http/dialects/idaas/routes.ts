@@ -378,7 +378,14 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       // IDaaS asks it, not "the app is not registered".
       const again = await loggedInSession(request, tenant);
       if (!again) throw new OtpError("LOGIN_REQUIRED");
-      await engine.accounts.update(again.account, { password }, { keepSessions: [again.sessionId] });
+      await engine.accounts
+        .update(again.account, { password }, { keepSessions: [again.sessionId] })
+        .catch((retried: unknown) => {
+          // A third change (or a reset) won again: one retry only, and a login asked for.
+          if (retried instanceof OtpError && retried.code === "UNAUTHENTICATED")
+            throw new OtpError("LOGIN_REQUIRED");
+          throw retried;
+        });
     }
   }
 
