@@ -13,6 +13,7 @@ describe("withoutRecipient", () => {
     ["in IDNA's ASCII form", "550 <victim.person@xn--bcher-kva.de> rejected"],
     ["URL-encoded", "to=victim.person%40b%C3%BCcher.de failed"],
     ["quoted-printable", "To: victim.person=40bücher=2Ede failed"],
+    ["quoted-printable, its local part escaped too", "To: victim=2Eperson=40bücher=2Ede failed"],
   ])("masks an email address %s", (_, text) => {
     const clean = email(text);
     expect(clean).toContain("v***@bücher.de");
@@ -81,7 +82,13 @@ describe("withoutContacts (a status callback's error, recipient unknown)", () =>
     );
     expect(withoutContacts("mailbox Ann.Lee@corp.example full")).toBe("mailbox A***@corp.example full");
     // @see fix review 2 (3)
-    for (const kept of ["error code 30007", "HTTP 400 21211", "ErrorCode=4001002", "rate=40/min"]) {
+    for (const kept of [
+      "error code 30007",
+      "error_code 30007",
+      "HTTP 400 21211",
+      "ErrorCode=4001002",
+      "rate=40/min",
+    ]) {
       expect(withoutContacts(kept)).toBe(kept);
     }
     expect(withoutContacts("to 13800138000 failed")).toBe("to [number] failed");

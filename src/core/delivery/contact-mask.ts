@@ -42,7 +42,7 @@ export function withoutContacts(text: string): string {
   return readable(text)
     .replace(/[^\s<>"'(),;:@=]{1,64}@[^\s<>"'(),;:@]{1,253}/g, (address) => maskAddress("email", address))
     .replace(/\+\d(?:[^\d\n]{0,3}\d){6,}|\d(?:[^\d\n]{0,3}\d){9,}/g, "[number]")
-    .replace(/(?<!error\W{0,3})(code\D{0,12}?)\d(?:\D?\d){3,9}/gi, "$1[code]");
+    .replace(/(?<!error[\W_]{0,3})(code\D{0,12}?)\d(?:\D?\d){3,9}/gi, "$1[code]");
 }
 
 /** Cut, percent-escapes decoded and compatibility forms folded. */
@@ -59,8 +59,12 @@ function readable(text: string): string {
       })
       // Quoted-printable's "@" and "." (a relay quoting a message body), only where they make an
       // address: "=40" in plain text ("retry=40s", "max=40") is no escape.
-      .replace(/[\w.+-]{1,64}=40[\w-]{1,63}(?:(?:\.|=2E)[\w-]{1,63})+/g, (address) =>
-        address.replace("=40", "@").replaceAll("=2E", "."),
+      .replace(
+        /(?:[\p{L}\p{N}_.+-]|=[0-9A-F]{2}){1,64}=40[\p{L}\p{N}_-]{1,63}(?:(?:\.|=2E)[\p{L}\p{N}_-]{1,63})+/gu,
+        (address) =>
+          address.replace(/=([0-9A-F]{2})/g, (_, hex: string) =>
+            String.fromCharCode(Number.parseInt(hex, 16)),
+          ),
       )
       .normalize("NFKC")
   );
