@@ -53,6 +53,19 @@ describe("SendLogBuffer", () => {
     expect(full.indexOf(true) + 1).toBe(500);
   });
 
+  // Regression: a merged entry dropped at the cap counted as one decision, however many it stood
+  // for. @see fix review 3 4
+  it("counts every decision a dropped entry stood for", () => {
+    const buffer = new SendLogBuffer();
+    for (let n = 0; n < 1_000; n++) buffer.record(refusal("203.0.113.9"));
+    for (let n = 0; n < 50_000; n++) {
+      buffer.record({ ...refusal("198.51.100.1", n), to: `user${n}@example.com`, channel: "email" });
+    }
+    const { entries, dropped } = buffer.take();
+    expect(entries).toHaveLength(45_001);
+    expect(dropped).toBe(1_000 + 4_999);
+  });
+
   it("puts a failed write's entries back ahead of newer ones, dropping the oldest past its cap", () => {
     const buffer = new SendLogBuffer();
     const about = (n: number): SendLogEntry => ({ ...refusal("z", n), to: `r${n}` });

@@ -70,8 +70,9 @@ export class SendLogBuffer {
         if (oldestKey !== undefined && this.repeatable.get(oldestKey) === oldest)
           this.repeatable.delete(oldestKey);
         if (oldest === this.lastMerged) this.lastMerged = undefined;
+        // A merged entry stands for every decision it counts.
+        this.dropped += oldest.count ?? 1;
       }
-      this.dropped += DROPPED_AT_ONCE;
     }
     this.entries.push(entry);
     return this.entries.length === this.flushAt;
@@ -85,7 +86,7 @@ export class SendLogBuffer {
   putBack(entries: SendLogEntry[]): void {
     const room = MAX_BUFFERED_ENTRIES - this.entries.length;
     const kept = entries.length <= room ? entries : entries.slice(entries.length - Math.max(room, 0));
-    this.dropped += entries.length - kept.length;
+    for (const lost of entries.slice(0, entries.length - kept.length)) this.dropped += lost.count ?? 1;
     this.entries = kept.concat(this.entries);
   }
 
