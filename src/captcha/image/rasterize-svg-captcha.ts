@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import { hslToRgb } from "../pixels.js";
 
 /** A picture as GIF stores it: a palette and one palette index per pixel. */
 export interface IndexedImage {
@@ -37,7 +38,7 @@ export const GLYPH_MAX_ROTATION_DEGREES = 25;
  * every copy of a character at one size (it moves points by at most 0.1 px), which is what lets one
  * template per character and angle read it.
  */
-export const GLYPH_MIN_SCALE = 0.85;
+const GLYPH_MIN_SCALE = 0.85;
 export const GLYPH_MAX_SCALE = 1.1;
 
 /**
@@ -46,8 +47,8 @@ export const GLYPH_MAX_SCALE = 1.1;
  * open-source code draws (81 of 100), so glyphs may touch at most: the captcha is tuned for people,
  * as no built-in one stops a script that trains on it (README).
  */
-export const GLYPH_MIN_GAP_PX = 0;
-export const GLYPH_MAX_GAP_PX = 2;
+const GLYPH_MIN_GAP_PX = 0;
+const GLYPH_MAX_GAP_PX = 2;
 
 /** How far a glyph's centre may sit above or below the image's middle (less where it would leave the image). */
 export const GLYPH_MAX_SHIFT_Y_PX = 5;
@@ -244,19 +245,8 @@ function randomWarp(): SineWarp {
 }
 
 function randomInkColor(): number {
-  const hue = randomUnit() * 6;
-  const chroma = (1 - Math.abs(2 * INK_LIGHTNESS - 1)) * INK_SATURATION;
-  const second = chroma * (1 - Math.abs((hue % 2) - 1));
-  const rgb = [
-    [chroma, second, 0],
-    [second, chroma, 0],
-    [0, chroma, second],
-    [0, second, chroma],
-    [second, 0, chroma],
-    [chroma, 0, second],
-  ][Math.floor(hue)]!;
-  const base = INK_LIGHTNESS - chroma / 2;
-  return rgb.reduce((color, channel) => (color << 8) | Math.round((channel + base) * 255), 0);
+  const [r, g, b] = hslToRgb(randomUnit() * 360, INK_SATURATION, INK_LIGHTNESS);
+  return (r << 16) | (g << 8) | b;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { randomInt } from "node:crypto";
+import { hslToRgb, mix, type Rgb } from "../pixels.js";
 
 /** How many pictures a pool keeps per canvas size, each drawn the first time it is picked. */
 const DEFAULT_POOL_SIZE = 8;
@@ -27,8 +28,6 @@ const CHANNEL_ORDERS = [
 const COLOR_STEP_LEVELS = 4;
 /** Small, nearly opaque dots: sharp edges everywhere, so an edge detector finds more than the gap's outline. */
 const CONFETTI_DOTS = 40;
-
-type Rgb = [number, number, number];
 
 interface Picture {
   width: number;
@@ -275,28 +274,4 @@ function blendPixel(data: Uint8ClampedArray, index: number, color: Rgb, opacity:
   data[index] = mix(data[index]!, color[0], opacity);
   data[index + 1] = mix(data[index + 1]!, color[1], opacity);
   data[index + 2] = mix(data[index + 2]!, color[2], opacity);
-}
-
-function mix(from: number, to: number, amount: number): number {
-  return from + (to - from) * amount;
-}
-
-function hslToRgb(hueDegrees: number, saturation: number, lightness: number): Rgb {
-  const chroma = (1 - Math.abs(2 * lightness - 1)) * saturation;
-  const sector = hueDegrees / 60;
-  const second = chroma * (1 - Math.abs((sector % 2) - 1));
-  const [r, g, b] =
-    sector < 1
-      ? [chroma, second, 0]
-      : sector < 2
-        ? [second, chroma, 0]
-        : sector < 3
-          ? [0, chroma, second]
-          : sector < 4
-            ? [0, second, chroma]
-            : sector < 5
-              ? [second, 0, chroma]
-              : [chroma, 0, second];
-  const base = lightness - chroma / 2;
-  return [Math.round((r + base) * 255), Math.round((g + base) * 255), Math.round((b + base) * 255)];
 }

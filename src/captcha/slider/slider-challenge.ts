@@ -1,4 +1,5 @@
 import { randomFillSync, randomInt } from "node:crypto";
+import { mix } from "../pixels.js";
 import { encodePng } from "./encode-png.js";
 import { createSliderBackgrounds, type SliderBackgrounds } from "./slider-backgrounds.js";
 
@@ -306,10 +307,6 @@ function edgePixels(coverage: Uint8Array, pieceSize: number): Uint8Array {
     }
   }
   return edge;
-}
-
-function mix(from: number, to: number, amount: number): number {
-  return from + (to - from) * amount;
 }
 
 function clampByte(value: number): number {
