@@ -12,7 +12,7 @@ const MAX_BUFFERED_ENTRIES = 50_000;
 // size, each one a statement a short store timeout lets finish, and (SQLite) a small part of the
 // group commit it shares with requests; and far more than a second's flood of entries that name
 // recipients, so that a slow store (100 ms a write) still keeps up with 20,000 a second.
-export const SEND_LOG_MAX_WRITE_ENTRIES = 2_000;
+const SEND_LOG_MAX_WRITE_ENTRIES = 2_000;
 // At the cap, the oldest tenth goes at once: one splice per so many entries, where dropping one
 // at a time moved the whole array on every entry recorded (36-51 µs each, on the request path).
 const DROPPED_AT_ONCE = MAX_BUFFERED_ENTRIES / 10;

@@ -20,7 +20,7 @@ export const CHALLENGE_TRIES = 3;
  * A slider takes one answer, as AJ-Captcha's `check` deletes its token before comparing: it shows a
  * decoy gap beside the real one, and a second try would let a script answer both.
  */
-export const SLIDER_TRIES = 1;
+const SLIDER_TRIES = 1;
 export const PASS_TTL_SECONDS = 600;
 // Our pass tokens; any other token presented is a third-party widget's, if the app has one.
 const PASS_TOKEN_PREFIX = "cp_";
@@ -107,7 +107,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 
   const vendorTroubleToldAtMs = new Map<string, number>();
   const tellVendorTrouble = (appId: string, vendor: string, reason: string) => {
-    if (!deps.onVendorTrouble || !VENDOR_TROUBLE.test(reason)) return;
+    if (!deps.onVendorTrouble) return;
     const now = clock.nowMs();
     if (now - (vendorTroubleToldAtMs.get(appId) ?? Number.NEGATIVE_INFINITY) < VENDOR_TROUBLE_EVERY_MS)
       return;

@@ -49,7 +49,7 @@ function mapSecrets(app: App, map: (value: string, path: string) => string): App
   };
 }
 
-export function sealAppSecrets(app: App, secrets: CodeSecrets): App {
+function sealAppSecrets(app: App, secrets: CodeSecrets): App {
   return mapSecrets(app, (value) => SEALED_PREFIX + secrets.sealSetting(value));
 }
 
