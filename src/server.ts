@@ -9,14 +9,14 @@ import { syncConfiguredApps } from "./config/apps-sync.js";
 import { type Config, isClusterMode } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
-import { AppDirectory, normalizeApp } from "./core/apps/apps.js";
+import { AppDirectory, captchaGap, normalizeApp } from "./core/apps/apps.js";
 import { sealingAppStore } from "./core/apps/sealed-app-store.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
 import type { OutboxWorker } from "./core/delivery/outbox-worker.js";
 import { createEngine, type Engine } from "./core/engine.js";
 import type { Clock, MessageSender } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
-import type { App, CaptchaMode, Channel } from "./core/types.js";
+import type { Channel } from "./core/types.js";
 import { assembleDelivery, type Delivery } from "./delivery-root.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { buildHttpApp } from "./http/app.js";
@@ -40,23 +40,6 @@ export interface RunningServer {
   startBackground(): void;
   /** drains requests, then the outbox round in flight, then closes the store */
   close(): Promise<void>;
-}
-
-const CAPTCHA_STRENGTH: Record<CaptchaMode, number> = { never: 0, risk: 1, always: 2 };
-
-/** The strictest and the weakest captcha among the faces an enabled app serves, when they differ. */
-export function captchaGap(app: App): { strictest: string; weakest: string } | null {
-  if (app.disabled) return null;
-  const byStrength = [...app.faces].sort(
-    (a, b) => CAPTCHA_STRENGTH[app.abuse.captcha[b]] - CAPTCHA_STRENGTH[app.abuse.captcha[a]],
-  );
-  const strictest = byStrength[0];
-  const weakest = byStrength.at(-1);
-  if (!strictest || !weakest || app.abuse.captcha[strictest] === app.abuse.captcha[weakest]) return null;
-  return {
-    strictest: `${strictest} (${app.abuse.captcha[strictest]})`,
-    weakest: `${weakest} (${app.abuse.captcha[weakest]})`,
-  };
 }
 
 /** Resolves the HMAC secrets: configured ones, or in dev mode one generated and kept in the data dir. */
@@ -108,7 +91,7 @@ export async function openStore(
   );
   const apps = new AppDirectory(sealed, clock, config.templates);
   try {
-    await settleAppSecrets(backend.apps, secrets, config.apps, { serving });
+    await settleAppSecrets({ raw: backend.apps, sealing: sealed }, secrets, config.apps, { serving });
     await syncConfiguredApps(apps, config.apps, { dropKeysLeftOut: serving });
   } catch (error) {
     await backend.close();

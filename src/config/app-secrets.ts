@@ -1,4 +1,4 @@
-import { openAppSecrets, sealingAppStore } from "../core/apps/sealed-app-store.js";
+import { openAppSecrets } from "../core/apps/sealed-app-store.js";
 import { resolveAbusePolicy } from "../core/policy.js";
 import type { AppStore } from "../core/ports.js";
 import type { CodeSecrets } from "../core/secrets.js";
@@ -16,12 +16,12 @@ import type { AppConfig } from "./schema.js";
  * under a secret the servers cannot open, so it refuses rather than write.
  */
 export async function settleAppSecrets(
-  store: AppStore,
+  /** the store as it holds the apps, and the same store sealing what it saves (`sealingAppStore`) */
+  { raw: store, sealing }: { raw: AppStore; sealing: AppStore },
   secrets: CodeSecrets,
   configured: AppConfig[],
   { serving }: { serving: boolean },
 ): Promise<void> {
-  const sealing = sealingAppStore(store, secrets);
   const declared = new Map(configured.map((config) => [config.id, config]));
   const issues: string[] = [];
   for (const stored of await store.list()) {

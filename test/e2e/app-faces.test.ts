@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it } from "vitest";
-import { newApp } from "../../src/core/apps/apps.js";
+import { captchaGap, newApp } from "../../src/core/apps/apps.js";
 import { DEFAULT_ABUSE_POLICY } from "../../src/core/policy.js";
-import { captchaGap } from "../../src/server.js";
 import { createTestServer, type TestServer } from "../harness.js";
 
 /**

@@ -2,7 +2,7 @@ import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import { DEFAULT_ABUSE_POLICY, DEFAULT_POLICY, resolveAbusePolicy, resolvePolicy } from "../policy.js";
 import type { AppStore, Clock } from "../ports.js";
-import { type App, FACES, type Face, type TemplateSet } from "../types.js";
+import { type App, type CaptchaMode, FACES, type Face, type TemplateSet } from "../types.js";
 
 export const DEFAULT_APP_ID = "default";
 
@@ -157,6 +157,26 @@ export function requireServed(app: App | null, face: Face, field?: string): App 
   }
   if (app.disabled) throw new OtpError("APP_DISABLED");
   return app;
+}
+
+const CAPTCHA_STRENGTH: Record<CaptchaMode, number> = { never: 0, risk: 1, always: 2 };
+
+/**
+ * The strictest and the weakest captcha among the faces an enabled app serves, when they differ: a
+ * script sends through the weakest (a production start warns of it).
+ */
+export function captchaGap(app: App): { strictest: string; weakest: string } | null {
+  if (app.disabled || app.faces.length === 0) return null;
+  const strength = (face: Face) => CAPTCHA_STRENGTH[app.abuse.captcha[face]];
+  let strictest = app.faces[0] as Face;
+  let weakest = strictest;
+  for (const face of app.faces) {
+    if (strength(face) > strength(strictest)) strictest = face;
+    if (strength(face) < strength(weakest)) weakest = face;
+  }
+  if (strength(strictest) === strength(weakest)) return null;
+  const named = (face: Face) => `${face} (${app.abuse.captcha[face]})`;
+  return { strictest: named(strictest), weakest: named(weakest) };
 }
 
 function apiKeyCacheKey(apiKey: string): string {
