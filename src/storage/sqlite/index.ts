@@ -1,5 +1,4 @@
 import { join } from "node:path";
-import { OtpError } from "../../core/errors.js";
 import type {
   AccountDirectory,
   AppStore,
@@ -22,7 +21,7 @@ import { startSqliteCheckpointer } from "./sqlite-checkpointer.js";
 import { createSqliteCounterStore } from "./sqlite-counter-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
-import { sqliteStoreFault } from "./sqlite-faults.js";
+import { isStoreUnavailable, sqliteStoreFault } from "./sqlite-faults.js";
 import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
 import { createSqlitePurger } from "./sqlite-purger.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
@@ -78,7 +77,7 @@ export function createSqliteBackend(options: {
   // monotonic, so a wall clock stepped back does not keep the store unready until it catches up.
   let faultAtMs = Number.NEGATIVE_INFINITY;
   const noteFault = (error: unknown) => {
-    if (error instanceof OtpError && error.code === "STORE_UNAVAILABLE") faultAtMs = performance.now();
+    if (isStoreUnavailable(error)) faultAtMs = performance.now();
   };
   const group = createGroupCommit(db, noteFault);
   const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);

@@ -1,4 +1,4 @@
-import type { OtpError } from "../../core/errors.js";
+import { OtpError } from "../../core/errors.js";
 import { unavailable } from "../store-unavailable.js";
 
 // SQLite's errors that say the file cannot be used now (the disk is full, an I/O error, the lock
@@ -11,4 +11,9 @@ const UNAVAILABLE = /^SQLITE_(FULL|IOERR|BUSY|LOCKED|READONLY|CANTOPEN|NOMEM|PRO
 export function sqliteStoreFault(error: unknown): OtpError | undefined {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === "string" && UNAVAILABLE.test(code) ? unavailable("sqlite", error) : undefined;
+}
+
+/** Whether `error` is a store fault as the SQLite stores report one (see `sqliteStoreFault`). */
+export function isStoreUnavailable(error: unknown): boolean {
+  return error instanceof OtpError && error.code === "STORE_UNAVAILABLE";
 }

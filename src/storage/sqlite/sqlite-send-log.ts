@@ -1,9 +1,9 @@
-import { OtpError } from "../../core/errors.js";
 import type { Logger, SendLog, SendLogEntry } from "../../core/ports.js";
 import { SEND_LOG_COLUMNS, type SendLogRow, sendLogEntryFromRow, sendLogRowValues } from "../rows.js";
 import { SendLogBuffer, startSendLogWriter } from "../send-log-buffer.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
+import { isStoreUnavailable } from "./sqlite-faults.js";
 
 /**
  * The send log over SQLite: `record` buffers; a timer (or a full batch) writes the buffer in the
@@ -32,7 +32,7 @@ export function createSqliteSendLog(
     buffer,
     write: (entries) => group.run(() => writeAll(entries)),
     // The group turns the file's failures (full, I/O, locked past the busy timeout) into these.
-    storeFailed: (error) => error instanceof OtpError && error.code === "STORE_UNAVAILABLE",
+    storeFailed: isStoreUnavailable,
     logger,
   });
   const { flush } = writer;
