@@ -358,7 +358,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       });
       return;
     }
-    const session = await loggedInSession(request, tenant);
+    let session = await loggedInSession(request, tenant);
     if (!session) throw new OtpError("LOGIN_REQUIRED");
     const own = channel === "email" ? session.account.email : session.account.phone;
     if (own === undefined) throw new OtpError("CONTACT_MISSING", { details: { field } });
@@ -368,24 +368,19 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       code,
       codeField: "verify_code",
     });
-    try {
-      await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
-    } catch (error) {
-      if (!(error instanceof OtpError && error.code === "UNAUTHENTICATED")) throw error;
-      // The account changed while the code was checked (another change of the password won the
-      // race). If this session lives on (a change by this same session keeps it), this change
-      // follows that one, as two made one after the other would; else a login is asked for, as
-      // IDaaS asks it, not "the app is not registered".
-      const again = await loggedInSession(request, tenant);
-      if (!again) throw new OtpError("LOGIN_REQUIRED");
-      await engine.accounts
-        .update(again.account, { password }, { keepSessions: [again.sessionId] })
-        .catch((retried: unknown) => {
-          // A third change (or a reset) won again: one retry only, and a login asked for.
-          if (retried instanceof OtpError && retried.code === "UNAUTHENTICATED")
-            throw new OtpError("LOGIN_REQUIRED");
-          throw retried;
-        });
+    // The account may change while the code is checked (another change of the password wins the
+    // race). If this session lives on (a change by this same session keeps it), this change
+    // follows that one, as two made one after the other would; once, and else a login is asked
+    // for, as IDaaS asks it, not "the app is not registered".
+    for (let tries = 2; ; tries--) {
+      try {
+        await engine.accounts.update(session.account, { password }, { keepSessions: [session.sessionId] });
+        return;
+      } catch (error) {
+        if (!(error instanceof OtpError && error.code === "UNAUTHENTICATED")) throw error;
+        session = tries > 1 ? await loggedInSession(request, tenant) : undefined;
+        if (!session) throw new OtpError("LOGIN_REQUIRED");
+      }
     }
   }
 
@@ -416,8 +411,9 @@ type RegisterFields = Partial<Record<"email" | "mobile" | "verify_code" | "pwd" 
 
 /** A field IDaaS requires: absent or blank answers that field's own error. */
 function required(value: string | undefined, missing: IdaasErrorName): string {
-  if (value === undefined || value.trim().length === 0) throw new IdaasRefusal(missing);
-  return value;
+  const given = nonBlank(value);
+  if (given === undefined) throw new IdaasRefusal(missing);
+  return given;
 }
 
 function nonBlank(value: string | undefined): string | undefined {
