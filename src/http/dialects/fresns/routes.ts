@@ -753,7 +753,8 @@ function ruleOf(useType: number, app: App): AccountRule {
  * CloudBase's floor: the account signs in on every face with it.
  */
 function decodePassword(value: string, code: 34105 | 34304): string {
-  const compact = value.trim();
+  // PHP's strict base64_decode skips whitespace anywhere in the value, not only around it.
+  const compact = value.replace(/[ \t\r\n\f\v]/g, "");
   if (!BASE64_PATTERN.test(compact)) throw new FresnsRefusal(code);
   const password = Buffer.from(compact, "base64").toString("utf8");
   const shortest = code === 34105 ? MIN_NEW_PASSWORD_CHARACTERS : 1;
