@@ -1,18 +1,16 @@
 import type { CaptchaGenerator } from "../core/ports.js";
 import { createImageChallenge, normalizeImageAnswer } from "./image/image-challenge.js";
 import { createSecretKey, parsePointJson } from "./slider/aj-captcha-point.js";
-import { createSliderBackgrounds } from "./slider/slider-backgrounds.js";
 import { createSliderChallenge, SLIDER_TOLERANCE_PX } from "./slider/slider-challenge.js";
 
 /**
  * The built-in challenge renderer: svg-captcha images and jigsaw sliders on procedural backgrounds,
- * which it draws into a pool of its own at first use and varies per challenge.
+ * drawn into the process's one pool at first use and varied per challenge.
  */
 export function createCaptchaGenerator(): CaptchaGenerator {
-  const backgrounds = createSliderBackgrounds();
   return {
     image: () => createImageChallenge(),
-    slider: () => createSliderChallenge({ backgrounds }),
+    slider: () => createSliderChallenge(),
     normalizeImageAnswer,
     parseSliderX(input, clientKey) {
       const trimmed = input.trim();

@@ -72,7 +72,7 @@ export interface SliderChallengeOptions {
   width?: number;
   height?: number;
   pieceSize?: number;
-  /** Where backgrounds come from; defaults to one pool shared by every caller that passes none. */
+  /** Where backgrounds come from (tests); by default the process's one pool. */
   backgrounds?: SliderBackgrounds;
 }
 
@@ -82,7 +82,7 @@ interface PieceShape {
   edge: Uint8Array;
 }
 
-/** Draws nothing until the first challenge asks. */
+/** The process's pool (as `shapes` below): draws nothing until the first challenge asks. */
 const sharedBackgrounds = createSliderBackgrounds();
 /** Shapes by piece size (a handful at most: sizes come from configuration). */
 const shapes = new Map<number, PieceShape>();
