@@ -1,4 +1,3 @@
-import cors from "@fastify/cors";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
@@ -7,6 +6,7 @@ import { invalidField, type OtpError } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
 import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
+import { installCors } from "./cors.js";
 import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
 import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.js";
@@ -99,33 +99,13 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));
 
-  let origins: { set: Set<string>; atMs: number } = { set: new Set(), atMs: 0 };
-  await fastify.register(cors, {
-    origin: (origin, callback) => {
-      if (devMode || origin === undefined) return callback(null, true);
-      const now = Date.now();
-      if (now - origins.atMs < CORS_CACHE_MS) return callback(null, origins.set.has(origin));
-      engine.apps.list().then(
-        (apps) => {
-          const open = apps.filter((app) => !app.disabled);
-          origins = { set: new Set(open.flatMap((app) => app.corsOrigins)), atMs: now };
-          callback(null, origins.set.has(origin));
-        },
-        (error: unknown) => callback(error as Error, false),
-      );
+  installCors(fastify, {
+    anyOrigin: devMode,
+    loadOrigins: async () => {
+      const apps = await engine.apps.list();
+      return new Set(apps.filter((app) => !app.disabled).flatMap((app) => app.corsOrigins));
     },
-    // Each face has its own request headers (X-Fresns-*, x-device-id, X-device-fingerprint, …);
-    // the origin is what is checked, so a preflight's requested headers are reflected.
-    // Strings, not arrays: the plugin joins an array on every response (the methods on every preflight).
-    exposedHeaders: "retry-after, x-request-id",
-    // The plugin's default (GET, HEAD, POST) would keep browsers from Fresns's PUT edits and
-    // DELETE logout, and from CloudBase's PATCH of a contact or password.
-    methods: "GET, HEAD, POST, PUT, PATCH, DELETE",
-    maxAge: 600,
-    // An OPTIONS that is no preflight (no Origin or no Access-Control-Request-Method) asks what
-    // the route allows: answered 204 with the methods, rather than the plugin's text/plain 400
-    // in no face's shape.
-    strictPreflight: false,
+    cacheMs: CORS_CACHE_MS,
   });
 
   await fastify.register(swagger, {
