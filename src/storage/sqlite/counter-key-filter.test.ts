@@ -27,6 +27,15 @@ describe("counter key filter", () => {
     expect(filter.mayExist("other", "ip:10.0.1:3600", 0)).toBe(false);
   });
 
+  it("calls few absent keys possible when a generation is full (a million keys)", () => {
+    const filter = createCounterKeyFilter(db);
+    for (let i = 0; i < 1_000_000; i++) filter.add("default", `email:${i}@example.com:86400`, 5_000);
+    let falsePositives = 0;
+    for (let i = 0; i < 100_000; i++)
+      if (filter.mayExist("default", `email:${i}@example.net:86400`, 0)) falsePositives++;
+    expect(falsePositives).toBeLessThan(500); // < 0.5%
+  });
+
   it("knows the rows already in the file when it starts", () => {
     db.prepare(
       "INSERT INTO counters (app_id, key, count, reset_at) VALUES ('default', 'r:email:a@x.io:60', 1, 9)",
