@@ -175,6 +175,32 @@ describe("loadConfig: providers and routing", () => {
     ]);
   });
 
+  it("reads an SMPP provider's submit window, and refuses one below 1 and a response timeout the try cannot wait for", () => {
+    const smsc = {
+      id: "smsc",
+      type: "smpp",
+      url: "smpp://smsc.example.com:2775",
+      systemId: "acme",
+      password: "p",
+      sourceAddr: "Acme",
+    };
+    const config = loadConfig({ VERIFYD_CONFIG: configFile({ providers: [{ ...smsc, submitWindow: 5 }] }) });
+    expect(config.providers).toEqual([{ ...smsc, submitWindow: 5 }]);
+
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        providers: [
+          { ...smsc, submitWindow: 0 },
+          { ...smsc, id: "smsc2", responseTimeoutMs: 30_000 },
+        ],
+      }),
+    });
+    expect(found).toEqual([
+      expect.stringMatching(/^providers\/0\/submitWindow: /),
+      expect.stringMatching(/^providers\/1\/responseTimeoutMs: /),
+    ]);
+  });
+
   it("refuses an unknown provider type, duplicate ids and Twilio credentials that do not go together", () => {
     const found = issues({
       VERIFYD_CONFIG: configFile({

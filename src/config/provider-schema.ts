@@ -201,7 +201,22 @@ export const SmppProviderSchema = Type.Object(
     enquireLinkIntervalSeconds: Type.Optional(Type.Integer({ minimum: 5, maximum: 3600 })),
     reconnectDelayMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 })),
     maxReconnectDelayMs: Type.Optional(Type.Integer({ minimum: 10, maximum: 600_000 })),
-    responseTimeoutMs: Type.Optional(Type.Integer({ minimum: 100, maximum: 60_000 })),
+    responseTimeoutMs: Type.Optional(
+      Type.Integer({
+        minimum: 100,
+        // A send starts its submits within 8 s and must end inside the delivery try (20 s).
+        maximum: 10_000,
+        description: "how long a bind or submit_sm waits for its response (default 10000)",
+      }),
+    ),
+    submitWindow: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: 100,
+        description:
+          "submit_sm awaiting their response at once on the session (default 10); the SMSC's window, which operators set to 5-10",
+      }),
+    ),
   },
   {
     additionalProperties: false,

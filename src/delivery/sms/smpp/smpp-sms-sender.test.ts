@@ -258,11 +258,13 @@ describe("createSmppSmsSender", () => {
   it.each([
     ["ESME_RINVDSTADR", 0x0b, true],
     ["ESME_RTHROTTLED", 0x58, false],
+    ["ESME_RMSGQFUL", 0x14, false],
     ["ESME_RSYSERR", 0x08, false],
   ])("maps a submit refused with %s to permanent=%s", async (name, status, permanent) => {
     const fake = await smsc({ refuseDestinations: { "8613800138000": status } });
 
-    const failure = await sendFailure(sender(fake.url).send(message));
+    // a throttled submit is tried again until the deadline: keep it short
+    const failure = await sendFailure(sender(fake.url, { submitDeadlineMs: 300 }).send(message));
 
     expect(failure.permanent).toBe(permanent);
     expect(failure.message).toContain(name);

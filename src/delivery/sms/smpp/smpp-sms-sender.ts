@@ -26,6 +26,19 @@ const SMPP_RECONNECT_DELAY_MS = 1_000;
 const SMPP_MAX_RECONNECT_DELAY_MS = 60_000;
 // unbind is a courtesy on shutdown; do not let an unresponsive SMSC delay it.
 const SMPP_UNBIND_TIMEOUT_MS = 2_000;
+// SMSCs allow few submit_sm awaiting their response per session (5 to 10 is usual) and refuse the
+// rest with ESME_RTHROTTLED; 10 fills a common window, and `submitWindow` fits a smaller one.
+const SMPP_SUBMIT_WINDOW = 10;
+// A send must end inside the outbox worker's try (20 s), or the worker gives it up while it goes
+// out: it starts submits only within this of its start (waits for the bind, the window or a
+// throttled SMSC included), and each may then wait responseTimeoutMs (at most 10 s) for its answer.
+const SMPP_SUBMIT_DEADLINE_MS = 8_000;
+// ESME_RTHROTTLED and ESME_RMSGQFUL say "slow down", not "this message failed": the same part is
+// submitted again after a pause that doubles up to the cap, within the deadline above. Failing
+// the try instead would burn a try and a breaker count per refusal, and re-send the parts of a
+// long text already accepted under a new concatenation reference (orphans, billed twice).
+const SMPP_THROTTLE_PAUSE_MS = 200;
+const SMPP_MAX_THROTTLE_PAUSE_MS = 1_000;
 
 const INTERFACE_VERSION_3_4 = 0x34;
 const TON_INTERNATIONAL = 1;
@@ -41,6 +54,8 @@ const ESM_CLASS_DELIVERY_RECEIPT = 0x04;
  * and no other route fixes them. Throttling, queue-full and system errors stay transient.
  */
 const PERMANENT_STATUSES = new Set([0x0b, 0x50, 0x51]);
+/** ESME_RTHROTTLED and ESME_RMSGQFUL: the SMSC is busy, the same submit may succeed shortly. */
+const TRY_AGAIN_SHORTLY_STATUSES = new Set([0x58, 0x14]);
 const STATUS_NAMES = new Map(Object.entries(smpp.errors).map(([name, value]) => [value, name]));
 
 export interface SmppSmsOptions {
@@ -62,6 +77,10 @@ export interface SmppSmsOptions {
   maxReconnectDelayMs?: number;
   /** how long a submit or bind may wait for the SMSC's response */
   responseTimeoutMs?: number;
+  /** submit_sm awaiting their response at once on the session (default 10); later ones wait in the sender */
+  submitWindow?: number;
+  /** how long after a send begins it may still start a submit (default 8000; tests shorten it) */
+  submitDeadlineMs?: number;
   /** final delivery outcomes reported by the SMSC (deliver_sm receipts) */
   onReceipt?: (receipt: SmppReceipt) => void | Promise<void>;
   /** told about link trouble (refused binds, dropped connections) and failing receipt handlers */
@@ -79,7 +98,9 @@ interface PendingRequest {
  * An SMS sender speaking SMPP 3.4 to an SMSC over one bound transceiver session. It connects on
  * creation, keeps the link alive with enquire_link, and reconnects with backoff when the link drops
  * or the bind is refused; sends made while no session is bound fail transiently at once (or after
- * the bind timeout while a connection attempt is under way), so they never hang. Delivery receipts
+ * the bind timeout while a connection attempt is under way), so they never hang. At most
+ * `submitWindow` submit_sm await their response at once; a part the SMSC refuses as throttled or
+ * queue-full is submitted again shortly, within the send, keeping its place in a long text. Delivery receipts
  * (deliver_sm or data_sm) are acknowledged and reported through `onReceipt`; any other request of
  * the SMSC is answered with generic_nack. `close()` unbinds.
  */
@@ -89,7 +110,14 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
   const responseTimeoutMs = options.responseTimeoutMs ?? SMPP_RESPONSE_TIMEOUT_MS;
   const enquireLinkMs = (options.enquireLinkIntervalSeconds ?? SMPP_ENQUIRE_LINK_INTERVAL_SECONDS) * 1000;
   const source = sourceAddress(options);
+  const submitDeadlineMs = options.submitDeadlineMs ?? SMPP_SUBMIT_DEADLINE_MS;
+  const windowSize = options.submitWindow ?? SMPP_SUBMIT_WINDOW;
   if (!(enquireLinkMs > 0)) throw new Error("SMPP enquireLinkIntervalSeconds must be a positive number");
+  if (!(Number.isInteger(windowSize) && windowSize > 0))
+    throw new Error("SMPP submitWindow must be a positive integer");
+  // One window for the sender is one per session: the requests of a closed session fail at once
+  // (onClosed), and so give their places back before the next session binds.
+  const submitWindow = createWindow(windowSize);
 
   let session: smpp.Session | undefined;
   let bound = false;
@@ -267,8 +295,11 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
     }
   }
 
-  /** The bound session, waiting for a connection attempt under way but never for a backoff. */
-  function boundSession(): Promise<smpp.Session> {
+  /**
+   * The bound session, waiting for a connection attempt under way (until `untilMs`, at most the
+   * bind timeout) but never for a backoff.
+   */
+  function boundSession(untilMs: number): Promise<smpp.Session> {
     if (closed) return Promise.reject(transient("the sender is closed"));
     if (bound && session) return Promise.resolve(session);
     if (!session) return Promise.reject(transient(`not bound to the SMSC (${lastProblem})`));
@@ -283,16 +314,18 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
           reject(failure);
         },
       };
+      const waitMs = Math.max(0, Math.min(SMPP_BIND_TIMEOUT_MS, untilMs - Date.now()));
       const timer = setTimeout(() => {
         bindWaiters.delete(waiter);
-        reject(transient(`not bound to the SMSC within ${SMPP_BIND_TIMEOUT_MS} ms`));
-      }, SMPP_BIND_TIMEOUT_MS);
+        reject(transient(`not bound to the SMSC within ${waitMs} ms`));
+      }, waitMs);
       bindWaiters.add(waiter);
     });
   }
 
   async function submit(message: RenderedMessage): Promise<SendReceipt> {
-    const current = await boundSession();
+    const deadlineMs = Date.now() + submitDeadlineMs;
+    await boundSession(deadlineMs);
     concatenationReference = (concatenationReference + 1) & 0xff;
     const segments = segmentText(message.text, options.longMessages ?? "udh", concatenationReference);
     const destination = destinationAddress(message.to);
@@ -305,30 +338,61 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
       // state kept across receipts (and lost on a restart) for the rare case where parts of one
       // text to one handset fare differently.
       const last = index === segments.length - 1;
-      const pdu = new smpp.PDU("submit_sm", {
-        source_addr_ton: source.ton,
-        source_addr_npi: source.npi,
-        source_addr: source.address,
-        dest_addr_ton: destination.ton,
-        dest_addr_npi: destination.npi,
-        destination_addr: destination.address,
-        esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
-        registered_delivery: last ? 1 : 0,
-        data_coding: segment.dataCoding,
-        short_message: segment.shortMessage,
-        ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
-      });
-      const response = await request(current, pdu, responseTimeoutMs);
-      if (response.command_status !== 0) {
-        throw new SendFailure(`${id}: submit_sm refused (${statusName(response.command_status)})`, {
-          permanent: PERMANENT_STATUSES.has(response.command_status),
-        });
-      }
+      const response = await submitPart(
+        {
+          source_addr_ton: source.ton,
+          source_addr_npi: source.npi,
+          source_addr: source.address,
+          dest_addr_ton: destination.ton,
+          dest_addr_npi: destination.npi,
+          destination_addr: destination.address,
+          esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
+          registered_delivery: last ? 1 : 0,
+          data_coding: segment.dataCoding,
+          short_message: segment.shortMessage,
+          ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
+        },
+        deadlineMs,
+      );
       if (last && typeof response.message_id === "string" && response.message_id !== "") {
         receiptMessageId = response.message_id;
       }
     }
     return receiptMessageId === undefined ? {} : { providerMessageId: receiptMessageId };
+  }
+
+  /**
+   * One submit_sm, accepted: it waits for a place in the window, and is submitted again (same
+   * fields, so a part keeps its concatenation reference) while the SMSC answers "try again
+   * shortly" and the deadline allows. The place is held through those pauses, so a throttled
+   * SMSC sees fewer submits until it accepts again.
+   */
+  async function submitPart(fields: smpp.PduFields, deadlineMs: number): Promise<smpp.PDU> {
+    if (!(await submitWindow.enter(deadlineMs - Date.now()))) {
+      throw transient(`no room among ${windowSize} outstanding submit_sm within ${submitDeadlineMs} ms`);
+    }
+    try {
+      for (
+        let pauseMs = SMPP_THROTTLE_PAUSE_MS;
+        ;
+        pauseMs = Math.min(pauseMs * 2, SMPP_MAX_THROTTLE_PAUSE_MS)
+      ) {
+        const current = await boundSession(deadlineMs);
+        const response = await request(current, new smpp.PDU("submit_sm", fields), responseTimeoutMs);
+        const status = response.command_status;
+        if (status === 0) return response;
+        // Jitter keeps the parts held back together from coming back in one burst.
+        const waitMs = pauseMs * (0.5 + Math.random() / 2);
+        if (!TRY_AGAIN_SHORTLY_STATUSES.has(status) || Date.now() + waitMs >= deadlineMs) {
+          throw new SendFailure(`${id}: submit_sm refused (${statusName(status)})`, {
+            permanent: PERMANENT_STATUSES.has(status),
+          });
+        }
+        await new Promise((resolve) => setTimeout(resolve, waitMs));
+      }
+    } finally {
+      submitWindow.leave();
+    }
   }
 
   connect();
@@ -363,6 +427,45 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
         current.once("close", () => resolve());
         current.destroy();
       });
+    },
+  };
+}
+
+/**
+ * Places for requests awaiting their response: `enter` resolves true once one is free (first come
+ * first served), or false when none was within `waitMs`; `leave` gives a place back.
+ */
+function createWindow(size: number): { enter(waitMs: number): Promise<boolean>; leave(): void } {
+  let free = size;
+  // insertion-ordered, and a waiter that gave up leaves it without a search
+  const waiting = new Set<() => void>();
+  return {
+    enter(waitMs) {
+      if (free > 0) {
+        free -= 1;
+        return Promise.resolve(true);
+      }
+      if (waitMs <= 0) return Promise.resolve(false);
+      return new Promise((resolve) => {
+        const admit = () => {
+          clearTimeout(timer);
+          resolve(true);
+        };
+        const timer = setTimeout(() => {
+          waiting.delete(admit);
+          resolve(false);
+        }, waitMs);
+        waiting.add(admit);
+      });
+    },
+    leave() {
+      const [next] = waiting;
+      if (next === undefined) {
+        free += 1;
+        return;
+      }
+      waiting.delete(next);
+      next();
     },
   };
 }
