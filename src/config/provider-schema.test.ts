@@ -56,7 +56,7 @@ describe("loadConfig: providers and routing", () => {
         routing: { sms: ["twilio"], "sms:CN": ["tencent", "twilio"], "acme/email": ["mail"] },
         delivery: {
           triesPerProvider: 3,
-          leaseSeconds: 20,
+          leaseSeconds: 45,
           breaker: { failureThreshold: 4, coolDownSeconds: 60 },
         },
       }),
@@ -75,8 +75,21 @@ describe("loadConfig: providers and routing", () => {
     });
     expect(config.delivery).toEqual({
       triesPerProvider: 3,
-      leaseSeconds: 20,
+      leaseSeconds: 45,
       breaker: { failureThreshold: 4, coolDownSeconds: 60 },
+    });
+  });
+
+  // @see .scratch/providers/slow-vendor.test.ts: with leaseSeconds 10 the worker gave a gateway
+  // 5 s, recorded a failure, and the retry sent the message the gateway had accepted a second time.
+  it("refuses a delivery lease shorter than a provider call and its recording need, naming the key", () => {
+    for (const leaseSeconds of [2, 10, 29]) {
+      expect(issues({ VERIFYD_CONFIG: configFile({ delivery: { leaseSeconds } }) })).toEqual([
+        expect.stringMatching(/^delivery\/leaseSeconds: .*30/),
+      ]);
+    }
+    expect(loadConfig({ VERIFYD_CONFIG: configFile({ delivery: { leaseSeconds: 30 } }) }).delivery).toEqual({
+      leaseSeconds: 30,
     });
   });
 

@@ -274,9 +274,13 @@ export const DeliverySchema = Type.Object(
     ),
     leaseSeconds: Type.Optional(
       Type.Integer({
-        minimum: 2,
+        // A provider call may take 20 s (the senders bound themselves within it) and its outcome
+        // must be recorded before the lease ends; a shorter lease made the worker give up on
+        // calls still going out, and another claim send them again.
+        minimum: 30,
         maximum: 600,
-        description: "how long a claimed message stays invisible to other workers (default 30)",
+        description:
+          "how long a claimed message stays invisible to other workers (default 30, the least that covers a 20 s provider call and recording its outcome)",
       }),
     ),
     breaker: Type.Optional(

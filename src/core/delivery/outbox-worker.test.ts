@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { createTestEngine, SECRET_A, type TestEngine } from "../../../test/fakes/test-engine.js";
 import { createTestServer } from "../../../test/harness.js";
@@ -209,6 +209,44 @@ describe("outbox worker: a sender with a queue of its own", () => {
       ]);
       expect(view.deliveries[0]?.error).toMatch(/free connection/);
     } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("outbox worker: try timeout", () => {
+  // @see .scratch/providers/slow-vendor.test.ts: the try was cut at half the lease (15 s at the
+  // default 30 s), shorter than an SMPP send may take (8 s to start its submits, 10 s for an
+  // answer); the worker recorded a failure for a message still going out, and sent it again.
+  it("waits 20 s for a provider call at the default lease, longer than any sender's own bound", async () => {
+    const slow: MessageSender = {
+      id: "slow-sms",
+      channel: "sms",
+      send: () =>
+        new Promise((resolve) => setTimeout(() => resolve({ providerMessageId: "slow-1" }), 18_000)),
+    };
+    const server = await createTestServer({ senders: { sms: [slow] } });
+    try {
+      const app = await server.engine.apps.byId("default");
+      if (!app) throw new Error("the app default is missing");
+      const sent = await server.engine.sendCode({
+        app,
+        channel: "sms",
+        to: "+8613800138000",
+        purpose: "sign_in",
+        rule: "any",
+      });
+      vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
+      const round = server.server.worker.runOnce();
+      await vi.advanceTimersByTimeAsync(18_000);
+      expect(await round).toBe(1);
+      vi.useRealTimers();
+      const view = await server.engine.getVerification(app, sent.record.id);
+      expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status])).toEqual([
+        ["slow-sms", "sent"],
+      ]);
+    } finally {
+      vi.useRealTimers();
       await server.close();
     }
   });

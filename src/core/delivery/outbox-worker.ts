@@ -49,13 +49,17 @@ export interface OutboxWorkerOptions {
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
 // its claim when the lease lapses and another delivers it (at-least-once, never lost).
 const DEFAULT_LEASE_MS = 30_000;
-// The longest one provider call may take. Senders bound their own I/O (10 s a call: HTTP APIs,
-// SMTP, SMPP), and this must not be shorter, or a try given up here still goes out and is tried
-// again (a duplicate). A call must also end well inside the lease, or another worker could claim
-// and send the message while this one is still waiting: the smaller of this and half the lease
-// applies, 15 s at the default lease (a lease under 20 s undercuts the senders' 10 s). A queueing
-// sender's wait for a free connection is not counted: the clock starts at its hand-over.
+// The longest one provider call may take. Senders bound their own I/O within it (HTTP APIs 10 s,
+// SMTP 15 s from the hand-over, SMPP 8 s to start its submits plus 10 s for an answer), and this
+// must not be shorter, or a try given up here still goes out and is tried again (a duplicate). A
+// call must also end inside the lease with room to record its outcome, or another worker could
+// claim and send the message while this one is still waiting: the room is 10 s, or half of a
+// lease under 20 s. The config refuses a lease under 30 s (`delivery.leaseSeconds`), so that the
+// senders always get the full 20 s; shorter ones reach the worker only from tests that drive it
+// directly. A queueing sender's wait for a free connection is not counted: the clock starts at
+// its hand-over.
 const PROVIDER_TRY_TIMEOUT_MS = 20_000;
+const LEASE_ROOM_MS = 10_000;
 const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
@@ -100,7 +104,10 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const pollIntervalMs = options.pollIntervalMs ?? 1_000;
   const triesPerProvider = options.triesPerProvider ?? DEFAULT_TRIES_PER_PROVIDER;
   const leaseMs = options.leaseMs ?? DEFAULT_LEASE_MS;
-  const tryTimeoutMs = Math.min(PROVIDER_TRY_TIMEOUT_MS, Math.floor(leaseMs / 2));
+  const tryTimeoutMs = Math.min(
+    PROVIDER_TRY_TIMEOUT_MS,
+    Math.max(Math.floor(leaseMs / 2), leaseMs - LEASE_ROOM_MS),
+  );
   const breakers =
     options.breakers ??
     createCircuitBreakers({
