@@ -15,10 +15,12 @@ const SMTP_CONNECTION_TIMEOUT_MS = 10_000;
 const SMTP_GREETING_TIMEOUT_MS = 10_000;
 // Inactivity limit per command, as long as the whole send may take (below).
 const SMTP_SOCKET_TIMEOUT_MS = 10_000;
-// One message, from the hand-over to nodemailer to the relay's answer after DATA, room included
-// for a relay that scans the body. It must stay below the outbox worker's try timeout (15 s at
-// the default lease): a try the worker gives up on while nodemailer still sends it goes out twice.
-const SMTP_SEND_TIMEOUT_MS = 10_000;
+// One message, from the hand-over to nodemailer to the relay's answer after DATA: room for a
+// pooled connection to open (a relay may delay its greeting for seconds against spam) and for a
+// relay that scans the body. It must stay below the outbox worker's try timeout (20 s): a try the
+// worker gives up on while nodemailer still sends it goes out twice. When it runs out, the
+// message's connection is closed (below), so the relay never gets a message we call failed.
+const SMTP_SEND_TIMEOUT_MS = 15_000;
 // A handful of reused connections absorbs bursts without looking like a flood to the relay. The
 // sender hands nodemailer no more messages than this at once: the rest wait in the sender, where
 // the time does not count as the relay's and a message can still be withdrawn (nodemailer's own
@@ -51,7 +53,7 @@ export interface SmtpEmailOptions {
  * recipient's mailbox. Only a 5xx answer to RCPT TO (the relay refusing this recipient) is a
  * permanent failure; everything else may succeed later or through another provider. Messages
  * beyond the pool's connections wait in the sender (`MessageSender.queuesMessages`), each timed from its
- * hand-over to nodemailer.
+ * hand-over to nodemailer, and stopped (its connection closed) when it runs out of time.
  */
 export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender {
   const id = options.id ?? "smtp";
@@ -79,6 +81,15 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
         slots.give();
         throw new SendFailure(`${id}: withdrawn while waiting for a free connection`);
       }
+      // Giving up must stop the message, not just our wait for it: nodemailer would go on and
+      // deliver it (through a slow greeting, say) after the try was recorded failed, and the retry
+      // would send a second copy. Aborting removes the message from nodemailer's queue, or closes
+      // the connection it is on before more of it is written; a relay discards a message whose
+      // final "." it never got. Only a message whose "." was written before the timeout, and whose
+      // answer is what is late, may still be delivered (RFC 1047): no client can take that back.
+      // Timing only the part after the connection is ready was the other choice; it leaves the
+      // whole send unbounded and still needs the abort.
+      const abort = new AbortController();
       const sending = transporter.sendMail({
         from: options.from,
         ...(options.replyTo ? { replyTo: options.replyTo } : {}),
@@ -87,23 +98,20 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
         text: message.text,
         html: message.html ?? textToHtml(message.text),
         messageId,
+        signal: abort.signal,
       });
       // The slot comes back when nodemailer is done with the message, not when our clock gives
       // up on it: nodemailer must never hold more messages than it has connections.
       sending.then(slots.give, slots.give);
-      let timeout: NodeJS.Timeout | undefined;
+      const timeout = setTimeout(
+        () => abort.abort(new Error(`no answer within ${SMTP_SEND_TIMEOUT_MS} ms`)),
+        SMTP_SEND_TIMEOUT_MS,
+      );
       try {
-        await Promise.race([
-          sending,
-          new Promise<never>((_, reject) => {
-            timeout = setTimeout(
-              () => reject(new Error(`no answer within ${SMTP_SEND_TIMEOUT_MS} ms`)),
-              SMTP_SEND_TIMEOUT_MS,
-            );
-          }),
-        ]);
+        await sending;
       } catch (error) {
-        throw new SendFailure(`${id}: ${error instanceof Error ? error.message : String(error)}`, {
+        const reason = abort.signal.aborted ? abort.signal.reason : error;
+        throw new SendFailure(`${id}: ${reason instanceof Error ? reason.message : String(reason)}`, {
           permanent: isRecipientRefusal(error),
           cause: error,
         });

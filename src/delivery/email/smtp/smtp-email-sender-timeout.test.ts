@@ -1,0 +1,97 @@
+import type { AddressInfo } from "node:net";
+import { SMTPServer } from "smtp-server";
+import { afterEach, describe, expect, it } from "vitest";
+import { renderedMessage } from "../../../../test/servers/rendered-message.js";
+import { sendFailure } from "../../../../test/servers/send-failure.js";
+import type { MessageSender } from "../../../core/ports.js";
+import { createSmtpEmailSender } from "./smtp-email-sender.js";
+
+interface SlowRelay {
+  url: string;
+  /** Message-IDs of the mails the relay accepted */
+  mails: string[];
+  close(): Promise<void>;
+}
+
+/**
+ * A relay that delays its greeting (as anti-spam tarpits do), its answer to MAIL FROM and its
+ * answer after DATA. The mail counts as accepted once its final "." arrived, whether or not the
+ * client is still there for the answer: a real relay has queued it by then.
+ */
+async function startSlowRelay(delays: {
+  greetingMs: number;
+  mailFromMs?: number;
+  dataMs?: number;
+}): Promise<SlowRelay> {
+  const mails: string[] = [];
+  const relay = new SMTPServer({
+    authOptional: true,
+    disabledCommands: ["STARTTLS"],
+    onConnect: (_session, callback) => void setTimeout(() => callback(), delays.greetingMs),
+    onMailFrom: (_address, _session, callback) => void setTimeout(() => callback(), delays.mailFromMs ?? 0),
+    onData(stream, _session, callback) {
+      let raw = "";
+      stream.on("data", (chunk: Buffer) => {
+        raw += chunk.toString();
+      });
+      stream.on("end", () => {
+        mails.push(/^Message-ID: (.*)$/im.exec(raw)?.[1]?.trim() ?? "?");
+        setTimeout(() => callback(), delays.dataMs ?? 0);
+      });
+    },
+  });
+  relay.on("error", () => {
+    // a client closing its connection mid-command is what these tests are about
+  });
+  await new Promise<void>((resolve) => relay.listen(0, "127.0.0.1", () => resolve()));
+  const { port } = relay.server.address() as AddressInfo;
+  return {
+    url: `smtp://127.0.0.1:${port}`,
+    mails,
+    close: () => new Promise<void>((resolve) => relay.close(() => resolve())),
+  };
+}
+
+const email = renderedMessage({ channel: "email", to: "ada@example.com", messageId: "msg_slow" });
+
+// These run on the sender's real timeouts (15 s from the hand-over), so each takes 12-20 s.
+describe("createSmtpEmailSender: a slow relay", () => {
+  let relay: SlowRelay | undefined;
+  let sender: MessageSender | undefined;
+
+  afterEach(async () => {
+    await sender?.close?.();
+    await relay?.close();
+    sender = undefined;
+    relay = undefined;
+  });
+
+  // @see .scratch/providers/slow-vendor.test.ts (second test): the 10 s timer included opening
+  // the connection; the try was recorded failed at 10 s, the relay got the mail at 12 s, and the
+  // retry sent a second copy.
+  it("reports a mail sent when the relay greets after 8 s and answers DATA 4 s later", async () => {
+    relay = await startSlowRelay({ greetingMs: 8_000, dataMs: 4_000 });
+    sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example" });
+
+    const receipt = await sender.send(email);
+
+    expect(receipt.providerMessageId).toBe("<msg_slow@acme.example>");
+    expect(relay.mails).toEqual(["<msg_slow@acme.example>"]);
+  }, 25_000);
+
+  it("closes the connection of a mail it gives up on, so the relay never gets it", async () => {
+    // greeting 9 s + MAIL FROM 8 s: past the 15 s timeout, each wait within nodemailer's own 10 s
+    relay = await startSlowRelay({ greetingMs: 9_000, mailFromMs: 8_000 });
+    sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example" });
+
+    const started = Date.now();
+
+    const failure = await sendFailure(sender.send(email));
+
+    // past the time nodemailer would have finished the mail (17 s), had the connection stayed open
+    await new Promise((resolve) => setTimeout(resolve, 20_000 - (Date.now() - started)));
+    expect(relay.mails).toEqual([]);
+    expect(failure.permanent).toBe(false);
+    expect(failure.message).toContain("no answer within 15000 ms");
+  }, 30_000);
+});
