@@ -1,5 +1,14 @@
 import { execFileSync } from "node:child_process";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import {
+  copyFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  utimesSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -39,5 +48,32 @@ describe("the verifyd command in a checkout", () => {
         .trim();
     expect(run()).toBe("new");
     expect(run()).toBe("new"); // and fresh now: not built again
+  });
+});
+
+describe("the verifyd command after an install", () => {
+  it("is packed with its build and runs without the sources or a compiler", () => {
+    // What `npm install verifyd` unpacks: the package's files (dist/ built by prepack; here the
+    // build the global setup made), beside the checkout's dependencies.
+    dir = mkdtempSync(join(tmpdir(), "verifyd-pack-"));
+    const [packed] = JSON.parse(
+      execFileSync("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", dir], {
+        cwd: root,
+      }).toString(),
+    ) as { filename: string; files: { path: string }[] }[];
+    const files = packed?.files.map((file) => file.path) ?? [];
+    expect(files).toContain("dist/main.js");
+    expect(files).toContain("bin/verifyd.js");
+    expect(files.filter((path) => /^(src|test|bench)\//.test(path))).toEqual([]);
+    execFileSync("tar", ["xzf", join(dir, packed?.filename as string), "-C", dir]);
+    const installed = join(dir, "package");
+    mkdirSync(join(installed, "node_modules"));
+    // every dependency but the compiler, which an install without devDependencies lacks
+    for (const name of readdirSync(join(root, "node_modules"))) {
+      if (name !== "typescript")
+        symlinkSync(join(root, "node_modules", name), join(installed, "node_modules", name));
+    }
+    const help = execFileSync(process.execPath, [join(installed, "bin/verifyd.js"), "help"]).toString();
+    expect(help).toMatch(/^usage: verifyd \[serve\]/);
   });
 });
