@@ -26,6 +26,13 @@ afterAll(async () => {
 describe.concurrent("invalid configuration", () => {
   it.for([
     ["VERIFYD_PORT=abc", { VERIFYD_PORT: "abc" }, /VERIFYD_PORT \(port\): /],
+    ["a blank VERIFYD_HOST", { VERIFYD_HOST: " " }, /VERIFYD_HOST \(host\): /],
+    // an address of no interface here (TEST-NET-1): refused by listen, named as the others
+    [
+      "a VERIFYD_HOST not on this machine",
+      { VERIFYD_HOST: "192.0.2.1" },
+      /VERIFYD_HOST \(host\): cannot listen on "192\.0\.2\.1" \(EADDRNOTAVAIL\)/,
+    ],
     [
       "production without a secret",
       { VERIFYD_MODE: "production" },
@@ -208,6 +215,12 @@ describe("runCli refusals", () => {
     const created = await cli(["apps", "create", "--name", "shop"], env);
     expect(created).toMatchObject({ code: 0, err: "" });
     expect(JSON.parse(created.out)).toMatchObject({ id: "shop-2", client_id: "shop-2" });
+  });
+
+  // Regression: the accents NFKD splits off became hyphens ("cafe-u-ni-code").
+  it("makes an accented name's id of its letters", async () => {
+    const created = await cli(["apps", "create", "--name", "Café Ünïcode"], withConfig({}));
+    expect(JSON.parse(created.out)).toMatchObject({ id: "cafe-unicode" });
   });
 
   // Regression: a client id clash with a stored app ended in a bare UNIQUE constraint error.

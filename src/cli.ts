@@ -228,6 +228,8 @@ function slug(name: string): string {
   const base = name
     .toLowerCase()
     .normalize("NFKD")
+    // NFKD splits "é" into "e" and a combining accent: the accent goes, the letter stays
+    .replace(/\p{M}/gu, "")
     .replace(/[^a-z0-9]+/g, "-")
     .replace(/^-+|-+$/g, "")
     .slice(0, 40);

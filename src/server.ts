@@ -6,7 +6,7 @@ import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { settleAppSecrets } from "./config/app-secrets.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
-import { type Config, isClusterMode } from "./config/load.js";
+import { type Config, ConfigError, isClusterMode } from "./config/load.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory, captchaGap, normalizeApp } from "./core/apps/apps.js";
@@ -288,7 +288,7 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     await server.fastify.listen({ host: config.host, port: config.port });
   } catch (error) {
     await server.close().catch(() => {});
-    throw error;
+    throw listenRefusal(error, config) ?? error;
   }
   server.startBackground();
   if (config.mode === "dev" && !isLoopback(config.host)) {
@@ -302,4 +302,19 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
 
 function isLoopback(host: string): boolean {
   return host === "127.0.0.1" || host === "::1" || host === "localhost";
+}
+
+/**
+ * A listen the address or port of the configuration made impossible, named like every other
+ * configuration error (an unknown host gave a bare "getaddrinfo ENOTFOUND").
+ */
+function listenRefusal(error: unknown, config: Config): ConfigError | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN" || code === "EADDRNOTAVAIL") {
+    return new ConfigError([`VERIFYD_HOST (host): cannot listen on "${config.host}" (${code})`]);
+  }
+  if (code === "EADDRINUSE" || code === "EACCES") {
+    return new ConfigError([`VERIFYD_PORT (port): cannot listen on port ${config.port} (${code})`]);
+  }
+  return undefined;
 }

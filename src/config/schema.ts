@@ -277,7 +277,13 @@ export const AppConfigSchema = Type.Object(
 export const ConfigSchema = Type.Object(
   {
     mode: Type.Optional(literals(["dev", "production"] as const, "dev or production (default dev)")),
-    host: Type.Optional(Type.String({ minLength: 1, description: "listen address (default 127.0.0.1)" })),
+    host: Type.Optional(
+      Type.String({
+        minLength: 1,
+        pattern: "^\\S+$",
+        description: "listen address (default 127.0.0.1): a host name or IP address, no spaces",
+      }),
+    ),
     port: Type.Optional(
       Type.Integer({ minimum: 0, maximum: 65_535, description: "listen port (default 8080)" }),
     ),
