@@ -111,3 +111,17 @@ export async function deleteRedisPrefix(url: string, prefix: string): Promise<vo
     redis.disconnect();
   }
 }
+
+/** Where a backend URL points (for a proxy in front of it). */
+export function backendAddress(url: string, defaultPort: number): { host: string; port: number } {
+  const parsed = new URL(url);
+  return { host: parsed.hostname || "127.0.0.1", port: Number(parsed.port || defaultPort) };
+}
+
+/** The same backend URL, through a loopback proxy on `port`. */
+export function throughProxy(url: string, port: number): string {
+  const parsed = new URL(url);
+  parsed.hostname = "127.0.0.1";
+  parsed.port = String(port);
+  return parsed.toString();
+}

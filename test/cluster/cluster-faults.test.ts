@@ -5,12 +5,14 @@ import { CodeSecrets } from "../../src/core/secrets.js";
 import { slotKey } from "../../src/core/verification/keys.js";
 import { startTcpProxy, type TcpProxy } from "../servers/tcp-proxy.js";
 import {
+  backendAddress,
   backendMissing,
   deleteRedisPrefix,
   dropSchema,
   missingReason,
   probePostgres,
   probeRedis,
+  throughProxy,
   uniqueName,
 } from "./backends.js";
 import { eventually, type HttpReply, request, type ServerProcess, startServerProcess } from "./processes.js";
@@ -25,18 +27,6 @@ const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
 
 // Restoring must not need a restart: reconnect backoff is capped at 2 s, so this is generous.
 const RECOVERY_MS = 10_000;
-
-function through(url: string, proxy: TcpProxy): string {
-  const parsed = new URL(url);
-  parsed.hostname = "127.0.0.1";
-  parsed.port = String(proxy.port);
-  return parsed.toString();
-}
-
-function endpoint(url: string, defaultPort: number): { host: string; port: number } {
-  const parsed = new URL(url);
-  return { host: parsed.hostname || "127.0.0.1", port: Number(parsed.port || defaultPort) };
-}
 
 if (!redis.ok || !postgres.ok) {
   backendMissing("cluster: backend faults", missingReason(redis, postgres));
@@ -53,13 +43,13 @@ if (!redis.ok || !postgres.ok) {
 
     beforeAll(async () => {
       [redisProxy, postgresProxy] = await Promise.all([
-        startTcpProxy(endpoint(redis.url, 6379)),
-        startTcpProxy(endpoint(postgres.url, 5432)),
+        startTcpProxy(backendAddress(redis.url, 6379)),
+        startTcpProxy(backendAddress(postgres.url, 5432)),
       ]);
       inspect = new Redis(redis.url, { maxRetriesPerRequest: 1 });
       server = await startServerProcess({
-        VERIFYD_REDIS_URL: through(redis.url, redisProxy),
-        VERIFYD_DATABASE_URL: through(postgres.url, postgresProxy),
+        VERIFYD_REDIS_URL: throughProxy(redis.url, redisProxy.port),
+        VERIFYD_DATABASE_URL: throughProxy(postgres.url, postgresProxy.port),
         VERIFYD_DATABASE_SCHEMA: schema,
         VERIFYD_REDIS_PREFIX: prefix,
         VERIFYD_SECRET: secret,

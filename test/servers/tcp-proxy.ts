@@ -7,7 +7,27 @@ export interface TcpProxy {
   /** Drops every open connection and refuses new ones until `restore`. */
   cut(): void;
   restore(): void;
+  /**
+   * The open connections go silent for good, both ways, without a reset or a close: a peer that
+   * died, or a middlebox that keeps acknowledging. New connections work.
+   */
+  freeze(): void;
+  /**
+   * The next chunk a client sends that contains `marker` reaches the backend, but its reply never
+   * comes back: the connection is dropped when the backend answers, so the command surely ran.
+   */
+  loseReplyTo(marker: string): void;
+  /** Holds every later chunk from the backend this long (0: none), in order. */
+  delayReplies(ms: number): void;
   close(): Promise<void>;
+}
+
+interface Link {
+  client: Socket;
+  upstream: Socket;
+  frozen: boolean;
+  // the command whose reply is to be lost went up this link
+  losing: boolean;
 }
 
 /**
@@ -16,41 +36,78 @@ export interface TcpProxy {
  * as soon as they are accepted, so clients fail fast instead of hanging.
  */
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
-  const open = new Set<Socket>();
+  const links = new Set<Link>();
   let cut = false;
+  let loseMarker: Buffer | null = null;
+  let replyDelayMs = 0;
+  // When the last delayed chunk is due: a later one never overtakes it, even once the delay drops.
+  let lastDueMs = 0;
   const server = createServer((client) => {
     if (cut) {
       client.destroy();
       return;
     }
     const upstream = connect(target.port, target.host);
-    open.add(client);
-    open.add(upstream);
+    const link: Link = { client, upstream, frozen: false, losing: false };
+    links.add(link);
     const drop = () => {
       client.destroy();
       upstream.destroy();
-      open.delete(client);
-      open.delete(upstream);
+      links.delete(link);
     };
     client.on("error", drop).on("close", drop);
     upstream.on("error", drop).on("close", drop);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    client.on("data", (chunk: Buffer) => {
+      if (link.frozen) return;
+      if (loseMarker && chunk.includes(loseMarker)) {
+        loseMarker = null;
+        link.losing = true;
+      }
+      upstream.write(chunk);
+    });
+    upstream.on("data", (chunk: Buffer) => {
+      if (link.frozen) return;
+      if (link.losing) return drop();
+      const dueMs = Math.max(Date.now() + replyDelayMs, lastDueMs);
+      if (dueMs <= Date.now()) {
+        client.write(chunk);
+        return;
+      }
+      lastDueMs = dueMs;
+      setTimeout(() => {
+        if (!link.frozen) client.write(chunk);
+      }, dueMs - Date.now());
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const dropAll = () => {
+    for (const link of links) {
+      link.client.destroy();
+      link.upstream.destroy();
+    }
+    links.clear();
+  };
   return {
     port: (server.address() as AddressInfo).port,
     cut() {
       cut = true;
-      for (const socket of open) socket.destroy();
-      open.clear();
+      dropAll();
     },
     restore() {
       cut = false;
     },
+    freeze() {
+      for (const link of links) link.frozen = true;
+    },
+    loseReplyTo(marker) {
+      loseMarker = Buffer.from(marker);
+    },
+    delayReplies(ms) {
+      replyDelayMs = ms;
+    },
     close() {
       cut = true;
-      for (const socket of open) socket.destroy();
+      dropAll();
       return new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn, spawnSync } from "node:child_process";
 import { Redis } from "ioredis";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { backendMissing } from "../../../test/cluster/backends.js";
-import { freePort } from "../../../test/cluster/processes.js";
+import { backendAddress, backendMissing, probeRedis, throughProxy } from "../../../test/cluster/backends.js";
+import { eventually, freePort } from "../../../test/cluster/processes.js";
+import { startTcpProxy } from "../../../test/servers/tcp-proxy.js";
 import { createLogger } from "../../observability/logger.js";
-import { connectRedis } from "./redis-client.js";
+import { connectRedis, createRedisClient, REDIS_SOCKET_TIMEOUT_MS } from "./redis-client.js";
 
 // maxmemory and its policy are server-wide settings: this suite starts a Redis of its own rather
 // than change the shared one under the other suites.
@@ -66,6 +67,38 @@ if (!serverFound) {
         const redis = await connectRedis({ url, logger });
         expect(await redis.ping()).toBe("PONG");
         redis.disconnect();
+      }
+    });
+  });
+}
+
+const redisProbe = await probeRedis();
+if (!redisProbe.ok) {
+  backendMissing("createRedisClient: a connection that goes silent", redisProbe.reason);
+} else {
+  const url = redisProbe.url;
+  describe("createRedisClient: a connection that goes silent", () => {
+    // Regression: only commands timed out (1 s); the socket stayed "connected", so every later
+    // command timed out on it too, for the ~15 minutes the kernel takes (for good behind a proxy
+    // that keeps acknowledging), and every send and /readyz answered 503 all along.
+    // @see .scratch/cluster/redis-faults.mjs B5
+    it("is replaced within seconds, so commands succeed again (the server's and the delivery thread's client)", async () => {
+      const proxy = await startTcpProxy(backendAddress(url, 6379));
+      const redis = createRedisClient({
+        url: throughProxy(url, proxy.port),
+        logger: createLogger({ level: "silent", devCodes: false }),
+      });
+      try {
+        await redis.connect();
+        expect(await redis.ping()).toBe("PONG");
+        proxy.freeze();
+        await expect(redis.ping()).rejects.toThrow(/timed out/i);
+        const frozenAt = Date.now();
+        expect(await eventually(async () => (await redis.ping()) === "PONG", 8_000)).toBe(true);
+        expect(Date.now() - frozenAt).toBeLessThan(REDIS_SOCKET_TIMEOUT_MS + 2_000);
+      } finally {
+        redis.disconnect();
+        await proxy.close();
       }
     });
   });

@@ -6,6 +6,17 @@ import type { Logger } from "../../core/ports.js";
 export const REDIS_COMMAND_TIMEOUT_MS = 1_000;
 // Connecting is allowed a little longer than a command: a TLS handshake to a managed Redis.
 export const REDIS_CONNECT_TIMEOUT_MS = 2_000;
+// A connection that has had commands in flight this long without a byte back is dead (a peer that
+// vanished without a reset, a proxy that keeps acknowledging): it is destroyed and a new one made.
+// A command timing out alone leaves the socket "connected", and every later command would time
+// out on it until the kernel gave up (about 15 minutes, never behind such a proxy). Longer than a
+// command's timeout, so one slow reply fails its command but does not cost the connection.
+export const REDIS_SOCKET_TIMEOUT_MS = 2_000;
+// TCP keepalive on idle connections (the delivery thread's reads are rare), probing after 10 s
+// instead of ioredis's 30: a NAT or firewall does not drop them quietly, and a peer gone while
+// nothing was in flight is found eventually (the probes' pace is the system's). A command in
+// flight is covered by the socket timeout above.
+const REDIS_KEEPALIVE_MS = 10_000;
 // Reconnect backoff: 50 ms, 100 ms, ... capped at 2 s, so a returning Redis is found within seconds.
 const RECONNECT_STEP_MS = 50;
 const RECONNECT_MAX_DELAY_MS = 2_000;
@@ -17,8 +28,9 @@ export interface RedisClientOptions {
 
 /**
  * A Redis client that fails fast instead of queueing: while Redis is unreachable every command
- * rejects at once (the caller answers 503, fail closed), and the client reconnects with backoff in
- * the background so service resumes by itself. Resolves once the first connection is ready.
+ * rejects at once (the caller answers 503, fail closed), a connection that went silent is replaced
+ * within seconds, and the client reconnects with backoff in the background so service resumes by
+ * itself. Resolves once the first connection is ready.
  */
 export async function connectRedis(options: RedisClientOptions): Promise<Redis> {
   const redis = createRedisClient(options);
@@ -50,6 +62,8 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     // Redis reads them in one go: a write system call per command was an eighth of a send's CPU.
     enableAutoPipelining: true,
     commandTimeout: REDIS_COMMAND_TIMEOUT_MS,
+    socketTimeout: REDIS_SOCKET_TIMEOUT_MS,
+    keepAlive: REDIS_KEEPALIVE_MS,
     connectTimeout: REDIS_CONNECT_TIMEOUT_MS,
     retryStrategy: (times) => Math.min(times * RECONNECT_STEP_MS, RECONNECT_MAX_DELAY_MS),
   });
