@@ -110,18 +110,22 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
-/** One JSON request; `ip` is sent as X-Forwarded-For (the servers trust 127.0.0.1 as a proxy). */
+/**
+ * One JSON request; `ip` is sent as X-Forwarded-For (the servers trust 127.0.0.1 as a proxy), and
+ * `headers` as they are.
+ */
 export async function request(
   base: string,
   method: "GET" | "POST",
   path: string,
-  options: { body?: unknown; ip?: string } = {},
+  options: { body?: unknown; ip?: string; headers?: Record<string, string> } = {},
 ): Promise<HttpReply> {
   const response = await fetch(`${base}${path}`, {
     method,
     headers: {
       ...(options.body === undefined ? {} : { "content-type": "application/json" }),
       ...(options.ip ? { "x-forwarded-for": options.ip } : {}),
+      ...options.headers,
     },
     ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
   });

@@ -13,6 +13,8 @@
  *                         send's outbox row is not yet committed, expiresAtMs is 0 and TTL 30 s
  *   f:<idempotency key>   the code as that send issued it (packed): its answer once the code's own
  *                         key is gone; TTL: 24 h
+ *   d:<verification id>   the id of the pending code this code's issue superseded, so a withdraw
+ *                         can give that one the slot back without the issue's reply; TTL: 60 s
  *   p:<pass token hash>   captcha pass token; TTL: its validity
  *
  * A live code is one key (issue #8: <= 200 bytes per live code): it lives under its slot, named by

@@ -18,6 +18,13 @@ import {
  * memory. Counters are "count:resetAtMs"; codes are packed by redis-code-codec.ts.
  */
 
+/**
+ * How long an issue that superseded a pending code keeps naming it (d:<new id>), for a withdraw
+ * that must find it without the issue's reply: longer than an outbox commit can take plus the
+ * cluster store's withdraw retries (cluster-verification-store.ts), short enough to cost little.
+ */
+export const SUPERSEDED_HINT_TTL_MS = 60_000;
+
 // Shared helpers, prepended to every script that needs them.
 const COUNTERS = `
 -- A counter's stored value (false when absent) as count and reset time; 0, 0 once elapsed.
@@ -147,8 +154,7 @@ return replay_of(KEYS[1], ARGV[2], tonumber(ARGV[1])) or {'none'}
  * replay only ('1'|'0'), then per counter: limit, window ms, increment (0|1), flags ('s' shadow,
  * 'l' a limit that sets resend-after).
  * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} |
- * {'not_replayed'} | {'refused', {index, ms left}...}
- * | {'issued', resendAfterMs, {shadowed index...}, superseded pending code's id or ''}.
+ * {'not_replayed'} | {'refused', {index, ms left}...} | {'issued', resendAfterMs, {shadowed index...}}.
  *
  * An idempotency entry is "expires:resend:id:fingerprint". Its `expires` is 0 while it is pending,
  * until the send's outbox row is committed elsewhere (PostgreSQL) and 'confirm' sets it: only a
@@ -157,6 +163,7 @@ return replay_of(KEYS[1], ARGV[2], tonumber(ARGV[1])) or {'none'}
  * before pending entries reads one as expired, and a committed one as it always did.)
  */
 const ISSUE = `${COUNTERS}${CODES}${REPLAYS}
+local SUPERSEDED_HINT_TTL_MS = ${SUPERSEDED_HINT_TTL_MS}
 local now = tonumber(ARGV[1])
 local app = ARGV[4]
 local id = ARGV[5]
@@ -202,9 +209,9 @@ end
 -- At most one pending code per slot. The slot's key passes to the new code; the code it held moves
 -- to its own key with what its TTL had left, superseded if it was pending, so its id still answers.
 -- Its id has the new one's tag (the same key); its time and random part are in its stamp.
--- A pending code superseded here is named in the answer, so a withdraw can hand the slot back to it.
+-- A pending code superseded here is named under d:<new id> for a while, so a withdraw can hand the
+-- slot back to it even when this script's reply never arrived.
 local held = redis.call('GET', KEYS[1])
-local superseded = ''
 if held then
   local ttl = redis.call('PTTL', KEYS[1])
   local was_pending = string.sub(held, 1, 1) == 'p'
@@ -213,7 +220,7 @@ if held then
     local held_id = PREFIX .. string.sub(held, -STAMP_BYTES, -RANDOM_BYTES - 1) .. string.sub(id, TAG_FROM, TAG_TO)
       .. base64url(string.sub(held, -RANDOM_BYTES))
     redis.call('SET', app .. 'c:' .. held_id, held, 'PX', ttl)
-    if was_pending then superseded = held_id end
+    if was_pending then redis.call('SET', app .. 'd:' .. id, held_id, 'PX', SUPERSEDED_HINT_TTL_MS) end
   end
 end
 -- Under an older secret's tag (issued before a rotation) a pending code is superseded in place.
@@ -230,7 +237,7 @@ if fingerprint ~= '' then
     'PX', pending_ttl > 0 and pending_ttl or ttl)
   redis.call('SET', first_answer_key(idempotency), ARGV[2], 'PX', ttl)
 end
-return {'issued', resend_ms, shadowed, superseded}
+return {'issued', resend_ms, shadowed}
 `;
 
 /**
@@ -249,32 +256,42 @@ return 1
 `;
 
 /**
- * withdraw: undoes an `issue` whose outbox commit failed. KEYS: the code's slot key, its own key,
- * idempotency, the own key of the pending code the issue superseded (any key of the app when
- * none), counters... ARGV: now, id, the id's stamp, '1' when a code was superseded, then per
- * counter its increment (0|1). The superseded code gets the slot back, pending again, unless
- * another code has taken the slot since: a failed resend leaves the code already delivered valid,
- * as a rolled-back SQLite transaction does.
+ * withdraw: undoes an `issue` that may have run although its send failed: its outbox commit
+ * surely failed, or its reply was lost or came after the command timeout. KEYS: the code's slot
+ * key, its own key, idempotency, counters... ARGV: now, id, the id's stamp, app tag, then per
+ * counter its increment (0|1). Returns 1 when it withdrew the code, 0 when there was none.
+ *
+ * Only a code that exists is withdrawn, and only then are its counters refunded: an issue that
+ * never ran (or was refused) counted nothing, and a withdraw retried after its own reply was lost
+ * must not refund twice. The pending code the issue superseded (named under d:<id>) gets the slot
+ * back, pending again, unless another code has taken the slot since: a failed resend leaves the
+ * code already delivered valid, as a rolled-back SQLite transaction does.
  */
 const WITHDRAW = `${COUNTERS}${CODES}${REPLAYS}
 local now = tonumber(ARGV[1])
 local id = ARGV[2]
-local key = code_at(KEYS[1], KEYS[2], ARGV[3])
+local app = ARGV[4]
+local key, v = code_at(KEYS[1], KEYS[2], ARGV[3])
+if not v then return 0 end
 redis.call('DEL', key)
 local seen = redis.call('GET', KEYS[3])
 if seen and string.match(seen, '^%d+:%d+:([^:]*):') == id then
   redis.call('DEL', KEYS[3], first_answer_key(KEYS[3]))
 end
-if ARGV[4] == '1' and key == KEYS[1] then
-  local held = redis.call('GET', KEYS[4])
-  local ttl = redis.call('PTTL', KEYS[4])
-  if held and string.sub(held, 1, 1) == 's' and ttl > 0 then
+local hint = app .. 'd:' .. id
+local superseded = redis.call('GET', hint)
+if superseded then
+  redis.call('DEL', hint)
+  local own = app .. 'c:' .. superseded
+  local held = redis.call('GET', own)
+  local ttl = redis.call('PTTL', own)
+  if key == KEYS[1] and held and string.sub(held, 1, 1) == 's' and ttl > 0 then
     redis.call('SET', KEYS[1], 'p' .. string.sub(held, 2), 'PX', ttl)
-    redis.call('DEL', KEYS[4])
+    redis.call('DEL', own)
   end
 end
-for i = 1, #KEYS - 4 do
-  if ARGV[4 + i] == '1' then refund_counter(KEYS[4 + i], now) end
+for i = 1, #KEYS - 3 do
+  if ARGV[4 + i] == '1' then refund_counter(KEYS[3 + i], now) end
 end
 return 1
 `;

@@ -14,6 +14,7 @@ import {
 } from "../contract/fixtures.contract.js";
 import { connectRedis } from "./redis-client.js";
 import { decodeCode, encodeCode } from "./redis-code-codec.js";
+import { createRedisCounterStore } from "./redis-counter-store.js";
 import { RedisKeys } from "./redis-keys.js";
 import { createRedisVerificationStore, type RedisVerificationStore } from "./redis-verification-store.js";
 
@@ -169,6 +170,41 @@ if (!redisProbe.ok) {
       await store.withdraw(keyed, now);
       expect(await store.replay(appId, "withdrawn", now)).toBeNull();
       expect(await redis.keys(`${prefix}{${appId}}:f:withdrawn`)).toEqual([]);
+    });
+
+    // Regression: a send whose issue reply was lost (or late) left its code superseding the one
+    // the user held, and its counters spent; the withdraw that undoes it must work without that
+    // reply, and be safe to retry. @see .scratch/cluster/redis-lost-reply.mjs
+    it("withdraws without the issue's reply, only a code that exists, and refunds it once", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const counters = createRedisCounterStore(redis, keys);
+      const rules = [counter("r:60", 5, 60), counter("flag", 5, 60, { increment: 0 })];
+      const delivered = codeRecord(appId, now);
+      await store.issue(issueRequest(delivered, rules), now);
+      // An issue that never reached Redis wrote nothing: nothing to withdraw, nothing to refund.
+      expect(await store.withdraw(issueRequest(codeRecord(appId, now), rules), now)).toBe(false);
+      expect((await counters.peek(appId, "r:60", now)).count).toBe(1);
+      expect((await store.get(appId, delivered.id))?.status).toBe("pending");
+
+      const resend = issueRequest(codeRecord(appId, now), rules);
+      await store.issue(resend, now);
+      expect((await store.get(appId, delivered.id))?.status).toBe("superseded");
+      expect(await store.withdraw(resend, now)).toBe(true);
+      expect(await store.get(appId, resend.code.id)).toBeNull();
+      expect((await counters.peek(appId, "r:60", now)).count).toBe(1);
+      // The delivered code is the slot's pending code again, found by recipient too.
+      expect(
+        await store.consumeAttempt(
+          slotRef(appId, "email", delivered.to, "sign_in"),
+          { limit: 20, windowSeconds: 60 },
+          now,
+        ),
+      ).toMatchObject({ kind: "counted", record: { id: delivered.id, status: "pending" } });
+      // A retried withdraw (its first reply lost too) finds nothing and refunds nothing more.
+      expect(await store.withdraw(resend, now)).toBe(false);
+      expect((await counters.peek(appId, "r:60", now)).count).toBe(1);
+      expect(await redis.keys(`${prefix}{${appId}}:d:*`)).toEqual([]);
     });
 
     it("bounds every key it writes with a TTL", async () => {

@@ -36,26 +36,25 @@ const REFUSAL_BY_STATUS: Record<string, AttemptRefusal> = {
 /**
  * The hot half of the cluster VerificationStore: everything except the outbox row and delivery
  * records, which live in PostgreSQL (the cluster store composes both). `issue` here ignores
- * `request.outbox`; `withdraw` undoes an `issue` whose outbox row could not be committed.
+ * `request.outbox`; `withdraw` undoes an `issue` whose send failed (its outbox row could not be
+ * committed, or its reply never came).
  */
 export interface RedisVerificationStore extends Omit<VerificationStore, "deliveries" | "issue"> {
   /**
    * As VerificationStore.issue; with `outboxPending`, an idempotency entry it writes replays
    * nothing (answers `in_progress`) until `confirm` says the outbox row is committed.
    */
-  issue(
-    request: IssueRequest,
-    nowMs: number,
-    options?: { outboxPending: boolean },
-  ): Promise<RedisIssueOutcome>;
+  issue(request: IssueRequest, nowMs: number, options?: { outboxPending: boolean }): Promise<IssueOutcome>;
   /** The send's outbox row is committed: its idempotency entry now replays it. */
   confirm(request: IssueRequest, nowMs: number): Promise<void>;
   /**
    * Atomically deletes the issued code and its idempotency entry (if it still names it), refunds
    * the counters `issue` counted, and gives the slot back to the pending code the issue
-   * superseded (`supersededId`), unless a newer code has taken it since.
+   * superseded, unless a newer code has taken it since. Needs nothing from the issue's reply, and
+   * does nothing when the code does not exist (the issue never ran, or it was withdrawn already),
+   * so it may be retried. Resolves whether it withdrew the code.
    */
-  withdraw(request: IssueRequest, nowMs: number, supersededId?: string): Promise<void>;
+  withdraw(request: IssueRequest, nowMs: number): Promise<boolean>;
 }
 
 /** The replay script's reply ({'replayed', id, code, resend, fingerprint} or {'in_progress'}). */
@@ -69,11 +68,6 @@ function replayFrom(appId: string, reply: unknown[]): ReplayOutcome {
     fingerprint: replyText(reply[4]),
   };
 }
-
-/** An issue's outcome; an issued one names the pending code it superseded, if any. */
-export type RedisIssueOutcome =
-  | Exclude<IssueOutcome, { kind: "issued" }>
-  | (Extract<IssueOutcome, { kind: "issued" }> & { supersededId?: string });
 
 // How long an idempotency entry waits for its send's outbox commit before it lapses: longer than
 // a commit may take (the pool's statement and query timeouts, postgres-pool.ts), so a live send's
@@ -99,7 +93,7 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
   };
 
   return {
-    async issue(request, nowMs, options): Promise<RedisIssueOutcome> {
+    async issue(request, nowMs, options): Promise<IssueOutcome> {
       const { appId, code, counters, slotTags } = request;
       // The code goes under the tag its id carries; the other tags only supersede.
       const tag = parseVerificationId(code.id)?.slotTag;
@@ -149,12 +143,10 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
         if (!refusal) throw new Error("issue script refused without a rule");
         return { kind: "refused", ...refusal };
       }
-      const supersededId = replyText(reply[3]);
       return {
         kind: "issued",
         resendAfterSeconds: Math.ceil(replyNumber(reply[1]) / 1000),
         shadowed: replyArray(reply[2]).map((index) => counters[replyNumber(index) - 1]?.rule ?? ""),
-        ...(supersededId ? { supersededId } : {}),
       };
     },
 
@@ -170,26 +162,20 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       await redis.vdConfirm(1, idempotencyKey(request), nowMs, request.code.id, IDEMPOTENCY_TTL_MS);
     },
 
-    async withdraw(request, nowMs, supersededId) {
+    async withdraw(request, nowMs) {
       const code = codeKeys(request.appId, request.code.id);
-      if (!code) return;
-      const withdrawKeys = [
-        code.slot,
-        code.own,
-        idempotencyKey(request),
-        // any key of the app stands in when there is none (a script's keys are fixed in place)
-        keys.code(request.appId, supersededId ?? request.code.id),
-        ...counterKeys(request),
-      ];
-      await redis.vdWithdraw(
+      if (!code) return false;
+      const withdrawKeys = [code.slot, code.own, idempotencyKey(request), ...counterKeys(request)];
+      const withdrawn = await redis.vdWithdraw(
         withdrawKeys.length,
         ...withdrawKeys,
         nowMs,
         request.code.id,
         code.stamp,
-        supersededId ? 1 : 0,
+        keys.app(request.appId),
         ...request.counters.map((counter) => (counter.increment === 0 ? 0 : 1)),
       );
+      return replyNumber(withdrawn) === 1;
     },
 
     async consumeAttempt(ref, budget, nowMs): Promise<AttemptOutcome> {
