@@ -158,7 +158,11 @@ export const AbuseSchema = Type.Object(
     pumping: Type.Optional(
       Type.Object(
         {
-          allowCountries: Type.Optional(CountryListSchema),
+          allowCountries: Type.Optional({
+            ...CountryListSchema,
+            description:
+              'the regions SMS may go to, "*" for all (default CN, HK, MO, TW, SG, JP, KR, US, CA, GB, DE, FR, AU, NZ)',
+          }),
           denyCountries: Type.Optional(CountryListSchema),
           denyNumberTypes: Type.Optional(
             Type.Array(literals(PHONE_NUMBER_TYPES, "a kind of number, as libphonenumber names it"), {

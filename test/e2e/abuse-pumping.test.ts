@@ -138,7 +138,10 @@ describe("prefix budget", () => {
 describe("country allow and deny lists", () => {
   it("allows only the default markets: Nigeria, Guernsey and Jamaica are refused, China and the US are not", async () => {
     t = await open();
-    expectDenied(await sendSms(NIGERIA));
+    const nigeria = await sendSms(NIGERIA);
+    expectDenied(nigeria);
+    // the detail says what to widen (abuse.pumping.allowCountries)
+    expect(nigeria.json().detail).toBe("SMS to this country (NG) is not allowed");
     expectDenied(await sendSms(GUERNSEY));
     expectDenied(await sendSms(JAMAICA));
     expect((await sendSms(china(1))).statusCode).toBe(201);
@@ -200,7 +203,11 @@ describe("kinds of number", () => {
   it("refuses premium-rate, shared-cost, pager and UAN numbers in allowed markets, as a disallowed country", async () => {
     t = await open();
     for (const number of [...PREMIUM, "+33810123456", "+447640123456", "+445512345678"]) {
-      expectDenied(await sendSms(number));
+      const denied = await sendSms(number);
+      expectDenied(denied);
+      if (number === "+447640123456") {
+        expect(denied.json().detail).toBe("SMS to this kind of number (PAGER) is not allowed");
+      }
     }
     // fixed lines, toll-free, VoIP, mobiles and the US's fixed-or-mobile numbers get their SMS
     for (const number of ["+441212345678", "+18005550123", "+33912345678", "+33612345678", "+12025550123"]) {

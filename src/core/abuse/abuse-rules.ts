@@ -215,7 +215,20 @@ export async function detectPumpingAnomaly(
   return true;
 }
 
-/** The denial a shadow-less guard answers with. */
+/**
+ * The denial a shadow-less guard answers with. A refusal by the lists says which country or kind
+ * of number, so a developer whose first SMS to a market outside the default list is refused
+ * knows what to widen; a budget's or a block's says no more than the code's message.
+ */
 export function pumpingDenied(reason: string): OtpError {
-  return new OtpError("PUMPING_DENIED", { details: { rule: reason } });
+  const [kind, value] = reason.split(":");
+  const message =
+    kind === "country_not_allowed" || kind === "country_denied"
+      ? value === "unknown"
+        ? "SMS to a number of no known country is not allowed"
+        : `SMS to this country (${value}) is not allowed`
+      : kind === "number_type_denied"
+        ? `SMS to this kind of number (${value}) is not allowed`
+        : undefined;
+  return new OtpError("PUMPING_DENIED", { details: { rule: reason }, ...(message ? { message } : {}) });
 }
