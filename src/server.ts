@@ -150,6 +150,16 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     dataDirLock?.release();
     throw error;
   });
+  if (dataDirLock?.sole) {
+    try {
+      const released = backend.releaseDeadClaims?.(clock.nowMs()) ?? 0;
+      if (released > 0)
+        logger.info({ messages: released }, "messages an earlier server had claimed are due again");
+    } catch (error) {
+      // (a CLI command holding the write lock past the busy timeout) they wait out their lease
+      logger.warn({ err: error }, "could not make an earlier server's claimed messages due again");
+    }
+  }
   // Whatever fails from here on gives the store and the data dir back, so that this process can
   // start a server on them again (a test, or a start retried after a busy port).
   // (what is made before a failure is stopped with it: providers connect as they are made)

@@ -40,6 +40,11 @@ export interface Backend {
   onAnswered?: (listener: () => void) => void;
   /** true when every backend answers (`/readyz`); never throws */
   ready: () => Promise<boolean>;
+  /**
+   * Makes the messages an earlier server claimed and died with due at once (SQLite, whose one
+   * server is the only one that claims: called at that server's start); returns how many
+   */
+  releaseDeadClaims?: (nowMs: number) => number;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
   startMaintenance?: (onError: (message: string) => void) => void;
   /** flushes buffered writes and closes connections */

@@ -25,10 +25,15 @@ const held = new Map<string, { holders: number; release(): void }>();
 export function lockDataDir(
   dataDir: string,
   { share = false }: { share?: boolean } = {},
-): { release(): void } {
+): {
+  /** this server took the lock rather than sharing one: no other server of this dir is alive */
+  sole: boolean;
+  release(): void;
+} {
   const key = resolve(dataDir);
   let lock = held.get(key);
   if (lock && !share) throw new DataDirInUse(dataDir);
+  const sole = lock === undefined;
   if (!lock) {
     lock = { holders: 0, ...takeLock(dataDir) };
     held.set(key, lock);
@@ -37,6 +42,7 @@ export function lockDataDir(
   const shared = lock;
   let released = false;
   return {
+    sole,
     release() {
       if (released) return;
       released = true;

@@ -22,7 +22,7 @@ import { createSqliteCounterStore } from "./sqlite-counter-store.js";
 import { openSqliteDatabase, type SqliteDatabase } from "./sqlite-database.js";
 import { createSqliteDevInbox } from "./sqlite-dev-inbox.js";
 import { isStoreUnavailable, sqliteStoreFault } from "./sqlite-faults.js";
-import { createSqliteOutboxStore } from "./sqlite-outbox-store.js";
+import { createSqliteOutboxStore, releaseDeadClaims } from "./sqlite-outbox-store.js";
 import { createSqlitePurger } from "./sqlite-purger.js";
 import { createSqliteSendLog } from "./sqlite-send-log.js";
 import { createSqliteCodeReader, createSqliteVerificationStore } from "./sqlite-verification-store.js";
@@ -102,6 +102,7 @@ export function createSqliteBackend(options: {
       return fault;
     },
     onAnswered: group.onAnswered,
+    releaseDeadClaims: (nowMs) => releaseDeadClaims(db, nowMs),
     ready: async () => performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
     startMaintenance(onError) {
       if (checkpointer || options.path === ":memory:") return;

@@ -93,3 +93,18 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
     },
   };
 }
+
+/**
+ * Gives back, due at once, the messages an earlier server of this file had claimed and died with:
+ * for a server's start, which holds the data dir alone (lockDataDir), so every live claim is a dead
+ * process's. Without it they waited out their lease, 30 s or more, after every crash. Returns how
+ * many. (A message the dead server had handed to its provider is sent again, as after a lapsed
+ * lease: delivery is at-least-once.)
+ */
+export function releaseDeadClaims(db: SqliteDatabase, nowMs: number): number {
+  return db
+    .prepare(
+      "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE status = 'queued' AND claimed_until > ?",
+    )
+    .run(nowMs, nowMs).changes;
+}
