@@ -93,6 +93,24 @@ describe("loadConfig: providers and routing", () => {
     });
   });
 
+  // An HTTP vendor's call allowed 60 s outlasted the try's 20 s: the worker gave up on a call that
+  // could still send the message, and the retry sent it again.
+  it("refuses an HTTP provider's timeout the try cannot wait for, naming the key", () => {
+    const gateway = {
+      id: "gateway",
+      type: "webhook",
+      url: "https://sms.example.com/send",
+      secret: "whsec_0123456789abcdef",
+    };
+    expect(
+      issues({ VERIFYD_CONFIG: configFile({ providers: [{ ...gateway, timeoutMs: 30_000 }] }) }),
+    ).toEqual([expect.stringMatching(/^providers\/0\/timeoutMs: /)]);
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({ providers: [{ ...gateway, timeoutMs: 15_000 }] }),
+    });
+    expect(config.providers).toEqual([{ ...gateway, timeoutMs: 15_000 }]);
+  });
+
   it("turns VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM alone into the SMTP provider of email", () => {
     const config = loadConfig({
       VERIFYD_SMTP_URL: "smtp://user:pass@mail.example.com:587",

@@ -22,8 +22,14 @@ const ProviderId = Type.String({
     "provider id: lower case, digits, - and _; names it in routing, delivery records and callbacks",
 });
 const Secret = (description: string) => Type.String({ minLength: 1, maxLength: 1024, description });
+// At most 15 s: a try waits 20 s for its provider (outbox-worker.ts), and a call still running
+// when the worker gives up may send the message that the retry then sends again.
 const TimeoutMs = Type.Optional(
-  Type.Integer({ minimum: 100, maximum: 60_000, description: "per-request timeout in ms (default 10000)" }),
+  Type.Integer({
+    minimum: 100,
+    maximum: 15_000,
+    description: "per-request timeout in ms (default 10000, at most 15000)",
+  }),
 );
 const BaseUrl = Type.Optional(
   Type.String({ pattern: "^https?://", description: "API base URL (tests point it at a loopback stub)" }),
