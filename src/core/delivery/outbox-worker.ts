@@ -49,8 +49,8 @@ export interface OutboxWorkerOptions {
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
 // its claim when the lease lapses and another delivers it (at-least-once, never lost).
 const DEFAULT_LEASE_MS = 30_000;
-// The longest one provider call may take. Senders bound their own I/O within it (HTTP APIs 10 s,
-// SMTP 15 s from the hand-over, SMPP 8 s to start its submits plus 10 s for an answer), and this
+// The longest one provider call may take. Senders bound their own I/O within it (HTTP APIs 10 s
+// by default and at most 15, SMTP 15 s from the hand-over, SMPP 18 s in all), and this
 // must not be shorter, or a try given up here still goes out and is tried again (a duplicate). A
 // call must also end inside the lease with room to record its outcome, or another worker could
 // claim and send the message while this one is still waiting: the room is 10 s, or half of a

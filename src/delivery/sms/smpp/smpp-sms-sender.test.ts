@@ -263,8 +263,8 @@ describe("createSmppSmsSender", () => {
   ])("maps a submit refused with %s to permanent=%s", async (name, status, permanent) => {
     const fake = await smsc({ refuseDestinations: { "8613800138000": status } });
 
-    // a throttled submit is tried again until the deadline: keep it short
-    const failure = await sendFailure(sender(fake.url, { submitDeadlineMs: 300 }).send(message));
+    // a throttled submit is tried again within the send's budget: keep it short
+    const failure = await sendFailure(sender(fake.url, { sendBudgetMs: 300 }).send(message));
 
     expect(failure.permanent).toBe(permanent);
     expect(failure.message).toContain(name);

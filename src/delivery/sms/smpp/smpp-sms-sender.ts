@@ -29,12 +29,14 @@ const SMPP_UNBIND_TIMEOUT_MS = 2_000;
 // SMSCs allow few submit_sm awaiting their response per session (5 to 10 is usual) and refuse the
 // rest with ESME_RTHROTTLED; 10 fills a common window, and `submitWindow` fits a smaller one.
 const SMPP_SUBMIT_WINDOW = 10;
-// A send must end inside the outbox worker's try (20 s), or the worker gives it up while it goes
-// out: it starts submits only within this of its start (waits for the bind, the window or a
-// throttled SMSC included), and each may then wait responseTimeoutMs (at most 10 s) for its answer.
-const SMPP_SUBMIT_DEADLINE_MS = 8_000;
+// A send must end inside the outbox worker's try (20 s), or the worker gives it up while its parts
+// still go out and the retry sends them again: every wait of a send (the bind, a place in the
+// window, a throttled SMSC's pause) and every submit's wait for its answer ends by this long after
+// the send began, and no submit starts with less than SMPP_LEAST_ANSWER_MS of it left.
+const SMPP_SEND_BUDGET_MS = 18_000;
+const SMPP_LEAST_ANSWER_MS = 1_000;
 // ESME_RTHROTTLED and ESME_RMSGQFUL say "slow down", not "this message failed": the same part is
-// submitted again after a pause that doubles up to the cap, within the deadline above. Failing
+// submitted again after a pause that doubles up to the cap, within the send's budget. Failing
 // the try instead would burn a try and a breaker count per refusal, and re-send the parts of a
 // long text already accepted under a new concatenation reference (orphans, billed twice).
 const SMPP_THROTTLE_PAUSE_MS = 200;
@@ -79,8 +81,8 @@ export interface SmppSmsOptions {
   responseTimeoutMs?: number;
   /** submit_sm awaiting their response at once on the session (default 10); later ones wait in the sender */
   submitWindow?: number;
-  /** how long after a send begins it may still start a submit (default 8000; tests shorten it) */
-  submitDeadlineMs?: number;
+  /** how long a send may take in all, waits and answers included (default 18000; tests shorten it) */
+  sendBudgetMs?: number;
   /** final delivery outcomes reported by the SMSC (deliver_sm receipts) */
   onReceipt?: (receipt: SmppReceipt) => void | Promise<void>;
   /** told about link trouble (refused binds, dropped connections) and failing receipt handlers */
@@ -110,7 +112,9 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
   const responseTimeoutMs = options.responseTimeoutMs ?? SMPP_RESPONSE_TIMEOUT_MS;
   const enquireLinkMs = (options.enquireLinkIntervalSeconds ?? SMPP_ENQUIRE_LINK_INTERVAL_SECONDS) * 1000;
   const source = sourceAddress(options);
-  const submitDeadlineMs = options.submitDeadlineMs ?? SMPP_SUBMIT_DEADLINE_MS;
+  const sendBudgetMs = options.sendBudgetMs ?? SMPP_SEND_BUDGET_MS;
+  // (a budget shortened below a second, in tests, leaves submits a tenth of it)
+  const leastAnswerMs = Math.min(SMPP_LEAST_ANSWER_MS, sendBudgetMs / 10);
   const windowSize = options.submitWindow ?? SMPP_SUBMIT_WINDOW;
   if (!(enquireLinkMs > 0)) throw new Error("SMPP enquireLinkIntervalSeconds must be a positive number");
   if (!(Number.isInteger(windowSize) && windowSize > 0))
@@ -324,52 +328,60 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
   }
 
   async function submit(message: RenderedMessage): Promise<SendReceipt> {
-    const deadlineMs = Date.now() + submitDeadlineMs;
-    await boundSession(deadlineMs);
+    const endMs = Date.now() + sendBudgetMs;
+    await boundSession(endMs - leastAnswerMs);
     concatenationReference = (concatenationReference + 1) & 0xff;
     const segments = segmentText(message.text, options.longMessages ?? "udh", concatenationReference);
     const destination = destinationAddress(message.to);
-    let receiptMessageId: string | undefined;
-    for (const [index, segment] of segments.entries()) {
-      // One receipt per text, asked for on its last part: a delivery record holds one provider
-      // message id, and the last part carries the code's last line (the WebOTP "@domain #code").
-      // Receipts for every part would each name a different id, and the first part's DELIVRD
-      // would stand for a text whose end never arrived. Tracking every part instead would need
-      // state kept across receipts (and lost on a restart) for the rare case where parts of one
-      // text to one handset fare differently.
-      const last = index === segments.length - 1;
-      const response = await submitPart(
-        {
-          source_addr_ton: source.ton,
-          source_addr_npi: source.npi,
-          source_addr: source.address,
-          dest_addr_ton: destination.ton,
-          dest_addr_npi: destination.npi,
-          destination_addr: destination.address,
-          esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
-          registered_delivery: last ? 1 : 0,
-          data_coding: segment.dataCoding,
-          short_message: segment.shortMessage,
-          ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
-        },
-        deadlineMs,
-      );
-      if (last && typeof response.message_id === "string" && response.message_id !== "") {
-        receiptMessageId = response.message_id;
-      }
-    }
-    return receiptMessageId === undefined ? {} : { providerMessageId: receiptMessageId };
+    // The parts of a long text go out together, each through the window, as SMPP clients do: the
+    // handset orders them by their UDH, and the text waits for one answer rather than one after
+    // another (three parts from an SMSC answering in 7 s took 21 s, past the try). The send ends
+    // when every part has its answer, so none is still in flight when the worker records it.
+    const outcomes = await Promise.allSettled(
+      segments.map((segment, index) => {
+        // One receipt per text, asked for on its last part: a delivery record holds one provider
+        // message id, and the last part carries the code's last line (the WebOTP "@domain #code").
+        // Receipts for every part would each name a different id, and the first part's DELIVRD
+        // would stand for a text whose end never arrived. Tracking every part instead would need
+        // state kept across receipts (and lost on a restart) for the rare case where parts of one
+        // text to one handset fare differently.
+        const last = index === segments.length - 1;
+        return submitPart(
+          {
+            source_addr_ton: source.ton,
+            source_addr_npi: source.npi,
+            source_addr: source.address,
+            dest_addr_ton: destination.ton,
+            dest_addr_npi: destination.npi,
+            destination_addr: destination.address,
+            esm_class: segment.hasUdh ? ESM_CLASS_UDH_INDICATOR : 0,
+            registered_delivery: last ? 1 : 0,
+            data_coding: segment.dataCoding,
+            short_message: segment.shortMessage,
+            ...(segment.messagePayload ? { message_payload: segment.messagePayload } : {}),
+          },
+          endMs,
+        );
+      }),
+    );
+    const failed = outcomes.find((outcome) => outcome.status === "rejected");
+    if (failed) throw failed.reason;
+    const last = outcomes.at(-1);
+    const messageId = last?.status === "fulfilled" ? last.value.message_id : undefined;
+    return typeof messageId === "string" && messageId !== "" ? { providerMessageId: messageId } : {};
   }
 
   /**
    * One submit_sm, accepted: it waits for a place in the window, and is submitted again (same
    * fields, so a part keeps its concatenation reference) while the SMSC answers "try again
-   * shortly" and the deadline allows. The place is held through those pauses, so a throttled
+   * shortly" and the send's budget allows. The place is held through those pauses, so a throttled
    * SMSC sees fewer submits until it accepts again.
    */
-  async function submitPart(fields: smpp.PduFields, deadlineMs: number): Promise<smpp.PDU> {
-    if (!(await submitWindow.enter(deadlineMs - Date.now()))) {
-      throw transient(`no room among ${windowSize} outstanding submit_sm within ${submitDeadlineMs} ms`);
+  async function submitPart(fields: smpp.PduFields, endMs: number): Promise<smpp.PDU> {
+    if (!(await submitWindow.enter(endMs - leastAnswerMs - Date.now()))) {
+      throw transient(
+        `no room among ${windowSize} outstanding submit_sm within the send's ${sendBudgetMs} ms`,
+      );
     }
     try {
       for (
@@ -377,13 +389,20 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
         ;
         pauseMs = Math.min(pauseMs * 2, SMPP_MAX_THROTTLE_PAUSE_MS)
       ) {
-        const current = await boundSession(deadlineMs);
-        const response = await request(current, new smpp.PDU("submit_sm", fields), responseTimeoutMs);
+        const current = await boundSession(endMs - leastAnswerMs);
+        const leftMs = endMs - Date.now();
+        if (leftMs < leastAnswerMs)
+          throw transient(`no time left in the send's ${sendBudgetMs} ms to submit`);
+        const response = await request(
+          current,
+          new smpp.PDU("submit_sm", fields),
+          Math.min(responseTimeoutMs, leftMs),
+        );
         const status = response.command_status;
         if (status === 0) return response;
         // Jitter keeps the parts held back together from coming back in one burst.
         const waitMs = pauseMs * (0.5 + Math.random() / 2);
-        if (!TRY_AGAIN_SHORTLY_STATUSES.has(status) || Date.now() + waitMs >= deadlineMs) {
+        if (!TRY_AGAIN_SHORTLY_STATUSES.has(status) || Date.now() + waitMs + leastAnswerMs > endMs) {
           throw new SendFailure(`${id}: submit_sm refused (${statusName(status)})`, {
             permanent: PERMANENT_STATUSES.has(status),
           });
