@@ -12,11 +12,11 @@ const production = () =>
     env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
     apps: [{ id: "shop", apiKeys: ["vk_test_shop_0123456789abcdef"], corsOrigins: [SHOP] }],
   });
-const send = (t: TestServer, headers: Record<string, string>) =>
+const send = (t: TestServer, headers: Record<string, string>, to = "ann@example.com") =>
   t.fastify.inject({
     method: "POST",
     url: "/v1/verifications",
-    payload: { channel: "email", to: "ann@example.com", purpose: "sign_in" },
+    payload: { channel: "email", to, purpose: "sign_in" },
     headers: { authorization: "Bearer vk_test_shop_0123456789abcdef", ...headers },
   });
 
@@ -45,13 +45,24 @@ describe("CORS on the apps' requests", () => {
     expect(reply.headers.vary).toBe("Origin");
   });
 
-  it("adds only Vary to a request without Origin (a server's call)", async () => {
+  it("adds only Vary to a request without Origin (a server's call), or with an empty one", async () => {
     t = await production();
-    const reply = await send(t, {});
-    expect(reply.statusCode, reply.body).toBe(201);
+    for (const [to, headers] of [
+      ["ann@example.com", {}],
+      ["bob@example.com", { origin: "" }],
+    ] as const) {
+      const reply = await send(t, headers, to);
+      expect(reply.statusCode, reply.body).toBe(201);
+      expect(reply.headers["access-control-allow-origin"]).toBeUndefined();
+      expect(reply.headers["access-control-expose-headers"]).toBeUndefined();
+      expect(reply.headers.vary).toBe("Origin");
+    }
+  });
+
+  it("reflects no empty Origin in dev mode either", async () => {
+    t = await createTestServer();
+    const reply = await t.fastify.inject({ method: "GET", url: "/healthz", headers: { origin: "" } });
     expect(reply.headers["access-control-allow-origin"]).toBeUndefined();
-    expect(reply.headers["access-control-expose-headers"]).toBeUndefined();
-    expect(reply.headers.vary).toBe("Origin");
   });
 
   it("answers a refused origin's preflight as an unknown route, in each face's shape", async () => {

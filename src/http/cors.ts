@@ -45,7 +45,8 @@ export function installCors(fastify: FastifyInstance, options: CorsOptions): voi
     (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
       reply.header("vary", "Origin");
       const origin = request.headers.origin;
-      if (origin === undefined) {
+      // (an empty Origin is no origin: no browser sends one, and it must not be reflected)
+      if (!origin) {
         if (request.raw.method === "OPTIONS") return answerPreflight(request, reply);
         return done();
       }
