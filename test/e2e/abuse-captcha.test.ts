@@ -239,15 +239,19 @@ describe("captcha escalation per /24 subnet (rotating IPs behind a trusted proxy
     expect(refusal).toMatchObject({ ip: "127.0.0.1", reason: "risk_ip:3/600s" });
   });
 
-  it("groups IPv6 clients by /64", async () => {
+  it("groups IPv6 subnets by /56, a home line's delegation", async () => {
     t = await open({
       env: { VERIFYD_TRUST_PROXY: PROXY },
       apps: [{ id: "default", abuse: { risk: { perSubnet: { limit: 2, windowSeconds: 600 } } } }],
     });
     expect((await send({ to: recipient(1), forwardedFor: "2001:db8:1:2::a" })).statusCode).toBe(201);
-    expect((await send({ to: recipient(2), forwardedFor: "2001:db8:1:2:ffff::b" })).statusCode).toBe(201);
-    expectProblem(await send({ to: recipient(3), forwardedFor: "2001:db8:1:2::c" }), 428, "CAPTCHA_REQUIRED");
-    expect((await send({ to: recipient(4), forwardedFor: "2001:db8:1:3::a" })).statusCode).toBe(201);
+    expect((await send({ to: recipient(2), forwardedFor: "2001:db8:1:3:ffff::b" })).statusCode).toBe(201);
+    expectProblem(
+      await send({ to: recipient(3), forwardedFor: "2001:db8:1:ff::c" }),
+      428,
+      "CAPTCHA_REQUIRED",
+    );
+    expect((await send({ to: recipient(4), forwardedFor: "2001:db8:1:100::a" })).statusCode).toBe(201);
   });
 });
 

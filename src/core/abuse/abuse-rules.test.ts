@@ -33,12 +33,15 @@ describe("subnetOf", () => {
     ["203.0.113.255", "203.0.113.0/24"],
     ["::ffff:203.0.113.7", "203.0.113.0/24"],
     ["::FFFF:10.1.2.3", "10.1.2.0/24"],
-    ["2001:db8:1:2::a", "2001:db8:1:2::/64"],
-    ["2001:0DB8:0001:0002:ffff:0:0:b", "2001:db8:1:2::/64"],
-    ["2001:db8::1", "2001:db8:0:0::/64"],
-    ["::1", "0:0:0:0::/64"],
-    ["fe80::1:2:3:4", "fe80:0:0:0::/64"],
-    ["fe80::1%eth0", "fe80:0:0:0::/64"],
+    // an IPv6 /56: the fourth group's low byte is the line's own /64s
+    ["2001:db8:1:2::a", "2001:db8:1:0::/56"],
+    ["2001:db8:1:2ff::a", "2001:db8:1:200::/56"],
+    ["2001:db8:1:ab12::a", "2001:db8:1:ab00::/56"],
+    ["2001:0DB8:0001:0002:ffff:0:0:b", "2001:db8:1:0::/56"],
+    ["2001:db8::1", "2001:db8:0:0::/56"],
+    ["::1", "0:0:0:0::/56"],
+    ["fe80::1:2:3:4", "fe80:0:0:0::/56"],
+    ["fe80::1%eth0", "fe80:0:0:0::/56"],
   ])("%s is in %s", (ip, subnet) => {
     expect(subnetOf(ip)).toBe(subnet);
   });
@@ -68,6 +71,13 @@ describe("clientAddressOf", () => {
     ["not an ip", "not an ip"],
   ])("counts %s as %s", (ip, client) => {
     expect(clientAddressOf(ip)).toBe(client);
+  });
+
+  it("counts a /64 as one client, within a /56 subnet of many", () => {
+    const clients = ["2001:db8:1:2::a", "2001:db8:1:2:ffff::1", "2001:db8:1:2:1:2:3:4"].map(clientAddressOf);
+    expect(new Set(clients).size).toBe(1);
+    expect(subnetOf("2001:db8:1:3::a")).toBe(subnetOf("2001:db8:1:2::a"));
+    expect(clientAddressOf("2001:db8:1:3::a")).not.toBe(clientAddressOf("2001:db8:1:2::a"));
   });
 });
 

@@ -17,7 +17,11 @@ const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
 const IPV4_NETWORK_24 = new RegExp(`^(${OCTET}\\.${OCTET}\\.${OCTET})\\.${OCTET}$`);
 const IPV4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
-/** The /24 (IPv4) or /64 (IPv6) network of an address: bots rotate addresses within one. */
+/**
+ * The network a subnet rule counts: an IPv4 /24, or an IPv6 /56. Each holds some 256 of the
+ * clients `clientAddressOf` tells apart (IPv4 addresses, IPv6 /64s), and bots rotate within one:
+ * an IPv6 home line is delegated a /56 (or a /48), so a /64 subnet would be the client itself.
+ */
 export function subnetOf(ip: string): string | undefined {
   // One regex for the common case: this runs on every send, and first on a flood's refusals.
   const network = IPV4_NETWORK_24.exec(ip)?.[1];
@@ -25,18 +29,24 @@ export function subnetOf(ip: string): string | undefined {
   const mapped = IPV4_MAPPED.exec(ip);
   if (mapped?.[1]) return subnetOf(mapped[1]);
   if (!isIPv6(ip)) return undefined;
-  return `${expandIPv6(ip).slice(0, 4).join(":")}::/64`;
+  const groups = expandIPv6(ip);
+  // three groups and the first byte of the fourth
+  const fourth = (Number.parseInt(groups[3] ?? "0", 16) & 0xff00).toString(16);
+  return `${groups.slice(0, 3).join(":")}:${fourth}::/56`;
 }
 
 /**
- * The one client a per-IP budget counts: an IPv4 address as it is, an IPv6 address by its /64.
- * An IPv6 subscriber is routed a whole /64 and may send from any address in it; an IPv4 /24 holds
- * many unrelated clients, so that grouping is left to the subnet rules.
+ * The one client a per-IP rule counts: an IPv4 address as it is (also when written as IPv4-mapped
+ * IPv6), an IPv6 address by its /64. An IPv6 subscriber is routed a whole /64 and may send from
+ * any address in it; an IPv4 /24 holds many unrelated clients, so that grouping is left to the
+ * subnet rules.
  */
 export function clientAddressOf(ip: string): string {
+  // (an IPv4 address, the common case, has no colon: no regex for it)
+  if (!ip.includes(":")) return ip;
   const mapped = IPV4_MAPPED.exec(ip)?.[1];
   if (mapped !== undefined) return mapped;
-  return isIPv6(ip) ? (subnetOf(ip) ?? ip) : ip;
+  return isIPv6(ip) ? `${expandIPv6(ip).slice(0, 4).join(":")}::/64` : ip;
 }
 
 function expandIPv6(ip: string): string[] {
@@ -77,7 +87,7 @@ export function riskCounters(app: App, client: ClientContext, captchaSolved: boo
     counters.push(counter);
   };
   if (client.ip) {
-    add("ip", client.ip, risk.perIp);
+    add("ip", clientAddressOf(client.ip), risk.perIp);
     const subnet = subnetOf(client.ip);
     if (subnet) add("subnet", subnet, risk.perSubnet);
   }

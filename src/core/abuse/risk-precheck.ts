@@ -3,7 +3,7 @@ import type { VerificationStore } from "../ports.js";
 import type { App, Face, RateRule } from "../types.js";
 import type { EngineDeps } from "../verification/engine-deps.js";
 import { riskCounterKey } from "../verification/keys.js";
-import { riskCounters, riskRuleName, subnetOf } from "./abuse-rules.js";
+import { clientAddressOf, riskCounters, riskRuleName, subnetOf } from "./abuse-rules.js";
 
 export interface RiskPrecheckInput {
   app: App;
@@ -36,7 +36,7 @@ export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): Ot
     // passes: a flood from one address is refused after one lookup. The keys and rule names are
     // those `riskCounters` gives the send.
     const { risk } = app.abuse;
-    refusal = overRisk(deps.store, app.id, "ip", clientIp, risk.perIp, now);
+    refusal = overRisk(deps.store, app.id, "ip", clientAddressOf(clientIp), risk.perIp, now);
     const subnet = refusal ? undefined : subnetOf(clientIp);
     if (subnet !== undefined) refusal = overRisk(deps.store, app.id, "subnet", subnet, risk.perSubnet, now);
   }

@@ -475,7 +475,11 @@ function rateCounters(
   }));
   if (clientIp) {
     for (const rule of policy.perIp) {
-      counters.push({ key: ipCounterKey(clientIp, rule.windowSeconds), ...rule, rule: ruleName("ip", rule) });
+      counters.push({
+        key: ipCounterKey(clientAddressOf(clientIp), rule.windowSeconds),
+        ...rule,
+        rule: ruleName("ip", rule),
+      });
     }
   }
   for (const rule of policy.perApp) {

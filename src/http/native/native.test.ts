@@ -269,6 +269,51 @@ describe("POST /v1/verifications", () => {
       ).toBe(201);
     });
 
+    // Regression: the per-IP rules counted each IPv6 address apart, so a client routed a /64 (any
+    // IPv6 subscriber) had no per-IP limit, and an IPv4 address written as IPv4-mapped IPv6 had two.
+    // @see .scratch/abuse F1
+    it("counts an IPv6 /64 as one client, and an IPv4-mapped address as its IPv4 one", async () => {
+      const key = "vk_test_backend_0123456789abcdef";
+      t = await createTestServer({
+        env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+        apps: [{ id: "shop", apiKeys: [key], abuse: { captcha: { native: "never" } } }],
+      });
+      const headers = { authorization: `Bearer ${key}` };
+      const from = (clientIp: string, n: number) =>
+        sendCode({ to: `user${n}@example.com`, client_ip: clientIp }, headers);
+      for (let i = 0; i < 10; i++) expect((await from(`2001:db8:1:2::${i + 1}`, i)).statusCode).toBe(201);
+      const rotated = await from("2001:db8:1:2:ffff::99", 10);
+      expect(rotated.statusCode).toBe(429);
+      expect(rotated.json().code).toBe("RATE_LIMITED");
+      // the next /64 is another subscriber
+      expect((await from("2001:db8:1:3::1", 11)).statusCode).toBe(201);
+      for (let i = 0; i < 10; i++) {
+        const spelled = i % 2 === 0 ? "198.51.100.7" : "::ffff:198.51.100.7";
+        expect((await from(spelled, 20 + i)).statusCode).toBe(201);
+      }
+      expect((await from("::ffff:198.51.100.7", 30)).json().code).toBe("RATE_LIMITED");
+    });
+
+    it("asks a client for a captcha by its /64, and a line's other /64s by their /56", async () => {
+      const key = "vk_test_backend_0123456789abcdef";
+      t = await createTestServer({
+        env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "production-secret-0123456789" },
+        apps: [{ id: "shop", apiKeys: [key] }],
+      });
+      const headers = { authorization: `Bearer ${key}` };
+      const from = (clientIp: string, n: number) =>
+        sendCode({ to: `user${n}@example.com`, client_ip: clientIp }, headers);
+      // the risk rule per client: 3 sends in 10 minutes, then a captcha
+      for (let i = 0; i < 3; i++) expect((await from(`2001:db8:1:2::${i + 1}`, i)).statusCode).toBe(201);
+      expect((await from("2001:db8:1:2::ff", 3)).json().code).toBe("CAPTCHA_REQUIRED");
+      // the rule per subnet: 10 sends from a /56 (here its other /64s), then a captcha
+      for (let i = 0; i < 7; i++)
+        expect((await from(`2001:db8:1:${10 + i}::1`, 10 + i)).statusCode).toBe(201);
+      expect((await from("2001:db8:1:ff::1", 20)).json().code).toBe("CAPTCHA_REQUIRED");
+      // another line (the next /56) is not held up
+      expect((await from("2001:db8:1:100::1", 21)).statusCode).toBe(201);
+    });
+
     // Regression: the captcha routes counted the backend's own address, so one user's wrong answers
     // (or 30 challenges among all users) refused every user of the backend for 10 minutes.
     // @see captcha review 4
