@@ -47,10 +47,14 @@ export function appCounterKey(windowSeconds: number): string {
 }
 
 /**
- * Failed checks per recipient across codes, so resending does not reset the guessing budget. Per
- * address, not per mailbox: the Redis check script works the key out from the stored address
- * (redis-scripts.ts), and the sends that make codes to guess are already counted per mailbox.
+ * Failed checks per recipient across codes, so resending does not reset the guessing budget. An
+ * email address is folded as accounts fold it (ASCII case: `lower()` in SQLite and in PostgreSQL's
+ * "C" collation), so the budget is an account's: `ANN@` and `ann@` sign in to one account, and
+ * five spellings had five budgets. Not per mailbox: `ann+x@` is another account. The Redis check
+ * script works the same key out from the stored address (redis-scripts.ts, Lua's ASCII-only
+ * `string.lower`).
  */
 export function failedChecksKey(channel: Channel, address: string): string {
-  return `f:${channel}:${address}`;
+  return `f:${channel}:${channel === "email" ? address.replace(ASCII_CAPITALS, (capital) => capital.toLowerCase()) : address}`;
 }
+const ASCII_CAPITALS = /[A-Z]+/g;

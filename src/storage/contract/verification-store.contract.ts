@@ -369,6 +369,27 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         expect(failures).toEqual({ count: 1, resetAtMs: now + BUDGET.windowSeconds * 1000 });
       });
 
+      // Regression: each spelling of an address had its own 20 failures a day, five times the
+      // budget for one account (accounts fold ASCII case). @see .scratch/abuse F2
+      it("counts failures against the address as accounts fold it, ASCII case", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const shouted = codeRecord(appId, now, { to: "ANN.Lee@example.com" });
+        await store.issue(issueRequest(shouted), now);
+        await store.consumeAttempt({ appId, id: shouted.id }, BUDGET, now);
+        const folded = await fixture.counters.peek(
+          appId,
+          failedChecksKey("email", "ann.lee@example.com"),
+          now,
+        );
+        expect(folded.count).toBe(1);
+        expect(failedChecksKey("email", "ANN.Lee@example.com")).toBe(
+          failedChecksKey("email", "ann.lee@example.com"),
+        );
+        // non-ASCII letters are left as they are, as the accounts' lower() leaves them
+        expect(failedChecksKey("email", "ÄNN@example.com")).toBe("f:email:Änn@example.com");
+      });
+
       it("refuses once the attempts are spent, even before comparing", async () => {
         const now = baseTime();
         const record = codeRecord(uniqueId("app"), now, { maxAttempts: 2 });

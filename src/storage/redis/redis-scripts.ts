@@ -335,9 +335,10 @@ if now >= tonumber(expires, 36) then return {'refused', 'expired', v, found} end
 local attempts_digits = #attempts
 attempts = tonumber(attempts)
 if attempts >= tonumber(max_attempts) then return {'refused', 'max_attempts', v, found} end
--- failedChecksKey(channel, to) of core/verification/keys.ts: "f:<channel>:<address>".
+-- failedChecksKey(channel, to) of core/verification/keys.ts: "f:<channel>:<address>", an email
+-- address in ASCII lower case (string.lower folds ASCII only, as the accounts' lower() does).
 local to = string.sub(v, to_start, to_start + tonumber(to_bytes) - 1)
-local failure_key = tag .. 'n:f:' .. (channel == 'e' and 'email' or 'sms') .. ':' .. to
+local failure_key = tag .. 'n:f:' .. (channel == 'e' and 'email:' .. string.lower(to) or 'sms:' .. to)
 local failures, reset_at = read_counter(failure_key, now)
 if reset_at ~= 0 and failures >= tonumber(ARGV[4]) then
   return {'refused', 'failure_budget', v, found, reset_at - now}
