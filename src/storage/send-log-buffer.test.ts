@@ -24,13 +24,55 @@ describe("SendLogBuffer", () => {
     ]);
   });
 
-  it("never merges decisions about a recipient, and starts afresh after a take", () => {
+  // Regression: a made-up captcha token (or a fresh Idempotency-Key) moved a refusal past the
+  // pre-body check, and each one then wrote a row of its own. @see .scratch/abuse F3
+  it("merges a client's repeated refusals about one recipient, as logged, into its first entry", () => {
     const buffer = new SendLogBuffer();
-    const about = { ...refusal("a"), channel: "email" as const, to: "a***@example.com" };
-    buffer.record(about);
-    buffer.record(about);
+    const about = (to: string, atMs: number): SendLogEntry => ({
+      ...refusal("a", atMs),
+      channel: "email",
+      to,
+      purpose: "sign_in",
+      decision: "captcha_failed",
+      reason: "The captcha token is invalid, expired or already used",
+    });
+    for (let n = 0; n < 1_000; n += 1) buffer.record(about("b***@example.com", n));
+    buffer.record(about("c***@example.com", 5));
+    buffer.record({ ...about("b***@example.com", 6), deviceId: "device-2" });
+    buffer.record(about("b***@example.com", 7));
+    expect(buffer.take().entries.map((entry) => [entry.atMs, entry.to, entry.count ?? 1])).toEqual([
+      [0, "b***@example.com", 1_001],
+      [5, "c***@example.com", 1],
+      [6, "b***@example.com", 1],
+    ]);
+  });
+
+  it("keeps each accepted send, and each one shadow mode let through, one entry", () => {
+    const buffer = new SendLogBuffer();
+    const accepted: SendLogEntry = {
+      ...refusal("a"),
+      channel: "sms",
+      to: "+86*********00",
+      decision: "accepted",
+      reason: undefined,
+    };
+    buffer.record(accepted);
+    buffer.record(accepted);
+    buffer.record({ ...accepted, verificationId: "vf_1" });
+    buffer.record({ ...accepted, verificationId: "vf_1" });
+    const shadowed = { ...refusal("a"), decision: "denied" as const, shadowed: ["country_not_allowed:NG"] };
+    buffer.record(shadowed);
+    buffer.record(shadowed);
+    expect(buffer.take().entries.map((entry) => entry.count ?? 1)).toEqual([1, 1, 1, 1, 1, 1]);
+  });
+
+  it("never merges entries whose key alone matches, and starts afresh after a take", () => {
+    const buffer = new SendLogBuffer();
+    buffer.record({ ...refusal("a"), reason: "undefined" });
+    buffer.record({ ...refusal("a"), reason: undefined });
+    expect(buffer.take().entries).toHaveLength(2);
     buffer.record(refusal("a"));
-    expect(buffer.take().entries).toHaveLength(3);
+    buffer.take();
     buffer.record(refusal("a"));
     expect(buffer.take().entries).toEqual([refusal("a")]);
   });

@@ -22,11 +22,13 @@ const OUTAGE_REMINDER_MS = 60_000;
 /**
  * The send log's write buffer, shared by the SQLite and PostgreSQL adapters.
  *
- * A refusal decided before the body was read (a captcha demanded of a risky client) knows only the
- * app, the face, the client and the rule, and it is exactly what a bot repeats thousands of times
- * a second. Such repeats within one batch become one row carrying their `count`: a flood costs a
- * counter increment instead of a row each, and the log stays small, while every decision is still
- * accounted for. Entries that name a recipient or a verification are never merged.
+ * A refusal is exactly what a bot repeats thousands of times a second, whether decided before the
+ * body was read (a captcha demanded of a risky client: only the app, the face, the client and the
+ * rule) or after (the same recipient refused again and again, with a made-up captcha token or a
+ * fresh Idempotency-Key each time). Refusals alike in every field logged but their time, within one
+ * batch, become one row: the first, carrying their `count`. A flood then costs a counter increment
+ * instead of a row each, and the log stays small, while every decision is still accounted for.
+ * Accepted sends are never merged: each is one code issued, with its verification.
  */
 export class SendLogBuffer {
   private entries: SendLogEntry[] = [];
@@ -54,7 +56,7 @@ export class SendLogBuffer {
     const key = repeatKey(entry);
     if (key !== undefined) {
       const earlier = this.repeatable.get(key);
-      if (earlier) {
+      if (earlier && sameRepeat(earlier, entry)) {
         earlier.count = (earlier.count ?? 1) + (entry.count ?? 1);
         this.lastMerged = earlier;
         return false;
@@ -114,31 +116,35 @@ export class SendLogBuffer {
 function sameRepeat(merged: SendLogEntry, entry: SendLogEntry): boolean {
   return (
     entry.ip === merged.ip &&
+    entry.to === merged.to &&
     entry.reason === merged.reason &&
     entry.decision === merged.decision &&
     entry.appId === merged.appId &&
     entry.face === merged.face &&
+    entry.channel === merged.channel &&
+    entry.purpose === merged.purpose &&
+    entry.country === merged.country &&
+    entry.deviceId === merged.deviceId &&
     isRepeatable(entry)
   );
 }
 
-/** Entries that may merge share this key; undefined for an entry about one recipient or code. */
+/**
+ * Entries that may merge share this key (a hit is confirmed by `sameRepeat`: a field holding the
+ * separator, or absent beside one spelled "undefined", must not merge two that differ); undefined
+ * for an entry that is never merged.
+ */
 function repeatKey(entry: SendLogEntry): string | undefined {
   if (!isRepeatable(entry)) return undefined;
-  return `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason ?? ""}\n${entry.ip ?? ""}`;
+  return `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason}\n${entry.ip}\n${entry.to}\n${entry.channel}\n${entry.purpose}\n${entry.country}\n${entry.deviceId}`;
 }
 
-/** A decision that names no recipient, verification, device or country: only who asked and why. */
+/**
+ * A refusal, with or without a recipient: an accepted send (its verification), or one shadow mode
+ * let through (what it would have refused), is a row of its own.
+ */
 function isRepeatable(entry: SendLogEntry): boolean {
-  return (
-    entry.channel === undefined &&
-    entry.to === undefined &&
-    entry.purpose === undefined &&
-    entry.verificationId === undefined &&
-    entry.deviceId === undefined &&
-    entry.country === undefined &&
-    entry.shadowed === undefined
-  );
+  return entry.decision !== "accepted" && entry.verificationId === undefined && entry.shadowed === undefined;
 }
 
 export interface SendLogWriterOptions {

@@ -120,6 +120,33 @@ describe("send log", () => {
     }
   });
 
+  // Regression: a made-up captcha token, or a fresh Idempotency-Key, took a refusal past the check
+  // before the body is read, and each one then wrote a row of its own, kept 30 days.
+  // @see .scratch/abuse F3
+  it("keeps a client's repeated refusals about one recipient as one entry, and each accepted send", async () => {
+    t = await createTestServer({ env: { VERIFYD_TRUST_PROXY: "127.0.0.1" } });
+    const bot = { "x-forwarded-for": "198.51.100.7" };
+    const bob = { channel: "email", to: "bob@example.com" };
+    expect((await send({ channel: "email", to: "ann@example.com" }, bot)).status).toBe(201);
+    expect((await send({ channel: "email", to: "amy@example.com" }, bot)).status).toBe(201);
+    for (let n = 0; n < 40; n++) {
+      expect((await send(bob, { ...bot, "x-captcha-token": `cp_forged${n}` })).status).toBe(400);
+    }
+    expect((await send({ channel: "email", to: "bea@example.com" }, bot)).status).toBe(201);
+    for (let n = 0; n < 40; n++) {
+      expect((await send(bob, { ...bot, "idempotency-key": `key-${n}` })).status).toBe(428);
+    }
+
+    const entries = (await t.server.backend.sendLog.query({ appId: "default", limit: 100 })).reverse();
+    expect(entries.map((entry) => [entry.decision, entry.to, entry.reason, entry.count ?? 1])).toEqual([
+      ["accepted", "a***@example.com", undefined, 1],
+      ["accepted", "a***@example.com", undefined, 1],
+      ["captcha_failed", "b***@example.com", "The captcha token is invalid, expired or already used", 40],
+      ["accepted", "b***@example.com", undefined, 1],
+      ["captcha_required", "b***@example.com", "risk_ip:3/600s", 40],
+    ]);
+  });
+
   it("files an API-key caller's decisions under its app, with its device", async () => {
     t = await createTestServer({ apps: [{ id: "shop", apiKeys: [SHOP_KEY] }] });
     const auth = { authorization: `Bearer ${SHOP_KEY}` };

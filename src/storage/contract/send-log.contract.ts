@@ -66,7 +66,11 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       const appId = uniqueId("app");
       for (let index = 0; index < 5; index += 1) {
         fixture.sendLog.record(
-          entry(appId, now + index, { decision: index % 2 === 0 ? "accepted" : "denied" }),
+          // Each to a number of its own: alike refusals would merge.
+          entry(appId, now + index, {
+            decision: index % 2 === 0 ? "accepted" : "denied",
+            to: `+86*******0${index}`,
+          }),
         );
       }
       const since = await fixture.sendLog.query({ appId, sinceMs: now + 3, limit: 10 });
@@ -76,7 +80,7 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       expect(await fixture.sendLog.query({ appId, limit: 2 })).toHaveLength(2);
     });
 
-    it("keeps a client's repeated pre-body refusals of one batch as one entry with their count", async () => {
+    it("keeps a client's repeated refusals of one batch as one entry with their count", async () => {
       const now = baseTime();
       const appId = uniqueId("app");
       const refusal = (atMs: number, ip: string): SendLogEntry => ({
@@ -90,15 +94,26 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       for (let index = 0; index < 1_000; index += 1)
         fixture.sendLog.record(refusal(now + index, "198.51.100.7"));
       fixture.sendLog.record(refusal(now + 5, "198.51.100.8"));
-      // Decisions about a recipient are never merged, however alike.
-      fixture.sendLog.record(entry(appId, now + 6, { decision: "rate_limited", reason: "recipient:1/60s" }));
-      fixture.sendLog.record(entry(appId, now + 6, { decision: "rate_limited", reason: "recipient:1/60s" }));
+      // Refusals about one recipient merge too; accepted sends never do, however alike.
+      const limited = entry(appId, now + 6, {
+        ip: "198.51.100.7",
+        decision: "rate_limited",
+        reason: "recipient:1/60s",
+      });
+      for (let index = 0; index < 3; index += 1)
+        fixture.sendLog.record({ ...limited, atMs: now + 6 + index });
+      fixture.sendLog.record(entry(appId, now + 7));
+      fixture.sendLog.record(entry(appId, now + 7));
       await fixture.sendLog.flush();
       const logged = await fixture.sendLog.query({ appId, limit: 10 });
-      expect(logged).toHaveLength(4);
+      expect(logged).toHaveLength(5);
       expect(logged).toContainEqual({ ...refusal(now, "198.51.100.7"), count: 1_000 });
       expect(logged).toContainEqual(refusal(now + 5, "198.51.100.8"));
-      expect(logged.filter((item) => item.decision === "rate_limited")).toHaveLength(2);
+      expect(logged).toContainEqual({ ...limited, count: 3 });
+      expect(logged.filter((item) => item.decision === "accepted")).toEqual([
+        entry(appId, now + 7),
+        entry(appId, now + 7),
+      ]);
     });
   });
 }
