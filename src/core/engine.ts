@@ -12,6 +12,7 @@ import {
   signInWithCode,
   signUp,
 } from "./accounts/account-steps.js";
+import type { OtpError } from "./errors.js";
 import type { App } from "./types.js";
 import {
   type CheckCodeInput,
@@ -22,7 +23,12 @@ import {
 import type { EngineDeps } from "./verification/engine-deps.js";
 import { cancelVerification, getVerification } from "./verification/manage-verification.js";
 import { type RedeemTokenInput, redeemToken } from "./verification/redeem-token.js";
-import { type SendCodeInput, sendCode } from "./verification/send-code.js";
+import {
+  type AccountLookupInput,
+  countAccountLookup,
+  type SendCodeInput,
+  sendCode,
+} from "./verification/send-code.js";
 
 /** The verification use cases bound to their dependencies: the one object every API face calls. */
 export function createEngine(deps: EngineDeps) {
@@ -41,6 +47,8 @@ export function createEngine(deps: EngineDeps) {
     apps: deps.apps,
     accounts: stepDeps.accounts,
     sendCode: (input: SendCodeInput) => sendCode(deps, input),
+    countAccountLookup: (lookup: AccountLookupInput, refusal: OtpError) =>
+      countAccountLookup(deps, lookup, refusal),
     checkCode: stepDeps.checkCode,
     peekAnyCode: (input: PeekAnyCodeInput) => peekAnyCode(deps, input),
     getVerification: (app: App, id: string) => getVerification(deps, app, id),

@@ -620,6 +620,33 @@ async function countExistenceProbe(
   log("account_refused", { reason: refusal.code.toLowerCase() });
 }
 
+/** A look-up outside a send: what `countAccountLookup` counts. */
+export interface AccountLookupInput {
+  app: App;
+  face: Face;
+  channel: Channel;
+  /** the contact looked up, as the face normalised it (an email address, an E.164 number) */
+  address: string;
+  /** the purpose the send log files it under */
+  purpose: Purpose;
+  clientIp?: string | undefined;
+  deviceId?: string | undefined;
+}
+
+/**
+ * Counts an answer outside a send that tells whether an account exists (a Fresns login answers an
+ * unknown account 31502, as its API says, and a known one's wrong password 34304) as an account
+ * rule's refusal of a send is counted and logged, on the same rules. Past them it throws their
+ * refusal (RATE_LIMITED where the face never asks for a captcha), which the caller answers
+ * whether or not the account exists; else it returns, for the caller to give its own answer.
+ * `refusal`: what that answer would say (ACCOUNT_NOT_FOUND, or the account's own refusal).
+ */
+export function countAccountLookup(deps: EngineDeps, lookup: AccountLookupInput, refusal: OtpError) {
+  const recipient = parseRecipient(lookup.channel, lookup.address, { defaultCountry: deps.defaultCountry });
+  const input: SendCodeInput = { ...lookup, to: lookup.address, rule: "any" };
+  return countExistenceProbe(deps, input, recipient, refusal);
+}
+
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
   if (app.testRecipients.length === 0) return null;
   let codes = testCodesByApp.get(app);

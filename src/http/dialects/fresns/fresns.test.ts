@@ -726,6 +726,48 @@ describe("send-verify-code: abuse defence", () => {
     expectFresns(await lookUp(24, "192.0.2.11"), 34301);
   });
 
+  // Regression: the login told an unknown account (31502) from a known one (34304) without limit,
+  // so the send's look-up limit protected nothing on this face. @see .scratch/abuse F4
+  it("counts logins that tell whether an account exists on the same look-up limit, then answers 33201 alike", async () => {
+    await start();
+    await makeAccount({ email: "ann@example.com", password: "right-pass" });
+    const login = (account: string, password: string, address = "192.0.2.12") =>
+      call("POST", "/api/v2/account/login", { type: "email", account, password: b64(password) }, {}, address);
+    const lookUp = (index: number) =>
+      send(
+        { type: "email", useType: 2, templateId: 7, account: `nobody${index}@example.com` },
+        {},
+        "192.0.2.12",
+      );
+    for (let index = 1; index <= 15; index += 1)
+      expectFresns(await login(`someone${index}@example.com`, "x"), 31502);
+    // A known account's wrong password tells as much, and counts as much.
+    expectFresns(await login("ann@example.com", "wrong-pass"), 34304);
+    // The send's look-ups share the budget: 20 in all.
+    for (let index = 1; index <= 4; index += 1) expectFresns(await lookUp(index), 34301);
+    // Past it the unknown account and the known one's wrong password are answered alike...
+    expectFresns(await login("someone99@example.com", "x"), 33201);
+    expectFresns(await login("ann@example.com", "wrong-pass"), 33201);
+    expectFresns(await lookUp(5), 33201);
+    // ...while the right password still logs in, and another address is not refused.
+    expect((await login("ann@example.com", "right-pass")).json().code).toBe(0);
+    expectFresns(await login("someone99@example.com", "x", "192.0.2.13"), 31502);
+    const looked = await t.server.backend.sendLog.query({
+      appId: "default",
+      decision: "account_refused",
+      limit: 50,
+    });
+    expect(looked.reduce((sum, entry) => sum + (entry.count ?? 1), 0)).toBe(21);
+  });
+
+  it("counts no login code under loginOrRegister, where an unknown account's is checked as a known one's", async () => {
+    await start({ apps: [{ id: "default", loginOrRegister: true }] });
+    for (let index = 1; index <= 25; index += 1) {
+      const body = { type: "email", account: `someone${index}@example.com`, verifyCode: "000000" };
+      expectFresns(await call("POST", "/api/v2/account/login", body, {}, "192.0.2.14"), 33203);
+    }
+  });
+
   it("counts the device's address that a trusted backend names in its device info, and no one else's", async () => {
     await start({ env: { VERIFYD_TRUST_PROXY: "10.0.0.5" } });
     const deviceInfo = (address: string) => ({

@@ -274,6 +274,11 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     }).address;
   }
 
+  /** The address the per-client rules count (see `clientAddressSpokenFor`). */
+  function clientIpOf(request: FastifyRequest): string | undefined {
+    return clientAddressSpokenFor(request, options.trustedProxies, () => deviceInfoAddress(request));
+  }
+
   /** The `type` + `account` + `countryCode` of register, login and reset-password. */
   function accountOf(
     context: FresnsContext,
@@ -333,7 +338,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
           rule: ruleOf(useType, app),
           locale: context.locale,
           accountId: context.account?.id,
-          clientIp: clientAddressSpokenFor(request, options.trustedProxies, () => deviceInfoAddress(request)),
+          clientIp: clientIpOf(request),
           // Fresns has no captcha step: a captcha decision comes back as CAPTCHA_REQUIRED -> 33201.
           face: "fresns",
           // The limit Fresns documents, kept even when an app loosens its own recipient rules.
@@ -389,16 +394,36 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const body = validateBody(LoginBody, request.body, context.lang);
         const { channel, address } = accountOf(context, body);
         const signInCode = accountCode(app, { channel, address }, "sign_in", body.verifyCode);
-        let account = await engine.accounts.findByContact(app, channel, address);
-        if (!account) {
-          // Fresns "login or register": a right login code for an unknown account creates it.
-          if (body.verifyCode === undefined || !app.loginOrRegister) throw new FresnsRefusal(31502);
-          account = await engine.signInWithCode(signInCode);
-        } else if (body.password !== undefined) {
-          await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
-        } else {
-          // A failed login code counts towards the same 5-per-hour lock as a wrong password.
-          await engine.accounts.underLoginLockout(app, account, () => engine.checkCode(signInCode));
+        const account = await engine.accounts.findByContact(app, channel, address);
+        // Fresns "login or register": a right login code for an unknown account creates it, and a
+        // wrong one is refused as a known account's is; elsewhere an unknown account is 31502.
+        const unknownIsTold = body.verifyCode === undefined || !app.loginOrRegister;
+        if (!account && !unknownIsTold) {
+          return ok(await signedIn(context, app, await engine.signInWithCode(signInCode)));
+        }
+        try {
+          if (!account) throw new FresnsRefusal(31502);
+          if (body.password !== undefined) {
+            await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
+          } else {
+            // A failed login code counts towards the same 5-per-hour lock as a wrong password.
+            await engine.accounts.underLoginLockout(app, account, () => engine.checkCode(signInCode));
+          }
+        } catch (error) {
+          // Where an unknown account is 31502 (Fresns's API), that and a known one's refusal tell
+          // whether the account exists: each is a look-up, counted as the send's are, past whose
+          // limit both are answered 33201 alike. A store that failed told nothing.
+          const refused =
+            error instanceof FresnsRefusal || (isOtpError(error) && error.code !== "STORE_UNAVAILABLE");
+          if (unknownIsTold && refused) {
+            await engine.countAccountLookup(
+              { app, face: "fresns", channel, address, purpose: "sign_in", clientIp: clientIpOf(request) },
+              account && isOtpError(error)
+                ? error
+                : new OtpError(account ? "PASSWORD_INVALID" : "ACCOUNT_NOT_FOUND"),
+            );
+          }
+          throw error;
         }
         return ok(await signedIn(context, app, account));
       },
