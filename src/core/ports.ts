@@ -472,7 +472,8 @@ export interface SendLogEntry {
   verificationId?: string;
   /**
    * How many identical decisions this entry stands for, absent meaning one: adapters merge a
-   * client's repeated pre-body refusals within one write batch (see storage/send-log-buffer.ts).
+   * client's repeated refusals, alike in all but their time, within one write batch (see
+   * storage/send-log-buffer.ts); accepted sends are never merged.
    */
   count?: number;
 }
