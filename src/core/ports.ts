@@ -279,7 +279,13 @@ export interface AccountDirectory {
   ): Promise<Account | null>;
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
-  deleteSession(appId: string, tokenHash: string): Promise<void>;
+  /**
+   * Ends the account's session with this token hash, or the session a refresh has rotated from
+   * it (`rotateSession`): a session refreshed while its sign-out is under way, or just before it,
+   * must not live on under its new token. Matched within the account, which the store indexes
+   * sessions by. Ending an unknown one is not an error.
+   */
+  deleteSession(appId: string, accountId: string, tokenHash: string): Promise<void>;
   /**
    * Rotates a live session to a new token in place, for exactly one of concurrent callers, and
    * returns it as it now is (the same account and credential version, the new token and expiry);

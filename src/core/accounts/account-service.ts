@@ -3,7 +3,7 @@ import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { decoyCompare, hashPassword, verifyPassword } from "./passwords.js";
-import { accountLoggedInBy } from "./session-id.js";
+import { accountLoggedInBy, revokeSessionById } from "./session-id.js";
 
 /**
  * What a login attempt that failed on its credentials throws: a wrong password, or a code that is
@@ -285,9 +285,14 @@ export function createAccountService(deps: AccountServiceDeps) {
       return session ? accountLoggedInBy(accounts, session) : null;
     },
 
-    /** Ends a session of `kind`; a token of another kind is left alone. */
+    /**
+     * Ends a live session of `kind`; a token of another kind, or of no live session, is left
+     * alone. A refresh that rotates the session after it was found is ended with it.
+     */
     async revokeSession(app: App, token: string, kind: SessionKind): Promise<void> {
-      if (isSessionTokenOf(kind, token)) await accounts.deleteSession(app.id, sha256Hex(token));
+      if (!isSessionTokenOf(kind, token)) return;
+      const session = await accounts.findSession(app.id, sha256Hex(token), clock.nowMs());
+      if (session) await revokeSessionById(deps, app, session.accountId, session.tokenHash);
     },
 
     /**

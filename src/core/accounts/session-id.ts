@@ -33,11 +33,17 @@ export async function accountLoggedInBy(
   return account?.credentialVersion === session.credentialVersion ? account : null;
 }
 
-/** Ends the session with this id; ending an unknown one is not an error (sign-out is idempotent). */
+/**
+ * Ends the account's session with this id, or the session a refresh has rotated it to: a
+ * sign-out's refresh token may be exchanged while the sign-out is under way, or just before it
+ * (the SDK refreshing on its own), and either way the person asked to be signed out. Ending an
+ * unknown one is not an error (sign-out is idempotent).
+ */
 export function revokeSessionById(
   deps: { accounts: AccountDirectory },
   app: App,
+  accountId: string,
   sessionId: string,
 ): Promise<void> {
-  return deps.accounts.deleteSession(app.id, sessionId);
+  return deps.accounts.deleteSession(app.id, accountId, sessionId);
 }

@@ -197,8 +197,50 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, live.tokenHash, now)).toEqual(live);
       expect(await accounts.findSession(uniqueId("app"), live.tokenHash, now)).toBeNull();
       expect(await accounts.findSession(appId, live.tokenHash, now + 60_000)).toBeNull();
-      await accounts.deleteSession(appId, live.tokenHash);
+      await accounts.deleteSession(appId, live.accountId, live.tokenHash);
       expect(await accounts.findSession(appId, live.tokenHash, now)).toBeNull();
+    });
+
+    // Regression: a sign-out found its session live, a refresh then moved the session to a new
+    // token, and the delete by the old one matched nothing: the sign-out answered 200 and the
+    // session lived on under the new refresh token. @see .scratch/accounts P1
+    it("ends, by the token it was found by, a session a refresh rotated meanwhile, and no other", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const accountId = uniqueId("acct");
+      const found = session(appId, accountId, now + 60_000);
+      const other = session(appId, accountId, now + 60_000);
+      for (const each of [found, other]) await accounts.createSession(each);
+      const next = { tokenHash: hexHash(), expiresAtMs: now + 120_000 };
+      const rotated = await accounts.rotateSession(appId, found.tokenHash, next, now);
+      expect(rotated?.tokenHash).toBe(next.tokenHash);
+      // Another account's id, or another app's, ends nothing.
+      await accounts.deleteSession(appId, uniqueId("acct"), found.tokenHash);
+      await accounts.deleteSession(uniqueId("app"), accountId, found.tokenHash);
+      expect(await accounts.findSession(appId, next.tokenHash, now)).toEqual(rotated);
+      await accounts.deleteSession(appId, accountId, found.tokenHash);
+      expect(await accounts.findSession(appId, next.tokenHash, now)).toBeNull();
+      expect(
+        await accounts.rotateSession(appId, next.tokenHash, { ...next, tokenHash: hexHash() }, now),
+      ).toBeNull();
+      expect(await accounts.findSession(appId, other.tokenHash, now)).toEqual(other);
+    });
+
+    it("ends a session rotated while its sign-out is under way, whichever lands first", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const accountId = uniqueId("acct");
+      for (let round = 0; round < 10; round++) {
+        const found = session(appId, accountId, now + 60_000);
+        await accounts.createSession(found);
+        const next = { tokenHash: hexHash(), expiresAtMs: now + 120_000 };
+        await Promise.all([
+          accounts.rotateSession(appId, found.tokenHash, next, now),
+          accounts.deleteSession(appId, accountId, found.tokenHash),
+        ]);
+        expect(await accounts.findSession(appId, next.tokenHash, now), `round ${round}`).toBeNull();
+        expect(await accounts.findSession(appId, found.tokenHash, now), `round ${round}`).toBeNull();
+      }
     });
 
     it("rotates a live session to exactly one of 10 concurrent refreshes, and an expired one to none", async () => {

@@ -68,7 +68,11 @@ const STATEMENTS = {
     INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
     VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
-  deleteSession: "DELETE FROM sessions WHERE token_hash = $1 AND app_id = $2",
+  // By the account's index: `rotated_from` has none of its own. A refresh under way holds the
+  // row's lock, so this waits for it and then matches the rotated row.
+  deleteSession: `
+    DELETE FROM sessions
+    WHERE app_id = $1 AND account_id = $2 AND (token_hash = $3 OR rotated_from = $3)`,
   // In place, so the session keeps its row (and its lock) across the rotation.
   rotateSession: `
     UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5
@@ -164,8 +168,8 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       const { rows } = await run<SessionRow>("findSession", [tokenHash, appId, nowMs]);
       return sessionFromRow(rows[0]);
     },
-    async deleteSession(appId, tokenHash) {
-      await run("deleteSession", [tokenHash, appId]);
+    async deleteSession(appId, accountId, tokenHash) {
+      await run("deleteSession", [appId, accountId, tokenHash]);
     },
     async rotateSession(appId, tokenHash, next, nowMs) {
       const { rows } = await run<SessionRow>("rotateSession", [

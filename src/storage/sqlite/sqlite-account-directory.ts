@@ -91,6 +91,11 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
+    // By the account's index: `rotated_from` has none of its own.
+    endSession: db.prepare(`
+      DELETE FROM sessions
+      WHERE app_id = @appId AND account_id = @accountId
+        AND (token_hash = @tokenHash OR rotated_from = @tokenHash)`),
     rotateSession: db.prepare(`
       UPDATE sessions SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs
       WHERE token_hash = @tokenHash AND app_id = @appId AND expires_at > @nowMs
@@ -176,8 +181,8 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     async findSession(appId, tokenHash, nowMs) {
       return sessionFromRow(statements.findSession.get(tokenHash, appId, nowMs) as SessionRow | undefined);
     },
-    async deleteSession(appId, tokenHash) {
-      await group.run(() => statements.deleteSession.run(tokenHash, appId));
+    async deleteSession(appId, accountId, tokenHash) {
+      await group.run(() => statements.endSession.run({ appId, accountId, tokenHash }));
     },
     async rotateSession(appId, tokenHash, next, nowMs) {
       const row = await group.run(

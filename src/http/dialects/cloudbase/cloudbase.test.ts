@@ -331,6 +331,41 @@ describe("CloudBase 200: the journeys", () => {
     expectError(refreshAfter, 400, "invalid_grant", 4015);
   });
 
+  // Regression: sign-out found its session live, a refresh then moved the session to a new
+  // refresh token, and the delete by the old one matched nothing: sign-out answered 200 and the
+  // session lived on under the new refresh token. @see .scratch/accounts P1
+  it("signs out, by access token or revoke, a session refreshed while the sign-out is under way", async () => {
+    await start();
+    const { sub } = await signUp("hal@example.com");
+    const app = (await t.engine.apps.byId("default"))!;
+    const account = (await t.engine.accounts.findById(app, sub))!;
+    const signOuts = {
+      signout: (creds: Creds) => post("/auth/v1/user/signout", undefined, bearer(creds.access_token)),
+      revoke: (creds: Creds) => post("/auth/v1/revoke", { token: creds.access_token }),
+    };
+    const refresh = (refreshToken: string) =>
+      post("/auth/v1/token", { grant_type: "refresh_token", refresh_token: refreshToken });
+    for (const [name, signOut] of Object.entries(signOuts)) {
+      for (let round = 0; round < 20; round++) {
+        const session = await t.engine.accounts.createSession(app, account, 3600, "cloudbase");
+        const creds = (await refresh(session.token)).json() as Creds;
+        const [signedOut, refreshed] = await Promise.all([signOut(creds), refresh(creds.refresh_token)]);
+        // A sign-out that reads its session after the refresh finds it gone and says so; revoke
+        // (RFC 7009) answers 200 whatever it ends.
+        if (signedOut.statusCode === 401 && name === "signout") continue;
+        expect(signedOut.statusCode, `${name} ${round}`).toBe(200);
+        if (refreshed.statusCode !== 200) continue;
+        const moved = refreshed.json() as Creds;
+        const me = await get("/auth/v1/user/me", bearer(moved.access_token));
+        expect(me.statusCode, `${name} ${round}: the refreshed access token`).toBe(401);
+        expect(
+          (await refresh(moved.refresh_token)).statusCode,
+          `${name} ${round}: the new refresh token`,
+        ).toBe(400);
+      }
+    }
+  });
+
   it("accepts the SDK's signOut call: POST /auth/v1/revoke with the access token", async () => {
     await start();
     const creds = await signUp("gus@example.com");

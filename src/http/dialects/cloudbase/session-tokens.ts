@@ -178,7 +178,8 @@ export function createSessionTokens(engine: Engine) {
       }
     },
 
-    signOut: (caller: SignedInCaller) => revokeSessionById(engine.deps, caller.app, caller.sessionId),
+    signOut: (caller: SignedInCaller) =>
+      revokeSessionById(engine.deps, caller.app, caller.account.id, caller.sessionId),
 
     /**
      * RFC 7009-style revocation (`/auth/v1/revoke`, what the SDK's signOut calls): an access token
@@ -188,7 +189,7 @@ export function createSessionTokens(engine: Engine) {
       const claims = await verifyAccessToken(token);
       if (claims) {
         const app = await appNamed(clientId ?? claims.aud);
-        if (app.clientId === claims.aud) await revokeSessionById(engine.deps, app, claims.sid);
+        if (app.clientId === claims.aud) await revokeSessionById(engine.deps, app, claims.sub, claims.sid);
         return;
       }
       await accounts.revokeSession(await appNamed(clientId), token, "cloudbase");
