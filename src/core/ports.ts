@@ -264,6 +264,11 @@ export interface AccountDirectory {
   /** Fails with ACCOUNT_EXISTS when the email (in any ASCII case), phone or username is taken in this app. */
   create(account: Account): Promise<Account>;
   /**
+   * Removes an account and its sessions, to undo a sign-up whose proof was refused after the
+   * account was written. Removing an unknown one is not an error.
+   */
+  delete(appId: string, id: string): Promise<void>;
+  /**
    * Writes only the fields given, so that two edits of one account made from the same read both
    * stand. A new password hash, in the same transaction, moves `credentialVersion` on and ends the
    * account's sessions but `keepSessions` (token hashes), which move to the new version. With

@@ -39,6 +39,8 @@ export interface NewAccountInput {
   username?: string | undefined;
   /** plaintext; stored as an scrypt hash */
   password?: string | undefined;
+  /** instead of `password`: its hash (`hashPassword`), made before a step that must stay short */
+  passwordHash?: string | undefined;
   profile?: Record<string, string>;
 }
 
@@ -166,12 +168,32 @@ export function createAccountService(deps: AccountServiceDeps) {
         ...(input.email ? { email: input.email } : {}),
         ...(input.phone ? { phone: input.phone } : {}),
         ...(input.username ? { username: input.username } : {}),
-        ...(input.password ? { passwordHash: await hashPassword(input.password) } : {}),
+        ...(input.passwordHash
+          ? { passwordHash: input.passwordHash }
+          : input.password
+            ? { passwordHash: await hashPassword(input.password) }
+            : {}),
         profile: input.profile ?? {},
         createdAtMs: clock.nowMs(),
         credentialVersion: 0,
       };
       return accounts.create(account);
+    },
+
+    /**
+     * Removes an account a sign-up wrote and its proof then refused, with any session opened on
+     * it meanwhile. The refusal is the answer either way: a backend failing here is logged, and
+     * leaves the account as the sign-up wrote it.
+     */
+    async undoSignUp(account: Account): Promise<void> {
+      try {
+        await accounts.delete(account.appId, account.id);
+      } catch (error) {
+        logger.warn(
+          { err: error, appId: account.appId, accountId: account.id },
+          "could not remove the account of a refused sign-up",
+        );
+      }
     },
 
     /**

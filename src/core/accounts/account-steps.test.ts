@@ -4,7 +4,12 @@ import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engi
 import { OtpError } from "../errors.js";
 import type { Purpose } from "../types.js";
 import type { CheckCodeInput } from "../verification/check-code.js";
-import type { ContactProof, SignUpInput } from "./account-steps.js";
+import {
+  type AccountStepDeps,
+  type ContactProof,
+  type SignUpInput,
+  signUp as signUpStep,
+} from "./account-steps.js";
 import { sessionIdOf } from "./session-id.js";
 
 let t: TestEngine;
@@ -110,6 +115,63 @@ describe("signUp", () => {
       const stored = await t.engine.accounts.findByContact(app, "email", to);
       expect(stored !== null, `round ${round}: ${outcome.status}`).toBe(outcome.status === "fulfilled");
     }
+  });
+
+  // Regression: the account was written (after a 50-100 ms password hash) before the token was
+  // spent, so a token redeemed elsewhere meanwhile refused the sign-up but left its account, with
+  // the refused request's password. @see .scratch/accounts P2
+  it("leaves no account when its token is redeemed elsewhere while the sign-up is under way", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    for (let round = 0; round < 5; round++) {
+      const to = `ann${round}@example.com`;
+      const { token } = await t.engine.checkCode(await sentCode(to, "sign_up"));
+      const proof = { token: { app, token: token as string, tokenField: "verification_token" } };
+      const signingUp = signUp(proof);
+      // A backend redeems the same token a few ms into the sign-up.
+      await new Promise((resolve) => setTimeout(resolve, 5));
+      const [outcome, redeemed] = await Promise.allSettled([
+        signingUp,
+        t.engine.redeemToken({ app, token: token as string }),
+      ]);
+      const stored = await t.engine.accounts.findByContact(app, "email", to);
+      expect(stored !== null, `round ${round}: ${outcome.status}`).toBe(outcome.status === "fulfilled");
+      // One of the two had the token.
+      expect([outcome.status, redeemed.status].sort(), `round ${round}`).toEqual(["fulfilled", "rejected"]);
+    }
+  });
+
+  it("removes the account of a sign-up whose token was spent between its write and its spend", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { token } = await t.engine.checkCode(await sentCode("ann@example.com", "sign_up"));
+    const { engine } = t;
+    // The engine's steps, but a redeem elsewhere wins the token right after the sign-up's own
+    // step before the spend (which writes the account).
+    const deps: AccountStepDeps = {
+      accounts: engine.accounts,
+      checkCode: engine.checkCode,
+      redeemToken: (input) =>
+        engine.redeemToken({
+          ...input,
+          beforeSpending: async (verified) => {
+            await input.beforeSpending?.(verified);
+            await engine.redeemToken({ app, token: token as string });
+          },
+        }),
+    };
+    const refused = await otpError(
+      signUpStep(deps, {
+        app,
+        proof: { token: { app, token: token as string } },
+        username: "ann",
+        password: "secret",
+        fields: { contact: "email" },
+      }),
+    );
+    expect(refused.code).toBe("TOKEN_INVALID");
+    expect(await engine.accounts.findByContact(app, "email", "ann@example.com")).toBeNull();
+    expect(await engine.accounts.findByUsername(app, "ann")).toBeNull();
   });
 
   it("takes the token a sign-up code earned, spends it once, and keeps it on a refusal", async () => {

@@ -2,7 +2,8 @@ import { isOtpError, OtpError } from "../errors.js";
 import type { Account, App, Channel, Purpose, TokenRecord } from "../types.js";
 import type { CheckCodeInput, CheckCodeResult } from "../verification/check-code.js";
 import type { RedeemTokenInput } from "../verification/redeem-token.js";
-import type { AccountService } from "./account-service.js";
+import type { AccountService, NewAccountInput } from "./account-service.js";
+import { hashPassword } from "./passwords.js";
 
 /** The engine calls the account steps are made of. */
 export interface AccountStepDeps {
@@ -58,16 +59,44 @@ export interface ReverifyInput {
  * kill it meanwhile, and a sign-up refused then must have written nothing. A token dies only by
  * its own redemption, so the account is made before it is spent: the loser of a race for a
  * username keeps its token, and the store's uniqueness keeps one token from making two accounts.
+ * A token redeemed elsewhere between the two (a backend's redeem, a sign-in with it) refuses the
+ * sign-up, and the account is removed again.
  */
 export async function signUp(deps: AccountStepDeps, input: SignUpInput): Promise<Account> {
-  const create = (contact: ProvenContact) => createAccount(deps, input, contact);
-  if ("token" in input.proof) return proveThen(deps, input.proof, create, async (account) => account);
+  if ("token" in input.proof) return signUpWithToken(deps, input, input.proof);
   return proveThen(
     deps,
     input.proof,
     (contact) => refuseTaken(deps, input, contact),
-    (_, contact) => create(contact),
+    (_, contact) => createAccount(deps, input, contact, { password: input.password }),
   );
+}
+
+async function signUpWithToken(
+  deps: AccountStepDeps,
+  input: SignUpInput,
+  proof: Extract<ContactProof, { token: unknown }>,
+): Promise<Account> {
+  // Hashed before the token is read, so that the account's write and the token's spend are
+  // moments apart, not a hash's 50-100 ms: a token redeemed elsewhere meanwhile is then rare,
+  // and the account it makes us remove is seldom seen. An unproven caller costs one hash here,
+  // as a password login for an unknown name does (its decoy comparison).
+  const passwordHash = input.password ? await hashPassword(input.password) : undefined;
+  let created: Account | undefined;
+  try {
+    return await proveThen(
+      deps,
+      proof,
+      async (contact) => {
+        created = await createAccount(deps, input, contact, { passwordHash });
+        return created;
+      },
+      async (account) => account,
+    );
+  } catch (error) {
+    if (created) await deps.accounts.undoSignUp(created);
+    throw error;
+  }
 }
 
 /**
@@ -189,6 +218,7 @@ async function createAccount(
   deps: AccountStepDeps,
   input: SignUpInput,
   contact: ProvenContact,
+  password: Pick<NewAccountInput, "password" | "passwordHash">,
 ): Promise<Account> {
   // Looked up first, as a taken one is told without hashing the password.
   await refuseTaken(deps, input, contact);
@@ -197,7 +227,7 @@ async function createAccount(
       app: input.app,
       ...contactField(contact.channel, contact.address),
       username: input.username,
-      password: input.password,
+      ...password,
       ...(input.profile ? { profile: input.profile } : {}),
     });
   } catch (error) {

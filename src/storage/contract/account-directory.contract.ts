@@ -243,6 +243,29 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       }
     });
 
+    it("removes an account with its sessions, and leaves the rest", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com", username: "ann" }));
+      const bob = await accounts.create(account(appId, { email: "bob@example.com" }));
+      const annSession = session(appId, ann.id, now + 60_000);
+      const bobSession = session(appId, bob.id, now + 60_000);
+      for (const each of [annSession, bobSession]) await accounts.createSession(each);
+      // Another app's id names nothing here.
+      await accounts.delete(uniqueId("app"), ann.id);
+      expect(await accounts.findById(appId, ann.id)).toEqual(ann);
+      await accounts.delete(appId, ann.id);
+      expect(await accounts.findById(appId, ann.id)).toBeNull();
+      expect(await accounts.findSession(appId, annSession.tokenHash, now)).toBeNull();
+      expect(await accounts.findById(appId, bob.id)).toEqual(bob);
+      expect(await accounts.findSession(appId, bobSession.tokenHash, now)).toEqual(bobSession);
+      // Its contact and username are free again; removing it twice is no error.
+      await accounts.delete(appId, ann.id);
+      expect(
+        await errorCode(accounts.create(account(appId, { email: "ann@example.com", username: "ann" }))),
+      ).toBe("resolved");
+    });
+
     it("rotates a live session to exactly one of 10 concurrent refreshes, and an expired one to none", async () => {
       const now = baseTime();
       const appId = uniqueId("app");

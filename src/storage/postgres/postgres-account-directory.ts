@@ -73,6 +73,9 @@ const STATEMENTS = {
   deleteSession: `
     DELETE FROM sessions
     WHERE app_id = $1 AND account_id = $2 AND (token_hash = $3 OR rotated_from = $3)`,
+  deleteAccount: `
+    WITH ended AS (DELETE FROM sessions WHERE app_id = $1 AND account_id = $2)
+    DELETE FROM accounts WHERE app_id = $1 AND id = $2`,
   // In place, so the session keeps its row (and its lock) across the rotation.
   rotateSession: `
     UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5
@@ -143,6 +146,9 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
     async create(account) {
       await write(() => run("insert", [...params(account), account.createdAtMs, account.credentialVersion]));
       return account;
+    },
+    async delete(appId, id) {
+      await run("deleteAccount", [appId, id]);
     },
     async update(appId, id, changes, options = {}) {
       const values = [

@@ -100,6 +100,8 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       UPDATE sessions SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs
       WHERE token_hash = @tokenHash AND app_id = @appId AND expires_at > @nowMs
       RETURNING *`),
+    deleteAccount: db.prepare("DELETE FROM accounts WHERE app_id = ? AND id = ?"),
+    deleteSessionsOf: db.prepare("DELETE FROM sessions WHERE app_id = ? AND account_id = ?"),
     sessionsOf: db.prepare(
       "SELECT token_hash, rotated_from FROM sessions WHERE app_id = ? AND account_id = ?",
     ),
@@ -144,6 +146,12 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     async create(account) {
       await write(() => statements.insert.run(params(account)));
       return account;
+    },
+    async delete(appId, id) {
+      await group.run(() => {
+        statements.deleteSessionsOf.run(appId, id);
+        statements.deleteAccount.run(appId, id);
+      });
     },
     async update(appId, id, changes, options = {}) {
       const flagged = { appId, id, ifVersion: options.ifCredentialVersion ?? null, ...changeParams(changes) };
