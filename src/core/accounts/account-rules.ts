@@ -38,10 +38,12 @@ export async function applyAccountRule(
       if (!own) throw new OtpError("CONTACT_MISSING");
       return { recipient: { channel, address: own }, accountExists: true, account };
     }
-    if (own) throw new OtpError("CONTACT_ALREADY_SET");
     const recipient = requireRecipient(input.recipient);
-    // Binding a contact that another account already owns would let one contact sign into two accounts.
+    // Binding a contact that an account already owns would let one contact sign into two accounts.
+    // Told before the account's own contact, in Fresns's order (COMPANION-APIS.md 1.1, step 7
+    // before step 9): a contact owned already is refused whoever asks.
     if (await accounts.findByContact(appId, channel, recipient.address)) throw new OtpError("ACCOUNT_EXISTS");
+    if (own) throw new OtpError("CONTACT_ALREADY_SET");
     return { recipient, accountExists: false, account };
   }
   const recipient = requireRecipient(input.recipient);
