@@ -29,7 +29,9 @@ export const FRESNS_ERROR_CODES: Record<OtpErrorCode, FresnsCode | FresnsCodeByC
   ACCOUNT_NOT_FOUND: 34301,
   LOGIN_REQUIRED: 31501,
   CONTACT_ALREADY_SET: { email: 34401, sms: 34402 },
-  CONTACT_MISSING: { email: 34302, sms: 34303 },
+  // A send to the account's own contact (useType 4) that it has none of: Fresns puts the empty
+  // contact through its DTO, whose `required` rule fails (COMPANION-APIS.md 1.1, step 12).
+  CONTACT_MISSING: 30000,
   PASSWORD_INVALID: 34304,
   ACCOUNT_LOCKED: 34306,
   VERIFICATION_NOT_FOUND: 33203,

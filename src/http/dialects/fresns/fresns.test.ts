@@ -346,7 +346,7 @@ describe("send-verify-code: useType account rules", () => {
         );
       });
 
-      it("useType 4 needs a login (31501), sends to the own contact, and refuses a missing one (34303)", async () => {
+      it("useType 4 needs a login (31501), sends to the own contact, and refuses a missing one (30000)", async () => {
         await start();
         const account = await makeAccount({ email: "own@example.com" });
         expectFresns(
@@ -359,7 +359,10 @@ describe("send-verify-code: useType account rules", () => {
         expectOk(
           await send({ type: "email", useType: 4, templateId: 4, account: "else@example.com" }, headers),
         );
-        expectFresns(await send({ type: "sms", useType: 4, templateId: 4 }, headers), 34303, language);
+        // Fresns's DTO finds the account's empty phone missing (COMPANION-APIS.md 1.1, step 12)
+        const missing = await send({ type: "sms", useType: 4, templateId: 4 }, headers);
+        expect(missing.json()).toMatchObject({ code: 30000, data: null });
+        if (language === "en") expect(missing.json().message).toBe("The account field is required.");
         await t.deliverAll();
         expect(t.email.messages.map((message) => [message.to, message.purpose])).toEqual([
           ["own@example.com", "bind_contact"],

@@ -30,6 +30,7 @@ import {
   UserAuthBody,
   VerifyIdentityBody,
   validateBody,
+  validationMessage,
 } from "./schemas.js";
 import { fresnsSignature, SIGNED_HEADERS, signatureMatches, timestampFresh } from "./signature.js";
 
@@ -877,8 +878,10 @@ export function renderFresnsError(
   const message =
     code !== 30000
       ? fresnsMessage(code, context.lang)
-      : context.lang === "en"
-        ? otpError.message
-        : `${fresnsMessage(code, context.lang)}: ${field ?? "body"}`;
+      : otpError.code === "CONTACT_MISSING"
+        ? validationMessage(context.lang, "required", "account")
+        : context.lang === "en"
+          ? otpError.message
+          : `${fresnsMessage(code, context.lang)}: ${field ?? "body"}`;
   return reply.code(200).send({ code, message, data: null });
 }
