@@ -19,6 +19,7 @@ import { generateNumericCode } from "../secrets.js";
 import type {
   AccountRule,
   App,
+  CaptchaMode,
   Channel,
   CodeRecord,
   Face,
@@ -571,13 +572,12 @@ async function countExistenceProbe(
   input: SendCodeInput,
   recipient: Recipient,
   refusal: OtpError,
+  mode: CaptchaMode = input.app.abuse.captcha[input.face ?? "native"],
 ): Promise<void> {
   const { app } = input;
-  const face = input.face ?? "native";
   if (fixedTestCode(app, recipient, deps.defaultCountry) !== null) return;
   const now = deps.clock.nowMs();
   const log = decisionLog(deps, input, recipient, now);
-  const mode = app.abuse.captcha[face];
   const trippedBy = async (rules: { key: string; limit: number; windowSeconds: number; rule: string }[]) => {
     let tripped: { rule: string; retryAfterSeconds: number } | undefined;
     for (const counter of rules) {
@@ -635,16 +635,18 @@ export interface AccountLookupInput {
 
 /**
  * Counts an answer outside a send that tells whether an account exists (a Fresns login answers an
- * unknown account 31502, as its API says, and a known one's wrong password 34304) as an account
- * rule's refusal of a send is counted and logged, on the same rules. Past them it throws their
- * refusal (RATE_LIMITED where the face never asks for a captcha), which the caller answers
- * whether or not the account exists; else it returns, for the caller to give its own answer.
- * `refusal`: what that answer would say (ACCOUNT_NOT_FOUND, or the account's own refusal).
+ * unknown account 31502, as its API says, and a known one's wrong password 34304) and logs it as an
+ * account rule's refusal of a send is, on the look-up rule per client address whatever the face's
+ * captcha mode: on the risk rules, a person's wrong passwords would make the face ask a captcha of
+ * their next send (the password reset they now need), and Fresns has no captcha step. Past the
+ * rule it throws RATE_LIMITED, which the caller answers whether or not the account exists; else it
+ * returns, for the caller to give its own answer. `refusal`: what that answer would say
+ * (ACCOUNT_NOT_FOUND, or the account's own refusal).
  */
 export function countAccountLookup(deps: EngineDeps, lookup: AccountLookupInput, refusal: OtpError) {
   const recipient = parseRecipient(lookup.channel, lookup.address, { defaultCountry: deps.defaultCountry });
   const input: SendCodeInput = { ...lookup, to: lookup.address, rule: "any" };
-  return countExistenceProbe(deps, input, recipient, refusal);
+  return countExistenceProbe(deps, input, recipient, refusal, "never");
 }
 
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {

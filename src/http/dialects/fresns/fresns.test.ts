@@ -763,6 +763,20 @@ describe("send-verify-code: abuse defence", () => {
     expect(looked.reduce((sum, entry) => sum + (entry.count ?? 1), 0)).toBe(21);
   });
 
+  // @see .scratch/final P3: with the face's captcha at "risk", three wrong passwords counted on the
+  // client's risk rules, and its next send (the password reset the person then needs) was refused
+  // CAPTCHA_REQUIRED, which a Fresns client, with no captcha step, cannot get past.
+  it("counts wrong logins on the look-up limit only, so they never hold up the person's next send", async () => {
+    await start({ apps: [{ id: "default", abuse: { captcha: { fresns: "risk" } } }] });
+    await makeAccount({ email: "ann@example.com", password: "right-pass" });
+    for (let index = 1; index <= 4; index += 1) {
+      const wrong = { type: "email", account: "ann@example.com", password: b64("wrong-pass") };
+      expectFresns(await call("POST", "/api/v2/account/login", wrong, {}, "192.0.2.15"), 34304);
+    }
+    const reset = { type: "email", useType: 2, templateId: 5, account: "ann@example.com" };
+    expectOk(await send(reset, {}, "192.0.2.15"));
+  });
+
   it("counts no login code under loginOrRegister, where an unknown account's is checked as a known one's", async () => {
     await start({ apps: [{ id: "default", loginOrRegister: true }] });
     for (let index = 1; index <= 25; index += 1) {
