@@ -42,6 +42,13 @@ describe("subnetOf", () => {
     ["::1", "0:0:0:0::/56"],
     ["fe80::1:2:3:4", "fe80:0:0:0::/56"],
     ["fe80::1%eth0", "fe80:0:0:0::/56"],
+    // an IPv4 address however IPv6 carries it is in its IPv4 /24
+    ["64:ff9b::198.51.100.8", "198.51.100.0/24"],
+    ["::ffff:c633:640b", "198.51.100.0/24"],
+    ["0:0:0:0:0:ffff:c633:640b", "198.51.100.0/24"],
+    ["::ffff:0:198.51.100.8", "198.51.100.0/24"],
+    // a dotted tail is two groups
+    ["1:2::4:5:6:1.2.3.4", "1:2:0:0::/56"],
   ])("%s is in %s", (ip, subnet) => {
     expect(subnetOf(ip)).toBe(subnet);
   });
@@ -68,6 +75,13 @@ describe("clientAddressOf", () => {
     ["2001:db8:1:2::a", "2001:db8:1:2::/64"],
     ["2001:0DB8:0001:0002:ffff:0:0:b", "2001:db8:1:2::/64"],
     ["2001:db8::1", "2001:db8:0:0::/64"],
+    ["2001:DB8:0:0:1::2", "2001:db8:0:0::/64"],
+    // each IPv4 client IPv6 carries is its own, not one /64 they would all share
+    ["64:ff9b::198.51.100.8", "198.51.100.8"],
+    ["64:ff9b::203.0.113.10", "203.0.113.10"],
+    ["::ffff:c633:640b", "198.51.100.11"],
+    ["0:0:0:0:0:ffff:c633:640b", "198.51.100.11"],
+    ["::ffff:0:198.51.100.8", "198.51.100.8"],
     ["not an ip", "not an ip"],
   ])("counts %s as %s", (ip, client) => {
     expect(clientAddressOf(ip)).toBe(client);

@@ -1,4 +1,4 @@
-import { isIPv6 } from "node:net";
+import ipaddr from "ipaddr.js";
 import { OtpError } from "../errors.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, CounterStore } from "../ports.js";
@@ -15,7 +15,6 @@ export interface ClientContext {
 // The first three octets of a dotted-quad IPv4 address, each 0-255 (what node:net `isIPv4` accepts).
 const OCTET = "(?:25[0-5]|2[0-4]\\d|1\\d\\d|[1-9]?\\d)";
 const IPV4_NETWORK_24 = new RegExp(`^(${OCTET}\\.${OCTET}\\.${OCTET})\\.${OCTET}$`);
-const IPV4_MAPPED = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i;
 
 /**
  * The network a subnet rule counts: an IPv4 /24, or an IPv6 /56. Each holds some 256 of the
@@ -26,37 +25,53 @@ export function subnetOf(ip: string): string | undefined {
   // One regex for the common case: this runs on every send, and first on a flood's refusals.
   const network = IPV4_NETWORK_24.exec(ip)?.[1];
   if (network !== undefined) return `${network}.0/24`;
-  const mapped = IPV4_MAPPED.exec(ip);
-  if (mapped?.[1]) return subnetOf(mapped[1]);
-  if (!isIPv6(ip)) return undefined;
-  const groups = expandIPv6(ip);
+  const address = ipv6Of(ip);
+  if (typeof address === "string") return subnetOf(address);
+  if (address === undefined) return undefined;
+  const [a, b, c, d] = address.parts as [number, number, number, number];
   // three groups and the first byte of the fourth
-  const fourth = (Number.parseInt(groups[3] ?? "0", 16) & 0xff00).toString(16);
-  return `${groups.slice(0, 3).join(":")}:${fourth}::/56`;
+  return `${hex(a)}:${hex(b)}:${hex(c)}:${hex(d & 0xff00)}::/56`;
 }
 
 /**
- * The one client a per-IP rule counts: an IPv4 address as it is (also when written as IPv4-mapped
- * IPv6), an IPv6 address by its /64. An IPv6 subscriber is routed a whole /64 and may send from
- * any address in it; an IPv4 /24 holds many unrelated clients, so that grouping is left to the
- * subnet rules.
+ * The one client a per-IP rule counts: an IPv4 address as it is (also when written in IPv6), an
+ * IPv6 address by its /64. An IPv6 subscriber is routed a whole /64 and may send from any address
+ * in it; an IPv4 /24 holds many unrelated clients, so that grouping is left to the subnet rules.
  */
 export function clientAddressOf(ip: string): string {
-  // (an IPv4 address, the common case, has no colon: no regex for it)
+  // (an IPv4 address, the common case, has no colon: no parsing for it)
   if (!ip.includes(":")) return ip;
-  const mapped = IPV4_MAPPED.exec(ip)?.[1];
-  if (mapped !== undefined) return mapped;
-  return isIPv6(ip) ? `${expandIPv6(ip).slice(0, 4).join(":")}::/64` : ip;
+  const address = ipv6Of(ip);
+  if (typeof address === "string" || address === undefined) return address ?? ip;
+  const [a, b, c, d] = address.parts as [number, number, number, number];
+  return `${hex(a)}:${hex(b)}:${hex(c)}:${hex(d)}::/64`;
 }
 
-function expandIPv6(ip: string): string[] {
-  const [head = "", tail = ""] = ip.split("::");
-  const left = head ? head.split(":") : [];
-  const right = tail ? tail.split(":") : [];
-  const missing = ip.includes("::") ? 8 - left.length - right.length : 0;
-  return [...left, ...Array<string>(missing).fill("0"), ...right].map((group) =>
-    group.toLowerCase().replace(/^0+(?=.)/, ""),
-  );
+/**
+ * An IPv6 address (a zone id allowed), or the IPv4 address it carries: IPv4-mapped
+ * (`::ffff:a.b.c.d`, however written) and translated (`64:ff9b::/96` of NAT64,
+ * `::ffff:0:a.b.c.d`) addresses are IPv4 clients, each its own, not one /64 they would all share.
+ * Undefined for what is not an IPv6 address.
+ */
+function ipv6Of(ip: string): ipaddr.IPv6 | string | undefined {
+  let address: ipaddr.IPv6;
+  try {
+    // (one parse: `isValid` would parse it as well)
+    address = ipaddr.IPv6.parse(ip);
+  } catch {
+    return undefined;
+  }
+  if (address.isIPv4MappedAddress()) return address.toIPv4Address().toString();
+  const range = address.range();
+  if (range === "rfc6052" || range === "rfc6145") {
+    const [, , , , , , high = 0, low = 0] = address.parts;
+    return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  }
+  return address;
+}
+
+function hex(group: number): string {
+  return group.toString(16);
 }
 
 /** The number prefix the pumping guard budgets: "+" + country code + the first national digits. */
