@@ -210,7 +210,7 @@ export const SmppProviderSchema = Type.Object(
     responseTimeoutMs: Type.Optional(
       Type.Integer({
         minimum: 100,
-        // A send starts its submits within 8 s and must end inside the delivery try (20 s).
+        // Each answer is waited for within the send's 18 s, which must end inside the try (20 s).
         maximum: 10_000,
         description: "how long a bind or submit_sm waits for its response (default 10000)",
       }),

@@ -159,16 +159,6 @@ export const FRESNS_CODE_MESSAGES = {
     "zh-Hans": "该账号不存在",
     "zh-Hant": "該賬號不存在",
   },
-  34302: {
-    en: "Email not exist",
-    "zh-Hans": "邮箱不存在",
-    "zh-Hant": "郵箱不存在",
-  },
-  34303: {
-    en: "Phone number not exist",
-    "zh-Hans": "手机号不存在",
-    "zh-Hant": "手機號不存在",
-  },
   34304: {
     en: "Incorrect account password",
     "zh-Hans": "账号密码不正确",
