@@ -77,17 +77,17 @@ async function signUpWithToken(
   input: SignUpInput,
   proof: Extract<ContactProof, { token: unknown }>,
 ): Promise<Account> {
-  // Hashed before the token is read, so that the account's write and the token's spend are
-  // moments apart, not a hash's 50-100 ms: a token redeemed elsewhere meanwhile is then rare,
-  // and the account it makes us remove is seldom seen. An unproven caller costs one hash here,
-  // as a password login for an unknown name does (its decoy comparison).
-  const passwordHash = input.password ? await hashPassword(input.password) : undefined;
   let created: Account | undefined;
   try {
     return await proveThen(
       deps,
       proof,
       async (contact) => {
+        // Hashed once the token is found good (a made-up one costs no hash) and before the
+        // account is written, so that the write and the token's spend are moments apart, not a
+        // hash's 50-100 ms: a token redeemed elsewhere meanwhile is then rare, and the account
+        // it makes us remove seldom seen.
+        const passwordHash = input.password ? await hashPassword(input.password) : undefined;
         created = await createAccount(deps, input, contact, { passwordHash });
         return created;
       },
