@@ -483,8 +483,8 @@ export interface SendLogEntry {
   verificationId?: string;
   /**
    * How many identical decisions this entry stands for, absent meaning one: adapters merge a
-   * client's repeated refusals, alike in all but their time, within one write batch (see
-   * storage/send-log-buffer.ts); accepted sends are never merged.
+   * client's repeated refusals within one write batch (those about the client itself whatever
+   * their recipient; see storage/send-log-buffer.ts); accepted sends are never merged.
    */
   count?: number;
 }

@@ -26,15 +26,15 @@ describe("SendLogBuffer", () => {
 
   // Regression: a made-up captcha token (or a fresh Idempotency-Key) moved a refusal past the
   // pre-body check, and each one then wrote a row of its own. @see .scratch/abuse F3
-  it("merges a client's repeated refusals about one recipient, as logged, into its first entry", () => {
+  it("merges a client's repeated refusals of a recipient's own limit per recipient", () => {
     const buffer = new SendLogBuffer();
     const about = (to: string, atMs: number): SendLogEntry => ({
       ...refusal("a", atMs),
       channel: "email",
       to,
       purpose: "sign_in",
-      decision: "captcha_failed",
-      reason: "The captcha token is invalid, expired or already used",
+      decision: "rate_limited",
+      reason: "recipient:1/60s",
     });
     for (let n = 0; n < 1_000; n += 1) buffer.record(about("b***@example.com", n));
     buffer.record(about("c***@example.com", 5));
@@ -45,6 +45,48 @@ describe("SendLogBuffer", () => {
       [5, "c***@example.com", 1],
       [6, "b***@example.com", 1],
     ]);
+  });
+
+  // Regression: one client rotating recipients (or device ids) with a made-up captcha token wrote
+  // a row per request, each refusal alike but for its recipient. @see the session-19 note
+  it("merges a client's refusals about itself whatever the recipient, naming none it does not share", () => {
+    const buffer = new SendLogBuffer();
+    const failed = (n: number): SendLogEntry => ({
+      ...refusal("a", n),
+      channel: "email",
+      to: `u${n}***@example.com`,
+      purpose: "sign_in",
+      deviceId: `device-${n}`,
+      decision: "captcha_failed",
+      reason: "The captcha token is invalid, expired or already used",
+    });
+    for (let n = 0; n < 1_000; n += 1) buffer.record(failed(n));
+    const denied = (n: number): SendLogEntry => ({
+      ...refusal("a", n),
+      channel: "sms",
+      to: `+234*******${n}`,
+      country: "NG",
+      decision: "denied",
+      reason: "country_not_allowed:NG",
+    });
+    buffer.record(denied(1));
+    buffer.record(denied(2));
+    const limited = { ...failed(3), decision: "rate_limited" as const, reason: "ip:10/3600s" };
+    buffer.record(limited);
+    buffer.record({ ...limited, to: "other***@example.com" });
+    const entries = buffer.take().entries;
+    expect(entries.map((entry) => [entry.decision, entry.count ?? 1])).toEqual([
+      ["captcha_failed", 1_000],
+      ["denied", 2],
+      ["rate_limited", 2],
+    ]);
+    // the recipients and devices differed: the merged entries name none of them
+    expect(entries.map((entry) => [entry.to, entry.deviceId])).toEqual([
+      [undefined, undefined],
+      [undefined, undefined],
+      [undefined, "device-3"],
+    ]);
+    expect(entries[1]?.country).toBe("NG");
   });
 
   it("keeps each accepted send, and each one shadow mode let through, one entry", () => {
@@ -83,7 +125,7 @@ describe("SendLogBuffer", () => {
     buffer.record(first);
     buffer.record(refusal("x"));
     expect(first.count).toBeUndefined();
-    const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
+    const full = Array.from({ length: 600 }, (_, i) => buffer.record(refusal(`y${i}`)));
     expect(full.filter(Boolean)).toHaveLength(1);
     // the merged pair is the batch's first entry
     expect(full.indexOf(true) + 2).toBe(SEND_LOG_FLUSH_BATCH_ENTRIES);
@@ -91,7 +133,7 @@ describe("SendLogBuffer", () => {
 
   it("waits for a larger batch where the adapter asks", () => {
     const buffer = new SendLogBuffer(500);
-    const full = Array.from({ length: 600 }, (_, i) => buffer.record({ ...refusal("y"), to: `r${i}` }));
+    const full = Array.from({ length: 600 }, (_, i) => buffer.record(refusal(`y${i}`)));
     expect(full.indexOf(true) + 1).toBe(500);
   });
 
@@ -101,7 +143,7 @@ describe("SendLogBuffer", () => {
     const buffer = new SendLogBuffer();
     for (let n = 0; n < 1_000; n++) buffer.record(refusal("203.0.113.9"));
     for (let n = 0; n < 50_000; n++) {
-      buffer.record({ ...refusal("198.51.100.1", n), to: `user${n}@example.com`, channel: "email" });
+      buffer.record(refusal(`10.${n >> 16}.${(n >> 8) & 255}.${n & 255}`, n));
     }
     const { entries, dropped } = buffer.take();
     expect(entries).toHaveLength(45_001);
@@ -110,7 +152,7 @@ describe("SendLogBuffer", () => {
 
   it("puts a failed write's entries back ahead of newer ones, dropping the oldest past its cap", () => {
     const buffer = new SendLogBuffer();
-    const about = (n: number): SendLogEntry => ({ ...refusal("z", n), to: `r${n}` });
+    const about = (n: number): SendLogEntry => refusal(`z${n}`, n);
     for (let n = 0; n < 3; n++) buffer.record(about(n));
     const failed = buffer.take().entries;
     for (let n = 3; n < 5; n++) buffer.record(about(n));

@@ -50,14 +50,14 @@ export class SendLogBuffer {
     // A flood repeats the entry just merged: compared field by field, it needs no key built.
     const last = this.lastMerged;
     if (last !== undefined && sameRepeat(last, entry)) {
-      last.count = (last.count ?? 1) + (entry.count ?? 1);
+      mergeInto(last, entry);
       return false;
     }
     const key = repeatKey(entry);
     if (key !== undefined) {
       const earlier = this.repeatable.get(key);
       if (earlier && sameRepeat(earlier, entry)) {
-        earlier.count = (earlier.count ?? 1) + (entry.count ?? 1);
+        mergeInto(earlier, entry);
         this.lastMerged = earlier;
         return false;
       }
@@ -116,17 +116,27 @@ export class SendLogBuffer {
 function sameRepeat(merged: SendLogEntry, entry: SendLogEntry): boolean {
   return (
     entry.ip === merged.ip &&
-    entry.to === merged.to &&
     entry.reason === merged.reason &&
     entry.decision === merged.decision &&
     entry.appId === merged.appId &&
     entry.face === merged.face &&
     entry.channel === merged.channel &&
     entry.purpose === merged.purpose &&
-    entry.country === merged.country &&
-    entry.deviceId === merged.deviceId &&
-    isRepeatable(entry)
+    isRepeatable(entry) &&
+    (aboutTheClient(entry) ||
+      (entry.to === merged.to && entry.country === merged.country && entry.deviceId === merged.deviceId))
   );
+}
+
+/**
+ * Counts `entry` in `merged`; a recipient, country or device they do not share is left out of the
+ * merged entry (one refusal about the client, for many recipients).
+ */
+function mergeInto(merged: SendLogEntry, entry: SendLogEntry): void {
+  merged.count = (merged.count ?? 1) + (entry.count ?? 1);
+  if (merged.to !== entry.to) delete merged.to;
+  if (merged.country !== entry.country) delete merged.country;
+  if (merged.deviceId !== entry.deviceId) delete merged.deviceId;
 }
 
 /**
@@ -136,7 +146,20 @@ function sameRepeat(merged: SendLogEntry, entry: SendLogEntry): boolean {
  */
 function repeatKey(entry: SendLogEntry): string | undefined {
   if (!isRepeatable(entry)) return undefined;
-  return `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason}\n${entry.ip}\n${entry.to}\n${entry.channel}\n${entry.purpose}\n${entry.country}\n${entry.deviceId}`;
+  const client = `${entry.appId}\n${entry.face}\n${entry.decision}\n${entry.reason}\n${entry.ip}\n${entry.channel}\n${entry.purpose}`;
+  return aboutTheClient(entry) ? client : `${client}\n${entry.to}\n${entry.country}\n${entry.deviceId}`;
+}
+
+/**
+ * A refusal about who asked rather than whom for: its captcha, a per-client or per-app limit, a
+ * destination the guard refuses (its reason names the country or prefix). One client rotating
+ * recipients (or device ids) repeats it as much as one that does not, so its repeats merge whatever
+ * the recipient; only the refusals of a recipient's own limits (`recipient…` rules) and account
+ * look-ups (bounded per client by their own limit) keep their recipient apart.
+ */
+function aboutTheClient(entry: SendLogEntry): boolean {
+  if (entry.decision === "account_refused") return false;
+  return !(entry.decision === "rate_limited" && entry.reason?.startsWith("recipient"));
 }
 
 /**

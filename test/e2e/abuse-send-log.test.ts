@@ -147,6 +147,22 @@ describe("send log", () => {
     ]);
   });
 
+  // Regression: a client rotating recipients with a made-up captcha token (or past its own per-IP
+  // limit) still wrote a row per request: the refusals were alike but for their recipient.
+  it("keeps a client's refusals about itself as one entry whatever the recipient", async () => {
+    t = await createTestServer({ env: { VERIFYD_TRUST_PROXY: "127.0.0.1" } });
+    const bot = { "x-forwarded-for": "198.51.100.8" };
+    for (let n = 0; n < 40; n++) {
+      // (masked, each starts the log's spelling with its own letter)
+      const to = { channel: "email", to: `${String.fromCharCode(97 + (n % 26))}victim${n}@example.com` };
+      expect((await send(to, { ...bot, "x-captcha-token": `cp_forged${n}` })).status).toBe(400);
+    }
+    const entries = await t.server.backend.sendLog.query({ appId: "default", limit: 100 });
+    expect(entries.map((entry) => [entry.decision, entry.to, entry.count ?? 1])).toEqual([
+      ["captcha_failed", undefined, 40],
+    ]);
+  });
+
   it("files an API-key caller's decisions under its app, with its device", async () => {
     t = await createTestServer({ apps: [{ id: "shop", apiKeys: [SHOP_KEY] }] });
     const auth = { authorization: `Bearer ${SHOP_KEY}` };

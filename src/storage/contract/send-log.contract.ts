@@ -66,10 +66,10 @@ export function sendLogContract(name: string, open: () => Promise<SendLogFixture
       const appId = uniqueId("app");
       for (let index = 0; index < 5; index += 1) {
         fixture.sendLog.record(
-          // Each to a number of its own: alike refusals would merge.
+          // Each from a client of its own: alike refusals would merge.
           entry(appId, now + index, {
             decision: index % 2 === 0 ? "accepted" : "denied",
-            to: `+86*******0${index}`,
+            ip: `203.0.113.${index}`,
           }),
         );
       }
