@@ -49,6 +49,9 @@ describe("subnetOf", () => {
     ["::ffff:0:198.51.100.8", "198.51.100.0/24"],
     // a dotted tail is two groups
     ["1:2::4:5:6:1.2.3.4", "1:2:0:0::/56"],
+    // zone ids node:net takes (a VLAN, a docker bridge) name the interface, not the address
+    ["fe80::1%eth0.100", "fe80:0:0:0::/56"],
+    ["fe80::1%br-1a2b", "fe80:0:0:0::/56"],
   ])("%s is in %s", (ip, subnet) => {
     expect(subnetOf(ip)).toBe(subnet);
   });
@@ -82,6 +85,12 @@ describe("clientAddressOf", () => {
     ["::ffff:c633:640b", "198.51.100.11"],
     ["0:0:0:0:0:ffff:c633:640b", "198.51.100.11"],
     ["::ffff:0:198.51.100.8", "198.51.100.8"],
+    ["::198.51.100.8", "198.51.100.8"],
+    // NAT64's local-use /48 places the IPv4 address where its operator chose: read as IPv6
+    ["64:ff9b:1:c633:64:800::", "64:ff9b:1:c633::/64"],
+    ["64:ff9b:1:cb00:71:a00::", "64:ff9b:1:cb00::/64"],
+    ["::", "0:0:0:0::/64"],
+    ["::1", "0:0:0:0::/64"],
     ["not an ip", "not an ip"],
   ])("counts %s as %s", (ip, client) => {
     expect(clientAddressOf(ip)).toBe(client);

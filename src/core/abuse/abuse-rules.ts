@@ -28,7 +28,7 @@ export function subnetOf(ip: string): string | undefined {
   const address = ipv6Of(ip);
   if (typeof address === "string") return subnetOf(address);
   if (address === undefined) return undefined;
-  const [a, b, c, d] = address.parts as [number, number, number, number];
+  const [a, b, c, d] = address as [number, number, number, number];
   // three groups and the first byte of the fourth
   return `${hex(a)}:${hex(b)}:${hex(c)}:${hex(d & 0xff00)}::/56`;
 }
@@ -43,31 +43,45 @@ export function clientAddressOf(ip: string): string {
   if (!ip.includes(":")) return ip;
   const address = ipv6Of(ip);
   if (typeof address === "string" || address === undefined) return address ?? ip;
-  const [a, b, c, d] = address.parts as [number, number, number, number];
+  const [a, b, c, d] = address as [number, number, number, number];
   return `${hex(a)}:${hex(b)}:${hex(c)}:${hex(d)}::/64`;
 }
 
 /**
- * An IPv6 address (a zone id allowed), or the IPv4 address it carries: IPv4-mapped
- * (`::ffff:a.b.c.d`, however written) and translated (`64:ff9b::/96` of NAT64,
- * `::ffff:0:a.b.c.d`) addresses are IPv4 clients, each its own, not one /64 they would all share.
- * Undefined for what is not an IPv6 address.
+ * An IPv6 address's eight groups, or the IPv4 address it carries: IPv4-mapped (`::ffff:a.b.c.d`,
+ * however written), translated (`::ffff:0:a.b.c.d`), IPv4-compatible (`::a.b.c.d`) and NAT64's
+ * well-known `64:ff9b::/96` addresses are IPv4 clients, each its own, not one /64 they would all
+ * share. (NAT64's local-use `64:ff9b:1::/48` may place the IPv4 address elsewhere, as its
+ * operator chose: such an address stays an IPv6 one.) Undefined for what is not an IPv6 address.
  */
-function ipv6Of(ip: string): ipaddr.IPv6 | string | undefined {
-  let address: ipaddr.IPv6;
+function ipv6Of(ip: string): number[] | string | undefined {
+  // The same address is asked about by each rule set of one request: parsed once.
+  if (ip === lastIp) return lastParsed;
+  lastIp = ip;
+  lastParsed = parseIPv6(ip);
+  return lastParsed;
+}
+let lastIp: string | undefined;
+let lastParsed: number[] | string | undefined;
+
+function parseIPv6(ip: string): number[] | string | undefined {
+  let parts: number[];
   try {
-    // (one parse: `isValid` would parse it as well)
-    address = ipaddr.IPv6.parse(ip);
+    // A zone id (`%eth0.100`) names the interface, not the address; ipaddr.js takes fewer of them
+    // than node:net does.
+    parts = ipaddr.IPv6.parse(ip.split("%", 1)[0] ?? ip).parts;
   } catch {
     return undefined;
   }
-  if (address.isIPv4MappedAddress()) return address.toIPv4Address().toString();
-  const range = address.range();
-  if (range === "rfc6052" || range === "rfc6145") {
-    const [, , , , , , high = 0, low = 0] = address.parts;
-    return `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  const [a, b, c, d, e, f, high = 0, low = 0] = parts;
+  const ipv4 = () => `${high >> 8}.${high & 0xff}.${low >> 8}.${low & 0xff}`;
+  if (a === 0 && b === 0 && c === 0 && d === 0) {
+    if (e === 0 && f === 0xffff) return ipv4(); // mapped
+    if (e === 0xffff && f === 0) return ipv4(); // translated
+    if (e === 0 && f === 0 && high !== 0) return ipv4(); // compatible (not :: or ::1)
   }
-  return address;
+  if (a === 0x64 && b === 0xff9b && c === 0 && d === 0 && e === 0 && f === 0) return ipv4(); // NAT64
+  return parts;
 }
 
 function hex(group: number): string {
