@@ -39,8 +39,6 @@ export interface NewAccountInput {
   username?: string | undefined;
   /** plaintext; stored as an scrypt hash */
   password?: string | undefined;
-  /** instead of `password`: its hash (`hashPassword`), made before a step that must stay short */
-  passwordHash?: string | undefined;
   profile?: Record<string, string>;
 }
 
@@ -168,11 +166,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         ...(input.email ? { email: input.email } : {}),
         ...(input.phone ? { phone: input.phone } : {}),
         ...(input.username ? { username: input.username } : {}),
-        ...(input.passwordHash
-          ? { passwordHash: input.passwordHash }
-          : input.password
-            ? { passwordHash: await hashPassword(input.password) }
-            : {}),
+        ...(input.password ? { passwordHash: await hashPassword(input.password) } : {}),
         profile: input.profile ?? {},
         createdAtMs: clock.nowMs(),
         credentialVersion: 0,

@@ -3,7 +3,6 @@ import type { Account, App, Channel, Purpose, TokenRecord } from "../types.js";
 import type { CheckCodeInput, CheckCodeResult } from "../verification/check-code.js";
 import type { RedeemTokenInput } from "../verification/redeem-token.js";
 import type { AccountService, NewAccountInput } from "./account-service.js";
-import { hashPassword } from "./passwords.js";
 
 /** The engine calls the account steps are made of. */
 export interface AccountStepDeps {
@@ -83,12 +82,11 @@ async function signUpWithToken(
       deps,
       proof,
       async (contact) => {
-        // Hashed once the token is found good (a made-up one costs no hash) and before the
-        // account is written, so that the write and the token's spend are moments apart, not a
-        // hash's 50-100 ms: a token redeemed elsewhere meanwhile is then rare, and the account
-        // it makes us remove seldom seen.
-        const passwordHash = input.password ? await hashPassword(input.password) : undefined;
-        created = await createAccount(deps, input, contact, { passwordHash });
+        // Made once the token is found good (a made-up one costs no password hash), and its write
+        // then comes right after the hash, so that the write and the token's spend are moments
+        // apart: a token redeemed elsewhere meanwhile is rare, and the account it makes us remove
+        // seldom seen.
+        created = await createAccount(deps, input, contact, { password: input.password });
         return created;
       },
       async (account) => account,
@@ -218,7 +216,7 @@ async function createAccount(
   deps: AccountStepDeps,
   input: SignUpInput,
   contact: ProvenContact,
-  password: Pick<NewAccountInput, "password" | "passwordHash">,
+  password: Pick<NewAccountInput, "password">,
 ): Promise<Account> {
   // Looked up first, as a taken one is told without hashing the password.
   await refuseTaken(deps, input, contact);
