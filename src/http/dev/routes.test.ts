@@ -64,6 +64,25 @@ describe("GET /v1/dev/inbox", () => {
       }
     });
 
+    // Regression: the inbox was looked up by the exact spelling stored, so a test asking for
+    // ann@… found nothing sent to Ann@…, one recipient to every send rule; and an unencoded "+"
+    // inside an address arrived as a space and was refused.
+    it("finds an email address in any ASCII case, and reads a space in one as a '+'", async () => {
+      t = await createTestServer({ devSender: true });
+      await send("Ann+Shop@Example.COM");
+      await t.deliverAll();
+      for (const query of [
+        "to=ann%2Bshop%40example.com",
+        "to=ANN+SHOP@EXAMPLE.com",
+        "to=Ann%2BShop@example.com",
+      ]) {
+        const reply = await inbox(query);
+        expect(reply.statusCode, query).toBe(200);
+        expect(reply.json().messages, query).toHaveLength(1);
+      }
+      expect((await inbox("to=ann%40example.com")).json().messages).toHaveLength(0);
+    });
+
     it("lists newest first and keeps recipients apart", async () => {
       t = await createTestServer({ devSender: true });
       await send("ann@example.com", "email", "sign_in");

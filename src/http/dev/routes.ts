@@ -26,9 +26,12 @@ export async function devApi(fastify: FastifyInstance, options: DevApiOptions): 
 
   app.get("/v1/dev/inbox", { schema: { querystring: InboxQuery } }, async (request) => {
     const raw = request.query.to;
-    // An unencoded "+" in a query string arrives as a space; read it as the "+" the caller meant.
-    const to = raw.startsWith(" ") ? `+${raw.slice(1)}` : raw;
-    const channel = to.includes("@") ? "email" : "sms";
+    // An unencoded "+" in a query string arrives as a space; read it as the "+" the caller meant:
+    // a phone's leading one (its other spaces are separators), and any in an email address, which
+    // holds no spaces (`ann+tag@…`).
+    const channel = raw.includes("@") ? "email" : "sms";
+    const to =
+      channel === "email" ? raw.replaceAll(" ", "+") : raw.startsWith(" ") ? `+${raw.slice(1)}` : raw;
     let address: string;
     try {
       address = parseRecipient(channel, to, { defaultCountry: options.defaultCountry }).address;

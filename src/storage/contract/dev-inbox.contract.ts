@@ -43,5 +43,24 @@ export function devInboxContract(name: string, open: () => Promise<DevInboxFixtu
       ]);
       expect(await fixture.devInbox.list(to, 1)).toEqual([sameTime]);
     });
+
+    it("finds an address in any ASCII case of it, and only in ASCII case", async () => {
+      const local = uniqueId("Inbox");
+      const message: DevInboxMessage = {
+        id: uniqueId("msg"),
+        appId: "default",
+        channel: "email",
+        to: `${local}.Ä@example.com`,
+        subject: "Your code",
+        text: "Your code is 123456",
+        code: "123456",
+        createdAtMs: baseTime(),
+      };
+      await fixture.devInbox.add(message);
+      expect(await fixture.devInbox.list(`${local.toUpperCase()}.Ä@EXAMPLE.COM`, 10)).toEqual([message]);
+      expect(await fixture.devInbox.list(`${local.toLowerCase()}.Ä@example.com`, 10)).toEqual([message]);
+      // Not folded beyond ASCII, as accounts and the failed-check budget are not.
+      expect(await fixture.devInbox.list(`${local}.ä@example.com`, 10)).toEqual([]);
+    });
   });
 }

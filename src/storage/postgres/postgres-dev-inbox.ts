@@ -14,8 +14,11 @@ const INSERT = `
   ORDER BY position
   ON CONFLICT (id) DO NOTHING`;
 const MAX_BATCH = 500;
-// seq breaks ties in insertion order, like SQLite's rowid.
-const LIST = "SELECT * FROM dev_inbox WHERE recipient = $1 ORDER BY created_at DESC, seq DESC LIMIT $2";
+// Any ASCII case of the address (migration 8's index); seq breaks ties in insertion order, like
+// SQLite's rowid.
+const LIST = `
+  SELECT * FROM dev_inbox WHERE lower(recipient COLLATE "C") = lower($1 COLLATE "C")
+  ORDER BY created_at DESC, seq DESC LIMIT $2`;
 
 /** The dev inbox (dev mode only) in PostgreSQL, shared by every process of a cluster. */
 export function createPostgresDevInbox(pool: pg.Pool): DevInbox {

@@ -10,8 +10,9 @@ export function createSqliteDevInbox(db: SqliteDatabase, group: GroupCommit): De
   const insert = db.prepare(`
     INSERT OR IGNORE INTO dev_inbox (id, app_id, channel, recipient, subject, text, code, created_at)
     VALUES (@id, @appId, @channel, @to, @subject, @text, @code, @createdAtMs)`);
+  // Any ASCII case of the address (SQLite's lower() folds only ASCII), by migration 12's index.
   const list = db.prepare(
-    "SELECT * FROM dev_inbox WHERE recipient = ? ORDER BY created_at DESC, rowid DESC LIMIT ?",
+    "SELECT * FROM dev_inbox WHERE lower(recipient) = lower(?) ORDER BY created_at DESC, rowid DESC LIMIT ?",
   );
   return {
     async add(message) {

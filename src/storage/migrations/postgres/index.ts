@@ -197,4 +197,14 @@ WHERE accounts.id = ranked.id AND ranked.age = 1;
 CREATE UNIQUE INDEX accounts_email_key ON accounts (app_id, email_key) WHERE email_key IS NOT NULL;
 `,
   },
+  {
+    version: 8,
+    name: "the dev inbox finds an address in any ASCII case",
+    // As SQLite's migration 12: looked up with ASCII letters folded (lower() under COLLATE "C"
+    // folds only ASCII, as SQLite's does), by an index that replaces the one by spelling.
+    sql: `
+DROP INDEX dev_inbox_recipient;
+CREATE INDEX dev_inbox_recipient_folded ON dev_inbox (lower(recipient COLLATE "C"), created_at);
+`,
+  },
 ];

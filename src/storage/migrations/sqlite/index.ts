@@ -303,4 +303,15 @@ WHERE id IN (
 CREATE UNIQUE INDEX accounts_email_key ON accounts (app_id, email_key) WHERE email_key IS NOT NULL;
 `,
   },
+  {
+    version: 12,
+    name: "the dev inbox finds an address in any ASCII case",
+    // Sends count Ann@example.com and ann@example.com as one recipient, but the inbox was looked
+    // up by the exact spelling stored, so a test asking in another case found nothing. The index
+    // replaces the one by spelling, so a delivery to the inbox writes no more than before.
+    sql: `
+DROP INDEX dev_inbox_recipient;
+CREATE INDEX dev_inbox_recipient_folded ON dev_inbox (lower(recipient), created_at);
+`,
+  },
 ];
