@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
@@ -26,6 +26,7 @@ import { createClusterBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
 import { lockDataDir } from "./storage/sqlite/data-dir-lock.js";
 import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
+import { createPrivateDir } from "./storage/sqlite/private-files.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
 
@@ -42,20 +43,42 @@ export interface RunningServer {
   close(): Promise<void>;
 }
 
+// As VERIFYD_SECRET's own floor (config/load.ts): a generated secret is 43 characters.
+const MIN_DEV_SECRET_LENGTH = 16;
+
 /** Resolves the HMAC secrets: configured ones, or in dev mode one generated and kept in the data dir. */
 export function resolveSecrets(config: Config, logger?: RootLogger): string[] {
   if (config.secrets.length > 0) return config.secrets;
   const file = join(config.dataDir, "dev-secret");
   if (!existsSync(file)) {
-    mkdirSync(config.dataDir, { recursive: true });
-    writeFileSync(file, randomBytes(32).toString("base64url"), { mode: 0o600 });
+    createPrivateDir(config.dataDir);
+    try {
+      // `wx`: two processes starting on a new data dir at once must not each write their own.
+      writeFileSync(file, randomBytes(32).toString("base64url"), { mode: 0o600, flag: "wx" });
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== "EEXIST") throw error;
+    }
   }
   logger?.warn(
     { file },
     "dev mode: using a generated secret kept in the data dir; set VERIFYD_SECRET in production",
   );
-  return [readFileSync(file, "utf8").trim()];
+  let secret: string;
+  try {
+    secret = readFileSync(file, "utf8").trim();
+  } catch (error) {
+    throw new ConfigError([`VERIFYD_DATA_DIR (dataDir): cannot read ${file} (${errorCode(error)})`]);
+  }
+  // A file cut short (a full disk) or edited by hand would make every code and seal guessable.
+  if (secret.length < MIN_DEV_SECRET_LENGTH)
+    throw new ConfigError([
+      `VERIFYD_DATA_DIR (dataDir): ${file} holds ${secret.length} characters, fewer than ${MIN_DEV_SECRET_LENGTH}; delete it to have a new one generated (codes and sealed settings made under it are then lost), or set VERIFYD_SECRET`,
+    ]);
+  return [secret];
 }
+
+const errorCode = (error: unknown): string =>
+  String((error as { code?: unknown }).code ?? (error as Error).message);
 
 /**
  * Opens the store the configuration selects and applies the configured apps, their secrets sealed

@@ -1,6 +1,6 @@
-import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import Database from "better-sqlite3";
+import { createPrivateDir } from "./private-files.js";
 
 /** Another server holds the data dir (DataDirLock). */
 export class DataDirInUse extends Error {
@@ -55,7 +55,7 @@ export function lockDataDir(
 }
 
 function takeLock(dataDir: string): { release(): void } {
-  mkdirSync(dataDir, { recursive: true });
+  createPrivateDir(dataDir);
   const lock = new Database(join(dataDir, "verifyd.lock"), { timeout: 0 });
   try {
     lock.pragma("locking_mode = EXCLUSIVE");

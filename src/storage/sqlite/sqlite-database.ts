@@ -1,8 +1,8 @@
-import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import Database from "better-sqlite3";
 import { requireServableSchema } from "../migrations/schema-version.js";
 import { SQLITE_MIGRATIONS } from "../migrations/sqlite/index.js";
+import { createPrivateDir, createPrivateFile } from "./private-files.js";
 
 export type SqliteDatabase = Database.Database;
 
@@ -26,7 +26,10 @@ const BUSY_TIMEOUT_MS = 5_000;
 
 /** Opens the embedded database in WAL mode and brings its schema up to date. */
 export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
-  if (options.path !== ":memory:") mkdirSync(dirname(options.path), { recursive: true });
+  if (options.path !== ":memory:") {
+    createPrivateDir(dirname(options.path));
+    createPrivateFile(options.path);
+  }
   const db = new Database(options.path);
   db.pragma("journal_mode = WAL");
   db.pragma(`synchronous = ${options.synchronous ?? "NORMAL"}`);
