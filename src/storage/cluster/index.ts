@@ -96,11 +96,24 @@ export interface ClusterBackend extends Backend {
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 /**
+ * A backend the start could not use, named by the setting that points at it (never by its URL,
+ * which carries a password): "Connection is closed." alone did not say which of the two it was.
+ */
+export class BackendUnusable extends Error {
+  constructor(setting: string, backend: string, cause: unknown) {
+    super(`${setting}: cannot use ${backend}: ${cause instanceof Error ? cause.message : String(cause)}`, {
+      cause,
+    });
+    this.name = "BackendUnusable";
+  }
+}
+
+/**
  * Every port of the cluster mode: hot state (codes, counters, tokens, idempotency, captcha) in
  * Redis, durable state (apps, accounts, sessions, outbox, deliveries, dev inbox, send log) in
  * PostgreSQL. Any backend failure surfaces as OtpError STORE_UNAVAILABLE (wrapped here, once);
  * the clients reconnect by themselves. Migrates PostgreSQL first unless told not to, and
- * rejects if either backend is unreachable at startup.
+ * rejects (BackendUnusable) if either backend is unusable at startup.
  */
 export async function createClusterBackend(options: ClusterBackendOptions): Promise<ClusterBackend> {
   const logger = options.logger ?? silentLogger;
@@ -128,13 +141,24 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
   });
   let redis: Redis;
   try {
-    if (options.migrate ?? true) {
-      const applied = await migratePostgres(pool, options.databaseSchema);
-      if (applied.length > 0) logger.info({ applied }, "postgres migrated");
-    } else {
-      await requireMigratedPostgres(pool);
+    try {
+      if (options.migrate ?? true) {
+        const applied = await migratePostgres(pool, options.databaseSchema);
+        if (applied.length > 0) logger.info({ applied }, "postgres migrated");
+      } else {
+        await requireMigratedPostgres(pool);
+      }
+    } catch (error) {
+      // A driver's or the server's error (a code: ECONNREFUSED, 28P01, ...) says nothing of where
+      // it came from; the schema's own refusals name what to do already.
+      if (typeof (error as { code?: unknown }).code !== "string") throw error;
+      throw new BackendUnusable("VERIFYD_DATABASE_URL (databaseUrl)", "PostgreSQL", error);
     }
-    redis = await connectRedis({ url: options.redisUrl, logger });
+    try {
+      redis = await connectRedis({ url: options.redisUrl, logger });
+    } catch (error) {
+      throw new BackendUnusable("VERIFYD_REDIS_URL (redisUrl)", "Redis", error);
+    }
   } catch (error) {
     await Promise.all([pool.end().catch(() => {}), backgroundPool.end().catch(() => {})]);
     throw error;

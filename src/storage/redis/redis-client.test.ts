@@ -103,3 +103,33 @@ if (!redisProbe.ok) {
     });
   });
 }
+
+if (!redisProbe.ok) {
+  backendMissing("connectRedis: the URL's database", redisProbe.reason);
+} else {
+  describe("connectRedis: the URL's database", () => {
+    const logger = createLogger({ level: "silent", devCodes: false });
+    const base = redisProbe.url.replace(/\/\d*$/, "");
+
+    // Regression: Redis refused `SELECT 99` (it has 16 databases by default), ioredis only emitted
+    // an error and went on in database 0, and the server started and answered ready there.
+    it("refuses a database number the server does not have, naming it", async () => {
+      await expect(connectRedis({ url: `${base}/99`, logger })).rejects.toThrow(
+        /Redis has no database 99 \(ERR DB index is out of range\)/,
+      );
+    });
+
+    it("works in the database the URL names", async () => {
+      const redis = await connectRedis({ url: `${base}/3`, logger });
+      const key = `vdtest:select:${process.pid}:${Date.now()}`;
+      const admin = new Redis(`${base}/3`);
+      try {
+        await redis.set(key, "here", "PX", 10_000);
+        expect(await admin.get(key)).toBe("here");
+      } finally {
+        redis.disconnect();
+        admin.disconnect();
+      }
+    });
+  });
+}

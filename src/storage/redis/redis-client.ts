@@ -36,6 +36,7 @@ export async function connectRedis(options: RedisClientOptions): Promise<Redis> 
   const redis = createRedisClient(options);
   try {
     await redis.connect();
+    await requireSelectedDatabase(redis);
     await requireNoEviction(redis, options.logger);
   } catch (error) {
     redis.disconnect();
@@ -80,6 +81,21 @@ export function createRedisClient(options: RedisClientOptions): Redis {
     options.logger.info({}, "redis reachable again");
   });
   return redis;
+}
+
+/**
+ * Refuses a database number the server does not have. ioredis selects the URL's database as it
+ * connects, and when Redis refuses it (`/99` on a server of 16) only emits an error and goes on in
+ * database 0: verifyd would share another application's keys while reporting itself ready.
+ */
+async function requireSelectedDatabase(redis: Redis): Promise<void> {
+  const database = redis.options.db ?? 0;
+  if (database === 0) return;
+  try {
+    await redis.select(database);
+  } catch (error) {
+    throw new Error(`Redis has no database ${database} (${(error as Error).message})`);
+  }
 }
 
 /**
