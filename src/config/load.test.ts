@@ -323,6 +323,62 @@ describe("loadConfig: the config file", () => {
     );
   });
 
+  // Regression: only a string that was exactly "${NAME}" was read, so "sk_live_${SHOP_API_KEY}" was a
+  // working API key as written and "prefix-${PROD_SECRET}" the HMAC secret. @see rev-config 1
+  it.each([
+    [{ secret: "prefix-${PROD_SECRET}" }, "secret"],
+    [{ apps: [{ id: "shop", apiKeys: ["sk_live_${SHOP_API_KEY}"] }] }, "apps/0/apiKeys/0"],
+    [{ apps: [{ id: "shop", name: "${SHOP_NAME} shop" }] }, "apps/0/name"],
+    [{ apps: [{ id: "shop", fresnsSecret: "${lower-case}" }] }, "apps/0/fresnsSecret"],
+    [{ apps: [{ id: "shop", fresnsSecret: "${A}${B}" }] }, "apps/0/fresnsSecret"],
+  ])("refuses %j, a ${ that is not one whole ${NAME}, naming %s and never the text", (content, path) => {
+    const env = {
+      VERIFYD_CONFIG: configFile(content),
+      PROD_SECRET: "prod-secret-0123456789",
+      SHOP_API_KEY: "0123456789abcdef",
+      SHOP_NAME: "Shop",
+      A: "a",
+      B: "b",
+    };
+    const found = issues(env);
+    expect(found).toEqual([
+      `${path}: holds "\${" but is not one whole "\${NAME}" (NAME of letters, digits and _): the file reads a variable into a string that is exactly "\${NAME}" and nothing else, so put the whole value in the variable`,
+    ]);
+    expect(found.join("\n")).not.toMatch(/prefix|sk_live|shop"|lower/);
+  });
+
+  // Regression: Object.assign made a "__proto__" key the prototype of the settings, so its keys
+  // were read as settings without the unknown-key check (the server listened on its port).
+  // @see rev-config 6
+  it.each([
+    ['{"__proto__":{"bogus":1,"port":41748}}', "__proto__"],
+    ['{"apps":[{"id":"shop","__proto__":{"disabled":true}}]}', "apps/0/__proto__"],
+    ['{"templates":{"constructor":{"en":{"subject":"s","text":"{code}"}}}}', "templates/constructor"],
+    ['{"routing":{"prototype":["smtp"]}}', "routing/prototype"],
+  ])("refuses the key of %s, naming %s", (content, path) => {
+    const found = issues({ VERIFYD_CONFIG: configFile(content) });
+    expect(found).toContain(
+      `${path}: "${path.split("/").pop()}" is no setting (JavaScript reads it as an object's prototype or constructor)`,
+    );
+    expect(found.join("\n")).not.toMatch(/41748/);
+  });
+
+  it("reads nothing of a __proto__ key as a setting", () => {
+    expect(() => loadConfig({ VERIFYD_CONFIG: configFile('{"__proto__":{"port":41748}}') })).toThrow(
+      ConfigError,
+    );
+    // ("${__proto__}" is no variable either: the environment's own names alone are read)
+    expect(
+      issues({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", name: "${__proto__}" }] }) }),
+    ).toContain("apps/0/name: environment variable __proto__ is not set");
+  });
+
+  // Regression: a file saved with a UTF-8 byte order mark was refused with an invisible character
+  // in the message. @see rev-config 8
+  it("reads a file that starts with a UTF-8 byte order mark", () => {
+    expect(loadConfig({ VERIFYD_CONFIG: configFile('\uFEFF{"port":7002}') }).port).toBe(7002);
+  });
+
   it("refuses an unknown key, naming it", () => {
     expect(issues({ VERIFYD_CONFIG: configFile({ prot: 8080 }) })).toEqual([expect.stringContaining("prot")]);
   });

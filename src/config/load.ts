@@ -76,7 +76,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const file = env.VERIFYD_CONFIG;
   if (file) {
     try {
-      const parsed: unknown = JSON.parse(readFileSync(file, "utf8"));
+      // Editors on Windows may save a byte order mark, which JSON.parse refuses as a character.
+      const parsed: unknown = JSON.parse(readFileSync(file, "utf8").replace(/^\uFEFF/, ""));
       if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
         issues.push(`VERIFYD_CONFIG (${file}): must hold a JSON object`);
       } else {
@@ -242,7 +243,14 @@ function dedupe(issues: string[]): string[] {
   return [...new Set(issues)];
 }
 
-/** Replaces every `"${NAME}"` string of the file by environment variable NAME. */
+// JSON.parse keeps them as own keys, but merging the file (Object.assign) would set its prototype
+// from "__proto__", its keys then read as settings past the unknown-key check.
+const PROTOTYPE_KEYS = new Set(["__proto__", "constructor", "prototype"]);
+
+/**
+ * Replaces every `"${NAME}"` string of the file by environment variable NAME, and refuses any other
+ * string holding `${`: it would be used as written (an API key `sk_live_${KEY}` working literally).
+ */
 function substituteEnvironment(
   value: unknown,
   env: NodeJS.ProcessEnv,
@@ -251,21 +259,36 @@ function substituteEnvironment(
 ): unknown {
   if (typeof value === "string") {
     const match = /^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$/.exec(value);
-    if (!match) return value;
+    if (!match) {
+      // The text is not printed: it may be a secret with the variable's name in it.
+      if (value.includes("${")) {
+        issues.push(
+          `${path || "(root)"}: holds "\${" but is not one whole "\${NAME}" (NAME of letters, digits and _): the file reads a variable into a string that is exactly "\${NAME}" and nothing else, so put the whole value in the variable`,
+        );
+      }
+      return value;
+    }
     const name = match[1] as string;
-    const resolved = env[name];
+    // (own names alone: a plain object's "__proto__" or "constructor" is no variable)
+    const resolved = Object.hasOwn(env, name) ? env[name] : undefined;
     if (resolved === undefined) issues.push(`${path || "(root)"}: environment variable ${name} is not set`);
     return resolved ?? "";
   }
   if (Array.isArray(value))
     return value.map((item, index) => substituteEnvironment(item, env, issues, `${path}/${index}`));
   if (typeof value === "object" && value !== null) {
-    return Object.fromEntries(
-      Object.entries(value).map(([key, item]) => [
-        key,
-        substituteEnvironment(item, env, issues, path ? `${path}/${key}` : key),
-      ]),
-    );
+    const entries: [string, unknown][] = [];
+    for (const [key, item] of Object.entries(value)) {
+      const itemPath = path ? `${path}/${key}` : key;
+      if (PROTOTYPE_KEYS.has(key)) {
+        issues.push(
+          `${itemPath}: "${key}" is no setting (JavaScript reads it as an object's prototype or constructor)`,
+        );
+        continue;
+      }
+      entries.push([key, substituteEnvironment(item, env, issues, itemPath)]);
+    }
+    return Object.fromEntries(entries);
   }
   return value;
 }
