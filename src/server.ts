@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { BlockList, isIP } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
@@ -333,8 +334,17 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
   return server;
 }
 
-function isLoopback(host: string): boolean {
-  return host === "127.0.0.1" || host === "::1" || host === "localhost";
+/** 127.0.0.0/8, ::1 (in any spelling) and localhost: no other machine reaches them. */
+export function isLoopback(host: string): boolean {
+  if (host === "localhost") return true;
+  if (isIP(host) === 4) return host.startsWith("127.");
+  if (isIP(host) === 6) {
+    const list = new BlockList();
+    list.addAddress("::1", "ipv6");
+    list.addSubnet("::ffff:127.0.0.0", 104, "ipv6");
+    return list.check(host, "ipv6");
+  }
+  return false;
 }
 
 /**

@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./config/load.js";
-import { resolveSecrets } from "./server.js";
+import { isLoopback, resolveSecrets } from "./server.js";
 
 const parent = mkdtempSync(join(tmpdir(), "verifyd-dev-secret-"));
 afterAll(() => rmSync(parent, { recursive: true, force: true }));
@@ -32,4 +32,22 @@ describe("dev mode's generated secret", () => {
       /VERIFYD_DATA_DIR \(dataDir\): .*dev-secret holds \d characters/,
     );
   });
+});
+
+// Regression: only the spellings 127.0.0.1, ::1 and localhost counted, so dev mode warned that
+// 127.0.0.2 was reachable from beyond the machine.
+describe("isLoopback (dev mode warns of any other listening address)", () => {
+  it.each([
+    "127.0.0.1",
+    "127.0.0.2",
+    "127.255.0.9",
+    "::1",
+    "0:0:0:0:0:0:0:1",
+    "::ffff:127.0.0.2",
+    "localhost",
+  ])("%s is loopback", (host) => expect(isLoopback(host)).toBe(true));
+  it.each(["0.0.0.0", "::", "10.0.0.1", "128.0.0.1", "::2", "::ffff:10.0.0.1", "example.com"])(
+    "%s is not",
+    (host) => expect(isLoopback(host)).toBe(false),
+  );
 });
