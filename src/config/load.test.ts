@@ -228,7 +228,7 @@ describe("loadConfig: environment", () => {
     expect(issues({ VERIFYD_DEFAULT_COUNTRY: "ZZ" })).toEqual([
       'VERIFYD_DEFAULT_COUNTRY (defaultCountry): "ZZ" is not a region with a phone numbering plan (ISO 3166-1 alpha-2, e.g. CN, US)',
     ]);
-    // The file's key is named the same way, and phone test recipients wait until it is fixed.
+    // The file's key is named as the file spells it, and phone test recipients wait until it is fixed.
     expect(
       issues({
         VERIFYD_CONFIG: configFile({
@@ -236,7 +236,7 @@ describe("loadConfig: environment", () => {
           apps: [{ id: "shop", testRecipients: [{ to: "+447700900123", code: "123456" }] }],
         }),
       }),
-    ).toEqual([expect.stringMatching(/^VERIFYD_DEFAULT_COUNTRY \(defaultCountry\): "UK" is not a region/)]);
+    ).toEqual([expect.stringMatching(/^defaultCountry: "UK" is not a region/)]);
   });
 
   it("reports every problem at once", () => {
@@ -308,10 +308,41 @@ describe("loadConfig: the config file", () => {
     });
   });
 
-  it("refuses a bad trustProxy entry in the file, naming VERIFYD_TRUST_PROXY and the entry", () => {
+  it("refuses a bad trustProxy entry in the file, naming the file's key and the entry", () => {
     expect(issues({ VERIFYD_CONFIG: configFile({ trustProxy: ["loopback", "10.0.0.0/33"] }) })).toEqual([
-      expect.stringMatching(/^VERIFYD_TRUST_PROXY \(trustProxy\/1\): "10\.0\.0\.0\/33"/),
+      expect.stringMatching(/^trustProxy\/1: "10\.0\.0\.0\/33"/),
     ]);
+  });
+
+  // Regression: a value of the file was reported as the variable's ("VERIFYD_PORT (port)") with the
+  // variable unset, and a negative port as "must be integer". @see rev-config 8
+  it.each([
+    [{}, { VERIFYD_PORT: "-1" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
+    [{}, { VERIFYD_PORT: "70000" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
+    [{}, { VERIFYD_PORT: "80.5" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
+    [{ port: 70000 }, {}, "port: must be a whole number from 0 to 65535"],
+    [{ port: "8080" }, {}, "port: must be a whole number from 0 to 65535"],
+    [{ port: 8080 }, { VERIFYD_PORT: "-1" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
+    [
+      {},
+      { VERIFYD_DATABASE_POOL_SIZE: "0" },
+      "VERIFYD_DATABASE_POOL_SIZE (databasePoolSize): must be a whole number from 1 to 1000",
+    ],
+  ])("names the source of file %j / environment %j and the range: %s", (file, env, issue) => {
+    expect(issues({ VERIFYD_CONFIG: configFile(file), ...env })).toEqual([issue]);
+  });
+
+  it("names the file's key for a value it gave, the variable for one the environment gave", () => {
+    const file = configFile({ mode: "prod", trustProxy: ["10.0.0.0/33"], emailFrom: "codes@example.com" });
+    expect(issues({ VERIFYD_CONFIG: file, VERIFYD_SMTP_URL: "smtp://h:99999" })).toEqual([
+      'mode: must be equal to one of the allowed values: "dev", "production"',
+    ]);
+    expect(issues({ VERIFYD_CONFIG: file, VERIFYD_MODE: "dev", VERIFYD_SMTP_URL: "smtp://h:99999" })).toEqual(
+      [
+        "VERIFYD_SMTP_URL (smtpUrl): not a valid SMTP URL: the port must be 1-65535",
+        'trustProxy/0: "10.0.0.0/33" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal',
+      ],
+    );
   });
 
   it("names the place of a ${NAME} whose variable is not set", () => {

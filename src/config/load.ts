@@ -90,23 +90,32 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       issues.push(`VERIFYD_CONFIG (${file}): ${(error as Error).message}`);
     }
   }
+  const givenByEnvironment = new Set<string>();
   for (const [name, key] of Object.entries(ENVIRONMENT_KEYS)) {
     const raw = env[name];
     if (raw === undefined || raw === "") continue;
+    givenByEnvironment.add(key);
     if (LIST_KEYS.has(key)) input[key] = splitList(raw);
     else if (NUMBER_KEYS.has(key)) input[key] = /^\d+$/.test(raw) ? Number(raw) : raw;
     else if (BOOLEAN_KEYS.has(key))
       input[key] = raw === "true" || raw === "1" ? true : raw === "false" || raw === "0" ? false : raw;
     else input[key] = raw;
   }
+  // A value is named where it came from: `VERIFYD_PORT (port)` if the variable gave it, else the
+  // file's key path, so a bad port in the file is not blamed on a variable that is unset.
+  const nameOf: SettingName = (path) => {
+    const top = path.split("/")[0] ?? "";
+    const variable = KEY_TO_ENVIRONMENT[top];
+    return variable && givenByEnvironment.has(top) ? `${variable} (${path})` : path || "(root)";
+  };
   for (const error of Value.Errors(ConfigSchema, input)) {
     if (error.keyword === "boolean" || error.keyword === "anyOf") continue;
-    issues.push(describe(error.instancePath, error.message, error.params));
+    issues.push(describe(nameOf, error.instancePath, error.keyword, error.message, error.params));
   }
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
 
   const config = toConfig(input as ConfigInput);
-  issues.push(...crossFieldIssues(config, input as ConfigInput));
+  issues.push(...crossFieldIssues(config, input as ConfigInput, nameOf));
   if (issues.length > 0) throw new ConfigError(issues);
   return config;
 }
@@ -178,7 +187,10 @@ function environmentSmtp(input: ConfigInput): ProviderConfig | undefined {
   return { id: "smtp", type: "smtp", url: input.smtpUrl, from: input.emailFrom };
 }
 
-function crossFieldIssues(config: Config, input: ConfigInput): string[] {
+/** How a message names the setting at `path` (a key path such as `trustProxy/1`). */
+type SettingName = (path: string) => string;
+
+function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingName): string[] {
   const issues: string[] = [];
   if (config.mode === "production" && config.secrets.length === 0) {
     issues.push("VERIFYD_SECRET (secret): required in production mode");
@@ -189,15 +201,15 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
   if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
-  issues.push(...urlIssue("VERIFYD_SMTP_URL (smtpUrl)", config.smtpUrl, parseSmtpUrl));
-  issues.push(...urlIssue("VERIFYD_REDIS_URL (redisUrl)", config.redisUrl, parseRedisUrl));
-  issues.push(...urlIssue("VERIFYD_DATABASE_URL (databaseUrl)", config.databaseUrl, parsePostgresUrl));
+  issues.push(...urlIssue(nameOf("smtpUrl"), config.smtpUrl, parseSmtpUrl));
+  issues.push(...urlIssue(nameOf("redisUrl"), config.redisUrl, parseRedisUrl));
+  issues.push(...urlIssue(nameOf("databaseUrl"), config.databaseUrl, parsePostgresUrl));
   // The schema's pattern lets through any two capitals; a region without numbering data would
   // make every national number (and every test recipient's phone number) fail to parse.
   const countryKnown = isSupportedCountry(config.defaultCountry);
   if (!countryKnown) {
     issues.push(
-      `VERIFYD_DEFAULT_COUNTRY (defaultCountry): "${config.defaultCountry}" is not a region with a phone numbering plan (ISO 3166-1 alpha-2, e.g. CN, US)`,
+      `${nameOf("defaultCountry")}: "${config.defaultCountry}" is not a region with a phone numbering plan (ISO 3166-1 alpha-2, e.g. CN, US)`,
     );
   }
   config.trustProxy.forEach((entry, index) => {
@@ -205,7 +217,7 @@ function crossFieldIssues(config: Config, input: ConfigInput): string[] {
     // share one per-IP budget.
     if (!parseTrustProxyEntry(entry)) {
       issues.push(
-        `VERIFYD_TRUST_PROXY (trustProxy/${index}): "${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`,
+        `${nameOf(`trustProxy/${index}`)}: "${entry}" is not an IP address, a CIDR or one of loopback, linklocal, uniquelocal`,
       );
     }
   });
@@ -222,21 +234,37 @@ const KEY_TO_ENVIRONMENT = Object.fromEntries(
   Object.entries(ENVIRONMENT_KEYS).map(([name, key]) => [key, name]),
 );
 
-function describe(instancePath: string, message: string, params: unknown): string {
-  const path = instancePath.replace(/^\//, "") || "(root)";
-  const top = path.split("/")[0] ?? "";
-  const environment = KEY_TO_ENVIRONMENT[top];
-  const name = environment ? `${environment} (${path})` : path;
+function describe(
+  nameOf: SettingName,
+  instancePath: string,
+  keyword: string,
+  message: string,
+  params: unknown,
+): string {
+  const path = instancePath.replace(/^\//, "");
   const { additionalProperties: extra, allowedValues: allowed } = params as {
     additionalProperties?: string[];
     allowedValues?: unknown[];
   };
+  const range = NUMBER_KEYS.has(path) && RANGE_KEYWORDS.has(keyword) ? numberRange(path) : undefined;
   const detail = extra
     ? `unknown key(s) ${extra.join(", ")}`
-    : Array.isArray(allowed)
-      ? `${message}: ${allowed.map((value) => JSON.stringify(value)).join(", ")}`
-      : message;
-  return `${name}: ${detail}`;
+    : range
+      ? `must be a whole number from ${range.minimum} to ${range.maximum}`
+      : Array.isArray(allowed)
+        ? `${message}: ${allowed.map((value) => JSON.stringify(value)).join(", ")}`
+        : message;
+  return `${nameOf(path)}: ${detail}`;
+}
+
+// "-1" from the environment fails as a type ("must be integer"), 70000 as a maximum: either way the
+// reader needs the range.
+const RANGE_KEYWORDS = new Set(["type", "minimum", "maximum"]);
+
+function numberRange(key: string): { minimum: number; maximum: number } | undefined {
+  const schema = (ConfigSchema.properties as Record<string, { minimum?: unknown; maximum?: unknown }>)[key];
+  const { minimum, maximum } = schema ?? {};
+  return typeof minimum === "number" && typeof maximum === "number" ? { minimum, maximum } : undefined;
 }
 
 function dedupe(issues: string[]): string[] {
