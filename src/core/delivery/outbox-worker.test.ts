@@ -76,6 +76,30 @@ describe("outbox worker: rendering", () => {
     expect(message?.code).toMatch(/^\d{8}$/);
   });
 
+  // Regression: an app's zh-CN and en-US templates were used only for exactly "zh-CN" and "en-US";
+  // the faces' zh_CN (IDaaS), zh-Hans (Fresns), zh or en got the built-in text. @see messages review 1
+  it("uses the app's template in a region locale however the client spells its language", async () => {
+    t = await createTestEngine();
+    await t.updateApp({
+      templates: {
+        default: {
+          "zh-CN": { subject: "{app}", text: "CUSTOM-ZH {code}" },
+          "en-US": { subject: "{app}", text: "CUSTOM-EN {code}" },
+        },
+      },
+    });
+    const spellings = ["zh-CN", "zh_CN", "zh-cn", "zh", "zh-Hans", "en-US", "en_US", "en-us", "en"];
+    for (const [index, locale] of spellings.entries()) await send({ to: `user${index}@example.com`, locale });
+    await t.deliverAll();
+    const byRecipient = new Map(t.email.messages.map((message) => [message.to, message]));
+    expect(
+      spellings.map((_, index) => {
+        const message = byRecipient.get(`user${index}@example.com`);
+        return `${message?.locale} ${message?.text.split(" ")[0]}`;
+      }),
+    ).toEqual([...Array(5).fill("zh-CN CUSTOM-ZH"), ...Array(4).fill("en-US CUSTOM-EN")]);
+  });
+
   it("uses the app's default locale when the request names none", async () => {
     t = await createTestEngine({ app: { defaultLocale: "zh-Hans" } });
     await send();

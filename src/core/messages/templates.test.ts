@@ -117,3 +117,46 @@ describe("resolveLocale", () => {
     expect(resolveLocale("zh-TW", templates, "en", "sign_up")).toBe("zh-Hans");
   });
 });
+
+describe("resolveLocale with an app's region locales", () => {
+  const template = { subject: "{app}", text: "{code}" };
+  const regional = { default: { "zh-CN": template, "en-US": template } };
+
+  // Regression: an app's zh-CN or en-US template was used only when a client sent exactly that
+  // spelling; IDaaS's zh_CN, Fresns's zh-Hans, a bare zh or en all got the built-in text.
+  // @see messages review 1
+  it.each(["zh-CN", "zh_CN", "zh-cn", "ZH_cn", "zh", "zh-Hans", "zh-Hans-CN", "zh-SG"])(
+    "reads %j as the app's zh-CN",
+    (requested) => {
+      expect(resolveLocale(requested, regional, "en")).toBe("zh-CN");
+    },
+  );
+
+  it.each(["en-US", "en_US", "en-us", "en", "EN", "en-GB"])("reads %j as the app's en-US", (requested) => {
+    expect(resolveLocale(requested, regional, "zh-Hans")).toBe("en-US");
+  });
+
+  it("falls back from Traditional to the app's own Simplified Chinese before the built-in one", () => {
+    expect(resolveLocale("zh_TW", regional, "en")).toBe("zh-CN");
+  });
+
+  it("keeps the scripts apart when the app has both", () => {
+    const both = { default: { "zh-CN": template, "zh-TW": template } };
+    expect(resolveLocale("zh-Hant", both, "en")).toBe("zh-TW");
+    expect(resolveLocale("zh_hk", both, "en")).toBe("zh-TW");
+    expect(resolveLocale("zh-Hans-HK", both, "en")).toBe("zh-CN");
+    expect(resolveLocale("zh", both, "en")).toBe("zh-CN");
+  });
+
+  it("matches the exact locale, in any spelling, before another of its family", () => {
+    const english = { default: { "en-US": template, "en-GB": template } };
+    expect(resolveLocale("en_gb", english, "zh-Hans")).toBe("en-GB");
+    expect(resolveLocale("en-AU", english, "zh-Hans")).toBe("en-US");
+  });
+
+  it("uses the built-in locale for a purpose the app's region locale has no template of", () => {
+    const signInOnly = { sign_in: { "zh-CN": template } };
+    expect(resolveLocale("zh_CN", signInOnly, "en", "sign_in")).toBe("zh-CN");
+    expect(resolveLocale("zh_CN", signInOnly, "en", "sign_up")).toBe("zh-Hans");
+  });
+});

@@ -86,31 +86,64 @@ const BUILT_IN: Record<string, BuiltIn> = { en: EN, "zh-Hans": ZH_HANS };
 /** The locales shipped with verifyd; apps may add more through their templates. */
 export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
 
-const localesByTemplates = new WeakMap<TemplateSet, Map<string, Set<string>>>();
+/** A locale as clients spell it, compared: "zh_CN", "ZH-cn" and "zh-CN" are one locale. */
+interface LocaleKey {
+  /** as configured: the key findTemplate looks up */
+  locale: string;
+  /** lower case, `_` read as `-` */
+  tag: string;
+  /** the language, with Chinese split by script: "en", "zh-hans", "zh-hant" */
+  family: string;
+}
+
+function localeKey(locale: string): LocaleKey {
+  const tag = locale.toLowerCase().replaceAll("_", "-");
+  const [language = "", ...subtags] = tag.split("-");
+  let family = language;
+  if (language === "zh") {
+    // An explicit script wins over the region ("zh-Hans-HK" is Simplified); a bare "zh" is Simplified.
+    const traditional = subtags.includes("hant")
+      ? true
+      : subtags.includes("hans")
+        ? false
+        : subtags.some((subtag) => subtag === "tw" || subtag === "hk" || subtag === "mo");
+    family = traditional ? "zh-hant" : "zh-hans";
+  }
+  return { locale, tag, family };
+}
+
+const BUILT_IN_KEYS = BUILT_IN_LOCALES.map(localeKey);
+
+const appLocalesByTemplates = new WeakMap<TemplateSet, Map<string, LocaleKey[]>>();
 
 /**
- * Every locale with templates for an app, or with one for `purpose` (the app's, its default
- * template's, the built-in ones): computed once per templates object and purpose.
+ * The locales an app has templates in (for `purpose` and its default template, if given), in the
+ * order configured: computed once per templates object and purpose.
  */
-function knownLocales(appTemplates: TemplateSet, purpose?: Purpose): Set<string> {
-  let byPurpose = localesByTemplates.get(appTemplates);
+function appLocales(appTemplates: TemplateSet, purpose?: Purpose): LocaleKey[] {
+  let byPurpose = appLocalesByTemplates.get(appTemplates);
   if (!byPurpose) {
     byPurpose = new Map();
-    localesByTemplates.set(appTemplates, byPurpose);
+    appLocalesByTemplates.set(appTemplates, byPurpose);
   }
-  let known = byPurpose.get(purpose ?? "");
-  if (!known) {
+  let locales = byPurpose.get(purpose ?? "");
+  if (!locales) {
     const sets =
       purpose === undefined ? Object.values(appTemplates) : [appTemplates[purpose], appTemplates.default];
-    known = new Set([...BUILT_IN_LOCALES, ...sets.flatMap((byLocale) => Object.keys(byLocale ?? {}))]);
-    byPurpose.set(purpose ?? "", known);
+    const names = new Set(sets.flatMap((byLocale) => Object.keys(byLocale ?? {})));
+    locales = [...names].map(localeKey);
+    byPurpose.set(purpose ?? "", locales);
   }
-  return known;
+  return locales;
 }
 
 /**
- * Maps a requested locale to one that has templates (for `purpose`, if given): exact match, then
- * the language family ("zh-CN", "zh" -> "zh-Hans"; "en-US" -> "en"), then the app's default.
+ * Maps the locale a client asked for to one that has templates (for `purpose`, if given), else to
+ * the app's default. The app's own locales come first, the exact one (in any case, `_` or `-`)
+ * then one of the same language, before the built-in ones: an app that wrote zh-CN templates
+ * wants them for "zh", "zh_CN" and "zh-Hans" alike. Chinese is two languages here, Simplified and
+ * Traditional; a client that asked for Traditional reads Simplified rather than another language
+ * when no template has Traditional.
  */
 export function resolveLocale(
   requested: string | undefined,
@@ -119,16 +152,15 @@ export function resolveLocale(
   purpose?: Purpose,
 ): string {
   if (!requested) return fallback;
-  const known = knownLocales(appTemplates, purpose);
-  if (known.has(requested)) return requested;
-  const lower = requested.toLowerCase();
-  if (lower.startsWith("zh")) {
-    const traditional = /hant|tw|hk|mo/.test(lower);
-    if (traditional && known.has("zh-Hant")) return "zh-Hant";
-    return "zh-Hans";
-  }
-  const language = lower.split(/[-_]/)[0] ?? "";
-  for (const locale of known) if (locale.toLowerCase() === language) return locale;
+  const wanted = localeKey(requested);
+  const own = appLocales(appTemplates, purpose);
+  const found =
+    own.find((known) => known.tag === wanted.tag) ??
+    own.find((known) => known.family === wanted.family) ??
+    BUILT_IN_KEYS.find((known) => known.tag === wanted.tag) ??
+    BUILT_IN_KEYS.find((known) => known.family === wanted.family);
+  if (found) return found.locale;
+  if (wanted.family === "zh-hant") return resolveLocale("zh-Hans", appTemplates, fallback, purpose);
   return fallback;
 }
 
