@@ -667,3 +667,118 @@ describe("loadConfig: apps across fields", () => {
     expect(config.apps.map((app) => app.defaultLocale)).toEqual(["fr", "de", "zh-Hans"]);
   });
 });
+
+describe("loadConfig: text a browser, a mail header or a database reads", () => {
+  // Regression: origins are matched exactly, so these were accepted and could never match; "null"
+  // would have granted every opaque origin. @see rev-config 4
+  it("refuses a corsOrigins entry that is not an origin as a browser sends it, naming its index", () => {
+    const entries = [
+      "https://shop.example",
+      "*",
+      "not a url",
+      "https://shop.example/",
+      "null",
+      "HTTPS://Shop.example",
+      "https://shop.example:443",
+      "ftp://shop.example",
+      "https://user@shop.example",
+      "http://localhost:3000",
+      "http://[::1]:8080",
+      "https://xn--caf-dma.example",
+    ];
+    const found = issues({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", corsOrigins: entries }] }) });
+    const shape =
+      'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (http or https, lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
+    expect(found).toEqual([
+      `apps/0/corsOrigins/1: "*" ${shape}`,
+      `apps/0/corsOrigins/2: "not a url" ${shape}`,
+      `apps/0/corsOrigins/3: "https://shop.example/" ${shape}; did you mean "https://shop.example"?`,
+      `apps/0/corsOrigins/4: "null" ${shape}`,
+      `apps/0/corsOrigins/5: "HTTPS://Shop.example" ${shape}; did you mean "https://shop.example"?`,
+      `apps/0/corsOrigins/6: "https://shop.example:443" ${shape}; did you mean "https://shop.example"?`,
+      `apps/0/corsOrigins/7: "ftp://shop.example" ${shape}`,
+      `apps/0/corsOrigins/8: "https://user@shop.example" ${shape}; did you mean "https://shop.example"?`,
+    ]);
+  });
+
+  // Regression: "not an address" started, and every email went out from it. @see rev-config 5
+  it.each([
+    "not an address",
+    "codes@localhost",
+    "codes@@example.com",
+    "a@b@example.com",
+    "Shop codes@example.com",
+    "Shop <codes@example.com>\r\nBcc: victim@example.com",
+    "Shop <>",
+    "<Shop> <codes@example.com>",
+    "codes@example.",
+  ])("refuses VERIFYD_EMAIL_FROM=%j naming the variable", (from) => {
+    const env = { VERIFYD_SMTP_URL: "smtp://127.0.0.1:25", VERIFYD_EMAIL_FROM: from };
+    expect(issues(env)).toEqual([
+      `VERIFYD_EMAIL_FROM (emailFrom): ${JSON.stringify(from)} is not an email address: write codes@example.com or Name <codes@example.com>`,
+    ]);
+  });
+
+  it.each([
+    "codes@example.com",
+    "Shop <codes@shop.example>",
+    '"Shop, Inc." <codes@shop.example>',
+    "<codes@shop.example>",
+    "Café <codes@café.example>",
+  ])("takes VERIFYD_EMAIL_FROM=%j", (from) => {
+    expect(loadConfig({ VERIFYD_SMTP_URL: "smtp://127.0.0.1:25", VERIFYD_EMAIL_FROM: from }).emailFrom).toBe(
+      from,
+    );
+  });
+
+  it("names the file's emailFrom when the file gave it", () => {
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({ smtpUrl: "smtp://127.0.0.1:25", emailFrom: "codes" }),
+      }),
+    ).toEqual([expect.stringMatching(/^emailFrom: "codes" is not an email address/)]);
+  });
+
+  // Regression: CR/LF, NUL and ESC were taken in an app's name and a template's subject and text (a
+  // NUL in cluster mode failed the start with only "A backend is unavailable": PostgreSQL stores no
+  // NUL), and a subject could be empty. @see rev-config 6
+  it("refuses control characters in an app's name and a template's subject, and an empty subject", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "a", name: "Shop\r\nBcc: x" },
+          { id: "b", name: "Shop\u0000" },
+          { id: "c", name: "\u001b[31mShop" },
+          { id: "d", templates: { sign_in: { en: { subject: "", text: "{code}" } } } },
+          { id: "e", templates: { sign_in: { en: { subject: "Code\n", text: "{code}" } } } },
+        ],
+        templates: { default: { fr: { subject: "Code\u0085", text: "{code}" } } },
+      }),
+    });
+    const noControl = "must not contain control characters (line breaks, tabs, NUL, ESC, …)";
+    expect(found).toEqual([
+      `apps/0/name: ${noControl}`,
+      `apps/1/name: ${noControl}`,
+      `apps/2/name: ${noControl}`,
+      "apps/3/templates/sign_in/en/subject: must not have fewer than 1 characters",
+      `apps/4/templates/sign_in/en/subject: ${noControl}`,
+      `templates/default/fr/subject: ${noControl}`,
+    ]);
+  });
+
+  it("takes line breaks in a template's text, and no other control character", () => {
+    const template = (text: string) => ({
+      VERIFYD_CONFIG: configFile({ templates: { sign_in: { en: { subject: "Your code", text } } } }),
+    });
+    expect(loadConfig(template("Your code is {code}.\n\nIgnore it if you did not ask.")).templates).toEqual({
+      sign_in: {
+        en: { subject: "Your code", text: "Your code is {code}.\n\nIgnore it if you did not ask." },
+      },
+    });
+    for (const text of ["{code}\u0000", "{code}\r\n", "\t{code}", "\u001b[2J{code}"]) {
+      expect(issues(template(text))).toEqual([
+        "templates/sign_in/en/text: must not contain control characters other than line breaks (\\n)",
+      ]);
+    }
+  });
+});

@@ -13,7 +13,14 @@ import {
   type RoutingConfig,
   urlIssue,
 } from "./provider-schema.js";
-import { type AppConfig, type ConfigInput, ConfigSchema, ENVIRONMENT_KEYS } from "./schema.js";
+import {
+  type AppConfig,
+  type ConfigInput,
+  ConfigSchema,
+  ENVIRONMENT_KEYS,
+  PATTERN_MEANINGS,
+  SINGLE_LINE,
+} from "./schema.js";
 import { parseTrustProxyEntry } from "./trust-proxy.js";
 
 export interface Config {
@@ -201,6 +208,11 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
   if (Boolean(config.smtpUrl) !== Boolean(config.emailFrom)) {
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
+  if (config.emailFrom !== undefined && !isEmailFrom(config.emailFrom)) {
+    issues.push(
+      `${nameOf("emailFrom")}: ${JSON.stringify(config.emailFrom)} is not an email address: write codes@example.com or Name <codes@example.com>`,
+    );
+  }
   issues.push(...urlIssue(nameOf("smtpUrl"), config.smtpUrl, parseSmtpUrl));
   issues.push(...urlIssue(nameOf("redisUrl"), config.redisUrl, parseRedisUrl));
   issues.push(...urlIssue(nameOf("databaseUrl"), config.databaseUrl, parsePostgresUrl));
@@ -221,6 +233,12 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
       );
     }
   });
+  config.apps.forEach((app, appIndex) => {
+    (app.corsOrigins ?? []).forEach((entry, index) => {
+      const issue = originIssue(entry);
+      if (issue) issues.push(`apps/${appIndex}/corsOrigins/${index}: ${issue}`);
+    });
+  });
   // The file's entries under their own indices; the environment's SMTP is checked above by its name.
   const fromEnvironment = environmentSmtp(input);
   issues.push(
@@ -228,6 +246,40 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
   );
   issues.push(...appIssues(config.apps, config.templates, countryKnown ? config.defaultCountry : undefined));
   return issues;
+}
+
+const SINGLE_LINE_TEXT = new RegExp(SINGLE_LINE);
+
+/**
+ * A From a mail relay takes: `address` or `Name <address>` (the name may be quoted), the address
+ * with one `@` and a dotted domain. Control characters are refused: a CR/LF would end the header.
+ */
+export function isEmailFrom(value: string): boolean {
+  if (!SINGLE_LINE_TEXT.test(value)) return false;
+  const named = /^(.*)<([^<>]*)>$/s.exec(value.trim());
+  if (named && /[<>]/.test(named[1] as string)) return false;
+  const address = named ? (named[2] as string) : value.trim();
+  return /^[^\s@<>]+@[^\s@<>.]+(\.[^\s@<>.]+)+$/.test(address);
+}
+
+const ORIGIN_SHAPE =
+  'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (http or https, lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
+
+/**
+ * Origins are granted by exact match with the request's Origin header, so an entry must be one as a
+ * browser serializes it: anything else ("*", a trailing slash, ":443") never matches, and "null"
+ * would grant every sandboxed page and file:// document.
+ */
+function originIssue(entry: string): string | undefined {
+  let url: URL | undefined;
+  try {
+    url = new URL(entry);
+  } catch {
+    url = undefined;
+  }
+  const web = url !== undefined && (url.protocol === "http:" || url.protocol === "https:");
+  if (web && url?.origin === entry) return undefined;
+  return web ? `"${entry}" ${ORIGIN_SHAPE}; did you mean "${url?.origin}"?` : `"${entry}" ${ORIGIN_SHAPE}`;
 }
 
 const KEY_TO_ENVIRONMENT = Object.fromEntries(
@@ -242,18 +294,26 @@ function describe(
   params: unknown,
 ): string {
   const path = instancePath.replace(/^\//, "");
-  const { additionalProperties: extra, allowedValues: allowed } = params as {
+  const {
+    additionalProperties: extra,
+    allowedValues: allowed,
+    pattern,
+  } = params as {
     additionalProperties?: string[];
     allowedValues?: unknown[];
+    pattern?: string;
   };
+  const meaning = keyword === "pattern" && pattern !== undefined ? PATTERN_MEANINGS[pattern] : undefined;
   const range = NUMBER_KEYS.has(path) && RANGE_KEYWORDS.has(keyword) ? numberRange(path) : undefined;
   const detail = extra
     ? `unknown key(s) ${extra.join(", ")}`
     : range
       ? `must be a whole number from ${range.minimum} to ${range.maximum}`
-      : Array.isArray(allowed)
-        ? `${message}: ${allowed.map((value) => JSON.stringify(value)).join(", ")}`
-        : message;
+      : meaning
+        ? meaning
+        : Array.isArray(allowed)
+          ? `${message}: ${allowed.map((value) => JSON.stringify(value)).join(", ")}`
+          : message;
   return `${nameOf(path)}: ${detail}`;
 }
 

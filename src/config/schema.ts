@@ -3,6 +3,18 @@ import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
 import { FACES, PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
 
+// Control characters (C0, DEL, C1) are invisible in a file and harmful where the text goes: CR/LF
+// in a mail header, ESC on a terminal, NUL in PostgreSQL (which refuses to store it).
+export const SINGLE_LINE = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+// A message body may run over lines (SMS adds its own with the warning and WebOTP lines).
+const MULTI_LINE = "^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F-\\u009F]*$";
+
+/** What a pattern of this schema means, for a refusal a person reads instead of the regex. */
+export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {
+  [SINGLE_LINE]: "must not contain control characters (line breaks, tabs, NUL, ESC, …)",
+  [MULTI_LINE]: "must not contain control characters other than line breaks (\\n)",
+};
+
 const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
   Type.Enum(values, { description });
 
@@ -21,12 +33,15 @@ const RateRuleSchema = Type.Object(
 const TemplateSchema = Type.Object(
   {
     subject: Type.String({
+      minLength: 1,
       maxLength: 500,
+      pattern: SINGLE_LINE,
       description: "email subject; {code} {minutes} {app} are filled in",
     }),
     text: Type.String({
       minLength: 1,
       maxLength: 5000,
+      pattern: MULTI_LINE,
       description: "message body with {code}, {minutes}, {app}",
     }),
   },
@@ -212,7 +227,12 @@ export const AppConfigSchema = Type.Object(
       Type.String({ minLength: 1, maxLength: 128, description: "public client id (default: id)" }),
     ),
     name: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 100, description: "shown in messages as {app}" }),
+      Type.String({
+        minLength: 1,
+        maxLength: 100,
+        pattern: SINGLE_LINE,
+        description: "shown in messages as {app}",
+      }),
     ),
     disabled: Type.Optional(Type.Boolean()),
     faces: Type.Optional(
@@ -230,7 +250,10 @@ export const AppConfigSchema = Type.Object(
       }),
     ),
     corsOrigins: Type.Optional(
-      Type.Array(Type.String({ maxLength: 300 }), { description: "browser origins allowed" }),
+      Type.Array(Type.String({ maxLength: 300 }), {
+        description:
+          "browser origins allowed, each as a browser sends it: scheme://host[:port], e.g. https://shop.example",
+      }),
     ),
     policy: Type.Optional(PolicySchema),
     abuse: Type.Optional(AbuseSchema),
@@ -317,7 +340,12 @@ export const ConfigSchema = Type.Object(
         description: "smtp://user:pass@host:port or smtps://, user and pass percent-encoded",
       }),
     ),
-    emailFrom: Type.Optional(Type.String({ minLength: 3, description: "From address of emails" })),
+    emailFrom: Type.Optional(
+      Type.String({
+        minLength: 3,
+        description: "From of emails: codes@example.com or Name <codes@example.com>",
+      }),
+    ),
     defaultCountry: Type.Optional(
       Type.String({ pattern: "^[A-Z]{2}$", description: "region of national numbers (default CN)" }),
     ),
