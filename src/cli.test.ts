@@ -1,8 +1,19 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
-import { BIN, getJson, killAll, MAIN, run, startServer } from "../test/e2e/verifyd-process.js";
+import {
+  BIN,
+  eventually,
+  getJson,
+  killAll,
+  MAIN,
+  postJson,
+  run,
+  startServer,
+} from "../test/e2e/verifyd-process.js";
+import { startSmtpRecorder } from "../test/servers/smtp-recorder.js";
 import { runCli } from "./cli.js";
 import { loadConfig } from "./config/load.js";
 import { openStore } from "./server.js";
@@ -157,6 +168,47 @@ describe.concurrent("verifyd apps", () => {
     const { readFileSync, readdirSync } = await import("node:fs");
     for (const name of readdirSync(dir).filter((file) => file.startsWith("verifyd.db"))) {
       expect(readFileSync(join(dir, name)).includes(Buffer.from(created.api_key))).toBe(false);
+    }
+  });
+});
+
+describe("verifyd serve's shutdown", () => {
+  // Regression: the signal handlers were `once`, so a second SIGTERM (or the second SIGINT of
+  // `npm start` + Ctrl-C, npm forwarding its own) killed the process at once: the SMTP try in
+  // flight was cut and its message sent again at the next start. @see rev-config 2
+  it("finishes the delivery in flight through a second SIGTERM, and exits 0", async () => {
+    const smtp = await startSmtpRecorder({ dataDelayMs: 2_000 });
+    const dir = tempDir();
+    try {
+      const server = await startServer({
+        VERIFYD_DATA_DIR: dir,
+        VERIFYD_SMTP_URL: smtp.url,
+        VERIFYD_EMAIL_FROM: "codes@shop.example",
+        VERIFYD_LOG_LEVEL: "info",
+      });
+      const sent = await postJson(`${server.url}/v1/verifications`, {
+        channel: "email",
+        to: "ann@shop.example",
+        purpose: "sign_in",
+      });
+      expect(sent.status, JSON.stringify(sent.body)).toBe(201);
+      // the relay has the message and holds its answer: the try is in flight
+      await eventually(async () => (smtp.messages.length > 0 ? true : undefined), 10_000, "the relay's DATA");
+      const exit = server.stop("SIGTERM");
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      server.child.kill("SIGTERM");
+      const { code, signal } = await exit;
+      expect({ code, signal }, server.output()).toEqual({ code: 0, signal: null });
+      expect(server.output()).toMatch(/already shutting down/);
+      const db = new Database(join(dir, "verifyd.db"), { readonly: true });
+      try {
+        expect(db.prepare("SELECT status FROM outbox").all()).toEqual([{ status: "sent" }]);
+      } finally {
+        db.close();
+      }
+      expect(smtp.messages).toHaveLength(1);
+    } finally {
+      await smtp.close();
     }
   });
 });

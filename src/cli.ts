@@ -66,7 +66,13 @@ async function serve(config: Config): Promise<undefined> {
   const server = await startServer(config, logger);
   let closing = false;
   const shutdown = (signal: string) => {
-    if (closing) return;
+    if (closing) {
+      logger.warn(
+        { signal },
+        "already shutting down: waiting for the requests and deliveries in flight (SIGKILL stops at once)",
+      );
+      return;
+    }
     closing = true;
     logger.info(
       { signal },
@@ -86,8 +92,10 @@ async function serve(config: Config): Promise<undefined> {
       },
     );
   };
-  process.once("SIGTERM", () => shutdown("SIGTERM"));
-  process.once("SIGINT", () => shutdown("SIGINT"));
+  // Kept for every signal, not once: without a handler the next one would take Node's default and
+  // kill the process mid-delivery (`npm start` + Ctrl-C delivers two SIGINTs, the terminal's and npm's).
+  process.on("SIGTERM", () => shutdown("SIGTERM"));
+  process.on("SIGINT", () => shutdown("SIGINT"));
   // A stray rejection is a bug to log, never a reason to drop every request in flight.
   process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection"));
   logger.info({ host: config.host, port: config.port, mode: config.mode }, "verifyd listening");
