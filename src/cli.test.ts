@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
@@ -258,6 +258,80 @@ describe("runCli refusals", () => {
     const result = await cli(args);
     expect(result.code).toBe(code);
     expect(result.err).toMatch(message);
+  });
+
+  // Regression: these were refused only after the file's apps were synced into the store (in dev
+  // mode a dev-secret written into the data dir), some not at all (`migrate extra` migrated), and
+  // a name the config file refuses was taken. @see rev-config 7
+  it.each([
+    [["apps", "create"], /^apps create: --name NAME is required\nusage: verifyd/],
+    [["apps", "frobnicate"], /^apps: unknown subcommand "frobnicate"\nusage: verifyd/],
+    [["apps"], /^apps: a subcommand is needed \(create, list, disable or revoke-key\)/],
+    [["apps", "create", "--name", "x".repeat(101)], /^apps create: --name must be at most 100 characters/],
+    [["apps", "create", "--name", "Shop\r\nBcc"], /^apps create: --name .* no control characters/],
+    [["apps", "create", "--name", "Shop", "--colour", "blue"], /^apps create: Unknown option '--colour'/],
+    [["apps", "create", "--name", "Shop", "extra"], /^apps create: Unexpected argument 'extra'/],
+    [["apps", "list", "--all"], /^apps list: takes no arguments \(got "--all"\)/],
+    [["apps", "disable"], /^apps disable: ID is required/],
+    [["apps", "disable", "a", "b"], /^apps disable: takes one ID \(got "a", "b"\)/],
+    [
+      ["apps", "revoke-key", "a"],
+      /^apps revoke-key: ID and API_KEY \(or - to read it from stdin\) are required/,
+    ],
+    [["migrate", "extra"], /^migrate: takes no arguments \(got "extra"\)/],
+    [["launch"], /^unknown command "launch"/],
+  ])("refuses `verifyd %j` as a usage error (2) before the store is opened", async (args, message) => {
+    const env = withConfig({ apps: [{ id: "web" }] });
+    const result = await cli(args, env);
+    expect(result.code, result.err).toBe(2);
+    expect(result.err).toMatch(message);
+    expect(readdirSync(env.VERIFYD_DATA_DIR as string)).toEqual(["verifyd.json"]);
+  });
+
+  it("refuses `verifyd serve --port 9` as a usage error instead of serving", async () => {
+    const dir = tempDir();
+    const exit = await run(
+      MAIN,
+      ["serve", "--port", "9"],
+      { VERIFYD_DATA_DIR: dir, VERIFYD_PORT: "0" },
+      10_000,
+    );
+    expect(exit.code).toBe(2);
+    expect(exit.stderr).toMatch(
+      /^serve: takes no arguments \(got "--port", "9"\); the configuration is VERIFYD_\* and VERIFYD_CONFIG/,
+    );
+    expect(readdirSync(dir)).toEqual([]);
+  });
+
+  it("creates an app whose name is at the config file's limit of 100 characters", async () => {
+    const created = await cli(["apps", "create", "--name", `  ${"n".repeat(100)}  `], withConfig({}));
+    expect(created).toMatchObject({ code: 0, err: "" });
+  });
+
+  // Regression: help loaded the configuration first, so a bad variable (or production's missing
+  // secret) kept it from printing; `-h` and `apps --help` were unknown commands. @see rev-config 7
+  it.each([
+    [["help"]],
+    [["--help"]],
+    [["-h"]],
+    [["apps", "--help"]],
+    [["apps", "help"]],
+    [["apps", "create", "-h"]],
+  ])("prints its usage and exit codes for `verifyd %j` whatever the configuration", async (args) => {
+    const result = await cli(args, {
+      VERIFYD_DATA_DIR: tempDir(),
+      VERIFYD_PORT: "abc",
+      VERIFYD_MODE: "production",
+    });
+    expect(result).toMatchObject({ code: 0, err: "" });
+    expect(result.out).toMatch(/^usage: verifyd \[serve\]/);
+    expect(result.out).toMatch(/exit status: 0 done, 1 failed .*, 2 usage error/);
+  });
+
+  it("refuses an unknown command as a usage error whatever the configuration", async () => {
+    const result = await cli(["launch"], { VERIFYD_DATA_DIR: tempDir(), VERIFYD_PORT: "abc" });
+    expect(result.code).toBe(2);
+    expect(result.err).toMatch(/^unknown command "launch"/);
   });
 
   // Regression: a config app holding a client id ("shop") made `apps create --name shop` crash

@@ -1,6 +1,8 @@
 import { parseArgs } from "node:util";
+import { Value } from "typebox/value";
 import { newMintedApp } from "./config/apps-sync.js";
 import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/load.js";
+import { AppConfigSchema } from "./config/schema.js";
 import { type AppDirectory, mintApiKey } from "./core/apps/apps.js";
 import { OtpError } from "./core/errors.js";
 import { sha256Hex } from "./core/ids.js";
@@ -20,11 +22,41 @@ const USAGE = `usage: verifyd [serve]
        verifyd apps create --name NAME
        verifyd apps list
        verifyd apps disable ID
-       verifyd apps revoke-key ID API_KEY|-`;
+       verifyd apps revoke-key ID API_KEY|-
+       verifyd help | --help | -h
+
+The configuration is the VERIFYD_* variables and the JSON file VERIFYD_CONFIG names, as for the server.
+exit status: 0 done, 1 failed (invalid configuration, no such app, a store error), 2 usage error`;
+
+type Command =
+  | { name: "help" }
+  | { name: "serve" }
+  | { name: "migrate" }
+  | { name: "apps create"; appName: string }
+  | { name: "apps list" }
+  | { name: "apps disable"; id: string }
+  | { name: "apps revoke-key"; id: string; apiKey: string };
+
+/** A command line this CLI cannot run as written: exit code 2, before anything is read or written. */
+class UsageError extends Error {}
 
 /** Runs one CLI command; resolves to the exit code (undefined while a server keeps running). */
 export async function runCli(args: string[]): Promise<number | undefined> {
-  const [command = "serve", ...rest] = args;
+  let command: Command;
+  try {
+    command = parseCommand(args);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      console.error(`${error.message}\n${USAGE}`);
+      return 2;
+    }
+    throw error;
+  }
+  // Before the configuration: help must print whatever is wrong with it.
+  if (command.name === "help") {
+    console.log(USAGE);
+    return 0;
+  }
   let config: Config;
   try {
     config = loadConfig();
@@ -36,21 +68,9 @@ export async function runCli(args: string[]): Promise<number | undefined> {
     throw error;
   }
   try {
-    switch (command) {
-      case "serve":
-        return await serve(config);
-      case "migrate":
-        return await migrate(config);
-      case "apps":
-        return await apps(config, rest);
-      case "help":
-      case "--help":
-        console.log(USAGE);
-        return 0;
-      default:
-        console.error(`unknown command "${command}"\n${USAGE}`);
-        return 2;
-    }
+    if (command.name === "serve") return await serve(config);
+    if (command.name === "migrate") return await migrate(config);
+    return await apps(config, command);
   } catch (error) {
     // What only the store can tell (the file's apps against those stored): named like the rest.
     if (error instanceof ConfigError) {
@@ -59,6 +79,75 @@ export async function runCli(args: string[]): Promise<number | undefined> {
     }
     throw error;
   }
+}
+
+/**
+ * The whole command line checked before the configuration is read and the store opened: a usage
+ * error must change nothing (opening the store syncs the file's apps, and in dev mode writes the
+ * dev secret).
+ */
+function parseCommand(args: string[]): Command {
+  if (args.some((arg) => arg === "--help" || arg === "-h") || args[0] === "help") return { name: "help" };
+  const [command = "serve", ...rest] = args;
+  if (command === "serve" || command === "migrate") {
+    noArguments(command, rest, "; the configuration is VERIFYD_* and VERIFYD_CONFIG");
+    return { name: command };
+  }
+  if (command !== "apps") throw new UsageError(`unknown command "${command}"`);
+  const [subcommand, ...operands] = rest;
+  switch (subcommand) {
+    case undefined:
+      throw new UsageError("apps: a subcommand is needed (create, list, disable or revoke-key)");
+    case "help":
+      return { name: "help" };
+    case "create":
+      return { name: "apps create", appName: appName(operands) };
+    case "list":
+      noArguments("apps list", operands);
+      return { name: "apps list" };
+    case "disable": {
+      const [id, ...extra] = operands;
+      if (id === undefined) throw new UsageError("apps disable: ID is required");
+      if (extra.length > 0) throw new UsageError(`apps disable: takes one ID (got ${quoted(operands)})`);
+      return { name: "apps disable", id };
+    }
+    case "revoke-key": {
+      const [id, apiKey, ...extra] = operands;
+      if (id === undefined || apiKey === undefined) {
+        throw new UsageError("apps revoke-key: ID and API_KEY (or - to read it from stdin) are required");
+      }
+      if (extra.length > 0) {
+        throw new UsageError(`apps revoke-key: takes ID and API_KEY (got ${quoted(operands)})`);
+      }
+      return { name: "apps revoke-key", id, apiKey };
+    }
+    default:
+      throw new UsageError(`apps: unknown subcommand "${subcommand}"`);
+  }
+}
+
+function noArguments(command: string, args: string[], hint = ""): void {
+  if (args.length > 0) throw new UsageError(`${command}: takes no arguments (got ${quoted(args)})${hint}`);
+}
+
+const quoted = (args: string[]) => args.map((arg) => JSON.stringify(arg)).join(", ");
+
+/** `--name NAME`, held to the config file's limits for an app's name. */
+function appName(args: string[]): string {
+  let name: string | undefined;
+  try {
+    name = parseArgs({ args, options: { name: { type: "string" } }, strict: true }).values.name?.trim();
+  } catch (error) {
+    // parseArgs's own sentences: "Unknown option '--x'", "Unexpected argument 'x'", …
+    throw new UsageError(`apps create: ${(error as Error).message}`);
+  }
+  if (!name) throw new UsageError("apps create: --name NAME is required");
+  if (!Value.Check(AppConfigSchema.properties.name, name)) {
+    throw new UsageError(
+      "apps create: --name must be at most 100 characters, with no control characters (as an app's name in the config file)",
+    );
+  }
+  return name;
 }
 
 async function serve(config: Config): Promise<undefined> {
@@ -119,100 +208,108 @@ async function migrate(config: Config): Promise<number> {
   return 0;
 }
 
-async function apps(config: Config, args: string[]): Promise<number> {
-  const [subcommand, ...rest] = args;
+async function apps(config: Config, command: Command & { name: `apps ${string}` }): Promise<number> {
   const { backend, apps: directory } = await openStore(config, undefined, undefined, { serving: false });
   try {
-    if (subcommand === "create") {
-      const { values } = parseArgs({ args: rest, options: { name: { type: "string" } } });
-      const name = values.name?.trim();
-      if (!name) {
-        console.error("apps create: --name NAME is required");
-        return 2;
-      }
-      // The id is the client id too: neither may be another app's (a config app may have set its
-      // client id to what this name gives).
-      const id = await freeId(
-        slug(name),
-        async (candidate) => (await directory.byId(candidate)) ?? (await directory.byClientId(candidate)),
-      );
-      const { apiKey, apiKeyHash } = mintApiKey();
-      const saved = await saveApp(
-        directory,
-        newMintedApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] }),
-        "apps create",
-      );
-      if (!saved) return 1;
-      console.log(JSON.stringify({ id, client_id: id, api_key: apiKey }));
-      return 0;
+    switch (command.name) {
+      case "apps create":
+        return await createApp(directory, command.appName);
+      case "apps list":
+        return await listApps(directory);
+      case "apps disable":
+        return await disableApp(directory, command.id);
+      case "apps revoke-key":
+        return await revokeKey(config, directory, command.id, command.apiKey);
     }
-    if (subcommand === "list") {
-      const list = await directory.list();
-      console.log(
-        JSON.stringify(
-          list.map((app) => ({
-            id: app.id,
-            client_id: app.clientId,
-            name: app.name,
-            disabled: app.disabled,
-          })),
-        ),
-      );
-      return 0;
-    }
-    if (subcommand === "disable") {
-      const id = rest[0];
-      // As stored: `byId` lays the global templates under the app's, and saving that would pin
-      // today's global templates into this app for good.
-      const app = id ? await directory.stored(id) : null;
-      if (!app) {
-        console.error(`apps disable: no app "${id ?? ""}"`);
-        return 1;
-      }
-      if (!(await saveApp(directory, { ...app, disabled: true }, "apps disable"))) return 1;
-      console.log(JSON.stringify({ id: app.id, disabled: true }));
-      return 0;
-    }
-    if (subcommand === "revoke-key") {
-      // "-" reads the key from stdin, keeping it out of the shell's history and `ps`.
-      const [id, given] = rest;
-      const apiKey = given === "-" ? (await readAll(process.stdin)).trim() : given;
-      const app = id ? await directory.stored(id) : null;
-      if (!app) {
-        console.error(`apps revoke-key: no app "${id ?? ""}"`);
-        return 1;
-      }
-      const hash = sha256Hex(apiKey ?? "");
-      // Any `apps` command's sync would give it back at once, the server's start too.
-      const listedAt = config.apps.findIndex((each) => each.apiKeys?.includes(apiKey ?? "") ?? false);
-      if (listedAt >= 0) {
-        console.error(
-          `apps revoke-key: the config file gives this key (apps/${listedAt}/apiKeys): take it out of the file and restart the server`,
-        );
-        return 1;
-      }
-      if (!app.apiKeyHashes.includes(hash)) {
-        console.error(`apps revoke-key: app "${app.id}" has no such key`);
-        return 1;
-      }
-      // The file's record of the keys it gave goes too, so a later start does not count it.
-      const synced = app as App & { fileApiKeyHashes?: string[] };
-      const revoked = {
-        ...synced,
-        apiKeyHashes: app.apiKeyHashes.filter((each) => each !== hash),
-        ...(synced.fileApiKeyHashes
-          ? { fileApiKeyHashes: synced.fileApiKeyHashes.filter((each) => each !== hash) }
-          : {}),
-      };
-      if (!(await saveApp(directory, revoked, "apps revoke-key"))) return 1;
-      console.log(JSON.stringify({ id: app.id, revoked: true, keys_left: revoked.apiKeyHashes.length }));
-      return 0;
-    }
-    console.error(USAGE);
-    return 2;
   } finally {
     await backend.close();
   }
+}
+
+async function createApp(directory: AppDirectory, name: string): Promise<number> {
+  // The id is the client id too: neither may be another app's (a config app may have set its
+  // client id to what this name gives).
+  const id = await freeId(
+    slug(name),
+    async (candidate) => (await directory.byId(candidate)) ?? (await directory.byClientId(candidate)),
+  );
+  const { apiKey, apiKeyHash } = mintApiKey();
+  const saved = await saveApp(
+    directory,
+    newMintedApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] }),
+    "apps create",
+  );
+  if (!saved) return 1;
+  console.log(JSON.stringify({ id, client_id: id, api_key: apiKey }));
+  return 0;
+}
+
+async function listApps(directory: AppDirectory): Promise<number> {
+  const list = await directory.list();
+  console.log(
+    JSON.stringify(
+      list.map((app) => ({
+        id: app.id,
+        client_id: app.clientId,
+        name: app.name,
+        disabled: app.disabled,
+      })),
+    ),
+  );
+  return 0;
+}
+
+async function disableApp(directory: AppDirectory, id: string): Promise<number> {
+  // As stored: `byId` lays the global templates under the app's, and saving that would pin
+  // today's global templates into this app for good.
+  const app = await directory.stored(id);
+  if (!app) {
+    console.error(`apps disable: no app "${id}"`);
+    return 1;
+  }
+  if (!(await saveApp(directory, { ...app, disabled: true }, "apps disable"))) return 1;
+  console.log(JSON.stringify({ id: app.id, disabled: true }));
+  return 0;
+}
+
+async function revokeKey(
+  config: Config,
+  directory: AppDirectory,
+  id: string,
+  given: string,
+): Promise<number> {
+  // "-" reads the key from stdin, keeping it out of the shell's history and `ps`.
+  const apiKey = given === "-" ? (await readAll(process.stdin)).trim() : given;
+  const app = await directory.stored(id);
+  if (!app) {
+    console.error(`apps revoke-key: no app "${id}"`);
+    return 1;
+  }
+  const hash = sha256Hex(apiKey);
+  // Any `apps` command's sync would give it back at once, the server's start too.
+  const listedAt = config.apps.findIndex((each) => each.apiKeys?.includes(apiKey) ?? false);
+  if (listedAt >= 0) {
+    console.error(
+      `apps revoke-key: the config file gives this key (apps/${listedAt}/apiKeys): take it out of the file and restart the server`,
+    );
+    return 1;
+  }
+  if (!app.apiKeyHashes.includes(hash)) {
+    console.error(`apps revoke-key: app "${app.id}" has no such key`);
+    return 1;
+  }
+  // The file's record of the keys it gave goes too, so a later start does not count it.
+  const synced = app as App & { fileApiKeyHashes?: string[] };
+  const revoked = {
+    ...synced,
+    apiKeyHashes: app.apiKeyHashes.filter((each) => each !== hash),
+    ...(synced.fileApiKeyHashes
+      ? { fileApiKeyHashes: synced.fileApiKeyHashes.filter((each) => each !== hash) }
+      : {}),
+  };
+  if (!(await saveApp(directory, revoked, "apps revoke-key"))) return 1;
+  console.log(JSON.stringify({ id: app.id, revoked: true, keys_left: revoked.apiKeyHashes.length }));
+  return 0;
 }
 
 /**
