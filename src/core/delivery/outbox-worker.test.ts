@@ -100,6 +100,21 @@ describe("outbox worker: rendering", () => {
     ).toEqual([...Array(5).fill("zh-CN CUSTOM-ZH"), ...Array(4).fill("en-US CUSTOM-EN")]);
   });
 
+  // Regression: Taiwan and Hong Kong numbers got Simplified Chinese, which nobody asked for, over
+  // the app's default language. @see messages review 2
+  it("sends Taiwan and Hong Kong numbers the app's default language when no template has Traditional", async () => {
+    t = await createTestEngine();
+    await send({ channel: "sms", to: "+886912345678" });
+    await send({ channel: "sms", to: "+85251234567" });
+    await send({ channel: "sms", to: "+85251234568", locale: "zh-HK" });
+    await t.deliverAll();
+    const localeOf = (to: string) => t.sms.messages.find((message) => message.to === to)?.locale;
+    expect(localeOf("+886912345678")).toBe("en");
+    expect(localeOf("+85251234567")).toBe("en");
+    // a client that asked for Chinese still reads Chinese
+    expect(localeOf("+85251234568")).toBe("zh-Hans");
+  });
+
   it("uses the app's default locale when the request names none", async () => {
     t = await createTestEngine({ app: { defaultLocale: "zh-Hans" } });
     await send();

@@ -1,5 +1,5 @@
 import type { Purpose, TemplateSet } from "../types.js";
-import { resolveLocale } from "./templates.js";
+import { matchLocale } from "./templates.js";
 
 // The language most people in a region read their SMS in. Regions where several languages are
 // common (BE, CH, SG, …) are left out: a wrong guess is worse than the app's default.
@@ -49,7 +49,8 @@ const LANGUAGE_BY_REGION: Record<string, string> = {
 /**
  * The locale a phone number's region suggests (+86 -> zh-Hans), if the app or verifyd has a
  * template of `purpose` in that language; undefined otherwise, so the caller falls back to the
- * app default.
+ * app default. Traditional Chinese (TW, HK, MO) does not fall back to Simplified as a client's
+ * explicit request does: a guess from the number is no reason to send a language nobody asked for.
  */
 export function countryLocale(
   region: string | undefined,
@@ -58,6 +59,5 @@ export function countryLocale(
 ): string | undefined {
   const language = region === undefined ? undefined : LANGUAGE_BY_REGION[region];
   if (language === undefined) return undefined;
-  // resolveLocale returns the fallback ("") when no template family matches the language.
-  return resolveLocale(language, templates, "", purpose) || undefined;
+  return matchLocale(language, templates, purpose);
 }

@@ -138,20 +138,18 @@ function appLocales(appTemplates: TemplateSet, purpose?: Purpose): LocaleKey[] {
 }
 
 /**
- * Maps the locale a client asked for to one that has templates (for `purpose`, if given), else to
- * the app's default. The app's own locales come first, the exact one (in any case, `_` or `-`)
- * then one of the same language, before the built-in ones: an app that wrote zh-CN templates
- * wants them for "zh", "zh_CN" and "zh-Hans" alike. Chinese is two languages here, Simplified and
- * Traditional; a client that asked for Traditional reads Simplified rather than another language
- * when no template has Traditional.
+ * The locale with templates (for `purpose`, if given) that serves `requested`, or undefined. The
+ * app's own locales come first, the exact one (in any case, `_` or `-`) then one of the same
+ * language, before the built-in ones: an app that wrote zh-CN templates wants them for "zh",
+ * "zh_CN" and "zh-Hans" alike. Chinese is two languages here, Simplified and Traditional; with
+ * `traditionalMayReadSimplified`, Traditional falls back to Simplified when no template has it.
  */
-export function resolveLocale(
-  requested: string | undefined,
+export function matchLocale(
+  requested: string,
   appTemplates: TemplateSet,
-  fallback: string,
   purpose?: Purpose,
-): string {
-  if (!requested) return fallback;
+  { traditionalMayReadSimplified = false } = {},
+): string | undefined {
   const wanted = localeKey(requested);
   const own = appLocales(appTemplates, purpose);
   const found =
@@ -160,8 +158,24 @@ export function resolveLocale(
     BUILT_IN_KEYS.find((known) => known.tag === wanted.tag) ??
     BUILT_IN_KEYS.find((known) => known.family === wanted.family);
   if (found) return found.locale;
-  if (wanted.family === "zh-hant") return resolveLocale("zh-Hans", appTemplates, fallback, purpose);
-  return fallback;
+  if (wanted.family === "zh-hant" && traditionalMayReadSimplified)
+    return matchLocale("zh-Hans", appTemplates, purpose);
+  return undefined;
+}
+
+/**
+ * Maps the locale a client asked for to one that has templates (for `purpose`, if given), else to
+ * the app's default (see matchLocale). A client that asked for Traditional Chinese reads Simplified
+ * rather than another language when no template has Traditional.
+ */
+export function resolveLocale(
+  requested: string | undefined,
+  appTemplates: TemplateSet,
+  fallback: string,
+  purpose?: Purpose,
+): string {
+  if (!requested) return fallback;
+  return matchLocale(requested, appTemplates, purpose, { traditionalMayReadSimplified: true }) ?? fallback;
 }
 
 /** The app's template for (purpose, locale), else its default, else the built-in one. */
