@@ -115,6 +115,31 @@ describe("outbox worker: rendering", () => {
     expect(localeOf("+85251234568")).toBe("zh-Hans");
   });
 
+  // Regression: {minutes} was the code's whole validity rounded to the nearest minute: a 30 s code
+  // said "1 minutes", a 90 s one "2 minutes", and a message delivered 3.5 minutes late still said
+  // "10 minutes". @see messages review 3
+  it("states the whole minutes the code has left when the message is rendered, never more", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const textFor = async (ttlSeconds: number, lateSeconds: number, to: string) => {
+      await t.updateApp({ policy: { ...app.policy, codeTtlSeconds: ttlSeconds } });
+      await send({ to });
+      t.clock.advanceSeconds(lateSeconds);
+      await t.deliverAll();
+      const message = t.email.messages.find((each) => each.to === to);
+      return message?.text.replace(message.code, "CODE");
+    };
+    const signIn = (left: string) =>
+      `Your Shop sign-in code is CODE. It expires in ${left}. If you did not try to sign in, ignore this message.`;
+    expect(await textFor(600, 0, "a@example.com")).toBe(signIn("10 minutes"));
+    // rendered within seconds of the send, as is usual, it states the whole validity
+    expect(await textFor(600, 4, "f@example.com")).toBe(signIn("10 minutes"));
+    expect(await textFor(600, 210, "b@example.com")).toBe(signIn("6 minutes"));
+    expect(await textFor(90, 0, "c@example.com")).toBe(signIn("1 minute"));
+    expect(await textFor(30, 0, "d@example.com")).toBe(signIn("1 minute"));
+    expect(await textFor(600, 590, "e@example.com")).toBe(signIn("1 minute"));
+  });
+
   it("uses the app's default locale when the request names none", async () => {
     t = await createTestEngine({ app: { defaultLocale: "zh-Hans" } });
     await send();

@@ -64,6 +64,7 @@ const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
+const FULL_VALIDITY_WITHIN_MS = 5_000;
 const DEFAULT_TRIES_PER_PROVIDER = 2;
 // Five failures in a row is a provider in trouble, not bad luck; thirty seconds later one probe
 // finds out whether it is back.
@@ -477,14 +478,11 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   };
 
   function render(message: OutboxMessage, app: App, code: string): RenderedMessage {
+    const minutes = minutesLeft(message, clock.nowMs());
     // Templates were checked at send time; the built-in ones are the floor if the app changed since.
-    const template = findTemplate(app.templates, message.purpose, message.locale) ??
-      findTemplate({}, message.purpose, "en") ?? { subject: "{app}", text: "{code}" };
-    const values = {
-      code,
-      minutes: Math.max(1, Math.round((message.deliverBeforeMs - message.createdAtMs) / 60_000)),
-      app: app.name,
-    };
+    const template = findTemplate(app.templates, message.purpose, message.locale, minutes) ??
+      findTemplate({}, message.purpose, "en", minutes) ?? { subject: "{app}", text: "{code}" };
+    const values = { code, minutes, app: app.name };
     const text = fillTemplate(template.text, values);
     return {
       messageId: message.id,
@@ -499,6 +497,19 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       code,
     };
   }
+}
+
+/**
+ * The whole minutes a message's code has left at `nowMs` (`deliverBeforeMs` is the code's expiry),
+ * at least 1, so that a message delivered late does not promise the validity it no longer has. A
+ * message rendered within FULL_VALIDITY_WITHIN_MS of its send, the usual case, states the code's
+ * whole validity ("10", not "9", for a 10-minute code): those seconds are less than it takes to
+ * reach its reader anyway.
+ */
+function minutesLeft(message: OutboxMessage, nowMs: number): number {
+  const validityMs = message.deliverBeforeMs - message.createdAtMs;
+  const leftMs = Math.min(validityMs, message.deliverBeforeMs - nowMs + FULL_VALIDITY_WITHIN_MS);
+  return Math.max(1, Math.floor(leftMs / 60_000));
 }
 
 /** Exponential backoff with full jitter, so retries of many messages do not arrive in lockstep. */

@@ -32,6 +32,22 @@ describe("built-in templates", () => {
   });
 });
 
+describe("built-in English for one minute", () => {
+  // Regression: a message stating one minute said "It expires in 1 minutes". @see messages review 3
+  it.each(PURPOSES)("words %s in the singular for 1 and the plural otherwise", (purpose) => {
+    const text = (minutes: number) =>
+      fillTemplate(findTemplate({}, purpose, "en", minutes)?.text ?? "", { ...values, minutes });
+    expect(text(1)).toContain("It expires in 1 minute.");
+    expect(text(2)).toContain("It expires in 2 minutes.");
+    expect(text(10)).toContain("It expires in 10 minutes.");
+  });
+
+  it("leaves an app's own template as written", () => {
+    const own = { default: { en: { subject: "{app}", text: "{code} lasts {minutes} minutes" } } };
+    expect(findTemplate(own, "sign_in", "en", 1)?.text).toBe("{code} lasts {minutes} minutes");
+  });
+});
+
 describe("fillTemplate", () => {
   it("fills every occurrence of {code}, {minutes} and {app}", () => {
     expect(fillTemplate("{app}: {code} {code} ({minutes} min)", values)).toBe("Shop: 042917 042917 (10 min)");

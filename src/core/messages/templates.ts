@@ -83,6 +83,16 @@ const ZH_HANS: BuiltIn = {
 
 const BUILT_IN: Record<string, BuiltIn> = { en: EN, "zh-Hans": ZH_HANS };
 
+// The English texts say "{minutes} minutes"; a message stating one minute reads these instead.
+// Chinese has no plural.
+const EN_ONE_MINUTE = Object.fromEntries(
+  Object.entries(EN).map(([purpose, template]) => [
+    purpose,
+    { ...template, text: template.text.replace("{minutes} minutes", "{minutes} minute") },
+  ]),
+) as BuiltIn;
+const BUILT_IN_ONE_MINUTE: Record<string, BuiltIn> = { ...BUILT_IN, en: EN_ONE_MINUTE };
+
 /** The locales shipped with verifyd; apps may add more through their templates. */
 export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
 
@@ -178,17 +188,22 @@ export function resolveLocale(
   return matchLocale(requested, appTemplates, purpose, { traditionalMayReadSimplified: true }) ?? fallback;
 }
 
-/** The app's template for (purpose, locale), else its default, else the built-in one. */
+/**
+ * The app's template for (purpose, locale), else its default, else the built-in one. Given the
+ * `minutes` the message will state, a built-in text is worded for that number ("1 minute").
+ */
 export function findTemplate(
   templates: TemplateSet,
   purpose: Purpose,
   locale: string,
+  minutes?: number,
 ): MessageTemplate | null {
+  const builtIn = (minutes === 1 ? BUILT_IN_ONE_MINUTE : BUILT_IN)[locale];
   return (
     templates[purpose]?.[locale] ??
     templates.default?.[locale] ??
-    BUILT_IN[locale]?.[purpose] ??
-    BUILT_IN[locale]?.default ??
+    builtIn?.[purpose] ??
+    builtIn?.default ??
     null
   );
 }
