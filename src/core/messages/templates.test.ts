@@ -22,6 +22,15 @@ describe("built-in templates", () => {
     },
   );
 
+  // Regression: the English reverify subject, "Confirm it is you", did not say which app asked.
+  // @see messages review 4
+  it.each(PURPOSES.flatMap((purpose) => BUILT_IN_LOCALES.map((locale) => [purpose, locale] as const)))(
+    "%s in %s names the app in its subject",
+    (purpose, locale) => {
+      expect(findTemplate({}, purpose, locale)?.subject).toContain("{app}");
+    },
+  );
+
   it("word the sign-in code in each language", () => {
     expect(fillTemplate(findTemplate({}, "sign_in", "en")?.text ?? "", values)).toMatch(
       /^Your Shop sign-in code is 042917\. It expires in 10 minutes\./,

@@ -40,7 +40,7 @@ const EN: BuiltIn = {
     text: "Your {app} code to delete your account is {code}. It expires in {minutes} minutes. If you did not ask for it, secure your account.",
   },
   reverify: {
-    subject: "Confirm it is you",
+    subject: "Your {app} security code",
     text: "Your {app} security code is {code}. It expires in {minutes} minutes.",
   },
   generic: {
