@@ -1,3 +1,4 @@
+import { spawn } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -5,6 +6,7 @@ import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
 import {
   BIN,
+  cleanEnv,
   eventually,
   getJson,
   killAll,
@@ -209,6 +211,39 @@ describe("verifyd serve's shutdown", () => {
       expect(smtp.messages).toHaveLength(1);
     } finally {
       await smtp.close();
+    }
+  });
+});
+
+describe("verifyd serve's start", () => {
+  // Regression: with VERIFYD_PORT=0 the "verifyd listening" line said port 0, not the port the
+  // system gave, and a misspelt VERIFYD_* variable (VERIFYD_TRUST_PROXIES) was silently ignored.
+  it("logs the port it listens on and the VERIFYD_* variables it does not read", async () => {
+    const child = spawn(process.execPath, [MAIN], {
+      env: cleanEnv({
+        VERIFYD_DATA_DIR: tempDir(),
+        VERIFYD_PORT: "0",
+        VERIFYD_LOG_LEVEL: "info",
+        VERIFYD_TRUST_PROXIES: "10.0.0.0/8",
+        VERIFYD_TEST_ANYTHING: "suites' own",
+      }),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let printed = "";
+    child.stdout.on("data", (chunk: Buffer) => {
+      printed += chunk.toString();
+    });
+    try {
+      const port = await eventually(
+        async () => /"port":(\d+)[^\n]*"msg":"verifyd listening"/.exec(printed)?.[1],
+        15_000,
+        "the listening line",
+      );
+      expect(Number(port)).toBeGreaterThan(0);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      expect(printed).toMatch(/"variables":\["VERIFYD_TRUST_PROXIES"\][^\n]*misspelt/);
+    } finally {
+      child.kill("SIGKILL");
     }
   });
 });

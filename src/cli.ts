@@ -1,7 +1,13 @@
 import { parseArgs } from "node:util";
 import { Value } from "typebox/value";
 import { newMintedApp } from "./config/apps-sync.js";
-import { type Config, ConfigError, isClusterMode, loadConfig } from "./config/load.js";
+import {
+  type Config,
+  ConfigError,
+  isClusterMode,
+  loadConfig,
+  unknownEnvironmentVariables,
+} from "./config/load.js";
 import { AppConfigSchema } from "./config/schema.js";
 import { type AppDirectory, mintApiKey } from "./core/apps/apps.js";
 import { OtpError } from "./core/errors.js";
@@ -187,7 +193,13 @@ async function serve(config: Config): Promise<undefined> {
   process.on("SIGINT", () => shutdown("SIGINT"));
   // A stray rejection is a bug to log, never a reason to drop every request in flight.
   process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection"));
-  logger.info({ host: config.host, port: config.port, mode: config.mode }, "verifyd listening");
+  const unknown = unknownEnvironmentVariables();
+  if (unknown.length > 0)
+    logger.warn({ variables: unknown }, "ignoring VERIFYD_* variables verifyd does not read (misspelt?)");
+  // The port listened on, which VERIFYD_PORT=0 leaves to the system.
+  const address = server.fastify.server.address();
+  const port = typeof address === "object" && address ? address.port : config.port;
+  logger.info({ host: config.host, port, mode: config.mode }, "verifyd listening");
   return undefined;
 }
 

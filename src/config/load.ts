@@ -127,6 +127,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   return config;
 }
 
+/**
+ * The VERIFYD_* variables set that verifyd does not read: a misspelt one (VERIFYD_TRUST_PROXIES)
+ * changes nothing, silently, unless it is told. The test suites' own (VERIFYD_TEST_*) are not
+ * settings.
+ */
+export function unknownEnvironmentVariables(env: NodeJS.ProcessEnv = process.env): string[] {
+  return Object.keys(env)
+    .filter(
+      (name) =>
+        name.startsWith("VERIFYD_") &&
+        !name.startsWith("VERIFYD_TEST_") &&
+        name !== "VERIFYD_CONFIG" &&
+        !Object.hasOwn(ENVIRONMENT_KEYS, name),
+    )
+    .sort();
+}
+
 /** A comma-separated list, as VERIFYD_SECRET and VERIFYD_TRUST_PROXY give it. */
 function splitList(raw: string): string[] {
   return raw
