@@ -19,8 +19,8 @@ import {
   ConfigSchema,
   ENVIRONMENT_KEYS,
   PATTERN_MEANINGS,
-  SINGLE_LINE,
 } from "./schema.js";
+import { EMAIL_FROM_SHAPE, isEmailFrom } from "./text-rules.js";
 import { parseTrustProxyEntry } from "./trust-proxy.js";
 
 export interface Config {
@@ -226,9 +226,7 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
     issues.push("VERIFYD_SMTP_URL and VERIFYD_EMAIL_FROM: set both to send email over SMTP");
   }
   if (config.emailFrom !== undefined && !isEmailFrom(config.emailFrom)) {
-    issues.push(
-      `${nameOf("emailFrom")}: ${JSON.stringify(config.emailFrom)} is not an email address: write codes@example.com or Name <codes@example.com>`,
-    );
+    issues.push(`${nameOf("emailFrom")}: ${JSON.stringify(config.emailFrom)} ${EMAIL_FROM_SHAPE}`);
   }
   issues.push(...urlIssue(nameOf("smtpUrl"), config.smtpUrl, parseSmtpUrl));
   issues.push(...urlIssue(nameOf("redisUrl"), config.redisUrl, parseRedisUrl));
@@ -263,20 +261,6 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
   );
   issues.push(...appIssues(config.apps, config.templates, countryKnown ? config.defaultCountry : undefined));
   return issues;
-}
-
-const SINGLE_LINE_TEXT = new RegExp(SINGLE_LINE);
-
-/**
- * A From a mail relay takes: `address` or `Name <address>` (the name may be quoted), the address
- * with one `@` and a dotted domain. Control characters are refused: a CR/LF would end the header.
- */
-export function isEmailFrom(value: string): boolean {
-  if (!SINGLE_LINE_TEXT.test(value)) return false;
-  const named = /^(.*)<([^<>]*)>$/s.exec(value.trim());
-  if (named && /[<>]/.test(named[1] as string)) return false;
-  const address = named ? (named[2] as string) : value.trim();
-  return /^[^\s@<>]+@[^\s@<>.]+(\.[^\s@<>.]+)+$/.test(address);
 }
 
 const ORIGIN_SHAPE =

@@ -137,6 +137,29 @@ describe("loadConfig: providers and routing", () => {
     ]);
   });
 
+  // Regression: VERIFYD_EMAIL_FROM was checked as an address but a file SMTP provider's `from`
+  // (and `replyTo`) was not: "not an address", or one with a CR/LF ending the header, started.
+  it("refuses an SMTP provider's from or replyTo that is not an address, naming the key", () => {
+    expect(
+      issues({
+        VERIFYD_CONFIG: configFile({
+          providers: [{ ...mail, from: "not an address", replyTo: "Shop <help@shop.example>\r\nBcc: x@y.z" }],
+          routing: { email: ["mail"] },
+        }),
+      }),
+    ).toEqual([
+      'providers/0/from: "not an address" is not an email address: write codes@example.com or Name <codes@example.com>',
+      'providers/0/replyTo: "Shop <help@shop.example>\\r\\nBcc: x@y.z" is not an email address: write codes@example.com or Name <codes@example.com>',
+    ]);
+    const config = loadConfig({
+      VERIFYD_CONFIG: configFile({
+        providers: [{ ...mail, from: '"Shop, Inc." <codes@shop.example>', replyTo: "help@shop.example" }],
+        routing: { email: ["mail"] },
+      }),
+    });
+    expect(config.providers[0]).toMatchObject({ from: '"Shop, Inc." <codes@shop.example>' });
+  });
+
   it("names the route key and position of an unknown provider", () => {
     expect(
       issues({

@@ -2,10 +2,8 @@ import Type, { type Static } from "typebox";
 import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
 import { FACES, PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
+import { SINGLE_LINE } from "./text-rules.js";
 
-// Control characters (C0, DEL, C1) are invisible in a file and harmful where the text goes: CR/LF
-// in a mail header, ESC on a terminal, NUL in PostgreSQL (which refuses to store it).
-export const SINGLE_LINE = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 // A message body may run over lines (SMS adds its own with the warning and WebOTP lines).
 const MULTI_LINE = "^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F-\\u009F]*$";
 
