@@ -39,7 +39,11 @@ const TemplateValueSchema = Type.Enum(["code", "minutes"], {
   description: "what fills a vendor template variable: the code or its validity in minutes",
 });
 const ValidityMinutes = Type.Optional(
-  Type.Integer({ minimum: 1, maximum: 1440, description: "validity announced in the template (default 10)" }),
+  Type.Integer({
+    minimum: 1,
+    maximum: 1440,
+    description: "minutes the template announces, fixed (default: the minutes the code has left)",
+  }),
 );
 
 /** The head every provider entry shares; the rest is checked per type by `providerIssues`. */

@@ -340,6 +340,8 @@ export interface RenderedMessage {
   html?: string;
   /** plaintext code: only the dev sender may keep or print it */
   code: string;
+  /** the whole minutes the code has left that the text states (`{minutes}`), for vendor templates */
+  minutes?: number;
 }
 
 export interface SendReceipt {

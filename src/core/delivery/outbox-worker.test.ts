@@ -138,6 +138,8 @@ describe("outbox worker: rendering", () => {
     expect(await textFor(90, 0, "c@example.com")).toBe(signIn("1 minute"));
     expect(await textFor(30, 0, "d@example.com")).toBe(signIn("1 minute"));
     expect(await textFor(600, 590, "e@example.com")).toBe(signIn("1 minute"));
+    // the number travels beside the text, for a vendor template's minutes variable
+    expect(t.email.messages.find((each) => each.to === "b@example.com")?.minutes).toBe(6);
   });
 
   it("uses the app's default locale when the request names none", async () => {

@@ -495,6 +495,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       subject: fillTemplate(template.subject, values),
       text: message.channel === "sms" && app.sms ? composeSmsText(text, code, message.locale, app.sms) : text,
       code,
+      minutes,
     };
   }
 }

@@ -6,11 +6,17 @@ export type TemplateValue = "code" | "minutes";
 /** DESIGN.md: a code is valid for 600 s in every dialect. */
 export const DEFAULT_VALIDITY_MINUTES = 10;
 
-/** Vendor SMS templates are approved in advance, so only the variables travel, never our text. */
+/**
+ * Vendor SMS templates are approved in advance, so only the variables travel, never our text.
+ * "minutes" is what the provider's `validityMinutes` fixes if set, else what our own text would
+ * state: the whole minutes the code has left (a policy's TTL other than 10 minutes, a message sent
+ * late), as a constant 10 would misstate.
+ */
 export function templateValue(
   value: TemplateValue,
   message: RenderedMessage,
-  validityMinutes: number,
+  validityMinutes: number | undefined,
 ): string {
-  return value === "code" ? message.code : String(validityMinutes);
+  if (value === "code") return message.code;
+  return String(validityMinutes ?? message.minutes ?? DEFAULT_VALIDITY_MINUTES);
 }

@@ -7,7 +7,7 @@ import {
 } from "../../../core/ports.js";
 import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
-import { DEFAULT_VALIDITY_MINUTES, type TemplateValue, templateValue } from "../template-values.js";
+import { type TemplateValue, templateValue } from "../template-values.js";
 
 // Dysmsapi answers in well under a second; 10 s bounds a stuck call and leaves the outbox worker
 // time to retry or fail over while the code is still valid.
@@ -30,7 +30,7 @@ export interface AlibabaSmsOptions {
   templateCode: string;
   /** template variable name -> what fills it (default `{ code: "code" }`) */
   templateParams?: Record<string, TemplateValue>;
-  /** the code's validity, for templates with a minutes variable (default 10) */
+  /** fixes the minutes a template with a minutes variable announces (default: those the code has left) */
   validityMinutes?: number;
   /** provider id in delivery records (default "alibaba") */
   id?: string;
@@ -48,7 +48,6 @@ export function createAlibabaSmsSender(options: AlibabaSmsOptions): MessageSende
   const id = options.id ?? "alibaba";
   const url = parseHttpUrl(options.baseUrl ?? ALIBABA_BASE_URL);
   const templateParams = options.templateParams ?? { code: "code" };
-  const validityMinutes = options.validityMinutes ?? DEFAULT_VALIDITY_MINUTES;
 
   return {
     id,
@@ -57,7 +56,7 @@ export function createAlibabaSmsSender(options: AlibabaSmsOptions): MessageSende
       const variables = Object.fromEntries(
         Object.entries(templateParams).map(([name, value]) => [
           name,
-          templateValue(value, message, validityMinutes),
+          templateValue(value, message, options.validityMinutes),
         ]),
       );
       const parameters: Record<string, string> = {

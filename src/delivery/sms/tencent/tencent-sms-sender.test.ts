@@ -206,6 +206,23 @@ describe("createTencentSmsSender", () => {
     });
   });
 
+  // Regression: "minutes" was a constant 10 whatever the app's code TTL or the message's delay,
+  // while our own text states the minutes the code has left.
+  it("fills minutes with the minutes the code has left unless validityMinutes fixes them", async () => {
+    const sender = createTencentSmsSender({
+      secretId: SECRET_ID,
+      secretKey: SECRET_KEY,
+      ...sendOptions,
+      baseUrl: stub.url,
+    });
+
+    await sender.send({ ...message, minutes: 3 });
+
+    expect(JSON.parse(stub.requests.at(-1)?.body ?? "{}")).toMatchObject({
+      TemplateParamSet: ["042917", "3"],
+    });
+  });
+
   it.each([
     ["InvalidParameterValue.IncorrectPhoneNumber", true],
     ["FailedOperation.PhoneNumberInBlacklist", true],

@@ -7,7 +7,7 @@ import {
 } from "../../../core/ports.js";
 import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
-import { DEFAULT_VALIDITY_MINUTES, type TemplateValue, templateValue } from "../template-values.js";
+import { type TemplateValue, templateValue } from "../template-values.js";
 
 // Tencent's API gateway answers in well under a second; 10 s bounds a stuck call and leaves the
 // outbox worker time to retry or fail over while the code is still valid.
@@ -40,7 +40,7 @@ export interface TencentSmsOptions {
   templateId: string;
   /** what fills the template's {1}, {2}, … in order (default ["code", "minutes"]) */
   templateParams?: TemplateValue[];
-  /** the code's validity announced in the message (default 10) */
+  /** fixes the minutes the template announces (default: the minutes the code has left) */
   validityMinutes?: number;
   /** API region (default "ap-guangzhou") */
   region?: string;
@@ -60,7 +60,6 @@ export function createTencentSmsSender(options: TencentSmsOptions): MessageSende
   const id = options.id ?? "tencent";
   const url = parseHttpUrl(options.baseUrl ?? TENCENT_BASE_URL);
   const templateParams = options.templateParams ?? ["code", "minutes"];
-  const validityMinutes = options.validityMinutes ?? DEFAULT_VALIDITY_MINUTES;
 
   return {
     id,
@@ -71,7 +70,9 @@ export function createTencentSmsSender(options: TencentSmsOptions): MessageSende
         SmsSdkAppId: options.smsSdkAppId,
         ...(options.signName ? { SignName: options.signName } : {}),
         TemplateId: options.templateId,
-        TemplateParamSet: templateParams.map((value) => templateValue(value, message, validityMinutes)),
+        TemplateParamSet: templateParams.map((value) =>
+          templateValue(value, message, options.validityMinutes),
+        ),
         SessionContext: message.messageId,
       });
       const timestamp = Math.floor(Date.now() / 1000);
