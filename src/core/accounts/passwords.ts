@@ -24,17 +24,49 @@ export async function hashPassword(password: string): Promise<string> {
   return `scrypt$${N}$${r}$${p}$${salt.toString("base64url")}$${key.toString("base64url")}`;
 }
 
+/**
+ * Whether `password` matches `stored`. A stored hash this build cannot read as one it would accept
+ * matches nothing: a hash field decoding to no bytes made scrypt derive an empty key, equal to the
+ * empty expected one, so any password passed; an N that is not a power of two, or parameters past
+ * the memory bound, made scrypt throw and the login answer 500.
+ */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
-  const [scheme, n, r, p, salt, hash] = stored.split("$");
-  if (scheme !== "scrypt" || !salt || !hash) return false;
-  const expected = Buffer.from(hash, "base64url");
-  const key = await scryptAsync(password.normalize("NFKC"), Buffer.from(salt, "base64url"), expected.length, {
-    N: Number(n),
-    r: Number(r),
-    p: Number(p),
-    maxmem: SCRYPT_PARAMS.maxmem,
-  });
-  return timingSafeEqual(key, expected);
+  const parsed = parseStoredHash(stored);
+  if (!parsed) return false;
+  const { salt, expected, ...params } = parsed;
+  try {
+    const key = await scryptAsync(password.normalize("NFKC"), salt, expected.length, {
+      ...params,
+      maxmem: SCRYPT_PARAMS.maxmem,
+    });
+    return timingSafeEqual(key, expected);
+  } catch {
+    return false;
+  }
+}
+
+// What a stored hash may hold: this build's parameters, or others within what scrypt can run here
+// (a hash imported, or written by a build with other settings). Below 2^10 it would be no hash.
+const MIN_N = 1_024;
+const MAX_BLOCK_BYTES = SCRYPT_PARAMS.maxmem / 2;
+const MIN_SALT_BYTES = 8;
+const MIN_KEY_BYTES = 16;
+const MAX_KEY_BYTES = 64;
+const WHOLE_NUMBER = /^[1-9]\d{0,9}$/;
+
+function parseStoredHash(stored: string) {
+  const [scheme, n, r, p, salt, hash, ...rest] = stored.split("$");
+  if (scheme !== "scrypt" || rest.length > 0) return null;
+  if (![n, r, p].every((value) => value !== undefined && WHOLE_NUMBER.test(value))) return null;
+  const [N, blockSize, parallel] = [Number(n), Number(r), Number(p)];
+  // scrypt needs a power of two, and about 128 * N * r bytes
+  if (N < MIN_N || (N & (N - 1)) !== 0 || blockSize > 32 || parallel > 16) return null;
+  if (128 * N * blockSize > MAX_BLOCK_BYTES) return null;
+  const saltBytes = Buffer.from(salt ?? "", "base64url");
+  const expected = Buffer.from(hash ?? "", "base64url");
+  if (saltBytes.length < MIN_SALT_BYTES || expected.length < MIN_KEY_BYTES || expected.length > MAX_KEY_BYTES)
+    return null;
+  return { N, r: blockSize, p: parallel, salt: saltBytes, expected };
 }
 
 // A hash no password is known to match, made once, on first use.
