@@ -51,11 +51,11 @@ let backend: SqliteBackend;
 let clock: FixedClock;
 let captcha: CaptchaService;
 
-function service(options: { devMode?: boolean; secret?: string } = {}): CaptchaService {
+function service(options: { devMode?: boolean; secret?: string; secrets?: string[] } = {}): CaptchaService {
   return createCaptchaService({
     store: backend.captcha,
     generator: fixedGenerator(),
-    secrets: new CodeSecrets([options.secret ?? SECRET]),
+    secrets: new CodeSecrets(options.secrets ?? [options.secret ?? SECRET]),
     clock,
     devMode: options.devMode ?? true,
     counters: backend.counters,
@@ -147,6 +147,31 @@ describe("solve: image", () => {
   it.each(["AB3", "AB3KX", "A B3K", "AB8K", "120"])("refuses %j", async (answer) => {
     const { token } = await captcha.createChallenge(shop, "image");
     await failure(captcha.solve(shop, token, answer));
+  });
+});
+
+// Regression: answers were judged under the newest secret only, so during a rotation a challenge
+// drawn by a process given `new,old` and answered on one given `old,new` (or after a restart that
+// added a secret) refused the right answer and counted it as wrong.
+describe("solve: across a secret rotation", () => {
+  const NEW = "captcha-secret-new-0123456789abcdef";
+  it.each(["image", "slider"] as const)(
+    "%s: judges an answer under every secret the process has",
+    async (kind) => {
+      const drawn = service({ devMode: false, secrets: [NEW, SECRET] });
+      const { token } = await drawn.createChallenge(shop, kind);
+      const answer = kind === "image" ? IMAGE_ANSWER : String(SLIDER_X);
+      await expect(
+        service({ devMode: false, secrets: [SECRET, NEW] }).solve(shop, token, answer),
+      ).resolves.toMatchObject({
+        passToken: expect.any(String),
+      });
+    },
+  );
+
+  it("refuses the right answer under secrets that do not include the one it was drawn under", async () => {
+    const { token } = await service({ devMode: false, secrets: [NEW] }).createChallenge(shop, "image");
+    await failure(service({ devMode: false, secrets: [SECRET] }).solve(shop, token, IMAGE_ANSWER));
   });
 });
 

@@ -96,9 +96,15 @@ export interface CaptchaPassResult {
  */
 export function createCaptchaService(deps: CaptchaServiceDeps) {
   const { store, generator, clock } = deps;
-  const key = deps.secrets.deriveKey("captcha answers");
-  const answerHash = (token: string, answer: string) =>
+  // A challenge is hashed under the newest secret and judged under each: during a rotation, a
+  // process given the secrets in the other order (or a restart that added one) still reads it.
+  const newestKey = deps.secrets.deriveKey("captcha answers");
+  const keys = deps.secrets.allDerivedKeys("captcha answers");
+  const hashUnder = (key: Buffer, token: string, answer: string) =>
     createHmac("sha256", key).update(token).update("\0").update(answer).digest("hex");
+  const answerHash = (token: string, answer: string) => hashUnder(newestKey, token, answer);
+  const answerMatches = (token: string, answer: string, stored: string) =>
+    keys.some((key) => hashEquals(hashUnder(key, token, answer), stored));
   const failed = (message?: string, rule?: string) =>
     new OtpError("CAPTCHA_FAILED", {
       ...(message ? { message } : {}),
@@ -233,10 +239,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       }
       let right = false;
       if (challenge.kind === "image") {
-        right = hashEquals(
-          answerHash(token, generator.normalizeImageAnswer(rawAnswer)),
-          challenge.answerHash,
-        );
+        right = answerMatches(token, generator.normalizeImageAnswer(rawAnswer), challenge.answerHash);
       } else {
         const x = generator.parseSliderX(rawAnswer, challenge.clientKey ?? null);
         if (x !== null) {
@@ -245,7 +248,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
           const center = Math.round(x);
           const tolerance = generator.sliderTolerancePx;
           for (let offset = -tolerance; offset <= tolerance; offset++) {
-            if (hashEquals(answerHash(token, String(center + offset)), challenge.answerHash)) right = true;
+            if (answerMatches(token, String(center + offset), challenge.answerHash)) right = true;
           }
         }
       }
