@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { accountOfSession, sessionIdOf } from "../../../core/accounts/session-id.js";
@@ -508,7 +508,13 @@ function createPointTags(keys: readonly Buffer[]) {
       }
       const pass = head.slice(0, dot);
       const given = head.slice(dot + 1);
-      if (!keys.some((key) => tag(key, pass, point) === given)) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      // Compared in constant time, as every other keyed hash is: the tag is what binds the point.
+      const givenBytes = Buffer.from(given);
+      const matches = (key: Buffer) => {
+        const expected = Buffer.from(tag(key, pass, point));
+        return expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes);
+      };
+      if (!keys.some(matches)) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
       return pass;
     },
   };
