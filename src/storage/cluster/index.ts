@@ -1,7 +1,7 @@
 import type { Redis } from "ioredis";
 import type { Logger } from "../../core/ports.js";
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
-import { createPostgresAccountDirectory } from "../postgres/postgres-account-directory.js";
+import { createPostgresAccountDirectory, settleEmailKeys } from "../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../postgres/postgres-app-store.js";
 import { createPostgresDevInbox } from "../postgres/postgres-dev-inbox.js";
 import { migratePostgres, requireMigratedPostgres } from "../postgres/postgres-migrator.js";
@@ -148,6 +148,11 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
       } else {
         await requireMigratedPostgres(pool);
       }
+      // At every start, migrated here or not: older processes may have written accounts since
+      // the migration that keys them ran, and may still be (a rolling deploy).
+      const emailKeys = await settleEmailKeys(pool);
+      if (emailKeys.keyed > 0 || emailKeys.released > 0)
+        logger.info(emailKeys, "accounts an older process wrote are keyed to their mailbox");
     } catch (error) {
       // A driver's or the server's error (a code: ECONNREFUSED, 28P01, ...) says nothing of where
       // it came from; the schema's own refusals name what to do already.

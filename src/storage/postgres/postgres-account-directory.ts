@@ -83,6 +83,73 @@ const STATEMENTS = {
     RETURNING *`,
 };
 
+// An address's mailbox key as migration 7 computes it, and the predicate of migration 9's index
+// over the accounts whose key is not it, which the start's statements repeat so the planner can
+// prove that index serves them.
+const MAILBOX_KEY = `lower(
+  (split_part(email, '@', 1) || '@' || rtrim(translate(split_part(email, '@', 2), '。．｡', '...'), '.'))
+  COLLATE "C"
+)`;
+const KEY_UNSETTLED = `email_key IS DISTINCT FROM ${MAILBOX_KEY}`;
+
+/** What a start's `settleEmailKeys` runs, in order, in one transaction (exported for the plan's test). */
+export const SETTLE_EMAIL_KEYS_SQL = {
+  // Starting processes settle one at a time: two updating the same rows in different orders
+  // could deadlock, and one of them fail to start.
+  lock: "SELECT pg_advisory_xact_lock(hashtext('verifyd settle email keys ' || current_schema()))",
+  // The planner takes a column compared with an expression of another to differ on almost every
+  // row, so it would read the whole table; the index holds exactly the rows that do.
+  byIndex: "SET LOCAL enable_seqscan = off",
+  // A key an older process left behind when it moved the account to another address: the mailbox
+  // it names is no longer the account's, and it would refuse that mailbox a sign-up.
+  releaseStale: `UPDATE accounts SET email_key = NULL WHERE ${KEY_UNSETTLED} AND email_key IS NOT NULL`,
+  // As migration 7, limited to the rows without a key: the oldest of each mailbox gets its key
+  // when no account holds it yet; the others keep none and are found by their exact spelling.
+  keyUnkeyed: `
+    UPDATE accounts SET email_key = unkeyed.mailbox_key
+    FROM (
+      SELECT id, app_id, ${MAILBOX_KEY} AS mailbox_key,
+        row_number() OVER (PARTITION BY app_id, ${MAILBOX_KEY} ORDER BY created_at, id COLLATE "C") AS age
+      FROM accounts WHERE ${KEY_UNSETTLED} AND email_key IS NULL
+    ) AS unkeyed
+    WHERE accounts.id = unkeyed.id AND accounts.email_key IS NULL AND unkeyed.age = 1
+      AND NOT EXISTS (
+        SELECT 1 FROM accounts AS holder
+        WHERE holder.app_id = unkeyed.app_id AND holder.email_key = unkeyed.mailbox_key
+      )`,
+};
+
+// A sign-up or an address change committing the same mailbox's key between this transaction's
+// read and its write refuses the write; the next attempt reads that key as taken.
+const SETTLE_ATTEMPTS = 3;
+
+/**
+ * Keys the accounts an older process wrote after migration 7 (a rolling deploy runs `verifyd
+ * migrate` while older processes still serve): it inserted them without email_key, so a look-up
+ * in another case missed them and a sign-up made a second account for their mailbox; and it
+ * moved an address without its key. Run at every server start; returns how many keys it gave and
+ * how many stale ones it took back.
+ */
+export async function settleEmailKeys(pool: pg.Pool): Promise<{ keyed: number; released: number }> {
+  for (let attempt = 1; ; attempt++) {
+    const client = await pool.connect();
+    try {
+      await client.query("BEGIN");
+      await client.query(SETTLE_EMAIL_KEYS_SQL.lock);
+      await client.query(SETTLE_EMAIL_KEYS_SQL.byIndex);
+      const released = (await client.query(SETTLE_EMAIL_KEYS_SQL.releaseStale)).rowCount ?? 0;
+      const keyed = (await client.query(SETTLE_EMAIL_KEYS_SQL.keyUnkeyed)).rowCount ?? 0;
+      await client.query("COMMIT");
+      return { keyed, released };
+    } catch (error) {
+      await client.query("ROLLBACK").catch(() => {});
+      if (!isUniqueViolation(error) || attempt === SETTLE_ATTEMPTS) throw error;
+    } finally {
+      client.release();
+    }
+  }
+}
+
 function rowToAccount(row: AccountRow | undefined): Account | null {
   if (!row) return null;
   return {

@@ -14,7 +14,7 @@ import type {
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
 import { createGroupCommit } from "./group-commit.js";
-import { createSqliteAccountDirectory } from "./sqlite-account-directory.js";
+import { createSqliteAccountDirectory, settleEmailKeys } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
 import { createSqliteCaptchaStore } from "./sqlite-captcha-store.js";
 import { startSqliteCheckpointer } from "./sqlite-checkpointer.js";
@@ -71,6 +71,17 @@ export function createSqliteBackend(options: {
   unreadyAfterFaultMs?: number;
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
+  const logger = options.logger ?? silentLogger;
+  // At every start, not per request: an older server may have written accounts since the
+  // migration that keys them ran (`verifyd migrate` beside it, then the restart to this build).
+  try {
+    const emailKeys = settleEmailKeys(db);
+    if (emailKeys.keyed > 0 || emailKeys.released > 0)
+      logger.info(emailKeys, "accounts an older server wrote are keyed to their mailbox");
+  } catch (error) {
+    db.close();
+    throw error;
+  }
   const ping = db.prepare("SELECT 1");
   const unreadyAfterFaultMs = options.unreadyAfterFaultMs ?? UNREADY_AFTER_FAULT_MS;
   // Real time, not `clock`: readiness is about the file now, whatever clock the core is given; and
@@ -80,7 +91,7 @@ export function createSqliteBackend(options: {
     if (isStoreUnavailable(error)) faultAtMs = performance.now();
   };
   const group = createGroupCommit(db, noteFault);
-  const sendLog = createSqliteSendLog(db, group, options.logger ?? silentLogger);
+  const sendLog = createSqliteSendLog(db, group, logger);
   // Shared by both stores that write counters, so it sees every counter row.
   const clock = options.clock ?? { nowMs: () => Date.now() };
   const counterKeys = createCounterKeyFilter(db, { nowMs: () => clock.nowMs() });

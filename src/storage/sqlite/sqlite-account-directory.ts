@@ -55,6 +55,57 @@ function isUniqueViolation(error: unknown): boolean {
   return (error as { code?: string }).code === "SQLITE_CONSTRAINT_UNIQUE";
 }
 
+// An address's mailbox key as migration 11 computes it, and the predicate of migration 13's index
+// over the accounts whose key is not it: SQLite reads a partial index only for a statement that
+// repeats its WHERE term as written there.
+const MAILBOX_KEY = `lower(
+  substr(email, 1, instr(email, '@'))
+  || rtrim(replace(replace(replace(substr(email, instr(email, '@') + 1), '。', '.'), '．', '.'), '｡', '.'), '.')
+)`;
+const KEY_UNSETTLED = `email_key IS NOT ${MAILBOX_KEY}`;
+
+/** What a start's `settleEmailKeys` runs, in order (exported for the plan's test). */
+export const SETTLE_EMAIL_KEYS_SQL = {
+  // A key an older server left behind when it moved the account to another address: the mailbox
+  // it names is no longer the account's, and it would refuse that mailbox a sign-up.
+  releaseStale: `UPDATE accounts SET email_key = NULL WHERE ${KEY_UNSETTLED} AND email_key IS NOT NULL`,
+  // As migration 11, limited to the rows without a key: the oldest of each mailbox gets its key
+  // when no account holds it yet; the others keep none and are found by their exact spelling.
+  keyUnkeyed: `
+    UPDATE accounts SET email_key = ${MAILBOX_KEY}
+    WHERE id IN (
+      SELECT id FROM (
+        SELECT id, app_id, ${MAILBOX_KEY} AS mailbox_key,
+          row_number() OVER (PARTITION BY app_id, ${MAILBOX_KEY} ORDER BY created_at, id) AS age
+        FROM accounts WHERE ${KEY_UNSETTLED} AND email_key IS NULL
+      ) AS unkeyed
+      WHERE age = 1 AND NOT EXISTS (
+        SELECT 1 FROM accounts AS holder
+        WHERE holder.app_id = unkeyed.app_id AND holder.email_key = unkeyed.mailbox_key
+      )
+    )`,
+};
+
+/**
+ * Keys the accounts an older server wrote after migration 11 (the normal deploy runs `verifyd
+ * migrate` while the old server still serves): it inserted them without email_key, so a look-up
+ * in another case missed them and a sign-up made a second account for their mailbox; and it
+ * moved an address without its key. Run at every server start, in one write transaction; returns
+ * how many keys it gave and how many stale ones it took back.
+ */
+export function settleEmailKeys(db: SqliteDatabase): { keyed: number; released: number } {
+  const releaseStale = db.prepare(SETTLE_EMAIL_KEYS_SQL.releaseStale);
+  const keyUnkeyed = db.prepare(SETTLE_EMAIL_KEYS_SQL.keyUnkeyed);
+  // Immediate: the write lock first, so no other process's commit (the CLI's) slips between what
+  // the statements read and what they write.
+  return db
+    .transaction(() => {
+      const released = releaseStale.run().changes;
+      return { released, keyed: keyUnkeyed.run().changes };
+    })
+    .immediate();
+}
+
 /** The built-in account directory: accounts and sessions in the embedded database. */
 export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCommit): AccountDirectory {
   const statements = {

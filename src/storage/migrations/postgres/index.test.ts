@@ -1,12 +1,30 @@
 import type pg from "pg";
 import { describe, expect, it } from "vitest";
-import { backendMissing, probePostgres } from "../../../../test/cluster/backends.js";
+import {
+  backendMissing,
+  deleteRedisPrefix,
+  dropSchema,
+  missingReason,
+  probePostgres,
+  probeRedis,
+  uniqueName,
+} from "../../../../test/cluster/backends.js";
 import { poolOnOwnSchema } from "../../../../test/cluster/schema-pool.js";
 import { newApp } from "../../../core/apps/apps.js";
-import { createPostgresAccountDirectory } from "../../postgres/postgres-account-directory.js";
+import { createClusterBackend } from "../../cluster/index.js";
+import {
+  createPostgresAccountDirectory,
+  SETTLE_EMAIL_KEYS_SQL,
+} from "../../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../../postgres/postgres-app-store.js";
 import { migratePostgres } from "../../postgres/postgres-migrator.js";
-import { ACCOUNTS_BEFORE_MAILBOX_KEYS, expectAccountsKeyedByMailbox } from "../mailbox-keys.contract.js";
+import { createPostgresPool } from "../../postgres/postgres-pool.js";
+import {
+  ACCOUNTS_BEFORE_MAILBOX_KEYS,
+  expectAccountsKeyedByMailbox,
+  type OlderServerFixture,
+  olderServerAccountsContract,
+} from "../mailbox-keys.contract.js";
 import { POSTGRES_MIGRATIONS } from "./index.js";
 
 /** The schema as an earlier release left it: the migrations up to `version`. */
@@ -78,6 +96,149 @@ if (!probe.ok) {
       expect(await migratePostgres(pool(), schema)).toEqual(versionsAfter(6));
 
       await expectAccountsKeyedByMailbox(createPostgresAccountDirectory(pool()));
+    });
+  });
+}
+
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
+
+/**
+ * A cluster at the current schema that an older process still writes to (a rolling deploy), its
+ * server restarted as `serve` starts it: migrating first, or told not to (VERIFYD_MIGRATE_ON_START).
+ */
+async function clusterWithOlderServer(
+  databaseUrl: string,
+  redisUrl: string,
+  migrateOnRestart: boolean,
+): Promise<OlderServerFixture> {
+  const databaseSchema = uniqueName("pgkeys");
+  const redisPrefix = `${uniqueName("redis")}:`;
+  let settled: { keyed: number; released: number } | undefined;
+  const logger = {
+    ...silent,
+    info(fields: object) {
+      if ("keyed" in fields) settled = fields as typeof settled;
+    },
+  };
+  const start = (migrate: boolean) =>
+    createClusterBackend({
+      redisUrl,
+      databaseUrl,
+      poolSize: 4,
+      redisPrefix,
+      databaseSchema,
+      migrate,
+      logger,
+    });
+  let backend = await start(true);
+  // The older process's own connection, with its statements.
+  const older = createPostgresPool({ url: databaseUrl, poolSize: 1, schema: databaseSchema, logger: silent });
+  return {
+    accounts: () => backend.accounts,
+    async insertAsOlderServer(account) {
+      await older.query(
+        `INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, deletion_requested_at,
+          created_at, credential_version)
+        VALUES ($1, $2, $3, NULL, NULL, NULL, '{}', NULL, $4, 0)`,
+        [account.id, account.appId, account.email, account.createdAtMs],
+      );
+    },
+    async changeEmailAsOlderServer(appId, id, email) {
+      await older.query("UPDATE accounts SET email = $3 WHERE app_id = $1 AND id = $2", [appId, id, email]);
+    },
+    async restart() {
+      await backend.close();
+      settled = undefined;
+      backend = await start(migrateOnRestart);
+      return settled;
+    },
+    async close() {
+      await backend.close();
+      await older.end();
+      await Promise.all([dropSchema(databaseUrl, databaseSchema), deleteRedisPrefix(redisUrl, redisPrefix)]);
+    },
+  };
+}
+
+const redisProbe = await probeRedis();
+if (!probe.ok || !redisProbe.ok) {
+  backendMissing("postgres migration 9", missingReason(probe, redisProbe));
+} else {
+  const url = probe.url;
+  const redisUrl = redisProbe.url;
+  describe("postgres migration 9", () => {
+    olderServerAccountsContract("cluster, migrating at start", () =>
+      clusterWithOlderServer(url, redisUrl, true),
+    );
+    olderServerAccountsContract("cluster, told not to migrate", () =>
+      clusterWithOlderServer(url, redisUrl, false),
+    );
+
+    it("keys an older process's accounts once when processes start together", async () => {
+      const databaseSchema = uniqueName("pgkeys");
+      const redisPrefix = `${uniqueName("redis")}:`;
+      const logged: object[] = [];
+      const logger = {
+        ...silent,
+        info(fields: object) {
+          if ("keyed" in fields) logged.push(fields);
+        },
+      };
+      const start = () =>
+        createClusterBackend({
+          redisUrl,
+          databaseUrl: url,
+          poolSize: 4,
+          redisPrefix,
+          databaseSchema,
+          logger,
+        });
+      const first = await start();
+      const backends = [first];
+      const older = createPostgresPool({ url, poolSize: 1, schema: databaseSchema, logger: silent });
+      try {
+        for (const each of ACCOUNTS_BEFORE_MAILBOX_KEYS) {
+          await older.query(
+            "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES ($1, $2, $3, '{}', $4)",
+            [each.id, each.appId, each.email, each.createdAtMs],
+          );
+        }
+        backends.push(...(await Promise.all([start(), start(), start()])));
+
+        expect(logged).toEqual([{ keyed: 5, released: 0 }]);
+        await expectAccountsKeyedByMailbox(first.accounts);
+      } finally {
+        await Promise.all(backends.map((backend) => backend.close()));
+        await older.end();
+        await Promise.all([dropSchema(url, databaseSchema), deleteRedisPrefix(redisUrl, redisPrefix)]);
+      }
+    });
+
+    const { schema, pool } = poolOnOwnSchema(url, "pgplan");
+    it("lets a start read only the accounts whose key is not their address's, by the index it adds", async () => {
+      await migratePostgres(pool(), schema);
+      await pool().query(`
+        INSERT INTO accounts (id, app_id, email, email_key, profile, created_at)
+        SELECT 'acc_' || n, 'alpha', 'user' || n || '@example.com', 'user' || n || '@example.com', '{}', n
+        FROM generate_series(1, 50000) AS n`);
+      await pool().query(
+        "INSERT INTO accounts (id, app_id, email, profile, created_at) VALUES ('acc_older', 'alpha', 'Ann@example.com', '{}', 0)",
+      );
+      await pool().query("ANALYZE accounts");
+      const client = await pool().connect();
+      try {
+        await client.query("BEGIN");
+        await client.query(SETTLE_EMAIL_KEYS_SQL.byIndex);
+        for (const sql of [SETTLE_EMAIL_KEYS_SQL.releaseStale, SETTLE_EMAIL_KEYS_SQL.keyUnkeyed]) {
+          const { rows } = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`);
+          const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
+          expect(plan).toContain("Index Scan using accounts_email_key_unsettled");
+          expect(plan).not.toContain("Seq Scan");
+        }
+      } finally {
+        await client.query("ROLLBACK");
+        client.release();
+      }
     });
   });
 }

@@ -207,4 +207,20 @@ DROP INDEX dev_inbox_recipient;
 CREATE INDEX dev_inbox_recipient_folded ON dev_inbox (lower(recipient COLLATE "C"), created_at);
 `,
   },
+  {
+    version: 9,
+    name: "accounts whose email key is not their address's are found at start",
+    // As SQLite's migration 13: an older process still serving beside migration 7 inserts
+    // accounts without email_key and moves an address without its key; every server start
+    // settles those rows (postgres-account-directory.ts `settleEmailKeys`), reading only the rows
+    // this index holds. The predicate is migration 7's key; the start's statements repeat it, so
+    // the planner proves the index usable.
+    sql: `
+CREATE INDEX accounts_email_key_unsettled ON accounts (app_id)
+WHERE email_key IS DISTINCT FROM lower(
+  (split_part(email, '@', 1) || '@' || rtrim(translate(split_part(email, '@', 2), '。．｡', '...'), '.'))
+  COLLATE "C"
+);
+`,
+  },
 ];

@@ -1,11 +1,25 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import Database from "better-sqlite3";
 import { describe, expect, it } from "vitest";
 import { databaseAt } from "../../../../test/fakes/sqlite-at-version.js";
 import { newApp } from "../../../core/apps/apps.js";
 import { createGroupCommit } from "../../sqlite/group-commit.js";
-import { createSqliteAccountDirectory } from "../../sqlite/sqlite-account-directory.js";
+import { createSqliteBackend } from "../../sqlite/index.js";
+import {
+  createSqliteAccountDirectory,
+  SETTLE_EMAIL_KEYS_SQL,
+  settleEmailKeys,
+} from "../../sqlite/sqlite-account-directory.js";
 import { createSqliteAppStore } from "../../sqlite/sqlite-app-store.js";
 import { migrateSqlite } from "../../sqlite/sqlite-database.js";
-import { ACCOUNTS_BEFORE_MAILBOX_KEYS, expectAccountsKeyedByMailbox } from "../mailbox-keys.contract.js";
+import {
+  ACCOUNTS_BEFORE_MAILBOX_KEYS,
+  expectAccountsKeyedByMailbox,
+  type OlderServerFixture,
+  olderServerAccountsContract,
+} from "../mailbox-keys.contract.js";
 import { SQLITE_MIGRATIONS } from "./index.js";
 
 /** The versions a database at `version` has still to apply: `version` + 1 and every one after. */
@@ -51,6 +65,74 @@ describe("SQLite migration 11", () => {
     expect(migrateSqlite(db)).toEqual(versionsAfter(10));
 
     await expectAccountsKeyedByMailbox(createSqliteAccountDirectory(db, createGroupCommit(db)));
+    db.close();
+  });
+});
+
+/** A data dir at the current schema, its server restarted as a start opens it (createSqliteBackend). */
+function sqliteWithOlderServer(): OlderServerFixture {
+  const dir = mkdtempSync(join(tmpdir(), "verifyd-mailbox-keys-"));
+  const path = join(dir, "verifyd.db");
+  let settled: { keyed: number; released: number } | undefined;
+  const logger = {
+    debug() {},
+    warn() {},
+    error() {},
+    info(fields: object) {
+      if ("keyed" in fields) settled = fields as typeof settled;
+    },
+  };
+  let backend = createSqliteBackend({ path, logger });
+  // The older server is another process on the file: a connection of its own, with its statements.
+  const older = new Database(path);
+  const insert = older.prepare(`
+    INSERT INTO accounts (id, app_id, email, phone, username, password_hash, profile, created_at,
+      deletion_requested_at, credential_version)
+    VALUES (?, ?, ?, NULL, NULL, NULL, '{}', ?, NULL, 0)`);
+  const changeEmail = older.prepare("UPDATE accounts SET email = ? WHERE app_id = ? AND id = ?");
+  return {
+    accounts: () => backend.accounts,
+    async insertAsOlderServer(account) {
+      insert.run(account.id, account.appId, account.email, account.createdAtMs);
+    },
+    async changeEmailAsOlderServer(appId, id, email) {
+      changeEmail.run(email, appId, id);
+    },
+    async restart() {
+      await backend.close();
+      settled = undefined;
+      backend = createSqliteBackend({ path, logger });
+      return settled;
+    },
+    async close() {
+      older.close();
+      await backend.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+describe("SQLite migration 13", () => {
+  olderServerAccountsContract("sqlite", async () => sqliteWithOlderServer());
+
+  it("lets a start read only the accounts whose key is not their address's, by the index it adds", () => {
+    const db = databaseAt(SQLITE_MIGRATIONS.length);
+    const insert = db.prepare(
+      "INSERT INTO accounts (id, app_id, email, email_key, profile, created_at) VALUES (?, 'alpha', ?, lower(?), '{}', ?)",
+    );
+    db.transaction(() => {
+      for (let each = 0; each < 10_000; each++)
+        insert.run(`acc_${each}`, `user${each}@example.com`, `user${each}@example.com`, each);
+    })();
+    db.exec("ANALYZE");
+    for (const sql of Object.values(SETTLE_EMAIL_KEYS_SQL)) {
+      const steps = (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all() as { detail: string }[]).map((step) =>
+        step.detail.trim(),
+      );
+      expect(steps).toContain("SCAN accounts USING INDEX accounts_email_key_unsettled");
+      expect(steps).not.toContain("SCAN accounts");
+    }
+    expect(settleEmailKeys(db)).toEqual({ keyed: 0, released: 0 });
     db.close();
   });
 });

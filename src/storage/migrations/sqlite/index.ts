@@ -314,4 +314,22 @@ DROP INDEX dev_inbox_recipient;
 CREATE INDEX dev_inbox_recipient_folded ON dev_inbox (lower(recipient), created_at);
 `,
   },
+  {
+    version: 13,
+    name: "accounts whose email key is not their address's are found at start",
+    // Migration 11 runs while an older server still serves (`verifyd migrate`, then a restart):
+    // that server inserts accounts without email_key and moves an address without its key. Every
+    // server start settles those rows (sqlite-account-directory.ts `settleEmailKeys`), reading
+    // only the rows this index holds: the predicate is migration 11's key, and the start's
+    // statements repeat it word for word (SQLite uses a partial index only then). This build
+    // never writes such a row, so the index holds only the younger accounts migration 11 left
+    // unkeyed, and a write to accounts costs one expression more.
+    sql: `
+CREATE INDEX accounts_email_key_unsettled ON accounts (app_id)
+WHERE email_key IS NOT lower(
+  substr(email, 1, instr(email, '@'))
+  || rtrim(replace(replace(replace(substr(email, instr(email, '@') + 1), '。', '.'), '．', '.'), '｡', '.'), '.')
+);
+`,
+  },
 ];
