@@ -685,10 +685,16 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
       "http://localhost:3000",
       "http://[::1]:8080",
       "https://xn--caf-dma.example",
+      // an app's own scheme, as a webview or an extension sends it
+      "capacitor://localhost",
+      "chrome-extension://abcdefghijklmnopabcdefghijklmnop",
+      "tauri://localhost",
+      "capacitor://localhost/",
+      "Capacitor://localhost",
     ];
     const found = issues({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", corsOrigins: entries }] }) });
     const shape =
-      'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (http or https, lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
+      'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
     expect(found).toEqual([
       `apps/0/corsOrigins/1: "*" ${shape}`,
       `apps/0/corsOrigins/2: "not a url" ${shape}`,
@@ -698,20 +704,22 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
       `apps/0/corsOrigins/6: "https://shop.example:443" ${shape}; did you mean "https://shop.example"?`,
       `apps/0/corsOrigins/7: "ftp://shop.example" ${shape}`,
       `apps/0/corsOrigins/8: "https://user@shop.example" ${shape}; did you mean "https://shop.example"?`,
+      `apps/0/corsOrigins/15: "capacitor://localhost/" ${shape}`,
+      `apps/0/corsOrigins/16: "Capacitor://localhost" ${shape}`,
     ]);
   });
 
   // Regression: "not an address" started, and every email went out from it. @see rev-config 5
   it.each([
     "not an address",
-    "codes@localhost",
     "codes@@example.com",
     "a@b@example.com",
     "Shop codes@example.com",
     "Shop <codes@example.com>\r\nBcc: victim@example.com",
     "Shop <>",
-    "<Shop> <codes@example.com>",
+    "Shop <codes@example.com",
     "codes@example.",
+    "codes@example.com, more@example.com",
   ])("refuses VERIFYD_EMAIL_FROM=%j naming the variable", (from) => {
     const env = { VERIFYD_SMTP_URL: "smtp://127.0.0.1:25", VERIFYD_EMAIL_FROM: from };
     expect(issues(env)).toEqual([
@@ -725,6 +733,11 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
     '"Shop, Inc." <codes@shop.example>',
     "<codes@shop.example>",
     "Café <codes@café.example>",
+    // Regression: refused by the first version of this check, though relays take them and they
+    // had worked: a dev mail catcher's single-label domain, a comment, brackets in a quoted name.
+    "verifyd@localhost",
+    "codes@shop.example (Shop)",
+    '"Shop <Support>" <codes@shop.example>',
   ])("takes VERIFYD_EMAIL_FROM=%j", (from) => {
     expect(loadConfig({ VERIFYD_SMTP_URL: "smtp://127.0.0.1:25", VERIFYD_EMAIL_FROM: from }).emailFrom).toBe(
       from,
@@ -742,13 +755,14 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
   // Regression: CR/LF, NUL and ESC were taken in an app's name and a template's subject and text (a
   // NUL in cluster mode failed the start with only "A backend is unavailable": PostgreSQL stores no
   // NUL), and a subject could be empty. @see rev-config 6
-  it("refuses control characters in an app's name and a template's subject, and an empty subject", () => {
+  it("refuses control characters in an app's name and a template's subject", () => {
     const found = issues({
       VERIFYD_CONFIG: configFile({
         apps: [
           { id: "a", name: "Shop\r\nBcc: x" },
           { id: "b", name: "Shop\u0000" },
           { id: "c", name: "\u001b[31mShop" },
+          // an SMS-only template has no use for a subject (the first version refused it)
           { id: "d", templates: { sign_in: { en: { subject: "", text: "{code}" } } } },
           { id: "e", templates: { sign_in: { en: { subject: "Code\n", text: "{code}" } } } },
         ],
@@ -760,13 +774,12 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
       `apps/0/name: ${noControl}`,
       `apps/1/name: ${noControl}`,
       `apps/2/name: ${noControl}`,
-      "apps/3/templates/sign_in/en/subject: must not have fewer than 1 characters",
       `apps/4/templates/sign_in/en/subject: ${noControl}`,
       `templates/default/fr/subject: ${noControl}`,
     ]);
   });
 
-  it("takes line breaks in a template's text, and no other control character", () => {
+  it("takes line breaks (LF or CR LF) and tabs in a template's text, and no other control character", () => {
     const template = (text: string) => ({
       VERIFYD_CONFIG: configFile({ templates: { sign_in: { en: { subject: "Your code", text } } } }),
     });
@@ -775,9 +788,12 @@ describe("loadConfig: text a browser, a mail header or a database reads", () => 
         en: { subject: "Your code", text: "Your code is {code}.\n\nIgnore it if you did not ask." },
       },
     });
-    for (const text of ["{code}\u0000", "{code}\r\n", "\t{code}", "\u001b[2J{code}"]) {
+    expect(loadConfig(template("Your code:\r\n\t{code}")).templates.sign_in?.en?.text).toBe(
+      "Your code:\r\n\t{code}",
+    );
+    for (const text of ["{code}\u0000", "{code}\u000b", "\u001b[2J{code}", "{code}\u0085"]) {
       expect(issues(template(text))).toEqual([
-        "templates/sign_in/en/text: must not contain control characters other than line breaks (\\n)",
+        "templates/sign_in/en/text: must not contain control characters other than line breaks and tabs",
       ]);
     }
   });

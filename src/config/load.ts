@@ -264,7 +264,12 @@ function crossFieldIssues(config: Config, input: ConfigInput, nameOf: SettingNam
 }
 
 const ORIGIN_SHAPE =
-  'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (http or https, lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
+  'is not an origin: write it as a browser sends it in Origin, scheme://host[:port] (lower case, no default port, no path, query or trailing slash), e.g. "https://shop.example"';
+// An app's own scheme, as a webview or an extension sends it (capacitor://localhost,
+// chrome-extension://<id>): the URL parser gives such schemes no origin of their own to compare.
+const APP_SCHEME_ORIGIN = /^[a-z][a-z0-9+.-]*:\/\/[a-z0-9.-]+(:\d{1,5})?$/;
+// The URL standard's other special schemes: no page of theirs sends an Origin of that form.
+const SPECIAL_SCHEMES = /^(ftp|wss?|file):/;
 
 /**
  * Origins are granted by exact match with the request's Origin header, so an entry must be one as a
@@ -280,6 +285,7 @@ function originIssue(entry: string): string | undefined {
   }
   const web = url !== undefined && (url.protocol === "http:" || url.protocol === "https:");
   if (web && url?.origin === entry) return undefined;
+  if (!web && APP_SCHEME_ORIGIN.test(entry) && !SPECIAL_SCHEMES.test(entry)) return undefined;
   return web ? `"${entry}" ${ORIGIN_SHAPE}; did you mean "${url?.origin}"?` : `"${entry}" ${ORIGIN_SHAPE}`;
 }
 

@@ -149,11 +149,17 @@ describe("loadConfig: providers and routing", () => {
       }),
     ).toEqual([
       'providers/0/from: "not an address" is not an email address: write codes@example.com or Name <codes@example.com>',
-      'providers/0/replyTo: "Shop <help@shop.example>\\r\\nBcc: x@y.z" is not an email address: write codes@example.com or Name <codes@example.com>',
+      'providers/0/replyTo: "Shop <help@shop.example>\\r\\nBcc: x@y.z" is not an email address: write codes@example.com or Name <codes@example.com> (several: a comma list)',
     ]);
     const config = loadConfig({
       VERIFYD_CONFIG: configFile({
-        providers: [{ ...mail, from: '"Shop, Inc." <codes@shop.example>', replyTo: "help@shop.example" }],
+        providers: [
+          {
+            ...mail,
+            from: '"Shop, Inc." <codes@shop.example>',
+            replyTo: 'help@shop.example, "Billing, Shop" <billing@shop.example>',
+          },
+        ],
         routing: { email: ["mail"] },
       }),
     });

@@ -4,7 +4,7 @@ import { routeKeyChannel } from "../core/delivery/sender-router.js";
 import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
 import { ProviderUrlError, parseHttpUrl, parseProviderUrl } from "../delivery/provider-url.js";
 import { parseSmppUrl } from "../delivery/sms/smpp/smpp-url.js";
-import { EMAIL_FROM_SHAPE, isEmailFrom } from "./text-rules.js";
+import { EMAIL_FROM_SHAPE, isEmailFrom, isEmailList } from "./text-rules.js";
 
 /**
  * The `providers`, `routing` and `delivery` sections of the config file. Each provider type has its
@@ -387,11 +387,12 @@ export function providerIssues(
 function crossKeyIssues(provider: ProviderConfig, at: string): string[] {
   const issues: string[] = [];
   if (provider.type === "smtp") {
-    for (const key of ["from", "replyTo"] as const) {
-      const value = provider[key];
-      if (value !== undefined && !isEmailFrom(value))
-        issues.push(`${at}/${key}: ${JSON.stringify(value)} ${EMAIL_FROM_SHAPE}`);
-    }
+    if (!isEmailFrom(provider.from))
+      issues.push(`${at}/from: ${JSON.stringify(provider.from)} ${EMAIL_FROM_SHAPE}`);
+    if (provider.replyTo !== undefined && !isEmailList(provider.replyTo))
+      issues.push(
+        `${at}/replyTo: ${JSON.stringify(provider.replyTo)} ${EMAIL_FROM_SHAPE} (several: a comma list)`,
+      );
   }
   if (provider.type === "twilio") {
     const apiKey = provider.apiKeySid !== undefined || provider.apiKeySecret !== undefined;

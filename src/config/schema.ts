@@ -4,13 +4,14 @@ import { FACES, PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
 import { SINGLE_LINE } from "./text-rules.js";
 
-// A message body may run over lines (SMS adds its own with the warning and WebOTP lines).
-const MULTI_LINE = "^[^\\u0000-\\u0009\\u000B-\\u001F\\u007F-\\u009F]*$";
+// A message body may run over lines (SMS adds its own with the warning and WebOTP lines), in a
+// file written on any system (CR LF), and hold tabs; no other control character.
+const MULTI_LINE = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
 
 /** What a pattern of this schema means, for a refusal a person reads instead of the regex. */
 export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {
   [SINGLE_LINE]: "must not contain control characters (line breaks, tabs, NUL, ESC, …)",
-  [MULTI_LINE]: "must not contain control characters other than line breaks (\\n)",
+  [MULTI_LINE]: "must not contain control characters other than line breaks and tabs",
 };
 
 const literals = <const Values extends string[]>(values: readonly [...Values], description: string) =>
@@ -30,8 +31,8 @@ const RateRuleSchema = Type.Object(
 
 const TemplateSchema = Type.Object(
   {
+    // May be empty: an SMS-only template has no use for one.
     subject: Type.String({
-      minLength: 1,
       maxLength: 500,
       pattern: SINGLE_LINE,
       description: "email subject; {code} {minutes} {app} are filled in",

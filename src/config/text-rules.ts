@@ -9,13 +9,29 @@ export const EMAIL_FROM_SHAPE =
   "is not an email address: write codes@example.com or Name <codes@example.com>";
 
 /**
- * A From a mail relay takes: `address` or `Name <address>` (the name may be quoted), the address
- * with one `@` and a dotted domain. Control characters are refused: a CR/LF would end the header.
+ * A From a mail relay takes: `address`, `Name <address>` (the name may be quoted, and hold angle
+ * brackets inside its quotes) or `address (comment)`, the address with one `@` and a domain (a
+ * single label too: `codes@localhost`, a dev mail catcher's). Control characters are refused: a
+ * CR/LF would end the header and start another.
  */
 export function isEmailFrom(value: string): boolean {
   if (!SINGLE_LINE_TEXT.test(value)) return false;
-  const named = /^(.*)<([^<>]*)>$/s.exec(value.trim());
-  if (named && /[<>]/.test(named[1] as string)) return false;
-  const address = named ? (named[2] as string) : value.trim();
-  return /^[^\s@<>]+@[^\s@<>.]+(\.[^\s@<>.]+)+$/.test(address);
+  let text = value.trim().replace(TRAILING_COMMENT, "");
+  if (text.endsWith(">")) {
+    const open = text.lastIndexOf("<");
+    if (open < 0) return false;
+    text = text.slice(open + 1, -1);
+  }
+  return ADDRESS.test(text);
 }
+
+/** A Reply-To, which may name several addresses: each of a comma list is one isEmailFrom takes. */
+export function isEmailList(value: string): boolean {
+  const entries = value.match(LIST_ENTRY) ?? [];
+  return entries.length > 0 && entries.join(",") === value && entries.every((entry) => isEmailFrom(entry));
+}
+
+const TRAILING_COMMENT = /\s*\([^()]*\)$/;
+const ADDRESS = /^[^\s@<>()",]+@[^\s@<>()",.]+(\.[^\s@<>()",.]+)*$/;
+// An entry runs to the next comma outside double quotes.
+const LIST_ENTRY = /(?:"[^"]*"|[^,"])+/g;
