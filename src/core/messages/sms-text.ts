@@ -1,4 +1,5 @@
 import type { SmsSettings } from "../types.js";
+import { localeKey } from "./templates.js";
 
 // Phishers ask victims to read the code back; saying "do not share it" in the message itself is
 // what the major verification services do. Keyed by language family; others read English.
@@ -9,9 +10,11 @@ const WARNINGS: Record<string, string> = {
 };
 
 function warningFor(locale: string): string {
-  const lower = locale.toLowerCase();
-  if (lower.startsWith("zh"))
-    return /hant|tw|hk|mo/.test(lower) ? WARNINGS["zh-Hant"]! : WARNINGS["zh-Hans"]!;
+  // Chinese by the script the templates' own rules read (an explicit script wins over a region:
+  // zh-Hans-HK is Simplified), so the warning is in the script of the text above it.
+  const { family } = localeKey(locale);
+  if (family === "zh-hant") return WARNINGS["zh-Hant"]!;
+  if (family === "zh-hans") return WARNINGS["zh-Hans"]!;
   return WARNINGS[locale] ?? WARNINGS.en!;
 }
 

@@ -97,7 +97,7 @@ const BUILT_IN_ONE_MINUTE: Record<string, BuiltIn> = { ...BUILT_IN, en: EN_ONE_M
 export const BUILT_IN_LOCALES = Object.keys(BUILT_IN);
 
 /** A locale as clients spell it, compared: "zh_CN", "ZH-cn" and "zh-CN" are one locale. */
-interface LocaleKey {
+export interface LocaleKey {
   /** as configured: the key findTemplate looks up */
   locale: string;
   /** lower case, `_` read as `-` */
@@ -106,7 +106,7 @@ interface LocaleKey {
   family: string;
 }
 
-function localeKey(locale: string): LocaleKey {
+export function localeKey(locale: string): LocaleKey {
   const tag = locale.toLowerCase().replaceAll("_", "-");
   const [language = "", ...subtags] = tag.split("-");
   let family = language;

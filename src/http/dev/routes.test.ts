@@ -75,6 +75,8 @@ describe("GET /v1/dev/inbox", () => {
         "to=ann%2Bshop%40example.com",
         "to=ANN+SHOP@EXAMPLE.com",
         "to=Ann%2BShop@example.com",
+        // pasted with spaces around it (the first version read the trailing one as a "+")
+        "to=%20ann%2Bshop@example.com%20",
       ]) {
         const reply = await inbox(query);
         expect(reply.statusCode, query).toBe(200);

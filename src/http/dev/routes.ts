@@ -28,10 +28,10 @@ export async function devApi(fastify: FastifyInstance, options: DevApiOptions): 
     const raw = request.query.to;
     // An unencoded "+" in a query string arrives as a space; read it as the "+" the caller meant:
     // a phone's leading one (its other spaces are separators), and any in an email address, which
-    // holds no spaces (`ann+tag@…`).
+    // holds no spaces (`ann+tag@…`; one pasted with spaces around it is trimmed first).
     const channel = raw.includes("@") ? "email" : "sms";
     const to =
-      channel === "email" ? raw.replaceAll(" ", "+") : raw.startsWith(" ") ? `+${raw.slice(1)}` : raw;
+      channel === "email" ? raw.trim().replaceAll(" ", "+") : raw.startsWith(" ") ? `+${raw.slice(1)}` : raw;
     let address: string;
     try {
       address = parseRecipient(channel, to, { defaultCountry: options.defaultCountry }).address;
