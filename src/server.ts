@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { BlockList, isIP } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
@@ -27,7 +27,7 @@ import { createClusterBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
 import { lockDataDir } from "./storage/sqlite/data-dir-lock.js";
 import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
-import { createPrivateDir } from "./storage/sqlite/private-files.js";
+import { createPrivateDir, openToOthers } from "./storage/sqlite/private-files.js";
 
 const systemClock: Clock = { nowMs: () => Date.now() };
 
@@ -53,11 +53,16 @@ export function resolveSecrets(config: Config, logger?: RootLogger): string[] {
   const file = join(config.dataDir, "dev-secret");
   if (!existsSync(file)) {
     createPrivateDir(config.dataDir);
+    // Written whole under a name of its own, then linked in place: two processes starting on a new
+    // data dir at once must not each write their own, nor one read the other's half-written file.
+    const draft = `${file}.${process.pid}.new`;
+    writeFileSync(draft, randomBytes(32).toString("base64url"), { mode: 0o600 });
     try {
-      // `wx`: two processes starting on a new data dir at once must not each write their own.
-      writeFileSync(file, randomBytes(32).toString("base64url"), { mode: 0o600, flag: "wx" });
+      linkSync(draft, file);
     } catch (error) {
       if ((error as { code?: unknown }).code !== "EEXIST") throw error;
+    } finally {
+      rmSync(draft, { force: true });
     }
   }
   logger?.warn(
@@ -125,8 +130,15 @@ export async function openStore(
 }
 
 function openSqlite(config: Config, clock: Clock, logger: RootLogger | undefined): Backend {
+  const path = sqlitePath(config.dataDir);
+  const open = openToOthers([config.dataDir, path]);
+  if (open.length > 0)
+    logger?.warn(
+      { files: open },
+      "the data dir holds addresses (and, in dev mode, codes) other local users may read: chmod 700 the dir and 600 its files",
+    );
   return createSqliteBackend({
-    path: sqlitePath(config.dataDir),
+    path,
     clock,
     synchronous: config.sqliteSynchronous,
     ...(logger ? { logger } : {}),

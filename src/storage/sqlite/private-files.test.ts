@@ -1,8 +1,9 @@
-import { mkdtempSync, rmSync, statSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { createSqliteBackend } from "./index.js";
+import { openToOthers } from "./private-files.js";
 
 const parent = mkdtempSync(join(tmpdir(), "verifyd-private-files-"));
 afterAll(() => rmSync(parent, { recursive: true, force: true }));
@@ -34,5 +35,25 @@ describe("the embedded store's files", () => {
     } finally {
       process.umask(previous);
     }
+  });
+});
+
+// An earlier version's data dir keeps its modes (an operator's choice is kept too): a start warns
+// of the ones other local users may read or write.
+describe("openToOthers", () => {
+  it("names the paths with group or world bits, with their modes, and skips missing ones", () => {
+    const dir = join(parent, "older");
+    mkdirSync(dir);
+    chmodSync(dir, 0o755);
+    const db = join(dir, "verifyd.db");
+    writeFileSync(db, "");
+    chmodSync(db, 0o644);
+    const own = join(dir, "own");
+    writeFileSync(own, "");
+    chmodSync(own, 0o600);
+    expect(openToOthers([dir, db, own, join(dir, "missing")])).toEqual([
+      { path: dir, mode: "0755" },
+      { path: db, mode: "0644" },
+    ]);
   });
 });

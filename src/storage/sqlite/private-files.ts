@@ -1,4 +1,4 @@
-import { closeSync, existsSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
 
 /**
  * The data dir holds addresses and numbers in clear (and, in dev mode, the codes of the dev
@@ -22,4 +22,20 @@ export function createPrivateFile(path: string): void {
     // another process made it first: SQLite opens that one
     if ((error as { code?: unknown }).code !== "EEXIST") throw error;
   }
+}
+
+/**
+ * Which of `paths` other local users may read or write (group or world bits), with their modes
+ * in octal: a data dir an earlier version made under the usual umask keeps 0755 and 0644, as an
+ * operator's own choice of mode is kept, so a start says so rather than change it.
+ */
+export function openToOthers(paths: string[]): { path: string; mode: string }[] {
+  return paths.flatMap((path) => {
+    try {
+      const mode = statSync(path).mode & 0o777;
+      return (mode & 0o077) === 0 ? [] : [{ path, mode: mode.toString(8).padStart(4, "0") }];
+    } catch {
+      return [];
+    }
+  });
 }
