@@ -62,9 +62,9 @@ const isLocal = (url) => ["127.0.0.1", "localhost", "[::1]"].includes(new URL(ur
 function machineBound(server) {
   if (LOAD_GENERATOR !== "wrk" || !isLocal(REDIS_URL) || !isLocal(DATABASE_URL)) return null;
   const groups = {
-    server: [server.child.pid],
-    PostgreSQL: processesNamed("postgres"),
-    Redis: processesNamed("redis-server"),
+    server: () => [server.child.pid],
+    PostgreSQL: () => processesNamed("postgres"),
+    Redis: () => processesNamed("redis-server"),
   };
   const run = (script) =>
     cpuShares({ base: server.base, script, seconds: SHARES_SECONDS, dir: dataDir, groups });
