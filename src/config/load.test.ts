@@ -321,7 +321,8 @@ describe("loadConfig: the config file", () => {
     [{}, { VERIFYD_PORT: "70000" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
     [{}, { VERIFYD_PORT: "80.5" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
     [{ port: 70000 }, {}, "port: must be a whole number from 0 to 65535"],
-    [{ port: "8080" }, {}, "port: must be a whole number from 0 to 65535"],
+    // a number in quotes: the range alone did not say what was wrong with 8080
+    [{ port: "8080" }, {}, "port: must be a whole number from 0 to 65535, written without quotes"],
     [{ port: 8080 }, { VERIFYD_PORT: "-1" }, "VERIFYD_PORT (port): must be a whole number from 0 to 65535"],
     [
       {},

@@ -117,7 +117,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   };
   for (const error of Value.Errors(ConfigSchema, input)) {
     if (error.keyword === "boolean" || error.keyword === "anyOf") continue;
-    issues.push(describe(nameOf, error.instancePath, error.keyword, error.message, error.params));
+    // A number key's value as given: a file's "8080" (a string) is told apart from an environment
+    // variable's text, which was read as a number where it was one.
+    const given = input[error.instancePath.replace(/^\//, "")];
+    const quotedNumber = typeof given === "string" && !givenByEnvironment.has(error.instancePath.slice(1));
+    issues.push(describe(nameOf, error.instancePath, error.keyword, error.message, error.params, quotedNumber));
   }
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
 
@@ -299,6 +303,7 @@ function describe(
   keyword: string,
   message: string,
   params: unknown,
+  quotedNumber = false,
 ): string {
   const path = instancePath.replace(/^\//, "");
   const {
@@ -315,7 +320,7 @@ function describe(
   const detail = extra
     ? `unknown key(s) ${extra.join(", ")}`
     : range
-      ? `must be a whole number from ${range.minimum} to ${range.maximum}`
+      ? `must be a whole number from ${range.minimum} to ${range.maximum}${quotedNumber ? ", written without quotes" : ""}`
       : meaning
         ? meaning
         : Array.isArray(allowed)
