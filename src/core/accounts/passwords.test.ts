@@ -1,4 +1,6 @@
+import { scryptSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
+import { OtpError } from "../errors.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
 
 describe("verifyPassword", () => {
@@ -47,5 +49,37 @@ describe("verifyPassword", () => {
   ])("matches no password with %s, and never throws", async (_, stored) => {
     await expect(verifyPassword("totally-wrong", stored)).resolves.toBe(false);
     await expect(verifyPassword("", stored)).resolves.toBe(false);
+  });
+});
+
+// Regression: every hash ran at once on libuv's four threads, so one client's flood of logins held
+// up everyone's, and the DNS look-ups and file I/O that share those threads. @see .scratch/rev-crypto
+describe("the line of password hashes", () => {
+  it("refuses a comparison past 2 running and 32 waiting, makes a new password's hash wait, and runs the rest", async () => {
+    // a cheap hash (scrypt's smallest N this build reads), so the line moves fast
+    const salt = Buffer.from("salt-for-the-line");
+    const key = scryptSync("pw", salt, 32, { N: 1_024, r: 8, p: 1 });
+    const stored = `scrypt$1024$8$1$${salt.toString("base64url")}$${key.toString("base64url")}`;
+
+    const comparisons = Array.from({ length: 37 }, (_, i) => verifyPassword(i % 2 ? "pw" : "no", stored));
+    const newHash = hashPassword("set while the line is full");
+    const outcomes = await Promise.allSettled(comparisons);
+
+    const refused = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []));
+    expect(refused).toHaveLength(3);
+    for (const reason of refused) {
+      expect(reason).toBeInstanceOf(OtpError);
+      expect(reason).toMatchObject({
+        code: "RATE_LIMITED",
+        details: { retryAfterSeconds: 1, rule: "password_hashes_busy" },
+      });
+    }
+    // the first 34 were compared, and rightly
+    expect(outcomes.slice(0, 34).map((outcome) => outcome.status === "fulfilled" && outcome.value)).toEqual(
+      Array.from({ length: 34 }, (_, i) => i % 2 === 1),
+    );
+    expect(await verifyPassword("set while the line is full", await newHash)).toBe(true);
+    // the line emptied: a comparison runs again
+    expect(await verifyPassword("pw", stored)).toBe(true);
   });
 });

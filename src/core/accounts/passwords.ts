@@ -1,5 +1,7 @@
 import { randomBytes, scrypt, timingSafeEqual } from "node:crypto";
 import { promisify } from "node:util";
+import { OtpError } from "../errors.js";
+import { createSemaphore } from "./semaphore.js";
 
 const scryptAsync = promisify(scrypt) as (
   password: string,
@@ -16,10 +18,22 @@ const scryptAsync = promisify(scrypt) as (
 const SCRYPT_PARAMS = { N: 32_768, r: 8, p: 1, maxmem: 64 * 1024 * 1024 };
 const KEY_LENGTH = 32;
 
+// scrypt runs on libuv's thread pool (four threads by default), which DNS look-ups (SMTP's, the
+// vendors') and file I/O share: with every thread on hashes, a flood of logins held a real user's
+// login up for seconds and the mail queue with it. So no more than two hashes run at once, in
+// this process, and the rest wait in line. A comparison (a login, anyone's to send) is refused
+// rather than queued past a short line, so that a flood is answered at once instead of piling
+// up; a new password's hash always waits, as its proof (a code, a token) may be spent already.
+const HASH_SLOTS = 2;
+const MAX_WAITING_COMPARISONS = 32;
+const hashSlots = createSemaphore(HASH_SLOTS);
+
 /** `scrypt$N$r$p$salt$hash` (base64url), so parameters can be raised later without breaking old hashes. */
 export async function hashPassword(password: string): Promise<string> {
   const salt = randomBytes(16);
-  const key = await scryptAsync(password.normalize("NFKC"), salt, KEY_LENGTH, SCRYPT_PARAMS);
+  const key = await hashSlots.run(() =>
+    scryptAsync(password.normalize("NFKC"), salt, KEY_LENGTH, SCRYPT_PARAMS),
+  );
   const { N, r, p } = SCRYPT_PARAMS;
   return `scrypt$${N}$${r}$${p}$${salt.toString("base64url")}$${key.toString("base64url")}`;
 }
@@ -28,21 +42,27 @@ export async function hashPassword(password: string): Promise<string> {
  * Whether `password` matches `stored`. A stored hash this build cannot read as one it would accept
  * matches nothing: a hash field decoding to no bytes made scrypt derive an empty key, equal to the
  * empty expected one, so any password passed; an N that is not a power of two, or parameters past
- * the memory bound, made scrypt throw and the login answer 500.
+ * the memory bound, made scrypt throw and the login answer 500. RATE_LIMITED (retry in a second)
+ * when too many hashes wait already.
  */
 export async function verifyPassword(password: string, stored: string): Promise<boolean> {
   const parsed = parseStoredHash(stored);
   if (!parsed) return false;
   const { salt, expected, ...params } = parsed;
-  try {
-    const key = await scryptAsync(password.normalize("NFKC"), salt, expected.length, {
-      ...params,
-      maxmem: SCRYPT_PARAMS.maxmem,
-    });
-    return timingSafeEqual(key, expected);
-  } catch {
-    return false;
+  if (hashSlots.waiting >= MAX_WAITING_COMPARISONS) {
+    throw new OtpError("RATE_LIMITED", { details: { retryAfterSeconds: 1, rule: "password_hashes_busy" } });
   }
+  return hashSlots.run(async () => {
+    try {
+      const key = await scryptAsync(password.normalize("NFKC"), salt, expected.length, {
+        ...params,
+        maxmem: SCRYPT_PARAMS.maxmem,
+      });
+      return timingSafeEqual(key, expected);
+    } catch {
+      return false;
+    }
+  });
 }
 
 // What a stored hash may hold: this build's parameters, or others within what scrypt can run here
