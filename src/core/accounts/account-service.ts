@@ -1,5 +1,7 @@
+import { clientAddressOf } from "../abuse/abuse-rules.js";
 import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
+import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { decoyCompare, hashPassword, verifyPassword } from "./passwords.js";
@@ -24,6 +26,14 @@ const CREDENTIAL_REFUSALS = new Set<OtpErrorCode>([
 /** Failed password logins per account and window before it locks (Fresns: 5 per hour). */
 export const LOGIN_FAILURE_LIMIT = 5;
 export const LOGIN_FAILURE_WINDOW_SECONDS = 3600;
+
+/**
+ * Failed password comparisons one client (an IPv4 address, an IPv6 /64) may make in a window,
+ * whatever names it tries: the lockout counts per name, so each made-up name was a fresh budget,
+ * and each comparison costs 50-100 ms of a thread the whole process shares. As the look-up rule:
+ * room for everyone behind one address to mistype, too little to walk a list.
+ */
+export const PASSWORD_FAILURES_PER_CLIENT = { limit: 20, windowSeconds: 600 };
 
 export interface AccountServiceDeps {
   accounts: AccountDirectory;
@@ -133,23 +143,82 @@ export function createAccountService(deps: AccountServiceDeps) {
     attempt: () => Promise<T>,
     onSuccess: () => Promise<void>,
   ): Promise<T> {
-    const now = clock.nowMs();
-    const attempts = await counters.hit(app.id, key, LOGIN_FAILURE_WINDOW_SECONDS, now);
-    if (attempts.count > LOGIN_FAILURE_LIMIT) {
-      throw new OtpError("ACCOUNT_LOCKED", {
-        details: { retryAfterSeconds: Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)) },
-      });
-    }
-    let result: T;
-    try {
-      result = await attempt();
-    } catch (error) {
-      if (!(isOtpError(error) && CREDENTIAL_REFUSALS.has(error.code)))
-        await counters.refund(app.id, key, attempts.resetAtMs);
-      throw error;
-    }
+    const lockout = { limit: LOGIN_FAILURE_LIMIT, windowSeconds: LOGIN_FAILURE_WINDOW_SECONDS };
+    const giveBack = await countFailureFirst(
+      app,
+      key,
+      lockout,
+      (retryAfterSeconds) => new OtpError("ACCOUNT_LOCKED", { details: { retryAfterSeconds } }),
+    );
+    const result = await givingBackUnlessRefused(attempt, giveBack);
     await onSuccess();
     return result;
+  }
+
+  /**
+   * Runs a password comparison under the budget of failed ones per client (none for a call that
+   * names no client: an internal one). Counted first, as the lockout is, and refused before any
+   * hash runs, for a known name and an unknown one alike; a right password gives its place back,
+   * as the budget is of failures.
+   */
+  async function underClientPasswordBudget<T>(
+    app: App,
+    clientIp: string | undefined,
+    attempt: () => Promise<T>,
+  ): Promise<T> {
+    if (clientIp === undefined) return attempt();
+    const rule = PASSWORD_FAILURES_PER_CLIENT;
+    const key = `password-failures:${clientAddressOf(clientIp)}:${rule.windowSeconds}`;
+    const giveBack = await countFailureFirst(
+      app,
+      key,
+      rule,
+      (retryAfterSeconds) =>
+        new OtpError("RATE_LIMITED", {
+          details: { retryAfterSeconds, rule: ruleName("password_failures_ip", rule) },
+        }),
+    );
+    const result = await givingBackUnlessRefused(attempt, giveBack);
+    try {
+      await giveBack();
+    } catch (error) {
+      // the login stands; what stays counted is one failure, which ends with its window
+      logger.warn({ err: error, appId: app.id }, "could not give back a right password's place");
+    }
+    return result;
+  }
+
+  /**
+   * Counts an attempt as failed before it runs, so that attempts sent at once each take a place
+   * and no more than the limit ever run, and refuses it when that puts `key` over `rule` (a
+   * refused one stays counted: it lands in a window already over, and extends none). Resolves to
+   * the function that gives the place back.
+   */
+  async function countFailureFirst(
+    app: App,
+    key: string,
+    rule: { limit: number; windowSeconds: number },
+    refusal: (retryAfterSeconds: number) => OtpError,
+  ): Promise<() => Promise<void>> {
+    const now = clock.nowMs();
+    const attempts = await counters.hit(app.id, key, rule.windowSeconds, now);
+    if (attempts.count > rule.limit) {
+      throw refusal(Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)));
+    }
+    return () => counters.refund(app.id, key, attempts.resetAtMs);
+  }
+
+  /** Runs `attempt`; one that fails other than on its credentials (a backend down) gives back. */
+  async function givingBackUnlessRefused<T>(
+    attempt: () => Promise<T>,
+    giveBack: () => Promise<void>,
+  ): Promise<T> {
+    try {
+      return await attempt();
+    } catch (error) {
+      if (!(isOtpError(error) && CREDENTIAL_REFUSALS.has(error.code))) await giveBack();
+      throw error;
+    }
   }
 
   return {
@@ -242,34 +311,39 @@ export function createAccountService(deps: AccountServiceDeps) {
     underLoginLockout,
 
     /**
-     * Checks a password under the login lockout. An account without one (made by a code) is
+     * Checks a password under the client's budget of failed ones (`clientIp`: the request's, where
+     * a client asked) and the account's login lockout. An account without one (made by a code) is
      * compared with a decoy, so that its answer takes the time a wrong password's does.
      */
-    verifyPasswordLogin(app: App, account: Account, password: string): Promise<void> {
-      return underLoginLockout(app, account, async () => {
-        const { passwordHash } = account;
-        if (passwordHash === undefined) await decoyCompare(password);
-        const ok = passwordHash !== undefined && (await verifyPassword(password, passwordHash));
-        if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-      });
+    verifyPasswordLogin(app: App, account: Account, password: string, clientIp?: string): Promise<void> {
+      return underClientPasswordBudget(app, clientIp, () =>
+        underLoginLockout(app, account, async () => {
+          const { passwordHash } = account;
+          if (passwordHash === undefined) await decoyCompare(password);
+          const ok = passwordHash !== undefined && (await verifyPassword(password, passwordHash));
+          if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+        }),
+      );
     },
 
     /**
      * A password login for a name no account has: refused as a wrong password is, in the same
-     * time, and locked out after as many tries as an account is, so that neither the answer nor
-     * its timing tells which usernames exist.
+     * time, under the same client budget, and locked out after as many tries as an account is, so
+     * that neither the answer nor its timing tells which usernames exist.
      */
-    refuseUnknownLogin(app: App, name: string, password: string): Promise<never> {
+    refuseUnknownLogin(app: App, name: string, password: string, clientIp?: string): Promise<never> {
       // `name` as the face looked it up: each spelling that would find one account is one name.
       const key = `login-failures:unknown:${sha256Hex(name)}`;
-      return underLockout(
-        app,
-        key,
-        async (): Promise<never> => {
-          await decoyCompare(password);
-          throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
-        },
-        async () => {},
+      return underClientPasswordBudget(app, clientIp, () =>
+        underLockout(
+          app,
+          key,
+          async (): Promise<never> => {
+            await decoyCompare(password);
+            throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
+          },
+          async () => {},
+        ),
       );
     },
 

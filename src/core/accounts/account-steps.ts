@@ -47,6 +47,8 @@ export interface ReverifyInput {
   /** the logged-in account */
   account: Account;
   proof: { password: string } | { token: ReverifyToken };
+  /** the request's client address: a password proof counts on its budget of failed ones */
+  clientIp?: string | undefined;
 }
 
 /**
@@ -137,13 +139,15 @@ export async function changeContact(deps: AccountStepDeps, input: ChangeContactI
 
 /**
  * Proves again that a logged-in person holds the account, before a sensitive change: by its
- * password (with the login lockout), or by a verification token of one of the account's own
- * contacts (a code sent there, with CloudBase's `CUR_USER`). A token of another contact is
- * TOKEN_INVALID and stays unspent.
+ * password (with the login lockout, and the client's budget of failed passwords), or by a
+ * verification token of one of the account's own contacts (a code sent there, with CloudBase's
+ * `CUR_USER`). A token of another contact is TOKEN_INVALID and stays unspent.
  */
 export async function reverify(deps: AccountStepDeps, input: ReverifyInput): Promise<void> {
   const { app, account, proof } = input;
-  if ("password" in proof) return deps.accounts.verifyPasswordLogin(app, account, proof.password);
+  if ("password" in proof) {
+    return deps.accounts.verifyPasswordLogin(app, account, proof.password, input.clientIp);
+  }
   const tokenField = proof.token.tokenField ?? "verification_token";
   await deps.redeemToken({
     ...proof.token,

@@ -564,17 +564,21 @@ describe("CloudBase 200: the journeys", () => {
 });
 
 describe("CloudBase account changes: reset, sudo, contact, password (the SDK's models)", () => {
-  const signInWith = (username: string, password: string) => post("/auth/v1/signin", { username, password });
+  const signInWith = (username: string, password: string, client?: string) =>
+    post("/auth/v1/signin", { username, password }, {}, client);
 
   it("answers a password login alike whether the account exists, has a password or not", async () => {
     await start();
     const app = (await t.engine.apps.byId("default"))!;
     await t.engine.accounts.create({ app, email: "pat@example.com", password: "right-password" });
     await t.engine.accounts.create({ app, email: "cod@example.com" }); // made by a code: no password
+    // each name tried from a client of its own, as one client's failures are limited apart
+    let clients = 0;
     const answers = async (username: string) => {
+      const client = `198.51.100.${++clients}`;
       const seen: string[] = [];
       for (let n = 0; n < 6; n++) {
-        const answer = await signInWith(username, "wrong-password");
+        const answer = await signInWith(username, "wrong-password", client);
         seen.push(`${answer.statusCode} ${answer.json().error}`);
       }
       return seen;
@@ -590,8 +594,9 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
       ["+8613900139000", "+86 139 0013 9000"],
       ["zed@EXAMPLE.com", " zed@example.com"],
     ]) {
-      for (let n = 0; n < 5; n++) await signInWith(spelled as string, "wrong-password");
-      const again = await signInWith(respelled as string, "wrong-password");
+      const client = `198.51.100.${++clients}`;
+      for (let n = 0; n < 5; n++) await signInWith(spelled as string, "wrong-password", client);
+      const again = await signInWith(respelled as string, "wrong-password", client);
       expect(`${again.statusCode} ${again.json().error}`, respelled).toBe("429 resource_exhausted");
     }
     // and a password-less account takes a password's time: it is compared with a decoy
@@ -1446,6 +1451,42 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
     await golden("error-invalid-password", wrong);
     const unknown = await post("/auth/v1/signin", { username: "nobody", password: "wrong-pass" });
     expect(unknown.json()).toEqual(wrong.json());
+  });
+
+  // Regression: a name no account has is compared with a decoy hash (50-100 ms of one of libuv's
+  // four threads) and locked out per name only, so one client trying a new name each time kept
+  // scrypt busy for everyone: a real login took 5.7-8.3 s. @see .scratch/rev-crypto/flood3.mjs
+  it("refuses one client's 21st failed password in 10 minutes, made-up names and a sudo's alike", async () => {
+    await start();
+    const client = "198.51.100.77";
+    const app = (await t.engine.apps.byId("default"))!;
+    await t.engine.accounts.create({ app, email: "kay@example.com", password: "Kay-passw0rd" });
+    const kay = { username: "kay@example.com", password: "Kay-passw0rd" };
+    // a right password is no failure: it is not counted
+    const creds = (await post("/auth/v1/signin", kay, {}, client)).json();
+    for (let n = 0; n < 20; n++) {
+      const guess = { username: `nobody${n}@example.com`, password: "x" };
+      expectError(await post("/auth/v1/signin", guess, {}, client), 400, "invalid_password", 4003);
+    }
+    const past = await post(
+      "/auth/v1/signin",
+      { username: "nobody20@example.com", password: "x" },
+      {},
+      client,
+    );
+    expectError(past, 429, "rate_limit_exceeded", 4029);
+    expect(past.headers["retry-after"]).toBe("600");
+    // refused before the password is compared, so a right one too, and a sudo's
+    expectError(await post("/auth/v1/signin", kay, {}, client), 429, "rate_limit_exceeded", 4029);
+    const sudo = await post(
+      "/auth/v1/user/sudo",
+      { password: kay.password },
+      bearer(creds.access_token),
+      client,
+    );
+    expectError(sudo, 429, "rate_limit_exceeded", 4029);
+    // another client is not held up
+    expect((await post("/auth/v1/signin", kay, {}, "198.51.100.78")).statusCode).toBe(200);
   });
 });
 

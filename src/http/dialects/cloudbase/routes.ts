@@ -397,8 +397,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     }
     if (body.password === undefined) throw invalidField("password", "password is required");
     const { account, name } = await loginAccount(tenant, body.username);
-    if (!account) return engine.accounts.refuseUnknownLogin(tenant, name, body.password);
-    await engine.accounts.verifyPasswordLogin(tenant, account, body.password);
+    if (!account) return engine.accounts.refuseUnknownLogin(tenant, name, body.password, request.ip);
+    await engine.accounts.verifyPasswordLogin(tenant, account, body.password, request.ip);
     return tokens.issue(tenant, account);
   });
 
@@ -477,6 +477,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
       app: caller.app,
       account: caller.account,
       proof: password !== undefined ? { password } : { token: { token: token as string } },
+      clientIp: request.ip,
     });
     return tokens.issueSudo(caller);
   });

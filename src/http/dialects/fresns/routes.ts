@@ -405,7 +405,12 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         try {
           if (!account) throw new FresnsRefusal(31502);
           if (body.password !== undefined) {
-            await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
+            await engine.accounts.verifyPasswordLogin(
+              app,
+              account,
+              decodePassword(body.password, 34304),
+              clientIpOf(request),
+            );
           } else {
             // A failed login code counts towards the same 5-per-hour lock as a wrong password.
             await engine.accounts.underLoginLockout(app, account, () => engine.checkCode(signInCode));
@@ -553,6 +558,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
               app,
               account,
               decodePassword(body.currentPassword, 34304),
+              clientIpOf(request),
             );
           } else {
             codes.push({
@@ -598,7 +604,12 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const { context, app, account, body } = signedInCall(request, ApplyDeleteBody);
         if (body.password === undefined && body.verifyCode === undefined) throw new FresnsRefusal(34111);
         if (body.password !== undefined) {
-          await engine.accounts.verifyPasswordLogin(app, account, decodePassword(body.password, 34304));
+          await engine.accounts.verifyPasswordLogin(
+            app,
+            account,
+            decodePassword(body.password, 34304),
+            clientIpOf(request),
+          );
         } else {
           context.channel = body.codeType === "sms" ? "sms" : "email";
           // Fresns templateId 8, sent with useType 4 to the account's own contact.

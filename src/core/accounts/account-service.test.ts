@@ -1,0 +1,143 @@
+import { scryptSync } from "node:crypto";
+import { afterEach, describe, expect, it } from "vitest";
+import { otpError } from "../../../test/fakes/otp-error.js";
+import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import type { Account } from "../types.js";
+import { verifyPassword } from "./passwords.js";
+
+let t: TestEngine;
+afterEach(() => t?.close());
+
+const CLIENT = "203.0.113.5";
+const BUDGET_RULE = "password_failures_ip:20/600s";
+
+/**
+ * An account whose password is stored under scrypt's smallest N this build reads, as an import
+ * may store it: compared in a millisecond, where the default takes 50-100 ms, so that a test can
+ * fail a few dozen logins quickly. Names that no account has are compared with the full decoy.
+ */
+async function accountWithCheapPassword(email: string, password: string): Promise<Account> {
+  const app = await t.app();
+  const account = await t.engine.accounts.create({ app, email });
+  const salt = Buffer.from(`salt of ${email}`);
+  const key = scryptSync(password, salt, 32, { N: 1_024, r: 8, p: 1 });
+  return {
+    ...account,
+    passwordHash: `scrypt$1024$8$1$${salt.toString("base64url")}$${key.toString("base64url")}`,
+  };
+}
+
+/** The login lockout stops at 5 failures per account: 20 failures take 4 accounts. */
+async function failTwentyTimes(clientOf: (n: number) => string): Promise<void> {
+  const app = await t.app();
+  for (let each = 0; each < 4; each++) {
+    const account = await accountWithCheapPassword(`user${each}@example.com`, "right");
+    for (let i = 0; i < 5; i++) {
+      const refused = await otpError(
+        t.engine.accounts.verifyPasswordLogin(app, account, "guess", clientOf(each * 5 + i)),
+      );
+      expect(refused.code).toBe("PASSWORD_INVALID");
+    }
+  }
+}
+
+// Regression: the lockout counted per name only, so each made-up name was a fresh budget, and one
+// client's flood of them kept scrypt busy for everyone (a real login took 5-8 s instead of 0.1 s).
+// @see .scratch/rev-crypto/flood3.mjs
+describe("the client's budget of failed passwords", () => {
+  it("refuses one client's 21st failed password in 10 minutes, whatever names it tries, before any hash", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    const ann = await accountWithCheapPassword("ann@example.com", "ann-right");
+    const bob = await accountWithCheapPassword("bob@example.com", "bob-right");
+    const carl = await accountWithCheapPassword("carl@example.com", "carl-right");
+    const dan = await accountWithCheapPassword("dan@example.com", "dan-right");
+
+    // every kind of password comparison counts on one budget: a known account's login, a
+    // re-verification's password, and names no account has
+    for (let i = 0; i < 5; i++) {
+      const proof = { password: "guess" };
+      for (const refused of [
+        await otpError(accounts.verifyPasswordLogin(app, ann, "guess", CLIENT)),
+        await otpError(t.engine.reverify({ app, account: bob, proof, clientIp: CLIENT })),
+        await otpError(accounts.verifyPasswordLogin(app, carl, "guess", CLIENT)),
+      ]) {
+        expect(refused.code).toBe("PASSWORD_INVALID");
+      }
+    }
+    for (let i = 0; i < 5; i++) {
+      const refused = await otpError(accounts.refuseUnknownLogin(app, `username:nobody${i}`, "x", CLIENT));
+      expect(refused.code).toBe("PASSWORD_INVALID");
+    }
+
+    // With the line of hashes full, a comparison would be refused as busy: the client's refusal
+    // comes first, for a made-up name and for a right password alike, so it runs no hash and takes
+    // no place in line (and tells nothing of which names exist). Two slow comparisons (p=4, four
+    // times the default's work: some 0.2-0.5 s) hold both slots while 32 quick ones wait behind.
+    const slow = `scrypt$32768$8$4$${Buffer.alloc(16, 1).toString("base64url")}$${Buffer.alloc(32).toString("base64url")}`;
+    const cheap = dan.passwordHash as string;
+    const lineFull = [slow, slow, ...Array(32).fill(cheap)].map((stored) => verifyPassword("x", stored));
+    const unknown = await otpError(accounts.refuseUnknownLogin(app, "username:nobody-else", "x", CLIENT));
+    const known = await otpError(accounts.verifyPasswordLogin(app, dan, "dan-right", CLIENT));
+    // (the line is still full, so it was when those were refused)
+    expect((await otpError(verifyPassword("x", cheap))).details.rule).toBe("password_hashes_busy");
+    for (const refused of [unknown, known]) {
+      expect(refused.code).toBe("RATE_LIMITED");
+      expect(refused.details).toEqual({ rule: BUDGET_RULE, retryAfterSeconds: 600 });
+    }
+    await Promise.all(lineFull);
+
+    // another client is not held up by this one's failures, nor is an internal call (no client)
+    await accounts.verifyPasswordLogin(app, dan, "dan-right", "203.0.113.6");
+    const elsewhere = await otpError(
+      accounts.refuseUnknownLogin(app, "username:nobody-else", "x", "203.0.113.6"),
+    );
+    expect(elsewhere.code).toBe("PASSWORD_INVALID");
+    await accounts.verifyPasswordLogin(app, dan, "dan-right");
+
+    // the budget ends with its window
+    t.clock.advanceSeconds(600);
+    await accounts.verifyPasswordLogin(app, dan, "dan-right", CLIENT);
+  });
+
+  it("counts an IPv6 client by its /64", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const eve = await accountWithCheapPassword("eve@example.com", "eve-right");
+    await failTwentyTimes((n) => `2001:db8:1:2::${n + 1}`);
+    const sameNetwork = await otpError(
+      t.engine.accounts.verifyPasswordLogin(app, eve, "eve-right", "2001:db8:1:2:ffff::1"),
+    );
+    expect(sameNetwork.details.rule).toBe(BUDGET_RULE);
+    await t.engine.accounts.verifyPasswordLogin(app, eve, "eve-right", "2001:db8:1:3::1");
+  });
+
+  it("counts only failures: a right password and a locked account's refusal give their place back", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    const ann = await accountWithCheapPassword("ann@example.com", "ann-right");
+    const bob = await accountWithCheapPassword("bob@example.com", "bob-right");
+    for (let i = 0; i < 5; i++) await otpError(accounts.verifyPasswordLogin(app, bob, "guess", CLIENT));
+    for (let i = 0; i < 3; i++) {
+      expect((await otpError(accounts.verifyPasswordLogin(app, bob, "bob-right", CLIENT))).code).toBe(
+        "ACCOUNT_LOCKED",
+      );
+    }
+    for (let i = 0; i < 6; i++) await accounts.verifyPasswordLogin(app, ann, "ann-right", CLIENT);
+    await t.engine.reverify({ app, account: ann, proof: { password: "ann-right" }, clientIp: CLIENT });
+    for (let round = 0; round < 3; round++) {
+      for (let i = 0; i < 4; i++) await otpError(accounts.verifyPasswordLogin(app, ann, "guess", CLIENT));
+      // (a right password also ends the account's lockout count)
+      await accounts.verifyPasswordLogin(app, ann, "ann-right", CLIENT);
+    }
+    // 17 failures so far: 3 more are still compared, the 21st is not
+    for (let i = 0; i < 3; i++) {
+      const refused = await otpError(accounts.verifyPasswordLogin(app, ann, "guess", CLIENT));
+      expect(refused.code).toBe("PASSWORD_INVALID");
+    }
+    const past = await otpError(accounts.verifyPasswordLogin(app, ann, "ann-right", CLIENT));
+    expect(past).toMatchObject({ code: "RATE_LIMITED", details: { rule: BUDGET_RULE } });
+  });
+});
