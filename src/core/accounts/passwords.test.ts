@@ -10,6 +10,19 @@ describe("verifyPassword", () => {
     expect(await verifyPassword("wrong horse", stored)).toBe(false);
   });
 
+  // Regression: the first bound took half the memory scrypt may use here, so imported hashes
+  // such as N=2^15 with r=12 (48 MiB) stopped matching their passwords.
+  it.each([
+    [32_768, 12],
+    [65_536, 6],
+  ])("reads a hash of N=%i, r=%i, within the memory scrypt may use", async (N, r) => {
+    const { scryptSync, randomBytes } = await import("node:crypto");
+    const salt = randomBytes(16);
+    const key = scryptSync("pw", salt, 32, { N, r, p: 1, maxmem: 64 * 1024 * 1024 });
+    const stored = `scrypt$${N}$${r}$1$${salt.toString("base64url")}$${key.toString("base64url")}`;
+    expect(await verifyPassword("pw", stored)).toBe(true);
+  });
+
   it("reads a hash made with other parameters it can run (raised or imported later)", async () => {
     // scrypt N=2^14, r=8, p=1 of "pw" with this salt, as another build or an import stores it
     const stored = await hashPassword("pw");

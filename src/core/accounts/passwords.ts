@@ -68,7 +68,6 @@ export async function verifyPassword(password: string, stored: string): Promise<
 // What a stored hash may hold: this build's parameters, or others within what scrypt can run here
 // (a hash imported, or written by a build with other settings). Below 2^10 it would be no hash.
 const MIN_N = 1_024;
-const MAX_BLOCK_BYTES = SCRYPT_PARAMS.maxmem / 2;
 const MIN_SALT_BYTES = 8;
 const MIN_KEY_BYTES = 16;
 const MAX_KEY_BYTES = 64;
@@ -79,9 +78,10 @@ function parseStoredHash(stored: string) {
   if (scheme !== "scrypt" || rest.length > 0) return null;
   if (![n, r, p].every((value) => value !== undefined && WHOLE_NUMBER.test(value))) return null;
   const [N, blockSize, parallel] = [Number(n), Number(r), Number(p)];
-  // scrypt needs a power of two, and about 128 * N * r bytes
+  // scrypt needs a power of two, and 128 * r * (N + 2 + p) bytes, the bound OpenSSL checks
+  // against maxmem (a tighter bound refused imported hashes scrypt runs, N=2^15 with r=12)
   if (N < MIN_N || (N & (N - 1)) !== 0 || blockSize > 32 || parallel > 16) return null;
-  if (128 * N * blockSize > MAX_BLOCK_BYTES) return null;
+  if (128 * blockSize * (N + 2 + parallel) > SCRYPT_PARAMS.maxmem) return null;
   const saltBytes = Buffer.from(salt ?? "", "base64url");
   const expected = Buffer.from(hash ?? "", "base64url");
   if (saltBytes.length < MIN_SALT_BYTES || expected.length < MIN_KEY_BYTES || expected.length > MAX_KEY_BYTES)
