@@ -10,10 +10,14 @@ import type { PurgePass } from "./backend.js";
 // the write lock: flat out, it cut the sends beside it by a fifth to a third
 // (bench/steady-state.mjs), and a third of it still removes rows faster than sends write them.
 // The pass's work, not its wall time: a pass waiting on sends' commits for the lock would
-// otherwise pause longer, and fall behind exactly when sends are busiest.
+// otherwise pause longer, and fall behind exactly when sends are busiest. Work is a transaction's
+// whole time, its commit included. A pass of several transactions may pause as long after each
+// itself (SQLite's does: see createSqlitePurger); it then reports only the work since its last
+// pause.
 const REST_MS = 1_000;
 const CATCH_UP_PAUSE_MS = 5;
-const PAUSE_PER_WORK_MS = 2;
+/** ms of pause per ms of purge work */
+export const PAUSE_PER_WORK_MS = 2;
 
 export interface PurgeLoopOptions {
   /** one pass: deletes a batch of expired rows per table */

@@ -49,6 +49,8 @@ export function createGroupCommit(
   let scheduled = false;
   const busyTimeoutMs = db.pragma("busy_timeout", { simple: true }) as number;
   let lockWaitStartedAt: number | null = null;
+  /** How long the last batch that ran held the write lock, BEGIN to COMMIT, tries rolled back included. */
+  let lastTransactionMs = 0;
   let answered: (() => void) | undefined;
 
   /**
@@ -135,20 +137,22 @@ export function createGroupCommit(
     const batch = queue;
     queue = [];
     let values: unknown[] | "busy";
+    const startedAt = performance.now();
     try {
       values = withoutWaiting(() => runTogether.immediate(batch));
     } catch {
-      flushIsolated(batch);
+      flushIsolated(batch, startedAt);
       return;
     }
     if (!ran(batch, values)) return;
+    lastTransactionMs = performance.now() - startedAt;
     values.forEach((value, index) => {
       (batch[index] as Pending).resolve(value);
     });
     announceAnswers();
   };
 
-  const flushIsolated = (batch: Pending[]) => {
+  const flushIsolated = (batch: Pending[], startedAt: number) => {
     let results: ReturnType<typeof runIsolated> | "busy";
     try {
       results = withoutWaiting(() => runIsolated.immediate(batch));
@@ -161,6 +165,7 @@ export function createGroupCommit(
       return;
     }
     if (!ran(batch, results)) return;
+    lastTransactionMs = performance.now() - startedAt;
     results.forEach((result, index) => {
       const item = batch[index] as Pending;
       if (result.ok) item.resolve(result.value);
@@ -177,6 +182,20 @@ export function createGroupCommit(
     run<T>(work: () => T): Promise<T> {
       return new Promise<T>((resolve, reject) => {
         queue.push({ work, resolve: resolve as (value: unknown) => void, reject });
+        schedule(0);
+      });
+    },
+    /**
+     * `run`, also telling how long the transaction the work ran in held the write lock, BEGIN to
+     * COMMIT: the commit writes the pages the works dirtied, often most of a transaction's time.
+     */
+    runTimed<T>(work: () => T): Promise<{ value: T; transactionMs: number }> {
+      return new Promise((resolve, reject) => {
+        queue.push({
+          work,
+          resolve: (value) => resolve({ value: value as T, transactionMs: lastTransactionMs }),
+          reject,
+        });
         schedule(0);
       });
     },

@@ -1,5 +1,6 @@
 import { timeOrderedKeyBound } from "../../core/ids.js";
 import type { PurgePass } from "../backend.js";
+import { PAUSE_PER_WORK_MS } from "../purge-loop.js";
 import {
   BEFORE_FIRST_COUNTER,
   type CounterKey,
@@ -14,8 +15,22 @@ type Statement = ReturnType<SqliteDatabase["prepare"]>;
 
 // Rows outlive their expiry by a day so `GET /v1/verifications/{id}` still explains what happened.
 const KEEP_AFTER_EXPIRY_MS = 24 * 3600 * 1000;
-// Small batches keep each purge transaction short, so requests never wait long behind it: 500
-// expired codes take ~8 ms to delete (each leaves a page of the slot index at a random place).
+// A purge transaction holds SQLite's one write lock, and every request's commit waits for it: each
+// table's batch is sized so its transaction, commit included, takes about this long. A row's cost
+// differs tenfold between tables (an index in random order dirties a page per row, which the
+// commit then writes) and with the disk, and past some size a batch costs far more per row (on one
+// machine 250 deliveries took 5 ms, 500 took 27), so the size follows the time measured. A table's
+// first batch is small and a batch grows by half at most, so none overshoots by much (first
+// batches of 500 took up to 110 ms catching up).
+const TARGET_TRANSACTION_MS = 10;
+const FIRST_BATCH_ROWS = 100;
+const MAX_BATCH_GROWTH = 1.5;
+const MIN_BATCH_ROWS = 20;
+// Tables without an index in random order (the outbox, the send log) delete thousands of rows in
+// that time; the cap keeps their batches' lists of keys modest.
+const MAX_BATCH_ROWS = 2_000;
+// The counters' sweep deletes about this many at a time (they are found in key order, a few pages
+// at a time), and the send log's probe looks this far.
 const PURGE_BATCH_ROWS = 500;
 // Counters are swept in key order, live ones too (see below), in slices of this many keys; a
 // stretch of the sweep reads on until it has found a batch of expired ones or walked its most,
@@ -30,12 +45,31 @@ const SWEEP_CYCLE_MS = 5 * 60_000;
 // Stretches of the sweep in one pass at most; a pass that stops here says there is more.
 const COUNTER_TRANSACTIONS_PER_PASS = 10;
 
+/** A table's batch size: the next batch's rows, adjusted to the time the last one took. */
+class BatchSize {
+  rows = FIRST_BATCH_ROWS;
+  /** Notes that a batch of `rows` that removed `removed` held the write lock `transactionMs`. */
+  observe(removed: number, transactionMs: number): void {
+    const scale = TARGET_TRANSACTION_MS / Math.max(transactionMs, 0.001);
+    // A short batch says nothing of how long a full one would take, unless it took too long.
+    if (scale >= 1 && removed < this.rows) return;
+    const rows = Math.round(this.rows * Math.min(scale, MAX_BATCH_GROWTH));
+    this.rows = Math.min(MAX_BATCH_ROWS, Math.max(MIN_BATCH_ROWS, rows));
+  }
+}
+
 /**
  * Deletes expired rows in small batches so the file stays bounded under sustained load. One call
  * is one pass: a batch per table, and a stretch of the counters' sweep; call again while it says
  * there is more (`startPurgeLoop` does). Each batch is one work of the group commit, so no
  * transaction holds the write lock for more than one batch, and like every work it never sleeps
  * on the event loop waiting for the lock.
+ *
+ * A pass paces itself: after each transaction it leaves the lock (and its thread) free for twice
+ * as long as it worked since its last pause, the transaction's whole time included. Its
+ * transactions back to back would hold the lock as one long one for a writer that tries it every
+ * millisecond, as the requests' group commit does. The `workMs` it reports is the work after its
+ * last pause, for the loop to pace.
  */
 export function createSqlitePurger(
   db: SqliteDatabase,
@@ -46,7 +80,9 @@ export function createSqlitePurger(
   // nothing still takes SQLite's one write lock, which the requests' commits then find taken.
   type Step = {
     probe: Statement;
-    statement: Statement;
+    /** deletes up to `rows` rows past `cutoffMs`; how many it deleted */
+    remove: (cutoffMs: number, rows: number) => number;
+    size: BatchSize;
     graceMs: number;
     /** whether a batch that removed this many rows past `cutoffMs` may have left more (default: a full batch) */
     leftMore?: (removed: number, cutoffMs: number) => boolean;
@@ -57,13 +93,17 @@ export function createSqlitePurger(
     column: string,
     graceMs: number,
     { keys = "rowid", where = "" }: { keys?: string; where?: string } = {},
-  ): Step => ({
-    probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? ${where} LIMIT 1`),
-    statement: db.prepare(
-      `DELETE FROM ${table} WHERE (${keys}) IN (SELECT ${keys} FROM ${table} WHERE ${column} < ? ${where} LIMIT ${PURGE_BATCH_ROWS})`,
-    ),
-    graceMs,
-  });
+  ): Step => {
+    const statement = db.prepare(
+      `DELETE FROM ${table} WHERE (${keys}) IN (SELECT ${keys} FROM ${table} WHERE ${column} < ? ${where} LIMIT ?)`,
+    );
+    return {
+      probe: db.prepare(`SELECT 1 FROM ${table} WHERE ${column} < ? ${where} LIMIT 1`),
+      remove: (cutoffMs, rows) => statement.run(cutoffMs, rows).changes,
+      size: new BatchSize(),
+      graceMs,
+    };
+  };
   const steps: Step[] = [
     step("codes", "expires_at", KEEP_AFTER_EXPIRY_MS),
     step("outbox", "created_at", KEEP_AFTER_EXPIRY_MS, { where: "AND status <> 'queued'" }),
@@ -76,9 +116,9 @@ export function createSqlitePurger(
     // The send log is written in time order, so its oldest rows are its first by rowid: found that
     // way they need no index of time, which every decision logged would write (~0.8 µs a row). A
     // row a clock step put ahead stays until its own time has passed, and the rows behind it go:
-    // the probe looks at a batch's worth, not at the first row alone, which such a row would
-    // have held in place for as long as the clock had been ahead. (A batch's worth of such rows
-    // still holds it: a clock ahead for that many decisions is a clock to fix.)
+    // the probe and the batch look at the first 500 rows (or the batch's), not at the first row
+    // alone, which such a row would have held in place for as long as the clock had been ahead.
+    // (500 such rows still hold it: a clock ahead for that many decisions is a clock to fix.)
     sendLogStep(),
   ];
   function sendLogStep(): Step {
@@ -86,11 +126,14 @@ export function createSqlitePurger(
     const probe = db.prepare(
       `SELECT 1 FROM (SELECT at FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) WHERE at < ? LIMIT 1`,
     );
+    const statement = db.prepare(
+      `DELETE FROM send_log WHERE rowid IN (
+         SELECT rowid FROM (SELECT rowid, at FROM send_log ORDER BY rowid LIMIT ?) WHERE at < ? LIMIT ?)`,
+    );
     return {
       probe,
-      statement: db.prepare(
-        `DELETE FROM send_log WHERE rowid IN (SELECT rowid FROM send_log ORDER BY rowid LIMIT ${PURGE_BATCH_ROWS}) AND at < ?`,
-      ),
+      remove: (cutoffMs, rows) => statement.run(Math.max(rows, PURGE_BATCH_ROWS), cutoffMs, rows).changes,
+      size: new BatchSize(),
       graceMs,
       // A batch beside rows a clock step put ahead removes fewer than it could, and more may be due
       // behind them: the probe, asked again, tells (a batch that emptied the due rows under steady
@@ -191,10 +234,13 @@ export function createSqlitePurger(
   const anyExpiredToken = db.prepare("SELECT 1 FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT 1");
   const deleteExpiredTokens = db.prepare(
     `DELETE FROM tokens WHERE token_hash IN (
-       SELECT token_hash FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT ${PURGE_BATCH_ROWS})`,
+       SELECT token_hash FROM tokens WHERE token_hash < ? AND expires_at < ? LIMIT ?)`,
   );
+  const tokenBatch = new BatchSize();
   return async (nowMs) => {
     const pass = { removed: 0, more: false, workMs: 0 };
+    // Work since the pass last paused: reads, and transactions BEGIN to COMMIT.
+    let unpacedMs = 0;
     const timed =
       <T>(work: () => T) =>
       (): T => {
@@ -202,32 +248,49 @@ export function createSqlitePurger(
         try {
           return work();
         } finally {
-          pass.workMs += performance.now() - startedAt;
+          unpacedMs += performance.now() - startedAt;
         }
       };
-    const fullBatch = (removed: number): boolean => removed === PURGE_BATCH_ROWS;
-    const batch = async (due: () => unknown, work: () => number, leftMore = fullBatch) => {
-      if (!timed(due)()) return;
-      const removed = await group.run(timed(work));
+    /** Runs `work` in a transaction of the group commit, then leaves the lock free for a while. */
+    const transact = async (work: () => number): Promise<{ removed: number; transactionMs: number }> => {
+      const { value: removed, transactionMs } = await group.runTimed(work);
+      unpacedMs += transactionMs;
+      await new Promise((resolve) => setTimeout(resolve, PAUSE_PER_WORK_MS * unpacedMs));
+      unpacedMs = 0;
       pass.removed += removed;
-      if (leftMore(removed)) pass.more = true;
+      return { removed, transactionMs };
+    };
+    const batch = async (
+      size: BatchSize,
+      due: () => unknown,
+      remove: (rows: number) => number,
+      leftMore = (removed: number, rows: number) => removed === rows,
+    ) => {
+      if (!timed(due)()) return;
+      const rows = size.rows;
+      const { removed, transactionMs } = await transact(() => remove(rows));
+      size.observe(removed, transactionMs);
+      if (leftMore(removed, rows)) pass.more = true;
     };
     pass.more = await sweepCounters(nowMs, timed, async (slices) => {
-      pass.removed += await group.run(timed(() => deleteExpiredCounters(slices, nowMs)));
+      await transact(() => deleteExpiredCounters(slices, nowMs));
     });
     const tokenBound = timeOrderedKeyBound(nowMs);
     await batch(
+      tokenBatch,
       () => anyExpiredToken.get(tokenBound, nowMs),
-      () => deleteExpiredTokens.run(tokenBound, nowMs).changes,
+      (rows) => deleteExpiredTokens.run(tokenBound, nowMs, rows).changes,
     );
-    for (const { probe, statement, graceMs, leftMore } of steps) {
+    for (const { probe, remove, size, graceMs, leftMore } of steps) {
       const cutoffMs = nowMs - graceMs;
       await batch(
+        size,
         () => probe.get(cutoffMs),
-        () => statement.run(cutoffMs).changes,
+        (rows) => remove(cutoffMs, rows),
         leftMore && ((removed) => leftMore(removed, cutoffMs)),
       );
     }
+    pass.workMs = unpacedMs;
     return pass;
   };
 }
