@@ -96,6 +96,39 @@ describe.concurrent("verifyd migrate", () => {
     expect(second.code).toBe(0);
     expect(JSON.parse(second.stdout)).toEqual({ applied: [] });
   });
+
+  // Regression: beside a server migrating at its start, `migrate` printed only "database is
+  // locked", and for a data dir holding some other file only "file is not a database", neither
+  // naming the file. @see .scratch/rev-storage NOTES.md
+  it("names the file another process holds, and says who may", async ({ expect }) => {
+    const dir = tempDir();
+    const env = { VERIFYD_DATA_DIR: dir };
+    expect((await run(BIN, ["migrate"], env)).code).toBe(0);
+    const path = join(dir, "verifyd.db");
+    const holder = new Database(path);
+    try {
+      holder.exec("BEGIN IMMEDIATE");
+      const exit = await run(BIN, ["migrate"], env);
+      expect(exit.code).toBe(1);
+      expect(exit.stderr).toContain(
+        `verifyd migrate: ${path}: database is locked: another process holds its write lock`,
+      );
+      expect(exit.stderr).toMatch(/a running verifyd migrates it at its own start/);
+    } finally {
+      holder.close();
+    }
+  });
+
+  it("names a file in the data dir that is not a database", async ({ expect }) => {
+    const dir = tempDir();
+    const path = join(dir, "verifyd.db");
+    writeFileSync(path, "not a database, but long enough to be read as one's header....................\n", {
+      mode: 0o600,
+    });
+    const exit = await run(BIN, ["migrate"], { VERIFYD_DATA_DIR: dir });
+    expect(exit.code).toBe(1);
+    expect(exit.stderr.trim()).toBe(`verifyd migrate: ${path}: file is not a database`);
+  });
 });
 
 describe.concurrent("verifyd apps", () => {

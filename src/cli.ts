@@ -206,16 +206,33 @@ async function serve(config: Config): Promise<undefined> {
 async function migrate(config: Config): Promise<number> {
   if (isClusterMode(config)) {
     // Cluster mode: the durable schema is PostgreSQL's; Redis keys need no migration (they expire).
-    const applied = await migratePostgresDatabase(config.databaseUrl, config.databaseSchema);
+    const applied = await migratePostgresDatabase(config.databaseUrl, config.databaseSchema, {
+      // What a migration that found a table locked waits for, while it tries again.
+      logger: {
+        warn: (detail, message) => console.error(`verifyd migrate: ${message} ${JSON.stringify(detail)}`),
+      },
+    });
     console.log(JSON.stringify({ applied }));
     return 0;
   }
-  // The database alone, not the stores: they prepare statements on tables this command creates.
-  const db = openSqliteDatabase({ path: sqlitePath(config.dataDir), migrate: false });
+  const path = sqlitePath(config.dataDir);
   try {
-    console.log(JSON.stringify({ applied: migrateSqlite(db) }));
-  } finally {
-    db.close();
+    // The database alone, not the stores: they prepare statements on tables this command creates.
+    const db = openSqliteDatabase({ path, migrate: false });
+    try {
+      console.log(JSON.stringify({ applied: migrateSqlite(db) }));
+    } finally {
+      db.close();
+    }
+  } catch (error) {
+    const code = (error as { code?: unknown }).code;
+    if (typeof code !== "string" || !code.startsWith("SQLITE_")) throw error;
+    // SQLite's message names neither the file nor, for a lock, who holds it.
+    const busy = code.startsWith("SQLITE_BUSY")
+      ? ": another process holds its write lock (a running verifyd migrates it at its own start: stop it, or let it migrate)"
+      : "";
+    console.error(`verifyd migrate: ${path}: ${(error as Error).message}${busy}`);
+    return 1;
   }
   return 0;
 }
