@@ -121,7 +121,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     // variable's text, which was read as a number where it was one.
     const given = input[error.instancePath.replace(/^\//, "")];
     const quotedNumber = typeof given === "string" && !givenByEnvironment.has(error.instancePath.slice(1));
-    issues.push(describe(nameOf, error.instancePath, error.keyword, error.message, error.params, quotedNumber));
+    issues.push(
+      describe(nameOf, error.instancePath, error.keyword, error.message, error.params, quotedNumber),
+    );
   }
   if (issues.length > 0) throw new ConfigError(dedupe(issues));
 

@@ -143,7 +143,7 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
   try {
     try {
       if (options.migrate ?? true) {
-        const applied = await migratePostgres(pool, options.databaseSchema);
+        const applied = await migratePostgres(pool, options.databaseSchema, { logger });
         if (applied.length > 0) logger.info({ applied }, "postgres migrated");
       } else {
         await requireMigratedPostgres(pool);
