@@ -1,8 +1,9 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { BlockList, isIP } from "node:net";
+import { isIP } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
+import ipaddr from "ipaddr.js";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { settleAppSecrets } from "./config/app-secrets.js";
@@ -346,17 +347,10 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
   return server;
 }
 
-/** 127.0.0.0/8, ::1 (in any spelling) and localhost: no other machine reaches them. */
+/** 127.0.0.0/8, ::1 (in any spelling, IPv4-mapped too) and localhost: no other machine reaches them. */
 export function isLoopback(host: string): boolean {
   if (host === "localhost") return true;
-  if (isIP(host) === 4) return host.startsWith("127.");
-  if (isIP(host) === 6) {
-    const list = new BlockList();
-    list.addAddress("::1", "ipv6");
-    list.addSubnet("::ffff:127.0.0.0", 104, "ipv6");
-    return list.check(host, "ipv6");
-  }
-  return false;
+  return isIP(host) !== 0 && ipaddr.process(host).range() === "loopback";
 }
 
 /**

@@ -9,6 +9,16 @@ import {
 import { randomBytesFromPool, SLOT_TAG_CHARS } from "./ids.js";
 
 /**
+ * Whether two strings are equal, in a time that tells nothing of where they differ (only whether
+ * their byte lengths do): for signatures, tags and keyed hashes a caller presents.
+ */
+export function equalInConstantTime(a: string, b: string): boolean {
+  const left = Buffer.from(a);
+  const right = Buffer.from(b);
+  return left.length === right.length && timingSafeEqual(left, right);
+}
+
+/**
  * Server secrets, newest first. Codes are hashed under the newest; checks compare against every
  * secret so a rotation does not kill the codes already issued (kratos `hmacValueWithSecret` loop).
  */

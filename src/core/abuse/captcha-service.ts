@@ -1,4 +1,4 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import { OtpError } from "../errors.js";
 import { newSecretToken, sha256Hex } from "../ids.js";
 import type {
@@ -9,7 +9,7 @@ import type {
   CounterStore,
   ExternalCaptchaVerifier,
 } from "../ports.js";
-import type { CodeSecrets } from "../secrets.js";
+import { type CodeSecrets, equalInConstantTime } from "../secrets.js";
 import type { App } from "../types.js";
 import { clientAddressOf } from "./abuse-rules.js";
 
@@ -104,7 +104,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     createHmac("sha256", key).update(token).update("\0").update(answer).digest("hex");
   const answerHash = (token: string, answer: string) => hashUnder(newestKey, token, answer);
   const answerMatches = (token: string, answer: string, stored: string) =>
-    keys.some((key) => hashEquals(hashUnder(key, token, answer), stored));
+    keys.some((key) => equalInConstantTime(hashUnder(key, token, answer), stored));
   const failed = (message?: string, rule?: string) =>
     new OtpError("CAPTCHA_FAILED", {
       ...(message ? { message } : {}),
@@ -337,7 +337,3 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 }
 
 export type CaptchaService = ReturnType<typeof createCaptchaService>;
-
-function hashEquals(a: string, b: string): boolean {
-  return a.length === b.length && timingSafeEqual(Buffer.from(a), Buffer.from(b));
-}

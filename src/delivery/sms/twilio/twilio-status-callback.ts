@@ -1,10 +1,11 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type {
   CallbackOutcome,
   CallbackRequest,
   DeliveryReceipt,
   StatusCallbackHandler,
 } from "../../../core/delivery/delivery-receipts.js";
+import { equalInConstantTime } from "../../../core/secrets.js";
 
 export const TWILIO_SIGNATURE_HEADER = "x-twilio-signature";
 
@@ -31,12 +32,10 @@ export function verifyTwilioSignature(
   url: string,
   params: URLSearchParams,
 ): boolean {
-  const given = Buffer.from(signature);
-  return urlVariants(url).some((candidate) => {
-    const expected = Buffer.from(twilioSignature(authToken, candidate, params));
-    // Constant time, so the answer's timing reveals nothing about the expected signature.
-    return expected.length === given.length && timingSafeEqual(expected, given);
-  });
+  // Constant time, so the answer's timing reveals nothing about the expected signature.
+  return urlVariants(url).some((candidate) =>
+    equalInConstantTime(twilioSignature(authToken, candidate, params), signature),
+  );
 }
 
 function urlVariants(url: string): string[] {

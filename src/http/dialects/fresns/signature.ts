@@ -1,4 +1,5 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { createHash } from "node:crypto";
+import { equalInConstantTime } from "../../../core/secrets.js";
 
 /** The headers that take part in a Fresns signature (Fresns `SignHelper`, docs `api/headers.md`). */
 export const SIGNED_HEADERS = [
@@ -45,9 +46,7 @@ export function fresnsSignature(
 
 /** Constant-time comparison of a presented signature with the expected one. */
 export function signatureMatches(presented: string, expected: string): boolean {
-  const a = Buffer.from(presented.toLowerCase(), "utf8");
-  const b = Buffer.from(expected, "utf8");
-  return a.length === b.length && timingSafeEqual(a, b);
+  return equalInConstantTime(presented.toLowerCase(), expected);
 }
 
 /**

@@ -1,10 +1,11 @@
-import { createHmac, timingSafeEqual } from "node:crypto";
+import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { accountOfSession, sessionIdOf } from "../../../core/accounts/session-id.js";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
+import { equalInConstantTime } from "../../../core/secrets.js";
 import type { Account, App, Channel } from "../../../core/types.js";
 import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
 import { createJwtKeys } from "../../shared/jwt.js";
@@ -509,12 +510,8 @@ function createPointTags(keys: readonly Buffer[]) {
       const pass = head.slice(0, dot);
       const given = head.slice(dot + 1);
       // Compared in constant time, as every other keyed hash is: the tag is what binds the point.
-      const givenBytes = Buffer.from(given);
-      const matches = (key: Buffer) => {
-        const expected = Buffer.from(tag(key, pass, point));
-        return expected.length === givenBytes.length && timingSafeEqual(expected, givenBytes);
-      };
-      if (!keys.some(matches)) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      if (!keys.some((key) => equalInConstantTime(tag(key, pass, point), given)))
+        throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
       return pass;
     },
   };
