@@ -2,11 +2,7 @@ import Type, { type Static } from "typebox";
 import { CODE_LENGTH_MAX, CODE_LENGTH_MIN } from "../core/policy.js";
 import { FACES, PHONE_NUMBER_TYPES, PURPOSES } from "../core/types.js";
 import { DeliverySchema, ProviderEntrySchema, RoutingSchema } from "./provider-schema.js";
-import { SINGLE_LINE } from "./text-rules.js";
-
-// A message body may run over lines (SMS adds its own with the warning and WebOTP lines), in a
-// file written on any system (CR LF), and hold tabs; no other control character.
-const MULTI_LINE = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+import { MULTI_LINE, SINGLE_LINE } from "./text-rules.js";
 
 /** What a pattern of this schema means, for a refusal a person reads instead of the regex. */
 export const PATTERN_MEANINGS: Readonly<Record<string, string>> = {

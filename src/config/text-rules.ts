@@ -2,6 +2,10 @@
 // in a mail header, ESC on a terminal, NUL in PostgreSQL (which refuses to store it).
 export const SINGLE_LINE = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
 
+// A message body may run over lines (SMS adds its own with the warning and WebOTP lines), in a
+// file written on any system (CR LF), and hold tabs; no other control character.
+export const MULTI_LINE = "^[^\\u0000-\\u0008\\u000B\\u000C\\u000E-\\u001F\\u007F-\\u009F]*$";
+
 const SINGLE_LINE_TEXT = new RegExp(SINGLE_LINE);
 
 /** What a refused From (or Reply-To) is told, after the value. */
