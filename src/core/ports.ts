@@ -282,6 +282,13 @@ export interface AccountDirectory {
     changes: AccountChanges,
     options?: { ifCredentialVersion?: number; keepSessions?: string[] },
   ): Promise<Account | null>;
+  /**
+   * Stores `toHash`, a new hash of the same password, in place of `fromHash`, only while the
+   * account's hash is still `fromHash` (a new password set meanwhile wins), and changes nothing
+   * else: not the credential version, not the sessions, which the same password leaves standing
+   * (`update` with a password hash would end them). True when it wrote.
+   */
+  replacePasswordHash(appId: string, accountId: string, fromHash: string, toHash: string): Promise<boolean>;
   createSession(session: Session): Promise<void>;
   findSession(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
   /**

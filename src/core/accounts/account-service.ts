@@ -4,7 +4,7 @@ import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
-import { decoyCompare, hashPassword, verifyPassword } from "./passwords.js";
+import { decoyCompare, hashPassword, needsRehash, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy, revokeSessionById } from "./session-id.js";
 
 /**
@@ -123,6 +123,30 @@ export function createAccountService(deps: AccountServiceDeps) {
       });
     }
     throw new OtpError("ACCOUNT_NOT_FOUND");
+  };
+
+  /**
+   * Stores a password that just matched a hash made under other scrypt parameters (an import's,
+   * or an older build's weaker ones) under this build's, once: only while the account's hash is
+   * still the one it matched, so a new password set meanwhile wins, and without `update`, which
+   * would end the account's sessions for what is the same password. The login already stands,
+   * so a failure here is logged, not thrown: the old hash stays, and the next login tries again.
+   */
+  const rehashPassword = async (account: Account, password: string, matched: string): Promise<void> => {
+    try {
+      const rehashed = await hashPassword(password);
+      if (await accounts.replacePasswordHash(account.appId, account.id, matched, rehashed)) {
+        logger.info(
+          { appId: account.appId, accountId: account.id },
+          "stored the account's password under this build's scrypt parameters",
+        );
+      }
+    } catch (error) {
+      logger.warn(
+        { err: error, appId: account.appId, accountId: account.id },
+        "could not store the account's password under this build's scrypt parameters",
+      );
+    }
   };
 
   /**
@@ -313,10 +337,16 @@ export function createAccountService(deps: AccountServiceDeps) {
     /**
      * Checks a password under the client's budget of failed ones (`clientIp`: the request's, where
      * a client asked) and the account's login lockout. An account without one (made by a code) is
-     * compared with a decoy, so that its answer takes the time a wrong password's does.
+     * compared with a decoy, so that its answer takes the time a wrong password's does. A right
+     * password stored under other scrypt parameters than this build's is stored again under them.
      */
-    verifyPasswordLogin(app: App, account: Account, password: string, clientIp?: string): Promise<void> {
-      return underClientPasswordBudget(app, clientIp, () =>
+    async verifyPasswordLogin(
+      app: App,
+      account: Account,
+      password: string,
+      clientIp?: string,
+    ): Promise<void> {
+      await underClientPasswordBudget(app, clientIp, () =>
         underLoginLockout(app, account, async () => {
           const { passwordHash } = account;
           if (passwordHash === undefined) await decoyCompare(password);
@@ -324,6 +354,11 @@ export function createAccountService(deps: AccountServiceDeps) {
           if (!ok) throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });
         }),
       );
+      // Only here, after the counters are settled: the rehash is no part of the attempt.
+      const { passwordHash } = account;
+      if (passwordHash !== undefined && needsRehash(passwordHash)) {
+        await rehashPassword(account, password, passwordHash);
+      }
     },
 
     /**

@@ -1,7 +1,7 @@
 import { scryptSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { OtpError } from "../errors.js";
-import { hashPassword, verifyPassword } from "./passwords.js";
+import { hashPassword, needsRehash, verifyPassword } from "./passwords.js";
 
 describe("verifyPassword", () => {
   it("matches the password a hash was made of, and no other", async () => {
@@ -62,6 +62,32 @@ describe("verifyPassword", () => {
   ])("matches no password with %s, and never throws", async (_, stored) => {
     await expect(verifyPassword("totally-wrong", stored)).resolves.toBe(false);
     await expect(verifyPassword("", stored)).resolves.toBe(false);
+  });
+});
+
+describe("needsRehash", () => {
+  const salt = Buffer.alloc(16, 7).toString("base64url");
+  const key = (bytes: number) => Buffer.alloc(bytes, 9).toString("base64url");
+
+  it("asks for none of a hash made by this build", async () => {
+    expect(needsRehash(await hashPassword("pw"))).toBe(false);
+    expect(needsRehash(`scrypt$32768$8$1$${salt}$${key(32)}`)).toBe(false);
+  });
+
+  it.each([
+    ["a weaker N", `scrypt$1024$8$1$${salt}$${key(32)}`],
+    ["a larger N (at a smaller r)", `scrypt$65536$4$1$${salt}$${key(32)}`],
+    ["another r", `scrypt$32768$12$1$${salt}$${key(32)}`],
+    ["another p", `scrypt$32768$8$3$${salt}$${key(32)}`],
+    ["a shorter key", `scrypt$32768$8$1$${salt}$${key(16)}`],
+    ["a longer key", `scrypt$32768$8$1$${salt}$${key(64)}`],
+  ])("asks for one of a hash with %s", (_, stored) => {
+    expect(needsRehash(stored)).toBe(true);
+  });
+
+  it("asks for none of a hash it cannot read, which matches no password", () => {
+    expect(needsRehash(`scrypt$30000$8$1$${salt}$${key(32)}`)).toBe(false);
+    expect(needsRehash("")).toBe(false);
   });
 });
 

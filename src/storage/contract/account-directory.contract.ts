@@ -350,6 +350,55 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSession(appId, kept.tokenHash, now)).toBeNull();
     });
 
+    it("replaces a password hash while it is the one given, and nothing else", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const ann = await accounts.create(
+        account(appId, { email: "ann@example.com", passwordHash: "weak", credentialVersion: 2 }),
+      );
+      const annSession = session(appId, ann.id, now + 60_000, 2);
+      await accounts.createSession(annSession);
+      // Another app's account with the same hash, named under the wrong app or named alone.
+      const elsewhere = await accounts.create(account(uniqueId("app"), { passwordHash: "weak" }));
+      expect(await accounts.replacePasswordHash(appId, elsewhere.id, "weak", "strong")).toBe(false);
+      expect(await accounts.replacePasswordHash(elsewhere.appId, ann.id, "weak", "strong")).toBe(false);
+      expect(await accounts.findById(appId, ann.id)).toEqual(ann);
+      expect(await accounts.replacePasswordHash(appId, ann.id, "weak", "strong")).toBe(true);
+      // the hash only: the version and the session stay
+      expect(await accounts.findById(appId, ann.id)).toEqual({ ...ann, passwordHash: "strong" });
+      expect(await accounts.findSession(appId, annSession.tokenHash, now)).toEqual(annSession);
+      expect(await accounts.findById(elsewhere.appId, elsewhere.id)).toEqual(elsewhere);
+      // A second replacement from the old hash, or of an unknown account: refused, nothing written.
+      expect(await accounts.replacePasswordHash(appId, ann.id, "weak", "other")).toBe(false);
+      expect(await accounts.replacePasswordHash(appId, uniqueId("acct"), "strong", "other")).toBe(false);
+      expect(await accounts.findById(appId, ann.id)).toEqual({ ...ann, passwordHash: "strong" });
+    });
+
+    it("refuses to replace a password hash a new password replaced first, and leaves the row", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "weak" }));
+      const kept = session(appId, ann.id, now + 60_000);
+      await accounts.createSession(kept);
+      // The owner's new password lands between a login's comparison and its rehash.
+      const changed = await accounts.update(
+        appId,
+        ann.id,
+        { passwordHash: "new" },
+        { keepSessions: [kept.tokenHash] },
+      );
+      expect(await accounts.replacePasswordHash(appId, ann.id, "weak", "rehashed")).toBe(false);
+      expect(await accounts.findById(appId, ann.id)).toEqual(changed);
+      expect(await accounts.findSession(appId, kept.tokenHash, now)).toEqual({
+        ...kept,
+        credentialVersion: 1,
+      });
+      // An account without a password has no hash to replace.
+      const bob = await accounts.create(account(appId, { email: "bob@example.com" }));
+      expect(await accounts.replacePasswordHash(appId, bob.id, "weak", "rehashed")).toBe(false);
+      expect(await accounts.findById(appId, bob.id)).toEqual(bob);
+    });
+
     it("writes only while the account is at the credential version asked for", async () => {
       const appId = uniqueId("app");
       const ann = await accounts.create(account(appId, { email: "ann@example.com", passwordHash: "old" }));

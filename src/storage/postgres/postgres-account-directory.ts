@@ -64,6 +64,10 @@ const STATEMENTS = {
         AND (sessions.token_hash = ANY($14) OR COALESCE(sessions.rotated_from = ANY($14), false))
     )
     SELECT * FROM updated`,
+  // The same password under a new hash: the version and the sessions stay as they are.
+  replacePasswordHash: `
+    UPDATE accounts SET password_hash = $4
+    WHERE app_id = $1 AND id = $2 AND password_hash = $3`,
   insertSession: `
     INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
     VALUES ($1, $2, $3, $4, $5)`,
@@ -227,6 +231,10 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
       ];
       const { rows } = await write(() => run<AccountRow>("update", values));
       return rowToAccount(rows[0]);
+    },
+    async replacePasswordHash(appId, accountId, fromHash, toHash) {
+      const { rowCount } = await run("replacePasswordHash", [appId, accountId, fromHash, toHash]);
+      return rowCount === 1;
     },
     async createSession(session) {
       await run("insertSession", [

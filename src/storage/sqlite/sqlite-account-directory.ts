@@ -137,6 +137,9 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
         deletion_requested_at = IIF(@setDeletionRequestedAtMs, @deletionRequestedAtMs, deletion_requested_at)
       WHERE app_id = @appId AND id = @id AND (@ifVersion IS NULL OR credential_version = @ifVersion)
       RETURNING *`),
+    replacePasswordHash: db.prepare(
+      "UPDATE accounts SET password_hash = @toHash WHERE app_id = @appId AND id = @id AND password_hash = @fromHash",
+    ),
     insertSession: db.prepare(
       "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version) VALUES (?, ?, ?, ?, ?)",
     ),
@@ -225,6 +228,12 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
         return updated;
       });
       return rowToAccount(row);
+    },
+    async replacePasswordHash(appId, accountId, fromHash, toHash) {
+      const { changes } = await group.run(() =>
+        statements.replacePasswordHash.run({ appId, id: accountId, fromHash, toHash }),
+      );
+      return changes === 1;
     },
     async createSession(session) {
       await group.run(() =>
