@@ -126,7 +126,7 @@ export function createAccountService(deps: AccountServiceDeps) {
   };
 
   /**
-   * Stores a password that just matched a hash made under other scrypt parameters (an import's,
+   * Stores a password that just matched a hash weaker than this build makes (an import's,
    * or an older build's weaker ones) under this build's, once: only while the account's hash is
    * still the one it matched, so a new password set meanwhile wins, and without `update`, which
    * would end the account's sessions for what is the same password. The login already stands,
@@ -338,7 +338,7 @@ export function createAccountService(deps: AccountServiceDeps) {
      * Checks a password under the client's budget of failed ones (`clientIp`: the request's, where
      * a client asked) and the account's login lockout. An account without one (made by a code) is
      * compared with a decoy, so that its answer takes the time a wrong password's does. A right
-     * password stored under other scrypt parameters than this build's is stored again under them.
+     * password stored under weaker scrypt parameters than this build's is stored again under them.
      */
     async verifyPasswordLogin(
       app: App,

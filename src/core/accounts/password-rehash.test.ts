@@ -41,7 +41,7 @@ async function importedAccount() {
 // Regression: hashes carry their parameters so that they can be raised, but nothing ever stored a
 // password again, so an account imported (or made) under weaker ones kept them for good.
 // @see .scratch/rehash
-describe("a password login under other scrypt parameters", () => {
+describe("a password login under weaker scrypt parameters", () => {
   it("stores the password under this build's, keeping the sessions and the credential version, once", async () => {
     t = await createTestEngine();
     const { app, account, session, replace } = await importedAccount();

@@ -75,14 +75,21 @@ describe("needsRehash", () => {
   });
 
   it.each([
-    ["a weaker N", `scrypt$1024$8$1$${salt}$${key(32)}`],
-    ["a larger N (at a smaller r)", `scrypt$65536$4$1$${salt}$${key(32)}`],
-    ["another r", `scrypt$32768$12$1$${salt}$${key(32)}`],
-    ["another p", `scrypt$32768$8$3$${salt}$${key(32)}`],
+    ["a smaller N", `scrypt$1024$8$1$${salt}$${key(32)}`],
+    ["a smaller r", `scrypt$32768$4$1$${salt}$${key(32)}`],
     ["a shorter key", `scrypt$32768$8$1$${salt}$${key(16)}`],
-    ["a longer key", `scrypt$32768$8$1$${salt}$${key(64)}`],
-  ])("asks for one of a hash with %s", (_, stored) => {
+  ])("asks for one of a hash with %s: less work to guess against", (_, stored) => {
     expect(needsRehash(stored)).toBe(true);
+  });
+
+  // Raising a stronger import's hash down to this build's parameters would weaken it.
+  it.each([
+    ["a larger N at a smaller r (the same work)", `scrypt$65536$4$1$${salt}$${key(32)}`],
+    ["a larger r", `scrypt$32768$12$1$${salt}$${key(32)}`],
+    ["a larger p", `scrypt$32768$8$3$${salt}$${key(32)}`],
+    ["a longer key", `scrypt$32768$8$1$${salt}$${key(64)}`],
+  ])("asks for none of a hash with %s", (_, stored) => {
+    expect(needsRehash(stored)).toBe(false);
   });
 
   it("asks for none of a hash it cannot read, which matches no password", () => {

@@ -66,15 +66,16 @@ export async function verifyPassword(password: string, stored: string): Promise<
 }
 
 /**
- * Whether a stored hash that matched a password was made with other parameters than this build
- * makes (N, r, p or key length: stronger or weaker), so that a login should store a new one. A
- * hash this build cannot read needs none: it matches nothing, so no login reaches this.
+ * Whether a stored hash that matched a password is weaker than the ones this build makes (less
+ * work, N·r·p, for a guess, or a shorter key), so that a login should store a new one: an import's
+ * N=2^10, an older build's. A stronger one is kept. A hash this build cannot read needs none: it
+ * matches nothing, so no login reaches this.
  */
 export function needsRehash(stored: string): boolean {
   const parsed = parseStoredHash(stored);
   if (!parsed) return false;
   const { N, r, p } = SCRYPT_PARAMS;
-  return parsed.N !== N || parsed.r !== r || parsed.p !== p || parsed.expected.length !== KEY_LENGTH;
+  return parsed.N * parsed.r * parsed.p < N * r * p || parsed.expected.length < KEY_LENGTH;
 }
 
 // What a stored hash may hold: this build's parameters, or others within what scrypt can run here
