@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, SECRET_A, SECRET_B, type TestEngine } from "../../../test/fakes/test-engine.js";
@@ -389,6 +390,30 @@ describe("sendCode: Idempotency-Key", () => {
     expect(await outboxRows()).toBe(1);
     await t.deliverAll();
     expect(t.email.messages).toHaveLength(1);
+  });
+
+  // Regression: the locale was fingerprinted, and the native face fills it from Accept-Language,
+  // so a retry from another worker (another HTTP library's header) was refused as another request.
+  it("replays a retry in another language: the first message is out in its own", async () => {
+    t = await createTestEngine();
+    const first = await send({ idempotencyKey: "key-1", locale: "en" });
+    const again = await send({ idempotencyKey: "key-1", locale: "fr-FR" });
+    expect(again.replayed).toBe(true);
+    expect(again.record.id).toBe(first.record.id);
+    expect(await codeRows()).toBe(1);
+  });
+
+  it("replays an entry an earlier build stored with the locale in its fingerprint", async () => {
+    t = await createTestEngine();
+    const first = await send({ idempotencyKey: "key-1", locale: "en" });
+    const earlier = createHash("sha256")
+      .update(["email", ANN, "sign_in", "any", "", "en", ""].join("\0"))
+      .digest("hex");
+    t.backend.db.prepare("UPDATE idempotency SET fingerprint = ?").run(earlier);
+    expect((await send({ idempotencyKey: "key-1", locale: "en" })).record.id).toBe(first.record.id);
+    expect((await otpError(send({ idempotencyKey: "key-1", locale: "en", purpose: "sign_up" }))).code).toBe(
+      "VALIDATION_FAILED",
+    );
   });
 
   it("replays a request that spells the same recipient differently", async () => {

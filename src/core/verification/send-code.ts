@@ -120,12 +120,17 @@ function replayedAnswer(
       details: { retryAfterSeconds: 1 },
     });
   }
-  // Builds before this one stored channel, recipient and purpose only (such an entry lives a day):
-  // matched by where this request sends, never by where the first one did (an own-contact send
-  // refused before its account was read is not matched: it could be another account's).
+  // Earlier builds' entries (an entry lives a day): those that stored channel, recipient and
+  // purpose only are matched by where this request sends, never by where the first one did (an
+  // own-contact send refused before its account was read is not matched: it could be another
+  // account's); later ones also fingerprinted the locale.
   const legacy =
     recipientAddress !== undefined && sha256Hex(`${input.channel}\0${recipientAddress}\0${input.purpose}`);
-  if (first.fingerprint !== requestFingerprint(input, parsed) && first.fingerprint !== legacy) {
+  if (
+    first.fingerprint !== requestFingerprint(input, parsed) &&
+    first.fingerprint !== requestFingerprint(input, parsed, input.locale ?? "") &&
+    first.fingerprint !== legacy
+  ) {
     throw new OtpError("VALIDATION_FAILED", {
       message: "Idempotency-Key was already used for a different request",
       details: { field: "Idempotency-Key" },
@@ -669,18 +674,20 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
 }
 
 /**
- * What makes two sends under one Idempotency-Key the same request: the fields that shape the code
- * and its message (the client's address and device are context, not part of it). `to`: the
- * request's `to`, parsed.
+ * What makes two sends under one Idempotency-Key the same request: the fields that decide where a
+ * code goes and what it proves. The client's address and device are context, and so is the
+ * message's language: a retry from another worker may send another Accept-Language, and the
+ * first message is out in its own. `to`: the request's `to`, parsed. `locale`: only to match the
+ * entries of builds that fingerprinted it.
  */
-function requestFingerprint(input: SendCodeInput, to: Recipient | undefined): string {
+function requestFingerprint(input: SendCodeInput, to: Recipient | undefined, locale?: string): string {
   const fields = [
     input.channel,
     to?.address ?? "",
     input.purpose,
     input.rule,
     input.accountId ?? "",
-    input.locale ?? "",
+    ...(locale === undefined ? [] : [locale]),
     input.tokenPurposes?.join(",") ?? "",
   ];
   return sha256Hex(fields.join("\0"));
