@@ -59,7 +59,7 @@ describe("createWebhookSmsSender", () => {
     expect(await sender().send(message)).toEqual({});
   });
 
-  it.each([400, 401, 404, 410, 422])("fails permanently on HTTP %i", async (status) => {
+  it.each([400, 410, 422])("fails permanently on HTTP %i, a refusal of the recipient", async (status) => {
     stub.enqueue({ status, json: { error: "refused" } });
 
     const failure = await sendFailure(sender().send(message));
@@ -74,6 +74,34 @@ describe("createWebhookSmsSender", () => {
     const failure = await sendFailure(sender().send(message));
 
     expect(failure.permanent).toBe(false);
+  });
+
+  // Regression: every 4xx but 408 and 429 was the recipient's fault, so a gateway refusing
+  // verifyd's signature failed each message at once, never tried the next provider, and kept its
+  // breaker closed. @see logs review 1
+  it.each([401, 403, 404, 405, 409, 413, 415, 418])(
+    "fails transiently on HTTP %i, a refusal of verifyd's request rather than the recipient",
+    async (status) => {
+      stub.enqueue({ status, json: { error: "bad credentials" } });
+
+      const failure = await sendFailure(sender().send(message));
+
+      expect(failure.permanent).toBe(false);
+      expect(failure.message).toContain(`HTTP ${status}`);
+    },
+  );
+
+  it("tells a refused secret and a wrong url apart in the failure", async () => {
+    stub.enqueue({ status: 401 }, { status: 403 }, { status: 404 });
+
+    const texts = [];
+    for (let i = 0; i < 3; i++) texts.push((await sendFailure(sender().send(message))).message);
+
+    expect(texts).toEqual([
+      "webhook: HTTP 401 (the gateway refused verifyd's credentials: check the provider's secret)",
+      "webhook: HTTP 403 (the gateway refused verifyd's credentials: check the provider's secret)",
+      "webhook: HTTP 404 (the gateway has no such endpoint: check the provider's url)",
+    ]);
   });
 
   describeHttpFaults(

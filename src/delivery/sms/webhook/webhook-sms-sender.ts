@@ -13,6 +13,27 @@ import { signWebhookPayload, WEBHOOK_SIGNATURE_HEADER } from "./webhook-signatur
 // and leaves the outbox worker time to retry or fail over while the code is still valid.
 const WEBHOOK_TIMEOUT_MS = 10_000;
 
+/**
+ * The answers that refuse the recipient or this message itself (a malformed number, a number
+ * gone or blocked), so no retry and no other provider helps. Every other 4xx is about verifyd's
+ * request to this gateway rather than the recipient: 401/403 (the secret or signature refused),
+ * 404/405 (a wrong url), 409 (a duplicate still in progress under the same Idempotency-Key),
+ * 413/415/431 (a request it will not read), 408/425/429 (come back later), and any the gateway
+ * made up. Those stay transient, so the message fails over and the breaker counts the failure:
+ * taken as the recipient's fault, one misconfigured gateway fails every message at once without
+ * trying the next provider, whereas a recipient refusal misread as transient costs a few retries
+ * before the code expires.
+ */
+const RECIPIENT_REFUSALS = new Set([400, 410, 422]);
+
+/** What the operator should look at when the gateway refuses verifyd's request rather than the recipient. */
+const REQUEST_REFUSAL_HINTS: Record<number, string> = {
+  401: "the gateway refused verifyd's credentials: check the provider's secret",
+  403: "the gateway refused verifyd's credentials: check the provider's secret",
+  404: "the gateway has no such endpoint: check the provider's url",
+  405: "the gateway has no such endpoint: check the provider's url",
+};
+
 export interface WebhookSmsOptions {
   /** where each message is POSTed */
   url: string;
@@ -30,8 +51,9 @@ export interface WebhookSmsOptions {
  * `{id, to, text, channel, app, purpose, locale}`, signed (`X-Verifyd-Signature`, see
  * `verifyWebhookSignature`) and carrying `Idempotency-Key: <message id>` so a receiver can drop
  * the duplicates that retries produce. 2xx is success (`id` in a JSON answer becomes the provider
- * message id, a body that claims JSON but does not parse is a transient failure); 4xx is the receiver refusing this message for good, except 408 and 429; anything
- * else is transient.
+ * message id, a body that claims JSON but does not parse is a transient failure); 400, 410 and
+ * 422 refuse this message for good (see RECIPIENT_REFUSALS); anything else is transient, and a
+ * refused signature or a wrong url says so in the failure.
  */
 export function createWebhookSmsSender(options: WebhookSmsOptions): MessageSender {
   const id = options.id ?? "webhook";
@@ -75,9 +97,10 @@ export function createWebhookSmsSender(options: WebhookSmsOptions): MessageSende
           ? { providerMessageId: reply.body.id }
           : {};
       }
-      const permanent =
-        reply.status >= 400 && reply.status < 500 && reply.status !== 408 && reply.status !== 429;
-      throw new SendFailure(`${id}: HTTP ${reply.status}`, { permanent });
+      const hint = REQUEST_REFUSAL_HINTS[reply.status];
+      throw new SendFailure(`${id}: HTTP ${reply.status}${hint ? ` (${hint})` : ""}`, {
+        permanent: RECIPIENT_REFUSALS.has(reply.status),
+      });
     },
   };
 }
