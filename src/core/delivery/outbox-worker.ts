@@ -171,13 +171,13 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
           ? "sealed with an unknown secret"
           : "expired before delivery";
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error });
-      logger.warn({ messageId: message.id, error }, "message dropped");
+      logger.warn({ ...logIds(message), error }, "message dropped");
       return;
     }
     if (ended) {
       // Nobody can use its code any more: sending it would only cost money and confuse.
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended });
-      logger.info({ messageId: message.id, error: ended }, "message dropped");
+      logger.info({ ...logIds(message), error: ended }, "message dropped");
       return;
     }
     const senders = route(message, app);
@@ -241,7 +241,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       else breakers.failed(sender.id);
       logger.warn(
         {
-          messageId: message.id,
+          ...logIds(message),
           provider: sender.id,
           to: maskAddress(message.channel, message.to),
           permanent,
@@ -262,21 +262,24 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     breakers.succeeded(sender.id);
     if (clock.nowMs() > leaseUntilMs) {
       logger.warn(
-        { messageId: message.id, provider: sender.id },
+        { ...logIds(message), provider: sender.id },
         "the claim lapsed during the send: another worker may deliver this message too",
       );
     }
+    // Providers without an id of their own (a webhook answering 204) are matched by ours in receipts.
+    const providerMessageId = storableMessageId(receipt.providerMessageId ?? message.id);
     await outbox.markSent(message, {
       provider: sender.id,
       status: "sent",
       atMs: clock.nowMs(),
-      // Providers without an id of their own (a webhook answering 204) are matched by ours in receipts.
-      providerMessageId: storableMessageId(receipt.providerMessageId ?? message.id),
+      providerMessageId,
     });
     logger.info(
       {
-        messageId: message.id,
+        ...logIds(message),
         provider: sender.id,
+        // what the provider's delivery receipt names, so its "delivery receipt" line can be matched
+        providerMessageId,
         channel: message.channel,
         attempts: message.attempts,
         ...(choice.probe ? { probe: true } : {}),
@@ -329,7 +332,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     if (nextAttemptAtMs >= message.deliverBeforeMs) {
       await outbox.markFailed(message, failure);
       logger.warn(
-        { messageId: message.id, err: failure.error },
+        { ...logIds(message), err: failure.error },
         "message undeliverable before its code expires",
       );
       return;
@@ -388,7 +391,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   function deliverSafely(message: OutboxMessage, leaseUntilMs: number, ended?: string): Promise<void> {
     return deliver(message, leaseUntilMs, ended).catch((error: unknown) => {
       // The claim lapses and the message is tried again; nothing is lost.
-      logger.error({ messageId: message.id, err: error }, "delivery crashed");
+      logger.error({ ...logIds(message), err: error }, "delivery crashed");
     });
   }
 
@@ -511,6 +514,14 @@ function minutesLeft(message: OutboxMessage, nowMs: number): number {
   const validityMs = message.deliverBeforeMs - message.createdAtMs;
   const leftMs = Math.min(validityMs, message.deliverBeforeMs - nowMs + FULL_VALIDITY_WITHIN_MS);
   return Math.max(1, Math.floor(leftMs / 60_000));
+}
+
+/**
+ * What a delivery's log lines carry to be matched with their verification: the message id alone is
+ * in no API answer, the app and verification ids are in every one.
+ */
+function logIds(message: OutboxMessage): { messageId: string; appId: string; verificationId: string } {
+  return { messageId: message.id, appId: message.appId, verificationId: message.verificationId };
 }
 
 /** Exponential backoff with full jitter, so retries of many messages do not arrive in lockstep. */
