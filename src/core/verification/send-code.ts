@@ -184,14 +184,15 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
   const fallbackLocale = countryLocale(recipient.country, app.templates, purpose) ?? app.defaultLocale;
   // Resolved among the locales with a template of this purpose: one the app has templates in for
   // other purposes only is matched by language or falls back, as an unknown one is.
-  const locale = [
+  const candidates = [
     resolveLocale(input.locale, app.templates, fallbackLocale, purpose),
     fallbackLocale,
     app.defaultLocale,
-  ].find((candidate) => findTemplate(app.templates, purpose, candidate) !== null);
+  ];
+  const locale = candidates.find((candidate) => findTemplate(app.templates, purpose, candidate) !== null);
   if (locale === undefined) {
     throw new OtpError("TEMPLATE_MISSING", {
-      internal: `no template for ${purpose}/${locale} in app ${app.id}`,
+      internal: `no template for ${purpose} in ${[...new Set(candidates)].join(", ")} in app ${app.id}`,
     });
   }
 
