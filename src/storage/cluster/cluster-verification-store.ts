@@ -21,6 +21,26 @@ const WITHDRAW_RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000, 4_000, 8_000];
 // At most this many withdraws wait for Redis at once: in an outage that fails sends after their
 // command was written, later ones are given up at once (and logged), so the retries stay bounded.
 const MAX_PENDING_WITHDRAWS = 1_000;
+// A send whose outbox commit's outcome is unknown has its row written again (idempotently) after
+// these pauses, about a minute in all: a reply lost with its connection is settled by the first
+// try on a fresh connection; PostgreSQL away for longer leaves things as they were (the code and
+// its counters kept, the key free again once its entry lapses).
+const SETTLE_RETRY_DELAYS_MS = [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 15_000, 15_000];
+// Meanwhile the send's idempotency entry stays pending, so a retry under its key is told to wait
+// rather than sent a second code: held this long again at every try, which covers the longest
+// pause above plus a try (connect and statement timeouts, ~8 s, postgres-pool.ts, and as long
+// again for a requeue batch ahead of it). Given up, the entry lapses within this.
+export const SETTLE_HOLD_MS = 60_000;
+// At most this many sends are being settled at once (a lost reply unsettles a whole batch, up to
+// 500); past it a send is left unsettled at once (and logged), so the retries stay bounded.
+const MAX_PENDING_SETTLES = 2_000;
+// A confirm Redis did not answer is tried again after these pauses (about 16 s), at most this many
+// at once: the entry it writes replays the first answer even if its pending one lapsed meanwhile.
+const CONFIRM_RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000, 4_000, 8_000];
+const MAX_PENDING_CONFIRMS = 1_000;
+// How soon a caller refused with STORE_UNAVAILABLE here may try again: the store has either undone
+// the send (a retry is a new send) or is settling it (a retry under its key is told to wait).
+const RETRY_AFTER_SECONDS = 1;
 
 /**
  * The cluster VerificationStore: the seam DESIGN.md "The request path budget" describes. `issue`
@@ -29,16 +49,21 @@ const MAX_PENDING_WITHDRAWS = 1_000;
  * its code possibly written (the commit surely failed, or the issue's reply was lost or late), the
  * code is withdrawn (code and idempotency entry deleted, counters refunded, the code it superseded
  * pending again) and the caller gets STORE_UNAVAILABLE; a withdraw Redis does not answer is
- * retried in the background for a while. Everything else is Redis alone, except the delivery
- * records.
+ * retried in the background for a while. A commit whose outcome is unknown (its reply lost) is
+ * settled in the background instead: the row is written again idempotently, so it is queued
+ * exactly once, and the code stays. Everything else is Redis alone, except the delivery records.
  *
  * A send under an Idempotency-Key costs a second round trip once committed: its entry replays only
  * from then on (`RedisVerificationStore.confirm`), so a retry never gets a 2xx for a message that
- * is not queued.
+ * is not queued. While an unknown commit is settled, its entry stays pending (a retry is told to
+ * try again shortly), and it replays once the row is surely queued: a retry never gets a second
+ * code for a message that went out.
  */
 export function createClusterVerificationStore(deps: ClusterVerificationStoreDeps): VerificationStore {
   const { hot, outbox, logger } = deps;
   const withdraw = createWithdrawer(hot, logger);
+  const confirm = createConfirmer(hot, logger);
+  const settle = createSettler(hot, outbox, confirm, logger);
   return {
     async issue(request, nowMs) {
       let outcome: IssueOutcome;
@@ -49,42 +74,31 @@ export function createClusterVerificationStore(deps: ClusterVerificationStoreDep
         // written; it is never resent) or late (the command timeout): its code would then supersede
         // the one the user holds, with no message, and its counters stay spent.
         if (!surelyNotIssued(issueError)) await withdraw(request, nowMs, "issue reply lost or late");
-        throw issueError;
+        if (issueError instanceof OtpError) throw issueError;
+        throw storeUnavailable(`redis: ${reasonOf(issueError)}`, issueError);
       }
       // Refusals and replays wrote no code; test recipients have no message to queue.
       if (outcome.kind !== "issued" || request.outbox === null) return outcome;
       try {
         await outbox.enqueue(request.outbox);
       } catch (commitError) {
-        const reason = commitError instanceof Error ? commitError.message : String(commitError);
+        const reason = reasonOf(commitError);
         if (!surelyNotCommitted(commitError)) {
           // The row may have been committed (the connection went silent or broke after the
           // statement was sent): withdrawing would leave a dead code in a delivered message and
           // refund a send that went out. The code and its counters stay, which errs on the closed
-          // side; the idempotency entry lapses unconfirmed.
-          throw new OtpError("STORE_UNAVAILABLE", {
-            internal: `outbox commit outcome unknown, code kept: ${reason}`,
-            cause: commitError,
-          });
-        }
-        await withdraw(request, nowMs, "outbox commit failed");
-        throw new OtpError("STORE_UNAVAILABLE", {
-          internal: `outbox commit failed, code withdrawn: ${reason}`,
-          cause: commitError,
-        });
-      }
-      if (request.idempotency) {
-        try {
-          await hot.confirm(request, nowMs);
-        } catch (confirmError) {
-          // The message is queued, so the answer stands; a retry meanwhile is told to try again
-          // until the entry lapses, and is then issued afresh (its rules permitting).
-          logger.warn(
-            { err: confirmError, verificationId: request.code.id },
-            "could not confirm an idempotency entry",
+          // side, and the row is written again in the background until it is surely queued once.
+          await settle(request, outcome, nowMs);
+          throw storeUnavailable(
+            `outbox commit outcome unknown, code kept, settling: ${reason}`,
+            commitError,
           );
         }
+        await withdraw(request, nowMs, "outbox commit failed");
+        throw storeUnavailable(`outbox commit failed, code withdrawn: ${reason}`, commitError);
       }
+      // The message is queued, so the answer stands whatever the confirm does.
+      if (request.idempotency) await confirm(request, outcome, nowMs);
       return outcome;
     },
     consumeAttempt: (ref, budget, nowMs) => hot.consumeAttempt(ref, budget, nowMs),
@@ -97,6 +111,17 @@ export function createClusterVerificationStore(deps: ClusterVerificationStoreDep
     consumeToken: (appId, tokenHash, nowMs) => hot.consumeToken(appId, tokenHash, nowMs),
     deliveries: (appId, verificationId) => deps.deliveries(appId, verificationId),
   };
+}
+
+const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
+
+/** The send's 503: it says when to try again (DESIGN.md: a refused request always does). */
+function storeUnavailable(internal: string, cause: unknown): OtpError {
+  return new OtpError("STORE_UNAVAILABLE", {
+    internal,
+    cause,
+    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
+  });
 }
 
 /**
@@ -164,5 +189,130 @@ function createWithdrawer(
       );
     };
     setTimeout(() => retry(1), WITHDRAW_RETRY_DELAYS_MS[0]).unref();
+  };
+}
+
+type Issued = Extract<IssueOutcome, { kind: "issued" }>;
+
+/**
+ * Confirms a committed keyed send's idempotency entry: one try before the caller is answered (so
+ * its key replays at once), then, if Redis did not answer, retries in the background (a confirm is
+ * harmless to repeat, and writes the entry again if it lapsed meanwhile). Never rejects: the
+ * message is queued, so the send's answer stands.
+ */
+function createConfirmer(
+  hot: RedisVerificationStore,
+  logger: Logger,
+): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
+  let pending = 0;
+  const report = (request: IssueRequest, confirmed: boolean, attempt: number) => {
+    // (false: the key names another send by now, which nothing here may overwrite)
+    if (!confirmed) {
+      logger.warn(
+        { verificationId: request.code.id, attempt },
+        "an idempotency key names another send; its first send's answer will not replay",
+      );
+    } else if (attempt > 0) {
+      logger.info(
+        { verificationId: request.code.id, attempt },
+        "an idempotency entry's confirm went through",
+      );
+    }
+  };
+  return async (request, outcome, nowMs) => {
+    const context = { verificationId: request.code.id };
+    try {
+      report(request, await hot.confirm(request, nowMs, outcome.resendAfterSeconds), 0);
+      return;
+    } catch (error) {
+      if (pending >= MAX_PENDING_CONFIRMS) {
+        logger.error({ ...context, err: error }, "could not confirm an idempotency entry; too many pending");
+        return;
+      }
+      logger.warn({ ...context, err: error }, "could not confirm an idempotency entry yet; retrying");
+    }
+    pending += 1;
+    const retry = (attempt: number) => {
+      hot.confirm(request, nowMs, outcome.resendAfterSeconds).then(
+        (confirmed) => {
+          pending -= 1;
+          report(request, confirmed, attempt);
+        },
+        (error: unknown) => {
+          const delayMs = CONFIRM_RETRY_DELAYS_MS[attempt];
+          if (delayMs === undefined) {
+            pending -= 1;
+            logger.error({ ...context, err: error }, "gave up confirming an idempotency entry");
+            return;
+          }
+          setTimeout(() => retry(attempt + 1), delayMs).unref();
+        },
+      );
+    };
+    setTimeout(() => retry(1), CONFIRM_RETRY_DELAYS_MS[0]).unref();
+  };
+}
+
+/**
+ * Settles a send whose outbox commit's outcome is unknown. Before the caller is answered, its
+ * idempotency entry is held pending (a retry under its key is told to wait, not sent a second
+ * code). Then, in the background, its row is written again (`requeue`: skipped if the first commit
+ * happened) until that succeeds, the entry held again before every retry, and the entry is then
+ * confirmed: the key replays the first answer and the message is queued exactly once. Given up
+ * after SETTLE_RETRY_DELAYS_MS (or at once past MAX_PENDING_SETTLES), or with the process,
+ * it leaves the send as it was: the code and its counters kept, the entry lapsing unconfirmed.
+ */
+function createSettler(
+  hot: RedisVerificationStore,
+  outbox: OutboxWriter,
+  confirm: (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void>,
+  logger: Logger,
+): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
+  let pending = 0;
+  return async (request, outcome, nowMs) => {
+    const message = request.outbox;
+    if (message === null) return;
+    const context = { verificationId: request.code.id };
+    if (pending >= MAX_PENDING_SETTLES) {
+      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
+      return;
+    }
+    pending += 1;
+    const hold = () =>
+      request.idempotency
+        ? hot.hold(request, nowMs, outcome.resendAfterSeconds, SETTLE_HOLD_MS)
+        : Promise.resolve(true);
+    try {
+      await hold();
+    } catch (error) {
+      // Its entry may lapse as before; the row is still settled, and the entry then confirmed.
+      logger.warn({ ...context, err: error }, "could not hold an idempotency entry pending");
+    }
+    const attempt = (tried: number) => {
+      outbox.requeue(message).then(
+        () => {
+          pending -= 1;
+          logger.info({ ...context, tries: tried + 1 }, "an outbox row whose commit was unknown is queued");
+          if (request.idempotency) void confirm(request, outcome, nowMs);
+        },
+        (error: unknown) => {
+          const delayMs = SETTLE_RETRY_DELAYS_MS[tried];
+          if (delayMs === undefined) {
+            pending -= 1;
+            logger.error(
+              { ...context, err: error },
+              "gave up settling an outbox row whose commit was unknown; its code is kept",
+            );
+            return;
+          }
+          setTimeout(() => {
+            // (not awaited: a hold that lands after the confirm leaves the confirmed entry as it is)
+            hold().catch(() => {});
+            attempt(tried + 1);
+          }, delayMs).unref();
+        },
+      );
+    };
+    attempt(0);
   };
 }

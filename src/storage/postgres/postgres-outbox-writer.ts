@@ -13,6 +13,11 @@ const INSERT_BATCH = `
     $9::bigint[], $10::bigint[])
     AS t(id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at, deliver_before)`;
 
+// The same rows again, for sends whose first commit's outcome is unknown: a row that was
+// committed after all is skipped, so neither it nor its batch-mates fail, and each is queued once.
+const REQUEUE_BATCH = `${INSERT_BATCH}
+  ON CONFLICT (id) DO NOTHING`;
+
 // A bigger batch holds its connection for longer than the fsyncs it saves.
 const MAX_BATCH_ROWS = 500;
 
@@ -34,6 +39,12 @@ export class OutboxRowsNotSent extends Error {
 export interface OutboxWriter {
   /** Resolves once the row is committed (durable), never before; rejects if its commit failed. */
   enqueue(message: OutboxMessage): Promise<void>;
+  /**
+   * Writes a row whose `enqueue` failed with its outcome unknown again, by its own statement:
+   * resolves once the row is surely committed exactly once, whether that first commit happened or
+   * not; rejects if this commit failed too (then it may be tried again).
+   */
+  requeue(message: OutboxMessage): Promise<void>;
   /** Resolves when every row handed in so far is committed or failed. */
   drain(): Promise<void>;
 }
@@ -42,48 +53,65 @@ export interface OutboxWriter {
  * The send path's outbox insert, group-committed (postgres-batcher.ts): concurrent sends share
  * one multi-row INSERT and its commit, and each send is answered only after that commit. Rows
  * have random ids, so a batch fails only as a whole (connection, timeout), never for one row.
+ *
+ * Requeued rows go through their own batcher and statement (`ON CONFLICT (id) DO NOTHING`), never
+ * into the sends' batches: a requeued row may exist already, and the sends' INSERT would fail on
+ * it with every send of its batch. One requeue batch at a time: a reply lost with a connection
+ * leaves a whole batch of sends unsettled, and their rows then take one commit and one connection
+ * of the request pool, not hundreds.
  */
 export function createPostgresOutboxWriter(
   pool: pg.Pool,
   options: { maxConcurrentCommits: number },
 ): OutboxWriter {
-  const batcher = createBatcher<OutboxMessage>(
-    async (messages) => {
-      // Connected first, apart from the statement, so a failure says which side of it it came from.
-      let client: pg.PoolClient;
-      try {
-        client = await pool.connect();
-      } catch (error) {
-        throw new OutboxRowsNotSent(error);
-      }
-      try {
-        await client.query({
-          name: "vd_outbox_enqueue",
-          text: INSERT_BATCH,
-          values: columnsOf(
-            messages.map((message) => [
-              message.id,
-              message.appId,
-              message.verificationId,
-              message.channel,
-              message.to,
-              message.purpose,
-              message.locale,
-              message.sealedCode,
-              message.createdAtMs,
-              message.deliverBeforeMs,
-            ]),
-            10,
-          ),
-        });
-        client.release();
-      } catch (error) {
-        // PostgreSQL's own refusal leaves the connection sound; any other failure does not.
-        client.release(!(error instanceof pg.DatabaseError));
-        throw error;
-      }
+  const insert = (name: string, text: string) => async (messages: OutboxMessage[]) => {
+    // Connected first, apart from the statement, so a failure says which side of it it came from.
+    let client: pg.PoolClient;
+    try {
+      client = await pool.connect();
+    } catch (error) {
+      throw new OutboxRowsNotSent(error);
+    }
+    try {
+      await client.query({
+        name,
+        text,
+        values: columnsOf(
+          messages.map((message) => [
+            message.id,
+            message.appId,
+            message.verificationId,
+            message.channel,
+            message.to,
+            message.purpose,
+            message.locale,
+            message.sealedCode,
+            message.createdAtMs,
+            message.deliverBeforeMs,
+          ]),
+          10,
+        ),
+      });
+      client.release();
+    } catch (error) {
+      // PostgreSQL's own refusal leaves the connection sound; any other failure does not.
+      client.release(!(error instanceof pg.DatabaseError));
+      throw error;
+    }
+  };
+  const batcher = createBatcher<OutboxMessage>(insert("vd_outbox_enqueue", INSERT_BATCH), {
+    maxConcurrent: options.maxConcurrentCommits,
+    maxItems: MAX_BATCH_ROWS,
+  });
+  const requeues = createBatcher<OutboxMessage>(insert("vd_outbox_requeue", REQUEUE_BATCH), {
+    maxConcurrent: 1,
+    maxItems: MAX_BATCH_ROWS,
+  });
+  return {
+    enqueue: (message) => batcher.add(message),
+    requeue: (message) => requeues.add(message),
+    drain: async () => {
+      await Promise.all([batcher.drain(), requeues.drain()]);
     },
-    { maxConcurrent: options.maxConcurrentCommits, maxItems: MAX_BATCH_ROWS },
-  );
-  return { enqueue: (message) => batcher.add(message), drain: () => batcher.drain() };
+  };
 }

@@ -159,8 +159,9 @@ return replay_of(KEYS[1], ARGV[2], tonumber(ARGV[1])) or {'none'}
  * An idempotency entry is "expires:resend:id:fingerprint". Its `expires` is 0 while it is pending,
  * until the send's outbox row is committed elsewhere (PostgreSQL) and 'confirm' sets it: only a
  * committed send is replayed, as a 2xx must mean the message is queued. A pending entry lives only
- * as long as a commit can take, so one whose send died (a crash, a lost withdraw) lapses. (A build
- * before pending entries reads one as expired, and a committed one as it always did.)
+ * as long as a commit can take (longer while a commit of unknown outcome is settled: CONFIRM's
+ * hold), so one whose send died (a crash, a lost withdraw) lapses. (A build before pending entries
+ * reads one as expired, and a committed one as it always did.)
  */
 const ISSUE = `${COUNTERS}${CODES}${REPLAYS}
 local SUPERSEDED_HINT_TTL_MS = ${SUPERSEDED_HINT_TTL_MS}
@@ -241,15 +242,35 @@ return {'issued', resend_ms, shadowed}
 `;
 
 /**
- * confirm: the send's outbox row is committed, so its idempotency entry may now replay it.
- * KEYS: idempotency. ARGV: now, id, idempotency TTL ms. Returns 1 when the entry (still this
- * send's, and pending) was made to replay.
+ * confirm: the send's outbox row is committed, so its idempotency entry may now replay it; or,
+ * with a pending TTL, hold: the row's commit is being settled, so the entry keeps answering "in
+ * progress" at least that long. KEYS: idempotency. ARGV: now (the issue's), id, idempotency TTL
+ * ms, resend-after seconds, fingerprint, pending TTL ms ('0': confirm). Returns 1 when the entry
+ * is this send's afterwards, 0 when it names another send (left as it is).
+ *
+ * An entry that lapsed meanwhile (a commit slower than its pending TTL, a confirm retried after
+ * Redis came back) is written again from the send's own fields: the row is queued (or being
+ * settled), so the key must not be free for a second send. Confirmed, it replays for the rest of
+ * the day from the issue on. A confirmed entry is never made pending again.
  */
 const CONFIRM = `
 local seen = redis.call('GET', KEYS[1])
-if not seen then return 0 end
-local rest, id = string.match(seen, '^0:(%d+:([^:]*):.*)$')
-if id ~= ARGV[2] then return 0 end
+local expires, rest
+if seen then
+  local id
+  expires, rest, id = string.match(seen, '^(%d+):(%d+:([^:]*):.*)$')
+  if id ~= ARGV[2] then return 0 end
+  if expires ~= '0' then return 1 end
+else
+  rest = ARGV[4] .. ':' .. ARGV[2] .. ':' .. ARGV[5]
+end
+local pending_ttl = tonumber(ARGV[6])
+if pending_ttl > 0 then
+  if not seen or redis.call('PTTL', KEYS[1]) < pending_ttl then
+    redis.call('SET', KEYS[1], '0:' .. rest, 'PX', pending_ttl)
+  end
+  return 1
+end
 local ttl = tonumber(ARGV[3])
 redis.call('SET', KEYS[1], string.format('%d:', tonumber(ARGV[1]) + ttl) .. rest, 'PX', ttl)
 return 1

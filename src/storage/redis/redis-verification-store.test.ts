@@ -106,6 +106,8 @@ if (!redisProbe.ok) {
         consumeToken: await roundTrips(() => store.consumeToken("app1", token.tokenHash, now)),
         cancel: await roundTrips(() => store.cancel("app1", record.id, now)),
         refundAttempt: await roundTrips(() => store.refundAttempt("app1", record.id, failureKey, now)),
+        hold: await roundTrips(() => store.hold(request, now, 0, 60_000)),
+        confirm: await roundTrips(() => store.confirm(request, now, 0)),
         withdraw: await roundTrips(() => store.withdraw(request, now)),
       };
       expect(Object.values(trips)).toEqual(Object.values(trips).map(() => 1));
@@ -170,6 +172,65 @@ if (!redisProbe.ok) {
       await store.withdraw(keyed, now);
       expect(await store.replay(appId, "withdrawn", now)).toBeNull();
       expect(await redis.keys(`${prefix}{${appId}}:f:withdrawn`)).toEqual([]);
+    });
+
+    // Regression: a commit slower than the pending entry's life (a batch stalled behind others)
+    // was answered 201, yet its confirm found no entry and the key sent a second code; so did a
+    // confirm retried after Redis came back. @see .scratch/idem/t4.mjs
+    it("confirms a keyed send whose pending entry lapsed, for the rest of the key's day", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const idempotency = { key: "slow", fingerprint: "ef".repeat(32) };
+      const first = codeRecord(appId, now);
+      const request = issueRequest(first, [counter("r:60", 1, 60)], { idempotency });
+      const issued = await store.issue(request, now, { outboxPending: true });
+      expect(issued).toMatchObject({ kind: "issued", resendAfterSeconds: 60 });
+      const entry = keys.idempotency(appId, "slow");
+      await redis.del(entry); // as when it lapses
+      expect(await store.confirm(request, now, 60)).toBe(true);
+      expect(await store.replay(appId, "slow", now + 3_600_000)).toMatchObject({
+        kind: "replayed",
+        record: { id: first.id },
+        resendAfterSeconds: 60,
+        fingerprint: idempotency.fingerprint,
+      });
+      expect(await store.replay(appId, "slow", now + 24 * 3_600_000)).toBeNull();
+      expect(await redis.pttl(entry)).toBeGreaterThan(23 * 3_600_000);
+      // Repeated, it changes nothing; a hold never makes it pending again.
+      expect(await store.confirm(request, now, 60)).toBe(true);
+      expect(await store.hold(request, now, 60, 60_000)).toBe(true);
+      expect(await store.replay(appId, "slow", now)).toMatchObject({ kind: "replayed" });
+    });
+
+    it("holds a keyed send's entry pending while its commit is settled, never over another send's", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const idempotency = { key: "unsure", fingerprint: "fe".repeat(32) };
+      const first = issueRequest(codeRecord(appId, now), [], { idempotency });
+      await store.issue(first, now, { outboxPending: true });
+      const entry = keys.idempotency(appId, "unsure");
+      expect(await store.hold(first, now, 0, 120_000)).toBe(true);
+      expect(await redis.pttl(entry)).toBeGreaterThan(60_000);
+      // a shorter hold does not cut it short
+      expect(await store.hold(first, now, 0, 1_000)).toBe(true);
+      expect(await redis.pttl(entry)).toBeGreaterThan(60_000);
+      expect(await store.replay(appId, "unsure", now)).toEqual({ kind: "in_progress" });
+      // lapsed meanwhile: written again, pending
+      await redis.del(entry);
+      expect(await store.hold(first, now, 0, 120_000)).toBe(true);
+      expect(await store.replay(appId, "unsure", now)).toEqual({ kind: "in_progress" });
+
+      // Another send took the key after it lapsed: neither a hold nor a confirm takes it back.
+      await redis.del(entry);
+      const second = issueRequest(codeRecord(appId, now), [], { idempotency });
+      await store.issue(second, now, { outboxPending: true });
+      await store.confirm(second, now, 0);
+      expect(await store.hold(first, now, 0, 120_000)).toBe(false);
+      expect(await store.confirm(first, now, 0)).toBe(false);
+      expect(await store.replay(appId, "unsure", now)).toMatchObject({
+        kind: "replayed",
+        record: { id: second.code.id },
+      });
     });
 
     // Regression: a send whose issue reply was lost (or late) left its code superseding the one

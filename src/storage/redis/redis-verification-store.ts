@@ -45,8 +45,19 @@ export interface RedisVerificationStore extends Omit<VerificationStore, "deliver
    * nothing (answers `in_progress`) until `confirm` says the outbox row is committed.
    */
   issue(request: IssueRequest, nowMs: number, options?: { outboxPending: boolean }): Promise<IssueOutcome>;
-  /** The send's outbox row is committed: its idempotency entry now replays it. */
-  confirm(request: IssueRequest, nowMs: number): Promise<void>;
+  /**
+   * The send's outbox row is committed: its idempotency entry now replays it (for the day from
+   * `nowMs`, the issue's time), written again if it lapsed while pending. `resendAfterSeconds`:
+   * the issue's. Resolves false only when the key names another send by now (left as it is);
+   * harmless to repeat.
+   */
+  confirm(request: IssueRequest, nowMs: number, resendAfterSeconds: number): Promise<boolean>;
+  /**
+   * The send's outbox commit is being settled: its idempotency entry answers "in progress" for
+   * at least `pendingMs` more (written again, pending, if it lapsed), unless it is confirmed
+   * already. Resolves false only when the key names another send by now.
+   */
+  hold(request: IssueRequest, nowMs: number, resendAfterSeconds: number, pendingMs: number): Promise<boolean>;
   /**
    * Atomically deletes the issued code and its idempotency entry (if it still names it), refunds
    * the counters `issue` counted, and gives the slot back to the pending code the issue
@@ -71,7 +82,8 @@ function replayFrom(appId: string, reply: unknown[]): ReplayOutcome {
 
 // How long an idempotency entry waits for its send's outbox commit before it lapses: longer than
 // a commit may take (the pool's statement and query timeouts, postgres-pool.ts), so a live send's
-// entry never lapses first, yet a send that died leaves its key usable again soon.
+// entry rarely lapses first (a confirm then writes it again), yet a send that died leaves its key
+// usable again soon. A commit whose outcome is unknown holds it for longer while it is settled.
 export const IDEMPOTENCY_PENDING_TTL_MS = 30_000;
 
 /**
@@ -90,6 +102,27 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
   const codeKeys = (appId: string, id: string) => {
     const parts = parseVerificationId(id);
     return parts && { slot: keys.slot(appId, parts.slotTag), own: keys.code(appId, id), stamp: parts.stamp };
+  };
+
+  // confirm (pendingMs 0) and hold: one script (redis-scripts.ts CONFIRM).
+  const settle = async (
+    request: IssueRequest,
+    nowMs: number,
+    resendAfterSeconds: number,
+    pendingMs: number,
+  ): Promise<boolean> => {
+    if (!request.idempotency) return true;
+    const settled = await redis.vdConfirm(
+      1,
+      idempotencyKey(request),
+      nowMs,
+      request.code.id,
+      IDEMPOTENCY_TTL_MS,
+      resendAfterSeconds,
+      request.idempotency.fingerprint,
+      pendingMs,
+    );
+    return replyNumber(settled) === 1;
   };
 
   return {
@@ -157,10 +190,9 @@ export function createRedisVerificationStore(client: Redis, keys: RedisKeys): Re
       return replyText(reply[0]) === "none" ? null : replayFrom(appId, reply);
     },
 
-    async confirm(request, nowMs) {
-      if (!request.idempotency) return;
-      await redis.vdConfirm(1, idempotencyKey(request), nowMs, request.code.id, IDEMPOTENCY_TTL_MS);
-    },
+    confirm: (request, nowMs, resendAfterSeconds) => settle(request, nowMs, resendAfterSeconds, 0),
+    hold: (request, nowMs, resendAfterSeconds, pendingMs) =>
+      settle(request, nowMs, resendAfterSeconds, Math.max(1, pendingMs)),
 
     async withdraw(request, nowMs) {
       const code = codeKeys(request.appId, request.code.id);
