@@ -63,6 +63,12 @@ export function mintApiKey(): { apiKey: string; apiKeyHash: string } {
 // path while letting a change made by the CLI (another process) take effect within seconds.
 const APP_CACHE_TTL_MS = 5_000;
 
+// The longest id and client id an app can have (the config schema's bounds; the CLI's are shorter).
+// A longer one names no app: it is answered without the store and never cached, so a flood of
+// made-up ids in 16 KB headers cannot fill the cache (10,000 of them held ~150 MB).
+export const MAX_APP_ID_LENGTH = 63;
+export const MAX_CLIENT_ID_LENGTH = 128;
+
 interface CacheEntry {
   app: App | null;
   loadedAtMs: number;
@@ -80,10 +86,12 @@ export class AppDirectory {
   ) {}
 
   byId(id: string): Promise<App | null> {
+    if (id.length > MAX_APP_ID_LENGTH) return Promise.resolve(null);
     return this.cached(`id:${id}`, () => this.store.get(id));
   }
 
   byClientId(clientId: string): Promise<App | null> {
+    if (clientId.length > MAX_CLIENT_ID_LENGTH) return Promise.resolve(null);
     return this.cached(`client:${clientId}`, () => this.store.getByClientId(clientId));
   }
 
@@ -96,11 +104,13 @@ export class AppDirectory {
    * synchronously skips a promise round on the hottest refusal path.
    */
   peekById(id: string): App | null | undefined {
+    if (id.length > MAX_APP_ID_LENGTH) return null;
     return this.peek(`id:${id}`);
   }
 
   /** `byClientId` without waiting, when the answer is cached (undefined otherwise). */
   peekByClientId(clientId: string): App | null | undefined {
+    if (clientId.length > MAX_CLIENT_ID_LENGTH) return null;
     return this.peek(`client:${clientId}`);
   }
 
