@@ -8,7 +8,20 @@ import { OtpError } from "../core/errors.js";
 export function unavailable(backend: string, error: unknown): OtpError {
   if (error instanceof OtpError) return error;
   const reason = error instanceof Error ? error.message : String(error);
-  return new OtpError("STORE_UNAVAILABLE", { internal: `${backend}: ${reason}`, cause: error });
+  return storeUnavailable(`${backend}: ${reason}`, error);
+}
+
+// A backend comes back by itself (the clients reconnect with backoff), so a caller is told to try
+// again soon, as a refused request always says when.
+const RETRY_AFTER_SECONDS = 1;
+
+/** The 503 of a backend fault: `internal` for the log, never the caller. */
+export function storeUnavailable(internal: string, cause: unknown): OtpError {
+  return new OtpError("STORE_UNAVAILABLE", {
+    internal,
+    cause,
+    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
+  });
 }
 
 /**

@@ -5,6 +5,7 @@ import type { IssueOutcome, IssueRequest, Logger, VerificationStore } from "../.
 import type { DeliveryRecord } from "../../core/types.js";
 import { OutboxRowsNotSent, type OutboxWriter } from "../postgres/postgres-outbox-writer.js";
 import type { RedisVerificationStore } from "../redis/redis-verification-store.js";
+import { storeUnavailable } from "../store-unavailable.js";
 
 export interface ClusterVerificationStoreDeps {
   hot: RedisVerificationStore;
@@ -38,9 +39,6 @@ const MAX_PENDING_SETTLES = 2_000;
 // at once: the entry it writes replays the first answer even if its pending one lapsed meanwhile.
 const CONFIRM_RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000, 4_000, 8_000];
 const MAX_PENDING_CONFIRMS = 1_000;
-// How soon a caller refused with STORE_UNAVAILABLE here may try again: the store has either undone
-// the send (a retry is a new send) or is settling it (a retry under its key is told to wait).
-const RETRY_AFTER_SECONDS = 1;
 
 /**
  * The cluster VerificationStore: the seam DESIGN.md "The request path budget" describes. `issue`
@@ -114,15 +112,6 @@ export function createClusterVerificationStore(deps: ClusterVerificationStoreDep
 }
 
 const reasonOf = (error: unknown): string => (error instanceof Error ? error.message : String(error));
-
-/** The send's 503: it says when to try again (DESIGN.md: a refused request always does). */
-function storeUnavailable(internal: string, cause: unknown): OtpError {
-  return new OtpError("STORE_UNAVAILABLE", {
-    internal,
-    cause,
-    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
-  });
-}
 
 /**
  * True when a failed outbox commit certainly wrote nothing: no connection could be had, so the
