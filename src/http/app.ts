@@ -4,6 +4,8 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Engine } from "../core/engine.js";
 import { invalidField, type OtpError } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
+import { createLogThrottle } from "../observability/log-throttle.js";
+import { createRefusalTally } from "../observability/refusal-tally.js";
 import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
 import { installCors } from "./cors.js";
@@ -14,6 +16,7 @@ import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresn
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
 import { documentRoute, SECURITY_SCHEMES } from "./openapi.js";
+import { countRefusal, tellBackendFault } from "./shared/answered-errors.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
 
@@ -43,6 +46,8 @@ export interface HttpAppOptions {
    * (`Backend.onAnswered`): the replies those answers made are written then
    */
   onStoreAnswered?: ((listener: () => void) => void) | undefined;
+  /** how often the tally of refused requests is logged (default a minute; tests shorten it) */
+  refusalLogIntervalMs?: number;
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -51,6 +56,11 @@ const BODY_LIMIT_BYTES = 16 * 1024;
 export const REQUEST_TIMEOUT_MS = 30_000;
 // Origins change rarely; re-reading the apps on every preflight would put the store on that path.
 const CORS_CACHE_MS = 5_000;
+// While Redis or PostgreSQL is down every request fails alike; their clients log the outage and
+// its end. A line a minute per failure's text says it goes on, and how many requests it failed.
+const BACKEND_FAULT_LOG_INTERVAL_MS = 60_000;
+// Distinct texts of backend failures tracked at once; more share one line a minute.
+const BACKEND_FAULT_LOG_KEYS = 100;
 
 /** Builds the HTTP app: hooks, CORS, OpenAPI at /docs, health, and one plugin per API face. */
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
@@ -58,7 +68,9 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   const proxies = trustedPeers(options.trustProxy);
   const fastify = Fastify({
     loggerInstance: options.logger,
-    // Outcomes are logged by the use cases; two lines per request would cost more than the request.
+    // A line per request would cost more than the request, and let a flood write the disk full.
+    // What is logged instead: bugs (each with its stack), backend failures (once, then a line a
+    // minute), and a line a minute tallying refused requests by face, app and error code.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     // A client that sends its headers and then stalls its body is cut off (408) rather than
@@ -87,6 +99,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
           ? "A segment of the request path is too long"
           : "The request path is not a valid URL",
       );
+      // Refused before the onRequest hooks, so the request id is set here.
+      reply.header("x-request-id", request.id);
       if (request.url.startsWith(`${CLOUDBASE_PREFIX}/`))
         return renderCloudbaseError(refusal, request, reply);
       if (request.url.startsWith(`${IDAAS_PREFIX}/`)) return renderIdaasError(refusal, request, reply);
@@ -98,6 +112,36 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
 
   options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));
+
+  // Every reply of every face carries the request's id, the caller's own when it sent a usable
+  // one, so a client can quote it (CORS exposes the header). First of the hooks, so replies a
+  // hook makes (a preflight, a refusal before the body) carry it too.
+  fastify.addHook("onRequest", (request, reply, done) => {
+    reply.header("x-request-id", request.id);
+    done();
+  });
+
+  const { clock } = engine.deps;
+  fastify.decorateRequest("appId", null);
+  const refusalTally = createRefusalTally({
+    log: fastify.log,
+    clock,
+    ...(options.refusalLogIntervalMs === undefined ? {} : { intervalMs: options.refusalLogIntervalMs }),
+  });
+  const backendFaultLog = createLogThrottle({
+    clock,
+    intervalMs: BACKEND_FAULT_LOG_INTERVAL_MS,
+    maxKeys: BACKEND_FAULT_LOG_KEYS,
+    laterLog: fastify.log,
+    tell: tellBackendFault,
+  });
+  fastify.decorate("refusalTally", refusalTally);
+  fastify.decorate("backendFaultLog", backendFaultLog);
+  // What the minute had not told yet is told at shutdown.
+  fastify.addHook("onClose", async () => {
+    refusalTally.close();
+    backendFaultLog.close();
+  });
 
   installCors(fastify, {
     anyOrigin: devMode,
@@ -124,8 +168,9 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
 
   // An unknown route is the caller's mistake: answered as problem+json like every native error
   // (the dialects answer their own prefixes in their own shapes).
-  fastify.setNotFoundHandler((request, reply) =>
-    reply
+  fastify.setNotFoundHandler((request, reply) => {
+    countRefusal(request, "native", "ROUTE_NOT_FOUND");
+    return reply
       .code(404)
       .type("application/problem+json")
       .send({
@@ -134,8 +179,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
         status: 404,
         code: "ROUTE_NOT_FOUND",
         detail: `No route ${request.method} ${request.url.split("?")[0]}`,
-      }),
-  );
+      });
+  });
 
   fastify.get("/healthz", async () => ({ status: "ok" }));
   fastify.get("/readyz", async (_request, reply) => {

@@ -1,7 +1,8 @@
-import type { FastifyBaseLogger, FastifyInstance, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyInstance } from "fastify";
 import type { ReceiptRecorder, StatusCallbackHandler } from "../../core/delivery/delivery-receipts.js";
 import { OtpError } from "../../core/errors.js";
 import type { Clock } from "../../core/ports.js";
+import { createLogThrottle } from "../../observability/log-throttle.js";
 import { renderProblem } from "../native/routes.js";
 import { answerErrorsWith } from "../problem.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
@@ -18,15 +19,6 @@ const PROVIDER_PATTERN = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 // write the disk full from one client. Refusals are counted and told once a minute per provider.
 const REFUSAL_LOG_INTERVAL_MS = 60_000;
 
-interface Refusals {
-  /** refused since the last line */
-  count: number;
-  loggedAtMs: number;
-  reason: string;
-  /** the line due at the end of the minute, for refusals no later one has told */
-  timer: NodeJS.Timeout | undefined;
-}
-
 /**
  * `POST /v1/callbacks/{provider}`: delivery status reports from providers (Twilio's StatusCallback,
  * the generic webhook's). Each handler verifies its provider's signature over the raw body before
@@ -39,48 +31,19 @@ export async function deliveryCallbacks(
 ): Promise<void> {
   const handlers = new Map(options.handlers.map((handler) => [handler.provider, handler]));
   // Keyed by the configured providers only: an unknown one is refused without a line.
-  const refusals = new Map<string, Refusals>();
-  const tell = (log: FastifyBaseLogger, provider: string, seen: Refusals, nowMs: number) => {
-    log.warn(
-      { provider, refused: seen.count, reason: seen.reason },
-      "status callbacks refused: missing or wrong signature",
-    );
-    seen.count = 0;
-    seen.loggedAtMs = nowMs;
-  };
-  const refused = (request: FastifyRequest, provider: string, reason: string) => {
-    const nowMs = options.clock.nowMs();
-    let seen = refusals.get(provider);
-    if (!seen) {
-      seen = { count: 0, loggedAtMs: Number.NEGATIVE_INFINITY, reason, timer: undefined };
-      refusals.set(provider, seen);
-    }
-    seen.count += 1;
-    seen.reason = reason;
-    // A clock stepped back counts as the interval gone by, not as an hour to wait.
-    if (nowMs - seen.loggedAtMs >= REFUSAL_LOG_INTERVAL_MS || nowMs < seen.loggedAtMs) {
-      clearTimeout(seen.timer);
-      seen.timer = undefined;
-      tell(request.log, provider, seen, nowMs);
-    } else if (!seen.timer) {
-      const told = seen;
-      told.timer = setTimeout(
-        () => {
-          told.timer = undefined;
-          if (told.count > 0) tell(fastify.log, provider, told, options.clock.nowMs());
-        },
-        Math.min(REFUSAL_LOG_INTERVAL_MS, told.loggedAtMs + REFUSAL_LOG_INTERVAL_MS - nowMs),
-      );
-      told.timer.unref();
-    }
-  };
-  // What the minute had not told yet is told at shutdown, not lost with its timer.
-  fastify.addHook("onClose", async () => {
-    for (const [provider, seen] of refusals) {
-      clearTimeout(seen.timer);
-      if (seen.count > 0) tell(fastify.log, provider, seen, options.clock.nowMs());
-    }
+  const refusals = createLogThrottle<FastifyBaseLogger, { provider: string; reason: string }>({
+    clock: options.clock,
+    intervalMs: REFUSAL_LOG_INTERVAL_MS,
+    maxKeys: Math.max(1, handlers.size),
+    laterLog: fastify.log,
+    tell: ({ log, count, detail }) =>
+      log.warn(
+        { provider: detail.provider, refused: count, reason: detail.reason },
+        "status callbacks refused: missing or wrong signature",
+      ),
   });
+  // What the minute had not told yet is told at shutdown, not lost with its timer.
+  fastify.addHook("onClose", async () => refusals.close());
 
   // Signatures cover the bytes as sent, so this plugin reads every body as a string, JSON included.
   fastify.removeAllContentTypeParsers();
@@ -106,7 +69,7 @@ export async function deliveryCallbacks(
         nowMs: options.clock.nowMs(),
       });
       if (outcome.kind === "unauthenticated") {
-        refused(request, provider, outcome.reason);
+        refusals.occurred(request.log, provider, { provider, reason: outcome.reason });
         throw new OtpError("SIGNATURE_INVALID", { message: outcome.reason });
       }
       if (outcome.kind === "invalid") {

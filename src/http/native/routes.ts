@@ -7,7 +7,8 @@ import { invalidField, OtpError } from "../../core/errors.js";
 import { maskAddress, parseAnyRecipient } from "../../core/recipients.js";
 import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
-import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../problem.js";
+import { answerErrorsWith, setRetryAfter, toOtpError } from "../problem.js";
+import { answeredBug, answeredError, servedApp } from "../shared/answered-errors.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
 import {
@@ -65,6 +66,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
     const known = resolved.get(request);
     if (known) return known;
     const caller = await resolveCaller(request);
+    servedApp(request, caller.app);
     resolved.set(request, caller);
     return caller;
   }
@@ -114,6 +116,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       // refusal is decided without a promise round, which showed in the flood's profile.
       onRequest: (request, reply, done) => {
         const precheck = (caller: Caller) => {
+          servedApp(request, caller.app);
           const refusal =
             caller.byApiKey || request.headers["idempotency-key"] !== undefined
               ? null
@@ -376,7 +379,7 @@ export function renderProblem(error: unknown, request: FastifyRequest, reply: Fa
 function problemOf(error: unknown, request: FastifyRequest, reply: FastifyReply) {
   const otpError = toOtpError(error, request);
   if (!otpError) {
-    const requestId = logUnexpected(request, error);
+    const requestId = answeredBug(request, "native", error);
     reply.code(500).type("application/problem+json");
     return {
       type: "urn:verifyd:error:internal",
@@ -387,8 +390,8 @@ function problemOf(error: unknown, request: FastifyRequest, reply: FastifyReply)
       request_id: requestId,
     };
   }
+  answeredError(request, "native", otpError);
   const status = NATIVE_ERROR_STATUS[otpError.code];
-  if (status >= 500) request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
   setRetryAfter(reply, otpError);
   const { details } = otpError;
   reply.code(status).type("application/problem+json");

@@ -5,6 +5,7 @@ import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
 import type { App } from "../../../core/types.js";
 import { toOtpError } from "../../problem.js";
+import { answeredError } from "../../shared/answered-errors.js";
 import { cloudbaseErrorOf } from "./error-map.js";
 import {
   CaptchaInitBody,
@@ -88,6 +89,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
   ) => {
     const refusal = toOtpError(error, request);
     if (!refusal) throw error;
+    answeredError(request, "cloudbase", refusal);
     const { body } = cloudbaseErrorOf(refusal);
     return redirectBack(reply, to, { error: body.error, error_description: body.error_description }, state);
   };

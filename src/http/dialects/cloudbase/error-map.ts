@@ -1,6 +1,7 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { OtpError, OtpErrorCode } from "../../../core/errors.js";
-import { logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { setRetryAfter, toOtpError } from "../../problem.js";
+import { answeredBug, answeredError } from "../../shared/answered-errors.js";
 
 /** One CloudBase wire error: HTTP status, the `error` name, its integer `error_code`. */
 export interface CloudbaseError {
@@ -170,15 +171,15 @@ export function renderCloudbaseError(
 ): FastifyReply {
   const otpError = toOtpError(error, request);
   if (!otpError) {
-    const requestId = logUnexpected(request, error);
+    const requestId = answeredBug(request, "cloudbase", error);
     return reply.code(CLOUDBASE_INTERNAL_ERROR.status).send({
       error: CLOUDBASE_INTERNAL_ERROR.error,
       error_code: CLOUDBASE_INTERNAL_ERROR.errorCode,
       error_description: `An unexpected error occurred; quote request id ${requestId} when reporting it`,
     });
   }
+  answeredError(request, "cloudbase", otpError);
   const { status, body } = cloudbaseErrorOf(otpError, context);
-  if (status >= 500) request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
   setRetryAfter(reply, otpError);
   return reply.code(status).send(body);
 }

@@ -6,6 +6,7 @@ import { invalidField, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { answerErrorsWith } from "../../problem.js";
+import { countRefusal, servedApp } from "../../shared/answered-errors.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { NO_CAPTCHA_NEEDED, registerLegacyCaptchaFlow } from "./captcha-page.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
@@ -123,12 +124,8 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   refuseMalformedText(app);
   app.setNotFoundHandler((request, reply) => {
     const { status, body } = CLOUDBASE_ROUTE_NOT_FOUND;
-    reply.header("x-request-id", String(request.id));
+    countRefusal(request, "cloudbase", "ROUTE_NOT_FOUND");
     return reply.code(status).send(body);
-  });
-  // CloudBase answers with the request id its clients send (or one it made up) for tracing.
-  app.addHook("onSend", async (request, reply) => {
-    reply.header("x-request-id", String(request.id));
   });
   // The captcha and sign-out calls are documented with an empty body; clients still send
   // `Content-Type: application/json` with it, which Fastify would refuse.
@@ -190,7 +187,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     if (accessToken === undefined) {
       throw new OtpError("UNAUTHENTICATED", { message: "Authorization: Bearer <access_token> is required" });
     }
-    return tokens.authenticate(accessToken, clientIdOf(request, bodyClientId));
+    const caller = await tokens.authenticate(accessToken, clientIdOf(request, bodyClientId));
+    servedApp(request, caller.app);
+    return caller;
   }
 
   /**
@@ -202,10 +201,10 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
    */
   async function appOf(request: FastifyRequest, bodyClientId?: string): Promise<App> {
     const clientId = clientIdOf(request, bodyClientId);
-    if (clientId !== undefined) return tokens.appNamed(clientId);
+    if (clientId !== undefined) return servedApp(request, await tokens.appNamed(clientId));
     const bearer = BEARER_PATTERN.exec(request.headers.authorization ?? "")?.[1];
     const appOfToken = bearer === undefined ? null : await tokens.appOfAccessToken(bearer);
-    return appOfToken ?? tokens.appNamed(undefined);
+    return servedApp(request, appOfToken ?? (await tokens.appNamed(undefined)));
   }
 
   /** The contact a body names, checked and normalised, for the token that must prove it. */
@@ -239,6 +238,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
             : engine.apps.peekByClientId(clientId);
         // An app this face does not serve is refused as unknown by the handler.
         if (!tenant?.faces.includes("cloudbase")) return done();
+        servedApp(request, tenant);
         let refusal: Error | null;
         try {
           refusal = engine.precheckSendRisk({
@@ -424,7 +424,7 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   }
 
   app.post("/token", { schema: bodySchema(TokenBody, Credentials) }, async (request) => {
-    const tenant = await tokens.appNamed(clientIdOf(request, request.body.client_id));
+    const tenant = servedApp(request, await tokens.appNamed(clientIdOf(request, request.body.client_id)));
     return tokens.refresh(tenant, request.body.refresh_token);
   });
 

@@ -11,7 +11,8 @@ import { isOtpError, OtpError } from "../../../core/errors.js";
 import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/types.js";
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
-import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { answerErrorsWith, setRetryAfter, toOtpError } from "../../problem.js";
+import { answeredBug, answeredError, countRefusal, servedApp } from "../../shared/answered-errors.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
 import { accountDataView, sessionTokenView, uidOf, userSessionTokenView, userView } from "./account-view.js";
@@ -181,7 +182,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     const clientId = header(request, "x-fresns-app-id") ?? DEFAULT_APP_ID;
     // Client ids are at most 128 characters (config schema); a longer one is not looked up (or cached).
     if (clientId.length > MAX_CLIENT_ID_LENGTH) throw new OtpError("APP_NOT_FOUND");
-    const app = await engine.apps.requireByClientId(clientId, "fresns");
+    const app = servedApp(request, await engine.apps.requireByClientId(clientId, "fresns"));
     context.app = app;
     if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";
     if (app.fresnsSecret) verifySignature(request, app.fresnsSecret, engine.deps.clock.nowMs(), context.lang);
@@ -688,9 +689,10 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   for (const prefix of PREFIXES) {
     await fastify.register(
       async (scoped) => {
-        scoped.setNotFoundHandler((_request, reply) =>
-          reply.code(404).send({ code: 404, message: "Not Found", data: null }),
-        );
+        scoped.setNotFoundHandler((request, reply) => {
+          countRefusal(request, "fresns", "ROUTE_NOT_FOUND");
+          return reply.code(404).send({ code: 404, message: "Not Found", data: null });
+        });
       },
       { prefix },
     );
@@ -871,16 +873,15 @@ export function renderFresnsError(
 ): FastifyReply {
   const context = contextOf(request);
   if (error instanceof FresnsRefusal) {
+    countRefusal(request, "fresns", error.code);
     return reply.code(200).send({ code: error.code, message: error.messageIn(context.lang), data: null });
   }
   const otpError = toOtpError(error, request);
   if (!otpError) {
-    const requestId = logUnexpected(request, error);
+    const requestId = answeredBug(request, "fresns", error);
     return reply.code(500).send({ code: 500, message: "Unknown Error", data: { requestId } });
   }
-  if (otpError.code === "STORE_UNAVAILABLE" || otpError.code === "DELIVERY_FAILED") {
-    request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
-  }
+  answeredError(request, "fresns", otpError);
   setRetryAfter(reply, otpError);
   const code = fresnsCodeOf(otpError, context.channel);
   // A 30000 from outside the Laravel-style validator (body too large, wrong content type) has no

@@ -7,7 +7,8 @@ import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
 import { equalInConstantTime } from "../../../core/secrets.js";
 import type { Account, App, Channel } from "../../../core/types.js";
-import { answerErrorsWith, logUnexpected, setRetryAfter, toOtpError } from "../../problem.js";
+import { answerErrorsWith, setRetryAfter, toOtpError } from "../../problem.js";
+import { answeredBug, answeredError, countRefusal, servedApp } from "../../shared/answered-errors.js";
 import { createJwtKeys } from "../../shared/jwt.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import type { TrustedPeers } from "../../shared/trusted-peers.js";
@@ -110,7 +111,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     const clientId = headerText(request, "x-client-id");
     if (clientId === undefined) throw new IdaasRefusal("CLIENT_ID_EMPTY");
     if (clientId.length > MAX_CLIENT_ID_CHARS) throw new IdaasRefusal("APP_NOT_REGISTERED");
-    const tenant = await engine.apps.requireByClientId(clientId, "idaas");
+    const tenant = servedApp(request, await engine.apps.requireByClientId(clientId, "idaas"));
     callers.set(request, { app: tenant, deviceId: device.fingerprint, clientIp: device.clientIp });
   });
 
@@ -454,6 +455,7 @@ export function renderIdaasError(error: unknown, request: FastifyRequest, reply:
   let wire: IdaasWireError;
   if (error instanceof IdaasRefusal) {
     wire = error.wire;
+    countRefusal(request, "idaas", wire.code);
   } else if (
     typeof error === "object" &&
     error !== null &&
@@ -461,15 +463,15 @@ export function renderIdaasError(error: unknown, request: FastifyRequest, reply:
   ) {
     // A schema refusal (wrong type, too long): the field exists but its value cannot be one.
     wire = IDAAS_ERRORS.PARAM_INVALID;
+    countRefusal(request, "idaas", "VALIDATION_FAILED");
   } else {
     const otpError = toOtpError(error, request);
     if (!otpError) {
-      logUnexpected(request, error);
+      answeredBug(request, "idaas", error);
       wire = IDAAS_ERRORS.SYSTEM_BUSY;
     } else {
       wire = idaasErrorOf(otpError);
-      if (wire.status >= 500)
-        request.log.warn({ err: otpError, internal: otpError.internal }, "backend error");
+      answeredError(request, "idaas", otpError);
       setRetryAfter(reply, otpError);
       return reply.code(wire.status).send({
         error_code: wire.code,

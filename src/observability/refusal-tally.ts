@@ -1,0 +1,119 @@
+import type { Clock, Logger } from "../core/ports.js";
+
+export interface RefusalTallyOptions {
+  log: Pick<Logger, "info" | "warn">;
+  clock: Clock;
+  /** how often the tally is written and started over (default a minute) */
+  intervalMs?: number;
+  /** a tally with more refusals than this is written as a warning (default 1,000) */
+  warnAbove?: number;
+  /** (face, app, code) triples counted apart; refusals of further ones are counted as `other` */
+  maxKeys?: number;
+}
+
+/** One line's count: refusals of one error code on one face for one app. */
+export interface RefusalCount {
+  face: string;
+  /** the app the request was resolved to, `-` when it was refused before (an unknown app or key) */
+  app: string;
+  /** the core code (UPPER_SNAKE), or the face's own wire code for a refusal decided by the face */
+  code: string | number;
+  count: number;
+}
+
+export interface RefusalTally {
+  /** counts one refused request; allocates nothing once its triple has been counted this interval */
+  count(face: string, app: string, code: string | number): void;
+  /** writes the line of what was counted since the last one, if anything, and starts over */
+  flush(): void;
+  /** writes what is untold and stops the timer */
+  close(): void;
+}
+
+const DEFAULT_INTERVAL_MS = 60_000;
+// A busy deployment's honest mistakes (wrong codes, resends too soon) stay well under this a
+// minute; a flood passes it in seconds.
+const DEFAULT_WARN_ABOVE = 1_000;
+// Apps × faces × codes is bounded by the configuration, but not small: the line stays under ~40 KB.
+const DEFAULT_MAX_KEYS = 500;
+
+/**
+ * The per-process tally of refused requests, one line an interval. A refused request writes no
+ * line of its own: a flood of them would write the disk full, and most refusals are a client's
+ * honest mistake. But an attack must show: rate-limited and captcha-required sends, bad keys,
+ * guessed ids and passwords are counted by (face, app, code) and written as one `info` line an
+ * interval, a `warn` past `warnAbove` refusals. Counting costs three map look-ups: the counts are
+ * nested by face, app and code (strings the request holds already), so no key is built.
+ */
+export function createRefusalTally(options: RefusalTallyOptions): RefusalTally {
+  const { log, clock } = options;
+  const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
+  const warnAbove = options.warnAbove ?? DEFAULT_WARN_ABOVE;
+  const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
+  let counts = new Map<string, Map<string, Map<string | number, number>>>();
+  let keys = 0;
+  let total = 0;
+  let other = 0;
+  let sinceMs = clock.nowMs();
+
+  const flush = () => {
+    const nowMs = clock.nowMs();
+    if (total > 0) {
+      const refusals: RefusalCount[] = [];
+      for (const [face, byApp] of counts) {
+        for (const [app, byCode] of byApp) {
+          for (const [code, count] of byCode) refusals.push({ face, app, code, count });
+        }
+      }
+      refusals.sort((a, b) => b.count - a.count);
+      const line = {
+        refused: total,
+        seconds: Math.max(0, Math.round((nowMs - sinceMs) / 1000)),
+        refusals,
+        ...(other > 0 ? { other } : {}),
+      };
+      if (total > warnAbove) log.warn(line, "requests refused: more than usual");
+      else log.info(line, "requests refused");
+    }
+    counts = new Map();
+    keys = 0;
+    total = 0;
+    other = 0;
+    sinceMs = nowMs;
+  };
+  const timer = setInterval(flush, intervalMs);
+  // The tally never keeps a process up; close() writes what it holds.
+  timer.unref();
+
+  return {
+    count(face, app, code) {
+      total += 1;
+      let byApp = counts.get(face);
+      let byCode = byApp?.get(app);
+      const seen = byCode?.get(code);
+      if (seen !== undefined) {
+        (byCode as Map<string | number, number>).set(code, seen + 1);
+        return;
+      }
+      if (keys >= maxKeys) {
+        other += 1;
+        return;
+      }
+      keys += 1;
+      if (byApp === undefined) {
+        byApp = new Map();
+        counts.set(face, byApp);
+      }
+      if (byCode === undefined) {
+        byCode = new Map();
+        byApp.set(app, byCode);
+      }
+      byCode.set(code, 1);
+    },
+    flush,
+    close() {
+      clearInterval(timer);
+      flush();
+    },
+  };
+}
