@@ -170,11 +170,15 @@ describe("POST /v1/verifications", () => {
       expect((await sendCode({ purpose: "sign_up", target: "not_user" })).json().code).toBe("ACCOUNT_EXISTS");
     });
 
-    it("refuses a reused Idempotency-Key whose request asks for another message", async () => {
+    it("refuses a reused Idempotency-Key whose request asks for another send, and replays one in another language", async () => {
       t = await createTestServer();
       const headers = { "idempotency-key": "signup-4b2e" };
-      expect((await sendCode({ locale: "en" }, headers)).statusCode).toBe(201);
-      for (const other of [{ locale: "zh-Hans" }, { purpose: "reverify" }, { target: "user" }]) {
+      const first = await sendCode({ locale: "en" }, headers);
+      expect(first.statusCode).toBe(201);
+      const inChinese = await sendCode({ locale: "zh-Hans" }, headers);
+      expect(inChinese.statusCode).toBe(201);
+      expect(inChinese.json().id).toBe(first.json().id);
+      for (const other of [{ purpose: "reverify" }, { target: "user" }]) {
         const reused = await sendCode({ locale: "en", ...other }, headers);
         expect(reused.statusCode, JSON.stringify(other)).toBe(400);
         expect(reused.json()).toMatchObject({ code: "VALIDATION_FAILED", field: "Idempotency-Key" });
