@@ -8,6 +8,7 @@ import { createLogThrottle } from "../observability/log-throttle.js";
 import { createRefusalTally } from "../observability/refusal-tally.js";
 import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
+import { guardConnections } from "./connection-guard.js";
 import { installCors } from "./cors.js";
 import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
@@ -54,6 +55,7 @@ export interface HttpAppOptions {
 const BODY_LIMIT_BYTES = 16 * 1024;
 // A request's headers and its (at most 16 KiB) body take well under this on any real link.
 export const REQUEST_TIMEOUT_MS = 30_000;
+const HEADERS_TIMEOUT_MS = 10_000;
 // Origins change rarely; re-reading the apps on every preflight would put the store on that path.
 const CORS_CACHE_MS = 5_000;
 // While Redis or PostgreSQL is down every request fails alike; their clients log the outage and
@@ -76,8 +78,13 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // A client that sends its headers and then stalls its body is cut off (408) rather than
     // holding its socket, and a shutdown waiting on it, for ever (Fastify's default: no limit).
     requestTimeout: options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS,
-    // How often Node looks for such requests (its default: 30 s, doubling the wait).
-    http: { connectionsCheckingInterval: Math.min(5_000, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS) },
+    // How often Node looks for such requests (its default: 30 s, doubling the wait). Headers take
+    // one packet from a real client: one that has not sent them whole in 10 s holds its socket for
+    // nothing (Node's default, 60 s, also outlasted requestTimeout for a stalled body).
+    http: {
+      connectionsCheckingInterval: Math.min(5_000, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS),
+      headersTimeout: Math.min(HEADERS_TIMEOUT_MS, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS),
+    },
     // Long enough for every id and token of every face, so an absurd one is refused by its
     // schema in the caller's error shape rather than by the router with a bare 414.
     routerOptions: { maxParamLength: 512 },
@@ -137,10 +144,12 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
   fastify.decorate("refusalTally", refusalTally);
   fastify.decorate("backendFaultLog", backendFaultLog);
+  const connections = guardConnections(fastify.server, { proxies, log: fastify.log, clock });
   // What the minute had not told yet is told at shutdown.
   fastify.addHook("onClose", async () => {
     refusalTally.close();
     backendFaultLog.close();
+    connections.close();
   });
 
   installCors(fastify, {

@@ -16,6 +16,8 @@ describe("a client that stalls its request", () => {
     t = await createTestServer({ drainMs: 500 });
     const server = t.fastify.server;
     expect(server.requestTimeout).toBe(REQUEST_TIMEOUT_MS);
+    // Regression: Node's 60 s for headers held a stalled body past requestTimeout, for 60 s.
+    expect(server.headersTimeout).toBe(10_000);
     await t.fastify.listen({ host: "127.0.0.1", port: 0 });
     const { port } = server.address() as { port: number };
 
