@@ -17,10 +17,12 @@ import {
 
 /** What `captcha/init` answers for a client that needs no captcha: not a pass, only a placeholder. */
 export const NO_CAPTCHA_NEEDED = "none";
-// The SDK keeps what init answers for `expires_in` - 10 s and does not ask again when a send is
-// refused captcha_invalid: a short life brings it back to init soon, where a client that has
-// crossed its threshold since gets the page.
-const NO_CAPTCHA_NEEDED_TTL_SECONDS = 11;
+// The 2022 SDK keeps the token init or the page's redirect gives it for `expires_in` - 10 s, adds
+// it to every send meanwhile, and never asks again when a send is refused captcha_invalid (its
+// retry misses an await). A pass is good for one send, so the SDK is told 11 s: the send that
+// follows uses it at once, and the next one goes back to init, where a client over its threshold
+// gets a new page (told the pass's own 600 s, a resend was refused for ten minutes with no page).
+const SDK_TOKEN_TTL_SECONDS = 11;
 
 export interface LegacyCaptchaOptions {
   engine: Engine;
@@ -110,7 +112,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
         clientIp: request.ip,
         deviceId: deviceIdOf(request),
       });
-      if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: NO_CAPTCHA_NEEDED_TTL_SECONDS };
+      if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: SDK_TOKEN_TTL_SECONDS };
       const page = new URLSearchParams({ client_id: tenant.clientId, redirect_uri: redirectUri });
       if (state !== undefined) page.set("state", state);
       return {
@@ -175,7 +177,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
           return redirectBack(
             reply,
             back,
-            { captcha_token: pass.passToken, expires_in: String(pass.expiresInSeconds) },
+            { captcha_token: pass.passToken, expires_in: String(SDK_TOKEN_TTL_SECONDS) },
             state,
           );
         } catch (error) {
