@@ -137,6 +137,47 @@ function surelyNotIssued(error: unknown): boolean {
 }
 
 /**
+ * Background retries of one kind (withdraws, confirms, settles). `start` runs `run` now, or, with
+ * `afterFailedTry`, as if its first try (the caller's own, made before answering) had failed; then
+ * again after each pause of `delaysMs` until it resolves. At most `maxPending` are retried at once,
+ * so an outage cannot pile them up: past that `start` answers false and the caller gives up.
+ */
+function createRetries(delaysMs: readonly number[], maxPending: number) {
+  let pending = 0;
+  return {
+    start<T>(
+      run: (attempt: number) => Promise<T>,
+      on: { done: (value: T, attempt: number) => void; gaveUp: (error: unknown) => void },
+      afterFailedTry = false,
+    ): boolean {
+      if (pending >= maxPending) return false;
+      pending += 1;
+      const failed = (attempt: number, error: unknown) => {
+        const delayMs = delaysMs[attempt];
+        if (delayMs === undefined) {
+          pending -= 1;
+          on.gaveUp(error);
+          return;
+        }
+        setTimeout(() => tryAt(attempt + 1), delayMs).unref();
+      };
+      const tryAt = (attempt: number) => {
+        run(attempt).then(
+          (value) => {
+            pending -= 1;
+            on.done(value, attempt);
+          },
+          (error: unknown) => failed(attempt, error),
+        );
+      };
+      if (afterFailedTry) failed(0, undefined);
+      else tryAt(0);
+      return true;
+    },
+  };
+}
+
+/**
  * Withdraws a send's code: one try before the caller is answered (so its 503 usually finds the send
  * undone already), then, if Redis did not answer, retries in the background (the withdraw is
  * harmless to repeat). A process stopped meanwhile leaves the code, which errs on the closed side.
@@ -145,39 +186,29 @@ function createWithdrawer(
   hot: RedisVerificationStore,
   logger: Logger,
 ): (request: IssueRequest, nowMs: number, why: string) => Promise<void> {
-  let pending = 0;
+  const retries = createRetries(WITHDRAW_RETRY_DELAYS_MS, MAX_PENDING_WITHDRAWS);
   return async (request, nowMs, why) => {
     const context = { verificationId: request.code.id, why };
     try {
       await hot.withdraw(request, nowMs);
       return;
     } catch (error) {
-      if (pending >= MAX_PENDING_WITHDRAWS) {
-        logger.error({ ...context, err: error }, "could not withdraw a failed send's code; too many pending");
-        return;
-      }
-      logger.warn({ ...context, err: error }, "could not withdraw a failed send's code yet; retrying");
-    }
-    pending += 1;
-    const retry = (attempt: number) => {
-      hot.withdraw(request, nowMs).then(
-        (withdrawn) => {
-          pending -= 1;
+      const retrying = retries.start(
+        () => hot.withdraw(request, nowMs),
+        {
           // (not withdrawn: the issue had never run, so there was nothing to undo)
-          logger.info({ ...context, withdrawn, attempt }, "a failed send's withdraw went through");
+          done: (withdrawn, attempt) =>
+            logger.info({ ...context, withdrawn, attempt }, "a failed send's withdraw went through"),
+          gaveUp: (last) =>
+            logger.error({ ...context, err: last }, "gave up withdrawing a failed send's code"),
         },
-        (error: unknown) => {
-          const delayMs = WITHDRAW_RETRY_DELAYS_MS[attempt];
-          if (delayMs === undefined) {
-            pending -= 1;
-            logger.error({ ...context, err: error }, "gave up withdrawing a failed send's code");
-            return;
-          }
-          setTimeout(() => retry(attempt + 1), delayMs).unref();
-        },
+        true,
       );
-    };
-    setTimeout(() => retry(1), WITHDRAW_RETRY_DELAYS_MS[0]).unref();
+      if (retrying)
+        logger.warn({ ...context, err: error }, "could not withdraw a failed send's code yet; retrying");
+      else
+        logger.error({ ...context, err: error }, "could not withdraw a failed send's code; too many pending");
+    }
   };
 }
 
@@ -193,7 +224,7 @@ function createConfirmer(
   hot: RedisVerificationStore,
   logger: Logger,
 ): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
-  let pending = 0;
+  const retries = createRetries(CONFIRM_RETRY_DELAYS_MS, MAX_PENDING_CONFIRMS);
   const report = (request: IssueRequest, confirmed: boolean, attempt: number) => {
     // (false: the key names another send by now, which nothing here may overwrite)
     if (!confirmed) {
@@ -210,35 +241,24 @@ function createConfirmer(
   };
   return async (request, outcome, nowMs) => {
     const context = { verificationId: request.code.id };
+    const confirm = () => hot.confirm(request, nowMs, outcome.resendAfterSeconds);
     try {
-      report(request, await hot.confirm(request, nowMs, outcome.resendAfterSeconds), 0);
-      return;
+      report(request, await confirm(), 0);
     } catch (error) {
-      if (pending >= MAX_PENDING_CONFIRMS) {
-        logger.error({ ...context, err: error }, "could not confirm an idempotency entry; too many pending");
-        return;
-      }
-      logger.warn({ ...context, err: error }, "could not confirm an idempotency entry yet; retrying");
-    }
-    pending += 1;
-    const retry = (attempt: number) => {
-      hot.confirm(request, nowMs, outcome.resendAfterSeconds).then(
-        (confirmed) => {
-          pending -= 1;
-          report(request, confirmed, attempt);
+      const retrying = retries.start(
+        confirm,
+        {
+          done: (confirmed, attempt) => report(request, confirmed, attempt),
+          gaveUp: (last) =>
+            logger.error({ ...context, err: last }, "gave up confirming an idempotency entry"),
         },
-        (error: unknown) => {
-          const delayMs = CONFIRM_RETRY_DELAYS_MS[attempt];
-          if (delayMs === undefined) {
-            pending -= 1;
-            logger.error({ ...context, err: error }, "gave up confirming an idempotency entry");
-            return;
-          }
-          setTimeout(() => retry(attempt + 1), delayMs).unref();
-        },
+        true,
       );
-    };
-    setTimeout(() => retry(1), CONFIRM_RETRY_DELAYS_MS[0]).unref();
+      if (retrying)
+        logger.warn({ ...context, err: error }, "could not confirm an idempotency entry yet; retrying");
+      else
+        logger.error({ ...context, err: error }, "could not confirm an idempotency entry; too many pending");
+    }
   };
 }
 
@@ -257,16 +277,11 @@ function createSettler(
   confirm: (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void>,
   logger: Logger,
 ): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
-  let pending = 0;
+  const retries = createRetries(SETTLE_RETRY_DELAYS_MS, MAX_PENDING_SETTLES);
   return async (request, outcome, nowMs) => {
     const message = request.outbox;
     if (message === null) return;
     const context = { verificationId: request.code.id };
-    if (pending >= MAX_PENDING_SETTLES) {
-      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
-      return;
-    }
-    pending += 1;
     const hold = () =>
       request.idempotency
         ? hot.hold(request, nowMs, outcome.resendAfterSeconds, SETTLE_HOLD_MS)
@@ -277,31 +292,25 @@ function createSettler(
       // Its entry may lapse as before; the row is still settled, and the entry then confirmed.
       logger.warn({ ...context, err: error }, "could not hold an idempotency entry pending");
     }
-    const attempt = (tried: number) => {
-      outbox.requeue(message).then(
-        () => {
-          pending -= 1;
-          logger.info({ ...context, tries: tried + 1 }, "an outbox row whose commit was unknown is queued");
+    const settling = retries.start(
+      (attempt) => {
+        // (not awaited: a hold that lands after the confirm leaves the confirmed entry as it is)
+        if (attempt > 0) hold().catch(() => {});
+        return outbox.requeue(message);
+      },
+      {
+        done: (_, attempt) => {
+          logger.info({ ...context, tries: attempt + 1 }, "an outbox row whose commit was unknown is queued");
           if (request.idempotency) void confirm(request, outcome, nowMs);
         },
-        (error: unknown) => {
-          const delayMs = SETTLE_RETRY_DELAYS_MS[tried];
-          if (delayMs === undefined) {
-            pending -= 1;
-            logger.error(
-              { ...context, err: error },
-              "gave up settling an outbox row whose commit was unknown; its code is kept",
-            );
-            return;
-          }
-          setTimeout(() => {
-            // (not awaited: a hold that lands after the confirm leaves the confirmed entry as it is)
-            hold().catch(() => {});
-            attempt(tried + 1);
-          }, delayMs).unref();
-        },
-      );
-    };
-    attempt(0);
+        gaveUp: (last) =>
+          logger.error(
+            { ...context, err: last },
+            "gave up settling an outbox row whose commit was unknown; its code is kept",
+          ),
+      },
+    );
+    if (!settling)
+      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
   };
 }
