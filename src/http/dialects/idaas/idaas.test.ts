@@ -821,6 +821,101 @@ describe("passwords by code: pwd/update-by-email and pwd/update-by-mobile", () =
   });
 });
 
+// Regression: a mobile or a code posted as a JSON number was refused (PARAM.1001), where IDaaS
+// (Jackson's defaults) reads it as its text. @see IDaaS review 2
+describe("numbers in text fields", () => {
+  const TEST_CODE = "671828";
+  const ZERO_CODE = "012345";
+  const ZERO_MOBILE = "13900000002";
+  const withTestCodes: TestServerOptions = {
+    apps: [
+      {
+        id: "default",
+        testRecipients: [
+          { to: MOBILE_E164, code: TEST_CODE },
+          { to: `+86${ZERO_MOBILE}`, code: ZERO_CODE },
+        ],
+      },
+    ],
+  };
+
+  /** A pass for a sender posted as a number. */
+  async function passForNumber(sender: number): Promise<string> {
+    const { token, x } = await challenge();
+    const verified = await post("/api/v2/sdk/captcha/verify", { point_json: plainPoint(x), token, sender });
+    expect(verified.statusCode, verified.body).toBe(200);
+    return verified.json().captcha_token;
+  }
+
+  it("reads a non-negative integer mobile, sender, verify_code, user_name, zip_code as its digits", async () => {
+    t = await open(withTestCodes);
+    const mobile = Number(MOBILE);
+    const send = await post("/api/v2/sdk/sms/send", {
+      mobile,
+      type: "REGISTER_SMS",
+      captcha_token: await passForNumber(mobile),
+    });
+    expectOk(send);
+    const registered = await post("/api/v2/sdk/register/mobile-verify-code", {
+      mobile,
+      verify_code: Number(TEST_CODE),
+      user_name: 10086,
+      zip_code: 100000,
+      attr_gender: 1,
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+    const tenant = (await t.engine.apps.byId("default"))!;
+    const account = (await t.engine.accounts.findByContact(tenant, "sms", MOBILE_E164))!;
+    expect(account.username).toBe("10086");
+    expect(account.profile).toEqual({ zip_code: "100000", attr_gender: "1" });
+
+    t.clock.advanceSeconds(60);
+    expectOk(
+      await post("/api/v2/sdk/sms/send", {
+        mobile,
+        type: "LOGIN_SMS",
+        captcha_token: await passForNumber(mobile),
+      }),
+    );
+    const login = await post("/api/v2/sdk/login/mobile-verify-code", {
+      mobile,
+      verify_code: Number(TEST_CODE),
+    });
+    expect(login.statusCode, login.body).toBe(200);
+  });
+
+  it("reads a code's number as it came: a leading 0 lost on the way is a wrong code, and costs no attempt", async () => {
+    t = await open(withTestCodes);
+    expectOk(await sendCode("sms", ZERO_MOBILE, "REGISTER_SMS", await passFor(ZERO_MOBILE)));
+    const register = (verify_code: unknown) =>
+      post("/api/v2/sdk/register/mobile-verify-code", { mobile: ZERO_MOBILE, verify_code });
+    for (let tries = 0; tries < 6; tries++) expectError(await register(Number(ZERO_CODE)), "CAPTCHA.0007");
+    expect((await register(ZERO_CODE)).statusCode).toBe(200);
+  });
+
+  it("refuses any other number: negative, fractional, past 2^53, or in a field that takes none", async () => {
+    t = await open();
+    for (const mobile of [-15200000000, 1.5, 2 ** 53, 1e21]) {
+      expectError(
+        await post("/api/v2/sdk/sms/send", { mobile, type: "REGISTER_SMS", captcha_token: "x" }),
+        "PARAM.1001",
+      );
+    }
+    for (const body of [
+      { mobile: MOBILE, verify_code: true },
+      { mobile: MOBILE, verify_code: [123456] },
+      { mobile: MOBILE, verify_code: "123456", pwd: 12345678 },
+      { mobile: MOBILE, verify_code: "123456", name: 7 },
+    ]) {
+      expectError(await post("/api/v2/sdk/register/mobile-verify-code", body), "PARAM.1001");
+    }
+    expectError(
+      await post("/api/v2/sdk/login/email-verify-code", { email: 123, verify_code: 1 }),
+      "PARAM.1001",
+    );
+  });
+});
+
 describe("bad input: the exact IDaaS error, HTTP 400, never a 5xx", () => {
   it("answers a path or method it does not serve in its own shape, after the device headers", async () => {
     t = await open();

@@ -198,7 +198,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     },
   );
 
-  async function send(request: FastifyRequest, channel: Channel, to: string | undefined, body: SendFields) {
+  async function send(request: FastifyRequest, channel: Channel, to: Text, body: SendFields) {
     const caller = callerOf(request);
     const field = channel === "email" ? "email" : "mobile";
     // The seed's order: recipient, scene, pass token, then what their values mean.
@@ -268,7 +268,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     return (reply as FastifyReply).code(200).send();
   });
 
-  async function signIn(request: FastifyRequest, channel: Channel, to: string | undefined, code?: string) {
+  async function signIn(request: FastifyRequest, channel: Channel, to: Text, code: Text) {
     const { app: tenant } = callerOf(request);
     const field = channel === "email" ? "email" : "mobile";
     const recipient = required(to, channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
@@ -399,31 +399,41 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   }
 }
 
-type PasswordFields = Partial<Record<"email" | "mobile" | "verify_code" | "password", string>>;
+/** A text field of a body; the ones that take a number too (schemas.ts `digits`) read it as text. */
+type Text = string | number | undefined;
+
+type PasswordFields = Partial<Record<"email" | "mobile" | "verify_code" | "password", Text>>;
 
 interface SendFields {
   type?: string | undefined;
   captcha_token?: string | undefined;
 }
 
-type RegisterFields = Partial<Record<"email" | "mobile" | "verify_code" | "pwd" | "user_name", string>> &
-  Partial<Record<(typeof PROFILE_FIELDS)[number], string>> & {
+type RegisterFields = Partial<Record<"email" | "mobile" | "verify_code" | "pwd" | "user_name", Text>> &
+  Partial<Record<(typeof PROFILE_FIELDS)[number], Text>> & {
     extension?: Record<string, string | number | boolean | null> | undefined;
   };
 
 /** A field IDaaS requires: absent or blank answers that field's own error. */
-function required(value: string | undefined, missing: IdaasErrorName): string {
+function required(value: Text, missing: IdaasErrorName): string {
   const given = nonBlank(value);
   if (given === undefined) throw new IdaasRefusal(missing);
   return given;
 }
 
-function nonBlank(value: string | undefined): string | undefined {
-  return value === undefined || value.trim().length === 0 ? undefined : value;
+function nonBlank(value: Text): string | undefined {
+  const given = textOf(value);
+  return given === undefined || given.trim().length === 0 ? undefined : given;
 }
 
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value.length === 0 ? undefined : value;
+function nonEmpty(value: Text): string | undefined {
+  const given = textOf(value);
+  return given === undefined || given.length === 0 ? undefined : given;
+}
+
+/** A field as text: a number (the schema admits only a non-negative safe integer) as its digits. */
+function textOf(value: Text): string | undefined {
+  return typeof value === "number" ? String(value) : value;
 }
 
 /**

@@ -7,6 +7,19 @@ import type { AccountRule, Channel, Purpose } from "../../../core/types.js";
 const text = (maxLength: number, description: string) =>
   Type.Optional(Type.String({ maxLength, description }));
 
+// IDaaS is a Java service reading bodies with Jackson's defaults, which take a JSON number given
+// for a String field as its text: a client that posts a mobile or a code typed as a number is
+// served there. These fields take a non-negative integer too, read as its decimal digits (routes.ts
+// `textOf`; the rule the Fresns face applies to `account`); past 2^53 a client's encoder has
+// already rounded it, so the schema refuses it (PARAM.1001). Passwords take text only: a numeric
+// one would be rounded unseen and stored as the user never typed it.
+const digits = (maxLength: number, description: string) =>
+  Type.Optional(
+    Type.Union([Type.String({ maxLength }), Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER })], {
+      description: `${description}; a non-negative integer is read as its digits`,
+    }),
+  );
+
 const EMAIL_MAX = 254;
 const MOBILE_MAX = 64;
 // "<pass token>---<point_json>"; an encrypted point is under 100 characters.
@@ -20,7 +33,7 @@ export const CaptchaVerifyBody = Type.Object({
     'slider answer: {"x":237.0,"y":5.0}, plain or AES-encrypted with secretKey',
   ),
   token: text(128, "the challenge token from GET /api/v2/sdk/captcha"),
-  sender: text(EMAIL_MAX, "the mobile number or e-mail the code will be sent to; the pass is bound to it"),
+  sender: digits(EMAIL_MAX, "the mobile number or e-mail the code will be sent to; the pass is bound to it"),
 });
 
 const sendFields = {
@@ -30,17 +43,17 @@ const sendFields = {
 
 export const EmailSendBody = Type.Object({ email: text(EMAIL_MAX, "recipient e-mail"), ...sendFields });
 export const SmsSendBody = Type.Object({
-  mobile: text(MOBILE_MAX, "recipient mobile; a national number is read in VERIFYD_DEFAULT_COUNTRY"),
+  mobile: digits(MOBILE_MAX, "recipient mobile; a national number is read in VERIFYD_DEFAULT_COUNTRY"),
   ...sendFields,
 });
 
 export const EmailLoginBody = Type.Object({
   email: text(EMAIL_MAX, "the e-mail the LOGIN_EMS code was sent to"),
-  verify_code: text(CODE_MAX, "the code"),
+  verify_code: digits(CODE_MAX, "the code"),
 });
 export const SmsLoginBody = Type.Object({
-  mobile: text(MOBILE_MAX, "the mobile the LOGIN_SMS code was sent to"),
-  verify_code: text(CODE_MAX, "the code"),
+  mobile: digits(MOBILE_MAX, "the mobile the LOGIN_SMS code was sent to"),
+  verify_code: digits(CODE_MAX, "the code"),
 });
 
 /** The profile fields of IDaaS registration (COMPANION-APIS.md 3.5), kept in the account's profile. */
@@ -58,18 +71,24 @@ export const PROFILE_FIELDS = [
   "industry",
 ] as const;
 
+// A postal code and a gender code are numbers to some clients.
+const NUMERIC_PROFILE_FIELDS: ReadonlySet<string> = new Set(["zip_code", "attr_gender"]);
+
 const profileSchema = Object.fromEntries(
-  PROFILE_FIELDS.map((field) => [field, text(field === "head_img" ? 2048 : 256, field)]),
-) as Record<(typeof PROFILE_FIELDS)[number], ReturnType<typeof text>>;
+  PROFILE_FIELDS.map((field) => [
+    field,
+    NUMERIC_PROFILE_FIELDS.has(field) ? digits(256, field) : text(field === "head_img" ? 2048 : 256, field),
+  ]),
+) as Record<(typeof PROFILE_FIELDS)[number], ReturnType<typeof digits>>;
 
 /** 8-128 characters; empty reads as absent (no password at registration, PARAM.1007 at a reset). */
 const password = (description: string) =>
   Type.Optional(Type.String({ maxLength: 128, pattern: "^(?:|[\\s\\S]{8,})$", description }));
 
 const registerFields = {
-  verify_code: text(CODE_MAX, "the code"),
+  verify_code: digits(CODE_MAX, "the code"),
   pwd: password("password (8-128 characters); optional"),
-  user_name: text(64, "user name; unique in the app"),
+  user_name: digits(64, "user name; unique in the app"),
   ...profileSchema,
   extension: Type.Optional(
     Type.Record(
@@ -82,11 +101,11 @@ const registerFields = {
 
 export const EmailRegisterBody = Type.Object({
   email: text(EMAIL_MAX, "the e-mail the REGISTER_EMS code was sent to"),
-  mobile: text(MOBILE_MAX, "kept in the profile as unverified_mobile; not a login contact"),
+  mobile: digits(MOBILE_MAX, "kept in the profile as unverified_mobile; not a login contact"),
   ...registerFields,
 });
 export const SmsRegisterBody = Type.Object({
-  mobile: text(MOBILE_MAX, "the mobile the REGISTER_SMS code was sent to"),
+  mobile: digits(MOBILE_MAX, "the mobile the REGISTER_SMS code was sent to"),
   email: text(EMAIL_MAX, "kept in the profile as unverified_email; not a login contact"),
   ...registerFields,
 });
@@ -95,7 +114,7 @@ export const SmsRegisterBody = Type.Object({
 // its FORGET_PWD_* code; without it, a logged-in account's change by an UPDATE_PWD_* code sent to
 // its own contact.
 const passwordFields = {
-  verify_code: text(
+  verify_code: digits(
     CODE_MAX,
     "the FORGET_PWD_* code sent to the contact, or the UPDATE_PWD_* code sent to the logged-in account's own",
   ),
@@ -106,7 +125,7 @@ export const EmailPasswordBody = Type.Object({
   ...passwordFields,
 });
 export const MobilePasswordBody = Type.Object({
-  mobile: text(MOBILE_MAX, "the mobile the FORGET_PWD_SMS code was sent to; absent for a logged-in change"),
+  mobile: digits(MOBILE_MAX, "the mobile the FORGET_PWD_SMS code was sent to; absent for a logged-in change"),
   ...passwordFields,
 });
 
