@@ -21,11 +21,11 @@ const wire = (code: string, en: string, zh: string, status = 400): IdaasWireErro
 
 /**
  * Every error the IDaaS face answers with (ERRORS.md lists the same table). The codes below 1000
- * are IDaaS's own: the seed's table (send-email), the captcha and login pages (COMPANION-APIS.md
- * §3) and the tenant API's USER table, with their published messages. The codes from 1001 up are
- * verifyd's, for outcomes IDaaS does not document (rate limits, account rules, code states), in
- * the same `IDAAS.SDK.<GROUP>.<NNNN>` form; they start at 1001 so they never take a number IDaaS
- * may publish later.
+ * are IDaaS's own: the seed's table (send-email), the captcha, login and profile pages
+ * (COMPANION-APIS.md §3) and the tenant API's USER table, with their published messages. The
+ * codes from 1001 up are verifyd's, for outcomes IDaaS does not document (rate limits, account
+ * rules, code states), in the same `IDAAS.SDK.<GROUP>.<NNNN>` form; they start at 1001 so they
+ * never take a number IDaaS may publish later.
  */
 export const IDAAS_ERRORS = {
   DEVICE_INCOMPLETE: wire("PARAM.0001", "Device information is incomplete", "设备信息不完整"),
@@ -41,6 +41,9 @@ export const IDAAS_ERRORS = {
     "Graphic verification code verification pass token cannot be empty",
     "图形验证码校验通过令牌不能为空",
   ),
+  // Published by the profile pages (update-email, update-mobile) for a bearer that is no live
+  // login; the Chinese message is verifyd's translation.
+  ID_TOKEN_INVALID: wire("PARAM.0016", "IdToken is invalid or expired", "IdToken无效或已过期"),
   PARAM_INVALID: wire("PARAM.1001", "Parameter format is incorrect", "参数格式不正确"),
   BODY_TOO_LARGE: wire("PARAM.1002", "The request body is too large", "请求体过大"),
   SENDER_EMPTY: wire("PARAM.1003", "sender cannot be empty", "sender不能为空"),

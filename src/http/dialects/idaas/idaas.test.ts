@@ -821,6 +821,133 @@ describe("passwords by code: pwd/update-by-email and pwd/update-by-mobile", () =
   });
 });
 
+// Regression: UPDATE_EMAIL_EMS, UPDATE_MOBILE_SMS and BIND_* codes were sent (an SMS billed) but
+// no route redeemed them; Bamboocloud's profile/update-email and update-mobile answered 404.
+// @see IDaaS review 1
+describe("contacts by code: profile/update-email and profile/update-mobile", () => {
+  const byEmail = "/api/v2/sdk/profile/update-email";
+  const byMobile = "/api/v2/sdk/profile/update-mobile";
+  const OTHER_MOBILE = "13800138000";
+  const OTHER_MOBILE_E164 = "+8613800138000";
+
+  const bearer = (token: string) => ({ headers: { authorization: `Bearer ${token}` } });
+
+  /** A code of `type` for `to`, sent a minute after whatever was sent before. */
+  async function codeOf(channel: Channel, to: string, type: string, options?: CallOptions): Promise<string> {
+    t.clock.advanceSeconds(60);
+    expectOk(await sendCode(channel, to, type, await passFor(to), options));
+    return deliveredCode(channel, channel === "email" ? to : `+86${to}`);
+  }
+
+  async function accountOf(channel: Channel, address: string) {
+    const tenant = (await t.engine.apps.byId("default"))!;
+    return t.engine.accounts.findByContact(tenant, channel, address);
+  }
+
+  /** ANN registered by e-mail: her session. */
+  async function annByEmail() {
+    expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)));
+    const registered = await post("/api/v2/sdk/register/email-verify-code", {
+      email: ANN,
+      verify_code: await deliveredCode("email", ANN),
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+    return registered.json() as { session_token: string; id_token: string };
+  }
+
+  it("changes the e-mail to the one an UPDATE_EMAIL_EMS code was sent to, by the id_token, once", async () => {
+    t = await open();
+    const { id_token } = await annByEmail();
+    const code = await codeOf("email", BOB, "UPDATE_EMAIL_EMS");
+    const change = await post(byEmail, { email: BOB, verify_code: code }, bearer(id_token));
+    expectOk(change);
+    const account = await accountOf("email", BOB);
+    expect(account?.email).toBe(BOB);
+    expect(await accountOf("email", ANN)).toBeNull();
+    // The code is spent.
+    expectError(await post(byEmail, { email: BOB, verify_code: code }, bearer(id_token)), "CAPTCHA.0007");
+  });
+
+  it("binds a first mobile with a BIND_MOBILE_SMS code by the session_token, and changes it with UPDATE_MOBILE_SMS", async () => {
+    t = await open();
+    const { session_token } = await annByEmail();
+    const bind = await codeOf("sms", MOBILE, "BIND_MOBILE_SMS", bearer(session_token));
+    expectOk(await post(byMobile, { mobile: MOBILE, verify_code: bind }, bearer(session_token)));
+    expect((await accountOf("email", ANN))?.phone).toBe(MOBILE_E164);
+    const update = await codeOf("sms", OTHER_MOBILE, "UPDATE_MOBILE_SMS");
+    expectOk(await post(byMobile, { mobile: OTHER_MOBILE, verify_code: update }, bearer(session_token)));
+    expect((await accountOf("email", ANN))?.phone).toBe(OTHER_MOBILE_E164);
+  });
+
+  it("sets a first contact with an UPDATE_* code too, and then takes no BIND_* code", async () => {
+    t = await open();
+    const { session_token } = (await registeredBySms("/api/v2/sdk/register/mobile-verify-code")).json();
+    const bind = await codeOf("email", ANN, "BIND_EMAIL_EMS", bearer(session_token));
+    const update = await codeOf("email", BOB, "UPDATE_EMAIL_EMS");
+    // Without an e-mail, the value is whichever of the two pending codes it matches.
+    expectOk(await post(byEmail, { email: BOB, verify_code: update }, bearer(session_token)));
+    expect((await accountOf("sms", MOBILE_E164))?.email).toBe(BOB);
+    // With one, only an UPDATE_* code changes it: the BIND_* code sent before is no such code.
+    expectError(
+      await post(byEmail, { email: ANN, verify_code: bind }, bearer(session_token)),
+      "CAPTCHA.0007",
+    );
+    expect((await accountOf("sms", MOBILE_E164))?.email).toBe(BOB);
+  });
+
+  it("asks for a live login first, by the pages' own PARAM.0016", async () => {
+    t = await open();
+    const { id_token, session_token } = await annByEmail();
+    const code = await codeOf("email", BOB, "UPDATE_EMAIL_EMS");
+    const body = { email: BOB, verify_code: code };
+    for (const [lang, header] of [
+      ["en", undefined],
+      ["zh", "zh"],
+    ] as const) {
+      expectGolden(await post(byEmail, body, header ? { lang: header } : {}), `profile.PARAM.0016.${lang}`);
+    }
+    expectError(await post(byEmail, {}, bearer("sess_not-a-live-one")), "PARAM.0016");
+    expectError(await post(byMobile, {}, bearer(`${id_token}x`)), "PARAM.0016");
+    // A password reset ends every login, and the id_token with its own.
+    await t.engine.accounts.update((await accountOf("email", ANN))!, { password: "a new password" });
+    expectError(await post(byEmail, body, bearer(id_token)), "PARAM.0016");
+    expectError(await post(byEmail, body, bearer(session_token)), "PARAM.0016");
+  });
+
+  it("names what is missing or wrong, and keeps the code for the right call", async () => {
+    t = await open();
+    const { id_token } = await annByEmail();
+    const signedIn = bearer(id_token);
+    const code = await codeOf("email", BOB, "UPDATE_EMAIL_EMS");
+    expectError(await post(byEmail, { verify_code: code }, signedIn), "USER.0005");
+    expectError(await post(byMobile, { mobile: " ", verify_code: code }, signedIn), "USER.0004");
+    expectError(await post(byEmail, { email: BOB, verify_code: "" }, signedIn), "PARAM.1004");
+    expectError(await post(byEmail, { email: "not-an-email", verify_code: code }, signedIn), "USER.1002");
+    expectError(await post(byMobile, { mobile: ANN, verify_code: code }, signedIn), "USER.1001");
+    const wrong = code === "000000" ? "111111" : "000000";
+    expectError(await post(byEmail, { email: BOB, verify_code: wrong }, signedIn), "CAPTCHA.0007");
+    // An e-mail code does not change a mobile, nor a login code a contact.
+    expectError(await post(byMobile, { mobile: MOBILE, verify_code: code }, signedIn), "CAPTCHA.0007");
+    expectOk(await post(byEmail, { email: BOB, verify_code: code }, signedIn));
+  });
+
+  it("refuses a contact another account took since its code was sent, keeping the code", async () => {
+    t = await open();
+    const { id_token } = await annByEmail();
+    const ann = (await accountOf("email", ANN))!;
+    const code = await codeOf("email", BOB, "UPDATE_EMAIL_EMS");
+    const tenant = (await t.engine.apps.byId("default"))!;
+    const bob = await t.engine.accounts.create({ app: tenant, email: BOB });
+    const change = { email: BOB, verify_code: code };
+    expectError(await post(byEmail, change, bearer(id_token)), "USER.1004");
+    expect((await accountOf("email", BOB))?.id).toBe(bob.id);
+    // Once that account has let it go, the same code still serves.
+    await t.engine.accounts.update(bob, { email: "bob2@example.com" });
+    expectOk(await post(byEmail, change, bearer(id_token)));
+    expect((await accountOf("email", BOB))?.id).toBe(ann.id);
+  });
+});
+
 // Regression: a mobile or a code posted as a JSON number was refused (PARAM.1001), where IDaaS
 // (Jackson's defaults) reads it as its text. @see IDaaS review 2
 describe("numbers in text fields", () => {
@@ -1079,6 +1206,8 @@ describe("bad input: the exact IDaaS error, HTTP 400, never a 5xx", () => {
       "/api/v2/sdk/login/sms-verify-code",
       "/api/v2/sdk/register/email-verify-code",
       "/api/v2/sdk/register/sms-verify-code",
+      "/api/v2/sdk/profile/update-email",
+      "/api/v2/sdk/profile/update-mobile",
     ];
     const bodies: unknown[] = [
       {},

@@ -1,12 +1,14 @@
 import { createHmac } from "node:crypto";
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { contactOf } from "../../../core/accounts/account-rules.js";
 import { accountOfSession, sessionIdOf } from "../../../core/accounts/session-id.js";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
 import { parseAnyRecipient } from "../../../core/recipients.js";
 import { equalInConstantTime } from "../../../core/secrets.js";
-import type { Account, App, Channel } from "../../../core/types.js";
+import type { Account, App, Channel, Purpose } from "../../../core/types.js";
+import type { CheckCodeInput } from "../../../core/verification/check-code.js";
 import { answerErrorsWith, setRetryAfter, toOtpError } from "../../problem.js";
 import { answeredBug, answeredError, countRefusal, servedApp } from "../../shared/answered-errors.js";
 import { createJwtKeys } from "../../shared/jwt.js";
@@ -27,10 +29,12 @@ import {
   CaptchaVerifyReply,
   EmailLoginBody,
   EmailPasswordBody,
+  EmailProfileBody,
   EmailRegisterBody,
   EmailSendBody,
   ErrorReply,
   MobilePasswordBody,
+  MobileProfileBody,
   PROFILE_FIELDS,
   SCENARIOS,
   SessionReply,
@@ -230,9 +234,10 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   }
 
   /**
-   * BIND_* sends to a logged-in account that lacks the contact, and UPDATE_PWD_* codes change a
-   * logged-in account's password. IDaaS's calls name no account, so the session this face issued
-   * is accepted as `Authorization: Bearer <session_token>`.
+   * BIND_* sends to a logged-in account that lacks the contact, UPDATE_PWD_* codes change a
+   * logged-in account's password, and profile/update-* change its contact. IDaaS's calls name no
+   * account, so the session this face issued is accepted as `Authorization: Bearer
+   * <session_token>` (or its id_token).
    */
   async function loggedInSession(
     request: FastifyRequest,
@@ -397,12 +402,79 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
       return (reply as FastifyReply).code(200).send();
     });
   }
+
+  /**
+   * Bamboocloud's "Update Personal Email" and "Update Personal Mobile Number": the logged-in
+   * account (`Authorization: Bearer <id_token>`, or its session_token) takes the contact the code
+   * sent there proves (engine.changeContact: refused when another account has it, written once
+   * the code is spent). One route per channel redeems both scenarios that send such codes,
+   * chosen by the account: with a contact of the channel, only an UPDATE_* code (BIND_* is never
+   * sent to such an account); without one, a BIND_* code or an UPDATE_* code, whichever the value
+   * is, as UPDATE_* is sent to a new contact whoever asks.
+   */
+  async function updateContact(request: FastifyRequest, channel: Channel, body: ProfileFields) {
+    const { app: tenant } = callerOf(request);
+    // The pages' own example refusal: a post-login call checks its bearer first.
+    const session = await loggedInSession(request, tenant);
+    if (!session) throw new IdaasRefusal("ID_TOKEN_INVALID");
+    const field = channel === "email" ? "email" : "mobile";
+    const to = required(body[field], channel === "email" ? "EMAIL_EMPTY" : "MOBILE_EMPTY");
+    const code = required(body.verify_code, "CODE_EMPTY");
+    const codeFor = (purpose: Purpose): CheckCodeInput => ({
+      app: tenant,
+      target: { channel, to, purpose, toField: field },
+      code,
+      codeField: "verify_code",
+    });
+    let purpose: Purpose = "change_contact";
+    if (contactOf(session.account, channel) === undefined) {
+      // Peeked first, to learn which of the two codes the value is: a right peek costs neither
+      // an attempt; a wrong value costs each pending one an attempt (engine.peekAnyCode).
+      const { record } = await engine.peekAnyCode({
+        app: tenant,
+        targets: [codeFor("bind_contact").target, codeFor("change_contact").target],
+        code,
+        codeField: "verify_code",
+      });
+      purpose = record.purpose;
+    }
+    try {
+      await engine.changeContact({
+        app: tenant,
+        account: session.account,
+        field,
+        proof: { code: codeFor(purpose) },
+      });
+    } catch (error) {
+      // The account's password changed while the code was checked (a reset, which ended this
+      // login, or a change by this login): the code is spent and the contact not written. A new
+      // login is the nearest IDaaS answer, not "the app is not registered".
+      if (error instanceof OtpError && error.code === "UNAUTHENTICATED") {
+        throw new IdaasRefusal("ID_TOKEN_INVALID");
+      }
+      throw error;
+    }
+  }
+
+  // Both pages answer a change with 200 and no body.
+  const profileRoutes = [
+    ["/profile/update-email", "email", EmailProfileBody],
+    ["/profile/update-mobile", "sms", MobileProfileBody],
+  ] as const;
+  for (const [path, channel, body] of profileRoutes) {
+    app.post(path, { schema: emptyReplySchema(body) }, async (request, reply) => {
+      await updateContact(request, channel, request.body);
+      return (reply as FastifyReply).code(200).send();
+    });
+  }
 }
 
 /** A text field of a body; the ones that take a number too (schemas.ts `digits`) read it as text. */
 type Text = string | number | undefined;
 
 type PasswordFields = Partial<Record<"email" | "mobile" | "verify_code" | "password", Text>>;
+
+type ProfileFields = Partial<Record<"email" | "mobile" | "verify_code", Text>>;
 
 interface SendFields {
   type?: string | undefined;

@@ -129,6 +129,17 @@ export const MobilePasswordBody = Type.Object({
   ...passwordFields,
 });
 
+// profile/update-email and profile/update-mobile (Bamboocloud's "Update Personal Email / Mobile
+// Number"): a logged-in account's new contact, proven by the code sent there.
+export const EmailProfileBody = Type.Object({
+  email: text(EMAIL_MAX, "the new e-mail, where the UPDATE_EMAIL_EMS or BIND_EMAIL_EMS code was sent"),
+  verify_code: digits(CODE_MAX, "the code"),
+});
+export const MobileProfileBody = Type.Object({
+  mobile: digits(MOBILE_MAX, "the new mobile, where the UPDATE_MOBILE_SMS or BIND_MOBILE_SMS code was sent"),
+  verify_code: digits(CODE_MAX, "the code"),
+});
+
 /** AJ-Captcha's `CaptchaVO`: every key present, the unused ones null (COMPANION-APIS.md 3.1). */
 export const CaptchaReply = Type.Object({
   captchaId: Type.Null(),
