@@ -36,6 +36,8 @@ const EMPTY_REPLY_ROUTES = new Set([
   "/api/v2/sdk/sms/send",
   "/api/v2/sdk/pwd/update-by-email",
   "/api/v2/sdk/pwd/update-by-mobile",
+  "/api/v2/sdk/profile/update-email",
+  "/api/v2/sdk/profile/update-mobile",
 ]);
 
 /** The security schemes `/docs` names: the native API key, and the sessions the faces issue. */
@@ -83,7 +85,7 @@ export function documentRoute({
 // The routes of the published APIs that answer only a signed-in user (the others take one where
 // a send or a change concerns the caller's own account, and none otherwise).
 const SIGNED_IN_ONLY =
-  /^(?:\/auth\/v1\/user\/(?:me|signout|sudo|contact|password)|\/(?:api\/v2|fresns-api\/v1)\/(?:account\/(?:verify-identity|edit|detail|apply-delete|recall-delete|logout)|user\/auth))$/;
+  /^(?:\/auth\/v1\/user\/(?:me|signout|sudo|contact|password)|\/(?:api\/v2|fresns-api\/v1)\/(?:account\/(?:verify-identity|edit|detail|apply-delete|recall-delete|logout)|user\/auth)|\/api\/v2\/sdk\/profile\/update-(?:email|mobile))$/;
 
 /** The face's own session: required, optional (`{}` allows none), or none at all. */
 function sessionSecurity(url: string): Record<string, string[]>[] {

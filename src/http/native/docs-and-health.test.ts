@@ -94,6 +94,8 @@ describe("OpenAPI at /docs", () => {
       {},
       { sessionBearer: [] },
     ]);
+    expect(operation("/api/v2/sdk/profile/update-email", "post").security).toEqual([{ sessionBearer: [] }]);
+    expect(Object.keys(operation("/api/v2/sdk/profile/update-mobile", "post").responses)).toContain("200");
     expect(operation("/api/v2/account/detail", "get").security).toEqual([{ fresnsAidToken: [] }]);
     expect(operation("/api/v2/account/login", "post").security).toEqual([{}, { fresnsAidToken: [] }]);
     expect(operation("/v1/verifications", "post").security).toBeUndefined(); // the global API key
