@@ -1,4 +1,4 @@
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import {
   copyFileSync,
   mkdirSync,
@@ -12,6 +12,7 @@ import {
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
+import { cleanEnv, freePort } from "./e2e/verifyd-process.js";
 
 const root = new URL("..", import.meta.url).pathname;
 let dir: string | undefined;
@@ -75,5 +76,73 @@ describe("the verifyd command after an install", () => {
     }
     const help = execFileSync(process.execPath, [join(installed, "bin/verifyd.js"), "help"]).toString();
     expect(help).toMatch(/^usage: verifyd \[serve\]/);
+  });
+});
+
+describe("the README's first command", () => {
+  // Regression guard: only the README's text was checked, so a broken start script (or prestart
+  // build) would have shipped with every test green and a newcomer's first command failing.
+  it("npm start serves the embedded default: a code sent, read from the dev inbox, checked; SIGTERM ends it cleanly", {
+    timeout: 60_000,
+  }, async () => {
+    dir = mkdtempSync(join(tmpdir(), "verifyd-start-"));
+    const port = await freePort();
+    const child = spawn("npm", ["start"], {
+      cwd: root,
+      env: {
+        ...process.env,
+        VERIFYD_PORT: String(port),
+        VERIFYD_DATA_DIR: dir,
+        VERIFYD_CONFIG: "",
+        VERIFYD_MODE: "dev",
+      },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let output = "";
+    child.stdout.on("data", (chunk) => {
+      output += String(chunk);
+    });
+    child.stderr.on("data", (chunk) => {
+      output += String(chunk);
+    });
+    const exited = new Promise<number | null>((resolve) => child.on("exit", (code) => resolve(code)));
+    try {
+      const base = `http://127.0.0.1:${port}`;
+      for (let tries = 0; ; tries++) {
+        const up = await fetch(`${base}/healthz`).then(
+          (response) => response.ok,
+          () => false,
+        );
+        if (up) break;
+        if (tries > 300) throw new Error(`npm start did not listen:\n${output}`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      const to = "newcomer@example.com";
+      const sent = await fetch(`${base}/v1/verifications`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ channel: "email", to, purpose: "sign_up" }),
+      });
+      expect(sent.status).toBe(201);
+      const { id } = (await sent.json()) as { id: string };
+      let code: string | undefined;
+      for (let tries = 0; code === undefined && tries < 100; tries++) {
+        const inbox = (await (await fetch(`${base}/v1/dev/inbox?to=${to}`)).json()) as {
+          messages: { code: string }[];
+        };
+        code = inbox.messages[0]?.code;
+        if (code === undefined) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      const checked = await fetch(`${base}/v1/verifications/check`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ id, code }),
+      });
+      expect(await checked.json()).toMatchObject({ id, status: "approved" });
+      expect(output).toContain("verifyd listening");
+    } finally {
+      child.kill("SIGTERM");
+    }
+    expect(await exited).toBe(0);
   });
 });
