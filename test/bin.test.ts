@@ -89,13 +89,7 @@ describe("the README's first command", () => {
     const port = await freePort();
     const child = spawn("npm", ["start"], {
       cwd: root,
-      env: {
-        ...process.env,
-        VERIFYD_PORT: String(port),
-        VERIFYD_DATA_DIR: dir,
-        VERIFYD_CONFIG: "",
-        VERIFYD_MODE: "dev",
-      },
+      env: cleanEnv({ VERIFYD_PORT: String(port), VERIFYD_DATA_DIR: dir, VERIFYD_LOG_LEVEL: "info" }),
       stdio: ["ignore", "pipe", "pipe"],
     });
     let output = "";
