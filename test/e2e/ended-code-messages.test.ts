@@ -135,8 +135,15 @@ if (redis.ok && postgres.ok) {
       );
       server.clock.advanceSeconds(61);
       const resend = send();
-      await new Promise((resolve) => setTimeout(resolve, 300));
-      await server.deliverAll(); // meanwhile: the first code reads superseded
+      // Once the resend's Redis round trip is done (its commit then takes a second), the first code
+      // reads superseded: delivered then, its message is the one in question.
+      const status = async () =>
+        (await server.fastify.inject({ method: "GET", url: `/v1/verifications/${first}` })).json().status;
+      for (let waited = 0; (await status()) !== "superseded"; waited += 10) {
+        if (waited > 5_000) throw new Error("the resend never superseded the first code");
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      }
+      await server.deliverAll();
       expect((await resend).statusCode).toBe(503);
       expect(server.email.messages.filter((message) => message.to === to)).toHaveLength(1);
       const view = (await server.fastify.inject({ method: "GET", url: `/v1/verifications/${first}` })).json();

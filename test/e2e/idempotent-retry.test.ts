@@ -64,7 +64,16 @@ if (!redis.ok || !postgres.ok) {
         await db.query("BEGIN");
         await db.query("LOCK TABLE outbox IN EXCLUSIVE MODE");
         const first = send();
-        await new Promise((resolve) => setTimeout(resolve, 300));
+        // Its Redis round trip done, the first send waits on the lock: then the retry comes (a fixed
+        // sleep could let the retry come first on a loaded machine, and wait on the lock itself).
+        for (let waited = 0; ; waited += 20) {
+          const { rows } = await db.query(
+            "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'outbox'::regclass AND NOT granted",
+          );
+          if (rows[0].n > 0) break;
+          if (waited > 10_000) throw new Error("the first send never reached the outbox commit");
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        }
         const early = await send();
         expect(early.statusCode, early.body).toBe(503);
         expect(early.headers["retry-after"]).toBe("1");
