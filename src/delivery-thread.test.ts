@@ -1,6 +1,7 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { Writable } from "node:stream";
 import { pathToFileURL } from "node:url";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it } from "vitest";
@@ -85,6 +86,67 @@ describe("the delivery thread", () => {
       await thread.stop();
       const record = await server.fastify.inject({ url: `/v1/verifications/${first}?deliveries=true` });
       expect(record.json()).toMatchObject({ deliveries: [{ provider: "dev", status: "sent" }] });
+    } finally {
+      await server.close();
+    }
+  });
+
+  // Regression: the thread wrote stdout through a destination of its own, beside the server's; on
+  // a pipe that filled up, lines of the two tore into one another. @see logs review 2
+  it("has its lines written, whole, by the server's destination, the last ones before it stops", async () => {
+    const dataDir = tempDir();
+    const server = await createTestServer({
+      dataDir,
+      devSender: true,
+      clock: new FixedClock(Date.now()),
+      env: { VERIFYD_SECRET: SECRET },
+    });
+    // A slow destination that takes a few bytes at a time, as a pipe that filled up does.
+    const received: string[] = [];
+    const slow = new Writable({
+      highWaterMark: 64,
+      write(chunk: Buffer, _encoding, done) {
+        const text = String(chunk);
+        for (let at = 0; at < text.length; at += 16) received.push(text.slice(at, at + 16));
+        setTimeout(done, 1);
+      },
+    });
+    const serverLogger = createLogger({ level: "info", devCodes: false }, slow);
+    const send = async (to: string) => {
+      const reply = await server.fastify.inject({
+        method: "POST",
+        url: "/v1/verifications",
+        payload: { channel: "email", to, purpose: "sign_in" },
+      });
+      expect(reply.statusCode).toBe(201);
+      return reply.json<{ id: string }>().id;
+    };
+    const inboxOf = async (to: string) => (await server.server.backend.devInbox.list(to, 10))[0];
+    try {
+      const thread = startDeliveryThread({
+        config: loadConfig({ VERIFYD_DATA_DIR: dataDir, VERIFYD_SECRET: SECRET, VERIFYD_LOG_LEVEL: "info" }),
+        secrets: [SECRET],
+        logger: serverLogger,
+        entry: BUILT_THREAD,
+      });
+      thread.start();
+      const first = await send("one@example.com");
+      await eventually(() => inboxOf("one@example.com"), "the first message");
+      serverLogger.info({ burst: "x".repeat(500) }, "a line of the server's own");
+      const second = await send("two@example.com");
+      thread.wake();
+      await eventually(() => inboxOf("two@example.com"), "the second message");
+      // stopped right after the delivery: its "message sent" line must still come through
+      await thread.stop();
+      await new Promise<void>((resolve) => slow.end(resolve));
+
+      const lines = received.join("").split("\n");
+      expect(lines.pop()).toBe("");
+      const parsed = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+      const sent = parsed.filter((line) => line.msg === "message sent");
+      expect(sent.map((line) => line.verificationId)).toEqual([first, second]);
+      for (const line of sent) expect(line).toMatchObject({ thread: "delivery", pid: process.pid });
+      expect(parsed.some((line) => line.msg === "a line of the server's own")).toBe(true);
     } finally {
       await server.close();
     }

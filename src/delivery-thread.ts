@@ -7,7 +7,12 @@ import type { Clock } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
 import { describeProviders } from "./delivery/provider-registry.js";
 import { assembleDelivery, type Delivery } from "./delivery-root.js";
-import { createLogger, type RootLogger } from "./observability/logger.js";
+import {
+  createForwardingDestination,
+  createLogger,
+  type RootLogger,
+  writeForwardedLines,
+} from "./observability/logger.js";
 import type { DeliveryBackend } from "./storage/backend.js";
 import { createClusterDeliveryBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
@@ -37,7 +42,8 @@ interface ThreadData {
 }
 
 type ToThread = "wake" | "stop";
-type FromThread = "stopped";
+/** "stopped" once the thread is done; `log`: lines of its logger, written by the server's (one writer). */
+type FromThread = "stopped" | { log: string };
 
 export interface DeliveryThreadOptions {
   config: Config;
@@ -70,6 +76,10 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
   const post = (message: ToThread) => thread?.postMessage(message);
   const spawn = () => {
     const started = new Worker(entry, { workerData: data });
+    started.on("message", (message: FromThread) => {
+      if (typeof message === "object" && typeof message.log === "string")
+        writeForwardedLines(logger, message.log);
+    });
     started.on("error", (error) => logger.error({ err: error }, "the delivery thread failed"));
     started.on("exit", (exitCode) => {
       if (thread !== started) return;
@@ -123,8 +133,9 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
       if (!stopping) return;
       await new Promise<void>((resolve) => {
         stopping.once("exit", () => resolve());
-        // The thread answers once its deliveries in flight are done and its store is closed.
-        stopping.once("message", (message: FromThread) => {
+        // The thread answers once its deliveries in flight are done, its store is closed and its
+        // last lines are sent (they come first: one port keeps the order).
+        stopping.on("message", (message: FromThread) => {
           if (message === "stopped") void stopping.terminate();
         });
         post("stop");
@@ -136,9 +147,14 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
 /** The thread's composition root: its store connection, the providers, the outbox worker. */
 function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): void {
   const clock: Clock = { nowMs: () => Date.now() };
-  const logger = createLogger({ level: config.logLevel, devCodes: config.mode === "dev" }).child({
-    thread: "delivery",
-  });
+  // The server writes this thread's lines (see createForwardingDestination); at the exit of a
+  // thread dying of an error, what it logged in its last turn is sent still.
+  const destination = createForwardingDestination((lines) =>
+    port.postMessage({ log: lines } satisfies FromThread),
+  );
+  process.on("exit", () => destination.flush());
+  const options = { level: config.logLevel, devCodes: config.mode === "dev" };
+  const logger = createLogger(options, destination).child({ thread: "delivery" });
   const backend = openDeliveryBackend(config, logger);
   const purging = backend.purge
     ? startPurgeLoop({

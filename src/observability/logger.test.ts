@@ -2,7 +2,7 @@ import { hostname } from "node:os";
 import { Writable } from "node:stream";
 import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createLogger, REDACTED_PATHS } from "./logger.js";
+import { createForwardingDestination, createLogger, REDACTED_PATHS, writeForwardedLines } from "./logger.js";
 
 /** The lines a logger with verifyd's redaction writes. */
 function capture(): { logger: pino.Logger; lines: string[] } {
@@ -55,5 +55,73 @@ describe("the process logger", () => {
       hostname: hostname(),
       provider: "twilio",
     });
+  });
+});
+
+// Regression: the delivery thread wrote stdout through a destination of its own, beside the main
+// thread's; on a pipe that filled up, their lines tore into one another. @see logs review 2
+describe("a worker thread's forwarded lines", () => {
+  const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it("go over in one batch a turn, whole and in order, at the level the thread's logger has", async () => {
+    const posted: string[] = [];
+    const logger = createLogger(
+      { level: "info", devCodes: false },
+      createForwardingDestination((lines) => posted.push(lines)),
+    );
+    logger.debug("not at this level");
+    for (let i = 0; i < 3; i++) logger.info({ i }, "line");
+    expect(posted).toEqual([]); // nothing posted line by line
+    await turn();
+    expect(posted).toHaveLength(1);
+    const lines = (posted[0] ?? "").split("\n");
+    expect(lines.pop()).toBe("");
+    expect(lines.map((line) => JSON.parse(line).i)).toEqual([0, 1, 2]);
+  });
+
+  it("go at once, cut between lines, when a batch grows large", () => {
+    const posted: string[] = [];
+    const logger = createLogger(
+      { level: "info", devCodes: false },
+      createForwardingDestination((lines) => posted.push(lines)),
+    );
+    for (let i = 0; i < 200; i++) logger.info({ i, pad: "x".repeat(1_000) }, "line");
+    expect(posted.length).toBeGreaterThan(1);
+    for (const batch of posted) {
+      expect(batch.endsWith("\n")).toBe(true);
+      for (const line of batch.trimEnd().split("\n")) expect(() => JSON.parse(line)).not.toThrow();
+    }
+  });
+
+  it("are handed over by a flush before its callback, so a thread's last lines precede its goodbye", () => {
+    const events: string[] = [];
+    const logger = createLogger(
+      { level: "info", devCodes: false },
+      createForwardingDestination((lines) => events.push(JSON.parse(lines).msg)),
+    ).child({ thread: "delivery" });
+    logger.info("the last line");
+    logger.flush(() => events.push("stopped"));
+    expect(events).toEqual(["the last line", "stopped"]);
+  });
+
+  it("are written to the main logger's own destination, through a child too, one writer for both threads", () => {
+    const writes: string[] = [];
+    const stream = new Writable({
+      write(chunk, _encoding, done) {
+        writes.push(String(chunk));
+        done();
+      },
+    });
+    const main = createLogger({ level: "info", devCodes: false }, stream);
+    main.info("main");
+    writeForwardedLines(main.child({ component: "x" }), '{"msg":"a"}\n{"msg":"b"}\n');
+    expect(
+      writes.map((chunk) =>
+        chunk
+          .trimEnd()
+          .split("\n")
+          .map((line) => JSON.parse(line).msg),
+      ),
+    ).toEqual([["main"], ["a", "b"]]);
   });
 });

@@ -41,6 +41,58 @@ export function createLogger(
   );
 }
 
+// A batch is handed over at the end of the thread's turn; one this large goes at once, so that a
+// burst of lines does not hold memory for a whole turn or make one huge message.
+const FORWARD_BATCH_CHARS = 64 * 1024;
+
+/** A pino destination that hands its lines to another thread; `flush` hands over what is pending. */
+export interface ForwardingDestination extends pino.DestinationStream {
+  flush(callback?: (error?: Error) => void): void;
+}
+
+/**
+ * A destination for a worker thread's logger that writes nothing itself: its serialised lines go,
+ * whole and in order, to `post` (the thread's port), and the main thread writes them to its own
+ * destination (`writeForwardedLines`). A process then has one writer of stdout: two threads each
+ * writing it asynchronously tore lines into one another on a pipe that filled up. Lines are
+ * batched per turn of the thread's event loop, so a busy thread sends the main thread a few
+ * messages a second rather than one a line; posting never blocks the thread. Whoever ends the
+ * thread flushes first (`logger.flush`), and should also flush on its `exit`, so that the lines of
+ * a thread that dies of an uncaught error still arrive.
+ */
+export function createForwardingDestination(post: (lines: string) => void): ForwardingDestination {
+  let pending = "";
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    if (pending === "") return;
+    const lines = pending;
+    pending = "";
+    post(lines);
+  };
+  return {
+    write(line: string) {
+      pending += line;
+      if (pending.length >= FORWARD_BATCH_CHARS) flush();
+      else if (!scheduled) {
+        scheduled = true;
+        setImmediate(flush);
+      }
+    },
+    flush(callback) {
+      flush();
+      callback?.();
+    },
+  };
+}
+
+/** Writes lines a worker thread forwarded (`createForwardingDestination`) to `logger`'s own destination. */
+export function writeForwardedLines(logger: RootLogger, lines: string): void {
+  // A child logger reaches its root's destination through the same symbol.
+  const destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
+  destination?.write(lines);
+}
+
 /** A core Logger over pino (the argument order is the same). */
 export function asCoreLogger(logger: RootLogger): Logger {
   return logger;
