@@ -120,14 +120,6 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));
 
-  // Every reply of every face carries the request's id, the caller's own when it sent a usable
-  // one, so a client can quote it (CORS exposes the header). First of the hooks, so replies a
-  // hook makes (a preflight, a refusal before the body) carry it too.
-  fastify.addHook("onRequest", (request, reply, done) => {
-    reply.header("x-request-id", request.id);
-    done();
-  });
-
   const { clock } = engine.deps;
   fastify.decorateRequest("appId", null);
   const refusalTally = createRefusalTally({
