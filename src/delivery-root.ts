@@ -68,7 +68,7 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
     ...(config.mode === "dev"
       ? {
           fallback: (channel: Channel) =>
-            createDevSender({ channel, inbox: options.devInbox, logger, logCodes: true, clock }),
+            createDevSender({ channel, inbox: options.devInbox, logger, clock }),
         }
       : {}),
   });

@@ -134,6 +134,11 @@ describe("the README's first command", () => {
       });
       expect(await checked.json()).toMatchObject({ id, status: "approved" });
       expect(output).toContain("verifyd listening");
+      // dev mode's one exception besides the inbox: the dev sender logs the code it delivered
+      const devLine = output
+        .split("\n")
+        .find((line) => line.includes("dev sender: code delivered to the dev inbox"));
+      expect(JSON.parse(devLine ?? "{}")).toMatchObject({ code, to });
     } finally {
       child.kill("SIGTERM");
     }

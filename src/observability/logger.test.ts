@@ -1,11 +1,11 @@
 import { hostname } from "node:os";
 import { Writable } from "node:stream";
-import { pino } from "pino";
+import type { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createForwardingDestination, createLogger, REDACTED_PATHS, writeForwardedLines } from "./logger.js";
+import { createForwardingDestination, createLogger, writeForwardedLines } from "./logger.js";
 
-/** The lines a logger with verifyd's redaction writes. */
-function capture(): { logger: pino.Logger; lines: string[] } {
+/** The lines the process logger writes, as production (or, `devCodes`, dev mode) makes it. */
+function capture(devCodes = false): { logger: pino.Logger; lines: string[] } {
   const lines: string[] = [];
   const stream = new Writable({
     write(chunk, _encoding, done) {
@@ -13,7 +13,7 @@ function capture(): { logger: pino.Logger; lines: string[] } {
       done();
     },
   });
-  return { logger: pino({ redact: { paths: REDACTED_PATHS, censor: "[redacted]" } }, stream), lines };
+  return { logger: createLogger({ level: "info", devCodes }, stream), lines };
 }
 
 describe("the log's redaction", () => {
@@ -30,11 +30,20 @@ describe("the log's redaction", () => {
     expect(lines.join("")).not.toContain("Tr0ub4dor");
   });
 
+  // Regression guard: these tests built a pino of their own, so the process logger's choice of what
+  // to redact in which mode could change with every test green.
   it("keeps codes, tokens, passwords and keys out", () => {
     const { logger, lines } = capture();
     logger.info({ code: "042917", token: "vt_secret", password: "hunter2", apiKey: "vk_secret" }, "x");
     for (const secret of ["042917", "vt_secret", "hunter2", "vk_secret"])
       expect(lines.join("")).not.toContain(secret);
+  });
+
+  it("shows a code in dev mode only, where the dev sender prints it on purpose, and nothing else", () => {
+    const { logger, lines } = capture(true);
+    logger.info({ code: "042917", token: "vt_secret", password: "hunter2", apiKey: "vk_secret" }, "x");
+    expect(JSON.parse(lines[0] ?? "{}").code).toBe("042917");
+    for (const secret of ["vt_secret", "hunter2", "vk_secret"]) expect(lines.join("")).not.toContain(secret);
   });
 });
 

@@ -5,14 +5,16 @@ export interface DevSenderOptions {
   channel: Channel;
   inbox: DevInbox;
   logger: Logger;
-  /** print the code in the log line (dev mode only; DESIGN.md's one exception besides the inbox) */
-  logCodes: boolean;
   clock: Clock;
 }
 
-/** Delivers into the dev inbox (`GET /v1/dev/inbox`) instead of a real provider. */
+/**
+ * Delivers into the dev inbox (`GET /v1/dev/inbox`) instead of a real provider, and logs the code:
+ * dev mode only, DESIGN.md's one exception besides the inbox (production mode has no dev sender,
+ * and its logger redacts `code` whatever logs it).
+ */
 export function createDevSender(options: DevSenderOptions): MessageSender {
-  const { channel, inbox, logger, logCodes } = options;
+  const { channel, inbox, logger } = options;
   return {
     id: "dev",
     channel,
@@ -27,12 +29,10 @@ export function createDevSender(options: DevSenderOptions): MessageSender {
         code: message.code,
         createdAtMs: options.clock.nowMs(),
       });
-      if (logCodes) {
-        logger.info(
-          { channel: message.channel, to: message.to, code: message.code },
-          "dev sender: code delivered to the dev inbox",
-        );
-      }
+      logger.info(
+        { channel: message.channel, to: message.to, code: message.code },
+        "dev sender: code delivered to the dev inbox",
+      );
       return { providerMessageId: message.messageId };
     },
   };
