@@ -3,12 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import Database from "better-sqlite3";
+import type { FastifyRequest } from "fastify";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { loadConfig } from "../../config/load.js";
+import { OtpError } from "../../core/errors.js";
 import { createLogger } from "../../observability/logger.js";
 import { assembleServer, type RunningServer } from "../../server.js";
 import { sqliteBackendOf } from "../../storage/sqlite/index.js";
+import { answeredError } from "./answered-errors.js";
 
 // The log review: a backend outage wrote a ~1 KB warn line with the driver's stack for every
 // request it failed (~1 MB/s at 800 failures/s), while refused requests wrote nothing at all, so
@@ -129,6 +132,26 @@ describe("what the faces' answered errors leave in the log", () => {
     } finally {
       restore();
     }
+  });
+
+  // @see final review 3: a keyed retry told its first send is still being committed (a minute,
+  // while a lost commit settles) was logged as a backend error, reading as an outage.
+  it("only counts an answer core gives on purpose under a fault's code: nothing failed", () => {
+    const request = { server: server.fastify, log: server.fastify.log } as unknown as FastifyRequest;
+    const inProgress = new OtpError("STORE_UNAVAILABLE", {
+      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
+      details: { retryAfterSeconds: 1 },
+    });
+    answeredError(request, "native", inProgress);
+    expect(linesWith("backend error")).toEqual([]);
+    answeredError(
+      request,
+      "native",
+      new OtpError("STORE_UNAVAILABLE", { internal: "redis: connection lost" }),
+    );
+    expect(linesWith("backend error")).toMatchObject([
+      { error: "STORE_UNAVAILABLE", internal: "redis: connection lost" },
+    ]);
   });
 
   it("still logs each bug with its stack", async () => {

@@ -55,8 +55,11 @@ export function countRefusal(request: FastifyRequest, face: Face, code: string |
  */
 export function answeredError(request: FastifyRequest, face: Face, error: OtpError): void {
   countRefusal(request, face, error.code);
-  if (!BACKEND_FAULTS.has(error.code)) return;
-  const internal = error.internal ?? error.message;
+  // A fault says what failed in its `internal` text. An answer core gives on purpose under such a
+  // code has none, and is only counted: a keyed retry while its first send commits is told
+  // STORE_UNAVAILABLE (each face's 503, retry in 1 s), for up to a minute while a lost commit settles.
+  if (!BACKEND_FAULTS.has(error.code) || error.internal === undefined) return;
+  const { internal } = error;
   const log = request.server.backendFaultLog;
   if (log === undefined) request.log.warn({ error: error.code, internal }, "backend error");
   else log.occurred(request.log, `${error.code} ${internal}`, error);
