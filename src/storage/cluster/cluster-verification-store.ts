@@ -145,6 +145,8 @@ function surelyNotIssued(error: unknown): boolean {
 function createRetries(delaysMs: readonly number[], maxPending: number) {
   let pending = 0;
   return {
+    /** whether a `start` now would be taken */
+    hasRoom: () => pending < maxPending,
     start<T>(
       run: (attempt: number) => Promise<T>,
       on: { done: (value: T, attempt: number) => void; gaveUp: (error: unknown) => void },
@@ -282,6 +284,12 @@ function createSettler(
     const message = request.outbox;
     if (message === null) return;
     const context = { verificationId: request.code.id };
+    // (checked before the hold: a key held pending with nothing to settle it would be told "in
+    // progress" for a minute for nothing)
+    if (!retries.hasRoom()) {
+      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
+      return;
+    }
     const hold = () =>
       request.idempotency
         ? hot.hold(request, nowMs, outcome.resendAfterSeconds, SETTLE_HOLD_MS)
