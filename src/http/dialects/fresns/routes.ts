@@ -97,7 +97,6 @@ const IDENTITY_PURPOSES: Purpose[] = [
 // Fresns tokens may be permanent; verifyd's sessions always end. 30 days is what a "remember me"
 // login usually lasts.
 const SESSION_TTL_SECONDS = 30 * 86_400;
-const MAX_CLIENT_ID_LENGTH = 128;
 const MAX_AID_LENGTH = 64;
 const MAX_TOKEN_LENGTH = 256;
 const LOCALE_PATTERN = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/;
@@ -180,8 +179,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     // a route's middleware.
     if (request.is404) return;
     const clientId = header(request, "x-fresns-app-id") ?? DEFAULT_APP_ID;
-    // Client ids are at most 128 characters (config schema); a longer one is not looked up (or cached).
-    if (clientId.length > MAX_CLIENT_ID_LENGTH) throw new OtpError("APP_NOT_FOUND");
     const app = servedApp(request, await engine.apps.requireByClientId(clientId, "fresns"));
     context.app = app;
     if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";

@@ -66,7 +66,6 @@ const POINT_TAG_CHARS = 16;
 // verifyd's own pass tokens start so (captcha-service.ts); one given without its point tag is not
 // live here, so it cannot be redeemed with the point stripped along with the tag.
 const VERIFYD_PASS_PREFIX = "cp_";
-const MAX_CLIENT_ID_CHARS = 128;
 
 /** Who is calling, from the headers every /api/v2/sdk route requires. */
 interface Caller {
@@ -114,7 +113,6 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     if (!device) throw new IdaasRefusal("DEVICE_INCOMPLETE");
     const clientId = headerText(request, "x-client-id");
     if (clientId === undefined) throw new IdaasRefusal("CLIENT_ID_EMPTY");
-    if (clientId.length > MAX_CLIENT_ID_CHARS) throw new IdaasRefusal("APP_NOT_REGISTERED");
     const tenant = servedApp(request, await engine.apps.requireByClientId(clientId, "idaas"));
     callers.set(request, { app: tenant, deviceId: device.fingerprint, clientIp: device.clientIp });
   });
