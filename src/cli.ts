@@ -14,7 +14,7 @@ import { OtpError } from "./core/errors.js";
 import { sha256Hex } from "./core/ids.js";
 import type { App } from "./core/types.js";
 import { REQUEST_TIMEOUT_MS } from "./http/app.js";
-import { createLogger } from "./observability/logger.js";
+import { closeLogger, createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
 import { migratePostgresDatabase } from "./storage/postgres/postgres-migrator.js";
 import { sqlitePath } from "./storage/sqlite/index.js";
@@ -22,6 +22,8 @@ import { migrateSqlite, openSqliteDatabase } from "./storage/sqlite/sqlite-datab
 
 // Past the slowest request's timeout (and Node's check of it) and a delivery try's.
 const SHUTDOWN_DEADLINE_MS = 2 * REQUEST_TIMEOUT_MS;
+// How long an exit waits for its last log lines to reach stdout: a pipe nobody reads must not hold it.
+const LOG_DRAIN_MS = 2_000;
 
 const USAGE = `usage: verifyd [serve]
        verifyd migrate
@@ -160,7 +162,15 @@ async function serve(config: Config): Promise<undefined> {
   const logger = createLogger({ level: config.logLevel, devCodes: config.mode === "dev" });
   const server = await startServer(config, logger);
   let closing = false;
+  // Once the log is being closed nothing more may be written to it: the exit is under way.
+  let exiting = false;
+  const exit = (code: number) => {
+    if (exiting) return;
+    exiting = true;
+    closeLogger(logger, LOG_DRAIN_MS, () => process.exit(code));
+  };
   const shutdown = (signal: string) => {
+    if (exiting) return;
     if (closing) {
       logger.warn(
         { signal },
@@ -176,14 +186,16 @@ async function serve(config: Config): Promise<undefined> {
     // Requests time out after REQUEST_TIMEOUT_MS and deliveries after their try's timeout; a
     // shutdown still running well past both is stuck, and exits rather than linger unserving.
     setTimeout(() => {
+      if (exiting) return;
       logger.error({ afterMs: SHUTDOWN_DEADLINE_MS }, "shutdown did not finish in time; exiting");
-      logger.flush(() => process.exit(1));
+      exit(1);
     }, SHUTDOWN_DEADLINE_MS).unref();
     server.close().then(
-      () => logger.flush(() => process.exit(0)),
+      () => exit(0),
       (error: unknown) => {
+        if (exiting) return;
         logger.error({ err: error }, "shutdown failed");
-        logger.flush(() => process.exit(1));
+        exit(1);
       },
     );
   };
@@ -192,7 +204,9 @@ async function serve(config: Config): Promise<undefined> {
   process.on("SIGTERM", () => shutdown("SIGTERM"));
   process.on("SIGINT", () => shutdown("SIGINT"));
   // A stray rejection is a bug to log, never a reason to drop every request in flight.
-  process.on("unhandledRejection", (reason) => logger.error({ err: reason }, "unhandled rejection"));
+  process.on("unhandledRejection", (reason) => {
+    if (!exiting) logger.error({ err: reason }, "unhandled rejection");
+  });
   const unknown = unknownEnvironmentVariables();
   if (unknown.length > 0)
     logger.warn({ variables: unknown }, "ignoring VERIFYD_* variables verifyd does not read (misspelt?)");

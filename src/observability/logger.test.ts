@@ -1,8 +1,11 @@
-import { hostname } from "node:os";
+import { execFileSync } from "node:child_process";
+import { createReadStream, mkdtempSync, rmSync } from "node:fs";
+import { hostname, tmpdir } from "node:os";
+import { join } from "node:path";
 import { Writable } from "node:stream";
-import type { pino } from "pino";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
-import { createForwardingDestination, createLogger, writeForwardedLines } from "./logger.js";
+import { closeLogger, createForwardingDestination, createLogger, writeForwardedLines } from "./logger.js";
 
 /** The lines the process logger writes, as production (or, `devCodes`, dev mode) makes it. */
 function capture(devCodes = false): { logger: pino.Logger; lines: string[] } {
@@ -132,5 +135,36 @@ describe("a worker thread's forwarded lines", () => {
           .map((line) => JSON.parse(line).msg),
       ),
     ).toEqual([["main"], ["a", "b"]]);
+  });
+});
+
+describe("closeLogger", () => {
+  // Regression: the CLI exited in pino's flush callback, which comes at once with the default
+  // destination: the lines still waiting on a full stdout pipe were lost with the process.
+  it("calls back once every line reached a slow pipe, not before", { timeout: 20_000 }, async () => {
+    const dir = mkdtempSync(join(tmpdir(), "verifyd-logpipe-"));
+    const fifo = join(dir, "stdout");
+    execFileSync("mkfifo", [fifo]);
+    const reader = createReadStream(fifo);
+    reader.pause();
+    let received = "";
+    reader.on("data", (chunk) => {
+      received += String(chunk);
+    });
+    const ended = new Promise<void>((resolve) => reader.once("end", () => resolve()));
+    const destination = pino.destination({ dest: fifo, sync: false });
+    await new Promise((resolve) => destination.once("ready", resolve));
+    const logger = createLogger({ level: "info", devCodes: false }, destination);
+    const lines = 3_000;
+    for (let n = 0; n < lines; n++) logger.info({ n, pad: "x".repeat(100) }, "a line");
+    // the pipe holds 64 KiB; ~450 KB are logged: most wait in the destination, a chunk on EAGAIN
+    setTimeout(() => reader.resume(), 300);
+    await new Promise<void>((resolve) => closeLogger(logger, 10_000, resolve));
+    // What an exit at this moment keeps: what reached the pipe. Read it all, then count.
+    if (!(destination as unknown as { destroyed: boolean }).destroyed) destination.destroy();
+    await ended;
+    const total = received.split("\n").filter(Boolean).length;
+    rmSync(dir, { recursive: true, force: true });
+    expect(total).toBe(lines);
   });
 });

@@ -1,3 +1,4 @@
+import type { EventEmitter } from "node:events";
 import { hostname } from "node:os";
 import { pino } from "pino";
 import type { Logger } from "../core/ports.js";
@@ -88,9 +89,41 @@ export function createForwardingDestination(post: (lines: string) => void): Forw
 
 /** Writes lines a worker thread forwarded (`createForwardingDestination`) to `logger`'s own destination. */
 export function writeForwardedLines(logger: RootLogger, lines: string): void {
-  // A child logger reaches its root's destination through the same symbol.
-  const destination = (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
-  destination?.write(lines);
+  const destination = destinationOf(logger) as (pino.DestinationStream & { destroyed?: boolean }) | undefined;
+  // (a thread still running when the process's log was closed for its exit: its lines go with it)
+  if (!destination?.destroyed) destination?.write(lines);
+}
+
+/**
+ * Writes every line `logger` still holds, then calls `done`, within `timeoutMs` at most (a stdout
+ * nobody reads must not hold up an exit). pino's `flush` calls back at once with its default
+ * destination, so lines waiting on a full stdout pipe were lost when the process exited after it.
+ * Nothing may be logged once this is called.
+ */
+export function closeLogger(logger: RootLogger, timeoutMs: number, done: () => void): void {
+  const destination = destinationOf(logger) as
+    | (pino.DestinationStream & Partial<EventEmitter> & { end?: () => void })
+    | undefined;
+  let called = false;
+  const finish = () => {
+    if (called) return;
+    called = true;
+    clearTimeout(timer);
+    done();
+  };
+  const timer = setTimeout(finish, timeoutMs);
+  if (destination?.end === undefined || destination.once === undefined) {
+    logger.flush(() => finish());
+    return;
+  }
+  destination.once("close", finish);
+  destination.once("error", finish);
+  destination.end();
+}
+
+/** The stream a logger writes to (a child logger reaches its root's through the same symbol). */
+function destinationOf(logger: RootLogger): pino.DestinationStream | undefined {
+  return (logger as unknown as Record<symbol, pino.DestinationStream>)[pino.symbols.streamSym];
 }
 
 /** A core Logger over pino (the argument order is the same). */
