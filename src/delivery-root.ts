@@ -87,6 +87,7 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
       clock,
       failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
       coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
+      log: logger,
     }),
   });
   return {

@@ -65,3 +65,36 @@ describe("circuit breakers", () => {
     expect(b.permit("a")).toBe("probe");
   });
 });
+
+describe("circuit breakers, as an operator reads them", () => {
+  // @see log review: nothing said a provider was down, only each message's own failed try.
+  it("tell once that a provider's circuit opened, not at each failed probe, and when it closed", () => {
+    const clock = new FixedClock();
+    const lines: Array<{ level: string; fields: object; message: string }> = [];
+    const log = {
+      warn: (fields: object, message: string) => lines.push({ level: "warn", fields, message }),
+      info: (fields: object, message: string) => lines.push({ level: "info", fields, message }),
+    };
+    const b = createCircuitBreakers({ clock, failureThreshold: 3, coolDownMs: 30_000, log });
+    for (let i = 0; i < 3; i++) b.failed("gateway");
+    expect(lines).toEqual([
+      {
+        level: "warn",
+        fields: { provider: "gateway", failures: 3, coolDownSeconds: 30 },
+        message: expect.stringContaining("provider failing"),
+      },
+    ]);
+    clock.advanceSeconds(30);
+    expect(b.permit("gateway")).toBe("probe");
+    b.failed("gateway"); // a failed probe reopens it quietly
+    clock.advanceSeconds(30);
+    expect(b.permit("gateway")).toBe("probe");
+    b.succeeded("gateway");
+    b.succeeded("gateway");
+    expect(lines.map((line) => line.level)).toEqual(["warn", "info"]);
+    expect(lines[1]).toMatchObject({
+      fields: { provider: "gateway" },
+      message: expect.stringContaining("provider back"),
+    });
+  });
+});

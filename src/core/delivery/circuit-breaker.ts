@@ -1,4 +1,4 @@
-import type { Clock } from "../ports.js";
+import type { Clock, Logger } from "../ports.js";
 
 export interface CircuitBreakerOptions {
   clock: Clock;
@@ -6,6 +6,8 @@ export interface CircuitBreakerOptions {
   failureThreshold: number;
   /** how long an open circuit skips its provider before letting one probe through */
   coolDownMs: number;
+  /** told when a provider's circuit opens and when it closes again */
+  log?: Pick<Logger, "warn" | "info">;
 }
 
 /** What a caller may do with a provider right now. */
@@ -70,6 +72,9 @@ export function createCircuitBreakers(options: CircuitBreakerOptions): CircuitBr
     },
     succeeded(provider) {
       const circuit = circuitOf(provider);
+      if (circuit.openUntilMs !== null) {
+        options.log?.info({ provider }, "provider back: a probe went through, its circuit is closed");
+      }
       circuit.consecutiveFailures = 0;
       circuit.openUntilMs = null;
       circuit.probing = false;
@@ -79,6 +84,14 @@ export function createCircuitBreakers(options: CircuitBreakerOptions): CircuitBr
       circuit.consecutiveFailures += 1;
       // A failed probe reopens at once; a closed circuit opens at the threshold.
       if (circuit.probing || circuit.consecutiveFailures >= failureThreshold) {
+        // Told once, as it opens (not at each failed probe): an operator learns the provider is
+        // down from one line, where the message lines name only each message's own try.
+        if (circuit.openUntilMs === null) {
+          options.log?.warn(
+            { provider, failures: circuit.consecutiveFailures, coolDownSeconds: coolDownMs / 1000 },
+            "provider failing: skipped for the next provider until a probe after the cool-down goes through",
+          );
+        }
         circuit.openUntilMs = clock.nowMs() + coolDownMs;
       }
       circuit.probing = false;

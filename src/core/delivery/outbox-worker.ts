@@ -115,6 +115,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       clock,
       failureThreshold: DEFAULT_BREAKER_FAILURES,
       coolDownMs: DEFAULT_BREAKER_COOL_DOWN_MS,
+      log: logger,
     });
   // Two batches in flight: one being delivered while the next is claimed and started.
   const maxInFlight = batchSize * 2;
