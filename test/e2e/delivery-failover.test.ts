@@ -74,15 +74,21 @@ async function send(server: TestServer, to: string): Promise<string> {
   return sent.json().id;
 }
 
-async function deliveries(server: TestServer, id: string): Promise<{ provider: string; status: string }[]> {
+/** A verification's delivery records: provider and status, and with `withErrors` each error text. */
+async function deliveries(
+  server: TestServer,
+  id: string,
+  { withErrors = false } = {},
+): Promise<{ provider: string; status: string; error?: string }[]> {
   const view = await server.fastify.inject({
     method: "GET",
     url: `/v1/verifications/${id}`,
     headers: { authorization: `Bearer ${API_KEY}` },
   });
-  return view.json().deliveries.map(({ provider, status }: { provider: string; status: string }) => ({
-    provider,
-    status,
+  return view.json().deliveries.map((delivery: { provider: string; status: string; error?: string }) => ({
+    provider: delivery.provider,
+    status: delivery.status,
+    ...(withErrors && delivery.error ? { error: delivery.error } : {}),
   }));
 }
 
@@ -193,5 +199,55 @@ describe("failover between providers", () => {
     await server.deliverAll();
     expect(recipients(secondary)).toEqual(["+8613800000041"]);
     expect(recipients(primary)).toEqual(["+14155550100"]);
+  });
+});
+
+// Regression: a webhook gateway answering 401 (verifyd's signature refused) was taken as the
+// recipient refused, so every message failed at once, the backup behind it was never tried, and
+// the gateway's breaker never opened. @see logs review 1
+describe("a webhook gateway refusing verifyd's request", () => {
+  const refusing = async (status: number) => {
+    const started = await start({
+      delivery: { triesPerProvider: 1, breaker: { failureThreshold: 2, coolDownSeconds: 30 } },
+    });
+    started.primary.setFallback({ status, json: { error: "refused" } });
+    return started;
+  };
+
+  it.each([401, 403, 404])(
+    "fails over on HTTP %i, and its breaker opens after repeated refusals",
+    async (status) => {
+      const { server, primary, secondary } = await refusing(status);
+
+      const first = await send(server, "+14155550101");
+      await server.deliverAll();
+      expect(recipients(secondary)).toEqual(["+14155550101"]);
+      expect(await deliveries(server, first, { withErrors: true })).toEqual([
+        { provider: "primary", status: "failed", error: expect.stringContaining(`HTTP ${status} (`) },
+        { provider: "secondary", status: "sent" },
+      ]);
+
+      // the second refusal reaches the threshold: the third message skips the gateway
+      await send(server, "+14155550102");
+      await server.deliverAll();
+      await send(server, "+14155550103");
+      await server.deliverAll();
+      expect(primary.requests).toHaveLength(2);
+      expect(recipients(secondary)).toEqual(["+14155550101", "+14155550102", "+14155550103"]);
+    },
+  );
+
+  it("still takes HTTP 400 as the recipient refused: no failover, and the breaker stays closed", async () => {
+    const { server, primary, secondary } = await refusing(400);
+
+    for (const to of ["+14155550111", "+14155550112", "+14155550113"]) {
+      const id = await send(server, to);
+      await server.deliverAll();
+      expect(await deliveries(server, id, { withErrors: true })).toEqual([
+        { provider: "primary", status: "failed", error: "primary: HTTP 400" },
+      ]);
+    }
+    expect(primary.requests).toHaveLength(3);
+    expect(secondary.requests).toHaveLength(0);
   });
 });
