@@ -29,8 +29,8 @@ const MAX_PENDING_WITHDRAWS = 1_000;
 const SETTLE_RETRY_DELAYS_MS = [250, 500, 1_000, 2_000, 4_000, 8_000, 15_000, 15_000, 15_000];
 // Meanwhile the send's idempotency entry stays pending, so a retry under its key is told to wait
 // rather than sent a second code: held this long again at every try, which covers the longest
-// pause above plus a try (connect and statement timeouts, ~8 s, postgres-pool.ts, and as long
-// again for a requeue batch ahead of it). Given up, the entry lapses within this.
+// pause above plus a try (at most OUTBOX_MAX_WAIT_MS queued behind other requeues, then a connect
+// and a statement, ~8 s, postgres-pool.ts). Given up, the entry lapses within this.
 export const SETTLE_HOLD_MS = 60_000;
 // At most this many sends are being settled at once (a lost reply unsettles a whole batch, up to
 // 500); past it a send is left unsettled at once (and logged), so the retries stay bounded.

@@ -15,6 +15,8 @@ interface Pending<Item> {
   item: Item;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /** when it was handed in (`Date.now()`), for `maxWaitMs` */
+  addedAtMs: number;
 }
 
 export interface BatcherOptions {
@@ -28,6 +30,13 @@ export interface BatcherOptions {
    * of the whole batch (connection, timeout), which would only repeat once per item.
    */
   retryAloneWhen?: (error: unknown) => boolean;
+  /**
+   * An item still queued (not yet in a statement) this long after it was handed in is rejected
+   * with `waitedTooLong()` instead of written: behind batches that stall, a caller's wait stays
+   * bounded, and it knows nothing of its item was sent.
+   */
+  maxWaitMs?: number;
+  waitedTooLong?: () => unknown;
 }
 
 /**
@@ -65,20 +74,37 @@ export function createBatcher<Item>(
   const finished = () => {
     inFlight -= 1;
     if (queue.length > 0) schedule();
-    else if (inFlight === 0) {
-      for (const resolve of idle) resolve();
-      idle = [];
-    }
+    else wakeDrainsIfIdle();
+  };
+
+  const wakeDrainsIfIdle = () => {
+    if (queue.length > 0 || inFlight > 0) return;
+    for (const resolve of idle) resolve();
+    idle = [];
   };
 
   const flush = () => {
     scheduled = false;
+    if (options.maxWaitMs !== undefined) rejectWaitedTooLong(options.maxWaitMs);
     while (queue.length > 0 && inFlight < options.maxConcurrent) {
       const batch = queue.slice(0, options.maxItems);
       queue = queue.slice(batch.length);
       inFlight += 1;
       void writeBatch(batch);
     }
+    wakeDrainsIfIdle();
+  };
+
+  // The queue is in the order items were handed in, so the ones waited too long are at its head.
+  const rejectWaitedTooLong = (maxWaitMs: number) => {
+    const oldestKept = Date.now() - maxWaitMs;
+    let stale = 0;
+    while (stale < queue.length && (queue[stale]?.addedAtMs ?? 0) < oldestKept) stale += 1;
+    if (stale === 0) return;
+    for (const pending of queue.slice(0, stale)) {
+      pending.reject(options.waitedTooLong?.() ?? new Error(`waited over ${maxWaitMs} ms to be written`));
+    }
+    queue = queue.slice(stale);
   };
 
   // setImmediate runs after the current I/O phase: every caller whose previous step (a Redis
@@ -92,7 +118,7 @@ export function createBatcher<Item>(
   return {
     add(item) {
       return new Promise<void>((resolve, reject) => {
-        queue.push({ item, resolve, reject });
+        queue.push({ item, resolve, reject, addedAtMs: Date.now() });
         schedule();
       });
     },

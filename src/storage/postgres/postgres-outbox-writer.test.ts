@@ -3,7 +3,7 @@ import { backendMissing, probePostgres } from "../../../test/cluster/backends.js
 import { poolOnOwnSchema } from "../../../test/cluster/schema-pool.js";
 import { baseTime, codeRecord, outboxFor } from "../contract/fixtures.contract.js";
 import { migratePostgres } from "./postgres-migrator.js";
-import { createPostgresOutboxWriter } from "./postgres-outbox-writer.js";
+import { createPostgresOutboxWriter, OutboxRowsNotSent } from "./postgres-outbox-writer.js";
 
 const probe = await probePostgres();
 if (!probe.ok) {
@@ -42,6 +42,38 @@ if (!probe.ok) {
       });
       // A send's own enqueue of a row that exists still fails: requeues never go into its batches.
       await expect(writer.enqueue(lost)).rejects.toMatchObject({ code: "23505" });
+      await writer.drain();
+    });
+
+    // Behind a batch that stalls, a send waited as long as the stall (minutes, in a long lock), so
+    // its idempotency entry could lapse and a retry be sent a second code. A row queued past the
+    // bound is refused unsent; one handed in since is still written.
+    it("refuses a row queued past its wait bound unsent, and writes the rows handed in since", async () => {
+      const writer = createPostgresOutboxWriter(pool(), { maxConcurrentCommits: 1, maxWaitMs: 300 });
+      const now = baseTime();
+      const [first, stale, fresh] = [1, 2, 3].map(() => outboxFor(codeRecord("app", now)));
+      if (!first || !stale || !fresh) throw new Error("three rows");
+      const locker = await pool().connect();
+      try {
+        await locker.query("BEGIN");
+        await locker.query("LOCK TABLE outbox IN EXCLUSIVE MODE");
+        const firstCommit = writer.enqueue(first); // in flight, waiting for the lock
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        const staleCommit = writer.enqueue(stale); // queued behind it
+        staleCommit.catch(() => {});
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        const freshCommit = writer.enqueue(fresh);
+        await locker.query("COMMIT");
+        await firstCommit;
+        await expect(staleCommit).rejects.toBeInstanceOf(OutboxRowsNotSent);
+        await freshCommit;
+      } finally {
+        locker.release();
+      }
+      const { rows } = await pool().query<{ id: string }>("SELECT id FROM outbox WHERE id = ANY($1)", [
+        [first.id, stale.id, fresh.id],
+      ]);
+      expect(rows.map((row) => row.id).sort()).toEqual([first.id, fresh.id].sort());
       await writer.drain();
     });
   });

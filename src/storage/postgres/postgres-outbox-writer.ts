@@ -21,6 +21,13 @@ const REQUEUE_BATCH = `${INSERT_BATCH}
 // A bigger batch holds its connection for longer than the fsyncs it saves.
 const MAX_BATCH_ROWS = 500;
 
+// A row still queued this long (batches ahead of it stalled) is refused unsent, so its send is
+// withdrawn and answered 503. Its outcome is then known at most this plus one batch's time (a
+// connect and a statement, ~8 s, postgres-pool.ts) after the code was issued: well within the 30 s
+// a send's idempotency entry waits for it (IDEMPOTENCY_PENDING_TTL_MS), so a retry under its key
+// never finds the entry lapsed while the first send may still be queued and sent.
+export const OUTBOX_MAX_WAIT_MS = 10_000;
+
 /**
  * A batch whose statement never reached PostgreSQL (no connection could be had): nothing of it
  * was committed. Any other failure may have come after the commit (a connection that broke or went
@@ -62,8 +69,11 @@ export interface OutboxWriter {
  */
 export function createPostgresOutboxWriter(
   pool: pg.Pool,
-  options: { maxConcurrentCommits: number },
+  options: { maxConcurrentCommits: number; maxWaitMs?: number },
 ): OutboxWriter {
+  const maxWaitMs = options.maxWaitMs ?? OUTBOX_MAX_WAIT_MS;
+  const waitedTooLong = () =>
+    new OutboxRowsNotSent(new Error(`waited over ${maxWaitMs} ms behind earlier batches`));
   const insert = (name: string, text: string) => async (messages: OutboxMessage[]) => {
     // Connected first, apart from the statement, so a failure says which side of it it came from.
     let client: pg.PoolClient;
@@ -102,10 +112,14 @@ export function createPostgresOutboxWriter(
   const batcher = createBatcher<OutboxMessage>(insert("vd_outbox_enqueue", INSERT_BATCH), {
     maxConcurrent: options.maxConcurrentCommits,
     maxItems: MAX_BATCH_ROWS,
+    maxWaitMs,
+    waitedTooLong,
   });
   const requeues = createBatcher<OutboxMessage>(insert("vd_outbox_requeue", REQUEUE_BATCH), {
     maxConcurrent: 1,
     maxItems: MAX_BATCH_ROWS,
+    maxWaitMs,
+    waitedTooLong,
   });
   return {
     enqueue: (message) => batcher.add(message),

@@ -81,9 +81,9 @@ function replayFrom(appId: string, reply: unknown[]): ReplayOutcome {
 }
 
 // How long an idempotency entry waits for its send's outbox commit before it lapses: longer than
-// a commit may take (the pool's statement and query timeouts, postgres-pool.ts), so a live send's
-// entry rarely lapses first (a confirm then writes it again), yet a send that died leaves its key
-// usable again soon. A commit whose outcome is unknown holds it for longer while it is settled.
+// a send may wait for its commit's outcome (the outbox queue's bound, OUTBOX_MAX_WAIT_MS, plus the
+// pool's connect and query timeouts, postgres-pool.ts), so a live send's entry does not lapse
+// first, yet a send that died leaves its key usable again soon. A commit whose outcome is unknown holds it for longer while it is settled.
 export const IDEMPOTENCY_PENDING_TTL_MS = 30_000;
 
 /**
