@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createCipheriv, createHash, hkdfSync } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import {
   formatVerificationId,
@@ -6,7 +6,7 @@ import {
   parseVerificationId,
   VERIFICATION_ID_PREFIX,
 } from "./ids.js";
-import { CodeSecrets, generateNumericCode } from "./secrets.js";
+import { CodeSecrets, generateNumericCode, outboxSealContext } from "./secrets.js";
 
 const A = "secret-a-0123456789abcdef";
 const B = "secret-b-0123456789abcdef";
@@ -178,31 +178,70 @@ describe("CodeSecrets: slot tags", () => {
 });
 
 describe("CodeSecrets: sealing outbox payloads", () => {
+  const context = outboxSealContext({
+    appId: "default",
+    verificationId: "vf_1",
+    channel: "email",
+    to: "ann@example.com",
+    purpose: "sign_in",
+  });
+
   it("opens what it sealed, and the sealed form does not contain the code", () => {
     const secrets = new CodeSecrets([A]);
-    const sealed = secrets.seal("0429178888");
+    const sealed = secrets.seal("0429178888", context);
     expect(sealed).not.toContain("0429178888");
-    expect(Buffer.from(sealed, "base64").toString("latin1")).not.toContain("0429178888");
-    expect(secrets.open(sealed)).toBe("0429178888");
+    expect(Buffer.from(sealed.slice(3), "base64").toString("latin1")).not.toContain("0429178888");
+    expect(secrets.open(sealed, context)).toBe("0429178888");
   });
 
   it("seals the same code differently each time (random IV)", () => {
     const secrets = new CodeSecrets([A]);
-    expect(secrets.seal("042917")).not.toBe(secrets.seal("042917"));
+    expect(secrets.seal("042917", context)).not.toBe(secrets.seal("042917", context));
   });
 
   it("opens a payload sealed under an older secret after a rotation", () => {
-    const sealed = new CodeSecrets([A]).seal("042917");
-    expect(new CodeSecrets([B, A]).open(sealed)).toBe("042917");
-    expect(new CodeSecrets([B]).open(sealed)).toBeNull();
+    const sealed = new CodeSecrets([A]).seal("042917", context);
+    expect(new CodeSecrets([B, A]).open(sealed, context)).toBe("042917");
+    expect(new CodeSecrets([B]).open(sealed, context)).toBeNull();
   });
 
   it("refuses a tampered or truncated payload", () => {
     const secrets = new CodeSecrets([A]);
-    const raw = Buffer.from(secrets.seal("042917"), "base64");
+    const sealed = secrets.seal("042917", context);
+    const raw = Buffer.from(sealed.slice(3), "base64");
     raw[raw.length - 1] = (raw[raw.length - 1] ?? 0) ^ 1;
-    expect(secrets.open(raw.toString("base64"))).toBeNull();
-    expect(secrets.open(raw.subarray(0, 20).toString("base64"))).toBeNull();
-    expect(secrets.open("")).toBeNull();
+    expect(secrets.open(`v2.${raw.toString("base64")}`, context)).toBeNull();
+    expect(secrets.open(`v2.${raw.subarray(0, 20).toString("base64")}`, context)).toBeNull();
+    expect(secrets.open("", context)).toBeNull();
+    // stripped of its mark, it is judged as an older build's seal, without the context: no good
+    expect(secrets.open(sealed.slice(3), context)).toBeNull();
+  });
+
+  // Whoever can write the database but not read the secret must not be able to redirect a queued
+  // code: by editing its row's recipient, or by moving its seal into a row of their own.
+  it("opens a payload only beside the row it was sealed for", () => {
+    const secrets = new CodeSecrets([A]);
+    const sealed = secrets.seal("042917", context);
+    const row = { appId: "default", verificationId: "vf_1", channel: "email", purpose: "sign_in" } as const;
+    expect(secrets.open(sealed, outboxSealContext({ ...row, to: "mallory@example.com" }))).toBeNull();
+    expect(
+      secrets.open(sealed, outboxSealContext({ ...row, verificationId: "vf_2", to: "ann@example.com" })),
+    ).toBeNull();
+    expect(
+      secrets.open(sealed, outboxSealContext({ ...row, appId: "other", to: "ann@example.com" })),
+    ).toBeNull();
+    expect(
+      secrets.open(sealed, outboxSealContext({ ...row, purpose: "reset_password", to: "ann@example.com" })),
+    ).toBeNull();
+  });
+
+  // Rows an older build queued carry seals without a context; they are delivered after an upgrade.
+  it("opens a payload an older build sealed, without a context", () => {
+    const key = Buffer.from(hkdfSync("sha256", A, "verifyd", "verifyd outbox seal", 32));
+    const iv = Buffer.alloc(12, 7);
+    const cipher = createCipheriv("aes-256-gcm", key, iv);
+    const body = Buffer.concat([cipher.update("042917", "utf8"), cipher.final()]);
+    const legacy = Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
+    expect(new CodeSecrets([A]).open(legacy, context)).toBe("042917");
   });
 });

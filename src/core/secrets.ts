@@ -7,6 +7,7 @@ import {
   timingSafeEqual,
 } from "node:crypto";
 import { randomBytesFromPool, SLOT_TAG_CHARS } from "./ids.js";
+import type { OutboxMessage } from "./types.js";
 
 /**
  * Whether two strings are equal, in a time that tells nothing of where they differ (only whether
@@ -68,14 +69,22 @@ export class CodeSecrets {
     return matched;
   }
 
-  /** AES-256-GCM seal of an outbox payload (the code must travel to the worker, never in plaintext). */
-  seal(plaintext: string): string {
-    return sealWith(this.sealKeys[0]!, plaintext);
+  /**
+   * AES-256-GCM seal of an outbox payload (the code must travel to the worker, never in plaintext),
+   * bound to `context` (`outboxSealContext`): it opens only beside the same row, so whoever can
+   * write the database but not read the secret cannot send a queued code to another recipient.
+   */
+  seal(plaintext: string, context: string): string {
+    return `${BOUND_SEAL_PREFIX}${sealWith(this.sealKeys[0]!, plaintext, context)}`;
   }
 
-  /** Opens a sealed payload under any configured secret; null when none opens it. */
-  open(sealed: string): string | null {
-    return openWith(this.sealKeys, sealed)?.plaintext ?? null;
+  /** Opens a sealed payload under any configured secret and its context; null when none opens it. */
+  open(sealed: string, context: string): string | null {
+    const opened = sealed.startsWith(BOUND_SEAL_PREFIX)
+      ? openWith(this.sealKeys, sealed.slice(BOUND_SEAL_PREFIX.length), context)
+      : // sealed by a build before contexts: a row queued across the upgrade, delivered as it was
+        openWith(this.sealKeys, sealed);
+    return opened?.plaintext ?? null;
   }
 
   /** AES-256-GCM seal of an app's secret setting (its Fresns secret, say), under its own key. */
@@ -108,15 +117,34 @@ export class CodeSecrets {
   }
 }
 
-/** iv (12 bytes) | GCM tag (16) | ciphertext, in base64. */
-function sealWith(key: Buffer, plaintext: string): string {
+// Marks a seal with a context (its associated data); not a base64 character, so a seal without
+// one (an older build's) never starts with it.
+const BOUND_SEAL_PREFIX = "v2.";
+
+/**
+ * What an outbox row's sealed code is bound to: the fields that decide who receives it and what it
+ * proves. Moved to another row, or its row's recipient edited, the seal no longer opens.
+ */
+export function outboxSealContext(
+  message: Pick<OutboxMessage, "appId" | "verificationId" | "channel" | "to" | "purpose">,
+): string {
+  return `${message.appId}\n${message.verificationId}\n${message.channel}\n${message.to}\n${message.purpose}`;
+}
+
+/** iv (12 bytes) | GCM tag (16) | ciphertext, in base64; `context`, if any, authenticated with it. */
+function sealWith(key: Buffer, plaintext: string, context?: string): string {
   const iv = randomBytesFromPool(12);
   const cipher = createCipheriv("aes-256-gcm", key, iv);
+  if (context !== undefined) cipher.setAAD(Buffer.from(context, "utf8"));
   const body = Buffer.concat([cipher.update(plaintext, "utf8"), cipher.final()]);
   return Buffer.concat([iv, cipher.getAuthTag(), body]).toString("base64");
 }
 
-function openWith(keys: readonly Buffer[], sealed: string): { plaintext: string; keyIndex: number } | null {
+function openWith(
+  keys: readonly Buffer[],
+  sealed: string,
+  context?: string,
+): { plaintext: string; keyIndex: number } | null {
   const raw = Buffer.from(sealed, "base64");
   if (raw.length < 28) return null;
   const iv = raw.subarray(0, 12);
@@ -126,6 +154,7 @@ function openWith(keys: readonly Buffer[], sealed: string): { plaintext: string;
     try {
       const decipher = createDecipheriv("aes-256-gcm", key, iv);
       decipher.setAuthTag(tag);
+      if (context !== undefined) decipher.setAAD(Buffer.from(context, "utf8"));
       return {
         plaintext: Buffer.concat([decipher.update(body), decipher.final()]).toString("utf8"),
         keyIndex,

@@ -103,7 +103,7 @@ describe("outbox worker log lines", () => {
       expect(line.fields).toMatchObject({ appId: "default", verificationId, messageId: expect.any(String) });
   });
 
-  it("name the app and verification of a message sealed with an unknown secret", async () => {
+  it("name the app and verification of a message sealed with an unknown secret, or moved to another row", async () => {
     const { worker, lines, verificationId } = await setUp(accepting, {
       secrets: new CodeSecrets(["another-secret-0123456789abcdef"]),
     });
@@ -116,7 +116,7 @@ describe("outbox worker log lines", () => {
           messageId: expect.any(String),
           appId: "default",
           verificationId,
-          error: "sealed with an unknown secret",
+          error: "sealed with an unknown secret, or moved to another row",
         },
       },
     ]);

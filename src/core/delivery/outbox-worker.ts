@@ -13,7 +13,7 @@ import type {
 } from "../ports.js";
 import { SendFailure } from "../ports.js";
 import { maskAddress } from "../recipients.js";
-import type { CodeSecrets } from "../secrets.js";
+import { type CodeSecrets, outboxSealContext } from "../secrets.js";
 import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
 import { withoutRecipient } from "./contact-mask.js";
@@ -163,13 +163,13 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   ): Promise<void> {
     const now = clock.nowMs();
     const app = await apps.byId(message.appId);
-    const code = secrets.open(message.sealedCode);
+    const code = secrets.open(message.sealedCode, outboxSealContext(message));
     if (now >= message.deliverBeforeMs || !app || code === null) {
       // A code past its validity is useless to its recipient; sending it would only cost money.
       const error = !app
         ? "app removed"
         : code === null
-          ? "sealed with an unknown secret"
+          ? "sealed with an unknown secret, or moved to another row"
           : "expired before delivery";
       await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error });
       logger.warn({ ...logIds(message), error }, "message dropped");

@@ -15,7 +15,7 @@ import { findTemplate, resolveLocale } from "../messages/templates.js";
 import { ruleName } from "../policy.js";
 import type { CounterCheck, IssueRequest, ReplayOutcome, SendDecision, SendLogEntry } from "../ports.js";
 import { mailboxOf, maskAddress, parseRecipient, phonePrefix } from "../recipients.js";
-import { generateNumericCode } from "../secrets.js";
+import { generateNumericCode, outboxSealContext } from "../secrets.js";
 import type {
   AccountRule,
   App,
@@ -351,7 +351,16 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
             to: recipient.address,
             purpose,
             locale,
-            sealedCode: deps.secrets.seal(code),
+            sealedCode: deps.secrets.seal(
+              code,
+              outboxSealContext({
+                appId: app.id,
+                verificationId: id,
+                channel,
+                to: recipient.address,
+                purpose,
+              }),
+            ),
             createdAtMs: now,
             deliverBeforeMs: record.expiresAtMs,
             attempts: 0,

@@ -3,7 +3,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../../../test/harness.js";
-import { CodeSecrets } from "../../core/secrets.js";
+import { CodeSecrets, outboxSealContext } from "../../core/secrets.js";
+import type { Channel, Purpose } from "../../core/types.js";
 
 /**
  * DESIGN.md: a code is never stored in plaintext; the outbox carries it sealed (AES-256-GCM) and
@@ -75,14 +76,20 @@ function filesContaining(files: Map<string, Buffer>, needle: string): string[] {
 }
 
 interface OutboxRow {
+  app_id: string;
   verification_id: string;
+  channel: Channel;
+  recipient: string;
+  purpose: Purpose;
   status: string;
   sealed_code: string | null;
 }
 
 function outbox(server: TestServer): OutboxRow[] {
   return server.server.backend.db
-    .prepare("SELECT verification_id, status, sealed_code FROM outbox ORDER BY created_at, rowid")
+    .prepare(
+      "SELECT app_id, verification_id, channel, recipient, purpose, status, sealed_code FROM outbox ORDER BY created_at, rowid",
+    )
     .all() as OutboxRow[];
 }
 
@@ -106,9 +113,11 @@ describe("no plaintext code at rest", () => {
     const codes = new Map<string, string>();
     for (const message of sent) codes.set(message.verificationId, message.code);
     for (const id of queuedIds) {
-      const sealed = byId.get(id)?.sealed_code;
-      expect(sealed, `queued row ${id} keeps its sealed payload`).toEqual(expect.any(String));
-      codes.set(id, secrets.open(sealed as string) as string);
+      const row = byId.get(id);
+      expect(row?.sealed_code, `queued row ${id} keeps its sealed payload`).toEqual(expect.any(String));
+      if (!row?.sealed_code) continue;
+      const context = outboxSealContext({ ...row, appId: row.app_id, verificationId: id, to: row.recipient });
+      codes.set(id, secrets.open(row.sealed_code, context) as string);
     }
     expect(codes.size).toBe(30);
     for (const code of codes.values()) expect(code).toMatch(/^\d{10}$/);
