@@ -179,7 +179,7 @@ export const AbuseSchema = Type.Object(
               maxItems: PHONE_NUMBER_TYPES.length,
               uniqueItems: true,
               description:
-                "kinds of number SMS is never sent to (default PREMIUM_RATE, SHARED_COST, PAGER, UAN, VOICEMAIL); a number of unknown kind is never refused",
+                "kinds of number SMS is never sent to (default PREMIUM_RATE, SHARED_COST, PERSONAL_NUMBER, PAGER, UAN, VOICEMAIL); a number of unknown kind is never refused",
             }),
           ),
           perCountry: Type.Optional(Type.Array(RateRuleSchema, { maxItems: 10 })),

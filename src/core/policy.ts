@@ -66,7 +66,9 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
   pumping: {
     allowCountries: ["CN", "HK", "MO", "TW", "SG", "JP", "KR", "US", "CA", "GB", "DE", "FR", "AU", "NZ"],
     denyCountries: [],
-    denyNumberTypes: ["PREMIUM_RATE", "SHARED_COST", "PAGER", "UAN", "VOICEMAIL"],
+    // A personal number (UK 070, US 500) follows its owner to any line, and its operator shares
+    // what a message to it earns: revenue-share fraud's other favourite after premium rate.
+    denyNumberTypes: ["PREMIUM_RATE", "SHARED_COST", "PERSONAL_NUMBER", "PAGER", "UAN", "VOICEMAIL"],
     perCountry: [
       { limit: 1_000, windowSeconds: 3600 },
       { limit: 10_000, windowSeconds: 86_400 },

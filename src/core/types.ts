@@ -129,9 +129,9 @@ export interface PumpingPolicy {
   denyCountries: string[];
   /**
    * Kinds of number SMS never goes to, wherever they are: non-geographic lines that may share
-   * the revenue of a message with their owner (premium rate, shared cost, UAN), the targets of
-   * SMS pumping, and lines where nobody reads a code (pagers, voicemail). A number of unknown kind
-   * is not refused.
+   * the revenue of a message with their owner (premium rate, shared cost, personal numbers, UAN),
+   * the targets of SMS pumping, and lines where nobody reads a code (pagers, voicemail). A number
+   * of unknown kind is not refused.
    */
   denyNumberTypes: PhoneNumberType[];
   perCountry: RateRule[];

@@ -211,7 +211,11 @@ describe("destinationRefusal", () => {
     ["+447640123456", "PAGER"],
     ["+445512345678", "UAN"],
     ["+33806123456", "UAN"],
+    // personal numbers (UK 070, US 500): revenue-shared like premium rate
+    ["+447012345678", "PERSONAL_NUMBER"],
+    ["+15002345678", "PERSONAL_NUMBER"],
   ])("refuses %s, a %s number in an allowed market, by default", (number, type) => {
+    expect(sms(number).numberType).toBe(type);
     expect(destinationRefusal(pumping(), sms(number))).toBe(`number_type_denied:${type}`);
   });
 
@@ -230,7 +234,6 @@ describe("destinationRefusal", () => {
     ["+33912345678", "VOIP"],
     ["+12025550123", "FIXED_LINE_OR_MOBILE"],
     ["+8613800138000", "MOBILE"],
-    ["+447012345678", "PERSONAL_NUMBER"],
   ])("allows %s, a %s number, by default", (number, type) => {
     const recipient = sms(number);
     expect(recipient.numberType).toBe(type);
