@@ -433,8 +433,15 @@ describe("loadConfig: the config file", () => {
       { apps: [{ id: "shop", abuse: { pumping: { denyNumberTypes: ["PREMIUM"] } } }] },
       "apps/0/abuse/pumping/denyNumberTypes/0",
     ],
+    [{ apps: [{ id: "shop", abuse: { pumping: { allowCountries: ["01"] } } }] }, "apps/0/abuse/pumping"],
   ])("refuses %j naming %s", (content, path) => {
     expect(issues({ VERIFYD_CONFIG: configFile(content) }).join("\n")).toContain(path);
+  });
+
+  it('takes "001", the non-geographic numbers, in the SMS guard\'s country lists', () => {
+    const pumping = { allowCountries: ["*", "001"], denyCountries: ["001"] };
+    const config = loadConfig({ VERIFYD_CONFIG: configFile({ apps: [{ id: "shop", abuse: { pumping } }] }) });
+    expect(config.apps[0]?.abuse?.pumping).toMatchObject(pumping);
   });
 
   it("refuses an app declared twice and a client id used twice", () => {

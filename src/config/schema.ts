@@ -96,7 +96,9 @@ const CaptchaModeSchema = literals(
   ["never", "risk", "always"] as const,
   "never, risk (escalate by risk rules) or always",
 );
-const CountryListSchema = Type.Array(Type.String({ pattern: "^([A-Z]{2}|\\*)$" }), { maxItems: 300 });
+// ISO 3166 alpha-2 regions, "*" (every one with a country) and libphonenumber's "001": the
+// non-geographic numbers (+800, +870, +881, +882, +883, ...), which "*" leaves out.
+const CountryListSchema = Type.Array(Type.String({ pattern: "^([A-Z]{2}|\\*|001)$" }), { maxItems: 300 });
 
 export const AbuseSchema = Type.Object(
   {
@@ -171,7 +173,7 @@ export const AbuseSchema = Type.Object(
           allowCountries: Type.Optional({
             ...CountryListSchema,
             description:
-              'the regions SMS may go to, "*" for all (default CN, HK, MO, TW, SG, JP, KR, US, CA, GB, DE, FR, AU, NZ)',
+              'the regions SMS may go to, "*" for every one with a country, "001" for the non-geographic numbers (+870, +881, +882, +883...), which "*" leaves out (default CN, HK, MO, TW, SG, JP, KR, US, CA, GB, DE, FR, AU, NZ)',
           }),
           denyCountries: Type.Optional(CountryListSchema),
           denyNumberTypes: Type.Optional(

@@ -124,7 +124,11 @@ export interface RiskRules {
 
 /** The SMS-pumping guard (DESIGN.md: SMS budgets come with the abuse defence). */
 export interface PumpingPolicy {
-  /** ISO 3166 alpha-2 regions SMS may go to; ["*"] allows every region not denied */
+  /**
+   * ISO 3166 alpha-2 regions SMS may go to; "*" allows every region with a country that is not
+   * denied; "001" (libphonenumber's region of the non-geographic numbers: +870, +881, +882, +883,
+   * ...) must be listed by name, "*" does not take it
+   */
   allowCountries: string[];
   denyCountries: string[];
   /**

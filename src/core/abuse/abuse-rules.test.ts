@@ -195,11 +195,32 @@ describe("destinationRefusal", () => {
     );
   });
 
-  it("treats a number of no region (international networks) as 'unknown'", () => {
-    const satellite = sms("+881612345678");
-    expect(satellite.country).toBeUndefined();
-    expect(destinationRefusal(pumping(), satellite)).toBe("country_not_allowed:unknown");
-    expect(destinationRefusal(pumping({ allowCountries: ["*"] }), satellite)).toBeNull();
+  // Satellite (+881), Inmarsat (+870) and international VoIP or mobile networks (+882, +883):
+  // numbers of no country, the classic toll-fraud destinations.
+  const NON_GEOGRAPHIC = ["+881612345678", "+870773111632", "+883510012345"];
+
+  it.each(NON_GEOGRAPHIC)("lists %s, a number of no country, under libphonenumber's region 001", (number) => {
+    const recipient = sms(number);
+    expect(recipient.country).toBeUndefined();
+    expect(destinationRefusal(pumping(), recipient)).toBe("country_not_allowed:001");
+  });
+
+  it('leaves the non-geographic numbers out of "*": they are allowed only by "001"', () => {
+    for (const number of NON_GEOGRAPHIC) {
+      expect(destinationRefusal(pumping({ allowCountries: ["*"] }), sms(number))).toBe(
+        "country_not_allowed:001",
+      );
+      expect(destinationRefusal(pumping({ allowCountries: ["*", "001"] }), sms(number))).toBeNull();
+      expect(destinationRefusal(pumping({ allowCountries: ["001"] }), sms(number))).toBeNull();
+      expect(
+        destinationRefusal(pumping({ allowCountries: ["*", "001"], denyCountries: ["001"] }), sms(number)),
+      ).toBe("country_denied:001");
+    }
+    // every region with a country is still in "*"
+    expect(destinationRefusal(pumping({ allowCountries: ["*"] }), sms("+37061234567"))).toBeNull();
+    expect(destinationRefusal(pumping({ allowCountries: ["001"] }), sms("+37061234567"))).toBe(
+      "country_not_allowed:LT",
+    );
   });
 
   it.each([
@@ -355,15 +376,22 @@ describe("pumpingCounters", () => {
     );
   });
 
-  it("budgets a region-less number under 'unknown'", () => {
+  it("budgets a region-less number under region 001", () => {
     const [first] = pumpingCounters(pumping(), sms("+881612345678"), "+881612");
-    expect(first?.key).toBe("pump:cc:unknown:3600");
+    expect(first?.key).toBe("pump:cc:001:3600");
+    expect(first?.rule).toBe("sms_country_001:1000/3600s");
   });
 
   it("names the rule a denial carries", () => {
     const error = pumpingDenied("country_denied:NG");
     expect(error.code).toBe("PUMPING_DENIED");
     expect(error.details.rule).toBe("country_denied:NG");
+    expect(error.message).toBe("SMS to this country (NG) is not allowed");
+    const nonGeographic = pumpingDenied("country_not_allowed:001");
+    expect(nonGeographic.details.rule).toBe("country_not_allowed:001");
+    expect(nonGeographic.message).toBe(
+      "SMS to a non-geographic number (region 001: satellite, international networks) is not allowed",
+    );
   });
 });
 

@@ -153,14 +153,30 @@ export function isSafeListed(policy: PumpingPolicy, e164: string): boolean {
 }
 
 /**
+ * libphonenumber's region code for the numbers of no country: the international networks of
+ * +800, +808, +870 (Inmarsat), +881 (satellite phones), +882/+883 (international VoIP and
+ * mobile carriers), +888 and +979. A valid number without a region is always one of these.
+ */
+export const NON_GEOGRAPHIC_REGION = "001";
+
+/** The region the guard lists and budgets a number under: its country, or "001". */
+function regionOf(recipient: Recipient): string {
+  return recipient.country ?? NON_GEOGRAPHIC_REGION;
+}
+
+/**
  * The SMS-pumping guard's verdict on a destination: its region, then its kind of number (a
  * premium-rate line pays its owner in an allowed country too); null when allowed. Shadow mode
- * turns a refusal into a note (the caller records it and sends anyway).
+ * turns a refusal into a note (the caller records it and sends anyway). "*" allows every region
+ * with a country, not the non-geographic networks: satellite and international numbers are
+ * classic toll-fraud destinations that few apps serve, so they need "001" listed by name.
  */
 export function destinationRefusal(policy: PumpingPolicy, recipient: Recipient): string | null {
-  const country = recipient.country ?? "unknown";
+  const country = regionOf(recipient);
   if (policy.denyCountries.includes(country)) return `country_denied:${country}`;
-  const allowed = policy.allowCountries.includes("*") || policy.allowCountries.includes(country);
+  const allowed =
+    policy.allowCountries.includes(country) ||
+    (recipient.country !== undefined && policy.allowCountries.includes("*"));
   if (!allowed) return `country_not_allowed:${country}`;
   const { numberType } = recipient;
   return numberType && policy.denyNumberTypes.includes(numberType)
@@ -171,7 +187,7 @@ export function destinationRefusal(policy: PumpingPolicy, recipient: Recipient):
 /** Budgets per country, per number prefix and per app-day, plus the automatic prefix block. */
 export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, prefix: string): CounterCheck[] {
   const shadow = policy.shadow ? { shadow: true } : {};
-  const country = recipient.country ?? "unknown";
+  const country = regionOf(recipient);
   const counters: CounterCheck[] = [
     ...policy.perCountry.map((rule) => ({
       key: `pump:cc:${country}:${rule.windowSeconds}`,
@@ -263,8 +279,8 @@ export function pumpingDenied(reason: string): OtpError {
   const [kind, value] = reason.split(":");
   const message =
     kind === "country_not_allowed" || kind === "country_denied"
-      ? value === "unknown"
-        ? "SMS to a number of no known country is not allowed"
+      ? value === NON_GEOGRAPHIC_REGION
+        ? `SMS to a non-geographic number (region ${value}: satellite, international networks) is not allowed`
         : `SMS to this country (${value}) is not allowed`
       : kind === "number_type_denied"
         ? `SMS to this kind of number (${value}) is not allowed`
