@@ -1,0 +1,173 @@
+import { describe, expect, it } from "vitest";
+import { FixedClock } from "../../test/fakes/fixed-clock.js";
+import { createCircuitBreakers } from "../core/delivery/circuit-breaker.js";
+import type { OutboxStore, SendLog, SendLogEntry } from "../core/ports.js";
+import type { DeliveryRecord, OutboxMessage } from "../core/types.js";
+import {
+  bearerMatches,
+  countDeliveries,
+  countingSendLog,
+  createDeliverySnapshots,
+  LabeledCounts,
+  OVERFLOW_LABEL,
+} from "./metrics.js";
+
+describe("LabeledCounts", () => {
+  it("counts by nested labels and gives each series as a row", () => {
+    const counts = new LabeledCounts(["face", "app", "code"]);
+    counts.add("native", "shop", "RATE_LIMITED");
+    counts.add("native", "shop", "RATE_LIMITED");
+    counts.add("fresns", "-", 33201);
+    counts.addBy(5, "native", "shop", "CODE_INVALID");
+    expect(counts.rows()).toEqual([
+      ["native", "shop", "RATE_LIMITED", 2],
+      ["native", "shop", "CODE_INVALID", 5],
+      ["fresns", "-", 33201, 1],
+    ]);
+  });
+
+  it("counts series past its cap together under one overflow series", () => {
+    const counts = new LabeledCounts(["app"], 3);
+    for (const app of ["a", "b", "c", "d", "e", "a"]) counts.add(app);
+    expect(counts.rows()).toEqual([
+      ["a", 2],
+      ["b", 1],
+      ["c", 1],
+      [OVERFLOW_LABEL, 2],
+    ]);
+  });
+
+  it("adds the rows of another count of the same labels", () => {
+    const first = new LabeledCounts(["channel", "provider", "outcome"]);
+    first.add("email", "smtp", "sent");
+    const second = new LabeledCounts(first.labelNames);
+    second.addRows(first.rows());
+    second.addRows(first.rows());
+    second.add("sms", "dev", "sent");
+    expect(second.rows()).toEqual([
+      ["email", "smtp", "sent", 2],
+      ["sms", "dev", "sent", 1],
+    ]);
+  });
+});
+
+describe("countingSendLog", () => {
+  it("counts by app, face, channel and decision only, however many recipients, IPs and reasons", async () => {
+    const recorded: SendLogEntry[] = [];
+    const inner: SendLog = {
+      record: (entry) => recorded.push(entry),
+      query: async () => [],
+      flush: async () => {},
+    };
+    const sends = new LabeledCounts(["app", "face", "channel", "decision"]);
+    const log = countingSendLog(inner, sends);
+    for (let index = 0; index < 1_000; index++) {
+      log.record({
+        atMs: index,
+        appId: "shop",
+        face: "native",
+        channel: index % 2 === 0 ? "email" : "sms",
+        to: `r${index}@example.com`,
+        ip: `10.${index % 250}.${index % 7}.1`,
+        country: index % 3 === 0 ? "CN" : "US",
+        decision: index % 5 === 0 ? "rate_limited" : "accepted",
+        reason: `per_prefix:+86${index}`,
+      });
+    }
+    // a captcha demanded before the body was read has no channel; merged entries count each
+    log.record({ atMs: 0, appId: "shop", face: "cloudbase", decision: "captcha_required", count: 3 });
+    expect(recorded).toHaveLength(1_001);
+    expect(sends.rows()).toEqual([
+      ["shop", "native", "email", "rate_limited", 100],
+      ["shop", "native", "email", "accepted", 400],
+      ["shop", "native", "sms", "accepted", 400],
+      ["shop", "native", "sms", "rate_limited", 100],
+      ["shop", "cloudbase", "-", "captcha_required", 3],
+    ]);
+  });
+});
+
+describe("countDeliveries", () => {
+  const message = { id: "m1", channel: "email" } as OutboxMessage;
+  const record = (provider: string): DeliveryRecord => ({ provider, status: "failed", atMs: 0 });
+  const settled: string[] = [];
+  const outbox = {
+    claim: async () => [],
+    markSent: async () => void settled.push("sent"),
+    markRetry: async () => void settled.push("retry"),
+    markFailed: async () => void settled.push("failed"),
+    recordReceipt: async () => true,
+    queuedCount: async () => 0,
+  } as unknown as OutboxStore;
+
+  it("counts each settled try by channel, provider and outcome, and each circuit as it opens and closes", async () => {
+    const clock = new FixedClock();
+    const breakers = createCircuitBreakers({ clock, failureThreshold: 2, coolDownMs: 1_000 });
+    const counted = countDeliveries(outbox, breakers, ["smtp", "backup"]);
+    expect(counted.tally.snapshot()).toEqual({
+      deliveries: [],
+      circuits: [
+        ["smtp", 0],
+        ["backup", 0],
+      ],
+    });
+    await counted.outbox.markSent(message, { provider: "smtp", status: "sent", atMs: 0 });
+    await counted.outbox.markRetry(message, record("smtp"), 1);
+    await counted.outbox.markFailed(message, record("smtp"));
+    await counted.outbox.markFailed(message, record("none"));
+    expect(settled).toEqual(["sent", "retry", "failed", "failed"]);
+    const before = counted.tally.changes();
+    counted.breakers.failed("smtp");
+    expect(counted.tally.changes()).toBe(before);
+    counted.breakers.failed("smtp");
+    expect(counted.tally.changes()).toBeGreaterThan(before);
+    expect(counted.tally.snapshot()).toEqual({
+      deliveries: [
+        ["email", "smtp", "sent", 1],
+        ["email", "smtp", "retried", 1],
+        ["email", "smtp", "failed", 1],
+        ["email", "none", "dropped", 1],
+      ],
+      circuits: [
+        ["smtp", 1],
+        ["backup", 0],
+      ],
+    });
+    // half-open after the cool-down is still skipping it; a probe that goes through closes it
+    clock.advanceSeconds(1);
+    expect(counted.breakers.permit("smtp")).toBe("probe");
+    counted.breakers.succeeded("smtp");
+    expect(counted.tally.snapshot().circuits).toEqual([
+      ["smtp", 0],
+      ["backup", 0],
+    ]);
+  });
+});
+
+describe("createDeliverySnapshots", () => {
+  it("keeps what a thread counted once it is gone, under the next thread's counts", () => {
+    const snapshots = createDeliverySnapshots();
+    snapshots.received({ deliveries: [["email", "smtp", "sent", 4]], circuits: [["smtp", 1]] });
+    snapshots.received({ deliveries: [["email", "smtp", "sent", 5]], circuits: [["smtp", 1]] });
+    snapshots.threadEnded();
+    expect(snapshots.current()).toEqual({ deliveries: [["email", "smtp", "sent", 5]], circuits: [] });
+    snapshots.received({ deliveries: [["email", "smtp", "sent", 2]], circuits: [["smtp", 0]] });
+    expect(snapshots.current()).toEqual({
+      deliveries: [["email", "smtp", "sent", 7]],
+      circuits: [["smtp", 0]],
+    });
+  });
+});
+
+describe("bearerMatches", () => {
+  const token = "metrics-token-0123456789";
+  it("takes the token as a Bearer only", () => {
+    expect(bearerMatches(`Bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(`bearer ${token}`, token)).toBe(true);
+    expect(bearerMatches(token, token)).toBe(false);
+    expect(bearerMatches(`Bearer ${token}x`, token)).toBe(false);
+    expect(bearerMatches(`Bearer ${token.slice(1)}`, token)).toBe(false);
+    expect(bearerMatches("Bearer ", token)).toBe(false);
+    expect(bearerMatches(undefined, token)).toBe(false);
+  });
+});
