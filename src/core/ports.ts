@@ -205,6 +205,11 @@ export interface OutboxStore {
   markFailed(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
   /** Updates a delivery's status from a receipt (SMPP deliver_sm, provider callbacks). */
   recordReceipt(provider: string, providerMessageId: string, delivery: DeliveryRecord): Promise<boolean>;
+  /**
+   * How many messages wait for delivery (queued, claimed ones included), from the index of due
+   * messages: cheap enough for every metrics scrape.
+   */
+  queuedCount(): Promise<number>;
 }
 
 export interface CounterState {

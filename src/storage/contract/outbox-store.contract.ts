@@ -124,6 +124,30 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
       ]);
     });
 
+    it("counts the messages waiting: queued or claimed, until sent or given up", async () => {
+      // What earlier cases left queued (claimed for a day by beforeEach) counts too: compare with it.
+      const before = await outbox.queuedCount();
+      const queued = [message(now), message(now), message(now + 60_000)];
+      for (const item of queued) await fixture.enqueue(item);
+      expect(await outbox.queuedCount()).toBe(before + 3);
+      const [first, second] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!first || !second) throw new Error("not claimed");
+      // claimed is still waiting, and so is a retry
+      expect(await outbox.queuedCount()).toBe(before + 3);
+      await outbox.markRetry(
+        first,
+        { provider: "smtp", status: "failed", atMs: now, error: "timeout" },
+        now + 1,
+      );
+      expect(await outbox.queuedCount()).toBe(before + 3);
+      await outbox.markSent(second, { provider: "smtp", status: "sent", atMs: now });
+      expect(await outbox.queuedCount()).toBe(before + 2);
+      const [again] = await outbox.claim(ALL, LEASE_MS, now + 1);
+      if (!again) throw new Error("not claimed again");
+      await outbox.markFailed(again, { provider: "none", status: "failed", atMs: now, error: "expired" });
+      expect(await outbox.queuedCount()).toBe(before + 1);
+    });
+
     // Regression: a "sent" parked and retried after "delivered" turned it back. @see issue 7
     it("moves a delivery only forward: a late or repeated receipt never undoes a final status", async () => {
       const queued = message(now);

@@ -65,6 +65,8 @@ const STATEMENTS = {
       at = CASE WHEN ${STAYS} THEN at ELSE $2 END,
       error = CASE WHEN ${STAYS} THEN error ELSE $3 END
     WHERE provider = $4 AND provider_message_id = $5`,
+  // From the partial index of queued messages (outbox_due), whatever the finished rows number.
+  queued: "SELECT count(*)::int AS queued FROM outbox WHERE status = 'queued'",
 };
 
 const LIST_DELIVERIES = `
@@ -143,6 +145,10 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
         providerMessageId,
       ]);
       return (result.rowCount ?? 0) > 0;
+    },
+    async queuedCount() {
+      const { rows } = await run<{ queued: number }>("queued", []);
+      return rows[0]?.queued ?? 0;
     },
   };
 }

@@ -39,6 +39,8 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
         at = CASE WHEN ${STAYS} THEN at ELSE @at END,
         error = CASE WHEN ${STAYS} THEN error ELSE @error END
       WHERE provider = @provider AND provider_message_id = @providerMessageId`),
+    // Read from the partial index of queued messages (outbox_due): their number, not the table's.
+    queued: db.prepare("SELECT count(*) AS queued FROM outbox WHERE status = 'queued'").pluck(),
   };
 
   const record = (message: OutboxMessage, delivery: DeliveryRecord) =>
@@ -90,6 +92,9 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
         providerMessageId,
       });
       return result.changes > 0;
+    },
+    async queuedCount() {
+      return statements.queued.get() as number;
     },
   };
 }
