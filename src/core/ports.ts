@@ -316,6 +316,12 @@ export interface AccountDirectory {
     next: { tokenHash: string; expiresAtMs: number },
     nowMs: number,
   ): Promise<Session | null>;
+  /**
+   * The live session `rotateSession` last moved away from this token hash, or null: what a
+   * refresh token presented again after its rotation was rotated into. A read by an index, as it
+   * answers every made-up token a refresh or a revoke is sent.
+   */
+  findSessionRotatedFrom(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
 }
 
 export interface DevInboxMessage {

@@ -2,7 +2,9 @@ import { scryptSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import type { Logger } from "../ports.js";
 import type { Account } from "../types.js";
+import { createAccountService } from "./account-service.js";
 import { verifyPassword } from "./passwords.js";
 
 let t: TestEngine;
@@ -139,5 +141,44 @@ describe("the client's budget of failed passwords", () => {
     }
     const past = await otpError(accounts.verifyPasswordLogin(app, ann, "ann-right", CLIENT));
     expect(past).toMatchObject({ code: "RATE_LIMITED", details: { rule: BUDGET_RULE } });
+  });
+});
+
+// Regression: a refresh token presented again after its rotation was refused, and the session it
+// had been rotated into lived on. The replay ends it; the log says so, naming no token.
+// @see RFC 9700 §4.14.2
+describe("a rotated refresh token presented again", () => {
+  it("ends the session it was rotated into and logs one warning naming the app and account", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const warnings: { fields: object; message: string | undefined }[] = [];
+    const quiet = () => {};
+    const logger: Logger = {
+      debug: quiet,
+      info: quiet,
+      error: quiet,
+      warn: (fields, message) => warnings.push({ fields, message }),
+    };
+    const { accounts: directory, counters } = t.backend;
+    const accounts = createAccountService({ accounts: directory, counters, clock: t.clock, logger });
+    const ann = await accounts.create({ app, email: "ann@example.com" });
+    const first = await accounts.createSession(app, ann, 3600, "cloudbase");
+    const second = await accounts.rotateSession(app, first.token, 3600, "cloudbase");
+    expect(second?.account.id).toBe(ann.id);
+    expect(warnings).toEqual([]);
+
+    expect(await accounts.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
+
+    expect(await accounts.resolveSession(app, second?.session.token ?? "", "cloudbase")).toBeNull();
+    expect(warnings).toEqual([
+      {
+        fields: { appId: app.id, accountId: ann.id },
+        message: "a rotated refresh token was used again; its session is ended",
+      },
+    ]);
+    // A token no session was rotated from is refused, and logs nothing.
+    expect(await accounts.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
+    expect(await accounts.rotateSession(app, "rt_made-up", 3600, "cloudbase")).toBeNull();
+    expect(warnings).toHaveLength(1);
   });
 });

@@ -2,7 +2,7 @@ import { clientAddressOf } from "../abuse/abuse-rules.js";
 import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, sha256Hex } from "../ids.js";
 import { ruleName } from "../policy.js";
-import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger } from "../ports.js";
+import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger, Session } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
 import { decoyCompare, hashPassword, needsRehash, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy, revokeSessionById } from "./session-id.js";
@@ -245,6 +245,18 @@ export function createAccountService(deps: AccountServiceDeps) {
     }
   }
 
+  /**
+   * Ends the live session a refresh rotated away from `tokenHash`, and returns it; null when there
+   * is none. A rotated refresh token presented again may come from its owner or from a thief
+   * holding a copy, and the server cannot tell which, so the session it became ends, and with it
+   * whoever refreshed first (RFC 9700 §4.14.2). Run only once the token has named no live session.
+   */
+  async function endSessionRotatedFrom(app: App, tokenHash: string, nowMs: number): Promise<Session | null> {
+    const successor = await accounts.findSessionRotatedFrom(app.id, tokenHash, nowMs);
+    if (successor) await revokeSessionById(deps, app, successor.accountId, successor.tokenHash);
+    return successor;
+  }
+
   return {
     findByContact: (app: App, channel: Channel, address: string) =>
       accounts.findByContact(app.id, channel, address),
@@ -412,19 +424,25 @@ export function createAccountService(deps: AccountServiceDeps) {
 
     /**
      * Ends a live session of `kind`; a token of another kind, or of no live session, is left
-     * alone. A refresh that rotates the session after it was found is ended with it.
+     * alone. A refresh that rotates the session after it was found is ended with it, and so is
+     * the session a refresh rotated the token into before (an old refresh token signs out too).
      */
     async revokeSession(app: App, token: string, kind: SessionKind): Promise<void> {
       if (!isSessionTokenOf(kind, token)) return;
-      const session = await accounts.findSession(app.id, sha256Hex(token), clock.nowMs());
+      const tokenHash = sha256Hex(token);
+      const now = clock.nowMs();
+      const session = await accounts.findSession(app.id, tokenHash, now);
       if (session) await revokeSessionById(deps, app, session.accountId, session.tokenHash);
+      else await endSessionRotatedFrom(app, tokenHash, now);
     },
 
     /**
      * Moves a live session to a new token (a refresh token's rotation), for exactly one of
      * concurrent callers, and returns the token with the session's account. Null when the session
-     * is unknown, expired, already rotated, or older than the account's password. A new password
-     * that keeps the old token keeps the new one too (AccountDirectory.rotateSession).
+     * is unknown, expired, already rotated, or older than the account's password. A token already
+     * rotated ends the session it was rotated into (reuse detection, RFC 9700 §4.14.2): so does
+     * the loser of refreshes sent at once, which the server cannot tell from a thief's. A new
+     * password that keeps the old token keeps the new one too (AccountDirectory.rotateSession).
      */
     async rotateSession(
       app: App,
@@ -438,14 +456,24 @@ export function createAccountService(deps: AccountServiceDeps) {
         token: newSecretToken(SESSION_TOKEN_PREFIXES[kind]),
         expiresAtMs: now + ttlSeconds * 1000,
       };
+      const tokenHash = sha256Hex(token);
       const nextHash = sha256Hex(next.token);
       const rotated = await accounts.rotateSession(
         app.id,
-        sha256Hex(token),
+        tokenHash,
         { tokenHash: nextHash, expiresAtMs: next.expiresAtMs },
         now,
       );
-      if (!rotated) return null;
+      if (!rotated) {
+        const ended = await endSessionRotatedFrom(app, tokenHash, now);
+        if (ended) {
+          logger.warn(
+            { appId: app.id, accountId: ended.accountId },
+            "a rotated refresh token was used again; its session is ended",
+          );
+        }
+        return null;
+      }
       let account = await accountLoggedInBy(accounts, rotated);
       if (!account) {
         // A new password that keeps this session may have landed between the rotation and the

@@ -290,6 +290,39 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.rotateSession(uniqueId("app"), expired.tokenHash, next, now)).toBeNull();
     });
 
+    // Regression: a refresh token presented again after its rotation was refused, and the session
+    // it had been rotated into lived on, a thief's if the thief refreshed first. Finding it is
+    // what lets the refusal end it. @see RFC 9700 §4.14.2
+    it("finds the live session a token was last rotated away from, and no other", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const first = session(appId, uniqueId("acct"), now + 60_000, 2);
+      const untouched = session(appId, first.accountId, now + 60_000);
+      for (const each of [first, untouched]) await accounts.createSession(each);
+      const second = { tokenHash: hexHash(), expiresAtMs: now + 120_000 };
+      const rotated = await accounts.rotateSession(appId, first.tokenHash, second, now);
+      expect(rotated).toEqual({ ...first, ...second });
+      expect(await accounts.findSessionRotatedFrom(appId, first.tokenHash, now)).toEqual(rotated);
+      // Not by its current token, a token never rotated, an unknown one, or in another app.
+      expect(await accounts.findSessionRotatedFrom(appId, second.tokenHash, now)).toBeNull();
+      expect(await accounts.findSessionRotatedFrom(appId, untouched.tokenHash, now)).toBeNull();
+      expect(await accounts.findSessionRotatedFrom(appId, hexHash(), now)).toBeNull();
+      expect(await accounts.findSessionRotatedFrom(uniqueId("app"), first.tokenHash, now)).toBeNull();
+      // Nor once it has expired.
+      expect(await accounts.findSessionRotatedFrom(appId, first.tokenHash, now + 120_000)).toBeNull();
+      // Rotated again, it is found by the token it was rotated from last.
+      const third = { tokenHash: hexHash(), expiresAtMs: now + 180_000 };
+      await accounts.rotateSession(appId, second.tokenHash, third, now);
+      expect(await accounts.findSessionRotatedFrom(appId, first.tokenHash, now)).toBeNull();
+      expect(await accounts.findSessionRotatedFrom(appId, second.tokenHash, now)).toEqual({
+        ...first,
+        ...third,
+      });
+      // Ended, it is found no more.
+      await accounts.deleteSession(appId, first.accountId, third.tokenHash);
+      expect(await accounts.findSessionRotatedFrom(appId, second.tokenHash, now)).toBeNull();
+    });
+
     it("keeps, under a new password, a kept session that a refresh rotated meanwhile", async () => {
       const now = baseTime();
       const appId = uniqueId("app");

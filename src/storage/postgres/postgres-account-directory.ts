@@ -18,6 +18,13 @@ interface AccountRow {
   credential_version: number;
 }
 
+/**
+ * The live session rotated from a token hash, by migration 10's partial index (exported for the
+ * plan's test): `rotated_from = $2` implies its `rotated_from IS NOT NULL`.
+ */
+export const SESSION_ROTATED_FROM_SQL =
+  "SELECT * FROM sessions WHERE app_id = $1 AND rotated_from = $2 AND expires_at > $3";
+
 const STATEMENTS = {
   // One account per mailbox whatever the ASCII case of its address (migration 7): found by the
   // folded key, or by the exact spelling, which wins, for a second account an earlier version let
@@ -72,8 +79,8 @@ const STATEMENTS = {
     INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
     VALUES ($1, $2, $3, $4, $5)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
-  // By the account's index: `rotated_from` has none of its own. A refresh under way holds the
-  // row's lock, so this waits for it and then matches the rotated row.
+  // By the account's index, which every session is in (migration 10's holds the rotated only). A
+  // refresh under way holds the row's lock, so this waits for it and then matches the rotated row.
   deleteSession: `
     DELETE FROM sessions
     WHERE app_id = $1 AND account_id = $2 AND (token_hash = $3 OR rotated_from = $3)`,
@@ -85,6 +92,7 @@ const STATEMENTS = {
     UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5
     WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3
     RETURNING *`,
+  sessionRotatedFrom: SESSION_ROTATED_FROM_SQL,
 };
 
 // An address's mailbox key as migration 7 computes it, and the predicate of migration 9's index
@@ -260,6 +268,10 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
         next.tokenHash,
         next.expiresAtMs,
       ]);
+      return sessionFromRow(rows[0]);
+    },
+    async findSessionRotatedFrom(appId, tokenHash, nowMs) {
+      const { rows } = await run<SessionRow>("sessionRotatedFrom", [appId, tokenHash, nowMs]);
       return sessionFromRow(rows[0]);
     },
   };

@@ -106,6 +106,15 @@ export function settleEmailKeys(db: SqliteDatabase): { keyed: number; released: 
     .immediate();
 }
 
+/**
+ * The live session rotated from a token hash, by migration 14's index (exported for the plan's
+ * test): a partial one, which SQLite reads for `rotated_from = @tokenHash`, as that implies the
+ * index's `rotated_from IS NOT NULL`.
+ */
+export const SESSION_ROTATED_FROM_SQL = `
+  SELECT * FROM sessions
+  WHERE app_id = @appId AND rotated_from = @tokenHash AND expires_at > @nowMs`;
+
 /** The built-in account directory: accounts and sessions in the embedded database. */
 export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCommit): AccountDirectory {
   const statements = {
@@ -145,7 +154,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
-    // By the account's index: `rotated_from` has none of its own.
+    // By the account's index, which every session is in (migration 14's holds the rotated only).
     endSession: db.prepare(`
       DELETE FROM sessions
       WHERE app_id = @appId AND account_id = @accountId
@@ -154,6 +163,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       UPDATE sessions SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs
       WHERE token_hash = @tokenHash AND app_id = @appId AND expires_at > @nowMs
       RETURNING *`),
+    sessionRotatedFrom: db.prepare(SESSION_ROTATED_FROM_SQL),
     deleteAccount: db.prepare("DELETE FROM accounts WHERE app_id = ? AND id = ?"),
     deleteSessionsOf: db.prepare("DELETE FROM sessions WHERE app_id = ? AND account_id = ?"),
     sessionsOf: db.prepare(
@@ -264,6 +274,10 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
           }) as SessionRow | undefined,
       );
       return sessionFromRow(row);
+    },
+    async findSessionRotatedFrom(appId, tokenHash, nowMs) {
+      const row = statements.sessionRotatedFrom.get({ appId, tokenHash, nowMs });
+      return sessionFromRow(row as SessionRow | undefined);
     },
   };
 }

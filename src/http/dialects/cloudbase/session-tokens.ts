@@ -135,8 +135,9 @@ export function createSessionTokens(engine: Engine) {
     /** Exchanges a refresh token for new credentials; the old refresh token ends (rotation). */
     async refresh(app: App, refreshToken: string): Promise<CloudbaseCredentials> {
       // Rotation: a refresh token works once, even for requests sent at once (the session moves
-      // to its new token in one step), so a stolen one is useless after its owner's next refresh
-      // (and the thief's use logs the owner out, which shows).
+      // to its new token in one step). One presented again after its rotation also ends the
+      // session it was rotated into (reuse detection): of an owner and a thief holding a copy,
+      // whoever refreshes second ends the session of whoever refreshed first.
       const rotated = await accounts.rotateSession(app, refreshToken, REFRESH_TOKEN_TTL_SECONDS, "cloudbase");
       if (!rotated) {
         throw new OtpError("TOKEN_INVALID", {

@@ -14,6 +14,7 @@ import { newApp } from "../../../core/apps/apps.js";
 import { createClusterBackend } from "../../cluster/index.js";
 import {
   createPostgresAccountDirectory,
+  SESSION_ROTATED_FROM_SQL,
   SETTLE_EMAIL_KEYS_SQL,
 } from "../../postgres/postgres-account-directory.js";
 import { createPostgresAppStore } from "../../postgres/postgres-app-store.js";
@@ -45,7 +46,7 @@ const versionsAfter = (version: number) =>
 
 const probe = await probePostgres();
 if (!probe.ok) {
-  backendMissing("postgres migrations 6 and 7", probe.reason);
+  backendMissing("postgres migrations 6, 7 and 10", probe.reason);
 } else {
   const url = probe.url;
   describe("postgres migration 6", () => {
@@ -76,6 +77,48 @@ if (!probe.ok) {
       expect(await apps.get("beta")).toEqual(beta);
       await apps.save({ ...alpha, apiKeyHashes: ["own"], disabled: true });
       expect(await apps.getByApiKeyHash("shared")).toEqual(beta);
+    });
+  });
+
+  describe("postgres migration 10", () => {
+    const { schema, pool } = poolOnOwnSchema(url, "pgmig");
+
+    // Regression: a refresh token presented again after its rotation left the session it had been
+    // rotated into alive; finding that session answers every refused refresh, made-up tokens too,
+    // so it must read an index, on a schema migrated from 9 as on a new one. @see RFC 9700 §4.14.2
+    it("finds a session by the token it was rotated from, sessions written before it included, by its index", async () => {
+      await schemaAt(pool(), schema, 9);
+      await pool().query(`
+        INSERT INTO sessions (token_hash, app_id, account_id, expires_at, rotated_from)
+        SELECT 'token_' || n, 'alpha', 'acc_' || n, 2000, CASE WHEN n % 2 = 1 THEN 'was_' || n END
+        FROM generate_series(1, 50000) AS n`);
+
+      expect(await migratePostgres(pool(), schema)).toEqual(versionsAfter(9));
+
+      const accounts = createPostgresAccountDirectory(pool());
+      expect(await accounts.findSessionRotatedFrom("alpha", "was_7", 1000)).toMatchObject({
+        tokenHash: "token_7",
+        accountId: "acc_7",
+      });
+      expect(await accounts.findSessionRotatedFrom("alpha", "was_8", 1000)).toBeNull();
+      await pool().query("ANALYZE sessions");
+      // The statement as the directory prepares it, under the generic plan a prepared statement
+      // settles on: one for any token.
+      const client = await pool().connect();
+      try {
+        await client.query("SET plan_cache_mode = force_generic_plan");
+        await client.query(`PREPARE rotated_from (text, text, bigint) AS ${SESSION_ROTATED_FROM_SQL}`);
+        const { rows } = await client.query<{ "QUERY PLAN": string }>(
+          "EXPLAIN EXECUTE rotated_from ('alpha', 'was_7', 1000)",
+        );
+        const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
+        expect(plan).toMatch(/Index Scan using sessions_rotated_from/);
+        expect(plan).not.toContain("Seq Scan");
+      } finally {
+        await client.query("DEALLOCATE ALL");
+        await client.query("RESET plan_cache_mode");
+        client.release();
+      }
     });
   });
 

@@ -223,4 +223,14 @@ WHERE email_key IS DISTINCT FROM lower(
 );
 `,
   },
+  {
+    version: 10,
+    name: "a refresh token used again after its rotation is found",
+    // As SQLite's migration 14: a rotated refresh token presented again ends the session it was
+    // rotated into, found by the token it was rotated from, through this index (made-up tokens
+    // are looked up too). Sessions never rotated are not in it.
+    sql: `
+CREATE INDEX sessions_rotated_from ON sessions (app_id, rotated_from) WHERE rotated_from IS NOT NULL;
+`,
+  },
 ];

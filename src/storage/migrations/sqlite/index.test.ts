@@ -9,6 +9,7 @@ import { createGroupCommit } from "../../sqlite/group-commit.js";
 import { createSqliteBackend } from "../../sqlite/index.js";
 import {
   createSqliteAccountDirectory,
+  SESSION_ROTATED_FROM_SQL,
   SETTLE_EMAIL_KEYS_SQL,
   settleEmailKeys,
 } from "../../sqlite/sqlite-account-directory.js";
@@ -133,6 +134,43 @@ describe("SQLite migration 13", () => {
       expect(steps).not.toContain("SCAN accounts");
     }
     expect(settleEmailKeys(db)).toEqual({ keyed: 0, released: 0 });
+    db.close();
+  });
+});
+
+describe("SQLite migration 14", () => {
+  // Regression: a refresh token presented again after its rotation left the session it had been
+  // rotated into alive; finding that session answers every refused refresh, made-up tokens too,
+  // so it must read an index, on a database migrated from 13 as on a new one. @see RFC 9700 §4.14.2
+  it("finds a session by the token it was rotated from, sessions written before it included, by its index", async () => {
+    const db = databaseAt(13);
+    const insert = db.prepare(
+      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, rotated_from) VALUES (?, 'alpha', ?, 2000, ?)",
+    );
+    db.transaction(() => {
+      for (let each = 0; each < 10_000; each++)
+        insert.run(`token_${each}`, `acc_${each}`, each % 2 ? `was_${each}` : null);
+    })();
+
+    expect(migrateSqlite(db)).toEqual(versionsAfter(13));
+
+    const accounts = createSqliteAccountDirectory(db, createGroupCommit(db));
+    expect(await accounts.findSessionRotatedFrom("alpha", "was_7", 1000)).toMatchObject({
+      tokenHash: "token_7",
+      accountId: "acc_7",
+    });
+    expect(await accounts.findSessionRotatedFrom("alpha", "was_8", 1000)).toBeNull();
+    db.exec("ANALYZE");
+    const steps = (
+      db.prepare(`EXPLAIN QUERY PLAN ${SESSION_ROTATED_FROM_SQL}`).all({
+        appId: "alpha",
+        tokenHash: "was_7",
+        nowMs: 1000,
+      }) as { detail: string }[]
+    ).map((step) => step.detail.trim());
+    expect(steps.join("\n")).toMatch(
+      /^SEARCH sessions USING INDEX sessions_rotated_from \(app_id=\? AND rotated_from=\?\)$/,
+    );
     db.close();
   });
 });

@@ -332,4 +332,15 @@ WHERE email_key IS NOT lower(
 );
 `,
   },
+  {
+    version: 14,
+    name: "a refresh token used again after its rotation is found",
+    // A rotated refresh token presented again ends the session it was rotated into (RFC 9700
+    // §4.14.2), found by the token it was rotated from. That look-up answers every refresh and
+    // revoke refused, made-up tokens too, so it reads an index. Partial: sessions never rotated
+    // (every Fresns and IDaaS one) are not in it, and cost their writes nothing more.
+    sql: `
+CREATE INDEX sessions_rotated_from ON sessions (app_id, rotated_from) WHERE rotated_from IS NOT NULL;
+`,
+  },
 ];
