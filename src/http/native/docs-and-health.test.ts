@@ -115,7 +115,9 @@ describe("OpenAPI at /docs", () => {
       ]),
     );
     for (const path of ["/api/v2/sdk/email/send", "/api/v2/sdk/pwd/update-by-mobile"]) {
-      expect(operation(path, "post").responses["200"]).toEqual({ description: "done: 200 with no body" });
+      const done = operation(path, "post").responses["200"];
+      expect(done?.description).toBe("done: 200 with no body");
+      expect(done?.content).toBeUndefined();
     }
     const send = operation("/v1/verifications", "post");
     const sendHeaders = send.parameters

@@ -11,6 +11,7 @@ import { answerErrorsWith, setRetryAfter, toOtpError } from "../problem.js";
 import { answeredBug, answeredError, servedApp } from "../shared/answered-errors.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
+import { type NativeOperation, problemResponses } from "./refusals.js";
 import {
   CancelReply,
   CaptchaBody,
@@ -20,7 +21,6 @@ import {
   CheckBody,
   CheckReply,
   IdParams,
-  Problem,
   RedeemBody,
   RedeemReply,
   SendBody,
@@ -41,19 +41,12 @@ interface Caller {
 }
 
 const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
-const problemResponses = {
-  400: Problem,
-  401: Problem,
-  403: Problem,
-  404: Problem,
-  409: Problem,
-  410: Problem,
-  413: Problem,
-  422: Problem,
-  428: Problem,
-  429: Problem,
-  503: Problem,
-};
+
+/**
+ * What `/docs` names a route by; its tag is its face's (openapi.ts), its refusals those of
+ * NATIVE_REFUSALS[operationId].
+ */
+const described = (operationId: NativeOperation, summary: string) => ({ operationId, summary });
 
 /** The native API (DESIGN.md "Native API"): thin handlers, one core call each. */
 export async function nativeApi(fastify: FastifyInstance, options: NativeApiOptions): Promise<void> {
@@ -106,7 +99,11 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
   app.post(
     "/v1/verifications",
     {
-      schema: { body: SendBody, response: { 201: SendReply, ...problemResponses } },
+      schema: {
+        ...described("sendVerification", "Send a code by email or SMS"),
+        body: SendBody,
+        response: { 201: SendReply, ...problemResponses("sendVerification") },
+      },
       // A client the risk rules already ask for a captcha is answered before its body is read:
       // the cheapest refusal for the request a bot repeats. Backends (API-key callers) speak for
       // many users through `client_ip` in the body, so only direct callers are pre-checked; and
@@ -186,7 +183,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/captcha",
-    { schema: { body: CaptchaBody, response: { 200: CaptchaReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("createCaptcha", "Draw a captcha challenge: an image or a slider"),
+        body: CaptchaBody,
+        response: { 200: CaptchaReply, ...problemResponses("createCaptcha") },
+      },
+    },
     async (request) => {
       const caller = await callerOf(request);
       const challenge = await engine.captcha.createChallenge(
@@ -217,7 +220,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/captcha/verify",
-    { schema: { body: CaptchaVerifyBody, response: { 200: CaptchaVerifyReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("solveCaptcha", "Answer a captcha challenge for a pass to send with"),
+        body: CaptchaVerifyBody,
+        response: { 200: CaptchaVerifyReply, ...problemResponses("solveCaptcha") },
+      },
+    },
     async (request) => {
       const caller = await callerOf(request);
       const { token, answer, to } = request.body;
@@ -238,7 +247,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/verifications/check",
-    { schema: { body: CheckBody, response: { 200: CheckReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("checkVerification", "Check a code; a right one gets a verification token"),
+        body: CheckBody,
+        response: { 200: CheckReply, ...problemResponses("checkVerification") },
+      },
+    },
     async (request) => {
       const { app: tenant } = await callerOf(request);
       const result = await engine.checkCode({
@@ -257,7 +272,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.get(
     "/v1/verifications/:id",
-    { schema: { params: IdParams, response: { 200: VerificationReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("getVerification", "A verification's status and its delivery attempts"),
+        params: IdParams,
+        response: { 200: VerificationReply, ...problemResponses("getVerification") },
+      },
+    },
     async (request) => {
       const { app: tenant } = await callerOf(request);
       const view = await engine.getVerification(tenant, request.params.id);
@@ -284,7 +305,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/verifications/:id/cancel",
-    { schema: { params: IdParams, response: { 200: CancelReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("cancelVerification", "Cancel a pending verification"),
+        params: IdParams,
+        response: { 200: CancelReply, ...problemResponses("cancelVerification") },
+      },
+    },
     async (request) => {
       const { app: tenant } = await callerOf(request);
       const record = await engine.cancelVerification(tenant, request.params.id);
@@ -294,7 +321,13 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
 
   app.post(
     "/v1/tokens/redeem",
-    { schema: { body: RedeemBody, response: { 200: RedeemReply, ...problemResponses } } },
+    {
+      schema: {
+        ...described("redeemToken", "Redeem a verification token once: what was verified"),
+        body: RedeemBody,
+        response: { 200: RedeemReply, ...problemResponses("redeemToken") },
+      },
+    },
     async (request) => {
       const { app: tenant } = await callerOf(request);
       const token = await engine.redeemToken({
@@ -305,7 +338,7 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
       const purpose =
         request.body.purposes?.find((wanted) => token.purposes.includes(wanted as Purpose)) ??
         token.purposes[0];
-      return { channel: token.channel, to: token.to, purpose: purpose as string, app: tenant.id };
+      return { channel: token.channel, to: token.to, purpose: purpose as Purpose, app: tenant.id };
     },
   );
 }

@@ -1,5 +1,6 @@
 import Type from "typebox";
-import { CHANNELS, PURPOSES, VERIFICATION_STATUSES } from "../../core/types.js";
+import { OTP_ERROR_CODES, type OtpErrorCode } from "../../core/errors.js";
+import { CHANNELS, type DeliveryStatus, PURPOSES, VERIFICATION_STATUSES } from "../../core/types.js";
 
 // `enum` keeps each value's literal type for handlers and makes ajv's error name the field.
 const literalUnion = <const Values extends string[]>(values: readonly [...Values], description?: string) =>
@@ -32,15 +33,37 @@ export const SendBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const SendReply = Type.Object({
-  id: Type.String(),
-  channel: Type.String(),
-  to: Type.String(),
-  purpose: Type.String(),
-  status: Type.Literal("pending"),
-  expires_in: Type.Integer(),
-  resend_after: Type.Integer(),
-});
+/**
+ * A string among `values`, typed so, for replies: the schema names the type as well as the values
+ * (request schemas keep `literalUnion`, whose refusal of a non-string is worded as before).
+ */
+const oneOf = <const Values extends string[]>(values: readonly [...Values], description?: string) =>
+  Type.Unsafe<Values[number]>({
+    type: "string",
+    enum: [...values],
+    ...(description ? { description } : {}),
+  });
+
+// Total over the core's type: a status added there fails the type-check until it is listed here.
+const DELIVERY_STATUS_NAMES: Record<DeliveryStatus, true> = {
+  queued: true,
+  sent: true,
+  delivered: true,
+  failed: true,
+};
+
+export const SendReply = Type.Object(
+  {
+    id: Type.String(),
+    channel: oneOf(CHANNELS),
+    to: Type.String(),
+    purpose: oneOf(PURPOSES),
+    status: Type.Literal("pending"),
+    expires_in: Type.Integer(),
+    resend_after: Type.Integer(),
+  },
+  { description: "the verification, pending: its code is on its way" },
+);
 
 export const CheckBody = Type.Object(
   {
@@ -50,35 +73,44 @@ export const CheckBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const CheckReply = Type.Object({
-  id: Type.String(),
-  status: Type.Literal("approved"),
-  token: Type.String(),
-  token_expires_in: Type.Integer(),
-});
+export const CheckReply = Type.Object(
+  {
+    id: Type.String(),
+    status: Type.Literal("approved"),
+    token: Type.String(),
+    token_expires_in: Type.Integer(),
+  },
+  { description: "the code was right: a verification token to redeem" },
+);
 
 export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) });
 
-export const VerificationReply = Type.Object({
-  id: Type.String(),
-  channel: Type.String(),
-  to: Type.String(),
-  purpose: Type.String(),
-  status: literalUnion(VERIFICATION_STATUSES),
-  attempts_remaining: Type.Integer(),
-  expires_in: Type.Integer(),
-  deliveries: Type.Array(
-    Type.Object({
-      provider: Type.String(),
-      status: Type.String(),
-      at: Type.String(),
-      error: Type.Optional(Type.String()),
-      provider_message_id: Type.Optional(Type.String()),
-    }),
-  ),
-});
+export const VerificationReply = Type.Object(
+  {
+    id: Type.String(),
+    channel: oneOf(CHANNELS),
+    to: Type.String(),
+    purpose: oneOf(PURPOSES),
+    status: oneOf(VERIFICATION_STATUSES),
+    attempts_remaining: Type.Integer(),
+    expires_in: Type.Integer(),
+    deliveries: Type.Array(
+      Type.Object({
+        provider: Type.String(),
+        status: oneOf(Object.keys(DELIVERY_STATUS_NAMES) as DeliveryStatus[]),
+        at: Type.String({ format: "date-time" }),
+        error: Type.Optional(Type.String()),
+        provider_message_id: Type.Optional(Type.String()),
+      }),
+    ),
+  },
+  { description: "the verification's status and its delivery attempts" },
+);
 
-export const CancelReply = Type.Object({ id: Type.String(), status: Type.Literal("canceled") });
+export const CancelReply = Type.Object(
+  { id: Type.String(), status: Type.Literal("canceled") },
+  { description: "the verification is canceled" },
+);
 
 export const RedeemBody = Type.Object(
   {
@@ -88,43 +120,58 @@ export const RedeemBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const RedeemReply = Type.Object({
-  channel: Type.String(),
-  to: Type.String(),
-  purpose: Type.String(),
-  app: Type.String(),
-});
+export const RedeemReply = Type.Object(
+  {
+    channel: oneOf(CHANNELS),
+    to: Type.String(),
+    purpose: oneOf(PURPOSES),
+    app: Type.String(),
+  },
+  { description: "what was verified (the token is spent)" },
+);
 
-export const Problem = Type.Object({
-  type: Type.String(),
-  title: Type.String(),
-  status: Type.Integer(),
-  code: Type.String(),
-  detail: Type.String(),
-  field: Type.Optional(Type.String()),
-  attempts_remaining: Type.Optional(Type.Integer()),
-  retry_after: Type.Optional(Type.Integer()),
-  request_id: Type.Optional(Type.String()),
-});
+/** A problem's members in the order they are served, `code` as `codes` allow. */
+const problemOf = <const Codes extends string[]>(codes: readonly [...Codes], requestId?: string) =>
+  Type.Object({
+    type: Type.String({ description: "urn:verifyd:error:<code in kebab case>" }),
+    title: Type.String(),
+    status: Type.Integer(),
+    code: oneOf(codes),
+    detail: Type.String(),
+    field: Type.Optional(Type.String({ description: "the input at fault" })),
+    attempts_remaining: Type.Optional(Type.Integer()),
+    retry_after: Type.Optional(Type.Integer({ description: "seconds to wait, as Retry-After says" })),
+    ...(requestId ? { request_id: Type.Optional(Type.String({ description: requestId })) } : {}),
+  });
+
+/** A native refusal (RFC 9457): `code` is one of the error registry's. */
+export const Problem = problemOf(Object.keys(OTP_ERROR_CODES) as OtpErrorCode[]);
+
+/** The 500: a bug (`INTERNAL`, with the request id to quote) or a code the native map answers 500. */
+export const InternalProblem = (codes: readonly OtpErrorCode[]) =>
+  problemOf(["INTERNAL", ...codes], "INTERNAL only: the request id, to quote when reporting the fault");
 
 export const CaptchaBody = Type.Object(
   { type: literalUnion(["image", "slider"]), client_ip: ClientIpField },
   { additionalProperties: false },
 );
 
-export const CaptchaReply = Type.Object({
-  token: Type.String(),
-  type: literalUnion(["image", "slider"]),
-  expires_in: Type.Integer(),
-  image: Type.Optional(Type.String({ description: "image challenge: data:image/gif;base64,..." })),
-  background: Type.Optional(Type.String({ description: "slider: background PNG data URI" })),
-  piece: Type.Optional(
-    Type.String({ description: "slider: piece PNG data URI (as tall as the background)" }),
-  ),
-  width: Type.Optional(Type.Integer()),
-  height: Type.Optional(Type.Integer()),
-  y: Type.Optional(Type.Integer()),
-});
+export const CaptchaReply = Type.Object(
+  {
+    token: Type.String(),
+    type: literalUnion(["image", "slider"]),
+    expires_in: Type.Integer(),
+    image: Type.Optional(Type.String({ description: "image challenge: data:image/gif;base64,..." })),
+    background: Type.Optional(Type.String({ description: "slider: background PNG data URI" })),
+    piece: Type.Optional(
+      Type.String({ description: "slider: piece PNG data URI (as tall as the background)" }),
+    ),
+    width: Type.Optional(Type.Integer()),
+    height: Type.Optional(Type.Integer()),
+    y: Type.Optional(Type.Integer()),
+  },
+  { description: "the challenge to show" },
+);
 
 export const CaptchaVerifyBody = Type.Object(
   {
@@ -143,4 +190,7 @@ export const CaptchaVerifyBody = Type.Object(
   { additionalProperties: false },
 );
 
-export const CaptchaVerifyReply = Type.Object({ captcha_token: Type.String(), expires_in: Type.Integer() });
+export const CaptchaVerifyReply = Type.Object(
+  { captcha_token: Type.String(), expires_in: Type.Integer() },
+  { description: "the pass to send as X-Captcha-Token" },
+);

@@ -123,7 +123,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     },
   );
 
-  app.get("/captcha/page", { schema: { querystring: CaptchaPageQuery } }, async (request, reply) => {
+  app.get("/captcha/page", { schema: CAPTCHA_PAGE_SCHEMA }, async (request, reply) => {
     const { client_id: clientId, redirect_uri: redirectUri, state } = request.query;
     const tenant = await appOf(request, clientId);
     const back = redirectOf(tenant, redirectUri);
@@ -168,7 +168,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     );
     pageForm
       .withTypeProvider<TypeBoxTypeProvider>()
-      .post("/captcha/page", { schema: { body: CaptchaPageForm } }, async (request, reply) => {
+      .post("/captcha/page", { schema: CAPTCHA_ANSWER_SCHEMA }, async (request, reply) => {
         const { client_id: clientId, redirect_uri: redirectUri, state, token, key } = request.body;
         const tenant = await appOf(request, clientId);
         const back = redirectOf(tenant, redirectUri);
@@ -186,6 +186,29 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
       });
   });
 }
+
+// What `/docs` says the page and its form answer. A refusal before the redirect is known good (a bad
+// `redirect_uri`, an unknown client) is the face's JSON error; after it, a redirect back.
+const REDIRECTED_BACK = {
+  type: "null",
+  description:
+    "back to redirect_uri (Location) with captcha_token and expires_in, or error and error_description, and state",
+} as const;
+const CAPTCHA_PAGE_SCHEMA = {
+  querystring: CaptchaPageQuery,
+  response: {
+    200: {
+      description: "the challenge page",
+      content: { "text/html": { schema: { type: "string" } } },
+    },
+    303: REDIRECTED_BACK,
+    ...errorResponses,
+  },
+};
+const CAPTCHA_ANSWER_SCHEMA = {
+  body: CaptchaPageForm,
+  response: { 303: REDIRECTED_BACK, ...errorResponses },
+};
 
 // What a browser loads the page as when it is opened as one: in a window or in a frame.
 const PAGE_DESTINATIONS = new Set(["document", "iframe", "frame"]);

@@ -306,7 +306,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       url,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Send a verification code",
           headers: FresnsHeaders,
           body: SendDoc,
@@ -354,7 +353,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/account/register`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Register with a code",
           headers: FresnsHeaders,
           body: RegisterDoc,
@@ -386,7 +384,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
 
     fastify.post(
       `${prefix}/account/login`,
-      { schema: { tags: ["fresns"], summary: "Log in", headers: FresnsHeaders, body: LoginDoc } },
+      { schema: { summary: "Log in", headers: FresnsHeaders, body: LoginDoc } },
       async (request) => {
         const context = contextOf(request);
         const app = context.app as App;
@@ -437,7 +435,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/account/reset-password`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Reset the password with a code",
           headers: FresnsHeaders,
           body: ResetPasswordDoc,
@@ -464,7 +461,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/account/verify-identity`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Check a code sent to the account's own contact without consuming it",
           headers: FresnsHeaders,
           body: VerifyIdentityDoc,
@@ -490,7 +486,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/account/edit`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Set or change the email, phone or password",
           headers: FresnsHeaders,
           body: EditDoc,
@@ -581,7 +576,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
 
     fastify.get(
       `${prefix}/account/detail`,
-      { schema: { tags: ["fresns"], summary: "The logged-in account", headers: FresnsHeaders } },
+      { schema: { summary: "The logged-in account", headers: FresnsHeaders } },
       async (request) => {
         const context = contextOf(request);
         return ok(accountDataView(requireLogin(context), context.timezone));
@@ -592,7 +587,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/account/apply-delete`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Ask for the account to be deleted, proven by its password or a code",
           headers: FresnsHeaders,
           body: ApplyDeleteDoc,
@@ -629,7 +623,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
 
     fastify.post(
       `${prefix}/account/recall-delete`,
-      { schema: { tags: ["fresns"], summary: "Withdraw a deletion request", headers: FresnsHeaders } },
+      { schema: { summary: "Withdraw a deletion request", headers: FresnsHeaders } },
       async (request) => {
         await engine.accounts.recallDeletion(requireLogin(contextOf(request)));
         return ok(null);
@@ -638,7 +632,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
 
     fastify.delete(
       `${prefix}/account/logout`,
-      { schema: { tags: ["fresns"], summary: "End this login session", headers: FresnsHeaders } },
+      { schema: { summary: "End this login session", headers: FresnsHeaders } },
       async (request) => {
         const context = contextOf(request);
         requireLogin(context);
@@ -655,7 +649,6 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       `${prefix}/user/auth`,
       {
         schema: {
-          tags: ["fresns"],
           summary: "Log in as the account's user: its uid token",
           headers: FresnsHeaders,
           body: UserAuthDoc,

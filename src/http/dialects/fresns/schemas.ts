@@ -520,3 +520,23 @@ export const FresnsHeaders = Type.Object({
     Type.String({ description: "Unix time of the signature, seconds (10 digits) or milliseconds (13)" }),
   ),
 });
+
+/**
+ * Every Fresns answer, a refusal too: HTTP 200 with this envelope (`code` 0 and `message` "ok" on
+ * success, a Fresns error code otherwise). `/docs` shows it for each route; replies are built by
+ * hand (`ok` and the renderer), not serialized through it.
+ */
+export const FresnsReply = Type.Object({
+  code: Type.Integer({ description: "0 on success, else a Fresns error code" }),
+  message: Type.String(),
+  data: Type.Unknown({ description: "the route's answer on success; null on a refusal" }),
+});
+
+/** The answer to a bug: HTTP 500 with the request id to quote. */
+export const FresnsBugReply = Type.Object({
+  code: Type.Literal(500),
+  message: Type.Literal("Unknown Error"),
+  data: Type.Object({
+    requestId: Type.String({ description: "the request id, to quote when reporting it" }),
+  }),
+});

@@ -147,38 +147,33 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     };
   }
 
-  app.get(
-    "/captcha",
-    { schema: { tags: ["IDaaS"], response: { 200: CaptchaReply, ...errorResponses } } },
-    async (request) => {
-      const caller = callerOf(request);
-      const challenge = await engine.captcha.createChallenge(caller.app, "slider", caller.clientIp);
-      if (challenge.kind !== "slider") throw new Error("a slider challenge was asked for");
-      return {
-        captchaId: null,
-        projectCode: null,
-        captchaOriginalPath: null,
-        captchaFontType: null,
-        captchaFontSize: null,
-        secretKey: challenge.clientKey,
-        originalImageBase64: challenge.backgroundPngBase64,
-        point: null,
-        jigsawImageBase64: challenge.piecePngBase64,
-        wordList: null,
-        pointList: null,
-        pointJson: null,
-        token: challenge.token,
-        result: false as const,
-        captchaVerification: null,
-      };
-    },
-  );
+  app.get("/captcha", { schema: { response: { 200: CaptchaReply, ...errorResponses } } }, async (request) => {
+    const caller = callerOf(request);
+    const challenge = await engine.captcha.createChallenge(caller.app, "slider", caller.clientIp);
+    if (challenge.kind !== "slider") throw new Error("a slider challenge was asked for");
+    return {
+      captchaId: null,
+      projectCode: null,
+      captchaOriginalPath: null,
+      captchaFontType: null,
+      captchaFontSize: null,
+      secretKey: challenge.clientKey,
+      originalImageBase64: challenge.backgroundPngBase64,
+      point: null,
+      jigsawImageBase64: challenge.piecePngBase64,
+      wordList: null,
+      pointList: null,
+      pointJson: null,
+      token: challenge.token,
+      result: false as const,
+      captchaVerification: null,
+    };
+  });
 
   app.post(
     "/captcha/verify",
     {
       schema: {
-        tags: ["IDaaS"],
         body: CaptchaVerifyBody,
         response: { 200: CaptchaVerifyReply, ...errorResponses },
       },
@@ -258,7 +253,7 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
     return (await loggedInSession(request, tenant))?.account.id;
   }
 
-  const emptyReplySchema = <Body>(body: Body) => ({ tags: ["IDaaS"], body, response: errorResponses });
+  const emptyReplySchema = <Body>(body: Body) => ({ body, response: errorResponses });
 
   app.post("/email/send", { schema: emptyReplySchema(EmailSendBody) }, async (request, reply) => {
     await send(request, "email", request.body.email, request.body);
@@ -286,7 +281,6 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
   }
 
   const sessionSchema = <Body>(body: Body) => ({
-    tags: ["IDaaS"],
     body,
     response: { 200: SessionReply, ...errorResponses },
   });
