@@ -158,12 +158,13 @@ export const AbuseSchema = Type.Object(
         {
           perIp: Type.Optional(RateRuleSchema),
           perSubnet: Type.Optional(RateRuleSchema),
+          perSite: Type.Optional(RateRuleSchema),
           perDevice: Type.Optional(RateRuleSchema),
         },
         {
           additionalProperties: false,
           description:
-            "sends before a captcha is required (default 3 per IP, 10 per subnet, 3 per device in 600 s)",
+            "sends before a captcha is required (default 3 per IP or IPv6 /64, 10 per subnet (IPv4 /24, IPv6 /56), 30 per IPv6 site (/48), 3 per device in 600 s)",
         },
       ),
     ),

@@ -61,6 +61,11 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
   risk: {
     perIp: { limit: 3, windowSeconds: 600 },
     perSubnet: { limit: 10, windowSeconds: 600 },
+    // An IPv6 /48 holds 256 /56s: without it a bot rotating through one site had 256 subnet
+    // thresholds (2,560 sends in 10 minutes). A home line or small office never sends 30 codes in
+    // 10 minutes; a large office at 9 am may, and is then asked a captcha, not refused. Mobile
+    // carriers spread their subscribers' /64s over pools of millions of /48s, a handful per /48.
+    perSite: { limit: 30, windowSeconds: 600 },
     perDevice: { limit: 3, windowSeconds: 600 },
   },
   pumping: {

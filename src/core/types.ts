@@ -114,11 +114,14 @@ export type Face = (typeof FACES)[number];
 /** never: no captcha; risk: required once risk rules trip; always: every send needs a pass token. */
 export type CaptchaMode = "never" | "risk" | "always";
 
-/** The risk rules that escalate to a captcha (sends in a window per client IP, subnet, device). */
+/** The risk rules that escalate to a captcha (sends in a window per client IP, subnet, site, device). */
 export interface RiskRules {
+  /** an IPv4 address, an IPv6 /64 */
   perIp: RateRule;
-  /** /24 for IPv4, /64 for IPv6 */
+  /** /24 for IPv4, /56 for IPv6 */
   perSubnet: RateRule;
+  /** an IPv6 /48, a site's allocation (IPv4 has none: a /16 holds unrelated clients) */
+  perSite: RateRule;
   perDevice: RateRule;
 }
 

@@ -17,6 +17,7 @@ import {
   pumpingCounters,
   pumpingDenied,
   riskCounters,
+  siteOf,
   subnetOf,
 } from "./abuse-rules.js";
 
@@ -104,6 +105,37 @@ describe("clientAddressOf", () => {
   });
 });
 
+describe("siteOf", () => {
+  it.each([
+    ["2001:db8:1:2::a", "2001:db8:1::/48"],
+    ["2001:db8:1:ff00::a", "2001:db8:1::/48"],
+    ["2001:0DB8:00ab:ffff:1:2:3:4", "2001:db8:ab::/48"],
+    ["2001:db8::1", "2001:db8:0::/48"],
+    ["fe80::1%eth0", "fe80:0:0::/48"],
+  ])("%s is in the site %s", (ip, site) => {
+    expect(siteOf(ip)).toBe(site);
+  });
+
+  it("holds every /56 and /64 of one /48, and no other", () => {
+    const clients = ["2001:db8:1:0::1", "2001:db8:1:100::1", "2001:db8:1:fe03::1", "2001:db8:1:ffff:1::"];
+    expect(new Set(clients.map(siteOf))).toEqual(new Set(["2001:db8:1::/48"]));
+    expect(new Set(clients.map(subnetOf)).size).toBe(4);
+    expect(siteOf("2001:db8:2::1")).not.toBe(siteOf("2001:db8:1::1"));
+  });
+
+  it.each([
+    "203.0.113.7",
+    "::ffff:203.0.113.7",
+    "64:ff9b::198.51.100.8",
+    "::ffff:0:198.51.100.8",
+    "",
+    "not an ip",
+    "2001:db8::g",
+  ])("has no site for %j (an IPv4 client, or no address)", (ip) => {
+    expect(siteOf(ip)).toBeUndefined();
+  });
+});
+
 describe("riskCounters", () => {
   const app = newApp({ id: "shop" });
 
@@ -133,9 +165,35 @@ describe("riskCounters", () => {
     ]);
   });
 
+  it("counts an IPv6 client's /64, its /56 and its /48 site", () => {
+    expect(riskCounters(app, { ip: "2001:db8:1:2::a" }, false)).toEqual([
+      {
+        key: "ip:2001:db8:1:2::/64:risk:600",
+        limit: 3,
+        windowSeconds: 600,
+        rule: "risk_ip:3/600s",
+        kind: "captcha",
+      },
+      {
+        key: "subnet:2001:db8:1:0::/56:risk:600",
+        limit: 10,
+        windowSeconds: 600,
+        rule: "risk_subnet:10/600s",
+        kind: "captcha",
+      },
+      {
+        key: "subnet:2001:db8:1::/48:risk:600",
+        limit: 30,
+        windowSeconds: 600,
+        rule: "risk_site:30/600s",
+        kind: "captcha",
+      },
+    ]);
+  });
+
   it("keeps counting with a solved captcha, but only as signals (shadow)", () => {
     const counters = riskCounters(app, { ip: "2001:db8::1", deviceId: "d-1" }, true);
-    expect(counters).toHaveLength(3);
+    expect(counters).toHaveLength(4);
     expect(counters.every((counter) => counter.shadow === true && counter.kind === "captcha")).toBe(true);
   });
 
@@ -155,6 +213,15 @@ describe("riskCounters", () => {
       key: "ip:203.0.113.7:risk:60",
       limit: 5,
       rule: "risk_ip:5/60s",
+    });
+    const site = newApp({
+      id: "shop",
+      abuse: resolveAbusePolicy({ risk: { perSite: { limit: 100, windowSeconds: 3600 } } }),
+    });
+    expect(riskCounters(site, { ip: "2001:db8:1:2::a" }, false)[2]).toMatchObject({
+      key: "subnet:2001:db8:1::/48:risk:3600",
+      limit: 100,
+      rule: "risk_site:100/3600s",
     });
   });
 });

@@ -34,6 +34,20 @@ export function subnetOf(ip: string): string | undefined {
 }
 
 /**
+ * The IPv6 /48 a site rule counts: a site's allocation (an office's, or a home line's where the
+ * ISP delegates a /48), which holds 256 /56 subnets and 65,536 /64 clients, so a bot rotating
+ * through them still counts on one rule. Undefined for an IPv4 client (also one written in IPv6):
+ * an IPv4 /16 holds unrelated clients. Costs an IPv4 address one `includes`.
+ */
+export function siteOf(ip: string): string | undefined {
+  if (!ip.includes(":")) return undefined;
+  const address = ipv6Of(ip);
+  if (typeof address === "string" || address === undefined) return undefined;
+  const [a, b, c] = address as [number, number, number];
+  return `${hex(a)}:${hex(b)}:${hex(c)}::/48`;
+}
+
+/**
  * The one client a per-IP rule counts: an IPv4 address as it is (also when written in IPv6), an
  * IPv6 address by its /64. An IPv6 subscriber is routed a whole /64 and may send from any address
  * in it; an IPv4 /24 holds many unrelated clients, so that grouping is left to the subnet rules.
@@ -93,39 +107,56 @@ export function numberPrefix(e164: string, countryCallingCodeLength: number, pre
   return e164.slice(0, 1 + countryCallingCodeLength + prefixDigits);
 }
 
+/** What a risk rule counts sends of. */
+export type RiskScope = "ip" | "subnet" | "site" | "device";
+
 /**
- * Risk rules: sends per IP, subnet and device in a window. Tripping one asks for a captcha (kind
- * "captcha"); with a solved captcha they are still counted but only as signals (`shadow`).
+ * Risk rules: sends per IP, subnet, IPv6 site and device in a window. Tripping one asks for a
+ * captcha (kind "captcha"); with a solved captcha they are still counted but only as signals
+ * (`shadow`).
  */
 export function riskCounters(app: App, client: ClientContext, captchaSolved: boolean): CounterCheck[] {
   const { risk } = app.abuse;
   const counters: CounterCheck[] = [];
-  const add = (
-    scope: "ip" | "subnet" | "device",
-    subject: string,
-    rule: { limit: number; windowSeconds: number },
-  ) => {
-    const counter: CounterCheck = {
-      key: riskCounterKey(scope, subject, rule.windowSeconds),
-      limit: rule.limit,
-      windowSeconds: rule.windowSeconds,
-      rule: riskRuleName(scope, rule),
-      kind: "captcha",
-    };
-    if (captchaSolved) counter.shadow = true;
-    counters.push(counter);
-  };
   if (client.ip) {
-    add("ip", clientAddressOf(client.ip), risk.perIp);
+    counters.push(riskCounter("ip", clientAddressOf(client.ip), risk.perIp, captchaSolved));
     const subnet = subnetOf(client.ip);
-    if (subnet) add("subnet", subnet, risk.perSubnet);
+    if (subnet) counters.push(riskCounter("subnet", subnet, risk.perSubnet, captchaSolved));
+    const site = siteOf(client.ip);
+    if (site) counters.push(riskCounter("site", site, risk.perSite, captchaSolved));
   }
-  if (client.deviceId) add("device", client.deviceId, risk.perDevice);
+  if (client.deviceId) counters.push(riskCounter("device", client.deviceId, risk.perDevice, captchaSolved));
   return counters;
 }
 
+// A function of its own rather than a closure `riskCounters` would make on every send.
+function riskCounter(
+  scope: RiskScope,
+  subject: string,
+  rule: RateRule,
+  captchaSolved: boolean,
+): CounterCheck {
+  const counter: CounterCheck = {
+    key: riskKey(scope, subject, rule.windowSeconds),
+    limit: rule.limit,
+    windowSeconds: rule.windowSeconds,
+    rule: riskRuleName(scope, rule),
+    kind: "captcha",
+  };
+  if (captchaSolved) counter.shadow = true;
+  return counter;
+}
+
+/**
+ * A risk rule's counter key (the send's and the pre-body check's). A site is a subnet too, and
+ * counted as one: its key names its /48, so it never meets a /56's.
+ */
+export function riskKey(scope: RiskScope, subject: string, windowSeconds: number): string {
+  return riskCounterKey(scope === "site" ? "subnet" : scope, subject, windowSeconds);
+}
+
 /** The public name of a risk rule, as a refusal reports it (the send's and the pre-body check's). */
-export function riskRuleName(scope: "ip" | "subnet" | "device", rule: RateRule): string {
+export function riskRuleName(scope: RiskScope, rule: RateRule): string {
   return ruleName(`risk_${scope}`, rule);
 }
 

@@ -2,8 +2,15 @@ import { OtpError } from "../errors.js";
 import type { VerificationStore } from "../ports.js";
 import type { App, Face, RateRule } from "../types.js";
 import type { EngineDeps } from "../verification/engine-deps.js";
-import { riskCounterKey } from "../verification/keys.js";
-import { clientAddressOf, riskCounters, riskRuleName, subnetOf } from "./abuse-rules.js";
+import {
+  clientAddressOf,
+  type RiskScope,
+  riskCounters,
+  riskKey,
+  riskRuleName,
+  siteOf,
+  subnetOf,
+} from "./abuse-rules.js";
 
 export interface RiskPrecheckInput {
   app: App;
@@ -32,13 +39,15 @@ export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): Ot
     refusal = new OtpError("CAPTCHA_REQUIRED", { details: { rule: "captcha_always" } });
   } else if (clientIp !== undefined && deps.store.committedCount) {
     // Only a store that keeps committed counts in memory can answer before the body (embedded);
-    // others leave the decision to the send. The IP's counter first and its subnet's only if that
-    // passes: a flood from one address is refused after one lookup. The keys and rule names are
-    // those `riskCounters` gives the send.
+    // others leave the decision to the send. The IP's counter first, its subnet's only if that
+    // passes, and an IPv6 client's site's last: a flood from one address is refused after one
+    // lookup. The keys and rule names are those `riskCounters` gives the send.
     const { risk } = app.abuse;
     refusal = overRisk(deps.store, app.id, "ip", clientAddressOf(clientIp), risk.perIp, now);
     const subnet = refusal ? undefined : subnetOf(clientIp);
     if (subnet !== undefined) refusal = overRisk(deps.store, app.id, "subnet", subnet, risk.perSubnet, now);
+    const site = refusal || subnet === undefined ? undefined : siteOf(clientIp);
+    if (site !== undefined) refusal = overRisk(deps.store, app.id, "site", site, risk.perSite, now);
   }
   if (refusal) {
     deps.sendLog.record({
@@ -57,12 +66,12 @@ export function precheckSendRisk(deps: EngineDeps, input: RiskPrecheckInput): Ot
 function overRisk(
   store: VerificationStore,
   appId: string,
-  scope: "ip" | "subnet",
+  scope: Exclude<RiskScope, "device">,
   subject: string,
   rule: RateRule,
   now: number,
 ): OtpError | null {
-  const state = store.committedCount?.(appId, riskCounterKey(scope, subject, rule.windowSeconds), now);
+  const state = store.committedCount?.(appId, riskKey(scope, subject, rule.windowSeconds), now);
   if (!state || state.count + 1 <= rule.limit) return null;
   const retryAfterSeconds = Math.max(1, Math.ceil((state.resetAtMs - now) / 1000));
   return new OtpError("CAPTCHA_REQUIRED", {
