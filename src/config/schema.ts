@@ -199,7 +199,13 @@ export const AbuseSchema = Type.Object(
             Type.Object(
               {
                 enabled: Type.Optional(Type.Boolean()),
-                minHourlySends: Type.Optional(Type.Integer({ minimum: 1 })),
+                minHourlySends: Type.Optional(
+                  Type.Integer({
+                    minimum: 1,
+                    description:
+                      "sends to a prefix in the last hour before a spike there may block it (default 50, a prefix's hourly budget)",
+                  }),
+                ),
                 spikeFactor: Type.Optional(Type.Number({ minimum: 1 })),
                 maxVerifiedRatio: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
                 blockSeconds: Type.Optional(Type.Integer({ minimum: 60, maximum: 30 * 86_400 })),

@@ -88,7 +88,9 @@ export const DEFAULT_ABUSE_POLICY: AbusePolicy = {
     shadow: false,
     anomaly: {
       enabled: true,
-      minHourlySends: 20,
+      // A prefix with no history needs real volume before a spike counts: 50 an hour, the
+      // prefix's hourly budget (20 let three addresses block a whole operator's range for 6 h).
+      minHourlySends: 50,
       spikeFactor: 5,
       maxVerifiedRatio: 0.2,
       blockSeconds: 6 * 3600,

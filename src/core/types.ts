@@ -154,7 +154,10 @@ export interface PumpingPolicy {
   /** automatic prefix block on a send spike with collapsing verification */
   anomaly: {
     enabled: boolean;
-    /** sends in the last hour below this never trigger */
+    /**
+     * sends in the last hour below this never trigger: the floor a prefix with no history must
+     * reach (its usual rate counts as 1 an hour, so any busier hour is a spike)
+     */
     minHourlySends: number;
     /** hourly sends must exceed this multiple of the prefix's usual hourly rate */
     spikeFactor: number;

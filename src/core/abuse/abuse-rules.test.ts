@@ -19,6 +19,8 @@ import {
   riskCounters,
   siteOf,
   subnetOf,
+  waivableForKnownNumber,
+  waiveForKnownNumber,
 } from "./abuse-rules.js";
 
 const pumping = (overrides: Partial<PumpingPolicy> = {}): PumpingPolicy => ({
@@ -462,6 +464,45 @@ describe("pumpingCounters", () => {
   });
 });
 
+describe("waivableForKnownNumber, waiveForKnownNumber", () => {
+  const uk = sms("+447400123456");
+  const counters = () => [
+    { key: "r:sms:+447400123456:60", limit: 1, windowSeconds: 60, rule: "recipient:1/60s" },
+    ...pumpingCounters(pumping({ dailyBudget: 100 }), uk, "+44740"),
+  ];
+
+  it("lets a known number past a prefix's block and budgets and a country's budgets only", () => {
+    const all = counters();
+    const waivable = all.filter((counter) => waivableForKnownNumber(all, counter.rule)).map((c) => c.rule);
+    expect(waivable).toEqual([
+      "sms_country_GB:1000/3600s",
+      "sms_country_GB:10000/86400s",
+      "sms_prefix_+44740:50/3600s",
+      "sms_prefix_+44740:300/86400s",
+      "sms_prefix_blocked:+44740",
+    ]);
+    expect(waivableForKnownNumber(all, "sms_daily_budget:100/86400s")).toBe(false);
+    expect(waivableForKnownNumber(all, "recipient:1/60s")).toBe(false);
+    expect(waivableForKnownNumber(all, "no such rule")).toBe(false);
+  });
+
+  it("makes those rules count without refusing, in place, and leaves the others", () => {
+    const all = counters();
+    const before = all.map((counter) => ({ ...counter }));
+    waiveForKnownNumber(all);
+    expect(all.map((counter) => counter.key)).toEqual(before.map((counter) => counter.key));
+    expect(all.filter((counter) => counter.shadow).map((counter) => counter.rule)).toEqual([
+      "sms_country_GB:1000/3600s",
+      "sms_country_GB:10000/86400s",
+      "sms_prefix_+44740:50/3600s",
+      "sms_prefix_+44740:300/86400s",
+      "sms_prefix_blocked:+44740",
+    ]);
+    expect(all.find((counter) => counter.rule === "sms_daily_budget:100/86400s")?.shadow).toBeUndefined();
+    expect(all[0]).toEqual(before[0]);
+  });
+});
+
 describe("detectPumpingAnomaly", () => {
   const PREFIX = "+44740";
   const HOUR = 3600;
@@ -507,7 +548,7 @@ describe("detectPumpingAnomaly", () => {
 
   it("blocks a cold prefix that suddenly gets many unverified SMS, for blockSeconds", async () => {
     const app = appWith();
-    await sent(app, 20);
+    await sent(app, 50);
     expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
     expect(await blockState(app)).toEqual({ count: 1, resetAtMs: clock.nowMs() + 6 * HOUR * 1000 });
     // the block flag refuses every further send to the prefix (limit 0, never counted)
@@ -519,9 +560,22 @@ describe("detectPumpingAnomaly", () => {
 
   it("leaves a prefix alone below minHourlySends", async () => {
     const app = appWith();
-    await sent(app, 19);
+    await sent(app, 49);
     expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
     expect((await blockState(app)).count).toBe(0);
+  });
+
+  // Regression: 21 unverified sends in an hour, from three addresses, blocked a prefix with no
+  // history (+86138, a whole operator's range) for 6 hours for every user of the app.
+  it("needs a prefix's whole hourly budget (50) before a cold prefix's hour is a spike", async () => {
+    const app = appWith();
+    expect(DEFAULT_ABUSE_POLICY.pumping.anomaly.minHourlySends).toBe(50);
+    await sent(app, 21);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    await sent(app, 28);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(false);
+    await sent(app, 1);
+    expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
   });
 
   it("leaves a spiking prefix alone while its codes get verified", async () => {
@@ -560,7 +614,7 @@ describe("detectPumpingAnomaly", () => {
 
   it("keeps one app's prefixes apart from another's", async () => {
     const app = appWith();
-    await sent(app, 30);
+    await sent(app, 60);
     const quiet = { ...app, id: "quiet" };
     expect(await detectPumpingAnomaly(backend.counters, quiet, PREFIX, clock.nowMs())).toBe(false);
   });
@@ -571,7 +625,7 @@ describe("detectPumpingAnomaly", () => {
     ["not at all", []],
   ])("still watches a prefix when the app budgets prefixes %s (@see issue 3)", async (_name, perPrefix) => {
     const app = appWith({ perPrefix });
-    await sent(app, 20);
+    await sent(app, 50);
     expect(await detectPumpingAnomaly(backend.counters, app, PREFIX, clock.nowMs())).toBe(true);
   });
 });

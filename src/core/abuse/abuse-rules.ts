@@ -160,9 +160,15 @@ export function riskRuleName(scope: RiskScope, rule: RateRule): string {
   return ruleName(`risk_${scope}`, rule);
 }
 
+// The keys of the guard's rules that a known-good number's send is let past (see
+// `waiveForKnownNumber`): a prefix's block and budgets, a country's budgets.
+const PREFIX_BLOCK_KEYS = "pump:block:";
+const PREFIX_SENT_KEYS = "pump:pfx:";
+const COUNTRY_SENT_KEYS = "pump:cc:";
+
 /** Key of a prefix's automatic block (set by the anomaly detector, checked on every SMS send). */
 export function prefixBlockKey(prefix: string): string {
-  return `pump:block:${prefix}`;
+  return `${PREFIX_BLOCK_KEYS}${prefix}`;
 }
 
 /** Key of a prefix's verified (approved) codes in the last hour: the detector's conversion signal. */
@@ -171,7 +177,7 @@ export function prefixVerifiedKey(prefix: string): string {
 }
 
 function prefixSentKey(prefix: string, windowSeconds: number): string {
-  return `pump:pfx:${prefix}:${windowSeconds}`;
+  return `${PREFIX_SENT_KEYS}${prefix}:${windowSeconds}`;
 }
 
 // The anomaly detector compares a prefix's sends in the last hour with its sends in the day.
@@ -221,7 +227,7 @@ export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, pre
   const country = regionOf(recipient);
   const counters: CounterCheck[] = [
     ...policy.perCountry.map((rule) => ({
-      key: `pump:cc:${country}:${rule.windowSeconds}`,
+      key: `${COUNTRY_SENT_KEYS}${country}:${rule.windowSeconds}`,
       ...rule,
       rule: ruleName(`sms_country_${country}`, rule),
       kind: "deny" as const,
@@ -273,6 +279,84 @@ export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, pre
   return counters;
 }
 
+// A number whose code was approved stays known-good for at least this long (and at most twice
+// as long). Counter windows start at their first hit and are never extended, so approvals are
+// counted per fixed period of this length, each period's counter living into the next period's
+// end, and a send asks this period's and the last one's: an approval just before a period ends is
+// still found a whole period later.
+const KNOWN_NUMBER_PERIOD_SECONDS = 30 * 86_400;
+
+function knownNumberKey(e164: string, period: number): string {
+  return `pump:known:${e164}:${period}`;
+}
+
+function knownNumberPeriod(nowMs: number): number {
+  return Math.floor(nowMs / (KNOWN_NUMBER_PERIOD_SECONDS * 1000));
+}
+
+/**
+ * Marks an SMS number known-good for the app: its owner read a code sent to it and had it
+ * approved, which a pumped number's owner does not. Called once per approved SMS code.
+ */
+export async function noteKnownNumber(
+  counters: CounterStore,
+  appId: string,
+  e164: string,
+  nowMs: number,
+): Promise<void> {
+  const key = knownNumberKey(e164, knownNumberPeriod(nowMs));
+  await counters.hit(appId, key, 2 * KNOWN_NUMBER_PERIOD_SECONDS, nowMs);
+}
+
+/** Whether the number had an SMS code approved in this period or the last (`noteKnownNumber`). */
+export async function isKnownNumber(
+  counters: CounterStore,
+  appId: string,
+  e164: string,
+  nowMs: number,
+): Promise<boolean> {
+  const period = knownNumberPeriod(nowMs);
+  const [current, previous] = await Promise.all([
+    counters.peek(appId, knownNumberKey(e164, period), nowMs),
+    counters.peek(appId, knownNumberKey(e164, period - 1), nowMs),
+  ]);
+  return current.count > 0 || previous.count > 0;
+}
+
+/** The send log's note on a send let past the guard's prefix or country rules as a known number. */
+export const KNOWN_NUMBER_NOTE = "known_number";
+
+/**
+ * Whether the guard rule that refused a send (`rule`, one of `counters`) is one a known-good
+ * number is let past: a prefix's automatic block or budget, or a country's budget. Those are
+ * shared by every user of a prefix or country, so a few attackers' sends to new numbers could
+ * otherwise shut everyone out. Not the app's daily budget (its operator's hard spending cap).
+ */
+export function waivableForKnownNumber(counters: readonly CounterCheck[], rule: string): boolean {
+  const refusing = counters.find((counter) => counter.rule === rule);
+  return refusing !== undefined && refusing.kind === "deny" && isWaivableKey(refusing.key);
+}
+
+/**
+ * Makes the guard's prefix and country rules among `counters` count without refusing (`shadow`),
+ * in place, for a known-good number's send: its send is still counted, and reported where a
+ * rule would have refused it.
+ */
+export function waiveForKnownNumber(counters: CounterCheck[]): void {
+  for (let i = 0; i < counters.length; i++) {
+    const counter = counters[i] as CounterCheck;
+    if (counter.kind === "deny" && !counter.shadow && isWaivableKey(counter.key)) {
+      counters[i] = { ...counter, shadow: true };
+    }
+  }
+}
+
+function isWaivableKey(key: string): boolean {
+  return (
+    key.startsWith(PREFIX_BLOCK_KEYS) || key.startsWith(PREFIX_SENT_KEYS) || key.startsWith(COUNTRY_SENT_KEYS)
+  );
+}
+
 /**
  * Blocks a prefix whose sends jump far above its usual rate while few of them get verified: the
  * signature of SMS pumping (the numbers' owners profit from the SMS, nobody reads the code).
@@ -291,6 +375,9 @@ export async function detectPumpingAnomaly(
     counters.peek(app.id, prefixSentKey(prefix, 86_400), nowMs),
     counters.peek(app.id, prefixVerifiedKey(prefix), nowMs),
   ]);
+  // A prefix with little history has a usual rate of 1 an hour, so any busy hour is a spike:
+  // `minHourlySends` (50 by default, the prefix's hourly budget) is the volume it must reach
+  // first. (A floor under the usual rate of minHourlySends / spikeFactor would be the same rule.)
   if (lastHour.count < anomaly.minHourlySends) return false;
   // The usual hourly rate: the day's sends outside this hour, spread over the other 23 hours.
   const usualHourly = Math.max(1, (lastDay.count - lastHour.count) / 23);

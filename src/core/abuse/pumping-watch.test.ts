@@ -59,7 +59,7 @@ describe("createPumpingWatch", () => {
   it("runs the detector after the caller returns, and logs the block it sets", async () => {
     const { logger, lines } = recordingLogger();
     const watch = createPumpingWatch({ counters: backend.counters, clock, logger });
-    await sent(app, 25);
+    await sent(app, 55);
     watch(app, PREFIX);
     // nothing on the request path
     expect(await blocked(app)).toBe(false);
@@ -80,7 +80,7 @@ describe("createPumpingWatch", () => {
     await sent(app, 1);
     watch(app, PREFIX); // a look: one send is no spike
     await detectorRound();
-    await sent(app, 30);
+    await sent(app, 60);
     clock.advanceSeconds(4);
     watch(app, PREFIX); // too soon: no look
     await detectorRound();
@@ -96,8 +96,8 @@ describe("createPumpingWatch", () => {
     const watch = createPumpingWatch({ counters: backend.counters, clock, logger });
     const other = newApp({ id: "other" });
     await sent(app, 1);
-    await sent(other, 30);
-    await sent(app, 30, "+44780");
+    await sent(other, 60);
+    await sent(app, 60, "+44780");
     watch(app, PREFIX);
     watch(other, PREFIX);
     watch(app, "+44780");

@@ -1,4 +1,4 @@
-import { prefixVerifiedKey } from "../abuse/abuse-rules.js";
+import { noteKnownNumber, prefixVerifiedKey } from "../abuse/abuse-rules.js";
 import { OtpError } from "../errors.js";
 import { newTimeOrderedSecret, timeOrderedSecretKey } from "../ids.js";
 import { resendWaitSeconds } from "../policy.js";
@@ -217,20 +217,28 @@ function wrongCode(record: CodeRecord, codeField: string): OtpError {
   });
 }
 
-/** Verified SMS are the pumping detector's proof that a prefix's traffic is real. */
 /**
- * Counts an approved SMS code for its number prefix (the pumping watch's evidence of real users).
- * The approval is committed by then: a failure here is logged, never answered, for the caller
- * would get a 503 for a code already spent and its token lost.
+ * Counts an approved SMS code for its number prefix (the pumping watch's evidence of real users)
+ * and marks the number known-good (its sends are let past a prefix's or country's block or
+ * budget: see send-code.ts). The two writes go out together. The approval is committed by then:
+ * a failure here is logged, never answered, for the caller would get a 503 for a code already
+ * spent and its token lost.
  */
 async function noteVerifiedSms(deps: EngineDeps, app: App, record: CodeRecord, now: number): Promise<void> {
   if (record.channel !== "sms") return;
   const prefix = phonePrefix(record.to, app.abuse.pumping.prefixDigits);
-  if (!prefix) return;
-  try {
-    await deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now);
-  } catch (error) {
-    deps.logger.warn({ err: error, appId: app.id, prefix }, "could not count a verified SMS for its prefix");
+  const [counted, known] = await Promise.allSettled([
+    prefix ? deps.counters.hit(app.id, prefixVerifiedKey(prefix), 3600, now) : undefined,
+    noteKnownNumber(deps.counters, app.id, record.to, now),
+  ]);
+  if (counted.status === "rejected") {
+    deps.logger.warn(
+      { err: counted.reason, appId: app.id, prefix },
+      "could not count a verified SMS for its prefix",
+    );
+  }
+  if (known.status === "rejected") {
+    deps.logger.warn({ err: known.reason, appId: app.id }, "could not mark a verified SMS number known");
   }
 }
 

@@ -1,11 +1,15 @@
 import {
   clientAddressOf,
   destinationRefusal,
+  isKnownNumber,
   isSafeListed,
+  KNOWN_NUMBER_NOTE,
   numberPrefix,
   pumpingCounters,
   pumpingDenied,
   riskCounters,
+  waivableForKnownNumber,
+  waiveForKnownNumber,
 } from "../abuse/abuse-rules.js";
 import { applyAccountRule } from "../accounts/account-rules.js";
 import { OtpError } from "../errors.js";
@@ -381,6 +385,23 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
   let outcome: Awaited<ReturnType<typeof deps.store.issue>>;
   try {
     outcome = await deps.store.issue(request, now);
+    // A prefix's block or budget, or a country's budget, is shared by everyone who sends there, so
+    // an attacker's sends to new numbers can use it up: a number whose code was approved before
+    // is let past it (its send still counted), new numbers stay refused. Only a send those rules
+    // refused pays for this (one read, one more issue). A refusal wrote nothing in the store (it
+    // checks every rule before it counts any, or replays), so the same request is issued again:
+    // the same code, the same Idempotency-Key.
+    if (
+      outcome.kind === "refused" &&
+      outcome.refusal === "deny" &&
+      pumpingPrefix !== undefined &&
+      waivableForKnownNumber(counters, outcome.rule) &&
+      (await isKnownNumber(deps.counters, app.id, recipient.address, now))
+    ) {
+      waiveForKnownNumber(counters);
+      shadowNotes.push(KNOWN_NUMBER_NOTE);
+      outcome = await deps.store.issue(request, now);
+    }
   } catch (error) {
     await givePassBack();
     throw error;
