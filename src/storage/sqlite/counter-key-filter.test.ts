@@ -110,6 +110,24 @@ describe("counter key filter", () => {
     expect(filter.mayExist("default", "new-1", 10_000)).toBe(true);
   });
 
+  // A known-good number's counter lives for weeks: among the day's keys it kept each generation
+  // from being dropped, until the newest took every key and called most absent ones possible.
+  it("keeps counters of long windows apart, so the day's generations are still dropped as they end", () => {
+    const day = 86_400_000;
+    const filter = createCounterKeyFilter(db, { keysPerGeneration: 1_000 });
+    let now = 0;
+    // four days of short-lived keys, 1 000 a day, and a long-lived key written every day
+    for (let d = 0; d < 4; d++, now += day) {
+      filter.add("default", `pump:known:+8613800138${d}`, now + 60 * day, 60 * day);
+      for (let i = 0; i < 1_000; i++) filter.add("default", `ip:${d}.${i}:3600`, now + 3_600_000, 3_600_000);
+    }
+    for (let d = 0; d < 4; d++)
+      expect(filter.mayExist("default", `pump:known:+8613800138${d}`, now)).toBe(true);
+    // the first days' generations are dropped once their hour-long windows end: their keys are
+    // absent again, not kept "possible" for the long-lived keys' 60 days
+    for (let i = 0; i < 1_000; i++) expect(filter.mayExist("default", `ip:0.${i}:3600`, now)).toBe(false);
+  });
+
   it("keeps a key written again in a newer generation after the older one is dropped", () => {
     const filter = createCounterKeyFilter(db, { keysPerGeneration: 1 });
     filter.add("default", "k", 1_000);

@@ -18,12 +18,24 @@ const LOAD_PAUSE_MS = 5;
 // A row whose window ended this long before the load is not loaded: no request can count it any
 // more, even if the clock steps back a little.
 const DEAD_ROW_MARGIN_MS = 60_000;
+// Counters with windows longer than this (weeks: a known-good number's) are kept in generations
+// of their own: in a generation with the day's keys, one of them would keep it from being dropped
+// for weeks, and once every generation was kept so, the newest would take every key and answer
+// "may exist" for most. Their own generations fill slowly and are dropped when their weeks end.
+const LONG_WINDOW_MS = 2 * 86_400_000;
+const MAX_LONG_GENERATIONS = 2;
 
 interface Generation {
   bits: Uint32Array;
   keys: number;
   /** the latest `reset_at` of a key added here: past it, every row this generation knows is dead */
   lastResetAtMs: number;
+}
+
+/** Generations of one kind of key (short or long windows), newest last; created on first use. */
+interface Shelf {
+  generations: Generation[];
+  maxGenerations: number;
 }
 
 /**
@@ -60,11 +72,15 @@ export function createCounterKeyFilter(
     keys: 0,
     lastResetAtMs: 0,
   });
-  let generations: Generation[] = [newGeneration()];
+  const short: Shelf = { generations: [newGeneration()], maxGenerations: MAX_GENERATIONS };
+  const long: Shelf = { generations: [], maxGenerations: MAX_LONG_GENERATIONS };
 
-  const add = (appId: string, key: string, resetAtMs: number) => {
-    let current = generations[generations.length - 1] as Generation;
-    if (current.keys >= keysPerGeneration && generations.length < MAX_GENERATIONS) {
+  /** Records a counter written with a window of `windowMs`, which ends at `resetAtMs`. */
+  const add = (appId: string, key: string, resetAtMs: number, windowMs = 0) => {
+    const shelf = windowMs > LONG_WINDOW_MS ? long : short;
+    const { generations } = shelf;
+    let current = generations[generations.length - 1];
+    if (!current || (current.keys >= keysPerGeneration && generations.length < shelf.maxGenerations)) {
       current = newGeneration();
       generations.push(current);
     }
@@ -75,6 +91,24 @@ export function createCounterKeyFilter(
     }
     current.keys += 1;
     if (resetAtMs > current.lastResetAtMs) current.lastResetAtMs = resetAtMs;
+  };
+
+  /** Whether a generation of `shelf` may hold the key last hashed; drops the dead ones first. */
+  const shelfMayHold = (shelf: Shelf, nowMs: number): boolean => {
+    let { generations } = shelf;
+    if (generations.length > 1 && (generations[0] as Generation).lastResetAtMs <= nowMs) {
+      generations = generations.filter((g, i) => i === generations.length - 1 || g.lastResetAtMs > nowMs);
+      shelf.generations = generations;
+    }
+    for (const generation of generations) {
+      let all = true;
+      for (let i = 0; i < PROBES && all; i++) {
+        const bit = (h1 + Math.imul(i, h2)) >>> (32 - BITS_LOG2);
+        all = ((generation.bits[bit >>> 5] as number) & (1 << (bit & 31))) !== 0;
+      }
+      if (all) return true;
+    }
+    return false;
   };
 
   // The rows already in the file, read in key order a slice at a time: the first slices before
@@ -105,7 +139,8 @@ export function createCounterKeyFilter(
       string,
       number,
     ][];
-    for (const [appId, key, resetAtMs] of rows) add(appId, key, resetAtMs);
+    // (what is left of a row's window stands for its length: a long one near its end is short)
+    for (const [appId, key, resetAtMs] of rows) add(appId, key, resetAtMs, resetAtMs - since);
     loadedKeys += rows.length;
     if (loadedKeys > capacity) return "full";
     if (!end) return "done";
@@ -130,24 +165,13 @@ export function createCounterKeyFilter(
   afterSlice(outcome);
 
   return {
-    /** Records a counter write (call it with the row's `reset_at` after every write). */
+    /** Records a counter write (call it with the row's `reset_at` and its window after every write). */
     add,
     /** False only when no row of this counter can exist. */
     mayExist(appId: string, key: string, nowMs: number): boolean {
       if (!loaded) return true;
-      if (generations.length > 1 && (generations[0] as Generation).lastResetAtMs <= nowMs) {
-        generations = generations.filter((g, i) => i === generations.length - 1 || g.lastResetAtMs > nowMs);
-      }
       hashKey(appId, key);
-      for (const generation of generations) {
-        let all = true;
-        for (let i = 0; i < PROBES && all; i++) {
-          const bit = (h1 + Math.imul(i, h2)) >>> (32 - BITS_LOG2);
-          all = ((generation.bits[bit >>> 5] as number) & (1 << (bit & 31))) !== 0;
-        }
-        if (all) return true;
-      }
-      return false;
+      return shelfMayHold(short, nowMs) || (long.generations.length > 0 && shelfMayHold(long, nowMs));
     },
     /** Stops reading the file's rows (before the file is closed). */
     stop() {

@@ -28,7 +28,7 @@ export function prepareCounterHit(db: SqliteDatabase, keys: CounterKeyFilter) {
     /** Counts a hit and reads the counter back. */
     hit(appId: string, key: string, windowMs: number, nowMs: number): CounterRow {
       const [count, resetAt] = hitAndRead.get(appId, key, nowMs + windowMs, nowMs, nowMs) as [number, number];
-      keys.add(appId, key, resetAt);
+      keys.add(appId, key, resetAt, windowMs);
       return { count, reset_at: resetAt };
     },
     /**
@@ -48,7 +48,7 @@ export function prepareCounterHit(db: SqliteDatabase, keys: CounterKeyFilter) {
       const row = live
         ? { count: live.count + 1, reset_at: live.reset_at }
         : { count: 1, reset_at: nowMs + windowMs };
-      keys.add(appId, key, row.reset_at);
+      keys.add(appId, key, row.reset_at, windowMs);
       return row;
     },
   };
