@@ -350,6 +350,20 @@ describe("sendCode: test recipients", () => {
     ).toBe("approved");
   });
 
+  // A reviewer's keyboard that capitalises the first letter reaches the same inbox: the fixed
+  // code, not a real one sent where nobody reads it. @see parity review 1
+  it("matches a test address in another letter case or with a tag, as the same mailbox", async () => {
+    t = await createTestEngine({ app: testApp });
+    const app = await t.app();
+    for (const to of ["Review@Example.com", "REVIEW@example.com", "review+store@example.com"]) {
+      const sent = await send({ to });
+      const checked = await t.engine.checkCode({ app, target: { id: sent.record.id }, code: "246810" });
+      expect(checked.record.status, to).toBe("approved");
+    }
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(0);
+  });
+
   it("does not rate-limit test recipients", async () => {
     t = await createTestEngine({ app: testApp });
     for (let i = 0; i < 30; i++) await send({ to: "review@example.com", clientIp: IP });

@@ -685,6 +685,11 @@ export function countAccountLookup(deps: EngineDeps, lookup: AccountLookupInput,
   return countExistenceProbe(deps, input, recipient, refusal, "never");
 }
 
+/**
+ * A test recipient's fixed code, matched by mailbox (as the limits and accounts count them): a
+ * reviewer whose keyboard capitalises `Review@` reaches the same inbox, and must get the fixed
+ * code rather than a real one sent where nobody reads it.
+ */
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
   if (app.testRecipients.length === 0) return null;
   let codes = testCodesByApp.get(app);
@@ -693,7 +698,8 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
     for (const test of app.testRecipients) {
       for (const channel of ["email", "sms"] as const) {
         try {
-          codes.set(`${channel}\0${parseRecipient(channel, test.to, { defaultCountry }).address}`, test.code);
+          const { address } = parseRecipient(channel, test.to, { defaultCountry });
+          codes.set(`${channel}\0${mailboxOf(channel, address)}`, test.code);
         } catch {
           // a test recipient of the other channel does not parse as this one; it cannot match
         }
@@ -701,7 +707,7 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
     }
     testCodesByApp.set(app, codes);
   }
-  return codes.get(`${recipient.channel}\0${recipient.address}`) ?? null;
+  return codes.get(`${recipient.channel}\0${mailboxOf(recipient.channel, recipient.address)}`) ?? null;
 }
 
 /**
