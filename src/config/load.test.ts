@@ -129,6 +129,22 @@ describe("loadConfig: environment", () => {
     ]);
   });
 
+  it("takes the metrics token from VERIFYD_METRICS_TOKEN or the file's metricsToken, refusing one under 16 characters", () => {
+    const token = "scrape-token-0123456789";
+    expect(loadConfig({}).metricsToken).toBeUndefined();
+    expect(loadConfig({ VERIFYD_METRICS_TOKEN: token }).metricsToken).toBe(token);
+    expect(
+      loadConfig({ VERIFYD_CONFIG: configFile({ metricsToken: "${SCRAPE_TOKEN}" }), SCRAPE_TOKEN: token })
+        .metricsToken,
+    ).toBe(token);
+    expect(issues({ VERIFYD_METRICS_TOKEN: "too-short-token" })).toEqual([
+      "VERIFYD_METRICS_TOKEN (metricsToken): must not have fewer than 16 characters",
+    ]);
+    expect(issues({ VERIFYD_CONFIG: configFile({ metricsToken: "short" }) })).toEqual([
+      "metricsToken: must not have fewer than 16 characters",
+    ]);
+  });
+
   it("refuses half a cluster configuration and half an SMTP one", () => {
     expect(issues({ VERIFYD_REDIS_URL: "redis://localhost:6379" })).toEqual([
       expect.stringContaining("VERIFYD_DATABASE_URL"),

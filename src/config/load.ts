@@ -54,6 +54,8 @@ export interface Config {
   /** ordered provider ids per `[app/]channel[:COUNTRY]` */
   routing: RoutingConfig;
   delivery: DeliveryConfig;
+  /** the Bearer token `GET /metrics` asks for; unset: open in dev mode, not served in production */
+  metricsToken: string | undefined;
 }
 
 /** Cluster mode (DESIGN.md "Modes"): both Redis and PostgreSQL are configured. */
@@ -197,6 +199,7 @@ function toConfig(input: ConfigInput): Config {
     providers: withEnvironmentSmtp(input),
     routing: input.routing ?? {},
     delivery: input.delivery ?? {},
+    metricsToken: input.metricsToken,
   };
 }
 

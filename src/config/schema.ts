@@ -408,6 +408,13 @@ export const ConfigSchema = Type.Object(
     ),
     routing: Type.Optional(RoutingSchema),
     delivery: Type.Optional(DeliverySchema),
+    metricsToken: Type.Optional(
+      Type.String({
+        minLength: 16,
+        description:
+          "Bearer token of GET /metrics (at least 16 characters); production serves /metrics only with it, dev mode asks for it once set",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -434,4 +441,5 @@ export const ENVIRONMENT_KEYS = {
   VERIFYD_DATABASE_SCHEMA: "databaseSchema",
   VERIFYD_REDIS_PREFIX: "redisPrefix",
   VERIFYD_MIGRATE_ON_START: "migrateOnStart",
+  VERIFYD_METRICS_TOKEN: "metricsToken",
 } as const satisfies Record<string, keyof ConfigInput>;
