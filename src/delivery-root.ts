@@ -14,6 +14,7 @@ import type { Channel } from "./core/types.js";
 import { createDevSender } from "./delivery/dev/dev-sender.js";
 import { createProviderRegistry, type ProviderSurface } from "./delivery/provider-registry.js";
 import type { RootLogger } from "./observability/logger.js";
+import { countDeliveries, type DeliverySnapshot, type DeliveryTally } from "./observability/metrics.js";
 
 /** Delivery as the server sees it, wherever the outbox worker runs. */
 export interface Delivery {
@@ -29,11 +30,15 @@ export interface Delivery {
   stop(): Promise<void>;
   /** false while delivery is down after a failure (`/readyz` says so); it is restarted meanwhile */
   healthy(): boolean;
+  /** what the outbox worker did, as last known (a delivery thread reports it at most once a second) */
+  deliveryMetrics(): DeliverySnapshot;
 }
 
 /** Delivery by an outbox worker on the calling thread; tests drive `worker` by hand. */
 export interface InProcessDelivery extends Delivery {
   worker: OutboxWorker;
+  /** the worker's counts, kept on this thread */
+  tally: DeliveryTally;
 }
 
 export interface DeliveryRootOptions {
@@ -73,8 +78,19 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
       : {}),
   });
   const { breaker, leaseSeconds, triesPerProvider } = config.delivery;
+  // Counted where the worker settles each try and where its circuits change; read at scrapes.
+  const counted = countDeliveries(
+    options.outbox,
+    createCircuitBreakers({
+      clock,
+      failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
+      coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
+      log: logger,
+    }),
+    providers.senders.map((sender) => sender.id),
+  );
   const worker = createOutboxWorker({
-    outbox: options.outbox,
+    outbox: counted.outbox,
     apps: options.apps,
     secrets: options.secrets,
     clock,
@@ -83,17 +99,14 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
     ...(options.codes ? { codes: options.codes } : {}),
     ...(triesPerProvider !== undefined ? { triesPerProvider } : {}),
     ...(leaseSeconds !== undefined ? { leaseMs: leaseSeconds * 1000 } : {}),
-    breakers: createCircuitBreakers({
-      clock,
-      failureThreshold: breaker?.failureThreshold ?? DEFAULT_BREAKER_FAILURES,
-      coolDownMs: (breaker?.coolDownSeconds ?? DEFAULT_BREAKER_COOL_DOWN_MS / 1000) * 1000,
-      log: logger,
-    }),
+    breakers: counted.breakers,
   });
   return {
     providers,
     purges: false,
     worker,
+    tally: counted.tally,
+    deliveryMetrics: () => counted.tally.snapshot(),
     start: () => worker.start(),
     // The worker runs on this thread: it is up while the process is.
     healthy: () => true,

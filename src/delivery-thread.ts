@@ -13,6 +13,7 @@ import {
   type RootLogger,
   writeForwardedLines,
 } from "./observability/logger.js";
+import { createDeliverySnapshots, type DeliverySnapshot } from "./observability/metrics.js";
 import type { DeliveryBackend } from "./storage/backend.js";
 import { createClusterDeliveryBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
@@ -33,6 +34,9 @@ const HEALTHY_AFTER_MS = 5_000;
 // turns at once: fewer, larger claims and outcome commits cost the thread ~10% less CPU a message
 // (measured at ~6k sends/s, bench/RESULTS.md). A send after a quiet spell is still woken for at once.
 const WAKE_SPACING_MS = 20;
+// The thread's counts reach the server at most this often, and only when they changed: a scrape
+// (every 15 s or more) sees them at most this late, and a busy thread posts one message a second.
+const METRICS_INTERVAL_MS = 1_000;
 
 interface ThreadData {
   role: typeof THREAD_ROLE;
@@ -42,8 +46,11 @@ interface ThreadData {
 }
 
 type ToThread = "wake" | "stop";
-/** "stopped" once the thread is done; `log`: lines of its logger, written by the server's (one writer). */
-type FromThread = "stopped" | { log: string };
+/**
+ * "stopped" once the thread is done; `log`: lines of its logger, written by the server's (one
+ * writer); `metrics`: the outbox worker's counts since the thread started.
+ */
+type FromThread = "stopped" | { log: string } | { metrics: DeliverySnapshot };
 
 export interface DeliveryThreadOptions {
   config: Config;
@@ -72,16 +79,20 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
   let restartTimer: NodeJS.Timeout | undefined;
   // When the thread last started after failing; it counts as up once it has run a while since.
   let restartedAtMs: number | undefined;
+  const snapshots = createDeliverySnapshots();
 
   const post = (message: ToThread) => thread?.postMessage(message);
   const spawn = () => {
     const started = new Worker(entry, { workerData: data });
     started.on("message", (message: FromThread) => {
-      if (typeof message === "object" && typeof message.log === "string")
-        writeForwardedLines(logger, message.log);
+      if (typeof message !== "object") return;
+      if ("log" in message) writeForwardedLines(logger, message.log);
+      else snapshots.received(message.metrics);
     });
     started.on("error", (error) => logger.error({ err: error }, "the delivery thread failed"));
     started.on("exit", (exitCode) => {
+      // Its last counts came before its exit (one port keeps the order); a new thread counts from 0.
+      snapshots.threadEnded();
       if (thread !== started) return;
       thread = null;
       if (!running) return;
@@ -126,6 +137,7 @@ export function startDeliveryThread(options: DeliveryThreadOptions): Delivery {
       // it counts as up only once it has outlived a few restarts' time.
       return restartedAtMs === undefined || performance.now() - restartedAtMs > healthyAfterMs;
     },
+    deliveryMetrics: () => snapshots.current(),
     async stop() {
       running = false;
       clearTimeout(restartTimer);
@@ -176,9 +188,23 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
     receipts,
     codes: backend.codes,
   });
+  // Counted here in plain integers; the server turns them into metrics when it is scraped.
+  let sentChanges = -1;
+  const sendMetrics = () => {
+    const changes = delivery.tally.changes();
+    if (changes === sentChanges) return;
+    sentChanges = changes;
+    port.postMessage({ metrics: delivery.tally.snapshot() } satisfies FromThread);
+  };
+  const metricsTimer = setInterval(sendMetrics, METRICS_INTERVAL_MS);
+  metricsTimer.unref();
+  // (a thread dying of an error sends what it counted last, as it sends its last lines)
+  process.on("exit", sendMetrics);
   const stop = async () => {
     try {
       await delivery.stop();
+      clearInterval(metricsTimer);
+      sendMetrics();
       await purging?.stop();
       receipts.close();
       await backend.close();
@@ -193,6 +219,8 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
     else if (message === "stop") void stop();
   });
   delivery.start();
+  // the providers' circuits, all closed, before any try
+  sendMetrics();
 }
 
 /** The thread's own connections: a second one to the SQLite file, or a small PostgreSQL pool. */

@@ -23,6 +23,12 @@ import { assembleDelivery, type Delivery } from "./delivery-root.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { buildHttpApp } from "./http/app.js";
 import type { RootLogger } from "./observability/logger.js";
+import {
+  countingApprovals,
+  countingSendLog,
+  createMetrics,
+  createServerCounts,
+} from "./observability/metrics.js";
 import type { Backend } from "./storage/backend.js";
 import { createClusterBackend } from "./storage/cluster/index.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
@@ -253,8 +259,10 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
           "the app's captcha vendor refused a token for a reason of its own (an outage or the app's settings); such refusals are told at most once a minute",
         ),
     });
+    // Counted as the core reports its decisions and the store approves codes (an increment each).
+    const counts = createServerCounts();
     const engine = createEngine({
-      store: backend.verifications,
+      store: countingApprovals(backend.verifications, counts.approvals),
       counters: backend.counters,
       apps,
       accounts: backend.accounts,
@@ -265,7 +273,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       channelEnabled: providers.channelEnabled,
       onQueued: () => delivery.wake(),
       captcha,
-      sendLog: backend.sendLog,
+      sendLog: countingSendLog(backend.sendLog, counts.sends),
       watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
     });
     const fastify = await buildHttpApp({
@@ -281,6 +289,16 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       storeFault: backend.storeFault,
       onStoreAnswered: backend.onAnswered,
       callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
+      metrics: {
+        metrics: createMetrics({
+          counts,
+          deliveries: () => delivery.deliveryMetrics(),
+          queued: () => backend.outbox.queuedCount(),
+          log: logger,
+        }),
+        refusals: counts.refusals,
+        token: config.metricsToken,
+      },
     });
 
     let purging: { stop(): Promise<void> } | null = null;

@@ -2,9 +2,15 @@ import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from "fastify";
 import type { Engine } from "../core/engine.js";
-import { invalidField, type OtpError } from "../core/errors.js";
+import { invalidField, OtpError } from "../core/errors.js";
 import type { DevInbox } from "../core/ports.js";
 import { createLogThrottle } from "../observability/log-throttle.js";
+import {
+  bearerMatches,
+  countingRefusals,
+  type LabeledCounts,
+  type Metrics,
+} from "../observability/metrics.js";
 import { createRefusalTally } from "../observability/refusal-tally.js";
 import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
@@ -49,6 +55,16 @@ export interface HttpAppOptions {
   onStoreAnswered?: ((listener: () => void) => void) | undefined;
   /** how often the tally of refused requests is logged (default a minute; tests shorten it) */
   refusalLogIntervalMs?: number;
+  /**
+   * `GET /metrics`: open in dev mode unless `token` is set; in production served only with
+   * `token` (as `Authorization: Bearer`), and without one not at all (404 like any unknown route)
+   */
+  metrics?: {
+    metrics: Metrics;
+    /** fed by the refusal tally's own call, one per refused request */
+    refusals: LabeledCounts;
+    token: string | undefined;
+  };
 }
 
 // DESIGN.md: every body over 16 KiB is refused before it is parsed.
@@ -122,11 +138,12 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
 
   const { clock } = engine.deps;
   fastify.decorateRequest("appId", null);
-  const refusalTally = createRefusalTally({
+  const tally = createRefusalTally({
     log: fastify.log,
     clock,
     ...(options.refusalLogIntervalMs === undefined ? {} : { intervalMs: options.refusalLogIntervalMs }),
   });
+  const refusalTally = options.metrics ? countingRefusals(tally, options.metrics.refusals) : tally;
   const backendFaultLog = createLogThrottle({
     clock,
     intervalMs: BACKEND_FAULT_LOG_INTERVAL_MS,
@@ -189,6 +206,18 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     reply.code(ready ? 200 : 503);
     return { status: ready ? "ready" : "unavailable" };
   });
+  const { metrics } = options;
+  if (metrics && (devMode || metrics.token !== undefined)) {
+    const { token } = metrics;
+    fastify.get("/metrics", async (request, reply) => {
+      if (token !== undefined && !bearerMatches(request.headers.authorization, token)) {
+        reply.header("www-authenticate", "Bearer");
+        return renderProblem(new OtpError("UNAUTHENTICATED"), request, reply);
+      }
+      reply.type(metrics.metrics.contentType);
+      return metrics.metrics.scrape();
+    });
+  }
 
   await fastify.register(nativeApi, { engine, devMode });
   await fastify.register(fresnsDialect, {
