@@ -111,7 +111,10 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // would take any, and put all of it into every line its request logs.
     requestIdHeader: false,
     genReqId: createRequestIds(),
-    return503OnClosing: true,
+    // A request that arrives on a kept-alive connection while the server shuts down is served as
+    // usual (Fastify tells its client the connection closes): the store stays open until the last
+    // one is answered (server.ts). Fastify's own 503 would answer it in no face's shape.
+    return503OnClosing: false,
     // What the router refuses before any face sees the request (a path that does not decode, a
     // parameter past maxParamLength) is answered like an unknown route: in CloudBase's, IDaaS's and
     // Fresns's shapes under their prefixes, as native problem+json elsewhere.
