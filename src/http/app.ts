@@ -22,7 +22,7 @@ import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.
 import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresns/routes.js";
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
-import { documentRoute, SECURITY_SCHEMES } from "./openapi.js";
+import { documentRoute, documentServedOnce, SECURITY_SCHEMES } from "./openapi.js";
 import { countRefusal, tellBackendFault } from "./shared/answered-errors.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { trustedPeers } from "./shared/trusted-peers.js";
@@ -181,11 +181,12 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
         description: "One-time verification codes by email and SMS",
       },
       components: { securitySchemes: SECURITY_SCHEMES },
-      security: [{ apiKey: [] }],
+      // Dev mode takes unauthenticated calls for the app `default` (`{}`: no key at all).
+      security: devMode ? [{}, { apiKey: [] }] : [{ apiKey: [] }],
     },
     transform: documentRoute,
   });
-  await fastify.register(swaggerUi, { routePrefix: "/docs" });
+  await fastify.register(swaggerUi, { routePrefix: "/docs", uiHooks: documentServedOnce(fastify) });
 
   // An unknown route is the caller's mistake: answered as problem+json like every native error
   // (the dialects answer their own prefixes in their own shapes).

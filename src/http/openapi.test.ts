@@ -161,6 +161,60 @@ describe("the OpenAPI document", () => {
   });
 });
 
+describe("serving the document", () => {
+  // Regression: swagger-ui serialized the ~180 KB document on every request (~1.4 ms of the
+  // request thread), for anyone, with nothing to cache it by.
+  it("serves /docs/json and /docs/yaml as made once, with an ETag a client can revalidate by", async () => {
+    for (const url of ["/docs/json", "/docs/yaml"]) {
+      const first = await t.fastify.inject({ method: "GET", url });
+      const second = await t.fastify.inject({ method: "GET", url });
+      expect(first.statusCode, url).toBe(200);
+      expect(second.body, url).toBe(first.body);
+      expect(first.headers.etag, url).toMatch(/^"[\w-]{22}"$/);
+      expect(second.headers.etag, url).toBe(first.headers.etag);
+      expect(first.headers["cache-control"], url).toBe("public, max-age=300");
+      const revalidated = await t.fastify.inject({
+        method: "GET",
+        url,
+        headers: { "if-none-match": String(first.headers.etag) },
+      });
+      expect(revalidated.statusCode, url).toBe(304);
+      expect(revalidated.body, url).toBe("");
+    }
+    const json = await t.fastify.inject({ method: "GET", url: "/docs/json" });
+    expect(json.headers["content-type"]).toBe("application/json; charset=utf-8");
+    expect(JSON.parse(json.body)).toEqual(spec);
+    const yaml = await t.fastify.inject({ method: "GET", url: "/docs/yaml" });
+    expect(yaml.headers["content-type"]).toMatch(/^application\/x-yaml/);
+    expect(yaml.body).toMatch(/^openapi: 3\./);
+  });
+
+  it("documents the operational routes' answers as served", async () => {
+    const bodyOf = (path: string, status: string) =>
+      spec.paths[path]?.get?.responses[status]?.content?.["application/json"]?.schema;
+    expect(bodyOf("/healthz", "200")).toMatchObject({ properties: { status: { enum: ["ok"] } } });
+    expect(bodyOf("/readyz", "200")).toMatchObject({ properties: { status: { enum: ["ready"] } } });
+    expect(bodyOf("/readyz", "503")).toMatchObject({ properties: { status: { enum: ["unavailable"] } } });
+    expect((await t.fastify.inject({ method: "GET", url: "/healthz" })).json()).toEqual({ status: "ok" });
+    expect((await t.fastify.inject({ method: "GET", url: "/readyz" })).json()).toEqual({ status: "ready" });
+    expect(spec.paths["/metrics"]?.get?.responses["200"]?.content).toHaveProperty(["text/plain"]);
+  });
+
+  // DESIGN.md: dev mode accepts unauthenticated calls for the app `default`; production does not.
+  it("says the API key may be left out in dev mode, and not in production", async () => {
+    expect((spec as unknown as { security: unknown }).security).toEqual([{}, { apiKey: [] }]);
+    const production = await createTestServer({
+      env: { VERIFYD_MODE: "production", VERIFYD_SECRET: "openapi-test-secret-0123456789abcdef" },
+    });
+    try {
+      const docs = (await production.fastify.inject({ method: "GET", url: "/docs/json" })).json();
+      expect(docs.security).toEqual([{ apiKey: [] }]);
+    } finally {
+      await production.close();
+    }
+  });
+});
+
 describe("real answers, against what the document says of them", () => {
   const ajv = new Ajv({ strict: false, allErrors: true });
   addFormats.default(ajv);
