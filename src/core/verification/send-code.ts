@@ -686,9 +686,10 @@ export function countAccountLookup(deps: EngineDeps, lookup: AccountLookupInput,
 }
 
 /**
- * A test recipient's fixed code, matched by mailbox (as the limits and accounts count them): a
- * reviewer whose keyboard capitalises `Review@` reaches the same inbox, and must get the fixed
- * code rather than a real one sent where nobody reads it.
+ * A test recipient's fixed code, matched whatever the letter case of the address: a reviewer whose
+ * keyboard capitalises `Review@` reaches the same inbox, and must get the fixed code rather than a
+ * real one sent where nobody reads it. Not by mailbox (tags, Gmail's dots): a test address listed
+ * as `dev+review@` must not take the fixed code to `dev@`, whose owner reads real ones.
  */
 function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): string | null {
   if (app.testRecipients.length === 0) return null;
@@ -699,7 +700,7 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
       for (const channel of ["email", "sms"] as const) {
         try {
           const { address } = parseRecipient(channel, test.to, { defaultCountry });
-          codes.set(`${channel}\0${mailboxOf(channel, address)}`, test.code);
+          codes.set(`${channel}\0${address.toLowerCase()}`, test.code);
         } catch {
           // a test recipient of the other channel does not parse as this one; it cannot match
         }
@@ -707,7 +708,7 @@ function fixedTestCode(app: App, recipient: Recipient, defaultCountry: string): 
     }
     testCodesByApp.set(app, codes);
   }
-  return codes.get(`${recipient.channel}\0${mailboxOf(recipient.channel, recipient.address)}`) ?? null;
+  return codes.get(`${recipient.channel}\0${recipient.address.toLowerCase()}`) ?? null;
 }
 
 /**
