@@ -45,9 +45,11 @@ if (!probe.ok) {
       await writer.drain();
     });
 
-    // Behind a batch that stalls, a send waited as long as the stall (minutes, in a long lock), so
-    // its idempotency entry could lapse and a retry be sent a second code. A row queued past the
-    // bound is refused unsent; one handed in since is still written.
+    // Behind batches that stall (each up to its statement and client timeouts, ~6 s; more rows
+    // queued than the batches in flight take, 500 each, wait for several rounds of them), a send
+    // could wait past its idempotency entry's 30 s, and a retry be sent a second code. A row queued
+    // past the bound is refused unsent; one handed in since is still written. (A lock stands in for
+    // the stall here.)
     it("refuses a row queued past its wait bound unsent, and writes the rows handed in since", async () => {
       const writer = createPostgresOutboxWriter(pool(), { maxConcurrentCommits: 1, maxWaitMs: 300 });
       const now = baseTime();
