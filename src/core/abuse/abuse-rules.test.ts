@@ -486,11 +486,19 @@ describe("waivableForKnownNumber, waiveForKnownNumber", () => {
     expect(waivableForKnownNumber(all, "no such rule")).toBe(false);
   });
 
-  it("makes those rules count without refusing, in place, and leaves the others", () => {
+  it("makes those rules count without refusing, in place, leaves the others, and adds the known numbers' own", () => {
     const all = counters();
     const before = all.map((counter) => ({ ...counter }));
-    waiveForKnownNumber(all);
-    expect(all.map((counter) => counter.key)).toEqual(before.map((counter) => counter.key));
+    waiveForKnownNumber(all, pumping({ dailyBudget: 100 }), uk, "+44740");
+    expect(all.slice(0, before.length).map((counter) => counter.key)).toEqual(
+      before.map((counter) => counter.key),
+    );
+    expect(all.slice(before.length).map((counter) => [counter.key, counter.limit, counter.kind])).toEqual([
+      ["pump:kcc:GB:3600", 1_000, "deny"],
+      ["pump:kcc:GB:86400", 10_000, "deny"],
+      ["pump:kpfx:+44740:3600", 50, "deny"],
+      ["pump:kpfx:+44740:86400", 300, "deny"],
+    ]);
     expect(all.filter((counter) => counter.shadow).map((counter) => counter.rule)).toEqual([
       "sms_country_GB:1000/3600s",
       "sms_country_GB:10000/86400s",

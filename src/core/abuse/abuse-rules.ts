@@ -165,6 +165,9 @@ export function riskRuleName(scope: RiskScope, rule: RateRule): string {
 const PREFIX_BLOCK_KEYS = "pump:block:";
 const PREFIX_SENT_KEYS = "pump:pfx:";
 const COUNTRY_SENT_KEYS = "pump:cc:";
+// The budgets of the same sizes that known-good numbers' sends are held to instead.
+const KNOWN_PREFIX_SENT_KEYS = "pump:kpfx:";
+const KNOWN_COUNTRY_SENT_KEYS = "pump:kcc:";
 
 /** Key of a prefix's automatic block (set by the anomaly detector, checked on every SMS send). */
 export function prefixBlockKey(prefix: string): string {
@@ -338,16 +341,43 @@ export function waivableForKnownNumber(counters: readonly CounterCheck[], rule: 
 }
 
 /**
- * Makes the guard's prefix and country rules among `counters` count without refusing (`shadow`),
- * in place, for a known-good number's send: its send is still counted, and reported where a
- * rule would have refused it.
+ * For a known-good number's send: the guard's shared prefix and country rules among `counters`
+ * count without refusing (`shadow`, in place), and the send is held to budgets of the same sizes
+ * kept for known numbers alone. The shared ones are what an attacker's sends to new numbers use
+ * up; the known numbers' own bound what one who can read the codes sent to numbers of their own
+ * (and so make them known) can pump through them.
  */
-export function waiveForKnownNumber(counters: CounterCheck[]): void {
+export function waiveForKnownNumber(
+  counters: CounterCheck[],
+  policy: PumpingPolicy,
+  recipient: Recipient,
+  prefix: string,
+): void {
   for (let i = 0; i < counters.length; i++) {
     const counter = counters[i] as CounterCheck;
     if (counter.kind === "deny" && !counter.shadow && isWaivableKey(counter.key)) {
       counters[i] = { ...counter, shadow: true };
     }
+  }
+  const shadow = policy.shadow ? { shadow: true } : {};
+  const country = regionOf(recipient);
+  for (const rule of policy.perCountry) {
+    counters.push({
+      key: `${KNOWN_COUNTRY_SENT_KEYS}${country}:${rule.windowSeconds}`,
+      ...rule,
+      rule: ruleName(`sms_known_country_${country}`, rule),
+      kind: "deny",
+      ...shadow,
+    });
+  }
+  for (const rule of policy.perPrefix) {
+    counters.push({
+      key: `${KNOWN_PREFIX_SENT_KEYS}${prefix}:${rule.windowSeconds}`,
+      ...rule,
+      rule: ruleName(`sms_known_prefix_${prefix}`, rule),
+      kind: "deny",
+      ...shadow,
+    });
   }
 }
 

@@ -174,6 +174,29 @@ describe.each(MODES)("a known number past the pumping guard ($mode)", ({ cluster
     expect(country.count).toBe(7);
   });
 
+  // Whoever reads the codes sent to numbers of their own can make them known, one approval each:
+  // past the shared budgets, known numbers share budgets of the same sizes of their own.
+  it("holds known numbers past a spent prefix budget to a budget of their own", async () => {
+    await open({ perPrefix: [{ limit: 2, windowSeconds: 3600 }] });
+    const [first, second] = [1, 2].map((n) => `138${String(30_000_000 + n)}`) as [string, string];
+    // each verified once, which spends the shared budget
+    await verify(first);
+    await verify(second);
+    server().clock.advanceSeconds(60);
+    expect(fresnsCode(await fresnsSend(attacked(1)))).toBe(34103);
+    // past it, the two known numbers' sends fill the known numbers' own budget of 2
+    expect(fresnsCode(await fresnsSend(first))).toBe(0);
+    expect(fresnsCode(await fresnsSend(second))).toBe(0);
+    server().clock.advanceSeconds(60);
+    expect(fresnsCode(await fresnsSend(first))).toBe(34103);
+    const [denial] = await server().server.backend.sendLog.query({
+      appId: "default",
+      limit: 1,
+      decision: "denied",
+    });
+    expect(denial?.reason).toBe("sms_known_prefix_+86138:2/3600s");
+  });
+
   it("holds a known number to the app's daily budget, its operator's hard cap", async () => {
     await open({ perPrefix: [{ limit: 2, windowSeconds: 3600 }], dailyBudget: 2 });
     await verify(ANN);

@@ -387,7 +387,8 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
     outcome = await deps.store.issue(request, now);
     // A prefix's block or budget, or a country's budget, is shared by everyone who sends there, so
     // an attacker's sends to new numbers can use it up: a number whose code was approved before
-    // is let past it (its send still counted), new numbers stay refused. Only a send those rules
+    // is let past it (its send still counted), held to budgets of known numbers of their own; new
+    // numbers stay refused. Only a send those rules
     // refused pays for this (one read, one more issue). A refusal wrote nothing in the store (it
     // checks every rule before it counts any, or replays), so the same request is issued again:
     // the same code, the same Idempotency-Key.
@@ -398,7 +399,7 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
       waivableForKnownNumber(counters, outcome.rule) &&
       (await isKnownNumber(deps.counters, app.id, recipient.address, now))
     ) {
-      waiveForKnownNumber(counters);
+      waiveForKnownNumber(counters, app.abuse.pumping, recipient, pumpingPrefix);
       shadowNotes.push(KNOWN_NUMBER_NOTE);
       outcome = await deps.store.issue(request, now);
     }
