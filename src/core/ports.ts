@@ -207,7 +207,7 @@ export interface OutboxStore {
   recordReceipt(provider: string, providerMessageId: string, delivery: DeliveryRecord): Promise<boolean>;
   /**
    * How many messages wait for delivery (queued, claimed ones included), from the index of due
-   * messages: cheap enough for every metrics scrape.
+   * messages: its cost grows with the queued messages, not the finished ones (a metrics scrape's).
    */
   queuedCount(): Promise<number>;
 }

@@ -180,6 +180,17 @@ describe("serving the document", () => {
       });
       expect(revalidated.statusCode, url).toBe(304);
       expect(revalidated.body, url).toBe("");
+      // as proxies send it: weak, in a list
+      for (const ifNoneMatch of [`W/${first.headers.etag}`, `"other", ${first.headers.etag}`, "*"]) {
+        const again = await t.fastify.inject({
+          method: "GET",
+          url,
+          headers: { "if-none-match": ifNoneMatch },
+        });
+        expect(again.statusCode, `${url} ${ifNoneMatch}`).toBe(304);
+      }
+      const stale = await t.fastify.inject({ method: "GET", url, headers: { "if-none-match": '"other"' } });
+      expect(stale.statusCode, url).toBe(200);
     }
     const json = await t.fastify.inject({ method: "GET", url: "/docs/json" });
     expect(json.headers["content-type"]).toBe("application/json; charset=utf-8");
@@ -197,7 +208,10 @@ describe("serving the document", () => {
     expect(bodyOf("/readyz", "503")).toMatchObject({ properties: { status: { enum: ["unavailable"] } } });
     expect((await t.fastify.inject({ method: "GET", url: "/healthz" })).json()).toEqual({ status: "ok" });
     expect((await t.fastify.inject({ method: "GET", url: "/readyz" })).json()).toEqual({ status: "ready" });
-    expect(spec.paths["/metrics"]?.get?.responses["200"]?.content).toHaveProperty(["text/plain"]);
+    const metrics = spec.paths["/metrics"]?.get as Operation & { security: unknown };
+    expect(metrics.responses["200"]?.content).toHaveProperty(["text/plain"]);
+    expect(metrics.security).toEqual([{}, { metricsToken: [] }]);
+    expect(metrics.responses["401"]?.content).toHaveProperty(["application/problem+json"]);
   });
 
   // DESIGN.md: dev mode accepts unauthenticated calls for the app `default`; production does not.

@@ -119,6 +119,11 @@ export const SECURITY_SCHEMES = {
     name: "X-Fresns-Aid-Token",
     description: "a signed-in Fresns call, with X-Fresns-Aid",
   },
+  metricsToken: {
+    type: "http",
+    scheme: "bearer",
+    description: "VERIFYD_METRICS_TOKEN, which `GET /metrics` asks for where it is set",
+  },
 } as const;
 
 type Face = "native" | "dev" | "fresns" | "cloudbase" | "idaas" | "operations";
@@ -156,7 +161,8 @@ export function documentRoute({
   doc.operationId ??= operationIdOf(method, url);
   // The API key is the native API's alone (the global requirement). The published APIs' faces
   // take none: anonymous calls, or a session of their own where a route needs a signed-in user.
-  if (face !== "native") doc.security = sessionSecurity(url);
+  if (url === "/metrics") doc.security = [{}, { metricsToken: [] }];
+  else if (face !== "native") doc.security = sessionSecurity(url);
   if (face === "idaas") doc.headers = IDAAS_HEADERS;
   const responses: Responses = EMPTY_REPLY_ROUTES.has(url)
     ? { 200: EMPTY_200, ...(schema?.response as Responses) }
@@ -218,8 +224,14 @@ const OPERATIONS_RESPONSES: Record<string, Responses> = {
       description: "Prometheus's text format",
       content: { "text/plain": { schema: { type: "string" } } },
     },
-    401: { description: "production: a token other than VERIFYD_METRICS_TOKEN, or none" },
-    404: { description: "production without VERIFYD_METRICS_TOKEN: no such route" },
+    401: {
+      description: "UNAUTHENTICATED: a token other than VERIFYD_METRICS_TOKEN, or none, where it is set",
+      content: { "application/problem+json": { schema: Problem } },
+    },
+    404: {
+      description: "ROUTE_NOT_FOUND: production without VERIFYD_METRICS_TOKEN",
+      content: { "application/problem+json": { schema: Problem } },
+    },
   },
 };
 
@@ -333,8 +345,17 @@ export function documentServedOnce(fastify: FastifyInstance): { onRequest: onReq
         made.set(path, document);
       }
       reply.header("etag", document.etag).header("cache-control", "public, max-age=300");
-      if (request.headers["if-none-match"] === document.etag) reply.code(304).send();
+      if (matchesEtag(request.headers["if-none-match"], document.etag)) reply.code(304).send();
       else reply.type(document.type).send(document.body);
     },
   };
+}
+
+/** `If-None-Match` by RFC 9110's weak comparison: a list of tags, each perhaps `W/`, or `*`. */
+function matchesEtag(ifNoneMatch: string | undefined, etag: string): boolean {
+  if (ifNoneMatch === undefined) return false;
+  return ifNoneMatch.split(",").some((tag) => {
+    const trimmed = tag.trim();
+    return trimmed === "*" || (trimmed.startsWith("W/") ? trimmed.slice(2) : trimmed) === etag;
+  });
 }
