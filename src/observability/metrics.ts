@@ -395,11 +395,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ["version"],
     registers: [registry],
   }).set({ version: VERSION }, 1);
-  const host = processRegistry();
   return {
     contentType: registry.contentType,
     async scrape() {
-      const [own, ofProcess] = await Promise.all([registry.metrics(), host.metrics()]);
+      // Started at the first scrape: a server nobody scrapes keeps no GC observer or lag timer.
+      const [own, ofProcess] = await Promise.all([registry.metrics(), processRegistry().metrics()]);
       return `${ofProcess}\n${own}`;
     },
   };
@@ -413,7 +413,8 @@ let sharedProcessRegistry: Registry | undefined;
 
 /**
  * prom-client's process metrics (CPU, memory, event loop lag, GC, handles), in one registry per
- * process: they describe the process, and each set keeps timers and observers of its own.
+ * process: they describe the process, and each set keeps timers and observers of its own (so they
+ * are started by the first scrape; their counts start there).
  */
 function processRegistry(): Registry {
   if (!sharedProcessRegistry) {
