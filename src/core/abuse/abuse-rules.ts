@@ -229,20 +229,8 @@ export function pumpingCounters(policy: PumpingPolicy, recipient: Recipient, pre
   const shadow = policy.shadow ? { shadow: true } : {};
   const country = regionOf(recipient);
   const counters: CounterCheck[] = [
-    ...policy.perCountry.map((rule) => ({
-      key: `${COUNTRY_SENT_KEYS}${country}:${rule.windowSeconds}`,
-      ...rule,
-      rule: ruleName(`sms_country_${country}`, rule),
-      kind: "deny" as const,
-      ...shadow,
-    })),
-    ...policy.perPrefix.map((rule) => ({
-      key: prefixSentKey(prefix, rule.windowSeconds),
-      ...rule,
-      rule: ruleName(`sms_prefix_${prefix}`, rule),
-      kind: "deny" as const,
-      ...shadow,
-    })),
+    ...budgetCounters(policy.perCountry, COUNTRY_SENT_KEYS, country, "sms_country_", shadow),
+    ...budgetCounters(policy.perPrefix, PREFIX_SENT_KEYS, prefix, "sms_prefix_", shadow),
     // A check-only flag: refuses while the detector's block stands, counts nothing.
     {
       key: prefixBlockKey(prefix),
@@ -361,24 +349,27 @@ export function waiveForKnownNumber(
   }
   const shadow = policy.shadow ? { shadow: true } : {};
   const country = regionOf(recipient);
-  for (const rule of policy.perCountry) {
-    counters.push({
-      key: `${KNOWN_COUNTRY_SENT_KEYS}${country}:${rule.windowSeconds}`,
-      ...rule,
-      rule: ruleName(`sms_known_country_${country}`, rule),
-      kind: "deny",
-      ...shadow,
-    });
-  }
-  for (const rule of policy.perPrefix) {
-    counters.push({
-      key: `${KNOWN_PREFIX_SENT_KEYS}${prefix}:${rule.windowSeconds}`,
-      ...rule,
-      rule: ruleName(`sms_known_prefix_${prefix}`, rule),
-      kind: "deny",
-      ...shadow,
-    });
-  }
+  counters.push(
+    ...budgetCounters(policy.perCountry, KNOWN_COUNTRY_SENT_KEYS, country, "sms_known_country_", shadow),
+    ...budgetCounters(policy.perPrefix, KNOWN_PREFIX_SENT_KEYS, prefix, "sms_known_prefix_", shadow),
+  );
+}
+
+/** A budget's deny counters: one a rule, keyed `<keys><subject>:<window>`, named `<name><subject>:…`. */
+function budgetCounters(
+  rules: readonly RateRule[],
+  keys: string,
+  subject: string,
+  name: string,
+  shadow: { shadow?: boolean },
+): CounterCheck[] {
+  return rules.map((rule) => ({
+    key: `${keys}${subject}:${rule.windowSeconds}`,
+    ...rule,
+    rule: ruleName(`${name}${subject}`, rule),
+    kind: "deny" as const,
+    ...shadow,
+  }));
 }
 
 function isWaivableKey(key: string): boolean {
