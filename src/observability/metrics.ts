@@ -79,8 +79,16 @@ export class LabeledCounts {
     level.set(key, amount);
   }
 
-  /** Every series as a row of its label values and its count (plain arrays: they cross threads). */
-  rows(): SeriesRow[] {
+  /** what came past `maxSeries`, counted together */
+  get overflowed(): number {
+    return this.overflow;
+  }
+
+  /**
+   * Every series as a row of its label values and its count (plain arrays: they cross threads),
+   * and what came past `maxSeries` as a row of `OVERFLOW_LABEL`s unless `withOverflow` is false.
+   */
+  rows(withOverflow = true): SeriesRow[] {
     const rows: SeriesRow[] = [];
     const walk = (level: Level, prefix: LabelValue[]) => {
       for (const [key, value] of level) {
@@ -89,7 +97,8 @@ export class LabeledCounts {
       }
     };
     walk(this.root, []);
-    if (this.overflow > 0) rows.push([...this.labelNames.map(() => OVERFLOW_LABEL), this.overflow]);
+    if (withOverflow && this.overflow > 0)
+      rows.push([...this.labelNames.map(() => OVERFLOW_LABEL), this.overflow]);
     return rows;
   }
 

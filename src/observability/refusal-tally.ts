@@ -1,4 +1,5 @@
 import type { Clock, Logger } from "../core/ports.js";
+import { LabeledCounts } from "./metrics.js";
 
 export interface RefusalTallyOptions {
   log: Pick<Logger, "info" | "warn">;
@@ -42,30 +43,30 @@ const DEFAULT_MAX_KEYS = 500;
  * line of its own: a flood of them would write the disk full, and most refusals are a client's
  * honest mistake. But an attack must show: rate-limited and captcha-required sends, bad keys,
  * guessed ids and passwords are counted by (face, app, code) and written as one `info` line an
- * interval, a `warn` past `warnAbove` refusals. Counting costs three map look-ups: the counts are
- * nested by face, app and code (strings the request holds already), so no key is built.
+ * interval, a `warn` past `warnAbove` refusals. Counting costs three map look-ups (`LabeledCounts`,
+ * as the metrics count): nested by face, app and code, strings the request holds, no key built.
  */
 export function createRefusalTally(options: RefusalTallyOptions): RefusalTally {
   const { log, clock } = options;
   const intervalMs = options.intervalMs ?? DEFAULT_INTERVAL_MS;
   const warnAbove = options.warnAbove ?? DEFAULT_WARN_ABOVE;
   const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS;
-  let counts = new Map<string, Map<string, Map<string | number, number>>>();
-  let keys = 0;
-  let total = 0;
-  let other = 0;
+  const newCounts = () => new LabeledCounts(["face", "app", "code"], maxKeys);
+  let counts = newCounts();
   let sinceMs = clock.nowMs();
 
   const flush = () => {
     const nowMs = clock.nowMs();
+    const total = counts.changes;
     if (total > 0) {
-      const refusals: RefusalCount[] = [];
-      for (const [face, byApp] of counts) {
-        for (const [app, byCode] of byApp) {
-          for (const [code, count] of byCode) refusals.push({ face, app, code, count });
-        }
-      }
+      const refusals: RefusalCount[] = counts.rows(false).map(([face, app, code, count]) => ({
+        face: String(face),
+        app: String(app),
+        code: code as string | number,
+        count: count as number,
+      }));
       refusals.sort((a, b) => b.count - a.count);
+      const other = counts.overflowed;
       const line = {
         refused: total,
         seconds: Math.max(0, Math.round((nowMs - sinceMs) / 1000)),
@@ -75,10 +76,7 @@ export function createRefusalTally(options: RefusalTallyOptions): RefusalTally {
       if (total > warnAbove) log.warn(line, "requests refused: more than usual");
       else log.info(line, "requests refused");
     }
-    counts = new Map();
-    keys = 0;
-    total = 0;
-    other = 0;
+    counts = newCounts();
     sinceMs = nowMs;
   };
   const timer = setInterval(flush, intervalMs);
@@ -87,28 +85,7 @@ export function createRefusalTally(options: RefusalTallyOptions): RefusalTally {
 
   return {
     count(face, app, code) {
-      total += 1;
-      let byApp = counts.get(face);
-      let byCode = byApp?.get(app);
-      const seen = byCode?.get(code);
-      if (seen !== undefined) {
-        (byCode as Map<string | number, number>).set(code, seen + 1);
-        return;
-      }
-      if (keys >= maxKeys) {
-        other += 1;
-        return;
-      }
-      keys += 1;
-      if (byApp === undefined) {
-        byApp = new Map();
-        counts.set(face, byApp);
-      }
-      if (byCode === undefined) {
-        byCode = new Map();
-        byApp.set(app, byCode);
-      }
-      byCode.set(code, 1);
+      counts.add(face, app, code);
     },
     flush,
     close() {
