@@ -40,26 +40,34 @@ async function eventually<T>(probe: () => Promise<T | undefined> | T | undefined
   }
 }
 
+/**
+ * A server on `dataDir` with the dev inbox, whose codes are fresh by the system clock (the thread
+ * reads it); `send` queues a code for `to`, `inboxOf` reads the newest message to it.
+ */
+async function serverWithInbox(dataDir: string) {
+  const server = await createTestServer({
+    dataDir,
+    devSender: true,
+    clock: new FixedClock(Date.now()),
+    env: { VERIFYD_SECRET: SECRET },
+  });
+  const send = async (to: string) => {
+    const reply = await server.fastify.inject({
+      method: "POST",
+      url: "/v1/verifications",
+      payload: { channel: "email", to, purpose: "sign_in" },
+    });
+    expect(reply.statusCode).toBe(201);
+    return reply.json<{ id: string }>().id;
+  };
+  const inboxOf = async (to: string) => (await server.server.backend.devInbox.list(to, 10))[0];
+  return { server, send, inboxOf };
+}
+
 describe("the delivery thread", () => {
   it("delivers what the server committed, from its own connection, and stops after its deliveries", async () => {
     const dataDir = tempDir();
-    // The thread reads the system clock, so the server's codes must be fresh by it.
-    const server = await createTestServer({
-      dataDir,
-      devSender: true,
-      clock: new FixedClock(Date.now()),
-      env: { VERIFYD_SECRET: SECRET },
-    });
-    const send = async (to: string) => {
-      const reply = await server.fastify.inject({
-        method: "POST",
-        url: "/v1/verifications",
-        payload: { channel: "email", to, purpose: "sign_in" },
-      });
-      expect(reply.statusCode).toBe(201);
-      return reply.json<{ id: string }>().id;
-    };
-    const inboxOf = async (to: string) => (await server.server.backend.devInbox.list(to, 10))[0];
+    const { server, send, inboxOf } = await serverWithInbox(dataDir);
     try {
       // queued before the thread exists: it claims what is due when it starts
       const first = await send("before@example.com");
@@ -95,12 +103,7 @@ describe("the delivery thread", () => {
   // a pipe that filled up, lines of the two tore into one another. @see logs review 2
   it("has its lines written, whole, by the server's destination, the last ones before it stops", async () => {
     const dataDir = tempDir();
-    const server = await createTestServer({
-      dataDir,
-      devSender: true,
-      clock: new FixedClock(Date.now()),
-      env: { VERIFYD_SECRET: SECRET },
-    });
+    const { server, send, inboxOf } = await serverWithInbox(dataDir);
     // A slow destination that takes a few bytes at a time, as a pipe that filled up does.
     const received: string[] = [];
     const slow = new Writable({
@@ -112,16 +115,6 @@ describe("the delivery thread", () => {
       },
     });
     const serverLogger = createLogger({ level: "info", devCodes: false }, slow);
-    const send = async (to: string) => {
-      const reply = await server.fastify.inject({
-        method: "POST",
-        url: "/v1/verifications",
-        payload: { channel: "email", to, purpose: "sign_in" },
-      });
-      expect(reply.statusCode).toBe(201);
-      return reply.json<{ id: string }>().id;
-    };
-    const inboxOf = async (to: string) => (await server.server.backend.devInbox.list(to, 10))[0];
     try {
       const thread = startDeliveryThread({
         config: loadConfig({ VERIFYD_DATA_DIR: dataDir, VERIFYD_SECRET: SECRET, VERIFYD_LOG_LEVEL: "info" }),

@@ -52,14 +52,7 @@ describe("the log's redaction", () => {
 
 describe("the process logger", () => {
   it("names the process and host on every line, beside the service", () => {
-    const lines: string[] = [];
-    const stream = new Writable({
-      write(chunk, _encoding, done) {
-        lines.push(String(chunk));
-        done();
-      },
-    });
-    const logger = createLogger({ level: "info", devCodes: false }, stream);
+    const { logger, lines } = capture();
     logger.info({ provider: "twilio" }, "x");
     expect(JSON.parse(lines[0] ?? "{}")).toMatchObject({
       service: "verifyd",
@@ -117,14 +110,7 @@ describe("a worker thread's forwarded lines", () => {
   });
 
   it("are written to the main logger's own destination, through a child too, one writer for both threads", () => {
-    const writes: string[] = [];
-    const stream = new Writable({
-      write(chunk, _encoding, done) {
-        writes.push(String(chunk));
-        done();
-      },
-    });
-    const main = createLogger({ level: "info", devCodes: false }, stream);
+    const { logger: main, lines: writes } = capture();
     main.info("main");
     writeForwardedLines(main.child({ component: "x" }), '{"msg":"a"}\n{"msg":"b"}\n');
     expect(
