@@ -250,6 +250,8 @@ export interface Session {
   expiresAtMs: number;
   /** the account's `credentialVersion` as the login that opened it read it */
   credentialVersion: number;
+  /** the random tag every token of a rotating session carries, kept across its rotations */
+  chain?: string;
 }
 
 /** The fields of an account an update may write; absent ones are left as stored, null clears. */
@@ -305,15 +307,16 @@ export interface AccountDirectory {
   deleteSession(appId: string, accountId: string, tokenHash: string): Promise<void>;
   /**
    * Rotates a live session to a new token in place, for exactly one of concurrent callers, and
-   * returns it as it now is (the same account and credential version, the new token and expiry);
-   * null when it is unknown, expired or already rotated. The session remembers the token it was
-   * rotated from, so a new password that keeps the old token keeps it too (`update`'s
-   * `keepSessions`), whichever of the two came first.
+   * returns it as it now is (the same account and credential version, the new token, expiry and
+   * chain); null when it is unknown, expired or already rotated. The session remembers the token
+   * it was rotated from, so a new password that keeps the old token keeps it too (`update`'s
+   * `keepSessions`), whichever of the two came first. `next.chain` is stored as the session's
+   * chain (a session opened before chains gets one at its first rotation).
    */
   rotateSession(
     appId: string,
     tokenHash: string,
-    next: { tokenHash: string; expiresAtMs: number },
+    next: { tokenHash: string; expiresAtMs: number; chain?: string },
     nowMs: number,
   ): Promise<Session | null>;
   /**
@@ -322,6 +325,11 @@ export interface AccountDirectory {
    * answers every made-up token a refresh or a revoke is sent.
    */
   findSessionRotatedFrom(appId: string, tokenHash: string, nowMs: number): Promise<Session | null>;
+  /**
+   * The live session of this chain, or null: what any token of a rotating session, presented
+   * after a rotation replaced it, led to. A read by an index, as `findSessionRotatedFrom`.
+   */
+  findSessionOfChain(appId: string, chain: string, nowMs: number): Promise<Session | null>;
 }
 
 export interface DevInboxMessage {

@@ -122,6 +122,7 @@ export interface SessionRow {
   account_id: string;
   expires_at: number;
   credential_version: number;
+  chain: string | null;
 }
 
 export function sessionFromRow(row: SessionRow | undefined): Session | null {
@@ -132,6 +133,7 @@ export function sessionFromRow(row: SessionRow | undefined): Session | null {
         accountId: row.account_id,
         expiresAtMs: row.expires_at,
         credentialVersion: row.credential_version,
+        ...(row.chain ? { chain: row.chain } : {}),
       }
     : null;
 }

@@ -1,6 +1,6 @@
 import { clientAddressOf } from "../abuse/abuse-rules.js";
 import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
-import { newId, newSecretToken, sha256Hex } from "../ids.js";
+import { newId, newSecretToken, randomBytesFromPool, sha256Hex } from "../ids.js";
 import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger, Session } from "../ports.js";
 import type { Account, App, Channel } from "../types.js";
@@ -79,6 +79,33 @@ const SESSION_TOKEN_PREFIXES: Record<SessionKind, string> = {
 export function isSessionTokenOf(kind: SessionKind, token: string): boolean {
   const prefix = SESSION_TOKEN_PREFIXES[kind];
   return token.length > prefix.length && token.startsWith(prefix) && token[prefix.length] === "_";
+}
+
+/**
+ * The kinds whose token a refresh replaces. Each of their tokens names the session's chain, its
+ * first login's random tag, which all of the session's tokens carry: a token presented after its
+ * rotation ends the session it led to however many rotations ago it was replaced, as whoever
+ * holds an old one (its owner or a thief) once held the chain (RFC 9700 §4.14.2). Without it,
+ * a thief who refreshed twice before the owner came back kept the session.
+ */
+const ROTATING_KINDS: ReadonlySet<SessionKind> = new Set(["cloudbase"]);
+
+// 128 random bits in base64url, then a dot the secret part's alphabet has not.
+const CHAIN_PATTERN = /^[A-Za-z0-9_-]{22}\./;
+
+/** A new session token of `kind`; `chain` is kept when the kind rotates, else a new one drawn. */
+function newSessionToken(kind: SessionKind, chain?: string): { token: string; chain?: string } {
+  const prefix = SESSION_TOKEN_PREFIXES[kind];
+  if (!ROTATING_KINDS.has(kind)) return { token: newSecretToken(prefix) };
+  const tag = chain ?? randomBytesFromPool(16).toString("base64url");
+  return { token: `${prefix}_${tag}.${randomBytesFromPool(24).toString("base64url")}`, chain: tag };
+}
+
+/** The chain a rotating kind's token names; undefined for a token minted before chains. */
+function chainOf(kind: SessionKind, token: string): string | undefined {
+  if (!ROTATING_KINDS.has(kind)) return undefined;
+  const rest = token.slice(SESSION_TOKEN_PREFIXES[kind].length + 1);
+  return CHAIN_PATTERN.test(rest) ? rest.slice(0, 22) : undefined;
 }
 
 /**
@@ -246,13 +273,23 @@ export function createAccountService(deps: AccountServiceDeps) {
   }
 
   /**
-   * Ends the live session a refresh rotated away from `tokenHash`, and returns it; null when there
-   * is none. A rotated refresh token presented again may come from its owner or from a thief
-   * holding a copy, and the server cannot tell which, so the session it became ends, and with it
-   * whoever refreshed first (RFC 9700 §4.14.2). Run only once the token has named no live session.
+   * Ends the live session a refresh rotated away from `token`, and returns it; null when there is
+   * none. A rotated refresh token presented again may come from its owner or from a thief holding
+   * a copy, and the server cannot tell which, so the session it became ends, and with it whoever
+   * refreshed first (RFC 9700 §4.14.2). Found by the token's chain, whatever rotations came
+   * since; a token minted before chains, by the one rotation that replaced it. Run only once the
+   * token has named no live session.
    */
-  async function endSessionRotatedFrom(app: App, tokenHash: string, nowMs: number): Promise<Session | null> {
-    const successor = await accounts.findSessionRotatedFrom(app.id, tokenHash, nowMs);
+  async function endSessionRotatedFrom(
+    app: App,
+    kind: SessionKind,
+    token: string,
+    nowMs: number,
+  ): Promise<Session | null> {
+    const chain = chainOf(kind, token);
+    const successor = chain
+      ? await accounts.findSessionOfChain(app.id, chain, nowMs)
+      : await accounts.findSessionRotatedFrom(app.id, sha256Hex(token), nowMs);
     if (successor) await revokeSessionById(deps, app, successor.accountId, successor.tokenHash);
     return successor;
   }
@@ -401,7 +438,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       ttlSeconds: number,
       kind: SessionKind,
     ): Promise<IssuedSession> {
-      const token = newSecretToken(SESSION_TOKEN_PREFIXES[kind]);
+      const { token, chain } = newSessionToken(kind);
       const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
       // Opened under the credentials `account` was read with: if a new password came since
       // (a login in flight while it was set), the session is dead from the start.
@@ -411,6 +448,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         accountId: account.id,
         expiresAtMs,
         credentialVersion: account.credentialVersion,
+        ...(chain ? { chain } : {}),
       });
       return { token, expiresAtMs };
     },
@@ -433,7 +471,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       const now = clock.nowMs();
       const session = await accounts.findSession(app.id, tokenHash, now);
       if (session) await revokeSessionById(deps, app, session.accountId, session.tokenHash);
-      else await endSessionRotatedFrom(app, tokenHash, now);
+      else await endSessionRotatedFrom(app, kind, token, now);
     },
 
     /**
@@ -452,20 +490,19 @@ export function createAccountService(deps: AccountServiceDeps) {
     ): Promise<{ account: Account; session: IssuedSession } | null> {
       if (!isSessionTokenOf(kind, token)) return null;
       const now = clock.nowMs();
-      const next = {
-        token: newSecretToken(SESSION_TOKEN_PREFIXES[kind]),
-        expiresAtMs: now + ttlSeconds * 1000,
-      };
+      // A token minted before chains starts one: its session's next tokens carry it.
+      const { token: nextToken, chain } = newSessionToken(kind, chainOf(kind, token));
+      const next = { token: nextToken, expiresAtMs: now + ttlSeconds * 1000 };
       const tokenHash = sha256Hex(token);
       const nextHash = sha256Hex(next.token);
       const rotated = await accounts.rotateSession(
         app.id,
         tokenHash,
-        { tokenHash: nextHash, expiresAtMs: next.expiresAtMs },
+        { tokenHash: nextHash, expiresAtMs: next.expiresAtMs, ...(chain ? { chain } : {}) },
         now,
       );
       if (!rotated) {
-        const ended = await endSessionRotatedFrom(app, tokenHash, now);
+        const ended = await endSessionRotatedFrom(app, kind, token, now);
         if (ended) {
           logger.warn(
             { appId: app.id, accountId: ended.accountId },

@@ -323,6 +323,42 @@ export function accountDirectoryContract(name: string, open: () => Promise<Accou
       expect(await accounts.findSessionRotatedFrom(appId, second.tokenHash, now)).toBeNull();
     });
 
+    // Regression: only the token the last rotation replaced led to the live session, so a thief
+    // who refreshed twice before the owner came back kept it. @see RFC 9700 §4.14.2
+    it("finds the live session of a chain across its rotations, and no other", async () => {
+      const now = baseTime();
+      const appId = uniqueId("app");
+      const chain = uniqueId("chain");
+      const first = { ...session(appId, uniqueId("acct"), now + 60_000, 2), chain };
+      const unchained = session(appId, first.accountId, now + 60_000);
+      for (const each of [first, unchained]) await accounts.createSession(each);
+      expect(await accounts.findSessionOfChain(appId, chain, now)).toEqual(first);
+
+      const second = { tokenHash: hexHash(), expiresAtMs: now + 120_000, chain };
+      const third = { tokenHash: hexHash(), expiresAtMs: now + 180_000, chain };
+      await accounts.rotateSession(appId, first.tokenHash, second, now);
+      const rotated = await accounts.rotateSession(appId, second.tokenHash, third, now);
+      expect(rotated).toEqual({ ...first, ...third });
+      expect(await accounts.findSessionOfChain(appId, chain, now)).toEqual(rotated);
+      // Not in another app, nor by another chain, nor once expired.
+      expect(await accounts.findSessionOfChain(uniqueId("app"), chain, now)).toBeNull();
+      expect(await accounts.findSessionOfChain(appId, uniqueId("chain"), now)).toBeNull();
+      expect(await accounts.findSessionOfChain(appId, chain, now + 180_000)).toBeNull();
+
+      // A session opened without one takes the chain its first rotation gives it.
+      const given = uniqueId("chain");
+      const next = { tokenHash: hexHash(), expiresAtMs: now + 120_000, chain: given };
+      expect(await accounts.rotateSession(appId, unchained.tokenHash, next, now)).toEqual({
+        ...unchained,
+        ...next,
+      });
+      expect(await accounts.findSessionOfChain(appId, given, now)).toMatchObject(next);
+
+      // Ended, it is found no more.
+      await accounts.deleteSession(appId, first.accountId, third.tokenHash);
+      expect(await accounts.findSessionOfChain(appId, chain, now)).toBeNull();
+    });
+
     it("keeps, under a new password, a kept session that a refresh rotated meanwhile", async () => {
       const now = baseTime();
       const appId = uniqueId("app");

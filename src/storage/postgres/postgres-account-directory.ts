@@ -25,6 +25,10 @@ interface AccountRow {
 export const SESSION_ROTATED_FROM_SQL =
   "SELECT * FROM sessions WHERE app_id = $1 AND rotated_from = $2 AND expires_at > $3";
 
+/** The live session of a chain, by migration 11's partial index (exported for the plan's test). */
+export const SESSION_OF_CHAIN_SQL =
+  "SELECT * FROM sessions WHERE app_id = $1 AND chain = $2 AND expires_at > $3";
+
 const STATEMENTS = {
   // One account per mailbox whatever the ASCII case of its address (migration 7): found by the
   // folded key, or by the exact spelling, which wins, for a second account an earlier version let
@@ -76,8 +80,8 @@ const STATEMENTS = {
     UPDATE accounts SET password_hash = $4
     WHERE app_id = $1 AND id = $2 AND password_hash = $3`,
   insertSession: `
-    INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version)
-    VALUES ($1, $2, $3, $4, $5)`,
+    INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version, chain)
+    VALUES ($1, $2, $3, $4, $5, $6)`,
   findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
   // By the account's index, which every session is in (migration 10's holds the rotated only). A
   // refresh under way holds the row's lock, so this waits for it and then matches the rotated row.
@@ -89,10 +93,11 @@ const STATEMENTS = {
     DELETE FROM accounts WHERE app_id = $1 AND id = $2`,
   // In place, so the session keeps its row (and its lock) across the rotation.
   rotateSession: `
-    UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5
+    UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5, chain = $6
     WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3
     RETURNING *`,
   sessionRotatedFrom: SESSION_ROTATED_FROM_SQL,
+  sessionOfChain: SESSION_OF_CHAIN_SQL,
 };
 
 // An address's mailbox key as migration 7 computes it, and the predicate of migration 9's index
@@ -251,6 +256,7 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
         session.accountId,
         session.expiresAtMs,
         session.credentialVersion,
+        session.chain ?? null,
       ]);
     },
     async findSession(appId, tokenHash, nowMs): Promise<Session | null> {
@@ -267,11 +273,16 @@ export function createPostgresAccountDirectory(pool: pg.Pool): AccountDirectory 
         nowMs,
         next.tokenHash,
         next.expiresAtMs,
+        next.chain ?? null,
       ]);
       return sessionFromRow(rows[0]);
     },
     async findSessionRotatedFrom(appId, tokenHash, nowMs) {
       const { rows } = await run<SessionRow>("sessionRotatedFrom", [appId, tokenHash, nowMs]);
+      return sessionFromRow(rows[0]);
+    },
+    async findSessionOfChain(appId, chain, nowMs) {
+      const { rows } = await run<SessionRow>("sessionOfChain", [appId, chain, nowMs]);
       return sessionFromRow(rows[0]);
     },
   };

@@ -115,6 +115,10 @@ export const SESSION_ROTATED_FROM_SQL = `
   SELECT * FROM sessions
   WHERE app_id = @appId AND rotated_from = @tokenHash AND expires_at > @nowMs`;
 
+/** The live session of a chain, by migration 15's partial index (exported for the plan's test). */
+export const SESSION_OF_CHAIN_SQL = `
+  SELECT * FROM sessions WHERE app_id = @appId AND chain = @chain AND expires_at > @nowMs`;
+
 /** The built-in account directory: accounts and sessions in the embedded database. */
 export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCommit): AccountDirectory {
   const statements = {
@@ -150,7 +154,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       "UPDATE accounts SET password_hash = @toHash WHERE app_id = @appId AND id = @id AND password_hash = @fromHash",
     ),
     insertSession: db.prepare(
-      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version) VALUES (?, ?, ?, ?, ?)",
+      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version, chain) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     findSession: db.prepare("SELECT * FROM sessions WHERE token_hash = ? AND app_id = ? AND expires_at > ?"),
     deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ? AND app_id = ?"),
@@ -160,10 +164,12 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
       WHERE app_id = @appId AND account_id = @accountId
         AND (token_hash = @tokenHash OR rotated_from = @tokenHash)`),
     rotateSession: db.prepare(`
-      UPDATE sessions SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs
+      UPDATE sessions
+      SET token_hash = @next, rotated_from = token_hash, expires_at = @expiresAtMs, chain = @chain
       WHERE token_hash = @tokenHash AND app_id = @appId AND expires_at > @nowMs
       RETURNING *`),
     sessionRotatedFrom: db.prepare(SESSION_ROTATED_FROM_SQL),
+    sessionOfChain: db.prepare(SESSION_OF_CHAIN_SQL),
     deleteAccount: db.prepare("DELETE FROM accounts WHERE app_id = ? AND id = ?"),
     deleteSessionsOf: db.prepare("DELETE FROM sessions WHERE app_id = ? AND account_id = ?"),
     sessionsOf: db.prepare(
@@ -253,6 +259,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
           session.accountId,
           session.expiresAtMs,
           session.credentialVersion,
+          session.chain ?? null,
         ),
       );
     },
@@ -268,6 +275,7 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
           statements.rotateSession.get({
             next: next.tokenHash,
             expiresAtMs: next.expiresAtMs,
+            chain: next.chain ?? null,
             tokenHash,
             appId,
             nowMs,
@@ -277,6 +285,10 @@ export function createSqliteAccountDirectory(db: SqliteDatabase, group: GroupCom
     },
     async findSessionRotatedFrom(appId, tokenHash, nowMs) {
       const row = statements.sessionRotatedFrom.get({ appId, tokenHash, nowMs });
+      return sessionFromRow(row as SessionRow | undefined);
+    },
+    async findSessionOfChain(appId, chain, nowMs) {
+      const row = statements.sessionOfChain.get({ appId, chain, nowMs });
       return sessionFromRow(row as SessionRow | undefined);
     },
   };

@@ -53,7 +53,7 @@ function masked(body: Record<string, unknown>): Record<string, unknown> {
     verification_id: [/^vf_[0-9a-z]{9}[\w-]{36}$/, "<verification_id>"],
     verification_token: [/^vt_[0-9a-z]{9}[\w-]{32}$/, "<verification_token>"],
     access_token: [JWT_PATTERN, "<access_token>"],
-    refresh_token: [/^rt_[\w-]{32}$/, "<refresh_token>"],
+    refresh_token: [/^rt_[\w-]{22}\.[\w-]{32}$/, "<refresh_token>"],
     sub: [/^acc_[\w-]{22}$/, "<sub>"],
     token: [/^cc_[\w-]{32}$/, "<captcha_challenge_token>"],
     captcha_token: [/^cp_[\w-]{32}$/, "<captcha_token>"],

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import {
   type ClusterTestServer,
@@ -5,6 +6,7 @@ import {
   modesToTest,
   type TestServer,
 } from "../../../../test/harness.js";
+import { sha256Hex } from "../../../core/ids.js";
 
 const MODES = await modesToTest("CloudBase refresh token reuse");
 
@@ -90,11 +92,61 @@ describe.each(MODES)("CloudBase refresh token reuse ($mode)", ({ cluster }) => {
     const fourth = await expectRefresh(third.refresh_token);
     expect(fourth.sub).toBe(first.sub);
     expect(await me(fourth.access_token)).toBe(200);
-    // A token two rotations back is only refused: the session has moved past it.
-    await expectInvalidGrant(second.refresh_token);
-    expect(await me(fourth.access_token)).toBe(200);
     expect(await me(third.access_token)).toBe(401);
     await expectRefresh(fourth.refresh_token);
+  });
+
+  // Regression: only the token the last rotation replaced was recognised. A thief who refreshed a
+  // stolen token twice before its owner came back kept the session, and the owner was merely
+  // signed out. Every token of a session now names its chain.
+  it("ends the session when a token replaced several rotations ago comes back", async () => {
+    const first = await signedIn();
+    const second = await expectRefresh(first.refresh_token);
+    const third = await expectRefresh(second.refresh_token);
+    expect(await me(third.access_token)).toBe(200);
+
+    await expectInvalidGrant(first.refresh_token);
+
+    expect(await me(third.access_token)).toBe(401);
+    await expectInvalidGrant(third.refresh_token);
+  });
+
+  it("signs out, by a token replaced several rotations ago, the session it led to", async () => {
+    const first = await signedIn();
+    const second = await expectRefresh(first.refresh_token);
+    const third = await expectRefresh(second.refresh_token);
+
+    const revoked = await post("/auth/v1/revoke", { token: first.refresh_token });
+    expect(revoked.statusCode, revoked.body).toBe(200);
+
+    expect(await me(third.access_token)).toBe(401);
+  });
+
+  it("gives a session opened before chains one at its first refresh, and still catches the replay", async () => {
+    const first = await signedIn();
+    // A token as builds before chains minted it (`rt_` and 192 random bits), its session stored
+    // without a chain.
+    const { accounts, clock } = server().engine.deps;
+    const session = await accounts.findSession("default", sha256Hex(first.refresh_token), clock.nowMs());
+    if (!session) throw new Error("the signed-in session is missing");
+    const legacy = `rt_${randomBytes(24).toString("base64url")}`;
+    const { chain: _chain, ...unchained } = session;
+    await accounts.createSession({ ...unchained, tokenHash: sha256Hex(legacy) });
+
+    const second = await expectRefresh(legacy);
+    expect(second.refresh_token).toMatch(/^rt_[\w-]{22}\.[\w-]{32}$/);
+    const third = await expectRefresh(second.refresh_token);
+    await expectInvalidGrant(second.refresh_token);
+    expect(await me(third.access_token)).toBe(401);
+
+    // and the token before chains, replayed after its one rotation, is caught as before
+    const again = await expectRefresh(first.refresh_token);
+    const legacyTwo = `rt_${randomBytes(24).toString("base64url")}`;
+    await accounts.createSession({ ...unchained, tokenHash: sha256Hex(legacyTwo) });
+    const rotated = await expectRefresh(legacyTwo);
+    await expectInvalidGrant(legacyTwo);
+    expect(await me(rotated.access_token)).toBe(401);
+    expect(await me(again.access_token)).toBe(200);
   });
 
   it("signs out, by a refresh token already rotated, the session it was rotated into", async () => {

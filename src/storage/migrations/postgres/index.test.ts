@@ -14,6 +14,7 @@ import { newApp } from "../../../core/apps/apps.js";
 import { createClusterBackend } from "../../cluster/index.js";
 import {
   createPostgresAccountDirectory,
+  SESSION_OF_CHAIN_SQL,
   SESSION_ROTATED_FROM_SQL,
   SETTLE_EMAIL_KEYS_SQL,
 } from "../../postgres/postgres-account-directory.js";
@@ -113,6 +114,48 @@ if (!probe.ok) {
         );
         const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
         expect(plan).toMatch(/Index Scan using sessions_rotated_from/);
+        expect(plan).not.toContain("Seq Scan");
+      } finally {
+        await client.query("DEALLOCATE ALL");
+        await client.query("RESET plan_cache_mode");
+        client.release();
+      }
+    });
+  });
+
+  describe("postgres migration 11", () => {
+    const { schema, pool } = poolOnOwnSchema(url, "pgmig");
+
+    // Regression: only the token the last rotation replaced led to the live session, so a thief
+    // who refreshed twice kept it. A chain is looked up for every refused refresh token that names
+    // one, made-up ones too, so it must read an index. @see RFC 9700 §4.14.2
+    it("finds a session by its chain, by its index, and leaves sessions written before it chainless", async () => {
+      await schemaAt(pool(), schema, 10);
+      await pool().query(`
+        INSERT INTO sessions (token_hash, app_id, account_id, expires_at)
+        SELECT 'token_' || n, 'alpha', 'acc_' || n, 2000 FROM generate_series(1, 50000) AS n`);
+
+      expect(await migratePostgres(pool(), schema)).toEqual(versionsAfter(10));
+
+      const accounts = createPostgresAccountDirectory(pool());
+      expect(await accounts.findSession("alpha", "token_7", 1000)).not.toHaveProperty("chain");
+      const next = { tokenHash: "next_7", expiresAtMs: 3000, chain: "c7" };
+      await accounts.rotateSession("alpha", "token_7", next, 1000);
+      expect(await accounts.findSessionOfChain("alpha", "c7", 1000)).toMatchObject({
+        tokenHash: "next_7",
+        accountId: "acc_7",
+      });
+      await pool().query("UPDATE sessions SET chain = 'c' || account_id WHERE account_id LIKE '%0'");
+      await pool().query("ANALYZE sessions");
+      const client = await pool().connect();
+      try {
+        await client.query("SET plan_cache_mode = force_generic_plan");
+        await client.query(`PREPARE of_chain (text, text, bigint) AS ${SESSION_OF_CHAIN_SQL}`);
+        const { rows } = await client.query<{ "QUERY PLAN": string }>(
+          "EXPLAIN EXECUTE of_chain ('alpha', 'c7', 1000)",
+        );
+        const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
+        expect(plan).toMatch(/Index Scan using sessions_chain/);
         expect(plan).not.toContain("Seq Scan");
       } finally {
         await client.query("DEALLOCATE ALL");

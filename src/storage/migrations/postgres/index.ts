@@ -233,4 +233,14 @@ WHERE email_key IS DISTINCT FROM lower(
 CREATE INDEX sessions_rotated_from ON sessions (app_id, rotated_from) WHERE rotated_from IS NOT NULL;
 `,
   },
+  {
+    version: 11,
+    name: "a refresh token used again after any number of rotations is found",
+    // As SQLite's migration 15: every token of a rotating session carries its chain, and a token
+    // presented after its rotation ends the session of its chain, found through this index.
+    sql: `
+ALTER TABLE sessions ADD COLUMN chain text;
+CREATE INDEX sessions_chain ON sessions (app_id, chain) WHERE chain IS NOT NULL;
+`,
+  },
 ];

@@ -9,6 +9,7 @@ import { createGroupCommit } from "../../sqlite/group-commit.js";
 import { createSqliteBackend } from "../../sqlite/index.js";
 import {
   createSqliteAccountDirectory,
+  SESSION_OF_CHAIN_SQL,
   SESSION_ROTATED_FROM_SQL,
   SETTLE_EMAIL_KEYS_SQL,
   settleEmailKeys,
@@ -170,6 +171,49 @@ describe("SQLite migration 14", () => {
     ).map((step) => step.detail.trim());
     expect(steps.join("\n")).toMatch(
       /^SEARCH sessions USING INDEX sessions_rotated_from \(app_id=\? AND rotated_from=\?\)$/,
+    );
+    db.close();
+  });
+});
+
+describe("SQLite migration 15", () => {
+  // Regression: only the token the last rotation replaced led to the live session, so a thief who
+  // refreshed twice kept it. A chain is looked up for every refused refresh token that names one,
+  // made-up ones too, so it must read an index. @see RFC 9700 §4.14.2
+  it("finds a session by its chain, by its index, and leaves sessions written before it chainless", async () => {
+    const db = databaseAt(14);
+    const insert = db.prepare(
+      "INSERT INTO sessions (token_hash, app_id, account_id, expires_at) VALUES (?, 'alpha', ?, 2000)",
+    );
+    db.transaction(() => {
+      for (let each = 0; each < 10_000; each++) insert.run(`token_${each}`, `acc_${each}`);
+    })();
+
+    expect(migrateSqlite(db)).toEqual(versionsAfter(14));
+
+    const accounts = createSqliteAccountDirectory(db, createGroupCommit(db));
+    expect(await accounts.findSession("alpha", "token_7", 1000)).not.toHaveProperty("chain");
+    await accounts.rotateSession(
+      "alpha",
+      "token_7",
+      { tokenHash: "next_7", expiresAtMs: 3000, chain: "c7" },
+      1000,
+    );
+    expect(await accounts.findSessionOfChain("alpha", "c7", 1000)).toMatchObject({
+      tokenHash: "next_7",
+      accountId: "acc_7",
+    });
+    db.exec("UPDATE sessions SET chain = 'c' || account_id WHERE account_id LIKE '%0'");
+    db.exec("ANALYZE");
+    const steps = (
+      db.prepare(`EXPLAIN QUERY PLAN ${SESSION_OF_CHAIN_SQL}`).all({
+        appId: "alpha",
+        chain: "c7",
+        nowMs: 1000,
+      }) as { detail: string }[]
+    ).map((step) => step.detail.trim());
+    expect(steps.join("\n")).toMatch(
+      /^SEARCH sessions USING INDEX sessions_chain \(app_id=\? AND chain=\?\)$/,
     );
     db.close();
   });

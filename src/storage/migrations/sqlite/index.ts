@@ -343,4 +343,16 @@ WHERE email_key IS NOT lower(
 CREATE INDEX sessions_rotated_from ON sessions (app_id, rotated_from) WHERE rotated_from IS NOT NULL;
 `,
   },
+  {
+    version: 15,
+    name: "a refresh token used again after any number of rotations is found",
+    // Every token of a rotating session carries the session's chain, its first login's random
+    // tag: a token presented after its rotation ends the session of its chain however many
+    // rotations ago it was replaced (migration 14 found only the last one's). Read by this index,
+    // as made-up tokens are looked up too; sessions that never rotate have no chain.
+    sql: `
+ALTER TABLE sessions ADD COLUMN chain TEXT;
+CREATE INDEX sessions_chain ON sessions (app_id, chain) WHERE chain IS NOT NULL;
+`,
+  },
 ];
