@@ -41,13 +41,31 @@ async function schemaAt(pool: pg.Pool, schema: string, version: number): Promise
   }
 }
 
+/**
+ * The plan of a session look-up as the directory prepares it (app, text, time), under the
+ * generic plan a prepared statement settles on: one for any argument.
+ */
+async function genericPlan(pool: pg.Pool, sql: string, args: string): Promise<string> {
+  const client = await pool.connect();
+  try {
+    await client.query("SET plan_cache_mode = force_generic_plan");
+    await client.query(`PREPARE look_up (text, text, bigint) AS ${sql}`);
+    const { rows } = await client.query<{ "QUERY PLAN": string }>(`EXPLAIN EXECUTE look_up ${args}`);
+    return rows.map((row) => row["QUERY PLAN"]).join("\n");
+  } finally {
+    await client.query("DEALLOCATE ALL");
+    await client.query("RESET plan_cache_mode");
+    client.release();
+  }
+}
+
 /** The versions a schema at `version` has still to apply: `version` + 1 and every one after. */
 const versionsAfter = (version: number) =>
   POSTGRES_MIGRATIONS.map((migration) => migration.version).filter((each) => each > version);
 
 const probe = await probePostgres();
 if (!probe.ok) {
-  backendMissing("postgres migrations 6, 7 and 10", probe.reason);
+  backendMissing("postgres migrations 6, 7, 10 and 11", probe.reason);
 } else {
   const url = probe.url;
   describe("postgres migration 6", () => {
@@ -103,23 +121,9 @@ if (!probe.ok) {
       });
       expect(await accounts.findSessionRotatedFrom("alpha", "was_8", 1000)).toBeNull();
       await pool().query("ANALYZE sessions");
-      // The statement as the directory prepares it, under the generic plan a prepared statement
-      // settles on: one for any token.
-      const client = await pool().connect();
-      try {
-        await client.query("SET plan_cache_mode = force_generic_plan");
-        await client.query(`PREPARE rotated_from (text, text, bigint) AS ${SESSION_ROTATED_FROM_SQL}`);
-        const { rows } = await client.query<{ "QUERY PLAN": string }>(
-          "EXPLAIN EXECUTE rotated_from ('alpha', 'was_7', 1000)",
-        );
-        const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
-        expect(plan).toMatch(/Index Scan using sessions_rotated_from/);
-        expect(plan).not.toContain("Seq Scan");
-      } finally {
-        await client.query("DEALLOCATE ALL");
-        await client.query("RESET plan_cache_mode");
-        client.release();
-      }
+      const plan = await genericPlan(pool(), SESSION_ROTATED_FROM_SQL, "('alpha', 'was_7', 1000)");
+      expect(plan).toMatch(/Index Scan using sessions_rotated_from/);
+      expect(plan).not.toContain("Seq Scan");
     });
   });
 
@@ -147,21 +151,9 @@ if (!probe.ok) {
       });
       await pool().query("UPDATE sessions SET chain = 'c' || account_id WHERE account_id LIKE '%0'");
       await pool().query("ANALYZE sessions");
-      const client = await pool().connect();
-      try {
-        await client.query("SET plan_cache_mode = force_generic_plan");
-        await client.query(`PREPARE of_chain (text, text, bigint) AS ${SESSION_OF_CHAIN_SQL}`);
-        const { rows } = await client.query<{ "QUERY PLAN": string }>(
-          "EXPLAIN EXECUTE of_chain ('alpha', 'c7', 1000)",
-        );
-        const plan = rows.map((row) => row["QUERY PLAN"]).join("\n");
-        expect(plan).toMatch(/Index Scan using sessions_chain/);
-        expect(plan).not.toContain("Seq Scan");
-      } finally {
-        await client.query("DEALLOCATE ALL");
-        await client.query("RESET plan_cache_mode");
-        client.release();
-      }
+      const plan = await genericPlan(pool(), SESSION_OF_CHAIN_SQL, "('alpha', 'c7', 1000)");
+      expect(plan).toMatch(/Index Scan using sessions_chain/);
+      expect(plan).not.toContain("Seq Scan");
     });
   });
 

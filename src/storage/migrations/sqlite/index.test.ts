@@ -28,6 +28,12 @@ import { SQLITE_MIGRATIONS } from "./index.js";
 const versionsAfter = (version: number) =>
   SQLITE_MIGRATIONS.map((migration) => migration.version).filter((each) => each > version);
 
+/** The steps of the plan SQLite makes for `sql` with `params`, one a line. */
+function planOf(db: Database.Database, sql: string, params: Record<string, unknown>): string {
+  const steps = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(params) as { detail: string }[];
+  return steps.map((step) => step.detail.trim()).join("\n");
+}
+
 describe("SQLite migration 10", () => {
   // Regression: a key saved for a second app moved to it, and the first app's document kept
   // listing it; with saves refusing such a key, that app could not be saved again. @see core review 3
@@ -162,14 +168,7 @@ describe("SQLite migration 14", () => {
     });
     expect(await accounts.findSessionRotatedFrom("alpha", "was_8", 1000)).toBeNull();
     db.exec("ANALYZE");
-    const steps = (
-      db.prepare(`EXPLAIN QUERY PLAN ${SESSION_ROTATED_FROM_SQL}`).all({
-        appId: "alpha",
-        tokenHash: "was_7",
-        nowMs: 1000,
-      }) as { detail: string }[]
-    ).map((step) => step.detail.trim());
-    expect(steps.join("\n")).toMatch(
+    expect(planOf(db, SESSION_ROTATED_FROM_SQL, { appId: "alpha", tokenHash: "was_7", nowMs: 1000 })).toMatch(
       /^SEARCH sessions USING INDEX sessions_rotated_from \(app_id=\? AND rotated_from=\?\)$/,
     );
     db.close();
@@ -205,14 +204,7 @@ describe("SQLite migration 15", () => {
     });
     db.exec("UPDATE sessions SET chain = 'c' || account_id WHERE account_id LIKE '%0'");
     db.exec("ANALYZE");
-    const steps = (
-      db.prepare(`EXPLAIN QUERY PLAN ${SESSION_OF_CHAIN_SQL}`).all({
-        appId: "alpha",
-        chain: "c7",
-        nowMs: 1000,
-      }) as { detail: string }[]
-    ).map((step) => step.detail.trim());
-    expect(steps.join("\n")).toMatch(
+    expect(planOf(db, SESSION_OF_CHAIN_SQL, { appId: "alpha", chain: "c7", nowMs: 1000 })).toMatch(
       /^SEARCH sessions USING INDEX sessions_chain \(app_id=\? AND chain=\?\)$/,
     );
     db.close();
