@@ -1,4 +1,5 @@
 import { afterEach, describe, expect, it } from "vitest";
+import { idaasDeviceHeaders } from "../fakes/idaas-device.js";
 import { createTestServer, type TestServer } from "../harness.js";
 import { type CaptchaVerifyStub, startCaptchaVerifyStub } from "../servers/captcha-verify-stub.js";
 
@@ -11,14 +12,17 @@ afterEach(async () => {
   stub = undefined;
 });
 
+const BACK_ORIGIN = "https://shop.example";
+
 async function serverWithTurnstile(): Promise<TestServer> {
   stub = await startCaptchaVerifyStub();
   return createTestServer({
     apps: [
       {
         id: "default",
+        corsOrigins: [BACK_ORIGIN],
         abuse: {
-          captcha: { native: "always" },
+          captcha: { native: "always", cloudbase: "always" },
           external: { provider: "turnstile", secret: "turnstile-secret", verifyUrl: stub.url },
         },
       },
@@ -107,5 +111,60 @@ describe("captcha challenges per client", () => {
       payload: { type: "image" },
     });
     expect(refused.statusCode).toBe(429);
+  });
+});
+
+describe("an app whose captcha is a third-party widget", () => {
+  // Regression: such an app still drew image and slider challenges on every face and took their
+  // passes, so a script skipped the vendor's widget and solved ours. @see captcha review 2 1
+  it("draws no built-in challenge on any face, saying why in the face's shape", async () => {
+    t = await serverWithTurnstile();
+    const inject = t.fastify.inject.bind(t.fastify);
+
+    const native = await inject({ method: "POST", url: "/v1/captcha", payload: { type: "image" } });
+    expect(native.statusCode, native.body).toBe(400);
+    expect(native.json()).toMatchObject({ code: "VALIDATION_FAILED" });
+    expect(native.json().detail).toContain("turnstile widget");
+
+    const data = await inject({ method: "POST", url: "/auth/v1/captcha/data", payload: {} });
+    expect(data.statusCode, data.body).toBe(400);
+    expect(data.json()).toMatchObject({ error: "invalid_argument", error_code: 4000 });
+    expect(data.json().error_description).toContain("turnstile widget");
+
+    // The 2022 SDK's init is told at once, rather than sent to a page that has nothing to show.
+    const back = `${BACK_ORIGIN}/back`;
+    const init = await inject({
+      method: "POST",
+      url: "/auth/v1/captcha/init",
+      payload: { redirect_uri: back },
+    });
+    expect(init.statusCode, init.body).toBe(400);
+    expect(init.json()).toMatchObject({ error: "invalid_argument", error_code: 4000 });
+    const page = await inject({
+      method: "GET",
+      url: `/auth/v1/captcha/page?client_id=default&redirect_uri=${encodeURIComponent(back)}`,
+    });
+    expect(page.statusCode, page.body).toBe(303);
+    expect(new URL(page.headers.location as string).searchParams.get("error")).toBe("invalid_argument");
+
+    const idaas = await inject({
+      method: "GET",
+      url: "/api/v2/sdk/captcha",
+      headers: idaasDeviceHeaders("default"),
+    });
+    expect(idaas.statusCode, idaas.body).toBe(400);
+    expect(idaas.json().error_code).toBe("IDAAS.SDK.PARAM.1001");
+    expect(stub?.requests).toHaveLength(0);
+  });
+
+  it("refuses a built-in pass at the send without asking the vendor, and takes the widget's token", async () => {
+    t = await serverWithTurnstile();
+    const builtIn = await send(t, "ann@example.com", `cp_${"a".repeat(32)}`);
+    expect(builtIn.statusCode, builtIn.body).toBe(400);
+    expect(builtIn.json()).toMatchObject({ code: "CAPTCHA_FAILED" });
+    expect(builtIn.json().detail).toContain("not built-in captcha passes");
+    expect(stub?.requests).toHaveLength(0);
+    expect((await send(t, "bob@example.com", "widget-token")).statusCode).toBe(201);
+    expect(stub?.requests).toHaveLength(1);
   });
 });

@@ -8,6 +8,7 @@ import { newApp } from "../apps/apps.js";
 import type { CaptchaGenerator } from "../ports.js";
 import { CodeSecrets } from "../secrets.js";
 import {
+  CAPTCHA_EXTERNAL_ONLY,
   type CaptchaService,
   CHALLENGE_TRIES,
   CHALLENGE_TTL_SECONDS,
@@ -514,6 +515,35 @@ describe("a third-party widget's tokens", () => {
     expect(refused.code).toBe("RATE_LIMITED");
     expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit);
     expect(told).toEqual([]);
+  });
+
+  // Regression: an app with a widget still drew built-in challenges and took their passes, so a
+  // script skipped the vendor and solved our images instead (a trained recognizer reads most).
+  // @see captcha review 2 1
+  it("replace the built-in captcha: no challenge drawn or judged, no built-in pass taken", async () => {
+    const drawnBefore = await captcha.createChallenge(shop, "image");
+    const passBefore = (await captcha.solve(shop, drawnBefore.token, IMAGE_ANSWER)).passToken;
+    const service = withTurnstile();
+    for (const kind of ["image", "slider"] as const) {
+      const refused = await otpError(service.createChallenge(shop, kind, "203.0.113.9"));
+      expect(refused).toMatchObject({
+        code: "VALIDATION_FAILED",
+        details: { rule: CAPTCHA_EXTERNAL_ONLY },
+        message: expect.stringContaining("turnstile widget"),
+      });
+    }
+    const drawn = await captcha.createChallenge(shop, "image");
+    expect(await otpError(service.solve(shop, drawn.token, IMAGE_ANSWER))).toMatchObject({
+      code: "VALIDATION_FAILED",
+      details: { rule: CAPTCHA_EXTERNAL_ONLY },
+    });
+    const pass = await otpError(service.redeemPass(shop, passBefore, "ann@example.com", "203.0.113.9"));
+    expect(pass).toMatchObject({ code: "CAPTCHA_FAILED", details: { rule: "captcha_pass_not_live" } });
+    expect(pass.message).toMatch(/turnstile widget's tokens, not built-in/);
+    // refused without a call to the vendor, and the app's own widget tokens are judged as before
+    expect(stub.requests).toHaveLength(0);
+    await service.redeemPass(shop, "widget-token", "ann@example.com", "203.0.113.9");
+    expect(stub.requests).toHaveLength(1);
   });
 
   // Regression: the vendor's reason was thrown away, so an outage and a bad token looked alike.

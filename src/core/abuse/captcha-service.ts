@@ -22,7 +22,7 @@ export const CHALLENGE_TRIES = 3;
  */
 const SLIDER_TRIES = 1;
 export const PASS_TTL_SECONDS = 600;
-// Our pass tokens; any other token presented is a third-party widget's, if the app has one.
+// Our pass tokens; an app with a third-party widget takes that widget's tokens instead.
 const PASS_TOKEN_PREFIX = "cp_";
 // What `newSecretToken` makes of it: the prefix and 24 random bytes in base64url.
 const PASS_TOKEN_SHAPE = /^cp_[A-Za-z0-9_-]{32}$/;
@@ -38,6 +38,9 @@ export const CAPTCHA_PASS_REFUSALS = {
   notLive: "captcha_pass_not_live",
   otherRecipient: "captcha_pass_other_recipient",
 } as const;
+
+/** `details.rule` of the refusal to draw or judge a built-in challenge for an app with a vendor. */
+export const CAPTCHA_EXTERNAL_ONLY = "captcha_external_only";
 
 /**
  * Per client IP (an IPv6 client by its /64) and 10 minutes: challenges drawn (each costs CPU to
@@ -176,8 +179,25 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     return notWrong;
   }
 
+  /**
+   * Refuses a built-in challenge to an app whose captcha is a third-party widget: its sends take
+   * only the widget's tokens, so a challenge drawn or judged here would be a way round the vendor
+   * for a script (one that reads our images) to no end, or a pass that is refused at the send.
+   */
+  function requireBuiltIn(app: App): void {
+    const external = deps.externalVerifierFor(app);
+    if (!external) return;
+    throw new OtpError("VALIDATION_FAILED", {
+      message: `This app's captcha is its ${external.id} widget: it has no built-in challenges; send the widget's token as the captcha token`,
+      details: { rule: CAPTCHA_EXTERNAL_ONLY },
+    });
+  }
+
   return {
+    requireBuiltIn,
+
     async createChallenge(app: App, kind: CaptchaKind, clientIp?: string): Promise<Challenge> {
+      requireBuiltIn(app);
       await admit(app, clientIp);
       const token = newSecretToken("cc");
       const expiresAtMs = clock.nowMs() + CHALLENGE_TTL_SECONDS * 1000;
@@ -227,6 +247,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       bindTo?: string,
       clientIp?: string,
     ): Promise<CaptchaPassResult> {
+      requireBuiltIn(app);
       if (rawAnswer.length === 0 || rawAnswer.length > MAX_ANSWER_CHARS) throw failed();
       // Before the challenge's try is taken: a refused answer costs the challenge nothing.
       const notWrong = await takeAnswerBudget(app, clientIp);
@@ -281,7 +302,15 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       clientIp?: string,
     ): Promise<(bindToRecipient?: boolean) => Promise<void>> {
       const notLive = "The captcha token is invalid, expired or already used";
-      const external = passToken.startsWith(PASS_TOKEN_PREFIX) ? null : deps.externalVerifierFor(app);
+      const external = deps.externalVerifierFor(app);
+      // An app with a widget takes its tokens alone: a pass of ours, solved on our images (which a
+      // trained recognizer reads), would let a script skip the vendor. Refused before any call.
+      if (external && passToken.startsWith(PASS_TOKEN_PREFIX)) {
+        throw failed(
+          `This app takes its ${external.id} widget's tokens, not built-in captcha passes`,
+          CAPTCHA_PASS_REFUSALS.notLive,
+        );
+      }
       if (external) {
         // A widget token of the app's third-party captcha: its vendor judges it and enforces
         // single use. This is the one outbound call allowed on the request path (DESIGN.md); the

@@ -113,6 +113,9 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
         deviceId: deviceIdOf(request),
       });
       if (!wanted) return { captcha_token: NO_CAPTCHA_NEEDED, expires_in: SDK_TOKEN_TTL_SECONDS };
+      // An app whose captcha is a third-party widget has no page to offer: its client shows the
+      // widget and sends its token; told so here rather than by a page that would only say it.
+      engine.captcha.requireBuiltIn(tenant);
       const page = new URLSearchParams({ client_id: tenant.clientId, redirect_uri: redirectUri });
       if (state !== undefined) page.set("state", state);
       return {
