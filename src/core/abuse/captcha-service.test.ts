@@ -12,8 +12,11 @@ import {
   type CaptchaService,
   CHALLENGE_TRIES,
   CHALLENGE_TTL_SECONDS,
+  CHALLENGES_PER_SITE,
+  CHALLENGES_PER_SUBNET,
   createCaptchaService,
   PASS_TTL_SECONDS,
+  RENDERS_PER_SECOND,
   WRONG_ANSWERS_PER_IP,
 } from "./captcha-service.js";
 
@@ -52,15 +55,33 @@ let backend: SqliteBackend;
 let clock: FixedClock;
 let captcha: CaptchaService;
 
-function service(options: { devMode?: boolean; secret?: string; secrets?: string[] } = {}): CaptchaService {
+/** A monotonic clock a second further on at each reading: the per-process render bound never binds. */
+function unhurried(): () => number {
+  let ms = 0;
+  return () => {
+    ms += 1000;
+    return ms;
+  };
+}
+
+function service(
+  options: {
+    devMode?: boolean;
+    secret?: string;
+    secrets?: string[];
+    generator?: CaptchaGenerator;
+    monotonicMs?: () => number;
+  } = {},
+): CaptchaService {
   return createCaptchaService({
     store: backend.captcha,
-    generator: fixedGenerator(),
+    generator: options.generator ?? fixedGenerator(),
     secrets: new CodeSecrets(options.secrets ?? [options.secret ?? SECRET]),
     clock,
     devMode: options.devMode ?? true,
     counters: backend.counters,
     externalVerifierFor: () => null,
+    monotonicMs: options.monotonicMs ?? unhurried(),
   });
 }
 
@@ -343,6 +364,88 @@ describe("per-client budgets", () => {
     for (let n = 0; n < 30; n++) await captcha.createChallenge(shop, "image", `2001:db8:1:2::${n + 1}`);
     await refusedClient(captcha.createChallenge(shop, "image", "2001:db8:1:2:3:4:5:6"));
     await captcha.createChallenge(shop, "image", "2001:db8:1:3::1");
+  });
+
+  // Regression: draws were counted per /64 only, so a bot rotating through the /64s of one /48
+  // drew 3,000 sliders in 10 minutes and took the process's whole thread rendering them.
+  // @see captcha review 2 2
+  it("counts draws per IPv4 /24 and per IPv6 /56 and /48 too, as the risk rules count networks", async () => {
+    expect(CHALLENGES_PER_SUBNET.limit).toBe(100);
+    expect(CHALLENGES_PER_SITE.limit).toBe(300);
+    for (let n = 0; n < CHALLENGES_PER_SUBNET.limit; n++) {
+      await captcha.createChallenge(shop, "image", `198.51.100.${n + 1}`);
+    }
+    const bySubnet = await otpError(captcha.createChallenge(shop, "image", "198.51.100.222"));
+    expect(bySubnet).toMatchObject({ code: "RATE_LIMITED", details: { rule: "captcha_per_subnet" } });
+    expect(bySubnet.details.retryAfterSeconds).toBe(CHALLENGES_PER_SUBNET.windowSeconds);
+    await captcha.createChallenge(shop, "image", "198.51.101.1");
+
+    // One /64 in each /56 of a /48, two draws each: no client nor /56 is near its budget.
+    const inSite = (n: number) => `2001:db8:77:${((n % 150) << 8).toString(16)}::${n + 1}`;
+    for (let n = 0; n < CHALLENGES_PER_SITE.limit; n++)
+      await captcha.createChallenge(shop, "slider", inSite(n));
+    const bySite = await otpError(captcha.createChallenge(shop, "slider", "2001:db8:77:ff00::1"));
+    expect(bySite).toMatchObject({ code: "RATE_LIMITED", details: { rule: "captcha_per_site" } });
+    await captcha.createChallenge(shop, "slider", "2001:db8:78::1");
+    // A /56 of another site meets its own budget.
+    for (let n = 0; n < CHALLENGES_PER_SUBNET.limit; n++) {
+      await captcha.createChallenge(shop, "image", `2001:db8:99:${(n % 4).toString(16)}::${n + 1}`);
+    }
+    const byNetwork = await otpError(captcha.createChallenge(shop, "image", "2001:db8:99:ff::1"));
+    expect(byNetwork).toMatchObject({ code: "RATE_LIMITED", details: { rule: "captcha_per_subnet" } });
+    clock.advanceSeconds(CHALLENGES_PER_SITE.windowSeconds);
+    await captcha.createChallenge(shop, "slider", "2001:db8:77:ff00::1");
+  });
+
+  it("counts on a network only the draws its client's own budget let through", async () => {
+    for (let n = 0; n < CHALLENGES_PER_SUBNET.limit; n++) {
+      const drawn = captcha.createChallenge(shop, "image", IP);
+      if (n < 30) await drawn;
+      else await expect(drawn).rejects.toMatchObject({ details: { rule: "captcha_per_ip" } });
+    }
+    for (let n = 0; n < CHALLENGES_PER_SUBNET.limit - 30; n++) {
+      await captcha.createChallenge(shop, "image", `203.0.113.${n + 100}`);
+    }
+    await expect(captcha.createChallenge(shop, "image", "203.0.113.250")).rejects.toMatchObject({
+      details: { rule: "captcha_per_subnet" },
+    });
+  });
+
+  // Regression: nothing bounded what one process rendered, so draws from many networks, each within
+  // its budgets, saturated it (/readyz p99 420 ms). @see captcha review 2 2
+  it(`renders at most ${RENDERS_PER_SECOND} challenges a second per process, refusing the rest unrendered`, async () => {
+    let nowMs = 0;
+    let rendered = 0;
+    const generator = fixedGenerator();
+    const counting: CaptchaGenerator = {
+      ...generator,
+      image: () => {
+        rendered++;
+        return generator.image();
+      },
+    };
+    const busy = service({ generator: counting, monotonicMs: () => nowMs });
+    // A client over its own budget takes none of the process's renders.
+    for (let n = 0; n <= 30; n++) await busy.createChallenge(shop, "image", IP).catch(() => {});
+    for (let n = 30; n < RENDERS_PER_SECOND; n++) await busy.createChallenge(shop, "image", `192.0.2.${n}`);
+    expect(rendered).toBe(RENDERS_PER_SECOND);
+    const refused = await otpError(busy.createChallenge(shop, "image", "198.51.100.1"));
+    expect(refused).toMatchObject({
+      code: "RATE_LIMITED",
+      details: { rule: "captcha_renders_per_process", retryAfterSeconds: 1 },
+    });
+    expect(rendered).toBe(RENDERS_PER_SECOND);
+    // Refused before it was counted: the client's budget is whole.
+    expect((await backend.counters.peek("shop", "captcha:new:198.51.100.1:600", clock.nowMs())).count).toBe(
+      0,
+    );
+    nowMs += 1000 / RENDERS_PER_SECOND;
+    await busy.createChallenge(shop, "image", "198.51.100.1");
+    await expect(busy.createChallenge(shop, "image", "198.51.100.1")).rejects.toMatchObject({
+      details: { rule: "captcha_renders_per_process" },
+    });
+    nowMs += 1000;
+    for (let n = 0; n < RENDERS_PER_SECOND; n++) await busy.createChallenge(shop, "image");
   });
 
   it("counts an IPv4 client by its address alone, however it is written", async () => {

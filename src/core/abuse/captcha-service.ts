@@ -10,8 +10,8 @@ import type {
   ExternalCaptchaVerifier,
 } from "../ports.js";
 import { type CodeSecrets, equalInConstantTime } from "../secrets.js";
-import type { App } from "../types.js";
-import { clientAddressOf } from "./abuse-rules.js";
+import type { App, RateRule } from "../types.js";
+import { clientAddressOf, siteOf, subnetOf } from "./abuse-rules.js";
 
 /** A challenge lives 300 s and allows a few tries; its pass token lives 600 s (issue 3). */
 export const CHALLENGE_TTL_SECONDS = 300;
@@ -49,6 +49,22 @@ export const CAPTCHA_EXTERNAL_ONLY = "captcha_external_only";
  */
 export const CHALLENGES_PER_IP = { limit: 30, windowSeconds: 600 };
 export const WRONG_ANSWERS_PER_IP = { limit: 10, windowSeconds: 600 };
+/**
+ * Challenges drawn per 10 minutes by the networks a bot rotates its addresses within, as the risk
+ * rules count them: an IPv4 /24 or IPv6 /56 subnet, and an IPv6 /48 site (which holds 65,536 of
+ * the /64 clients above). Only draws a client's own budget let through count here, so one client
+ * cannot spend its neighbours' budgets.
+ */
+export const CHALLENGES_PER_SUBNET = { limit: 100, windowSeconds: 600 };
+export const CHALLENGES_PER_SITE = { limit: 300, windowSeconds: 600 };
+/**
+ * Challenges one process renders per second, whoever asks: each takes 2-5 ms of the request
+ * thread, so draws from many networks, each within its budgets, could otherwise take the whole
+ * thread and every other request's latency with it. 50 keep rendering to a quarter of a core at
+ * most. Past them a draw is refused before anything is counted or rendered. (Rendering is
+ * synchronous, so a bound on renders in flight would bound nothing.)
+ */
+export const RENDERS_PER_SECOND = 50;
 
 export interface CaptchaServiceDeps {
   store: CaptchaStore;
@@ -65,6 +81,8 @@ export interface CaptchaServiceDeps {
    * fix (an outage, a wrong secret) rather than the client's (a bad token).
    */
   onVendorTrouble?: (appId: string, vendor: string, reason: string) => void;
+  /** a monotonic clock in ms for the per-process render bound; `performance.now` by default */
+  monotonicMs?: () => number;
 }
 
 // The vendor refusals that say nothing about the client: its outage (Turnstile's `internal-error`
@@ -125,31 +143,65 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
   };
 
   const wrongAnswersKey = (client: string) => `captcha:wrong:${client}:${WRONG_ANSWERS_PER_IP.windowSeconds}`;
-  const refusedClient = (refusedUntilMs: number, now: number) =>
+  // One key shape for every scope: a subnet or site names its prefix length, so never meets a client's.
+  const drawsKey = (subject: string, rule: RateRule) => `captcha:new:${subject}:${rule.windowSeconds}`;
+  const refusedClient = (refusedUntilMs: number, now: number, rule = "captcha_per_ip") =>
     new OtpError("RATE_LIMITED", {
-      details: {
-        retryAfterSeconds: Math.max(1, Math.ceil((refusedUntilMs - now) / 1000)),
-        rule: "captcha_per_ip",
-      },
+      details: { retryAfterSeconds: Math.max(1, Math.ceil((refusedUntilMs - now) / 1000)), rule },
     });
+  const renders = renderAllowance(RENDERS_PER_SECOND, deps.monotonicMs ?? (() => performance.now()));
 
-  /** Refuses an IP that drew too many challenges or answered wrong too often. */
+  /** Refuses an IP that drew too many challenges or answered wrong too often, or whose network drew too many. */
   async function admit(app: App, clientIp: string | undefined): Promise<void> {
     if (!clientIp) return;
     const client = clientAddressOf(clientIp);
     const now = clock.nowMs();
-    const wrong = await deps.counters.peek(app.id, wrongAnswersKey(client), now);
-    const drawn = await deps.counters.hit(
-      app.id,
-      `captcha:new:${client}:${CHALLENGES_PER_IP.windowSeconds}`,
-      CHALLENGES_PER_IP.windowSeconds,
-      now,
-    );
+    const draw = (subject: string, rule: RateRule) =>
+      deps.counters.hit(app.id, drawsKey(subject, rule), rule.windowSeconds, now);
+    const [wrong, drawn] = await Promise.all([
+      deps.counters.peek(app.id, wrongAnswersKey(client), now),
+      draw(client, CHALLENGES_PER_IP),
+    ]);
     const refusedUntil = Math.max(
       wrong.count >= WRONG_ANSWERS_PER_IP.limit ? wrong.resetAtMs : 0,
       drawn.count > CHALLENGES_PER_IP.limit ? drawn.resetAtMs : 0,
     );
     if (refusedUntil > 0) throw refusedClient(refusedUntil, now);
+    // The networks the risk rules count a client in (the same keys' subjects), after the client's
+    // own budget let the draw through.
+    const subnet = subnetOf(clientIp);
+    const site = siteOf(clientIp);
+    const [bySubnet, bySite] = await Promise.all([
+      subnet === undefined ? undefined : draw(subnet, CHALLENGES_PER_SUBNET),
+      site === undefined ? undefined : draw(site, CHALLENGES_PER_SITE),
+    ]);
+    if (bySubnet && bySubnet.count > CHALLENGES_PER_SUBNET.limit) {
+      throw refusedClient(bySubnet.resetAtMs, now, "captcha_per_subnet");
+    }
+    if (bySite && bySite.count > CHALLENGES_PER_SITE.limit) {
+      throw refusedClient(bySite.resetAtMs, now, "captcha_per_site");
+    }
+  }
+
+  /**
+   * Takes one of the process's renders and the client's draw budgets, or refuses: the process's
+   * first, as it costs no store call, and given back if the client's refuse, so a client over its
+   * budgets cannot use up everyone's renders.
+   */
+  async function admitDraw(app: App, clientIp: string | undefined): Promise<void> {
+    const waitMs = renders.take();
+    if (waitMs > 0) {
+      throw new OtpError("RATE_LIMITED", {
+        message: "Too many captchas are being drawn; try again shortly",
+        details: { retryAfterSeconds: Math.ceil(waitMs / 1000), rule: "captcha_renders_per_process" },
+      });
+    }
+    try {
+      await admit(app, clientIp);
+    } catch (error) {
+      renders.giveBack();
+      throw error;
+    }
   }
 
   /**
@@ -198,7 +250,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 
     async createChallenge(app: App, kind: CaptchaKind, clientIp?: string): Promise<Challenge> {
       requireBuiltIn(app);
-      await admit(app, clientIp);
+      await admitDraw(app, clientIp);
       const token = newSecretToken("cc");
       const expiresAtMs = clock.nowMs() + CHALLENGE_TTL_SECONDS * 1000;
       const triesLeft = kind === "slider" ? SLIDER_TRIES : CHALLENGE_TRIES;
@@ -366,3 +418,27 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 }
 
 export type CaptchaService = ReturnType<typeof createCaptchaService>;
+
+/**
+ * A token bucket of `perSecond` renders, full at first and refilled continuously: `take` answers 0
+ * when it took one, else the ms until one is there; `giveBack` returns one taken.
+ */
+function renderAllowance(perSecond: number, nowMs: () => number) {
+  let tokens = perSecond;
+  let atMs = nowMs();
+  return {
+    take(): number {
+      const now = nowMs();
+      tokens = Math.min(perSecond, tokens + (Math.max(0, now - atMs) * perSecond) / 1000);
+      atMs = now;
+      if (tokens >= 1) {
+        tokens -= 1;
+        return 0;
+      }
+      return ((1 - tokens) * 1000) / perSecond;
+    },
+    giveBack(): void {
+      tokens = Math.min(perSecond, tokens + 1);
+    },
+  };
+}
