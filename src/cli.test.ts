@@ -4,6 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import Database from "better-sqlite3";
 import { afterAll, describe, expect, it, vi } from "vitest";
+import { deleteRedisPrefix, dropSchema, uniqueName } from "../test/cluster/backends.js";
 import {
   BIN,
   cleanEnv,
@@ -15,9 +16,12 @@ import {
   run,
   startServer,
 } from "../test/e2e/verifyd-process.js";
+import { type ClusterBackends, modesToTest } from "../test/harness.js";
 import { startSmtpRecorder } from "../test/servers/smtp-recorder.js";
 import { runCli } from "./cli.js";
 import { loadConfig } from "./config/load.js";
+import { mintApiKey } from "./core/apps/apps.js";
+import type { App } from "./core/types.js";
 import { openStore } from "./server.js";
 
 /**
@@ -207,6 +211,125 @@ describe.concurrent("verifyd apps", () => {
   });
 });
 
+/**
+ * Runs CLI commands in this process, all at once (their store round trips interleave, as separate
+ * processes' may), with `env` laid over the environment; each one's exit code, and what they printed.
+ */
+async function cliAtOnce(
+  commands: string[][],
+  env: Record<string, string>,
+): Promise<{ codes: (number | undefined)[]; out: string[]; err: string[] }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi
+    .spyOn(console, "log")
+    .mockImplementation((...parts: unknown[]) => void out.push(parts.join(" ")));
+  const error = vi
+    .spyOn(console, "error")
+    .mockImplementation((...parts: unknown[]) => void err.push(parts.join(" ")));
+  const previous = Object.fromEntries(Object.keys(env).map((name) => [name, process.env[name]]));
+  Object.assign(process.env, env);
+  try {
+    return { codes: await Promise.all(commands.map((args) => runCli(args))), out, err };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+    for (const [name, value] of Object.entries(previous)) {
+      if (value === undefined) delete process.env[name];
+      else process.env[name] = value;
+    }
+  }
+}
+
+/** Runs one CLI command in this process. */
+async function cli(
+  args: string[],
+  env: Record<string, string> = { VERIFYD_DATA_DIR: tempDir() },
+): Promise<{ code: number | undefined; out: string; err: string }> {
+  const { codes, out, err } = await cliAtOnce([args], env);
+  return { code: codes[0], out: out.join("\n"), err: err.join("\n") };
+}
+
+/**
+ * The environment of commands on one store in this mode: cluster mode's on a schema and key prefix
+ * of its own, dropped after the suite's tests.
+ */
+function storeEnv(cluster: ClusterBackends | undefined): () => Record<string, string> {
+  if (!cluster) return () => ({ VERIFYD_DATA_DIR: tempDir() });
+  const [schema, prefix] = [uniqueName("cli"), `${uniqueName("cli")}:`];
+  afterAll(() =>
+    Promise.all([dropSchema(cluster.databaseUrl, schema), deleteRedisPrefix(cluster.redisUrl, prefix)]),
+  );
+  return () => ({
+    VERIFYD_DATA_DIR: tempDir(),
+    VERIFYD_REDIS_URL: cluster.redisUrl,
+    VERIFYD_DATABASE_URL: cluster.databaseUrl,
+    VERIFYD_DATABASE_SCHEMA: schema,
+    VERIFYD_REDIS_PREFIX: prefix,
+    VERIFYD_DATABASE_POOL_SIZE: "4",
+  });
+}
+
+for (const { mode, cluster } of await modesToTest("verifyd apps at once")) {
+  describe(`verifyd apps at once (${mode})`, () => {
+    const env = storeEnv(cluster);
+    // Regression: each `apps create` looked for a free id, then saved the app, replacing one another
+    // command had saved under that id in between: two of ten printed one id, and the key of the one
+    // replaced never worked.
+    it("gives each of many `apps create` at once an id of its own, and each printed key works", async () => {
+      const shared = env();
+      const runs = await cliAtOnce(
+        Array.from({ length: 8 }, () => ["apps", "create", "--name", "Race"]),
+        shared,
+      );
+      expect(runs.codes, runs.err.join("\n")).toEqual(runs.codes.map(() => 0));
+      const created = runs.out.map((line) => JSON.parse(line) as { id: string; api_key: string });
+      expect(created.map((app) => app.id).sort()).toEqual(
+        ["race", ...[2, 3, 4, 5, 6, 7, 8].map((suffix) => `race-${suffix}`)].sort(),
+      );
+      const { backend, apps } = await openStore(loadConfig(shared), undefined, undefined, { serving: false });
+      try {
+        for (const app of created) expect((await apps.byApiKey(app.api_key))?.id).toBe(app.id);
+      } finally {
+        await backend.close();
+      }
+    });
+
+    // Regression: `apps disable` and `apps revoke-key` read the app and saved it whole, so commands
+    // run on one app at once lost all but one of their changes (a revoked key came back).
+    it("keeps every change of `apps disable` and `apps revoke-key` run on one app at once", async () => {
+      const shared = env();
+      const created = JSON.parse((await cli(["apps", "create", "--name", "Shop"], shared)).out);
+      // More keys than the one printed: no command adds one, so they go into the store directly.
+      const keys = Array.from({ length: 4 }, () => mintApiKey());
+      const { backend, apps } = await openStore(loadConfig(shared), undefined, undefined, { serving: false });
+      try {
+        const shop = (await apps.stored("shop")) as App;
+        await apps.save({
+          ...shop,
+          apiKeyHashes: [...shop.apiKeyHashes, ...keys.map((key) => key.apiKeyHash)],
+        });
+      } finally {
+        await backend.close();
+      }
+      const runs = await cliAtOnce(
+        [...keys.map(({ apiKey }) => ["apps", "revoke-key", "shop", apiKey]), ["apps", "disable", "shop"]],
+        shared,
+      );
+      expect(runs.codes, runs.err.join("\n")).toEqual(runs.codes.map(() => 0));
+      const after = await openStore(loadConfig(shared), undefined, undefined, { serving: false });
+      try {
+        const shop = await after.apps.stored("shop");
+        expect(shop?.disabled).toBe(true);
+        expect(shop?.apiKeyHashes).toHaveLength(1);
+        expect((await after.apps.byApiKey(created.api_key))?.id).toBe("shop");
+      } finally {
+        await after.backend.close();
+      }
+    });
+  });
+}
+
 describe("verifyd serve's shutdown", () => {
   // Regression: the signal handlers were `once`, so a second SIGTERM (or the second SIGINT of
   // `npm start` + Ctrl-C, npm forwarding its own) killed the process at once: the SMTP try in
@@ -283,32 +406,6 @@ describe("verifyd serve's start", () => {
 
 /** Refusals need no process of their own: runCli in this process, its output captured. */
 describe("runCli refusals", () => {
-  async function cli(
-    args: string[],
-    env: Record<string, string> = { VERIFYD_DATA_DIR: tempDir() },
-  ): Promise<{ code: number | undefined; out: string; err: string }> {
-    const out: string[] = [];
-    const err: string[] = [];
-    const log = vi
-      .spyOn(console, "log")
-      .mockImplementation((...parts: unknown[]) => void out.push(parts.join(" ")));
-    const error = vi
-      .spyOn(console, "error")
-      .mockImplementation((...parts: unknown[]) => void err.push(parts.join(" ")));
-    const previous = Object.fromEntries(Object.keys(env).map((name) => [name, process.env[name]]));
-    Object.assign(process.env, env);
-    try {
-      return { code: await runCli(args), out: out.join("\n"), err: err.join("\n") };
-    } finally {
-      log.mockRestore();
-      error.mockRestore();
-      for (const [name, value] of Object.entries(previous)) {
-        if (value === undefined) delete process.env[name];
-        else process.env[name] = value;
-      }
-    }
-  }
-
   /** A data dir and a config file holding `file`, as the CLI's environment. */
   function withConfig(file: Record<string, unknown>): Record<string, string> {
     const dir = tempDir();

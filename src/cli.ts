@@ -270,21 +270,21 @@ async function apps(config: Config, command: Command & { name: `apps ${string}` 
 }
 
 async function createApp(directory: AppDirectory, name: string): Promise<number> {
-  // The id is the client id too: neither may be another app's (a config app may have set its
-  // client id to what this name gives).
-  const id = await freeId(
-    slug(name),
-    async (candidate) => (await directory.byId(candidate)) ?? (await directory.byClientId(candidate)),
-  );
   const { apiKey, apiKeyHash } = mintApiKey();
-  const saved = await saveApp(
-    directory,
-    newMintedApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] }),
-    "apps create",
-  );
-  if (!saved) return 1;
-  console.log(JSON.stringify({ id, client_id: id, api_key: apiKey }));
-  return 0;
+  // The id is the client id too: neither may be another app's (a config app may have set its
+  // client id to what this name gives). The store checks both as it inserts, so two commands run
+  // at once never take one id (the later one's key would replace the earlier one's).
+  const base = slug(name);
+  for (let suffix = 1; ; suffix++) {
+    const id = suffix === 1 ? base : `${base}-${suffix}`;
+    const app = newMintedApp({ id, clientId: id, name, apiKeyHashes: [apiKeyHash] });
+    const created = await orRefusal("apps create", () => directory.create(app));
+    if (created === REFUSED) return 1;
+    if (created) {
+      console.log(JSON.stringify({ id, client_id: id, api_key: apiKey }));
+      return 0;
+    }
+  }
 }
 
 async function listApps(directory: AppDirectory): Promise<number> {
@@ -303,14 +303,16 @@ async function listApps(directory: AppDirectory): Promise<number> {
 }
 
 async function disableApp(directory: AppDirectory, id: string): Promise<number> {
-  // As stored: `byId` lays the global templates under the app's, and saving that would pin
-  // today's global templates into this app for good.
-  const app = await directory.stored(id);
+  // Changed as stored (without the global templates `byId` lays under it, which would be pinned
+  // into the app for good), in one write: another command's change to it at the same time stays.
+  const app = await orRefusal("apps disable", () =>
+    directory.update(id, (stored) => ({ ...stored, disabled: true })),
+  );
+  if (app === REFUSED) return 1;
   if (!app) {
     console.error(`apps disable: no app "${id}"`);
     return 1;
   }
-  if (!(await saveApp(directory, { ...app, disabled: true }, "apps disable"))) return 1;
   console.log(JSON.stringify({ id: app.id, disabled: true }));
   return 0;
 }
@@ -341,32 +343,44 @@ async function revokeKey(
     console.error(`apps revoke-key: app "${app.id}" has no such key`);
     return 1;
   }
-  // The file's record of the keys it gave goes too, so a later start does not count it.
-  const synced = app as App & { fileApiKeyHashes?: string[] };
-  const revoked = {
-    ...synced,
-    apiKeyHashes: app.apiKeyHashes.filter((each) => each !== hash),
-    ...(synced.fileApiKeyHashes
-      ? { fileApiKeyHashes: synced.fileApiKeyHashes.filter((each) => each !== hash) }
-      : {}),
-  };
-  if (!(await saveApp(directory, revoked, "apps revoke-key"))) return 1;
+  // Taken off the app as stored when it is written, so another command's change at the same time
+  // (a second key revoked) stays. The file's record of the keys it gave loses it too, so a later
+  // start does not count it.
+  const revoked = await orRefusal("apps revoke-key", () =>
+    directory.update(id, (stored) => {
+      const synced = stored as App & { fileApiKeyHashes?: string[] };
+      return {
+        ...synced,
+        apiKeyHashes: synced.apiKeyHashes.filter((each) => each !== hash),
+        ...(synced.fileApiKeyHashes
+          ? { fileApiKeyHashes: synced.fileApiKeyHashes.filter((each) => each !== hash) }
+          : {}),
+      };
+    }),
+  );
+  if (revoked === REFUSED) return 1;
+  if (!revoked) {
+    console.error(`apps revoke-key: no app "${id}"`);
+    return 1;
+  }
   console.log(JSON.stringify({ id: app.id, revoked: true, keys_left: revoked.apiKeyHashes.length }));
   return 0;
 }
 
+/** What `orRefusal` answers for a write the store refused. */
+const REFUSED = Symbol("refused");
+
 /**
- * Saves an app, printing the store's refusal (a client id or API key another app holds, after a
- * race with another writer) as the command's error; false when refused.
+ * A write's result, or REFUSED with the store's refusal (a client id or API key another app
+ * holds, after a race with another writer) printed as the command's error.
  */
-async function saveApp(directory: AppDirectory, app: App, command: string): Promise<boolean> {
+async function orRefusal<T>(command: string, write: () => Promise<T>): Promise<T | typeof REFUSED> {
   try {
-    await directory.save(app);
-    return true;
+    return await write();
   } catch (error) {
     if (error instanceof OtpError && error.code === "VALIDATION_FAILED") {
       console.error(`${command}: ${error.message}`);
-      return false;
+      return REFUSED;
     }
     throw error;
   }
@@ -382,14 +396,6 @@ function slug(name: string): string {
     .replace(/^-+|-+$/g, "")
     .slice(0, 40);
   return base || "app";
-}
-
-async function freeId(base: string, exists: (id: string) => Promise<unknown>): Promise<string> {
-  if (!(await exists(base))) return base;
-  for (let suffix = 2; ; suffix++) {
-    const candidate = `${base}-${suffix}`;
-    if (!(await exists(candidate))) return candidate;
-  }
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

@@ -192,6 +192,8 @@ describe("an app read by a process without the secret that sealed it", () => {
       getByApiKeyHash: async () => null,
       list: async () => [],
       save: async (app: unknown) => void sealedUnderA.push(app),
+      create: async () => true,
+      update: async () => null,
     };
     await sealingAppStore(store, new CodeSecrets([A])).save(
       newApp({ ...SHOP, abuse: { ...newApp({ id: "shop" }).abuse, ...SHOP.abuse } } as never),

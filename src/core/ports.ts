@@ -241,6 +241,18 @@ export interface AppStore {
   list(): Promise<App[]>;
   /** Creates or replaces the app with this id. */
   save(app: App): Promise<void>;
+  /**
+   * Stores a new app, atomically against every other write: false, with nothing written, when an
+   * app already has its id or its client id (two `verifyd apps create` at once must not both take
+   * one id, the second replacing the first and its printed key).
+   */
+  create(app: App): Promise<boolean>;
+  /**
+   * Replaces the app with `change` of it as stored, with no other write to it in between (a
+   * read-then-save would lose one of two commands changing an app at once); the app as saved, or
+   * null when there is no app `id`. `change` must keep the id.
+   */
+  update(id: string, change: (app: App) => App): Promise<App | null>;
 }
 
 export interface Session {

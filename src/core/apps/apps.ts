@@ -135,6 +135,20 @@ export class AppDirectory {
     this.cache.clear();
   }
 
+  /** Stores a new app; false when an app has its id or its client id (see AppStore.create). */
+  async create(app: App): Promise<boolean> {
+    const created = await this.store.create(app);
+    this.cache.clear();
+    return created;
+  }
+
+  /** `change` of the app as `stored` gives it, saved with no write in between; null if there is none. */
+  async update(id: string, change: (app: App) => App): Promise<App | null> {
+    const updated = await this.store.update(id, (app) => change(normalizeApp(app)));
+    this.cache.clear();
+    return updated && normalizeApp(updated);
+  }
+
   list(): Promise<App[]> {
     return this.store.list();
   }

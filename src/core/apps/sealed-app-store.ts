@@ -101,5 +101,8 @@ export function sealingAppStore(
     getByApiKeyHash: async (hash) => open(await store.getByApiKeyHash(hash)),
     list: async () => (await store.list()).map((app) => open(app) as App),
     save: (app) => store.save(sealAppSecrets(app, secrets)),
+    create: (app) => store.create(sealAppSecrets(app, secrets)),
+    update: async (id, change) =>
+      open(await store.update(id, (stored) => sealAppSecrets(change(open(stored) as App), secrets))),
   };
 }

@@ -10,8 +10,9 @@ export interface AppStoreFixture {
 }
 
 /**
- * The AppStore contract: apps by id, client id and API key hash; a save replaces the app; an API
- * key or client id serves one app.
+ * The AppStore contract: apps by id, client id and API key hash; a save replaces the app, a create
+ * only adds one, an update changes one with no write in between; an API key or client id serves
+ * one app.
  */
 export function appStoreContract(name: string, open: () => Promise<AppStoreFixture>): void {
   describe(`AppStore contract: ${name}`, () => {
@@ -104,6 +105,100 @@ export function appStoreContract(name: string, open: () => Promise<AppStoreFixtu
         await Promise.all(Array.from({ length: 10 }, () => apps.save(app)));
         expect(await apps.getByApiKeyHash(key)).toEqual(app);
       }
+    });
+
+    it("creates an app only while no app has its id or its client id", async () => {
+      const key = hexHash();
+      const app = newApp({ id: uniqueId("app"), clientId: uniqueId("client"), apiKeyHashes: [key] });
+      expect(await apps.create(app)).toBe(true);
+      expect(await apps.getByApiKeyHash(key)).toEqual(app);
+      const [sameId, sameClientId] = [hexHash(), hexHash()];
+      expect(await apps.create(newApp({ id: app.id, apiKeyHashes: [sameId] }))).toBe(false);
+      expect(
+        await apps.create(
+          newApp({ id: uniqueId("app"), clientId: app.clientId, apiKeyHashes: [sameClientId] }),
+        ),
+      ).toBe(false);
+      // neither refused create wrote anything
+      expect(await apps.get(app.id)).toEqual(app);
+      expect(await apps.getByApiKeyHash(sameId)).toBeNull();
+      expect(await apps.getByApiKeyHash(sameClientId)).toBeNull();
+    });
+
+    it("refuses to create an app with an API key hash another app holds, writing nothing", async () => {
+      const shared = hexHash();
+      const holder = newApp({ id: uniqueId("app"), apiKeyHashes: [shared] });
+      await apps.save(holder);
+      const other = newApp({ id: uniqueId("app"), apiKeyHashes: [hexHash(), shared] });
+      await expect(apps.create(other)).rejects.toMatchObject({
+        code: "VALIDATION_FAILED",
+        details: { field: "apiKeys" },
+        message: expect.stringContaining(`app "${holder.id}"`),
+      });
+      expect(await apps.get(other.id)).toBeNull();
+      expect(await apps.getByApiKeyHash(other.apiKeyHashes[0] as string)).toBeNull();
+      expect(await apps.getByApiKeyHash(shared)).toEqual(holder);
+    });
+
+    // Regression: `verifyd apps create` looked for a free id, then saved, which replaced an app of
+    // that id another command had created in between, and the key it had printed never worked.
+    it("lets one of many creates of one id at once have it, with its keys", async () => {
+      const id = uniqueId("app");
+      const keys = Array.from({ length: 8 }, () => hexHash());
+      const created = await Promise.all(
+        keys.map((key) => apps.create(newApp({ id, name: key, apiKeyHashes: [key] }))),
+      );
+      expect(created.filter(Boolean)).toHaveLength(1);
+      const winner = keys[created.indexOf(true)] as string;
+      expect(await apps.get(id)).toMatchObject({ name: winner, apiKeyHashes: [winner] });
+      for (const key of keys) {
+        expect((await apps.getByApiKeyHash(key))?.id ?? null).toBe(key === winner ? id : null);
+      }
+    });
+
+    it("updates an app as stored, its keys with it, and answers null for no app", async () => {
+      const [kept, dropped, added] = [hexHash(), hexHash(), hexHash()];
+      const app = newApp({ id: uniqueId("app"), apiKeyHashes: [kept, dropped] });
+      await apps.save(app);
+      const updated = await apps.update(app.id, (stored) => ({
+        ...stored,
+        disabled: true,
+        apiKeyHashes: [kept, added],
+      }));
+      expect(updated).toEqual({ ...app, disabled: true, apiKeyHashes: [kept, added] });
+      expect(await apps.get(app.id)).toEqual(updated);
+      expect(await apps.getByApiKeyHash(dropped)).toBeNull();
+      expect(await apps.getByApiKeyHash(added)).toEqual(updated);
+      expect(await apps.update(uniqueId("none"), (stored) => stored)).toBeNull();
+    });
+
+    it("refuses an update giving an app a client id another app holds, leaving it as it was", async () => {
+      const holder = newApp({ id: uniqueId("app"), clientId: uniqueId("client") });
+      const app = newApp({ id: uniqueId("app"), apiKeyHashes: [hexHash()] });
+      await apps.save(holder);
+      await apps.save(app);
+      await expect(
+        apps.update(app.id, (stored) => ({ ...stored, clientId: holder.clientId })),
+      ).rejects.toMatchObject({ code: "VALIDATION_FAILED", details: { field: "clientId" } });
+      expect(await apps.get(app.id)).toEqual(app);
+    });
+
+    // Regression: `apps disable` and `apps revoke-key` read the app, then saved it whole, so two
+    // commands on one app at once lost one of the two changes.
+    it("loses none of many updates of one app at once", async () => {
+      const keys = Array.from({ length: 8 }, () => hexHash());
+      const app = newApp({ id: uniqueId("app"), apiKeyHashes: keys });
+      await apps.save(app);
+      await Promise.all([
+        ...keys.map((key) =>
+          apps.update(app.id, (stored) => ({
+            ...stored,
+            apiKeyHashes: stored.apiKeyHashes.filter((each) => each !== key),
+          })),
+        ),
+        apps.update(app.id, (stored) => ({ ...stored, disabled: true })),
+      ]);
+      expect(await apps.get(app.id)).toEqual({ ...app, disabled: true, apiKeyHashes: [] });
     });
 
     it("answers null for what does not exist, and lists in id order", async () => {

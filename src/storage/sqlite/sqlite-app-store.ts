@@ -14,6 +14,8 @@ export function createSqliteAppStore(db: SqliteDatabase): AppStore {
       "SELECT id FROM apps WHERE client_id = ? AND id <> ?",
     ),
     keyHolder: db.prepare<[string], { app_id: string }>("SELECT app_id FROM app_keys WHERE key_hash = ?"),
+    // Any conflict: on the id, or on the client id another app has.
+    insert: db.prepare("INSERT INTO apps (id, client_id, data) VALUES (?, ?, ?) ON CONFLICT DO NOTHING"),
     upsert: db.prepare(
       "INSERT INTO apps (id, client_id, data) VALUES (?, ?, ?) ON CONFLICT (id) DO UPDATE SET client_id = excluded.client_id, data = excluded.data",
     ),
@@ -23,18 +25,34 @@ export function createSqliteAppStore(db: SqliteDatabase): AppStore {
   };
   const parse = (row: unknown): App | null =>
     row ? (JSON.parse((row as { data: string }).data) as App) : null;
-  // Runs under an immediate transaction, so the checks and the writes see one state; a refusal
-  // rolls the whole save back.
-  const save = db.transaction((app: App) => {
-    const holder = statements.clientIdHolder.get(app.clientId, app.id);
-    if (holder) throw clientIdTaken(app.clientId, holder.id);
-    statements.upsert.run(app.id, app.clientId, JSON.stringify(app));
-    statements.deleteKeys.run(app.id);
+  const insertKeys = (app: App) => {
     for (const hash of new Set(app.apiKeyHashes)) {
       if (statements.insertKey.run(hash, app.id).changes === 0) {
         throw apiKeyTaken(hash, statements.keyHolder.get(hash)?.app_id ?? "?");
       }
     }
+  };
+  // Each runs under an immediate transaction, so the checks and the writes see one state; a
+  // refusal rolls the whole write back.
+  const save = db.transaction((app: App) => {
+    const holder = statements.clientIdHolder.get(app.clientId, app.id);
+    if (holder) throw clientIdTaken(app.clientId, holder.id);
+    statements.upsert.run(app.id, app.clientId, JSON.stringify(app));
+    statements.deleteKeys.run(app.id);
+    insertKeys(app);
+  });
+  const create = db.transaction((app: App): boolean => {
+    if (statements.insert.run(app.id, app.clientId, JSON.stringify(app)).changes === 0) return false;
+    insertKeys(app);
+    return true;
+  });
+  const update = db.transaction((id: string, change: (app: App) => App): App | null => {
+    const stored = parse(statements.byId.get(id));
+    if (!stored) return null;
+    const changed = change(stored);
+    if (changed.id !== id) throw new Error(`an update of app "${id}" may not change its id`);
+    save(changed);
+    return changed;
   });
   return {
     async get(id) {
@@ -51,6 +69,12 @@ export function createSqliteAppStore(db: SqliteDatabase): AppStore {
     },
     async save(app) {
       save.immediate(app);
+    },
+    async create(app) {
+      return create.immediate(app);
+    },
+    async update(id, change) {
+      return update.immediate(id, change);
     },
   };
 }
