@@ -56,17 +56,30 @@ export interface FailureBudget {
   windowSeconds: number;
 }
 
-export interface IssueRequest {
+/** Where a slot's codes are filed (`Slot`, core/verification/keys.ts). */
+export interface SlotAddress {
+  /** (channel, recipient, purpose): at most one pending code per slot; a new one supersedes the old */
+  slotKey: string;
+  /**
+   * Where the slot's key differs from what builds before it folded an email address's ASCII case
+   * used (the address as typed), that key: a code such a build issued is still taken by a check
+   * by recipient when `slotKey` has no pending code, and superseded by a send, for the rest of its
+   * life (at most a day; this can go once no such build's code can be live).
+   */
+  formerSlotKey?: string | undefined;
+  /**
+   * The slot's tags under every secret, newest first (`CodeSecrets.slotTags`), then those of
+   * `formerSlotKey`. A store keyed by tag (Redis) supersedes the slot's pending code under any of
+   * them, and a check by recipient takes the first pending one in this order.
+   */
+  slotTags: string[];
+}
+
+export interface IssueRequest extends SlotAddress {
   appId: string;
   /** all checked first; counted only if all pass (a refusal consumes no budget) */
   counters: CounterCheck[];
-  /** (channel, to, purpose): at most one pending code per slot; a new one supersedes the old */
-  slotKey: string;
-  /**
-   * The slot's tags under every secret, newest first (`CodeSecrets.slotTags`); `code.id` carries
-   * the first. A store keyed by tag (Redis) supersedes the slot's pending code under any of them.
-   */
-  slotTags: string[];
+  /** `code.id` carries the first of `slotTags` */
   code: CodeRecord;
   /** null for test recipients, which are never delivered */
   outbox: OutboxMessage | null;
@@ -95,7 +108,7 @@ export type IssueOutcome =
 export type ReplayOutcome = Extract<IssueOutcome, { kind: "replayed" | "in_progress" }>;
 
 /** A code by its verification id, or a slot's pending code by its key and tags (as in IssueRequest). */
-export type CodeRef = { appId: string; id: string } | { appId: string; slotKey: string; slotTags: string[] };
+export type CodeRef = { appId: string; id: string } | ({ appId: string } & SlotAddress);
 
 export type AttemptRefusal =
   | "expired"

@@ -112,6 +112,20 @@ export function mailboxOf(channel: Channel, address: string): string {
 }
 
 /**
+ * The recipient a normalised address is, as accounts match it: an email address with its ASCII
+ * capitals folded (`lower()` in SQLite, and in PostgreSQL under the "C" collation; Lua's
+ * `string.lower` in the Redis scripts), so `ANN@` and `ann@` are one recipient, with one pending
+ * code per purpose and one failed-checks budget. Only ASCII, as those folds are, and not a mailbox
+ * (`mailboxOf`): `ann+x@` signs in to another account. A phone number is as it is.
+ */
+export function foldedAddress(channel: Channel, address: string): string {
+  return channel === "email"
+    ? address.replace(ASCII_CAPITALS, (capitals) => capitals.toLowerCase())
+    : address;
+}
+const ASCII_CAPITALS = /[A-Z]+/g;
+
+/**
  * Whether IDNA2008's context rules allow the domain's zero-width joiners (CheckJoiners, as the
  * WHATWG URL parser applies them): a joiner after a virama, a non-joiner between joining letters.
  */

@@ -6,7 +6,7 @@ import type { AttemptOutcome, AttemptRefusal, CodeRef } from "../ports.js";
 import { parseRecipient, phonePrefix } from "../recipients.js";
 import type { App, Channel, CodeRecord, Purpose, TokenRecord } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
-import { failedChecksKey, slotKey } from "./keys.js";
+import { failedChecksKey, Slot } from "./keys.js";
 
 /** Which code a check is about: a verification id (native, CloudBase) or the recipient's pending code. */
 export type CheckTarget =
@@ -249,26 +249,5 @@ function resolveRef(deps: EngineDeps, app: App, target: CheckTarget): CodeRef {
     defaultCountry: deps.defaultCountry,
     field: target.toField ?? "to",
   });
-  const key = slotKey(target.channel, recipient.address, target.purpose);
-  return new SlotRef(app.id, key, () => deps.secrets.slotTags(app.id, key));
-}
-
-/**
- * A code by its slot. The tags are a keyed hash per secret, used only by stores keyed by tag
- * (Redis): made on demand, once. A class rather than a literal with a getter, for the reason
- * `LazyIssueRequest` (send-code.ts) gives.
- */
-class SlotRef {
-  private tags: string[] | undefined;
-
-  constructor(
-    readonly appId: string,
-    readonly slotKey: string,
-    private readonly makeTags: () => string[],
-  ) {}
-
-  get slotTags(): string[] {
-    this.tags ??= this.makeTags();
-    return this.tags;
-  }
+  return new Slot(app.id, target.channel, recipient.address, target.purpose, deps.secrets);
 }

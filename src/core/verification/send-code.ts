@@ -33,7 +33,7 @@ import type {
   Recipient,
 } from "../types.js";
 import type { EngineDeps } from "./engine-deps.js";
-import { appCounterKey, failedChecksKey, ipCounterKey, recipientCounterKey, slotKey } from "./keys.js";
+import { appCounterKey, failedChecksKey, ipCounterKey, recipientCounterKey, Slot } from "./keys.js";
 
 /** A retried send (same Idempotency-Key) gets the first answer for 24 h (DESIGN.md). */
 const IDEMPOTENCY_TTL_SECONDS = 24 * 3600;
@@ -315,20 +315,15 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
 
   // The code, its hash and its sealed copy are made only when a store asks for them: the
   // embedded store refuses over-limit requests first, so a refusal under attack costs no crypto.
-  // The slot's tags are a keyed hash each: made lazily too, for the same reason.
-  const slot = slotKey(channel, recipient.address, purpose);
-  let tags: string[] | undefined;
-  const slotTags = () => {
-    tags ??= deps.secrets.slotTags(app.id, slot);
-    return tags;
-  };
+  // The slot's tags are a keyed hash each: made lazily too (`Slot`), for the same reason.
+  const slot = new Slot(app.id, channel, recipient.address, purpose, deps.secrets);
   let prepared: { record: CodeRecord; outbox: OutboxMessage | null } | undefined;
   const prepare = () => {
     if (prepared) return prepared;
     const code = testCode ?? generateNumericCode(policy.codeLength);
     // Tagged with the slot under the newest secret, so a store can find the code by id where it
     // keeps the slot's code.
-    const id = newVerificationId(slotTags()[0]!, now);
+    const id = newVerificationId(slot.slotTags[0]!, now);
     const record: CodeRecord = {
       id,
       appId: app.id,
@@ -373,7 +368,7 @@ async function issueCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
     prepared = { record, outbox };
     return prepared;
   };
-  const request = new LazyIssueRequest(app.id, counters, slot, slotTags, prepare);
+  const request = new LazyIssueRequest(app.id, counters, slot, prepare);
   if (input.idempotencyKey) {
     request.idempotency = {
       key: input.idempotencyKey,
@@ -476,17 +471,21 @@ function result(
  */
 class LazyIssueRequest implements IssueRequest {
   idempotency?: { key: string; fingerprint: string };
+  readonly slotKey: string;
+  readonly formerSlotKey: string | undefined;
 
   constructor(
     readonly appId: string,
     readonly counters: CounterCheck[],
-    readonly slotKey: string,
-    private readonly makeSlotTags: () => string[],
+    private readonly slot: Slot,
     private readonly makeCode: () => { record: CodeRecord; outbox: OutboxMessage | null },
-  ) {}
+  ) {
+    this.slotKey = slot.slotKey;
+    this.formerSlotKey = slot.formerSlotKey;
+  }
 
   get slotTags(): string[] {
-    return this.makeSlotTags();
+    return this.slot.slotTags;
   }
 
   get code(): CodeRecord {

@@ -3,7 +3,7 @@ import { newVerificationId } from "../../core/ids.js";
 import type { CodeRef, CounterCheck, IssueRequest } from "../../core/ports.js";
 import { CodeSecrets } from "../../core/secrets.js";
 import type { Channel, CodeRecord, OutboxMessage, Purpose, TokenRecord } from "../../core/types.js";
-import { slotKey } from "../../core/verification/keys.js";
+import { Slot, slotKey } from "../../core/verification/keys.js";
 
 /**
  * Builders shared by the contract suites: valid records with unique ids, overridable per case.
@@ -59,8 +59,14 @@ export function slotRef(
   purpose: Purpose,
   secrets: CodeSecrets = CONTRACT_SECRETS,
 ): Extract<CodeRef, { slotKey: string }> {
-  const key = slotKey(channel, to, purpose);
-  return { appId, slotKey: key, slotTags: secrets.slotTags(appId, key) };
+  const slot = new Slot(appId, channel, to, purpose, secrets);
+  const { formerSlotKey } = slot;
+  return {
+    appId,
+    slotKey: slot.slotKey,
+    ...(formerSlotKey === undefined ? {} : { formerSlotKey }),
+    slotTags: slot.slotTags,
+  };
 }
 
 export function outboxFor(record: CodeRecord, fields: Partial<OutboxMessage> = {}): OutboxMessage {
@@ -96,6 +102,7 @@ export function issueRequest(
     appId: record.appId,
     counters,
     slotKey: slot.slotKey,
+    ...(slot.formerSlotKey === undefined ? {} : { formerSlotKey: slot.formerSlotKey }),
     slotTags: slot.slotTags,
     code: record,
     outbox: options.outbox === false ? null : outboxFor(record),

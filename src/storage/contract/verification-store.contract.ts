@@ -1,10 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { newVerificationId, parseVerificationId } from "../../core/ids.js";
 import type { CounterStore, FailureBudget, OutboxStore, VerificationStore } from "../../core/ports.js";
 import { CodeSecrets } from "../../core/secrets.js";
 import type { OutboxMessage } from "../../core/types.js";
 import { failedChecksKey } from "../../core/verification/keys.js";
 import {
   baseTime,
+  CONTRACT_SECRETS,
   codeRecord,
   counter,
   issueRequest,
@@ -253,6 +255,60 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
           kind: "refused",
           reason: "superseded",
         });
+        expect(await store.consumeAttempt(byRecipient, BUDGET, now + 3000)).toEqual({
+          kind: "counted",
+          record: { ...resent, attempts: 1 },
+        });
+      });
+
+      // Regression: a slot was keyed by the address as typed, so a code sent to `Caseabc@` stayed
+      // pending beside `caseabc@`'s, and a check by recipient typed in another case found neither.
+      it("keeps one slot for an email address in any ASCII case, its code sent as given", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const first = codeRecord(appId, now, { to: "Caseabc@example.com" });
+        await store.issue(issueRequest(first), now);
+        expect(
+          await store.consumeAttempt(slotRef(appId, "email", "CASEABC@example.com", "sign_in"), BUDGET, now),
+        ).toEqual({ kind: "counted", record: { ...first, attempts: 1 } });
+        const second = codeRecord(appId, now + 1000, { to: "caseabc@example.com" });
+        expect(parseVerificationId(second.id)?.slotTag).toBe(parseVerificationId(first.id)?.slotTag);
+        await store.issue(issueRequest(second), now + 1000);
+        expect((await store.get(appId, first.id))?.status).toBe("superseded");
+        expect(
+          await store.consumeAttempt(
+            slotRef(appId, "email", "CaseAbc@example.com", "sign_in"),
+            BUDGET,
+            now + 2000,
+          ),
+        ).toEqual({ kind: "counted", record: { ...second, attempts: 1 } });
+        // not a mailbox: a tagged address is another account's, and keeps its own code
+        const tagged = codeRecord(appId, now + 3000, { to: "caseabc+x@example.com" });
+        await store.issue(issueRequest(tagged), now + 3000);
+        expect((await store.get(appId, second.id))?.status).toBe("pending");
+      });
+
+      it("finds and supersedes a code an earlier build filed under the address as typed", async () => {
+        const now = baseTime();
+        const appId = uniqueId("app");
+        const to = "Caseabc@example.com";
+        const earlierKey = `email:${to}:sign_in`;
+        const earlierTags = CONTRACT_SECRETS.slotTags(appId, earlierKey);
+        const earlier = codeRecord(appId, now, {
+          to,
+          id: newVerificationId(earlierTags[0] as string, now),
+        });
+        const { formerSlotKey: _, ...asEarlierBuild } = issueRequest(earlier);
+        await store.issue({ ...asEarlierBuild, slotKey: earlierKey, slotTags: earlierTags }, now);
+        const byRecipient = slotRef(appId, "email", to, "sign_in");
+        expect(byRecipient.formerSlotKey).toBe(earlierKey);
+        expect(await store.consumeAttempt(byRecipient, BUDGET, now + 1000)).toEqual({
+          kind: "counted",
+          record: { ...earlier, attempts: 1 },
+        });
+        const resent = codeRecord(appId, now + 2000, { to });
+        await store.issue(issueRequest(resent), now + 2000);
+        expect(await store.get(appId, earlier.id)).toMatchObject({ status: "superseded", attempts: 1 });
         expect(await store.consumeAttempt(byRecipient, BUDGET, now + 3000)).toEqual({
           kind: "counted",
           record: { ...resent, attempts: 1 },

@@ -24,7 +24,8 @@
  * the slot moves the one it displaces to `c:<its id>` (superseded if it was pending), so only
  * codes that are no longer live cost a second key. After a secret rotation the slot also has tags
  * under the older secrets: codes issued before it stay under those, where `issue` supersedes and
- * a check by recipient finds them. Two slots sharing a tag (odds about 2^-72 per pair) would only
+ * a check by recipient finds them; so do codes a build before the slot key folded an address's
+ * ASCII case filed under the address as typed (`SlotAddress.formerSlotKey`). Two slots sharing a tag (odds about 2^-72 per pair) would only
  * supersede each other's codes: a check by recipient also compares the code's recipient and purpose.
  *
  * Captcha challenges are looked up by token alone (the dev API has no app), and every challenge

@@ -320,7 +320,8 @@ return 1
 /**
  * consumeAttempt. By id (ARGV[2] '0'): KEYS: the id's slot key, its own key; ARGV[6]: the id's
  * stamp. By slot (ARGV[2] '1'): KEYS: the slot's key under each of its tags, newest secret
- * first; ARGV[6]: the slot's signature (redis-code-codec.ts). ARGV: now, by slot, app tag, failure
+ * first (then its former key's, `SlotAddress.formerSlotKey`); ARGV[6]: the slot's signature
+ * (redis-code-codec.ts) of the recipient as its key folds it. ARGV: now, by slot, app tag, failure
  * budget limit, failure budget window ms, then that.
  * Returns {'not_found'} | {'refused', reason, code, slot key index, ms left?}
  * | {'counted', code, slot key index} (the index of the key the code was under; 0 by id).
@@ -334,12 +335,14 @@ local status, attempts, max_attempts, expires, channel, to_bytes, to_start
 if by_slot then
   -- By recipient only a pending code counts, as in SQLite (its query selects status 'pending'). Its
   -- slot signature must match too: a tag shared with another slot never hands out that slot's code.
+  -- The signature comes with the recipient folded as the slot's key folds it (ASCII case), the
+  -- code keeps the address it went to: folded here the same way (string.lower is ASCII-only).
   for i = 1, #KEYS do
     local candidate = redis.call('GET', KEYS[i])
     if candidate and string.sub(candidate, 1, 1) == 'p' then
       status, attempts, max_attempts, expires, channel, to_bytes, to_start = string.match(candidate, HEADER)
       local signature_from = to_start - #to_bytes - 2
-      if string.sub(candidate, signature_from, signature_from + #ARGV[6] - 1) == ARGV[6] then
+      if string.lower(string.sub(candidate, signature_from, signature_from + #ARGV[6] - 1)) == ARGV[6] then
         key, v, found = KEYS[i], candidate, i
         break
       end

@@ -311,6 +311,7 @@ export function createSqliteVerificationStore(
     }
     const { code } = request;
     statements.supersede.run(appId, request.slotKey);
+    if (request.formerSlotKey !== undefined) statements.supersede.run(appId, request.formerSlotKey);
     statements.insertCode.run(
       code.id,
       code.appId,
@@ -368,7 +369,10 @@ export function createSqliteVerificationStore(
     const row = (
       "id" in ref
         ? statements.codeById.get(ref.appId, ref.id)
-        : statements.codeBySlot.get(ref.appId, ref.slotKey)
+        : (statements.codeBySlot.get(ref.appId, ref.slotKey) ??
+          (ref.formerSlotKey === undefined
+            ? undefined
+            : statements.codeBySlot.get(ref.appId, ref.formerSlotKey)))
     ) as CodeColumns | undefined;
     if (!row) return { kind: "not_found" };
     const record = codeFromColumns(row);
