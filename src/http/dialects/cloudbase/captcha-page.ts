@@ -69,8 +69,9 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     if (url.protocol !== "http:" && url.protocol !== "https:") {
       throw invalidField("redirect_uri", "redirect_uri must be an http or https URL");
     }
-    const allowed = tenant.corsOrigins.length === 0 ? devMode : tenant.corsOrigins.includes(url.origin);
-    if (!allowed) throw invalidField("redirect_uri", "redirect_uri must be on one of the app's CORS origins");
+    if (!isAppOrigin(tenant, url.origin, devMode)) {
+      throw invalidField("redirect_uri", "redirect_uri must be on one of the app's CORS origins");
+    }
     return url;
   };
 
@@ -130,7 +131,7 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     const { client_id: clientId, redirect_uri: redirectUri, state } = request.query;
     const tenant = await appOf(request, clientId);
     const back = redirectOf(tenant, redirectUri);
-    refuseEmbeddedElsewhere(request, back.origin);
+    refuseDrawnElsewhere(request, "page", (origin) => origin === back.origin);
     let challenge: Awaited<ReturnType<Engine["captcha"]["createChallenge"]>>;
     try {
       challenge = await engine.captcha.createChallenge(tenant, "image", request.ip);
@@ -213,29 +214,53 @@ const CAPTCHA_ANSWER_SCHEMA = {
   response: { 303: REDIRECTED_BACK, ...errorResponses },
 };
 
-// What a browser loads the page as when it is opened as one: in a window or in a frame.
-const PAGE_DESTINATIONS = new Set(["document", "iframe", "frame"]);
+/** Whether `origin` is one of the app's: one of its CORS origins (any, in dev mode, for an app that lists none). */
+export function isAppOrigin(tenant: App, origin: string, devMode: boolean): boolean {
+  return tenant.corsOrigins.length === 0 ? devMode : tenant.corsOrigins.includes(origin);
+}
+
+// How a browser makes the two requests that draw a challenge: it loads the page as a page, in a
+// window or a frame (Sec-Fetch-Dest), and the current SDK fetches `captcha/data` with CORS
+// (Sec-Fetch-Mode), which a page of another site cannot do unless the app grants it.
+const DRAWN_AS = {
+  page: {
+    header: "sec-fetch-dest",
+    allowed: new Set(["document", "iframe", "frame"]),
+    as: "opened as a page",
+  },
+  fetch: { header: "sec-fetch-mode", allowed: new Set(["cors", "same-origin"]), as: "fetched with CORS" },
+} as const;
 
 /**
- * Refuses to draw a challenge for a load that is not the app's page opening this one. Each draw
- * counts against the visitor's address, so any site could otherwise spend its visitors' budget
- * (30 images in an `<img>` each, or a `fetch`) and leave them unable to get a captcha for 10
- * minutes. A browser says what it loads the page as (`Sec-Fetch-Dest`) and, unless told not to,
- * where from (`Referer`): the page opens from the origin it goes back to. A site that frames the
- * page with no referrer is still let through; `frame-ancestors` then keeps it from showing.
+ * Refuses to draw a challenge for a request that is not the app's own page asking for one: the
+ * page the 2022 SDK opens, or the current SDK's `captcha/data`. Each draw counts against the
+ * visitor's address, so any site could otherwise spend its visitors' budget (the page in 30 `<img>`
+ * tags, 31 no-cors posts to `captcha/data`) and leave them unable to get a captcha for 10 minutes.
+ * A browser says, in headers no page can set, how it makes the request (`DRAWN_AS`) and where from:
+ * the page's `Referer` (unless told not to send it; a site that frames the page with no referrer
+ * is still let through, and `frame-ancestors` keeps it from showing), a fetch's `Origin` when
+ * another site made it (`Sec-Fetch-Site`). `fromApp` says whether that origin is the app's. A
+ * client that is no browser sends none of these, and is let through.
  */
-function refuseEmbeddedElsewhere(request: FastifyRequest, appOrigin: string): void {
-  const destination = request.headers["sec-fetch-dest"];
-  if (typeof destination === "string" && !PAGE_DESTINATIONS.has(destination)) {
-    throw new OtpError("VALIDATION_FAILED", {
-      message: "The captcha page is drawn only when opened as a page",
-    });
+export function refuseDrawnElsewhere(
+  request: FastifyRequest,
+  drawnAs: keyof typeof DRAWN_AS,
+  fromApp: (origin: string) => boolean,
+): void {
+  const what = drawnAs === "page" ? "The captcha page is drawn" : "A captcha is drawn";
+  const how = DRAWN_AS[drawnAs];
+  const made = request.headers[how.header];
+  if (typeof made === "string" && !how.allowed.has(made)) {
+    throw new OtpError("VALIDATION_FAILED", { message: `${what} only when ${how.as}` });
   }
-  const referer = request.headers.referer;
-  if (referer !== undefined && URL.parse(referer)?.origin !== appOrigin) {
-    throw new OtpError("VALIDATION_FAILED", {
-      message: "The captcha page is drawn only when the app's own page opens it",
-    });
+  const from =
+    drawnAs === "page"
+      ? request.headers.referer
+      : request.headers["sec-fetch-site"] === "cross-site"
+        ? (request.headers.origin ?? "")
+        : undefined;
+  if (from !== undefined && !fromApp(URL.parse(from)?.origin ?? "")) {
+    throw new OtpError("VALIDATION_FAILED", { message: `${what} only when the app's own page asks for it` });
   }
 }
 

@@ -8,7 +8,12 @@ import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from ".
 import { answerErrorsWith } from "../../problem.js";
 import { countRefusal, servedApp } from "../../shared/answered-errors.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
-import { NO_CAPTCHA_NEEDED, registerLegacyCaptchaFlow } from "./captcha-page.js";
+import {
+  isAppOrigin,
+  NO_CAPTCHA_NEEDED,
+  refuseDrawnElsewhere,
+  registerLegacyCaptchaFlow,
+} from "./captcha-page.js";
 import { CLOUDBASE_ROUTE_NOT_FOUND, renderCloudbaseError, SENDING_CODE } from "./error-map.js";
 import {
   CaptchaDataReply,
@@ -527,7 +532,10 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     "/captcha/data",
     { schema: { querystring: ClientQuery, response: { 200: CaptchaDataReply, ...errorResponses } } },
     async (request) => {
-      const challenge = await engine.captcha.createChallenge(await appOf(request), "image", request.ip);
+      const tenant = await appOf(request);
+      // Before the draw is counted: another site's page must not spend its visitors' draws.
+      refuseDrawnElsewhere(request, "fetch", (origin) => isAppOrigin(tenant, origin, options.devMode));
+      const challenge = await engine.captcha.createChallenge(tenant, "image", request.ip);
       if (challenge.kind !== "image") throw new Error("an image challenge was asked for");
       return {
         // A GIF data URI, the format CloudBase documents.
