@@ -436,6 +436,9 @@ describe("runCli refusals", () => {
     [["apps", "create", "--name", "Shop\r\nBcc"], /^apps create: --name .* no control characters/],
     [["apps", "create", "--name", "Shop", "--colour", "blue"], /^apps create: Unknown option '--colour'/],
     [["apps", "create", "--name", "Shop", "extra"], /^apps create: Unexpected argument 'extra'/],
+    // Regression: a -h that was --name's value printed the usage and exited 0.
+    [["apps", "create", "--name", "-h"], /^apps create: Option '--name' argument is ambiguous/],
+    [["apps", "create", "--name", "--help"], /^apps create: Option '--name' argument is ambiguous/],
     [["apps", "list", "--all"], /^apps list: takes no arguments \(got "--all"\)/],
     [["apps", "disable"], /^apps disable: ID is required/],
     [["apps", "disable", "a", "b"], /^apps disable: takes one ID \(got "a", "b"\)/],
@@ -482,6 +485,8 @@ describe("runCli refusals", () => {
     [["apps", "--help"]],
     [["apps", "help"]],
     [["apps", "create", "-h"]],
+    [["apps", "create", "--name", "Shop", "-h"]],
+    [["apps", "create", "--name=-h", "--help"]],
   ])("prints its usage and exit codes for `verifyd %j` whatever the configuration", async (args) => {
     const result = await cli(args, {
       VERIFYD_DATA_DIR: tempDir(),

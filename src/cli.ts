@@ -95,7 +95,7 @@ export async function runCli(args: string[]): Promise<number | undefined> {
  * dev secret).
  */
 function parseCommand(args: string[]): Command {
-  if (args.some((arg) => arg === "--help" || arg === "-h") || args[0] === "help") return { name: "help" };
+  if (asksForHelp(args) || args[0] === "help") return { name: "help" };
   const [command = "serve", ...rest] = args;
   if (command === "serve" || command === "migrate") {
     noArguments(command, rest, "; the configuration is VERIFYD_* and VERIFYD_CONFIG");
@@ -132,6 +132,22 @@ function parseCommand(args: string[]): Command {
     default:
       throw new UsageError(`apps: unknown subcommand "${subcommand}"`);
   }
+}
+
+// The options that take the next argument as their value.
+const OPTIONS_WITH_A_VALUE = new Set(["--name"]);
+
+/**
+ * Whether `-h` or `--help` is among the arguments, where it is no option's value: `apps create
+ * --name -h` names an app (which parseArgs then asks to write as `--name=-h`), and asks for no help.
+ */
+function asksForHelp(args: string[]): boolean {
+  for (let at = 0; at < args.length; at++) {
+    const arg = args[at] as string;
+    if (OPTIONS_WITH_A_VALUE.has(arg)) at++;
+    else if (arg === "--help" || arg === "-h") return true;
+  }
+  return false;
 }
 
 function noArguments(command: string, args: string[], hint = ""): void {
