@@ -58,6 +58,16 @@ async function send(
   });
 }
 
+/** A verification's delivery records as `GET /v1/verifications/{id}` shows them. */
+async function deliveries(server: TestServer, id: string): Promise<Record<string, unknown>[]> {
+  const view = await server.fastify.inject({
+    method: "GET",
+    url: `/v1/verifications/${id}`,
+    headers: { authorization: `Bearer ${API_KEY}` },
+  });
+  return view.json().deliveries;
+}
+
 describe("email over SMTP, end to end", () => {
   it("delivers the code to a real SMTP server, where it reads back and approves", async () => {
     const { server, recorder } = await start();
@@ -108,12 +118,7 @@ describe("email over SMTP, end to end", () => {
     server.clock.advanceSeconds(120);
     await server.deliverAll();
     expect(recorder.messages).toHaveLength(0);
-    const view = await server.fastify.inject({
-      method: "GET",
-      url: `/v1/verifications/${sent.json().id}`,
-      headers: { authorization: `Bearer ${API_KEY}` },
-    });
-    expect(view.json().deliveries).toEqual([
+    expect(await deliveries(server, sent.json().id)).toEqual([
       { provider: "smtp", status: "failed", at: expect.any(String), error: expect.stringMatching(/550/) },
     ]);
   });
@@ -167,12 +172,52 @@ describe("email over SMTP, end to end", () => {
     expect(Math.max(...perRecipient.values())).toBe(1);
     expect(recorder.mostInData).toBeLessThanOrEqual(5);
     for (const id of ids) {
-      const view = await server.fastify.inject({
-        method: "GET",
-        url: `/v1/verifications/${id}`,
-        headers: { authorization: `Bearer ${API_KEY}` },
-      });
-      expect(view.json().deliveries.map((delivery: { status: string }) => delivery.status)).toEqual(["sent"]);
+      expect((await deliveries(server, id)).map((delivery) => delivery.status)).toEqual(["sent"]);
     }
+  });
+});
+
+// Regression: a relay refusing verifyd at RCPT TO (`554 5.7.1 Relay access denied`, as Postfix
+// also reports its client, HELO and sender restrictions) was taken as the recipient's fault: the
+// mail failed at once, the next email provider was never tried, and the relay's breaker never opened.
+describe("an SMTP relay refusing verifyd at RCPT TO", () => {
+  let backup: SmtpRecorder | undefined;
+  afterEach(async () => {
+    await backup?.close();
+    backup = undefined;
+  });
+
+  it("fails over to the next relay, and the refusing relay's breaker opens", async () => {
+    backup = await startSmtpRecorder();
+    const { server, recorder } = await start(
+      {},
+      { rejectRecipients: true, rejectReply: "554 5.7.1 <ann@example.com>: Relay access denied" },
+      {
+        providers: [{ id: "backup", type: "smtp", url: backup.url, from: FROM }],
+        routing: { email: ["smtp", "backup"] },
+        delivery: { triesPerProvider: 1, breaker: { failureThreshold: 2, coolDownSeconds: 30 } },
+      },
+    );
+    const ids: string[] = [];
+    for (const to of ["ann@example.com", "bob@example.com", "cat@example.com"]) {
+      const sent = await send(server, { channel: "email", to, purpose: "sign_in" });
+      ids.push(sent.json().id);
+      await server.deliverAll();
+    }
+
+    expect(recorder.messages).toHaveLength(0);
+    expect(backup.messages.map((mail) => mail.to)).toEqual([
+      ["ann@example.com"],
+      ["bob@example.com"],
+      ["cat@example.com"],
+    ]);
+    const tried = [];
+    for (const id of ids) {
+      tried.push((await deliveries(server, id)).map(({ provider, status }) => ({ provider, status })));
+    }
+    const refused = { provider: "smtp", status: "failed" };
+    const sent = { provider: "backup", status: "sent" };
+    // the second refusal opens the breaker: the third mail skips the refusing relay
+    expect(tried).toEqual([[refused, sent], [refused, sent], [sent]]);
   });
 });

@@ -17,6 +17,8 @@ export interface SmtpRecorderOptions {
   auth?: { user: string; pass: string };
   /** answer RCPT TO with 550 for these addresses, or for every address when `true` */
   rejectRecipients?: boolean | string[];
+  /** the reply refused recipients get instead of `550 No such user here`, e.g. `554 5.7.1 Relay access denied` */
+  rejectReply?: string;
   /** cut every connection before the greeting, like a relay that is going down */
   dropConnections?: boolean;
   /** implicit TLS (smtps) with smtp-server's bundled self-signed certificate */
@@ -75,7 +77,9 @@ export async function startSmtpRecorder(options: SmtpRecorderOptions = {}): Prom
         rejectRecipients === true ||
         (Array.isArray(rejectRecipients) && rejectRecipients.includes(address.address));
       if (refused) {
-        callback(Object.assign(new Error("No such user here"), { responseCode: 550 }));
+        const [, code = "550", text = "No such user here"] =
+          /^(\d{3}) (.*)$/.exec(options.rejectReply ?? "") ?? [];
+        callback(Object.assign(new Error(text), { responseCode: Number(code) }));
         return;
       }
       callback();

@@ -168,6 +168,29 @@ describe("createSmtpEmailSender", () => {
     expect(recorder.messages).toHaveLength(0);
   });
 
+  // Regression: any 5xx at RCPT TO was taken as the recipient's fault, so a relay refusing verifyd
+  // (`554 5.7.1 Relay access denied`, Postfix's client, HELO and sender restrictions) failed every
+  // mail at once, never tried the next provider, and its breaker never opened.
+  it.each([
+    ["554 5.7.1 <ada@example.com>: Relay access denied", false],
+    ["550 5.7.1 Client host rejected: cannot find your hostname", false],
+    ["550 5.1.8 <no-reply@acme.example>: Sender address rejected: Domain not found", false],
+    ["554 Transaction failed", false],
+    ["552 5.2.2 Mailbox full", false],
+    ["550 5.1.1 <ada@example.com>: Recipient address rejected: User unknown", true],
+    ["553 5.1.3 Bad recipient address syntax", true],
+    ["551 User not local; please try <ada@elsewhere.example>", true],
+    ["550 5.2.1 The email account that you tried to reach is disabled", true],
+  ])("takes the relay's %j at RCPT TO as permanent=%s", async (reply, permanent) => {
+    recorder = await startSmtpRecorder({ rejectRecipients: true, rejectReply: reply });
+    sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });
+
+    const failure = await sendFailure(sender.send(email()));
+
+    expect(failure.message).toContain(reply.slice(0, 3));
+    expect(failure.permanent).toBe(permanent);
+  });
+
   it("fails transiently when the relay is down", async () => {
     sender = createSmtpEmailSender({
       url: `smtp://127.0.0.1:${await closedPort()}`,

@@ -50,8 +50,9 @@ export interface SmtpEmailOptions {
 /**
  * An email sender speaking SMTP through nodemailer. The Message-ID is derived from the outbox
  * message id, so a retried send is recognisable as the same message in the relay's logs and the
- * recipient's mailbox. Only a 5xx answer to RCPT TO (the relay refusing this recipient) is a
- * permanent failure; everything else may succeed later or through another provider. Messages
+ * recipient's mailbox. Only a refusal of the recipient's address at RCPT TO (see
+ * `isRecipientRefusal`) is a permanent failure; everything else, the relay refusing verifyd
+ * included, may succeed later or through another provider. Messages
  * beyond the pool's connections wait in the sender (`MessageSender.queuesMessages`), each timed from its
  * hand-over to nodemailer, and stopped (its connection closed) when it runs out of time.
  */
@@ -146,18 +147,37 @@ function createSlots(count: number): { take(): Promise<void>; give(): void } {
   };
 }
 
-/** nodemailer marks a recipient refusal with the command it answered and the SMTP reply code. */
+// The basic codes a relay refuses a recipient's address with: no such mailbox (550), not local
+// (551), a malformed address (553). The same codes also carry refusals of verifyd itself.
+const RECIPIENT_REFUSAL_CODES = new Set([550, 551, 553]);
+// Enhanced status codes (RFC 3463) that say the recipient's address or mailbox is at fault: bad
+// destination mailbox, system or syntax (5.1.1-5.1.3), ambiguous (5.1.4), moved (5.1.6), a domain
+// that takes no mail (5.1.10, RFC 7505) and a disabled mailbox (5.2.1). The other 5.1 codes name
+// the sender's address (5.1.7, 5.1.8), and 5.7 is policy.
+const RECIPIENT_STATUSES = new Set(["5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.6", "5.1.10", "5.2.1"]);
+
+/**
+ * True when the relay refused the recipient's address itself, which no retry and no other relay
+ * changes. nodemailer marks the reply with the command it answered, its code and its text. A
+ * refusal at RCPT TO is more often the relay refusing verifyd (Postfix reports relay access,
+ * client, HELO and sender restrictions there: `554 5.7.1 <addr>: Relay access denied`), which is
+ * transient: the next provider is tried and the breaker counts it. So only 550, 551 and 553 are
+ * the recipient's, and only with a recipient status or with no enhanced status at all.
+ */
 function isRecipientRefusal(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
-  const { command, responseCode } = error as { command?: unknown; responseCode?: unknown };
-  // 503 is "bad sequence of commands": our session's fault, not the recipient's.
-  return (
-    command === "RCPT TO" &&
-    typeof responseCode === "number" &&
-    responseCode >= 500 &&
-    responseCode < 600 &&
-    responseCode !== 503
-  );
+  const { command, responseCode, response } = error as {
+    command?: unknown;
+    responseCode?: unknown;
+    response?: unknown;
+  };
+  if (command !== "RCPT TO" || typeof responseCode !== "number") return false;
+  if (!RECIPIENT_REFUSAL_CODES.has(responseCode)) return false;
+  const enhanced =
+    typeof response === "string"
+      ? /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})(?![\d.])/.exec(response)?.[1]
+      : undefined;
+  return enhanced === undefined || RECIPIENT_STATUSES.has(enhanced);
 }
 
 function domainOf(from: string): string {
