@@ -9,6 +9,7 @@ import {
   BIN,
   cleanEnv,
   eventually,
+  freePort,
   getJson,
   killAll,
   MAIN,
@@ -121,6 +122,23 @@ describe.concurrent("verifyd migrate", () => {
     } finally {
       holder.close();
     }
+  });
+
+  // Regression: with PostgreSQL unreachable it printed only "connect ECONNREFUSED 127.0.0.1:5999",
+  // where the server and the `apps` commands name the setting. @see rev-cli 3
+  it("names VERIFYD_DATABASE_URL when PostgreSQL does not answer, and never repeats the URL", async ({
+    expect,
+  }) => {
+    const exit = await run(BIN, ["migrate"], {
+      VERIFYD_DATA_DIR: tempDir(),
+      VERIFYD_DATABASE_URL: `postgres://verifyd:hunter2@127.0.0.1:${await freePort()}/test`,
+      VERIFYD_REDIS_URL: "redis://127.0.0.1:6379",
+    });
+    expect(exit.code).toBe(1);
+    expect(exit.stderr).toMatch(
+      /^VERIFYD_DATABASE_URL \(databaseUrl\): cannot use PostgreSQL: .*ECONNREFUSED/,
+    );
+    expect(exit.stderr).not.toMatch(/hunter2/);
   });
 
   it("names a file in the data dir that is not a database", async ({ expect }) => {

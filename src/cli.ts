@@ -16,6 +16,7 @@ import type { App } from "./core/types.js";
 import { REQUEST_TIMEOUT_MS } from "./http/app.js";
 import { closeLogger, createLogger } from "./observability/logger.js";
 import { openStore, startServer } from "./server.js";
+import { postgresUnusable } from "./storage/cluster/index.js";
 import { migratePostgresDatabase } from "./storage/postgres/postgres-migrator.js";
 import { sqlitePath } from "./storage/sqlite/index.js";
 import { migrateSqlite, openSqliteDatabase } from "./storage/sqlite/sqlite-database.js";
@@ -241,6 +242,9 @@ async function migrate(config: Config): Promise<number> {
       logger: {
         warn: (detail, message) => console.error(`verifyd migrate: ${message} ${JSON.stringify(detail)}`),
       },
+    }).catch((error: unknown) => {
+      // Named as the server's start and the `apps` commands name it (a bare "connect ECONNREFUSED").
+      throw postgresUnusable(error);
     });
     console.log(JSON.stringify({ applied }));
     return 0;

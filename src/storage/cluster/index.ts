@@ -109,6 +109,16 @@ export class BackendUnusable extends Error {
 }
 
 /**
+ * What a start (or `verifyd migrate`) throws for a failure to reach or migrate PostgreSQL: a
+ * driver's or the server's error (a code: ECONNREFUSED, 28P01, ...) says nothing of where it came
+ * from, so it is named by its setting; the schema's own refusals name what to do already.
+ */
+export function postgresUnusable(error: unknown): unknown {
+  if (typeof (error as { code?: unknown }).code !== "string") return error;
+  return new BackendUnusable("VERIFYD_DATABASE_URL (databaseUrl)", "PostgreSQL", error);
+}
+
+/**
  * Every port of the cluster mode: hot state (codes, counters, tokens, idempotency, captcha) in
  * Redis, durable state (apps, accounts, sessions, outbox, deliveries, dev inbox, send log) in
  * PostgreSQL. Any backend failure surfaces as OtpError STORE_UNAVAILABLE (wrapped here, once);
@@ -154,10 +164,7 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
       if (emailKeys.keyed > 0 || emailKeys.released > 0)
         logger.info(emailKeys, "accounts an older process wrote are keyed to their mailbox");
     } catch (error) {
-      // A driver's or the server's error (a code: ECONNREFUSED, 28P01, ...) says nothing of where
-      // it came from; the schema's own refusals name what to do already.
-      if (typeof (error as { code?: unknown }).code !== "string") throw error;
-      throw new BackendUnusable("VERIFYD_DATABASE_URL (databaseUrl)", "PostgreSQL", error);
+      throw postgresUnusable(error);
     }
     try {
       redis = await connectRedis({ url: options.redisUrl, logger });
