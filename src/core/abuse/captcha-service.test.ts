@@ -282,6 +282,30 @@ describe("solve: tries, expiry, single use", () => {
     await failure(captcha.solve(shop, "", IMAGE_ANSWER));
   });
 
+  // Regression: any verify route judged any kind, so CloudBase's image route judged an IDaaS
+  // slider and gave a pass IDaaS would have bound to its sender. @see captcha review 2 4
+  it("refuses a challenge of another kind than the route judges, as an unknown one", async () => {
+    const slider = await captcha.createChallenge(shop, "slider", "203.0.113.5");
+    const asImage = captcha.solve(shop, slider.token, String(SLIDER_X), {
+      kind: "image",
+      clientIp: "203.0.113.5",
+    });
+    expect(await failure(asImage)).toMatch(/unknown/);
+    const image = await captcha.createChallenge(shop, "image");
+    expect(await failure(captcha.solve(shop, image.token, IMAGE_ANSWER, { kind: "slider" }))).toMatch(
+      /unknown/,
+    );
+    // A route that draws both judges both, and one of the same kind as before.
+    expect((await captcha.solve(shop, image.token, IMAGE_ANSWER, { kind: "image" })).passToken).toMatch(
+      /^cp_/,
+    );
+    const other = await captcha.createChallenge(shop, "slider");
+    expect((await captcha.solve(shop, other.token, String(SLIDER_X))).passToken).toMatch(/^cp_/);
+    // Not a wrong answer: the client's budget of them is whole.
+    const key = "captcha:wrong:203.0.113.5:600";
+    expect((await backend.counters.peek("shop", key, clock.nowMs())).count).toBe(0);
+  });
+
   it("refuses another app's challenge and leaves the owner's tries alone", async () => {
     const { token } = await captcha.createChallenge(shop, "image");
     for (let n = 0; n < 5; n++) await failure(captcha.solve(other, token, IMAGE_ANSWER));
@@ -303,7 +327,7 @@ describe("per-client budgets", () => {
     expect(WRONG_ANSWERS_PER_IP.limit).toBe(10);
     for (let n = 0; n < WRONG_ANSWERS_PER_IP.limit; n++) {
       const { token } = await captcha.createChallenge(shop, "slider", ip(n));
-      await failure(captcha.solve(shop, token, "1", undefined, ip(n)));
+      await failure(captcha.solve(shop, token, "1", { clientIp: ip(n) }));
     }
   }
 
@@ -311,7 +335,7 @@ describe("per-client budgets", () => {
     const drawnEarly = await captcha.createChallenge(shop, "slider", IP);
     await answerWrongUntilOverBudget(() => IP);
     for (let n = 0; n < CHALLENGE_TRIES; n++) {
-      await refusedClient(captcha.solve(shop, drawnEarly.token, String(SLIDER_X), undefined, IP));
+      await refusedClient(captcha.solve(shop, drawnEarly.token, String(SLIDER_X), { clientIp: IP }));
     }
     await refusedClient(captcha.createChallenge(shop, "slider", IP));
     // Every try is left: the refusals never reached the challenge.
@@ -322,14 +346,14 @@ describe("per-client budgets", () => {
     await answerWrongUntilOverBudget(() => IP);
     clock.advanceSeconds(WRONG_ANSWERS_PER_IP.windowSeconds);
     const { token } = await captcha.createChallenge(shop, "slider", IP);
-    expect((await captcha.solve(shop, token, String(SLIDER_X), undefined, IP)).passToken).toMatch(/^cp_/);
+    expect((await captcha.solve(shop, token, String(SLIDER_X), { clientIp: IP })).passToken).toMatch(/^cp_/);
   });
 
   it("judges at most 10 of 20 concurrent wrong answers from one IP", async () => {
     const tokens: string[] = [];
     for (let n = 0; n < 20; n++) tokens.push((await captcha.createChallenge(shop, "slider", IP)).token);
     const outcomes = await Promise.allSettled(
-      tokens.map((token) => captcha.solve(shop, token, "1", undefined, IP)),
+      tokens.map((token) => captcha.solve(shop, token, "1", { clientIp: IP })),
     );
     const codes = outcomes.map((outcome) =>
       outcome.status === "rejected" ? (outcome.reason as { code: string }).code : "passed",
@@ -341,24 +365,24 @@ describe("per-client budgets", () => {
   it("counts neither a right answer nor an answer to an unknown challenge as wrong", async () => {
     for (let n = 0; n < WRONG_ANSWERS_PER_IP.limit - 1; n++) {
       const { token } = await captcha.createChallenge(shop, "slider", IP);
-      await failure(captcha.solve(shop, token, "1", undefined, IP));
+      await failure(captcha.solve(shop, token, "1", { clientIp: IP }));
     }
     const right = await captcha.createChallenge(shop, "slider", IP);
-    await captcha.solve(shop, right.token, String(SLIDER_X), undefined, IP);
-    for (let n = 0; n < 5; n++) await failure(captcha.solve(shop, "cc_unknown", "1", undefined, IP));
+    await captcha.solve(shop, right.token, String(SLIDER_X), { clientIp: IP });
+    for (let n = 0; n < 5; n++) await failure(captcha.solve(shop, "cc_unknown", "1", { clientIp: IP }));
     const tenth = await captcha.createChallenge(shop, "slider", IP);
-    await failure(captcha.solve(shop, tenth.token, "1", undefined, IP));
-    await refusedClient(captcha.solve(shop, tenth.token, String(SLIDER_X), undefined, IP));
+    await failure(captcha.solve(shop, tenth.token, "1", { clientIp: IP }));
+    await refusedClient(captcha.solve(shop, tenth.token, String(SLIDER_X), { clientIp: IP }));
   });
 
   it("counts every address of an IPv6 /64 as one client, for wrong answers and challenges", async () => {
     await answerWrongUntilOverBudget((n) => `2001:db8:aa:bb::${n + 1}`);
     const { token } = await captcha.createChallenge(shop, "slider", "2001:db8:aa:cc::1");
-    await refusedClient(captcha.solve(shop, token, String(SLIDER_X), undefined, "2001:db8:aa:bb:ffff::9"));
+    await refusedClient(captcha.solve(shop, token, String(SLIDER_X), { clientIp: "2001:db8:aa:bb:ffff::9" }));
     await refusedClient(captcha.createChallenge(shop, "slider", "2001:0db8:00aa:00bb::abcd"));
     // The neighbouring /64 is another client.
     expect(
-      (await captcha.solve(shop, token, String(SLIDER_X), undefined, "2001:db8:aa:cc::2")).passToken,
+      (await captcha.solve(shop, token, String(SLIDER_X), { clientIp: "2001:db8:aa:cc::2" })).passToken,
     ).toMatch(/^cp_/);
     clock.advanceSeconds(WRONG_ANSWERS_PER_IP.windowSeconds);
     for (let n = 0; n < 30; n++) await captcha.createChallenge(shop, "image", `2001:db8:1:2::${n + 1}`);
@@ -452,16 +476,16 @@ describe("per-client budgets", () => {
     await answerWrongUntilOverBudget(() => IP);
     await refusedClient(captcha.createChallenge(shop, "slider", `::ffff:${IP}`));
     const { token } = await captcha.createChallenge(shop, "slider", "203.0.113.8");
-    expect((await captcha.solve(shop, token, String(SLIDER_X), undefined, "203.0.113.8")).passToken).toMatch(
-      /^cp_/,
-    );
+    expect(
+      (await captcha.solve(shop, token, String(SLIDER_X), { clientIp: "203.0.113.8" })).passToken,
+    ).toMatch(/^cp_/);
   });
 });
 
 describe("redeemPass", () => {
   async function pass(bindTo?: string): Promise<string> {
     const { token } = await captcha.createChallenge(shop, "image");
-    return (await captcha.solve(shop, token, IMAGE_ANSWER, bindTo)).passToken;
+    return (await captcha.solve(shop, token, IMAGE_ANSWER, { bindTo })).passToken;
   }
 
   it("lets an unbound pass serve one send to anyone, once", async () => {

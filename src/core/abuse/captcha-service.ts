@@ -291,13 +291,17 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
      * AJ-Captcha encrypted) pass within the generator's tolerance. A right answer spends the
      * challenge and returns a pass token, bound to `bindTo` when given. A client over its budget
      * of wrong answers is refused as `createChallenge` refuses it, whatever it answers.
+     *
+     * `kind` is the kind of challenge the asking face draws, when it draws one kind: a challenge
+     * of another kind is no challenge of that face's, refused as an unknown one. Else a face that
+     * draws images only would judge another face's sliders (a kind a script may solve better)
+     * and give a pass that face never binds to a recipient, as IDaaS binds its own.
      */
     async solve(
       app: App,
       token: string,
       rawAnswer: string,
-      bindTo?: string,
-      clientIp?: string,
+      { kind, bindTo, clientIp }: { kind?: CaptchaKind; bindTo?: string; clientIp?: string } = {},
     ): Promise<CaptchaPassResult> {
       requireBuiltIn(app);
       if (rawAnswer.length === 0 || rawAnswer.length > MAX_ANSWER_CHARS) throw failed();
@@ -305,7 +309,8 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       const notWrong = await takeAnswerBudget(app, clientIp);
       const now = clock.nowMs();
       const challenge = await store.takeTry(app.id, token, now);
-      if (!challenge) {
+      // (Its try is spent all the same: only a client that was given the token can send it here.)
+      if (!challenge || (kind !== undefined && challenge.kind !== kind)) {
         // No challenge, no guess: a stale token is what a person sends after a long pause.
         await notWrong();
         throw failed("The captcha is unknown, expired or out of tries; request a new one");

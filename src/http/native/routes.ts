@@ -235,12 +235,15 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
         to === undefined
           ? undefined
           : parseAnyRecipient(to, { defaultCountry: engine.deps.defaultCountry, field: "to" }).address;
+      // Either kind: this API draws both.
       const pass = await engine.captcha.solve(
         caller.app,
         token,
         typeof answer === "number" ? String(answer) : answer,
-        bindTo,
-        clientIpOf(caller, request.body.client_ip, request.ip),
+        {
+          bindTo,
+          clientIp: clientIpOf(caller, request.body.client_ip, request.ip),
+        },
       );
       return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
     },

@@ -177,7 +177,10 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
         const tenant = await appOf(request, clientId);
         const back = redirectOf(tenant, redirectUri);
         try {
-          const pass = await engine.captcha.solve(tenant, token, key, undefined, request.ip);
+          const pass = await engine.captcha.solve(tenant, token, key, {
+            kind: "image",
+            clientIp: request.ip,
+          });
           return redirectBack(
             reply,
             back,

@@ -552,13 +552,10 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     { schema: bodySchema(CaptchaVerifyBody, CaptchaVerifyReply) },
     async (request) => {
       const tenant = await appOf(request, request.body.client_id);
-      const pass = await engine.captcha.solve(
-        tenant,
-        request.body.token,
-        request.body.key,
-        undefined,
-        request.ip,
-      );
+      const pass = await engine.captcha.solve(tenant, request.body.token, request.body.key, {
+        kind: "image",
+        clientIp: request.ip,
+      });
       return { captcha_token: pass.passToken, expires_in: pass.expiresInSeconds };
     },
   );

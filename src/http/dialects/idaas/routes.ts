@@ -190,7 +190,11 @@ async function idaasRoutes(fastify: FastifyInstance, options: IdaasDialectOption
         defaultCountry: engine.deps.defaultCountry,
         field: "sender",
       }).address;
-      const pass = await engine.captcha.solve(tenant, token, pointJson, bindTo, callerOf(request).clientIp);
+      const pass = await engine.captcha.solve(tenant, token, pointJson, {
+        kind: "slider",
+        bindTo,
+        clientIp: callerOf(request).clientIp,
+      });
       return { captcha_token: pointTags.join(pass.passToken, pointJson) };
     },
   );
