@@ -512,6 +512,19 @@ describe("redeemPass", () => {
     await captcha.redeemPass(shop, await pass("ann@example.com"), "ann@example.com");
   });
 
+  // Regression: the bound recipient was compared as typed, so a pass solved for Bob@Example.com
+  // refused a send to bob@example.com, one recipient, and was spent. @see captcha review 2 5
+  it("takes an email address in any ASCII case as the one it is bound to, and no other address", async () => {
+    await captcha.redeemPass(shop, await pass("Bob@example.com"), "bob@example.com");
+    await captcha.redeemPass(shop, await pass("bob@example.com"), "BOB@example.com");
+    expect(
+      await failure(captcha.redeemPass(shop, await pass("Bob@example.com"), "bob+x@example.com")),
+    ).toMatch(/another recipient/);
+    expect(await failure(captcha.redeemPass(shop, await pass("+8613800138000"), "+8613800138001"))).toMatch(
+      /another recipient/,
+    );
+  });
+
   it("refuses a pass of another app and leaves it to its app", async () => {
     const token = await pass();
     await failure(captcha.redeemPass(other, token, "ann@example.com"));

@@ -9,6 +9,7 @@ import type {
   CounterStore,
   ExternalCaptchaVerifier,
 } from "../ports.js";
+import { foldedAddress } from "../recipients.js";
 import { type CodeSecrets, equalInConstantTime } from "../secrets.js";
 import type { App, RateRule } from "../types.js";
 import { clientAddressOf, siteOf, subnetOf } from "./abuse-rules.js";
@@ -397,7 +398,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       if (!PASS_TOKEN_SHAPE.test(passToken)) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
       const pass = await store.consumePass(app.id, sha256Hex(passToken), clock.nowMs());
       if (!pass) throw failed(notLive, CAPTCHA_PASS_REFUSALS.notLive);
-      if (pass.boundTo !== undefined && pass.boundTo !== recipient) {
+      if (pass.boundTo !== undefined && recipientKey(pass.boundTo) !== recipientKey(recipient)) {
         throw failed(
           "The captcha token was solved for another recipient",
           CAPTCHA_PASS_REFUSALS.otherRecipient,
@@ -423,6 +424,15 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 }
 
 export type CaptchaService = ReturnType<typeof createCaptchaService>;
+
+/**
+ * The recipient a pass is bound to, as the send's slot and accounts match it: an email address in
+ * any ASCII case is one recipient (a pass solved for `Bob@` serves a send to `bob@`), a phone
+ * number is as it is. Not its mailbox: `bob+x@` is another account to ask about.
+ */
+function recipientKey(address: string): string {
+  return foldedAddress(address.includes("@") ? "email" : "sms", address);
+}
 
 /**
  * A token bucket of `perSecond` renders, full at first and refilled continuously: `take` answers 0
