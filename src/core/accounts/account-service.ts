@@ -93,16 +93,33 @@ const ROTATING_KINDS: ReadonlySet<SessionKind> = new Set(["cloudbase"]);
 // 128 random bits in base64url, then a dot the secret part's alphabet has not.
 const CHAIN_PATTERN = /^[A-Za-z0-9_-]{22}\./;
 
-/** A new session token of `kind`; `chain` is kept when the kind rotates, else a new one drawn. */
-function newSessionToken(kind: SessionKind, chain?: string): { token: string; chain?: string } {
+/**
+ * How long after a rotation the token it replaced may rotate the session once more instead of
+ * ending it: a refresh whose answer was lost (the SDK retries a refresh that got no JSON back, a
+ * proxy's 502 page say, with the same token) must not sign its owner out. The credentials the
+ * lost answer held die, so a thief's token caught in that window is caught at the owner's next
+ * refresh instead. Okta's default grace period.
+ */
+const REFRESH_RETRY_GRACE_MS = 30_000;
+
+/**
+ * The key a session's chain is stored and looked up by: the tag's SHA-256, so that what the store
+ * holds names no chain (with the tag, a reader of the database could end any session by a
+ * made-up token naming it).
+ */
+const chainKeyOf = (tag: string): string => sha256Hex(tag);
+
+/** A new session token of `kind`; a rotating kind's carries `tag`, else a new one drawn. */
+function newSessionToken(kind: SessionKind, tag?: string): { token: string; chainKey?: string } {
   const prefix = SESSION_TOKEN_PREFIXES[kind];
   if (!ROTATING_KINDS.has(kind)) return { token: newSecretToken(prefix) };
-  const tag = chain ?? randomBytesFromPool(16).toString("base64url");
-  return { token: `${prefix}_${tag}.${randomBytesFromPool(24).toString("base64url")}`, chain: tag };
+  const chain = tag ?? randomBytesFromPool(16).toString("base64url");
+  const token = `${prefix}_${chain}.${randomBytesFromPool(24).toString("base64url")}`;
+  return { token, chainKey: chainKeyOf(chain) };
 }
 
-/** The chain a rotating kind's token names; undefined for a token minted before chains. */
-function chainOf(kind: SessionKind, token: string): string | undefined {
+/** The chain tag a rotating kind's token names; undefined for a token minted before chains. */
+function chainTagOf(kind: SessionKind, token: string): string | undefined {
   if (!ROTATING_KINDS.has(kind)) return undefined;
   const rest = token.slice(SESSION_TOKEN_PREFIXES[kind].length + 1);
   return CHAIN_PATTERN.test(rest) ? rest.slice(0, 22) : undefined;
@@ -286,12 +303,29 @@ export function createAccountService(deps: AccountServiceDeps) {
     token: string,
     nowMs: number,
   ): Promise<Session | null> {
-    const chain = chainOf(kind, token);
-    const successor = chain
-      ? await accounts.findSessionOfChain(app.id, chain, nowMs)
+    const tag = chainTagOf(kind, token);
+    const successor = tag
+      ? await accounts.findSessionOfChain(app.id, chainKeyOf(tag), nowMs)
       : await accounts.findSessionRotatedFrom(app.id, sha256Hex(token), nowMs);
     if (successor) await revokeSessionById(deps, app, successor.accountId, successor.tokenHash);
     return successor;
+  }
+
+  /**
+   * Rotates again, to `next`, the session rotated away from `tokenHash` less than
+   * REFRESH_RETRY_GRACE_MS ago (its expiry tells when: a rotation sets it `ttlSeconds` ahead);
+   * null when there is none, or when another rotation got there first.
+   */
+  async function rotateAgainWithinGrace(
+    app: App,
+    tokenHash: string,
+    next: { tokenHash: string; expiresAtMs: number; chain?: string },
+    ttlSeconds: number,
+    nowMs: number,
+  ): Promise<Session | null> {
+    const successor = await accounts.findSessionRotatedFrom(app.id, tokenHash, nowMs);
+    if (!successor || successor.expiresAtMs - ttlSeconds * 1000 < nowMs - REFRESH_RETRY_GRACE_MS) return null;
+    return accounts.rotateSession(app.id, successor.tokenHash, next, nowMs);
   }
 
   return {
@@ -438,7 +472,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       ttlSeconds: number,
       kind: SessionKind,
     ): Promise<IssuedSession> {
-      const { token, chain } = newSessionToken(kind);
+      const { token, chainKey } = newSessionToken(kind);
       const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
       // Opened under the credentials `account` was read with: if a new password came since
       // (a login in flight while it was set), the session is dead from the start.
@@ -448,7 +482,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         accountId: account.id,
         expiresAtMs,
         credentialVersion: account.credentialVersion,
-        ...(chain ? { chain } : {}),
+        ...(chainKey ? { chain: chainKey } : {}),
       });
       return { token, expiresAtMs };
     },
@@ -478,9 +512,12 @@ export function createAccountService(deps: AccountServiceDeps) {
      * Moves a live session to a new token (a refresh token's rotation), for exactly one of
      * concurrent callers, and returns the token with the session's account. Null when the session
      * is unknown, expired, already rotated, or older than the account's password. A token already
-     * rotated ends the session it was rotated into (reuse detection, RFC 9700 §4.14.2): so does
-     * the loser of refreshes sent at once, which the server cannot tell from a thief's. A new
-     * password that keeps the old token keeps the new one too (AccountDirectory.rotateSession).
+     * rotated ends the session it was rotated into (reuse detection, RFC 9700 §4.14.2), unless
+     * the rotation that replaced it was the session's last and came less than
+     * REFRESH_RETRY_GRACE_MS ago: then it rotates the session once more (a retried refresh). Of
+     * refreshes sent at once, which the server cannot tell from a thief's, one is answered, one
+     * more may be by the grace, and any after end the session. A new password that keeps the
+     * old token keeps the new one too (AccountDirectory.rotateSession).
      */
     async rotateSession(
       app: App,
@@ -491,16 +528,21 @@ export function createAccountService(deps: AccountServiceDeps) {
       if (!isSessionTokenOf(kind, token)) return null;
       const now = clock.nowMs();
       // A token minted before chains starts one: its session's next tokens carry it.
-      const { token: nextToken, chain } = newSessionToken(kind, chainOf(kind, token));
+      const tag = chainTagOf(kind, token);
+      const { token: nextToken, chainKey } = newSessionToken(kind, tag);
       const next = { token: nextToken, expiresAtMs: now + ttlSeconds * 1000 };
       const tokenHash = sha256Hex(token);
       const nextHash = sha256Hex(next.token);
-      const rotated = await accounts.rotateSession(
-        app.id,
-        tokenHash,
-        { tokenHash: nextHash, expiresAtMs: next.expiresAtMs, ...(chain ? { chain } : {}) },
-        now,
-      );
+      const nextRow = {
+        tokenHash: nextHash,
+        expiresAtMs: next.expiresAtMs,
+        ...(chainKey ? { chain: chainKey } : {}),
+      };
+      const rotated =
+        (await accounts.rotateSession(app.id, tokenHash, nextRow, now)) ??
+        // (before chains, a second rotation would give the session a chain the lost answer's
+        // token is not in: no grace for those)
+        (tag ? await rotateAgainWithinGrace(app, tokenHash, nextRow, ttlSeconds, now) : null);
       if (!rotated) {
         const ended = await endSessionRotatedFrom(app, kind, token, now);
         if (ended) {

@@ -17,8 +17,18 @@ export async function accountOfSession(
   app: App,
   sessionId: string,
 ): Promise<Account | null> {
+  return (await liveSession(deps, app, sessionId))?.account ?? null;
+}
+
+/** The live session with this id and the account it logs in, or null (as `accountOfSession`). */
+export async function liveSession(
+  deps: { accounts: AccountDirectory; clock: Clock },
+  app: App,
+  sessionId: string,
+): Promise<{ session: Session; account: Account } | null> {
   const session = await deps.accounts.findSession(app.id, sessionId, deps.clock.nowMs());
-  return session ? accountLoggedInBy(deps.accounts, session) : null;
+  const account = session ? await accountLoggedInBy(deps.accounts, session) : null;
+  return session && account ? { session, account } : null;
 }
 
 /**

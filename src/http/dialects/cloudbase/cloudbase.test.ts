@@ -273,9 +273,11 @@ describe("CloudBase 200: the journeys", () => {
     const first = await signUp("ann@example.com");
     const refresh = { grant_type: "refresh_token", refresh_token: first.refresh_token };
     const answers = await Promise.all(Array.from({ length: 5 }, () => post("/auth/v1/token", refresh)));
-    expect(answers.map((answer) => answer.statusCode).sort()).toEqual([200, 400, 400, 400, 400]);
-    // The losers cannot be told from a thief replaying the token: they end the winner's session
-    // (refresh-reuse.test.ts).
+    // One is answered, one more may be by the grace a retried refresh gets; the losers cannot be
+    // told from a thief replaying the token, and end the session (refresh-reuse.test.ts).
+    const statuses = answers.map((answer) => answer.statusCode).sort();
+    expect(statuses[0]).toBe(200);
+    expect(statuses.slice(2)).toEqual([400, 400, 400]);
   });
 
   it("refreshes only its own sessions: another face's session token is no refresh token", async () => {

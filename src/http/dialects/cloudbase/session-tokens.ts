@@ -1,6 +1,6 @@
 import { decodeJwt } from "jose";
 import type { IssuedSession } from "../../../core/accounts/account-service.js";
-import { accountOfSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
+import { liveSession, revokeSessionById, sessionIdOf } from "../../../core/accounts/session-id.js";
 import { DEFAULT_APP_ID, requireServed } from "../../../core/apps/apps.js";
 import type { Engine } from "../../../core/engine.js";
 import { OtpError } from "../../../core/errors.js";
@@ -38,6 +38,8 @@ export interface SignedInCaller {
   account: Account;
   /** the session the access token is bound to (its refresh token's session) */
   sessionId: string;
+  /** the key of that session's chain, which its refreshes keep (none before chains) */
+  sessionChain?: string;
 }
 
 /**
@@ -112,10 +114,16 @@ export function createSessionTokens(engine: Engine) {
       if (!claims) throw unauthenticated("The access token is invalid or expired");
       const app = await appNamed(clientId ?? claims.aud);
       if (app.clientId !== claims.aud) throw unauthenticated("The access token was issued to another client");
-      const account = await accountOfSession(engine.deps, app, claims.sid);
-      if (!account || account.id !== claims.sub)
+      const live = await liveSession(engine.deps, app, claims.sid);
+      if (!live || live.account.id !== claims.sub)
         throw unauthenticated("The session has ended; sign in again");
-      return { app, account, sessionId: claims.sid };
+      const { account, session } = live;
+      return {
+        app,
+        account,
+        sessionId: claims.sid,
+        ...(session.chain ? { sessionChain: session.chain } : {}),
+      };
     },
 
     /**
@@ -150,11 +158,14 @@ export function createSessionTokens(engine: Engine) {
 
     /**
      * A sudo token (`/auth/v1/user/sudo`) for a caller who just proved again who they are: an
-     * HS256 JWT bound to the caller's account and session, so it dies with the session.
+     * HS256 JWT bound to the caller's account and session, so it dies with the session. Bound by
+     * the session's chain where it has one, which a refresh keeps: the SDK refreshes on its own,
+     * and a sudo token got just before must still work after (README: "good for 600 s in this
+     * session"). A session from before chains is bound by its id, as before.
      */
     async issueSudo(caller: SignedInCaller): Promise<{ sudo_token: string; expires_in: number }> {
       const sudoToken = await jwt.sign(
-        { sid: caller.sessionId },
+        caller.sessionChain ? { chain: caller.sessionChain } : { sid: caller.sessionId },
         {
           subject: caller.account.id,
           audience: caller.app.clientId,
@@ -171,7 +182,10 @@ export function createSessionTokens(engine: Engine) {
         issuer: SUDO_TOKEN_ISSUER,
         audience: caller.app.clientId,
       });
-      if (claims?.sub !== caller.account.id || claims.sid !== caller.sessionId) {
+      const sameSession = caller.sessionChain
+        ? claims?.chain === caller.sessionChain
+        : claims?.sid === caller.sessionId;
+      if (claims?.sub !== caller.account.id || !sameSession) {
         throw new OtpError("TOKEN_INVALID", {
           message: "The sudo_token is invalid or expired; get one from /auth/v1/user/sudo",
           details: { field: "sudo_token" },
