@@ -102,8 +102,11 @@ export type IssueOutcome =
   | { kind: "replayed"; record: CodeRecord; resendAfterSeconds: number; fingerprint: string }
   /** `idempotency.replayOnly` and nothing to replay */
   | { kind: "not_replayed" }
-  /** the first send under this Idempotency-Key is not committed yet (cluster mode): try again shortly */
-  | { kind: "in_progress" };
+  /**
+   * the first send under this Idempotency-Key is not committed yet (cluster mode): try again
+   * shortly; `fingerprint` is that send's, so a retry that is another request is told so at once
+   */
+  | { kind: "in_progress"; fingerprint: string };
 
 export type ReplayOutcome = Extract<IssueOutcome, { kind: "replayed" | "in_progress" }>;
 

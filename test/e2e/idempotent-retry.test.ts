@@ -6,6 +6,7 @@
  */
 import { afterEach, describe, expect, it } from "vitest";
 import { backendMissing, missingReason, probePostgres, probeRedis } from "../cluster/backends.js";
+import { holdOutboxCommits } from "../cluster/held-outbox.js";
 import { type ClusterTestServer, createTestServer } from "../harness.js";
 
 const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
@@ -60,25 +61,15 @@ if (!redis.ok || !postgres.ok) {
             payload: { channel: "email", to: "ann@example.com", purpose: "sign_in" },
           });
         // Holds the outbox: the first send's commit waits on it, as on a slow database.
-        const db = server.stores.postgres;
-        await db.query("BEGIN");
-        await db.query("LOCK TABLE outbox IN EXCLUSIVE MODE");
+        const hold = await holdOutboxCommits(server.stores.postgres);
         const first = send();
-        // Its Redis round trip done, the first send waits on the lock: then the retry comes (a fixed
-        // sleep could let the retry come first on a loaded machine, and wait on the lock itself).
-        for (let waited = 0; ; waited += 20) {
-          const { rows } = await db.query(
-            "SELECT count(*)::int AS n FROM pg_locks WHERE relation = 'outbox'::regclass AND NOT granted",
-          );
-          if (rows[0].n > 0) break;
-          if (waited > 10_000) throw new Error("the first send never reached the outbox commit");
-          await new Promise((resolve) => setTimeout(resolve, 20));
-        }
+        // Its Redis round trip done, the first send waits on the hold: then the retry comes.
+        await hold.sendWaiting();
         const early = await send();
         expect(early.statusCode, early.body).toBe(503);
         expect(early.headers["retry-after"]).toBe("1");
         expect(early.json()).toMatchObject({ code: "STORE_UNAVAILABLE" });
-        await db.query("COMMIT");
+        await hold.release();
         const answered = await first;
         expect(answered.statusCode, answered.body).toBe(201);
         const later = await send();

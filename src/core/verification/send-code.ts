@@ -110,6 +110,8 @@ export function sendCode(deps: EngineDeps, input: SendCodeInput): Promise<SendCo
  * The answer to a retry under an Idempotency-Key its first send's answer is stored for. `parsed`:
  * the request's `to` as parsed already, if it has one; `recipientAddress`: where this request
  * sends, once known (an own-contact send's is the account's contact, known after its rule).
+ * Another request under the key is refused first, even while the first send is being committed:
+ * waiting would not make it the same request, so "try again shortly" would only delay the 400.
  */
 function replayedAnswer(
   deps: EngineDeps,
@@ -118,12 +120,6 @@ function replayedAnswer(
   parsed = parsedTo(deps, input),
   recipientAddress = parsed?.address,
 ): SendCodeResult {
-  if (first.kind === "in_progress") {
-    throw new OtpError("STORE_UNAVAILABLE", {
-      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
-      details: { retryAfterSeconds: 1 },
-    });
-  }
   // Earlier builds' entries (an entry lives a day): those that stored channel, recipient and
   // purpose only are matched by where this request sends, never by where the first one did (an
   // own-contact send refused before its account was read is not matched: it could be another
@@ -138,6 +134,12 @@ function replayedAnswer(
     throw new OtpError("VALIDATION_FAILED", {
       message: "Idempotency-Key was already used for a different request",
       details: { field: "Idempotency-Key" },
+    });
+  }
+  if (first.kind === "in_progress") {
+    throw new OtpError("STORE_UNAVAILABLE", {
+      message: "The first request with this Idempotency-Key is still being committed; try again shortly",
+      details: { retryAfterSeconds: 1 },
     });
   }
   const recipient = parseRecipient(first.record.channel, first.record.to, {

@@ -195,7 +195,7 @@ if (!redisProbe.ok) {
       expect((await counters.peek("app3", "r:60", now)).count).toBe(1);
       // A retry is not told the send went through while nobody knows, nor sent a second code.
       const retry = () => store.issue(issueRequest(codeRecord("app3", now), rules, { idempotency }), now);
-      expect(await retry()).toEqual({ kind: "in_progress" });
+      expect(await retry()).toEqual({ kind: "in_progress", fingerprint: idempotency.fingerprint });
       // The key stays pending while the row is being settled, past the life of a pending entry.
       const entry = keys.idempotency("app3", "k");
       expect(await redis.pttl(entry)).toBeGreaterThan(IDEMPOTENCY_PENDING_TTL_MS);
@@ -256,7 +256,7 @@ if (!redisProbe.ok) {
       // The retry arrives while the first commit is under way: no 2xx for a row not yet queued.
       await new Promise((resolve) => setTimeout(resolve, 50));
       const early = store.issue(issueRequest(codeRecord("app4", now), [], { idempotency }), now);
-      expect(await early).toEqual({ kind: "in_progress" });
+      expect(await early).toEqual({ kind: "in_progress", fingerprint: idempotency.fingerprint });
       commitHeld = undefined;
       release();
       expect(await issuing).toEqual({ kind: "issued", resendAfterSeconds: 0, shadowed: [] });

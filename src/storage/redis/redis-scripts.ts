@@ -118,16 +118,16 @@ local function first_answer_key(idempotency)
   local at = string.find(idempotency, '}:i:', 1, true)
   return string.sub(idempotency, 1, at) .. ':f:' .. string.sub(idempotency, at + 4)
 end
--- {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} | nil when there is
--- nothing to replay: the code as it is now, or as it was issued once its own key is gone (as
--- SQLite, which keeps codes a day).
+-- {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress', fingerprint} | nil when
+-- there is nothing to replay: the code as it is now, or as it was issued once its own key is gone
+-- (as SQLite, which keeps codes a day).
 local function replay_of(idempotency, app, now)
   local seen = redis.call('GET', idempotency)
   if not seen then return nil end
   -- (':p' and ':d' after the fingerprint: what a few builds before the 0 expiry wrote)
   local expires, resend, first_id, first_fingerprint, state =
     string.match(seen, '^(%d+):(%d+):([^:]*):(%x*):?([pd]?)$')
-  if expires == '0' or state == 'p' then return {'in_progress'} end
+  if expires == '0' or state == 'p' then return {'in_progress', first_fingerprint} end
   if not expires or tonumber(expires) <= now then return nil end
   local first = code_by_id(app, first_id)
   if not first then
@@ -153,7 +153,7 @@ return replay_of(KEYS[1], ARGV[2], tonumber(ARGV[1])) or {'none'}
  * TTL ms, number of slot keys, the idempotency entry's pending TTL ms ('0': durable at once),
  * replay only ('1'|'0'), then per counter: limit, window ms, increment (0|1), flags ('s' shadow,
  * 'l' a limit that sets resend-after).
- * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress'} |
+ * Returns {'replayed', id, code, resendAfterSeconds, fingerprint} | {'in_progress', fingerprint} |
  * {'not_replayed'} | {'refused', {index, ms left}...} | {'issued', resendAfterMs, {shadowed index...}}.
  *
  * An idempotency entry is "expires:resend:id:fingerprint". Its `expires` is 0 while it is pending,

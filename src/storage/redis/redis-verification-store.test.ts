@@ -138,7 +138,7 @@ if (!redisProbe.ok) {
         `${now + 60_000}:0:${first.id}:${fingerprint}:p`,
       ]) {
         await redis.set(entry, pending, "PX", 60_000);
-        expect(await retry()).toEqual({ kind: "in_progress" });
+        expect(await retry()).toEqual({ kind: "in_progress", fingerprint });
       }
     });
 
@@ -214,11 +214,17 @@ if (!redisProbe.ok) {
       // a shorter hold does not cut it short
       expect(await store.hold(first, now, 0, 1_000)).toBe(true);
       expect(await redis.pttl(entry)).toBeGreaterThan(60_000);
-      expect(await store.replay(appId, "unsure", now)).toEqual({ kind: "in_progress" });
+      expect(await store.replay(appId, "unsure", now)).toEqual({
+        kind: "in_progress",
+        fingerprint: idempotency.fingerprint,
+      });
       // lapsed meanwhile: written again, pending
       await redis.del(entry);
       expect(await store.hold(first, now, 0, 120_000)).toBe(true);
-      expect(await store.replay(appId, "unsure", now)).toEqual({ kind: "in_progress" });
+      expect(await store.replay(appId, "unsure", now)).toEqual({
+        kind: "in_progress",
+        fingerprint: idempotency.fingerprint,
+      });
 
       // Another send took the key after it lapsed: neither a hold nor a confirm takes it back.
       await redis.del(entry);

@@ -68,9 +68,9 @@ export interface RedisVerificationStore extends Omit<VerificationStore, "deliver
   withdraw(request: IssueRequest, nowMs: number): Promise<boolean>;
 }
 
-/** The replay script's reply ({'replayed', id, code, resend, fingerprint} or {'in_progress'}). */
+/** The replay script's reply ({'replayed', id, code, resend, fingerprint} or {'in_progress', fingerprint}). */
 function replayFrom(appId: string, reply: unknown[]): ReplayOutcome {
-  if (replyText(reply[0]) === "in_progress") return { kind: "in_progress" };
+  if (replyText(reply[0]) === "in_progress") return { kind: "in_progress", fingerprint: replyText(reply[1]) };
   const id = replyText(reply[1]);
   return {
     kind: "replayed",
