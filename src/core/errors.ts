@@ -38,6 +38,7 @@ export const OTP_ERROR_CODES = {
   RATE_LIMITED: "Too many requests; try again later",
   CAPTCHA_REQUIRED: "A captcha must be solved first",
   CAPTCHA_FAILED: "The captcha answer is wrong, expired or already used",
+  CAPTCHA_UNAVAILABLE: "The captcha cannot be checked now; try again shortly",
   PUMPING_DENIED: "Sending to this destination is not allowed",
   // delivery and backends
   TEMPLATE_MISSING: "No message template for this purpose",

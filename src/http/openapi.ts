@@ -88,7 +88,7 @@ const RETRY_AFTER = {
 };
 // The codes whose refusals can name a wait (`details.retryAfterSeconds`, which every face sends as
 // Retry-After): the rate limits, the captcha a risk rule asks for, a worn-out code, a destination
-// denied under a limit, and a backend that does not answer.
+// denied under a limit, and a backend or captcha vendor that does not answer.
 const WAIT_CODES: ReadonlySet<OtpErrorCode> = new Set<OtpErrorCode>([
   "RATE_LIMITED",
   "RESEND_TOO_SOON",
@@ -96,6 +96,7 @@ const WAIT_CODES: ReadonlySet<OtpErrorCode> = new Set<OtpErrorCode>([
   "ACCOUNT_LOCKED",
   "CAPTCHA_REQUIRED",
   "PUMPING_DENIED",
+  "CAPTCHA_UNAVAILABLE",
   "STORE_UNAVAILABLE",
 ]);
 

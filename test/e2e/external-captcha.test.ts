@@ -59,6 +59,38 @@ describe("a third-party captcha widget (abuse.external)", () => {
     expect(answer.json().code).toBe("CAPTCHA_FAILED");
   });
 
+  // Regression: a vendor outage was answered 400 CAPTCHA_FAILED ("token invalid"), telling the
+  // client to solve the widget again when trying again later would do. @see captcha review 2 6
+  it("answers the vendor's outage as a wait in each face's shape, and sends nothing", async () => {
+    t = await serverWithTurnstile();
+    stub?.reply({ status: 500 }, { status: 500 }, { status: 500 });
+    const native = await send(t, "ann@example.com", "widget-token-3");
+    expect(native.statusCode, native.body).toBe(503);
+    expect(native.json()).toMatchObject({ code: "CAPTCHA_UNAVAILABLE" });
+    expect(native.headers["retry-after"]).toBe("5");
+    const cloudbase = await t.fastify.inject({
+      method: "POST",
+      url: "/auth/v1/verification",
+      headers: { "x-captcha-token": "widget-token-4" },
+      payload: { email: "ann@example.com" },
+    });
+    expect(cloudbase.statusCode, cloudbase.body).toBe(503);
+    expect(cloudbase.json()).toMatchObject({ error: "unavailable", error_code: 4055 });
+    expect(cloudbase.headers["retry-after"]).toBe("5");
+    const idaas = await t.fastify.inject({
+      method: "POST",
+      url: "/api/v2/sdk/email/send",
+      headers: idaasDeviceHeaders("default"),
+      payload: { email: "ann@example.com", type: "REGISTER_EMS", captcha_token: "widget-token-5---x" },
+    });
+    expect(idaas.statusCode, idaas.body).toBe(500);
+    expect(idaas.json().error_code).toBe("IDAAS.SDK.COM.0002");
+    expect(idaas.headers["retry-after"]).toBe("5");
+    expect(stub?.requests).toHaveLength(3);
+    await t.deliverAll();
+    expect(t.email.lastCodeFor("ann@example.com")).toBeUndefined();
+  });
+
   it("still requires a captcha when none is presented", async () => {
     t = await serverWithTurnstile();
     const answer = await t.fastify.inject({

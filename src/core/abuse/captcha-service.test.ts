@@ -1,7 +1,11 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { otpError } from "../../../test/fakes/otp-error.js";
-import { type CaptchaVerifyStub, startCaptchaVerifyStub } from "../../../test/servers/captcha-verify-stub.js";
+import {
+  type CaptchaVerifyStub,
+  type CaptchaVerifyStubReply,
+  startCaptchaVerifyStub,
+} from "../../../test/servers/captcha-verify-stub.js";
 import { createTurnstileVerifier } from "../../captcha/external/turnstile.js";
 import { createSqliteBackend, type SqliteBackend } from "../../storage/sqlite/index.js";
 import { newApp } from "../apps/apps.js";
@@ -574,7 +578,7 @@ describe("redeemPass", () => {
 describe("a third-party widget's tokens", () => {
   let stub: CaptchaVerifyStub;
   const told: string[] = [];
-  const withTurnstile = () =>
+  const withTurnstile = (verifier: { verifyUrl?: string; timeoutMs?: number } = {}) =>
     createCaptchaService({
       store: backend.captcha,
       generator: fixedGenerator(),
@@ -582,7 +586,8 @@ describe("a third-party widget's tokens", () => {
       clock,
       devMode: false,
       counters: backend.counters,
-      externalVerifierFor: () => createTurnstileVerifier({ secret: "turnstile-secret", verifyUrl: stub.url }),
+      externalVerifierFor: () =>
+        createTurnstileVerifier({ secret: "turnstile-secret", verifyUrl: stub.url, ...verifier }),
       onVendorTrouble: (appId, vendor, reason) => told.push(`${appId} ${vendor} ${reason}`),
     });
   beforeEach(async () => {
@@ -626,7 +631,10 @@ describe("a third-party widget's tokens", () => {
       stub.reply(i % 2 ? { status: 503 } : { json: { success: false, "error-codes": ["internal-error"] } });
     }
     for (let i = 0; i < WRONG_ANSWERS_PER_IP.limit + 2; i++) {
-      await failure(service.redeemPass(shop, `token-${i}`, "ann@example.com", "203.0.113.9"));
+      const refused = await otpError(
+        service.redeemPass(shop, `token-${i}`, "ann@example.com", "203.0.113.9"),
+      );
+      expect(refused.code).toBe("CAPTCHA_UNAVAILABLE");
     }
     // 20 good tokens at once: those past the budget's 10 in flight wait their turn, none stays counted
     stub.reply(...Array.from({ length: 20 }, () => ({ json: { success: true }, delayMs: 100 })));
@@ -655,6 +663,37 @@ describe("a third-party widget's tokens", () => {
     expect(refused.code).toBe("RATE_LIMITED");
     expect(stub.requests).toHaveLength(WRONG_ANSWERS_PER_IP.limit);
     expect(told).toEqual([]);
+  });
+
+  // Regression: a vendor outage was answered as a bad token (400 CAPTCHA_FAILED), telling the
+  // client to solve the widget again when trying again later would do. @see captcha review 2 6
+  it("answer the vendor's outage as the server's, with a wait, and still refuse the send", async () => {
+    // Each trouble: the vendor's answer (none for a refused connection), and the verifier's settings.
+    const troubles: Array<
+      [string, CaptchaVerifyStubReply | null, { verifyUrl?: string; timeoutMs?: number }]
+    > = [
+      ["an HTTP 500", { status: 500 }, {}],
+      ["an HTML page", { rawBody: "<html>Bad gateway</html>" }, {}],
+      ["a refused connection", null, { verifyUrl: "http://127.0.0.1:1/siteverify" }],
+      ["a timeout", { delayMs: 1000 }, { timeoutMs: 50 }],
+      ["the app's wrong secret", { json: { success: false, "error-codes": ["invalid-input-secret"] } }, {}],
+    ];
+    for (const [trouble, answer, verifier] of troubles) {
+      if (answer) stub.reply(answer);
+      const service = withTurnstile(verifier);
+      const refused = await otpError(
+        service.redeemPass(shop, "widget-token", "ann@example.com", "203.0.113.9"),
+      );
+      expect(refused, trouble).toMatchObject({
+        code: "CAPTCHA_UNAVAILABLE",
+        details: { retryAfterSeconds: 5 },
+      });
+    }
+    // A token the vendor judged and refused is still the client's to mend.
+    stub.reply({ json: { success: false, "error-codes": ["invalid-input-response"] } });
+    expect(await failure(withTurnstile().redeemPass(shop, "bad-token", "ann@example.com"))).toMatch(
+      /invalid/,
+    );
   });
 
   // Regression: an app with a widget still drew built-in challenges and took their passes, so a
@@ -688,6 +727,8 @@ describe("a third-party widget's tokens", () => {
 
   // Regression: the vendor's reason was thrown away, so an outage and a bad token looked alike.
   // @see captcha review 8
+  // The client is told only that the captcha could not be checked (CAPTCHA_UNAVAILABLE, since
+  // captcha review 2 6; it was the generic CAPTCHA_FAILED), never the vendor's words.
   it("carry the vendor's own reason to the logs, and tell an outage at most once a minute", async () => {
     const service = withTurnstile();
     stub.reply(
@@ -696,7 +737,7 @@ describe("a third-party widget's tokens", () => {
       { json: { success: false, "error-codes": ["invalid-input-secret"] } },
     );
     const first = await otpError(service.redeemPass(shop, "token-1", "ann@example.com", "203.0.113.9"));
-    expect(first).toMatchObject({ code: "CAPTCHA_FAILED", internal: "turnstile: http_status_503" });
+    expect(first).toMatchObject({ code: "CAPTCHA_UNAVAILABLE", internal: "turnstile: http_status_503" });
     expect(first.message).not.toContain("503");
     await otpError(service.redeemPass(shop, "token-2", "ann@example.com", "203.0.113.9"));
     expect(told).toEqual(["shop turnstile http_status_503"]);

@@ -92,6 +92,8 @@ export interface CaptchaServiceDeps {
 const VENDOR_TROUBLE =
   /^(?:timeout|network_error|internal_error|malformed_response|http_status_\d+|rejected:(?:(?:missing-input-secret|invalid-input-secret|internal-error),?)+)$/;
 const VENDOR_TROUBLE_EVERY_MS = 60_000;
+// How long a client is told to wait after the vendor's trouble: an outage's blip, or a timeout.
+const VENDOR_TROUBLE_RETRY_AFTER_SECONDS = 5;
 
 export type Challenge =
   | { kind: "image"; token: string; expiresInSeconds: number; imageDataUri: string }
@@ -379,15 +381,22 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         const verdict = await external.verify(passToken, clientIp);
         if (!verdict.ok) {
           const reason = verdict.reason ?? "refused";
-          // The vendor's own trouble (an outage, the app's wrong secret) says nothing of the client.
+          const internal = `${external.id}: ${reason}`;
+          // The vendor's own trouble (an outage, the app's wrong secret) says nothing of the client:
+          // not counted against it, and answered as the server's trouble (still refused: fail
+          // closed), so the client tries again later rather than solving the widget again.
           if (VENDOR_TROUBLE.test(reason)) {
             await notWrong();
             tellVendorTrouble(app.id, external.id, reason);
+            throw new OtpError("CAPTCHA_UNAVAILABLE", {
+              details: { retryAfterSeconds: VENDOR_TROUBLE_RETRY_AFTER_SECONDS },
+              internal,
+            });
           }
           throw new OtpError("CAPTCHA_FAILED", {
             message: notLive,
             details: { rule: CAPTCHA_PASS_REFUSALS.notLive },
-            internal: `${external.id}: ${reason}`,
+            internal,
           });
         }
         await notWrong();

@@ -32,6 +32,9 @@ export const NATIVE_ERROR_STATUS: Record<OtpErrorCode, number> = {
   RATE_LIMITED: 429,
   CAPTCHA_REQUIRED: 428,
   CAPTCHA_FAILED: 400,
+  // The app's captcha vendor did not judge the token (an outage, the app's wrong secret): nothing
+  // the client sent was wrong, and the same request may pass later.
+  CAPTCHA_UNAVAILABLE: 503,
   PUMPING_DENIED: 403,
   // The app has no template for the send's purpose and locale: a server-side configuration fault
   // (DESIGN.md keeps 422 for a wrong code), which no retry by the client mends.

@@ -103,6 +103,7 @@ export const CLOUDBASE_ERRORS: Record<OtpErrorCode, CloudbaseError> = {
     describe: () => "Need to complete image verification code verification",
   },
   CAPTCHA_FAILED: { status: 400, error: "captcha_invalid", errorCode: 4027 },
+  CAPTCHA_UNAVAILABLE: { status: 503, error: "unavailable", errorCode: 4055 },
   PUMPING_DENIED: { status: 403, error: "permission_denied", errorCode: 4032 },
   TEMPLATE_MISSING: { status: 500, error: "internal", errorCode: 4051 },
   DELIVERY_FAILED: { status: 503, error: "unavailable", errorCode: 4053 },

@@ -46,6 +46,8 @@ export const FRESNS_ERROR_CODES: Record<OtpErrorCode, FresnsCode | FresnsCodeByC
   RATE_LIMITED: 33201,
   CAPTCHA_REQUIRED: 33201,
   CAPTCHA_FAILED: 33201,
+  // (Fresns's routes take no captcha token, so none reaches a vendor.)
+  CAPTCHA_UNAVAILABLE: 33201,
   // A denied destination: a blocked email domain reads as Fresns's "domain not supported", a
   // denied phone country as its "country calling code error".
   PUMPING_DENIED: { email: 34110, sms: 34103 },

@@ -157,6 +157,8 @@ export const IDAAS_ERROR_MAP: Record<OtpErrorCode, IdaasErrorName> = {
   CAPTCHA_REQUIRED: "PASS_TOKEN_EMPTY",
   // A wrong slider answer; a refused pass token is told apart below by its `rule`.
   CAPTCHA_FAILED: "CAPTCHA_FAILED",
+  // The app's captcha vendor did not answer: IDaaS's "system busy, try again later".
+  CAPTCHA_UNAVAILABLE: "SYSTEM_BUSY",
   PUMPING_DENIED: "DESTINATION_DENIED",
   TEMPLATE_MISSING: "SEND_FAILED",
   DELIVERY_FAILED: "SEND_FAILED",
