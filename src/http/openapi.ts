@@ -46,7 +46,8 @@ const NATIVE_SEND_HEADERS = Type.Object({
   ),
   "x-captcha-token": Type.Optional(
     Type.String({
-      description: "a captcha pass (or a third-party widget's token) for a send that needs one",
+      description:
+        "a captcha pass for a send that needs one; for an app with a third-party widget (`abuse.external`), that widget's token, as it takes no pass",
     }),
   ),
   "accept-language": Type.Optional(
