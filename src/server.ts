@@ -30,7 +30,8 @@ import {
   createServerCounts,
 } from "./observability/metrics.js";
 import type { Backend } from "./storage/backend.js";
-import { createClusterBackend } from "./storage/cluster/index.js";
+import { createClusterBackend, postgresUnusable } from "./storage/cluster/index.js";
+import { sharedDevSecret } from "./storage/postgres/postgres-dev-secret.js";
 import { startPurgeLoop } from "./storage/purge-loop.js";
 import { lockDataDir } from "./storage/sqlite/data-dir-lock.js";
 import { createSqliteBackend, sqlitePath } from "./storage/sqlite/index.js";
@@ -54,28 +55,59 @@ export interface RunningServer {
 // As VERIFYD_SECRET's own floor (config/load.ts): a generated secret is 43 characters.
 const MIN_DEV_SECRET_LENGTH = 16;
 
-/** Resolves the HMAC secrets: configured ones, or in dev mode one generated and kept in the data dir. */
-export function resolveSecrets(config: Config, logger?: RootLogger): string[] {
+/**
+ * Resolves the HMAC secrets: configured ones, or in dev mode one generated and kept in the data dir
+ * (embedded mode) or in PostgreSQL (cluster mode: every process, each with a data dir of its own,
+ * must have the same one). In cluster mode the schema must be migrated first: `openStore` resolves
+ * them once the backend is open.
+ */
+export async function resolveSecrets(config: Config, logger?: RootLogger): Promise<string[]> {
   if (config.secrets.length > 0) return config.secrets;
   const file = join(config.dataDir, "dev-secret");
-  if (!existsSync(file)) {
-    createPrivateDir(config.dataDir);
-    // Written whole under a name of its own, then linked in place: two processes starting on a new
-    // data dir at once must not each write their own, nor one read the other's half-written file.
-    const draft = `${file}.${process.pid}.new`;
-    writeFileSync(draft, randomBytes(32).toString("base64url"), { mode: 0o600 });
-    try {
-      linkSync(draft, file);
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== "EEXIST") throw error;
-    } finally {
-      rmSync(draft, { force: true });
-    }
+  if (!isClusterMode(config)) {
+    if (!existsSync(file)) writeDevSecretFile(config.dataDir, file);
+    logger?.warn(
+      { file },
+      "dev mode: using a generated secret kept in the data dir; set VERIFYD_SECRET in production",
+    );
+    return [readDevSecretFile(file)];
   }
+  // An earlier version kept one per process in its data dir: the first process to start offers
+  // its own, and each keeps its own after the shared one, so that what it sealed still opens and
+  // the codes it issued still check (a server's start seals the app settings anew under the first).
+  const own = existsSync(file) ? readDevSecretFile(file) : undefined;
+  const shared = await sharedDevSecret(
+    { url: config.databaseUrl, schema: config.databaseSchema },
+    own ?? newDevSecret(),
+    Date.now(),
+  ).catch((error: unknown) => {
+    throw postgresUnusable(error);
+  });
   logger?.warn(
-    { file },
-    "dev mode: using a generated secret kept in the data dir; set VERIFYD_SECRET in production",
+    { table: "dev_secret" },
+    "dev mode: using a generated secret kept in PostgreSQL, the same for every process of the cluster; set VERIFYD_SECRET in production",
   );
+  return own === undefined || own === shared ? [shared] : [shared, own];
+}
+
+const newDevSecret = (): string => randomBytes(32).toString("base64url");
+
+function writeDevSecretFile(dataDir: string, file: string): void {
+  createPrivateDir(dataDir);
+  // Written whole under a name of its own, then linked in place: two processes starting on a new
+  // data dir at once must not each write their own, nor one read the other's half-written file.
+  const draft = `${file}.${process.pid}.new`;
+  writeFileSync(draft, newDevSecret(), { mode: 0o600 });
+  try {
+    linkSync(draft, file);
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== "EEXIST") throw error;
+  } finally {
+    rmSync(draft, { force: true });
+  }
+}
+
+function readDevSecretFile(file: string): string {
   let secret: string;
   try {
     secret = readFileSync(file, "utf8").trim();
@@ -87,27 +119,31 @@ export function resolveSecrets(config: Config, logger?: RootLogger): string[] {
     throw new ConfigError([
       `VERIFYD_DATA_DIR (dataDir): ${file} holds ${secret.length} characters, fewer than ${MIN_DEV_SECRET_LENGTH}; delete it to have a new one generated (codes and sealed settings made under it are then lost), or set VERIFYD_SECRET`,
     ]);
-  return [secret];
+  return secret;
 }
 
 const errorCode = (error: unknown): string =>
   String((error as { code?: unknown }).code ?? (error as Error).message);
 
 /**
- * Opens the store the configuration selects and applies the configured apps, their secrets sealed
- * under `secrets` (see `settleAppSecrets`). Only a server (`serving`) takes off the keys its file
- * no longer gives, or seals anew: the CLI's `apps` commands, run from a shell that may not have the
- * service's VERIFYD_CONFIG, only add.
+ * Opens the store the configuration selects, resolves the secrets (`resolveSecrets`: in cluster
+ * dev mode the store keeps them) and applies the configured apps, their secrets sealed under those
+ * (see `settleAppSecrets`). Only a server (`serving`) takes off the keys its file no longer gives,
+ * or seals anew: the CLI's `apps` commands, run from a shell that may not have the service's
+ * VERIFYD_CONFIG, only add.
  */
 export async function openStore(
   config: Config,
   clock: Clock = systemClock,
   logger?: RootLogger,
-  {
-    serving = true,
-    secrets = new CodeSecrets(resolveSecrets(config, logger)),
-  }: { serving?: boolean; secrets?: CodeSecrets } = {},
-): Promise<{ backend: Backend; apps: AppDirectory }> {
+  { serving = true }: { serving?: boolean } = {},
+): Promise<{
+  backend: Backend;
+  apps: AppDirectory;
+  secrets: CodeSecrets;
+  /** the secrets as resolved, for the delivery thread (a CodeSecrets cannot cross to it) */
+  resolvedSecrets: string[];
+}> {
   const backend: Backend = isClusterMode(config)
     ? await createClusterBackend({
         redisUrl: config.redisUrl,
@@ -119,21 +155,23 @@ export async function openStore(
         ...(logger ? { logger } : {}),
       })
     : openSqlite(config, clock, logger);
-  const sealed = sealingAppStore(backend.apps, secrets, (appId, paths) =>
-    logger?.error(
-      { appId, settings: paths },
-      "an app's secret settings do not open under VERIFYD_SECRET (another process sealed them under a secret this one lacks); they fail closed until this process has that secret",
-    ),
-  );
-  const apps = new AppDirectory(sealed, clock, config.templates);
   try {
+    const resolvedSecrets = await resolveSecrets(config, logger);
+    const secrets = new CodeSecrets(resolvedSecrets);
+    const sealed = sealingAppStore(backend.apps, secrets, (appId, paths) =>
+      logger?.error(
+        { appId, settings: paths },
+        "an app's secret settings do not open under VERIFYD_SECRET (another process sealed them under a secret this one lacks); they fail closed until this process has that secret",
+      ),
+    );
+    const apps = new AppDirectory(sealed, clock, config.templates);
     await settleAppSecrets({ raw: backend.apps, sealing: sealed }, secrets, config.apps, { serving });
     await syncConfiguredApps(apps, config.apps, { dropKeysLeftOut: serving });
+    return { backend, apps, secrets, resolvedSecrets };
   } catch (error) {
     await backend.close();
     throw error;
   }
-  return { backend, apps };
 }
 
 function openSqlite(config: Config, clock: Clock, logger: RootLogger | undefined): Backend {
@@ -183,16 +221,16 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     throw new Error("senders given in process cannot be used by the delivery thread");
   const clock = options.clock ?? systemClock;
   const devMode = config.mode === "dev";
-  const resolvedSecrets = resolveSecrets(config, logger);
-  const secrets = new CodeSecrets(resolvedSecrets);
   // One server per data dir (see lockDataDir); the cluster's processes share their backends.
   const dataDirLock = isClusterMode(config)
     ? null
     : lockDataDir(config.dataDir, { share: options.shareDataDir ?? false });
-  const { backend, apps } = await openStore(config, clock, logger, { secrets }).catch((error: unknown) => {
-    dataDirLock?.release();
-    throw error;
-  });
+  const { backend, apps, secrets, resolvedSecrets } = await openStore(config, clock, logger).catch(
+    (error: unknown) => {
+      dataDirLock?.release();
+      throw error;
+    },
+  );
   if (dataDirLock?.sole) {
     try {
       const released = backend.releaseDeadClaims?.(clock.nowMs()) ?? 0;

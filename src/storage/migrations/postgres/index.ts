@@ -243,4 +243,19 @@ ALTER TABLE sessions ADD COLUMN chain text;
 CREATE INDEX sessions_chain ON sessions (app_id, chain) WHERE chain IS NOT NULL;
 `,
   },
+  {
+    version: 12,
+    name: "the cluster's processes share dev mode's generated secret",
+    // No SQLite counterpart: an embedded server keeps its dev secret in its data dir. In cluster
+    // mode each process has a data dir of its own, so the one secret all of them need (a code sent
+    // through one is checked on another) is kept here, one row, inserted by the first to start.
+    // Shorter than VERIFYD_SECRET's floor, every code and sealed setting would be guessable.
+    sql: `
+CREATE TABLE dev_secret (
+  only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+  secret text NOT NULL CHECK (length(secret) >= 16),
+  created_at bigint NOT NULL
+);
+`,
+  },
 ];
