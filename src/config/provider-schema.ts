@@ -23,13 +23,15 @@ const ProviderId = Type.String({
     "provider id: lower case, digits, - and _; names it in routing, delivery records and callbacks",
 });
 const Secret = (description: string) => Type.String({ minLength: 1, maxLength: 1024, description });
-// At most 15 s: a try waits 20 s for its provider (outbox-worker.ts), and a call still running
-// when the worker gives up may send the message that the retry then sends again.
+// At most 18 s: a try waits 20 s for its provider (outbox-worker.ts), and the sender, which knows
+// whether its request went out whole, must report before the worker gives up on it. A call timed
+// out after its request was written is unconfirmed and never retried, so shorter is not safer.
 const TimeoutMs = Type.Optional(
   Type.Integer({
     minimum: 100,
-    maximum: 15_000,
-    description: "per-request timeout in ms (default 10000, at most 15000)",
+    maximum: 18_000,
+    description:
+      "per-request timeout in ms (default and at most 18000); a request the provider got whole but did not answer in time is recorded unconfirmed, not retried",
   }),
 );
 const BaseUrl = Type.Optional(
@@ -217,7 +219,8 @@ export const SmppProviderSchema = Type.Object(
         minimum: 100,
         // Each answer is waited for within the send's 18 s, which must end inside the try (20 s).
         maximum: 10_000,
-        description: "how long a bind or submit_sm waits for its response (default 10000)",
+        description:
+          "how long a bind or enquire_link waits for its response (default 10000), and a submit_sm when set (by default it waits for the rest of the send's 18 s; one unanswered is recorded unconfirmed, not retried)",
       }),
     ),
     submitWindow: Type.Optional(

@@ -217,7 +217,10 @@ export interface OutboxStore {
   markSent(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
   /** Failed for now: records the failed try and schedules the next one. */
   markRetry(message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number): Promise<void>;
-  /** Gave up (permanent error or past its deadline): erases the sealed code and records why. */
+  /**
+   * Gave up (permanent error, past its deadline, or an outcome the provider never confirmed):
+   * erases the sealed code and records why.
+   */
   markFailed(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
   /** Updates a delivery's status from a receipt (SMPP deliver_sm, provider callbacks). */
   recordReceipt(provider: string, providerMessageId: string, delivery: DeliveryRecord): Promise<boolean>;
@@ -402,13 +405,24 @@ export interface SendReceipt {
   providerMessageId?: string;
 }
 
-/** A provider's refusal; `permanent` ones (invalid number, blocked recipient) are never retried. */
+/**
+ * A send that did not end in the provider's acceptance. `permanent` ones (invalid number, blocked
+ * recipient) are never retried. `unconfirmed` ones are neither sent nor refused for sure: the
+ * provider had the whole message and no answer came (a timeout, or the connection closed after
+ * the request was written), so it may have gone out. Those are not retried either, since a retry
+ * that was not needed sends the code twice; the other failures were clearly not sent.
+ */
 export class SendFailure extends Error {
   readonly permanent: boolean;
-  constructor(message: string, options: { permanent?: boolean; cause?: unknown } = {}) {
+  readonly unconfirmed: boolean;
+  constructor(
+    message: string,
+    options: { permanent?: boolean; unconfirmed?: boolean; cause?: unknown } = {},
+  ) {
     super(message, { cause: options.cause });
     this.name = "SendFailure";
     this.permanent = options.permanent ?? false;
+    this.unconfirmed = !this.permanent && (options.unconfirmed ?? false);
   }
 }
 

@@ -253,7 +253,11 @@ export interface TokenRecord {
   expiresAtMs: number;
 }
 
-export type DeliveryStatus = "queued" | "sent" | "delivered" | "failed";
+/**
+ * `unconfirmed`: the provider had the whole message but never answered, so it may or may not have
+ * gone out; not retried (a receipt may still settle it).
+ */
+export type DeliveryStatus = "queued" | "sent" | "delivered" | "failed" | "unconfirmed";
 
 export interface DeliveryRecord {
   provider: string;

@@ -115,7 +115,8 @@ describe("countDeliveries", () => {
     await counted.outbox.markRetry(message, record("smtp"), 1);
     await counted.outbox.markFailed(message, record("smtp"));
     await counted.outbox.markFailed(message, record("none"));
-    expect(settled).toEqual(["sent", "retry", "failed", "failed"]);
+    await counted.outbox.markFailed(message, { provider: "smtp", status: "unconfirmed", atMs: 0 });
+    expect(settled).toEqual(["sent", "retry", "failed", "failed", "failed"]);
     const before = counted.tally.changes();
     counted.breakers.failed("smtp");
     expect(counted.tally.changes()).toBe(before);
@@ -126,6 +127,7 @@ describe("countDeliveries", () => {
         ["email", "smtp", "sent", 1],
         ["email", "smtp", "retried", 1],
         ["email", "smtp", "failed", 1],
+        ["email", "smtp", "unconfirmed", 1],
         ["email", "none", "dropped", 1],
       ],
       circuits: [

@@ -4,6 +4,7 @@ import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { CircuitBreakers } from "../core/delivery/circuit-breaker.js";
 import type { Logger, OutboxStore, SendLog, VerificationStore } from "../core/ports.js";
 import { equalInConstantTime } from "../core/secrets.js";
+import type { DeliveryRecord } from "../core/types.js";
 import type { RefusalTally } from "./refusal-tally.js";
 
 // Prometheus metrics, shaped by the request path's budget (bench/RESULTS.md): a request adds at most
@@ -120,8 +121,11 @@ export interface DeliverySnapshot {
   circuits: [string, number][];
 }
 
-/** How a delivery ended its try: sent, retried later, failed (a provider's answer), dropped (none tried). */
-export type DeliveryOutcome = "sent" | "retried" | "failed" | "dropped";
+/**
+ * How a delivery ended its try: sent, retried later, failed (a provider's answer), unconfirmed (no
+ * answer from a provider that had the message), dropped (none tried).
+ */
+export type DeliveryOutcome = "sent" | "retried" | "failed" | "unconfirmed" | "dropped";
 
 /** The outbox worker's counts, kept where it runs (the delivery thread, or in process for tests). */
 export interface DeliveryTally {
@@ -136,7 +140,8 @@ export interface DeliveryTally {
  * recorded it (a settle that fails is tried again, and counted then). A message given up without a
  * provider's try (`provider: "none"`: its code ended, expired or its app is gone, or no provider
  * could take it before it expired) is `dropped`; one a provider refused for good, or that ran out
- * of time after providers failed, is `failed`.
+ * of time after providers failed, is `failed`; one a provider had but never answered for is
+ * `unconfirmed`.
  */
 export function countDeliveries(
   outbox: OutboxStore,
@@ -159,9 +164,7 @@ export function countDeliveries(
     markFailed: (message, delivery) =>
       outbox
         .markFailed(message, delivery)
-        .then(() =>
-          count(message.channel, delivery.provider, delivery.provider === "none" ? "dropped" : "failed"),
-        ),
+        .then(() => count(message.channel, delivery.provider, givenUpOutcome(delivery))),
   };
   // A circuit opens and closes only on a try's outcome: looked at then, never on a timer.
   const note = (provider: string) => {
@@ -193,6 +196,11 @@ export function countDeliveries(
       snapshot: () => ({ deliveries: deliveries.rows(), circuits: [...circuits] }),
     },
   };
+}
+
+function givenUpOutcome(delivery: DeliveryRecord): DeliveryOutcome {
+  if (delivery.provider === "none") return "dropped";
+  return delivery.status === "unconfirmed" ? "unconfirmed" : "failed";
 }
 
 /**
@@ -370,7 +378,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   );
   counter(
     "verifyd_deliveries_total",
-    "Delivery tries by channel, provider (none when no provider was tried) and outcome: sent, retried, failed, dropped",
+    "Delivery tries by channel, provider (none when no provider was tried) and outcome: sent, retried, failed, unconfirmed, dropped",
     () => options.deliveries().deliveries,
     ["channel", "provider", "outcome"],
   );

@@ -143,15 +143,38 @@ describe("failover between providers", () => {
     expect(recipients(secondary)).toHaveLength(3);
   });
 
-  it("fails over when the primary times out", async () => {
+  // Regression: a provider that took the request and answered after the timeout was retried and
+  // failed over like one that never got it, so the code went out again on every try: a Twilio
+  // answering in 11 s sent one code 8 times, two slow providers 3 times.
+  it("neither retries nor fails over a try the primary took but never answered, and records it unconfirmed", async () => {
     const { server, primary, secondary } = await start({
       timeoutMs: 200,
-      delivery: { triesPerProvider: 1 },
+      delivery: { triesPerProvider: 2 },
     });
     primary.setFallback({ status: 200, json: {}, delayMs: 2_000 });
     const id = await send(server, "+8613800000011");
     await server.deliverAll();
-    expect(recipients(secondary)).toEqual(["+8613800000011"]);
+    server.clock.advanceSeconds(120);
+    await server.deliverAll();
+    expect(recipients(primary)).toEqual(["+8613800000011"]);
+    expect(secondary.requests).toHaveLength(0);
+    expect(await deliveries(server, id, { withErrors: true })).toEqual([
+      { provider: "primary", status: "unconfirmed", error: "primary: no answer within 200 ms" },
+    ]);
+    const row = server.server.backend.db.prepare("SELECT status, sealed_code FROM outbox").get();
+    expect(row).toEqual({ status: "failed", sealed_code: null });
+    const metrics = await server.fastify.inject({ method: "GET", url: "/metrics" });
+    expect(metrics.body).toMatch(
+      /verifyd_deliveries_total\{channel="sms",provider="primary",outcome="unconfirmed"\} 1/,
+    );
+  });
+
+  it("fails over at once when the primary refuses the connection: nothing was sent", async () => {
+    const { server, primary, secondary } = await start({ delivery: { triesPerProvider: 1 } });
+    await primary.close();
+    const id = await send(server, "+8613800000012");
+    await server.deliverAll();
+    expect(recipients(secondary)).toEqual(["+8613800000012"]);
     expect(await deliveries(server, id)).toEqual([
       { provider: "primary", status: "failed" },
       { provider: "secondary", status: "sent" },
@@ -175,7 +198,7 @@ describe("failover between providers", () => {
   it("dead-letters a message no provider takes before its code expires", async () => {
     const { server, primary, secondary } = await start();
     primary.setFallback({ status: 500 });
-    secondary.setFallback({ destroy: true });
+    secondary.setFallback({ status: 502 });
     const id = await send(server, "+8613800000031");
     for (let elapsed = 0; elapsed <= 600; elapsed += 5) {
       await server.deliverAll();

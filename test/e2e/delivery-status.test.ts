@@ -243,6 +243,26 @@ describe("webhook status callbacks", () => {
     expect(await deliveries(server, id)).toMatchObject([{ provider: "gateway", status: "sent" }]);
   });
 
+  it("settles an unconfirmed delivery when the gateway's receipt names the message", async () => {
+    // the gateway takes the message but answers after the sender's timeout
+    stub = await startSmsHttpStub({ status: 204, delayMs: 1_000 });
+    const server = await start([
+      { id: "gateway", type: "webhook", url: `${stub.url}/sms`, secret: WEBHOOK_SECRET, timeoutMs: 100 },
+    ]);
+    const id = await sendSms(server);
+    await server.deliverAll();
+    const messageId = String(stub.requests[0]?.headers["idempotency-key"]);
+    expect(await deliveries(server, id)).toMatchObject([
+      { provider: "gateway", status: "unconfirmed", provider_message_id: messageId },
+    ]);
+    const body = JSON.stringify({ id: messageId, status: "delivered" });
+    const answer = await callback(server, body, signWebhookPayload(WEBHOOK_SECRET, nowSeconds(server), body));
+    expect(answer.statusCode).toBe(200);
+    expect(await eventuallyStatus(server, id, "delivered")).toMatchObject([
+      { provider: "gateway", status: "delivered" },
+    ]);
+  });
+
   it("answers 400 to a signed callback it cannot read", async () => {
     const { server } = await webhookSetup();
     const body = JSON.stringify({ status: "delivered" });

@@ -193,10 +193,19 @@ describe("outbox worker: delivery", () => {
     expect(view.deliveries[0]?.error).toBe("recording sender told to fail");
   });
 
-  it("gives up at once on a permanent failure and erases the sealed code", async () => {
+  // Regression (unconfirmed): a try the provider took but never answered (a timeout after the
+  // request was written) was retried like one it never got, and each retry sent the code again.
+  it.each([
+    ["a permanent failure", "permanent", { status: "failed" }],
+    [
+      "a try the provider never answered (unconfirmed)",
+      "unconfirmed",
+      { status: "unconfirmed", providerMessageId: expect.stringMatching(/^msg_/) },
+    ],
+  ] as const)("gives up at once on %s and erases the sealed code", async (_name, kind, delivery) => {
     t = await createTestEngine();
     t.sms.failures = 1;
-    t.sms.permanent = true;
+    t.sms[kind] = true;
     const id = await send({ channel: "sms" });
     await t.deliverAll();
     t.clock.advanceSeconds(120);
@@ -204,7 +213,9 @@ describe("outbox worker: delivery", () => {
     expect(t.sms.messages).toHaveLength(0);
     expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null, attempts: 1 }]);
     const view = await t.engine.getVerification(await t.app(), id);
-    expect(view.deliveries).toMatchObject([{ status: "failed" }]);
+    expect(view.deliveries).toMatchObject([
+      { provider: "recording-sms", error: "recording sender told to fail", ...delivery },
+    ]);
   });
 
   it("never sends a code that expired while it waited", async () => {
@@ -281,17 +292,12 @@ describe("outbox worker: a sender with a queue of its own", () => {
 });
 
 describe("outbox worker: try timeout", () => {
-  // @see .scratch/providers/slow-vendor.test.ts: the try was cut at half the lease (15 s at the
-  // default 30 s), shorter than an SMPP send may take (8 s to start its submits, 10 s for an
-  // answer); the worker recorded a failure for a message still going out, and sent it again.
-  it("waits 20 s for a provider call at the default lease, longer than any sender's own bound", async () => {
-    const slow: MessageSender = {
-      id: "slow-sms",
-      channel: "sms",
-      send: () =>
-        new Promise((resolve) => setTimeout(() => resolve({ providerMessageId: "slow-1" }), 18_000)),
-    };
-    const server = await createTestServer({ senders: { sms: [slow] } });
+  /**
+   * Queues one SMS for `sender`, runs one round with the timers faked and moved on by `elapseMs`,
+   * then every round due within two minutes; answers the verification's deliveries.
+   */
+  async function tryWith(sender: MessageSender, elapseMs: number): Promise<string[][]> {
+    const server = await createTestServer({ senders: { sms: [sender] } });
     try {
       const app = await server.engine.apps.byId("default");
       if (!app) throw new Error("the app default is missing");
@@ -304,17 +310,45 @@ describe("outbox worker: try timeout", () => {
       });
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
       const round = server.server.worker.runOnce();
-      await vi.advanceTimersByTimeAsync(18_000);
+      await vi.advanceTimersByTimeAsync(elapseMs);
       expect(await round).toBe(1);
       vi.useRealTimers();
+      server.clock.advanceSeconds(120);
+      await server.deliverAll();
       const view = await server.engine.getVerification(app, sent.record.id);
-      expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status])).toEqual([
-        ["slow-sms", "sent"],
-      ]);
+      return view.deliveries.map((delivery) => [delivery.provider, delivery.status]);
     } finally {
       vi.useRealTimers();
       await server.close();
     }
+  }
+
+  // @see .scratch/providers/slow-vendor.test.ts: the try was cut at half the lease (15 s at the
+  // default 30 s), shorter than an SMPP send may take (8 s to start its submits, 10 s for an
+  // answer); the worker recorded a failure for a message still going out, and sent it again.
+  it("waits 20 s for a provider call at the default lease, longer than any sender's own bound", async () => {
+    const slow: MessageSender = {
+      id: "slow-sms",
+      channel: "sms",
+      send: () =>
+        new Promise((resolve) => setTimeout(() => resolve({ providerMessageId: "slow-1" }), 18_000)),
+    };
+    expect(await tryWith(slow, 18_000)).toEqual([["slow-sms", "sent"]]);
+  });
+
+  // Regression: a try given up at 20 s was retried while the sender might still be sending it.
+  it("records a call still running after 20 s unconfirmed, and does not try again", async () => {
+    let calls = 0;
+    const stuck: MessageSender = {
+      id: "stuck-sms",
+      channel: "sms",
+      send: () => {
+        calls += 1;
+        return new Promise(() => {});
+      },
+    };
+    expect(await tryWith(stuck, 20_000)).toEqual([["stuck-sms", "unconfirmed"]]);
+    expect(calls).toBe(1);
   });
 });
 

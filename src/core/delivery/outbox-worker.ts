@@ -49,9 +49,9 @@ export interface OutboxWorkerOptions {
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
 // its claim when the lease lapses and another delivers it (at-least-once, never lost).
 const DEFAULT_LEASE_MS = 30_000;
-// The longest one provider call may take. Senders bound their own I/O within it (HTTP APIs 10 s
-// by default and at most 15, SMTP 15 s from the hand-over, SMPP 18 s in all), and this
-// must not be shorter, or a try given up here still goes out and is tried again (a duplicate). A
+// The longest one provider call may take. Senders bound their own I/O within it (HTTP APIs and
+// SMTP 18 s, SMTP's from the hand-over, SMPP 18 s in all), and this must not be shorter, or a try
+// given up here would still go out (it counts as unconfirmed, never retried, when it is). A
 // call must also end inside the lease with room to record its outcome, or another worker could
 // claim and send the message while this one is still waiting: the room is 10 s, or half of a
 // lease under 20 s. The config refuses a lease under 30 s (`delivery.leaseSeconds`), so that the
@@ -97,7 +97,8 @@ interface Choice {
  * exponential backoff with jitter, moves on to the next provider at once when that one's tries are
  * spent, and starts over from the first after a backoff when the whole route failed. Providers whose
  * circuit is open are skipped. A permanent refusal, or a next try that would come after the code
- * expired, ends the message as failed (the dead letter). Every try is recorded as a delivery.
+ * expired, ends the message as failed (the dead letter); a try whose provider had the message but
+ * never answered ends it as unconfirmed. Every try is recorded as a delivery.
  */
 export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const { outbox, apps, secrets, clock, logger, route } = options;
@@ -237,7 +238,9 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         code,
       );
       const permanent = error instanceof SendFailure && error.permanent;
-      // A permanent refusal is about the recipient, and proves the provider answers.
+      const unconfirmed = error instanceof SendFailure && error.unconfirmed;
+      // A permanent refusal is about the recipient, and proves the provider answers; a provider
+      // that leaves a call unanswered is in trouble, whatever became of the message.
       if (permanent) breakers.succeeded(sender.id);
       else breakers.failed(sender.id);
       logger.warn(
@@ -246,15 +249,31 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
           provider: sender.id,
           to: maskAddress(message.channel, message.to),
           permanent,
+          ...(unconfirmed ? { unconfirmed } : {}),
           ...(choice.probe ? { probe: true } : {}),
           err: text,
         },
-        "provider failed",
+        unconfirmed
+          ? "provider did not answer after taking the message: it may have gone out, so it is not tried again"
+          : "provider failed",
       );
       const failure = failedTry(sender.id, text);
       // A permanent refusal (invalid number) would be refused by every provider alike.
       if (permanent) {
         await outbox.markFailed(message, failure);
+        return;
+      }
+      if (unconfirmed) {
+        // A retry, here or through another provider, would send the code a second time whenever
+        // this one went out (a vendor answering late still delivers: one code went out 8 times).
+        // Duplicates cost money and are what SMS-pumping defences watch for; a code that never
+        // came costs its reader a resend. Our id goes with it: a gateway without ids of its own
+        // names that one in its receipts, which may still settle the delivery.
+        await outbox.markFailed(message, {
+          ...failure,
+          status: "unconfirmed",
+          providerMessageId: storableMessageId(message.id),
+        });
         return;
       }
       await retryOrFail(message, failure, nextDelayMs(message, senders, step, choice));
@@ -366,7 +385,9 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     });
     const startClock = () => {
       timeout = setTimeout(
-        () => expire(new SendFailure(`${sender.id}: no answer within ${tryTimeoutMs} ms`)),
+        // The sender overran its own bound, and may be sending still: its outcome is unknown.
+        () =>
+          expire(new SendFailure(`${sender.id}: no answer within ${tryTimeoutMs} ms`, { unconfirmed: true })),
         tryTimeoutMs,
       );
     };

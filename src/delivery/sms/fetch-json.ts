@@ -1,49 +1,127 @@
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from "node:http";
+import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { SendFailure } from "../../core/ports.js";
+
+/**
+ * How long a provider call may take by default, connection and answer included: as long as the
+ * outbox worker's try (20 s) allows with room to spare. A vendor answering slowly has usually
+ * sent the message, and a call given up on is recorded unconfirmed and never retried, so the
+ * longer the wait, the fewer codes end that way.
+ */
+export const PROVIDER_TIMEOUT_MS = 18_000;
+// Keep-alive connections idle this long are closed by us. It is below any server's own idle limit
+// (Node's 5 s, nginx's 75 s), so a request is never written onto a connection the server is
+// closing: that would fail like a request the server took and never answered (unconfirmed).
+const IDLE_CONNECTION_MS = 2_000;
+const agents = {
+  "http:": new HttpAgent({ keepAlive: true, timeout: IDLE_CONNECTION_MS }),
+  "https:": new HttpsAgent({ keepAlive: true, timeout: IDLE_CONNECTION_MS }),
+};
+
+export interface ProviderRequest {
+  method: "POST";
+  headers: Record<string, string>;
+  body: string;
+}
 
 export interface JsonReply {
   status: number;
   /** the parsed JSON body; `undefined` when the body was empty or not JSON */
   body: unknown;
-  /** the body claimed to be JSON (by content type) but could not be parsed: a truncated or broken answer */
-  malformed: boolean;
 }
 
 /**
- * Makes one HTTP call to a provider and reads its answer as JSON. Whatever keeps us from reading an
- * answer at all (refused or dropped connection, the timeout, a broken body) becomes a transient
- * `SendFailure`, because the provider may well accept the same message on the next try. A body
- * that is not JSON is not an error here: the caller decides what a given status without a readable
- * body means.
+ * Makes one HTTP call to a provider and reads its answer as JSON; redirects are not followed (a
+ * redirect of a signed POST is never legitimate for these APIs, and following it would replay
+ * credentials to another host). What keeps us from reading an answer becomes a `SendFailure`,
+ * told apart by whether the provider may have taken the message:
+ * - not sent, transient: the request was never written in full (a refused connection, a DNS or
+ *   TLS failure, a connection that did not open in time), or the answer was an error status;
+ * - unconfirmed: the whole request was written and no answer came (the timeout, or the connection
+ *   closed), or a 2xx answer could not be read to its end. The provider may well have sent it.
+ * A body that is not JSON is not an error here: the caller decides what a given status without a
+ * readable body means (except a 2xx that claims JSON and does not parse: an answer cut short).
  */
-export async function fetchJson(
+export function fetchJson(
   provider: string,
   url: string,
-  init: RequestInit,
-  timeoutMs: number,
+  init: ProviderRequest,
+  timeoutMs: number = PROVIDER_TIMEOUT_MS,
 ): Promise<JsonReply> {
-  let status: number;
-  let contentType: string;
-  let text: string;
-  try {
-    // One signal bounds the whole exchange, body included, so a server that stalls mid-body
+  const target = new URL(url);
+  const https = target.protocol === "https:";
+  return new Promise<JsonReply>((resolve, reject) => {
+    let written = false;
+    let timedOut = false;
+    let status: number | undefined;
+    const fail = (cause: unknown) => {
+      clearTimeout(timer);
+      const problem = !timedOut
+        ? describe(cause)
+        : written
+          ? `no answer within ${timeoutMs} ms`
+          : `the request could not be sent within ${timeoutMs} ms`;
+      // Once a 2xx status arrived, the provider took the message, whatever became of the body.
+      const unconfirmed = status === undefined ? written : status >= 200 && status < 300;
+      const answered = status === undefined ? "" : `HTTP ${status}, then `;
+      reject(new SendFailure(`${provider}: ${answered}${problem}`, { unconfirmed, cause }));
+    };
+    const request = (https ? httpsRequest : httpRequest)(
+      target,
+      {
+        method: init.method,
+        headers: { ...init.headers, "content-length": String(Buffer.byteLength(init.body)) },
+        agent: https ? agents["https:"] : agents["http:"],
+      },
+      (response) => {
+        const answered = response.statusCode ?? 0;
+        status = answered;
+        readBody(response).then((text) => {
+          clearTimeout(timer);
+          const contentType = response.headers["content-type"] ?? "";
+          const body = parseJson(text);
+          const ok = answered >= 200 && answered < 300;
+          if (ok && body === undefined && text.trim() !== "" && /\bjson\b/i.test(contentType)) {
+            fail(new Error("a JSON body that does not parse (cut short?)"));
+            return;
+          }
+          resolve({ status: answered, body });
+        }, fail);
+      },
+    );
+    // One timer bounds the whole exchange, body included, so a server that stalls mid-body
     // cannot hold the send past its timeout.
-    const signal = AbortSignal.timeout(timeoutMs);
-    // A redirect of a signed POST is never legitimate for these APIs; following it would replay
-    // credentials to another host.
-    const response = await fetch(url, { ...init, signal, redirect: "error" });
-    status = response.status;
-    contentType = response.headers.get("content-type") ?? "";
-    text = await response.text();
-  } catch (error) {
-    throw new SendFailure(`${provider}: ${describeFetchError(error, timeoutMs)}`, { cause: error });
-  }
-  const body = parseJson(text);
-  const malformed = body === undefined && text.trim() !== "" && /\bjson\b/i.test(contentType);
-  return { status, body, malformed };
+    const timer = setTimeout(() => {
+      timedOut = true;
+      request.destroy();
+    }, timeoutMs);
+    // Emitted once the last byte of the request was handed to the connection: from here on the
+    // provider may act on it.
+    request.on("finish", () => {
+      written = true;
+    });
+    request.on("error", (error) => {
+      if (status === undefined) fail(error);
+    });
+    request.end(init.body);
+  });
 }
 
 export function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+function readBody(response: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    response.on("data", (chunk: Buffer) => chunks.push(chunk));
+    response.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    response.on("error", reject);
+    // A connection closed mid-body ends the response without "end"; "close" then tells.
+    response.on("close", () => {
+      if (!response.complete) reject(new Error("the connection closed before the answer ended"));
+    });
+  });
 }
 
 function parseJson(text: string): unknown {
@@ -54,14 +132,13 @@ function parseJson(text: string): unknown {
   }
 }
 
-function describeFetchError(error: unknown, timeoutMs: number): string {
-  if (error instanceof Error && (error.name === "TimeoutError" || error.name === "AbortError")) {
-    return `no answer within ${timeoutMs} ms`;
-  }
+function describe(error: unknown): string {
   if (error instanceof Error) {
-    // undici reports every network failure as "fetch failed"; the useful part is in `cause`.
-    const cause = error.cause instanceof Error ? `: ${error.cause.message}` : "";
-    return `${error.message}${cause}`;
+    const code = (error as { code?: unknown }).code;
+    // "socket hang up" says nothing to an operator; the code does (ECONNRESET, ECONNREFUSED, …).
+    return typeof code === "string" && !error.message.includes(code)
+      ? `${error.message} (${code})`
+      : error.message;
   }
   return String(error);
 }

@@ -50,6 +50,7 @@ const DELIVERY_STATUS_NAMES: Record<DeliveryStatus, true> = {
   sent: true,
   delivered: true,
   failed: true,
+  unconfirmed: true,
 };
 
 export const SendReply = Type.Object(
@@ -97,7 +98,10 @@ export const VerificationReply = Type.Object(
     deliveries: Type.Array(
       Type.Object({
         provider: Type.String(),
-        status: oneOf(Object.keys(DELIVERY_STATUS_NAMES) as DeliveryStatus[]),
+        status: oneOf(
+          Object.keys(DELIVERY_STATUS_NAMES) as DeliveryStatus[],
+          "unconfirmed: the provider had the message but never answered, so it may not have gone out; it is not tried again (send again to get a new code)",
+        ),
         at: Type.String({ format: "date-time" }),
         error: Type.Optional(Type.String()),
         provider_message_id: Type.Optional(Type.String()),

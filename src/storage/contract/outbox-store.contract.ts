@@ -124,6 +124,29 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
       ]);
     });
 
+    it("gives up on an unconfirmed message, whose delivery a later receipt still settles", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      const provider = uniqueId("gateway");
+      await outbox.markFailed(claimed, {
+        provider,
+        status: "unconfirmed",
+        atMs: now,
+        error: "no answer within 18000 ms",
+        providerMessageId: queued.id,
+      });
+      expect(await fixture.sealedCodeOf(queued.id)).toBeNull();
+      expect(await outbox.claim(ALL, LEASE_MS, now + 10 * LEASE_MS)).toEqual([]);
+      expect(
+        await outbox.recordReceipt(provider, queued.id, { provider, status: "delivered", atMs: now + 1 }),
+      ).toBe(true);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([
+        { provider, status: "delivered", atMs: now + 1, providerMessageId: queued.id },
+      ]);
+    });
+
     it("counts the messages waiting: queued or claimed, until sent or given up", async () => {
       // What earlier cases left queued (claimed for a day by beforeEach) counts too: compare with it.
       const before = await outbox.queuedCount();

@@ -1,4 +1,4 @@
-import type { AddressInfo } from "node:net";
+import type { AddressInfo, Socket } from "node:net";
 import { SMTPServer } from "smtp-server";
 import { afterEach, describe, expect, it } from "vitest";
 import { renderedMessage } from "../../../../test/servers/rendered-message.js";
@@ -22,8 +22,11 @@ async function startSlowRelay(delays: {
   greetingMs: number;
   mailFromMs?: number;
   dataMs?: number;
+  /** close the connection once the mail arrived, without answering */
+  dropAfterData?: boolean;
 }): Promise<SlowRelay> {
   const mails: string[] = [];
+  const sockets = new Set<Socket>();
   const relay = new SMTPServer({
     authOptional: true,
     disabledCommands: ["STARTTLS"],
@@ -36,10 +39,15 @@ async function startSlowRelay(delays: {
       });
       stream.on("end", () => {
         mails.push(/^Message-ID: (.*)$/im.exec(raw)?.[1]?.trim() ?? "?");
+        if (delays.dropAfterData) {
+          for (const socket of sockets) socket.destroy();
+          return;
+        }
         setTimeout(() => callback(), delays.dataMs ?? 0);
       });
     },
   });
+  relay.server.on("connection", (socket: Socket) => sockets.add(socket));
   relay.on("error", () => {
     // a client closing its connection mid-command is what these tests are about
   });
@@ -54,7 +62,7 @@ async function startSlowRelay(delays: {
 
 const email = renderedMessage({ channel: "email", to: "ada@example.com", messageId: "msg_slow" });
 
-// These run on the sender's real timeouts (15 s from the hand-over), so each takes 12-20 s.
+// The first two run on the sender's real timeouts (18 s from the hand-over): 12-22 s each.
 describe("createSmtpEmailSender: a slow relay", () => {
   let relay: SlowRelay | undefined;
   let sender: MessageSender | undefined;
@@ -80,18 +88,54 @@ describe("createSmtpEmailSender: a slow relay", () => {
   }, 25_000);
 
   it("closes the connection of a mail it gives up on, so the relay never gets it", async () => {
-    // greeting 9 s + MAIL FROM 8 s: past the 15 s timeout, each wait within nodemailer's own 10 s
-    relay = await startSlowRelay({ greetingMs: 9_000, mailFromMs: 8_000 });
+    // greeting 9.5 s + MAIL FROM 9.5 s: past the 18 s timeout, each wait within nodemailer's own
+    relay = await startSlowRelay({ greetingMs: 9_500, mailFromMs: 9_500 });
     sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example" });
 
     const started = Date.now();
 
     const failure = await sendFailure(sender.send(email));
 
-    // past the time nodemailer would have finished the mail (17 s), had the connection stayed open
-    await new Promise((resolve) => setTimeout(resolve, 20_000 - (Date.now() - started)));
+    // past the time nodemailer would have finished the mail (19 s), had the connection stayed open
+    await new Promise((resolve) => setTimeout(resolve, 21_000 - (Date.now() - started)));
     expect(relay.mails).toEqual([]);
     expect(failure.permanent).toBe(false);
-    expect(failure.message).toContain("no answer within 15000 ms");
+    // nothing of the mail was written: clearly not sent, so it may be tried again
+    expect(failure.unconfirmed).toBe(false);
+    expect(failure.message).toContain("no answer within 18000 ms");
   }, 30_000);
+
+  // Regression: a relay that took the whole mail and then hung (or closed the connection) before
+  // its answer was a transient failure, so the outbox sent the mail again, through the same relay
+  // or the next: a second copy of the code for every late answer. (These shorten the send's time.)
+  it("leaves the send unconfirmed when the relay does not answer after the final dot", async () => {
+    relay = await startSlowRelay({ greetingMs: 0, dataMs: 3_000 });
+    sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example", sendTimeoutMs: 1_000 });
+
+    const failure = await sendFailure(sender.send(email));
+
+    expect(relay.mails).toEqual(["<msg_slow@acme.example>"]);
+    expect(failure.unconfirmed).toBe(true);
+    expect(failure.message).toContain("no answer within 1000 ms");
+  });
+
+  it("leaves the send unconfirmed when the relay closes the connection after the final dot", async () => {
+    relay = await startSlowRelay({ greetingMs: 0, dropAfterData: true });
+    sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example", sendTimeoutMs: 5_000 });
+
+    const failure = await sendFailure(sender.send(email));
+
+    expect(relay.mails).toEqual(["<msg_slow@acme.example>"]);
+    expect(failure.unconfirmed).toBe(true);
+  });
+
+  it("fails transiently, as not sent, when the relay hangs before DATA", async () => {
+    relay = await startSlowRelay({ greetingMs: 0, mailFromMs: 3_000 });
+    sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example", sendTimeoutMs: 1_000 });
+
+    const failure = await sendFailure(sender.send(email));
+
+    expect(failure.unconfirmed).toBe(false);
+    expect(failure.permanent).toBe(false);
+  });
 });

@@ -1,7 +1,6 @@
-import type { AddressInfo } from "node:net";
-import { createServer } from "node:net";
 import { simpleParser } from "mailparser";
 import { afterEach, describe, expect, it } from "vitest";
+import { closedPort } from "../../../../test/servers/closed-port.js";
 import { renderedMessage } from "../../../../test/servers/rendered-message.js";
 import { sendFailure } from "../../../../test/servers/send-failure.js";
 import { type SmtpRecorder, startSmtpRecorder } from "../../../../test/servers/smtp-recorder.js";
@@ -17,14 +16,6 @@ const email = (overrides = {}) =>
     text: "Your code is 042917.\nIt expires in 10 minutes. <Do not share it>",
     ...overrides,
   });
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 describe("createSmtpEmailSender", () => {
   let recorder: SmtpRecorder | undefined;
@@ -209,6 +200,7 @@ describe("createSmtpEmailSender", () => {
     const failure = await sendFailure(sender.send(email()));
 
     expect(failure.permanent).toBe(false);
+    expect(failure.unconfirmed).toBe(false);
   });
 
   it("fails transiently when the login is refused", async () => {

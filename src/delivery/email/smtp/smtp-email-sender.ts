@@ -1,4 +1,6 @@
+import { PassThrough, pipeline } from "node:stream";
 import nodemailer from "nodemailer";
+import type Mail from "nodemailer/lib/mailer/index.js";
 import {
   type HandOver,
   type MessageSender,
@@ -13,14 +15,18 @@ import { parseSmtpUrl } from "./smtp-url.js";
 const SMTP_CONNECTION_TIMEOUT_MS = 10_000;
 // A relay that accepts the socket but never greets is broken or overloaded; give up like on connect.
 const SMTP_GREETING_TIMEOUT_MS = 10_000;
-// Inactivity limit per command, as long as the whole send may take (below).
-const SMTP_SOCKET_TIMEOUT_MS = 10_000;
 // One message, from the hand-over to nodemailer to the relay's answer after DATA: room for a
 // pooled connection to open (a relay may delay its greeting for seconds against spam) and for a
-// relay that scans the body. It must stay below the outbox worker's try timeout (20 s): a try the
-// worker gives up on while nodemailer still sends it goes out twice. When it runs out, the
-// message's connection is closed (below), so the relay never gets a message we call failed.
-const SMTP_SEND_TIMEOUT_MS = 15_000;
+// relay that scans the body. It must stay below the outbox worker's try timeout (20 s), so the
+// sender, which knows how far the mail got, reports its outcome. When it runs out, the message's
+// connection is closed (below), so the relay never gets a message we call not sent; a mail given
+// up on after it was written whole is unconfirmed, and the longer the wait, the fewer are.
+const SMTP_SEND_TIMEOUT_MS = 18_000;
+// Inactivity limit per command, as long as the whole send may take: a relay quiet for longer
+// after DATA than this would have its mail cut off unconfirmed before the send's own time is up.
+const SMTP_SOCKET_TIMEOUT_MS = SMTP_SEND_TIMEOUT_MS;
+// The mail option that carries a mail's "written whole" callback to the stream plugin below.
+const ON_WRITTEN = "verifydOnWritten";
 // A handful of reused connections absorbs bursts without looking like a flood to the relay. The
 // sender hands nodemailer no more messages than this at once: the rest wait in the sender, where
 // the time does not count as the relay's and a message can still be withdrawn (nodemailer's own
@@ -45,6 +51,8 @@ export interface SmtpEmailOptions {
   tls?: { rejectUnauthorized?: boolean; ca?: string };
   /** provider id in delivery records (default "smtp") */
   id?: string;
+  /** how long a mail may take from its hand-over (default 18000; tests shorten it) */
+  sendTimeoutMs?: number;
 }
 
 /**
@@ -70,6 +78,20 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
   });
   const messageIdDomain = domainOf(options.from);
   const slots = createSlots(SMTP_MAX_CONNECTIONS);
+  const sendTimeoutMs = options.sendTimeoutMs ?? SMTP_SEND_TIMEOUT_MS;
+  // Tells each mail when its last byte went to the relay: its stream ends as the DATA stream,
+  // which appends the final ".", has read it all. From then on the relay may deliver it.
+  transporter.use("stream", (mail, done) => {
+    const onWritten = (mail.data as Record<string, unknown>)[ON_WRITTEN];
+    if (typeof onWritten === "function") {
+      mail.message.processFunc((input) => {
+        const output = new PassThrough();
+        output.once("end", () => onWritten());
+        return pipeline(input, output, () => {});
+      });
+    }
+    done();
+  });
 
   return {
     id,
@@ -87,11 +109,13 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
       // would send a second copy. Aborting removes the message from nodemailer's queue, or closes
       // the connection it is on before more of it is written; a relay discards a message whose
       // final "." it never got. Only a message whose "." was written before the timeout, and whose
-      // answer is what is late, may still be delivered (RFC 1047): no client can take that back.
+      // answer is what is late, may still be delivered (RFC 1047): no client can take that back,
+      // so such a send fails unconfirmed, and is not retried.
       // Timing only the part after the connection is ready was the other choice; it leaves the
       // whole send unbounded and still needs the abort.
       const abort = new AbortController();
-      const sending = transporter.sendMail({
+      let written = false;
+      const mail: Mail.Options & { [ON_WRITTEN]: () => void } = {
         from: options.from,
         ...(options.replyTo ? { replyTo: options.replyTo } : {}),
         to: message.to,
@@ -100,13 +124,17 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
         html: message.html ?? textToHtml(message.text),
         messageId,
         signal: abort.signal,
-      });
+        [ON_WRITTEN]: () => {
+          written = true;
+        },
+      };
+      const sending = transporter.sendMail(mail);
       // The slot comes back when nodemailer is done with the message, not when our clock gives
       // up on it: nodemailer must never hold more messages than it has connections.
       sending.then(slots.give, slots.give);
       const timeout = setTimeout(
-        () => abort.abort(new Error(`no answer within ${SMTP_SEND_TIMEOUT_MS} ms`)),
-        SMTP_SEND_TIMEOUT_MS,
+        () => abort.abort(new Error(`no answer within ${sendTimeoutMs} ms`)),
+        sendTimeoutMs,
       );
       try {
         await sending;
@@ -114,6 +142,9 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
         const reason = abort.signal.aborted ? abort.signal.reason : error;
         throw new SendFailure(`${id}: ${reason instanceof Error ? reason.message : String(reason)}`, {
           permanent: isRecipientRefusal(error),
+          // The whole mail went out and no reply came (our timeout, nodemailer's, or the relay
+          // closing): the relay may have queued it. A reply after DATA is a clear refusal.
+          unconfirmed: written && !hasReplyCode(error),
           cause: error,
         });
       } finally {
@@ -125,6 +156,10 @@ export function createSmtpEmailSender(options: SmtpEmailOptions): MessageSender 
       transporter.close();
     },
   };
+}
+
+function hasReplyCode(error: unknown): boolean {
+  return typeof (error as { responseCode?: unknown } | null)?.responseCode === "number";
 }
 
 /** A counting semaphore: `take` waits for a free slot, first come first served. */

@@ -9,9 +9,6 @@ import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { type TemplateValue, templateValue } from "../template-values.js";
 
-// Dysmsapi answers in well under a second; 10 s bounds a stuck call and leaves the outbox worker
-// time to retry or fail over while the code is still valid.
-const ALIBABA_TIMEOUT_MS = 10_000;
 const ALIBABA_BASE_URL = "https://dysmsapi.aliyuncs.com";
 
 /**
@@ -87,7 +84,7 @@ export function createAlibabaSmsSender(options: AlibabaSmsOptions): MessageSende
           headers: { "content-type": "application/x-www-form-urlencoded", accept: "application/json" },
           body: `${canonical}&Signature=${percentEncode(signature)}`,
         },
-        options.timeoutMs ?? ALIBABA_TIMEOUT_MS,
+        options.timeoutMs,
       );
       return readAnswer(id, status, body);
     },

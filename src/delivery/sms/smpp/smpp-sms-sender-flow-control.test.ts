@@ -186,8 +186,12 @@ describe("createSmppSmsSender flow control", () => {
     const failure = await sendFailure(client.send(renderedMessage({ to: "+8613800138002" })));
 
     expect(failure.permanent).toBe(false);
+    // never submitted: clearly not sent
+    expect(failure.unconfirmed).toBe(false);
     expect(failure.message).toContain("outstanding submit_sm");
-    await expect(first).rejects.toThrow(/submit_sm_resp within/);
+    // submitted and left unanswered: the SMSC may have taken it
+    expect((await sendFailure(first)).unconfirmed).toBe(true);
+    expect((await sendFailure(first)).message).toMatch(/submit_sm_resp within/);
     expect(fake.mostOutstanding).toBe(1);
   });
 
@@ -208,13 +212,31 @@ describe("createSmppSmsSender flow control", () => {
     expect(receipt.providerMessageId).toBeDefined();
   });
 
-  it("ends within its budget when the SMSC does not answer in time", async () => {
+  it("ends within its budget, unconfirmed, when the SMSC does not answer in time", async () => {
     const fake = await smsc({ window: 10, answerDelayMs: 5_000 });
     const started = Date.now();
 
     const failure = await sendFailure(sender(fake.url, { sendBudgetMs: 600 }).send(renderedMessage()));
 
     expect(failure.permanent).toBe(false);
+    expect(failure.unconfirmed).toBe(true);
     expect(Date.now() - started).toBeLessThan(1_000);
+  });
+
+  // Regression: a text whose first part the SMSC took and whose second it refused failed
+  // transiently, and the retry sent the first part, code and all, again.
+  it("leaves a long text unconfirmed when the SMSC took some of its parts and refused others", async () => {
+    const fake = await smsc({
+      window: 10,
+      answerDelayMs: 0,
+      refuse: (submit) => (submit === 2 ? smpp.errors.ESME_RSYSERR : undefined),
+    });
+    const long = "您的验证码是 123456，10 分钟内有效。".repeat(6);
+
+    const failure = await sendFailure(sender(fake.url).send(renderedMessage({ text: long })));
+
+    expect(fake.accepted).toHaveLength(2);
+    expect(failure.unconfirmed).toBe(true);
+    expect(failure.message).toContain("2 of 3 parts accepted");
   });
 });

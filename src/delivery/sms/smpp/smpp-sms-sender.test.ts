@@ -238,21 +238,41 @@ describe("createSmppSmsSender", () => {
     const smpp = sender(fake.url);
     await smpp.send(message);
     await fake.close();
+    // (a submit written before the sender saw the link go is unconfirmed: the SMSC may have read it)
+    await new Promise((resolve) => setTimeout(resolve, 50));
 
     const started = Date.now();
     const failures = [await sendFailure(smpp.send(message)), await sendFailure(smpp.send(message))];
 
     expect(failures.map((failure) => failure.permanent)).toEqual([false, false]);
+    // nothing was written: clearly not sent, so the outbox may retry or fail over
+    expect(failures.map((failure) => failure.unconfirmed)).toEqual([false, false]);
     expect(Date.now() - started).toBeLessThan(1_000);
   });
 
-  it("fails transiently when the SMSC does not answer a submit in time", async () => {
+  // Regression: a submit_sm left unanswered was a transient failure, and the retry submitted the
+  // text again although the SMSC may have taken the first (one code, several SMS).
+  it("leaves the send unconfirmed when the SMSC does not answer a submit in time", async () => {
     const fake = await smsc({ stallSubmits: true });
 
     const failure = await sendFailure(sender(fake.url, { responseTimeoutMs: 100 }).send(message));
 
     expect(failure.permanent).toBe(false);
+    expect(failure.unconfirmed).toBe(true);
     expect(failure.message).toContain("submit_sm_resp");
+  });
+
+  it("leaves the send unconfirmed when the link drops while a submit awaits its answer", async () => {
+    const fake = await smsc({ stallSubmits: true });
+    const smpp = sender(fake.url, { responseTimeoutMs: 5_000 });
+    await fake.waitForBinds(1);
+
+    const sending = sendFailure(smpp.send(message));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    fake.dropSessions();
+    const failure = await sending;
+
+    expect(failure.unconfirmed).toBe(true);
   });
 
   it.each([

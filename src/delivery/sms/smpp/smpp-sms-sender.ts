@@ -12,8 +12,10 @@ import { parseSmppUrl } from "./smpp-url.js";
 
 export type { SmppReceipt } from "./smpp-delivery-receipt.js";
 
-// SMSCs answer submit_sm and enquire_link within milliseconds; 10 s without a response means the
-// link is dead or the SMSC is stuck, and the send must fail (transiently) rather than hang.
+// SMSCs answer binds and enquire_link within milliseconds; 10 s without a response means the link
+// is dead or the SMSC is stuck. A submit_sm waits for its answer as long as the send's budget
+// allows instead: one written and left unanswered may have been taken, so it ends the send
+// unconfirmed (never retried), and the longer the wait, the fewer sends end that way.
 const SMPP_RESPONSE_TIMEOUT_MS = 10_000;
 // Covers TCP connect, TLS and bind_transceiver_resp; a black-holed host would otherwise leave the
 // sender "connecting" for the OS's connect timeout (minutes).
@@ -77,7 +79,10 @@ export interface SmppSmsOptions {
   /** first reconnect delay, doubled after each failure up to `maxReconnectDelayMs` */
   reconnectDelayMs?: number;
   maxReconnectDelayMs?: number;
-  /** how long a submit or bind may wait for the SMSC's response */
+  /**
+   * how long a bind or enquire_link waits for the SMSC's response (default 10000), and a submit_sm
+   * when set (by default a submit waits for the rest of the send's budget)
+   */
   responseTimeoutMs?: number;
   /** submit_sm awaiting their response at once on the session (default 10); later ones wait in the sender */
   submitWindow?: number;
@@ -93,7 +98,8 @@ export interface SmppSmsOptions {
 
 interface PendingRequest {
   session: smpp.Session;
-  fail: (failure: SendFailure) => void;
+  /** settles the request failed, for `problem` */
+  fail: (problem: string) => void;
 }
 
 /**
@@ -110,6 +116,7 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
   const id = options.id ?? "smpp";
   const target = parseSmppUrl(options.url);
   const responseTimeoutMs = options.responseTimeoutMs ?? SMPP_RESPONSE_TIMEOUT_MS;
+  const submitAnswerMs = options.responseTimeoutMs ?? Number.POSITIVE_INFINITY;
   const enquireLinkMs = (options.enquireLinkIntervalSeconds ?? SMPP_ENQUIRE_LINK_INTERVAL_SECONDS) * 1000;
   const source = sourceAddress(options);
   const sendBudgetMs = options.sendBudgetMs ?? SMPP_SEND_BUDGET_MS;
@@ -139,28 +146,34 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
 
   const transient = (problem: string) => new SendFailure(`${id}: ${problem}`);
 
-  /** Sends one request PDU; settles with its response, or a transient failure on timeout or a dropped link. */
+  /**
+   * Sends one request PDU; settles with its response, or fails on timeout or a dropped link. A
+   * submit_sm that was written fails unconfirmed then (the SMSC may have taken it); one that could
+   * not be written, and any other request, fails transiently.
+   */
   function request(current: smpp.Session, pdu: smpp.PDU, timeoutMs: number): Promise<smpp.PDU> {
+    const unconfirmed = pdu.command === "submit_sm";
     return new Promise((resolve, reject) => {
       const entry: PendingRequest = {
         session: current,
-        fail: (failure) => {
+        fail: (problem) => {
           clearTimeout(timer);
           pending.delete(entry);
-          reject(failure);
+          reject(new SendFailure(`${id}: ${problem}`, { unconfirmed }));
         },
       };
-      const timer = setTimeout(
-        () => entry.fail(transient(`no ${pdu.command}_resp within ${timeoutMs} ms`)),
-        timeoutMs,
-      );
+      const timer = setTimeout(() => entry.fail(`no ${pdu.command}_resp within ${timeoutMs} ms`), timeoutMs);
       pending.add(entry);
       const written = current.send(pdu, (response) => {
         clearTimeout(timer);
         pending.delete(entry);
         resolve(response);
       });
-      if (!written) entry.fail(transient("the SMPP connection is not writable"));
+      if (!written) {
+        clearTimeout(timer);
+        pending.delete(entry);
+        reject(transient("the SMPP connection is not writable"));
+      }
     });
   }
 
@@ -263,7 +276,7 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
     clearInterval(enquireTimer);
     enquireTimer = undefined;
     const problem = lastProblem || "the SMPP connection closed";
-    for (const entry of pending) if (entry.session === current) entry.fail(transient(problem));
+    for (const entry of pending) if (entry.session === current) entry.fail(problem);
     for (const waiter of bindWaiters) waiter.reject(transient(problem));
     bindWaiters.clear();
     if (closed) return;
@@ -364,8 +377,23 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
         );
       }),
     );
-    const failed = outcomes.find((outcome) => outcome.status === "rejected");
-    if (failed) throw failed.reason;
+    const failures = outcomes.flatMap((outcome) => (outcome.status === "rejected" ? [outcome.reason] : []));
+    const [first] = failures;
+    if (first !== undefined) {
+      // Parts the SMSC took go out whatever became of the others, and a retry would send them
+      // (and the code in them) again: the text counts as unconfirmed, like a part left unanswered.
+      const unanswered = failures.find((failure) => failure instanceof SendFailure && failure.unconfirmed);
+      if (unanswered !== undefined) throw unanswered;
+      const accepted = outcomes.length - failures.length;
+      if (accepted > 0) {
+        const problem = first instanceof Error ? first.message : String(first);
+        throw new SendFailure(`${problem} (${accepted} of ${outcomes.length} parts accepted)`, {
+          unconfirmed: true,
+          cause: first,
+        });
+      }
+      throw first;
+    }
     const last = outcomes.at(-1);
     const messageId = last?.status === "fulfilled" ? last.value.message_id : undefined;
     return typeof messageId === "string" && messageId !== "" ? { providerMessageId: messageId } : {};
@@ -396,7 +424,7 @@ export function createSmppSmsSender(options: SmppSmsOptions): MessageSender {
         const response = await request(
           current,
           new smpp.PDU("submit_sm", fields),
-          Math.min(responseTimeoutMs, leftMs),
+          Math.min(submitAnswerMs, leftMs),
         );
         const status = response.command_status;
         if (status === 0) return response;

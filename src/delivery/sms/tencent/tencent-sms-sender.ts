@@ -9,9 +9,6 @@ import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { type TemplateValue, templateValue } from "../template-values.js";
 
-// Tencent's API gateway answers in well under a second; 10 s bounds a stuck call and leaves the
-// outbox worker time to retry or fail over while the code is still valid.
-const TENCENT_TIMEOUT_MS = 10_000;
 const TENCENT_BASE_URL = "https://sms.tencentcloudapi.com";
 const SERVICE = "sms";
 const ACTION = "SendSms";
@@ -100,7 +97,7 @@ export function createTencentSmsSender(options: TencentSmsOptions): MessageSende
           },
           body: payload,
         },
-        options.timeoutMs ?? TENCENT_TIMEOUT_MS,
+        options.timeoutMs,
       );
       return readSendStatus(id, status, body);
     },

@@ -7,9 +7,6 @@ import {
 import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 
-// Twilio answers the Messages API in well under a second; 10 s bounds a stuck connection and
-// still leaves the outbox worker time to retry or fail over while the code is valid.
-const TWILIO_TIMEOUT_MS = 10_000;
 const TWILIO_BASE_URL = "https://api.twilio.com";
 
 /**
@@ -39,6 +36,7 @@ export type TwilioSmsOptions = TwilioCredentials &
     id?: string;
     /** default https://api.twilio.com */
     baseUrl?: string;
+    /** default PROVIDER_TIMEOUT_MS (fetch-json.ts) */
     timeoutMs?: number;
   };
 
@@ -78,9 +76,9 @@ export function createTwilioSmsSender(options: TwilioSmsOptions): MessageSender 
             accept: "application/json",
             "content-type": "application/x-www-form-urlencoded",
           },
-          body: form,
+          body: form.toString(),
         },
-        options.timeoutMs ?? TWILIO_TIMEOUT_MS,
+        options.timeoutMs,
       );
 
       if (status >= 200 && status < 300) {

@@ -9,10 +9,6 @@ import { parseHttpUrl } from "../../provider-url.js";
 import { fetchJson, isRecord } from "../fetch-json.js";
 import { signWebhookPayload, WEBHOOK_SIGNATURE_HEADER } from "./webhook-signature.js";
 
-// The receiver is the operator's own gateway and should answer quickly; 10 s bounds a stuck one
-// and leaves the outbox worker time to retry or fail over while the code is still valid.
-const WEBHOOK_TIMEOUT_MS = 10_000;
-
 /**
  * The answers that refuse the recipient or this message itself (a malformed number, a number
  * gone or blocked), so no retry and no other provider helps. Every other 4xx is about verifyd's
@@ -51,7 +47,7 @@ export interface WebhookSmsOptions {
  * `{id, to, text, channel, app, purpose, locale}`, signed (`X-Verifyd-Signature`, see
  * `verifyWebhookSignature`) and carrying `Idempotency-Key: <message id>` so a receiver can drop
  * the duplicates that retries produce. 2xx is success (`id` in a JSON answer becomes the provider
- * message id, a body that claims JSON but does not parse is a transient failure); 400, 410 and
+ * message id, a body that claims JSON but does not parse leaves the send unconfirmed); 400, 410 and
  * 422 refuse this message for good (see RECIPIENT_REFUSALS); anything else is transient, and a
  * refused signature or a wrong url says so in the failure.
  */
@@ -87,12 +83,11 @@ export function createWebhookSmsSender(options: WebhookSmsOptions): MessageSende
           },
           body,
         },
-        options.timeoutMs ?? WEBHOOK_TIMEOUT_MS,
+        options.timeoutMs,
       );
 
       if (reply.status >= 200 && reply.status < 300) {
-        // An empty or plain-text 2xx is a valid acceptance; a JSON answer cut short is not.
-        if (reply.malformed) throw new SendFailure(`${id}: HTTP ${reply.status} with a malformed JSON body`);
+        // An empty or plain-text 2xx is a valid acceptance (a JSON answer cut short is unconfirmed).
         return isRecord(reply.body) && typeof reply.body.id === "string"
           ? { providerMessageId: reply.body.id }
           : {};
