@@ -218,6 +218,11 @@ export interface OutboxStore {
   /** Failed for now: records the failed try and schedules the next one. */
   markRetry(message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number): Promise<void>;
   /**
+   * Not tried now, for the same reason its delivery record already gives: schedules the next try
+   * and records nothing (markRetry without a record).
+   */
+  postpone(message: OutboxMessage, nextAttemptAtMs: number): Promise<void>;
+  /**
    * Gave up (permanent error, past its deadline, or an outcome the provider never confirmed):
    * erases the sealed code and records why.
    */

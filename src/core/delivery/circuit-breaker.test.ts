@@ -53,6 +53,19 @@ describe("circuit breakers", () => {
     expect(b.permit("a")).toBe("use");
   });
 
+  // Regression: while a probe was in flight it reported the cool-down's end, already past, so every
+  // other message on the route came back at once, and again a second later.
+  it("report no time to come back while a probe is in flight, and the new cool-down after it fails", () => {
+    const { clock, breakers: b } = breakers();
+    for (let i = 0; i < 3; i++) b.failed("a");
+    clock.advanceSeconds(30);
+    expect(b.permit("a")).toBe("probe");
+    clock.advanceSeconds(5);
+    expect(b.retryAtMs("a")).toBeNull();
+    b.failed("a");
+    expect(b.retryAtMs("a")).toBe(clock.nowMs() + 30_000);
+  });
+
   it("reopen for another cool-down when the probe fails", () => {
     const { clock, breakers: b } = breakers();
     for (let i = 0; i < 3; i++) b.failed("a");

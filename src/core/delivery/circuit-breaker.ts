@@ -36,8 +36,11 @@ export interface CircuitBreakers {
   failed(provider: string): void;
   /** a permit given back unused (the message never reached the provider): the probe is free again */
   released(provider: string): void;
-  /** when a skipped provider may be probed again (now if it is not open) */
-  retryAtMs(provider: string): number;
+  /**
+   * When a skipped provider may be tried again: the end of its cool-down (now if it is not open),
+   * or null while another caller's probe is in flight, which reopens it (or not) when it ends.
+   */
+  retryAtMs(provider: string): number | null;
   state(provider: string): CircuitState;
 }
 
@@ -101,6 +104,8 @@ export function createCircuitBreakers(options: CircuitBreakerOptions): CircuitBr
     },
     retryAtMs(provider) {
       const circuit = circuitOf(provider);
+      // The cool-down is over by then: reporting its end would have every caller come back at once.
+      if (circuit.probing) return null;
       return circuit.openUntilMs ?? clock.nowMs();
     },
     state(provider) {

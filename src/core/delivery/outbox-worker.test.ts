@@ -1,10 +1,11 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { createTestEngine, SECRET_A, type TestEngine } from "../../../test/fakes/test-engine.js";
-import { createTestServer } from "../../../test/harness.js";
+import { createTestServer, type TestServer } from "../../../test/harness.js";
 import { type Logger, type MessageSender, type RenderedMessage, SendFailure } from "../ports.js";
 import { CodeSecrets } from "../secrets.js";
-import type { Channel, Purpose } from "../types.js";
+import type { App, Channel, Purpose } from "../types.js";
+import { createCircuitBreakers } from "./circuit-breaker.js";
 import { createOutboxWorker, retryDelayMs } from "./outbox-worker.js";
 
 let t: TestEngine;
@@ -23,6 +24,18 @@ async function send(
     locale: options.locale,
   });
   return sent.record.id;
+}
+
+/** Sends one code to the default app of `server`; answers the app and the verification id. */
+async function sendThrough(
+  server: TestServer,
+  channel: Channel = "sms",
+  to = channel === "sms" ? "+8613800138000" : "ann@example.com",
+): Promise<{ app: App; id: string }> {
+  const app = await server.engine.apps.byId("default");
+  if (!app) throw new Error("the app default is missing");
+  const sent = await server.engine.sendCode({ app, channel, to, purpose: "sign_in", rule: "any" });
+  return { app, id: sent.record.id };
 }
 
 function outbox(): { status: string; sealed_code: string | null; attempts: number }[] {
@@ -264,22 +277,14 @@ describe("outbox worker: a sender with a queue of its own", () => {
     };
     const server = await createTestServer({ clock, senders: { email: [queueing] } });
     try {
-      const app = await server.engine.apps.byId("default");
-      if (!app) throw new Error("the app default is missing");
-      const sent = await server.engine.sendCode({
-        app,
-        channel: "email",
-        to: "ann@example.com",
-        purpose: "sign_in",
-        rule: "any",
-      });
+      const { app, id } = await sendThrough(server, "email");
       // as many withdrawals as it takes to open a breaker (5 failures), and then some
       for (let round = 0; round < 6; round++) expect(await server.server.worker.runOnce()).toBe(1);
       expect(delivered).toEqual([]);
       queuedSeconds = 1;
       await server.deliverAll();
       expect(delivered).toEqual(["ann@example.com"]);
-      const view = await server.engine.getVerification(app, sent.record.id);
+      const view = await server.engine.getVerification(app, id);
       expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status])).toEqual([
         ...Array(6).fill(["none", "failed"]),
         ["pooled-email", "sent"],
@@ -299,15 +304,7 @@ describe("outbox worker: try timeout", () => {
   async function tryWith(sender: MessageSender, elapseMs: number): Promise<string[][]> {
     const server = await createTestServer({ senders: { sms: [sender] } });
     try {
-      const app = await server.engine.apps.byId("default");
-      if (!app) throw new Error("the app default is missing");
-      const sent = await server.engine.sendCode({
-        app,
-        channel: "sms",
-        to: "+8613800138000",
-        purpose: "sign_in",
-        rule: "any",
-      });
+      const { app, id } = await sendThrough(server);
       vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
       const round = server.server.worker.runOnce();
       await vi.advanceTimersByTimeAsync(elapseMs);
@@ -315,7 +312,7 @@ describe("outbox worker: try timeout", () => {
       vi.useRealTimers();
       server.clock.advanceSeconds(120);
       await server.deliverAll();
-      const view = await server.engine.getVerification(app, sent.record.id);
+      const view = await server.engine.getVerification(app, id);
       return view.deliveries.map((delivery) => [delivery.provider, delivery.status]);
     } finally {
       vi.useRealTimers();
@@ -349,6 +346,58 @@ describe("outbox worker: try timeout", () => {
     };
     expect(await tryWith(stuck, 20_000)).toEqual([["stuck-sms", "unconfirmed"]]);
     expect(calls).toBe(1);
+  });
+});
+
+describe("outbox worker: a provider being probed", () => {
+  // Regression: while another message's probe of the route's only provider hung, the breaker
+  // reported a reopening time already past, and each message came back every second with a new
+  // "every provider is paused" record: 20 sends wrote 193 records in 80 s.
+  it("backs a message off while the probe runs, and records the pause once", async () => {
+    const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
+    try {
+      const { clock } = server;
+      const breakers = createCircuitBreakers({ clock, failureThreshold: 1, coolDownMs: 30_000 });
+      const probed: MessageSender = {
+        id: "probed",
+        channel: "sms",
+        send: async () => ({ providerMessageId: "probed-1" }),
+      };
+      breakers.failed("probed");
+      clock.advanceSeconds(30);
+      // another message's probe, in flight
+      expect(breakers.permit("probed")).toBe("probe");
+      const { app, id } = await sendThrough(server);
+      const worker = createOutboxWorker({
+        outbox: server.server.backend.outbox,
+        apps: server.engine.apps,
+        secrets: new CodeSecrets([SECRET_A]),
+        clock,
+        logger: { debug() {}, info() {}, warn() {}, error() {} },
+        route: () => [probed],
+        breakers,
+      });
+      let claims = 0;
+      for (let second = 0; second < 20; second++) {
+        claims += await worker.runOnce();
+        clock.advanceSeconds(1);
+      }
+      // backing off 1, 2, 4, 8 s… rather than every second
+      expect(claims).toBeGreaterThan(1);
+      expect(claims).toBeLessThanOrEqual(6);
+      breakers.succeeded("probed");
+      clock.advanceSeconds(20);
+      expect(await worker.runOnce()).toBe(1);
+      const view = await server.engine.getVerification(app, id);
+      expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status, delivery.error])).toEqual(
+        [
+          ["none", "failed", "every provider is paused after repeated failures (circuit open)"],
+          ["probed", "sent", undefined],
+        ],
+      );
+    } finally {
+      await server.close();
+    }
   });
 });
 
@@ -395,9 +444,7 @@ describe("outbox worker: a provider's error text", () => {
       };
       const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
       try {
-        const app = await server.engine.apps.byId("default");
-        if (!app) throw new Error("the app default is missing");
-        const sent = await server.engine.sendCode({ app, channel, to, purpose: "sign_in", rule: "any" });
+        const { app, id } = await sendThrough(server, channel, to);
         const worker = createOutboxWorker({
           outbox: server.server.backend.outbox,
           apps: server.engine.apps,
@@ -412,7 +459,7 @@ describe("outbox worker: a provider's error text", () => {
           expect(await worker.runOnce()).toBe(1);
           server.clock.advanceSeconds(120);
         }
-        const view = await server.engine.getVerification(app, sent.record.id);
+        const view = await server.engine.getVerification(app, id);
         const errors = view.deliveries.map((delivery) => delivery.error ?? "");
         expect(errors).toHaveLength(tries);
         const logged = lines.map((line) => JSON.stringify(line));

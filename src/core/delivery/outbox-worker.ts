@@ -64,6 +64,8 @@ const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
+// How many paused messages the worker remembers (a Set of ids: under a megabyte).
+const PAUSED_REMEMBERED = 10_000;
 const FULL_VALIDITY_WITHIN_MS = 5_000;
 const DEFAULT_TRIES_PER_PROVIDER = 2;
 // Five failures in a row is a provider in trouble, not bad luck; thirty seconds later one probe
@@ -128,6 +130,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   let backlog = false;
   let wakeRequested = false;
   const active = new Set<Promise<void>>();
+  /**
+   * The ids of the messages whose latest delivery record says every provider was paused, latest
+   * last: the next pause of such a message records nothing new. Past PAUSED_REMEMBERED the oldest
+   * is forgotten (one another process took over, say), and its next pause is recorded again.
+   */
+  const pausedRecorded = new Set<string>();
 
   /**
    * Why each message's code has ended for good (by message id), for the messages whose code may
@@ -163,6 +171,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     ended: string | undefined,
   ): Promise<void> {
     const now = clock.nowMs();
+    // Whatever happens to it now, its latest record will say so (or the pause again, below).
+    const pausedBefore = pausedRecorded.delete(message.id);
     const app = await apps.byId(message.appId);
     const code = secrets.open(message.sealedCode, outboxSealContext(message));
     if (now >= message.deliverBeforeMs || !app || code === null) {
@@ -202,13 +212,24 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     // From here on a probe permit may be held: every path below reports the try's outcome.
     const choice = choose(senders, step, true);
     if (!choice) {
-      // Every provider is paused: wait for the first probe rather than burn a try on nothing.
-      const reopensAtMs = Math.min(...senders.map((sender) => breakers.retryAtMs(sender.id)));
-      await retryOrFail(
+      // Every provider is paused: wait for the first to reopen rather than burn a try on nothing.
+      // One whose probe is in flight reopens when the probe ends, which may take a whole try:
+      // meanwhile the message backs off as after a failed try (it came back every second, and a
+      // hanging provider's probe wrote ten records per message).
+      const probeWaitMs = Math.min(retryDelayMs(message.attempts), tryTimeoutMs);
+      const waitMs = Math.min(
+        ...senders.map((sender) => {
+          const reopensAtMs = breakers.retryAtMs(sender.id);
+          return reopensAtMs === null ? probeWaitMs : reopensAtMs - now;
+        }),
+      );
+      const paused = await retryOrFail(
         message,
         failedTry("none", "every provider is paused after repeated failures (circuit open)"),
-        Math.max(reopensAtMs - now, FIRST_RETRY_DELAY_MS),
+        Math.max(waitMs, FIRST_RETRY_DELAY_MS),
+        pausedBefore,
       );
+      if (paused) rememberPaused(message);
       return;
     }
     const { sender } = choice;
@@ -343,11 +364,17 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     return 0;
   }
 
+  /**
+   * Schedules the message's next try after `delayMs`, or fails it when that would come after its
+   * code expired; true when it was rescheduled. `recordedAlready`: the message's latest delivery
+   * record says what `failure` says, so a reschedule records nothing.
+   */
   async function retryOrFail(
     message: OutboxMessage,
     failure: DeliveryRecord,
     delayMs: number,
-  ): Promise<void> {
+    recordedAlready = false,
+  ): Promise<boolean> {
     const nextAttemptAtMs = clock.nowMs() + delayMs;
     if (nextAttemptAtMs >= message.deliverBeforeMs) {
       await outbox.markFailed(message, failure);
@@ -355,11 +382,21 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         { ...logIds(message), err: failure.error },
         "message undeliverable before its code expires",
       );
-      return;
+      return false;
     }
-    await outbox.markRetry(message, failure, nextAttemptAtMs);
+    if (recordedAlready) await outbox.postpone(message, nextAttemptAtMs);
+    else await outbox.markRetry(message, failure, nextAttemptAtMs);
     // A failover is due at once: run another round instead of waiting for the poll.
     if (delayMs === 0) wakeRequested = true;
+    return true;
+  }
+
+  function rememberPaused(message: OutboxMessage): void {
+    if (pausedRecorded.size >= PAUSED_REMEMBERED) {
+      const [oldest] = pausedRecorded;
+      if (oldest !== undefined) pausedRecorded.delete(oldest);
+    }
+    pausedRecorded.add(message.id);
   }
 
   function failedTry(provider: string, error: string): DeliveryRecord {

@@ -96,6 +96,27 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
       ]);
     });
 
+    it("postpones a message without recording anything: due again at the time given", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [claimed] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!claimed) throw new Error("not claimed");
+      const paused = {
+        provider: "none",
+        status: "failed",
+        atMs: now,
+        error: "every provider is paused",
+      } as const;
+      await outbox.markRetry(claimed, paused, now + 1_000);
+      const [again] = await outbox.claim(ALL, LEASE_MS, now + 1_000);
+      if (!again) throw new Error("not claimed again");
+      await outbox.postpone(again, now + 5_000);
+      expect(await outbox.claim(ALL, LEASE_MS, now + 4_999)).toEqual([]);
+      expect((await outbox.claim(ALL, LEASE_MS, now + 5_000)).map((each) => each.id)).toEqual([queued.id]);
+      expect(await fixture.sealedCodeOf(queued.id)).not.toBeNull();
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([paused]);
+    });
+
     it("gives up on a failed message: erased and never claimed again", async () => {
       const queued = message(now);
       await fixture.enqueue(queued);

@@ -14,7 +14,8 @@ interface Settlement {
   message: OutboxMessage;
   outcome: "sent" | "failed" | "retry";
   nextAttemptAtMs: number | null;
-  delivery: DeliveryRecord;
+  /** null: nothing to record (a postponed try) */
+  delivery: DeliveryRecord | null;
 }
 
 // A delivery whose status a receipt leaves alone: final already, or the receipt says nothing new.
@@ -36,9 +37,9 @@ const STATEMENTS = {
     WHERE o.id = due.id
     RETURNING o.id, o.app_id, o.verification_id, o.channel, o.recipient, o.purpose, o.locale, o.sealed_code,
       o.created_at, o.deliver_before, o.attempts`,
-  // Settling (sent, failed or retry later) and recording the delivery attempt, for a whole batch
-  // of messages: one statement, one commit. Each message is settled once per claim, so no outbox
-  // row appears twice in a batch.
+  // Settling (sent, failed or retry later) and recording the delivery attempt (none for a
+  // postponed one), for a whole batch of messages: one statement, one commit. Each message is
+  // settled once per claim, so no outbox row appears twice in a batch.
   settle: `
     WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -55,7 +56,7 @@ const STATEMENTS = {
     )
     INSERT INTO deliveries (${DELIVERY_COLUMNS})
     SELECT app_id, verification_id, message_id, provider, status, at, error, provider_message_id
-    FROM input ORDER BY position`,
+    FROM input WHERE provider IS NOT NULL ORDER BY position`,
   // Receipts arrive out of order (one parked and retried, a gateway's "sent" after its
   // "delivered"): a receipt only moves a delivery forward, and a final status stays. A receipt
   // that changes nothing still matched its delivery (the row count), so it is not retried.
@@ -116,11 +117,11 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
             nextAttemptAtMs,
             message.appId,
             message.verificationId,
-            delivery.provider,
-            delivery.status,
-            delivery.atMs,
-            delivery.error ?? null,
-            delivery.providerMessageId ?? null,
+            delivery?.provider ?? null,
+            delivery?.status ?? null,
+            delivery?.atMs ?? null,
+            delivery?.error ?? null,
+            delivery?.providerMessageId ?? null,
           ]),
           10,
         ),
@@ -138,6 +139,8 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
       settlements.add({ message, outcome: "failed", nextAttemptAtMs: null, delivery }),
     markRetry: (message, delivery, nextAttemptAtMs) =>
       settlements.add({ message, outcome: "retry", nextAttemptAtMs, delivery }),
+    postpone: (message, nextAttemptAtMs) =>
+      settlements.add({ message, outcome: "retry", nextAttemptAtMs, delivery: null }),
     async recordReceipt(provider, providerMessageId, record) {
       const result = await run("receipt", [
         record.status,

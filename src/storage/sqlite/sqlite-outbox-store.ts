@@ -83,6 +83,9 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
     async markRetry(message, delivery, nextAttemptAtMs) {
       await group.run(() => retry(message, delivery, nextAttemptAtMs));
     },
+    async postpone(message, nextAttemptAtMs) {
+      await group.run(() => statements.retry.run(nextAttemptAtMs, message.id));
+    },
     async recordReceipt(provider, providerMessageId, delivery) {
       const result = statements.receipt.run({
         status: delivery.status,
