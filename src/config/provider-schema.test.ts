@@ -3,6 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { ConfigError, loadConfig } from "./load.js";
+import { type ProviderConfig, providerWarnings } from "./provider-schema.js";
 
 const dir = mkdtempSync(join(tmpdir(), "verifyd-providers-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -427,5 +428,36 @@ describe("loadConfig: providers and routing", () => {
       expect.stringMatching(/^providers\/1\/statusCallbackUrl: .*must be percent-encoded/),
       expect.stringMatching(/^providers\/2\/statusCallbackUrl: .*must be percent-encoded/),
     ]);
+  });
+});
+
+describe("providerWarnings", () => {
+  const smtp = (url: string): ProviderConfig => ({
+    id: "mail",
+    type: "smtp",
+    url,
+    from: "codes@shop.example",
+  });
+
+  // Regression: credentials and codes went in cleartext to a relay that offered no STARTTLS,
+  // with no warning.
+  it("warns of an SMTP login that may go in cleartext, and of nothing safer", () => {
+    expect(providerWarnings([smtp("smtp://mailer:s3cret@smtp.example.com:587")])).toEqual([
+      {
+        provider: "mail",
+        key: "url",
+        message: expect.stringMatching(/cleartext.*smtps:\/\/.*requireTLS=true/),
+      },
+    ]);
+    for (const url of [
+      "smtps://mailer:s3cret@smtp.example.com",
+      "smtp://mailer:s3cret@smtp.example.com:587?requireTLS=true",
+      "smtp://smtp.example.com:25",
+      "smtp://mailer:s3cret@127.0.0.1:25",
+      "smtp://mailer:s3cret@localhost:25",
+      "smtp://mailer:s3cret@[::1]:25",
+    ]) {
+      expect(providerWarnings([smtp(url)])).toEqual([]);
+    }
   });
 });

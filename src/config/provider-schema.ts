@@ -1,3 +1,5 @@
+import { isIP } from "node:net";
+import ipaddr from "ipaddr.js";
 import Type, { type Static, type TSchema } from "typebox";
 import { Value } from "typebox/value";
 import { routeKeyChannel } from "../core/delivery/sender-router.js";
@@ -458,6 +460,47 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
     case "alibaba":
       return urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl);
   }
+}
+
+/** A provider setting that works, but likely not as meant: told at start, never refused. */
+export interface ProviderWarning {
+  provider: string;
+  /** the setting's key, e.g. `url` */
+  key: string;
+  message: string;
+}
+
+/**
+ * What an operator should hear about providers whose settings are valid but risky or likely
+ * wrong. A warning never repeats a URL, which may hold a password.
+ */
+export function providerWarnings(providers: ProviderConfig[]): ProviderWarning[] {
+  return providers.flatMap((provider): ProviderWarning[] => {
+    if (provider.type === "smtp") return smtpWarnings(provider);
+    return [];
+  });
+}
+
+function smtpWarnings(provider: SmtpProviderConfig): ProviderWarning[] {
+  const smtp = parseSmtpUrl(provider.url);
+  // A relay that offers no STARTTLS (or has it stripped on the way) gets the login and every code
+  // in cleartext: nodemailer upgrades only when offered. Loopback never leaves the machine.
+  if (!smtp.auth || smtp.secure || smtp.requireTLS || isLoopbackHost(smtp.host)) return [];
+  return [
+    {
+      provider: provider.id,
+      key: "url",
+      message:
+        "the SMTP login and the codes go in cleartext if the relay offers no STARTTLS: use smtps:// or add ?requireTLS=true",
+    },
+  ];
+}
+
+/** localhost, 127.0.0.0/8 and ::1 (bracketed as in a URL, or IPv4-mapped): no other machine reaches them. */
+function isLoopbackHost(host: string): boolean {
+  const bare = host.replace(/^\[(.*)\]$/, "$1");
+  if (bare === "localhost") return true;
+  return isIP(bare) !== 0 && ipaddr.process(bare).range() === "loopback";
 }
 
 /**

@@ -83,6 +83,31 @@ describe("createProviderRegistry", () => {
     ]);
   });
 
+  // Regression: an SMTP URL with a login and neither smtps:// nor ?requireTLS=true sent the login
+  // and every code in cleartext to a relay that offered no STARTTLS, and nothing said so.
+  it("warns at start of settings that work but put codes at risk, naming the provider and key", () => {
+    const warnings: object[] = [];
+    build({
+      providers: [
+        {
+          id: "relay",
+          type: "smtp",
+          url: "smtp://mailer:s3cret@smtp.example.com:587",
+          from: "codes@shop.example",
+        },
+        ...providers,
+      ],
+      logger: {
+        ...silent,
+        warn: (fields: object, message?: string) => void warnings.push({ fields, message }),
+      },
+    });
+    expect(warnings).toEqual([
+      { fields: { provider: "relay", key: "url" }, message: expect.stringContaining("cleartext") },
+    ]);
+    expect(JSON.stringify(warnings)).not.toContain("s3cret");
+  });
+
   it("routes a channel without a routing entry to all its providers in declaration order", () => {
     const { route } = build();
     const shop = newApp({ id: "shop" });

@@ -1,4 +1,9 @@
-import { type ProviderConfig, providerChannel, type RoutingConfig } from "../config/provider-schema.js";
+import {
+  type ProviderConfig,
+  providerChannel,
+  providerWarnings,
+  type RoutingConfig,
+} from "../config/provider-schema.js";
 import type { DeliveryReceipt, StatusCallbackHandler } from "../core/delivery/delivery-receipts.js";
 import {
   createSenderRouter,
@@ -141,6 +146,9 @@ export interface ProviderRegistry extends ProviderSurface {
  */
 export function createProviderRegistry(options: ProviderRegistryOptions): ProviderRegistry {
   const overrides = options.overrides ?? {};
+  for (const warning of providerWarnings(options.providers)) {
+    options.logger.warn({ provider: warning.provider, key: warning.key }, warning.message);
+  }
   const byId = new Map<string, MessageSender>();
   const callbacks: StatusCallbackHandler[] = [];
   const byChannel: Record<Channel, MessageSender[]> = { email: [], sms: [] };
