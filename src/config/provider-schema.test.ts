@@ -461,3 +461,38 @@ describe("providerWarnings", () => {
     }
   });
 });
+
+// Regression: a Twilio statusCallbackUrl whose path was not this provider's callback path was
+// accepted without a word, and every status callback it brought was refused (401).
+describe("providerWarnings for Twilio", () => {
+  const twilio = (statusCallbackUrl?: string): ProviderConfig => ({
+    id: "twilio",
+    type: "twilio",
+    accountSid: `AC${"a1".repeat(16)}`,
+    authToken: "token",
+    from: "+14155550199",
+    ...(statusCallbackUrl === undefined ? {} : { statusCallbackUrl }),
+  });
+
+  it("warns of a status callback URL whose path is not /v1/callbacks/<its id>", () => {
+    for (const url of [
+      "https://verifyd.example.com/v1/callbacks/sms",
+      "https://verifyd.example.com/callbacks",
+    ]) {
+      expect(providerWarnings([twilio(url)])).toEqual([
+        {
+          provider: "twilio",
+          key: "statusCallbackUrl",
+          message: expect.stringContaining("/v1/callbacks/twilio"),
+        },
+      ]);
+    }
+    for (const url of [
+      undefined,
+      "https://verifyd.example.com/v1/callbacks/twilio",
+      "https://hook:s3cret@verifyd.example.com:8443/otp/v1/callbacks/twilio?source=twilio#rc=3",
+    ]) {
+      expect(providerWarnings([twilio(url)])).toEqual([]);
+    }
+  });
+});

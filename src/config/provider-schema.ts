@@ -445,16 +445,7 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
     case "twilio":
       return [
         ...urlIssue(`${at}/baseUrl`, provider.baseUrl, parseHttpUrl),
-        // Twilio, not verifyd, calls it: it may carry the basic-auth credentials Twilio sends and
-        // the connection overrides Twilio reads from its fragment (`#rc=3&ct=2000`).
-        ...urlIssue(`${at}/statusCallbackUrl`, provider.statusCallbackUrl, (text) =>
-          parseProviderUrl(text, {
-            kind: "HTTP",
-            protocols: ["http:", "https:"],
-            credentials: "pass",
-            fragment: "allow",
-          }),
-        ),
+        ...urlIssue(`${at}/statusCallbackUrl`, provider.statusCallbackUrl, parseStatusCallbackUrl),
       ];
     case "tencent":
     case "alibaba":
@@ -477,6 +468,7 @@ export interface ProviderWarning {
 export function providerWarnings(providers: ProviderConfig[]): ProviderWarning[] {
   return providers.flatMap((provider): ProviderWarning[] => {
     if (provider.type === "smtp") return smtpWarnings(provider);
+    if (provider.type === "twilio") return twilioWarnings(provider);
     return [];
   });
 }
@@ -496,11 +488,41 @@ function smtpWarnings(provider: SmtpProviderConfig): ProviderWarning[] {
   ];
 }
 
+function twilioWarnings(provider: TwilioProviderConfig): ProviderWarning[] {
+  if (provider.statusCallbackUrl === undefined) return [];
+  const path = `/v1/callbacks/${provider.id}`;
+  // Twilio posts to this URL exactly; verifyd takes a provider's callbacks only at its own path,
+  // and answers any other provider id 401, so a mistyped one fails every callback (behind a proxy
+  // that rewrites paths it may still be right, hence a warning).
+  if (parseStatusCallbackUrl(provider.statusCallbackUrl).pathname.endsWith(path)) return [];
+  return [
+    {
+      provider: provider.id,
+      key: "statusCallbackUrl",
+      message: `Twilio will post status callbacks to a path that does not end in ${path}, where verifyd takes this provider's: unless a proxy maps it there, every callback is refused (401)`,
+    },
+  ];
+}
+
 /** localhost, 127.0.0.0/8 and ::1 (bracketed as in a URL, or IPv4-mapped): no other machine reaches them. */
 function isLoopbackHost(host: string): boolean {
   const bare = host.replace(/^\[(.*)\]$/, "$1");
   if (bare === "localhost") return true;
   return isIP(bare) !== 0 && ipaddr.process(bare).range() === "loopback";
+}
+
+/**
+ * A Twilio statusCallbackUrl. Twilio, not verifyd, calls it: it may carry the basic-auth
+ * credentials Twilio sends and the connection overrides Twilio reads from its fragment
+ * (`#rc=3&ct=2000`).
+ */
+function parseStatusCallbackUrl(text: string): URL {
+  return parseProviderUrl(text, {
+    kind: "HTTP",
+    protocols: ["http:", "https:"],
+    credentials: "pass",
+    fragment: "allow",
+  }).url;
 }
 
 /**

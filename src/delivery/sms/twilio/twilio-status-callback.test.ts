@@ -35,6 +35,16 @@ describe("Twilio request signatures, checked against the official SDK", () => {
       ["", URL_, params],
       [`${genuine.slice(0, -2)}AA`, URL_, params],
     ];
+    // A URL carrying basic-auth credentials: Twilio's helper libraries (Node, Python, C#, Java)
+    // sign and check it with the credentials in, trying it with and without the default port only.
+    const withCredentials = "https://twilio:s3cret@verifyd.example.com/v1/callbacks/twilio";
+    const signedWithCredentials = twilio.getExpectedTwilioSignature(AUTH_TOKEN, withCredentials, params);
+    cases.push(
+      [signedWithCredentials, withCredentials, params],
+      [signedWithCredentials, "https://twilio:s3cret@verifyd.example.com:443/v1/callbacks/twilio", params],
+      [signedWithCredentials, URL_, params],
+      [genuine, withCredentials, params],
+    );
     for (const [signature, url, body] of cases) {
       expect(verifyTwilioSignature(AUTH_TOKEN, signature, url, new URLSearchParams(body))).toBe(
         twilio.validateRequest(AUTH_TOKEN, signature, url, body),
