@@ -160,6 +160,8 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
   // is what any web page may post across origins without a preflight, so on the other routes it
   // would let any site make its visitors' browsers send codes.
   fastify.register(async (pageForm) => {
+    // (in place of the face's, which reads a form as JSON beside the SDK's x-device-id)
+    pageForm.removeContentTypeParser("application/x-www-form-urlencoded");
     pageForm.addContentTypeParser(
       "application/x-www-form-urlencoded",
       { parseAs: "string" },

@@ -1290,49 +1290,58 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
   });
 
   // Regression (fix review B 2): x-request-id opened it too, which front proxies add to every
-  // request, so any page's no-cors post became a send.
-  it("reads the SDK's text/plain JSON beside x-device-id, and refuses it otherwise", async () => {
-    await start();
-    let peer = 0;
-    // Each from its own address, so that no call is asked for a captcha.
-    const plain = (payload: string, headers: Headers = {}) =>
-      t.fastify.inject({
-        method: "POST",
-        url: "/auth/v1/verification?client_id=default",
-        payload,
-        headers: { "content-type": "text/plain;charset=UTF-8", ...headers },
-        remoteAddress: `198.51.100.${++peer}`,
+  // request, so any page's no-cors post became a send. Regression (faces review 1): Tencent's own
+  // HTTP examples post with curl's --data-raw and no Content-Type, which curl labels
+  // application/x-www-form-urlencoded, and were refused.
+  it.each(["text/plain;charset=UTF-8", "application/x-www-form-urlencoded"])(
+    "reads %s JSON beside x-device-id, and refuses it otherwise",
+    async (contentType) => {
+      await start();
+      let peer = 0;
+      // Each from its own address, so that no call is asked for a captcha.
+      const plain = (payload: string, headers: Headers = {}) =>
+        t.fastify.inject({
+          method: "POST",
+          url: "/auth/v1/verification?client_id=default",
+          payload,
+          headers: { "content-type": contentType, ...headers },
+          remoteAddress: `198.51.100.${++peer}`,
+        });
+      // What fetch sends for the SDK's defaultRequest: a JSON string, no Content-Type of its own.
+      const body = (email: string) => JSON.stringify({ email, target: "ANY" });
+      const requestId = { "x-request-id": "5b7a3c1e-8c1d-4d8e-9d7a-1b2c3d4e5f60" };
+      const deviceId = { "x-device-id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" };
+      const withBoth = await plain(body("ann@example.com"), { ...requestId, ...deviceId });
+      expect(withBoth.statusCode, withBoth.body).toBe(200);
+      expect(withBoth.json().verification_id).toMatch(/^vf_/);
+      expect((await plain(body("bob@example.com"), deviceId)).statusCode).toBe(200);
+      // Without it, any page could post it cross-site with no preflight: still refused, even when a
+      // proxy adds x-request-id, or when the browser says it sent the request without CORS.
+      expectError(await plain(body("cy@example.com"), requestId), 400, "invalid_argument", 4000);
+      const refused = await plain(body("dee@example.com"));
+      expectError(refused, 400, "invalid_argument", 4000);
+      expect(refused.json().error_description).toBe("Content-Type must be application/json");
+      for (const mode of ["no-cors", "navigate"]) {
+        const noCors = await plain(body("fay@example.com"), { ...deviceId, "sec-fetch-mode": mode });
+        expectError(noCors, 400, "invalid_argument", 4000);
+      }
+      // Bad JSON is answered as under application/json.
+      const badPlain = await plain("{not json", deviceId);
+      const badJson = await post("/auth/v1/verification", "{not json", {
+        "content-type": "application/json",
       });
-    // What fetch sends for the SDK's defaultRequest: a JSON string, no Content-Type of its own.
-    const body = (email: string) => JSON.stringify({ email, target: "ANY" });
-    const requestId = { "x-request-id": "5b7a3c1e-8c1d-4d8e-9d7a-1b2c3d4e5f60" };
-    const deviceId = { "x-device-id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" };
-    const withBoth = await plain(body("ann@example.com"), { ...requestId, ...deviceId });
-    expect(withBoth.statusCode, withBoth.body).toBe(200);
-    expect(withBoth.json().verification_id).toMatch(/^vf_/);
-    expect((await plain(body("bob@example.com"), deviceId)).statusCode).toBe(200);
-    // Without it, any page could post it cross-site with no preflight: still refused, even when a
-    // proxy adds x-request-id, or when the browser says it sent the request without CORS.
-    expectError(await plain(body("cy@example.com"), requestId), 400, "invalid_argument", 4000);
-    expectError(await plain(body("dee@example.com")), 400, "invalid_argument", 4000);
-    for (const mode of ["no-cors", "navigate"]) {
-      const noCors = await plain(body("fay@example.com"), { ...deviceId, "sec-fetch-mode": mode });
-      expectError(noCors, 400, "invalid_argument", 4000);
-    }
-    // Bad JSON is answered as under application/json.
-    const badPlain = await plain("{not json", deviceId);
-    const badJson = await post("/auth/v1/verification", "{not json", { "content-type": "application/json" });
-    expectError(badPlain, 400, "invalid_argument", 4000);
-    expect(badPlain.json()).toEqual(badJson.json());
-    // The 16 KiB body limit holds.
-    const padded = JSON.stringify({ email: "eve@example.com", pad: "x".repeat(16 * 1024) });
-    expectError(await plain(padded, deviceId), 413, "invalid_argument", 4013);
-    await t.deliverAll();
-    expect(t.email.messages.map((message) => message.to).sort()).toEqual([
-      "ann@example.com",
-      "bob@example.com",
-    ]);
-  });
+      expectError(badPlain, 400, "invalid_argument", 4000);
+      expect(badPlain.json()).toEqual(badJson.json());
+      // The 16 KiB body limit holds.
+      const padded = JSON.stringify({ email: "eve@example.com", pad: "x".repeat(16 * 1024) });
+      expectError(await plain(padded, deviceId), 413, "invalid_argument", 4013);
+      await t.deliverAll();
+      expect(t.email.messages.map((message) => message.to).sort()).toEqual([
+        "ann@example.com",
+        "bob@example.com",
+      ]);
+    },
+  );
 
   it("answers a wrong code with invalid_verification_code and the attempts left", async () => {
     await start();

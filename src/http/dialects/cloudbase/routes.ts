@@ -1,5 +1,5 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import type { FastifyBodyParser, FastifyInstance, FastifyRequest } from "fastify";
+import { errorCodes, type FastifyBodyParser, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { ContactProof } from "../../../core/accounts/account-steps.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
@@ -146,22 +146,28 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   app.removeContentTypeParser("application/json");
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
   // The SDK's default request posts `JSON.stringify(body)` through fetch with no Content-Type, which
-  // browsers label text/plain. Such a body is read as JSON only beside the SDK's x-device-id: the
-  // header makes a cross-site request wait for a CORS preflight, so the text/plain that any page
-  // may post cross-site without one (a no-cors fetch, a form with enctype text/plain: see the form
-  // parser in captcha-page.ts) is still never read as JSON. Not x-request-id, which the SDK sends
-  // too: front proxies add that one to every request. And never a request the browser says it
-  // sent without CORS (Sec-Fetch-Mode, which no page can set). Otherwise the body stays a string,
-  // which every body schema refuses.
-  app.removeContentTypeParser("text/plain");
-  app.addContentTypeParser("text/plain", { parseAs: "string" }, (request, body, done) => {
+  // browsers label text/plain, and Tencent's own HTTP examples post it with curl's --data-raw and no
+  // Content-Type, which curl labels application/x-www-form-urlencoded. Either body is read as JSON
+  // only beside the SDK's x-device-id: the header makes a cross-site request wait for a CORS
+  // preflight, so the text/plain or form that any page may post cross-site without one (a no-cors
+  // fetch, a form: see the page's own form parser in captcha-page.ts) is still never read as JSON.
+  // Not x-request-id, which the SDK sends too: front proxies add that one to every request. And
+  // never a request the browser says it sent without CORS (Sec-Fetch-Mode, which no page can set).
+  // Otherwise a route that reads a body refuses it as it would any other media type ("Content-Type
+  // must be application/json"), and one that reads none (captcha/data) ignores it.
+  const parseJsonBesideDeviceId: FastifyBodyParser<string> = (request, body, done) => {
     const mode = headerValue(request, "sec-fetch-mode");
     if (headerValue(request, "x-device-id") === undefined || mode === "no-cors" || mode === "navigate") {
-      done(null, body);
+      if (request.routeOptions.schema?.body === undefined) done(null, body);
+      else done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(request.headers["content-type"]));
       return;
     }
     parseJson(request, body, done);
-  });
+  };
+  for (const contentType of ["text/plain", "application/x-www-form-urlencoded"]) {
+    app.removeContentTypeParser(contentType);
+    app.addContentTypeParser(contentType, { parseAs: "string" }, parseJsonBesideDeviceId);
+  }
 
   /**
    * `client_id` from the query, an x-client-id / client_id header, the body, or the username of a
