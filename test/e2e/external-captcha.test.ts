@@ -51,6 +51,22 @@ describe("a third-party captcha widget (abuse.external)", () => {
     });
   });
 
+  // Regression: IDaaS read a widget token as its own `<pass>.<tag>---<point>`: one without a
+  // point was refused, and Turnstile's and hCaptcha's hold dots, so no IDaaS send could carry one.
+  it("takes a widget's token on IDaaS, dots and all", async () => {
+    t = await serverWithTurnstile();
+    stub?.reply({ json: { success: true } });
+    const widgetToken = "0.Zk9RbW8.tYpL-2_xQ.c4d5";
+    const answer = await t.fastify.inject({
+      method: "POST",
+      url: "/api/v2/sdk/email/send",
+      headers: idaasDeviceHeaders("default"),
+      payload: { email: "ann@example.com", type: "REGISTER_EMS", captcha_token: widgetToken },
+    });
+    expect(answer.statusCode, answer.body).toBe(200);
+    expect(stub?.requests[0]?.form).toMatchObject({ response: widgetToken });
+  });
+
   it("refuses a send whose widget token the vendor rejects", async () => {
     t = await serverWithTurnstile();
     stub?.reply({ json: { success: false, "error-codes": ["timeout-or-duplicate"] } });

@@ -573,20 +573,21 @@ function createPointTags(keys: readonly Buffer[]) {
     join: (pass: string, point: string) =>
       `${pass}.${tag(keys[0] as Buffer, pass, point)}${PASS_SEPARATOR}${point}`,
     /**
-     * The pass of a `captcha_token`. One issued here whose point was changed is a mismatch
-     * (CAPTCHA.0004); a verifyd pass stripped of its tag is not live (CAPTCHA.0003); any other
-     * token is handed on as it is, for the core to judge (a third-party widget's, or none).
+     * The pass of a `captcha_token`. One issued here whose point was changed, or that lost its
+     * point, is a mismatch (CAPTCHA.0004); a verifyd pass stripped of its tag is not live
+     * (CAPTCHA.0003); any other token is handed on as it is (a third-party widget's), or without
+     * its point, for the core to judge.
      */
     passOf(captchaToken: string): string {
       const at = captchaToken.lastIndexOf(PASS_SEPARATOR);
+      // A third-party widget's token (Turnstile's and hCaptcha's hold dots) comes without a point.
+      if (at < 0 && !captchaToken.startsWith(VERIFYD_PASS_PREFIX)) return captchaToken;
       if (at <= 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
       const head = captchaToken.slice(0, at);
       const point = captchaToken.slice(at + PASS_SEPARATOR.length);
+      if (!head.startsWith(VERIFYD_PASS_PREFIX)) return head;
       const dot = head.lastIndexOf(".");
-      if (dot <= 0) {
-        if (head.startsWith(VERIFYD_PASS_PREFIX)) throw new IdaasRefusal("PASS_TOKEN_INVALID");
-        return head;
-      }
+      if (dot <= 0) throw new IdaasRefusal("PASS_TOKEN_INVALID");
       const pass = head.slice(0, dot);
       const given = head.slice(dot + 1);
       // Compared in constant time, as every other keyed hash is: the tag is what binds the point.
