@@ -398,18 +398,18 @@ describe("per-client budgets", () => {
   // drew 3,000 sliders in 10 minutes and took the process's whole thread rendering them.
   // @see captcha review 2 2
   it("counts draws per IPv4 /24 and per IPv6 /56 and /48 too, as the risk rules count networks", async () => {
-    expect(CHALLENGES_PER_SUBNET.limit).toBe(100);
-    expect(CHALLENGES_PER_SITE.limit).toBe(300);
+    expect(CHALLENGES_PER_SUBNET.limit).toBe(600);
+    expect(CHALLENGES_PER_SITE.limit).toBe(600);
     for (let n = 0; n < CHALLENGES_PER_SUBNET.limit; n++) {
-      await captcha.createChallenge(shop, "image", `198.51.100.${n + 1}`);
+      await captcha.createChallenge(shop, "image", `198.51.100.${(n % 200) + 1}`);
     }
     const bySubnet = await otpError(captcha.createChallenge(shop, "image", "198.51.100.222"));
     expect(bySubnet).toMatchObject({ code: "RATE_LIMITED", details: { rule: "captcha_per_subnet" } });
     expect(bySubnet.details.retryAfterSeconds).toBe(CHALLENGES_PER_SUBNET.windowSeconds);
     await captcha.createChallenge(shop, "image", "198.51.101.1");
 
-    // One /64 in each /56 of a /48, two draws each: no client nor /56 is near its budget.
-    const inSite = (n: number) => `2001:db8:77:${((n % 150) << 8).toString(16)}::${n + 1}`;
+    // One /64 in each /56 of a /48, a few draws each: no client nor /56 is near its budget.
+    const inSite = (n: number) => `2001:db8:77:${((n % 250) << 8).toString(16)}::${n + 1}`;
     for (let n = 0; n < CHALLENGES_PER_SITE.limit; n++)
       await captcha.createChallenge(shop, "slider", inSite(n));
     const bySite = await otpError(captcha.createChallenge(shop, "slider", "2001:db8:77:ff00::1"));
@@ -417,7 +417,7 @@ describe("per-client budgets", () => {
     await captcha.createChallenge(shop, "slider", "2001:db8:78::1");
     // A /56 of another site meets its own budget.
     for (let n = 0; n < CHALLENGES_PER_SUBNET.limit; n++) {
-      await captcha.createChallenge(shop, "image", `2001:db8:99:${(n % 4).toString(16)}::${n + 1}`);
+      await captcha.createChallenge(shop, "image", `2001:db8:99:${(n % 40).toString(16)}::${n + 1}`);
     }
     const byNetwork = await otpError(captcha.createChallenge(shop, "image", "2001:db8:99:ff::1"));
     expect(byNetwork).toMatchObject({ code: "RATE_LIMITED", details: { rule: "captcha_per_subnet" } });
@@ -432,7 +432,7 @@ describe("per-client budgets", () => {
       else await expect(drawn).rejects.toMatchObject({ details: { rule: "captcha_per_ip" } });
     }
     for (let n = 0; n < CHALLENGES_PER_SUBNET.limit - 30; n++) {
-      await captcha.createChallenge(shop, "image", `203.0.113.${n + 100}`);
+      await captcha.createChallenge(shop, "image", `203.0.113.${(n % 150) + 100}`);
     }
     await expect(captcha.createChallenge(shop, "image", "203.0.113.250")).rejects.toMatchObject({
       details: { rule: "captcha_per_subnet" },
@@ -441,7 +441,7 @@ describe("per-client budgets", () => {
 
   // Regression: nothing bounded what one process rendered, so draws from many networks, each within
   // its budgets, saturated it (/readyz p99 420 ms). @see captcha review 2 2
-  it(`renders at most ${RENDERS_PER_SECOND} challenges a second per process, refusing the rest unrendered`, async () => {
+  it(`renders at most ${RENDERS_PER_SECOND} challenges a second per app, refusing the rest unrendered`, async () => {
     let nowMs = 0;
     let rendered = 0;
     const generator = fixedGenerator();
@@ -460,7 +460,7 @@ describe("per-client budgets", () => {
     const refused = await otpError(busy.createChallenge(shop, "image", "198.51.100.1"));
     expect(refused).toMatchObject({
       code: "RATE_LIMITED",
-      details: { rule: "captcha_renders_per_process", retryAfterSeconds: 1 },
+      details: { rule: "captcha_renders_per_app", retryAfterSeconds: 1 },
     });
     expect(rendered).toBe(RENDERS_PER_SECOND);
     // Refused before it was counted: the client's budget is whole.
@@ -470,10 +470,29 @@ describe("per-client budgets", () => {
     nowMs += 1000 / RENDERS_PER_SECOND;
     await busy.createChallenge(shop, "image", "198.51.100.1");
     await expect(busy.createChallenge(shop, "image", "198.51.100.1")).rejects.toMatchObject({
-      details: { rule: "captcha_renders_per_process" },
+      details: { rule: "captcha_renders_per_app" },
     });
     nowMs += 1000;
     for (let n = 0; n < RENDERS_PER_SECOND; n++) await busy.createChallenge(shop, "image");
+  });
+
+  // Regression: one bucket served every app, so a flood of one app's draws (each from its own
+  // /24, within every budget) refused every other app's captchas. @see own-commit review 2
+  it("keeps each app's renders its own", async () => {
+    const nowMs = 0;
+    const busy = service({ monotonicMs: () => nowMs });
+    const other = newApp({ id: "other" });
+    for (let n = 0; n < RENDERS_PER_SECOND; n++) await busy.createChallenge(shop, "image", `192.0.${n}.1`);
+    await expect(busy.createChallenge(shop, "image", "192.0.200.1")).rejects.toMatchObject({
+      details: { rule: "captcha_renders_per_app" },
+    });
+    await busy.createChallenge(other, "image", "192.0.200.1");
+  });
+
+  // Regression: a /24 drew 100 challenges per 10 minutes, while the risk rules ask every client of
+  // a /24 for one from its 11th send: a carrier NAT or a campus got 100 sends. @see own-commit review 3
+  it("lets the clients of one /24 draw a challenge each, 120 of them in 10 minutes", async () => {
+    for (let n = 0; n < 120; n++) await captcha.createChallenge(shop, "image", `100.64.8.${n + 1}`);
   });
 
   it("counts an IPv4 client by its address alone, however it is written", async () => {

@@ -53,16 +53,19 @@ export const WRONG_ANSWERS_PER_IP = { limit: 10, windowSeconds: 600 };
 /**
  * Challenges drawn per 10 minutes by the networks a bot rotates its addresses within, as the risk
  * rules count them: an IPv4 /24 or IPv6 /56 subnet, and an IPv6 /48 site (which holds 65,536 of
- * the /64 clients above). Only draws a client's own budget let through count here, so one client
- * cannot spend its neighbours' budgets.
+ * the /64 clients above). Only draws a client's own budget let through count here (so a network
+ * is spent by 20 of its clients at their limits, not by one). Sized for a carrier-grade NAT or a
+ * campus behind one /24, whose every client the risk rules ask for a captcha from the network's
+ * 11th send in 10 minutes: 600 is one a second, 2-5 ms of the thread.
  */
-export const CHALLENGES_PER_SUBNET = { limit: 100, windowSeconds: 600 };
-export const CHALLENGES_PER_SITE = { limit: 300, windowSeconds: 600 };
+export const CHALLENGES_PER_SUBNET = { limit: 600, windowSeconds: 600 };
+export const CHALLENGES_PER_SITE = { limit: 600, windowSeconds: 600 };
 /**
- * Challenges one process renders per second, whoever asks: each takes 2-5 ms of the request
- * thread, so draws from many networks, each within its budgets, could otherwise take the whole
- * thread and every other request's latency with it. 50 keep rendering to a quarter of a core at
- * most. Past them a draw is refused before anything is counted or rendered. (Rendering is
+ * Challenges one process renders per second for one app, whoever asks: each takes 2-5 ms of the
+ * request thread, so draws from many networks, each within its budgets, could otherwise take the
+ * whole thread and every other request's latency with it. 50 keep one app's rendering to a
+ * quarter of a core at most, and a flood of one app's draws (or its busy hour) leaves the other
+ * apps theirs. Past them a draw is refused before anything is counted or rendered. (Rendering is
  * synchronous, so a bound on renders in flight would bound nothing.)
  */
 export const RENDERS_PER_SECOND = 50;
@@ -152,7 +155,17 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     new OtpError("RATE_LIMITED", {
       details: { retryAfterSeconds: Math.max(1, Math.ceil((refusedUntilMs - now) / 1000)), rule },
     });
-  const renders = renderAllowance(RENDERS_PER_SECOND, deps.monotonicMs ?? (() => performance.now()));
+  const monotonicMs = deps.monotonicMs ?? (() => performance.now());
+  /** each app's renders (apps are the operator's few, so the map stays small) */
+  const rendersByApp = new Map<string, ReturnType<typeof renderAllowance>>();
+  const rendersOf = (app: App) => {
+    let renders = rendersByApp.get(app.id);
+    if (!renders) {
+      renders = renderAllowance(RENDERS_PER_SECOND, monotonicMs);
+      rendersByApp.set(app.id, renders);
+    }
+    return renders;
+  };
 
   /** Refuses an IP that drew too many challenges or answered wrong too often, or whose network drew too many. */
   async function admit(app: App, clientIp: string | undefined): Promise<void> {
@@ -187,16 +200,17 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
   }
 
   /**
-   * Takes one of the process's renders and the client's draw budgets, or refuses: the process's
-   * first, as it costs no store call, and given back if the client's refuse, so a client over its
-   * budgets cannot use up everyone's renders.
+   * Takes one of the app's renders in this process and the client's draw budgets, or refuses:
+   * the renders first, as they cost no store call, and given back if the client's refuse, so a
+   * client over its budgets cannot use up everyone's renders.
    */
   async function admitDraw(app: App, clientIp: string | undefined): Promise<void> {
+    const renders = rendersOf(app);
     const waitMs = renders.take();
     if (waitMs > 0) {
       throw new OtpError("RATE_LIMITED", {
         message: "Too many captchas are being drawn; try again shortly",
-        details: { retryAfterSeconds: Math.ceil(waitMs / 1000), rule: "captcha_renders_per_process" },
+        details: { retryAfterSeconds: Math.ceil(waitMs / 1000), rule: "captcha_renders_per_app" },
       });
     }
     try {
