@@ -315,6 +315,12 @@ export function createAccountService(deps: AccountServiceDeps) {
    * Rotates again, to `next`, the session rotated away from `tokenHash` less than
    * REFRESH_RETRY_GRACE_MS ago (its expiry tells when: a rotation sets it `ttlSeconds` ahead);
    * null when there is none, or when another rotation got there first.
+   *
+   * This rotation leaves no grace behind: its expiry is set the grace and 1 ms short of a full
+   * term, so by the rule above it reads as a rotation older than the grace, and the token it
+   * replaced (the lost answer's, which no owner presents) ends the session. Else an owner and a
+   * thief could hand the session back and forth for ever, each within 30 s of the other. The
+   * session's term is 30 s shorter, which no client sees.
    */
   async function rotateAgainWithinGrace(
     app: App,
@@ -325,7 +331,8 @@ export function createAccountService(deps: AccountServiceDeps) {
   ): Promise<Session | null> {
     const successor = await accounts.findSessionRotatedFrom(app.id, tokenHash, nowMs);
     if (!successor || successor.expiresAtMs - ttlSeconds * 1000 < nowMs - REFRESH_RETRY_GRACE_MS) return null;
-    return accounts.rotateSession(app.id, successor.tokenHash, next, nowMs);
+    const graceless = { ...next, expiresAtMs: next.expiresAtMs - REFRESH_RETRY_GRACE_MS - 1 };
+    return accounts.rotateSession(app.id, successor.tokenHash, graceless, nowMs);
   }
 
   return {
@@ -561,7 +568,7 @@ export function createAccountService(deps: AccountServiceDeps) {
         const again = await accounts.findSession(app.id, nextHash, now);
         account = again ? await accountLoggedInBy(accounts, again) : null;
       }
-      return account ? { account, session: next } : null;
+      return account ? { account, session: { token: next.token, expiresAtMs: rotated.expiresAtMs } } : null;
     },
   };
 }

@@ -193,6 +193,20 @@ describe.each(MODES)("CloudBase refresh token reuse ($mode)", ({ cluster }) => {
     expect(await me(retried.access_token)).toBe(401);
   });
 
+  // Regression: the grace's own rotation earned a grace too, so an owner and a thief each
+  // presenting their dead token within 30 s of the other's refresh handed the session back and
+  // forth for ever. @see own-commit review 1
+  it("gives a rotation made by the grace no grace of its own", async () => {
+    const first = await signedIn();
+    const owners = await expectRefresh(first.refresh_token);
+    server().clock.advanceSeconds(5);
+    const thiefs = await expectRefresh(first.refresh_token);
+    server().clock.advanceSeconds(5);
+    await expectInvalidGrant(owners.refresh_token);
+    expect(await me(thiefs.access_token)).toBe(401);
+    await expectInvalidGrant(thiefs.refresh_token);
+  });
+
   it("ends the session for a refresh retried after 30 s", async () => {
     const first = await signedIn();
     const second = await expectRefresh(first.refresh_token);
