@@ -23,6 +23,25 @@ function draw(headers: Record<string, string>) {
 }
 
 describe("POST /auth/v1/captcha/data from another site", () => {
+  // Regression: the Origin was parsed before it was compared, and one without a host
+  // (`capacitor://localhost`, which CORS grants as sent) read as "null" and was refused.
+  // @see own-commit review 4
+  it("draws for an app origin without a host, as CORS grants it", async () => {
+    t = await createTestServer({
+      apps: [{ id: "shop", corsOrigins: ["capacitor://localhost", APP_ORIGIN] }],
+    });
+    const webView = {
+      "sec-fetch-mode": "cors",
+      "sec-fetch-site": "cross-site",
+      origin: "capacitor://localhost",
+    };
+    const drawn = await draw(webView);
+    expect(drawn.statusCode, drawn.body).toBe(200);
+    expect(drawn.headers["access-control-allow-origin"]).toBe("capacitor://localhost");
+    const other = await draw({ ...webView, origin: "ionic://localhost" });
+    expect(other.statusCode, other.body).toBe(400);
+  });
+
   // Regression: a no-cors post from any page drew a challenge on its visitor's budget, so 31 of
   // them left the visitor no captcha from the app for 10 minutes. @see captcha review 2 3
   it("draws nothing, so another site cannot spend its visitors' draws", async () => {

@@ -258,13 +258,18 @@ export function refuseDrawnElsewhere(
   if (typeof made === "string" && !how.allowed.has(made)) {
     throw new OtpError("VALIDATION_FAILED", { message: `${what} only when ${how.as}` });
   }
+  // An Origin is compared as it is sent, as CORS compares it: parsed, one without a host
+  // (`capacitor://localhost`, an app's web view) would read as "null". A Referer is a whole URL.
+  const { referer, origin } = request.headers;
   const from =
     drawnAs === "page"
-      ? request.headers.referer
+      ? referer === undefined
+        ? undefined
+        : (URL.parse(referer)?.origin ?? "")
       : request.headers["sec-fetch-site"] === "cross-site"
-        ? (request.headers.origin ?? "")
+        ? (origin ?? "")
         : undefined;
-  if (from !== undefined && !fromApp(URL.parse(from)?.origin ?? "")) {
+  if (from !== undefined && !fromApp(from)) {
     throw new OtpError("VALIDATION_FAILED", { message: `${what} only when the app's own page asks for it` });
   }
 }
