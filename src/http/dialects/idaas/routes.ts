@@ -575,17 +575,19 @@ function createPointTags(keys: readonly Buffer[]) {
     /**
      * The pass of a `captcha_token`. One issued here whose point was changed, or that lost its
      * point, is a mismatch (CAPTCHA.0004); a verifyd pass stripped of its tag is not live
-     * (CAPTCHA.0003); any other token is handed on as it is (a third-party widget's), or without
-     * its point, for the core to judge.
+     * (CAPTCHA.0003); any other token is handed on whole (a third-party widget's), for the core to
+     * judge.
      */
     passOf(captchaToken: string): string {
+      // A point without its pass.
+      if (captchaToken.startsWith(PASS_SEPARATOR)) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      // Not ours: a third-party widget's token, whole (Turnstile's and hCaptcha's hold dots, and
+      // may hold the separator), or another's pass, which the core refuses either way.
+      if (!captchaToken.startsWith(VERIFYD_PASS_PREFIX)) return captchaToken;
       const at = captchaToken.lastIndexOf(PASS_SEPARATOR);
-      // A third-party widget's token (Turnstile's and hCaptcha's hold dots) comes without a point.
-      if (at < 0 && !captchaToken.startsWith(VERIFYD_PASS_PREFIX)) return captchaToken;
-      if (at <= 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
+      if (at < 0) throw new IdaasRefusal("PASS_TOKEN_MISMATCH");
       const head = captchaToken.slice(0, at);
       const point = captchaToken.slice(at + PASS_SEPARATOR.length);
-      if (!head.startsWith(VERIFYD_PASS_PREFIX)) return head;
       const dot = head.lastIndexOf(".");
       if (dot <= 0) throw new IdaasRefusal("PASS_TOKEN_INVALID");
       const pass = head.slice(0, dot);
