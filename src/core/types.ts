@@ -282,6 +282,12 @@ export interface OutboxMessage {
   /** a code past its validity is not sent */
   deliverBeforeMs: number;
   attempts: number;
+  /**
+   * The providers an earlier try of this message reached without an answer (its delivery records
+   * say `unconfirmed`, or what a receipt made of that): the message may have gone out through each,
+   * so none of them is tried again. Absent when there are none.
+   */
+  unconfirmedBy?: string[];
 }
 
 export interface Account {

@@ -160,7 +160,14 @@ export function countDeliveries(
     markRetry: (message, delivery, nextAttemptAtMs) =>
       outbox
         .markRetry(message, delivery, nextAttemptAtMs)
-        .then(() => count(message.channel, delivery.provider, "retried")),
+        // An unconfirmed try fails over like a failed one, but is the provider's silence.
+        .then(() =>
+          count(
+            message.channel,
+            delivery.provider,
+            delivery.status === "unconfirmed" ? "unconfirmed" : "retried",
+          ),
+        ),
     markFailed: (message, delivery) =>
       outbox
         .markFailed(message, delivery)

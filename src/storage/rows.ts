@@ -91,6 +91,23 @@ export interface OutboxRow {
   created_at: number;
   deliver_before: number;
   attempts: number;
+  /** the providers of the message's unconfirmed tries, comma-separated (ids have no commas) */
+  unconfirmed_by?: string | null;
+}
+
+/**
+ * The claim's column of the providers a message's earlier tries reached without an answer (a
+ * delivery record not `failed`: `unconfirmed`, or what a receipt made of it), which the worker must
+ * not try again; `aggregate` joins their ids with commas in the backend's dialect. Looked up only
+ * from a message's second claim on (through deliveries_verification): a first claim, the usual
+ * case, has no earlier try and costs nothing more.
+ */
+export function unconfirmedByColumn(outbox: string, aggregate: string): string {
+  return `CASE WHEN ${outbox}.attempts > 1 THEN (
+      SELECT ${aggregate} FROM deliveries d
+      WHERE d.verification_id = ${outbox}.verification_id AND d.message_id = ${outbox}.id
+        AND d.status <> 'failed'
+    ) END AS unconfirmed_by`;
 }
 
 /** Claimed rows as messages; a row whose sealed code is already erased has nothing to deliver. */
@@ -111,6 +128,7 @@ export function outboxMessagesFromRows(rows: readonly OutboxRow[]): OutboxMessag
             createdAtMs: row.created_at,
             deliverBeforeMs: row.deliver_before,
             attempts: row.attempts,
+            ...(row.unconfirmed_by ? { unconfirmedBy: row.unconfirmed_by.split(",") } : {}),
           },
         ],
   );

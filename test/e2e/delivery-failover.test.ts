@@ -145,8 +145,9 @@ describe("failover between providers", () => {
 
   // Regression: a provider that took the request and answered after the timeout was retried and
   // failed over like one that never got it, so the code went out again on every try: a Twilio
-  // answering in 11 s sent one code 8 times, two slow providers 3 times.
-  it("neither retries nor fails over a try the primary took but never answered, and records it unconfirmed", async () => {
+  // answering in 11 s sent one code 8 times, two slow providers 3 times. Then (regression) such a
+  // try was not failed over either, and a hanging primary lost every code until its breaker opened.
+  it("never retries a try the primary took but never answered on the primary, and fails it over to the secondary", async () => {
     const { server, primary, secondary } = await start({
       timeoutMs: 200,
       delivery: { triesPerProvider: 2 },
@@ -157,16 +158,56 @@ describe("failover between providers", () => {
     server.clock.advanceSeconds(120);
     await server.deliverAll();
     expect(recipients(primary)).toEqual(["+8613800000011"]);
-    expect(secondary.requests).toHaveLength(0);
+    expect(recipients(secondary)).toEqual(["+8613800000011"]);
     expect(await deliveries(server, id, { withErrors: true })).toEqual([
       { provider: "primary", status: "unconfirmed", error: "primary: no answer within 200 ms" },
+      { provider: "secondary", status: "sent" },
     ]);
-    const row = server.server.backend.db.prepare("SELECT status, sealed_code FROM outbox").get();
-    expect(row).toEqual({ status: "failed", sealed_code: null });
     const metrics = await server.fastify.inject({ method: "GET", url: "/metrics" });
     expect(metrics.body).toMatch(
       /verifyd_deliveries_total\{channel="sms",provider="primary",outcome="unconfirmed"\} 1/,
     );
+    expect(metrics.body).toMatch(
+      /verifyd_deliveries_total\{channel="sms",provider="secondary",outcome="sent"\} 1/,
+    );
+  });
+
+  // Regression: the reviewer's repro. gw accepted every request and never answered, gw2 answered
+  // 200: none of 10 codes was delivered (all unconfirmed on gw, gw2 never tried).
+  it("delivers every code through the secondary while the primary takes requests and never answers", async () => {
+    const { server, primary, secondary } = await start({
+      timeoutMs: 200,
+      delivery: { triesPerProvider: 2, breaker: { failureThreshold: 5, coolDownSeconds: 30 } },
+    });
+    primary.setFallback({ status: 200, json: {}, delayMs: 2_000 });
+    const numbers = Array.from({ length: 10 }, (_, index) => `+86138000001${String(index).padStart(2, "0")}`);
+    for (const to of numbers) await send(server, to);
+    await server.deliverAll();
+    expect(recipients(secondary).sort()).toEqual(numbers);
+    // Each code reached the primary at most once, and only until its breaker opened.
+    expect(new Set(recipients(primary)).size).toBe(recipients(primary).length);
+    expect(recipients(primary).length).toBeLessThanOrEqual(10);
+  });
+
+  it("sends a code at most once through each provider, and ends it unconfirmed when none is left", async () => {
+    const { server, primary, secondary } = await start({
+      timeoutMs: 200,
+      delivery: { triesPerProvider: 2 },
+    });
+    primary.setFallback({ status: 200, json: {}, delayMs: 2_000 });
+    secondary.setFallback({ status: 200, json: {}, delayMs: 2_000 });
+    const id = await send(server, "+8613800000013");
+    await server.deliverAll();
+    server.clock.advanceSeconds(120);
+    await server.deliverAll();
+    expect(recipients(primary)).toEqual(["+8613800000013"]);
+    expect(recipients(secondary)).toEqual(["+8613800000013"]);
+    expect(await deliveries(server, id)).toEqual([
+      { provider: "primary", status: "unconfirmed" },
+      { provider: "secondary", status: "unconfirmed" },
+    ]);
+    const row = server.server.backend.db.prepare("SELECT status, sealed_code FROM outbox").get();
+    expect(row).toEqual({ status: "failed", sealed_code: null });
   });
 
   it("fails over at once when the primary refuses the connection: nothing was sent", async () => {

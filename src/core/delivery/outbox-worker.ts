@@ -99,8 +99,10 @@ interface Choice {
  * exponential backoff with jitter, moves on to the next provider at once when that one's tries are
  * spent, and starts over from the first after a backoff when the whole route failed. Providers whose
  * circuit is open are skipped. A permanent refusal, or a next try that would come after the code
- * expired, ends the message as failed (the dead letter); a try whose provider had the message but
- * never answered ends it as unconfirmed. Every try is recorded as a delivery.
+ * expired, ends the message as failed (the dead letter). A try whose provider had the message but
+ * never answered is never repeated on that provider (it may have gone out): the message fails over
+ * to the providers that have not had it, and ends as unconfirmed when none is left. Every try is
+ * recorded as a delivery.
  */
 export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   const { outbox, apps, secrets, clock, logger, route } = options;
@@ -192,7 +194,19 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       logger.info({ ...logIds(message), error: ended }, "message dropped");
       return;
     }
-    const senders = route(message, app);
+    const routed = route(message, app);
+    // A provider that took this message without answering may have sent it: never again through it.
+    const senders = untriedBy(routed, message.unconfirmedBy);
+    if (senders.length === 0 && routed.length > 0) {
+      // Every provider of its route had it unconfirmed (the route changed since its last try).
+      await outbox.markFailed(message, {
+        provider: "none",
+        status: "unconfirmed",
+        atMs: now,
+        error: "every provider on its route took it without answering",
+      });
+      return;
+    }
     if (senders.length === 0) {
       await retryOrFail(
         message,
@@ -275,7 +289,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
           err: text,
         },
         unconfirmed
-          ? "provider did not answer after taking the message: it may have gone out, so it is not tried again"
+          ? "provider did not answer after taking the message: it may have gone out, so it is not tried there again"
           : "provider failed",
       );
       const failure = failedTry(sender.id, text);
@@ -285,16 +299,21 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         return;
       }
       if (unconfirmed) {
-        // A retry, here or through another provider, would send the code a second time whenever
-        // this one went out (a vendor answering late still delivers: one code went out 8 times).
-        // Duplicates cost money and are what SMS-pumping defences watch for; a code that never
-        // came costs its reader a resend. Our id goes with it: a gateway without ids of its own
-        // names that one in its receipts, which may still settle the delivery.
-        await outbox.markFailed(message, {
+        // Another try through this provider would send the code a second time whenever this one
+        // went out (a vendor answering late still delivers: one code went out 8 times), so it is
+        // never tried again; the next provider on the route that has not had it is tried at once,
+        // as after any failure (a hanging primary must not lose every code until its breaker
+        // opens). A code goes out at most once per provider; with none left it ends unconfirmed,
+        // and a code that never came costs its reader a resend. Our id goes with the record: a
+        // gateway without ids of its own names that one in its receipts, which may still settle it.
+        const record: DeliveryRecord = {
           ...failure,
           status: "unconfirmed",
           providerMessageId: storableMessageId(message.id),
-        });
+        };
+        const left = senders.filter((other) => other !== sender);
+        if (left.length === 0) await outbox.markFailed(message, record);
+        else await retryOrFail(message, record, 0);
         return;
       }
       await retryOrFail(message, failure, nextDelayMs(message, senders, step, choice));
@@ -560,6 +579,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       minutes,
     };
   }
+}
+
+/** The route without the providers an earlier try reached without an answer. */
+function untriedBy(senders: MessageSender[], unconfirmedBy: readonly string[] | undefined): MessageSender[] {
+  if (!unconfirmedBy || unconfirmedBy.length === 0) return senders;
+  return senders.filter((sender) => !unconfirmedBy.includes(sender.id));
 }
 
 /**

@@ -168,6 +168,38 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
       ]);
     });
 
+    // Regression: an unconfirmed try ended its message, so a hanging primary lost every code; it
+    // now fails over, and each later claim must name the providers never to be tried again.
+    it("names on each later claim the providers whose tries went unconfirmed", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [first] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!first) throw new Error("not claimed");
+      expect(first.unconfirmedBy).toBeUndefined();
+      const [gw, gw2] = [uniqueId("gw"), uniqueId("gw2")];
+      const unconfirmed = {
+        status: "unconfirmed" as const,
+        providerMessageId: queued.id,
+        error: "no answer",
+      };
+      await outbox.markRetry(first, { provider: gw, atMs: now, ...unconfirmed }, now + 1);
+      const [second] = await outbox.claim(ALL, LEASE_MS, now + 1);
+      expect(second?.unconfirmedBy).toEqual([gw]);
+      if (!second) throw new Error("not claimed");
+      // A plain failure does not count: that provider never had the message.
+      await outbox.markRetry(
+        second,
+        { provider: gw2, status: "failed", atMs: now + 1, error: "503" },
+        now + 2,
+      );
+      const [third] = await outbox.claim(ALL, LEASE_MS, now + 2);
+      expect(third?.unconfirmedBy).toEqual([gw]);
+      if (!third) throw new Error("not claimed");
+      await outbox.markRetry(third, { provider: gw2, atMs: now + 2, ...unconfirmed }, now + 3);
+      const [fourth] = await outbox.claim(ALL, LEASE_MS, now + 3);
+      expect(fourth?.unconfirmedBy?.sort()).toEqual([gw, gw2].sort());
+    });
+
     it("counts the messages waiting: queued or claimed, until sent or given up", async () => {
       // What earlier cases left queued (claimed for a day by beforeEach) counts too: compare with it.
       const before = await outbox.queuedCount();

@@ -1,7 +1,7 @@
 import type pg from "pg";
 import type { OutboxStore } from "../../core/ports.js";
 import type { DeliveryRecord, OutboxMessage } from "../../core/types.js";
-import { type OutboxRow, outboxMessagesFromRows } from "../rows.js";
+import { type OutboxRow, outboxMessagesFromRows, unconfirmedByColumn } from "../rows.js";
 import { columnsOf, createBatcher } from "./postgres-batcher.js";
 
 const DELIVERY_COLUMNS =
@@ -36,7 +36,7 @@ const STATEMENTS = {
     ) due
     WHERE o.id = due.id
     RETURNING o.id, o.app_id, o.verification_id, o.channel, o.recipient, o.purpose, o.locale, o.sealed_code,
-      o.created_at, o.deliver_before, o.attempts`,
+      o.created_at, o.deliver_before, o.attempts, ${unconfirmedByColumn("o", "string_agg(DISTINCT provider, ',')")}`,
   // Settling (sent, failed or retry later) and recording the delivery attempt (none for a
   // postponed one), for a whole batch of messages: one statement, one commit. Each message is
   // settled once per claim, so no outbox row appears twice in a batch.

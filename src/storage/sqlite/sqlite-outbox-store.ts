@@ -1,6 +1,6 @@
 import type { OutboxStore } from "../../core/ports.js";
 import type { DeliveryRecord, OutboxMessage } from "../../core/types.js";
-import { type OutboxRow, outboxMessagesFromRows } from "../rows.js";
+import { type OutboxRow, outboxMessagesFromRows, unconfirmedByColumn } from "../rows.js";
 import type { GroupCommit } from "./group-commit.js";
 import type { SqliteDatabase } from "./sqlite-database.js";
 
@@ -20,7 +20,7 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
         WHERE status = 'queued' AND next_attempt_at <= @now AND (claimed_until IS NULL OR claimed_until <= @now)
         ORDER BY next_attempt_at LIMIT @limit)
       RETURNING id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
-        deliver_before, attempts`),
+        deliver_before, attempts, ${unconfirmedByColumn("outbox", "group_concat(DISTINCT provider)")}`),
     finish: db.prepare(
       "UPDATE outbox SET status = ?, sealed_code = NULL, claimed_until = NULL WHERE id = ? AND status = 'queued'",
     ),
