@@ -9,10 +9,14 @@ import { SendFailure } from "../../core/ports.js";
  * longer the wait, the fewer codes end that way.
  */
 export const PROVIDER_TIMEOUT_MS = 18_000;
-// Keep-alive connections idle this long are closed by us. It is below any server's own idle limit
-// (Node's 5 s, nginx's 75 s), so a request is never written onto a connection the server is
-// closing: that would fail like a request the server took and never answered (unconfirmed).
+// Keep-alive connections idle this long are closed by us, below most servers' own idle limit
+// (Node's 5 s, nginx's 75 s). That does not keep a request off a connection the server is closing
+// (a server with a shorter limit, or our timer late on a busy event loop): such a request fails
+// with a reset and no answer, like one the server took and never answered, so it is made again
+// once on a new connection (see `fetchJson`).
 const IDLE_CONNECTION_MS = 2_000;
+// How a pooled connection the server had already closed fails a request written onto it.
+const STALE_CONNECTION_CODES = new Set(["ECONNRESET", "EPIPE"]);
 const agents = {
   "http:": new HttpAgent({ keepAlive: true, timeout: IDLE_CONNECTION_MS }),
   "https:": new HttpsAgent({ keepAlive: true, timeout: IDLE_CONNECTION_MS }),
@@ -48,7 +52,33 @@ export function fetchJson(
   init: ProviderRequest,
   timeoutMs: number = PROVIDER_TIMEOUT_MS,
 ): Promise<JsonReply> {
-  const target = new URL(url);
+  const deadlineMs = Date.now() + timeoutMs;
+  return callOnce(provider, new URL(url), init, timeoutMs, true).catch((error: unknown) => {
+    // A request on a reused keep-alive connection that the server had closed meanwhile fails at
+    // once, with no byte of an answer: the server, closing, never read it. Made again once on a
+    // new connection (Node's documented pattern), it is not lost, and nothing is sent twice.
+    if (!(error instanceof StaleConnection)) throw error;
+    const leftMs = deadlineMs - Date.now();
+    if (leftMs <= 0) throw error.failure;
+    return callOnce(provider, new URL(url), init, leftMs, false);
+  });
+}
+
+/** The failure of a request written onto a reused connection the server had closed. */
+class StaleConnection extends Error {
+  constructor(readonly failure: SendFailure) {
+    super(failure.message);
+  }
+}
+
+/** One request; `pooled`: on a keep-alive connection (else a new one, closed after it). */
+function callOnce(
+  provider: string,
+  target: URL,
+  init: ProviderRequest,
+  timeoutMs: number,
+  pooled: boolean,
+): Promise<JsonReply> {
   const https = target.protocol === "https:";
   return new Promise<JsonReply>((resolve, reject) => {
     let written = false;
@@ -64,14 +94,16 @@ export function fetchJson(
       // Once a 2xx status arrived, the provider took the message, whatever became of the body.
       const unconfirmed = status === undefined ? written : status >= 200 && status < 300;
       const answered = status === undefined ? "" : `HTTP ${status}, then `;
-      reject(new SendFailure(`${provider}: ${answered}${problem}`, { unconfirmed, cause }));
+      const failure = new SendFailure(`${provider}: ${answered}${problem}`, { unconfirmed, cause });
+      const stale = request.reusedSocket && status === undefined && !timedOut && isReset(cause);
+      reject(stale ? new StaleConnection(failure) : failure);
     };
     const request = (https ? httpsRequest : httpRequest)(
       target,
       {
         method: init.method,
         headers: { ...init.headers, "content-length": String(Buffer.byteLength(init.body)) },
-        agent: https ? agents["https:"] : agents["http:"],
+        agent: !pooled ? false : https ? agents["https:"] : agents["http:"],
       },
       (response) => {
         const answered = response.statusCode ?? 0;
@@ -122,6 +154,11 @@ function readBody(response: IncomingMessage): Promise<string> {
       if (!response.complete) reject(new Error("the connection closed before the answer ended"));
     });
   });
+}
+
+function isReset(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && STALE_CONNECTION_CODES.has(code);
 }
 
 function parseJson(text: string): unknown {
