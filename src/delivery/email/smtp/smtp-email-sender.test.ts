@@ -172,6 +172,19 @@ describe("createSmtpEmailSender", () => {
     ["553 5.1.3 Bad recipient address syntax", true],
     ["551 User not local; please try <ada@elsewhere.example>", true],
     ["550 5.2.1 The email account that you tried to reach is disabled", true],
+    // Regression: without an enhanced status every 550/553 was the recipient's, so Exim and qmail
+    // refusing to relay for verifyd failed each mail for good, with no failover and no breaker.
+    ["550 relay not permitted", false],
+    ["553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)", false],
+    ["553 sorry, that domain isn't in my list of allowed rcpthosts", false],
+    ["550 Authentication required", false],
+    ["550 Access denied", false],
+    ["553 Rejected by policy", false],
+    ["550 No such user here", true],
+    ["550 unrouteable address", true],
+    ["550 Requested action not taken: mailbox unavailable", true],
+    ["553 sorry, no mailbox here by that name. (#5.1.1)", true],
+    ["550 User unknown in virtual mailbox table", true],
   ])("takes the relay's %j at RCPT TO as permanent=%s", async (reply, permanent) => {
     recorder = await startSmtpRecorder({ rejectRecipients: true, rejectReply: reply });
     sender = createSmtpEmailSender({ url: recorder.url, from: "no-reply@acme.example" });

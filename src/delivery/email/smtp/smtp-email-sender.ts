@@ -190,6 +190,13 @@ const RECIPIENT_REFUSAL_CODES = new Set([550, 551, 553]);
 // that takes no mail (5.1.10, RFC 7505) and a disabled mailbox (5.2.1). The other 5.1 codes name
 // the sender's address (5.1.7, 5.1.8), and 5.7 is policy.
 const RECIPIENT_STATUSES = new Set(["5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.6", "5.1.10", "5.2.1"]);
+// Without an enhanced status, a refusal is the recipient's only when its text says the mailbox is
+// at fault. Exim's `550 relay not permitted`, qmail's `553 sorry, that domain isn't in my list of
+// allowed rcpthosts`, and authentication, access or policy refusals are the relay refusing verifyd.
+const MAILBOX_AT_FAULT =
+  /\b(user (unknown|not found|not local|doesn'?t exist|does not exist)|unknown (user|recipient|mailbox)|no such (user|mailbox|recipient|address)|mailbox (unavailable|not found|doesn'?t exist|does not exist|disabled|is disabled)|(recipient|address) (unknown|not found|does not exist|doesn'?t exist)|unrouteable address|invalid (recipient|mailbox|address)|bad (recipient|destination) (address|mailbox))/i;
+// qmail and others give the enhanced status in the text, as `(#5.7.1)`.
+const ENHANCED_STATUS = /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})(?![\d.])|\(#(\d\.\d{1,3}\.\d{1,3})\)/;
 
 /**
  * True when the relay refused the recipient's address itself, which no retry and no other relay
@@ -197,7 +204,8 @@ const RECIPIENT_STATUSES = new Set(["5.1.1", "5.1.2", "5.1.3", "5.1.4", "5.1.6",
  * refusal at RCPT TO is more often the relay refusing verifyd (Postfix reports relay access,
  * client, HELO and sender restrictions there: `554 5.7.1 <addr>: Relay access denied`), which is
  * transient: the next provider is tried and the breaker counts it. So only 550, 551 and 553 are
- * the recipient's, and only with a recipient status or with no enhanced status at all.
+ * the recipient's, and only with a recipient status, or without an enhanced status when the text
+ * says the mailbox is at fault (Exim and qmail give none when they refuse to relay).
  */
 function isRecipientRefusal(error: unknown): boolean {
   if (typeof error !== "object" || error === null) return false;
@@ -208,11 +216,10 @@ function isRecipientRefusal(error: unknown): boolean {
   };
   if (command !== "RCPT TO" || typeof responseCode !== "number") return false;
   if (!RECIPIENT_REFUSAL_CODES.has(responseCode)) return false;
-  const enhanced =
-    typeof response === "string"
-      ? /^\d{3}[ -](\d\.\d{1,3}\.\d{1,3})(?![\d.])/.exec(response)?.[1]
-      : undefined;
-  return enhanced === undefined || RECIPIENT_STATUSES.has(enhanced);
+  const text = typeof response === "string" ? response : "";
+  const found = ENHANCED_STATUS.exec(text);
+  const enhanced = found?.[1] ?? found?.[2];
+  return enhanced === undefined ? MAILBOX_AT_FAULT.test(text) : RECIPIENT_STATUSES.has(enhanced);
 }
 
 function domainOf(from: string): string {
