@@ -24,6 +24,8 @@ async function startSlowRelay(delays: {
   dataMs?: number;
   /** close the connection once the mail arrived, without answering */
   dropAfterData?: boolean;
+  /** refuse the mail after its final dot with this reply, e.g. `[451, "Try again later"]` */
+  refuseData?: [code: number, text: string];
 }): Promise<SlowRelay> {
   const mails: string[] = [];
   const sockets = new Set<Socket>();
@@ -43,7 +45,11 @@ async function startSlowRelay(delays: {
           for (const socket of sockets) socket.destroy();
           return;
         }
-        setTimeout(() => callback(), delays.dataMs ?? 0);
+        const refusal = delays.refuseData;
+        const answer = refusal
+          ? () => callback(Object.assign(new Error(refusal[1]), { responseCode: refusal[0] }))
+          : () => callback();
+        setTimeout(answer, delays.dataMs ?? 0);
       });
     },
   });
@@ -128,6 +134,26 @@ describe("createSmtpEmailSender: a slow relay", () => {
     expect(relay.mails).toEqual(["<msg_slow@acme.example>"]);
     expect(failure.unconfirmed).toBe(true);
   });
+
+  // The relay answered after the final dot, refusing the mail: it said it did not take it, so the
+  // try is retried and fails over (not unconfirmed), and a 554 there is no recipient's refusal.
+  it.each([
+    [451, "4.3.0 Try again later"],
+    [554, "5.6.0 Message content rejected"],
+  ] as const)(
+    "fails transiently, as not sent, when the relay answers %i after the final dot",
+    async (code, text) => {
+      relay = await startSlowRelay({ greetingMs: 0, refuseData: [code, text] });
+      sender = createSmtpEmailSender({ url: relay.url, from: "no-reply@acme.example", sendTimeoutMs: 5_000 });
+
+      const failure = await sendFailure(sender.send(email));
+
+      expect(relay.mails).toEqual(["<msg_slow@acme.example>"]);
+      expect(failure.message).toContain(String(code));
+      expect(failure.unconfirmed).toBe(false);
+      expect(failure.permanent).toBe(false);
+    },
+  );
 
   it("fails transiently, as not sent, when the relay hangs before DATA", async () => {
     relay = await startSlowRelay({ greetingMs: 0, mailFromMs: 3_000 });
