@@ -94,13 +94,19 @@ export function createAlibabaSmsSender(options: AlibabaSmsOptions): MessageSende
 function readAnswer(id: string, status: number, body: unknown): SendReceipt {
   const code = isRecord(body) && typeof body.Code === "string" ? body.Code : undefined;
   if (status >= 500 || status === 429 || code === undefined) {
-    throw new SendFailure(`${id}: HTTP ${status}${code === undefined ? " without a Code" : `: ${code}`}`);
+    // A 2xx says the gateway took the request, even one whose answer lacks a Code: it may go out.
+    const taken = status >= 200 && status < 300;
+    throw new SendFailure(`${id}: HTTP ${status}${code === undefined ? " without a Code" : `: ${code}`}`, {
+      unconfirmed: taken && code === undefined,
+    });
   }
   if (code !== "OK") {
     const detail = isRecord(body) && typeof body.Message === "string" ? `: ${body.Message}` : "";
     throw new SendFailure(`${id}: ${code}${detail}`, { permanent: PERMANENT_CODES.has(code) });
   }
-  if (!isRecord(body) || typeof body.BizId !== "string") throw new SendFailure(`${id}: OK without a BizId`);
+  if (!isRecord(body) || typeof body.BizId !== "string") {
+    throw new SendFailure(`${id}: OK without a BizId`, { unconfirmed: true });
+  }
   return { providerMessageId: body.BizId };
 }
 

@@ -108,7 +108,11 @@ function readSendStatus(id: string, status: number, body: unknown): SendReceipt 
   // API 3.0 reports every business error inside a 200; any other status is the gateway's trouble.
   if (status !== 200) throw new SendFailure(`${id}: HTTP ${status}`);
   const response = isRecord(body) ? body.Response : undefined;
-  if (!isRecord(response)) throw new SendFailure(`${id}: answer without a Response object`);
+  // A 200 says the gateway took the request; one whose answer lacks what says how it went may
+  // still have sent the message.
+  if (!isRecord(response)) {
+    throw new SendFailure(`${id}: answer without a Response object`, { unconfirmed: true });
+  }
 
   const error = response.Error;
   if (isRecord(error)) {
@@ -119,7 +123,7 @@ function readSendStatus(id: string, status: number, body: unknown): SendReceipt 
   }
   const sendStatus = Array.isArray(response.SendStatusSet) ? response.SendStatusSet[0] : undefined;
   if (!isRecord(sendStatus) || typeof sendStatus.Code !== "string") {
-    throw new SendFailure(`${id}: answer without a SendStatusSet entry`);
+    throw new SendFailure(`${id}: answer without a SendStatusSet entry`, { unconfirmed: true });
   }
   if (sendStatus.Code !== "Ok") {
     throw new SendFailure(`${id}: ${sendStatus.Code}: ${String(sendStatus.Message ?? "")}`, {

@@ -85,7 +85,8 @@ export function createTwilioSmsSender(options: TwilioSmsOptions): MessageSender 
         if (isRecord(body) && typeof body.sid === "string" && body.sid !== "") {
           return { providerMessageId: body.sid };
         }
-        throw new SendFailure(`${id}: HTTP ${status} without a message sid`);
+        // A 2xx says Twilio took the message, whatever its body lacks: it may go out.
+        throw new SendFailure(`${id}: HTTP ${status} without a message sid`, { unconfirmed: true });
       }
       const code = isRecord(body) && typeof body.code === "number" ? body.code : undefined;
       const detail = isRecord(body) && typeof body.message === "string" ? `: ${body.message}` : "";
