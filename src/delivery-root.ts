@@ -1,4 +1,4 @@
-import type { Config } from "./config/load.js";
+import { type Config, environmentProviderIds } from "./config/load.js";
 import type { AppDirectory } from "./core/apps/apps.js";
 import { createCircuitBreakers } from "./core/delivery/circuit-breaker.js";
 import type { ReceiptRecorder } from "./core/delivery/delivery-receipts.js";
@@ -65,6 +65,7 @@ export function assembleDelivery(options: DeliveryRootOptions): InProcessDeliver
   const { config, logger, clock, receipts } = options;
   const providers = createProviderRegistry({
     providers: config.providers,
+    fromEnvironment: environmentProviderIds(config),
     routing: config.routing,
     logger,
     onReceipt: (receipt) => void receipts.record(receipt),

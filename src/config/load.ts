@@ -215,9 +215,16 @@ function withEnvironmentSmtp(input: ConfigInput): ProviderConfig[] {
   return [smtp, ...declared.filter((provider) => provider.id !== smtp.id)];
 }
 
+/** The ids of the providers the environment made (for naming their settings as it does). */
+export function environmentProviderIds(config: Config): string[] {
+  return config.smtpUrl && config.emailFrom ? [ENVIRONMENT_SMTP_ID] : [];
+}
+
+const ENVIRONMENT_SMTP_ID = "smtp";
+
 function environmentSmtp(input: ConfigInput): ProviderConfig | undefined {
   if (!input.smtpUrl || !input.emailFrom) return undefined;
-  return { id: "smtp", type: "smtp", url: input.smtpUrl, from: input.emailFrom };
+  return { id: ENVIRONMENT_SMTP_ID, type: "smtp", url: input.smtpUrl, from: input.emailFrom };
 }
 
 /** How a message names the setting at `path` (a key path such as `trustProxy/1`). */

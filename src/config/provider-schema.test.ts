@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { ConfigError, loadConfig } from "./load.js";
+import { ConfigError, environmentProviderIds, loadConfig } from "./load.js";
 import { type ProviderConfig, providerWarnings } from "./provider-schema.js";
 
 const dir = mkdtempSync(join(tmpdir(), "verifyd-providers-"));
@@ -460,6 +460,30 @@ describe("providerWarnings", () => {
       expect(providerWarnings([smtp(url)])).toEqual([]);
     }
   });
+});
+
+// Regression: the warning for the provider VERIFYD_SMTP_URL made named `"key":"url"`, a setting no
+// file of the operator's has; config errors name the variable.
+it("names VERIFYD_SMTP_URL in the cleartext warning of the provider the environment made", () => {
+  const fromEnvironment: ProviderConfig = {
+    id: "smtp",
+    type: "smtp",
+    url: "smtp://mailer:s3cret@smtp.example.com:587",
+    from: "codes@shop.example",
+  };
+  expect(providerWarnings([fromEnvironment], ["smtp"])).toEqual([
+    { provider: "smtp", key: "VERIFYD_SMTP_URL", message: expect.stringMatching(/cleartext/) },
+  ]);
+  expect(providerWarnings([fromEnvironment])).toEqual([
+    { provider: "smtp", key: "url", message: expect.stringMatching(/cleartext/) },
+  ]);
+  const config = loadConfig({
+    VERIFYD_SMTP_URL: "smtp://mailer:s3cret@smtp.example.com:587",
+    VERIFYD_EMAIL_FROM: "codes@shop.example",
+  });
+  expect(providerWarnings(config.providers, environmentProviderIds(config))).toMatchObject([
+    { provider: "smtp", key: "VERIFYD_SMTP_URL" },
+  ]);
 });
 
 // Regression: a Twilio statusCallbackUrl whose path was not this provider's callback path was

@@ -456,24 +456,30 @@ function urlIssues(provider: ProviderConfig, at: string): string[] {
 /** A provider setting that works, but likely not as meant: told at start, never refused. */
 export interface ProviderWarning {
   provider: string;
-  /** the setting's key, e.g. `url` */
+  /** the setting's key, e.g. `url`, or the environment variable that set it (`VERIFYD_SMTP_URL`) */
   key: string;
   message: string;
 }
 
 /**
  * What an operator should hear about providers whose settings are valid but risky or likely
- * wrong. A warning never repeats a URL, which may hold a password.
+ * wrong. A warning never repeats a URL, which may hold a password. `fromEnvironment`: the ids of the
+ * providers the environment made (VERIFYD_SMTP_URL's "smtp"), whose settings no file has.
  */
-export function providerWarnings(providers: ProviderConfig[]): ProviderWarning[] {
+export function providerWarnings(
+  providers: ProviderConfig[],
+  fromEnvironment: readonly string[] = [],
+): ProviderWarning[] {
   return providers.flatMap((provider): ProviderWarning[] => {
-    if (provider.type === "smtp") return smtpWarnings(provider);
+    if (provider.type === "smtp") {
+      return smtpWarnings(provider, fromEnvironment.includes(provider.id) ? "VERIFYD_SMTP_URL" : "url");
+    }
     if (provider.type === "twilio") return twilioWarnings(provider);
     return [];
   });
 }
 
-function smtpWarnings(provider: SmtpProviderConfig): ProviderWarning[] {
+function smtpWarnings(provider: SmtpProviderConfig, urlKey: string): ProviderWarning[] {
   const smtp = parseSmtpUrl(provider.url);
   // A relay that offers no STARTTLS (or has it stripped on the way) gets the login and every code
   // in cleartext: nodemailer upgrades only when offered. Loopback never leaves the machine.
@@ -481,7 +487,7 @@ function smtpWarnings(provider: SmtpProviderConfig): ProviderWarning[] {
   return [
     {
       provider: provider.id,
-      key: "url",
+      key: urlKey,
       message:
         "the SMTP login and the codes go in cleartext if the relay offers no STARTTLS: use smtps:// or add ?requireTLS=true",
     },

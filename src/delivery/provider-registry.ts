@@ -126,6 +126,8 @@ export function describeProviders(providers: ProviderConfig[], devFallback: bool
 
 export interface ProviderRegistryOptions extends ProviderDeps {
   providers: ProviderConfig[];
+  /** the ids of the providers the environment made, whose warnings name its variables */
+  fromEnvironment?: readonly string[];
   routing: RoutingConfig;
   /** senders that replace the configured providers of their channel (tests, embedding) */
   overrides?: Partial<Record<Channel, MessageSender[]>>;
@@ -146,7 +148,7 @@ export interface ProviderRegistry extends ProviderSurface {
  */
 export function createProviderRegistry(options: ProviderRegistryOptions): ProviderRegistry {
   const overrides = options.overrides ?? {};
-  for (const warning of providerWarnings(options.providers)) {
+  for (const warning of providerWarnings(options.providers, options.fromEnvironment)) {
     options.logger.warn({ provider: warning.provider, key: warning.key }, warning.message);
   }
   const byId = new Map<string, MessageSender>();
