@@ -1,14 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { isIP } from "node:net";
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
-import ipaddr from "ipaddr.js";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { settleAppSecrets } from "./config/app-secrets.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import { type Config, ConfigError, isClusterMode } from "./config/load.js";
+import { isLoopbackHost } from "./config/loopback-host.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
 import { AppDirectory, captchaGap, normalizeApp } from "./core/apps/apps.js";
@@ -394,19 +393,13 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     throw listenRefusal(error, config) ?? error;
   }
   server.startBackground();
-  if (config.mode === "dev" && !isLoopback(config.host)) {
+  if (config.mode === "dev" && !isLoopbackHost(config.host)) {
     logger.warn(
       { host: config.host },
       "dev mode is listening beyond loopback: anyone who can reach it can read codes",
     );
   }
   return server;
-}
-
-/** 127.0.0.0/8, ::1 (in any spelling, IPv4-mapped too) and localhost: no other machine reaches them. */
-export function isLoopback(host: string): boolean {
-  if (host === "localhost") return true;
-  return isIP(host) !== 0 && ipaddr.process(host).range() === "loopback";
 }
 
 /**

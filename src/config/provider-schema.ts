@@ -1,11 +1,10 @@
-import { isIP } from "node:net";
-import ipaddr from "ipaddr.js";
 import Type, { type Static, type TSchema } from "typebox";
 import { Value } from "typebox/value";
 import { routeKeyChannel } from "../core/delivery/sender-router.js";
 import { parseSmtpUrl } from "../delivery/email/smtp/smtp-url.js";
 import { ProviderUrlError, parseHttpUrl, parseProviderUrl } from "../delivery/provider-url.js";
 import { parseSmppUrl } from "../delivery/sms/smpp/smpp-url.js";
+import { isLoopbackHost } from "./loopback-host.js";
 import { EMAIL_FROM_SHAPE, isEmailFrom, isEmailList } from "./text-rules.js";
 
 /**
@@ -508,13 +507,6 @@ function twilioWarnings(provider: TwilioProviderConfig): ProviderWarning[] {
       message: `Twilio will post status callbacks to a path that does not end in ${path}, where verifyd takes this provider's: unless a proxy maps it there, every callback is refused (401)`,
     },
   ];
-}
-
-/** localhost, 127.0.0.0/8 and ::1 (bracketed as in a URL, or IPv4-mapped): no other machine reaches them. */
-function isLoopbackHost(host: string): boolean {
-  const bare = host.replace(/^\[(.*)\]$/, "$1");
-  if (bare === "localhost") return true;
-  return isIP(bare) !== 0 && ipaddr.process(bare).range() === "loopback";
 }
 
 /**
