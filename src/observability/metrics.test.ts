@@ -95,6 +95,7 @@ describe("countDeliveries", () => {
     claim: async () => [],
     markSent: async () => void settled.push("sent"),
     markRetry: async () => void settled.push("retry"),
+    postpone: async () => void settled.push("postpone"),
     markFailed: async () => void settled.push("failed"),
     recordReceipt: async () => true,
     queuedCount: async () => 0,
@@ -116,7 +117,11 @@ describe("countDeliveries", () => {
     await counted.outbox.markFailed(message, record("smtp"));
     await counted.outbox.markFailed(message, record("none"));
     await counted.outbox.markFailed(message, { provider: "smtp", status: "unconfirmed", atMs: 0 });
-    expect(settled).toEqual(["sent", "retry", "failed", "failed", "failed"]);
+    // Regression: a repeated pause (every circuit open) went through postpone, which was not
+    // counted, so `retried` stood still through an outage.
+    await counted.outbox.postpone(message, 2);
+    await counted.outbox.postpone(message, 3);
+    expect(settled).toEqual(["sent", "retry", "failed", "failed", "failed", "postpone", "postpone"]);
     const before = counted.tally.changes();
     counted.breakers.failed("smtp");
     expect(counted.tally.changes()).toBe(before);
@@ -129,6 +134,7 @@ describe("countDeliveries", () => {
         ["email", "smtp", "failed", 1],
         ["email", "smtp", "unconfirmed", 1],
         ["email", "none", "dropped", 1],
+        ["email", "none", "retried", 2],
       ],
       circuits: [
         ["smtp", 1],

@@ -141,7 +141,8 @@ export interface DeliveryTally {
  * provider's try (`provider: "none"`: its code ended, expired or its app is gone, or no provider
  * could take it before it expired) is `dropped`; one a provider refused for good, or that ran out
  * of time after providers failed, is `failed`; one a provider had but never answered for is
- * `unconfirmed`.
+ * `unconfirmed`. A message put off again while every circuit is open (`postpone`) is `retried`, as
+ * `provider="none"`, each time.
  */
 export function countDeliveries(
   outbox: OutboxStore,
@@ -172,6 +173,10 @@ export function countDeliveries(
       outbox
         .markFailed(message, delivery)
         .then(() => count(message.channel, delivery.provider, givenUpOutcome(delivery))),
+    // A message waiting again while every circuit is open records nothing new, but is a retry all
+    // the same: without it `retried` stood still through a whole outage.
+    postpone: (message, nextAttemptAtMs) =>
+      outbox.postpone(message, nextAttemptAtMs).then(() => count(message.channel, "none", "retried")),
   };
   // A circuit opens and closes only on a try's outcome: looked at then, never on a timer.
   const note = (provider: string) => {
