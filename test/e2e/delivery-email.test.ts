@@ -2,6 +2,7 @@ import { simpleParser } from "mailparser";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../harness.js";
 import { type SmtpRecorder, startSmtpRecorder } from "../servers/smtp-recorder.js";
+import { deliveriesOf } from "./verification-view.js";
 
 /**
  * Issue 7: VERIFYD_SMTP_URL + VERIFYD_EMAIL_FROM alone switch email to SMTP. The whole path is
@@ -58,15 +59,7 @@ async function send(
   });
 }
 
-/** A verification's delivery records as `GET /v1/verifications/{id}` shows them. */
-async function deliveries(server: TestServer, id: string): Promise<Record<string, unknown>[]> {
-  const view = await server.fastify.inject({
-    method: "GET",
-    url: `/v1/verifications/${id}`,
-    headers: { authorization: `Bearer ${API_KEY}` },
-  });
-  return view.json().deliveries;
-}
+const deliveries = (server: TestServer, id: string) => deliveriesOf(server, id, API_KEY);
 
 describe("email over SMTP, end to end", () => {
   it("delivers the code to a real SMTP server, where it reads back and approves", async () => {

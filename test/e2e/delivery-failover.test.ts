@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../harness.js";
 import { type SmsHttpStub, startSmsHttpStub } from "../servers/sms-http-stub.js";
+import { deliveriesOf } from "./verification-view.js";
 
 /**
  * Issue 7 routing and failover, through the real configuration (`providers`, `routing`,
@@ -80,12 +81,8 @@ async function deliveries(
   id: string,
   { withErrors = false } = {},
 ): Promise<{ provider: string; status: string; error?: string }[]> {
-  const view = await server.fastify.inject({
-    method: "GET",
-    url: `/v1/verifications/${id}`,
-    headers: { authorization: `Bearer ${API_KEY}` },
-  });
-  return view.json().deliveries.map((delivery: { provider: string; status: string; error?: string }) => ({
+  type Delivery = { provider: string; status: string; error?: string };
+  return (await deliveriesOf<Delivery>(server, id, API_KEY)).map((delivery) => ({
     provider: delivery.provider,
     status: delivery.status,
     ...(withErrors && delivery.error ? { error: delivery.error } : {}),

@@ -4,6 +4,7 @@ import { signWebhookPayload } from "../../src/delivery/sms/webhook/webhook-signa
 import { createTestServer, type TestServer } from "../harness.js";
 import { type FakeSmsc, startFakeSmsc } from "../servers/fake-smsc.js";
 import { type SmsHttpStub, startSmsHttpStub } from "../servers/sms-http-stub.js";
+import { deliveriesOf } from "./verification-view.js";
 
 /**
  * Issue 7 delivery status: what a provider reports after accepting a message (Twilio's signed
@@ -54,14 +55,7 @@ async function sendSms(server: TestServer, to = "+14155550100"): Promise<string>
   return sent.json().id;
 }
 
-async function deliveries(server: TestServer, id: string): Promise<Record<string, unknown>[]> {
-  const view = await server.fastify.inject({
-    method: "GET",
-    url: `/v1/verifications/${id}`,
-    headers: { authorization: `Bearer ${API_KEY}` },
-  });
-  return view.json().deliveries;
-}
+const deliveries = (server: TestServer, id: string) => deliveriesOf(server, id, API_KEY);
 
 /** Polls the verification until its last delivery has `status` (receipts are applied asynchronously). */
 async function eventuallyStatus(server: TestServer, id: string, status: string) {

@@ -9,6 +9,7 @@ import { createClusterDeliveryBackend } from "../../src/storage/cluster/index.js
 import { createSqliteDeliveryBackend, sqlitePath } from "../../src/storage/sqlite/index.js";
 import { backendMissing, missingReason, probePostgres, probeRedis } from "../cluster/backends.js";
 import { type ClusterTestServer, createTestServer, type TestServer } from "../harness.js";
+import { deliveriesOf } from "./verification-view.js";
 
 const [redis, postgres] = await Promise.all([probeRedis(), probePostgres()]);
 type Server = TestServer | ClusterTestServer;
@@ -53,8 +54,7 @@ describe.each(modes)("messages of codes that ended while queued (%s)", (_, open,
     expect(sent.statusCode, sent.body).toBe(201);
     return sent.json().id as string;
   };
-  const deliveries = async (server: Server, id: string) =>
-    (await server.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` })).json().deliveries;
+  const deliveries = (server: Server, id: string) => deliveriesOf(server, id);
 
   // A supersede is not final: a cluster resend whose outbox commit fails gives the code back
   // (below), so a superseded code's message still goes out. @see .scratch/diff17b, diff17c
