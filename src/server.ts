@@ -3,6 +3,7 @@ import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "node:
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
+import { type CaptchaRenderThread, startCaptchaRenderThread } from "./captcha/render-thread.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
 import { settleAppSecrets } from "./config/app-secrets.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
@@ -198,6 +199,8 @@ export interface AssembleOptions {
   senders?: Partial<Record<Channel, MessageSender[]>>;
   /** deliver from a worker thread (`senders` must then be unset: they cannot cross to it) */
   deliveryThread?: boolean;
+  /** render captcha challenges on a worker thread (started at the first draw), not the calling one */
+  captchaThread?: boolean;
   /** how long `close` lets requests in flight finish before closing their sockets (DRAIN_MS) */
   drainMs?: number;
   /**
@@ -243,7 +246,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
   // Whatever fails from here on gives the store and the data dir back, so that this process can
   // start a server on them again (a test, or a start retried after a busy port).
   // (what is made before a failure is stopped with it: providers connect as they are made)
-  let made: { receipts?: { close(): void }; delivery?: Delivery } = {};
+  let made: {
+    receipts?: { close(): void };
+    delivery?: Delivery;
+    renderThread?: CaptchaRenderThread | null;
+  } = {};
   try {
     // Receipts (status callbacks here, SMPP deliver_sm where the providers run) update the outbox's
     // delivery records.
@@ -282,9 +289,15 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       }
     }
 
+    const renderThread = options.captchaThread
+      ? startCaptchaRenderThread({
+          onTrouble: (reason, error) => logger.error({ err: error }, reason),
+        })
+      : null;
+    made = { ...made, renderThread };
     const captcha = createCaptchaService({
       store: backend.captcha,
-      generator: createCaptchaGenerator(),
+      generator: renderThread?.generator ?? createCaptchaGenerator(),
       secrets,
       clock,
       devMode,
@@ -365,6 +378,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
         // otherwise hold the shutdown for ever.
         const cutOff = setTimeout(() => fastify.server.closeAllConnections(), options.drainMs ?? DRAIN_MS);
         await fastify.close().finally(() => clearTimeout(cutOff));
+        await renderThread?.close();
         await delivery.stop();
         receipts.close();
         await backend.close();
@@ -373,6 +387,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     };
   } catch (error) {
     await made.delivery?.stop().catch(() => {});
+    await made.renderThread?.close();
     made.receipts?.close();
     await backend.close().catch(() => {});
     dataDirLock?.release();
@@ -381,11 +396,12 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
 }
 
 /**
- * The composition root's body: assemble, listen, start delivery (in a thread of its own,
- * delivery-thread.ts) and the purger.
+ * The composition root's body: assemble (captchas rendered on a thread of their own,
+ * captcha/render-thread.ts), listen, start delivery (in a thread of its own, delivery-thread.ts)
+ * and the purger.
  */
 export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
-  const server = await assembleServer({ config, logger, deliveryThread: true });
+  const server = await assembleServer({ config, logger, deliveryThread: true, captchaThread: true });
   try {
     await server.fastify.listen({ host: config.host, port: config.port });
   } catch (error) {

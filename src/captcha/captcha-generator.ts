@@ -5,12 +5,13 @@ import { createSliderChallenge, SLIDER_TOLERANCE_PX } from "./slider/slider-chal
 
 /**
  * The built-in challenge renderer: svg-captcha images and jigsaw sliders on procedural backgrounds,
- * drawn into the process's one pool at first use and varied per challenge.
+ * drawn into the process's one pool at first use and varied per challenge. It renders on the
+ * calling thread; the server renders on a thread of its own (render-thread.ts).
  */
 export function createCaptchaGenerator(): CaptchaGenerator {
   return {
-    image: () => createImageChallenge(),
-    slider: () => createSliderChallenge(),
+    image: async () => createImageChallenge(),
+    slider: async () => createSliderChallenge(),
     normalizeImageAnswer,
     parseSliderX(input, clientKey) {
       const trimmed = input.trim();

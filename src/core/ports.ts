@@ -512,8 +512,9 @@ export interface SliderChallengeData {
 
 /** Renders challenges and reads slider answers (src/captcha implements it). */
 export interface CaptchaGenerator {
-  image(): ImageChallengeData;
-  slider(): SliderChallengeData;
+  /** a new challenge; may be refused (RATE_LIMITED, CAPTCHA_UNAVAILABLE) by a renderer that is busy or down */
+  image(): Promise<ImageChallengeData>;
+  slider(): Promise<SliderChallengeData>;
   normalizeImageAnswer(input: string): string;
   /** a slider answer as "237", {"x":237,...} JSON, or AJ-Captcha AES-encrypted JSON; null if malformed */
   parseSliderX(input: string, clientKey: string | null): number | null;

@@ -73,13 +73,13 @@ vi.mock("../captcha/captcha-generator.js", async (importOriginal) => {
       const generator = actual.createCaptchaGenerator();
       return {
         ...generator,
-        image() {
-          const image = generator.image();
+        async image() {
+          const image = await generator.image();
           drawn.image = image.answer;
           return image;
         },
-        slider() {
-          const slider = generator.slider();
+        async slider() {
+          const slider = await generator.slider();
           drawn.sliderX = slider.x;
           return slider;
         },

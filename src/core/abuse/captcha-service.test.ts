@@ -36,8 +36,8 @@ const TOLERANCE = 5;
  */
 function fixedGenerator(): CaptchaGenerator {
   return {
-    image: () => ({ answer: IMAGE_ANSWER, imageDataUri: "data:image/gif;base64,R0lGODlhAQABAAAAACw=" }),
-    slider: () => ({
+    image: async () => ({ answer: IMAGE_ANSWER, imageDataUri: "data:image/gif;base64,R0lGODlhAQABAAAAACw=" }),
+    slider: async () => ({
       x: SLIDER_X,
       y: 40,
       backgroundPngBase64: "YmFja2dyb3VuZA==",

@@ -56,17 +56,16 @@ export const WRONG_ANSWERS_PER_IP = { limit: 10, windowSeconds: 600 };
  * the /64 clients above). Only draws a client's own budget let through count here (so a network
  * is spent by 20 of its clients at their limits, not by one). Sized for a carrier-grade NAT or a
  * campus behind one /24, whose every client the risk rules ask for a captcha from the network's
- * 11th send in 10 minutes: 600 is one a second, 2-5 ms of the thread.
+ * 11th send in 10 minutes: 600 is one a second, 1-5 ms of the render thread.
  */
 export const CHALLENGES_PER_SUBNET = { limit: 600, windowSeconds: 600 };
 export const CHALLENGES_PER_SITE = { limit: 600, windowSeconds: 600 };
 /**
- * Challenges one process renders per second for one app, whoever asks: each takes 2-5 ms of the
- * request thread, so draws from many networks, each within its budgets, could otherwise take the
- * whole thread and every other request's latency with it. 50 keep one app's rendering to a
- * quarter of a core at most, and a flood of one app's draws (or its busy hour) leaves the other
- * apps theirs. Past them a draw is refused before anything is counted or rendered. (Rendering is
- * synchronous, so a bound on renders in flight would bound nothing.)
+ * Challenges one process renders per second for one app, whoever asks: each takes 1-5 ms of the
+ * renderer (the server's render thread), so draws from many networks, each within its budgets,
+ * could otherwise take all of it. 50 keep one app's rendering to a quarter of a core at most, and
+ * a flood of one app's draws (or its busy hour) leaves the other apps theirs. Past them a draw is
+ * refused before anything is counted or rendered. (The render thread bounds its own backlog too.)
  */
 export const RENDERS_PER_SECOND = 50;
 
@@ -273,7 +272,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
       const triesLeft = kind === "slider" ? SLIDER_TRIES : CHALLENGE_TRIES;
       const base = { token, appId: app.id, kind, triesLeft, expiresAtMs };
       if (kind === "image") {
-        const image = generator.image();
+        const image = await generator.image();
         const answer = generator.normalizeImageAnswer(image.answer);
         await store.saveChallenge({
           ...base,
@@ -282,7 +281,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         });
         return { kind, token, expiresInSeconds: CHALLENGE_TTL_SECONDS, imageDataUri: image.imageDataUri };
       }
-      const slider = generator.slider();
+      const slider = await generator.slider();
       const clientKey = generator.clientKey();
       await store.saveChallenge({
         ...base,
