@@ -1,6 +1,30 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { type AddressInfo, connect, createServer, type Socket } from "node:net";
+import type pg from "pg";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import {
+  backendAddress,
+  backendMissing,
+  dropSchema,
+  probePostgres,
+  throughProxy,
+  uniqueName,
+} from "../../../test/cluster/backends.js";
+import { FixedClock } from "../../../test/fakes/fixed-clock.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
-import { MAX_APP_ID_LENGTH, MAX_CLIENT_ID_LENGTH } from "./apps.js";
+import { createPostgresAppStore } from "../../storage/postgres/postgres-app-store.js";
+import { migratePostgres } from "../../storage/postgres/postgres-migrator.js";
+import { createPostgresPool, POSTGRES_CONNECT_TIMEOUT_MS } from "../../storage/postgres/postgres-pool.js";
+import { failClosed } from "../../storage/store-unavailable.js";
+import {
+  APP_STALE_MAX_MS,
+  AppDirectory,
+  MAX_APP_ID_LENGTH,
+  MAX_CLIENT_ID_LENGTH,
+  mintApiKey,
+  newApp,
+} from "./apps.js";
+
+const silent = { debug() {}, info() {}, warn() {}, error() {} };
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -30,3 +54,115 @@ describe("AppDirectory: ids no app can have", () => {
     expect((await t.engine.apps.byClientId(clientId))?.id).toBe("default");
   });
 });
+
+const postgresProbe = await probePostgres();
+
+/**
+ * A loopback forwarder to PostgreSQL that counts the connections made through it and can stall:
+ * the open ones are dropped and new ones are held open without a byte in answer, as a PostgreSQL
+ * that stopped answering (the pool waits its connect timeout for each).
+ */
+async function startStallingForwarder(target: { host: string; port: number }) {
+  let stalled = false;
+  let connections = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    connections += 1;
+    sockets.add(client);
+    client.on("error", () => {}).on("close", () => sockets.delete(client));
+    if (stalled) return;
+    const upstream = connect(target.port, target.host);
+    sockets.add(upstream);
+    upstream.on("error", () => client.destroy()).on("close", () => sockets.delete(upstream));
+    client.on("close", () => upstream.destroy());
+    client.pipe(upstream).pipe(client);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return {
+    port: (server.address() as AddressInfo).port,
+    connections: () => connections,
+    stall() {
+      stalled = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      stalled = false;
+    },
+    close() {
+      stalled = true;
+      for (const socket of sockets) socket.destroy();
+      return new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+if (!postgresProbe.ok) {
+  backendMissing("AppDirectory: while PostgreSQL is away", postgresProbe.reason);
+} else {
+  const url = postgresProbe.url;
+  describe("AppDirectory: while PostgreSQL is away", () => {
+    const schema = uniqueName("apps");
+    let forwarder: Awaited<ReturnType<typeof startStallingForwarder>>;
+    let pool: pg.Pool;
+    beforeAll(async () => {
+      const direct = createPostgresPool({ url, poolSize: 1, schema, logger: silent });
+      await migratePostgres(direct, schema);
+      await direct.end();
+      forwarder = await startStallingForwarder(backendAddress(url, 5432));
+      pool = createPostgresPool({
+        url: throughProxy(url, forwarder.port),
+        poolSize: 4,
+        schema,
+        logger: silent,
+      });
+    });
+    afterAll(async () => {
+      await pool?.end();
+      await forwarder?.close();
+      await dropSchema(url, schema);
+    });
+
+    // Regression: codes and tokens live in Redis, yet once an app's 5-s cache entry expired every
+    // check, redeem and CloudBase verify answered 503 (after a 2-s connect timeout in a stall),
+    // one connect attempt per request. @see the cluster review, finding 1
+    it("serves the apps it loaded, one reload per app at a time, for a bounded time", async () => {
+      const clock = new FixedClock();
+      // As the cluster backend wires it: a failing backend is STORE_UNAVAILABLE.
+      const apps = new AppDirectory(failClosed("postgres", createPostgresAppStore(pool)), clock);
+      const { apiKey, apiKeyHash } = mintApiKey();
+      expect(await apps.create(newApp({ id: "shop", apiKeyHashes: [apiKeyHash] }))).toBe(true);
+      expect((await apps.byId("shop"))?.id).toBe("shop");
+      expect((await apps.byApiKey(apiKey))?.id).toBe("shop");
+      expect(await apps.byId("nobody")).toBeNull();
+
+      forwarder.stall();
+      // (the pool sees its idle connections close, so each reload has to connect)
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      clock.advanceSeconds(6);
+      const before = forwarder.connections();
+      const answers = await Promise.all([
+        ...Array.from({ length: 20 }, () => apps.byId("shop")),
+        ...Array.from({ length: 20 }, () => apps.byApiKey(apiKey)),
+        ...Array.from({ length: 5 }, () => apps.byId("nobody")),
+      ]);
+      expect(answers.slice(0, 40).map((app) => app?.id)).toEqual(Array(40).fill("shop"));
+      expect(answers.slice(40)).toEqual(Array(5).fill(null));
+      // one connect attempt per app, not one per request
+      expect(forwarder.connections() - before).toBe(3);
+
+      // A failed reload is not tried again at once: the next requests are answered without waiting.
+      clock.advanceSeconds(4);
+      const started = Date.now();
+      expect((await apps.byId("shop"))?.id).toBe("shop");
+      expect(Date.now() - started).toBeLessThan(POSTGRES_CONNECT_TIMEOUT_MS / 2);
+      expect(forwarder.connections() - before).toBe(3);
+
+      // Past the bound an app is no longer vouched for: the caller gets the 503.
+      clock.set(clock.nowMs() - 10_000 + APP_STALE_MAX_MS + 1);
+      await expect(apps.byId("shop")).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+
+      forwarder.restore();
+      expect((await apps.byId("shop"))?.id).toBe("shop");
+    });
+  });
+}

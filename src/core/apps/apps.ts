@@ -62,6 +62,12 @@ export function mintApiKey(): { apiKey: string; apiKeyHash: string } {
 // Apps change rarely and are read on every request; a short cache keeps the store off the request
 // path while letting a change made by the CLI (another process) take effect within seconds.
 const APP_CACHE_TTL_MS = 5_000;
+// While the app store is unavailable (a PostgreSQL restart or failover), an app loaded this
+// recently is served as last loaded, so checks, redeems and CloudBase verifies, whose state is
+// in Redis, go on. Five minutes covers a restart or a managed failover (typically under two) with
+// room to spare, and bounds how long a change made just before the outage (a disabled app, a
+// revoked key: the CLI needs the store too, so none can be made during it) is not yet seen.
+export const APP_STALE_MAX_MS = 5 * 60_000;
 
 // The longest id and client id an app can have (the config schema's bounds; the CLI's are shorter).
 // A longer one names no app: it is answered without the store and never cached, so a flood of
@@ -71,12 +77,23 @@ export const MAX_CLIENT_ID_LENGTH = 128;
 
 interface CacheEntry {
   app: App | null;
+  /** when the store gave this answer: served while the store is unavailable until APP_STALE_MAX_MS on */
   loadedAtMs: number;
+  /** until when it is served without asking the store (a failed reload moves it on) */
+  freshUntilMs: number;
 }
 
-/** Resolves the app of a request (by id, client id or API key) through a short-lived cache. */
+/**
+ * Resolves the app of a request (by id, client id or API key) through a short-lived cache. A key
+ * is loaded by one request at a time, the others waiting for its answer; while the store is
+ * unavailable, a key's last answer is served for up to APP_STALE_MAX_MS, and tried again every
+ * APP_CACHE_TTL_MS, so an outage costs one store request per key at a time, not one per request.
+ */
 export class AppDirectory {
   private readonly cache = new Map<string, CacheEntry>();
+  private readonly loading = new Map<string, Promise<App | null>>();
+  // Moved on by every write: a load begun before it neither caches its answer nor is joined after it.
+  private generation = 0;
 
   constructor(
     private readonly store: AppStore,
@@ -132,20 +149,20 @@ export class AppDirectory {
 
   async save(app: App): Promise<void> {
     await this.store.save(app);
-    this.cache.clear();
+    this.forgetAll();
   }
 
   /** Stores a new app; false when an app has its id or its client id (see AppStore.create). */
   async create(app: App): Promise<boolean> {
     const created = await this.store.create(app);
-    this.cache.clear();
+    this.forgetAll();
     return created;
   }
 
   /** `change` of the app as `stored` gives it, saved with no write in between; null if there is none. */
   async update(id: string, change: (app: App) => App): Promise<App | null> {
     const updated = await this.store.update(id, (app) => change(normalizeApp(app)));
-    this.cache.clear();
+    this.forgetAll();
     return updated && normalizeApp(updated);
   }
 
@@ -153,21 +170,63 @@ export class AppDirectory {
     return this.store.list();
   }
 
-  private peek(key: string): App | null | undefined {
-    const hit = this.cache.get(key);
-    return hit && this.clock.nowMs() - hit.loadedAtMs < APP_CACHE_TTL_MS ? hit.app : undefined;
+  private forgetAll(): void {
+    this.cache.clear();
+    this.loading.clear();
+    this.generation += 1;
   }
 
-  private async cached(key: string, load: (key: string) => Promise<App | null>): Promise<App | null> {
+  private peek(key: string): App | null | undefined {
+    const hit = this.cache.get(key);
+    return hit && this.clock.nowMs() < hit.freshUntilMs ? hit.app : undefined;
+  }
+
+  private cached(key: string, load: (key: string) => Promise<App | null>): Promise<App | null> {
     const hit = this.peek(key);
-    if (hit !== undefined) return hit;
+    if (hit !== undefined) return Promise.resolve(hit);
+    const pending = this.loading.get(key);
+    if (pending) return pending;
+    const loading: Promise<App | null> = this.reload(key, load).finally(() => {
+      if (this.loading.get(key) === loading) this.loading.delete(key);
+    });
+    this.loading.set(key, loading);
+    return loading;
+  }
+
+  private async reload(key: string, load: (key: string) => Promise<App | null>): Promise<App | null> {
+    const generation = this.generation;
     const now = this.clock.nowMs();
-    const loaded = await load(key);
+    let loaded: App | null;
+    try {
+      loaded = await load(key);
+    } catch (error) {
+      return this.stale(key, error);
+    }
     const app = loaded && normalizeApp(loaded, this.globalTemplates);
+    if (generation !== this.generation) return app;
     // Unknown keys are cached too, but the map is bounded so a flood of random keys cannot grow it.
     if (this.cache.size > 10_000) this.cache.clear();
-    this.cache.set(key, { app, loadedAtMs: now });
+    this.cache.set(key, { app, loadedAtMs: now, freshUntilMs: now + APP_CACHE_TTL_MS });
     return app;
+  }
+
+  /**
+   * The answer the store last gave for `key` when it is unavailable now, or `error` again. A stale
+   * "no such app" is served too: it can only refuse, never let a request in (at worst an app made
+   * just before the outage is answered as unknown rather than 503). Past APP_STALE_MAX_MS the entry
+   * is dropped, so the next request asks the store again, and the caller gets the 503.
+   */
+  private stale(key: string, error: unknown): App | null {
+    const entry = this.cache.get(key);
+    if (!(error instanceof OtpError && error.code === "STORE_UNAVAILABLE") || entry === undefined)
+      throw error;
+    const now = this.clock.nowMs();
+    if (now - entry.loadedAtMs > APP_STALE_MAX_MS) {
+      this.cache.delete(key);
+      throw error;
+    }
+    entry.freshUntilMs = now + APP_CACHE_TTL_MS;
+    return entry.app;
   }
 }
 
