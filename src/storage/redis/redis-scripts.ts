@@ -49,9 +49,16 @@ local function hit_counter(key, window_ms, now)
   local c, r = read_counter(key, now)
   return count_hit(key, c, r, window_ms, now)
 end
+-- A hit given back. The last one takes its window with it: the window began at a hit that, undone,
+-- never happened (as SQLite's rolled-back send), so the next hit starts a window of its own rather
+-- than joining one whose end the undone hit set.
 local function refund_counter(key, now)
   local c, r = read_counter(key, now)
-  if c > 0 then redis.call('SET', key, string.format('%d:%d', c - 1, r), 'KEEPTTL') end
+  if c > 1 then
+    redis.call('SET', key, string.format('%d:%d', c - 1, r), 'KEEPTTL')
+  elseif c == 1 then
+    redis.call('DEL', key)
+  end
 end
 `;
 

@@ -274,6 +274,31 @@ if (!redisProbe.ok) {
       expect(await redis.keys(`${prefix}{${appId}}:d:*`)).toEqual([]);
     });
 
+    // Regression: a withdrawn send's counters were refunded to 0 but kept their window's end, so the
+    // next send joined the withdrawn one's window: with Redis muted, a send to a new address failed,
+    // and 22 s later one went out with resend_after 38, and a third 38 s after that, against 1 per
+    // 60 s. SQLite rolls the failed send back, leaving no window. @see the cluster review, finding 2
+    it("leaves no window behind a withdrawn send, so the next send starts its own", async () => {
+      const now = baseTime();
+      const appId = `app-${randomBytes(4).toString("hex")}`;
+      const counters = createRedisCounterStore(redis, keys);
+      const rules = [counter("r:60", 1, 60)];
+      const failed = issueRequest(codeRecord(appId, now), rules);
+      await store.issue(failed, now);
+      expect(await store.withdraw(failed, now)).toBe(true);
+      expect(await counters.peek(appId, "r:60", now)).toEqual({ count: 0, resetAtMs: 0 });
+      expect(await redis.exists(keys.counter(appId, "r:60"))).toBe(0);
+
+      const later = now + 22_100;
+      expect(await store.issue(issueRequest(codeRecord(appId, later), rules), later)).toMatchObject({
+        kind: "issued",
+      });
+      expect(await counters.peek(appId, "r:60", later)).toEqual({ count: 1, resetAtMs: later + 60_000 });
+      // and the rule holds from that send: no other for 60 s
+      const refused = await store.issue(issueRequest(codeRecord(appId, now + 60_500), rules), now + 60_500);
+      expect(refused).toMatchObject({ kind: "refused", rule: "r:60:1/60s" });
+    });
+
     it("bounds every key it writes with a TTL", async () => {
       const now = baseTime();
       const record = codeRecord("app2", now);
@@ -283,6 +308,8 @@ if (!redisProbe.ok) {
         }),
         now,
       );
+      // a wrong guess, then the right one: the failure counter keeps the wrong one's failure
+      await store.consumeAttempt({ appId: "app2", id: record.id }, { limit: 20, windowSeconds: 86_400 }, now);
       await store.consumeAttempt({ appId: "app2", id: record.id }, { limit: 20, windowSeconds: 86_400 }, now);
       await store.approve("app2", record.id, tokenFor(record, now), failedChecksKey("email", record.to), now);
       // A new code for the slot moves the approved one to its own key: that key has a TTL too.
