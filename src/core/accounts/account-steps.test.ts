@@ -268,6 +268,55 @@ describe("resetPassword, changeContact, reverify", () => {
     expect((await t.engine.accounts.findById(app, ann.id))?.email).toBe("ann@example.com");
   });
 
+  it("edits: a taken new contact is told only after its code checks, and then keeps every code", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com" });
+    await t.engine.accounts.create({ app, email: "bob@example.com" });
+    const own = await sentCode("ann@example.com", "bind_contact");
+    const next = await sentCode("bob@example.com", "change_contact");
+    const edit = (codes: CheckCodeInput[]) =>
+      t.engine.editAccount({
+        app,
+        account: ann,
+        codes: [
+          { code: codes[0] as CheckCodeInput },
+          { code: codes[1] as CheckCodeInput, newContactField: "newEmail" },
+        ],
+      });
+    // a made-up code for a taken contact is a wrong code, as for a free one
+    const madeUp = { ...next, code: next.code === "000000" ? "111111" : "000000" };
+    expect((await otpError(edit([own, madeUp]))).code).toBe("CODE_INVALID");
+    const free = { ...madeUp, target: { ...madeUp.target, to: "free@example.com" } };
+    expect((await otpError(edit([own, free]))).code).toBe("CODE_INVALID");
+    expect(await otpError(edit([own, next]))).toMatchObject({
+      code: "ACCOUNT_EXISTS",
+      details: { field: "newEmail" },
+    });
+    // kept: both codes still check
+    await t.engine.checkCode({ ...own, mode: "peek" });
+    await t.engine.checkCode({ ...next, mode: "peek" });
+    expect((await t.engine.accounts.findById(app, ann.id))?.email).toBe("ann@example.com");
+  });
+
+  it("edits: spends every code and writes the new contact and password in one go", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const ann = await t.engine.accounts.create({ app, email: "ann@example.com", password: "old" });
+    const own = await sentCode("ann@example.com", "bind_contact");
+    const next = await sentCode("new@example.com", "change_contact");
+    const edited = await t.engine.editAccount({
+      app,
+      account: ann,
+      codes: [{ code: own }, { code: next, newContactField: "newEmail" }],
+      password: "new-pass",
+    });
+    expect(edited.email).toBe("new@example.com");
+    await t.engine.accounts.verifyPasswordLogin(app, edited, "new-pass");
+    for (const code of [own, next])
+      expect((await otpError(t.engine.checkCode(code))).code).toBe("CODE_INVALID");
+  });
+
   it("re-verifies by password, or by a token of the account's own contact only", async () => {
     t = await createTestEngine();
     const app = await t.app();

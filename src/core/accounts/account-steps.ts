@@ -42,6 +42,21 @@ export interface ChangeContactInput {
   field: string;
 }
 
+export interface EditAccountInput {
+  app: App;
+  /** the logged-in account */
+  account: Account;
+  /**
+   * Every code the edit needs, in the order they are compared: codes that prove the person (sent to
+   * the account's own contact), and codes that prove a new contact, which name the field it came in.
+   */
+  codes: { code: CheckCodeInput; newContactField?: string }[];
+  /** plaintext; stored as an scrypt hash */
+  password?: string | undefined;
+  /** the session ids a new password leaves open: the caller's own */
+  keepSessions?: string[];
+}
+
 export interface ReverifyInput {
   app: App;
   /** the logged-in account */
@@ -135,6 +150,39 @@ export async function changeContact(deps: AccountStepDeps, input: ChangeContactI
     },
     (_, { channel, address }) => deps.accounts.update(account, contactField(channel, address)),
   );
+}
+
+/**
+ * Applies a logged-in account's edit (Fresns's account/edit): new contacts, each proven by its own
+ * code, and a new password, in one write. Every code is compared before any is spent, so a typo in
+ * one costs the others nothing. Only then is a new contact that an account already has refused
+ * (ACCOUNT_EXISTS naming its field; every code kept): as at sign-up, only who holds the contact's
+ * code learns that it is taken. A look-up before the codes answered any logged-in caller, with
+ * made-up codes and without limit, whether any address has an account. Then every code is spent,
+ * and the changes are written.
+ *
+ * Any account, the caller's own included, makes a contact taken: Fresns refuses a "change" to the
+ * contact the account already has as it refuses another's.
+ */
+export async function editAccount(deps: AccountStepDeps, input: EditAccountInput): Promise<Account> {
+  const { app, account } = input;
+  const contacts: (ProvenContact & { field: string })[] = [];
+  for (const { code, newContactField } of input.codes) {
+    const { record } = await deps.checkCode({ ...code, mode: "peek" });
+    if (newContactField !== undefined) {
+      contacts.push({ channel: record.channel, address: record.to, field: newContactField });
+    }
+  }
+  const changes: { email?: string; phone?: string; password?: string } = {};
+  for (const { channel, address, field } of contacts) {
+    if (await deps.accounts.findByContact(app, channel, address)) {
+      throw new OtpError("ACCOUNT_EXISTS", { details: { field } });
+    }
+    Object.assign(changes, contactField(channel, address));
+  }
+  for (const { code } of input.codes) await deps.checkCode({ ...code, mode: "consume" });
+  if (input.password !== undefined) changes.password = input.password;
+  return deps.accounts.update(account, changes, { keepSessions: input.keepSessions ?? [] });
 }
 
 /**

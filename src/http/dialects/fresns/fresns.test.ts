@@ -1454,7 +1454,7 @@ describe("account endpoints: refusals", () => {
       expectFresns(await verify(code), 33203, language);
     });
 
-    it(`edit: 30001 empty, 31501 without login, 33202, 34205, 34111, 34304, 34501 (${language})`, async () => {
+    it(`edit: 30001 empty, 31501 without login, 33202, 33203 for a taken contact without its code, 34111, 34304, 34501 (${language})`, async () => {
       await start();
       const headers = lang(language);
       await makeAccount({ email: "other@example.com" });
@@ -1469,6 +1469,7 @@ describe("account endpoints: refusals", () => {
       );
       expectFresns(await edit({}), 30001, language);
       expectFresns(await edit({ newEmail: "x@example.com", newVerifyCode: "123456" }), 33202, language);
+      // Without the new contact's code nobody learns that it is taken: made-up codes are wrong codes.
       expectFresns(
         await edit({
           codeType: "email",
@@ -1476,7 +1477,7 @@ describe("account endpoints: refusals", () => {
           newEmail: "other@example.com",
           newVerifyCode: "123456",
         }),
-        34205,
+        33203,
         language,
       );
       expectFresns(await edit({ newPassword: b64("next-pass") }), 34111, language);
@@ -1495,6 +1496,53 @@ describe("account endpoints: refusals", () => {
       ).toBe(0);
     });
   }
+
+  it("edit: tells a taken email or phone (34205, 34206) only to who holds its codes, and keeps them", async () => {
+    // @see the reviewer's probe: 100 edits with made-up codes answered 34205 for a taken address
+    // and 33203 for a free one, unlimited, where every other look-up is capped.
+    await start();
+    await makeAccount({ email: "taken@example.com", phone: "+8613800138000" });
+    const account = await makeAccount({ email: "ann@example.com" });
+    const session = await sessionHeaders(account);
+    const edit = (payload: Record<string, unknown>) => call("PUT", "/api/v2/account/edit", payload, session);
+    const probe = (newEmail: string) =>
+      edit({ codeType: "email", verifyCode: "123456", newEmail, newVerifyCode: "123456" });
+    for (let round = 0; round < 3; round += 1) {
+      expectFresns(await probe("taken@example.com"), 33203);
+      expectFresns(await probe("free@example.com"), 33203);
+    }
+    expectFresns(await edit({ newPhone: "13800138000", newCountryCode: 86, newVerifyCode: "123456" }), 33203);
+    // Codes sent before the contacts were taken (useType 5 sends whatever the account): their holder
+    // is told, and the codes stay good for another try.
+    const current = await codeFor({ type: "email", useType: 4, templateId: 4 }, "ann@example.com", session);
+    const next = await codeFor(
+      { type: "email", useType: 5, templateId: 3, account: "taken@example.com" },
+      "taken@example.com",
+    );
+    const change = {
+      codeType: "email",
+      verifyCode: current,
+      newEmail: "taken@example.com",
+      newVerifyCode: next,
+    };
+    expectFresns(await edit(change), 34205);
+    expectFresns(await edit(change), 34205);
+    const phoneCode = await codeFor(
+      { type: "sms", useType: 5, templateId: 4, account: "13800138000", countryCode: 86 },
+      "+8613800138000",
+    );
+    expectFresns(
+      await edit({ newPhone: "13800138000", newCountryCode: 86, newVerifyCode: phoneCode }),
+      34206,
+    );
+    const app = await t.engine.apps.byId("default");
+    expect((await t.engine.accounts.findById(app!, account.id))?.email).toBe("ann@example.com");
+    // the account that held the address gives it up: the same codes now move it
+    const holder = await t.engine.accounts.findByContact(app!, "email", "taken@example.com");
+    await t.engine.accounts.update(holder!, { email: "gone@example.com" });
+    expectOk(await edit(change));
+    expect((await t.engine.accounts.findById(app!, account.id))?.email).toBe("taken@example.com");
+  });
 
   it("edit: sets a first phone with the new-contact code only (useType 3, templateId 4)", async () => {
     await start();

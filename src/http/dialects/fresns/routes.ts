@@ -3,6 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
 import type { IssuedSession } from "../../../core/accounts/account-service.js";
+import type { EditAccountInput } from "../../../core/accounts/account-steps.js";
 import { sessionIdOf } from "../../../core/accounts/session-id.js";
 import { lookupSession, type SessionLookup } from "../../../core/accounts/session-lookup.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
@@ -508,44 +509,49 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         // Everything that can refuse the edit is decided before a code is spent or a field is
         // written, so a refused edit changes nothing: written as it went, a new email was saved
         // and both its codes spent before a bad new password refused the rest.
-        const changes: { email?: string; phone?: string; password?: string } = {};
-        const codes: CheckCodeInput[] = [];
-        const contacts: [Channel, string | undefined][] = [
-          ["email", body.newEmail],
-          ["sms", body.newPhone],
+        const codes: EditAccountInput["codes"] = [];
+        const contacts: [Channel, string | undefined, "newEmail" | "newPhone"][] = [
+          ["email", body.newEmail, "newEmail"],
+          ["sms", body.newPhone, "newPhone"],
         ];
-        for (const [channel, next] of contacts) {
+        for (const [channel, next, field] of contacts) {
           if (next === undefined) continue;
           const address =
             channel === "email"
-              ? emailOf(context, next, "newEmail")
-              : phoneOf(context, next, body.newCountryCode, { number: "newPhone" });
+              ? emailOf(context, next, field)
+              : phoneOf(context, next, body.newCountryCode, { number: field });
           const current = contactOf(account, channel);
           if (current && body.verifyCode === undefined) throw new FresnsRefusal(33202);
-          if (await engine.accounts.findByContact(app, channel, address))
-            throw new OtpError("ACCOUNT_EXISTS");
           if (current) {
             codes.push({
-              app,
-              target: ownCodeTarget(account, body.codeType, "bind_contact"),
-              code: body.verifyCode as string,
-              codeField: "verifyCode",
+              code: {
+                app,
+                target: ownCodeTarget(account, body.codeType, "bind_contact"),
+                code: body.verifyCode as string,
+                codeField: "verifyCode",
+              },
             });
           }
+          // Whether another account has the contact is the core's to tell, and only once this
+          // code checks (engine.editAccount): asked here first, it answered any logged-in caller
+          // with a made-up code whether any address has an account.
           codes.push({
-            app,
-            // Fresns: templateId 3 to change a contact, 4 to set the first one.
-            target: { channel, to: address, purpose: current ? "change_contact" : "bind_contact" },
-            code: body.newVerifyCode as string,
-            codeField: "newVerifyCode",
+            code: {
+              app,
+              // Fresns: templateId 3 to change a contact, 4 to set the first one.
+              target: { channel, to: address, purpose: current ? "change_contact" : "bind_contact" },
+              code: body.newVerifyCode as string,
+              codeField: "newVerifyCode",
+            },
+            newContactField: field,
           });
-          changes[channel === "email" ? "email" : "phone"] = address;
         }
 
+        let password: string | undefined;
         if (body.newPassword !== undefined) {
           if (body.currentPassword === undefined && body.verifyCode === undefined)
             throw new FresnsRefusal(34111);
-          changes.password = decodePassword(body.newPassword, 34105);
+          password = decodePassword(body.newPassword, 34105);
           if (body.currentPassword !== undefined) {
             await engine.accounts.verifyPasswordLogin(
               app,
@@ -555,21 +561,32 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
             );
           } else {
             codes.push({
-              app,
-              target: ownCodeTarget(account, body.codeType, "reset_password"),
-              code: body.verifyCode as string,
-              codeField: "verifyCode",
+              code: {
+                app,
+                target: ownCodeTarget(account, body.codeType, "reset_password"),
+                code: body.verifyCode as string,
+                codeField: "verifyCode",
+              },
             });
           }
         }
 
-        // Every code is compared (a comparison counts as an attempt) before any is spent, so a
-        // typo in one code burns none of the others; then every change is saved in one write.
-        for (const code of codes) await engine.checkCode({ ...code, mode: "peek" });
-        for (const code of codes) await engine.checkCode(code);
-        // A new password ends the account's other logins; this one stays.
-        const keepSessions = provenSessionTokens(request).map(sessionIdOf);
-        await engine.accounts.update(account, changes, { keepSessions });
+        // Every code is compared before any is spent, then a taken contact told, then every
+        // change saved in one write. A new password ends the account's other logins; this one stays.
+        await engine
+          .editAccount({
+            app,
+            account,
+            codes,
+            password,
+            keepSessions: provenSessionTokens(request).map(sessionIdOf),
+          })
+          .catch((error: unknown) => {
+            // 34205 or 34206 by the contact that is taken, not by the last one this edit parsed.
+            if (isOtpError(error) && error.code === "ACCOUNT_EXISTS" && error.details.field !== undefined)
+              context.channel = error.details.field === "newPhone" ? "sms" : "email";
+            throw error;
+          });
         return ok(null);
       },
     );
