@@ -1,5 +1,5 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
-import { errorCodes, type FastifyBodyParser, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { FastifyBodyParser, FastifyInstance, FastifyRequest } from "fastify";
 import type { ContactProof } from "../../../core/accounts/account-steps.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
@@ -7,6 +7,7 @@ import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { answerErrorsWith } from "../../problem.js";
 import { countRefusal, servedApp } from "../../shared/answered-errors.js";
+import { corsOnlyBodyParser } from "../../shared/cors-only-body.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import {
   isAppOrigin,
@@ -155,15 +156,10 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   // never a request the browser says it sent without CORS (Sec-Fetch-Mode, which no page can set).
   // Otherwise a route that reads a body refuses it as it would any other media type ("Content-Type
   // must be application/json"), and one that reads none (captcha/data) ignores it.
-  const parseJsonBesideDeviceId: FastifyBodyParser<string> = (request, body, done) => {
-    const mode = headerValue(request, "sec-fetch-mode");
-    if (headerValue(request, "x-device-id") === undefined || mode === "no-cors" || mode === "navigate") {
-      if (request.routeOptions.schema?.body === undefined) done(null, body);
-      else done(new errorCodes.FST_ERR_CTP_INVALID_MEDIA_TYPE(request.headers["content-type"]));
-      return;
-    }
-    parseJson(request, body, done);
-  };
+  const parseJsonBesideDeviceId = corsOnlyBodyParser(
+    (request) => headerValue(request, "x-device-id") !== undefined,
+    (request, body, done) => parseJson(request, body, done),
+  );
   for (const contentType of ["text/plain", "application/x-www-form-urlencoded"]) {
     app.removeContentTypeParser(contentType);
     app.addContentTypeParser(contentType, { parseAs: "string" }, parseJsonBesideDeviceId);

@@ -527,6 +527,49 @@ describe("headers", () => {
   });
 });
 
+describe("form bodies: read only from a request no web page can make cross-site without CORS", () => {
+  // @see the reviewer's report: a cross-site HTML form (no preflight) made every visitor's browser
+  // send a code, from the visitor's address.
+  const form = "type=email&useType=5&templateId=1&account=victim1%40example.com";
+  const postForm = (headers: Headers) =>
+    call("POST", SEND, form, { "content-type": "application/x-www-form-urlencoded", ...headers });
+  const crossSite = { origin: "https://evil.example", "sec-fetch-site": "cross-site" };
+
+  it("refuses a form without an X-Fresns-* header, or one the browser sent no-cors or navigating (30000)", async () => {
+    await start();
+    const refusals: [Headers, string][] = [
+      [{ ...crossSite, "sec-fetch-mode": "no-cors" }, "Content-Type must be application/json"],
+      [{ ...crossSite, "sec-fetch-mode": "navigate" }, "Content-Type must be application/json"],
+      [{}, "Content-Type must be application/json"],
+      // Sec-Fetch-Mode, which no page can set, wins over any header that came with it
+      [
+        { "sec-fetch-mode": "no-cors", "x-fresns-app-id": "default" },
+        "Content-Type must be application/json",
+      ],
+      [{ "sec-fetch-mode": "navigate", ...lang("zh-Hans") }, "参数格式错误: body"],
+    ];
+    for (const [headers, message] of refusals) {
+      const response = await postForm(headers);
+      expect(response.statusCode).toBe(200);
+      expect(response.json(), JSON.stringify(headers)).toEqual({ code: 30000, message, data: null });
+    }
+    await t.deliverAll();
+    expect(t.email.messages).toHaveLength(0);
+  });
+
+  it("reads a form beside an X-Fresns-* header, which makes a cross-site call wait for a preflight", async () => {
+    await start();
+    expectOk(await postForm({ "x-fresns-app-id": "default", "sec-fetch-mode": "cors", ...crossSite }));
+    t.clock.advanceSeconds(60);
+    expectOk(await postForm({ "x-fresns-client-lang-tag": "en" }));
+    await t.deliverAll();
+    expect(t.email.messages.map((message) => message.to)).toEqual([
+      "victim1@example.com",
+      "victim1@example.com",
+    ]);
+  });
+});
+
 describe("request signatures (COMPANION-APIS.md 1.4)", () => {
   // The example of the Fresns docs, `api/headers.md` "Signature generation rules".
   const DOCS = {

@@ -14,6 +14,7 @@ import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { answerErrorsWith, setRetryAfter, toOtpError } from "../../problem.js";
 import { answeredBug, answeredError, countRefusal, servedApp } from "../../shared/answered-errors.js";
+import { corsOnlyBodyParser } from "../../shared/cors-only-body.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
 import { accountDataView, sessionTokenView, uidOf, userSessionTokenView, userView } from "./account-view.js";
@@ -152,9 +153,16 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
       done(invalidInput(contextOf(request).lang, "json", "body"), undefined);
     }
   });
-  // Laravel reads form posts as well as JSON; some Fresns clients post forms.
-  fastify.addContentTypeParser("application/x-www-form-urlencoded", { parseAs: "string" }, (_r, body, done) =>
-    done(null, Object.fromEntries(new URLSearchParams(String(body)))),
+  // Laravel reads form posts as well as JSON; some Fresns clients post forms. Only beside an
+  // X-Fresns-* header, as every Fresns client sends (its app id, its language): an HTML form on
+  // any site, which waits for no CORS preflight, made each visitor's browser send codes from the
+  // visitor's address. Never when the browser says it sent the form without CORS.
+  fastify.addContentTypeParser(
+    "application/x-www-form-urlencoded",
+    { parseAs: "string" },
+    corsOnlyBodyParser(carriesFresnsHeader, (_request, body, done) =>
+      done(null, Object.fromEntries(new URLSearchParams(body))),
+    ),
   );
   fastify.setErrorHandler(answerErrorsWith(renderFresnsError));
   refuseMalformedText(fastify);
@@ -837,6 +845,11 @@ function deviceInfoAddress(request: FastifyRequest): string | undefined {
   return [networkIpv4, networkIpv6]
     .map((address) => (typeof address === "string" ? address.trim() : ""))
     .find((address) => isIP(address) !== 0);
+}
+
+/** A header no page can add to a cross-site request without a CORS preflight. */
+function carriesFresnsHeader(request: FastifyRequest): boolean {
+  return Object.keys(request.headers).some((name) => name.startsWith("x-fresns-"));
 }
 
 function header(request: FastifyRequest, name: string): string | undefined {
