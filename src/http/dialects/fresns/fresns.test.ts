@@ -516,6 +516,39 @@ describe("headers", () => {
     });
   }
 
+  it("refuses X-Fresns-Client-Platform-Id outside the integers 1–11 and a Uid that is no integer (30000)", async () => {
+    // @see the reviewer's report: `Platform-Id: 99` or `abc` answered 0, `Uid: abc` 31602.
+    await start();
+    const account = await makeAccount({ email: "a@example.com" });
+    const session = await sessionHeaders(account);
+    const body = { type: "email", useType: 4, templateId: 4 };
+    const platform = (value: string, extra: Headers = {}) =>
+      send(body, { ...session, ...extra, "x-fresns-client-platform-id": value });
+    const refused = (response: LightMyRequestResponse, message: string) => {
+      expect(response.statusCode).toBe(200);
+      expect(response.json()).toEqual({ code: 30000, message, data: null });
+    };
+    for (const value of ["abc", "1.5", "2a", "0x3"]) {
+      refused(await platform(value), "The X-Fresns-Client-Platform-Id must be an integer.");
+    }
+    for (const value of ["99", "0", "12", "-1"]) {
+      refused(await platform(value), "The X-Fresns-Client-Platform-Id must be between 1 and 11.");
+    }
+    refused(await platform("99", lang("zh-Hans")), "X-Fresns-Client-Platform-Id 必须介于 1 - 11 之间。");
+    for (const value of ["1", "4", "11"]) {
+      t.clock.advanceSeconds(60);
+      expectOk(await platform(value));
+    }
+    // a Uid is an integer, checked before whose it is (31602) or whether an Aid came with it (31501)
+    for (const headers of [session, {}]) {
+      refused(
+        await send(body, { ...headers, "x-fresns-uid": "abc" }),
+        "The X-Fresns-Uid must be an integer.",
+      );
+    }
+    expectFresns(await send(body, { ...session, "x-fresns-uid": "12345" }), 31602);
+  });
+
   it("answers in zh-Hant, in English for other tags, and in the app's default language without a tag", async () => {
     await start({ apps: [{ id: "cn", clientId: "cn", defaultLocale: "zh-Hans" }] });
     const body = { type: "email", useType: 2, templateId: 7, account: "nobody@example.com" };

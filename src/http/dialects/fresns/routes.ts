@@ -25,6 +25,7 @@ import {
   documentBody,
   EditBody,
   FresnsHeaders,
+  integerOf,
   invalidInput,
   LoginBody,
   RegisterBody,
@@ -100,6 +101,8 @@ const IDENTITY_PURPOSES: Purpose[] = [
 // login usually lasts.
 const SESSION_TTL_SECONDS = 30 * 86_400;
 const MAX_AID_LENGTH = 64;
+/** Fresns's platforms are numbered 1–11 (COMPANION-APIS.md 1.4). */
+const MAX_PLATFORM_ID = 11;
 const MAX_TOKEN_LENGTH = 256;
 const LOCALE_PATTERN = /^[A-Za-z]{2,3}(-[A-Za-z0-9]{2,8}){0,3}$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/]+={0,2}$/;
@@ -191,6 +194,7 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
     const app = servedApp(request, await engine.apps.requireByClientId(clientId, "fresns"));
     context.app = app;
     if (langTag === undefined) context.lang = langOf(app.defaultLocale) ?? "en";
+    checkHeaderValues(request, context.lang);
     if (app.fresnsSecret) verifySignature(request, app.fresnsSecret, engine.deps.clock.nowMs(), context.lang);
     const login = await sessionLogin(request, app);
     if (login) {
@@ -864,6 +868,27 @@ function langOf(tag: string | undefined): FresnsLang | undefined {
   const lower = tag.toLowerCase();
   if (!lower.startsWith("zh")) return "en";
   return /hant|-tw|-hk|-mo/.test(lower) ? "zh-Hant" : "zh-Hans";
+}
+
+/**
+ * The documented value ranges of COMPANION-APIS.md 1.4, checked when the header is present, as
+ * Fresns's CheckHeadersDTO checks them (30000 in Laravel's wording): the platform id an integer
+ * 1–11, the uid an integer (whose it is, 31602, is the login's check). Not their presence: verifyd
+ * serves callers that send only what they need. Nor the device info, which Fresns requires to
+ * name an IP address: verifyd reads it only from a trusted peer, and an unreadable one names none.
+ */
+function checkHeaderValues(request: FastifyRequest, lang: FresnsLang): void {
+  const platformHeader = "X-Fresns-Client-Platform-Id";
+  const platformId = header(request, "x-fresns-client-platform-id");
+  if (platformId !== undefined) {
+    const value = integerOf(platformId);
+    if (value === null) throw invalidInput(lang, "integer", platformHeader);
+    if (value < 1 || value > MAX_PLATFORM_ID) {
+      throw invalidInput(lang, "between", platformHeader, { min: 1, max: MAX_PLATFORM_ID });
+    }
+  }
+  const uid = header(request, "x-fresns-uid");
+  if (uid !== undefined && integerOf(uid) === null) throw invalidInput(lang, "integer", "X-Fresns-Uid");
 }
 
 /** Verifies `X-Fresns-Signature` (COMPANION-APIS.md 1.4): timestamp skew first, then the md5. */

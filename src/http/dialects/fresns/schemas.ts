@@ -449,6 +449,12 @@ function checkField(
   return value;
 }
 
+/** A text as Laravel's `integer` rule reads it (a numeric string), or null when it is none. */
+export function integerOf(text: string): number | null {
+  const value = text.trim();
+  return INTEGER_PATTERN.test(value) ? Number(value) : null;
+}
+
 /** The value in its rule's type, or null when it is not of that type. */
 function typed(type: FieldType, raw: unknown): string | number | boolean | null {
   switch (type) {
@@ -459,7 +465,7 @@ function typed(type: FieldType, raw: unknown): string | number | boolean | null 
       return typeof raw === "number" && Number.isSafeInteger(raw) && raw >= 0 ? String(raw) : null;
     case "integer":
       if (typeof raw === "number") return Number.isSafeInteger(raw) ? raw : null;
-      return typeof raw === "string" && INTEGER_PATTERN.test(raw.trim()) ? Number(raw.trim()) : null;
+      return typeof raw === "string" ? integerOf(raw) : null;
     case "boolean":
       if (raw === true || raw === 1 || raw === "1" || raw === "true") return true;
       if (raw === false || raw === 0 || raw === "0" || raw === "false") return false;
