@@ -68,12 +68,14 @@ describe("fetchJson on a pooled connection", () => {
   // the event loop was busy failed with `socket hang up (ECONNRESET)` and was recorded unconfirmed
   // (never retried, the code lost), though the server never read it.
   it("makes a request the server's closed connection never took again on a new connection", async () => {
-    const server = await startServer(100);
-    for (let round = 0; round < 5; round++) {
+    // (The idle time leaves a loaded machine room to write a request on a new connection: at 100 ms
+    // the server closed some before their request came, a reset no retry is owed.)
+    const server = await startServer(500);
+    for (let round = 0; round < 4; round++) {
       expect(await fetchJson("gw", server.url, request)).toEqual({ status: 200, body: {} });
-      busyFor(300);
+      busyFor(700);
       expect(await fetchJson("gw", server.url, request)).toEqual({ status: 200, body: {} });
     }
-    expect(await server.requests()).toBe(10);
+    expect(await server.requests()).toBe(8);
   });
 });
