@@ -12,6 +12,8 @@ export interface ClusterVerificationStoreDeps {
   outbox: OutboxWriter;
   deliveries: (appId: string, verificationId: string) => Promise<DeliveryRecord[]>;
   logger: Logger;
+  /** at most one "still pending" line per kind of retry this often (default RETRY_LOG_INTERVAL_MS) */
+  retryLogIntervalMs?: number;
 }
 
 // A withdraw Redis did not answer is tried again after these pauses (about 16 s in all): a reply
@@ -20,8 +22,12 @@ export interface ClusterVerificationStoreDeps {
 // an outbox commit (at most ~8 s, postgres-pool.ts), so the superseded code can still be found.
 const WITHDRAW_RETRY_DELAYS_MS = [100, 250, 500, 1_000, 2_000, 4_000, 8_000];
 // At most this many withdraws wait for Redis at once: in an outage that fails sends after their
-// command was written, later ones are given up at once (and logged), so the retries stay bounded.
-const MAX_PENDING_WITHDRAWS = 1_000;
+// command was written, later ones are given up at once (and counted), so the retries stay bounded.
+export const MAX_PENDING_WITHDRAWS = 1_000;
+// Background retries fail together, one per failed send, while their backend is away: their log
+// says so once when they start failing, then at most once this often, with counts, and once when
+// the last pending one has ended (as the README promises for a backend failure).
+const RETRY_LOG_INTERVAL_MS = 60_000;
 // A send whose outbox commit's outcome is unknown has its row written again (idempotently) after
 // these pauses, about a minute in all: a reply lost with its connection is settled by the first
 // try on a fresh connection; PostgreSQL away for longer leaves things as they were (the code and
@@ -59,9 +65,10 @@ const MAX_PENDING_CONFIRMS = 1_000;
  */
 export function createClusterVerificationStore(deps: ClusterVerificationStoreDeps): VerificationStore {
   const { hot, outbox, logger } = deps;
-  const withdraw = createWithdrawer(hot, logger);
-  const confirm = createConfirmer(hot, logger);
-  const settle = createSettler(hot, outbox, confirm, logger);
+  const intervalMs = deps.retryLogIntervalMs ?? RETRY_LOG_INTERVAL_MS;
+  const withdraw = createWithdrawer(hot, logger, intervalMs);
+  const confirm = createConfirmer(hot, logger, intervalMs);
+  const settle = createSettler(hot, outbox, confirm, logger, intervalMs);
   return {
     async issue(request, nowMs) {
       let outcome: IssueOutcome;
@@ -86,7 +93,7 @@ export function createClusterVerificationStore(deps: ClusterVerificationStoreDep
           // statement was sent): withdrawing would leave a dead code in a delivered message and
           // refund a send that went out. The code and its counters stay, which errs on the closed
           // side, and the row is written again in the background until it is surely queued once.
-          await settle(request, outcome, nowMs);
+          await settle(request, outcome, nowMs, commitError);
           throw storeUnavailable(
             `outbox commit outcome unknown, code kept, settling: ${reason}`,
             commitError,
@@ -136,29 +143,101 @@ function surelyNotIssued(error: unknown): boolean {
   );
 }
 
+/** What the log of one kind of background retry says, and how it names what ended. */
+interface RetryLogLines<T> {
+  /** the first failure of a run (warn, with its error and the send's context) */
+  failing: string;
+  /** the first one given up at once in a run, past `maxPending` (error) */
+  tooMany: string;
+  /** at most once an interval while the run lasts (warn), with counts */
+  stillPending: string;
+  /** once the run's last pending one has ended (info, error if any was given up), with counts */
+  ended: string;
+  /** the count a try that went through adds to (`confirmed`, `withdrawn`, ...) */
+  outcome: (value: T) => string;
+}
+
 /**
  * Background retries of one kind (withdraws, confirms, settles). `start` runs `run` now, or, with
  * `afterFailedTry`, as if its first try (the caller's own, made before answering) had failed; then
  * again after each pause of `delaysMs` until it resolves. At most `maxPending` are retried at once,
  * so an outage cannot pile them up: past that `start` answers false and the caller gives up.
+ *
+ * They are logged as runs, not one by one: an outage fails one per failed send (80 a second under
+ * load), and a warning with its stack for each, and a line for each that went through, buried
+ * the log. A run starts at the first retry (one line naming its send and error), is reminded of
+ * at most once per `intervalMs` while retries are pending, and ends when the last pending one
+ * ends, with one line counting how they ended: retried, each outcome, given up, given up at once.
  */
-function createRetries(delaysMs: readonly number[], maxPending: number) {
+function createRetries<T>(
+  delaysMs: readonly number[],
+  maxPending: number,
+  log: { logger: Logger; intervalMs: number; lines: RetryLogLines<T> },
+) {
+  const { logger, intervalMs, lines } = log;
   let pending = 0;
+  // The run under way: from its first retry until no retry is pending.
+  let current: {
+    startedAtMs: number;
+    counts: Record<string, number>;
+    lastError: unknown;
+    timer: NodeJS.Timeout;
+  } | null = null;
+  const counts = () =>
+    current ? { pending, ...current.counts, runMs: Math.round(performance.now() - current.startedAtMs) } : {};
+  const count = (name: string) => {
+    if (current) current.counts[name] = (current.counts[name] ?? 0) + 1;
+  };
+  const failedTry = (error: unknown) => {
+    if (current && error !== undefined) current.lastError = error;
+  };
+  const begin = (context: object, error: unknown) => {
+    if (current) return;
+    const timer = setInterval(() => {
+      if (current) logger.warn({ ...counts(), err: current.lastError }, lines.stillPending);
+    }, intervalMs);
+    timer.unref();
+    current = { startedAtMs: performance.now(), counts: { retried: 0 }, lastError: error, timer };
+    logger.warn({ ...context, err: error }, lines.failing);
+  };
+  const ended = () => {
+    pending -= 1;
+    if (pending > 0 || !current) return;
+    const told = counts();
+    const { counts: tally, lastError, timer } = current;
+    clearInterval(timer);
+    current = null;
+    if ((tally.gaveUp ?? 0) + (tally.tooManyPending ?? 0) > 0)
+      logger.error({ ...told, err: lastError }, lines.ended);
+    else logger.info(told, lines.ended);
+  };
+  /** one given up before it could start (no room): counted into the run, the first one told */
+  const refused = (context: object) => {
+    if ((current?.counts.tooManyPending ?? 0) === 0) logger.error(context, lines.tooMany);
+    count("tooManyPending");
+  };
   return {
     /** whether a `start` now would be taken */
     hasRoom: () => pending < maxPending,
-    start<T>(
+    refused,
+    start(
       run: (attempt: number) => Promise<T>,
-      on: { done: (value: T, attempt: number) => void; gaveUp: (error: unknown) => void },
+      on: { context: object; firstError?: unknown; done?: (value: T) => void },
       afterFailedTry = false,
     ): boolean {
-      if (pending >= maxPending) return false;
+      if (pending >= maxPending) {
+        refused(on.context);
+        return false;
+      }
       pending += 1;
+      begin(on.context, on.firstError);
+      count("retried");
       const failed = (attempt: number, error: unknown) => {
+        failedTry(error);
         const delayMs = delaysMs[attempt];
         if (delayMs === undefined) {
-          pending -= 1;
-          on.gaveUp(error);
+          count("gaveUp");
+          ended();
           return;
         }
         setTimeout(() => tryAt(attempt + 1), delayMs).unref();
@@ -166,8 +245,9 @@ function createRetries(delaysMs: readonly number[], maxPending: number) {
       const tryAt = (attempt: number) => {
         run(attempt).then(
           (value) => {
-            pending -= 1;
-            on.done(value, attempt);
+            count(lines.outcome(value));
+            on.done?.(value);
+            ended();
           },
           (error: unknown) => failed(attempt, error),
         );
@@ -187,29 +267,29 @@ function createRetries(delaysMs: readonly number[], maxPending: number) {
 function createWithdrawer(
   hot: RedisVerificationStore,
   logger: Logger,
+  intervalMs: number,
 ): (request: IssueRequest, nowMs: number, why: string) => Promise<void> {
-  const retries = createRetries(WITHDRAW_RETRY_DELAYS_MS, MAX_PENDING_WITHDRAWS);
+  const retries = createRetries<boolean>(WITHDRAW_RETRY_DELAYS_MS, MAX_PENDING_WITHDRAWS, {
+    logger,
+    intervalMs,
+    lines: {
+      failing: "could not withdraw a failed send's code; retrying in the background, further ones counted",
+      tooMany: "too many failed sends' withdraws pending: a further one leaves its code in place (counted)",
+      stillPending: "failed sends' withdraws still pending",
+      ended: "failed sends' withdraws ended",
+      // (not withdrawn: the issue had never run, so there was nothing to undo)
+      outcome: (withdrawn) => (withdrawn ? "withdrawn" : "nothingToWithdraw"),
+    },
+  });
   return async (request, nowMs, why) => {
-    const context = { verificationId: request.code.id, why };
     try {
       await hot.withdraw(request, nowMs);
-      return;
     } catch (error) {
-      const retrying = retries.start(
+      retries.start(
         () => hot.withdraw(request, nowMs),
-        {
-          // (not withdrawn: the issue had never run, so there was nothing to undo)
-          done: (withdrawn, attempt) =>
-            logger.info({ ...context, withdrawn, attempt }, "a failed send's withdraw went through"),
-          gaveUp: (last) =>
-            logger.error({ ...context, err: last }, "gave up withdrawing a failed send's code"),
-        },
+        { context: { verificationId: request.code.id, why }, firstError: error },
         true,
       );
-      if (retrying)
-        logger.warn({ ...context, err: error }, "could not withdraw a failed send's code yet; retrying");
-      else
-        logger.error({ ...context, err: error }, "could not withdraw a failed send's code; too many pending");
     }
   };
 }
@@ -225,41 +305,30 @@ type Issued = Extract<IssueOutcome, { kind: "issued" }>;
 function createConfirmer(
   hot: RedisVerificationStore,
   logger: Logger,
+  intervalMs: number,
 ): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
-  const retries = createRetries(CONFIRM_RETRY_DELAYS_MS, MAX_PENDING_CONFIRMS);
-  const report = (request: IssueRequest, confirmed: boolean, attempt: number) => {
-    // (false: the key names another send by now, which nothing here may overwrite)
-    if (!confirmed) {
-      logger.warn(
-        { verificationId: request.code.id, attempt },
-        "an idempotency key names another send; its first send's answer will not replay",
-      );
-    } else if (attempt > 0) {
-      logger.info(
-        { verificationId: request.code.id, attempt },
-        "an idempotency entry's confirm went through",
-      );
-    }
-  };
+  const retries = createRetries<boolean>(CONFIRM_RETRY_DELAYS_MS, MAX_PENDING_CONFIRMS, {
+    logger,
+    intervalMs,
+    lines: {
+      failing: "could not confirm an idempotency entry; retrying in the background, further ones counted",
+      tooMany: "too many idempotency entries' confirms pending: a further one's key may not replay (counted)",
+      stillPending: "idempotency entries' confirms still pending",
+      ended: "idempotency entries' confirms ended",
+      // (not confirmed: the key names another send by now, which nothing here may overwrite)
+      outcome: (confirmed) => (confirmed ? "confirmed" : "keyTakenMeanwhile"),
+    },
+  });
   return async (request, outcome, nowMs) => {
-    const context = { verificationId: request.code.id };
     const confirm = () => hot.confirm(request, nowMs, outcome.resendAfterSeconds);
     try {
-      report(request, await confirm(), 0);
+      if (!(await confirm()))
+        logger.warn(
+          { verificationId: request.code.id },
+          "an idempotency key names another send; its first send's answer will not replay",
+        );
     } catch (error) {
-      const retrying = retries.start(
-        confirm,
-        {
-          done: (confirmed, attempt) => report(request, confirmed, attempt),
-          gaveUp: (last) =>
-            logger.error({ ...context, err: last }, "gave up confirming an idempotency entry"),
-        },
-        true,
-      );
-      if (retrying)
-        logger.warn({ ...context, err: error }, "could not confirm an idempotency entry yet; retrying");
-      else
-        logger.error({ ...context, err: error }, "could not confirm an idempotency entry; too many pending");
+      retries.start(confirm, { context: { verificationId: request.code.id }, firstError: error }, true);
     }
   };
 }
@@ -278,16 +347,29 @@ function createSettler(
   outbox: OutboxWriter,
   confirm: (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void>,
   logger: Logger,
-): (request: IssueRequest, outcome: Issued, nowMs: number) => Promise<void> {
-  const retries = createRetries(SETTLE_RETRY_DELAYS_MS, MAX_PENDING_SETTLES);
-  return async (request, outcome, nowMs) => {
+  intervalMs: number,
+): (request: IssueRequest, outcome: Issued, nowMs: number, commitError: unknown) => Promise<void> {
+  const retries = createRetries<void>(SETTLE_RETRY_DELAYS_MS, MAX_PENDING_SETTLES, {
+    logger,
+    intervalMs,
+    lines: {
+      failing:
+        "an outbox commit's outcome is unknown; writing its row again in the background, further ones counted",
+      tooMany:
+        "too many outbox rows whose commit was unknown pending: a further one is left unsettled, its code kept (counted)",
+      stillPending: "outbox rows whose commit was unknown still being written again",
+      ended: "outbox rows whose commit was unknown settled",
+      outcome: () => "queued",
+    },
+  });
+  return async (request, outcome, nowMs, commitError) => {
     const message = request.outbox;
     if (message === null) return;
     const context = { verificationId: request.code.id };
     // (checked before the hold: a key held pending with nothing to settle it would be told "in
     // progress" for a minute for nothing)
     if (!retries.hasRoom()) {
-      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
+      retries.refused(context);
       return;
     }
     const hold = () =>
@@ -300,25 +382,19 @@ function createSettler(
       // Its entry may lapse as before; the row is still settled, and the entry then confirmed.
       logger.warn({ ...context, err: error }, "could not hold an idempotency entry pending");
     }
-    const settling = retries.start(
+    retries.start(
       (attempt) => {
         // (not awaited: a hold that lands after the confirm leaves the confirmed entry as it is)
         if (attempt > 0) hold().catch(() => {});
         return outbox.requeue(message);
       },
       {
-        done: (_, attempt) => {
-          logger.info({ ...context, tries: attempt + 1 }, "an outbox row whose commit was unknown is queued");
+        context,
+        firstError: commitError,
+        done: () => {
           if (request.idempotency) void confirm(request, outcome, nowMs);
         },
-        gaveUp: (last) =>
-          logger.error(
-            { ...context, err: last },
-            "gave up settling an outbox row whose commit was unknown; its code is kept",
-          ),
       },
     );
-    if (!settling)
-      logger.error(context, "an outbox commit's outcome is unknown; too many pending to settle it");
   };
 }
