@@ -19,6 +19,8 @@ export interface TcpProxy {
   loseReplyTo(marker: string): void;
   /** Holds every later chunk from the backend this long (0: none), in order. */
   delayReplies(ms: number): void;
+  /** Counts, from now on, how often clients send `marker` (a command's text); the function reads it. */
+  count(marker: string): () => number;
   close(): Promise<void>;
 }
 
@@ -40,6 +42,7 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
   let cut = false;
   let loseMarker: Buffer | null = null;
   let replyDelayMs = 0;
+  const counted: Array<{ marker: Buffer; seen: number }> = [];
   // When the last delayed chunk is due: a later one never overtakes it, even once the delay drops.
   let lastDueMs = 0;
   const server = createServer((client) => {
@@ -59,6 +62,10 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     upstream.on("error", drop).on("close", drop);
     client.on("data", (chunk: Buffer) => {
       if (link.frozen) return;
+      for (const each of counted) {
+        for (let at = chunk.indexOf(each.marker); at !== -1; at = chunk.indexOf(each.marker, at + 1))
+          each.seen += 1;
+      }
       if (loseMarker && chunk.includes(loseMarker)) {
         loseMarker = null;
         link.losing = true;
@@ -104,6 +111,11 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     },
     delayReplies(ms) {
       replyDelayMs = ms;
+    },
+    count(marker) {
+      const each = { marker: Buffer.from(marker), seen: 0 };
+      counted.push(each);
+      return () => each.seen;
     },
     close() {
       cut = true;

@@ -95,6 +95,33 @@ export interface ClusterBackend extends Backend {
 
 const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
+// `/readyz` is unauthenticated, and each of its calls made three round trips (a Redis PING, a
+// SELECT 1 on each pool): 50 callers at once cost PostgreSQL about two commits a call. Callers at
+// once share one probe, and its answer serves for this long after it came. A failure is kept as
+// long as a success: during an outage a probe is the costly kind (connects waiting out their
+// timeouts against a store in trouble), which callers should not repeat back to back; and a
+// store back a second later than it could be is nothing next to a load balancer's own interval
+// and the failures in a row it waits for.
+const READY_PROBE_KEEP_MS = 1_000;
+
+/** `probe`, shared by the callers while one runs, and its answer kept `keepMs` after it came. */
+function shareProbe(probe: () => Promise<boolean>, keepMs: number): () => Promise<boolean> {
+  let running: Promise<boolean> | null = null;
+  let kept: { ready: boolean; untilMs: number } | null = null;
+  return () => {
+    // Monotonic: a wall clock stepped back would keep an answer until it caught up.
+    if (kept && performance.now() < kept.untilMs) return Promise.resolve(kept.ready);
+    running ??= probe()
+      .catch(() => false)
+      .then((ready) => {
+        kept = { ready, untilMs: performance.now() + keepMs };
+        running = null;
+        return ready;
+      });
+    return running;
+  };
+}
+
 /**
  * A backend the start could not use, named by the setting that points at it (never by its URL,
  * which carries a password): "Connection is closed." alone did not say which of the two it was.
@@ -204,14 +231,14 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
       purge(nowMs).catch((error: unknown) => {
         throw unavailable("postgres", error);
       }),
-    async ready() {
+    ready: shareProbe(async () => {
       const pings = await Promise.allSettled([
         redis.ping(),
         pool.query("SELECT 1"),
         backgroundPool.query("SELECT 1"),
       ]);
       return pings.every((ping) => ping.status === "fulfilled");
-    },
+    }, READY_PROBE_KEEP_MS),
     async close() {
       // Rows already handed to the writer are committed (or failed) before the pool goes.
       await writer.drain();
