@@ -7,6 +7,7 @@ import type { Clock } from "./core/ports.js";
 import { CodeSecrets } from "./core/secrets.js";
 import { describeProviders } from "./delivery/provider-registry.js";
 import { assembleDelivery, type Delivery } from "./delivery-root.js";
+import { createOutageLog } from "./observability/log-throttle.js";
 import {
   createForwardingDestination,
   createLogger,
@@ -168,11 +169,18 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
   const options = { level: config.logLevel, devCodes: config.mode === "dev" };
   const logger = createLogger(options, destination).child({ thread: "delivery" });
   const backend = openDeliveryBackend(config, logger);
-  const purging = backend.purge
+  // The purge retries every second while the store is away: one line, a reminder a minute, "resumed".
+  const purges = createOutageLog({ clock, log: logger, what: "purge" });
+  const { purge } = backend;
+  const purging = purge
     ? startPurgeLoop({
-        purge: backend.purge,
+        purge: (nowMs) =>
+          purge(nowMs).then((pass) => {
+            purges.succeeded();
+            return pass;
+          }),
         clock,
-        onError: (error) => logger.error({ err: error }, "purge failed"),
+        onError: (error) => purges.failed(error),
       })
     : null;
   const receipts = createReceiptRecorder({ outbox: backend.outbox, clock, logger });
@@ -206,6 +214,7 @@ function runDeliveryThread(port: MessagePort, { config, secrets }: ThreadData): 
       clearInterval(metricsTimer);
       sendMetrics();
       await purging?.stop();
+      purges.close();
       receipts.close();
       await backend.close();
     } catch (error) {

@@ -3,8 +3,8 @@ import { existsSync, linkSync, readFileSync, rmSync, writeFileSync } from "node:
 import { join } from "node:path";
 import type { FastifyInstance } from "fastify";
 import { createCaptchaGenerator } from "./captcha/captcha-generator.js";
-import { type CaptchaRenderThread, startCaptchaRenderThread } from "./captcha/render-thread.js";
 import { externalVerifiersByApp } from "./captcha/external/external-verifier-registry.js";
+import { type CaptchaRenderThread, startCaptchaRenderThread } from "./captcha/render-thread.js";
 import { settleAppSecrets } from "./config/app-secrets.js";
 import { syncConfiguredApps } from "./config/apps-sync.js";
 import { type Config, ConfigError, isClusterMode } from "./config/load.js";
@@ -22,6 +22,7 @@ import type { Channel } from "./core/types.js";
 import { assembleDelivery, type Delivery } from "./delivery-root.js";
 import { startDeliveryThread } from "./delivery-thread.js";
 import { buildHttpApp } from "./http/app.js";
+import { createOutageLog } from "./observability/log-throttle.js";
 import type { RootLogger } from "./observability/logger.js";
 import {
   countingApprovals,
@@ -352,6 +353,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     });
 
     let purging: { stop(): Promise<void> } | null = null;
+    // A loop retries on its own while the store is away: its lines are throttled, not one a round.
+    const checkpoints = createOutageLog({ clock, log: logger, what: "background checkpoint" });
+    const purges = createOutageLog({ clock, log: logger, what: "purge" });
     return {
       fastify,
       engine,
@@ -360,14 +364,16 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       backend,
       startBackground() {
         delivery.start();
-        backend.startMaintenance?.((message) =>
-          logger.error({ err: message }, "background checkpoint failed"),
-        );
+        backend.startMaintenance?.(checkpoints);
         if (!delivery.purges) {
           purging = startPurgeLoop({
-            purge: backend.purge,
+            purge: (nowMs) =>
+              backend.purge(nowMs).then((pass) => {
+                purges.succeeded();
+                return pass;
+              }),
             clock,
-            onError: (error) => logger.error({ err: error }, "purge failed"),
+            onError: (error) => purges.failed(error),
           });
         }
       },
@@ -382,6 +388,8 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
         await delivery.stop();
         receipts.close();
         await backend.close();
+        purges.close();
+        checkpoints.close();
         dataDirLock?.release();
       },
     };

@@ -10,6 +10,12 @@ import type {
   VerificationStore,
 } from "../core/ports.js";
 
+/** What a background loop tells of its rounds: each that failed, and one that worked after failures. */
+export interface LoopReport {
+  failed(error: unknown): void;
+  succeeded(): void;
+}
+
 /**
  * Every port the server needs from its storage, whichever mode provides them: embedded (one
  * SQLite file, storage/sqlite) or cluster (Redis + PostgreSQL, storage/cluster). The composition
@@ -46,7 +52,7 @@ export interface Backend {
    */
   releaseDeadClaims?: (nowMs: number) => number;
   /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
-  startMaintenance?: (onError: (message: string) => void) => void;
+  startMaintenance?: (report: LoopReport) => void;
   /** flushes buffered writes and closes connections */
   close: () => Promise<void>;
 }

@@ -499,3 +499,63 @@ describe("retryDelayMs", () => {
     }
   });
 });
+
+describe("outbox worker: a store that is away", () => {
+  // Regression: each poll's failed claim was logged, with its stack: a line a second for as long
+  // as PostgreSQL was down (20 in 20 s), and nothing said when claims worked again.
+  it("logs the first failed claim, a reminder a minute, and the first claim to work again", async () => {
+    const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
+    const lines: Array<{ level: string; message: string | undefined; fields: Record<string, unknown> }> = [];
+    const record =
+      (level: string) =>
+      (fields: object, message?: string): void => {
+        lines.push({ level, message, fields: fields as Record<string, unknown> });
+      };
+    const store = server.server.backend.outbox;
+    let away = true;
+    let failedClaims = 0;
+    const worker = createOutboxWorker({
+      outbox: {
+        ...store,
+        claim(...args) {
+          if (!away) return store.claim(...args);
+          failedClaims += 1;
+          return Promise.reject(new Error("connection refused"));
+        },
+      },
+      apps: server.engine.apps,
+      secrets: new CodeSecrets([SECRET_A]),
+      clock: server.clock,
+      logger: { debug() {}, info: record("info"), warn: record("warn"), error: record("error") },
+      route: () => [server.sms],
+      pollIntervalMs: 2,
+    });
+    const until = async (done: () => boolean) => {
+      for (let wait = 0; !done() && wait < 2_000; wait++)
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      expect(done()).toBe(true);
+    };
+    try {
+      worker.start();
+      await until(() => failedClaims >= 10);
+      server.clock.advanceSeconds(61);
+      const beforeReminder = failedClaims;
+      await until(() => failedClaims >= beforeReminder + 5);
+      await sendThrough(server);
+      away = false;
+      await until(() => server.sms.messages.length === 1);
+      await worker.stop();
+      const claimLines = lines.filter((line) => line.message?.startsWith("outbox claim"));
+      expect(claimLines.map((line) => `${line.level} ${line.message}`)).toEqual([
+        "error outbox claim failed",
+        "error outbox claim still failing",
+        "info outbox claim resumed",
+      ]);
+      expect(claimLines[1]?.fields).toMatchObject({ suppressed: beforeReminder - 1, outageMs: 61_000 });
+      expect(claimLines[2]?.fields).toEqual({ failures: failedClaims, outageMs: 61_000 });
+    } finally {
+      await worker.stop();
+      await server.close();
+    }
+  });
+});

@@ -115,11 +115,11 @@ export function createSqliteBackend(options: {
     onAnswered: group.onAnswered,
     releaseDeadClaims: (nowMs) => releaseDeadClaims(db, nowMs),
     ready: async () => performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
-    startMaintenance(onError) {
+    startMaintenance(report) {
       if (checkpointer || options.path === ":memory:") return;
       // From here on a worker thread checkpoints; the request thread never does.
       db.pragma("wal_autocheckpoint = 0");
-      checkpointer = startSqliteCheckpointer(options.path, onError);
+      checkpointer = startSqliteCheckpointer(options.path, report);
     },
     close: async () => {
       await sendLog.close();

@@ -1,5 +1,6 @@
 import { createRequire } from "node:module";
 import { Worker } from "node:worker_threads";
+import type { LoopReport } from "../backend.js";
 
 // A checkpoint copies the WAL into the database file and syncs it: milliseconds of blocking I/O
 // that, done by SQLite's automatic checkpoint, would stall every request on the event loop. A
@@ -33,6 +34,7 @@ db.pragma("busy_timeout = 0");
 const checkpoint = (mode) => db.pragma("wal_checkpoint(" + mode + ")")[0];
 let timer = null;
 let lastLog = 0;
+let failing = false;
 const run = () => {
   let pause = ${IDLE_PAUSE_MS};
   try {
@@ -44,7 +46,10 @@ const run = () => {
     // not cost two syncs per commit.
     if (log > ${restartAfterPages / 4} && (checkpointed < log || log !== lastLog)) pause = ${CATCH_UP_PAUSE_MS};
     lastLog = log;
+    if (failing) parentPort.postMessage({ recovered: true });
+    failing = false;
   } catch (error) {
+    failing = true;
     parentPort.postMessage({ error: String(error) });
   }
   timer = setTimeout(run, pause);
@@ -60,21 +65,21 @@ parentPort.on("message", (message) => {
 /**
  * Checkpoints the WAL of the database at `path` from a worker thread. The caller turns SQLite's
  * automatic checkpoint off on its own connection. `stop` does a last checkpoint and waits for it.
+ * `report` hears of every failed checkpoint (one every 200 ms while the disk is full: it throttles
+ * its lines) and of the first to work after failures.
  */
-export function startSqliteCheckpointer(
-  path: string,
-  onError: (message: string) => void,
-  options: CheckpointerOptions = {},
-) {
+export function startSqliteCheckpointer(path: string, report: LoopReport, options: CheckpointerOptions = {}) {
   const driver = createRequire(import.meta.url).resolve("better-sqlite3");
   const worker = new Worker(workerSource(options.restartAfterPages ?? RESTART_AFTER_PAGES), {
     eval: true,
     workerData: { path, driver },
   });
   worker.on("message", (message: unknown) => {
-    if (typeof message === "object" && message !== null && "error" in message) onError(String(message.error));
+    if (typeof message !== "object" || message === null) return;
+    if ("error" in message) report.failed(String(message.error));
+    else if ("recovered" in message) report.succeeded();
   });
-  worker.on("error", (error) => onError(String(error)));
+  worker.on("error", (error) => report.failed(String(error)));
   // The checkpointer never keeps the process alive on its own.
   worker.unref();
   return {
