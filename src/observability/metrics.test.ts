@@ -117,11 +117,12 @@ describe("countDeliveries", () => {
     await counted.outbox.markFailed(message, record("smtp"));
     await counted.outbox.markFailed(message, record("none"));
     await counted.outbox.markFailed(message, { provider: "smtp", status: "unconfirmed", atMs: 0 });
+    await counted.outbox.markRetry(message, { provider: "smtp", status: "unconfirmed", atMs: 0 }, 1);
     // Regression: a repeated pause (every circuit open) went through postpone, which was not
     // counted, so `retried` stood still through an outage.
     await counted.outbox.postpone(message, 2);
     await counted.outbox.postpone(message, 3);
-    expect(settled).toEqual(["sent", "retry", "failed", "failed", "failed", "postpone", "postpone"]);
+    expect(settled).toEqual(["sent", "retry", "failed", "failed", "failed", "retry", "postpone", "postpone"]);
     const before = counted.tally.changes();
     counted.breakers.failed("smtp");
     expect(counted.tally.changes()).toBe(before);
@@ -132,6 +133,7 @@ describe("countDeliveries", () => {
         ["email", "smtp", "sent", 1],
         ["email", "smtp", "retried", 1],
         ["email", "smtp", "failed", 1],
+        ["email", "smtp", "unconfirmed_given_up", 1],
         ["email", "smtp", "unconfirmed", 1],
         ["email", "none", "dropped", 1],
         ["email", "none", "retried", 2],
@@ -148,6 +150,35 @@ describe("countDeliveries", () => {
     expect(counted.tally.snapshot().circuits).toEqual([
       ["smtp", 0],
       ["backup", 0],
+    ]);
+  });
+});
+
+describe("countDeliveries: a message given up after a provider's silence", () => {
+  // Regression: a try a provider never answered counted `unconfirmed` both when the message failed
+  // over to another provider and when it was given up with none left, so `failed` and `dropped`
+  // did not add up to the messages lost.
+  it("counts the give-up apart from the failover, and the route's last silent provider as one", async () => {
+    const message = { id: "m1", channel: "sms" } as OutboxMessage;
+    const outbox = {
+      markRetry: async () => {},
+      markFailed: async () => {},
+    } as unknown as OutboxStore;
+    const counted = countDeliveries(
+      outbox,
+      createCircuitBreakers({ clock: new FixedClock(), failureThreshold: 5, coolDownMs: 1_000 }),
+      ["primary", "backup"],
+    );
+    const silent = (provider: string): DeliveryRecord => ({ provider, status: "unconfirmed", atMs: 0 });
+    // the primary took it without answering: over to the backup, which did the same: given up
+    await counted.outbox.markRetry(message, silent("primary"), 0);
+    await counted.outbox.markFailed(message, silent("backup"));
+    // every provider of a route changed since had taken it without answering
+    await counted.outbox.markFailed(message, silent("none"));
+    expect(counted.tally.snapshot().deliveries).toEqual([
+      ["sms", "primary", "unconfirmed", 1],
+      ["sms", "backup", "unconfirmed_given_up", 1],
+      ["sms", "none", "unconfirmed_given_up", 1],
     ]);
   });
 });

@@ -123,9 +123,17 @@ export interface DeliverySnapshot {
 
 /**
  * How a delivery ended its try: sent, retried later, failed (a provider's answer), unconfirmed (no
- * answer from a provider that had the message), dropped (none tried).
+ * answer from a provider that had the message; failing over to one that has not),
+ * unconfirmed_given_up (the same with no provider left that has not had it, or out of time: the
+ * message given up, though it may have gone out), dropped (none tried).
  */
-export type DeliveryOutcome = "sent" | "retried" | "failed" | "unconfirmed" | "dropped";
+export type DeliveryOutcome =
+  | "sent"
+  | "retried"
+  | "failed"
+  | "unconfirmed"
+  | "unconfirmed_given_up"
+  | "dropped";
 
 /** The outbox worker's counts, kept where it runs (the delivery thread, or in process for tests). */
 export interface DeliveryTally {
@@ -140,9 +148,11 @@ export interface DeliveryTally {
  * recorded it (a settle that fails is tried again, and counted then). A message given up without a
  * provider's try (`provider: "none"`: its code ended, expired or its app is gone, or no provider
  * could take it before it expired) is `dropped`; one a provider refused for good, or that ran out
- * of time after providers failed, is `failed`; one a provider had but never answered for is
- * `unconfirmed`. A message put off again while every circuit is open (`postpone`) is `retried`, as
- * `provider="none"`, each time.
+ * of time after providers failed, is `failed`. A try a provider had but never answered for is
+ * `unconfirmed` while the message fails over, and `unconfirmed_given_up` when the message ends
+ * there (no provider left that has not had it, or out of time), so that `failed`, `dropped` and
+ * `unconfirmed_given_up` together count every message given up. A message put off again while
+ * every circuit is open (`postpone`) is `retried`, as `provider="none"`, each time.
  */
 export function countDeliveries(
   outbox: OutboxStore,
@@ -210,9 +220,14 @@ export function countDeliveries(
   };
 }
 
+/**
+ * A message's last try. Its record is `unconfirmed` after a provider's silence, and also with
+ * `provider: "none"` when every provider of a route changed since took it without answering: both
+ * may have gone out, and are told apart from the failover that `unconfirmed` counts.
+ */
 function givenUpOutcome(delivery: DeliveryRecord): DeliveryOutcome {
-  if (delivery.provider === "none") return "dropped";
-  return delivery.status === "unconfirmed" ? "unconfirmed" : "failed";
+  if (delivery.status === "unconfirmed") return "unconfirmed_given_up";
+  return delivery.provider === "none" ? "dropped" : "failed";
 }
 
 /**
@@ -390,7 +405,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   );
   counter(
     "verifyd_deliveries_total",
-    "Delivery tries by channel, provider (none when no provider was tried) and outcome: sent, retried, failed, unconfirmed, dropped",
+    "Delivery tries by channel, provider (none when no provider was tried) and outcome: sent, retried, failed, unconfirmed (failing over), unconfirmed_given_up, dropped",
     () => options.deliveries().deliveries,
     ["channel", "provider", "outcome"],
   );
