@@ -327,6 +327,13 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       sendLog: countingSendLog(backend.sendLog, counts.sends),
       watchPrefix: createPumpingWatch({ counters: backend.counters, clock, logger }),
     });
+    const metrics = createMetrics({
+      counts,
+      deliveries: () => delivery.deliveryMetrics(),
+      queued: () => backend.outbox.queuedCount(),
+      clock,
+      log: logger,
+    });
     const fastify = await buildHttpApp({
       engine,
       logger,
@@ -341,12 +348,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       onStoreAnswered: backend.onAnswered,
       callbacks: { handlers: providers.callbacks, recorder: receipts, clock },
       metrics: {
-        metrics: createMetrics({
-          counts,
-          deliveries: () => delivery.deliveryMetrics(),
-          queued: () => backend.outbox.queuedCount(),
-          log: logger,
-        }),
+        metrics,
         refusals: counts.refusals,
         token: config.metricsToken,
       },
@@ -390,6 +392,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
         await backend.close();
         purges.close();
         checkpoints.close();
+        metrics.close();
         dataDirLock?.release();
       },
     };

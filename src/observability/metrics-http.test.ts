@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { backendAddress, throughProxy } from "../../test/cluster/backends.js";
 import { eventually, killAll, postJson, startServer } from "../../test/e2e/verifyd-process.js";
 import { createTestServer, modesToTest, type TestServer } from "../../test/harness.js";
 import { type SmtpRecorder, startSmtpRecorder } from "../../test/servers/smtp-recorder.js";
+import { startTcpProxy } from "../../test/servers/tcp-proxy.js";
 import { FACES } from "../core/types.js";
 
 // GET /metrics over HTTP, on a real SQLite server: the harness's (delivery on the test's thread,
@@ -228,6 +230,64 @@ describe.each(await modesToTest("GET /metrics counts"))("GET /metrics counts ($m
     }
   });
 });
+
+// Regression: with PostgreSQL cut off, every scrape answered `verifyd_outbox_queued 0` (a gauge
+// reset shows 0), so a backlog alert cleared exactly when the database failed.
+describe.each((await modesToTest("GET /metrics while the store is away")).filter((mode) => mode.cluster))(
+  "GET /metrics while the store is away ($mode mode)",
+  ({ cluster }) => {
+    it("leaves the queued count out, says it could not count, and shows it again once back", async () => {
+      if (!cluster) throw new Error("cluster mode only");
+      const proxy = await startTcpProxy(backendAddress(cluster.databaseUrl, 5432));
+      const env = {
+        VERIFYD_TRUST_PROXY: "127.0.0.1",
+        // the server reaches PostgreSQL through the proxy (the harness's own client does not)
+        VERIFYD_DATABASE_URL: throughProxy(cluster.databaseUrl, proxy.port),
+      };
+      const t = await createTestServer({ env, apps: [NO_CAPTCHA], cluster });
+      try {
+        const scrape = async () => {
+          const reply = await t.fastify.inject({ method: "GET", url: "/metrics" });
+          expect(reply.statusCode).toBe(200);
+          return parseScrape(reply.body);
+        };
+        const outbox = (samples: Sample[]) =>
+          ownSeries(samples, ["verifyd_outbox_queued", "verifyd_outbox_count_failed"]);
+        for (const to of ["q1@example.com", "q2@example.com"]) {
+          const sent = await t.fastify.inject({
+            method: "POST",
+            url: "/v1/verifications",
+            headers: fromNewClient(),
+            payload: { channel: "email", to, purpose: "sign_in" },
+          });
+          expect(sent.statusCode).toBe(201);
+        }
+        expect(ownSeries(await scrape(), ["verifyd_outbox_queued"])).toEqual(["verifyd_outbox_queued{} 2"]);
+        proxy.cut();
+        for (let scrapes = 0; scrapes < 3; scrapes++) {
+          const samples = await scrape();
+          expect(ownSeries(samples, ["verifyd_outbox_queued"])).toEqual([]);
+          expect(outbox(samples)).toEqual(["verifyd_outbox_count_failed{} 1"]);
+          // the counts kept in memory are served as ever
+          expect(ownSeries(samples, ["verifyd_send_decisions_total"])).toHaveLength(1);
+        }
+        proxy.restore();
+        const back = await eventually(
+          async () => {
+            const series = outbox(await scrape());
+            return series.includes("verifyd_outbox_queued{} 2") ? series : undefined;
+          },
+          10_000,
+          "the queued count back",
+        );
+        expect(back).toEqual(["verifyd_outbox_count_failed{} 0", "verifyd_outbox_queued{} 2"]);
+      } finally {
+        await t.close();
+        await proxy.close();
+      }
+    });
+  },
+);
 
 describe("GET /metrics (production mode)", () => {
   const production = { VERIFYD_MODE: "production", VERIFYD_SECRET: "metrics-test-secret-0123456789" };

@@ -8,6 +8,8 @@ import {
   countDeliveries,
   countingSendLog,
   createDeliverySnapshots,
+  createMetrics,
+  createServerCounts,
   LabeledCounts,
   OVERFLOW_LABEL,
 } from "./metrics.js";
@@ -180,6 +182,54 @@ describe("countDeliveries: a message given up after a provider's silence", () =>
       ["sms", "backup", "unconfirmed_given_up", 1],
       ["sms", "none", "unconfirmed_given_up", 1],
     ]);
+  });
+});
+
+describe("createMetrics: the queued messages while the store cannot count them", () => {
+  /** the lines of one family: its help, its type and its samples */
+  const family = (text: string, name: string) =>
+    text
+      .split("\n")
+      .filter((line) =>
+        [`# HELP ${name} `, `# TYPE ${name} `, `${name} `].some((start) => line.startsWith(start)),
+      );
+  // Regression: a count that failed set the gauge to 0 (prom-client's reset() of a gauge without
+  // labels), so a backlog alert cleared exactly when the database failed.
+  it("leaves the count out of the scrape, says the count failed, and shows it again once it works", async () => {
+    let queued: () => Promise<number> = async () => 50;
+    const warnings: string[] = [];
+    const metrics = createMetrics({
+      counts: createServerCounts(),
+      deliveries: () => ({ deliveries: [], circuits: [] }),
+      queued: () => queued(),
+      clock: new FixedClock(),
+      log: {
+        error() {},
+        warn: (_fields, message) => void warnings.push(String(message)),
+        info: (_fields, message) => void warnings.push(String(message)),
+      },
+    });
+    const first = await metrics.scrape();
+    expect(family(first, "verifyd_outbox_queued")).toEqual([
+      "# HELP verifyd_outbox_queued Messages waiting for delivery (claimed ones included) in the outbox",
+      "# TYPE verifyd_outbox_queued gauge",
+      "verifyd_outbox_queued 50",
+    ]);
+    queued = () => Promise.reject(new Error("connection terminated"));
+    for (let scrape = 0; scrape < 3; scrape++) {
+      const text = await metrics.scrape();
+      expect(family(text, "verifyd_outbox_queued")).toEqual([]);
+      expect(text).toContain("\nverifyd_outbox_count_failed 1\n");
+      // the rest of the scrape is there as ever
+      expect(text).toContain('verifyd_build_info{version="');
+    }
+    queued = async () => 50;
+    const back = await metrics.scrape();
+    expect(back).toContain("\nverifyd_outbox_queued 50\n");
+    expect(back).toContain("\nverifyd_outbox_count_failed 0\n");
+    // one warning for the outage, and one when it ended, however many scrapes it failed
+    expect(warnings).toEqual(["metrics: outbox count failed", "metrics: outbox count resumed"]);
+    metrics.close();
   });
 });
 

@@ -2,9 +2,10 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
 import type { CircuitBreakers } from "../core/delivery/circuit-breaker.js";
-import type { Logger, OutboxStore, SendLog, VerificationStore } from "../core/ports.js";
+import type { Clock, Logger, OutboxStore, SendLog, VerificationStore } from "../core/ports.js";
 import { equalInConstantTime } from "../core/secrets.js";
 import type { DeliveryRecord } from "../core/types.js";
+import { createOutageLog } from "./log-throttle.js";
 import type { RefusalTally } from "./refusal-tally.js";
 
 // Prometheus metrics, shaped by the request path's budget (bench/RESULTS.md): a request adds at most
@@ -341,13 +342,16 @@ export interface MetricsOptions {
   deliveries: () => DeliverySnapshot;
   /** messages waiting for delivery, read at each scrape */
   queued: () => Promise<number>;
-  log: Pick<Logger, "warn">;
+  clock: Clock;
+  log: Pick<Logger, "error" | "warn" | "info">;
 }
 
 export interface Metrics {
   contentType: string;
   /** the text of one scrape */
   scrape(): Promise<string>;
+  /** writes what the log of a failing count has not told yet (shutdown) */
+  close(): void;
 }
 
 /** The /metrics text: prom-client's process metrics and verifyd's own, filled in at each scrape. */
@@ -419,35 +423,57 @@ export function createMetrics(options: MetricsOptions): Metrics {
     },
   });
   new Gauge({
-    name: "verifyd_outbox_queued",
-    help: "Messages waiting for delivery (claimed ones included) in the outbox",
-    registers: [registry],
-    async collect() {
-      try {
-        this.set(await options.queued());
-      } catch (error) {
-        // Left out of this scrape rather than shown as a number it is not; the store's own clients
-        // log its outage.
-        this.reset();
-        log.warn({ err: error }, "metrics: could not count the queued messages");
-      }
-    },
-  });
-  new Gauge({
     name: "verifyd_build_info",
     help: "Always 1; the version of verifyd serving",
     labelNames: ["version"],
     registers: [registry],
   }).set({ version: VERSION }, 1);
+  // The queue is counted in the store at each scrape. While the store cannot answer, the count is
+  // left out of the scrape rather than shown as a number it is not (prom-client's reset() of a
+  // gauge without labels showed 0: a backlog alert cleared exactly when the database failed), and
+  // verifyd_outbox_count_failed says so. Written here, not by a registry's gauge, so that two
+  // scrapes at once each show their own count.
+  const countLog = createOutageLog({
+    clock: options.clock,
+    log,
+    what: "metrics: outbox count",
+    level: "warn",
+  });
+  const queuedText = async (): Promise<string> => {
+    let queued: number;
+    try {
+      queued = await options.queued();
+    } catch (error) {
+      countLog.failed(error);
+      return gaugeText(COUNT_FAILED, COUNT_FAILED_HELP, 1);
+    }
+    countLog.succeeded();
+    return gaugeText(QUEUED, QUEUED_HELP, queued) + gaugeText(COUNT_FAILED, COUNT_FAILED_HELP, 0);
+  };
   return {
     contentType: registry.contentType,
     async scrape() {
       // Started at the first scrape: a server nobody scrapes keeps no GC observer or lag timer.
-      const [own, ofProcess] = await Promise.all([registry.metrics(), processRegistry().metrics()]);
-      return `${ofProcess}\n${own}`;
+      const [own, ofProcess, queued] = await Promise.all([
+        registry.metrics(),
+        processRegistry().metrics(),
+        queuedText(),
+      ]);
+      return `${ofProcess}\n${own}\n${queued}`;
     },
+    close: () => countLog.close(),
   };
 }
+
+const QUEUED = "verifyd_outbox_queued";
+const QUEUED_HELP = "Messages waiting for delivery (claimed ones included) in the outbox";
+const COUNT_FAILED = "verifyd_outbox_count_failed";
+const COUNT_FAILED_HELP =
+  "1 when this scrape could not count the queued messages (the store failed), and left their count out; else 0";
+
+/** One gauge without labels in Prometheus's text format (its help has no backslash or newline). */
+const gaugeText = (name: string, help: string, value: number) =>
+  `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name} ${value}\n`;
 
 const VERSION = (
   JSON.parse(readFileSync(new URL("../../package.json", import.meta.url), "utf8")) as { version: string }
