@@ -22,7 +22,12 @@ export interface CloudbaseErrorContext {
 export const SENDING_CODE: CloudbaseErrorContext = { sendingCode: true };
 const NOT_SENDING: CloudbaseErrorContext = { sendingCode: false };
 
-const tryAgainIn = (error: OtpError) => error.details.retryAfterSeconds ?? 60;
+const seconds = (count: number) => `${count} ${count === 1 ? "second" : "seconds"}`;
+/** "N seconds" (or "1 second") to wait: the refusal's own wait, a minute without one. */
+const tryAgainIn = (error: OtpError) => seconds(error.details.retryAfterSeconds ?? 60);
+// A core message that already says when to try again ("try again shortly"): that clause, to be
+// replaced by the real wait rather than followed by it.
+const SAYS_WHEN = /try again\b[^;]*$/;
 
 // The seed's four pairs (captcha_required 4028, invalid_phone_number 4001, user_not_found 4004,
 // rate_limit_exceeded 4029) are kept exactly, with the seed's wording; every other failure uses a
@@ -35,8 +40,8 @@ const RATE_LIMIT_EXCEEDED: CloudbaseError = {
   // The seed's words name the send; a limit elsewhere (fetching captchas) must not claim a send.
   describe: (error, context) =>
     context.sendingCode
-      ? `Verification code send frequency too high, please try again in ${tryAgainIn(error)} seconds`
-      : `Too many requests, please try again in ${tryAgainIn(error)} seconds`,
+      ? `Verification code send frequency too high, please try again in ${tryAgainIn(error)}`
+      : `Too many requests, please try again in ${tryAgainIn(error)}`,
 };
 
 /**
@@ -73,7 +78,7 @@ export const CLOUDBASE_ERRORS: Record<OtpErrorCode, CloudbaseError> = {
     status: 429,
     error: "resource_exhausted",
     errorCode: 4026,
-    describe: (error) => `Too many failed logins; try again in ${tryAgainIn(error)} seconds`,
+    describe: (error) => `Too many failed logins; try again in ${tryAgainIn(error)}`,
   },
   VERIFICATION_NOT_FOUND: { status: 404, error: "not_found", errorCode: 4016 },
   CODE_INVALID: {
@@ -155,7 +160,10 @@ export function cloudbaseErrorOf(
   const retryAfter = error.details.retryAfterSeconds;
   // A refusal always says how long to wait (DESIGN.md); entries with their own wording say it there.
   if (retryAfter !== undefined && !wire.describe) {
-    description = `${description}; try again in ${retryAfter} seconds`;
+    const wait = `try again in ${seconds(retryAfter)}`;
+    description = SAYS_WHEN.test(description)
+      ? description.replace(SAYS_WHEN, wait)
+      : `${description}; ${wait}`;
   }
   return {
     status: wire.status,
