@@ -80,5 +80,19 @@ if (!redisProbe.ok || !postgresProbe.ok) {
       expect(await backend.ready()).toBe(true);
       expect(performance.now() - restoredAtMs).toBeLessThan(3_000);
     });
+
+    // Regression: on pooled connections gone silent (a stalled PostgreSQL), a probe waited out
+    // the driver's timeouts: the first `/readyz` calls after the stall took 6 s to say 503.
+    it("answers not ready within a second or so when a backend's connections go silent", async () => {
+      expect(await backend.ready()).toBe(true);
+      await sleep(1_100); // past the kept answer
+      postgresProxy.freeze();
+
+      const startedAtMs = performance.now();
+      const ready = await backend.ready();
+
+      expect(ready).toBe(false);
+      expect(performance.now() - startedAtMs).toBeLessThan(1_800);
+    });
   });
 }

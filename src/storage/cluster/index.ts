@@ -103,6 +103,19 @@ const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 // store back a second later than it could be is nothing next to a load balancer's own interval
 // and the failures in a row it waits for.
 const READY_PROBE_KEEP_MS = 1_000;
+// A probe's round trip that takes longer counts as a failure: on a connection that went silent
+// (a stalled PostgreSQL) a ping waited out the driver's own timeouts, 2-6 s, and `/readyz` with it,
+// where a load balancer wants a quick answer.
+const READY_PING_TIMEOUT_MS = 1_000;
+
+/** `ping`, failed after `timeoutMs` if it has not answered by then (it may still end later). */
+function answeredWithin(ping: Promise<unknown>, timeoutMs: number): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+  });
+  return Promise.race([ping, late]).finally(() => clearTimeout(timer));
+}
 
 /** `probe`, shared by the callers while one runs, and its answer kept `keepMs` after it came. */
 function shareProbe(probe: () => Promise<boolean>, keepMs: number): () => Promise<boolean> {
@@ -232,11 +245,11 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
         throw unavailable("postgres", error);
       }),
     ready: shareProbe(async () => {
-      const pings = await Promise.allSettled([
-        redis.ping(),
-        pool.query("SELECT 1"),
-        backgroundPool.query("SELECT 1"),
-      ]);
+      const pings = await Promise.allSettled(
+        [redis.ping(), pool.query("SELECT 1"), backgroundPool.query("SELECT 1")].map((ping) =>
+          answeredWithin(ping, READY_PING_TIMEOUT_MS),
+        ),
+      );
       return pings.every((ping) => ping.status === "fulfilled");
     }, READY_PROBE_KEEP_MS),
     async close() {
