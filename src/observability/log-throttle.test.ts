@@ -1,12 +1,6 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { FixedClock } from "../../test/fakes/fixed-clock.js";
-import {
-  createLogThrottle,
-  createOutageLog,
-  type LogThrottle,
-  type OutageLog,
-  type ThrottledLine,
-} from "./log-throttle.js";
+import { createLogThrottle, type LogThrottle, type ThrottledLine } from "./log-throttle.js";
 
 describe("the log throttle", () => {
   const clock = new FixedClock();
@@ -50,64 +44,5 @@ describe("the log throttle", () => {
     expect(told.map((line) => line.detail)).toEqual(["text 0", "text 1", "text 2"]);
     vi.advanceTimersByTime(60_000);
     expect(told[3]).toMatchObject({ count: 7, detail: "text 9", atOccurrence: false });
-  });
-});
-
-describe("the outage log of a background loop", () => {
-  const clock = new FixedClock();
-  let lines: Array<{ level: string; message: string | undefined; fields: Record<string, unknown> }>;
-  let outage: OutageLog;
-
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout"] });
-    lines = [];
-    const record =
-      (level: string) =>
-      (fields: object, message?: string): void => {
-        lines.push({ level, message, fields: fields as Record<string, unknown> });
-      };
-    outage = createOutageLog({
-      clock,
-      log: { error: record("error"), warn: record("warn"), info: record("info") },
-      what: "purge",
-    });
-  });
-  afterEach(() => {
-    outage.close();
-    vi.useRealTimers();
-  });
-
-  // Regression: a loop retrying every 200 ms wrote a line, with a stack, for every round (237 in
-  // the 47 s of a full disk), and nothing when it worked again.
-  it("tells the first failure, one reminder a minute with how many since, and the first round to work", () => {
-    const away = new Error("store away");
-    for (let round = 0; round < 300; round++) outage.failed(away);
-    expect(lines).toEqual([{ level: "error", message: "purge failed", fields: { err: away } }]);
-    clock.advanceSeconds(60);
-    vi.advanceTimersByTime(60_000);
-    expect(lines[1]).toEqual({
-      level: "error",
-      message: "purge still failing",
-      fields: { err: away, suppressed: 299, outageMs: 60_000 },
-    });
-    for (let round = 0; round < 10; round++) outage.failed(away);
-    clock.advanceSeconds(5);
-    outage.succeeded();
-    outage.succeeded();
-    expect(lines.slice(2)).toEqual([
-      { level: "info", message: "purge resumed", fields: { failures: 310, outageMs: 65_000 } },
-    ]);
-    // the reminder the last ten were waiting for is not written: the resumed line told them
-    vi.advanceTimersByTime(120_000);
-    expect(lines).toHaveLength(3);
-    expect(vi.getTimerCount()).toBe(0);
-    // a later outage starts over
-    outage.failed(away);
-    expect(lines[3]).toMatchObject({ message: "purge failed" });
-  });
-
-  it("writes nothing for a loop that keeps working", () => {
-    for (let round = 0; round < 5; round++) outage.succeeded();
-    expect(lines).toEqual([]);
   });
 });

@@ -1,4 +1,4 @@
-import type { Clock, Logger } from "../core/ports.js";
+import type { Clock } from "../core/ports.js";
 
 /** One line of a throttled key: what `tell` is given to write. */
 export interface ThrottledLine<Log, Detail> {
@@ -27,11 +27,6 @@ export interface LogThrottleOptions<Log, Detail> {
 export interface LogThrottle<Log, Detail> {
   /** one occurrence of `key`: its line now when the key's last line is an interval old, else later */
   occurred(log: Log, key: string, detail: Detail): void;
-  /**
-   * The key's run is over (what failed works again): its untold occurrences are dropped with its
-   * timer, for the caller to tell in its own words, and its next occurrence is told at once.
-   */
-  forget(key: string): void;
   /** writes what is untold and stops the timers (server shutdown) */
   close(): void;
 }
@@ -103,12 +98,6 @@ export function createLogThrottle<Log, Detail>(
         arm(tracked, state);
       }
     },
-    forget(key) {
-      const state = keys.get(key);
-      if (state === undefined) return;
-      clearTimeout(state.timer);
-      keys.delete(key);
-    },
     close() {
       for (const state of keys.values()) {
         clearTimeout(state.timer);
@@ -120,74 +109,7 @@ export function createLogThrottle<Log, Detail>(
   };
 }
 
-/** What a background loop tells of each round: a failure, or a round that worked. */
-export interface OutageLog {
-  /** one failed round: told when it starts an outage, then counted into one line an interval */
-  failed(error: unknown): void;
-  /** a round that worked: ends the outage, if there was one, with a line saying so */
-  succeeded(): void;
-  /** writes what is untold and stops the timer (shutdown) */
-  close(): void;
-}
-
-export interface OutageLogOptions {
-  clock: Clock;
-  log: Pick<Logger, "error" | "warn" | "info">;
-  /** what fails, as its lines name it: "purge" writes "purge failed", "purge still failing", "purge resumed" */
-  what: string;
-  /** the level of the failure lines (default error) */
-  level?: "error" | "warn";
-  /** at most one failure line in this time (default OUTAGE_LOG_INTERVAL_MS) */
-  intervalMs?: number;
-}
-
-/** A loop that fails for a minute is reminded of once a minute, as a backend's request errors are. */
-const OUTAGE_LOG_INTERVAL_MS = 60_000;
-const OUTAGE_KEY = "outage";
-
-/**
- * The log of a loop that retries on its own while a store is away (a checkpoint every 200 ms, a
- * purge or a claim every second): its first failure is told at once, with its error; then one
- * `still failing` line an interval with `suppressed`, the failures since the previous line; and
- * one `resumed` line (info) at the first round that works, with `failures`, how many rounds failed
- * in all, and `outageMs`. A loop's own retry pace would otherwise write a line, with a stack, for
- * every round (237 in the 47 s of a full disk).
- */
-export function createOutageLog(options: OutageLogOptions): OutageLog {
-  const { clock, log, what } = options;
-  const level = options.level ?? "error";
-  let outage: { startedAtMs: number; failures: number } | null = null;
-  const outageMs = (startedAtMs: number) => Math.max(0, clock.nowMs() - startedAtMs);
-  const throttle = createLogThrottle<null, unknown>({
-    clock,
-    intervalMs: options.intervalMs ?? OUTAGE_LOG_INTERVAL_MS,
-    maxKeys: 1,
-    laterLog: null,
-    tell({ count, atOccurrence, detail }) {
-      if (outage === null) return;
-      if (atOccurrence && outage.failures === 1) {
-        log[level]({ err: detail }, `${what} failed`);
-        return;
-      }
-      log[level](
-        { err: detail, suppressed: atOccurrence ? count - 1 : count, outageMs: outageMs(outage.startedAtMs) },
-        `${what} still failing`,
-      );
-    },
-  });
-  return {
-    failed(error) {
-      outage ??= { startedAtMs: clock.nowMs(), failures: 0 };
-      outage.failures += 1;
-      throttle.occurred(null, OUTAGE_KEY, error);
-    },
-    succeeded() {
-      if (outage === null) return;
-      const { startedAtMs, failures } = outage;
-      outage = null;
-      throttle.forget(OUTAGE_KEY);
-      log.info({ failures, outageMs: outageMs(startedAtMs) }, `${what} resumed`);
-    },
-    close: () => throttle.close(),
-  };
-}
+// The outage log of the loops that retry on their own lives in core, where the outbox worker,
+// which may import nothing from here, logs its claims and settles with it; the server's loops
+// (purge, checkpoints, the scrape's count) take it from here, beside the throttle of request lines.
+export { createOutageLog, type OutageLog, type OutageLogOptions } from "../core/outage-log.js";

@@ -2,6 +2,7 @@ import type { AppDirectory } from "../apps/apps.js";
 import { smsCost } from "../messages/sms-encoding.js";
 import { composeSmsText } from "../messages/sms-text.js";
 import { fillTemplate, findTemplate } from "../messages/templates.js";
+import { createOutageLog } from "../outage-log.js";
 import type {
   Clock,
   Logger,
@@ -64,8 +65,6 @@ const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
-// While the store is away a claim fails every poll; the log is reminded of it once a minute.
-const CLAIM_OUTAGE_REMINDER_MS = 60_000;
 // How many paused messages the worker remembers (a Set of ids: under a megabyte).
 const PAUSED_REMEMBERED = 10_000;
 const FULL_VALIDITY_WITHIN_MS = 5_000;
@@ -141,13 +140,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    */
   const pausedRecorded = new Set<string>();
   /**
-   * The claims failing since `startedAtMs` (the store away): the first failure is logged with its
-   * error, then one `still failing` line a minute with `suppressed`, the failures since the
-   * previous line, and one `resumed` line when a claim works again. The server's own background
-   * loops log theirs the same way (observability/log-throttle.ts `createOutageLog`, which core
-   * cannot import); each failure logged, with its stack, was a line a second.
+   * While the store is away a claim fails every poll: the first failure is logged with its error,
+   * then one `still failing` line a minute with `suppressed`, the failures since the previous
+   * line, and one `resumed` line when a claim works again (each failure logged, with its stack,
+   * was a line a second).
    */
-  let claimOutage: { startedAtMs: number; failures: number; toldAtMs: number; untold: number } | null = null;
+  const claimLog = createOutageLog({ clock, log: logger, what: "outbox claim" });
 
   /**
    * Why each message's code has ended for good (by message id), for the messages whose code may
@@ -534,45 +532,15 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         });
         active.add(delivery);
       }
-      claimsWork();
+      claimLog.succeeded();
     } catch (error) {
-      claimFailed(error);
+      claimLog.failed(error);
     } finally {
       claiming = false;
     }
     // A full batch means more is waiting: go again at once instead of after the poll interval.
     backlog = claimed >= batchSize;
     schedule(backlog || wakeRequested ? 0 : pollIntervalMs);
-  }
-
-  function claimFailed(error: unknown): void {
-    const nowMs = clock.nowMs();
-    if (claimOutage === null) {
-      claimOutage = { startedAtMs: nowMs, failures: 1, toldAtMs: nowMs, untold: 0 };
-      logger.error({ err: error }, "outbox claim failed");
-      return;
-    }
-    claimOutage.failures += 1;
-    claimOutage.untold += 1;
-    // A clock stepped back counts as the minute gone by, not as an hour of silence.
-    if (nowMs - claimOutage.toldAtMs < CLAIM_OUTAGE_REMINDER_MS && nowMs >= claimOutage.toldAtMs) return;
-    logger.error(
-      {
-        err: error,
-        suppressed: claimOutage.untold - 1,
-        outageMs: Math.max(0, nowMs - claimOutage.startedAtMs),
-      },
-      "outbox claim still failing",
-    );
-    claimOutage.toldAtMs = nowMs;
-    claimOutage.untold = 0;
-  }
-
-  function claimsWork(): void {
-    if (claimOutage === null) return;
-    const { startedAtMs, failures } = claimOutage;
-    claimOutage = null;
-    logger.info({ failures, outageMs: Math.max(0, clock.nowMs() - startedAtMs) }, "outbox claim resumed");
   }
 
   return {
