@@ -215,11 +215,16 @@ export interface OutboxStore {
   claim(limit: number, leaseMs: number, nowMs: number): Promise<OutboxMessage[]>;
   /** Delivered to a provider: erases the sealed code and records the delivery. */
   markSent(message: OutboxMessage, delivery: DeliveryRecord): Promise<void>;
-  /** Failed for now: records the failed try and schedules the next one. */
+  /**
+   * Failed for now: records the failed try and schedules the next one. A settle may come late,
+   * after the lease (the worker writes it again until the store takes it): it reschedules only
+   * the claim it ends, never one taken since (`message.attempts` no longer the stored count); a
+   * late markSent or markFailed still ends a message that is queued.
+   */
   markRetry(message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number): Promise<void>;
   /**
    * Not tried now, for the same reason its delivery record already gives: schedules the next try
-   * and records nothing (markRetry without a record).
+   * and records nothing (markRetry without a record, and like it only for the claim it ends).
    */
   postpone(message: OutboxMessage, nextAttemptAtMs: number): Promise<void>;
   /**

@@ -200,6 +200,49 @@ export function outboxStoreContract(name: string, open: () => Promise<OutboxStor
       expect(fourth?.unconfirmedBy?.sort()).toEqual([gw, gw2].sort());
     });
 
+    // Regression: a settle the store refused was never written again, so the claim lapsed and the
+    // message went out twice through the same provider. The worker now writes it again until the
+    // store takes it, past its lease if need be: such a late retry must not release the claim of
+    // the worker that took the message meanwhile, or a third would claim and send it too.
+    it("lets a late retry or postponement reschedule only the claim it ends, never a later one", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [first] = await outbox.claim(ALL, LEASE_MS, now);
+      if (!first) throw new Error("not claimed");
+      // the first worker's lease lapsed while the store was away: another worker claims it
+      const [second] = await outbox.claim(ALL, LEASE_MS, now + LEASE_MS);
+      expect(second).toMatchObject({ id: queued.id, attempts: 2 });
+      if (!second) throw new Error("not claimed again");
+      const late = { provider: "gw", status: "failed", atMs: now + 1, error: "503" } as const;
+      await outbox.markRetry(first, late, now + LEASE_MS);
+      await outbox.postpone(first, now + LEASE_MS);
+      // the second claim holds: nobody else gets the message while it is being sent
+      expect(await outbox.claim(ALL, LEASE_MS, now + LEASE_MS + 1)).toEqual([]);
+      // the late try is recorded all the same
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([late]);
+      // and the second claim's own retry is what reschedules it
+      await outbox.markRetry(second, { ...late, atMs: now + LEASE_MS + 2 }, now + LEASE_MS + 5);
+      expect(await outbox.claim(ALL, LEASE_MS, now + LEASE_MS + 5)).toMatchObject([
+        { id: queued.id, attempts: 3 },
+      ]);
+    });
+
+    it("lets a late final outcome end the message whoever claimed it since, keeping every try's record", async () => {
+      const queued = message(now);
+      await fixture.enqueue(queued);
+      const [first] = await outbox.claim(ALL, LEASE_MS, now);
+      const [second] = await outbox.claim(ALL, LEASE_MS, now + LEASE_MS);
+      if (!first || !second) throw new Error("not claimed twice");
+      const sent = { provider: "gw", status: "sent", atMs: now + 1, providerMessageId: "g-1" } as const;
+      await outbox.markSent(first, sent);
+      expect(await fixture.sealedCodeOf(queued.id)).toBeNull();
+      // the second try's outcome cannot bring the message back
+      const failed = { provider: "gw", status: "failed", atMs: now + LEASE_MS + 1, error: "503" } as const;
+      await outbox.markRetry(second, failed, now + LEASE_MS + 2);
+      expect(await outbox.claim(ALL, LEASE_MS, now + 10 * LEASE_MS)).toEqual([]);
+      expect(await fixture.deliveries(queued.appId, queued.verificationId)).toEqual([sent, failed]);
+    });
+
     it("counts the messages waiting: queued or claimed, until sent or given up", async () => {
       // What earlier cases left queued (claimed for a day by beforeEach) counts too: compare with it.
       const before = await outbox.queuedCount();

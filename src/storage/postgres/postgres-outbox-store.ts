@@ -39,20 +39,25 @@ const STATEMENTS = {
       o.created_at, o.deliver_before, o.attempts, ${unconfirmedByColumn("o", "string_agg(DISTINCT provider, ',')")}`,
   // Settling (sent, failed or retry later) and recording the delivery attempt (none for a
   // postponed one), for a whole batch of messages: one statement, one commit. Each message is
-  // settled once per claim, so no outbox row appears twice in a batch.
+  // settled once per claim, so no outbox row appears twice in a batch. A settle may come late
+  // (the worker writes it again until the store takes it, past its lease if need be): a final
+  // outcome ends the message whatever claimed it since, that try's record kept all the same; a
+  // retry reschedules only the claim it ends (`attempts` counts the claims), so a later one,
+  // another worker's, sending the message now, keeps its lease and its own outcome.
   settle: `
     WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::bigint[], $9::text[], $10::text[]) WITH ORDINALITY
+        $8::bigint[], $9::text[], $10::text[], $11::int[]) WITH ORDINALITY
         AS t(message_id, outcome, next_attempt_at, app_id, verification_id, provider, status, at, error,
-          provider_message_id, position)
+          provider_message_id, attempts, position)
     ), settled AS (
       UPDATE outbox o SET
         status = CASE WHEN i.outcome = 'retry' THEN o.status ELSE i.outcome END,
         sealed_code = CASE WHEN i.outcome = 'retry' THEN o.sealed_code END,
         next_attempt_at = CASE WHEN i.outcome = 'retry' THEN i.next_attempt_at ELSE o.next_attempt_at END,
         claimed_until = NULL
-      FROM input i WHERE o.id = i.message_id AND o.status = 'queued'
+      FROM input i
+      WHERE o.id = i.message_id AND o.status = 'queued' AND (i.outcome <> 'retry' OR o.attempts = i.attempts)
     )
     INSERT INTO deliveries (${DELIVERY_COLUMNS})
     SELECT app_id, verification_id, message_id, provider, status, at, error, provider_message_id
@@ -122,8 +127,9 @@ export function createPostgresOutboxStore(pool: pg.Pool): OutboxStore {
             delivery?.atMs ?? null,
             delivery?.error ?? null,
             delivery?.providerMessageId ?? null,
+            message.attempts,
           ]),
-          10,
+          11,
         ),
       ),
     { maxConcurrent: SETTLE_CONCURRENCY, maxItems: MAX_SETTLE_BATCH, retryAloneWhen: isRefusedValue },

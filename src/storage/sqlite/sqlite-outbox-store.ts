@@ -21,11 +21,16 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
         ORDER BY next_attempt_at LIMIT @limit)
       RETURNING id, app_id, verification_id, channel, recipient, purpose, locale, sealed_code, created_at,
         deliver_before, attempts, ${unconfirmedByColumn("outbox", "group_concat(DISTINCT provider)")}`),
+    // A settle may come late (the worker writes it again until the store takes it, past its lease
+    // if need be). A final outcome ends the message whatever claimed it since: that try's record
+    // is kept all the same. A retry reschedules only the claim it ends (`attempts` counts the
+    // claims): a later one, another worker's, sending the message now, keeps its lease and its
+    // own outcome, or a third worker would claim and send it too.
     finish: db.prepare(
       "UPDATE outbox SET status = ?, sealed_code = NULL, claimed_until = NULL WHERE id = ? AND status = 'queued'",
     ),
     retry: db.prepare(
-      "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ? AND status = 'queued'",
+      "UPDATE outbox SET next_attempt_at = ?, claimed_until = NULL WHERE id = ? AND status = 'queued' AND attempts = ?",
     ),
     insertDelivery: db.prepare(`
       INSERT INTO deliveries (app_id, verification_id, message_id, provider, status, at, error, provider_message_id)
@@ -61,7 +66,7 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
     record(message, delivery);
   };
   const retry = (message: OutboxMessage, delivery: DeliveryRecord, nextAttemptAtMs: number) => {
-    statements.retry.run(nextAttemptAtMs, message.id);
+    statements.retry.run(nextAttemptAtMs, message.id, message.attempts);
     record(message, delivery);
   };
 
@@ -84,7 +89,7 @@ export function createSqliteOutboxStore(db: SqliteDatabase, group: GroupCommit):
       await group.run(() => retry(message, delivery, nextAttemptAtMs));
     },
     async postpone(message, nextAttemptAtMs) {
-      await group.run(() => statements.retry.run(nextAttemptAtMs, message.id));
+      await group.run(() => statements.retry.run(nextAttemptAtMs, message.id, message.attempts));
     },
     async recordReceipt(provider, providerMessageId, delivery) {
       const result = statements.receipt.run({
