@@ -559,3 +559,191 @@ describe("outbox worker: a store that is away", () => {
     }
   });
 });
+
+describe("outbox worker: a store that will not take a try's outcome", () => {
+  type Line = { level: string; message: string | undefined; fields: Record<string, unknown> };
+
+  /**
+   * A server whose SQLite file turns read-only (SQLITE_READONLY, a store fault, as a full disk or
+   * a stalled PostgreSQL is) when the provider is called, until `storeBack`; a worker of its own
+   * logging into `lines`. `calls` counts the provider's sends per recipient.
+   */
+  async function storeAwayMidSend(options: { stopGraceMs?: number } = {}) {
+    const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
+    const { db } = server.server.backend;
+    const calls = new Map<string, number>();
+    let storeAway = true;
+    const gateway: MessageSender = {
+      id: "gateway",
+      channel: "sms",
+      async send(message) {
+        calls.set(message.to, (calls.get(message.to) ?? 0) + 1);
+        // the store goes away while the provider has the message
+        if (storeAway) db.pragma("query_only = 1");
+        return { providerMessageId: `gw-${message.messageId}` };
+      },
+    };
+    const lines: Line[] = [];
+    const record =
+      (level: string) =>
+      (fields: object, message?: string): void => {
+        lines.push({ level, message, fields: fields as Record<string, unknown> });
+      };
+    const logger: Logger = { debug() {}, info: record("info"), warn: record("warn"), error: record("error") };
+    const workerOf = (log: Logger) =>
+      createOutboxWorker({
+        outbox: server.server.backend.outbox,
+        apps: server.engine.apps,
+        secrets: new CodeSecrets([SECRET_A]),
+        clock: server.clock,
+        logger: log,
+        route: () => [gateway],
+        pollIntervalMs: 5,
+        ...(options.stopGraceMs !== undefined ? { stopGraceMs: options.stopGraceMs } : {}),
+      });
+    const recipients = ["+8613800138001", "+8613800138002", "+8613800138003"];
+    const sent: { app: App; id: string }[] = [];
+    for (const to of recipients) sent.push(await sendThrough(server, "sms", to));
+    const until = async (done: () => boolean) => {
+      for (let wait = 0; !done() && wait < 1_000; wait++)
+        await new Promise((resolve) => setTimeout(resolve, 10));
+      expect(done(), JSON.stringify(lines)).toBe(true);
+    };
+    return {
+      server,
+      calls,
+      lines,
+      sent,
+      until,
+      worker: workerOf(logger),
+      /** another worker, as of another process */
+      other: () => workerOf({ debug() {}, info() {}, warn() {}, error() {} }),
+      storeBack() {
+        storeAway = false;
+        db.pragma("query_only = 0");
+      },
+      told: (prefix: string) => lines.filter((line) => line.message?.startsWith(prefix)),
+    };
+  }
+
+  // Regression: after the provider had sent the message, its markSent failed (PostgreSQL stalled
+  // 8 s), the worker only logged "delivery crashed", and once the claim lapsed another process
+  // sent every message a second time through the same provider, the first try recorded nowhere.
+  it("records the outcome once the store is back, past the lease, and never sends a message twice", async () => {
+    const away = await storeAwayMidSend();
+    const { server, lines, until } = away;
+    try {
+      const round = away.worker.runOnce();
+      await until(() => away.told("outbox settle failed").length === 1);
+      // the store stays away past the claims' lease and past a minute
+      server.clock.advanceSeconds(61);
+      // another worker finds nothing it could take: the store is away for it too
+      await expect(away.other().runOnce()).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });
+      await until(() => away.told("outbox settle still failing").length === 1);
+      away.storeBack();
+      expect(await round).toBe(3);
+      // the lease of that claim is long over: the store says the messages are sent, so no
+      // worker takes them again, however often it looks
+      server.clock.advanceSeconds(120);
+      expect(await away.other().runOnce()).toBe(0);
+      expect([...away.calls.values()]).toEqual([1, 1, 1]);
+      for (const { app, id } of away.sent) {
+        const view = await server.engine.getVerification(app, id);
+        expect(view.deliveries.map((delivery) => [delivery.provider, delivery.status])).toEqual([
+          ["gateway", "sent"],
+        ]);
+      }
+      // one episode, three lines, whatever the messages and failed writes
+      const settleLines = away.told("outbox settle");
+      expect(settleLines.map((line) => `${line.level} ${line.message}`)).toEqual([
+        "error outbox settle failed",
+        "error outbox settle still failing",
+        "info outbox settle resumed",
+      ]);
+      expect(settleLines[0]?.fields).toMatchObject({ err: { code: "STORE_UNAVAILABLE" }, waiting: 1 });
+      expect(settleLines[1]?.fields).toMatchObject({ waiting: 3, outageMs: 61_000 });
+      expect(settleLines[2]?.fields).toMatchObject({ recorded: 3, outageMs: 61_000 });
+      expect(settleLines[2]?.fields.failures).toBeGreaterThanOrEqual(4);
+      expect(lines.filter((line) => line.message === "delivery crashed")).toEqual([]);
+      expect(away.told("message sent")).toHaveLength(3);
+    } finally {
+      away.storeBack();
+      await server.close();
+    }
+  });
+
+  it("does not send again a message it claims anew, its lease lapsed, while its outcome still waits", async () => {
+    const away = await storeAwayMidSend();
+    const { server, until } = away;
+    try {
+      const round = away.worker.runOnce();
+      await until(() => away.told("outbox settle failed").length === 1);
+      // an outage longer than the lease: when the store is back, the worker's next claim (here
+      // before the outcomes' next write) takes the three messages again
+      server.clock.advanceSeconds(31);
+      away.storeBack();
+      expect(await away.worker.runOnce()).toBe(3);
+      expect(await round).toBe(3);
+      server.clock.advanceSeconds(120);
+      expect(await away.other().runOnce()).toBe(0);
+      expect([...away.calls.values()]).toEqual([1, 1, 1]);
+      for (const { app, id } of away.sent) {
+        const view = await server.engine.getVerification(app, id);
+        expect(view.deliveries.map((delivery) => delivery.status)).toEqual(["sent"]);
+      }
+    } finally {
+      away.storeBack();
+      await server.close();
+    }
+  });
+
+  it("waits at stop for outcomes the store takes within the grace", async () => {
+    const away = await storeAwayMidSend();
+    const { server, until } = away;
+    try {
+      away.worker.start();
+      await until(() => away.told("outbox settle failed").length === 1);
+      let stopped = false;
+      const stopping = away.worker.stop().then(() => {
+        stopped = true;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      // still in flight: its outcome is not recorded yet
+      expect(stopped).toBe(false);
+      away.storeBack();
+      await stopping;
+      server.clock.advanceSeconds(120);
+      expect(await away.other().runOnce()).toBe(0);
+      expect([...away.calls.values()]).toEqual([1, 1, 1]);
+      expect(away.told("outbox settle resumed")).toHaveLength(1);
+      expect(away.told("stopped with outcomes")).toEqual([]);
+    } finally {
+      away.storeBack();
+      await server.close();
+    }
+  });
+
+  it("gives the outcomes up at stop once the grace is over, in one line naming how many", async () => {
+    const away = await storeAwayMidSend({ stopGraceMs: 200 });
+    const { server, until } = away;
+    try {
+      away.worker.start();
+      await until(() => away.told("outbox settle failed").length === 1);
+      const started = Date.now();
+      await away.worker.stop();
+      expect(Date.now() - started).toBeLessThan(2_000);
+      const lost = away.told("stopped with outcomes");
+      expect(lost).toEqual([
+        {
+          level: "error",
+          message: "stopped with outcomes the store never took: their messages may be sent again",
+          fields: { lost: 3, messageIds: expect.any(Array) },
+        },
+      ]);
+      expect(away.told("outbox settle resumed")).toEqual([]);
+    } finally {
+      away.storeBack();
+      await server.close();
+    }
+  });
+});

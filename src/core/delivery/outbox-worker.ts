@@ -45,6 +45,11 @@ export interface OutboxWorkerOptions {
    * queued rather than send a dead code.
    */
   codes?: Pick<VerificationStore, "get">;
+  /**
+   * How long `stop` waits for outcomes the store will not take before giving them up (default
+   * 10 s): they are then recorded nowhere, and their messages may be sent again.
+   */
+  stopGraceMs?: number;
 }
 
 // A claimed message is invisible to other workers this long; a worker that dies mid-send loses
@@ -65,6 +70,15 @@ const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
+// A try's outcome the store would not take is written again after this, doubling up to the
+// most: soon enough to be recorded within seconds of the store's return, well inside the lease
+// of the claim it ends (a store back within the lease sends nothing twice), without a write a
+// moment per message while it is away.
+const SETTLE_RETRY_FIRST_MS = 250;
+const SETTLE_RETRY_MAX_MS = 5_000;
+// A worker stopping while the store is away waits this long for the outcomes it holds, then
+// gives them up: a shutdown must end, and a lapsed claim sends at most once more.
+const DEFAULT_STOP_GRACE_MS = 10_000;
 // How many paused messages the worker remembers (a Set of ids: under a megabyte).
 const PAUSED_REMEMBERED = 10_000;
 const FULL_VALIDITY_WITHIN_MS = 5_000;
@@ -81,7 +95,10 @@ export interface OutboxWorker {
   wake(): void;
   /** Starts the background pipeline: claims whenever a batch fits among the deliveries in flight. */
   start(): void;
-  /** Stops claiming and waits for the deliveries in flight, so shutdown never cuts one in half. */
+  /**
+   * Stops claiming and waits for the deliveries in flight, so shutdown never cuts one in half; the
+   * outcomes the store still will not take after `stopGraceMs` are given up (one error line).
+   */
   stop(): Promise<void>;
 }
 
@@ -146,6 +163,29 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    * was a line a second).
    */
   const claimLog = createOutageLog({ clock, log: logger, what: "outbox claim" });
+  let claimsFailing = false;
+  /**
+   * Outcomes the store would not take, told the same way for the whole episode (not per message):
+   * `outbox settle failed` with `waiting`, the outcomes not yet recorded; a reminder a minute;
+   * `outbox settle resumed` once none waits, with `recorded`, how many were recorded late.
+   */
+  const newSettleLog = () => createOutageLog({ clock, log: logger, what: "outbox settle" });
+  let settleLog = newSettleLog();
+  /** the ids of the messages being delivered here, from their claim until their outcome is recorded */
+  const delivering = new Set<string>();
+  /** the ids of the messages whose outcome waits for the store */
+  const unsettled = new Set<string>();
+  let recordedLate = 0;
+  const stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
+  /** set when stop's grace has run out: a settle that fails now is given up */
+  let givingUp = false;
+  /**
+   * Ends the wait of each settle waiting to write again: `true` to write now (the store took
+   * another write, so it is back), `false` to give up (stop's grace ran out).
+   */
+  const settleWaits = new Set<(writeNow: boolean) => void>();
+  /** the ids of the messages whose outcome was given up, told in one line when stop ends */
+  let givenUp: string[] = [];
 
   /**
    * Why each message's code has ended for good (by message id), for the messages whose code may
@@ -192,13 +232,17 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         : code === null
           ? "sealed with an unknown secret, or moved to another row"
           : "expired before delivery";
-      await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error });
+      await settle(message, () =>
+        outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error }),
+      );
       logger.warn({ ...logIds(message), error }, "message dropped");
       return;
     }
     if (ended) {
       // Nobody can use its code any more: sending it would only cost money and confuse.
-      await outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended });
+      await settle(message, () =>
+        outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended }),
+      );
       logger.info({ ...logIds(message), error: ended }, "message dropped");
       return;
     }
@@ -207,12 +251,14 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     const senders = untriedBy(routed, message.unconfirmedBy);
     if (senders.length === 0 && routed.length > 0) {
       // Every provider of its route had it unconfirmed (the route changed since its last try).
-      await outbox.markFailed(message, {
-        provider: "none",
-        status: "unconfirmed",
-        atMs: now,
-        error: "every provider on its route took it without answering",
-      });
+      await settle(message, () =>
+        outbox.markFailed(message, {
+          provider: "none",
+          status: "unconfirmed",
+          atMs: now,
+          error: "every provider on its route took it without answering",
+        }),
+      );
       return;
     }
     if (senders.length === 0) {
@@ -225,7 +271,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
     if (now + tryTimeoutMs > leaseUntilMs) {
       // The claim could lapse mid-send and another worker deliver it too; hand it back instead.
-      await outbox.markRetry(message, failedTry("none", "claim too old to send safely; handed back"), now);
+      const handedBack = failedTry("none", "claim too old to send safely; handed back");
+      await settle(message, () => outbox.markRetry(message, handedBack, now));
       wakeRequested = true;
       return;
     }
@@ -266,11 +313,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         // It waited in the sender's queue until the claim was too old to send safely, and was
         // never handed to the provider: nothing to blame it for, nothing sent. Hand it back.
         breakers.released(sender.id);
-        await outbox.markRetry(
-          message,
-          failedTry("none", "waited for a free connection until the claim was too old; handed back"),
-          clock.nowMs(),
+        const handedBack = failedTry(
+          "none",
+          "waited for a free connection until the claim was too old; handed back",
         );
+        const nowMs = clock.nowMs();
+        await settle(message, () => outbox.markRetry(message, handedBack, nowMs));
         wakeRequested = true;
         return;
       }
@@ -303,7 +351,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       const failure = failedTry(sender.id, text);
       // A permanent refusal (invalid number) would be refused by every provider alike.
       if (permanent) {
-        await outbox.markFailed(message, failure);
+        await settle(message, () => outbox.markFailed(message, failure));
         return;
       }
       if (unconfirmed) {
@@ -320,7 +368,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
           providerMessageId: storableMessageId(message.id),
         };
         const left = senders.filter((other) => other !== sender);
-        if (left.length === 0) await outbox.markFailed(message, record);
+        if (left.length === 0) await settle(message, () => outbox.markFailed(message, record));
         else await retryOrFail(message, record, 0);
         return;
       }
@@ -336,12 +384,13 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
     // Providers without an id of their own (a webhook answering 204) are matched by ours in receipts.
     const providerMessageId = storableMessageId(receipt.providerMessageId ?? message.id);
-    await outbox.markSent(message, {
+    const sent: DeliveryRecord = {
       provider: sender.id,
       status: "sent",
       atMs: clock.nowMs(),
       providerMessageId,
-    });
+    };
+    await settle(message, () => outbox.markSent(message, sent));
     logger.info(
       {
         ...logIds(message),
@@ -404,18 +453,83 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   ): Promise<boolean> {
     const nextAttemptAtMs = clock.nowMs() + delayMs;
     if (nextAttemptAtMs >= message.deliverBeforeMs) {
-      await outbox.markFailed(message, failure);
+      await settle(message, () => outbox.markFailed(message, failure));
       logger.warn(
         { ...logIds(message), err: failure.error },
         "message undeliverable before its code expires",
       );
       return false;
     }
-    if (recordedAlready) await outbox.postpone(message, nextAttemptAtMs);
-    else await outbox.markRetry(message, failure, nextAttemptAtMs);
+    await settle(message, () =>
+      recordedAlready
+        ? outbox.postpone(message, nextAttemptAtMs)
+        : outbox.markRetry(message, failure, nextAttemptAtMs),
+    );
     // A failover is due at once: run another round instead of waiting for the poll.
     if (delayMs === 0) wakeRequested = true;
     return true;
+  }
+
+  /**
+   * Records a try's outcome (`write`, one of the store's settles), writing it again until the
+   * store takes it. An outcome lost is worse than one late: the claim would lapse, and another
+   * worker send the message again through the very provider that had just sent it (a PostgreSQL
+   * stall of 8 s sent every message in flight twice). So a message whose outcome waits stays in
+   * flight, past its lease if need be: the stores' settles are safe late (a final outcome only
+   * ends a message still queued, a retry only reschedules the claim it ends, never a later one),
+   * and this worker does not send it again if it claims it anew (`delivering`). Another worker
+   * can, only after an outage longer than the lease. Only a stopping worker gives up, once its
+   * grace has run out; true when it was recorded.
+   */
+  async function settle(message: OutboxMessage, write: () => Promise<void>): Promise<boolean> {
+    let delayMs = SETTLE_RETRY_FIRST_MS;
+    for (;;) {
+      try {
+        await write();
+        if (unsettled.delete(message.id)) {
+          // The store is back: the others waiting write now rather than at their own next turn,
+          // each second of which another worker could take a message whose lease lapsed meanwhile.
+          wakeSettles(true);
+          recordedLate += 1;
+          if (unsettled.size === 0) {
+            settleLog.succeeded({ recorded: recordedLate });
+            recordedLate = 0;
+          }
+        }
+        return true;
+      } catch (error) {
+        unsettled.add(message.id);
+        settleLog.failed(error, { waiting: unsettled.size });
+      }
+      if (!(await settleWait(delayMs))) {
+        unsettled.delete(message.id);
+        givenUp.push(message.id);
+        return false;
+      }
+      delayMs = Math.min(delayMs * 2, SETTLE_RETRY_MAX_MS);
+    }
+  }
+
+  /**
+   * Waits `delayMs`, or less when the store is seen back, before a settle's next write; false when
+   * stop's grace ran out meanwhile.
+   */
+  function settleWait(delayMs: number): Promise<boolean> {
+    if (givingUp) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => end(true), delayMs);
+      const end = (writeNow: boolean) => {
+        clearTimeout(timer);
+        settleWaits.delete(end);
+        resolve(writeNow);
+      };
+      settleWaits.add(end);
+    });
+  }
+
+  function wakeSettles(writeNow: boolean): void {
+    if (settleWaits.size === 0) return;
+    for (const end of [...settleWaits]) end(writeNow);
   }
 
   function rememberPaused(message: OutboxMessage): void {
@@ -475,10 +589,20 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   }
 
   function deliverSafely(message: OutboxMessage, leaseUntilMs: number, ended?: string): Promise<void> {
-    return deliver(message, leaseUntilMs, ended).catch((error: unknown) => {
-      // The claim lapses and the message is tried again; nothing is lost.
-      logger.error({ ...logIds(message), err: error }, "delivery crashed");
-    });
+    if (delivering.has(message.id)) {
+      // Claimed again, its lease lapsed, while its outcome here still waits for the store (an
+      // outage longer than the lease): sending it would send it twice. The outcome waiting ends
+      // it, or (a retry, which leaves a later claim alone) the new claim lapses and it is due.
+      logger.debug(logIds(message), "claimed again while its outcome waits for the store: not sent");
+      return Promise.resolve();
+    }
+    delivering.add(message.id);
+    return deliver(message, leaseUntilMs, ended)
+      .catch((error: unknown) => {
+        // The claim lapses and the message is tried again; nothing is lost.
+        logger.error({ ...logIds(message), err: error }, "delivery crashed");
+      })
+      .finally(() => delivering.delete(message.id));
   }
 
   /** One claim, delivered to the end (runOnce: tests and tools drive the worker by hand). */
@@ -487,7 +611,15 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     const messages = await outbox.claim(batchSize, leaseMs, claimedAtMs);
     const leaseUntilMs = claimedAtMs + leaseMs;
     const ended = await endedCodes(messages, claimedAtMs);
-    await Promise.all(messages.map((message) => deliverSafely(message, leaseUntilMs, ended.get(message.id))));
+    // In flight like the pipeline's: stop waits for them, and gives up their outcomes as it does.
+    const deliveries = messages.map((message) => {
+      const delivery: Promise<void> = deliverSafely(message, leaseUntilMs, ended.get(message.id)).finally(
+        () => active.delete(delivery),
+      );
+      active.add(delivery);
+      return delivery;
+    });
+    await Promise.all(deliveries);
     return messages.length;
   }
 
@@ -533,8 +665,12 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         active.add(delivery);
       }
       claimLog.succeeded();
+      // (as a settle written again does: the store is back)
+      if (claimsFailing) wakeSettles(true);
+      claimsFailing = false;
     } catch (error) {
       claimLog.failed(error);
+      claimsFailing = true;
     } finally {
       claiming = false;
     }
@@ -559,10 +695,31 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
       running = false;
       if (timer) clearTimeout(timer);
       timer = null;
-      // Deliveries in flight finish and record their outcome; none is cut in half.
-      while (claiming || active.size > 0) {
-        await Promise.all(active);
-        if (claiming) await new Promise((resolve) => setImmediate(resolve));
+      // A store that stays away must not hold the shutdown for ever: past the grace, the
+      // outcomes still waiting for it are given up.
+      const grace = setTimeout(() => {
+        givingUp = true;
+        wakeSettles(false);
+      }, stopGraceMs);
+      try {
+        // Deliveries in flight finish and record their outcome; none is cut in half.
+        while (claiming || active.size > 0) {
+          await Promise.all(active);
+          if (claiming) await new Promise((resolve) => setImmediate(resolve));
+        }
+      } finally {
+        clearTimeout(grace);
+        givingUp = false;
+      }
+      if (givenUp.length > 0) {
+        logger.error(
+          { lost: givenUp.length, messageIds: givenUp },
+          "stopped with outcomes the store never took: their messages may be sent again",
+        );
+        // that line ends the episode: a later start tells the next one from its first failure
+        givenUp = [];
+        recordedLate = 0;
+        settleLog = newSettleLog();
       }
     },
   };
