@@ -286,6 +286,42 @@ describe.each((await modesToTest("GET /metrics while the store is away")).filter
         await proxy.close();
       }
     });
+
+    // Regression: on a stalled PostgreSQL (its connections silent) the queued count waited out the
+    // driver's timeouts, and each scrape took 6 s: past a Prometheus scrape_timeout every series was lost.
+    it("answers within a second or so when the store's connections go silent, the count left out", async () => {
+      if (!cluster) throw new Error("cluster mode only");
+      const proxy = await startTcpProxy(backendAddress(cluster.databaseUrl, 5432));
+      const env = {
+        VERIFYD_TRUST_PROXY: "127.0.0.1",
+        VERIFYD_DATABASE_URL: throughProxy(cluster.databaseUrl, proxy.port),
+      };
+      const t = await createTestServer({ env, apps: [NO_CAPTCHA], cluster });
+      try {
+        const scrape = async () => {
+          const reply = await t.fastify.inject({ method: "GET", url: "/metrics" });
+          expect(reply.statusCode).toBe(200);
+          return parseScrape(reply.body);
+        };
+        // a scrape first, so the pool holds the connection the next count takes
+        expect(ownSeries(await scrape(), ["verifyd_outbox_count_failed"])).toEqual([
+          "verifyd_outbox_count_failed{} 0",
+        ]);
+        proxy.freeze();
+
+        const startedAtMs = performance.now();
+        const samples = await scrape();
+
+        expect(performance.now() - startedAtMs).toBeLessThan(1_800);
+        expect(ownSeries(samples, ["verifyd_outbox_queued", "verifyd_outbox_count_failed"])).toEqual([
+          "verifyd_outbox_count_failed{} 1",
+        ]);
+        expect(samples.some((sample) => sample.name === "verifyd_build_info")).toBe(true);
+      } finally {
+        await t.close();
+        await proxy.close();
+      }
+    });
   },
 );
 

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { Counter, collectDefaultMetrics, Gauge, Registry } from "prom-client";
+import { answeredWithin } from "../core/answered-within.js";
 import type { CircuitBreakers } from "../core/delivery/circuit-breaker.js";
 import type { Clock, Logger, OutboxStore, SendLog, VerificationStore } from "../core/ports.js";
 import { equalInConstantTime } from "../core/secrets.js";
@@ -432,7 +433,8 @@ export function createMetrics(options: MetricsOptions): Metrics {
   // left out of the scrape rather than shown as a number it is not (prom-client's reset() of a
   // gauge without labels showed 0: a backlog alert cleared exactly when the database failed), and
   // verifyd_outbox_count_failed says so. Written here, not by a registry's gauge, so that two
-  // scrapes at once each show their own count.
+  // scrapes at once each show their own count. A count that has not come within
+  // QUEUED_COUNT_TIMEOUT_MS counts as failed too.
   const countLog = createOutageLog({
     clock: options.clock,
     log,
@@ -442,7 +444,7 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const queuedText = async (): Promise<string> => {
     let queued: number;
     try {
-      queued = await options.queued();
+      queued = await answeredWithin(options.queued(), QUEUED_COUNT_TIMEOUT_MS);
     } catch (error) {
       countLog.failed(error);
       return gaugeText(COUNT_FAILED, COUNT_FAILED_HELP, 1);
@@ -465,6 +467,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
   };
 }
 
+// On a stalled PostgreSQL (connections gone silent) the count waited out the driver's own
+// timeouts, about 6 s, and the whole scrape with it: past a Prometheus scrape_timeout every series
+// was lost, not only this one. A second leaves most of the usual 10 s (or a shortened 2-5 s) free.
+const QUEUED_COUNT_TIMEOUT_MS = 1_000;
 const QUEUED = "verifyd_outbox_queued";
 const QUEUED_HELP = "Messages waiting for delivery (claimed ones included) in the outbox";
 const COUNT_FAILED = "verifyd_outbox_count_failed";

@@ -1,4 +1,5 @@
 import type { Redis } from "ioredis";
+import { answeredWithin } from "../../core/answered-within.js";
 import type { Logger } from "../../core/ports.js";
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
 import { createPostgresAccountDirectory, settleEmailKeys } from "../postgres/postgres-account-directory.js";
@@ -107,15 +108,6 @@ const READY_PROBE_KEEP_MS = 1_000;
 // (a stalled PostgreSQL) a ping waited out the driver's own timeouts, 2-6 s, and `/readyz` with it,
 // where a load balancer wants a quick answer.
 const READY_PING_TIMEOUT_MS = 1_000;
-
-/** `ping`, failed after `timeoutMs` if it has not answered by then (it may still end later). */
-function answeredWithin(ping: Promise<unknown>, timeoutMs: number): Promise<unknown> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
-  });
-  return Promise.race([ping, late]).finally(() => clearTimeout(timer));
-}
 
 /** `probe`, shared by the callers while one runs, and its answer kept `keepMs` after it came. */
 function shareProbe(probe: () => Promise<boolean>, keepMs: number): () => Promise<boolean> {
@@ -247,7 +239,7 @@ export async function createClusterBackend(options: ClusterBackendOptions): Prom
     ready: shareProbe(async () => {
       const pings = await Promise.allSettled(
         [redis.ping(), pool.query("SELECT 1"), backgroundPool.query("SELECT 1")].map((ping) =>
-          answeredWithin(ping, READY_PING_TIMEOUT_MS),
+          answeredWithin<unknown>(ping, READY_PING_TIMEOUT_MS),
         ),
       );
       return pings.every((ping) => ping.status === "fulfilled");
