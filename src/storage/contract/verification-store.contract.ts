@@ -625,6 +625,35 @@ export function verificationStoreContract(name: string, open: () => Promise<Veri
         expect((await fixture.counters.peek(record.appId, failureKey, now)).count).toBe(0);
       });
 
+      // Regression: SQLite kept a failure counter refunded to 0 with its window running, Redis
+      // deleted it (66b34f6): after a right check given back, three wrong guesses 30 s later under a
+      // 3-per-120-s budget were refused for 90 s on SQLite and 120 s on Redis. A refund to 0 now
+      // takes the window with it everywhere, so the next failure starts a window of its own.
+      it("takes the failure window away with the last failure given back", async () => {
+        const now = baseTime();
+        const record = codeRecord(uniqueId("app"), now, { maxAttempts: 10 });
+        const failureKey = failedChecksKey("email", record.to);
+        const budget = { limit: 3, windowSeconds: 120 };
+        const ref = { appId: record.appId, id: record.id };
+        await store.issue(issueRequest(record), now);
+        await store.consumeAttempt(ref, budget, now);
+        await store.refundAttempt(record.appId, record.id, failureKey, now);
+
+        const later = now + 30_000;
+        for (let i = 0; i < 3; i++) {
+          expect(await store.consumeAttempt(ref, budget, later)).toMatchObject({ kind: "counted" });
+        }
+        expect(await fixture.counters.peek(record.appId, failureKey, later)).toEqual({
+          count: 3,
+          resetAtMs: later + 120_000,
+        });
+        expect(await store.consumeAttempt(ref, budget, later)).toMatchObject({
+          kind: "refused",
+          reason: "failure_budget",
+          retryAfterSeconds: 120,
+        });
+      });
+
       it("takes back an attempt of a code no longer under the slot's key, and ignores an unknown id", async () => {
         const now = baseTime();
         const appId = uniqueId("app");

@@ -102,8 +102,14 @@ export function createSqliteVerificationStore(
       "INSERT OR REPLACE INTO idempotency (app_id, key, verification_id, fingerprint, resend_after, expires_at) VALUES (?, ?, ?, ?, ?, ?)",
     ),
     counterGet: db.prepare("SELECT count, reset_at FROM counters WHERE app_id = ? AND key = ?"),
+    // A failure given back; the last one takes its window with it (the row goes), as Redis's
+    // refund_counter does: that window began at a failure that, given back, never counted, so the
+    // next failure starts a window of its own rather than joining one whose end the undone one set.
     counterRefund: db.prepare(
-      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 0 AND reset_at > ?",
+      "UPDATE counters SET count = count - 1 WHERE app_id = ? AND key = ? AND count > 1 AND reset_at > ?",
+    ),
+    counterRefundLast: db.prepare(
+      "DELETE FROM counters WHERE app_id = ? AND key = ? AND count <= 1 AND reset_at > ?",
     ),
     supersede: db.prepare(
       "UPDATE codes SET status = 'superseded' WHERE app_id = ? AND slot = ? AND status = 'pending'",
@@ -145,6 +151,12 @@ export function createSqliteVerificationStore(
     deliveries: db.prepare(
       "SELECT provider, status, at, error, provider_message_id FROM deliveries WHERE app_id = ? AND verification_id = ? ORDER BY at, id",
     ),
+  };
+
+  const refundCounter = (appId: string, key: string, now: number) => {
+    if (statements.counterRefund.run(appId, key, now).changes === 0) {
+      statements.counterRefundLast.run(appId, key, now);
+    }
   };
 
   const currentCount = (appId: string, key: string, now: number): CounterRow | null => {
@@ -432,7 +444,7 @@ export function createSqliteVerificationStore(
   ): boolean => {
     if (statements.approve.run(appId, id).changes !== 1) return false;
     insertToken(token);
-    statements.counterRefund.run(appId, failureKey, now);
+    refundCounter(appId, failureKey, now);
     return true;
   };
 
@@ -505,7 +517,7 @@ export function createSqliteVerificationStore(
     async refundAttempt(appId, id, failureKey, nowMs) {
       await group.run(() => {
         statements.refundAttempt.run(appId, id);
-        statements.counterRefund.run(appId, failureKey, nowMs);
+        refundCounter(appId, failureKey, nowMs);
       });
     },
     get: createSqliteCodeReader(db).get,
