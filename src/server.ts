@@ -290,11 +290,7 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       }
     }
 
-    const renderThread = options.captchaThread
-      ? startCaptchaRenderThread({
-          onTrouble: (reason, error) => logger.error({ err: error }, reason),
-        })
-      : null;
+    const renderThread = options.captchaThread ? startCaptchaRenderThread({ log: logger, clock }) : null;
     made = { ...made, renderThread };
     const captcha = createCaptchaService({
       store: backend.captcha,

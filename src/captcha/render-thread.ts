@@ -1,6 +1,12 @@
 import { isMainThread, type MessagePort, parentPort, Worker, workerData } from "node:worker_threads";
-import { OtpError } from "../core/errors.js";
-import type { CaptchaGenerator, ImageChallengeData, SliderChallengeData } from "../core/ports.js";
+import { createOutageLog } from "../core/outage-log.js";
+import type {
+  CaptchaGenerator,
+  Clock,
+  ImageChallengeData,
+  Logger,
+  SliderChallengeData,
+} from "../core/ports.js";
 import { createCaptchaGenerator } from "./captcha-generator.js";
 import { createImageChallenge } from "./image/image-challenge.js";
 import { createSliderChallenge } from "./slider/slider-challenge.js";
@@ -14,14 +20,16 @@ import { createSliderChallenge } from "./slider/slider-challenge.js";
 
 const THREAD_ROLE = "verifyd-captcha-render";
 /**
- * Renders waiting for the thread, past which a draw is refused at once (rate-limited, retry in a
- * second) rather than queued: at 1-5 ms each, the last of them waits at most about a third of a
- * second. The thread's backlog is then what bounds the captcha's latency, not the draws' rate.
+ * Renders waiting for the thread, past which a draw is refused before it is counted (the core
+ * asks `refusal()`) rather than queued: at 1-5 ms each, the last of them waits about a second at
+ * most. Room for five apps' full bursts at once (each may draw 50 at a time), so that two apps'
+ * bursts do not refuse a third app's draws.
  */
-export const MAX_WAITING_RENDERS = 64;
+export const MAX_WAITING_RENDERS = 256;
 /** A render the thread has not answered in this time fails, and the thread is started again. */
 const RENDER_DEADLINE_MS = 5_000;
-const RETRY_AFTER_SECONDS = 1;
+/** After a thread failed, draws are refused this long before a new one is started. */
+const RESTART_DELAY_MS = 1_000;
 
 type Kind = "image" | "slider";
 interface RenderRequest {
@@ -49,8 +57,9 @@ export interface CaptchaRenderThread {
 }
 
 export interface CaptchaRenderThreadOptions {
-  /** called when the thread fails or misses a deadline (it is started again at the next render) */
-  onTrouble(reason: string, error?: unknown): void;
+  /** where a thread's failures are told: the first, then a reminder a minute, then its recovery */
+  log: Pick<Logger, "error" | "warn" | "info">;
+  clock: Clock;
   /** the module to run as the thread (tests name the built one; default: this module) */
   entry?: URL;
   /** how long a render may take before its thread counts as stuck (default RENDER_DEADLINE_MS) */
@@ -62,8 +71,19 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
   const deadlineMs = options.deadlineMs ?? RENDER_DEADLINE_MS;
   const inProcess = createCaptchaGenerator();
   const waiting = new Map<number, Waiting>();
+  // A thread failing at every start would otherwise be started again at every draw, each start
+  // a new isolate on another core, and each failure a line with its stack.
+  const trouble = createOutageLog({ clock: options.clock, log: options.log, what: "captcha rendering" });
   let thread: Worker | null = null;
+  let restartAtMs = 0;
   let nextId = 1;
+
+  /** A failed or stuck thread: its renders fail, and draws are refused a while before the next. */
+  const failed = (failedThread: Worker, error: Error) => {
+    trouble.failed(error);
+    restartAtMs = performance.now() + RESTART_DELAY_MS;
+    void retire(failedThread, error.message);
+  };
 
   /** Ends a thread that failed, is stuck or is no longer wanted, failing its renders waiting. */
   const retire = (retired: Worker, reason: string): Promise<number> => {
@@ -72,7 +92,7 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
       if (entry.thread !== retired) continue;
       clearTimeout(entry.deadline);
       waiting.delete(id);
-      entry.reject(unavailable(reason));
+      entry.reject(new Error(reason));
     }
     return retired.terminate();
   };
@@ -86,34 +106,37 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
       if (!entry) return;
       waiting.delete(reply.id);
       clearTimeout(entry.deadline);
+      if (!("error" in reply)) trouble.succeeded();
       entry.resolve(reply);
     });
     started.on("error", (error) => {
-      options.onTrouble("the captcha render thread failed", error);
-      void retire(started, "the captcha render thread failed");
+      if (thread === started) failed(started, error);
     });
-    started.on("exit", () => void retire(started, "the captcha render thread stopped"));
+    started.on("exit", (exitCode) => {
+      // (a thread retired here has exited because it was told to)
+      if (thread === started) failed(started, new Error(`the captcha render thread stopped (${exitCode})`));
+    });
     thread = started;
     return started;
   };
 
+  const refusal = (): "busy" | "down" | null => {
+    if (waiting.size >= MAX_WAITING_RENDERS) return "busy";
+    return thread === null && performance.now() < restartAtMs ? "down" : null;
+  };
+
   function render(kind: Kind): Promise<RenderReply> {
-    if (waiting.size >= MAX_WAITING_RENDERS) {
-      return Promise.reject(
-        new OtpError("RATE_LIMITED", {
-          message: "Too many captchas are being drawn; try again shortly",
-          details: { retryAfterSeconds: RETRY_AFTER_SECONDS, rule: "captcha_renders_waiting" },
-        }),
-      );
-    }
+    // (the core asks first; a draw that comes anyway is failed, not queued past the bound)
+    const refused = refusal();
+    if (refused !== null) return Promise.reject(new Error(`the captcha renderer is ${refused}`));
     const worker = threadStarted();
     const id = nextId++;
     return new Promise<RenderReply>((resolve, reject) => {
-      const deadline = setTimeout(() => {
-        // A thread this late is stuck (a bug); the next render starts a fresh one.
-        options.onTrouble(`a captcha render took over ${deadlineMs} ms; starting its thread again`);
-        void retire(worker, "a captcha render took too long");
-      }, deadlineMs);
+      // A thread this late is stuck (a bug): it is ended, and a fresh one started after the pause.
+      const deadline = setTimeout(
+        () => failed(worker, new Error(`a captcha render took over ${deadlineMs} ms`)),
+        deadlineMs,
+      );
       waiting.set(id, { thread: worker, resolve, reject, deadline });
       worker.postMessage({ id, kind } satisfies RenderRequest);
     });
@@ -122,29 +145,23 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
   return {
     generator: {
       ...inProcess,
+      refusal,
       async image() {
         const reply = await render("image");
         if ("image" in reply) return reply.image;
-        throw unavailable("error" in reply ? reply.error : "the thread drew no image");
+        throw new Error("error" in reply ? reply.error : "the thread drew no image");
       },
       async slider() {
         const reply = await render("slider");
         if ("slider" in reply) return reply.slider;
-        throw unavailable("error" in reply ? reply.error : "the thread drew no slider");
+        throw new Error("error" in reply ? reply.error : "the thread drew no slider");
       },
     },
     async close() {
+      trouble.close();
       if (thread) await retire(thread, "the server is stopping");
     },
   };
-}
-
-function unavailable(internal: string): OtpError {
-  return new OtpError("CAPTCHA_UNAVAILABLE", {
-    message: "The captcha cannot be drawn now; try again shortly",
-    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
-    internal,
-  });
 }
 
 /** The thread's loop: one render a message, answered in order. */

@@ -517,7 +517,13 @@ export interface SliderChallengeData {
 
 /** Renders challenges and reads slider answers (src/captcha implements it). */
 export interface CaptchaGenerator {
-  /** a new challenge; may be refused (RATE_LIMITED, CAPTCHA_UNAVAILABLE) by a renderer that is busy or down */
+  /**
+   * Why a draw now would be refused, asked before anything of it is counted: "busy" (more renders
+   * waiting than the renderer takes), "down" (it failed and is starting again); null if it draws.
+   * A renderer on the calling thread never refuses.
+   */
+  refusal?(): "busy" | "down" | null;
+  /** a new challenge; rejects if the renderer fails (the draw is then given back and refused) */
   image(): Promise<ImageChallengeData>;
   slider(): Promise<SliderChallengeData>;
   normalizeImageAnswer(input: string): string;

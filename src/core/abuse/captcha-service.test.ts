@@ -489,6 +489,59 @@ describe("per-client budgets", () => {
     await busy.createChallenge(other, "image", "192.0.200.1");
   });
 
+  // Regression: the render thread refused draws past its backlog only after the client's, its
+  // networks' and the app's budgets had counted them, so a burst of other apps' draws spent a
+  // client's 10-minute budget unrendered. @see own-commit review 1 (session 24) 1
+  it("refuses a draw the renderer is too busy or down for before counting it", async () => {
+    let refusal: "busy" | "down" | null = "busy";
+    const busy = service({ generator: { ...fixedGenerator(), refusal: () => refusal } });
+    const drawsOf = async (subject: string) =>
+      (await backend.counters.peek("shop", `captcha:new:${subject}:600`, clock.nowMs())).count;
+
+    expect(await otpError(busy.createChallenge(shop, "image", IP))).toMatchObject({
+      code: "RATE_LIMITED",
+      details: { rule: "captcha_renders_waiting", retryAfterSeconds: 1 },
+    });
+    refusal = "down";
+    expect(await otpError(busy.createChallenge(shop, "slider", IP))).toMatchObject({
+      code: "CAPTCHA_UNAVAILABLE",
+      details: { retryAfterSeconds: 1 },
+    });
+
+    expect(await drawsOf(IP)).toBe(0);
+    refusal = null;
+    await busy.createChallenge(shop, "image", IP);
+    expect(await drawsOf(IP)).toBe(1);
+  });
+
+  it("gives a draw whose render failed back to every budget it was counted in", async () => {
+    let failing = true;
+    const generator = fixedGenerator();
+    const flaky = service({
+      generator: {
+        ...generator,
+        image: () =>
+          failing ? Promise.reject(new Error("the captcha render thread stopped (1)")) : generator.image(),
+      },
+      monotonicMs: () => 0,
+    });
+
+    for (let n = 0; n < RENDERS_PER_SECOND + 5; n++) {
+      const refused = await otpError(flaky.createChallenge(shop, "image", IP));
+      expect(refused).toMatchObject({ code: "CAPTCHA_UNAVAILABLE", details: { retryAfterSeconds: 1 } });
+      expect(refused.internal).toContain("stopped (1)");
+    }
+
+    // nothing of them counted: not the client's 30, its /24's, nor the app's renders this second
+    for (const subject of [IP, "198.51.100.0/24"]) {
+      expect((await backend.counters.peek("shop", `captcha:new:${subject}:600`, clock.nowMs())).count).toBe(
+        0,
+      );
+    }
+    failing = false;
+    for (let n = 0; n < 30; n++) await flaky.createChallenge(shop, "image", IP);
+  });
+
   // Regression: a /24 drew 100 challenges per 10 minutes, while the risk rules ask every client of
   // a /24 for one from its 11th send: a carrier NAT or a campus got 100 sends. @see own-commit review 3
   it("lets the clients of one /24 draw a challenge each, 120 of them in 10 minutes", async () => {

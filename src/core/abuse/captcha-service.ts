@@ -68,6 +68,20 @@ export const CHALLENGES_PER_SITE = { limit: 600, windowSeconds: 600 };
  * refused before anything is counted or rendered. (The render thread bounds its own backlog too.)
  */
 export const RENDERS_PER_SECOND = 50;
+/** The wait a draw the renderer refused (busy, or restarting after a failure) is told. */
+const RENDERER_RETRY_AFTER_SECONDS = 1;
+
+const tooManyDraws = (retryAfterSeconds: number, rule: string) =>
+  new OtpError("RATE_LIMITED", {
+    message: "Too many captchas are being drawn; try again shortly",
+    details: { retryAfterSeconds, rule },
+  });
+const rendererDown = (internal: string) =>
+  new OtpError("CAPTCHA_UNAVAILABLE", {
+    message: "The captcha cannot be drawn now; try again shortly",
+    details: { retryAfterSeconds: RENDERER_RETRY_AFTER_SECONDS },
+    internal,
+  });
 
 export interface CaptchaServiceDeps {
   store: CaptchaStore;
@@ -166,13 +180,22 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     return renders;
   };
 
-  /** Refuses an IP that drew too many challenges or answered wrong too often, or whose network drew too many. */
-  async function admit(app: App, clientIp: string | undefined): Promise<void> {
-    if (!clientIp) return;
+  /**
+   * Refuses an IP that drew too many challenges or answered wrong too often, or whose network drew
+   * too many; resolves to the function that gives the draw back to every budget it was counted in
+   * (for a draw the renderer then failed).
+   */
+  async function admit(app: App, clientIp: string | undefined): Promise<() => Promise<void>> {
+    if (!clientIp) return async () => {};
     const client = clientAddressOf(clientIp);
     const now = clock.nowMs();
-    const draw = (subject: string, rule: RateRule) =>
-      deps.counters.hit(app.id, drawsKey(subject, rule), rule.windowSeconds, now);
+    const counted: { key: string; resetAtMs: number }[] = [];
+    const draw = async (subject: string, rule: RateRule) => {
+      const key = drawsKey(subject, rule);
+      const hit = await deps.counters.hit(app.id, key, rule.windowSeconds, now);
+      counted.push({ key, resetAtMs: hit.resetAtMs });
+      return hit;
+    };
     const [wrong, drawn] = await Promise.all([
       deps.counters.peek(app.id, wrongAnswersKey(client), now),
       draw(client, CHALLENGES_PER_IP),
@@ -196,27 +219,45 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
     if (bySite && bySite.count > CHALLENGES_PER_SITE.limit) {
       throw refusedClient(bySite.resetAtMs, now, "captcha_per_site");
     }
+    return async () => {
+      await Promise.all(counted.map(({ key, resetAtMs }) => deps.counters.refund(app.id, key, resetAtMs)));
+    };
   }
 
   /**
    * Takes one of the app's renders in this process and the client's draw budgets, or refuses:
-   * the renders first, as they cost no store call, and given back if the client's refuse, so a
-   * client over its budgets cannot use up everyone's renders.
+   * first while the renderer would refuse the draw (busy, or restarting after a failure) and then
+   * the app's renders, as they cost no store call, and the renders given back if the client's
+   * budgets refuse, so a client over its budgets cannot use up everyone's renders. Resolves to the
+   * function that gives the draw back to all of them, for a draw the renderer failed: a refused
+   * request consumes no budget.
    */
-  async function admitDraw(app: App, clientIp: string | undefined): Promise<void> {
+  async function admitDraw(app: App, clientIp: string | undefined): Promise<() => Promise<void>> {
+    const refusal = generator.refusal?.() ?? null;
+    if (refusal === "busy") throw tooManyDraws(RENDERER_RETRY_AFTER_SECONDS, "captcha_renders_waiting");
+    if (refusal === "down") throw rendererDown("the captcha renderer is starting again after a failure");
     const renders = rendersOf(app);
     const waitMs = renders.take();
-    if (waitMs > 0) {
-      throw new OtpError("RATE_LIMITED", {
-        message: "Too many captchas are being drawn; try again shortly",
-        details: { retryAfterSeconds: Math.ceil(waitMs / 1000), rule: "captcha_renders_per_app" },
-      });
-    }
+    if (waitMs > 0) throw tooManyDraws(Math.ceil(waitMs / 1000), "captcha_renders_per_app");
     try {
-      await admit(app, clientIp);
+      const giveBackCounts = await admit(app, clientIp);
+      return async () => {
+        renders.giveBack();
+        await giveBackCounts();
+      };
     } catch (error) {
       renders.giveBack();
       throw error;
+    }
+  }
+
+  /** A challenge from the renderer, or the draw given back and refused as the server's trouble. */
+  async function rendered<T>(render: () => Promise<T>, giveBackDraw: () => Promise<void>): Promise<T> {
+    try {
+      return await render();
+    } catch (error) {
+      await giveBackDraw();
+      throw rendererDown(error instanceof Error ? error.message : String(error));
     }
   }
 
@@ -266,13 +307,13 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
 
     async createChallenge(app: App, kind: CaptchaKind, clientIp?: string): Promise<Challenge> {
       requireBuiltIn(app);
-      await admitDraw(app, clientIp);
+      const giveBackDraw = await admitDraw(app, clientIp);
       const token = newSecretToken("cc");
       const expiresAtMs = clock.nowMs() + CHALLENGE_TTL_SECONDS * 1000;
       const triesLeft = kind === "slider" ? SLIDER_TRIES : CHALLENGE_TRIES;
       const base = { token, appId: app.id, kind, triesLeft, expiresAtMs };
       if (kind === "image") {
-        const image = await generator.image();
+        const image = await rendered(() => generator.image(), giveBackDraw);
         const answer = generator.normalizeImageAnswer(image.answer);
         await store.saveChallenge({
           ...base,
@@ -281,7 +322,7 @@ export function createCaptchaService(deps: CaptchaServiceDeps) {
         });
         return { kind, token, expiresInSeconds: CHALLENGE_TTL_SECONDS, imageDataUri: image.imageDataUri };
       }
-      const slider = await generator.slider();
+      const slider = await rendered(() => generator.slider(), giveBackDraw);
       const clientKey = generator.clientKey();
       await store.saveChallenge({
         ...base,
