@@ -157,6 +157,17 @@ if (!postgresProbe.ok) {
       expect(Date.now() - started).toBeLessThan(POSTGRES_CONNECT_TIMEOUT_MS / 2);
       expect(forwarder.connections() - before).toBe(3);
 
+      // Regression: each later reload held every request of the key for its connect timeout
+      // (2 s in every 7). Now the store is asked again behind the answer served at once.
+      // @see own-commit review 1 (session 24) 2
+      clock.advanceSeconds(6);
+      const later = Date.now();
+      expect((await apps.byId("shop"))?.id).toBe("shop");
+      expect(Date.now() - later).toBeLessThan(POSTGRES_CONNECT_TIMEOUT_MS / 2);
+      for (let waited = 0; forwarder.connections() - before < 4 && waited < 1_000; waited += 20)
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      expect(forwarder.connections() - before).toBe(4);
+
       // Past the bound an app is no longer vouched for: the caller gets the 503.
       clock.set(clock.nowMs() - 10_000 + APP_STALE_MAX_MS + 1);
       await expect(apps.byId("shop")).rejects.toMatchObject({ code: "STORE_UNAVAILABLE" });

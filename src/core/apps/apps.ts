@@ -81,6 +81,8 @@ interface CacheEntry {
   loadedAtMs: number;
   /** until when it is served without asking the store (a failed reload moves it on) */
   freshUntilMs: number;
+  /** a reload failed since: the store is away, and this answer is served while it is asked again */
+  stale?: true;
 }
 
 /**
@@ -182,14 +184,23 @@ export class AppDirectory {
   }
 
   private cached(key: string, load: (key: string) => Promise<App | null>): Promise<App | null> {
-    const hit = this.peek(key);
-    if (hit !== undefined) return Promise.resolve(hit);
-    const pending = this.loading.get(key);
-    if (pending) return pending;
-    const loading: Promise<App | null> = this.reload(key, load).finally(() => {
-      if (this.loading.get(key) === loading) this.loading.delete(key);
-    });
-    this.loading.set(key, loading);
+    const entry = this.cache.get(key);
+    const now = this.clock.nowMs();
+    if (entry && now < entry.freshUntilMs) return Promise.resolve(entry.app);
+    let loading = this.loading.get(key);
+    if (!loading) {
+      const started: Promise<App | null> = this.reload(key, load).finally(() => {
+        if (this.loading.get(key) === started) this.loading.delete(key);
+      });
+      this.loading.set(key, started);
+      loading = started;
+    }
+    // Once the store is known to be away, the key's last answer is served at once and the store
+    // asked behind it: every request of the key waited on each retry, 2-6 s of a stall in 7.
+    if (entry?.stale && now - entry.loadedAtMs <= APP_STALE_MAX_MS) {
+      loading.catch(() => {});
+      return Promise.resolve(entry.app);
+    }
     return loading;
   }
 
@@ -226,6 +237,7 @@ export class AppDirectory {
       throw error;
     }
     entry.freshUntilMs = now + APP_CACHE_TTL_MS;
+    entry.stale = true;
     return entry.app;
   }
 }
