@@ -44,9 +44,62 @@ describe("the outage log of a loop that retries on its own", () => {
     expect(lines.slice(2)).toEqual([
       { level: "info", message: "purge resumed", fields: { failures: 311, outageMs: 65_000 } },
     ]);
-    // a later outage starts over
+    // a later outage, a minute after the last line, starts over
+    clock.advanceSeconds(60);
     outage.failed(away);
     expect(lines[3]).toMatchObject({ message: "purge failed" });
+  });
+
+  // Regression: under a backend up 1.5 s and down 1.5 s for 40 s, each flap opened an outage of its
+  // own, a `failed` and a `resumed` line each time (68 lines for two loops), against the one start
+  // line, one reminder a minute and one end line the README promises. @see the session review, finding 3
+  it("tells a flapping backend as one outage: its start, its first end, then one end carrying the counts", () => {
+    const away = new Error("store away");
+    // a try every 500 ms; the backend down for 1.5 s, then up for 1.5 s, for 40 s, then up
+    for (let elapsedMs = 0; elapsedMs < 70_000; elapsedMs += 500) {
+      const down = elapsedMs < 40_000 && Math.floor(elapsedMs / 1_500) % 2 === 0;
+      if (down) outage.failed(away);
+      else outage.succeeded();
+      clock.advanceSeconds(0.5);
+    }
+    expect(lines.map((line) => [line.message, line.fields])).toEqual([
+      ["purge failed", { err: away }],
+      // the first end is told at once: nothing yet says it is a flap
+      ["purge resumed", { failures: 3, outageMs: 1_500 }],
+      // the 13 later flaps' failures (3 s to 39.5 s), told at the first success a minute after
+      // the first end, with the time from the first of them to the last end
+      ["purge resumed", { failures: 12 * 3 + 2, outageMs: 37_000 }],
+    ]);
+  });
+
+  it("reminds of a flapping backend's failures a minute after the last line, and tells a held-back end at close", () => {
+    const fail = (error: string) => outage.failed(error);
+    fail("a"); // 0 s
+    clock.advanceSeconds(1);
+    outage.succeeded(); // 1 s: told
+    for (let second = 2; second < 59; second += 2) {
+      clock.advanceSeconds(1);
+      fail(`down at ${second}`);
+      clock.advanceSeconds(1);
+      outage.succeeded(); // held back: a minute has not passed since the last end
+    }
+    clock.advanceSeconds(2);
+    fail("down at 61"); // a minute after the last line: the reminder
+    clock.advanceSeconds(1);
+    outage.succeeded({ waiting: 2 }); // 62 s: a minute after the last end, told
+    clock.advanceSeconds(1);
+    fail("down at 63");
+    clock.advanceSeconds(1);
+    outage.succeeded();
+    outage.close();
+    expect(lines.map((line) => [line.message, line.fields])).toEqual([
+      ["purge failed", { err: "a" }],
+      ["purge resumed", { failures: 1, outageMs: 1_000 }],
+      // the failures from 2 s to 58 s, counted since the first of them
+      ["purge still failing", { err: "down at 61", suppressed: 29, outageMs: 61_000 - 2_000 }],
+      ["purge resumed", { failures: 30, outageMs: 62_000 - 2_000, waiting: 2 }],
+      ["purge resumed", { failures: 1, outageMs: 1_000 }],
+    ]);
   });
 
   it("writes nothing for a loop that keeps working", () => {

@@ -7,7 +7,10 @@ export interface OutageLog {
    * interval. `fields` go on the line it writes, if it writes one (what is waiting, say).
    */
   failed(error: unknown, fields?: object): void;
-  /** The outage, if there is one, is over: one line says so, with `fields`. */
+  /**
+   * The outage, if there is one, is over: one line says so, with `fields` (held back while the
+   * previous such line is under an interval old: see createOutageLog).
+   */
   succeeded(fields?: object): void;
   /** The failures not yet told, if any, in one last line (shutdown). */
   close(): void;
@@ -37,6 +40,13 @@ const OUTAGE_REMINDER_MS = 60_000;
  * every try (237 in the 47 s of a full disk). Plain state read against the clock, no timer: a
  * loop that keeps failing brings its reminder with its next failure, and one that stopped trying
  * has nothing new to tell but what `close` writes.
+ *
+ * A backend that flaps (up and down every second or two) is one outage to this log, not one per
+ * flap: a failure within an interval of the last line told (a `resumed`, typically) opens no outage
+ * of its own with a `failed` line, it is counted into the next `still failing` reminder; and a
+ * `resumed` within an interval of the previous `resumed` is held back, its counts carried, until a
+ * success an interval after that one (or `close`) tells it. A 40 s flap so writes three lines a
+ * loop, not two per flap (34); a lone outage's lines come as they always did.
  */
 export function createOutageLog(options: OutageLogOptions): OutageLog {
   const { clock, log, what } = options;
@@ -45,45 +55,66 @@ export function createOutageLog(options: OutageLogOptions): OutageLog {
   let outage: {
     startedAtMs: number;
     failures: number;
-    toldAtMs: number;
     /** failures since the last line */
     untold: number;
     error: unknown;
     fields: object | undefined;
+    /** when a success ended it, its `resumed` line held back (see above); null while failing */
+    recovered: { atMs: number; fields: object | undefined } | null;
   } | null = null;
-  const outageMs = (startedAtMs: number) => Math.max(0, clock.nowMs() - startedAtMs);
+  // when the last line of any kind was written, and the last `resumed`
+  let toldAtMs: number | null = null;
+  let resumedAtMs: number | null = null;
+  const now = () => clock.nowMs();
+  // A clock stepped back counts as the interval gone by, not as an hour of silence.
+  const intervalSince = (atMs: number | null) => atMs === null || now() - atMs >= intervalMs || now() < atMs;
   const remind = (suppressed: number) => {
     if (outage === null) return;
     log[level](
-      { err: outage.error, ...outage.fields, suppressed, outageMs: outageMs(outage.startedAtMs) },
+      { err: outage.error, ...outage.fields, suppressed, outageMs: Math.max(0, now() - outage.startedAtMs) },
       `${what} still failing`,
     );
-    outage.toldAtMs = clock.nowMs();
+    toldAtMs = now();
     outage.untold = 0;
+  };
+  const resume = () => {
+    if (outage?.recovered == null) return;
+    const { startedAtMs, failures, recovered } = outage;
+    outage = null;
+    log.info(
+      { failures, outageMs: Math.max(0, recovered.atMs - startedAtMs), ...recovered.fields },
+      `${what} resumed`,
+    );
+    toldAtMs = resumedAtMs = now();
   };
   return {
     failed(error, fields) {
-      const nowMs = clock.nowMs();
       if (outage === null) {
-        outage = { startedAtMs: nowMs, failures: 1, toldAtMs: nowMs, untold: 0, error, fields };
-        log[level]({ err: error, ...fields }, `${what} failed`);
+        const quiet = !intervalSince(toldAtMs);
+        outage = { startedAtMs: now(), failures: 1, untold: quiet ? 1 : 0, error, fields, recovered: null };
+        if (!quiet) {
+          log[level]({ err: error, ...fields }, `${what} failed`);
+          toldAtMs = now();
+        }
         return;
       }
+      // a success held back did not last: the same outage goes on
+      outage.recovered = null;
       outage.failures += 1;
       outage.untold += 1;
       outage.error = error;
       outage.fields = fields;
-      // A clock stepped back counts as the interval gone by, not as an hour of silence.
-      if (nowMs - outage.toldAtMs >= intervalMs || nowMs < outage.toldAtMs) remind(outage.untold - 1);
+      if (intervalSince(toldAtMs)) remind(outage.untold - 1);
     },
     succeeded(fields) {
       if (outage === null) return;
-      const { startedAtMs, failures } = outage;
-      outage = null;
-      log.info({ failures, outageMs: outageMs(startedAtMs), ...fields }, `${what} resumed`);
+      outage.recovered = { atMs: outage.recovered?.atMs ?? now(), fields };
+      if (intervalSince(resumedAtMs)) resume();
     },
     close() {
-      if (outage !== null && outage.untold > 0) remind(outage.untold);
+      if (outage === null) return;
+      if (outage.recovered !== null) resume();
+      else if (outage.untold > 0) remind(outage.untold);
     },
   };
 }
