@@ -103,10 +103,13 @@ if (!redisProbe.ok) {
     const sendsAtTheCommit = async (count: number, keyed: boolean) => {
       const now = baseTime();
       const appId = `app-${uniqueName("a")}`;
-      const sends = Array.from({ length: count }, (_, index) =>
+      const records = Array.from({ length: count }, (_, index) =>
+        codeRecord(appId, now, { to: `r${index}@example.com` }),
+      );
+      const sends = records.map((record, index) =>
         store.issue(
           issueRequest(
-            codeRecord(appId, now, { to: `r${index}@example.com` }),
+            record,
             [],
             keyed ? { idempotency: { key: `k${index}`, fingerprint: "a".repeat(64) } } : {},
           ),
@@ -114,7 +117,7 @@ if (!redisProbe.ok) {
         ),
       );
       await until(() => gate.waiting === count);
-      return { appId, sends };
+      return { appId, sends, ids: records.map((record) => record.id) };
     };
 
     /** Cuts Redis, and waits until the client has seen it go. */
@@ -125,7 +128,7 @@ if (!redisProbe.ok) {
 
     it("tells failing withdraws once, reminds with counts, and sums them up once they went through", async () => {
       const count = MAX_PENDING_WITHDRAWS + 20;
-      const { appId, sends } = await sendsAtTheCommit(count, false);
+      const { appId, sends, ids } = await sendsAtTheCommit(count, false);
       await cutRedis();
       gate.open();
       const answers = await Promise.allSettled(sends);
@@ -163,6 +166,11 @@ if (!redisProbe.ok) {
         },
       });
       expect(ended[0]?.fields.gaveUp).toBeUndefined();
+      // Regression: the sends given up were no longer named anywhere but the first one.
+      // @see the session review, finding 4
+      const givenUpIds = ended[0]?.fields.givenUpIds as string[];
+      expect(new Set(givenUpIds).size).toBe(20);
+      for (const id of givenUpIds) expect(ids).toContain(id);
       // Nothing else was logged; the reminders stop with the run.
       const stillPending = lines.filter((line) => line.message === "failed sends' withdraws still pending");
       expect(lines.length - stillPending.length).toBe(3);
@@ -171,6 +179,22 @@ if (!redisProbe.ok) {
       const settled = lines.length;
       await new Promise((resolve) => setTimeout(resolve, INTERVAL_MS * 2));
       expect(lines).toHaveLength(settled);
+    });
+
+    // Regression: a run's ended line counted the withdraws given up (`gaveUp: 5`) but named none
+    // of their sends, whose codes stay in place. @see the session review, finding 4
+    it("names the sends whose withdraws were given up in the run's ended line", {
+      timeout: 40_000,
+    }, async () => {
+      const { sends, ids } = await sendsAtTheCommit(3, false);
+      await cutRedis();
+      gate.open();
+      await Promise.allSettled(sends);
+      // the withdraws' retries run out (about 16 s) while Redis stays away
+      await until(() => lines.some((line) => line.message === "failed sends' withdraws ended"), 30_000);
+      const ended = lines.find((line) => line.message === "failed sends' withdraws ended");
+      expect(ended).toMatchObject({ level: "error", fields: { pending: 0, retried: 3, gaveUp: 3 } });
+      expect([...((ended?.fields.givenUpIds ?? []) as string[])].sort()).toEqual([...ids].sort());
     });
 
     it("tells failing confirms once, and sums them up once they went through", async () => {

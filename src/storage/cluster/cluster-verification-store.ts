@@ -143,6 +143,16 @@ function surelyNotIssued(error: unknown): boolean {
   );
 }
 
+/** What a background retry's lines name it by: its send, and what the first failure's line adds. */
+interface RetryContext {
+  verificationId: string;
+  why?: string;
+}
+
+// The ended line of a run names this many of the sends it gave up: enough to look into, bounded
+// against an outage's thousands.
+const MAX_GIVEN_UP_IDS = 20;
+
 /** What the log of one kind of background retry says, and how it names what ended. */
 interface RetryLogLines<T> {
   /** the first failure of a run (warn, with its error and the send's context) */
@@ -151,7 +161,10 @@ interface RetryLogLines<T> {
   tooMany: string;
   /** at most once an interval while the run lasts (warn), with counts */
   stillPending: string;
-  /** once the run's last pending one has ended (info, error if any was given up), with counts */
+  /**
+   * once the run's last pending one has ended (info, error if any was given up), with counts and
+   * `givenUpIds`, the verification ids of the first MAX_GIVEN_UP_IDS given up
+   */
   ended: string;
   /** the count a try that went through adds to (`confirmed`, `withdrawn`, ...) */
   outcome: (value: T) => string;
@@ -167,7 +180,8 @@ interface RetryLogLines<T> {
  * load), and a warning with its stack for each, and a line for each that went through, buried
  * the log. A run starts at the first retry (one line naming its send and error), is reminded of
  * at most once per `intervalMs` while retries are pending, and ends when the last pending one
- * ends, with one line counting how they ended: retried, each outcome, given up, given up at once.
+ * ends, with one line counting how they ended: retried, each outcome, given up, given up at once,
+ * and naming the first sends given up (an operator's lead to the codes left in place).
  */
 function createRetries<T>(
   delaysMs: readonly number[],
@@ -180,6 +194,7 @@ function createRetries<T>(
   let current: {
     startedAtMs: number;
     counts: Record<string, number>;
+    givenUpIds: string[];
     lastError: unknown;
     timer: NodeJS.Timeout;
   } | null = null;
@@ -188,33 +203,44 @@ function createRetries<T>(
   const count = (name: string) => {
     if (current) current.counts[name] = (current.counts[name] ?? 0) + 1;
   };
+  const gaveUp = (name: "gaveUp" | "tooManyPending", context: RetryContext) => {
+    count(name);
+    if (current && current.givenUpIds.length < MAX_GIVEN_UP_IDS)
+      current.givenUpIds.push(context.verificationId);
+  };
   const failedTry = (error: unknown) => {
     if (current && error !== undefined) current.lastError = error;
   };
-  const begin = (context: object, error: unknown) => {
+  const begin = (context: RetryContext, error: unknown) => {
     if (current) return;
     const timer = setInterval(() => {
       if (current) logger.warn({ ...counts(), err: current.lastError }, lines.stillPending);
     }, intervalMs);
     timer.unref();
-    current = { startedAtMs: performance.now(), counts: { retried: 0 }, lastError: error, timer };
+    current = {
+      startedAtMs: performance.now(),
+      counts: { retried: 0 },
+      givenUpIds: [],
+      lastError: error,
+      timer,
+    };
     logger.warn({ ...context, err: error }, lines.failing);
   };
   const ended = () => {
     pending -= 1;
     if (pending > 0 || !current) return;
     const told = counts();
-    const { counts: tally, lastError, timer } = current;
+    const { counts: tally, givenUpIds, lastError, timer } = current;
     clearInterval(timer);
     current = null;
     if ((tally.gaveUp ?? 0) + (tally.tooManyPending ?? 0) > 0)
-      logger.error({ ...told, err: lastError }, lines.ended);
+      logger.error({ ...told, givenUpIds, err: lastError }, lines.ended);
     else logger.info(told, lines.ended);
   };
   /** one given up before it could start (no room): counted into the run, the first one told */
-  const refused = (context: object) => {
+  const refused = (context: RetryContext) => {
     if ((current?.counts.tooManyPending ?? 0) === 0) logger.error(context, lines.tooMany);
-    count("tooManyPending");
+    gaveUp("tooManyPending", context);
   };
   return {
     /** whether a `start` now would be taken */
@@ -222,7 +248,7 @@ function createRetries<T>(
     refused,
     start(
       run: (attempt: number) => Promise<T>,
-      on: { context: object; firstError?: unknown; done?: (value: T) => void },
+      on: { context: RetryContext; firstError?: unknown; done?: (value: T) => void },
       afterFailedTry = false,
     ): boolean {
       if (pending >= maxPending) {
@@ -236,7 +262,7 @@ function createRetries<T>(
         failedTry(error);
         const delayMs = delaysMs[attempt];
         if (delayMs === undefined) {
-          count("gaveUp");
+          gaveUp("gaveUp", on.context);
           ended();
           return;
         }
