@@ -99,6 +99,7 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
   const threadStarted = (): Worker => {
     if (thread) return thread;
     const started = new Worker(entry, { workerData: { role: THREAD_ROLE } });
+    options.log.info({ threadId: started.threadId }, "captcha render thread started");
     // Renders waiting hold their requests open; an idle thread holds nothing.
     started.unref();
     started.on("message", (reply: RenderReply) => {
