@@ -1,5 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { VERIFICATION_STATUSES } from "../src/core/types.js";
+import { NATIVE_ERROR_STATUS } from "../src/http/native/error-map.js";
 
 const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
 const cells = (row: string) =>
@@ -24,6 +26,30 @@ describe("README", () => {
       for (const row of rows) expect(published.has(row), row).toBe(true);
     });
   }
+
+  it("gives each native error code the status the native error map gives it, and every code a row", () => {
+    const intro = "kept equal to `src/http/native/error-map.ts` by a test:";
+    expect(readme).toContain(intro);
+    const after = readme.slice(readme.indexOf(intro) + intro.length).trimStart();
+    const table = after.slice(0, after.indexOf("\n\n"));
+    const published = new Map<string, number>();
+    for (const row of tableRows(table)) {
+      const [status, codes] = row.split(" | ");
+      if (!status || !/^\d{3}$/.test(status)) continue;
+      for (const [, code] of (codes ?? "").matchAll(/`([A-Z_]+)`/g)) {
+        expect(published.has(code as string), `${code} is in two rows`).toBe(false);
+        published.set(code as string, Number(status));
+      }
+    }
+    expect(Object.fromEntries(published)).toEqual(NATIVE_ERROR_STATUS);
+  });
+
+  it("lists every verification status", () => {
+    const sentence = readme.match(/A verification's `status` is one of ([^.]+)\./)?.[1] ?? "";
+    expect([...sentence.matchAll(/`([a-z_]+)`/g)].map((match) => match[1])).toEqual([
+      ...VERIFICATION_STATUSES,
+    ]);
+  });
 
   it("gives the two quick-start commands", () => {
     expect(readme).toContain("npm install && npm start");
