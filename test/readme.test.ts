@@ -51,6 +51,37 @@ describe("README", () => {
     ]);
   });
 
+  describe("Contents and in-page links", () => {
+    // GitHub's heading anchors: lower case, punctuation but `-` and `_` dropped, spaces as `-`.
+    const slug = (title: string) =>
+      title
+        .toLowerCase()
+        .replace(/[^\p{L}\p{N}_\- ]/gu, "")
+        .replaceAll(" ", "-");
+    const headings = readme
+      .replace(/^```[\s\S]*?^```/gm, "")
+      .split("\n")
+      .flatMap((line) => {
+        const match = /^(#{2,4}) (.+)$/.exec(line);
+        return match ? [{ level: match[1]?.length ?? 0, title: match[2] ?? "" }] : [];
+      });
+    const anchors = new Set(headings.map((heading) => slug(heading.title)));
+    const contents = readme.slice(readme.indexOf("## Contents"), readme.indexOf("## Quick start"));
+
+    it("points every in-page link at a heading", () => {
+      const links = [...readme.matchAll(/\]\(#([^)]+)\)/g)].map((match) => match[1]);
+      expect(links.length).toBeGreaterThan(10);
+      for (const link of links) expect(anchors.has(link as string), link).toBe(true);
+    });
+
+    it("lists every section and subsection in Contents", () => {
+      for (const { level, title } of headings) {
+        if (level > 3 || title === "Contents") continue;
+        expect(contents, title).toContain(`(#${slug(title)})`);
+      }
+    });
+  });
+
   it("gives the two quick-start commands", () => {
     expect(readme).toContain("npm install && npm start");
     expect(readme).toContain("npm install && npm test");
