@@ -11,7 +11,7 @@ import { type Config, ConfigError, isClusterMode } from "./config/load.js";
 import { isLoopbackHost } from "./config/loopback-host.js";
 import { createCaptchaService } from "./core/abuse/captcha-service.js";
 import { createPumpingWatch } from "./core/abuse/pumping-watch.js";
-import { AppDirectory, captchaGap, normalizeApp } from "./core/apps/apps.js";
+import { AppDirectory, captchaGap, DEFAULT_APP_ID, normalizeApp } from "./core/apps/apps.js";
 import { sealingAppStore } from "./core/apps/sealed-app-store.js";
 import { createReceiptRecorder } from "./core/delivery/delivery-receipts.js";
 import type { OutboxWorker } from "./core/delivery/outbox-worker.js";
@@ -280,6 +280,15 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
     }
     if (!devMode) {
       for (const app of await apps.list()) {
+        // The vendor faces take no key, as their vendors' client APIs do not: an enabled `default`
+        // app is open to anyone who can reach them, which a production operator may not know.
+        const keyless = normalizeApp(app).faces.filter((face) => face !== "native");
+        if (app.id === DEFAULT_APP_ID && !app.disabled && keyless.length > 0) {
+          logger.warn(
+            { appId: app.id, faces: keyless },
+            'the `default` app serves these faces without a key, so anyone who reaches them can send codes through it: unless its clients use it, disable it with {"id": "default", "disabled": true} in the config file\'s `apps`',
+          );
+        }
         const gap = captchaGap(normalizeApp(app));
         if (gap) {
           logger.warn(
