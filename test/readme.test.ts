@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
+import { ENVIRONMENT_KEYS } from "../src/config/schema.js";
 import { VERIFICATION_STATUSES } from "../src/core/types.js";
 import { NATIVE_ERROR_STATUS } from "../src/http/native/error-map.js";
 
@@ -42,6 +43,19 @@ describe("README", () => {
       }
     }
     expect(Object.fromEntries(published)).toEqual(NATIVE_ERROR_STATUS);
+  });
+
+  it("lists every environment variable verifyd reads, VERIFYD_CONFIG included, and no other", () => {
+    const table = readme.slice(
+      readme.indexOf("| variable"),
+      readme.indexOf("\n\n", readme.indexOf("| variable")),
+    );
+    const listed = tableRows(table)
+      .slice(1)
+      .flatMap((row) =>
+        [...(row.split(" | ")[0] ?? "").matchAll(/`(VERIFYD_[A-Z_]+)`/g)].map((match) => match[1]),
+      );
+    expect(listed.sort()).toEqual(["VERIFYD_CONFIG", ...Object.keys(ENVIRONMENT_KEYS)].sort());
   });
 
   it("lists every verification status", () => {
