@@ -96,6 +96,23 @@ describe("README", () => {
     });
   });
 
+  it("keeps version-to-version upgrade notes in UPGRADING.md, linked from the README", () => {
+    const upgrading = readFileSync(new URL("../UPGRADING.md", import.meta.url), "utf8");
+    expect(readme).toContain("(UPGRADING.md)");
+    for (const phrase of [
+      /an earlier version/i,
+      /an older version/i,
+      /before this version/i,
+      /minted before/i,
+      /upgrading from a build/i,
+      /upgrading a cluster/i,
+      /once allowed/i,
+    ]) {
+      expect(readme, String(phrase)).not.toMatch(phrase);
+      expect(upgrading, String(phrase)).toMatch(phrase);
+    }
+  });
+
   it("gives the two quick-start commands", () => {
     expect(readme).toContain("npm install && npm start");
     expect(readme).toContain("npm install && npm test");
