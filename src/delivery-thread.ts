@@ -250,6 +250,27 @@ function openDeliveryBackend(config: Config, logger: RootLogger): DeliveryBacken
   });
 }
 
+/**
+ * The error a dying thread's `error` event carries to the server, which gets a structured clone:
+ * that of an Error subclass it does not know (better-sqlite3's SqliteError) keeps only its own
+ * enumerable properties (`{code: "SQLITE_ERROR"}`, no message), that of an Error keeps them all.
+ */
+function crossingError(error: unknown): unknown {
+  if (!(error instanceof Error) || Object.getPrototypeOf(error) === Error.prototype) return error;
+  const crossing = new Error(error.message, { cause: error });
+  crossing.name = error.name;
+  if (error.stack) crossing.stack = error.stack;
+  return Object.assign(crossing, error);
+}
+
 if (!isMainThread && parentPort && (workerData as Partial<ThreadData> | null)?.role === THREAD_ROLE) {
-  runDeliveryThread(parentPort, workerData as ThreadData);
+  // A rejection nobody handles kills the thread as a throw does; either way it dies with its message.
+  process.on("unhandledRejection", (reason) => {
+    throw crossingError(reason);
+  });
+  try {
+    runDeliveryThread(parentPort, workerData as ThreadData);
+  } catch (error) {
+    throw crossingError(error);
+  }
 }

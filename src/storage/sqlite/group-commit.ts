@@ -38,6 +38,11 @@ export function createGroupCommit(
   db: SqliteDatabase,
   /** told of each error that fails a write, as the callers get it (readiness watches for store faults) */
   onFailure: (error: unknown) => void = () => {},
+  /**
+   * the error every batch fails with, without running, once the store can no longer keep what
+   * it is given (its file deleted under it); undefined while it can
+   */
+  refusal: () => unknown = () => undefined,
 ) {
   /** The error a write fails with: SQLite's store faults as STORE_UNAVAILABLE. */
   const failure = (error: unknown): unknown => {
@@ -136,6 +141,13 @@ export function createGroupCommit(
     scheduled = false;
     const batch = queue;
     queue = [];
+    const refused = refusal();
+    if (refused !== undefined) {
+      const fault = failure(refused);
+      for (const item of batch) item.reject(fault);
+      announceAnswers();
+      return;
+    }
     let values: unknown[] | "busy";
     const startedAt = performance.now();
     try {

@@ -1,4 +1,5 @@
-import { join } from "node:path";
+import { dirname, join } from "node:path";
+import type { OtpError } from "../../core/errors.js";
 import type {
   AccountDirectory,
   AppStore,
@@ -12,7 +13,9 @@ import type {
   VerificationStore,
 } from "../../core/ports.js";
 import type { Backend, DeliveryBackend, PurgePass } from "../backend.js";
+import { storeUnavailable } from "../store-unavailable.js";
 import { createCounterKeyFilter } from "./counter-key-filter.js";
+import { type FileIdentity, identifyFile, watchFileIdentities } from "./file-identity.js";
 import { createGroupCommit } from "./group-commit.js";
 import { createSqliteAccountDirectory, settleEmailKeys } from "./sqlite-account-directory.js";
 import { createSqliteAppStore } from "./sqlite-app-store.js";
@@ -52,6 +55,14 @@ export const SQLITE_FILE_NAME = "verifyd.db";
 // fit (a WAL restarted from its start reuses its own space), and readiness would flap with them.
 const UNREADY_AFTER_FAULT_MS = 5_000;
 
+// How often a serving process checks that verifyd.db and verifyd.lock are still the files it
+// opened. A timer of its own on the request thread rather than the checkpointer's loop: two `stat`
+// calls a second on libuv's thread pool cost nothing measurable, and the verdict is needed here,
+// where the group commit refuses writes, not in a worker that would have to post it back. A
+// second is well inside the couple of seconds a deleted store may go on answering.
+const FILE_CHECK_INTERVAL_MS = 1_000;
+export const LOCK_FILE_NAME = "verifyd.lock";
+
 export function sqlitePath(dataDir: string): string {
   return join(dataDir, SQLITE_FILE_NAME);
 }
@@ -69,9 +80,22 @@ export function createSqliteBackend(options: {
   clock?: Clock;
   /** how long `ready` answers false after the store's last fault (default UNREADY_AFTER_FAULT_MS) */
   unreadyAfterFaultMs?: number;
+  /** open an existing file only (see SqliteOptions.mustExist) */
+  mustExist?: boolean;
 }): SqliteBackend {
   const db = openSqliteDatabase(options);
   const logger = options.logger ?? silentLogger;
+  // The files as opened; the lock is there when a server holds the dir (it takes it first).
+  const opened: FileIdentity[] =
+    options.path === ":memory:"
+      ? []
+      : [identifyFile(options.path), identifyFile(join(dirname(options.path), LOCK_FILE_NAME))].filter(
+          (file): file is FileIdentity => file !== undefined,
+        );
+  // Set once the file (or the lock) this process opened is no longer at its path: what is
+  // written from then on no restart would find, and another server may be serving the dir.
+  let gone: OtpError | undefined;
+  let watch: { stop(): void } | undefined;
   // At every start, not per request: an older server may have written accounts since the
   // migration that keys them ran (`verifyd migrate` beside it, then the restart to this build).
   try {
@@ -90,7 +114,7 @@ export function createSqliteBackend(options: {
   const noteFault = (error: unknown) => {
     if (isStoreUnavailable(error)) faultAtMs = performance.now();
   };
-  const group = createGroupCommit(db, noteFault);
+  const group = createGroupCommit(db, noteFault, () => gone);
   const sendLog = createSqliteSendLog(db, group, logger);
   // Shared by both stores that write counters, so it sees every counter row.
   const clock = options.clock ?? { nowMs: () => Date.now() };
@@ -114,14 +138,28 @@ export function createSqliteBackend(options: {
     },
     onAnswered: group.onAnswered,
     releaseDeadClaims: (nowMs) => releaseDeadClaims(db, nowMs),
-    ready: async () => performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
+    ready: async () =>
+      gone === undefined && performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
     startMaintenance(report) {
       if (checkpointer || options.path === ":memory:") return;
+      // Only a serving process watches: the CLI's commands are over in a moment.
+      watch = watchFileIdentities(
+        opened,
+        (file, reason) => {
+          gone = storeUnavailable(`sqlite: ${file.path} was ${reason} while this server had it open`, null);
+          logger.error(
+            { path: file.path },
+            `${file.path} was ${reason} while this server had it open: every write now fails (503) and /readyz answers 503; restart the server on its data dir (one server per data dir)`,
+          );
+        },
+        FILE_CHECK_INTERVAL_MS,
+      );
       // From here on a worker thread checkpoints; the request thread never does.
       db.pragma("wal_autocheckpoint = 0");
       checkpointer = startSqliteCheckpointer(options.path, report);
     },
     close: async () => {
+      watch?.stop();
       await sendLog.close();
       counterKeys.stop();
       await checkpointer?.stop();
@@ -139,7 +177,8 @@ export function createSqliteDeliveryBackend(options: {
   path: string;
   synchronous?: "NORMAL" | "FULL";
 }): DeliveryBackend {
-  const db = openSqliteDatabase({ ...options, migrate: false });
+  // Never creates the file or its dir: a file deleted under the server must not come back empty.
+  const db = openSqliteDatabase({ ...options, migrate: false, mustExist: true });
   // The server's checkpointer thread keeps the WAL short; a commit here must not checkpoint too.
   db.pragma("wal_autocheckpoint = 0");
   const group = createGroupCommit(db);

@@ -1,4 +1,5 @@
-import { dirname } from "node:path";
+import { existsSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import Database from "better-sqlite3";
 import { requireServableSchema } from "../migrations/schema-version.js";
 import { SQLITE_MIGRATIONS } from "../migrations/sqlite/index.js";
@@ -16,6 +17,19 @@ export interface SqliteOptions {
   synchronous?: "NORMAL" | "FULL";
   /** apply pending migrations on open (the server does; `verifyd migrate` does it explicitly) */
   migrate?: boolean;
+  /**
+   * open the file only if it exists, creating neither it nor its dir (the delivery thread, whose
+   * server made it; the CLI's `apps` commands, run where no server may have been)
+   */
+  mustExist?: boolean;
+}
+
+/** No database file where one must already be (`mustExist`). */
+export class NoSqliteDatabase extends Error {
+  constructor(path: string) {
+    super(`no verifyd database at ${resolve(path)} (VERIFYD_DATA_DIR)`);
+    this.name = "NoSqliteDatabase";
+  }
 }
 
 const PAGE_CACHE_KIB = 64 * 1024;
@@ -26,11 +40,20 @@ const BUSY_TIMEOUT_MS = 5_000;
 
 /** Opens the embedded database in WAL mode and brings its schema up to date. */
 export function openSqliteDatabase(options: SqliteOptions): SqliteDatabase {
-  if (options.path !== ":memory:") {
+  const mustExist = (options.mustExist ?? false) && options.path !== ":memory:";
+  if (mustExist && !existsSync(options.path)) throw new NoSqliteDatabase(options.path);
+  if (options.path !== ":memory:" && !mustExist) {
     createPrivateDir(dirname(options.path));
     createPrivateFile(options.path);
   }
-  const db = new Database(options.path);
+  let db: SqliteDatabase;
+  try {
+    db = new Database(options.path, { fileMustExist: mustExist });
+  } catch (error) {
+    // (deleted between the check and the open)
+    if (mustExist && !existsSync(options.path)) throw new NoSqliteDatabase(options.path);
+    throw error;
+  }
   db.pragma("journal_mode = WAL");
   db.pragma(`synchronous = ${options.synchronous ?? "NORMAL"}`);
   db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
