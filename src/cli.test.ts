@@ -1,4 +1,4 @@
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -24,6 +24,7 @@ import { loadConfig } from "./config/load.js";
 import { mintApiKey } from "./core/apps/apps.js";
 import type { App } from "./core/types.js";
 import { openStore } from "./server.js";
+import { openSqliteDatabase } from "./storage/sqlite/sqlite-database.js";
 
 /**
  * The real `verifyd` command (bin/verifyd.js -> dist/main.js) in child processes. Each test uses
@@ -34,6 +35,15 @@ const dirs: string[] = [];
 function tempDir(): string {
   const dir = mkdtempSync(join(tmpdir(), "verifyd-cli-"));
   dirs.push(dir);
+  return dir;
+}
+/**
+ * A data dir holding a migrated store, as a server (or `verifyd migrate`) leaves it: the `apps`
+ * commands open only a store that exists.
+ */
+function storeDir(): string {
+  const dir = tempDir();
+  openSqliteDatabase({ path: join(dir, "verifyd.db") }).close();
   return dir;
 }
 afterAll(async () => {
@@ -153,12 +163,32 @@ describe.concurrent("verifyd migrate", () => {
   });
 });
 
+describe.concurrent("verifyd apps where there is no store", () => {
+  // Regression: run from another dir without VERIFYD_DATA_DIR, `apps disable default` made a new
+  // ./data/verifyd.db and dev-secret, disabled the app there, printed success and exited 0, while
+  // the real server kept serving it. @see reviewer storage 2
+  it.for([
+    ["apps", "disable", "default"],
+    ["apps", "create", "--name", "Shop"],
+    ["apps", "list"],
+  ])("`verifyd %s %s` exits 1 naming the file it did not find, and creates nothing", (args, { expect }) => {
+    const cwd = tempDir();
+    const exit = spawnSync(process.execPath, [BIN, ...args], { cwd, env: cleanEnv({}), encoding: "utf8" });
+    expect(exit.status).toBe(1);
+    expect(exit.stderr.trim()).toBe(
+      `no verifyd database at ${join(cwd, "data", "verifyd.db")} (VERIFYD_DATA_DIR)`,
+    );
+    expect(exit.stdout).toBe("");
+    expect(readdirSync(cwd)).toEqual([]);
+  });
+});
+
 describe.concurrent("verifyd apps", () => {
   it("creates an app whose key authenticates the native API in production, lists it, and disables it", async ({
     expect,
   }) => {
     const env = {
-      VERIFYD_DATA_DIR: tempDir(),
+      VERIFYD_DATA_DIR: storeDir(),
       VERIFYD_MODE: "production",
       VERIFYD_SECRET: "cli-test-secret-0123456789",
     };
@@ -218,7 +248,7 @@ describe.concurrent("verifyd apps", () => {
   });
 
   it("stores the API key hashed, never as issued", async ({ expect }) => {
-    const dir = tempDir();
+    const dir = storeDir();
     const created = JSON.parse(
       (await run(BIN, ["apps", "create", "--name", "Blog"], { VERIFYD_DATA_DIR: dir })).stdout,
     );
@@ -262,7 +292,7 @@ async function cliAtOnce(
 /** Runs one CLI command in this process. */
 async function cli(
   args: string[],
-  env: Record<string, string> = { VERIFYD_DATA_DIR: tempDir() },
+  env: Record<string, string> = { VERIFYD_DATA_DIR: storeDir() },
 ): Promise<{ code: number | undefined; out: string; err: string }> {
   const { codes, out, err } = await cliAtOnce([args], env);
   return { code: codes[0], out: out.join("\n"), err: err.join("\n") };
@@ -273,7 +303,7 @@ async function cli(
  * of its own, dropped after the suite's tests.
  */
 function storeEnv(cluster: ClusterBackends | undefined): () => Record<string, string> {
-  if (!cluster) return () => ({ VERIFYD_DATA_DIR: tempDir() });
+  if (!cluster) return () => ({ VERIFYD_DATA_DIR: storeDir() });
   const [schema, prefix] = [uniqueName("cli"), `${uniqueName("cli")}:`];
   afterAll(() =>
     Promise.all([dropSchema(cluster.databaseUrl, schema), deleteRedisPrefix(cluster.redisUrl, prefix)]),
@@ -425,8 +455,8 @@ describe("verifyd serve's start", () => {
 /** Refusals need no process of their own: runCli in this process, its output captured. */
 describe("runCli refusals", () => {
   /** A data dir and a config file holding `file`, as the CLI's environment. */
-  function withConfig(file: Record<string, unknown>): Record<string, string> {
-    const dir = tempDir();
+  function withConfig(file: Record<string, unknown>, { store = true } = {}): Record<string, string> {
+    const dir = store ? storeDir() : tempDir();
     writeFileSync(join(dir, "verifyd.json"), JSON.stringify(file));
     return { VERIFYD_DATA_DIR: dir, VERIFYD_CONFIG: join(dir, "verifyd.json") };
   }
@@ -467,7 +497,7 @@ describe("runCli refusals", () => {
     [["migrate", "extra"], /^migrate: takes no arguments \(got "extra"\)/],
     [["launch"], /^unknown command "launch"/],
   ])("refuses `verifyd %j` as a usage error (2) before the store is opened", async (args, message) => {
-    const env = withConfig({ apps: [{ id: "web" }] });
+    const env = withConfig({ apps: [{ id: "web" }] }, { store: false });
     const result = await cli(args, env);
     expect(result.code, result.err).toBe(2);
     expect(result.err).toMatch(message);

@@ -155,7 +155,9 @@ export async function openStore(
         migrate: config.migrateOnStart,
         ...(logger ? { logger } : {}),
       })
-    : openSqlite(config, clock, logger);
+    : // The CLI's commands open only a store a server (or `verifyd migrate`) made: run from another
+      // dir without VERIFYD_DATA_DIR they must not make a new, empty one and report success.
+      openSqlite(config, clock, logger, { mustExist: !serving });
   try {
     const resolvedSecrets = await resolveSecrets(config, logger);
     const secrets = new CodeSecrets(resolvedSecrets);
@@ -175,7 +177,12 @@ export async function openStore(
   }
 }
 
-function openSqlite(config: Config, clock: Clock, logger: RootLogger | undefined): Backend {
+function openSqlite(
+  config: Config,
+  clock: Clock,
+  logger: RootLogger | undefined,
+  { mustExist }: { mustExist: boolean },
+): Backend {
   const path = sqlitePath(config.dataDir);
   const open = openToOthers([config.dataDir, path]);
   if (open.length > 0)
@@ -187,6 +194,7 @@ function openSqlite(config: Config, clock: Clock, logger: RootLogger | undefined
     path,
     clock,
     synchronous: config.sqliteSynchronous,
+    mustExist,
     ...(logger ? { logger } : {}),
   });
 }
