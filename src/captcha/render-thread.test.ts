@@ -91,8 +91,10 @@ describe("startCaptchaRenderThread", () => {
 
     const draws = Array.from({ length: MAX_WAITING_RENDERS }, () => generator.image());
     expect(generator.refusal?.()).toBe("busy");
-    // a draw the core let through anyway fails at once, never queued past the bound
-    expect((await failure(generator.image())).message).toContain("busy");
+    // Regression: a draw the core admitted while others filled the bound (it asks before its
+    // counting's await, and renders after) failed, answered 503 as a renderer's failure.
+    // @see own-commit review 3 (session 24) 3
+    draws.push(generator.image());
 
     await Promise.all(draws);
     expect(generator.refusal?.()).toBeNull();

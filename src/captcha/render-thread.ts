@@ -21,7 +21,7 @@ import { createSliderChallenge } from "./slider/slider-challenge.js";
 const THREAD_ROLE = "verifyd-captcha-render";
 /**
  * Renders waiting for the thread, past which a draw is refused before it is counted (the core
- * asks `refusal()`) rather than queued: at 1-5 ms each, the last of them waits about a second at
+ * asks `refusal()`) rather than queued (those admitted while the bound was reached are queued): at 1-5 ms each, the last of them waits about a second at
  * most. Room for five apps' full bursts at once (each may draw 50 at a time), so that two apps'
  * bursts do not refuse a third app's draws.
  */
@@ -127,9 +127,13 @@ export function startCaptchaRenderThread(options: CaptchaRenderThreadOptions): C
   };
 
   function render(kind: Kind): Promise<RenderReply> {
-    // (the core asks first; a draw that comes anyway is failed, not queued past the bound)
-    const refused = refusal();
-    if (refused !== null) return Promise.reject(new Error(`the captcha renderer is ${refused}`));
+    // The core asks `refusal()` before it counts a draw, and renders once the counting is done: the
+    // draws admitted meanwhile are queued past the bound (a few: each app's rate bounds them), not
+    // failed, which answered them as the renderer's failure. A thread resting after a failure
+    // renders nothing.
+    if (thread === null && performance.now() < restartAtMs) {
+      return Promise.reject(new Error("the captcha renderer is starting again after a failure"));
+    }
     const worker = threadStarted();
     const id = nextId++;
     return new Promise<RenderReply>((resolve, reject) => {
