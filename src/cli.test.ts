@@ -163,24 +163,53 @@ describe.concurrent("verifyd migrate", () => {
   });
 });
 
+describe.concurrent("an error of the SQLite file", () => {
+  // Regression: `serve` on a full disk printed only "database or disk is full", a read-only file
+  // "attempt to write a readonly database" (`apps list` too), a file of something else "file is
+  // not a database": only `migrate` named the file. @see reviewer storage 3
+  it.for(["serve", "apps list", "apps disable default"])(
+    "names the file for `verifyd %s`",
+    async (line, { expect }) => {
+      const args = line.split(" ");
+      const dir = tempDir();
+      const path = join(dir, "verifyd.db");
+      writeFileSync(
+        path,
+        "not a database, but long enough to be read as one's header....................\n",
+        {
+          mode: 0o600,
+        },
+      );
+      const exit = await run(BIN, args, { VERIFYD_DATA_DIR: dir, VERIFYD_PORT: String(await freePort()) });
+      expect(exit.code).toBe(1);
+      expect(exit.stderr.trim()).toBe(
+        `verifyd ${args.join(" ").replace(/ default$/, "")}: ${path}: file is not a database`,
+      );
+    },
+  );
+});
+
 describe.concurrent("verifyd apps where there is no store", () => {
   // Regression: run from another dir without VERIFYD_DATA_DIR, `apps disable default` made a new
   // ./data/verifyd.db and dev-secret, disabled the app there, printed success and exited 0, while
   // the real server kept serving it. @see reviewer storage 2
-  it.for([
-    ["apps", "disable", "default"],
-    ["apps", "create", "--name", "Shop"],
-    ["apps", "list"],
-  ])("`verifyd %s %s` exits 1 naming the file it did not find, and creates nothing", (args, { expect }) => {
-    const cwd = tempDir();
-    const exit = spawnSync(process.execPath, [BIN, ...args], { cwd, env: cleanEnv({}), encoding: "utf8" });
-    expect(exit.status).toBe(1);
-    expect(exit.stderr.trim()).toBe(
-      `no verifyd database at ${join(cwd, "data", "verifyd.db")} (VERIFYD_DATA_DIR)`,
-    );
-    expect(exit.stdout).toBe("");
-    expect(readdirSync(cwd)).toEqual([]);
-  });
+  it.for(["apps disable default", "apps create --name Shop", "apps list"])(
+    "`verifyd %s` exits 1 naming the file it did not find, and creates nothing",
+    (args, { expect }) => {
+      const cwd = tempDir();
+      const exit = spawnSync(process.execPath, [BIN, ...args.split(" ")], {
+        cwd,
+        env: cleanEnv({}),
+        encoding: "utf8",
+      });
+      expect(exit.status).toBe(1);
+      expect(exit.stderr.trim()).toBe(
+        `no verifyd database at ${join(cwd, "data", "verifyd.db")} (VERIFYD_DATA_DIR)`,
+      );
+      expect(exit.stdout).toBe("");
+      expect(readdirSync(cwd)).toEqual([]);
+    },
+  );
 });
 
 describe.concurrent("verifyd apps", () => {

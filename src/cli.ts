@@ -86,8 +86,35 @@ export async function runCli(args: string[]): Promise<number | undefined> {
       console.error(error.message);
       return 1;
     }
-    throw error;
+    // (a server's start, and the apps commands: migrate names its own)
+    const named = isClusterMode(config)
+      ? undefined
+      : sqliteFileError(command.name, sqlitePath(config.dataDir), error);
+    if (named === undefined) throw error;
+    console.error(named);
+    return 1;
   }
+}
+
+/**
+ * An error of the SQLite file as the line that names it (`verifyd <command>: <path>: <SQLite's
+ * message>`), for every command that opens the store: SQLite's own message names neither the file
+ * ("database or disk is full", "attempt to write a readonly database") nor, for a lock, who holds
+ * it. Undefined for any other error. A store fault the stores made of it is unwrapped.
+ */
+function sqliteFileError(command: string, path: string, error: unknown): string | undefined {
+  const fault =
+    error instanceof OtpError && error.code === "STORE_UNAVAILABLE" && error.cause !== undefined
+      ? error.cause
+      : error;
+  const code = (fault as { code?: unknown } | null)?.code;
+  if (typeof code !== "string" || !code.startsWith("SQLITE_")) return undefined;
+  const busy = !code.startsWith("SQLITE_BUSY")
+    ? ""
+    : command === "migrate"
+      ? ": another process holds its write lock (a running verifyd migrates it at its own start: stop it, or let it migrate)"
+      : ": another process holds its write lock";
+  return `verifyd ${command}: ${path}: ${(fault as Error).message}${busy}`;
 }
 
 /**
@@ -259,13 +286,9 @@ async function migrate(config: Config): Promise<number> {
       db.close();
     }
   } catch (error) {
-    const code = (error as { code?: unknown }).code;
-    if (typeof code !== "string" || !code.startsWith("SQLITE_")) throw error;
-    // SQLite's message names neither the file nor, for a lock, who holds it.
-    const busy = code.startsWith("SQLITE_BUSY")
-      ? ": another process holds its write lock (a running verifyd migrates it at its own start: stop it, or let it migrate)"
-      : "";
-    console.error(`verifyd migrate: ${path}: ${(error as Error).message}${busy}`);
+    const named = sqliteFileError("migrate", path, error);
+    if (named === undefined) throw error;
+    console.error(named);
     return 1;
   }
   return 0;
