@@ -568,7 +568,9 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
    * a stalled PostgreSQL is) when the provider is called, until `storeBack`; a worker of its own
    * logging into `lines`. `calls` counts the provider's sends per recipient.
    */
-  async function storeAwayMidSend(options: { stopGraceMs?: number } = {}) {
+  async function storeAwayMidSend(
+    options: { stopGraceMs?: number; batchSize?: number; answersHeldUntil?: Promise<void> } = {},
+  ) {
     const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
     const { db } = server.server.backend;
     const calls = new Map<string, number>();
@@ -578,6 +580,7 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
       channel: "sms",
       async send(message) {
         calls.set(message.to, (calls.get(message.to) ?? 0) + 1);
+        await options.answersHeldUntil;
         // the store goes away while the provider has the message
         if (storeAway) db.pragma("query_only = 1");
         return { providerMessageId: `gw-${message.messageId}` };
@@ -600,6 +603,7 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
         route: () => [gateway],
         pollIntervalMs: 5,
         ...(options.stopGraceMs !== undefined ? { stopGraceMs: options.stopGraceMs } : {}),
+        ...(options.batchSize !== undefined ? { batchSize: options.batchSize } : {}),
       });
     const recipients = ["+8613800138001", "+8613800138002", "+8613800138003"];
     const sent: { app: App; id: string }[] = [];
@@ -693,6 +697,43 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
       }
     } finally {
       away.storeBack();
+      await server.close();
+    }
+  });
+
+  // Regression: each waiting outcome was written again on its own backoff, doubling to 5 s, and
+  // only a claim that worked woke them early; a busy process (a full pipeline) claims nothing, so
+  // a PostgreSQL back 2-3 s before the leases ended had its outcomes recorded 4.8 s later, after
+  // another process had claimed and sent all 125 messages again.
+  it("records every waiting outcome within a second of the store's return while its pipeline is full", async () => {
+    // a batch of 1: two messages in flight fill the pipeline, the third waits for room
+    let releaseAnswers = () => {};
+    const answersHeldUntil = new Promise<void>((resolve) => {
+      releaseAnswers = resolve;
+    });
+    const away = await storeAwayMidSend({ batchSize: 1, answersHeldUntil });
+    const { server, until } = away;
+    try {
+      away.worker.start();
+      await until(() => away.calls.size === 2);
+      releaseAnswers();
+      await until(() => away.told("outbox settle failed").length === 1);
+      // away long enough for a backoff of its own to have grown past a second or two
+      await new Promise((resolve) => setTimeout(resolve, 4_000));
+      // back 2 s before the leases end
+      server.clock.advanceSeconds(28);
+      away.storeBack();
+      const backAt = Date.now();
+      await until(() => away.told("outbox settle resumed").length === 1);
+      expect(Date.now() - backAt).toBeLessThan(1_500);
+      await until(() => away.calls.size === 3);
+      await away.worker.stop();
+      server.clock.advanceSeconds(120);
+      expect(await away.other().runOnce()).toBe(0);
+      expect([...away.calls.values()]).toEqual([1, 1, 1]);
+    } finally {
+      away.storeBack();
+      await away.worker.stop();
       await server.close();
     }
   });

@@ -70,12 +70,12 @@ const FIRST_RETRY_DELAY_MS = 1_000;
 // A message first claimed within this of being queued is sent without looking its code up.
 const UNCHECKED_WHILE_FRESH_MS = 2_000;
 const MAX_RETRY_DELAY_MS = 60_000;
-// A try's outcome the store would not take is written again after this, doubling up to the
-// most: soon enough to be recorded within seconds of the store's return, well inside the lease
-// of the claim it ends (a store back within the lease sends nothing twice), without a write a
-// moment per message while it is away.
-const SETTLE_RETRY_FIRST_MS = 250;
-const SETTLE_RETRY_MAX_MS = 5_000;
+// The outcomes the store would not take are all written again on one shared tick this often:
+// recorded within a second of the store's return, well inside the lease of the claims they end (a
+// store back within the lease sends nothing twice), however busy the worker (a full pipeline
+// claims nothing, so no claim can tell it the store is back). One tick for all of them, not a
+// timer each: PostgreSQL batches the settles of a tick into one statement, one write a second.
+const SETTLE_RETRY_MS = 1_000;
 // A worker stopping while the store is away waits this long for the outcomes it holds, then
 // gives them up: a shutdown must end, and a lapsed claim sends at most once more.
 const DEFAULT_STOP_GRACE_MS = 10_000;
@@ -184,6 +184,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    * another write, so it is back), `false` to give up (stop's grace ran out).
    */
   const settleWaits = new Set<(writeNow: boolean) => void>();
+  /** the shared tick that writes every waiting outcome again (set while one waits) */
+  let settleTick: NodeJS.Timeout | null = null;
   /** the ids of the messages whose outcome was given up, told in one line when stop ends */
   let givenUp: string[] = [];
 
@@ -482,7 +484,6 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    * grace has run out; true when it was recorded.
    */
   async function settle(message: OutboxMessage, write: () => Promise<void>): Promise<boolean> {
-    let delayMs = SETTLE_RETRY_FIRST_MS;
     for (;;) {
       try {
         await write();
@@ -501,33 +502,36 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         unsettled.add(message.id);
         settleLog.failed(error, { waiting: unsettled.size });
       }
-      if (!(await settleWait(delayMs))) {
+      if (!(await settleWait())) {
         unsettled.delete(message.id);
         givenUp.push(message.id);
         return false;
       }
-      delayMs = Math.min(delayMs * 2, SETTLE_RETRY_MAX_MS);
     }
   }
 
   /**
-   * Waits `delayMs`, or less when the store is seen back, before a settle's next write; false when
-   * stop's grace ran out meanwhile.
+   * Waits for the next shared tick (at most SETTLE_RETRY_MS), or less when the store is seen
+   * back, before a settle's next write; false when stop's grace ran out meanwhile.
    */
-  function settleWait(delayMs: number): Promise<boolean> {
+  function settleWait(): Promise<boolean> {
     if (givingUp) return Promise.resolve(false);
     return new Promise((resolve) => {
-      const timer = setTimeout(() => end(true), delayMs);
       const end = (writeNow: boolean) => {
-        clearTimeout(timer);
         settleWaits.delete(end);
         resolve(writeNow);
       };
       settleWaits.add(end);
+      settleTick ??= setTimeout(() => {
+        settleTick = null;
+        wakeSettles(true);
+      }, SETTLE_RETRY_MS);
     });
   }
 
   function wakeSettles(writeNow: boolean): void {
+    if (settleTick) clearTimeout(settleTick);
+    settleTick = null;
     if (settleWaits.size === 0) return;
     for (const end of [...settleWaits]) end(writeNow);
   }
