@@ -43,7 +43,10 @@ const STATEMENTS = {
   // (the worker writes it again until the store takes it, past its lease if need be): a final
   // outcome ends the message whatever claimed it since, that try's record kept all the same; a
   // retry reschedules only the claim it ends (`attempts` counts the claims), so a later one,
-  // another worker's, sending the message now, keeps its lease and its own outcome.
+  // another worker's, sending the message now, keeps its lease and its own outcome. A settle
+  // written again because its commit's reply was lost records its try once: a try is its message,
+  // provider and time, or its provider's message id (a receipt may have moved its time and status
+  // since), looked up through the verification's index.
   settle: `
     WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -61,7 +64,12 @@ const STATEMENTS = {
     )
     INSERT INTO deliveries (${DELIVERY_COLUMNS})
     SELECT app_id, verification_id, message_id, provider, status, at, error, provider_message_id
-    FROM input WHERE provider IS NOT NULL ORDER BY position`,
+    FROM input i WHERE provider IS NOT NULL AND NOT EXISTS (
+      SELECT 1 FROM deliveries d
+      WHERE d.verification_id = i.verification_id AND d.message_id = i.message_id
+        AND d.provider = i.provider
+        AND (d.at = i.at OR d.provider_message_id = i.provider_message_id)
+    ) ORDER BY position`,
   // Receipts arrive out of order (one parked and retried, a gateway's "sent" after its
   // "delivered"): a receipt only moves a delivery forward, and a final status stays. A receipt
   // that changes nothing still matched its delivery (the row count), so it is not retried.
