@@ -569,7 +569,13 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
    * logging into `lines`. `calls` counts the provider's sends per recipient.
    */
   async function storeAwayMidSend(
-    options: { stopGraceMs?: number; batchSize?: number; answersHeldUntil?: Promise<void> } = {},
+    options: {
+      stopGraceMs?: number;
+      batchSize?: number;
+      answersHeldUntil?: Promise<void>;
+      /** the gateway answers with a transient failure, not a send */
+      fails?: boolean;
+    } = {},
   ) {
     const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
     const { db } = server.server.backend;
@@ -583,6 +589,7 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
         await options.answersHeldUntil;
         // the store goes away while the provider has the message
         if (storeAway) db.pragma("query_only = 1");
+        if (options.fails) throw new SendFailure("gateway busy");
         return { providerMessageId: `gw-${message.messageId}` };
       },
     };
@@ -734,6 +741,30 @@ describe("outbox worker: a store that will not take a try's outcome", () => {
     } finally {
       away.storeBack();
       await away.worker.stop();
+      await server.close();
+    }
+  });
+
+  // Regression: a message claimed anew by the worker whose retry outcome still waited was not sent
+  // (right), but the late retry named the old claim and left the new one alone, so the message
+  // sat out a whole extra lease before anyone tried it again.
+  it("lets a waiting retry reschedule the claim the same worker took anew meanwhile", async () => {
+    const away = await storeAwayMidSend({ fails: true });
+    const { server, until } = away;
+    try {
+      const round = away.worker.runOnce();
+      await until(() => away.told("outbox settle failed").length === 1);
+      server.clock.advanceSeconds(31);
+      away.storeBack();
+      // the new claim, before the retries' next write: held here, not sent
+      expect(await away.worker.runOnce()).toBe(3);
+      expect(await round).toBe(3);
+      expect([...away.calls.values()]).toEqual([1, 1, 1]);
+      // the retries were due a second after the failure: due now, not when the new claim lapses
+      expect(await away.other().runOnce()).toBe(3);
+      expect([...away.calls.values()]).toEqual([2, 2, 2]);
+    } finally {
+      away.storeBack();
       await server.close();
     }
   });

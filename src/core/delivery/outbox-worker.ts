@@ -173,8 +173,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   let settleLog = newSettleLog();
   /** the ids of the messages being delivered here, from their claim until their outcome is recorded */
   const delivering = new Set<string>();
-  /** the ids of the messages whose outcome waits for the store */
-  const unsettled = new Set<string>();
+  /** the messages whose outcome waits for the store, by id (the very objects their writes carry) */
+  const unsettled = new Map<string, OutboxMessage>();
   let recordedLate = 0;
   const stopGraceMs = options.stopGraceMs ?? DEFAULT_STOP_GRACE_MS;
   /** set when stop's grace has run out: a settle that fails now is given up */
@@ -499,7 +499,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         }
         return true;
       } catch (error) {
-        unsettled.add(message.id);
+        unsettled.set(message.id, message);
         settleLog.failed(error, { waiting: unsettled.size });
       }
       if (!(await settleWait())) {
@@ -596,7 +596,10 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     if (delivering.has(message.id)) {
       // Claimed again, its lease lapsed, while its outcome here still waits for the store (an
       // outage longer than the lease): sending it would send it twice. The outcome waiting ends
-      // it, or (a retry, which leaves a later claim alone) the new claim lapses and it is due.
+      // it: it takes over the new claim's count, so that a retry (which reschedules only the
+      // claim it names) reschedules this one, held here too, rather than leave it to lapse.
+      const waiting = unsettled.get(message.id);
+      if (waiting && message.attempts > waiting.attempts) waiting.attempts = message.attempts;
       logger.debug(logIds(message), "claimed again while its outcome waits for the store: not sent");
       return Promise.resolve();
     }
