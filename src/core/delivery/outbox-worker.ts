@@ -166,8 +166,8 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   let claimsFailing = false;
   /**
    * Outcomes the store would not take, told the same way for the whole episode (not per message):
-   * `outbox settle failed` with `waiting`, the outcomes not yet recorded; a reminder a minute;
-   * `outbox settle resumed` once none waits, with `recorded`, how many were recorded late.
+   * `outbox settle failed` at the first; a reminder a minute with `waiting`, the outcomes not yet
+   * recorded; `outbox settle resumed` once none waits, with `recorded`, how many were recorded late.
    */
   const newSettleLog = () => createOutageLog({ clock, log: logger, what: "outbox settle" });
   let settleLog = newSettleLog();
@@ -499,8 +499,11 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
         }
         return true;
       } catch (error) {
+        // The first outcome refused is told before the others in flight have been refused: a
+        // count then would always be 1, so that line has none; the reminders count them.
+        const first = unsettled.size === 0;
         unsettled.set(message.id, message);
-        settleLog.failed(error, { waiting: unsettled.size });
+        settleLog.failed(error, first ? undefined : { waiting: unsettled.size });
       }
       if (!(await settleWait())) {
         unsettled.delete(message.id);
