@@ -46,7 +46,9 @@ const STATEMENTS = {
   // another worker's, sending the message now, keeps its lease and its own outcome. A settle
   // written again because its commit's reply was lost records its try once: a try is its message,
   // provider and time, or its provider's message id (a receipt may have moved its time and status
-  // since), looked up through the verification's index.
+  // since) unless that id is our message's own (a provider without ids names every try of the
+  // message by it: a second worker's real send after a lapsed lease must be recorded), looked up
+  // through the verification's index.
   settle: `
     WITH input AS (
       SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
@@ -68,7 +70,7 @@ const STATEMENTS = {
       SELECT 1 FROM deliveries d
       WHERE d.verification_id = i.verification_id AND d.message_id = i.message_id
         AND d.provider = i.provider
-        AND (d.at = i.at OR d.provider_message_id = i.provider_message_id)
+        AND (d.at = i.at OR (d.provider_message_id = i.provider_message_id AND i.provider_message_id <> i.message_id))
     ) ORDER BY position`,
   // Receipts arrive out of order (one parked and retried, a gateway's "sent" after its
   // "delivered"): a receipt only moves a delivery forward, and a final status stays. A receipt
