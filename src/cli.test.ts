@@ -204,7 +204,7 @@ describe.concurrent("verifyd apps where there is no store", () => {
       });
       expect(exit.status).toBe(1);
       expect(exit.stderr.trim()).toBe(
-        `no verifyd database at ${join(cwd, "data", "verifyd.db")} (VERIFYD_DATA_DIR)`,
+        `no verifyd database at ${join(cwd, "data", "verifyd.db")} (VERIFYD_DATA_DIR): \`verifyd migrate\` or the server's first start creates it`,
       );
       expect(exit.stdout).toBe("");
       expect(readdirSync(cwd)).toEqual([]);

@@ -27,7 +27,9 @@ export interface SqliteOptions {
 /** No database file where one must already be (`mustExist`). */
 export class NoSqliteDatabase extends Error {
   constructor(path: string) {
-    super(`no verifyd database at ${resolve(path)} (VERIFYD_DATA_DIR)`);
+    super(
+      `no verifyd database at ${resolve(path)} (VERIFYD_DATA_DIR): \`verifyd migrate\` or the server's first start creates it`,
+    );
     this.name = "NoSqliteDatabase";
   }
 }
