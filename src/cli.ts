@@ -204,7 +204,12 @@ function appName(args: string[]): string {
 
 async function serve(config: Config): Promise<undefined> {
   const logger = createLogger({ level: config.logLevel, devCodes: config.mode === "dev" });
-  const server = await startServer(config, logger);
+  // A store whose files are gone from under the server (the data dir or its lock deleted) takes
+  // no more writes, and a second server may be serving the dir: this one stops with exit 1, for
+  // its supervisor to start it again on the dir as it is now.
+  const server = await startServer(config, logger, {
+    onStoreGone: () => shutdown("the store's files are gone", 1),
+  });
   let closing = false;
   // Once the log is being closed nothing more may be written to it: the exit is under way.
   let exiting = false;
@@ -213,7 +218,7 @@ async function serve(config: Config): Promise<undefined> {
     exiting = true;
     closeLogger(logger, LOG_DRAIN_MS, () => process.exit(code));
   };
-  const shutdown = (signal: string) => {
+  const shutdown = (signal: string, exitCode = 0) => {
     if (exiting) return;
     if (closing) {
       logger.warn(
@@ -223,6 +228,8 @@ async function serve(config: Config): Promise<undefined> {
       return;
     }
     closing = true;
+    // The code the process ends with if it ends by itself, its handles all closed, before `exit`.
+    process.exitCode = exitCode;
     logger.info(
       { signal },
       "shutting down: finishing the requests and deliveries in flight; queued messages go out at the next start",
@@ -235,7 +242,7 @@ async function serve(config: Config): Promise<undefined> {
       exit(1);
     }, SHUTDOWN_DEADLINE_MS).unref();
     server.close().then(
-      () => exit(0),
+      () => exit(exitCode),
       (error: unknown) => {
         if (exiting) return;
         logger.error({ err: error }, "shutdown failed");

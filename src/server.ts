@@ -47,8 +47,11 @@ export interface RunningServer {
   /** the outbox worker, for tests to drive; null when delivery runs in its own thread */
   worker: OutboxWorker | null;
   backend: Backend;
-  /** starts delivery and the purger */
-  startBackground(): void;
+  /**
+   * starts delivery and the purger, and the store's maintenance: `onStoreGone` once the store's
+   * files are gone from under it for good (the caller stops the server)
+   */
+  startBackground(options?: { onStoreGone?: () => void }): void;
   /** drains requests, then the outbox round in flight, then closes the store */
   close(): Promise<void>;
 }
@@ -377,9 +380,9 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
       delivery,
       worker: inProcess?.worker ?? null,
       backend,
-      startBackground() {
+      startBackground({ onStoreGone } = {}) {
         delivery.start();
-        backend.startMaintenance?.(checkpoints);
+        backend.startMaintenance?.(checkpoints, onStoreGone);
         if (!delivery.purges) {
           purging = startPurgeLoop({
             purge: (nowMs) =>
@@ -424,7 +427,11 @@ export async function assembleServer(options: AssembleOptions): Promise<RunningS
  * captcha/render-thread.ts), listen, start delivery (in a thread of its own, delivery-thread.ts)
  * and the purger.
  */
-export async function startServer(config: Config, logger: RootLogger): Promise<RunningServer> {
+export async function startServer(
+  config: Config,
+  logger: RootLogger,
+  options: { onStoreGone?: () => void } = {},
+): Promise<RunningServer> {
   const server = await assembleServer({ config, logger, deliveryThread: true, captchaThread: true });
   try {
     await server.fastify.listen({ host: config.host, port: config.port });
@@ -432,7 +439,7 @@ export async function startServer(config: Config, logger: RootLogger): Promise<R
     await server.close().catch(() => {});
     throw listenRefusal(error, config) ?? error;
   }
-  server.startBackground();
+  server.startBackground(options);
   if (config.mode === "dev" && !isLoopbackHost(config.host)) {
     logger.warn(
       { host: config.host },

@@ -51,8 +51,11 @@ export interface Backend {
    * server is the only one that claims: called at that server's start); returns how many
    */
   releaseDeadClaims?: (nowMs: number) => number;
-  /** starts background maintenance the serving process alone should run (SQLite: WAL checkpoints) */
-  startMaintenance?: (report: LoopReport) => void;
+  /**
+   * starts background maintenance the serving process alone should run (SQLite: WAL checkpoints,
+   * and a watch on its files: `onGone` once one is deleted or replaced under it, for good)
+   */
+  startMaintenance?: (report: LoopReport, onGone?: () => void) => void;
   /** flushes buffered writes and closes connections */
   close: () => Promise<void>;
 }

@@ -140,7 +140,7 @@ export function createSqliteBackend(options: {
     releaseDeadClaims: (nowMs) => releaseDeadClaims(db, nowMs),
     ready: async () =>
       gone === undefined && performance.now() - faultAtMs >= unreadyAfterFaultMs && ping.get() !== undefined,
-    startMaintenance(report) {
+    startMaintenance(report, onGone) {
       if (checkpointer || options.path === ":memory:") return;
       // Only a serving process watches: the CLI's commands are over in a moment.
       watch = watchFileIdentities(
@@ -149,8 +149,9 @@ export function createSqliteBackend(options: {
           gone = storeUnavailable(`sqlite: ${file.path} was ${reason} while this server had it open`, null);
           logger.error(
             { path: file.path },
-            `${file.path} was ${reason} while this server had it open: every write now fails (503) and /readyz answers 503; restart the server on its data dir (one server per data dir)`,
+            `${file.path} was ${reason} while this server had it open: every write now fails (503) and /readyz answers 503; the server stops (exit 1), to be started again on its data dir (one server per data dir)`,
           );
+          onGone?.();
         },
         FILE_CHECK_INTERVAL_MS,
       );
