@@ -236,21 +236,30 @@ describe.each(await modesToTest("GET /metrics counts"))("GET /metrics counts ($m
 describe.each((await modesToTest("GET /metrics while the store is away")).filter((mode) => mode.cluster))(
   "GET /metrics while the store is away ($mode mode)",
   ({ cluster }) => {
-    it("leaves the queued count out, says it could not count, and shows it again once back", async () => {
+    /** A server that reaches PostgreSQL through a proxy (the harness's own client does not), and its scrape. */
+    async function behindProxy() {
       if (!cluster) throw new Error("cluster mode only");
       const proxy = await startTcpProxy(backendAddress(cluster.databaseUrl, 5432));
       const env = {
         VERIFYD_TRUST_PROXY: "127.0.0.1",
-        // the server reaches PostgreSQL through the proxy (the harness's own client does not)
         VERIFYD_DATABASE_URL: throughProxy(cluster.databaseUrl, proxy.port),
       };
       const t = await createTestServer({ env, apps: [NO_CAPTCHA], cluster });
+      const scrape = async () => {
+        const reply = await t.fastify.inject({ method: "GET", url: "/metrics" });
+        expect(reply.statusCode).toBe(200);
+        return parseScrape(reply.body);
+      };
+      const close = async () => {
+        await t.close();
+        await proxy.close();
+      };
+      return { t, proxy, scrape, close };
+    }
+
+    it("leaves the queued count out, says it could not count, and shows it again once back", async () => {
+      const { t, proxy, scrape, close } = await behindProxy();
       try {
-        const scrape = async () => {
-          const reply = await t.fastify.inject({ method: "GET", url: "/metrics" });
-          expect(reply.statusCode).toBe(200);
-          return parseScrape(reply.body);
-        };
         const outbox = (samples: Sample[]) =>
           ownSeries(samples, ["verifyd_outbox_queued", "verifyd_outbox_count_failed"]);
         for (const to of ["q1@example.com", "q2@example.com"]) {
@@ -282,27 +291,15 @@ describe.each((await modesToTest("GET /metrics while the store is away")).filter
         );
         expect(back).toEqual(["verifyd_outbox_count_failed{} 0", "verifyd_outbox_queued{} 2"]);
       } finally {
-        await t.close();
-        await proxy.close();
+        await close();
       }
     });
 
     // Regression: on a stalled PostgreSQL (its connections silent) the queued count waited out the
     // driver's timeouts, and each scrape took 6 s: past a Prometheus scrape_timeout every series was lost.
     it("answers within a second or so when the store's connections go silent, the count left out", async () => {
-      if (!cluster) throw new Error("cluster mode only");
-      const proxy = await startTcpProxy(backendAddress(cluster.databaseUrl, 5432));
-      const env = {
-        VERIFYD_TRUST_PROXY: "127.0.0.1",
-        VERIFYD_DATABASE_URL: throughProxy(cluster.databaseUrl, proxy.port),
-      };
-      const t = await createTestServer({ env, apps: [NO_CAPTCHA], cluster });
+      const { proxy, scrape, close } = await behindProxy();
       try {
-        const scrape = async () => {
-          const reply = await t.fastify.inject({ method: "GET", url: "/metrics" });
-          expect(reply.statusCode).toBe(200);
-          return parseScrape(reply.body);
-        };
         // a scrape first, so the pool holds the connection the next count takes
         expect(ownSeries(await scrape(), ["verifyd_outbox_count_failed"])).toEqual([
           "verifyd_outbox_count_failed{} 0",
@@ -318,8 +315,7 @@ describe.each((await modesToTest("GET /metrics while the store is away")).filter
         ]);
         expect(samples.some((sample) => sample.name === "verifyd_build_info")).toBe(true);
       } finally {
-        await t.close();
-        await proxy.close();
+        await close();
       }
     });
   },
