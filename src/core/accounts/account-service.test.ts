@@ -69,7 +69,9 @@ describe("the client's budget of failed passwords", () => {
       }
     }
     for (let i = 0; i < 5; i++) {
-      const refused = await otpError(accounts.refuseUnknownLogin(app, `username:nobody${i}`, "x", CLIENT));
+      const refused = await otpError(
+        accounts.refuseUnknownLogin(app, { username: `nobody${i}` }, "x", CLIENT),
+      );
       expect(refused.code).toBe("PASSWORD_INVALID");
     }
 
@@ -80,7 +82,9 @@ describe("the client's budget of failed passwords", () => {
     const slow = `scrypt$32768$8$4$${Buffer.alloc(16, 1).toString("base64url")}$${Buffer.alloc(32).toString("base64url")}`;
     const cheap = dan.passwordHash as string;
     const lineFull = [slow, slow, ...Array(32).fill(cheap)].map((stored) => verifyPassword("x", stored));
-    const unknown = await otpError(accounts.refuseUnknownLogin(app, "username:nobody-else", "x", CLIENT));
+    const unknown = await otpError(
+      accounts.refuseUnknownLogin(app, { username: "nobody-else" }, "x", CLIENT),
+    );
     const known = await otpError(accounts.verifyPasswordLogin(app, dan, "dan-right", CLIENT));
     // (the line is still full, so it was when those were refused)
     expect((await otpError(verifyPassword("x", cheap))).details.rule).toBe("password_hashes_busy");
@@ -93,7 +97,7 @@ describe("the client's budget of failed passwords", () => {
     // another client is not held up by this one's failures, nor is an internal call (no client)
     await accounts.verifyPasswordLogin(app, dan, "dan-right", "203.0.113.6");
     const elsewhere = await otpError(
-      accounts.refuseUnknownLogin(app, "username:nobody-else", "x", "203.0.113.6"),
+      accounts.refuseUnknownLogin(app, { username: "nobody-else" }, "x", "203.0.113.6"),
     );
     expect(elsewhere.code).toBe("PASSWORD_INVALID");
     await accounts.verifyPasswordLogin(app, dan, "dan-right");
@@ -141,6 +145,32 @@ describe("the client's budget of failed passwords", () => {
     }
     const past = await otpError(accounts.verifyPasswordLogin(app, ann, "ann-right", CLIENT));
     expect(past).toMatchObject({ code: "RATE_LIMITED", details: { rule: BUDGET_RULE } });
+  });
+});
+
+// Regression: a name no account has was locked out by the spelling a face passed, where the
+// account look-up folds an email's ASCII capitals: five wrong passwords as x@ and one as X@ was
+// locked for an account and refused as wrong for none, which told whether the account exists.
+describe("the lockout of a name no account has", () => {
+  it("counts every ASCII case of an email as one name, as the account look-up reads them", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    for (let i = 0; i < 5; i++) {
+      const refused = await otpError(
+        accounts.refuseUnknownLogin(app, { channel: "email", address: "zed@example.com" }, "guess", CLIENT),
+      );
+      expect(refused.code).toBe("PASSWORD_INVALID");
+    }
+    const respelled = { channel: "email", address: "ZED@example.com" } as const;
+    expect((await otpError(accounts.refuseUnknownLogin(app, respelled, "guess", CLIENT))).code).toBe(
+      "ACCOUNT_LOCKED",
+    );
+    // a username is the name as given, as the look-up matches it
+    for (let i = 0; i < 5; i++) await otpError(accounts.refuseUnknownLogin(app, { username: "zed" }, "x"));
+    expect((await otpError(accounts.refuseUnknownLogin(app, { username: "Zed" }, "x"))).code).toBe(
+      "PASSWORD_INVALID",
+    );
   });
 });
 

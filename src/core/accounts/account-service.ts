@@ -3,6 +3,7 @@ import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, randomBytesFromPool, sha256Hex } from "../ids.js";
 import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger, Session } from "../ports.js";
+import { foldedAddress } from "../recipients.js";
 import type { Account, App, Channel } from "../types.js";
 import { decoyCompare, hashPassword, needsRehash, verifyPassword } from "./passwords.js";
 import { accountLoggedInBy, revokeSessionById } from "./session-id.js";
@@ -34,6 +35,26 @@ export const LOGIN_FAILURE_WINDOW_SECONDS = 3600;
  * room for everyone behind one address to mistype, too little to walk a list.
  */
 export const PASSWORD_FAILURES_PER_CLIENT = { limit: 20, windowSeconds: 600 };
+
+/**
+ * What a login names when no account answers to it: a contact, as the face parsed it (normalised,
+ * `parseRecipient`), or a username.
+ */
+export type LoginName = { channel: Channel; address: string } | { username: string };
+
+/**
+ * The lockout key of a name no account has. Every spelling the account look-up reads as one
+ * contact is one name (an email's ASCII capitals folded, `foldedAddress`): were `ANN@` and `ann@`
+ * counted apart, the sixth try in another case would be locked for an account and refused as
+ * wrong for none, which tells that the account exists. Hashed, so the store names no address.
+ */
+function unknownLoginKey(name: LoginName): string {
+  const text =
+    "username" in name
+      ? `username:${name.username}`
+      : `${name.channel}:${foldedAddress(name.channel, name.address)}`;
+  return `login-failures:unknown:${sha256Hex(text)}`;
+}
 
 export interface AccountServiceDeps {
   accounts: AccountDirectory;
@@ -456,13 +477,11 @@ export function createAccountService(deps: AccountServiceDeps) {
      * time, under the same client budget, and locked out after as many tries as an account is, so
      * that neither the answer nor its timing tells which usernames exist.
      */
-    refuseUnknownLogin(app: App, name: string, password: string, clientIp?: string): Promise<never> {
-      // `name` as the face looked it up: each spelling that would find one account is one name.
-      const key = `login-failures:unknown:${sha256Hex(name)}`;
+    refuseUnknownLogin(app: App, name: LoginName, password: string, clientIp?: string): Promise<never> {
       return underClientPasswordBudget(app, clientIp, () =>
         underLockout(
           app,
-          key,
+          unknownLoginKey(name),
           async (): Promise<never> => {
             await decoyCompare(password);
             throw new OtpError("PASSWORD_INVALID", { details: { field: "password" } });

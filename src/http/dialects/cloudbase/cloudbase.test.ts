@@ -635,6 +635,28 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     return response.json().sudo_token;
   }
 
+  // Regression: an unknown email was locked out by its spelling, the account look-up by its
+  // ASCII-folded address: 5 wrong passwords as x@, then X@ answered 429 for an account and 400 for
+  // none, which told whether the email had an account.
+  it("locks an email out in any ASCII case of it, known or not, as the account look-up reads them", async () => {
+    await start();
+    const app = (await t.engine.apps.byId("default"))!;
+    await t.engine.accounts.create({ app, email: "pat@example.com", password: "right-password" });
+    let clients = 0;
+    for (const [spelled, respelled] of [
+      ["pat@example.com", "PAT@EXAMPLE.COM"],
+      ["x@example.com", "X@EXAMPLE.COM"],
+    ]) {
+      const client = `198.51.100.${++clients}`;
+      for (let n = 0; n < 5; n++) {
+        const wrong = await signInWith(spelled as string, "wrong-password", client);
+        expect(`${wrong.statusCode} ${wrong.json().error}`, spelled).toBe("400 invalid_password");
+      }
+      const again = await signInWith(respelled as string, "wrong-password", client);
+      expect(`${again.statusCode} ${again.json().error}`, respelled).toBe("429 resource_exhausted");
+    }
+  });
+
   it("resets a password with a PASSWORD_RESET token, once", async () => {
     await start();
     await signUp("ann@example.com", { password: "old-password" });

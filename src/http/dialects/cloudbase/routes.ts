@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyBodyParser, FastifyInstance, FastifyRequest } from "fastify";
+import type { LoginName } from "../../../core/accounts/account-service.js";
 import type { ContactProof } from "../../../core/accounts/account-steps.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
@@ -409,15 +410,15 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return tokens.issue(tenant, account);
   });
 
-  /** A username; an "@" makes it an email and a leading "+" a phone number (never a username). */
   /**
-   * The account a sign-in's `username` names, and the name as it was looked up (every spelling
-   * that finds one account gives one name: an unknown one is locked out by it, as an account is).
+   * The account a sign-in's `username` names, and the name it was looked up by (an unknown one is
+   * locked out by it, as an account is). An "@" makes it an email and a leading "+" a phone
+   * number, never a username.
    */
   async function loginAccount(
     tenant: App,
     username: string,
-  ): Promise<{ account: Account | null; name: string }> {
+  ): Promise<{ account: Account | null; name: LoginName }> {
     if (username.includes("@") || username.startsWith("+")) {
       const recipient = parseRecipient(
         username.includes("@") ? "email" : "sms",
@@ -425,9 +426,9 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
         parseOptions("username"),
       );
       const account = await engine.accounts.findByContact(tenant, recipient.channel, recipient.address);
-      return { account, name: `${recipient.channel}:${recipient.address}` };
+      return { account, name: recipient };
     }
-    return { account: await engine.accounts.findByUsername(tenant, username), name: `username:${username}` };
+    return { account: await engine.accounts.findByUsername(tenant, username), name: { username } };
   }
 
   app.post("/token", { schema: bodySchema(TokenBody, Credentials) }, async (request) => {
