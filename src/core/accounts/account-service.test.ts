@@ -2,6 +2,7 @@ import { scryptSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
 import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { OtpError } from "../errors.js";
 import type { Logger } from "../ports.js";
 import type { Account } from "../types.js";
 import { createAccountService } from "./account-service.js";
@@ -151,7 +152,13 @@ describe("the client's budget of failed passwords", () => {
 // Regression: a name no account has was locked out by the spelling a face passed, where the
 // account look-up folds an email's ASCII capitals: five wrong passwords as x@ and one as X@ was
 // locked for an account and refused as wrong for none, which told whether the account exists.
+// And a code login that registers (Fresns login-or-register) had no lockout at all for a new
+// address, where an account's locks after 5 failures: the sixth answer told the two apart.
 describe("the lockout of a name no account has", () => {
+  const wrongCode = async (): Promise<never> => {
+    throw new OtpError("CODE_INVALID");
+  };
+
   it("counts every ASCII case of an email as one name, as the account look-up reads them", async () => {
     t = await createTestEngine();
     const app = await t.app();
@@ -170,6 +177,38 @@ describe("the lockout of a name no account has", () => {
     for (let i = 0; i < 5; i++) await otpError(accounts.refuseUnknownLogin(app, { username: "zed" }, "x"));
     expect((await otpError(accounts.refuseUnknownLogin(app, { username: "Zed" }, "x"))).code).toBe(
       "PASSWORD_INVALID",
+    );
+  });
+
+  it("locks a code login to a new address after 5 failures, even with the right code, as an account's", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    const nobody = { channel: "email", address: "Nobody@example.com" } as const;
+    for (let i = 0; i < 5; i++) {
+      expect((await otpError(accounts.underUnknownLoginLockout(app, nobody, wrongCode))).code).toBe(
+        "CODE_INVALID",
+      );
+    }
+    let ran = false;
+    const rightCode = async () => {
+      ran = true;
+      return "signed in";
+    };
+    const lower = { channel: "email", address: "nobody@example.com" } as const;
+    const locked = await otpError(accounts.underUnknownLoginLockout(app, lower, rightCode));
+    expect(locked).toMatchObject({ code: "ACCOUNT_LOCKED", details: { retryAfterSeconds: 3600 } });
+    expect(ran).toBe(false);
+    // one count with the name's wrong passwords, as an account's codes and passwords share one
+    expect((await otpError(accounts.refuseUnknownLogin(app, lower, "guess"))).code).toBe("ACCOUNT_LOCKED");
+
+    t.clock.advanceSeconds(3600);
+    for (let i = 0; i < 4; i++) await otpError(accounts.underUnknownLoginLockout(app, lower, wrongCode));
+    expect(await accounts.underUnknownLoginLockout(app, lower, rightCode)).toBe("signed in");
+    // a success clears the count
+    for (let i = 0; i < 5; i++) await otpError(accounts.underUnknownLoginLockout(app, lower, wrongCode));
+    expect((await otpError(accounts.underUnknownLoginLockout(app, lower, wrongCode))).code).toBe(
+      "ACCOUNT_LOCKED",
     );
   });
 });

@@ -155,18 +155,21 @@ export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock, logger } = deps;
   const lockKey = (accountId: string) => `login-failures:${accountId}`;
   /**
-   * Clears the account's failed logins once a login succeeded or a new password was written. That
-   * already happened, so a backend failing here must not turn it into an error answer (a login
-   * refused after it passed, a password change reported failed though it stands): what is left
-   * uncleared is at most the limit's few failures, which end with their window.
+   * Clears the failed logins under `key` (an account's, or a name's no account has) once a login
+   * succeeded or a new password was written. That already happened, so a backend failing here
+   * must not turn it into an error answer (a login refused after it passed, a password change
+   * reported failed though it stands): what is left uncleared is at most the limit's few
+   * failures, which end with their window.
    */
-  const clearLoginFailures = async (appId: string, accountId: string): Promise<void> => {
+  const clearFailures = async (appId: string, key: string, about: { accountId?: string }): Promise<void> => {
     try {
-      await counters.reset(appId, lockKey(accountId));
+      await counters.reset(appId, key);
     } catch (error) {
-      logger.warn({ err: error, appId, accountId }, "could not clear the account's failed logins");
+      logger.warn({ err: error, appId, ...about }, "could not clear the failed logins");
     }
   };
+  const clearLoginFailures = (appId: string, accountId: string) =>
+    clearFailures(appId, lockKey(accountId), { accountId });
   /**
    * Writes `changes` only while the account is at the credentials it was read with: a change the
    * caller's session allowed must not land after a new password ended that session (a thief's
@@ -444,6 +447,19 @@ export function createAccountService(deps: AccountServiceDeps) {
     },
 
     underLoginLockout,
+
+    /**
+     * Runs a login attempt for a name no account has (a code login that registers, where the app
+     * logs in or registers by code) under a lockout of its own, as `underLoginLockout` runs a known
+     * account's: after as many failures the name refuses even the right credentials, so neither
+     * the answers nor when the lock comes tell whether an account exists. The name's count is the
+     * one `refuseUnknownLogin` keeps, as an account's codes and passwords share its lockout; a
+     * success clears it.
+     */
+    underUnknownLoginLockout<T>(app: App, name: LoginName, attempt: () => Promise<T>): Promise<T> {
+      const key = unknownLoginKey(name);
+      return underLockout(app, key, attempt, () => clearFailures(app.id, key, {}));
+    },
 
     /**
      * Checks a password under the client's budget of failed ones (`clientIp`: the request's, where

@@ -1312,6 +1312,33 @@ describe("journeys", () => {
     expect(login.json().data.detail).toMatchObject({ email: "n***@example.com", hasPassword: false });
   });
 
+  // Regression: a wrong code for an existing account counted towards its lock, one for an unknown
+  // address was checked with no lock at all, so the sixth answer (34306 or 33203) told whether an
+  // account exists, and no code needed sending first.
+  it("with loginOrRegister, answers wrong login codes alike for a known and an unknown address, locking both after 5 (34306)", async () => {
+    await start({ apps: [{ id: "default", loginOrRegister: true }] });
+    await makeAccount({ email: "ann@example.com" });
+    const login = (account: string, verifyCode: string) =>
+      call("POST", "/api/v2/account/login", { type: "email", account, verifyCode }, {}, "192.0.2.30");
+    /** Five wrong codes as `spelled`, the sixth as `respelled`: one address to the account look-up. */
+    const answers = async (spelled: string, respelled: string) => {
+      const seen: number[] = [];
+      for (let n = 0; n < 5; n++) seen.push((await login(spelled, "123456")).json().code);
+      seen.push((await login(respelled, "123456")).json().code);
+      return seen;
+    };
+    const locked = [33203, 33203, 33203, 33203, 33203, 34306];
+    expect(await answers("ann@example.com", "ANN@example.com")).toEqual(locked);
+    expect(await answers("Nobody@example.com", "nobody@example.com")).toEqual(locked);
+    // the right code is locked out too, as a known account's is, until the hour ends
+    const send7 = { type: "email", useType: 2, templateId: 7, account: "nobody@example.com" };
+    expectFresns(await login("nobody@example.com", await codeFor(send7, "nobody@example.com")), 34306);
+    t.clock.advanceSeconds(3600);
+    const registered = await login("nobody@example.com", await codeFor(send7, "nobody@example.com"));
+    expect(registered.json().code).toBe(0);
+    expect(registered.json().data.detail).toMatchObject({ email: "nob***@example.com" });
+  });
+
   it("send -> reset-password, and reset-password for an unknown account (34301)", async () => {
     await start();
     await makeAccount({ email: "ann@example.com", password: "old" });

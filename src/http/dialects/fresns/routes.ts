@@ -406,10 +406,14 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
         const signInCode = accountCode(app, { channel, address }, "sign_in", body.verifyCode);
         const account = await engine.accounts.findByContact(app, channel, address);
         // Fresns "login or register": a right login code for an unknown account creates it, and a
-        // wrong one is refused as a known account's is; elsewhere an unknown account is 31502.
+        // wrong one is refused as a known account's is, locked out after as many (34306); elsewhere
+        // an unknown account is 31502.
         const unknownIsTold = body.verifyCode === undefined || !app.loginOrRegister;
         if (!account && !unknownIsTold) {
-          return ok(await signedIn(context, app, await engine.signInWithCode(signInCode)));
+          const loggedIn = await engine.accounts.underUnknownLoginLockout(app, { channel, address }, () =>
+            engine.signInWithCode(signInCode),
+          );
+          return ok(await signedIn(context, app, loggedIn));
         }
         try {
           if (!account) throw new FresnsRefusal(31502);
