@@ -10,6 +10,16 @@ const scryptAsync = promisify(scrypt) as (
   options: object,
 ) => Promise<Buffer>;
 
+/**
+ * The longest password any face lets a person set, in UTF-16 units (JavaScript's `length`, which
+ * counts a character outside the BMP, an emoji, as two). Every face that checks a password (a
+ * sign-in, a sudo, a re-verification) accepts one this long, since an account signs in on every
+ * face with the password any face set (Fresns sets up to this). A JSON schema's `maxLength`
+ * counts code points, never more than UTF-16 units, so a schema capped at it accepts every such
+ * password. A face may set shorter ones only (its vendor's limit: CloudBase 64, IDaaS 128).
+ */
+export const MAX_PASSWORD_CHARACTERS = 256;
+
 // N=2^15, r=8, p=1: a third of the work OWASP asks of scrypt (2^15 with p=3, or 2^17 with p=1).
 // Each hash takes 50-100 ms of one of libuv's four threads here, which logins share with DNS
 // lookups and file I/O: at p=3 a burst of logins on a small machine held up the rest for ~3x as

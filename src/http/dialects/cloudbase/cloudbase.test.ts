@@ -657,6 +657,30 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     }
   });
 
+  // Regression: Fresns sets passwords of up to 256 characters, and CloudBase's sign-in and sudo
+  // refused any over 128 (400 invalid_argument): such an account could never sign in here.
+  it("signs in and re-verifies with a password as long as any face sets (Fresns's 256 characters)", async () => {
+    await start();
+    const email = "long@example.com";
+    const password = `${"long-pass-".repeat(25)}123456`;
+    expect(password).toHaveLength(256);
+    const fresnsSend = { type: "email", useType: 1, templateId: 2, account: email };
+    expect((await post("/api/v2/common/send-verify-code", fresnsSend)).json().code).toBe(0);
+    const register = {
+      type: "email",
+      account: email,
+      verifyCode: await codeFor(email),
+      password: Buffer.from(password).toString("base64"),
+      nickname: "Long",
+    };
+    const registered = await post("/api/v2/account/register", register);
+    expect(registered.json().code, registered.body).toBe(0);
+
+    const signedIn = await signInWith(email, password);
+    expect(signedIn.statusCode, signedIn.body).toBe(200);
+    await sudo(signedIn.json(), { password });
+  });
+
   it("resets a password with a PASSWORD_RESET token, once", async () => {
     await start();
     await signUp("ann@example.com", { password: "old-password" });

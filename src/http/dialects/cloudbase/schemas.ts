@@ -1,4 +1,5 @@
 import Type from "typebox";
+import { MAX_PASSWORD_CHARACTERS } from "../../../core/accounts/passwords.js";
 
 // CloudBase bodies are parsed leniently: the SDK adds fields verifyd does not use (`client_secret`,
 // `destination`, `email_redirect_to`, ...), and a drop-in server must not refuse them. Unknown
@@ -63,7 +64,13 @@ export const VerifyBody = Type.Object({
 export const VerifyReply = Type.Object({ verification_token: Type.String(), expires_in: Type.Integer() });
 
 const VerificationToken = Type.String({ minLength: 1, maxLength: 128 });
+/** A password set here (sign-up, reset, a new one). */
 const Password = Type.String({ minLength: 6, maxLength: 64 });
+/**
+ * A password checked here (sign-in, sudo): as long as any face lets one be set, so that a
+ * password set through Fresns (up to 256 characters) signs in here too.
+ */
+const PasswordToCheck = Type.String({ minLength: 1, maxLength: MAX_PASSWORD_CHARACTERS });
 
 export const SignUpBody = Type.Object({
   phone_number: Type.Optional(PhoneNumber),
@@ -107,7 +114,7 @@ export const ResetBody = Type.Object({
 
 /** The SDK's SudoRequest: the password, or a verification_token of the user's own contact. */
 export const SudoBody = Type.Object({
-  password: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  password: Type.Optional(PasswordToCheck),
   verification_token: Type.Optional(VerificationToken),
   client_id: Type.Optional(ClientId),
 });
@@ -134,7 +141,7 @@ export const SignInBody = Type.Object({
   username: Type.Optional(
     Type.String({ minLength: 1, maxLength: 254, description: "a username, an email or a +phone number" }),
   ),
-  password: Type.Optional(Type.String({ minLength: 1, maxLength: 128 })),
+  password: Type.Optional(PasswordToCheck),
   verification_token: Type.Optional(VerificationToken),
   client_id: Type.Optional(ClientId),
 });

@@ -4,6 +4,7 @@ import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
 import type { IssuedSession } from "../../../core/accounts/account-service.js";
 import type { EditAccountInput } from "../../../core/accounts/account-steps.js";
+import { MAX_PASSWORD_CHARACTERS } from "../../../core/accounts/passwords.js";
 import { sessionIdOf } from "../../../core/accounts/session-id.js";
 import { lookupSession, type SessionLookup } from "../../../core/accounts/session-lookup.js";
 import { DEFAULT_APP_ID } from "../../../core/apps/apps.js";
@@ -109,7 +110,6 @@ const BASE64_PATTERN = /^[A-Za-z0-9+/]+={0,2}$/;
 const PHONE_DIGITS_PATTERN = /^\d{1,20}$/;
 // The shape Laravel's `email` rule accepts; the core's parser then decides deliverability (34101).
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-const MAX_PASSWORD_CHARACTERS = 256;
 // CloudBase's schema refuses a password under 6 characters; Fresns's own default floor is the same.
 const MIN_NEW_PASSWORD_CHARACTERS = 6;
 const CALLING_CODES = new Set(getCountries().map((country) => getCountryCallingCode(country) as string));

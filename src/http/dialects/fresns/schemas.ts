@@ -1,4 +1,5 @@
 import Type, { type TSchema } from "typebox";
+import { MAX_PASSWORD_CHARACTERS } from "../../../core/accounts/passwords.js";
 import { type FresnsLang, FresnsRefusal } from "./error-map.js";
 
 /**
@@ -42,7 +43,9 @@ export type Body<Spec extends BodySpec> = { [Field in keyof Spec]: ValueOf<Spec[
 
 const ACCOUNT_MAX_LENGTH = 128;
 const CODE_MAX_LENGTH = 32;
-const PASSWORD_MAX_LENGTH = 1024;
+// The base64 of the longest password a face may set: 3 UTF-8 bytes at most per UTF-16 unit, and
+// 4 base64 characters per 3 bytes (routes.ts `decodePassword` then counts the password itself).
+const PASSWORD_MAX_LENGTH = 4 * MAX_PASSWORD_CHARACTERS;
 const TOKEN_MAX_LENGTH = 512;
 const USERNAME_MAX_LENGTH = 64;
 
