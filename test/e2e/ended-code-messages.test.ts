@@ -1,7 +1,8 @@
 /**
  * A message still queued when its code was canceled (or used) is not sent: its code could never
- * be checked. The drop is recorded as the message's delivery, so GET tells why nothing went out.
- * Only ends nothing can undo count: a superseded code's message still goes out.
+ * be checked; nor is one whose code is gone from the store. The drop is recorded as the message's
+ * delivery, so GET tells why nothing went out. Only ends nothing can undo count: a superseded
+ * code's message still goes out.
  */
 import { afterEach, describe, expect, it } from "vitest";
 import type { DeliveryBackend } from "../../src/storage/backend.js";
@@ -82,6 +83,32 @@ describe.each(modes)("messages of codes that ended while queued (%s)", (_, open,
     expect(t.email.messages.filter((message) => message.to === to)).toEqual([]);
     expect(await deliveries(t, id)).toEqual([
       expect.objectContaining({ provider: "none", status: "failed", error: "code canceled" }),
+    ]);
+  });
+
+  // Regression: with the codes gone from Redis (its keys deleted, a Redis restarted empty) while
+  // the messages waited on a provider's outage, every message went out once the provider was back,
+  // carrying a code every check answered 404 (an SMS paid for nothing). @see fix-stores review 1
+  it("does not send a code gone from the store while its message waited", async () => {
+    t = await open();
+    const server = t;
+    const to = `gone-${Date.now()}@example.com`;
+    const id = await send(server, to);
+    if ("stores" in server) {
+      const { redis, redisPrefix } = server.stores;
+      for (const key of await redis.keys(`${redisPrefix}*`)) await redis.del(key);
+    } else {
+      server.server.backend.db.prepare("DELETE FROM codes WHERE id = ?").run(id);
+    }
+    expect((await server.fastify.inject({ method: "GET", url: `/v1/verifications/${id}` })).statusCode).toBe(
+      404,
+    );
+    server.clock.advanceSeconds(3);
+    await server.deliverAll();
+    expect(server.email.messages.filter((message) => message.to === to)).toEqual([]);
+    // GET answers 404 now; the drop is recorded where GET reads a verification's deliveries
+    expect(await server.server.backend.verifications.deliveries("default", id)).toEqual([
+      expect.objectContaining({ provider: "none", status: "failed", error: "code gone" }),
     ]);
   });
 

@@ -256,6 +256,59 @@ describe("outbox worker: delivery", () => {
   });
 });
 
+// Regression: a message whose code was gone from the store (a Redis emptied under the cluster)
+// was sent once its provider was back, a dead code that every check answered 404; a read that
+// found nothing was taken as live, like a read that failed. @see fix-stores review 1
+describe("outbox worker: a code that ended while its message waited", () => {
+  it("does not send a message whose code is gone from the store, and records why, as for a canceled one", async () => {
+    t = await createTestEngine();
+    const id = await send({ channel: "sms" });
+    t.backend.db.prepare("DELETE FROM codes WHERE id = ?").run(id);
+    t.clock.advanceSeconds(3);
+    await t.deliverAll();
+    expect(t.sms.messages).toEqual([]);
+    expect(outbox()).toMatchObject([{ status: "failed", sealed_code: null }]);
+    expect(await t.backend.verifications.deliveries((await t.app()).id, id)).toEqual([
+      { provider: "none", status: "failed", atMs: t.clock.nowMs(), error: "code gone" },
+    ]);
+  });
+
+  it("sends a message whose code the store could not read: the code may well be live", async () => {
+    const server = await createTestServer({ env: { VERIFYD_SECRET: SECRET_A } });
+    try {
+      await sendThrough(server);
+      const sent: string[] = [];
+      const worker = createOutboxWorker({
+        outbox: server.server.backend.outbox,
+        apps: server.engine.apps,
+        secrets: new CodeSecrets([SECRET_A]),
+        clock: server.clock,
+        logger: { debug() {}, info() {}, warn() {}, error() {} },
+        route: () => [
+          {
+            id: "ok",
+            channel: "sms",
+            send: async (message) => {
+              sent.push(message.to);
+              return { providerMessageId: "p-1" };
+            },
+          },
+        ],
+        codes: {
+          get: async () => {
+            throw new Error("store unavailable");
+          },
+        },
+      });
+      server.clock.advanceSeconds(3);
+      expect(await worker.runOnce()).toBe(1);
+      expect(sent).toEqual(["+8613800138000"]);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("outbox worker: a sender with a queue of its own", () => {
   // A message that waited in an SMTP pool until its claim was nearly over used to be sent anyway,
   // after the worker had timed it out and blamed the relay. @see issue 7

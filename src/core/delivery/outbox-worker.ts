@@ -15,7 +15,7 @@ import type {
 import { SendFailure } from "../ports.js";
 import { maskAddress } from "../recipients.js";
 import { type CodeSecrets, outboxSealContext } from "../secrets.js";
-import type { App, DeliveryRecord, OutboxMessage } from "../types.js";
+import type { App, CodeRecord, DeliveryRecord, OutboxMessage } from "../types.js";
 import { type CircuitBreakers, createCircuitBreakers } from "./circuit-breaker.js";
 import { withoutRecipient } from "./contact-mask.js";
 import { storableError, storableMessageId } from "./provider-text.js";
@@ -42,7 +42,7 @@ export interface OutboxWorkerOptions {
   breakers?: CircuitBreakers;
   /**
    * The codes the messages carry, to drop a message whose code was canceled or used while it was
-   * queued rather than send a dead code.
+   * queued, or is gone from the store, rather than send a dead code.
    */
   codes?: Pick<VerificationStore, "get">;
   /**
@@ -100,6 +100,13 @@ export interface OutboxWorker {
    * outcomes the store still will not take after `stopGraceMs` are given up (one error line).
    */
   stop(): Promise<void>;
+}
+
+/** Why a message's code can no longer be used: its delivery record's error, and how it is logged. */
+interface Ended {
+  reason: string;
+  /** the code is gone from the store, which nobody asked for */
+  unexpected: boolean;
 }
 
 /** Where a message stands in its delivery plan, and the provider to try now. */
@@ -197,10 +204,14 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
    * so can running out of attempts (a right peek gives its attempt back). A message on its first
    * claim soon after it was queued, the usual case, is not looked up: its code can hardly have
    * ended yet, and the read would cost more than the rest of a delivery to the dev inbox. A code
-   * the store cannot read is taken as live.
+   * the store cannot read is taken as live. A read that finds no code means it is gone (a Redis
+   * flushed or restarted empty, a cluster send's code withdrawn after its row committed): every
+   * check of it answers not found, so it has ended too. A store never loses a live code by
+   * itself: each keeps a code past its expiry (Redis an hour, SQLite a day), and a message is
+   * only looked up before its code expires (`deliver` drops it as expired first).
    */
-  async function endedCodes(messages: OutboxMessage[], now: number): Promise<Map<string, string>> {
-    const ended = new Map<string, string>();
+  async function endedCodes(messages: OutboxMessage[], now: number): Promise<Map<string, Ended>> {
+    const ended = new Map<string, Ended>();
     const { codes } = options;
     if (!codes) return ended;
     const waited = messages.filter(
@@ -208,9 +219,15 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     );
     await Promise.all(
       waited.map(async (message) => {
-        const record = await codes.get(message.appId, message.verificationId).catch(() => null);
-        if (record?.status === "canceled" || record?.status === "approved")
-          ended.set(message.id, `code ${record.status}`);
+        let record: CodeRecord | null;
+        try {
+          record = await codes.get(message.appId, message.verificationId);
+        } catch {
+          return;
+        }
+        if (record === null) ended.set(message.id, { reason: "code gone", unexpected: true });
+        else if (record.status === "canceled" || record.status === "approved")
+          ended.set(message.id, { reason: `code ${record.status}`, unexpected: false });
       }),
     );
     return ended;
@@ -220,7 +237,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
   async function deliver(
     message: OutboxMessage,
     leaseUntilMs: number,
-    ended: string | undefined,
+    ended: Ended | undefined,
   ): Promise<void> {
     const now = clock.nowMs();
     // Whatever happens to it now, its latest record will say so (or the pause again, below).
@@ -242,10 +259,14 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
     if (ended) {
       // Nobody can use its code any more: sending it would only cost money and confuse.
+      const error = ended.reason;
       await settle(message, () =>
-        outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error: ended }),
+        outbox.markFailed(message, { provider: "none", status: "failed", atMs: now, error }),
       );
-      logger.info({ ...logIds(message), error: ended }, "message dropped");
+      // A code gone from the store is lost state (a Redis emptied under the cluster), not a
+      // caller's doing: worth a warning, where a cancel or a use is the usual course.
+      if (ended.unexpected) logger.warn({ ...logIds(message), error }, "message dropped");
+      else logger.info({ ...logIds(message), error }, "message dropped");
       return;
     }
     const routed = route(message, app);
@@ -595,7 +616,7 @@ export function createOutboxWorker(options: OutboxWorkerOptions): OutboxWorker {
     }
   }
 
-  function deliverSafely(message: OutboxMessage, leaseUntilMs: number, ended?: string): Promise<void> {
+  function deliverSafely(message: OutboxMessage, leaseUntilMs: number, ended?: Ended): Promise<void> {
     if (delivering.has(message.id)) {
       // Claimed again, its lease lapsed, while its outcome here still waits for the store (an
       // outage longer than the lease): sending it would send it twice. The outcome waiting ends

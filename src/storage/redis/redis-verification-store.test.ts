@@ -16,7 +16,11 @@ import { connectRedis } from "./redis-client.js";
 import { decodeCode, encodeCode } from "./redis-code-codec.js";
 import { createRedisCounterStore } from "./redis-counter-store.js";
 import { RedisKeys } from "./redis-keys.js";
-import { createRedisVerificationStore, type RedisVerificationStore } from "./redis-verification-store.js";
+import {
+  CODE_GRACE_MS,
+  createRedisVerificationStore,
+  type RedisVerificationStore,
+} from "./redis-verification-store.js";
 
 // Issue #8: at most 200 bytes of Redis memory per live code, every key it occupies counted.
 const CODE_BYTES_GOAL = 200;
@@ -321,6 +325,31 @@ if (!redisProbe.ok) {
       for (const key of written)
         expect({ key, ttl: await redis.pttl(key) }).toMatchObject({ ttl: expect.any(Number) });
       expect((await Promise.all(written.map((key) => redis.pttl(key)))).every((ttl) => ttl > 0)).toBe(true);
+    });
+
+    // The outbox drops a waited message whose code a read finds missing (it is gone: Redis lost
+    // it), so a code must stay readable as long as its message may be sent, until its expiry, and
+    // a resend must not shorten the life of the code it displaces. @see fix-stores review 1, 4
+    it("keeps a code readable an hour past its expiry, under its slot and once a resend displaced it", async () => {
+      const now = baseTime();
+      const first = codeRecord("app5", now);
+      await store.issue(issueRequest(first), now);
+      const tag = parseVerificationId(first.id)?.slotTag ?? "";
+      // (Redis counts the TTL down in real time while the test runs: a few seconds of slack)
+      const expectTtl = async (key: string, ms: number) => {
+        const ttl = await redis.pttl(key);
+        expect(ttl).toBeLessThanOrEqual(ms);
+        expect(ttl).toBeGreaterThan(ms - 5_000);
+      };
+      await expectTtl(keys.slot("app5", tag), first.expiresAtMs + CODE_GRACE_MS - now);
+      const later = now + 60_000;
+      const second = codeRecord("app5", later);
+      await store.issue(issueRequest(second), later);
+      // the displaced code keeps what its slot key had left; the withdraw's hint lasts a minute
+      await expectTtl(keys.code("app5", first.id), first.expiresAtMs + CODE_GRACE_MS - now);
+      await expectTtl(`${keys.app("app5")}d:${second.id}`, 60_000);
+      await expectTtl(keys.slot("app5", tag), second.expiresAtMs + CODE_GRACE_MS - later);
+      expect(await store.get("app5", first.id)).toEqual({ ...first, status: "superseded" });
     });
 
     it("moves a displaced code to the key its id names, whatever characters the id holds", async () => {
