@@ -3,6 +3,7 @@ import { OtpError } from "../../core/errors.js";
 import type { AccountChanges, AccountDirectory, Session } from "../../core/ports.js";
 import type { Account } from "../../core/types.js";
 import { type SessionRow, sessionFromRow } from "../rows.js";
+import { columnList } from "./postgres-columns.js";
 import { isUniqueViolation } from "./postgres-pool.js";
 
 interface AccountRow {
@@ -18,29 +19,50 @@ interface AccountRow {
   credential_version: number;
 }
 
+// The columns the statements read, never `*`, so that a migration adding one is harmless to the
+// servers already running (postgres-columns.ts).
+const ACCOUNT_COLUMNS = columnList<AccountRow>({
+  id: true,
+  app_id: true,
+  email: true,
+  phone: true,
+  username: true,
+  password_hash: true,
+  profile: true,
+  created_at: true,
+  deletion_requested_at: true,
+  credential_version: true,
+});
+const SESSION_COLUMNS = columnList<SessionRow>({
+  token_hash: true,
+  app_id: true,
+  account_id: true,
+  expires_at: true,
+  credential_version: true,
+  chain: true,
+});
+
 /**
  * The live session rotated from a token hash, by migration 10's partial index (exported for the
  * plan's test): `rotated_from = $2` implies its `rotated_from IS NOT NULL`.
  */
-export const SESSION_ROTATED_FROM_SQL =
-  "SELECT * FROM sessions WHERE app_id = $1 AND rotated_from = $2 AND expires_at > $3";
+export const SESSION_ROTATED_FROM_SQL = `SELECT ${SESSION_COLUMNS} FROM sessions WHERE app_id = $1 AND rotated_from = $2 AND expires_at > $3`;
 
 /** The live session of a chain, by migration 11's partial index (exported for the plan's test). */
-export const SESSION_OF_CHAIN_SQL =
-  "SELECT * FROM sessions WHERE app_id = $1 AND chain = $2 AND expires_at > $3";
+export const SESSION_OF_CHAIN_SQL = `SELECT ${SESSION_COLUMNS} FROM sessions WHERE app_id = $1 AND chain = $2 AND expires_at > $3`;
 
 const STATEMENTS = {
   // One account per mailbox whatever the ASCII case of its address (migration 7): found by the
   // folded key, or by the exact spelling, which wins, for a second account an earlier version let
   // in beside the first (it has no key). Each branch is served by its own unique index.
   byEmail: `
-    SELECT * FROM accounts
+    SELECT ${ACCOUNT_COLUMNS} FROM accounts
     WHERE app_id = $1 AND (email = $2 OR email_key = lower($2::text COLLATE "C"))
     ORDER BY (email = $2) DESC
     LIMIT 1`,
-  byPhone: "SELECT * FROM accounts WHERE app_id = $1 AND phone = $2",
-  byId: "SELECT * FROM accounts WHERE app_id = $1 AND id = $2",
-  byUsername: "SELECT * FROM accounts WHERE app_id = $1 AND username = $2",
+  byPhone: `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE app_id = $1 AND phone = $2`,
+  byId: `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE app_id = $1 AND id = $2`,
+  byUsername: `SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE app_id = $1 AND username = $2`,
   insert: `
     INSERT INTO accounts (id, app_id, email, email_key, phone, username, password_hash, profile,
       deletion_requested_at, created_at, credential_version)
@@ -62,7 +84,7 @@ const STATEMENTS = {
         credential_version = credential_version + CASE WHEN $9 THEN 1 ELSE 0 END,
         deletion_requested_at = CASE WHEN $11 THEN $12::bigint ELSE deletion_requested_at END
       WHERE id = $1 AND app_id = $2 AND ($13::integer IS NULL OR credential_version = $13)
-      RETURNING *
+      RETURNING ${ACCOUNT_COLUMNS}
     ),
     ended AS (
       DELETE FROM sessions USING updated
@@ -74,7 +96,7 @@ const STATEMENTS = {
       WHERE $9 AND sessions.app_id = updated.app_id AND sessions.account_id = updated.id
         AND (sessions.token_hash = ANY($14) OR COALESCE(sessions.rotated_from = ANY($14), false))
     )
-    SELECT * FROM updated`,
+    SELECT ${ACCOUNT_COLUMNS} FROM updated`,
   // The same password under a new hash: the version and the sessions stay as they are.
   replacePasswordHash: `
     UPDATE accounts SET password_hash = $4
@@ -82,7 +104,7 @@ const STATEMENTS = {
   insertSession: `
     INSERT INTO sessions (token_hash, app_id, account_id, expires_at, credential_version, chain)
     VALUES ($1, $2, $3, $4, $5, $6)`,
-  findSession: "SELECT * FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3",
+  findSession: `SELECT ${SESSION_COLUMNS} FROM sessions WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3`,
   // By the account's index, which every session is in (migration 10's holds the rotated only). A
   // refresh under way holds the row's lock, so this waits for it and then matches the rotated row.
   deleteSession: `
@@ -95,7 +117,7 @@ const STATEMENTS = {
   rotateSession: `
     UPDATE sessions SET token_hash = $4, rotated_from = token_hash, expires_at = $5, chain = $6
     WHERE token_hash = $1 AND app_id = $2 AND expires_at > $3
-    RETURNING *`,
+    RETURNING ${SESSION_COLUMNS}`,
   sessionRotatedFrom: SESSION_ROTATED_FROM_SQL,
   sessionOfChain: SESSION_OF_CHAIN_SQL,
 };

@@ -2,6 +2,7 @@ import type pg from "pg";
 import type { DevInbox, DevInboxMessage } from "../../core/ports.js";
 import { type DevInboxRow, devInboxMessageFromRow } from "../rows.js";
 import { columnsOf, createBatcher } from "./postgres-batcher.js";
+import { columnList } from "./postgres-columns.js";
 
 // Batched like the outbox (the dev sender writes one message per delivery, and a worker round
 // delivers many at once); ORDER BY keeps seq in the order the messages were added. The id is the
@@ -15,9 +16,19 @@ const INSERT = `
   ON CONFLICT (id) DO NOTHING`;
 const MAX_BATCH = 500;
 // Any ASCII case of the address (migration 8's index); seq breaks ties in insertion order, like
-// SQLite's rowid.
+// SQLite's rowid. The columns are named, never `*` (postgres-columns.ts).
 const LIST = `
-  SELECT * FROM dev_inbox WHERE lower(recipient COLLATE "C") = lower($1 COLLATE "C")
+  SELECT ${columnList<DevInboxRow>({
+    id: true,
+    app_id: true,
+    channel: true,
+    recipient: true,
+    subject: true,
+    text: true,
+    code: true,
+    created_at: true,
+  })}
+  FROM dev_inbox WHERE lower(recipient COLLATE "C") = lower($1 COLLATE "C")
   ORDER BY created_at DESC, seq DESC LIMIT $2`;
 
 /** The dev inbox (dev mode only) in PostgreSQL, shared by every process of a cluster. */

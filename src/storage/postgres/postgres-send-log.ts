@@ -9,8 +9,9 @@ const TYPES = ["bigint", ...Array.from({ length: SEND_LOG_COLUMNS.length - 2 }, 
 const INSERT = `
   INSERT INTO send_log (${SEND_LOG_COLUMNS.join(", ")})
   SELECT * FROM unnest(${TYPES.map((type, index) => `$${index + 1}::${type}[]`).join(", ")})`;
+// The columns are named, never `*` (postgres-columns.ts).
 const SELECT = `
-  SELECT * FROM send_log WHERE app_id = $1 AND at >= $2 AND ($3::text IS NULL OR decision = $3)
+  SELECT ${SEND_LOG_COLUMNS.join(", ")} FROM send_log WHERE app_id = $1 AND at >= $2 AND ($3::text IS NULL OR decision = $3)
   ORDER BY at DESC, id DESC LIMIT $4`;
 
 /** The send log in PostgreSQL: `record` buffers; a timer (or a full batch) writes one INSERT. */
