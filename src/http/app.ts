@@ -25,7 +25,7 @@ import { nativeApi, renderProblem } from "./native/routes.js";
 import { documentRoute, documentServedOnce, SECURITY_SCHEMES } from "./openapi.js";
 import { countRefusal, tellBackendFault } from "./shared/answered-errors.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
-import { trustedPeers } from "./shared/trusted-peers.js";
+import { readForwardedClients, trustedPeers } from "./shared/trusted-peers.js";
 
 export interface HttpAppOptions {
   engine: Engine;
@@ -135,6 +135,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
+  // Before every other hook: from here on `request.ip` is the client's address without a port.
+  if (options.trustProxy.length > 0) readForwardedClients(fastify);
 
   options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));

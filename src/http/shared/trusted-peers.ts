@@ -1,5 +1,5 @@
-import { BlockList, isIP } from "node:net";
-import type { FastifyRequest } from "fastify";
+import { BlockList, isIP, isIPv4, isIPv6 } from "node:net";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { parseTrustProxyEntry } from "../../config/trust-proxy.js";
 
 export interface TrustedPeers {
@@ -29,13 +29,84 @@ export function trustedPeers(entries: readonly string[]): TrustedPeers {
       if (empty) return false;
       const known = memo.get(address);
       if (known !== undefined) return known;
-      const family = isIP(address);
-      const trusted = family !== 0 && list.check(address, family === 4 ? "ipv4" : "ipv6");
+      // X-Forwarded-For's hops are asked about too, as the proxy that relayed them wrote them.
+      const bare = forwardedAddressOf(address);
+      const family = bare === undefined ? 0 : isIP(bare);
+      const trusted = family !== 0 && list.check(bare as string, family === 4 ? "ipv4" : "ipv6");
       if (memo.size >= MEMO_MAX_ENTRIES) memo.clear();
       memo.set(address, trusted);
       return trusted;
     },
   };
+}
+
+// How some proxies write the clients they relay in X-Forwarded-For: with the port they came from
+// (`203.0.113.7:50123`, `[2001:db8::7]:50123`; Azure Application Gateway v2 does). Read as written,
+// each connection would be a client of its own to every per-IP rule, and of no subnet at all.
+const IPV4_WITH_PORT = /^(\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}):\d{1,5}$/;
+const BRACKETED_IPV6 = /^\[([^\]]*)\](?::\d{1,5})?$/;
+
+/**
+ * The IP address an X-Forwarded-For entry names, without the port some proxies add to it; undefined
+ * for one that names no IP address (`unknown`, RFC 7239's obfuscated names, garbage).
+ */
+export function forwardedAddressOf(entry: string): string | undefined {
+  if (isIP(entry) !== 0) return entry;
+  const ipv4 = IPV4_WITH_PORT.exec(entry)?.[1];
+  if (ipv4 !== undefined) return isIPv4(ipv4) ? ipv4 : undefined;
+  const ipv6 = BRACKETED_IPV6.exec(entry)?.[1];
+  return ipv6 !== undefined && isIPv6(ipv6) ? ipv6 : undefined;
+}
+
+/**
+ * The client a request's hops name (`request.ips`: the socket's address, then X-Forwarded-For's
+ * from the right up to the first one not a trusted proxy): the last, without a port; or, when that
+ * names no IP address, the trusted proxy that relayed it (`unreadable` then holds what it wrote).
+ * Undefined when there is no address at all (a socket already gone).
+ */
+export function forwardedClientOf(
+  hops: readonly (string | undefined)[],
+): { address: string; unreadable?: string } | undefined {
+  const last = hops.at(-1);
+  if (last === undefined) return undefined;
+  const address = forwardedAddressOf(last);
+  if (address !== undefined) return { address };
+  // The relay is a trusted hop, so an address (`TrustedPeers.has` trusts only addresses). All the
+  // requests it relays so share its budget: that fails closed, where each unreadable value would
+  // otherwise be a client of its own.
+  const relay = hops.length >= 2 ? hops.at(-2) : undefined;
+  const relayAddress = relay === undefined ? undefined : forwardedAddressOf(relay);
+  return relayAddress === undefined ? undefined : { address: relayAddress, unreadable: last };
+}
+
+/**
+ * Makes `request.ip`, which every face counts its clients by (directly, or through
+ * `clientAddressSpokenFor`), the address `forwardedClientOf` reads from a request's hops, where
+ * Fastify's (proxy-addr's) is X-Forwarded-For's entry exactly as written. For a server with
+ * VERIFYD_TRUST_PROXY set; a request without X-Forwarded-For costs a header look-up. The first
+ * unreadable client is logged, and only the first: a client can send any value through a proxy
+ * that passes the header on, and a line per request would let it write the disk full.
+ */
+export function readForwardedClients(fastify: FastifyInstance): void {
+  let toldUnreadable = false;
+  fastify.addHook("onRequest", (request, _reply, done) => {
+    if (request.headers["x-forwarded-for"] !== undefined) {
+      const client = forwardedClientOf(request.ips ?? []);
+      if (client !== undefined) {
+        // Set on every forwarded request, not only when it differs: the routes read the value
+        // without walking the header again.
+        Object.defineProperty(request, "ip", { value: client.address, enumerable: true });
+        if (client.unreadable !== undefined && !toldUnreadable) {
+          toldUnreadable = true;
+          request.log.warn(
+            { forwardedFor: client.unreadable.slice(0, 100), countedAs: client.address },
+            "a trusted proxy's X-Forwarded-For named a client that is no IP address: such requests are counted under the proxy's address (logged once)",
+          );
+        }
+      }
+    }
+    done();
+  });
 }
 
 /**
