@@ -360,6 +360,34 @@ describe("checkCode: by recipient and purpose", () => {
     expect(error.details.field).toBe("verifyCode");
   });
 
+  // Regression: a wrong code by recipient said how many attempts were left (4, 3, ...), where no
+  // code at all said 0: one free, uncounted check told whether an address had been sent a code.
+  it("says nothing of attempts left by recipient, so a wrong code and no code refuse alike", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { code } = await sendTo(ANN, "sign_up");
+    const refusal = async (to: string, mode: "consume" | "peek") => {
+      const target = { channel: "email" as const, to, purpose: "sign_up" as const };
+      const error = await otpError(t.engine.checkCode({ app, target, code: wrong(code), mode }));
+      return { code: error.code, message: error.message, details: error.details };
+    };
+    const peekAny = async (to: string) => {
+      const targets = [{ channel: "email" as const, to, purpose: "sign_up" as const }];
+      const error = await otpError(t.engine.peekAnyCode({ app, targets, code: wrong(code) }));
+      return { code: error.code, message: error.message, details: error.details };
+    };
+    const noCode = await refusal("nobody@example.com", "consume");
+    expect(noCode).toEqual({ code: "CODE_INVALID", message: expect.any(String), details: { field: "code" } });
+    expect(await refusal(ANN, "consume")).toEqual(noCode);
+    expect(await refusal(ANN, "peek")).toEqual(noCode);
+    expect(await refusal("nobody@example.com", "peek")).toEqual(noCode);
+    expect(await peekAny(ANN)).toEqual(noCode);
+    expect(await peekAny("nobody@example.com")).toEqual(noCode);
+    // By id the caller holds the verification already: its refusals still count down.
+    const byId = await sendTo("cat@example.com");
+    expect((await otpError(check(byId.id, wrong(byId.code)))).details.attemptsRemaining).toBe(4);
+  });
+
   it("checks the newest code after a resend", async () => {
     t = await createTestEngine();
     const app = await t.app();

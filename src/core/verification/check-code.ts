@@ -90,7 +90,7 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   const failureKey = failedChecksKey(record.channel, record.to);
   // A one-step store has already judged this attempt: counted and not approved means wrong.
   if (consumeInOneStep || !deps.secrets.codeMatches(record.id, input.code, record.codeHash)) {
-    throw wrongCode(record, codeField);
+    throw wrongCode(record, ref, codeField);
   }
 
   const token = mintToken();
@@ -160,7 +160,7 @@ async function peekRefs(
     const { record } = outcome;
     if (!deps.secrets.codeMatches(record.id, code, record.codeHash)) {
       compared.push(record);
-      failure ??= wrongCode(record, codeField);
+      failure ??= wrongCode(record, ref, codeField);
       continue;
     }
     for (const uncharged of [...compared, record]) {
@@ -169,7 +169,7 @@ async function peekRefs(
     }
     return { record: { ...record, attempts: record.attempts - 1 } };
   }
-  throw failure ?? new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
+  throw failure ?? new OtpError("CODE_INVALID", { details: { field: codeField } });
 }
 
 /** A code that cannot be right (wrong length or alphabet) is a client error, not a guess: it is refused without spending an attempt. */
@@ -189,11 +189,11 @@ function refusalOf(
   codeField: string,
 ): OtpError {
   if (outcome.kind === "not_found") {
-    // By recipient, "no pending code" must look exactly like a wrong code, or it would tell an
-    // attacker which recipients have one.
+    // By recipient, "no pending code" must look exactly like a wrong code (see `wrongCode`), or it
+    // would tell an attacker which recipients have one.
     return "id" in ref
       ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
-      : new OtpError("CODE_INVALID", { details: { field: codeField, attemptsRemaining: 0 } });
+      : new OtpError("CODE_INVALID", { details: { field: codeField } });
   }
   // A code worn out by wrong guesses never succeeds again; what may is a new code, so the wait
   // a 429 must carry (DESIGN.md) is the one the resend rule sets after a send.
@@ -211,7 +211,14 @@ function refusalOf(
   });
 }
 
-function wrongCode(record: CodeRecord, codeField: string): OtpError {
+/**
+ * A wrong code's refusal. Checked by recipient, it says nothing of the attempts left: a recipient
+ * with no pending code is refused as a wrong code, free and uncounted, and a count (4, 3, ... where
+ * no code has none to give) would tell the two apart, and so which recipients were sent a code. By
+ * id, the caller already holds what a count could reveal: the verification exists.
+ */
+function wrongCode(record: CodeRecord, ref: CodeRef, codeField: string): OtpError {
+  if (!("id" in ref)) return new OtpError("CODE_INVALID", { details: { field: codeField } });
   return new OtpError("CODE_INVALID", {
     details: { field: codeField, attemptsRemaining: Math.max(0, record.maxAttempts - record.attempts) },
   });

@@ -46,3 +46,24 @@ describe("CloudBase error_description: how long to wait", () => {
     }
   });
 });
+
+// Regression: sign-up by code answered a recipient with no pending code "…; request a new one" and
+// a wrong pending code "…; 4 attempts left", telling which addresses had been sent a code.
+describe("CloudBase error_description: a wrong code", () => {
+  const wrongCode = (attemptsRemaining?: number) =>
+    cloudbaseErrorOf(
+      new OtpError("CODE_INVALID", {
+        details: {
+          field: "verification_code",
+          ...(attemptsRemaining === undefined ? {} : { attemptsRemaining }),
+        },
+      }),
+    ).body.error_description;
+
+  it("counts the attempts left only where core gives a count (a check by verification id)", () => {
+    expect(wrongCode(4)).toBe("The verification code is wrong; 4 attempts left");
+    expect(wrongCode(1)).toBe("The verification code is wrong; 1 attempt left");
+    expect(wrongCode(0)).toBe("The verification code is wrong; request a new one");
+    expect(wrongCode()).toBe("The verification code is wrong");
+  });
+});

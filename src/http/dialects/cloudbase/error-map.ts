@@ -87,6 +87,8 @@ export const CLOUDBASE_ERRORS: Record<OtpErrorCode, CloudbaseError> = {
     errorCode: 4002,
     describe: (error) => {
       const left = error.details.attemptsRemaining;
+      // No count for a check by recipient (sign-up by code): there core answers a recipient with
+      // no pending code as a wrong code, and a count would tell the two apart (check-code.ts).
       if (left === undefined) return "The verification code is wrong";
       return left > 0
         ? `The verification code is wrong; ${left} ${left === 1 ? "attempt" : "attempts"} left`
