@@ -253,3 +253,72 @@ describe("a rotated refresh token presented again", () => {
     expect(warnings).toHaveLength(1);
   });
 });
+
+// Regression: a new password a session proves spends no proof (CloudBase's sudo token serves for
+// 600 s, as often as it is sent), and each change hashed its password in a line with no cap: one
+// account's burst of 120 changes filled the line of hashes, and every login of every account was
+// refused as busy for some 20 s, as often as the burst came again.
+describe("new passwords a session proves", () => {
+  const CHANGE_RULE = "password_changes_account:5/600s";
+  const changesOf = async (changes: Promise<unknown>[]) =>
+    (await Promise.allSettled(changes)).map((outcome) =>
+      outcome.status === "fulfilled" ? "changed" : (outcome.reason as OtpError).code,
+    );
+  const tally = (seen: string[]) =>
+    Object.fromEntries([...new Set(seen)].map((code) => [code, seen.filter((each) => each === code).length]));
+
+  it("hashes at most 5 per account in 10 minutes, counted first, and another's login meanwhile is not busy", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    const ann = await accounts.create({ app, email: "ann@example.com", password: "ann-old-password" });
+    const bob = await accountWithCheapPassword("bob@example.com", "bob-right");
+
+    const burst = Array.from({ length: 60 }, () =>
+      accounts.changePasswordBySession(ann, "ann-new-password", { keepSessions: [] }),
+    );
+    const bobsLogin = accounts.verifyPasswordLogin(app, bob, "bob-right", CLIENT);
+    // one was written; four more hashed, and lost to it (the password changed meanwhile); the
+    // rest were refused before any hash
+    expect(tally(await changesOf(burst))).toEqual({ changed: 1, UNAUTHENTICATED: 4, RATE_LIMITED: 55 });
+    await bobsLogin;
+    const refused = await otpError(accounts.changePasswordBySession(ann, "another", { keepSessions: [] }));
+    expect(refused).toMatchObject({
+      code: "RATE_LIMITED",
+      details: { rule: CHANGE_RULE, retryAfterSeconds: 600 },
+    });
+    const changed = (await accounts.findById(app, ann.id)) as Account;
+    await accounts.verifyPasswordLogin(app, changed, "ann-new-password", CLIENT);
+
+    // the budget is the account's: another's is whole, and ann's comes back with its window
+    await accounts.changePasswordBySession(bob, "bob-new-password", { keepSessions: [] });
+    t.clock.advanceSeconds(600);
+    await accounts.changePasswordBySession(changed, "ann-newer-password", { keepSessions: [] });
+  });
+
+  it("is refused as busy past half the line of hashes, where a login still waits, and gives its place back", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { accounts } = t.engine;
+    let ann = await accounts.create({ app, email: "ann@example.com" });
+    const bob = await accountWithCheapPassword("bob@example.com", "bob-right");
+    // two slow comparisons (p=4: some 0.2-0.5 s) hold both slots while 16 quick ones wait
+    const slow = `scrypt$32768$8$4$${Buffer.alloc(16, 1).toString("base64url")}$${Buffer.alloc(32).toString("base64url")}`;
+    const cheap = bob.passwordHash as string;
+    const halfFull = [slow, slow, ...Array(16).fill(cheap)].map((stored) => verifyPassword("x", stored));
+    const busy = await otpError(accounts.changePasswordBySession(ann, "ann-password", { keepSessions: [] }));
+    const bobsLogin = accounts.verifyPasswordLogin(app, bob, "bob-right", CLIENT);
+    expect(busy).toMatchObject({
+      code: "RATE_LIMITED",
+      details: { rule: "password_hashes_busy", retryAfterSeconds: 1 },
+    });
+    await Promise.all([...halfFull, bobsLogin]);
+
+    // the busy refusal hashed nothing and took no place: five changes still follow
+    for (let n = 0; n < 5; n++) {
+      ann = await accounts.changePasswordBySession(ann, `ann-password-${n}`, { keepSessions: [] });
+    }
+    const past = await otpError(accounts.changePasswordBySession(ann, "one too many", { keepSessions: [] }));
+    expect(past.details.rule).toBe(CHANGE_RULE);
+  });
+});

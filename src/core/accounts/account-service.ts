@@ -5,7 +5,13 @@ import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger, Session } from "../ports.js";
 import { foldedAddress } from "../recipients.js";
 import type { Account, App, Channel } from "../types.js";
-import { decoyCompare, hashPassword, needsRehash, verifyPassword } from "./passwords.js";
+import {
+  decoyCompare,
+  hashPassword,
+  hashRetryablePassword,
+  needsRehash,
+  verifyPassword,
+} from "./passwords.js";
 import { accountLoggedInBy, revokeSessionById } from "./session-id.js";
 
 /**
@@ -35,6 +41,16 @@ export const LOGIN_FAILURE_WINDOW_SECONDS = 3600;
  * room for everyone behind one address to mistype, too little to walk a list.
  */
 export const PASSWORD_FAILURES_PER_CLIENT = { limit: 20, windowSeconds: 600 };
+
+/**
+ * New passwords a session proves (CloudBase's, behind a sudo token) one account may set in a
+ * window. Such a change spends no proof (a sudo token serves for its 600 s, as many times as it is
+ * sent), and each hashes its password (50-100 ms of a thread the whole process shares), so one
+ * account's burst of them filled the line of hashes and every login was refused as busy. Counted
+ * before the hash, in the counter store, so the budget holds across a cluster's processes: room
+ * for a person's retries, too little to keep scrypt busy.
+ */
+export const PASSWORD_CHANGES_PER_ACCOUNT = { limit: 5, windowSeconds: 600 };
 
 /**
  * What a login names when no account answers to it: a contact, as the face parsed it (normalised,
@@ -193,6 +209,17 @@ export function createAccountService(deps: AccountServiceDeps) {
     throw new OtpError("ACCOUNT_NOT_FOUND");
   };
 
+  /** `saved` with a new password's hash, which lifts the login lockout once it is written. */
+  const savedWithPassword = async (
+    account: Account,
+    changes: AccountChanges & { passwordHash: string },
+    keepSessions: string[],
+  ): Promise<Account> => {
+    const stored = await saved(account, changes, keepSessions);
+    await clearLoginFailures(account.appId, account.id);
+    return stored;
+  };
+
   /**
    * Stores a password that just matched a hash weaker than this build makes (an import's,
    * or an older build's weaker ones) under this build's, once: only while the account's hash is
@@ -236,8 +263,8 @@ export function createAccountService(deps: AccountServiceDeps) {
     onSuccess: () => Promise<void>,
   ): Promise<T> {
     const lockout = { limit: LOGIN_FAILURE_LIMIT, windowSeconds: LOGIN_FAILURE_WINDOW_SECONDS };
-    const giveBack = await countFailureFirst(
-      app,
+    const giveBack = await countAttemptFirst(
+      app.id,
       key,
       lockout,
       (retryAfterSeconds) => new OtpError("ACCOUNT_LOCKED", { details: { retryAfterSeconds } }),
@@ -261,8 +288,8 @@ export function createAccountService(deps: AccountServiceDeps) {
     if (clientIp === undefined) return attempt();
     const rule = PASSWORD_FAILURES_PER_CLIENT;
     const key = `password-failures:${clientAddressOf(clientIp)}:${rule.windowSeconds}`;
-    const giveBack = await countFailureFirst(
-      app,
+    const giveBack = await countAttemptFirst(
+      app.id,
       key,
       rule,
       (retryAfterSeconds) =>
@@ -281,23 +308,23 @@ export function createAccountService(deps: AccountServiceDeps) {
   }
 
   /**
-   * Counts an attempt as failed before it runs, so that attempts sent at once each take a place
-   * and no more than the limit ever run, and refuses it when that puts `key` over `rule` (a
-   * refused one stays counted: it lands in a window already over, and extends none). Resolves to
-   * the function that gives the place back.
+   * Counts an attempt (as failed, for a budget of failures) before it runs, so that attempts sent
+   * at once each take a place and no more than the limit ever run, and refuses it when that puts
+   * `key` over `rule` (a refused one stays counted: it lands in a window already over, and extends
+   * none). Resolves to the function that gives the place back.
    */
-  async function countFailureFirst(
-    app: App,
+  async function countAttemptFirst(
+    appId: string,
     key: string,
     rule: { limit: number; windowSeconds: number },
     refusal: (retryAfterSeconds: number) => OtpError,
   ): Promise<() => Promise<void>> {
     const now = clock.nowMs();
-    const attempts = await counters.hit(app.id, key, rule.windowSeconds, now);
+    const attempts = await counters.hit(appId, key, rule.windowSeconds, now);
     if (attempts.count > rule.limit) {
       throw refusal(Math.max(1, Math.ceil((attempts.resetAtMs - now) / 1000)));
     }
-    return () => counters.refund(app.id, key, attempts.resetAtMs);
+    return () => counters.refund(appId, key, attempts.resetAtMs);
   }
 
   /** Runs `attempt`; one that fails other than on its credentials (a backend down) gives back. */
@@ -412,13 +439,46 @@ export function createAccountService(deps: AccountServiceDeps) {
     ): Promise<Account> {
       const { password, ...fields } = changes;
       if (password === undefined) return saved(account, fields);
-      const stored = await saved(
-        account,
-        { ...fields, passwordHash: await hashPassword(password) },
-        options.keepSessions ?? [],
+      const passwordHash = await hashPassword(password);
+      return savedWithPassword(account, { ...fields, passwordHash }, options.keepSessions ?? []);
+    },
+
+    /**
+     * Sets a new password that the caller's session alone proves, spending nothing (CloudBase's,
+     * behind a sudo token it may send again), as `update` does otherwise: under the account's
+     * budget of such changes (RATE_LIMITED past PASSWORD_CHANGES_PER_ACCOUNT, counted before the
+     * hash, so that changes sent at once each take a place), and refused as busy rather than
+     * queued when the line of hashes is long; such a refusal, which hashed nothing, gives its
+     * place back. A change that hashed counts whatever came of it (a password changed meanwhile).
+     */
+    async changePasswordBySession(
+      account: Account,
+      password: string,
+      options: { keepSessions: string[] },
+    ): Promise<Account> {
+      const rule = PASSWORD_CHANGES_PER_ACCOUNT;
+      const giveBack = await countAttemptFirst(
+        account.appId,
+        `password-changes:${account.id}`,
+        rule,
+        (retryAfterSeconds) =>
+          new OtpError("RATE_LIMITED", {
+            details: { retryAfterSeconds, rule: ruleName("password_changes_account", rule) },
+          }),
       );
-      await clearLoginFailures(account.appId, account.id);
-      return stored;
+      let passwordHash: string;
+      try {
+        passwordHash = await hashRetryablePassword(password);
+      } catch (error) {
+        await giveBack().catch((failure: unknown) =>
+          logger.warn(
+            { err: failure, appId: account.appId, accountId: account.id },
+            "could not give back an unhashed password change's place",
+          ),
+        );
+        throw error;
+      }
+      return savedWithPassword(account, { passwordHash }, options.keepSessions);
     },
 
     /**

@@ -33,10 +33,17 @@ const KEY_LENGTH = 32;
 // login up for seconds and the mail queue with it. So no more than two hashes run at once, in
 // this process, and the rest wait in line. A comparison (a login, anyone's to send) is refused
 // rather than queued past a short line, so that a flood is answered at once instead of piling
-// up; a new password's hash always waits, as its proof (a code, a token) may be spent already.
+// up; a new password's hash waits, as its proof (a code, a token) may be spent already. One whose
+// proof is not spent by it (a session's, CloudBase's behind a sudo token it may use again) can be
+// sent again instead, so it is refused too, and at half the line: changes alone, however many
+// accounts send them, never fill the line, so never get a login refused.
 const HASH_SLOTS = 2;
 const MAX_WAITING_COMPARISONS = 32;
+const MAX_WAITING_RETRYABLE_HASHES = MAX_WAITING_COMPARISONS / 2;
 const hashSlots = createSemaphore(HASH_SLOTS);
+
+const hashesBusy = () =>
+  new OtpError("RATE_LIMITED", { details: { retryAfterSeconds: 1, rule: "password_hashes_busy" } });
 
 /** `scrypt$N$r$p$salt$hash` (base64url), so parameters can be raised later without breaking old hashes. */
 export async function hashPassword(password: string): Promise<string> {
@@ -46,6 +53,16 @@ export async function hashPassword(password: string): Promise<string> {
   );
   const { N, r, p } = SCRYPT_PARAMS;
   return `scrypt$${N}$${r}$${p}$${salt.toString("base64url")}$${key.toString("base64url")}`;
+}
+
+/**
+ * `hashPassword` for a new password whose proof it does not spend (a session's change), which the
+ * caller can send again: RATE_LIMITED (retry in a second) when half the line of hashes waits
+ * already, instead of a place at its end.
+ */
+export async function hashRetryablePassword(password: string): Promise<string> {
+  if (hashSlots.waiting >= MAX_WAITING_RETRYABLE_HASHES) throw hashesBusy();
+  return hashPassword(password);
 }
 
 /**
@@ -59,9 +76,7 @@ export async function verifyPassword(password: string, stored: string): Promise<
   const parsed = parseStoredHash(stored);
   if (!parsed) return false;
   const { salt, expected, ...params } = parsed;
-  if (hashSlots.waiting >= MAX_WAITING_COMPARISONS) {
-    throw new OtpError("RATE_LIMITED", { details: { retryAfterSeconds: 1, rule: "password_hashes_busy" } });
-  }
+  if (hashSlots.waiting >= MAX_WAITING_COMPARISONS) throw hashesBusy();
   return hashSlots.run(async () => {
     try {
       const key = await scryptAsync(password.normalize("NFKC"), salt, expected.length, {

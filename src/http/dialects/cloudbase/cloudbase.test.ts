@@ -792,6 +792,38 @@ describe("CloudBase account changes: reset, sudo, contact, password (the SDK's m
     expectError(await change(sudoToken), 400, "invalid_grant", 4015);
   });
 
+  // Regression: a sudo token serves for 600 s, as often as it is sent, and each password change
+  // behind it hashed the new password in a line with no cap: one self-registered account's burst
+  // of 120 changes filled the line of hashes, and everyone's sign-in answered 429 for ~20 s.
+  it("changes one account's password at most 5 times in 10 minutes; another's sign-in meanwhile goes through", async () => {
+    await start();
+    const ann = await signUp("ann@example.com", { password: "ann-password" });
+    await signUp("bob@example.com", { password: "bob-password" });
+    const sudoToken = await sudo(ann, { password: "ann-password" });
+    const burst = Array.from({ length: 40 }, () =>
+      patch(
+        "/auth/v1/user/password",
+        { new_password: "ann-password", sudo_token: sudoToken },
+        bearer(ann.access_token),
+      ),
+    );
+    const bobs = signInWith("bob@example.com", "bob-password", "198.51.100.9");
+    const answers = await Promise.all(burst);
+    expect((await bobs).statusCode).toBe(200);
+    // five hashed: one written, the others (read before it) lost to it as the password changed
+    // meanwhile; the rest refused before any hash, with CloudBase's 429
+    const answered = (status: number) => answers.filter((answer) => answer.statusCode === status).length;
+    expect(answered(200)).toBeGreaterThanOrEqual(1);
+    expect({ hashed: answered(200) + answered(401), refused: answered(429) }).toEqual({
+      hashed: 5,
+      refused: 35,
+    });
+    const refused = answers.find((answer) => answer.statusCode === 429) as LightMyRequestResponse;
+    expectError(refused, 429, "rate_limit_exceeded", 4029);
+    expect(refused.headers["retry-after"]).toBe("600");
+    expect((await signInWith("ann@example.com", "ann-password")).statusCode).toBe(200);
+  });
+
   it("sudoes with a token of the caller's own contact, not of another", async () => {
     await start();
     const ann = await signUp("ann@example.com");

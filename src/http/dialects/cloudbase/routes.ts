@@ -509,12 +509,11 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     const { body } = request;
     const caller = await signedIn(request, body.client_id);
     await tokens.requireSudo(caller, body.sudo_token);
-    // A new password ends the account's other sessions; the caller's stays.
-    await engine.accounts.update(
-      caller.account,
-      { password: body.new_password },
-      { keepSessions: [caller.sessionId] },
-    );
+    // A new password ends the account's other sessions; the caller's stays. The sudo token is
+    // not spent by it, so the core bounds such changes per account.
+    await engine.accounts.changePasswordBySession(caller.account, body.new_password, {
+      keepSessions: [caller.sessionId],
+    });
     return {};
   });
 
