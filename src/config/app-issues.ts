@@ -1,4 +1,4 @@
-import { DEFAULT_APP_ID, mergeTemplates } from "../core/apps/apps.js";
+import { couldNameApp, DEFAULT_APP_ID, MAX_CLIENT_ID_LENGTH, mergeTemplates } from "../core/apps/apps.js";
 import { BUILT_IN_LOCALES, findTemplate } from "../core/messages/templates.js";
 import { DEFAULT_POLICY } from "../core/policy.js";
 import { parseAnyRecipient } from "../core/recipients.js";
@@ -29,6 +29,12 @@ export function appIssues(
     if (ids.has(app.id)) issues.push(`${at}/id: app "${app.id}" is declared twice`);
     ids.add(app.id);
     const clientId = app.clientId ?? app.id;
+    // (its length is the schema's to check) A request naming it is answered as naming no app.
+    if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) {
+      issues.push(
+        `${at}/clientId: must not contain control characters (line breaks, tabs, NUL, …), U+FFFD or unpaired surrogates: no request could name the app`,
+      );
+    }
     if (clientIds.has(clientId)) issues.push(`${at}/clientId: client id "${clientId}" is used twice`);
     else if (app.id !== DEFAULT_APP_ID && clientId === DEFAULT_APP_ID) {
       // The app default always exists with this client id, declared or not.

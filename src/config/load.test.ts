@@ -601,6 +601,24 @@ describe("loadConfig: apps across fields", () => {
     ]);
   });
 
+  // Regression: a client id with a control character was accepted, yet a request naming it is
+  // answered as naming no app (and PostgreSQL stores no NUL). @see fuzz review 2
+  it("refuses a client id no request could name, without printing it", () => {
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "a", clientId: "web\u0000" },
+          { id: "b", clientId: "web\tshop" },
+          { id: "c", clientId: "web\ufffd" },
+          { id: "d", clientId: "web-\u00e9" },
+        ],
+      }),
+    });
+    const refusal = (index: number) =>
+      `apps/${index}/clientId: must not contain control characters (line breaks, tabs, NUL, …), U+FFFD or unpaired surrogates: no request could name the app`;
+    expect(found).toEqual([refusal(0), refusal(1), refusal(2)]);
+  });
+
   // Regression: a fixed code of another length than the app's codes was accepted, and a check
   // with it could never succeed. @see core review 6
   it("refuses a test recipient's code that is not codeLength digits, naming it", () => {

@@ -14,10 +14,14 @@ import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engi
 import { createPostgresAppStore } from "../../storage/postgres/postgres-app-store.js";
 import { migratePostgres } from "../../storage/postgres/postgres-migrator.js";
 import { createPostgresPool, POSTGRES_CONNECT_TIMEOUT_MS } from "../../storage/postgres/postgres-pool.js";
+import { createSqliteAppStore } from "../../storage/sqlite/sqlite-app-store.js";
+import { openSqliteDatabase } from "../../storage/sqlite/sqlite-database.js";
 import { failClosed } from "../../storage/store-unavailable.js";
+import type { AppStore } from "../ports.js";
 import {
   APP_STALE_MAX_MS,
   AppDirectory,
+  couldNameApp,
   MAX_APP_ID_LENGTH,
   MAX_CLIENT_ID_LENGTH,
   mintApiKey,
@@ -25,6 +29,7 @@ import {
 } from "./apps.js";
 
 const silent = { debug() {}, info() {}, warn() {}, error() {} };
+const postgresProbe = await probePostgres();
 
 let t: TestEngine;
 afterEach(() => t?.close());
@@ -55,7 +60,104 @@ describe("AppDirectory: ids no app can have", () => {
   });
 });
 
-const postgresProbe = await probePostgres();
+/** `store` with the look-ups by id and client id it is asked recorded. */
+function countingAsks(store: AppStore): { store: AppStore; asked: unknown[] } {
+  const asked: unknown[] = [];
+  return {
+    asked,
+    store: {
+      ...store,
+      get: (id) => {
+        asked.push(id);
+        return store.get(id);
+      },
+      getByClientId: (clientId) => {
+        asked.push(clientId);
+        return store.getByClientId(clientId);
+      },
+    },
+  };
+}
+
+// What a request can name that no app can have: a repeated query parameter is an array, a JSON
+// body can hold any type, a Basic header any bytes (U+FFFD where they are not UTF-8).
+const NO_APP_NAMES: [string, unknown][] = [
+  ["an array (a repeated query parameter)", ["default", "default"]],
+  ["a number", 42],
+  ["null", null],
+  ["an object", { toString: () => "default" }],
+  ["a NUL", "de\u0000fault"],
+  ["a control character", "de\u0001fault"],
+  ["a tab", "de\tfault"],
+  ["a C1 control character", "de\u0085fault"],
+  ["U+FFFD", "de\ufffdfault"],
+  ["an unpaired surrogate", "de\ud800fault"],
+];
+
+const STORES: [string, () => Promise<{ store: AppStore; close: () => Promise<void> }>][] = [
+  [
+    "SQLite",
+    async () => {
+      const db = openSqliteDatabase({ path: ":memory:" });
+      return { store: createSqliteAppStore(db), close: async () => void db.close() };
+    },
+  ],
+];
+if (postgresProbe.ok) {
+  const url = postgresProbe.url;
+  STORES.push([
+    "PostgreSQL",
+    async () => {
+      const schema = uniqueName("apps_ids");
+      const pool = createPostgresPool({ url, poolSize: 2, schema, logger: silent });
+      await migratePostgres(pool, schema);
+      return {
+        store: failClosed("postgres", createPostgresAppStore(pool)),
+        close: async () => {
+          await pool.end();
+          await dropSchema(url, schema);
+        },
+      };
+    },
+  ]);
+} else {
+  backendMissing("AppDirectory: names no app can have (PostgreSQL)", postgresProbe.reason);
+}
+
+describe.each(STORES)("AppDirectory: names no app can have (%s)", (_name, open) => {
+  let opened: Awaited<ReturnType<typeof open>>;
+  let asked: unknown[];
+  let apps: AppDirectory;
+  beforeAll(async () => {
+    opened = await open();
+    const counting = countingAsks(opened.store);
+    asked = counting.asked;
+    apps = new AppDirectory(counting.store, new FixedClock());
+    expect(await apps.create(newApp({ id: "default" }))).toBe(true);
+  });
+  afterAll(() => opened?.close());
+
+  // Regression: `?client_id=a&client_id=a` reached SQLite as an array, which threw "Too many
+  // parameter values were provided" (a 500), and a NUL reached PostgreSQL, which refused it
+  // ("invalid byte sequence for encoding UTF8: 0x00", a 503): each store answered its own way what
+  // the other answered as no app. @see fuzz review 1 and 2
+  it.for(NO_APP_NAMES)("answers %s as no app, without asking the store", async ([, value]) => {
+    asked.length = 0;
+    expect(await apps.byId(value)).toBeNull();
+    expect(await apps.byClientId(value)).toBeNull();
+    expect(apps.peekById(value)).toBeNull();
+    expect(apps.peekByClientId(value)).toBeNull();
+    await expect(apps.requireByClientId(value, "cloudbase")).rejects.toMatchObject({ code: "APP_NOT_FOUND" });
+    expect(asked).toEqual([]);
+  });
+
+  it("still finds the app by its own id and client id", async () => {
+    expect((await apps.byId("default"))?.id).toBe("default");
+    expect((await apps.byClientId("default"))?.id).toBe("default");
+    expect((await apps.byClientId("d\u00e9fault-\u{1F600}")) ?? null).toBeNull();
+    expect(couldNameApp("d\u00e9fault-\u{1F600}", MAX_CLIENT_ID_LENGTH)).toBe(true);
+  });
+});
 
 /**
  * A loopback forwarder to PostgreSQL that counts the connections made through it and can stall:

@@ -74,6 +74,25 @@ export const APP_STALE_MAX_MS = 5 * 60_000;
 // made-up ids in 16 KB headers cannot fill the cache (10,000 of them held ~150 MB).
 export const MAX_APP_ID_LENGTH = 63;
 export const MAX_CLIENT_ID_LENGTH = 128;
+// What no app id or client id holds (the config file refuses it): a control character (C0, DEL,
+// C1), or U+FFFD, what a decoder puts in place of bytes that are not UTF-8. PostgreSQL refuses a
+// NUL outright (a 503 where SQLite found no app), and the rest would only ever name nothing.
+const NEVER_IN_AN_ID = /[\p{Cc}\uFFFD]/u;
+
+/**
+ * Whether `value` could be an app's id (`maxLength` MAX_APP_ID_LENGTH) or client id
+ * (MAX_CLIENT_ID_LENGTH): text of that length at most, without what NEVER_IN_AN_ID names or an
+ * unpaired surrogate. What a request names is checked before any store is asked, so every store
+ * answers a value no app can have alike, as no app: a repeated query parameter (an array), a NUL.
+ */
+export function couldNameApp(value: unknown, maxLength: number): value is string {
+  return (
+    typeof value === "string" &&
+    value.length <= maxLength &&
+    !NEVER_IN_AN_ID.test(value) &&
+    value.isWellFormed()
+  );
+}
 
 interface CacheEntry {
   app: App | null;
@@ -104,13 +123,15 @@ export class AppDirectory {
     private readonly globalTemplates: TemplateSet = {},
   ) {}
 
-  byId(id: string): Promise<App | null> {
-    if (id.length > MAX_APP_ID_LENGTH) return Promise.resolve(null);
+  // The lookups take `unknown`, not only a string: what a request names reaches them from headers,
+  // queries and bodies, and a value of another type (a repeated query parameter) names no app.
+  byId(id: unknown): Promise<App | null> {
+    if (!couldNameApp(id, MAX_APP_ID_LENGTH)) return Promise.resolve(null);
     return this.cached(`id:${id}`, () => this.store.get(id));
   }
 
-  byClientId(clientId: string): Promise<App | null> {
-    if (clientId.length > MAX_CLIENT_ID_LENGTH) return Promise.resolve(null);
+  byClientId(clientId: unknown): Promise<App | null> {
+    if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) return Promise.resolve(null);
     return this.cached(`client:${clientId}`, () => this.store.getByClientId(clientId));
   }
 
@@ -122,14 +143,14 @@ export class AppDirectory {
    * `byId` without waiting, when the answer is cached (undefined otherwise): a hook that can decide
    * synchronously skips a promise round on the hottest refusal path.
    */
-  peekById(id: string): App | null | undefined {
-    if (id.length > MAX_APP_ID_LENGTH) return null;
+  peekById(id: unknown): App | null | undefined {
+    if (!couldNameApp(id, MAX_APP_ID_LENGTH)) return null;
     return this.peek(`id:${id}`);
   }
 
   /** `byClientId` without waiting, when the answer is cached (undefined otherwise). */
-  peekByClientId(clientId: string): App | null | undefined {
-    if (clientId.length > MAX_CLIENT_ID_LENGTH) return null;
+  peekByClientId(clientId: unknown): App | null | undefined {
+    if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) return null;
     return this.peek(`client:${clientId}`);
   }
 
@@ -139,7 +160,7 @@ export class AppDirectory {
   }
 
   /** The app named by a client id, enabled and served on `face`, or the OtpError the face renders. */
-  async requireByClientId(clientId: string, face: Face): Promise<App> {
+  async requireByClientId(clientId: unknown, face: Face): Promise<App> {
     return requireServed(await this.byClientId(clientId), face, "client_id");
   }
 
