@@ -435,6 +435,10 @@ const HEADER_EXTRAS: Record<string, [string, string][]> = {
     ["Bearer 300 chars", `Bearer ${"k".repeat(300)}`],
     ["Bearer 5000 chars", `Bearer ${"k".repeat(5000)}`],
     ["Basic", "Basic Zm9vOmJhcg=="],
+    // CloudBase reads a Basic header's user as the client id: PostgreSQL refuses a NUL in it.
+    ["Basic, a NUL in the user", basicCredentials(Buffer.from("de\u0000fault:x"))],
+    ["Basic, a control character in the user", basicCredentials(Buffer.from("de\u001bfault:x"))],
+    ["Basic, a user that is not UTF-8", basicCredentials(Buffer.from([0x64, 0xff, 0xfe, 0x3a, 0x78]))],
     ["JWT-shaped junk", "Bearer a.b.c"],
     ["alg none JWT", "Bearer eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.eyJzdWIiOiJ4IiwiYXVkIjoiZGVmYXVsdCJ9."],
     ["the API key, lower-case scheme", `bearer ${API_KEY}`],
@@ -583,6 +587,13 @@ const FACE_HEADERS: Record<Face, string[]> = {
   callbacks: ["x-twilio-signature", "x-verifyd-signature"],
   infra: [],
 };
+
+/**
+ * Query parameters a face reads on every route, documented there or not: each is mutated on each
+ * of the face's routes (a route that reads one without a schema for it got it as an array when
+ * repeated).
+ */
+const FACE_QUERIES: Partial<Record<Face, string[]>> = { cloudbase: ["client_id"] };
 
 const PARAM_VALUES: [string, string, boolean][] = [
   ["600 chars", "p".repeat(600), true],
@@ -1120,6 +1131,25 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
       case "POST /auth/v1/captcha/data/verify":
         req.body = { token: live.cbCaptchaToken, key: "abcd" };
         break;
+      // The 2022 SDK's page flow: init, the page (a browser opens it), and the page's form.
+      case "POST /auth/v1/captcha/init":
+        req.body = { redirect_uri: `${ORIGINS.default}/captcha-done`, state: `s${n}` };
+        if (n % 2 === 0) req.query.push(["client_id", "default"]);
+        break;
+      case "GET /auth/v1/captcha/page":
+        req.query.push(["client_id", "default"], ["redirect_uri", enc(`${ORIGINS.default}/captcha-done`)]);
+        req.headers["sec-fetch-dest"] = "document";
+        break;
+      case "POST /auth/v1/captcha/page":
+        req.encoding = "form";
+        req.body = {
+          token: live.cbCaptchaToken,
+          key: "abcd",
+          redirect_uri: `${ORIGINS.default}/captcha-done`,
+        };
+        if (n % 2 === 0) req.body.client_id = "default";
+        Object.assign(req.headers, { "sec-fetch-mode": "navigate", "sec-fetch-dest": "document" });
+        break;
       case "GET /api/v2/sdk/captcha":
         Object.assign(req.headers, IDAAS_DEVICE);
         break;
@@ -1508,7 +1538,13 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
       }
     }
 
-    const queryNames = [...new Set([...route.queryNames, ...sampleReq.query.map(([key]) => key)])];
+    const queryNames = [
+      ...new Set([
+        ...route.queryNames,
+        ...(FACE_QUERIES[route.face] ?? []),
+        ...sampleReq.query.map(([key]) => key),
+      ]),
+    ];
     for (const name of queryNames) {
       const queryMutation = (label: string, isCore: boolean, edit: (req: Req, current: string) => void) =>
         (isCore ? core : extended).push({
@@ -1973,6 +2009,11 @@ interface RouteStats {
   /** Fresns answers with HTTP 200 either way: code 0 is its success */
   fresnsOk: number;
   seed: string;
+}
+
+/** An Authorization header of Basic credentials of these bytes (`user:password`). */
+function basicCredentials(bytes: Buffer): string {
+  return `Basic ${bytes.toString("base64")}`;
 }
 
 /** Pads a JSON object with a junk field until its text is `size` characters long. */

@@ -1,5 +1,6 @@
 import type { TypeBoxTypeProvider } from "@fastify/type-provider-typebox";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import Type from "typebox";
 import { PASS_TTL_SECONDS } from "../../../core/abuse/captcha-service.js";
 import type { Engine } from "../../../core/engine.js";
 import { invalidField, OtpError } from "../../../core/errors.js";
@@ -12,6 +13,7 @@ import {
   CaptchaInitReply,
   CaptchaPageForm,
   CaptchaPageQuery,
+  ClientQuery,
   errorResponses,
 } from "./schemas.js";
 
@@ -99,7 +101,13 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
 
   app.post(
     "/captcha/init",
-    { schema: { body: CaptchaInitBody, response: { 200: CaptchaInitReply, ...errorResponses } } },
+    {
+      schema: {
+        body: CaptchaInitBody,
+        querystring: ClientIdQuery,
+        response: { 200: CaptchaInitReply, ...errorResponses },
+      },
+    },
     async (request) => {
       const { client_id: clientId, redirect_uri: redirectUri, state } = request.body;
       const tenant = await appOf(request, clientId);
@@ -196,6 +204,11 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
   });
 }
 
+// The `client_id` query the face reads on every route (before the body's), checked as it is there:
+// unchecked, a repeated one was an array that reached the app store. (Only that parameter: these
+// routes take no captcha_token.)
+const ClientIdQuery = Type.Object({ client_id: ClientQuery.properties.client_id });
+
 // What `/docs` says the page and its form answer. A refusal before the redirect is known good (a bad
 // `redirect_uri`, an unknown client) is the face's JSON error; after it, a redirect back.
 const REDIRECTED_BACK = {
@@ -216,6 +229,7 @@ const CAPTCHA_PAGE_SCHEMA = {
 };
 const CAPTCHA_ANSWER_SCHEMA = {
   body: CaptchaPageForm,
+  querystring: ClientIdQuery,
   response: { 303: REDIRECTED_BACK, ...errorResponses },
 };
 
