@@ -23,7 +23,9 @@ import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresn
 import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
 import { documentRoute, documentServedOnce, SECURITY_SCHEMES } from "./openapi.js";
+import { answerErrorsWith } from "./problem.js";
 import { countRefusal, tellBackendFault } from "./shared/answered-errors.js";
+import { strictJsonParser } from "./shared/body-parsers.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
 import { readForwardedClients, trustedPeers } from "./shared/trusted-peers.js";
 
@@ -137,6 +139,14 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
   // Before every other hook: from here on `request.ip` is the client's address without a port.
   if (options.trustProxy.length > 0) readForwardedClients(fastify);
+  // What fails outside every face's plugin (a body refused on a path no route serves, a bug in a
+  // route of the root) is answered as native problem+json, not in Fastify's own shape.
+  fastify.setErrorHandler(answerErrorsWith(renderProblem));
+  // Every body is JSON, read by a parser that says what is wrong with one it refuses; a face that
+  // takes other media types (a form, CloudBase's text/plain JSON) adds its parser. Fastify's
+  // text/plain parser handed native routes a string, refused as "body must be of type object".
+  fastify.removeContentTypeParser(["application/json", "text/plain"]);
+  fastify.addContentTypeParser("application/json", { parseAs: "string" }, strictJsonParser(fastify));
 
   options.onStoreAnswered?.(writeRepliesTogether(fastify));
   fastify.decorate("storeFault", options.storeFault ?? (() => undefined));

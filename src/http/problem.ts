@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from "fastify";
 import { OtpError } from "../core/errors.js";
+import { isBodyFramingRefusal } from "./shared/body-parsers.js";
 
 declare module "fastify" {
   interface FastifyInstance {
@@ -36,16 +37,28 @@ export function toOtpError(error: unknown, request: FastifyRequest): OtpError | 
   }
   const status = fastifyError.statusCode;
   if (typeof status === "number" && status >= 400 && status < 500) {
-    const message =
-      fastifyError.code === "FST_ERR_CTP_INVALID_MEDIA_TYPE"
-        ? "Content-Type must be application/json"
-        : fastifyError.code === "FST_ERR_CTP_EMPTY_JSON_BODY"
-          ? "The body must not be empty"
-          : "The body is not valid JSON";
-    return new OtpError("VALIDATION_FAILED", { message, details: { field: "body" } });
+    const said = FASTIFY_REFUSALS[fastifyError.code];
+    return new OtpError("VALIDATION_FAILED", {
+      message: said?.message ?? "The request is invalid",
+      details: { field: said?.field ?? "request" },
+    });
   }
   return request.server.storeFault?.(error) ?? null;
 }
+
+// What each of Fastify's own refusals of a request says, and the part of the request at fault.
+// (The refused `__proto__` key and a Content-Encoding are worded where the body is parsed:
+// shared/body-parsers.ts.)
+const FASTIFY_REFUSALS: Readonly<Record<string, { message: string; field: string }>> = {
+  FST_ERR_CTP_INVALID_MEDIA_TYPE: { message: "Content-Type must be application/json", field: "body" },
+  FST_ERR_CTP_EMPTY_JSON_BODY: { message: "The body must not be empty", field: "body" },
+  FST_ERR_CTP_INVALID_JSON_BODY: { message: "The body is not valid JSON", field: "body" },
+  FST_ERR_CTP_INVALID_CONTENT_LENGTH: {
+    message: "The body is not as long as its Content-Length says",
+    field: "body",
+  },
+  FST_ERR_ROUTE_MISSING_CONTENT_TYPE: { message: "Content-Type is required", field: "content-type" },
+};
 
 interface ValidationIssue {
   keyword: string;
@@ -96,11 +109,37 @@ export function setRetryAfter(reply: FastifyReply, error: OtpError): void {
  * An error handler that answers with `render` and returns nothing. Returned, the reply `render`
  * sent would be a thenable to Fastify, which resolves it once the response has finished: an
  * end-of-stream listener on every error answered.
+ *
+ * A request for a path no route serves whose body was refused before its not-found handler ran
+ * (not JSON, too large, compressed) is answered by that handler, in the scope's shape, as it is
+ * with any other body: the route is what is wrong, and a body refusal would suggest the path
+ * exists. (A face's refusal of its headers, such as IDaaS's device headers, still comes first.)
  */
 export function answerErrorsWith(
   render: (error: unknown, request: FastifyRequest, reply: FastifyReply) => FastifyReply,
 ): (error: unknown, request: FastifyRequest, reply: FastifyReply) => void {
   return (error, request, reply) => {
+    if (request.is404 && isBodyFramingRefusal(error)) {
+      answerNotFound(request, reply, (thrown) => render(thrown, request, reply));
+      return;
+    }
     render(error, request, reply);
   };
+}
+
+/** Runs the not-found handler of the request's scope (`routeOptions.handler` of a 404). */
+function answerNotFound(request: FastifyRequest, reply: FastifyReply, fail: (error: unknown) => void): void {
+  let answered: unknown;
+  try {
+    answered = request.routeOptions.handler.call(request.server, request, reply);
+  } catch (error) {
+    fail(error);
+    return;
+  }
+  // (a reply is a thenable too, resolved once sent: only a handler's own promise is awaited)
+  if (answered instanceof Promise) {
+    answered.then((body: unknown) => {
+      if (!reply.sent && body !== undefined && body !== reply) reply.send(body);
+    }, fail);
+  }
 }

@@ -55,6 +55,9 @@ const ROWS: Row[] = [
     status: 400,
     code: "VALIDATION_FAILED",
     field: "body",
+    // Regression: Fastify's text/plain parser handed the route a string ("body must be of type
+    // object"). @see fuzz review 5
+    detail: /^Content-Type must be application\/json$/,
   },
   {
     name: "send: a form-encoded body",

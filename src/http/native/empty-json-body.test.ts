@@ -79,7 +79,7 @@ describe("an empty body under a JSON content type", () => {
     expect(poisoned.json()).toMatchObject({
       status: 400,
       field: "body",
-      detail: "The body is not valid JSON",
+      detail: "The body must not hold a __proto__ or constructor.prototype key",
     });
   });
 });

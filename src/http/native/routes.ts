@@ -9,6 +9,7 @@ import type { AccountRule, App, Purpose } from "../../core/types.js";
 import { secondsUntil, statusOf } from "../../core/verification/status.js";
 import { answerErrorsWith, setRetryAfter, toOtpError } from "../problem.js";
 import { answeredBug, answeredError, servedApp } from "../shared/answered-errors.js";
+import { refusingEncodedBodies, wordingJsonRefusals } from "../shared/body-parsers.js";
 import { refuseMalformedText } from "../shared/malformed-text.js";
 import { NATIVE_ERROR_STATUS, statusTitle } from "./error-map.js";
 import { type NativeOperation, problemResponses } from "./refusals.js";
@@ -355,16 +356,19 @@ export async function nativeApi(fastify: FastifyInstance, options: NativeApiOpti
  */
 function acceptEmptyJsonAsNoBody(fastify: FastifyInstance): void {
   const { onProtoPoisoning, onConstructorPoisoning } = fastify.initialConfig;
-  const parseJson = fastify.getDefaultJsonParser(
-    onProtoPoisoning ?? "error",
-    onConstructorPoisoning ?? "error",
+  // (worded and refusing compressed bodies as the root's parser is: shared/body-parsers.ts)
+  const parseJson = wordingJsonRefusals(
+    fastify.getDefaultJsonParser(onProtoPoisoning ?? "error", onConstructorPoisoning ?? "error"),
   );
   fastify.removeContentTypeParser("application/json");
-  fastify.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    if ((body as string).length === 0 && request.routeOptions.schema?.body === undefined)
-      return done(null, undefined);
-    return parseJson(request, body as string, done);
-  });
+  fastify.addContentTypeParser(
+    "application/json",
+    { parseAs: "string" },
+    refusingEncodedBodies<string>((request, body, done) => {
+      if (body.length === 0 && request.routeOptions.schema?.body === undefined) return done(null, undefined);
+      return parseJson(request, body, done);
+    }),
+  );
 }
 
 function keylessCaller(app: App | null): Caller {
