@@ -14,13 +14,14 @@ import {
 import { createRefusalTally } from "../observability/refusal-tally.js";
 import { createRequestIds } from "../observability/request-id.js";
 import { type DeliveryCallbacksOptions, deliveryCallbacks } from "./callbacks/routes.js";
+import { answerClientErrors, faceOfPath, type PathFace } from "./client-errors.js";
 import { guardConnections } from "./connection-guard.js";
 import { installCors } from "./cors.js";
 import { devApi } from "./dev/routes.js";
 import { renderCloudbaseError } from "./dialects/cloudbase/error-map.js";
-import { CLOUDBASE_PREFIX, cloudbaseDialect } from "./dialects/cloudbase/routes.js";
-import { fresnsDialect, isFresnsPath, renderFresnsError } from "./dialects/fresns/routes.js";
-import { IDAAS_PREFIX, idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
+import { cloudbaseDialect } from "./dialects/cloudbase/routes.js";
+import { fresnsDialect, renderFresnsError } from "./dialects/fresns/routes.js";
+import { idaasDialect, renderIdaasError } from "./dialects/idaas/routes.js";
 import { nativeApi, renderProblem } from "./native/routes.js";
 import { documentRoute, documentServedOnce, SECURITY_SCHEMES } from "./openapi.js";
 import { answerErrorsWith } from "./problem.js";
@@ -82,10 +83,19 @@ const BACKEND_FAULT_LOG_INTERVAL_MS = 60_000;
 // Distinct texts of backend failures tracked at once; more share one line a minute.
 const BACKEND_FAULT_LOG_KEYS = 100;
 
+// How each face answers a refusal made before any of its plugins sees the request.
+const RENDERERS: Record<PathFace, typeof renderProblem> = {
+  cloudbase: renderCloudbaseError,
+  idaas: renderIdaasError,
+  fresns: renderFresnsError,
+  native: renderProblem,
+};
+
 /** Builds the HTTP app: hooks, CORS, OpenAPI at /docs, health, and one plugin per API face. */
 export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInstance> {
   const { engine, devMode } = options;
   const proxies = trustedPeers(options.trustProxy);
+  const requestIds = createRequestIds();
   const fastify = Fastify({
     loggerInstance: options.logger,
     // A line per request would cost more than the request, and let a flood write the disk full.
@@ -102,7 +112,17 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     http: {
       connectionsCheckingInterval: Math.min(5_000, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS),
       headersTimeout: Math.min(HEADERS_TIMEOUT_MS, options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS),
+      // Node answers an HTTP/1.1 request without Host with a bare 400 of its own; it is refused
+      // in the face's shape instead, with the other checks every request passes (cors.ts).
+      requireHostHeader: false,
     },
+    // What Node's HTTP parser refuses (headers over 16 KiB, a malformed request line or chunk, a
+    // request that took too long) is answered in the shape of the face its path names, with a
+    // request id, rather than in Node's or Fastify's.
+    clientErrorHandler: answerClientErrors({
+      requestId: () => requestIds({ headers: {} }),
+      log: options.logger,
+    }),
     // Long enough for every id and token of every face, so an absurd one is refused by its
     // schema in the caller's error shape rather than by the router with a bare 414.
     routerOptions: { maxParamLength: 512 },
@@ -112,7 +132,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     // The caller's x-request-id is read by genReqId, which takes only a short, plain one: Fastify
     // would take any, and put all of it into every line its request logs.
     requestIdHeader: false,
-    genReqId: createRequestIds(),
+    genReqId: requestIds,
     // A request that arrives on a kept-alive connection while the server shuts down is served as
     // usual (Fastify tells its client the connection closes): the store stays open until the last
     // one is answered (server.ts). Fastify's own 503 would answer it in no face's shape.
@@ -129,11 +149,7 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
       );
       // Refused before the onRequest hooks, so the request id is set here.
       reply.header("x-request-id", request.id);
-      if (request.url.startsWith(`${CLOUDBASE_PREFIX}/`))
-        return renderCloudbaseError(refusal, request, reply);
-      if (request.url.startsWith(`${IDAAS_PREFIX}/`)) return renderIdaasError(refusal, request, reply);
-      if (isFresnsPath(request.url)) return renderFresnsError(refusal, request, reply);
-      return renderProblem(refusal, request, reply);
+      return RENDERERS[faceOfPath(request.url)](refusal, request, reply);
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
