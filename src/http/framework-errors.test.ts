@@ -127,6 +127,22 @@ describe("a body Fastify refuses", () => {
     expect(reply.statusCode, reply.body).toBe(201);
   });
 
+  it("is refused compressed on the 2022 SDK's captcha page form too, in CloudBase's shape", async () => {
+    const reply = await send({
+      method: "POST",
+      url: "/auth/v1/captcha/page",
+      headers: { "content-type": "application/x-www-form-urlencoded", "content-encoding": "gzip" },
+      payload: gzipSync("token=cc_x&key=abcd&redirect_uri=http%3A%2F%2Flocalhost%3A3000%2Fcb"),
+    });
+    expect(reply.statusCode, reply.body).toBe(400);
+    expect(reply.json()).toEqual({
+      error: "invalid_argument",
+      error_code: 4000,
+      error_description:
+        "Content-Encoding gzip is not supported: send the body uncompressed, without Content-Encoding",
+    });
+  });
+
   it("is worded as its face words it: IDaaS with its parameter error, Fresns with the text", async () => {
     const idaas = await send({
       method: "POST",

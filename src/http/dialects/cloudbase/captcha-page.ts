@@ -7,6 +7,7 @@ import { invalidField, OtpError } from "../../../core/errors.js";
 import type { App } from "../../../core/types.js";
 import { toOtpError } from "../../problem.js";
 import { answeredError } from "../../shared/answered-errors.js";
+import { refusingEncodedBodies } from "../../shared/body-parsers.js";
 import { cloudbaseErrorOf } from "./error-map.js";
 import {
   CaptchaInitBody,
@@ -173,12 +174,12 @@ export function registerLegacyCaptchaFlow(fastify: FastifyInstance, options: Leg
     pageForm.addContentTypeParser(
       "application/x-www-form-urlencoded",
       { parseAs: "string" },
-      (_request, body, done) => {
+      refusingEncodedBodies<string>((_request, body, done) => {
         // A repeated field keeps its first value; no prototype to pollute.
         const fields: Record<string, string> = Object.create(null);
-        for (const [name, value] of new URLSearchParams(String(body))) fields[name] ??= value;
+        for (const [name, value] of new URLSearchParams(body)) fields[name] ??= value;
         done(null, fields);
-      },
+      }),
     );
     pageForm
       .withTypeProvider<TypeBoxTypeProvider>()
