@@ -90,7 +90,7 @@ function refused(field: string, message: string): OtpError {
  * A face's error body for a refusal with this HTTP status: the face's words for the core code, the
  * status Node gives the refusal (a Fresns envelope too: no HTTP 200 to a request that was not one).
  */
-export function clientErrorBody(
+function clientErrorBody(
   face: PathFace,
   status: number,
   refusal: OtpError,
