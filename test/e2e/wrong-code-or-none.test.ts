@@ -2,7 +2,8 @@
  * A check by recipient (CloudBase's sign-up by code, Fresns's and IDaaS's code logins: the caller
  * names the contact and the code) answers a recipient with no pending code exactly as one whose
  * pending code was guessed wrong. Otherwise one free call, counted nowhere, would tell whether an
- * address was sent a code. (The native API checks by verification id only.)
+ * address was sent a code. (The native API checks by verification id only.) Fresns and IDaaS never
+ * counted attempts in a refusal: their wrong-code cases pin that, where CloudBase's was the fix.
  */
 import type { LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
@@ -90,5 +91,42 @@ describe("a check by recipient tells no pending code from a wrong one on no face
     expect(wrongCode.statusCode).toBe(400);
     expect(wrongCode.json().error_code, wrongCode.body).toBe("IDAAS.SDK.CAPTCHA.0007");
     expectAlike(wrongCode, await logIn(WITHOUT_CODE));
+  });
+
+  // Regression: an expired code was refused as such (CloudBase 4005, IDaaS CAPTCHA.1001) where no
+  // code was a wrong one: for a day, until the code was purged, one free call told whether the
+  // address had been sent a code. (Fresns answers both 33203 alike; a used code has left its slot.)
+  it("CloudBase: an expired code is answered as no code at all", async () => {
+    const { server, code } = await serverWithCodeFor("sign_up");
+    const signUp = (email: string, verification_code: string) =>
+      server.fastify.inject({
+        method: "POST",
+        url: "/auth/v1/signup",
+        payload: { email, verification_code, password: "s3cret-pass" },
+      });
+    server.clock.advanceSeconds(601);
+    const expired = await signUp(WITH_CODE, code);
+    expect(expired.json()).toMatchObject({ error: "invalid_verification_code", error_code: 4002 });
+    expectAlike(expired, await signUp(WITHOUT_CODE, code));
+  });
+
+  it("IDaaS: an expired code is answered as no code at all", async () => {
+    const { server, code } = await serverWithCodeFor("sign_in");
+    const logIn = (email: string) =>
+      server.fastify.inject({
+        method: "POST",
+        url: "/api/v2/sdk/login/email-verify-code",
+        headers: {
+          "x-client-id": "default",
+          "x-operating-sys-version": "windows10.1.1",
+          "x-device-fingerprint": "156aysdna213sc50",
+          "x-agent": "Mozilla/5.0",
+        },
+        payload: { email, verify_code: code },
+      });
+    server.clock.advanceSeconds(601);
+    const expired = await logIn(WITH_CODE);
+    expect(expired.json().error_code, expired.body).toBe("IDAAS.SDK.CAPTCHA.0007");
+    expectAlike(expired, await logIn(WITHOUT_CODE));
   });
 });

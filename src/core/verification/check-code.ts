@@ -43,6 +43,14 @@ const REFUSAL_ERRORS: Record<AttemptRefusal, OtpError["code"]> = {
   failure_budget: "TOO_MANY_ATTEMPTS",
 };
 
+/** Refusals that, checked by recipient, are answered as a wrong code (see `refusalOf`). */
+const TELLS_A_CODE_WAS_SENT: ReadonlySet<AttemptRefusal> = new Set([
+  "expired",
+  "canceled",
+  "approved",
+  "superseded",
+]);
+
 /**
  * Checks a code. The attempt is counted atomically *before* comparing (kratos
  * `persister_code.go`), so concurrent guesses cannot exceed the cap; the comparison is constant
@@ -189,11 +197,16 @@ function refusalOf(
   codeField: string,
 ): OtpError {
   if (outcome.kind === "not_found") {
-    // By recipient, "no pending code" must look exactly like a wrong code (see `wrongCode`), or it
-    // would tell an attacker which recipients have one.
     return "id" in ref
       ? new OtpError("VERIFICATION_NOT_FOUND", { details: { field: "id" } })
       : new OtpError("CODE_INVALID", { details: { field: codeField } });
+  }
+  // By recipient, "no pending code" must look exactly like a wrong code (see `wrongCode`), and so
+  // must a code that expired, was canceled or was used: each would tell, for free and as often as
+  // asked until the code is purged, that the recipient was sent one. A code worn out by guesses
+  // cannot pass for none; the guesses that wore it out were counted.
+  if (!("id" in ref) && TELLS_A_CODE_WAS_SENT.has(outcome.reason)) {
+    return new OtpError("CODE_INVALID", { details: { field: codeField } });
   }
   // A code worn out by wrong guesses never succeeds again; what may is a new code, so the wait
   // a 429 must carry (DESIGN.md) is the one the resend rule sets after a send.
