@@ -1,4 +1,4 @@
-import { couldNameApp, DEFAULT_APP_ID, MAX_CLIENT_ID_LENGTH, mergeTemplates } from "../core/apps/apps.js";
+import { appNameFlaw, DEFAULT_APP_ID, MAX_CLIENT_ID_LENGTH, mergeTemplates } from "../core/apps/apps.js";
 import { BUILT_IN_LOCALES, findTemplate } from "../core/messages/templates.js";
 import { DEFAULT_POLICY } from "../core/policy.js";
 import { parseAnyRecipient } from "../core/recipients.js";
@@ -29,8 +29,14 @@ export function appIssues(
     if (ids.has(app.id)) issues.push(`${at}/id: app "${app.id}" is declared twice`);
     ids.add(app.id);
     const clientId = app.clientId ?? app.id;
-    // (its length is the schema's to check) A request naming it is answered as naming no app.
-    if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) {
+    // Held to the rule a request's client id is (not to the schema's own count, which could differ
+    // from it): a request naming an app it refuses would be answered as naming no app.
+    const flaw = appNameFlaw(clientId, MAX_CLIENT_ID_LENGTH);
+    if (flaw === "length") {
+      issues.push(
+        `${at}/clientId: must not have more than ${MAX_CLIENT_ID_LENGTH} characters: no request could name the app`,
+      );
+    } else if (flaw === "characters") {
       issues.push(
         `${at}/clientId: must not contain control characters (line breaks, tabs, NUL, …), U+FFFD or unpaired surrogates: no request could name the app`,
       );

@@ -619,6 +619,30 @@ describe("loadConfig: apps across fields", () => {
     expect(found).toEqual([refusal(0), refusal(1), refusal(2)]);
   });
 
+  // Regression: the schema counted a client id's characters (code points) and the check above its
+  // UTF-16 units, so 65 emoji passed the one and were refused by the other as holding control
+  // characters. Both are now counted by the rule a request's client id is held to, a length by
+  // its own refusal. @see follow-up review of f03e61f
+  it("holds a client id to 128 characters, counted as a request's is, and says so", () => {
+    const emoji = "\u{1F600}";
+    const longest = loadConfig({
+      VERIFYD_CONFIG: configFile({ apps: [{ id: "a", clientId: emoji.repeat(128) }] }),
+    });
+    expect(longest.apps.map((app) => app.clientId)).toEqual([emoji.repeat(128)]);
+    const found = issues({
+      VERIFYD_CONFIG: configFile({
+        apps: [
+          { id: "a", clientId: "x".repeat(129) },
+          { id: "b", clientId: emoji.repeat(129) },
+          { id: "c", clientId: `${"x".repeat(200)}\u0000` },
+        ],
+      }),
+    });
+    const tooLong = (index: number) =>
+      `apps/${index}/clientId: must not have more than 128 characters: no request could name the app`;
+    expect(found).toEqual([tooLong(0), tooLong(1), tooLong(2)]);
+  });
+
   // Regression: a fixed code of another length than the app's codes was accepted, and a check
   // with it could never succeed. @see core review 6
   it("refuses a test recipient's code that is not codeLength digits, naming it", () => {

@@ -228,7 +228,8 @@ export const AppConfigSchema = Type.Object(
       description: "app id (lower case, digits, - and _)",
     }),
     clientId: Type.Optional(
-      Type.String({ minLength: 1, maxLength: 128, description: "public client id (default: id)" }),
+      // (its longest is checked with app-issues.ts, as a request's client id is)
+      Type.String({ minLength: 1, description: "public client id, at most 128 characters (default: id)" }),
     ),
     name: Type.Optional(
       Type.String({

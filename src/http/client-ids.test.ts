@@ -60,6 +60,21 @@ describe.each(MODES)("client ids no app can have ($mode)", ({ cluster }) => {
     expect(answer.json()).toMatchObject({ error: "invalid_argument" });
   });
 
+  // The send reads client_id in its onRequest, before the route's schema has checked the query:
+  // a repeated one is an array there, which must not reach the app directory (it takes text).
+  it("refuses a repeated client_id on the send as invalid, read before its schema", async () => {
+    for (const clientId of ["default", "nobody"]) {
+      const reply = await send({
+        method: "POST",
+        url: `/auth/v1/verification?client_id=${clientId}&client_id=${clientId}`,
+        headers: json,
+        payload: { email: "repeated@example.com" },
+      });
+      expect(reply.statusCode, reply.body).toBe(400);
+      expect(reply.json()).toMatchObject({ error: "invalid_argument" });
+    }
+  });
+
   // Regression: a NUL in the Basic header's client id reached PostgreSQL, which refused it
   // ("invalid byte sequence for encoding UTF8: 0x00"): 503 and a backend error logged, where
   // SQLite answered 404. @see fuzz review 2

@@ -21,6 +21,7 @@ import type { AppStore } from "../ports.js";
 import {
   APP_STALE_MAX_MS,
   AppDirectory,
+  appNameFlaw,
   couldNameApp,
   MAX_APP_ID_LENGTH,
   MAX_CLIENT_ID_LENGTH,
@@ -58,6 +59,21 @@ describe("AppDirectory: ids no app can have", () => {
     await t.updateApp({ clientId });
     expect((await t.engine.apps.byClientId(clientId))?.id).toBe("default");
   });
+
+  // Regression: the length was counted in UTF-16 units here and in characters by the config
+  // schema, so a client id of 65 to 128 emoji, which the schema let through, named no app.
+  // @see follow-up review of f03e61f
+  it("counts a client id's length in characters, as the config file's is counted", async () => {
+    t = await createTestEngine();
+    const clientId = "\u{1F600}".repeat(MAX_CLIENT_ID_LENGTH);
+    await t.updateApp({ clientId });
+    expect((await t.engine.apps.byClientId(clientId))?.id).toBe("default");
+    expect(t.engine.apps.peekByClientId(clientId)?.id).toBe("default");
+    expect(appNameFlaw(clientId, MAX_CLIENT_ID_LENGTH)).toBeUndefined();
+    expect(appNameFlaw(`${clientId}x`, MAX_CLIENT_ID_LENGTH)).toBe("length");
+    expect(appNameFlaw("x".repeat(2 * MAX_CLIENT_ID_LENGTH + 1), MAX_CLIENT_ID_LENGTH)).toBe("length");
+    expect(appNameFlaw("de\tfault", MAX_CLIENT_ID_LENGTH)).toBe("characters");
+  });
 });
 
 /** `store` with the look-ups by id and client id it is asked recorded. */
@@ -79,13 +95,10 @@ function countingAsks(store: AppStore): { store: AppStore; asked: unknown[] } {
   };
 }
 
-// What a request can name that no app can have: a repeated query parameter is an array, a JSON
-// body can hold any type, a Basic header any bytes (U+FFFD where they are not UTF-8).
-const NO_APP_NAMES: [string, unknown][] = [
-  ["an array (a repeated query parameter)", ["default", "default"]],
-  ["a number", 42],
-  ["null", null],
-  ["an object", { toString: () => "default" }],
+// What a request can name that no app can have: a Basic header holds any bytes (U+FFFD where they
+// are not UTF-8), a header or query any character. (A value that is not text, such as a repeated
+// query parameter, never gets here: http reads it as naming no app; see src/http/client-ids.test.ts.)
+const NO_APP_NAMES: [string, string][] = [
   ["a NUL", "de\u0000fault"],
   ["a control character", "de\u0001fault"],
   ["a tab", "de\tfault"],
@@ -148,6 +161,14 @@ describe.each(STORES)("AppDirectory: names no app can have (%s)", (_name, open) 
     expect(apps.peekById(value)).toBeNull();
     expect(apps.peekByClientId(value)).toBeNull();
     await expect(apps.requireByClientId(value, "cloudbase")).rejects.toMatchObject({ code: "APP_NOT_FOUND" });
+    expect(asked).toEqual([]);
+  });
+
+  it("answers a client id of more than 128 characters as no app, counting characters, not UTF-16 units", async () => {
+    asked.length = 0;
+    expect(await apps.byClientId("x".repeat(MAX_CLIENT_ID_LENGTH + 1))).toBeNull();
+    expect(await apps.byClientId("\u{1F600}".repeat(MAX_CLIENT_ID_LENGTH + 1))).toBeNull();
+    expect(apps.peekByClientId("\u{1F600}".repeat(MAX_CLIENT_ID_LENGTH + 1))).toBeNull();
     expect(asked).toEqual([]);
   });
 

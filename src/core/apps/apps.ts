@@ -69,9 +69,11 @@ const APP_CACHE_TTL_MS = 5_000;
 // revoked key: the CLI needs the store too, so none can be made during it) is not yet seen.
 export const APP_STALE_MAX_MS = 5 * 60_000;
 
-// The longest id and client id an app can have (the config schema's bounds; the CLI's are shorter).
-// A longer one names no app: it is answered without the store and never cached, so a flood of
-// made-up ids in 16 KB headers cannot fill the cache (10,000 of them held ~150 MB).
+// The longest id and client id an app can have, in characters (Unicode code points, as people
+// count them; an id of emoji is up to twice as long in UTF-16). A longer one names no app: it is
+// answered without the store and never cached, so a flood of made-up ids in 16 KB headers cannot
+// fill the cache (10,000 of them held ~150 MB). The config file is held to the same bounds by
+// `appNameFlaw` (the CLI's are shorter).
 export const MAX_APP_ID_LENGTH = 63;
 export const MAX_CLIENT_ID_LENGTH = 128;
 // What no app id or client id holds (the config file refuses it): a control character (C0, DEL,
@@ -80,18 +82,31 @@ export const MAX_CLIENT_ID_LENGTH = 128;
 const NEVER_IN_AN_ID = /[\p{Cc}\uFFFD]/u;
 
 /**
- * Whether `value` could be an app's id (`maxLength` MAX_APP_ID_LENGTH) or client id
- * (MAX_CLIENT_ID_LENGTH): text of that length at most, without what NEVER_IN_AN_ID names or an
- * unpaired surrogate. What a request names is checked before any store is asked, so every store
- * answers a value no app can have alike, as no app: a repeated query parameter (an array), a NUL.
+ * Why no app could have `value` as its id (`maxLength` MAX_APP_ID_LENGTH) or client id
+ * (MAX_CLIENT_ID_LENGTH): "length" for more than `maxLength` characters, "characters" for what
+ * NEVER_IN_AN_ID names or an unpaired surrogate; undefined when an app could. The one rule for
+ * what a request names (checked before any store is asked, so that every store answers a value no
+ * app can have alike: as no app) and for what the config file declares.
  */
-export function couldNameApp(value: unknown, maxLength: number): value is string {
-  return (
-    typeof value === "string" &&
-    value.length <= maxLength &&
-    !NEVER_IN_AN_ID.test(value) &&
-    value.isWellFormed()
-  );
+export function appNameFlaw(value: string, maxLength: number): "length" | "characters" | undefined {
+  // (the length first: a 16 KB value is refused without a scan)
+  if (!hasAtMostCodePoints(value, maxLength)) return "length";
+  if (NEVER_IN_AN_ID.test(value) || !value.isWellFormed()) return "characters";
+  return undefined;
+}
+
+/** Whether an app could have `value` as its id or client id (`appNameFlaw` finds nothing). */
+export function couldNameApp(value: string, maxLength: number): boolean {
+  return appNameFlaw(value, maxLength) === undefined;
+}
+
+function hasAtMostCodePoints(value: string, maxLength: number): boolean {
+  // A code point is one or two UTF-16 units: only a value between the two bounds is counted.
+  if (value.length <= maxLength) return true;
+  if (value.length > 2 * maxLength) return false;
+  let count = 0;
+  for (const _ of value) if (++count > maxLength) return false;
+  return true;
 }
 
 interface CacheEntry {
@@ -123,14 +138,14 @@ export class AppDirectory {
     private readonly globalTemplates: TemplateSet = {},
   ) {}
 
-  // The lookups take `unknown`, not only a string: what a request names reaches them from headers,
-  // queries and bodies, and a value of another type (a repeated query parameter) names no app.
-  byId(id: unknown): Promise<App | null> {
+  // What a request names is text by the time it gets here (http reads a repeated query parameter,
+  // an array, as naming no app); whether an app could have it is checked here, for every face.
+  byId(id: string): Promise<App | null> {
     if (!couldNameApp(id, MAX_APP_ID_LENGTH)) return Promise.resolve(null);
     return this.cached(`id:${id}`, () => this.store.get(id));
   }
 
-  byClientId(clientId: unknown): Promise<App | null> {
+  byClientId(clientId: string): Promise<App | null> {
     if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) return Promise.resolve(null);
     return this.cached(`client:${clientId}`, () => this.store.getByClientId(clientId));
   }
@@ -143,13 +158,13 @@ export class AppDirectory {
    * `byId` without waiting, when the answer is cached (undefined otherwise): a hook that can decide
    * synchronously skips a promise round on the hottest refusal path.
    */
-  peekById(id: unknown): App | null | undefined {
+  peekById(id: string): App | null | undefined {
     if (!couldNameApp(id, MAX_APP_ID_LENGTH)) return null;
     return this.peek(`id:${id}`);
   }
 
   /** `byClientId` without waiting, when the answer is cached (undefined otherwise). */
-  peekByClientId(clientId: unknown): App | null | undefined {
+  peekByClientId(clientId: string): App | null | undefined {
     if (!couldNameApp(clientId, MAX_CLIENT_ID_LENGTH)) return null;
     return this.peek(`client:${clientId}`);
   }
@@ -160,7 +175,7 @@ export class AppDirectory {
   }
 
   /** The app named by a client id, enabled and served on `face`, or the OtpError the face renders. */
-  async requireByClientId(clientId: unknown, face: Face): Promise<App> {
+  async requireByClientId(clientId: string, face: Face): Promise<App> {
     return requireServed(await this.byClientId(clientId), face, "client_id");
   }
 

@@ -168,12 +168,14 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
 
   /**
    * `client_id` from the query, an x-client-id / client_id header, the body, or the username of a
-   * Basic header, in that order.
+   * Basic header, in that order. Only text is handed on: a query read before the route's schema
+   * checked it (the send's onRequest) may hold an array, a repeated `client_id`, which names no
+   * app here (the schema then refuses it).
    */
   function clientIdOf(request: FastifyRequest, bodyClientId?: string): string | undefined {
-    const query = request.query as { client_id?: string } | undefined;
+    const fromQuery = (request.query as { client_id?: unknown } | undefined)?.client_id;
+    if (fromQuery !== undefined) return typeof fromQuery === "string" ? fromQuery : undefined;
     return (
-      query?.client_id ??
       headerValue(request, "x-client-id") ??
       headerValue(request, "client_id") ??
       bodyClientId ??
