@@ -75,9 +75,11 @@ describe.each(MODES)("client ids no app can have ($mode)", ({ cluster }) => {
     }
   });
 
-  // Regression: a NUL in the Basic header's client id reached PostgreSQL, which refused it
-  // ("invalid byte sequence for encoding UTF8: 0x00"): 503 and a backend error logged, where
+  // Regression (the NUL): a NUL in the Basic header's client id reached PostgreSQL, which refused
+  // it ("invalid byte sequence for encoding UTF8: 0x00"): 503 and a backend error logged, where
   // SQLite answered 404. @see fuzz review 2
+  // The control character and the bytes that are not UTF-8 are characterisation cases: both stores
+  // already answered them as unknown; they pin that every store and mode still answers alike.
   it.for([
     ["a NUL", basic("de\u0000fault")],
     ["a control character", basic("de\u0001fault")],
@@ -100,6 +102,9 @@ describe.each(MODES)("client ids no app can have ($mode)", ({ cluster }) => {
     },
   );
 
+  // A characterisation test, not a regression one: both stores already answered these as unknown
+  // (none holds a NUL, which headers cannot carry); it pins that every face, store and mode still
+  // answers a client id no app can have exactly as an unknown one.
   it("answers a Fresns app id or an IDaaS client id with a control character as it answers an unknown one", async () => {
     const fresns = (appId: string) =>
       send({
