@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 import Fastify, { type LightMyRequestResponse } from "fastify";
 import { afterEach, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer, type TestServerOptions } from "../../../../test/harness.js";
@@ -1365,6 +1366,49 @@ describe("CloudBase 400: bad input never answers 5xx", () => {
       "invalid_argument",
       4000,
     );
+  });
+
+  // Regression: a __proto__ key and a gzipped body were both "The body is not valid JSON", and a
+  // plain body labelled gzip was read as if it were plain. @see fuzz review 5 (its follow-up)
+  it("says what is wrong with a __proto__ key or a compressed body, under each media type it reads", async () => {
+    await start();
+    let peer = 0;
+    const deviceId = { "x-device-id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0" };
+    const sendRaw = (payload: string | Buffer, headers: Headers) =>
+      t.fastify.inject({
+        method: "POST",
+        url: "/auth/v1/verification",
+        payload,
+        headers,
+        remoteAddress: `198.51.100.${++peer}`,
+      });
+    const body = (email: string) => JSON.stringify({ email, target: "ANY" });
+    const refusedAs = (reply: LightMyRequestResponse, description: string) => {
+      expectError(reply, 400, "invalid_argument", 4000);
+      expect(reply.json().error_description).toBe(description);
+    };
+    const notSupported =
+      "Content-Encoding gzip is not supported: send the body uncompressed, without Content-Encoding";
+    for (const [index, contentType] of ["application/json", "text/plain;charset=UTF-8"].entries()) {
+      const headers = { "content-type": contentType, ...deviceId };
+      const gzip = { ...headers, "content-encoding": "gzip" };
+      refusedAs(
+        await sendRaw(body("proto@example.com").replace("{", '{"__proto__":{"x":1},'), headers),
+        "The body must not hold a __proto__ or constructor.prototype key",
+      );
+      refusedAs(await sendRaw(gzipSync(body("zipped@example.com")), gzip), notSupported);
+      refusedAs(await sendRaw(body("labelled@example.com"), gzip), notSupported);
+      const identity = await sendRaw(body(`identity${index}@example.com`), {
+        ...headers,
+        "content-encoding": "identity",
+      });
+      expect(identity.statusCode, identity.body).toBe(200);
+    }
+    await t.deliverAll();
+    expect(t.email.messages.map((message) => message.to).sort()).toEqual([
+      "identity0@example.com",
+      "identity1@example.com",
+    ]);
   });
 
   // Regression (fix review B 2): x-request-id opened it too, which front proxies add to every

@@ -8,6 +8,7 @@ import { parseRecipient } from "../../../core/recipients.js";
 import type { Account, AccountRule, App, Channel, Purpose, TokenRecord } from "../../../core/types.js";
 import { answerErrorsWith } from "../../problem.js";
 import { countRefusal, servedApp } from "../../shared/answered-errors.js";
+import { refusingEncodedBodies, wordingJsonRefusals } from "../../shared/body-parsers.js";
 import { corsOnlyBodyParser } from "../../shared/cors-only-body.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import {
@@ -135,18 +136,19 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
     return reply.code(status).send(body);
   });
   // The captcha and sign-out calls are documented with an empty body; clients still send
-  // `Content-Type: application/json` with it, which Fastify would refuse.
-  const jsonParser = app.getDefaultJsonParser("error", "error");
-  const parseJson: FastifyBodyParser<string | Buffer> = (request, body, done) => {
-    const text = typeof body === "string" ? body : body.toString("utf8");
-    if (text.trim() === "") {
+  // `Content-Type: application/json` with it, which Fastify would refuse. A refused body says what
+  // is wrong with it (a __proto__ key, a Content-Encoding), as the root's parser does
+  // (shared/body-parsers.ts).
+  const jsonParser = wordingJsonRefusals(app.getDefaultJsonParser("error", "error"));
+  const readJson: FastifyBodyParser<string> = (request, body, done) => {
+    if (body.trim() === "") {
       done(null, {});
       return;
     }
-    jsonParser(request, text, done);
+    jsonParser(request, body, done);
   };
   app.removeContentTypeParser("application/json");
-  app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
+  app.addContentTypeParser("application/json", { parseAs: "string" }, refusingEncodedBodies(readJson));
   // The SDK's default request posts `JSON.stringify(body)` through fetch with no Content-Type, which
   // browsers label text/plain, and Tencent's own HTTP examples post it with curl's --data-raw and no
   // Content-Type, which curl labels application/x-www-form-urlencoded. Either body is read as JSON
@@ -156,10 +158,13 @@ async function cloudbaseRoutes(fastify: FastifyInstance, options: CloudbaseDiale
   // Not x-request-id, which the SDK sends too: front proxies add that one to every request. And
   // never a request the browser says it sent without CORS (Sec-Fetch-Mode, which no page can set).
   // Otherwise a route that reads a body refuses it as it would any other media type ("Content-Type
-  // must be application/json"), and one that reads none (captcha/data) ignores it.
-  const parseJsonBesideDeviceId = corsOnlyBodyParser(
-    (request) => headerValue(request, "x-device-id") !== undefined,
-    (request, body, done) => parseJson(request, body, done),
+  // must be application/json"), and one that reads none (captcha/data) ignores it. A compressed
+  // body is refused before any of that, as under application/json.
+  const parseJsonBesideDeviceId = refusingEncodedBodies(
+    corsOnlyBodyParser(
+      (request) => headerValue(request, "x-device-id") !== undefined,
+      (request, body, done) => readJson(request, body, done),
+    ),
   );
   for (const contentType of ["text/plain", "application/x-www-form-urlencoded"]) {
     app.removeContentTypeParser(contentType);
