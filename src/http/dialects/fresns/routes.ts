@@ -1,5 +1,5 @@
 import { isIP } from "node:net";
-import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { errorCodes, type FastifyInstance, type FastifyReply, type FastifyRequest } from "fastify";
 import { getCountries, getCountryCallingCode } from "libphonenumber-js/max";
 import { contactOf } from "../../../core/accounts/account-rules.js";
 import type { IssuedSession } from "../../../core/accounts/account-service.js";
@@ -15,6 +15,7 @@ import type { Account, AccountRule, App, Channel, Purpose } from "../../../core/
 import type { CheckCodeInput, CheckTarget } from "../../../core/verification/check-code.js";
 import { answerErrorsWith, setRetryAfter, toOtpError } from "../../problem.js";
 import { answeredBug, answeredError, countRefusal, servedApp } from "../../shared/answered-errors.js";
+import { refusingEncodedBodies } from "../../shared/body-parsers.js";
 import { corsOnlyBodyParser } from "../../shared/cors-only-body.js";
 import { refuseMalformedText } from "../../shared/malformed-text.js";
 import { clientAddressSpokenFor, type TrustedPeers } from "../../shared/trusted-peers.js";
@@ -146,16 +147,30 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   // The route schemas document the wire for /docs; the bodies are validated by `validateBody`,
   // which follows Laravel's order, messages and numeric strings as Fresns clients expect.
   fastify.setValidatorCompiler(() => () => true);
+  // Both parsers refuse a compressed body (none is decoded here), in the 30000 envelope.
   fastify.removeContentTypeParser("application/json");
-  fastify.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
-    const text = String(body);
-    if (text.trim() === "") return done(null, {});
-    try {
-      done(null, JSON.parse(text));
-    } catch {
-      done(invalidInput(contextOf(request).lang, "json", "body"), undefined);
-    }
-  });
+  fastify.addContentTypeParser(
+    "application/json",
+    { parseAs: "string" },
+    refusingEncodedBodies<string>((request, body, done) => {
+      if (body.trim() === "") return done(null, {});
+      let parsed: unknown;
+      try {
+        parsed = JSON.parse(body);
+      } catch {
+        // On a path no route serves, refused as what Fastify's parser refuses, so that the path is
+        // answered as the unknown route it is (answerErrorsWith), not as a bad body of a route.
+        done(
+          request.is404
+            ? new errorCodes.FST_ERR_CTP_INVALID_JSON_BODY()
+            : invalidInput(contextOf(request).lang, "json", "body"),
+          undefined,
+        );
+        return;
+      }
+      done(null, parsed);
+    }),
+  );
   // Laravel reads form posts as well as JSON; some Fresns clients post forms. Only beside an
   // X-Fresns-* header, as every Fresns client sends (its app id, its language): an HTML form on
   // any site, which waits for no CORS preflight, made each visitor's browser send codes from the
@@ -163,8 +178,10 @@ export async function fresnsDialect(fastify: FastifyInstance, options: FresnsDia
   fastify.addContentTypeParser(
     "application/x-www-form-urlencoded",
     { parseAs: "string" },
-    corsOnlyBodyParser(carriesFresnsHeader, (_request, body, done) =>
-      done(null, Object.fromEntries(new URLSearchParams(body))),
+    refusingEncodedBodies(
+      corsOnlyBodyParser(carriesFresnsHeader, (_request, body, done) =>
+        done(null, Object.fromEntries(new URLSearchParams(body))),
+      ),
     ),
   );
   fastify.setErrorHandler(answerErrorsWith(renderFresnsError));
