@@ -1,4 +1,5 @@
-import { describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it } from "vitest";
+import { createTestServer, type TestServer } from "../../../test/harness.js";
 import { malformedTextField } from "./malformed-text.js";
 
 describe("malformedTextField", () => {
@@ -30,5 +31,31 @@ describe("malformedTextField", () => {
     const depth = 50_000;
     const deep = JSON.parse(`${"[".repeat(depth)}"\\u0000"${"]".repeat(depth)}`);
     expect(malformedTextField(deep)).toMatch(/^0(\.0)+$/);
+  });
+});
+
+// Regression: a path no route serves with a NUL in it was refused as a field named `*` (CloudBase
+// 400 invalid_argument, Fresns 30000) where any other unknown path is answered as unknown.
+describe("an unknown path holding a NUL", () => {
+  let t: TestServer | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  it("is answered as the unknown route it is, on every face", async () => {
+    t = await createTestServer();
+    const get = (url: string) => (t as TestServer).fastify.inject({ method: "GET", url });
+    const cloudbase = await get("/auth/v1/user/me%00");
+    expect(cloudbase.statusCode).toBe(404);
+    expect(cloudbase.json()).toMatchObject({ error: "not_found", error_code: 4040 });
+    expect((await get("/api/v2/account/detail%00")).statusCode).toBe(404);
+    const native = await get("/v1/nowhere%00");
+    expect(native.statusCode).toBe(404);
+    expect(native.json()).toMatchObject({ status: 404 });
+    // a real route's parameter is still refused, naming it
+    const param = await get("/v1/verifications/vf_x%00");
+    expect(param.statusCode).toBe(400);
+    expect(param.json()).toMatchObject({ code: "VALIDATION_FAILED", field: "id" });
   });
 });

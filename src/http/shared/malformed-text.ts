@@ -14,6 +14,9 @@ import { invalidField } from "../../core/errors.js";
  */
 export function refuseMalformedText(fastify: FastifyInstance): void {
   fastify.addHook("preValidation", (request, _reply, done) => {
+    // A path no route serves is answered as the unknown route it is; its one parameter (`*`, the
+    // whole path) is no field of any API.
+    if (request.is404) return done();
     const field =
       malformedTextField(request.body) ??
       malformedTextField(request.query) ??
