@@ -40,6 +40,7 @@ export function createEngine(deps: EngineDeps) {
       counters: deps.counters,
       clock: deps.clock,
       logger: deps.logger,
+      secrets: deps.secrets,
     }),
     checkCode: (input: CheckCodeInput) => checkCode(deps, input),
     redeemToken: (input: RedeemTokenInput) => redeemToken(deps, input),

@@ -1,9 +1,11 @@
 import { scryptSync } from "node:crypto";
 import { afterEach, describe, expect, it } from "vitest";
 import { otpError } from "../../../test/fakes/otp-error.js";
-import { createTestEngine, type TestEngine } from "../../../test/fakes/test-engine.js";
+import { createTestEngine, SECRET_A, type TestEngine } from "../../../test/fakes/test-engine.js";
 import { OtpError } from "../errors.js";
+import { sha256Hex } from "../ids.js";
 import type { Logger } from "../ports.js";
+import { CodeSecrets } from "../secrets.js";
 import type { Account } from "../types.js";
 import { createAccountService } from "./account-service.js";
 import { verifyPassword } from "./passwords.js";
@@ -229,7 +231,13 @@ describe("a rotated refresh token presented again", () => {
       warn: (fields, message) => warnings.push({ fields, message }),
     };
     const { accounts: directory, counters } = t.backend;
-    const accounts = createAccountService({ accounts: directory, counters, clock: t.clock, logger });
+    const accounts = createAccountService({
+      accounts: directory,
+      counters,
+      clock: t.clock,
+      logger,
+      secrets: new CodeSecrets([SECRET_A]),
+    });
     const ann = await accounts.create({ app, email: "ann@example.com" });
     const first = await accounts.createSession(app, ann, 3600, "cloudbase");
     const second = await accounts.rotateSession(app, first.token, 3600, "cloudbase");
@@ -251,6 +259,101 @@ describe("a rotated refresh token presented again", () => {
     expect(await accounts.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
     expect(await accounts.rotateSession(app, "rt_made-up", 3600, "cloudbase")).toBeNull();
     expect(warnings).toHaveLength(1);
+  });
+});
+
+// Regression: a token that named a live session's chain ended that session whatever its secret
+// part held, and logged a theft, so that anyone who saw a refresh token's first 26 characters
+// could sign its owner out. Now only a token whose MAC verifies is taken as issued.
+// @see .scratch review: a made-up CloudBase refresh token ends the real session
+describe("a made-up refresh token naming a real chain", () => {
+  /** The account service over the test engine's stores under `secrets`, logging its warnings. */
+  async function serviceUnder(secrets: string[]) {
+    const warnings: string[] = [];
+    const quiet = () => {};
+    const logger: Logger = {
+      debug: quiet,
+      info: quiet,
+      error: quiet,
+      warn: (_fields, message) => warnings.push(message ?? ""),
+    };
+    const { accounts: directory, counters } = t.backend;
+    const service = createAccountService({
+      accounts: directory,
+      counters,
+      clock: t.clock,
+      logger,
+      secrets: new CodeSecrets(secrets),
+    });
+    return { service, warnings };
+  }
+
+  it("is refused by a refresh and a sign-out, and ends nothing, logging no theft", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { service: accounts, warnings } = await serviceUnder([SECRET_A]);
+    const ann = await accounts.create({ app, email: "ann@example.com" });
+    const first = await accounts.createSession(app, ann, 3600, "cloudbase");
+    const rotated = await accounts.rotateSession(app, first.token, 3600, "cloudbase");
+    const live = rotated?.session.token ?? "";
+    t.clock.advanceSeconds(31);
+
+    const named = live.slice(0, "rt_".length + 22 + 1);
+    const madeUp = [
+      `${named}forged`,
+      `${named}x`,
+      // the shape of a real one's secret part, and the shape of one minted before the MAC
+      `${named}${"A".repeat(32)}`,
+      `${live.slice(0, -1)}${live.endsWith("A") ? "B" : "A"}`,
+    ];
+    for (const token of madeUp) {
+      expect(await accounts.rotateSession(app, token, 3600, "cloudbase")).toBeNull();
+      await accounts.revokeSession(app, token, "cloudbase");
+    }
+    expect((await accounts.resolveSession(app, live, "cloudbase"))?.id).toBe(ann.id);
+    expect(warnings).toEqual([]);
+    // while the token it really replaced still ends it
+    expect(await accounts.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
+    expect(await accounts.resolveSession(app, live, "cloudbase")).toBeNull();
+    expect(warnings).toEqual(["a rotated refresh token was used again; its session is ended"]);
+  });
+
+  it("keeps catching, after a secret's rotation, a token issued under the previous secret", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const before = await serviceUnder([SECRET_A]);
+    const ann = await before.service.create({ app, email: "ann@example.com" });
+    const first = await before.service.createSession(app, ann, 3600, "cloudbase");
+    const second = await before.service.rotateSession(app, first.token, 3600, "cloudbase");
+
+    const { service: after } = await serviceUnder(["secret-b-0123456789abcdef", SECRET_A]);
+    const third = await after.rotateSession(app, second?.session.token ?? "", 3600, "cloudbase");
+    const live = third?.session.token ?? "";
+    expect(await after.resolveSession(app, live, "cloudbase")).not.toBeNull();
+    // replaced two rotations ago, under the secret before: found by its chain
+    expect(await after.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
+    expect(await after.resolveSession(app, live, "cloudbase")).toBeNull();
+  });
+
+  it("takes a token minted before the MAC by its hash: the rotation that replaced it ends the session", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const { service: accounts } = await serviceUnder([SECRET_A]);
+    const ann = await accounts.create({ app, email: "ann@example.com" });
+    const opened = await accounts.createSession(app, ann, 3600, "cloudbase");
+    // as builds before the MAC minted it: the chain, a dot, 192 random bits
+    const chain = opened.token.slice("rt_".length, "rt_".length + 22);
+    const legacy = `rt_${chain}.${"L".repeat(32)}`;
+    const session = await t.backend.accounts.findSession(app.id, sha256Hex(opened.token), t.clock.nowMs());
+    if (!session) throw new Error("the session is missing");
+    await t.backend.accounts.createSession({ ...session, tokenHash: sha256Hex(legacy) });
+
+    const rotated = await accounts.rotateSession(app, legacy, 3600, "cloudbase");
+    const live = rotated?.session.token ?? "";
+    expect(live.startsWith(`rt_${chain}.`)).toBe(true);
+    t.clock.advanceSeconds(31);
+    expect(await accounts.rotateSession(app, legacy, 3600, "cloudbase")).toBeNull();
+    expect(await accounts.resolveSession(app, live, "cloudbase")).toBeNull();
   });
 });
 

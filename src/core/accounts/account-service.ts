@@ -1,9 +1,11 @@
+import { createHmac } from "node:crypto";
 import { clientAddressOf } from "../abuse/abuse-rules.js";
 import { isOtpError, OtpError, type OtpErrorCode } from "../errors.js";
 import { newId, newSecretToken, randomBytesFromPool, sha256Hex } from "../ids.js";
 import { ruleName } from "../policy.js";
 import type { AccountChanges, AccountDirectory, Clock, CounterStore, Logger, Session } from "../ports.js";
 import { foldedAddress } from "../recipients.js";
+import { type CodeSecrets, equalInConstantTime } from "../secrets.js";
 import type { Account, App, Channel } from "../types.js";
 import {
   decoyCompare,
@@ -77,6 +79,8 @@ export interface AccountServiceDeps {
   counters: CounterStore;
   clock: Clock;
   logger: Logger;
+  /** the server's secrets: a rotating token's chain is signed under a key derived from them */
+  secrets: Pick<CodeSecrets, "allDerivedKeys">;
 }
 
 export interface NewAccountInput {
@@ -146,13 +150,68 @@ const REFRESH_RETRY_GRACE_MS = 30_000;
  */
 const chainKeyOf = (tag: string): string => sha256Hex(tag);
 
-/** A new session token of `kind`; a rotating kind's carries `tag`, else a new one drawn. */
-function newSessionToken(kind: SessionKind, tag?: string): { token: string; chainKey?: string } {
-  const prefix = SESSION_TOKEN_PREFIXES[kind];
-  if (!ROTATING_KINDS.has(kind)) return { token: newSecretToken(prefix) };
-  const chain = tag ?? randomBytesFromPool(16).toString("base64url");
-  const token = `${prefix}_${chain}.${randomBytesFromPool(24).toString("base64url")}`;
-  return { token, chainKey: chainKeyOf(chain) };
+// What a rotating token's secret part is: 96 random bits, then the first 96 bits of their MAC,
+// each 16 base64url characters (12 bytes encode without padding), 32 in all as before the MAC.
+const RANDOM_PART_BYTES = 12;
+const RANDOM_PART_CHARS = 16;
+const CHAIN_MAC_CHARS = 16;
+
+/** What a rotating token's MAC keys are derived for (`CodeSecrets.allDerivedKeys`). */
+const CHAIN_MAC_PURPOSE = "verifyd refresh token chain";
+
+/** The MAC that shows a rotating token of `kind` in `chain` with this random part was issued. */
+function chainMac(key: Buffer, kind: SessionKind, chain: string, random: string): string {
+  return createHmac("sha256", key)
+    .update(`${kind}\0${chain}\0${random}`)
+    .digest("base64url")
+    .slice(0, CHAIN_MAC_CHARS);
+}
+
+/**
+ * Session tokens under the server's secrets. A rotating kind's token names its chain, which
+ * whoever saw any token of the session knows (a log that keeps a token's first characters, say),
+ * so the chain alone must never end a session: its secret part carries a MAC of (kind, chain,
+ * random part), and only a token whose MAC verifies is taken as issued (`issuedChainTagOf`).
+ */
+function sessionTokens(secrets: Pick<CodeSecrets, "allDerivedKeys">) {
+  // Newest first: tokens are signed under the newest secret and verified under every one, so a
+  // secret's rotation keeps the reuse detection of the tokens issued before it.
+  const macKeys = secrets.allDerivedKeys(CHAIN_MAC_PURPOSE);
+  return {
+    /** A new session token of `kind`; a rotating kind's carries `tag`, else a new one drawn. */
+    mint(kind: SessionKind, tag?: string): { token: string; chainKey?: string } {
+      const prefix = SESSION_TOKEN_PREFIXES[kind];
+      if (!ROTATING_KINDS.has(kind)) return { token: newSecretToken(prefix) };
+      const chain = tag ?? randomBytesFromPool(16).toString("base64url");
+      const random = randomBytesFromPool(RANDOM_PART_BYTES).toString("base64url");
+      const token = `${prefix}_${chain}.${random}${chainMac(macKeys[0]!, kind, chain, random)}`;
+      return { token, chainKey: chainKeyOf(chain) };
+    },
+
+    /**
+     * The chain tag of a rotating kind's token whose MAC verifies under any secret; undefined for
+     * any other. Such a token was issued by this server, so presented after its rotation it may
+     * end its chain's session. One without a valid MAC is made up, or was minted before tokens
+     * had one (those are 32 random characters): both are taken as tokens before chains were, by
+     * their hash alone (`findSessionRotatedFrom`), which only an issued token matches. A token
+     * from before the MAC, replaced several rotations ago, is thus no longer caught, which ends
+     * with the sessions opened before it; a made-up one naming a real chain ends nothing.
+     */
+    issuedChainTagOf(kind: SessionKind, token: string): string | undefined {
+      const tag = chainTagOf(kind, token);
+      if (tag === undefined) return undefined;
+      const secretPart = token.slice(SESSION_TOKEN_PREFIXES[kind].length + 1 + tag.length + 1);
+      if (secretPart.length !== RANDOM_PART_CHARS + CHAIN_MAC_CHARS) return undefined;
+      const random = secretPart.slice(0, RANDOM_PART_CHARS);
+      const mac = secretPart.slice(RANDOM_PART_CHARS);
+      let verified = false;
+      // Every key is tried even after a match, so the time taken tells nothing of which matched.
+      for (const key of macKeys) {
+        if (equalInConstantTime(chainMac(key, kind, tag, random), mac)) verified = true;
+      }
+      return verified ? tag : undefined;
+    },
+  };
 }
 
 /** The chain tag a rotating kind's token names; undefined for a token minted before chains. */
@@ -169,6 +228,7 @@ function chainTagOf(kind: SessionKind, token: string): string | undefined {
  */
 export function createAccountService(deps: AccountServiceDeps) {
   const { accounts, counters, clock, logger } = deps;
+  const tokens = sessionTokens(deps.secrets);
   const lockKey = (accountId: string) => `login-failures:${accountId}`;
   /**
    * Clears the failed logins under `key` (an account's, or a name's no account has) once a login
@@ -345,8 +405,9 @@ export function createAccountService(deps: AccountServiceDeps) {
    * none. A rotated refresh token presented again may come from its owner or from a thief holding
    * a copy, and the server cannot tell which, so the session it became ends, and with it whoever
    * refreshed first (RFC 9700 §4.14.2). Found by the token's chain, whatever rotations came
-   * since; a token minted before chains, by the one rotation that replaced it. Run only once the
-   * token has named no live session.
+   * since, only for a token that shows it was issued (`issuedChainTagOf`): a made-up token
+   * naming a real chain ends nothing. Any other token, by the one rotation that replaced it (its
+   * hash, which only an issued token has). Run only once the token has named no live session.
    */
   async function endSessionRotatedFrom(
     app: App,
@@ -354,7 +415,7 @@ export function createAccountService(deps: AccountServiceDeps) {
     token: string,
     nowMs: number,
   ): Promise<Session | null> {
-    const tag = chainTagOf(kind, token);
+    const tag = tokens.issuedChainTagOf(kind, token);
     const successor = tag
       ? await accounts.findSessionOfChain(app.id, chainKeyOf(tag), nowMs)
       : await accounts.findSessionRotatedFrom(app.id, sha256Hex(token), nowMs);
@@ -574,7 +635,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       ttlSeconds: number,
       kind: SessionKind,
     ): Promise<IssuedSession> {
-      const { token, chainKey } = newSessionToken(kind);
+      const { token, chainKey } = tokens.mint(kind);
       const expiresAtMs = clock.nowMs() + ttlSeconds * 1000;
       // Opened under the credentials `account` was read with: if a new password came since
       // (a login in flight while it was set), the session is dead from the start.
@@ -631,7 +692,7 @@ export function createAccountService(deps: AccountServiceDeps) {
       const now = clock.nowMs();
       // A token minted before chains starts one: its session's next tokens carry it.
       const tag = chainTagOf(kind, token);
-      const { token: nextToken, chainKey } = newSessionToken(kind, tag);
+      const { token: nextToken, chainKey } = tokens.mint(kind, tag);
       const next = { token: nextToken, expiresAtMs: now + ttlSeconds * 1000 };
       const tokenHash = sha256Hex(token);
       const nextHash = sha256Hex(next.token);

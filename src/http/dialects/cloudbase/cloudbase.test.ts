@@ -383,6 +383,39 @@ describe("CloudBase 200: the journeys", () => {
     expect((await post("/auth/v1/revoke", { token: "rt_unknown" })).statusCode).toBe(200);
   });
 
+  // Regression: a made-up refresh token naming a live session's chain (its first 26 characters)
+  // ended that session, by refresh or revoke, and logged a theft that never happened. Now a token
+  // must carry a MAC under the server's secret before its chain may end anything.
+  it("ends no session for a made-up refresh token naming its chain, by refresh or revoke", async () => {
+    await start();
+    const first = await signUp("ivy@example.com");
+    const refreshed = await post("/auth/v1/token", {
+      grant_type: "refresh_token",
+      refresh_token: first.refresh_token,
+    });
+    expect(refreshed.statusCode, refreshed.body).toBe(200);
+    const live = refreshed.json() as Creds;
+    t.clock.advanceSeconds(31);
+    const named = live.refresh_token.slice(0, "rt_".length + 22 + 1);
+
+    for (const forged of [`${named}forged`, `${named}${"A".repeat(32)}`]) {
+      expectError(
+        await post("/auth/v1/token", { grant_type: "refresh_token", refresh_token: forged }),
+        400,
+        "invalid_grant",
+        4015,
+      );
+    }
+    expect((await post("/auth/v1/revoke", { token: `${named}x` })).statusCode).toBe(200);
+
+    expect((await get("/auth/v1/user/me", bearer(live.access_token))).statusCode).toBe(200);
+    const again = await post("/auth/v1/token", {
+      grant_type: "refresh_token",
+      refresh_token: live.refresh_token,
+    });
+    expect(again.statusCode, again.body).toBe(200);
+  });
+
   it("lets a token from a send without usage sign up; a REGISTER token is refused at sign-in unspent", async () => {
     await start();
     const token = await verified({ email: "hal@example.com", usage: "REGISTER" }, "hal@example.com");
