@@ -79,6 +79,7 @@ export interface ReverifyInput {
  * sign-up, and the account is removed again.
  */
 export async function signUp(deps: AccountStepDeps, input: SignUpInput): Promise<Account> {
+  refuseUnusableUsername(input);
   if ("token" in input.proof) return signUpWithToken(deps, input, input.proof);
   return proveThen(
     deps,
@@ -244,6 +245,39 @@ async function proveThen<Checked, Result>(
     },
   });
   return act((checked as { value: Checked }).value, { channel: token.channel, address: token.to });
+}
+
+/**
+ * What no username may hold, whichever face signs it up (all faces share one namespace per app):
+ * control, format and separator characters that are not a plain space (a zero-width space or a
+ * byte-order mark makes a look-alike of a taken name, a right-to-left override shows another,
+ * CR LF splits a log line), unpaired surrogates (no text at all), and an '@' (CloudBase's
+ * `loginAccount` reads a name holding one as an email, so the account could never sign in by it).
+ */
+const USERNAME_FORBIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}@]/u;
+
+/**
+ * Refuses, as VALIDATION_FAILED naming the face's field, a username no face could show or sign in
+ * by: one with a character `USERNAME_FORBIDDEN` names, empty or with whitespace at either end
+ * (whitespace only, too), or starting with '+' (CloudBase reads it as a phone number). What a
+ * face takes today stays good: CloudBase's `^[A-Za-z0-9_-]{5,24}$`, IDaaS's digits (a `user_name`
+ * sent as a number) and names in any script. Checked before the proof, which a refusal keeps.
+ */
+function refuseUnusableUsername(input: SignUpInput): void {
+  const { username } = input;
+  if (username === undefined) return;
+  const unusable =
+    username === "" ||
+    username.trim() !== username ||
+    username.startsWith("+") ||
+    USERNAME_FORBIDDEN.test(username);
+  if (unusable) {
+    throw new OtpError("VALIDATION_FAILED", {
+      message:
+        "A username may not be blank, start with '+', hold '@', control or invisible characters, or start or end with a space",
+      details: { field: input.fields.username ?? "username" },
+    });
+  }
 }
 
 /** Refuses a sign-up whose contact or username another account has, naming the field. */

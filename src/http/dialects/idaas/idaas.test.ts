@@ -399,6 +399,38 @@ describe("journeys", () => {
     expectOk(await sendCode("email", ANN, "REGISTER_EMS", pass));
   });
 
+  // Regression: user_name was checked for length only, so "alice", "alice\u200b" and "\ufeffalice"
+  // became three look-alike accounts, control characters were stored, and names that CloudBase's
+  // sign-in reads as a phone number or an email (all faces share one namespace) could never sign
+  // in there. @see .scratch review: IDaaS user_name accepts any text
+  it("refuses a user_name with invisible or control characters, an '@' or a leading '+', keeping the code", async () => {
+    t = await open();
+    expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)));
+    const code = await deliveredCode("email", ANN);
+    for (const userName of [
+      "alice\u200b",
+      "\ufeffalice",
+      "\u202ealice",
+      "a\r\nb",
+      " ",
+      "+8613800138000",
+      "bob@shop.example",
+    ]) {
+      const refused = await post("/api/v2/sdk/register/email-verify-code", {
+        email: ANN,
+        verify_code: code,
+        user_name: userName,
+      });
+      expectError(refused, "PARAM.1001");
+    }
+    const registered = await post("/api/v2/sdk/register/email-verify-code", {
+      email: ANN,
+      verify_code: code,
+      user_name: "alice",
+    });
+    expect(registered.statusCode, registered.body).toBe(200);
+  });
+
   it("refuses a second registration of a contact registered since the code was sent", async () => {
     t = await open();
     expectOk(await sendCode("email", ANN, "REGISTER_EMS", await passFor(ANN)));

@@ -88,7 +88,10 @@ const password = (description: string) =>
 const registerFields = {
   verify_code: digits(CODE_MAX, "the code"),
   pwd: password("password (8-128 characters); optional"),
-  user_name: digits(64, "user name; unique in the app"),
+  user_name: digits(
+    64,
+    "user name; unique in the app: no control or invisible characters, no @, no leading + or space",
+  ),
   ...profileSchema,
   extension: Type.Optional(
     Type.Record(
