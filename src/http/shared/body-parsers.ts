@@ -12,13 +12,20 @@ export function refusingEncodedBodies<Body extends string | Buffer>(
 ): FastifyBodyParser<Body> {
   return (request, body, done) => {
     const encoding = request.headers["content-encoding"];
-    if (encoding !== undefined && encoding.trim().toLowerCase() !== "identity") {
+    if (encoding !== undefined && COMPRESSION.test(encoding)) {
       done(encodedBodyRefusal(encoding), undefined);
       return;
     }
     return parse(request, body, done);
   };
 }
+
+/**
+ * A Content-Encoding naming a compression, alone or in a list (`gzip, br`). Any other value is
+ * ignored, as it was before compressed bodies were refused: Java clients often send
+ * `Content-Encoding: UTF-8` (Apache HttpClient's `setContentEncoding("UTF-8")`) beside a plain body.
+ */
+const COMPRESSION = /(?:^|,)\s*(?:x-)?(?:gzip|deflate|br|zstd|compress)\s*(?:,|$)/i;
 
 /**
  * Fastify's JSON parser (`getDefaultJsonParser`, which refuses `__proto__` and
@@ -63,7 +70,7 @@ export function isBodyFramingRefusal(error: unknown): boolean {
 
 function encodedBodyRefusal(encoding: string): OtpError {
   // (the header's value as sent would put any text into the answer; a known coding is named)
-  const named = /^(gzip|x-gzip|deflate|br|zstd|compress)$/i.test(encoding.trim())
+  const named = /^(x-)?(gzip|deflate|br|zstd|compress)$/i.test(encoding.trim())
     ? ` ${encoding.trim().toLowerCase()}`
     : "";
   return invalidField(
