@@ -109,7 +109,8 @@ export async function checkCode(deps: EngineDeps, input: CheckCodeInput): Promis
   // Best-effort: the answer is the same either way.
   if (!approved) {
     await deps.store.refundAttempt(app.id, record.id, failureKey, now).catch(() => undefined);
-    throw new OtpError("CODE_ALREADY_USED");
+    // (by recipient, as a one-step store answers the race's loser: see `refusalOf`)
+    throw "id" in ref ? new OtpError("CODE_ALREADY_USED") : wrongCode(record, ref, codeField);
   }
   const approvedRecord: CodeRecord = { ...record, status: "approved" };
   await noteVerifiedSms(deps, app, approvedRecord, now);
