@@ -1,4 +1,4 @@
-import type { FastifyRequest, InjectOptions, LightMyRequestResponse } from "fastify";
+import type { FastifyRequest, HTTPMethods, InjectOptions, LightMyRequestResponse } from "fastify";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { backendMissing, missingReason, probePostgres, probeRedis } from "../../test/cluster/backends.js";
 import { redisKeyCounts } from "../../test/cluster/key-counts.js";
@@ -307,6 +307,11 @@ interface Mutation {
   target: string;
   /** composable mutations edit one field/header/query key and may be stacked in random combos */
   composable: boolean;
+  /**
+   * the request must be answered as the face's unknown route where no route serves its method and
+   * path: a check of the answer's shape alone passes a bad-body refusal, which shares it
+   */
+  unknownRoute?: true;
   apply(req: Req): void;
 }
 
@@ -660,6 +665,22 @@ function inCallersShape(face: Face, status: number, contentType: string, body: u
       );
     default:
       return problem;
+  }
+}
+
+/** Whether an answer is its face's to a path no route serves (each face's not-found handler). */
+function unknownRouteAnswer(face: Face, status: number, body: unknown): boolean {
+  const fields = (body ?? {}) as Record<string, unknown>;
+  if (status !== 404) return false;
+  switch (face) {
+    case "cloudbase":
+      return fields.error_code === 4040;
+    case "idaas":
+      return typeof fields.error_code === "string" && fields.error_code.endsWith("PARAM.1006");
+    case "fresns":
+      return fields.code === 404;
+    default:
+      return fields.code === "ROUTE_NOT_FOUND";
   }
 }
 
@@ -1544,6 +1565,7 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
       label: "another method, with malformed JSON",
       target: "",
       composable: false,
+      unknownRoute: true,
       apply(req) {
         req.method = req.method === "PATCH" ? "PUT" : "PATCH";
         req.payload = '{"a":';
@@ -1828,6 +1850,14 @@ describe.each(PASSES)("bad-input fuzzer over every route ($title)", (pass) => {
       else if (!inCallersShape(face, status, contentType, parsed))
         fail(status, reply.body, `a ${status} not in the ${face} face's shape`);
     }
+    // Regression: Fresns answered PATCH /api/v2/common/send-verify-code with a body not JSON as
+    // that route's bad body (200, code 30000), which the shape check above let pass.
+    if (
+      mutation.some((step) => step.unknownRoute) &&
+      !server.fastify.hasRoute({ method: req.method as HTTPMethods, url: route.path }) &&
+      !unknownRouteAnswer(face, status, parsed)
+    )
+      fail(status, reply.body, `not the ${face} face's unknown-route answer`);
     if (production) {
       // A CORS grant lets another site's page read the answer: only ever to the requesting origin,
       // and only if an app allows it.
