@@ -1,6 +1,9 @@
 import { connect } from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
+import type { FastifyInstance } from "fastify";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createTestServer, type TestServer } from "../../test/harness.js";
+import { buildHttpApp } from "./app.js";
 
 /**
  * What Node's HTTP parser refuses never reaches Fastify: it is answered by the app's
@@ -23,13 +26,16 @@ interface RawAnswer {
   closed: boolean;
 }
 
+// Between the pieces of a request written in several: each reaches the parser as a chunk of its own.
+const PIECE_GAP_MS = 50;
+
 /**
- * Writes `request` as is and reads the first answer: until the server closes, or 200 ms after the
- * whole body arrived (a kept-alive connection), or 2 s.
+ * Writes `request` as is (a list: piece by piece, PIECE_GAP_MS apart) and reads the first answer:
+ * until the server closes, or 200 ms after the whole body arrived (a kept-alive connection), or 2 s.
  */
-function raw(request: string | Buffer): Promise<RawAnswer> {
+function raw(request: string | Buffer | readonly string[], to = port): Promise<RawAnswer> {
   return new Promise((resolve, reject) => {
-    const socket = connect(port, "127.0.0.1");
+    const socket = connect(to, "127.0.0.1");
     let text = "";
     let timer = setTimeout(() => finish(false), 2_000);
     const parsed = () => {
@@ -61,7 +67,15 @@ function raw(request: string | Buffer): Promise<RawAnswer> {
     });
     socket.on("close", () => finish(true));
     socket.on("error", reject);
-    socket.write(request);
+    if (typeof request === "string" || Buffer.isBuffer(request)) socket.write(request);
+    else
+      void (async () => {
+        for (const piece of request) {
+          if (socket.destroyed) return;
+          socket.write(piece);
+          await sleep(PIECE_GAP_MS);
+        }
+      })();
   });
 }
 
@@ -136,5 +150,87 @@ describe("a request Node's HTTP parser refuses", () => {
     // HTTP/1.0 has no Host to require.
     const older = await raw("GET /healthz HTTP/1.0\r\n\r\n");
     expect(older.status, older.body).toBe(200);
+  });
+});
+
+// Regression: the path was read from the start of the chunk the parser failed in (`rawPacket`), so
+// a request that arrived in pieces, and every timeout, was answered as native whatever its path
+// named. @see review of 0870546
+describe("a refused request that arrived in pieces", () => {
+  const cloudbaseHead =
+    "POST /auth/v1/verification HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n";
+
+  it("is answered in the face of the path its complete headers named", async () => {
+    const cloudbase = await raw([`${cloudbaseHead}Transfer-Encoding: chunked\r\n\r\n`, "zz\r\n"]);
+    expect(cloudbase.status, cloudbase.body).toBe(400);
+    expect(JSON.parse(cloudbase.body)).toMatchObject({
+      error: "invalid_argument",
+      error_code: 4000,
+      error_description: "The request is not valid HTTP/1.1",
+    });
+    const fresns = await raw([
+      "POST /api/v2/account/login?x=1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+      "zz\r\n",
+    ]);
+    expect(fresns.status, fresns.body).toBe(400);
+    expect(JSON.parse(fresns.body)).toMatchObject({ code: 30000 });
+    expect(cloudbase.closed && fresns.closed).toBe(true);
+  });
+
+  // Characterisation: what the parser refuses before the headers are complete names a path only in
+  // the chunk that holds the request line; past it, none is known.
+  it("is answered as native when its headers never completed and the request line came before", async () => {
+    const answer = await raw([cloudbaseHead, `${hugeHeader}\r\n`]);
+    expect(answer.status, answer.body).toBe(431);
+    expect(answer.headers["content-type"]).toMatch(/^application\/problem\+json/);
+  });
+});
+
+describe("a request that did not arrive in time", () => {
+  // The harness's server keeps the 30-s request timeout: an app of its own is built with a short one
+  // over the same engine.
+  let quick: FastifyInstance;
+  let quickPort: number;
+  beforeAll(async () => {
+    quick = await buildHttpApp({
+      engine: t.engine,
+      logger: t.fastify.log,
+      devMode: true,
+      devInbox: t.server.backend.devInbox,
+      defaultCountry: "CN",
+      trustProxy: [],
+      disposableEmailDomains: [],
+      ready: async () => true,
+      requestTimeoutMs: 300,
+    });
+    await quick.listen({ host: "127.0.0.1", port: 0 });
+    quickPort = (quick.server.address() as { port: number }).port;
+  });
+  afterAll(() => quick?.close());
+
+  // Regression: a timeout has no rawPacket, so every 408 was problem+json. @see review of 0870546
+  it("is answered 408 in the face its complete headers named, and closed", async () => {
+    const answer = await raw(
+      "POST /auth/v1/verification HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\n\r\n{",
+      quickPort,
+    );
+    expect(answer.status, answer.body).toBe(408);
+    expect(JSON.parse(answer.body)).toMatchObject({
+      error: "invalid_argument",
+      error_description: "The request did not arrive in time",
+    });
+    expect(answer.headers["x-request-id"]).toEqual(expect.any(String));
+    expect(answer.closed).toBe(true);
+  });
+
+  // Characterisation: with its headers unfinished, the request names no path Node gives.
+  it("is answered 408 as native when its headers did not complete", async () => {
+    const answer = await raw("POST /auth/v1/verification HTTP/1.1\r\nHost: x\r\n", quickPort);
+    expect(answer.status, answer.body).toBe(408);
+    expect(JSON.parse(answer.body)).toMatchObject({
+      status: 408,
+      code: "VALIDATION_FAILED",
+      field: "request",
+    });
   });
 });

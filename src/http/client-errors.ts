@@ -20,8 +20,16 @@ export function faceOfPath(path: string): PathFace {
   return "native";
 }
 
-/** A request Node's HTTP parser refused (`clientError`): `rawPacket` is a Buffer of what arrived. */
+/**
+ * A request Node's HTTP parser refused (`clientError`): `rawPacket` is a Buffer of the chunk the
+ * parser was reading when it failed (none for a timeout), not necessarily the request's start.
+ */
 type ClientError = Error & { code?: string; rawPacket?: unknown };
+
+/** The socket of a `clientError`: Node's parser holds the request whose headers it completed. */
+type ClientSocket = Socket & {
+  parser?: { incoming?: { url?: unknown; complete?: boolean } | null } | null;
+};
 
 // How much of what arrived is searched for the request line's path: a request line longer than
 // this is a refusal (of its headers' size) whichever face it is answered in.
@@ -31,14 +39,14 @@ const REQUEST_LINE_SCAN_BYTES = 8 * 1024;
  * Fastify's `clientErrorHandler`: a request Node's HTTP parser refuses (headers over 16 KiB, a
  * malformed request line, header or chunk, a request that took too long to arrive) never reaches
  * Fastify, and Node's or Fastify's answer to it has no face's shape and no request id. Here it is
- * answered in the shape of the face its path names (when the request line can be read) with a
+ * answered in the shape of the face its path names (where it is known: `requestPathOf`) with a
  * request id of its own, told in `x-request-id` and logged, and the connection is closed, since
  * what follows on it cannot be read.
  */
 export function answerClientErrors(options: {
   requestId: () => string;
   log: FastifyBaseLogger;
-}): (error: ClientError, socket: Socket) => void {
+}): (error: ClientError, socket: ClientSocket) => void {
   return (error, socket) => {
     // A reset connection has no one to answer.
     if (error.code === "ECONNRESET" || socket.destroyed) return;
@@ -46,7 +54,7 @@ export function answerClientErrors(options: {
     const { status, refusal } = refusalOf(error);
     options.log.debug({ err: error, requestId }, "request refused by the HTTP parser");
     if (socket.writable) {
-      const path = requestPathOf(error.rawPacket);
+      const path = requestPathOf(error, socket);
       const { contentType, body } = clientErrorBody(faceOfPath(path ?? "/"), status, refusal);
       const text = JSON.stringify(body);
       socket.write(
@@ -124,8 +132,18 @@ function clientErrorBody(
   }
 }
 
-/** The path of the request line at the start of `packet` (`METHOD /path HTTP/1.1`), if it is one. */
-function requestPathOf(packet: unknown): string | undefined {
+/**
+ * The path of the refused request, where it can be known: the request Node's parser holds once its
+ * headers are complete (a bad chunk, a stalled body), else a request line at the start of the chunk
+ * that failed. Headers that never completed name none when the fault came in a later chunk than the
+ * request line, or with no chunk (stalled): answered as native.
+ */
+function requestPathOf(error: ClientError, socket: ClientSocket): string | undefined {
+  const incoming = socket.parser?.incoming;
+  // (a complete request is one already read, not the one refused)
+  if (incoming && !incoming.complete && typeof incoming.url === "string")
+    return /^[^?#]*/.exec(incoming.url)?.[0];
+  const packet = error.rawPacket;
   if (!Buffer.isBuffer(packet)) return undefined;
   const head = packet.subarray(0, REQUEST_LINE_SCAN_BYTES).toString("latin1");
   return /^[A-Z]+ (\/[^ ?#\r\n]*)/.exec(head)?.[1];
