@@ -102,6 +102,14 @@ describe("signUp", () => {
       "",
       "+8613800138000",
       "bob@shop.example",
+      // invisible beside a taken name, though no format character (review of 158ecb1)
+      "alice\u034f",
+      "alice\ufe0f",
+      "alice\u3164",
+      "alice\u115f",
+      "alice\u200d",
+      "\u200calice",
+      "Jose\u0301",
     ];
     for (const username of unusable) {
       const refused = await otpError(signUp({ code }, { username }));
@@ -113,7 +121,19 @@ describe("signUp", () => {
 
   it("takes the usernames the faces take today: CloudBase's shape, digits, any script, inner spaces", async () => {
     t = await createTestEngine();
-    for (const [index, username] of ["ann_1-x", "10086", "Zoë Li", "张三", "a+b", "O'Brien"].entries()) {
+    for (const [index, username] of [
+      "ann_1-x",
+      "10086",
+      "Zoë Li",
+      "张三",
+      "a+b",
+      "O'Brien",
+      "José",
+      // joiners inside words of scripts that need them: Persian, Devanagari, an emoji sequence
+      "Mehdi \u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+      "\u0915\u094d\u200d\u0937",
+      "\u{1f468}\u200d\u{1f469}\u200d\u{1f467}",
+    ].entries()) {
       const code = await sentCode(`user${index}@example.com`, "sign_up");
       expect(await signUp({ code }, { username })).toMatchObject({ username });
     }

@@ -249,17 +249,27 @@ async function proveThen<Checked, Result>(
 
 /**
  * What no username may hold, whichever face signs it up (all faces share one namespace per app):
- * control, format and separator characters that are not a plain space (a zero-width space or a
- * byte-order mark makes a look-alike of a taken name, a right-to-left override shows another,
- * CR LF splits a log line), unpaired surrogates (no text at all), and an '@' (CloudBase's
+ * control, format, invisible (default-ignorable) and separator characters that are not a plain
+ * space (a zero-width space, a variation selector or a Hangul filler makes a look-alike of a taken
+ * name, a right-to-left override shows another, CR LF splits a log line), unpaired surrogates (no
+ * text at all), and an '@' (CloudBase's
  * `loginAccount` reads a name holding one as an email, so the account could never sign in by it).
  */
-const USERNAME_FORBIDDEN = /[\p{Cc}\p{Cf}\p{Cs}\p{Zl}\p{Zp}@]/u;
+const USERNAME_FORBIDDEN =
+  /[\p{Cc}\p{Cs}\p{Zl}\p{Zp}@]|(?![\u200c\u200d])[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
+
+/**
+ * A zero-width non-joiner or joiner out of place. Persian words, Indic conjuncts and emoji
+ * sequences need them between two characters of their own (RFC 5892's CONTEXTJ rule, simplified):
+ * only beside a space, an ASCII character or an end of the name do they make a look-alike.
+ */
+const JOINER_OUT_OF_PLACE = /(?:^|[ -~\s])[\u200c\u200d]|[\u200c\u200d](?:$|[ -~\s])/u;
 
 /**
  * Refuses, as VALIDATION_FAILED naming the face's field, a username no face could show or sign in
  * by: one with a character `USERNAME_FORBIDDEN` names, empty or with whitespace at either end
- * (whitespace only, too), or starting with '+' (CloudBase reads it as a phone number). What a
+ * (whitespace only, too), starting with '+' (CloudBase reads it as a phone number), or not in
+ * Unicode NFC (a second account under a name that shows as a taken one). What a
  * face takes today stays good: CloudBase's `^[A-Za-z0-9_-]{5,24}$`, IDaaS's digits (a `user_name`
  * sent as a number) and names in any script. Checked before the proof, which a refusal keeps.
  */
@@ -270,7 +280,10 @@ function refuseUnusableUsername(input: SignUpInput): void {
     username === "" ||
     username.trim() !== username ||
     username.startsWith("+") ||
-    USERNAME_FORBIDDEN.test(username);
+    USERNAME_FORBIDDEN.test(username) ||
+    JOINER_OUT_OF_PLACE.test(username) ||
+    // one name on screen, two accounts: "José" typed composed and decomposed
+    username.normalize("NFC") !== username;
   if (unusable) {
     throw new OtpError("VALIDATION_FAILED", {
       message:
