@@ -335,6 +335,21 @@ describe("a made-up refresh token naming a real chain", () => {
     expect(await after.resolveSession(app, live, "cloudbase")).toBeNull();
   });
 
+  it("mints under the newest secret, so a token minted beside an old secret is caught once it has gone", async () => {
+    t = await createTestEngine();
+    const app = await t.app();
+    const during = await serviceUnder(["secret-b-0123456789abcdef", SECRET_A]);
+    const ann = await during.service.create({ app, email: "ann@example.com" });
+    const first = await during.service.createSession(app, ann, 3600, "cloudbase");
+    const second = await during.service.rotateSession(app, first.token, 3600, "cloudbase");
+
+    const { service: after } = await serviceUnder(["secret-b-0123456789abcdef"]);
+    const third = await after.rotateSession(app, second?.session.token ?? "", 3600, "cloudbase");
+    const live = third?.session.token ?? "";
+    expect(await after.rotateSession(app, first.token, 3600, "cloudbase")).toBeNull();
+    expect(await after.resolveSession(app, live, "cloudbase")).toBeNull();
+  });
+
   it("takes a token minted before the MAC by its hash: the rotation that replaced it ends the session", async () => {
     t = await createTestEngine();
     const app = await t.app();
