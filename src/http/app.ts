@@ -28,7 +28,7 @@ import { answerErrorsWith } from "./problem.js";
 import { countRefusal, tellBackendFault } from "./shared/answered-errors.js";
 import { strictJsonParser } from "./shared/body-parsers.js";
 import { writeRepliesTogether } from "./shared/replies-together.js";
-import { readForwardedClients, trustedPeers } from "./shared/trusted-peers.js";
+import { forwardedClientReader, trustedPeers } from "./shared/trusted-peers.js";
 
 export interface HttpAppOptions {
   engine: Engine;
@@ -153,8 +153,6 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
     },
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, allErrors: false } },
   });
-  // Before every other hook: from here on `request.ip` is the client's address without a port.
-  if (options.trustProxy.length > 0) readForwardedClients(fastify);
   // What fails outside every face's plugin (a body refused on a path no route serves, a bug in a
   // route of the root) is answered as native problem+json, not in Fastify's own shape.
   fastify.setErrorHandler(answerErrorsWith(renderProblem));
@@ -193,6 +191,8 @@ export async function buildHttpApp(options: HttpAppOptions): Promise<FastifyInst
   });
 
   installCors(fastify, {
+    // first on every request: from there on `request.ip` is the client's address without a port
+    ...(options.trustProxy.length > 0 ? { readClient: forwardedClientReader() } : {}),
     anyOrigin: devMode,
     loadOrigins: async () => {
       const apps = await engine.apps.list();

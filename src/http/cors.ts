@@ -10,6 +10,8 @@ export interface CorsOptions {
   cacheMs: number;
   /** the clock of the cache (ms) */
   now?: () => number;
+  /** run first on every request, where the client's address is read (`forwardedClientReader`) */
+  readClient?: (request: FastifyRequest) => void;
 }
 
 // Each face has its own request headers (X-Fresns-*, x-device-id, X-device-fingerprint, …): the
@@ -50,6 +52,7 @@ export function installCors(fastify: FastifyInstance, options: CorsOptions): voi
   fastify.addHook(
     "onRequest",
     (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) => {
+      options.readClient?.(request);
       reply.header("x-request-id", request.id);
       reply.header("vary", "Origin");
       // Node's own check is off (app.ts): it answered a bare 400 in no face's shape.

@@ -6,7 +6,7 @@ import { parseTrustProxyEntry } from "../../config/trust-proxy.js";
 import {
   forwardedAddressOf,
   forwardedClientOf,
-  readForwardedClients,
+  forwardedClientReader,
   trustedPeers,
 } from "./trusted-peers.js";
 
@@ -129,7 +129,7 @@ describe("forwardedClientOf", () => {
   });
 });
 
-describe("readForwardedClients", () => {
+describe("forwardedClientReader", () => {
   /** A bare app behind the proxies `trusted` that answers its `request.ip`; the lines it logs. */
   async function echoApp(trusted: string[]) {
     const lines: Record<string, unknown>[] = [];
@@ -144,7 +144,11 @@ describe("readForwardedClients", () => {
       logger: { level: "warn", stream },
       trustProxy: (address: string) => peers.has(address),
     });
-    readForwardedClients(app);
+    const readClient = forwardedClientReader();
+    app.addHook("onRequest", (request, _reply, done) => {
+      readClient(request);
+      done();
+    });
     app.get("/", async (request) => ({ ip: request.ip, redefined: Object.hasOwn(request, "ip") }));
     await app.ready();
     const answerTo = async (forwardedFor: string | undefined, remoteAddress = "127.0.0.1") => {
