@@ -475,6 +475,14 @@ describe("CloudBase 200: the journeys", () => {
     expectError(await send({ email: "jo@example.com", target: "USER" }), 404, "user_not_found", 4004);
   });
 
+  // Regression: a Basic username over 128 UTF-16 units was read as no client id, so the call was
+  // served by `default` (or the bearer's app), where a query client_id no app has is unknown.
+  it("answers a Basic client id no app has as unknown, however long", async () => {
+    await start({ apps: [{ id: "shop" }] });
+    const tooLong = await send({ email: "long@example.com" }, basic("c".repeat(129), "server-secret"));
+    expectError(tooLong, 404, "not_found", 4017);
+  });
+
   it("takes the app of an anonymous call from a Basic header or a verifyd access token, and ignores a publishable key", async () => {
     await start({ apps: [{ id: "shop" }] });
     const token = await verified({ email: "max@example.com" }, "max@example.com", "?client_id=shop");

@@ -648,8 +648,9 @@ function basicClientIdOf(request: FastifyRequest): string | undefined {
   if (!match) return undefined;
   const credentials = Buffer.from(match[1] as string, "base64").toString("utf8");
   const colon = credentials.indexOf(":");
-  // A client_id is 1-128 characters wherever else it is given (schemas.ts).
-  return colon > 0 && colon <= 128 ? credentials.slice(0, colon) : undefined;
+  // Whatever its length: one no app can have is an unknown client (the app directory judges it),
+  // as it is in the query; read as absent, the request was served by the bearer's app or `default`.
+  return colon > 0 ? credentials.slice(0, colon) : undefined;
 }
 
 function headerValue(request: FastifyRequest, name: string): string | undefined {
