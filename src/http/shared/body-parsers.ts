@@ -21,11 +21,13 @@ export function refusingEncodedBodies<Body extends string | Buffer>(
 }
 
 /**
- * A Content-Encoding naming a compression, alone or in a list (`gzip, br`). Any other value is
+ * A Content-Encoding naming a compression (or encryption: aes128gcm) registered with IANA, alone or
+ * in a list (`gzip, br`). Any other value is
  * ignored, as it was before compressed bodies were refused: Java clients often send
  * `Content-Encoding: UTF-8` (Apache HttpClient's `setContentEncoding("UTF-8")`) beside a plain body.
  */
-const COMPRESSION = /(?:^|,)\s*(?:x-)?(?:gzip|deflate|br|zstd|compress)\s*(?:,|$)/i;
+const COMPRESSION =
+  /(?:^|,)\s*(?:x-)?(?:gzip|deflate|br|zstd|compress|pack200-gzip|aes128gcm|dcb|dcz|exi)\s*(?:,|$)/i;
 
 /**
  * Fastify's JSON parser (`getDefaultJsonParser`, which refuses `__proto__` and
