@@ -37,6 +37,21 @@ async function serverWithCodeFor(purpose: Purpose): Promise<{ server: TestServer
 
 const wrong = (code: string) => (code === "000000" ? "000001" : "000000");
 
+/** IDaaS's login by email code, from the device headers its SDK sends. */
+function idaasCodeLogIn(server: TestServer, email: string, code: string): Promise<LightMyRequestResponse> {
+  return server.fastify.inject({
+    method: "POST",
+    url: "/api/v2/sdk/login/email-verify-code",
+    headers: {
+      "x-client-id": "default",
+      "x-operating-sys-version": "windows10.1.1",
+      "x-device-fingerprint": "156aysdna213sc50",
+      "x-agent": "Mozilla/5.0",
+    },
+    payload: { email, verify_code: code },
+  });
+}
+
 function expectAlike(wrongCode: LightMyRequestResponse, noCode: LightMyRequestResponse): void {
   expect(noCode.statusCode).toBe(wrongCode.statusCode);
   expect(noCode.body).toBe(wrongCode.body);
@@ -75,18 +90,7 @@ describe("a check by recipient tells no pending code from a wrong one on no face
 
   it("IDaaS: login by email code", async () => {
     const { server, code } = await serverWithCodeFor("sign_in");
-    const logIn = (email: string) =>
-      server.fastify.inject({
-        method: "POST",
-        url: "/api/v2/sdk/login/email-verify-code",
-        headers: {
-          "x-client-id": "default",
-          "x-operating-sys-version": "windows10.1.1",
-          "x-device-fingerprint": "156aysdna213sc50",
-          "x-agent": "Mozilla/5.0",
-        },
-        payload: { email, verify_code: wrong(code) },
-      });
+    const logIn = (email: string) => idaasCodeLogIn(server, email, wrong(code));
     const wrongCode = await logIn(WITH_CODE);
     expect(wrongCode.statusCode).toBe(400);
     expect(wrongCode.json().error_code, wrongCode.body).toBe("IDAAS.SDK.CAPTCHA.0007");
@@ -112,18 +116,7 @@ describe("a check by recipient tells no pending code from a wrong one on no face
 
   it("IDaaS: an expired code is answered as no code at all", async () => {
     const { server, code } = await serverWithCodeFor("sign_in");
-    const logIn = (email: string) =>
-      server.fastify.inject({
-        method: "POST",
-        url: "/api/v2/sdk/login/email-verify-code",
-        headers: {
-          "x-client-id": "default",
-          "x-operating-sys-version": "windows10.1.1",
-          "x-device-fingerprint": "156aysdna213sc50",
-          "x-agent": "Mozilla/5.0",
-        },
-        payload: { email, verify_code: code },
-      });
+    const logIn = (email: string) => idaasCodeLogIn(server, email, code);
     server.clock.advanceSeconds(601);
     const expired = await logIn(WITH_CODE);
     expect(expired.json().error_code, expired.body).toBe("IDAAS.SDK.CAPTCHA.0007");
